@@ -1,0 +1,29 @@
+//! The Kubernetes API machinery that needs no I/O.
+//!
+//! - [`catalog`]: every served resource (group, version, kind, plural, scope, short names,
+//!   categories, verbs, subresources) with the [`Strategy`] that shapes its objects.
+//! - [`strategy`]: per-resource rules: defaulting, validation, what create and update may
+//!   change, field selectors, table rows.
+//! - [`patch`]: JSON patch, JSON merge patch and strategic merge patch.
+//! - [`selector`]: label and field selectors.
+//! - [`validation`]: name rules and field errors.
+//! - [`status`]: the `Status` error shape every failure is answered with.
+//! - [`object`]: access to `metadata` on objects kept as JSON.
+//!
+//! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
+//! included. This crate never touches the network, the disk or the clock of a server; the
+//! apiserver crate passes time and identities in.
+
+pub mod catalog;
+pub mod object;
+pub mod patch;
+pub mod selector;
+pub mod status;
+pub mod strategy;
+pub mod table;
+pub mod validation;
+
+pub use catalog::{Catalog, ResourceInfo, Scope};
+pub use patch::{PatchError, PatchType, apply_patch};
+pub use status::StatusError;
+pub use strategy::Strategy;

@@ -1,0 +1,6 @@
+//! Rules of the `apiextensions` resources.
+
+plain_strategy!(
+    /// Rules of `CustomResourceDefinition`.
+    CustomResourceDefinitionStrategy
+);

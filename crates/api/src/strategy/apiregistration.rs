@@ -1,0 +1,6 @@
+//! Rules of the `apiregistration` resources.
+
+plain_strategy!(
+    /// Rules of `ApiService`.
+    ApiServiceStrategy
+);

@@ -1,0 +1,6 @@
+//! Rules of the `autoscaling` resources.
+
+plain_strategy!(
+    /// Rules of `HorizontalPodAutoscaler`.
+    HorizontalPodAutoscalerStrategy
+);

@@ -1,0 +1,6 @@
+//! Rules of the `certificates` resources.
+
+plain_strategy!(
+    /// Rules of `CertificateSigningRequest`.
+    CertificateSigningRequestStrategy
+);

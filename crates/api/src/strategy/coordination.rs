@@ -1,0 +1,6 @@
+//! Rules of the `coordination` resources.
+
+plain_strategy!(
+    /// Rules of `Lease`.
+    LeaseStrategy
+);

@@ -1,0 +1,6 @@
+//! Rules of the `discovery` resources.
+
+plain_strategy!(
+    /// Rules of `EndpointSlice`.
+    EndpointSliceStrategy
+);

@@ -1,0 +1,6 @@
+//! Rules of the `events` resources.
+
+plain_strategy!(
+    /// Rules of `Event`.
+    EventStrategy
+);

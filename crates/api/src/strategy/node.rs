@@ -1,0 +1,6 @@
+//! Rules of the `node` resources.
+
+plain_strategy!(
+    /// Rules of `RuntimeClass`.
+    RuntimeClassStrategy
+);

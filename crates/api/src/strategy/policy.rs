@@ -1,0 +1,6 @@
+//! Rules of the `policy` resources.
+
+plain_strategy!(
+    /// Rules of `PodDisruptionBudget`.
+    PodDisruptionBudgetStrategy
+);

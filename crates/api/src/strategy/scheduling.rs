@@ -1,0 +1,6 @@
+//! Rules of the `scheduling` resources.
+
+plain_strategy!(
+    /// Rules of `PriorityClass`.
+    PriorityClassStrategy
+);

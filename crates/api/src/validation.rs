@@ -1,0 +1,197 @@
+//! Field errors and the name rules of upstream's `apimachinery/pkg/util/validation`.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// What is wrong with a field; the wording follows upstream's `field.Error`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldErrorKind {
+    /// A required field is missing.
+    Required,
+    /// A required field is missing, with why.
+    RequiredBecause(String),
+    /// The value breaks a rule; the string says which.
+    Invalid(Value, String),
+    /// The value is not one of the supported ones.
+    NotSupported(Value, Vec<String>),
+    /// The field may not be set or changed.
+    Forbidden(String),
+    /// The value appears twice where it must be unique.
+    Duplicate(Value),
+}
+
+impl FieldErrorKind {
+    /// The `reason` of a Status cause (`FieldValueRequired`, ...).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FieldErrorKind::Required | FieldErrorKind::RequiredBecause(_) => "FieldValueRequired",
+            FieldErrorKind::Invalid(..) => "FieldValueInvalid",
+            FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
+            FieldErrorKind::Forbidden(..) => "FieldValueForbidden",
+            FieldErrorKind::Duplicate(..) => "FieldValueDuplicate",
+        }
+    }
+}
+
+/// One invalid field, with its path such as `metadata.name` or `spec.containers[0].image`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// The field's path.
+    pub field: String,
+    /// What is wrong.
+    pub kind: FieldErrorKind,
+}
+
+impl FieldError {
+    /// A required field is missing.
+    pub fn required(field: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Required }
+    }
+    /// A value breaks a rule.
+    pub fn invalid(field: impl Into<String>, value: Value, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Invalid(value, detail.into()) }
+    }
+    /// A value is not among the supported ones.
+    pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
+        let supported = supported.iter().map(|s| s.to_string()).collect();
+        Self { field: field.into(), kind: FieldErrorKind::NotSupported(value, supported) }
+    }
+    /// A field may not be set or changed.
+    pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Forbidden(detail.into()) }
+    }
+    /// A value is longer than allowed.
+    pub fn too_long(field: impl Into<String>, max: usize) -> Self {
+        Self::forbidden(field, format!("Too long: must have at most {max} bytes"))
+    }
+
+    /// Replaces the error's detail (for required values: says why).
+    pub fn with_detail(self, detail: impl Into<String>) -> Self {
+        match self.kind {
+            FieldErrorKind::Required => Self { kind: FieldErrorKind::RequiredBecause(detail.into()), ..self },
+            _ => self,
+        }
+    }
+
+    /// A value appears twice.
+    pub fn duplicate(field: impl Into<String>, value: Value) -> Self {
+        Self { field: field.into(), kind: FieldErrorKind::Duplicate(value) }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            FieldErrorKind::Required => write!(f, "{}: Required value", self.field),
+            FieldErrorKind::RequiredBecause(why) => {
+                write!(f, "{}: Required value: {}", self.field, why)
+            }
+            FieldErrorKind::Invalid(v, detail) => {
+                write!(f, "{}: Invalid value: {}: {}", self.field, v, detail)
+            }
+            FieldErrorKind::NotSupported(v, supported) => {
+                let quoted: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
+                write!(
+                    f,
+                    "{}: Unsupported value: {}: supported values: {}",
+                    self.field,
+                    v,
+                    quoted.join(", ")
+                )
+            }
+            FieldErrorKind::Forbidden(detail) => write!(f, "{}: Forbidden: {}", self.field, detail),
+            FieldErrorKind::Duplicate(v) => write!(f, "{}: Duplicate value: {}", self.field, v),
+        }
+    }
+}
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+fn is_label(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= DNS1123_LABEL_MAX
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// Checks a DNS-1123 label (namespaces, services): the problems, empty when valid.
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.len() > DNS1123_LABEL_MAX {
+        problems.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+    }
+    if !is_label(&s[..s.len().min(DNS1123_LABEL_MAX)]) || s.is_empty() {
+        problems.push("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into());
+    }
+    problems
+}
+
+/// Checks a DNS-1123 subdomain (most object names): the problems, empty when valid.
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s.len() > DNS1123_SUBDOMAIN_MAX {
+        problems.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+    }
+    if s.is_empty() || !s.split('.').all(is_label) {
+        problems.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
+    }
+    problems
+}
+
+/// Checks a name that only has to be usable as a path segment (RBAC objects and the like).
+pub fn path_segment_name(s: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if s == "." || s == ".." {
+        problems.push(format!("may not be '{s}'"));
+    }
+    for bad in ["/", "%"] {
+        if s.contains(bad) {
+            problems.push(format!("may not contain '{bad}'"));
+        }
+    }
+    problems
+}
+
+/// Which rule an object's name must follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// DNS-1123 subdomain (the default).
+    Subdomain,
+    /// DNS-1123 label (namespaces, services).
+    Label,
+    /// Any path segment (RBAC roles and bindings, ...).
+    PathSegment,
+}
+
+impl NameRule {
+    /// The problems with `name` under this rule, empty when valid.
+    pub fn check(self, name: &str) -> Vec<String> {
+        match self {
+            NameRule::Subdomain => dns1123_subdomain(name),
+            NameRule::Label => dns1123_label(name),
+            NameRule::PathSegment => path_segment_name(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_upstream_rules() {
+        assert!(dns1123_subdomain("my-app.v1").is_empty());
+        assert!(!dns1123_subdomain("My_App").is_empty());
+        assert!(!dns1123_subdomain("").is_empty());
+        assert!(!dns1123_subdomain(&"a".repeat(254)).is_empty());
+        assert!(dns1123_label("kube-system").is_empty());
+        assert!(!dns1123_label("a.b").is_empty());
+        assert!(!dns1123_label("-a").is_empty());
+        assert!(path_segment_name("system:admin").is_empty());
+        assert!(!path_segment_name("a/b").is_empty());
+    }
+}

@@ -1,0 +1,285 @@
+//! Routes one request and answers it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use krust_api::patch::PatchType;
+use krust_api::{ResourceInfo, StatusError};
+use serde_json::{Value, json};
+use tokio_stream::wrappers::ReceiverStream;
+use futures::StreamExt;
+
+use super::authn::User;
+use super::request_info::{self, ResourceRequest, Target};
+use super::response::{self, Body};
+use super::table::{IncludeObject, table};
+use super::body;
+use crate::ApiServer;
+use crate::discovery;
+use crate::registry::options::{ListOptions, Query};
+use crate::registry::{DeleteOptions, Deleted, Subresource, WatchEvent, WriteOptions};
+
+/// Answers one request from `user` (`None`: no valid credentials).
+pub async fn handle(api: Arc<ApiServer>, user: Option<Arc<User>>, req: Request<Incoming>) -> Response<Body> {
+    if user.is_none() {
+        return response::error(&StatusError::unauthorized());
+    }
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let result = route(&api, req).await;
+    let response = result.unwrap_or_else(|e| response::error(&e));
+    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+fn accepts(headers: &HeaderMap) -> &str {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+/// Which aggregated discovery version the client asks for first, if any.
+fn aggregated_version(accept: &str) -> Option<&'static str> {
+    accept
+        .split(',')
+        .filter(|part| part.contains("as=APIGroupDiscoveryList") && part.contains("g=apidiscovery.k8s.io"))
+        .find_map(|part| {
+            if part.contains("v=v2beta1") {
+                Some("v2beta1")
+            } else if part.contains("v=v2") {
+                Some("v2")
+            } else {
+                None
+            }
+        })
+}
+
+fn wants_table(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+}
+
+async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>, StatusError> {
+    let path = req.uri().path().to_string();
+    let query = Query::parse(req.uri().query());
+    match path.as_str() {
+        "/healthz" | "/livez" | "/readyz" => return Ok(response::text(StatusCode::OK, "ok")),
+        p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+            return Ok(response::text(StatusCode::OK, "ok"));
+        }
+        "/version" | "/version/" => return Ok(response::json(StatusCode::OK, &discovery::version())),
+        "/openapi/v2" | "/swagger-2.0.0.pb-v1" => {
+            // An empty protobuf document: kubectl reads it as "no schemas".
+            return Ok(response::bytes_as(StatusCode::OK, Vec::new(), "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"));
+        }
+        "/openapi/v3" | "/openapi/v3/" => {
+            return Ok(response::json(StatusCode::OK, &discovery::openapi_v3_index(api.registry.catalog())));
+        }
+        p if p.starts_with("/openapi/v3/") => {
+            return match discovery::openapi_v3_group_version(api.registry.catalog(), &p["/openapi/v3/".len()..]) {
+                Some(doc) => Ok(response::json(StatusCode::OK, &doc)),
+                None => Err(not_found()),
+            };
+        }
+        _ => {}
+    }
+    let accept = accepts(req.headers()).to_string();
+    let catalog = api.registry.catalog();
+    match request_info::parse(req.method(), &path, query.flag("watch")) {
+        Target::DiscoveryRoot { legacy } => Ok(match aggregated_version(&accept) {
+            Some(version) => response::json_as(
+                StatusCode::OK,
+                &discovery::aggregated(catalog, legacy, version),
+                &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+            ),
+            None if legacy => response::json(StatusCode::OK, &discovery::api_versions(&api.advertise_address)),
+            None => response::json(StatusCode::OK, &discovery::api_group_list(catalog)),
+        }),
+        Target::DiscoveryGroup(group) => {
+            discovery::api_group_doc(catalog, &group).map(|d| response::json(StatusCode::OK, &d)).ok_or_else(not_found)
+        }
+        Target::DiscoveryVersion { group, version } => discovery::api_resource_list(catalog, &group, &version)
+            .map(|d| response::json(StatusCode::OK, &d))
+            .ok_or_else(not_found),
+        Target::Resource(r) => resource(api, r, req, query, &accept).await,
+        Target::Other(_) => Err(not_found()),
+    }
+}
+
+fn not_found() -> StatusError {
+    StatusError::new(404, "NotFound", "the server could not find the requested resource")
+}
+
+fn content_type(req: &Request<Incoming>) -> String {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string()
+}
+
+async fn read_object(req: Request<Incoming>) -> Result<Value, StatusError> {
+    let content_type = content_type(&req);
+    let bytes = body::read(req.into_body()).await?;
+    if bytes.is_empty() {
+        return Err(StatusError::bad_request("the request body is empty"));
+    }
+    body::decode(&content_type, &bytes)
+}
+
+async fn resource(
+    api: &ApiServer,
+    r: ResourceRequest,
+    req: Request<Incoming>,
+    query: Query,
+    accept: &str,
+) -> Result<Response<Body>, StatusError> {
+    let registry = &api.registry;
+    let info = *registry.catalog().lookup(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+    if !info.verbs.contains(&r.verb) && r.subresource.is_none() {
+        return Err(StatusError::method_not_allowed(format!(
+            "{} is not supported on {}",
+            r.verb,
+            qualified(&info)
+        )));
+    }
+    let namespace = match (info.namespaced(), r.namespace.as_deref()) {
+        (true, None) if r.name.is_some() || matches!(r.verb, "create" | "deletecollection") => return Err(not_found()),
+        (false, Some(_)) => return Err(not_found()),
+        (_, ns) => ns.map(str::to_string),
+    };
+    let ns = namespace.as_deref();
+    let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
+        StatusError::new(404, "NotFound", format!(
+            "the subresource {:?} of {} is not served yet",
+            r.subresource.as_deref().unwrap_or_default(),
+            qualified(&info)
+        ))
+    })?;
+    let write = WriteOptions { dry_run: query.dry_run()? };
+    let table_wanted = wants_table(accept);
+    let include = IncludeObject::parse(query.get("includeObject"));
+    let name = r.name.clone().unwrap_or_default();
+    match (r.verb, sub) {
+        ("get", _) => {
+            let obj = registry.get(&info, ns, &name).await?;
+            let obj = sub.view(&info, obj);
+            if table_wanted && sub == Subresource::Main {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                return Ok(response::json(StatusCode::OK, &table(&info, &[obj], json!({"resourceVersion": rv}), include)));
+            }
+            Ok(response::json(StatusCode::OK, &obj))
+        }
+        ("list", Subresource::Main) => {
+            let opts = ListOptions::from_query(&query, false)?;
+            let listed = registry.list(&info, ns, &opts).await?;
+            let mut meta = json!({"resourceVersion": listed.revision.to_string()});
+            if let Some(token) = &listed.continue_token {
+                meta["continue"] = json!(token);
+            }
+            if let Some(remaining) = listed.remaining.filter(|r| *r > 0) {
+                meta["remainingItemCount"] = json!(remaining);
+            }
+            if table_wanted {
+                return Ok(response::json(StatusCode::OK, &table(&info, &listed.items, meta, include)));
+            }
+            let list = json!({
+                "kind": format!("{}List", info.kind),
+                "apiVersion": info.api_version(),
+                "metadata": meta,
+                "items": listed.items,
+            });
+            Ok(response::json(StatusCode::OK, &list))
+        }
+        ("watch", Subresource::Main) => {
+            let mut opts = ListOptions::from_query(&query, true)?;
+            if let Some(name) = &r.name {
+                // `/watch/.../<name>`: a watch of one object.
+                opts.fields = krust_api::selector::FieldSelector::parse(&format!("metadata.name={name}"))
+                    .map_err(|e| StatusError::bad_request(e.to_string()))?;
+            }
+            let events = registry.watch(&info, ns, opts).await?;
+            let lines = ReceiverStream::new(events).map(move |event| encode_event(&info, event, table_wanted, include));
+            Ok(response::stream(lines, "application/json"))
+        }
+        ("create", Subresource::Main) => {
+            let obj = read_object(req).await?;
+            let created = registry.create(&info, ns, obj, write).await?;
+            Ok(response::json(StatusCode::CREATED, &created))
+        }
+        ("update", _) => {
+            let obj = read_object(req).await?;
+            let updated = registry.update(&info, ns, &name, sub, obj, write).await?;
+            Ok(response::json(StatusCode::OK, &updated))
+        }
+        ("patch", _) => {
+            let content_type = content_type(&req);
+            let kind = PatchType::from_content_type(&content_type)
+                .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
+            let bytes = body::read(req.into_body()).await?;
+            let patched = registry.patch(&info, ns, &name, sub, kind, &bytes, write).await?;
+            Ok(response::json(StatusCode::OK, &patched))
+        }
+        ("delete", Subresource::Main) => {
+            let opts = delete_options(req, &query).await?;
+            match registry.delete(&info, ns, &name, &opts).await? {
+                Deleted::Pending(obj) => Ok(response::json(StatusCode::OK, &obj)),
+                Deleted::Now(obj) if info.strategy.returns_deleted_object() => Ok(response::json(StatusCode::OK, &obj)),
+                Deleted::Now(obj) => Ok(response::json(StatusCode::OK, &success(&info, &obj))),
+            }
+        }
+        ("deletecollection", Subresource::Main) => {
+            let list_opts = ListOptions::from_query(&query, false)?;
+            let opts = delete_options(req, &query).await?;
+            let deleted = registry.delete_collection(&info, ns, &list_opts, &opts).await?;
+            let list = json!({
+                "kind": format!("{}List", info.kind),
+                "apiVersion": info.api_version(),
+                "metadata": {},
+                "items": deleted,
+            });
+            Ok(response::json(StatusCode::OK, &list))
+        }
+        (verb, _) => Err(StatusError::method_not_allowed(format!(
+            "{verb} is not supported on {}/{}",
+            qualified(&info),
+            r.subresource.as_deref().unwrap_or_default()
+        ))),
+    }
+}
+
+fn qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() { info.plural.to_string() } else { format!("{}.{}", info.plural, info.group) }
+}
+
+/// The Status a delete answers with when the object is gone.
+fn success(info: &ResourceInfo, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null),
+            "group": info.group,
+            "kind": info.plural,
+            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+        },
+    })
+}
+
+async fn delete_options(req: Request<Incoming>, query: &Query) -> Result<DeleteOptions, StatusError> {
+    let content_type = content_type(&req);
+    let bytes = body::read(req.into_body()).await?;
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) { None } else { Some(body::decode(&content_type, &bytes)?) };
+    DeleteOptions::from_parts(body.as_ref(), query)
+}
+
+fn encode_event(info: &ResourceInfo, event: WatchEvent, as_table: bool, include: IncludeObject) -> Bytes {
+    use crate::registry::WatchKind;
+    let object = match event.kind {
+        WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if as_table => {
+            table(info, &[event.object], json!({}), include)
+        }
+        _ => event.object,
+    };
+    let mut line = serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+

@@ -1,0 +1,172 @@
+//! The cluster's certificates: a CA, the serving certificate and the admin client certificate,
+//! made on first start under `<data-dir>/tls/` and reused after; and the admin kubeconfig.
+
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+
+/// Why the certificates could not be made or read.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    /// A file could not be read or written.
+    #[error("cannot access {path}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A certificate or key could not be made or parsed.
+    #[error("certificate {what}")]
+    Certificate {
+        /// Which certificate and what failed.
+        what: String,
+        /// The cause.
+        #[source]
+        source: rcgen::Error,
+    },
+}
+
+/// PEM texts of the certificates the server needs.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The cluster CA certificate.
+    pub ca_cert: String,
+    /// The serving certificate.
+    pub serving_cert: String,
+    /// The serving key.
+    pub serving_key: String,
+}
+
+/// The DNS names and addresses the serving certificate is valid for.
+fn serving_names(bind: IpAddr) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "127.0.0.1",
+        "::1",
+        "10.43.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if !bind.is_unspecified() && !names.contains(&bind.to_string()) {
+        names.push(bind.to_string());
+    }
+    if let Ok(host) = fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() && !names.iter().any(|n| n == host) {
+            names.push(host.to_string());
+        }
+    }
+    names
+}
+
+fn read(path: &Path) -> Result<Option<String>, PkiError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PkiError::Io { path: path.to_owned(), source }),
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), PkiError> {
+    let io_err = |source| PkiError::Io { path: path.to_owned(), source };
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).map_err(io_err)?;
+    fs::rename(&tmp, path).map_err(io_err)
+}
+
+fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
+    move |source| PkiError::Certificate { what: what.to_string(), source }
+}
+
+/// Reads the certificates under `data_dir/tls`, making the missing ones, and writes the admin
+/// kubeconfig for `server_url` to `data_dir/admin.kubeconfig`.
+pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, PkiError> {
+    let dir = data_dir.join("tls");
+    fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+
+    let (ca_cert, ca_key) = match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            let key = KeyPair::generate().map_err(cert_err("ca key"))?;
+            let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ca"))?;
+            params.distinguished_name = name("krust-ca", None);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            let cert = params.self_signed(&key).map_err(cert_err("ca"))?;
+            let (cert, key) = (cert.pem(), key.serialize_pem());
+            write(&dir.join("ca.key"), &key)?;
+            write(&dir.join("ca.crt"), &cert)?;
+            (cert, key)
+        }
+    };
+    let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
+
+    let leaf = |file: &str, params: CertificateParams| -> Result<(String, String), PkiError> {
+        let (crt, key) = (dir.join(format!("{file}.crt")), dir.join(format!("{file}.key")));
+        if let (Some(c), Some(k)) = (read(&crt)?, read(&key)?) {
+            return Ok((c, k));
+        }
+        let key_pair = KeyPair::generate().map_err(cert_err(file))?;
+        let cert = params.signed_by(&key_pair, &issuer).map_err(cert_err(file))?;
+        let (c, k) = (cert.pem(), key_pair.serialize_pem());
+        write(&key, &k)?;
+        write(&crt, &c)?;
+        Ok((c, k))
+    };
+
+    let mut serving = CertificateParams::new(serving_names(bind)).map_err(cert_err("serving"))?;
+    serving.distinguished_name = name("kube-apiserver", None);
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    serving.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (serving_cert, serving_key) = leaf("serving", serving)?;
+
+    let mut admin = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("admin"))?;
+    admin.distinguished_name = name("system:admin", Some("system:masters"));
+    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    admin.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (admin_cert, admin_key) = leaf("admin", admin)?;
+
+    let kubeconfig = kubeconfig(server_url, &ca_cert, &admin_cert, &admin_key);
+    write(&data_dir.join("admin.kubeconfig"), &kubeconfig)?;
+    Ok(Pki { ca_cert, serving_cert, serving_key })
+}
+
+fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    if let Some(org) = organization {
+        dn.push(DnType::OrganizationName, org);
+    }
+    dn
+}
+
+/// A kubeconfig for `server` that authenticates with a client certificate.
+pub fn kubeconfig(server: &str, ca: &str, cert: &str, key: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: krust\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: krust\n  context:\n    cluster: krust\n    user: admin\ncurrent-context: krust\npreferences: {{}}\n",
+        b64(ca),
+        b64(cert),
+        b64(key)
+    )
+}

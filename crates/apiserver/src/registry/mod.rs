@@ -1,0 +1,180 @@
+//! The generic registry: one implementation of create, get, list, watch, update, patch and
+//! delete that serves every resource in the catalog, driven by the resource's
+//! [`ResourceInfo`] and [`Strategy`](krust_api::Strategy).
+//!
+//! Reads come from the watch cache (lists, watches) or the store (gets); writes go to the
+//! store, guarded by the object's modify revision, and reach the cache through its watch.
+//! Objects cross this module's boundary in the version the client asked for; in the store and
+//! the cache they are in the resource's storage version.
+
+mod continue_token;
+mod delete;
+mod list;
+mod meta;
+pub mod options;
+mod subresource;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use krust_api::object::{metadata_mut, meta_str};
+use krust_api::{Catalog, ResourceInfo, StatusError};
+use krust_store::{KeyValue, Store, StoreError};
+use serde_json::Value;
+
+use crate::watchcache::{CacheError, WatchCache};
+
+pub use delete::{DeleteOptions, Deleted};
+pub use list::ListResult;
+pub use meta::timestamp;
+pub use subresource::Subresource;
+pub use watch::{WatchEvent, WatchKind};
+pub use write::WriteOptions;
+
+/// The largest object the registry stores (upstream's etcd limit is 1.5 MiB).
+pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024 / 2;
+
+/// Serves every resource of the catalog over one store and one watch cache.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    cache: Arc<WatchCache>,
+    catalog: Arc<Catalog>,
+}
+
+impl Registry {
+    /// A registry over `store`, with caches of every resource of `catalog`.
+    pub async fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Result<Self, StoreError> {
+        let mut prefixes: Vec<String> = catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
+        Ok(Self { store, cache, catalog })
+    }
+
+    /// The catalog served.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The store under the registry.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The watch cache.
+    pub fn cache(&self) -> &Arc<WatchCache> {
+        &self.cache
+    }
+
+    /// Reads one object by name, in the served version of `info`.
+    pub async fn get(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, StatusError> {
+        let key = info.storage_key(namespace, name);
+        match self.store.get(&key).await.map_err(store_error)? {
+            Some(kv) => Ok(to_served(info, decode(&kv)?)),
+            None => Err(StatusError::not_found(info.group, info.plural, name)),
+        }
+    }
+
+    /// Reads the stored object and its key-value; `None` when absent.
+    async fn current(&self, key: &str) -> Result<Option<(Value, KeyValue)>, StatusError> {
+        match self.store.get(key).await.map_err(store_error)? {
+            Some(kv) => Ok(Some((decode(&kv)?, kv))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `namespace` exists and is not terminating; the error is what a create into it
+    /// is answered with.
+    pub async fn check_namespace_open(&self, namespace: &str) -> Result<(), StatusError> {
+        let key = format!("/registry/core/namespaces/{namespace}");
+        let Some((ns, _)) = self.current(&key).await? else {
+            return Err(StatusError::not_found("", "namespaces", namespace));
+        };
+        let terminating = ns.pointer("/metadata/deletionTimestamp").is_some()
+            || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+        if terminating {
+            return Err(StatusError {
+                details: Some(serde_json::json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]})),
+                ..StatusError::forbidden(format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ))
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a stored value and sets its resourceVersion.
+fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
+    let mut value: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| StatusError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    Ok(value)
+}
+
+/// Encodes an object for the store: without resourceVersion.
+fn encode(mut obj: Value) -> Result<Vec<u8>, StatusError> {
+    metadata_mut(&mut obj).remove("resourceVersion");
+    let bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(StatusError::too_large(MAX_OBJECT_BYTES));
+    }
+    Ok(bytes)
+}
+
+/// Converts a stored object to the version `info` serves.
+pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
+    let mut obj = match info.conversion {
+        Some(conversion) => conversion.from_storage(obj),
+        None => obj,
+    };
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+    obj
+}
+
+/// Converts an object of the version `info` serves to the storage version.
+fn to_stored(info: &ResourceInfo, mut obj: Value) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+    match info.conversion {
+        Some(conversion) => conversion.to_storage(obj),
+        None => obj,
+    }
+}
+
+/// Maps a store failure that the caller did not expect to a Status.
+fn store_error(e: StoreError) -> StatusError {
+    match e {
+        StoreError::Compacted { requested, compacted } => StatusError::gone(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => StatusError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {requested}, current: {current}"),
+        ),
+        other => StatusError::internal(other.to_string()),
+    }
+}
+
+fn cache_error(e: CacheError) -> StatusError {
+    match e {
+        CacheError::NotFresh(rv) => StatusError::new(
+            504,
+            "Timeout",
+            format!("Too large resource version: {rv}, the watch cache has not caught up"),
+        ),
+        CacheError::Store(e) => store_error(e),
+    }
+}
+
+/// The name of an object, for messages.
+fn name_of(obj: &Value) -> &str {
+    meta_str(obj, "name").unwrap_or_default()
+}

@@ -1,0 +1,138 @@
+//! Request options read from the query string, as typed values.
+
+use krust_api::StatusError;
+use krust_api::selector::{FieldSelector, LabelSelector};
+use krust_store::Revision;
+
+/// Query parameters of a request, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A boolean parameter (`true`/`1`).
+    pub fn flag(&self, name: &str) -> bool {
+        matches!(self.get(name), Some("true" | "1"))
+    }
+
+    /// Whether `dryRun=All` was asked (any other value is refused).
+    pub fn dry_run(&self) -> Result<bool, StatusError> {
+        let values: Vec<&str> =
+            self.0.iter().filter(|(k, _)| k == "dryRun").map(|(_, v)| v.as_str()).collect();
+        match values.as_slice() {
+            [] => Ok(false),
+            values if values.iter().all(|v| *v == "All") => Ok(true),
+            _ => Err(StatusError::bad_request("dryRun: Unsupported value: supported values: \"All\"")),
+        }
+    }
+}
+
+/// How a list or watch picks its starting revision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevisionMatch {
+    /// `resourceVersion` unset: the most recent state (a consistent read).
+    Latest,
+    /// `resourceVersion=0`: any state the cache has.
+    Any,
+    /// At least this fresh.
+    NotOlderThan(Revision),
+    /// Exactly this revision.
+    Exact(Revision),
+}
+
+/// Options of a list or watch.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    /// The label selector.
+    pub labels: LabelSelector,
+    /// The field selector.
+    pub fields: FieldSelector,
+    /// Page size; 0 for no limit.
+    pub limit: usize,
+    /// The continue token of the previous page.
+    pub continue_token: Option<String>,
+    /// Which revision to read.
+    pub revision: RevisionMatch,
+    /// Watch: send bookmarks.
+    pub bookmarks: bool,
+    /// Watch: start with ADDED events for the current objects, then an end-of-initial-events
+    /// bookmark.
+    pub send_initial_events: Option<bool>,
+    /// Watch: close after this many seconds.
+    pub timeout_seconds: Option<u64>,
+}
+
+fn parse_revision(raw: &str) -> Result<Revision, StatusError> {
+    raw.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| StatusError::bad_request(format!("invalid resource version: {raw:?}")))
+}
+
+impl ListOptions {
+    /// Reads list options from a query.
+    pub fn from_query(q: &Query, watch: bool) -> Result<Self, StatusError> {
+        let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
+            .map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())
+            .map_err(|e| StatusError::bad_request(format!("invalid field selector: {e}")))?;
+        let limit = match q.get("limit") {
+            None | Some("") => 0,
+            Some(raw) => raw.parse::<i64>().map_err(|_| {
+                StatusError::bad_request(format!("invalid limit: {raw:?}"))
+            })?.max(0) as usize,
+        };
+        let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
+        let revision = match (rv, q.get("resourceVersionMatch").filter(|s| !s.is_empty())) {
+            (None, None) => RevisionMatch::Latest,
+            (None, Some(m)) => {
+                return Err(StatusError::invalid_options(format!(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"
+                )));
+            }
+            (Some("0"), None | Some("NotOlderThan")) => RevisionMatch::Any,
+            (Some("0"), Some("Exact")) => {
+                return Err(StatusError::invalid_options(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+            (Some(raw), Some("Exact")) => RevisionMatch::Exact(parse_revision(raw)?),
+            (Some(raw), Some("NotOlderThan")) => RevisionMatch::NotOlderThan(parse_revision(raw)?),
+            // Legacy: a paged list at a given resourceVersion reads exactly there.
+            (Some(raw), None) if limit > 0 && !watch => RevisionMatch::Exact(parse_revision(raw)?),
+            (Some(raw), None) => RevisionMatch::NotOlderThan(parse_revision(raw)?),
+            (Some(_), Some(other)) => {
+                return Err(StatusError::invalid_options(format!(
+                    "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\""
+                )));
+            }
+        };
+        let send_initial_events = match q.get("sendInitialEvents") {
+            None => None,
+            Some(v) => Some(v == "true" || v == "1"),
+        };
+        Ok(Self {
+            labels,
+            fields,
+            limit,
+            continue_token: q.get("continue").filter(|s| !s.is_empty()).map(str::to_string),
+            revision,
+            bookmarks: q.flag("allowWatchBookmarks"),
+            send_initial_events,
+            timeout_seconds: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! The subresources the registry itself serves: `status`, `scale` and `finalize`.
+
+use krust_api::object::{path, set_path};
+use krust_api::selector::LabelSelector;
+use krust_api::validation::FieldError;
+use krust_api::{ResourceInfo, StatusError};
+use serde_json::{Value, json};
+
+use super::to_stored;
+
+/// Which part of an object a request reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    /// The object itself; writes keep the stored status when a status subresource exists.
+    Main,
+    /// `status`: writes change only the status.
+    Status,
+    /// `scale`: an `autoscaling/v1` Scale view of the replica count.
+    Scale,
+    /// `finalize` (namespaces): writes change only `spec.finalizers`.
+    Finalize,
+}
+
+impl Subresource {
+    /// Reads a subresource name from a URL; `None` when the registry does not serve it for
+    /// `info`.
+    pub fn parse(info: &ResourceInfo, name: Option<&str>) -> Option<Self> {
+        match name {
+            None => Some(Self::Main),
+            Some("status") if info.status => Some(Self::Status),
+            Some("scale") if info.scale.is_some() => Some(Self::Scale),
+            Some("finalize") if info.plural == "namespaces" && info.group.is_empty() => Some(Self::Finalize),
+            Some(_) => None,
+        }
+    }
+
+    /// What a client sees of a served object through this subresource.
+    pub fn view(self, info: &ResourceInfo, obj: Value) -> Value {
+        match (self, info.scale) {
+            (Self::Scale, Some(scale)) => {
+                let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+                let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+                let meta: serde_json::Map<String, Value> = meta
+                    .as_object()
+                    .map(|m| m.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .unwrap_or_default();
+                let selector = path(&obj, scale.selector)
+                    .and_then(|s| LabelSelector::from_json(s).ok())
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                json!({
+                    "kind": "Scale",
+                    "apiVersion": "autoscaling/v1",
+                    "metadata": meta,
+                    "spec": {"replicas": path(&obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
+                    "status": {
+                        "replicas": path(&obj, scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+                        "selector": selector,
+                    },
+                })
+            }
+            _ => obj,
+        }
+    }
+
+    /// The new stored object: `old` (stored) changed as the client's `view` of it says.
+    pub fn merge(self, info: &ResourceInfo, old: &Value, view: Value) -> Result<Value, StatusError> {
+        match self {
+            Self::Main => {
+                let mut new = to_stored(info, view);
+                if info.status {
+                    carry(&mut new, old, "status");
+                }
+                Ok(new)
+            }
+            Self::Status => {
+                let view = to_stored(info, view);
+                let mut new = old.clone();
+                carry(&mut new, &view, "status");
+                Ok(new)
+            }
+            Self::Finalize => {
+                let mut new = old.clone();
+                let finalizers = path(&view, "spec.finalizers").cloned().unwrap_or_else(|| json!([]));
+                set_path(&mut new, "spec.finalizers", finalizers);
+                Ok(new)
+            }
+            Self::Scale => {
+                let Some(scale) = info.scale else {
+                    return Err(StatusError::not_found(info.group, info.plural, "scale"));
+                };
+                let replicas = path(&view, "spec.replicas").and_then(Value::as_i64).unwrap_or(0);
+                if replicas < 0 {
+                    let name = path(&view, "metadata.name").and_then(Value::as_str).unwrap_or_default();
+                    let error = FieldError::invalid("spec.replicas", Value::from(replicas), "must be greater than or equal to 0");
+                    return Err(StatusError::invalid("autoscaling", "Scale", name, &[error]));
+                }
+                let mut new = old.clone();
+                set_path(&mut new, scale.spec_replicas, Value::from(replicas));
+                Ok(new)
+            }
+        }
+    }
+}
+
+/// Copies `field` from `from` into `to` (removing it when `from` has none).
+fn carry(to: &mut Value, from: &Value, field: &str) {
+    let Some(map) = to.as_object_mut() else { return };
+    match from.get(field) {
+        Some(v) => map.insert(field.to_string(), v.clone()),
+        None => map.remove(field),
+    };
+}

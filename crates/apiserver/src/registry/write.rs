@@ -1,0 +1,238 @@
+//! Create, update and patch.
+
+use chrono::Utc;
+use krust_api::object::{meta_str, metadata_mut};
+use krust_api::patch::{PatchType, apply_patch};
+use krust_api::{ResourceInfo, StatusError};
+use krust_store::StoreError;
+use serde_json::Value;
+
+use super::subresource::Subresource;
+use super::{Registry, decode, encode, meta, name_of, store_error, to_served, to_stored};
+
+/// How many times a write retries after losing a race it did not ask to lose.
+const MAX_RETRIES: usize = 16;
+
+/// Options shared by writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Check and answer, but store nothing.
+    pub dry_run: bool,
+}
+
+/// Checks that a body is of the kind and version the URL names.
+pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    if !kind.is_empty() && kind != info.kind {
+        return Err(StatusError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {}: the object provided is of kind {kind}, but the request is for {}",
+            info.version,
+            info.kind,
+            info.kind
+        )));
+    }
+    if !api_version.is_empty() && api_version != info.api_version() {
+        return Err(StatusError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            info.api_version()
+        )));
+    }
+    if !obj.is_object() {
+        return Err(StatusError::bad_request("the body of the request must be a JSON or YAML object"));
+    }
+    Ok(())
+}
+
+/// Puts the URL's namespace on an object, refusing a different one.
+fn set_namespace(info: &ResourceInfo, obj: &mut Value, namespace: Option<&str>) -> Result<(), StatusError> {
+    let meta = metadata_mut(obj);
+    match (info.namespaced(), namespace) {
+        (true, Some(ns)) => {
+            match meta.get("namespace").and_then(Value::as_str) {
+                Some(given) if !given.is_empty() && given != ns => {
+                    return Err(StatusError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {}
+            }
+            meta.insert("namespace".into(), Value::String(ns.to_string()));
+        }
+        (true, None) => return Err(StatusError::bad_request("a namespace is required for a namespaced resource")),
+        (false, _) => {
+            meta.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Creates an object; answers it as stored (or as it would be, for a dry run).
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        mut obj: Value,
+        opts: WriteOptions,
+    ) -> Result<Value, StatusError> {
+        check_kind(info, &obj)?;
+        set_namespace(info, &mut obj, namespace)?;
+        let mut obj = to_stored(info, obj);
+        meta::prepare_create(info, &mut obj, Utc::now());
+        info.strategy.default(&mut obj);
+        info.strategy.prepare_for_create(&mut obj);
+        let mut errors = meta::validate(info, &obj);
+        errors.extend(info.strategy.validate(&obj));
+        if !errors.is_empty() {
+            return Err(StatusError::invalid(info.group, info.kind, name_of(&obj), &errors));
+        }
+        if let Some(ns) = namespace.filter(|_| info.namespaced()) {
+            self.check_namespace_open(ns).await?;
+        }
+        let name = name_of(&obj).to_string();
+        let key = info.storage_key(namespace, &name);
+        if opts.dry_run {
+            if self.store.get(&key).await.map_err(store_error)?.is_some() {
+                return Err(StatusError::already_exists(info.group, info.plural, &name));
+            }
+            return Ok(to_served(info, obj));
+        }
+        match self.store.create(&key, encode(obj)?).await {
+            Ok(kv) => Ok(to_served(info, decode(&kv)?)),
+            Err(StoreError::AlreadyExists { .. }) => Err(StatusError::already_exists(info.group, info.plural, &name)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Replaces an object (or one of its subresources) with `body`.
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        sub: Subresource,
+        body: Value,
+        opts: WriteOptions,
+    ) -> Result<Value, StatusError> {
+        if sub != Subresource::Scale {
+            check_kind(info, &body)?;
+        }
+        if let Some(given) = meta_str(&body, "name")
+            && given != name
+        {
+            return Err(StatusError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        self.write_with(info, namespace, name, opts, |_, _| Ok(body.clone()), sub).await
+    }
+
+    /// Applies a patch to an object (or one of its subresources).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        sub: Subresource,
+        kind: PatchType,
+        patch: &[u8],
+        opts: WriteOptions,
+    ) -> Result<Value, StatusError> {
+        let patch_fn = |current_view: &Value, _: &ResourceInfo| -> Result<Value, StatusError> {
+            let (api_version, kind_name) = (
+                current_view.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+                current_view.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
+            );
+            apply_patch(kind, current_view, patch, &api_version, &kind_name)
+                .map_err(|e| StatusError::new(422, "Invalid", e.to_string()))
+        };
+        self.write_with(info, namespace, name, opts, patch_fn, sub).await
+    }
+
+    /// The read-modify-write loop shared by update and patch: reads the stored object, asks
+    /// `change` for the client's view of the new one (in the served version, for `sub`),
+    /// applies the resource's rules and writes it guarded by the revision read.
+    async fn write_with(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: WriteOptions,
+        change: impl Fn(&Value, &ResourceInfo) -> Result<Value, StatusError>,
+        sub: Subresource,
+    ) -> Result<Value, StatusError> {
+        let key = info.storage_key(namespace, name);
+        for _ in 0..MAX_RETRIES {
+            let Some((old, kv)) = self.current(&key).await? else {
+                return Err(StatusError::not_found(info.group, info.plural, name));
+            };
+            let old_view = sub.view(info, to_served(info, old.clone()));
+            let new_view = change(&old_view, info)?;
+            // A resourceVersion in the client's object is a precondition.
+            let precondition = meta_str(&new_view, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+            if let Some(rv) = &precondition
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(StatusError::conflict(
+                    info.group,
+                    info.plural,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            let mut new = sub.merge(info, &old, new_view)?;
+            set_namespace(info, &mut new, namespace)?;
+            meta::prepare_update(info, &mut new, &old);
+            info.strategy.default(&mut new);
+            if sub == Subresource::Main {
+                info.strategy.prepare_for_update(&mut new, &old);
+            }
+            let mut errors = meta::validate(info, &new);
+            errors.extend(info.strategy.validate_update(&new, &old));
+            if !errors.is_empty() {
+                return Err(StatusError::invalid(info.group, info.kind, name, &errors));
+            }
+            metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+            if new == old {
+                return Ok(sub.view(info, to_served(info, old)));
+            }
+            if opts.dry_run {
+                return Ok(sub.view(info, to_served(info, new)));
+            }
+            // An object being deleted goes once its last finalizer is removed.
+            let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
+                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && !info.strategy.deletion_held(&new);
+            let result = if finalized {
+                self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
+                    // Answer with the final state, at the delete's revision.
+                    metadata_mut(&mut new)
+                        .insert("resourceVersion".into(), Value::String(deleted.mod_revision.to_string()));
+                    new
+                })
+            } else {
+                match self.store.update(&key, encode(new)?, kv.mod_revision).await {
+                    Ok(kv) => decode(&kv).map(Ok)?,
+                    Err(e) => Err(e),
+                }
+            };
+            match result {
+                Ok(stored) => return Ok(sub.view(info, to_served(info, stored))),
+                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(StatusError::conflict(
+                        info.group,
+                        info.plural,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+                Err(StoreError::NotFound { .. }) => return Err(StatusError::not_found(info.group, info.plural, name)),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(StatusError::conflict(info.group, info.plural, name, "too many concurrent writes; try again"))
+    }
+}

@@ -1,0 +1,181 @@
+//! The watch cache: every stored object in memory, per resource, kept current by one watch on
+//! the store, so that lists and watches never scan the store.
+//!
+//! One dispatcher task reads a single store watch over `/registry/` and applies each event to
+//! the [`ResourceCache`] its key belongs to ([`apply`](ResourceCache::apply) is synchronous),
+//! then publishes the revision the caches have reached. Each resource keeps a window of recent
+//! events (for watches that resume from a resourceVersion) and the object map after each of
+//! them (persistent maps share structure, so a snapshot costs little) for paginated lists at
+//! a fixed revision. When the store watch fails, every cache is rebuilt from a fresh list and
+//! every watcher is closed, as upstream's cacher does.
+
+mod resource;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use krust_store::{EventKind, Revision, Store, StoreError};
+use tokio::sync::watch;
+
+pub use resource::{CacheEvent, CachedObject, ListSnapshot, ResourceCache, WatchStart};
+
+/// The caches of all resources and the revision they have all reached.
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    resources: HashMap<String, Arc<ResourceCache>>,
+    revision: watch::Sender<Revision>,
+}
+
+/// How long a read waits for the cache to reach a revision before giving up.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+
+/// Why the cache could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The cache did not reach the revision in time.
+    #[error("timed out waiting for the watch cache to reach revision {0}")]
+    NotFresh(Revision),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl WatchCache {
+    /// Creates caches for the given storage prefixes (each `/registry/<group>/<resource>/`),
+    /// fills them from the store and starts following it.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        prefixes: impl IntoIterator<Item = String>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let resources = prefixes
+            .into_iter()
+            .map(|p| (p.clone(), Arc::new(ResourceCache::new(p))))
+            .collect();
+        let (revision, _) = watch::channel(0);
+        let cache = Arc::new(Self { store, resources, revision });
+        let start = cache.relist().await?;
+        let follower = Arc::clone(&cache);
+        tokio::spawn(async move { follower.follow(start).await });
+        Ok(cache)
+    }
+
+    /// The cache of one storage prefix.
+    pub fn resource(&self, storage_prefix: &str) -> Option<&Arc<ResourceCache>> {
+        self.resources.get(storage_prefix)
+    }
+
+    /// The revision every cache has reached.
+    pub fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+
+    /// A receiver of the revision every cache has reached.
+    pub fn subscribe_revision(&self) -> watch::Receiver<Revision> {
+        self.revision.subscribe()
+    }
+
+    /// Waits until the caches have reached `revision`.
+    pub async fn wait_for(&self, revision: Revision) -> Result<(), CacheError> {
+        let mut rx = self.revision.subscribe();
+        let reached = tokio::time::timeout(FRESHNESS_WAIT, rx.wait_for(|r| *r >= revision)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(CacheError::NotFresh(revision)),
+        }
+    }
+
+    /// Waits until the caches have seen every write the store had acknowledged when this was
+    /// called (a consistent read from the cache).
+    pub async fn wait_consistent(&self) -> Result<Revision, CacheError> {
+        let current = self.store.current_revision().await?;
+        self.wait_for(current).await?;
+        Ok(self.revision().max(current))
+    }
+
+    /// Reads every key under `/registry/` and resets every cache to it. Returns the revision
+    /// of the read.
+    async fn relist(&self) -> Result<Revision, StoreError> {
+        let mut by_prefix: HashMap<&str, Vec<CachedObject>> = HashMap::new();
+        let mut after: Option<String> = None;
+        let mut revision = None;
+        loop {
+            let page = self.store.list("/registry/", after.as_deref(), 1000, revision).await?;
+            revision = Some(page.revision);
+            for kv in page.items {
+                after = Some(kv.key.clone());
+                let Some((prefix, _)) = self.resources.get_key_value(prefix_of(&kv.key)) else {
+                    continue;
+                };
+                if let Some(object) = CachedObject::decode(kv) {
+                    by_prefix.entry(prefix.as_str()).or_default().push(object);
+                }
+            }
+            if !page.more || after.is_none() {
+                break;
+            }
+        }
+        let revision = revision.unwrap_or(0);
+        for (prefix, cache) in &self.resources {
+            cache.reset(by_prefix.remove(prefix.as_str()).unwrap_or_default(), revision);
+        }
+        self.revision.send_replace(revision);
+        Ok(revision)
+    }
+
+    /// Follows the store from `revision` for ever, relisting when the watch breaks.
+    async fn follow(self: Arc<Self>, mut revision: Revision) {
+        loop {
+            match self.store.watch("/registry/", revision).await {
+                Ok(mut events) => {
+                    while let Some(item) = events.next().await {
+                        match item {
+                            Ok(event) => {
+                                if event.kind != EventKind::Progress
+                                    && let Some(cache) = self.resources.get(prefix_of(&event.kv.key))
+                                {
+                                    cache.apply(&event);
+                                }
+                                if event.revision > revision {
+                                    revision = event.revision;
+                                    self.revision.send_replace(revision);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "store watch failed; relisting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch the store; relisting"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match self.relist().await {
+                Ok(r) => revision = r,
+                Err(e) => tracing::warn!(error = %e, "relist failed; retrying"),
+            }
+        }
+    }
+}
+
+/// The storage prefix `/registry/<group>/<resource>/` a key belongs to.
+pub fn prefix_of(key: &str) -> &str {
+    let mut slashes = key.match_indices('/').skip(3);
+    match slashes.next() {
+        Some((i, _)) => &key[..=i],
+        None => key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_belongs_to_its_resource_prefix() {
+        assert_eq!(prefix_of("/registry/core/pods/default/web"), "/registry/core/pods/");
+        assert_eq!(prefix_of("/registry/core/namespaces/default"), "/registry/core/namespaces/");
+    }
+}

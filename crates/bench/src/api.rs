@@ -1,0 +1,219 @@
+//! `krust bench api`: the API server on the embedded store and on etcd, and the raw stores,
+//! in one run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use http::Method;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use crate::client::ApiClient;
+use crate::etcd::Etcd;
+use crate::stats::{Samples, round3};
+
+/// Arguments of `krust bench api`.
+#[derive(Debug, clap::Args)]
+pub struct ApiBenchArgs {
+    /// Objects to create, get and list.
+    #[arg(long, default_value_t = 10_000)]
+    pub objects: usize,
+    /// Watchers for the fan-out measurement.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Concurrent clients for creates and gets.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Rate of the paced create run (creates per second).
+    #[arg(long, default_value_t = 1000)]
+    pub paced_rate: u64,
+    /// The etcd binary used for the reference runs.
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    pub etcd: PathBuf,
+    /// Also write the results to this file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+const NS: &str = "bench";
+
+fn configmap(i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i:06}"), "labels": {"bench": "yes"}}, "data": {"key": "x".repeat(200)}})
+}
+
+/// Runs `n` requests from `concurrency` tasks; `make` builds request `i`.
+async fn closed_loop(
+    client: &ApiClient,
+    n: usize,
+    concurrency: usize,
+    make: impl Fn(usize) -> (Method, String, Option<Value>) + Send + Sync + 'static,
+) -> anyhow::Result<Value> {
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..concurrency {
+        let (client, make) = (client.clone(), Arc::clone(&make));
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Samples::default();
+            for i in (w..n).step_by(concurrency) {
+                let (method, path, body) = make(i);
+                let t = Instant::now();
+                client.request(method, &path, body.as_ref()).await?;
+                samples.push(t.elapsed());
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut all = Samples::default();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all.summary(started.elapsed()))
+}
+
+/// Creates at a fixed rate for three seconds (an open loop), measuring latency.
+async fn paced_creates(client: &ApiClient, rate: u64) -> anyhow::Result<Value> {
+    let total = rate * 3;
+    let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        ticker.tick().await;
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut obj = configmap(i as usize);
+            obj["metadata"]["name"] = json!(format!("paced-{i:06}"));
+            let t = Instant::now();
+            client.request(Method::POST, &format!("/api/v1/namespaces/{NS}/configmaps"), Some(&obj)).await?;
+            anyhow::Ok(t.elapsed())
+        }));
+    }
+    let mut samples = Samples::default();
+    for task in tasks {
+        samples.push(task.await??);
+    }
+    let mut summary = samples.summary(started.elapsed());
+    summary["target_per_second"] = json!(rate);
+    Ok(summary)
+}
+
+/// Counts watch events (lines) until `n` arrived.
+async fn count_events(mut body: hyper::body::Incoming, n: usize) -> anyhow::Result<()> {
+    let mut seen = 0;
+    while seen < n {
+        let frame = tokio::time::timeout(Duration::from_secs(60), body.frame())
+            .await
+            .context("watch stalled")?
+            .context("watch ended")??;
+        if let Some(data) = frame.data_ref() {
+            seen += data.iter().filter(|b| **b == b'\n').count();
+        }
+    }
+    Ok(())
+}
+
+/// `watchers` watches on the namespace; then `n` creates; measures until every watcher saw all.
+async fn fan_out(client: &ApiClient, watchers: usize, n: usize) -> anyhow::Result<Value> {
+    let list = client.request(Method::GET, &format!("/api/v1/namespaces/{NS}/secrets?limit=1"), None).await?;
+    let rv = serde_json::from_slice::<Value>(&list)?["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let mut bodies = Vec::new();
+    for _ in 0..watchers {
+        bodies.push(client.watch(&format!("/api/v1/namespaces/{NS}/secrets?watch=true&resourceVersion={rv}")).await?);
+    }
+    let started = Instant::now();
+    let waits: Vec<_> = bodies.into_iter().map(|b| tokio::spawn(count_events(b, n))).collect();
+    let writer = client.clone();
+    let create = tokio::spawn(async move {
+        closed_loop(&writer, n, 16, |i| {
+            let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s-{i:06}")}, "data": {"k": "eA=="}});
+            (Method::POST, format!("/api/v1/namespaces/{NS}/secrets"), Some(body))
+        })
+        .await
+    });
+    for wait in waits {
+        wait.await??;
+    }
+    let elapsed = started.elapsed();
+    create.await??;
+    Ok(json!({
+        "watchers": watchers,
+        "events_per_watcher": n,
+        "delivered_per_second": ((watchers * n) as f64 / elapsed.as_secs_f64()).round(),
+        "seconds": round3(elapsed.as_secs_f64()),
+    }))
+}
+
+/// The API benchmark against one started server.
+async fn api_suite(client: &ApiClient, args: &ApiBenchArgs) -> anyhow::Result<Value> {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
+    client.request(Method::POST, "/api/v1/namespaces", Some(&ns)).await?;
+    let n = args.objects;
+    let create = closed_loop(client, n, args.concurrency, |i| {
+        (Method::POST, format!("/api/v1/namespaces/{NS}/configmaps"), Some(configmap(i)))
+    })
+    .await?;
+    let get = closed_loop(client, n, args.concurrency, |i| {
+        (Method::GET, format!("/api/v1/namespaces/{NS}/configmaps/cm-{i:06}"), None)
+    })
+    .await?;
+    let lists = 20;
+    let list = closed_loop(client, lists, 1, |_| (Method::GET, format!("/api/v1/namespaces/{NS}/configmaps"), None)).await?;
+    let paced = paced_creates(client, args.paced_rate).await?;
+    let watch = fan_out(client, args.watchers, 1000).await?;
+    Ok(json!({"create": create, "get": get, "list_all": list, "paced_create": paced, "watch_fan_out": watch}))
+}
+
+async fn start_server(dir: &std::path::Path, endpoints: Vec<String>) -> anyhow::Result<ApiClient> {
+    let config = krust_apiserver::Config {
+        data_dir: dir.to_path_buf(),
+        bind_address: [127, 0, 0, 1].into(),
+        port: 0,
+        datastore_endpoints: endpoints,
+        ..krust_apiserver::Config::default()
+    };
+    let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
+    let kubeconfig = std::fs::read_to_string(&running.kubeconfig)?;
+    ApiClient::connect(&kubeconfig).await
+}
+
+/// Runs the whole benchmark and prints (and optionally writes) the results as JSON.
+pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let mut results = json!({"objects": args.objects, "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)});
+
+    // Raw stores.
+    let embedded: Arc<dyn krust_store::Store> = Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
+    results["store"]["embedded"] = crate::store::run(embedded, args.objects).await?;
+    let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
+    let etcd_store: Arc<dyn krust_store::Store> = Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
+    results["store"]["etcd"] = crate::store::run(etcd_store, args.objects).await?;
+    drop(etcd);
+
+    // API server on each backend.
+    let client = start_server(&tmp.path().join("api-embedded"), Vec::new()).await?;
+    results["api"]["embedded"] = api_suite(&client, &args).await?;
+    let etcd = Etcd::start(&args.etcd, &tmp.path().join("api-etcd")).await?;
+    let client = start_server(&tmp.path().join("api-etcd-server"), vec![etcd.url.clone()]).await?;
+    results["api"]["etcd"] = api_suite(&client, &args).await?;
+    drop(etcd);
+
+    let ratio = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+        if b > 0.0 { round3(a / b) } else { 0.0 }
+    };
+    results["ratios"] = json!({
+        "store_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["writes"]["per_second"], &results["store"]["etcd"]["writes"]["per_second"]),
+        "store_watch_embedded_over_etcd": ratio(&results["store"]["embedded"]["watch"]["per_second"], &results["store"]["etcd"]["watch"]["per_second"]),
+        "api_create_embedded_over_etcd": ratio(&results["api"]["embedded"]["create"]["per_second"], &results["api"]["etcd"]["create"]["per_second"]),
+        "api_get_embedded_over_etcd": ratio(&results["api"]["embedded"]["get"]["per_second"], &results["api"]["etcd"]["get"]["per_second"]),
+    });
+    let text = serde_json::to_string_pretty(&results)?;
+    println!("{text}");
+    if let Some(path) = &args.output {
+        std::fs::write(path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}

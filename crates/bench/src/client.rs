@@ -1,0 +1,93 @@
+//! A minimal HTTPS client for the benchmark: one HTTP/2 connection with the admin client
+//! certificate, shared by many concurrent requests.
+
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use base64::Engine;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+
+/// A client of one API server.
+#[derive(Clone)]
+pub struct ApiClient {
+    sender: http2::SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+fn field<'a>(kubeconfig: &'a str, name: &str) -> anyhow::Result<&'a str> {
+    kubeconfig
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+        .ok_or_else(|| anyhow!("kubeconfig has no {name}"))
+}
+
+impl ApiClient {
+    /// Connects with the credentials of an admin kubeconfig written by `krust server`.
+    pub async fn connect(kubeconfig: &str) -> anyhow::Result<Self> {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig");
+        let server = field(kubeconfig, "server")?;
+        let ca = b64(field(kubeconfig, "certificate-authority-data")?)?;
+        let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
+        let key = b64(field(kubeconfig, "client-key-data")?)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(c?)?;
+        }
+        let certs = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut key.as_slice())?.ok_or_else(|| anyhow!("no client key"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)?;
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let authority = server.trim_start_matches("https://").to_string();
+        let tcp = tokio::net::TcpStream::connect(&authority).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+            .connect(ServerName::try_from("127.0.0.1")?.to_owned(), tcp)
+            .await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self { sender, authority })
+    }
+
+    /// Sends one request and reads the whole answer; fails on a non-2xx status.
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Bytes> {
+        let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("https://{}{path}", self.authority))
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(anyhow!("{path}: {status}: {}", String::from_utf8_lossy(&bytes)));
+        }
+        Ok(bytes)
+    }
+
+    /// Opens a watch and returns its body as a stream of frames.
+    pub async fn watch(&self, path: &str) -> anyhow::Result<hyper::body::Incoming> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("https://{}{path}", self.authority))
+            .body(Full::new(Bytes::new()))?;
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        Ok(response.into_body())
+    }
+}

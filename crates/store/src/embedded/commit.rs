@@ -1,0 +1,482 @@
+//! The group-commit writer: one thread owns every write transaction.
+//!
+//! Callers send [`Request`]s over a channel and wait on a oneshot. The writer takes every
+//! request waiting, applies them in order in one redb write transaction (each successful write
+//! takes the next revision; a failed check answers its caller alone), commits durably once,
+//! publishes the batch's events to the watch hub, and only then answers the callers. While a
+//! commit is being synced, new requests queue up and form the next batch, so the cost of one
+//! fsync is shared by every writer waiting.
+//!
+//! Compaction runs on the same thread, in chunks of at most `compact_chunk` log entries per
+//! transaction so that writes are never stalled for long.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, mpsc};
+
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::read::read_meta;
+use super::schema::{
+    CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
+    decode_current, decode_log, encode_current, encode_log, encode_put,
+};
+use super::watch::{Batch, Hub};
+use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
+
+/// A write, as a caller asks for it.
+#[derive(Debug)]
+pub(super) enum Op {
+    /// [`Store::create`](crate::Store::create).
+    Create { key: String, value: Vec<u8> },
+    /// [`Store::update`](crate::Store::update).
+    Update {
+        key: String,
+        value: Vec<u8>,
+        expected: Revision,
+    },
+    /// [`Store::delete`](crate::Store::delete).
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+}
+
+/// What the writer thread receives.
+#[derive(Debug)]
+pub(super) enum Request {
+    /// Apply a write, answer with the key as written (or as deleted).
+    Write {
+        op: Op,
+        reply: oneshot::Sender<Result<KeyValue>>,
+    },
+    /// Compact up to `revision`, answer once done.
+    Compact {
+        revision: Revision,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+impl Request {
+    /// Roughly how many bytes the request adds to a transaction.
+    fn size(&self) -> usize {
+        match self {
+            Request::Write {
+                op: Op::Create { key, value } | Op::Update { key, value, .. },
+                ..
+            } => key.len() + value.len(),
+            Request::Write {
+                op: Op::Delete { key, .. },
+                ..
+            } => key.len(),
+            Request::Compact { .. } => 0,
+        }
+    }
+}
+
+/// The most value bytes one commit takes (beyond the first request).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// A successful write, before commit.
+struct Applied {
+    kind: EventKind,
+    kv: KeyValue,
+    prev: Option<KeyValue>,
+}
+
+/// A compaction under way, with everyone waiting for it.
+struct Compaction {
+    target: Revision,
+    waiters: Vec<(Revision, oneshot::Sender<Result<()>>)>,
+}
+
+/// The state of the writer thread.
+pub(super) struct Writer {
+    pub db: Arc<Database>,
+    pub requests: Receiver<Request>,
+    /// The revision readers see as current; stored after each commit.
+    pub published: Arc<AtomicI64>,
+    pub hub: Hub,
+    pub max_batch: usize,
+    pub quick_repair: bool,
+    /// How many log entries one transaction compacts at most.
+    pub compact_chunk: usize,
+    /// Revision of the last committed write.
+    pub revision: Revision,
+    /// Committed compacted revision.
+    pub compacted: Revision,
+}
+
+/// The four tables of a write transaction.
+struct Tables<'txn> {
+    current: Table<'txn, &'static [u8], &'static [u8]>,
+    history: Table<'txn, (&'static [u8], i64), &'static [u8]>,
+    log: Table<'txn, i64, &'static [u8]>,
+    meta: Table<'txn, &'static str, i64>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Tables {
+            current: txn.open_table(CURRENT).ctx("open current table")?,
+            history: txn.open_table(HISTORY).ctx("open history table")?,
+            log: txn.open_table(LOG).ctx("open log table")?,
+            meta: txn.open_table(META).ctx("open meta table")?,
+        })
+    }
+}
+
+/// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`).
+fn batch_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Backend {
+            message: format!("commit failed: {other}"),
+            source: None,
+        },
+    }
+}
+
+impl Writer {
+    /// Serves requests until every sender is gone.
+    pub fn run(mut self) {
+        let mut compaction: Option<Compaction> = None;
+        loop {
+            let mut batch = Vec::new();
+            let mut disconnected = false;
+            if compaction.is_none() {
+                match self.requests.recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => return,
+                }
+            }
+            let mut bytes = batch.first().map_or(0, Request::size);
+            while batch.len() < self.max_batch && bytes < MAX_BATCH_BYTES {
+                match self.requests.try_recv() {
+                    Ok(request) => {
+                        bytes += request.size();
+                        batch.push(request);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        disconnected = true;
+                        break;
+                    }
+                }
+            }
+            let mut writes = Vec::with_capacity(batch.len());
+            for request in batch {
+                match request {
+                    Request::Write { op, reply } => writes.push((op, reply)),
+                    Request::Compact { revision, reply } => {
+                        self.queue_compaction(&mut compaction, revision, reply);
+                    }
+                }
+            }
+            self.commit(writes, &mut compaction);
+            if disconnected {
+                return;
+            }
+        }
+    }
+
+    /// Answers a compaction request at once when it can, queues it otherwise.
+    fn queue_compaction(
+        &self,
+        compaction: &mut Option<Compaction>,
+        revision: Revision,
+        reply: oneshot::Sender<Result<()>>,
+    ) {
+        if revision > self.revision {
+            let error = StoreError::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            };
+            let _ = reply.send(Err(error));
+        } else if revision <= self.compacted {
+            let _ = reply.send(Ok(()));
+        } else {
+            let pending = compaction.get_or_insert_with(|| Compaction {
+                target: revision,
+                waiters: vec![],
+            });
+            pending.target = pending.target.max(revision);
+            pending.waiters.push((revision, reply));
+        }
+    }
+
+    /// Applies one batch in one transaction, commits, publishes, answers.
+    fn commit(
+        &mut self,
+        writes: Vec<(Op, oneshot::Sender<Result<KeyValue>>)>,
+        compaction: &mut Option<Compaction>,
+    ) {
+        let (ops, replies): (Vec<Op>, Vec<_>) = writes.into_iter().unzip();
+        let target = compaction.as_ref().map(|c| c.target);
+        match self.transact(ops, target) {
+            Ok((outcomes, revision, compacted)) => {
+                self.revision = revision;
+                self.compacted = compacted;
+                self.published.store(revision, Ordering::Release);
+                self.publish(&outcomes, revision);
+                for (outcome, reply) in outcomes.into_iter().zip(replies) {
+                    let _ = reply.send(outcome.map(|applied| applied.kv));
+                }
+                if let Some(pending) = compaction.take() {
+                    let (done, waiting): (Vec<_>, Vec<_>) = pending
+                        .waiters
+                        .into_iter()
+                        .partition(|(rev, _)| *rev <= compacted);
+                    for (_, reply) in done {
+                        let _ = reply.send(Ok(()));
+                    }
+                    if compacted < pending.target {
+                        *compaction = Some(Compaction {
+                            target: pending.target,
+                            waiters: waiting,
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "store commit failed");
+                for reply in replies {
+                    let _ = reply.send(Err(batch_error(&error)));
+                }
+                for (_, reply) in compaction.take().into_iter().flat_map(|c| c.waiters) {
+                    let _ = reply.send(Err(batch_error(&error)));
+                }
+            }
+        }
+    }
+
+    /// Sends the batch's events to the watchers, if there are any. Checking for watchers after
+    /// the commit is safe: a watcher that subscribes later reads this batch from the log.
+    fn publish(&self, outcomes: &[Result<Applied>], revision: Revision) {
+        if self.hub.receiver_count() == 0 {
+            return;
+        }
+        let events: Vec<Event> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .map(|applied| Event {
+                kind: applied.kind,
+                revision: applied.kv.mod_revision,
+                kv: applied.kv.clone(),
+                prev: applied.prev.clone(),
+            })
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        let _ = self.hub.send(Arc::new(Batch { revision, events }));
+    }
+
+    /// Runs the transaction; the outer error aborts the whole batch.
+    #[allow(clippy::type_complexity)]
+    fn transact(
+        &self,
+        ops: Vec<Op>,
+        compact_to: Option<Revision>,
+    ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
+        // redb's default durability is `Immediate`: `commit` returns once the data is synced.
+        let mut txn = self.db.begin_write().ctx("begin write transaction")?;
+        txn.set_quick_repair(self.quick_repair);
+        let mut revision = self.revision;
+        let mut compacted = self.compacted;
+        let outcomes = {
+            let mut tables = Tables::open(&txn)?;
+            // The meta table is the truth; the cached copy must agree.
+            if read_meta(&tables.meta, META_REVISION)? != revision {
+                return Err(StoreError::Backend {
+                    message: "store revision changed behind the writer".into(),
+                    source: None,
+                });
+            }
+            let mut outcomes = Vec::with_capacity(ops.len());
+            for op in ops {
+                outcomes.push(apply(&mut tables, op, &mut revision)?);
+            }
+            if let Some(target) = compact_to {
+                compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
+                tables
+                    .meta
+                    .insert(META_COMPACTED, compacted)
+                    .ctx("write meta table")?;
+            }
+            tables
+                .meta
+                .insert(META_REVISION, revision)
+                .ctx("write meta table")?;
+            outcomes
+        };
+        if revision == self.revision && compact_to.is_none() {
+            // Every check failed: nothing to make durable.
+            txn.abort().ctx("abort write transaction")?;
+        } else {
+            txn.commit().ctx("commit write transaction")?;
+        }
+        Ok((outcomes, revision, compacted))
+    }
+}
+
+/// Applies one write. The outer error is a storage failure (abort the batch), the inner one a
+/// failed check (answer this caller only).
+fn apply(t: &mut Tables<'_>, op: Op, revision: &mut Revision) -> Result<Result<Applied>> {
+    let key = match &op {
+        Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
+    };
+    let existing = t
+        .current
+        .get(key.as_bytes())
+        .ctx("read current table")?
+        .map(|v| decode_current(key.as_bytes(), v.value()))
+        .transpose()?;
+    let next = *revision + 1;
+    let applied = match (op, existing) {
+        (Op::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists { key })),
+        (Op::Update { .. } | Op::Delete { .. }, None) => {
+            return Ok(Err(StoreError::NotFound { key }));
+        }
+        (
+            Op::Update { expected, .. }
+            | Op::Delete {
+                expected: Some(expected),
+                ..
+            },
+            Some(old),
+        ) if old.mod_revision != expected => {
+            return Ok(Err(StoreError::Conflict {
+                key,
+                expected,
+                actual: old.mod_revision,
+            }));
+        }
+        (Op::Create { value, .. }, None) => {
+            let k = key.as_bytes();
+            t.current
+                .insert(k, encode_current(next, next, &value).as_slice())
+                .ctx("write")?;
+            t.history
+                .insert((k, next), encode_put(next, &value).as_slice())
+                .ctx("write")?;
+            t.log
+                .insert(next, encode_log(LogKind::Create, 0, k).as_slice())
+                .ctx("write")?;
+            let kv = KeyValue {
+                key,
+                value,
+                create_revision: next,
+                mod_revision: next,
+            };
+            Applied {
+                kind: EventKind::Create,
+                kv,
+                prev: None,
+            }
+        }
+        (Op::Update { value, .. }, Some(old)) => {
+            let k = key.as_bytes();
+            let create = old.create_revision;
+            let log = encode_log(LogKind::Update, old.mod_revision, k);
+            t.current
+                .insert(k, encode_current(create, next, &value).as_slice())
+                .ctx("write")?;
+            t.history
+                .insert((k, next), encode_put(create, &value).as_slice())
+                .ctx("write")?;
+            t.log.insert(next, log.as_slice()).ctx("write")?;
+            let kv = KeyValue {
+                key,
+                value,
+                create_revision: create,
+                mod_revision: next,
+            };
+            Applied {
+                kind: EventKind::Update,
+                kv,
+                prev: Some(old),
+            }
+        }
+        (Op::Delete { .. }, Some(old)) => {
+            let k = key.as_bytes();
+            let log = encode_log(LogKind::Delete, old.mod_revision, k);
+            t.current.remove(k).ctx("write")?;
+            t.history
+                .insert((k, next), TOMBSTONE.as_slice())
+                .ctx("write")?;
+            t.log.insert(next, log.as_slice()).ctx("write")?;
+            let kv = KeyValue {
+                mod_revision: next,
+                ..old.clone()
+            };
+            Applied {
+                kind: EventKind::Delete,
+                kv,
+                prev: Some(old),
+            }
+        }
+    };
+    *revision = next;
+    Ok(Ok(applied))
+}
+
+/// Compacts from `from` towards `target`, at most `chunk` log entries; returns the new
+/// compacted revision.
+///
+/// Each log entry at or below the new compacted revision is dropped together with the version
+/// it superseded (no read at or after the entry's revision needs it) and, for a delete, its own
+/// tombstone (a read that finds no version reads an absent key, as the tombstone would say).
+/// What remains of each key's versions at or below the new compacted revision is its latest one.
+fn compact_chunk(
+    t: &mut Tables<'_>,
+    from: Revision,
+    target: Revision,
+    chunk: usize,
+) -> Result<Revision> {
+    let mut entries = Vec::new();
+    for entry in t.log.range((from + 1)..=target).ctx("scan log table")? {
+        let (rev, value) = entry.ctx("scan log table")?;
+        let decoded = decode_log(value.value())?;
+        entries.push((
+            rev.value(),
+            decoded.kind,
+            decoded.superseded,
+            decoded.key.to_vec(),
+        ));
+        if entries.len() >= chunk {
+            break;
+        }
+    }
+    let reached = if entries.len() >= chunk {
+        entries.last().map_or(target, |(rev, ..)| *rev)
+    } else {
+        target
+    };
+    for (rev, kind, superseded, key) in entries {
+        if superseded > 0 {
+            t.history
+                .remove((key.as_slice(), superseded))
+                .ctx("compact history")?;
+        }
+        if kind == LogKind::Delete {
+            t.history
+                .remove((key.as_slice(), rev))
+                .ctx("compact history")?;
+        }
+        t.log.remove(rev).ctx("compact log")?;
+    }
+    Ok(reached)
+}
+
+/// Starts the writer thread.
+pub(super) fn spawn(writer: Writer) -> Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("krust-store-writer".into())
+        .spawn(move || writer.run())
+        .ctx("spawn store writer thread")
+}
+
+/// The callers' end of the writer's channel.
+pub(super) type RequestSender = mpsc::Sender<Request>;

@@ -1,0 +1,246 @@
+//! The embedded backend: a single redb file with MVCC history and group commit.
+//!
+//! [`EmbeddedStore::open`] opens (or creates) `dir/store.redb`. One writer thread applies every
+//! write ([`commit`]): all requests waiting are applied in one transaction and made durable by
+//! one fsync before any of their callers is answered. Reads run on redb read transactions
+//! ([`read`]), at the current revision or, through the history table, at any revision since the
+//! compacted one. Watches replay the log table and then follow an in-memory hub fed by the
+//! writer after each commit ([`watch`]). The layout of the file is described in [`schema`].
+
+mod commit;
+mod read;
+mod schema;
+mod watch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use redb::Database;
+use tokio::sync::{broadcast, oneshot};
+
+use self::commit::{Op, Request, RequestSender, Writer};
+use self::read::read_meta;
+use self::schema::{
+    CURRENT, Context, FORMAT_VERSION, HISTORY, LOG, META, META_COMPACTED, META_FORMAT,
+    META_REVISION,
+};
+use self::watch::Hub;
+use crate::{KeyValue, Page, Result, Revision, Store, StoreError, WatchStream};
+
+/// The name of the database file inside the data directory.
+pub const FILE_NAME: &str = "store.redb";
+
+/// Tuning knobs of an [`EmbeddedStore`]; [`Default`] suits most uses.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmbeddedOptions {
+    /// How many committed batches the watch hub keeps for watchers that are behind; a watcher
+    /// further behind re-reads the log from disk.
+    pub watch_buffer: usize,
+    /// The most writes one commit takes.
+    pub max_batch: usize,
+    /// Size of redb's page cache, in bytes.
+    pub cache_size: usize,
+    /// Whether commits also save redb's allocator state (and sync twice), which makes opening
+    /// the file after a crash almost instant instead of a walk over the whole file.
+    pub quick_repair: bool,
+    /// How many log entries one commit compacts at most; a larger compaction takes several
+    /// commits, so that writes queued behind it wait for one chunk only.
+    pub compact_chunk: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            watch_buffer: 256,
+            max_batch: 4096,
+            cache_size: 256 * 1024 * 1024,
+            quick_repair: false,
+            compact_chunk: 10_000,
+        }
+    }
+}
+
+/// The embedded [`Store`]: redb on local disk, with group commit.
+///
+/// Dropping the store stops its writer thread (after the batch in progress) and closes the
+/// file; watches still open end with [`StoreError::Closed`].
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    /// `None` only while dropping.
+    requests: Option<RequestSender>,
+    writer: Option<JoinHandle<()>>,
+    revision: Arc<AtomicI64>,
+    hub: Hub,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("revision", &self.revision.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store in `dir` (created if missing) with default options.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, EmbeddedOptions::default())
+    }
+
+    /// Opens the store in `dir` (created if missing).
+    pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
+        std::fs::create_dir_all(dir).ctx("create store directory")?;
+        let db = redb::Builder::new()
+            .set_cache_size(options.cache_size)
+            .create(dir.join(FILE_NAME))
+            .ctx("open store file")?;
+        let (revision, compacted) = init(&db)?;
+        let db = Arc::new(db);
+        let published = Arc::new(AtomicI64::new(revision));
+        let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
+        let (requests, receiver) = std::sync::mpsc::channel();
+        let writer = commit::spawn(Writer {
+            db: Arc::clone(&db),
+            requests: receiver,
+            published: Arc::clone(&published),
+            hub: hub.clone(),
+            max_batch: options.max_batch.max(1),
+            quick_repair: options.quick_repair,
+            compact_chunk: options.compact_chunk.max(1),
+            revision,
+            compacted,
+        })?;
+        Ok(EmbeddedStore {
+            db,
+            requests: Some(requests),
+            writer: Some(writer),
+            revision: published,
+            hub,
+        })
+    }
+
+    async fn write(&self, op: Op) -> Result<KeyValue> {
+        let (reply, answer) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        requests
+            .send(Request::Write { op, reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Creates the tables of a new file, checks the format of an old one; returns the revision and
+/// the compacted revision.
+fn init(db: &Database) -> Result<(Revision, Revision)> {
+    let txn = db.begin_write().ctx("begin write transaction")?;
+    let revisions = {
+        txn.open_table(CURRENT).ctx("open current table")?;
+        txn.open_table(HISTORY).ctx("open history table")?;
+        txn.open_table(LOG).ctx("open log table")?;
+        let mut meta = txn.open_table(META).ctx("open meta table")?;
+        match read_meta(&meta, META_FORMAT)? {
+            0 => {
+                meta.insert(META_FORMAT, FORMAT_VERSION)
+                    .ctx("write meta table")?;
+            }
+            FORMAT_VERSION => {}
+            other => {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "unsupported store format {other} (expected {FORMAT_VERSION})"
+                    ),
+                    source: None,
+                });
+            }
+        }
+        (
+            read_meta(&meta, META_REVISION)?,
+            read_meta(&meta, META_COMPACTED)?,
+        )
+    };
+    txn.commit().ctx("commit write transaction")?;
+    Ok(revisions)
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer once it has answered what it holds.
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        // A point read of a B-tree: short enough to run on the async thread.
+        read::get(&self.db, key)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        revision: Option<Revision>,
+    ) -> Result<Page> {
+        let db = Arc::clone(&self.db);
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            read::list(&db, &prefix, start_after.as_deref(), limit, revision)
+        })
+        .await
+        .ctx("list task failed")?
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
+        self.write(Op::Create {
+            key: key.to_owned(),
+            value,
+        })
+        .await
+    }
+
+    async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
+        self.write(Op::Update {
+            key: key.to_owned(),
+            value,
+            expected,
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+        self.write(Op::Delete {
+            key: key.to_owned(),
+            expected,
+        })
+        .await
+    }
+
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        watch::watch(&self.db, &self.hub, prefix, after).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        Ok(self.revision.load(Ordering::Acquire))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        requests
+            .send(Request::Compact { revision, reply })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}

@@ -1,0 +1,231 @@
+//! The on-disk layout: table definitions and the byte encodings of their values.
+//!
+//! Every value is decoded by hand so that corrupt bytes become [`StoreError::Backend`] rather
+//! than a panic. Integers are little-endian `i64`.
+//!
+//! | table     | key                 | value                                        |
+//! |-----------|---------------------|----------------------------------------------|
+//! | `current` | key                 | `create_rev, mod_rev, value`                 |
+//! | `history` | `(key, mod_rev)`    | `0, create_rev, value` (put) or `1` (delete) |
+//! | `log`     | revision            | `kind, superseded, key`                      |
+//! | `meta`    | name                | `i64`                                        |
+//!
+//! `history` holds every version of every key since the compacted revision, plus, for each key,
+//! its latest version at the compacted revision (unless that is a delete), so that reads at any
+//! revision from the compacted one on find the version they need. `log` holds one entry per
+//! write after the compacted revision; `superseded` is the modify revision of the version the
+//! write replaced (0 for a create), so that a watch can find the previous value in `history`.
+
+use redb::TableDefinition;
+
+use crate::{KeyValue, Result, Revision, StoreError};
+
+/// `key -> create_rev, mod_rev, value`: the live keys.
+pub(super) const CURRENT: TableDefinition<&[u8], &[u8]> = TableDefinition::new("current");
+/// `(key, mod_rev) -> version`: the versions since the compacted revision.
+pub(super) const HISTORY: TableDefinition<(&[u8], i64), &[u8]> = TableDefinition::new("history");
+/// `revision -> kind, superseded, key`: one entry per write after the compacted revision.
+pub(super) const LOG: TableDefinition<i64, &[u8]> = TableDefinition::new("log");
+/// `name -> i64`: the revisions below and the format version.
+pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// Meta entry: the revision of the last write.
+pub(super) const META_REVISION: &str = "revision";
+/// Meta entry: the compacted revision (reads below it fail).
+pub(super) const META_COMPACTED: &str = "compacted";
+/// Meta entry: the layout version of the file.
+pub(super) const META_FORMAT: &str = "format";
+/// The layout described in this module.
+pub(super) const FORMAT_VERSION: i64 = 1;
+
+const REV_LEN: usize = 8;
+const TAG_PUT: u8 = 0;
+const TAG_TOMBSTONE: u8 = 1;
+
+/// A backend error for bytes that do not decode.
+pub(super) fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::Backend {
+        message: format!("corrupt store data: {}", what.into()),
+        source: None,
+    }
+}
+
+/// Attaches context to redb errors.
+pub(super) trait Context<T> {
+    /// Maps the error to [`StoreError::Backend`] with `message`.
+    fn ctx(self, message: &'static str) -> Result<T>;
+}
+
+impl<T, E> Context<T> for std::result::Result<T, E>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn ctx(self, message: &'static str) -> Result<T> {
+        self.map_err(|e| StoreError::backend(message, e))
+    }
+}
+
+fn split_rev<'a>(bytes: &'a [u8], what: &str) -> Result<(Revision, &'a [u8])> {
+    let (head, rest) = bytes
+        .split_first_chunk::<REV_LEN>()
+        .ok_or_else(|| corrupt(what))?;
+    Ok((i64::from_le_bytes(*head), rest))
+}
+
+/// A stored key as a string.
+pub(super) fn key_str(bytes: &[u8]) -> Result<&str> {
+    std::str::from_utf8(bytes).map_err(|_| corrupt("key is not UTF-8"))
+}
+
+/// Encodes a `current` value.
+pub(super) fn encode_current(create: Revision, modified: Revision, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * REV_LEN + value.len());
+    out.extend_from_slice(&create.to_le_bytes());
+    out.extend_from_slice(&modified.to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Decodes a `current` entry into a [`KeyValue`].
+pub(super) fn decode_current(key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
+    let (create_revision, rest) = split_rev(bytes, "short current entry")?;
+    let (mod_revision, value) = split_rev(rest, "short current entry")?;
+    Ok(KeyValue {
+        key: key_str(key)?.to_owned(),
+        value: value.to_vec(),
+        create_revision,
+        mod_revision,
+    })
+}
+
+/// One version of a key in `history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Version<'a> {
+    /// The key held `value`, created at `create`.
+    Put {
+        /// Create revision of the key.
+        create: Revision,
+        /// The value.
+        value: &'a [u8],
+    },
+    /// The key was deleted.
+    Tombstone,
+}
+
+/// Encodes a put version.
+pub(super) fn encode_put(create: Revision, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + REV_LEN + value.len());
+    out.push(TAG_PUT);
+    out.extend_from_slice(&create.to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Encodes a delete version.
+pub(super) const TOMBSTONE: [u8; 1] = [TAG_TOMBSTONE];
+
+/// Decodes a `history` value.
+pub(super) fn decode_version(bytes: &[u8]) -> Result<Version<'_>> {
+    match bytes.split_first() {
+        Some((&TAG_PUT, rest)) => {
+            let (create, value) = split_rev(rest, "short history entry")?;
+            Ok(Version::Put { create, value })
+        }
+        Some((&TAG_TOMBSTONE, [])) => Ok(Version::Tombstone),
+        _ => Err(corrupt("bad history entry")),
+    }
+}
+
+/// What a write did, as recorded in `log`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LogKind {
+    /// The key was created.
+    Create = 1,
+    /// The key was replaced.
+    Update = 2,
+    /// The key was deleted.
+    Delete = 3,
+}
+
+/// One decoded `log` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LogEntry<'a> {
+    /// What the write did.
+    pub kind: LogKind,
+    /// Modify revision of the version the write replaced (0 for a create).
+    pub superseded: Revision,
+    /// The key written.
+    pub key: &'a [u8],
+}
+
+/// Encodes a `log` value.
+pub(super) fn encode_log(kind: LogKind, superseded: Revision, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + REV_LEN + key.len());
+    out.push(kind as u8);
+    out.extend_from_slice(&superseded.to_le_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+/// Decodes a `log` value.
+pub(super) fn decode_log(bytes: &[u8]) -> Result<LogEntry<'_>> {
+    let (kind, rest) = bytes
+        .split_first()
+        .ok_or_else(|| corrupt("empty log entry"))?;
+    let kind = match kind {
+        1 => LogKind::Create,
+        2 => LogKind::Update,
+        3 => LogKind::Delete,
+        _ => return Err(corrupt("bad log entry kind")),
+    };
+    let (superseded, key) = split_rev(rest, "short log entry")?;
+    Ok(LogEntry {
+        kind,
+        superseded,
+        key,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let kv = decode_current(b"k", &encode_current(3, 7, b"v")).expect("decodes");
+        assert_eq!((kv.key.as_str(), kv.value.as_slice()), ("k", &b"v"[..]));
+        assert_eq!((kv.create_revision, kv.mod_revision), (3, 7));
+        assert_eq!(
+            decode_version(&encode_put(5, b"x")).expect("decodes"),
+            Version::Put {
+                create: 5,
+                value: b"x"
+            }
+        );
+        assert_eq!(
+            decode_version(&TOMBSTONE).expect("decodes"),
+            Version::Tombstone
+        );
+        let bytes = encode_log(LogKind::Update, 9, b"key");
+        let entry = decode_log(&bytes).expect("decodes");
+        assert_eq!(
+            entry,
+            LogEntry {
+                kind: LogKind::Update,
+                superseded: 9,
+                key: b"key"
+            }
+        );
+    }
+
+    #[test]
+    fn corrupt_bytes_are_errors() {
+        assert!(decode_current(b"k", &[1, 2, 3]).is_err());
+        assert!(decode_current(&[0xff], &encode_current(1, 1, b"")).is_err());
+        assert!(decode_version(&[]).is_err());
+        assert!(decode_version(&[0, 1]).is_err());
+        assert!(decode_version(&[1, 0]).is_err());
+        assert!(decode_log(&[9; 12]).is_err());
+        assert!(decode_log(&[1, 0]).is_err());
+    }
+}
