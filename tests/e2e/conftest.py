@@ -251,6 +251,7 @@ class Creds:
 
     def session(self, with_client_cert=True) -> requests.Session:
         s = requests.Session()
+        s.trust_env = False  # REQUESTS_CA_BUNDLE and proxies would override verify/loopback
         s.verify = self.ca if self.ca else True
         if with_client_cert and self.cert:
             s.cert = (self.cert, self.key)
@@ -274,6 +275,7 @@ class KrustServer:
         self.log_path = workdir / "krust.log"
         self.kubeconfig = self.data_dir / "admin.kubeconfig"
         self.port = free_port()
+        self.extra_args: list[str] = []  # appended to the command line on the next start
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.creds: Creds | None = None
@@ -284,7 +286,7 @@ class KrustServer:
                "--port", self.port]
         if self.etcd is not None:
             cmd += ["--datastore-endpoint", self.etcd.endpoint]
-        return cmd
+        return cmd + list(self.extra_args)
 
     def start(self, timeout=READY_TIMEOUT):
         if not os.path.exists(KRUST_BIN):
@@ -591,6 +593,7 @@ class Kubectl:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("KUBE") and k not in ("EDITOR", "VISUAL")}
         env["HOME"] = str(self.home)
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
         env.update(extra or {})
         return env
 

@@ -25,5 +25,6 @@ pub mod validation;
 
 pub use catalog::{Catalog, ResourceInfo, Scope};
 pub use patch::{PatchError, PatchType, apply_patch};
+pub use selector::{FieldSelector, LabelSelector, SelectorError};
 pub use status::StatusError;
 pub use strategy::Strategy;

@@ -19,10 +19,7 @@ pub fn apply(original: &Value, body: &[u8]) -> Result<Value, PatchError> {
 /// Applies parsed operations to a copy of `original`.
 pub fn apply_operations(original: &Value, patch: &Patch) -> Result<Value, PatchError> {
     if patch.0.len() > MAX_OPERATIONS {
-        return Err(PatchError::TooManyOperations {
-            max: MAX_OPERATIONS,
-            got: patch.0.len(),
-        });
+        return Err(PatchError::TooManyOperations { max: MAX_OPERATIONS, got: patch.0.len() });
     }
     let mut doc = original.clone();
     json_patch::patch(&mut doc, &patch.0).map_err(|err| {
@@ -38,14 +35,12 @@ pub fn apply_operations(original: &Value, patch: &Patch) -> Result<Value, PatchE
         };
         match err.kind {
             PatchErrorKind::TestFailed => PatchError::TestFailed { path },
-            PatchErrorKind::InvalidFromPointer => PatchError::FromNotFound {
-                op: name,
-                from: from.unwrap_or_default(),
-            },
-            PatchErrorKind::CannotMoveInsideItself => PatchError::MoveIntoItself {
-                from: from.unwrap_or_default(),
-                path,
-            },
+            PatchErrorKind::InvalidFromPointer => {
+                PatchError::FromNotFound { op: name, from: from.unwrap_or_default() }
+            }
+            PatchErrorKind::CannotMoveInsideItself => {
+                PatchError::MoveIntoItself { from: from.unwrap_or_default(), path }
+            }
             _ => PatchError::PathNotFound { op: name, path },
         }
     })?;
@@ -163,19 +158,13 @@ mod tests {
     fn malformed_bodies_are_invalid_documents() {
         let cases = [
             ("an object is not a list of operations", r#"{"op": "add"}"#),
-            (
-                "an unknown operation is rejected",
-                r#"[{"op": "frob", "path": "/a"}]"#,
-            ),
+            ("an unknown operation is rejected", r#"[{"op": "frob", "path": "/a"}]"#),
             ("a missing path is rejected", r#"[{"op": "remove"}]"#),
             ("broken json is rejected", "[{"),
         ];
         for (name, body) in cases {
             let err = apply(&doc(), body.as_bytes()).unwrap_err();
-            assert!(
-                matches!(err, PatchError::InvalidDocument(_)),
-                "{name}: {err:?}"
-            );
+            assert!(matches!(err, PatchError::InvalidDocument(_)), "{name}: {err:?}");
         }
     }
 

@@ -79,9 +79,6 @@ mod tests {
             assert_eq!(err.to_string(), want, "{name}");
         }
         let err = apply(&json!({}), b"{").unwrap_err();
-        assert!(
-            matches!(err, PatchError::InvalidDocument(_)),
-            "broken json: {err:?}"
-        );
+        assert!(matches!(err, PatchError::InvalidDocument(_)), "broken json: {err:?}");
     }
 }

@@ -72,11 +72,7 @@ pub const ROOTS: &[(&str, &str, &str)] = &[
     ("apps", "DaemonSet", "Workload"),
     ("batch", "Job", "Job"),
     ("batch", "CronJob", "CronJob"),
-    (
-        "autoscaling",
-        "HorizontalPodAutoscaler",
-        "WithStatusConditions",
-    ),
+    ("autoscaling", "HorizontalPodAutoscaler", "WithStatusConditions"),
     ("policy", "PodDisruptionBudget", "WithStatusConditions"),
 ];
 
@@ -88,164 +84,44 @@ pub const FIELDS: &[(&str, &str, Option<&str>, ListStrategy, bool)] = &[
     // Pod, PodTemplate and the templates of workloads.
     ("Pod", "spec", Some("PodSpec"), Atomic, false),
     ("Pod", "status", Some("PodStatus"), Atomic, false),
-    (
-        "PodTemplate",
-        "template",
-        Some("PodTemplateSpec"),
-        Atomic,
-        false,
-    ),
-    (
-        "PodTemplateSpec",
-        "metadata",
-        Some("ObjectMeta"),
-        Atomic,
-        false,
-    ),
+    ("PodTemplate", "template", Some("PodTemplateSpec"), Atomic, false),
+    ("PodTemplateSpec", "metadata", Some("ObjectMeta"), Atomic, false),
     ("PodTemplateSpec", "spec", Some("PodSpec"), Atomic, false),
     ("Workload", "spec", Some("WorkloadSpec"), Atomic, false),
-    (
-        "Workload",
-        "status",
-        Some("StatusWithConditions"),
-        Atomic,
-        false,
-    ),
-    (
-        "WorkloadSpec",
-        "template",
-        Some("PodTemplateSpec"),
-        Atomic,
-        false,
-    ),
+    ("Workload", "status", Some("StatusWithConditions"), Atomic, false),
+    ("WorkloadSpec", "template", Some("PodTemplateSpec"), Atomic, false),
     ("Job", "spec", Some("JobSpec"), Atomic, false),
     ("Job", "status", Some("StatusWithConditions"), Atomic, false),
-    (
-        "JobSpec",
-        "template",
-        Some("PodTemplateSpec"),
-        Atomic,
-        false,
-    ),
+    ("JobSpec", "template", Some("PodTemplateSpec"), Atomic, false),
     ("CronJob", "spec", Some("CronJobSpec"), Atomic, false),
-    (
-        "CronJobSpec",
-        "jobTemplate",
-        Some("JobTemplateSpec"),
-        Atomic,
-        false,
-    ),
-    (
-        "JobTemplateSpec",
-        "metadata",
-        Some("ObjectMeta"),
-        Atomic,
-        false,
-    ),
+    ("CronJobSpec", "jobTemplate", Some("JobTemplateSpec"), Atomic, false),
+    ("JobTemplateSpec", "metadata", Some("ObjectMeta"), Atomic, false),
     ("JobTemplateSpec", "spec", Some("JobSpec"), Atomic, false),
-    (
-        "WithStatusConditions",
-        "status",
-        Some("StatusWithConditions"),
-        Atomic,
-        false,
-    ),
-    (
-        "StatusWithConditions",
-        "conditions",
-        None,
-        MergeByKey("type"),
-        false,
-    ),
+    ("WithStatusConditions", "status", Some("StatusWithConditions"), Atomic, false),
+    ("StatusWithConditions", "conditions", None, MergeByKey("type"), false),
     // core/v1 PodSpec.
-    (
-        "PodSpec",
-        "containers",
-        Some("Container"),
-        MergeByKey("name"),
-        false,
-    ),
-    (
-        "PodSpec",
-        "initContainers",
-        Some("Container"),
-        MergeByKey("name"),
-        false,
-    ),
-    (
-        "PodSpec",
-        "ephemeralContainers",
-        Some("Container"),
-        MergeByKey("name"),
-        false,
-    ),
+    ("PodSpec", "containers", Some("Container"), MergeByKey("name"), false),
+    ("PodSpec", "initContainers", Some("Container"), MergeByKey("name"), false),
+    ("PodSpec", "ephemeralContainers", Some("Container"), MergeByKey("name"), false),
     ("PodSpec", "volumes", None, MergeByKey("name"), true),
-    (
-        "PodSpec",
-        "imagePullSecrets",
-        None,
-        MergeByKey("name"),
-        false,
-    ),
+    ("PodSpec", "imagePullSecrets", None, MergeByKey("name"), false),
     ("PodSpec", "hostAliases", None, MergeByKey("ip"), false),
-    (
-        "PodSpec",
-        "topologySpreadConstraints",
-        None,
-        MergeByKey("topologyKey"),
-        false,
-    ),
+    ("PodSpec", "topologySpreadConstraints", None, MergeByKey("topologyKey"), false),
     ("PodSpec", "resourceClaims", None, MergeByKey("name"), true),
-    (
-        "PodSpec",
-        "schedulingGates",
-        None,
-        MergeByKey("name"),
-        false,
-    ),
+    ("PodSpec", "schedulingGates", None, MergeByKey("name"), false),
     // core/v1 Container (and EphemeralContainer, which has the same tags).
-    (
-        "Container",
-        "ports",
-        None,
-        MergeByKey("containerPort"),
-        false,
-    ),
+    ("Container", "ports", None, MergeByKey("containerPort"), false),
     ("Container", "env", None, MergeByKey("name"), false),
-    (
-        "Container",
-        "volumeMounts",
-        None,
-        MergeByKey("mountPath"),
-        false,
-    ),
-    (
-        "Container",
-        "volumeDevices",
-        None,
-        MergeByKey("devicePath"),
-        false,
-    ),
+    ("Container", "volumeMounts", None, MergeByKey("mountPath"), false),
+    ("Container", "volumeDevices", None, MergeByKey("devicePath"), false),
     // core/v1 PodStatus.
     ("PodStatus", "conditions", None, MergeByKey("type"), false),
     ("PodStatus", "podIPs", None, MergeByKey("ip"), false),
     ("PodStatus", "hostIPs", None, MergeByKey("ip"), false),
-    (
-        "PodStatus",
-        "resourceClaimStatuses",
-        None,
-        MergeByKey("name"),
-        true,
-    ),
+    ("PodStatus", "resourceClaimStatuses", None, MergeByKey("name"), true),
     // core/v1 Service.
     ("Service", "spec", Some("ServiceSpec"), Atomic, false),
-    (
-        "Service",
-        "status",
-        Some("StatusWithConditions"),
-        Atomic,
-        false,
-    ),
+    ("Service", "status", Some("StatusWithConditions"), Atomic, false),
     ("ServiceSpec", "ports", None, MergeByKey("port"), false),
     // core/v1 Node.
     ("Node", "spec", Some("NodeSpec"), Atomic, false),
@@ -255,39 +131,24 @@ pub const FIELDS: &[(&str, &str, Option<&str>, ListStrategy, bool)] = &[
     ("NodeStatus", "addresses", None, MergeByKey("type"), false),
     // meta/v1 ObjectMeta, reached from every object's `metadata`.
     ("ObjectMeta", "finalizers", None, MergePrimitives, false),
-    (
-        "ObjectMeta",
-        "ownerReferences",
-        None,
-        MergeByKey("uid"),
-        false,
-    ),
+    ("ObjectMeta", "ownerReferences", None, MergeByKey("uid"), false),
 ];
 
 impl TypeRef {
     /// A type nothing is known about: lists are atomic, maps merge.
-    pub const UNKNOWN: TypeRef = TypeRef {
-        name: None,
-        root: false,
-    };
+    pub const UNKNOWN: TypeRef = TypeRef { name: None, root: false };
 
     /// The top-level type of objects of `kind` in the group of `api_version`
     /// (`apps/v1` → `apps`, `v1` → the core group). Unknown kinds still have `metadata`.
     pub fn root(api_version: &str, kind: &str) -> Self {
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-        let name = ROOTS
-            .iter()
-            .find(|(g, k, _)| *g == group && *k == kind)
-            .map(|(_, _, t)| *t);
+        let name = ROOTS.iter().find(|(g, k, _)| *g == group && *k == kind).map(|(_, _, t)| *t);
         TypeRef { name, root: true }
     }
 
     /// A named type of [`FIELDS`] (`"PodSpec"`, `"Container"`, ...).
     pub fn named(name: &'static str) -> Self {
-        TypeRef {
-            name: Some(name),
-            root: false,
-        }
+        TypeRef { name: Some(name), root: false }
     }
 
     /// The type's name, when known.
@@ -304,25 +165,16 @@ impl TypeRef {
                 retain_keys: false,
             };
         }
-        let found = self.name.and_then(|name| {
-            FIELDS
-                .iter()
-                .find(|(parent, f, ..)| *parent == name && *f == field)
-        });
+        let found = self
+            .name
+            .and_then(|name| FIELDS.iter().find(|(parent, f, ..)| *parent == name && *f == field));
         match found {
             Some((_, _, ty, list, retain_keys)) => FieldMeta {
-                ty: TypeRef {
-                    name: *ty,
-                    root: false,
-                },
+                ty: TypeRef { name: *ty, root: false },
                 list: *list,
                 retain_keys: *retain_keys,
             },
-            None => FieldMeta {
-                ty: TypeRef::UNKNOWN,
-                list: Atomic,
-                retain_keys: false,
-            },
+            None => FieldMeta { ty: TypeRef::UNKNOWN, list: Atomic, retain_keys: false },
         }
     }
 }
@@ -444,13 +296,7 @@ mod tests {
                 &["status", "addresses"],
                 MergeByKey("type"),
             ),
-            (
-                "node pod cidrs are a set",
-                "v1",
-                "Node",
-                &["spec", "podCIDRs"],
-                MergePrimitives,
-            ),
+            ("node pod cidrs are a set", "v1", "Node", &["spec", "podCIDRs"], MergePrimitives),
             (
                 "pod conditions merge on type",
                 "v1",
@@ -472,20 +318,8 @@ mod tests {
                 &["status", "conditions"],
                 MergeByKey("type"),
             ),
-            (
-                "tolerations are atomic",
-                "v1",
-                "Pod",
-                &["spec", "tolerations"],
-                Atomic,
-            ),
-            (
-                "container args are atomic",
-                "v1",
-                "Pod",
-                &["spec", "containers", "args"],
-                Atomic,
-            ),
+            ("tolerations are atomic", "v1", "Pod", &["spec", "tolerations"], Atomic),
+            ("container args are atomic", "v1", "Pod", &["spec", "containers", "args"], Atomic),
             (
                 "container envFrom is atomic",
                 "v1",
@@ -493,13 +327,7 @@ mod tests {
                 &["spec", "containers", "envFrom"],
                 Atomic,
             ),
-            (
-                "endpoints subsets are atomic",
-                "v1",
-                "Endpoints",
-                &["subsets"],
-                Atomic,
-            ),
+            ("endpoints subsets are atomic", "v1", "Endpoints", &["subsets"], Atomic),
             (
                 "endpoint slice endpoints are atomic",
                 "discovery.k8s.io/v1",
@@ -521,13 +349,7 @@ mod tests {
                 &["spec", "template", "spec", "containers"],
                 Atomic,
             ),
-            (
-                "env is only keyed inside containers",
-                "v1",
-                "Pod",
-                &["spec", "env"],
-                Atomic,
-            ),
+            ("env is only keyed inside containers", "v1", "Pod", &["spec", "env"], Atomic),
         ];
         for (name, api_version, kind, path, want) in cases {
             assert_eq!(list_strategy(api_version, kind, path), *want, "{name}");
@@ -544,10 +366,7 @@ mod tests {
     #[test]
     fn every_referenced_type_has_fields_or_is_a_leaf() {
         for (_, _, root) in ROOTS {
-            assert!(
-                FIELDS.iter().any(|(t, ..)| t == root),
-                "root {root} has no fields"
-            );
+            assert!(FIELDS.iter().any(|(t, ..)| t == root), "root {root} has no fields");
         }
         for (parent, field, ty, ..) in FIELDS {
             if let Some(ty) = ty {

@@ -48,10 +48,7 @@ impl PatchType {
         [
             ("application/json-patch+json", PatchType::Json),
             ("application/merge-patch+json", PatchType::Merge),
-            (
-                "application/strategic-merge-patch+json",
-                PatchType::StrategicMerge,
-            ),
+            ("application/strategic-merge-patch+json", PatchType::StrategicMerge),
             ("application/apply-patch+yaml", PatchType::Apply),
         ]
         .into_iter()
@@ -223,9 +220,7 @@ fn apply_configuration(
             }
             Some(Value::String(s)) if s == expected => {}
             Some(other) => {
-                let shown = other
-                    .as_str()
-                    .map_or_else(|| other.to_string(), str::to_string);
+                let shown = other.as_str().map_or_else(|| other.to_string(), str::to_string);
                 return Err(PatchError::ApplyMismatch(format!(
                     "{field} {shown:?} of the applied configuration does not match the object's {expected:?}"
                 )));
@@ -245,47 +240,27 @@ mod tests {
     #[test]
     fn content_types_map_to_patch_types() {
         let cases = [
-            (
-                "a json patch content type",
-                "application/json-patch+json",
-                Some(PatchType::Json),
-            ),
-            (
-                "a merge patch content type",
-                "application/merge-patch+json",
-                Some(PatchType::Merge),
-            ),
+            ("a json patch content type", "application/json-patch+json", Some(PatchType::Json)),
+            ("a merge patch content type", "application/merge-patch+json", Some(PatchType::Merge)),
             (
                 "a strategic merge patch content type",
                 "application/strategic-merge-patch+json",
                 Some(PatchType::StrategicMerge),
             ),
-            (
-                "an apply content type",
-                "application/apply-patch+yaml",
-                Some(PatchType::Apply),
-            ),
+            ("an apply content type", "application/apply-patch+yaml", Some(PatchType::Apply)),
             (
                 "parameters are ignored",
                 "application/merge-patch+json; charset=utf-8",
                 Some(PatchType::Merge),
             ),
-            (
-                "case is ignored",
-                "Application/JSON-Patch+JSON",
-                Some(PatchType::Json),
-            ),
+            ("case is ignored", "Application/JSON-Patch+JSON", Some(PatchType::Json)),
             ("plain json is not a patch", "application/json", None),
             ("an empty header is not a patch", "", None),
         ];
         for (name, header, want) in cases {
             assert_eq!(PatchType::from_content_type(header), want, "{name}");
             if let Some(kind) = want {
-                assert_eq!(
-                    PatchType::from_content_type(kind.content_type()),
-                    want,
-                    "{name}"
-                );
+                assert_eq!(PatchType::from_content_type(kind.content_type()), want, "{name}");
             }
         }
     }
@@ -328,21 +303,27 @@ mod tests {
     }
 
     #[test]
+    fn an_applied_configuration_can_create_an_object() {
+        let body = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx\n        ports:\n        - containerPort: 80\n";
+        let out =
+            apply_patch(PatchType::Apply, &Value::Null, body.as_bytes(), "apps/v1", "Deployment")
+                .unwrap();
+        assert_eq!(out["spec"]["replicas"], 2);
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+            80
+        );
+        let again =
+            apply_patch(PatchType::Apply, &out, body.as_bytes(), "apps/v1", "Deployment").unwrap();
+        assert_eq!(again, out, "applying the same configuration twice changes nothing");
+    }
+
+    #[test]
     fn bad_patches_become_statuses_with_upstream_codes() {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let cases: Vec<(&str, PatchType, &str, u16)> = vec![
-            (
-                "a json patch that is not json is a bad request",
-                PatchType::Json,
-                "[{",
-                400,
-            ),
-            (
-                "a merge patch that is a list is a bad request",
-                PatchType::Merge,
-                "[1]",
-                400,
-            ),
+            ("a json patch that is not json is a bad request", PatchType::Json, "[{", 400),
+            ("a merge patch that is a list is a bad request", PatchType::Merge, "[1]", 400),
             (
                 "a strategic merge patch that is a string is a bad request",
                 PatchType::StrategicMerge,

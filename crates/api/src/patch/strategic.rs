@@ -134,6 +134,8 @@ fn merge_map(
                 let strategy = strategy_for(meta.list, None, &patch_list);
                 *current = merge_list(std::mem::take(current), patch_list, &strategy, meta.ty)?;
             }
+            // Equal scalars (`80` and `80.0`) leave the original's spelling alone.
+            (Some(current), patch_value) if same(current, &patch_value) => {}
             (_, patch_value) => match fresh_value(patch_value, meta.list, meta.ty)? {
                 Some(value) => {
                     original.insert(key, value);
@@ -205,11 +207,8 @@ fn apply_set_element_order(
     patch: &mut Map<String, Value>,
     ty: TypeRef,
 ) -> Result<(), PatchError> {
-    let directives: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
-        .cloned()
-        .collect();
+    let directives: Vec<String> =
+        patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
     for directive in directives {
         let Some(order) = patch.shift_remove(&directive) else {
             continue;
@@ -229,11 +228,7 @@ fn apply_set_element_order(
             Some(other) => return Err(bad_arg_type(&other)),
         };
         let meta = ty.field(field);
-        let strategy = strategy_for(
-            meta.list,
-            Some(&order),
-            patch_list.as_deref().unwrap_or(&[]),
-        );
+        let strategy = strategy_for(meta.list, Some(&order), patch_list.as_deref().unwrap_or(&[]));
         if let Some(list) = &patch_list {
             check_order(list, &order, strategy.key(), &directive)?;
         }
@@ -246,9 +241,8 @@ fn apply_set_element_order(
             }
         };
         let key = strategy.key();
-        let (listed, server_only): (Vec<Value>, Vec<Value>) = merged
-            .into_iter()
-            .partition(|item| position(&order, item, key).is_some());
+        let (listed, server_only): (Vec<Value>, Vec<Value>) =
+            merged.into_iter().partition(|item| position(&order, item, key).is_some());
         let ordered = interleave(listed, server_only, &order, &server, key);
         original.insert(field.to_string(), Value::Array(ordered));
     }
@@ -262,10 +256,7 @@ fn check_order(
     key: Option<&str>,
     directive: &str,
 ) -> Result<(), PatchError> {
-    let items: Vec<&Value> = patch
-        .iter()
-        .filter(|item| item.get(DIRECTIVE).is_none())
-        .collect();
+    let items: Vec<&Value> = patch.iter().filter(|item| item.get(DIRECTIVE).is_none()).collect();
     let (mut p, mut o) = (0, 0);
     while p < items.len() && o < order.len() {
         if same_identity(items[p], &order[o], key) {
@@ -293,21 +284,14 @@ fn strategy_for(table: ListStrategy, order: Option<&[Value]>, patch: &[Value]) -
         ListStrategy::Atomic => {}
     }
     if let Some(order) = order.filter(|o| !o.is_empty()) {
-        if order
-            .iter()
-            .all(|item| !item.is_object() && !item.is_array())
-        {
+        if order.iter().all(|item| !item.is_object() && !item.is_array()) {
             return Strategy::Primitives;
         }
         let single_key = |item: &Value| {
-            item.as_object()
-                .filter(|m| m.len() == 1)
-                .and_then(|m| m.keys().next().cloned())
+            item.as_object().filter(|m| m.len() == 1).and_then(|m| m.keys().next().cloned())
         };
         if let Some(key) = single_key(&order[0])
-            && order
-                .iter()
-                .all(|item| single_key(item).as_deref() == Some(key.as_str()))
+            && order.iter().all(|item| single_key(item).as_deref() == Some(key.as_str()))
         {
             return Strategy::ByKey(key);
         }
@@ -348,15 +332,12 @@ fn merge_list(
                 merged.push(item.clone());
             }
         }
-        let (listed, server_only): (Vec<Value>, Vec<Value>) = merged
-            .into_iter()
-            .partition(|item| position(&patch, item, None).is_some());
+        let (listed, server_only): (Vec<Value>, Vec<Value>) =
+            merged.into_iter().partition(|item| position(&patch, item, None).is_some());
         return Ok(interleave(listed, server_only, &patch, &original, None));
     }
     let Some(key) = key else {
-        return Err(PatchError::Merge(
-            "cannot merge lists without merge key for type map".into(),
-        ));
+        return Err(PatchError::Merge("cannot merge lists without merge key for type map".into()));
     };
 
     let mut original = original;
@@ -397,9 +378,7 @@ fn merge_list(
             return Err(no_merge_key(item, key));
         };
         let map = item.as_object().cloned().unwrap_or_default();
-        let found = merged
-            .iter()
-            .position(|o| o.get(key).is_some_and(|v| same(v, value)));
+        let found = merged.iter().position(|o| o.get(key).is_some_and(|v| same(v, value)));
         match found {
             Some(index) => {
                 let current = match &mut merged[index] {
@@ -420,9 +399,8 @@ fn merge_list(
             }
         }
     }
-    let (listed, server_only): (Vec<Value>, Vec<Value>) = merged
-        .into_iter()
-        .partition(|item| position(&plain, item, Some(key)).is_some());
+    let (listed, server_only): (Vec<Value>, Vec<Value>) =
+        merged.into_iter().partition(|item| position(&plain, item, Some(key)).is_some());
     Ok(interleave(listed, server_only, &plain, &server, Some(key)))
 }
 
@@ -542,19 +520,12 @@ fn directive_field<'a>(key: &'a str, prefix: &str, error: &str) -> Result<&'a st
 }
 
 fn bad_patch_type(directive: &Value, map: &Map<String, Value>) -> PatchError {
-    let shown = directive
-        .as_str()
-        .map_or_else(|| directive.to_string(), str::to_string);
-    PatchError::Merge(format!(
-        "unknown patch type: {shown} in map: {}",
-        Value::Object(map.clone())
-    ))
+    let shown = directive.as_str().map_or_else(|| directive.to_string(), str::to_string);
+    PatchError::Merge(format!("unknown patch type: {shown} in map: {}", Value::Object(map.clone())))
 }
 
 fn no_merge_key(item: &Value, key: &str) -> PatchError {
-    PatchError::Merge(format!(
-        "map: {item} does not contain declared merge key: {key}"
-    ))
+    PatchError::Merge(format!("map: {item} does not contain declared merge key: {key}"))
 }
 
 fn bad_arg_type(value: &Value) -> PatchError {
@@ -566,9 +537,7 @@ fn bad_arg_type(value: &Value) -> PatchError {
         Value::Array(_) => "[]interface {}",
         Value::Object(_) => "map[string]interface {}",
     };
-    PatchError::Merge(format!(
-        "expected a []interface {{}}, but received a {kind}"
-    ))
+    PatchError::Merge(format!("expected a []interface {{}}, but received a {kind}"))
 }
 
 #[cfg(test)]
@@ -602,11 +571,7 @@ mod tests {
     }
 
     fn patch_deployment(patch: Value) -> Result<Value, PatchError> {
-        merge(
-            &deployment(),
-            &patch,
-            TypeRef::root("apps/v1", "Deployment"),
-        )
+        merge(&deployment(), &patch, TypeRef::root("apps/v1", "Deployment"))
     }
 
     fn pod_spec(obj: &Value) -> &Value {
@@ -614,11 +579,7 @@ mod tests {
     }
 
     fn names(list: &Value) -> Vec<&str> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect()
+        list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
     }
 
     #[test]
@@ -667,12 +628,7 @@ mod tests {
                 json!({"spec": {"template": {"spec": {
                     "$setElementOrder/containers": [{"name": "init"}, {"name": "web"}, {"name": "sidecar"}],
                     "containers": [{"name": "init", "image": "busybox"}]}}}}),
-                |out| {
-                    assert_eq!(
-                        names(&pod_spec(out)["containers"]),
-                        ["init", "web", "sidecar"]
-                    )
-                },
+                |out| assert_eq!(names(&pod_spec(out)["containers"]), ["init", "web", "sidecar"]),
             ),
             (
                 "set element order alone reorders a list",
@@ -930,10 +886,7 @@ mod tests {
         let patch = json!({"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
             "containers": [{"name": "c"}]}});
         let out = merge(&original, &patch, TypeRef::root("v1", "Pod")).unwrap();
-        assert_eq!(
-            names(&out["spec"]["containers"]),
-            ["a", "injected", "b", "c"]
-        );
+        assert_eq!(names(&out["spec"]["containers"]), ["a", "injected", "b", "c"]);
     }
 
     #[test]
@@ -1013,11 +966,7 @@ mod tests {
             assert_eq!(err.to_string(), want, "{name}");
         }
         let err = merge(&pod, &json!([1]), TypeRef::root("v1", "Pod")).unwrap_err();
-        assert_eq!(
-            err,
-            PatchError::NotAnObject,
-            "a patch that is not an object is refused"
-        );
+        assert_eq!(err, PatchError::NotAnObject, "a patch that is not an object is refused");
     }
 
     #[test]

@@ -77,11 +77,7 @@ impl FieldSelector {
                 )));
             };
             let value = unescape_value(value)?;
-            requirements.push(FieldRequirement {
-                field: field.to_string(),
-                operator,
-                value,
-            });
+            requirements.push(FieldRequirement { field: field.to_string(), operator, value });
         }
         Ok(FieldSelector { requirements })
     }
@@ -97,6 +93,11 @@ impl FieldSelector {
         &self.requirements
     }
 
+    /// The field labels the selector names, in order (repeats included).
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.requirements.iter().map(|r| r.field.as_str())
+    }
+
     /// Whether the selector matches everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
@@ -104,9 +105,7 @@ impl FieldSelector {
 
     /// Whether the fields read through `get` satisfy every requirement.
     pub fn matches(&self, get: impl Fn(&str) -> Option<String>) -> bool {
-        self.requirements
-            .iter()
-            .all(|r| r.matches_value(get(&r.field).as_deref()))
+        self.requirements.iter().all(|r| r.matches_value(get(&r.field).as_deref()))
     }
 
     /// Checks every field against `supported`; the first other field is refused with
@@ -251,46 +250,14 @@ mod tests {
     fn field_selectors_match_as_upstream() {
         let cases = [
             ("the empty selector matches everything", "", true),
-            (
-                "equality matches the same value",
-                "metadata.name=web-1",
-                true,
-            ),
-            (
-                "double equality matches the same value",
-                "metadata.name==web-1",
-                true,
-            ),
-            (
-                "equality fails on another value",
-                "metadata.name=web-2",
-                false,
-            ),
-            (
-                "inequality matches another value",
-                "status.phase!=Pending",
-                true,
-            ),
-            (
-                "inequality fails on the same value",
-                "status.phase!=Running",
-                false,
-            ),
-            (
-                "a missing field reads as empty",
-                "spec.schedulerName=",
-                true,
-            ),
-            (
-                "a missing field differs from a value",
-                "spec.schedulerName!=x",
-                true,
-            ),
-            (
-                "requirements are anded",
-                "spec.nodeName=node-a,status.phase=Running",
-                true,
-            ),
+            ("equality matches the same value", "metadata.name=web-1", true),
+            ("double equality matches the same value", "metadata.name==web-1", true),
+            ("equality fails on another value", "metadata.name=web-2", false),
+            ("inequality matches another value", "status.phase!=Pending", true),
+            ("inequality fails on the same value", "status.phase!=Running", false),
+            ("a missing field reads as empty", "spec.schedulerName=", true),
+            ("a missing field differs from a value", "spec.schedulerName!=x", true),
+            ("requirements are anded", "spec.nodeName=node-a,status.phase=Running", true),
             (
                 "one failing requirement fails all",
                 "spec.nodeName=node-a,status.phase=Failed",
@@ -349,32 +316,21 @@ mod tests {
             ),
             ("double equals prints as equals", "a==b", "a=b"),
             ("inequality is kept", "a!=b", "a!=b"),
-            (
-                "special characters are escaped",
-                "a=x\\,y\\=z\\\\",
-                "a=x\\,y\\=z\\\\",
-            ),
+            ("special characters are escaped", "a=x\\,y\\=z\\\\", "a=x\\,y\\=z\\\\"),
         ];
         for (name, input, want) in cases {
             let parsed = FieldSelector::parse(input).unwrap();
             assert_eq!(parsed.to_string(), want, "{name}");
-            assert_eq!(
-                FieldSelector::parse(want).unwrap(),
-                parsed,
-                "{name} round-trips"
-            );
+            assert_eq!(FieldSelector::parse(want).unwrap(), parsed, "{name} round-trips");
         }
     }
 
     #[test]
     fn requirements_expose_fields_for_validation() {
         let selector = FieldSelector::parse("spec.nodeName=n,metadata.name!=x").unwrap();
-        let fields: Vec<&str> = selector
-            .requirements()
-            .iter()
-            .map(|r| r.field.as_str())
-            .collect();
+        let fields: Vec<&str> = selector.requirements().iter().map(|r| r.field.as_str()).collect();
         assert_eq!(fields, ["metadata.name", "spec.nodeName"]);
+        assert_eq!(selector.fields().collect::<Vec<_>>(), fields);
         let supported = |f: &str| matches!(f, "metadata.name" | "metadata.namespace");
         let err = selector.check_fields(supported).unwrap_err();
         assert_eq!(err.to_string(), "field label not supported: spec.nodeName");

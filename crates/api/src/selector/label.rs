@@ -106,11 +106,7 @@ impl Requirement {
         }
         errors.dedup();
         match errors.len() {
-            0 => Ok(Requirement {
-                key,
-                operator,
-                values,
-            }),
+            0 => Ok(Requirement { key, operator, values }),
             1 => Err(SelectorError::Label(errors.remove(0))),
             _ => Err(SelectorError::Label(format!("[{}]", errors.join(", ")))),
         }
@@ -146,11 +142,7 @@ impl Requirement {
                 let Some(want) = self.values.first().and_then(|v| v.parse::<i64>().ok()) else {
                     return false;
                 };
-                if self.operator == Operator::GreaterThan {
-                    have > want
-                } else {
-                    have < want
-                }
+                if self.operator == Operator::GreaterThan { have > want } else { have < want }
             }
         }
     }
@@ -191,30 +183,20 @@ impl LabelSelector {
 
     /// The selector that matches no object.
     pub fn nothing() -> Self {
-        LabelSelector {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        LabelSelector { requirements: Vec::new(), nothing: true }
     }
 
     /// A selector of these requirements, sorted by key as upstream does.
     pub fn from_requirements(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        LabelSelector {
-            requirements,
-            nothing: false,
-        }
+        LabelSelector { requirements, nothing: false }
     }
 
     /// Parses the string syntax of a `labelSelector` query parameter. The empty string is
     /// the selector that matches everything.
     pub fn parse(selector: &str) -> Result<Self, SelectorError> {
         let tokens = lex(selector);
-        let requirements = Parser {
-            tokens,
-            position: 0,
-        }
-        .parse()?;
+        let requirements = Parser { tokens, position: 0 }.parse()?;
         Ok(Self::from_requirements(requirements))
     }
 
@@ -241,9 +223,7 @@ impl LabelSelector {
             Value::Null => return Ok(Self::nothing()),
             Value::Object(map) => map,
             other => {
-                return Err(SelectorError::Shape(format!(
-                    "expected an object, got {other}"
-                )));
+                return Err(SelectorError::Shape(format!("expected an object, got {other}")));
             }
         };
         let mut requirements = Vec::new();
@@ -262,14 +242,8 @@ impl LabelSelector {
             }
         };
         for expression in expressions {
-            let key = expression
-                .get("key")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let operator = expression
-                .get("operator")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let key = expression.get("key").and_then(Value::as_str).unwrap_or_default();
+            let operator = expression.get("operator").and_then(Value::as_str).unwrap_or_default();
             let operator = match operator {
                 "In" => Operator::In,
                 "NotIn" => Operator::NotIn,
@@ -390,9 +364,7 @@ fn string_map(value: &Value, what: &str) -> Result<Vec<(String, String)>, Select
     map.iter()
         .map(|(k, v)| match v.as_str() {
             Some(s) => Ok((k.clone(), s.to_string())),
-            None => Err(SelectorError::Shape(format!(
-                "{what}[{k}] must be a string, got {v}"
-            ))),
+            None => Err(SelectorError::Shape(format!("{what}[{k}] must be a string, got {v}"))),
         })
         .collect()
 }
@@ -416,8 +388,7 @@ fn is_label_name(s: &str, allow_empty: bool) -> bool {
     }
     b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Upstream's `IsQualifiedName`: the problems with a label key, joined, if any.
@@ -431,9 +402,7 @@ fn key_problem(key: &str) -> Option<String> {
                 problems.push("prefix part must be non-empty".to_string());
             } else {
                 problems.extend(
-                    dns1123_subdomain(prefix)
-                        .into_iter()
-                        .map(|p| format!("prefix part {p}")),
+                    dns1123_subdomain(prefix).into_iter().map(|p| format!("prefix part {p}")),
                 );
             }
             *name
@@ -447,9 +416,7 @@ fn key_problem(key: &str) -> Option<String> {
     if name.is_empty() {
         problems.push("name part must be non-empty".into());
     } else if name.len() > QUALIFIED_NAME_MAX {
-        problems.push(format!(
-            "name part must be no more than {QUALIFIED_NAME_MAX} characters"
-        ));
+        problems.push(format!("name part must be no more than {QUALIFIED_NAME_MAX} characters"));
     }
     if !is_label_name(name, false) {
         problems.push(format!("name part {QUALIFIED_NAME_ERROR}"));
@@ -552,11 +519,8 @@ enum Context {
 
 impl Parser {
     fn lookahead(&self, context: Context) -> (Token, String) {
-        let (token, literal) = self
-            .tokens
-            .get(self.position)
-            .cloned()
-            .unwrap_or((Token::End, String::new()));
+        let (token, literal) =
+            self.tokens.get(self.position).cloned().unwrap_or((Token::End, String::new()));
         let token = match token {
             Token::In | Token::NotIn if context == Context::Values => Token::Identifier,
             other => other,
@@ -655,9 +619,7 @@ impl Parser {
             Token::GreaterThan => Operator::GreaterThan,
             Token::LessThan => Operator::LessThan,
             _ => {
-                return Err(format!(
-                    "found '{literal}', expected: in, notin, =, ==, !=, gt, lt"
-                ));
+                return Err(format!("found '{literal}', expected: in, notin, =, ==, !=, gt, lt"));
             }
         })
     }
@@ -681,9 +643,7 @@ impl Parser {
                 self.consume(Context::Values);
                 Ok(vec![String::new()])
             }
-            _ => Err(format!(
-                "found '{literal}', expected: ',', ')' or identifier"
-            )),
+            _ => Err(format!("found '{literal}', expected: ',', ')' or identifier")),
         }
     }
 
@@ -747,126 +707,37 @@ mod tests {
     fn selectors_match_as_upstream() {
         let app_web = labels(&[("app", "web"), ("tier", "front"), ("replicas", "3")]);
         let none = labels(&[]);
-        let cases: &[(&str, &str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+        let cases: &[Case] = &[
             ("the empty selector matches everything", "", &app_web, true),
             ("the empty selector matches no labels too", "", &none, true),
             ("equality matches the same value", "app=web", &app_web, true),
-            (
-                "double equality matches the same value",
-                "app==web",
-                &app_web,
-                true,
-            ),
+            ("double equality matches the same value", "app==web", &app_web, true),
             ("equality fails on another value", "app=db", &app_web, false),
             ("equality fails on a missing label", "app=web", &none, false),
-            (
-                "inequality matches another value",
-                "app!=db",
-                &app_web,
-                true,
-            ),
+            ("inequality matches another value", "app!=db", &app_web, true),
             ("inequality matches a missing label", "app!=db", &none, true),
-            (
-                "inequality fails on the same value",
-                "app!=web",
-                &app_web,
-                false,
-            ),
-            (
-                "in matches a listed value",
-                "app in (db,web)",
-                &app_web,
-                true,
-            ),
-            (
-                "in fails on an unlisted value",
-                "app in (db,cache)",
-                &app_web,
-                false,
-            ),
+            ("inequality fails on the same value", "app!=web", &app_web, false),
+            ("in matches a listed value", "app in (db,web)", &app_web, true),
+            ("in fails on an unlisted value", "app in (db,cache)", &app_web, false),
             ("in fails on a missing label", "app in (web)", &none, false),
-            (
-                "notin matches an unlisted value",
-                "app notin (db)",
-                &app_web,
-                true,
-            ),
-            (
-                "notin matches a missing label",
-                "app notin (db)",
-                &none,
-                true,
-            ),
-            (
-                "notin fails on a listed value",
-                "app notin (web,db)",
-                &app_web,
-                false,
-            ),
+            ("notin matches an unlisted value", "app notin (db)", &app_web, true),
+            ("notin matches a missing label", "app notin (db)", &none, true),
+            ("notin fails on a listed value", "app notin (web,db)", &app_web, false),
             ("exists matches a present label", "tier", &app_web, true),
             ("exists fails on a missing label", "zone", &app_web, false),
-            (
-                "does not exist matches a missing label",
-                "!zone",
-                &app_web,
-                true,
-            ),
-            (
-                "does not exist fails on a present label",
-                "!tier",
-                &app_web,
-                false,
-            ),
-            (
-                "greater than compares integers",
-                "replicas>2",
-                &app_web,
-                true,
-            ),
+            ("does not exist matches a missing label", "!zone", &app_web, true),
+            ("does not exist fails on a present label", "!tier", &app_web, false),
+            ("greater than compares integers", "replicas>2", &app_web, true),
             ("greater than is strict", "replicas>3", &app_web, false),
             ("less than compares integers", "replicas<10", &app_web, true),
-            (
-                "greater than fails on a non-integer label",
-                "app>1",
-                &app_web,
-                false,
-            ),
-            (
-                "greater than fails on a missing label",
-                "zone>1",
-                &app_web,
-                false,
-            ),
-            (
-                "requirements are anded",
-                "app=web,tier=front",
-                &app_web,
-                true,
-            ),
-            (
-                "one failing requirement fails all",
-                "app=web,tier=back",
-                &app_web,
-                false,
-            ),
-            (
-                "whitespace is ignored",
-                "  app = web ,  tier  ",
-                &app_web,
-                true,
-            ),
-            (
-                "in and notin are values inside parentheses",
-                "app notin (in,notin)",
-                &app_web,
-                true,
-            ),
-            (
-                "an empty exact value does not match a set label",
-                "app=",
-                &app_web,
-                false,
-            ),
+            ("greater than fails on a non-integer label", "app>1", &app_web, false),
+            ("greater than fails on a missing label", "zone>1", &app_web, false),
+            ("requirements are anded", "app=web,tier=front", &app_web, true),
+            ("one failing requirement fails all", "app=web,tier=back", &app_web, false),
+            ("whitespace is ignored", "  app = web ,  tier  ", &app_web, true),
+            ("in and notin are values inside parentheses", "app notin (in,notin)", &app_web, true),
+            ("an empty exact value does not match a set label", "app=", &app_web, false),
         ];
         for (name, selector, set, want) in cases {
             let parsed = LabelSelector::parse(selector).unwrap();
@@ -879,39 +750,19 @@ mod tests {
         let cases = [
             ("requirements are sorted by key", "b=2,a=1", "a=1,b=2"),
             ("double equals is kept", "a==1", "a==1"),
-            (
-                "set values are sorted and unique",
-                "a in (z, x, z)",
-                "a in (x,z)",
-            ),
-            (
-                "notin prints with parentheses",
-                "a notin (x)",
-                "a notin (x)",
-            ),
+            ("set values are sorted and unique", "a in (z, x, z)", "a in (x,z)"),
+            ("notin prints with parentheses", "a notin (x)", "a notin (x)"),
             ("exists prints the key", "a", "a"),
             ("does not exist prints a bang", "! a", "!a"),
-            (
-                "comparisons print without spaces",
-                "a > 1, b < 2",
-                "a>1,b<2",
-            ),
+            ("comparisons print without spaces", "a > 1, b < 2", "a>1,b<2"),
             ("inequality prints compactly", "a != b", "a!=b"),
             ("an empty set value is kept", "a in ()", "a in ()"),
-            (
-                "a prefixed key is kept",
-                "example.com/app=x",
-                "example.com/app=x",
-            ),
+            ("a prefixed key is kept", "example.com/app=x", "example.com/app=x"),
         ];
         for (name, input, want) in cases {
             let parsed = LabelSelector::parse(input).unwrap();
             assert_eq!(parsed.to_string(), want, "{name}");
-            assert_eq!(
-                LabelSelector::parse(want).unwrap(),
-                parsed,
-                "{name} round-trips"
-            );
+            assert_eq!(LabelSelector::parse(want).unwrap(), parsed, "{name} round-trips");
         }
     }
 
@@ -948,11 +799,7 @@ mod tests {
                 "a=(",
                 "unable to parse requirement: found '(', expected: identifier",
             ),
-            (
-                "a bang takes no operator",
-                "!a=b",
-                "found '=', expected: ',' or 'end of string'",
-            ),
+            ("a bang takes no operator", "!a=b", "found '=', expected: ',' or 'end of string'"),
             (
                 "comparisons need integers",
                 "a>b",
@@ -990,12 +837,7 @@ mod tests {
     fn selector_objects_convert_as_upstream() {
         let cases = [
             ("null matches nothing", json!(null), "", false),
-            (
-                "an empty meta selector matches everything",
-                json!({"matchLabels": {}}),
-                "",
-                true,
-            ),
+            ("an empty meta selector matches everything", json!({"matchLabels": {}}), "", true),
             ("an empty map matches everything", json!({}), "", true),
             (
                 "match labels become equalities",
@@ -1019,12 +861,7 @@ mod tests {
                 "app=web,tier=front",
                 true,
             ),
-            (
-                "a plain map can fail to match",
-                json!({"app": "db"}),
-                "app=db",
-                false,
-            ),
+            ("a plain map can fail to match", json!({"app": "db"}), "app=db", false),
         ];
         let object = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
         for (name, input, printed, matches) in cases {

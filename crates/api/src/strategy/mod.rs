@@ -125,3 +125,4 @@ pub mod rbac;
 pub mod scheduling;
 pub mod storage;
 pub(crate) mod util;
+pub(crate) mod workload;

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::object::{path, set_path};
+use crate::object::path;
 use crate::table::{Column, TableContext, age as age_since};
 use crate::validation::FieldError;
 
@@ -229,11 +229,6 @@ pub(crate) fn supported(obj: &Value, dotted: &str, values: &[&str], errors: &mut
     if let Some(v) = str_at(obj, dotted).filter(|v| !values.contains(v)) {
         errors.push(FieldError::not_supported(dotted, json!(v), values));
     }
-}
-
-/// Sets a dotted path to a value (re-exported for the strategies).
-pub(crate) fn set(obj: &mut Value, dotted: &str, value: Value) {
-    set_path(obj, dotted, value);
 }
 
 /// The `ConfigMap`/`Secret` key rule of upstream's `IsConfigMapKey`.

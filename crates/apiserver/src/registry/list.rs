@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::continue_token::ContinueToken;
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error, decode, store_error, to_served};
-use crate::watchcache::{CachedObject, ResourceCache};
+use crate::watchcache::ResourceCache;
 
 /// One page of a list.
 #[derive(Debug)]
@@ -182,9 +182,4 @@ impl Registry {
             }
         }
     }
-}
-
-/// The served form of a cached object.
-pub fn served(info: &ResourceInfo, object: &CachedObject) -> Value {
-    to_served(info, object.value.clone())
 }

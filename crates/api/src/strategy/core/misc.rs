@@ -7,7 +7,7 @@ use super::podspec::{default_template, validate_template};
 use crate::strategy::Strategy;
 use crate::strategy::util::{
     AGE, IMAGES, age, array_at, col, container_cells, each_mut, format_labels, keep_status,
-    object_at, reset_status, str_at,
+    object_at, reset_status,
 };
 use crate::table::{Column, TableContext};
 use crate::validation::FieldError;
@@ -266,6 +266,5 @@ mod tests {
         let q = json!({"status": {"hard": {"limits.cpu": "2", "pods": "10", "requests.cpu": "1"},
             "used": {"pods": "3"}}});
         assert_eq!(quota_columns(&q), ("pods: 3/10, requests.cpu: 0/1".into(), "limits.cpu: 0/2".into()));
-        let _ = str_at(&q, "status");
     }
 }
