@@ -296,7 +296,8 @@ class KrustServer:
             log.write(f"\n===== e2e: start #{self.starts}: {' '.join(map(str, self.command()))}\n"
                       .encode())
             log.flush()
-            self.proc = spawn(self.command(), stdout=log, stderr=log, pdeathsig=True)
+            env = dict(os.environ, NO_COLOR="1")
+            self.proc = spawn(self.command(), stdout=log, stderr=log, pdeathsig=True, env=env)
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout=READY_TIMEOUT):

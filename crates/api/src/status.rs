@@ -82,7 +82,11 @@ impl StatusError {
 
     /// 422 Invalid for bad list or watch options.
     pub fn invalid_options(message: impl Into<String>) -> Self {
-        Self::new(422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {}", message.into()))
+        Self::new(
+            422,
+            "Invalid",
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {}", message.into()),
+        )
     }
 
     /// 410 Gone, for a resourceVersion older than the kept history.
@@ -97,12 +101,22 @@ impl StatusError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
 
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("the request body is larger than the limit of {limit} bytes"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     /// 500 InternalError.

@@ -69,7 +69,9 @@ impl FieldError {
     /// Replaces the error's detail (for required values: says why).
     pub fn with_detail(self, detail: impl Into<String>) -> Self {
         match self.kind {
-            FieldErrorKind::Required => Self { kind: FieldErrorKind::RequiredBecause(detail.into()), ..self },
+            FieldErrorKind::Required => {
+                Self { kind: FieldErrorKind::RequiredBecause(detail.into()), ..self }
+            }
             _ => self,
         }
     }

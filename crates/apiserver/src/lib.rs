@@ -119,11 +119,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         Arc::new(EtcdStore::connect(&config.datastore_endpoints).await?)
     };
     let address = SocketAddr::new(config.bind_address, config.port);
-    let listener = TcpListener::bind(address).await.map_err(|source| StartError::Listen { address, source })?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })?;
     let address = listener.local_addr().map_err(|source| StartError::Listen { address, source })?;
-    let host = if config.bind_address.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { config.bind_address };
+    let host = if config.bind_address.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.bind_address
+    };
     let advertise_address = SocketAddr::new(host, address.port()).to_string();
-    let pki = pki::ensure(&config.data_dir, config.bind_address, &format!("https://{advertise_address}"))?;
+    let pki = pki::ensure(
+        &config.data_dir,
+        config.bind_address,
+        &format!("https://{advertise_address}"),
+    )?;
     let tls = http::serve::tls_config(&pki)?;
 
     let registry = Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin())).await?;

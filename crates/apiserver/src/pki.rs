@@ -102,7 +102,8 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
         (Some(cert), Some(key)) => (cert, key),
         _ => {
             let key = KeyPair::generate().map_err(cert_err("ca key"))?;
-            let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ca"))?;
+            let mut params =
+                CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ca"))?;
             params.distinguished_name = name("krust-ca", None);
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
             params.key_usages = vec![

@@ -87,7 +87,9 @@ async fn paced_creates(client: &ApiClient, rate: u64) -> anyhow::Result<Value> {
             let mut obj = configmap(i as usize);
             obj["metadata"]["name"] = json!(format!("paced-{i:06}"));
             let t = Instant::now();
-            client.request(Method::POST, &format!("/api/v1/namespaces/{NS}/configmaps"), Some(&obj)).await?;
+            client
+                .request(Method::POST, &format!("/api/v1/namespaces/{NS}/configmaps"), Some(&obj))
+                .await?;
             anyhow::Ok(t.elapsed())
         }));
     }
@@ -117,11 +119,20 @@ async fn count_events(mut body: hyper::body::Incoming, n: usize) -> anyhow::Resu
 
 /// `watchers` watches on the namespace; then `n` creates; measures until every watcher saw all.
 async fn fan_out(client: &ApiClient, watchers: usize, n: usize) -> anyhow::Result<Value> {
-    let list = client.request(Method::GET, &format!("/api/v1/namespaces/{NS}/secrets?limit=1"), None).await?;
-    let rv = serde_json::from_slice::<Value>(&list)?["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+    let list = client
+        .request(Method::GET, &format!("/api/v1/namespaces/{NS}/secrets?limit=1"), None)
+        .await?;
+    let rv = serde_json::from_slice::<Value>(&list)?["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
     let mut bodies = Vec::new();
     for _ in 0..watchers {
-        bodies.push(client.watch(&format!("/api/v1/namespaces/{NS}/secrets?watch=true&resourceVersion={rv}")).await?);
+        bodies.push(
+            client
+                .watch(&format!("/api/v1/namespaces/{NS}/secrets?watch=true&resourceVersion={rv}"))
+                .await?,
+        );
     }
     let started = Instant::now();
     let waits: Vec<_> = bodies.into_iter().map(|b| tokio::spawn(count_events(b, n))).collect();
@@ -160,10 +171,15 @@ async fn api_suite(client: &ApiClient, args: &ApiBenchArgs) -> anyhow::Result<Va
     })
     .await?;
     let lists = 20;
-    let list = closed_loop(client, lists, 1, |_| (Method::GET, format!("/api/v1/namespaces/{NS}/configmaps"), None)).await?;
+    let list = closed_loop(client, lists, 1, |_| {
+        (Method::GET, format!("/api/v1/namespaces/{NS}/configmaps"), None)
+    })
+    .await?;
     let paced = paced_creates(client, args.paced_rate).await?;
     let watch = fan_out(client, args.watchers, 1000).await?;
-    Ok(json!({"create": create, "get": get, "list_all": list, "paced_create": paced, "watch_fan_out": watch}))
+    Ok(
+        json!({"create": create, "get": get, "list_all": list, "paced_create": paced, "watch_fan_out": watch}),
+    )
 }
 
 async fn start_server(dir: &std::path::Path, endpoints: Vec<String>) -> anyhow::Result<ApiClient> {
@@ -185,10 +201,12 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let mut results = json!({"objects": args.objects, "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)});
 
     // Raw stores.
-    let embedded: Arc<dyn krust_store::Store> = Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
+    let embedded: Arc<dyn krust_store::Store> =
+        Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
     results["store"]["embedded"] = crate::store::run(embedded, args.objects).await?;
     let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
-    let etcd_store: Arc<dyn krust_store::Store> = Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
+    let etcd_store: Arc<dyn krust_store::Store> =
+        Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
     results["store"]["etcd"] = crate::store::run(etcd_store, args.objects).await?;
     drop(etcd);
 
@@ -213,7 +231,8 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(&results)?;
     println!("{text}");
     if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

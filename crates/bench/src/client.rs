@@ -30,7 +30,9 @@ fn field<'a>(kubeconfig: &'a str, name: &str) -> anyhow::Result<&'a str> {
 impl ApiClient {
     /// Connects with the credentials of an admin kubeconfig written by `krust server`.
     pub async fn connect(kubeconfig: &str) -> anyhow::Result<Self> {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig");
+        let b64 = |s: &str| {
+            base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig")
+        };
         let server = field(kubeconfig, "server")?;
         let ca = b64(field(kubeconfig, "certificate-authority-data")?)?;
         let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
@@ -40,7 +42,8 @@ impl ApiClient {
             roots.add(c?)?;
         }
         let certs = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut key.as_slice())?.ok_or_else(|| anyhow!("no client key"))?;
+        let key = rustls_pemfile::private_key(&mut key.as_slice())?
+            .ok_or_else(|| anyhow!("no client key"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -61,8 +64,15 @@ impl ApiClient {
     }
 
     /// Sends one request and reads the whole answer; fails on a non-2xx status.
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Bytes> {
-        let body = body.map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default())).unwrap_or_default();
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Bytes> {
+        let body = body
+            .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
+            .unwrap_or_default();
         let req = Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.authority))

@@ -37,7 +37,8 @@ impl Etcd {
         let etcd = Self { child, url };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await.is_ok() {
+            if krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await.is_ok()
+            {
                 return Ok(etcd);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

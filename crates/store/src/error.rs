@@ -63,9 +63,6 @@ impl StoreError {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        StoreError::Backend {
-            message: message.into(),
-            source: Some(Box::new(source)),
-        }
+        StoreError::Backend { message: message.into(), source: Some(Box::new(source)) }
     }
 }

@@ -18,11 +18,7 @@ fn store_in(dir: &tempfile::TempDir, options: EmbeddedOptions) -> Arc<dyn Store>
 fn fixture_with(options: EmbeddedOptions) -> Fixture {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = store_in(&dir, options);
-    Fixture {
-        store,
-        prefix: "/conformance/".into(),
-        guard: Box::new(dir),
-    }
+    Fixture { store, prefix: "/conformance/".into(), guard: Box::new(dir) }
 }
 
 async fn fixture() -> Fixture {
@@ -38,10 +34,7 @@ async fn reopen_preserves_everything() {
         let s = EmbeddedStore::open(dir.path()).expect("open");
         let a1 = s.create("/a", b"a1".to_vec()).await.expect("create");
         let b1 = s.create("/b", b"b1".to_vec()).await.expect("create");
-        let a2 = s
-            .update("/a", b"a2".to_vec(), a1.mod_revision)
-            .await
-            .expect("update");
+        let a2 = s.update("/a", b"a2".to_vec(), a1.mod_revision).await.expect("update");
         s.compact(b1.mod_revision).await.expect("compact");
         let gone = s.delete("/b", None).await.expect("delete");
         let last = s.current_revision().await.expect("revision");
@@ -118,23 +111,14 @@ async fn compaction_in_chunks() {
     let mut kv = s.create("/k", b"0".to_vec()).await.expect("create");
     let other = s.create("/other", b"x".to_vec()).await.expect("create");
     for i in 1..20 {
-        kv = s
-            .update("/k", i.to_string().into_bytes(), kv.mod_revision)
-            .await
-            .expect("update");
+        kv = s.update("/k", i.to_string().into_bytes(), kv.mod_revision).await.expect("update");
     }
     let middle = kv.clone();
     for i in 20..30 {
-        kv = s
-            .update("/k", i.to_string().into_bytes(), kv.mod_revision)
-            .await
-            .expect("update");
+        kv = s.update("/k", i.to_string().into_bytes(), kv.mod_revision).await.expect("update");
     }
     s.compact(middle.mod_revision).await.expect("compact");
-    let at = s
-        .list("/", None, 0, Some(middle.mod_revision))
-        .await
-        .expect("list");
+    let at = s.list("/", None, 0, Some(middle.mod_revision)).await.expect("list");
     assert_eq!(at.items, vec![middle.clone(), other.clone()]);
     assert!(matches!(
         s.list("/", None, 0, Some(middle.mod_revision - 1)).await,
@@ -143,20 +127,14 @@ async fn compaction_in_chunks() {
     // Compacting to an older revision is a no-op; to a future one an error.
     s.compact(2).await.expect("compact");
     let current = s.current_revision().await.expect("revision");
-    assert!(matches!(
-        s.compact(current + 1).await,
-        Err(StoreError::FutureRevision { .. })
-    ));
+    assert!(matches!(s.compact(current + 1).await, Err(StoreError::FutureRevision { .. })));
     s.compact(current).await.expect("compact");
     let now = s.list("/", None, 0, Some(current)).await.expect("list");
     assert_eq!(now.items, vec![kv, other]);
     let mut w = s.watch("/", current).await.expect("watch");
     let next = s.delete("/other", None).await.expect("delete");
     let event = w.next().await.expect("open").expect("event");
-    assert_eq!(
-        (event.kind, event.revision),
-        (EventKind::Delete, next.mod_revision)
-    );
+    assert_eq!((event.kind, event.revision), (EventKind::Delete, next.mod_revision));
 }
 
 /// Set in the child process of [`acknowledged_writes_survive_kill`]: the data directory.
@@ -174,12 +152,7 @@ fn acknowledged_writes_survive_kill() {
     }
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "acknowledged_writes_survive_kill",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "acknowledged_writes_survive_kill", "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -200,30 +173,19 @@ fn acknowledged_writes_survive_kill() {
     }
     child.kill().expect("kill -9 the writer"); // SIGKILL on Unix
     child.wait().expect("reap the writer");
-    assert_eq!(
-        acknowledged.len(),
-        300,
-        "the writer acknowledged writes before dying"
-    );
+    assert_eq!(acknowledged.len(), 300, "the writer acknowledged writes before dying");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
         let s = EmbeddedStore::open(dir.path()).expect("reopen after kill");
         let current = s.current_revision().await.expect("revision");
         for (key, revision) in &acknowledged {
-            let kv = s
-                .get(key)
-                .await
-                .expect("get")
-                .expect("acknowledged key present");
+            let kv = s.get(key).await.expect("get").expect("acknowledged key present");
             assert_eq!(kv.mod_revision, *revision, "{key}");
             assert!(*revision <= current);
         }
         // The reopened store takes writes again.
-        let next = s
-            .create("/after-kill", b"x".to_vec())
-            .await
-            .expect("create");
+        let next = s.create("/after-kill", b"x".to_vec()).await.expect("create");
         assert_eq!(next.mod_revision, current + 1);
     });
 }

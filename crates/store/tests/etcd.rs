@@ -24,15 +24,8 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 /// A fresh etcd and a store on it; the etcd lives as long as the fixture.
 async fn fixture() -> Fixture {
     let etcd = Etcd::start().await;
-    let store = etcd
-        .connect()
-        .await
-        .with_progress_interval(PROGRESS_INTERVAL);
-    Fixture {
-        store: Arc::new(store),
-        prefix: "/conformance/".into(),
-        guard: Box::new(etcd),
-    }
+    let store = etcd.connect().await.with_progress_interval(PROGRESS_INTERVAL);
+    Fixture { store: Arc::new(store), prefix: "/conformance/".into(), guard: Box::new(etcd) }
 }
 
 conformance_tests!(fixture().await);
@@ -58,21 +51,14 @@ impl Etcd {
                 Err(log) => last_log = log,
             }
         }
-        panic!(
-            "etcd at {} did not start; its last log:\n{last_log}",
-            binary.display()
-        );
+        panic!("etcd at {} did not start; its last log:\n{last_log}", binary.display());
     }
 
     fn spawn(binary: &PathBuf) -> Etcd {
         // tmpfs when there is one: etcd fsyncs every write.
         let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::tempdir_in(shm)
-        } else {
-            tempfile::tempdir()
-        }
-        .expect("create a data dir for etcd");
+        let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }
+            .expect("create a data dir for etcd");
         let (client, peer) = (free_port(), free_port());
         let endpoint = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
@@ -93,11 +79,7 @@ impl Etcd {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()));
-        Etcd {
-            child,
-            endpoint,
-            dir,
-        }
+        Etcd { child, endpoint, dir }
     }
 
     /// Waits until etcd answers; its log when it exits or does not answer in time.
@@ -175,10 +157,7 @@ async fn etcd_list_edges() {
     let everything = s.list("", None, 0, None).await.unwrap();
     assert_eq!(everything.items.len(), 4);
     let page = s.list("", Some("/p/b"), 1, None).await.unwrap();
-    assert_eq!(
-        (page.items[0].key.as_str(), page.more, page.remaining),
-        ("/p\u{ff}", true, 1)
-    );
+    assert_eq!((page.items[0].key.as_str(), page.more, page.remaining), ("/p\u{ff}", true, 1));
     // An empty range still checks and reports the revision.
     s.create("/r", Vec::new()).await.unwrap();
     let past = s.list("/p/", Some("/p/z"), 0, Some(at)).await.unwrap();
@@ -196,24 +175,13 @@ async fn etcd_compaction_edges() {
     let fx = fixture().await;
     let s = &fx.store;
     let first = s.create("/c/a", b"1".to_vec()).await.unwrap().mod_revision;
-    let second = s
-        .update("/c/a", b"2".to_vec(), first)
-        .await
-        .unwrap()
-        .mod_revision;
-    let third = s
-        .update("/c/a", b"3".to_vec(), second)
-        .await
-        .unwrap()
-        .mod_revision;
+    let second = s.update("/c/a", b"2".to_vec(), first).await.unwrap().mod_revision;
+    let third = s.update("/c/a", b"3".to_vec(), second).await.unwrap().mod_revision;
     s.compact(second).await.unwrap();
     // Compacting again, or below, is a no-op; compacting the future fails.
     s.compact(second).await.unwrap();
     s.compact(first).await.unwrap();
-    assert!(matches!(
-        s.compact(third + 5).await,
-        Err(StoreError::FutureRevision { .. })
-    ));
+    assert!(matches!(s.compact(third + 5).await, Err(StoreError::FutureRevision { .. })));
     // The compacted revision comes from etcd, exactly.
     assert!(matches!(
         s.list("/c/", None, 0, Some(first)).await,
@@ -223,10 +191,7 @@ async fn etcd_compaction_edges() {
     // previous value.
     for after in [0, first - 1, first] {
         match s.watch("/c/", after).await {
-            Err(StoreError::Compacted {
-                requested,
-                compacted,
-            }) => {
+            Err(StoreError::Compacted { requested, compacted }) => {
                 assert_eq!((requested, compacted), (after, second));
             }
             other => panic!("expected Compacted, got {:?}", other.map(|_| "a stream")),
@@ -284,10 +249,7 @@ async fn etcd_watch_dropped() {
     })
     .await
     .expect("the watch ends once etcd is gone");
-    assert!(
-        matches!(end, Some(Err(StoreError::Backend { .. }))),
-        "{end:?}"
-    );
+    assert!(matches!(end, Some(Err(StoreError::Backend { .. }))), "{end:?}");
 }
 
 /// A watch catching up on history while progress is requested every few milliseconds: the
@@ -296,10 +258,7 @@ async fn etcd_watch_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_progress_never_overtakes_replay() {
     let etcd = Etcd::start().await;
-    let store = etcd
-        .connect()
-        .await
-        .with_progress_interval(Duration::from_millis(8));
+    let store = etcd.connect().await.with_progress_interval(Duration::from_millis(8));
     let s: Arc<dyn Store> = Arc::new(store);
     let r0 = s.current_revision().await.unwrap();
     let mut writers = Vec::new();
@@ -308,9 +267,7 @@ async fn etcd_progress_never_overtakes_replay() {
         writers.push(tokio::spawn(async move {
             for i in 0..100 {
                 let dir = if i % 2 == 0 { "w" } else { "x" };
-                s.create(&format!("/{dir}/{task}/{i}"), vec![0; 100])
-                    .await
-                    .unwrap();
+                s.create(&format!("/{dir}/{task}/{i}"), vec![0; 100]).await.unwrap();
             }
         }));
     }
@@ -322,9 +279,7 @@ async fn etcd_progress_never_overtakes_replay() {
     let end = s.current_revision().await.unwrap();
     let (mut last, mut changes) = (r0, 0);
     while last < end || changes < 200 {
-        let item = tokio::time::timeout(Duration::from_secs(10), w.next())
-            .await
-            .unwrap();
+        let item = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap();
         match item {
             Some(Ok(event)) => {
                 assert!(event.revision > last, "{event:?} after {last}");

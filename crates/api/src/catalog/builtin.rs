@@ -10,20 +10,11 @@ use super::{Conversion, ResourceInfo, ScalePaths, Scope, StorageInfo, Subresourc
 use crate::strategy::{self, Plain, Strategy};
 
 /// The verbs of an ordinary resource.
-const ALL: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+const ALL: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 /// The verbs of namespaces: no `deletecollection`.
-const NO_COLLECTION_DELETE: &[&str] = &[
-    "create", "delete", "get", "list", "patch", "update", "watch",
-];
+const NO_COLLECTION_DELETE: &[&str] =
+    &["create", "delete", "get", "list", "patch", "update", "watch"];
 /// Verbs of subresources that read and write the parent (`status`, `scale`, ...).
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 /// Verbs of the streaming subresources (`exec`, `attach`, `portforward`).
@@ -50,13 +41,7 @@ const fn sub(
     kind: &'static str,
     verbs: &'static [&'static str],
 ) -> SubresourceInfo {
-    SubresourceInfo {
-        name,
-        group,
-        version,
-        kind,
-        verbs,
-    }
+    SubresourceInfo { name, group, version, kind, verbs }
 }
 
 const POD_SUBRESOURCES: &[SubresourceInfo] = &[
@@ -73,22 +58,12 @@ const POD_SUBRESOURCES: &[SubresourceInfo] = &[
 const NODE_SUBRESOURCES: &[SubresourceInfo] = &[sub("proxy", "", "v1", "NodeProxyOptions", PROXY)];
 const SERVICE_SUBRESOURCES: &[SubresourceInfo] =
     &[sub("proxy", "", "v1", "ServiceProxyOptions", PROXY)];
-const SERVICE_ACCOUNT_SUBRESOURCES: &[SubresourceInfo] = &[sub(
-    "token",
-    "authentication.k8s.io",
-    "v1",
-    "TokenRequest",
-    CREATE,
-)];
+const SERVICE_ACCOUNT_SUBRESOURCES: &[SubresourceInfo] =
+    &[sub("token", "authentication.k8s.io", "v1", "TokenRequest", CREATE)];
 const NAMESPACE_SUBRESOURCES: &[SubresourceInfo] =
     &[sub("finalize", "", "v1", "Namespace", &["update"])];
-const CSR_SUBRESOURCES: &[SubresourceInfo] = &[sub(
-    "approval",
-    "certificates.k8s.io",
-    "v1",
-    "CertificateSigningRequest",
-    GET_PATCH_UPDATE,
-)];
+const CSR_SUBRESOURCES: &[SubresourceInfo] =
+    &[sub("approval", "certificates.k8s.io", "v1", "CertificateSigningRequest", GET_PATCH_UPDATE)];
 
 /// An entry with upstream's usual shape: all verbs, no subresources, stored as itself, no
 /// rules.
@@ -115,11 +90,7 @@ const fn res(
         status: false,
         scale: None,
         extra_subresources: &[],
-        storage: StorageInfo {
-            group: storage_group,
-            resource: plural,
-            api_version,
-        },
+        storage: StorageInfo { group: storage_group, resource: plural, api_version },
         conversion: None,
         strategy: &Plain,
     }
@@ -141,10 +112,7 @@ const CL: Scope = Scope::Cluster;
 /// Builder steps, so that each entry reads as one expression.
 impl ResourceInfo {
     const fn short(self, short_names: &'static [&'static str]) -> Self {
-        Self {
-            short_names,
-            ..self
-        }
+        Self { short_names, ..self }
     }
     const fn cats(self, categories: &'static [&'static str]) -> Self {
         Self { categories, ..self }
@@ -153,22 +121,13 @@ impl ResourceInfo {
         Self { verbs, ..self }
     }
     const fn with_status(self) -> Self {
-        Self {
-            status: true,
-            ..self
-        }
+        Self { status: true, ..self }
     }
     const fn with_scale(self) -> Self {
-        Self {
-            scale: Some(SCALE),
-            ..self
-        }
+        Self { scale: Some(SCALE), ..self }
     }
     const fn subs(self, extra_subresources: &'static [SubresourceInfo]) -> Self {
-        Self {
-            extra_subresources,
-            ..self
-        }
+        Self { extra_subresources, ..self }
     }
     const fn rules(self, strategy: &'static dyn Strategy) -> Self {
         Self { strategy, ..self }
@@ -182,11 +141,7 @@ impl ResourceInfo {
         conversion: &'static dyn Conversion,
     ) -> Self {
         Self {
-            storage: StorageInfo {
-                group,
-                resource,
-                api_version,
-            },
+            storage: StorageInfo { group, resource, api_version },
             conversion: Some(conversion),
             ..self
         }
@@ -203,26 +158,17 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
     let list = [
         // Core v1.
         res!("", "v1", "Binding", "bindings", "binding", NS).verbs(CREATE),
-        res!(
-            "",
-            "v1",
-            "ComponentStatus",
-            "componentstatuses",
-            "componentstatus",
-            CL
-        )
-        .short(&["cs"])
-        .verbs(&["get", "list"])
-        .rules(&core::ComponentStatusStrategy),
+        res!("", "v1", "ComponentStatus", "componentstatuses", "componentstatus", CL)
+            .short(&["cs"])
+            .verbs(&["get", "list"])
+            .rules(&core::ComponentStatusStrategy),
         res!("", "v1", "ConfigMap", "configmaps", "configmap", NS)
             .short(&["cm"])
             .rules(&core::ConfigMapStrategy),
         res!("", "v1", "Endpoints", "endpoints", "endpoints", NS)
             .short(&["ep"])
             .rules(&core::EndpointsStrategy),
-        res!("", "v1", "Event", "events", "event", NS)
-            .short(&["ev"])
-            .rules(&core::EventStrategy),
+        res!("", "v1", "Event", "events", "event", NS).short(&["ev"]).rules(&core::EventStrategy),
         res!("", "v1", "LimitRange", "limitranges", "limitrange", NS)
             .short(&["limits"])
             .rules(&core::LimitRangeStrategy),
@@ -248,17 +194,10 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
         .short(&["pvc"])
         .with_status()
         .rules(&core::PersistentVolumeClaimStrategy),
-        res!(
-            "",
-            "v1",
-            "PersistentVolume",
-            "persistentvolumes",
-            "persistentvolume",
-            CL
-        )
-        .short(&["pv"])
-        .with_status()
-        .rules(&core::PersistentVolumeStrategy),
+        res!("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", CL)
+            .short(&["pv"])
+            .with_status()
+            .rules(&core::PersistentVolumeStrategy),
         res!("", "v1", "Pod", "pods", "pod", NS)
             .short(&["po"])
             .cats(ALL_CATEGORY)
@@ -280,29 +219,15 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
         .with_status()
         .with_scale()
         .rules(&core::ReplicationControllerStrategy),
-        res!(
-            "",
-            "v1",
-            "ResourceQuota",
-            "resourcequotas",
-            "resourcequota",
-            NS
-        )
-        .short(&["quota"])
-        .with_status()
-        .rules(&core::ResourceQuotaStrategy),
+        res!("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", NS)
+            .short(&["quota"])
+            .with_status()
+            .rules(&core::ResourceQuotaStrategy),
         res!("", "v1", "Secret", "secrets", "secret", NS).rules(&core::SecretStrategy),
-        res!(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            "serviceaccount",
-            NS
-        )
-        .short(&["sa"])
-        .subs(SERVICE_ACCOUNT_SUBRESOURCES)
-        .rules(&core::ServiceAccountStrategy),
+        res!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", NS)
+            .short(&["sa"])
+            .subs(SERVICE_ACCOUNT_SUBRESOURCES)
+            .rules(&core::ServiceAccountStrategy),
         res!("", "v1", "Service", "services", "service", NS)
             .short(&["svc"])
             .cats(ALL_CATEGORY)
@@ -310,27 +235,13 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
             .subs(SERVICE_SUBRESOURCES)
             .rules(&core::ServiceStrategy),
         // apiregistration.k8s.io: listed first by the aggregator.
-        res!(
-            "apiregistration.k8s.io",
-            "v1",
-            "APIService",
-            "apiservices",
-            "apiservice",
-            CL
-        )
-        .cats(API_EXTENSIONS)
-        .with_status()
-        .rules(&apiregistration::ApiServiceStrategy),
+        res!("apiregistration.k8s.io", "v1", "APIService", "apiservices", "apiservice", CL)
+            .cats(API_EXTENSIONS)
+            .with_status()
+            .rules(&apiregistration::ApiServiceStrategy),
         // apps.
-        res!(
-            "apps",
-            "v1",
-            "ControllerRevision",
-            "controllerrevisions",
-            "controllerrevision",
-            NS
-        )
-        .rules(&apps::ControllerRevisionStrategy),
+        res!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", NS)
+            .rules(&apps::ControllerRevisionStrategy),
         res!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", NS)
             .short(&["ds"])
             .cats(ALL_CATEGORY)
@@ -348,19 +259,12 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
             .with_status()
             .with_scale()
             .rules(&apps::ReplicaSetStrategy),
-        res!(
-            "apps",
-            "v1",
-            "StatefulSet",
-            "statefulsets",
-            "statefulset",
-            NS
-        )
-        .short(&["sts"])
-        .cats(ALL_CATEGORY)
-        .with_status()
-        .with_scale()
-        .rules(&apps::StatefulSetStrategy),
+        res!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", NS)
+            .short(&["sts"])
+            .cats(ALL_CATEGORY)
+            .with_status()
+            .with_scale()
+            .rules(&apps::StatefulSetStrategy),
         // events.k8s.io: stored with core v1 events.
         res!("events.k8s.io", "v1", "Event", "events", "event", NS)
             .short(&["ev"])
@@ -390,12 +294,7 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
         .short(&["hpa"])
         .cats(ALL_CATEGORY)
         .with_status()
-        .stored_as(
-            "autoscaling",
-            "horizontalpodautoscalers",
-            "autoscaling/v2",
-            &HPA_V1,
-        )
+        .stored_as("autoscaling", "horizontalpodautoscalers", "autoscaling/v2", &HPA_V1)
         .rules(&autoscaling::HorizontalPodAutoscalerStrategy),
         // batch.
         res!("batch", "v1", "CronJob", "cronjobs", "cronjob", NS)
@@ -421,56 +320,21 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
         .subs(CSR_SUBRESOURCES)
         .rules(&certificates::CertificateSigningRequestStrategy),
         // networking.k8s.io.
-        res!(
-            "networking.k8s.io",
-            "v1",
-            "IngressClass",
-            "ingressclasses",
-            "ingressclass",
-            CL
-        )
-        .rules(&networking::IngressClassStrategy),
-        res!(
-            "networking.k8s.io",
-            "v1",
-            "Ingress",
-            "ingresses",
-            "ingress",
-            NS
-        )
-        .short(&["ing"])
-        .with_status()
-        .rules(&networking::IngressStrategy),
-        res!(
-            "networking.k8s.io",
-            "v1",
-            "IPAddress",
-            "ipaddresses",
-            "ipaddress",
-            CL
-        )
-        .short(&["ip"])
-        .rules(&networking::IpAddressStrategy),
-        res!(
-            "networking.k8s.io",
-            "v1",
-            "NetworkPolicy",
-            "networkpolicies",
-            "networkpolicy",
-            NS
-        )
-        .short(&["netpol"])
-        .rules(&networking::NetworkPolicyStrategy),
-        res!(
-            "networking.k8s.io",
-            "v1",
-            "ServiceCIDR",
-            "servicecidrs",
-            "servicecidr",
-            CL
-        )
-        .with_status()
-        .rules(&networking::ServiceCidrStrategy),
+        res!("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", CL)
+            .rules(&networking::IngressClassStrategy),
+        res!("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", NS)
+            .short(&["ing"])
+            .with_status()
+            .rules(&networking::IngressStrategy),
+        res!("networking.k8s.io", "v1", "IPAddress", "ipaddresses", "ipaddress", CL)
+            .short(&["ip"])
+            .rules(&networking::IpAddressStrategy),
+        res!("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", NS)
+            .short(&["netpol"])
+            .rules(&networking::NetworkPolicyStrategy),
+        res!("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", "servicecidr", CL)
+            .with_status()
+            .rules(&networking::ServiceCidrStrategy),
         // policy.
         res!(
             "policy",
@@ -493,43 +357,15 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
             CL
         )
         .rules(&rbac::ClusterRoleBindingStrategy),
-        res!(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            "clusterrole",
-            CL
-        )
-        .rules(&rbac::ClusterRoleStrategy),
-        res!(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            "rolebinding",
-            NS
-        )
-        .rules(&rbac::RoleBindingStrategy),
-        res!(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            "role",
-            NS
-        )
-        .rules(&rbac::RoleStrategy),
+        res!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", CL)
+            .rules(&rbac::ClusterRoleStrategy),
+        res!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", NS)
+            .rules(&rbac::RoleBindingStrategy),
+        res!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", NS)
+            .rules(&rbac::RoleStrategy),
         // storage.k8s.io.
-        res!(
-            "storage.k8s.io",
-            "v1",
-            "CSIDriver",
-            "csidrivers",
-            "csidriver",
-            CL
-        )
-        .rules(&storage::CsiDriverStrategy),
+        res!("storage.k8s.io", "v1", "CSIDriver", "csidrivers", "csidriver", CL)
+            .rules(&storage::CsiDriverStrategy),
         res!("storage.k8s.io", "v1", "CSINode", "csinodes", "csinode", CL)
             .rules(&storage::CsiNodeStrategy),
         res!(
@@ -541,16 +377,9 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
             NS
         )
         .rules(&storage::CsiStorageCapacityStrategy),
-        res!(
-            "storage.k8s.io",
-            "v1",
-            "StorageClass",
-            "storageclasses",
-            "storageclass",
-            CL
-        )
-        .short(&["sc"])
-        .rules(&storage::StorageClassStrategy),
+        res!("storage.k8s.io", "v1", "StorageClass", "storageclasses", "storageclass", CL)
+            .short(&["sc"])
+            .rules(&storage::StorageClassStrategy),
         res!(
             "storage.k8s.io",
             "v1",
@@ -617,50 +446,22 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
         .with_status()
         .rules(&apiextensions::CustomResourceDefinitionStrategy),
         // scheduling.k8s.io.
-        res!(
-            "scheduling.k8s.io",
-            "v1",
-            "PriorityClass",
-            "priorityclasses",
-            "priorityclass",
-            CL
-        )
-        .short(&["pc"])
-        .rules(&scheduling::PriorityClassStrategy),
+        res!("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", "priorityclass", CL)
+            .short(&["pc"])
+            .rules(&scheduling::PriorityClassStrategy),
         // coordination.k8s.io.
         res!("coordination.k8s.io", "v1", "Lease", "leases", "lease", NS)
             .rules(&coordination::LeaseStrategy),
         // node.k8s.io.
-        res!(
-            "node.k8s.io",
-            "v1",
-            "RuntimeClass",
-            "runtimeclasses",
-            "runtimeclass",
-            CL
-        )
-        .rules(&node::RuntimeClassStrategy),
+        res!("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", "runtimeclass", CL)
+            .rules(&node::RuntimeClassStrategy),
         // discovery.k8s.io.
-        res!(
-            "discovery.k8s.io",
-            "v1",
-            "EndpointSlice",
-            "endpointslices",
-            "endpointslice",
-            NS
-        )
-        .rules(&discovery::EndpointSliceStrategy),
+        res!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", NS)
+            .rules(&discovery::EndpointSliceStrategy),
         // flowcontrol.apiserver.k8s.io.
-        res!(
-            "flowcontrol.apiserver.k8s.io",
-            "v1",
-            "FlowSchema",
-            "flowschemas",
-            "flowschema",
-            CL
-        )
-        .with_status()
-        .rules(&flowcontrol::FlowSchemaStrategy),
+        res!("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", "flowschema", CL)
+            .with_status()
+            .rules(&flowcontrol::FlowSchemaStrategy),
         res!(
             "flowcontrol.apiserver.k8s.io",
             "v1",
@@ -687,14 +488,8 @@ mod tests {
         let mut seen = BTreeSet::new();
         let mut kinds = BTreeSet::new();
         for e in catalog.entries() {
-            assert!(
-                seen.insert((e.group, e.version, e.plural)),
-                "duplicate {e:?}"
-            );
-            assert!(
-                kinds.insert((e.group, e.version, e.kind)),
-                "duplicate kind {e:?}"
-            );
+            assert!(seen.insert((e.group, e.version, e.plural)), "duplicate {e:?}");
+            assert!(kinds.insert((e.group, e.version, e.kind)), "duplicate kind {e:?}");
             assert!(!e.verbs.is_empty());
             assert_eq!(e.plural.to_ascii_lowercase(), e.plural);
         }
@@ -720,10 +515,7 @@ mod tests {
     fn storage_is_shared_only_by_events_and_autoscalers() {
         let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for e in Catalog::builtin().entries() {
-            by_key
-                .entry(e.storage_prefix())
-                .or_default()
-                .push(e.api_version());
+            by_key.entry(e.storage_prefix()).or_default().push(e.api_version());
             let stored_as_self = e.storage.api_version == e.api_version();
             assert_eq!(e.conversion.is_none(), stored_as_self, "{e:?}");
             let group = if e.group.is_empty() { "core" } else { e.group };
@@ -755,27 +547,34 @@ mod tests {
         assert_eq!(pods.categories, ["all"]);
         assert!(pods.status);
         assert!(
-            pods.extra_subresources
-                .iter()
-                .any(|s| s.name == "eviction" && s.group == "policy")
+            pods.extra_subresources.iter().any(|s| s.name == "eviction" && s.group == "policy")
         );
-        assert_eq!(
-            pods.storage_key(Some("default"), "web"),
-            "/registry/core/pods/default/web"
-        );
-        let deploy = catalog
-            .by_kind("apps", "v1", "Deployment")
-            .expect("deployments");
+        assert_eq!(pods.storage_key(Some("default"), "web"), "/registry/core/pods/default/web");
+        let deploy = catalog.by_kind("apps", "v1", "Deployment").expect("deployments");
         assert!(deploy.scale.is_some());
         assert_eq!(deploy.storage.api_version, "apps/v1");
         let ns = catalog.lookup("", "v1", "namespaces").expect("namespaces");
         assert!(!ns.verbs.contains(&"deletecollection"));
-        assert_eq!(
-            catalog
-                .lookup("", "v1", "bindings")
-                .expect("bindings")
-                .verbs,
-            ["create"]
-        );
+        assert_eq!(catalog.lookup("", "v1", "bindings").expect("bindings").verbs, ["create"]);
+    }
+
+    #[test]
+    fn every_resource_has_rules_and_rows_match_columns() {
+        let ctx = crate::table::TableContext { now: chrono::Utc::now() };
+        let empty = serde_json::json!({"metadata": {"name": "x"}});
+        for e in Catalog::builtin().entries() {
+            let columns = e.strategy.columns();
+            if e.plural == "bindings" {
+                assert!(columns.is_empty());
+                continue;
+            }
+            assert!(!columns.is_empty(), "{e:?} has no strategy of its own");
+            assert_eq!(e.strategy.cells(&empty, &ctx).len(), columns.len(), "{e:?}");
+            let mut obj = empty.clone();
+            e.strategy.default(&mut obj);
+            let once = obj.clone();
+            e.strategy.default(&mut obj);
+            assert_eq!(obj, once, "{e:?} defaulting is not idempotent");
+        }
     }
 }

@@ -48,12 +48,12 @@ fn rename(obj: &mut Value, renames: &[(&str, &str)], forward: bool, api_version:
 }
 
 impl Conversion for EventsV1 {
-    fn to_storage(&self, mut obj: Value) -> Value {
+    fn to_stored(&self, mut obj: Value) -> Value {
         rename(&mut obj, EVENT_RENAMES, true, "v1");
         obj
     }
 
-    fn from_storage(&self, mut obj: Value) -> Value {
+    fn to_served(&self, mut obj: Value) -> Value {
         rename(&mut obj, EVENT_RENAMES, false, "events.k8s.io/v1");
         obj
     }
@@ -212,10 +212,7 @@ fn source_field(kind: &str) -> &'static str {
 
 /// An `autoscaling/v2` metric (spec or status) as `autoscaling/v1` writes it in annotations.
 fn metric_to_v1(metric: &Value, status: bool) -> Value {
-    let kind = metric
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
     let field = source_field(kind);
     let mut out = Map::new();
     out.insert("type".into(), json!(kind));
@@ -229,18 +226,13 @@ fn metric_to_v1(metric: &Value, status: bool) -> Value {
 
 /// An `autoscaling/v1` annotation metric back in the `autoscaling/v2` shape.
 fn metric_from_v1(metric: &Value, status: bool) -> Value {
-    let kind = metric
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = metric.get("type").and_then(Value::as_str).unwrap_or_default();
     let field = source_field(kind);
     let mut out = json!({"type": kind});
     if let Some(source) = metric.get(field) {
         let mut inner = json!({});
-        let reversed: Vec<(&str, &str)> = metric_fields(kind, status)
-            .iter()
-            .map(|(v2, v1)| (*v1, *v2))
-            .collect();
+        let reversed: Vec<(&str, &str)> =
+            metric_fields(kind, status).iter().map(|(v2, v1)| (*v1, *v2)).collect();
         copy_to_pointers(source, &mut inner, &reversed);
         if !status {
             // v2 targets carry their type; v1 implied it by the field that was set.
@@ -261,7 +253,7 @@ fn metric_from_v1(metric: &Value, status: bool) -> Value {
 }
 
 impl Conversion for HpaV1 {
-    fn to_storage(&self, mut obj: Value) -> Value {
+    fn to_stored(&self, mut obj: Value) -> Value {
         let annotations = take_hpa_annotations(&mut obj);
         let Some(map) = obj.as_object_mut() else {
             return obj;
@@ -271,9 +263,7 @@ impl Conversion for HpaV1 {
         // spec: targetCPUUtilizationPercentage becomes a cpu Utilization metric, after the
         // metrics only v2 can express.
         if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
-            let cpu = spec
-                .remove("targetCPUUtilizationPercentage")
-                .filter(|v| !v.is_null());
+            let cpu = spec.remove("targetCPUUtilizationPercentage").filter(|v| !v.is_null());
             let mut metrics: Vec<Value> = parse_annotation(&annotations, HPA_METRICS_ANNOTATION)
                 .and_then(|v| v.as_array().cloned())
                 .unwrap_or_default()
@@ -300,9 +290,7 @@ impl Conversion for HpaV1 {
         // status: currentCPUUtilizationPercentage becomes a cpu current metric, unless the
         // annotation kept all of them.
         if let Some(status) = map.get_mut("status").and_then(Value::as_object_mut) {
-            let cpu = status
-                .remove("currentCPUUtilizationPercentage")
-                .filter(|v| !v.is_null());
+            let cpu = status.remove("currentCPUUtilizationPercentage").filter(|v| !v.is_null());
             let kept = parse_annotation(&annotations, HPA_CURRENT_METRICS_ANNOTATION)
                 .and_then(|v| v.as_array().cloned());
             let current: Vec<Value> = match (kept, cpu) {
@@ -323,20 +311,14 @@ impl Conversion for HpaV1 {
         obj
     }
 
-    fn from_storage(&self, mut obj: Value) -> Value {
+    fn to_served(&self, mut obj: Value) -> Value {
         take_hpa_annotations(&mut obj);
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
         let status = obj.get("status").cloned().unwrap_or(Value::Null);
 
-        let metrics = spec
-            .get("metrics")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let metrics = spec.get("metrics").and_then(Value::as_array).cloned().unwrap_or_default();
         let cpu_target = metrics.iter().find(|m| is_cpu_resource(m)).and_then(|m| {
-            m.pointer("/resource/target/averageUtilization")
-                .filter(|v| !v.is_null())
-                .cloned()
+            m.pointer("/resource/target/averageUtilization").filter(|v| !v.is_null()).cloned()
         });
         let other: Vec<Value> = metrics
             .iter()
@@ -347,15 +329,10 @@ impl Conversion for HpaV1 {
             })
             .map(|m| metric_to_v1(m, false))
             .collect();
-        let current = status
-            .get("currentMetrics")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let current =
+            status.get("currentMetrics").and_then(Value::as_array).cloned().unwrap_or_default();
         let cpu_current = current.iter().filter(|m| is_cpu_resource(m)).find_map(|m| {
-            m.pointer("/resource/current/averageUtilization")
-                .filter(|v| !v.is_null())
-                .cloned()
+            m.pointer("/resource/current/averageUtilization").filter(|v| !v.is_null()).cloned()
         });
 
         if let Some(map) = obj.as_object_mut() {
@@ -385,9 +362,8 @@ impl Conversion for HpaV1 {
         if let Some(behavior) = spec.get("behavior").filter(|v| !v.is_null()) {
             set_annotation(&mut obj, HPA_BEHAVIOR_ANNOTATION, behavior);
         }
-        if let Some(conditions) = status
-            .get("conditions")
-            .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        if let Some(conditions) =
+            status.get("conditions").filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
         {
             set_annotation(&mut obj, HPA_CONDITIONS_ANNOTATION, conditions);
         }
@@ -419,7 +395,7 @@ mod tests {
             "deprecatedCount": 3,
             "series": {"count": 2, "lastObservedTime": "2024-01-01T00:01:00.000000Z"},
         });
-        let stored = EVENTS_V1.to_storage(served.clone());
+        let stored = EVENTS_V1.to_stored(served.clone());
         assert_eq!(stored["apiVersion"], "v1");
         assert_eq!(stored["involvedObject"]["name"], "p");
         assert_eq!(stored["message"], "Pulling image");
@@ -428,7 +404,7 @@ mod tests {
         assert_eq!(stored["count"], 3);
         assert_eq!(stored["reportingComponent"], "kubelet");
         assert!(stored.get("note").is_none() && stored.get("regarding").is_none());
-        let back = EVENTS_V1.from_storage(stored);
+        let back = EVENTS_V1.to_served(stored);
         let mut sorted_back: Vec<_> = back.as_object().into_iter().flatten().collect();
         let mut sorted_served: Vec<_> = served.as_object().into_iter().flatten().collect();
         sorted_back.sort_by_key(|(k, _)| k.as_str());
@@ -450,7 +426,7 @@ mod tests {
             },
             "status": {"currentReplicas": 2, "desiredReplicas": 2, "currentCPUUtilizationPercentage": 40},
         });
-        let v2 = HPA_V1.to_storage(v1.clone());
+        let v2 = HPA_V1.to_stored(v1.clone());
         assert_eq!(v2["apiVersion"], "autoscaling/v2");
         assert_eq!(
             v2["spec"]["metrics"],
@@ -460,7 +436,7 @@ mod tests {
             v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"],
             40
         );
-        let back = HPA_V1.from_storage(v2);
+        let back = HPA_V1.to_served(v2);
         assert_eq!(back["spec"], v1["spec"]);
         assert_eq!(back["status"]["currentCPUUtilizationPercentage"], 40);
         assert_eq!(back["apiVersion"], "autoscaling/v1");
@@ -488,18 +464,14 @@ mod tests {
                 "conditions": [{"type": "AbleToScale", "status": "True"}],
             },
         });
-        let v1 = HPA_V1.from_storage(v2.clone());
+        let v1 = HPA_V1.to_served(v2.clone());
         assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 70);
         assert!(v1["spec"].get("metrics").is_none());
         let annotations = &v1["metadata"]["annotations"];
-        assert!(
-            annotations[HPA_METRICS_ANNOTATION]
-                .as_str()
-                .is_some_and(|s| s.contains("qps"))
-        );
+        assert!(annotations[HPA_METRICS_ANNOTATION].as_str().is_some_and(|s| s.contains("qps")));
         assert!(annotations[HPA_CONDITIONS_ANNOTATION].is_string());
         assert!(annotations[HPA_BEHAVIOR_ANNOTATION].is_string());
-        let back = HPA_V1.to_storage(v1);
+        let back = HPA_V1.to_stored(v1);
         assert_eq!(back["spec"], v2["spec"]);
         assert_eq!(back["status"], v2["status"]);
         assert_eq!(back["metadata"], v2["metadata"]);

@@ -35,9 +35,9 @@ pub struct ScalePaths {
 /// Converts objects between a served version and the version they are stored in.
 pub trait Conversion: Send + Sync {
     /// From the served version to the stored one (apiVersion included).
-    fn to_storage(&self, obj: Value) -> Value;
+    fn to_stored(&self, obj: Value) -> Value;
     /// From the stored version to the served one (apiVersion included).
-    fn from_storage(&self, obj: Value) -> Value;
+    fn to_served(&self, obj: Value) -> Value;
 }
 
 /// One served resource in one group version.
@@ -130,10 +130,7 @@ impl ResourceInfo {
 
     /// The key prefix of all objects of this resource, ending in `/`.
     pub fn storage_prefix(&self) -> String {
-        format!(
-            "/registry/{}/{}/",
-            self.storage.group, self.storage.resource
-        )
+        format!("/registry/{}/{}/", self.storage.group, self.storage.resource)
     }
 
     /// The key prefix of the objects in one namespace (or all, for cluster-scoped ones).
@@ -159,9 +156,7 @@ pub struct Catalog {
 impl Catalog {
     /// The built-in resources of Kubernetes 1.33 that krust serves.
     pub fn builtin() -> Self {
-        Self {
-            entries: builtin::entries(),
-        }
+        Self { entries: builtin::entries() }
     }
 
     /// All entries, in discovery order.
@@ -171,16 +166,12 @@ impl Catalog {
 
     /// The entry for a group, version and plural from a URL.
     pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.entries
-            .iter()
-            .find(|e| e.group == group && e.version == version && e.plural == plural)
+        self.entries.iter().find(|e| e.group == group && e.version == version && e.plural == plural)
     }
 
     /// The entry for a group, version and kind.
     pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<&ResourceInfo> {
-        self.entries
-            .iter()
-            .find(|e| e.group == group && e.version == version && e.kind == kind)
+        self.entries.iter().find(|e| e.group == group && e.version == version && e.kind == kind)
     }
 
     /// The group versions served, in discovery order, each with its preferred flag.

@@ -1,6 +1,155 @@
-//! Rules of the `apiextensions` resources.
+//! Custom resource definitions: `pkg/apis/apiextensions/v1/defaults.go` and the strategy of
+//! `apiextensions-apiserver`.
 
-plain_strategy!(
-    /// Rules of `CustomResourceDefinition`.
-    CustomResourceDefinitionStrategy
-);
+use serde_json::{Value, json};
+
+use super::Strategy;
+use super::util::{array_at, default_field, keep_status, str_at};
+use crate::table::{Column, TableContext};
+use crate::validation::FieldError;
+
+/// Rules of `CustomResourceDefinition`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CustomResourceDefinitionStrategy;
+
+fn storage_version(obj: &Value) -> Option<String> {
+    array_at(obj, "spec.versions")
+        .iter()
+        .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        .and_then(|v| v.get("name").and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+impl Strategy for CustomResourceDefinitionStrategy {
+    fn default(&self, obj: &mut Value) {
+        let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
+            return;
+        };
+        if let Some(names) = spec.get_mut("names").filter(|n| n.is_object())
+            && let Some(kind) = names.get("kind").and_then(Value::as_str).map(str::to_string)
+        {
+            default_field(names, "singular", json!(kind.to_lowercase()));
+            default_field(names, "listKind", json!(format!("{kind}List")));
+        }
+        default_field(spec, "conversion", json!({"strategy": "None"}));
+        if let Some(service) =
+            spec.pointer_mut("/conversion/webhook/clientConfig/service").filter(|s| s.is_object())
+        {
+            default_field(service, "port", json!(443));
+        }
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        let stored: Vec<String> = storage_version(obj).into_iter().collect();
+        if let Some(map) = obj.as_object_mut() {
+            map.insert(
+                "status".into(),
+                json!({"acceptedNames": {"kind": "", "plural": ""}, "storedVersions": stored}),
+            );
+        }
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        keep_status(new, old);
+        if let Some(version) = storage_version(new) {
+            let stored = new.pointer_mut("/status/storedVersions").and_then(Value::as_array_mut);
+            match stored {
+                Some(list) => {
+                    if !list.iter().any(|v| v.as_str() == Some(&version)) {
+                        list.push(json!(version));
+                    }
+                }
+                None => crate::object::set_path(new, "status.storedVersions", json!([version])),
+            }
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let group = str_at(obj, "spec.group").unwrap_or_default();
+        let plural = str_at(obj, "spec.names.plural").unwrap_or_default();
+        if group.is_empty() {
+            errors.push(FieldError::required("spec.group"));
+        } else if group.split('.').count() < 2 {
+            errors.push(FieldError::invalid(
+                "spec.group",
+                json!(group),
+                "should be a domain with at least one dot",
+            ));
+        }
+        if plural.is_empty() {
+            errors.push(FieldError::required("spec.names.plural"));
+        }
+        if str_at(obj, "spec.names.kind").is_none_or(str::is_empty) {
+            errors.push(FieldError::required("spec.names.kind"));
+        }
+        let name = crate::object::name(obj).unwrap_or_default();
+        if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
+            errors.push(FieldError::invalid(
+                "metadata.name",
+                json!(name),
+                "must be spec.names.plural+\".\"+spec.group",
+            ));
+        }
+        match str_at(obj, "spec.scope") {
+            None | Some("") => errors.push(FieldError::required("spec.scope")),
+            Some(s) if s != "Cluster" && s != "Namespaced" => errors.push(
+                FieldError::not_supported("spec.scope", json!(s), &["Cluster", "Namespaced"]),
+            ),
+            Some(_) => {}
+        }
+        let versions = array_at(obj, "spec.versions");
+        if versions.is_empty() {
+            errors.push(FieldError::invalid(
+                "spec.versions",
+                json!([]),
+                "must have exactly one version marked as storage version",
+            ));
+        } else {
+            let storage = versions
+                .iter()
+                .filter(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+                .count();
+            if storage != 1 {
+                errors.push(FieldError::invalid(
+                    "spec.versions",
+                    Value::Array(versions.to_vec()),
+                    "must have exactly one version marked as storage version",
+                ));
+            }
+        }
+        errors
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errors = self.validate(new);
+        for field in ["spec.group", "spec.names.plural"] {
+            let (n, o) = (str_at(new, field), str_at(old, field));
+            if n != o {
+                errors.push(FieldError::invalid(
+                    field,
+                    json!(n.unwrap_or_default()),
+                    "field is immutable",
+                ));
+            }
+        }
+        errors
+    }
+
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        const COLUMNS: &[Column] = &[Column::new(
+            "Created At",
+            "date",
+            "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        )];
+        COLUMNS
+    }
+
+    fn cells(&self, obj: &Value, _ctx: &TableContext) -> Vec<Value> {
+        vec![obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null)]
+    }
+}

@@ -22,18 +22,33 @@ fn is_v1(obj: &Value) -> bool {
 /// The object in the `autoscaling/v2` shape.
 fn as_v2(obj: &Value) -> std::borrow::Cow<'_, Value> {
     if is_v1(obj) {
-        std::borrow::Cow::Owned(HPA_V1.to_storage(obj.clone()))
+        std::borrow::Cow::Owned(HPA_V1.to_stored(obj.clone()))
     } else {
         std::borrow::Cow::Borrowed(obj)
     }
 }
 
 const COLUMNS: &[Column] = &[
-    col("Reference", "scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count."),
-    col("Targets", "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).  The desired replica count is calculated multiplying the ratio between the target value and the current value by the current number of pods.  Ergo, metrics used must decrease as the pod count is increased, and vice-versa.  See the individual metric source types for more information about how each type of metric must respond. If not set, the default metric will be set to 80% average CPU utilization."),
-    col("MinPods", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.  It defaults to 1 pod.  minReplicas is allowed to be 0 if the alpha feature gate HPAScaleToZero is enabled and at least one Object or External metric is configured.  Scaling is active as long as at least one metric value is available."),
-    int_col("MaxPods", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up. It cannot be less that minReplicas."),
-    int_col("Replicas", "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
+    col(
+        "Reference",
+        "scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count.",
+    ),
+    col(
+        "Targets",
+        "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).  The desired replica count is calculated multiplying the ratio between the target value and the current value by the current number of pods.  Ergo, metrics used must decrease as the pod count is increased, and vice-versa.  See the individual metric source types for more information about how each type of metric must respond. If not set, the default metric will be set to 80% average CPU utilization.",
+    ),
+    col(
+        "MinPods",
+        "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.  It defaults to 1 pod.  minReplicas is allowed to be 0 if the alpha feature gate HPAScaleToZero is enabled and at least one Object or External metric is configured.  Scaling is active as long as at least one metric value is available.",
+    ),
+    int_col(
+        "MaxPods",
+        "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up. It cannot be less that minReplicas.",
+    ),
+    int_col(
+        "Replicas",
+        "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.",
+    ),
     AGE,
 ];
 
@@ -56,7 +71,10 @@ fn format_metrics(hpa: &Value) -> String {
     for (i, spec) in specs.iter().enumerate() {
         let status = statuses.get(i);
         let current = |source: &str, field: &str| {
-            let v = status.and_then(|s| s.get(source)).and_then(|s| s.get("current")).and_then(|c| c.get(field));
+            let v = status
+                .and_then(|s| s.get(source))
+                .and_then(|s| s.get("current"))
+                .and_then(|c| c.get(field));
             quantity(v)
         };
         let target = |source: &str, field: &str| {
@@ -66,20 +84,43 @@ fn format_metrics(hpa: &Value) -> String {
             kind @ ("External" | "Object") => {
                 let source = if kind == "External" { "external" } else { "object" };
                 match target(source, "averageValue") {
-                    Some(avg) => format!("{}/{} (avg)", current(source, "averageValue"), quantity(Some(&avg))),
-                    None => format!("{}/{}", current(source, "value"), quantity(target(source, "value").as_ref())),
+                    Some(avg) => format!(
+                        "{}/{} (avg)",
+                        current(source, "averageValue"),
+                        quantity(Some(&avg))
+                    ),
+                    None => format!(
+                        "{}/{}",
+                        current(source, "value"),
+                        quantity(target(source, "value").as_ref())
+                    ),
                 }
             }
-            "Pods" => format!("{}/{}", current("pods", "averageValue"), quantity(target("pods", "averageValue").as_ref())),
+            "Pods" => format!(
+                "{}/{}",
+                current("pods", "averageValue"),
+                quantity(target("pods", "averageValue").as_ref())
+            ),
             kind @ ("Resource" | "ContainerResource") => {
                 let source = if kind == "Resource" { "resource" } else { "containerResource" };
-                let name = spec.get(source).and_then(|s| s.get("name")).and_then(Value::as_str).unwrap_or_default();
-                let name = match (kind, spec.get(source).and_then(|s| s.get("container")).and_then(Value::as_str)) {
+                let name = spec
+                    .get(source)
+                    .and_then(|s| s.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let name = match (
+                    kind,
+                    spec.get(source).and_then(|s| s.get("container")).and_then(Value::as_str),
+                ) {
                     ("ContainerResource", Some(c)) => format!("{name} of container \"{c}\""),
                     _ => name.to_string(),
                 };
                 match target(source, "averageValue") {
-                    Some(avg) => format!("{name}: {}/{}", current(source, "averageValue"), quantity(Some(&avg))),
+                    Some(avg) => format!(
+                        "{name}: {}/{}",
+                        current(source, "averageValue"),
+                        quantity(Some(&avg))
+                    ),
                     None => {
                         let current = status
                             .and_then(|s| s.get(source))
@@ -136,16 +177,18 @@ impl Strategy for HorizontalPodAutoscalerStrategy {
                 json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
             );
         }
-        for (field, default) in [("scaleUp", scale_up_default()), ("scaleDown", scale_down_default())] {
+        for (field, default) in
+            [("scaleUp", scale_up_default()), ("scaleDown", scale_down_default())]
+        {
             let at = format!("spec.behavior.{field}");
             match crate::object::path(obj, &at).filter(|v| v.is_object()) {
                 None => crate::object::set_path(obj, &at, default),
                 Some(_) => {
                     for key in ["policies", "selectPolicy", "stabilizationWindowSeconds"] {
-                        if let Some(v) = default.get(key) {
-                            if key != "stabilizationWindowSeconds" || field == "scaleUp" {
-                                default_path(obj, &format!("{at}.{key}"), v.clone());
-                            }
+                        if let Some(v) = default.get(key)
+                            && (key != "stabilizationWindowSeconds" || field == "scaleUp")
+                        {
+                            default_path(obj, &format!("{at}.{key}"), v.clone());
                         }
                     }
                 }
@@ -170,11 +213,19 @@ impl Strategy for HorizontalPodAutoscalerStrategy {
         }
         let min = int_at(obj, "spec.minReplicas");
         if let Some(m) = min.filter(|m| *m < 1) {
-            errors.push(FieldError::invalid("spec.minReplicas", json!(m), "must be greater than or equal to 1"));
+            errors.push(FieldError::invalid(
+                "spec.minReplicas",
+                json!(m),
+                "must be greater than or equal to 1",
+            ));
         }
         let max = int_at(obj, "spec.maxReplicas").unwrap_or(0);
         if max < 1 {
-            errors.push(FieldError::invalid("spec.maxReplicas", json!(max), "must be greater than 0"));
+            errors.push(FieldError::invalid(
+                "spec.maxReplicas",
+                json!(max),
+                "must be greater than 0",
+            ));
         } else if min.is_some_and(|m| max < m) {
             errors.push(FieldError::invalid(
                 "spec.maxReplicas",
@@ -203,7 +254,8 @@ impl Strategy for HorizontalPodAutoscalerStrategy {
             str_at(&hpa, "spec.scaleTargetRef.kind").unwrap_or_default(),
             str_at(&hpa, "spec.scaleTargetRef.name").unwrap_or_default()
         );
-        let min = int_at(&hpa, "spec.minReplicas").map_or(json!("<unset>"), |m| json!(m.to_string()));
+        let min =
+            int_at(&hpa, "spec.minReplicas").map_or(json!("<unset>"), |m| json!(m.to_string()));
         vec![
             json!(reference),
             json!(format_metrics(&hpa)),
@@ -230,8 +282,12 @@ mod tests {
         assert_eq!(hpa["spec"]["minReplicas"], 1);
         assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
         assert!(HorizontalPodAutoscalerStrategy.validate(&hpa).is_empty());
-        let cells = HorizontalPodAutoscalerStrategy.cells(&hpa, &TableContext { now: chrono::Utc::now() });
-        assert_eq!(cells[..5], [json!("Deployment/web"), json!("cpu: <unknown>/80%"), json!("1"), json!(5), json!(0)]);
+        let cells =
+            HorizontalPodAutoscalerStrategy.cells(&hpa, &TableContext { now: chrono::Utc::now() });
+        assert_eq!(
+            cells[..5],
+            [json!("Deployment/web"), json!("cpu: <unknown>/80%"), json!("1"), json!(5), json!(0)]
+        );
     }
 
     #[test]
@@ -239,7 +295,8 @@ mod tests {
         let hpa = json!({"apiVersion": "autoscaling/v1", "spec": {
             "scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 2, "maxReplicas": 4,
             "targetCPUUtilizationPercentage": 50}, "status": {"currentReplicas": 2, "currentCPUUtilizationPercentage": 30}});
-        let cells = HorizontalPodAutoscalerStrategy.cells(&hpa, &TableContext { now: chrono::Utc::now() });
+        let cells =
+            HorizontalPodAutoscalerStrategy.cells(&hpa, &TableContext { now: chrono::Utc::now() });
         assert_eq!(cells[1], "cpu: 30%/50%");
         let bad = json!({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "minReplicas": 3, "maxReplicas": 2}});
         assert_eq!(

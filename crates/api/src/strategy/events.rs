@@ -26,7 +26,11 @@ impl Strategy for EventStrategy {
         }
         if let Some(t) = str_at(obj, "type") {
             if t != "Normal" && t != "Warning" {
-                errors.push(FieldError::invalid("type", json!(t), "has invalid value: ".to_string() + t));
+                errors.push(FieldError::invalid(
+                    "type",
+                    json!(t),
+                    "has invalid value: ".to_string() + t,
+                ));
             }
         } else {
             errors.push(FieldError::required("type"));
@@ -37,13 +41,22 @@ impl Strategy for EventStrategy {
             }
         }
         if str_at(obj, "note").is_some_and(|n| n.len() > 1024) {
-            errors.push(FieldError::invalid("note", Value::Null, "can have at most 1024 characters"));
+            errors.push(FieldError::invalid(
+                "note",
+                Value::Null,
+                "can have at most 1024 characters",
+            ));
         }
         let event_ns = crate::object::namespace(obj).unwrap_or_default();
-        if let Some(ns) = str_at(obj, "regarding.namespace").filter(|ns| !ns.is_empty()) {
-            if !event_ns.is_empty() && ns != event_ns {
-                errors.push(FieldError::invalid("regarding.namespace", json!(ns), "does not match event.namespace"));
-            }
+        if let Some(ns) = str_at(obj, "regarding.namespace").filter(|ns| !ns.is_empty())
+            && !event_ns.is_empty()
+            && ns != event_ns
+        {
+            errors.push(FieldError::invalid(
+                "regarding.namespace",
+                json!(ns),
+                "does not match event.namespace",
+            ));
         }
         errors
     }
@@ -88,7 +101,8 @@ mod tests {
             "note": "started",
         });
         assert!(EventStrategy.validate(&ev).is_empty());
-        let now = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:01:00Z").expect("time").to_utc();
+        let now =
+            chrono::DateTime::parse_from_rfc3339("2025-01-01T00:01:00Z").expect("time").to_utc();
         let cells = EventStrategy.cells(&ev, &TableContext { now });
         assert_eq!(cells[0], "60s");
         assert_eq!(cells[3], "pod/p");

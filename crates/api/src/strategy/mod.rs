@@ -95,17 +95,6 @@ pub struct Plain;
 
 impl Strategy for Plain {}
 
-/// Declares a unit strategy with no rules of its own (placeholder filled by the group module).
-macro_rules! plain_strategy {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, Default)]
-        pub struct $name;
-
-        impl $crate::strategy::Strategy for $name {}
-    };
-}
-
 pub mod admissionregistration;
 pub mod apiextensions;
 pub mod apiregistration;

@@ -115,10 +115,14 @@ pub(crate) const IMAGES: Column =
 
 /// kubectl's `layoutContainerCells`: container names and images, comma-joined.
 pub(crate) fn container_cells(containers: &[Value]) -> (Value, Value) {
-    let names: Vec<&str> =
-        containers.iter().map(|c| c.get("name").and_then(Value::as_str).unwrap_or_default()).collect();
-    let images: Vec<&str> =
-        containers.iter().map(|c| c.get("image").and_then(Value::as_str).unwrap_or_default()).collect();
+    let names: Vec<&str> = containers
+        .iter()
+        .map(|c| c.get("name").and_then(Value::as_str).unwrap_or_default())
+        .collect();
+    let images: Vec<&str> = containers
+        .iter()
+        .map(|c| c.get("image").and_then(Value::as_str).unwrap_or_default())
+        .collect();
     (json!(names.join(",")), json!(images.join(",")))
 }
 
@@ -204,7 +208,8 @@ pub(crate) fn selector_matches(selector: &Value, labels: &Map<String, Value>) ->
 /// Whether a `LabelSelector` selects nothing in particular (no labels, no expressions).
 pub(crate) fn selector_is_empty(selector: &Value) -> bool {
     let labels = selector.get("matchLabels").and_then(Value::as_object).is_none_or(Map::is_empty);
-    let exprs = selector.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
+    let exprs =
+        selector.get("matchExpressions").and_then(Value::as_array).is_none_or(Vec::is_empty);
     labels && exprs
 }
 
@@ -213,7 +218,11 @@ pub(crate) fn immutable(new: &Value, old: &Value, dotted: &str, errors: &mut Vec
     let (n, o) = (path(new, dotted), path(old, dotted));
     let null = Value::Null;
     if n.unwrap_or(&null) != o.unwrap_or(&null) {
-        errors.push(FieldError::invalid(dotted, n.cloned().unwrap_or(Value::Null), "field is immutable"));
+        errors.push(FieldError::invalid(
+            dotted,
+            n.cloned().unwrap_or(Value::Null),
+            "field is immutable",
+        ));
     }
 }
 
@@ -267,7 +276,8 @@ pub(crate) fn parse_quantity(q: &Value) -> Option<f64> {
         Value::Number(n) => return n.as_f64(),
         _ => return None,
     };
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
     let base: f64 = number.parse().ok()?;

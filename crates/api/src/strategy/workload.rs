@@ -12,7 +12,12 @@ pub(crate) const SELECTOR_MISMATCH: &str = "`selector` does not match template `
 
 /// Validates a `LabelSelector` at `spec.selector` against the labels of the template at
 /// `template` (`spec.template`): required, non-empty, well-formed, matching.
-pub(crate) fn validate_selector(obj: &Value, template: &str, kind: &str, errors: &mut Vec<FieldError>) {
+pub(crate) fn validate_selector(
+    obj: &Value,
+    template: &str,
+    kind: &str,
+    errors: &mut Vec<FieldError>,
+) {
     let Some(selector) = path(obj, "spec.selector").filter(|s| !s.is_null()) else {
         errors.push(FieldError::required("spec.selector"));
         return;
@@ -31,7 +36,9 @@ pub(crate) fn validate_selector(obj: &Value, template: &str, kind: &str, errors:
         let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
         let values = e.get("values").and_then(Value::as_array).map_or(0, Vec::len);
         match op {
-            "In" | "NotIn" if values == 0 => errors.push(FieldError::required(format!("{at}.values"))),
+            "In" | "NotIn" if values == 0 => {
+                errors.push(FieldError::required(format!("{at}.values")))
+            }
             "Exists" | "DoesNotExist" if values > 0 => errors.push(FieldError::forbidden(
                 format!("{at}.values"),
                 "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",

@@ -41,7 +41,9 @@ fn scope(info: &ResourceInfo) -> &'static str {
 }
 
 /// The subresources of a resource as (name, group, version, kind, verbs).
-fn subresources(info: &ResourceInfo) -> Vec<(&'static str, &'static str, &'static str, &'static str, &'static [&'static str])> {
+fn subresources(
+    info: &ResourceInfo,
+) -> Vec<(&'static str, &'static str, &'static str, &'static str, &'static [&'static str])> {
     const RW: &[&str] = &["get", "patch", "update"];
     let mut subs = Vec::new();
     if info.status {
@@ -201,8 +203,11 @@ pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Optio
             resources.push(sub);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version =
+        if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -213,12 +218,18 @@ mod tests {
     fn core_discovery_lists_pods_with_their_subresources() {
         let catalog = Catalog::builtin();
         let doc = aggregated(&catalog, true, "v2");
-        let Some(pods) = doc.pointer("/items/0/versions/0/resources").and_then(Value::as_array).and_then(|r| {
-            r.iter().find(|r| r["resource"] == "pods").cloned()
-        }) else {
+        let Some(pods) = doc
+            .pointer("/items/0/versions/0/resources")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().find(|r| r["resource"] == "pods").cloned())
+        else {
             return;
         };
         assert_eq!(pods["scope"], "Namespaced");
-        assert!(pods["subresources"].as_array().is_some_and(|s| s.iter().any(|s| s["subresource"] == "status")));
+        assert!(
+            pods["subresources"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["subresource"] == "status"))
+        );
     }
 }

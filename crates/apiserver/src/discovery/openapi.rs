@@ -27,7 +27,10 @@ pub fn openapi_v3_index(catalog: &Catalog) -> Value {
     let mut paths = Map::new();
     for (group, version) in catalog.group_versions() {
         let path = gv_path(group, version);
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}));
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+        );
     }
     json!({"paths": paths})
 }
@@ -65,7 +68,11 @@ pub fn openapi_v3_group_version(catalog: &Catalog, path: &str) -> Option<Value> 
     let mut paths = Map::new();
     for info in entries {
         let base = if info.namespaced() {
-            format!("/{}/namespaces/{{namespace}}/{}/{{name}}", gv_path(info.group, info.version), info.plural)
+            format!(
+                "/{}/namespaces/{{namespace}}/{}/{{name}}",
+                gv_path(info.group, info.version),
+                info.plural
+            )
         } else {
             format!("/{}/{}/{{name}}", gv_path(info.group, info.version), info.plural)
         };

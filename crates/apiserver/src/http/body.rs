@@ -13,7 +13,9 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub async fn read(body: Incoming) -> Result<Bytes, StatusError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(StatusError::too_large(MAX_BODY_BYTES)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(StatusError::too_large(MAX_BODY_BYTES))
+        }
         Err(e) => Err(StatusError::bad_request(format!("cannot read the request body: {e}"))),
     }
 }
@@ -22,18 +24,22 @@ pub async fn read(body: Incoming) -> Result<Bytes, StatusError> {
 pub fn decode(content_type: &str, bytes: &[u8]) -> Result<Value, StatusError> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     match media {
-        "application/yaml" | "application/x-yaml" | "text/yaml" | "application/apply-patch+yaml" => {
+        "application/yaml"
+        | "application/x-yaml"
+        | "text/yaml"
+        | "application/apply-patch+yaml" => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| StatusError::bad_request("the YAML body is not valid UTF-8"))?;
-            serde_saphyr::from_str::<Value>(text)
-                .map_err(|e| StatusError::bad_request(format!("error converting YAML to JSON: {e}")))
+            serde_saphyr::from_str::<Value>(text).map_err(|e| {
+                StatusError::bad_request(format!("error converting YAML to JSON: {e}"))
+            })
         }
         "" | "application/json" | "*/*" => serde_json::from_slice(bytes).map_err(|e| {
-            StatusError::bad_request(format!(
-                "couldn't get version/kind; json parse error: {e}"
-            ))
+            StatusError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
-        "application/vnd.kubernetes.protobuf" => Err(StatusError::unsupported_media_type(content_type)),
+        "application/vnd.kubernetes.protobuf" => {
+            Err(StatusError::unsupported_media_type(content_type))
+        }
         other => Err(StatusError::unsupported_media_type(other)),
     }
 }
@@ -44,8 +50,14 @@ mod tests {
 
     #[test]
     fn json_and_yaml_bodies_decode_and_garbage_is_a_bad_request() {
-        assert_eq!(decode("application/json", br#"{"a":1}"#).ok(), Some(serde_json::json!({"a": 1})));
-        assert_eq!(decode("application/yaml", b"a: 1\nb: [x]\n").ok(), Some(serde_json::json!({"a": 1, "b": ["x"]})));
+        assert_eq!(
+            decode("application/json", br#"{"a":1}"#).ok(),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            decode("application/yaml", b"a: 1\nb: [x]\n").ok(),
+            Some(serde_json::json!({"a": 1, "b": ["x"]}))
+        );
         assert_eq!(decode("application/json", b"{nope").map_err(|e| e.code), Err(400));
         assert_eq!(decode("application/yaml", b"a: [unclosed").map_err(|e| e.code), Err(400));
         assert_eq!(decode("text/plain", b"x").map_err(|e| e.code), Err(415));

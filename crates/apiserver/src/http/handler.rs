@@ -3,26 +3,30 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use krust_api::patch::PatchType;
 use krust_api::{ResourceInfo, StatusError};
 use serde_json::{Value, json};
 use tokio_stream::wrappers::ReceiverStream;
-use futures::StreamExt;
 
 use super::authn::User;
+use super::body;
 use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
 use super::table::{IncludeObject, table};
-use super::body;
 use crate::ApiServer;
 use crate::discovery;
 use crate::registry::options::{ListOptions, Query};
 use crate::registry::{DeleteOptions, Deleted, Subresource, WatchEvent, WriteOptions};
 
 /// Answers one request from `user` (`None`: no valid credentials).
-pub async fn handle(api: Arc<ApiServer>, user: Option<Arc<User>>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    api: Arc<ApiServer>,
+    user: Option<Arc<User>>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if user.is_none() {
         return response::error(&StatusError::unauthorized());
     }
@@ -42,7 +46,9 @@ fn accepts(headers: &HeaderMap) -> &str {
 fn aggregated_version(accept: &str) -> Option<&'static str> {
     accept
         .split(',')
-        .filter(|part| part.contains("as=APIGroupDiscoveryList") && part.contains("g=apidiscovery.k8s.io"))
+        .filter(|part| {
+            part.contains("as=APIGroupDiscoveryList") && part.contains("g=apidiscovery.k8s.io")
+        })
         .find_map(|part| {
             if part.contains("v=v2beta1") {
                 Some("v2beta1")
@@ -63,19 +69,34 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
     let query = Query::parse(req.uri().query());
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" => return Ok(response::text(StatusCode::OK, "ok")),
-        p if p.starts_with("/healthz/") || p.starts_with("/livez/") || p.starts_with("/readyz/") => {
+        p if p.starts_with("/healthz/")
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/") =>
+        {
             return Ok(response::text(StatusCode::OK, "ok"));
         }
-        "/version" | "/version/" => return Ok(response::json(StatusCode::OK, &discovery::version())),
+        "/version" | "/version/" => {
+            return Ok(response::json(StatusCode::OK, &discovery::version()));
+        }
         "/openapi/v2" | "/swagger-2.0.0.pb-v1" => {
             // An empty protobuf document: kubectl reads it as "no schemas".
-            return Ok(response::bytes_as(StatusCode::OK, Vec::new(), "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"));
+            return Ok(response::bytes_as(
+                StatusCode::OK,
+                Vec::new(),
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            ));
         }
         "/openapi/v3" | "/openapi/v3/" => {
-            return Ok(response::json(StatusCode::OK, &discovery::openapi_v3_index(api.registry.catalog())));
+            return Ok(response::json(
+                StatusCode::OK,
+                &discovery::openapi_v3_index(api.registry.catalog()),
+            ));
         }
         p if p.starts_with("/openapi/v3/") => {
-            return match discovery::openapi_v3_group_version(api.registry.catalog(), &p["/openapi/v3/".len()..]) {
+            return match discovery::openapi_v3_group_version(
+                api.registry.catalog(),
+                &p["/openapi/v3/".len()..],
+            ) {
                 Some(doc) => Ok(response::json(StatusCode::OK, &doc)),
                 None => Err(not_found()),
             };
@@ -89,17 +110,23 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
             Some(version) => response::json_as(
                 StatusCode::OK,
                 &discovery::aggregated(catalog, legacy, version),
-                &format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+                &format!(
+                    "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+                ),
             ),
-            None if legacy => response::json(StatusCode::OK, &discovery::api_versions(&api.advertise_address)),
+            None if legacy => {
+                response::json(StatusCode::OK, &discovery::api_versions(&api.advertise_address))
+            }
             None => response::json(StatusCode::OK, &discovery::api_group_list(catalog)),
         }),
-        Target::DiscoveryGroup(group) => {
-            discovery::api_group_doc(catalog, &group).map(|d| response::json(StatusCode::OK, &d)).ok_or_else(not_found)
-        }
-        Target::DiscoveryVersion { group, version } => discovery::api_resource_list(catalog, &group, &version)
+        Target::DiscoveryGroup(group) => discovery::api_group_doc(catalog, &group)
             .map(|d| response::json(StatusCode::OK, &d))
             .ok_or_else(not_found),
+        Target::DiscoveryVersion { group, version } => {
+            discovery::api_resource_list(catalog, &group, &version)
+                .map(|d| response::json(StatusCode::OK, &d))
+                .ok_or_else(not_found)
+        }
         Target::Resource(r) => resource(api, r, req, query, &accept).await,
         Target::Other(_) => Err(not_found()),
     }
@@ -110,7 +137,11 @@ fn not_found() -> StatusError {
 }
 
 fn content_type(req: &Request<Incoming>) -> String {
-    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string()
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string()
 }
 
 async fn read_object(req: Request<Incoming>) -> Result<Value, StatusError> {
@@ -130,7 +161,8 @@ async fn resource(
     accept: &str,
 ) -> Result<Response<Body>, StatusError> {
     let registry = &api.registry;
-    let info = *registry.catalog().lookup(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+    let info =
+        *registry.catalog().lookup(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
     if !info.verbs.contains(&r.verb) && r.subresource.is_none() {
         return Err(StatusError::method_not_allowed(format!(
             "{} is not supported on {}",
@@ -139,17 +171,23 @@ async fn resource(
         )));
     }
     let namespace = match (info.namespaced(), r.namespace.as_deref()) {
-        (true, None) if r.name.is_some() || matches!(r.verb, "create" | "deletecollection") => return Err(not_found()),
+        (true, None) if r.name.is_some() || matches!(r.verb, "create" | "deletecollection") => {
+            return Err(not_found());
+        }
         (false, Some(_)) => return Err(not_found()),
         (_, ns) => ns.map(str::to_string),
     };
     let ns = namespace.as_deref();
     let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
-        StatusError::new(404, "NotFound", format!(
-            "the subresource {:?} of {} is not served yet",
-            r.subresource.as_deref().unwrap_or_default(),
-            qualified(&info)
-        ))
+        StatusError::new(
+            404,
+            "NotFound",
+            format!(
+                "the subresource {:?} of {} is not served yet",
+                r.subresource.as_deref().unwrap_or_default(),
+                qualified(&info)
+            ),
+        )
     })?;
     let write = WriteOptions { dry_run: query.dry_run()? };
     let table_wanted = wants_table(accept);
@@ -161,7 +199,10 @@ async fn resource(
             let obj = sub.view(&info, obj);
             if table_wanted && sub == Subresource::Main {
                 let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                return Ok(response::json(StatusCode::OK, &table(&info, &[obj], json!({"resourceVersion": rv}), include)));
+                return Ok(response::json(
+                    StatusCode::OK,
+                    &table(&info, &[obj], json!({"resourceVersion": rv}), include),
+                ));
             }
             Ok(response::json(StatusCode::OK, &obj))
         }
@@ -176,7 +217,10 @@ async fn resource(
                 meta["remainingItemCount"] = json!(remaining);
             }
             if table_wanted {
-                return Ok(response::json(StatusCode::OK, &table(&info, &listed.items, meta, include)));
+                return Ok(response::json(
+                    StatusCode::OK,
+                    &table(&info, &listed.items, meta, include),
+                ));
             }
             let list = json!({
                 "kind": format!("{}List", info.kind),
@@ -190,11 +234,13 @@ async fn resource(
             let mut opts = ListOptions::from_query(&query, true)?;
             if let Some(name) = &r.name {
                 // `/watch/.../<name>`: a watch of one object.
-                opts.fields = krust_api::selector::FieldSelector::parse(&format!("metadata.name={name}"))
-                    .map_err(|e| StatusError::bad_request(e.to_string()))?;
+                opts.fields =
+                    krust_api::selector::FieldSelector::parse(&format!("metadata.name={name}"))
+                        .map_err(|e| StatusError::bad_request(e.to_string()))?;
             }
             let events = registry.watch(&info, ns, opts).await?;
-            let lines = ReceiverStream::new(events).map(move |event| encode_event(&info, event, table_wanted, include));
+            let lines = ReceiverStream::new(events)
+                .map(move |event| encode_event(&info, event, table_wanted, include));
             Ok(response::stream(lines, "application/json"))
         }
         ("create", Subresource::Main) => {
@@ -219,7 +265,9 @@ async fn resource(
             let opts = delete_options(req, &query).await?;
             match registry.delete(&info, ns, &name, &opts).await? {
                 Deleted::Pending(obj) => Ok(response::json(StatusCode::OK, &obj)),
-                Deleted::Now(obj) if info.strategy.returns_deleted_object() => Ok(response::json(StatusCode::OK, &obj)),
+                Deleted::Now(obj) if info.strategy.returns_deleted_object() => {
+                    Ok(response::json(StatusCode::OK, &obj))
+                }
                 Deleted::Now(obj) => Ok(response::json(StatusCode::OK, &success(&info, &obj))),
             }
         }
@@ -244,7 +292,11 @@ async fn resource(
 }
 
 fn qualified(info: &ResourceInfo) -> String {
-    if info.group.is_empty() { info.plural.to_string() } else { format!("{}.{}", info.plural, info.group) }
+    if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    }
 }
 
 /// The Status a delete answers with when the object is gone.
@@ -263,14 +315,26 @@ fn success(info: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-async fn delete_options(req: Request<Incoming>, query: &Query) -> Result<DeleteOptions, StatusError> {
+async fn delete_options(
+    req: Request<Incoming>,
+    query: &Query,
+) -> Result<DeleteOptions, StatusError> {
     let content_type = content_type(&req);
     let bytes = body::read(req.into_body()).await?;
-    let body = if bytes.iter().all(u8::is_ascii_whitespace) { None } else { Some(body::decode(&content_type, &bytes)?) };
+    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(body::decode(&content_type, &bytes)?)
+    };
     DeleteOptions::from_parts(body.as_ref(), query)
 }
 
-fn encode_event(info: &ResourceInfo, event: WatchEvent, as_table: bool, include: IncludeObject) -> Bytes {
+fn encode_event(
+    info: &ResourceInfo,
+    event: WatchEvent,
+    as_table: bool,
+    include: IncludeObject,
+) -> Bytes {
     use crate::registry::WatchKind;
     let object = match event.kind {
         WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if as_table => {
@@ -278,8 +342,8 @@ fn encode_event(info: &ResourceInfo, event: WatchEvent, as_table: bool, include:
         }
         _ => event.object,
     };
-    let mut line = serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object})).unwrap_or_default();
+    let mut line = serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object}))
+        .unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
-

@@ -124,22 +124,34 @@ mod tests {
     #[test]
     fn namespaced_resources_carry_their_namespace() {
         let r = resource(Method::GET, "/api/v1/namespaces/default/pods/web");
-        assert_eq!((r.verb, r.namespace.as_deref(), r.resource.as_str()), ("get", Some("default"), "pods"));
+        assert_eq!(
+            (r.verb, r.namespace.as_deref(), r.resource.as_str()),
+            ("get", Some("default"), "pods")
+        );
         assert_eq!(r.name.as_deref(), Some("web"));
     }
 
     #[test]
     fn a_namespace_is_addressed_as_a_cluster_resource() {
         let r = resource(Method::GET, "/api/v1/namespaces/default");
-        assert_eq!((r.namespace, r.resource.as_str(), r.name.as_deref()), (None, "namespaces", Some("default")));
+        assert_eq!(
+            (r.namespace, r.resource.as_str(), r.name.as_deref()),
+            (None, "namespaces", Some("default"))
+        );
         let r = resource(Method::PUT, "/api/v1/namespaces/default/finalize");
-        assert_eq!((r.resource.as_str(), r.subresource.as_deref()), ("namespaces", Some("finalize")));
+        assert_eq!(
+            (r.resource.as_str(), r.subresource.as_deref()),
+            ("namespaces", Some("finalize"))
+        );
     }
 
     #[test]
     fn subresources_and_groups_are_read() {
         let r = resource(Method::PUT, "/apis/apps/v1/namespaces/x/deployments/web/scale");
-        assert_eq!((r.group.as_str(), r.verb, r.subresource.as_deref()), ("apps", "update", Some("scale")));
+        assert_eq!(
+            (r.group.as_str(), r.verb, r.subresource.as_deref()),
+            ("apps", "update", Some("scale"))
+        );
     }
 
     #[test]

@@ -47,12 +47,17 @@ pub fn error(e: &StatusError) -> Response<Body> {
 }
 
 /// A streamed response: one JSON document per line, flushed as each arrives.
-pub fn stream(lines: impl futures::Stream<Item = Bytes> + Send + Sync + 'static, content_type: &str) -> Response<Body> {
+pub fn stream(
+    lines: impl futures::Stream<Item = Bytes> + Send + Sync + 'static,
+    content_type: &str,
+) -> Response<Body> {
     let body = StreamBody::new(lines.map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut response = Response::new(BodyExt::boxed(body));
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     response
 }

@@ -36,7 +36,9 @@ pub enum TlsError {
 }
 
 fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<Vec<_>, _>>().map_err(|_| TlsError::Pem { what })
+    rustls_pemfile::certs(&mut pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TlsError::Pem { what })
 }
 
 /// The server's TLS configuration: serving certificate, and client certificates signed by the
@@ -47,9 +49,10 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
         roots.add(cert)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-        .allow_unauthenticated()
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            .allow_unauthenticated()
+            .build()?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut pki.serving_key.as_bytes())
         .ok()
         .flatten()
@@ -80,7 +83,12 @@ pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, api: Arc<Ap
     }
 }
 
-async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, peer: SocketAddr, api: Arc<ApiServer>) {
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    api: Arc<ApiServer>,
+) {
     let tls = match acceptor.accept(tcp).await {
         Ok(tls) => tls,
         Err(e) => {
@@ -99,7 +107,9 @@ async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, peer: Soc
         let (api, user) = (Arc::clone(&api), user.clone());
         async move { Ok::<_, std::convert::Infallible>(handler::handle(api, user, req).await) }
     });
-    if let Err(e) = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await {
+    if let Err(e) =
+        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
+    {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -30,6 +30,9 @@ impl IncludeObject {
 
 fn columns(info: &ResourceInfo) -> Vec<Column> {
     let own = info.strategy.columns();
+    if info.strategy.owns_name_column() {
+        return own.to_vec();
+    }
     let mut columns = vec![NAME];
     if own.is_empty() {
         columns.push(AGE);
@@ -40,7 +43,10 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
 }
 
 fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &TableContext) -> Value {
-    let mut cells = vec![Value::from(meta_str(obj, "name").unwrap_or_default())];
+    let mut cells = Vec::new();
+    if !info.strategy.owns_name_column() {
+        cells.push(Value::from(meta_str(obj, "name").unwrap_or_default()));
+    }
     if info.strategy.columns().is_empty() {
         cells.push(Value::from(age(meta_str(obj, "creationTimestamp"), ctx.now)));
     } else {
@@ -63,7 +69,12 @@ fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &TableCont
 }
 
 /// A table of `objects` (served versions) with list metadata.
-pub fn table(info: &ResourceInfo, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+pub fn table(
+    info: &ResourceInfo,
+    objects: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+) -> Value {
     let ctx = TableContext { now: Utc::now() };
     let definitions: Vec<Value> = columns(info)
         .iter()

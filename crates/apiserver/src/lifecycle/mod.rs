@@ -9,7 +9,8 @@ use serde_json::json;
 use crate::registry::{Registry, WriteOptions};
 
 /// The namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates the namespaces every cluster has, when absent.
 pub async fn bootstrap(registry: &Registry) -> Result<(), StatusError> {

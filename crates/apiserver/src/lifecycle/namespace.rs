@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use krust_api::{ResourceInfo, StatusError};
 use krust_api::object::{meta_str, path};
+use krust_api::{ResourceInfo, StatusError};
 use serde_json::{Value, json};
 
 use crate::ApiServer;
@@ -57,7 +57,9 @@ pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
                 .map(|f| f.iter().filter(|v| *v != FINALIZER).cloned().collect())
                 .unwrap_or_default();
             let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": finalizers}});
-            registry.update(&ns_info, None, &name, Subresource::Finalize, body, WriteOptions::default()).await?;
+            registry
+                .update(&ns_info, None, &name, Subresource::Finalize, body, WriteOptions::default())
+                .await?;
             tracing::info!(namespace = %name, "namespace emptied and finalized");
         }
     }
@@ -69,7 +71,10 @@ fn namespaced_storages(api: &ApiServer) -> Vec<ResourceInfo> {
     let mut seen = Vec::new();
     let mut out = Vec::new();
     for info in api.registry.catalog().entries() {
-        if info.namespaced() && info.verbs.contains(&"deletecollection") && !seen.contains(&info.storage_prefix()) {
+        if info.namespaced()
+            && info.verbs.contains(&"deletecollection")
+            && !seen.contains(&info.storage_prefix())
+        {
             seen.push(info.storage_prefix());
             out.push(*info);
         }
@@ -80,9 +85,11 @@ fn namespaced_storages(api: &ApiServer) -> Vec<ResourceInfo> {
 /// Deletes what is left in `namespace`; answers whether nothing is left.
 async fn empty(api: &ApiServer, namespace: &str) -> Result<bool, StatusError> {
     let mut empty = true;
-    let opts = DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
+    let opts =
+        DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
     for info in namespaced_storages(api) {
-        let left = api.registry.delete_collection(&info, Some(namespace), &list_all()?, &opts).await?;
+        let left =
+            api.registry.delete_collection(&info, Some(namespace), &list_all()?, &opts).await?;
         if !left.is_empty() {
             // Deleted now or pending; look again on the next pass.
             let listed = api.registry.list(&info, Some(namespace), &list_all()?).await?;

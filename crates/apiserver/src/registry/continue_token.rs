@@ -26,7 +26,11 @@ impl ContinueToken {
 
     /// Decodes a token, refusing anything malformed with 400.
     pub fn decode(token: &str) -> Result<Self, StatusError> {
-        let bad = || StatusError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+        let bad = || {
+            StatusError::bad_request(
+                "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+            )
+        };
         let bytes = URL_SAFE
             .decode(token)
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
@@ -35,7 +39,11 @@ impl ContinueToken {
         if value.get("v").and_then(Value::as_str) != Some("meta.k8s.io/v1") {
             return Err(bad());
         }
-        let revision = value.get("rv").and_then(Value::as_i64).filter(|r| *r == -1 || *r > 0).ok_or_else(bad)?;
+        let revision = value
+            .get("rv")
+            .and_then(Value::as_i64)
+            .filter(|r| *r == -1 || *r > 0)
+            .ok_or_else(bad)?;
         let start = value.get("start").and_then(Value::as_str).ok_or_else(bad)?;
         let after = start.strip_suffix('\u{0}').unwrap_or(start);
         if after.contains("..") || after.starts_with('/') {

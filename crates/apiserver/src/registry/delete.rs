@@ -30,20 +30,36 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// Reads options from a `DeleteOptions` body (may be empty) and the query.
-    pub fn from_parts(body: Option<&Value>, query: &super::options::Query) -> Result<Self, StatusError> {
+    pub fn from_parts(
+        body: Option<&Value>,
+        query: &super::options::Query,
+    ) -> Result<Self, StatusError> {
         let body = body.cloned().unwrap_or_else(|| json!({}));
         let mut opts = Self {
             grace_period_seconds: body.get("gracePeriodSeconds").and_then(Value::as_i64),
             uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
-            resource_version: body.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string),
-            propagation_policy: body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string),
-            dry_run: body.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")),
+            resource_version: body
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            propagation_policy: body
+                .get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            dry_run: body
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v == "All")),
         };
-        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true) && opts.propagation_policy.is_none() {
+        if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+            && opts.propagation_policy.is_none()
+        {
             opts.propagation_policy = Some("Orphan".into());
         }
         if let Some(grace) = query.get("gracePeriodSeconds") {
-            let grace = grace.parse().map_err(|_| StatusError::bad_request(format!("invalid gracePeriodSeconds: {grace:?}")))?;
+            let grace = grace.parse().map_err(|_| {
+                StatusError::bad_request(format!("invalid gracePeriodSeconds: {grace:?}"))
+            })?;
             opts.grace_period_seconds = Some(grace);
         }
         if let Some(policy) = query.get("propagationPolicy") {
@@ -53,7 +69,13 @@ impl DeleteOptions {
         if let Some(policy) = &opts.propagation_policy
             && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
         {
-            return Err(StatusError::new(422, "Invalid", format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"")));
+            return Err(StatusError::new(
+                422,
+                "Invalid",
+                format!(
+                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                ),
+            ));
         }
         if opts.grace_period_seconds.is_some_and(|g| g < 0) {
             opts.grace_period_seconds = Some(0);
@@ -90,7 +112,10 @@ impl Registry {
             let finalizers_changed = apply_policy(&mut new, opts.propagation_policy.as_deref());
             let marked = old.pointer("/metadata/deletionTimestamp").is_some();
             let grace = info.strategy.deletion_grace(&old, opts.grace_period_seconds);
-            let has_finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+            let has_finalizers = new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
             if has_finalizers || grace.is_some() {
                 if marked && !finalizers_changed {
                     return Ok(Deleted::Pending(to_served(info, old)));
@@ -98,7 +123,10 @@ impl Registry {
                 if !marked {
                     let seconds = grace.unwrap_or(0);
                     let meta = metadata_mut(&mut new);
-                    meta.insert("deletionTimestamp".into(), Value::String(meta::timestamp(Utc::now() + Duration::seconds(seconds))));
+                    meta.insert(
+                        "deletionTimestamp".into(),
+                        Value::String(meta::timestamp(Utc::now() + Duration::seconds(seconds))),
+                    );
                     meta.insert("deletionGracePeriodSeconds".into(), Value::from(seconds));
                     info.strategy.prepare_for_delete(&mut new);
                 }
@@ -108,7 +136,9 @@ impl Registry {
                 match self.store.update(&key, encode(new)?, kv.mod_revision).await {
                     Ok(kv) => return Ok(Deleted::Pending(to_served(info, decode(&kv)?))),
                     Err(StoreError::Conflict { .. }) => continue,
-                    Err(StoreError::NotFound { .. }) => return Err(StatusError::not_found(info.group, info.plural, name)),
+                    Err(StoreError::NotFound { .. }) => {
+                        return Err(StatusError::not_found(info.group, info.plural, name));
+                    }
                     Err(e) => return Err(store_error(e)),
                 }
             }
@@ -118,11 +148,18 @@ impl Registry {
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(kv) => return Ok(Deleted::Now(to_served(info, decode(&kv)?))),
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => return Err(StatusError::not_found(info.group, info.plural, name)),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(StatusError::not_found(info.group, info.plural, name));
+                }
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(StatusError::conflict(info.group, info.plural, name, "too many concurrent writes; try again"))
+        Err(StatusError::conflict(
+            info.group,
+            info.plural,
+            name,
+            "too many concurrent writes; try again",
+        ))
     }
 
     /// Deletes every object a list with `list_opts` would return; answers the deleted objects.
@@ -155,7 +192,13 @@ fn check_preconditions(obj: &Value, opts: &DeleteOptions) -> Result<(), StatusEr
         if uid != actual {
             return Err(StatusError {
                 details: Some(json!({"name": name})),
-                ..StatusError::new(409, "Conflict", format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"))
+                ..StatusError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                    ),
+                )
             });
         }
     }
@@ -164,7 +207,13 @@ fn check_preconditions(obj: &Value, opts: &DeleteOptions) -> Result<(), StatusEr
         if rv != actual {
             return Err(StatusError {
                 details: Some(json!({"name": name})),
-                ..StatusError::new(409, "Conflict", format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"))
+                ..StatusError::new(
+                    409,
+                    "Conflict",
+                    format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                    ),
+                )
             });
         }
     }

@@ -31,23 +31,24 @@ pub fn field_value(info: &ResourceInfo, obj: &Value, field: &str) -> Option<Stri
     match field {
         "metadata.name" => meta_str(obj, "name").map(str::to_string),
         "metadata.namespace" => Some(meta_str(obj, "namespace").unwrap_or_default().to_string()),
-        other => info.strategy.selectable_fields(obj).into_iter().find(|(f, _)| *f == other).map(|(_, v)| v),
+        other => info
+            .strategy
+            .selectable_fields(obj)
+            .into_iter()
+            .find(|(f, _)| *f == other)
+            .map(|(_, v)| v),
     }
 }
 
 /// Refuses field selectors on fields the resource does not offer (400, as upstream).
 pub fn check_fields(info: &ResourceInfo, opts: &ListOptions) -> Result<(), StatusError> {
     let offered = info.strategy.selectable_fields(&json!({}));
-    for field in opts.fields.fields() {
-        let known = field == "metadata.name"
-            || field == "metadata.namespace"
-            || offered.iter().any(|(f, _)| *f == field);
-        if !known {
-            return Err(StatusError::bad_request(format!(
-                "field label not supported: {field}"
-            )));
-        }
-    }
+    opts.fields
+        .check_fields(|field| {
+            matches!(field, "metadata.name" | "metadata.namespace")
+                || offered.iter().any(|(f, _)| *f == field)
+        })
+        .map_err(StatusError::from)?;
     Ok(())
 }
 
@@ -59,7 +60,10 @@ pub fn selected(info: &ResourceInfo, opts: &ListOptions, obj: &Value) -> bool {
 
 impl Registry {
     /// The cache of a resource.
-    pub(super) fn resource_cache(&self, info: &ResourceInfo) -> Result<&Arc<ResourceCache>, StatusError> {
+    pub(super) fn resource_cache(
+        &self,
+        info: &ResourceInfo,
+    ) -> Result<&Arc<ResourceCache>, StatusError> {
         self.cache.resource(&info.storage_prefix()).ok_or_else(|| {
             StatusError::internal(format!("no watch cache for {}", info.storage_prefix()))
         })
@@ -92,7 +96,11 @@ impl Registry {
                 self.cache.wait_for(rv).await.map_err(cache_error)?;
                 match cache.snapshot_at(rv) {
                     Some(snapshot) => (snapshot, rv),
-                    None => return self.list_from_store(info, &prefix, start_after, rv, opts, token.is_some()).await,
+                    None => {
+                        return self
+                            .list_from_store(info, &prefix, start_after, rv, opts, token.is_some())
+                            .await;
+                    }
                 }
             }
             None => {
@@ -100,7 +108,9 @@ impl Registry {
                     RevisionMatch::Latest => {
                         self.cache.wait_consistent().await.map_err(cache_error)?;
                     }
-                    RevisionMatch::NotOlderThan(rv) => self.cache.wait_for(rv).await.map_err(cache_error)?,
+                    RevisionMatch::NotOlderThan(rv) => {
+                        self.cache.wait_for(rv).await.map_err(cache_error)?
+                    }
                     RevisionMatch::Any | RevisionMatch::Exact(_) => {}
                 }
                 let reached = self.cache.revision();
@@ -134,7 +144,9 @@ impl Registry {
             }
         }
         let continue_token = match (more, last_key) {
-            (true, Some(key)) => Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode()),
+            (true, Some(key)) => {
+                Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode())
+            }
             _ => None,
         };
         Ok(ListResult { items, revision, continue_token, remaining })
@@ -153,14 +165,23 @@ impl Registry {
         let mut items = Vec::new();
         loop {
             let want = if opts.limit > 0 { opts.limit - items.len() } else { 0 };
-            let page = match self.store.list(prefix, start_after.as_deref(), want, Some(revision)).await {
+            let page = match self
+                .store
+                .list(prefix, start_after.as_deref(), want, Some(revision))
+                .await
+            {
                 Ok(page) => page,
                 Err(StoreError::Compacted { .. }) if continuing => {
-                    let after = start_after.as_deref().map(|k| k[prefix.len()..].to_string()).unwrap_or_default();
+                    let after = start_after
+                        .as_deref()
+                        .map(|k| k[prefix.len()..].to_string())
+                        .unwrap_or_default();
                     let token = ContinueToken { revision: -1, after }.encode();
                     return Err(StatusError {
                         continue_token: Some(token),
-                        ..StatusError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.")
+                        ..StatusError::gone(
+                            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                        )
                     });
                 }
                 Err(e) => return Err(store_error(e)),
@@ -175,7 +196,10 @@ impl Registry {
             let full = opts.limit > 0 && items.len() >= opts.limit;
             if !page.more || full {
                 let continue_token = (page.more && full).then(|| {
-                    let after = start_after.as_deref().map(|k| k[prefix.len()..].to_string()).unwrap_or_default();
+                    let after = start_after
+                        .as_deref()
+                        .map(|k| k[prefix.len()..].to_string())
+                        .unwrap_or_default();
                     ContinueToken { revision, after }.encode()
                 });
                 return Ok(ListResult { items, revision, continue_token, remaining: None });

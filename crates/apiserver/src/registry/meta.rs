@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use krust_api::ResourceInfo;
-use krust_api::object::{metadata_mut, meta_str};
+use krust_api::object::{meta_str, metadata_mut};
 use krust_api::validation::{FieldError, dns1123_subdomain};
 use serde_json::{Map, Value};
 
@@ -18,7 +18,10 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 /// A random 5-character suffix for `generateName`.
 pub fn name_suffix() -> String {
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes[..5].iter().map(|b| SUFFIX_ALPHABET[*b as usize % SUFFIX_ALPHABET.len()] as char).collect()
+    bytes[..5]
+        .iter()
+        .map(|b| SUFFIX_ALPHABET[*b as usize % SUFFIX_ALPHABET.len()] as char)
+        .collect()
 }
 
 /// Fills the system fields of a new object: name from `generateName`, uid, creation time,
@@ -32,7 +35,13 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: DateTime<Utc>) 
     }
     meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), Value::String(timestamp(now)));
-    for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
         meta.remove(field);
     }
     if info.strategy.tracks_generation() {
@@ -47,7 +56,15 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: DateTime<Utc>) 
 pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
     let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let meta = metadata_mut(new);
-    for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),
@@ -76,7 +93,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     match meta_str(obj, "name") {
         None | Some("") => {
             if meta_str(obj, "generateName").is_none_or(str::is_empty) {
-                errors.push(FieldError::required("metadata.name").with_detail("name or generateName is required"));
+                errors.push(
+                    FieldError::required("metadata.name")
+                        .with_detail("name or generateName is required"),
+                );
             }
         }
         Some(name) => {
@@ -118,7 +138,11 @@ fn qualified_name_problems(key: &str) -> Vec<String> {
 
 fn validate_labels(labels: &Value) -> Vec<FieldError> {
     let Some(map) = labels.as_object() else {
-        return vec![FieldError::invalid("metadata.labels", labels.clone(), "must be a map of strings")];
+        return vec![FieldError::invalid(
+            "metadata.labels",
+            labels.clone(),
+            "must be a map of strings",
+        )];
     };
     let mut errors = Vec::new();
     for (key, value) in map {
@@ -131,7 +155,9 @@ fn validate_labels(labels: &Value) -> Vec<FieldError> {
         };
         let valid = text.is_empty()
             || (text.len() <= 63
-                && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
                 && text.as_bytes()[0].is_ascii_alphanumeric()
                 && text.as_bytes()[text.len() - 1].is_ascii_alphanumeric());
         if !valid {
@@ -146,17 +172,29 @@ const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
 
 fn validate_annotations(annotations: &Value) -> Vec<FieldError> {
     let Some(map) = annotations.as_object() else {
-        return vec![FieldError::invalid("metadata.annotations", annotations.clone(), "must be a map of strings")];
+        return vec![FieldError::invalid(
+            "metadata.annotations",
+            annotations.clone(),
+            "must be a map of strings",
+        )];
     };
     let mut errors = Vec::new();
     let mut total = 0;
     for (key, value) in map {
         for problem in qualified_name_problems(&key.to_lowercase()) {
-            errors.push(FieldError::invalid("metadata.annotations", Value::from(key.as_str()), problem));
+            errors.push(FieldError::invalid(
+                "metadata.annotations",
+                Value::from(key.as_str()),
+                problem,
+            ));
         }
         total += key.len() + value.as_str().map_or(0, str::len);
         if !value.is_string() {
-            errors.push(FieldError::invalid("metadata.annotations", value.clone(), "must be a string"));
+            errors.push(FieldError::invalid(
+                "metadata.annotations",
+                value.clone(),
+                "must be a string",
+            ));
         }
     }
     if total > ANNOTATIONS_MAX_BYTES {

@@ -18,7 +18,7 @@ mod write;
 
 use std::sync::Arc;
 
-use krust_api::object::{metadata_mut, meta_str};
+use krust_api::object::{meta_str, metadata_mut};
 use krust_api::{Catalog, ResourceInfo, StatusError};
 use krust_store::{KeyValue, Store, StoreError};
 use serde_json::Value;
@@ -45,7 +45,8 @@ pub struct Registry {
 impl Registry {
     /// A registry over `store`, with caches of every resource of `catalog`.
     pub async fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Result<Self, StoreError> {
-        let mut prefixes: Vec<String> = catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
+        let mut prefixes: Vec<String> =
+            catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
         prefixes.sort();
         prefixes.dedup();
         let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
@@ -68,7 +69,12 @@ impl Registry {
     }
 
     /// Reads one object by name, in the served version of `info`.
-    pub async fn get(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<Value, StatusError> {
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, StatusError> {
         let key = info.storage_key(namespace, name);
         match self.store.get(&key).await.map_err(store_error)? {
             Some(kv) => Ok(to_served(info, decode(&kv)?)),
@@ -95,7 +101,9 @@ impl Registry {
             || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
         if terminating {
             return Err(StatusError {
-                details: Some(serde_json::json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]})),
+                details: Some(
+                    serde_json::json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]}),
+                ),
                 ..StatusError::forbidden(format!(
                     "unable to create new content in namespace {namespace} because it is being terminated"
                 ))
@@ -109,7 +117,8 @@ impl Registry {
 fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
     let mut value: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| StatusError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
-    metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    metadata_mut(&mut value)
+        .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
     Ok(value)
 }
 
@@ -126,7 +135,7 @@ fn encode(mut obj: Value) -> Result<Vec<u8>, StatusError> {
 /// Converts a stored object to the version `info` serves.
 pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
     let mut obj = match info.conversion {
-        Some(conversion) => conversion.from_storage(obj),
+        Some(conversion) => conversion.to_served(obj),
         None => obj,
     };
     if let Some(map) = obj.as_object_mut() {
@@ -143,7 +152,7 @@ fn to_stored(info: &ResourceInfo, mut obj: Value) -> Value {
         map.insert("kind".into(), Value::String(info.kind.to_string()));
     }
     match info.conversion {
-        Some(conversion) => conversion.to_storage(obj),
+        Some(conversion) => conversion.to_stored(obj),
         None => obj,
     }
 }
@@ -151,9 +160,9 @@ fn to_stored(info: &ResourceInfo, mut obj: Value) -> Value {
 /// Maps a store failure that the caller did not expect to a Status.
 fn store_error(e: StoreError) -> StatusError {
     match e {
-        StoreError::Compacted { requested, compacted } => StatusError::gone(format!(
-            "too old resource version: {requested} ({compacted})"
-        )),
+        StoreError::Compacted { requested, compacted } => {
+            StatusError::gone(format!("too old resource version: {requested} ({compacted})"))
+        }
         StoreError::FutureRevision { requested, current } => StatusError::new(
             504,
             "Timeout",

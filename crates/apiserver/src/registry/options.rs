@@ -35,7 +35,9 @@ impl Query {
         match values.as_slice() {
             [] => Ok(false),
             values if values.iter().all(|v| *v == "All") => Ok(true),
-            _ => Err(StatusError::bad_request("dryRun: Unsupported value: supported values: \"All\"")),
+            _ => Err(StatusError::bad_request(
+                "dryRun: Unsupported value: supported values: \"All\"",
+            )),
         }
     }
 }
@@ -86,14 +88,15 @@ impl ListOptions {
     /// Reads list options from a query.
     pub fn from_query(q: &Query, watch: bool) -> Result<Self, StatusError> {
         let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
-            .map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
+            .map_err(StatusError::from)?;
         let fields = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default())
-            .map_err(|e| StatusError::bad_request(format!("invalid field selector: {e}")))?;
+            .map_err(StatusError::from)?;
         let limit = match q.get("limit") {
             None | Some("") => 0,
-            Some(raw) => raw.parse::<i64>().map_err(|_| {
-                StatusError::bad_request(format!("invalid limit: {raw:?}"))
-            })?.max(0) as usize,
+            Some(raw) => raw
+                .parse::<i64>()
+                .map_err(|_| StatusError::bad_request(format!("invalid limit: {raw:?}")))?
+                .max(0) as usize,
         };
         let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
         let revision = match (rv, q.get("resourceVersionMatch").filter(|s| !s.is_empty())) {
@@ -120,10 +123,7 @@ impl ListOptions {
                 )));
             }
         };
-        let send_initial_events = match q.get("sendInitialEvents") {
-            None => None,
-            Some(v) => Some(v == "true" || v == "1"),
-        };
+        let send_initial_events = q.get("sendInitialEvents").map(|v| v == "true" || v == "1");
         Ok(Self {
             labels,
             fields,

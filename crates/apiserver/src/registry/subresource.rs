@@ -29,7 +29,9 @@ impl Subresource {
             None => Some(Self::Main),
             Some("status") if info.status => Some(Self::Status),
             Some("scale") if info.scale.is_some() => Some(Self::Scale),
-            Some("finalize") if info.plural == "namespaces" && info.group.is_empty() => Some(Self::Finalize),
+            Some("finalize") if info.plural == "namespaces" && info.group.is_empty() => {
+                Some(Self::Finalize)
+            }
             Some(_) => None,
         }
     }
@@ -42,7 +44,12 @@ impl Subresource {
                 let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
                 let meta: serde_json::Map<String, Value> = meta
                     .as_object()
-                    .map(|m| m.iter().filter(|(k, _)| keep.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect())
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| keep.contains(&k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let selector = path(&obj, scale.selector)
                     .and_then(|s| LabelSelector::from_json(s).ok())
@@ -64,7 +71,12 @@ impl Subresource {
     }
 
     /// The new stored object: `old` (stored) changed as the client's `view` of it says.
-    pub fn merge(self, info: &ResourceInfo, old: &Value, view: Value) -> Result<Value, StatusError> {
+    pub fn merge(
+        self,
+        info: &ResourceInfo,
+        old: &Value,
+        view: Value,
+    ) -> Result<Value, StatusError> {
         match self {
             Self::Main => {
                 let mut new = to_stored(info, view);
@@ -81,7 +93,8 @@ impl Subresource {
             }
             Self::Finalize => {
                 let mut new = old.clone();
-                let finalizers = path(&view, "spec.finalizers").cloned().unwrap_or_else(|| json!([]));
+                let finalizers =
+                    path(&view, "spec.finalizers").cloned().unwrap_or_else(|| json!([]));
                 set_path(&mut new, "spec.finalizers", finalizers);
                 Ok(new)
             }
@@ -91,8 +104,13 @@ impl Subresource {
                 };
                 let replicas = path(&view, "spec.replicas").and_then(Value::as_i64).unwrap_or(0);
                 if replicas < 0 {
-                    let name = path(&view, "metadata.name").and_then(Value::as_str).unwrap_or_default();
-                    let error = FieldError::invalid("spec.replicas", Value::from(replicas), "must be greater than or equal to 0");
+                    let name =
+                        path(&view, "metadata.name").and_then(Value::as_str).unwrap_or_default();
+                    let error = FieldError::invalid(
+                        "spec.replicas",
+                        Value::from(replicas),
+                        "must be greater than or equal to 0",
+                    );
                     return Err(StatusError::invalid("autoscaling", "Scale", name, &[error]));
                 }
                 let mut new = old.clone();

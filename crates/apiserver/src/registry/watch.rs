@@ -74,10 +74,9 @@ impl Watcher {
         }
         let now = to_served(&self.info, event.object.value.clone());
         let now_selected = selected(&self.info, &self.opts, &now);
-        let before_selected = event
-            .prev
-            .as_ref()
-            .is_some_and(|p| selected(&self.info, &self.opts, &to_served(&self.info, p.value.clone())));
+        let before_selected = event.prev.as_ref().is_some_and(|p| {
+            selected(&self.info, &self.opts, &to_served(&self.info, p.value.clone()))
+        });
         let kind = match (event.kind, before_selected, now_selected) {
             (EventKind::Delete, true, _) => WatchKind::Deleted,
             (EventKind::Delete, false, _) => return None,
@@ -134,12 +133,16 @@ impl Registry {
         let (snapshot, snapshot_revision, replay, live) = match cache.watch_from(resume_from) {
             WatchStart::TooOld { oldest } => {
                 let rv = resume_from.unwrap_or_default();
-                let status = StatusError::gone(format!("too old resource version: {rv} ({oldest})")).to_status();
+                let status =
+                    StatusError::gone(format!("too old resource version: {rv} ({oldest})"))
+                        .to_status();
                 // The watch itself succeeds and carries the error, as upstream's cacher does.
                 let _ = watcher.tx.try_send(WatchEvent { kind: WatchKind::Error, object: status });
                 return Ok(rx);
             }
-            WatchStart::Ready { snapshot, snapshot_revision, replay, live } => (snapshot, snapshot_revision, replay, live),
+            WatchStart::Ready { snapshot, snapshot_revision, replay, live } => {
+                (snapshot, snapshot_revision, replay, live)
+            }
         };
         let revision_rx = self.cache.subscribe_revision();
         tokio::spawn(async move {
@@ -147,7 +150,11 @@ impl Registry {
                 for object in snapshot.range(&watcher.prefix, None) {
                     let served = to_served(&watcher.info, object.value.clone());
                     if selected(&watcher.info, &watcher.opts, &served)
-                        && watcher.tx.send(WatchEvent { kind: WatchKind::Added, object: served }).await.is_err()
+                        && watcher
+                            .tx
+                            .send(WatchEvent { kind: WatchKind::Added, object: served })
+                            .await
+                            .is_err()
                     {
                         return;
                     }
@@ -178,7 +185,9 @@ async fn follow(
     mut live: broadcast::Receiver<Arc<CacheEvent>>,
     revision: tokio::sync::watch::Receiver<Revision>,
 ) {
-    let deadline = tokio::time::sleep(Duration::from_secs(watcher.opts.timeout_seconds.unwrap_or(30 * 60).max(1)));
+    let deadline = tokio::time::sleep(Duration::from_secs(
+        watcher.opts.timeout_seconds.unwrap_or(30 * 60).max(1),
+    ));
     tokio::pin!(deadline);
     let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

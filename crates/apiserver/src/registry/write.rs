@@ -27,9 +27,7 @@ pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
     if !kind.is_empty() && kind != info.kind {
         return Err(StatusError::bad_request(format!(
             "{kind} in version \"{}\" cannot be handled as a {}: the object provided is of kind {kind}, but the request is for {}",
-            info.version,
-            info.kind,
-            info.kind
+            info.version, info.kind, info.kind
         )));
     }
     if !api_version.is_empty() && api_version != info.api_version() {
@@ -39,13 +37,19 @@ pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
         )));
     }
     if !obj.is_object() {
-        return Err(StatusError::bad_request("the body of the request must be a JSON or YAML object"));
+        return Err(StatusError::bad_request(
+            "the body of the request must be a JSON or YAML object",
+        ));
     }
     Ok(())
 }
 
 /// Puts the URL's namespace on an object, refusing a different one.
-fn set_namespace(info: &ResourceInfo, obj: &mut Value, namespace: Option<&str>) -> Result<(), StatusError> {
+fn set_namespace(
+    info: &ResourceInfo,
+    obj: &mut Value,
+    namespace: Option<&str>,
+) -> Result<(), StatusError> {
     let meta = metadata_mut(obj);
     match (info.namespaced(), namespace) {
         (true, Some(ns)) => {
@@ -59,7 +63,11 @@ fn set_namespace(info: &ResourceInfo, obj: &mut Value, namespace: Option<&str>) 
             }
             meta.insert("namespace".into(), Value::String(ns.to_string()));
         }
-        (true, None) => return Err(StatusError::bad_request("a namespace is required for a namespaced resource")),
+        (true, None) => {
+            return Err(StatusError::bad_request(
+                "a namespace is required for a namespaced resource",
+            ));
+        }
         (false, _) => {
             meta.remove("namespace");
         }
@@ -100,7 +108,9 @@ impl Registry {
         }
         match self.store.create(&key, encode(obj)?).await {
             Ok(kv) => Ok(to_served(info, decode(&kv)?)),
-            Err(StoreError::AlreadyExists { .. }) => Err(StatusError::already_exists(info.group, info.plural, &name)),
+            Err(StoreError::AlreadyExists { .. }) => {
+                Err(StatusError::already_exists(info.group, info.plural, &name))
+            }
             Err(e) => Err(store_error(e)),
         }
     }
@@ -142,11 +152,15 @@ impl Registry {
     ) -> Result<Value, StatusError> {
         let patch_fn = |current_view: &Value, _: &ResourceInfo| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (
-                current_view.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+                current_view
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 current_view.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
             );
             apply_patch(kind, current_view, patch, &api_version, &kind_name)
-                .map_err(|e| StatusError::new(422, "Invalid", e.to_string()))
+                .map_err(StatusError::from)
         };
         self.write_with(info, namespace, name, opts, patch_fn, sub).await
     }
@@ -171,7 +185,9 @@ impl Registry {
             let old_view = sub.view(info, to_served(info, old.clone()));
             let new_view = change(&old_view, info)?;
             // A resourceVersion in the client's object is a precondition.
-            let precondition = meta_str(&new_view, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+            let precondition = meta_str(&new_view, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
             if let Some(rv) = &precondition
                 && *rv != kv.mod_revision.to_string()
             {
@@ -194,7 +210,8 @@ impl Registry {
             if !errors.is_empty() {
                 return Err(StatusError::invalid(info.group, info.kind, name, &errors));
             }
-            metadata_mut(&mut new).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+            metadata_mut(&mut new)
+                .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old {
                 return Ok(sub.view(info, to_served(info, old)));
             }
@@ -203,13 +220,18 @@ impl Registry {
             }
             // An object being deleted goes once its last finalizer is removed.
             let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
-                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+                && new
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
                 && !info.strategy.deletion_held(&new);
             let result = if finalized {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
                     // Answer with the final state, at the delete's revision.
-                    metadata_mut(&mut new)
-                        .insert("resourceVersion".into(), Value::String(deleted.mod_revision.to_string()));
+                    metadata_mut(&mut new).insert(
+                        "resourceVersion".into(),
+                        Value::String(deleted.mod_revision.to_string()),
+                    );
                     new
                 })
             } else {
@@ -229,10 +251,17 @@ impl Registry {
                         "the object has been modified; please apply your changes to the latest version and try again",
                     ));
                 }
-                Err(StoreError::NotFound { .. }) => return Err(StatusError::not_found(info.group, info.plural, name)),
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(StatusError::not_found(info.group, info.plural, name));
+                }
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(StatusError::conflict(info.group, info.plural, name, "too many concurrent writes; try again"))
+        Err(StatusError::conflict(
+            info.group,
+            info.plural,
+            name,
+            "too many concurrent writes; try again",
+        ))
     }
 }

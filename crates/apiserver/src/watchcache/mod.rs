@@ -49,10 +49,8 @@ impl WatchCache {
         store: Arc<dyn Store>,
         prefixes: impl IntoIterator<Item = String>,
     ) -> Result<Arc<Self>, StoreError> {
-        let resources = prefixes
-            .into_iter()
-            .map(|p| (p.clone(), Arc::new(ResourceCache::new(p))))
-            .collect();
+        let resources =
+            prefixes.into_iter().map(|p| (p.clone(), Arc::new(ResourceCache::new(p)))).collect();
         let (revision, _) = watch::channel(0);
         let cache = Arc::new(Self { store, resources, revision });
         let start = cache.relist().await?;
@@ -133,7 +131,8 @@ impl WatchCache {
                         match item {
                             Ok(event) => {
                                 if event.kind != EventKind::Progress
-                                    && let Some(cache) = self.resources.get(prefix_of(&event.kv.key))
+                                    && let Some(cache) =
+                                        self.resources.get(prefix_of(&event.kv.key))
                                 {
                                     cache.apply(&event);
                                 }

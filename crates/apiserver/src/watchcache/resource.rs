@@ -152,8 +152,7 @@ impl ResourceCache {
 
     /// Replaces the whole cache with `objects` read at `revision`, closing every watcher.
     pub fn reset(&self, objects: Vec<CachedObject>, revision: Revision) {
-        let objects: Objects =
-            objects.into_iter().map(|o| (o.key.clone(), Arc::new(o))).collect();
+        let objects: Objects = objects.into_iter().map(|o| (o.key.clone(), Arc::new(o))).collect();
         let (events, _) = broadcast::channel(WATCHER_BUFFER);
         let mut state = self.write();
         *state = State {
@@ -184,8 +183,7 @@ impl ResourceCache {
             (_, Some(_)) => EventKind::Update,
             (_, None) => EventKind::Create,
         };
-        let cache_event =
-            Arc::new(CacheEvent { kind, object, prev, revision: event.revision });
+        let cache_event = Arc::new(CacheEvent { kind, object, prev, revision: event.revision });
         state.revision = event.revision;
         let objects = state.objects.clone();
         state.window.push_back((Arc::clone(&cache_event), objects));
@@ -272,7 +270,10 @@ mod tests {
         cache.apply(&event(EventKind::Create, "/registry/core/pods/a/x", 11));
         cache.apply(&event(EventKind::Update, "/registry/core/pods/a/x", 12));
         let WatchStart::Ready { replay, .. } = cache.watch_from(Some(11)) else { panic!() };
-        assert_eq!(replay.iter().map(|e| (e.kind, e.revision)).collect::<Vec<_>>(), [(EventKind::Update, 12)]);
+        assert_eq!(
+            replay.iter().map(|e| (e.kind, e.revision)).collect::<Vec<_>>(),
+            [(EventKind::Update, 12)]
+        );
         assert!(matches!(cache.watch_from(Some(5)), WatchStart::TooOld { oldest: 10 }));
     }
 }

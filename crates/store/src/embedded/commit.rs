@@ -31,31 +31,18 @@ pub(super) enum Op {
     /// [`Store::create`](crate::Store::create).
     Create { key: String, value: Vec<u8> },
     /// [`Store::update`](crate::Store::update).
-    Update {
-        key: String,
-        value: Vec<u8>,
-        expected: Revision,
-    },
+    Update { key: String, value: Vec<u8>, expected: Revision },
     /// [`Store::delete`](crate::Store::delete).
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
+    Delete { key: String, expected: Option<Revision> },
 }
 
 /// What the writer thread receives.
 #[derive(Debug)]
 pub(super) enum Request {
     /// Apply a write, answer with the key as written (or as deleted).
-    Write {
-        op: Op,
-        reply: oneshot::Sender<Result<KeyValue>>,
-    },
+    Write { op: Op, reply: oneshot::Sender<Result<KeyValue>> },
     /// Compact up to `revision`, answer once done.
-    Compact {
-        revision: Revision,
-        reply: oneshot::Sender<Result<()>>,
-    },
+    Compact { revision: Revision, reply: oneshot::Sender<Result<()>> },
 }
 
 impl Request {
@@ -66,10 +53,7 @@ impl Request {
                 op: Op::Create { key, value } | Op::Update { key, value, .. },
                 ..
             } => key.len() + value.len(),
-            Request::Write {
-                op: Op::Delete { key, .. },
-                ..
-            } => key.len(),
+            Request::Write { op: Op::Delete { key, .. }, .. } => key.len(),
             Request::Compact { .. } => 0,
         }
     }
@@ -131,10 +115,7 @@ impl<'txn> Tables<'txn> {
 fn batch_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Closed => StoreError::Closed,
-        other => StoreError::Backend {
-            message: format!("commit failed: {other}"),
-            source: None,
-        },
+        other => StoreError::Backend { message: format!("commit failed: {other}"), source: None },
     }
 }
 
@@ -189,18 +170,13 @@ impl Writer {
         reply: oneshot::Sender<Result<()>>,
     ) {
         if revision > self.revision {
-            let error = StoreError::FutureRevision {
-                requested: revision,
-                current: self.revision,
-            };
+            let error = StoreError::FutureRevision { requested: revision, current: self.revision };
             let _ = reply.send(Err(error));
         } else if revision <= self.compacted {
             let _ = reply.send(Ok(()));
         } else {
-            let pending = compaction.get_or_insert_with(|| Compaction {
-                target: revision,
-                waiters: vec![],
-            });
+            let pending =
+                compaction.get_or_insert_with(|| Compaction { target: revision, waiters: vec![] });
             pending.target = pending.target.max(revision);
             pending.waiters.push((revision, reply));
         }
@@ -224,18 +200,13 @@ impl Writer {
                     let _ = reply.send(outcome.map(|applied| applied.kv));
                 }
                 if let Some(pending) = compaction.take() {
-                    let (done, waiting): (Vec<_>, Vec<_>) = pending
-                        .waiters
-                        .into_iter()
-                        .partition(|(rev, _)| *rev <= compacted);
+                    let (done, waiting): (Vec<_>, Vec<_>) =
+                        pending.waiters.into_iter().partition(|(rev, _)| *rev <= compacted);
                     for (_, reply) in done {
                         let _ = reply.send(Ok(()));
                     }
                     if compacted < pending.target {
-                        *compaction = Some(Compaction {
-                            target: pending.target,
-                            waiters: waiting,
-                        });
+                        *compaction = Some(Compaction { target: pending.target, waiters: waiting });
                     }
                 }
             }
@@ -300,15 +271,9 @@ impl Writer {
             }
             if let Some(target) = compact_to {
                 compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
-                tables
-                    .meta
-                    .insert(META_COMPACTED, compacted)
-                    .ctx("write meta table")?;
+                tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
             }
-            tables
-                .meta
-                .insert(META_REVISION, revision)
-                .ctx("write meta table")?;
+            tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
             outcomes
         };
         if revision == self.revision && compact_to.is_none() {
@@ -339,83 +304,37 @@ fn apply(t: &mut Tables<'_>, op: Op, revision: &mut Revision) -> Result<Result<A
         (Op::Update { .. } | Op::Delete { .. }, None) => {
             return Ok(Err(StoreError::NotFound { key }));
         }
-        (
-            Op::Update { expected, .. }
-            | Op::Delete {
-                expected: Some(expected),
-                ..
-            },
-            Some(old),
-        ) if old.mod_revision != expected => {
-            return Ok(Err(StoreError::Conflict {
-                key,
-                expected,
-                actual: old.mod_revision,
-            }));
+        (Op::Update { expected, .. } | Op::Delete { expected: Some(expected), .. }, Some(old))
+            if old.mod_revision != expected =>
+        {
+            return Ok(Err(StoreError::Conflict { key, expected, actual: old.mod_revision }));
         }
         (Op::Create { value, .. }, None) => {
             let k = key.as_bytes();
-            t.current
-                .insert(k, encode_current(next, next, &value).as_slice())
-                .ctx("write")?;
-            t.history
-                .insert((k, next), encode_put(next, &value).as_slice())
-                .ctx("write")?;
-            t.log
-                .insert(next, encode_log(LogKind::Create, 0, k).as_slice())
-                .ctx("write")?;
-            let kv = KeyValue {
-                key,
-                value,
-                create_revision: next,
-                mod_revision: next,
-            };
-            Applied {
-                kind: EventKind::Create,
-                kv,
-                prev: None,
-            }
+            t.current.insert(k, encode_current(next, next, &value).as_slice()).ctx("write")?;
+            t.history.insert((k, next), encode_put(next, &value).as_slice()).ctx("write")?;
+            t.log.insert(next, encode_log(LogKind::Create, 0, k).as_slice()).ctx("write")?;
+            let kv = KeyValue { key, value, create_revision: next, mod_revision: next };
+            Applied { kind: EventKind::Create, kv, prev: None }
         }
         (Op::Update { value, .. }, Some(old)) => {
             let k = key.as_bytes();
             let create = old.create_revision;
             let log = encode_log(LogKind::Update, old.mod_revision, k);
-            t.current
-                .insert(k, encode_current(create, next, &value).as_slice())
-                .ctx("write")?;
-            t.history
-                .insert((k, next), encode_put(create, &value).as_slice())
-                .ctx("write")?;
+            t.current.insert(k, encode_current(create, next, &value).as_slice()).ctx("write")?;
+            t.history.insert((k, next), encode_put(create, &value).as_slice()).ctx("write")?;
             t.log.insert(next, log.as_slice()).ctx("write")?;
-            let kv = KeyValue {
-                key,
-                value,
-                create_revision: create,
-                mod_revision: next,
-            };
-            Applied {
-                kind: EventKind::Update,
-                kv,
-                prev: Some(old),
-            }
+            let kv = KeyValue { key, value, create_revision: create, mod_revision: next };
+            Applied { kind: EventKind::Update, kv, prev: Some(old) }
         }
         (Op::Delete { .. }, Some(old)) => {
             let k = key.as_bytes();
             let log = encode_log(LogKind::Delete, old.mod_revision, k);
             t.current.remove(k).ctx("write")?;
-            t.history
-                .insert((k, next), TOMBSTONE.as_slice())
-                .ctx("write")?;
+            t.history.insert((k, next), TOMBSTONE.as_slice()).ctx("write")?;
             t.log.insert(next, log.as_slice()).ctx("write")?;
-            let kv = KeyValue {
-                mod_revision: next,
-                ..old.clone()
-            };
-            Applied {
-                kind: EventKind::Delete,
-                kv,
-                prev: Some(old),
-            }
+            let kv = KeyValue { mod_revision: next, ..old.clone() };
+            Applied { kind: EventKind::Delete, kv, prev: Some(old) }
         }
     };
     *revision = next;
@@ -439,12 +358,7 @@ fn compact_chunk(
     for entry in t.log.range((from + 1)..=target).ctx("scan log table")? {
         let (rev, value) = entry.ctx("scan log table")?;
         let decoded = decode_log(value.value())?;
-        entries.push((
-            rev.value(),
-            decoded.kind,
-            decoded.superseded,
-            decoded.key.to_vec(),
-        ));
+        entries.push((rev.value(), decoded.kind, decoded.superseded, decoded.key.to_vec()));
         if entries.len() >= chunk {
             break;
         }
@@ -456,14 +370,10 @@ fn compact_chunk(
     };
     for (rev, kind, superseded, key) in entries {
         if superseded > 0 {
-            t.history
-                .remove((key.as_slice(), superseded))
-                .ctx("compact history")?;
+            t.history.remove((key.as_slice(), superseded)).ctx("compact history")?;
         }
         if kind == LogKind::Delete {
-            t.history
-                .remove((key.as_slice(), rev))
-                .ctx("compact history")?;
+            t.history.remove((key.as_slice(), rev)).ctx("compact history")?;
         }
         t.log.remove(rev).ctx("compact log")?;
     }

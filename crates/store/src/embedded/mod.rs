@@ -126,9 +126,7 @@ impl EmbeddedStore {
     async fn write(&self, op: Op) -> Result<KeyValue> {
         let (reply, answer) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
-        requests
-            .send(Request::Write { op, reply })
-            .map_err(|_| StoreError::Closed)?;
+        requests.send(Request::Write { op, reply }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -144,8 +142,7 @@ fn init(db: &Database) -> Result<(Revision, Revision)> {
         let mut meta = txn.open_table(META).ctx("open meta table")?;
         match read_meta(&meta, META_FORMAT)? {
             0 => {
-                meta.insert(META_FORMAT, FORMAT_VERSION)
-                    .ctx("write meta table")?;
+                meta.insert(META_FORMAT, FORMAT_VERSION).ctx("write meta table")?;
             }
             FORMAT_VERSION => {}
             other => {
@@ -157,10 +154,7 @@ fn init(db: &Database) -> Result<(Revision, Revision)> {
                 });
             }
         }
-        (
-            read_meta(&meta, META_REVISION)?,
-            read_meta(&meta, META_COMPACTED)?,
-        )
+        (read_meta(&meta, META_REVISION)?, read_meta(&meta, META_COMPACTED)?)
     };
     txn.commit().ctx("commit write transaction")?;
     Ok(revisions)
@@ -203,28 +197,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
-        self.write(Op::Create {
-            key: key.to_owned(),
-            value,
-        })
-        .await
+        self.write(Op::Create { key: key.to_owned(), value }).await
     }
 
     async fn update(&self, key: &str, value: Vec<u8>, expected: Revision) -> Result<KeyValue> {
-        self.write(Op::Update {
-            key: key.to_owned(),
-            value,
-            expected,
-        })
-        .await
+        self.write(Op::Update { key: key.to_owned(), value, expected }).await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
-        self.write(Op::Delete {
-            key: key.to_owned(),
-            expected,
-        })
-        .await
+        self.write(Op::Delete { key: key.to_owned(), expected }).await
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
@@ -238,9 +219,7 @@ impl Store for EmbeddedStore {
     async fn compact(&self, revision: Revision) -> Result<()> {
         let (reply, answer) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
-        requests
-            .send(Request::Compact { revision, reply })
-            .map_err(|_| StoreError::Closed)?;
+        requests.send(Request::Compact { revision, reply }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }

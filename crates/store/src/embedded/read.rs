@@ -28,26 +28,16 @@ impl Snapshot {
         let revision = read_meta(&meta, META_REVISION)?;
         let compacted = read_meta(&meta, META_COMPACTED)?;
         drop(meta);
-        Ok(Snapshot {
-            txn,
-            revision,
-            compacted,
-        })
+        Ok(Snapshot { txn, revision, compacted })
     }
 
     /// Fails unless `revision` can be read: it must lie between compacted and current.
     pub fn check_revision(&self, revision: Revision) -> Result<()> {
         if revision < self.compacted {
-            return Err(StoreError::Compacted {
-                requested: revision,
-                compacted: self.compacted,
-            });
+            return Err(StoreError::Compacted { requested: revision, compacted: self.compacted });
         }
         if revision > self.revision {
-            return Err(StoreError::FutureRevision {
-                requested: revision,
-                current: self.revision,
-            });
+            return Err(StoreError::FutureRevision { requested: revision, current: self.revision });
         }
         Ok(())
     }
@@ -55,11 +45,7 @@ impl Snapshot {
 
 /// Reads one meta entry (0 when absent).
 pub(super) fn read_meta(meta: &impl ReadableTable<&'static str, i64>, name: &str) -> Result<i64> {
-    Ok(meta
-        .get(name)
-        .ctx("read meta table")?
-        .map(|v| v.value())
-        .unwrap_or(0))
+    Ok(meta.get(name).ctx("read meta table")?.map(|v| v.value()).unwrap_or(0))
 }
 
 /// Reads one key at the current revision.
@@ -67,9 +53,7 @@ pub(super) fn get(db: &Database, key: &str) -> Result<Option<KeyValue>> {
     let txn = db.begin_read().ctx("begin read transaction")?;
     let current = txn.open_table(CURRENT).ctx("open current table")?;
     let found = current.get(key.as_bytes()).ctx("read current table")?;
-    found
-        .map(|v| decode_current(key.as_bytes(), v.value()))
-        .transpose()
+    found.map(|v| decode_current(key.as_bytes(), v.value())).transpose()
 }
 
 /// Lists a page of keys; see [`Store::list`](crate::Store::list).
@@ -90,11 +74,7 @@ pub(super) fn list(
     };
     // The first key to consider: the prefix itself, or whatever follows `start_after`.
     let after = start_after.filter(|s| *s >= prefix).map(str::as_bytes);
-    let mut page = Pager {
-        items: Vec::new(),
-        limit,
-        remaining: 0,
-    };
+    let mut page = Pager { items: Vec::new(), limit, remaining: 0 };
     if revision == snapshot.revision {
         let current = snapshot.txn.open_table(CURRENT).ctx("open current table")?;
         list_current(&current, prefix.as_bytes(), after, &mut page)?;
@@ -102,12 +82,7 @@ pub(super) fn list(
         let history = snapshot.txn.open_table(HISTORY).ctx("open history table")?;
         list_history(&history, prefix.as_bytes(), after, revision, &mut page)?;
     }
-    Ok(Page {
-        more: page.remaining > 0,
-        remaining: page.remaining,
-        items: page.items,
-        revision,
-    })
+    Ok(Page { more: page.remaining > 0, remaining: page.remaining, items: page.items, revision })
 }
 
 /// Collects the items of a page, then counts the matching keys after it.
@@ -134,10 +109,7 @@ fn list_current(
         Some(after) => Bound::Excluded(after),
         None => Bound::Included(prefix),
     };
-    for entry in current
-        .range::<&[u8]>((start, Bound::Unbounded))
-        .ctx("scan current table")?
-    {
+    for entry in current.range::<&[u8]>((start, Bound::Unbounded)).ctx("scan current table")? {
         let (key, value) = entry.ctx("scan current table")?;
         let key = key.value();
         if !key.starts_with(prefix) {

@@ -44,10 +44,7 @@ const TAG_TOMBSTONE: u8 = 1;
 
 /// A backend error for bytes that do not decode.
 pub(super) fn corrupt(what: impl Into<String>) -> StoreError {
-    StoreError::Backend {
-        message: format!("corrupt store data: {}", what.into()),
-        source: None,
-    }
+    StoreError::Backend { message: format!("corrupt store data: {}", what.into()), source: None }
 }
 
 /// Attaches context to redb errors.
@@ -66,9 +63,7 @@ where
 }
 
 fn split_rev<'a>(bytes: &'a [u8], what: &str) -> Result<(Revision, &'a [u8])> {
-    let (head, rest) = bytes
-        .split_first_chunk::<REV_LEN>()
-        .ok_or_else(|| corrupt(what))?;
+    let (head, rest) = bytes.split_first_chunk::<REV_LEN>().ok_or_else(|| corrupt(what))?;
     Ok((i64::from_le_bytes(*head), rest))
 }
 
@@ -169,9 +164,7 @@ pub(super) fn encode_log(kind: LogKind, superseded: Revision, key: &[u8]) -> Vec
 
 /// Decodes a `log` value.
 pub(super) fn decode_log(bytes: &[u8]) -> Result<LogEntry<'_>> {
-    let (kind, rest) = bytes
-        .split_first()
-        .ok_or_else(|| corrupt("empty log entry"))?;
+    let (kind, rest) = bytes.split_first().ok_or_else(|| corrupt("empty log entry"))?;
     let kind = match kind {
         1 => LogKind::Create,
         2 => LogKind::Update,
@@ -179,11 +172,7 @@ pub(super) fn decode_log(bytes: &[u8]) -> Result<LogEntry<'_>> {
         _ => return Err(corrupt("bad log entry kind")),
     };
     let (superseded, key) = split_rev(rest, "short log entry")?;
-    Ok(LogEntry {
-        kind,
-        superseded,
-        key,
-    })
+    Ok(LogEntry { kind, superseded, key })
 }
 
 #[cfg(test)]
@@ -197,25 +186,12 @@ mod tests {
         assert_eq!((kv.create_revision, kv.mod_revision), (3, 7));
         assert_eq!(
             decode_version(&encode_put(5, b"x")).expect("decodes"),
-            Version::Put {
-                create: 5,
-                value: b"x"
-            }
+            Version::Put { create: 5, value: b"x" }
         );
-        assert_eq!(
-            decode_version(&TOMBSTONE).expect("decodes"),
-            Version::Tombstone
-        );
+        assert_eq!(decode_version(&TOMBSTONE).expect("decodes"), Version::Tombstone);
         let bytes = encode_log(LogKind::Update, 9, b"key");
         let entry = decode_log(&bytes).expect("decodes");
-        assert_eq!(
-            entry,
-            LogEntry {
-                kind: LogKind::Update,
-                superseded: 9,
-                key: b"key"
-            }
-        );
+        assert_eq!(entry, LogEntry { kind: LogKind::Update, superseded: 9, key: b"key" });
     }
 
     #[test]

@@ -51,10 +51,7 @@ pub(super) async fn watch(
         .ctx("watch task failed")??
         .compacted;
     if after < compacted {
-        return Err(StoreError::Compacted {
-            requested: after,
-            compacted,
-        });
+        return Err(StoreError::Compacted { requested: after, compacted });
     }
     let (out, stream) = mpsc::channel(OUT_BUFFER);
     let watcher = Watcher {
@@ -159,11 +156,7 @@ impl Watcher {
 
     /// Notes that the hub dropped batches this watcher had not seen; it re-reads the log next.
     fn lagged(&self, missed: u64) {
-        tracing::debug!(
-            missed,
-            through = self.through,
-            "watcher fell behind, re-reading the log"
-        );
+        tracing::debug!(missed, through = self.through, "watcher fell behind, re-reading the log");
     }
 
     async fn deliver(&mut self, batch: &Batch) -> Result<(), Stop> {
@@ -193,18 +186,9 @@ impl Watcher {
 }
 
 fn progress_event(revision: Revision) -> Event {
-    let kv = KeyValue {
-        key: String::new(),
-        value: Vec::new(),
-        create_revision: 0,
-        mod_revision: 0,
-    };
-    Event {
-        kind: EventKind::Progress,
-        kv,
-        prev: None,
-        revision,
-    }
+    let kv =
+        KeyValue { key: String::new(), value: Vec::new(), create_revision: 0, mod_revision: 0 };
+    Event { kind: EventKind::Progress, kv, prev: None, revision }
 }
 
 /// One step of a replay.
@@ -221,38 +205,26 @@ struct LogChunk {
 fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
     let snapshot = Snapshot::begin(db)?;
     if after < snapshot.compacted {
-        return Err(StoreError::Compacted {
-            requested: after,
-            compacted: snapshot.compacted,
-        });
+        return Err(StoreError::Compacted { requested: after, compacted: snapshot.compacted });
     }
     let log = snapshot.txn.open_table(LOG).ctx("open log table")?;
     let history = snapshot.txn.open_table(HISTORY).ctx("open history table")?;
     let version = |key: &[u8], revision: Revision| -> Result<KeyValue> {
         let found = history.get((key, revision)).ctx("read history table")?;
-        match found
-            .as_ref()
-            .map(|v| decode_version(v.value()))
-            .transpose()?
-        {
+        match found.as_ref().map(|v| decode_version(v.value())).transpose()? {
             Some(Version::Put { create, value }) => Ok(KeyValue {
                 key: key_str(key)?.to_owned(),
                 value: value.to_vec(),
                 create_revision: create,
                 mod_revision: revision,
             }),
-            _ => Err(super::schema::corrupt(format!(
-                "log entry {revision} has no version"
-            ))),
+            _ => Err(super::schema::corrupt(format!("log entry {revision} has no version"))),
         }
     };
     let mut events = Vec::new();
     let mut scanned = 0;
     let mut through = after;
-    for entry in log
-        .range((after.saturating_add(1))..)
-        .ctx("scan log table")?
-    {
+    for entry in log.range((after.saturating_add(1))..).ctx("scan log table")? {
         let (revision, value) = entry.ctx("scan log table")?;
         let revision = revision.value();
         let entry = decode_log(value.value())?;
@@ -267,34 +239,18 @@ fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
                     let prev = version(entry.key, entry.superseded)?;
                     (
                         EventKind::Delete,
-                        KeyValue {
-                            mod_revision: revision,
-                            ..prev.clone()
-                        },
+                        KeyValue { mod_revision: revision, ..prev.clone() },
                         Some(prev),
                     )
                 }
             };
-            events.push(Event {
-                kind,
-                kv,
-                prev,
-                revision,
-            });
+            events.push(Event { kind, kv, prev, revision });
         }
         through = revision;
         scanned += 1;
         if scanned >= REPLAY_CHUNK {
-            return Ok(LogChunk {
-                events,
-                through,
-                done: false,
-            });
+            return Ok(LogChunk { events, through, done: false });
         }
     }
-    Ok(LogChunk {
-        events,
-        through: through.max(snapshot.revision),
-        done: true,
-    })
+    Ok(LogChunk { events, through: through.max(snapshot.revision), done: true })
 }

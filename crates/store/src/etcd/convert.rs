@@ -34,10 +34,7 @@ pub(super) fn backend(what: impl std::fmt::Display, error: etcd_client::Error) -
 
 /// A malformed etcd response (a field etcd always sets is missing).
 pub(super) fn malformed(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend {
-        message: format!("malformed etcd response: {what}"),
-        source: None,
-    }
+    StoreError::Backend { message: format!("malformed etcd response: {what}"), source: None }
 }
 
 /// The revision in an optional response header.
@@ -45,21 +42,14 @@ pub(super) fn header_revision(
     header: Option<&etcd_client::ResponseHeader>,
     what: &str,
 ) -> Result<Revision, StoreError> {
-    header
-        .map(|h| h.revision())
-        .ok_or_else(|| malformed(format!("{what} without header")))
+    header.map(|h| h.revision()).ok_or_else(|| malformed(format!("{what} without header")))
 }
 
 /// An etcd key-value pair as the store's, its key checked to be UTF-8.
 pub(super) fn key_value(kv: etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
     let (create_revision, mod_revision) = (kv.create_revision(), kv.mod_revision());
     let (key, value) = kv.into_key_value();
-    Ok(KeyValue {
-        key: utf8_key(key)?,
-        value,
-        create_revision,
-        mod_revision,
-    })
+    Ok(KeyValue { key: utf8_key(key)?, value, create_revision, mod_revision })
 }
 
 /// An etcd key-value pair borrowed from a response (watch events only lend theirs).
@@ -75,10 +65,7 @@ pub(super) fn key_value_ref(kv: &etcd_client::KeyValue) -> Result<KeyValue, Stor
 /// The store's keys are strings; etcd's are bytes that other clients may have written.
 fn utf8_key(key: Vec<u8>) -> Result<String, StoreError> {
     String::from_utf8(key).map_err(|e| {
-        let message = format!(
-            "etcd key {:?} is not UTF-8",
-            String::from_utf8_lossy(e.as_bytes())
-        );
+        let message = format!("etcd key {:?} is not UTF-8", String::from_utf8_lossy(e.as_bytes()));
         StoreError::backend(message, e.utf8_error())
     })
 }

@@ -19,11 +19,7 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// etcd spells "to the end of the key space" as a `range_end` of `"\0"`, and rejects an empty
 /// `key`, so the empty prefix becomes `["\0", "\0")`: every key.
 pub(super) fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
-    let key = if prefix.is_empty() {
-        vec![0]
-    } else {
-        prefix.as_bytes().to_vec()
-    };
+    let key = if prefix.is_empty() { vec![0] } else { prefix.as_bytes().to_vec() };
     let end = prefix_end(prefix.as_bytes()).unwrap_or_else(|| vec![0]);
     (key, end)
 }
@@ -66,14 +62,8 @@ mod tests {
     fn ranges() {
         assert_eq!(prefix_range(""), (vec![0], vec![0]));
         assert_eq!(prefix_range("/p/"), (b"/p/".to_vec(), b"/p0".to_vec()));
-        assert_eq!(
-            page_range("/p/", Some("/p/a")),
-            (b"/p/a\0".to_vec(), b"/p0".to_vec())
-        );
-        assert_eq!(
-            page_range("/p/", Some("/a")),
-            (b"/p/".to_vec(), b"/p0".to_vec())
-        );
+        assert_eq!(page_range("/p/", Some("/p/a")), (b"/p/a\0".to_vec(), b"/p0".to_vec()));
+        assert_eq!(page_range("/p/", Some("/a")), (b"/p/".to_vec(), b"/p0".to_vec()));
         assert!(is_empty_range(b"/p0\0", b"/p0"));
         assert!(!is_empty_range(b"/p/", b"/p0"));
         assert!(!is_empty_range(b"zzz", &[0]));

@@ -69,12 +69,8 @@ impl EtcdStore {
             .await
             .map_err(|e| backend(format_args!("connect to {endpoints:?}"), e))?;
         let store = EtcdStore {
-            kv: client
-                .kv_client()
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
-            watch: client
-                .watch_client()
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE_SIZE),
+            watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE_SIZE),
             endpoints: endpoints.to_vec(),
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
         };
@@ -105,11 +101,8 @@ impl EtcdStore {
     /// Runs `txn` for operation `op` on `key`: whether its compares held, the revision after it
     /// and the response of its first (only) operation.
     async fn txn(&self, op: &str, key: &str, txn: Txn) -> Result<(bool, Revision, TxnOpResponse)> {
-        let response: TxnResponse = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(|e| backend(format_args!("{op} {key}"), e))?;
+        let response: TxnResponse =
+            self.kv().txn(txn).await.map_err(|e| backend(format_args!("{op} {key}"), e))?;
         let revision = header_revision(response.header(), "txn")?;
         let first =
             response.op_responses().into_iter().next().ok_or_else(|| {
@@ -147,9 +140,7 @@ impl EtcdStore {
             TxnOpResponse::Get(mut get) => {
                 get.take_kvs().into_iter().next().map(key_value).transpose()
             }
-            _ => Err(malformed(format_args!(
-                "txn on {key}: else branch did not read"
-            ))),
+            _ => Err(malformed(format_args!("txn on {key}: else branch did not read"))),
         }
     }
 }
@@ -157,17 +148,9 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut response = self
-            .kv()
-            .get(key, None)
-            .await
-            .map_err(|e| backend(format_args!("get {key}"), e))?;
-        response
-            .take_kvs()
-            .into_iter()
-            .next()
-            .map(key_value)
-            .transpose()
+        let mut response =
+            self.kv().get(key, None).await.map_err(|e| backend(format_args!("get {key}"), e))?;
+        response.take_kvs().into_iter().next().map(key_value).transpose()
     }
 
     async fn list(
@@ -190,12 +173,7 @@ impl Store for EtcdStore {
             };
             let current = header_revision(response.header(), "range")?;
             let revision = if at > 0 { at } else { current };
-            return Ok(Page {
-                items: Vec::new(),
-                more: false,
-                remaining: 0,
-                revision,
-            });
+            return Ok(Page { items: Vec::new(), more: false, remaining: 0, revision });
         }
         let options = GetOptions::new()
             .with_range(end)
@@ -207,22 +185,11 @@ impl Store for EtcdStore {
         };
         let current = header_revision(response.header(), "range")?;
         let (more, count) = (response.more(), response.count());
-        let items = response
-            .take_kvs()
-            .into_iter()
-            .map(key_value)
-            .collect::<Result<Vec<_>>>()?;
+        let items = response.take_kvs().into_iter().map(key_value).collect::<Result<Vec<_>>>()?;
         // etcd counts the whole range, whatever the limit.
-        let remaining = usize::try_from(count)
-            .unwrap_or(0)
-            .saturating_sub(items.len());
+        let remaining = usize::try_from(count).unwrap_or(0).saturating_sub(items.len());
         let revision = if at > 0 { at } else { current };
-        Ok(Page {
-            items,
-            more,
-            remaining,
-            revision,
-        })
+        Ok(Page { items, more, remaining, revision })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
@@ -232,9 +199,7 @@ impl Store for EtcdStore {
             .or_else([TxnOp::get(key, None)]);
         let (succeeded, revision, _) = self.txn("create", key, txn).await?;
         if !succeeded {
-            return Err(StoreError::AlreadyExists {
-                key: key.to_owned(),
-            });
+            return Err(StoreError::AlreadyExists { key: key.to_owned() });
         }
         Ok(KeyValue {
             key: key.to_owned(),
@@ -252,18 +217,12 @@ impl Store for EtcdStore {
                 Compare::create_revision(key, CompareOp::Greater, 0),
                 Compare::mod_revision(key, CompareOp::Equal, expected),
             ])
-            .and_then([TxnOp::put(
-                key,
-                value.clone(),
-                Some(PutOptions::new().with_prev_key()),
-            )])
+            .and_then([TxnOp::put(key, value.clone(), Some(PutOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(key, None)]);
         let (succeeded, revision, op) = self.txn("update", key, txn).await?;
         if !succeeded {
             return Err(match Self::current_of(op, key)? {
-                None => StoreError::NotFound {
-                    key: key.to_owned(),
-                },
+                None => StoreError::NotFound { key: key.to_owned() },
                 Some(current) => StoreError::Conflict {
                     key: key.to_owned(),
                     expected,
@@ -276,12 +235,7 @@ impl Store for EtcdStore {
             _ => None,
         }
         .ok_or_else(|| malformed(format_args!("update {key}: put without previous value")))?;
-        Ok(KeyValue {
-            key: key.to_owned(),
-            value,
-            create_revision,
-            mod_revision: revision,
-        })
+        Ok(KeyValue { key: key.to_owned(), value, create_revision, mod_revision: revision })
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
@@ -291,10 +245,7 @@ impl Store for EtcdStore {
         }
         let txn = Txn::new()
             .when(compares)
-            .and_then([TxnOp::delete(
-                key,
-                Some(DeleteOptions::new().with_prev_key()),
-            )])
+            .and_then([TxnOp::delete(key, Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(key, None)]);
         let (succeeded, revision, op) = self.txn("delete", key, txn).await?;
         if !succeeded {
@@ -304,9 +255,7 @@ impl Store for EtcdStore {
                     expected,
                     actual: current.mod_revision,
                 },
-                _ => StoreError::NotFound {
-                    key: key.to_owned(),
-                },
+                _ => StoreError::NotFound { key: key.to_owned() },
             });
         }
         let prev = match op {
@@ -314,21 +263,11 @@ impl Store for EtcdStore {
             _ => None,
         }
         .ok_or_else(|| malformed(format_args!("delete {key}: delete without previous value")))?;
-        Ok(KeyValue {
-            mod_revision: revision,
-            ..key_value(prev)?
-        })
+        Ok(KeyValue { mod_revision: revision, ..key_value(prev)? })
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        watch::start(
-            self.watch.clone(),
-            self.kv(),
-            prefix,
-            after,
-            self.progress_interval,
-        )
-        .await
+        watch::start(self.watch.clone(), self.kv(), prefix, after, self.progress_interval).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {

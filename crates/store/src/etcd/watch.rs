@@ -67,9 +67,7 @@ pub(super) async fn start(
         Some(Ok(response)) => response,
         Some(Err(e)) => return Err(backend(format_args!("watch {prefix:?}"), e)),
         None => {
-            return Err(malformed(format_args!(
-                "watch {prefix:?} closed before it started"
-            )));
+            return Err(malformed(format_args!("watch {prefix:?} closed before it started")));
         }
     };
     if created.compact_revision() != 0 {
@@ -86,9 +84,7 @@ pub(super) async fn start(
     // itself instead. The store also needs the state at `after` (a replayed update or delete
     // carries the value before it, which etcd reads at the previous revision), so the watch
     // is usable exactly when a read at `after` is (at 1 for `after` 0: nothing precedes it).
-    let probe = GetOptions::new()
-        .with_count_only()
-        .with_revision(after.max(1));
+    let probe = GetOptions::new().with_count_only().with_revision(after.max(1));
     if let Err(e) = kv.get(key, Some(probe)).await {
         match revision_error(&e) {
             Some(RevisionError::Compacted) => {
@@ -96,18 +92,12 @@ pub(super) async fn start(
                     Some(compacted) => compacted,
                     None => after.max(1) + 1,
                 };
-                return Err(StoreError::Compacted {
-                    requested: after,
-                    compacted,
-                });
+                return Err(StoreError::Compacted { requested: after, compacted });
             }
             // Nothing to replay yet; the watch waits for the revision.
             Some(RevisionError::Future) => {}
             None => {
-                return Err(backend(
-                    format_args!("watch {prefix:?}: check start revision"),
-                    e,
-                ));
+                return Err(backend(format_args!("watch {prefix:?}: check start revision"), e));
             }
         }
     }
@@ -150,18 +140,12 @@ async fn await_compaction(responses: &mut WatchResponseStream) -> Option<Revisio
         }
         None
     };
-    tokio::time::timeout(COMPACTION_REPORT_TIMEOUT, report)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(COMPACTION_REPORT_TIMEOUT, report).await.ok().flatten()
 }
 
 fn canceled(prefix: &str, response: &WatchResponse) -> StoreError {
     StoreError::Backend {
-        message: format!(
-            "etcd canceled watch {prefix:?}: {}",
-            response.cancel_reason()
-        ),
+        message: format!("etcd canceled watch {prefix:?}: {}", response.cancel_reason()),
         source: None,
     }
 }
@@ -249,11 +233,8 @@ impl Watcher {
             }
             return Ok(true);
         }
-        let events = response
-            .events()
-            .iter()
-            .map(|event| self.event(event))
-            .collect::<Result<Vec<_>>>()?;
+        let events =
+            response.events().iter().map(|event| self.event(event)).collect::<Result<Vec<_>>>()?;
         for event in events {
             if event.revision <= self.progress_floor {
                 // The watcher was told it had everything up to the floor, and it had not:
@@ -276,10 +257,7 @@ impl Watcher {
                 return Ok(false);
             }
         }
-        if self
-            .pending
-            .is_some_and(|(revision, _)| revision <= self.last)
-        {
+        if self.pending.is_some_and(|(revision, _)| revision <= self.last) {
             self.pending = None;
         }
         Ok(true)
@@ -292,65 +270,33 @@ impl Watcher {
         }
         self.last = revision;
         self.progress_floor = revision;
-        let kv = KeyValue {
-            key: String::new(),
-            value: Vec::new(),
-            create_revision: 0,
-            mod_revision: 0,
-        };
-        let event = Event {
-            kind: EventKind::Progress,
-            kv,
-            prev: None,
-            revision,
-        };
+        let kv =
+            KeyValue { key: String::new(), value: Vec::new(), create_revision: 0, mod_revision: 0 };
+        let event = Event { kind: EventKind::Progress, kv, prev: None, revision };
         self.tx.send(Ok(event)).await.is_ok()
     }
 
     /// One etcd event as the store's.
     fn event(&self, event: &etcd_client::Event) -> Result<Event> {
-        let kv = event
-            .kv()
-            .ok_or_else(|| malformed("watch event without key-value"))?;
+        let kv = event.kv().ok_or_else(|| malformed("watch event without key-value"))?;
         let revision = kv.mod_revision();
         // etcd reads the previous value at `revision - 1`; compaction can take it away, which
         // leaves an update or delete unusable (Kubernetes fails the watch too).
-        let prev_compacted = || StoreError::Compacted {
-            requested: self.last,
-            compacted: revision,
-        };
+        let prev_compacted = || StoreError::Compacted { requested: self.last, compacted: revision };
         let prev = event.prev_kv().map(key_value_ref).transpose()?;
         match event.event_type() {
             EventType::Put => {
                 let kv = key_value_ref(kv)?;
                 if kv.create_revision == kv.mod_revision {
-                    return Ok(Event {
-                        kind: EventKind::Create,
-                        kv,
-                        prev: None,
-                        revision,
-                    });
+                    return Ok(Event { kind: EventKind::Create, kv, prev: None, revision });
                 }
                 let prev = prev.ok_or_else(prev_compacted)?;
-                Ok(Event {
-                    kind: EventKind::Update,
-                    kv,
-                    prev: Some(prev),
-                    revision,
-                })
+                Ok(Event { kind: EventKind::Update, kv, prev: Some(prev), revision })
             }
             EventType::Delete => {
                 let prev = prev.ok_or_else(prev_compacted)?;
-                let kv = KeyValue {
-                    mod_revision: revision,
-                    ..prev.clone()
-                };
-                Ok(Event {
-                    kind: EventKind::Delete,
-                    kv,
-                    prev: Some(prev),
-                    revision,
-                })
+                let kv = KeyValue { mod_revision: revision, ..prev.clone() };
+                Ok(Event { kind: EventKind::Delete, kv, prev: Some(prev), revision })
             }
         }
     }

@@ -64,8 +64,14 @@ fn workload_cells(obj: &Value) -> (Value, Value) {
 
 const DEPLOYMENT_COLUMNS: &[Column] = &[
     col("Ready", "Number of the pod with ready state"),
-    int_col("Up-to-date", "Total number of non-terminating pods targeted by this deployment that have the desired template spec."),
-    int_col("Available", "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment."),
+    int_col(
+        "Up-to-date",
+        "Total number of non-terminating pods targeted by this deployment that have the desired template spec.",
+    ),
+    int_col(
+        "Available",
+        "Total number of available non-terminating pods (ready for at least minReadySeconds) targeted by this deployment.",
+    ),
     AGE,
     CONTAINERS,
     IMAGES,
@@ -234,12 +240,8 @@ impl Strategy for ReplicaSetStrategy {
 
 // Stateful sets.
 
-const STATEFUL_SET_COLUMNS: &[Column] = &[
-    col("Ready", "Number of the pod with ready state"),
-    AGE,
-    CONTAINERS,
-    IMAGES,
-];
+const STATEFUL_SET_COLUMNS: &[Column] =
+    &[col("Ready", "Number of the pod with ready state"), AGE, CONTAINERS, IMAGES];
 
 /// The spec fields a stateful set update may change.
 const STATEFUL_SET_MUTABLE: &[&str] = &[
@@ -430,7 +432,10 @@ impl Strategy for ControllerRevisionStrategy {
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] = &[
             col("Controller", "Controller of the object"),
-            int_col("Revision", "Revision indicates the revision of the state represented by Data."),
+            int_col(
+                "Revision",
+                "Revision indicates the revision of the state represented by Data.",
+            ),
             AGE,
         ];
         COLUMNS
@@ -507,14 +512,21 @@ mod tests {
         let mut d = deployment();
         d["spec"]["template"]["metadata"]["labels"] = json!({"app": "other"});
         d["spec"]["replicas"] = json!(-1);
-        let errors: Vec<String> = DeploymentStrategy.validate(&d).iter().map(ToString::to_string).collect();
-        assert_eq!(errors, [
-            "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
-            "spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`",
-        ]);
+        let errors: Vec<String> =
+            DeploymentStrategy.validate(&d).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.replicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`",
+            ]
+        );
         let mut no_selector = deployment();
         no_selector["spec"].as_object_mut().map(|s| s.remove("selector"));
-        assert_eq!(DeploymentStrategy.validate(&no_selector)[0].to_string(), "spec.selector: Required value");
+        assert_eq!(
+            DeploymentStrategy.validate(&no_selector)[0].to_string(),
+            "spec.selector: Required value"
+        );
         let mut changed = deployment();
         changed["spec"]["selector"]["matchLabels"]["tier"] = json!("x");
         changed["spec"]["template"]["metadata"]["labels"]["tier"] = json!("x");
@@ -550,7 +562,13 @@ mod tests {
         StatefulSetStrategy.default(&mut s);
         assert_eq!(s, once);
         assert_eq!(s["spec"]["podManagementPolicy"], "OrderedReady");
-        assert_eq!(s["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-        assert_eq!(s["spec"]["persistentVolumeClaimRetentionPolicy"], json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+        assert_eq!(
+            s["spec"]["updateStrategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        );
+        assert_eq!(
+            s["spec"]["persistentVolumeClaimRetentionPolicy"],
+            json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+        );
     }
 }

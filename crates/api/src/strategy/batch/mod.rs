@@ -60,7 +60,8 @@ impl Strategy for JobStrategy {
             default_path(obj, "spec.backoffLimit", json!(if per_index { i32::MAX } else { 6 }));
             default_path(obj, "spec.completionMode", json!("NonIndexed"));
             default_path(obj, "spec.suspend", json!(false));
-            let policy = if unset(obj, "spec.podFailurePolicy") { "TerminatingOrFailed" } else { "Failed" };
+            let policy =
+                if unset(obj, "spec.podFailurePolicy") { "TerminatingOrFailed" } else { "Failed" };
             default_path(obj, "spec.podReplacementPolicy", json!(policy));
             super::util::each_mut(obj, "spec.podFailurePolicy.rules", |rule| {
                 super::util::each_mut(rule, "onPodConditions", |c| {
@@ -69,7 +70,11 @@ impl Strategy for JobStrategy {
             });
             if let Some(labels) = path(obj, "spec.template.metadata.labels").cloned() {
                 let meta = crate::object::metadata_mut(obj);
-                if meta.get("labels").and_then(Value::as_object).is_none_or(serde_json::Map::is_empty) {
+                if meta
+                    .get("labels")
+                    .and_then(Value::as_object)
+                    .is_none_or(serde_json::Map::is_empty)
+                {
                     meta.insert("labels".into(), labels);
                 }
             }
@@ -179,7 +184,9 @@ impl Strategy for JobStrategy {
         let end = parse(str_at(obj, "status.completionTime"));
         let duration = match (start, end) {
             (None, _) => String::new(),
-            (Some(s), None) => human_duration((ctx.now - s.with_timezone(&chrono::Utc)).num_seconds()),
+            (Some(s), None) => {
+                human_duration((ctx.now - s.with_timezone(&chrono::Utc)).num_seconds())
+            }
             (Some(s), Some(e)) => human_duration((e - s).num_seconds()),
         };
         let status = if condition_true(obj, "Complete") {
@@ -212,8 +219,15 @@ impl Strategy for JobStrategy {
 
 const CRON_JOB_COLUMNS: &[Column] = &[
     col("Schedule", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
-    col("Timezone", "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones"),
-    Column::new("Suspend", "boolean", "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false."),
+    col(
+        "Timezone",
+        "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones. If not specified, this will default to the time zone of the kube-controller-manager process. The set of valid time zone names and the time zone offset is loaded from the system-wide time zone database by the API server during CronJob validation and the controller manager during execution. If no system-wide time zone database can be found a bundled version of the database is used instead. If the time zone name becomes invalid during the lifetime of a CronJob or due to a change in host configuration, the controller will stop creating new new Jobs and will create a system event with the reason UnknownTimeZone. More information can be found in https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#time-zones",
+    ),
+    Column::new(
+        "Suspend",
+        "boolean",
+        "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.  Defaults to false.",
+    ),
     int_col("Active", "A list of pointers to currently running jobs."),
     col("Last Schedule", "Information when was the last time the job was successfully scheduled."),
     AGE,
@@ -240,10 +254,15 @@ fn cron_problem(schedule: &str) -> Option<String> {
     }
     let fields: Vec<&str> = s.split_whitespace().collect();
     if fields.len() != 5 {
-        return Some(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
+        return Some(format!(
+            "expected exactly 5 fields, found {}: [{}]",
+            fields.len(),
+            fields.join(" ")
+        ));
     }
     let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    const MONTHS: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: &[&str] =
+        &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
     for (i, field) in fields.iter().enumerate() {
         let (lo, hi) = ranges[i];
@@ -252,10 +271,12 @@ fn cron_problem(schedule: &str) -> Option<String> {
                 Some((r, s)) => (r, Some(s)),
                 None => (part, None),
             };
-            if let Some(step) = step {
-                if step.parse::<u32>().map_or(true, |s| s == 0) {
-                    return Some(format!("failed to parse int from {step}: strconv.Atoi: parsing \"{step}\": invalid syntax"));
-                }
+            if let Some(step) = step
+                && step.parse::<u32>().map_or(true, |s| s == 0)
+            {
+                return Some(format!(
+                    "failed to parse int from {step}: strconv.Atoi: parsing \"{step}\": invalid syntax"
+                ));
             }
             if range == "*" || range == "?" {
                 continue;
@@ -318,12 +339,20 @@ impl Strategy for CronJobStrategy {
             }
         }
         supported(obj, "spec.concurrencyPolicy", &["Allow", "Forbid", "Replace"], &mut errors);
-        for field in ["spec.successfulJobsHistoryLimit", "spec.failedJobsHistoryLimit", "spec.startingDeadlineSeconds"] {
+        for field in [
+            "spec.successfulJobsHistoryLimit",
+            "spec.failedJobsHistoryLimit",
+            "spec.startingDeadlineSeconds",
+        ] {
             non_negative(obj, field, &mut errors);
         }
         // A CronJob's name, with the 11-character suffix of its jobs, must fit in a label.
         if let Some(name) = crate::object::name(obj).filter(|n| n.len() > 52) {
-            errors.push(FieldError::invalid("metadata.name", json!(name), "must be no more than 52 characters"));
+            errors.push(FieldError::invalid(
+                "metadata.name",
+                json!(name),
+                "must be no more than 52 characters",
+            ));
         }
         let template = "spec.jobTemplate.spec.template";
         if require_template(obj, template, &mut errors) {
@@ -347,7 +376,8 @@ impl Strategy for CronJobStrategy {
             None => "<unset>",
         };
         let last = since(str_at(obj, "status.lastScheduleTime"), ctx, "<none>");
-        let (names, images) = container_cells(array_at(obj, "spec.jobTemplate.spec.template.spec.containers"));
+        let (names, images) =
+            container_cells(array_at(obj, "spec.jobTemplate.spec.template.spec.containers"));
         vec![
             json!(str_at(obj, "spec.schedule").unwrap_or_default()),
             json!(str_at(obj, "spec.timeZone").unwrap_or("<none>")),
@@ -417,7 +447,10 @@ mod tests {
         assert_eq!(cron_problem("*/5 * * * *"), None);
         assert_eq!(cron_problem("0 0 * * MON-FRI"), None);
         assert_eq!(cron_problem("@hourly"), None);
-        assert_eq!(cron_problem("* * *").as_deref(), Some("expected exactly 5 fields, found 3: [* * *]"));
+        assert_eq!(
+            cron_problem("* * *").as_deref(),
+            Some("expected exactly 5 fields, found 3: [* * *]")
+        );
         assert!(cron_problem("61 * * * *").is_some());
         let mut cj = json!({"spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
             "restartPolicy": "OnFailure", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
@@ -425,6 +458,9 @@ mod tests {
         assert!(CronJobStrategy.validate(&cj).is_empty(), "{:?}", CronJobStrategy.validate(&cj));
         assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
         let cells = CronJobStrategy.cells(&cj, &TableContext { now: chrono::Utc::now() });
-        assert_eq!(cells[..5], [json!("*/1 * * * *"), json!("<none>"), json!("False"), json!(0), json!("<none>")]);
+        assert_eq!(
+            cells[..5],
+            [json!("*/1 * * * *"), json!("<none>"), json!("False"), json!(0), json!("<none>")]
+        );
     }
 }

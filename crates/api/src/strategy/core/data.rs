@@ -18,13 +18,22 @@ pub struct SecretStrategy;
 pub struct ConfigMapStrategy;
 
 const SECRET_COLUMNS: &[Column] = &[
-    col("Type", "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types"),
-    col("Data", "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4"),
+    col(
+        "Type",
+        "Used to facilitate programmatic handling of secret data. More info: https://kubernetes.io/docs/concepts/configuration/secret/#secret-types",
+    ),
+    col(
+        "Data",
+        "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4",
+    ),
     AGE,
 ];
 
 const CONFIG_MAP_COLUMNS: &[Column] = &[
-    col("Data", "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process."),
+    col(
+        "Data",
+        "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.",
+    ),
     AGE,
 ];
 
@@ -229,7 +238,10 @@ mod tests {
         let old = json!({"immutable": true, "data": {"a": "1"}});
         let new = json!({"immutable": true, "data": {"a": "2"}});
         let errors = ConfigMapStrategy.validate_update(&new, &old);
-        assert_eq!(errors[0].to_string(), "data: Forbidden: field is immutable when `immutable` is set");
+        assert_eq!(
+            errors[0].to_string(),
+            "data: Forbidden: field is immutable when `immutable` is set"
+        );
         let tls = json!({"type": "kubernetes.io/tls", "data": {"tls.crt": ""}});
         assert_eq!(SecretStrategy.validate(&tls)[0].to_string(), "data[tls.key]: Required value");
     }

@@ -29,7 +29,7 @@ pub(crate) const EVENT_COLUMNS: &[Column] = &[
 fn as_core(obj: &Value) -> std::borrow::Cow<'_, Value> {
     use crate::catalog::Conversion;
     if str_at(obj, "apiVersion") == Some("events.k8s.io/v1") {
-        std::borrow::Cow::Owned(crate::catalog::conversion::EVENTS_V1.to_storage(obj.clone()))
+        std::borrow::Cow::Owned(crate::catalog::conversion::EVENTS_V1.to_stored(obj.clone()))
     } else {
         std::borrow::Cow::Borrowed(obj)
     }
@@ -48,7 +48,8 @@ pub(crate) fn event_cells(obj: &Value, ctx: &TableContext) -> Vec<Value> {
     let mut last = since(str_at(&ev, "lastTimestamp"), ctx).unwrap_or_else(|| first.clone());
     let mut count = int_at(&ev, "count").unwrap_or(0);
     if ev.get("series").is_some_and(|s| !s.is_null()) {
-        last = since(str_at(&ev, "series.lastObservedTime"), ctx).unwrap_or_else(|| "<unknown>".into());
+        last = since(str_at(&ev, "series.lastObservedTime"), ctx)
+            .unwrap_or_else(|| "<unknown>".into());
         count = int_at(&ev, "series.count").unwrap_or(0);
     } else if count == 0 {
         count = 1;
@@ -61,7 +62,8 @@ pub(crate) fn event_cells(obj: &Value, ctx: &TableContext) -> Vec<Value> {
     let first_non_empty = |a: String, b: String| if a.is_empty() { b } else { a };
     let component =
         first_non_empty(string_at(&ev, "source.component"), string_at(&ev, "reportingComponent"));
-    let instance = first_non_empty(string_at(&ev, "source.host"), string_at(&ev, "reportingInstance"));
+    let instance =
+        first_non_empty(string_at(&ev, "source.host"), string_at(&ev, "reportingInstance"));
     let source = if instance.is_empty() { component } else { format!("{component}, {instance}") };
     vec![
         json!(last),
@@ -104,14 +106,15 @@ impl Strategy for EventStrategy {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let event_ns = crate::object::namespace(obj).unwrap_or_default();
-        if let Some(ns) = str_at(obj, "involvedObject.namespace").filter(|ns| !ns.is_empty()) {
-            if !event_ns.is_empty() && ns != event_ns {
-                errors.push(FieldError::invalid(
-                    "involvedObject.namespace",
-                    json!(ns),
-                    "does not match event.namespace",
-                ));
-            }
+        if let Some(ns) = str_at(obj, "involvedObject.namespace").filter(|ns| !ns.is_empty())
+            && !event_ns.is_empty()
+            && ns != event_ns
+        {
+            errors.push(FieldError::invalid(
+                "involvedObject.namespace",
+                json!(ns),
+                "does not match event.namespace",
+            ));
         }
         errors
     }
@@ -152,13 +155,26 @@ mod tests {
             "lastTimestamp": "2025-01-01T00:05:00Z",
             "count": 2,
         });
-        let ctx = TableContext { now: Utc.with_ymd_and_hms(2025, 1, 1, 0, 10, 0).single().expect("time") };
+        let ctx = TableContext {
+            now: Utc.with_ymd_and_hms(2025, 1, 1, 0, 10, 0).single().expect("time"),
+        };
         let cells = event_cells(&ev, &ctx);
         assert_eq!(cells.len(), EVENT_COLUMNS.len());
-        assert_eq!(cells, [
-            json!("5m"), json!("Normal"), json!("Pulled"), json!("pod/web"), json!("spec.containers{web}"),
-            json!("kubelet, node-1"), json!("Pulled image"), json!("10m"), json!(2), json!("web.1"),
-        ]);
+        assert_eq!(
+            cells,
+            [
+                json!("5m"),
+                json!("Normal"),
+                json!("Pulled"),
+                json!("pod/web"),
+                json!("spec.containers{web}"),
+                json!("kubelet, node-1"),
+                json!("Pulled image"),
+                json!("10m"),
+                json!(2),
+                json!("web.1"),
+            ]
+        );
         let fields = event_selectable_fields(&ev);
         assert!(fields.contains(&("source", "kubelet".to_string())));
         assert!(fields.contains(&("involvedObject.name", "web".to_string())));

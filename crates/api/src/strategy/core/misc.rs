@@ -75,9 +75,11 @@ fn format_endpoints(obj: &Value) -> String {
     let mut more = false;
     let mut count = 0;
     for ss in subsets {
-        let addresses = ss.get("addresses").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let addresses =
+            ss.get("addresses").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let ip = |a: &Value| a.get("ip").and_then(Value::as_str).unwrap_or_default().to_string();
-        let ports = ss.get("ports").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        let ports =
+            ss.get("ports").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         if ports.is_empty() {
             count += addresses.len();
             for a in addresses {
@@ -111,7 +113,10 @@ fn format_endpoints(obj: &Value) -> String {
 impl Strategy for EndpointsStrategy {
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] = &[
-            col("Endpoints", "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service."),
+            col(
+                "Endpoints",
+                "The set of all endpoints is the union of all subsets. Addresses are placed into subsets according to the IPs they share. A single address with multiple ports, some of which are ready and some of which are not (because they come from different containers) will result in the address being displayed in different subsets for the different ports. No address will appear in both Addresses and NotReadyAddresses in the same subset. Sets of addresses and ports that comprise a service.",
+            ),
             AGE,
         ];
         COLUMNS
@@ -128,7 +133,9 @@ impl Strategy for LimitRangeStrategy {
             if item.get("type").and_then(Value::as_str) != Some("Container") {
                 return;
             }
-            let get = |item: &Value, f: &str| item.get(f).and_then(Value::as_object).cloned().unwrap_or_default();
+            let get = |item: &Value, f: &str| {
+                item.get(f).and_then(Value::as_object).cloned().unwrap_or_default()
+            };
             let mut default = get(item, "default");
             let mut default_request = get(item, "defaultRequest");
             for (k, v) in get(item, "max") {
@@ -166,6 +173,10 @@ impl Strategy for LimitRangeStrategy {
 }
 
 impl Strategy for PodTemplateStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn default(&self, obj: &mut Value) {
         default_template(obj, "template");
     }
@@ -223,8 +234,14 @@ impl Strategy for ResourceQuotaStrategy {
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] = &[
             AGE,
-            col("Request", "Request represents a minimum amount of cpu/memory that a container may consume."),
-            col("Limit", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+            col(
+                "Request",
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            col(
+                "Limit",
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
         ];
         COLUMNS
     }
@@ -236,9 +253,16 @@ impl Strategy for ResourceQuotaStrategy {
 }
 
 impl Strategy for ServiceAccountStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &'static [Column] {
         const COLUMNS: &[Column] = &[
-            col("Secrets", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use. Pods are only limited to this list if this service account has a \"kubernetes.io/enforce-mountable-secrets\" annotation set to \"true\". The \"kubernetes.io/enforce-mountable-secrets\" annotation is deprecated since v1.32. Prefer separate namespaces to isolate access to mounted secrets. This field should not be used to find auto-generated service account token secrets for use outside of pods. Instead, tokens can be requested directly using the TokenRequest API, or service account token secrets can be manually created. More info: https://kubernetes.io/docs/concepts/configuration/secret"),
+            col(
+                "Secrets",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use. Pods are only limited to this list if this service account has a \"kubernetes.io/enforce-mountable-secrets\" annotation set to \"true\". The \"kubernetes.io/enforce-mountable-secrets\" annotation is deprecated since v1.32. Prefer separate namespaces to isolate access to mounted secrets. This field should not be used to find auto-generated service account token secrets for use outside of pods. Instead, tokens can be requested directly using the TokenRequest API, or service account token secrets can be manually created. More info: https://kubernetes.io/docs/concepts/configuration/secret",
+            ),
             AGE,
         ];
         COLUMNS
@@ -265,6 +289,9 @@ mod tests {
     fn quota_cells_split_limits() {
         let q = json!({"status": {"hard": {"limits.cpu": "2", "pods": "10", "requests.cpu": "1"},
             "used": {"pods": "3"}}});
-        assert_eq!(quota_columns(&q), ("pods: 3/10, requests.cpu: 0/1".into(), "limits.cpu: 0/2".into()));
+        assert_eq!(
+            quota_columns(&q),
+            ("pods: 3/10, requests.cpu: 0/1".into(), "limits.cpu: 0/2".into())
+        );
     }
 }

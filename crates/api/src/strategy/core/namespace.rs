@@ -62,6 +62,18 @@ impl Strategy for NamespaceStrategy {
         }
     }
 
+    fn prepare_for_delete(&self, obj: &mut Value) {
+        crate::object::set_path(obj, "status.phase", json!("Terminating"));
+    }
+
+    fn deletion_held(&self, obj: &Value) -> bool {
+        obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+    }
+
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let finalizers = crate::object::path(obj, "spec.finalizers").and_then(Value::as_array);

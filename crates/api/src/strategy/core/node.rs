@@ -27,10 +27,10 @@ const COLUMNS: &[Column] = &[
 impl Strategy for NodeStrategy {
     fn default(&self, obj: &mut Value) {
         // SetDefaults_NodeStatus: allocatable defaults to capacity.
-        if let Some(capacity) = obj.pointer("/status/capacity").cloned() {
-            if obj.pointer("/status/allocatable").is_none_or(Value::is_null) {
-                crate::object::set_path(obj, "status.allocatable", capacity);
-            }
+        if let Some(capacity) = obj.pointer("/status/capacity").cloned()
+            && obj.pointer("/status/allocatable").is_none_or(Value::is_null)
+        {
+            crate::object::set_path(obj, "status.allocatable", capacity);
         }
     }
 
@@ -69,10 +69,10 @@ impl Strategy for NodeStrategy {
                 if !role.is_empty() {
                     roles.insert(role.to_string());
                 }
-            } else if k == "kubernetes.io/role" {
-                if let Some(role) = v.as_str().filter(|r| !r.is_empty()) {
-                    roles.insert(role.to_string());
-                }
+            } else if k == "kubernetes.io/role"
+                && let Some(role) = v.as_str().filter(|r| !r.is_empty())
+            {
+                roles.insert(role.to_string());
             }
         }
         let roles = if roles.is_empty() {

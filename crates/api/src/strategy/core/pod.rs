@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::podspec::{default_pod_spec, qos_class, validate_pod_spec};
 use crate::strategy::Strategy;
 use crate::strategy::util::{
-    AGE, age, array_at, bool_at, col, keep_status, path_mut, reset_status, since, str_at,
+    AGE, age, array_at, bool_at, col, int_at, keep_status, path_mut, reset_status, since, str_at,
     string_at,
 };
 use crate::table::{Column, TableContext};
@@ -58,6 +58,32 @@ impl Strategy for PodStrategy {
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
+    }
+
+    fn deletion_grace(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        // CheckGracefulDelete: the requested period, else the pod's own; at once when the pod
+        // was never scheduled or has already finished; a negative period becomes 1.
+        let own = int_at(obj, "spec.terminationGracePeriodSeconds").unwrap_or(0);
+        let mut period = requested.unwrap_or(own);
+        let phase = str_at(obj, "status.phase");
+        if str_at(obj, "spec.nodeName").is_none_or(str::is_empty)
+            || matches!(phase, Some("Failed" | "Succeeded"))
+        {
+            period = 0;
+        }
+        if period < 0 {
+            period = 1;
+        }
+        (period > 0).then_some(period)
+    }
+
+    fn deletion_held(&self, obj: &Value) -> bool {
+        // A pod marked with a grace period stays until its kubelet deletes it with 0.
+        int_at(obj, "metadata.deletionGracePeriodSeconds").is_some_and(|g| g > 0)
+    }
+
+    fn returns_deleted_object(&self) -> bool {
+        true
     }
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
@@ -113,12 +139,12 @@ fn pod_spec_update_allowed(new: &Value, old: &Value) -> bool {
     // Images may change when the container lists keep their shape.
     for list in ["containers", "initContainers"] {
         let new_list = array_at(&new_spec, list);
-        if let Some(old_list) = path_mut(&mut munged, list).and_then(Value::as_array_mut) {
-            if old_list.len() == new_list.len() {
-                for (o, n) in old_list.iter_mut().zip(new_list) {
-                    if let (Some(o), Some(image)) = (o.as_object_mut(), n.get("image")) {
-                        o.insert("image".into(), image.clone());
-                    }
+        if let Some(old_list) = path_mut(&mut munged, list).and_then(Value::as_array_mut)
+            && old_list.len() == new_list.len()
+        {
+            for (o, n) in old_list.iter_mut().zip(new_list) {
+                if let (Some(o), Some(image)) = (o.as_object_mut(), n.get("image")) {
+                    o.insert("image".into(), image.clone());
                 }
             }
         }
@@ -136,9 +162,12 @@ fn pod_spec_update_allowed(new: &Value, old: &Value) -> bool {
             _ => {}
         }
         // Tolerations may only be added.
-        let old_tolerations = m.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_tolerations =
+            m.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
         let new_tolerations = array_at(&new_spec, "tolerations");
-        if old_tolerations.iter().all(|t| new_tolerations.contains(t)) && !new_tolerations.is_empty() {
+        if old_tolerations.iter().all(|t| new_tolerations.contains(t))
+            && !new_tolerations.is_empty()
+        {
             m.insert("tolerations".into(), Value::Array(new_tolerations.to_vec()));
         }
         // A negative grace period may become 1.
@@ -149,7 +178,8 @@ fn pod_spec_update_allowed(new: &Value, old: &Value) -> bool {
         }
         // Scheduling gates may be removed.
         let new_gates = array_at(&new_spec, "schedulingGates");
-        let old_gates = m.get("schedulingGates").and_then(Value::as_array).cloned().unwrap_or_default();
+        let old_gates =
+            m.get("schedulingGates").and_then(Value::as_array).cloned().unwrap_or_default();
         if new_gates.iter().all(|g| old_gates.contains(g)) {
             match new_spec.get("schedulingGates") {
                 Some(g) => m.insert("schedulingGates".into(), g.clone()),
@@ -202,7 +232,8 @@ fn finished_at(status: &Value) -> Option<&str> {
 pub(crate) fn pod_cells(pod: &Value, ctx: &TableContext) -> Vec<Value> {
     let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
     let phase = string_at(pod, "status.phase");
-    let mut reason = str_at(pod, "status.reason").filter(|r| !r.is_empty()).unwrap_or(&phase).to_string();
+    let mut reason =
+        str_at(pod, "status.reason").filter(|r| !r.is_empty()).unwrap_or(&phase).to_string();
     let conditions = array_at(pod, "status.conditions");
     if conditions.iter().any(|c| {
         c.get("type").and_then(Value::as_str) == Some("PodScheduled")
@@ -235,11 +266,10 @@ pub(crate) fn pod_cells(pod: &Value, ctx: &TableContext) -> Vec<Value> {
             last_sidecar_restart = later(last_sidecar_restart, finished_at(c));
         }
         let terminated = c.pointer("/state/terminated");
-        let waiting_reason = c
-            .pointer("/state/waiting/reason")
-            .and_then(Value::as_str)
-            .filter(|r| !r.is_empty());
-        let exit_code = terminated.and_then(|t| t.get("exitCode")).and_then(Value::as_i64).unwrap_or(0);
+        let waiting_reason =
+            c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty());
+        let exit_code =
+            terminated.and_then(|t| t.get("exitCode")).and_then(Value::as_i64).unwrap_or(0);
         if terminated.is_some() && exit_code == 0 {
             continue;
         }
@@ -269,7 +299,10 @@ pub(crate) fn pod_cells(pod: &Value, ctx: &TableContext) -> Vec<Value> {
         for c in array_at(pod, "status.containerStatuses").iter().rev() {
             restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
             last_restart = later(last_restart, finished_at(c));
-            let waiting = c.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|r| !r.is_empty());
+            let waiting = c
+                .pointer("/state/waiting/reason")
+                .and_then(Value::as_str)
+                .filter(|r| !r.is_empty());
             let terminated = c.pointer("/state/terminated");
             if let Some(w) = waiting {
                 reason = w.to_string();
@@ -385,10 +418,16 @@ mod tests {
     fn validation_messages() {
         let p = json!({"spec": {"containers": [
             {"name": "a", "image": "x"}, {"name": "a"}, {"name": "Bad_Name", "image": "y"}]}});
-        let errors: Vec<String> = PodStrategy.validate(&p).iter().map(ToString::to_string).collect();
-        assert!(errors.contains(&"spec.containers[1].name: Duplicate value: \"a\"".to_string()), "{errors:?}");
+        let errors: Vec<String> =
+            PodStrategy.validate(&p).iter().map(ToString::to_string).collect();
+        assert!(
+            errors.contains(&"spec.containers[1].name: Duplicate value: \"a\"".to_string()),
+            "{errors:?}"
+        );
         assert!(errors.contains(&"spec.containers[1].image: Required value".to_string()));
-        assert!(errors.iter().any(|e| e.starts_with("spec.containers[2].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label")));
+        assert!(errors.iter().any(|e| e.starts_with(
+            "spec.containers[2].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label"
+        )));
         let empty = PodStrategy.validate(&json!({"spec": {}}));
         assert_eq!(empty[0].to_string(), "spec.containers: Required value");
     }
@@ -403,7 +442,11 @@ mod tests {
         new["spec"]["restartPolicy"] = json!("Never");
         let errors = PodStrategy.validate_update(&new, &old);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().starts_with("spec: Forbidden: pod updates may not change fields other than"));
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("spec: Forbidden: pod updates may not change fields other than")
+        );
     }
 
     #[test]
@@ -437,7 +480,10 @@ mod tests {
             {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]});
         assert_eq!(status_cell(&pod(gated)), "SchedulingGated");
         let wide = pod_cells(&pod(json!({"phase": "Pending"})), &ctx());
-        assert_eq!(&wide[4..], &[json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>")]);
+        assert_eq!(
+            &wide[4..],
+            &[json!("<none>"), json!("<none>"), json!("<none>"), json!("<none>")]
+        );
     }
 
     #[test]
@@ -445,5 +491,19 @@ mod tests {
         let mut p = pod(json!({"phase": "Running"}));
         PodStrategy.prepare_for_create(&mut p);
         assert_eq!(p["status"], json!({"phase": "Pending", "qosClass": "BestEffort"}));
+    }
+
+    #[test]
+    fn graceful_deletion_follows_check_graceful_delete() {
+        let mut p = pod(json!({"phase": "Running"}));
+        PodStrategy.default(&mut p);
+        assert_eq!(PodStrategy.deletion_grace(&p, None), None, "unscheduled pods go at once");
+        p["spec"]["nodeName"] = json!("node-1");
+        assert_eq!(PodStrategy.deletion_grace(&p, None), Some(30));
+        assert_eq!(PodStrategy.deletion_grace(&p, Some(0)), None);
+        assert_eq!(PodStrategy.deletion_grace(&p, Some(-5)), Some(1));
+        p["status"]["phase"] = json!("Succeeded");
+        assert_eq!(PodStrategy.deletion_grace(&p, Some(10)), None);
+        assert!(PodStrategy.returns_deleted_object());
     }
 }

@@ -139,7 +139,8 @@ pub(crate) fn default_pod_spec(spec: &mut Value, is_pod: bool) {
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for list in ["containers", "initContainers"] {
         each_mut(spec, list, |c| {
-            if let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned() {
+            if let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned()
+            {
                 let resources = c.get_mut("resources").expect("limits live in resources");
                 let requests = resources
                     .as_object_mut()
@@ -191,7 +192,11 @@ fn validate_container(
     if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
         let allowed = ["Always", "IfNotPresent", "Never"];
         if !allowed.contains(&p) {
-            errors.push(FieldError::not_supported(format!("{at}.imagePullPolicy"), json!(p), &allowed));
+            errors.push(FieldError::not_supported(
+                format!("{at}.imagePullPolicy"),
+                json!(p),
+                &allowed,
+            ));
         }
     }
     if let Some(p) = c.get("terminationMessagePolicy").and_then(Value::as_str) {
@@ -215,19 +220,23 @@ fn validate_container(
             )),
             Some(_) => {}
         }
-        if let Some(n) = port.get("hostPort").and_then(Value::as_i64).filter(|n| *n != 0) {
-            if !(1..=65535).contains(&n) {
-                errors.push(FieldError::invalid(
-                    format!("{pat}.hostPort"),
-                    json!(n),
-                    "must be between 1 and 65535, inclusive",
-                ));
-            }
+        if let Some(n) = port.get("hostPort").and_then(Value::as_i64).filter(|n| *n != 0)
+            && !(1..=65535).contains(&n)
+        {
+            errors.push(FieldError::invalid(
+                format!("{pat}.hostPort"),
+                json!(n),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
         if let Some(p) = port.get("protocol").and_then(Value::as_str) {
             let allowed = ["SCTP", "TCP", "UDP"];
             if !allowed.contains(&p) {
-                errors.push(FieldError::not_supported(format!("{pat}.protocol"), json!(p), &allowed));
+                errors.push(FieldError::not_supported(
+                    format!("{pat}.protocol"),
+                    json!(p),
+                    &allowed,
+                ));
             }
         }
     }
@@ -251,15 +260,16 @@ fn validate_resources(c: &Value, at: &str, errors: &mut Vec<FieldError>) {
         let Some(limit) = limits.get(name) else {
             continue;
         };
-        if let (Some(r), Some(l)) = (parse_quantity(request), parse_quantity(limit)) {
-            if r > l {
-                let limit_text = limit.as_str().map(str::to_string).unwrap_or_else(|| limit.to_string());
-                errors.push(FieldError::invalid(
-                    format!("{at}.resources.requests"),
-                    request.clone(),
-                    format!("must be less than or equal to {name} limit of {limit_text}"),
-                ));
-            }
+        if let (Some(r), Some(l)) = (parse_quantity(request), parse_quantity(limit))
+            && r > l
+        {
+            let limit_text =
+                limit.as_str().map(str::to_string).unwrap_or_else(|| limit.to_string());
+            errors.push(FieldError::invalid(
+                format!("{at}.resources.requests"),
+                request.clone(),
+                format!("must be less than or equal to {name} limit of {limit_text}"),
+            ));
         }
     }
 }
@@ -283,7 +293,11 @@ pub(crate) fn validate_pod_spec(spec: &Value, at: &str, errors: &mut Vec<FieldEr
     if let Some(p) = spec.get("restartPolicy").and_then(Value::as_str) {
         let allowed = ["Always", "OnFailure", "Never"];
         if !allowed.contains(&p) {
-            errors.push(FieldError::not_supported(format!("{at}.restartPolicy"), json!(p), &allowed));
+            errors.push(FieldError::not_supported(
+                format!("{at}.restartPolicy"),
+                json!(p),
+                &allowed,
+            ));
         }
     }
     if let Some(p) = spec.get("dnsPolicy").and_then(Value::as_str) {
@@ -316,7 +330,11 @@ pub(crate) fn validate_pod_spec(spec: &Value, at: &str, errors: &mut Vec<FieldEr
     }
     if let Some(sa) = str_at(spec, "serviceAccountName").filter(|s| !s.is_empty()) {
         for problem in crate::validation::dns1123_subdomain(sa) {
-            errors.push(FieldError::invalid(format!("{at}.serviceAccountName"), json!(sa), problem));
+            errors.push(FieldError::invalid(
+                format!("{at}.serviceAccountName"),
+                json!(sa),
+                problem,
+            ));
         }
     }
 }

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use super::podspec::{default_template, validate_template};
 use crate::strategy::Strategy;
 use crate::strategy::util::{
-    AGE, CONTAINERS, IMAGES, age, array_at, col, container_cells, format_labels, int_at, int_col,
-    int_cell, keep_status, reset_status,
+    AGE, CONTAINERS, IMAGES, age, array_at, col, container_cells, format_labels, int_at, int_cell,
+    int_col, keep_status, reset_status,
 };
 use crate::strategy::workload::{require_template, validate_map_selector, validate_replicas};
 use crate::table::{Column, TableContext};
@@ -30,7 +30,9 @@ const COLUMNS: &[Column] = &[
 impl Strategy for ReplicationControllerStrategy {
     fn default(&self, obj: &mut Value) {
         let template_labels = obj.pointer("/spec/template/metadata/labels").cloned();
-        if let Some(labels) = template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        if let Some(labels) =
+            template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        {
             let selector_empty = obj
                 .pointer("/spec/selector")
                 .and_then(Value::as_object)

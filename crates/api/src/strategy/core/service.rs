@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 
 use crate::strategy::Strategy;
 use crate::strategy::util::{
-    AGE, age, array_at, col, default_field, each_mut, format_labels, keep_status, str_at,
-    string_at,
+    AGE, age, array_at, col, default_field, each_mut, format_labels, keep_status, str_at, string_at,
 };
 use crate::table::{Column, TableContext};
 use crate::validation::{FieldError, NameRule, dns1123_label};
@@ -40,6 +39,10 @@ const ALLOCATED: &[&str] =
     &["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"];
 
 impl Strategy for ServiceStrategy {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn name_rule(&self) -> NameRule {
         NameRule::Label
     }
@@ -57,7 +60,11 @@ impl Strategy for ServiceStrategy {
         } else if spec.get("sessionAffinity").and_then(Value::as_str) == Some("ClientIP")
             && spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds").is_none()
         {
-            crate::object::set_path(spec, "sessionAffinityConfig.clientIP.timeoutSeconds", json!(10800));
+            crate::object::set_path(
+                spec,
+                "sessionAffinityConfig.clientIP.timeoutSeconds",
+                json!(10800),
+            );
         }
         default_field(spec, "type", json!("ClusterIP"));
         each_mut(spec, "ports", |p| {
@@ -67,10 +74,8 @@ impl Strategy for ServiceStrategy {
             default_field(p, "protocol", json!("TCP"));
             let target = p.get("targetPort");
             let unset = target.is_none_or(|t| t.is_null() || *t == json!(0) || *t == json!(""));
-            if unset {
-                if let Some(port) = p.get("port").cloned() {
-                    p["targetPort"] = port;
-                }
+            if unset && let Some(port) = p.get("port").cloned() {
+                p["targetPort"] = port;
             }
         });
         let kind = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -100,7 +105,8 @@ impl Strategy for ServiceStrategy {
         let Some(spec) = obj.get_mut("spec").filter(|s| s.is_object()) else {
             return;
         };
-        if let Some(ip) = spec.get("clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) {
+        if let Some(ip) = spec.get("clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty())
+        {
             let ip = ip.to_string();
             default_field(spec, "clusterIPs", json!([ip]));
         }
@@ -133,9 +139,9 @@ impl Strategy for ServiceStrategy {
             if p.get("nodePort").is_some_and(|n| !n.is_null()) {
                 return;
             }
-            let matching = old_ports.iter().find(|o| {
-                o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol")
-            });
+            let matching = old_ports
+                .iter()
+                .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
             if let Some(node_port) = matching.and_then(|o| o.get("nodePort")) {
                 p["nodePort"] = node_port.clone();
             }
@@ -148,14 +154,14 @@ impl Strategy for ServiceStrategy {
         if !TYPES.contains(&kind) {
             errors.push(FieldError::not_supported("spec.type", json!(kind), TYPES));
         }
-        if let Some(a) = str_at(obj, "spec.sessionAffinity") {
-            if !["ClientIP", "None"].contains(&a) {
-                errors.push(FieldError::not_supported(
-                    "spec.sessionAffinity",
-                    json!(a),
-                    &["ClientIP", "None"],
-                ));
-            }
+        if let Some(a) = str_at(obj, "spec.sessionAffinity")
+            && !["ClientIP", "None"].contains(&a)
+        {
+            errors.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                json!(a),
+                &["ClientIP", "None"],
+            ));
         }
         let headless = str_at(obj, "spec.clusterIP") == Some("None");
         let ports = array_at(obj, "spec.ports");
@@ -191,23 +197,23 @@ impl Strategy for ServiceStrategy {
                 )),
                 Some(_) => {}
             }
-            if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-                if !["SCTP", "TCP", "UDP"].contains(&proto) {
-                    errors.push(FieldError::not_supported(
-                        format!("{at}.protocol"),
-                        json!(proto),
-                        &["SCTP", "TCP", "UDP"],
-                    ));
-                }
+            if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+                && !["SCTP", "TCP", "UDP"].contains(&proto)
+            {
+                errors.push(FieldError::not_supported(
+                    format!("{at}.protocol"),
+                    json!(proto),
+                    &["SCTP", "TCP", "UDP"],
+                ));
             }
-            if let Some(n) = p.get("targetPort").and_then(Value::as_i64) {
-                if !(1..=65535).contains(&n) {
-                    errors.push(FieldError::invalid(
-                        format!("{at}.targetPort"),
-                        json!(n),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
+            if let Some(n) = p.get("targetPort").and_then(Value::as_i64)
+                && !(1..=65535).contains(&n)
+            {
+                errors.push(FieldError::invalid(
+                    format!("{at}.targetPort"),
+                    json!(n),
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
             let node_port = p.get("nodePort").and_then(Value::as_i64).filter(|n| *n != 0);
             if node_port.is_some() && kind == "ClusterIP" {
@@ -284,16 +290,19 @@ fn external_ip(svc: &Value, kind: &str) -> String {
         array_at(svc, "spec.externalIPs").iter().filter_map(Value::as_str).collect();
     match kind {
         "ClusterIP" | "NodePort" => {
-            if external.is_empty() { "<none>".into() } else { external.join(",") }
+            if external.is_empty() {
+                "<none>".into()
+            } else {
+                external.join(",")
+            }
         }
         "LoadBalancer" => {
             let mut all: Vec<&str> = array_at(svc, "status.loadBalancer.ingress")
                 .iter()
                 .filter_map(|i| {
-                    i.get("ip")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                        .or_else(|| i.get("hostname").and_then(Value::as_str).filter(|s| !s.is_empty()))
+                    i.get("ip").and_then(Value::as_str).filter(|s| !s.is_empty()).or_else(|| {
+                        i.get("hostname").and_then(Value::as_str).filter(|s| !s.is_empty())
+                    })
                 })
                 .collect();
             all.extend(external);
@@ -318,7 +327,10 @@ mod tests {
         assert_eq!(svc["spec"]["type"], "ClusterIP");
         assert_eq!(svc["spec"]["sessionAffinity"], "None");
         assert_eq!(svc["spec"]["internalTrafficPolicy"], "Cluster");
-        assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            svc["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         ServiceStrategy.prepare_for_create(&mut svc);
         assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
@@ -327,16 +339,23 @@ mod tests {
     #[test]
     fn validation_and_cells() {
         let bad = json!({"spec": {"type": "Weird", "ports": [{"port": 70000}]}});
-        let errors: Vec<String> = ServiceStrategy.validate(&bad).iter().map(ToString::to_string).collect();
-        assert_eq!(errors, [
-            "spec.type: Unsupported value: \"Weird\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
-            "spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
-        ]);
+        let errors: Vec<String> =
+            ServiceStrategy.validate(&bad).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "spec.type: Unsupported value: \"Weird\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\"",
+                "spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive",
+            ]
+        );
         let svc = json!({"spec": {"type": "NodePort", "clusterIPs": ["10.0.0.1"], "selector": {"app": "x"},
             "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}]}});
         let ctx = TableContext { now: chrono::Utc::now() };
         let cells = ServiceStrategy.cells(&svc, &ctx);
-        assert_eq!(cells[..4], [json!("NodePort"), json!("10.0.0.1"), json!("<none>"), json!("80:30080/TCP")]);
+        assert_eq!(
+            cells[..4],
+            [json!("NodePort"), json!("10.0.0.1"), json!("<none>"), json!("80:30080/TCP")]
+        );
         assert_eq!(cells[5], "app=x");
     }
 }

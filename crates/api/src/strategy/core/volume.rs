@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 
 use crate::strategy::Strategy;
-use crate::strategy::util::{AGE, age, array_at, col, default_field, keep_status, str_at, string_at};
+use crate::strategy::util::{
+    AGE, age, array_at, col, default_field, keep_status, str_at, string_at,
+};
 use crate::table::{Column, TableContext};
 use crate::validation::FieldError;
 
@@ -18,12 +20,17 @@ pub struct PersistentVolumeClaimStrategy;
 /// `GetAccessModesAsString`: the short forms in a fixed order.
 fn access_modes(modes: &[Value]) -> String {
     let has = |m: &str| modes.iter().any(|v| v.as_str() == Some(m));
-    [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
-        .iter()
-        .filter(|(long, _)| has(long))
-        .map(|(_, short)| *short)
-        .collect::<Vec<_>>()
-        .join(",")
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(long, _)| has(long))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
 }
 
 /// The storage class: `spec.storageClassName`, or the beta annotation.
@@ -36,7 +43,10 @@ fn storage_class(obj: &Value) -> String {
 }
 
 fn attributes_class(obj: &Value) -> String {
-    str_at(obj, "spec.volumeAttributesClassName").filter(|s| !s.is_empty()).unwrap_or("<unset>").to_string()
+    str_at(obj, "spec.volumeAttributesClassName")
+        .filter(|s| !s.is_empty())
+        .unwrap_or("<unset>")
+        .to_string()
 }
 
 fn volume_mode(obj: &Value) -> String {
@@ -114,10 +124,11 @@ impl Strategy for PersistentVolumeStrategy {
     }
 
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
-        let claim = match (str_at(obj, "spec.claimRef.namespace"), str_at(obj, "spec.claimRef.name")) {
-            (ns, Some(name)) => format!("{}/{name}", ns.unwrap_or_default()),
-            _ => String::new(),
-        };
+        let claim =
+            match (str_at(obj, "spec.claimRef.namespace"), str_at(obj, "spec.claimRef.name")) {
+                (ns, Some(name)) => format!("{}/{name}", ns.unwrap_or_default()),
+                _ => String::new(),
+            };
         vec![
             json!(quantity(obj, "/spec/capacity/storage")),
             json!(access_modes(array_at(obj, "spec.accessModes"))),
@@ -185,7 +196,10 @@ impl Strategy for PersistentVolumeClaimStrategy {
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
         let bound = str_at(obj, "spec.volumeName").is_some_and(|v| !v.is_empty());
         let (capacity, modes) = if bound {
-            (quantity(obj, "/status/capacity/storage"), access_modes(array_at(obj, "status.accessModes")))
+            (
+                quantity(obj, "/status/capacity/storage"),
+                access_modes(array_at(obj, "status.accessModes")),
+            )
         } else {
             (String::new(), String::new())
         };
