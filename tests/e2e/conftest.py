@@ -563,6 +563,8 @@ def summarize(ev) -> str:
     if not isinstance(ev, dict):
         return repr(ev)
     o = ev.get("object") or {}
+    if o.get("kind") == "Status":
+        return f"{ev.get('type')} Status {o.get('code')} {o.get('reason')}: {o.get('message')}"
     md = o.get("metadata") or {}
     return f"{ev.get('type')} {o.get('kind')} {md.get('name')} rv={md.get('resourceVersion')}"
 

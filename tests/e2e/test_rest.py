@@ -675,8 +675,8 @@ def test_watch_too_old_resource_version_is_410(cluster, ns):
         def list_gone():
             r = cluster.get(cms(ns), params={"resourceVersion": old_rv,
                                              "resourceVersionMatch": "Exact"})
-            return r if r.status_code != 200 else None
-        r = wait_for(list_gone, 15, interval=0.5, what=f"history before {old_rv} compacted")
+            return [r] if r.status_code != 200 else None  # (a 4xx Response is falsy)
+        [r] = wait_for(list_gone, 15, interval=0.5, what=f"history before {old_rv} compacted")
         st = assert_status(r, 410, "Expired")
         assert st["message"], st
         mk(cluster, ns, "after-compaction")

@@ -136,6 +136,12 @@ impl StatusError {
 
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
+        let mut details = self.details.clone();
+        if let Some(map) = details.as_mut().and_then(Value::as_object_mut)
+            && map.get("group").and_then(Value::as_str) == Some("")
+        {
+            map.remove("group");
+        }
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
@@ -148,8 +154,8 @@ impl StatusError {
         if self.reason.is_empty() {
             status.as_object_mut().map(|m| m.remove("reason"));
         }
-        if let (Some(details), Some(map)) = (&self.details, status.as_object_mut()) {
-            map.insert("details".into(), details.clone());
+        if let (Some(details), Some(map)) = (details, status.as_object_mut()) {
+            map.insert("details".into(), details);
         }
         if let Some(token) = &self.continue_token {
             status["metadata"] = json!({"continue": token});

@@ -44,6 +44,11 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// Why this object may never be deleted (a system namespace), if so.
+    fn refuse_delete(&self, _obj: &Value) -> Option<String> {
+        None
+    }
+
     /// Adjusts an object as it is marked for deletion (a namespace becomes `Terminating`).
     fn prepare_for_delete(&self, _obj: &mut Value) {}
 

@@ -1,7 +1,7 @@
 //! Reading request bodies: a size limit, and JSON or YAML into a JSON value.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use krust_api::StatusError;
 use serde_json::Value;
@@ -9,15 +9,29 @@ use serde_json::Value;
 /// The largest request body accepted (upstream: 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// How much of an oversized body is read and dropped before answering 413, so that the
+/// client sees the answer rather than a closed connection.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+
 /// Reads a whole body, refusing one larger than [`MAX_BODY_BYTES`] with 413.
-pub async fn read(body: Incoming) -> Result<Bytes, StatusError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(StatusError::too_large(MAX_BODY_BYTES))
+pub async fn read(mut body: Incoming) -> Result<Bytes, StatusError> {
+    let mut buffer = BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| StatusError::bad_request(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen <= MAX_BODY_BYTES {
+            buffer.extend_from_slice(&data);
+        } else if seen > DRAIN_BYTES {
+            break;
         }
-        Err(e) => Err(StatusError::bad_request(format!("cannot read the request body: {e}"))),
     }
+    if seen > MAX_BODY_BYTES {
+        return Err(StatusError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buffer.freeze())
 }
 
 /// Decodes a body as JSON, or as YAML when the content type says so.

@@ -178,6 +178,15 @@ async fn resource(
         (_, ns) => ns.map(str::to_string),
     };
     let ns = namespace.as_deref();
+    let named_verb_without_name = matches!(r.verb, "update" | "patch") && r.name.is_none();
+    if (r.verb == "create" && r.name.is_some() && r.subresource.is_none())
+        || named_verb_without_name
+    {
+        return Err(StatusError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({})",
+            qualified(&info)
+        )));
+    }
     let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
         StatusError::new(
             404,

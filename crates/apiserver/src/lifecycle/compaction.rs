@@ -9,6 +9,7 @@ use krust_store::Store;
 /// Compacts `store` every `interval`, to the revision of the previous tick.
 pub async fn run(store: Arc<dyn Store>, interval: Duration) {
     let mut previous = None;
+    let mut compacted = 0;
     loop {
         tokio::time::sleep(interval).await;
         let current = match store.current_revision().await {
@@ -18,9 +19,12 @@ pub async fn run(store: Arc<dyn Store>, interval: Duration) {
                 continue;
             }
         };
-        if let Some(target) = previous.filter(|p| *p > 0) {
+        if let Some(target) = previous.filter(|p| *p > compacted) {
             match store.compact(target).await {
-                Ok(()) => tracing::debug!(revision = target, "compacted"),
+                Ok(()) => {
+                    compacted = target;
+                    tracing::debug!(revision = target, "compacted");
+                }
                 Err(e) => tracing::warn!(error = %e, revision = target, "compaction failed"),
             }
         }

@@ -4,6 +4,7 @@
 //!
 //! Level-triggered: each pass looks at every terminating namespace, whatever event woke it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,12 @@ pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
         if !holds {
             continue;
         }
-        if empty(api, &name).await? {
+        let remaining = empty(api, &name).await?;
+        if !remaining.is_empty() {
+            report(api, &ns_info, &ns, &remaining).await?;
+            continue;
+        }
+        {
             let finalizers: Vec<Value> = path(&ns, "spec.finalizers")
                 .and_then(Value::as_array)
                 .map(|f| f.iter().filter(|v| *v != FINALIZER).cloned().collect())
@@ -64,6 +70,42 @@ pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
         }
     }
     Ok(())
+}
+
+/// Writes the conditions that say what blocks the deletion, when they changed.
+async fn report(
+    api: &ApiServer,
+    info: &ResourceInfo,
+    ns: &Value,
+    remaining: &Remaining,
+) -> Result<(), StatusError> {
+    let now = crate::registry::timestamp(chrono::Utc::now());
+    let conditions = remaining.conditions(&now);
+    let unchanged = |old: &Value| {
+        let strip = |v: &Value| {
+            v.as_array().map(|a| {
+                a.iter()
+                    .map(|c| (c["type"].clone(), c["status"].clone(), c["message"].clone()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        strip(old) == strip(&conditions)
+    };
+    if ns.pointer("/status/conditions").is_some_and(unchanged) {
+        return Ok(());
+    }
+    let mut updated = ns.clone();
+    updated["status"]["conditions"] = conditions;
+    let name = meta_str(ns, "name").unwrap_or_default().to_string();
+    match api
+        .registry
+        .update(info, None, &name, Subresource::Status, updated, WriteOptions::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 || e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The namespaced resources, one per storage (shared storages are listed once).
@@ -82,19 +124,121 @@ fn namespaced_storages(api: &ApiServer) -> Vec<ResourceInfo> {
     out
 }
 
-/// Deletes what is left in `namespace`; answers whether nothing is left.
-async fn empty(api: &ApiServer, namespace: &str) -> Result<bool, StatusError> {
-    let mut empty = true;
+/// What is left in a namespace after a deletion pass.
+#[derive(Debug, Default, PartialEq)]
+struct Remaining {
+    /// Objects left, per resource.
+    resources: BTreeMap<String, usize>,
+    /// Objects left, per finalizer that holds them.
+    finalizers: BTreeMap<String, usize>,
+}
+
+impl Remaining {
+    fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// The namespace's status conditions that say what blocks its deletion, as upstream's
+    /// namespace controller reports them.
+    fn conditions(&self, now: &str) -> Value {
+        let condition = |kind: &str, status: bool, reason: &str, message: String| json!({"type": kind, "status": if status { "True" } else { "False" }, "lastTransitionTime": now, "reason": reason, "message": message});
+        let content = self
+            .resources
+            .iter()
+            .map(|(r, n)| format!("{r} has {n} resource instances"))
+            .collect::<Vec<_>>();
+        let finalizers = self
+            .finalizers
+            .iter()
+            .map(|(f, n)| format!("{f} in {n} resource instances"))
+            .collect::<Vec<_>>();
+        json!([
+            condition(
+                "NamespaceDeletionDiscoveryFailure",
+                false,
+                "ResourcesDiscovered",
+                "All resources successfully discovered".into()
+            ),
+            condition(
+                "NamespaceDeletionGroupVersionParsingFailure",
+                false,
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed".into()
+            ),
+            condition(
+                "NamespaceDeletionContentFailure",
+                false,
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization".into()
+            ),
+            if content.is_empty() {
+                condition(
+                    "NamespaceContentRemaining",
+                    false,
+                    "ContentRemoved",
+                    "All content successfully removed".into(),
+                )
+            } else {
+                condition(
+                    "NamespaceContentRemaining",
+                    true,
+                    "SomeResourcesRemain",
+                    format!("Some resources are remaining: {}", content.join(", ")),
+                )
+            },
+            if finalizers.is_empty() {
+                condition(
+                    "NamespaceFinalizersRemaining",
+                    false,
+                    "ContentHasNoFinalizers",
+                    "All content-preserving finalizers finished".into(),
+                )
+            } else {
+                condition(
+                    "NamespaceFinalizersRemaining",
+                    true,
+                    "SomeFinalizersRemain",
+                    format!(
+                        "Some content in the namespace has finalizers remaining: {}",
+                        finalizers.join(", ")
+                    ),
+                )
+            },
+        ])
+    }
+}
+
+/// Deletes what is left in `namespace`; answers what is still there.
+async fn empty(api: &ApiServer, namespace: &str) -> Result<Remaining, StatusError> {
+    let mut remaining = Remaining::default();
     let opts =
         DeleteOptions { propagation_policy: Some("Background".into()), ..DeleteOptions::default() };
     for info in namespaced_storages(api) {
-        let left =
+        let touched =
             api.registry.delete_collection(&info, Some(namespace), &list_all()?, &opts).await?;
-        if !left.is_empty() {
-            // Deleted now or pending; look again on the next pass.
-            let listed = api.registry.list(&info, Some(namespace), &list_all()?).await?;
-            empty &= listed.items.is_empty();
+        if touched.is_empty() {
+            continue;
+        }
+        // Deleted now or pending; what the cache still shows is looked at again next pass.
+        let left = api.registry.list(&info, Some(namespace), &list_all()?).await?.items;
+        if left.is_empty() {
+            continue;
+        }
+        let resource = if info.group.is_empty() {
+            format!("{}.", info.plural)
+        } else {
+            format!("{}.{}", info.plural, info.group)
+        };
+        remaining.resources.insert(resource, left.len());
+        for obj in &left {
+            for finalizer in
+                obj.pointer("/metadata/finalizers").and_then(Value::as_array).into_iter().flatten()
+            {
+                if let Some(f) = finalizer.as_str() {
+                    *remaining.finalizers.entry(f.to_string()).or_default() += 1;
+                }
+            }
         }
     }
-    Ok(empty)
+    Ok(remaining)
 }

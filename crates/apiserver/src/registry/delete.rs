@@ -116,7 +116,19 @@ impl Registry {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-            if has_finalizers || grace.is_some() {
+            // Something besides finalizers may hold the object once marked (a namespace's
+            // spec.finalizers); look at it as it would be marked.
+            let mut probe = new.clone();
+            metadata_mut(&mut probe)
+                .insert("deletionGracePeriodSeconds".into(), Value::from(grace.unwrap_or(0)));
+            let held = has_finalizers || grace.is_some() || info.strategy.deletion_held(&probe);
+            if let Some(refusal) = info.strategy.refuse_delete(&old) {
+                return Err(StatusError::forbidden(format!(
+                    "{} \"{name}\" is forbidden: {refusal}",
+                    info.plural
+                )));
+            }
+            if held {
                 if marked && !finalizers_changed {
                     return Ok(Deleted::Pending(to_served(info, old)));
                 }

@@ -87,6 +87,25 @@ fn spec_of(obj: &Value) -> Map<String, Value> {
     map
 }
 
+/// Validates what an update may not change in metadata: no new finalizers once the object is
+/// being deleted.
+pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    if old.pointer("/metadata/deletionTimestamp").is_none() {
+        return Vec::new();
+    }
+    let list = |v: &Value| -> Vec<Value> {
+        v.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default()
+    };
+    let before = list(old);
+    if list(new).iter().any(|f| !before.contains(f)) {
+        return vec![FieldError::forbidden(
+            "metadata.finalizers",
+            "no new finalizers can be added if the object is being deleted",
+        )];
+    }
+    Vec::new()
+}
+
 /// Validates the metadata of an object (name, namespace, labels, annotations).
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();

@@ -92,7 +92,12 @@ impl Registry {
 
     /// Whether `namespace` exists and is not terminating; the error is what a create into it
     /// is answered with.
-    pub async fn check_namespace_open(&self, namespace: &str) -> Result<(), StatusError> {
+    pub async fn check_namespace_open(
+        &self,
+        info: &ResourceInfo,
+        name: &str,
+        namespace: &str,
+    ) -> Result<(), StatusError> {
         let key = format!("/registry/core/namespaces/{namespace}");
         let Some((ns, _)) = self.current(&key).await? else {
             return Err(StatusError::not_found("", "namespaces", namespace));
@@ -105,11 +110,21 @@ impl Registry {
                     serde_json::json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]}),
                 ),
                 ..StatusError::forbidden(format!(
-                    "unable to create new content in namespace {namespace} because it is being terminated"
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
+                    qualified(info)
                 ))
             });
         }
         Ok(())
+    }
+}
+
+/// `plural.group`, or `plural` for the core group.
+fn qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
     }
 }
 
@@ -163,22 +178,29 @@ fn store_error(e: StoreError) -> StatusError {
         StoreError::Compacted { requested, compacted } => {
             StatusError::gone(format!("too old resource version: {requested} ({compacted})"))
         }
-        StoreError::FutureRevision { requested, current } => StatusError::new(
-            504,
-            "Timeout",
-            format!("Too large resource version: {requested}, current: {current}"),
-        ),
+        StoreError::FutureRevision { requested, current } => {
+            too_large(format!("Too large resource version: {requested}, current: {current}"))
+        }
         other => StatusError::internal(other.to_string()),
+    }
+}
+
+/// 504 for a resourceVersion the server has not reached, with the cause clients look for.
+fn too_large(message: String) -> StatusError {
+    StatusError {
+        details: Some(serde_json::json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        })),
+        ..StatusError::new(504, "Timeout", message)
     }
 }
 
 fn cache_error(e: CacheError) -> StatusError {
     match e {
-        CacheError::NotFresh(rv) => StatusError::new(
-            504,
-            "Timeout",
-            format!("Too large resource version: {rv}, the watch cache has not caught up"),
-        ),
+        CacheError::NotFresh(rv) => too_large(format!(
+            "Too large resource version: {rv}, the watch cache has not caught up"
+        )),
         CacheError::Store(e) => store_error(e),
     }
 }

@@ -35,8 +35,10 @@ impl Query {
         match values.as_slice() {
             [] => Ok(false),
             values if values.iter().all(|v| *v == "All") => Ok(true),
-            _ => Err(StatusError::bad_request(
-                "dryRun: Unsupported value: supported values: \"All\"",
+            values => Err(StatusError::new(
+                422,
+                "Invalid",
+                format!("dryRun: Unsupported value: {values:?}: supported values: \"All\""),
             )),
         }
     }
@@ -101,6 +103,9 @@ impl ListOptions {
         let rv = q.get("resourceVersion").filter(|s| !s.is_empty());
         let revision = match (rv, q.get("resourceVersionMatch").filter(|s| !s.is_empty())) {
             (None, None) => RevisionMatch::Latest,
+            (None, Some("NotOlderThan")) if watch && q.get("sendInitialEvents").is_some() => {
+                RevisionMatch::Latest
+            }
             (None, Some(m)) => {
                 return Err(StatusError::invalid_options(format!(
                     "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided (got {m:?})"
@@ -132,7 +137,12 @@ impl ListOptions {
             revision,
             bookmarks: q.flag("allowWatchBookmarks"),
             send_initial_events,
-            timeout_seconds: q.get("timeoutSeconds").and_then(|t| t.parse().ok()),
+            timeout_seconds: match q.get("timeoutSeconds") {
+                None | Some("") => None,
+                Some(raw) => Some(raw.parse().map_err(|_| {
+                    StatusError::bad_request(format!("invalid timeoutSeconds: {raw:?}"))
+                })?),
+            },
         })
     }
 }

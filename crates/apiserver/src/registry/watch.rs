@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::list::{check_fields, selected};
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error, to_served};
-use crate::watchcache::{CacheEvent, WatchStart};
+use crate::watchcache::{CacheEvent, CachedObject, WatchStart};
 
 /// How often a watcher that asked for bookmarks gets one when nothing else happens.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(1);
@@ -132,12 +132,24 @@ impl Registry {
         let reached = self.cache.revision();
         let (snapshot, snapshot_revision, replay, live) = match cache.watch_from(resume_from) {
             WatchStart::TooOld { oldest } => {
+                // Older than the cache's window (for example just after a restart): follow the
+                // store's own history instead, which reaches back to the last compaction.
                 let rv = resume_from.unwrap_or_default();
-                let status =
-                    StatusError::gone(format!("too old resource version: {rv} ({oldest})"))
-                        .to_status();
-                // The watch itself succeeds and carries the error, as upstream's cacher does.
-                let _ = watcher.tx.try_send(WatchEvent { kind: WatchKind::Error, object: status });
+                match self.store.watch(&watcher.prefix, rv).await {
+                    Ok(stream) => {
+                        tokio::spawn(follow_store(watcher, stream));
+                    }
+                    Err(krust_store::StoreError::Compacted { .. }) => {
+                        let status =
+                            StatusError::gone(format!("too old resource version: {rv} ({oldest})"))
+                                .to_status();
+                        // The watch itself succeeds and carries the error, as upstream's cacher does.
+                        let _ = watcher
+                            .tx
+                            .try_send(WatchEvent { kind: WatchKind::Error, object: status });
+                    }
+                    Err(e) => return Err(super::store_error(e)),
+                }
                 return Ok(rx);
             }
             WatchStart::Ready { snapshot, snapshot_revision, replay, live } => {
@@ -176,6 +188,58 @@ impl Registry {
             follow(watcher, live, revision_rx).await;
         });
         Ok(rx)
+    }
+}
+
+/// Forwards events read from the store's history (a watch older than the cache's window)
+/// until the client goes, the timeout passes or the history is gone.
+async fn follow_store(watcher: Watcher, mut stream: krust_store::WatchStream) {
+    use futures::StreamExt;
+    let timeout = Duration::from_secs(watcher.opts.timeout_seconds.unwrap_or(30 * 60).max(1));
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut last_bookmark = tokio::time::Instant::now();
+    loop {
+        let item = tokio::select! {
+            () = watcher.tx.closed() => return,
+            () = &mut deadline => return,
+            item = stream.next() => item,
+        };
+        let event = match item {
+            Some(Ok(event)) => event,
+            Some(Err(krust_store::StoreError::Compacted { requested, compacted })) => {
+                let status = StatusError::gone(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ))
+                .to_status();
+                let _ =
+                    watcher.tx.send(WatchEvent { kind: WatchKind::Error, object: status }).await;
+                return;
+            }
+            Some(Err(_)) | None => return,
+        };
+        if event.kind == EventKind::Progress {
+            if watcher.opts.bookmarks && last_bookmark.elapsed() >= BOOKMARK_INTERVAL {
+                last_bookmark = tokio::time::Instant::now();
+                if watcher.tx.send(watcher.bookmark(event.revision, false)).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        let Some(object) = CachedObject::decode(event.kv) else { continue };
+        let prev = event.prev.and_then(CachedObject::decode).map(Arc::new);
+        let cache_event = CacheEvent {
+            kind: event.kind,
+            object: Arc::new(object),
+            prev,
+            revision: event.revision,
+        };
+        if let Some(out) = watcher.translate(&cache_event)
+            && watcher.tx.send(out).await.is_err()
+        {
+            return;
+        }
     }
 }
 

@@ -96,7 +96,7 @@ impl Registry {
             return Err(StatusError::invalid(info.group, info.kind, name_of(&obj), &errors));
         }
         if let Some(ns) = namespace.filter(|_| info.namespaced()) {
-            self.check_namespace_open(ns).await?;
+            self.check_namespace_open(info, name_of(&obj), ns).await?;
         }
         let name = name_of(&obj).to_string();
         let key = info.storage_key(namespace, &name);
@@ -206,6 +206,7 @@ impl Registry {
                 info.strategy.prepare_for_update(&mut new, &old);
             }
             let mut errors = meta::validate(info, &new);
+            errors.extend(meta::validate_update(&new, &old));
             errors.extend(info.strategy.validate_update(&new, &old));
             if !errors.is_empty() {
                 return Err(StatusError::invalid(info.group, info.kind, name, &errors));

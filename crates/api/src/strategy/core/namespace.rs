@@ -17,6 +17,9 @@ const NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 const COLUMNS: &[Column] = &[col("Status", "The status of the namespace"), AGE];
 
+/// Namespaces that may never be deleted (upstream's NamespaceLifecycle admission).
+const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 impl Strategy for NamespaceStrategy {
     fn name_rule(&self) -> NameRule {
         NameRule::Label
@@ -64,6 +67,11 @@ impl Strategy for NamespaceStrategy {
 
     fn prepare_for_delete(&self, obj: &mut Value) {
         crate::object::set_path(obj, "status.phase", json!("Terminating"));
+    }
+
+    fn refuse_delete(&self, obj: &Value) -> Option<String> {
+        let name = crate::object::name(obj)?;
+        IMMORTAL.contains(&name).then(|| "this namespace may not be deleted".to_string())
     }
 
     fn deletion_held(&self, obj: &Value) -> bool {
