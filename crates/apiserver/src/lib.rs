@@ -42,6 +42,8 @@ pub struct Config {
     pub datastore_endpoints: Vec<String>,
     /// How often history older than one interval is compacted.
     pub compaction_interval: Duration,
+    /// Where service cluster IPs and node ports come from.
+    pub service_ranges: registry::ServiceRanges,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             port: 6443,
             datastore_endpoints: Vec::new(),
             compaction_interval: Duration::from_secs(300),
+            service_ranges: registry::ServiceRanges::default(),
         }
     }
 }
@@ -136,9 +139,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?;
     let tls = http::serve::tls_config(&pki)?;
 
-    let registry = Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin())).await?;
+    let registry =
+        Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin()), config.service_ranges)
+            .await?;
     let api = Arc::new(ApiServer { registry, advertise_address });
-    lifecycle::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
+    lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
+        .await
+        .map_err(StartError::Bootstrap)?;
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api)));

@@ -40,6 +40,12 @@ struct ServerArgs {
     /// etcd endpoints (comma-separated URLs); the embedded store when absent.
     #[arg(long, value_delimiter = ',')]
     datastore_endpoint: Vec<String>,
+    /// The IPv4 range service cluster IPs come from.
+    #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
+    service_cidr: (std::net::Ipv4Addr, u8),
+    /// The range of node ports, as `FIRST-LAST`.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: (u16, u16),
     /// How often history older than one interval is compacted (for example `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: Duration,
@@ -50,6 +56,26 @@ enum BenchCommand {
     /// The API server (create, get, list, watch fan-out) and the raw store, on the embedded
     /// store and on etcd.
     Api(krust_bench::ApiBenchArgs),
+}
+
+fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let bad = || format!("invalid IPv4 CIDR {raw:?} (for example 10.43.0.0/16)");
+    let (ip, prefix) = raw.split_once('/').ok_or_else(bad)?;
+    let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(bad)?;
+    let mask = u32::MAX << (32 - u32::from(prefix));
+    Ok((std::net::Ipv4Addr::from(u32::from(ip) & mask), prefix))
+}
+
+fn parse_port_range(raw: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid port range {raw:?} (for example 30000-32767)");
+    let (low, high) = raw.split_once('-').ok_or_else(bad)?;
+    let (low, high): (u16, u16) =
+        (low.parse().map_err(|_| bad())?, high.parse().map_err(|_| bad())?);
+    if low == 0 || low > high {
+        return Err(bad());
+    }
+    Ok((low, high))
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -93,6 +119,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.port,
         datastore_endpoints: args.datastore_endpoint,
         compaction_interval: args.etcd_compaction_interval,
+        service_ranges: krust_apiserver::registry::ServiceRanges {
+            network: args.service_cidr.0,
+            prefix: args.service_cidr.1,
+            node_ports: args.service_node_port_range,
+        },
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");

@@ -6,14 +6,18 @@ pub mod namespace;
 use krust_api::StatusError;
 use serde_json::json;
 
-use crate::registry::{Registry, WriteOptions};
+use crate::registry::{Registry, ServiceRanges, WriteOptions};
 
 /// The namespaces every cluster has.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the namespaces every cluster has, when absent.
-pub async fn bootstrap(registry: &Registry) -> Result<(), StatusError> {
+/// Creates the namespaces every cluster has, and the `kubernetes` service, when absent.
+pub async fn bootstrap(
+    registry: &Registry,
+    ranges: ServiceRanges,
+    port: u16,
+) -> Result<(), StatusError> {
     let Some(info) = registry.catalog().lookup("", "v1", "namespaces").copied() else {
         return Err(StatusError::internal("the catalog has no namespaces"));
     };
@@ -24,6 +28,26 @@ pub async fn bootstrap(registry: &Registry) -> Result<(), StatusError> {
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(e),
         }
+    }
+    let Some(services) = registry.catalog().lookup("", "v1", "services").copied() else {
+        return Err(StatusError::internal("the catalog has no services"));
+    };
+    let kubernetes = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": ranges.first().to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            "sessionAffinity": "None",
+        },
+    });
+    match registry.create(&services, Some("default"), kubernetes, WriteOptions::default()).await {
+        Ok(_) => tracing::info!("created service default/kubernetes"),
+        Err(e) if e.code == 409 => {}
+        Err(e) if e.code == 422 && e.message.contains("already allocated") => {}
+        Err(e) => return Err(e),
     }
     Ok(())
 }

@@ -158,7 +158,12 @@ impl Registry {
                 return Ok(Deleted::Now(to_served(info, old)));
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok(kv) => return Ok(Deleted::Now(to_served(info, decode(&kv)?))),
+                Ok(kv) => {
+                    if let Some(hooks) = self.hooks(info) {
+                        hooks.after_delete(self.store.as_ref(), &old).await;
+                    }
+                    return Ok(Deleted::Now(to_served(info, decode(&kv)?)));
+                }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {
                     return Err(StatusError::not_found(info.group, info.plural, name));

@@ -9,6 +9,7 @@
 
 mod continue_token;
 mod delete;
+mod hooks;
 mod list;
 mod meta;
 pub mod options;
@@ -16,6 +17,7 @@ mod subresource;
 mod watch;
 mod write;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use krust_api::object::{meta_str, metadata_mut};
@@ -26,6 +28,7 @@ use serde_json::Value;
 use crate::watchcache::{CacheError, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted};
+pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
 pub use list::ListResult;
 pub use meta::timestamp;
 pub use subresource::Subresource;
@@ -40,17 +43,31 @@ pub struct Registry {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
     catalog: Arc<Catalog>,
+    /// Per-resource work around writes, by storage prefix.
+    hooks: HashMap<String, Arc<dyn ResourceHooks>>,
 }
 
 impl Registry {
-    /// A registry over `store`, with caches of every resource of `catalog`.
-    pub async fn new(store: Arc<dyn Store>, catalog: Arc<Catalog>) -> Result<Self, StoreError> {
+    /// A registry over `store`, with caches of every resource of `catalog`; services are
+    /// allocated addresses and ports from `ranges`.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        ranges: ServiceRanges,
+    ) -> Result<Self, StoreError> {
         let mut prefixes: Vec<String> =
             catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
         prefixes.sort();
         prefixes.dedup();
         let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
-        Ok(Self { store, cache, catalog })
+        let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
+        hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
+        Ok(Self { store, cache, catalog, hooks })
+    }
+
+    /// The hooks of a resource, if it has any.
+    fn hooks(&self, info: &ResourceInfo) -> Option<&Arc<dyn ResourceHooks>> {
+        self.hooks.get(&info.storage_prefix())
     }
 
     /// The catalog served.

@@ -104,14 +104,32 @@ impl Registry {
             if self.store.get(&key).await.map_err(store_error)?.is_some() {
                 return Err(StatusError::already_exists(info.group, info.plural, &name));
             }
+            if let Some(hooks) = self.hooks(info) {
+                hooks.before_create(self.store.as_ref(), &mut obj, true).await?;
+            }
             return Ok(to_served(info, obj));
         }
-        match self.store.create(&key, encode(obj)?).await {
+        let hooks = self.hooks(info);
+        if let Some(hooks) = hooks {
+            hooks.before_create(self.store.as_ref(), &mut obj, false).await?;
+        }
+        let result = match encode(obj.clone()) {
+            Ok(bytes) => self.store.create(&key, bytes).await.map_err(|e| match e {
+                StoreError::AlreadyExists { .. } => {
+                    StatusError::already_exists(info.group, info.plural, &name)
+                }
+                e => store_error(e),
+            }),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(kv) => Ok(to_served(info, decode(&kv)?)),
-            Err(StoreError::AlreadyExists { .. }) => {
-                Err(StatusError::already_exists(info.group, info.plural, &name))
+            Err(e) => {
+                if let Some(hooks) = hooks {
+                    hooks.create_failed(self.store.as_ref(), &obj).await;
+                }
+                Err(e)
             }
-            Err(e) => Err(store_error(e)),
         }
     }
 
@@ -216,6 +234,9 @@ impl Registry {
             if new == old {
                 return Ok(sub.view(info, to_served(info, old)));
             }
+            if let Some(hooks) = self.hooks(info) {
+                hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
+            }
             if opts.dry_run {
                 return Ok(sub.view(info, to_served(info, new)));
             }
@@ -242,7 +263,16 @@ impl Registry {
                 }
             };
             match result {
-                Ok(stored) => return Ok(sub.view(info, to_served(info, stored))),
+                Ok(stored) => {
+                    if let Some(hooks) = self.hooks(info) {
+                        if finalized {
+                            hooks.after_delete(self.store.as_ref(), &old).await;
+                        } else {
+                            hooks.after_update(self.store.as_ref(), &stored, &old).await;
+                        }
+                    }
+                    return Ok(sub.view(info, to_served(info, stored)));
+                }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => {
                     return Err(StatusError::conflict(

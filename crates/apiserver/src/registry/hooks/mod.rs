@@ -1,0 +1,44 @@
+//! Per-resource work the generic registry cannot do from a pure strategy because it needs the
+//! store: allocating service cluster IPs and node ports, as upstream wraps a resource's
+//! storage. Hooks are registered by group and resource; the registry calls them around writes.
+
+mod service;
+
+use async_trait::async_trait;
+use krust_api::StatusError;
+use krust_store::Store;
+use serde_json::Value;
+
+pub use service::{ServiceAllocator, ServiceRanges};
+
+/// Work done around the writes of one resource.
+#[async_trait]
+pub trait ResourceHooks: Send + Sync {
+    /// Before a new object (validated, in its storage version) is stored: reserve what it
+    /// needs and record it in the object. `dry_run` checks without reserving.
+    async fn before_create(
+        &self,
+        store: &dyn Store,
+        obj: &mut Value,
+        dry_run: bool,
+    ) -> Result<(), StatusError>;
+
+    /// After the store refused a create that [`before_create`](Self::before_create) prepared:
+    /// release what it reserved.
+    async fn create_failed(&self, store: &dyn Store, obj: &Value);
+
+    /// Before an update is stored: reserve what the new object needs beyond the old one.
+    async fn before_update(
+        &self,
+        store: &dyn Store,
+        new: &mut Value,
+        old: &Value,
+        dry_run: bool,
+    ) -> Result<(), StatusError>;
+
+    /// After an update was stored: release what only the old object held.
+    async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value);
+
+    /// After an object is gone: release what it held.
+    async fn after_delete(&self, store: &dyn Store, obj: &Value);
+}
