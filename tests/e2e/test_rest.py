@@ -661,6 +661,7 @@ def expect_gone(cluster, path, params):
 
 def test_watch_too_old_resource_version_is_410(cluster, ns):
     old = mk(cluster, ns, "old")
+    mk(cluster, ns, "old-too")
     old_rv = old["metadata"]["resourceVersion"]
     page = cluster.ok("GET", cms(ns), params={"limit": 1})
     for i in range(3):
@@ -682,10 +683,18 @@ def test_watch_too_old_resource_version_is_410(cluster, ns):
         mk(cluster, ns, "after-compaction")
 
         expect_gone(cluster, cms(ns), {"resourceVersion": old_rv})
-        if page["metadata"].get("continue"):
-            assert_status(cluster.get(cms(ns), params={"limit": 1,
-                                                       "continue": page["metadata"]["continue"]}),
-                          410, "Expired")
+        assert page["metadata"].get("continue"), page["metadata"]
+        st = assert_status(cluster.get(cms(ns), params={"limit": 1,
+                                                        "continue": page["metadata"]["continue"]}),
+                           410, "Expired")
+        # upstream hands back an inconsistent continue token that lists the rest as of now
+        inconsistent = st["metadata"].get("continue")
+        assert inconsistent and "inconsistent list" in st["message"], st
+        rest = cluster.ok("GET", cms(ns), params={"limit": 500, "continue": inconsistent})
+        first = page["items"][0]["metadata"]["name"]
+        names = [i["metadata"]["name"] for i in rest["items"]]
+        # keys sort by name: only "old-too" follows the first page's "old"
+        assert first == "old" and names == ["old-too"], names
         # the server still answers normally, and a watch from now works
         assert "after-compaction" in list_names(cluster, cms(ns))
         now = cluster.ok("GET", cms(ns))["metadata"]["resourceVersion"]
