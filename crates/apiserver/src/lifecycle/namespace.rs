@@ -57,17 +57,15 @@ pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
             report(api, &ns_info, &ns, &remaining).await?;
             continue;
         }
-        {
-            let finalizers: Vec<Value> = path(&ns, "spec.finalizers")
-                .and_then(Value::as_array)
-                .map(|f| f.iter().filter(|v| *v != FINALIZER).cloned().collect())
-                .unwrap_or_default();
-            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": finalizers}});
-            registry
-                .update(&ns_info, None, &name, Subresource::Finalize, body, WriteOptions::default())
-                .await?;
-            tracing::info!(namespace = %name, "namespace emptied and finalized");
-        }
+        let finalizers: Vec<Value> = path(&ns, "spec.finalizers")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter(|v| *v != FINALIZER).cloned().collect())
+            .unwrap_or_default();
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {"finalizers": finalizers}});
+        registry
+            .update(&ns_info, None, &name, Subresource::Finalize, body, WriteOptions::default())
+            .await?;
+        tracing::info!(namespace = %name, "namespace emptied and finalized");
     }
     Ok(())
 }

@@ -153,7 +153,7 @@ impl Registry {
                 "the name of the object ({given}) does not match the name on the URL ({name})"
             )));
         }
-        self.write_with(info, namespace, name, opts, |_, _| Ok(body.clone()), sub).await
+        self.write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub).await
     }
 
     /// Applies a patch to an object (or one of its subresources).
@@ -168,7 +168,7 @@ impl Registry {
         patch: &[u8],
         opts: WriteOptions,
     ) -> Result<Value, StatusError> {
-        let patch_fn = |current_view: &Value, _: &ResourceInfo| -> Result<Value, StatusError> {
+        let patch_fn = |current_view: &Value| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (
                 current_view
                     .get("apiVersion")
@@ -192,7 +192,7 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
         opts: WriteOptions,
-        change: impl Fn(&Value, &ResourceInfo) -> Result<Value, StatusError>,
+        change: impl Fn(&Value) -> Result<Value, StatusError>,
         sub: Subresource,
     ) -> Result<Value, StatusError> {
         let key = info.storage_key(namespace, name);
@@ -201,7 +201,7 @@ impl Registry {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
             let old_view = sub.view(info, to_served(info, old.clone()));
-            let new_view = change(&old_view, info)?;
+            let new_view = change(&old_view)?;
             // A resourceVersion in the client's object is a precondition.
             let precondition = meta_str(&new_view, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
