@@ -9,6 +9,7 @@
 //! - [`validation`]: name rules and field errors.
 //! - [`status`]: the `Status` error shape every failure is answered with.
 //! - [`object`]: access to `metadata` on objects kept as JSON.
+//! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
@@ -17,6 +18,7 @@
 pub mod catalog;
 pub mod object;
 pub mod patch;
+pub mod protobuf;
 pub mod selector;
 pub mod status;
 pub mod strategy;

@@ -6,8 +6,6 @@ use krust_api::validation::FieldError;
 use krust_api::{ResourceInfo, StatusError};
 use serde_json::{Value, json};
 
-use super::to_stored;
-
 /// Which part of an object a request reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subresource {
@@ -70,7 +68,7 @@ impl Subresource {
         }
     }
 
-    /// The new stored object: `old` (stored) changed as the client's `view` of it says.
+    /// The new object: `old` changed as the client's `view` of it says (both served).
     pub fn merge(
         self,
         info: &ResourceInfo,
@@ -79,14 +77,13 @@ impl Subresource {
     ) -> Result<Value, StatusError> {
         match self {
             Self::Main => {
-                let mut new = to_stored(info, view);
+                let mut new = view;
                 if info.status {
                     carry(&mut new, old, "status");
                 }
                 Ok(new)
             }
             Self::Status => {
-                let view = to_stored(info, view);
                 let mut new = old.clone();
                 carry(&mut new, &view, "status");
                 Ok(new)

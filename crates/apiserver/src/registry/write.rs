@@ -44,6 +44,15 @@ pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
     Ok(())
 }
 
+/// Sets the served `apiVersion` and `kind` (a client may leave them out).
+fn with_type(info: &ResourceInfo, mut obj: Value) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(info.api_version()));
+        map.insert("kind".into(), Value::String(info.kind.to_string()));
+    }
+    obj
+}
+
 /// Puts the URL's namespace on an object, refusing a different one.
 fn set_namespace(
     info: &ResourceInfo,
@@ -86,7 +95,8 @@ impl Registry {
     ) -> Result<Value, StatusError> {
         check_kind(info, &obj)?;
         set_namespace(info, &mut obj, namespace)?;
-        let mut obj = to_stored(info, obj);
+        // The strategy sees the version the client sent; the store gets the storage version.
+        let mut obj = with_type(info, obj);
         meta::prepare_create(info, &mut obj, Utc::now());
         info.strategy.default(&mut obj);
         info.strategy.prepare_for_create(&mut obj);
@@ -100,6 +110,7 @@ impl Registry {
         }
         let name = name_of(&obj).to_string();
         let key = info.storage_key(namespace, &name);
+        let mut obj = to_stored(info, obj);
         if opts.dry_run {
             if self.store.get(&key).await.map_err(store_error)?.is_some() {
                 return Err(StatusError::already_exists(info.group, info.plural, &name));
@@ -200,7 +211,8 @@ impl Registry {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            let old_view = sub.view(info, to_served(info, old.clone()));
+            let old_served = to_served(info, old.clone());
+            let old_view = sub.view(info, old_served.clone());
             let new_view = change(&old_view)?;
             // A resourceVersion in the client's object is a precondition.
             let precondition = meta_str(&new_view, "resourceVersion")
@@ -216,29 +228,24 @@ impl Registry {
                     "the object has been modified; please apply your changes to the latest version and try again",
                 ));
             }
-            let mut new = sub.merge(info, &old, new_view)?;
+            // The strategy sees the served version; the store gets the storage version.
+            let mut new = with_type(info, sub.merge(info, &old_served, new_view)?);
             set_namespace(info, &mut new, namespace)?;
-            meta::prepare_update(info, &mut new, &old);
+            meta::prepare_update(info, &mut new, &old_served);
             info.strategy.default(&mut new);
             if sub == Subresource::Main {
-                info.strategy.prepare_for_update(&mut new, &old);
+                info.strategy.prepare_for_update(&mut new, &old_served);
             }
             let mut errors = meta::validate(info, &new);
-            errors.extend(meta::validate_update(&new, &old));
-            errors.extend(info.strategy.validate_update(&new, &old));
+            errors.extend(meta::validate_update(&new, &old_served));
+            errors.extend(info.strategy.validate_update(&new, &old_served));
             if !errors.is_empty() {
                 return Err(StatusError::invalid(info.group, info.kind, name, &errors));
             }
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-            if new == old {
-                return Ok(sub.view(info, to_served(info, old)));
-            }
-            if let Some(hooks) = self.hooks(info) {
-                hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
-            }
-            if opts.dry_run {
-                return Ok(sub.view(info, to_served(info, new)));
+            if new == old_served {
+                return Ok(sub.view(info, old_served));
             }
             // An object being deleted goes once its last finalizer is removed.
             let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
@@ -247,6 +254,13 @@ impl Registry {
                     .and_then(Value::as_array)
                     .is_none_or(Vec::is_empty)
                 && !info.strategy.deletion_held(&new);
+            let mut new = to_stored(info, new);
+            if let Some(hooks) = self.hooks(info) {
+                hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
+            }
+            if opts.dry_run {
+                return Ok(sub.view(info, to_served(info, new)));
+            }
             let result = if finalized {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
                     // Answer with the final state, at the delete's revision.
