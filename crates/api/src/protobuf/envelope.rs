@@ -2,10 +2,9 @@
 //! (`typeMeta` = 1 with `apiVersion` = 1 and `kind` = 2, `raw` = 2, `contentEncoding` = 3,
 //! `contentType` = 4).
 
-use ::protobuf::Message;
-use k8s_rs_pb::apimachinery::pkg::runtime::Unknown;
+use prost_reflect::DynamicMessage;
 
-use super::ProtobufError;
+use super::{ProtobufError, schema};
 
 /// The four bytes every Kubernetes protobuf body starts with.
 pub const PREFIX: &[u8; 4] = b"k8s\0";
@@ -29,14 +28,28 @@ impl Envelope {
     /// Checks the prefix and decodes the envelope after it.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtobufError> {
         let rest = bytes.strip_prefix(PREFIX).ok_or(ProtobufError::MissingPrefix)?;
-        let unknown =
-            Unknown::parse_from_bytes(rest).map_err(|e| ProtobufError::Envelope(e.to_string()))?;
+        let descriptor = schema::pool()
+            .and_then(|pool| pool.get_message_by_name("apimachinery.pkg.runtime.Unknown"))
+            .ok_or_else(|| ProtobufError::Envelope("no schema for runtime.Unknown".into()))?;
+        let unknown = DynamicMessage::decode(descriptor, rest)
+            .map_err(|e| ProtobufError::Envelope(e.to_string()))?;
+        let type_meta = unknown.get_field_by_name("typeMeta");
+        let type_meta = type_meta.as_deref().and_then(|t| t.as_message());
+        let text = |message: Option<&DynamicMessage>, name: &str| {
+            message
+                .and_then(|m| m.get_field_by_name(name))
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
         let envelope = Self {
-            api_version: unknown.typeMeta.apiVersion().to_owned(),
-            kind: unknown.typeMeta.kind().to_owned(),
-            raw: unknown.raw().to_vec(),
-            content_encoding: unknown.contentEncoding().to_owned(),
-            content_type: unknown.contentType().to_owned(),
+            api_version: text(type_meta, "apiVersion"),
+            kind: text(type_meta, "kind"),
+            raw: unknown
+                .get_field_by_name("raw")
+                .and_then(|v| v.as_bytes().map(|b| b.to_vec()))
+                .unwrap_or_default(),
+            content_encoding: text(Some(&unknown), "contentEncoding"),
+            content_type: text(Some(&unknown), "contentType"),
         };
         if envelope.api_version.is_empty() || envelope.kind.is_empty() {
             return Err(ProtobufError::MissingTypeMeta);

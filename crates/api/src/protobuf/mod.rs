@@ -3,9 +3,9 @@
 //!
 //! A body is the four bytes `k8s\0` followed by a `runtime.Unknown` envelope ([`envelope`]):
 //! the object's `apiVersion` and `kind`, and `raw`, the object itself as a protobuf message of
-//! the upstream type. The message's schema comes from the protobuf descriptors that the
-//! `k8s-rs-pb` crate compiles in from upstream's `generated.proto` files ([`schema`] picks
-//! the descriptor for an `apiVersion` and `kind`); [`json`] walks the decoded message by
+//! the upstream type. The message's schema comes from upstream's `generated.proto` files,
+//! which the build compiles (`build.rs`, with `protox`) into a descriptor set ([`schema`]
+//! picks the descriptor for an `apiVersion` and `kind`); [`json`] walks the decoded message by
 //! reflection and writes the JSON; [`special`] has the few upstream types with a JSON form
 //! of their own (times, quantities, int-or-string, raw extensions, ...) and [`names`] the
 //! few fields whose protobuf and JSON names differ, or that JSON inlines.

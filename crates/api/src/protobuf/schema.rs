@@ -1,117 +1,109 @@
 //! Which protobuf message an `apiVersion` and `kind` are encoded as.
 //!
-//! Every API group version has one upstream `generated.proto`, compiled into a descriptor by
-//! the `k8s-rs-pb` crate; a kind is the message of its name in its group version's file.
-//! The option kinds of `meta.k8s.io` (`DeleteOptions`, ...) are sent under every group
-//! version, as upstream registers them in each.
+//! Every API group version has one upstream `generated.proto`; the build compiles them all
+//! into one descriptor set (`build.rs`). A kind is the message of its name in its group
+//! version's package. The option kinds of `meta.k8s.io` (`DeleteOptions`, ...) are sent
+//! under every group version, as upstream registers them in each.
 
-use ::protobuf::reflect::{FileDescriptor, MessageDescriptor};
-use k8s_rs_pb as pb;
+use std::sync::LazyLock;
 
-/// A generated file's descriptor.
-type File = fn() -> &'static FileDescriptor;
+use prost_reflect::{DescriptorPool, MessageDescriptor};
 
-/// The descriptor file of each group version: (group, version, file).
-const GROUP_VERSIONS: &[(&str, &str, File)] = &[
-    ("", "v1", pb::api::core::v1::file_descriptor),
-    ("admissionregistration.k8s.io", "v1", pb::api::admissionregistration::v1::file_descriptor),
-    (
-        "admissionregistration.k8s.io",
-        "v1beta1",
-        pb::api::admissionregistration::v1beta1::file_descriptor,
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "v1alpha1",
-        pb::api::admissionregistration::v1alpha1::file_descriptor,
-    ),
-    (
-        "apiregistration.k8s.io",
-        "v1",
-        pb::kube_aggregator::pkg::apis::apiregistration::v1::file_descriptor,
-    ),
-    (
-        "apiregistration.k8s.io",
-        "v1beta1",
-        pb::kube_aggregator::pkg::apis::apiregistration::v1beta1::file_descriptor,
-    ),
-    ("apps", "v1", pb::api::apps::v1::file_descriptor),
-    ("apps", "v1beta2", pb::api::apps::v1beta2::file_descriptor),
-    ("apps", "v1beta1", pb::api::apps::v1beta1::file_descriptor),
-    ("authentication.k8s.io", "v1", pb::api::authentication::v1::file_descriptor),
-    ("authentication.k8s.io", "v1beta1", pb::api::authentication::v1beta1::file_descriptor),
-    ("authentication.k8s.io", "v1alpha1", pb::api::authentication::v1alpha1::file_descriptor),
-    ("authorization.k8s.io", "v1", pb::api::authorization::v1::file_descriptor),
-    ("authorization.k8s.io", "v1beta1", pb::api::authorization::v1beta1::file_descriptor),
-    ("autoscaling", "v1", pb::api::autoscaling::v1::file_descriptor),
-    ("autoscaling", "v2", pb::api::autoscaling::v2::file_descriptor),
-    ("autoscaling", "v2beta2", pb::api::autoscaling::v2beta2::file_descriptor),
-    ("autoscaling", "v2beta1", pb::api::autoscaling::v2beta1::file_descriptor),
-    ("batch", "v1", pb::api::batch::v1::file_descriptor),
-    ("batch", "v1beta1", pb::api::batch::v1beta1::file_descriptor),
-    ("certificates.k8s.io", "v1", pb::api::certificates::v1::file_descriptor),
-    ("certificates.k8s.io", "v1beta1", pb::api::certificates::v1beta1::file_descriptor),
-    ("certificates.k8s.io", "v1alpha1", pb::api::certificates::v1alpha1::file_descriptor),
-    ("coordination.k8s.io", "v1", pb::api::coordination::v1::file_descriptor),
-    ("coordination.k8s.io", "v1beta1", pb::api::coordination::v1beta1::file_descriptor),
-    ("coordination.k8s.io", "v1alpha2", pb::api::coordination::v1alpha2::file_descriptor),
-    ("discovery.k8s.io", "v1", pb::api::discovery::v1::file_descriptor),
-    ("discovery.k8s.io", "v1beta1", pb::api::discovery::v1beta1::file_descriptor),
-    ("events.k8s.io", "v1", pb::api::events::v1::file_descriptor),
-    ("events.k8s.io", "v1beta1", pb::api::events::v1beta1::file_descriptor),
-    ("extensions", "v1beta1", pb::api::extensions::v1beta1::file_descriptor),
-    ("flowcontrol.apiserver.k8s.io", "v1", pb::api::flowcontrol::v1::file_descriptor),
-    ("flowcontrol.apiserver.k8s.io", "v1beta3", pb::api::flowcontrol::v1beta3::file_descriptor),
-    ("flowcontrol.apiserver.k8s.io", "v1beta2", pb::api::flowcontrol::v1beta2::file_descriptor),
-    ("flowcontrol.apiserver.k8s.io", "v1beta1", pb::api::flowcontrol::v1beta1::file_descriptor),
-    (
-        "internal.apiserver.k8s.io",
-        "v1alpha1",
-        pb::api::apiserverinternal::v1alpha1::file_descriptor,
-    ),
-    ("meta.k8s.io", "v1", pb::apimachinery::pkg::apis::meta::v1::file_descriptor),
-    ("meta.k8s.io", "v1beta1", pb::apimachinery::pkg::apis::meta::v1beta1::file_descriptor),
-    ("networking.k8s.io", "v1", pb::api::networking::v1::file_descriptor),
-    ("networking.k8s.io", "v1beta1", pb::api::networking::v1beta1::file_descriptor),
-    ("node.k8s.io", "v1", pb::api::node::v1::file_descriptor),
-    ("node.k8s.io", "v1beta1", pb::api::node::v1beta1::file_descriptor),
-    ("node.k8s.io", "v1alpha1", pb::api::node::v1alpha1::file_descriptor),
-    ("policy", "v1", pb::api::policy::v1::file_descriptor),
-    ("policy", "v1beta1", pb::api::policy::v1beta1::file_descriptor),
-    ("rbac.authorization.k8s.io", "v1", pb::api::rbac::v1::file_descriptor),
-    ("rbac.authorization.k8s.io", "v1beta1", pb::api::rbac::v1beta1::file_descriptor),
-    ("rbac.authorization.k8s.io", "v1alpha1", pb::api::rbac::v1alpha1::file_descriptor),
-    ("resource.k8s.io", "v1", pb::api::resource::v1::file_descriptor),
-    ("resource.k8s.io", "v1beta2", pb::api::resource::v1beta2::file_descriptor),
-    ("resource.k8s.io", "v1beta1", pb::api::resource::v1beta1::file_descriptor),
-    ("resource.k8s.io", "v1alpha3", pb::api::resource::v1alpha3::file_descriptor),
-    ("scheduling.k8s.io", "v1", pb::api::scheduling::v1::file_descriptor),
-    ("scheduling.k8s.io", "v1beta1", pb::api::scheduling::v1beta1::file_descriptor),
-    ("scheduling.k8s.io", "v1alpha1", pb::api::scheduling::v1alpha1::file_descriptor),
-    ("storage.k8s.io", "v1", pb::api::storage::v1::file_descriptor),
-    ("storage.k8s.io", "v1beta1", pb::api::storage::v1beta1::file_descriptor),
-    ("storage.k8s.io", "v1alpha1", pb::api::storage::v1alpha1::file_descriptor),
-    ("storagemigration.k8s.io", "v1beta1", pb::api::storagemigration::v1beta1::file_descriptor),
+/// The encoded `FileDescriptorSet` of every upstream schema.
+static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
+
+/// The descriptors, decoded once.
+static POOL: LazyLock<Option<DescriptorPool>> =
+    LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS).ok());
+
+/// The descriptor pool of every upstream schema (`None` only if the build wrote a broken one).
+pub fn pool() -> Option<&'static DescriptorPool> {
+    POOL.as_ref()
+}
+
+/// The protobuf package of each group version: (group, version, package).
+const GROUP_VERSIONS: &[(&str, &str, &str)] = &[
+    ("", "v1", "api.core.v1"),
+    ("admissionregistration.k8s.io", "v1", "api.admissionregistration.v1"),
+    ("admissionregistration.k8s.io", "v1beta1", "api.admissionregistration.v1beta1"),
+    ("admissionregistration.k8s.io", "v1alpha1", "api.admissionregistration.v1alpha1"),
+    ("apiregistration.k8s.io", "v1", "kube_aggregator.pkg.apis.apiregistration.v1"),
+    ("apiregistration.k8s.io", "v1beta1", "kube_aggregator.pkg.apis.apiregistration.v1beta1"),
+    ("apps", "v1", "api.apps.v1"),
+    ("apps", "v1beta2", "api.apps.v1beta2"),
+    ("apps", "v1beta1", "api.apps.v1beta1"),
+    ("authentication.k8s.io", "v1", "api.authentication.v1"),
+    ("authentication.k8s.io", "v1beta1", "api.authentication.v1beta1"),
+    ("authentication.k8s.io", "v1alpha1", "api.authentication.v1alpha1"),
+    ("authorization.k8s.io", "v1", "api.authorization.v1"),
+    ("authorization.k8s.io", "v1beta1", "api.authorization.v1beta1"),
+    ("autoscaling", "v1", "api.autoscaling.v1"),
+    ("autoscaling", "v2", "api.autoscaling.v2"),
+    ("autoscaling", "v2beta2", "api.autoscaling.v2beta2"),
+    ("autoscaling", "v2beta1", "api.autoscaling.v2beta1"),
+    ("batch", "v1", "api.batch.v1"),
+    ("batch", "v1beta1", "api.batch.v1beta1"),
+    ("certificates.k8s.io", "v1", "api.certificates.v1"),
+    ("certificates.k8s.io", "v1beta1", "api.certificates.v1beta1"),
+    ("certificates.k8s.io", "v1alpha1", "api.certificates.v1alpha1"),
+    ("coordination.k8s.io", "v1", "api.coordination.v1"),
+    ("coordination.k8s.io", "v1beta1", "api.coordination.v1beta1"),
+    ("coordination.k8s.io", "v1alpha2", "api.coordination.v1alpha2"),
+    ("discovery.k8s.io", "v1", "api.discovery.v1"),
+    ("discovery.k8s.io", "v1beta1", "api.discovery.v1beta1"),
+    ("events.k8s.io", "v1", "api.events.v1"),
+    ("events.k8s.io", "v1beta1", "api.events.v1beta1"),
+    ("extensions", "v1beta1", "api.extensions.v1beta1"),
+    ("flowcontrol.apiserver.k8s.io", "v1", "api.flowcontrol.v1"),
+    ("flowcontrol.apiserver.k8s.io", "v1beta3", "api.flowcontrol.v1beta3"),
+    ("flowcontrol.apiserver.k8s.io", "v1beta2", "api.flowcontrol.v1beta2"),
+    ("flowcontrol.apiserver.k8s.io", "v1beta1", "api.flowcontrol.v1beta1"),
+    ("internal.apiserver.k8s.io", "v1alpha1", "api.apiserverinternal.v1alpha1"),
+    ("meta.k8s.io", "v1", "apimachinery.pkg.apis.meta.v1"),
+    ("meta.k8s.io", "v1beta1", "apimachinery.pkg.apis.meta.v1beta1"),
+    ("networking.k8s.io", "v1", "api.networking.v1"),
+    ("networking.k8s.io", "v1beta1", "api.networking.v1beta1"),
+    ("node.k8s.io", "v1", "api.node.v1"),
+    ("node.k8s.io", "v1beta1", "api.node.v1beta1"),
+    ("node.k8s.io", "v1alpha1", "api.node.v1alpha1"),
+    ("policy", "v1", "api.policy.v1"),
+    ("policy", "v1beta1", "api.policy.v1beta1"),
+    ("rbac.authorization.k8s.io", "v1", "api.rbac.v1"),
+    ("rbac.authorization.k8s.io", "v1beta1", "api.rbac.v1beta1"),
+    ("rbac.authorization.k8s.io", "v1alpha1", "api.rbac.v1alpha1"),
+    ("resource.k8s.io", "v1", "api.resource.v1"),
+    ("resource.k8s.io", "v1beta2", "api.resource.v1beta2"),
+    ("resource.k8s.io", "v1beta1", "api.resource.v1beta1"),
+    ("resource.k8s.io", "v1alpha3", "api.resource.v1alpha3"),
+    ("scheduling.k8s.io", "v1", "api.scheduling.v1"),
+    ("scheduling.k8s.io", "v1beta1", "api.scheduling.v1beta1"),
+    ("scheduling.k8s.io", "v1alpha1", "api.scheduling.v1alpha1"),
+    ("storage.k8s.io", "v1", "api.storage.v1"),
+    ("storage.k8s.io", "v1beta1", "api.storage.v1beta1"),
+    ("storage.k8s.io", "v1alpha1", "api.storage.v1alpha1"),
+    ("storagemigration.k8s.io", "v1beta1", "api.storagemigration.v1beta1"),
 ];
 
-/// The descriptor file of a group version.
-fn file(group: &str, version: &str) -> Option<&'static FileDescriptor> {
-    GROUP_VERSIONS.iter().find(|(g, v, _)| *g == group && *v == version).map(|(_, _, file)| file())
+/// The package of a group version.
+fn package(group: &str, version: &str) -> Option<&'static str> {
+    GROUP_VERSIONS.iter().find(|(g, v, _)| *g == group && *v == version).map(|(_, _, p)| *p)
+}
+
+/// The message `kind` of the package of `group` and `version`.
+fn lookup(group: &str, version: &str, kind: &str) -> Option<MessageDescriptor> {
+    pool()?.get_message_by_name(&format!("{}.{kind}", package(group, version)?))
 }
 
 /// The message an object of `api_version` and `kind` is encoded as, if known.
 pub fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    if kind.is_empty() || kind.contains('.') {
+    if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
-    file(group, version).and_then(|f| f.message_by_package_relative_name(kind)).or_else(|| {
+    lookup(group, version, kind).or_else(|| {
         if !kind.ends_with("Options") {
             return None;
         }
-        let meta_version = if version == "v1beta1" { "v1beta1" } else { "v1" };
-        file("meta.k8s.io", meta_version)
-            .and_then(|f| f.message_by_package_relative_name(kind))
-            .or_else(|| file("meta.k8s.io", "v1")?.message_by_package_relative_name(kind))
+        lookup("meta.k8s.io", version, kind).or_else(|| lookup("meta.k8s.io", "v1", kind))
     })
 }

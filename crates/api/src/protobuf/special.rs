@@ -1,9 +1,8 @@
 //! Upstream types whose JSON form is not their protobuf message's fields: times, durations,
 //! quantities, int-or-string, embedded raw JSON and string lists.
 
-use ::protobuf::MessageDyn;
-use ::protobuf::reflect::{MessageDescriptor, ReflectValueRef};
 use chrono::{DateTime, SecondsFormat};
+use prost_reflect::{DynamicMessage, MessageDescriptor, Value as Field};
 use serde_json::Value;
 
 use super::envelope::PREFIX;
@@ -48,7 +47,7 @@ impl Special {
     }
 
     /// The JSON of `message`, a message of this type.
-    pub fn to_json(self, message: &dyn MessageDyn) -> Result<Value, String> {
+    pub fn to_json(self, message: &DynamicMessage) -> Result<Value, String> {
         match self {
             Self::Time | Self::MicroTime => {
                 let seconds = int(message, "seconds");
@@ -68,37 +67,41 @@ impl Special {
                 0 => Value::from(int(message, "intVal").unwrap_or(0)),
                 _ => Value::from(string(message, "strVal").unwrap_or_default()),
             }),
-            Self::Quantity => Ok(Value::from(string(message, "string").unwrap_or("0"))),
-            Self::RawJson => raw_json(message),
-            Self::StringList => {
-                let descriptor = message.descriptor_dyn();
-                let items = descriptor.field_by_name("items").ok_or("a list without items")?;
-                items.get_repeated(message).into_iter().map(super::json::element).collect()
+            Self::Quantity => {
+                Ok(Value::from(string(message, "string").unwrap_or_else(|| "0".into())))
             }
+            Self::RawJson => raw_json(message),
+            Self::StringList => match message.get_field_by_name("items").as_deref() {
+                Some(Field::List(items)) => items.iter().map(super::json::element).collect(),
+                _ => Ok(Value::Array(Vec::new())),
+            },
         }
     }
 }
 
 /// The value of singular field `name`, if set.
-fn field<'a>(message: &'a dyn MessageDyn, name: &str) -> Option<ReflectValueRef<'a>> {
-    message.descriptor_dyn().field_by_name(name)?.get_singular(message)
+fn field(message: &DynamicMessage, name: &str) -> Option<Field> {
+    if !message.has_field_by_name(name) {
+        return None;
+    }
+    message.get_field_by_name(name).map(|v| v.into_owned())
 }
 
 /// An integer field's value, if set.
-fn int(message: &dyn MessageDyn, name: &str) -> Option<i64> {
+fn int(message: &DynamicMessage, name: &str) -> Option<i64> {
     match field(message, name)? {
-        ReflectValueRef::I32(n) => Some(n.into()),
-        ReflectValueRef::I64(n) => Some(n),
-        ReflectValueRef::U32(n) => Some(n.into()),
-        ReflectValueRef::U64(n) => i64::try_from(n).ok(),
+        Field::I32(n) => Some(n.into()),
+        Field::I64(n) => Some(n),
+        Field::U32(n) => Some(n.into()),
+        Field::U64(n) => i64::try_from(n).ok(),
         _ => None,
     }
 }
 
 /// A string field's value, if set.
-fn string<'a>(message: &'a dyn MessageDyn, name: &str) -> Option<&'a str> {
+fn string(message: &DynamicMessage, name: &str) -> Option<String> {
     match field(message, name)? {
-        ReflectValueRef::String(s) => Some(s),
+        Field::String(s) => Some(s),
         _ => None,
     }
 }
@@ -115,13 +118,12 @@ fn timestamp(seconds: i64, nanos: i64, format: SecondsFormat) -> Result<Value, S
 
 /// The JSON held in the message's one bytes field (`raw`, `Raw`); a nested protobuf object
 /// (with its own prefix) is decoded as one.
-fn raw_json(message: &dyn MessageDyn) -> Result<Value, String> {
-    let descriptor = message.descriptor_dyn();
-    let raw = descriptor.fields().find_map(|f| match f.get_singular(message) {
-        Some(ReflectValueRef::Bytes(bytes)) => Some(bytes),
+fn raw_json(message: &DynamicMessage) -> Result<Value, String> {
+    let raw = message.fields().find_map(|(_, value)| match value {
+        Field::Bytes(bytes) => Some(bytes.clone()),
         _ => None,
     });
-    match raw {
+    match raw.as_deref() {
         None | Some([]) => Ok(Value::Null),
         Some(bytes) if bytes.starts_with(PREFIX) => {
             super::decode(bytes).map_err(|e| format!("embedded object: {e}"))

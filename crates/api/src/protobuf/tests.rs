@@ -272,7 +272,8 @@ fn namespace_configmap_secret_and_service_account() {
             "immutable": false, "data": {"a": "", "b": "2", "c": "x\ny"},
             "binaryData": {"bin": "AAEC/w=="}})
     );
-    let keys: Vec<&String> = decoded["data"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+    let keys: Vec<&String> =
+        decoded["data"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
     assert_eq!(keys, ["a", "b", "c"], "map members are sorted, as Go writes them");
 
     let secret = core::Secret {
@@ -496,8 +497,7 @@ fn pod_and_workloads_with_full_pod_templates() {
         ttl_seconds_after_finished: Some(0),
         ..Default::default()
     };
-    let job_spec_json =
-        json!({"completions": 1, "backoffLimit": 0, "template": template_json,
+    let job_spec_json = json!({"completions": 1, "backoffLimit": 0, "template": template_json,
             "ttlSecondsAfterFinished": 0});
     let job = batch::Job {
         metadata: metadata("j", "x"),
@@ -569,15 +569,28 @@ fn rbac_kinds() {
             "rules": [{"verbs": ["get"], "nonResourceURLs": ["/healthz"]}]})
     );
     let subjects = vec![
-        rbac::Subject { kind: s("User"), api_group: s("rbac.authorization.k8s.io"), name: s("u"), namespace: s("") },
-        rbac::Subject { kind: s("ServiceAccount"), api_group: s(""), name: s("sa"), namespace: s("x") },
+        rbac::Subject {
+            kind: s("User"),
+            api_group: s("rbac.authorization.k8s.io"),
+            name: s("u"),
+            namespace: s(""),
+        },
+        rbac::Subject {
+            kind: s("ServiceAccount"),
+            api_group: s(""),
+            name: s("sa"),
+            namespace: s("x"),
+        },
     ];
     let subjects_json = json!([
         {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "u"},
         {"kind": "ServiceAccount", "name": "sa", "namespace": "x"},
     ]);
-    let role_ref =
-        Some(rbac::RoleRef { api_group: s("rbac.authorization.k8s.io"), kind: s("Role"), name: s("r") });
+    let role_ref = Some(rbac::RoleRef {
+        api_group: s("rbac.authorization.k8s.io"),
+        kind: s("Role"),
+        name: s("r"),
+    });
     let binding = rbac::RoleBinding {
         metadata: metadata("rb", "x"),
         subjects: subjects.clone(),
@@ -635,15 +648,15 @@ fn networking_policy_quota_priority_and_autoscaling_kinds() {
     assert_eq!(
         roundtrip("networking.k8s.io/v1", "Ingress", &ingress),
         json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": metadata_json("ing", "x"),
-            "spec": {
-                "defaultBackend": {"service": {"name": "svc", "port": {"number": 80}}},
-                "rules": [{"host": "example.com", "http": {"paths": [{
-                    "path": "/", "pathType": "Prefix",
-                    "backend": {"service": {"name": "svc", "port": {"name": "http", "number": 0}}},
-                }]}}],
-                "ingressClassName": "nginx",
-            }})
+        "metadata": metadata_json("ing", "x"),
+        "spec": {
+            "defaultBackend": {"service": {"name": "svc", "port": {"number": 80}}},
+            "rules": [{"host": "example.com", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "svc", "port": {"name": "http", "number": 0}}},
+            }]}}],
+            "ingressClassName": "nginx",
+        }})
     );
 
     let pdb = policy::PodDisruptionBudget {
@@ -691,9 +704,7 @@ fn networking_policy_quota_priority_and_autoscaling_kinds() {
             "preemptionPolicy": "Never"})
     );
 
-    let target = |api_version: &str| {
-        (s("Deployment"), s("web"), s(api_version))
-    };
+    let target = |api_version: &str| (s("Deployment"), s("web"), s(api_version));
     let (kind, name, api_version) = target("apps/v1");
     let hpa_v1 = autoscaling_v1::HorizontalPodAutoscaler {
         metadata: metadata("web", "x"),
@@ -764,7 +775,10 @@ fn events_times_and_delete_options() {
         first_timestamp: time(1_700_000_000),
         last_timestamp: Some(meta::Time { seconds: Some(1_700_000_001), nanos: Some(5) }),
         count: Some(1),
-        event_time: Some(meta::MicroTime { seconds: Some(1_700_000_000), nanos: Some(123_456_789) }),
+        event_time: Some(meta::MicroTime {
+            seconds: Some(1_700_000_000),
+            nanos: Some(123_456_789),
+        }),
         ..Default::default()
     };
     assert_eq!(
@@ -860,8 +874,7 @@ fn raw_json_fields_renamed_fields_and_string_lists() {
         }],
     };
     assert_eq!(
-        roundtrip("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", &webhooks)
-            ["webhooks"],
+        roundtrip("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", &webhooks)["webhooks"],
         json!([{"name": "w.example.com", "rules": [{"operations": ["CREATE"],
             "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "*"}]}])
     );

@@ -1,4 +1,5 @@
-//! Reading request bodies: a size limit, and JSON or YAML into a JSON value.
+//! Reading request bodies: a size limit, and JSON, YAML or Kubernetes protobuf into a JSON
+//! value.
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -34,7 +35,10 @@ pub async fn read(mut body: Incoming) -> Result<Bytes, StatusError> {
     Ok(buffer.freeze())
 }
 
-/// Decodes a body as JSON, or as YAML when the content type says so.
+/// Decodes a body as JSON, or as YAML or Kubernetes protobuf when the content type says so.
+///
+/// A protobuf body of a kind with no known protobuf schema is answered 415, as upstream
+/// answers a media type a kind does not support; a malformed one 400.
 pub fn decode(content_type: &str, bytes: &[u8]) -> Result<Value, StatusError> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     match media {
@@ -51,9 +55,13 @@ pub fn decode(content_type: &str, bytes: &[u8]) -> Result<Value, StatusError> {
         "" | "application/json" | "*/*" => serde_json::from_slice(bytes).map_err(|e| {
             StatusError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),
-        "application/vnd.kubernetes.protobuf" => {
-            Err(StatusError::unsupported_media_type(content_type))
-        }
+        krust_api::protobuf::MEDIA_TYPE => krust_api::protobuf::decode(bytes).map_err(|e| {
+            if e.is_unsupported_kind() {
+                StatusError::unsupported_media_type(content_type)
+            } else {
+                StatusError::bad_request(e.to_string())
+            }
+        }),
         other => Err(StatusError::unsupported_media_type(other)),
     }
 }
@@ -75,5 +83,41 @@ mod tests {
         assert_eq!(decode("application/json", b"{nope").map_err(|e| e.code), Err(400));
         assert_eq!(decode("application/yaml", b"a: [unclosed").map_err(|e| e.code), Err(400));
         assert_eq!(decode("text/plain", b"x").map_err(|e| e.code), Err(415));
+    }
+
+    #[test]
+    fn protobuf_bodies_decode_and_unknown_kinds_are_unsupported() {
+        const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+        // `runtime.Unknown{typeMeta: {apiVersion, kind}, raw}` around a `Namespace` whose
+        // metadata has `name: "x"`.
+        let envelope = |api_version: &[u8], kind: &[u8], raw: &[u8]| {
+            let type_meta = [
+                &[0x0a, api_version.len() as u8][..],
+                api_version,
+                &[0x12, kind.len() as u8],
+                kind,
+            ]
+            .concat();
+            [
+                &b"k8s\0"[..],
+                &[0x0a, type_meta.len() as u8],
+                &type_meta,
+                &[0x12, raw.len() as u8],
+                raw,
+            ]
+            .concat()
+        };
+        let namespace = envelope(b"v1", b"Namespace", &[0x0a, 0x03, 0x0a, 0x01, b'x']);
+        assert_eq!(
+            decode(PROTOBUF, &namespace).ok(),
+            Some(
+                serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+            )
+        );
+        let widget = envelope(b"example.com/v1", b"Widget", &[]);
+        assert_eq!(decode(PROTOBUF, &widget).map_err(|e| e.code), Err(415));
+        let garbage = envelope(b"v1", b"Namespace", &[0x0a, 0x7f]);
+        assert_eq!(decode(PROTOBUF, &garbage).map_err(|e| e.code), Err(400));
+        assert_eq!(decode(PROTOBUF, b"{}").map_err(|e| e.code), Err(400));
     }
 }
