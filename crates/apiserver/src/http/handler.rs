@@ -267,8 +267,21 @@ async fn resource(
             let kind = PatchType::from_content_type(&content_type)
                 .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
             let bytes = body::read(req.into_body()).await?;
-            let patched = registry.patch(&info, ns, &name, sub, kind, &bytes, write).await?;
-            Ok(response::json(StatusCode::OK, &patched))
+            match registry.patch(&info, ns, &name, sub, kind, &bytes, write).await {
+                Ok(patched) => Ok(response::json(StatusCode::OK, &patched)),
+                // Server-side apply creates what does not exist yet.
+                Err(e) if e.code == 404 && kind == PatchType::Apply && sub == Subresource::Main => {
+                    let obj = body::decode(&content_type, &bytes)?;
+                    if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+                        return Err(StatusError::bad_request(format!(
+                            "the name of the object does not match the name on the URL ({name})"
+                        )));
+                    }
+                    let created = registry.create(&info, ns, obj, write).await?;
+                    Ok(response::json(StatusCode::CREATED, &created))
+                }
+                Err(e) => Err(e),
+            }
         }
         ("delete", Subresource::Main) => {
             let opts = delete_options(req, &query).await?;
