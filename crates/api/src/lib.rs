@@ -10,12 +10,14 @@
 //! - [`status`]: the `Status` error shape every failure is answered with.
 //! - [`object`]: access to `metadata` on objects kept as JSON.
 //! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
+//! - [`fieldcheck`]: server-side field validation (unknown and duplicate fields).
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
 //! apiserver crate passes time and identities in.
 
 pub mod catalog;
+pub mod fieldcheck;
 pub mod object;
 pub mod patch;
 pub mod protobuf;

@@ -66,6 +66,21 @@ pub fn decode(content_type: &str, bytes: &[u8]) -> Result<Value, StatusError> {
     }
 }
 
+/// The paths of the members a body names twice, for field validation; JSON bodies only (YAML
+/// and protobuf bodies are not searched).
+pub fn duplicate_fields(content_type: &str, bytes: &[u8]) -> Vec<String> {
+    let media = content_type.split(';').next().unwrap_or_default().trim();
+    let json = matches!(
+        media,
+        "" | "application/json"
+            | "*/*"
+            | "application/merge-patch+json"
+            | "application/strategic-merge-patch+json"
+            | "application/json-patch+json"
+    );
+    if json { krust_api::fieldcheck::duplicate_fields(bytes) } else { Vec::new() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,9 @@ use super::table::{IncludeObject, table};
 use crate::ApiServer;
 use crate::discovery;
 use crate::registry::options::{ListOptions, Query};
-use crate::registry::{DeleteOptions, Deleted, Subresource, WatchEvent, WriteOptions};
+use crate::registry::{
+    DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
+};
 
 /// Answers one request from `user` (`None`: no valid credentials).
 pub async fn handle(
@@ -144,13 +146,30 @@ fn content_type(req: &Request<Incoming>) -> String {
         .to_string()
 }
 
-async fn read_object(req: Request<Incoming>) -> Result<Value, StatusError> {
+/// Reads and decodes an object body; with field validation on, the members it names twice
+/// go into `write` as problems.
+async fn read_object(
+    req: Request<Incoming>,
+    write: &mut WriteOptions,
+) -> Result<Value, StatusError> {
     let content_type = content_type(&req);
     let bytes = body::read(req.into_body()).await?;
     if bytes.is_empty() {
         return Err(StatusError::bad_request("the request body is empty"));
     }
-    body::decode(&content_type, &bytes)
+    let object = body::decode(&content_type, &bytes)?;
+    if write.field_validation != FieldValidation::Ignore {
+        write.body_problems = body::duplicate_fields(&content_type, &bytes)
+            .iter()
+            .map(|path| krust_api::fieldcheck::duplicate_field(path))
+            .collect();
+    }
+    Ok(object)
+}
+
+/// A write's answer: the object, with its field validation warnings as `Warning` headers.
+fn written(code: StatusCode, written: &Written) -> Response<Body> {
+    response::with_warnings(response::json(code, &written.object), &written.warnings)
 }
 
 async fn resource(
@@ -198,7 +217,7 @@ async fn resource(
             ),
         )
     })?;
-    let write = WriteOptions { dry_run: query.dry_run()? };
+    let write = WriteOptions { dry_run: query.dry_run()?, ..WriteOptions::default() };
     let table_wanted = wants_table(accept);
     let include = IncludeObject::parse(query.get("includeObject"));
     let name = r.name.clone().unwrap_or_default();
@@ -253,32 +272,51 @@ async fn resource(
             Ok(response::stream(lines, "application/json"))
         }
         ("create", Subresource::Main) => {
-            let obj = read_object(req).await?;
+            let mut write = WriteOptions {
+                field_validation: query.field_validation("CreateOptions")?,
+                ..write
+            };
+            let obj = read_object(req, &mut write).await?;
             let created = registry.create(&info, ns, obj, write).await?;
-            Ok(response::json(StatusCode::CREATED, &created))
+            Ok(written(StatusCode::CREATED, &created))
         }
         ("update", _) => {
-            let obj = read_object(req).await?;
+            let mut write = WriteOptions {
+                field_validation: query.field_validation("UpdateOptions")?,
+                ..write
+            };
+            let obj = read_object(req, &mut write).await?;
             let updated = registry.update(&info, ns, &name, sub, obj, write).await?;
-            Ok(response::json(StatusCode::OK, &updated))
+            Ok(written(StatusCode::OK, &updated))
         }
         ("patch", _) => {
             let content_type = content_type(&req);
             let kind = PatchType::from_content_type(&content_type)
                 .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
+            let mut write =
+                WriteOptions { field_validation: query.field_validation("PatchOptions")?, ..write };
             let bytes = body::read(req.into_body()).await?;
-            match registry.patch(&info, ns, &name, sub, kind, &bytes, write).await {
-                Ok(patched) => Ok(response::json(StatusCode::OK, &patched)),
+            if write.field_validation != FieldValidation::Ignore {
+                // Upstream words the duplicates of a JSON patch's operations apart.
+                let prefix = if kind == PatchType::Json { "json patch " } else { "" };
+                write.body_problems = body::duplicate_fields(&content_type, &bytes)
+                    .iter()
+                    .map(|path| format!("{prefix}{}", krust_api::fieldcheck::duplicate_field(path)))
+                    .collect();
+            }
+            match registry.patch(&info, ns, &name, sub, kind, &bytes, write.clone()).await {
+                Ok(patched) => Ok(written(StatusCode::OK, &patched)),
                 // Server-side apply creates what does not exist yet.
                 Err(e) if e.code == 404 && kind == PatchType::Apply && sub == Subresource::Main => {
                     let obj = body::decode(&content_type, &bytes)?;
-                    if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+                    if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str())
+                    {
                         return Err(StatusError::bad_request(format!(
                             "the name of the object does not match the name on the URL ({name})"
                         )));
                     }
                     let created = registry.create(&info, ns, obj, write).await?;
-                    Ok(response::json(StatusCode::CREATED, &created))
+                    Ok(written(StatusCode::CREATED, &created))
                 }
                 Err(e) => Err(e),
             }

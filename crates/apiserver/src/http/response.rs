@@ -35,6 +35,36 @@ pub fn bytes_as(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Respons
     response
 }
 
+/// Adds one `Warning: 299 - "<text>"` header per distinct warning, as upstream sends them
+/// (quotes and backslashes escaped; control characters, which a header cannot carry, as
+/// spaces).
+pub fn with_warnings(mut response: Response<Body>, warnings: &[String]) -> Response<Body> {
+    let mut sent: Vec<&String> = Vec::new();
+    for text in warnings {
+        if sent.contains(&text) {
+            continue;
+        }
+        sent.push(text);
+        let mut value = String::with_capacity(text.len() + 8);
+        value.push_str("299 - \"");
+        for c in text.chars() {
+            match c {
+                '"' | '\\' => {
+                    value.push('\\');
+                    value.push(c);
+                }
+                c if c.is_control() => value.push(' '),
+                c => value.push(c),
+            }
+        }
+        value.push('"');
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
 /// A plain-text response (health checks).
 pub fn text(code: StatusCode, text: &str) -> Response<Body> {
     bytes_as(code, text.as_bytes().to_vec(), "text/plain; charset=utf-8")
@@ -60,4 +90,26 @@ pub fn stream(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_quoted_and_sent_once_each() {
+        let warnings = vec![
+            "unknown field \"spec.foo\"".to_string(),
+            "unknown field \"spec.foo\"".to_string(),
+            "a\\b\nc".to_string(),
+        ];
+        let response = with_warnings(json(StatusCode::OK, &Value::Null), &warnings);
+        let sent: Vec<&str> = response
+            .headers()
+            .get_all(header::WARNING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(sent, [r#"299 - "unknown field \"spec.foo\"""#, r#"299 - "a\\b c""#]);
+    }
 }

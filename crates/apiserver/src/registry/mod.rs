@@ -31,9 +31,10 @@ pub use delete::{DeleteOptions, Deleted};
 pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
 pub use list::ListResult;
 pub use meta::timestamp;
+pub use options::FieldValidation;
 pub use subresource::Subresource;
 pub use watch::{WatchEvent, WatchKind};
-pub use write::WriteOptions;
+pub use write::{WriteOptions, Written};
 
 /// The largest object the registry stores (upstream's etcd limit is 1.5 MiB).
 pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024 / 2;

@@ -2,6 +2,7 @@
 
 use krust_api::StatusError;
 use krust_api::selector::{FieldSelector, LabelSelector};
+use krust_api::validation::FieldError;
 use krust_store::Revision;
 
 /// Query parameters of a request, by name.
@@ -39,6 +40,42 @@ impl Query {
                 422,
                 "Invalid",
                 format!("dryRun: Unsupported value: {values:?}: supported values: \"All\""),
+            )),
+        }
+    }
+}
+
+/// What a write does with fields its kind does not have and fields its body names twice
+/// (the `fieldValidation` parameter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Nothing is checked (the registry's own writes).
+    #[default]
+    Ignore,
+    /// Each problem is answered as a `Warning` header; the write goes on (upstream's default).
+    Warn,
+    /// A problem fails the write with 400.
+    Strict,
+}
+
+impl Query {
+    /// The `fieldValidation` of a write whose options are `options_kind` (`CreateOptions`,
+    /// `UpdateOptions`, `PatchOptions`): `Warn` when absent or empty, as upstream; any other
+    /// value than the three is refused as upstream refuses it (422).
+    pub fn field_validation(&self, options_kind: &str) -> Result<FieldValidation, StatusError> {
+        match self.get("fieldValidation").unwrap_or_default() {
+            "" | "Warn" => Ok(FieldValidation::Warn),
+            "Ignore" => Ok(FieldValidation::Ignore),
+            "Strict" => Ok(FieldValidation::Strict),
+            other => Err(StatusError::invalid(
+                "meta.k8s.io",
+                options_kind,
+                "",
+                &[FieldError::not_supported(
+                    "fieldValidation",
+                    serde_json::Value::from(other),
+                    &["", "Ignore", "Strict", "Warn"],
+                )],
             )),
         }
     }
@@ -144,5 +181,27 @@ impl ListOptions {
                 })?),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_validation_defaults_to_warn_and_refuses_unknown_values() {
+        let parse = |raw| Query::parse(Some(raw)).field_validation("PatchOptions");
+        assert_eq!(parse("").ok(), Some(FieldValidation::Warn));
+        assert_eq!(parse("fieldValidation=").ok(), Some(FieldValidation::Warn));
+        assert_eq!(parse("fieldValidation=Strict").ok(), Some(FieldValidation::Strict));
+        assert_eq!(parse("fieldValidation=Ignore").ok(), Some(FieldValidation::Ignore));
+        let error = parse("fieldValidation=strict").err().map(|e| (e.code, e.message));
+        assert_eq!(
+            error,
+            Some((
+                422,
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"strict\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"".to_string()
+            ))
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Create, update and patch.
 
 use chrono::Utc;
+use krust_api::fieldcheck;
 use krust_api::object::{meta_str, metadata_mut};
 use krust_api::patch::{PatchType, apply_patch};
 use krust_api::{ResourceInfo, StatusError};
 use krust_store::StoreError;
 use serde_json::Value;
 
+use super::options::FieldValidation;
 use super::subresource::Subresource;
 use super::{Registry, decode, encode, meta, name_of, store_error, to_served, to_stored};
 
@@ -14,10 +16,76 @@ use super::{Registry, decode, encode, meta, name_of, store_error, to_served, to_
 const MAX_RETRIES: usize = 16;
 
 /// Options shared by writes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
     /// Check and answer, but store nothing.
     pub dry_run: bool,
+    /// What unknown and duplicate fields do to the write.
+    pub field_validation: FieldValidation,
+    /// Problems found in the request body itself, which only the HTTP layer sees (members
+    /// named twice), worded as answered; reported ahead of the unknown fields.
+    pub body_problems: Vec<String>,
+}
+
+/// What a write answers: the object, and the warnings for the client (`Warning` headers).
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run), in the served version.
+    pub object: Value,
+    /// Field validation warnings (`fieldValidation=Warn`).
+    pub warnings: Vec<String>,
+}
+
+/// Which request an update-like write answers, for the wording of field validation errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A body replaced the object: upstream's decoder names the kind.
+    Update,
+    /// A patch changed it: upstream names no kind.
+    Patch,
+}
+
+/// The `apiVersion`, version and kind of a client's view of an object through `sub`.
+fn view_kind(info: &ResourceInfo, sub: Subresource) -> (String, &'static str, &'static str) {
+    match sub {
+        Subresource::Scale => ("autoscaling/v1".to_string(), "v1", "Scale"),
+        _ => (info.api_version(), info.version, info.kind),
+    }
+}
+
+/// Field validation of `obj`, the client's view of an object (of `api_version`, `version`
+/// and `kind`): the warnings to answer with (none unless `Warn`), or the error for `Strict`.
+/// Fields already unknown in `old`, the stored object's view, are not reported again: they
+/// were accepted once, and a client that read the object back sends them unchanged.
+fn check_fields(
+    opts: &WriteOptions,
+    (api_version, version, kind): (&str, &str, &str),
+    obj: &Value,
+    old: Option<&Value>,
+    origin: Origin,
+) -> Result<Vec<String>, StatusError> {
+    if opts.field_validation == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let mut problems = opts.body_problems.clone();
+    if let Some(mut unknown) = fieldcheck::unknown_fields(api_version, kind, obj) {
+        if let Some(old) = old.filter(|_| !unknown.is_empty())
+            && let Some(before) = fieldcheck::unknown_fields(api_version, kind, old)
+        {
+            unknown.retain(|path| !before.contains(path));
+        }
+        problems.extend(unknown.iter().map(|path| fieldcheck::unknown_field(path)));
+    }
+    if problems.is_empty() || opts.field_validation == FieldValidation::Warn {
+        return Ok(problems);
+    }
+    let error = fieldcheck::strict_decoding_error(&problems);
+    Err(StatusError::bad_request(match origin {
+        Origin::Update => {
+            format!("{kind} in version \"{version}\" cannot be handled as a {kind}: {error}")
+        }
+        Origin::Patch => error,
+    }))
 }
 
 /// Checks that a body is of the kind and version the URL names.
@@ -92,8 +160,12 @@ impl Registry {
         namespace: Option<&str>,
         mut obj: Value,
         opts: WriteOptions,
-    ) -> Result<Value, StatusError> {
+    ) -> Result<Written, StatusError> {
         check_kind(info, &obj)?;
+        let (api_version, version, kind) = view_kind(info, Subresource::Main);
+        let warnings =
+            check_fields(&opts, (&api_version, version, kind), &obj, None, Origin::Update)?;
+        let written = |object| Written { object, warnings: warnings.clone() };
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);
@@ -118,7 +190,7 @@ impl Registry {
             if let Some(hooks) = self.hooks(info) {
                 hooks.before_create(self.store.as_ref(), &mut obj, true).await?;
             }
-            return Ok(to_served(info, obj));
+            return Ok(written(to_served(info, obj)));
         }
         let hooks = self.hooks(info);
         if let Some(hooks) = hooks {
@@ -134,7 +206,7 @@ impl Registry {
             Err(e) => Err(e),
         };
         match result {
-            Ok(kv) => Ok(to_served(info, decode(&kv)?)),
+            Ok(kv) => Ok(written(to_served(info, decode(&kv)?))),
             Err(e) => {
                 if let Some(hooks) = hooks {
                     hooks.create_failed(self.store.as_ref(), &obj).await;
@@ -153,7 +225,7 @@ impl Registry {
         sub: Subresource,
         body: Value,
         opts: WriteOptions,
-    ) -> Result<Value, StatusError> {
+    ) -> Result<Written, StatusError> {
         if sub != Subresource::Scale {
             check_kind(info, &body)?;
         }
@@ -164,7 +236,8 @@ impl Registry {
                 "the name of the object ({given}) does not match the name on the URL ({name})"
             )));
         }
-        self.write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub).await
+        self.write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub, Origin::Update)
+            .await
     }
 
     /// Applies a patch to an object (or one of its subresources).
@@ -178,7 +251,7 @@ impl Registry {
         kind: PatchType,
         patch: &[u8],
         opts: WriteOptions,
-    ) -> Result<Value, StatusError> {
+    ) -> Result<Written, StatusError> {
         let patch_fn = |current_view: &Value| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (
                 current_view
@@ -191,12 +264,14 @@ impl Registry {
             apply_patch(kind, current_view, patch, &api_version, &kind_name)
                 .map_err(StatusError::from)
         };
-        self.write_with(info, namespace, name, opts, patch_fn, sub).await
+        self.write_with(info, namespace, name, opts, patch_fn, sub, Origin::Patch).await
     }
 
     /// The read-modify-write loop shared by update and patch: reads the stored object, asks
     /// `change` for the client's view of the new one (in the served version, for `sub`),
-    /// applies the resource's rules and writes it guarded by the revision read.
+    /// applies the resource's rules and writes it guarded by the revision read. The client's
+    /// view is field-validated before anything else looks at it.
+    #[allow(clippy::too_many_arguments)]
     async fn write_with(
         &self,
         info: &ResourceInfo,
@@ -205,8 +280,10 @@ impl Registry {
         opts: WriteOptions,
         change: impl Fn(&Value) -> Result<Value, StatusError>,
         sub: Subresource,
-    ) -> Result<Value, StatusError> {
+        origin: Origin,
+    ) -> Result<Written, StatusError> {
         let key = info.storage_key(namespace, name);
+        let (api_version, version, kind) = view_kind(info, sub);
         for _ in 0..MAX_RETRIES {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
@@ -214,6 +291,14 @@ impl Registry {
             let old_served = to_served(info, old.clone());
             let old_view = sub.view(info, old_served.clone());
             let new_view = change(&old_view)?;
+            let warnings = check_fields(
+                &opts,
+                (&api_version, version, kind),
+                &new_view,
+                Some(&old_view),
+                origin,
+            )?;
+            let written = |object| Written { object, warnings: warnings.clone() };
             // A resourceVersion in the client's object is a precondition.
             let precondition = meta_str(&new_view, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
@@ -245,7 +330,7 @@ impl Registry {
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old_served {
-                return Ok(sub.view(info, old_served));
+                return Ok(written(sub.view(info, old_served)));
             }
             // An object being deleted goes once its last finalizer is removed.
             let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
@@ -259,7 +344,7 @@ impl Registry {
                 hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
             }
             if opts.dry_run {
-                return Ok(sub.view(info, to_served(info, new)));
+                return Ok(written(sub.view(info, to_served(info, new))));
             }
             let result = if finalized {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
@@ -285,7 +370,7 @@ impl Registry {
                             hooks.after_update(self.store.as_ref(), &stored, &old).await;
                         }
                     }
-                    return Ok(sub.view(info, to_served(info, stored)));
+                    return Ok(written(sub.view(info, to_served(info, stored))));
                 }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => {
