@@ -26,6 +26,9 @@ pub struct ApiBenchArgs {
     /// Concurrent clients for creates and gets.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Concurrent writers for the raw store measurement (each count is one run).
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub store_writers: Vec<usize>,
     /// Rate of the paced create run (creates per second).
     #[arg(long, default_value_t = 1000)]
     pub paced_rate: u64,
@@ -203,11 +206,13 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     // Raw stores.
     let embedded: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
-    results["store"]["embedded"] = crate::store::run(embedded, args.objects).await?;
+    results["store"]["embedded"] =
+        crate::store::run(embedded, args.objects, &args.store_writers).await?;
     let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
     let etcd_store: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
-    results["store"]["etcd"] = crate::store::run(etcd_store, args.objects).await?;
+    results["store"]["etcd"] =
+        crate::store::run(etcd_store, args.objects, &args.store_writers).await?;
     drop(etcd);
 
     // API server on each backend.
@@ -223,11 +228,22 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         if b > 0.0 { round3(a / b) } else { 0.0 }
     };
     results["ratios"] = json!({
-        "store_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["writes"]["per_second"], &results["store"]["etcd"]["writes"]["per_second"]),
+        "store_peak_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["peak_writes_per_second"], &results["store"]["etcd"]["peak_writes_per_second"]),
         "store_watch_embedded_over_etcd": ratio(&results["store"]["embedded"]["watch"]["per_second"], &results["store"]["etcd"]["watch"]["per_second"]),
         "api_create_embedded_over_etcd": ratio(&results["api"]["embedded"]["create"]["per_second"], &results["api"]["etcd"]["create"]["per_second"]),
         "api_get_embedded_over_etcd": ratio(&results["api"]["embedded"]["get"]["per_second"], &results["api"]["etcd"]["get"]["per_second"]),
     });
+    // The same comparison at each writer count, for the record.
+    let per_concurrency: Vec<Value> = args
+        .store_writers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let at = |b: &str| results["store"][b]["writes"][i]["per_second"].clone();
+            json!({"writers": w, "embedded_over_etcd": ratio(&at("embedded"), &at("etcd"))})
+        })
+        .collect();
+    results["ratios"]["store_writes_by_concurrency"] = Value::Array(per_concurrency);
     let text = serde_json::to_string_pretty(&results)?;
     println!("{text}");
     if let Some(path) = &args.output {

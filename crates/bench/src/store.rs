@@ -9,19 +9,21 @@ use serde_json::{Value, json};
 
 use crate::stats::Samples;
 
-/// Concurrent writers (what a busy API server sends the store).
-const WRITERS: usize = 64;
-
-/// Creates `n` keys from [`WRITERS`] tasks and measures writes/s and latency.
-async fn writes(store: &Arc<dyn Store>, prefix: &str, n: usize) -> anyhow::Result<Value> {
+/// Creates `n` keys from `writers` tasks and measures writes/s and latency.
+async fn writes(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    n: usize,
+    writers: usize,
+) -> anyhow::Result<Value> {
     let value = vec![b'x'; 512];
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..WRITERS {
+    for w in 0..writers {
         let (store, value, prefix) = (Arc::clone(store), value.clone(), prefix.to_string());
         tasks.push(tokio::spawn(async move {
             let mut samples = Samples::default();
-            for i in (w..n).step_by(WRITERS) {
+            for i in (w..n).step_by(writers) {
                 let t = Instant::now();
                 store.create(&format!("{prefix}{i:08}"), value.clone()).await?;
                 samples.push(t.elapsed());
@@ -37,13 +39,18 @@ async fn writes(store: &Arc<dyn Store>, prefix: &str, n: usize) -> anyhow::Resul
 }
 
 /// Writes `n` keys while one watcher follows the prefix; measures events/s at the watcher.
-async fn watch_events(store: &Arc<dyn Store>, prefix: &str, n: usize) -> anyhow::Result<Value> {
+async fn watch_events(
+    store: &Arc<dyn Store>,
+    prefix: &str,
+    n: usize,
+    writers: usize,
+) -> anyhow::Result<Value> {
     let start = store.current_revision().await?;
     let mut events = store.watch(prefix, start).await?;
     let started = Instant::now();
     let writer = {
         let (store, prefix) = (Arc::clone(store), prefix.to_string());
-        tokio::spawn(async move { writes(&store, &prefix, n).await })
+        tokio::spawn(async move { writes(&store, &prefix, n, writers).await })
     };
     let mut seen = 0;
     while seen < n {
@@ -59,10 +66,21 @@ async fn watch_events(store: &Arc<dyn Store>, prefix: &str, n: usize) -> anyhow:
     Ok(json!({"events": n, "per_second": (n as f64 / elapsed.as_secs_f64()).round()}))
 }
 
-/// Runs the store benchmark on one backend.
-pub async fn run(store: Arc<dyn Store>, n: usize) -> anyhow::Result<Value> {
+/// Runs the store benchmark on one backend: writes at each concurrency (each run on its own
+/// prefix), the peak of them, and watch events/s with the most writers.
+pub async fn run(store: Arc<dyn Store>, n: usize, writers: &[usize]) -> anyhow::Result<Value> {
+    let mut runs = Vec::new();
+    let mut peak: f64 = 0.0;
+    for &w in writers {
+        let mut run = writes(&store, &format!("/bench/writes-{w}/"), n, w).await?;
+        peak = peak.max(run["per_second"].as_f64().unwrap_or(0.0));
+        run["writers"] = json!(w);
+        runs.push(run);
+    }
+    let most = writers.iter().copied().max().unwrap_or(64);
     Ok(json!({
-        "writes": writes(&store, "/bench/writes/", n).await?,
-        "watch": watch_events(&store, "/bench/watch/", n).await?,
+        "writes": runs,
+        "peak_writes_per_second": peak,
+        "watch": watch_events(&store, "/bench/watch/", n, most).await?,
     }))
 }
