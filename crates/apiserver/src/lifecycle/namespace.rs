@@ -19,14 +19,28 @@ use crate::registry::{DeleteOptions, Subresource, WriteOptions};
 /// The finalizer this pass owns.
 const FINALIZER: &str = "kubernetes";
 
-/// Runs passes for ever: after every change the cache sees, and at least every second.
+/// Runs passes for ever: when a namespace changed, and every second while one is terminating
+/// (its contents may have gone meanwhile). Other writes do not wake it.
 pub async fn run(api: Arc<ApiServer>) {
+    let Some(namespaces) = api.registry.cache().resource("/registry/core/namespaces/").cloned()
+    else {
+        tracing::error!("no namespace cache; namespace finalization is off");
+        return;
+    };
     let mut revision = api.registry.cache().subscribe_revision();
+    let mut seen = None;
+    let mut terminating = false;
     loop {
-        if let Err(e) = pass(&api).await {
-            tracing::warn!(error = %e, "namespace finalization pass failed");
+        let changed = namespaces.snapshot().1;
+        if terminating || seen != Some(changed) {
+            seen = Some(changed);
+            match pass(&api).await {
+                Ok(any) => terminating = any,
+                Err(e) => tracing::warn!(error = %e, "namespace finalization pass failed"),
+            }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), revision.changed()).await;
+        let wait = if terminating { Duration::from_secs(1) } else { Duration::from_secs(5) };
+        let _ = tokio::time::timeout(wait, revision.changed()).await;
     }
 }
 
@@ -34,17 +48,19 @@ fn list_all() -> Result<ListOptions, StatusError> {
     ListOptions::from_query(&Query::parse(Some("resourceVersion=0")), false)
 }
 
-/// One pass over every terminating namespace.
-pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
+/// One pass over every terminating namespace; answers whether any is left terminating.
+pub async fn pass(api: &ApiServer) -> Result<bool, StatusError> {
     let registry = &api.registry;
     let Some(ns_info) = registry.catalog().lookup("", "v1", "namespaces").copied() else {
-        return Ok(());
+        return Ok(false);
     };
+    let mut terminating = false;
     let namespaces = registry.list(&ns_info, None, &list_all()?).await?.items;
     for ns in namespaces {
         if ns.pointer("/metadata/deletionTimestamp").is_none() {
             continue;
         }
+        terminating = true;
         let Some(name) = meta_str(&ns, "name").map(str::to_string) else { continue };
         let holds = path(&ns, "spec.finalizers")
             .and_then(Value::as_array)
@@ -67,7 +83,7 @@ pub async fn pass(api: &ApiServer) -> Result<(), StatusError> {
             .await?;
         tracing::info!(namespace = %name, "namespace emptied and finalized");
     }
-    Ok(())
+    Ok(terminating)
 }
 
 /// Writes the conditions that say what blocks the deletion, when they changed.

@@ -141,9 +141,9 @@ pub(crate) fn default_pod_spec(spec: &mut Value, is_pod: bool) {
         each_mut(spec, list, |c| {
             if let Some(limits) = c.pointer("/resources/limits").and_then(Value::as_object).cloned()
             {
-                let resources = c.get_mut("resources").expect("limits live in resources");
-                let requests = resources
-                    .as_object_mut()
+                let requests = c
+                    .get_mut("resources")
+                    .and_then(Value::as_object_mut)
                     .map(|r| r.entry("requests").or_insert_with(|| json!({})));
                 if let Some(requests) = requests.and_then(Value::as_object_mut) {
                     for (k, v) in limits {
