@@ -356,11 +356,11 @@ pub(super) fn entries() -> Vec<ResourceInfo> {
             "clusterrolebinding",
             CL
         )
-        .rules(&rbac::ClusterRoleBindingStrategy),
+        .rules(&rbac::CLUSTER_ROLE_BINDING),
         res!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", CL)
             .rules(&rbac::ClusterRoleStrategy),
         res!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", NS)
-            .rules(&rbac::RoleBindingStrategy),
+            .rules(&rbac::ROLE_BINDING),
         res!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", NS)
             .rules(&rbac::RoleStrategy),
         // storage.k8s.io.

@@ -16,13 +16,18 @@ pub struct RoleStrategy;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClusterRoleStrategy;
 
+/// Rules of `RoleBinding` and `ClusterRoleBinding`, which differ only in scope.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingStrategy {
+    /// Whether the binding lives in a namespace (a `RoleBinding`).
+    pub namespaced: bool,
+}
+
 /// Rules of `RoleBinding`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RoleBindingStrategy;
+pub const ROLE_BINDING: BindingStrategy = BindingStrategy { namespaced: true };
 
 /// Rules of `ClusterRoleBinding`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClusterRoleBindingStrategy;
+pub const CLUSTER_ROLE_BINDING: BindingStrategy = BindingStrategy { namespaced: false };
 
 const CREATED_AT: &[Column] = &[Column::new(
     "Created At",
@@ -197,7 +202,7 @@ impl Strategy for ClusterRoleStrategy {
     }
 }
 
-impl Strategy for RoleBindingStrategy {
+impl Strategy for BindingStrategy {
     fn name_rule(&self) -> NameRule {
         NameRule::PathSegment
     }
@@ -206,32 +211,7 @@ impl Strategy for RoleBindingStrategy {
     }
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        validate_binding(obj, true, &mut errors);
-        errors
-    }
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errors = self.validate(new);
-        validate_binding_update(new, old, &mut errors);
-        errors
-    }
-    fn columns(&self) -> &'static [Column] {
-        BINDING_COLUMNS
-    }
-    fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
-        binding_cells(obj, ctx)
-    }
-}
-
-impl Strategy for ClusterRoleBindingStrategy {
-    fn name_rule(&self) -> NameRule {
-        NameRule::PathSegment
-    }
-    fn default(&self, obj: &mut Value) {
-        default_subjects(obj);
-    }
-    fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        validate_binding(obj, false, &mut errors);
+        validate_binding(obj, self.namespaced, &mut errors);
         errors
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
@@ -258,18 +238,18 @@ mod tests {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
             "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "default"}],
         });
-        RoleBindingStrategy.default(&mut rb);
+        ROLE_BINDING.default(&mut rb);
         assert_eq!(rb["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
         assert_eq!(rb["subjects"][1]["apiGroup"], "");
-        assert!(RoleBindingStrategy.validate(&rb).is_empty());
+        assert!(ROLE_BINDING.validate(&rb).is_empty());
         let mut changed = rb.clone();
         changed["roleRef"]["name"] = json!("writer");
         assert!(
-            RoleBindingStrategy.validate_update(&changed, &rb)[0]
+            ROLE_BINDING.validate_update(&changed, &rb)[0]
                 .to_string()
                 .ends_with("cannot change roleRef")
         );
-        let cells = RoleBindingStrategy.cells(&rb, &TableContext { now: chrono::Utc::now() });
+        let cells = ROLE_BINDING.cells(&rb, &TableContext { now: chrono::Utc::now() });
         assert_eq!(cells[0], "Role/reader");
         assert_eq!(cells[2], "alice");
         assert_eq!(cells[4], "default:sa");

@@ -179,11 +179,8 @@ pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
 }
 
 /// Converts an object of the version `info` serves to the storage version.
-fn to_stored(info: &ResourceInfo, mut obj: Value) -> Value {
-    if let Some(map) = obj.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(info.api_version()));
-        map.insert("kind".into(), Value::String(info.kind.to_string()));
-    }
+/// The object must already carry the served `apiVersion` and `kind`.
+fn to_stored(info: &ResourceInfo, obj: Value) -> Value {
     match info.conversion {
         Some(conversion) => conversion.to_stored(obj),
         None => obj,
