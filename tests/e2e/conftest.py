@@ -165,12 +165,13 @@ class Etcd:
     def endpoint(self):
         return f"http://127.0.0.1:{self.client_port}"
 
-    def start(self):
+    def start(self, client_port: int | None = None):
+        """Starts etcd, on `client_port` when given (else on a free port)."""
         if not os.path.exists(ETCD_BIN):
             pytest.fail(f"etcd not found at {ETCD_BIN}")
         last = None
         for _attempt in range(3):
-            self.client_port, peer = free_port(), free_port()
+            self.client_port, peer = client_port or free_port(), free_port()
             peer_url = f"http://127.0.0.1:{peer}"
             log = open(self.log_path, "ab")
             self.proc = spawn([

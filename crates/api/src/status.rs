@@ -134,7 +134,8 @@ impl StatusError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// The `Status` object.
+    /// The `Status` object, with its members in upstream's order: kind, apiVersion, metadata,
+    /// status, message, reason, details, code (clients compare error bodies byte for byte).
     pub fn to_status(&self) -> Value {
         let mut details = self.details.clone();
         if let Some(map) = details.as_mut().and_then(Value::as_object_mut)
@@ -142,28 +143,48 @@ impl StatusError {
         {
             map.remove("group");
         }
-        let mut status = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if self.reason.is_empty() {
-            status.as_object_mut().map(|m| m.remove("reason"));
+        let metadata = match &self.continue_token {
+            Some(token) => json!({"continue": token}),
+            None => json!({}),
+        };
+        let mut status = serde_json::Map::new();
+        status.insert("kind".into(), json!("Status"));
+        status.insert("apiVersion".into(), json!("v1"));
+        status.insert("metadata".into(), metadata);
+        status.insert("status".into(), json!("Failure"));
+        status.insert("message".into(), json!(self.message));
+        if !self.reason.is_empty() {
+            status.insert("reason".into(), json!(self.reason));
         }
-        if let (Some(details), Some(map)) = (details, status.as_object_mut()) {
-            map.insert("details".into(), details);
+        if let Some(details) = details {
+            status.insert("details".into(), details);
         }
-        if let Some(token) = &self.continue_token {
-            status["metadata"] = json!({"continue": token});
-        }
-        status
+        status.insert("code".into(), json!(self.code));
+        Value::Object(status)
     }
 }
 
 fn qualified(group: &str, resource: &str) -> String {
     if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_lists_its_members_in_upstreams_order() {
+        let status = StatusError::already_exists("apps", "deployments", "web").to_status();
+        let text = serde_json::to_string(&status).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \"web\" already exists","reason":"AlreadyExists","details":{"name":"web","group":"apps","kind":"deployments"},"code":409}"#
+        );
+    }
+
+    #[test]
+    fn a_core_status_drops_the_empty_group() {
+        let status = StatusError::not_found("", "pods", "web").to_status();
+        assert_eq!(status["details"], json!({"name": "web", "kind": "pods"}));
+    }
 }

@@ -10,6 +10,7 @@
 //! internals (only the `Store` trait).
 
 pub mod discovery;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod pki;
@@ -44,6 +45,10 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Where service cluster IPs and node ports come from.
     pub service_ranges: registry::ServiceRanges,
+    /// How long to keep trying to reach etcd at start before giving up.
+    pub datastore_connect_timeout: Duration,
+    /// What the binary knows of its build, for `/version`.
+    pub build: discovery::BuildInfo,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             datastore_endpoints: Vec::new(),
             compaction_interval: Duration::from_secs(300),
             service_ranges: registry::ServiceRanges::default(),
+            datastore_connect_timeout: Duration::from_secs(60),
+            build: discovery::BuildInfo::default(),
         }
     }
 }
@@ -80,6 +87,26 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// etcd did not answer within the start-up timeout.
+    #[error("etcd at {endpoints} did not answer within {waited:?}")]
+    DatastoreUnreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// How long the server waited.
+        waited: Duration,
+        /// The last error.
+        #[source]
+        source: krust_store::StoreError,
+    },
+    /// The data dir could not be made private.
+    #[error("cannot make {path} private to its owner")]
+    Permissions {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The data dir could not be made.
     #[error("cannot create data dir {path}")]
     DataDir {
@@ -100,6 +127,10 @@ pub struct ApiServer {
     pub registry: Registry,
     /// `host:port` clients reach the server at.
     pub advertise_address: String,
+    /// The health checks.
+    pub health: health::Health,
+    /// What the binary knows of its build.
+    pub build: discovery::BuildInfo,
 }
 
 /// A started server.
@@ -113,13 +144,18 @@ pub struct RunningServer {
 }
 
 /// Opens the store, fills the caches, makes certificates and starts serving.
+///
+/// Everything under the data dir is private to its owner: folders 0700, keys, kubeconfigs and
+/// the store file 0600 (they hold the cluster CA's key and every Secret).
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    private_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
-        Arc::new(EmbeddedStore::open(&config.data_dir.join("db"))?)
+        let dir = config.data_dir.join("db");
+        let store = EmbeddedStore::open(&dir)?;
+        private_tree(&dir)?;
+        Arc::new(store)
     } else {
-        Arc::new(EtcdStore::connect(&config.datastore_endpoints).await?)
+        Arc::new(connect_etcd(&config.datastore_endpoints, config.datastore_connect_timeout).await?)
     };
     let address = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(address)
@@ -139,10 +175,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?;
     let tls = http::serve::tls_config(&pki)?;
 
+    let health = health::Health::new(Arc::clone(&store));
     let registry =
         Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin()), config.service_ranges)
             .await?;
-    let api = Arc::new(ApiServer { registry, advertise_address });
+    let api = Arc::new(ApiServer { registry, advertise_address, health, build: config.build });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
@@ -150,4 +187,62 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api)));
     Ok(RunningServer { address, api, kubeconfig: config.data_dir.join("admin.kubeconfig") })
+}
+
+/// Connects to etcd, waiting for it as kube-apiserver does: a server started together with
+/// its etcd must not lose the race. Retries with back-off (0.5 s doubling to 5 s) until
+/// `timeout`, logging that it waits; then fails with the last error.
+async fn connect_etcd(endpoints: &[String], timeout: Duration) -> Result<EtcdStore, StartError> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match EtcdStore::connect(endpoints).await {
+            Ok(store) => return Ok(store),
+            Err(source) if started.elapsed() >= timeout => {
+                return Err(StartError::DatastoreUnreachable {
+                    endpoints: endpoints.join(","),
+                    waited: started.elapsed(),
+                    source,
+                });
+            }
+            Err(e) => {
+                let pause = delay.min(timeout.saturating_sub(started.elapsed()));
+                tracing::warn!(
+                    endpoints = %endpoints.join(","),
+                    error = %e,
+                    retry_in = ?pause,
+                    "waiting for etcd"
+                );
+                tokio::time::sleep(pause).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Creates `dir` if needed and makes it private to its owner (0700).
+fn private_dir(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| StartError::DataDir { path: dir.to_owned(), source })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|source| StartError::Permissions { path: dir.to_owned(), source })
+}
+
+/// Makes `dir` (0700) and every file in it (0600) private to its owner.
+fn private_tree(dir: &std::path::Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    private_dir(dir)?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|source| StartError::Permissions { path: dir.to_owned(), source })?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            private_tree(&path)?;
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|source| StartError::Permissions { path, source })?;
+        }
+    }
+    Ok(())
 }

@@ -81,11 +81,31 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
+/// Writes `text` to `path` atomically, readable and writable by the owner only (0600): keys
+/// and kubeconfigs are credentials.
 fn write(path: &Path, text: &str) -> Result<(), PkiError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let io_err = |source| PkiError::Io { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, text).map_err(io_err)?;
+    let _ = fs::remove_file(&tmp);
+    let mut file =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io_err)?;
+    file.write_all(text.as_bytes()).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
     fs::rename(&tmp, path).map_err(io_err)
+}
+
+/// Makes `path` private to its owner: 0700 for a folder, 0600 for a file (repairs the modes
+/// of a data dir made by an older krust).
+fn private(path: &Path, mode: u32) -> Result<(), PkiError> {
+    use std::os::unix::fs::PermissionsExt;
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(PkiError::Io { path: path.to_owned(), source: e })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
@@ -97,6 +117,10 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, PkiError> {
     let dir = data_dir.join("tls");
     fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+    private(&dir, 0o700)?;
+    for file in ["ca.crt", "ca.key", "serving.crt", "serving.key", "admin.crt", "admin.key"] {
+        private(&dir.join(file), 0o600)?;
+    }
 
     let (ca_cert, ca_key) = match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
         (Some(cert), Some(key)) => (cert, key),

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// A Kubernetes-compatible container orchestrator in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "krust", version, about)]
+#[command(name = "krust", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("KRUST_GIT_COMMIT"), ")"), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +40,9 @@ struct ServerArgs {
     /// etcd endpoints (comma-separated URLs); the embedded store when absent.
     #[arg(long, value_delimiter = ',')]
     datastore_endpoint: Vec<String>,
+    /// How long to wait at start for etcd to answer before giving up (for example `60s`).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    datastore_connect_timeout: Duration,
     /// The IPv4 range service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     service_cidr: (std::net::Ipv4Addr, u8),
@@ -119,6 +122,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         port: args.port,
         datastore_endpoints: args.datastore_endpoint,
         compaction_interval: args.etcd_compaction_interval,
+        datastore_connect_timeout: args.datastore_connect_timeout,
+        build: build_info(),
         service_ranges: krust_apiserver::registry::ServiceRanges {
             network: args.service_cidr.0,
             prefix: args.service_cidr.1,
@@ -128,8 +133,19 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");
     wait_for_signal().await;
+    running.api.health.shutting_down();
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// The build this binary comes from (set by `build.rs`).
+fn build_info() -> krust_apiserver::discovery::BuildInfo {
+    krust_apiserver::discovery::BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: env!("KRUST_GIT_COMMIT").to_string(),
+        git_tree_state: env!("KRUST_GIT_TREE_STATE").to_string(),
+        build_date: env!("KRUST_BUILD_DATE").to_string(),
+    }
 }
 
 async fn wait_for_signal() {

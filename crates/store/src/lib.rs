@@ -66,4 +66,10 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history older than `revision`; later reads and watches at an older revision fail
     /// with [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Whether the store can serve: a real read, and no sign that writes are failing. Health
+    /// checks (`/readyz`) call it.
+    async fn check(&self) -> Result<()> {
+        self.get("health").await.map(|_| ())
+    }
 }

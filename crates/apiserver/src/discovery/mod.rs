@@ -12,16 +12,46 @@ pub use openapi::{openapi_v3_group_version, openapi_v3_index};
 /// The Kubernetes version krust serves.
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 
-/// The `/version` document.
-pub fn version() -> Value {
+/// What the binary knows of its own build, for `/version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// The crate version (`0.1.0`).
+    pub version: String,
+    /// The full git commit the binary was built from (empty when unknown).
+    pub git_commit: String,
+    /// `clean`, `dirty`, or empty when unknown.
+    pub git_tree_state: String,
+    /// When the commit was made, RFC 3339 (empty when unknown).
+    pub build_date: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: String::new(),
+            git_tree_state: String::new(),
+            build_date: String::new(),
+        }
+    }
+}
+
+/// The `/version` document: the Kubernetes version served and the build of krust serving it
+/// (`gitVersion` is `v1.33.0-krust.<version>`, with the short commit as build metadata).
+pub fn version(build: &BuildInfo) -> Value {
     let (major, minor) = KUBERNETES_VERSION;
+    let mut git_version = format!("v{major}.{minor}.0-krust.{}", build.version);
+    if let Some(short) = build.git_commit.get(..12) {
+        git_version.push('+');
+        git_version.push_str(short);
+    }
     json!({
         "major": major,
         "minor": minor,
-        "gitVersion": format!("v{major}.{minor}.0-krust.{}", env!("CARGO_PKG_VERSION")),
-        "gitCommit": "0000000000000000000000000000000000000000",
-        "gitTreeState": "clean",
-        "buildDate": "2026-01-01T00:00:00Z",
+        "gitVersion": git_version,
+        "gitCommit": build.git_commit,
+        "gitTreeState": build.git_tree_state,
+        "buildDate": build.build_date,
         "goVersion": "rust",
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, go_arch()),

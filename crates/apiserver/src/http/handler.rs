@@ -18,6 +18,7 @@ use super::response::{self, Body};
 use super::table::{IncludeObject, table};
 use crate::ApiServer;
 use crate::discovery;
+use crate::health;
 use crate::registry::options::{ListOptions, Query};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
@@ -70,15 +71,18 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     match path.as_str() {
-        "/healthz" | "/livez" | "/readyz" => return Ok(response::text(StatusCode::OK, "ok")),
-        p if p.starts_with("/healthz/")
-            || p.starts_with("/livez/")
-            || p.starts_with("/readyz/") =>
-        {
-            return Ok(response::text(StatusCode::OK, "ok"));
+        p if let Some((endpoint, only)) = health::Endpoint::parse(p) => {
+            let exclude: Vec<String> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                .filter(|(k, _)| k == "exclude")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let verbose = query.get("verbose").is_some();
+            let answer = api.health.answer(endpoint, only, verbose, &exclude).await;
+            let code = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(response::text(code, &answer.body));
         }
         "/version" | "/version/" => {
-            return Ok(response::json(StatusCode::OK, &discovery::version()));
+            return Ok(response::json(StatusCode::OK, &discovery::version(&api.build)));
         }
         "/openapi/v2" | "/swagger-2.0.0.pb-v1" => {
             // An empty protobuf document: kubectl reads it as "no schemas".
@@ -134,8 +138,28 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
     }
 }
 
+/// 404 for a path the server does not serve. Its details are never absent: clients read them
+/// (`kubectl debug` dereferences them to tell a missing object from a missing route).
 fn not_found() -> StatusError {
-    StatusError::new(404, "NotFound", "the server could not find the requested resource")
+    not_served(json!({}))
+}
+
+/// 404 for a path the server does not serve, with what is known of the target as details.
+fn not_served(details: Value) -> StatusError {
+    StatusError {
+        details: Some(details),
+        ..StatusError::new(404, "NotFound", "the server could not find the requested resource")
+    }
+}
+
+/// 404 for a resource request the server cannot route: the details name the resource asked
+/// for (an empty name: the route, not an object, is missing).
+fn resource_not_served(r: &ResourceRequest) -> StatusError {
+    let mut details = json!({"group": r.group, "kind": r.resource});
+    if let Some(name) = &r.name {
+        details["name"] = json!(name);
+    }
+    not_served(details)
 }
 
 fn content_type(req: &Request<Incoming>) -> String {
@@ -180,8 +204,10 @@ async fn resource(
     accept: &str,
 ) -> Result<Response<Body>, StatusError> {
     let registry = &api.registry;
-    let info =
-        *registry.catalog().lookup(&r.group, &r.version, &r.resource).ok_or_else(not_found)?;
+    let info = *registry
+        .catalog()
+        .lookup(&r.group, &r.version, &r.resource)
+        .ok_or_else(|| resource_not_served(&r))?;
     if !info.verbs.contains(&r.verb) && r.subresource.is_none() {
         return Err(StatusError::method_not_allowed(format!(
             "{} is not supported on {}",
@@ -191,9 +217,9 @@ async fn resource(
     }
     let namespace = match (info.namespaced(), r.namespace.as_deref()) {
         (true, None) if r.name.is_some() || matches!(r.verb, "create" | "deletecollection") => {
-            return Err(not_found());
+            return Err(resource_not_served(&r));
         }
-        (false, Some(_)) => return Err(not_found()),
+        (false, Some(_)) => return Err(resource_not_served(&r)),
         (_, ns) => ns.map(str::to_string),
     };
     let ns = namespace.as_deref();
@@ -207,15 +233,19 @@ async fn resource(
         )));
     }
     let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
-        StatusError::new(
-            404,
-            "NotFound",
-            format!(
-                "the subresource {:?} of {} is not served yet",
-                r.subresource.as_deref().unwrap_or_default(),
-                qualified(&info)
-            ),
-        )
+        // No name in the details: the route is missing, not the object.
+        StatusError {
+            details: Some(json!({"group": info.group, "kind": info.plural})),
+            ..StatusError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the subresource {:?} of {} is not served yet",
+                    r.subresource.as_deref().unwrap_or_default(),
+                    qualified(&info)
+                ),
+            )
+        }
     })?;
     let write = WriteOptions { dry_run: query.dry_run()?, ..WriteOptions::default() };
     let table_wanted = wants_table(accept);

@@ -19,9 +19,11 @@ pub fn json(code: StatusCode, value: &Value) -> Response<Body> {
     json_as(code, value, "application/json")
 }
 
-/// A JSON response with a specific content type.
+/// A JSON response with a specific content type. The body ends with a newline, as upstream's
+/// JSON encoder writes it.
 pub fn json_as(code: StatusCode, value: &Value, content_type: &str) -> Response<Body> {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut bytes = serde_json::to_vec(value).unwrap_or_default();
+    bytes.push(b'\n');
     bytes_as(code, bytes, content_type)
 }
 
