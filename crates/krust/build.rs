@@ -24,7 +24,9 @@ fn main() {
     });
     let date = std::env::var("KRUST_BUILD_DATE")
         .ok()
-        .or_else(|| git(&["show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%dT%H:%M:%SZ", "HEAD"]))
+        .or_else(|| {
+            git(&["show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%dT%H:%M:%SZ", "HEAD"])
+        })
         .unwrap_or_default();
     println!("cargo::rustc-env=KRUST_GIT_COMMIT={commit}");
     println!("cargo::rustc-env=KRUST_GIT_TREE_STATE={state}");

@@ -33,9 +33,12 @@ impl Endpoint {
     /// The endpoint a path starts with, and the check named after it (`/readyz/etcd`).
     pub fn parse(path: &str) -> Option<(Self, Option<&str>)> {
         let path = path.trim_end_matches('/');
-        let (endpoint, rest) = [("/livez", Self::Live), ("/readyz", Self::Ready), ("/healthz", Self::Healthz)]
-            .into_iter()
-            .find_map(|(prefix, endpoint)| path.strip_prefix(prefix).map(|rest| (endpoint, rest)))?;
+        let (endpoint, rest) =
+            [("/livez", Self::Live), ("/readyz", Self::Ready), ("/healthz", Self::Healthz)]
+                .into_iter()
+                .find_map(|(prefix, endpoint)| {
+                    path.strip_prefix(prefix).map(|rest| (endpoint, rest))
+                })?;
         match rest {
             "" => Some((endpoint, None)),
             rest => rest.strip_prefix('/').map(|check| (endpoint, Some(check))),
@@ -167,7 +170,12 @@ impl Health {
 
 /// Upstream's report of a health endpoint: `ok` when every check passed and no detail was
 /// asked; otherwise one line per check and a final verdict. Failures are always detailed.
-fn report(name: &str, results: &[(&str, bool)], unknown_excludes: &[&str], verbose: bool) -> Answer {
+fn report(
+    name: &str,
+    results: &[(&str, bool)],
+    unknown_excludes: &[&str],
+    verbose: bool,
+) -> Answer {
     let mut lines = String::new();
     for (check, ok) in results {
         if *ok {
@@ -221,7 +229,10 @@ mod tests {
     fn a_failure_is_500_and_always_detailed() {
         let answer = report("readyz", &[("ping", true), ("etcd", false)], &[], false);
         assert_eq!(answer.code, 500);
-        assert_eq!(answer.body, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n");
+        assert_eq!(
+            answer.body,
+            "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n"
+        );
     }
 
     #[test]

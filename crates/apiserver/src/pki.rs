@@ -89,8 +89,12 @@ fn write(path: &Path, text: &str) -> Result<(), PkiError> {
     let io_err = |source| PkiError::Io { path: path.to_owned(), source };
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut file =
-        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io_err)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err)?;
     file.write_all(text.as_bytes()).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
     fs::rename(&tmp, path).map_err(io_err)

@@ -72,13 +72,15 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
     let query = Query::parse(req.uri().query());
     match path.as_str() {
         p if let Some((endpoint, only)) = health::Endpoint::parse(p) => {
-            let exclude: Vec<String> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-                .filter(|(k, _)| k == "exclude")
-                .map(|(_, v)| v.into_owned())
-                .collect();
+            let exclude: Vec<String> =
+                form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+                    .filter(|(k, _)| k == "exclude")
+                    .map(|(_, v)| v.into_owned())
+                    .collect();
             let verbose = query.get("verbose").is_some();
             let answer = api.health.answer(endpoint, only, verbose, &exclude).await;
-            let code = StatusCode::from_u16(answer.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let code =
+                StatusCode::from_u16(answer.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(response::text(code, &answer.body));
         }
         "/version" | "/version/" => {
