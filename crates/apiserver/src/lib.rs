@@ -12,6 +12,7 @@
 pub mod discovery;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod watchcache;
@@ -44,6 +45,10 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Where service cluster IPs and node ports come from.
     pub service_ranges: registry::ServiceRanges,
+    /// Time and number limits of connections.
+    pub connections: http::serve::ConnectionLimits,
+    /// Limits of requests in flight.
+    pub inflight: http::inflight::Limits,
 }
 
 impl Default for Config {
@@ -55,6 +60,8 @@ impl Default for Config {
             datastore_endpoints: Vec::new(),
             compaction_interval: Duration::from_secs(300),
             service_ranges: registry::ServiceRanges::default(),
+            connections: http::serve::ConnectionLimits::default(),
+            inflight: http::inflight::Limits::default(),
         }
     }
 }
@@ -100,6 +107,12 @@ pub struct ApiServer {
     pub registry: Registry,
     /// `host:port` clients reach the server at.
     pub advertise_address: String,
+    /// The requests in flight, and their limits.
+    pub inflight: Arc<http::inflight::Inflight>,
+    /// The server's metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// How long a request's body may take to arrive.
+    pub request_body_timeout: Duration,
 }
 
 /// A started server.
@@ -116,11 +129,16 @@ pub struct RunningServer {
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
-    let store: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
+    let backend: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
         Arc::new(EmbeddedStore::open(&config.data_dir.join("db"))?)
     } else {
         Arc::new(EtcdStore::connect(&config.datastore_endpoints).await?)
     };
+    let catalog = Arc::new(Catalog::builtin());
+    let inflight = Arc::new(http::inflight::Inflight::new(config.inflight));
+    let metrics = Arc::new(metrics::Metrics::new(Arc::clone(&inflight), PathBuf::from("/proc")));
+    let store: Arc<dyn Store> =
+        Arc::new(metrics::TimedStore::new(backend, Arc::clone(&metrics), &catalog));
     let address = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(address)
         .await
@@ -139,15 +157,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?;
     let tls = http::serve::tls_config(&pki)?;
 
-    let registry =
-        Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin()), config.service_ranges)
-            .await?;
-    let api = Arc::new(ApiServer { registry, advertise_address });
+    let registry = Registry::new(Arc::clone(&store), catalog, config.service_ranges).await?;
+    let api = Arc::new(ApiServer {
+        registry,
+        advertise_address,
+        inflight,
+        metrics,
+        request_body_timeout: config.connections.request_body,
+    });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
-    tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api)));
+    tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));
     Ok(RunningServer { address, api, kubeconfig: config.data_dir.join("admin.kubeconfig") })
 }
