@@ -8,7 +8,7 @@
 //!
 //! For the first kind, [`StatusOnParseError`] sits between hyper and the TLS stream and
 //! rewrites hyper's empty error answer, which it recognizes by its exact head (status line,
-//! `content-length: 0`, nothing else but `date`): no answer of the handler has that shape,
+//! `content-length: 0`, nothing else but `connection: close` and `date`): no answer of the handler has that shape,
 //! since every error of ours carries a Status body.
 
 use std::io;
@@ -90,10 +90,12 @@ fn hyper_error(head: &[u8]) -> Option<StatusError> {
         return None;
     }
     let headers = &head[status_line.len()..head.len() - 2];
-    // Only `content-length: 0` and `date`: the exact shape of hyper's automatic answer.
+    // Only `content-length: 0`, `connection: close` and `date`: the exact shape of hyper's
+    // automatic answer.
     let mut lines = headers.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let shape_matches = lines.all(|line| {
         line.eq_ignore_ascii_case(b"content-length: 0\r")
+            || line.eq_ignore_ascii_case(b"connection: close\r")
             || line.len() > 6 && line[..6].eq_ignore_ascii_case(b"date: ")
     });
     let has_length = headers
@@ -233,7 +235,7 @@ mod tests {
 
     #[test]
     fn only_hypers_exact_empty_error_answer_is_recognized() {
-        let hyper = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 21:47:29 GMT\r\n\r\n";
+        let hyper = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 21:47:29 GMT\r\n\r\n";
         assert_eq!(hyper_error(hyper).map(|e| e.code), Some(400));
         let too_long = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(hyper_error(too_long).map(|e| e.code), Some(414));
