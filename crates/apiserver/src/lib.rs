@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod watchcache;
@@ -49,6 +50,10 @@ pub struct Config {
     pub datastore_connect_timeout: Duration,
     /// What the binary knows of its build, for `/version`.
     pub build: discovery::BuildInfo,
+    /// Time and number limits of connections.
+    pub connections: http::serve::ConnectionLimits,
+    /// Limits of requests in flight.
+    pub inflight: http::inflight::Limits,
 }
 
 impl Default for Config {
@@ -62,6 +67,8 @@ impl Default for Config {
             service_ranges: registry::ServiceRanges::default(),
             datastore_connect_timeout: Duration::from_secs(60),
             build: discovery::BuildInfo::default(),
+            connections: http::serve::ConnectionLimits::default(),
+            inflight: http::inflight::Limits::default(),
         }
     }
 }
@@ -131,6 +138,12 @@ pub struct ApiServer {
     pub health: health::Health,
     /// What the binary knows of its build.
     pub build: discovery::BuildInfo,
+    /// The requests in flight, and their limits.
+    pub inflight: Arc<http::inflight::Inflight>,
+    /// The server's metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// How long a request's body may take to arrive.
+    pub request_body_timeout: Duration,
 }
 
 /// A started server.
@@ -149,7 +162,7 @@ pub struct RunningServer {
 /// the store file 0600 (they hold the cluster CA's key and every Secret).
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     private_dir(&config.data_dir)?;
-    let store: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
+    let backend: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
         let dir = config.data_dir.join("db");
         let store = EmbeddedStore::open(&dir)?;
         private_tree(&dir)?;
@@ -157,6 +170,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     } else {
         Arc::new(connect_etcd(&config.datastore_endpoints, config.datastore_connect_timeout).await?)
     };
+    let catalog = Arc::new(Catalog::builtin());
+    let inflight = Arc::new(http::inflight::Inflight::new(config.inflight));
+    let metrics = Arc::new(metrics::Metrics::new(Arc::clone(&inflight), PathBuf::from("/proc")));
+    let store: Arc<dyn Store> =
+        Arc::new(metrics::TimedStore::new(backend, Arc::clone(&metrics), &catalog));
     let address = SocketAddr::new(config.bind_address, config.port);
     let listener = TcpListener::bind(address)
         .await
@@ -176,16 +194,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let tls = http::serve::tls_config(&pki)?;
 
     let health = health::Health::new(Arc::clone(&store));
-    let registry =
-        Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin()), config.service_ranges)
-            .await?;
-    let api = Arc::new(ApiServer { registry, advertise_address, health, build: config.build });
+    let registry = Registry::new(Arc::clone(&store), catalog, config.service_ranges).await?;
+    let api = Arc::new(ApiServer {
+        registry,
+        advertise_address,
+        health,
+        build: config.build,
+        inflight,
+        metrics,
+        request_body_timeout: config.connections.request_body,
+    });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
-    tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api)));
+    tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));
     Ok(RunningServer { address, api, kubeconfig: config.data_dir.join("admin.kubeconfig") })
 }
 

@@ -52,6 +52,31 @@ struct ServerArgs {
     /// How often history older than one interval is compacted (for example `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: Duration,
+    /// Read-only requests in flight at once, beyond which requests are answered 429 (0: no
+    /// limit). Watches are not counted.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at once, beyond which requests are answered 429 (0: no
+    /// limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// The longest a client's TLS handshake may take.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// The longest reading a request's head may take (on HTTP/1, also how long a kept-alive
+    /// connection waits for its next request).
+    #[arg(long, default_value = "32s", value_parser = parse_duration)]
+    request_header_timeout: Duration,
+    /// The longest a request's body may take to arrive; then it is answered 408.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    request_body_timeout: Duration,
+    /// How long a connection without requests in flight stays open.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    idle_connection_timeout: Duration,
+    /// How many connections may be in their TLS handshake at once; past it, the oldest is
+    /// dropped.
+    #[arg(long, default_value_t = 512)]
+    max_pending_handshakes: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +153,18 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             network: args.service_cidr.0,
             prefix: args.service_cidr.1,
             node_ports: args.service_node_port_range,
+        },
+        connections: krust_apiserver::http::serve::ConnectionLimits {
+            tls_handshake: args.tls_handshake_timeout,
+            request_header: args.request_header_timeout,
+            request_body: args.request_body_timeout,
+            idle: args.idle_connection_timeout,
+            max_pending_handshakes: args.max_pending_handshakes,
+            ..Default::default()
+        },
+        inflight: krust_apiserver::http::inflight::Limits {
+            read_only: args.max_requests_inflight,
+            mutating: args.max_mutating_requests_inflight,
         },
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;

@@ -2,6 +2,7 @@
 //! value.
 
 use bytes::{Bytes, BytesMut};
+use http::Request;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use krust_api::StatusError;
@@ -14,8 +15,37 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// client sees the answer rather than a closed connection.
 const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 
-/// Reads a whole body, refusing one larger than [`MAX_BODY_BYTES`] with 413.
-pub async fn read(mut body: Incoming) -> Result<Bytes, StatusError> {
+/// How long the body of a request may take to arrive, put into the request's extensions when
+/// its handling starts; without it, a body may take for ever.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// When reading must be done.
+    pub at: tokio::time::Instant,
+    /// The limit it was computed from, for the answer.
+    pub limit: std::time::Duration,
+}
+
+/// Reads a whole body, refusing one larger than [`MAX_BODY_BYTES`] with 413 and one that did
+/// not arrive by the request's [`Deadline`] with 408 (the caller closes the connection).
+pub async fn read(req: Request<Incoming>) -> Result<Bytes, StatusError> {
+    let deadline = req.extensions().get::<Deadline>().copied();
+    let body = read_body(req.into_body());
+    match deadline {
+        None => body.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.at, body).await.unwrap_or_else(|_| {
+            Err(StatusError::new(
+                408,
+                "Timeout",
+                format!(
+                    "Timeout: the request body did not arrive within {}s",
+                    deadline.limit.as_secs_f64()
+                ),
+            ))
+        }),
+    }
+}
+
+async fn read_body(mut body: Incoming) -> Result<Bytes, StatusError> {
     let mut buffer = BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {

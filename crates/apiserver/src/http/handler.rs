@@ -13,32 +13,100 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::authn::User;
 use super::body;
+use super::inflight::{self, RequestKind};
+use super::malformed;
 use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
 use super::table::{IncludeObject, table};
 use crate::ApiServer;
 use crate::discovery;
 use crate::health;
+use crate::metrics::RequestLabels;
 use crate::registry::options::{ListOptions, Query};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
 };
 
 /// Answers one request from `user` (`None`: no valid credentials).
+///
+/// Before routing: a malformed URL is refused, an unauthenticated client answered 401,
+/// `/metrics` served, and the request takes a slot among those in flight (429 when none is
+/// left; long-running requests take none). Every routed request is counted in the metrics.
 pub async fn handle(
     api: Arc<ApiServer>,
     user: Option<Arc<User>>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<Body> {
-    if user.is_none() {
-        return response::error(&StatusError::unauthorized());
+    if let Err(e) = malformed::check(req.uri()) {
+        return response::error(&e);
     }
+    let Some(user) = user else {
+        return response::error(&StatusError::unauthorized());
+    };
     let started = std::time::Instant::now();
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    if req.uri().path() == "/metrics" {
+        return response::bytes_as(
+            StatusCode::OK,
+            api.metrics.encode().into_bytes(),
+            crate::metrics::CONTENT_TYPE,
+        );
+    }
+    let (labels, long_running) = classify(&api, &req);
+    let exempt = user.groups.iter().any(|g| g == "system:masters");
+    let slot = if long_running {
+        None
+    } else {
+        match api.inflight.try_acquire(RequestKind::of(req.method()), exempt) {
+            Some(slot) => Some(slot),
+            None => {
+                api.metrics.request(&labels, 429, started.elapsed());
+                return inflight::too_many_requests();
+            }
+        }
+    };
+    req.extensions_mut().insert(body::Deadline {
+        at: tokio::time::Instant::now() + api.request_body_timeout,
+        limit: api.request_body_timeout,
+    });
+    let (method, path, version) =
+        (req.method().clone(), req.uri().path().to_string(), req.version());
     let result = route(&api, req).await;
-    let response = result.unwrap_or_else(|e| response::error(&e));
-    tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    drop(slot);
+    let mut response = result.unwrap_or_else(|e| response::error(&e));
+    let status = response.status();
+    api.metrics.request(&labels, status.as_u16(), started.elapsed());
+    if long_running && status.is_success() {
+        response = response::hold(response, api.metrics.long_running(&labels));
+    }
+    if status == StatusCode::REQUEST_TIMEOUT && version <= http::Version::HTTP_11 {
+        // The rest of the body may still come: the connection cannot be reused.
+        response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
     response
+}
+
+/// The metric labels of a request, and whether it is long-running.
+fn classify(api: &ApiServer, req: &Request<Incoming>) -> (RequestLabels, bool) {
+    let watch = Query::parse(req.uri().query()).flag("watch");
+    let Target::Resource(r) = request_info::parse(req.method(), req.uri().path(), watch) else {
+        return (RequestLabels::other(req.method()), false);
+    };
+    let long_running = inflight::is_long_running(r.verb, r.subresource.as_deref());
+    let Some(info) = api.registry.catalog().lookup(&r.group, &r.version, &r.resource) else {
+        return (RequestLabels::other(req.method()), long_running);
+    };
+    let apply = r.verb == "patch"
+        && PatchType::from_content_type(&content_type(req)) == Some(PatchType::Apply);
+    let labels = RequestLabels::resource(
+        r.verb,
+        info,
+        r.subresource.as_deref(),
+        r.namespace.is_some(),
+        r.name.is_some(),
+        apply,
+    );
+    (labels, long_running)
 }
 
 fn accepts(headers: &HeaderMap) -> &str {
@@ -179,7 +247,7 @@ async fn read_object(
     write: &mut WriteOptions,
 ) -> Result<Value, StatusError> {
     let content_type = content_type(&req);
-    let bytes = body::read(req.into_body()).await?;
+    let bytes = body::read(req).await?;
     if bytes.is_empty() {
         return Err(StatusError::bad_request("the request body is empty"));
     }
@@ -327,7 +395,7 @@ async fn resource(
                 .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
             let mut write =
                 WriteOptions { field_validation: query.field_validation("PatchOptions")?, ..write };
-            let bytes = body::read(req.into_body()).await?;
+            let bytes = body::read(req).await?;
             if write.field_validation != FieldValidation::Ignore {
                 // Upstream words the duplicates of a JSON patch's operations apart.
                 let prefix = if kind == PatchType::Json { "json patch " } else { "" };
@@ -412,7 +480,7 @@ async fn delete_options(
     query: &Query,
 ) -> Result<DeleteOptions, StatusError> {
     let content_type = content_type(&req);
-    let bytes = body::read(req.into_body()).await?;
+    let bytes = body::read(req).await?;
     let body = if bytes.iter().all(u8::is_ascii_whitespace) {
         None
     } else {

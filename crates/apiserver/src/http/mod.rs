@@ -4,6 +4,8 @@
 pub mod authn;
 mod body;
 mod handler;
+pub mod inflight;
+mod malformed;
 pub mod request_info;
 mod response;
 pub mod serve;

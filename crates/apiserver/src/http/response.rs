@@ -94,6 +94,41 @@ pub fn stream(
     response
 }
 
+/// A body that keeps `guard` alive until it is done or dropped.
+struct Held<G> {
+    inner: Body,
+    _guard: G,
+}
+
+impl<G: Unpin> hyper::body::Body for Held<G> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The response with `guard` held until its body is sent (or the client is gone): for what
+/// must last as long as a streamed answer, such as a count of long-running requests.
+pub fn hold<G: Send + Sync + Unpin + 'static>(
+    response: Response<Body>,
+    guard: G,
+) -> Response<Body> {
+    response.map(|inner| BodyExt::boxed(Held { inner, _guard: guard }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +148,16 @@ mod tests {
             .filter_map(|v| v.to_str().ok())
             .collect();
         assert_eq!(sent, [r#"299 - "unknown field \"spec.foo\"""#, r#"299 - "a\\b c""#]);
+    }
+
+    #[tokio::test]
+    async fn a_held_guard_lives_as_long_as_the_body_and_the_length_is_kept() {
+        let guard = std::sync::Arc::new(());
+        let response = hold(text(StatusCode::OK, "ok"), std::sync::Arc::clone(&guard));
+        assert_eq!(std::sync::Arc::strong_count(&guard), 2);
+        assert_eq!(hyper::body::Body::size_hint(response.body()).exact(), Some(2));
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes());
+        assert_eq!(bytes.ok().as_deref(), Some(&b"ok"[..]));
+        assert_eq!(std::sync::Arc::strong_count(&guard), 1);
     }
 }

@@ -1,20 +1,32 @@
 //! The HTTPS listener: TLS with optional client certificates, HTTP/1.1 and HTTP/2, and the
 //! identity of each connection's client.
+//!
+//! Every stage of a connection is bounded in time ([`ConnectionLimits`]): the TLS handshake,
+//! reading a request's head, reading its body (in the handler, answered 408), and idling
+//! between requests. Connections still in their TLS handshake are capped in number: past the
+//! cap the oldest of them is dropped, so that a crowd of silent sockets neither starves new
+//! clients nor exhausts file descriptors, and accepting never stops.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::authn::{self, User};
 use super::handler;
+use super::response;
 use crate::ApiServer;
 use crate::pki::Pki;
 
@@ -65,21 +77,182 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
     Ok(config)
 }
 
+/// Time and number limits of connections; passed in from [`crate::Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The longest a TLS handshake may take (as Go clients' `TLSHandshakeTimeout`: 10 s).
+    pub tls_handshake: Duration,
+    /// The longest reading a request's head may take, from the moment the server waits for
+    /// it (upstream's `ReadHeaderTimeout`: 32 s). On HTTP/1 the wait for the next request of a
+    /// kept-alive connection counts too, so an idle HTTP/1 connection is closed after this.
+    pub request_header: Duration,
+    /// The longest reading a request's body may take, from the start of the request; then
+    /// the request is answered 408 and, on HTTP/1, the connection closed.
+    pub request_body: Duration,
+    /// How long a connection with no request in flight stays open (upstream's `IdleTimeout`:
+    /// 90 s); HTTP/2 connections are then sent GOAWAY.
+    pub idle: Duration,
+    /// How often an HTTP/2 connection that sent nothing is pinged; unanswered for as long
+    /// again, it is closed.
+    pub http2_keep_alive: Duration,
+    /// How many accepted connections may be in their TLS handshake at once; past it, the
+    /// oldest is dropped.
+    pub max_pending_handshakes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            tls_handshake: Duration::from_secs(10),
+            request_header: Duration::from_secs(32),
+            request_body: Duration::from_secs(60),
+            idle: Duration::from_secs(90),
+            http2_keep_alive: Duration::from_secs(30),
+            max_pending_handshakes: 512,
+        }
+    }
+}
+
+/// The connections in their TLS handshake, by arrival; past `cap`, the oldest are told to go.
+#[derive(Debug)]
+struct Handshakes {
+    cap: usize,
+    inner: Mutex<HandshakesInner>,
+}
+
+#[derive(Debug, Default)]
+struct HandshakesInner {
+    next: u64,
+    pending: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// A connection's place among those in their handshake; leaves on drop.
+struct Ticket {
+    handshakes: Arc<Handshakes>,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Handshakes {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self { cap: cap.max(1), inner: Mutex::default() })
+    }
+
+    /// Admits a new connection, evicting the oldest ones past the cap.
+    fn admit(self: &Arc<Self>) -> Ticket {
+        let evicted = Arc::new(Notify::new());
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let id = inner.next;
+        inner.next += 1;
+        inner.pending.insert(id, Arc::clone(&evicted));
+        while inner.pending.len() > self.cap {
+            if let Some((_, oldest)) = inner.pending.pop_first() {
+                // `notify_one` keeps a permit, so a task not yet waiting still sees it.
+                oldest.notify_one();
+            }
+        }
+        drop(inner);
+        Ticket { handshakes: Arc::clone(self), id, evicted }
+    }
+
+    fn pending(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pending.len()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut inner =
+            self.handshakes.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        inner.pending.remove(&self.id);
+    }
+}
+
+/// When a connection last had a request in flight, and how many it has now.
+#[derive(Debug)]
+struct Activity {
+    opened: Instant,
+    active: AtomicUsize,
+    /// Milliseconds from `opened` to the end of the last request.
+    last_ms: AtomicU64,
+}
+
+/// One request in flight on a connection; held until its response body is done.
+struct Active(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { opened: Instant::now(), active: AtomicUsize::new(0), last_ms: 0.into() })
+    }
+
+    fn begin(self: &Arc<Self>) -> Active {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Active(Arc::clone(self))
+    }
+
+    /// When the connection counts as idle for `limit`: `None` while a request is in flight.
+    fn idle_deadline(&self, limit: Duration) -> Option<Instant> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
+        Some(self.opened + last + limit)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.fetch_max(ms, Ordering::AcqRel);
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The HTTP builders: one per protocol TLS negotiated, and one that detects it.
+struct Builders {
+    detect: auto::Builder<TokioExecutor>,
+    h1: auto::Builder<TokioExecutor>,
+    h2: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ConnectionLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.request_header);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(limits.http2_keep_alive)
+            .keep_alive_timeout(limits.http2_keep_alive);
+        Self { detect: builder.clone(), h1: builder.clone().http1_only(), h2: builder.http2_only() }
+    }
+}
+
 /// Accepts connections for ever, serving each on its own task.
-pub async fn serve(listener: TcpListener, tls: rustls::ServerConfig, api: Arc<ApiServer>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    api: Arc<ApiServer>,
+    limits: ConnectionLimits,
+) {
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let handshakes = Handshakes::new(limits.max_pending_handshakes);
+    let builders = Arc::new(Builders::new(&limits));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tracing::warn!(error = %e, pending_handshakes = handshakes.pending(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, api) = (acceptor.clone(), Arc::clone(&api));
-        tokio::spawn(async move { connection(acceptor, tcp, peer, api).await });
+        let ticket = handshakes.admit();
+        let (acceptor, api, builders) = (acceptor.clone(), Arc::clone(&api), Arc::clone(&builders));
+        tokio::spawn(async move {
+            connection(acceptor, tcp, peer, api, ticket, builders, limits).await
+        });
     }
 }
 
@@ -88,28 +261,115 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     api: Arc<ApiServer>,
+    ticket: Ticket,
+    builders: Arc<Builders>,
+    limits: ConnectionLimits,
 ) {
-    let tls = match acceptor.accept(tcp).await {
-        Ok(tls) => tls,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+    let evicted = Arc::clone(&ticket.evicted);
+    let tls = tokio::select! {
+        accepted = tokio::time::timeout(limits.tls_handshake, acceptor.accept(tcp)) => match accepted {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        () = evicted.notified() => {
+            tracing::debug!(%peer, "TLS handshake dropped: too many connections in their handshake");
             return;
         }
     };
-    let user: Option<Arc<User>> = tls
-        .get_ref()
-        .1
+    drop(ticket);
+    let session = tls.get_ref().1;
+    let user: Option<Arc<User>> = session
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|cert| authn::user_from_certificate(cert.as_ref()))
         .map(Arc::new);
-    let service = service_fn(move |req| {
-        let (api, user) = (Arc::clone(&api), user.clone());
-        async move { Ok::<_, std::convert::Infallible>(handler::handle(api, user, req).await) }
-    });
-    if let Err(e) =
-        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(tls), service).await
-    {
-        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    let builder = match session.alpn_protocol() {
+        Some(b"h2") => &builders.h2,
+        Some(b"http/1.1") => &builders.h1,
+        _ => &builders.detect,
+    };
+    let activity = Activity::new();
+    let service = {
+        let activity = Arc::clone(&activity);
+        service_fn(move |req| {
+            let (api, user, active) = (Arc::clone(&api), user.clone(), activity.begin());
+            async move {
+                let response = handler::handle(api, user, req).await;
+                Ok::<_, std::convert::Infallible>(response::hold(response, active))
+            }
+        })
+    };
+    let io = super::malformed::StatusOnParseError::new(tls);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        let deadline = activity.idle_deadline(limits.idle);
+        // While a request is in flight, look again one idle period later.
+        let wake = deadline.unwrap_or_else(|| Instant::now() + limits.idle);
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(wake), if !closing => {
+                if activity.idle_deadline(limits.idle).is_some_and(|d| d <= Instant::now()) {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn past_the_cap_the_oldest_handshake_is_evicted() {
+        let handshakes = Handshakes::new(2);
+        let first = handshakes.admit();
+        let second = handshakes.admit();
+        assert_eq!(handshakes.pending(), 2);
+        let third = handshakes.admit();
+        assert_eq!(handshakes.pending(), 2);
+        // The first was told to go (the permit is kept for a later wait); the others were not.
+        tokio::time::timeout(Duration::from_secs(1), first.evicted.notified())
+            .await
+            .expect("the oldest handshake is evicted");
+        let not_evicted =
+            tokio::time::timeout(Duration::from_millis(20), second.evicted.notified()).await;
+        assert!(not_evicted.is_err());
+        drop(first);
+        assert_eq!(handshakes.pending(), 2);
+        drop((second, third));
+        assert_eq!(handshakes.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_without_requests_and_from_the_last_ones_end() {
+        let limit = Duration::from_secs(90);
+        let activity = Activity::new();
+        let opened = activity.opened;
+        assert_eq!(activity.idle_deadline(limit), Some(opened + limit));
+        let request = activity.begin();
+        assert_eq!(activity.idle_deadline(limit), None);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(activity.idle_deadline(limit), None);
+        drop(request);
+        let deadline = activity.idle_deadline(limit).expect("idle again");
+        assert!(deadline >= opened + Duration::from_millis(30) + limit);
+        assert!(deadline <= Instant::now() + limit);
     }
 }
