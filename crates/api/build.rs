@@ -73,7 +73,8 @@ fn package_root() -> Result<PathBuf, String> {
 
 /// The version of the package that `Cargo.lock` (at the workspace root) pins.
 fn locked_version() -> Result<String, String> {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").ok_or("no CARGO_MANIFEST_DIR")?);
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").ok_or("no CARGO_MANIFEST_DIR")?);
     let lock = manifest
         .ancestors()
         .map(|dir| dir.join("Cargo.lock"))
