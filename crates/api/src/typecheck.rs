@@ -141,10 +141,10 @@ fn go_type(kind: &Kind) -> String {
 
 /// Go's name of the type of a field (maps and lists included).
 fn field_go_type(field: &FieldDescriptor) -> String {
-    if field.is_map() {
-        if let Kind::Message(entry) = field.kind() {
-            return format!("map[string]{}", go_type(&entry.map_entry_value_field().kind()));
-        }
+    if field.is_map()
+        && let Kind::Message(entry) = field.kind()
+    {
+        return format!("map[string]{}", go_type(&entry.map_entry_value_field().kind()));
     }
     if field.is_list() {
         return format!("[]{}", go_type(&field.kind()));
