@@ -124,26 +124,10 @@ pub fn strict_decoding_error(problems: &[String]) -> String {
     format!("strict decoding error: {}", problems.join(", "))
 }
 
-/// `text` quoted as Go's `%q` quotes it (printable characters kept, quotes, backslashes and
-/// control characters escaped).
+/// `text` quoted as Go's `%q` quotes it, at most [`crate::validation::MAX_QUOTED_BYTES`] of
+/// it (a member's name is the client's, and may be long).
 fn go_quote(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len() + 2);
-    quoted.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '\n' => quoted.push_str("\\n"),
-            '\r' => quoted.push_str("\\r"),
-            '\t' => quoted.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                quoted.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => quoted.push(c),
-        }
-    }
-    quoted.push('"');
-    quoted
+    crate::validation::bounded_quote(text, true)
 }
 
 /// Reads one JSON value at `path`, recording repeated member names.

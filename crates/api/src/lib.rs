@@ -11,6 +11,7 @@
 //! - [`object`]: access to `metadata` on objects kept as JSON.
 //! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
 //! - [`fieldcheck`]: server-side field validation (unknown and duplicate fields).
+//! - [`typecheck`]: the types of an object's values against its kind's upstream schema.
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
@@ -25,6 +26,7 @@ pub mod selector;
 pub mod status;
 pub mod strategy;
 pub mod table;
+pub mod typecheck;
 pub mod validation;
 
 pub use catalog::{Catalog, ResourceInfo, Scope};

@@ -4,6 +4,70 @@ use std::fmt;
 
 use serde_json::Value;
 
+/// The most bytes of a client's value that an error message repeats: longer values are cut
+/// there (on a character boundary) and marked with [`TRUNCATED`], so that the answer to a
+/// 3 MB invalid value stays small.
+pub const MAX_QUOTED_BYTES: usize = 256;
+
+/// What follows a value cut to [`MAX_QUOTED_BYTES`].
+pub const TRUNCATED: &str = "...(truncated)";
+
+/// The first [`MAX_QUOTED_BYTES`] of `text` at most, and whether it was cut.
+fn bounded_prefix(text: &str) -> (&str, bool) {
+    if text.len() <= MAX_QUOTED_BYTES {
+        return (text, false);
+    }
+    let mut end = MAX_QUOTED_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// `text` as a message repeats it: at most [`MAX_QUOTED_BYTES`] of it, quoted as Go's `%q`
+/// quotes (printable characters kept; quotes, backslashes and control characters escaped)
+/// when `quote`, followed by [`TRUNCATED`] when cut.
+pub fn bounded_quote(text: &str, quote: bool) -> String {
+    let (text, cut) = bounded_prefix(text);
+    let mut out = String::with_capacity(text.len() + 2 + TRUNCATED.len());
+    if !quote {
+        out.push_str(text);
+    } else {
+        out.push('"');
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                    out.push_str(&format!("\\x{:02x}", c as u32));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    if cut {
+        out.push_str(TRUNCATED);
+    }
+    out
+}
+
+/// A JSON value as a field error shows it: its JSON (strings quoted), at most
+/// [`MAX_QUOTED_BYTES`] of it, followed by [`TRUNCATED`] when cut.
+pub fn bounded_json(value: &Value) -> String {
+    match value {
+        Value::String(text) => {
+            let (text, cut) = bounded_prefix(text);
+            let quoted = Value::from(text).to_string();
+            if cut { format!("{quoted}{TRUNCATED}") } else { quoted }
+        }
+        other => bounded_quote(&other.to_string(), false),
+    }
+}
+
 /// What is wrong with a field; the wording follows upstream's `field.Error`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldErrorKind {
@@ -90,7 +154,7 @@ impl fmt::Display for FieldError {
                 write!(f, "{}: Required value: {}", self.field, why)
             }
             FieldErrorKind::Invalid(v, detail) => {
-                write!(f, "{}: Invalid value: {}: {}", self.field, v, detail)
+                write!(f, "{}: Invalid value: {}: {}", self.field, bounded_json(v), detail)
             }
             FieldErrorKind::NotSupported(v, supported) => {
                 let quoted: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
@@ -98,12 +162,14 @@ impl fmt::Display for FieldError {
                     f,
                     "{}: Unsupported value: {}: supported values: {}",
                     self.field,
-                    v,
+                    bounded_json(v),
                     quoted.join(", ")
                 )
             }
             FieldErrorKind::Forbidden(detail) => write!(f, "{}: Forbidden: {}", self.field, detail),
-            FieldErrorKind::Duplicate(v) => write!(f, "{}: Duplicate value: {}", self.field, v),
+            FieldErrorKind::Duplicate(v) => {
+                write!(f, "{}: Duplicate value: {}", self.field, bounded_json(v))
+            }
         }
     }
 }
@@ -195,5 +261,21 @@ mod tests {
         assert!(!dns1123_label("-a").is_empty());
         assert!(path_segment_name("system:admin").is_empty());
         assert!(!path_segment_name("a/b").is_empty());
+    }
+
+    #[test]
+    fn a_huge_value_is_quoted_only_in_part() {
+        let huge = "x".repeat(3 * 1024 * 1024);
+        let error = FieldError::invalid("metadata.labels", Value::from(huge.as_str()), "bad");
+        let text = error.to_string();
+        assert!(text.len() < 2 * MAX_QUOTED_BYTES, "{} bytes", text.len());
+        assert!(text.starts_with("metadata.labels: Invalid value: \"xxx"), "{text}");
+        assert!(text.ends_with(&format!("\"{TRUNCATED}: bad")), "{text}");
+        let short = FieldError::invalid("spec.x", Value::from("é\"q"), "bad").to_string();
+        assert_eq!(short, "spec.x: Invalid value: \"é\\\"q\": bad");
+        // A cut never splits a character.
+        let wide = "é".repeat(MAX_QUOTED_BYTES);
+        assert!(bounded_quote(&wide, true).ends_with(&format!("é\"{TRUNCATED}")));
+        assert_eq!(bounded_json(&serde_json::json!([1, 2])), "[1,2]");
     }
 }

@@ -323,6 +323,7 @@ async fn resource(
     let name = r.name.clone().unwrap_or_default();
     match (r.verb, sub) {
         ("get", _) => {
+            query.check_resource_version()?;
             let obj = registry.get(&info, ns, &name).await?;
             let obj = sub.view(&info, obj);
             if table_wanted && sub == Subresource::Main {

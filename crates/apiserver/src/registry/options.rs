@@ -2,7 +2,7 @@
 
 use krust_api::StatusError;
 use krust_api::selector::{FieldSelector, LabelSelector};
-use krust_api::validation::FieldError;
+use krust_api::validation::{FieldError, bounded_quote};
 use krust_store::Revision;
 
 /// Query parameters of a request, by name.
@@ -116,11 +116,33 @@ pub struct ListOptions {
     pub timeout_seconds: Option<u64>,
 }
 
+/// Reads a `resourceVersion` parameter: a decimal revision. Anything else is refused with
+/// upstream's message (`resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing
+/// "abc": invalid syntax`), as 400: upstream answers 500 there, a bug it means to fix (a client
+/// must not retry a request that cannot succeed).
 fn parse_revision(raw: &str) -> Result<Revision, StatusError> {
-    raw.parse::<Revision>()
-        .ok()
-        .filter(|r| *r >= 0)
-        .ok_or_else(|| StatusError::bad_request(format!("invalid resource version: {raw:?}")))
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    match raw.parse::<Revision>() {
+        Ok(revision) if digits => Ok(revision),
+        _ => {
+            let why = if digits { "value out of range" } else { "invalid syntax" };
+            let quoted = bounded_quote(raw, true);
+            Err(StatusError::bad_request(format!(
+                "resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {why}"
+            )))
+        }
+    }
+}
+
+impl Query {
+    /// Checks the `resourceVersion` of a get: empty, or a revision (a get reads the latest
+    /// state whatever it says, but a malformed one is refused as upstream refuses it).
+    pub fn check_resource_version(&self) -> Result<(), StatusError> {
+        match self.get("resourceVersion").filter(|s| !s.is_empty()) {
+            Some(raw) => parse_revision(raw).map(drop),
+            None => Ok(()),
+        }
+    }
 }
 
 impl ListOptions {
@@ -203,5 +225,50 @@ mod tests {
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldValidation: Unsupported value: \"strict\": supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"".to_string()
             ))
         );
+    }
+
+    #[test]
+    fn a_malformed_resource_version_is_a_bad_request_worded_as_upstream() {
+        let list = |raw: &str| {
+            ListOptions::from_query(&Query::parse(Some(raw)), false)
+                .err()
+                .map(|e| (e.code, e.reason, e.message))
+        };
+        let bad = |code, message: &str| Some((code, "BadRequest", message.to_string()));
+        let cases = [
+            ("resourceVersion=", None),
+            ("resourceVersion=0", None),
+            ("resourceVersion=12", None),
+            (
+                "resourceVersion=abc",
+                bad(
+                    400,
+                    "resourceVersion: Invalid value: \"abc\": strconv.ParseUint: parsing \"abc\": invalid syntax",
+                ),
+            ),
+            (
+                "resourceVersion=-1",
+                bad(
+                    400,
+                    "resourceVersion: Invalid value: \"-1\": strconv.ParseUint: parsing \"-1\": invalid syntax",
+                ),
+            ),
+            (
+                "resourceVersion=99999999999999999999",
+                bad(
+                    400,
+                    "resourceVersion: Invalid value: \"99999999999999999999\": strconv.ParseUint: parsing \"99999999999999999999\": value out of range",
+                ),
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(list(query), expected, "{query}");
+        }
+        let get = |raw| Query::parse(Some(raw)).check_resource_version().err().map(|e| e.code);
+        assert_eq!(get("resourceVersion=7"), None);
+        assert_eq!(get("resourceVersion=x"), Some(400));
+        let huge = format!("resourceVersion={}", "x".repeat(100_000));
+        let message = list(&huge).map(|(_, _, m)| m).unwrap_or_default();
+        assert!(message.len() < 1024, "{} bytes", message.len());
     }
 }

@@ -1,10 +1,11 @@
 //! Create, update and patch.
 
 use chrono::Utc;
-use krust_api::fieldcheck;
 use krust_api::object::{meta_str, metadata_mut};
 use krust_api::patch::{PatchType, apply_patch};
+use krust_api::validation::{FieldError, bounded_quote};
 use krust_api::{ResourceInfo, StatusError};
+use krust_api::{fieldcheck, typecheck};
 use krust_store::StoreError;
 use serde_json::Value;
 
@@ -88,11 +89,106 @@ fn check_fields(
     }))
 }
 
+/// The error upstream answers a value of the wrong type with: its decoder's error, 400
+/// `{kind} in version "{version}" cannot be handled as a {kind}: ...` for a body (with the
+/// offending path as the one cause), 422 on the field `patch`, the patched object as the
+/// invalid value, for a patch.
+fn decoding_error(
+    (version, kind): (&str, &str),
+    obj: &Value,
+    origin: Origin,
+    path: &str,
+    message: &str,
+) -> StatusError {
+    match origin {
+        Origin::Update => StatusError {
+            details: Some(serde_json::json!({"causes": [
+                {"reason": "FieldValueInvalid", "message": message, "field": path},
+            ]})),
+            ..StatusError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: {message}"
+            ))
+        },
+        Origin::Patch => {
+            let patched = serde_json::to_string(obj).unwrap_or_default();
+            StatusError::invalid(
+                "",
+                "",
+                "",
+                &[FieldError::invalid("patch", Value::String(patched), message)],
+            )
+        }
+    }
+}
+
+/// Checks the types of `obj`, the client's view of an object (of `api_version`, `version`
+/// and `kind`), against its kind's upstream schema ([`typecheck`]), before anything else
+/// reads it; fails as upstream's decoder does.
+fn check_types(
+    (api_version, version, kind): (&str, &str, &str),
+    obj: &Value,
+    origin: Origin,
+) -> Result<(), StatusError> {
+    typecheck::check(api_version, kind, obj)
+        .map_err(|e| decoding_error((version, kind), obj, origin, &e.path, &e.message))
+}
+
+/// Checks that a patched object is still the one of the URL: of the same kind and version
+/// (else 422 on `patch`, as a patched object that does not decode), name and namespace (else
+/// 400, worded as upstream's `checkName`). Without this a patch changing them would be
+/// silently undone.
+fn check_patched_identity(
+    (api_version, version, kind): (&str, &str, &str),
+    obj: &Value,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<(), StatusError> {
+    let given_kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let given_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    // An object without type meta is read as the URL's kind, as upstream's decoder does.
+    let problem = if !given_kind.is_empty() && given_kind != kind {
+        Some(format!(
+            "the object provided is of kind {}, but the request is for {kind}",
+            bounded_quote(given_kind, false)
+        ))
+    } else if !given_version.is_empty() && given_version != api_version {
+        Some(format!(
+            "the API version in the data ({}) does not match the expected API version ({api_version})",
+            bounded_quote(given_version, false)
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let path = if given_kind.is_empty() || given_kind == kind { "apiVersion" } else { "kind" };
+        return Err(decoding_error((version, kind), obj, Origin::Patch, path, &problem));
+    }
+    let given_name = meta_str(obj, "name").unwrap_or_default();
+    if given_name != name {
+        return Err(StatusError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            bounded_quote(given_name, false)
+        )));
+    }
+    let given_namespace = meta_str(obj, "namespace").unwrap_or_default();
+    if let Some(namespace) = namespace
+        && !given_namespace.is_empty()
+        && given_namespace != namespace
+    {
+        return Err(StatusError::bad_request(format!(
+            "the namespace of the object ({}) does not match the namespace on the request ({namespace})",
+            bounded_quote(given_namespace, false)
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that a body is of the kind and version the URL names.
 pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     if !kind.is_empty() && kind != info.kind {
+        let kind = bounded_quote(kind, false);
         return Err(StatusError::bad_request(format!(
             "{kind} in version \"{}\" cannot be handled as a {}: the object provided is of kind {kind}, but the request is for {}",
             info.version, info.kind, info.kind
@@ -100,7 +196,8 @@ pub fn check_kind(info: &ResourceInfo, obj: &Value) -> Result<(), StatusError> {
     }
     if !api_version.is_empty() && api_version != info.api_version() {
         return Err(StatusError::bad_request(format!(
-            "the API version in the data ({api_version}) does not match the expected API version ({})",
+            "the API version in the data ({}) does not match the expected API version ({})",
+            bounded_quote(api_version, false),
             info.api_version()
         )));
     }
@@ -163,6 +260,7 @@ impl Registry {
     ) -> Result<Written, StatusError> {
         check_kind(info, &obj)?;
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
+        check_types((&api_version, version, kind), &obj, Origin::Update)?;
         let warnings =
             check_fields(&opts, (&api_version, version, kind), &obj, None, Origin::Update)?;
         let written = |object| Written { object, warnings: warnings.clone() };
@@ -233,7 +331,8 @@ impl Registry {
             && given != name
         {
             return Err(StatusError::bad_request(format!(
-                "the name of the object ({given}) does not match the name on the URL ({name})"
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                bounded_quote(given, false)
             )));
         }
         self.write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub, Origin::Update)
@@ -270,7 +369,8 @@ impl Registry {
     /// The read-modify-write loop shared by update and patch: reads the stored object, asks
     /// `change` for the client's view of the new one (in the served version, for `sub`),
     /// applies the resource's rules and writes it guarded by the revision read. The client's
-    /// view is field-validated before anything else looks at it.
+    /// view is type-checked and field-validated before anything else looks at it; a patched
+    /// view must still name the URL's object.
     #[allow(clippy::too_many_arguments)]
     async fn write_with(
         &self,
@@ -291,6 +391,15 @@ impl Registry {
             let old_served = to_served(info, old.clone());
             let old_view = sub.view(info, old_served.clone());
             let new_view = change(&old_view)?;
+            check_types((&api_version, version, kind), &new_view, origin)?;
+            if origin == Origin::Patch {
+                check_patched_identity(
+                    (&api_version, version, kind),
+                    &new_view,
+                    name,
+                    namespace.filter(|_| info.namespaced()),
+                )?;
+            }
             let warnings = check_fields(
                 &opts,
                 (&api_version, version, kind),
