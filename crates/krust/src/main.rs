@@ -127,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_open_file_limit();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,6 +174,19 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     running.api.health.shutting_down();
     tracing::info!("shutting down");
     Ok(())
+}
+
+/// Raises the soft limit of open files to the hard limit, as Go programs (and so upstream's
+/// components) do at start: a server holds a socket per client and a watch per socket.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "cannot raise the open file limit");
+        }
+    }
 }
 
 /// The build this binary comes from (set by `build.rs`).
