@@ -33,7 +33,7 @@ pub use list::ListResult;
 pub use meta::timestamp;
 pub use options::FieldValidation;
 pub use subresource::Subresource;
-pub use watch::{WatchEvent, WatchKind};
+pub use watch::{Encoder, WatchEvent, WatchKind, WatchLimits, WatchStream};
 pub use write::{WriteOptions, Written};
 
 /// The largest object the registry stores (upstream's etcd limit is 1.5 MiB).
@@ -46,6 +46,8 @@ pub struct Registry {
     catalog: Arc<Catalog>,
     /// Per-resource work around writes, by storage prefix.
     hooks: HashMap<String, Arc<dyn ResourceHooks>>,
+    /// What each watch may hold for its client, and how long it lasts.
+    watch_limits: WatchLimits,
 }
 
 impl Registry {
@@ -63,7 +65,13 @@ impl Registry {
         let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
         let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
         hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
-        Ok(Self { store, cache, catalog, hooks })
+        Ok(Self { store, cache, catalog, hooks, watch_limits: WatchLimits::default() })
+    }
+
+    /// The same registry with other limits for watches.
+    pub fn with_watch_limits(mut self, limits: WatchLimits) -> Self {
+        self.watch_limits = limits;
+        self
     }
 
     /// The hooks of a resource, if it has any.

@@ -12,8 +12,10 @@ use tokio::sync::broadcast;
 /// How many recent events (and snapshots) a resource keeps for resuming watches and pages.
 const WINDOW: usize = 2048;
 
-/// How many events a slow watcher may fall behind before it is closed.
-const WATCHER_BUFFER: usize = 8192;
+/// How many events a watcher may fall behind the broadcast before it is closed. The
+/// broadcast keeps each event until every watcher has taken it, so this bounds what a slow
+/// watcher pins (watchers take events at once and queue them encoded, within their own limits).
+const LIVE_BUFFER: usize = 1024;
 
 /// One object as the cache keeps it: decoded once, shared by every reader.
 #[derive(Debug)]
@@ -126,7 +128,7 @@ pub struct ResourceCache {
 impl ResourceCache {
     /// An empty cache for `prefix`.
     pub fn new(prefix: String) -> Self {
-        let (events, _) = broadcast::channel(WATCHER_BUFFER);
+        let (events, _) = broadcast::channel(LIVE_BUFFER);
         let state = State {
             objects: OrdMap::new(),
             base: (0, OrdMap::new()),
@@ -153,7 +155,7 @@ impl ResourceCache {
     /// Replaces the whole cache with `objects` read at `revision`, closing every watcher.
     pub fn reset(&self, objects: Vec<CachedObject>, revision: Revision) {
         let objects: Objects = objects.into_iter().map(|o| (o.key.clone(), Arc::new(o))).collect();
-        let (events, _) = broadcast::channel(WATCHER_BUFFER);
+        let (events, _) = broadcast::channel(LIVE_BUFFER);
         let mut state = self.write();
         *state = State {
             base: (revision, objects.clone()),
