@@ -44,6 +44,10 @@ pub struct Config {
     pub compaction_interval: Duration,
     /// Where service cluster IPs and node ports come from.
     pub service_ranges: registry::ServiceRanges,
+    /// What each watch may queue for its client, and how long it lasts.
+    pub watch_limits: registry::WatchLimits,
+    /// How much history the watch cache keeps.
+    pub history_limits: watchcache::HistoryLimits,
 }
 
 impl Default for Config {
@@ -55,6 +59,8 @@ impl Default for Config {
             datastore_endpoints: Vec::new(),
             compaction_interval: Duration::from_secs(300),
             service_ranges: registry::ServiceRanges::default(),
+            watch_limits: registry::WatchLimits::default(),
+            history_limits: watchcache::HistoryLimits::default(),
         }
     }
 }
@@ -139,9 +145,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )?;
     let tls = http::serve::tls_config(&pki)?;
 
-    let registry =
-        Registry::new(Arc::clone(&store), Arc::new(Catalog::builtin()), config.service_ranges)
-            .await?;
+    let catalog = Arc::new(Catalog::builtin());
+    let registry = Registry::new_with(
+        Arc::clone(&store),
+        catalog,
+        config.service_ranges,
+        config.history_limits,
+    )
+    .await?
+    .with_watch_limits(config.watch_limits);
     let api = Arc::new(ApiServer { registry, advertise_address });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await

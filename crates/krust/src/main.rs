@@ -124,6 +124,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             prefix: args.service_cidr.1,
             node_ports: args.service_node_port_range,
         },
+        ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");

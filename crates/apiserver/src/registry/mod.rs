@@ -25,7 +25,7 @@ use krust_api::{Catalog, ResourceInfo, StatusError};
 use krust_store::{KeyValue, Store, StoreError};
 use serde_json::Value;
 
-use crate::watchcache::{CacheError, WatchCache};
+use crate::watchcache::{CacheError, HistoryLimits, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted};
 pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
@@ -58,11 +58,21 @@ impl Registry {
         catalog: Arc<Catalog>,
         ranges: ServiceRanges,
     ) -> Result<Self, StoreError> {
+        Self::new_with(store, catalog, ranges, HistoryLimits::default()).await
+    }
+
+    /// [`new`](Self::new), with the watch cache keeping history within `history`.
+    pub async fn new_with(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        ranges: ServiceRanges,
+        history: HistoryLimits,
+    ) -> Result<Self, StoreError> {
         let mut prefixes: Vec<String> =
             catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
         prefixes.sort();
         prefixes.dedup();
-        let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
+        let cache = WatchCache::start_with(Arc::clone(&store), prefixes, history).await?;
         let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
         hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
         Ok(Self { store, cache, catalog, hooks, watch_limits: WatchLimits::default() })
