@@ -402,5 +402,7 @@ fn encode_event(
     let mut line = serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object}))
         .unwrap_or_default();
     line.push(b'\n');
+    // The watch's queue counts bytes by length: give back the spare capacity (in place).
+    line.shrink_to_fit();
     Bytes::from(line)
 }

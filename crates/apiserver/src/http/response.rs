@@ -77,9 +77,10 @@ pub fn error(e: &StatusError) -> Response<Body> {
 }
 
 /// The largest data frame a streamed response hands to hyper. hyper's HTTP/1 connection
-/// queues up to 16 frames for a socket that does not take them, so smaller frames bound what
-/// it holds (a large event is passed in slices of one allocation, without copies).
-pub const MAX_FRAME: usize = 64 * 1024;
+/// queues up to 16 frames (and about 400 KiB) for a socket that does not take them, so frames
+/// of one TLS record's size bound what it holds to 256 KiB (a large event is passed in slices
+/// of one allocation, without copies).
+pub const MAX_FRAME: usize = 16 * 1024;
 
 /// A streamed response: one JSON document per line, flushed as each arrives (in frames of at
 /// most [`MAX_FRAME`] bytes).

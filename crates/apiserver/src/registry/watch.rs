@@ -3,7 +3,7 @@
 //! initial events and bookmarks.
 //!
 //! Each watcher encodes its events for the wire as it makes them and queues the bytes in an
-//! [`outbox`] that the response body reads. What a watcher may hold for a client that does not
+//! `outbox` that the response body reads. What a watcher may hold for a client that does not
 //! read is bounded by [`WatchLimits`]: the outbox holds at most `buffer_bytes` of encoded
 //! events (one event more when a single event is larger) and `buffer_events` events. A live
 //! event that finds no room waits `slow_grace` for the client to read; then, as upstream's
@@ -17,11 +17,12 @@
 //! `min_request_timeout` and twice that, as upstream spreads re-watches. At the timeout the
 //! stream ends cleanly without what was still queued.
 //!
-//! Between the outbox and the socket there are hyper's buffers (HTTP/1: at most 16 frames
-//! queued or about 400 KiB; HTTP/2: a send buffer of about 400 KiB per stream), rustls's
-//! buffer of encrypted bytes (64 KiB) and the kernel's socket buffers (outside the process);
-//! the response body passes frames of at most [`MAX_FRAME`](crate::http::response::MAX_FRAME)
-//! bytes.
+//! Between the outbox and the socket there are hyper's buffers (HTTP/1: at most 16 frames of at
+//! most [`MAX_FRAME`](crate::http::response::MAX_FRAME) bytes, so 256 KiB; HTTP/2: a send
+//! buffer of about 400 KiB per stream), rustls's buffer of encrypted bytes (64 KiB) and the
+//! kernel's socket buffers (outside the process). Once a watch ends, its outbox is freed at
+//! once; an HTTP/1 connection whose client never reads keeps hyper's and rustls's buffers until
+//! the connection closes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +127,8 @@ pub struct WatchEvent {
     pub object: Value,
 }
 
-/// Turns an event into the bytes sent for it (one line of JSON, a table row...).
+/// Turns an event into the bytes sent for it (one line of JSON, a table row...). The queue
+/// counts an item's length, so an encoder should not leave spare capacity in it.
 pub type Encoder = Box<dyn Fn(WatchEvent) -> Bytes + Send + Sync>;
 
 /// Why a watcher stopped.
