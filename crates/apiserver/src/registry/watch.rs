@@ -600,6 +600,14 @@ mod outbox {
         }
     }
 
+    impl WatchStream {
+        /// Whether the watch has ended (what is queued may still be read).
+        #[cfg(test)]
+        pub(super) fn is_ended(&self) -> bool {
+            self.shared.lock().closed
+        }
+    }
+
     impl futures::Stream for WatchStream {
         type Item = Bytes;
 
@@ -771,7 +779,14 @@ mod tests {
             let cm = config_map(&format!("cm-{i}"), 2000);
             registry.create(&info, Some("default"), cm, WriteOptions::default()).await.unwrap();
         }
-        // The client reads only now: what was queued is gone and the stream ends.
+        // The server gives up on the client, which reads only then: what was queued is gone
+        // and the stream ends.
+        let ended = async {
+            while !stream.is_ended() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), ended).await.unwrap();
         let events: Vec<Bytes> =
             tokio::time::timeout(Duration::from_secs(30), stream.by_ref().collect()).await.unwrap();
         assert!(events.len() < 20, "a stuck watch got all {} events", events.len());
