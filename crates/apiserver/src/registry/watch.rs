@@ -5,13 +5,13 @@
 //! Each watcher encodes its events for the wire as it makes them and queues the bytes in an
 //! `outbox` that the response body reads. What a watcher may hold for a client that does not
 //! read is bounded by [`WatchLimits`]: the outbox holds at most `buffer_bytes` of encoded
-//! events (one event more when a single event is larger) and `buffer_events` events. A live
-//! event that finds no room waits `slow_grace` for the client to read; then, as upstream's
-//! cacher does with unresponsive watchers, the watch ends and its queued events are dropped
-//! (the client watches again from the last resourceVersion it saw). The resource cache's
-//! broadcast (shared by every watcher of a resource) holds what the slowest watcher has not
-//! taken yet, at most `LIVE_BUFFER` (1,024) events; a watcher that falls that far behind ends
-//! as well.
+//! events (one event more when a single event is larger) and `buffer_events` events. An event
+//! (initial, replayed or live) that finds no room waits `slow_grace` for the client to read;
+//! then, as upstream's cacher does with unresponsive watchers, the watch ends and its queued
+//! events are dropped (the client watches again from the last resourceVersion it saw). The
+//! resource cache's broadcast (shared by every watcher of a resource) holds what the slowest
+//! watcher has not taken yet, at most `LIVE_BUFFER` (1,024) events; a watcher that falls that
+//! far behind ends as well.
 //!
 //! Every watch ends at its timeout: `timeoutSeconds`, or without one a random duration between
 //! `min_request_timeout` and twice that, as upstream spreads re-watches. At the timeout the
@@ -52,7 +52,7 @@ pub struct WatchLimits {
     pub buffer_bytes: usize,
     /// The most events queued for a client.
     pub buffer_events: usize,
-    /// How long a live event waits for room in a full queue before the watch ends.
+    /// How long an event waits for room in a full queue before the watch ends.
     pub slow_grace: Duration,
     /// A watch without `timeoutSeconds` ends after a random duration between this and twice
     /// this (upstream's `--min-request-timeout`, 1800 s).
@@ -186,18 +186,10 @@ impl Watcher {
         }
     }
 
-    /// Queues an event, waiting as long as it takes for room (initial events, replays).
+    /// Queues an event (initial, replayed or live); when the queue stays full for
+    /// `slow_grace`, the client is too slow. (A watcher stuck on a client would also hold its
+    /// place in the cache's broadcast, and with it every later event of the resource.)
     async fn send(&self, event: WatchEvent) -> Result<(), End> {
-        match self.outbox.push((self.encode)(event), None).await {
-            Push::Queued => Ok(()),
-            Push::Full => Err(End::TooSlow),
-            Push::Gone => Err(End::ClientGone),
-        }
-    }
-
-    /// Queues a live event; when the queue stays full for `slow_grace`, the client is too
-    /// slow.
-    async fn send_live(&self, event: WatchEvent) -> Result<(), End> {
         match self.outbox.push((self.encode)(event), Some(self.limits.slow_grace)).await {
             Push::Queued => Ok(()),
             Push::Full => Err(End::TooSlow),
@@ -390,7 +382,7 @@ async fn follow_store(watcher: &Watcher, mut history: krust_store::WatchStream) 
             revision: event.revision,
         };
         if let Some(out) = watcher.translate(&cache_event)
-            && let Err(end) = watcher.send_live(out).await
+            && let Err(end) = watcher.send(out).await
         {
             return end;
         }
@@ -414,7 +406,7 @@ async fn follow(
             received = live.recv() => match received {
                 Ok(event) => {
                     if let Some(out) = watcher.translate(&event)
-                        && let Err(end) = watcher.send_live(out).await
+                        && let Err(end) = watcher.send(out).await
                     {
                         return end;
                     }
@@ -655,6 +647,7 @@ mod tests {
     use super::*;
     use crate::registry::options::Query;
     use crate::registry::{ServiceRanges, WriteOptions};
+    use crate::watchcache::HistoryLimits;
 
     #[test]
     fn a_watch_without_timeout_lasts_between_once_and_twice_the_minimum() {
@@ -790,6 +783,50 @@ mod tests {
         let events: Vec<Bytes> =
             tokio::time::timeout(Duration::from_secs(30), stream.by_ref().collect()).await.unwrap();
         assert!(events.len() < 20, "a stuck watch got all {} events", events.len());
+    }
+
+    #[tokio::test]
+    async fn watches_and_pages_older_than_the_cache_window_are_served_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let history = HistoryLimits { events: 4, ..HistoryLimits::default() };
+        let catalog = Arc::new(Catalog::builtin());
+        let registry =
+            Registry::new_with(store, catalog, ServiceRanges::default(), history).await.unwrap();
+        let namespaces = *registry.catalog().lookup("", "v1", "namespaces").unwrap();
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        registry.create(&namespaces, None, ns, WriteOptions::default()).await.unwrap();
+        let info = *registry.catalog().lookup("", "v1", "configmaps").unwrap();
+        let mut revisions = Vec::new();
+        for i in 0..10 {
+            let cm = config_map(&format!("cm-{i}"), 10);
+            let created =
+                registry.create(&info, Some("default"), cm, WriteOptions::default()).await.unwrap();
+            let rv = created.object["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+            revisions.push(rv);
+        }
+        // Both revisions are older than the cache's window.
+        let cache = registry.resource_cache(&info).unwrap();
+        let oldest: Revision = revisions[1].parse().unwrap();
+        assert!(matches!(cache.watch_from(Some(oldest - 1)), WatchStart::TooOld { .. }));
+        assert!(cache.snapshot_at(oldest).is_none());
+        let query = format!("resourceVersion={}&timeoutSeconds=5", revisions[0]);
+        let opts = ListOptions::from_query(&Query::parse(Some(&query)), true).unwrap();
+        let stream = registry.watch(&info, Some("default"), opts, lines()).await.unwrap();
+        let events: Vec<Bytes> =
+            tokio::time::timeout(Duration::from_secs(30), stream.take(9).collect()).await.unwrap();
+        let names: Vec<String> = events
+            .iter()
+            .map(|line| {
+                let event: Value = serde_json::from_slice(line).unwrap();
+                event["object"]["metadata"]["name"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(names, (1..10).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+        let query = format!("resourceVersion={}&resourceVersionMatch=Exact", revisions[1]);
+        let opts = ListOptions::from_query(&Query::parse(Some(&query)), false).unwrap();
+        let listed = registry.list(&info, Some("default"), &opts).await.unwrap();
+        assert_eq!(listed.items.len(), 2);
     }
 
     #[tokio::test]
