@@ -37,7 +37,7 @@ use tokio::sync::broadcast;
 use super::list::{check_fields, selected};
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error, to_served};
-use crate::watchcache::{CacheEvent, CachedObject, WatchStart};
+use crate::watchcache::{CacheEvent, CachedObject, ListSnapshot, WatchStart};
 
 pub use outbox::WatchStream;
 use outbox::{Outbox, Push};
@@ -286,50 +286,48 @@ impl Registry {
             }
             WatchStart::Ready { snapshot, snapshot_revision, replay, live } => {
                 let revision_rx = self.cache.subscribe_revision();
+                let initial = initial.then_some((snapshot, reached.max(snapshot_revision)));
                 tokio::spawn(async move {
-                    let work = async {
-                        let start = async {
-                            if initial {
-                                for object in snapshot.range(&watcher.prefix, None) {
-                                    let served = to_served(&watcher.info, object.value.clone());
-                                    if selected(&watcher.info, &watcher.opts, &served) {
-                                        watcher
-                                            .send(WatchEvent {
-                                                kind: WatchKind::Added,
-                                                object: served,
-                                            })
-                                            .await?;
-                                    }
-                                }
-                                if watcher.opts.send_initial_events == Some(true)
-                                    && watcher.opts.bookmarks
-                                {
-                                    let end =
-                                        watcher.bookmark(reached.max(snapshot_revision), true);
-                                    watcher.send(end).await?;
-                                }
-                            }
-                            for event in &replay {
-                                if let Some(out) = watcher.translate(event) {
-                                    watcher.send(out).await?;
-                                }
-                            }
-                            Ok(())
-                        };
-                        match start.await {
-                            Ok(()) => {
-                                drop(snapshot);
-                                drop(replay);
-                                follow(&watcher, live, revision_rx).await
-                            }
-                            Err(end) => end,
-                        }
-                    };
+                    let work = follow_cache(&watcher, initial, replay, live, revision_rx);
                     watcher.run(timeout, work).await;
                 });
             }
         }
         Ok(stream)
+    }
+}
+
+/// Sends the objects of `initial` as ADDED (then, when asked for, the bookmark that ends the
+/// initial events, at the given revision) and the `replay`, then follows the `live` events.
+async fn follow_cache(
+    watcher: &Watcher,
+    initial: Option<(ListSnapshot, Revision)>,
+    replay: Vec<Arc<CacheEvent>>,
+    live: broadcast::Receiver<Arc<CacheEvent>>,
+    revision: tokio::sync::watch::Receiver<Revision>,
+) -> End {
+    let start = async {
+        if let Some((snapshot, at)) = initial {
+            for object in snapshot.range(&watcher.prefix, None) {
+                let served = to_served(&watcher.info, object.value.clone());
+                if selected(&watcher.info, &watcher.opts, &served) {
+                    watcher.send(WatchEvent { kind: WatchKind::Added, object: served }).await?;
+                }
+            }
+            if watcher.opts.send_initial_events == Some(true) && watcher.opts.bookmarks {
+                watcher.send(watcher.bookmark(at, true)).await?;
+            }
+        }
+        for event in replay {
+            if let Some(out) = watcher.translate(&event) {
+                watcher.send(out).await?;
+            }
+        }
+        Ok(())
+    };
+    match start.await {
+        Ok(()) => follow(watcher, live, revision).await,
+        Err(end) => end,
     }
 }
 
