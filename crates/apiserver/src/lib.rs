@@ -54,6 +54,10 @@ pub struct Config {
     pub connections: http::serve::ConnectionLimits,
     /// Limits of requests in flight.
     pub inflight: http::inflight::Limits,
+    /// What each watch may queue for its client, and how long it lasts.
+    pub watch_limits: registry::WatchLimits,
+    /// How much history the watch cache keeps.
+    pub history_limits: watchcache::HistoryLimits,
 }
 
 impl Default for Config {
@@ -69,6 +73,8 @@ impl Default for Config {
             build: discovery::BuildInfo::default(),
             connections: http::serve::ConnectionLimits::default(),
             inflight: http::inflight::Limits::default(),
+            watch_limits: registry::WatchLimits::default(),
+            history_limits: watchcache::HistoryLimits::default(),
         }
     }
 }
@@ -194,7 +200,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let tls = http::serve::tls_config(&pki)?;
 
     let health = health::Health::new(Arc::clone(&store));
-    let registry = Registry::new(Arc::clone(&store), catalog, config.service_ranges).await?;
+    let registry = Registry::new_with(
+        Arc::clone(&store),
+        catalog,
+        config.service_ranges,
+        config.history_limits,
+    )
+    .await?
+    .with_watch_limits(config.watch_limits);
     let api = Arc::new(ApiServer {
         registry,
         advertise_address,

@@ -167,6 +167,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             read_only: args.max_requests_inflight,
             mutating: args.max_mutating_requests_inflight,
         },
+        ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");

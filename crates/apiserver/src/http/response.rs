@@ -78,12 +78,20 @@ pub fn error(e: &StatusError) -> Response<Body> {
     json(code, &e.to_status())
 }
 
-/// A streamed response: one JSON document per line, flushed as each arrives.
+/// The largest data frame a streamed response hands to hyper. hyper's HTTP/1 connection
+/// queues up to 16 frames (and about 400 KiB) for a socket that does not take them, so frames
+/// of one TLS record's size bound what it holds to 256 KiB (a large event is passed in slices
+/// of one allocation, without copies).
+pub const MAX_FRAME: usize = 16 * 1024;
+
+/// A streamed response: one JSON document per line, flushed as each arrives (in frames of at
+/// most [`MAX_FRAME`] bytes).
 pub fn stream(
     lines: impl futures::Stream<Item = Bytes> + Send + Sync + 'static,
     content_type: &str,
 ) -> Response<Body> {
-    let body = StreamBody::new(lines.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let frames = lines.flat_map(|line| futures::stream::iter(frames_of(line)));
+    let body = StreamBody::new(frames.map(|b| Ok::<_, Infallible>(Frame::data(b))));
     let mut response = Response::new(BodyExt::boxed(body));
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
@@ -129,9 +137,28 @@ pub fn hold<G: Send + Sync + Unpin + 'static>(
     response.map(|inner| BodyExt::boxed(Held { inner, _guard: guard }))
 }
 
+/// `bytes` cut into slices of at most [`MAX_FRAME`] bytes (sharing its allocation).
+fn frames_of(mut bytes: Bytes) -> Vec<Bytes> {
+    let mut frames = Vec::with_capacity(bytes.len() / MAX_FRAME + 1);
+    while bytes.len() > MAX_FRAME {
+        frames.push(bytes.split_to(MAX_FRAME));
+    }
+    frames.push(bytes);
+    frames
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_lines_go_out_in_frames_of_bounded_size() {
+        let line = Bytes::from(vec![b'x'; 2 * MAX_FRAME + 5]);
+        let frames = frames_of(line.clone());
+        assert_eq!(frames.iter().map(Bytes::len).collect::<Vec<_>>(), [MAX_FRAME, MAX_FRAME, 5]);
+        assert_eq!(frames.concat(), line);
+        assert_eq!(frames_of(Bytes::from_static(b"{}\n")).len(), 1);
+    }
 
     #[test]
     fn warnings_are_quoted_and_sent_once_each() {

@@ -25,7 +25,7 @@ use krust_api::{Catalog, ResourceInfo, StatusError};
 use krust_store::{KeyValue, Store, StoreError};
 use serde_json::Value;
 
-use crate::watchcache::{CacheError, WatchCache};
+use crate::watchcache::{CacheError, HistoryLimits, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted};
 pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
@@ -33,7 +33,7 @@ pub use list::ListResult;
 pub use meta::timestamp;
 pub use options::FieldValidation;
 pub use subresource::Subresource;
-pub use watch::{WatchEvent, WatchKind};
+pub use watch::{Encoder, WatchEvent, WatchKind, WatchLimits, WatchStream};
 pub use write::{WriteOptions, Written};
 
 /// The largest object the registry stores (upstream's etcd limit is 1.5 MiB).
@@ -46,6 +46,8 @@ pub struct Registry {
     catalog: Arc<Catalog>,
     /// Per-resource work around writes, by storage prefix.
     hooks: HashMap<String, Arc<dyn ResourceHooks>>,
+    /// What each watch may hold for its client, and how long it lasts.
+    watch_limits: WatchLimits,
 }
 
 impl Registry {
@@ -56,14 +58,30 @@ impl Registry {
         catalog: Arc<Catalog>,
         ranges: ServiceRanges,
     ) -> Result<Self, StoreError> {
+        Self::new_with(store, catalog, ranges, HistoryLimits::default()).await
+    }
+
+    /// [`new`](Self::new), with the watch cache keeping history within `history`.
+    pub async fn new_with(
+        store: Arc<dyn Store>,
+        catalog: Arc<Catalog>,
+        ranges: ServiceRanges,
+        history: HistoryLimits,
+    ) -> Result<Self, StoreError> {
         let mut prefixes: Vec<String> =
             catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
         prefixes.sort();
         prefixes.dedup();
-        let cache = WatchCache::start(Arc::clone(&store), prefixes).await?;
+        let cache = WatchCache::start_with(Arc::clone(&store), prefixes, history).await?;
         let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
         hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
-        Ok(Self { store, cache, catalog, hooks })
+        Ok(Self { store, cache, catalog, hooks, watch_limits: WatchLimits::default() })
+    }
+
+    /// The same registry with other limits for watches.
+    pub fn with_watch_limits(mut self, limits: WatchLimits) -> Self {
+        self.watch_limits = limits;
+        self
     }
 
     /// The hooks of a resource, if it has any.

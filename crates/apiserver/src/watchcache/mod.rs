@@ -4,9 +4,11 @@
 //! One dispatcher task reads a single store watch over `/registry/` and applies each event to
 //! the [`ResourceCache`] its key belongs to ([`apply`](ResourceCache::apply) is synchronous),
 //! then publishes the revision the caches have reached. Each resource keeps a window of recent
-//! events (for watches that resume from a resourceVersion) and the object map after each of
-//! them (persistent maps share structure, so a snapshot costs little) for paginated lists at
-//! a fixed revision. When the store watch fails, every cache is rebuilt from a fresh list and
+//! events after a base snapshot (for watches that resume from a resourceVersion, and pages of
+//! lists at a fixed revision, rebuilt from the base and the events), bounded by count and bytes
+//! per resource and by bytes over all of them ([`HistoryLimits`]; what an object and an event
+//! cost is in the doc of `watchcache/resource.rs`). Watches and pages older than a window are served from the
+//! store's history. When the store watch fails, every cache is rebuilt from a fresh list and
 //! every watcher is closed, as upstream's cacher does.
 
 mod resource;
@@ -19,13 +21,17 @@ use futures::StreamExt;
 use krust_store::{EventKind, Revision, Store, StoreError};
 use tokio::sync::watch;
 
-pub use resource::{CacheEvent, CachedObject, ListSnapshot, ResourceCache, WatchStart};
+pub use resource::{
+    CacheEvent, CachedObject, HistoryBudget, HistoryLimits, ListSnapshot,
+    MIN_EVENTS_UNDER_PRESSURE, ResourceCache, WatchStart,
+};
 
 /// The caches of all resources and the revision they have all reached.
 pub struct WatchCache {
     store: Arc<dyn Store>,
     resources: HashMap<String, Arc<ResourceCache>>,
     revision: watch::Sender<Revision>,
+    budget: Arc<HistoryBudget>,
 }
 
 /// How long a read waits for the cache to reach a revision before giving up.
@@ -44,15 +50,30 @@ pub enum CacheError {
 
 impl WatchCache {
     /// Creates caches for the given storage prefixes (each `/registry/<group>/<resource>/`),
-    /// fills them from the store and starts following it.
+    /// fills them from the store and starts following it, with the default history limits.
     pub async fn start(
         store: Arc<dyn Store>,
         prefixes: impl IntoIterator<Item = String>,
     ) -> Result<Arc<Self>, StoreError> {
-        let resources =
-            prefixes.into_iter().map(|p| (p.clone(), Arc::new(ResourceCache::new(p)))).collect();
+        Self::start_with(store, prefixes, HistoryLimits::default()).await
+    }
+
+    /// [`start`](Self::start), keeping history within `limits`.
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        prefixes: impl IntoIterator<Item = String>,
+        limits: HistoryLimits,
+    ) -> Result<Arc<Self>, StoreError> {
+        let budget = Arc::new(HistoryBudget::new(limits.total_bytes));
+        let resources = prefixes
+            .into_iter()
+            .map(|p| {
+                let cache = ResourceCache::with_limits(p.clone(), limits, Arc::clone(&budget));
+                (p, Arc::new(cache))
+            })
+            .collect();
         let (revision, _) = watch::channel(0);
-        let cache = Arc::new(Self { store, resources, revision });
+        let cache = Arc::new(Self { store, resources, revision, budget });
         let start = cache.relist().await?;
         let follower = Arc::clone(&cache);
         tokio::spawn(async move { follower.follow(start).await });
@@ -62,6 +83,11 @@ impl WatchCache {
     /// The cache of one storage prefix.
     pub fn resource(&self, storage_prefix: &str) -> Option<&Arc<ResourceCache>> {
         self.resources.get(storage_prefix)
+    }
+
+    /// The bytes of history (events' replaced versions and bookkeeping) all caches hold.
+    pub fn history_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// The revision every cache has reached.
