@@ -250,7 +250,8 @@ mod tests {
         let groups = |pairs: &[(&str, &str)]| {
             plan(&admin(), &headers(pairs)).expect("valid").expect("impersonation").user.groups
         };
-        let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 4] = [
             ("to a user", &[("impersonate-user", "jane")], &["system:authenticated"]),
             (
                 "not when unauthenticated was asked for",

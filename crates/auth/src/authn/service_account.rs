@@ -362,7 +362,7 @@ impl VerifyingKey {
         }
         let signing_input_len = token.len() - signature.len() - 1;
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &self.public)
-            .verify(token[..signing_input_len].as_bytes(), &decode(signature)?)
+            .verify(&token.as_bytes()[..signing_input_len], &decode(signature)?)
             .map_err(|_| TokenError::Signature)?;
         let claims: Claims = serde_json::from_slice(&payload_bytes)
             .map_err(|_| TokenError::Malformed("the claims are not a service-account token's"))?;
