@@ -24,10 +24,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::authn::{self, User};
 use super::handler;
 use super::response;
 use crate::ApiServer;
+use crate::authn::x509;
 use crate::pki::Pki;
 
 /// Why TLS could not be set up.
@@ -285,10 +285,10 @@ async fn connection(
     };
     drop(ticket);
     let session = tls.get_ref().1;
-    let user: Option<Arc<User>> = session
+    let user: Option<Arc<krust_auth::UserInfo>> = session
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|cert| authn::user_from_certificate(cert.as_ref()))
+        .and_then(|cert| x509::user_from_certificate(cert.as_ref()))
         .map(Arc::new);
     let builder = match session.alpn_protocol() {
         Some(b"h2") => &builders.h2,
