@@ -54,7 +54,8 @@ fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// The server's TLS configuration: serving certificate, and client certificates signed by the
-/// cluster CA accepted but not required (a request without one is answered 401).
+/// cluster CA accepted but not required (a request without one is authenticated by its bearer
+/// token, or is anonymous).
 pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certs(&pki.ca_cert, "CA certificate")? {
