@@ -350,10 +350,11 @@ def test_metrics_use_upstreams_names_and_need_credentials(edge):
         assert ('apiserver_longrunning_requests{verb="WATCH",group="",version="v1",'
                 'resource="configmaps",subresource="",scope="namespace",component="apiserver"} 1'
                 ) in text
-        # Like every other path, /metrics needs credentials.
+        # Like every other path but public information and discovery, /metrics is not for
+        # anonymous requests.
         anonymous = edge.creds.session(with_client_cert=False)
         r = anonymous.get(edge.url + "/metrics", timeout=10)
-        assert r.status_code == 401
+        assert r.status_code == 403
     finally:
         watch.close()
         edge.delete_namespace(ns)

@@ -9,6 +9,7 @@
 //! This crate is the only one that speaks HTTP; it never reaches into a store backend's
 //! internals (only the `Store` trait).
 
+pub mod authn;
 pub mod discovery;
 pub mod health;
 pub mod http;
@@ -58,6 +59,12 @@ pub struct Config {
     pub watch_limits: registry::WatchLimits,
     /// How much history the watch cache keeps.
     pub history_limits: watchcache::HistoryLimits,
+    /// The static token file (`--token-auth-file`), if any.
+    pub token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials run as `system:anonymous` (else they are 401).
+    pub anonymous_auth: bool,
+    /// The issuer of service-account tokens, also the API server's audience.
+    pub service_account_issuer: String,
 }
 
 impl Default for Config {
@@ -75,6 +82,9 @@ impl Default for Config {
             inflight: http::inflight::Limits::default(),
             watch_limits: registry::WatchLimits::default(),
             history_limits: watchcache::HistoryLimits::default(),
+            token_auth_file: None,
+            anonymous_auth: true,
+            service_account_issuer: krust_auth::authn::service_account::DEFAULT_ISSUER.to_string(),
         }
     }
 }
@@ -129,6 +139,18 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The token file could not be read or parsed.
+    #[error("cannot read the token file {path}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The service-account key is unusable.
+    #[error("cannot use the service-account key")]
+    ServiceAccountKey(#[from] krust_auth::authn::service_account::TokenError),
     /// Bootstrap objects could not be written.
     #[error("cannot create bootstrap objects: {0}")]
     Bootstrap(krust_api::StatusError),
@@ -150,6 +172,11 @@ pub struct ApiServer {
     pub metrics: Arc<metrics::Metrics>,
     /// How long a request's body may take to arrive.
     pub request_body_timeout: Duration,
+    /// How requests are authenticated.
+    pub authn: authn::Authentication,
+    /// Decides what authenticated requests may do (`system:masters` bypasses it); swapped for
+    /// RBAC when it lands.
+    pub authorizer: Arc<dyn krust_auth::Authorizer>,
 }
 
 /// A started server.
@@ -198,6 +225,26 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         &format!("https://{advertise_address}"),
     )?;
     let tls = http::serve::tls_config(&pki)?;
+    let token_file = match &config.token_auth_file {
+        None => None,
+        Some(path) => {
+            let err = |source: Box<dyn std::error::Error + Send + Sync>| StartError::TokenFile {
+                path: path.clone(),
+                source,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(Box::new(e)))?;
+            let file = krust_auth::authn::token_file::TokenFile::parse(&text)
+                .map_err(|e| err(Box::new(e)))?;
+            tracing::info!(path = %path.display(), tokens = file.len(), "static tokens read");
+            Some(file)
+        }
+    };
+    let sa_key = pki::service_account_key(&config.data_dir)?;
+    let authn = authn::Authentication {
+        token_file,
+        tokens: authn::ServiceAccountTokens::new(&sa_key, &config.service_account_issuer)?,
+        anonymous: config.anonymous_auth,
+    };
 
     let health = health::Health::new(Arc::clone(&store));
     let registry = Registry::new_with(
@@ -216,6 +263,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         inflight,
         metrics,
         request_body_timeout: config.connections.request_body,
+        authn,
+        authorizer: Arc::new(authn::anonymous_policy::AnonymousPolicy),
     });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await

@@ -33,6 +33,12 @@ pub enum PkiError {
         #[source]
         source: rcgen::Error,
     },
+    /// The service-account key is not a PKCS#8 private key.
+    #[error("{path} is not a PKCS#8 private key")]
+    Key {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 /// PEM texts of the certificates the server needs.
@@ -178,6 +184,31 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
     let kubeconfig = kubeconfig(server_url, &ca_cert, &admin_cert, &admin_key);
     write(&data_dir.join("admin.kubeconfig"), &kubeconfig)?;
     Ok(Pki { ca_cert, serving_cert, serving_key })
+}
+
+/// The key service-account tokens are signed with (ECDSA P-256, PKCS#8 DER): read from
+/// `data_dir/tls/service-account.key`, made there (0600) on first start and kept across
+/// restarts, so that tokens stay valid.
+pub fn service_account_key(data_dir: &Path) -> Result<Vec<u8>, PkiError> {
+    let dir = data_dir.join("tls");
+    fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+    let path = dir.join("service-account.key");
+    private(&path, 0o600)?;
+    let pem = match read(&path)? {
+        Some(pem) => pem,
+        None => {
+            let key = KeyPair::generate().map_err(cert_err("service-account key"))?;
+            let pem = key.serialize_pem();
+            write(&path, &pem)?;
+            pem
+        }
+    };
+    match rustls_pemfile::private_key(&mut pem.as_bytes()) {
+        Ok(Some(rustls::pki_types::PrivateKeyDer::Pkcs8(der))) => {
+            Ok(der.secret_pkcs8_der().to_vec())
+        }
+        _ => Err(PkiError::Key { path }),
+    }
 }
 
 fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {

@@ -4,11 +4,15 @@
 //!   `user.Info`.
 //! - [`Attributes`]: what a request asks to do (verb, resource or non-resource path), as
 //!   upstream's `authorizer.Attributes`.
+//! - [`authn`]: authenticators (static tokens, service-account and bootstrap tokens) and
+//!   impersonation.
 //! - [`Authorizer`]: a decision over attributes ([`Decision`]), chained in order; the first
 //!   `Allow` or `Deny` wins, as upstream's union authorizer.
 //!
 //! *Invariant*: no network, disk, clock of its own, async or HTTP. The API server feeds these
 //! from its caches and its requests; they are unit-tested as plain functions.
+
+pub mod authn;
 
 use std::collections::BTreeMap;
 

@@ -77,6 +77,16 @@ struct ServerArgs {
     /// dropped.
     #[arg(long, default_value_t = 512)]
     max_pending_handshakes: usize,
+    /// A file of static bearer tokens, as upstream's CSV: `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials are served as `system:anonymous` (only public
+    /// information and discovery); `false` answers them 401.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    anonymous_auth: bool,
+    /// The issuer of service-account tokens, also the API server's audience.
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    service_account_issuer: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +177,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             read_only: args.max_requests_inflight,
             mutating: args.max_mutating_requests_inflight,
         },
+        token_auth_file: args.token_auth_file,
+        anonymous_auth: args.anonymous_auth,
+        service_account_issuer: args.service_account_issuer,
         ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;

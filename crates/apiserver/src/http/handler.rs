@@ -9,7 +9,6 @@ use krust_api::patch::PatchType;
 use krust_api::{ResourceInfo, StatusError};
 use serde_json::{Value, json};
 
-use super::authn::User;
 use super::body;
 use super::inflight::{self, RequestKind};
 use super::malformed;
@@ -17,6 +16,7 @@ use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
 use super::table::{IncludeObject, table};
 use crate::ApiServer;
+use crate::authn::{self, authorize, endpoints};
 use crate::discovery;
 use crate::health;
 use crate::metrics::RequestLabels;
@@ -25,24 +25,38 @@ use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
 };
 
-/// Answers one request from `user` (`None`: no valid credentials).
+/// Answers one request; `certificate_user` is whom the connection's client certificate names.
 ///
-/// Before routing: a malformed URL is refused, an unauthenticated client answered 401,
-/// `/metrics` served, and the request takes a slot among those in flight (429 when none is
-/// left; long-running requests take none). Every routed request is counted in the metrics.
+/// Before routing: a malformed URL is refused; the request is authenticated (certificate,
+/// bearer token, else anonymous; 401 when none applies) and its impersonation headers applied;
+/// `/metrics` served to those allowed; the request takes a slot among those in flight (429
+/// when none is left; long-running requests take none) and is authorized (403). Every routed
+/// request is counted in the metrics.
 pub async fn handle(
     api: Arc<ApiServer>,
-    user: Option<Arc<User>>,
+    certificate_user: Option<Arc<krust_auth::UserInfo>>,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
     if let Err(e) = malformed::check(req.uri()) {
         return response::error(&e);
     }
-    let Some(user) = user else {
-        return response::error(&StatusError::unauthorized());
+    let user = authn::authenticate(&api, certificate_user.as_deref(), req.headers())
+        .and_then(|user| authorize::impersonate(&api, user, req.headers()));
+    let user = match user {
+        Ok(user) => user,
+        Err(e) => return response::error(&e),
     };
+    let attributes = authorize::attributes(
+        &user,
+        req.method(),
+        req.uri().path(),
+        Query::parse(req.uri().query()).flag("watch"),
+    );
     let started = std::time::Instant::now();
     if req.uri().path() == "/metrics" {
+        if let Err(e) = authorize::authorize(&api, &attributes) {
+            return response::error(&e);
+        }
         return response::bytes_as(
             StatusCode::OK,
             api.metrics.encode().into_bytes(),
@@ -50,7 +64,7 @@ pub async fn handle(
         );
     }
     let (labels, long_running) = classify(&api, &req);
-    let exempt = user.groups.iter().any(|g| g == "system:masters");
+    let exempt = user.in_group(krust_auth::MASTERS);
     let slot = if long_running {
         None
     } else {
@@ -68,7 +82,10 @@ pub async fn handle(
     });
     let (method, path, version) =
         (req.method().clone(), req.uri().path().to_string(), req.version());
-    let result = route(&api, req).await;
+    let result = match authorize::authorize(&api, &attributes) {
+        Ok(()) => route(&api, &user, req).await,
+        Err(e) => Err(e),
+    };
     drop(slot);
     let mut response = result.unwrap_or_else(|e| response::error(&e));
     let status = response.status();
@@ -133,7 +150,11 @@ fn wants_table(accept: &str) -> bool {
     accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
-async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>, StatusError> {
+async fn route(
+    api: &ApiServer,
+    user: &krust_auth::UserInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, StatusError> {
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
     match path.as_str() {
@@ -200,6 +221,12 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
             discovery::api_resource_list(catalog, &group, &version)
                 .map(|d| response::json(StatusCode::OK, &d))
                 .ok_or_else(not_found)
+        }
+        Target::Resource(r) if let Some(endpoint) = endpoints::Endpoint::of(&r) => {
+            // Create-only virtual resources of authentication: nothing is stored.
+            let body = read_object(req, &mut WriteOptions::default()).await?;
+            let answer = endpoints::create(api, user, endpoint, &r, body).await?;
+            Ok(response::json(StatusCode::CREATED, &answer))
         }
         Target::Resource(r) => resource(api, r, req, query, &accept).await,
         Target::Other(_) => Err(not_found()),

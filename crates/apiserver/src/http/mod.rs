@@ -1,7 +1,6 @@
 //! The HTTP edge: TLS and authentication, routing a request to discovery or to the registry,
 //! decoding bodies and encoding answers (JSON, Table, watch streams).
 
-pub mod authn;
 mod body;
 mod handler;
 pub mod inflight;

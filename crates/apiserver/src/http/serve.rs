@@ -24,10 +24,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use super::authn::{self, User};
 use super::handler;
 use super::response;
 use crate::ApiServer;
+use crate::authn::x509;
 use crate::pki::Pki;
 
 /// Why TLS could not be set up.
@@ -54,7 +54,8 @@ fn certs(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, 
 }
 
 /// The server's TLS configuration: serving certificate, and client certificates signed by the
-/// cluster CA accepted but not required (a request without one is answered 401).
+/// cluster CA accepted but not required (a request without one is authenticated by its bearer
+/// token, or is anonymous).
 pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certs(&pki.ca_cert, "CA certificate")? {
@@ -285,10 +286,10 @@ async fn connection(
     };
     drop(ticket);
     let session = tls.get_ref().1;
-    let user: Option<Arc<User>> = session
+    let user: Option<Arc<krust_auth::UserInfo>> = session
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|cert| authn::user_from_certificate(cert.as_ref()))
+        .and_then(|cert| x509::user_from_certificate(cert.as_ref()))
         .map(Arc::new);
     let builder = match session.alpn_protocol() {
         Some(b"h2") => &builders.h2,
