@@ -10,6 +10,8 @@
 //! *Invariant*: no network, disk, clock of its own, async or HTTP. The API server feeds these
 //! from its caches and its requests; they are unit-tested as plain functions.
 
+pub mod rbac;
+
 use std::collections::BTreeMap;
 
 /// An authenticated identity.
