@@ -9,6 +9,7 @@
 //! This crate is the only one that speaks HTTP; it never reaches into a store backend's
 //! internals (only the `Store` trait).
 
+pub mod authz;
 pub mod discovery;
 pub mod health;
 pub mod http;
@@ -132,6 +133,8 @@ pub enum StartError {
 pub struct ApiServer {
     /// The generic registry.
     pub registry: Registry,
+    /// Authorization: the RBAC policy and the authorizer over it.
+    pub authz: authz::Authz,
     /// `host:port` clients reach the server at.
     pub advertise_address: String,
     /// The health checks.
@@ -194,9 +197,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let tls = http::serve::tls_config(&pki)?;
 
     let health = health::Health::new(Arc::clone(&store));
-    let registry = Registry::new(Arc::clone(&store), catalog, config.service_ranges).await?;
+    let mut registry = Registry::new(Arc::clone(&store), catalog, config.service_ranges).await?;
+    let authz = authz::Authz::new(registry.cache());
+    authz.install(&mut registry);
     let api = Arc::new(ApiServer {
         registry,
+        authz,
         advertise_address,
         health,
         build: config.build,
@@ -207,6 +213,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
+    lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
+    tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));

@@ -19,6 +19,7 @@ use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
 use super::table::{IncludeObject, table};
 use crate::ApiServer;
+use crate::authz;
 use crate::discovery;
 use crate::health;
 use crate::metrics::RequestLabels;
@@ -64,6 +65,12 @@ pub async fn handle(
             }
         }
     };
+    // Who asks, for the checks in the write path (RBAC escalation) and the self reviews.
+    req.extensions_mut().insert(krust_auth::UserInfo {
+        name: user.name.clone(),
+        groups: user.groups.clone(),
+        ..krust_auth::UserInfo::default()
+    });
     req.extensions_mut().insert(body::Deadline {
         at: tokio::time::Instant::now() + api.request_body_timeout,
         limit: api.request_body_timeout,
@@ -203,6 +210,17 @@ async fn route(api: &ApiServer, req: Request<Incoming>) -> Result<Response<Body>
                 .map(|d| response::json(StatusCode::OK, &d))
                 .ok_or_else(not_found)
         }
+        Target::Resource(r) if let Some(review) = authz::review::Review::of(&r) => {
+            review.check_request(&r)?;
+            let requester = req.extensions().get::<krust_auth::UserInfo>().cloned();
+            let content_type = content_type(&req);
+            let body = body::decode(&content_type, &body::read(req).await?)?;
+            let (authorizer, policy) = (api.authz.authorizer(), api.authz.policy());
+            let requester = requester.unwrap_or_default();
+            let answer =
+                review.answer(&*authorizer, &policy, &requester, r.namespace.as_deref(), body)?;
+            Ok(response::json(StatusCode::CREATED, &answer))
+        }
         Target::Resource(r) => resource(api, r, req, query, &accept).await,
         Target::Other(_) => Err(not_found()),
     }
@@ -317,7 +335,11 @@ async fn resource(
             )
         }
     })?;
-    let write = WriteOptions { dry_run: query.dry_run()?, ..WriteOptions::default() };
+    let write = WriteOptions {
+        dry_run: query.dry_run()?,
+        user: req.extensions().get::<krust_auth::UserInfo>().cloned(),
+        ..WriteOptions::default()
+    };
     let table_wanted = wants_table(accept);
     let include = IncludeObject::parse(query.get("includeObject"));
     let name = r.name.clone().unwrap_or_default();

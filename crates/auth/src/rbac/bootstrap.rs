@@ -1013,3 +1013,170 @@ mod tests {
         assert_eq!(edit.and_then(|e| e.1.get(TO_ADMIN).cloned()).as_deref(), Some("true"));
     }
 }
+
+/// Whether a default object may be reconciled: unless its autoupdate annotation is `"false"`.
+fn reconcilable(meta: &ObjectMeta) -> bool {
+    meta.annotations.as_ref().and_then(|a| a.get(AUTOUPDATE)).map(String::as_str) != Some("false")
+}
+
+/// `existing` with the keys of `expected` it lacks (its own values win).
+fn merged(
+    expected: &Option<BTreeMap<String, String>>,
+    existing: &Option<BTreeMap<String, String>>,
+) -> Option<BTreeMap<String, String>> {
+    let mut out = expected.clone().unwrap_or_default();
+    out.extend(existing.clone().unwrap_or_default());
+    if out.is_empty() && existing.is_none() { None } else { Some(out) }
+}
+
+/// What the server writes over an existing default ClusterRole at start, as upstream's
+/// reconciliation without removing anything: the labels and annotations it lacks, the rules
+/// it does not cover, and the aggregation selectors it lacks. `None` when nothing is missing
+/// or the role opted out (`autoupdate: "false"`).
+pub fn reconcile_cluster_role(
+    existing: &ClusterRole,
+    expected: &ClusterRole,
+) -> Option<ClusterRole> {
+    if !reconcilable(&existing.metadata) {
+        return None;
+    }
+    let mut out = existing.clone();
+    out.metadata.labels = merged(&expected.metadata.labels, &existing.metadata.labels);
+    out.metadata.annotations =
+        merged(&expected.metadata.annotations, &existing.metadata.annotations);
+    let existing_rules = existing.rules.clone().unwrap_or_default();
+    let (_, missing) =
+        super::escalation::covers(&existing_rules, expected.rules.as_deref().unwrap_or_default());
+    if !missing.is_empty() {
+        let mut rules = existing_rules;
+        rules.extend(missing);
+        out.rules = Some(rules);
+    }
+    match (&expected.aggregation_rule, &existing.aggregation_rule) {
+        (None, Some(_)) => out.aggregation_rule = None,
+        (Some(wanted), have) => {
+            let have_selectors =
+                have.as_ref().and_then(|a| a.cluster_role_selectors.clone()).unwrap_or_default();
+            let lacking: Vec<LabelSelector> = wanted
+                .cluster_role_selectors
+                .iter()
+                .flatten()
+                .filter(|s| !have_selectors.contains(s))
+                .cloned()
+                .collect();
+            if !lacking.is_empty() {
+                let mut selectors = have_selectors;
+                selectors.extend(lacking);
+                out.aggregation_rule =
+                    Some(AggregationRule { cluster_role_selectors: Some(selectors) });
+            }
+        }
+        (None, None) => {}
+    }
+    (out != *existing).then_some(out)
+}
+
+/// What the server does with an existing default ClusterRoleBinding at start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BindingReconcile {
+    /// Nothing is missing, or the binding opted out.
+    Keep,
+    /// Update it to this (labels, annotations and subjects it lacked).
+    Update(ClusterRoleBinding),
+    /// Its roleRef differs and cannot change: delete it and create this.
+    Recreate(ClusterRoleBinding),
+}
+
+/// Reconciles an existing default ClusterRoleBinding, as upstream's reconciliation without
+/// removing subjects.
+pub fn reconcile_binding(
+    existing: &ClusterRoleBinding,
+    expected: &ClusterRoleBinding,
+) -> BindingReconcile {
+    if !reconcilable(&existing.metadata) {
+        return BindingReconcile::Keep;
+    }
+    let mut out = existing.clone();
+    out.metadata.labels = merged(&expected.metadata.labels, &existing.metadata.labels);
+    out.metadata.annotations =
+        merged(&expected.metadata.annotations, &existing.metadata.annotations);
+    let mut subjects = existing.subjects.clone().unwrap_or_default();
+    for s in expected.subjects.iter().flatten() {
+        if !subjects.contains(s) {
+            subjects.push(s.clone());
+        }
+    }
+    out.subjects = Some(subjects).filter(|s| !s.is_empty() || existing.subjects.is_some());
+    if existing.role_ref != expected.role_ref {
+        out.role_ref = expected.role_ref.clone();
+        out.metadata.resource_version = None;
+        out.metadata.uid = None;
+        return BindingReconcile::Recreate(out);
+    }
+    if out == *existing { BindingReconcile::Keep } else { BindingReconcile::Update(out) }
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+
+    fn find(name: &str) -> ClusterRole {
+        cluster_roles()
+            .into_iter()
+            .find(|r| r.metadata.name.as_deref() == Some(name))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn reconciliation_adds_what_is_missing_and_keeps_the_rest() {
+        let expected = find("system:basic-user");
+        let mut trimmed = expected.clone();
+        trimmed.rules = Some(vec![expected.rules.clone().unwrap_or_default()[0].clone()]);
+        trimmed.metadata.labels = Some(BTreeMap::from([("mine".to_string(), "yes".to_string())]));
+        let fixed = reconcile_cluster_role(&trimmed, &expected);
+        let fixed = fixed.unwrap_or_default();
+        assert_eq!(fixed.rules, expected.rules, "missing rules are added");
+        let labels = fixed.metadata.labels.unwrap_or_default();
+        assert_eq!(
+            (
+                labels.get("mine").map(String::as_str),
+                labels.get(BOOTSTRAPPING.0).map(String::as_str)
+            ),
+            (Some("yes"), Some("rbac-defaults"))
+        );
+        assert_eq!(reconcile_cluster_role(&expected, &expected), None, "a complete role is kept");
+        let mut opted_out = trimmed.clone();
+        opted_out.metadata.annotations =
+            Some(BTreeMap::from([(AUTOUPDATE.to_string(), "false".to_string())]));
+        assert_eq!(
+            reconcile_cluster_role(&opted_out, &expected),
+            None,
+            "autoupdate=false is left alone"
+        );
+        let mut aggregated = find("edit");
+        aggregated.rules = Some(find("system:aggregate-to-edit").rules.unwrap_or_default());
+        assert_eq!(
+            reconcile_cluster_role(&aggregated, &find("edit")),
+            None,
+            "aggregated rules are not extra"
+        );
+    }
+
+    #[test]
+    fn binding_reconciliation_adds_subjects_and_recreates_a_changed_role_ref() {
+        let expected = cluster_role_bindings()
+            .into_iter()
+            .find(|b| b.metadata.name.as_deref() == Some("system:public-info-viewer"))
+            .unwrap_or_default();
+        let mut fewer = expected.clone();
+        fewer.subjects = Some(vec![expected.subjects.clone().unwrap_or_default()[0].clone()]);
+        assert_eq!(
+            reconcile_binding(&fewer, &expected),
+            BindingReconcile::Update(expected.clone())
+        );
+        assert_eq!(reconcile_binding(&expected, &expected), BindingReconcile::Keep);
+        let mut other = expected.clone();
+        other.role_ref.name = "view".into();
+        assert!(matches!(reconcile_binding(&other, &expected), BindingReconcile::Recreate(_)));
+    }
+}

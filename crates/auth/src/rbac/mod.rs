@@ -322,23 +322,36 @@ impl Policy {
     /// Whether `user` may write a binding to `role_ref` in `namespace` (empty for a
     /// ClusterRoleBinding), as upstream's policy-based binding storage decides: members of
     /// `system:masters` may; so may a user allowed to `bind` the role; else the user must hold
-    /// every rule of the role. The error is the message of the 403 (or the role is missing).
+    /// every rule of the role.
     pub fn check_binding(
         &self,
         user: &UserInfo,
         namespace: &str,
         role_ref: &RoleRef,
-    ) -> Result<(), String> {
+    ) -> Result<(), BindingRefusal> {
         let resource = if role_ref.kind == "Role" { "roles" } else { "clusterroles" };
         if user.in_group(MASTERS)
             || self.allows_rbac_verb(user, "bind", resource, namespace, &role_ref.name)
         {
             return Ok(());
         }
-        let rules = self.role_ref_rules(role_ref, namespace)?;
+        let rules =
+            self.role_ref_rules(role_ref, namespace).map_err(BindingRefusal::RoleMissing)?;
         let (owner, errors) = self.rules_for(user, namespace);
-        escalation::confirm_no_escalation(user, &owner, &errors, rules).map_err(|e| e.message)
+        escalation::confirm_no_escalation(user, &owner, &errors, rules)
+            .map_err(|e| BindingRefusal::Escalation(e.message))
     }
+}
+
+/// Why a binding may not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BindingRefusal {
+    /// The role it refers to does not exist (upstream answers 404).
+    #[error("{0}")]
+    RoleMissing(String),
+    /// The user does not hold what the role grants (upstream answers 403).
+    #[error("{0}")]
+    Escalation(String),
 }
 
 /// Every permission: `*` on `*.*` and on every path.
