@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import KrustServer, wait_for
+from conftest import KrustServer, KubectlError, wait_for
 
 
 def whoami_args(kubectl) -> list[str]:
@@ -108,8 +108,11 @@ def test_whoami_shows_the_admin(cluster, kubectl):
 
 
 def test_impersonation_runs_the_request_as_the_impersonated_user(cluster, kubectl):
-    out = kubectl("--as=jane", "--as-group=dev", "get", "ns", "-o", "name")
-    assert "namespace/default" in out.split()
+    # jane holds no role: the request runs as jane, and RBAC refuses it in her name.
+    with pytest.raises(KubectlError) as refused:
+        kubectl("--as=jane", "--as-group=dev", "get", "ns", "-o", "name")
+    assert ('namespaces is forbidden: User "jane" cannot list resource "namespaces" in API '
+            'group "" at the cluster scope') in refused.value.stderr
     review = json.loads(kubectl("--as=jane", "--as-group=dev", *whoami_args(kubectl), "-o",
                                 "json"))
     assert review["status"]["userInfo"] == {"username": "jane",
@@ -164,8 +167,20 @@ def test_a_created_token_authenticates_as_its_service_account(cluster, kubectl, 
                               "system:authenticated"]
     assert user["extra"]["authentication.kubernetes.io/credential-id"] == [
         f"JTI={claims['jti']}"]
-    # Until RBAC, an authenticated service account may read.
-    assert "namespace/default" in kubectl("get", "ns", "-o", "name", kubeconfig=config).split()
+    # Authenticated, and authorized only by what RBAC binds to it.
+    refused = kubectl.run("get", "configmaps", "-n", ns, kubeconfig=config)
+    assert refused.returncode != 0
+    assert (f'User "system:serviceaccount:{ns}:robot" cannot list resource "configmaps"'
+            in refused.stderr), refused.stderr
+    cluster.ok("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+               expect=(201,), body={
+                   "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "robot-view"},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                               "name": "view"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": ns}]})
+    wait_for(lambda: kubectl.run("get", "configmaps", "-n", ns, kubeconfig=config).returncode
+             == 0, 10, what="the service account to read configmaps")
 
     ten = jwt_claims(kubectl("create", "token", "robot", "-n", ns, "--duration", "10m").strip())
     assert ten["exp"] - ten["iat"] == 600
@@ -262,7 +277,10 @@ def test_a_static_token_authenticates_its_user(token_server):
     assert r.status_code == 201, r.text
     assert r.json()["status"]["userInfo"] == {
         "username": "alice", "uid": "1001", "groups": ["dev", "ops", "system:authenticated"]}
-    assert s.get(creds.server + "/api/v1/namespaces", timeout=30).status_code == 200
+    # Authenticated as alice, who holds no role: refused in her name, not as anonymous.
+    r = s.get(creds.server + "/api/v1/namespaces", timeout=30)
+    assert r.status_code == 403, r.text
+    assert 'User "alice" cannot list resource "namespaces"' in r.json()["message"]
     s.headers["Authorization"] = "Bearer static-token-3"
     assert s.get(creds.server + "/api/v1/namespaces", timeout=30).status_code == 401
 

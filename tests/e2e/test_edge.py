@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Cluster, KrustServer, Kubectl, KUBECTL_VERSIONS
+from conftest import Cluster, KrustServer, Kubectl, KUBECTL_VERSIONS, wait_for
 
 BODY_TIMEOUT = 2  # seconds, --request-body-timeout of the `edge` server
 
@@ -79,7 +79,30 @@ def user_credentials(cluster: Cluster, name="e2e-user", group="e2e") -> tuple[st
     subprocess.run([openssl, "x509", "-req", "-in", csr, "-CA", tls / "ca.crt",
                     "-CAkey", tls / "ca.key", "-CAcreateserial", "-out", crt, "-days", "1",
                     "-extfile", ext], check=True, capture_output=True)
+    grant_cluster_admin(cluster, name)
     return str(crt), str(key)
+
+
+def grant_cluster_admin(cluster: Cluster, name: str):
+    """Binds the ClusterRole cluster-admin to user `name` (RBAC, not system:masters: the user
+    still counts against the limits in flight), and waits until the authorizer sees it."""
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": f"e2e-{name}-admin"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "cluster-admin"},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": name}]}
+    r = cluster.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=binding)
+    assert r.status_code in (201, 409), r.text
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+              "spec": {"user": name, "resourceAttributes": {"verb": "create",
+                                                            "resource": "namespaces"}}}
+
+    def allowed():
+        r = cluster.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review)
+        return r.status_code == 201 and r.json()["status"].get("allowed")
+
+    wait_for(allowed, 10, what=f"{name} to be authorized")
 
 
 def tls_socket(cluster: Cluster, cert=None, timeout=15.0, alpn=("http/1.1",)) -> ssl.SSLSocket:

@@ -10,6 +10,7 @@
 //! internals (only the `Store` trait).
 
 pub mod authn;
+pub mod authz;
 pub mod discovery;
 pub mod health;
 pub mod http;
@@ -160,6 +161,8 @@ pub enum StartError {
 pub struct ApiServer {
     /// The generic registry.
     pub registry: Registry,
+    /// Authorization: the RBAC policy and the authorizer over it.
+    pub authz: authz::Authz,
     /// `host:port` clients reach the server at.
     pub advertise_address: String,
     /// The health checks.
@@ -247,7 +250,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
 
     let health = health::Health::new(Arc::clone(&store));
-    let registry = Registry::new_with(
+    let mut registry = Registry::new_with(
         Arc::clone(&store),
         catalog,
         config.service_ranges,
@@ -255,8 +258,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     )
     .await?
     .with_watch_limits(config.watch_limits);
+    let authz = authz::Authz::new(registry.cache());
+    authz.install(&mut registry);
+    let authorizer = authz.authorizer();
     let api = Arc::new(ApiServer {
         registry,
+        authz,
         advertise_address,
         health,
         build: config.build,
@@ -264,11 +271,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         metrics,
         request_body_timeout: config.connections.request_body,
         authn,
-        authorizer: Arc::new(authn::anonymous_policy::AnonymousPolicy),
+        authorizer,
     });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
+    lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
+    tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));

@@ -13,7 +13,6 @@
 //! Also the create-only virtual resources of authentication ([`endpoints`]): TokenReview,
 //! SelfSubjectReview and TokenRequest (`serviceaccounts/token`).
 
-pub mod anonymous_policy;
 pub mod authorize;
 pub mod endpoints;
 pub mod tokens;

@@ -17,6 +17,7 @@ use super::response::{self, Body};
 use super::table::{IncludeObject, table};
 use crate::ApiServer;
 use crate::authn::{self, authorize, endpoints};
+use crate::authz;
 use crate::discovery;
 use crate::health;
 use crate::metrics::RequestLabels;
@@ -76,6 +77,8 @@ pub async fn handle(
             }
         }
     };
+    // Who asks, for the checks in the write path (RBAC escalation) and the self reviews.
+    req.extensions_mut().insert(user.clone());
     req.extensions_mut().insert(body::Deadline {
         at: tokio::time::Instant::now() + api.request_body_timeout,
         limit: api.request_body_timeout,
@@ -228,6 +231,17 @@ async fn route(
             let answer = endpoints::create(api, user, endpoint, &r, body).await?;
             Ok(response::json(StatusCode::CREATED, &answer))
         }
+        Target::Resource(r) if let Some(review) = authz::review::Review::of(&r) => {
+            review.check_request(&r)?;
+            let requester = req.extensions().get::<krust_auth::UserInfo>().cloned();
+            let content_type = content_type(&req);
+            let body = body::decode(&content_type, &body::read(req).await?)?;
+            let (authorizer, policy) = (api.authz.authorizer(), api.authz.policy());
+            let requester = requester.unwrap_or_default();
+            let answer =
+                review.answer(&*authorizer, &policy, &requester, r.namespace.as_deref(), body)?;
+            Ok(response::json(StatusCode::CREATED, &answer))
+        }
         Target::Resource(r) => resource(api, r, req, query, &accept).await,
         Target::Other(_) => Err(not_found()),
     }
@@ -342,7 +356,11 @@ async fn resource(
             )
         }
     })?;
-    let write = WriteOptions { dry_run: query.dry_run()?, ..WriteOptions::default() };
+    let write = WriteOptions {
+        dry_run: query.dry_run()?,
+        user: req.extensions().get::<krust_auth::UserInfo>().cloned(),
+        ..WriteOptions::default()
+    };
     let table_wanted = wants_table(accept);
     let include = IncludeObject::parse(query.get("includeObject"));
     let name = r.name.clone().unwrap_or_default();

@@ -1,7 +1,9 @@
-//! The server's own background work: bootstrap objects, namespace finalization, compaction.
+//! The server's own background work: bootstrap objects (namespaces, the default RBAC policy),
+//! namespace finalization, ClusterRole aggregation, compaction.
 
 pub mod compaction;
 pub mod namespace;
+pub mod rbac;
 
 use krust_api::StatusError;
 use serde_json::json;

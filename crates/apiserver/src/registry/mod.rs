@@ -48,6 +48,22 @@ pub struct Registry {
     hooks: HashMap<String, Arc<dyn ResourceHooks>>,
     /// What each watch may hold for its client, and how long it lasts.
     watch_limits: WatchLimits,
+    /// Per-resource checks of a write against its requester, by storage prefix.
+    write_checks: HashMap<String, Arc<dyn WriteCheck>>,
+}
+
+/// A check of a write against who asks for it, run after the object is validated and before
+/// it is stored (dry runs too), as upstream's policy-based RBAC storage wraps its resources.
+/// Writes without a requester ([`WriteOptions::user`] `None`: the server's own) are not checked.
+pub trait WriteCheck: Send + Sync {
+    /// Whether `user` may store `new` (in the served version) over `old` (`None` for a create).
+    fn check(
+        &self,
+        info: &ResourceInfo,
+        user: &krust_auth::UserInfo,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), StatusError>;
 }
 
 impl Registry {
@@ -75,13 +91,39 @@ impl Registry {
         let cache = WatchCache::start_with(Arc::clone(&store), prefixes, history).await?;
         let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
         hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
-        Ok(Self { store, cache, catalog, hooks, watch_limits: WatchLimits::default() })
+        Ok(Self {
+            store,
+            cache,
+            catalog,
+            hooks,
+            watch_limits: WatchLimits::default(),
+            write_checks: HashMap::new(),
+        })
     }
 
     /// The same registry with other limits for watches.
     pub fn with_watch_limits(mut self, limits: WatchLimits) -> Self {
         self.watch_limits = limits;
         self
+    }
+
+    /// Checks every write of the resource stored under `storage_prefix` with `check`.
+    pub fn add_write_check(&mut self, storage_prefix: &str, check: Arc<dyn WriteCheck>) {
+        self.write_checks.insert(storage_prefix.to_string(), check);
+    }
+
+    /// Runs the write check of `info`, if any, for a write with a requester.
+    fn check_write(
+        &self,
+        info: &ResourceInfo,
+        opts: &WriteOptions,
+        new: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), StatusError> {
+        match (self.write_checks.get(&info.storage_prefix()), &opts.user) {
+            (Some(check), Some(user)) => check.check(info, user, new, old),
+            _ => Ok(()),
+        }
     }
 
     /// The hooks of a resource, if it has any.

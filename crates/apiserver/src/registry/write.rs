@@ -26,6 +26,9 @@ pub struct WriteOptions {
     /// Problems found in the request body itself, which only the HTTP layer sees (members
     /// named twice), worded as answered; reported ahead of the unknown fields.
     pub body_problems: Vec<String>,
+    /// Who asks, for the checks that depend on it (RBAC escalation); `None` for the server's
+    /// own writes.
+    pub user: Option<krust_auth::UserInfo>,
 }
 
 /// What a write answers: the object, and the warnings for the client (`Warning` headers).
@@ -275,6 +278,7 @@ impl Registry {
         if !errors.is_empty() {
             return Err(StatusError::invalid(info.group, info.kind, name_of(&obj), &errors));
         }
+        self.check_write(info, &opts, &obj, None)?;
         if let Some(ns) = namespace.filter(|_| info.namespaced()) {
             self.check_namespace_open(info, name_of(&obj), ns).await?;
         }
@@ -435,6 +439,9 @@ impl Registry {
             errors.extend(info.strategy.validate_update(&new, &old_served));
             if !errors.is_empty() {
                 return Err(StatusError::invalid(info.group, info.kind, name, &errors));
+            }
+            if sub == Subresource::Main {
+                self.check_write(info, &opts, &new, Some(&old_served))?;
             }
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));

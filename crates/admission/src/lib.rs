@@ -1,0 +1,146 @@
+//! Admission: what happens to a write after it is authorized and before it is stored, as
+//! upstream's admission chain.
+//!
+//! Order, as upstream's: every [`Mutating`] plugin (in the order configured) may change the
+//! object; the resource's strategy then defaults and validates it; then every [`Validating`]
+//! plugin may refuse it. Dry-run writes pass through the chain too (plugins with side effects
+//! skip those when [`Attributes::dry_run`] is set).
+//!
+//! Plugins read the cluster through a [`ClusterView`] (the API server's watch cache: never a
+//! store read per request) and read built-in objects typed (`k8s-openapi`). Their refusals are
+//! `StatusError`s worded as upstream's.
+//!
+//! *Invariant*: no network, disk, clock of its own, async or HTTP; the API server wires the
+//! chain into its registry and feeds it views of its caches.
+
+use krust_api::StatusError;
+use krust_auth::UserInfo;
+use serde_json::Value;
+
+/// The operation a write performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// A create (POST, or an apply that creates).
+    Create,
+    /// An update (PUT, PATCH, apply).
+    Update,
+    /// A delete.
+    Delete,
+    /// A connect (exec, attach, port-forward, proxy).
+    Connect,
+}
+
+impl Operation {
+    /// Upstream's name (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+        }
+    }
+}
+
+/// What a write is, as the plugins see it.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    /// The operation.
+    pub operation: Operation,
+    /// API group of the resource (empty for core).
+    pub group: &'a str,
+    /// API version the client used.
+    pub version: &'a str,
+    /// Kind of the object.
+    pub kind: &'a str,
+    /// Plural resource name.
+    pub resource: &'a str,
+    /// Subresource (`status`, `binding`, ...), empty for the object itself.
+    pub subresource: &'a str,
+    /// Namespace, empty for cluster-scoped resources.
+    pub namespace: &'a str,
+    /// Object name (may be empty on create with `generateName`).
+    pub name: &'a str,
+    /// Who asks (`None`: the server itself).
+    pub user: Option<&'a UserInfo>,
+    /// Whether nothing will be stored.
+    pub dry_run: bool,
+}
+
+/// Read access to the cluster's current objects (the API server's caches).
+pub trait ClusterView: Send + Sync {
+    /// One object, in its storage version, if it exists.
+    fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value>;
+    /// Every object of a resource in `namespace` (empty: all namespaces).
+    fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value>;
+}
+
+/// A named admission plugin.
+pub trait Plugin: Send + Sync {
+    /// Upstream's name (`NamespaceLifecycle`, `LimitRanger`, ...), used by
+    /// `--enable-admission-plugins` / `--disable-admission-plugins`.
+    fn name(&self) -> &'static str;
+}
+
+/// A plugin that may change the object of a write.
+pub trait Mutating: Plugin {
+    /// Changes `object` (the new object; for deletes and connects, there is none) or refuses.
+    fn admit(
+        &self,
+        attributes: &Attributes<'_>,
+        object: Option<&mut Value>,
+        old: Option<&Value>,
+        cluster: &dyn ClusterView,
+    ) -> Result<(), StatusError>;
+}
+
+/// A plugin that may refuse a write, after the object is defaulted and validated.
+pub trait Validating: Plugin {
+    /// Accepts or refuses the write.
+    fn validate(
+        &self,
+        attributes: &Attributes<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        cluster: &dyn ClusterView,
+    ) -> Result<(), StatusError>;
+}
+
+/// The configured plugins, in order.
+#[derive(Default)]
+pub struct Chain {
+    /// Mutating plugins, run first, in order.
+    pub mutating: Vec<Box<dyn Mutating>>,
+    /// Validating plugins, run after the strategy's validation, in order.
+    pub validating: Vec<Box<dyn Validating>>,
+}
+
+impl Chain {
+    /// Runs the mutating plugins; the first refusal ends the write.
+    pub fn admit(
+        &self,
+        attributes: &Attributes<'_>,
+        mut object: Option<&mut Value>,
+        old: Option<&Value>,
+        cluster: &dyn ClusterView,
+    ) -> Result<(), StatusError> {
+        for plugin in &self.mutating {
+            plugin.admit(attributes, object.as_deref_mut(), old, cluster)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the validating plugins; the first refusal ends the write.
+    pub fn validate(
+        &self,
+        attributes: &Attributes<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        cluster: &dyn ClusterView,
+    ) -> Result<(), StatusError> {
+        for plugin in &self.validating {
+            plugin.validate(attributes, object, old, cluster)?;
+        }
+        Ok(())
+    }
+}
