@@ -9,6 +9,7 @@
 //! This crate is the only one that speaks HTTP; it never reaches into a store backend's
 //! internals (only the `Store` trait).
 
+pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod discovery;
