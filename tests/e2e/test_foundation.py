@@ -168,3 +168,45 @@ def test_readyz_fails_while_etcd_is_down_and_recovers(tmp_path):
     finally:
         server.stop(signal.SIGKILL)
         etcd.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrent patches
+
+
+def test_concurrent_merge_patches_of_one_object_all_succeed(cluster, ns):
+    """A patch without a resourceVersion retries on conflict, as upstream's GuaranteedUpdate
+    does: concurrent writers never see a 409."""
+    import concurrent.futures
+
+    cluster.ok("POST", f"/api/v1/namespaces/{ns}/configmaps", body=configmap("hot"),
+               expect=(201,))
+    path = f"/api/v1/namespaces/{ns}/configmaps/hot"
+
+    def writer(i):
+        session = cluster.creds.session()
+        codes = []
+        for j in range(25):
+            r = cluster.patch(path, {"data": {f"w{i}": str(j)}}, session=session)
+            codes.append(r.status_code)
+        return codes
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = [c for cs in pool.map(writer, range(8)) for c in cs]
+    assert set(codes) == {200}, {c: codes.count(c) for c in set(codes)}
+    data = cluster.ok("GET", path)["data"]
+    assert data == {f"w{i}": "24" for i in range(8)}
+
+
+def test_a_patch_naming_a_stale_resource_version_is_409(cluster, ns):
+    created = cluster.ok("POST", f"/api/v1/namespaces/{ns}/configmaps", body=configmap("rv"),
+                         expect=(201,))
+    path = f"/api/v1/namespaces/{ns}/configmaps/rv"
+    stale = created["metadata"]["resourceVersion"]
+    cluster.ok("PATCH", path, body={"data": {"a": "1"}},
+               headers={"Content-Type": "application/merge-patch+json"})
+    r = cluster.patch(path, {"metadata": {"resourceVersion": stale}, "data": {"b": "2"}})
+    assert_status(r, 409, "Conflict")
+    current = cluster.ok("GET", path)["metadata"]["resourceVersion"]
+    r = cluster.patch(path, {"metadata": {"resourceVersion": current}, "data": {"b": "2"}})
+    assert r.status_code == 200, r.text

@@ -14,7 +14,10 @@ use super::subresource::Subresource;
 use super::{Registry, decode, encode, meta, name_of, store_error, to_served, to_stored};
 
 /// How many times a write retries after losing a race it did not ask to lose.
-const MAX_RETRIES: usize = 16;
+/// How long an update without a resourceVersion precondition keeps retrying when concurrent
+/// writes move the object under it (upstream's `GuaranteedUpdate` retries until the request
+/// times out).
+const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Options shared by writes.
 #[derive(Debug, Clone, Default)]
@@ -388,7 +391,8 @@ impl Registry {
     ) -> Result<Written, StatusError> {
         let key = info.storage_key(namespace, name);
         let (api_version, version, kind) = view_kind(info, sub);
-        for _ in 0..MAX_RETRIES {
+        let deadline = tokio::time::Instant::now() + RETRY_WINDOW;
+        while tokio::time::Instant::now() < deadline {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
@@ -412,9 +416,15 @@ impl Registry {
                 origin,
             )?;
             let written = |object| Written { object, warnings: warnings.clone() };
-            // A resourceVersion in the client's object is a precondition.
+            // A resourceVersion in the client's object is a precondition. A patch carries the
+            // current object's along: only one the patch itself changed is the client's (if it
+            // names the current one, a concurrent write shows up on the next attempt as a
+            // mismatch).
             let precondition = meta_str(&new_view, "resourceVersion")
                 .filter(|rv| !rv.is_empty())
+                .filter(|rv| {
+                    origin != Origin::Patch || Some(*rv) != meta_str(&old_view, "resourceVersion")
+                })
                 .map(str::to_string);
             if let Some(rv) = &precondition
                 && *rv != kv.mod_revision.to_string()
