@@ -66,4 +66,10 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history older than `revision`; later reads and watches at an older revision fail
     /// with [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Checks that the store can serve: a real read, and that its write path is not known to be
+    /// broken (the embedded store's last commit failed, or etcd raised an alarm such as
+    /// `NOSPACE`). Bounded in time and cheap enough for a readiness probe; an `Err` says what is
+    /// wrong, and a later call succeeds again once the store has recovered.
+    async fn check(&self) -> Result<()>;
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, mpsc};
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::Health;
 use super::read::read_meta;
 use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
@@ -82,6 +83,8 @@ pub(super) struct Writer {
     /// The revision readers see as current; stored after each commit.
     pub published: Arc<AtomicI64>,
     pub hub: Hub,
+    /// Where the outcome of the last commit is recorded.
+    pub health: Arc<Health>,
     pub max_batch: usize,
     pub quick_repair: bool,
     /// How many log entries one transaction compacts at most.
@@ -192,6 +195,7 @@ impl Writer {
         let target = compaction.as_ref().map(|c| c.target);
         match self.transact(ops, target) {
             Ok((outcomes, revision, compacted)) => {
+                self.health.recovered();
                 self.revision = revision;
                 self.compacted = compacted;
                 self.published.store(revision, Ordering::Release);
@@ -212,6 +216,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, "store commit failed");
+                self.health.failed(&error);
                 for reply in replies {
                     let _ = reply.send(Err(batch_error(&error)));
                 }

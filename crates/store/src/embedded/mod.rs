@@ -13,8 +13,8 @@ mod schema;
 mod watch;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -75,6 +75,37 @@ pub struct EmbeddedStore {
     writer: Option<JoinHandle<()>>,
     revision: Arc<AtomicI64>,
     hub: Hub,
+    health: Arc<Health>,
+}
+
+/// What the writer last learned about the write path, for [`Store::check`].
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    /// Why the last commit failed, until one succeeds.
+    failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Records that a commit failed.
+    pub(super) fn failed(&self, error: &StoreError) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+    }
+
+    /// Records that a commit succeeded.
+    pub(super) fn recovered(&self) {
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Fails while the last commit failed.
+    fn check(&self) -> Result<()> {
+        match &*self.failure.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(why) => Err(StoreError::Backend {
+                message: format!("store writes are failing: {why}"),
+                source: None,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -103,11 +134,13 @@ impl EmbeddedStore {
         let published = Arc::new(AtomicI64::new(revision));
         let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
         let (requests, receiver) = std::sync::mpsc::channel();
+        let health = Arc::new(Health::default());
         let writer = commit::spawn(Writer {
             db: Arc::clone(&db),
             requests: receiver,
             published: Arc::clone(&published),
             hub: hub.clone(),
+            health: Arc::clone(&health),
             max_batch: options.max_batch.max(1),
             quick_repair: options.quick_repair,
             compact_chunk: options.compact_chunk.max(1),
@@ -120,6 +153,7 @@ impl EmbeddedStore {
             writer: Some(writer),
             revision: published,
             hub,
+            health,
         })
     }
 
@@ -221,5 +255,11 @@ impl Store for EmbeddedStore {
         let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
         requests.send(Request::Compact { revision, reply }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.health.check()?;
+        // A real read: the meta table, through a read transaction, as every read begins.
+        read::Snapshot::begin(&self.db).map(|_| ())
     }
 }
