@@ -10,20 +10,23 @@
 //! Compaction runs on the same thread, in chunks of at most `compact_chunk` log entries per
 //! transaction so that writes are never stalled for long.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::Health;
-use super::read::read_meta;
+use super::read::{Snapshot, read_meta};
 use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
 };
+use super::watch::read_log;
 use super::watch::{Batch, Hub};
+use super::{DbSlot, Health, open_file};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
 
 /// A write, as a caller asks for it.
@@ -78,7 +81,14 @@ struct Compaction {
 
 /// The state of the writer thread.
 pub(super) struct Writer {
-    pub db: Arc<Database>,
+    /// The open database; `None` after an I/O failure, until it is reopened.
+    pub db: Option<Arc<Database>>,
+    /// Where readers find the database; the writer empties and refills it when reopening.
+    pub slot: Arc<DbSlot>,
+    /// The database file, for reopening.
+    pub path: PathBuf,
+    /// redb's cache size, for reopening.
+    pub cache_size: usize,
     pub requests: Receiver<Request>,
     /// The revision readers see as current; stored after each commit.
     pub published: Arc<AtomicI64>,
@@ -114,12 +124,39 @@ impl<'txn> Tables<'txn> {
     }
 }
 
-/// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`).
+/// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`), with the
+/// messages of its sources (the I/O error a caller needs to see).
 fn batch_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Closed => StoreError::Closed,
-        other => StoreError::Backend { message: format!("commit failed: {other}"), source: None },
+        other => StoreError::Backend {
+            message: format!("commit failed: {}", error_chain(other)),
+            source: None,
+        },
     }
+}
+
+/// An error's message followed by those of its sources.
+pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// The first wait before reopening the database after an I/O failure.
+const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(10);
+/// The longest wait between two attempts to reopen the database.
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// The wait before the next attempt to reopen: doubling from [`REOPEN_FIRST_DELAY`] up to
+/// [`REOPEN_MAX_DELAY`].
+fn next_delay(delay: Duration) -> Duration {
+    (delay * 2).clamp(REOPEN_FIRST_DELAY, REOPEN_MAX_DELAY)
 }
 
 impl Writer {
@@ -127,6 +164,9 @@ impl Writer {
     pub fn run(mut self) {
         let mut compaction: Option<Compaction> = None;
         loop {
+            if self.db.is_none() && !self.recover() {
+                return;
+            }
             let mut batch = Vec::new();
             let mut disconnected = false;
             if compaction.is_none() {
@@ -215,7 +255,7 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "store commit failed");
+                tracing::error!(error = error_chain(&error), "store commit failed");
                 self.health.failed(&error);
                 for reply in replies {
                     let _ = reply.send(Err(batch_error(&error)));
@@ -223,8 +263,125 @@ impl Writer {
                 for (_, reply) in compaction.take().into_iter().flat_map(|c| c.waiters) {
                     let _ = reply.send(Err(batch_error(&error)));
                 }
+                self.close_if_broken();
             }
         }
+    }
+
+    /// After a failed commit: when redb refuses new transactions (it does after any I/O
+    /// error), closes the database so that [`Writer::recover`] opens it again.
+    fn close_if_broken(&mut self) {
+        let Some(db) = &self.db else { return };
+        match db.begin_write() {
+            Ok(txn) => drop(txn),
+            Err(error) => {
+                tracing::warn!(%error, "store file unusable after a failed commit, reopening it");
+                self.slot.set(None);
+                self.db = None;
+            }
+        }
+    }
+
+    /// Opens the database again (after an I/O failure) and proves it can commit, retrying with
+    /// back-off; meanwhile every request fails at once. Returns `false` when the store is being
+    /// dropped.
+    fn recover(&mut self) -> bool {
+        let mut delay = Duration::ZERO;
+        loop {
+            // Wait, answering requests with the reason writes fail.
+            let deadline = Instant::now() + delay;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.requests.recv_timeout(left) {
+                    Ok(request) => self.refuse(request),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            }
+            delay = next_delay(delay);
+            match self.reopen() {
+                Ok(()) => {
+                    tracing::info!(revision = self.revision, "store file reopened, writes resume");
+                    self.health.recovered();
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = error_chain(&error),
+                        ?delay,
+                        "cannot reopen store file yet"
+                    );
+                    self.health.failed(&error);
+                }
+            }
+        }
+    }
+
+    /// Answers a request while the database is closed.
+    fn refuse(&self, request: Request) {
+        let error = || {
+            StoreError::Backend {
+            message: "store writes are failing, retrying: the store file is being reopened after an i/o failure".into(),
+            source: None,
+        }
+        };
+        match request {
+            Request::Write { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Request::Compact { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
+
+    /// Opens the file, adopts what it holds and commits a probe.
+    ///
+    /// A commit that failed may still have reached the disk (the error came after the data was
+    /// written): its writes were answered with an error, but the revision moves past them and
+    /// watchers receive them from the log, as for any commit.
+    fn reopen(&mut self) -> Result<()> {
+        // Fails while a reader still holds the old database; the next attempt succeeds.
+        let db = Arc::new(open_file(&self.path, self.cache_size)?);
+        let snapshot = Snapshot::begin(&db)?;
+        let (revision, compacted) = (snapshot.revision, snapshot.compacted);
+        drop(snapshot);
+        if revision < self.revision {
+            return Err(StoreError::Backend {
+                message: format!(
+                    "store file is at revision {revision}, behind the acknowledged {}",
+                    self.revision
+                ),
+                source: None,
+            });
+        }
+        // The probe: a commit that changes no revision.
+        let txn = db.begin_write().ctx("begin probe transaction")?;
+        {
+            let mut meta = txn.open_table(META).ctx("open meta table")?;
+            meta.insert(META_REVISION, revision).ctx("write meta table")?;
+        }
+        txn.commit().ctx("commit probe transaction")?;
+        let mut after = self.revision;
+        while after < revision {
+            let chunk = read_log(&db, "", after)?;
+            let through = chunk.through.min(revision);
+            let events: Vec<Event> =
+                chunk.events.into_iter().filter(|e| e.revision <= revision).collect();
+            if !events.is_empty() && self.hub.receiver_count() > 0 {
+                let _ = self.hub.send(Arc::new(Batch { revision: through, events }));
+            }
+            if through <= after {
+                break;
+            }
+            after = through;
+        }
+        self.revision = revision;
+        self.compacted = compacted;
+        self.published.store(revision, Ordering::Release);
+        self.slot.set(Some(Arc::clone(&db)));
+        self.db = Some(db);
+        Ok(())
     }
 
     /// Sends the batch's events to the watchers, if there are any. Checking for watchers after
@@ -257,7 +414,11 @@ impl Writer {
         compact_to: Option<Revision>,
     ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
         // redb's default durability is `Immediate`: `commit` returns once the data is synced.
-        let mut txn = self.db.begin_write().ctx("begin write transaction")?;
+        let db = self.db.as_ref().ok_or_else(|| StoreError::Backend {
+            message: "store file is closed after an i/o failure".into(),
+            source: None,
+        })?;
+        let mut txn = db.begin_write().ctx("begin write transaction")?;
         txn.set_quick_repair(self.quick_repair);
         let mut revision = self.revision;
         let mut compacted = self.compacted;

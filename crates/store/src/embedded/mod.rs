@@ -6,6 +6,11 @@
 //! ([`read`]), at the current revision or, through the history table, at any revision since the
 //! compacted one. Watches replay the log table and then follow an in-memory hub fed by the
 //! writer after each commit ([`watch`]). The layout of the file is described in [`schema`].
+//!
+//! After an I/O failure (a full disk, say) redb refuses every later operation on the open
+//! database, so the writer closes it and opens the file again, with back-off, until a probe
+//! commit succeeds; writes meanwhile fail at once with [`StoreError::Backend`]. No write is
+//! answered with success unless its commit returned, so every acknowledged write survives.
 
 mod commit;
 mod read;
@@ -14,7 +19,7 @@ mod watch;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -69,13 +74,39 @@ impl Default for EmbeddedOptions {
 /// Dropping the store stops its writer thread (after the batch in progress) and closes the
 /// file; watches still open end with [`StoreError::Closed`].
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    slot: Arc<DbSlot>,
     /// `None` only while dropping.
     requests: Option<RequestSender>,
     writer: Option<JoinHandle<()>>,
     revision: Arc<AtomicI64>,
     hub: Hub,
     health: Arc<Health>,
+}
+
+/// The open database, shared by readers and the writer. Empty while the writer reopens the
+/// file after an I/O failure.
+#[derive(Debug)]
+pub(super) struct DbSlot(RwLock<Option<Arc<Database>>>);
+
+impl DbSlot {
+    fn new(db: Arc<Database>) -> Self {
+        DbSlot(RwLock::new(Some(db)))
+    }
+
+    /// The open database, or an error while it is being reopened.
+    pub(super) fn get(&self) -> Result<Arc<Database>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| {
+            StoreError::Backend {
+                message: "store file is being reopened after an i/o failure".into(),
+                source: None,
+            }
+        })
+    }
+
+    /// Replaces the database (`None`: none until the next `set`).
+    pub(super) fn set(&self, db: Option<Arc<Database>>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = db;
+    }
 }
 
 /// What the writer last learned about the write path, for [`Store::check`].
@@ -125,18 +156,20 @@ impl EmbeddedStore {
     /// Opens the store in `dir` (created if missing).
     pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
         std::fs::create_dir_all(dir).ctx("create store directory")?;
-        let db = redb::Builder::new()
-            .set_cache_size(options.cache_size)
-            .create(dir.join(FILE_NAME))
-            .ctx("open store file")?;
+        let path = dir.join(FILE_NAME);
+        let db = open_file(&path, options.cache_size)?;
         let (revision, compacted) = init(&db)?;
         let db = Arc::new(db);
+        let slot = Arc::new(DbSlot::new(Arc::clone(&db)));
         let published = Arc::new(AtomicI64::new(revision));
         let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
         let (requests, receiver) = std::sync::mpsc::channel();
         let health = Arc::new(Health::default());
         let writer = commit::spawn(Writer {
-            db: Arc::clone(&db),
+            db: Some(db),
+            slot: Arc::clone(&slot),
+            path,
+            cache_size: options.cache_size,
             requests: receiver,
             published: Arc::clone(&published),
             hub: hub.clone(),
@@ -148,7 +181,7 @@ impl EmbeddedStore {
             compacted,
         })?;
         Ok(EmbeddedStore {
-            db,
+            slot,
             requests: Some(requests),
             writer: Some(writer),
             revision: published,
@@ -163,6 +196,11 @@ impl EmbeddedStore {
         requests.send(Request::Write { op, reply }).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Opens (or creates) the database file.
+pub(super) fn open_file(path: &Path, cache_size: usize) -> Result<Database> {
+    redb::Builder::new().set_cache_size(cache_size).create(path).ctx("open store file")
 }
 
 /// Creates the tables of a new file, checks the format of an old one; returns the revision and
@@ -210,7 +248,7 @@ impl Drop for EmbeddedStore {
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         // A point read of a B-tree: short enough to run on the async thread.
-        read::get(&self.db, key)
+        read::get(&*self.slot.get()?, key)
     }
 
     async fn list(
@@ -220,7 +258,7 @@ impl Store for EmbeddedStore {
         limit: usize,
         revision: Option<Revision>,
     ) -> Result<Page> {
-        let db = Arc::clone(&self.db);
+        let db = self.slot.get()?;
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
@@ -243,7 +281,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        watch::watch(&self.db, &self.hub, prefix, after).await
+        watch::watch(&self.slot, &self.hub, prefix, after).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {
@@ -260,6 +298,6 @@ impl Store for EmbeddedStore {
     async fn check(&self) -> Result<()> {
         self.health.check()?;
         // A real read: the meta table, through a read transaction, as every read begins.
-        read::Snapshot::begin(&self.db).map(|_| ())
+        read::Snapshot::begin(&*self.slot.get()?).map(|_| ())
     }
 }

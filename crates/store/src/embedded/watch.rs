@@ -15,6 +15,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::DbSlot;
 use super::read::Snapshot;
 use super::schema::{Context, HISTORY, LOG, LogKind, Version, decode_log, decode_version, key_str};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError, WatchStream};
@@ -38,14 +39,14 @@ pub(super) type Hub = broadcast::Sender<Arc<Batch>>;
 
 /// Starts a watch; see [`Store::watch`](crate::Store::watch).
 pub(super) async fn watch(
-    db: &Arc<Database>,
+    slot: &Arc<DbSlot>,
     hub: &Hub,
     prefix: &str,
     after: Revision,
 ) -> Result<WatchStream> {
     // Subscribe before reading anything, so that no commit falls between replay and live.
     let live = hub.subscribe();
-    let reader = Arc::clone(db);
+    let reader = slot.get()?;
     let compacted = tokio::task::spawn_blocking(move || Snapshot::begin(&reader))
         .await
         .ctx("watch task failed")??
@@ -55,7 +56,7 @@ pub(super) async fn watch(
     }
     let (out, stream) = mpsc::channel(OUT_BUFFER);
     let watcher = Watcher {
-        db: Arc::downgrade(db),
+        slot: Arc::downgrade(slot),
         live,
         prefix: prefix.to_owned(),
         through: after,
@@ -82,7 +83,7 @@ impl From<StoreError> for Stop {
 
 struct Watcher {
     /// Weak, so that a watch does not keep a dropped store's file open.
-    db: Weak<Database>,
+    slot: Weak<DbSlot>,
     live: broadcast::Receiver<Arc<Batch>>,
     prefix: String,
     /// Every change up to this revision has been delivered.
@@ -109,7 +110,7 @@ impl Watcher {
     /// Replays the log from `through` to the end.
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
-            let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+            let db = self.slot.upgrade().ok_or(StoreError::Closed)?.get()?;
             let (prefix, after) = (self.prefix.clone(), self.through);
             let chunk = tokio::task::spawn_blocking(move || read_log(&db, &prefix, after))
                 .await
@@ -192,17 +193,17 @@ fn progress_event(revision: Revision) -> Event {
 }
 
 /// One step of a replay.
-struct LogChunk {
+pub(super) struct LogChunk {
     /// The changes under the prefix.
-    events: Vec<Event>,
+    pub events: Vec<Event>,
     /// Every change up to this revision has been read.
-    through: Revision,
+    pub through: Revision,
     /// Whether the log has been read to its end.
-    done: bool,
+    pub done: bool,
 }
 
 /// Reads up to [`REPLAY_CHUNK`] log entries after `after`, keeping those under `prefix`.
-fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
+pub(super) fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
     let snapshot = Snapshot::begin(db)?;
     if after < snapshot.compacted {
         return Err(StoreError::Compacted { requested: after, compacted: snapshot.compacted });
