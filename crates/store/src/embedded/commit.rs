@@ -92,7 +92,7 @@ pub(super) struct Writer {
     pub requests: Receiver<Request>,
     /// The revision readers see as current; stored after each commit.
     pub published: Arc<AtomicI64>,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     /// Where the outcome of the last commit is recorded.
     pub health: Arc<Health>,
     pub max_batch: usize,
@@ -236,10 +236,11 @@ impl Writer {
         match self.transact(ops, target) {
             Ok((outcomes, revision, compacted)) => {
                 self.health.recovered();
+                let from = self.revision;
                 self.revision = revision;
                 self.compacted = compacted;
                 self.published.store(revision, Ordering::Release);
-                self.publish(&outcomes, revision);
+                self.publish(&outcomes, from, revision);
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
                     let _ = reply.send(outcome.map(|applied| applied.kv));
                 }
@@ -368,8 +369,8 @@ impl Writer {
             let through = chunk.through.min(revision);
             let events: Vec<Event> =
                 chunk.events.into_iter().filter(|e| e.revision <= revision).collect();
-            if !events.is_empty() && self.hub.receiver_count() > 0 {
-                let _ = self.hub.send(Arc::new(Batch { revision: through, events }));
+            if !events.is_empty() && self.hub.has_watchers() {
+                self.hub.publish(Batch { from: after, revision: through, events });
             }
             if through <= after {
                 break;
@@ -386,8 +387,8 @@ impl Writer {
 
     /// Sends the batch's events to the watchers, if there are any. Checking for watchers after
     /// the commit is safe: a watcher that subscribes later reads this batch from the log.
-    fn publish(&self, outcomes: &[Result<Applied>], revision: Revision) {
-        if self.hub.receiver_count() == 0 {
+    fn publish(&self, outcomes: &[Result<Applied>], from: Revision, revision: Revision) {
+        if !self.hub.has_watchers() {
             return;
         }
         let events: Vec<Event> = outcomes
@@ -403,7 +404,7 @@ impl Writer {
         if events.is_empty() {
             return;
         }
-        let _ = self.hub.send(Arc::new(Batch { revision, events }));
+        self.hub.publish(Batch { from, revision, events });
     }
 
     /// Runs the transaction; the outer error aborts the whole batch.

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use redb::Database;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 use self::commit::{Op, Request, RequestSender, Writer};
 use self::read::read_meta;
@@ -38,6 +38,9 @@ use crate::{KeyValue, Page, Result, Revision, Store, StoreError, WatchStream};
 /// The name of the database file inside the data directory.
 pub const FILE_NAME: &str = "store.redb";
 
+/// The default size of redb's page cache: small, for a small host.
+pub const DEFAULT_CACHE_SIZE: usize = 32 * 1024 * 1024;
+
 /// Tuning knobs of an [`EmbeddedStore`]; [`Default`] suits most uses.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -45,9 +48,13 @@ pub struct EmbeddedOptions {
     /// How many committed batches the watch hub keeps for watchers that are behind; a watcher
     /// further behind re-reads the log from disk.
     pub watch_buffer: usize,
+    /// About how many bytes of keys and values the watch hub keeps, at most (beyond the latest
+    /// batch); like `watch_buffer`, a bound on the store's memory, not on what watchers see.
+    pub watch_buffer_bytes: usize,
     /// The most writes one commit takes.
     pub max_batch: usize,
-    /// Size of redb's page cache, in bytes.
+    /// Size of redb's page cache, in bytes. Reads of recent keys hit it; the operating system's
+    /// page cache serves the rest, so a small cache suits a small host.
     pub cache_size: usize,
     /// Whether commits also save redb's allocator state (and sync twice), which makes opening
     /// the file after a crash almost instant instead of a walk over the whole file.
@@ -61,8 +68,9 @@ impl Default for EmbeddedOptions {
     fn default() -> Self {
         EmbeddedOptions {
             watch_buffer: 256,
+            watch_buffer_bytes: 8 * 1024 * 1024,
             max_batch: 4096,
-            cache_size: 256 * 1024 * 1024,
+            cache_size: DEFAULT_CACHE_SIZE,
             quick_repair: false,
             compact_chunk: 10_000,
         }
@@ -79,7 +87,7 @@ pub struct EmbeddedStore {
     requests: Option<RequestSender>,
     writer: Option<JoinHandle<()>>,
     revision: Arc<AtomicI64>,
-    hub: Hub,
+    hub: Arc<Hub>,
     health: Arc<Health>,
 }
 
@@ -162,7 +170,7 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let slot = Arc::new(DbSlot::new(Arc::clone(&db)));
         let published = Arc::new(AtomicI64::new(revision));
-        let (hub, _) = broadcast::channel(options.watch_buffer.max(1));
+        let hub = Arc::new(Hub::new(options.watch_buffer, options.watch_buffer_bytes));
         let (requests, receiver) = std::sync::mpsc::channel();
         let health = Arc::new(Health::default());
         let writer = commit::spawn(Writer {
@@ -172,7 +180,7 @@ impl EmbeddedStore {
             cache_size: options.cache_size,
             requests: receiver,
             published: Arc::clone(&published),
-            hub: hub.clone(),
+            hub: Arc::clone(&hub),
             health: Arc::clone(&health),
             max_batch: options.max_batch.max(1),
             quick_repair: options.quick_repair,
