@@ -665,3 +665,41 @@ pub(super) fn spawn(writer: Writer) -> Result<std::thread::JoinHandle<()>> {
 
 /// The callers' end of the writer's channel.
 pub(super) type RequestSender = mpsc::Sender<Request>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_back_off_doubles_up_to_the_maximum() {
+        let mut delay = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            delay = next_delay(delay);
+            seen.push(delay);
+        }
+        assert_eq!(seen[0], REOPEN_FIRST_DELAY);
+        assert_eq!(seen[1], REOPEN_FIRST_DELAY * 2);
+        assert_eq!(seen.last(), Some(&REOPEN_MAX_DELAY));
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn gathering_waits_only_after_a_batch_and_briefly() {
+        assert!(gather_deadline(0, Duration::from_millis(1)).is_none());
+        assert!(gather_deadline(1, Duration::from_millis(1)).is_none());
+        let before = Instant::now();
+        let deadline = gather_deadline(16, Duration::from_millis(1)).expect("waits");
+        assert!(deadline <= Instant::now() + Duration::from_micros(125));
+        let deadline = gather_deadline(16, Duration::from_secs(1)).expect("waits");
+        assert!(deadline <= Instant::now() + MAX_GATHER && deadline > before);
+    }
+
+    #[test]
+    fn batch_errors_name_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = batch_error(&StoreError::backend("commit write transaction", io));
+        assert!(error.to_string().contains("commit write transaction: No space left on device"));
+        assert!(matches!(batch_error(&StoreError::Closed), StoreError::Closed));
+    }
+}
