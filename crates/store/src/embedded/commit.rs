@@ -2,7 +2,8 @@
 //!
 //! Callers send [`Request`]s over a channel and wait on a oneshot. The writer takes every
 //! request waiting, applies them in order in one redb write transaction (each successful write
-//! takes the next revision; a failed check answers its caller alone), commits durably once,
+//! takes the next revision; a failed check answers its caller alone), makes it durable once
+//! (an append to the write-ahead log, or a durable redb commit at a checkpoint, see [`super::wal`]),
 //! publishes the batch's events to the watch hub, and only then answers the callers. While a
 //! commit is being synced, new requests queue up and form the next batch, so the cost of one
 //! fsync is shared by every writer waiting.
@@ -22,7 +23,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::read::{Snapshot, read_meta};
@@ -30,6 +31,7 @@ use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
 };
+use super::wal::{self, Record, Wal};
 use super::watch::read_log;
 use super::watch::{Batch, Hub};
 use super::{DbSlot, Health, open_file};
@@ -109,7 +111,20 @@ pub(super) struct Writer {
     pub revision: Revision,
     /// Committed compacted revision.
     pub compacted: Revision,
+    /// The write-ahead log that makes batches durable between durable commits.
+    pub wal: Wal,
+    /// Where the write-ahead log lives, for reopening.
+    pub wal_path: PathBuf,
+    /// Commits since the last durable one.
+    pub since_checkpoint: usize,
+    /// A batch reached the log but not redb: the database must be reopened (which replays it).
+    pub wal_ahead: bool,
 }
+
+/// A durable redb commit (a checkpoint) at least every this many commits...
+const CHECKPOINT_COMMITS: usize = 256;
+/// ... or once the write-ahead log holds this many bytes.
+const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The four tables of a write transaction.
 struct Tables<'txn> {
@@ -133,13 +148,15 @@ impl<'txn> Tables<'txn> {
 /// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`), with the
 /// messages of its sources (the I/O error a caller needs to see).
 fn batch_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Closed => StoreError::Closed,
-        other => StoreError::Backend {
-            message: format!("commit failed: {}", error_chain(other)),
-            source: None,
-        },
-    }
+    let message = match error {
+        StoreError::Closed => return StoreError::Closed,
+        StoreError::Backend { message, source: Some(source) } => {
+            format!("{message}: {}", error_chain(source.as_ref()))
+        }
+        StoreError::Backend { message, source: None } => message.clone(),
+        other => error_chain(other),
+    };
+    StoreError::Backend { message: format!("commit failed: {message}"), source: None }
 }
 
 /// An error's message followed by those of its sources.
@@ -317,14 +334,18 @@ impl Writer {
     /// error), closes the database so that [`Writer::recover`] opens it again.
     fn close_if_broken(&mut self) {
         let Some(db) = &self.db else { return };
-        match db.begin_write() {
-            Ok(txn) => drop(txn),
-            Err(error) => {
-                tracing::warn!(%error, "store file unusable after a failed commit, reopening it");
-                self.slot.set(None);
-                self.db = None;
+        if self.wal_ahead {
+            tracing::warn!("a logged batch did not reach the store file, reopening it");
+        } else {
+            match db.begin_write() {
+                Ok(txn) => return drop(txn),
+                Err(error) => {
+                    tracing::warn!(%error, "store file unusable after a failed commit, reopening it");
+                }
             }
         }
+        self.slot.set(None);
+        self.db = None;
     }
 
     /// Opens the database again (after an I/O failure) and proves it can commit, retrying with
@@ -388,6 +409,14 @@ impl Writer {
     fn reopen(&mut self) -> Result<()> {
         // Fails while a reader still holds the old database; the next attempt succeeds.
         let db = Arc::new(open_file(&self.path, self.cache_size)?);
+        // The log's batches that the file lacks, committed durably: also the probe that writes
+        // work again.
+        let (mut log, records) = Wal::open(&self.wal_path)?;
+        replay(&db, records)?;
+        log.reset()?;
+        self.wal = log;
+        self.wal_ahead = false;
+        self.since_checkpoint = 0;
         let snapshot = Snapshot::begin(&db)?;
         let (revision, compacted) = (snapshot.revision, snapshot.compacted);
         drop(snapshot);
@@ -400,13 +429,6 @@ impl Writer {
                 source: None,
             });
         }
-        // The probe: a commit that changes no revision.
-        let txn = db.begin_write().ctx("begin probe transaction")?;
-        {
-            let mut meta = txn.open_table(META).ctx("open meta table")?;
-            meta.insert(META_REVISION, revision).ctx("write meta table")?;
-        }
-        txn.commit().ctx("commit probe transaction")?;
         let mut after = self.revision;
         while after < revision {
             let chunk = read_log(&db, "", after)?;
@@ -454,15 +476,20 @@ impl Writer {
     /// Runs the transaction; the outer error aborts the whole batch.
     #[allow(clippy::type_complexity)]
     fn transact(
-        &self,
+        &mut self,
         ops: Vec<Op>,
         compact_to: Option<Revision>,
     ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
-        // redb's default durability is `Immediate`: `commit` returns once the data is synced.
-        let db = self.db.as_ref().ok_or_else(|| StoreError::Backend {
+        let db = Arc::clone(self.db.as_ref().ok_or_else(|| StoreError::Backend {
             message: "store file is closed after an i/o failure".into(),
             source: None,
-        })?;
+        })?);
+        // A checkpoint commits durably (redb's `Immediate`: `commit` returns once synced);
+        // other batches are logged, then committed without a sync.
+        let checkpoint = compact_to.is_some()
+            || self.since_checkpoint >= CHECKPOINT_COMMITS
+            || self.wal.len() >= CHECKPOINT_BYTES;
+        let record = (!checkpoint).then(|| wal::encode(self.revision, &ops));
         let mut txn = db.begin_write().ctx("begin write transaction")?;
         txn.set_quick_repair(self.quick_repair);
         let mut revision = self.revision;
@@ -490,11 +517,59 @@ impl Writer {
         if revision == self.revision && compact_to.is_none() {
             // Every check failed: nothing to make durable.
             txn.abort().ctx("abort write transaction")?;
+        } else if let Some(record) = record {
+            // On failure the transaction is dropped (aborted) and the log cut back.
+            self.wal.append(&record)?;
+            self.wal_ahead = true;
+            txn.set_durability(Durability::None).ctx("set commit durability")?;
+            txn.commit().ctx("commit write transaction")?;
+            self.wal_ahead = false;
+            self.since_checkpoint += 1;
         } else {
             txn.commit().ctx("commit write transaction")?;
+            self.since_checkpoint = 0;
+            if let Err(error) = self.wal.reset() {
+                // Harmless: its records are older than the file and skipped on replay.
+                tracing::warn!(error = error_chain(&error), "cannot empty the write-ahead log");
+            }
         }
         Ok((outcomes, revision, compacted))
     }
+}
+
+/// Applies the logged batches that `db` lacks (those starting at its revision, in order) and
+/// commits them durably. Fails when the log skips revisions (it lost a batch).
+pub(super) fn replay(db: &Database, records: Vec<Record>) -> Result<()> {
+    let txn = db.begin_write().ctx("begin replay transaction")?;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut revision = read_meta(&tables.meta, META_REVISION)?;
+        let mut replayed = 0;
+        for record in records {
+            if record.from < revision {
+                continue;
+            }
+            if record.from > revision {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "write-ahead log resumes at revision {} but the store file is at {revision}",
+                        record.from
+                    ),
+                    source: None,
+                });
+            }
+            for op in record.ops {
+                // A failed check fails again, as it did when the batch was first applied.
+                let _ = apply(&mut tables, op, &mut revision)?;
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, revision, "replayed the write-ahead log");
+        }
+        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
+    }
+    txn.commit().ctx("commit replay transaction")
 }
 
 /// Applies one write. The outer error is a storage failure (abort the batch), the inner one a

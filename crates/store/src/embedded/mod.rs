@@ -1,8 +1,11 @@
 //! The embedded backend: a single redb file with MVCC history and group commit.
 //!
-//! [`EmbeddedStore::open`] opens (or creates) `dir/store.redb`. One writer thread applies every
+//! [`EmbeddedStore::open`] opens (or creates) `dir/store.redb` and its write-ahead log
+//! `dir/store.wal` ([`wal`]), replaying the log into the file. One writer thread applies every
 //! write ([`commit`]): all requests waiting are applied in one transaction and made durable by
-//! one fsync before any of their callers is answered. Reads run on redb read transactions
+//! one fsync before any of their callers is answered: an append to the log (the transaction is
+//! then committed to redb without a sync), or, every few hundred commits, a durable redb commit
+//! that empties the log. Reads run on redb read transactions
 //! ([`read`]), at the current revision or, through the history table, at any revision since the
 //! compacted one. Watches replay the log table and then follow an in-memory hub fed by the
 //! writer after each commit ([`watch`]). The layout of the file is described in [`schema`].
@@ -15,6 +18,7 @@
 mod commit;
 mod read;
 mod schema;
+mod wal;
 mod watch;
 
 use std::path::Path;
@@ -166,7 +170,15 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).ctx("create store directory")?;
         let path = dir.join(FILE_NAME);
         let db = open_file(&path, options.cache_size)?;
-        let (revision, compacted) = init(&db)?;
+        init(&db)?;
+        let wal_path = dir.join(wal::FILE_NAME);
+        let (mut log, records) = wal::Wal::open(&wal_path)?;
+        commit::replay(&db, records)?;
+        log.reset()?;
+        let (revision, compacted) = {
+            let snapshot = read::Snapshot::begin(&db)?;
+            (snapshot.revision, snapshot.compacted)
+        };
         let db = Arc::new(db);
         let slot = Arc::new(DbSlot::new(Arc::clone(&db)));
         let published = Arc::new(AtomicI64::new(revision));
@@ -187,6 +199,10 @@ impl EmbeddedStore {
             compact_chunk: options.compact_chunk.max(1),
             revision,
             compacted,
+            wal: log,
+            wal_path,
+            since_checkpoint: 0,
+            wal_ahead: false,
         })?;
         Ok(EmbeddedStore {
             slot,
