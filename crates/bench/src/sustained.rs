@@ -209,7 +209,7 @@ async fn measure(
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
             loop {
                 ticker.tick().await;
-                let memory: u64 = pids.iter().map(|&pid| rss(pid)).sum();
+                let memory: Vec<u64> = pids.iter().map(|&pid| rss(pid)).collect();
                 let disk = disk_usage(&dir);
                 samples.push((started.elapsed().as_secs(), memory, disk));
                 if stop.load(Ordering::Acquire) {
@@ -225,14 +225,23 @@ async fn measure(
     let samples = sampler.await?;
     let load = result?;
     let mib = |b: u64| round3(b as f64 / MIB);
-    let peak_rss = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    let total = |memory: &[u64]| memory.iter().sum::<u64>();
+    let peak_rss = samples.iter().map(|s| total(&s.1)).max().unwrap_or(0);
+    let peak_by_process: Vec<f64> = (0..pids.len())
+        .map(|i| mib(samples.iter().filter_map(|s| s.1.get(i).copied()).max().unwrap_or(0)))
+        .collect();
     let peak_disk = samples.iter().map(|s| s.2).max().unwrap_or(0);
-    let last = samples.last().copied().unwrap_or_default();
+    let (end_rss, end_disk) = samples.last().map_or((0, 0), |s| (total(&s.1), s.2));
     Ok(json!({
         "load": load,
-        "rss_mib": {"idle": mib(idle_rss), "peak": mib(peak_rss), "end": mib(last.1)},
-        "disk_mib": {"peak": mib(peak_disk), "end": mib(last.2)},
-        "samples": samples.iter().map(|(t, m, d)| json!([t, mib(*m), mib(*d)])).collect::<Vec<_>>(),
+        "rss_mib": {
+            "idle": mib(idle_rss),
+            "peak": mib(peak_rss),
+            "end": mib(end_rss),
+            "peak_by_process": peak_by_process,
+        },
+        "disk_mib": {"peak": mib(peak_disk), "end": mib(end_disk)},
+        "samples": samples.iter().map(|(t, m, d)| json!([t, mib(total(m)), mib(*d)])).collect::<Vec<_>>(),
     }))
 }
 
@@ -252,6 +261,7 @@ pub async fn sustained(args: SustainedBenchArgs) -> anyhow::Result<()> {
         "compaction_interval": args.compaction_interval,
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "samples_are": "[seconds, rss MiB (server, plus etcd for etcd), disk MiB (data dir)]",
+        "peak_by_process_is": "[server] or [server, etcd]",
     });
 
     let dir = tmp.path().join("embedded");
