@@ -20,7 +20,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
@@ -112,7 +112,9 @@ pub(super) struct Writer {
     /// Committed compacted revision.
     pub compacted: Revision,
     /// The write-ahead log that makes batches durable between durable commits.
-    pub wal: Wal,
+    pub wal: Arc<Mutex<Wal>>,
+    /// Appends the record of a large batch while the writer applies it (started by `run`).
+    pub logger: Option<Logger>,
     /// Where the write-ahead log lives, for reopening.
     pub wal_path: PathBuf,
     /// Commits since the last durable one.
@@ -189,6 +191,7 @@ impl Writer {
         // Answers large batches on a thread of its own (when it can be started), so that the
         // next batch does not wait for the wake-ups of the last one's callers.
         let replier = Replier::start();
+        self.logger = Logger::start(Arc::clone(&self.wal));
         // How many writes the last commit held and how long it took, to gather the next batch.
         let (mut last_writes, mut last_commit) = (0, Duration::ZERO);
         loop {
@@ -256,6 +259,9 @@ impl Writer {
         // Every caller is answered before the store's drop returns.
         if let Some(replier) = replier {
             replier.finish();
+        }
+        if let Some(logger) = self.logger.take() {
+            logger.finish();
         }
     }
 
@@ -414,7 +420,7 @@ impl Writer {
         let (mut log, records) = Wal::open(&self.wal_path)?;
         replay(&db, records)?;
         log.reset()?;
-        self.wal = log;
+        *self.wal() = log;
         self.wal_ahead = false;
         self.since_checkpoint = 0;
         let snapshot = Snapshot::begin(&db)?;
@@ -488,38 +494,52 @@ impl Writer {
         // other batches are logged, then committed without a sync.
         let checkpoint = compact_to.is_some()
             || self.since_checkpoint >= CHECKPOINT_COMMITS
-            || self.wal.len() >= CHECKPOINT_BYTES;
-        let record = (!checkpoint).then(|| wal::encode(self.revision, &ops));
+            || self.wal().len() >= CHECKPOINT_BYTES;
+        let mut record = (!checkpoint).then(|| wal::encode(self.revision, &ops));
+        // A large batch is logged while it is applied: the log's sync and the work on redb's
+        // trees overlap. The transaction is committed only once the record is on disk, so no
+        // reader sees a write that is not durable.
+        let mut logging = false;
+        if ops.len() >= OVERLAP_WRITES
+            && let (Some(logger), Some(r)) = (&self.logger, record.take())
+        {
+            match logger.begin(r) {
+                Ok(()) => logging = true,
+                Err(r) => record = Some(r),
+            }
+        }
         let mut txn = db.begin_write().ctx("begin write transaction")?;
         txn.set_quick_repair(self.quick_repair);
-        let mut revision = self.revision;
-        let mut compacted = self.compacted;
-        let outcomes = {
-            let mut tables = Tables::open(&txn)?;
-            // The meta table is the truth; the cached copy must agree.
-            if read_meta(&tables.meta, META_REVISION)? != revision {
-                return Err(StoreError::Backend {
-                    message: "store revision changed behind the writer".into(),
-                    source: None,
-                });
+        let filled = self.fill(&txn, ops, compact_to);
+        if logging {
+            match self.logger.as_ref().map(Logger::wait) {
+                Some(Ok(Ok(()))) => {
+                    // Logged but not applied: reopening replays it.
+                    self.wal_ahead = filled.is_err();
+                }
+                // Not logged (the log was cut back): the transaction is dropped, unapplied.
+                Some(Ok(Err(error))) => return Err(error),
+                // Unknown whether it was logged: reopening settles it.
+                Some(Err(error)) => {
+                    self.wal_ahead = true;
+                    return Err(error);
+                }
+                None => {
+                    self.wal_ahead = true;
+                    return Err(logger_gone());
+                }
             }
-            let mut outcomes = Vec::with_capacity(ops.len());
-            for op in ops {
-                outcomes.push(apply(&mut tables, op, &mut revision)?);
-            }
-            if let Some(target) = compact_to {
-                compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
-                tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
-            }
-            tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
-            outcomes
-        };
+        }
+        let (outcomes, revision, compacted) = filled?;
         if revision == self.revision && compact_to.is_none() {
-            // Every check failed: nothing to make durable.
+            // Every check failed: nothing to make durable (a record logged for it replays to
+            // the same failures).
             txn.abort().ctx("abort write transaction")?;
-        } else if let Some(record) = record {
-            // On failure the transaction is dropped (aborted) and the log cut back.
-            self.wal.append(&record)?;
+        } else if logging || record.is_some() {
+            if let Some(record) = record {
+                // On failure the transaction is dropped (aborted) and the log cut back.
+                self.wal().append(&record)?;
+            }
             self.wal_ahead = true;
             txn.set_durability(Durability::None).ctx("set commit durability")?;
             txn.commit().ctx("commit write transaction")?;
@@ -528,12 +548,49 @@ impl Writer {
         } else {
             txn.commit().ctx("commit write transaction")?;
             self.since_checkpoint = 0;
-            if let Err(error) = self.wal.reset() {
+            if let Err(error) = self.wal().reset() {
                 // Harmless: its records are older than the file and skipped on replay.
                 tracing::warn!(error = error_chain(&error), "cannot empty the write-ahead log");
             }
         }
         Ok((outcomes, revision, compacted))
+    }
+
+    /// Applies the batch (and a compaction chunk) in `txn`; returns the outcomes, the revision
+    /// and the compacted revision after it.
+    #[allow(clippy::type_complexity)]
+    fn fill(
+        &self,
+        txn: &WriteTransaction,
+        ops: Vec<Op>,
+        compact_to: Option<Revision>,
+    ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
+        let mut revision = self.revision;
+        let mut compacted = self.compacted;
+        let mut tables = Tables::open(txn)?;
+        // The meta table is the truth; the cached copy must agree.
+        if read_meta(&tables.meta, META_REVISION)? != revision {
+            return Err(StoreError::Backend {
+                message: "store revision changed behind the writer".into(),
+                source: None,
+            });
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(apply(&mut tables, op, &mut revision)?);
+        }
+        if let Some(target) = compact_to {
+            compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
+            tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
+        }
+        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
+        Ok((outcomes, revision, compacted))
+    }
+
+    /// The write-ahead log (never contended: only the writer and, while it waits, the logger
+    /// use it).
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -726,6 +783,65 @@ impl Replier {
         drop(self.answers);
         if self.thread.join().is_err() {
             tracing::error!("store replier thread panicked");
+        }
+    }
+}
+
+/// Batches of at least this many writes are logged while they are applied; for fewer, the
+/// hand-off to the logger thread costs more than the overlap saves.
+const OVERLAP_WRITES: usize = 8;
+
+fn logger_gone() -> StoreError {
+    StoreError::Backend { message: "write-ahead log thread stopped".into(), source: None }
+}
+
+/// The thread that appends a batch's record to the write-ahead log while the writer applies
+/// the batch.
+pub(super) struct Logger {
+    records: mpsc::Sender<Vec<u8>>,
+    results: Receiver<Result<()>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Logger {
+    /// Starts the thread; `None` (the writer appends itself) when it cannot be started.
+    fn start(wal: Arc<Mutex<Wal>>) -> Option<Self> {
+        let (records, jobs) = mpsc::channel::<Vec<u8>>();
+        let (done, results) = mpsc::channel();
+        let thread =
+            std::thread::Builder::new().name("krust-store-logger".into()).spawn(move || {
+                while let Ok(record) = jobs.recv() {
+                    let appended =
+                        wal.lock().unwrap_or_else(PoisonError::into_inner).append(&record);
+                    if done.send(appended).is_err() {
+                        break;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Logger { records, results, thread }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the store's logger thread; the writer logs");
+                None
+            }
+        }
+    }
+
+    /// Starts appending `record`; gives it back if the thread is gone.
+    fn begin(&self, record: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
+        self.records.send(record).map_err(|mpsc::SendError(record)| record)
+    }
+
+    /// Waits for the append begun last: its outcome, or an error if the thread is gone.
+    fn wait(&self) -> Result<Result<()>> {
+        self.results.recv().map_err(|_| logger_gone())
+    }
+
+    /// Stops the thread.
+    fn finish(self) {
+        drop(self.records);
+        if self.thread.join().is_err() {
+            tracing::error!("store logger thread panicked");
         }
     }
 }
