@@ -126,7 +126,7 @@ pub(super) struct Writer {
 /// A durable redb commit (a checkpoint) at least every this many commits...
 const CHECKPOINT_COMMITS: usize = 256;
 /// ... or once the write-ahead log holds this many bytes.
-const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
+const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 
 /// The four tables of a write transaction.
 struct Tables<'txn> {
@@ -256,6 +256,15 @@ impl Writer {
                 break;
             }
         }
+        // A clean shutdown leaves the file complete and the log empty.
+        if self.since_checkpoint > 0
+            && let Err(error) = self.checkpoint()
+        {
+            tracing::warn!(
+                error = error_chain(&error),
+                "no final checkpoint; the log is replayed on open"
+            );
+        }
         // Every caller is answered before the store's drop returns.
         if let Some(replier) = replier {
             replier.finish();
@@ -263,6 +272,19 @@ impl Writer {
         if let Some(logger) = self.logger.take() {
             logger.finish();
         }
+    }
+
+    /// Commits durably what was committed without a sync, then empties the log.
+    fn checkpoint(&mut self) -> Result<()> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let txn = db.begin_write().ctx("begin checkpoint transaction")?;
+        {
+            let mut meta = txn.open_table(META).ctx("open meta table")?;
+            meta.insert(META_REVISION, self.revision).ctx("write meta table")?;
+        }
+        txn.commit().ctx("commit checkpoint transaction")?;
+        self.since_checkpoint = 0;
+        self.wal().reset()
     }
 
     /// Answers a compaction request at once when it can, queues it otherwise.

@@ -63,6 +63,11 @@ impl Wal {
             .truncate(false)
             .open(path)
             .ctx("open write-ahead log")?;
+        // The file's directory entry must be durable too, or a crash could lose the file with
+        // the acknowledged writes in it.
+        if let Some(dir) = path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).ctx("sync store directory")?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ctx("read write-ahead log")?;
         let (records, valid) = parse(&bytes);
