@@ -29,6 +29,9 @@ pub struct ApiBenchArgs {
     /// Concurrent writers for the raw store measurement (each count is one run).
     #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
     pub store_writers: Vec<usize>,
+    /// Writes of the single-writer run (and of each `O_DSYNC` floor run beside it).
+    #[arg(long, default_value_t = 2000)]
+    pub single_writes: usize,
     /// Rate of the paced create run (creates per second).
     #[arg(long, default_value_t = 1000)]
     pub paced_rate: u64,
@@ -203,17 +206,35 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut results = json!({"objects": args.objects, "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)});
 
-    // Raw stores.
+    // Raw stores, with the O_DSYNC floor on the same filesystem before and after each.
+    let floor_dir = tmp.path().join("floor");
+    let mut floors = vec![crate::store::dsync_floor(&floor_dir, args.single_writes)?];
     let embedded: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
     results["store"]["embedded"] =
-        crate::store::run(embedded, args.objects, &args.store_writers).await?;
+        crate::store::run(embedded, args.objects, args.single_writes, &args.store_writers).await?;
+    floors.push(crate::store::dsync_floor(&floor_dir, args.single_writes)?);
     let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
     let etcd_store: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
     results["store"]["etcd"] =
-        crate::store::run(etcd_store, args.objects, &args.store_writers).await?;
+        crate::store::run(etcd_store, args.objects, args.single_writes, &args.store_writers)
+            .await?;
     drop(etcd);
+    floors.push(crate::store::dsync_floor(&floor_dir, args.single_writes)?);
+    // The floor is the best of its runs (the disk is shared; a slow run is noise).
+    let floor = floors
+        .iter()
+        .max_by(|a, b| {
+            a["per_second"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["per_second"].as_f64().unwrap_or(0.0))
+        })
+        .cloned()
+        .unwrap_or(Value::Null);
+    results["store"]["dsync_floor"] =
+        json!({"value_bytes": crate::store::VALUE_BYTES, "runs": floors, "best": floor});
 
     // API server on each backend.
     let client = start_server(&tmp.path().join("api-embedded"), Vec::new()).await?;
@@ -227,7 +248,11 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
         if b > 0.0 { round3(a / b) } else { 0.0 }
     };
+    let floor_per_second = &results["store"]["dsync_floor"]["best"]["per_second"];
     results["ratios"] = json!({
+        "single_writer_dsync_floor_over_embedded": ratio(floor_per_second, &results["store"]["embedded"]["single_writer"]["per_second"]),
+        "single_writer_dsync_floor_over_etcd": ratio(floor_per_second, &results["store"]["etcd"]["single_writer"]["per_second"]),
+        "single_writer_embedded_over_etcd": ratio(&results["store"]["embedded"]["single_writer"]["per_second"], &results["store"]["etcd"]["single_writer"]["per_second"]),
         "store_peak_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["peak_writes_per_second"], &results["store"]["etcd"]["peak_writes_per_second"]),
         "store_watch_embedded_over_etcd": ratio(&results["store"]["embedded"]["watch"]["per_second"], &results["store"]["etcd"]["watch"]["per_second"]),
         "api_create_embedded_over_etcd": ratio(&results["api"]["embedded"]["create"]["per_second"], &results["api"]["etcd"]["create"]["per_second"]),

@@ -47,6 +47,13 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// The process id of the etcd process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();

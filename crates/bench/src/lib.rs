@@ -6,5 +6,7 @@ mod client;
 mod etcd;
 mod stats;
 mod store;
+mod sustained;
 
 pub use api::{ApiBenchArgs, api};
+pub use sustained::{SustainedBenchArgs, sustained};

@@ -1,5 +1,8 @@
 //! The raw store benchmark: writes/s and watch events/s of one backend.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,37 @@ use serde_json::{Value, json};
 
 use crate::stats::Samples;
 
+/// The size of every value the store benchmark writes.
+pub const VALUE_BYTES: usize = 512;
+
+/// `O_DSYNC` as Linux numbers it (the standard library has no constant for it).
+const O_DSYNC: i32 = 0o10000;
+
+/// The floor of any durable store: `n` appends of [`VALUE_BYTES`] to a file in `dir` opened
+/// with `O_DSYNC`, one after the other (each returns once on disk), measured like a writer.
+pub fn dsync_floor(dir: &Path, n: usize) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("dsync-floor");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .custom_flags(O_DSYNC)
+        .open(&path)?;
+    let value = vec![b'x'; VALUE_BYTES];
+    let mut samples = Samples::default();
+    let started = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        file.write_all(&value)?;
+        samples.push(t.elapsed());
+    }
+    let summary = samples.summary(started.elapsed());
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(summary)
+}
+
 /// Creates `n` keys from `writers` tasks and measures writes/s and latency.
 async fn writes(
     store: &Arc<dyn Store>,
@@ -16,7 +50,7 @@ async fn writes(
     n: usize,
     writers: usize,
 ) -> anyhow::Result<Value> {
-    let value = vec![b'x'; 512];
+    let value = vec![b'x'; VALUE_BYTES];
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -66,9 +100,16 @@ async fn watch_events(
     Ok(json!({"events": n, "per_second": (n as f64 / elapsed.as_secs_f64()).round()}))
 }
 
-/// Runs the store benchmark on one backend: writes at each concurrency (each run on its own
-/// prefix), the peak of them, and watch events/s with the most writers.
-pub async fn run(store: Arc<dyn Store>, n: usize, writers: &[usize]) -> anyhow::Result<Value> {
+/// Runs the store benchmark on one backend: `single` writes from one writer, writes at each
+/// concurrency (each run on its own prefix), the peak of them, and watch events/s with the
+/// most writers.
+pub async fn run(
+    store: Arc<dyn Store>,
+    n: usize,
+    single: usize,
+    writers: &[usize],
+) -> anyhow::Result<Value> {
+    let single_writer = writes(&store, "/bench/single/", single, 1).await?;
     let mut runs = Vec::new();
     let mut peak: f64 = 0.0;
     for &w in writers {
@@ -79,6 +120,7 @@ pub async fn run(store: Arc<dyn Store>, n: usize, writers: &[usize]) -> anyhow::
     }
     let most = writers.iter().copied().max().unwrap_or(64);
     Ok(json!({
+        "single_writer": single_writer,
         "writes": runs,
         "peak_writes_per_second": peak,
         "watch": watch_events(&store, "/bench/watch/", n, most).await?,

@@ -94,6 +94,9 @@ enum BenchCommand {
     /// The API server (create, get, list, watch fan-out) and the raw store, on the embedded
     /// store and on etcd.
     Api(krust_bench::ApiBenchArgs),
+    /// A sustained stream of ~4 KB updates against a server on the embedded store and one on
+    /// etcd (separate processes), sampling memory and disk every second.
+    Sustained(krust_bench::SustainedBenchArgs),
 }
 
 fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -147,6 +150,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server(args).await,
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
+            Command::Bench { which: BenchCommand::Sustained(args) } => {
+                krust_bench::sustained(args).await
+            }
         }
     })
 }

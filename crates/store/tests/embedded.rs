@@ -73,6 +73,17 @@ async fn reopen_preserves_everything() {
 async fn slow_watcher_catches_up_from_the_log() {
     let mut options = EmbeddedOptions::default();
     options.watch_buffer = 2;
+    slow_watcher_catches_up(options).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_watcher_catches_up_when_the_hub_is_full_of_bytes() {
+    let mut options = EmbeddedOptions::default();
+    options.watch_buffer_bytes = 1024;
+    slow_watcher_catches_up(options).await;
+}
+
+async fn slow_watcher_catches_up(options: EmbeddedOptions) {
     let fx = fixture_with(options);
     let s = &fx.store;
     let r0 = s.current_revision().await.expect("revision");

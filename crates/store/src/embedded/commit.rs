@@ -2,27 +2,39 @@
 //!
 //! Callers send [`Request`]s over a channel and wait on a oneshot. The writer takes every
 //! request waiting, applies them in order in one redb write transaction (each successful write
-//! takes the next revision; a failed check answers its caller alone), commits durably once,
+//! takes the next revision; a failed check answers its caller alone), makes it durable once
+//! (an append to the write-ahead log, or a durable redb commit at a checkpoint, see [`super::wal`]),
 //! publishes the batch's events to the watch hub, and only then answers the callers. While a
 //! commit is being synced, new requests queue up and form the next batch, so the cost of one
 //! fsync is shared by every writer waiting.
 //!
+//! The hand-offs are kept off the path to the next commit: the callers of a large batch are
+//! woken by a replier thread while the writer gathers the next batch, and after a commit of
+//! several writes the writer waits briefly (an eighth of that commit, at most 200 us) for its
+//! callers to come back, so that a closed loop of writers keeps sharing one commit instead of
+//! splitting into a small batch and a large one.
+//!
 //! Compaction runs on the same thread, in chunks of at most `compact_chunk` log entries per
 //! transaction so that writes are never stalled for long.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::read::read_meta;
+use super::read::{Snapshot, read_meta};
 use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
 };
+use super::wal::{self, Record, Wal};
+use super::watch::read_log;
 use super::watch::{Batch, Hub};
+use super::{DbSlot, Health, open_file};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
 
 /// A write, as a caller asks for it.
@@ -77,11 +89,20 @@ struct Compaction {
 
 /// The state of the writer thread.
 pub(super) struct Writer {
-    pub db: Arc<Database>,
+    /// The open database; `None` after an I/O failure, until it is reopened.
+    pub db: Option<Arc<Database>>,
+    /// Where readers find the database; the writer empties and refills it when reopening.
+    pub slot: Arc<DbSlot>,
+    /// The database file, for reopening.
+    pub path: PathBuf,
+    /// redb's cache size, for reopening.
+    pub cache_size: usize,
     pub requests: Receiver<Request>,
     /// The revision readers see as current; stored after each commit.
     pub published: Arc<AtomicI64>,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// Where the outcome of the last commit is recorded.
+    pub health: Arc<Health>,
     pub max_batch: usize,
     pub quick_repair: bool,
     /// How many log entries one transaction compacts at most.
@@ -90,7 +111,22 @@ pub(super) struct Writer {
     pub revision: Revision,
     /// Committed compacted revision.
     pub compacted: Revision,
+    /// The write-ahead log that makes batches durable between durable commits.
+    pub wal: Arc<Mutex<Wal>>,
+    /// Appends the record of a large batch while the writer applies it (started by `run`).
+    pub logger: Option<Logger>,
+    /// Where the write-ahead log lives, for reopening.
+    pub wal_path: PathBuf,
+    /// Commits since the last durable one.
+    pub since_checkpoint: usize,
+    /// A batch reached the log but not redb: the database must be reopened (which replays it).
+    pub wal_ahead: bool,
 }
+
+/// A durable redb commit (a checkpoint) at least every this many commits...
+const CHECKPOINT_COMMITS: usize = 256;
+/// ... or once the write-ahead log holds this many bytes.
+const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 
 /// The four tables of a write transaction.
 struct Tables<'txn> {
@@ -111,30 +147,87 @@ impl<'txn> Tables<'txn> {
     }
 }
 
-/// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`).
+/// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`), with the
+/// messages of its sources (the I/O error a caller needs to see).
 fn batch_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Closed => StoreError::Closed,
-        other => StoreError::Backend { message: format!("commit failed: {other}"), source: None },
+    let message = match error {
+        StoreError::Closed => return StoreError::Closed,
+        StoreError::Backend { message, source: Some(source) } => {
+            format!("{message}: {}", error_chain(source.as_ref()))
+        }
+        StoreError::Backend { message, source: None } => message.clone(),
+        other => error_chain(other),
+    };
+    StoreError::Backend { message: format!("commit failed: {message}"), source: None }
+}
+
+/// An error's message followed by those of its sources.
+pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
     }
+    message
+}
+
+/// The first wait before reopening the database after an I/O failure.
+const REOPEN_FIRST_DELAY: Duration = Duration::from_millis(10);
+/// The longest wait between two attempts to reopen the database.
+const REOPEN_MAX_DELAY: Duration = Duration::from_secs(2);
+
+/// The wait before the next attempt to reopen: doubling from [`REOPEN_FIRST_DELAY`] up to
+/// [`REOPEN_MAX_DELAY`].
+fn next_delay(delay: Duration) -> Duration {
+    (delay * 2).clamp(REOPEN_FIRST_DELAY, REOPEN_MAX_DELAY)
 }
 
 impl Writer {
     /// Serves requests until every sender is gone.
     pub fn run(mut self) {
         let mut compaction: Option<Compaction> = None;
+        // Answers large batches on a thread of its own (when it can be started), so that the
+        // next batch does not wait for the wake-ups of the last one's callers.
+        let replier = Replier::start();
+        self.logger = Logger::start(Arc::clone(&self.wal));
+        // How many writes the last commit held and how long it took, to gather the next batch.
+        let (mut last_writes, mut last_commit) = (0, Duration::ZERO);
         loop {
+            if self.db.is_none() && !self.recover() {
+                break;
+            }
             let mut batch = Vec::new();
             let mut disconnected = false;
             if compaction.is_none() {
                 match self.requests.recv() {
                     Ok(request) => batch.push(request),
-                    Err(_) => return,
+                    Err(_) => break,
                 }
             }
             let mut bytes = batch.first().map_or(0, Request::size);
+            // Callers answered by the last commit come back one by one: wait a little for
+            // them (a fraction of a commit) rather than commit most of them one commit later.
+            let gather = gather_deadline(last_writes, last_commit);
             while batch.len() < self.max_batch && bytes < MAX_BATCH_BYTES {
-                match self.requests.try_recv() {
+                let next = match self.requests.try_recv() {
+                    Err(TryRecvError::Empty) if batch.len() < last_writes => {
+                        match gather.map(|d| d.saturating_duration_since(Instant::now())) {
+                            Some(left) if !left.is_zero() => match self.requests.recv_timeout(left)
+                            {
+                                Ok(request) => Ok(request),
+                                Err(RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
+                                Err(RecvTimeoutError::Disconnected) => {
+                                    Err(TryRecvError::Disconnected)
+                                }
+                            },
+                            _ => Err(TryRecvError::Empty),
+                        }
+                    }
+                    other => other,
+                };
+                match next {
                     Ok(request) => {
                         bytes += request.size();
                         batch.push(request);
@@ -155,11 +248,43 @@ impl Writer {
                     }
                 }
             }
-            self.commit(writes, &mut compaction);
+            last_writes = writes.len();
+            let started = Instant::now();
+            self.commit(writes, &mut compaction, replier.as_ref());
+            last_commit = started.elapsed();
             if disconnected {
-                return;
+                break;
             }
         }
+        // A clean shutdown leaves the file complete and the log empty.
+        if self.since_checkpoint > 0
+            && let Err(error) = self.checkpoint()
+        {
+            tracing::warn!(
+                error = error_chain(&error),
+                "no final checkpoint; the log is replayed on open"
+            );
+        }
+        // Every caller is answered before the store's drop returns.
+        if let Some(replier) = replier {
+            replier.finish();
+        }
+        if let Some(logger) = self.logger.take() {
+            logger.finish();
+        }
+    }
+
+    /// Commits durably what was committed without a sync, then empties the log.
+    fn checkpoint(&mut self) -> Result<()> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let txn = db.begin_write().ctx("begin checkpoint transaction")?;
+        {
+            let mut meta = txn.open_table(META).ctx("open meta table")?;
+            meta.insert(META_REVISION, self.revision).ctx("write meta table")?;
+        }
+        txn.commit().ctx("commit checkpoint transaction")?;
+        self.since_checkpoint = 0;
+        self.wal().reset()
     }
 
     /// Answers a compaction request at once when it can, queues it otherwise.
@@ -187,17 +312,26 @@ impl Writer {
         &mut self,
         writes: Vec<(Op, oneshot::Sender<Result<KeyValue>>)>,
         compaction: &mut Option<Compaction>,
+        replier: Option<&Replier>,
     ) {
         let (ops, replies): (Vec<Op>, Vec<_>) = writes.into_iter().unzip();
         let target = compaction.as_ref().map(|c| c.target);
         match self.transact(ops, target) {
             Ok((outcomes, revision, compacted)) => {
+                self.health.recovered();
+                let from = self.revision;
                 self.revision = revision;
                 self.compacted = compacted;
                 self.published.store(revision, Ordering::Release);
-                self.publish(&outcomes, revision);
-                for (outcome, reply) in outcomes.into_iter().zip(replies) {
-                    let _ = reply.send(outcome.map(|applied| applied.kv));
+                self.publish(&outcomes, from, revision);
+                let answers: Answers = replies
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(reply, outcome)| (reply, outcome.map(|applied| applied.kv)))
+                    .collect();
+                match replier {
+                    Some(replier) if answers.len() > INLINE_ANSWERS => replier.answer(answers),
+                    _ => answer(answers),
                 }
                 if let Some(pending) = compaction.take() {
                     let (done, waiting): (Vec<_>, Vec<_>) =
@@ -211,21 +345,144 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "store commit failed");
+                tracing::error!(error = error_chain(&error), "store commit failed");
+                self.health.failed(&error);
                 for reply in replies {
                     let _ = reply.send(Err(batch_error(&error)));
                 }
                 for (_, reply) in compaction.take().into_iter().flat_map(|c| c.waiters) {
                     let _ = reply.send(Err(batch_error(&error)));
                 }
+                self.close_if_broken();
             }
         }
     }
 
+    /// After a failed commit: when redb refuses new transactions (it does after any I/O
+    /// error), closes the database so that [`Writer::recover`] opens it again.
+    fn close_if_broken(&mut self) {
+        let Some(db) = &self.db else { return };
+        if self.wal_ahead {
+            tracing::warn!("a logged batch did not reach the store file, reopening it");
+        } else {
+            match db.begin_write() {
+                Ok(txn) => return drop(txn),
+                Err(error) => {
+                    tracing::warn!(%error, "store file unusable after a failed commit, reopening it");
+                }
+            }
+        }
+        self.slot.set(None);
+        self.db = None;
+    }
+
+    /// Opens the database again (after an I/O failure) and proves it can commit, retrying with
+    /// back-off; meanwhile every request fails at once. Returns `false` when the store is being
+    /// dropped.
+    fn recover(&mut self) -> bool {
+        let mut delay = Duration::ZERO;
+        loop {
+            // Wait, answering requests with the reason writes fail.
+            let deadline = Instant::now() + delay;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.requests.recv_timeout(left) {
+                    Ok(request) => self.refuse(request),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return false,
+                }
+            }
+            delay = next_delay(delay);
+            match self.reopen() {
+                Ok(()) => {
+                    tracing::info!(revision = self.revision, "store file reopened, writes resume");
+                    self.health.recovered();
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = error_chain(&error),
+                        ?delay,
+                        "cannot reopen store file yet"
+                    );
+                    self.health.failed(&error);
+                }
+            }
+        }
+    }
+
+    /// Answers a request while the database is closed.
+    fn refuse(&self, request: Request) {
+        let error = || {
+            StoreError::Backend {
+            message: "store writes are failing, retrying: the store file is being reopened after an i/o failure".into(),
+            source: None,
+        }
+        };
+        match request {
+            Request::Write { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+            Request::Compact { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
+
+    /// Opens the file, adopts what it holds and commits a probe.
+    ///
+    /// A commit that failed may still have reached the disk (the error came after the data was
+    /// written): its writes were answered with an error, but the revision moves past them and
+    /// watchers receive them from the log, as for any commit.
+    fn reopen(&mut self) -> Result<()> {
+        // Fails while a reader still holds the old database; the next attempt succeeds.
+        let db = Arc::new(open_file(&self.path, self.cache_size)?);
+        // The log's batches that the file lacks, committed durably: also the probe that writes
+        // work again.
+        let (mut log, records) = Wal::open(&self.wal_path)?;
+        replay(&db, records)?;
+        log.reset()?;
+        *self.wal() = log;
+        self.wal_ahead = false;
+        self.since_checkpoint = 0;
+        let snapshot = Snapshot::begin(&db)?;
+        let (revision, compacted) = (snapshot.revision, snapshot.compacted);
+        drop(snapshot);
+        if revision < self.revision {
+            return Err(StoreError::Backend {
+                message: format!(
+                    "store file is at revision {revision}, behind the acknowledged {}",
+                    self.revision
+                ),
+                source: None,
+            });
+        }
+        let mut after = self.revision;
+        while after < revision {
+            let chunk = read_log(&db, "", after)?;
+            let through = chunk.through.min(revision);
+            let events: Vec<Event> =
+                chunk.events.into_iter().filter(|e| e.revision <= revision).collect();
+            if !events.is_empty() && self.hub.has_watchers() {
+                self.hub.publish(Batch { from: after, revision: through, events });
+            }
+            if through <= after {
+                break;
+            }
+            after = through;
+        }
+        self.revision = revision;
+        self.compacted = compacted;
+        self.published.store(revision, Ordering::Release);
+        self.slot.set(Some(Arc::clone(&db)));
+        self.db = Some(db);
+        Ok(())
+    }
+
     /// Sends the batch's events to the watchers, if there are any. Checking for watchers after
     /// the commit is safe: a watcher that subscribes later reads this batch from the log.
-    fn publish(&self, outcomes: &[Result<Applied>], revision: Revision) {
-        if self.hub.receiver_count() == 0 {
+    fn publish(&self, outcomes: &[Result<Applied>], from: Revision, revision: Revision) {
+        if !self.hub.has_watchers() {
             return;
         }
         let events: Vec<Event> = outcomes
@@ -241,49 +498,157 @@ impl Writer {
         if events.is_empty() {
             return;
         }
-        let _ = self.hub.send(Arc::new(Batch { revision, events }));
+        self.hub.publish(Batch { from, revision, events });
     }
 
     /// Runs the transaction; the outer error aborts the whole batch.
     #[allow(clippy::type_complexity)]
     fn transact(
-        &self,
+        &mut self,
         ops: Vec<Op>,
         compact_to: Option<Revision>,
     ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
-        // redb's default durability is `Immediate`: `commit` returns once the data is synced.
-        let mut txn = self.db.begin_write().ctx("begin write transaction")?;
+        let db = Arc::clone(self.db.as_ref().ok_or_else(|| StoreError::Backend {
+            message: "store file is closed after an i/o failure".into(),
+            source: None,
+        })?);
+        // A checkpoint commits durably (redb's `Immediate`: `commit` returns once synced);
+        // other batches are logged, then committed without a sync.
+        let checkpoint = compact_to.is_some()
+            || self.since_checkpoint >= CHECKPOINT_COMMITS
+            || self.wal().len() >= CHECKPOINT_BYTES;
+        let mut record = (!checkpoint).then(|| wal::encode(self.revision, &ops));
+        // A large batch is logged while it is applied: the log's sync and the work on redb's
+        // trees overlap. The transaction is committed only once the record is on disk, so no
+        // reader sees a write that is not durable.
+        let mut logging = false;
+        if ops.len() >= OVERLAP_WRITES
+            && let (Some(logger), Some(r)) = (&self.logger, record.take())
+        {
+            match logger.begin(r) {
+                Ok(()) => logging = true,
+                Err(r) => record = Some(r),
+            }
+        }
+        let mut txn = db.begin_write().ctx("begin write transaction")?;
         txn.set_quick_repair(self.quick_repair);
-        let mut revision = self.revision;
-        let mut compacted = self.compacted;
-        let outcomes = {
-            let mut tables = Tables::open(&txn)?;
-            // The meta table is the truth; the cached copy must agree.
-            if read_meta(&tables.meta, META_REVISION)? != revision {
-                return Err(StoreError::Backend {
-                    message: "store revision changed behind the writer".into(),
-                    source: None,
-                });
+        let filled = self.fill(&txn, ops, compact_to);
+        if logging {
+            match self.logger.as_ref().map(Logger::wait) {
+                Some(Ok(Ok(()))) => {
+                    // Logged but not applied: reopening replays it.
+                    self.wal_ahead = filled.is_err();
+                }
+                // Not logged (the log was cut back): the transaction is dropped, unapplied.
+                Some(Ok(Err(error))) => return Err(error),
+                // Unknown whether it was logged: reopening settles it.
+                Some(Err(error)) => {
+                    self.wal_ahead = true;
+                    return Err(error);
+                }
+                None => {
+                    self.wal_ahead = true;
+                    return Err(logger_gone());
+                }
             }
-            let mut outcomes = Vec::with_capacity(ops.len());
-            for op in ops {
-                outcomes.push(apply(&mut tables, op, &mut revision)?);
-            }
-            if let Some(target) = compact_to {
-                compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
-                tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
-            }
-            tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
-            outcomes
-        };
+        }
+        let (outcomes, revision, compacted) = filled?;
         if revision == self.revision && compact_to.is_none() {
-            // Every check failed: nothing to make durable.
+            // Every check failed: nothing to make durable (a record logged for it replays to
+            // the same failures).
             txn.abort().ctx("abort write transaction")?;
+        } else if logging || record.is_some() {
+            if let Some(record) = record {
+                // On failure the transaction is dropped (aborted) and the log cut back.
+                self.wal().append(&record)?;
+            }
+            self.wal_ahead = true;
+            txn.set_durability(Durability::None).ctx("set commit durability")?;
+            txn.commit().ctx("commit write transaction")?;
+            self.wal_ahead = false;
+            self.since_checkpoint += 1;
         } else {
             txn.commit().ctx("commit write transaction")?;
+            self.since_checkpoint = 0;
+            if let Err(error) = self.wal().reset() {
+                // Harmless: its records are older than the file and skipped on replay.
+                tracing::warn!(error = error_chain(&error), "cannot empty the write-ahead log");
+            }
         }
         Ok((outcomes, revision, compacted))
     }
+
+    /// Applies the batch (and a compaction chunk) in `txn`; returns the outcomes, the revision
+    /// and the compacted revision after it.
+    #[allow(clippy::type_complexity)]
+    fn fill(
+        &self,
+        txn: &WriteTransaction,
+        ops: Vec<Op>,
+        compact_to: Option<Revision>,
+    ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
+        let mut revision = self.revision;
+        let mut compacted = self.compacted;
+        let mut tables = Tables::open(txn)?;
+        // The meta table is the truth; the cached copy must agree.
+        if read_meta(&tables.meta, META_REVISION)? != revision {
+            return Err(StoreError::Backend {
+                message: "store revision changed behind the writer".into(),
+                source: None,
+            });
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(apply(&mut tables, op, &mut revision)?);
+        }
+        if let Some(target) = compact_to {
+            compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
+            tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
+        }
+        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
+        Ok((outcomes, revision, compacted))
+    }
+
+    /// The write-ahead log (never contended: only the writer and, while it waits, the logger
+    /// use it).
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Applies the logged batches that `db` lacks (those starting at its revision, in order) and
+/// commits them durably. Fails when the log skips revisions (it lost a batch).
+pub(super) fn replay(db: &Database, records: Vec<Record>) -> Result<()> {
+    let txn = db.begin_write().ctx("begin replay transaction")?;
+    {
+        let mut tables = Tables::open(&txn)?;
+        let mut revision = read_meta(&tables.meta, META_REVISION)?;
+        let mut replayed = 0;
+        for record in records {
+            if record.from < revision {
+                continue;
+            }
+            if record.from > revision {
+                return Err(StoreError::Backend {
+                    message: format!(
+                        "write-ahead log resumes at revision {} but the store file is at {revision}",
+                        record.from
+                    ),
+                    source: None,
+                });
+            }
+            for op in record.ops {
+                // A failed check fails again, as it did when the batch was first applied.
+                let _ = apply(&mut tables, op, &mut revision)?;
+            }
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, revision, "replayed the write-ahead log");
+        }
+        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
+    }
+    txn.commit().ctx("commit replay transaction")
 }
 
 /// Applies one write. The outer error is a storage failure (abort the batch), the inner one a
@@ -380,6 +745,129 @@ fn compact_chunk(
     Ok(reached)
 }
 
+/// The callers of one commit with their outcomes.
+type Answers = Vec<(oneshot::Sender<Result<KeyValue>>, Result<KeyValue>)>;
+
+/// Up to this many callers, the writer answers a commit itself: handing them to the replier
+/// would cost as much as it saves.
+const INLINE_ANSWERS: usize = 2;
+
+/// The longest wait for callers to come back after a commit.
+const MAX_GATHER: Duration = Duration::from_micros(200);
+
+/// Until when to wait for more requests, given the last commit: only after a commit of
+/// several writes, and for an eighth of its duration at most.
+fn gather_deadline(last_writes: usize, last_commit: Duration) -> Option<Instant> {
+    (last_writes > 1).then(|| Instant::now() + (last_commit / 8).min(MAX_GATHER))
+}
+
+/// Answers the callers of a commit.
+fn answer(answers: Answers) {
+    for (reply, outcome) in answers {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The thread that answers callers of large commits while the writer goes on with the next.
+struct Replier {
+    answers: mpsc::Sender<Answers>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Replier {
+    /// Starts the thread; `None` (the writer answers itself) when it cannot be started.
+    fn start() -> Option<Self> {
+        let (answers, receiver) = mpsc::channel::<Answers>();
+        let thread =
+            std::thread::Builder::new().name("krust-store-replier".into()).spawn(move || {
+                while let Ok(batch) = receiver.recv() {
+                    answer(batch);
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Replier { answers, thread }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the store's replier thread; the writer answers");
+                None
+            }
+        }
+    }
+
+    /// Hands the answers of one commit to the thread (or answers them, if it is gone).
+    fn answer(&self, answers: Answers) {
+        if let Err(mpsc::SendError(answers)) = self.answers.send(answers) {
+            answer(answers);
+        }
+    }
+
+    /// Waits until every answer handed over is sent.
+    fn finish(self) {
+        drop(self.answers);
+        if self.thread.join().is_err() {
+            tracing::error!("store replier thread panicked");
+        }
+    }
+}
+
+/// Batches of at least this many writes are logged while they are applied; for fewer, the
+/// hand-off to the logger thread costs more than the overlap saves.
+const OVERLAP_WRITES: usize = 8;
+
+fn logger_gone() -> StoreError {
+    StoreError::Backend { message: "write-ahead log thread stopped".into(), source: None }
+}
+
+/// The thread that appends a batch's record to the write-ahead log while the writer applies
+/// the batch.
+pub(super) struct Logger {
+    records: mpsc::Sender<Vec<u8>>,
+    results: Receiver<Result<()>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Logger {
+    /// Starts the thread; `None` (the writer appends itself) when it cannot be started.
+    fn start(wal: Arc<Mutex<Wal>>) -> Option<Self> {
+        let (records, jobs) = mpsc::channel::<Vec<u8>>();
+        let (done, results) = mpsc::channel();
+        let thread =
+            std::thread::Builder::new().name("krust-store-logger".into()).spawn(move || {
+                while let Ok(record) = jobs.recv() {
+                    let appended =
+                        wal.lock().unwrap_or_else(PoisonError::into_inner).append(&record);
+                    if done.send(appended).is_err() {
+                        break;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Some(Logger { records, results, thread }),
+            Err(error) => {
+                tracing::warn!(%error, "cannot start the store's logger thread; the writer logs");
+                None
+            }
+        }
+    }
+
+    /// Starts appending `record`; gives it back if the thread is gone.
+    fn begin(&self, record: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
+        self.records.send(record).map_err(|mpsc::SendError(record)| record)
+    }
+
+    /// Waits for the append begun last: its outcome, or an error if the thread is gone.
+    fn wait(&self) -> Result<Result<()>> {
+        self.results.recv().map_err(|_| logger_gone())
+    }
+
+    /// Stops the thread.
+    fn finish(self) {
+        drop(self.records);
+        if self.thread.join().is_err() {
+            tracing::error!("store logger thread panicked");
+        }
+    }
+}
+
 /// Starts the writer thread.
 pub(super) fn spawn(writer: Writer) -> Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -390,3 +878,41 @@ pub(super) fn spawn(writer: Writer) -> Result<std::thread::JoinHandle<()>> {
 
 /// The callers' end of the writer's channel.
 pub(super) type RequestSender = mpsc::Sender<Request>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reopen_back_off_doubles_up_to_the_maximum() {
+        let mut delay = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..12 {
+            delay = next_delay(delay);
+            seen.push(delay);
+        }
+        assert_eq!(seen[0], REOPEN_FIRST_DELAY);
+        assert_eq!(seen[1], REOPEN_FIRST_DELAY * 2);
+        assert_eq!(seen.last(), Some(&REOPEN_MAX_DELAY));
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn gathering_waits_only_after_a_batch_and_briefly() {
+        assert!(gather_deadline(0, Duration::from_millis(1)).is_none());
+        assert!(gather_deadline(1, Duration::from_millis(1)).is_none());
+        let before = Instant::now();
+        let deadline = gather_deadline(16, Duration::from_millis(1)).expect("waits");
+        assert!(deadline <= Instant::now() + Duration::from_micros(125));
+        let deadline = gather_deadline(16, Duration::from_secs(1)).expect("waits");
+        assert!(deadline <= Instant::now() + MAX_GATHER && deadline > before);
+    }
+
+    #[test]
+    fn batch_errors_name_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = batch_error(&StoreError::backend("commit write transaction", io));
+        assert!(error.to_string().contains("commit write transaction: No space left on device"));
+        assert!(matches!(batch_error(&StoreError::Closed), StoreError::Closed));
+    }
+}

@@ -1,20 +1,22 @@
 //! The watch hub: the writer publishes each committed batch; every watcher replays the log
 //! from its start revision, then follows the hub.
 //!
-//! A watcher is a task between a broadcast receiver and a bounded channel to its consumer. The
-//! writer never waits for watchers: when one falls so far behind that the broadcast channel
-//! drops batches it has not seen, it re-reads what it missed from the log table (or ends with
+//! The hub keeps the latest committed batches in memory, bounded by count and by bytes; a
+//! watcher is a task between the hub and a bounded channel to its consumer. The writer never
+//! waits for watchers: when one falls so far behind that the batches after its position have
+//! left the hub, it re-reads what it missed from the log table (or ends with
 //! [`StoreError::Compacted`] when that history is gone). A watcher subscribes before it reads
-//! the log and skips every live event at or below the revision it has delivered through, so
-//! there is neither a gap nor a duplicate between replay and live events.
+//! the log and skips every event at or below the revision it has delivered through, so there
+//! is neither a gap nor a duplicate between replay and live events.
 
-use std::sync::{Arc, Weak};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use redb::Database;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::DbSlot;
 use super::read::Snapshot;
 use super::schema::{Context, HISTORY, LOG, LogKind, Version, decode_log, decode_version, key_str};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError, WatchStream};
@@ -23,29 +25,116 @@ use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError, WatchStrea
 const REPLAY_CHUNK: usize = 1024;
 /// How many events wait for a consumer before its watcher stops reading the hub.
 const OUT_BUFFER: usize = 1024;
+/// What an event costs in the hub besides its keys and values.
+const EVENT_OVERHEAD: usize = 128;
 
 /// One committed batch of writes.
 #[derive(Debug)]
 pub(super) struct Batch {
+    /// The revision before the batch's first write.
+    pub from: Revision,
     /// The revision of the batch's last write.
     pub revision: Revision,
     /// The batch's successful writes, in revision order.
     pub events: Vec<Event>,
 }
 
-/// The writer's end of the hub; watchers subscribe to it.
-pub(super) type Hub = broadcast::Sender<Arc<Batch>>;
+impl Batch {
+    /// Roughly how many bytes of memory the batch holds.
+    fn bytes(&self) -> usize {
+        self.events
+            .iter()
+            .map(|e| {
+                let prev = e.prev.as_ref().map_or(0, |p| p.key.len() + p.value.len());
+                EVENT_OVERHEAD + e.kv.key.len() + e.kv.value.len() + prev
+            })
+            .sum()
+    }
+}
+
+/// The latest committed batches, for watchers that follow the store.
+#[derive(Debug)]
+pub(super) struct Hub {
+    state: Mutex<Buffered>,
+    /// Carries the revision of the latest batch; watchers wait on it. Dropped with the hub,
+    /// which ends every watcher with [`StoreError::Closed`].
+    signal: signal::Sender<Revision>,
+    max_batches: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Buffered {
+    batches: VecDeque<Arc<Batch>>,
+    bytes: usize,
+}
+
+/// The batches after a watcher's position are no longer all in the hub.
+struct Lagged;
+
+impl Hub {
+    /// A hub keeping at most `max_batches` batches and about `max_bytes` bytes (but always the
+    /// latest batch).
+    pub fn new(max_batches: usize, max_bytes: usize) -> Self {
+        Hub {
+            state: Mutex::new(Buffered::default()),
+            signal: signal::Sender::new(0),
+            max_batches: max_batches.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Whether any watcher follows the hub.
+    pub fn has_watchers(&self) -> bool {
+        self.signal.receiver_count() > 0
+    }
+
+    /// Adds a committed batch, drops the oldest beyond the bounds and wakes the watchers.
+    pub fn publish(&self, batch: Batch) {
+        let revision = batch.revision;
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let batch = Arc::new(batch);
+            state.bytes += batch.bytes();
+            state.batches.push_back(batch);
+            while state.batches.len() > 1
+                && (state.batches.len() > self.max_batches || state.bytes > self.max_bytes)
+            {
+                if let Some(old) = state.batches.pop_front() {
+                    state.bytes -= old.bytes();
+                }
+            }
+        }
+        self.signal.send_replace(revision);
+    }
+
+    /// Starts following: later batches wake the receiver.
+    fn subscribe(&self) -> signal::Receiver<Revision> {
+        self.signal.subscribe()
+    }
+
+    /// The batches holding changes after `through`, oldest first.
+    fn after(&self, through: Revision) -> Result<Vec<Arc<Batch>>, Lagged> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer = state.batches.partition_point(|b| b.revision <= through);
+        match state.batches.get(newer) {
+            Some(first) if first.from > through => Err(Lagged),
+            _ => Ok(state.batches.range(newer..).cloned().collect()),
+        }
+    }
+}
 
 /// Starts a watch; see [`Store::watch`](crate::Store::watch).
 pub(super) async fn watch(
-    db: &Arc<Database>,
-    hub: &Hub,
+    slot: &Arc<DbSlot>,
+    hub: &Arc<Hub>,
     prefix: &str,
     after: Revision,
 ) -> Result<WatchStream> {
     // Subscribe before reading anything, so that no commit falls between replay and live.
     let live = hub.subscribe();
-    let reader = Arc::clone(db);
+    let hub = Arc::downgrade(hub);
+    let reader = slot.get()?;
     let compacted = tokio::task::spawn_blocking(move || Snapshot::begin(&reader))
         .await
         .ctx("watch task failed")??
@@ -55,7 +144,8 @@ pub(super) async fn watch(
     }
     let (out, stream) = mpsc::channel(OUT_BUFFER);
     let watcher = Watcher {
-        db: Arc::downgrade(db),
+        slot: Arc::downgrade(slot),
+        hub,
         live,
         prefix: prefix.to_owned(),
         through: after,
@@ -82,8 +172,11 @@ impl From<StoreError> for Stop {
 
 struct Watcher {
     /// Weak, so that a watch does not keep a dropped store's file open.
-    db: Weak<Database>,
-    live: broadcast::Receiver<Arc<Batch>>,
+    slot: Weak<DbSlot>,
+    /// Weak, so that dropping the store drops the hub, which ends the watch.
+    hub: Weak<Hub>,
+    /// Wakes the watcher when a batch arrives.
+    live: signal::Receiver<Revision>,
     prefix: String,
     /// Every change up to this revision has been delivered.
     through: Revision,
@@ -109,7 +202,7 @@ impl Watcher {
     /// Replays the log from `through` to the end.
     async fn catch_up(&mut self) -> Result<(), Stop> {
         loop {
-            let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+            let db = self.slot.upgrade().ok_or(StoreError::Closed)?.get()?;
             let (prefix, after) = (self.prefix.clone(), self.through);
             let chunk = tokio::task::spawn_blocking(move || read_log(&db, &prefix, after))
                 .await
@@ -127,36 +220,35 @@ impl Watcher {
     /// Follows the hub until it lags (then the caller catches up from the log).
     async fn follow(&mut self) -> Result<(), Stop> {
         loop {
-            let first = tokio::select! {
-                received = self.live.recv() => received,
-                () = self.out.closed() => return Err(Stop::Gone),
-            };
-            match first {
-                Ok(batch) => self.deliver(&batch).await?,
-                Err(RecvError::Lagged(missed)) => {
-                    self.lagged(missed);
+            // Seen before reading the hub: a batch published after the read wakes the wait.
+            self.live.borrow_and_update();
+            let hub = self.hub.upgrade().ok_or(StoreError::Closed)?;
+            let batches = hub.after(self.through);
+            drop(hub);
+            match batches {
+                Ok(batches) if batches.is_empty() => {}
+                Ok(batches) => {
+                    for batch in batches {
+                        self.deliver(&batch).await?;
+                    }
+                    self.progress().await?;
+                    continue;
+                }
+                Err(Lagged) => {
+                    tracing::debug!(
+                        through = self.through,
+                        "watcher fell behind the hub, re-reading the log"
+                    );
                     return Ok(());
                 }
-                Err(RecvError::Closed) => return Err(Stop::Failed(StoreError::Closed)),
             }
-            // Take every batch already waiting, then report progress once.
-            loop {
-                match self.live.try_recv() {
-                    Ok(batch) => self.deliver(&batch).await?,
-                    Err(TryRecvError::Lagged(missed)) => {
-                        self.lagged(missed);
-                        return Ok(());
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            tokio::select! {
+                changed = self.live.changed() => {
+                    changed.map_err(|_| Stop::Failed(StoreError::Closed))?;
                 }
+                () = self.out.closed() => return Err(Stop::Gone),
             }
-            self.progress().await?;
         }
-    }
-
-    /// Notes that the hub dropped batches this watcher had not seen; it re-reads the log next.
-    fn lagged(&self, missed: u64) {
-        tracing::debug!(missed, through = self.through, "watcher fell behind, re-reading the log");
     }
 
     async fn deliver(&mut self, batch: &Batch) -> Result<(), Stop> {
@@ -192,17 +284,17 @@ fn progress_event(revision: Revision) -> Event {
 }
 
 /// One step of a replay.
-struct LogChunk {
+pub(super) struct LogChunk {
     /// The changes under the prefix.
-    events: Vec<Event>,
+    pub events: Vec<Event>,
     /// Every change up to this revision has been read.
-    through: Revision,
+    pub through: Revision,
     /// Whether the log has been read to its end.
-    done: bool,
+    pub done: bool,
 }
 
 /// Reads up to [`REPLAY_CHUNK`] log entries after `after`, keeping those under `prefix`.
-fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
+pub(super) fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
     let snapshot = Snapshot::begin(db)?;
     if after < snapshot.compacted {
         return Err(StoreError::Compacted { requested: after, compacted: snapshot.compacted });
@@ -253,4 +345,53 @@ fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<LogChunk> {
         }
     }
     Ok(LogChunk { events, through: through.max(snapshot.revision), done: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(from: Revision, revision: Revision, value_len: usize) -> Batch {
+        let events = ((from + 1)..=revision)
+            .map(|r| {
+                let kv = KeyValue {
+                    key: format!("/k{r}"),
+                    value: vec![0; value_len],
+                    create_revision: r,
+                    mod_revision: r,
+                };
+                Event { kind: EventKind::Create, kv, prev: None, revision: r }
+            })
+            .collect();
+        Batch { from, revision, events }
+    }
+
+    fn revisions(hub: &Hub, through: Revision) -> Option<Vec<Revision>> {
+        hub.after(through).ok().map(|bs| bs.iter().map(|b| b.revision).collect())
+    }
+
+    #[test]
+    fn hub_keeps_at_most_the_count() {
+        let hub = Hub::new(2, usize::MAX);
+        for r in 1..=4 {
+            hub.publish(batch(r - 1, r, 1));
+        }
+        assert_eq!(revisions(&hub, 2), Some(vec![3, 4]));
+        assert_eq!(revisions(&hub, 4), Some(vec![]));
+        assert!(revisions(&hub, 1).is_none(), "batch 2 is gone: the watcher lags");
+    }
+
+    #[test]
+    fn hub_keeps_at_most_the_bytes_but_always_the_latest() {
+        let hub = Hub::new(100, 3 * (EVENT_OVERHEAD + 1024 + 4));
+        for r in 1..=10 {
+            hub.publish(batch(r - 1, r, 1024));
+        }
+        assert_eq!(revisions(&hub, 7), Some(vec![8, 9, 10]));
+        assert!(revisions(&hub, 6).is_none());
+        hub.publish(batch(10, 12, 1 << 20));
+        assert_eq!(revisions(&hub, 10), Some(vec![12]));
+        assert_eq!(revisions(&hub, 11), Some(vec![12]), "a watcher inside a batch is not behind");
+        assert!(revisions(&hub, 9).is_none());
+    }
 }

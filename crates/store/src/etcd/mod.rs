@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
+    AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
+    KvClient, MaintenanceClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
 };
 
 use self::convert::{
@@ -33,6 +33,9 @@ use crate::{KeyValue, Page, Result, Revision, Store, StoreError, WatchStream};
 /// and tonic's default of 4 MiB is far below what etcd sends (it caps at `i32::MAX`).
 const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 
+/// How long [`Store::check`] waits for etcd.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often a watch asks etcd for a progress notification by default.
 const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -43,6 +46,7 @@ const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
+    maintenance: MaintenanceClient,
     endpoints: Vec<String>,
     progress_interval: Duration,
 }
@@ -71,6 +75,7 @@ impl EtcdStore {
         let store = EtcdStore {
             kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE_SIZE),
             watch: client.watch_client().max_decoding_message_size(MAX_MESSAGE_SIZE),
+            maintenance: client.maintenance_client(),
             endpoints: endpoints.to_vec(),
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
         };
@@ -293,5 +298,36 @@ impl Store for EtcdStore {
                 None => Err(backend(format_args!("compact at {revision}"), e)),
             },
         }
+    }
+
+    async fn check(&self) -> Result<()> {
+        let probe = async {
+            // A linearizable read needs a leader and a quorum; writes also stop on an alarm
+            // (`NOSPACE`, `CORRUPT`), which reads do not show.
+            self.current_revision().await?;
+            let alarms = self
+                .maintenance
+                .clone()
+                .alarm(AlarmAction::Get, AlarmType::None, None)
+                .await
+                .map_err(|e| backend("list alarms", e))?;
+            match alarms.alarms().first() {
+                Some(member) => Err(StoreError::Backend {
+                    message: format!(
+                        "etcd member {} raised alarm {:?}",
+                        member.member_id(),
+                        member.alarm()
+                    ),
+                    source: None,
+                }),
+                None => Ok(()),
+            }
+        };
+        tokio::time::timeout(CHECK_TIMEOUT, probe).await.unwrap_or_else(|_| {
+            Err(StoreError::Backend {
+                message: format!("etcd did not answer within {CHECK_TIMEOUT:?}"),
+                source: None,
+            })
+        })
     }
 }

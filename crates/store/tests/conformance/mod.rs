@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             watch_while_writing,
             concurrent_writers,
             concurrent_guarded_updates,
+            check_healthy_store,
         );
     };
     (@each $fixture:expr; $($check:ident),* $(,)?) => {
@@ -582,4 +583,17 @@ pub async fn concurrent_guarded_updates(fx: Fixture) {
     assert_eq!(s.current_revision().await.expect("revision"), created.mod_revision + 1);
     let keys_now = s.list(&fx.prefix, None, 0, None).await.expect("list");
     assert_eq!(keys(&keys_now.items), vec![key.as_str()]);
+}
+
+/// A healthy store passes its check, before and after writes and failed writes.
+pub async fn check_healthy_store(fx: Fixture) {
+    let s = &fx.store;
+    s.check().await.expect("check of a fresh store");
+    let a = s.create(&fx.key("a"), b"1".to_vec()).await.expect("create");
+    assert!(matches!(
+        s.create(&fx.key("a"), b"2".to_vec()).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    s.update(&fx.key("a"), b"3".to_vec(), a.mod_revision).await.expect("update");
+    s.check().await.expect("check after writes");
 }
