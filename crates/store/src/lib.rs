@@ -67,17 +67,9 @@ pub trait Store: Send + Sync + 'static {
     /// with [`StoreError::Compacted`].
     async fn compact(&self, revision: Revision) -> Result<()>;
 
-<<<<<<< ours
-    /// Whether the store can serve: a real read, and no sign that writes are failing. Health
-    /// checks (`/readyz`) call it.
-    async fn check(&self) -> Result<()> {
-        self.get("health").await.map(|_| ())
-    }
-=======
     /// Checks that the store can serve: a real read, and that its write path is not known to be
     /// broken (the embedded store's last commit failed, or etcd raised an alarm such as
     /// `NOSPACE`). Bounded in time and cheap enough for a readiness probe; an `Err` says what is
     /// wrong, and a later call succeeds again once the store has recovered.
     async fn check(&self) -> Result<()>;
->>>>>>> theirs
 }
