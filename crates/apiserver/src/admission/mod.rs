@@ -22,11 +22,11 @@ impl Admission {
     pub async fn mutate(
         &self,
         attributes: &Attributes<'_>,
-        mut object: Option<&mut Value>,
+        object: Option<&mut Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
     ) -> Result<(), StatusError> {
-        self.plugins.admit(attributes, object.as_deref_mut(), old, cluster)?;
+        self.plugins.admit(attributes, object, old, cluster)?;
         Ok(())
     }
 
