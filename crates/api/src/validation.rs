@@ -178,9 +178,14 @@ const DNS1123_LABEL_MAX: usize = 63;
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 
 fn is_label(s: &str) -> bool {
+    s.len() <= DNS1123_LABEL_MAX && has_label_shape(s)
+}
+
+/// Whether `s` matches `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, of any length (a subdomain's parts
+/// have no length limit of their own upstream: only the whole name does).
+fn has_label_shape(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
-        && bytes.len() <= DNS1123_LABEL_MAX
         && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
@@ -204,7 +209,7 @@ pub fn dns1123_subdomain(s: &str) -> Vec<String> {
     if s.len() > DNS1123_SUBDOMAIN_MAX {
         problems.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
     }
-    if s.is_empty() || !s.split('.').all(is_label) {
+    if s.is_empty() || !s.split('.').all(has_label_shape) {
         problems.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".into());
     }
     problems
@@ -277,5 +282,19 @@ mod tests {
         let wide = "é".repeat(MAX_QUOTED_BYTES);
         assert!(bounded_quote(&wide, true).ends_with(&format!("é\"{TRUNCATED}")));
         assert_eq!(bounded_json(&serde_json::json!([1, 2])), "[1,2]");
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn a_subdomain_part_may_be_longer_than_a_label() {
+        let long = "a".repeat(65);
+        assert!(dns1123_subdomain(&long).is_empty());
+        assert!(!dns1123_label(&long).is_empty());
+        assert!(!dns1123_subdomain(&"a".repeat(254)).is_empty());
+        assert!(!dns1123_subdomain("a..b").is_empty());
     }
 }
