@@ -80,7 +80,7 @@ impl Budget {
     pub fn from_status(pdb: &PodDisruptionBudget) -> Option<Self> {
         let status = pdb.status.as_ref()?;
         let generation = pdb.metadata.generation.unwrap_or(0);
-        (status.observed_generation.unwrap_or(0) >= generation && generation > 0).then(|| Self {
+        (status.observed_generation.unwrap_or(0) >= generation && generation > 0).then_some(Self {
             expected: status.expected_pods,
             current_healthy: status.current_healthy,
             desired_healthy: status.desired_healthy,
