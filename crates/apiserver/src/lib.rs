@@ -280,6 +280,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
+    tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));
     Ok(RunningServer { address, api, kubeconfig: config.data_dir.join("admin.kubeconfig") })

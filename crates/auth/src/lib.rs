@@ -13,6 +13,7 @@
 //! from its caches and its requests; they are unit-tested as plain functions.
 
 pub mod authn;
+pub mod node;
 pub mod rbac;
 
 use std::collections::BTreeMap;

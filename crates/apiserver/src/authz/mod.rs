@@ -3,7 +3,9 @@
 //!
 //! - [`index::PolicyIndex`]: the RBAC objects of the watch cache as a typed, indexed
 //!   [`Policy`](krust_auth::rbac::Policy), rebuilt when they change (no store read per request).
-//! - [`Authz::authorizer`]: the authorizer of the request chain (RBAC; members of
+//! - [`node::GraphIndex`]: the Node authorizer's graph of pods and what they reference, kept
+//!   current from the watch cache.
+//! - [`Authz::authorizer`]: the authorizer of the request chain (Node, then RBAC; members of
 //!   `system:masters` are let through by the caller, before it).
 //! - [`escalation::EscalationCheck`]: the registry's check of writes to roles and bindings.
 //! - [`review`]: SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview,
@@ -14,10 +16,12 @@
 
 pub mod escalation;
 pub mod index;
+pub mod node;
 pub mod review;
 
 use std::sync::Arc;
 
+use krust_auth::node::NodeAuthorizer;
 use krust_auth::rbac::{Policy, PolicySource, RbacAuthorizer};
 use krust_auth::{Authorizer, Chain};
 
@@ -45,8 +49,11 @@ impl Authz {
     /// Authorization over the RBAC objects of `cache`.
     pub fn new(cache: &WatchCache) -> Self {
         let index = Arc::new(PolicyIndex::new(cache));
-        let authorizer: Arc<dyn Authorizer> =
-            Arc::new(Chain(vec![Box::new(RbacAuthorizer(Shared(Arc::clone(&index))))]));
+        // Node, then RBAC, as upstream's `--authorization-mode=Node,RBAC`.
+        let authorizer: Arc<dyn Authorizer> = Arc::new(Chain(vec![
+            Box::new(NodeAuthorizer::new(node::GraphIndex::new(cache))),
+            Box::new(RbacAuthorizer(Shared(Arc::clone(&index)))),
+        ]));
         Self { index, authorizer }
     }
 
@@ -60,7 +67,7 @@ impl Authz {
         }
     }
 
-    /// The authorizer of the request chain: RBAC (the Node authorizer joins it later). It
+    /// The authorizer of the request chain: the Node authorizer, then RBAC. It
     /// does not let `system:masters` through by itself: the caller does, first, as upstream's
     /// privileged-group authorizer. `NoOpinion` from it is a refusal.
     pub fn authorizer(&self) -> Arc<dyn Authorizer> {

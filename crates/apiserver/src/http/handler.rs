@@ -22,6 +22,7 @@ use crate::discovery;
 use crate::health;
 use crate::metrics::RequestLabels;
 use crate::registry::options::{ListOptions, Query};
+use crate::registry::subresources::{self, SubresourceHandler, SubresourceRequest};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
 };
@@ -341,6 +342,9 @@ async fn resource(
             qualified(&info)
         )));
     }
+    if let Some(handler) = subresources::handler(&info, r.subresource.as_deref()) {
+        return handled(api, handler, &info, &r, ns, req, &query).await;
+    }
     let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
         // No name in the details: the route is missing, not the object.
         StatusError {
@@ -492,6 +496,41 @@ async fn resource(
             r.subresource.as_deref().unwrap_or_default()
         ))),
     }
+}
+
+/// Serves a subresource that has a handler of its own (`pods/binding`, `pods/eviction`).
+async fn handled(
+    api: &ApiServer,
+    handler: &dyn SubresourceHandler,
+    info: &ResourceInfo,
+    r: &ResourceRequest,
+    namespace: Option<&str>,
+    req: Request<Incoming>,
+    query: &Query,
+) -> Result<Response<Body>, StatusError> {
+    if !handler.verbs().contains(&r.verb) {
+        return Err(StatusError::method_not_allowed(format!(
+            "{} is not supported on {}/{}",
+            r.verb,
+            qualified(info),
+            r.subresource.as_deref().unwrap_or_default()
+        )));
+    }
+    let user = req.extensions().get::<krust_auth::UserInfo>().cloned();
+    let dry_run = query.dry_run()?;
+    let body = read_object(req, &mut WriteOptions::default()).await?;
+    let request = SubresourceRequest {
+        info,
+        verb: r.verb,
+        namespace,
+        name: r.name.as_deref().unwrap_or_default(),
+        body,
+        dry_run,
+        user: user.as_ref(),
+    };
+    let (code, answer) = handler.handle(&api.registry, request).await?;
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    Ok(response::json(code, &answer))
 }
 
 fn qualified(info: &ResourceInfo) -> String {

@@ -2,6 +2,7 @@
 //! namespace finalization, ClusterRole aggregation, compaction.
 
 pub mod compaction;
+pub mod csr_signer;
 pub mod namespace;
 pub mod rbac;
 

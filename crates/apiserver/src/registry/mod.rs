@@ -14,6 +14,7 @@ mod list;
 mod meta;
 pub mod options;
 mod subresource;
+pub mod subresources;
 mod watch;
 mod write;
 

@@ -17,6 +17,8 @@ pub enum Subresource {
     Scale,
     /// `finalize` (namespaces): writes change only `spec.finalizers`.
     Finalize,
+    /// `approval` (certificate signing requests): writes change only `status.conditions`.
+    Approval,
 }
 
 impl Subresource {
@@ -29,6 +31,9 @@ impl Subresource {
             Some("scale") if info.scale.is_some() => Some(Self::Scale),
             Some("finalize") if info.plural == "namespaces" && info.group.is_empty() => {
                 Some(Self::Finalize)
+            }
+            Some("approval") if info.extra_subresources.iter().any(|s| s.name == "approval") => {
+                Some(Self::Approval)
             }
             Some(_) => None,
         }
@@ -95,6 +100,11 @@ impl Subresource {
                 set_path(&mut new, "spec.finalizers", finalizers);
                 Ok(new)
             }
+            Self::Approval => super::subresources::approval::merge(
+                old,
+                &view,
+                &super::timestamp(chrono::Utc::now()),
+            ),
             Self::Scale => {
                 let Some(scale) = info.scale else {
                     return Err(StatusError::not_found(info.group, info.plural, "scale"));

@@ -276,6 +276,9 @@ impl Registry {
         meta::prepare_create(info, &mut obj, Utc::now());
         info.strategy.default(&mut obj);
         info.strategy.prepare_for_create(&mut obj);
+        if let Some(user) = &opts.user {
+            super::subresources::fill_requester(info, &mut obj, user);
+        }
         let mut errors = meta::validate(info, &obj);
         errors.extend(info.strategy.validate(&obj));
         if !errors.is_empty() {

@@ -1,0 +1,68 @@
+//! The requester fields of a new CertificateSigningRequest, as upstream's
+//! `csrStrategy.PrepareForCreate`: `spec.username`, `spec.uid`, `spec.groups` and
+//! `spec.extra` are whoever creates it, whatever the body says.
+
+use krust_auth::UserInfo;
+use serde_json::{Value, json};
+
+/// Sets the requester fields of `csr` (served) to `user`'s; empty ones are left out.
+pub fn fill_requester(csr: &mut Value, user: &UserInfo) {
+    if !csr.get("spec").is_some_and(Value::is_object) {
+        csr["spec"] = json!({});
+    }
+    let Some(spec) = csr["spec"].as_object_mut() else { return };
+    for field in ["username", "uid", "groups", "extra"] {
+        spec.remove(field);
+    }
+    if !user.name.is_empty() {
+        spec.insert("username".into(), json!(user.name));
+    }
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), json!(user.uid));
+    }
+    if !user.groups.is_empty() {
+        spec.insert("groups".into(), json!(user.groups));
+    }
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), json!(user.extra));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn the_requester_replaces_what_the_body_claims() {
+        let cases = [
+            (
+                "a certificate user",
+                UserInfo {
+                    name: "jane".into(),
+                    groups: vec!["dev".into(), "system:authenticated".into()],
+                    ..UserInfo::default()
+                },
+                json!({"username": "jane", "groups": ["dev", "system:authenticated"]}),
+            ),
+            (
+                "a service account with a uid and extra",
+                UserInfo {
+                    name: "system:serviceaccount:a:b".into(),
+                    uid: "u1".into(),
+                    groups: vec!["system:serviceaccounts".into()],
+                    extra: BTreeMap::from([("k".to_string(), vec!["v".to_string()])]),
+                },
+                json!({"username": "system:serviceaccount:a:b", "uid": "u1", "groups": ["system:serviceaccounts"], "extra": {"k": ["v"]}}),
+            ),
+        ];
+        for (case, user, expected) in cases {
+            let mut csr = json!({"spec": {"username": "admin", "groups": ["system:masters"], "request": "x"}});
+            fill_requester(&mut csr, &user);
+            let mut want = expected;
+            want["request"] = json!("x");
+            assert_eq!(csr["spec"], want, "{case}");
+        }
+    }
+}

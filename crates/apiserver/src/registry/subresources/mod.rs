@@ -1,0 +1,137 @@
+//! Subresources served by a handler of their own, rather than as a view of the object
+//! ([`Subresource`](super::Subresource)): `pods/binding` (and the legacy `bindings`),
+//! `pods/eviction`. Each handler lives in its own file and is registered in [`HANDLERS`] by
+//! group, resource and subresource; the HTTP layer looks it up ([`handler`]) and dispatches
+//! to it generically, after authorization.
+//!
+//! Also here: the `approval` view of certificate signing requests ([`approval`]) and the
+//! requester fields of a new CSR ([`csr`]), which the generic write path calls.
+
+pub mod approval;
+pub mod binding;
+pub mod csr;
+pub mod eviction;
+
+use async_trait::async_trait;
+use krust_api::{ResourceInfo, StatusError};
+use krust_auth::UserInfo;
+use krust_store::StoreError;
+use serde_json::{Value, json};
+
+use super::{Registry, decode, encode, store_error, to_served, to_stored};
+
+/// One request to a handled subresource.
+#[derive(Debug)]
+pub struct SubresourceRequest<'a> {
+    /// The resource of the URL (`pods`, or `bindings` for the legacy path).
+    pub info: &'a ResourceInfo,
+    /// The verb (`create`, ...).
+    pub verb: &'a str,
+    /// The namespace of the URL.
+    pub namespace: Option<&'a str>,
+    /// The name of the URL (empty for the legacy `bindings`).
+    pub name: &'a str,
+    /// The decoded body.
+    pub body: Value,
+    /// Whether nothing is to be stored (`dryRun=All`).
+    pub dry_run: bool,
+    /// Who asks.
+    pub user: Option<&'a UserInfo>,
+}
+
+/// A handler of one subresource.
+#[async_trait]
+pub trait SubresourceHandler: Send + Sync {
+    /// The verbs it serves (others are answered 405).
+    fn verbs(&self) -> &'static [&'static str];
+
+    /// Serves one request; the answer is its HTTP code and body.
+    async fn handle(
+        &self,
+        registry: &Registry,
+        request: SubresourceRequest<'_>,
+    ) -> Result<(u16, Value), StatusError>;
+}
+
+/// The handlers by group, resource and subresource (empty: the resource itself).
+pub const HANDLERS: &[(&str, &str, &str, &dyn SubresourceHandler)] = &[
+    ("", "pods", "binding", &binding::Binding),
+    ("", "bindings", "", &binding::Binding),
+    ("", "pods", "eviction", &eviction::Eviction),
+];
+
+/// The handler of `subresource` (`None`: the resource itself) of `info`, if it has one.
+pub fn handler(
+    info: &ResourceInfo,
+    subresource: Option<&str>,
+) -> Option<&'static dyn SubresourceHandler> {
+    let sub = subresource.unwrap_or_default();
+    HANDLERS
+        .iter()
+        .find(|(g, r, s, _)| *g == info.group && *r == info.plural && *s == sub)
+        .map(|(_, _, _, h)| *h)
+}
+
+/// Fills the requester fields of a new object of `info` from `user`, for the resources that
+/// record their requester (certificate signing requests).
+pub fn fill_requester(info: &ResourceInfo, obj: &mut Value, user: &UserInfo) {
+    if info.group == "certificates.k8s.io" && info.plural == "certificatesigningrequests" {
+        csr::fill_requester(obj, user);
+    }
+}
+
+/// The `Status` a handled create answers with (201, as upstream's `metav1.Status` success).
+pub fn success(code: u16) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code})
+}
+
+impl Registry {
+    /// Changes the stored object with `change` (in the served version), guarded by its
+    /// revision and retried on conflicts, without the resource's strategy: what upstream's
+    /// handlers do with `GuaranteedUpdate` (binding, PDB status). Answers the stored object.
+    pub(crate) async fn modify(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        change: impl Fn(&mut Value) -> Result<(), StatusError>,
+    ) -> Result<Value, StatusError> {
+        let key = info.storage_key(namespace, name);
+        for _ in 0..16 {
+            let Some((old, kv)) = self.current(&key).await? else {
+                return Err(StatusError::not_found(info.group, info.plural, name));
+            };
+            let mut obj = to_served(info, old);
+            change(&mut obj)?;
+            if dry_run {
+                return Ok(obj);
+            }
+            let bytes = encode(to_stored(info, obj))?;
+            match self.store.update(&key, bytes, kv.mod_revision).await {
+                Ok(kv) => return Ok(to_served(info, decode(&kv)?)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound { .. }) => {
+                    return Err(StatusError::not_found(info.group, info.plural, name));
+                }
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(StatusError::conflict(
+            info.group,
+            info.plural,
+            name,
+            "too many concurrent writes; try again",
+        ))
+    }
+
+    /// The objects of a resource in `namespace`, from the watch cache (served version).
+    pub(crate) fn cached(&self, info: &ResourceInfo, namespace: Option<&str>) -> Vec<Value> {
+        let Some(cache) = self.cache.resource(&info.storage_prefix()) else {
+            return Vec::new();
+        };
+        let prefix = info.storage_prefix_in(namespace);
+        let (snapshot, _) = cache.snapshot();
+        snapshot.range(&prefix, None).map(|o| to_served(info, o.value.clone())).collect()
+    }
+}
