@@ -13,6 +13,9 @@
 //! *Invariant*: no network, disk, clock of its own, async or HTTP; the API server wires the
 //! chain into its registry and feeds it views of its caches.
 
+pub mod policy;
+pub mod webhook;
+
 use krust_api::StatusError;
 use krust_auth::UserInfo;
 use serde_json::Value;
