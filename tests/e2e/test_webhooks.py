@@ -175,7 +175,7 @@ def test_webhooks_mutate_and_refuse(cluster, labelled_ns, webhook_server, cleanu
 
 def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
     ns = labelled_ns
-    name = f"max-replicas-{ns}"
+    name = f"max-replicas-{ns[-5:]}"
     policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
               "metadata": {"name": name},
               "spec": {"failurePolicy": "Fail",
