@@ -14,6 +14,8 @@
 //! chain into its registry and feeds it views of its caches.
 
 pub mod node_restriction;
+pub mod policy;
+pub mod webhook;
 
 use krust_api::StatusError;
 use krust_auth::UserInfo;

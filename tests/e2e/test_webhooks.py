@@ -1,0 +1,212 @@
+"""Admission webhooks and ValidatingAdmissionPolicies, end to end: a small HTTPS webhook server
+started by the test on loopback (its CA made with the openssl CLI), a mutating webhook that adds
+a label, a validating webhook that refuses a name, and a policy that refuses replicas > 5."""
+
+import base64
+import json
+import ssl
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import assert_status, configmap
+
+ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+REFUSED_NAME = "refused-by-webhook"
+
+
+def make_certs(tmp):
+    """A CA and a serving certificate for 127.0.0.1 signed by it; returns (ca, cert, key)."""
+    ca_key, ca, key, csr, cert, ext = (tmp / n for n in (
+        "ca.key", "ca.crt", "hook.key", "hook.csr", "hook.crt", "hook.ext"))
+
+    def run(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+        "-days", "1", "-subj", "/CN=webhook-e2e-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+        "-subj", "/CN=127.0.0.1")
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                   "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-out", cert, "-days", "1", "-extfile", ext)
+    return ca, cert, key
+
+
+class Hooks(BaseHTTPRequestHandler):
+    """/mutate adds the label `mutated=yes`; /validate refuses one name."""
+
+    calls: list = []
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        request = review["request"]
+        Hooks.calls.append((self.path, request))
+        response = {"uid": request["uid"], "allowed": True}
+        if self.path == "/mutate":
+            labels = (request["object"].get("metadata") or {}).get("labels")
+            ops = [{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]
+            if labels is None:
+                ops = [{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}]
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
+        elif self.path == "/validate" and request.get("name") == REFUSED_NAME:
+            response = {"uid": request["uid"], "allowed": False,
+                        "status": {"code": 403, "message": f"the name {REFUSED_NAME} is taken"}}
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                           "response": response}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def webhook_server(tmp_path_factory):
+    """The HTTPS webhook server on 127.0.0.1; yields (base URL, CA bundle in base64)."""
+    tmp = tmp_path_factory.mktemp("webhook-certs")
+    ca, cert, key = make_certs(tmp)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield (f"https://127.0.0.1:{server.server_address[1]}",
+               base64.b64encode(ca.read_bytes()).decode())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def webhook(name, url, ca, ns, **extra):
+    """A webhook on configmap creates in namespaces labelled `webhook-e2e=<ns>`."""
+    return {"name": name, "clientConfig": {"url": url, "caBundle": ca},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["configmaps"]}],
+            "namespaceSelector": {"matchLabels": {"webhook-e2e": ns}},
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 5,
+            **extra}
+
+
+def create_eventually(cluster, path, body, check, timeout=10.0):
+    """Creates `body` until `check(response)` holds (the server sees new configuration through
+    its watch cache, a moment after it is written); returns the last response."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = cluster.post(path, body=body)
+        if check(r) or time.monotonic() > deadline:
+            return r
+        if r.status_code == 201:
+            cluster.delete(f"{path}/{body['metadata']['name']}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def labelled_ns(cluster, ns_name):
+    cluster.create_namespace(ns_name, labels={"webhook-e2e": ns_name})
+    return ns_name
+
+
+@pytest.fixture
+def cleanup(cluster):
+    paths = []
+    yield paths
+    for p in paths:
+        cluster.delete(p)
+
+
+def test_webhooks_mutate_and_refuse(cluster, labelled_ns, webhook_server, cleanup):
+    url, ca = webhook_server
+    ns = labelled_ns
+    mutating = {"apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration", "metadata": {"name": f"label-{ns}"},
+                "webhooks": [webhook("label.e2e.krust.dev", f"{url}/mutate", ca, ns)]}
+    validating = {"apiVersion": "admissionregistration.k8s.io/v1",
+                  "kind": "ValidatingWebhookConfiguration", "metadata": {"name": f"deny-{ns}"},
+                  "webhooks": [webhook("deny.e2e.krust.dev", f"{url}/validate", ca, ns)]}
+    cluster.ok("POST", f"{ADMISSION}/mutatingwebhookconfigurations", body=mutating, expect=(201,))
+    cleanup.append(f"{ADMISSION}/mutatingwebhookconfigurations/{mutating['metadata']['name']}")
+    cluster.ok("POST", f"{ADMISSION}/validatingwebhookconfigurations", body=validating,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingwebhookconfigurations/{validating['metadata']['name']}")
+
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    r = create_eventually(cluster, path, configmap("plain", {"a": "b"}),
+                          lambda r: r.status_code == 201
+                          and r.json()["metadata"].get("labels", {}).get("mutated") == "yes")
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["labels"] == {"mutated": "yes"}
+    stored = cluster.ok("GET", f"{path}/plain")
+    assert stored["metadata"]["labels"]["mutated"] == "yes"
+
+    # The review carried the request as upstream's does.
+    seen = [req for p, req in Hooks.calls if p == "/mutate" and req.get("namespace") == ns]
+    assert seen, Hooks.calls
+    req = seen[-1]
+    assert req["operation"] == "CREATE"
+    assert req["kind"] == {"group": "", "version": "v1", "kind": "ConfigMap"}
+    assert req["resource"] == {"group": "", "version": "v1", "resource": "configmaps"}
+    assert req["object"]["data"] == {"a": "b"}
+    assert req["userInfo"]["username"]
+
+    r = cluster.post(path, body=configmap(REFUSED_NAME))
+    st = assert_status(r, 403)
+    assert st["message"] == (f'admission webhook "deny.e2e.krust.dev" denied the request: '
+                             f"the name {REFUSED_NAME} is taken")
+    assert cluster.get(f"{path}/{REFUSED_NAME}").status_code == 404
+
+    # Other namespaces are not the webhooks' business.
+    other = cluster.ok("POST", "/api/v1/namespaces/default/configmaps",
+                       body=configmap(f"{ns}-untouched"), expect=(201,))
+    cleanup.append(f"/api/v1/namespaces/default/configmaps/{ns}-untouched")
+    assert "mutated" not in (other["metadata"].get("labels") or {})
+
+
+def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
+    ns = labelled_ns
+    name = f"max-replicas-{ns[-5:]}"
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name},
+              "spec": {"failurePolicy": "Fail",
+                       "matchConstraints": {"resourceRules": [{
+                           "apiGroups": ["apps"], "apiVersions": ["v1"],
+                           "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+                       "validations": [{"expression": "object.spec.replicas <= 5"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": f"{name}-binding"},
+               "spec": {"policyName": name, "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {
+                            "matchLabels": {"webhook-e2e": ns}}}}}
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy, expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}")
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-binding")
+
+    def deployment(dname, replicas):
+        labels = {"app": dname}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": dname},
+                "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                         "template": {"metadata": {"labels": labels},
+                                      "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    r = create_eventually(cluster, path, deployment("big", 6), lambda r: r.status_code != 201)
+    st = assert_status(r, 422, "Invalid")
+    assert st["message"] == (
+        f'deployments.apps "big" is forbidden: ValidatingAdmissionPolicy \'{name}\' with binding '
+        f"'{name}-binding' denied request: failed expression: object.spec.replicas <= 5")
+    cluster.ok("POST", path, body=deployment("small", 5), expect=(201,))
+    r = cluster.patch(f"{path}/small", {"spec": {"replicas": 7}})
+    assert_status(r, 422, "Invalid")
