@@ -81,6 +81,8 @@ impl Mutating for DefaultStorageClass {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

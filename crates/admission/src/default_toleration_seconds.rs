@@ -82,6 +82,8 @@ impl Mutating for DefaultTolerationSeconds {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

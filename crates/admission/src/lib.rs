@@ -201,6 +201,8 @@ pub fn is(attributes: &Attributes<'_>, group: &str, resource: &str) -> bool {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     //! A cluster view over a list of objects, and attributes for tests.
 
     use super::*;

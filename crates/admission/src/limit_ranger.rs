@@ -391,6 +391,8 @@ fn ratio(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

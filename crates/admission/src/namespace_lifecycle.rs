@@ -89,6 +89,8 @@ impl Mutating for NamespaceLifecycle {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use super::*;
     use crate::testing::{Objects, create};
 

@@ -199,6 +199,8 @@ pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use super::*;
 
     fn names(list: &[&str]) -> Vec<String> {

@@ -157,6 +157,8 @@ impl Validating for Priority {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

@@ -248,6 +248,8 @@ impl fmt::Display for Amount {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use super::*;
 
     #[test]

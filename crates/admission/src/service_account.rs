@@ -238,6 +238,8 @@ impl ServiceAccount {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

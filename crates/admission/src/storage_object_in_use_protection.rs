@@ -67,6 +67,8 @@ impl Mutating for StorageObjectInUseProtection {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;

@@ -59,6 +59,8 @@ impl Mutating for TaintNodesByCondition {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
     use serde_json::json;
 
     use super::*;
