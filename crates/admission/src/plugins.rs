@@ -108,6 +108,15 @@ pub struct Selection {
     pub enabled: Vec<&'static str>,
 }
 
+impl Default for Selection {
+    /// Upstream's default set.
+    fn default() -> Self {
+        Self {
+            enabled: ALL_UPSTREAM.iter().copied().filter(|n| DEFAULT_ENABLED.contains(n)).collect(),
+        }
+    }
+}
+
 impl Selection {
     /// Upstream's rule: the default set, plus `enable`, minus `disable` (disable wins); names
     /// must be upstream's.

@@ -6,18 +6,50 @@
 //! a view of the watch cache), then the admission webhooks (mutating, then validating), then
 //! the ValidatingAdmissionPolicies (validate only).
 
+mod view;
+
+use std::sync::Arc;
+
 use krust_admission::{Attributes, Chain, ClusterView};
 use krust_api::StatusError;
 use serde_json::Value;
+
+pub use krust_admission::{Selection, SelectionError};
+pub use view::CacheView;
 
 /// The admission stage: built-in plugins, webhooks and policies.
 #[derive(Default)]
 pub struct Admission {
     /// The built-in plugins, as enabled.
     pub plugins: Chain,
+    /// The names of every enabled plugin (`--enable-admission-plugins` /
+    /// `--disable-admission-plugins`), including those run outside [`Admission::plugins`]
+    /// (`MutatingAdmissionWebhook`, `ValidatingAdmissionWebhook`, `ValidatingAdmissionPolicy`).
+    pub enabled: Vec<&'static str>,
+}
+
+/// Upstream's alphabet of generated name suffixes (no vowels, no look-alikes).
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Five random characters of [`SUFFIX_ALPHABET`], as upstream's `SimpleNameGenerator`.
+pub fn name_suffix() -> String {
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| char::from(SUFFIX_ALPHABET[usize::from(*b) % SUFFIX_ALPHABET.len()]))
+        .collect()
 }
 
 impl Admission {
+    /// The stage with the plugins `selection` enables, in upstream's order.
+    pub fn new(selection: &Selection) -> Self {
+        Self {
+            plugins: krust_admission::build(selection, Arc::new(name_suffix)),
+            enabled: selection.enabled.clone(),
+        }
+    }
+
     /// The mutating stage: plugins, then mutating webhooks. The first refusal ends the write.
     pub async fn mutate(
         &self,
