@@ -58,6 +58,7 @@ impl Admission {
         old: Option<&Value>,
         cluster: &dyn ClusterView,
     ) -> Result<(), StatusError> {
+        #[allow(clippy::needless_option_as_deref)] // the webhooks read `object` next
         self.plugins.admit(attributes, object.as_deref_mut(), old, cluster)?;
         Ok(())
     }

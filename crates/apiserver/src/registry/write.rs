@@ -302,7 +302,6 @@ impl Registry {
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
         self.admission.validate(&admit(&name), Some(&obj), None, &view).await?;
-        drop(view);
         let key = info.storage_key(namespace, &name);
         let mut obj = to_stored(info, obj);
         if opts.dry_run {
@@ -492,8 +491,7 @@ impl Registry {
             } else {
                 self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?;
             }
-            drop(view);
-            metadata_mut(&mut new)
+                metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old_served {
                 return Ok(written(sub.view(info, old_served)));
