@@ -491,7 +491,7 @@ impl Registry {
             } else {
                 self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?;
             }
-                metadata_mut(&mut new)
+            metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old_served {
                 return Ok(written(sub.view(info, old_served)));
