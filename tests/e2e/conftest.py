@@ -455,7 +455,13 @@ class Cluster:
     def create_namespace(self, name, labels=None):
         body = {"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": name, "labels": labels or {}}}
-        return self.ok("POST", "/api/v1/namespaces", body=body, expect=(201,))
+        created = self.ok("POST", "/api/v1/namespaces", body=body, expect=(201,))
+        # As upstream, pods are refused until the namespace's default ServiceAccount exists
+        # (the server creates it right after the namespace): wait for it.
+        for what in ("serviceaccounts/default", "configmaps/kube-root-ca.crt"):
+            wait_for(lambda: self.get(f"/api/v1/namespaces/{name}/{what}").status_code == 200,
+                     10, what=f"{what} in {name}")
+        return created
 
     def delete_namespace(self, name):
         try:

@@ -148,3 +148,108 @@ impl Chain {
         Ok(())
     }
 }
+
+pub mod default_storage_class;
+pub mod default_toleration_seconds;
+pub mod limit_ranger;
+pub mod namespace_lifecycle;
+pub mod priority;
+pub mod quantity;
+pub mod service_account;
+pub mod storage_object_in_use_protection;
+pub mod taint_nodes_by_condition;
+
+mod plugins;
+
+pub use plugins::{ALL_UPSTREAM, DEFAULT_ENABLED, IMPLEMENTED, Selection, SelectionError, build};
+
+/// Upstream's `admission.NewForbidden`: 403 `{resource} "{name}" is forbidden: {why}`, naming
+/// the object (or its `generateName` before a name is generated; `Unknown` without either).
+pub fn forbidden(attributes: &Attributes<'_>, object: Option<&Value>, why: &str) -> StatusError {
+    let meta = |field: &str| {
+        object
+            .and_then(|o| o.pointer(&format!("/metadata/{field}")))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let name = meta("name")
+        .or_else(|| meta("generateName"))
+        .or_else(|| (!attributes.name.is_empty()).then(|| attributes.name.to_string()))
+        .unwrap_or_else(|| "Unknown".to_string());
+    let qualified = if attributes.group.is_empty() {
+        attributes.resource.to_string()
+    } else {
+        format!("{}.{}", attributes.resource, attributes.group)
+    };
+    StatusError {
+        details: Some(serde_json::json!({
+            "name": name, "group": attributes.group, "kind": attributes.resource,
+        })),
+        ..StatusError::forbidden(format!("{qualified} \"{name}\" is forbidden: {why}"))
+    }
+}
+
+/// Reads a built-in object typed; `None` when it does not decode (the registry type-checked
+/// it already, so that is an object of another kind).
+pub fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Option<T> {
+    T::deserialize(value).ok()
+}
+
+/// Whether a write is to `group`/`resource` itself (not a subresource).
+pub fn is(attributes: &Attributes<'_>, group: &str, resource: &str) -> bool {
+    attributes.group == group
+        && attributes.resource == resource
+        && attributes.subresource.is_empty()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+    //! A cluster view over a list of objects, and attributes for tests.
+
+    use super::*;
+
+    /// Objects by (group, resource).
+    #[derive(Default)]
+    pub struct Objects(pub Vec<(&'static str, &'static str, Value)>);
+
+    impl ClusterView for Objects {
+        fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+            self.list(group, resource, namespace)
+                .into_iter()
+                .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+        }
+
+        fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value> {
+            self.0
+                .iter()
+                .filter(|(g, r, o)| {
+                    *g == group
+                        && *r == resource
+                        && (namespace.is_empty()
+                            || o.pointer("/metadata/namespace").and_then(Value::as_str)
+                                == Some(namespace))
+                })
+                .map(|(_, _, o)| o.clone())
+                .collect()
+        }
+    }
+
+    /// A create of `group`/`resource` in `namespace`.
+    pub fn create<'a>(group: &'a str, resource: &'a str, namespace: &'a str) -> Attributes<'a> {
+        Attributes {
+            operation: Operation::Create,
+            group,
+            version: "v1",
+            kind: "",
+            resource,
+            subresource: "",
+            namespace,
+            name: "",
+            user: None,
+            dry_run: false,
+        }
+    }
+}

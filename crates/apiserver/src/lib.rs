@@ -67,6 +67,9 @@ pub struct Config {
     pub anonymous_auth: bool,
     /// The issuer of service-account tokens, also the API server's audience.
     pub service_account_issuer: String,
+    /// The admission plugins enabled (`--enable-admission-plugins`,
+    /// `--disable-admission-plugins`).
+    pub admission: krust_admission::Selection,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             token_auth_file: None,
             anonymous_auth: true,
             service_account_issuer: krust_auth::authn::service_account::DEFAULT_ISSUER.to_string(),
+            admission: krust_admission::Selection::default(),
         }
     }
 }
@@ -261,6 +265,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .with_watch_limits(config.watch_limits);
     let authz = authz::Authz::new(registry.cache());
     authz.install(&mut registry);
+    let unimplemented = config.admission.unimplemented();
+    if !unimplemented.is_empty() {
+        tracing::warn!(plugins = ?unimplemented, "admission plugins enabled but not implemented yet");
+    }
+    registry.set_admission(admission::Admission::new(&config.admission));
     let authorizer = authz.authorizer();
     let api = Arc::new(ApiServer {
         registry,
@@ -278,6 +287,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(StartError::Bootstrap)?;
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
+    lifecycle::priority::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
+    tokio::spawn(lifecycle::service_accounts::run(Arc::clone(&api), pki.ca_cert.clone()));
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));

@@ -87,6 +87,13 @@ struct ServerArgs {
     /// The issuer of service-account tokens, also the API server's audience.
     #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
     service_account_issuer: String,
+    /// Admission plugins to enable besides the default ones (upstream's names, comma
+    /// separated).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to disable, even default ones (upstream's names, comma separated).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +193,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         anonymous_auth: args.anonymous_auth,
         service_account_issuer: args.service_account_issuer,
+        admission: krust_apiserver::admission::Selection::new(
+            &args.enable_admission_plugins,
+            &args.disable_admission_plugins,
+        )?,
         ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;

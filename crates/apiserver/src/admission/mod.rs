@@ -7,11 +7,17 @@
 //! the ValidatingAdmissionPolicies (validate only).
 
 pub mod policy;
+mod view;
 pub mod webhook;
+
+use std::sync::Arc;
 
 use krust_admission::{Attributes, Chain, ClusterView};
 use krust_api::StatusError;
 use serde_json::Value;
+
+pub use krust_admission::{Selection, SelectionError};
+pub use view::CacheView;
 
 /// The admission stage: built-in plugins, webhooks and policies.
 #[derive(Default)]
@@ -22,12 +28,33 @@ pub struct Admission {
     pub webhooks: webhook::Webhooks,
     /// The ValidatingAdmissionPolicies and their bindings.
     pub policies: policy::Policies,
+    /// The names of every enabled plugin (`--enable-admission-plugins` /
+    /// `--disable-admission-plugins`), including those run outside [`Admission::plugins`]
+    /// (`MutatingAdmissionWebhook`, `ValidatingAdmissionWebhook`, `ValidatingAdmissionPolicy`).
+    pub enabled: Vec<&'static str>,
+}
+
+/// Upstream's alphabet of generated name suffixes (no vowels, no look-alikes).
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Five random characters of [`SUFFIX_ALPHABET`], as upstream's `SimpleNameGenerator`.
+pub fn name_suffix() -> String {
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| char::from(SUFFIX_ALPHABET[usize::from(*b) % SUFFIX_ALPHABET.len()]))
+        .collect()
 }
 
 impl Admission {
-    /// The stage with these built-in plugins, and the webhooks and policies found in the cache.
-    pub fn new(plugins: Chain) -> Self {
-        Self { plugins, ..Self::default() }
+    /// The stage with the plugins `selection` enables, in upstream's order.
+    pub fn new(selection: &Selection) -> Self {
+        Self {
+            plugins: krust_admission::build(selection, Arc::new(name_suffix)),
+            enabled: selection.enabled.clone(),
+            ..Self::default()
+        }
     }
 
     /// The mutating stage: plugins, then mutating webhooks. The first refusal ends the write.
@@ -39,6 +66,9 @@ impl Admission {
         cluster: &dyn ClusterView,
     ) -> Result<(), StatusError> {
         self.plugins.admit(attributes, object.as_deref_mut(), old, cluster)?;
+        if !self.on("MutatingAdmissionWebhook") {
+            return Ok(());
+        }
         self.webhooks.mutate(attributes, object, old, cluster).await
     }
 
@@ -51,7 +81,17 @@ impl Admission {
         cluster: &dyn ClusterView,
     ) -> Result<(), StatusError> {
         self.plugins.validate(attributes, object, old, cluster)?;
-        self.webhooks.validate(attributes, object, old, cluster).await?;
-        self.policies.validate(attributes, object, old, cluster)
+        if self.on("ValidatingAdmissionWebhook") {
+            self.webhooks.validate(attributes, object, old, cluster).await?;
+        }
+        if self.on("ValidatingAdmissionPolicy") {
+            self.policies.validate(attributes, object, old, cluster)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the plugin `name` is enabled (all are, without a selection).
+    fn on(&self, name: &str) -> bool {
+        self.enabled.is_empty() || self.enabled.contains(&name)
     }
 }

@@ -469,7 +469,8 @@ async fn resource(
             }
         }
         ("delete", Subresource::Main) => {
-            let opts = delete_options(req, &query).await?;
+            let user = write.user.clone();
+            let opts = DeleteOptions { user, ..delete_options(req, &query).await? };
             match registry.delete(&info, ns, &name, &opts).await? {
                 Deleted::Pending(obj) => Ok(response::json(StatusCode::OK, &obj)),
                 Deleted::Now(obj) if info.strategy.returns_deleted_object() => {
@@ -480,7 +481,8 @@ async fn resource(
         }
         ("deletecollection", Subresource::Main) => {
             let list_opts = ListOptions::from_query(&query, false)?;
-            let opts = delete_options(req, &query).await?;
+            let user = write.user.clone();
+            let opts = DeleteOptions { user, ..delete_options(req, &query).await? };
             let deleted = registry.delete_collection(&info, ns, &list_opts, &opts).await?;
             let list = json!({
                 "kind": format!("{}List", info.kind),

@@ -8,7 +8,9 @@ use krust_store::StoreError;
 use serde_json::{Value, json};
 
 use super::options::ListOptions;
-use super::{Registry, decode, encode, meta, store_error, to_served};
+use super::subresource::Subresource;
+use super::{Registry, attributes, decode, encode, meta, store_error, to_served};
+use krust_admission::Operation;
 
 /// How many times a delete retries after losing a race.
 const MAX_RETRIES: usize = 16;
@@ -26,6 +28,8 @@ pub struct DeleteOptions {
     pub propagation_policy: Option<String>,
     /// Check and answer, but change nothing.
     pub dry_run: bool,
+    /// Who asks, for admission; `None` for the server's own deletes.
+    pub user: Option<krust_auth::UserInfo>,
 }
 
 impl DeleteOptions {
@@ -50,6 +54,7 @@ impl DeleteOptions {
                 .get("dryRun")
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|v| v == "All")),
+            user: None,
         };
         if body.get("orphanDependents").and_then(Value::as_bool) == Some(true)
             && opts.propagation_policy.is_none()
@@ -108,6 +113,22 @@ impl Registry {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
             check_preconditions(&old, opts)?;
+            // Admission sees no new object, and the current one as the old.
+            {
+                let view = self.admission_view().await;
+                let admit = attributes(
+                    info,
+                    Operation::Delete,
+                    Subresource::Main,
+                    namespace,
+                    name,
+                    opts.user.as_ref(),
+                    opts.dry_run,
+                );
+                let current = to_served(info, old.clone());
+                self.admission.mutate(&admit, None, Some(&current), &view).await?;
+                self.admission.validate(&admit, None, Some(&current), &view).await?;
+            }
             let mut new = old.clone();
             let finalizers_changed = apply_policy(&mut new, opts.propagation_policy.as_deref());
             let marked = old.pointer("/metadata/deletionTimestamp").is_some();
@@ -146,7 +167,10 @@ impl Registry {
                     return Ok(Deleted::Pending(to_served(info, new)));
                 }
                 match self.store.update(&key, encode(new)?, kv.mod_revision).await {
-                    Ok(kv) => return Ok(Deleted::Pending(to_served(info, decode(&kv)?))),
+                    Ok(kv) => {
+                        self.note_written(kv.mod_revision);
+                        return Ok(Deleted::Pending(to_served(info, decode(&kv)?)));
+                    }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(StoreError::NotFound { .. }) => {
                         return Err(StatusError::not_found(info.group, info.plural, name));
@@ -159,6 +183,7 @@ impl Registry {
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(kv) => {
+                    self.note_written(kv.mod_revision);
                     if let Some(hooks) = self.hooks(info) {
                         hooks.after_delete(self.store.as_ref(), &old).await;
                     }

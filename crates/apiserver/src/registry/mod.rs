@@ -20,12 +20,14 @@ mod write;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use krust_api::object::{meta_str, metadata_mut};
 use krust_api::{Catalog, ResourceInfo, StatusError};
 use krust_store::{KeyValue, Store, StoreError};
 use serde_json::Value;
 
+use crate::admission::{Admission, CacheView};
 use crate::watchcache::{CacheError, HistoryLimits, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted};
@@ -51,6 +53,12 @@ pub struct Registry {
     watch_limits: WatchLimits,
     /// Per-resource checks of a write against its requester, by storage prefix.
     write_checks: HashMap<String, Arc<dyn WriteCheck>>,
+    /// The admission stage every write passes (dry runs and the server's own writes too).
+    admission: Admission,
+    /// The highest revision this registry wrote: admission reads the watch cache once it has
+    /// reached it, so a write sees every earlier write answered by this server (a pod
+    /// created right after its namespace finds the namespace).
+    written: AtomicI64,
 }
 
 /// A check of a write against who asks for it, run after the object is validated and before
@@ -99,7 +107,37 @@ impl Registry {
             hooks,
             watch_limits: WatchLimits::default(),
             write_checks: HashMap::new(),
+            admission: Admission::default(),
+            written: AtomicI64::new(0),
         })
+    }
+
+    /// Runs every write through `admission` (none by default).
+    pub fn set_admission(&mut self, admission: Admission) {
+        self.admission = admission;
+    }
+
+    /// The admission stage.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Notes that this registry wrote at `revision`.
+    fn note_written(&self, revision: krust_store::Revision) {
+        self.written.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// The cluster as admission sees it: the watch cache, once it holds every write this
+    /// registry answered (or after the cache's freshness wait, stale: as upstream's informers
+    /// may be).
+    async fn admission_view(&self) -> CacheView<'_> {
+        let written = self.written.load(Ordering::Acquire);
+        if written > self.cache.revision()
+            && let Err(e) = self.cache.wait_for(written).await
+        {
+            tracing::warn!(error = %e, "admission reads a watch cache behind this server's writes");
+        }
+        CacheView::new(&self.cache, &self.catalog)
     }
 
     /// The same registry with other limits for watches.
@@ -168,42 +206,34 @@ impl Registry {
             None => Ok(None),
         }
     }
-
-    /// Whether `namespace` exists and is not terminating; the error is what a create into it
-    /// is answered with.
-    pub async fn check_namespace_open(
-        &self,
-        info: &ResourceInfo,
-        name: &str,
-        namespace: &str,
-    ) -> Result<(), StatusError> {
-        let key = format!("/registry/core/namespaces/{namespace}");
-        let Some((ns, _)) = self.current(&key).await? else {
-            return Err(StatusError::not_found("", "namespaces", namespace));
-        };
-        let terminating = ns.pointer("/metadata/deletionTimestamp").is_some()
-            || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
-        if terminating {
-            return Err(StatusError {
-                details: Some(
-                    serde_json::json!({"causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {namespace} is being terminated"), "field": "metadata.namespace"}]}),
-                ),
-                ..StatusError::forbidden(format!(
-                    "{} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated",
-                    qualified(info)
-                ))
-            });
-        }
-        Ok(())
-    }
 }
 
-/// `plural.group`, or `plural` for the core group.
-fn qualified(info: &ResourceInfo) -> String {
-    if info.group.is_empty() {
-        info.plural.to_string()
-    } else {
-        format!("{}.{}", info.plural, info.group)
+/// The attributes of a write to `info` (through `sub`), as admission sees them.
+#[allow(clippy::too_many_arguments)]
+fn attributes<'a>(
+    info: &'a ResourceInfo,
+    operation: krust_admission::Operation,
+    sub: Subresource,
+    namespace: Option<&'a str>,
+    name: &'a str,
+    user: Option<&'a krust_auth::UserInfo>,
+    dry_run: bool,
+) -> krust_admission::Attributes<'a> {
+    let (version, kind) = match sub {
+        Subresource::Scale => ("v1", "Scale"),
+        _ => (info.version, info.kind),
+    };
+    krust_admission::Attributes {
+        operation,
+        group: info.group,
+        version,
+        kind,
+        resource: info.plural,
+        subresource: sub.as_str(),
+        namespace: namespace.filter(|_| info.namespaced()).unwrap_or_default(),
+        name,
+        user,
+        dry_run,
     }
 }
 

@@ -22,6 +22,17 @@ pub enum Subresource {
 }
 
 impl Subresource {
+    /// The name in URLs and admission attributes (empty for the object itself).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Main => "",
+            Self::Status => "status",
+            Self::Scale => "scale",
+            Self::Finalize => "finalize",
+            Self::Approval => "approval",
+        }
+    }
+
     /// Reads a subresource name from a URL; `None` when the registry does not serve it for
     /// `info`.
     pub fn parse(info: &ResourceInfo, name: Option<&str>) -> Option<Self> {

@@ -11,7 +11,10 @@ use serde_json::Value;
 
 use super::options::FieldValidation;
 use super::subresource::Subresource;
-use super::{Registry, decode, encode, meta, name_of, store_error, to_served, to_stored};
+use super::{
+    Registry, attributes, decode, encode, meta, name_of, store_error, to_served, to_stored,
+};
+use krust_admission::Operation;
 
 /// How many times a write retries after losing a race it did not ask to lose.
 /// How long an update without a resourceVersion precondition keeps retrying when concurrent
@@ -273,6 +276,24 @@ impl Registry {
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);
+        // Defaults as upstream's decoder applies them, then mutating admission (before a
+        // name is generated), then the strategy; validating admission sees the final object.
+        info.strategy.default(&mut obj);
+        let view = self.admission_view().await;
+        let given_name = name_of(&obj).to_string();
+        let user = opts.user.as_ref();
+        let admit = |name| {
+            attributes(
+                info,
+                Operation::Create,
+                Subresource::Main,
+                namespace,
+                name,
+                user,
+                opts.dry_run,
+            )
+        };
+        self.admission.mutate(&admit(&given_name), Some(&mut obj), None, &view).await?;
         meta::prepare_create(info, &mut obj, Utc::now());
         info.strategy.default(&mut obj);
         info.strategy.prepare_for_create(&mut obj);
@@ -285,10 +306,8 @@ impl Registry {
             return Err(StatusError::invalid(info.group, info.kind, name_of(&obj), &errors));
         }
         self.check_write(info, &opts, &obj, None)?;
-        if let Some(ns) = namespace.filter(|_| info.namespaced()) {
-            self.check_namespace_open(info, name_of(&obj), ns).await?;
-        }
         let name = name_of(&obj).to_string();
+        self.admission.validate(&admit(&name), Some(&obj), None, &view).await?;
         let key = info.storage_key(namespace, &name);
         let mut obj = to_stored(info, obj);
         if opts.dry_run {
@@ -314,7 +333,10 @@ impl Registry {
             Err(e) => Err(e),
         };
         match result {
-            Ok(kv) => Ok(written(to_served(info, decode(&kv)?))),
+            Ok(kv) => {
+                self.note_written(kv.mod_revision);
+                Ok(written(to_served(info, decode(&kv)?)))
+            }
             Err(e) => {
                 if let Some(hooks) = hooks {
                     hooks.create_failed(self.store.as_ref(), &obj).await;
@@ -439,9 +461,29 @@ impl Registry {
                     "the object has been modified; please apply your changes to the latest version and try again",
                 ));
             }
+            // Mutating admission sees the client's view (a Scale for `scale`, else the whole
+            // object), defaulted as upstream's decoder defaults it.
+            let view = self.admission_view().await;
+            let admit = attributes(
+                info,
+                Operation::Update,
+                sub,
+                namespace,
+                name,
+                opts.user.as_ref(),
+                opts.dry_run,
+            );
+            let mut new_view = new_view;
+            if sub == Subresource::Scale {
+                self.admission.mutate(&admit, Some(&mut new_view), Some(&old_view), &view).await?;
+            }
             // The strategy sees the served version; the store gets the storage version.
             let mut new = with_type(info, sub.merge(info, &old_served, new_view)?);
             set_namespace(info, &mut new, namespace)?;
+            if sub != Subresource::Scale {
+                info.strategy.default(&mut new);
+                self.admission.mutate(&admit, Some(&mut new), Some(&old_served), &view).await?;
+            }
             meta::prepare_update(info, &mut new, &old_served);
             info.strategy.default(&mut new);
             if sub == Subresource::Main {
@@ -455,6 +497,12 @@ impl Registry {
             }
             if sub == Subresource::Main {
                 self.check_write(info, &opts, &new, Some(&old_served))?;
+            }
+            if sub == Subresource::Scale {
+                let scale = sub.view(info, new.clone());
+                self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await?;
+            } else {
+                self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?;
             }
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
@@ -477,6 +525,7 @@ impl Registry {
             }
             let result = if finalized {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
+                    self.note_written(deleted.mod_revision);
                     // Answer with the final state, at the delete's revision.
                     metadata_mut(&mut new).insert(
                         "resourceVersion".into(),
@@ -486,7 +535,10 @@ impl Registry {
                 })
             } else {
                 match self.store.update(&key, encode(new)?, kv.mod_revision).await {
-                    Ok(kv) => decode(&kv).map(Ok)?,
+                    Ok(kv) => {
+                        self.note_written(kv.mod_revision);
+                        decode(&kv).map(Ok)?
+                    }
                     Err(e) => Err(e),
                 }
             };

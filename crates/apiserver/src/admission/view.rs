@@ -1,0 +1,50 @@
+//! The cluster as admission plugins see it: the watch cache's objects, decoded once, in
+//! their storage version.
+
+use std::sync::Arc;
+
+use krust_admission::ClusterView;
+use krust_api::Catalog;
+use serde_json::Value;
+
+use crate::watchcache::WatchCache;
+
+/// A [`ClusterView`] over the watch cache; reads take a snapshot of one resource's cache (a
+/// persistent map: O(1)) and clone only the objects answered.
+pub struct CacheView<'a> {
+    cache: &'a Arc<WatchCache>,
+    catalog: &'a Catalog,
+}
+
+impl<'a> CacheView<'a> {
+    /// A view of `cache`, finding resources in `catalog`.
+    pub fn new(cache: &'a Arc<WatchCache>, catalog: &'a Catalog) -> Self {
+        Self { cache, catalog }
+    }
+
+    /// The storage prefix of `group`/`resource` in `namespace` (all when empty), and the
+    /// resource's whole prefix.
+    fn prefixes(&self, group: &str, resource: &str, namespace: &str) -> Option<(String, String)> {
+        let info =
+            self.catalog.entries().iter().find(|i| i.group == group && i.plural == resource)?;
+        let namespace = Some(namespace).filter(|n| !n.is_empty());
+        Some((info.storage_prefix_in(namespace), info.storage_prefix()))
+    }
+}
+
+impl ClusterView for CacheView<'_> {
+    fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let (prefix, whole) = self.prefixes(group, resource, namespace)?;
+        let (snapshot, _) = self.cache.resource(&whole)?.snapshot();
+        snapshot.get(&format!("{prefix}{name}")).map(|o| o.value.clone())
+    }
+
+    fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value> {
+        let Some((prefix, whole)) = self.prefixes(group, resource, namespace) else {
+            return Vec::new();
+        };
+        let Some(cache) = self.cache.resource(&whole) else { return Vec::new() };
+        let (snapshot, _) = cache.snapshot();
+        snapshot.range(&prefix, None).map(|o| o.value.clone()).collect()
+    }
+}
