@@ -167,13 +167,28 @@ impl EmbeddedStore {
 
     /// Opens the store in `dir` (created if missing).
     pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).ctx("create store directory")?;
+        Self::open_logged(dir, options, wal::plain_file())
+    }
+
+    /// Opens the store in `dir`, with the log's file wrapped by `log_opener` (tests inject
+    /// failures through it).
+    fn open_logged(
+        dir: &Path,
+        options: EmbeddedOptions,
+        log_opener: wal::LogOpener,
+    ) -> Result<Self> {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).ctx("create store directory")?;
+            // The new directory's entry must be durable, or a crash could lose the directory
+            // with the files (and the acknowledged writes) in it.
+            wal::sync_dir(dir)?;
+        }
         let path = dir.join(FILE_NAME);
         let db = open_file(&path, options.cache_size)?;
         init(&db)?;
         let wal_path = dir.join(wal::FILE_NAME);
-        let (mut log, records) = wal::Wal::open(&wal_path)?;
-        commit::replay(&db, records)?;
+        let (mut log, records) = wal::Wal::open(&wal_path, &log_opener)?;
+        commit::replay(&db, records, 0)?;
         log.reset()?;
         let (revision, compacted) = {
             let snapshot = read::Snapshot::begin(&db)?;
@@ -202,6 +217,7 @@ impl EmbeddedStore {
             wal: Arc::new(Mutex::new(log)),
             logger: None,
             wal_path,
+            log_opener,
             since_checkpoint: 0,
             wal_ahead: false,
         })?;
