@@ -997,6 +997,28 @@ mod tests {
         assert!(deadline <= Instant::now() + MAX_GATHER && deadline > before);
     }
 
+    /// Finding 1: the logger's results carry their job's number; a result for another job
+    /// (one left uncollected) is an error, never taken as this job's.
+    #[test]
+    fn logger_results_match_their_jobs() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(wal::FILE_NAME);
+        let (log, _) = Wal::open(&path, &wal::plain_file()).expect("open log");
+        let wal = Arc::new(Mutex::new(log));
+        let record = || wal::encode(1, &[]).expect("encode").seal(None);
+        let mut logger = Logger::start(Arc::clone(&wal)).expect("logger");
+        let first = logger.begin(record()).expect("begin");
+        let second = logger.begin(record()).expect("begin");
+        assert_ne!(first, second);
+        let error = logger.wait(second).expect_err("the first job's result");
+        assert!(error.to_string().contains("while job 1 waited"), "{error}");
+        logger.finish();
+        let mut logger = Logger::start(wal).expect("logger");
+        let job = logger.begin(record()).expect("begin");
+        logger.wait(job).expect("in step").expect("appended");
+        logger.finish();
+    }
+
     #[test]
     fn batch_errors_name_their_cause() {
         let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
