@@ -523,6 +523,8 @@ impl Writer {
             || self.since_checkpoint >= CHECKPOINT_COMMITS
             || self.wal().len() >= CHECKPOINT_BYTES;
         let mut draft = if checkpoint { None } else { Some(wal::encode(self.revision, &ops)?) };
+        // A log broken before this batch refuses its append without writing anything.
+        let was_broken = self.wal().is_broken();
         // Everything that can fail before the batch is applied happens before the logger gets
         // the record, so that the result of every job handed to it is collected below.
         let mut txn = db.begin_write().ctx("begin write transaction")?;
@@ -552,7 +554,7 @@ impl Writer {
                     }
                 }
                 // Not logged (the log was cut back): the transaction is dropped, unapplied.
-                Ok(Err(error)) => return Err(error),
+                Ok(Err(error)) => return Err(self.append_failed(error, was_broken)),
                 // Unknown whether it was logged: reopening settles it.
                 Err(error) => {
                     self.wal_ahead = true;
@@ -576,7 +578,10 @@ impl Writer {
                         (None, None) => unreachable!("checked above"),
                     };
                     // On failure the transaction is dropped (aborted) and the log cut back.
-                    self.wal().append(&record)?;
+                    let appended = self.wal().append(&record);
+                    if let Err(error) = appended {
+                        return Err(self.append_failed(error, was_broken));
+                    }
                     start
                 }
             };
@@ -656,6 +661,23 @@ impl Writer {
                     ),
                 }
             }
+        }
+    }
+
+    /// After a failed append: the error to answer with. When the log could not be cut back
+    /// (it broke during this append), the record may still be on disk and replayed on reopen: the outcome
+    /// is unknown.
+    fn append_failed(&mut self, error: StoreError, was_broken: bool) -> StoreError {
+        if was_broken || !self.wal().is_broken() {
+            return error;
+        }
+        self.wal_ahead = true;
+        StoreError::OutcomeUnknown {
+            message: format!(
+                "{}; the log could not be cut back, so the batch may be applied when the store \
+                 file is reopened",
+                error_chain(&error)
+            ),
         }
     }
 
