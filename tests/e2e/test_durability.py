@@ -8,6 +8,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 WRITERS = 4
+MANY_WRITERS = 64
 DELETERS = 1
 RUN_SECONDS = 3.0
 PRE_CREATED = 300
@@ -60,6 +61,16 @@ def deleter(cluster, ns, names, rec: Recorder, stop: threading.Event, killed: th
 
 
 def test_acknowledged_writes_survive_sigkill(cluster, ns):
+    run_and_kill(cluster, ns, WRITERS)
+
+
+def test_acknowledged_writes_survive_sigkill_with_large_batches(cluster, ns):
+    """64 concurrent writers: the store commits batches of 8 or more writes, whose log records
+    are appended by its logger thread while the batch is applied."""
+    run_and_kill(cluster, ns, MANY_WRITERS)
+
+
+def run_and_kill(cluster, ns, writers):
     core = client.CoreV1Api(cluster.api_client())
     victims = [f"pre-{i}" for i in range(PRE_CREATED)]
     for name in victims:
@@ -68,7 +79,7 @@ def test_acknowledged_writes_survive_sigkill(cluster, ns):
 
     rec, stop, killed = Recorder(), threading.Event(), threading.Event()
     threads = [threading.Thread(target=writer, args=(cluster, ns, t, rec, stop, killed),
-                                daemon=True) for t in range(WRITERS)]
+                                daemon=True) for t in range(writers)]
     threads += [threading.Thread(target=deleter, args=(cluster, ns, victims, rec, stop, killed),
                                  daemon=True) for _ in range(DELETERS)]
     for t in threads:

@@ -52,6 +52,14 @@ pub enum StoreError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// A write may or may not have been committed: it reached the durable log but could not
+    /// be applied, and the log could not be cut back, so it is applied when the store file is
+    /// reopened. Read the key to learn the outcome.
+    #[error("store write outcome unknown: {message}")]
+    OutcomeUnknown {
+        /// What failed.
+        message: String,
+    },
     /// The store is shut down.
     #[error("store is closed")]
     Closed,

@@ -31,7 +31,7 @@ use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
 };
-use super::wal::{self, Record, Wal};
+use super::wal::{self, LogOpener, Record, Wal};
 use super::watch::read_log;
 use super::watch::{Batch, Hub};
 use super::{DbSlot, Health, open_file};
@@ -117,6 +117,8 @@ pub(super) struct Writer {
     pub logger: Option<Logger>,
     /// Where the write-ahead log lives, for reopening.
     pub wal_path: PathBuf,
+    /// Wraps the log's file when it is (re)opened.
+    pub log_opener: LogOpener,
     /// Commits since the last durable one.
     pub since_checkpoint: usize,
     /// A batch reached the log but not redb: the database must be reopened (which replays it).
@@ -152,6 +154,9 @@ impl<'txn> Tables<'txn> {
 fn batch_error(error: &StoreError) -> StoreError {
     let message = match error {
         StoreError::Closed => return StoreError::Closed,
+        StoreError::OutcomeUnknown { message } => {
+            return StoreError::OutcomeUnknown { message: message.clone() };
+        }
         StoreError::Backend { message, source: Some(source) } => {
             format!("{message}: {}", error_chain(source.as_ref()))
         }
@@ -364,6 +369,8 @@ impl Writer {
         let Some(db) = &self.db else { return };
         if self.wal_ahead {
             tracing::warn!("a logged batch did not reach the store file, reopening it");
+        } else if self.wal().is_broken() {
+            tracing::warn!("the write-ahead log is unusable, reopening the store");
         } else {
             match db.begin_write() {
                 Ok(txn) => return drop(txn),
@@ -435,28 +442,26 @@ impl Writer {
     /// written): its writes were answered with an error, but the revision moves past them and
     /// watchers receive them from the log, as for any commit.
     fn reopen(&mut self) -> Result<()> {
+        // No append through the old handle may run beside the replay: the logger finishes
+        // what it holds and stops (it is started again once the log is reopened).
+        if let Some(logger) = self.logger.take() {
+            logger.finish();
+        }
         // Fails while a reader still holds the old database; the next attempt succeeds.
         let db = Arc::new(open_file(&self.path, self.cache_size)?);
         // The log's batches that the file lacks, committed durably: also the probe that writes
-        // work again.
-        let (mut log, records) = Wal::open(&self.wal_path)?;
-        replay(&db, records)?;
+        // work again. A file behind what was acknowledged fails before anything is committed,
+        // and the log is kept.
+        let (mut log, records) = Wal::open(&self.wal_path, &self.log_opener)?;
+        replay(&db, records, self.revision)?;
         log.reset()?;
         *self.wal() = log;
         self.wal_ahead = false;
         self.since_checkpoint = 0;
+        self.logger = Logger::start(Arc::clone(&self.wal));
         let snapshot = Snapshot::begin(&db)?;
         let (revision, compacted) = (snapshot.revision, snapshot.compacted);
         drop(snapshot);
-        if revision < self.revision {
-            return Err(StoreError::Backend {
-                message: format!(
-                    "store file is at revision {revision}, behind the acknowledged {}",
-                    self.revision
-                ),
-                source: None,
-            });
-        }
         let mut after = self.revision;
         while after < revision {
             let chunk = read_log(&db, "", after)?;
@@ -517,38 +522,43 @@ impl Writer {
         let checkpoint = compact_to.is_some()
             || self.since_checkpoint >= CHECKPOINT_COMMITS
             || self.wal().len() >= CHECKPOINT_BYTES;
-        let mut record = (!checkpoint).then(|| wal::encode(self.revision, &ops));
-        // A large batch is logged while it is applied: the log's sync and the work on redb's
-        // trees overlap. The transaction is committed only once the record is on disk, so no
-        // reader sees a write that is not durable.
-        let mut logging = false;
-        if ops.len() >= OVERLAP_WRITES
-            && let (Some(logger), Some(r)) = (&self.logger, record.take())
-        {
-            match logger.begin(r) {
-                Ok(()) => logging = true,
-                Err(r) => record = Some(r),
-            }
-        }
+        let mut draft = if checkpoint { None } else { Some(wal::encode(self.revision, &ops)?) };
+        // A log broken before this batch refuses its append without writing anything.
+        let was_broken = self.wal().is_broken();
+        // Everything that can fail before the batch is applied happens before the logger gets
+        // the record, so that the result of every job handed to it is collected below.
         let mut txn = db.begin_write().ctx("begin write transaction")?;
         txn.set_quick_repair(self.quick_repair);
+        // A large batch is logged while it is applied: the log's sync and the work on redb's
+        // trees overlap. The transaction is committed only once the record is on disk, so no
+        // reader sees a write that is not durable. Its record cannot say the revision after
+        // the batch (not known yet): the next record's start checks it on replay.
+        let mut job = None;
+        let mut sealed = None;
+        if ops.len() >= OVERLAP_WRITES && self.logger.is_some() {
+            let start = self.wal().len();
+            if let (Some(logger), Some(d)) = (self.logger.as_mut(), draft.take()) {
+                match logger.begin(d.seal(None)) {
+                    Ok(seq) => job = Some((seq, start)),
+                    Err(record) => sealed = Some(record),
+                }
+            }
+        }
         let filled = self.fill(&txn, ops, compact_to);
-        if logging {
-            match self.logger.as_ref().map(Logger::wait) {
-                Some(Ok(Ok(()))) => {
-                    // Logged but not applied: reopening replays it.
-                    self.wal_ahead = filled.is_err();
+        if let Some((seq, start)) = job {
+            match self.logger.as_ref().map_or_else(|| Err(logger_gone()), |l| l.wait(seq)) {
+                // Logged but not applied: cut back out of the log before answering.
+                Ok(Ok(())) => {
+                    if let Err(error) = filled {
+                        return Err(self.unlog(start, error));
+                    }
                 }
                 // Not logged (the log was cut back): the transaction is dropped, unapplied.
-                Some(Ok(Err(error))) => return Err(error),
+                Ok(Err(error)) => return Err(self.append_failed(error, was_broken)),
                 // Unknown whether it was logged: reopening settles it.
-                Some(Err(error)) => {
+                Err(error) => {
                     self.wal_ahead = true;
-                    return Err(error);
-                }
-                None => {
-                    self.wal_ahead = true;
-                    return Err(logger_gone());
+                    return Err(StoreError::OutcomeUnknown { message: error_chain(&error) });
                 }
             }
         }
@@ -557,21 +567,40 @@ impl Writer {
             // Every check failed: nothing to make durable (a record logged for it replays to
             // the same failures).
             txn.abort().ctx("abort write transaction")?;
-        } else if logging || record.is_some() {
-            if let Some(record) = record {
-                // On failure the transaction is dropped (aborted) and the log cut back.
-                self.wal().append(&record)?;
-            }
+        } else if job.is_some() || sealed.is_some() || draft.is_some() {
+            let start = match job {
+                Some((_, start)) => start,
+                None => {
+                    let start = self.wal().len();
+                    let record = match (sealed, draft) {
+                        (Some(record), _) => record,
+                        (None, Some(draft)) => draft.seal(Some(revision)),
+                        (None, None) => unreachable!("checked above"),
+                    };
+                    // On failure the transaction is dropped (aborted) and the log cut back.
+                    let appended = self.wal().append(&record);
+                    if let Err(error) = appended {
+                        return Err(self.append_failed(error, was_broken));
+                    }
+                    start
+                }
+            };
             self.wal_ahead = true;
-            txn.set_durability(Durability::None).ctx("set commit durability")?;
-            txn.commit().ctx("commit write transaction")?;
+            if let Err(error) = txn.set_durability(Durability::None) {
+                return Err(self.unlog(start, StoreError::backend("set commit durability", error)));
+            }
+            if let Err(error) = txn.commit() {
+                return Err(
+                    self.unlog(start, StoreError::backend("commit write transaction", error))
+                );
+            }
             self.wal_ahead = false;
             self.since_checkpoint += 1;
         } else {
             txn.commit().ctx("commit write transaction")?;
             self.since_checkpoint = 0;
             if let Err(error) = self.wal().reset() {
-                // Harmless: its records are older than the file and skipped on replay.
+                // The log is broken now: the next batch fails and reopens the store.
                 tracing::warn!(error = error_chain(&error), "cannot empty the write-ahead log");
             }
         }
@@ -609,6 +638,49 @@ impl Writer {
         Ok((outcomes, revision, compacted))
     }
 
+    /// A batch whose record is in the log failed before it reached redb: cuts the record back
+    /// out (to `start`, the log's length before it) so that no replay applies a batch
+    /// answered with an error. Returns the error to answer with: `error` when the cut
+    /// worked, [`StoreError::OutcomeUnknown`] otherwise (the log is broken and the store is
+    /// reopened, which replays the batch).
+    fn unlog(&mut self, start: u64, error: StoreError) -> StoreError {
+        let cut = self.wal().cut(start);
+        match cut {
+            Ok(()) => {
+                self.wal_ahead = false;
+                error
+            }
+            Err(cut) => {
+                self.wal_ahead = true;
+                StoreError::OutcomeUnknown {
+                    message: format!(
+                        "{}; the logged batch could not be cut back ({}) and is applied when the \
+                         store file is reopened",
+                        error_chain(&error),
+                        error_chain(&cut)
+                    ),
+                }
+            }
+        }
+    }
+
+    /// After a failed append: the error to answer with. When the log could not be cut back
+    /// (it broke during this append), the record may still be on disk and replayed on reopen: the outcome
+    /// is unknown.
+    fn append_failed(&mut self, error: StoreError, was_broken: bool) -> StoreError {
+        if was_broken || !self.wal().is_broken() {
+            return error;
+        }
+        self.wal_ahead = true;
+        StoreError::OutcomeUnknown {
+            message: format!(
+                "{}; the log could not be cut back, so the batch may be applied when the store \
+                 file is reopened",
+                error_chain(&error)
+            ),
+        }
+    }
+
     /// The write-ahead log (never contended: only the writer and, while it waits, the logger
     /// use it).
     fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
@@ -616,39 +688,61 @@ impl Writer {
     }
 }
 
-/// Applies the logged batches that `db` lacks (those starting at its revision, in order) and
-/// commits them durably. Fails when the log skips revisions (it lost a batch).
-pub(super) fn replay(db: &Database, records: Vec<Record>) -> Result<()> {
+/// Applies the logged batches that `db` lacks and commits them durably; returns the revision
+/// after them.
+///
+/// The records from before the file's revision (a prefix: those a durable commit already
+/// holds) are skipped. From the first record applied on, each must start exactly where the
+/// last one ended and end at the revision it names (when it names one): anything else means
+/// the log and the file disagree, and fails without committing. So does a resulting revision
+/// below `at_least` (the revision already acknowledged), so that the log is kept.
+pub(super) fn replay(db: &Database, records: Vec<Record>, at_least: Revision) -> Result<Revision> {
+    let mismatch = |message: String| StoreError::Backend { message, source: None };
     let txn = db.begin_write().ctx("begin replay transaction")?;
-    {
+    let revision = {
         let mut tables = Tables::open(&txn)?;
         let mut revision = read_meta(&tables.meta, META_REVISION)?;
         let mut replayed = 0;
         for record in records {
-            if record.from < revision {
+            if replayed == 0 && record.from < revision {
                 continue;
             }
-            if record.from > revision {
-                return Err(StoreError::Backend {
-                    message: format!(
-                        "write-ahead log resumes at revision {} but the store file is at {revision}",
-                        record.from
-                    ),
-                    source: None,
-                });
+            if record.from != revision {
+                return Err(mismatch(format!(
+                    "write-ahead log record starts at revision {} but the store is at {revision}{}",
+                    record.from,
+                    if replayed == 0 { "" } else { " after replaying the records before it" }
+                )));
             }
             for op in record.ops {
                 // A failed check fails again, as it did when the batch was first applied.
                 let _ = apply(&mut tables, op, &mut revision)?;
             }
+            if let Some(to) = record.to
+                && to != revision
+            {
+                return Err(mismatch(format!(
+                    "write-ahead log record from revision {} ends at {to} but replaying it \
+                     reached {revision}",
+                    record.from
+                )));
+            }
             replayed += 1;
+        }
+        if revision < at_least {
+            return Err(mismatch(format!(
+                "store file and write-ahead log reach revision {revision}, behind the \
+                 acknowledged {at_least}; the log is kept"
+            )));
         }
         if replayed > 0 {
             tracing::info!(replayed, revision, "replayed the write-ahead log");
         }
         tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
-    }
-    txn.commit().ctx("commit replay transaction")
+        revision
+    };
+    txn.commit().ctx("commit replay transaction")?;
+    Ok(revision)
 }
 
 /// Applies one write. The outer error is a storage failure (abort the batch), the inner one a
@@ -818,30 +912,33 @@ fn logger_gone() -> StoreError {
 }
 
 /// The thread that appends a batch's record to the write-ahead log while the writer applies
-/// the batch.
+/// the batch. Jobs are numbered; each result carries its job's number, and a result for
+/// another job is an error, never taken for this job's.
 pub(super) struct Logger {
-    records: mpsc::Sender<Vec<u8>>,
-    results: Receiver<Result<()>>,
+    records: mpsc::Sender<(u64, Vec<u8>)>,
+    results: Receiver<(u64, Result<()>)>,
     thread: std::thread::JoinHandle<()>,
+    /// The number of the next job.
+    next: u64,
 }
 
 impl Logger {
     /// Starts the thread; `None` (the writer appends itself) when it cannot be started.
     fn start(wal: Arc<Mutex<Wal>>) -> Option<Self> {
-        let (records, jobs) = mpsc::channel::<Vec<u8>>();
+        let (records, jobs) = mpsc::channel::<(u64, Vec<u8>)>();
         let (done, results) = mpsc::channel();
         let thread =
             std::thread::Builder::new().name("krust-store-logger".into()).spawn(move || {
-                while let Ok(record) = jobs.recv() {
+                while let Ok((seq, record)) = jobs.recv() {
                     let appended =
                         wal.lock().unwrap_or_else(PoisonError::into_inner).append(&record);
-                    if done.send(appended).is_err() {
+                    if done.send((seq, appended)).is_err() {
                         break;
                     }
                 }
             });
         match thread {
-            Ok(thread) => Some(Logger { records, results, thread }),
+            Ok(thread) => Some(Logger { records, results, thread, next: 0 }),
             Err(error) => {
                 tracing::warn!(%error, "cannot start the store's logger thread; the writer logs");
                 None
@@ -849,17 +946,31 @@ impl Logger {
         }
     }
 
-    /// Starts appending `record`; gives it back if the thread is gone.
-    fn begin(&self, record: Vec<u8>) -> std::result::Result<(), Vec<u8>> {
-        self.records.send(record).map_err(|mpsc::SendError(record)| record)
+    /// Starts appending `record`; returns the job's number, or gives the record back if the
+    /// thread is gone.
+    fn begin(&mut self, record: Vec<u8>) -> std::result::Result<u64, Vec<u8>> {
+        let seq = self.next;
+        self.records.send((seq, record)).map_err(|mpsc::SendError((_, record))| record)?;
+        self.next += 1;
+        Ok(seq)
     }
 
-    /// Waits for the append begun last: its outcome, or an error if the thread is gone.
-    fn wait(&self) -> Result<Result<()>> {
-        self.results.recv().map_err(|_| logger_gone())
+    /// Waits for job `seq`: its outcome, or an error if the thread is gone or answers for
+    /// another job (then whether the record was logged is unknown).
+    fn wait(&self, seq: u64) -> Result<Result<()>> {
+        let (done, appended) = self.results.recv().map_err(|_| logger_gone())?;
+        if done != seq {
+            return Err(StoreError::Backend {
+                message: format!(
+                    "write-ahead log thread answered job {done} while job {seq} waited"
+                ),
+                source: None,
+            });
+        }
+        Ok(appended)
     }
 
-    /// Stops the thread.
+    /// Stops the thread, once it has finished the jobs it holds.
     fn finish(self) {
         drop(self.records);
         if self.thread.join().is_err() {
@@ -906,6 +1017,28 @@ mod tests {
         assert!(deadline <= Instant::now() + Duration::from_micros(125));
         let deadline = gather_deadline(16, Duration::from_secs(1)).expect("waits");
         assert!(deadline <= Instant::now() + MAX_GATHER && deadline > before);
+    }
+
+    /// Finding 1: the logger's results carry their job's number; a result for another job
+    /// (one left uncollected) is an error, never taken as this job's.
+    #[test]
+    fn logger_results_match_their_jobs() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(wal::FILE_NAME);
+        let (log, _) = Wal::open(&path, &wal::plain_file()).expect("open log");
+        let wal = Arc::new(Mutex::new(log));
+        let record = || wal::encode(1, &[]).expect("encode").seal(None);
+        let mut logger = Logger::start(Arc::clone(&wal)).expect("logger");
+        let first = logger.begin(record()).expect("begin");
+        let second = logger.begin(record()).expect("begin");
+        assert_ne!(first, second);
+        let error = logger.wait(second).expect_err("the first job's result");
+        assert!(error.to_string().contains("while job 1 waited"), "{error}");
+        logger.finish();
+        let mut logger = Logger::start(wal).expect("logger");
+        let job = logger.begin(record()).expect("begin");
+        logger.wait(job).expect("in step").expect("appended");
+        logger.finish();
     }
 
     #[test]

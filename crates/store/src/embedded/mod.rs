@@ -167,13 +167,28 @@ impl EmbeddedStore {
 
     /// Opens the store in `dir` (created if missing).
     pub fn open_with(dir: &Path, options: EmbeddedOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).ctx("create store directory")?;
+        Self::open_logged(dir, options, wal::plain_file())
+    }
+
+    /// Opens the store in `dir`, with the log's file wrapped by `log_opener` (tests inject
+    /// failures through it).
+    fn open_logged(
+        dir: &Path,
+        options: EmbeddedOptions,
+        log_opener: wal::LogOpener,
+    ) -> Result<Self> {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).ctx("create store directory")?;
+            // The new directory's entry must be durable, or a crash could lose the directory
+            // with the files (and the acknowledged writes) in it.
+            wal::sync_dir(dir)?;
+        }
         let path = dir.join(FILE_NAME);
         let db = open_file(&path, options.cache_size)?;
         init(&db)?;
         let wal_path = dir.join(wal::FILE_NAME);
-        let (mut log, records) = wal::Wal::open(&wal_path)?;
-        commit::replay(&db, records)?;
+        let (mut log, records) = wal::Wal::open(&wal_path, &log_opener)?;
+        commit::replay(&db, records, 0)?;
         log.reset()?;
         let (revision, compacted) = {
             let snapshot = read::Snapshot::begin(&db)?;
@@ -202,6 +217,7 @@ impl EmbeddedStore {
             wal: Arc::new(Mutex::new(log)),
             logger: None,
             wal_path,
+            log_opener,
             since_checkpoint: 0,
             wal_ahead: false,
         })?;
@@ -324,5 +340,301 @@ impl Store for EmbeddedStore {
         self.health.check()?;
         // A real read: the meta table, through a read transaction, as every read begins.
         read::Snapshot::begin(&*self.slot.get()?).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Failures injected through the log's file ([`wal::LogFile`]) and crashes simulated by
+    //! copying the data directory of a running store (redb keeps the commits it did not sync
+    //! in process memory, so the copy holds what a kill -9 would leave).
+
+    use std::fs::File;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::time::Duration;
+
+    use super::commit::replay;
+    use super::wal::{LogFile, Record};
+    use super::*;
+
+    /// What the log's file does wrong, set by the test.
+    #[derive(Debug, Default)]
+    struct Faults {
+        /// How many of the next writes fail.
+        fail_writes: AtomicUsize,
+        /// Whether truncation fails.
+        fail_set_len: AtomicBool,
+        /// Whether the next sync takes a while (so that requests queue into one batch).
+        stall_sync: AtomicBool,
+    }
+
+    #[derive(Debug)]
+    struct Faulty {
+        file: File,
+        faults: Arc<Faults>,
+    }
+
+    impl LogFile for Faulty {
+        fn write_all_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+            let fail = self
+                .faults
+                .fail_writes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if fail {
+                return Err(std::io::Error::other("injected write failure"));
+            }
+            LogFile::write_all_at(&self.file, bytes, offset)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.faults.stall_sync.swap(false, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            LogFile::sync_data(&self.file)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            if self.faults.fail_set_len.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected truncate failure"));
+            }
+            LogFile::set_len(&self.file, len)
+        }
+    }
+
+    fn open_faulty(dir: &Path) -> (Arc<EmbeddedStore>, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        let shared = Arc::clone(&faults);
+        let opener: wal::LogOpener = Arc::new(move |file| {
+            Box::new(Faulty { file, faults: Arc::clone(&shared) }) as Box<dyn LogFile>
+        });
+        let store = EmbeddedStore::open_logged(dir, EmbeddedOptions::default(), opener)
+            .expect("open store");
+        (Arc::new(store), faults)
+    }
+
+    /// Runs `ops` as one batch (of the logger's size when there are 8 or more): a first write
+    /// stalls in its log sync while the others queue behind it.
+    async fn one_batch(
+        store: &Arc<EmbeddedStore>,
+        faults: &Faults,
+        ops: Vec<Op>,
+    ) -> Vec<Result<KeyValue>> {
+        faulty_batch(store, faults, ops, |_| {}).await
+    }
+
+    /// [`one_batch`], with faults armed (by `arm`) once the first write is in its sync.
+    async fn faulty_batch(
+        store: &Arc<EmbeddedStore>,
+        faults: &Faults,
+        ops: Vec<Op>,
+        arm: impl FnOnce(&Faults),
+    ) -> Vec<Result<KeyValue>> {
+        faults.stall_sync.store(true, Ordering::SeqCst);
+        let first = Arc::clone(store);
+        let stall = tokio::spawn(async move {
+            first.write(Op::Create { key: format!("/stall/{}", next_id()), value: vec![] }).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        arm(faults);
+        let tasks: Vec<_> = ops
+            .into_iter()
+            .map(|op| {
+                let store = Arc::clone(store);
+                tokio::spawn(async move { store.write(op).await })
+            })
+            .collect();
+        stall.await.expect("stalled write").expect("stalled write succeeds");
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.expect("write task"));
+        }
+        outcomes
+    }
+
+    fn next_id() -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn creates(prefix: &str, n: usize) -> Vec<Op> {
+        (0..n).map(|i| Op::Create { key: format!("{prefix}/{i}"), value: vec![1; 64] }).collect()
+    }
+
+    /// A copy of the data directory as a kill -9 would leave it.
+    fn crash_copy(dir: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().expect("temporary directory");
+        for name in [FILE_NAME, wal::FILE_NAME] {
+            std::fs::copy(dir.join(name), copy.path().join(name)).expect("copy store file");
+        }
+        copy
+    }
+
+    /// Finding 1: overlapped batches (logged by the logger thread) around a failed append and
+    /// around a reopen (the logger is stopped and started again) are each answered after their
+    /// own record is on disk: a crash right after keeps every acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn logger_results_stay_in_step_after_a_failed_append_and_a_reopen() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (store, faults) = open_faulty(dir.path());
+        let mut acknowledged = Vec::new();
+        let mut collect = |outcomes: Vec<Result<KeyValue>>, ok: bool| {
+            for outcome in outcomes {
+                assert_eq!(outcome.is_ok(), ok, "{outcome:?}");
+                acknowledged.extend(outcome.ok());
+            }
+        };
+        collect(one_batch(&store, &faults, creates("/a", 10)).await, true);
+        // The logger's append fails and is cut back: the batch fails, alone.
+        let fail_write = |f: &Faults| f.fail_writes.store(1, Ordering::SeqCst);
+        collect(faulty_batch(&store, &faults, creates("/b", 10), fail_write).await, false);
+        collect(one_batch(&store, &faults, creates("/c", 10)).await, true);
+        // An append fails and so does its cut: the log is broken and the store reopened.
+        let break_log = |f: &Faults| {
+            f.fail_writes.store(1, Ordering::SeqCst);
+            f.fail_set_len.store(true, Ordering::SeqCst);
+        };
+        collect(faulty_batch(&store, &faults, creates("/d", 10), break_log).await, false);
+        faults.fail_set_len.store(false, Ordering::SeqCst);
+        let mut reopened = false;
+        for _ in 0..200 {
+            if store.create(&format!("/probe/{}", next_id()), vec![]).await.is_ok() {
+                reopened = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reopened, "the store reopens after the log broke");
+        collect(one_batch(&store, &faults, creates("/e", 10)).await, true);
+        collect(one_batch(&store, &faults, creates("/f", 12)).await, true);
+
+        let copy = crash_copy(dir.path());
+        drop(store);
+        let after = EmbeddedStore::open(copy.path()).expect("open after the crash");
+        for kv in &acknowledged {
+            let got = after.get(&kv.key).await.expect("get").expect("acknowledged key present");
+            assert_eq!(got.mod_revision, kv.mod_revision, "{}", kv.key);
+        }
+        assert!(after.get("/b/0").await.expect("get").is_none());
+    }
+
+    /// Overwrites `key`'s row in the current table with bytes that do not decode.
+    fn corrupt_row(dir: &Path, key: &str) {
+        let db = open_file(&dir.join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open file");
+        let txn = db.begin_write().expect("begin");
+        txn.open_table(CURRENT)
+            .expect("current table")
+            .insert(key.as_bytes(), [1u8, 2, 3].as_slice())
+            .expect("insert");
+        txn.commit().expect("commit");
+    }
+
+    /// Finding 4: an overlapped batch logged by the logger but failing to apply (a corrupt row)
+    /// is cut back out of the log before its callers hear of the failure: it is not replayed
+    /// later, and the store is not bricked by replaying it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn logged_batch_that_fails_to_apply_is_cut_from_the_log() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            store.create("/bad", b"x".to_vec()).await.expect("create");
+        }
+        corrupt_row(dir.path(), "/bad");
+        let (store, faults) = open_faulty(dir.path());
+        let mut ops = creates("/ok", 9);
+        ops.push(Op::Update { key: "/bad".into(), value: vec![], expected: 1 });
+        for outcome in one_batch(&store, &faults, ops).await {
+            let error = outcome.expect_err("the batch fails");
+            assert!(!matches!(error, StoreError::OutcomeUnknown { .. }), "{error}");
+        }
+        let next = store.create("/after", vec![]).await.expect("writes go on");
+        let copy = crash_copy(dir.path());
+        drop(store);
+        for dir in [copy.path(), dir.path()] {
+            let after = EmbeddedStore::open(dir).expect("opens: the failed batch is not replayed");
+            assert!(after.get("/ok/0").await.expect("get").is_none());
+            let kv = after.get("/after").await.expect("get").expect("acknowledged");
+            assert_eq!(kv.mod_revision, next.mod_revision);
+        }
+    }
+
+    /// Finding 4: when the failed batch cannot be cut back out of the log, its callers are told
+    /// the outcome is unknown (the record may be replayed), not that it failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn logged_batch_that_cannot_be_cut_back_has_an_unknown_outcome() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            store.create("/bad", b"x".to_vec()).await.expect("create");
+        }
+        corrupt_row(dir.path(), "/bad");
+        let (store, faults) = open_faulty(dir.path());
+        let mut ops = creates("/ok", 9);
+        ops.push(Op::Update { key: "/bad".into(), value: vec![], expected: 1 });
+        let fail_cut = |f: &Faults| f.fail_set_len.store(true, Ordering::SeqCst);
+        for outcome in faulty_batch(&store, &faults, ops, fail_cut).await {
+            let error = outcome.expect_err("the batch fails");
+            assert!(matches!(error, StoreError::OutcomeUnknown { .. }), "{error}");
+        }
+    }
+
+    /// A store with `/k` created (revision 1) and its database file, closed.
+    fn store_with_one_key(dir: &Path) -> Database {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(dir).expect("open");
+            store.create("/k", b"v".to_vec()).await.expect("create");
+        });
+        open_file(&dir.join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open file")
+    }
+
+    fn revision_of(db: &Database) -> Revision {
+        read::Snapshot::begin(db).expect("snapshot").revision
+    }
+
+    fn update(from: Revision, to: Option<Revision>, expected: Revision) -> Record {
+        let ops = vec![Op::Update { key: "/k".into(), value: b"w".to_vec(), expected }];
+        Record { from, to, ops }
+    }
+
+    /// Finding 2: once replay has applied a record, a later record that does not start where
+    /// the last one ended is an error (it was skipped silently), and nothing is committed.
+    #[test]
+    fn replay_refuses_a_record_that_does_not_chain_after_applying() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = store_with_one_key(dir.path());
+        // A prefix from before the file's revision is skipped.
+        replay(&db, vec![update(0, None, 0)], 0).expect("stale prefix skipped");
+        let records = vec![update(1, Some(2), 1), update(1, None, 1)];
+        let error = replay(&db, records, 0).expect_err("out of step");
+        assert!(error.to_string().contains("starts at revision 1"), "{error}");
+        assert_eq!(revision_of(&db), 1);
+        assert_eq!(replay(&db, vec![update(1, Some(2), 1)], 0).expect("chained"), 2);
+    }
+
+    /// Finding 2: a record that ends elsewhere than it says (replay diverged from the original
+    /// run) is an error; a guarded delete expecting `i64::MIN` replays as the conflict it was.
+    #[test]
+    fn replay_verifies_each_records_resulting_revision() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = store_with_one_key(dir.path());
+        let error = replay(&db, vec![update(1, Some(1), 1)], 0).expect_err("diverged");
+        assert!(error.to_string().contains("ends at 1"), "{error}");
+        assert_eq!(revision_of(&db), 1);
+        let delete = Op::Delete { key: "/k".into(), expected: Some(i64::MIN) };
+        let record = Record { from: 1, to: Some(1), ops: vec![delete] };
+        assert_eq!(replay(&db, vec![record], 0).expect("a conflict again"), 1);
+        assert!(read::get(&db, "/k").expect("get").is_some());
+    }
+
+    /// Finding 5: a file and log behind the acknowledged revision fail the reopen before
+    /// anything is committed (the caller keeps the log).
+    #[test]
+    fn replay_behind_acknowledged_revision_commits_nothing() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = store_with_one_key(dir.path());
+        let error = replay(&db, vec![update(1, Some(2), 1)], 5).expect_err("behind");
+        assert!(error.to_string().contains("behind the acknowledged 5"), "{error}");
+        assert_eq!(revision_of(&db), 1);
     }
 }

@@ -5,57 +5,106 @@
 //! one `O_DSYNC` write. So most batches are committed to redb without a sync
 //! ([`redb::Durability::None`]: visible to readers at once, on disk only after a later durable
 //! commit) and made durable by appending their writes to this log first; every so often a
-//! batch is committed durably instead (a checkpoint), after which the log is emptied.
+//! batch is committed durably instead (a checkpoint), after which the log is emptied (and the
+//! emptying synced).
 //!
-//! A record holds the revision its batch started from and the batch's writes as the callers
-//! asked for them. Applying a batch is deterministic (the same writes on the same state give
-//! the same outcomes, failed checks included), so replaying the records whose start revision
-//! is the file's revision restores every acknowledged write; records from before it are
-//! already in the file. A torn record at the end (a crash during an append, never answered)
-//! fails its checksum and ends the replay.
+//! A record holds the revision its batch started from, the batch's writes as the callers
+//! asked for them and, when the writer knew it before logging, the revision after the batch.
+//! Applying a batch is deterministic (the same writes on the same state give the same
+//! outcomes, failed checks included), so replaying the records whose start revision is the
+//! file's revision restores every acknowledged write; records from before it are already in
+//! the file. Once replay has applied a record, every later record must start exactly where the
+//! last one ended, and end where it says it does: anything else is a hard error, never a skip.
+//!
+//! Each append is synced before the next one starts, so only the last record can be torn (a
+//! crash during an append, never answered): it is ignored, and cut off once replay has
+//! committed. A damaged record followed by more data is corruption and the log refuses to open.
 //!
 //! Record layout: `len: u32, checksum: u64 (FNV-1a of the payload), payload`; payload:
-//! `from: i64, count: u32`, then per write `tag: u8, expected: i64, key_len: u32, key,
-//! value_len: u32, value` (little-endian).
+//! `version: u8, from: i64, count: u32`, then per write `tag: u8, guarded: u8, expected: i64,
+//! key_len: u32, key, value_len: u32, value`, then `has_to: u8, to: i64` (little-endian).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::commit::Op;
 use super::schema::{Context, corrupt};
-use crate::{Result, Revision};
+use crate::{Result, Revision, StoreError};
 
 /// The name of the log file inside the data directory.
 pub const FILE_NAME: &str = "store.wal";
 
 const HEADER: usize = 4 + 8;
+/// The version of the record layout, first byte of every payload.
+const VERSION: u8 = 2;
+/// The bytes after the writes: `has_to: u8, to: i64`.
+const TRAILER: usize = 1 + 8;
 const TAG_CREATE: u8 = 1;
 const TAG_UPDATE: u8 = 2;
 const TAG_DELETE: u8 = 3;
-/// `expected` of a delete without a guard.
-const UNGUARDED: i64 = i64::MIN;
+
+/// The file under the log: a seam for tests, which inject failures through it.
+pub(super) trait LogFile: Send + std::fmt::Debug {
+    /// Writes all of `bytes` at `offset`.
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()>;
+    /// Waits until the file's data (and size) is on disk.
+    fn sync_data(&self) -> std::io::Result<()>;
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> std::io::Result<()>;
+}
+
+impl LogFile for File {
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        FileExt::write_all_at(self, bytes, offset)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        File::sync_data(self)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+/// Wraps the opened log file (tests wrap it to inject failures); see [`plain_file`].
+pub(super) type LogOpener = Arc<dyn Fn(File) -> Box<dyn LogFile> + Send + Sync>;
+
+/// The [`LogOpener`] of a real store: the file itself.
+pub(super) fn plain_file() -> LogOpener {
+    Arc::new(|file| Box::new(file))
+}
 
 /// One batch read back from the log.
 #[derive(Debug)]
 pub(super) struct Record {
     /// The revision before the batch.
     pub from: Revision,
+    /// The revision after the batch, when it was known before the record was logged.
+    pub to: Option<Revision>,
     /// The batch's writes, in order.
     pub ops: Vec<Op>,
 }
 
-/// The open log, positioned at its end.
+/// The open log.
 #[derive(Debug)]
 pub(super) struct Wal {
-    file: File,
-    /// Bytes of valid records.
+    file: Box<dyn LogFile>,
+    /// Bytes of valid records: where the next record is written.
     len: u64,
+    /// Why appends are refused until the log is opened again (or emptied): the file may hold
+    /// bytes past `len` that a crash would leave behind valid records.
+    broken: Option<String>,
 }
 
 impl Wal {
-    /// Opens (or creates) the log and reads its records; a torn tail is cut off.
-    pub fn open(path: &Path) -> Result<(Wal, Vec<Record>)> {
+    /// Opens (or creates) the log and reads its records. Nothing is cut here: a torn tail is
+    /// ignored by the reader and removed by [`Wal::reset`] once replay has committed; until
+    /// then appends are refused. A damaged record followed by more data fails the open.
+    pub fn open(path: &Path, opener: &LogOpener) -> Result<(Wal, Vec<Record>)> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -65,18 +114,19 @@ impl Wal {
             .ctx("open write-ahead log")?;
         // The file's directory entry must be durable too, or a crash could lose the file with
         // the acknowledged writes in it.
-        if let Some(dir) = path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).ctx("sync store directory")?;
-        }
+        sync_dir(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ctx("read write-ahead log")?;
-        let (records, valid) = parse(&bytes);
-        if valid < bytes.len() {
-            tracing::warn!(cut = bytes.len() - valid, "write-ahead log ends in a torn record");
-            file.set_len(valid as u64).ctx("truncate write-ahead log")?;
-        }
-        file.seek(SeekFrom::Start(valid as u64)).ctx("seek write-ahead log")?;
-        Ok((Wal { file, len: valid as u64 }, records))
+        let (records, valid) = parse(&bytes)?;
+        let broken = (valid < bytes.len()).then(|| {
+            tracing::warn!(
+                ignored = bytes.len() - valid,
+                "write-ahead log ends in a torn record (never acknowledged)"
+            );
+            "the write-ahead log's torn tail is not cut off yet".to_owned()
+        });
+        let len = u64::try_from(valid).map_err(|_| corrupt("write-ahead log too large"))?;
+        Ok((Wal { file: opener(file), len, broken }, records))
     }
 
     /// Bytes of records in the log.
@@ -84,91 +134,177 @@ impl Wal {
         self.len
     }
 
-    /// Appends one encoded record ([`encode`]) and waits until it is on disk. On failure the
-    /// log is cut back to what it held, so that the record is not replayed.
+    /// Whether appends are refused until the log is opened again.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Appends one encoded record ([`Draft::seal`]) at the end of the valid records and waits
+    /// until it is on disk. On failure the log is cut back to what it held, so that the record
+    /// is not replayed; if even that fails, the log is broken (appends refused until reopened).
     pub fn append(&mut self, record: &[u8]) -> Result<()> {
-        let written = self.file.write_all(record).and_then(|()| self.file.sync_data());
+        if let Some(why) = &self.broken {
+            return Err(StoreError::Backend {
+                message: format!("write-ahead log unusable until reopened: {why}"),
+                source: None,
+            });
+        }
+        let size = u64::try_from(record.len()).map_err(|_| too_large())?;
+        let written = self.file.write_all_at(record, self.len).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
-            let _ = self.file.set_len(self.len);
-            let _ = self.file.seek(SeekFrom::Start(self.len));
+            if let Err(cut) = self.file.set_len(self.len) {
+                self.broken = Some(format!("cannot cut a failed append back: {cut}"));
+            }
             return Err(error).ctx("append to write-ahead log");
         }
-        self.len += record.len() as u64;
+        self.len += size;
         Ok(())
     }
 
-    /// Empties the log, once a durable commit holds everything in it. Not synced: records that
-    /// come back after a crash are older than the file's revision and skipped.
-    pub fn reset(&mut self) -> Result<()> {
-        self.file.set_len(0).ctx("empty write-ahead log")?;
-        self.file.seek(SeekFrom::Start(0)).ctx("seek write-ahead log")?;
-        self.len = 0;
+    /// Cuts the log back to `len` bytes (the length before a record that must not be
+    /// replayed) and syncs the cut. On failure the log is broken: the record may still be
+    /// replayed.
+    pub fn cut(&mut self, len: u64) -> Result<()> {
+        let cut = self.file.set_len(len).and_then(|()| self.file.sync_data());
+        if let Err(error) = cut {
+            self.broken = Some(format!("cannot cut the log back: {error}"));
+            return Err(error).ctx("cut write-ahead log back");
+        }
+        self.len = len;
         Ok(())
     }
+
+    /// Empties the log (synced), once a durable commit holds everything in it.
+    pub fn reset(&mut self) -> Result<()> {
+        self.cut(0)?;
+        self.broken = None;
+        Ok(())
+    }
+}
+
+/// Syncs the directory holding `path` (a bare file name lives in `.`).
+pub(super) fn sync_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir).and_then(|d| d.sync_all()).ctx("sync store directory")
+}
+
+fn too_large() -> StoreError {
+    StoreError::Backend {
+        message: "batch too large for the write-ahead log (a length over 4 GiB)".into(),
+        source: None,
+    }
+}
+
+/// A length as the log stores it: fails over `u32::MAX`.
+fn length(n: usize) -> Result<[u8; 4]> {
+    u32::try_from(n).map(u32::to_le_bytes).map_err(|_| too_large())
 }
 
 /// FNV-1a, 64 bits: enough to tell a torn record from a whole one.
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash over `bytes`.
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
-/// Encodes the record of a batch starting after `from`.
-pub(super) fn encode(from: Revision, ops: &[Op]) -> Vec<u8> {
+fn checksum(bytes: &[u8]) -> u64 {
+    fnv(FNV_START, bytes)
+}
+
+/// A record without its trailer (the revision after the batch, known only once the batch is
+/// applied) and the checksum of what it holds so far.
+#[derive(Debug)]
+pub(super) struct Draft {
+    bytes: Vec<u8>,
+    hash: u64,
+}
+
+/// Encodes the writes of a batch starting after `from`; [`Draft::seal`] finishes the record.
+/// Fails when a length does not fit the log's `u32`s.
+pub(super) fn encode(from: Revision, ops: &[Op]) -> Result<Draft> {
     let size: usize = ops
         .iter()
         .map(|op| match op {
             Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
             Op::Delete { key, .. } => key.len(),
-        } + 17)
+        } + 18)
         .sum();
-    let mut out = Vec::with_capacity(HEADER + 12 + size);
+    let mut out = Vec::with_capacity(HEADER + 13 + size + TRAILER);
     out.extend_from_slice(&[0; HEADER]);
+    out.push(VERSION);
     out.extend_from_slice(&from.to_le_bytes());
-    out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    out.extend_from_slice(&length(ops.len())?);
     for op in ops {
-        let (tag, expected, key, value): (u8, i64, &str, &[u8]) = match op {
-            Op::Create { key, value } => (TAG_CREATE, 0, key, value),
-            Op::Update { key, value, expected } => (TAG_UPDATE, *expected, key, value),
-            Op::Delete { key, expected } => (TAG_DELETE, expected.unwrap_or(UNGUARDED), key, &[]),
+        let (tag, guard, key, value): (u8, Option<i64>, &str, &[u8]) = match op {
+            Op::Create { key, value } => (TAG_CREATE, None, key, value),
+            Op::Update { key, value, expected } => (TAG_UPDATE, Some(*expected), key, value),
+            Op::Delete { key, expected } => (TAG_DELETE, *expected, key, &[]),
         };
         out.push(tag);
-        out.extend_from_slice(&expected.to_le_bytes());
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.push(u8::from(guard.is_some()));
+        out.extend_from_slice(&guard.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&length(key.len())?);
         out.extend_from_slice(key.as_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&length(value.len())?);
         out.extend_from_slice(value);
     }
-    let payload_len = (out.len() - HEADER) as u32;
-    let sum = checksum(&out[HEADER..]);
-    out[..4].copy_from_slice(&payload_len.to_le_bytes());
-    out[4..HEADER].copy_from_slice(&sum.to_le_bytes());
-    out
+    // The whole payload, trailer included, must fit the header's length.
+    length(out.len() - HEADER + TRAILER)?;
+    let hash = fnv(FNV_START, &out[HEADER..]);
+    Ok(Draft { bytes: out, hash })
 }
 
-/// The whole records at the start of `bytes`, and how many bytes they take.
-fn parse(bytes: &[u8]) -> (Vec<Record>, usize) {
+impl Draft {
+    /// The finished record, with the revision after the batch when it is known.
+    pub fn seal(mut self, to: Option<Revision>) -> Vec<u8> {
+        let start = self.bytes.len();
+        self.bytes.push(u8::from(to.is_some()));
+        self.bytes.extend_from_slice(&to.unwrap_or(0).to_le_bytes());
+        let hash = fnv(self.hash, &self.bytes[start..]);
+        // `encode` checked that the payload's length fits.
+        let payload_len = u32::try_from(self.bytes.len() - HEADER).unwrap_or(u32::MAX);
+        self.bytes[..4].copy_from_slice(&payload_len.to_le_bytes());
+        self.bytes[4..HEADER].copy_from_slice(&hash.to_le_bytes());
+        self.bytes
+    }
+}
+
+/// The whole records at the start of `bytes`, and how many bytes they take. A bad record is
+/// a torn tail only when it is the last thing in the file (its declared end is at or past the
+/// end of the file, or only zeros follow it); otherwise the log is corrupt.
+fn parse(bytes: &[u8]) -> Result<(Vec<Record>, usize)> {
     let mut records = Vec::new();
     let mut at = 0;
-    while let Some(header) = bytes.get(at..at + HEADER) {
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let Some(header) = rest.get(..HEADER) else { break };
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let mut sum = [0; 8];
         sum.copy_from_slice(&header[4..]);
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else { break };
+        let end = HEADER + len;
+        let Some(payload) = rest.get(HEADER..end) else { break };
         if checksum(payload) != u64::from_le_bytes(sum) {
-            break;
-        }
-        match decode(payload) {
-            Ok(record) => records.push(record),
-            Err(error) => {
-                tracing::warn!(%error, "undecodable write-ahead log record");
+            if rest[end..].iter().all(|b| *b == 0) {
                 break;
             }
+            return Err(corrupt(format!(
+                "write-ahead log record at byte {at} is damaged and {} bytes follow it \
+                 (only the last record can be torn); refusing to open so that no acknowledged \
+                 write is dropped",
+                rest.len() - end
+            )));
         }
-        at += HEADER + len;
+        let record = decode(payload).map_err(|error| {
+            corrupt(format!("write-ahead log record at byte {at} cannot be read: {error}"))
+        })?;
+        records.push(record);
+        at += end;
     }
-    (records, at)
+    Ok((records, at))
 }
 
 /// Reads from a record's payload.
@@ -199,11 +335,22 @@ impl<'a> Cursor<'a> {
 
 fn decode(payload: &[u8]) -> Result<Record> {
     let mut c = Cursor(payload);
+    let version = c.take(1)?[0];
+    if version != VERSION {
+        return Err(corrupt(format!(
+            "write-ahead log record version {version} (expected {VERSION})"
+        )));
+    }
     let from = c.i64()?;
     let count = c.u32()?;
     let mut ops = Vec::with_capacity(count.min(4096));
     for _ in 0..count {
         let tag = c.take(1)?[0];
+        let guarded = match c.take(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => return Err(corrupt("bad write-ahead log guard flag")),
+        };
         let expected = c.i64()?;
         let key_len = c.u32()?;
         let key = std::str::from_utf8(c.take(key_len)?)
@@ -211,18 +358,31 @@ fn decode(payload: &[u8]) -> Result<Record> {
             .to_owned();
         let value_len = c.u32()?;
         let value = c.take(value_len)?.to_vec();
-        ops.push(match tag {
-            TAG_CREATE => Op::Create { key, value },
-            TAG_UPDATE => Op::Update { key, value, expected },
-            TAG_DELETE => Op::Delete { key, expected: (expected != UNGUARDED).then_some(expected) },
+        ops.push(match (tag, guarded) {
+            (TAG_CREATE, false) => Op::Create { key, value },
+            (TAG_UPDATE, true) => Op::Update { key, value, expected },
+            (TAG_DELETE, _) => Op::Delete { key, expected: guarded.then_some(expected) },
             _ => return Err(corrupt("bad write-ahead log tag")),
         });
     }
-    Ok(Record { from, ops })
+    let to = match c.take(1)?[0] {
+        0 => None,
+        1 => Some(c.i64()?),
+        _ => return Err(corrupt("bad write-ahead log trailer")),
+    };
+    if to.is_none() {
+        c.take(8)?;
+    }
+    if !c.0.is_empty() {
+        return Err(corrupt("write-ahead log record has trailing bytes"));
+    }
+    Ok(Record { from, to, ops })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn ops() -> Vec<Op> {
@@ -231,34 +391,137 @@ mod tests {
             Op::Update { key: "/a".into(), value: b"22".to_vec(), expected: 7 },
             Op::Delete { key: "/b".into(), expected: None },
             Op::Delete { key: "/c".into(), expected: Some(3) },
+            Op::Delete { key: "/d".into(), expected: Some(i64::MIN) },
         ]
     }
 
+    fn record(from: Revision, to: Option<Revision>, ops: &[Op]) -> Vec<u8> {
+        encode(from, ops).expect("encode").seal(to)
+    }
+
+    fn open(path: &Path) -> Result<(Wal, Vec<Record>)> {
+        Wal::open(path, &plain_file())
+    }
+
+    fn append_raw(path: &Path, bytes: &[u8]) {
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("open");
+        file.write_all(bytes).expect("write");
+    }
+
     #[test]
-    fn records_round_trip_and_a_torn_tail_is_cut() {
+    fn records_round_trip_and_a_torn_tail_is_ignored_then_cut_by_reset() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join(FILE_NAME);
         {
-            let (mut wal, records) = Wal::open(&path).expect("open");
+            let (mut wal, records) = open(&path).expect("open");
             assert!(records.is_empty());
-            wal.append(&encode(5, &ops())).expect("append");
-            wal.append(&encode(9, &ops()[..1])).expect("append");
+            wal.append(&record(5, Some(8), &ops())).expect("append");
+            wal.append(&record(9, None, &ops()[..1])).expect("append");
         }
         // A crash in the middle of a third append.
-        let third = encode(10, &ops());
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
-        file.write_all(&third[..third.len() - 3]).expect("write");
-        drop(file);
-        let (mut wal, records) = Wal::open(&path).expect("reopen");
+        let third = record(10, None, &ops());
+        append_raw(&path, &third[..third.len() - 3]);
+        let size = std::fs::metadata(&path).expect("stat").len();
+        let (mut wal, records) = open(&path).expect("reopen");
         assert_eq!(records.len(), 2);
-        assert_eq!(records[0].from, 5);
+        assert_eq!((records[0].from, records[0].to), (5, Some(8)));
         assert_eq!(format!("{:?}", records[0].ops), format!("{:?}", ops()));
-        assert_eq!(records[1].from, 9);
-        let kept = wal.len();
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), kept);
+        assert_eq!((records[1].from, records[1].to), (9, None));
+        // Finding 3: nothing is cut before replay has committed, and appends wait for it.
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), size);
+        assert!(wal.is_broken());
+        assert!(wal.append(&record(11, None, &ops())).is_err());
         wal.reset().expect("reset");
         assert_eq!(wal.len(), 0);
-        let (_, records) = Wal::open(&path).expect("reopen");
-        assert!(records.is_empty());
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
+        wal.append(&record(11, None, &ops())).expect("append after reset");
+        let (_, records) = open(&path).expect("reopen");
+        assert_eq!(records.len(), 1);
+    }
+
+    /// Finding 2: a guarded delete expecting `i64::MIN` stays guarded (no sentinel value).
+    #[test]
+    fn guarded_delete_of_i64_min_is_not_logged_as_unguarded() {
+        let ops = [Op::Delete { key: "/d".into(), expected: Some(i64::MIN) }];
+        let bytes = record(1, Some(1), &ops);
+        let (records, _) = parse(&bytes).expect("parse");
+        assert!(matches!(records[0].ops[0], Op::Delete { expected: Some(i64::MIN), .. }));
+        let ops = [Op::Delete { key: "/d".into(), expected: None }];
+        let (records, _) = parse(&record(1, None, &ops)).expect("parse");
+        assert!(matches!(records[0].ops[0], Op::Delete { expected: None, .. }));
+    }
+
+    /// Finding 3: a damaged record followed by more records refuses to open, and the file is
+    /// left as it was.
+    #[test]
+    fn damaged_record_in_the_middle_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(FILE_NAME);
+        let first = record(1, Some(2), &ops()[..1]);
+        let mut second = record(2, Some(3), &ops()[..1]);
+        let third = record(3, Some(4), &ops()[..1]);
+        let last = second.len() - 1;
+        second[last] ^= 0x40;
+        for bytes in [&first, &second, &third] {
+            append_raw_or_create(&path, bytes);
+        }
+        let size = std::fs::metadata(&path).expect("stat").len();
+        let error = open(&path).expect_err("a damaged record in the middle");
+        assert!(error.to_string().contains("is damaged"), "{error}");
+        assert_eq!(std::fs::metadata(&path).expect("stat").len(), size);
+
+        // The same damage at the end is a torn tail; so is one followed by zeros only.
+        std::fs::write(&path, [first.as_slice(), &second].concat()).expect("write");
+        assert_eq!(open(&path).expect("torn tail").1.len(), 1);
+        std::fs::write(&path, [first.as_slice(), &second, &[0; 64]].concat()).expect("write");
+        assert_eq!(open(&path).expect("zeros after the tail").1.len(), 1);
+    }
+
+    fn append_raw_or_create(path: &Path, bytes: &[u8]) {
+        if !path.exists() {
+            std::fs::write(path, b"").expect("create");
+        }
+        append_raw(path, bytes);
+    }
+
+    /// Finding 3: a record whose checksum holds but which cannot be decoded is an error too.
+    #[test]
+    fn undecodable_record_refuses_to_open() {
+        let mut bytes = record(1, None, &ops()[..1]);
+        bytes[HEADER] = 9; // version
+        let sum = checksum(&bytes[HEADER..]);
+        bytes[4..HEADER].copy_from_slice(&sum.to_le_bytes());
+        assert!(parse(&bytes).is_err());
+    }
+
+    /// Finding 7: lengths that do not fit the log's `u32`s are refused, not wrapped.
+    #[test]
+    fn lengths_over_u32_are_rejected() {
+        assert!(length(usize::try_from(u64::from(u32::MAX) + 1).expect("64-bit")).is_err());
+        assert_eq!(length(5).expect("small"), 5u32.to_le_bytes());
+    }
+
+    /// Finding 8: a failed cut-back after a failed append breaks the log instead of leaving
+    /// the record (and later appends at an unexpected offset).
+    #[test]
+    fn failed_cleanup_breaks_the_log() {
+        #[derive(Debug)]
+        struct Failing;
+        impl LogFile for Failing {
+            fn write_all_at(&self, _: &[u8], _: u64) -> std::io::Result<()> {
+                Err(std::io::Error::other("injected write failure"))
+            }
+            fn sync_data(&self) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn set_len(&self, _: u64) -> std::io::Result<()> {
+                Err(std::io::Error::other("injected truncate failure"))
+            }
+        }
+        let mut wal = Wal { file: Box::new(Failing), len: 0, broken: None };
+        assert!(wal.append(&record(1, None, &ops())).is_err());
+        assert!(wal.is_broken());
+        assert!(wal.reset().is_err());
+        assert!(wal.is_broken());
     }
 }
