@@ -7,7 +7,8 @@ use std::sync::Arc;
 use crate::service_account::NameSuffix;
 use crate::{
     Chain, default_storage_class, default_toleration_seconds, limit_ranger, namespace_lifecycle,
-    priority, service_account, storage_object_in_use_protection, taint_nodes_by_condition,
+    pod_security, priority, service_account, storage_object_in_use_protection,
+    taint_nodes_by_condition,
 };
 
 /// Every plugin upstream knows, in upstream's order (`AllOrderedPlugins`).
@@ -88,6 +89,7 @@ pub const IMPLEMENTED: &[&str] = &[
     default_toleration_seconds::NAME,
     default_storage_class::NAME,
     storage_object_in_use_protection::NAME,
+    pod_security::NAME,
     "NodeRestriction",
 ];
 
@@ -191,6 +193,9 @@ pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
             taint_nodes_by_condition::NAME => {
                 chain.mutating.push(Box::new(taint_nodes_by_condition::TaintNodesByCondition));
             }
+            pod_security::NAME => {
+                chain.validating.push(Box::new(pod_security::PodSecurity));
+            }
             priority::NAME => {
                 chain.mutating.push(Box::new(priority::Priority));
                 chain.validating.push(Box::new(priority::Priority));
@@ -270,5 +275,7 @@ mod tests {
                 "StorageObjectInUseProtection"
             ]
         );
+        let order: Vec<&str> = chain.validating.iter().map(|p| p.name()).collect();
+        assert_eq!(order, ["LimitRanger", "PodSecurity", "Priority"]);
     }
 }
