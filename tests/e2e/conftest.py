@@ -407,8 +407,17 @@ class Cluster:
             data = json.dumps(body)
             h.setdefault("Content-Type", "application/json")
         h.setdefault("Accept", "application/json")
-        return s.request(method, self.url + path, data=data, headers=h, params=params,
-                         timeout=timeout)
+        try:
+            return s.request(method, self.url + path, data=data, headers=h, params=params,
+                             timeout=timeout)
+        except requests.exceptions.ConnectionError as e:
+            # A pooled keep-alive connection the server closed as idle just as it was reused:
+            # the request was not read (no answer came at all), so sending it again is safe,
+            # as Go's and other HTTP clients do.
+            if "Connection aborted" not in str(e):
+                raise
+            return s.request(method, self.url + path, data=data, headers=h, params=params,
+                             timeout=timeout)
 
     def get(self, path, **kw):
         return self.request("GET", path, **kw)

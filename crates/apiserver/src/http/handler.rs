@@ -86,6 +86,7 @@ pub async fn handle(
     });
     let (method, path, version) =
         (req.method().clone(), req.uri().path().to_string(), req.version());
+    let has_body = hyper::body::Body::size_hint(req.body()).upper() != Some(0);
     let result = match authorize::authorize(&api, &attributes) {
         Ok(()) => route(&api, &user, req).await,
         Err(e) => Err(e),
@@ -97,8 +98,11 @@ pub async fn handle(
     if long_running && status.is_success() {
         response = response::hold(response, api.metrics.long_running(&labels));
     }
-    if status == StatusCode::REQUEST_TIMEOUT && version <= http::Version::HTTP_11 {
-        // The rest of the body may still come: the connection cannot be reused.
+    // A refused request's body may not have been read to its end (a body over the limit, one
+    // that never came, one sent to a path that takes none): on HTTP/1 the rest of it would be
+    // read as the next request, so the connection is not reused, and the client is told so.
+    let body_maybe_unread = has_body && (status.is_client_error() || status.is_server_error());
+    if body_maybe_unread && version <= http::Version::HTTP_11 {
         response.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
