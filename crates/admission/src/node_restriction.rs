@@ -67,18 +67,14 @@ impl Plugin for NodeRestriction {
     }
 }
 
-/// Upstream's `admission.NewForbidden`: `RESOURCE.GROUP "NAME" is forbidden: WHY`.
+/// Upstream's `admission.NewForbidden` for the object the request names.
 fn forbidden(a: &Attributes<'_>, why: impl std::fmt::Display) -> StatusError {
-    let resource = if a.group.is_empty() {
-        a.resource.to_string()
-    } else {
-        format!("{}.{}", a.resource, a.group)
-    };
-    StatusError::forbidden(format!("{resource} {:?} is forbidden: {why}", a.name))
+    crate::forbidden(a, None, &why.to_string())
 }
 
+/// A built-in object typed, when there is one.
 fn typed<T: DeserializeOwned>(value: Option<&Value>) -> Option<T> {
-    value.and_then(|v| T::deserialize(v).ok())
+    value.and_then(crate::typed)
 }
 
 /// Whether a node may set `label` on itself, as upstream's `isNodeSelfLabel`.
