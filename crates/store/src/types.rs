@@ -29,8 +29,10 @@ pub struct Page {
     pub items: Vec<KeyValue>,
     /// Whether keys after the last item also match.
     pub more: bool,
-    /// How many matching keys follow the last item (an estimate is allowed).
-    pub remaining: usize,
+    /// How many matching keys follow the last item, when the backend knows it without reading
+    /// them (etcd counts them; the embedded store does not, so that paging through a prefix
+    /// stays linear).
+    pub remaining: Option<usize>,
     /// The revision the page was read at.
     pub revision: Revision,
 }

@@ -157,7 +157,10 @@ async fn etcd_list_edges() {
     let everything = s.list("", None, 0, None).await.unwrap();
     assert_eq!(everything.items.len(), 4);
     let page = s.list("", Some("/p/b"), 1, None).await.unwrap();
-    assert_eq!((page.items[0].key.as_str(), page.more, page.remaining), ("/p\u{ff}", true, 1));
+    assert_eq!(
+        (page.items[0].key.as_str(), page.more, page.remaining),
+        ("/p\u{ff}", true, Some(1))
+    );
     // An empty range still checks and reports the revision.
     s.create("/r", Vec::new()).await.unwrap();
     let past = s.list("/p/", Some("/p/z"), 0, Some(at)).await.unwrap();

@@ -69,6 +69,13 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// The selectable field the watch cache indexes, so that lists and watches selecting one
+    /// value of it cost what they return (pods: `spec.nodeName`, which every node agent
+    /// selects on).
+    fn indexed_field(&self) -> Option<&'static str> {
+        None
+    }
+
     /// The fields this resource offers to field selectors beyond `metadata.name` and
     /// `metadata.namespace`, with their values in `obj`.
     fn selectable_fields(&self, _obj: &Value) -> Vec<(&'static str, String)> {

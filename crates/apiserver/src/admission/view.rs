@@ -36,7 +36,7 @@ impl ClusterView for CacheView<'_> {
     fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let (prefix, whole) = self.prefixes(group, resource, namespace)?;
         let (snapshot, _) = self.cache.resource(&whole)?.snapshot();
-        snapshot.get(&format!("{prefix}{name}")).map(|o| o.value.clone())
+        snapshot.get(&format!("{prefix}{name}")).map(|o| o.value())
     }
 
     fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value> {
@@ -45,6 +45,6 @@ impl ClusterView for CacheView<'_> {
         };
         let Some(cache) = self.cache.resource(&whole) else { return Vec::new() };
         let (snapshot, _) = cache.snapshot();
-        snapshot.range(&prefix, None).map(|o| o.value.clone()).collect()
+        snapshot.range(&prefix, None).map(|o| o.value()).collect()
     }
 }

@@ -150,7 +150,7 @@ fn cached<R>(
     let info = api.registry.catalog().lookup("", "v1", plural)?;
     let cache = api.registry.cache().resource(&info.storage_prefix())?;
     let (snapshot, _) = cache.snapshot();
-    snapshot.get(&info.storage_key(namespace, name)).map(|o| read(&o.value))
+    snapshot.get(&info.storage_key(namespace, name)).map(|o| read(&o.value()))
 }
 
 #[cfg(test)]

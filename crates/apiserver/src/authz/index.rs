@@ -58,13 +58,13 @@ fn refresh<T: DeserializeOwned>(cache: Option<&Arc<ResourceCache>>, decoded: &mu
     let (snapshot, _) = cache.snapshot();
     let mut next = HashMap::with_capacity(decoded.len());
     for object in snapshot.range(cache.prefix(), None) {
-        match decoded.remove(&object.key) {
+        match decoded.remove(&*object.key) {
             Some((revision, typed)) if revision == object.mod_revision => {
-                next.insert(object.key.clone(), (revision, typed));
+                next.insert(object.key.to_string(), (revision, typed));
             }
-            _ => match T::deserialize(&object.value) {
+            _ => match object.decode_as::<T>() {
                 Ok(typed) => {
-                    next.insert(object.key.clone(), (object.mod_revision, Arc::new(typed)));
+                    next.insert(object.key.to_string(), (object.mod_revision, Arc::new(typed)));
                 }
                 Err(e) => {
                     tracing::warn!(key = %object.key, error = %e, "RBAC object does not decode; ignored")
@@ -151,6 +151,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::watchcache::Shape;
 
     async fn wait_until(index: &PolicyIndex, what: impl Fn(&Policy) -> bool) -> bool {
         for _ in 0..200 {
@@ -167,9 +168,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap());
-        let prefixes =
-            [ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS].map(String::from);
-        let cache = WatchCache::start(Arc::clone(&store), prefixes).await.unwrap();
+        let prefixes = [ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS];
+        let shapes = Shape::of_prefixes(&krust_api::Catalog::builtin(), &prefixes);
+        let cache = WatchCache::start(Arc::clone(&store), shapes).await.unwrap();
         let index = PolicyIndex::new(&cache);
         assert!(index.current().is_empty());
 

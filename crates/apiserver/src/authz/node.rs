@@ -84,11 +84,11 @@ impl Built {
         let from = self.revisions[which];
         if from != 0
             && let WatchStart::Ready { replay, snapshot_revision, .. } =
-                cache.watch_from(Some(from))
+                cache.watch_from(Some(from), None)
         {
             for event in replay {
-                let value = (event.kind != EventKind::Delete).then_some(&event.object.value);
-                set(self, &event.object.key, value);
+                let value = (event.kind != EventKind::Delete).then(|| event.object.value());
+                set(self, &event.object.key, value.as_ref());
             }
             self.revisions[which] = snapshot_revision;
             return;
@@ -103,7 +103,7 @@ impl Built {
             set(self, &key, None);
         }
         for object in snapshot.range(cache.prefix(), None) {
-            set(self, &object.key, Some(&object.value));
+            set(self, &object.key, Some(&object.value()));
         }
         self.revisions[which] = revision;
     }
@@ -166,6 +166,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::watchcache::Shape;
 
     async fn wait_until(index: &GraphIndex, what: impl Fn(&Graph) -> bool) -> bool {
         for _ in 0..200 {
@@ -182,8 +183,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap());
-        let cache =
-            WatchCache::start(Arc::clone(&store), [PODS, CLAIMS].map(String::from)).await.unwrap();
+        let shapes = Shape::of_prefixes(&krust_api::Catalog::builtin(), &[PODS, CLAIMS]);
+        let cache = WatchCache::start(Arc::clone(&store), shapes).await.unwrap();
         let index = GraphIndex::new(&cache);
         let pod = |node: &str, secret: &str| {
             serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Pod",

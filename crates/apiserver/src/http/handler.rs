@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::body;
 use super::inflight::{self, RequestKind};
+use super::list;
 use super::malformed;
 use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
@@ -397,18 +398,9 @@ async fn resource(
                 meta["remainingItemCount"] = json!(remaining);
             }
             if table_wanted {
-                return Ok(response::json(
-                    StatusCode::OK,
-                    &table(&info, &listed.items, meta, include),
-                ));
+                return Ok(list::table(&info, meta, listed.items, include));
             }
-            let list = json!({
-                "kind": format!("{}List", info.kind),
-                "apiVersion": info.api_version(),
-                "metadata": meta,
-                "items": listed.items,
-            });
-            Ok(response::json(StatusCode::OK, &list))
+            Ok(list::list(&info, meta, listed.items))
         }
         ("watch", Subresource::Main) => {
             let mut opts = ListOptions::from_query(&query, true)?;
@@ -583,17 +575,30 @@ fn encode_event(
     as_table: bool,
     include: IncludeObject,
 ) -> Bytes {
-    use crate::registry::WatchKind;
+    use crate::registry::{Served, WatchKind};
     let object = match event.kind {
         WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if as_table => {
-            table(info, &[event.object], json!({}), include)
+            Served::Value(table(info, &[event.object.into_value()], json!({}), include))
         }
         _ => event.object,
     };
-    let mut line = serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object}))
-        .unwrap_or_default();
-    line.push(b'\n');
-    // The watch's queue counts bytes by length: give back the spare capacity (in place).
+    // The object's bytes are framed as they are: encoded once, in the cache.
+    let kind = event.kind.as_str();
+    let mut line = Vec::with_capacity(kind.len() + 24 + served_len(&object));
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    object.write_json(&mut line);
+    line.extend_from_slice(b"}\n");
+    // The watch's queue counts bytes by length: give back any spare capacity (in place).
     line.shrink_to_fit();
     Bytes::from(line)
+}
+
+/// The length of an object's JSON when it is known without encoding it.
+fn served_len(object: &crate::registry::Served) -> usize {
+    match object {
+        crate::registry::Served::Cached(cached) => cached.json.len(),
+        crate::registry::Served::Value(_) => 0,
+    }
 }

@@ -4,6 +4,7 @@
 mod body;
 mod handler;
 pub mod inflight;
+mod list;
 mod malformed;
 pub mod request_info;
 mod response;

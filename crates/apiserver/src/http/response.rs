@@ -102,6 +102,23 @@ pub fn stream(
     response
 }
 
+/// A response whose body is written as `chunks` come (in frames of at most [`MAX_FRAME`]
+/// bytes): a list assembled while it is sent.
+pub fn streamed(
+    code: StatusCode,
+    chunks: impl futures::Stream<Item = Bytes> + Send + Sync + 'static,
+    content_type: &str,
+) -> Response<Body> {
+    let frames = chunks.flat_map(|chunk| futures::stream::iter(frames_of(chunk)));
+    let body = StreamBody::new(frames.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let mut response = Response::new(BodyExt::boxed(body));
+    *response.status_mut() = code;
+    if let Ok(value) = HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
 /// A body that keeps `guard` alive until it is done or dropped.
 struct Held<G> {
     inner: Body,

@@ -42,7 +42,8 @@ fn columns(info: &ResourceInfo) -> Vec<Column> {
     columns
 }
 
-fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &TableContext) -> Value {
+/// One row of the table: the cells of `obj`, and what `include` asks for of it.
+pub fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &TableContext) -> Value {
     let mut cells = Vec::new();
     if !info.strategy.owns_name_column() {
         cells.push(Value::from(meta_str(obj, "name").unwrap_or_default()));
@@ -68,6 +69,16 @@ fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &TableCont
     row
 }
 
+/// The table's column definitions.
+fn definitions(info: &ResourceInfo) -> Vec<Value> {
+    columns(info)
+        .iter()
+        .map(|c| {
+            json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
+        })
+        .collect()
+}
+
 /// A table of `objects` (served versions) with list metadata.
 pub fn table(
     info: &ResourceInfo,
@@ -76,18 +87,24 @@ pub fn table(
     include: IncludeObject,
 ) -> Value {
     let ctx = TableContext { now: Utc::now() };
-    let definitions: Vec<Value> = columns(info)
-        .iter()
-        .map(|c| {
-            json!({"name": c.name, "type": c.kind, "format": c.format, "description": c.description, "priority": c.priority})
-        })
-        .collect();
     let rows: Vec<Value> = objects.iter().map(|o| row(info, o, include, &ctx)).collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
-        "columnDefinitions": definitions,
+        "columnDefinitions": definitions(info),
         "rows": rows,
+    })
+}
+
+/// A table without rows, for a body that streams its rows after it: its JSON, up to where
+/// the rows go.
+pub fn head(info: &ResourceInfo, list_meta: Value) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions(info),
+        "rows": [],
     })
 }

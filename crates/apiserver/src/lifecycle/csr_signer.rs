@@ -235,8 +235,9 @@ pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
             seen = Some(changed);
             let work: Vec<Value> = snapshot
                 .range(cache.prefix(), None)
-                .filter(|o| pending(&o.value))
-                .map(|o| crate::registry::to_served(&info, o.value.clone()))
+                .map(|o| o.value())
+                .filter(pending)
+                .map(|o| crate::registry::to_served(&info, o))
                 .collect();
             for mut csr in work {
                 let name = csr

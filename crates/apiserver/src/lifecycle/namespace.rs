@@ -55,7 +55,7 @@ pub async fn pass(api: &ApiServer) -> Result<bool, StatusError> {
         return Ok(false);
     };
     let mut terminating = false;
-    let namespaces = registry.list(&ns_info, None, &list_all()?).await?.items;
+    let namespaces = registry.list(&ns_info, None, &list_all()?).await?.items.into_values();
     for ns in namespaces {
         if ns.pointer("/metadata/deletionTimestamp").is_none() {
             continue;
@@ -234,7 +234,8 @@ async fn empty(api: &ApiServer, namespace: &str) -> Result<Remaining, StatusErro
             continue;
         }
         // Deleted now or pending; what the cache still shows is looked at again next pass.
-        let left = api.registry.list(&info, Some(namespace), &list_all()?).await?.items;
+        let left =
+            api.registry.list(&info, Some(namespace), &list_all()?).await?.items.into_values();
         if left.is_empty() {
             continue;
         }

@@ -73,9 +73,10 @@ pub async fn pass(api: &ApiServer, ca_pem: &str) -> Result<(), StatusError> {
         return Ok(());
     };
     for ns in namespaces.range(NAMESPACES, None) {
-        let terminating = ns.value.pointer("/metadata/deletionTimestamp").is_some()
-            || path(&ns.value, "status.phase").and_then(Value::as_str) == Some("Terminating");
-        let Some(name) = meta_str(&ns.value, "name").filter(|_| !terminating) else { continue };
+        let ns = ns.value();
+        let terminating = ns.pointer("/metadata/deletionTimestamp").is_some()
+            || path(&ns, "status.phase").and_then(Value::as_str) == Some("Terminating");
+        let Some(name) = meta_str(&ns, "name").filter(|_| !terminating) else { continue };
         if sa.get(&format!("{SERVICE_ACCOUNTS}{name}/{DEFAULT_SERVICE_ACCOUNT}")).is_none() {
             let account = json!({
                 "apiVersion": "v1", "kind": "ServiceAccount",
@@ -99,10 +100,10 @@ pub async fn pass(api: &ApiServer, ca_pem: &str) -> Result<(), StatusError> {
                 ignore_gone(registry.create(&config_maps, Some(name), wanted, opts).await)?;
             }
             Some(current)
-                if current.value.pointer("/data/ca.crt").and_then(Value::as_str)
+                if current.value().pointer("/data/ca.crt").and_then(Value::as_str)
                     != Some(ca_pem) =>
             {
-                let mut fixed = current.value.clone();
+                let mut fixed = current.value();
                 fixed["data"] = json!({"ca.crt": ca_pem});
                 if let Some(meta) = fixed.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");

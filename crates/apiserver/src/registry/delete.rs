@@ -214,7 +214,7 @@ impl Registry {
     ) -> Result<Vec<Value>, StatusError> {
         let listed = self.list(info, namespace, list_opts).await?;
         let mut deleted = Vec::new();
-        for obj in listed.items {
+        for obj in listed.items.into_values() {
             let name = meta_str(&obj, "name").unwrap_or_default().to_string();
             let ns = meta_str(&obj, "namespace").map(str::to_string);
             match self.delete(info, ns.as_deref().or(namespace), &name, opts).await {

@@ -1,6 +1,14 @@
 //! List: served from the watch cache at the revision asked for, paginated with continue
 //! tokens; pages older than the cache's window are read from the store.
+//!
+//! A list from the cache copies no object: it selects on each object's precomputed labels and
+//! fields, and hands out the objects' shared encoded bytes. A page (`limit`) is gathered first,
+//! since its metadata (the continue token) precedes its items; a list without a limit is a
+//! [walk](ListItems) over a snapshot of the cache that the response writes as it goes, so its
+//! memory does not grow with its size. A field selector on the indexed field (pods'
+//! `spec.nodeName`) reads only the objects that have the value.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use krust_api::object::meta_str;
@@ -11,13 +19,168 @@ use serde_json::{Value, json};
 use super::continue_token::ContinueToken;
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error, decode, store_error, to_served};
-use crate::watchcache::ResourceCache;
+use crate::watchcache::{CachedObject, ListSnapshot, ResourceCache};
+
+/// One object of a list or watch, in the version served.
+#[derive(Debug, Clone)]
+pub enum Served {
+    /// A cached object whose stored version is the one served: its bytes are the answer.
+    Cached(Arc<CachedObject>),
+    /// An object decoded and converted to the version served.
+    Value(Value),
+}
+
+impl Served {
+    /// The object decoded.
+    pub fn into_value(self) -> Value {
+        match self {
+            Served::Cached(object) => object.value(),
+            Served::Value(value) => value,
+        }
+    }
+
+    /// Appends the object's JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Served::Cached(object) => out.extend_from_slice(&object.json),
+            Served::Value(value) => {
+                // Writing a `Value` into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, value);
+            }
+        }
+    }
+}
+
+/// The cached object as `info` serves it, if it passes the selectors of `opts`. Objects whose
+/// stored version is the served one are selected on their precomputed labels and fields and
+/// served as their bytes; others are converted, then selected.
+pub(super) fn serve_selected(
+    info: &ResourceInfo,
+    opts: &ListOptions,
+    object: &Arc<CachedObject>,
+) -> Option<Served> {
+    if info.conversion.is_none() {
+        let selected = opts.labels.matches(object.labels())
+            && opts.fields.matches(|field| object.field(field).map(str::to_string));
+        return selected.then(|| Served::Cached(Arc::clone(object)));
+    }
+    let served = to_served(info, object.value());
+    selected(info, opts, &served).then_some(Served::Value(served))
+}
+
+/// The objects of a list, in the served version, in key order.
+pub struct ListItems(Items);
+
+enum Items {
+    /// Gathered already (a page, or objects decoded from the store).
+    Gathered(std::vec::IntoIter<Served>),
+    /// Selected while the response is written.
+    Walk(Box<Walk>),
+}
+
+impl ListItems {
+    fn gathered(items: Vec<Served>) -> Self {
+        Self(Items::Gathered(items.into_iter()))
+    }
+
+    /// Every object, decoded (for callers in the server).
+    pub fn into_values(self) -> Vec<Value> {
+        self.map(Served::into_value).collect()
+    }
+}
+
+impl Iterator for ListItems {
+    type Item = Served;
+
+    fn next(&mut self) -> Option<Served> {
+        match &mut self.0 {
+            Items::Gathered(items) => items.next(),
+            Items::Walk(walk) => walk.next(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ListItems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListItems")
+    }
+}
+
+/// How many objects a walk reads from the snapshot at a time.
+const WALK_BATCH: usize = 256;
+
+/// A walk over a snapshot, selecting the objects of a list as they are asked for.
+struct Walk {
+    info: ResourceInfo,
+    opts: ListOptions,
+    snapshot: ListSnapshot,
+    prefix: String,
+    /// The indexed field and the value the selector requires, when the snapshot has its index.
+    indexed: Option<(&'static str, String)>,
+    /// The last key read.
+    after: Option<Arc<str>>,
+    ready: VecDeque<Served>,
+    done: bool,
+}
+
+impl Walk {
+    /// The objects under `prefix` after `after` that `opts` selects, through the index when it
+    /// narrows them. Up to `limit` (0: all) are taken, then the rest yield whether more follow.
+    fn objects<'a>(
+        snapshot: &'a ListSnapshot,
+        indexed: Option<&(&'static str, String)>,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<CachedObject>> + 'a> {
+        if let Some((field, value)) = indexed
+            && let Some(objects) = snapshot.indexed(field, value, prefix, after)
+        {
+            return Box::new(objects);
+        }
+        Box::new(snapshot.range(prefix, after))
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Served;
+
+    fn next(&mut self) -> Option<Served> {
+        while self.ready.is_empty() && !self.done {
+            let batch: Vec<Arc<CachedObject>> = Self::objects(
+                &self.snapshot,
+                self.indexed.as_ref(),
+                &self.prefix,
+                self.after.as_deref(),
+            )
+            .take(WALK_BATCH)
+            .cloned()
+            .collect();
+            self.done = batch.len() < WALK_BATCH;
+            if let Some(last) = batch.last() {
+                self.after = Some(Arc::clone(&last.key));
+            }
+            self.ready
+                .extend(batch.iter().filter_map(|o| serve_selected(&self.info, &self.opts, o)));
+        }
+        self.ready.pop_front()
+    }
+}
+
+/// The indexed field and value a selector narrows a list of `info` to, if any.
+fn narrowed(
+    info: &ResourceInfo,
+    cache: &ResourceCache,
+    opts: &ListOptions,
+) -> Option<(&'static str, String)> {
+    let field = cache.shape().indexed_field().filter(|_| info.conversion.is_none())?;
+    Some((field, opts.fields.requires_exact(field)?.to_string()))
+}
 
 /// One page of a list.
 #[derive(Debug)]
 pub struct ListResult {
     /// The objects, in the served version.
-    pub items: Vec<Value>,
+    pub items: ListItems,
     /// The revision the list was read at.
     pub revision: Revision,
     /// The token of the next page, if there is one.
@@ -118,25 +281,39 @@ impl Registry {
                 (snapshot, reached.max(resource_revision))
             }
         };
+        let indexed = narrowed(info, cache, opts);
+        if opts.limit == 0 {
+            // No page: the response walks the snapshot as it writes.
+            let walk = Walk {
+                info: *info,
+                opts: opts.clone(),
+                snapshot,
+                after: start_after.map(Into::into),
+                prefix,
+                indexed,
+                ready: VecDeque::new(),
+                done: false,
+            };
+            let items = ListItems(Items::Walk(Box::new(walk)));
+            return Ok(ListResult { items, revision, continue_token: None, remaining: None });
+        }
         let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
         let mut items = Vec::new();
         let mut last_key = None;
-        let mut objects = snapshot.range(&prefix, start_after.as_deref());
+        let mut objects =
+            Walk::objects(&snapshot, indexed.as_ref(), &prefix, start_after.as_deref());
         for object in objects.by_ref() {
-            let served = to_served(info, object.value.clone());
-            if !selected(info, opts, &served) {
-                continue;
-            }
+            let Some(served) = serve_selected(info, opts, object) else { continue };
             items.push(served);
-            if opts.limit > 0 && items.len() == opts.limit {
-                last_key = Some(object.key.clone());
+            if items.len() == opts.limit {
+                last_key = Some(Arc::clone(&object.key));
                 break;
             }
         }
         let (mut more, mut remaining) = (false, None);
         if last_key.is_some() {
             if filtering {
-                more = objects.any(|o| selected(info, opts, &to_served(info, o.value.clone())));
+                more = objects.any(|o| serve_selected(info, opts, o).is_some());
             } else {
                 let rest = objects.count();
                 more = rest > 0;
@@ -149,7 +326,7 @@ impl Registry {
             }
             _ => None,
         };
-        Ok(ListResult { items, revision, continue_token, remaining })
+        Ok(ListResult { items: ListItems::gathered(items), revision, continue_token, remaining })
     }
 
     /// Reads a page at a revision older than the cache keeps, from the store.
@@ -190,7 +367,7 @@ impl Registry {
                 start_after = Some(kv.key.clone());
                 let served = to_served(info, decode(kv)?);
                 if selected(info, opts, &served) {
-                    items.push(served);
+                    items.push(Served::Value(served));
                 }
             }
             let full = opts.limit > 0 && items.len() >= opts.limit;
@@ -202,6 +379,7 @@ impl Registry {
                         .unwrap_or_default();
                     ContinueToken { revision, after }.encode()
                 });
+                let items = ListItems::gathered(items);
                 return Ok(ListResult { items, revision, continue_token, remaining: None });
             }
         }

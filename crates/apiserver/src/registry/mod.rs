@@ -28,11 +28,11 @@ use krust_store::{KeyValue, Store, StoreError};
 use serde_json::Value;
 
 use crate::admission::{Admission, CacheView};
-use crate::watchcache::{CacheError, HistoryLimits, WatchCache};
+use crate::watchcache::{CacheError, HistoryLimits, Shape, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted};
 pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
-pub use list::ListResult;
+pub use list::{ListItems, ListResult, Served};
 pub use meta::timestamp;
 pub use options::FieldValidation;
 pub use subresource::Subresource;
@@ -93,11 +93,9 @@ impl Registry {
         ranges: ServiceRanges,
         history: HistoryLimits,
     ) -> Result<Self, StoreError> {
-        let mut prefixes: Vec<String> =
-            catalog.entries().iter().map(ResourceInfo::storage_prefix).collect();
-        prefixes.sort();
-        prefixes.dedup();
-        let cache = WatchCache::start_with(Arc::clone(&store), prefixes, history).await?;
+        let cache =
+            WatchCache::start_with(Arc::clone(&store), Shape::of_catalog(&catalog), history)
+                .await?;
         let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
         hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
         Ok(Self {

@@ -9,9 +9,14 @@
 //! (initial, replayed or live) that finds no room waits `slow_grace` for the client to read;
 //! then, as upstream's cacher does with unresponsive watchers, the watch ends and its queued
 //! events are dropped (the client watches again from the last resourceVersion it saw). The
-//! resource cache's broadcast (shared by every watcher of a resource) holds what the slowest
-//! watcher has not taken yet, at most `LIVE_BUFFER` (1,024) events; a watcher that falls that
-//! far behind ends as well.
+//! resource cache hands each watcher its events through a queue of its own (at most
+//! [`WATCHER_QUEUE`](crate::watchcache::WATCHER_QUEUE) events); a watcher that falls that far
+//! behind ends as well. A watcher selecting one value of the cache's indexed field (pods'
+//! `spec.nodeName`) is handed only the events of objects that had or have that value.
+//!
+//! Events are selected on each object's precomputed labels and fields and carry the object's
+//! shared encoded bytes: a watcher copies no object and encodes none again, it frames the
+//! bytes.
 //!
 //! Every watch ends at its timeout: `timeoutSeconds`, or without one a random duration between
 //! `min_request_timeout` and twice that, as upstream spreads re-watches. At the timeout the
@@ -31,13 +36,12 @@ use bytes::Bytes;
 use krust_api::ResourceInfo;
 use krust_api::StatusError;
 use krust_store::{EventKind, Revision};
-use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use serde_json::json;
 
-use super::list::{check_fields, selected};
+use super::list::{Served, check_fields, serve_selected};
 use super::options::{ListOptions, RevisionMatch};
-use super::{Registry, cache_error, to_served};
-use crate::watchcache::{CacheEvent, CachedObject, ListSnapshot, WatchStart};
+use super::{Registry, cache_error};
+use crate::watchcache::{CacheEvent, CachedObject, ListSnapshot, Live, Subscription, WatchStart};
 
 pub use outbox::WatchStream;
 use outbox::{Outbox, Push};
@@ -124,7 +128,7 @@ pub struct WatchEvent {
     /// Its type.
     pub kind: WatchKind,
     /// The object (served version), a bookmark's stub or an error's Status.
-    pub object: Value,
+    pub object: Served,
 }
 
 /// Turns an event into the bytes sent for it (one line of JSON, a table row...). The queue
@@ -146,6 +150,10 @@ enum End {
 
 struct Watcher {
     info: ResourceInfo,
+    /// How the cache keeps the resource (to decode events read from the store).
+    shape: crate::watchcache::Shape,
+    /// The field the cache indexes, if any.
+    indexed_field: Option<&'static str>,
     opts: ListOptions,
     prefix: String,
     limits: WatchLimits,
@@ -159,12 +167,12 @@ impl Watcher {
         if !event.object.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = to_served(&self.info, event.object.value.clone());
-        let now_selected = selected(&self.info, &self.opts, &now);
-        let before_selected = event.prev.as_ref().is_some_and(|p| {
-            selected(&self.info, &self.opts, &to_served(&self.info, p.value.clone()))
-        });
-        let kind = match (event.kind, before_selected, now_selected) {
+        let now = serve_selected(&self.info, &self.opts, &event.object);
+        let before_selected = event
+            .prev
+            .as_ref()
+            .is_some_and(|p| serve_selected(&self.info, &self.opts, p).is_some());
+        let kind = match (event.kind, before_selected, now.is_some()) {
             (EventKind::Delete, true, _) => WatchKind::Deleted,
             (EventKind::Delete, false, _) => return None,
             (_, true, true) => WatchKind::Modified,
@@ -172,7 +180,17 @@ impl Watcher {
             (_, true, false) => WatchKind::Deleted,
             (_, false, false) => return None,
         };
-        Some(WatchEvent { kind, object: now })
+        // An object that left the selection is sent as it is now.
+        let object = now.unwrap_or_else(|| self.served(&event.object));
+        Some(WatchEvent { kind, object })
+    }
+
+    /// The object as this watcher serves it.
+    fn served(&self, object: &Arc<CachedObject>) -> Served {
+        match self.info.conversion {
+            None => Served::Cached(Arc::clone(object)),
+            Some(_) => Served::Value(super::to_served(&self.info, object.value())),
+        }
     }
 
     fn bookmark(&self, revision: Revision, initial_end: bool) -> WatchEvent {
@@ -182,7 +200,9 @@ impl Watcher {
         }
         WatchEvent {
             kind: WatchKind::Bookmark,
-            object: json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata}),
+            object: Served::Value(
+                json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": metadata}),
+            ),
         }
     }
 
@@ -252,6 +272,8 @@ impl Registry {
         let (outbox, stream) = outbox::channel(limits.buffer_bytes, limits.buffer_events);
         let watcher = Watcher {
             info: *info,
+            shape: *cache.shape(),
+            indexed_field: cache.shape().indexed_field(),
             prefix: info.storage_prefix_in(namespace),
             opts,
             limits,
@@ -259,7 +281,13 @@ impl Registry {
             outbox,
         };
         let reached = self.cache.revision();
-        match cache.watch_from(resume_from) {
+        // A watch of one value of the indexed field (a node's pods) is handed only its events.
+        let value = cache
+            .shape()
+            .indexed_field()
+            .filter(|_| info.conversion.is_none())
+            .and_then(|field| watcher.opts.fields.requires_exact(field));
+        match cache.watch_from(resume_from, value) {
             WatchStart::TooOld { oldest } => {
                 // Older than the cache's window (for example just after a restart): follow the
                 // store's own history instead, which reaches back to the last compaction.
@@ -276,8 +304,10 @@ impl Registry {
                             StatusError::gone(format!("too old resource version: {rv} ({oldest})"))
                                 .to_status();
                         // The watch itself succeeds and carries the error, as upstream's cacher does.
-                        let error =
-                            (watcher.encode)(WatchEvent { kind: WatchKind::Error, object: status });
+                        let error = (watcher.encode)(WatchEvent {
+                            kind: WatchKind::Error,
+                            object: Served::Value(status),
+                        });
                         let _ = watcher.outbox.try_push(error);
                         watcher.outbox.close();
                     }
@@ -303,16 +333,15 @@ async fn follow_cache(
     watcher: &Watcher,
     initial: Option<(ListSnapshot, Revision)>,
     replay: Vec<Arc<CacheEvent>>,
-    live: broadcast::Receiver<Arc<CacheEvent>>,
+    live: Subscription,
     revision: tokio::sync::watch::Receiver<Revision>,
 ) -> End {
     let start = async {
         if let Some((snapshot, at)) = initial {
-            for object in snapshot.range(&watcher.prefix, None) {
-                let served = to_served(&watcher.info, object.value.clone());
-                if selected(&watcher.info, &watcher.opts, &served) {
-                    watcher.send(WatchEvent { kind: WatchKind::Added, object: served }).await?;
-                }
+            let objects: Vec<Served> = initial_objects(watcher, &snapshot).collect();
+            drop(snapshot);
+            for object in objects {
+                watcher.send(WatchEvent { kind: WatchKind::Added, object }).await?;
             }
             if watcher.opts.send_initial_events == Some(true) && watcher.opts.bookmarks {
                 watcher.send(watcher.bookmark(at, true)).await?;
@@ -329,6 +358,26 @@ async fn follow_cache(
         Ok(()) => follow(watcher, live, revision).await,
         Err(end) => end,
     }
+}
+
+/// The objects of a snapshot this watcher selects, through the index when it narrows them.
+fn initial_objects<'a>(
+    watcher: &'a Watcher,
+    snapshot: &'a ListSnapshot,
+) -> impl Iterator<Item = Served> + 'a {
+    let field = snapshot_index_field(watcher);
+    let indexed = field.and_then(|(f, v)| snapshot.indexed(f, v, &watcher.prefix, None));
+    let objects: Box<dyn Iterator<Item = &Arc<CachedObject>>> = match indexed {
+        Some(objects) => Box::new(objects),
+        None => Box::new(snapshot.range(&watcher.prefix, None)),
+    };
+    objects.filter_map(|o| serve_selected(&watcher.info, &watcher.opts, o))
+}
+
+/// The indexed field and the value this watcher's selector requires of it, if any.
+fn snapshot_index_field(watcher: &Watcher) -> Option<(&'static str, &str)> {
+    let field = watcher.indexed_field.filter(|_| watcher.info.conversion.is_none())?;
+    Some((field, watcher.opts.fields.requires_exact(field)?))
 }
 
 /// Forwards events read from the store's history (a watch older than the cache's window)
@@ -349,7 +398,7 @@ async fn follow_store(watcher: &Watcher, mut history: krust_store::WatchStream) 
                 ))
                 .to_status();
                 return match watcher
-                    .send(WatchEvent { kind: WatchKind::Error, object: status })
+                    .send(WatchEvent { kind: WatchKind::Error, object: Served::Value(status) })
                     .await
                 {
                     Ok(()) => End::Finished,
@@ -371,8 +420,9 @@ async fn follow_store(watcher: &Watcher, mut history: krust_store::WatchStream) 
             }
             continue;
         }
-        let Some(object) = CachedObject::decode(event.kv) else { continue };
-        let prev = event.prev.and_then(CachedObject::decode).map(Arc::new);
+        let shape = &watcher.shape;
+        let Some(object) = CachedObject::decode(event.kv, shape) else { continue };
+        let prev = event.prev.and_then(|kv| CachedObject::decode(kv, shape)).map(Arc::new);
         let cache_event = CacheEvent {
             kind: event.kind,
             object: Arc::new(object),
@@ -391,7 +441,7 @@ async fn follow_store(watcher: &Watcher, mut history: krust_store::WatchStream) 
 /// is rebuilt.
 async fn follow(
     watcher: &Watcher,
-    mut live: broadcast::Receiver<Arc<CacheEvent>>,
+    mut live: Subscription,
     revision: tokio::sync::watch::Receiver<Revision>,
 ) -> End {
     let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
@@ -402,17 +452,17 @@ async fn follow(
             biased;
             () = watcher.outbox.gone() => return End::ClientGone,
             received = live.recv() => match received {
-                Ok(event) => {
+                Live::Event(event) => {
                     if let Some(out) = watcher.translate(&event)
                         && let Err(end) = watcher.send(out).await
                     {
                         return end;
                     }
                 }
-                // Fell out of the broadcast: the client re-watches from where it got to.
-                Err(broadcast::error::RecvError::Lagged(_)) => return End::TooSlow,
+                // Fell behind: the client re-watches from where it got to.
+                Live::Lagged => return End::TooSlow,
                 // The cache was rebuilt.
-                Err(broadcast::error::RecvError::Closed) => return End::Finished,
+                Live::Closed => return End::Finished,
             },
             _ = ticker.tick(), if watcher.opts.bookmarks => {
                 let reached = *revision.borrow();
@@ -646,6 +696,7 @@ mod tests {
     use crate::registry::options::Query;
     use crate::registry::{ServiceRanges, WriteOptions};
     use crate::watchcache::HistoryLimits;
+    use serde_json::Value;
 
     #[test]
     fn a_watch_without_timeout_lasts_between_once_and_twice_the_minimum() {
@@ -723,8 +774,9 @@ mod tests {
 
     fn lines() -> Encoder {
         Box::new(|event| {
+            let object = event.object.into_value();
             let mut line =
-                serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": event.object}))
+                serde_json::to_vec(&json!({"type": event.kind.as_str(), "object": object}))
                     .unwrap();
             line.push(b'\n');
             Bytes::from(line)
@@ -806,7 +858,7 @@ mod tests {
         // Both revisions are older than the cache's window.
         let cache = registry.resource_cache(&info).unwrap();
         let oldest: Revision = revisions[1].parse().unwrap();
-        assert!(matches!(cache.watch_from(Some(oldest - 1)), WatchStart::TooOld { .. }));
+        assert!(matches!(cache.watch_from(Some(oldest - 1), None), WatchStart::TooOld { .. }));
         assert!(cache.snapshot_at(oldest).is_none());
         let query = format!("resourceVersion={}&timeoutSeconds=5", revisions[0]);
         let opts = ListOptions::from_query(&Query::parse(Some(&query)), true).unwrap();
@@ -824,7 +876,7 @@ mod tests {
         let query = format!("resourceVersion={}&resourceVersionMatch=Exact", revisions[1]);
         let opts = ListOptions::from_query(&Query::parse(Some(&query)), false).unwrap();
         let listed = registry.list(&info, Some("default"), &opts).await.unwrap();
-        assert_eq!(listed.items.len(), 2);
+        assert_eq!(listed.items.count(), 2);
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@
 //! store's history. When the store watch fails, every cache is rebuilt from a fresh list and
 //! every watcher is closed, as upstream's cacher does.
 
+mod dispatch;
+mod object;
 mod resource;
 
 use std::collections::HashMap;
@@ -21,9 +23,11 @@ use futures::StreamExt;
 use krust_store::{EventKind, Revision, Store, StoreError};
 use tokio::sync::watch;
 
+pub use dispatch::{Live, Subscription, WATCHER_QUEUE};
+pub use object::{CachedObject, Shape};
 pub use resource::{
-    CacheEvent, CachedObject, HistoryBudget, HistoryLimits, ListSnapshot,
-    MIN_EVENTS_UNDER_PRESSURE, ResourceCache, WatchStart,
+    CacheEvent, HistoryBudget, HistoryLimits, ListSnapshot, MIN_EVENTS_UNDER_PRESSURE,
+    ResourceCache, WatchStart,
 };
 
 /// The caches of all resources and the revision they have all reached.
@@ -33,6 +37,9 @@ pub struct WatchCache {
     revision: watch::Sender<Revision>,
     budget: Arc<HistoryBudget>,
 }
+
+/// How many keys the cache reads from the store at a time when it fills.
+const FILL_PAGE: usize = 10_000;
 
 /// How long a read waits for the cache to reach a revision before giving up.
 const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
@@ -49,27 +56,28 @@ pub enum CacheError {
 }
 
 impl WatchCache {
-    /// Creates caches for the given storage prefixes (each `/registry/<group>/<resource>/`),
-    /// fills them from the store and starts following it, with the default history limits.
+    /// Creates caches for the given resources (one per storage prefix
+    /// `/registry/<group>/<resource>/`), fills them from the store and starts following it,
+    /// with the default history limits.
     pub async fn start(
         store: Arc<dyn Store>,
-        prefixes: impl IntoIterator<Item = String>,
+        shapes: impl IntoIterator<Item = Shape>,
     ) -> Result<Arc<Self>, StoreError> {
-        Self::start_with(store, prefixes, HistoryLimits::default()).await
+        Self::start_with(store, shapes, HistoryLimits::default()).await
     }
 
     /// [`start`](Self::start), keeping history within `limits`.
     pub async fn start_with(
         store: Arc<dyn Store>,
-        prefixes: impl IntoIterator<Item = String>,
+        shapes: impl IntoIterator<Item = Shape>,
         limits: HistoryLimits,
     ) -> Result<Arc<Self>, StoreError> {
         let budget = Arc::new(HistoryBudget::new(limits.total_bytes));
-        let resources = prefixes
+        let resources = shapes
             .into_iter()
-            .map(|p| {
-                let cache = ResourceCache::with_limits(p.clone(), limits, Arc::clone(&budget));
-                (p, Arc::new(cache))
+            .map(|shape| {
+                let cache = ResourceCache::with_limits(shape, limits, Arc::clone(&budget));
+                (cache.prefix().to_string(), Arc::new(cache))
             })
             .collect();
         let (revision, _) = watch::channel(0);
@@ -118,21 +126,21 @@ impl WatchCache {
         Ok(self.revision().max(current))
     }
 
-    /// Reads every key under `/registry/` and resets every cache to it. Returns the revision
-    /// of the read.
+    /// Reads every key under `/registry/` in one pass (pages at one revision) and resets every
+    /// cache to it. Returns the revision of the read.
     async fn relist(&self) -> Result<Revision, StoreError> {
         let mut by_prefix: HashMap<&str, Vec<CachedObject>> = HashMap::new();
         let mut after: Option<String> = None;
         let mut revision = None;
         loop {
-            let page = self.store.list("/registry/", after.as_deref(), 1000, revision).await?;
+            let page = self.store.list("/registry/", after.as_deref(), FILL_PAGE, revision).await?;
             revision = Some(page.revision);
             for kv in page.items {
                 after = Some(kv.key.clone());
-                let Some((prefix, _)) = self.resources.get_key_value(prefix_of(&kv.key)) else {
+                let Some((prefix, cache)) = self.resources.get_key_value(prefix_of(&kv.key)) else {
                     continue;
                 };
-                if let Some(object) = CachedObject::decode(kv) {
+                if let Some(object) = CachedObject::decode(kv, cache.shape()) {
                     by_prefix.entry(prefix.as_str()).or_default().push(object);
                 }
             }

@@ -3,10 +3,11 @@
 //!
 //! # What it costs
 //!
-//! Each [`CachedObject`] knows its [`size`](CachedObject::size): the heap bytes of its decoded
-//! JSON (string and key bytes, plus for each map entry the slot it takes, about 130 bytes, and
-//! for each array element 80 bytes) and its key; allocator rounding and spare capacity are not
-//! counted (they add up to a quarter). A ConfigMap holding 4 KB of data takes about 5 KB.
+//! Each [`CachedObject`] knows its [`size`](CachedObject::size): its JSON bytes (exactly what
+//! a client is sent), its key, and its labels and selectable fields with about 32 bytes each;
+//! the persistent maps add about 50 bytes per object (a key pointer and a node slot), and the
+//! index of the indexed field (pods by `spec.nodeName`) about as much again. A pod of 3.8 KB of
+//! JSON takes about 4.3 KB.
 //!
 //! The current objects are the cost of the cache itself. The window adds, per event, the
 //! version it replaced (an update's or a delete's previous object; a delete's final state too)
@@ -23,15 +24,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use imbl::OrdMap;
-use krust_store::{Event, EventKind, KeyValue, Revision};
-use serde_json::Value;
-use tokio::sync::broadcast;
+use imbl::{OrdMap, OrdSet};
+use krust_store::{Event, EventKind, Revision};
 
-/// How many events a watcher may fall behind the broadcast before it is closed. The
-/// broadcast keeps each event until every watcher has taken it, so this bounds what a slow
-/// watcher pins (watchers take events at once and queue them encoded, within their own limits).
-const LIVE_BUFFER: usize = 1024;
+use super::dispatch::{Dispatch, Subscription};
+use super::object::{CachedObject, Shape};
 
 /// Under a full [`HistoryBudget`], a resource keeps at least this many recent events.
 pub const MIN_EVENTS_UNDER_PRESSURE: usize = 64;
@@ -87,52 +84,6 @@ impl HistoryBudget {
     }
 }
 
-/// Approximate heap bytes of a decoded JSON value (see the module doc).
-fn heap_size(value: &Value) -> usize {
-    // A map entry: the key's `String`, the value, the entry's hash and its index slot.
-    const ENTRY: usize = std::mem::size_of::<String>()
-        + std::mem::size_of::<Value>()
-        + 2 * std::mem::size_of::<usize>();
-    match value {
-        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(s) => s.len(),
-        Value::Array(items) => {
-            items.iter().map(|v| std::mem::size_of::<Value>() + heap_size(v)).sum()
-        }
-        Value::Object(map) => map.iter().map(|(k, v)| ENTRY + k.len() + heap_size(v)).sum(),
-    }
-}
-
-/// One object as the cache keeps it: decoded once, shared by every reader.
-#[derive(Debug)]
-pub struct CachedObject {
-    /// The storage key.
-    pub key: String,
-    /// The object in its storage version, with `metadata.resourceVersion` set.
-    pub value: Value,
-    /// The revision of its last change.
-    pub mod_revision: Revision,
-    /// About how many bytes it takes in memory (see the module doc).
-    pub size: usize,
-}
-
-impl CachedObject {
-    /// Decodes a stored value; `None` (logged) when the bytes are not a JSON object.
-    pub fn decode(kv: KeyValue) -> Option<Self> {
-        let mut value: Value = match serde_json::from_slice(&kv.value) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) | Err(_) => {
-                tracing::error!(key = %kv.key, "stored value is not a JSON object; skipped");
-                return None;
-            }
-        };
-        krust_api::object::metadata_mut(&mut value)
-            .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-        let size = std::mem::size_of::<Self>() + kv.key.len() + heap_size(&value);
-        Some(Self { key: kv.key, value, mod_revision: kv.mod_revision, size })
-    }
-}
-
 /// What a watcher sees: a change to one object.
 #[derive(Debug, Clone)]
 pub struct CacheEvent {
@@ -146,10 +97,33 @@ pub struct CacheEvent {
     pub revision: Revision,
 }
 
-type Objects = OrdMap<String, Arc<CachedObject>>;
+type Objects = OrdMap<Arc<str>, Arc<CachedObject>>;
+
+/// The objects by one field's value: (value, key) pairs in order.
+#[derive(Clone)]
+struct FieldIndex {
+    field: &'static str,
+    entries: OrdSet<(Arc<str>, Arc<str>)>,
+}
+
+impl FieldIndex {
+    fn entry(&self, object: &CachedObject) -> (Arc<str>, Arc<str>) {
+        (object.field(self.field).unwrap_or_default().into(), Arc::clone(&object.key))
+    }
+
+    fn insert(&mut self, object: &CachedObject) {
+        self.entries.insert(self.entry(object));
+    }
+
+    fn remove(&mut self, object: &CachedObject) {
+        self.entries.remove(&self.entry(object));
+    }
+}
 
 struct State {
     objects: Objects,
+    /// The current objects by the indexed field, if the resource has one.
+    index: Option<FieldIndex>,
     /// Revision and objects at the start of the window.
     base: (Revision, Objects),
     /// Events after `base`, each with the bytes of history it holds.
@@ -158,13 +132,16 @@ struct State {
     bytes: usize,
     /// Every event up to this revision has been applied (and nothing later exists yet).
     revision: Revision,
-    events: broadcast::Sender<Arc<CacheEvent>>,
 }
 
-/// A consistent view of a resource's objects at one revision.
+/// A consistent view of a resource's objects at one revision (cheap to clone: the maps are
+/// persistent and shared).
+#[derive(Clone)]
 pub struct ListSnapshot {
     /// The objects, by key.
     objects: Objects,
+    /// The objects by the indexed field (current snapshots only).
+    index: Option<FieldIndex>,
 }
 
 impl ListSnapshot {
@@ -174,19 +151,56 @@ impl ListSnapshot {
         prefix: &'a str,
         start_after: Option<&str>,
     ) -> impl Iterator<Item = &'a Arc<CachedObject>> + 'a {
+        use std::ops::Bound;
         let lower = match start_after {
-            Some(after) if after >= prefix => std::ops::Bound::Excluded(after.to_string()),
-            _ => std::ops::Bound::Included(prefix.to_string()),
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
         };
         self.objects
-            .range((lower, std::ops::Bound::Unbounded))
+            .range::<_, str>((lower, Bound::Unbounded))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v)
+    }
+
+    /// The objects under `prefix` whose `field` is `value`, in key order, strictly after
+    /// `start_after`; `None` when this snapshot has no index of `field`. Costs what it returns.
+    pub fn indexed<'a>(
+        &'a self,
+        field: &str,
+        value: &str,
+        prefix: &'a str,
+        start_after: Option<&str>,
+    ) -> Option<impl Iterator<Item = &'a Arc<CachedObject>> + 'a> {
+        use std::ops::Bound;
+        let index = self.index.as_ref().filter(|i| i.field == field)?;
+        let value: Arc<str> = value.into();
+        let lower = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded((Arc::clone(&value), after.into())),
+            _ => Bound::Included((Arc::clone(&value), prefix.into())),
+        };
+        let objects = &self.objects;
+        Some(
+            index
+                .entries
+                .range((lower, Bound::Unbounded))
+                .take_while(move |(v, key)| *v == value && key.starts_with(prefix))
+                .filter_map(move |(_, key)| objects.get(key)),
+        )
     }
 
     /// One object by key.
     pub fn get(&self, key: &str) -> Option<&Arc<CachedObject>> {
         self.objects.get(key)
+    }
+
+    /// How many objects there are.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
     }
 }
 
@@ -206,44 +220,67 @@ pub enum WatchStart {
         /// Events after the requested revision, in order.
         replay: Vec<Arc<CacheEvent>>,
         /// Later events.
-        live: broadcast::Receiver<Arc<CacheEvent>>,
+        live: Subscription,
     },
 }
 
 /// The cache of one resource (one storage prefix).
 pub struct ResourceCache {
     prefix: String,
+    shape: Shape,
     limits: HistoryLimits,
     budget: Arc<HistoryBudget>,
     state: RwLock<State>,
+    /// The watchers; events are handed to them under the state's write lock, so that a new
+    /// watcher's snapshot and its first live event meet without a gap.
+    dispatch: Arc<Dispatch>,
     /// The last snapshot rebuilt at a past revision, for the pages that follow.
     rebuilt: Mutex<Option<(Revision, Objects)>>,
 }
 
 impl ResourceCache {
-    /// An empty cache for `prefix`, with the default limits and a budget of its own.
-    pub fn new(prefix: String) -> Self {
+    /// An empty cache of the objects of `shape`, with the default limits and a budget of its
+    /// own.
+    pub fn new(shape: Shape) -> Self {
         let limits = HistoryLimits::default();
-        Self::with_limits(prefix, limits, Arc::new(HistoryBudget::new(limits.total_bytes)))
+        Self::with_limits(shape, limits, Arc::new(HistoryBudget::new(limits.total_bytes)))
     }
 
-    /// An empty cache for `prefix` keeping history within `limits`, sharing `budget`.
-    pub fn with_limits(prefix: String, limits: HistoryLimits, budget: Arc<HistoryBudget>) -> Self {
-        let (events, _) = broadcast::channel(LIVE_BUFFER);
+    /// An empty cache of the objects of `shape` keeping history within `limits`, sharing
+    /// `budget`.
+    pub fn with_limits(shape: Shape, limits: HistoryLimits, budget: Arc<HistoryBudget>) -> Self {
         let state = State {
             objects: OrdMap::new(),
+            index: empty_index(&shape),
             base: (0, OrdMap::new()),
             window: VecDeque::new(),
             bytes: 0,
             revision: 0,
-            events,
         };
-        Self { prefix, limits, budget, state: RwLock::new(state), rebuilt: Mutex::new(None) }
+        Self {
+            prefix: shape.info.storage_prefix(),
+            shape,
+            limits,
+            budget,
+            state: RwLock::new(state),
+            dispatch: Arc::default(),
+            rebuilt: Mutex::new(None),
+        }
     }
 
     /// The storage prefix this cache holds.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// How the objects are kept.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// How many watchers follow this resource.
+    pub fn watchers(&self) -> usize {
+        self.dispatch.len()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -260,36 +297,55 @@ impl ResourceCache {
 
     /// Replaces the whole cache with `objects` read at `revision`, closing every watcher.
     pub fn reset(&self, objects: Vec<CachedObject>, revision: Revision) {
-        let objects: Objects = objects.into_iter().map(|o| (o.key.clone(), Arc::new(o))).collect();
-        let (events, _) = broadcast::channel(LIVE_BUFFER);
+        let objects: Objects =
+            objects.into_iter().map(|o| (Arc::clone(&o.key), Arc::new(o))).collect();
+        let mut index = empty_index(&self.shape);
+        if let Some(index) = &mut index {
+            for object in objects.values() {
+                index.insert(object);
+            }
+        }
         let mut state = self.write();
         self.budget.sub(state.bytes);
         *state = State {
             base: (revision, objects.clone()),
             objects,
+            index,
             window: VecDeque::new(),
             bytes: 0,
             revision,
-            events,
         };
+        self.dispatch.close_all();
         drop(state);
         *self.rebuilt() = None;
     }
 
     /// Applies one store event (create, update or delete) of this resource.
     pub fn apply(&self, event: &Event) {
+        if event.revision <= self.read().revision {
+            return;
+        }
+        // Decoding and indexing the object is the costly part: done before the lock.
+        let Some(object) = CachedObject::decode(event.kv.clone(), &self.shape) else {
+            return;
+        };
+        let object = Arc::new(object);
         let mut state = self.write();
         if event.revision <= state.revision {
             return;
         }
-        let Some(object) = CachedObject::decode(event.kv.clone()) else {
-            return;
-        };
-        let object = Arc::new(object);
         let prev = match event.kind {
             EventKind::Delete => state.objects.remove(&object.key),
-            _ => state.objects.insert(object.key.clone(), Arc::clone(&object)),
+            _ => state.objects.insert(Arc::clone(&object.key), Arc::clone(&object)),
         };
+        if let Some(index) = &mut state.index {
+            if let Some(prev) = &prev {
+                index.remove(prev);
+            }
+            if event.kind != EventKind::Delete {
+                index.insert(&object);
+            }
+        }
         let kind = match (event.kind, &prev) {
             (EventKind::Delete, _) => EventKind::Delete,
             (_, Some(_)) => EventKind::Update,
@@ -305,8 +361,10 @@ impl ResourceCache {
         state.bytes += held;
         self.budget.add(held);
         self.trim(&mut state);
-        // A send fails only when nobody watches, which is fine.
-        let _ = state.events.send(cache_event);
+        let field = self.shape.indexed_field();
+        let value = |o: &CachedObject| field.and_then(|f| o.field(f)).map(str::to_owned);
+        let values = [cache_event.prev.as_deref().and_then(value), value(&cache_event.object)];
+        self.dispatch.send(&cache_event, [values[0].as_deref(), values[1].as_deref()]);
     }
 
     /// Drops the oldest events (folding them into the base) until the window is within its
@@ -331,7 +389,10 @@ impl ResourceCache {
     /// The objects now, and the revision of this resource's last change.
     pub fn snapshot(&self) -> (ListSnapshot, Revision) {
         let state = self.read();
-        (ListSnapshot { objects: state.objects.clone() }, state.revision)
+        (
+            ListSnapshot { objects: state.objects.clone(), index: state.index.clone() },
+            state.revision,
+        )
     }
 
     /// The objects as of `revision`, or `None` when that is older than the window.
@@ -342,12 +403,13 @@ impl ResourceCache {
                 return None;
             }
             if revision >= state.revision {
-                return Some(ListSnapshot { objects: state.objects.clone() });
+                let index = state.index.clone();
+                return Some(ListSnapshot { objects: state.objects.clone(), index });
             }
             if let Some((at, objects)) = self.rebuilt().as_ref()
                 && *at == revision
             {
-                return Some(ListSnapshot { objects: objects.clone() });
+                return Some(ListSnapshot { objects: objects.clone(), index: None });
             }
             let events: Vec<Arc<CacheEvent>> = state
                 .window
@@ -361,7 +423,7 @@ impl ResourceCache {
             apply_to(&mut objects, event);
         }
         *self.rebuilt() = Some((revision, objects.clone()));
-        Some(ListSnapshot { objects })
+        Some(ListSnapshot { objects, index: None })
     }
 
     /// The bytes of history (see the module doc) this resource holds, and its events.
@@ -370,11 +432,13 @@ impl ResourceCache {
         (state.bytes, state.window.len())
     }
 
-    /// Starts a watcher that sees every change after `after` (`None`: from the current state).
-    pub fn watch_from(&self, after: Option<Revision>) -> WatchStart {
+    /// Starts a watcher that sees every change after `after` (`None`: from the current state):
+    /// of every object, or (`value`) only of those whose indexed field had or has that value.
+    pub fn watch_from(&self, after: Option<Revision>, value: Option<&str>) -> WatchStart {
         let state = self.read();
-        let live = state.events.subscribe();
-        let snapshot = ListSnapshot { objects: state.objects.clone() };
+        let value = value.filter(|_| self.shape.indexed_field().is_some());
+        let live = self.dispatch.subscribe(value);
+        let snapshot = ListSnapshot { objects: state.objects.clone(), index: state.index.clone() };
         let replay = match after {
             None => Vec::new(),
             Some(rv) if rv < state.base.0 => return WatchStart::TooOld { oldest: state.base.0 },
@@ -396,15 +460,26 @@ fn apply_to(objects: &mut Objects, event: &CacheEvent) {
             objects.remove(&event.object.key);
         }
         _ => {
-            objects.insert(event.object.key.clone(), Arc::clone(&event.object));
+            objects.insert(Arc::clone(&event.object.key), Arc::clone(&event.object));
         }
     }
+}
+
+/// An empty index of the shape's indexed field, if it has one.
+fn empty_index(shape: &Shape) -> Option<FieldIndex> {
+    shape.indexed_field().map(|field| FieldIndex { field, entries: OrdSet::new() })
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use krust_store::KeyValue;
+
+    fn shape(plural: &str) -> Shape {
+        let catalog = krust_api::Catalog::builtin();
+        Shape::new(*catalog.lookup("", "v1", plural).unwrap())
+    }
 
     fn event(kind: EventKind, key: &str, revision: Revision) -> Event {
         let kv = KeyValue {
@@ -430,21 +505,21 @@ mod tests {
     fn data_at(cache: &ResourceCache, revision: Revision, key: &str) -> Option<String> {
         let snapshot = cache.snapshot_at(revision)?;
         let object = snapshot.get(key)?;
-        Some(object.value["data"]["d"].as_str()?.to_string())
+        Some(object.value()["data"]["d"].as_str()?.to_string())
     }
 
     #[test]
     fn an_object_knows_about_how_many_bytes_it_takes() {
         let kv = update("/registry/core/configmaps/a/x", 5, &"x".repeat(4000)).kv;
-        let size = CachedObject::decode(kv).unwrap().size;
-        assert!((4000..6000).contains(&size), "{size}");
+        let size = CachedObject::decode(kv, &shape("configmaps")).unwrap().size;
+        assert!((4000..5000).contains(&size), "{size}");
     }
 
     #[test]
     fn the_window_is_bounded_by_bytes_and_older_revisions_fall_back_to_the_store() {
         let limits = HistoryLimits { events: 2048, resource_bytes: 20_000, total_bytes: 1 << 30 };
         let budget = Arc::new(HistoryBudget::new(limits.total_bytes));
-        let cache = ResourceCache::with_limits("/registry/core/configmaps/".into(), limits, budget);
+        let cache = ResourceCache::with_limits(shape("configmaps"), limits, budget);
         cache.reset(Vec::new(), 1);
         let key = "/registry/core/configmaps/a/x";
         for rv in 2..=101 {
@@ -455,7 +530,7 @@ mod tests {
         assert!((10..40).contains(&events), "{events} events");
         let oldest = 101 - events as Revision;
         assert!(
-            matches!(cache.watch_from(Some(5)), WatchStart::TooOld { oldest: o } if o == oldest)
+            matches!(cache.watch_from(Some(5), None), WatchStart::TooOld { oldest: o } if o == oldest)
         );
         assert!(cache.snapshot_at(oldest - 1).is_none());
         // Pages at a revision inside the window are rebuilt, again and again.
@@ -470,9 +545,9 @@ mod tests {
     fn resources_that_write_keep_the_total_history_within_the_shared_budget() {
         let limits = HistoryLimits { events: 2048, resource_bytes: 1 << 30, total_bytes: 400_000 };
         let budget = Arc::new(HistoryBudget::new(limits.total_bytes));
-        let caches: Vec<ResourceCache> = ["/registry/core/configmaps/", "/registry/core/secrets/"]
+        let caches: Vec<ResourceCache> = ["configmaps", "secrets"]
             .into_iter()
-            .map(|p| ResourceCache::with_limits(p.into(), limits, Arc::clone(&budget)))
+            .map(|p| ResourceCache::with_limits(shape(p), limits, Arc::clone(&budget)))
             .collect();
         for cache in &caches {
             cache.reset(Vec::new(), 1);
@@ -492,7 +567,7 @@ mod tests {
 
     #[test]
     fn snapshots_show_the_objects_as_of_a_revision() {
-        let cache = ResourceCache::new("/registry/core/pods/".into());
+        let cache = ResourceCache::new(shape("pods"));
         cache.reset(Vec::new(), 10);
         cache.apply(&event(EventKind::Create, "/registry/core/pods/a/x", 11));
         cache.apply(&event(EventKind::Create, "/registry/core/pods/a/y", 13));
@@ -504,15 +579,101 @@ mod tests {
 
     #[test]
     fn a_watch_replays_what_followed_its_revision() {
-        let cache = ResourceCache::new("/registry/core/pods/".into());
+        let cache = ResourceCache::new(shape("pods"));
         cache.reset(Vec::new(), 10);
         cache.apply(&event(EventKind::Create, "/registry/core/pods/a/x", 11));
         cache.apply(&event(EventKind::Update, "/registry/core/pods/a/x", 12));
-        let WatchStart::Ready { replay, .. } = cache.watch_from(Some(11)) else { panic!() };
+        let WatchStart::Ready { replay, .. } = cache.watch_from(Some(11), None) else { panic!() };
         assert_eq!(
             replay.iter().map(|e| (e.kind, e.revision)).collect::<Vec<_>>(),
             [(EventKind::Update, 12)]
         );
-        assert!(matches!(cache.watch_from(Some(5)), WatchStart::TooOld { oldest: 10 }));
+        assert!(matches!(cache.watch_from(Some(5), None), WatchStart::TooOld { oldest: 10 }));
+    }
+
+    fn pod(key: &str, node: &str, revision: Revision, kind: EventKind) -> Event {
+        let value = serde_json::json!({"metadata": {"name": "x"}, "spec": {"nodeName": node}});
+        let kv = KeyValue {
+            key: key.into(),
+            value: serde_json::to_vec(&value).unwrap(),
+            create_revision: 1,
+            mod_revision: revision,
+        };
+        Event { kind, kv, prev: None, revision }
+    }
+
+    #[test]
+    fn pods_are_indexed_by_node_and_a_lookup_reads_only_that_node() {
+        let cache = ResourceCache::new(shape("pods"));
+        cache.reset(Vec::new(), 1);
+        cache.apply(&pod("/registry/core/pods/a/x", "n1", 2, EventKind::Create));
+        cache.apply(&pod("/registry/core/pods/b/y", "n1", 3, EventKind::Create));
+        cache.apply(&pod("/registry/core/pods/a/z", "n2", 4, EventKind::Create));
+        // A pod moves to another node (an update), one is deleted.
+        cache.apply(&pod("/registry/core/pods/a/z", "n1", 5, EventKind::Update));
+        cache.apply(&pod("/registry/core/pods/b/y", "n1", 6, EventKind::Delete));
+        let (snapshot, _) = cache.snapshot();
+        let keys = |node: &str, prefix: &str, after: Option<&str>| -> Vec<String> {
+            let objects = snapshot.indexed("spec.nodeName", node, prefix, after).unwrap();
+            objects.map(|o| o.key.to_string()).collect()
+        };
+        let all = "/registry/core/pods/";
+        assert_eq!(keys("n1", all, None), ["/registry/core/pods/a/x", "/registry/core/pods/a/z"]);
+        assert_eq!(keys("n1", all, Some("/registry/core/pods/a/x")), ["/registry/core/pods/a/z"]);
+        assert_eq!(keys("n1", "/registry/core/pods/b/", None), Vec::<String>::new());
+        assert!(keys("n2", all, None).is_empty());
+        assert!(snapshot.indexed("spec.restartPolicy", "Always", all, None).is_none());
+        // A past snapshot has no index: callers walk it.
+        assert!(cache.snapshot_at(3).unwrap().indexed("spec.nodeName", "n1", all, None).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_watcher_of_one_node_is_handed_only_that_nodes_events() {
+        use super::super::dispatch::Live;
+        let cache = ResourceCache::new(shape("pods"));
+        cache.reset(Vec::new(), 1);
+        let WatchStart::Ready { live: mut n1, .. } = cache.watch_from(None, Some("n1")) else {
+            panic!()
+        };
+        let WatchStart::Ready { live: mut every, .. } = cache.watch_from(None, None) else {
+            panic!()
+        };
+        assert_eq!(cache.watchers(), 2);
+        cache.apply(&pod("/registry/core/pods/a/x", "n2", 2, EventKind::Create));
+        cache.apply(&pod("/registry/core/pods/a/x", "n1", 3, EventKind::Update));
+        cache.apply(&pod("/registry/core/pods/a/x", "n3", 4, EventKind::Update));
+        let revisions = |live: &mut Subscription| {
+            let mut seen = Vec::new();
+            while !live.is_empty() {
+                match futures::FutureExt::now_or_never(live.recv()) {
+                    Some(Live::Event(e)) => seen.push(e.revision),
+                    other => panic!("{other:?}"),
+                }
+            }
+            seen
+        };
+        // Onto n1, then off it (the watcher sees it leave).
+        assert_eq!(revisions(&mut n1), [3, 4]);
+        assert_eq!(revisions(&mut every), [2, 3, 4]);
+        drop(n1);
+        assert_eq!(cache.watchers(), 1);
+        cache.reset(Vec::new(), 10);
+        assert!(matches!(every.recv().await, Live::Closed));
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_is_dropped_and_told_so() {
+        use super::super::dispatch::{Live, WATCHER_QUEUE};
+        let cache = ResourceCache::new(shape("pods"));
+        cache.reset(Vec::new(), 1);
+        let WatchStart::Ready { mut live, .. } = cache.watch_from(None, None) else { panic!() };
+        for rv in 0..=WATCHER_QUEUE as Revision {
+            cache.apply(&pod("/registry/core/pods/a/x", "n1", 2 + rv, EventKind::Update));
+        }
+        assert_eq!(cache.watchers(), 0);
+        for _ in 0..WATCHER_QUEUE {
+            assert!(matches!(live.recv().await, Live::Event(_)));
+        }
+        assert!(matches!(live.recv().await, Live::Lagged));
     }
 }

@@ -74,7 +74,7 @@ pub(super) fn list(
     };
     // The first key to consider: the prefix itself, or whatever follows `start_after`.
     let after = start_after.filter(|s| *s >= prefix).map(str::as_bytes);
-    let mut page = Pager { items: Vec::new(), limit, remaining: 0 };
+    let mut page = Pager { items: Vec::new(), limit, more: false };
     if revision == snapshot.revision {
         let current = snapshot.txn.open_table(CURRENT).ctx("open current table")?;
         list_current(&current, prefix.as_bytes(), after, &mut page)?;
@@ -82,18 +82,20 @@ pub(super) fn list(
         let history = snapshot.txn.open_table(HISTORY).ctx("open history table")?;
         list_history(&history, prefix.as_bytes(), after, revision, &mut page)?;
     }
-    Ok(Page { more: page.remaining > 0, remaining: page.remaining, items: page.items, revision })
+    let remaining = (!page.more).then_some(0);
+    Ok(Page { more: page.more, remaining, items: page.items, revision })
 }
 
-/// Collects the items of a page, then counts the matching keys after it.
+/// Collects the items of a page, then notes whether a matching key follows it (without
+/// counting them: a count would make paging through a prefix quadratic).
 struct Pager {
     items: Vec<KeyValue>,
     limit: usize,
-    remaining: usize,
+    more: bool,
 }
 
 impl Pager {
-    /// Whether the page is full; further keys only count.
+    /// Whether the page is full; the next matching key only says that more follow.
     fn full(&self) -> bool {
         self.limit != 0 && self.items.len() >= self.limit
     }
@@ -116,10 +118,10 @@ fn list_current(
             break;
         }
         if page.full() {
-            page.remaining += 1;
-        } else {
-            page.items.push(decode_current(key, value.value())?);
+            page.more = true;
+            break;
         }
+        page.items.push(decode_current(key, value.value())?);
     }
     Ok(())
 }
@@ -158,15 +160,15 @@ fn list_history(
             let (_, mod_revision) = version_key.value();
             if let Version::Put { create, value } = decode_version(value.value())? {
                 if page.full() {
-                    page.remaining += 1;
-                } else {
-                    page.items.push(KeyValue {
-                        key: key_str(&key)?.to_owned(),
-                        value: value.to_vec(),
-                        create_revision: create,
-                        mod_revision,
-                    });
+                    page.more = true;
+                    break;
                 }
+                page.items.push(KeyValue {
+                    key: key_str(&key)?.to_owned(),
+                    value: value.to_vec(),
+                    create_revision: create,
+                    mod_revision,
+                });
             }
         }
         last = Some(key);

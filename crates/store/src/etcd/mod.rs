@@ -178,7 +178,7 @@ impl Store for EtcdStore {
             };
             let current = header_revision(response.header(), "range")?;
             let revision = if at > 0 { at } else { current };
-            return Ok(Page { items: Vec::new(), more: false, remaining: 0, revision });
+            return Ok(Page { items: Vec::new(), more: false, remaining: Some(0), revision });
         }
         let options = GetOptions::new()
             .with_range(end)
@@ -194,7 +194,7 @@ impl Store for EtcdStore {
         // etcd counts the whole range, whatever the limit.
         let remaining = usize::try_from(count).unwrap_or(0).saturating_sub(items.len());
         let revision = if at > 0 { at } else { current };
-        Ok(Page { items, more, remaining, revision })
+        Ok(Page { items, more, remaining: Some(remaining), revision })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {

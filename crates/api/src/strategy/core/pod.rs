@@ -103,6 +103,10 @@ impl Strategy for PodStrategy {
         errors
     }
 
+    fn indexed_field(&self) -> Option<&'static str> {
+        Some("spec.nodeName")
+    }
+
     fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         let pod_ip = array_at(obj, "status.podIPs")
             .first()

@@ -132,6 +132,6 @@ impl Registry {
         };
         let prefix = info.storage_prefix_in(namespace);
         let (snapshot, _) = cache.snapshot();
-        snapshot.range(&prefix, None).map(|o| to_served(info, o.value.clone())).collect()
+        snapshot.range(&prefix, None).map(|o| to_served(info, o.value())).collect()
     }
 }
