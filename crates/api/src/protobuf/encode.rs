@@ -1073,3 +1073,15 @@ fn parse_duration(text: &str) -> Result<i64, Failure> {
     }
     Ok(if negative { (total as i64).wrapping_neg() } else { total as i64 })
 }
+
+/// Encodes `object` as a message of `message`, for tests of types that no served kind has.
+#[cfg(test)]
+pub(super) fn encode_as(
+    message: &MessageDescriptor,
+    object: &Map<String, Value>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    write_members(&mut out, message, object)
+        .map_err(|f| f.error("", message.name()).to_string())?;
+    Ok(out)
+}

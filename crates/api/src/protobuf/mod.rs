@@ -27,6 +27,8 @@ pub mod schema;
 pub mod special;
 
 #[cfg(test)]
+mod encode_tests;
+#[cfg(test)]
 mod tests;
 
 pub use encode::{
