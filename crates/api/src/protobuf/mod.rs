@@ -1,5 +1,6 @@
 //! Request bodies in the Kubernetes protobuf encoding (`application/vnd.kubernetes.protobuf`),
-//! decoded into the JSON object a JSON client would have sent.
+//! decoded into the JSON object a JSON client would have sent; and objects encoded in it for
+//! responses, lists and watches ([`encode`]).
 //!
 //! A body is the four bytes `k8s\0` followed by a `runtime.Unknown` envelope ([`envelope`]):
 //! the object's `apiVersion` and `kind`, and `raw`, the object itself as a protobuf message of
@@ -18,6 +19,7 @@
 //! - A message that is present is written even when empty (`status: {}`), as Go writes
 //!   struct fields; an empty `Time` is `null` (Go's zero time).
 
+pub mod encode;
 pub mod envelope;
 pub mod json;
 pub mod names;
@@ -25,14 +27,21 @@ pub mod schema;
 pub mod special;
 
 #[cfg(test)]
+mod encode_tests;
+#[cfg(test)]
 mod tests;
+
+pub use encode::{
+    ListEncoder, WATCH_MEDIA_TYPE, encode_envelope, encode_list, encode_message, encode_object,
+    encode_watch_event, encoded_len, watch_event_frame,
+};
 
 use serde_json::Value;
 
 /// The media type of Kubernetes protobuf bodies.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
-/// Why a protobuf body could not be decoded.
+/// Why a protobuf body could not be decoded, or an object could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtobufError {
     /// The body does not start with `k8s\0`.
@@ -65,11 +74,24 @@ pub enum ProtobufError {
         /// What went wrong.
         message: String,
     },
+    /// The object does not fit its kind's message (a value of the wrong type, an invalid
+    /// time, ...), or has no `apiVersion` or `kind` to encode it by.
+    #[error("cannot encode {kind} ({api_version}) as protobuf: {message}")]
+    Encode {
+        /// The object's `apiVersion`.
+        api_version: String,
+        /// The object's `kind`.
+        kind: String,
+        /// What went wrong, after the path of the offending value.
+        message: String,
+    },
 }
 
 impl ProtobufError {
     /// Whether the body is well formed but of a kind this server has no protobuf schema for
-    /// (answered 415, as any unsupported media type, rather than 400).
+    /// (answered 415, as any unsupported media type, rather than 400); when encoding, whether
+    /// the object's kind has no protobuf form (custom resources, `Table`: answered in another
+    /// media type the client accepts, or 406).
     pub fn is_unsupported_kind(&self) -> bool {
         matches!(self, Self::UnknownKind { .. })
     }

@@ -2,8 +2,10 @@
 //!
 //! Every API group version has one upstream `generated.proto`; the build compiles them all
 //! into one descriptor set (`build.rs`). A kind is the message of its name in its group
-//! version's package. The option kinds of `meta.k8s.io` (`DeleteOptions`, ...) are sent
-//! under every group version, as upstream registers them in each.
+//! version's package. Some kinds of `meta.k8s.io/v1` are found under other group versions,
+//! as upstream registers them (`metav1.AddToGroupVersion`): the option kinds
+//! (`DeleteOptions`, ...) and `WatchEvent` in every group version, and `Status` and the
+//! discovery kinds as "unversioned" kinds of `v1` (the `apiVersion` errors are served with).
 
 use std::sync::LazyLock;
 
@@ -101,9 +103,18 @@ pub fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
         return None;
     }
     lookup(group, version, kind).or_else(|| {
-        if !kind.ends_with("Options") {
-            return None;
+        if kind.ends_with("Options") {
+            return lookup("meta.k8s.io", version, kind)
+                .or_else(|| lookup("meta.k8s.io", "v1", kind));
         }
-        lookup("meta.k8s.io", version, kind).or_else(|| lookup("meta.k8s.io", "v1", kind))
+        let unversioned = group.is_empty() && version == "v1" && UNVERSIONED.contains(&kind);
+        if unversioned || kind == "WatchEvent" {
+            return lookup("meta.k8s.io", "v1", kind);
+        }
+        None
     })
 }
+
+/// The kinds upstream registers as unversioned kinds of `v1` (`metav1.Unversioned`).
+const UNVERSIONED: &[&str] =
+    &["Status", "APIVersions", "APIGroupList", "APIGroup", "APIResourceList"];
