@@ -13,6 +13,7 @@ use super::body;
 use super::inflight::{self, RequestKind};
 use super::list;
 use super::malformed;
+use super::negotiate::{self, Wire};
 use super::request_info::{self, ResourceRequest, Target};
 use super::response::{self, Body};
 use super::table::{IncludeObject, table};
@@ -153,10 +154,6 @@ fn aggregated_version(accept: &str) -> Option<&'static str> {
                 None
             }
         })
-}
-
-fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
 async fn route(
@@ -307,8 +304,8 @@ async fn read_object(
 }
 
 /// A write's answer: the object, with its field validation warnings as `Warning` headers.
-fn written(code: StatusCode, written: &Written) -> Response<Body> {
-    response::with_warnings(response::json(code, &written.object), &written.warnings)
+fn written(code: StatusCode, written: &Written, wire: Wire) -> Response<Body> {
+    response::with_warnings(response::object(code, &written.object, wire), &written.warnings)
 }
 
 async fn resource(
@@ -370,7 +367,8 @@ async fn resource(
         user: req.extensions().get::<krust_auth::UserInfo>().cloned(),
         ..WriteOptions::default()
     };
-    let table_wanted = wants_table(accept);
+    let wire = negotiate::wire(accept);
+    let table_wanted = wire == Wire::Table;
     let include = IncludeObject::parse(query.get("includeObject"));
     let name = r.name.clone().unwrap_or_default();
     match (r.verb, sub) {
@@ -385,7 +383,7 @@ async fn resource(
                     &table(&info, &[obj], json!({"resourceVersion": rv}), include),
                 ));
             }
-            Ok(response::json(StatusCode::OK, &obj))
+            Ok(response::object(StatusCode::OK, &obj, wire))
         }
         ("list", Subresource::Main) => {
             let opts = ListOptions::from_query(&query, false)?;
@@ -397,10 +395,14 @@ async fn resource(
             if let Some(remaining) = listed.remaining.filter(|r| *r > 0) {
                 meta["remainingItemCount"] = json!(remaining);
             }
-            if table_wanted {
-                return Ok(list::table(&info, meta, listed.items, include));
+            match wire {
+                Wire::Table => Ok(list::table(&info, meta, listed.items, include)),
+                Wire::Protobuf => match list::protobuf(&info, &meta, listed.items) {
+                    Ok(response) => Ok(response),
+                    Err(items) => Ok(list::list(&info, meta, items)),
+                },
+                Wire::Json => Ok(list::list(&info, meta, listed.items)),
             }
-            Ok(list::list(&info, meta, listed.items))
         }
         ("watch", Subresource::Main) => {
             let mut opts = ListOptions::from_query(&query, true)?;
@@ -410,9 +412,17 @@ async fn resource(
                     krust_api::selector::FieldSelector::parse(&format!("metadata.name={name}"))
                         .map_err(|e| StatusError::bad_request(e.to_string()))?;
             }
-            let encode = Box::new(move |event| encode_event(&info, event, table_wanted, include));
+            let wire = match wire {
+                Wire::Protobuf if !has_protobuf(&info) => Wire::Json,
+                wire => wire,
+            };
+            let encode = Box::new(move |event| encode_event(&info, event, wire, include));
             let lines = registry.watch(&info, ns, opts, encode).await?;
-            Ok(response::stream(lines, "application/json"))
+            let content_type = match wire {
+                Wire::Protobuf => krust_api::protobuf::WATCH_MEDIA_TYPE,
+                Wire::Json | Wire::Table => "application/json",
+            };
+            Ok(response::stream(lines, content_type))
         }
         ("create", Subresource::Main) => {
             let mut write = WriteOptions {
@@ -421,7 +431,7 @@ async fn resource(
             };
             let obj = read_object(req, &mut write).await?;
             let created = registry.create(&info, ns, obj, write).await?;
-            Ok(written(StatusCode::CREATED, &created))
+            Ok(written(StatusCode::CREATED, &created, wire))
         }
         ("update", _) => {
             let mut write = WriteOptions {
@@ -430,7 +440,7 @@ async fn resource(
             };
             let obj = read_object(req, &mut write).await?;
             let updated = registry.update(&info, ns, &name, sub, obj, write).await?;
-            Ok(written(StatusCode::OK, &updated))
+            Ok(written(StatusCode::OK, &updated, wire))
         }
         ("patch", _) => {
             let content_type = content_type(&req);
@@ -448,7 +458,7 @@ async fn resource(
                     .collect();
             }
             match registry.patch(&info, ns, &name, sub, kind, &bytes, write.clone()).await {
-                Ok(patched) => Ok(written(StatusCode::OK, &patched)),
+                Ok(patched) => Ok(written(StatusCode::OK, &patched, wire)),
                 // Server-side apply creates what does not exist yet.
                 Err(e) if e.code == 404 && kind == PatchType::Apply && sub == Subresource::Main => {
                     let obj = body::decode(&content_type, &bytes)?;
@@ -459,7 +469,7 @@ async fn resource(
                         )));
                     }
                     let created = registry.create(&info, ns, obj, write).await?;
-                    Ok(written(StatusCode::CREATED, &created))
+                    Ok(written(StatusCode::CREATED, &created, wire))
                 }
                 Err(e) => Err(e),
             }
@@ -468,11 +478,13 @@ async fn resource(
             let user = write.user.clone();
             let opts = DeleteOptions { user, ..delete_options(req, &query).await? };
             match registry.delete(&info, ns, &name, &opts).await? {
-                Deleted::Pending(obj) => Ok(response::json(StatusCode::OK, &obj)),
+                Deleted::Pending(obj) => Ok(response::object(StatusCode::OK, &obj, wire)),
                 Deleted::Now(obj) if info.strategy.returns_deleted_object() => {
-                    Ok(response::json(StatusCode::OK, &obj))
+                    Ok(response::object(StatusCode::OK, &obj, wire))
                 }
-                Deleted::Now(obj) => Ok(response::json(StatusCode::OK, &success(&info, &obj))),
+                Deleted::Now(obj) => {
+                    Ok(response::object(StatusCode::OK, &success(&info, &obj), wire))
+                }
             }
         }
         ("deletecollection", Subresource::Main) => {
@@ -569,21 +581,33 @@ async fn delete_options(
     DeleteOptions::from_parts(body.as_ref(), query)
 }
 
+/// Whether objects of `info` have a protobuf form.
+fn has_protobuf(info: &ResourceInfo) -> bool {
+    let empty = json!({});
+    krust_api::protobuf::encoded_len(&info.api_version(), info.kind, &empty).is_ok()
+}
+
 fn encode_event(
     info: &ResourceInfo,
     event: WatchEvent,
-    as_table: bool,
+    wire: Wire,
     include: IncludeObject,
 ) -> Bytes {
     use crate::registry::{Served, WatchKind};
+    let kind = event.kind.as_str();
+    if wire == Wire::Protobuf {
+        match krust_api::protobuf::encode_watch_event(kind, &event.object.clone().into_value()) {
+            Ok(frame) => return Bytes::from(frame),
+            Err(e) => tracing::warn!(error = %e, "cannot encode a watch event in protobuf"),
+        }
+    }
     let object = match event.kind {
-        WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if as_table => {
+        WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if wire == Wire::Table => {
             Served::Value(table(info, &[event.object.into_value()], json!({}), include))
         }
         _ => event.object,
     };
     // The object's bytes are framed as they are: encoded once, in the cache.
-    let kind = event.kind.as_str();
     let mut line = Vec::with_capacity(kind.len() + 24 + served_len(&object));
     line.extend_from_slice(b"{\"type\":\"");
     line.extend_from_slice(kind.as_bytes());

@@ -6,6 +6,7 @@ mod handler;
 pub mod inflight;
 mod list;
 mod malformed;
+mod negotiate;
 pub mod request_info;
 mod response;
 pub mod serve;

@@ -9,7 +9,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use krust_api::StatusError;
+use krust_api::protobuf;
 use serde_json::Value;
+
+use super::negotiate::Wire;
 
 /// The response body type of the server.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -25,6 +28,21 @@ pub fn json_as(code: StatusCode, value: &Value, content_type: &str) -> Response<
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     bytes_as(code, bytes, content_type)
+}
+
+/// An object in the form the client asked for: protobuf when it asked for protobuf and the
+/// object's kind has a protobuf message, JSON otherwise.
+pub fn object(code: StatusCode, value: &Value, wire: Wire) -> Response<Body> {
+    if wire == Wire::Protobuf {
+        match protobuf::encode_object(value) {
+            Ok(bytes) => return bytes_as(code, bytes, protobuf::MEDIA_TYPE),
+            Err(e) if e.is_unsupported_kind() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode an answer in protobuf; sent as JSON")
+            }
+        }
+    }
+    json(code, value)
 }
 
 /// A response with a body and content type.

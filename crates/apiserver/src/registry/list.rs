@@ -68,9 +68,12 @@ pub(super) fn serve_selected(
     selected(info, opts, &served).then_some(Served::Value(served))
 }
 
-/// The objects of a list, in the served version, in key order.
+/// The objects of a list, in the served version, in key order. A clone walks them again
+/// (the snapshot is shared, not copied).
+#[derive(Clone)]
 pub struct ListItems(Items);
 
+#[derive(Clone)]
 enum Items {
     /// Gathered already (a page, or objects decoded from the store).
     Gathered(std::vec::IntoIter<Served>),
@@ -110,6 +113,7 @@ impl std::fmt::Debug for ListItems {
 const WALK_BATCH: usize = 256;
 
 /// A walk over a snapshot, selecting the objects of a list as they are asked for.
+#[derive(Clone)]
 struct Walk {
     info: ResourceInfo,
     opts: ListOptions,
