@@ -381,3 +381,31 @@ def test_metrics_use_upstreams_names_and_need_credentials(edge):
     finally:
         watch.close()
         edge.delete_namespace(ns)
+
+
+def test_sigterm_ends_watches_cleanly_and_exits_within_the_grace_period(e2e_tmp):
+    """On SIGTERM the server stops accepting, ends every watch cleanly (the stream is
+    terminated, not cut), lets open connections finish, and exits within its grace period."""
+    c = _start(e2e_tmp, "shutdown", ["--shutdown-grace-period", "3s"])
+    try:
+        for i in range(3):
+            c.ok("POST", "/api/v1/namespaces/default/configmaps",
+                 body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"s{i}"}})
+        url = c.url + "/api/v1/namespaces/default/configmaps"
+        watches = [c.creds.session().get(url, params={"watch": "true"}, stream=True, timeout=30)
+                   for _ in range(3)]
+        # An idle keep-alive connection too: it is closed, not waited for.
+        idle = c.creds.session()
+        assert idle.get(c.url + "/version", timeout=5).status_code == 200
+        for w in watches:
+            assert w.status_code == 200
+        c.server.proc.send_signal(signal.SIGTERM)
+        for w in watches:
+            # Reading to the end raises if the stream was cut rather than terminated.
+            lines = [json.loads(line) for line in w.iter_lines() if line]
+            assert {l["object"]["metadata"]["name"] for l in lines} >= {"s0", "s1", "s2"}
+        # It exits by itself (the grace period is 3 s; the wait is generous).
+        code = c.server.proc.wait(timeout=20)
+        assert code == 0, f"exit code {code}"
+    finally:
+        c.server.stop(signal.SIGKILL, timeout=5)

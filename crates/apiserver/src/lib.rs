@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod pki;
 pub mod registry;
+pub mod shutdown;
 pub mod watchcache;
 
 use std::net::{IpAddr, SocketAddr};
@@ -185,6 +186,8 @@ pub struct ApiServer {
     /// Decides what authenticated requests may do (`system:masters` bypasses it); swapped for
     /// RBAC when it lands.
     pub authorizer: Arc<dyn krust_auth::Authorizer>,
+    /// The shutdown signal, and the connections still open.
+    pub shutdown: shutdown::Shutdown,
 }
 
 /// A started server.
@@ -195,6 +198,19 @@ pub struct RunningServer {
     pub api: Arc<ApiServer>,
     /// The path of the admin kubeconfig.
     pub kubeconfig: PathBuf,
+}
+
+impl RunningServer {
+    /// Stops serving: `/readyz` fails, no connection is accepted, watches end cleanly and
+    /// open connections close once their requests are answered; waits for them at most
+    /// `grace`. Every write answered before is durable already. Returns how many connections
+    /// were still open at the end of the grace period.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.api.health.shutting_down();
+        self.api.registry.close_watches();
+        self.api.shutdown.begin();
+        self.api.shutdown.drained(grace).await
+    }
 }
 
 /// Opens the store, fills the caches, makes certificates and starts serving.
@@ -282,6 +298,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         request_body_timeout: config.connections.request_body,
         authn,
         authorizer,
+        shutdown: shutdown::Shutdown::default(),
     });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await

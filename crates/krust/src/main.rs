@@ -73,6 +73,10 @@ struct ServerArgs {
     /// How long a connection without requests in flight stays open.
     #[arg(long, default_value = "90s", value_parser = parse_duration)]
     idle_connection_timeout: Duration,
+    /// On SIGTERM, how long open connections have to finish their requests (watches end at
+    /// once) before the server exits.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    shutdown_grace_period: Duration,
     /// How many connections may be in their TLS handshake at once; past it, the oldest is
     /// dropped.
     #[arg(long, default_value_t = 512)]
@@ -153,7 +157,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server(args).await,
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
@@ -161,7 +165,11 @@ fn main() -> anyhow::Result<()> {
                 krust_bench::sustained(args).await
             }
         }
-    })
+    });
+    // Work still running in the background (a store read, a task of a connection that did
+    // not close in time) is not waited for: every answered write is durable already.
+    runtime.shutdown_background();
+    result
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
@@ -202,8 +210,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");
     wait_for_signal().await;
-    running.api.health.shutting_down();
-    tracing::info!("shutting down");
+    tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
+    let left = running.shutdown(args.shutdown_grace_period).await;
+    if left > 0 {
+        tracing::warn!(connections = left, "connections still open at the end of the grace period");
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

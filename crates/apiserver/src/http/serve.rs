@@ -229,7 +229,7 @@ impl Builders {
     }
 }
 
-/// Accepts connections for ever, serving each on its own task.
+/// Accepts connections until the server shuts down, serving each on its own task.
 pub async fn serve(
     listener: TcpListener,
     tls: rustls::ServerConfig,
@@ -240,7 +240,11 @@ pub async fn serve(
     let handshakes = Handshakes::new(limits.max_pending_handshakes);
     let builders = Arc::new(Builders::new(&limits));
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = api.shutdown.wait() => return,
+        };
+        let (tcp, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!(error = %e, pending_handshakes = handshakes.pending(), "accept failed");
@@ -266,6 +270,8 @@ async fn connection(
     builders: Arc<Builders>,
     limits: ConnectionLimits,
 ) {
+    let server = Arc::clone(&api);
+    let _open = server.shutdown.connection();
     let evicted = Arc::clone(&ticket.evicted);
     let tls = tokio::select! {
         accepted = tokio::time::timeout(limits.tls_handshake, acceptor.accept(tcp)) => match accepted {
@@ -328,6 +334,10 @@ async fn connection(
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
+            }
+            () = server.shutdown.wait(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
             }
         }
     }

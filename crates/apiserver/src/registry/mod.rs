@@ -55,6 +55,8 @@ pub struct Registry {
     write_checks: HashMap<String, Arc<dyn WriteCheck>>,
     /// The admission stage every write passes (dry runs and the server's own writes too).
     admission: Admission,
+    /// Set when the server shuts down: every watch ends.
+    closing: tokio::sync::watch::Sender<bool>,
     /// The highest revision this registry wrote: admission reads the watch cache once it has
     /// reached it, so a write sees every earlier write answered by this server (a pod
     /// created right after its namespace finds the namespace).
@@ -106,8 +108,15 @@ impl Registry {
             watch_limits: WatchLimits::default(),
             write_checks: HashMap::new(),
             admission: Admission::default(),
+            closing: tokio::sync::watch::channel(false).0,
             written: AtomicI64::new(0),
         })
+    }
+
+    /// Ends every watch, now and from now on (the server shuts down): each stream ends
+    /// cleanly after what it has queued, and its client watches again.
+    pub fn close_watches(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Runs every write through `admission` (none by default).

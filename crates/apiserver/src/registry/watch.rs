@@ -159,6 +159,8 @@ struct Watcher {
     limits: WatchLimits,
     encode: Encoder,
     outbox: Outbox,
+    /// Set when the server closes every watch.
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Watcher {
@@ -217,9 +219,20 @@ impl Watcher {
         }
     }
 
-    /// Runs `work` until it ends or the watch's timeout passes, then ends the stream: cleanly
-    /// after what is queued when nothing more will come, at once otherwise.
+    /// Runs `work` until it ends, the watch's timeout passes or the server closes its
+    /// watches, then ends the stream: cleanly after what is queued when nothing more will come
+    /// (or the server closes), at once otherwise.
     async fn run(&self, timeout: Duration, work: impl Future<Output = End>) {
+        let closing = async {
+            let _ = self.closing.clone().wait_for(|closing| *closing).await;
+            End::Finished
+        };
+        let work = async {
+            tokio::select! {
+                end = work => end,
+                end = closing => end,
+            }
+        };
         let end = tokio::time::timeout(timeout, work).await;
         match end {
             Ok(End::Finished) => self.outbox.close(),
@@ -279,6 +292,7 @@ impl Registry {
             limits,
             encode,
             outbox,
+            closing: self.closing.subscribe(),
         };
         let reached = self.cache.revision();
         // A watch of one value of the indexed field (a node's pods) is handed only its events.
