@@ -136,3 +136,105 @@ async fn charge(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use krust_admission::{Operation, Selection};
+    use krust_api::{Catalog, ResourceInfo};
+    use krust_store::Store;
+    use krust_store::embedded::EmbeddedStore;
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::ServiceRanges;
+
+    fn info(registry: &Registry, plural: &str) -> ResourceInfo {
+        *registry.catalog().lookup("", "v1", plural).unwrap()
+    }
+
+    fn attributes(dry_run: bool) -> Attributes<'static> {
+        Attributes {
+            operation: Operation::Create,
+            group: "",
+            version: "v1",
+            kind: "Pod",
+            resource: "pods",
+            subresource: "",
+            namespace: "ns",
+            name: "p",
+            user: None,
+            dry_run,
+        }
+    }
+
+    /// A quota whose stored status says `used` pods of `hard`, and a copy of it one write
+    /// older (as a stale cache would hold it, saying `stale_used`).
+    async fn quota(registry: &Registry, hard: &str, used: &str, stale_used: &str) -> Quota {
+        let quotas = info(registry, "resourcequotas");
+        let body = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "q", "namespace": "ns"}, "spec": {"hard": {"pods": hard}}});
+        registry.create(&quotas, Some("ns"), body, WriteOptions::default()).await.unwrap();
+        let mut stale = registry.get(&quotas, Some("ns"), "q").await.unwrap();
+        stale["status"] = json!({"hard": {"pods": hard}, "used": {"pods": used}});
+        let opts = WriteOptions::default();
+        registry
+            .update(&quotas, Some("ns"), "q", Subresource::Status, stale.clone(), opts)
+            .await
+            .unwrap();
+        stale["status"]["used"]["pods"] = json!(stale_used);
+        typed::<Quota>(&stale).unwrap()
+    }
+
+    async fn used(registry: &Registry) -> Value {
+        let quota = registry.get(&info(registry, "resourcequotas"), Some("ns"), "q").await.unwrap();
+        quota["status"]["used"]["pods"].clone()
+    }
+
+    #[tokio::test]
+    async fn a_charge_that_lost_a_race_is_evaluated_again_against_the_stored_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let mut registry =
+            Registry::new(store, Arc::new(Catalog::builtin()), ServiceRanges::default())
+                .await
+                .unwrap();
+        registry.set_admission(Admission::new(&Selection { enabled: vec!["ResourceQuota"] }));
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}});
+        registry
+            .create(&info(&registry, "namespaces"), None, ns, WriteOptions::default())
+            .await
+            .unwrap();
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [{"name": "c"}]}});
+        let plugin = ResourceQuota;
+
+        // Stale: 0 of 2 used; stored: 1 of 2. The guarded write fails, the retry charges 2.
+        let stale = quota(&registry, "2", "1", "0").await;
+        let attrs = attributes(false);
+        charge(&plugin, &registry, &attrs, Some(&pod), None, vec![stale]).await.unwrap();
+        assert_eq!(used(&registry).await, "2");
+
+        // Stale: 0 of 2 used; stored: 2 of 2. The retry refuses rather than over-admits.
+        let quotas = info(&registry, "resourcequotas");
+        registry.delete(&quotas, Some("ns"), "q", &Default::default()).await.unwrap();
+        let stale = quota(&registry, "2", "2", "0").await;
+        let refused = charge(&plugin, &registry, &attrs, Some(&pod), None, vec![stale]).await;
+        assert_eq!(
+            refused.unwrap_err().message,
+            "pods \"p\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
+        );
+        assert_eq!(used(&registry).await, "2");
+
+        // A dry run is checked, never written.
+        registry.delete(&quotas, Some("ns"), "q", &Default::default()).await.unwrap();
+        quota(&registry, "2", "0", "0").await;
+        let fresh =
+            registry.get(&quotas, Some("ns"), "q").await.map(|v| typed::<Quota>(&v)).unwrap();
+        let dry = attributes(true);
+        charge(&plugin, &registry, &dry, Some(&pod), None, fresh.into_iter().collect())
+            .await
+            .unwrap();
+        assert_eq!(used(&registry).await, "0");
+    }
+}
