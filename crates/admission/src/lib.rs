@@ -117,6 +117,11 @@ pub struct Chain {
     pub mutating: Vec<Box<dyn Mutating>>,
     /// Validating plugins, run after the strategy's validation, in order.
     pub validating: Vec<Box<dyn Validating>>,
+    /// ResourceQuota, when enabled: upstream runs it last of all validation (after the
+    /// webhooks and policies), and what it admits must be charged to the quotas before the
+    /// object is stored, so the API server calls it apart
+    /// ([`resource_quota::ResourceQuota::check`]).
+    pub quota: Option<resource_quota::ResourceQuota>,
 }
 
 impl Chain {
@@ -156,6 +161,7 @@ pub mod namespace_lifecycle;
 pub mod pod_security;
 pub mod priority;
 pub mod quantity;
+pub mod resource_quota;
 pub mod service_account;
 pub mod storage_object_in_use_protection;
 pub mod taint_nodes_by_condition;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::service_account::NameSuffix;
 use crate::{
     Chain, default_storage_class, default_toleration_seconds, limit_ranger, namespace_lifecycle,
-    pod_security, priority, service_account, storage_object_in_use_protection,
+    pod_security, priority, resource_quota, service_account, storage_object_in_use_protection,
     taint_nodes_by_condition,
 };
 
@@ -90,6 +90,7 @@ pub const IMPLEMENTED: &[&str] = &[
     default_storage_class::NAME,
     storage_object_in_use_protection::NAME,
     pod_security::NAME,
+    resource_quota::NAME,
     "NodeRestriction",
 ];
 
@@ -212,6 +213,7 @@ pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
             "NodeRestriction" => {
                 chain.mutating.push(Box::new(crate::node_restriction::NodeRestriction::new()));
             }
+            resource_quota::NAME => chain.quota = Some(resource_quota::ResourceQuota),
             _ => {}
         }
     }
@@ -277,5 +279,9 @@ mod tests {
         );
         let order: Vec<&str> = chain.validating.iter().map(|p| p.name()).collect();
         assert_eq!(order, ["LimitRanger", "PodSecurity", "Priority"]);
+        assert!(chain.quota.is_some(), "ResourceQuota is on by default");
+        assert!(!s.unimplemented().contains(&"ResourceQuota"));
+        let off = Selection::new(&[], &names(&["ResourceQuota"])).unwrap();
+        assert!(build(&off, Arc::new(|| "abcde".to_string())).quota.is_none());
     }
 }

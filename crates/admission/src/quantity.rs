@@ -60,8 +60,21 @@ impl Ord for Amount {
 
 impl std::ops::Add for Amount {
     type Output = Amount;
+    /// The sum, in the format of `self` (of `other` when `self` is zero), as upstream's
+    /// `Quantity.Add`.
     fn add(self, other: Amount) -> Amount {
-        Amount { nanos: self.nanos.saturating_add(other.nanos), format: self.format }
+        let format = if self.nanos == 0 { other.format } else { self.format };
+        Amount { nanos: self.nanos.saturating_add(other.nanos), format }
+    }
+}
+
+impl std::ops::Sub for Amount {
+    type Output = Amount;
+    /// The difference, in the format of `self` (of `other` when `self` is zero), as
+    /// upstream's `Quantity.Sub`.
+    fn sub(self, other: Amount) -> Amount {
+        let format = if self.nanos == 0 { other.format } else { self.format };
+        Amount { nanos: self.nanos.saturating_sub(other.nanos), format }
     }
 }
 
@@ -129,6 +142,26 @@ impl Amount {
     /// Reads a `Quantity`.
     pub fn of(quantity: &Quantity) -> Result<Self, QuantityError> {
         Self::parse(&quantity.0)
+    }
+
+    /// A whole number of units, written as decimal (upstream's `NewQuantity(n, DecimalSI)`).
+    pub fn units(n: i64) -> Self {
+        Amount { nanos: i128::from(n).saturating_mul(NANO), format: Format::DecimalSi }
+    }
+
+    /// The amount rounded up to whole units (upstream's `RoundUp(0)`), in the same format.
+    pub fn round_up_units(self) -> Self {
+        Amount { nanos: ceil_div(self.nanos, NANO).saturating_mul(NANO), format: self.format }
+    }
+
+    /// Whether the amount is below zero.
+    pub fn is_negative(&self) -> bool {
+        self.nanos < 0
+    }
+
+    /// The amount as a `Quantity`, in its canonical form.
+    pub fn to_quantity(&self) -> Quantity {
+        Quantity(self.to_string())
     }
 
     /// Upstream's `MilliValue`: thousandths, rounded up.
@@ -304,5 +337,22 @@ mod tests {
         assert_eq!(Amount::parse("1.5").unwrap().value(), 2);
         let sum = Amount::parse("128Mi").unwrap() + Amount::parse("128Mi").unwrap();
         assert_eq!(sum.to_string(), "256Mi");
+    }
+
+    #[test]
+    fn arithmetic_keeps_formats_as_upstream() {
+        let gi = Amount::parse("1Gi").unwrap();
+        // Zero takes the other side's format, as upstream's Add and Sub.
+        assert_eq!((Amount::ZERO + gi).to_string(), "1Gi");
+        assert_eq!((gi - Amount::parse("512Mi").unwrap()).to_string(), "512Mi");
+        assert_eq!(
+            (Amount::parse("1").unwrap() - Amount::parse("1500m").unwrap()).to_string(),
+            "-500m"
+        );
+        assert!((Amount::ZERO - gi).is_negative());
+        assert_eq!(Amount::units(3).to_string(), "3");
+        assert_eq!(Amount::parse("1500m").unwrap().round_up_units().to_string(), "2");
+        assert_eq!(Amount::parse("1.5Ki").unwrap().round_up_units().to_string(), "1536");
+        assert_eq!(Amount::parse("100m").unwrap().to_quantity().0, "100m");
     }
 }

@@ -308,6 +308,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     tokio::spawn(lifecycle::service_accounts::run(Arc::clone(&api), pki.ca_cert.clone()));
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
+    tokio::spawn(lifecycle::resource_quota::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));

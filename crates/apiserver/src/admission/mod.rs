@@ -4,9 +4,11 @@
 //!
 //! Each stage runs, in upstream's order: the built-in plugins (`krust_admission`, pure, over
 //! a view of the watch cache), then the admission webhooks (mutating, then validating), then
-//! the ValidatingAdmissionPolicies (validate only).
+//! the ValidatingAdmissionPolicies (validate only). Last, [`Admission::charge_quota`] checks
+//! the write against the namespace's ResourceQuotas and charges it to them before it is stored.
 
 pub mod policy;
+pub mod quota;
 mod view;
 pub mod webhook;
 
@@ -32,6 +34,8 @@ pub struct Admission {
     /// `--disable-admission-plugins`), including those run outside [`Admission::plugins`]
     /// (`MutatingAdmissionWebhook`, `ValidatingAdmissionWebhook`, `ValidatingAdmissionPolicy`).
     pub enabled: Vec<&'static str>,
+    /// The per-namespace locks quota charges are made under.
+    quota_locks: quota::Locks,
 }
 
 /// Upstream's alphabet of generated name suffixes (no vowels, no look-alikes).

@@ -137,7 +137,7 @@ impl Registry {
     /// The cluster as admission sees it: the watch cache, once it holds every write this
     /// registry answered (or after the cache's freshness wait, stale: as upstream's informers
     /// may be).
-    async fn admission_view(&self) -> CacheView<'_> {
+    pub(crate) async fn admission_view(&self) -> CacheView<'_> {
         let written = self.written.load(Ordering::Acquire);
         if written > self.cache.revision()
             && let Err(e) = self.cache.wait_for(written).await

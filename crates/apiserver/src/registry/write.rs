@@ -308,6 +308,8 @@ impl Registry {
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
         self.admission.validate(&admit(&name), Some(&obj), None, &view).await?;
+        // Last, ResourceQuota charges the object to its namespace's quotas.
+        self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
         let key = info.storage_key(namespace, &name);
         let mut obj = to_stored(info, obj);
         if opts.dry_run {
@@ -503,6 +505,7 @@ impl Registry {
                 self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await?;
             } else {
                 self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?;
+                self.admission.charge_quota(self, &admit, Some(&new), Some(&old_served)).await?;
             }
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
