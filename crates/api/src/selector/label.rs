@@ -325,11 +325,16 @@ impl LabelSelector {
     /// The value this selector requires `key` to equal (`key=v`, `key==v` or `key in (v)`),
     /// when it does.
     pub fn requires_exact(&self, key: &str) -> Option<&str> {
-        self.requirements.iter().find_map(|r| match r.operator {
-            Operator::Equals | Operator::DoubleEquals | Operator::In
-                if r.key == key && r.values.len() == 1 =>
-            {
-                r.values.first().map(String::as_str)
+        self.exact().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// The labels this selector requires to have one value each (`key=value`, `key==value`,
+    /// `key in (value)`), as `(key, value)`, in the selector's order: what an index of labels
+    /// can narrow a list to.
+    pub fn exact(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.requirements.iter().filter_map(|r| match r.operator {
+            Operator::Equals | Operator::DoubleEquals | Operator::In if r.values.len() == 1 => {
+                r.values.first().map(|v| (r.key.as_str(), v.as_str()))
             }
             _ => None,
         })

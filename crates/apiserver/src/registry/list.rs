@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::continue_token::ContinueToken;
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error, decode, store_error, to_served};
-use crate::watchcache::{CachedObject, ListSnapshot, ResourceCache};
+use crate::watchcache::{CachedObject, IndexTerm, ListSnapshot, ResourceCache};
 
 /// One object of a list or watch, in the version served.
 #[derive(Debug, Clone)]
@@ -114,13 +114,13 @@ const WALK_BATCH: usize = 256;
 
 /// A walk over a snapshot, selecting the objects of a list as they are asked for.
 #[derive(Clone)]
-struct Walk {
+pub(super) struct Walk {
     info: ResourceInfo,
     opts: ListOptions,
     snapshot: ListSnapshot,
     prefix: String,
-    /// The indexed field and the value the selector requires, when the snapshot has its index.
-    indexed: Option<(&'static str, String)>,
+    /// The index lookup that narrows the list, if any.
+    indexed: Option<Narrow>,
     /// The last key read.
     after: Option<Arc<str>>,
     ready: VecDeque<Served>,
@@ -130,14 +130,14 @@ struct Walk {
 impl Walk {
     /// The objects under `prefix` after `after` that `opts` selects, through the index when it
     /// narrows them. Up to `limit` (0: all) are taken, then the rest yield whether more follow.
-    fn objects<'a>(
+    pub(super) fn objects<'a>(
         snapshot: &'a ListSnapshot,
-        indexed: Option<&(&'static str, String)>,
+        indexed: Option<&Narrow>,
         prefix: &'a str,
         after: Option<&str>,
     ) -> Box<dyn Iterator<Item = &'a Arc<CachedObject>> + 'a> {
-        if let Some((field, value)) = indexed
-            && let Some(objects) = snapshot.indexed(field, value, prefix, after)
+        if let Some(narrow) = indexed
+            && let Some(objects) = snapshot.lookup(narrow.term(), prefix, after)
         {
             return Box::new(objects);
         }
@@ -170,14 +170,43 @@ impl Iterator for Walk {
     }
 }
 
-/// The indexed field and value a selector narrows a list of `info` to, if any.
-fn narrowed(
+/// An index lookup that narrows a list to the objects it could select.
+#[derive(Debug, Clone)]
+pub(super) enum Narrow {
+    /// The resource's indexed field has this value.
+    Field(&'static str, String),
+    /// The object has this label (key, value).
+    Label(String, String),
+}
+
+impl Narrow {
+    fn term(&self) -> IndexTerm<'_> {
+        match self {
+            Narrow::Field(field, value) => IndexTerm::Field(field, value),
+            Narrow::Label(key, value) => IndexTerm::Label(key, value),
+        }
+    }
+}
+
+/// How the selectors of `opts` narrow a list of `info` through the cache's indexes, if they
+/// do: an exact value of the indexed field (a node's pods), else the first label the selector
+/// requires one value of. Objects served in another version than the stored one are selected
+/// on their converted form, so they are not narrowed.
+pub(super) fn narrowed(
     info: &ResourceInfo,
     cache: &ResourceCache,
     opts: &ListOptions,
-) -> Option<(&'static str, String)> {
-    let field = cache.shape().indexed_field().filter(|_| info.conversion.is_none())?;
-    Some((field, opts.fields.requires_exact(field)?.to_string()))
+) -> Option<Narrow> {
+    if info.conversion.is_some() {
+        return None;
+    }
+    if let Some(field) = cache.shape().indexed_field()
+        && let Some(value) = opts.fields.requires_exact(field)
+    {
+        return Some(Narrow::Field(field, value.to_string()));
+    }
+    let (key, value) = opts.labels.exact().next()?;
+    Some(Narrow::Label(key.to_string(), value.to_string()))
 }
 
 /// One page of a list.

@@ -38,7 +38,7 @@ use krust_api::StatusError;
 use krust_store::{EventKind, Revision};
 use serde_json::json;
 
-use super::list::{Served, check_fields, serve_selected};
+use super::list::{Narrow, Served, Walk, check_fields, narrowed, serve_selected};
 use super::options::{ListOptions, RevisionMatch};
 use super::{Registry, cache_error};
 use crate::watchcache::{CacheEvent, CachedObject, ListSnapshot, Live, Subscription, WatchStart};
@@ -152,8 +152,8 @@ struct Watcher {
     info: ResourceInfo,
     /// How the cache keeps the resource (to decode events read from the store).
     shape: crate::watchcache::Shape,
-    /// The field the cache indexes, if any.
-    indexed_field: Option<&'static str>,
+    /// The index lookup that narrows the initial objects, if any.
+    narrow: Option<Narrow>,
     opts: ListOptions,
     prefix: String,
     limits: WatchLimits,
@@ -286,7 +286,7 @@ impl Registry {
         let watcher = Watcher {
             info: *info,
             shape: *cache.shape(),
-            indexed_field: cache.shape().indexed_field(),
+            narrow: narrowed(info, &cache, &opts),
             prefix: info.storage_prefix_in(namespace),
             opts,
             limits,
@@ -374,24 +374,13 @@ async fn follow_cache(
     }
 }
 
-/// The objects of a snapshot this watcher selects, through the index when it narrows them.
+/// The objects of a snapshot this watcher selects, through an index when one narrows them.
 fn initial_objects<'a>(
     watcher: &'a Watcher,
     snapshot: &'a ListSnapshot,
 ) -> impl Iterator<Item = Served> + 'a {
-    let field = snapshot_index_field(watcher);
-    let indexed = field.and_then(|(f, v)| snapshot.indexed(f, v, &watcher.prefix, None));
-    let objects: Box<dyn Iterator<Item = &Arc<CachedObject>>> = match indexed {
-        Some(objects) => Box::new(objects),
-        None => Box::new(snapshot.range(&watcher.prefix, None)),
-    };
-    objects.filter_map(|o| serve_selected(&watcher.info, &watcher.opts, o))
-}
-
-/// The indexed field and the value this watcher's selector requires of it, if any.
-fn snapshot_index_field(watcher: &Watcher) -> Option<(&'static str, &str)> {
-    let field = watcher.indexed_field.filter(|_| watcher.info.conversion.is_none())?;
-    Some((field, watcher.opts.fields.requires_exact(field)?))
+    Walk::objects(snapshot, watcher.narrow.as_ref(), &watcher.prefix, None)
+        .filter_map(|o| serve_selected(&watcher.info, &watcher.opts, o))
 }
 
 /// Forwards events read from the store's history (a watch older than the cache's window)

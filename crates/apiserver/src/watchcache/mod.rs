@@ -26,7 +26,7 @@ use tokio::sync::watch;
 pub use dispatch::{Live, Subscription, WATCHER_QUEUE};
 pub use object::{CachedObject, Shape};
 pub use resource::{
-    CacheEvent, HistoryBudget, HistoryLimits, ListSnapshot, MIN_EVENTS_UNDER_PRESSURE,
+    CacheEvent, HistoryBudget, HistoryLimits, IndexTerm, ListSnapshot, MIN_EVENTS_UNDER_PRESSURE,
     ResourceCache, WatchStart,
 };
 
