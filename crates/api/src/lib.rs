@@ -32,5 +32,5 @@ pub mod validation;
 pub use catalog::{Catalog, ResourceInfo, Scope};
 pub use patch::{PatchError, PatchType, apply_patch};
 pub use selector::{FieldSelector, LabelSelector, SelectorError};
-pub use status::StatusError;
+pub use status::{Reason, StatusError};
 pub use strategy::Strategy;

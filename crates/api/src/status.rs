@@ -4,14 +4,121 @@ use serde_json::{Value, json};
 
 use crate::validation::FieldError;
 
+/// What failed, as upstream's `metav1.StatusReason`: in-process callers match on it, and the
+/// edge writes it (with the HTTP code) into the `Status` it answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No reason given (`""`).
+    Unknown,
+    /// 400: the request itself is invalid.
+    BadRequest,
+    /// 401: no valid credentials.
+    Unauthorized,
+    /// 403: the requester may not do this.
+    Forbidden,
+    /// 404: the object (or route) does not exist.
+    NotFound,
+    /// 405: the verb is not served on the resource.
+    MethodNotAllowed,
+    /// 406: no form the client accepts can be served.
+    NotAcceptable,
+    /// 409: the object exists already.
+    AlreadyExists,
+    /// 409: the write conflicts with the object's current state.
+    Conflict,
+    /// 410: gone, and will not come back.
+    Gone,
+    /// 410: the resourceVersion asked for is older than the history kept.
+    Expired,
+    /// 413: the request is too large.
+    RequestEntityTooLarge,
+    /// 415: the body's media type is not served.
+    UnsupportedMediaType,
+    /// 422: the object fails validation (with causes).
+    Invalid,
+    /// 429: too many requests, or a budget (a PodDisruptionBudget) has no room.
+    TooManyRequests,
+    /// 500: the server failed.
+    InternalError,
+    /// 500: the server could not finish in time, and the client may retry.
+    ServerTimeout,
+    /// 503: the server cannot serve this now.
+    ServiceUnavailable,
+    /// 504: the request did not finish in time.
+    Timeout,
+    /// A reason upstream's Status does not define, for answers at the HTTP edge that
+    /// upstream's Go server writes itself (`RequestURITooLong`, ...).
+    Other(&'static str),
+}
+
+impl Reason {
+    /// Upstream's name (`""` for [`Reason::Unknown`]).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unknown => "",
+            Reason::BadRequest => "BadRequest",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Forbidden => "Forbidden",
+            Reason::NotFound => "NotFound",
+            Reason::MethodNotAllowed => "MethodNotAllowed",
+            Reason::NotAcceptable => "NotAcceptable",
+            Reason::AlreadyExists => "AlreadyExists",
+            Reason::Conflict => "Conflict",
+            Reason::Gone => "Gone",
+            Reason::Expired => "Expired",
+            Reason::RequestEntityTooLarge => "RequestEntityTooLarge",
+            Reason::UnsupportedMediaType => "UnsupportedMediaType",
+            Reason::Invalid => "Invalid",
+            Reason::TooManyRequests => "TooManyRequests",
+            Reason::InternalError => "InternalError",
+            Reason::ServerTimeout => "ServerTimeout",
+            Reason::ServiceUnavailable => "ServiceUnavailable",
+            Reason::Timeout => "Timeout",
+            Reason::Other(name) => name,
+        }
+    }
+
+    /// The reason named `name` ([`Reason::Unknown`] for a name upstream does not define).
+    pub fn from_name(name: &str) -> Self {
+        const ALL: [Reason; 19] = [
+            Reason::Unknown,
+            Reason::BadRequest,
+            Reason::Unauthorized,
+            Reason::Forbidden,
+            Reason::NotFound,
+            Reason::MethodNotAllowed,
+            Reason::NotAcceptable,
+            Reason::AlreadyExists,
+            Reason::Conflict,
+            Reason::Gone,
+            Reason::Expired,
+            Reason::RequestEntityTooLarge,
+            Reason::UnsupportedMediaType,
+            Reason::Invalid,
+            Reason::TooManyRequests,
+            Reason::InternalError,
+            Reason::ServerTimeout,
+            Reason::ServiceUnavailable,
+            Reason::Timeout,
+        ];
+        ALL.into_iter().find(|r| r.as_str() == name).unwrap_or(Reason::Unknown)
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure to answer as a Kubernetes `Status` object.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct StatusError {
     /// HTTP status code.
     pub code: u16,
-    /// Machine-readable reason (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, ...).
-    pub reason: &'static str,
+    /// What failed.
+    pub reason: Reason,
     /// Human-readable description.
     pub message: String,
     /// `details` of the Status (name, group, kind, causes), when there are any.
@@ -22,13 +129,13 @@ pub struct StatusError {
 
 impl StatusError {
     /// An error with a code, reason and message and no details.
-    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: u16, reason: Reason, message: impl Into<String>) -> Self {
         Self { code, reason, message: message.into(), details: None, continue_token: None }
     }
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "BadRequest", message)
+        Self::new(400, Reason::BadRequest, message)
     }
 
     /// 404 NotFound for a named object of `resource` in `group`.
@@ -36,7 +143,7 @@ impl StatusError {
         let qualified = qualified(group, resource);
         Self {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
-            ..Self::new(404, "NotFound", format!("{qualified} \"{name}\" not found"))
+            ..Self::new(404, Reason::NotFound, format!("{qualified} \"{name}\" not found"))
         }
     }
 
@@ -45,7 +152,11 @@ impl StatusError {
         let qualified = qualified(group, resource);
         Self {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
-            ..Self::new(409, "AlreadyExists", format!("{qualified} \"{name}\" already exists"))
+            ..Self::new(
+                409,
+                Reason::AlreadyExists,
+                format!("{qualified} \"{name}\" already exists"),
+            )
         }
     }
 
@@ -56,7 +167,7 @@ impl StatusError {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
             ..Self::new(
                 409,
-                "Conflict",
+                Reason::Conflict,
                 format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
             )
         }
@@ -76,7 +187,7 @@ impl StatusError {
             .collect();
         Self {
             details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
-            ..Self::new(422, "Invalid", message)
+            ..Self::new(422, Reason::Invalid, message)
         }
     }
 
@@ -84,26 +195,26 @@ impl StatusError {
     pub fn invalid_options(message: impl Into<String>) -> Self {
         Self::new(
             422,
-            "Invalid",
+            Reason::Invalid,
             format!("ListOptions.meta.k8s.io \"\" is invalid: {}", message.into()),
         )
     }
 
     /// 410 Gone, for a resourceVersion older than the kept history.
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, "Expired", message)
+        Self::new(410, Reason::Expired, message)
     }
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "MethodNotAllowed", message)
+        Self::new(405, Reason::MethodNotAllowed, message)
     }
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             415,
-            "UnsupportedMediaType",
+            Reason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml (got {content_type:?})"
             ),
@@ -114,24 +225,40 @@ impl StatusError {
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             413,
-            "RequestEntityTooLarge",
+            Reason::RequestEntityTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         )
     }
 
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", message)
+        Self::new(500, Reason::InternalError, message)
     }
 
     /// 403 Forbidden.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, "Forbidden", message)
+        Self::new(403, Reason::Forbidden, message)
+    }
+
+    /// Whether the object was not found.
+    pub fn is_not_found(&self) -> bool {
+        self.reason == Reason::NotFound
+    }
+
+    /// Whether the write conflicted with the object's current state (a stale
+    /// resourceVersion, or a precondition).
+    pub fn is_conflict(&self) -> bool {
+        self.reason == Reason::Conflict
+    }
+
+    /// Whether the object exists already.
+    pub fn is_already_exists(&self) -> bool {
+        self.reason == Reason::AlreadyExists
     }
 
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
-        Self::new(401, "Unauthorized", "Unauthorized")
+        Self::new(401, Reason::Unauthorized, "Unauthorized")
     }
 
     /// The `Status` object, with its members in upstream's order: kind, apiVersion, metadata,
@@ -153,8 +280,8 @@ impl StatusError {
         status.insert("metadata".into(), metadata);
         status.insert("status".into(), json!("Failure"));
         status.insert("message".into(), json!(self.message));
-        if !self.reason.is_empty() {
-            status.insert("reason".into(), json!(self.reason));
+        if self.reason != Reason::Unknown {
+            status.insert("reason".into(), json!(self.reason.as_str()));
         }
         if let Some(details) = details {
             status.insert("details".into(), details);

@@ -13,7 +13,7 @@ pub mod cel;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, ParamRef, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
-use krust_api::StatusError;
+use krust_api::{Reason, StatusError};
 use serde_json::{Value, json};
 
 use crate::webhook::matching::{self, MatchPolicy, Rule};
@@ -293,12 +293,12 @@ fn qualified(attributes: &Attributes<'_>) -> String {
     }
 }
 
-fn reason_code(reason: &str) -> (u16, &'static str) {
+fn reason_code(reason: &str) -> (u16, Reason) {
     match reason {
-        "Unauthorized" => (401, "Unauthorized"),
-        "Forbidden" => (403, "Forbidden"),
-        "RequestEntityTooLarge" => (413, "RequestEntityTooLarge"),
-        _ => (422, "Invalid"),
+        "Unauthorized" => (401, Reason::Unauthorized),
+        "Forbidden" => (403, Reason::Forbidden),
+        "RequestEntityTooLarge" => (413, Reason::RequestEntityTooLarge),
+        _ => (422, Reason::Invalid),
     }
 }
 

@@ -68,7 +68,7 @@ fn a_failed_validation_says_which_expression_failed() {
         e.message,
         "deployments.apps \"web\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding 'b' denied request: failed expression: object.spec.replicas <= 5"
     );
-    assert_eq!((e.code, e.reason), (422, "Invalid"));
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
 
     let five = deployment(5);
     let ok = Request { attributes: &attrs, object: Some(&five), old: None };

@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ServiceReference, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use krust_api::StatusError;
+use krust_api::{Reason, StatusError};
 use serde_json::{Value, json};
 
 use crate::policy::cel::{Expression, Variables};
@@ -485,32 +485,6 @@ pub fn apply_patch(
     Ok(changed)
 }
 
-/// The well-known reasons a webhook's Status may give (others are dropped: a `StatusError`'s
-/// reason is static).
-fn known_reason(reason: &str) -> &'static str {
-    const REASONS: &[&str] = &[
-        "Unauthorized",
-        "Forbidden",
-        "NotFound",
-        "AlreadyExists",
-        "Conflict",
-        "Gone",
-        "Invalid",
-        "ServerTimeout",
-        "Timeout",
-        "TooManyRequests",
-        "BadRequest",
-        "MethodNotAllowed",
-        "NotAcceptable",
-        "RequestEntityTooLarge",
-        "UnsupportedMediaType",
-        "InternalError",
-        "Expired",
-        "ServiceUnavailable",
-    ];
-    REASONS.iter().find(|r| **r == reason).copied().unwrap_or("")
-}
-
 /// A webhook's refusal, as upstream's `ToStatusErr`: `admission webhook "NAME" denied the
 /// request: MESSAGE`, with the webhook's code (at least 400) and reason.
 pub fn denied(webhook: &str, status: Option<&Value>) -> StatusError {
@@ -529,7 +503,7 @@ pub fn denied(webhook: &str, status: Option<&Value>) -> StatusError {
     };
     StatusError {
         details: field("details").filter(|d| d.is_object()).cloned(),
-        ..StatusError::new(code, known_reason(text("reason").unwrap_or_default()), message)
+        ..StatusError::new(code, Reason::from_name(text("reason").unwrap_or_default()), message)
     }
 }
 

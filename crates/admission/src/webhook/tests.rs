@@ -203,7 +203,7 @@ fn refusals_are_worded_as_upstream() {
         e.message,
         "admission webhook \"deny.example.com\" denied the request: name is taken"
     );
-    assert_eq!((e.code, e.reason), (403, "Forbidden"));
+    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
     let e = denied("h", Some(&json!({"code": 200})));
     assert_eq!(e.message, "admission webhook \"h\" denied the request without explanation");
     assert_eq!(e.code, 400);

@@ -156,10 +156,10 @@ impl From<PatchError> for StatusError {
     fn from(err: PatchError) -> Self {
         let code = err.code();
         let reason = match code {
-            400 => "BadRequest",
-            413 => "RequestEntityTooLarge",
-            415 => "UnsupportedMediaType",
-            _ => "Invalid",
+            400 => crate::Reason::BadRequest,
+            413 => crate::Reason::RequestEntityTooLarge,
+            415 => crate::Reason::UnsupportedMediaType,
+            _ => crate::Reason::Invalid,
         };
         StatusError::new(code, reason, err.to_string())
     }

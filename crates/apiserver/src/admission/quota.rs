@@ -130,7 +130,7 @@ async fn charge(
         for name in failed {
             match registry.get(&info, Some(namespace), &name).await {
                 Ok(value) => quotas.extend(typed::<Quota>(&value)),
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }

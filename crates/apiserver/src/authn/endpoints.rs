@@ -157,7 +157,7 @@ fn invalid(name: &str, field: &str, value: Value, message: &str) -> StatusError 
         })),
         ..StatusError::new(
             422,
-            "Invalid",
+            krust_api::Reason::Invalid,
             format!(
                 "TokenRequest.{GROUP} {name:?} is invalid: {field}: Invalid value: {shown}: {message}"
             ),
@@ -235,7 +235,7 @@ pub async fn token_request(
                     details: Some(json!({"name": object_name, "kind": kind})),
                     ..StatusError::new(
                         409,
-                        "Conflict",
+                        krust_api::Reason::Conflict,
                         format!(
                             "Operation cannot be fulfilled on {kind} {object_name:?}: the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
                         ),

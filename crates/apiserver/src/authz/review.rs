@@ -70,7 +70,7 @@ impl Review {
         if r.verb != "create" || r.name.is_some() || r.namespace.is_some() != namespaced {
             return Err(StatusError::new(
                 405,
-                "MethodNotAllowed",
+                krust_api::Reason::MethodNotAllowed,
                 format!("{} is not supported on {}.{GROUP}", r.verb, r.resource),
             ));
         }

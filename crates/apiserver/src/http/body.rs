@@ -35,7 +35,7 @@ pub async fn read(req: Request<Incoming>) -> Result<Bytes, StatusError> {
         Some(deadline) => tokio::time::timeout_at(deadline.at, body).await.unwrap_or_else(|_| {
             Err(StatusError::new(
                 408,
-                "Timeout",
+                krust_api::Reason::Timeout,
                 format!(
                     "Timeout: the request body did not arrive within {}s",
                     deadline.limit.as_secs_f64()

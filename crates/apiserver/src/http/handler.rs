@@ -260,7 +260,11 @@ fn not_found() -> StatusError {
 fn not_served(details: Value) -> StatusError {
     StatusError {
         details: Some(details),
-        ..StatusError::new(404, "NotFound", "the server could not find the requested resource")
+        ..StatusError::new(
+            404,
+            krust_api::Reason::NotFound,
+            "the server could not find the requested resource",
+        )
     }
 }
 
@@ -353,7 +357,7 @@ async fn resource(
             details: Some(json!({"group": info.group, "kind": info.plural})),
             ..StatusError::new(
                 404,
-                "NotFound",
+                krust_api::Reason::NotFound,
                 format!(
                     "the subresource {:?} of {} is not served yet",
                     r.subresource.as_deref().unwrap_or_default(),
@@ -460,7 +464,9 @@ async fn resource(
             match registry.patch(&info, ns, &name, sub, kind, &bytes, write.clone()).await {
                 Ok(patched) => Ok(written(StatusCode::OK, &patched, wire)),
                 // Server-side apply creates what does not exist yet.
-                Err(e) if e.code == 404 && kind == PatchType::Apply && sub == Subresource::Main => {
+                Err(e)
+                    if e.is_not_found() && kind == PatchType::Apply && sub == Subresource::Main =>
+                {
                     let obj = body::decode(&content_type, &bytes)?;
                     if obj.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str())
                     {

@@ -120,8 +120,11 @@ impl Inflight {
 
 /// Upstream's answer to a request over the limit: 429 TooManyRequests, `Retry-After: 1`.
 pub fn too_many_requests() -> Response<Body> {
-    let mut error =
-        StatusError::new(429, "TooManyRequests", "Too many requests, please try again later.");
+    let mut error = StatusError::new(
+        429,
+        krust_api::Reason::TooManyRequests,
+        "Too many requests, please try again later.",
+    );
     error.details = Some(serde_json::json!({"retryAfterSeconds": 1}));
     let mut response = response::error(&error);
     debug_assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);

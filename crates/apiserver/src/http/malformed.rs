@@ -30,7 +30,7 @@ pub fn check(uri: &Uri) -> Result<(), StatusError> {
     if len > MAX_URL_BYTES {
         return Err(StatusError::new(
             414,
-            "RequestURITooLong",
+            krust_api::Reason::Other("RequestURITooLong"),
             format!("the request URL is {len} bytes long, longer than the {MAX_URL_BYTES} allowed"),
         ));
     }
@@ -101,6 +101,10 @@ fn hyper_error(head: &[u8]) -> Option<StatusError> {
     let has_length = headers
         .split(|b| *b == b'\n')
         .any(|line| line.eq_ignore_ascii_case(b"content-length: 0\r"));
+    let reason = match krust_api::Reason::from_name(reason) {
+        krust_api::Reason::Unknown => krust_api::Reason::Other(reason),
+        known => known,
+    };
     (shape_matches && has_length).then(|| StatusError::new(code, reason, message))
 }
 

@@ -32,7 +32,7 @@ pub async fn bootstrap(
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry.create(&info, None, ns, WriteOptions::default()).await {
             Ok(_) => tracing::info!(namespace = name, "created"),
-            Err(e) if e.code == 409 => {}
+            Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
     }
@@ -52,8 +52,10 @@ pub async fn bootstrap(
     });
     match registry.create(&services, Some("default"), kubernetes, WriteOptions::default()).await {
         Ok(_) => tracing::info!("created service default/kubernetes"),
-        Err(e) if e.code == 409 => {}
-        Err(e) if e.code == 422 && e.message.contains("already allocated") => {}
+        Err(e) if e.is_already_exists() => {}
+        Err(e)
+            if e.reason == krust_api::Reason::Invalid
+                && e.message.contains("already allocated") => {}
         Err(e) => return Err(e),
     }
     Ok(())

@@ -117,7 +117,7 @@ async fn report(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if e.code == 409 || e.code == 404 => Ok(()),
+        Err(e) if e.is_conflict() || e.is_not_found() => Ok(()),
         Err(e) => Err(e),
     }
 }

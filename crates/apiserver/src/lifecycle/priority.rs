@@ -33,7 +33,7 @@ pub async fn bootstrap(registry: &Registry) -> Result<(), StatusError> {
         });
         match registry.create(&info, None, class, WriteOptions::default()).await {
             Ok(_) => tracing::info!(priorityclass = name, "created"),
-            Err(e) if e.code == 409 => {}
+            Err(e) if e.is_already_exists() => {}
             Err(e) => return Err(e),
         }
     }

@@ -40,7 +40,7 @@ async fn existing<T: DeserializeOwned>(
 ) -> Result<Option<T>, StatusError> {
     match registry.get(info, None, name).await {
         Ok(value) => from_value(value).map(Some),
-        Err(e) if e.code == 404 => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -56,7 +56,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), StatusError> {
         match existing::<ClusterRole>(registry, &roles, &name).await? {
             None => match registry.create(&roles, None, to_value(&expected)?, opts()).await {
                 Ok(_) => tracing::debug!(clusterrole = %name, "created"),
-                Err(e) if e.code == 409 => {}
+                Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             },
             Some(current) => {
@@ -75,7 +75,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), StatusError> {
         else {
             match registry.create(&bindings, None, to_value(&expected)?, opts()).await {
                 Ok(_) => tracing::debug!(clusterrolebinding = %name, "created"),
-                Err(e) if e.code == 409 => {}
+                Err(e) if e.is_already_exists() => {}
                 Err(e) => return Err(e),
             }
             continue;
@@ -136,7 +136,7 @@ pub async fn run_aggregation(api: Arc<ApiServer>) {
         if seen != Some(changed) {
             seen = Some(changed);
             if let Err(e) = aggregate(&api).await {
-                if e.code != 409 && e.code != 404 {
+                if !(e.is_conflict() || e.is_already_exists() || e.is_not_found()) {
                     tracing::warn!(error = %e.message, "clusterrole aggregation failed");
                 }
                 seen = None;

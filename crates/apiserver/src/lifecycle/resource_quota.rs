@@ -122,7 +122,7 @@ impl Controller {
                 Ok(()) => {
                     tracing::debug!(namespace = %key.0, quota = %key.1, "quota status synced");
                 }
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => {
                     tracing::debug!(namespace = %key.0, quota = %key.1, error = %e.message, "quota sync failed; retrying");
                     self.pending.insert(key);

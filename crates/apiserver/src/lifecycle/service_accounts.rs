@@ -131,7 +131,14 @@ pub async fn pass(api: &ApiServer, ca_pem: &str) -> Result<(), StatusError> {
 fn ignore_gone<T>(result: Result<T, StatusError>) -> Result<(), StatusError> {
     match result {
         Ok(_) => Ok(()),
-        Err(e) if matches!(e.code, 404 | 409) || e.message.contains("being terminated") => Ok(()),
+        Err(e)
+            if e.is_not_found()
+                || e.is_already_exists()
+                || e.is_conflict()
+                || e.message.contains("being terminated") =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }

@@ -76,7 +76,7 @@ impl DeleteOptions {
         {
             return Err(StatusError::new(
                 422,
-                "Invalid",
+                krust_api::Reason::Invalid,
                 format!(
                     "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
                 ),
@@ -219,7 +219,7 @@ impl Registry {
             let ns = meta_str(&obj, "namespace").map(str::to_string);
             match self.delete(info, ns.as_deref().or(namespace), &name, opts).await {
                 Ok(Deleted::Now(obj) | Deleted::Pending(obj)) => deleted.push(obj),
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -236,7 +236,7 @@ fn check_preconditions(obj: &Value, opts: &DeleteOptions) -> Result<(), StatusEr
                 details: Some(json!({"name": name})),
                 ..StatusError::new(
                     409,
-                    "Conflict",
+                    krust_api::Reason::Conflict,
                     format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
                     ),
@@ -251,7 +251,7 @@ fn check_preconditions(obj: &Value, opts: &DeleteOptions) -> Result<(), StatusEr
                 details: Some(json!({"name": name})),
                 ..StatusError::new(
                     409,
-                    "Conflict",
+                    krust_api::Reason::Conflict,
                     format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
                     ),

@@ -305,7 +305,7 @@ fn too_large(message: String) -> StatusError {
             "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
             "retryAfterSeconds": 1,
         })),
-        ..StatusError::new(504, "Timeout", message)
+        ..StatusError::new(504, krust_api::Reason::Timeout, message)
     }
 }
 

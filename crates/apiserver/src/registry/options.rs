@@ -38,7 +38,7 @@ impl Query {
             values if values.iter().all(|v| *v == "All") => Ok(true),
             values => Err(StatusError::new(
                 422,
-                "Invalid",
+                krust_api::Reason::Invalid,
                 format!("dryRun: Unsupported value: {values:?}: supported values: \"All\""),
             )),
         }
@@ -232,7 +232,7 @@ mod tests {
         let list = |raw: &str| {
             ListOptions::from_query(&Query::parse(Some(raw)), false)
                 .err()
-                .map(|e| (e.code, e.reason, e.message))
+                .map(|e| (e.code, e.reason.as_str(), e.message))
         };
         let bad = |code, message: &str| Some((code, "BadRequest", message.to_string()));
         let cases = [

@@ -113,7 +113,7 @@ pub fn no_room(pdb: &str, budget: &Budget) -> StatusError {
         )}]})),
         ..StatusError::new(
             429,
-            "TooManyRequests",
+            krust_api::Reason::TooManyRequests,
             "Cannot evict pod as it would violate the pod's disruption budget.",
         )
     }
@@ -343,7 +343,7 @@ mod tests {
             "web",
             &Budget { expected: 2, current_healthy: 2, desired_healthy: 2, disruptions_allowed: 0 },
         );
-        assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
+        assert_eq!((e.code, e.reason.as_str()), (429, "TooManyRequests"));
         assert_eq!(e.message, "Cannot evict pod as it would violate the pod's disruption budget.");
         assert_eq!(
             e.details.unwrap()["causes"][0]["message"],
