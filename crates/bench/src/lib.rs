@@ -4,6 +4,7 @@
 mod api;
 mod client;
 mod etcd;
+mod process;
 mod stats;
 mod store;
 mod sustained;
