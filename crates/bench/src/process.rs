@@ -129,6 +129,22 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.0.id()
     }
+
+    /// Sends it SIGTERM and waits (at most 60 s) for it to exit; returns how long that took.
+    pub async fn terminate(mut self) -> anyhow::Result<Duration> {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(self.pid())?)
+            .context("the server has no valid pid")?;
+        let started = Instant::now();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .context("cannot send SIGTERM to the server")?;
+        while self.child.0.try_wait()?.is_none() {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the server did not exit within 60 s of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(started.elapsed())
+    }
 }
 
 /// Connects with the admin kubeconfig once the server answers.
