@@ -73,10 +73,22 @@ impl ApiClient {
         let body = body
             .map(|b| Bytes::from(serde_json::to_vec(b).unwrap_or_default()))
             .unwrap_or_default();
+        self.send(method, path, "application/json", body).await
+    }
+
+    /// Sends one request with a body of `content_type` and reads the whole answer; fails on a
+    /// non-2xx status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Bytes> {
         let req = Request::builder()
             .method(method)
             .uri(format!("https://{}{path}", self.authority))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(body))?;
         let mut sender = self.sender.clone();
         sender.ready().await?;
@@ -87,6 +99,22 @@ impl ApiClient {
             return Err(anyhow!("{path}: {status}: {}", String::from_utf8_lossy(&bytes)));
         }
         Ok(bytes)
+    }
+
+    /// Sends a GET and returns the answer's status and its body unread, for a reader that
+    /// streams it.
+    pub async fn get_streaming(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(http::StatusCode, hyper::body::Incoming)> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("https://{}{path}", self.authority))
+            .body(Full::new(Bytes::new()))?;
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        Ok((response.status(), response.into_body()))
     }
 
     /// Opens a watch and returns its body as a stream of frames.

@@ -4,9 +4,13 @@
 mod api;
 mod client;
 mod etcd;
+mod objects;
+mod process;
+mod scale;
 mod stats;
 mod store;
 mod sustained;
 
 pub use api::{ApiBenchArgs, api};
+pub use scale::{ScaleBenchArgs, scale};
 pub use sustained::{SustainedBenchArgs, sustained};

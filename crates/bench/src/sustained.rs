@@ -3,17 +3,17 @@
 //! resident memory (plus etcd's) and the size of the data on disk.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use http::Method;
 use serde_json::{Value, json};
 
 use crate::client::ApiClient;
 use crate::etcd::Etcd;
+use crate::process::{ServerCommand, disk_usage, rss};
 use crate::stats::round3;
 
 /// Arguments of `krust bench sustained`.
@@ -48,90 +48,17 @@ pub struct SustainedBenchArgs {
     pub output: Option<PathBuf>,
 }
 
-/// A child process, killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `krust server` child process, killed on drop.
-struct Server {
-    child: Killed,
-    client: ApiClient,
-}
-
-impl Server {
-    async fn start(
-        krust: &Path,
-        dir: &Path,
-        endpoint: Option<&str>,
-        args: &SustainedBenchArgs,
-    ) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut command = Command::new(krust);
-        command
-            .arg("server")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--bind-address", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--etcd-compaction-interval", &args.compaction_interval])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(endpoint) = endpoint {
-            command.args(["--datastore-endpoint", endpoint]);
-        }
-        let mut child =
-            Killed(command.spawn().with_context(|| format!("cannot start {}", krust.display()))?);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.0.try_wait()? {
-                bail!("krust server exited: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("krust server did not answer within 60 s");
-            }
-            if let Some(client) = connect(dir).await {
-                return Ok(Server { child, client });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// Connects with the admin kubeconfig once the server answers.
-async fn connect(dir: &Path) -> Option<ApiClient> {
-    let kubeconfig = std::fs::read_to_string(dir.join("admin.kubeconfig")).ok()?;
-    let client = ApiClient::connect(&kubeconfig).await.ok()?;
-    client.request(Method::GET, "/api/v1/namespaces/default", None).await.ok()?;
-    Some(client)
-}
-
-/// Resident memory of a process, in bytes (0 when it cannot be read).
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// Bytes allocated on disk under `dir` (sparse files count what they use).
-fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
-            Ok(meta) => meta.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
+/// A server on `dir` compacting as `args` say.
+fn server_command(
+    krust: &Path,
+    dir: &Path,
+    endpoint: Option<&str>,
+    args: &SustainedBenchArgs,
+) -> anyhow::Result<ServerCommand> {
+    let mut command = ServerCommand::new(krust, dir, endpoint)?;
+    command.extra =
+        vec!["--etcd-compaction-interval".to_string(), args.compaction_interval.clone()];
+    Ok(command)
 }
 
 const NS: &str = "sustained";
@@ -265,16 +192,15 @@ pub async fn sustained(args: SustainedBenchArgs) -> anyhow::Result<()> {
     });
 
     let dir = tmp.path().join("embedded");
-    let server = Server::start(&krust, &dir, None, &args).await?;
-    results["embedded"] =
-        measure(&server.client, &[server.child.0.id()], &dir.join("db"), &args).await?;
+    let server = server_command(&krust, &dir, None, &args)?.start().await?;
+    results["embedded"] = measure(&server.client, &[server.pid()], &dir.join("db"), &args).await?;
     drop(server);
 
     let etcd_dir = tmp.path().join("etcd");
     let etcd = Etcd::start(&args.etcd, &etcd_dir).await?;
     let dir = tmp.path().join("etcd-server");
-    let server = Server::start(&krust, &dir, Some(&etcd.url), &args).await?;
-    let pids = [server.child.0.id(), etcd.pid()];
+    let server = server_command(&krust, &dir, Some(&etcd.url), &args)?.start().await?;
+    let pids = [server.pid(), etcd.pid()];
     results["etcd"] = measure(&server.client, &pids, &etcd_dir, &args).await?;
     drop(server);
     drop(etcd);

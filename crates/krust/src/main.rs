@@ -108,6 +108,10 @@ enum BenchCommand {
     /// A sustained stream of ~4 KB updates against a server on the embedded store and one on
     /// etcd (separate processes), sampling memory and disk every second.
     Sustained(krust_bench::SustainedBenchArgs),
+    /// One server loaded to a cluster's size (5,000 nodes and 150,000 pods by default), on
+    /// the embedded store and on etcd: load rate, memory per object, lists, field selectors,
+    /// paging, disk, shutdown and restart, each beside its reference.
+    Scale(krust_bench::ScaleBenchArgs),
 }
 
 fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -164,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench { which: BenchCommand::Sustained(args) } => {
                 krust_bench::sustained(args).await
             }
+            Command::Bench { which: BenchCommand::Scale(args) } => krust_bench::scale(args).await,
         }
     });
     // Work still running in the background (a store read, a task of a connection that did

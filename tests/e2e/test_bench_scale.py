@@ -1,0 +1,59 @@
+"""`krust bench scale` at a small size: it completes, and what it checks holds (every pod
+listed, the field selector and the namespace list return exactly their pods, paging returns
+every pod once). No figure is timed against a bound: CI machines vary."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import BACKENDS, ETCD_BIN, KRUST_BIN
+
+NODES, PODS = 20, 600
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bench_scale_small(backend, tmp_path):
+    out = tmp_path / "scale.json"
+    skip = "--skip-etcd" if backend == "embedded" else "--skip-embedded"
+    cmd = [KRUST_BIN, "bench", "scale", "--nodes", str(NODES), "--pods", str(PODS),
+           "--namespaces", "10", "--repeats", "3", "--etcd", ETCD_BIN, skip,
+           "--work-dir", str(tmp_path / "work"), "--output", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
+    results = json.loads(out.read_text())
+    assert json.loads(run.stdout) == results
+    assert results["checks_passed"] is True
+    r = results[backend]
+
+    # Objects of realistic size.
+    assert 3000 <= r["objects"]["node_json_bytes_avg"] <= 6000
+    assert 3000 <= r["objects"]["pod_json_bytes_avg"] <= 6000
+
+    # Every pod listed, from one streamed list and from pages of 500, each once.
+    assert r["list_all"]["items"] == PODS and r["list_all"]["all_listed"] is True
+    assert r["list_all"]["bytes"] >= PODS * 3000
+    assert r["paging"]["items"] == PODS and r["paging"]["each_once"] is True
+    assert r["paging"]["pages"] == 2
+
+    # The probes return exactly their pods at both points, the same pods at both.
+    early, full = r["selectors"]["early"], r["selectors"]["full"]
+    assert early["pods_stored"] < full["pods_stored"] == PODS
+    for at in (early, full):
+        assert at["node_field_selector"]["exact"] is True
+        assert at["node_field_selector"]["items"] == PODS // NODES
+        assert at["namespace"]["exact"] is True
+    assert early["namespace"]["items"] == full["namespace"]["items"] > 0
+
+    # The figures exist and are numbers (their values depend on the machine and the build).
+    memory = r["memory"]
+    assert memory["objects"] == NODES + PODS
+    assert memory["json_bytes_loaded"] >= (NODES + PODS) * 3000
+    assert memory["server_rss_per_object_bytes"] >= 0 and memory["ratio"] >= 0
+    if backend == "etcd":
+        assert "etcd_rss_per_object_bytes" in memory
+    assert r["load"]["start_pods_per_second"] > 0 and r["load"]["end_pods_per_second"] > 0
+    assert r["disk"]["bytes_per_pod"] > 0
+    assert r["shutdown"]["sigterm_to_exit_seconds"] > 0
+    assert r["restart"]["seconds_to_full_list"] >= r["restart"]["seconds_to_ready"] > 0
+    assert {g["backend"] for g in results["goals"]} == {backend}
