@@ -57,3 +57,27 @@ def test_bench_scale_small(backend, tmp_path):
     assert r["shutdown"]["sigterm_to_exit_seconds"] > 0
     assert r["restart"]["seconds_to_full_list"] >= r["restart"]["seconds_to_ready"] > 0
     assert {g["backend"] for g in results["goals"]} == {backend}
+
+
+def test_bench_fanout_small(tmp_path):
+    """`krust bench fanout` at a small size on the embedded store: it completes, the RBAC
+    user is authorized through its RoleBinding and no further, the list holds every ConfigMap,
+    and every watcher got its node's pods (the run waits for each)."""
+    out = tmp_path / "fanout.json"
+    cmd = [KRUST_BIN, "bench", "fanout", "--creates", "200", "--list-objects", "500",
+           "--list-repeats", "3", "--watchers", "50", "--watchers-per-connection", "20",
+           "--pod-creates", "500", "--skip-etcd", "--output", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
+    r = json.loads(out.read_text())["embedded"]
+    rbac = r["rbac_creates"]
+    assert rbac["user_cannot_list_nodes"] is True
+    assert [run["count"] for run in rbac["rbac_user"]] == [200, 200]
+    assert rbac["ratio"] > 0
+    assert r["list"]["all_listed"] is True and r["list"]["items"] == 501
+    assert r["list"]["bytes"] > 500 * 200
+    fan = r["watch_fan_out"]
+    assert fan["events_per_watcher"] == 10
+    assert fan["with_watchers"]["creates"]["count"] == 500
+    assert fan["without_watchers"]["server_cpu_ms_per_write"] > 0
+    assert fan["with_watchers"]["server_cpu_ms_per_write"] > 0

@@ -45,12 +45,13 @@ pub struct ApiBenchArgs {
 
 const NS: &str = "bench";
 
-fn configmap(i: usize) -> Value {
+/// ConfigMap `i` of the benchmark: a label and 200 bytes of data.
+pub(crate) fn configmap(i: usize) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i:06}"), "labels": {"bench": "yes"}}, "data": {"key": "x".repeat(200)}})
 }
 
 /// Runs `n` requests from `concurrency` tasks; `make` builds request `i`.
-async fn closed_loop(
+pub(crate) async fn closed_loop(
     client: &ApiClient,
     n: usize,
     concurrency: usize,

@@ -1,5 +1,5 @@
 //! A minimal HTTPS client for the benchmark: one HTTP/2 connection with the admin client
-//! certificate, shared by many concurrent requests.
+//! certificate (or a bearer token), shared by many concurrent requests.
 
 use std::sync::Arc;
 
@@ -18,6 +18,8 @@ use serde_json::Value;
 pub struct ApiClient {
     sender: http2::SendRequest<Full<Bytes>>,
     authority: String,
+    /// The `Authorization` header sent with every request (bearer-token clients).
+    authorization: Option<http::HeaderValue>,
 }
 
 fn field<'a>(kubeconfig: &'a str, name: &str) -> anyhow::Result<&'a str> {
@@ -30,25 +32,45 @@ fn field<'a>(kubeconfig: &'a str, name: &str) -> anyhow::Result<&'a str> {
 impl ApiClient {
     /// Connects with the credentials of an admin kubeconfig written by `krust server`.
     pub async fn connect(kubeconfig: &str) -> anyhow::Result<Self> {
+        Self::connect_as(kubeconfig, None).await
+    }
+
+    /// Connects to the server of an admin kubeconfig, trusting its CA, and authenticates
+    /// with `token` as a bearer token instead of the admin's certificate.
+    pub async fn connect_with_token(kubeconfig: &str, token: &str) -> anyhow::Result<Self> {
+        let header = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("a token that cannot be sent in a header")?;
+        Self::connect_as(kubeconfig, Some(header)).await
+    }
+
+    async fn connect_as(
+        kubeconfig: &str,
+        authorization: Option<http::HeaderValue>,
+    ) -> anyhow::Result<Self> {
         let b64 = |s: &str| {
             base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig")
         };
         let server = field(kubeconfig, "server")?;
         let ca = b64(field(kubeconfig, "certificate-authority-data")?)?;
-        let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
-        let key = b64(field(kubeconfig, "client-key-data")?)?;
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pemfile::certs(&mut ca.as_slice()) {
             roots.add(c?)?;
         }
-        let certs = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut key.as_slice())?
-            .ok_or_else(|| anyhow!("no client key"))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)?;
+            .with_root_certificates(roots);
+        let mut tls = if authorization.is_some() {
+            builder.with_no_client_auth()
+        } else {
+            let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
+            let key = b64(field(kubeconfig, "client-key-data")?)?;
+            let certs =
+                rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
+            let key = rustls_pemfile::private_key(&mut key.as_slice())?
+                .ok_or_else(|| anyhow!("no client key"))?;
+            builder.with_client_auth_cert(certs, key)?
+        };
         tls.alpn_protocols = vec![b"h2".to_vec()];
         let authority = server.trim_start_matches("https://").to_string();
         let tcp = tokio::net::TcpStream::connect(&authority).await?;
@@ -60,7 +82,17 @@ impl ApiClient {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self { sender, authority })
+        Ok(Self { sender, authority, authorization })
+    }
+
+    /// A request to `path` with this client's credentials.
+    fn builder(&self, method: Method, path: &str) -> http::request::Builder {
+        let builder =
+            Request::builder().method(method).uri(format!("https://{}{path}", self.authority));
+        match &self.authorization {
+            Some(value) => builder.header(http::header::AUTHORIZATION, value.clone()),
+            None => builder,
+        }
     }
 
     /// Sends one request and reads the whole answer; fails on a non-2xx status.
@@ -85,9 +117,8 @@ impl ApiClient {
         content_type: &str,
         body: Bytes,
     ) -> anyhow::Result<Bytes> {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("https://{}{path}", self.authority))
+        let req = self
+            .builder(method, path)
             .header("content-type", content_type)
             .body(Full::new(body))?;
         let mut sender = self.sender.clone();
@@ -107,10 +138,7 @@ impl ApiClient {
         &self,
         path: &str,
     ) -> anyhow::Result<(http::StatusCode, hyper::body::Incoming)> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(format!("https://{}{path}", self.authority))
-            .body(Full::new(Bytes::new()))?;
+        let req = self.builder(Method::GET, path).body(Full::new(Bytes::new()))?;
         let mut sender = self.sender.clone();
         sender.ready().await?;
         let response = sender.send_request(req).await?;
@@ -119,10 +147,7 @@ impl ApiClient {
 
     /// Opens a watch and returns its body as a stream of frames.
     pub async fn watch(&self, path: &str) -> anyhow::Result<hyper::body::Incoming> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(format!("https://{}{path}", self.authority))
-            .body(Full::new(Bytes::new()))?;
+        let req = self.builder(Method::GET, path).body(Full::new(Bytes::new()))?;
         let mut sender = self.sender.clone();
         sender.ready().await?;
         let response = sender.send_request(req).await?;

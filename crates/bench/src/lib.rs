@@ -4,6 +4,7 @@
 mod api;
 mod client;
 mod etcd;
+mod fanout;
 mod objects;
 mod process;
 mod scale;
@@ -12,5 +13,6 @@ mod store;
 mod sustained;
 
 pub use api::{ApiBenchArgs, api};
+pub use fanout::{FanoutBenchArgs, fanout};
 pub use scale::{ScaleBenchArgs, scale};
 pub use sustained::{SustainedBenchArgs, sustained};

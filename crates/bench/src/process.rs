@@ -1,5 +1,5 @@
 //! `krust server` as a child process of a benchmark, and what is read of a process from
-//! `/proc`: a child's resident memory is its own, apart from the client's.
+//! `/proc`: a child's resident memory and CPU time are its own, apart from the client's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -163,6 +163,21 @@ pub fn rss(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// The unit of CPU times in `/proc/<pid>/stat`: the kernel's `USER_HZ`, 100 on every Linux
+/// architecture krust builds for (x86-64, arm64).
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user plus system) a process has used, in seconds (0 when it cannot be read).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis are
+    // space separated, utime and stime being the 12th and 13th of them.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / USER_HZ
 }
 
 /// Bytes allocated on disk under `dir` (sparse files count what they use).
