@@ -209,7 +209,11 @@ impl RunningServer {
         self.api.health.shutting_down();
         self.api.registry.close_watches();
         self.api.shutdown.begin();
-        self.api.shutdown.drained(grace).await
+        let left = self.api.shutdown.drained(grace).await;
+        if let Err(e) = self.api.registry.store().close().await {
+            tracing::warn!(error = %e, "the store did not close cleanly");
+        }
+        left
     }
 }
 

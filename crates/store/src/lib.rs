@@ -72,4 +72,12 @@ pub trait Store: Send + Sync + 'static {
     /// `NOSPACE`). Bounded in time and cheap enough for a readiness probe; an `Err` says what is
     /// wrong, and a later call succeeds again once the store has recovered.
     async fn check(&self) -> Result<()>;
+
+    /// Closes the store at shutdown, once every write it will answer has been made: the
+    /// embedded store makes its file complete (so that the next open neither replays its log
+    /// nor walks the file to repair it); later calls fail with [`StoreError::Closed`]. Writes
+    /// answered before are durable whether or not this runs.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

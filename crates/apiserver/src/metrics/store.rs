@@ -129,6 +129,10 @@ impl Store for TimedStore {
         // Health probes are not store traffic: not timed.
         self.inner.check().await
     }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
+    }
 }
 
 #[cfg(test)]

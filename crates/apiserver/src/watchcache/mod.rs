@@ -127,25 +127,36 @@ impl WatchCache {
     }
 
     /// Reads every key under `/registry/` in one pass (pages at one revision) and resets every
-    /// cache to it. Returns the revision of the read.
+    /// cache to it. Returns the revision of the read. Each page is decoded on every core while
+    /// the next one is read.
     async fn relist(&self) -> Result<Revision, StoreError> {
-        let mut by_prefix: HashMap<&str, Vec<CachedObject>> = HashMap::new();
+        let mut by_prefix: HashMap<String, Vec<CachedObject>> = HashMap::new();
         let mut after: Option<String> = None;
         let mut revision = None;
+        let mut decoding: Option<tokio::task::JoinHandle<Vec<CachedObject>>> = None;
         loop {
-            let page = self.store.list("/registry/", after.as_deref(), FILL_PAGE, revision).await?;
-            revision = Some(page.revision);
-            for kv in page.items {
-                after = Some(kv.key.clone());
-                let Some((prefix, cache)) = self.resources.get_key_value(prefix_of(&kv.key)) else {
-                    continue;
-                };
-                if let Some(object) = CachedObject::decode(kv, cache.shape()) {
-                    by_prefix.entry(prefix.as_str()).or_default().push(object);
+            let page = self.store.list("/registry/", after.as_deref(), FILL_PAGE, revision).await;
+            if let Some(decoded) = decoding.take() {
+                for object in decoded.await.unwrap_or_default() {
+                    by_prefix.entry(prefix_of(&object.key).to_string()).or_default().push(object);
                 }
             }
+            let page = page?;
+            revision = Some(page.revision);
+            after = page.items.last().map(|kv| kv.key.clone()).or(after);
+            let items: Vec<(Shape, krust_store::KeyValue)> = page
+                .items
+                .into_iter()
+                .filter_map(|kv| Some((*self.resources.get(prefix_of(&kv.key))?.shape(), kv)))
+                .collect();
+            decoding = Some(tokio::task::spawn_blocking(move || decode_all(items)));
             if !page.more || after.is_none() {
                 break;
+            }
+        }
+        if let Some(decoded) = decoding.take() {
+            for object in decoded.await.unwrap_or_default() {
+                by_prefix.entry(prefix_of(&object.key).to_string()).or_default().push(object);
             }
         }
         let revision = revision.unwrap_or(0);
@@ -191,6 +202,31 @@ impl WatchCache {
             }
         }
     }
+}
+
+/// Decodes stored objects on every core, keeping their order.
+fn decode_all(items: Vec<(Shape, krust_store::KeyValue)>) -> Vec<CachedObject> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).max(1);
+    let per_thread = items.len().div_ceil(threads).max(1);
+    let mut chunks: Vec<Vec<(Shape, krust_store::KeyValue)>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(per_thread).collect());
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .filter_map(|(shape, kv)| CachedObject::decode(kv, &shape))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    })
 }
 
 /// The storage prefix `/registry/<group>/<resource>/` a key belongs to.

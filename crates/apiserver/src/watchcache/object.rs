@@ -70,7 +70,9 @@ pub struct CachedObject {
 
 impl CachedObject {
     /// Decodes a stored value once to index it; `None` (logged) when the bytes are not a JSON
-    /// object.
+    /// object. The stored bytes are kept as they are, with the resourceVersion written into
+    /// their `metadata`, when they already carry the storage version's `apiVersion` and `kind`
+    /// (what this server stores); otherwise the object is encoded again.
     pub fn decode(kv: KeyValue, shape: &Shape) -> Option<Self> {
         let mut value: Value = match serde_json::from_slice(&kv.value) {
             Ok(v @ Value::Object(_)) => v,
@@ -79,14 +81,35 @@ impl CachedObject {
                 return None;
             }
         };
-        metadata_mut(&mut value)
-            .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        let revision = kv.mod_revision.to_string();
+        let served_as_stored = value.get("apiVersion").and_then(Value::as_str)
+            == Some(shape.info.api_version().as_str())
+            && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
+            && value.pointer("/metadata/resourceVersion").is_none();
+        if served_as_stored
+            && let Some(json) = with_resource_version(&kv.value, &revision)
+        {
+            return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
+        }
+        metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
         let value = crate::registry::to_served(&shape.info, value);
         Some(Self::new(kv.key.into(), &value, kv.mod_revision, shape))
     }
 
     /// Indexes and encodes `value`, an object in the storage version of `shape`.
     fn new(key: Arc<str>, value: &Value, mod_revision: Revision, shape: &Shape) -> Self {
+        let json = serde_json::to_vec(value).unwrap_or_default();
+        Self::indexed(key, value, json, mod_revision, shape)
+    }
+
+    /// Indexes `value`, whose encoding is `json`.
+    fn indexed(
+        key: Arc<str>,
+        value: &Value,
+        mut json: Vec<u8>,
+        mod_revision: Revision,
+        shape: &Shape,
+    ) -> Self {
         let labels: Box<[(Box<str>, Box<str>)]> =
             krust_api::object::labels(value).map(|(k, v)| (k.into(), v.into())).collect();
         let mut fields = vec![
@@ -97,7 +120,6 @@ impl CachedObject {
             shape.info.strategy.selectable_fields(value).into_iter().map(|(f, v)| (f, v.into())),
         );
         let fields: Box<[(&'static str, Box<str>)]> = fields.into_boxed_slice();
-        let mut json = serde_json::to_vec(value).unwrap_or_default();
         json.shrink_to_fit();
         let size = std::mem::size_of::<Self>()
             + key.len()
@@ -128,6 +150,72 @@ impl CachedObject {
     }
 }
 
+/// `json` (an object) with `"resourceVersion":"<revision>"` appended to its top-level
+/// `metadata` object; `None` when it has no such object.
+fn with_resource_version(json: &[u8], revision: &str) -> Option<Vec<u8>> {
+    let (open, close) = top_level_object(json, b"metadata")?;
+    let empty = json[open + 1..close].iter().all(u8::is_ascii_whitespace);
+    let mut out = Vec::with_capacity(json.len() + revision.len() + 22);
+    out.extend_from_slice(&json[..close]);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(revision.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&json[close..]);
+    Some(out)
+}
+
+/// Where the object value of the top-level member `name` of the JSON object `json` starts
+/// (its `{`) and ends (its `}`), by one scan that skips strings and counts nesting.
+fn top_level_object(json: &[u8], name: &[u8]) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    // The start of the member value being looked for, once found.
+    let mut open = None;
+    // At depth 1, the key just read, until its value starts.
+    let mut key: Option<(usize, usize)> = None;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 && open.is_none() {
+                    key = Some((start, i));
+                }
+            }
+            b':' => {}
+            b'{' | b'[' => {
+                if depth == 1
+                    && json[i] == b'{'
+                    && open.is_none()
+                    && key.is_some_and(|(s, e)| json.get(s..e) == Some(name))
+                {
+                    open = Some((i, depth + 1));
+                }
+                depth += 1;
+                key = None;
+            }
+            b'}' | b']' => {
+                if let Some((start, inner)) = open
+                    && depth == inner
+                {
+                    return Some((start, i));
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            b',' => key = None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -136,6 +224,22 @@ mod tests {
     fn pod_shape() -> Shape {
         let catalog = krust_api::Catalog::builtin();
         Shape::new(*catalog.lookup("", "v1", "pods").unwrap())
+    }
+
+    #[test]
+    fn the_resource_version_is_written_at_the_end_of_the_top_level_metadata() {
+        let json = br#"{"kind":"Pod","spec":{"metadata":{"x":"}"}},"metadata":{"name":"a\"}b","labels":{"k":"v"}},"z":1}"#;
+        let out = with_resource_version(json, "42").unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["metadata"]["resourceVersion"], "42");
+        assert_eq!(value["spec"]["metadata"], serde_json::json!({"x": "}"}));
+        assert!(out.ends_with(br#""labels":{"k":"v"},"resourceVersion":"42"},"z":1}"#));
+        let empty = with_resource_version(br#"{"metadata":{}}"#, "7").unwrap();
+        assert_eq!(empty, br#"{"metadata":{"resourceVersion":"7"}}"#);
+        let spaced = with_resource_version(br#"{ "metadata" : { "name" : "a" } }"#, "7").unwrap();
+        let value: Value = serde_json::from_slice(&spaced).unwrap();
+        assert_eq!(value["metadata"]["resourceVersion"], "7");
+        assert!(with_resource_version(br#"{"spec":{"metadata":{}}}"#, "7").is_none());
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(super) enum Request {
     Write { op: Op, reply: oneshot::Sender<Result<KeyValue>> },
     /// Compact up to `revision`, answer once done.
     Compact { revision: Revision, reply: oneshot::Sender<Result<()>> },
+    /// Commit what is queued, make the file complete and close it; answer once done.
+    Close { reply: oneshot::Sender<()> },
 }
 
 impl Request {
@@ -66,7 +68,7 @@ impl Request {
                 ..
             } => key.len() + value.len(),
             Request::Write { op: Op::Delete { key, .. }, .. } => key.len(),
-            Request::Compact { .. } => 0,
+            Request::Compact { .. } | Request::Close { .. } => 0,
         }
     }
 }
@@ -199,6 +201,7 @@ impl Writer {
         self.logger = Logger::start(Arc::clone(&self.wal));
         // How many writes the last commit held and how long it took, to gather the next batch.
         let (mut last_writes, mut last_commit) = (0, Duration::ZERO);
+        let mut closing: Option<oneshot::Sender<()>> = None;
         loop {
             if self.db.is_none() && !self.recover() {
                 break;
@@ -251,13 +254,14 @@ impl Writer {
                     Request::Compact { revision, reply } => {
                         self.queue_compaction(&mut compaction, revision, reply);
                     }
+                    Request::Close { reply } => closing = Some(reply),
                 }
             }
             last_writes = writes.len();
             let started = Instant::now();
             self.commit(writes, &mut compaction, replier.as_ref());
             last_commit = started.elapsed();
-            if disconnected {
+            if disconnected || closing.is_some() {
                 break;
             }
         }
@@ -276,6 +280,12 @@ impl Writer {
         }
         if let Some(logger) = self.logger.take() {
             logger.finish();
+        }
+        if let Some(reply) = closing {
+            // The file closes once the last reader lets go of it.
+            self.slot.set(None);
+            self.db = None;
+            let _ = reply.send(());
         }
     }
 
@@ -432,6 +442,10 @@ impl Writer {
             }
             Request::Compact { reply, .. } => {
                 let _ = reply.send(Err(error()));
+            }
+            // Nothing is open to close.
+            Request::Close { reply } => {
+                let _ = reply.send(());
             }
         }
     }

@@ -336,6 +336,13 @@ impl Store for EmbeddedStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
+    async fn close(&self) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(StoreError::Closed)?;
+        requests.send(Request::Close { reply }).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)
+    }
+
     async fn check(&self) -> Result<()> {
         self.health.check()?;
         // A real read: the meta table, through a read transaction, as every read begins.
