@@ -154,14 +154,17 @@ impl Chain {
     }
 }
 
+pub mod default_ingress_class;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
 pub mod limit_ranger;
 pub mod namespace_lifecycle;
+pub mod persistent_volume_claim_resize;
 pub mod pod_security;
 pub mod priority;
 pub mod quantity;
 pub mod resource_quota;
+pub mod runtime_class;
 pub mod service_account;
 pub mod storage_object_in_use_protection;
 pub mod taint_nodes_by_condition;

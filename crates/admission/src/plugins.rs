@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::service_account::NameSuffix;
 use crate::{
-    Chain, default_storage_class, default_toleration_seconds, limit_ranger, namespace_lifecycle,
-    pod_security, priority, resource_quota, service_account, storage_object_in_use_protection,
-    taint_nodes_by_condition,
+    Chain, default_ingress_class, default_storage_class, default_toleration_seconds, limit_ranger,
+    namespace_lifecycle, persistent_volume_claim_resize, pod_security, priority, resource_quota,
+    runtime_class, service_account, storage_object_in_use_protection, taint_nodes_by_condition,
 };
 
 /// Every plugin upstream knows, in upstream's order (`AllOrderedPlugins`).
@@ -92,6 +92,9 @@ pub const IMPLEMENTED: &[&str] = &[
     pod_security::NAME,
     resource_quota::NAME,
     "NodeRestriction",
+    persistent_volume_claim_resize::NAME,
+    runtime_class::NAME,
+    default_ingress_class::NAME,
 ];
 
 /// A plugin name upstream does not know.
@@ -213,6 +216,16 @@ pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
             "NodeRestriction" => {
                 chain.mutating.push(Box::new(crate::node_restriction::NodeRestriction::new()));
             }
+            persistent_volume_claim_resize::NAME => chain
+                .validating
+                .push(Box::new(persistent_volume_claim_resize::PersistentVolumeClaimResize)),
+            runtime_class::NAME => {
+                chain.mutating.push(Box::new(runtime_class::RuntimeClass));
+                chain.validating.push(Box::new(runtime_class::RuntimeClass));
+            }
+            default_ingress_class::NAME => {
+                chain.mutating.push(Box::new(default_ingress_class::DefaultIngressClass));
+            }
             resource_quota::NAME => chain.quota = Some(resource_quota::ResourceQuota),
             _ => {}
         }
@@ -274,11 +287,22 @@ mod tests {
                 "Priority",
                 "DefaultTolerationSeconds",
                 "DefaultStorageClass",
-                "StorageObjectInUseProtection"
+                "StorageObjectInUseProtection",
+                "RuntimeClass",
+                "DefaultIngressClass"
             ]
         );
         let order: Vec<&str> = chain.validating.iter().map(|p| p.name()).collect();
-        assert_eq!(order, ["LimitRanger", "PodSecurity", "Priority"]);
+        assert_eq!(
+            order,
+            [
+                "LimitRanger",
+                "PodSecurity",
+                "Priority",
+                "PersistentVolumeClaimResize",
+                "RuntimeClass"
+            ]
+        );
         assert!(chain.quota.is_some(), "ResourceQuota is on by default");
         assert!(!s.unimplemented().contains(&"ResourceQuota"));
         let off = Selection::new(&[], &names(&["ResourceQuota"])).unwrap();
