@@ -154,6 +154,10 @@ impl Chain {
     }
 }
 
+pub mod certificate_approval;
+pub mod certificate_signing;
+pub mod certificate_subject_restriction;
+pub mod cluster_trust_bundle_attest;
 pub mod default_ingress_class;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
@@ -166,6 +170,7 @@ pub mod quantity;
 pub mod resource_quota;
 pub mod runtime_class;
 pub mod service_account;
+pub mod signer_authorization;
 pub mod storage_object_in_use_protection;
 pub mod taint_nodes_by_condition;
 
@@ -244,6 +249,34 @@ pub(crate) mod testing {
                 })
                 .map(|(_, _, o)| o.clone())
                 .collect()
+        }
+    }
+
+    /// An authorizer allowing each (user, verb, name) on the `signers` of
+    /// `certificates.k8s.io`, and nothing else.
+    pub struct Grants(pub Vec<(String, String, String)>);
+
+    impl Grants {
+        /// The grants of `list`.
+        pub fn new(list: &[(&str, &str, &str)]) -> Self {
+            Self(
+                list.iter()
+                    .map(|(u, v, n)| (u.to_string(), v.to_string(), n.to_string()))
+                    .collect(),
+            )
+        }
+    }
+
+    impl krust_auth::Authorizer for Grants {
+        fn authorize(&self, a: &krust_auth::Attributes) -> krust_auth::Decision {
+            let granted = a.api_group == "certificates.k8s.io"
+                && a.resource == "signers"
+                && self.0.iter().any(|(u, v, n)| *u == a.user.name && *v == a.verb && *n == a.name);
+            if granted {
+                krust_auth::Decision::Allow(String::new())
+            } else {
+                krust_auth::Decision::NoOpinion(String::new())
+            }
         }
     }
 

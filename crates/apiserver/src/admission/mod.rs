@@ -52,10 +52,12 @@ pub fn name_suffix() -> String {
 }
 
 impl Admission {
-    /// The stage with the plugins `selection` enables, in upstream's order.
-    pub fn new(selection: &Selection) -> Self {
+    /// The stage with the plugins `selection` enables, in upstream's order; the plugins that
+    /// need one ask `authorizer` (the server's, `system:masters` included:
+    /// [`Authz::admission_authorizer`](crate::authz::Authz::admission_authorizer)).
+    pub fn new(selection: &Selection, authorizer: Arc<dyn krust_auth::Authorizer>) -> Self {
         Self {
-            plugins: krust_admission::build(selection, Arc::new(name_suffix)),
+            plugins: krust_admission::build(selection, Arc::new(name_suffix), authorizer),
             enabled: selection.enabled.clone(),
             ..Self::default()
         }
