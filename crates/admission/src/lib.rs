@@ -165,6 +165,7 @@ pub mod limit_ranger;
 pub mod namespace_lifecycle;
 pub mod persistent_volume_claim_resize;
 pub mod pod_security;
+pub mod pod_topology_labels;
 pub mod priority;
 pub mod quantity;
 pub mod resource_quota;

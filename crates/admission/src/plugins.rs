@@ -11,7 +11,7 @@ use crate::{
     Chain, certificate_approval, certificate_signing, certificate_subject_restriction,
     cluster_trust_bundle_attest, default_ingress_class, default_storage_class,
     default_toleration_seconds, limit_ranger, namespace_lifecycle, persistent_volume_claim_resize,
-    pod_security, priority, resource_quota, runtime_class, service_account,
+    pod_security, pod_topology_labels, priority, resource_quota, runtime_class, service_account,
     storage_object_in_use_protection, taint_nodes_by_condition,
 };
 
@@ -83,7 +83,9 @@ pub const DEFAULT_ENABLED: &[&str] = &[
     "ResourceQuota",
 ];
 
-/// The plugins this crate implements (others are named but do nothing yet).
+/// The plugins this crate implements (others are named but do nothing yet). PodTopologyLabels
+/// is a no-op as upstream's in 1.33 (behind a feature gate that is off), and
+/// ClusterTrustBundleAttest has nothing to judge while `clustertrustbundles` are not served.
 pub const IMPLEMENTED: &[&str] = &[
     namespace_lifecycle::NAME,
     limit_ranger::NAME,
@@ -103,6 +105,7 @@ pub const IMPLEMENTED: &[&str] = &[
     cluster_trust_bundle_attest::NAME,
     certificate_subject_restriction::NAME,
     default_ingress_class::NAME,
+    pod_topology_labels::NAME,
 ];
 
 /// A plugin name upstream does not know.
@@ -248,6 +251,11 @@ pub fn build(selection: &Selection, suffix: NameSuffix, authorizer: Arc<dyn Auth
             default_ingress_class::NAME => {
                 chain.mutating.push(Box::new(default_ingress_class::DefaultIngressClass));
             }
+            pod_topology_labels::NAME => {
+                chain.mutating.push(Box::new(pod_topology_labels::PodTopologyLabels::new(
+                    pod_topology_labels::ENABLED_BY_DEFAULT,
+                )))
+            }
             resource_quota::NAME => chain.quota = Some(resource_quota::ResourceQuota),
             _ => {}
         }
@@ -316,7 +324,8 @@ mod tests {
                 "DefaultStorageClass",
                 "StorageObjectInUseProtection",
                 "RuntimeClass",
-                "DefaultIngressClass"
+                "DefaultIngressClass",
+                "PodTopologyLabels"
             ]
         );
         let order: Vec<&str> = chain.validating.iter().map(|p| p.name()).collect();
@@ -335,8 +344,15 @@ mod tests {
             ]
         );
         assert!(chain.quota.is_some(), "ResourceQuota is on by default");
-        assert!(!s.unimplemented().contains(&"ResourceQuota"));
         let off = Selection::new(&[], &names(&["ResourceQuota"])).unwrap();
         assert!(build(&off, Arc::new(|| "abcde".to_string()), nobody()).quota.is_none());
+    }
+
+    #[test]
+    fn every_default_plugin_is_implemented() {
+        assert_eq!(Selection::default().unimplemented(), Vec::<&str>::new());
+        assert_eq!(Selection::new(&[], &[]).unwrap().unimplemented(), Vec::<&str>::new());
+        let more = Selection::new(&names(&["AlwaysPullImages"]), &[]).unwrap();
+        assert_eq!(more.unimplemented(), ["AlwaysPullImages"]);
     }
 }
