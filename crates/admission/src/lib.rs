@@ -108,6 +108,20 @@ pub trait Validating: Plugin {
         old: Option<&Value>,
         cluster: &dyn ClusterView,
     ) -> Result<(), StatusError>;
+
+    /// [`validate`](Self::validate), adding to `warnings` what the client should be told
+    /// (upstream's admission warnings, answered as `Warning` headers); by default, nothing.
+    fn validate_with_warnings(
+        &self,
+        attributes: &Attributes<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+        cluster: &dyn ClusterView,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), StatusError> {
+        let _ = warnings;
+        self.validate(attributes, object, old, cluster)
+    }
 }
 
 /// The configured plugins, in order.
@@ -139,18 +153,20 @@ impl Chain {
         Ok(())
     }
 
-    /// Runs the validating plugins; the first refusal ends the write.
+    /// Runs the validating plugins; the first refusal ends the write. Answers the warnings
+    /// for the client, in the plugins' order.
     pub fn validate(
         &self,
         attributes: &Attributes<'_>,
         object: Option<&Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<String>, StatusError> {
+        let mut warnings = Vec::new();
         for plugin in &self.validating {
-            plugin.validate(attributes, object, old, cluster)?;
+            plugin.validate_with_warnings(attributes, object, old, cluster, &mut warnings)?;
         }
-        Ok(())
+        Ok(warnings)
     }
 }
 

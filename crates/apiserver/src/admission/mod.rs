@@ -78,22 +78,23 @@ impl Admission {
         self.webhooks.mutate(attributes, object, old, cluster).await
     }
 
-    /// The validating stage: plugins, then validating webhooks, then policies.
+    /// The validating stage: plugins, then validating webhooks, then policies. Answers the
+    /// plugins' warnings for the client (PodSecurity's `warn` mode).
     pub async fn validate(
         &self,
         attributes: &Attributes<'_>,
         object: Option<&Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
-        self.plugins.validate(attributes, object, old, cluster)?;
+    ) -> Result<Vec<String>, StatusError> {
+        let warnings = self.plugins.validate(attributes, object, old, cluster)?;
         if self.on("ValidatingAdmissionWebhook") {
             self.webhooks.validate(attributes, object, old, cluster).await?;
         }
         if self.on("ValidatingAdmissionPolicy") {
             self.policies.validate(attributes, object, old, cluster)?;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Whether the plugin `name` is enabled (all are, without a selection).
