@@ -4,11 +4,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use krust_auth::Authorizer;
+
 use crate::service_account::NameSuffix;
 use crate::{
-    Chain, default_storage_class, default_toleration_seconds, limit_ranger, namespace_lifecycle,
-    pod_security, priority, resource_quota, service_account, storage_object_in_use_protection,
-    taint_nodes_by_condition,
+    Chain, certificate_approval, certificate_signing, certificate_subject_restriction,
+    cluster_trust_bundle_attest, default_ingress_class, default_storage_class,
+    default_toleration_seconds, limit_ranger, namespace_lifecycle, persistent_volume_claim_resize,
+    pod_security, pod_topology_labels, priority, resource_quota, runtime_class, service_account,
+    storage_object_in_use_protection, taint_nodes_by_condition,
 };
 
 /// Every plugin upstream knows, in upstream's order (`AllOrderedPlugins`).
@@ -79,7 +83,9 @@ pub const DEFAULT_ENABLED: &[&str] = &[
     "ResourceQuota",
 ];
 
-/// The plugins this crate implements (others are named but do nothing yet).
+/// The plugins this crate implements (others are named but do nothing yet). PodTopologyLabels
+/// is a no-op as upstream's in 1.33 (behind a feature gate that is off), and
+/// ClusterTrustBundleAttest has nothing to judge while `clustertrustbundles` are not served.
 pub const IMPLEMENTED: &[&str] = &[
     namespace_lifecycle::NAME,
     limit_ranger::NAME,
@@ -92,6 +98,14 @@ pub const IMPLEMENTED: &[&str] = &[
     pod_security::NAME,
     resource_quota::NAME,
     "NodeRestriction",
+    persistent_volume_claim_resize::NAME,
+    runtime_class::NAME,
+    certificate_approval::NAME,
+    certificate_signing::NAME,
+    cluster_trust_bundle_attest::NAME,
+    certificate_subject_restriction::NAME,
+    default_ingress_class::NAME,
+    pod_topology_labels::NAME,
 ];
 
 /// A plugin name upstream does not know.
@@ -175,8 +189,10 @@ impl Selection {
 }
 
 /// The chain of the selected plugins this crate implements, in upstream's order.
-/// `suffix` makes the random part of generated names (`kube-api-access-XXXXX`).
-pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
+/// `suffix` makes the random part of generated names (`kube-api-access-XXXXX`); `authorizer`
+/// is the server's (`system:masters` included), which the certificate plugins ask about
+/// signers, as upstream's plugins that want an authorizer.
+pub fn build(selection: &Selection, suffix: NameSuffix, authorizer: Arc<dyn Authorizer>) -> Chain {
     let mut chain = Chain::default();
     for name in &selection.enabled {
         match *name {
@@ -213,6 +229,33 @@ pub fn build(selection: &Selection, suffix: NameSuffix) -> Chain {
             "NodeRestriction" => {
                 chain.mutating.push(Box::new(crate::node_restriction::NodeRestriction::new()));
             }
+            persistent_volume_claim_resize::NAME => chain
+                .validating
+                .push(Box::new(persistent_volume_claim_resize::PersistentVolumeClaimResize)),
+            runtime_class::NAME => {
+                chain.mutating.push(Box::new(runtime_class::RuntimeClass));
+                chain.validating.push(Box::new(runtime_class::RuntimeClass));
+            }
+            certificate_approval::NAME => chain.validating.push(Box::new(
+                certificate_approval::CertificateApproval::new(Arc::clone(&authorizer)),
+            )),
+            certificate_signing::NAME => chain.validating.push(Box::new(
+                certificate_signing::CertificateSigning::new(Arc::clone(&authorizer)),
+            )),
+            cluster_trust_bundle_attest::NAME => chain.validating.push(Box::new(
+                cluster_trust_bundle_attest::ClusterTrustBundleAttest::new(Arc::clone(&authorizer)),
+            )),
+            certificate_subject_restriction::NAME => chain
+                .validating
+                .push(Box::new(certificate_subject_restriction::CertificateSubjectRestriction)),
+            default_ingress_class::NAME => {
+                chain.mutating.push(Box::new(default_ingress_class::DefaultIngressClass));
+            }
+            pod_topology_labels::NAME => {
+                chain.mutating.push(Box::new(pod_topology_labels::PodTopologyLabels::new(
+                    pod_topology_labels::ENABLED_BY_DEFAULT,
+                )))
+            }
             resource_quota::NAME => chain.quota = Some(resource_quota::ResourceQuota),
             _ => {}
         }
@@ -225,6 +268,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
     use super::*;
+
+    /// An authorizer allowing nothing.
+    fn nobody() -> Arc<dyn Authorizer> {
+        Arc::new(krust_auth::Chain(Vec::new()))
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
@@ -261,7 +309,7 @@ mod tests {
     #[test]
     fn the_chain_keeps_upstreams_order() {
         let s = Selection::new(&[], &[]).unwrap();
-        let chain = build(&s, Arc::new(|| "abcde".to_string()));
+        let chain = build(&s, Arc::new(|| "abcde".to_string()), nobody());
         let order: Vec<&str> = chain.mutating.iter().map(|p| p.name()).collect();
         assert_eq!(
             order,
@@ -274,14 +322,37 @@ mod tests {
                 "Priority",
                 "DefaultTolerationSeconds",
                 "DefaultStorageClass",
-                "StorageObjectInUseProtection"
+                "StorageObjectInUseProtection",
+                "RuntimeClass",
+                "DefaultIngressClass",
+                "PodTopologyLabels"
             ]
         );
         let order: Vec<&str> = chain.validating.iter().map(|p| p.name()).collect();
-        assert_eq!(order, ["LimitRanger", "PodSecurity", "Priority"]);
+        assert_eq!(
+            order,
+            [
+                "LimitRanger",
+                "PodSecurity",
+                "Priority",
+                "PersistentVolumeClaimResize",
+                "RuntimeClass",
+                "CertificateApproval",
+                "CertificateSigning",
+                "ClusterTrustBundleAttest",
+                "CertificateSubjectRestriction"
+            ]
+        );
         assert!(chain.quota.is_some(), "ResourceQuota is on by default");
-        assert!(!s.unimplemented().contains(&"ResourceQuota"));
         let off = Selection::new(&[], &names(&["ResourceQuota"])).unwrap();
-        assert!(build(&off, Arc::new(|| "abcde".to_string())).quota.is_none());
+        assert!(build(&off, Arc::new(|| "abcde".to_string()), nobody()).quota.is_none());
+    }
+
+    #[test]
+    fn every_default_plugin_is_implemented() {
+        assert_eq!(Selection::default().unimplemented(), Vec::<&str>::new());
+        assert_eq!(Selection::new(&[], &[]).unwrap().unimplemented(), Vec::<&str>::new());
+        let more = Selection::new(&names(&["AlwaysPullImages"]), &[]).unwrap();
+        assert_eq!(more.unimplemented(), ["AlwaysPullImages"]);
     }
 }

@@ -289,7 +289,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if !unimplemented.is_empty() {
         tracing::warn!(plugins = ?unimplemented, "admission plugins enabled but not implemented yet");
     }
-    registry.set_admission(admission::Admission::new(&config.admission));
+    registry
+        .set_admission(admission::Admission::new(&config.admission, authz.admission_authorizer()));
     let authorizer = authz.authorizer();
     let api = Arc::new(ApiServer {
         registry,

@@ -52,10 +52,12 @@ pub fn name_suffix() -> String {
 }
 
 impl Admission {
-    /// The stage with the plugins `selection` enables, in upstream's order.
-    pub fn new(selection: &Selection) -> Self {
+    /// The stage with the plugins `selection` enables, in upstream's order; the plugins that
+    /// need one ask `authorizer` (the server's, `system:masters` included:
+    /// [`Authz::admission_authorizer`](crate::authz::Authz::admission_authorizer)).
+    pub fn new(selection: &Selection, authorizer: Arc<dyn krust_auth::Authorizer>) -> Self {
         Self {
-            plugins: krust_admission::build(selection, Arc::new(name_suffix)),
+            plugins: krust_admission::build(selection, Arc::new(name_suffix), authorizer),
             enabled: selection.enabled.clone(),
             ..Self::default()
         }
@@ -76,22 +78,23 @@ impl Admission {
         self.webhooks.mutate(attributes, object, old, cluster).await
     }
 
-    /// The validating stage: plugins, then validating webhooks, then policies.
+    /// The validating stage: plugins, then validating webhooks, then policies. Answers the
+    /// plugins' warnings for the client (PodSecurity's `warn` mode).
     pub async fn validate(
         &self,
         attributes: &Attributes<'_>,
         object: Option<&Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
-        self.plugins.validate(attributes, object, old, cluster)?;
+    ) -> Result<Vec<String>, StatusError> {
+        let warnings = self.plugins.validate(attributes, object, old, cluster)?;
         if self.on("ValidatingAdmissionWebhook") {
             self.webhooks.validate(attributes, object, old, cluster).await?;
         }
         if self.on("ValidatingAdmissionPolicy") {
             self.policies.validate(attributes, object, old, cluster)?;
         }
-        Ok(())
+        Ok(warnings)
     }
 
     /// Whether the plugin `name` is enabled (all are, without a selection).

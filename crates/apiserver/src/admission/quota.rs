@@ -200,7 +200,10 @@ mod tests {
             Registry::new(store, Arc::new(Catalog::builtin()), ServiceRanges::default())
                 .await
                 .unwrap();
-        registry.set_admission(Admission::new(&Selection { enabled: vec!["ResourceQuota"] }));
+        registry.set_admission(Admission::new(
+            &Selection { enabled: vec!["ResourceQuota"] },
+            std::sync::Arc::new(krust_auth::Chain(Vec::new())),
+        ));
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}});
         registry
             .create(&info(&registry, "namespaces"), None, ns, WriteOptions::default())

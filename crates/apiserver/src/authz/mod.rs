@@ -7,6 +7,8 @@
 //!   current from the watch cache.
 //! - [`Authz::authorizer`]: the authorizer of the request chain (Node, then RBAC; members of
 //!   `system:masters` are let through by the caller, before it).
+//! - [`Authz::admission_authorizer`]: the same with `system:masters` let through, for the
+//!   admission plugins that ask about what a request did not name (signers).
 //! - [`escalation::EscalationCheck`]: the registry's check of writes to roles and bindings.
 //! - [`review`]: SubjectAccessReview, LocalSubjectAccessReview, SelfSubjectAccessReview,
 //!   SelfSubjectRulesReview.
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use krust_auth::node::NodeAuthorizer;
 use krust_auth::rbac::{Policy, PolicySource, RbacAuthorizer};
-use krust_auth::{Authorizer, Chain};
+use krust_auth::{Attributes, Authorizer, Chain, Decision, MASTERS};
 
 use crate::registry::Registry;
 use crate::watchcache::WatchCache;
@@ -34,6 +36,32 @@ use index::PolicyIndex;
 pub struct Authz {
     index: Arc<PolicyIndex>,
     authorizer: Arc<dyn Authorizer>,
+}
+
+/// Allows every request of a `system:masters` member, as upstream's privileged-group
+/// authorizer at the head of its chain; no opinion on others.
+struct PrivilegedGroup;
+
+impl Authorizer for PrivilegedGroup {
+    fn authorize(&self, attributes: &Attributes) -> Decision {
+        if attributes.user.in_group(MASTERS) {
+            Decision::Allow(String::new())
+        } else {
+            Decision::NoOpinion(String::new())
+        }
+    }
+}
+
+/// The request chain's authorizer behind [`PrivilegedGroup`].
+struct WithMasters(Arc<dyn Authorizer>);
+
+impl Authorizer for WithMasters {
+    fn authorize(&self, attributes: &Attributes) -> Decision {
+        match PrivilegedGroup.authorize(attributes) {
+            Decision::NoOpinion(_) => self.0.authorize(attributes),
+            decided => decided,
+        }
+    }
 }
 
 /// Reads the current policy of a shared index.
@@ -74,8 +102,49 @@ impl Authz {
         Arc::clone(&self.authorizer)
     }
 
+    /// The authorizer admission plugins ask (CertificateApproval, CertificateSigning,
+    /// ClusterTrustBundleAttest), as upstream's full chain: `system:masters`, then the Node
+    /// authorizer, then RBAC.
+    pub fn admission_authorizer(&self) -> Arc<dyn Authorizer> {
+        Arc::new(WithMasters(Arc::clone(&self.authorizer)))
+    }
+
     /// The current policy.
     pub fn policy(&self) -> Arc<Policy> {
         self.index.current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use krust_auth::UserInfo;
+
+    use super::*;
+
+    struct Nobody;
+
+    impl Authorizer for Nobody {
+        fn authorize(&self, _: &Attributes) -> Decision {
+            Decision::NoOpinion("nobody".into())
+        }
+    }
+
+    #[test]
+    fn admission_asks_with_system_masters_let_through() {
+        let authorizer = WithMasters(Arc::new(Nobody));
+        let ask = |groups: &[&str]| {
+            authorizer.authorize(&Attributes {
+                user: UserInfo {
+                    name: "u".into(),
+                    groups: groups.iter().map(|g| g.to_string()).collect(),
+                    ..UserInfo::default()
+                },
+                verb: "approve".into(),
+                resource: "signers".into(),
+                ..Attributes::default()
+            })
+        };
+        assert!(ask(&[MASTERS, "system:authenticated"]).allowed());
+        assert_eq!(ask(&["system:authenticated"]), Decision::NoOpinion("nobody".into()));
     }
 }

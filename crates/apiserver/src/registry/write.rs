@@ -42,7 +42,7 @@ pub struct WriteOptions {
 pub struct Written {
     /// The object as stored (or as it would be, for a dry run), in the served version.
     pub object: Value,
-    /// Field validation warnings (`fieldValidation=Warn`).
+    /// Field validation warnings (`fieldValidation=Warn`), then admission's (PodSecurity).
     pub warnings: Vec<String>,
 }
 
@@ -270,9 +270,8 @@ impl Registry {
         check_kind(info, &obj)?;
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
         check_types((&api_version, version, kind), &obj, Origin::Update)?;
-        let warnings =
+        let mut warnings =
             check_fields(&opts, (&api_version, version, kind), &obj, None, Origin::Update)?;
-        let written = |object| Written { object, warnings: warnings.clone() };
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);
@@ -307,7 +306,8 @@ impl Registry {
         }
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
-        self.admission.validate(&admit(&name), Some(&obj), None, &view).await?;
+        warnings.extend(self.admission.validate(&admit(&name), Some(&obj), None, &view).await?);
+        let written = |object| Written { object, warnings: warnings.clone() };
         // Last, ResourceQuota charges the object to its namespace's quotas.
         self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
         let key = info.storage_key(namespace, &name);
@@ -435,14 +435,13 @@ impl Registry {
                     namespace.filter(|_| info.namespaced()),
                 )?;
             }
-            let warnings = check_fields(
+            let mut warnings = check_fields(
                 &opts,
                 (&api_version, version, kind),
                 &new_view,
                 Some(&old_view),
                 origin,
             )?;
-            let written = |object| Written { object, warnings: warnings.clone() };
             // A resourceVersion in the client's object is a precondition. A patch carries the
             // current object's along: only one the patch itself changed is the client's (if it
             // names the current one, a concurrent write shows up on the next attempt as a
@@ -502,11 +501,16 @@ impl Registry {
             }
             if sub == Subresource::Scale {
                 let scale = sub.view(info, new.clone());
-                self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await?;
+                warnings.extend(
+                    self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await?,
+                );
             } else {
-                self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?;
+                warnings.extend(
+                    self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?,
+                );
                 self.admission.charge_quota(self, &admit, Some(&new), Some(&old_served)).await?;
             }
+            let written = |object| Written { object, warnings: warnings.clone() };
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old_served {

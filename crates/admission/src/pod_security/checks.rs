@@ -1,54 +1,14 @@
-//! PodSecurity: upstream's Pod Security Admission. A pod created (or significantly updated) in
-//! a namespace labelled `pod-security.kubernetes.io/enforce` (`privileged`, `baseline` or
-//! `restricted`) is checked against that Pod Security Standard and refused, with every
-//! violated check named in upstream's words and order (baseline checks, then restricted ones,
-//! each sorted by check ID).
-//!
-//! Limits, for now: the `enforce-version` label is accepted as `latest` or any `vX.Y` and only
-//! named in the message (the latest rules are always evaluated); `warn` and `audit` labels are
-//! ignored; there is no exemption configuration; pod templates (workload controllers) are not
-//! checked; the user-namespace and Windows relaxations are not applied.
+//! The checks of the Pod Security Standards, as upstream's `pod-security-admission/policy`:
+//! each by its upstream ID, in its versions (the rules a namespace pinned to `v1.N` gets), with
+//! upstream's reasons and details.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EphemeralContainer, Namespace, Pod, PodSpec, SecurityContext,
+    Container, ContainerPort, EphemeralContainer, Pod, PodSpec, SecurityContext,
 };
-use krust_api::StatusError;
-use serde_json::Value;
 
-use crate::{Attributes, ClusterView, Operation, Plugin, Validating, forbidden, typed};
-
-/// Upstream's name.
-pub const NAME: &str = "PodSecurity";
-
-/// The namespace label naming the enforced level.
-pub const ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
-
-/// The namespace label naming the enforced level's version.
-pub const ENFORCE_VERSION_LABEL: &str = "pod-security.kubernetes.io/enforce-version";
-
-/// A Pod Security Standard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Unrestricted.
-    Privileged,
-    /// Known privilege escalations are refused.
-    Baseline,
-    /// Hardening best practices are required.
-    Restricted,
-}
-
-impl Level {
-    /// Upstream's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Privileged => "privileged",
-            Self::Baseline => "baseline",
-            Self::Restricted => "restricted",
-        }
-    }
-}
+use super::policy::{Level, LevelVersion, Version};
 
 /// One failed check: upstream's `ForbiddenReason` and `ForbiddenDetail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,44 +17,6 @@ pub struct Violation {
     pub reason: String,
     /// Who does it and what to do instead.
     pub detail: String,
-}
-
-/// The plugin.
-pub struct PodSecurity;
-
-impl Plugin for PodSecurity {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-}
-
-/// The enforced level and the version named in the message, from a namespace's labels:
-/// no label is privileged; an unknown level is treated as restricted (as upstream does for
-/// labels it cannot parse); an unknown version as `latest`.
-pub fn enforced(labels: &BTreeMap<String, String>) -> (Level, String) {
-    let level = match labels.get(ENFORCE_LABEL).map(String::as_str) {
-        None | Some("privileged") => Level::Privileged,
-        Some("baseline") => Level::Baseline,
-        Some(_) => Level::Restricted,
-    };
-    let version = labels
-        .get(ENFORCE_VERSION_LABEL)
-        .filter(|v| is_version(v))
-        .cloned()
-        .unwrap_or_else(|| "latest".to_string());
-    (level, version)
-}
-
-/// Whether `v` is `latest` or `vMAJOR.MINOR`.
-fn is_version(v: &str) -> bool {
-    if v == "latest" {
-        return true;
-    }
-    let Some(rest) = v.strip_prefix('v') else { return false };
-    let mut parts = rest.split('.');
-    let ok =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
 /// A container of any kind, as the checks see it.
@@ -156,45 +78,103 @@ fn bad_containers<'a>(all: &[View<'a>], bad: impl Fn(&SecurityContext) -> bool) 
 
 type Check = fn(&Pod, &PodSpec, &[View<'_>]) -> Option<Violation>;
 
+/// One version of a check: from which Kubernetes minor version on it applies, and which
+/// baseline checks it replaces at the restricted level.
+struct Versioned {
+    since: u32,
+    check: Check,
+    overrides: &'static [&'static str],
+}
+
+/// A check by upstream's ID, with its versions in increasing order.
+type CheckDef = (&'static str, &'static [Versioned]);
+
+const fn since(since: u32, check: Check) -> Versioned {
+    Versioned { since, check, overrides: &[] }
+}
+
 /// Baseline checks, sorted by upstream's check ID.
-const BASELINE: &[(&str, Check)] = &[
-    ("appArmorProfile", app_armor_profile),
-    ("capabilities_baseline", capabilities_baseline),
-    ("hostNamespaces", host_namespaces),
-    ("hostPathVolumes", host_path_volumes),
-    ("hostPorts", host_ports),
-    ("privileged", privileged),
-    ("procMount", proc_mount),
-    ("seLinuxOptions", se_linux_options),
-    ("seccompProfile_baseline", seccomp_profile_baseline),
-    ("sysctls", sysctls),
+const BASELINE: &[CheckDef] = &[
+    ("appArmorProfile", &[since(0, app_armor_profile)]),
+    ("capabilities_baseline", &[since(0, capabilities_baseline)]),
+    ("hostNamespaces", &[since(0, host_namespaces)]),
+    ("hostPathVolumes", &[since(0, host_path_volumes)]),
+    ("hostPorts", &[since(0, host_ports)]),
+    ("privileged", &[since(0, privileged)]),
+    ("procMount", &[since(0, proc_mount)]),
+    ("seLinuxOptions", &[since(0, se_linux_options)]),
+    (
+        "seccompProfile_baseline",
+        &[since(0, seccomp_annotations_baseline), since(19, seccomp_profile_baseline)],
+    ),
+    (
+        "sysctls",
+        &[
+            since(0, sysctls_1_0),
+            since(27, sysctls_1_27),
+            since(29, sysctls_1_29),
+            since(32, sysctls_1_32),
+        ],
+    ),
 ];
 
-/// Restricted checks, sorted by upstream's check ID (`restrictedVolumes` overrides the
-/// baseline `hostPathVolumes`).
-const RESTRICTED: &[(&str, Check)] = &[
-    ("allowPrivilegeEscalation", allow_privilege_escalation),
-    ("capabilities_restricted", capabilities_restricted),
-    ("restrictedVolumes", restricted_volumes),
-    ("runAsNonRoot", run_as_non_root),
-    ("runAsUser", run_as_user),
-    ("seccompProfile_restricted", seccomp_profile_restricted),
+/// Restricted checks, sorted by upstream's check ID, with the baseline checks they replace.
+const RESTRICTED: &[CheckDef] = &[
+    ("allowPrivilegeEscalation", &[since(8, allow_privilege_escalation)]),
+    (
+        "capabilities_restricted",
+        &[Versioned {
+            since: 22,
+            check: capabilities_restricted,
+            overrides: &["capabilities_baseline"],
+        }],
+    ),
+    (
+        "restrictedVolumes",
+        &[Versioned { since: 0, check: restricted_volumes, overrides: &["hostPathVolumes"] }],
+    ),
+    ("runAsNonRoot", &[since(0, run_as_non_root)]),
+    ("runAsUser", &[since(23, run_as_user)]),
+    (
+        "seccompProfile_restricted",
+        &[Versioned {
+            since: 19,
+            check: seccomp_profile_restricted,
+            overrides: &["seccompProfile_baseline"],
+        }],
+    ),
 ];
 
-/// Every violation of `level` by `pod`, in upstream's order.
-pub fn evaluate(level: Level, pod: &Pod) -> Vec<Violation> {
-    if level == Level::Privileged {
+/// The version of a check that applies at `version` (the newest not newer), if any.
+fn at(versions: &'static [Versioned], version: Version) -> Option<&'static Versioned> {
+    versions.iter().rev().find(|v| version.at_least(v.since))
+}
+
+/// Every violation of `standard` by a pod (its metadata and spec), in upstream's order:
+/// baseline checks, then restricted ones, each by check ID; at the restricted level, the
+/// baseline checks a restricted one replaces are skipped. Each check is taken in its version
+/// for `standard.version` (a version newer than the newest rules is the newest rules).
+pub fn evaluate(standard: LevelVersion, pod: &Pod) -> Vec<Violation> {
+    if standard.level == Level::Privileged {
         return Vec::new();
     }
+    let version = standard.version;
     let default = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default);
     let all = containers(spec);
-    let mut checks: Vec<(&str, Check)> = BASELINE.to_vec();
-    if level == Level::Restricted {
-        checks.retain(|(id, _)| *id != "hostPathVolumes");
-        checks.extend_from_slice(RESTRICTED);
-    }
-    checks.iter().filter_map(|(_, check)| check(pod, spec, &all)).collect()
+    let restricted: Vec<&Versioned> = if standard.level == Level::Restricted {
+        RESTRICTED.iter().filter_map(|(_, versions)| at(versions, version)).collect()
+    } else {
+        Vec::new()
+    };
+    let overridden = |id: &str| restricted.iter().any(|r| r.overrides.contains(&id));
+    BASELINE
+        .iter()
+        .filter(|(id, _)| !overridden(id))
+        .filter_map(|(_, versions)| at(versions, version))
+        .chain(restricted.iter().copied())
+        .filter_map(|v| (v.check)(pod, spec, &all))
+        .collect()
 }
 
 fn app_armor_profile(pod: &Pod, spec: &PodSpec, all: &[View<'_>]) -> Option<Violation> {
@@ -432,6 +412,33 @@ fn se_linux_options(_: &Pod, spec: &PodSpec, all: &[View<'_>]) -> Option<Violati
     )
 }
 
+/// Before 1.19, the seccomp profiles of the alpha annotations: only `runtime/default`,
+/// `docker/default` and `localhost/*`.
+fn seccomp_annotations_baseline(pod: &Pod, _: &PodSpec, all: &[View<'_>]) -> Option<Violation> {
+    let annotations = pod.metadata.annotations.as_ref()?;
+    let valid =
+        |v: &str| v == "runtime/default" || v == "docker/default" || v.starts_with("localhost/");
+    let mut keys = vec!["seccomp.security.alpha.kubernetes.io/pod".to_string()];
+    keys.extend(
+        all.iter().map(|c| format!("container.seccomp.security.alpha.kubernetes.io/{}", c.name)),
+    );
+    let bad: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| annotations.get(k).filter(|v| !valid(v)).map(|v| format!("{k}={v:?}")))
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    violation(
+        "seccompProfile",
+        format!(
+            "forbidden {} {}",
+            pluralize("annotation", "annotations", bad.len()),
+            bad.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
 fn seccomp_profile_baseline(_: &Pod, spec: &PodSpec, all: &[View<'_>]) -> Option<Violation> {
     let mut setters = Vec::new();
     if spec
@@ -460,21 +467,26 @@ fn seccomp_profile_baseline(_: &Pod, spec: &PodSpec, all: &[View<'_>]) -> Option
     )
 }
 
-fn sysctls(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
-    const SAFE: &[&str] = &[
-        "kernel.shm_rmid_forced",
-        "net.ipv4.ip_local_port_range",
-        "net.ipv4.tcp_syncookies",
-        "net.ipv4.ping_group_range",
-        "net.ipv4.ip_unprivileged_port_start",
-        "net.ipv4.ip_local_reserved_ports",
-        "net.ipv4.tcp_keepalive_time",
-        "net.ipv4.tcp_fin_timeout",
-        "net.ipv4.tcp_keepalive_intvl",
-        "net.ipv4.tcp_keepalive_probes",
-        "net.ipv4.tcp_rmem",
-        "net.ipv4.tcp_wmem",
-    ];
+/// The sysctls the baseline allows, in the order they were allowed: the first 5 since 1.0,
+/// then one more since 1.27, four since 1.29 and two since 1.32.
+const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// The sysctls outside the first `allowed` of [`SAFE_SYSCTLS`].
+fn sysctls(spec: &PodSpec, allowed: usize) -> Option<Violation> {
+    let safe = &SAFE_SYSCTLS[..allowed.min(SAFE_SYSCTLS.len())];
     let bad: Vec<&str> = spec
         .security_context
         .as_ref()
@@ -482,12 +494,28 @@ fn sysctls(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
         .unwrap_or_default()
         .iter()
         .map(|s| s.name.as_str())
-        .filter(|n| !SAFE.contains(n))
+        .filter(|n| !safe.contains(n))
         .collect();
     if bad.is_empty() {
         return None;
     }
     violation("forbidden sysctls", bad.join(", "))
+}
+
+fn sysctls_1_0(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
+    sysctls(spec, 5)
+}
+
+fn sysctls_1_27(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
+    sysctls(spec, 6)
+}
+
+fn sysctls_1_29(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
+    sysctls(spec, 10)
+}
+
+fn sysctls_1_32(_: &Pod, spec: &PodSpec, _: &[View<'_>]) -> Option<Violation> {
+    sysctls(spec, 12)
 }
 
 fn allow_privilege_escalation(_: &Pod, _: &PodSpec, all: &[View<'_>]) -> Option<Violation> {
@@ -707,253 +735,4 @@ fn seccomp_profile_restricted(_: &Pod, spec: &PodSpec, all: &[View<'_>]) -> Opti
             named_containers(&implicit)
         ),
     )
-}
-
-/// Upstream's message: `violates PodSecurity "LEVEL:VERSION": reason (detail), ...`.
-pub fn message(level: Level, version: &str, violations: &[Violation]) -> String {
-    let list: Vec<String> =
-        violations.iter().map(|v| format!("{} ({})", v.reason, v.detail)).collect();
-    format!("violates PodSecurity \"{}:{}\": {}", level.as_str(), version, list.join(", "))
-}
-
-/// Whether an update changes what the checks read, as upstream's `isSignificantPodUpdate`:
-/// the spec (container images aside, which may change in place) or the AppArmor annotations.
-fn significant_update(new: &Pod, old: &Pod) -> bool {
-    let apparmor = |p: &Pod| -> Vec<(String, String)> {
-        p.metadata
-            .annotations
-            .iter()
-            .flatten()
-            .filter(|(k, _)| k.starts_with("container.apparmor.security.beta.kubernetes.io/"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    if apparmor(new) != apparmor(old) {
-        return true;
-    }
-    let without_images = |p: &Pod| {
-        let mut spec = p.spec.clone().unwrap_or_default();
-        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
-            c.image = None;
-        }
-        for c in spec.ephemeral_containers.iter_mut().flatten() {
-            c.image = None;
-        }
-        spec
-    };
-    without_images(new) != without_images(old)
-}
-
-impl Validating for PodSecurity {
-    fn validate(
-        &self,
-        attributes: &Attributes<'_>,
-        object: Option<&Value>,
-        old: Option<&Value>,
-        cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
-        if !attributes.group.is_empty()
-            || attributes.resource != "pods"
-            || !matches!(attributes.subresource, "" | "ephemeralcontainers")
-            || !matches!(attributes.operation, Operation::Create | Operation::Update)
-            || attributes.namespace.is_empty()
-        {
-            return Ok(());
-        }
-        let Some(object) = object else { return Ok(()) };
-        let Some(pod) = typed::<Pod>(object) else { return Ok(()) };
-        let Some(namespace) = cluster
-            .get("", "namespaces", "", attributes.namespace)
-            .and_then(|n| typed::<Namespace>(&n))
-        else {
-            return Ok(());
-        };
-        let labels = namespace.metadata.labels.unwrap_or_default();
-        let (level, version) = enforced(&labels);
-        if level == Level::Privileged {
-            return Ok(());
-        }
-        if attributes.operation == Operation::Update
-            && let Some(old) = old.and_then(typed::<Pod>)
-            && !significant_update(&pod, &old)
-        {
-            return Ok(());
-        }
-        let violations = evaluate(level, &pod);
-        if violations.is_empty() {
-            return Ok(());
-        }
-        Err(forbidden(attributes, Some(object), &message(level, &version, &violations)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::type_complexity)]
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::testing::{Objects, create};
-
-    fn cluster(level: Option<&str>) -> Objects {
-        let labels = match level {
-            Some(l) => json!({ ENFORCE_LABEL: l }),
-            None => json!({}),
-        };
-        Objects(vec![("", "namespaces", json!({"metadata": {"name": "ns", "labels": labels}}))])
-    }
-
-    fn pod(spec: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "ns"}, "spec": spec})
-    }
-
-    fn bare() -> Value {
-        pod(json!({"containers": [{"name": "c", "image": "i"}]}))
-    }
-
-    fn compliant() -> Value {
-        pod(json!({
-            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{"name": "c", "image": "i", "securityContext": {
-                "allowPrivilegeEscalation": false,
-                "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
-            }}],
-            "volumes": [{"name": "v", "emptyDir": {}}]
-        }))
-    }
-
-    fn run(level: Option<&str>, object: &Value) -> Result<(), String> {
-        PodSecurity
-            .validate(&create("", "pods", "ns"), Some(object), None, &cluster(level))
-            .map_err(|e| e.message)
-    }
-
-    #[test]
-    fn pods_are_admitted_or_refused_by_the_namespace_level() {
-        let privileged = pod(json!({"containers": [
-            {"name": "c", "image": "i", "securityContext": {"privileged": true}}
-        ]}));
-        let host_network =
-            pod(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}));
-        let cases: &[(&str, Option<&str>, Value, bool)] = &[
-            ("a privileged pod passes an unlabelled namespace", None, privileged.clone(), true),
-            (
-                "a privileged pod passes a privileged namespace",
-                Some("privileged"),
-                privileged.clone(),
-                true,
-            ),
-            (
-                "a privileged pod is refused under baseline",
-                Some("baseline"),
-                privileged.clone(),
-                false,
-            ),
-            ("a hostNetwork pod is refused under baseline", Some("baseline"), host_network, false),
-            ("a bare pod passes baseline", Some("baseline"), bare(), true),
-            ("a bare pod is refused under restricted", Some("restricted"), bare(), false),
-            ("a compliant pod passes restricted", Some("restricted"), compliant(), true),
-            ("an unknown level is treated as restricted", Some("nope"), bare(), false),
-        ];
-        for (case, level, object, ok) in cases {
-            assert_eq!(run(*level, object).is_ok(), *ok, "{case}");
-        }
-    }
-
-    #[test]
-    fn refusals_carry_upstreams_messages() {
-        let cases: &[(&str, Option<&str>, Value, &str)] = &[
-            (
-                "the exact restricted message for a bare pod",
-                Some("restricted"),
-                bare(),
-                r#"pods "p" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#,
-            ),
-            (
-                "baseline names privileged containers and host namespaces in check order",
-                Some("baseline"),
-                pod(json!({"hostNetwork": true, "hostPID": true, "initContainers": [
-                    {"name": "init", "image": "i", "securityContext": {"privileged": true}}
-                ], "containers": [
-                    {"name": "c", "image": "i", "securityContext": {"privileged": true, "capabilities": {"add": ["SYS_ADMIN"]}}}
-                ]})),
-                r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "c" must not include "SYS_ADMIN" in securityContext.capabilities.add), host namespaces (hostNetwork=true, hostPID=true), privileged (containers "init", "c" must not set securityContext.privileged=true)"#,
-            ),
-            (
-                "baseline refuses hostPath volumes, hostPorts, unsafe sysctls and Unconfined seccomp",
-                Some("baseline"),
-                pod(json!({
-                    "securityContext": {"seccompProfile": {"type": "Unconfined"}, "sysctls": [{"name": "kernel.msgmax", "value": "1"}]},
-                    "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80, "hostPort": 80}]}],
-                    "volumes": [{"name": "h", "hostPath": {"path": "/"}}]
-                })),
-                r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "h"), hostPort (container "c" uses hostPort 80), seccompProfile (pod must not set securityContext.seccompProfile.type to "Unconfined"), forbidden sysctls (kernel.msgmax)"#,
-            ),
-            (
-                "restricted names hostPath as a restricted volume type and runAsUser=0",
-                Some("restricted"),
-                {
-                    let mut p = compliant();
-                    p["spec"]["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}]);
-                    p["spec"]["ephemeralContainers"] = json!([{"name": "e", "image": "i", "securityContext": {"runAsUser": 0, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]);
-                    p
-                },
-                r#"pods "p" is forbidden: violates PodSecurity "restricted:latest": restricted volume types (volume "h" uses restricted volume type "hostPath"), runAsUser=0 (container "e" must not set runAsUser=0)"#,
-            ),
-        ];
-        for (case, level, object, want) in cases {
-            assert_eq!(run(*level, object).unwrap_err(), *want, "{case}");
-        }
-    }
-
-    #[test]
-    fn the_enforce_version_is_named_in_the_message() {
-        let cases: &[(&str, &[(&str, &str)], Level, &str)] = &[
-            ("no label is privileged", &[], Level::Privileged, "latest"),
-            (
-                "a version is kept",
-                &[(ENFORCE_LABEL, "baseline"), (ENFORCE_VERSION_LABEL, "v1.30")],
-                Level::Baseline,
-                "v1.30",
-            ),
-            (
-                "a bad version is latest",
-                &[(ENFORCE_LABEL, "restricted"), (ENFORCE_VERSION_LABEL, "x")],
-                Level::Restricted,
-                "latest",
-            ),
-        ];
-        for (case, labels, level, version) in cases {
-            let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            assert_eq!(enforced(&labels), (*level, version.to_string()), "{case}");
-        }
-    }
-
-    #[test]
-    fn updates_are_checked_only_when_the_spec_changes() {
-        let mut attributes = create("", "pods", "ns");
-        attributes.operation = Operation::Update;
-        let old = bare();
-        let mut relabelled = bare();
-        relabelled["metadata"]["labels"] = json!({"a": "b"});
-        let mut new_image = bare();
-        new_image["spec"]["containers"][0]["image"] = json!("j");
-        let mut privileged = bare();
-        privileged["spec"]["hostPID"] = json!(true);
-        let cases: &[(&str, Value, bool)] = &[
-            ("a metadata-only update passes", relabelled, true),
-            ("an image-only update passes", new_image, true),
-            ("a spec change is checked", privileged, false),
-        ];
-        for (case, new, ok) in cases {
-            let got = PodSecurity.validate(
-                &attributes,
-                Some(new),
-                Some(&old),
-                &cluster(Some("restricted")),
-            );
-            assert_eq!(got.is_ok(), *ok, "{case}");
-        }
-    }
 }
