@@ -125,6 +125,9 @@ def test_validation_errors_are_422_with_causes(cluster, ns):
     assert st["details"]["group"] == "apps" and st["details"]["kind"] == "Deployment", st
     c = causes(st)["spec.replicas"]
     assert c["reason"] == "FieldValueInvalid", c
+    # A cause's message is upstream's error body: the field is in `field`, not repeated here
+    # (kubectl prints "field: message").
+    assert c["message"].startswith("Invalid value: -1: "), c
     assert st["message"].startswith('Deployment.apps "neg" is invalid: '), st
 
     d = deployment("mismatch")

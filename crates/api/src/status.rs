@@ -183,7 +183,7 @@ impl StatusError {
         };
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.kind.reason(), "message": e.to_string(), "field": e.field}))
+            .map(|e| json!({"reason": e.kind.reason(), "message": e.body(), "field": e.field}))
             .collect();
         Self {
             details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),

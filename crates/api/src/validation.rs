@@ -108,6 +108,16 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// What is wrong, without the field (upstream's `ErrorBody`): the message of a Status
+    /// cause, whose `field` says where.
+    pub fn body(&self) -> String {
+        let full = self.to_string();
+        match full.strip_prefix(&self.field).and_then(|rest| rest.strip_prefix(": ")) {
+            Some(body) => body.to_string(),
+            None => full,
+        }
+    }
+
     /// A required field is missing.
     pub fn required(field: impl Into<String>) -> Self {
         Self { field: field.into(), kind: FieldErrorKind::Required }
