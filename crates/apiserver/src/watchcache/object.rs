@@ -59,11 +59,13 @@ pub struct CachedObject {
     pub json: Bytes,
     /// The revision of its last change.
     pub mod_revision: Revision,
-    /// Its labels, in the object's order.
-    labels: Box<[(Box<str>, Box<str>)]>,
-    /// Its selectable fields (`metadata.name`, `metadata.namespace` and the strategy's), as
-    /// field selectors read them.
-    fields: Box<[(&'static str, Box<str>)]>,
+    /// Its labels, in the object's order: key, value, key, value...
+    labels: Texts,
+    /// The names of its selectable fields (`metadata.name`, `metadata.namespace` and the
+    /// strategy's).
+    field_names: Box<[&'static str]>,
+    /// Their values, as field selectors read them.
+    field_values: Texts,
     /// About how many bytes it takes in memory.
     pub size: usize,
 }
@@ -86,9 +88,7 @@ impl CachedObject {
             == Some(shape.info.api_version().as_str())
             && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
             && value.pointer("/metadata/resourceVersion").is_none();
-        if served_as_stored
-            && let Some(json) = with_resource_version(&kv.value, &revision)
-        {
+        if served_as_stored && let Some(json) = with_resource_version(&kv.value, &revision) {
             return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
         }
         metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
@@ -110,23 +110,22 @@ impl CachedObject {
         mod_revision: Revision,
         shape: &Shape,
     ) -> Self {
-        let labels: Box<[(Box<str>, Box<str>)]> =
-            krust_api::object::labels(value).map(|(k, v)| (k.into(), v.into())).collect();
+        let labels = Texts::new(krust_api::object::labels(value).flat_map(|(k, v)| [k, v]));
         let mut fields = vec![
-            ("metadata.name", meta_str(value, "name").unwrap_or_default().into()),
-            ("metadata.namespace", meta_str(value, "namespace").unwrap_or_default().into()),
+            ("metadata.name", meta_str(value, "name").unwrap_or_default().to_string()),
+            ("metadata.namespace", meta_str(value, "namespace").unwrap_or_default().to_string()),
         ];
-        fields.extend(
-            shape.info.strategy.selectable_fields(value).into_iter().map(|(f, v)| (f, v.into())),
-        );
-        let fields: Box<[(&'static str, Box<str>)]> = fields.into_boxed_slice();
+        fields.extend(shape.info.strategy.selectable_fields(value));
+        let field_names: Box<[&'static str]> = fields.iter().map(|(f, _)| *f).collect();
+        let field_values = Texts::new(fields.iter().map(|(_, v)| v.as_str()));
         json.shrink_to_fit();
         let size = std::mem::size_of::<Self>()
             + key.len()
             + json.len()
-            + labels.iter().map(|(k, v)| 32 + k.len() + v.len()).sum::<usize>()
-            + fields.iter().map(|(_, v)| 32 + v.len()).sum::<usize>();
-        Self { key, json: Bytes::from(json), mod_revision, labels, fields, size }
+            + labels.heap_size()
+            + field_values.heap_size()
+            + field_names.len() * std::mem::size_of::<&str>();
+        Self { key, json: Bytes::from(json), mod_revision, labels, field_names, field_values, size }
     }
 
     /// The object decoded (in its storage version), for logic that reads it.
@@ -141,12 +140,47 @@ impl CachedObject {
 
     /// Its labels.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.labels.iter().map(|(k, v)| (&**k, &**v))
+        (0..self.labels.len() / 2).map(|i| (self.labels.get(2 * i), self.labels.get(2 * i + 1)))
     }
 
     /// The value of a selectable field (`None`: the resource has no such field).
     pub fn field(&self, field: &str) -> Option<&str> {
-        self.fields.iter().find(|(f, _)| *f == field).map(|(_, v)| &**v)
+        let i = self.field_names.iter().position(|f| *f == field)?;
+        Some(self.field_values.get(i))
+    }
+}
+
+/// A few short strings in one allocation: their bytes end to end, and where each ends.
+#[derive(Debug)]
+struct Texts {
+    text: Box<str>,
+    ends: Box<[u32]>,
+}
+
+impl Texts {
+    fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut text = String::new();
+        let mut ends = Vec::new();
+        for t in texts {
+            text.push_str(t);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        Self { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The `i`th string (empty past the end).
+    fn get(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).and_then(|j| self.ends.get(j)).map_or(0, |e| *e as usize);
+        let end = self.ends.get(i).map_or(start, |e| *e as usize);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    fn heap_size(&self) -> usize {
+        self.text.len() + self.ends.len() * std::mem::size_of::<u32>()
     }
 }
 

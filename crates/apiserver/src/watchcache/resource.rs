@@ -116,30 +116,54 @@ impl Indexes {
         Self { field: shape.indexed_field().map(|f| (f, OrdSet::new())), labels: OrdSet::new() }
     }
 
-    fn terms(&self, object: &CachedObject) -> (Option<Arc<str>>, Vec<Arc<str>>) {
+    fn terms(&self, object: &CachedObject) -> (Option<String>, Vec<String>) {
         let field = self.field.as_ref().map(|(f, _)| object.field(f).unwrap_or_default().into());
-        let labels = object.labels().map(|(k, v)| format!("{k}={v}").into()).collect();
+        let labels = object.labels().map(|(k, v)| format!("{k}={v}")).collect();
         (field, labels)
     }
 
-    fn insert(&mut self, object: &CachedObject) {
+    fn insert(&mut self, object: &CachedObject, terms: &mut Terms) {
         let (field, labels) = self.terms(object);
         if let (Some((_, postings)), Some(value)) = (&mut self.field, field) {
-            postings.insert((value, Arc::clone(&object.key)));
+            postings.insert((terms.get(&value), Arc::clone(&object.key)));
         }
         for label in labels {
-            self.labels.insert((label, Arc::clone(&object.key)));
+            self.labels.insert((terms.get(&label), Arc::clone(&object.key)));
         }
     }
 
     fn remove(&mut self, object: &CachedObject) {
         let (field, labels) = self.terms(object);
         if let (Some((_, postings)), Some(value)) = (&mut self.field, field) {
-            postings.remove(&(value, Arc::clone(&object.key)));
+            postings.remove(&(value.into(), Arc::clone(&object.key)));
         }
         for label in labels {
-            self.labels.remove(&(label, Arc::clone(&object.key)));
+            self.labels.remove(&(label.into(), Arc::clone(&object.key)));
         }
+    }
+}
+
+/// The terms of the postings, each kept once however many objects share it (most labels and
+/// node names are shared by many objects). Terms no posting holds any more are dropped when
+/// the set has doubled since it was last pruned.
+#[derive(Default)]
+struct Terms {
+    set: std::collections::HashSet<Arc<str>>,
+    pruned_at: usize,
+}
+
+impl Terms {
+    fn get(&mut self, term: &str) -> Arc<str> {
+        if let Some(shared) = self.set.get(term) {
+            return Arc::clone(shared);
+        }
+        if self.set.len() >= 2 * self.pruned_at.max(1024) {
+            self.set.retain(|t| Arc::strong_count(t) > 1);
+            self.pruned_at = self.set.len();
+        }
+        let shared: Arc<str> = term.into();
+        self.set.insert(Arc::clone(&shared));
+        shared
     }
 }
 
@@ -156,6 +180,8 @@ struct State {
     objects: Objects,
     /// The current objects by the indexed field and by label.
     index: Indexes,
+    /// The terms of `index`, shared.
+    terms: Terms,
     /// Revision and objects at the start of the window.
     base: (Revision, Objects),
     /// Events after `base`, each with the bytes of history it holds.
@@ -289,6 +315,7 @@ impl ResourceCache {
         let state = State {
             objects: OrdMap::new(),
             index: Indexes::new(&shape),
+            terms: Terms::default(),
             base: (0, OrdMap::new()),
             window: VecDeque::new(),
             bytes: 0,
@@ -337,8 +364,9 @@ impl ResourceCache {
         let objects: Objects =
             objects.into_iter().map(|o| (Arc::clone(&o.key), Arc::new(o))).collect();
         let mut index = Indexes::new(&self.shape);
+        let mut terms = Terms::default();
         for object in objects.values() {
-            index.insert(object);
+            index.insert(object, &mut terms);
         }
         let mut state = self.write();
         self.budget.sub(state.bytes);
@@ -346,6 +374,7 @@ impl ResourceCache {
             base: (revision, objects.clone()),
             objects,
             index,
+            terms,
             window: VecDeque::new(),
             bytes: 0,
             revision,
@@ -377,7 +406,8 @@ impl ResourceCache {
             state.index.remove(prev);
         }
         if event.kind != EventKind::Delete {
-            state.index.insert(&object);
+            let state = &mut *state;
+            state.index.insert(&object, &mut state.terms);
         }
         let kind = match (event.kind, &prev) {
             (EventKind::Delete, _) => EventKind::Delete,
