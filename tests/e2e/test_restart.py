@@ -128,3 +128,15 @@ def test_original_kubeconfig_still_works_after_restart(cluster, tmp_path):
     creds = Creds(saved, tmp_path / "creds")
     r = creds.session().get(creds.server + "/api/v1/namespaces/default", timeout=30)
     assert r.status_code == 200, r.text
+
+
+def test_default_bindings_are_not_rewritten_by_a_restart(cluster):
+    """Bootstrap reconciles the default RBAC policy at each start; a binding already as it
+    should be is left alone (its subjects not appended again, its resourceVersion kept)."""
+    path = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/system:kube-dns"
+    before = cluster.ok("GET", path)
+    cluster.restart()
+    after = cluster.ok("GET", path)
+    assert after["subjects"] == before["subjects"], after
+    assert len(after["subjects"]) == 1, after
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

@@ -1087,6 +1087,15 @@ pub enum BindingReconcile {
     Recreate(ClusterRoleBinding),
 }
 
+/// Whether two subjects name the same one: an unset `apiGroup` is the empty one, which the
+/// stored object carries once defaulted.
+fn same_subject(a: &Subject, b: &Subject) -> bool {
+    a.kind == b.kind
+        && a.name == b.name
+        && a.namespace.as_deref().unwrap_or_default() == b.namespace.as_deref().unwrap_or_default()
+        && a.api_group.as_deref().unwrap_or_default() == b.api_group.as_deref().unwrap_or_default()
+}
+
 /// Reconciles an existing default ClusterRoleBinding, as upstream's reconciliation without
 /// removing subjects.
 pub fn reconcile_binding(
@@ -1102,7 +1111,7 @@ pub fn reconcile_binding(
         merged(&expected.metadata.annotations, &existing.metadata.annotations);
     let mut subjects = existing.subjects.clone().unwrap_or_default();
     for s in expected.subjects.iter().flatten() {
-        if !subjects.contains(s) {
+        if !subjects.iter().any(|have| same_subject(have, s)) {
             subjects.push(s.clone());
         }
     }
@@ -1119,6 +1128,20 @@ pub fn reconcile_binding(
 #[cfg(test)]
 mod reconcile_tests {
     use super::*;
+
+    #[test]
+    fn a_stored_binding_whose_subjects_were_defaulted_is_kept() {
+        let expected = cluster_role_bindings()
+            .into_iter()
+            .find(|b| b.metadata.name.as_deref() == Some("system:kube-dns"))
+            .expect("system:kube-dns is a default binding");
+        let mut stored = expected.clone();
+        for subject in stored.subjects.iter_mut().flatten() {
+            subject.api_group = Some(subject.api_group.clone().unwrap_or_default());
+        }
+        stored.metadata.resource_version = Some("5".into());
+        assert!(matches!(reconcile_binding(&stored, &expected), BindingReconcile::Keep));
+    }
 
     fn find(name: &str) -> ClusterRole {
         cluster_roles()
