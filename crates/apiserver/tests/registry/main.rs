@@ -7,6 +7,9 @@
 //! upstream does), or the key fields of the result. Where krust differs from upstream the
 //! row is left out, with a `// differs from upstream:` note.
 
+// Tests: a failed unwrap is a failed row.
+#![allow(clippy::unwrap_used)]
+
 mod harness;
 
 mod delete;
