@@ -10,7 +10,7 @@ use crate::harness::{
 
 /// What a row expects: the object's key fields, or an error.
 enum Expect {
-    /// Success; the check is handed the answered object (and the harness, to read back).
+    /// Success; the check is handed the answered object.
     Ok(fn(&Value) -> bool),
     /// Failure with this code, reason and (when `Some`) message.
     Err(u16, Reason, Option<&'static str>),
