@@ -69,6 +69,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether a change of `metadata.annotations` advances the generation too (upstream's
+    /// Deployments: the rollback and revision annotations are part of the desired state).
+    fn generation_follows_annotations(&self) -> bool {
+        false
+    }
+
     /// The selectable field the watch cache indexes, so that lists and watches selecting one
     /// value of it cost what they return (pods: `spec.nodeName`, which every node agent
     /// selects on).

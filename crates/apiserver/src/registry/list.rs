@@ -109,6 +109,9 @@ impl std::fmt::Debug for ListItems {
     }
 }
 
+/// The most objects after a page that are counted for its `remainingItemCount`.
+const REMAINING_COUNT_LIMIT: usize = 10_000;
+
 /// How many objects a walk reads from the snapshot at a time.
 const WALK_BATCH: usize = 256;
 
@@ -276,7 +279,8 @@ impl Registry {
         let cache = self.resource_cache(info)?;
         let prefix = info.storage_prefix_in(namespace);
         let token = opts.continue_token.as_deref().map(ContinueToken::decode).transpose()?;
-        if token.is_some() && !matches!(opts.revision, RevisionMatch::Latest) {
+        // `resourceVersion=0` goes with a continue token, as upstream's storage allows it.
+        if token.is_some() && !matches!(opts.revision, RevisionMatch::Latest | RevisionMatch::Any) {
             return Err(StatusError::bad_request(
                 "specifying resource version is not allowed when using continue",
             ));
@@ -348,9 +352,11 @@ impl Registry {
             if filtering {
                 more = objects.any(|o| serve_selected(info, opts, o).is_some());
             } else {
-                let rest = objects.count();
+                // Counted up to a bound, so that paging through a large resource stays linear;
+                // past it the count is left out, as upstream may leave it out.
+                let rest = objects.take(REMAINING_COUNT_LIMIT + 1).count();
                 more = rest > 0;
-                remaining = Some(rest);
+                remaining = (rest <= REMAINING_COUNT_LIMIT).then_some(rest);
             }
         }
         let continue_token = match (more, last_key) {

@@ -72,7 +72,10 @@ pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
     }
     meta.remove("selfLink");
     meta.remove("managedFields");
-    if info.strategy.tracks_generation() && spec_of(new) != spec_of(old) {
+    let annotations = |o: &Value| o.pointer("/metadata/annotations").cloned();
+    let changed = spec_of(new) != spec_of(old)
+        || (info.strategy.generation_follows_annotations() && annotations(new) != annotations(old));
+    if info.strategy.tracks_generation() && changed {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(new).insert("generation".into(), Value::from(generation));
     }

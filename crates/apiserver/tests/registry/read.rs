@@ -97,9 +97,11 @@ async fn list_resource_versions() {
     let error = h.list(CONFIGMAPS, NS, &query).await.unwrap_err();
     assert_eq!(outcome(&error), (400, Reason::BadRequest));
     assert_eq!(error.message, "specifying resource version is not allowed when using continue");
-    // differs from upstream: a continue token with `resourceVersion=0` is accepted upstream
-    // (etcd3 `GetList` refuses only `len(rv) > 0 && rv != "0"`; the storage tests say
-    // "tightening the validation would be a breaking change"); krust refuses it with 400.
+    // `resourceVersion=0` goes with a continue token, as upstream's storage allows (etcd3
+    // `GetList` refuses only `len(rv) > 0 && rv != "0"`).
+    let with_zero = format!("limit=2&continue={token}&resourceVersion=0");
+    let zero = h.list(CONFIGMAPS, NS, &with_zero).await.unwrap();
+    assert_eq!(zero.names(), ["c", "d"]);
     // The token alone goes on at the first page's revision.
     let next = h.list(CONFIGMAPS, NS, &format!("limit=2&continue={token}")).await.unwrap();
     assert_eq!(

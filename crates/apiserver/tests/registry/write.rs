@@ -268,9 +268,14 @@ async fn update_of_a_deployment_generation_and_status() {
                 o["metadata"]["generation"] == 1 && o["metadata"]["labels"]["tier"] == "front"
             },
         },
-        // differs from upstream: an annotation change bumps a Deployment's generation
-        // upstream (deploymentStrategy.PrepareForUpdate compares Spec and Annotations,
-        // pkg/registry/apps/deployment/strategy.go); krust leaves it.
+        // An annotation change advances a Deployment's generation, as upstream's
+        // deploymentStrategy.PrepareForUpdate compares Spec and Annotations.
+        Case {
+            name: "an annotation change advances the generation",
+            sub: Subresource::Main,
+            edit: |o| o["metadata"]["annotations"] = json!({"note": "x"}),
+            expect: |o| o["metadata"]["generation"] == 2,
+        },
         Case {
             name: "the main resource ignores status",
             sub: Subresource::Main,

@@ -147,6 +147,10 @@ impl Strategy for DeploymentStrategy {
         true
     }
 
+    fn generation_follows_annotations(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &'static [Column] {
         DEPLOYMENT_COLUMNS
     }
