@@ -59,13 +59,12 @@ pub struct CachedObject {
     pub json: Bytes,
     /// The revision of its last change.
     pub mod_revision: Revision,
-    /// Its labels, in the object's order: key, value, key, value...
-    labels: Texts,
     /// The names of its selectable fields (`metadata.name`, `metadata.namespace` and the
-    /// strategy's).
-    field_names: Box<[&'static str]>,
-    /// Their values, as field selectors read them.
-    field_values: Texts,
+    /// strategy's), one list shared by every object that has the same.
+    field_names: Arc<[&'static str]>,
+    /// The fields' values, as field selectors read them, then its labels in the object's
+    /// order: key, value, key, value...
+    texts: Texts,
     /// About how many bytes it takes in memory.
     pub size: usize,
 }
@@ -110,22 +109,24 @@ impl CachedObject {
         mod_revision: Revision,
         shape: &Shape,
     ) -> Self {
-        let labels = Texts::new(krust_api::object::labels(value).flat_map(|(k, v)| [k, v]));
         let mut fields = vec![
             ("metadata.name", meta_str(value, "name").unwrap_or_default().to_string()),
             ("metadata.namespace", meta_str(value, "namespace").unwrap_or_default().to_string()),
         ];
         fields.extend(shape.info.strategy.selectable_fields(value));
-        let field_names: Box<[&'static str]> = fields.iter().map(|(f, _)| *f).collect();
-        let field_values = Texts::new(fields.iter().map(|(_, v)| v.as_str()));
+        let names: Vec<&'static str> = fields.iter().map(|(f, _)| *f).collect();
+        let labels = krust_api::object::labels(value).flat_map(|(k, v)| [k, v]);
+        let texts = Texts::new(fields.iter().map(|(_, v)| v.as_str()).chain(labels));
         json.shrink_to_fit();
-        let size = std::mem::size_of::<Self>()
-            + key.len()
-            + json.len()
-            + labels.heap_size()
-            + field_values.heap_size()
-            + field_names.len() * std::mem::size_of::<&str>();
-        Self { key, json: Bytes::from(json), mod_revision, labels, field_names, field_values, size }
+        let size = std::mem::size_of::<Self>() + key.len() + json.len() + texts.heap_size();
+        Self {
+            key,
+            json: Bytes::from(json),
+            mod_revision,
+            field_names: shared_names(names),
+            texts,
+            size,
+        }
     }
 
     /// The object decoded (in its storage version), for logic that reads it.
@@ -140,14 +141,33 @@ impl CachedObject {
 
     /// Its labels.
     pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> {
-        (0..self.labels.len() / 2).map(|i| (self.labels.get(2 * i), self.labels.get(2 * i + 1)))
+        let first = self.field_names.len();
+        let pairs = self.texts.len().saturating_sub(first) / 2;
+        (0..pairs).map(move |i| (self.texts.get(first + 2 * i), self.texts.get(first + 2 * i + 1)))
     }
 
     /// The value of a selectable field (`None`: the resource has no such field).
     pub fn field(&self, field: &str) -> Option<&str> {
         let i = self.field_names.iter().position(|f| *f == field)?;
-        Some(self.field_values.get(i))
+        Some(self.texts.get(i))
     }
+}
+
+/// The list `names`, shared with every object whose selectable fields are the same (one list
+/// per resource, in practice).
+fn shared_names(names: Vec<&'static str>) -> Arc<[&'static str]> {
+    static LISTS: std::sync::Mutex<Vec<Arc<[&'static str]>>> = std::sync::Mutex::new(Vec::new());
+    let mut lists = LISTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(list) = lists.iter().find(|l| l.as_ref() == names.as_slice()) {
+        return Arc::clone(list);
+    }
+    let list: Arc<[&'static str]> = names.into();
+    // Strategies name their fields from a fixed set, so the lists are few; a strategy that
+    // varied them would only stop sharing.
+    if lists.len() < 1024 {
+        lists.push(Arc::clone(&list));
+    }
+    list
 }
 
 /// A few short strings in one allocation: their bytes end to end, and where each ends.
