@@ -721,3 +721,19 @@ def test_watch_too_old_resource_version_is_410(cluster, ns):
     finally:
         cluster.server.extra_args = []
         cluster.restart()
+
+
+def test_a_create_with_a_resource_version_is_refused(cluster, ns):
+    """As upstream's storage: `resourceVersion should not be set on objects to be created`,
+    an internal error without a reason (500)."""
+    body = configmap("with-rv", {"a": "b"})
+    body["metadata"]["resourceVersion"] = "12"
+    r = cluster.post(cms(ns), body=body)
+    assert r.status_code == 500, r.text
+    st = r.json()
+    assert st["message"] == "resourceVersion should not be set on objects to be created", st
+    assert "reason" not in st, st
+    assert cluster.get(cms(ns, "with-rv")).status_code == 404
+    # "0" and an empty one are no resourceVersion.
+    body["metadata"]["resourceVersion"] = "0"
+    assert cluster.post(cms(ns), body=body).status_code == 201

@@ -434,6 +434,7 @@ async fn resource(
                 ..write
             };
             let obj = read_object(req, &mut write).await?;
+            refuse_resource_version(&obj)?;
             let created = registry.create(&info, ns, obj, write).await?;
             Ok(written(StatusCode::CREATED, &created, wire))
         }
@@ -512,6 +513,24 @@ async fn resource(
             r.subresource.as_deref().unwrap_or_default()
         ))),
     }
+}
+
+/// Refuses a create whose object carries a resourceVersion, as upstream's storage does
+/// (`storage.ErrResourceVersionSetOnCreate`, answered as an internal error without a reason).
+fn refuse_resource_version(obj: &Value) -> Result<(), StatusError> {
+    let set = obj
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse::<u64>().ok())
+        .is_some_and(|rv| rv != 0);
+    if set {
+        return Err(StatusError::new(
+            500,
+            krust_api::Reason::Unknown,
+            "resourceVersion should not be set on objects to be created",
+        ));
+    }
+    Ok(())
 }
 
 /// Serves a subresource that has a handler of its own (`pods/binding`, `pods/eviction`).

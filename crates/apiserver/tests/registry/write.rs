@@ -124,9 +124,9 @@ async fn create() {
             dry_run: true,
             expect: Expect::Ok(|o| name(o) == "dry" && o["data"]["k"] == "v"),
         },
-        // differs from upstream: `metadata.resourceVersion` set on create is dropped and the
-        // create succeeds; upstream's storage refuses it (`storage.ErrResourceVersionSetOnCreate`,
-        // "resourceVersion should not be set on objects to be created", etcd3 `store.Create`).
+        // `metadata.resourceVersion` set on a create is refused at the HTTP edge (a POST), as
+        // upstream's storage refuses it (`storage.ErrResourceVersionSetOnCreate`); the
+        // registry's own creates (apply's create, the server's) drop it.
     ];
     for case in cases {
         let h = Harness::new().await;
