@@ -42,6 +42,12 @@ def test_patch_json_failed_test_op_changes_nothing(kubectl, cluster, ns):
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     r = cluster.patch(f"/api/v1/namespaces/{ns}/configmaps/jt", ops, ptype="json")
     assert r.status_code == 422, f"failed JSON patch test op: {r.status_code} {r.text}"
+    # Upstream's generic server response, the failure as its cause.
+    st = r.json()
+    assert st["reason"] == "Invalid", st
+    assert st["message"] == "the server rejected our request due to an error in our request", st
+    assert st["details"]["causes"] == [{"reason": "UnexpectedServerResponse",
+                                        "message": "testing value /data/k1 failed: test failed"}]
 
 
 def test_patch_merge(kubectl, cluster, ns):

@@ -161,7 +161,25 @@ impl From<PatchError> for StatusError {
             415 => crate::Reason::UnsupportedMediaType,
             _ => crate::Reason::Invalid,
         };
-        StatusError::new(code, reason, err.to_string())
+        match err {
+            // A JSON patch that does not apply: upstream answers as a generic server response
+            // (`errors.NewGenericServerResponse(422, ...)` in its patch handler), the failure
+            // as the cause.
+            PatchError::TestFailed { .. }
+            | PatchError::PathNotFound { .. }
+            | PatchError::FromNotFound { .. }
+            | PatchError::MoveIntoItself { .. } => StatusError {
+                details: Some(serde_json::json!({
+                    "causes": [{"reason": "UnexpectedServerResponse", "message": err.to_string()}],
+                })),
+                ..StatusError::new(
+                    code,
+                    reason,
+                    "the server rejected our request due to an error in our request",
+                )
+            },
+            _ => StatusError::new(code, reason, err.to_string()),
+        }
     }
 }
 

@@ -344,10 +344,8 @@ async fn patch() {
         },
         Case {
             // Upstream answers `NewGenericServerResponse(422, ...)`: 422 Invalid.
-            // differs from upstream (message only): upstream's message is "the server rejected
-            // our request due to an error in our request" with "testing value /data/a failed:
-            // test failed" as a cause (endpoints/handlers/patch.go applyJSPatch); krust's
-            // message is the cause itself.
+            // Upstream's generic server response (endpoints/handlers/patch.go applyJSPatch),
+            // with "testing value /data/a failed: test failed" as its cause.
             name: "a JSON patch whose test fails is invalid",
             gvr: CONFIGMAPS,
             target: "cm",
@@ -356,7 +354,11 @@ async fn patch() {
                 {"op": "test", "path": "/data/a", "value": "other"},
                 {"op": "replace", "path": "/data/a", "value": "9"},
             ]),
-            expect: Expect::Err(422, Reason::Invalid, None),
+            expect: Expect::Err(
+                422,
+                Reason::Invalid,
+                Some("the server rejected our request due to an error in our request"),
+            ),
         },
         Case {
             name: "a strategic merge patch merges containers by name",
