@@ -112,7 +112,7 @@ impl Registry {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            check_preconditions(&old, opts)?;
+            check_preconditions(info, &old, opts)?;
             // Admission sees no new object, and the current one as the old.
             {
                 let view = self.admission_view().await;
@@ -227,36 +227,30 @@ impl Registry {
     }
 }
 
-fn check_preconditions(obj: &Value, opts: &DeleteOptions) -> Result<(), StatusError> {
+/// The delete's preconditions against the stored object, refused as upstream's
+/// `rest.BeforeDelete` refuses them (a Conflict on the object's kind).
+fn check_preconditions(
+    info: &ResourceInfo,
+    obj: &Value,
+    opts: &DeleteOptions,
+) -> Result<(), StatusError> {
     let name = meta_str(obj, "name").unwrap_or_default();
     if let Some(uid) = &opts.uid {
         let actual = meta_str(obj, "uid").unwrap_or_default();
         if uid != actual {
-            return Err(StatusError {
-                details: Some(json!({"name": name})),
-                ..StatusError::new(
-                    409,
-                    krust_api::Reason::Conflict,
-                    format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    ),
-                )
-            });
+            let why = format!(
+                "the UID in the precondition ({uid}) does not match the UID in record ({actual}). The object might have been deleted and then recreated"
+            );
+            return Err(StatusError::conflict(info.group, info.kind, name, &why));
         }
     }
     if let Some(rv) = &opts.resource_version {
         let actual = meta_str(obj, "resourceVersion").unwrap_or_default();
         if rv != actual {
-            return Err(StatusError {
-                details: Some(json!({"name": name})),
-                ..StatusError::new(
-                    409,
-                    krust_api::Reason::Conflict,
-                    format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                    ),
-                )
-            });
+            let why = format!(
+                "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({actual}). The object might have been modified"
+            );
+            return Err(StatusError::conflict(info.group, info.kind, name, &why));
         }
     }
     Ok(())
@@ -306,8 +300,15 @@ mod tests {
 
     #[test]
     fn a_stale_uid_precondition_is_a_conflict() {
+        let catalog = krust_api::Catalog::builtin();
+        let info = catalog.lookup("", "v1", "configmaps").copied().expect("configmaps");
         let obj = json!({"metadata": {"name": "x", "uid": "a"}});
         let opts = DeleteOptions { uid: Some("b".into()), ..Default::default() };
-        assert_eq!(check_preconditions(&obj, &opts).map_err(|e| e.code), Err(409));
+        let e = check_preconditions(&info, &obj, &opts).expect_err("a conflict");
+        assert_eq!((e.code, e.reason), (409, krust_api::Reason::Conflict));
+        assert_eq!(
+            e.message,
+            "Operation cannot be fulfilled on ConfigMap \"x\": the UID in the precondition (b) does not match the UID in record (a). The object might have been deleted and then recreated"
+        );
     }
 }

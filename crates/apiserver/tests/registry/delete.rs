@@ -48,13 +48,9 @@ async fn delete_of_a_config_map() {
             },
             expect: Expect::Now,
         },
-        // differs from upstream (message only) in the next two rows: upstream's
-        // rest.BeforeDelete answers `Operation cannot be fulfilled on ConfigMap "cm": the UID
-        // in the precondition (..) does not match the UID in record (..). The object might
-        // have been deleted and then recreated` (and `the ResourceVersion in the precondition
-        // (..) does not match the ResourceVersion in record (..). The object might have been
-        // modified`), with details {name, kind: "ConfigMap"}; krust answers `Precondition
-        // failed: UID in precondition: .., UID in object meta: ..` with details {name}.
+        // Worded as upstream's rest.BeforeDelete: `Operation cannot be fulfilled on ConfigMap
+        // "cm": the UID in the precondition (..) does not match the UID in record (..). ...`
+        // (the unit test in registry/delete.rs checks the words).
         Case {
             name: "a uid precondition that does not match conflicts",
             finalizers: json!([]),
