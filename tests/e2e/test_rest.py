@@ -332,9 +332,15 @@ def test_delete_preconditions(cluster, ns):
     opts = lambda **p: {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": p}  # noqa: E731
     st = assert_status(cluster.delete(cms(ns, "pre"), body=opts(uid=str(uuid.uuid4()))), 409,
                        "Conflict")
-    assert "Precondition failed" in st["message"] and uid in st["message"], st
-    assert_status(cluster.delete(cms(ns, "pre"), body=opts(resourceVersion=str(rv_int(rv) + 1000))),
-                  409, "Conflict")
+    # Worded as upstream's rest.BeforeDelete, on the object's kind.
+    assert st["message"].startswith('Operation cannot be fulfilled on ConfigMap "pre": the UID '
+                                    "in the precondition ("), st
+    assert f"does not match the UID in record ({uid})" in st["message"], st
+    assert st["details"]["kind"] == "ConfigMap", st
+    st = assert_status(
+        cluster.delete(cms(ns, "pre"), body=opts(resourceVersion=str(rv_int(rv) + 1000))),
+        409, "Conflict")
+    assert f"does not match the ResourceVersion in record ({rv})" in st["message"], st
     assert cluster.get(cms(ns, "pre")).status_code == 200, "failed preconditions delete nothing"
     r = cluster.delete(cms(ns, "pre"), body=opts(uid=uid, resourceVersion=rv))
     assert r.status_code == 200, r.text
