@@ -743,3 +743,16 @@ def test_a_create_with_a_resource_version_is_refused(cluster, ns):
     # "0" and an empty one are no resourceVersion.
     body["metadata"]["resourceVersion"] = "0"
     assert cluster.post(cms(ns), body=body).status_code == 201
+
+
+def test_a_put_of_a_missing_service_creates_it_and_of_a_configmap_is_not_found(cluster, ns):
+    """Upstream's AllowCreateOnUpdate: Services yes (201 Created), ConfigMaps no (404)."""
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "put-made"},
+           "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}}
+    r = cluster.put(f"/api/v1/namespaces/{ns}/services/put-made", body=svc)
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"]["clusterIP"], r.text
+    r = cluster.put(f"/api/v1/namespaces/{ns}/services/put-made", body=r.json())
+    assert r.status_code == 200, r.text
+    r = cluster.put(cms(ns, "put-missing"), body=configmap("put-missing", {"a": "b"}))
+    assert_status(r, 404, "NotFound")

@@ -69,6 +69,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether an update of an object that does not exist creates it (upstream's
+    /// `AllowCreateOnUpdate`, which Services allow).
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
     /// Whether a change of `metadata.annotations` advances the generation too (upstream's
     /// Deployments: the rollback and revision annotations are part of the desired state).
     fn generation_follows_annotations(&self) -> bool {

@@ -445,7 +445,8 @@ async fn resource(
             };
             let obj = read_object(req, &mut write).await?;
             let updated = registry.update(&info, ns, &name, sub, obj, write).await?;
-            Ok(written(StatusCode::OK, &updated, wire))
+            let code = if updated.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(written(code, &updated, wire))
         }
         ("patch", _) => {
             let content_type = content_type(&req);

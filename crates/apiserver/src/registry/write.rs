@@ -44,6 +44,9 @@ pub struct Written {
     pub object: Value,
     /// Field validation warnings (`fieldValidation=Warn`), then admission's (PodSecurity).
     pub warnings: Vec<String>,
+    /// Whether the write created the object (a create, or an update of a resource whose
+    /// strategy creates what does not exist yet).
+    pub created: bool,
 }
 
 /// Which request an update-like write answers, for the wording of field validation errors.
@@ -307,7 +310,7 @@ impl Registry {
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
         warnings.extend(self.admission.validate(&admit(&name), Some(&obj), None, &view).await?);
-        let written = |object| Written { object, warnings: warnings.clone() };
+        let written = |object| Written { object, warnings: warnings.clone(), created: true };
         // Last, ResourceQuota charges the object to its namespace's quotas.
         self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
         let key = info.storage_key(namespace, &name);
@@ -369,8 +372,18 @@ impl Registry {
                 bounded_quote(given, false)
             )));
         }
-        self.write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub, Origin::Update)
-            .await
+        let create_if_missing = sub == Subresource::Main && info.strategy.allow_create_on_update();
+        let creating = create_if_missing.then(|| (body.clone(), opts.clone()));
+        let updated = self
+            .write_with(info, namespace, name, opts, |_| Ok(body.clone()), sub, Origin::Update)
+            .await;
+        match (updated, creating) {
+            // Upstream's `AllowCreateOnUpdate`: a PUT of a missing object creates it.
+            (Err(e), Some((body, opts))) if e.is_not_found() => {
+                self.create(info, namespace, body, opts).await
+            }
+            (updated, _) => updated,
+        }
     }
 
     /// Applies a patch to an object (or one of its subresources).
@@ -510,7 +523,7 @@ impl Registry {
                 );
                 self.admission.charge_quota(self, &admit, Some(&new), Some(&old_served)).await?;
             }
-            let written = |object| Written { object, warnings: warnings.clone() };
+            let written = |object| Written { object, warnings: warnings.clone(), created: false };
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
             if new == old_served {

@@ -228,9 +228,8 @@ async fn update_of_a_config_map() {
             },
             expect: Expect::Err(404, Reason::NotFound, Some("configmaps \"missing\" not found")),
         },
-        // differs from upstream: Services (`svcStrategy.AllowCreateOnUpdate() == true`,
-        // pkg/registry/core/service/strategy.go) are created by an update of a missing one;
-        // krust answers NotFound for every resource.
+        // Services are created by an update of a missing one: see
+        // `an_update_of_a_missing_service_creates_it`.
     ];
     for case in cases {
         let h = Harness::new().await;
@@ -424,4 +423,23 @@ async fn patch() {
         let got = h.patch(case.gvr, NS, case.target, case.kind, case.body).await;
         check(case.name, got, &case.expect);
     }
+}
+
+/// Upstream's `svcStrategy.AllowCreateOnUpdate() == true` (pkg/registry/core/service/
+/// strategy.go): a PUT of a missing Service creates it; a ConfigMap's is NotFound (above).
+#[tokio::test]
+async fn an_update_of_a_missing_service_creates_it() {
+    let h = Harness::new().await;
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "web"}},
+    });
+    let created = h.update(("", "v1", "services"), NS, "web", service).await.unwrap();
+    assert_eq!(name(&created), "web");
+    assert!(created["spec"]["clusterIP"].as_str().is_some_and(|ip| !ip.is_empty()), "{created}");
+    assert_eq!(
+        h.get(("", "v1", "services"), NS, "web").await.unwrap()["metadata"]["uid"],
+        created["metadata"]["uid"]
+    );
 }

@@ -39,6 +39,10 @@ const ALLOCATED: &[&str] =
     &["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"];
 
 impl Strategy for ServiceStrategy {
+    fn allow_create_on_update(&self) -> bool {
+        true
+    }
+
     fn returns_deleted_object(&self) -> bool {
         true
     }
