@@ -6,6 +6,8 @@ import json
 
 import yaml
 
+from conftest import wait_for
+
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
@@ -165,7 +167,19 @@ def test_reapply_keeps_fields_set_by_others(kubectl, ns_name, tmp_path):
 def test_apply_unchanged_is_noop(kubectl, ns_name, tmp_path):
     ns = ns_name
     apply(kubectl, tmp_path, manifest(ns))
-    before = kubectl.json("get", "configmaps,deployments,services,secrets", "-n", ns)
+    # The Deployment controller writes the Deployment's status after the first apply: the
+    # objects are compared once that settled (the same resourceVersions twice in a row).
+    settled = []
+
+    def quiet():
+        now = kubectl.json("get", "configmaps,deployments,services,secrets", "-n", ns)
+        rv = {(i["kind"], i["metadata"]["name"]): i["metadata"]["resourceVersion"]
+              for i in now["items"]}
+        same = bool(settled) and settled[-1][0] == rv
+        settled.append((rv, now))
+        return same
+    wait_for(quiet, 30, interval=1.0, what="the controllers done with the objects")
+    before = settled[-1][1]
     out = apply(kubectl, tmp_path, manifest(ns))
     assert all(ln.endswith(" unchanged") for ln in lines(out) if not ln.startswith("secret/")), out
     after = kubectl.json("get", "configmaps,deployments,services,secrets", "-n", ns)

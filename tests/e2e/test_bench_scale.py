@@ -74,7 +74,7 @@ def test_bench_fanout_small(tmp_path):
     assert rbac["user_cannot_list_nodes"] is True
     assert [run["count"] for run in rbac["rbac_user"]] == [200, 200]
     assert rbac["ratio"] > 0
-    assert r["list"]["all_listed"] is True and r["list"]["items"] == 501
+    assert r["list"]["all_listed"] is True and r["list"]["items"] == 500
     assert r["list"]["bytes"] > 500 * 200
     fan = r["watch_fan_out"]
     assert fan["events_per_watcher"] == 10

@@ -5,7 +5,8 @@ import re
 import time
 import uuid
 
-from conftest import assert_status, configmap, deployment, pod, rv_int, summarize, wait_for
+from conftest import (assert_status, configmap, deployment, pod, rand_suffix, rv_int, summarize,
+                      wait_for)
 
 
 # Every namespace holds the cluster CA (kube-root-ca.crt), as upstream's; tests that count
@@ -420,7 +421,10 @@ def test_deletecollection(cluster, ns):
 # subresources
 
 
-def test_status_subresource(cluster, ns):
+def test_status_subresource(quiet_cluster):
+    cluster = quiet_cluster
+    ns = f"e2e-status-{rand_suffix()}"
+    cluster.create_namespace(ns)
     d = deployment("st")
     d["status"] = {"replicas": 9, "observedGeneration": 5}
     created = cluster.ok("POST", deploys(ns), body=d)
@@ -461,7 +465,10 @@ def test_status_subresource(cluster, ns):
     assert r.status_code == 404, r.text
 
 
-def test_scale_subresource(cluster, ns):
+def test_scale_subresource(quiet_cluster):
+    cluster = quiet_cluster
+    ns = f"e2e-scale-{rand_suffix()}"
+    cluster.create_namespace(ns)
     cluster.ok("POST", deploys(ns), body=deployment("sc"))
     scale = cluster.ok("GET", deploys(ns, "sc") + "/scale")
     assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1", scale

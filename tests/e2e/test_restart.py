@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from conftest import Creds, configmap, deployment, rv_int, summarize
+from conftest import Creds, configmap, deployment, rv_int, summarize, wait_for
 
 SIGNALS = {"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}
 
@@ -50,7 +50,15 @@ def test_objects_survive_restart(cluster, ns, how):
     paths += [f"/api/v1/namespaces/{ns}", "/api/v1/namespaces/default",
               "/api/v1/namespaces/kube-system"]
 
-    before = snapshot(cluster, paths)
+    # The controllers act on the Deployment (its ReplicaSet, its status): compare once they
+    # are done, the same snapshot twice in a row.
+    seen = []
+
+    def settled():
+        seen.append(snapshot(cluster, paths))
+        return len(seen) > 1 and seen[-1] == seen[-2]
+    wait_for(settled, 30, interval=1.0, what="the controllers done with the objects")
+    before = seen[-1]
     list_before = cluster.ok("GET", cms(ns))
     max_rv = max(rv_int(o["metadata"]["resourceVersion"]) for o in before.values())
 

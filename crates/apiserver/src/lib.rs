@@ -198,6 +198,8 @@ pub struct RunningServer {
     pub api: Arc<ApiServer>,
     /// The path of the admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// The path of the controller manager's kubeconfig (`system:kube-controller-manager`).
+    pub controller_manager_kubeconfig: PathBuf,
 }
 
 impl RunningServer {
@@ -310,14 +312,17 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(StartError::Bootstrap)?;
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
     lifecycle::priority::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
-    tokio::spawn(lifecycle::service_accounts::run(Arc::clone(&api), pki.ca_cert.clone()));
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
-    tokio::spawn(lifecycle::namespace::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::resource_quota::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));
-    Ok(RunningServer { address, api, kubeconfig: config.data_dir.join("admin.kubeconfig") })
+    Ok(RunningServer {
+        address,
+        api,
+        kubeconfig: config.data_dir.join("admin.kubeconfig"),
+        controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
+    })
 }
 
 /// Connects to etcd, waiting for it as kube-apiserver does: a server started together with

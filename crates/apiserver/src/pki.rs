@@ -1,5 +1,6 @@
-//! The cluster's certificates: a CA, the serving certificate and the admin client certificate,
-//! made on first start under `<data-dir>/tls/` and reused after; and the admin kubeconfig.
+//! The cluster's certificates: a CA, the serving certificate and the client certificates of
+//! the admin and of the controller manager, made on first start under `<data-dir>/tls/` and
+//! reused after; and their kubeconfigs.
 
 use std::fs;
 use std::io;
@@ -128,7 +129,16 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
     let dir = data_dir.join("tls");
     fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
     private(&dir, 0o700)?;
-    for file in ["ca.crt", "ca.key", "serving.crt", "serving.key", "admin.crt", "admin.key"] {
+    for file in [
+        "ca.crt",
+        "ca.key",
+        "serving.crt",
+        "serving.key",
+        "admin.crt",
+        "admin.key",
+        "controller-manager.crt",
+        "controller-manager.key",
+    ] {
         private(&dir.join(file), 0o600)?;
     }
 
@@ -181,8 +191,20 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
     admin.not_after = rcgen::date_time_ymd(2036, 1, 1);
     let (admin_cert, admin_key) = leaf("admin", admin)?;
 
-    let kubeconfig = kubeconfig(server_url, &ca_cert, &admin_cert, &admin_key);
-    write(&data_dir.join("admin.kubeconfig"), &kubeconfig)?;
+    let admin_kubeconfig = kubeconfig(server_url, &ca_cert, "admin", &admin_cert, &admin_key);
+    write(&data_dir.join("admin.kubeconfig"), &admin_kubeconfig)?;
+
+    // The controllers' own identity, bound to `system:kube-controller-manager` (as kubeadm's
+    // controller-manager.conf): it reads every cache and mints each controller's token.
+    let mut manager =
+        CertificateParams::new(Vec::<String>::new()).map_err(cert_err("controller-manager"))?;
+    manager.distinguished_name = name(CONTROLLER_MANAGER_USER, None);
+    manager.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    manager.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (manager_cert, manager_key) = leaf("controller-manager", manager)?;
+    let manager_kubeconfig =
+        kubeconfig(server_url, &ca_cert, CONTROLLER_MANAGER_USER, &manager_cert, &manager_key);
+    write(&data_dir.join(CONTROLLER_MANAGER_KUBECONFIG), &manager_kubeconfig)?;
     Ok(Pki { ca_cert, serving_cert, serving_key })
 }
 
@@ -220,11 +242,17 @@ fn name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
     dn
 }
 
-/// A kubeconfig for `server` that authenticates with a client certificate.
-pub fn kubeconfig(server: &str, ca: &str, cert: &str, key: &str) -> String {
+/// The controller manager's user name (upstream's).
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
+
+/// The controller manager's kubeconfig, under the data dir.
+pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "controller-manager.kubeconfig";
+
+/// A kubeconfig for `server` that authenticates as `user` with a client certificate.
+pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: krust\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: krust\n  context:\n    cluster: krust\n    user: admin\ncurrent-context: krust\npreferences: {{}}\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: krust\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: krust\n  context:\n    cluster: krust\n    user: {user}\ncurrent-context: krust\npreferences: {{}}\n",
         b64(ca),
         b64(cert),
         b64(key)

@@ -96,6 +96,23 @@ impl ApiClient {
     }
 
     /// Sends one request and reads the whole answer; fails on a non-2xx status.
+    /// Creates namespace `name` with its `default` ServiceAccount, which pods need to be
+    /// admitted. The benchmarked servers run without controllers (their memory and CPU are
+    /// the API server's alone), so the bench makes the account the service account
+    /// controller would.
+    pub async fn create_namespace(&self, name: &str) -> anyhow::Result<()> {
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        self.request(Method::POST, "/api/v1/namespaces", Some(&ns)).await?;
+        let sa = serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+        self.request(
+            Method::POST,
+            &format!("/api/v1/namespaces/{name}/serviceaccounts"),
+            Some(&sa),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn request(
         &self,
         method: Method,

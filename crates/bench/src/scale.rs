@@ -503,18 +503,7 @@ async fn measure(run: &Run, dir: &Path, etcd: Option<(&Etcd, &Path)>) -> anyhow:
 
     // Namespaces, each with its default ServiceAccount (which pods need to be admitted).
     for k in 0..layout.namespaces {
-        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": layout.namespace(k)}});
-        client.request(Method::POST, "/api/v1/namespaces", Some(&ns)).await?;
-    }
-    for k in 0..layout.namespaces {
-        let path = format!("/api/v1/namespaces/{}/serviceaccounts/default", layout.namespace(k));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while client.request(Method::GET, &path, None).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("no default ServiceAccount in {} after 60 s", layout.namespace(k));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        client.create_namespace(&layout.namespace(k)).await?;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss(pid);

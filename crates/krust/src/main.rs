@@ -25,8 +25,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the control plane: the API server and its store.
+    /// Runs the control plane: the API server and its store, and the controllers.
     Server(ServerArgs),
+    /// Runs the controllers alone, as a client of an API server.
+    Controllers(ControllersArgs),
     /// Runs a benchmark and prints its results as JSON.
     Bench {
         #[command(subcommand)]
@@ -106,6 +108,22 @@ struct ServerArgs {
     /// Admission plugins to disable, even default ones (upstream's names, comma separated).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// Runs no controllers in this process (run them with `krust controllers`).
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllersArgs {
+    /// The kubeconfig to reach the API server with; its user needs the
+    /// `system:kube-controller-manager` role (the server writes one to
+    /// `<data-dir>/controller-manager.kubeconfig`).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The CA bundle published in every namespace as `kube-root-ca.crt`; the kubeconfig's CA
+    /// by default.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +194,7 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Server(args) => server(args).await,
+            Command::Controllers(args) => controllers(args).await,
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
             Command::Bench { which: BenchCommand::Sustained(args) } => {
                 krust_bench::sustained(args).await
@@ -192,7 +211,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let config = krust_apiserver::Config {
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
         port: args.port,
         datastore_endpoints: args.datastore_endpoint,
@@ -227,14 +246,73 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");
+    let mut controllers = None;
+    if !args.disable_controller_manager {
+        let path = running.controller_manager_kubeconfig.clone();
+        let (config, root_ca) = krust_controllers::config_from_kubeconfig(&path)
+            .await
+            .context("cannot read the controller manager's kubeconfig")?;
+        let identity = server_identity(&args.data_dir)?;
+        let options = krust_controllers::Options { root_ca, identity };
+        controllers = Some(tokio::spawn(async move {
+            if let Err(e) = krust_controllers::run(config, options).await {
+                tracing::error!(error = %e, "the controllers stopped");
+            }
+        }));
+    }
     wait_for_signal().await;
     tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
+    // The controllers stop first: they are clients of the server that is going away.
+    if let Some(controllers) = controllers {
+        controllers.abort();
+    }
     let left = running.shutdown(args.shutdown_grace_period).await;
     if left > 0 {
         tracing::warn!(connections = left, "connections still open at the end of the grace period");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The in-server controllers' name in the leader lease: the host's name and an id kept in the
+/// data dir, so that a restarted server takes its own lease back at once instead of waiting
+/// for it to expire.
+fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("controller-manager.id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = krust_controllers::identity();
+    // Private, as everything under the data dir.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(id.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
+    let (config, mut root_ca) =
+        krust_controllers::config_from_kubeconfig(&args.kubeconfig)
+            .await
+            .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    if let Some(path) = &args.root_ca_file {
+        root_ca = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    let options = krust_controllers::Options { root_ca, identity: krust_controllers::identity() };
+    tokio::select! {
+        result = krust_controllers::run(config, options) => result.context("the controllers stopped"),
+        () = wait_for_signal() => Ok(()),
+    }
 }
 
 /// Raises the soft limit of open files to the hard limit, as Go programs (and so upstream's

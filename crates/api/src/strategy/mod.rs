@@ -81,6 +81,14 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether an update of the `status` subresource also takes the client's
+    /// `metadata.annotations` (upstream's workload controllers write their revision
+    /// annotations that way: the status strategy of Deployments, ReplicaSets, StatefulSets
+    /// and DaemonSets resets only `spec` and `metadata.labels`).
+    fn status_keeps_annotations(&self) -> bool {
+        false
+    }
+
     /// The selectable field the watch cache indexes, so that lists and watches selecting one
     /// value of it cost what they return (pods: `spec.nodeName`, which every node agent
     /// selects on).

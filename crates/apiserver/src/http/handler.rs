@@ -405,6 +405,7 @@ async fn resource(
                     Ok(response) => Ok(response),
                     Err(items) => Ok(list::list(&info, meta, items)),
                 },
+                Wire::Metadata => Ok(list::metadata(meta, listed.items)),
                 Wire::Json => Ok(list::list(&info, meta, listed.items)),
             }
         }
@@ -424,7 +425,7 @@ async fn resource(
             let lines = registry.watch(&info, ns, opts, encode).await?;
             let content_type = match wire {
                 Wire::Protobuf => krust_api::protobuf::WATCH_MEDIA_TYPE,
-                Wire::Json | Wire::Table => "application/json",
+                Wire::Json | Wire::Table | Wire::Metadata => "application/json",
             };
             Ok(response::stream(lines, content_type))
         }
@@ -630,6 +631,9 @@ fn encode_event(
     let object = match event.kind {
         WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if wire == Wire::Table => {
             Served::Value(table(info, &[event.object.into_value()], json!({}), include))
+        }
+        WatchKind::Added | WatchKind::Modified | WatchKind::Deleted if wire == Wire::Metadata => {
+            Served::Value(response::partial_object_metadata(&event.object.into_value()))
         }
         _ => event.object,
     };

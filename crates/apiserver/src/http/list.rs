@@ -23,6 +23,8 @@ enum Form {
     Object,
     /// Its Table row.
     Row(Box<(ResourceInfo, IncludeObject, TableContext)>),
+    /// Its metadata alone, as a `PartialObjectMetadata`.
+    Metadata,
 }
 
 /// A list's JSON body: `head` (a list object whose `items` are empty) with `items` written
@@ -66,7 +68,22 @@ fn write(form: &Form, item: Served, out: &mut Vec<u8>) {
             let row = table::row(info, &item.into_value(), *include, ctx);
             let _ = serde_json::to_writer(&mut *out, &row);
         }
+        Form::Metadata => {
+            let partial = response::partial_object_metadata(&item.into_value());
+            let _ = serde_json::to_writer(&mut *out, &partial);
+        }
     }
+}
+
+/// A `PartialObjectMetadataList` of `items`, with `list_meta`.
+pub fn metadata(list_meta: Value, items: ListItems) -> Response<Body> {
+    let head = serde_json::json!({
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "items": [],
+    });
+    body(&head, items, Form::Metadata)
 }
 
 /// A list (`<Kind>List`) with `list_meta` and `items`.

@@ -2,6 +2,9 @@
 //! with `as=Table`), or Kubernetes protobuf (`application/vnd.kubernetes.protobuf`, which
 //! client-go asks for built-in kinds).
 //!
+//! `as=PartialObjectMetadata` (and `as=PartialObjectMetadataList`, what metadata-only
+//! informers ask) answers objects with their metadata alone, in JSON.
+//!
 //! The first clause the server can serve wins, as upstream's negotiation takes the client's
 //! order. A protobuf clause with `as=Table` is skipped, as upstream allows the Table transform
 //! only in JSON (and YAML). A header naming nothing the server serves is answered in JSON,
@@ -18,6 +21,8 @@ pub enum Wire {
     Table,
     /// Kubernetes protobuf; kinds without a protobuf message are answered in JSON.
     Protobuf,
+    /// `meta.k8s.io/v1` `PartialObjectMetadata`: each object's metadata alone, in JSON.
+    Metadata,
 }
 
 /// The form `accept` asks for first.
@@ -27,9 +32,15 @@ pub fn wire(accept: &str) -> Wire {
         let media = parts.next().unwrap_or_default().to_ascii_lowercase();
         let params: Vec<&str> = parts.collect();
         let table = params.iter().any(|p| p.replace(' ', "").eq_ignore_ascii_case("as=Table"));
+        let metadata = params.iter().any(|p| {
+            let p = p.replace(' ', "");
+            p.eq_ignore_ascii_case("as=PartialObjectMetadata")
+                || p.eq_ignore_ascii_case("as=PartialObjectMetadataList")
+        });
         let other_as = params.iter().any(|p| p.to_ascii_lowercase().starts_with("as="));
         match media.as_str() {
             "application/json" if table => return Wire::Table,
+            "application/json" if metadata => return Wire::Metadata,
             "application/json" | "*/*" | "application/*" if !other_as => return Wire::Json,
             m if m == MEDIA_TYPE && !other_as => return Wire::Protobuf,
             _ => {}
@@ -56,6 +67,12 @@ mod tests {
             Wire::Json
         );
         assert_eq!(wire(""), Wire::Json);
+        let informer = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        assert_eq!(wire(informer), Wire::Metadata);
+        assert_eq!(
+            wire("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+            Wire::Metadata
+        );
         assert_eq!(wire("text/html"), Wire::Json);
     }
 }

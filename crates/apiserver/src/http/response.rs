@@ -33,6 +33,9 @@ pub fn json_as(code: StatusCode, value: &Value, content_type: &str) -> Response<
 /// An object in the form the client asked for: protobuf when it asked for protobuf and the
 /// object's kind has a protobuf message, JSON otherwise.
 pub fn object(code: StatusCode, value: &Value, wire: Wire) -> Response<Body> {
+    if wire == Wire::Metadata {
+        return json(code, &partial_object_metadata(value));
+    }
     if wire == Wire::Protobuf {
         match protobuf::encode_object(value) {
             Ok(bytes) => return bytes_as(code, bytes, protobuf::MEDIA_TYPE),
@@ -43,6 +46,15 @@ pub fn object(code: StatusCode, value: &Value, wire: Wire) -> Response<Body> {
         }
     }
     json(code, value)
+}
+
+/// An object's metadata alone, as a `meta.k8s.io/v1` `PartialObjectMetadata`.
+pub fn partial_object_metadata(object: &Value) -> Value {
+    serde_json::json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| serde_json::json!({})),
+    })
 }
 
 /// A response with a body and content type.

@@ -55,11 +55,7 @@ pub fn row(info: &ResourceInfo, obj: &Value, include: IncludeObject, ctx: &Table
     }
     let object = match include {
         IncludeObject::None => Value::Null,
-        IncludeObject::Metadata => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-        }),
+        IncludeObject::Metadata => super::response::partial_object_metadata(obj),
         IncludeObject::Object => obj.clone(),
     };
     let mut row = json!({"cells": cells});

@@ -1,14 +1,13 @@
 //! The server's own background work: bootstrap objects (namespaces, the default RBAC policy,
-//! the system PriorityClasses), namespace finalization, ClusterRole aggregation, each
-//! namespace's default ServiceAccount and CA ConfigMap, ResourceQuota usage, compaction.
+//! the system PriorityClasses), ClusterRole aggregation, ResourceQuota usage, the CSR signer,
+//! compaction. Namespace finalization and each namespace's default ServiceAccount and CA
+//! ConfigMap are the controllers' (`krust-controllers`), through the API.
 
 pub mod compaction;
 pub mod csr_signer;
-pub mod namespace;
 pub mod priority;
 pub mod rbac;
 pub mod resource_quota;
-pub mod service_accounts;
 
 use krust_api::StatusError;
 use serde_json::json;

@@ -52,8 +52,9 @@ pub fn prepare_create(info: &ResourceInfo, obj: &mut Value, now: DateTime<Utc>) 
 }
 
 /// Carries the fields clients may not change from the stored object to the new one, and
-/// advances the generation when anything but metadata and status changed.
-pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
+/// advances the generation when anything but metadata and status changed (never on a
+/// `status` update: `bump` false).
+pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, bump: bool) {
     let old_meta = old.get("metadata").and_then(Value::as_object).cloned().unwrap_or_default();
     let meta = metadata_mut(new);
     for field in [
@@ -75,7 +76,7 @@ pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value) {
     let annotations = |o: &Value| o.pointer("/metadata/annotations").cloned();
     let changed = spec_of(new) != spec_of(old)
         || (info.strategy.generation_follows_annotations() && annotations(new) != annotations(old));
-    if info.strategy.tracks_generation() && changed {
+    if bump && info.strategy.tracks_generation() && changed {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
         metadata_mut(new).insert("generation".into(), Value::from(generation));
     }

@@ -102,6 +102,12 @@ impl Subresource {
             Self::Status => {
                 let mut new = old.clone();
                 carry(&mut new, &view, "status");
+                if info.strategy.status_keeps_annotations()
+                    && let (Some(meta), Some(view_meta)) =
+                        (new.get_mut("metadata"), view.get("metadata"))
+                {
+                    carry(meta, view_meta, "annotations");
+                }
                 Ok(new)
             }
             Self::Finalize => {

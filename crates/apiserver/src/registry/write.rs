@@ -498,7 +498,7 @@ impl Registry {
                 info.strategy.default(&mut new);
                 self.admission.mutate(&admit, Some(&mut new), Some(&old_served), &view).await?;
             }
-            meta::prepare_update(info, &mut new, &old_served);
+            meta::prepare_update(info, &mut new, &old_served, sub != Subresource::Status);
             info.strategy.default(&mut new);
             if sub == Subresource::Main {
                 info.strategy.prepare_for_update(&mut new, &old_served);

@@ -147,6 +147,10 @@ impl Strategy for DeploymentStrategy {
         true
     }
 
+    fn status_keeps_annotations(&self) -> bool {
+        true
+    }
+
     fn generation_follows_annotations(&self) -> bool {
         true
     }
@@ -217,6 +221,10 @@ impl Strategy for ReplicaSetStrategy {
     }
 
     fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn status_keeps_annotations(&self) -> bool {
         true
     }
 
@@ -328,6 +336,10 @@ impl Strategy for StatefulSetStrategy {
         true
     }
 
+    fn status_keeps_annotations(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &'static [Column] {
         STATEFUL_SET_COLUMNS
     }
@@ -394,6 +406,10 @@ impl Strategy for DaemonSetStrategy {
     }
 
     fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn status_keeps_annotations(&self) -> bool {
         true
     }
 

@@ -1,0 +1,146 @@
+//! The controllers: upstream's kube-controller-manager as API clients. They run inside
+//! `krust server` and on their own (`krust controllers --kubeconfig FILE`), the same way: a
+//! kube-rs client of the API server, never the server's store or registry.
+//!
+//! One instance acts at a time, the holder of the `kube-system/kube-controller-manager`
+//! Lease. Shared caches are filled with the controller manager's own credential; each
+//! controller writes as its own service account (`kube-system/NAME`, bound to
+//! `system:controller:NAME`). A controller's decisions are plain functions of cached objects,
+//! unit-tested in its module; the module's `run` wires them to caches and writes.
+
+pub mod deployment;
+pub mod error;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod replicaset;
+pub mod root_ca;
+pub mod runtime;
+pub mod service_account;
+
+use std::path::Path;
+
+use base64::Engine;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+pub use error::Error;
+use runtime::leader::Timing;
+use runtime::{Credentials, Informer, LeaderElection};
+
+/// The lease the controller managers contend for (upstream's name).
+pub const LEASE: &str = "kube-controller-manager";
+
+/// How the controllers run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The CA bundle published in every namespace as `kube-root-ca.crt` (PEM); the
+    /// kubeconfig's CA when read by [`config_from_kubeconfig`].
+    pub root_ca: String,
+    /// This instance's name in the lease.
+    pub identity: String,
+}
+
+/// A client configuration and the CA it trusts (as PEM), from a kubeconfig file.
+pub async fn config_from_kubeconfig(path: &Path) -> Result<(Config, String), Error> {
+    let err = |source| Error::Kubeconfig { path: path.to_path_buf(), source };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
+    let ca = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.as_deref())
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|pem| String::from_utf8(pem).ok())
+        .unwrap_or_default();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(err)?;
+    Ok((config, ca))
+}
+
+/// An identity for the lease: the host's name and a random suffix, as upstream's.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
+}
+
+/// Runs the controllers for ever: waits for the lease, runs every controller while it holds
+/// it, and stops them (to contend again) when it is lost.
+pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+    let root = Client::try_from(config.clone()).map_err(Error::Client)?;
+    let credentials = Credentials::new(root.clone(), &config);
+    let mut election = LeaderElection::new(
+        root,
+        runtime::credentials::NAMESPACE,
+        LEASE,
+        options.identity.clone(),
+        Timing::default(),
+    );
+    loop {
+        election.acquire().await;
+        tracing::info!(identity = election.identity(), "leading: controllers start");
+        tokio::select! {
+            result = controllers(&credentials, &options) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "controllers cannot start yet");
+                    tokio::time::sleep(Timing::default().retry_period).await;
+                }
+            }
+            () = election.hold() => tracing::warn!("lost the lease: controllers stop"),
+        }
+    }
+}
+
+/// Starts every controller and the caches they share; runs until dropped.
+async fn controllers(credentials: &Credentials, options: &Options) -> Result<(), Error> {
+    let root = credentials.root().clone();
+    let mut namespaces = Informer::<Namespace>::default();
+    let mut replica_sets = Informer::<ReplicaSet>::default();
+    let mut pods = Informer::<Pod>::default();
+    let mut deployments = Informer::<Deployment>::default();
+    let tasks: Vec<BoxFuture<'static, ()>> = vec![
+        namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces).boxed(),
+        service_account::run(
+            root.clone(),
+            credentials.client_for(service_account::NAME).await?,
+            &mut namespaces,
+        )
+        .boxed(),
+        root_ca::run(
+            root.clone(),
+            credentials.client_for(root_ca::NAME).await?,
+            &mut namespaces,
+            options.root_ca.clone(),
+        )
+        .boxed(),
+        garbage_collector::run(
+            root.clone(),
+            credentials.client_for(garbage_collector::NAME).await?,
+        )
+        .boxed(),
+        replicaset::run(
+            credentials.client_for(replicaset::NAME).await?,
+            &mut replica_sets,
+            &mut pods,
+        )
+        .boxed(),
+        deployment::run(
+            credentials.client_for(deployment::NAME).await?,
+            &mut deployments,
+            &mut replica_sets,
+            &mut pods,
+        )
+        .boxed(),
+        // Every subscriber is taken: the caches may start.
+        namespaces.run(Api::all(root.clone())).boxed(),
+        replica_sets.run(Api::all(root.clone())).boxed(),
+        pods.run(Api::all(root.clone())).boxed(),
+        deployments.run(Api::all(root)).boxed(),
+    ];
+    futures::future::join_all(tasks).await;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The ReplicaSet controller (upstream's `replicaset-controller`): keeps `replicas` active
+//! pods matching the selector, adopting orphans and releasing pods that no longer match,
+//! creating in slow-start batches and deleting the least valuable first, and reports the
+//! set's status. Expectations keep it from acting again before its cache shows what it did.
+
+pub mod manage;
+pub mod rank;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PostParams;
+use kube::core::SelectorExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, ResourceExt};
+
+use crate::runtime::Informer;
+use crate::runtime::expectations::Expectations;
+use crate::runtime::owner::controller_of;
+use crate::runtime::pod_control::ApiPodControl;
+
+/// The controller's name, its service account's and its role's (`system:controller:NAME`).
+pub const NAME: &str = "replicaset-controller";
+
+struct Context {
+    client: Client,
+    pods: Store<Pod>,
+    control: ApiPodControl,
+    expectations: Expectations,
+}
+
+/// Runs the controller: woken by the shared ReplicaSet and pod caches, writing as `client`.
+pub fn run(
+    client: Client,
+    sets: &mut Informer<ReplicaSet>,
+    pods: &mut Informer<Pod>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let by_selector = sets.store();
+    let ctx = Context {
+        control: ApiPodControl::new(client.clone()),
+        client,
+        pods: pods.store(),
+        expectations: Expectations::default(),
+    };
+    Controller::for_shared_stream(sets.subscribe(), sets.store())
+        .watches_shared_stream(pods.subscribe(), move |pod| sets_of(&pod, &by_selector))
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|_| futures::future::ready(()))
+}
+
+/// The sets a pod's change concerns: its controller if that is a ReplicaSet, or, for an
+/// orphan, every set of its namespace that selects it (it may be adopted).
+fn sets_of(pod: &Pod, sets: &Store<ReplicaSet>) -> Vec<ObjectRef<ReplicaSet>> {
+    let namespace = pod.namespace().unwrap_or_default();
+    if let Some(owner) = controller_of(&pod.metadata) {
+        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
+            return vec![ObjectRef::new(&owner.name).within(&namespace)];
+        }
+        return Vec::new();
+    }
+    let empty = Default::default();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+    sets.state()
+        .iter()
+        .filter(|rs| rs.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|rs| manage::selector(rs).is_some_and(|s| s.matches(labels)))
+        .map(|rs| ObjectRef::from(rs.as_ref()))
+        .collect()
+}
+
+fn error_policy(rs: Arc<ReplicaSet>, error: &kube::Error, _: Arc<Context>) -> Action {
+    tracing::debug!(replicaset = %rs.name_any(), error = %error, "replicaset sync failed");
+    Action::requeue(Duration::from_secs(1))
+}
+
+async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    let namespace = rs.namespace().unwrap_or_default();
+    let name = rs.name_any();
+    let key = format!("{namespace}/{name}");
+    let now = Timestamp::now();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .collect();
+    let mut plan = manage::plan(&rs, &pods, now);
+    let in_cache = |name: &str| ctx.pods.get(&ObjectRef::new(name).within(&namespace)).is_some();
+    let not_deleted = |uid: &str| {
+        pods.iter().any(|p| {
+            p.metadata.uid.as_deref() == Some(uid) && p.metadata.deletion_timestamp.is_none()
+        })
+    };
+    if rs.metadata.deletion_timestamp.is_some() {
+        ctx.expectations.forget(&key);
+    } else if !ctx.expectations.satisfied(&key, in_cache, not_deleted) {
+        // What the last pass did is not in the cache yet: only adopt, release and report.
+        plan.create = 0;
+        plan.delete.clear();
+    }
+    let outcome = manage::carry_out(&ctx.control, &rs, &plan).await;
+    ctx.expectations.expect(&key, outcome.created.iter().cloned(), outcome.deleted.iter().cloned());
+    if !outcome.created.is_empty() || !outcome.deleted.is_empty() {
+        tracing::debug!(replicaset = %key, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
+    }
+
+    let wanted = status::status(&rs, &plan.active, outcome.failure.clone(), now);
+    if rs.status.as_ref() != Some(&wanted) && !same_status(rs.status.as_ref(), &wanted) {
+        let mut updated = (*rs).clone();
+        updated.status = Some(wanted);
+        let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        match sets.replace_subresource("status", &name, &PostParams::default(), &updated).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(Action::await_change()),
+            Err(kube::Error::Api(s)) if s.is_conflict() => {
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if outcome.failure.is_some() {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    Ok(status::next_available(&rs, &plan.active, now)
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Whether two statuses say the same, condition times aside.
+fn same_status(
+    current: Option<&k8s_openapi::api::apps::v1::ReplicaSetStatus>,
+    wanted: &k8s_openapi::api::apps::v1::ReplicaSetStatus,
+) -> bool {
+    let Some(current) = current else { return false };
+    let strip = |s: &k8s_openapi::api::apps::v1::ReplicaSetStatus| {
+        let mut s = s.clone();
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+        }
+        s
+    };
+    strip(current) == strip(wanted)
+}
