@@ -20,8 +20,6 @@ pub mod service_account;
 use std::path::Path;
 
 use base64::Engine;
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -95,52 +93,54 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     }
 }
 
-/// Starts every controller and the caches they share; runs until dropped.
+/// Starts every controller and the caches they share, each on a task of its own (so that
+/// one busy controller neither starves the others nor the lease's renewals); runs until
+/// dropped, which stops them all.
 async fn controllers(credentials: &Credentials, options: &Options) -> Result<(), Error> {
     let root = credentials.root().clone();
     let mut namespaces = Informer::<Namespace>::default();
     let mut replica_sets = Informer::<ReplicaSet>::default();
     let mut pods = Informer::<Pod>::default();
     let mut deployments = Informer::<Deployment>::default();
-    let tasks: Vec<BoxFuture<'static, ()>> = vec![
-        namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces).boxed(),
-        service_account::run(
-            root.clone(),
-            credentials.client_for(service_account::NAME).await?,
-            &mut namespaces,
-        )
-        .boxed(),
-        root_ca::run(
-            root.clone(),
-            credentials.client_for(root_ca::NAME).await?,
-            &mut namespaces,
-            options.root_ca.clone(),
-        )
-        .boxed(),
-        garbage_collector::run(
-            root.clone(),
-            credentials.client_for(garbage_collector::NAME).await?,
-        )
-        .boxed(),
-        replicaset::run(
-            credentials.client_for(replicaset::NAME).await?,
-            &mut replica_sets,
-            &mut pods,
-        )
-        .boxed(),
-        deployment::run(
-            credentials.client_for(deployment::NAME).await?,
-            &mut deployments,
-            &mut replica_sets,
-            &mut pods,
-        )
-        .boxed(),
-        // Every subscriber is taken: the caches may start.
-        namespaces.run(Api::all(root.clone())).boxed(),
-        replica_sets.run(Api::all(root.clone())).boxed(),
-        pods.run(Api::all(root.clone())).boxed(),
-        deployments.run(Api::all(root)).boxed(),
-    ];
-    futures::future::join_all(tasks).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
+    tasks.spawn(service_account::run(
+        root.clone(),
+        credentials.client_for(service_account::NAME).await?,
+        &mut namespaces,
+    ));
+    tasks.spawn(root_ca::run(
+        root.clone(),
+        credentials.client_for(root_ca::NAME).await?,
+        &mut namespaces,
+        options.root_ca.clone(),
+    ));
+    tasks.spawn(garbage_collector::run(
+        root.clone(),
+        credentials.client_for(garbage_collector::NAME).await?,
+    ));
+    tasks.spawn(replicaset::run(
+        credentials.client_for(replicaset::NAME).await?,
+        &mut replica_sets,
+        &mut pods,
+    ));
+    tasks.spawn(deployment::run(
+        credentials.client_for(deployment::NAME).await?,
+        &mut deployments,
+        &mut replica_sets,
+        &mut pods,
+    ));
+    // Every subscriber is taken: the caches may start.
+    tasks.spawn(namespaces.run(Api::all(root.clone())));
+    tasks.spawn(replica_sets.run(Api::all(root.clone())));
+    tasks.spawn(pods.run(Api::all(root.clone())));
+    tasks.spawn(deployments.run(Api::all(root)));
+    while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// How many objects each controller reconciles at once (upstream's `--concurrent-*-syncs`
+/// defaults are 5 to 10).
+pub fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(8)
 }

@@ -86,6 +86,7 @@ pub fn run(
     let (config_maps, changed) = informer::named(Api::<ConfigMap>::all(root), CONFIG_MAP);
     Controller::for_shared_stream(namespaces.subscribe(), namespaces.store())
         .watches_stream(changed, |cm| cm.namespace().map(|ns| ObjectRef::new(&ns)))
+        .with_config(crate::controller_config())
         .run(reconcile, error_policy, Arc::new(Context { client, config_maps, ca }))
         .for_each(|_| futures::future::ready(()))
 }
@@ -97,6 +98,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &kube::Error, _: Arc<Context>)
 
 async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     let name = namespace.name_any();
+    let _ = ctx.config_maps.wait_until_ready().await;
     let existing = ctx.config_maps.get(&ObjectRef::new(CONFIG_MAP).within(&name));
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &name);
     let written = match publish(&namespace, existing.as_deref(), &ctx.ca) {

@@ -56,6 +56,7 @@ pub fn run(
     let (accounts, changed) = informer::named(Api::<ServiceAccount>::all(root), DEFAULT);
     Controller::for_shared_stream(namespaces.subscribe(), namespaces.store())
         .watches_stream(changed, |sa| sa.namespace().map(|ns| ObjectRef::new(&ns)))
+        .with_config(crate::controller_config())
         .run(reconcile, error_policy, Arc::new(Context { client, accounts }))
         .for_each(|_| futures::future::ready(()))
 }
@@ -67,6 +68,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &kube::Error, _: Arc<Context>)
 
 async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     let name = namespace.name_any();
+    let _ = ctx.accounts.wait_until_ready().await;
     let existing = ctx.accounts.get(&ObjectRef::new(DEFAULT).within(&name));
     let Some(account) = missing(&namespace, existing.as_deref()) else {
         return Ok(Action::await_change());

@@ -27,6 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::runtime::Informer;
+use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::{controller_of, controller_ref};
 use revision::{POD_TEMPLATE_HASH, replicas_of};
 use sizes::{max_surge, spec_replicas};
@@ -34,10 +35,15 @@ use sizes::{max_surge, spec_replicas};
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "deployment-controller";
 
+/// How often every Deployment is looked at again even without events.
+const RESYNC: Duration = Duration::from_secs(300);
+
 struct Context {
     client: Client,
     sets: Store<ReplicaSet>,
+    sets_by_namespace: ByNamespace,
     pods: Store<Pod>,
+    pods_by_namespace: ByNamespace,
 }
 
 /// Runs the controller: woken by the shared Deployment and ReplicaSet caches (a set's
@@ -50,12 +56,19 @@ pub fn run(
 ) -> impl Future<Output = ()> + Send + 'static {
     let by_selector = deployments.store();
     let (set_store, pod_store) = (sets.store(), pods.store());
-    let ctx = Context { client, sets: sets.store(), pods: pods.store() };
+    let ctx = Context {
+        client,
+        sets: sets.store(),
+        sets_by_namespace: sets.by_namespace(),
+        pods: pods.store(),
+        pods_by_namespace: pods.by_namespace(),
+    };
     Controller::for_shared_stream(deployments.subscribe(), deployments.store())
         .watches_shared_stream(sets.subscribe(), move |rs| deployments_of(&rs, &by_selector))
         .watches_shared_stream(pods.subscribe(), move |pod| {
             gone_pod_owner(&pod, &pod_store, &set_store)
         })
+        .with_config(crate::controller_config())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| futures::future::ready(()))
 }
@@ -124,6 +137,9 @@ struct Sync<'a> {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    // Acting on caches still filling would make every set again.
+    let _ = ctx.sets.wait_until_ready().await;
+    let _ = ctx.pods.wait_until_ready().await;
     let namespace = d.namespace().unwrap_or_default();
     let mut sync = Sync {
         ctx: &ctx,
@@ -188,10 +204,7 @@ impl Sync<'_> {
         let me = controller_ref("apps/v1", "Deployment", &self.d.metadata);
         let empty = Default::default();
         let mut owned = Vec::new();
-        for rs in self.ctx.sets.state() {
-            if rs.metadata.namespace.as_deref() != Some(self.namespace.as_str()) {
-                continue;
-            }
+        for rs in self.ctx.sets_by_namespace.objects(&self.namespace, &self.ctx.sets) {
             let matches = selector.matches(rs.metadata.labels.as_ref().unwrap_or(&empty));
             let name = rs.name_any();
             match controller_of(&rs.metadata) {
@@ -385,6 +398,18 @@ impl Sync<'_> {
                 Ok(created)
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                // Ours already, and the cache is behind: use it.
+                if let Some(existing) = self.sets_api().get_opt(&name).await?
+                    && controller_of(&existing.metadata)
+                        .is_some_and(|o| Some(&o.uid) == self.d.metadata.uid.as_ref())
+                    && existing
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.as_ref())
+                        .is_some_and(|t| revision::equal_ignoring_hash(t, &spec.template))
+                {
+                    return Ok(existing);
+                }
                 // A set of that name that is not this template's: a hash collision. Count
                 // it, so that the next hash differs.
                 let mut st = self.d.status.clone().unwrap_or_default();
@@ -462,7 +487,7 @@ impl Sync<'_> {
             self.cleanup(&old).await?;
         }
         self.write_status(self.status(new_rs.as_ref(), &old, false)).await?;
-        Ok(Action::await_change())
+        Ok(Action::requeue(RESYNC))
     }
 
     async fn rolling(&mut self, sets: Vec<ReplicaSet>) -> Result<Action, kube::Error> {
@@ -521,9 +546,8 @@ impl Sync<'_> {
     /// Whether a pod of an old set has not finished yet (Recreate waits for them).
     fn old_pods_running(&self, old: &[ReplicaSet]) -> bool {
         let uids: Vec<&str> = old.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
-        self.ctx.pods.state().iter().any(|p| {
-            p.metadata.namespace.as_deref() == Some(self.namespace.as_str())
-                && controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str()))
+        self.ctx.pods_by_namespace.objects(&self.namespace, &self.ctx.pods).iter().any(|p| {
+            controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid.as_str()))
                 && !matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Succeeded" | "Failed")
@@ -588,12 +612,19 @@ impl Sync<'_> {
         let st = self.status(new_rs, old, true);
         let complete = status::complete(&self.d, &st);
         self.write_status(st).await?;
-        match status::progress_deadline(&self.d) {
-            Some(deadline) if !complete => {
-                Ok(Action::requeue(Duration::from_secs(u64::try_from(deadline).unwrap_or(600) + 1)))
+        // A rollout that has not finished is looked at again when its progress deadline
+        // passes (upstream's `requeueStuckDeployment`).
+        let progressing = status::get_condition(self.d.status.as_ref(), status::PROGRESSING)
+            .filter(|c| c.reason.as_deref() != Some(status::TIMED_OUT));
+        let updated = progressing.and_then(|c| c.last_update_time.as_ref());
+        let stuck_check = match (status::progress_deadline(&self.d), updated) {
+            (Some(deadline), Some(updated)) if !complete => {
+                let elapsed = self.now.duration_since(updated.0).as_secs();
+                Some(Duration::from_secs(u64::try_from(deadline - elapsed).unwrap_or(0) + 1))
             }
-            _ => Ok(Action::await_change()),
-        }
+            _ => None,
+        };
+        Ok(Action::requeue(stuck_check.map_or(RESYNC, |d| d.min(RESYNC))))
     }
 
     async fn write_status(&mut self, st: DeploymentStatus) -> Result<(), kube::Error> {

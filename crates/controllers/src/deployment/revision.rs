@@ -130,8 +130,10 @@ fn safe_encode(s: &str) -> String {
 }
 
 /// Whether two templates are equal but for the template hash label, as upstream compares
-/// them (`Semantic.DeepEqual` of Go structs): a field set to its zero value (`false`, `0`,
-/// `""`, empty) equals an absent one, since clients differ in which of those they send.
+/// them (`Semantic.DeepEqual` of Go structs): an empty list or object equals an absent one,
+/// and so does the zero value of a field Go keeps without a pointer (`stdin: false`), which
+/// clients differ in sending. A zero that means something (`runAsUser: 0`,
+/// `automountServiceAccountToken: false`) is kept.
 pub fn equal_ignoring_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     let strip = |t: &PodTemplateSpec| {
         let mut t = t.clone();
@@ -150,15 +152,28 @@ fn semantic(template: &PodTemplateSpec) -> serde_json::Value {
     value
 }
 
-/// Removes members whose value is zero (`null`, `false`, `0`, `""`, `[]`, `{}`), deepest
-/// first, and answers whether `value` itself is zero.
+/// Fields of a pod template that Go holds without a pointer, so that their zero value is the
+/// same as their absence.
+const PLAIN_FIELDS: &[&str] = &[
+    "generation",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "readOnly",
+    "hostPort",
+    "subPath",
+    "subPathExpr",
+];
+
+/// Removes members that are absent in Go's eyes (`null`, `[]`, `{}`, and the zero value of a
+/// [`PLAIN_FIELDS`] member), deepest first; answers whether `value` itself is empty.
 fn drop_zeros(value: &mut serde_json::Value) -> bool {
     use serde_json::Value;
     match value {
         Value::Null => true,
-        Value::Bool(b) => !*b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
         Value::Array(items) => {
             for item in items.iter_mut() {
                 drop_zeros(item);
@@ -166,9 +181,17 @@ fn drop_zeros(value: &mut serde_json::Value) -> bool {
             items.is_empty()
         }
         Value::Object(members) => {
-            members.retain(|_, v| !drop_zeros(v));
+            members.retain(|key, v| {
+                let plain_zero = PLAIN_FIELDS.contains(&key.as_str())
+                    && matches!(v, Value::Bool(false) | Value::String(_) | Value::Number(_))
+                    && (v == &Value::Bool(false)
+                        || v.as_str() == Some("")
+                        || v.as_f64() == Some(0.0));
+                !plain_zero && !drop_zeros(v)
+            });
             members.is_empty()
         }
+        _ => false,
     }
 }
 

@@ -189,14 +189,20 @@ pub fn proportional(
     let mut active: Vec<&ReplicaSet> =
         old.iter().copied().chain(new_rs).filter(|rs| spec_replicas(rs) > 0).collect();
     if active.len() <= 1 {
-        // The one active set, or else the newest.
+        // The one active set, or else the newest, takes it all (its replica annotations are
+        // brought up to date even when its size stays).
         let target = active
             .first()
             .copied()
             .or(new_rs)
             .or_else(|| old.iter().copied().max_by_key(|rs| creation(rs)));
         return match target {
-            Some(rs) if spec_replicas(rs) != replicas => vec![(name(rs), replicas)],
+            Some(rs)
+                if spec_replicas(rs) != replicas
+                    || int_annotation(rs, DESIRED_REPLICAS) != Some(replicas) =>
+            {
+                vec![(name(rs), replicas)]
+            }
             _ => Vec::new(),
         };
     }
@@ -211,7 +217,7 @@ pub fn proportional(
         return Vec::new();
     }
     let current: i32 = active.iter().map(|rs| spec_replicas(rs)).sum();
-    let allowed = replicas + max_surge(d);
+    let allowed = if replicas > 0 { replicas + max_surge(d) } else { 0 };
     let to_add = allowed - current;
     if to_add > 0 {
         // Bigger and newer first.
@@ -242,10 +248,9 @@ pub fn proportional(
     {
         first.1 = (first.1 + to_add - added).max(0);
     }
+    // Every active set is sized, so that all carry the Deployment's new replica annotations
+    // (a set left out would make every later sync a scaling event).
     sizes
-        .into_iter()
-        .filter(|(n, r)| active.iter().any(|rs| &name(rs) == n && spec_replicas(rs) != *r))
-        .collect()
 }
 
 /// The share of a scale a set takes: its size times the new maximum over the maximum it was
@@ -256,7 +261,13 @@ fn fraction(rs: &ReplicaSet, d: &Deployment) -> i32 {
         return -spec_replicas(rs);
     }
     let max = replicas + max_surge(d);
-    let Some(before) = int_annotation(rs, MAX_REPLICAS).filter(|b| *b > 0) else { return 0 };
+    // Without the annotation, the Deployment's current size stands in, as upstream's.
+    let Some(before) = int_annotation(rs, MAX_REPLICAS)
+        .or_else(|| d.status.as_ref().and_then(|s| s.replicas))
+        .filter(|b| *b > 0)
+    else {
+        return 0;
+    };
     let size = f64::from(spec_replicas(rs)) * f64::from(max) / f64::from(before);
     size.round() as i32 - spec_replicas(rs)
 }
@@ -348,6 +359,7 @@ mod tests {
         // From 10 of 13 allowed to 25 allowed: each set in proportion, leftovers to the biggest.
         assert_eq!(sizes.values().sum::<i32>(), 25);
         assert!(sizes["old"] > sizes["new"]);
+        assert_eq!(sizes.len(), 2, "every active set gets the new annotations");
     }
 
     #[test]

@@ -41,6 +41,9 @@ const IGNORED: &[(&str, &str)] = &[("", "events"), ("events.k8s.io", "events")];
 /// How often discovery is read again for new or removed resources.
 const REDISCOVER: Duration = Duration::from_secs(30);
 
+/// How long the collector waits for every monitor's first list.
+const INITIAL_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Workers judging objects at once.
 const WORKERS: usize = 8;
 
@@ -87,10 +90,25 @@ pub async fn run(root: Client, client: Client) {
     tasks.spawn(async move {
         let expected = expect_rx.await.unwrap_or(0);
         let mut listed = 0;
-        if expected == 0 {
+        let mut synced = expected == 0;
+        if synced {
             builder.enqueue(|g| g.synced());
         }
-        while let Some(change) = incoming.recv().await {
+        // A resource that never lists (a broken aggregated API, a refused watch) must not
+        // stop collection for good: past this, the graph is judged as it is (upstream's
+        // "proceeding anyways").
+        let give_up = tokio::time::sleep(INITIAL_SYNC_TIMEOUT);
+        tokio::pin!(give_up);
+        loop {
+            let change = tokio::select! {
+                change = incoming.recv() => match change { Some(c) => c, None => return },
+                () = &mut give_up, if !synced => {
+                    synced = true;
+                    tracing::warn!(listed, expected, "garbage collector: not every monitor listed; proceeding");
+                    builder.enqueue(|g| g.synced());
+                    continue;
+                }
+            };
             builder.enqueue(|g| match change {
                 Change::Observed(node) => g.observe(node),
                 Change::Deleted(uid) => g.remove(&uid),
@@ -99,7 +117,8 @@ pub async fn run(root: Client, client: Client) {
                 }
                 Change::Listed => {
                     listed += 1;
-                    if listed == expected {
+                    if listed == expected && !synced {
+                        synced = true;
                         tracing::info!(
                             objects = g.len(),
                             "garbage collector: every monitor listed"
@@ -317,7 +336,21 @@ async fn work(collector: Arc<Collector>) {
 
 /// Judges an object whose owners may be gone, and deletes it or cuts the dead owners off.
 async fn attempt_to_delete(collector: &Collector, uid: &str) -> Result<(), kube::Error> {
-    let Some(node) = collector.node(uid) else { return Ok(()) };
+    let Some(cached) = collector.node(uid) else { return Ok(()) };
+    // Judged on the object as it is now, not as the graph last saw it: it may have been
+    // adopted or re-parented meanwhile (upstream reads it again too).
+    let Some(api) = collector.api(&cached.identity) else { return Ok(()) };
+    let Some(live) = api.get_opt(&cached.identity.name).await? else { return Ok(()) };
+    if live.metadata.uid.as_deref() != Some(uid) {
+        return Ok(());
+    }
+    let mut node = cached;
+    node.owners = live.metadata.owner_references.clone().unwrap_or_default();
+    node.resource_version = live.metadata.resource_version.clone().unwrap_or_default();
+    node.deleting = live.metadata.deletion_timestamp.is_some();
+    let finalizers = live.metadata.finalizers.clone().unwrap_or_default();
+    node.orphan = finalizers.iter().any(|f| f == ORPHAN);
+    node.foreground = finalizers.iter().any(|f| f == FOREGROUND);
     let mut owners = Vec::with_capacity(node.owners.len());
     for reference in &node.owners {
         let known = collector.node(&reference.uid);
@@ -383,7 +416,7 @@ async fn delete(
     let params = DeleteParams {
         preconditions: Some(Preconditions {
             uid: Some(node.identity.uid.clone()),
-            resource_version: None,
+            resource_version: Some(node.resource_version.clone()).filter(|rv| !rv.is_empty()),
         }),
         propagation_policy: Some(match propagation {
             Propagation::Background => PropagationPolicy::Background,

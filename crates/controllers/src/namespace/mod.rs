@@ -79,6 +79,8 @@ pub fn run(
     namespaces: &mut Informer<Namespace>,
 ) -> impl Future<Output = ()> + Send + 'static {
     Controller::for_shared_stream(namespaces.subscribe(), namespaces.store())
+        // Each pass lists every resource of its namespace: a few namespaces at a time.
+        .with_config(crate::controller_config().concurrency(4))
         .run(
             reconcile,
             error_policy,
@@ -118,7 +120,7 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     match namespaces.replace_subresource("finalize", &name, &PostParams::default(), &done).await {
         Ok(_) => tracing::info!(namespace = %name, "namespace emptied and finalized"),
         Err(kube::Error::Api(s)) if s.is_not_found() => {}
-        Err(kube::Error::Api(s)) if s.is_conflict() => return Ok(Action::requeue(Duration::ZERO)),
+        Err(kube::Error::Api(s)) if s.is_conflict() => return Ok(Action::requeue(RECHECK)),
         Err(e) => return Err(e),
     }
     Ok(Action::await_change())

@@ -59,7 +59,8 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let deleting = rs.metadata.deletion_timestamp.is_some();
     let empty = Default::default();
-    for pod in pods {
+    // Only active pods are claimed, as upstream's (finished and deleted ones are left be).
+    for pod in pods.iter().filter(|p| is_active(p)) {
         let matches = selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty));
         match controller_of(&pod.metadata) {
             Some(owner) if owner.uid != uid => continue,
@@ -70,14 +71,10 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
                 }
                 continue;
             }
-            None if matches && !deleting && pod.metadata.deletion_timestamp.is_none() => {
-                plan.adopt.push(Arc::clone(pod));
-            }
+            None if matches && !deleting => plan.adopt.push(Arc::clone(pod)),
             None => continue,
         }
-        if is_active(pod) {
-            plan.active.push(Arc::clone(pod));
-        }
+        plan.active.push(Arc::clone(pod));
     }
     if deleting {
         return plan;
@@ -135,9 +132,8 @@ pub async fn carry_out(pods: &impl PodControl, rs: &ReplicaSet, plan: &Plan) -> 
         let mut owners: Vec<OwnerReference> =
             pod.metadata.owner_references.clone().unwrap_or_default();
         owners.push(me.clone());
-        let (name, uid) = names(pod);
-        if let Err(e) = pods.set_owners(&namespace, name, uid, &owners).await {
-            tracing::debug!(pod = name, error = %e, "cannot adopt pod");
+        if let Err(e) = pods.set_owners(pod, &owners).await {
+            tracing::debug!(pod = names(pod).0, error = %e, "cannot adopt pod");
         }
     }
     for pod in &plan.release {
@@ -149,9 +145,8 @@ pub async fn carry_out(pods: &impl PodControl, rs: &ReplicaSet, plan: &Plan) -> 
             .filter(|o| o.uid != me.uid)
             .cloned()
             .collect();
-        let (name, uid) = names(pod);
-        if let Err(e) = pods.set_owners(&namespace, name, uid, &owners).await {
-            tracing::debug!(pod = name, error = %e, "cannot release pod");
+        if let Err(e) = pods.set_owners(pod, &owners).await {
+            tracing::debug!(pod = names(pod).0, error = %e, "cannot release pod");
         }
     }
     if plan.create > 0 {
@@ -238,12 +233,11 @@ mod tests {
         }
         async fn set_owners(
             &self,
-            _: &str,
-            name: &str,
-            _: &str,
+            pod: &Pod,
             owners: &[OwnerReference],
         ) -> Result<(), kube::Error> {
-            self.owners.lock().map(|mut o| o.push((name.to_string(), owners.to_vec()))).ok();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            self.owners.lock().map(|mut o| o.push((name, owners.to_vec()))).ok();
             Ok(())
         }
     }

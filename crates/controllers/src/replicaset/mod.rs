@@ -22,18 +22,25 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use crate::runtime::Informer;
-use crate::runtime::expectations::Expectations;
+use crate::runtime::expectations::{Expectations, Wait};
+use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::controller_of;
 use crate::runtime::pod_control::ApiPodControl;
 
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "replicaset-controller";
 
+/// How often every set is looked at again even without events (a pod deleted while the
+/// cache re-listed announces nothing).
+const RESYNC: Duration = Duration::from_secs(300);
+
 struct Context {
     client: Client,
     pods: Store<Pod>,
+    pods_by_namespace: ByNamespace,
     control: ApiPodControl,
-    expectations: Expectations,
+    /// By the set's uid.
+    expectations: Arc<Expectations>,
 }
 
 /// Runs the controller: woken by the shared ReplicaSet and pod caches, writing as `client`.
@@ -43,16 +50,33 @@ pub fn run(
     pods: &mut Informer<Pod>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let by_selector = sets.store();
+    let expectations = Arc::new(Expectations::default());
+    let (observed, pod_store) = (Arc::clone(&expectations), pods.store());
     let ctx = Context {
         control: ApiPodControl::new(client.clone()),
         client,
         pods: pods.store(),
-        expectations: Expectations::default(),
+        pods_by_namespace: pods.by_namespace(),
+        expectations,
     };
     Controller::for_shared_stream(sets.subscribe(), sets.store())
-        .watches_shared_stream(pods.subscribe(), move |pod| sets_of(&pod, &by_selector))
+        .watches_shared_stream(pods.subscribe(), move |pod| {
+            observe(&pod, &pod_store, &observed);
+            sets_of(&pod, &by_selector)
+        })
+        .with_config(crate::controller_config())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| futures::future::ready(()))
+}
+
+/// Counts a pod's event toward its controller's expectations: its creation is seen, and its
+/// deletion once it is gone from the cache or marked for deletion.
+fn observe(pod: &Pod, pods: &Store<Pod>, expectations: &Expectations) {
+    let Some(owner) = controller_of(&pod.metadata) else { return };
+    let gone =
+        pod.metadata.deletion_timestamp.is_some() || pods.get(&ObjectRef::from(pod)).is_none();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    expectations.observe(&owner.uid, name, pod.metadata.uid.as_deref().unwrap_or_default(), gone);
 }
 
 /// The sets a pod's change concerns: its controller if that is a ReplicaSet, or, for an
@@ -81,46 +105,46 @@ fn error_policy(rs: Arc<ReplicaSet>, error: &kube::Error, _: Arc<Context>) -> Ac
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    // Acting on a cache still filling would create every pod again.
+    let _ = ctx.pods.wait_until_ready().await;
     let namespace = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
-    let key = format!("{namespace}/{name}");
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace.as_str()))
-        .collect();
+    let pods = ctx.pods_by_namespace.objects(&namespace, &ctx.pods);
     let mut plan = manage::plan(&rs, &pods, now);
+    let live: std::collections::HashSet<&str> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| p.metadata.uid.as_deref())
+        .collect();
     let in_cache = |name: &str| ctx.pods.get(&ObjectRef::new(name).within(&namespace)).is_some();
-    let not_deleted = |uid: &str| {
-        pods.iter().any(|p| {
-            p.metadata.uid.as_deref() == Some(uid) && p.metadata.deletion_timestamp.is_none()
-        })
-    };
+    let mut wait = None;
     if rs.metadata.deletion_timestamp.is_some() {
-        ctx.expectations.forget(&key);
-    } else if !ctx.expectations.satisfied(&key, in_cache, not_deleted) {
+        ctx.expectations.forget(&uid);
+    } else if let Wait::Pending(left) = ctx.expectations.check(&uid, in_cache, |u| live.contains(u))
+    {
         // What the last pass did is not in the cache yet: only adopt, release and report.
         plan.create = 0;
         plan.delete.clear();
+        wait = Some(left);
     }
     let outcome = manage::carry_out(&ctx.control, &rs, &plan).await;
-    ctx.expectations.expect(&key, outcome.created.iter().cloned(), outcome.deleted.iter().cloned());
+    ctx.expectations.expect(&uid, outcome.created.iter().cloned(), outcome.deleted.iter().cloned());
     if !outcome.created.is_empty() || !outcome.deleted.is_empty() {
-        tracing::debug!(replicaset = %key, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
+        tracing::debug!(replicaset = %name, %namespace, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
     }
 
     let wanted = status::status(&rs, &plan.active, outcome.failure.clone(), now);
-    if rs.status.as_ref() != Some(&wanted) && !same_status(rs.status.as_ref(), &wanted) {
+    if !same_status(rs.status.as_ref(), &wanted) {
         let mut updated = (*rs).clone();
         updated.status = Some(wanted);
         let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
         match sets.replace_subresource("status", &name, &PostParams::default(), &updated).await {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(Action::await_change()),
-            Err(kube::Error::Api(s)) if s.is_conflict() => {
-                return Ok(Action::requeue(Duration::ZERO));
+            // Gone, or changed meanwhile: its event wakes this set again.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => {
+                return Ok(Action::await_change());
             }
             Err(e) => return Err(e),
         }
@@ -128,8 +152,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
     if outcome.failure.is_some() {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    Ok(status::next_available(&rs, &plan.active, now)
-        .map_or_else(Action::await_change, Action::requeue))
+    let next = [wait, status::next_available(&rs, &plan.active, now), Some(RESYNC)]
+        .into_iter()
+        .flatten()
+        .min();
+    Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Whether two statuses say the same, condition times aside.

@@ -3,13 +3,14 @@
 //! informers). A controller subscribes to be woken by the cache's changes, deletions
 //! included, and reads the cache's `Store`; it never lists or gets what a cache holds.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
@@ -25,6 +26,43 @@ where
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    by_namespace: ByNamespace,
+}
+
+/// The names of a cache's objects by namespace, so that a controller reads its namespace's
+/// objects without walking the whole cache. Kept as the cache changes; a name whose object is
+/// gone from the cache is skipped when read.
+#[derive(Clone, Default)]
+pub struct ByNamespace {
+    names: Arc<RwLock<HashMap<String, HashSet<String>>>>,
+}
+
+impl ByNamespace {
+    fn touch(&self, namespace: &str, name: &str, present: bool) {
+        let Ok(mut names) = self.names.write() else { return };
+        if present {
+            names.entry(namespace.to_string()).or_default().insert(name.to_string());
+        } else if let Some(set) = names.get_mut(namespace) {
+            set.remove(name);
+            if set.is_empty() {
+                names.remove(namespace);
+            }
+        }
+    }
+
+    /// The cached objects of `namespace`.
+    pub fn objects<K>(&self, namespace: &str, store: &Store<K>) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let Ok(names) = self.names.read() else { return Vec::new() };
+        names
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
+    }
 }
 
 impl<K> Default for Informer<K>
@@ -33,7 +71,7 @@ where
 {
     fn default() -> Self {
         let (store, writer) = reflector::store();
-        Self { store, writer, subscribers: Vec::new() }
+        Self { store, writer, subscribers: Vec::new(), by_namespace: ByNamespace::default() }
     }
 }
 
@@ -44,6 +82,11 @@ where
     /// The cache's contents (filled once [`Store::wait_until_ready`] returns).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// The cache's objects by namespace.
+    pub fn by_namespace(&self) -> ByNamespace {
+        self.by_namespace.clone()
     }
 
     /// A stream of the objects that were added, changed or deleted (as last seen), and of
@@ -60,12 +103,20 @@ where
     pub fn run(self, api: Api<K>) -> impl Future<Output = ()> + Send + 'static {
         let kind = K::kind(&()).to_string();
         let subscribers = self.subscribers;
+        let (store, index) = (self.store.clone(), self.by_namespace.clone());
         watcher(api, watcher::Config::default())
             .default_backoff()
             .reflect(self.writer)
             .touched_objects()
             .for_each(move |touched| {
                 let kind = kind.clone();
+                if let Ok(object) = &touched
+                    && let (Some(namespace), Some(name)) =
+                        (object.meta().namespace.as_deref(), object.meta().name.as_deref())
+                {
+                    let present = store.get(&ObjectRef::new(name).within(namespace)).is_some();
+                    index.touch(namespace, name, present);
+                }
                 let object = touched.map(Arc::new);
                 let mut senders = subscribers.clone();
                 async move {

@@ -126,10 +126,13 @@ impl LeaderElection {
     /// Waits until this candidate holds the lease.
     pub async fn acquire(&mut self) {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot take the lease yet"),
+            let attempt =
+                tokio::time::timeout(self.timing.renew_deadline, self.try_acquire_or_renew());
+            match attempt.await {
+                Ok(Ok(true)) => return,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot take the lease yet"),
+                Err(_) => tracing::warn!("the lease did not answer in time"),
             }
             tokio::time::sleep(self.timing.retry_period).await;
         }
@@ -141,15 +144,17 @@ impl LeaderElection {
         let mut renewed = Instant::now();
         loop {
             tokio::time::sleep(self.timing.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot renew the lease");
-                    if renewed.elapsed() >= self.timing.renew_deadline {
-                        return;
-                    }
-                }
+            // An attempt may not outlast the renew deadline: a hung request must not keep this
+            // candidate acting after its lease could have passed to another.
+            let left = self.timing.renew_deadline.saturating_sub(renewed.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => renewed = Instant::now(),
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the lease"),
+                Err(_) => tracing::warn!("renewing the lease did not answer in time"),
+            }
+            if renewed.elapsed() >= self.timing.renew_deadline {
+                return;
             }
         }
     }

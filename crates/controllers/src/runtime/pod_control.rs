@@ -26,12 +26,11 @@ pub trait PodControl: Send + Sync {
         uid: &str,
     ) -> impl Future<Output = Result<(), kube::Error>> + Send;
 
-    /// Sets the pod's owner references to `owners`, if it still has `uid`.
+    /// Sets the owner references of `pod` to `owners`, if it is still the pod as cached (same
+    /// uid and resourceVersion: a concurrent adoption or cut-off makes it fail).
     fn set_owners(
         &self,
-        namespace: &str,
-        name: &str,
-        uid: &str,
+        pod: &Pod,
         owners: &[OwnerReference],
     ) -> impl Future<Output = Result<(), kube::Error>> + Send;
 }
@@ -71,16 +70,17 @@ impl PodControl for ApiPodControl {
         }
     }
 
-    async fn set_owners(
-        &self,
-        namespace: &str,
-        name: &str,
-        uid: &str,
-        owners: &[OwnerReference],
-    ) -> Result<(), kube::Error> {
-        // The uid in the patch makes it fail on another pod of the same name (upstream's
-        // adoption patch carries it too).
-        let patch = json!({"metadata": {"uid": uid, "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) }}});
+    async fn set_owners(&self, pod: &Pod, owners: &[OwnerReference]) -> Result<(), kube::Error> {
+        // The uid and resourceVersion in the patch make it fail on another pod of the same
+        // name, or on one changed meanwhile.
+        let meta = &pod.metadata;
+        let patch = json!({"metadata": {
+            "uid": meta.uid,
+            "resourceVersion": meta.resource_version,
+            "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) },
+        }});
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
         match Api::<Pod>::namespaced(self.client.clone(), namespace)
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
