@@ -113,6 +113,12 @@ def test_a_deployment_scales_3_10_2(kubectl, cluster, ns):
         st = cluster.ok("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/web")["status"]
         assert st["replicas"] == 2 and st["availableReplicas"] == 2, st
         assert len(sets_of(cluster, ns, "web")) == 1
+        # The controller's events, as upstream words them, in `kubectl describe`.
+        wait_for(lambda: "Scaled down replica set web-" in kubectl(
+            "describe", "deployment", "web", "-n", ns), 30, what="the scaling events")
+        described = kubectl("describe", "deployment", "web", "-n", ns)
+        assert "ScalingReplicaSet" in described and "Scaled up replica set web-" in described, \
+            described
 
 
 def test_rolling_update_and_undo(kubectl, cluster, ns):

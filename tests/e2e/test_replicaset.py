@@ -76,6 +76,10 @@ def test_replicas_follow_scale(kubectl, cluster, ns):
     wait_for(lambda: rs_status(cluster, ns, "web").get("replicas") == 1, 30, what="status 1")
     # Exactly one stays: no second create raced the scale-down.
     assert len(owned(cluster, ns, "web", uid)) == 1
+    wait_for(lambda: "SuccessfulDelete" in kubectl("describe", "replicaset", "web", "-n", ns),
+             30, what="the events")
+    described = kubectl("describe", "replicaset", "web", "-n", ns)
+    assert "SuccessfulCreate" in described and "Created pod: web-" in described, described
 
 
 def test_a_deleted_pod_is_replaced(cluster, ns):

@@ -23,10 +23,11 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams, Precon
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::runtime::Informer;
+use crate::runtime::events::Events;
 use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::{controller_of, controller_ref};
 use revision::{POD_TEMPLATE_HASH, replicas_of};
@@ -40,6 +41,7 @@ const RESYNC: Duration = Duration::from_secs(300);
 
 struct Context {
     client: Client,
+    events: Events,
     sets: Store<ReplicaSet>,
     sets_by_namespace: ByNamespace,
     pods: Store<Pod>,
@@ -57,6 +59,7 @@ pub fn run(
     let by_selector = deployments.store();
     let (set_store, pod_store) = (sets.store(), pods.store());
     let ctx = Context {
+        events: Events::new(client.clone(), NAME),
         client,
         sets: sets.store(),
         sets_by_namespace: sets.by_namespace(),
@@ -394,7 +397,8 @@ impl Sync<'_> {
                     message,
                     self.now,
                 ));
-                tracing::info!(deployment = %self.d.name_any(), replicaset = %name, replicas, "scaled up new replica set");
+                tracing::debug!(deployment = %self.d.name_any(), replicaset = %name, replicas, "scaled up new replica set");
+                self.scaling_event(&name, 0, replicas);
                 Ok(created)
             }
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
@@ -448,6 +452,13 @@ impl Sync<'_> {
         Ok(())
     }
 
+    /// Records upstream's `ScalingReplicaSet` event on the Deployment.
+    fn scaling_event(&self, set: &str, from: i32, to: i32) {
+        let direction = if to > from { "up" } else { "down" };
+        let note = format!("Scaled {direction} replica set {set} from {from} to {to}");
+        self.ctx.events.normal(self.d.object_ref(&()), "ScalingReplicaSet", "Scale", note);
+    }
+
     /// Sizes a set, with the replica annotations of this Deployment.
     async fn scale_set(&self, rs: &ReplicaSet, replicas: i32) -> Result<(), kube::Error> {
         let mut copy = rs.clone();
@@ -459,7 +470,10 @@ impl Sync<'_> {
         }
         copy.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
         self.sets_api().replace(&rs.name_any(), &PostParams::default(), &copy).await?;
-        tracing::info!(deployment = %self.d.name_any(), replicaset = %rs.name_any(), from = spec_replicas(rs), to = replicas, "scaled replica set");
+        tracing::debug!(deployment = %self.d.name_any(), replicaset = %rs.name_any(), from = spec_replicas(rs), to = replicas, "scaled replica set");
+        if spec_replicas(rs) != replicas {
+            self.scaling_event(&rs.name_any(), spec_replicas(rs), replicas);
+        }
         Ok(())
     }
 

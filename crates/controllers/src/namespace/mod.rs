@@ -163,7 +163,8 @@ async fn empty(ctx: &Context, namespace: &str, fresh_discovery: bool) -> Remaini
     };
     for Deletable { resource, collection } in resources {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-        let listed = match api.list(&ListParams::default()).await {
+        // Metadata only: what is there, not what it holds.
+        let listed = match api.list_metadata(&ListParams::default()).await {
             Ok(list) if list.items.is_empty() => continue,
             Ok(list) => list.items,
             Err(e) => {
@@ -176,14 +177,19 @@ async fn empty(ctx: &Context, namespace: &str, fresh_discovery: bool) -> Remaini
                 .await
                 .map(|_| ())
         } else {
-            delete_each(&api, &listed).await
+            let names: Vec<String> =
+                listed.iter().filter_map(|o| o.metadata.name.clone()).collect();
+            delete_each(&api, &names).await
         };
         if let Err(e) = deleted {
             remaining.failures.push(e.to_string());
         }
         // Deleted now or pending on finalizers or a grace period: what is still listed counts.
-        match api.list(&ListParams::default()).await {
-            Ok(left) => remaining.count(&resource, left.items.iter().map(|o| o.finalizers())),
+        match api.list_metadata(&ListParams::default()).await {
+            Ok(left) => remaining.count(
+                &resource,
+                left.items.iter().map(|o| o.metadata.finalizers.as_deref().unwrap_or_default()),
+            ),
             Err(e) => remaining.failures.push(e.to_string()),
         }
     }
@@ -191,12 +197,9 @@ async fn empty(ctx: &Context, namespace: &str, fresh_discovery: bool) -> Remaini
 }
 
 /// Deletes each listed object, for resources without `deletecollection`.
-async fn delete_each(
-    api: &Api<DynamicObject>,
-    objects: &[DynamicObject],
-) -> Result<(), kube::Error> {
-    for object in objects {
-        match api.delete(&object.name_any(), &DeleteParams::background()).await {
+async fn delete_each(api: &Api<DynamicObject>, names: &[String]) -> Result<(), kube::Error> {
+    for name in names {
+        match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => return Err(e),

@@ -118,6 +118,8 @@ pub struct Outcome {
     pub created: Vec<String>,
     /// Uids of the pods deleted.
     pub deleted: Vec<String>,
+    /// Names of the pods deleted.
+    pub deleted_names: Vec<String>,
     /// The first failure.
     pub failure: Option<(&'static str, String)>,
 }
@@ -174,14 +176,22 @@ pub async fn carry_out(pods: &impl PodControl, rs: &ReplicaSet, plan: &Plan) -> 
         }
     }
     let namespace = namespace.as_str();
-    let deletes = join_all(plan.delete.iter().map(|pod| {
-        let (name, uid) = names(pod);
-        async move { (uid.to_string(), pods.delete(namespace, name, uid).await) }
-    }))
-    .await;
-    for (uid, result) in deletes {
+    let deletes =
+        join_all(
+            plan.delete.iter().map(|pod| {
+                let (name, uid) = names(pod);
+                async move {
+                    (uid.to_string(), name.to_string(), pods.delete(namespace, name, uid).await)
+                }
+            }),
+        )
+        .await;
+    for (uid, name, result) in deletes {
         match result {
-            Ok(()) => outcome.deleted.push(uid),
+            Ok(()) => {
+                outcome.deleted.push(uid);
+                outcome.deleted_names.push(name);
+            }
             Err(e) => {
                 outcome.failure.get_or_insert(("FailedDelete", e.to_string()));
             }

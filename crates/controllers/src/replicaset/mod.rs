@@ -19,9 +19,10 @@ use kube::api::PostParams;
 use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::runtime::Informer;
+use crate::runtime::events::Events;
 use crate::runtime::expectations::{Expectations, Wait};
 use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::controller_of;
@@ -39,6 +40,7 @@ struct Context {
     pods: Store<Pod>,
     pods_by_namespace: ByNamespace,
     control: ApiPodControl,
+    events: Events,
     /// By the set's uid.
     expectations: Arc<Expectations>,
 }
@@ -54,6 +56,7 @@ pub fn run(
     let (observed, pod_store) = (Arc::clone(&expectations), pods.store());
     let ctx = Context {
         control: ApiPodControl::new(client.clone()),
+        events: Events::new(client.clone(), NAME),
         client,
         pods: pods.store(),
         pods_by_namespace: pods.by_namespace(),
@@ -131,6 +134,28 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
     }
     let outcome = manage::carry_out(&ctx.control, &rs, &plan).await;
     ctx.expectations.expect(&uid, outcome.created.iter().cloned(), outcome.deleted.iter().cloned());
+    let regarding = rs.object_ref(&());
+    for pod in &outcome.created {
+        ctx.events.normal(
+            regarding.clone(),
+            "SuccessfulCreate",
+            "Create",
+            format!("Created pod: {pod}"),
+        );
+    }
+    for pod in &outcome.deleted_names {
+        ctx.events.normal(
+            regarding.clone(),
+            "SuccessfulDelete",
+            "Delete",
+            format!("Deleted pod: {pod}"),
+        );
+    }
+    if let Some((reason, message)) = &outcome.failure {
+        let (action, verb) =
+            if *reason == "FailedCreate" { ("Create", "creating") } else { ("Delete", "deleting") };
+        ctx.events.warning(regarding, reason, action, format!("Error {verb}: {message}"));
+    }
     if !outcome.created.is_empty() || !outcome.deleted.is_empty() {
         tracing::debug!(replicaset = %name, %namespace, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
     }
