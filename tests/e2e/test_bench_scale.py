@@ -81,3 +81,21 @@ def test_bench_fanout_small(tmp_path):
     assert fan["with_watchers"]["creates"]["count"] == 500
     assert fan["without_watchers"]["server_cpu_ms_per_write"] > 0
     assert fan["with_watchers"]["server_cpu_ms_per_write"] > 0
+
+
+def test_bench_controllers_small(tmp_path):
+    """`krust bench controllers` at a small size: the Deployment reaches every replica and
+    rolls them all on the simulated nodes, beside the direct creates, and the controllers'
+    requests and memory are reported."""
+    out = tmp_path / "controllers.json"
+    cmd = [KRUST_BIN, "bench", "controllers", "--nodes", "5", "--replicas", "30",
+           "--work-dir", str(tmp_path / "work"), "--output", str(out)]
+    (tmp_path / "work").mkdir()
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
+    r = json.loads(out.read_text())
+    assert r["replicas"] == 30 and r["direct_creates"]["creates"]["count"] == 30
+    for phase in ("deployment_scale_up", "rolling_update"):
+        assert r[phase]["seconds"] > 0 and r[phase]["ratio_to_direct"] > 0, r
+        assert r[phase]["controller_requests_per_replica"] > 0, r
+    assert r["memory"]["controllers_rss_mib"] > 0

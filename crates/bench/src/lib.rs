@@ -3,6 +3,7 @@
 
 mod api;
 mod client;
+mod controllers;
 mod etcd;
 mod fanout;
 mod objects;
@@ -13,6 +14,7 @@ mod store;
 mod sustained;
 
 pub use api::{ApiBenchArgs, api};
+pub use controllers::{ControllersBenchArgs, controllers};
 pub use fanout::{FanoutBenchArgs, fanout};
 pub use scale::{ScaleBenchArgs, scale};
 pub use sustained::{SustainedBenchArgs, sustained};

@@ -142,6 +142,9 @@ enum BenchCommand {
     /// list of 10,000 ConfigMaps against a plain encode, and server CPU per write with 1,000
     /// node-selecting watchers against none.
     Fanout(krust_bench::FanoutBenchArgs),
+    /// What the controllers cost on simulated nodes: a Deployment scaled up and rolled,
+    /// against a plain client's direct creates, with the controllers' requests and memory.
+    Controllers(krust_bench::ControllersBenchArgs),
 }
 
 fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -201,6 +204,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench { which: BenchCommand::Scale(args) } => krust_bench::scale(args).await,
             Command::Bench { which: BenchCommand::Fanout(args) } => krust_bench::fanout(args).await,
+            Command::Bench { which: BenchCommand::Controllers(args) } => {
+                krust_bench::controllers(args).await
+            }
         }
     });
     // Work still running in the background (a store read, a task of a connection that did
