@@ -7,6 +7,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from conftest import rand_suffix
+
 
 @pytest.fixture
 def api(cluster):
@@ -74,8 +76,12 @@ def test_list_with_selectors(api, ns):
     assert [i.metadata.name for i in rest.items] == ["sel-2"]
 
 
-def test_deployment_typed_defaults_and_scale(api, ns):
-    appsv1 = client.AppsV1Api(api)
+def test_deployment_typed_defaults_and_scale(quiet_cluster):
+    # Without controllers: the Deployment's status and resourceVersion are this test's alone
+    # (a Deployment controller writing its status would make the scale replace conflict).
+    ns = f"e2e-pydeploy-{rand_suffix()}"
+    quiet_cluster.create_namespace(ns)
+    appsv1 = client.AppsV1Api(quiet_cluster.api_client())
     labels = {"app": "pyweb"}
     dep = client.V1Deployment(
         metadata=client.V1ObjectMeta(name="pyweb"),

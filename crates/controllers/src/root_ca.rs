@@ -57,12 +57,19 @@ pub fn publish(namespace: &Namespace, existing: Option<&ConfigMap>, ca: &str) ->
             data: Some(data),
             ..Default::default()
         })),
+        // Exactly the bundle and nothing else, as upstream keeps it.
         Some(current)
-            if current.data.as_ref().and_then(|d| d.get(KEY)).map(String::as_str) != Some(ca) =>
+            if current.data.as_ref() != Some(&data)
+                || current.binary_data.as_ref().is_some_and(|b| !b.is_empty()) =>
         {
             let mut fixed = current.clone();
             fixed.data = Some(data);
             fixed.binary_data = None;
+            fixed
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert("kubernetes.io/description".to_string(), DESCRIPTION.to_string());
             Some(Publish::Update(fixed))
         }
         Some(_) => None,

@@ -240,7 +240,12 @@ impl Sync<'_> {
         rs: &ReplicaSet,
         owners: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
     ) -> Result<(), kube::Error> {
-        let patch = json!({"metadata": {"uid": rs.metadata.uid, "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) }}});
+        // Guarded by uid and resourceVersion: a concurrent adoption or cut-off conflicts.
+        let patch = json!({"metadata": {
+            "uid": rs.metadata.uid,
+            "resourceVersion": rs.metadata.resource_version,
+            "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) },
+        }});
         match self.sets_api().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
@@ -256,6 +261,10 @@ impl Sync<'_> {
         let paused = self.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
         let reason = status::get_condition(self.d.status.as_ref(), status::PROGRESSING)
             .and_then(|c| c.reason.clone());
+        // A reported lack of progress is not overwritten by a pause.
+        if reason.as_deref() == Some(status::TIMED_OUT) {
+            return Ok(());
+        }
         let condition = match (paused, reason.as_deref()) {
             (true, r) if r != Some(status::PAUSED) => status::condition(
                 status::PROGRESSING,
@@ -275,8 +284,7 @@ impl Sync<'_> {
         };
         let mut st = self.d.status.clone().unwrap_or_default();
         let mut conditions = st.conditions.take().unwrap_or_default();
-        conditions.retain(|c| c.type_ != status::PROGRESSING);
-        conditions.push(condition);
+        status::set_condition(&mut conditions, condition);
         st.conditions = Some(conditions);
         self.write_status(st).await
     }
