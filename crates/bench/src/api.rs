@@ -270,11 +270,6 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     results["ratios"]["store_writes_by_concurrency"] = Value::Array(per_concurrency);
-    let text = serde_json::to_string_pretty(&results)?;
-    println!("{text}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    crate::stats::report(&results, args.output.as_deref())?;
     Ok(())
 }

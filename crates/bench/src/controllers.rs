@@ -65,12 +65,7 @@ pub async fn controllers(args: ControllersBenchArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("cannot make a temporary folder")?;
     let dir = args.work_dir.clone().unwrap_or_else(|| scratch.path().to_path_buf());
     let results = run(&args, &krust, &dir).await?;
-    let text = serde_json::to_string_pretty(&results)?;
-    println!("{text}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    crate::stats::report(&results, args.output.as_deref())?;
     Ok(())
 }
 

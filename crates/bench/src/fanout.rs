@@ -424,11 +424,6 @@ pub async fn fanout(args: FanoutBenchArgs) -> anyhow::Result<()> {
         results["etcd"] = r;
     }
     results["goals"] = Value::Array(goals);
-    let text = serde_json::to_string_pretty(&results)?;
-    println!("{text}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    crate::stats::report(&results, args.output.as_deref())?;
     Ok(())
 }

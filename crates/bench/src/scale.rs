@@ -789,12 +789,7 @@ pub async fn scale(args: ScaleBenchArgs) -> anyhow::Result<()> {
     }
     results["goals"] = Value::Array(lines);
     results["checks_passed"] = json!(all_checks);
-    let text = serde_json::to_string_pretty(&results)?;
-    println!("{text}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    crate::stats::report(&results, args.output.as_deref())?;
     if !all_checks {
         bail!("a behaviour check failed (see checks in the output)");
     }

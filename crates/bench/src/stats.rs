@@ -45,3 +45,14 @@ impl Samples {
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
+
+/// Prints a benchmark's results as JSON, and writes them to `output` too when given.
+pub fn report(results: &Value, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(results)?;
+    println!("{text}");
+    if let Some(path) = output {
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}

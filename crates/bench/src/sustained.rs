@@ -215,11 +215,6 @@ pub async fn sustained(args: SustainedBenchArgs) -> anyhow::Result<()> {
         "end_disk_embedded_over_etcd": ratio(&results["embedded"]["disk_mib"]["end"], &results["etcd"]["disk_mib"]["end"]),
         "updates_per_second_embedded_over_etcd": ratio(&results["embedded"]["load"]["per_second"], &results["etcd"]["load"]["per_second"]),
     });
-    let text = serde_json::to_string_pretty(&results)?;
-    println!("{text}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, format!("{text}\n"))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    crate::stats::report(&results, args.output.as_deref())?;
     Ok(())
 }

@@ -24,12 +24,11 @@ use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 
 use crate::runtime::Informer;
 use crate::runtime::events::Events;
 use crate::runtime::informer::ByNamespace;
-use crate::runtime::owner::{controller_of, controller_ref};
+use crate::runtime::owner::{self, controller_of, controller_ref};
 use revision::{POD_TEMPLATE_HASH, replicas_of};
 use sizes::{max_surge, spec_replicas};
 
@@ -77,13 +76,7 @@ pub fn run(
 }
 
 fn selector(d: &Deployment) -> Option<Selector> {
-    let selector = d.spec.as_ref()?.selector.clone();
-    if selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-    {
-        return None;
-    }
-    Selector::try_from(selector).ok()
+    owner::selector(&d.spec.as_ref()?.selector)
 }
 
 /// The Deployments a set's change concerns: its controller, or for an orphan every
@@ -240,12 +233,7 @@ impl Sync<'_> {
         rs: &ReplicaSet,
         owners: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
     ) -> Result<(), kube::Error> {
-        // Guarded by uid and resourceVersion: a concurrent adoption or cut-off conflicts.
-        let patch = json!({"metadata": {
-            "uid": rs.metadata.uid,
-            "resourceVersion": rs.metadata.resource_version,
-            "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) },
-        }});
+        let patch = owner::owners_patch(&rs.metadata, &owners);
         match self.sets_api().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),

@@ -22,7 +22,7 @@ use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::core::PartialObjectMeta;
-use kube::discovery::{ApiResource, Discovery, Scope, verbs};
+use kube::discovery::{ApiResource, Scope, verbs};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use serde_json::json;
@@ -223,13 +223,9 @@ async fn monitor_resources(
 
 /// The resources the collector watches, with whether each is namespaced.
 async fn discover(client: &Client) -> Result<Vec<(ApiResource, bool)>, kube::Error> {
-    let discovery = match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(discovery) => discovery,
-        Err(_) => Discovery::new(client.clone()).run().await?,
-    };
-    Ok(discovery
-        .groups()
-        .flat_map(|g| g.recommended_resources())
+    Ok(crate::runtime::discovery::resources(client)
+        .await?
+        .into_iter()
         .filter(|(r, caps)| {
             [verbs::LIST, verbs::WATCH, verbs::DELETE].iter().all(|v| caps.supports_operation(v))
                 && !IGNORED.contains(&(r.group.as_str(), r.plural.as_str()))

@@ -14,7 +14,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
-use kube::discovery::Discovery;
 use kube::runtime::controller::{Action, Controller};
 use kube::{Api, Client, ResourceExt};
 
@@ -210,9 +209,5 @@ async fn delete_each(api: &Api<DynamicObject>, names: &[String]) -> Result<(), k
 
 /// The namespaced resources to empty, from the server's discovery (aggregated when served).
 async fn discover(client: &Client) -> Result<Vec<Deletable>, kube::Error> {
-    let discovery = match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(discovery) => discovery,
-        Err(_) => Discovery::new(client.clone()).run().await?,
-    };
-    Ok(content::deletable(discovery.groups().flat_map(|g| g.recommended_resources())))
+    Ok(content::deletable(crate::runtime::discovery::resources(client).await?))
 }

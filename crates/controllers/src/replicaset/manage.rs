@@ -13,7 +13,7 @@ use kube::api::ObjectMeta;
 use kube::core::{Selector, SelectorExt};
 
 use super::rank;
-use crate::runtime::owner::{controller_of, controller_ref};
+use crate::runtime::owner::{self, controller_of, controller_ref};
 use crate::runtime::pod_control::PodControl;
 
 /// At most this many pods are created or deleted in one pass (upstream's `BurstReplicas`).
@@ -43,13 +43,7 @@ pub fn is_active(pod: &Pod) -> bool {
 /// The set's selector; `None` when it is missing or invalid (the set then does nothing, as
 /// validation refuses such sets).
 pub fn selector(rs: &ReplicaSet) -> Option<Selector> {
-    let selector = rs.spec.as_ref()?.selector.clone();
-    if selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
-        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-    {
-        return None;
-    }
-    Selector::try_from(selector).ok()
+    owner::selector(&rs.spec.as_ref()?.selector)
 }
 
 /// Decides a pass of `rs` over the pods of its namespace.

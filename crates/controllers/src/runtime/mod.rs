@@ -3,6 +3,7 @@
 //! (its `Controller`: one reconcile at a time per object, retries after errors).
 
 pub mod credentials;
+pub mod discovery;
 pub mod events;
 pub mod expectations;
 pub mod informer;

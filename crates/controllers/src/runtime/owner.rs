@@ -1,7 +1,9 @@
 //! Owner references as workload controllers use them: the controller reference an owner puts
 //! on what it makes, and who controls an object.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::core::Selector;
+use serde_json::{Value, json};
 
 /// The reference that makes an object controlled by the owner `(api_version, kind, meta)`:
 /// `controller` and `blockOwnerDeletion` set, as upstream's `NewControllerRef`.
@@ -19,4 +21,26 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
 /// The object's controller reference, if any.
 pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references.iter().flatten().find(|o| o.controller == Some(true))
+}
+
+/// A workload's selector; `None` when it is empty or invalid (the workload then selects
+/// nothing, as validation refuses such selectors).
+pub fn selector(selector: &LabelSelector) -> Option<Selector> {
+    if selector.match_labels.as_ref().is_none_or(|l| l.is_empty())
+        && selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    {
+        return None;
+    }
+    Selector::try_from(selector.clone()).ok()
+}
+
+/// The merge patch that sets an object's owner references to `owners`, guarded by its uid
+/// and resourceVersion: it fails on another object of the same name, or on one changed
+/// meanwhile (a concurrent adoption or cut-off).
+pub fn owners_patch(meta: &ObjectMeta, owners: &[OwnerReference]) -> Value {
+    json!({"metadata": {
+        "uid": meta.uid,
+        "resourceVersion": meta.resource_version,
+        "ownerReferences": if owners.is_empty() { Value::Null } else { json!(owners) },
+    }})
 }

@@ -3,11 +3,11 @@
 
 use std::future::Future;
 
+use super::owner::owners_patch;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client};
-use serde_json::json;
 
 /// Creates, deletes and re-parents pods.
 pub trait PodControl: Send + Sync {
@@ -71,14 +71,8 @@ impl PodControl for ApiPodControl {
     }
 
     async fn set_owners(&self, pod: &Pod, owners: &[OwnerReference]) -> Result<(), kube::Error> {
-        // The uid and resourceVersion in the patch make it fail on another pod of the same
-        // name, or on one changed meanwhile.
         let meta = &pod.metadata;
-        let patch = json!({"metadata": {
-            "uid": meta.uid,
-            "resourceVersion": meta.resource_version,
-            "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { json!(owners) },
-        }});
+        let patch = owners_patch(meta, owners);
         let namespace = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
         match Api::<Pod>::namespaced(self.client.clone(), namespace)
