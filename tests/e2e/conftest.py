@@ -277,6 +277,7 @@ class KrustServer:
         self.kubeconfig = self.data_dir / "admin.kubeconfig"
         self.port = free_port()
         self.extra_args: list[str] = []  # appended to the command line on the next start
+        self.agent = False  # whether the server runs its node agent (tests of pods opt in)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.creds: Creds | None = None
@@ -287,6 +288,8 @@ class KrustServer:
                "--port", self.port]
         if self.etcd is not None:
             cmd += ["--datastore-endpoint", self.etcd.endpoint]
+        if not self.agent:
+            cmd.append("--disable-agent")
         return cmd + list(self.extra_args)
 
     def start(self, timeout=READY_TIMEOUT):

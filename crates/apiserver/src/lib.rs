@@ -200,6 +200,8 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     /// The path of the controller manager's kubeconfig (`system:kube-controller-manager`).
     pub controller_manager_kubeconfig: PathBuf,
+    /// The URL clients on this host reach the server at (as the kubeconfigs name it).
+    pub server_url: String,
 }
 
 impl RunningServer {
@@ -249,11 +251,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.bind_address
     };
     let advertise_address = SocketAddr::new(host, address.port()).to_string();
-    let pki = pki::ensure(
-        &config.data_dir,
-        config.bind_address,
-        &format!("https://{advertise_address}"),
-    )?;
+    let server_url = format!("https://{advertise_address}");
+    let pki = pki::ensure(&config.data_dir, config.bind_address, &server_url)?;
     let tls = http::serve::tls_config(&pki)?;
     let token_file = match &config.token_auth_file {
         None => None,
@@ -322,6 +321,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         api,
         kubeconfig: config.data_dir.join("admin.kubeconfig"),
         controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
+        server_url,
     })
 }
 

@@ -258,3 +258,51 @@ pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> 
         b64(key)
     )
 }
+
+/// The node agent's kubeconfig, under the data dir.
+pub const AGENT_KUBECONFIG: &str = "agent.kubeconfig";
+
+/// Writes `data_dir/agent.kubeconfig`: a client certificate for `system:node:NODE` in
+/// `system:nodes`, signed by the cluster CA ([`ensure`] made it), for the node agent that
+/// runs beside the server. Kept across restarts while the node's name stays the same.
+pub fn node_kubeconfig(data_dir: &Path, server_url: &str, node: &str) -> Result<PathBuf, PkiError> {
+    let dir = data_dir.join("tls");
+    let missing = |what: &str| PkiError::Io {
+        path: dir.join(what),
+        source: io::Error::new(io::ErrorKind::NotFound, "the cluster CA is missing"),
+    };
+    let ca_cert = read(&dir.join("ca.crt"))?.ok_or_else(|| missing("ca.crt"))?;
+    let ca_key = read(&dir.join("ca.key"))?.ok_or_else(|| missing("ca.key"))?;
+    let user = format!("system:node:{node}");
+    let (crt, key) = (dir.join("node.crt"), dir.join("node.key"));
+    private(&key, 0o600)?;
+    let issued_for_node = read(&crt)?
+        .and_then(|pem| {
+            let der = rustls_pemfile::certs(&mut pem.as_bytes()).next()?.ok()?;
+            let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+            Some(cn == user)
+        })
+        .unwrap_or(false);
+    let (cert, key_pem) = match (issued_for_node, read(&crt)?, read(&key)?) {
+        (true, Some(c), Some(k)) => (c, k),
+        _ => {
+            let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
+            let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
+            let mut params =
+                CertificateParams::new(Vec::<String>::new()).map_err(cert_err("node"))?;
+            params.distinguished_name = name(&user, Some("system:nodes"));
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+            let key_pair = KeyPair::generate().map_err(cert_err("node"))?;
+            let cert = params.signed_by(&key_pair, &issuer).map_err(cert_err("node"))?;
+            let (c, k) = (cert.pem(), key_pair.serialize_pem());
+            write(&key, &k)?;
+            write(&crt, &c)?;
+            (c, k)
+        }
+    };
+    let path = data_dir.join(AGENT_KUBECONFIG);
+    write(&path, &kubeconfig(server_url, &ca_cert, &user, &cert, &key_pem))?;
+    Ok(path)
+}

@@ -66,6 +66,7 @@ impl ServerCommand {
             // The API server alone is measured: the controllers' own work (a garbage
             // collector watching every resource) would add to its memory and CPU.
             .arg("--disable-controller-manager")
+            .arg("--disable-agent")
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null());

@@ -26,9 +26,20 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs the control plane: the API server and its store, and the controllers.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Runs the controllers alone, as a client of an API server.
     Controllers(ControllersArgs),
+    /// Runs the node agent alone, as a client of an API server (started with
+    /// `--disable-agent` if on the same host).
+    Agent(AgentArgs),
+    /// Manages the node's images (the agent's content store).
+    Image {
+        #[command(subcommand)]
+        which: ImageCommand,
+    },
+    /// Owns one container for the node agent (started by the agent, not by hand).
+    #[command(hide = true)]
+    Shim(ShimArgs),
     /// Runs a benchmark and prints its results as JSON.
     Bench {
         #[command(subcommand)]
@@ -111,6 +122,102 @@ struct ServerArgs {
     /// Runs no controllers in this process (run them with `krust controllers`).
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Runs no node agent in this process (run one with `krust agent`).
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// How the node agent runs its node (shared by `krust server` and `krust agent`).
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The node's name; the host's name by default.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The node's pod network, from which each pod gets its address.
+    #[arg(long, default_value = "10.42.0.0/24", value_parser = parse_cidr)]
+    pod_cidr: (std::net::Ipv4Addr, u8),
+    /// The bridge the pods are attached to.
+    #[arg(long, default_value = "krust0")]
+    bridge: String,
+    /// The cluster DNS server written into pods' resolv.conf.
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    cluster_dns: Vec<std::net::Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// CPU held back from pods, in millicores.
+    #[arg(long, default_value_t = 0)]
+    reserved_cpu_millis: u64,
+    /// Memory held back from pods (besides the 100Mi eviction threshold), in MiB.
+    #[arg(long, default_value_t = 0)]
+    reserved_memory_mib: u64,
+    /// Extra node labels, `KEY=VALUE` (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    node_label: Vec<String>,
+    /// The OCI runtime binary.
+    #[arg(long, default_value = "runc")]
+    oci_runtime: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct AgentArgs {
+    /// The kubeconfig to reach the API server with; its user must be `system:node:NAME` in
+    /// `system:nodes` (the server writes one to `<data-dir>/agent.kubeconfig`).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Where the agent keeps pods, images and logs.
+    #[arg(long, default_value = "/var/lib/krust/agent")]
+    data_dir: PathBuf,
+    /// A folder of image archives imported at start (the airgap path).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// The `kubernetes` service's cluster IP, given to pods in their environment.
+    #[arg(long, default_value = "10.43.0.1")]
+    kubernetes_service_ip: std::net::Ipv4Addr,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// Imports the images of a `docker save` or OCI archive.
+    Import {
+        /// The archive.
+        file: PathBuf,
+        /// The agent's data dir.
+        #[arg(long, default_value = "/var/lib/krust/agent")]
+        data_dir: PathBuf,
+    },
+    /// Lists the node's images.
+    Ls {
+        /// The agent's data dir.
+        #[arg(long, default_value = "/var/lib/krust/agent")]
+        data_dir: PathBuf,
+    },
+    /// Removes an image (by name or id).
+    Rm {
+        /// The image's name or id.
+        image: String,
+        /// The agent's data dir.
+        #[arg(long, default_value = "/var/lib/krust/agent")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ShimArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    bundle: PathBuf,
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    runtime: PathBuf,
+    #[arg(long)]
+    runtime_root: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,14 +297,22 @@ fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_open_file_limit();
     let cli = Cli::parse();
+    // The shim stays small: no async runtime, a thread per stream.
+    let cli = match cli.command {
+        Command::Shim(args) => return shim(args),
+        Command::Image { which } => return image(which),
+        command => Cli { command },
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server(args).await,
+            Command::Server(args) => server(*args).await,
             Command::Controllers(args) => controllers(args).await,
+            Command::Agent(args) => agent(args).await,
+            Command::Shim(_) | Command::Image { .. } => Ok(()),
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
             Command::Bench { which: BenchCommand::Sustained(args) } => {
                 krust_bench::sustained(args).await
@@ -266,11 +381,38 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         }));
     }
+    let mut agent = None;
+    if !args.disable_agent {
+        let options = agent_options(
+            &args.node,
+            args.data_dir.join("agent"),
+            Some(args.data_dir.join("images")),
+            Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
+        )?;
+        let path = krust_apiserver::pki::node_kubeconfig(
+            &args.data_dir,
+            &running.server_url,
+            &options.node_name,
+        )
+        .context("cannot write the node agent's kubeconfig")?;
+        let (config, _) = krust_controllers::config_from_kubeconfig(&path)
+            .await
+            .context("cannot read the node agent's kubeconfig")?;
+        agent = Some(tokio::spawn(async move {
+            if let Err(e) = krust_agent::run(config, options).await {
+                tracing::error!(error = %e, "the node agent stopped");
+            }
+        }));
+    }
     wait_for_signal().await;
     tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
-    // The controllers stop first: they are clients of the server that is going away.
+    // The controllers and the agent stop first: they are clients of the server that is
+    // going away. The pods' containers keep running under their shims.
     if let Some(controllers) = controllers {
         controllers.abort();
+    }
+    if let Some(agent) = agent {
+        agent.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
     if left > 0 {
@@ -319,6 +461,112 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
         result = krust_controllers::run(config, options) => result.context("the controllers stopped"),
         () = wait_for_signal() => Ok(()),
     }
+}
+
+fn agent_options(
+    node: &NodeArgs,
+    data_dir: PathBuf,
+    airgap_images: Option<PathBuf>,
+    kubernetes_service: Option<String>,
+) -> anyhow::Result<krust_agent::Options> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let node_name = node.node_name.clone().unwrap_or_else(|| hostname.trim().to_lowercase());
+    anyhow::ensure!(!node_name.is_empty(), "the host has no name: pass --node-name");
+    let mut node_labels = std::collections::BTreeMap::new();
+    for label in &node.node_label {
+        let (key, value) = label
+            .split_once('=')
+            .with_context(|| format!("invalid --node-label {label:?} (KEY=VALUE)"))?;
+        node_labels.insert(key.to_string(), value.to_string());
+    }
+    let build = build_info();
+    let version = krust_apiserver::discovery::version(&build)["gitVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(krust_agent::Options {
+        node_name,
+        data_dir,
+        airgap_images,
+        pod_cidr: node.pod_cidr,
+        bridge: node.bridge.clone(),
+        node_ip: krust_agent::node_ip(),
+        cluster_dns: node.cluster_dns.clone(),
+        cluster_domain: node.cluster_domain.clone(),
+        kubernetes_service,
+        reserved: krust_agent::node::machine::Reserved {
+            cpu_millis: node.reserved_cpu_millis,
+            memory: (node.reserved_memory_mib + 100) << 20,
+            ephemeral_storage: 0,
+        },
+        node_labels,
+        version,
+        oci_runtime: node.oci_runtime.clone(),
+    })
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let options = agent_options(
+        &args.node,
+        args.data_dir,
+        args.images,
+        Some(args.kubernetes_service_ip.to_string()),
+    )?;
+    let (config, _) = krust_controllers::config_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    tokio::select! {
+        result = krust_agent::run(config, options) => result.context("the node agent stopped"),
+        () = wait_for_signal() => Ok(()),
+    }
+}
+
+fn shim(args: ShimArgs) -> anyhow::Result<()> {
+    krust_agent::runtime::shim::run(&krust_agent::runtime::shim::ShimArgs {
+        id: args.id,
+        bundle: args.bundle,
+        log: args.log,
+        runtime: args.runtime,
+        runtime_root: args.runtime_root,
+    })
+    .context("the shim failed")
+}
+
+fn image(which: ImageCommand) -> anyhow::Result<()> {
+    let store = |data_dir: &std::path::Path| {
+        krust_agent::image::ImageStore::open(&data_dir.join("images"))
+            .context("cannot open the image store")
+    };
+    match which {
+        ImageCommand::Import { file, data_dir } => {
+            for image in store(&data_dir)?.import(&file)? {
+                println!("imported {} ({})", image.names.join(", "), image.id);
+            }
+        }
+        ImageCommand::Ls { data_dir } => {
+            println!("{:<60} {:<20} {:>10}", "IMAGE", "ID", "SIZE");
+            for image in store(&data_dir)?.list()? {
+                let id = image
+                    .id
+                    .trim_start_matches("sha256:")
+                    .get(..12)
+                    .unwrap_or_default()
+                    .to_string();
+                let size = format!("{:.1}MB", image.size as f64 / 1e6);
+                if image.names.is_empty() {
+                    println!("{:<60} {id:<20} {size:>10}", "<none>");
+                }
+                for name in &image.names {
+                    println!("{name:<60} {id:<20} {size:>10}");
+                }
+            }
+        }
+        ImageCommand::Rm { image, data_dir } => {
+            let removed = store(&data_dir)?.remove(&image)?;
+            println!("removed {}", removed.id);
+        }
+    }
+    Ok(())
 }
 
 /// Raises the soft limit of open files to the hard limit, as Go programs (and so upstream's

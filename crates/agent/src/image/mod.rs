@@ -1,0 +1,282 @@
+//! The node's images: a content store shared by all pods. Each layer is unpacked once into
+//! a directory of its own (`layers/<sha256>`); a container's root filesystem is an overlay
+//! of its image's layers. Images come from archives (`krust image import`, and archives
+//! placed in `<data-dir>/images/`, the airgap path).
+
+pub mod archive;
+pub mod layer;
+pub mod reference;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use reference::Reference;
+
+/// A failure of the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An archive is not one of the known formats, or is incomplete.
+    #[error("cannot import {}: {message}", path.display())]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A layer could not be unpacked.
+    #[error("cannot unpack layer {}: {message}", blob.display())]
+    Layer {
+        /// The layer's blob.
+        blob: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// No image has this name or id.
+    #[error("image {0:?} not found")]
+    NotFound(String),
+}
+
+/// What an image's config says about how its containers run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageConfig {
+    /// The entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// The command (the entrypoint's arguments).
+    pub cmd: Option<Vec<String>>,
+    /// `NAME=value` environment.
+    pub env: Option<Vec<String>>,
+    /// The working directory.
+    pub working_dir: Option<String>,
+    /// The user (`uid[:gid]` or a name).
+    pub user: Option<String>,
+    /// The signal that stops the container (`SIGTERM` when unset).
+    pub stop_signal: Option<String>,
+}
+
+/// An image in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    /// The config's digest (`sha256:...`): the image id.
+    pub id: String,
+    /// The normalised references that name it.
+    pub names: Vec<String>,
+    /// Its layers' ids (the sha256 of each layer blob), bottom first.
+    pub layers: Vec<String>,
+    /// Its config.
+    pub config: ImageConfig,
+    /// The bytes of its blobs.
+    pub size: u64,
+}
+
+#[derive(Deserialize)]
+struct ConfigBlob {
+    #[serde(default)]
+    config: ImageConfig,
+}
+
+/// The content store under one directory.
+#[derive(Debug)]
+pub struct ImageStore {
+    root: PathBuf,
+}
+
+impl ImageStore {
+    /// The store at `root` (made if missing).
+    pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
+        for dir in ["layers", "images", "tmp"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(|source| ImageError::Io { path, source })?;
+        }
+        Ok(ImageStore { root: root.to_path_buf() })
+    }
+
+    /// Imports every image of a docker-save or OCI archive; returns them.
+    pub fn import(&self, file: &Path) -> Result<Vec<Image>, ImageError> {
+        let scratch = self.root.join("tmp").join(format!("import-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&scratch);
+        fs::create_dir_all(&scratch)
+            .map_err(|source| ImageError::Io { path: scratch.clone(), source })?;
+        let result = self.import_from(file, &scratch);
+        let _ = fs::remove_dir_all(&scratch);
+        result
+    }
+
+    fn import_from(&self, file: &Path, scratch: &Path) -> Result<Vec<Image>, ImageError> {
+        let mut imported = Vec::new();
+        for found in archive::read(file, scratch)? {
+            let mut layers = Vec::new();
+            let mut size = 0;
+            for blob in &found.layers {
+                let (digest, bytes) = sha256_file(blob)?;
+                size += bytes;
+                let dir = self.layer_dir(&digest);
+                if !dir.exists() {
+                    let partial = dir.with_extension("partial");
+                    let _ = fs::remove_dir_all(&partial);
+                    layer::unpack(blob, &partial)?;
+                    fs::rename(&partial, &dir)
+                        .map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+                }
+                layers.push(digest);
+            }
+            let (id, config_size) = sha256_file(&found.config)?;
+            size += config_size;
+            let raw = fs::read(&found.config)
+                .map_err(|source| ImageError::Io { path: found.config.clone(), source })?;
+            let config = serde_json::from_slice::<ConfigBlob>(&raw)
+                .map_err(|e| ImageError::Archive {
+                    path: file.to_path_buf(),
+                    message: format!("image config: {e}"),
+                })?
+                .config;
+            let names: Vec<String> = found
+                .names
+                .iter()
+                .filter_map(|n| Reference::parse(n))
+                .map(|r| r.to_string())
+                .collect();
+            let image = Image { id, names, layers, config, size };
+            self.save(&image)?;
+            imported.push(image);
+        }
+        Ok(imported)
+    }
+
+    /// Records `image`, taking its names away from any other image.
+    fn save(&self, image: &Image) -> Result<(), ImageError> {
+        for mut other in self.list()? {
+            if other.id != image.id && other.names.iter().any(|n| image.names.contains(n)) {
+                other.names.retain(|n| !image.names.contains(n));
+                self.write(&other)?;
+            }
+        }
+        let mut merged = image.clone();
+        if let Ok(existing) = self.read(&image.id) {
+            for name in existing.names {
+                if !merged.names.contains(&name) {
+                    merged.names.push(name);
+                }
+            }
+        }
+        self.write(&merged)
+    }
+
+    fn write(&self, image: &Image) -> Result<(), ImageError> {
+        let path = self.image_file(&image.id);
+        let partial = path.with_extension("partial");
+        let raw = serde_json::to_vec_pretty(image)
+            .map_err(|e| ImageError::Io { path: path.clone(), source: e.into() })?;
+        fs::write(&partial, raw)
+            .map_err(|source| ImageError::Io { path: partial.clone(), source })?;
+        fs::rename(&partial, &path).map_err(|source| ImageError::Io { path, source })
+    }
+
+    fn read(&self, id: &str) -> Result<Image, ImageError> {
+        let path = self.image_file(id);
+        let raw = fs::read(&path).map_err(|_| ImageError::NotFound(id.to_string()))?;
+        serde_json::from_slice(&raw).map_err(|e| ImageError::Io { path, source: e.into() })
+    }
+
+    /// Every image in the store.
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let dir = self.root.join("images");
+        let entries =
+            fs::read_dir(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+        let mut images = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json")
+                && let Ok(raw) = fs::read(&path)
+                && let Ok(image) = serde_json::from_slice::<Image>(&raw)
+            {
+                images.push(image);
+            }
+        }
+        images.sort_by(|a, b| a.names.cmp(&b.names).then(a.id.cmp(&b.id)));
+        Ok(images)
+    }
+
+    /// The image a pod's `image` field names: by normalised reference, or by id.
+    pub fn resolve(&self, wanted: &str) -> Result<Image, ImageError> {
+        let images = self.list()?;
+        let by_id = |id: &str| {
+            images.iter().find(|i| i.id == id || i.id.trim_start_matches("sha256:").starts_with(id))
+        };
+        if let Some(reference) = Reference::parse(wanted) {
+            let full = reference.to_string();
+            if let Some(image) = images.iter().find(|i| i.names.contains(&full)) {
+                return Ok(image.clone());
+            }
+            if let Some(digest) = &reference.digest
+                && let Some(image) = by_id(digest)
+            {
+                return Ok(image.clone());
+            }
+        }
+        if wanted.len() >= 12
+            && let Some(image) = by_id(wanted)
+        {
+            return Ok(image.clone());
+        }
+        Err(ImageError::NotFound(wanted.to_string()))
+    }
+
+    /// Removes the image a name or id resolves to, and the layers no other image uses.
+    pub fn remove(&self, wanted: &str) -> Result<Image, ImageError> {
+        let image = self.resolve(wanted)?;
+        let path = self.image_file(&image.id);
+        fs::remove_file(&path).map_err(|source| ImageError::Io { path, source })?;
+        let in_use: Vec<String> = self.list()?.into_iter().flat_map(|i| i.layers).collect();
+        for layer in &image.layers {
+            if !in_use.contains(layer) {
+                let _ = fs::remove_dir_all(self.layer_dir(layer));
+            }
+        }
+        Ok(image)
+    }
+
+    /// The unpacked layers of `image`, topmost first (overlayfs' `lowerdir` order).
+    pub fn layer_dirs(&self, image: &Image) -> Vec<PathBuf> {
+        image.layers.iter().rev().map(|l| self.layer_dir(l)).collect()
+    }
+
+    fn layer_dir(&self, digest: &str) -> PathBuf {
+        self.root.join("layers").join(digest.trim_start_matches("sha256:"))
+    }
+
+    fn image_file(&self, id: &str) -> PathBuf {
+        self.root.join("images").join(format!("{}.json", id.trim_start_matches("sha256:")))
+    }
+}
+
+/// The `sha256:<hex>` digest of a file and its size.
+fn sha256_file(path: &Path) -> Result<(String, u64), ImageError> {
+    let io = |source| ImageError::Io { path: path.to_path_buf(), source };
+    let mut file = fs::File::open(path).map_err(io)?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        context.update(&buffer[..n]);
+    }
+    let hex: String = context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((format!("sha256:{hex}"), size))
+}

@@ -1,0 +1,168 @@
+//! The node agent: upstream's kubelet as an API client. It registers its Node, renews its
+//! Lease, and runs the pods bound to it as real Linux containers: pinned namespaces and a
+//! veth on the node's bridge for each pod, an overlay of the image's layers for each
+//! container, run by an OCI runtime under a `krust shim` that outlives the agent.
+//!
+//! It talks to the API server only through its client (its own `system:node:NAME`
+//! credentials), inside `krust server` as well as alone (`krust agent`); it never assumes
+//! that it shares a process with the server.
+
+pub mod image;
+pub mod node;
+pub mod pod;
+pub mod runtime;
+pub mod sys;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kube::{Client, Config};
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The node's name (its host name by default).
+    pub node_name: String,
+    /// Where the agent keeps pods, images and logs.
+    pub data_dir: PathBuf,
+    /// Archives imported at start (the airgap path), if any.
+    pub airgap_images: Option<PathBuf>,
+    /// The pods' network: (network, prefix length).
+    pub pod_cidr: (Ipv4Addr, u8),
+    /// The bridge pods are attached to.
+    pub bridge: String,
+    /// The node's address.
+    pub node_ip: Option<Ipv4Addr>,
+    /// The cluster DNS servers written into pods' `resolv.conf`.
+    pub cluster_dns: Vec<Ipv4Addr>,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// The `kubernetes` service's cluster IP, for pods' environment.
+    pub kubernetes_service: Option<String>,
+    /// What is held back from pods.
+    pub reserved: node::machine::Reserved,
+    /// Labels the node registers with besides upstream's well-known ones.
+    pub node_labels: BTreeMap<String, String>,
+    /// The version the node reports (`kubeletVersion`).
+    pub version: String,
+    /// The OCI runtime binary.
+    pub oci_runtime: PathBuf,
+}
+
+/// What every part of the agent shares.
+pub struct Agent {
+    /// The agent's client.
+    pub client: Client,
+    /// How it runs.
+    pub options: Options,
+    /// The OCI runtime and its shims.
+    pub runtime: runtime::Runtime,
+    /// The node's images.
+    pub images: image::ImageStore,
+    /// One directory per pod, by uid.
+    pub pods_dir: PathBuf,
+    /// Container logs, `NAMESPACE_NAME_UID/CONTAINER/ATTEMPT.log`.
+    pub logs_dir: PathBuf,
+    /// The node's allocatable CPU (millicores) and memory (bytes).
+    pub allocatable: (u64, u64),
+}
+
+/// A failure to start the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client could not be built.
+    #[error("cannot build the API client: {0}")]
+    Client(#[source] kube::Error),
+    /// The image store could not be opened.
+    #[error(transparent)]
+    Images(#[from] image::ImageError),
+    /// A directory could not be made.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the agent for ever.
+pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+    let client = Client::try_from(config).map_err(Error::Client)?;
+    let pods_dir = options.data_dir.join("pods");
+    let logs_dir = options.data_dir.join("logs");
+    for dir in [&pods_dir, &logs_dir, &options.data_dir.join("runc")] {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Dir { path: dir.clone(), source })?;
+    }
+    let images = image::ImageStore::open(&options.data_dir.join("images"))?;
+    if let Some(folder) = &options.airgap_images {
+        import_folder(&images, folder);
+    }
+    let readings = node::machine::read(&options.data_dir);
+    let allocatable = (
+        (readings.cpus * 1000).saturating_sub(options.reserved.cpu_millis),
+        readings.memory_total.saturating_sub(options.reserved.memory),
+    );
+    let runtime = runtime::Runtime {
+        runtime: options.oci_runtime.clone(),
+        root: options.data_dir.join("runc"),
+        shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("krust")),
+    };
+    let agent = Arc::new(Agent {
+        client: client.clone(),
+        options: options.clone(),
+        runtime,
+        images,
+        pods_dir,
+        logs_dir,
+        allocatable,
+    });
+    tokio::spawn(node::run(client, options));
+    pod::run(agent).await;
+    Ok(())
+}
+
+/// Imports every archive in `folder` (`.tar`, `.tar.gz` is not unpacked: archives are
+/// plain tars) that is not imported yet.
+fn import_folder(images: &image::ImageStore, folder: &std::path::Path) {
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "tar") {
+            match images.import(&path) {
+                Ok(imported) => {
+                    for image in imported {
+                        tracing::info!(archive = %path.display(), image = %image.names.join(","), "imported an image");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(archive = %path.display(), error = %e, "cannot import an image archive")
+                }
+            }
+        }
+    }
+}
+
+/// The node's address: the first IPv4 address of the interface the default route uses,
+/// else of any interface that is up and not loopback.
+pub fn node_ip() -> Option<Ipv4Addr> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let default_iface = routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[1] == "00000000")
+        .map(|f| f[0].to_string());
+    let addresses: Vec<(String, Ipv4Addr)> = nix::ifaddrs::getifaddrs()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let ip = a.address?.as_sockaddr_in()?.ip();
+            (!ip.is_loopback()).then(|| (a.interface_name.clone(), ip))
+        })
+        .collect();
+    default_iface
+        .and_then(|iface| addresses.iter().find(|(n, _)| *n == iface).map(|(_, ip)| *ip))
+        .or_else(|| addresses.first().map(|(_, ip)| *ip))
+}

@@ -1,0 +1,359 @@
+//! A pod's sandbox: its pinned namespaces, its address on the node's bridge, its
+//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, and its volumes' directories.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use super::sources::{Kind, Sources};
+use crate::{Options, sys};
+
+/// What a ready sandbox recorded (`sandbox.json`), so that a restarted agent knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sandbox {
+    /// The pod's address (the node's for `hostNetwork` pods).
+    pub ip: Option<String>,
+    /// The host end of its veth pair.
+    pub host_veth: Option<String>,
+}
+
+/// The sandbox of the pod whose directory is `dir`, if it is ready.
+pub fn read(dir: &Path) -> Option<Sandbox> {
+    fs::read(dir.join("sandbox.json")).ok().and_then(|raw| serde_json::from_slice(&raw).ok())
+}
+
+/// Makes the sandbox of `pod` in `dir`.
+pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let host_network = spec.host_network.unwrap_or(false);
+    let hostname = spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default();
+    let etc = dir.join("etc");
+    fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+    let mut sandbox = Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None };
+    if !host_network {
+        sys::pin_pod_namespaces(&dir.join("ns"), &hostname).map_err(|e| e.to_string())?;
+        let address = allocate(&options.data_dir.join("ipam"), options, &uid)?;
+        let host_veth =
+            format!("veth{}", &uid.replace('-', "")[..8.min(uid.replace('-', "").len())]);
+        let link = sys::PodLink {
+            bridge: options.bridge.clone(),
+            gateway: gateway(options),
+            prefix: options.pod_cidr.1,
+            host_veth: host_veth.clone(),
+            address,
+        };
+        sys::attach_pod(&dir.join("ns/net"), &link).map_err(|e| e.to_string())?;
+        sandbox.ip = Some(address.to_string());
+        sandbox.host_veth = Some(host_veth);
+    }
+    let ip = sandbox.ip.clone().unwrap_or_default();
+    let domain = &options.cluster_domain;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let mut hosts = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if !host_network {
+        let fqdn = match spec.subdomain.as_deref() {
+            Some(sub) if !sub.is_empty() => {
+                format!("{hostname}.{sub}.{namespace}.svc.{domain}\t{hostname}")
+            }
+            _ => hostname.clone(),
+        };
+        hosts.push_str(&format!("{ip}\t{fqdn}\n"));
+    }
+    for alias in spec.host_aliases.iter().flatten() {
+        if let Some(aliased) = &alias.hostnames {
+            hosts.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                alias.ip,
+                aliased.join("\t")
+            ));
+        }
+    }
+    fs::write(etc.join("hosts"), hosts).map_err(|e| e.to_string())?;
+    fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
+    fs::write(etc.join("resolv.conf"), resolv_conf(pod, options)).map_err(|e| e.to_string())?;
+    let raw = serde_json::to_vec(&sandbox).map_err(|e| e.to_string())?;
+    fs::write(dir.join("sandbox.json"), raw).map_err(|e| e.to_string())?;
+    Ok(sandbox)
+}
+
+/// The pod's `resolv.conf` by its `dnsPolicy` and `dnsConfig`, as upstream writes it.
+pub fn resolv_conf(pod: &Pod, options: &Options) -> String {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let domain = &options.cluster_domain;
+    let policy = spec.dns_policy.as_deref().unwrap_or("ClusterFirst");
+    let host_network = spec.host_network.unwrap_or(false);
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (mut servers, mut searches, mut opts): (Vec<String>, Vec<String>, Vec<String>) =
+        (vec![], vec![], vec![]);
+    let cluster =
+        policy == "ClusterFirstWithHostNet" || (policy == "ClusterFirst" && !host_network);
+    if cluster && !options.cluster_dns.is_empty() {
+        servers = options.cluster_dns.iter().map(ToString::to_string).collect();
+        searches =
+            vec![format!("{namespace}.svc.{domain}"), format!("svc.{domain}"), domain.clone()];
+        opts = vec!["ndots:5".into()];
+    } else if policy != "None" {
+        for line in host.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => servers.extend(words.map(str::to_string)),
+                Some("search") => searches.extend(words.map(str::to_string)),
+                Some("options") => opts.extend(words.map(str::to_string)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(config) = &spec.dns_config {
+        servers.extend(config.nameservers.iter().flatten().cloned());
+        searches.extend(config.searches.iter().flatten().cloned());
+        for o in config.options.iter().flatten() {
+            let name = o.name.clone().unwrap_or_default();
+            opts.retain(|existing| existing.split(':').next() != Some(name.as_str()));
+            opts.push(match &o.value {
+                Some(v) => format!("{name}:{v}"),
+                None => name,
+            });
+        }
+    }
+    let mut text = String::new();
+    if !searches.is_empty() {
+        text.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for s in &servers {
+        text.push_str(&format!("nameserver {s}\n"));
+    }
+    if !opts.is_empty() {
+        text.push_str(&format!("options {}\n", opts.join(" ")));
+    }
+    text
+}
+
+fn gateway(options: &Options) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(options.pod_cidr.0) + 1)
+}
+
+/// Takes a free address of the pod CIDR for `uid` (a file per address, made exclusively;
+/// an address already held by `uid` is returned again).
+fn allocate(dir: &Path, options: &Options, uid: &str) -> Result<Ipv4Addr, String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let base = u32::from(options.pod_cidr.0);
+    let size = 1u32 << (32 - u32::from(options.pod_cidr.1));
+    for offset in 2..size.saturating_sub(1) {
+        let ip = Ipv4Addr::from(base + offset);
+        let path = dir.join(ip.to_string());
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => {
+                fs::write(&path, uid).map_err(|e| e.to_string())?;
+                return Ok(ip);
+            }
+            Err(_) if fs::read_to_string(&path).is_ok_and(|holder| holder == uid) => return Ok(ip),
+            Err(_) => continue,
+        }
+    }
+    Err(format!(
+        "no free address left in the pod CIDR {}/{}",
+        options.pod_cidr.0, options.pod_cidr.1
+    ))
+}
+
+/// Gives back every address `uid` holds.
+pub fn release(options: &Options, uid: &str) {
+    let dir = options.data_dir.join("ipam");
+    for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if fs::read_to_string(entry.path()).is_ok_and(|holder| holder == uid) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Removes the sandbox: namespaces, veth, address, tmpfs volumes.
+pub fn destroy(dir: &Path, options: &Options, uid: &str) {
+    if let Some(sandbox) = read(dir)
+        && let Some(veth) = sandbox.host_veth
+    {
+        let _ = sys::detach_pod(&veth);
+    }
+    let _ = sys::unpin_pod_namespaces(&dir.join("ns"));
+    release(options, uid);
+    for qos in [
+        super::resources::Qos::Guaranteed,
+        super::resources::Qos::Burstable,
+        super::resources::Qos::BestEffort,
+    ] {
+        sys::remove_cgroup(&super::resources::cgroup_parent(qos, uid));
+    }
+    for entry in fs::read_dir(dir.join("volumes")).into_iter().flatten().flatten() {
+        let _ = sys::unmount(&entry.path());
+    }
+}
+
+/// Makes the pod's volumes' directories: `emptyDir` (a tmpfs for `medium: Memory`),
+/// `hostPath`, and files for `configMap`, `secret`, `downwardAPI` and `projected`.
+/// Returns each volume's host directory, or why one cannot be made.
+pub fn volumes(
+    dir: &Path,
+    pod: &Pod,
+    sources: &Sources,
+) -> Result<HashMap<String, PathBuf>, String> {
+    let mut made = HashMap::new();
+    let spec = pod.spec.clone().unwrap_or_default();
+    for volume in spec.volumes.iter().flatten() {
+        let path = dir.join("volumes").join(&volume.name);
+        if let Some(empty) = &volume.empty_dir {
+            fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+            if empty.medium.as_deref() == Some("Memory") && !sys::is_mount_point(&path) {
+                let size = empty
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| krust_admission::quantity::Amount::of(q).ok())
+                    .map(|a| a.value() as u64);
+                sys::mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
+            }
+            let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777));
+            made.insert(volume.name.clone(), path);
+        } else if let Some(host) = &volume.host_path {
+            let host_path = PathBuf::from(&host.path);
+            match host.type_.as_deref().unwrap_or("") {
+                "DirectoryOrCreate" => fs::create_dir_all(&host_path).map_err(|e| e.to_string())?,
+                "FileOrCreate" if !host_path.exists() => {
+                    fs::write(&host_path, b"").map_err(|e| e.to_string())?;
+                }
+                "Directory" if !host_path.is_dir() => {
+                    return Err(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    ));
+                }
+                "File" if !host_path.is_file() => {
+                    return Err(format!("hostPath type check failed: {} is not a file", host.path));
+                }
+                _ => {}
+            }
+            made.insert(volume.name.clone(), host_path);
+        } else {
+            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+            let mut add = |kind: Kind,
+                           name: &str,
+                           items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+                           optional: bool|
+             -> Result<(), String> {
+                match sources.get(kind, name) {
+                    Some(data) => {
+                        match items {
+                            Some(items) => {
+                                for item in items {
+                                    match data.get(&item.key) {
+                                        Some(v) => files.push((item.path.clone(), v.clone())),
+                                        None if optional => {}
+                                        None => {
+                                            return Err(format!(
+                                                "configmap references non-existent config key: {}",
+                                                item.key
+                                            ));
+                                        }
+                                    }
+                                }
+                            }
+                            None => files.extend(data.iter().map(|(k, v)| (k.clone(), v.clone()))),
+                        }
+                        Ok(())
+                    }
+                    None if optional => Ok(()),
+                    None => Err(format!(
+                        "{} \"{name}\" not found",
+                        if kind == Kind::ConfigMap { "configmap" } else { "secret" }
+                    )),
+                }
+            };
+            if let Some(cm) = &volume.config_map {
+                add(Kind::ConfigMap, &cm.name, &cm.items, cm.optional.unwrap_or(false))?;
+            } else if let Some(secret) = &volume.secret {
+                add(
+                    Kind::Secret,
+                    secret.secret_name.as_deref().unwrap_or(""),
+                    &secret.items,
+                    secret.optional.unwrap_or(false),
+                )?;
+            } else if let Some(projected) = &volume.projected {
+                for source in projected.sources.iter().flatten() {
+                    if let Some(cm) = &source.config_map {
+                        add(Kind::ConfigMap, &cm.name, &cm.items, cm.optional.unwrap_or(false))?;
+                    }
+                    if let Some(s) = &source.secret {
+                        add(Kind::Secret, &s.name, &s.items, s.optional.unwrap_or(false))?;
+                    }
+                }
+            } else if volume.downward_api.is_none() {
+                // Kinds of volume the agent does not serve yet (persistent volumes, CSI) are
+                // reported, not silently empty.
+                return Err(format!(
+                    "volume {:?}: this kind of volume is not supported by the node agent yet",
+                    volume.name
+                ));
+            }
+            if let Some(downward) = volume.downward_api.as_ref() {
+                for item in downward.items.iter().flatten() {
+                    if let Some(field) = &item.field_ref {
+                        let value = super::container::field_value(
+                            pod,
+                            &field.field_path,
+                            &Default::default(),
+                        )
+                        .map_err(|e| e.0)?;
+                        files.push((item.path.clone(), value.into_bytes()));
+                    }
+                }
+            }
+            write_atomically(&path, &files)?;
+            made.insert(volume.name.clone(), path);
+        }
+    }
+    Ok(made)
+}
+
+/// Writes `files` as upstream's atomic writer does: into a fresh timestamped directory,
+/// then `..data` is swapped to it in one rename, and each top-level name links through it.
+pub fn write_atomically(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let version = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%9f"));
+    let staged = dir.join(&version);
+    for (path, data) in files {
+        if Path::new(path).is_absolute() || path.split('/').any(|p| p == "..") {
+            return Err(format!("invalid path {path:?} in volume"));
+        }
+        let target = staged.join(path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        fs::write(&target, data).map_err(|e| e.to_string())?;
+    }
+    fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
+    let old = fs::read_link(dir.join("..data")).ok();
+    let link = dir.join("..data_tmp");
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(&version, &link).map_err(|e| e.to_string())?;
+    fs::rename(&link, dir.join("..data")).map_err(|e| e.to_string())?;
+    for (path, _) in files {
+        let top = path.split('/').next().unwrap_or(path);
+        let entry = dir.join(top);
+        if fs::symlink_metadata(&entry).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{top}"), &entry)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if let Some(old) = old
+        && old != Path::new(&version)
+    {
+        let _ = fs::remove_dir_all(dir.join(old));
+    }
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! A pod's status from what its containers are doing: phase, conditions and container
+//! statuses as upstream's kubelet fills them. Pure: the worker gathers the facts.
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// How one container ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    /// The exit code.
+    pub exit_code: i32,
+    /// The killing signal, if any.
+    pub signal: Option<i32>,
+    /// `Completed`, `Error`, `OOMKilled`, `ContainerStatusUnknown`.
+    pub reason: String,
+    /// When it started, if it did.
+    pub started_at: Option<Time>,
+    /// When it ended.
+    pub finished_at: Option<Time>,
+}
+
+/// What one container is doing now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Now {
+    /// Not running, with upstream's reason (`ContainerCreating`, `PodInitializing`,
+    /// `CrashLoopBackOff`, `ErrImagePull`, `CreateContainerConfigError`, ...).
+    Waiting {
+        /// The reason.
+        reason: String,
+        /// The details.
+        message: Option<String>,
+    },
+    /// Running since then.
+    Running {
+        /// When it started.
+        started_at: Option<Time>,
+    },
+    /// Ended and will not run again.
+    Terminated(Ended),
+}
+
+/// One container's facts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerFacts {
+    /// Its name.
+    pub name: String,
+    /// The image the spec names.
+    pub image: String,
+    /// The image it runs (`sha256:...`), once known.
+    pub image_id: String,
+    /// Restarts so far.
+    pub restart_count: i32,
+    /// What it does now.
+    pub now: Now,
+    /// How its previous run ended.
+    pub last: Option<Ended>,
+}
+
+/// A pod's facts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodFacts {
+    /// Init containers, in order.
+    pub init: Vec<ContainerFacts>,
+    /// App containers, in order.
+    pub app: Vec<ContainerFacts>,
+    /// Whether the sandbox (namespaces and network) is ready.
+    pub sandbox_ready: bool,
+    /// The pod's address.
+    pub pod_ip: Option<String>,
+    /// The node's address.
+    pub host_ip: Option<String>,
+    /// When the agent first acted on the pod.
+    pub start_time: Option<Time>,
+    /// `Guaranteed`, `Burstable`, `BestEffort`.
+    pub qos_class: String,
+}
+
+fn state(now: &Now) -> ContainerState {
+    match now {
+        Now::Waiting { reason, message } => ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: message.clone(),
+            }),
+            ..ContainerState::default()
+        },
+        Now::Running { started_at } => ContainerState {
+            running: Some(ContainerStateRunning { started_at: started_at.clone() }),
+            ..ContainerState::default()
+        },
+        Now::Terminated(ended) => {
+            ContainerState { terminated: Some(terminated(ended)), ..ContainerState::default() }
+        }
+    }
+}
+
+fn terminated(ended: &Ended) -> ContainerStateTerminated {
+    ContainerStateTerminated {
+        exit_code: ended.exit_code,
+        signal: ended.signal,
+        reason: Some(ended.reason.clone()),
+        started_at: ended.started_at.clone(),
+        finished_at: ended.finished_at.clone(),
+        ..ContainerStateTerminated::default()
+    }
+}
+
+fn container_status(c: &ContainerFacts) -> ContainerStatus {
+    let running = matches!(c.now, Now::Running { .. });
+    ContainerStatus {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        image_id: c.image_id.clone(),
+        container_id: None,
+        ready: running,
+        started: Some(running),
+        restart_count: c.restart_count,
+        state: Some(state(&c.now)),
+        last_state: Some(
+            c.last
+                .as_ref()
+                .map(|e| ContainerState {
+                    terminated: Some(terminated(e)),
+                    ..ContainerState::default()
+                })
+                .unwrap_or_default(),
+        ),
+        ..ContainerStatus::default()
+    }
+}
+
+/// Whether a container's run counts as stopped for the phase: terminated, or waiting to
+/// restart after a run (upstream counts a crash-looping container as stopped).
+fn stopped(c: &ContainerFacts) -> bool {
+    matches!(c.now, Now::Terminated(_))
+        || (matches!(c.now, Now::Waiting { .. }) && c.last.is_some())
+}
+
+fn succeeded(c: &ContainerFacts) -> bool {
+    match &c.now {
+        Now::Terminated(e) => e.exit_code == 0,
+        _ => {
+            c.last.as_ref().is_some_and(|e| e.exit_code == 0)
+                && matches!(c.now, Now::Waiting { .. })
+        }
+    }
+}
+
+/// The phase, by upstream's rules (`getPhase`).
+pub fn phase(restart_policy: &str, facts: &PodFacts, sidecars: &[bool]) -> &'static str {
+    let init_failed = facts.init.iter().zip(sidecars).any(|(c, sidecar)| {
+        !sidecar
+            && restart_policy == "Never"
+            && matches!(&c.now, Now::Terminated(e) if e.exit_code != 0)
+    });
+    if init_failed {
+        return "Failed";
+    }
+    let initialized = facts.init.iter().zip(sidecars).all(|(c, sidecar)| {
+        if *sidecar {
+            matches!(c.now, Now::Running { .. })
+        } else {
+            matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
+        }
+    });
+    if !initialized {
+        return "Pending";
+    }
+    let (mut running, mut waiting, mut stopped_count, mut succeeded_count) = (0, 0, 0, 0);
+    for c in &facts.app {
+        if matches!(c.now, Now::Running { .. }) {
+            running += 1;
+        } else if stopped(c) {
+            stopped_count += 1;
+            if succeeded(c) {
+                succeeded_count += 1;
+            }
+        } else {
+            waiting += 1;
+        }
+    }
+    if waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if stopped_count > 0 {
+        if restart_policy == "Always" {
+            "Running"
+        } else if stopped_count == succeeded_count {
+            "Succeeded"
+        } else if restart_policy == "Never" {
+            "Failed"
+        } else {
+            "Running"
+        }
+    } else {
+        "Pending"
+    }
+}
+
+/// The pod's status from its facts, keeping what others own (PodScheduled, conditions of
+/// readiness gates) and each condition's last transition while its value holds.
+pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
+    let spec = pod.spec.as_ref();
+    let restart_policy = spec.and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
+    let sidecars: Vec<bool> = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .map(|inits| inits.iter().map(|c| c.restart_policy.as_deref() == Some("Always")).collect())
+        .unwrap_or_default();
+    let previous = pod.status.as_ref();
+    let phase = phase(restart_policy, facts, &sidecars);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let condition = |type_: &str, value: bool, reason: Option<&str>| {
+        let status = if value { "True" } else { "False" };
+        let since = previous
+            .and_then(|p| p.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == type_))
+            .filter(|c| c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+        PodCondition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.filter(|_| !value).map(str::to_string),
+            last_transition_time: Some(since),
+            ..PodCondition::default()
+        }
+    };
+    let terminal = phase == "Succeeded" || phase == "Failed";
+    let initialized = facts.init.iter().zip(&sidecars).all(|(c, sidecar)| {
+        if *sidecar {
+            matches!(c.now, Now::Running { .. })
+        } else {
+            matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
+        }
+    }) || (terminal
+        && facts.init.iter().all(|c| matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)));
+    let ready =
+        !facts.app.is_empty() && facts.app.iter().all(|c| matches!(c.now, Now::Running { .. }));
+    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let mut conditions = vec![
+        condition("PodReadyToStartContainers", facts.sandbox_ready && !terminal, None),
+        condition(
+            "Initialized",
+            initialized,
+            Some(if terminal { "PodCompleted" } else { "ContainersNotInitialized" }),
+        ),
+        condition("Ready", ready, Some(not_ready_reason)),
+        condition("ContainersReady", ready, Some(not_ready_reason)),
+    ];
+    // Others' conditions (PodScheduled, readiness gates, DisruptionTarget) are kept.
+    for kept in previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten() {
+        if !conditions.iter().any(|c| c.type_ == kept.type_) {
+            conditions.push(kept.clone());
+        }
+    }
+    conditions.sort_by_key(|c| match c.type_.as_str() {
+        "PodReadyToStartContainers" => 0,
+        "Initialized" => 1,
+        "Ready" => 2,
+        "ContainersReady" => 3,
+        "PodScheduled" => 4,
+        _ => 5,
+    });
+    let pod_ips = facts.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]);
+    PodStatus {
+        phase: Some(phase.to_string()),
+        conditions: Some(conditions),
+        host_ip: facts.host_ip.clone(),
+        host_ips: facts
+            .host_ip
+            .as_ref()
+            .map(|ip| vec![k8s_openapi::api::core::v1::HostIP { ip: ip.clone() }]),
+        pod_ip: facts.pod_ip.clone(),
+        pod_ips,
+        start_time: facts.start_time.clone(),
+        qos_class: Some(facts.qos_class.clone()),
+        init_container_statuses: (!facts.init.is_empty())
+            .then(|| facts.init.iter().map(container_status).collect()),
+        container_statuses: Some(facts.app.iter().map(container_status).collect()),
+        ..previous.cloned().unwrap_or_default()
+    }
+}
+
+/// The reason of a run that ended with `exit_code`.
+pub fn ended_reason(exit_code: i32, oom_killed: bool) -> &'static str {
+    if oom_killed {
+        "OOMKilled"
+    } else if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(name: &str) -> ContainerFacts {
+        ContainerFacts {
+            name: name.into(),
+            image: "i".into(),
+            image_id: String::new(),
+            restart_count: 0,
+            now: Now::Running { started_at: None },
+            last: None,
+        }
+    }
+
+    fn ended(code: i32) -> Ended {
+        Ended {
+            exit_code: code,
+            signal: None,
+            reason: ended_reason(code, false).into(),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn phases() {
+        let mut facts = PodFacts { app: vec![running("a")], ..PodFacts::default() };
+        assert_eq!(phase("Always", &facts, &[]), "Running");
+        facts.app[0].now = Now::Terminated(ended(0));
+        assert_eq!(phase("Never", &facts, &[]), "Succeeded");
+        assert_eq!(phase("Always", &facts, &[]), "Running");
+        facts.app[0].now = Now::Terminated(ended(3));
+        assert_eq!(phase("Never", &facts, &[]), "Failed");
+        assert_eq!(phase("OnFailure", &facts, &[]), "Running");
+        facts.app[0].now = Now::Waiting { reason: "CrashLoopBackOff".into(), message: None };
+        facts.app[0].last = Some(ended(1));
+        assert_eq!(phase("Always", &facts, &[]), "Running");
+        facts.app[0].last = None;
+        facts.app[0].now = Now::Waiting { reason: "ContainerCreating".into(), message: None };
+        assert_eq!(phase("Always", &facts, &[]), "Pending");
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let mut facts = PodFacts {
+            init: vec![running("init")],
+            app: vec![running("a")],
+            ..PodFacts::default()
+        };
+        assert_eq!(phase("Always", &facts, &[false]), "Pending");
+        assert_eq!(phase("Always", &facts, &[true]), "Running");
+        facts.init[0].now = Now::Terminated(ended(1));
+        assert_eq!(phase("Never", &facts, &[false]), "Failed");
+        facts.init[0].now = Now::Terminated(ended(0));
+        assert_eq!(phase("Never", &facts, &[false]), "Running");
+    }
+
+    #[test]
+    fn conditions_and_statuses() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "i"}]},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]},
+        }))
+        .expect("pod");
+        let facts = PodFacts {
+            app: vec![running("a")],
+            sandbox_ready: true,
+            pod_ip: Some("10.42.0.5".into()),
+            qos_class: "BestEffort".into(),
+            ..PodFacts::default()
+        };
+        let status = status(&pod, &facts);
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let conditions = status.conditions.expect("conditions");
+        let of = |t: &str| conditions.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
+        assert_eq!(of("Ready").as_deref(), Some("True"));
+        assert_eq!(of("PodScheduled").as_deref(), Some("True"));
+        assert_eq!(of("PodReadyToStartContainers").as_deref(), Some("True"));
+        assert_eq!(status.pod_ips.map(|ips| ips[0].ip.clone()).as_deref(), Some("10.42.0.5"));
+        let c = &status.container_statuses.expect("statuses")[0];
+        assert!(c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    }
+}

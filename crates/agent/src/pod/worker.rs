@@ -1,0 +1,718 @@
+//! One pod's worker: makes what the pod object says happen on this node, step by step
+//! (sandbox, volumes, init containers in order, app containers, restarts with back-off),
+//! reports what really happens as the pod's status, and on deletion stops the containers
+//! within the grace period, removes everything it made and then the pod object.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use nix::sys::signal::Signal;
+use tokio::sync::watch;
+
+use super::container::{self, Context};
+use super::resources;
+use super::sandbox::{self, Sandbox};
+use super::sources::Sources;
+use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
+use crate::Agent;
+use crate::runtime::{self, Exited, Observed};
+
+/// How long a container must run for its back-off to start over (upstream: 10 minutes).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The delay before restart number `n` of a back-off window: none for the first, then
+/// 10 s doubling to 300 s (upstream's CrashLoopBackOff).
+pub fn backoff_delay(n: u32) -> Duration {
+    if n == 0 { Duration::ZERO } else { Duration::from_secs((10u64 << (n - 1).min(5)).min(300)) }
+}
+
+/// The worker of one pod (by uid).
+pub struct Worker {
+    agent: Arc<Agent>,
+    uid: String,
+    dir: PathBuf,
+    start_time: Time,
+    /// Why a container that should run does not (image, config or create errors).
+    waiting: HashMap<String, (String, Option<String>)>,
+    /// Restarts in the current back-off window, per container.
+    restarts: HashMap<String, u32>,
+    sandbox: Option<Sandbox>,
+    volumes: Option<HashMap<String, PathBuf>>,
+    published: Option<serde_json::Value>,
+}
+
+impl Worker {
+    /// A worker for the pod `uid`, its state under `dir`.
+    pub fn new(agent: Arc<Agent>, uid: String) -> Worker {
+        let dir = agent.pods_dir.join(&uid);
+        let start_time = fs::metadata(&dir)
+            .and_then(|m| m.created().or_else(|_| m.modified()))
+            .ok()
+            .and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok())
+            .map(Time)
+            .ok_or(())
+            .unwrap_or_else(|_| Time(k8s_openapi::jiff::Timestamp::now()));
+        let sandbox = sandbox::read(&dir);
+        Worker {
+            agent,
+            uid,
+            dir,
+            start_time,
+            waiting: HashMap::new(),
+            restarts: HashMap::new(),
+            sandbox,
+            volumes: None,
+            published: None,
+        }
+    }
+
+    /// Runs until the pod is gone from this node.
+    pub async fn run(mut self, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
+        loop {
+            let pod = updates.borrow_and_update().clone();
+            let Some(pod) = pod else {
+                self.terminate(Duration::ZERO, None).await;
+                self.remove().await;
+                return;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                let grace = pod
+                    .metadata
+                    .deletion_grace_period_seconds
+                    .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                    .unwrap_or(30);
+                self.terminate(Duration::from_secs(grace.max(0) as u64), Some(&pod)).await;
+                self.remove().await;
+                self.delete_object(&pod).await;
+                return;
+            }
+            let next = self.sync(&pod).await;
+            tokio::select! {
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(next) => {}
+            }
+        }
+    }
+
+    fn containers_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("containers").join(name)
+    }
+
+    fn bundle(&self, name: &str, attempt: u32) -> PathBuf {
+        self.containers_dir(name).join(attempt.to_string())
+    }
+
+    /// The attempts of container `name` on disk, oldest first.
+    fn attempts(&self, name: &str) -> Vec<u32> {
+        let mut found: Vec<u32> = fs::read_dir(self.containers_dir(name))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    fn log_path(&self, pod: &Pod, name: &str, attempt: u32) -> PathBuf {
+        let meta = &pod.metadata;
+        self.agent
+            .logs_dir
+            .join(format!(
+                "{}_{}_{}",
+                meta.namespace.as_deref().unwrap_or_default(),
+                meta.name.as_deref().unwrap_or_default(),
+                self.uid
+            ))
+            .join(name)
+            .join(format!("{attempt}.log"))
+    }
+
+    /// One step towards the pod's spec; returns when to look again.
+    async fn sync(&mut self, pod: &Pod) -> Duration {
+        let mut next = Duration::from_secs(1);
+        if let Err(e) = fs::create_dir_all(&self.dir) {
+            tracing::warn!(pod = %self.uid, error = %e, "cannot make the pod's directory");
+            return Duration::from_secs(2);
+        }
+        let _ = fs::write(
+            self.dir.join("pod.json"),
+            serde_json::to_vec(&serde_json::json!({"namespace": pod.metadata.namespace, "name": pod.metadata.name})).unwrap_or_default(),
+        );
+        let spec = pod.spec.clone().unwrap_or_default();
+        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let terminal = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if self.sandbox.is_none() && !terminal {
+            let dir = self.dir.clone();
+            let agent = Arc::clone(&self.agent);
+            let owned = pod.clone();
+            let created =
+                tokio::task::spawn_blocking(move || sandbox::create(&dir, &owned, &agent.options))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+            match created {
+                Ok(sandbox) => self.sandbox = Some(sandbox),
+                Err(message) => {
+                    tracing::warn!(pod = %self.uid, error = %message, "cannot create the pod's sandbox");
+                    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+                        self.waiting.insert(
+                            c.name.clone(),
+                            ("ContainerCreating".into(), Some(format!("sandbox: {message}"))),
+                        );
+                    }
+                    self.publish(pod).await;
+                    return Duration::from_secs(2);
+                }
+            }
+        }
+        if self.volumes.is_none() && !terminal {
+            let sources = match Sources::fetch(&self.agent.client, pod).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(pod = %self.uid, error = %e, "cannot read the pod's sources");
+                    return Duration::from_secs(2);
+                }
+            };
+            match sandbox::volumes(&self.dir, pod, &sources) {
+                Ok(v) => self.volumes = Some(v),
+                Err(message) => {
+                    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+                        self.waiting.insert(
+                            c.name.clone(),
+                            (
+                                "ContainerCreating".into(),
+                                Some(format!("MountVolume.SetUp failed: {message}")),
+                            ),
+                        );
+                    }
+                    self.publish(pod).await;
+                    return Duration::from_secs(2);
+                }
+            }
+        }
+        // Init containers, in order: each must have succeeded (or, a sidecar, be running)
+        // before the next starts.
+        let mut initialized = true;
+        let mut failed_for_good = false;
+        for c in spec.init_containers.iter().flatten() {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            let policy = if sidecar {
+                "Always"
+            } else if restart_policy == "Never" {
+                "Never"
+            } else {
+                "OnFailure"
+            };
+            match self.step(pod, c, policy, terminal).await {
+                Step::Running if sidecar => {}
+                Step::Succeeded if !sidecar => {}
+                Step::Failed => {
+                    failed_for_good = true;
+                    initialized = false;
+                    break;
+                }
+                Step::Wait(d) => {
+                    next = next.min(d);
+                    initialized = false;
+                    break;
+                }
+                _ => {
+                    initialized = false;
+                    break;
+                }
+            }
+        }
+        if initialized && !failed_for_good {
+            for c in &spec.containers {
+                if let Step::Wait(d) = self.step(pod, c, &restart_policy, terminal).await {
+                    next = next.min(d);
+                }
+            }
+        } else {
+            for c in &spec.containers {
+                self.waiting
+                    .entry(c.name.clone())
+                    .or_insert_with(|| ("PodInitializing".into(), None));
+            }
+        }
+        self.publish(pod).await;
+        next.max(Duration::from_millis(50))
+    }
+
+    /// Moves container `c` one step: starts it when it has not run, restarts it when its
+    /// policy and back-off allow. Says where it stands.
+    async fn step(&mut self, pod: &Pod, c: &Container, policy: &str, terminal: bool) -> Step {
+        let attempts = self.attempts(&c.name);
+        let Some(&last) = attempts.last() else {
+            if terminal {
+                return Step::Failed;
+            }
+            return self.start(pod, c, 0).await;
+        };
+        let bundle = self.bundle(&c.name, last);
+        match runtime::observe(&bundle) {
+            Observed::Creating => Step::Wait(Duration::from_millis(100)),
+            Observed::Running(_) => {
+                self.waiting.remove(&c.name);
+                Step::Running
+            }
+            Observed::Exited(exited) => {
+                release_rootfs(&bundle);
+                let success = exited.exit_code == 0 && exited.error.is_none();
+                let restart = match policy {
+                    "Always" => true,
+                    "OnFailure" => !success,
+                    _ => false,
+                };
+                if !restart || terminal {
+                    return if success { Step::Succeeded } else { Step::Failed };
+                }
+                let ran = run_time(&bundle, &exited);
+                if ran >= BACKOFF_RESET {
+                    self.restarts.insert(c.name.clone(), 0);
+                }
+                let n = self.restarts.get(&c.name).copied().unwrap_or(0);
+                let delay = backoff_delay(n);
+                let since = finished_ago(&exited);
+                if since < delay {
+                    let meta = &pod.metadata;
+                    self.waiting.insert(
+                        c.name.clone(),
+                        (
+                            "CrashLoopBackOff".into(),
+                            Some(format!(
+                                "back-off {}s restarting failed container={} pod={}_{}({})",
+                                delay.as_secs(),
+                                c.name,
+                                meta.name.as_deref().unwrap_or_default(),
+                                meta.namespace.as_deref().unwrap_or_default(),
+                                self.uid
+                            )),
+                        ),
+                    );
+                    return Step::Wait(delay - since);
+                }
+                self.restarts.insert(c.name.clone(), n + 1);
+                // Keep only the previous run's record (for `--previous`) besides the new one.
+                for old in
+                    self.attempts(&c.name).into_iter().filter(|a| *a + 1 < last + 1 && *a < last)
+                {
+                    let _ = fs::remove_dir_all(self.bundle(&c.name, old));
+                    let _ = fs::remove_file(self.log_path(pod, &c.name, old));
+                }
+                self.start(pod, c, last + 1).await
+            }
+        }
+    }
+
+    /// Starts attempt `attempt` of container `c`.
+    async fn start(&mut self, pod: &Pod, c: &Container, attempt: u32) -> Step {
+        let image_name = c.image.clone().unwrap_or_default();
+        let image = match self.agent.images.resolve(&image_name) {
+            Ok(image) => image,
+            Err(_) => {
+                let never = c.image_pull_policy.as_deref() == Some("Never");
+                let (reason, message) = if never {
+                    (
+                        "ErrImageNeverPull",
+                        format!(
+                            "Container image {image_name:?} is not present with pull policy of Never"
+                        ),
+                    )
+                } else {
+                    (
+                        "ErrImagePull",
+                        format!(
+                            "image {image_name:?} is not on the node, and this agent cannot pull from registries yet: import it with `krust image import` or place its archive in the images folder"
+                        ),
+                    )
+                };
+                self.waiting.insert(c.name.clone(), (reason.into(), Some(message)));
+                return Step::Wait(Duration::from_secs(5));
+            }
+        };
+        let sources = match Sources::fetch(&self.agent.client, pod).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.waiting.insert(
+                    c.name.clone(),
+                    ("CreateContainerConfigError".into(), Some(e.to_string())),
+                );
+                return Step::Wait(Duration::from_secs(2));
+            }
+        };
+        let bundle = self.bundle(&c.name, attempt);
+        let rootfs = bundle.join("rootfs");
+        let layers = self.agent.images.layer_dirs(&image);
+        let mounted = (|| -> Result<(), String> {
+            for d in [&rootfs, &bundle.join("fs/upper"), &bundle.join("fs/work")] {
+                fs::create_dir_all(d).map_err(|e| e.to_string())?;
+            }
+            if !crate::sys::is_mount_point(&rootfs) {
+                crate::sys::mount_overlay(
+                    &layers,
+                    &bundle.join("fs/upper"),
+                    &bundle.join("fs/work"),
+                    &rootfs,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })();
+        if let Err(message) = mounted {
+            self.fail_start(&bundle, "CreateContainerError", message);
+            return Step::Wait(Duration::from_secs(5));
+        }
+        let sandbox = self.sandbox.clone().unwrap_or(Sandbox { ip: None, host_veth: None });
+        let options = &self.agent.options;
+        let context = Context {
+            pod_ip: sandbox.ip.clone(),
+            host_ip: options.node_ip.map(|ip| ip.to_string()),
+            kubernetes_service: options.kubernetes_service.clone(),
+            allocatable: self.agent.allocatable,
+            namespaces: self.dir.join("ns"),
+            etc: self.dir.join("etc"),
+            volumes: self.volumes.clone().unwrap_or_default(),
+            memory_capacity: self.agent.allocatable.1,
+        };
+        let termination_log = bundle.join("termination-log");
+        let _ = fs::write(&termination_log, b"");
+        let passwd = fs::read_to_string(rootfs.join("etc/passwd")).unwrap_or_default();
+        let config = match container::config(
+            pod,
+            c,
+            &image.config,
+            &sources,
+            &context,
+            &container::Instance {
+                rootfs: &rootfs,
+                termination_log: &termination_log,
+                passwd: &passwd,
+            },
+        ) {
+            Ok(config) => config,
+            Err(e) => {
+                self.fail_start(&bundle, "CreateContainerConfigError", e.0);
+                return Step::Wait(Duration::from_secs(2));
+            }
+        };
+        let raw =
+            serde_json::to_vec_pretty(&crate::runtime::spec::config(&config)).unwrap_or_default();
+        if let Err(e) = fs::write(bundle.join("config.json"), raw) {
+            self.fail_start(&bundle, "CreateContainerError", e.to_string());
+            return Step::Wait(Duration::from_secs(2));
+        }
+        let _ = fs::write(bundle.join("image"), &image.id);
+        let log = self.log_path(pod, &c.name, attempt);
+        if let Some(parent) = log.parent() {
+            let _ = fs::create_dir_all(parent);
+        }
+        let id = format!("{}-{}-{attempt}", &self.uid[..self.uid.len().min(13)], c.name);
+        match self.agent.runtime.start(&id, &bundle, &log).await {
+            Ok(Observed::Running(_)) => {
+                self.waiting.remove(&c.name);
+                Step::Running
+            }
+            Ok(Observed::Exited(Exited { error: Some(message), .. })) => {
+                self.fail_start(&bundle, "CreateContainerError", message);
+                Step::Wait(Duration::from_secs(5))
+            }
+            Ok(_) => {
+                self.waiting.remove(&c.name);
+                Step::Wait(Duration::from_millis(100))
+            }
+            Err(e) => {
+                self.fail_start(
+                    &bundle,
+                    "CreateContainerError",
+                    format!("cannot start the shim: {e}"),
+                );
+                Step::Wait(Duration::from_secs(5))
+            }
+        }
+    }
+
+    fn fail_start(&mut self, bundle: &Path, reason: &str, message: String) {
+        release_rootfs(bundle);
+        let _ = fs::remove_dir_all(bundle);
+        self.waiting.insert(bundle_name(bundle), (reason.into(), Some(message)));
+    }
+
+    /// What each container is doing, as the status reports it.
+    fn facts(&self, pod: &Pod) -> PodFacts {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let fact = |c: &Container| -> ContainerFacts {
+            let attempts = self.attempts(&c.name);
+            let ended = |attempt: u32| -> Option<Ended> {
+                let bundle = self.bundle(&c.name, attempt);
+                match runtime::observe(&bundle) {
+                    Observed::Exited(e) => Some(ended_of(&bundle, &e)),
+                    _ => None,
+                }
+            };
+            let image_id = attempts
+                .last()
+                .and_then(|a| fs::read_to_string(self.bundle(&c.name, *a).join("image")).ok())
+                .unwrap_or_default();
+            let current = attempts.last().map(|a| (a, runtime::observe(&self.bundle(&c.name, *a))));
+            let waiting = self.waiting.get(&c.name).cloned();
+            let (now, last) = match (current, waiting) {
+                (Some((_, Observed::Running(started))), _) => (
+                    Now::Running { started_at: parse_time(&started.started_at) },
+                    attempts.len().checked_sub(2).and_then(|i| ended(attempts[i])),
+                ),
+                (Some((a, Observed::Exited(_))), Some((reason, message))) => {
+                    (Now::Waiting { reason, message }, ended(*a))
+                }
+                (Some((a, Observed::Exited(_))), None) => (
+                    Now::Terminated(ended(*a).unwrap_or_else(unknown_end)),
+                    attempts.len().checked_sub(2).and_then(|i| ended(attempts[i])),
+                ),
+                (Some((_, Observed::Creating)), _) | (None, None) => {
+                    (Now::Waiting { reason: "ContainerCreating".into(), message: None }, None)
+                }
+                (None, Some((reason, message))) => (Now::Waiting { reason, message }, None),
+            };
+            ContainerFacts {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id,
+                restart_count: attempts.last().copied().unwrap_or(0) as i32,
+                now,
+                last,
+            }
+        };
+        PodFacts {
+            init: spec.init_containers.iter().flatten().map(fact).collect(),
+            app: spec.containers.iter().map(fact).collect(),
+            sandbox_ready: self.sandbox.is_some(),
+            pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.clone()),
+            host_ip: self.agent.options.node_ip.map(|ip| ip.to_string()),
+            start_time: Some(self.start_time.clone()),
+            qos_class: resources::qos(pod).as_str().to_string(),
+        }
+    }
+
+    /// Writes the pod's status when it differs from what was last written.
+    async fn publish(&mut self, pod: &Pod) {
+        let status = status::status(pod, &self.facts(pod));
+        let Ok(value) = serde_json::to_value(&status) else { return };
+        if self.published.as_ref() == Some(&value) {
+            return;
+        }
+        let pods: Api<Pod> = Api::namespaced(
+            self.agent.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": value});
+        match pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => self.published = Some(value),
+            Err(e) => tracing::debug!(pod = %name, error = %e, "cannot update the pod's status"),
+        }
+    }
+
+    /// Stops every container: the stop signal, then after `grace` SIGKILL.
+    async fn terminate(&mut self, grace: Duration, pod: Option<&Pod>) {
+        let mut running = Vec::new();
+        for entry in fs::read_dir(self.dir.join("containers")).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(last) = self.attempts(&name).last() {
+                let bundle = self.bundle(&name, *last);
+                if matches!(runtime::observe(&bundle), Observed::Running(_)) {
+                    let stop = pod
+                        .and_then(|_| fs::read_to_string(bundle.join("image")).ok())
+                        .and_then(|id| self.agent.images.resolve(id.trim()).ok())
+                        .and_then(|i| i.config.stop_signal)
+                        .and_then(|s| parse_signal(&s))
+                        .unwrap_or(Signal::SIGTERM);
+                    runtime::signal(&bundle, if grace.is_zero() { Signal::SIGKILL } else { stop });
+                    running.push(bundle);
+                }
+            }
+        }
+        let deadline = Instant::now() + grace;
+        let alive = |list: &[PathBuf]| {
+            list.iter().any(|b| matches!(runtime::observe(b), Observed::Running(_)))
+        };
+        while alive(&running) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for bundle in &running {
+            runtime::signal(bundle, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(&running) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Give the shims their last moment to record the exit and delete the container.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while running.iter().any(|b| !b.join(runtime::shim::EXITED).exists())
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Removes everything the pod had on this node (netlink and mounts: on a blocking
+    /// thread).
+    async fn remove(&mut self) {
+        let (dir, uid, agent) = (self.dir.clone(), self.uid.clone(), Arc::clone(&self.agent));
+        let removed = tokio::task::spawn_blocking(move || {
+            for entry in fs::read_dir(dir.join("containers")).into_iter().flatten().flatten() {
+                for attempt in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                    release_rootfs(&attempt.path());
+                }
+            }
+            sandbox::destroy(&dir, &agent.options, &uid);
+            let _ = fs::remove_dir_all(&dir);
+            for entry in fs::read_dir(&agent.logs_dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().ends_with(&uid) {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::warn!(pod = %self.uid, error = %e, "cannot remove the pod's files");
+        }
+        self.sandbox = None;
+    }
+
+    /// Deletes the pod object once its containers are gone (only the same pod: by uid).
+    async fn delete_object(&self, pod: &Pod) {
+        let pods: Api<Pod> = Api::namespaced(
+            self.agent.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        if let Err(e) = pods.delete(&name, &params).await {
+            tracing::debug!(pod = %name, error = %e, "cannot delete the pod object");
+        }
+    }
+}
+
+/// Where a container stands after one step.
+enum Step {
+    Running,
+    Succeeded,
+    Failed,
+    Wait(Duration),
+}
+
+fn bundle_name(bundle: &Path) -> String {
+    bundle
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Unmounts an ended container's root file system and drops its writable layer.
+fn release_rootfs(bundle: &Path) {
+    let rootfs = bundle.join("rootfs");
+    if crate::sys::is_mount_point(&rootfs) {
+        let _ = crate::sys::unmount(&rootfs);
+    }
+    let _ = fs::remove_dir_all(bundle.join("fs"));
+}
+
+fn parse_time(raw: &str) -> Option<Time> {
+    raw.parse::<k8s_openapi::jiff::Timestamp>().ok().map(Time)
+}
+
+fn started_of(bundle: &Path) -> Option<runtime::Started> {
+    fs::read(bundle.join(runtime::shim::STARTED))
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+}
+
+fn ended_of(bundle: &Path, e: &Exited) -> Ended {
+    let reason = match e.error.as_deref() {
+        Some("ContainerStatusUnknown") => "ContainerStatusUnknown".to_string(),
+        Some(_) => "StartError".to_string(),
+        None => status::ended_reason(e.exit_code, e.oom_killed).to_string(),
+    };
+    Ended {
+        exit_code: e.exit_code,
+        signal: e.signal,
+        reason,
+        started_at: started_of(bundle).and_then(|s| parse_time(&s.started_at)),
+        finished_at: parse_time(&e.finished_at),
+    }
+}
+
+fn unknown_end() -> Ended {
+    Ended {
+        exit_code: 137,
+        signal: None,
+        reason: "ContainerStatusUnknown".into(),
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn run_time(bundle: &Path, e: &Exited) -> Duration {
+    let started = started_of(bundle).and_then(|s| parse_time(&s.started_at));
+    match (started, parse_time(&e.finished_at)) {
+        (Some(s), Some(f)) => Duration::try_from(f.0.duration_since(s.0)).unwrap_or_default(),
+        _ => Duration::ZERO,
+    }
+}
+
+fn finished_ago(e: &Exited) -> Duration {
+    parse_time(&e.finished_at)
+        .and_then(|f| {
+            Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(f.0)).ok()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_signal(name: &str) -> Option<Signal> {
+    let name = name.trim().to_uppercase();
+    let name = if name.starts_with("SIG") { name } else { format!("SIG{name}") };
+    name.parse().ok().or_else(|| {
+        name.trim_start_matches("SIG").parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_back_off_grows_to_five_minutes() {
+        let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(parse_signal("SIGQUIT"), Some(Signal::SIGQUIT));
+        assert_eq!(parse_signal("int"), Some(Signal::SIGINT));
+        assert_eq!(parse_signal("bogus"), None);
+    }
+}

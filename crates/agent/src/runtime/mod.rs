@@ -1,0 +1,133 @@
+//! Containers on this node: each runs under its own `krust shim` process, which the agent
+//! starts detached and then only observes through the files the shim writes. So a
+//! container outlives the agent, and a restarted agent finds it where it was left.
+
+pub mod shim;
+pub mod spec;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::sys;
+pub use shim::{Exited, Started};
+
+/// What the agent knows of one container instance (one attempt of a pod's container).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Its shim is setting it up.
+    Creating,
+    /// It runs.
+    Running(Started),
+    /// It ended, or never started (`error`).
+    Exited(Exited),
+}
+
+/// The OCI runtime and the shims that drive it.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The OCI runtime binary (`runc`).
+    pub runtime: PathBuf,
+    /// The runtime's state directory.
+    pub root: PathBuf,
+    /// This binary, run as `krust shim`.
+    pub shim: PathBuf,
+}
+
+impl Runtime {
+    /// Starts the container whose bundle (with `config.json`) is `bundle` under a new shim,
+    /// and waits until the shim says it runs or failed.
+    pub async fn start(&self, id: &str, bundle: &Path, log: &Path) -> std::io::Result<Observed> {
+        let mut child = tokio::process::Command::new(&self.shim)
+            .arg("shim")
+            .arg("--id")
+            .arg(id)
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--log")
+            .arg(log)
+            .arg("--runtime")
+            .arg(&self.runtime)
+            .arg("--runtime-root")
+            .arg(&self.root)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(bundle.join("shim.log"))?)
+            .kill_on_drop(false)
+            .spawn()?;
+        // The shim lives as long as its container; reap it whenever it ends.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match observe(bundle) {
+                Observed::Creating if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Observed::Creating => {
+                    return Ok(Observed::Exited(Exited {
+                        exit_code: 128,
+                        error: Some("the container did not start within 60s".into()),
+                        finished_at: shim::now(),
+                        ..Exited::default()
+                    }));
+                }
+                observed => return Ok(observed),
+            }
+        }
+    }
+
+    /// Removes what the runtime still holds of a container whose shim is gone.
+    pub async fn forget(&self, id: &str) {
+        let _ = tokio::process::Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["delete", "--force", id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await;
+    }
+}
+
+/// What the shim of `bundle` has recorded.
+pub fn observe(bundle: &Path) -> Observed {
+    if let Some(exited) = read::<Exited>(&bundle.join(shim::EXITED)) {
+        return Observed::Exited(exited);
+    }
+    match read::<Started>(&bundle.join(shim::STARTED)) {
+        Some(started) if sys::alive(started.pid) || shim_alive(bundle) => {
+            Observed::Running(started)
+        }
+        Some(_) => Observed::Exited(Exited {
+            // The container and its shim are both gone without a record: the node rebooted
+            // or someone killed them. Upstream reports this the same way.
+            exit_code: 137,
+            finished_at: shim::now(),
+            error: Some("ContainerStatusUnknown".into()),
+            ..Exited::default()
+        }),
+        None => Observed::Creating,
+    }
+}
+
+/// Whether the shim of `bundle` may still write its exit record (it holds its log open).
+fn shim_alive(bundle: &Path) -> bool {
+    fs::metadata(bundle.join("shim.log")).is_ok_and(|m| {
+        m.modified().is_ok_and(|t| t.elapsed().is_ok_and(|e| e < Duration::from_secs(5)))
+    })
+}
+
+/// Sends `signal` to the container of `bundle`, if it runs.
+pub fn signal(bundle: &Path, signal: Signal) {
+    if let Observed::Running(started) = observe(bundle) {
+        let _ = sys::kill(started.pid, signal);
+    }
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    fs::read(path).ok().and_then(|raw| serde_json::from_slice(&raw).ok())
+}

@@ -1,0 +1,257 @@
+//! `krust shim`: the small process that owns one running container, so that containers
+//! outlive the agent. It creates the container through the OCI runtime with pipes as its
+//! stdio, becomes the reaper of the container's process, writes the container's output to
+//! its log file in the CRI format, and records how the container ended. The agent reads
+//! what it records (`state.json`, `exit.json`) and never needs the shim to answer.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys;
+
+/// What the shim is told to run.
+#[derive(Debug, Clone)]
+pub struct ShimArgs {
+    /// The container id for the runtime.
+    pub id: String,
+    /// The bundle (holds `config.json`; the shim writes its records there).
+    pub bundle: PathBuf,
+    /// The container's log file.
+    pub log: PathBuf,
+    /// The OCI runtime binary.
+    pub runtime: PathBuf,
+    /// The runtime's state directory.
+    pub runtime_root: PathBuf,
+}
+
+/// Written once the container runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// The container's first process, as the host sees it.
+    pub pid: i32,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+}
+
+/// Written once the container has ended, or could not start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exited {
+    /// The exit code (128 + the signal for a killed process).
+    pub exit_code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// Whether the kernel's OOM killer ended it.
+    pub oom_killed: bool,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
+    /// Why it could not be created or started (the runtime's words), if so.
+    pub error: Option<String>,
+}
+
+/// The file the shim records a start in.
+pub const STARTED: &str = "state.json";
+/// The file the shim records an exit in.
+pub const EXITED: &str = "exit.json";
+
+/// Runs the shim to the end of its container.
+pub fn run(args: &ShimArgs) -> std::io::Result<()> {
+    let _ = sys::new_session();
+    sys::become_subreaper().map_err(std::io::Error::other)?;
+    let (stdout_read, stdout_write) = std::io::pipe()?;
+    let (stderr_read, stderr_write) = std::io::pipe()?;
+    let runtime_log = args.bundle.join("runtime.log");
+    let runtime = |verb: &[&str]| {
+        let mut command = Command::new(&args.runtime);
+        command
+            .arg("--root")
+            .arg(&args.runtime_root)
+            .arg("--log")
+            .arg(&runtime_log)
+            .arg("--log-format")
+            .arg("json")
+            .args(verb);
+        command
+    };
+    let created = runtime(&["create", "--bundle"])
+        .arg(&args.bundle)
+        .arg("--pid-file")
+        .arg(args.bundle.join("container.pid"))
+        .arg(&args.id)
+        .stdin(Stdio::null())
+        .stdout(stdout_write)
+        .stderr(stderr_write)
+        .status();
+    let failed = |message: String| {
+        record(
+            &args.bundle.join(EXITED),
+            &Exited {
+                exit_code: 128,
+                finished_at: now(),
+                error: Some(message),
+                ..Exited::default()
+            },
+        )
+    };
+    match created {
+        Ok(status) if status.success() => {}
+        Ok(_) => {
+            let _ = runtime(&["delete", "--force", &args.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            return failed(runtime_error(&runtime_log));
+        }
+        Err(e) => return failed(format!("cannot run {}: {e}", args.runtime.display())),
+    }
+    let pid: i32 = fs::read_to_string(args.bundle.join("container.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0);
+    let log =
+        Arc::new(Mutex::new(fs::OpenOptions::new().create(true).append(true).open(&args.log)?));
+    let copiers = [("stdout", stdout_read), ("stderr", stderr_read)].map(|(stream, pipe)| {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || copy_to_log(pipe, stream, &log))
+    });
+    let started = runtime(&["start", &args.id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !started.is_ok_and(|s| s.success()) {
+        sys::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::other)?;
+        let message = runtime_error(&runtime_log);
+        let _ = runtime(&["delete", "--force", &args.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        return failed(message);
+    }
+    record(&args.bundle.join(STARTED), &Started { pid, started_at: now() })?;
+    let exit = loop {
+        match sys::wait_any() {
+            Some((reaped, exit)) if reaped == pid => break exit,
+            Some(_) => continue,
+            None => break sys::Exit::Code(255),
+        }
+    };
+    // The output written just before the exit reaches the log before the exit is recorded,
+    // unless a process the container left behind holds its pipes open.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for copier in copiers {
+        while !copier.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let oom_killed = oom_kills(&args.bundle) > 0;
+    let (exit_code, signal) = match exit {
+        sys::Exit::Code(code) => (code, None),
+        sys::Exit::Signal(signal) => (128 + signal, Some(signal)),
+    };
+    let _ = runtime(&["delete", "--force", &args.id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    record(
+        &args.bundle.join(EXITED),
+        &Exited { exit_code, signal, oom_killed, finished_at: now(), error: None },
+    )
+}
+
+/// Copies one of the container's streams into its log, a CRI log line per line of output
+/// (`TIME STREAM F|P TEXT`; lines over 16 KiB are split into partial ones).
+fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<fs::File>) {
+    const MAX_LINE: usize = 16 * 1024;
+    let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        let mut partial = true;
+        while line.len() < MAX_LINE {
+            let Ok(buffer) = reader.fill_buf() else { return };
+            if buffer.is_empty() {
+                break;
+            }
+            let room = MAX_LINE - line.len();
+            let take = buffer.len().min(room);
+            if let Some(newline) = buffer[..take].iter().position(|b| *b == b'\n') {
+                line.extend_from_slice(&buffer[..newline]);
+                reader.consume(newline + 1);
+                partial = false;
+                break;
+            }
+            line.extend_from_slice(&buffer[..take]);
+            reader.consume(take);
+        }
+        if line.is_empty() && partial {
+            return;
+        }
+        let mut entry =
+            format!("{} {stream} {} ", now_nanos(), if partial { "P" } else { "F" }).into_bytes();
+        entry.extend_from_slice(&line);
+        entry.push(b'\n');
+        if let Ok(mut file) = log.lock() {
+            let _ = file.write_all(&entry);
+        }
+    }
+}
+
+/// How many times the OOM killer acted in the container's memory cgroup (v1 or v2).
+fn oom_kills(bundle: &Path) -> u64 {
+    let Some(path) = fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok())
+        .and_then(|c| {
+            c["linux"]["cgroupsPath"].as_str().map(|p| p.trim_start_matches('/').to_string())
+        })
+    else {
+        return 0;
+    };
+    let counters = [
+        (format!("/sys/fs/cgroup/memory/{path}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup/{path}/memory.events"), "oom_kill "),
+    ];
+    counters
+        .iter()
+        .filter_map(|(file, key)| {
+            let text = fs::read_to_string(file).ok()?;
+            text.lines().find_map(|l| l.strip_prefix(key)).and_then(|n| n.trim().parse().ok())
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// The last error the runtime logged, in its own words.
+fn runtime_error(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|entry| entry["level"] == "error")
+        .and_then(|entry| entry["msg"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "the OCI runtime failed without saying why".to_string())
+}
+
+/// Writes `value` to `path` atomically (a reader sees all of it or nothing).
+fn record<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let partial = path.with_extension("partial");
+    fs::write(&partial, serde_json::to_vec(value)?)?;
+    fs::rename(&partial, path)
+}
+
+/// Now, in RFC 3339 with seconds (as the API's times).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn now_nanos() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -1,0 +1,402 @@
+//! The agent's contact with the kernel beyond files: namespaces pinned to files, mounts,
+//! signals, process reaping and netlink. Everything here goes through `nix`'s and
+//! `rtnetlink`'s safe wrappers; the rest of the crate calls these functions and no syscall
+//! of its own, so that the pod logic above them is plain code.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+/// A failed syscall, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct SysError {
+    what: String,
+    #[source]
+    source: std::io::Error,
+}
+
+fn fail(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SysError {
+    let what = what.into();
+    move |e| SysError { what, source: std::io::Error::from(e) }
+}
+
+fn io_fail(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SysError {
+    let what = what.into();
+    move |source| SysError { what, source }
+}
+
+/// The namespaces a pod's containers share, each kept alive by a bind mount on a file in
+/// `dir` (`net`, `ipc`, `uts`), so that no process has to hold them.
+pub const POD_NAMESPACES: [(&str, CloneFlags); 3] = [
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+];
+
+/// Makes new network, IPC and UTS namespaces pinned under `dir`, with `hostname` set and
+/// loopback up. Runs on a thread of its own: `unshare` moves only the calling thread.
+pub fn pin_pod_namespaces(dir: &Path, hostname: &str) -> Result<(), SysError> {
+    fs::create_dir_all(dir).map_err(io_fail(format!("cannot create {}", dir.display())))?;
+    let dir = dir.to_path_buf();
+    let hostname = hostname.to_string();
+    std::thread::spawn(move || -> Result<(), SysError> {
+        let flags = POD_NAMESPACES.iter().fold(CloneFlags::empty(), |all, (_, f)| all | *f);
+        nix::sched::unshare(flags).map_err(fail("cannot create the pod's namespaces"))?;
+        nix::unistd::sethostname(&hostname).map_err(fail("cannot set the pod's hostname"))?;
+        for (name, _) in POD_NAMESPACES {
+            let target = dir.join(name);
+            fs::write(&target, b"")
+                .map_err(io_fail(format!("cannot create {}", target.display())))?;
+            let source = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
+            nix::mount::mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(fail(format!("cannot pin the {name} namespace")))?;
+        }
+        block_on_netlink(|handle| async move { set_up(&handle, "lo").await })
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(SysError {
+            what: "namespace thread panicked".into(),
+            source: std::io::Error::other("panic"),
+        })
+    })
+}
+
+/// Unmounts and removes what [`pin_pod_namespaces`] made; what is already gone is fine.
+pub fn unpin_pod_namespaces(dir: &Path) -> Result<(), SysError> {
+    for (name, _) in POD_NAMESPACES {
+        let target = dir.join(name);
+        unmount(&target)?;
+        let _ = fs::remove_file(&target);
+    }
+    Ok(())
+}
+
+/// Detaches the mount at `target`, if any.
+pub fn unmount(target: &Path) -> Result<(), SysError> {
+    match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL | nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(fail(format!("cannot unmount {}", target.display()))(e)),
+    }
+}
+
+/// Mounts an overlay of `lower` (topmost first) under `upper` at `target`.
+pub fn mount_overlay(
+    lower: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), SysError> {
+    let lower = lower.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let options =
+        format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(options.as_str()),
+    )
+    .map_err(fail(format!("cannot mount the root filesystem at {}", target.display())))
+}
+
+/// Mounts a tmpfs at `target`, of at most `size` bytes when given.
+pub fn mount_tmpfs(target: &Path, size: Option<u64>) -> Result<(), SysError> {
+    let options = size.map(|s| format!("size={s}"));
+    nix::mount::mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        options.as_deref(),
+    )
+    .map_err(fail(format!("cannot mount a tmpfs at {}", target.display())))
+}
+
+/// Whether something is mounted at `path` (it is a mount point in this namespace).
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let wanted = path.display().to_string();
+    mounts.lines().any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+/// Removes the cgroup `path` (relative to each hierarchy's root, v1 and v2) and the
+/// cgroups under it, deepest first; the kernel refuses while a process is still in one.
+pub fn remove_cgroup(path: &str) {
+    let relative = path.trim_start_matches('/');
+    let roots: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain(std::iter::once(PathBuf::from("/sys/fs/cgroup")))
+        .collect();
+    for root in roots {
+        let dir = root.join(relative);
+        if dir.is_dir() {
+            remove_cgroup_tree(&dir);
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&entry.path());
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Sends `signal` to `pid`; a process already gone is fine.
+pub fn kill(pid: i32, signal: Signal) -> Result<(), SysError> {
+    match nix::sys::signal::kill(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(e) => Err(fail(format!("cannot signal process {pid}"))(e)),
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants (the shim's containers).
+pub fn become_subreaper() -> Result<(), SysError> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(fail("cannot become a subreaper"))
+}
+
+/// Starts a new session, detaching this process from the agent's.
+pub fn new_session() -> Result<(), SysError> {
+    nix::unistd::setsid().map(|_| ()).map_err(fail("cannot start a session"))
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// Waits for any child; `None` when there is none left.
+pub fn wait_any() -> Option<(i32, Exit)> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid.as_raw(), Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                return Some((pid.as_raw(), Exit::Signal(signal as i32)));
+            }
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Runs `f` with a netlink handle on a fresh single-threaded runtime, in the calling
+/// thread's network namespace (netlink sockets belong to the namespace they are made in).
+fn block_on_netlink<F, Fut>(f: F) -> Result<(), SysError>
+where
+    F: FnOnce(rtnetlink::Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), SysError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io_fail("cannot start a netlink runtime"))?;
+    runtime.block_on(async move {
+        let (connection, handle, _) =
+            rtnetlink::new_connection().map_err(io_fail("cannot open a netlink socket"))?;
+        let task = tokio::spawn(connection);
+        let result = f(handle).await;
+        task.abort();
+        result
+    })
+}
+
+fn netlink_fail(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> SysError {
+    let what = what.into();
+    move |e| SysError { what, source: std::io::Error::other(e.to_string()) }
+}
+
+async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<Option<u32>, SysError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -nix::libc::ENODEV => Ok(None),
+        Err(e) => Err(netlink_fail(format!("cannot look up link {name}"))(e)),
+    }
+}
+
+async fn set_up(handle: &rtnetlink::Handle, name: &str) -> Result<(), SysError> {
+    handle
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_name(name).up().build())
+        .execute()
+        .await
+        .map_err(netlink_fail(format!("cannot bring {name} up")))
+}
+
+/// How a pod is attached to the node's bridge.
+#[derive(Debug, Clone)]
+pub struct PodLink {
+    /// The bridge (made with `gateway/prefix` on first use).
+    pub bridge: String,
+    /// The bridge's address, the pod's default gateway.
+    pub gateway: Ipv4Addr,
+    /// The prefix length of the pod network.
+    pub prefix: u8,
+    /// The host end of the pod's veth pair.
+    pub host_veth: String,
+    /// The pod's address.
+    pub address: Ipv4Addr,
+}
+
+/// Attaches the network namespace pinned at `netns` to the bridge: a veth pair whose pod
+/// end is `eth0` with the pod's address and a default route through the bridge. Makes the
+/// bridge first if it is missing. Sends nothing off the node: no forwarding or NAT is set.
+pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
+    let ns_file =
+        fs::File::open(netns).map_err(io_fail(format!("cannot open {}", netns.display())))?;
+    let host = link.clone();
+    block_on_netlink(|handle| async move {
+        let bridge = match link_index(&handle, &host.bridge).await? {
+            Some(index) => index,
+            None => {
+                handle
+                    .link()
+                    .add(rtnetlink::LinkBridge::new(&host.bridge).build())
+                    .execute()
+                    .await
+                    .or_else(|e| match &e {
+                        rtnetlink::Error::NetlinkError(m) if m.raw_code() == -nix::libc::EEXIST => {
+                            Ok(())
+                        }
+                        _ => Err(e),
+                    })
+                    .map_err(netlink_fail(format!("cannot create bridge {}", host.bridge)))?;
+                let index = link_index(&handle, &host.bridge).await?.ok_or_else(|| SysError {
+                    what: format!("bridge {} vanished", host.bridge),
+                    source: std::io::Error::other("gone"),
+                })?;
+                handle
+                    .address()
+                    .add(index, host.gateway.into(), host.prefix)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(netlink_fail("cannot address the bridge"))?;
+                index
+            }
+        };
+        set_up(&handle, &host.bridge).await?;
+        if let Some(stale) = link_index(&handle, &host.host_veth).await? {
+            let _ = handle.link().del(stale).execute().await;
+        }
+        let peer = format!("{}p", host.host_veth);
+        handle
+            .link()
+            .add(rtnetlink::LinkVeth::new(&host.host_veth, &peer).build())
+            .execute()
+            .await
+            .map_err(netlink_fail("cannot create the pod's veth pair"))?;
+        let veth = link_index(&handle, &host.host_veth).await?.ok_or_else(|| SysError {
+            what: "the pod's veth vanished".into(),
+            source: std::io::Error::other("gone"),
+        })?;
+        handle
+            .link()
+            .set(rtnetlink::LinkUnspec::new_with_index(veth).controller(bridge).up().build())
+            .execute()
+            .await
+            .map_err(netlink_fail("cannot attach the pod's veth to the bridge"))?;
+        handle
+            .link()
+            .set(
+                rtnetlink::LinkUnspec::new_with_name(&peer)
+                    .setns_by_fd(ns_file.as_raw_fd())
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(netlink_fail("cannot move the veth into the pod"))?;
+        Ok(())
+    })?;
+    // The pod's side, from inside its namespace.
+    let netns = netns.to_path_buf();
+    let pod = link.clone();
+    std::thread::spawn(move || -> Result<(), SysError> {
+        let file =
+            fs::File::open(&netns).map_err(io_fail(format!("cannot open {}", netns.display())))?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(fail("cannot enter the pod's network"))?;
+        block_on_netlink(|handle| async move {
+            let peer = format!("{}p", pod.host_veth);
+            let index = link_index(&handle, &peer).await?.ok_or_else(|| SysError {
+                what: "the pod's veth is not in its namespace".into(),
+                source: std::io::Error::other("gone"),
+            })?;
+            handle
+                .link()
+                .set(rtnetlink::LinkUnspec::new_with_index(index).name("eth0".into()).build())
+                .execute()
+                .await
+                .map_err(netlink_fail("cannot name the pod's eth0"))?;
+            handle
+                .address()
+                .add(index, pod.address.into(), pod.prefix)
+                .replace()
+                .execute()
+                .await
+                .map_err(netlink_fail("cannot address the pod"))?;
+            set_up(&handle, "eth0").await?;
+            let route =
+                rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().gateway(pod.gateway).build();
+            handle
+                .route()
+                .add(route)
+                .replace()
+                .execute()
+                .await
+                .map_err(netlink_fail("cannot route the pod through the bridge"))?;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(SysError {
+            what: "network thread panicked".into(),
+            source: std::io::Error::other("panic"),
+        })
+    })
+}
+
+/// Removes a pod's host veth (which removes its pair); gone already is fine.
+pub fn detach_pod(host_veth: &str) -> Result<(), SysError> {
+    let name = host_veth.to_string();
+    block_on_netlink(|handle| async move {
+        if let Some(index) = link_index(&handle, &name).await? {
+            handle
+                .link()
+                .del(index)
+                .execute()
+                .await
+                .map_err(netlink_fail(format!("cannot delete {name}")))?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,354 @@
+"""The node agent: the server's own node registers, and pods bound to it run as real Linux
+containers (runc under `krust shim`), with a network namespace on the node's bridge,
+volumes, restart policies, status as upstream fills it, adoption after a SIGKILL of the
+server, and nothing left on the host once a pod is deleted.
+
+Needs root (namespaces, mounts, cgroups, netlink), runc and Debian's busybox-static, from
+which the test image is built. Traffic goes only to pod addresses on the test's own
+bridge."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, rand_suffix, wait_for
+from images import busybox_archive
+
+IMAGE = "krust.test/busybox:1"
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/usr/bin/busybox"),
+    reason="the node agent needs root, runc and busybox-static",
+)
+
+
+def _mounts_under(path: Path):
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(str(path))]
+
+
+def _links(prefix: str):
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
+            if line.split(":")[1].strip().startswith(prefix)]
+
+
+class Node:
+    """A krust server with its agent: the node's name, bridge and pod network."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.name = f"e2e-node-{rand_suffix()}"
+        self.bridge = f"kt{rand_suffix(4)}"
+        self.cidr_base = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        (workdir / "data" / "images").mkdir(parents=True, exist_ok=True)
+        busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
+        self.server = KrustServer(workdir, "embedded", None)
+        self.server.agent = True
+        self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
+                                  "--pod-cidr", f"{self.cidr_base}.0/24"]
+        self.server.start()
+        self.cluster = Cluster(self.server, None)
+        self.agent_dir = workdir / "data" / "agent"
+
+    def cleanup(self):
+        """Stops the server and removes whatever its pods left: shims, mounts, veths, the
+        bridge (also when a test failed half-way)."""
+        try:
+            self.server.stop(signal.SIGKILL)
+        except Exception:  # noqa: BLE001
+            pass
+        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+                                   text=True).stdout.splitlines():
+            if "shim" in line and str(self.agent_dir) in line:
+                pid = int(line.split()[0])
+                for p in [pid] + _children(pid):
+                    try:
+                        os.kill(p, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        time.sleep(0.2)
+        for point in sorted(_mounts_under(self.workdir), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        for link in _links("veth") + [self.bridge]:
+            if link == self.bridge or _link_master(link) == self.bridge:
+                subprocess.run(["ip", "link", "del", link], capture_output=True)
+
+
+def _children(pid: int):
+    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout
+    kids = [int(l.split()[0]) for l in out.splitlines()[1:] if int(l.split()[1]) == pid]
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def _link_master(link: str):
+    out = subprocess.run(["ip", "-o", "link", "show", link], capture_output=True, text=True).stdout
+    parts = out.split()
+    return parts[parts.index("master") + 1] if "master" in parts else None
+
+
+@pytest.fixture(scope="module")
+def node(e2e_tmp):
+    workdir = Path(tempfile.mkdtemp(prefix="test_agent-", dir=e2e_tmp))
+    n = Node(workdir)
+    yield n
+    n.cleanup()
+
+
+@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
+def k(request, node):
+    return Kubectl(request.param, node.cluster, node.workdir)
+
+
+@pytest.fixture
+def ns(node):
+    name = f"e2e-agent-{rand_suffix()}"
+    node.cluster.create_namespace(name)
+    yield name
+    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
+
+
+def pod_json(k, ns, name):
+    return k.json("get", "pod", name, "-n", ns)
+
+
+def wait_pod(k, ns, name, pred, timeout=60, what="pod state"):
+    return wait_for(lambda: (lambda p: p if pred(p) else None)(pod_json(k, ns, name)), timeout,
+                    interval=0.3, what=f"{what} of {ns}/{name}")
+
+
+def apply(k, manifest: dict):
+    k("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def pod(name, ns, node, containers, **spec):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 2,
+                     "containers": containers, **spec}}
+
+
+def status_of(p, container):
+    return next(s for s in p["status"].get("containerStatuses", []) if s["name"] == container)
+
+
+def test_node_registers_ready_with_its_lease(node, k):
+    n = wait_for(lambda: (lambda n: n if n.get("status", {}).get("conditions") else None)(
+        k.json("get", "node", node.name)), 30, interval=0.3, what="the node's status")
+    conditions = {c["type"]: c for c in n["status"]["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["reason"] == "KubeletReady"
+    for pressure in ["MemoryPressure", "DiskPressure", "PIDPressure"]:
+        assert conditions[pressure]["status"] == "False"
+    capacity, allocatable = n["status"]["capacity"], n["status"]["allocatable"]
+    assert int(capacity["cpu"]) == os.cpu_count()
+    assert capacity["pods"] == "110" and capacity["memory"].endswith("Ki")
+    assert int(allocatable["memory"][:-2]) < int(capacity["memory"][:-2])
+    info = n["status"]["nodeInfo"]
+    assert info["kubeletVersion"].startswith("v1.33.0-krust")
+    assert info["operatingSystem"] == "linux" and info["kernelVersion"] == os.uname().release
+    assert n["spec"]["podCIDR"] == f"{node.cidr_base}.0/24"
+    assert n["metadata"]["labels"]["kubernetes.io/hostname"] == node.name
+    assert any(a["type"] == "Hostname" for a in n["status"]["addresses"])
+    lease = k.json("get", "lease", node.name, "-n", "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == node.name
+    assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    first = lease["spec"]["renewTime"]
+    wait_for(lambda: k.json("get", "lease", node.name, "-n", "kube-node-lease")["spec"]["renewTime"]
+             != first, 25, interval=1, what="the lease's renewal")
+    assert node.name in k("get", "nodes")
+
+
+def test_two_containers_share_localhost_after_an_init_container(node, k, ns):
+    apply(k, pod("web", ns, node, [
+        {"name": "server", "image": IMAGE, "command": ["httpd", "-f", "-p", "8080", "-h", "/work"],
+         "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+        {"name": "client", "image": IMAGE,
+         "command": ["sh", "-c", "while true; do wget -qO- http://localhost:8080/ && sleep 1 || sleep 0.2; done"]},
+    ], initContainers=[
+        {"name": "init", "image": IMAGE, "command": ["sh", "-c", "echo made-by-init > /work/index.html"],
+         "volumeMounts": [{"name": "work", "mountPath": "/work"}]},
+    ], volumes=[{"name": "work", "emptyDir": {}}]))
+    p = wait_pod(k, ns, "web", lambda p: p["status"].get("phase") == "Running"
+                 and all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}])))
+    status = p["status"]
+    assert status["podIP"].startswith(node.cidr_base + ".")
+    assert status["qosClass"] == "BestEffort"
+    init = status["initContainerStatuses"][0]["state"]["terminated"]
+    assert init["exitCode"] == 0 and init["reason"] == "Completed"
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"PodReadyToStartContainers": "True", "Initialized": "True",
+                          "Ready": "True", "ContainersReady": "True", **(
+                              {"PodScheduled": conditions["PodScheduled"]} if "PodScheduled" in conditions else {})}
+    # The host reaches the pod on the node's bridge.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    wait_for(lambda: direct.open(f"http://{status['podIP']}:8080/", timeout=2).read().decode().strip()
+             == "made-by-init", 20, interval=0.3, what="the pod's server from the host")
+    # The client container reached the server over the pod's localhost.
+    logs = node.agent_dir / "logs" / f"{ns}_web_{p['metadata']['uid']}" / "client" / "0.log"
+    wait_for(lambda: "stdout F made-by-init" in logs.read_text(), 20, what="the client's log")
+    assert "2/2" in k("get", "pod", "web", "-n", ns)
+
+
+def test_a_crashing_container_backs_off_with_its_exit_code(node, k, ns):
+    apply(k, pod("crash", ns, node, [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "exit 3"]}]))
+    p = wait_pod(k, ns, "crash", lambda p: status_of(p, "c")["restartCount"] >= 2
+                 and "waiting" in status_of(p, "c")["state"], timeout=60, what="two restarts")
+    s = status_of(p, "c")
+    assert s["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert "back-off" in s["state"]["waiting"]["message"]
+    last = s["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and last["reason"] == "Error"
+    assert p["status"]["phase"] == "Running"
+    assert "CrashLoopBackOff" in k("get", "pod", "crash", "-n", ns)
+
+
+def test_restart_policy_never_ends_in_succeeded_or_failed(node, k, ns):
+    apply(k, pod("ok", ns, node, [{"name": "c", "image": IMAGE, "command": ["true"]}], restartPolicy="Never"))
+    apply(k, pod("bad", ns, node, [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "exit 7"]}],
+                 restartPolicy="Never"))
+    apply(k, pod("retry", ns, node, [{"name": "c", "image": IMAGE,
+                                      "command": ["sh", "-c", "test -e /data/once && exit 0; touch /data/once; exit 1"],
+                                      "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                 restartPolicy="OnFailure", volumes=[{"name": "d", "emptyDir": {}}]))
+    ok = wait_pod(k, ns, "ok", lambda p: p["status"].get("phase") == "Succeeded")
+    assert status_of(ok, "c")["state"]["terminated"]["reason"] == "Completed"
+    assert {c["type"]: c.get("reason") for c in ok["status"]["conditions"]}["Ready"] == "PodCompleted"
+    bad = wait_pod(k, ns, "bad", lambda p: p["status"].get("phase") == "Failed")
+    assert status_of(bad, "c")["state"]["terminated"]["exitCode"] == 7
+    assert status_of(bad, "c")["restartCount"] == 0
+    retry = wait_pod(k, ns, "retry", lambda p: p["status"].get("phase") == "Succeeded")
+    assert status_of(retry, "c")["restartCount"] == 1
+
+
+def test_environment_and_volumes_from_config_maps_secrets_and_the_downward_api(node, k, ns):
+    k("create", "configmap", "settings", "-n", ns, "--from-literal=color=blue", "--from-literal=size=L")
+    k("create", "secret", "generic", "creds", "-n", ns, "--from-literal=token=s3cr3t")
+    apply(k, pod("env", ns, node, [{
+        "name": "c", "image": IMAGE,
+        "command": ["sh", "-c", "env; cat /config/color /secret/token /info/labels; echo; sleep 3600"],
+        "env": [{"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "color"}}},
+                {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "GREETING", "value": "hello $(COLOR)"}],
+        "envFrom": [{"secretRef": {"name": "creds"}, "prefix": "S_"}],
+        "volumeMounts": [{"name": "config", "mountPath": "/config"},
+                         {"name": "secret", "mountPath": "/secret", "readOnly": True},
+                         {"name": "info", "mountPath": "/info"}],
+    }], volumes=[{"name": "config", "configMap": {"name": "settings"}},
+                 {"name": "secret", "secret": {"secretName": "creds"}},
+                 {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]))
+    p = wait_pod(k, ns, "env", lambda p: p["status"].get("phase") == "Running")
+    log = node.agent_dir / "logs" / f"{ns}_env_{p['metadata']['uid']}" / "c" / "0.log"
+    text = wait_for(lambda: (lambda t: t if "s3cr3t" in t else None)(log.read_text()), 20, what="output")
+    for line in ["COLOR=blue", "MY_POD=env", f"MY_IP={p['status']['podIP']}", "GREETING=hello blue",
+                 "S_token=s3cr3t", "KUBERNETES_SERVICE_HOST=10.43.0.1", "HOSTNAME=env"]:
+        assert f"stdout F {line}" in text, line
+    assert "stdout F blue" in text
+
+
+def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
+    apply(k, pod("no-image", ns, node, [{"name": "c", "image": "krust.test/does-not-exist:1"}]))
+    apply(k, pod("no-command", ns, node, [{"name": "c", "image": IMAGE, "command": ["/no/such/binary"]}]))
+    apply(k, pod("no-config", ns, node, [{"name": "c", "image": IMAGE, "command": ["true"],
+                                          "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}]))
+    apply(k, pod("fine", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+
+    def waiting(name):
+        p = wait_pod(k, ns, name, lambda p: "waiting" in status_of(p, "c").get("state", {})
+                     and status_of(p, "c")["state"]["waiting"]["reason"] != "ContainerCreating")
+        return status_of(p, "c")["state"]["waiting"]
+
+    assert waiting("no-image")["reason"] == "ErrImagePull"
+    no_command = waiting("no-command")
+    assert no_command["reason"] == "CreateContainerError"
+    assert "/no/such/binary" in no_command["message"]
+    no_config = waiting("no-config")
+    assert no_config["reason"] == "CreateContainerConfigError"
+    assert 'configmap "missing" not found' in no_config["message"]
+    # The agent goes on with its other pods.
+    wait_pod(k, ns, "fine", lambda p: p["status"].get("phase") == "Running")
+
+
+def test_a_memory_limit_oom_kills(node, k, ns):
+    apply(k, pod("hog", ns, node, [{
+        "name": "c", "image": IMAGE, "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1"],
+        "resources": {"limits": {"memory": "32Mi", "cpu": "500m"}},
+    }], restartPolicy="Never"))
+    p = wait_pod(k, ns, "hog", lambda p: p["status"].get("phase") == "Failed")
+    terminated = status_of(p, "c")["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+    assert p["status"]["qosClass"] == "Guaranteed"
+
+
+def test_host_network_pods_use_the_nodes_address(node, k, ns):
+    apply(k, pod("host", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}],
+                 hostNetwork=True))
+    p = wait_pod(k, ns, "host", lambda p: p["status"].get("phase") == "Running")
+    assert p["status"]["podIP"] == p["status"]["hostIP"]
+
+
+def test_sigkill_of_the_server_leaves_containers_running_and_the_agent_adopts_them(node, ns):
+    k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, node.workdir)
+    apply(k, pod("survivor", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    apply(k, pod("crasher", ns, node, [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "sleep 1; exit 2"]}]))
+    p = wait_pod(k, ns, "survivor", lambda p: p["status"].get("phase") == "Running")
+    wait_pod(k, ns, "crasher", lambda p: status_of(p, "c")["restartCount"] >= 1)
+    uid = p["metadata"]["uid"]
+    state = node.agent_dir / "pods" / uid / "containers" / "c" / "0" / "state.json"
+    pid = json.loads(state.read_text())["pid"]
+    started = status_of(p, "c")["state"]["running"]["startedAt"]
+    node.cluster.kill_and_restart()
+    assert os.path.exists(f"/proc/{pid}"), "the container died with the server"
+    p = wait_pod(k, ns, "survivor", lambda p: p["status"].get("phase") == "Running")
+    assert json.loads(state.read_text())["pid"] == pid
+    assert status_of(p, "c")["restartCount"] == 0
+    assert status_of(p, "c")["state"]["running"]["startedAt"] == started
+    # The crash-looping one keeps its count and goes on counting.
+    before = status_of(pod_json(k, ns, "crasher"), "c")["restartCount"]
+    wait_pod(k, ns, "crasher", lambda p: status_of(p, "c")["restartCount"] > before, timeout=60)
+
+
+def test_deletion_stops_containers_within_the_grace_period_and_leaves_nothing(node, k, ns):
+    apply(k, pod("doomed", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+                                       "resources": {"requests": {"cpu": "100m"}}}],
+                 volumes=[{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]))
+    p = wait_pod(k, ns, "doomed", lambda p: p["status"].get("phase") == "Running")
+    uid = p["metadata"]["uid"]
+    pid = json.loads((node.agent_dir / "pods" / uid / "containers" / "c" / "0" / "state.json").read_text())["pid"]
+    started = time.monotonic()
+    k("delete", "pod", "doomed", "-n", ns, "--grace-period=3", timeout=60)
+    assert time.monotonic() - started < 15
+    assert not os.path.exists(f"/proc/{pid}")
+    assert not (node.agent_dir / "pods" / uid).exists()
+    assert [m for m in _mounts_under(node.agent_dir / "pods" / uid)] == []
+    assert f"veth{uid.replace('-', '')[:8]}" not in _links("veth")
+    assert not any(Path(root, "kubepods", "burstable", f"pod{uid}").exists()
+                   for root in Path("/sys/fs/cgroup").iterdir())
+    assert not (node.agent_dir / "ipam" / p["status"]["podIP"]).exists()
+
+
+def test_images_are_imported_from_archives(node, tmp_path):
+    archive = busybox_archive(str(tmp_path / "other.tar"), "krust.test/other:2")
+    krust = KRUST_BIN
+    out = subprocess.run([krust, "image", "import", archive, "--data-dir", node.agent_dir],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "krust.test/other:2" in out.stdout
+    listing = subprocess.run([krust, "image", "ls", "--data-dir", node.agent_dir],
+                             capture_output=True, text=True, timeout=60).stdout
+    assert "krust.test/busybox:1" in listing  # from the airgap folder at start
+    assert "krust.test/other:2" in listing
+    bad = subprocess.run([krust, "image", "import", str(tmp_path / "missing.tar"), "--data-dir", node.agent_dir],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "missing.tar" in bad.stderr
