@@ -64,6 +64,14 @@ class Node:
     def cleanup(self):
         """Stops the server and removes whatever its pods left: shims, mounts, veths, the
         bridge (also when a test failed half-way)."""
+        pods = self.agent_dir / "pods"
+        uids = [d.name for d in pods.iterdir()] if pods.exists() else []
+        try:
+            # The real path first: the agent stops and removes what it runs.
+            Kubectl(KUBECTL_VERSIONS[-1], self.cluster, self.workdir).run(
+                "delete", "pods", "--all", "--all-namespaces", "--grace-period=1", timeout=90)
+        except Exception:  # noqa: BLE001
+            pass
         try:
             self.server.stop(signal.SIGKILL)
         except Exception:  # noqa: BLE001
@@ -80,6 +88,15 @@ class Node:
         time.sleep(0.2)
         for point in sorted(_mounts_under(self.workdir), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
+        for uid in uids:
+            for root in Path("/sys/fs/cgroup").iterdir():
+                for parent in ["kubepods", "kubepods/burstable", "kubepods/besteffort"]:
+                    cgroup = root / parent / f"pod{uid}"
+                    if cgroup.is_dir():
+                        for d in sorted(cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                            if d.is_dir():
+                                d.rmdir()
+                        cgroup.rmdir()
         for link in _links("veth") + [self.bridge]:
             if link == self.bridge or _link_master(link) == self.bridge:
                 subprocess.run(["ip", "link", "del", link], capture_output=True)

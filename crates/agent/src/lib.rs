@@ -67,6 +67,8 @@ pub struct Agent {
     pub logs_dir: PathBuf,
     /// The node's allocatable CPU (millicores) and memory (bytes).
     pub allocatable: (u64, u64),
+    /// The lowest OOM score adjustment containers may get here.
+    pub lowest_oom_score_adj: i32,
 }
 
 /// A failure to start the agent.
@@ -118,6 +120,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         pods_dir,
         logs_dir,
         allocatable,
+        lowest_oom_score_adj: sys::lowest_oom_score_adj(),
     });
     tokio::spawn(node::run(client, options));
     pod::run(agent).await;

@@ -41,23 +41,31 @@ pub const POD_NAMESPACES: [(&str, CloneFlags); 3] = [
     ("uts", CloneFlags::CLONE_NEWUTS),
 ];
 
-/// Makes new network, IPC and UTS namespaces pinned under `dir`, with `hostname` set and
-/// loopback up. Runs on a thread of its own: `unshare` moves only the calling thread.
-pub fn pin_pod_namespaces(dir: &Path, hostname: &str) -> Result<(), SysError> {
+/// Makes new namespaces of the `kinds` named (of [`POD_NAMESPACES`]) pinned under `dir`:
+/// a new UTS namespace gets `hostname`, a new network namespace its loopback up. Runs on a
+/// thread of its own: `unshare` moves only the calling thread.
+pub fn pin_pod_namespaces(dir: &Path, hostname: &str, kinds: &[&str]) -> Result<(), SysError> {
     fs::create_dir_all(dir).map_err(io_fail(format!("cannot create {}", dir.display())))?;
     let dir = dir.to_path_buf();
     let hostname = hostname.to_string();
+    let chosen: Vec<(&'static str, CloneFlags)> =
+        POD_NAMESPACES.iter().copied().filter(|(name, _)| kinds.contains(name)).collect();
     std::thread::spawn(move || -> Result<(), SysError> {
-        let flags = POD_NAMESPACES.iter().fold(CloneFlags::empty(), |all, (_, f)| all | *f);
+        let flags = chosen.iter().fold(CloneFlags::empty(), |all, (_, f)| all | *f);
         nix::sched::unshare(flags).map_err(fail("cannot create the pod's namespaces"))?;
-        nix::unistd::sethostname(&hostname).map_err(fail("cannot set the pod's hostname"))?;
-        for (name, _) in POD_NAMESPACES {
+        if flags.contains(CloneFlags::CLONE_NEWUTS) {
+            nix::unistd::sethostname(&hostname).map_err(fail("cannot set the pod's hostname"))?;
+        }
+        for (name, _) in &chosen {
             let target = dir.join(name);
             fs::write(&target, b"")
                 .map_err(io_fail(format!("cannot create {}", target.display())))?;
             let source = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
             nix::mount::mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(fail(format!("cannot pin the {name} namespace")))?;
+        }
+        if !flags.contains(CloneFlags::CLONE_NEWNET) {
+            return Ok(());
         }
         block_on_netlink(|handle| async move { set_up(&handle, "lo").await })
     })
@@ -154,6 +162,26 @@ fn remove_cgroup_tree(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+/// The lowest OOM score adjustment a container may be given from here: -1000 with
+/// `CAP_SYS_RESOURCE`, else this process's own (lowering it needs the capability, and
+/// some sandboxes withhold it even from root).
+pub fn lowest_oom_score_adj() -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_SYS_RESOURCE) != 0 {
+        return -1000;
+    }
+    fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Sends `signal` to `pid`; a process already gone is fine.

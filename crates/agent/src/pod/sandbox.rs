@@ -36,8 +36,15 @@ pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, Strin
     let etc = dir.join("etc");
     fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
     let mut sandbox = Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None };
+    let mut kinds = Vec::new();
     if !host_network {
-        sys::pin_pod_namespaces(&dir.join("ns"), &hostname).map_err(|e| e.to_string())?;
+        kinds.extend(["net", "uts"]);
+    }
+    if !spec.host_ipc.unwrap_or(false) {
+        kinds.push("ipc");
+    }
+    sys::pin_pod_namespaces(&dir.join("ns"), &hostname, &kinds).map_err(|e| e.to_string())?;
+    if !host_network {
         let address = allocate(&options.data_dir.join("ipam"), options, &uid)?;
         let host_veth =
             format!("veth{}", &uid.replace('-', "")[..8.min(uid.replace('-', "").len())]);

@@ -411,6 +411,10 @@ impl Worker {
                 return Step::Wait(Duration::from_secs(2));
             }
         };
+        let config = crate::runtime::spec::ContainerConfig {
+            oom_score_adj: config.oom_score_adj.max(self.agent.lowest_oom_score_adj),
+            ..config
+        };
         let raw =
             serde_json::to_vec_pretty(&crate::runtime::spec::config(&config)).unwrap_or_default();
         if let Err(e) = fs::write(bundle.join("config.json"), raw) {
