@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, rand_suffix, wait_for
+from conftest import (KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, free_port,
+                      rand_suffix, wait_for)
 from images import busybox_archive
 
 IMAGE = "krust.test/busybox:1"
@@ -56,7 +57,8 @@ class Node:
         self.server = KrustServer(workdir, "embedded", None)
         self.server.agent = True
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
-                                  "--pod-cidr", f"{self.cidr_base}.0/24"]
+                                  "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",
+                                  "--agent-port", str(free_port())]
         self.server.start()
         self.cluster = Cluster(self.server, None)
         self.agent_dir = workdir / "data" / "agent"
@@ -211,8 +213,8 @@ def test_two_containers_share_localhost_after_an_init_container(node, k, ns):
     wait_for(lambda: direct.open(f"http://{status['podIP']}:8080/", timeout=2).read().decode().strip()
              == "made-by-init", 20, interval=0.3, what="the pod's server from the host")
     # The client container reached the server over the pod's localhost.
-    logs = node.agent_dir / "logs" / f"{ns}_web_{p['metadata']['uid']}" / "client" / "0.log"
-    wait_for(lambda: "stdout F made-by-init" in logs.read_text(), 20, what="the client's log")
+    wait_for(lambda: "made-by-init" in k("logs", "web", "-n", ns, "-c", "client"), 20,
+             interval=0.5, what="the client's log")
     assert "2/2" in k("get", "pod", "web", "-n", ns)
 
 
@@ -265,12 +267,13 @@ def test_environment_and_volumes_from_config_maps_secrets_and_the_downward_api(n
                  {"name": "secret", "secret": {"secretName": "creds"}},
                  {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]))
     p = wait_pod(k, ns, "env", lambda p: p["status"].get("phase") == "Running")
-    log = node.agent_dir / "logs" / f"{ns}_env_{p['metadata']['uid']}" / "c" / "0.log"
-    text = wait_for(lambda: (lambda t: t if "s3cr3t" in t else None)(log.read_text()), 20, what="output")
+    text = wait_for(lambda: (lambda t: t if "s3cr3t" in t else None)(k("logs", "env", "-n", ns)), 20,
+                    interval=0.5, what="output")
+    lines = text.splitlines()
     for line in ["COLOR=blue", "MY_POD=env", f"MY_IP={p['status']['podIP']}", "GREETING=hello blue",
                  "S_token=s3cr3t", "KUBERNETES_SERVICE_HOST=10.43.0.1", "HOSTNAME=env"]:
-        assert f"stdout F {line}" in text, line
-    assert "stdout F blue" in text
+        assert line in lines, line
+    assert any(l.startswith("blues3cr3t") for l in lines)  # the two files, then the labels
 
 
 def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
@@ -369,3 +372,61 @@ def test_images_are_imported_from_archives(node, tmp_path):
     bad = subprocess.run([krust, "image", "import", str(tmp_path / "missing.tar"), "--data-dir", node.agent_dir],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "missing.tar" in bad.stderr
+
+
+def test_kubectl_logs_through_the_api_server(node, k, ns):
+    apply(k, pod("talker", ns, node, [
+        {"name": "a", "image": IMAGE,
+         "command": ["sh", "-c", "i=0; while [ $i -lt 6 ]; do echo a$i; i=$((i+1)); sleep 0.4; done; sleep 3600"]},
+        {"name": "b", "image": IMAGE, "command": ["sh", "-c", "echo b-out; echo b-err >&2; sleep 3600"]},
+    ]))
+    wait_pod(k, ns, "talker", lambda p: p["status"].get("phase") == "Running")
+    # Following streams lines as they are written.
+    follow = k.background("logs", "-f", "talker", "-c", "a", "-n", ns)
+    try:
+        for i in range(6):
+            follow.expect(rf"^a{i}$", timeout=20)
+        assert follow.lines == [f"a{i}" for i in range(6)]
+    finally:
+        follow.stop()
+    assert k("logs", "talker", "-c", "a", "-n", ns).splitlines() == [f"a{i}" for i in range(6)]
+    assert k("logs", "talker", "-c", "a", "-n", ns, "--tail=2").splitlines() == ["a4", "a5"]
+    stamped = k("logs", "talker", "-c", "a", "-n", ns, "--tail=1", "--timestamps").split()
+    assert stamped[1] == "a5" and stamped[0].endswith("Z") and "T" in stamped[0]
+    assert k("logs", "talker", "-c", "a", "-n", ns, "--limit-bytes=4") == "a0\na"
+    assert k("logs", "talker", "-c", "a", "-n", ns, "--since=1h").splitlines()[0] == "a0"
+    both = k("logs", "talker", "-c", "b", "-n", ns).splitlines()
+    assert sorted(both) == ["b-err", "b-out"]
+    everything = k("logs", "talker", "-n", ns, "--all-containers", "--prefix").splitlines()
+    assert f"[pod/talker/a] a0" in everything and f"[pod/talker/b] b-out" in everything
+    # Without a container the server says which there are (kubectl picks the first itself).
+    answer = node.cluster.get(f"/api/v1/namespaces/{ns}/pods/talker/log")
+    assert answer.status_code == 400
+    assert "a container name must be specified for pod talker, choose one of: [a b]" in answer.json()["message"]
+    assert "is not valid for pod talker" in k.fail("logs", "talker", "-c", "nope", "-n", ns)
+
+
+def test_kubectl_logs_previous_shows_the_crashed_run(node, k, ns):
+    apply(k, pod("flaky", ns, node, [{"name": "c", "image": IMAGE, "volumeMounts": [{"name": "d", "mountPath": "/d"}],
+                                      "command": ["sh", "-c", "n=$(cat /d/n 2>/dev/null || echo 0); echo run-at-$n; echo $((n+1)) > /d/n; exit 1"]}],
+                 volumes=[{"name": "d", "emptyDir": {}}]))
+    wait_pod(k, ns, "flaky", lambda p: status_of(p, "c")["restartCount"] >= 1
+             and "waiting" in status_of(p, "c")["state"])
+    previous = k("logs", "flaky", "-n", ns, "--previous").strip()
+    current = k("logs", "flaky", "-n", ns).strip()
+    assert previous.startswith("run-at-") and current.startswith("run-at-")
+    assert previous != current
+    apply(k, pod("unpulled", ns, node, [{"name": "c", "image": "krust.test/absent:1"}]))
+    wait_pod(k, ns, "unpulled", lambda p: status_of(p, "c")["state"].get("waiting", {}).get("reason") == "ErrImagePull")
+    assert "is waiting to start: ErrImagePull" in k.fail("logs", "unpulled", "-n", ns)
+
+
+def test_kubectl_logs_of_a_deployment(node, k, ns):
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "greeter", "namespace": ns},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "greeter"}},
+                       "template": {"metadata": {"labels": {"app": "greeter"}},
+                                    "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                                             "containers": [{"name": "c", "image": IMAGE,
+                                                             "command": ["sh", "-c", "echo hello-from-deployment; sleep 3600"]}]}}}})
+    wait_for(lambda: "hello-from-deployment" in k.run("logs", "deploy/greeter", "-n", ns).stdout, 60,
+             interval=0.5, what="the deployment's pod's log")

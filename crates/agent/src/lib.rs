@@ -11,6 +11,7 @@ pub mod image;
 pub mod node;
 pub mod pod;
 pub mod runtime;
+pub mod server;
 pub mod sys;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,10 @@ pub struct Options {
     pub version: String,
     /// The OCI runtime binary.
     pub oci_runtime: PathBuf,
+    /// The port of the agent's HTTPS endpoint (logs).
+    pub port: u16,
+    /// The endpoint's TLS material; a self-signed certificate when `cert` is empty.
+    pub tls: server::Tls,
 }
 
 /// What every part of the agent shares.
@@ -121,6 +126,21 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         logs_dir,
         allocatable,
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
+    });
+    let mut tls = options.tls.clone();
+    if tls.cert.is_empty() {
+        (tls.cert, tls.key) =
+            server::self_signed(&options.node_name, options.node_ip).map_err(|e| Error::Dir {
+                path: PathBuf::from("<self-signed certificate>"),
+                source: std::io::Error::other(e),
+            })?;
+    }
+    let address = std::net::SocketAddr::from(([0, 0, 0, 0], options.port));
+    let endpoint = Arc::clone(&agent);
+    tokio::spawn(async move {
+        if let Err(e) = server::serve(endpoint, address, tls).await {
+            tracing::error!(error = %e, "the agent's endpoint stopped: logs are unavailable");
+        }
     });
     tokio::spawn(node::run(client, options));
     pod::run(agent).await;

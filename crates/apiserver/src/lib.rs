@@ -188,6 +188,8 @@ pub struct ApiServer {
     pub authorizer: Arc<dyn krust_auth::Authorizer>,
     /// The shutdown signal, and the connections still open.
     pub shutdown: shutdown::Shutdown,
+    /// How `pods/log` reaches node agents.
+    pub node_client: Option<http::pod_log::NodeClient>,
 }
 
 /// A started server.
@@ -253,6 +255,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let advertise_address = SocketAddr::new(host, address.port()).to_string();
     let server_url = format!("https://{advertise_address}");
     let pki = pki::ensure(&config.data_dir, config.bind_address, &server_url)?;
+    let node_client =
+        match http::pod_log::NodeClient::new(&pki.kubelet_client_cert, &pki.kubelet_client_key) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "no client for node agents: pods/log will fail");
+                None
+            }
+        };
     let tls = http::serve::tls_config(&pki)?;
     let token_file = match &config.token_auth_file {
         None => None,
@@ -305,6 +315,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         authn,
         authorizer,
         shutdown: shutdown::Shutdown::default(),
+        node_client,
     });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await

@@ -51,6 +51,11 @@ pub struct Pki {
     pub serving_cert: String,
     /// The serving key.
     pub serving_key: String,
+    /// The API server's client certificate towards node agents (`kube-apiserver-kubelet-client`
+    /// in `system:masters`, as kubeadm's).
+    pub kubelet_client_cert: String,
+    /// Its key.
+    pub kubelet_client_key: String,
 }
 
 /// The DNS names and addresses the serving certificate is valid for.
@@ -138,6 +143,8 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
         "admin.key",
         "controller-manager.crt",
         "controller-manager.key",
+        "apiserver-kubelet-client.crt",
+        "apiserver-kubelet-client.key",
     ] {
         private(&dir.join(file), 0o600)?;
     }
@@ -205,7 +212,16 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
     let manager_kubeconfig =
         kubeconfig(server_url, &ca_cert, CONTROLLER_MANAGER_USER, &manager_cert, &manager_key);
     write(&data_dir.join(CONTROLLER_MANAGER_KUBECONFIG), &manager_kubeconfig)?;
-    Ok(Pki { ca_cert, serving_cert, serving_key })
+
+    let mut kubelet_client = CertificateParams::new(Vec::<String>::new())
+        .map_err(cert_err("apiserver-kubelet-client"))?;
+    kubelet_client.distinguished_name =
+        name("kube-apiserver-kubelet-client", Some("system:masters"));
+    kubelet_client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    kubelet_client.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (kubelet_client_cert, kubelet_client_key) =
+        leaf("apiserver-kubelet-client", kubelet_client)?;
+    Ok(Pki { ca_cert, serving_cert, serving_key, kubelet_client_cert, kubelet_client_key })
 }
 
 /// The key service-account tokens are signed with (ECDSA P-256, PKCS#8 DER): read from
@@ -257,6 +273,35 @@ pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> 
         b64(cert),
         b64(key)
     )
+}
+
+/// A serving certificate and key (PEM) for the node agent's endpoint, signed by the cluster
+/// CA, valid for the node's name and `addresses`; made anew on every call (the agent keeps
+/// it in memory).
+pub fn node_serving(
+    data_dir: &Path,
+    node: &str,
+    addresses: &[IpAddr],
+) -> Result<(String, String), PkiError> {
+    let dir = data_dir.join("tls");
+    let missing = |what: &str| PkiError::Io {
+        path: dir.join(what),
+        source: io::Error::new(io::ErrorKind::NotFound, "the cluster CA is missing"),
+    };
+    let ca_cert = read(&dir.join("ca.crt"))?.ok_or_else(|| missing("ca.crt"))?;
+    let ca_key = read(&dir.join("ca.key"))?.ok_or_else(|| missing("ca.key"))?;
+    let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
+    let mut names = vec![node.to_string(), "localhost".to_string()];
+    names.extend(addresses.iter().map(ToString::to_string));
+    names.push("127.0.0.1".to_string());
+    let mut params = CertificateParams::new(names).map_err(cert_err("node serving"))?;
+    params.distinguished_name = name(&format!("system:node:{node}"), Some("system:nodes"));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let key_pair = KeyPair::generate().map_err(cert_err("node serving"))?;
+    let cert = params.signed_by(&key_pair, &issuer).map_err(cert_err("node serving"))?;
+    Ok((cert.pem(), key_pair.serialize_pem()))
 }
 
 /// The node agent's kubeconfig, under the data dir.

@@ -159,6 +159,12 @@ struct NodeArgs {
     /// The OCI runtime binary.
     #[arg(long, default_value = "runc")]
     oci_runtime: PathBuf,
+    /// The port of the agent's HTTPS endpoint, which the API server reaches for logs.
+    #[arg(long, default_value_t = 10250)]
+    agent_port: u16,
+    /// The node's address; the address of the default route's interface when absent.
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,6 +182,12 @@ struct AgentArgs {
     /// The `kubernetes` service's cluster IP, given to pods in their environment.
     #[arg(long, default_value = "10.43.0.1")]
     kubernetes_service_ip: std::net::Ipv4Addr,
+    /// The endpoint's serving certificate (PEM); self-signed when absent.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of `--tls-cert-file`.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -389,15 +401,21 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             Some(args.data_dir.join("images")),
             Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
         )?;
+        let mut options = options;
         let path = krust_apiserver::pki::node_kubeconfig(
             &args.data_dir,
             &running.server_url,
             &options.node_name,
         )
         .context("cannot write the node agent's kubeconfig")?;
-        let (config, _) = krust_controllers::config_from_kubeconfig(&path)
+        let (config, ca) = krust_controllers::config_from_kubeconfig(&path)
             .await
             .context("cannot read the node agent's kubeconfig")?;
+        let addresses: Vec<IpAddr> = options.node_ip.map(IpAddr::V4).into_iter().collect();
+        let (cert, key) =
+            krust_apiserver::pki::node_serving(&args.data_dir, &options.node_name, &addresses)
+                .context("cannot issue the node agent's serving certificate")?;
+        options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
         agent = Some(tokio::spawn(async move {
             if let Err(e) = krust_agent::run(config, options).await {
                 tracing::error!(error = %e, "the node agent stopped");
@@ -490,7 +508,7 @@ fn agent_options(
         airgap_images,
         pod_cidr: node.pod_cidr,
         bridge: node.bridge.clone(),
-        node_ip: krust_agent::node_ip(),
+        node_ip: node.node_ip.or_else(krust_agent::node_ip),
         cluster_dns: node.cluster_dns.clone(),
         cluster_domain: node.cluster_domain.clone(),
         kubernetes_service,
@@ -502,19 +520,33 @@ fn agent_options(
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),
+        port: node.agent_port,
+        tls: krust_agent::server::Tls {
+            cert: String::new(),
+            key: String::new(),
+            client_ca: String::new(),
+        },
     })
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let options = agent_options(
+    let mut options = agent_options(
         &args.node,
         args.data_dir,
         args.images,
         Some(args.kubernetes_service_ip.to_string()),
     )?;
-    let (config, _) = krust_controllers::config_from_kubeconfig(&args.kubeconfig)
+    let (config, ca) = krust_controllers::config_from_kubeconfig(&args.kubeconfig)
         .await
         .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    options.tls.client_ca = ca;
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_private_key_file) {
+        options.tls.cert = read(cert)?;
+        options.tls.key = read(key)?;
+    }
     tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),

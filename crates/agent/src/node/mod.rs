@@ -28,9 +28,6 @@ pub const STATUS_REPORT: Duration = Duration::from_secs(300);
 /// How often the machine is measured.
 const MEASURE: Duration = Duration::from_secs(10);
 
-/// The port the agent's endpoint is announced on (upstream's kubelet port).
-pub const AGENT_PORT: i32 = 10250;
-
 /// Registers the node and keeps its status and lease current; runs for ever.
 pub async fn run(client: Client, options: Options) {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -194,7 +191,7 @@ fn status(options: &Options, previous: Option<&NodeStatus>) -> NodeStatus {
         conditions: Some(conditions),
         addresses: Some(addresses),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: AGENT_PORT }),
+            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(options.port) }),
         }),
         node_info: Some(node_info(options)),
         ..NodeStatus::default()

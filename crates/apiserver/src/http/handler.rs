@@ -348,6 +348,11 @@ async fn resource(
             qualified(&info)
         )));
     }
+    if info.group.is_empty() && info.plural == "pods" && r.subresource.as_deref() == Some("log") {
+        let name = r.name.as_deref().unwrap_or_default();
+        return super::pod_log::serve(api, &info, ns.unwrap_or_default(), name, req.uri().query())
+            .await;
+    }
     if let Some(handler) = subresources::handler(&info, r.subresource.as_deref()) {
         return handled(api, handler, &info, &r, ns, req, &query).await;
     }

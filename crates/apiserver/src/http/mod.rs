@@ -7,6 +7,7 @@ pub mod inflight;
 mod list;
 mod malformed;
 mod negotiate;
+pub mod pod_log;
 pub mod request_info;
 mod response;
 pub mod serve;
