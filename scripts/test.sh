@@ -3,7 +3,8 @@
 # end-to-end suite (real kubectl 1.27 and 1.33, the Python client, real etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh protobuf-compiler etcd-server python3-pip
+# runc and busybox-static: the node agent's tests run real containers of an image built from busybox.
+scripts/deps.sh protobuf-compiler etcd-server python3-pip runc busybox-static
 python3 -m pip install -q -r tests/e2e/requirements.txt
 
 cargo fmt --all --check
