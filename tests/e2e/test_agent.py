@@ -430,3 +430,86 @@ def test_kubectl_logs_of_a_deployment(node, k, ns):
                                                              "command": ["sh", "-c", "echo hello-from-deployment; sleep 3600"]}]}}}})
     wait_for(lambda: "hello-from-deployment" in k.run("logs", "deploy/greeter", "-n", ns).stdout, 60,
              interval=0.5, what="the deployment's pod's log")
+
+
+def test_a_readiness_probe_flips_ready_both_ways(node, k, ns):
+    apply(k, pod("gated", ns, node, [{
+        "name": "c", "image": IMAGE, "command": ["sh", "-c", "sleep 3600"],
+        "readinessProbe": {"exec": {"command": ["test", "-e", "/tmp/ready"]},
+                           "periodSeconds": 1, "failureThreshold": 1},
+    }]))
+    p = wait_pod(k, ns, "gated", lambda p: p["status"].get("phase") == "Running")
+    assert status_of(p, "c")["ready"] is False
+    assert {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "False"
+    runc_exec(node, p, "c", ["touch", "/tmp/ready"])
+    wait_pod(k, ns, "gated", lambda p: status_of(p, "c")["ready"]
+             and {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "True",
+             timeout=20, what="ready")
+    runc_exec(node, p, "c", ["rm", "/tmp/ready"])
+    wait_pod(k, ns, "gated", lambda p: not status_of(p, "c")["ready"], timeout=20, what="not ready")
+    assert status_of(pod_json(k, ns, "gated"), "c")["restartCount"] == 0
+
+
+def test_a_failing_liveness_probe_restarts_the_container(node, k, ns):
+    apply(k, pod("sick", ns, node, [{
+        "name": "c", "image": IMAGE,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+        "ports": [{"containerPort": 8080}],
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 2},
+    }, {
+        "name": "web", "image": IMAGE, "command": ["httpd", "-f", "-p", "8081", "-h", "/"],
+        "livenessProbe": {"httpGet": {"path": "/etc/hostname", "port": 8081}, "periodSeconds": 1},
+        "startupProbe": {"httpGet": {"path": "/etc/hostname", "port": 8081}, "periodSeconds": 1, "failureThreshold": 30},
+    }]))
+    p = wait_pod(k, ns, "sick", lambda p: status_of(p, "c")["restartCount"] >= 1, timeout=60,
+                 what="a restart after the failed liveness probe")
+    # Nothing listens on 8080: the probe fails, the container is stopped and started again.
+    assert status_of(p, "c")["lastState"]["terminated"]["exitCode"] == 0
+    web = status_of(p, "web")
+    assert web["restartCount"] == 0 and web["started"] is True and web["ready"] is True
+
+
+def runc_exec(node, p, container, argv):
+    """Runs a command in a container through runc (kubectl exec comes with its own issue)."""
+    uid = p["metadata"]["uid"]
+    attempt = status_of(p, container)["restartCount"]
+    subprocess.run(["runc", "--root", node.agent_dir / "runc", "exec", f"{uid[:13]}-{container}-{attempt}", *argv],
+                   check=True, capture_output=True, timeout=30)
+
+
+def test_a_config_map_volume_follows_an_edit(node, k, ns):
+    k("create", "configmap", "live", "-n", ns, "--from-literal=greeting=first")
+    apply(k, pod("reader", ns, node, [{
+        "name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+        "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}],
+    }], volumes=[{"name": "cfg", "configMap": {"name": "live"}}]))
+    p = wait_pod(k, ns, "reader", lambda p: p["status"].get("phase") == "Running")
+    read = lambda: subprocess.run(  # noqa: E731
+        ["runc", "--root", node.agent_dir / "runc", "exec", f"{p['metadata']['uid'][:13]}-c-0", "cat", "/cfg/greeting"],
+        capture_output=True, text=True, timeout=30).stdout
+    assert read() == "first"
+    k("patch", "configmap", "live", "-n", ns, "-p", '{"data": {"greeting": "second"}}')
+    wait_for(lambda: read() == "second", 90, interval=1, what="the edit inside the container")
+
+
+def test_pods_get_a_service_account_token_that_authenticates(node, k, ns):
+    wait_for(lambda: k.run("get", "serviceaccount", "default", "-n", ns).returncode == 0, 30,
+             what="the default service account")
+    apply(k, pod("tokened", ns, node, [{
+        "name": "c", "image": IMAGE,
+        "command": ["sh", "-c", "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && echo && "
+                                "test -s ca.crt && echo has-ca && cat token && echo && sleep 3600"],
+    }]))
+    p = wait_pod(k, ns, "tokened", lambda p: p["status"].get("phase") == "Running")
+    assert any(v["name"].startswith("kube-api-access-") for v in p["spec"]["volumes"])
+    lines = wait_for(lambda: (lambda l: l if len(l) >= 3 else None)(k("logs", "tokened", "-n", ns).splitlines()),
+                     20, interval=0.5, what="the token")
+    assert lines[0] == ns and lines[1] == "has-ca"
+    review = node.cluster.request(
+        "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers={"Authorization": f"Bearer {lines[2]}"}, session=node.cluster.creds.session(with_client_cert=False))
+    assert review.status_code == 201, review.text
+    info = review.json()["status"]["userInfo"]
+    assert info["username"] == f"system:serviceaccount:{ns}:default"
+    assert info["extra"]["authentication.kubernetes.io/pod-name"] == ["tokened"]

@@ -248,55 +248,89 @@ pub fn volumes(
             made.insert(volume.name.clone(), host_path);
         } else {
             let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-            let mut add = |kind: Kind,
-                           name: &str,
-                           items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
-                           optional: bool|
-             -> Result<(), String> {
-                match sources.get(kind, name) {
-                    Some(data) => {
-                        match items {
-                            Some(items) => {
-                                for item in items {
-                                    match data.get(&item.key) {
-                                        Some(v) => files.push((item.path.clone(), v.clone())),
-                                        None if optional => {}
-                                        None => {
-                                            return Err(format!(
-                                                "configmap references non-existent config key: {}",
-                                                item.key
-                                            ));
-                                        }
-                                    }
-                                }
-                            }
-                            None => files.extend(data.iter().map(|(k, v)| (k.clone(), v.clone()))),
-                        }
-                        Ok(())
+            let add = |kind: Kind,
+                       name: &str,
+                       items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+                       optional: bool|
+             -> Result<Vec<(String, Vec<u8>)>, String> {
+                let Some(data) = sources.get(kind, name) else {
+                    if optional {
+                        return Ok(Vec::new());
                     }
-                    None if optional => Ok(()),
-                    None => Err(format!(
-                        "{} \"{name}\" not found",
-                        if kind == Kind::ConfigMap { "configmap" } else { "secret" }
-                    )),
+                    let kind = if kind == Kind::ConfigMap { "configmap" } else { "secret" };
+                    return Err(format!("{kind} \"{name}\" not found"));
+                };
+                let Some(items) = items else {
+                    return Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+                };
+                let mut chosen = Vec::new();
+                for item in items {
+                    match data.get(&item.key) {
+                        Some(v) => chosen.push((item.path.clone(), v.clone())),
+                        None if optional => {}
+                        None => {
+                            return Err(format!(
+                                "configmap references non-existent config key: {}",
+                                item.key
+                            ));
+                        }
+                    }
                 }
+                Ok(chosen)
             };
             if let Some(cm) = &volume.config_map {
-                add(Kind::ConfigMap, &cm.name, &cm.items, cm.optional.unwrap_or(false))?;
+                files.extend(add(
+                    Kind::ConfigMap,
+                    &cm.name,
+                    &cm.items,
+                    cm.optional.unwrap_or(false),
+                )?);
             } else if let Some(secret) = &volume.secret {
-                add(
+                files.extend(add(
                     Kind::Secret,
                     secret.secret_name.as_deref().unwrap_or(""),
                     &secret.items,
                     secret.optional.unwrap_or(false),
-                )?;
+                )?);
             } else if let Some(projected) = &volume.projected {
                 for source in projected.sources.iter().flatten() {
                     if let Some(cm) = &source.config_map {
-                        add(Kind::ConfigMap, &cm.name, &cm.items, cm.optional.unwrap_or(false))?;
+                        files.extend(add(
+                            Kind::ConfigMap,
+                            &cm.name,
+                            &cm.items,
+                            cm.optional.unwrap_or(false),
+                        )?);
                     }
                     if let Some(s) = &source.secret {
-                        add(Kind::Secret, &s.name, &s.items, s.optional.unwrap_or(false))?;
+                        files.extend(add(
+                            Kind::Secret,
+                            &s.name,
+                            &s.items,
+                            s.optional.unwrap_or(false),
+                        )?);
+                    }
+                    if let Some(t) = &source.service_account_token {
+                        let token = sources
+                            .token(
+                                t.audience.as_deref().unwrap_or_default(),
+                                t.expiration_seconds.unwrap_or(3600),
+                            )
+                            .ok_or_else(|| {
+                                "no service account token for the pod yet".to_string()
+                            })?;
+                        files.push((t.path.clone(), token.as_bytes().to_vec()));
+                    }
+                    for item in source.downward_api.iter().flat_map(|d| d.items.iter().flatten()) {
+                        if let Some(field) = &item.field_ref {
+                            let value = super::container::field_value(
+                                pod,
+                                &field.field_path,
+                                &Default::default(),
+                            )
+                            .map_err(|e| e.0)?;
+                            files.push((item.path.clone(), value.into_bytes()));
+                        }
                     }
                 }
             } else if volume.downward_api.is_none() {
@@ -327,10 +361,29 @@ pub fn volumes(
     Ok(made)
 }
 
+/// Whether `data` holds exactly `files`.
+fn holds(data: &Path, files: &[(String, Vec<u8>)]) -> bool {
+    fn count(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { count(&e.path()) } else { 1 })
+            .sum()
+    }
+    data.exists()
+        && count(data) == files.len()
+        && files.iter().all(|(path, bytes)| fs::read(data.join(path)).is_ok_and(|b| b == *bytes))
+}
+
 /// Writes `files` as upstream's atomic writer does: into a fresh timestamped directory,
 /// then `..data` is swapped to it in one rename, and each top-level name links through it.
+/// Nothing is written when the files are already there as given.
 pub fn write_atomically(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    if holds(&dir.join("..data"), files) {
+        return Ok(());
+    }
     let version = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%9f"));
     let staged = dir.join(&version);
     for (path, data) in files {

@@ -3,7 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use kube::api::PostParams;
 use kube::{Api, Client};
 
 /// Which kind of source.
@@ -22,6 +26,25 @@ pub type Data = BTreeMap<String, Vec<u8>>;
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     objects: HashMap<(Kind, String), Option<Data>>,
+    /// Service-account tokens of projected volumes, by (audience, expiration seconds).
+    tokens: HashMap<(String, i64), Token>,
+}
+
+/// A service-account token bound to the pod.
+#[derive(Debug, Clone)]
+pub struct Token {
+    /// The token.
+    pub token: String,
+    obtained: Instant,
+    lifetime: Duration,
+}
+
+impl Token {
+    /// Whether it is young enough to keep (upstream renews after 80% of its life, or 24 h).
+    fn fresh(&self) -> bool {
+        let renew_after = (self.lifetime * 4 / 5).min(Duration::from_secs(24 * 3600));
+        self.obtained.elapsed() < renew_after
+    }
 }
 
 impl Sources {
@@ -30,15 +53,69 @@ impl Sources {
         self.objects.get(&(kind, name.to_string())).and_then(Option::as_ref)
     }
 
+    /// The token for a projected `serviceAccountToken` source, if one was obtained.
+    pub fn token(&self, audience: &str, expiration_seconds: i64) -> Option<&str> {
+        self.tokens.get(&(audience.to_string(), expiration_seconds)).map(|t| t.token.as_str())
+    }
+
     /// Records one source (for tests and for the fetch below).
     pub fn insert(&mut self, kind: Kind, name: &str, data: Option<BTreeMap<String, Vec<u8>>>) {
         self.objects.insert((kind, name.to_string()), data);
     }
 
-    /// Fetches everything `pod` refers to.
-    pub async fn fetch(client: &Client, pod: &Pod) -> Result<Sources, kube::Error> {
+    /// Fetches everything `pod` refers to; tokens still fresh in `previous` are kept.
+    pub async fn fetch(
+        client: &Client,
+        pod: &Pod,
+        previous: Option<&Sources>,
+    ) -> Result<Sources, kube::Error> {
         let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let mut sources = Sources::default();
+        let account = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        for projection in pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|v| v.projected.as_ref())
+            .flat_map(|p| p.sources.iter().flatten())
+            .filter_map(|s| s.service_account_token.as_ref())
+        {
+            let key = (
+                projection.audience.clone().unwrap_or_default(),
+                projection.expiration_seconds.unwrap_or(3600),
+            );
+            if let Some(kept) = previous.and_then(|p| p.tokens.get(&key)).filter(|t| t.fresh()) {
+                sources.tokens.insert(key, kept.clone());
+                continue;
+            }
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: if key.0.is_empty() { vec![] } else { vec![key.0.clone()] },
+                    expiration_seconds: Some(key.1),
+                    bound_object_ref: Some(BoundObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: pod.metadata.name.clone(),
+                        uid: pod.metadata.uid.clone(),
+                    }),
+                },
+                ..TokenRequest::default()
+            };
+            let answer: TokenRequest =
+                Api::<ServiceAccount>::namespaced(client.clone(), &namespace)
+                    .create_subresource("token", &account, &PostParams::default(), &request)
+                    .await?;
+            let lifetime = answer.spec.expiration_seconds.unwrap_or(key.1).max(600) as u64;
+            let token = answer.status.map(|s| s.token).unwrap_or_default();
+            sources.tokens.insert(
+                key,
+                Token { token, obtained: Instant::now(), lifetime: Duration::from_secs(lifetime) },
+            );
+        }
         for (kind, name) in references(pod) {
             if sources.objects.contains_key(&(kind, name.clone())) {
                 continue;

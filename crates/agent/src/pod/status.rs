@@ -37,6 +37,10 @@ pub enum Now {
     Running {
         /// When it started.
         started_at: Option<Time>,
+        /// Whether its readiness probe (if any) passes.
+        ready: bool,
+        /// Whether its startup probe (if any) has passed.
+        started: bool,
     },
     /// Ended and will not run again.
     Terminated(Ended),
@@ -87,7 +91,7 @@ fn state(now: &Now) -> ContainerState {
             }),
             ..ContainerState::default()
         },
-        Now::Running { started_at } => ContainerState {
+        Now::Running { started_at, .. } => ContainerState {
             running: Some(ContainerStateRunning { started_at: started_at.clone() }),
             ..ContainerState::default()
         },
@@ -109,14 +113,17 @@ fn terminated(ended: &Ended) -> ContainerStateTerminated {
 }
 
 fn container_status(c: &ContainerFacts) -> ContainerStatus {
-    let running = matches!(c.now, Now::Running { .. });
+    let (ready, started) = match c.now {
+        Now::Running { ready, started, .. } => (ready, started),
+        _ => (false, false),
+    };
     ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone(),
         image_id: c.image_id.clone(),
         container_id: None,
-        ready: running,
-        started: Some(running),
+        ready,
+        started: Some(started),
         restart_count: c.restart_count,
         state: Some(state(&c.now)),
         last_state: Some(
@@ -161,7 +168,7 @@ pub fn phase(restart_policy: &str, facts: &PodFacts, sidecars: &[bool]) -> &'sta
     }
     let initialized = facts.init.iter().zip(sidecars).all(|(c, sidecar)| {
         if *sidecar {
-            matches!(c.now, Now::Running { .. })
+            matches!(c.now, Now::Running { started: true, .. })
         } else {
             matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
         }
@@ -232,14 +239,14 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
     let terminal = phase == "Succeeded" || phase == "Failed";
     let initialized = facts.init.iter().zip(&sidecars).all(|(c, sidecar)| {
         if *sidecar {
-            matches!(c.now, Now::Running { .. })
+            matches!(c.now, Now::Running { started: true, .. })
         } else {
             matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
         }
     }) || (terminal
         && facts.init.iter().all(|c| matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)));
-    let ready =
-        !facts.app.is_empty() && facts.app.iter().all(|c| matches!(c.now, Now::Running { .. }));
+    let ready = !facts.app.is_empty()
+        && facts.app.iter().all(|c| matches!(c.now, Now::Running { ready: true, .. }));
     let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
     let mut conditions = vec![
         condition("PodReadyToStartContainers", facts.sandbox_ready && !terminal, None),
@@ -306,7 +313,7 @@ mod tests {
             image: "i".into(),
             image_id: String::new(),
             restart_count: 0,
-            now: Now::Running { started_at: None },
+            now: Now::Running { started_at: None, ready: true, started: true },
             last: None,
         }
     }

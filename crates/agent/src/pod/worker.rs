@@ -17,12 +17,16 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::container::{self, Context};
+use super::probe;
 use super::resources;
 use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use crate::Agent;
 use crate::runtime::{self, Exited, Observed};
+
+/// How often volumes from ConfigMaps and Secrets are brought up to date.
+const VOLUME_SYNC: Duration = Duration::from_secs(30);
 
 /// How long a container must run for its back-off to start over (upstream: 10 minutes).
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
@@ -46,6 +50,15 @@ pub struct Worker {
     sandbox: Option<Sandbox>,
     volumes: Option<HashMap<String, PathBuf>>,
     published: Option<serde_json::Value>,
+    /// When the volumes from ConfigMaps and Secrets were last brought up to date.
+    volumes_synced: Instant,
+    /// What the pod's volumes and environment were last made from.
+    sources: Option<Sources>,
+    /// The probes' verdicts, and the tasks running them, per container run.
+    board: Arc<probe::Board>,
+    probers: HashMap<(String, u32), tokio::task::JoinHandle<()>>,
+    /// Container runs being killed after a failed liveness probe.
+    killing: std::collections::HashSet<(String, u32)>,
 }
 
 impl Worker {
@@ -70,11 +83,17 @@ impl Worker {
             sandbox,
             volumes: None,
             published: None,
+            volumes_synced: Instant::now(),
+            sources: None,
+            board: Arc::default(),
+            probers: HashMap::new(),
+            killing: std::collections::HashSet::new(),
         }
     }
 
     /// Runs until the pod is gone from this node.
     pub async fn run(mut self, mut updates: watch::Receiver<Option<Arc<Pod>>>) {
+        let board = Arc::clone(&self.board);
         loop {
             let pod = updates.borrow_and_update().clone();
             let Some(pod) = pod else {
@@ -101,6 +120,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep(next) => {}
+                () = board.changed.notified() => {}
             }
         }
     }
@@ -181,13 +201,15 @@ impl Worker {
             }
         }
         if self.volumes.is_none() && !terminal {
-            let sources = match Sources::fetch(&self.agent.client, pod).await {
+            let sources = match Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await
+            {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(pod = %self.uid, error = %e, "cannot read the pod's sources");
                     return Duration::from_secs(2);
                 }
             };
+            self.sources = Some(sources.clone());
             match sandbox::volumes(&self.dir, pod, &sources) {
                 Ok(v) => self.volumes = Some(v),
                 Err(message) => {
@@ -203,6 +225,19 @@ impl Worker {
                     self.publish(pod).await;
                     return Duration::from_secs(2);
                 }
+            }
+        }
+        if self.volumes.is_some() && !terminal && self.volumes_synced.elapsed() >= VOLUME_SYNC {
+            // ConfigMap, Secret and projected volumes follow their sources (subPath mounts
+            // do not, as upstream's).
+            self.volumes_synced = Instant::now();
+            if let Ok(sources) =
+                Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await
+            {
+                if let Err(e) = sandbox::volumes(&self.dir, pod, &sources) {
+                    tracing::debug!(pod = %self.uid, error = %e, "cannot update the pod's volumes");
+                }
+                self.sources = Some(sources);
             }
         }
         // Init containers, in order: each must have succeeded (or, a sidecar, be running)
@@ -269,9 +304,11 @@ impl Worker {
             Observed::Creating => Step::Wait(Duration::from_millis(100)),
             Observed::Running(_) => {
                 self.waiting.remove(&c.name);
+                self.watch_probes(pod, c, last, &bundle);
                 Step::Running
             }
             Observed::Exited(exited) => {
+                self.stop_probes(&c.name);
                 release_rootfs(&bundle);
                 let success = exited.exit_code == 0 && exited.error.is_none();
                 let restart = match policy {
@@ -346,7 +383,7 @@ impl Worker {
                 return Step::Wait(Duration::from_secs(5));
             }
         };
-        let sources = match Sources::fetch(&self.agent.client, pod).await {
+        let sources = match Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
                 self.waiting.insert(
@@ -356,6 +393,7 @@ impl Worker {
                 return Step::Wait(Duration::from_secs(2));
             }
         };
+        self.sources = Some(sources.clone());
         let bundle = self.bundle(&c.name, attempt);
         let rootfs = bundle.join("rootfs");
         let layers = self.agent.images.layer_dirs(&image);
@@ -426,7 +464,7 @@ impl Worker {
         if let Some(parent) = log.parent() {
             let _ = fs::create_dir_all(parent);
         }
-        let id = format!("{}-{}-{attempt}", &self.uid[..self.uid.len().min(13)], c.name);
+        let id = container_id(&self.uid, &c.name, attempt);
         match self.agent.runtime.start(&id, &bundle, &log).await {
             Ok(Observed::Running(_)) => {
                 self.waiting.remove(&c.name);
@@ -449,6 +487,66 @@ impl Worker {
                 Step::Wait(Duration::from_secs(5))
             }
         }
+    }
+
+    /// Runs the probes of a running container's run, and kills the run once its liveness
+    /// (or startup) probe has failed: the stop signal, then SIGKILL after the grace period.
+    fn watch_probes(&mut self, pod: &Pod, c: &Container, attempt: u32, bundle: &Path) {
+        if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
+            return;
+        }
+        let key = (c.name.clone(), attempt);
+        if !self.probers.contains_key(&key) {
+            self.stop_probes(&c.name);
+            let target = probe::Target {
+                ip: self
+                    .sandbox
+                    .as_ref()
+                    .and_then(|s| s.ip.clone())
+                    .or_else(|| self.agent.options.node_ip.map(|ip| ip.to_string()))
+                    .unwrap_or_else(|| "127.0.0.1".into()),
+                runtime: self.agent.runtime.runtime.clone(),
+                runtime_root: self.agent.runtime.root.clone(),
+                id: container_id(&self.uid, &c.name, attempt),
+            };
+            let handle = probe::start(Arc::clone(&self.board), c, attempt, target);
+            self.probers.insert(key.clone(), handle);
+        }
+        let failed = self.board.get(&c.name, attempt).and_then(|v| v.liveness_failed);
+        if let Some(message) = failed
+            && self.killing.insert(key)
+        {
+            tracing::info!(pod = %self.uid, container = %c.name, %message, "container failed its liveness probe, will be restarted");
+            let grace = c
+                .liveness_probe
+                .as_ref()
+                .and_then(|p| p.termination_grace_period_seconds)
+                .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                .unwrap_or(30)
+                .max(0) as u64;
+            let bundle = bundle.to_path_buf();
+            tokio::spawn(async move {
+                runtime::signal(&bundle, Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(grace);
+                while matches!(runtime::observe(&bundle), Observed::Running(_))
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                runtime::signal(&bundle, Signal::SIGKILL);
+            });
+        }
+    }
+
+    /// Stops the probes of every run of container `name`.
+    fn stop_probes(&mut self, name: &str) {
+        self.probers.retain(|(n, _), handle| {
+            if n == name {
+                handle.abort();
+            }
+            n != name
+        });
+        self.board.retain(name, u32::MAX);
     }
 
     fn fail_start(&mut self, bundle: &Path, reason: &str, message: String) {
@@ -476,8 +574,19 @@ impl Worker {
             let current = attempts.last().map(|a| (a, runtime::observe(&self.bundle(&c.name, *a))));
             let waiting = self.waiting.get(&c.name).cloned();
             let (now, last) = match (current, waiting) {
-                (Some((_, Observed::Running(started))), _) => (
-                    Now::Running { started_at: parse_time(&started.started_at) },
+                (Some((a, Observed::Running(run))), _) => (
+                    {
+                        let probed = c.liveness_probe.is_some()
+                            || c.readiness_probe.is_some()
+                            || c.startup_probe.is_some();
+                        let verdicts = self.board.get(&c.name, *a);
+                        let (ready, started) = match (probed, verdicts) {
+                            (false, _) => (true, true),
+                            (true, Some(v)) => (v.ready && v.started, v.started),
+                            (true, None) => (false, c.startup_probe.is_none()),
+                        };
+                        Now::Running { started_at: parse_time(&run.started_at), ready, started }
+                    },
                     attempts.len().checked_sub(2).and_then(|i| ended(attempts[i])),
                 ),
                 (Some((a, Observed::Exited(_))), Some((reason, message))) => {
@@ -625,6 +734,11 @@ enum Step {
     Succeeded,
     Failed,
     Wait(Duration),
+}
+
+/// The OCI runtime's id of run `attempt` of container `name` of pod `uid`.
+fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+    format!("{}-{name}-{attempt}", &uid[..uid.len().min(13)])
 }
 
 fn bundle_name(bundle: &Path) -> String {

@@ -1,0 +1,358 @@
+//! Probes (liveness, readiness, startup): each running container's probes run on a task of
+//! their own, at the probe's period, and publish their verdicts for the pod's worker. The
+//! threshold rules are plain code ([`Tracker`]); the checks are `exec` (through the OCI
+//! runtime), `httpGet` and `tcpSocket` against the pod's address.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use tokio::sync::Notify;
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Restarts the container when it fails.
+    Liveness,
+    /// Decides whether the container is ready.
+    Readiness,
+    /// Holds the others back until it succeeds once.
+    Startup,
+}
+
+/// Consecutive results against a probe's thresholds (upstream's rules: a verdict changes
+/// only after `successThreshold` successes or `failureThreshold` failures in a row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker {
+    success_threshold: u32,
+    failure_threshold: u32,
+    successes: u32,
+    failures: u32,
+    /// The current verdict; `None` before the first one.
+    pub verdict: Option<bool>,
+}
+
+impl Tracker {
+    /// A tracker with the probe's thresholds (upstream's defaults: 1 and 3).
+    pub fn new(probe: &Probe) -> Tracker {
+        Tracker {
+            success_threshold: probe.success_threshold.unwrap_or(1).max(1) as u32,
+            failure_threshold: probe.failure_threshold.unwrap_or(3).max(1) as u32,
+            successes: 0,
+            failures: 0,
+            verdict: None,
+        }
+    }
+
+    /// Records one result; returns the verdict if it changed.
+    pub fn record(&mut self, success: bool) -> Option<bool> {
+        if success {
+            self.successes += 1;
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+        }
+        let verdict = if self.successes >= self.success_threshold {
+            Some(true)
+        } else if self.failures >= self.failure_threshold {
+            Some(false)
+        } else {
+            self.verdict
+        };
+        if verdict != self.verdict {
+            self.verdict = verdict;
+            return verdict;
+        }
+        None
+    }
+}
+
+/// The verdicts of one container run's probes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdicts {
+    /// Whether the startup probe has succeeded (true without one).
+    pub started: bool,
+    /// Whether the readiness probe says ready (true without one, once started).
+    pub ready: bool,
+    /// Set once the liveness probe has failed: why, for the event and the restart.
+    pub liveness_failed: Option<String>,
+}
+
+/// Where a probe's checks go.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The pod's address.
+    pub ip: String,
+    /// The OCI runtime and its state directory, for `exec`.
+    pub runtime: std::path::PathBuf,
+    /// The runtime's root.
+    pub runtime_root: std::path::PathBuf,
+    /// The container's runtime id.
+    pub id: String,
+}
+
+/// The verdicts of every running container of a pod, by container name and run.
+#[derive(Debug, Default)]
+pub struct Board {
+    verdicts: Mutex<HashMap<(String, u32), Verdicts>>,
+    /// Woken when a verdict changes.
+    pub changed: Notify,
+}
+
+impl Board {
+    /// The verdicts of run `attempt` of container `name`, if its probes run.
+    pub fn get(&self, name: &str, attempt: u32) -> Option<Verdicts> {
+        self.verdicts.lock().ok()?.get(&(name.to_string(), attempt)).cloned()
+    }
+
+    fn set(&self, name: &str, attempt: u32, update: impl FnOnce(&mut Verdicts)) {
+        if let Ok(mut all) = self.verdicts.lock()
+            && let Some(v) = all.get_mut(&(name.to_string(), attempt))
+        {
+            let before = v.clone();
+            update(v);
+            if *v != before {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// Forgets the runs of `name` other than `attempt`.
+    pub fn retain(&self, name: &str, attempt: u32) {
+        if let Ok(mut all) = self.verdicts.lock() {
+            all.retain(|(n, a), _| n != name || *a == attempt);
+        }
+    }
+}
+
+/// Starts the probes of run `attempt` of `container`; they stop when `stop` is dropped
+/// or the container stops running.
+pub fn start(
+    board: Arc<Board>,
+    container: &Container,
+    attempt: u32,
+    target: Target,
+) -> tokio::task::JoinHandle<()> {
+    let name = container.name.clone();
+    let startup = container.startup_probe.clone();
+    let readiness = container.readiness_probe.clone();
+    let liveness = container.liveness_probe.clone();
+    if let Ok(mut all) = board.verdicts.lock() {
+        all.insert(
+            (name.clone(), attempt),
+            Verdicts {
+                started: startup.is_none(),
+                ready: readiness.is_none() && startup.is_none(),
+                liveness_failed: None,
+            },
+        );
+    }
+    tokio::spawn(async move {
+        if let Some(probe) = &startup {
+            if !run_until(&board, &name, attempt, probe, Kind::Startup, &target).await {
+                return;
+            }
+            board.set(&name, attempt, |v| {
+                v.started = true;
+                if readiness.is_none() {
+                    v.ready = true;
+                }
+            });
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (kind, probe) in [(Kind::Readiness, readiness), (Kind::Liveness, liveness)] {
+            if let Some(probe) = probe {
+                let (board, name, target) = (Arc::clone(&board), name.clone(), target.clone());
+                tasks.spawn(async move {
+                    run_until(&board, &name, attempt, &probe, kind, &target).await
+                });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    })
+}
+
+/// Runs one probe at its period. A startup probe returns true once it succeeds; a liveness
+/// probe returns once it fails; a readiness probe runs for ever. Returns false when the
+/// container's run is forgotten.
+async fn run_until(
+    board: &Board,
+    name: &str,
+    attempt: u32,
+    probe: &Probe,
+    kind: Kind,
+    target: &Target,
+) -> bool {
+    let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    let initial = Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+    tokio::time::sleep(initial).await;
+    let mut tracker = Tracker::new(probe);
+    loop {
+        if board.get(name, attempt).is_none() {
+            return false;
+        }
+        let (success, message) = check(probe, target, timeout).await;
+        if let Some(verdict) = tracker.record(success) {
+            match kind {
+                Kind::Startup if verdict => return true,
+                Kind::Startup => {
+                    board.set(name, attempt, |v| {
+                        v.liveness_failed = Some(format!("Startup probe failed: {message}"))
+                    });
+                    return false;
+                }
+                Kind::Readiness => board.set(name, attempt, |v| v.ready = verdict),
+                Kind::Liveness if !verdict => {
+                    board.set(name, attempt, |v| {
+                        v.liveness_failed = Some(format!("Liveness probe failed: {message}"))
+                    });
+                    return false;
+                }
+                Kind::Liveness => {}
+            }
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// One check of `probe`; (success, what failed).
+async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, String) {
+    let port_of = |port: &IntOrString| match port {
+        IntOrString::Int(p) => Some(*p as u16),
+        IntOrString::String(s) => s.parse().ok(),
+    };
+    let attempt = async {
+        if let Some(exec) = &probe.exec {
+            let output = tokio::process::Command::new(&target.runtime)
+                .arg("--root")
+                .arg(&target.runtime_root)
+                .arg("exec")
+                .arg(&target.id)
+                .args(exec.command.iter().flatten())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await;
+            return match output {
+                Ok(o) if o.status.success() => (true, String::new()),
+                Ok(o) => {
+                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    (
+                        false,
+                        format!(
+                            "command exited with {}: {}",
+                            o.status.code().unwrap_or(-1),
+                            text.trim()
+                        ),
+                    )
+                }
+                Err(e) => (false, e.to_string()),
+            };
+        }
+        if let Some(http) = &probe.http_get {
+            let Some(port) = port_of(&http.port) else {
+                return (false, "named ports are not resolved yet".into());
+            };
+            let host = http.host.clone().unwrap_or_else(|| target.ip.clone());
+            let path = http.path.clone().unwrap_or_else(|| "/".into());
+            return http_get(
+                &host,
+                port,
+                &path,
+                http.http_headers
+                    .iter()
+                    .flatten()
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            )
+            .await;
+        }
+        if let Some(tcp) = &probe.tcp_socket {
+            let Some(port) = port_of(&tcp.port) else {
+                return (false, "named ports are not resolved yet".into());
+            };
+            let host = tcp.host.clone().unwrap_or_else(|| target.ip.clone());
+            return match tokio::net::TcpStream::connect((host.as_str(), port)).await {
+                Ok(_) => (true, String::new()),
+                Err(e) => (false, format!("dial tcp {host}:{port}: {e}")),
+            };
+        }
+        (false, "the probe has no handler this agent supports (grpc is not supported yet)".into())
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => {
+            (false, format!("timeout: the probe did not answer within {}s", timeout.as_secs()))
+        }
+    }
+}
+
+/// An HTTP GET of `path` at `host:port`: success is a code from 200 to 399.
+async fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: Vec<(String, String)>,
+) -> (bool, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = match tokio::net::TcpStream::connect((host, port)).await {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                false,
+                format!("Get \"http://{host}:{port}{path}\": dial tcp {host}:{port}: {e}"),
+            );
+        }
+    };
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    if let Err(e) = stream.write_all(request.as_bytes()).await {
+        return (false, e.to_string());
+    }
+    let mut head = vec![0u8; 64];
+    let n = stream.read(&mut head).await.unwrap_or(0);
+    let line = String::from_utf8_lossy(&head[..n]);
+    let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if (200..400).contains(&code) {
+        (true, String::new())
+    } else {
+        (false, format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_decide_verdicts() {
+        let probe =
+            Probe { success_threshold: Some(2), failure_threshold: Some(2), ..Probe::default() };
+        let mut t = Tracker::new(&probe);
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(true), Some(true));
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(true), None);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(false), Some(false));
+        assert_eq!(t.verdict, Some(false));
+    }
+
+    #[test]
+    fn defaults_are_one_success_three_failures() {
+        let mut t = Tracker::new(&Probe::default());
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(false), None);
+        assert_eq!(t.record(false), Some(false));
+        assert_eq!(t.record(true), Some(true));
+    }
+}
