@@ -513,3 +513,35 @@ def test_pods_get_a_service_account_token_that_authenticates(node, k, ns):
     info = review.json()["status"]["userInfo"]
     assert info["username"] == f"system:serviceaccount:{ns}:default"
     assert info["extra"]["authentication.kubernetes.io/pod-name"] == ["tokened"]
+
+
+def test_lifecycle_hooks_run_after_start_and_before_stop(node, k, ns):
+    host_dir = node.workdir / f"hooks-{ns}"
+    host_dir.mkdir()
+    apply(k, pod("hooked", ns, node, [{
+        "name": "c", "image": IMAGE,
+        "command": ["sh", "-c", "until test -e /data/post-start; do sleep 0.1; done; echo saw-post-start; "
+                                "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo started > /data/post-start"]}},
+                      "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /data/pre-stop"]}}},
+    }], volumes=[{"name": "data", "hostPath": {"path": str(host_dir), "type": "Directory"}}],
+        terminationGracePeriodSeconds=10))
+    wait_pod(k, ns, "hooked", lambda p: p["status"].get("phase") == "Running")
+    wait_for(lambda: "saw-post-start" in k("logs", "hooked", "-n", ns), 20, interval=0.5, what="the postStart hook")
+    k("delete", "pod", "hooked", "-n", ns, timeout=60)
+    assert (host_dir / "pre-stop").read_text().strip() == "stopping"
+
+
+def test_a_sidecar_init_container_keeps_running_beside_the_app(node, k, ns):
+    apply(k, pod("sidecar", ns, node, [
+        {"name": "app", "image": IMAGE, "command": ["sleep", "3600"]},
+    ], initContainers=[
+        {"name": "side", "image": IMAGE, "restartPolicy": "Always", "command": ["sleep", "3600"]},
+        {"name": "once", "image": IMAGE, "command": ["true"]},
+    ]))
+    p = wait_pod(k, ns, "sidecar", lambda p: p["status"].get("phase") == "Running"
+                 and all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}])))
+    inits = {s["name"]: s for s in p["status"]["initContainerStatuses"]}
+    assert "running" in inits["side"]["state"]
+    assert inits["once"]["state"]["terminated"]["reason"] == "Completed"

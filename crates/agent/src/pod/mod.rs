@@ -3,6 +3,7 @@
 //! API (deleted while the agent was away) is torn down.
 
 pub mod container;
+pub mod hooks;
 pub mod probe;
 pub mod resources;
 pub mod sandbox;

@@ -227,31 +227,7 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
     };
     let attempt = async {
         if let Some(exec) = &probe.exec {
-            let output = tokio::process::Command::new(&target.runtime)
-                .arg("--root")
-                .arg(&target.runtime_root)
-                .arg("exec")
-                .arg(&target.id)
-                .args(exec.command.iter().flatten())
-                .stdin(std::process::Stdio::null())
-                .output()
-                .await;
-            return match output {
-                Ok(o) if o.status.success() => (true, String::new()),
-                Ok(o) => {
-                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-                    text.push_str(&String::from_utf8_lossy(&o.stderr));
-                    (
-                        false,
-                        format!(
-                            "command exited with {}: {}",
-                            o.status.code().unwrap_or(-1),
-                            text.trim()
-                        ),
-                    )
-                }
-                Err(e) => (false, e.to_string()),
-            };
+            return exec_in(target, exec.command.as_deref().unwrap_or_default()).await;
         }
         if let Some(http) = &probe.http_get {
             let Some(port) = port_of(&http.port) else {
@@ -291,8 +267,34 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
     }
 }
 
+/// Runs `command` in the target container through the OCI runtime; (success, its output
+/// when it failed).
+pub async fn exec_in(target: &Target, command: &[String]) -> (bool, String) {
+    let output = tokio::process::Command::new(&target.runtime)
+        .arg("--root")
+        .arg(&target.runtime_root)
+        .arg("exec")
+        .arg(&target.id)
+        .args(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(o) if o.status.success() => (true, String::new()),
+        Ok(o) => {
+            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&o.stderr));
+            (
+                false,
+                format!("command exited with {}: {}", o.status.code().unwrap_or(-1), text.trim()),
+            )
+        }
+        Err(e) => (false, e.to_string()),
+    }
+}
+
 /// An HTTP GET of `path` at `host:port`: success is a code from 200 to 399.
-async fn http_get(
+pub async fn http_get(
     host: &str,
     port: u16,
     path: &str,

@@ -17,11 +17,11 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::container::{self, Context};
-use super::probe;
 use super::resources;
 use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
+use super::{hooks, probe};
 use crate::Agent;
 use crate::runtime::{self, Exited, Observed};
 
@@ -468,6 +468,17 @@ impl Worker {
         match self.agent.runtime.start(&id, &bundle, &log).await {
             Ok(Observed::Running(_)) => {
                 self.waiting.remove(&c.name);
+                if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+                    let target = self.target(&c.name, attempt);
+                    let outcome =
+                        tokio::time::timeout(Duration::from_secs(120), hooks::run(hook, &target))
+                            .await
+                            .unwrap_or_else(|_| Err("the hook did not finish within 120s".into()));
+                    if let Err(message) = outcome {
+                        tracing::info!(pod = %self.uid, container = %c.name, %message, "FailedPostStartHook: the container is killed");
+                        runtime::signal(&bundle, Signal::SIGKILL);
+                    }
+                }
                 Step::Running
             }
             Ok(Observed::Exited(Exited { error: Some(message), .. })) => {
@@ -498,17 +509,7 @@ impl Worker {
         let key = (c.name.clone(), attempt);
         if !self.probers.contains_key(&key) {
             self.stop_probes(&c.name);
-            let target = probe::Target {
-                ip: self
-                    .sandbox
-                    .as_ref()
-                    .and_then(|s| s.ip.clone())
-                    .or_else(|| self.agent.options.node_ip.map(|ip| ip.to_string()))
-                    .unwrap_or_else(|| "127.0.0.1".into()),
-                runtime: self.agent.runtime.runtime.clone(),
-                runtime_root: self.agent.runtime.root.clone(),
-                id: container_id(&self.uid, &c.name, attempt),
-            };
+            let target = self.target(&c.name, attempt);
             let handle = probe::start(Arc::clone(&self.board), c, attempt, target);
             self.probers.insert(key.clone(), handle);
         }
@@ -535,6 +536,21 @@ impl Worker {
                 }
                 runtime::signal(&bundle, Signal::SIGKILL);
             });
+        }
+    }
+
+    /// Where probes and hooks of run `attempt` of container `name` go.
+    fn target(&self, name: &str, attempt: u32) -> probe::Target {
+        probe::Target {
+            ip: self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.ip.clone())
+                .or_else(|| self.agent.options.node_ip.map(|ip| ip.to_string()))
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            runtime: self.agent.runtime.runtime.clone(),
+            runtime_root: self.agent.runtime.root.clone(),
+            id: container_id(&self.uid, name, attempt),
         }
     }
 
@@ -642,7 +658,31 @@ impl Worker {
 
     /// Stops every container: the stop signal, then after `grace` SIGKILL.
     async fn terminate(&mut self, grace: Duration, pod: Option<&Pod>) {
+        let deadline = Instant::now() + grace;
         let mut running = Vec::new();
+        // preStop hooks first, all at once, within the grace period.
+        let mut pre_stops = tokio::task::JoinSet::new();
+        for c in pod.and_then(|p| p.spec.as_ref()).map(|s| s.containers.clone()).unwrap_or_default()
+        {
+            let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
+                continue;
+            };
+            let Some(last) = self.attempts(&c.name).last().copied() else { continue };
+            if grace.is_zero()
+                || !matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_))
+            {
+                continue;
+            }
+            let target = self.target(&c.name, last);
+            pre_stops.spawn(async move {
+                if let Ok(Err(message)) =
+                    tokio::time::timeout(grace, hooks::run(&hook, &target)).await
+                {
+                    tracing::info!(container = %c.name, %message, "FailedPreStopHook");
+                }
+            });
+        }
+        while pre_stops.join_next().await.is_some() {}
         for entry in fs::read_dir(self.dir.join("containers")).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(last) = self.attempts(&name).last() {
@@ -659,7 +699,6 @@ impl Worker {
                 }
             }
         }
-        let deadline = Instant::now() + grace;
         let alive = |list: &[PathBuf]| {
             list.iter().any(|b| matches!(runtime::observe(b), Observed::Running(_)))
         };
