@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
-    NodeSystemInfo,
+    ContainerImage, DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints,
+    NodeSpec, NodeStatus, NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Patch, PatchParams, PostParams};
@@ -55,6 +55,7 @@ pub async fn run(client: Client, options: Options) {
                     || at.elapsed() >= STATUS_REPORT
                     || last_status.allocatable != status.allocatable
                     || last_status.addresses != status.addresses
+                    || last_status.images != status.images
             }
         };
         if due {
@@ -194,6 +195,18 @@ fn status(options: &Options, previous: Option<&NodeStatus>) -> NodeStatus {
             kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(options.port) }),
         }),
         node_info: Some(node_info(options)),
+        images: crate::image::ImageStore::open(&options.data_dir.join("images"))
+            .and_then(|store| store.list())
+            .ok()
+            .map(|images| {
+                images
+                    .into_iter()
+                    .map(|i| ContainerImage {
+                        names: Some(i.names.into_iter().chain(std::iter::once(i.id)).collect()),
+                        size_bytes: Some(i.size as i64),
+                    })
+                    .collect()
+            }),
         ..NodeStatus::default()
     }
 }

@@ -55,6 +55,8 @@ pub struct ContainerFacts {
     pub image: String,
     /// The image it runs (`sha256:...`), once known.
     pub image_id: String,
+    /// The runtime's id of its current (or last) run (`krust://ID`), once it has one.
+    pub container_id: Option<String>,
     /// Restarts so far.
     pub restart_count: i32,
     /// What it does now.
@@ -121,7 +123,7 @@ fn container_status(c: &ContainerFacts) -> ContainerStatus {
         name: c.name.clone(),
         image: c.image.clone(),
         image_id: c.image_id.clone(),
-        container_id: None,
+        container_id: c.container_id.clone(),
         ready,
         started: Some(started),
         restart_count: c.restart_count,
@@ -312,6 +314,7 @@ mod tests {
             name: name.into(),
             image: "i".into(),
             image_id: String::new(),
+            container_id: None,
             restart_count: 0,
             now: Now::Running { started_at: None, ready: true, started: true },
             last: None,

@@ -364,7 +364,13 @@ impl Worker {
             Ok(image) => image,
             Err(_) => {
                 let never = c.image_pull_policy.as_deref() == Some("Never");
-                let (reason, message) = if never {
+                let failed_before = self
+                    .waiting
+                    .get(&c.name)
+                    .is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff");
+                let (reason, message) = if failed_before && !never {
+                    ("ImagePullBackOff", format!("Back-off pulling image {image_name:?}"))
+                } else if never {
                     (
                         "ErrImageNeverPull",
                         format!(
@@ -621,6 +627,9 @@ impl Worker {
                 name: c.name.clone(),
                 image: c.image.clone().unwrap_or_default(),
                 image_id,
+                container_id: attempts
+                    .last()
+                    .map(|a| format!("krust://{}", container_id(&self.uid, &c.name, *a))),
                 restart_count: attempts.last().copied().unwrap_or(0) as i32,
                 now,
                 last,
