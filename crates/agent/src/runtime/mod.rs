@@ -99,7 +99,7 @@ pub fn observe(bundle: &Path) -> Observed {
         return Observed::Exited(exited);
     }
     match read::<Started>(&bundle.join(shim::STARTED)) {
-        Some(started) if sys::alive(started.pid) || shim_alive(bundle) => {
+        Some(started) if sys::alive(started.pid) || shim_running(started.shim_pid, bundle) => {
             Observed::Running(started)
         }
         Some(_) => Observed::Exited(Exited {
@@ -114,11 +114,12 @@ pub fn observe(bundle: &Path) -> Observed {
     }
 }
 
-/// Whether the shim of `bundle` may still write its exit record (it holds its log open).
-fn shim_alive(bundle: &Path) -> bool {
-    fs::metadata(bundle.join("shim.log")).is_ok_and(|m| {
-        m.modified().is_ok_and(|t| t.elapsed().is_ok_and(|e| e < Duration::from_secs(5)))
-    })
+/// Whether process `pid` is the shim of `bundle` (not another process that took its pid).
+fn shim_running(pid: i32, bundle: &Path) -> bool {
+    pid > 0
+        && sys::alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*bundle.to_string_lossy()))
 }
 
 /// Sends `signal` to the container of `bundle`, if it runs.

@@ -36,6 +36,9 @@ pub struct ShimArgs {
 pub struct Started {
     /// The container's first process, as the host sees it.
     pub pid: i32,
+    /// The shim's own process.
+    #[serde(default)]
+    pub shim_pid: i32,
     /// When it started (RFC 3339).
     pub started_at: String,
 }
@@ -135,7 +138,10 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
             .status();
         return failed(message);
     }
-    record(&args.bundle.join(STARTED), &Started { pid, started_at: now() })?;
+    record(
+        &args.bundle.join(STARTED),
+        &Started { pid, shim_pid: std::process::id() as i32, started_at: now() },
+    )?;
     let exit = loop {
         match sys::wait_any() {
             Some((reaped, exit)) if reaped == pid => break exit,
