@@ -118,8 +118,7 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(0);
-    let log =
-        Arc::new(Mutex::new(fs::OpenOptions::new().create(true).append(true).open(&args.log)?));
+    let log = Arc::new(Mutex::new(LogFile::open(&args.log)?));
     let copiers = [("stdout", stdout_read), ("stderr", stderr_read)].map(|(stream, pipe)| {
         let log = Arc::clone(&log);
         std::thread::spawn(move || copy_to_log(pipe, stream, &log))
@@ -174,7 +173,41 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
 
 /// Copies one of the container's streams into its log, a CRI log line per line of output
 /// (`TIME STREAM F|P TEXT`; lines over 16 KiB are split into partial ones).
-fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<fs::File>) {
+/// The size past which a container's log file is rotated (upstream's
+/// `containerLogMaxSize` default: 10 MiB); one rotated file is kept (`N.log.1`).
+pub const LOG_MAX_BYTES: u64 = 10 << 20;
+
+/// A container's log file, rotated by size.
+struct LogFile {
+    path: PathBuf,
+    file: fs::File,
+    size: u64,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> std::io::Result<LogFile> {
+        let file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile { path: path.to_path_buf(), file, size })
+    }
+
+    fn write(&mut self, entry: &[u8]) {
+        if self.size + entry.len() as u64 > LOG_MAX_BYTES && self.size > 0 {
+            let mut rotated = self.path.clone().into_os_string();
+            rotated.push(".1");
+            if fs::rename(&self.path, &rotated).is_ok()
+                && let Ok(fresh) = LogFile::open(&self.path)
+            {
+                *self = fresh;
+            }
+        }
+        if self.file.write_all(entry).is_ok() {
+            self.size += entry.len() as u64;
+        }
+    }
+}
+
+fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<LogFile>) {
     const MAX_LINE: usize = 16 * 1024;
     let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
     let mut line = Vec::with_capacity(256);
@@ -205,7 +238,7 @@ fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<fs::File>) {
         entry.extend_from_slice(&line);
         entry.push(b'\n');
         if let Ok(mut file) = log.lock() {
-            let _ = file.write_all(&entry);
+            file.write(&entry);
         }
     }
 }

@@ -258,6 +258,10 @@ async fn follow(
     }
     let mut exited_reads = 0;
     loop {
+        // A rotated file starts over.
+        if tokio::fs::metadata(&file).await.is_ok_and(|m| (m.len() as usize) < offset) {
+            offset = 0;
+        }
         let bytes = read_from(&file, offset).await;
         let (lines, used) = logs::parse(&bytes);
         offset += used;
