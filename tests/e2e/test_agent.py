@@ -243,6 +243,10 @@ def test_restart_policy_never_ends_in_succeeded_or_failed(node, k, ns):
     ok = wait_pod(k, ns, "ok", lambda p: p["status"].get("phase") == "Succeeded")
     assert status_of(ok, "c")["state"]["terminated"]["reason"] == "Completed"
     assert {c["type"]: c.get("reason") for c in ok["status"]["conditions"]}["Ready"] == "PodCompleted"
+    # An ended pod's address goes back to the pool; its status keeps it.
+    ip = ok["status"]["podIP"]
+    wait_for(lambda: not (node.agent_dir / "ipam" / ip).exists(), 10, what="the ended pod's address released")
+    assert pod_json(k, ns, "ok")["status"]["podIP"] == ip
     bad = wait_pod(k, ns, "bad", lambda p: p["status"].get("phase") == "Failed")
     assert status_of(bad, "c")["state"]["terminated"]["exitCode"] == 7
     assert status_of(bad, "c")["restartCount"] == 0

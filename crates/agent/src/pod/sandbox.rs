@@ -173,7 +173,7 @@ fn allocate(dir: &Path, options: &Options, uid: &str) -> Result<Ipv4Addr, String
 }
 
 /// Gives back every address `uid` holds.
-pub fn release(options: &Options, uid: &str) {
+pub fn release_addresses(options: &Options, uid: &str) {
     let dir = options.data_dir.join("ipam");
     for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
         if fs::read_to_string(entry.path()).is_ok_and(|holder| holder == uid) {
@@ -182,15 +182,20 @@ pub fn release(options: &Options, uid: &str) {
     }
 }
 
-/// Removes the sandbox: namespaces, veth, address, tmpfs volumes.
-pub fn destroy(dir: &Path, options: &Options, uid: &str) {
+/// Lets go of an ended pod's network: its veth, namespaces and address.
+pub fn release(dir: &Path, options: &Options, uid: &str) {
     if let Some(sandbox) = read(dir)
         && let Some(veth) = sandbox.host_veth
     {
         let _ = sys::detach_pod(&veth);
     }
     let _ = sys::unpin_pod_namespaces(&dir.join("ns"));
-    release(options, uid);
+    release_addresses(options, uid);
+}
+
+/// Removes the sandbox: namespaces, veth, address, cgroups, tmpfs volumes.
+pub fn destroy(dir: &Path, options: &Options, uid: &str) {
+    release(dir, options, uid);
     for qos in [
         super::resources::Qos::Guaranteed,
         super::resources::Qos::Burstable,

@@ -50,6 +50,8 @@ pub struct Worker {
     sandbox: Option<Sandbox>,
     volumes: Option<HashMap<String, PathBuf>>,
     published: Option<serde_json::Value>,
+    /// Whether the sandbox of an ended pod was let go.
+    released: bool,
     /// When the volumes from ConfigMaps and Secrets were last brought up to date.
     volumes_synced: Instant,
     /// What the pod's volumes and environment were last made from.
@@ -84,6 +86,7 @@ impl Worker {
             volumes: None,
             published: None,
             volumes_synced: Instant::now(),
+            released: false,
             sources: None,
             board: Arc::default(),
             probers: HashMap::new(),
@@ -286,7 +289,26 @@ impl Worker {
             }
         }
         self.publish(pod).await;
+        self.release_when_done().await;
         next.max(Duration::from_millis(50))
+    }
+
+    /// Once the pod has ended (Succeeded or Failed as last written), its network and
+    /// namespaces go (its address returns to the pool), as upstream stops a finished pod's
+    /// sandbox; its status, files and logs stay until the pod is deleted.
+    async fn release_when_done(&mut self) {
+        let ended = self
+            .published
+            .as_ref()
+            .and_then(|s| s["phase"].as_str())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if !ended || self.released {
+            return;
+        }
+        self.released = true;
+        let (dir, uid, agent) = (self.dir.clone(), self.uid.clone(), Arc::clone(&self.agent));
+        let _ =
+            tokio::task::spawn_blocking(move || sandbox::release(&dir, &agent.options, &uid)).await;
     }
 
     /// Moves container `c` one step: starts it when it has not run, restarts it when its
