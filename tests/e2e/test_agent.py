@@ -563,3 +563,53 @@ def test_container_logs_are_rotated_by_size(node, k, ns):
     logs = node.agent_dir / "logs" / f"{ns}_chatty_{p['metadata']['uid']}" / "c"
     assert (logs / "0.log.1").exists()
     assert (logs / "0.log").stat().st_size < 10 << 20
+
+
+def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
+    from conftest import reap, spawn
+    workdir = Path(tempfile.mkdtemp(prefix="test_agent-alone-", dir=e2e_tmp))
+    name, bridge = f"e2e-alone-{rand_suffix()}", f"kt{rand_suffix(4)}"
+    server = KrustServer(workdir, "embedded", None)
+    server.extra_args = ["--node-name", name]
+    server.start()
+    cluster = Cluster(server, None)
+    (workdir / "images").mkdir()
+    busybox_archive(str(workdir / "images" / "busybox.tar"), IMAGE)
+    agent_dir = workdir / "agent"
+    argv = [KRUST_BIN, "agent", "--kubeconfig", workdir / "data" / "agent.kubeconfig", "--data-dir", agent_dir,
+            "--images", workdir / "images", "--node-name", name, "--bridge", bridge,
+            "--pod-cidr", f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24",
+            "--node-ip", "127.0.0.1", "--agent-port", str(free_port())]
+    log = open(workdir / "agent.log", "ab")
+    agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
+    k = Kubectl(KUBECTL_VERSIONS[-1], cluster, workdir)
+    try:
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
+                             k.json("get", "node", name).get("status", {}).get("conditions", [])),
+                 30, interval=0.3, what="the node of the agent alone")
+        ns = f"e2e-alone-{rand_suffix()}"
+        cluster.create_namespace(ns)
+        apply(k, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "namespace": ns},
+                  "spec": {"nodeName": name, "terminationGracePeriodSeconds": 1,
+                           "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "echo alone; sleep 3600"]}]}})
+        p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
+        wait_for(lambda: k("logs", "solo", "-n", ns).strip() == "alone", 20, interval=0.5, what="its log")
+        state = agent_dir / "pods" / p["metadata"]["uid"] / "containers" / "c" / "0" / "state.json"
+        pid = json.loads(state.read_text())["pid"]
+        # The agent alone dies; its container does not, and the next agent adopts it.
+        agent.kill()
+        agent.wait(10)
+        assert os.path.exists(f"/proc/{pid}")
+        agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
+        time.sleep(2)
+        p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
+        assert status_of(p, "c")["restartCount"] == 0 and json.loads(state.read_text())["pid"] == pid
+        k("delete", "pod", "solo", "-n", ns, timeout=60)
+        assert not os.path.exists(f"/proc/{pid}")
+    finally:
+        reap(agent, signal.SIGKILL, timeout=10)
+        server.stop(signal.SIGKILL)
+        for point in sorted(_mounts_under(workdir), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        if shutil.which("ip"):
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)

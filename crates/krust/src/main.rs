@@ -393,21 +393,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         }));
     }
+    // The node's credentials are written either way, so that `krust agent --kubeconfig
+    // <data-dir>/agent.kubeconfig` can run this host's agent on its own.
+    let mut options = agent_options(
+        &args.node,
+        args.data_dir.join("agent"),
+        Some(args.data_dir.join("images")),
+        Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
+    )?;
+    let path = krust_apiserver::pki::node_kubeconfig(
+        &args.data_dir,
+        &running.server_url,
+        &options.node_name,
+    )
+    .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
     if !args.disable_agent {
-        let options = agent_options(
-            &args.node,
-            args.data_dir.join("agent"),
-            Some(args.data_dir.join("images")),
-            Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
-        )?;
-        let mut options = options;
-        let path = krust_apiserver::pki::node_kubeconfig(
-            &args.data_dir,
-            &running.server_url,
-            &options.node_name,
-        )
-        .context("cannot write the node agent's kubeconfig")?;
         let (config, ca) = krust_controllers::config_from_kubeconfig(&path)
             .await
             .context("cannot read the node agent's kubeconfig")?;
