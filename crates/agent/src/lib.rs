@@ -19,6 +19,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Client, Config};
 
 /// How the agent runs.
@@ -165,6 +166,22 @@ fn import_folder(images: &image::ImageStore, folder: &std::path::Path) {
             }
         }
     }
+}
+
+/// A condition's last transition time: the previous one while its status holds, else now.
+/// `previous` lists the conditions last reported as (type, status, lastTransitionTime).
+pub(crate) fn transition_time<'a>(
+    previous: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a Time>)>,
+    type_: &str,
+    status: &str,
+    now: &Time,
+) -> Time {
+    previous
+        .into_iter()
+        .find(|(t, _, _)| *t == type_)
+        .filter(|(_, s, _)| *s == status)
+        .and_then(|(_, _, since)| since.cloned())
+        .unwrap_or_else(|| now.clone())
 }
 
 /// The node's address: the first IPv4 address of the interface the default route uses,

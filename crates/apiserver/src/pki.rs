@@ -275,14 +275,9 @@ pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> 
     )
 }
 
-/// A serving certificate and key (PEM) for the node agent's endpoint, signed by the cluster
-/// CA, valid for the node's name and `addresses`; made anew on every call (the agent keeps
-/// it in memory).
-pub fn node_serving(
-    data_dir: &Path,
-    node: &str,
-    addresses: &[IpAddr],
-) -> Result<(String, String), PkiError> {
+/// The cluster CA's certificate (PEM) and an issuer of certificates signed by it, from the
+/// files [`ensure`] made.
+fn cluster_issuer(data_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
     let dir = data_dir.join("tls");
     let missing = |what: &str| PkiError::Io {
         path: dir.join(what),
@@ -292,6 +287,18 @@ pub fn node_serving(
     let ca_key = read(&dir.join("ca.key"))?.ok_or_else(|| missing("ca.key"))?;
     let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
+    Ok((ca_cert, issuer))
+}
+
+/// A serving certificate and key (PEM) for the node agent's endpoint, signed by the cluster
+/// CA, valid for the node's name and `addresses`; made anew on every call (the agent keeps
+/// it in memory).
+pub fn node_serving(
+    data_dir: &Path,
+    node: &str,
+    addresses: &[IpAddr],
+) -> Result<(String, String), PkiError> {
+    let (_, issuer) = cluster_issuer(data_dir)?;
     let mut names = vec![node.to_string(), "localhost".to_string()];
     names.extend(addresses.iter().map(ToString::to_string));
     names.push("127.0.0.1".to_string());
@@ -312,12 +319,7 @@ pub const AGENT_KUBECONFIG: &str = "agent.kubeconfig";
 /// runs beside the server. Kept across restarts while the node's name stays the same.
 pub fn node_kubeconfig(data_dir: &Path, server_url: &str, node: &str) -> Result<PathBuf, PkiError> {
     let dir = data_dir.join("tls");
-    let missing = |what: &str| PkiError::Io {
-        path: dir.join(what),
-        source: io::Error::new(io::ErrorKind::NotFound, "the cluster CA is missing"),
-    };
-    let ca_cert = read(&dir.join("ca.crt"))?.ok_or_else(|| missing("ca.crt"))?;
-    let ca_key = read(&dir.join("ca.key"))?.ok_or_else(|| missing("ca.key"))?;
+    let (ca_cert, issuer) = cluster_issuer(data_dir)?;
     let user = format!("system:node:{node}");
     let (crt, key) = (dir.join("node.crt"), dir.join("node.key"));
     private(&key, 0o600)?;
@@ -332,8 +334,6 @@ pub fn node_kubeconfig(data_dir: &Path, server_url: &str, node: &str) -> Result<
     let (cert, key_pem) = match (issued_for_node, read(&crt)?, read(&key)?) {
         (true, Some(c), Some(k)) => (c, k),
         _ => {
-            let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
-            let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
             let mut params =
                 CertificateParams::new(Vec::<String>::new()).map_err(cert_err("node"))?;
             params.distinguished_name = name(&user, Some("system:nodes"));

@@ -140,12 +140,14 @@ fn status(options: &Options, previous: Option<&NodeStatus>) -> NodeStatus {
                      (no, no_message): (&str, &str)| {
         let (status, reason, message) =
             if under { ("True", yes, yes_message) } else { ("False", no, no_message) };
-        let since = previous
-            .and_then(|p| p.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == type_))
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
+        let reported = previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten();
+        let since = crate::transition_time(
+            reported
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.last_transition_time.as_ref())),
+            type_,
+            status,
+            &now,
+        );
         NodeCondition {
             type_: type_.to_string(),
             status: status.to_string(),

@@ -224,12 +224,14 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let condition = |type_: &str, value: bool, reason: Option<&str>| {
         let status = if value { "True" } else { "False" };
-        let since = previous
-            .and_then(|p| p.conditions.as_ref())
-            .and_then(|c| c.iter().find(|c| c.type_ == type_))
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
+        let reported = previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten();
+        let since = crate::transition_time(
+            reported
+                .map(|c| (c.type_.as_str(), c.status.as_str(), c.last_transition_time.as_ref())),
+            type_,
+            status,
+            &now,
+        );
         PodCondition {
             type_: type_.to_string(),
             status: status.to_string(),
