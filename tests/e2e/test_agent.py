@@ -613,3 +613,17 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
             subprocess.run(["umount", "-l", point], capture_output=True)
         if shutil.which("ip"):
             subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def test_containers_of_a_pod_can_share_its_process_namespace(node, k, ns):
+    apply(k, pod("shared", ns, node, [
+        {"name": "a", "image": IMAGE, "command": ["sleep", "3601"]},
+        {"name": "b", "image": IMAGE, "command": ["sh", "-c", "while true; do ps; sleep 1; done"]},
+    ], shareProcessNamespace=True))
+    wait_pod(k, ns, "shared", lambda p: p["status"].get("phase") == "Running")
+    wait_for(lambda: "sleep 3601" in k("logs", "shared", "-c", "b", "-n", ns), 20, interval=0.5,
+             what="the other container's process")
+    k("delete", "pod", "shared", "-n", ns, timeout=60)
+    holders = [l for l in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+               if l.endswith(" pause") and "krust" in l]
+    assert holders == [], holders

@@ -184,6 +184,34 @@ pub fn lowest_oom_score_adj() -> i32 {
         .unwrap_or(0)
 }
 
+/// Starts the holder of a new PID namespace for a pod whose containers share one
+/// (`shareProcessNamespace`): this process enters a new PID namespace for its children and
+/// starts `exe pause`, which is PID 1 there (it reaps, and ignores signals as a namespace's
+/// init does). Returns the holder's pid as the host sees it; containers join
+/// `/proc/PID/ns/pid`. Call from `krust pause-holder` only: the caller's later children
+/// would all land in the new namespace.
+pub fn start_pid_namespace_holder(exe: &Path) -> Result<u32, SysError> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(fail("cannot create a PID namespace"))?;
+    let child = std::process::Command::new(exe)
+        .arg("pause")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(io_fail("cannot start the PID namespace's holder"))?;
+    Ok(child.id())
+}
+
+/// `krust pause`: PID 1 of a pod's shared PID namespace; reaps orphans for ever.
+pub fn pause() -> ! {
+    let _ = new_session();
+    loop {
+        if wait_any().is_none() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
 /// Sends `signal` to `pid`; a process already gone is fine.
 pub fn kill(pid: i32, signal: Signal) -> Result<(), SysError> {
     match nix::sys::signal::kill(Pid::from_raw(pid), signal) {

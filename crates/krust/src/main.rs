@@ -40,6 +40,12 @@ enum Command {
     /// Owns one container for the node agent (started by the agent, not by hand).
     #[command(hide = true)]
     Shim(ShimArgs),
+    /// Starts the PID 1 of a pod's shared PID namespace and prints its pid (for the agent).
+    #[command(hide = true)]
+    PauseHolder,
+    /// Is the PID 1 of a pod's shared PID namespace (started by `pause-holder`).
+    #[command(hide = true)]
+    Pause,
     /// Runs a benchmark and prints its results as JSON.
     Bench {
         #[command(subcommand)]
@@ -312,6 +318,13 @@ fn main() -> anyhow::Result<()> {
     // The shim stays small: no async runtime, a thread per stream.
     let cli = match cli.command {
         Command::Shim(args) => return shim(args),
+        Command::PauseHolder => {
+            let exe = std::env::current_exe().context("cannot find this binary")?;
+            let pid = krust_agent::sys::start_pid_namespace_holder(&exe)?;
+            println!("{pid}");
+            return Ok(());
+        }
+        Command::Pause => krust_agent::sys::pause(),
         Command::Image { which } => return image(which),
         command => Cli { command },
     };
@@ -324,7 +337,9 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server(*args).await,
             Command::Controllers(args) => controllers(args).await,
             Command::Agent(args) => agent(args).await,
-            Command::Shim(_) | Command::Image { .. } => Ok(()),
+            Command::Shim(_) | Command::Image { .. } | Command::PauseHolder | Command::Pause => {
+                Ok(())
+            }
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
             Command::Bench { which: BenchCommand::Sustained(args) } => {
                 krust_bench::sustained(args).await

@@ -32,6 +32,8 @@ pub struct Context {
     pub volumes: HashMap<String, PathBuf>,
     /// The node's memory capacity in bytes (for OOM score adjustments).
     pub memory_capacity: u64,
+    /// The PID 1 of the pod's shared PID namespace, if the pod shares one.
+    pub pid_holder: Option<u32>,
 }
 
 /// Why a container cannot be configured (upstream's `CreateContainerConfigError`).
@@ -203,7 +205,13 @@ pub fn config(
         network: if host_network { Namespace::Host } else { join("net") },
         ipc: if spec.host_ipc.unwrap_or(false) { Namespace::Host } else { join("ipc") },
         uts: if host_network { Namespace::Host } else { join("uts") },
-        pid: if spec.host_pid.unwrap_or(false) { Namespace::Host } else { Namespace::New },
+        pid: match (spec.host_pid.unwrap_or(false), context.pid_holder) {
+            (true, _) => Namespace::Host,
+            (false, Some(holder)) => {
+                Namespace::Join(PathBuf::from(format!("/proc/{holder}/ns/pid")))
+            }
+            (false, None) => Namespace::New,
+        },
         mounts,
         capabilities,
         privileged,

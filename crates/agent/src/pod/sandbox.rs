@@ -20,6 +20,9 @@ pub struct Sandbox {
     pub ip: Option<String>,
     /// The host end of its veth pair.
     pub host_veth: Option<String>,
+    /// The PID 1 of the pod's shared PID namespace (`shareProcessNamespace`), if any.
+    #[serde(default)]
+    pub pid_holder: Option<u32>,
 }
 
 /// The sandbox of the pod whose directory is `dir`, if it is ready.
@@ -35,7 +38,11 @@ pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, Strin
     let hostname = spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default();
     let etc = dir.join("etc");
     fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-    let mut sandbox = Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None };
+    let mut sandbox =
+        Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None, pid_holder: None };
+    if spec.share_process_namespace.unwrap_or(false) && !spec.host_pid.unwrap_or(false) {
+        sandbox.pid_holder = Some(pid_namespace_holder(dir)?);
+    }
     let mut kinds = Vec::new();
     if !host_network {
         kinds.extend(["net", "uts"]);
@@ -182,8 +189,31 @@ pub fn release_addresses(options: &Options, uid: &str) {
     }
 }
 
-/// Lets go of an ended pod's network: its veth, namespaces and address.
+/// Starts the holder of the pod's shared PID namespace (through `krust pause-holder`, so
+/// that the agent's own later children stay in its namespace); returns its pid.
+fn pid_namespace_holder(dir: &Path) -> Result<u32, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(&exe)
+        .arg("pause-holder")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start the PID namespace's holder: {e}"))?;
+    let pid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
+        format!(
+            "the PID namespace's holder failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+    })?;
+    let _ = fs::write(dir.join("pid-holder"), pid.to_string());
+    Ok(pid)
+}
+
+/// Lets go of an ended pod's network: its veth, namespaces and address (and the holder of
+/// its shared PID namespace, which ends every process left in it).
 pub fn release(dir: &Path, options: &Options, uid: &str) {
+    if let Some(holder) = read(dir).and_then(|s| s.pid_holder) {
+        let _ = sys::kill(holder as i32, nix::sys::signal::Signal::SIGKILL);
+    }
     if let Some(sandbox) = read(dir)
         && let Some(veth) = sandbox.host_veth
     {

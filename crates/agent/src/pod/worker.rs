@@ -444,7 +444,8 @@ impl Worker {
             self.fail_start(&bundle, "CreateContainerError", message);
             return Step::Wait(Duration::from_secs(5));
         }
-        let sandbox = self.sandbox.clone().unwrap_or(Sandbox { ip: None, host_veth: None });
+        let sandbox =
+            self.sandbox.clone().unwrap_or(Sandbox { ip: None, host_veth: None, pid_holder: None });
         let options = &self.agent.options;
         let context = Context {
             pod_ip: sandbox.ip.clone(),
@@ -455,6 +456,7 @@ impl Worker {
             etc: self.dir.join("etc"),
             volumes: self.volumes.clone().unwrap_or_default(),
             memory_capacity: self.agent.allocatable.1,
+            pid_holder: sandbox.pid_holder,
         };
         let termination_log = bundle.join("termination-log");
         let _ = fs::write(&termination_log, b"");
