@@ -75,7 +75,12 @@ pub struct Agent {
     pub allocatable: (u64, u64),
     /// The lowest OOM score adjustment containers may get here.
     pub lowest_oom_score_adj: i32,
+    /// Sandboxes made or removed at once (each takes threads, netlink sockets and mounts).
+    pub sandbox_setups: tokio::sync::Semaphore,
 }
+
+/// How many sandboxes are made or removed at once.
+const SANDBOX_SETUPS: usize = 4;
 
 /// A failure to start the agent.
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +132,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         logs_dir,
         allocatable,
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
+        sandbox_setups: tokio::sync::Semaphore::new(SANDBOX_SETUPS),
     });
     let mut tls = options.tls.clone();
     if tls.cert.is_empty() {

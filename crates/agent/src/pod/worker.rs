@@ -183,11 +183,14 @@ impl Worker {
             let dir = self.dir.clone();
             let agent = Arc::clone(&self.agent);
             let owned = pod.clone();
+            let permits = Arc::clone(&self.agent);
+            let setup = permits.sandbox_setups.acquire().await;
             let created =
                 tokio::task::spawn_blocking(move || sandbox::create(&dir, &owned, &agent.options))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r);
+            drop(setup);
             match created {
                 Ok(sandbox) => self.sandbox = Some(sandbox),
                 Err(message) => {
@@ -307,6 +310,7 @@ impl Worker {
         }
         self.released = true;
         let (dir, uid, agent) = (self.dir.clone(), self.uid.clone(), Arc::clone(&self.agent));
+        let _setup = self.agent.sandbox_setups.acquire().await;
         let _ =
             tokio::task::spawn_blocking(move || sandbox::release(&dir, &agent.options, &uid)).await;
     }
@@ -758,6 +762,7 @@ impl Worker {
     /// thread).
     async fn remove(&mut self) {
         let (dir, uid, agent) = (self.dir.clone(), self.uid.clone(), Arc::clone(&self.agent));
+        let _setup = self.agent.sandbox_setups.acquire().await;
         let removed = tokio::task::spawn_blocking(move || {
             for entry in fs::read_dir(dir.join("containers")).into_iter().flatten().flatten() {
                 for attempt in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
