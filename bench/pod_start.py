@@ -216,8 +216,11 @@ def main():
         result["ratio_p50_pod_start_1_vs_runc_run"] = round(
             latencies["1"]["p50_ms"] / result["bare_runc_run"]["p50_ms"], 2)
         api.call("DELETE", "/api/v1/namespaces/bench/pods")
+        # The objects go at once (grace 0); the agent's teardown takes a moment more.
         deadline = time.monotonic() + 120
-        while api.call("GET", "/api/v1/namespaces/bench/pods")["items"] and time.monotonic() < deadline:
+        pods_dir = data / "agent" / "pods"
+        while (api.call("GET", "/api/v1/namespaces/bench/pods")["items"] or any(pods_dir.iterdir())) \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
         server.send_signal(signal.SIGTERM)
