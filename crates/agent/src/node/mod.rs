@@ -43,10 +43,12 @@ pub async fn run(client: Client, options: Options) {
     tracing::info!(node = %options.node_name, "node registered");
     let uid = node.metadata.uid.clone().unwrap_or_default();
     tokio::spawn(renew_lease(client, options.node_name.clone(), uid));
+    // What does not change while the agent runs is read once.
+    let info = node_info(&options);
     // What was last written: the conditions' verdicts, when, and the status.
     let mut reported: Option<(Verdicts, std::time::Instant, NodeStatus)> = None;
     loop {
-        let status = status(&options, node.status.as_ref());
+        let status = status(&options, &info, node.status.as_ref());
         let verdicts = verdicts(&status);
         let due = match &reported {
             None => true,
@@ -129,7 +131,7 @@ async fn register(nodes: &Api<Node>, options: &Options) -> Result<Node, kube::Er
 
 /// The node's status now: capacity and allocatable, conditions (each keeping its last
 /// transition time while its verdict holds), addresses and node info.
-fn status(options: &Options, previous: Option<&NodeStatus>) -> NodeStatus {
+fn status(options: &Options, info: &NodeSystemInfo, previous: Option<&NodeStatus>) -> NodeStatus {
     let readings = machine::read(&options.data_dir);
     let (capacity, allocatable) = machine::resources(&readings, &options.reserved);
     let (memory, disk, pids) = machine::pressure(&readings);
@@ -196,7 +198,7 @@ fn status(options: &Options, previous: Option<&NodeStatus>) -> NodeStatus {
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(options.port) }),
         }),
-        node_info: Some(node_info(options)),
+        node_info: Some(info.clone()),
         images: crate::image::ImageStore::open(&options.data_dir.join("images"))
             .and_then(|store| store.list())
             .ok()

@@ -356,16 +356,8 @@ pub fn volumes(
                             })?;
                         files.push((t.path.clone(), token.as_bytes().to_vec()));
                     }
-                    for item in source.downward_api.iter().flat_map(|d| d.items.iter().flatten()) {
-                        if let Some(field) = &item.field_ref {
-                            let value = super::container::field_value(
-                                pod,
-                                &field.field_path,
-                                &Default::default(),
-                            )
-                            .map_err(|e| e.0)?;
-                            files.push((item.path.clone(), value.into_bytes()));
-                        }
+                    if let Some(downward) = &source.downward_api {
+                        files.extend(downward_files(pod, downward.items.iter().flatten())?);
                     }
                 }
             } else if volume.downward_api.is_none() {
@@ -376,24 +368,30 @@ pub fn volumes(
                     volume.name
                 ));
             }
-            if let Some(downward) = volume.downward_api.as_ref() {
-                for item in downward.items.iter().flatten() {
-                    if let Some(field) = &item.field_ref {
-                        let value = super::container::field_value(
-                            pod,
-                            &field.field_path,
-                            &Default::default(),
-                        )
-                        .map_err(|e| e.0)?;
-                        files.push((item.path.clone(), value.into_bytes()));
-                    }
-                }
+            if let Some(downward) = &volume.downward_api {
+                files.extend(downward_files(pod, downward.items.iter().flatten())?);
             }
             write_atomically(&path, &files)?;
             made.insert(volume.name.clone(), path);
         }
     }
     Ok(made)
+}
+
+/// The files of `downwardAPI` items (volume or projection): each `fieldRef`'s value.
+fn downward_files<'a>(
+    pod: &Pod,
+    items: impl Iterator<Item = &'a k8s_openapi::api::core::v1::DownwardAPIVolumeFile>,
+) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let mut files = Vec::new();
+    for item in items {
+        if let Some(field) = &item.field_ref {
+            let value = super::container::field_value(pod, &field.field_path, &Default::default())
+                .map_err(|e| e.0)?;
+            files.push((item.path.clone(), value.into_bytes()));
+        }
+    }
+    Ok(files)
 }
 
 /// Whether `data` holds exactly `files`.

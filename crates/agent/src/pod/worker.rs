@@ -372,9 +372,7 @@ impl Worker {
                 }
                 self.restarts.insert(c.name.clone(), n + 1);
                 // Keep only the previous run's record (for `--previous`) besides the new one.
-                for old in
-                    self.attempts(&c.name).into_iter().filter(|a| *a + 1 < last + 1 && *a < last)
-                {
+                for old in self.attempts(&c.name).into_iter().filter(|a| *a < last) {
                     let _ = fs::remove_dir_all(self.bundle(&c.name, old));
                     let _ = fs::remove_file(self.log_path(pod, &c.name, old));
                 }

@@ -193,13 +193,11 @@ pub fn config(c: &ContainerConfig) -> Value {
     } else {
         c.capabilities.iter().map(String::as_str).collect()
     };
-    let mut resources = json!({
-        "devices": [{"allow": c.privileged, "access": "rwm"}],
-        "cpu": {"shares": c.cpu_shares},
-    });
-    if !c.privileged {
+    let devices = if c.privileged {
+        json!([{"allow": true, "access": "rwm"}])
+    } else {
         // The devices every container may use, as runc's defaults.
-        resources["devices"] = json!([
+        json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
             {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
@@ -209,8 +207,9 @@ pub fn config(c: &ContainerConfig) -> Value {
             {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
             {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
             {"allow": true, "type": "c", "major": 136, "access": "rwm"},
-        ]);
-    }
+        ])
+    };
+    let mut resources = json!({"devices": devices, "cpu": {"shares": c.cpu_shares}});
     if let Some(limit) = c.memory_limit {
         resources["memory"] = json!({"limit": limit, "swap": limit});
     }
