@@ -21,98 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from agent_node import (IMAGE, NEEDS_AGENT, Node, _children, _link_master, _links,  # noqa: F401
+                        _mounts_under, apply, pod, pod_json, status_of, wait_pod)
 from conftest import (KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, free_port,
                       rand_suffix, wait_for)
 from images import busybox_archive
 
-IMAGE = "krust.test/busybox:1"
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/usr/bin/busybox"),
-    reason="the node agent needs root, runc and busybox-static",
-)
-
-
-def _mounts_under(path: Path):
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p.startswith(str(path))]
-
-
-def _links(prefix: str):
-    """The host's links whose names start with `prefix` (from /sys/class/net)."""
-    return [name for name in os.listdir("/sys/class/net") if name.startswith(prefix)]
-
-
-class Node:
-    """A krust server with its agent: the node's name, bridge and pod network."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.name = f"e2e-node-{rand_suffix()}"
-        self.bridge = f"kt{rand_suffix(4)}"
-        self.cidr_base = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
-        (workdir / "data" / "images").mkdir(parents=True, exist_ok=True)
-        busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
-        self.server = KrustServer(workdir, "embedded", None)
-        self.server.agent = True
-        self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
-                                  "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",
-                                  "--agent-port", str(free_port())]
-        self.server.start()
-        self.cluster = Cluster(self.server, None)
-        self.agent_dir = workdir / "data" / "agent"
-
-    def cleanup(self):
-        """Stops the server and removes whatever its pods left: shims, mounts, veths, the
-        bridge (also when a test failed half-way)."""
-        pods = self.agent_dir / "pods"
-        uids = [d.name for d in pods.iterdir()] if pods.exists() else []
-        try:
-            # The real path first: the agent stops and removes what it runs.
-            Kubectl(KUBECTL_VERSIONS[-1], self.cluster, self.workdir).run(
-                "delete", "pods", "--all", "--all-namespaces", "--grace-period=1", timeout=90)
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            self.server.stop(signal.SIGKILL)
-        except Exception:  # noqa: BLE001
-            pass
-        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
-                                   text=True).stdout.splitlines():
-            if "shim" in line and str(self.agent_dir) in line:
-                pid = int(line.split()[0])
-                for p in [pid] + _children(pid):
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        time.sleep(0.2)
-        for point in sorted(_mounts_under(self.workdir), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True)
-        for uid in uids:
-            for root in Path("/sys/fs/cgroup").iterdir():
-                for parent in ["kubepods", "kubepods/burstable", "kubepods/besteffort"]:
-                    cgroup = root / parent / f"pod{uid}"
-                    if cgroup.is_dir():
-                        for d in sorted(cgroup.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                            if d.is_dir():
-                                d.rmdir()
-                        cgroup.rmdir()
-        for link in _links("veth") + [self.bridge]:
-            if (link == self.bridge or _link_master(link) == self.bridge) and shutil.which("ip"):
-                subprocess.run(["ip", "link", "del", link], capture_output=True)
-
-
-def _children(pid: int):
-    out = subprocess.run(["ps", "-eo", "pid,ppid"], capture_output=True, text=True).stdout
-    kids = [int(l.split()[0]) for l in out.splitlines()[1:] if int(l.split()[1]) == pid]
-    return kids + [g for k in kids for g in _children(k)]
-
-
-def _link_master(link: str):
-    master = Path("/sys/class/net") / link / "master"
-    return master.resolve().name if master.exists() else None
+pytestmark = NEEDS_AGENT
 
 
 @pytest.fixture(scope="module")
@@ -134,29 +49,6 @@ def ns(node):
     node.cluster.create_namespace(name)
     yield name
     node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
-
-
-def pod_json(k, ns, name):
-    return k.json("get", "pod", name, "-n", ns)
-
-
-def wait_pod(k, ns, name, pred, timeout=60, what="pod state"):
-    return wait_for(lambda: (lambda p: p if pred(p) else None)(pod_json(k, ns, name)), timeout,
-                    interval=0.3, what=f"{what} of {ns}/{name}")
-
-
-def apply(k, manifest: dict):
-    k("apply", "-f", "-", input=json.dumps(manifest))
-
-
-def pod(name, ns, node, containers, **spec):
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-            "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 2,
-                     "containers": containers, **spec}}
-
-
-def status_of(p, container):
-    return next(s for s in p["status"].get("containerStatuses", []) if s["name"] == container)
 
 
 def test_node_registers_ready_with_its_lease(node, k):

@@ -12,6 +12,7 @@ pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod server;
+pub mod stream;
 pub mod sys;
 
 use std::collections::BTreeMap;
@@ -51,8 +52,10 @@ pub struct Options {
     pub version: String,
     /// The OCI runtime binary.
     pub oci_runtime: PathBuf,
-    /// The port of the agent's HTTPS endpoint (logs).
+    /// The port of the agent's HTTPS endpoint (logs, exec, attach, port-forward).
     pub port: u16,
+    /// How long a streaming session may pass without a byte moving.
+    pub streaming_idle_timeout: std::time::Duration,
     /// The endpoint's TLS material; a self-signed certificate when `cert` is empty.
     pub tls: server::Tls,
 }

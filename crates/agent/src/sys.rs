@@ -456,3 +456,68 @@ pub fn detach_pod(host_veth: &str) -> Result<(), SysError> {
         Ok(())
     })
 }
+
+/// Connects to `port` on the loopback of the network namespace pinned at `netns` (the
+/// node's own when `None`), IPv4 first, then IPv6, as upstream's port-forward does. The
+/// connection keeps its namespace; the thread that entered the namespace ends with the call.
+pub fn connect_in_network(netns: Option<&Path>, port: u16) -> Result<std::net::TcpStream, String> {
+    let dial = move || -> Result<std::net::TcpStream, String> {
+        let v4 = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        v4.or_else(|e4| {
+            std::net::TcpStream::connect((std::net::Ipv6Addr::LOCALHOST, port)).map_err(|e6| {
+                format!(
+                    "IPv4: dial tcp4 127.0.0.1:{port}: {e4}, IPv6: dial tcp6 [::1]:{port}: {e6}"
+                )
+            })
+        })
+    };
+    let Some(netns) = netns else { return dial() };
+    let file =
+        fs::File::open(netns).map_err(|e| format!("cannot open {}: {e}", netns.display()))?;
+    let place = netns.display().to_string();
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot enter the network namespace {place}: {e}"))?;
+        dial().map_err(|e| {
+            format!("failed to connect to localhost:{port} inside namespace {place}: {e}")
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the dialing thread panicked".into()))
+}
+
+/// Receives the file descriptor a peer sends over a Unix socket (`SCM_RIGHTS`), as the OCI
+/// runtime sends a terminal's master end to its `--console-socket`. `WouldBlock` until the
+/// message is there.
+pub fn receive_fd(socket: impl std::os::fd::AsFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 4096];
+    rustix::net::recvmsg(
+        &socket,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut ancillary,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    let mut received = None;
+    for message in ancillary.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = message {
+            for fd in fds {
+                received.get_or_insert(fd);
+            }
+        }
+    }
+    received.ok_or_else(|| std::io::Error::other("no file descriptor was sent"))
+}
+
+/// Sets the size of the terminal whose master end is `fd` (its processes get `SIGWINCH`).
+pub fn set_terminal_size(
+    fd: impl std::os::fd::AsFd,
+    rows: u16,
+    columns: u16,
+) -> std::io::Result<()> {
+    let size =
+        rustix::termios::Winsize { ws_row: rows, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(fd, size).map_err(std::io::Error::from)
+}

@@ -189,7 +189,7 @@ pub struct ApiServer {
     /// The shutdown signal, and the connections still open.
     pub shutdown: shutdown::Shutdown,
     /// How `pods/log` reaches node agents.
-    pub node_client: Option<http::pod_log::NodeClient>,
+    pub node_client: Option<http::node_client::NodeClient>,
 }
 
 /// A started server.
@@ -256,7 +256,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let server_url = format!("https://{advertise_address}");
     let pki = pki::ensure(&config.data_dir, config.bind_address, &server_url)?;
     let node_client =
-        match http::pod_log::NodeClient::new(&pki.kubelet_client_cert, &pki.kubelet_client_key) {
+        match http::node_client::NodeClient::new(&pki.kubelet_client_cert, &pki.kubelet_client_key)
+        {
             Ok(client) => Some(client),
             Err(e) => {
                 tracing::warn!(error = %e, "no client for node agents: pods/log will fail");

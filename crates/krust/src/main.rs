@@ -171,6 +171,10 @@ struct NodeArgs {
     /// The node's address; the address of the default route's interface when absent.
     #[arg(long)]
     node_ip: Option<std::net::Ipv4Addr>,
+    /// How long an exec, attach or port-forward session may pass without a byte moving
+    /// before it is closed (upstream's default: 4h).
+    #[arg(long, default_value = "4h", value_parser = parse_duration)]
+    streaming_connection_idle_timeout: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -537,6 +541,7 @@ fn agent_options(
         version,
         oci_runtime: node.oci_runtime.clone(),
         port: node.agent_port,
+        streaming_idle_timeout: node.streaming_connection_idle_timeout,
         tls: krust_agent::server::Tls {
             cert: String::new(),
             key: String::new(),

@@ -225,6 +225,11 @@ pub fn config(
         } else {
             resources::oom_score_adj(qos, container, context.memory_capacity)
         },
+        stdio: crate::runtime::spec::Stdio {
+            tty: container.tty.unwrap_or(false),
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+        },
     })
 }
 

@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod hooks;
+pub mod locate;
 pub mod probe;
 pub mod resources;
 pub mod sandbox;

@@ -23,7 +23,7 @@ use super::sources::Sources;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use super::{hooks, probe};
 use crate::Agent;
-use crate::runtime::{self, Exited, Observed};
+use crate::runtime::{self, Exited, Observed, container_id};
 
 /// How often volumes from ConfigMaps and Secrets are brought up to date.
 const VOLUME_SYNC: Duration = Duration::from_secs(30);
@@ -809,11 +809,6 @@ enum Step {
     Succeeded,
     Failed,
     Wait(Duration),
-}
-
-/// The OCI runtime's id of run `attempt` of container `name` of pod `uid`.
-fn container_id(uid: &str, name: &str, attempt: u32) -> String {
-    format!("{}-{name}-{attempt}", &uid[..uid.len().min(13)])
 }
 
 fn bundle_name(bundle: &Path) -> String {

@@ -2,6 +2,8 @@
 //! starts detached and then only observes through the files the shim writes. So a
 //! container outlives the agent, and a restarted agent finds it where it was left.
 
+pub mod attach;
+pub mod exec;
 pub mod shim;
 pub mod spec;
 
@@ -91,6 +93,11 @@ impl Runtime {
             .status()
             .await;
     }
+}
+
+/// The OCI runtime's id of run `attempt` of container `name` of pod `uid`.
+pub fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+    format!("{}-{name}-{attempt}", uid.get(..13).unwrap_or(uid))
 }
 
 /// What the shim of `bundle` has recorded.

@@ -5,14 +5,15 @@
 //! what it records (`state.json`, `exit.json`) and never needs the shim to answer.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{self, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::attach;
 use crate::sys;
 
 /// What the shim is told to run.
@@ -68,8 +69,7 @@ pub const EXITED: &str = "exit.json";
 pub fn run(args: &ShimArgs) -> std::io::Result<()> {
     let _ = sys::new_session();
     sys::become_subreaper().map_err(std::io::Error::other)?;
-    let (stdout_read, stdout_write) = std::io::pipe()?;
-    let (stderr_read, stderr_write) = std::io::pipe()?;
+    let stdio = Stdio::of(&args.bundle);
     let runtime_log = args.bundle.join("runtime.log");
     let runtime = |verb: &[&str]| {
         let mut command = Command::new(&args.runtime);
@@ -83,15 +83,38 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
             .args(verb);
         command
     };
-    let created = runtime(&["create", "--bundle"])
-        .arg(&args.bundle)
-        .arg("--pid-file")
-        .arg(args.bundle.join("container.pid"))
-        .arg(&args.id)
-        .stdin(Stdio::null())
-        .stdout(stdout_write)
-        .stderr(stderr_write)
-        .status();
+    let mut create = runtime(&["create", "--bundle"]);
+    create.arg(&args.bundle).arg("--pid-file").arg(args.bundle.join("container.pid"));
+    // The container's output: pipes, or a terminal whose master end the runtime sends to
+    // the console socket.
+    let mut outputs: Vec<(&str, Box<dyn Read + Send>)> = Vec::new();
+    let mut input: Option<fs::File> = None;
+    let console = if stdio.tty {
+        let console = Console::listen(&args.bundle)?;
+        create.arg("--console-socket").arg(&console.path);
+        create
+            .stdin(process::Stdio::null())
+            .stdout(process::Stdio::null())
+            .stderr(process::Stdio::null());
+        Some(console)
+    } else {
+        let (stdout_read, stdout_write) = std::io::pipe()?;
+        let (stderr_read, stderr_write) = std::io::pipe()?;
+        outputs.push(("stdout", Box::new(stdout_read)));
+        outputs.push(("stderr", Box::new(stderr_read)));
+        create.stdout(stdout_write).stderr(stderr_write);
+        if stdio.stdin {
+            let (stdin_read, stdin_write) = std::io::pipe()?;
+            create.stdin(stdin_read);
+            input = Some(fs::File::from(std::os::fd::OwnedFd::from(stdin_write)));
+        } else {
+            create.stdin(process::Stdio::null());
+        }
+        None
+    };
+    let created = create.arg(&args.id).status();
+    // Dropped here: the shim keeps no end of the pipes the container writes to.
+    drop(create);
     let failed = |message: String| {
         record(
             &args.bundle.join(EXITED),
@@ -107,8 +130,8 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
         Ok(status) if status.success() => {}
         Ok(_) => {
             let _ = runtime(&["delete", "--force", &args.id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(process::Stdio::null())
+                .stderr(process::Stdio::null())
                 .status();
             return failed(runtime_error(&runtime_log));
         }
@@ -118,22 +141,44 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
         .ok()
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(0);
+    let mut terminal = None;
+    if let Some(console) = console {
+        match console.receive() {
+            Ok(master) => {
+                let master = Arc::new(master);
+                let reader = fs::File::from(master.try_clone()?);
+                if stdio.stdin {
+                    input = Some(fs::File::from(master.try_clone()?));
+                }
+                outputs.push(("stdout", Box::new(reader)));
+                terminal = Some(master);
+            }
+            Err(e) => {
+                let _ = runtime(&["delete", "--force", &args.id]).status();
+                return failed(format!("no terminal from the runtime: {e}"));
+            }
+        }
+    }
+    let attachments = attach::Attachments::serve(&args.bundle, input, stdio.stdin_once, terminal)?;
     let log = Arc::new(Mutex::new(LogFile::open(&args.log)?));
-    let copiers = [("stdout", stdout_read), ("stderr", stderr_read)].map(|(stream, pipe)| {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || copy_to_log(pipe, stream, &log))
-    });
+    let copiers: Vec<_> = outputs
+        .into_iter()
+        .map(|(stream, pipe)| {
+            let (log, attachments) = (Arc::clone(&log), attachments.clone());
+            std::thread::spawn(move || copy_to_log(pipe, stream, &log, &attachments))
+        })
+        .collect();
     let started = runtime(&["start", &args.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdin(process::Stdio::null())
+        .stdout(process::Stdio::null())
+        .stderr(process::Stdio::null())
         .status();
     if !started.is_ok_and(|s| s.success()) {
         sys::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::other)?;
         let message = runtime_error(&runtime_log);
         let _ = runtime(&["delete", "--force", &args.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(process::Stdio::null())
+            .stderr(process::Stdio::null())
             .status();
         return failed(message);
     }
@@ -162,8 +207,8 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
         sys::Exit::Signal(signal) => (128 + signal, Some(signal)),
     };
     let _ = runtime(&["delete", "--force", &args.id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(process::Stdio::null())
+        .stderr(process::Stdio::null())
         .status();
     record(
         &args.bundle.join(EXITED),
@@ -207,9 +252,15 @@ impl LogFile {
     }
 }
 
-fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<LogFile>) {
+fn copy_to_log(
+    pipe: impl Read,
+    stream: &str,
+    log: &Mutex<LogFile>,
+    attachments: &attach::Attachments,
+) {
     const MAX_LINE: usize = 16 * 1024;
-    let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+    let tee = Tee { inner: pipe, stream, attachments };
+    let mut reader = BufReader::with_capacity(MAX_LINE, tee);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
@@ -243,6 +294,84 @@ fn copy_to_log(pipe: std::io::PipeReader, stream: &str, log: &Mutex<LogFile>) {
     }
 }
 
+/// A reader that also passes what it reads to the attached clients.
+struct Tee<'a, R> {
+    inner: R,
+    stream: &'a str,
+    attachments: &'a attach::Attachments,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        if n > 0 {
+            self.attachments.broadcast(self.stream, &buffer[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// How the container's input and output are set up, from its bundle's `config.json`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stdio {
+    tty: bool,
+    stdin: bool,
+    stdin_once: bool,
+}
+
+impl Stdio {
+    fn of(bundle: &Path) -> Stdio {
+        let config: serde_json::Value = fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_default();
+        let stdin = config["annotations"][super::spec::STDIN_ANNOTATION].as_str();
+        Stdio {
+            tty: config["process"]["terminal"] == true,
+            stdin: stdin.is_some(),
+            stdin_once: stdin == Some("once"),
+        }
+    }
+}
+
+/// The socket the runtime sends a terminal's master end to, in the bundle (reached
+/// through the shim's descriptor of the bundle, so that the path stays short).
+struct Console {
+    listener: std::os::unix::net::UnixListener,
+    path: String,
+    _dir: fs::File,
+}
+
+impl Console {
+    fn listen(bundle: &Path) -> std::io::Result<Console> {
+        use std::os::fd::AsRawFd;
+        let dir = fs::File::open(bundle)?;
+        let _ = fs::remove_file(bundle.join("console.sock"));
+        let path = format!("/proc/{}/fd/{}/console.sock", std::process::id(), dir.as_raw_fd());
+        let listener = std::os::unix::net::UnixListener::bind(&path)?;
+        Ok(Console { listener, path, _dir: dir })
+    }
+
+    fn receive(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.listener.set_nonblocking(true)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false)?;
+                    return sys::receive_fd(&stream);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// How many times the OOM killer acted in the container's memory cgroup (v1 or v2).
 fn oom_kills(bundle: &Path) -> u64 {
     let Some(path) = fs::read(bundle.join("config.json"))
@@ -270,13 +399,17 @@ fn oom_kills(bundle: &Path) -> u64 {
 
 /// The last error the runtime logged, in its own words.
 fn runtime_error(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
+    logged_error(log).unwrap_or_else(|| "the OCI runtime failed without saying why".to_string())
+}
+
+/// The last error the runtime wrote to its JSON log `log`, if any.
+pub(crate) fn logged_error(log: &Path) -> Option<String> {
+    let text = fs::read_to_string(log).ok()?;
     text.lines()
         .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find(|entry| entry["level"] == "error")
         .and_then(|entry| entry["msg"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "the OCI runtime failed without saying why".to_string())
 }
 
 /// Writes `value` to `path` atomically (a reader sees all of it or nothing).

@@ -27,6 +27,20 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// A container's input, as its spec asks (`tty`, `stdin`, `stdinOnce`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stdio {
+    /// A terminal (its output is the container's stdout).
+    pub tty: bool,
+    /// An input that attached clients write to.
+    pub stdin: bool,
+    /// The input closes when the first attached client leaves.
+    pub stdin_once: bool,
+}
+
+/// The annotation that tells the shim to keep the container's input open for attach.
+pub const STDIN_ANNOTATION: &str = "krust.io/stdin";
+
 /// What the runtime needs to run one container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContainerConfig {
@@ -72,6 +86,9 @@ pub struct ContainerConfig {
     pub cpu_shares: u64,
     /// CPU quota per 100 ms period, in microseconds (from the CPU limit).
     pub cpu_quota: Option<i64>,
+    /// How the container's first process gets its input: a terminal (`tty`), an open pipe
+    /// (`stdin`), or nothing.
+    pub stdio: Stdio,
     /// The OOM score adjustment (from the pod's QoS class).
     pub oom_score_adj: i32,
 }
@@ -227,7 +244,7 @@ pub fn config(c: &ContainerConfig) -> Value {
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
     let mut process = json!({
-        "terminal": false,
+        "terminal": c.stdio.tty,
         "user": {"uid": c.uid, "gid": c.gid, "additionalGids": c.additional_gids},
         "args": c.args,
         "env": c.env,
@@ -254,6 +271,10 @@ pub fn config(c: &ContainerConfig) -> Value {
     });
     if let Some(hostname) = &c.hostname {
         config["hostname"] = json!(hostname);
+    }
+    if c.stdio.stdin {
+        let mode = if c.stdio.stdin_once { "once" } else { "open" };
+        config["annotations"] = json!({ STDIN_ANNOTATION: mode });
     }
     config
 }
@@ -290,6 +311,7 @@ mod tests {
             cpu_shares: 2,
             cpu_quota: Some(50_000),
             oom_score_adj: 1000,
+            stdio: Stdio::default(),
         }
     }
 

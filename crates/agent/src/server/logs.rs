@@ -27,12 +27,10 @@ impl LogOptions {
     /// Reads the options from a query string; a malformed number is an error naming it.
     pub fn from_query(query: &str) -> Result<LogOptions, String> {
         let mut options = LogOptions::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value);
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             let number =
                 |what: &str| value.parse::<i64>().map_err(|_| format!("invalid {what}: {value:?}"));
-            match key {
+            match &*key {
                 "follow" => options.follow = value == "true" || value == "1",
                 "previous" => options.previous = value == "true" || value == "1",
                 "timestamps" => options.timestamps = value == "true" || value == "1",
@@ -59,35 +57,6 @@ impl LogOptions {
             (a, b) => a.or(b),
         }
     }
-}
-
-fn percent_decode(raw: &str) -> String {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&raw[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                }
-                Err(_) => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// One line of the container's output.

@@ -1,9 +1,12 @@
 //! The agent's HTTPS endpoint (upstream's kubelet port): the API server reaches it for a
-//! container's logs. Clients authenticate with a certificate of the cluster CA, and only
+//! container's logs, and relays exec, attach and port-forward sessions to it. Clients authenticate with a certificate of the cluster CA, and only
 //! the API server's (`system:masters`) is served: others ask the API server, which
 //! authorizes them against `pods/log`.
 
+pub mod exec;
 pub mod logs;
+pub mod port_forward;
+pub mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -123,9 +126,16 @@ pub async fn serve(agent: Arc<Agent>, address: SocketAddr, tls: Tls) -> Result<(
                     async move { Ok::<_, Infallible>(route(&agent, master, request).await) }
                 });
             let io = hyper_util::rt::TokioIo::new(tls);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .with_upgrades()
+                .await;
         });
     }
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed()
 }
 
 fn text(code: StatusCode, message: &str) -> Response<Body> {
@@ -148,8 +158,18 @@ async fn route(
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (request.method().as_str(), parts.as_slice()) {
+    let method = request.method().as_str().to_string();
+    match (method.as_str(), parts.as_slice()) {
         ("GET", ["healthz"]) => text(StatusCode::OK, "ok"),
+        ("GET" | "POST", ["exec", namespace, pod, container]) => {
+            exec::serve(agent, request, (namespace, pod, container), exec::Kind::Exec)
+        }
+        ("GET" | "POST", ["attach", namespace, pod, container]) => {
+            exec::serve(agent, request, (namespace, pod, container), exec::Kind::Attach)
+        }
+        ("GET" | "POST", ["portForward", namespace, pod]) => {
+            port_forward::serve(agent, request, (namespace, pod))
+        }
         ("GET", ["containerLogs", namespace, pod, container]) => {
             match LogOptions::from_query(&query) {
                 Ok(options) => container_logs(agent, namespace, pod, container, options).await,

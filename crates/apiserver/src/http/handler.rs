@@ -353,6 +353,14 @@ async fn resource(
         return super::pod_log::serve(api, &info, ns.unwrap_or_default(), name, req.uri().query())
             .await;
     }
+    if info.group.is_empty()
+        && info.plural == "pods"
+        && let Some(sub @ ("exec" | "attach" | "portforward")) = r.subresource.as_deref()
+    {
+        let name = r.name.as_deref().unwrap_or_default();
+        return super::pod_stream::serve(api, &info, (ns.unwrap_or_default(), name), sub, req)
+            .await;
+    }
     if let Some(handler) = subresources::handler(&info, r.subresource.as_deref()) {
         return handled(api, handler, &info, &r, ns, req, &query).await;
     }

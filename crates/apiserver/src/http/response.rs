@@ -57,6 +57,14 @@ pub fn partial_object_metadata(object: &Value) -> Value {
     })
 }
 
+/// A response without a body or headers (a `101 Switching Protocols`, to which the caller
+/// adds the upgrade's headers).
+pub fn bare(code: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    *response.status_mut() = code;
+    response
+}
+
 /// A response with a body and content type.
 pub fn bytes_as(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());

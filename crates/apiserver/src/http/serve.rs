@@ -314,7 +314,7 @@ async fn connection(
         })
     };
     let io = super::malformed::StatusOnParseError::new(tls);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {

@@ -1,0 +1,160 @@
+//! The streaming protocols of `kubectl exec`, `attach`, `port-forward` and `cp`, as the
+//! agent serves them after the HTTP upgrade the API server relays:
+//!
+//! - SPDY/3.1 (`spdy`), which kubectl up to 1.29 speaks for all four, and which kubectl 1.31
+//!   and later tunnel through a WebSocket for port-forward (`SPDY/3.1+portforward.k8s.io`);
+//! - WebSocket channels (`v5.channel.k8s.io` down to `channel.k8s.io`), which kubectl 1.30
+//!   and later and the client libraries speak for exec, attach and cp (`websocket`).
+//!
+//! Each transport turns its streams into the same `ProcessStreams` (exec and attach) or
+//! `Forward`s (port-forward), so what runs the process or dials the port never knows which
+//! protocol carries its bytes. All buffers between a client and a process are bounded
+//! channels: a client that stops reading stops the process's output, not the agent's memory.
+
+pub mod port_forward;
+pub mod process;
+pub mod spdy;
+pub mod websocket;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use process::{Outcome, ProcessStreams, TerminalSize};
+
+/// What an exec or attach request asks for (its query: `stdin`, `stdout`, `stderr`,
+/// `tty`, `command`, `container`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// The client sends input.
+    pub stdin: bool,
+    /// The client wants the process's output.
+    pub stdout: bool,
+    /// The client wants the process's errors (never with a terminal: they share it).
+    pub stderr: bool,
+    /// The process gets a terminal.
+    pub tty: bool,
+    /// The command (exec only).
+    pub command: Vec<String>,
+}
+
+impl StreamRequest {
+    /// Reads a request's query. Upstream's names (`stdin`, ...) and the kubelet's (`input`,
+    /// `output`, `error`) are both taken.
+    pub fn from_query(query: &str) -> StreamRequest {
+        let mut request = StreamRequest::default();
+        for (key, value) in form_pairs(query) {
+            let on = value == "1" || value.eq_ignore_ascii_case("true");
+            match key.as_str() {
+                "stdin" | "input" => request.stdin = on,
+                "stdout" | "output" => request.stdout = on,
+                "stderr" | "error" => request.stderr = on,
+                "tty" => request.tty = on,
+                "command" => request.command.push(value),
+                _ => {}
+            }
+        }
+        if request.tty {
+            request.stderr = false;
+        }
+        request
+    }
+}
+
+/// The `ports` of a port-forward request (repeated, or comma-separated).
+pub fn ports_from_query(query: &str) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for (key, value) in form_pairs(query) {
+        if key != "ports" {
+            continue;
+        }
+        for port in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => ports.push(p),
+                _ => return Err(format!("invalid port {port:?}")),
+            }
+        }
+    }
+    Ok(ports)
+}
+
+/// A query's pairs, percent-decoded.
+fn form_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
+
+/// When bytes last moved in a session, either way (for the idle timeout).
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    /// A session that starts now.
+    pub fn new() -> Arc<Activity> {
+        Arc::new(Activity { start: Instant::now(), last_ms: AtomicU64::new(0) })
+    }
+
+    /// Bytes moved.
+    pub fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// How long no bytes moved.
+    pub fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Resolves once `activity` was idle for `timeout`, or `gone` says the session's pod or
+/// container is gone (checked every second).
+pub async fn ended(activity: Arc<Activity>, timeout: Duration, gone: impl Fn() -> bool) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if activity.idle() >= timeout || gone() {
+            return;
+        }
+    }
+}
+
+/// Headers by lower-case name, each with all its values (a header may come several times).
+pub type HeaderValues = HashMap<String, Vec<String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_query_is_read_like_upstreams() {
+        let request = StreamRequest::from_query(
+            "command=sh&command=-c&command=echo+%22a+b%22&container=c&stdin=true&stdout=1&stderr=true&tty=false",
+        );
+        assert_eq!(
+            request,
+            StreamRequest {
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: false,
+                command: vec!["sh".into(), "-c".into(), "echo \"a b\"".into()],
+            }
+        );
+        // A terminal carries errors on its output.
+        assert!(!StreamRequest::from_query("stderr=true&tty=true").stderr);
+        // A trailing or bad escape is kept as it is.
+        assert_eq!(StreamRequest::from_query("command=%4").command, vec!["%4"]);
+        assert_eq!(StreamRequest::from_query("command=%zz").command, vec!["%zz"]);
+    }
+
+    #[test]
+    fn ports_are_repeated_or_comma_separated() {
+        assert_eq!(ports_from_query("ports=80&ports=8080,9090"), Ok(vec![80, 8080, 9090]));
+        assert!(ports_from_query("ports=0").is_err());
+        assert!(ports_from_query("ports=http").is_err());
+        assert_eq!(ports_from_query(""), Ok(vec![]));
+    }
+}

@@ -1,0 +1,143 @@
+//! Port-forward sessions: each connection a client forwards arrives as a pair of SPDY
+//! streams (`streamType: error` and `streamType: data`, joined by `requestID`) and is
+//! relayed to a TCP connection the caller dials inside the pod's network.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::spdy::{self, headers};
+
+/// Pairs opened but not completed, past which a client's new streams are refused.
+const MAX_PENDING: usize = 1024;
+
+/// How a forwarded connection is dialed: the port in, a connection (or the reason there is
+/// none) out.
+pub trait Dial: Fn(u16) -> Self::Connecting + Send + Sync + 'static {
+    /// The dial in progress.
+    type Connecting: Future<Output = Result<TcpStream, String>> + Send;
+}
+
+impl<F, Fut> Dial for F
+where
+    F: Fn(u16) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<TcpStream, String>> + Send,
+{
+    type Connecting = Fut;
+}
+
+#[derive(Default)]
+struct Pair {
+    port: u16,
+    error: Option<spdy::Stream>,
+    data: Option<spdy::Stream>,
+}
+
+/// Serves port-forward on `connection` until the client goes or `stop` resolves (the
+/// session was idle too long, or the pod is gone).
+pub async fn over_spdy<D: Dial>(
+    mut connection: spdy::Connection,
+    dial: D,
+    stop: impl Future<Output = ()>,
+) {
+    let dial = std::sync::Arc::new(dial);
+    let mut pending: HashMap<String, Pair> = HashMap::new();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            stream = connection.accept() => match stream {
+                Some(stream) => stream,
+                None => return,
+            },
+            () = &mut stop => break,
+        };
+        let kind = headers::get(&stream.headers, "streamtype").unwrap_or_default().to_string();
+        let port = headers::get(&stream.headers, "port").and_then(|p| p.trim().parse::<u16>().ok());
+        let (Some(port), "error" | "data") = (port, kind.as_str()) else {
+            let _ = stream.writer.reset().await;
+            continue;
+        };
+        // Without a requestID (old clients), the data stream follows its error stream.
+        let request = match headers::get(&stream.headers, "requestid") {
+            Some(id) => id.to_string(),
+            None if kind == "data" => stream.id.saturating_sub(2).to_string(),
+            None => stream.id.to_string(),
+        };
+        if !pending.contains_key(&request) && pending.len() >= MAX_PENDING {
+            let _ = stream.writer.reset().await;
+            continue;
+        }
+        let pair = pending.entry(request.clone()).or_default();
+        pair.port = port;
+        if kind == "error" {
+            pair.error = Some(stream);
+        } else {
+            pair.data = Some(stream);
+        }
+        if pair.error.is_some() && pair.data.is_some() {
+            let Some(Pair { port, error: Some(error), data: Some(data) }) =
+                pending.remove(&request)
+            else {
+                continue;
+            };
+            let dial = std::sync::Arc::clone(&dial);
+            tokio::spawn(async move {
+                match dial(port).await {
+                    Ok(tcp) => relay(tcp, data, error).await,
+                    Err(message) => {
+                        let _ = error.writer.write(Bytes::from(message)).await;
+                        let _ = error.writer.finish().await;
+                        let _ = data.writer.finish().await;
+                    }
+                }
+            });
+        }
+    }
+    connection.close().await;
+}
+
+/// Copies between one forwarded connection and its data stream, each direction until it
+/// ends; a reset of the stream drops the connection.
+async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
+    let (mut from_pod, mut to_pod) = tcp.into_split();
+    let writer = data.writer.clone();
+    let mut reset = data.reset.clone();
+    let upstream = async move {
+        let mut buffer = BytesMut::with_capacity(32 * 1024);
+        loop {
+            buffer.reserve(32 * 1024);
+            match from_pod.read_buf(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if writer.write(buffer.split().freeze()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = writer.finish().await;
+    };
+    let downstream = async move {
+        while let Some(bytes) = data.incoming.recv().await {
+            if to_pod.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = to_pod.shutdown().await;
+    };
+    tokio::select! {
+        _ = async { tokio::join!(upstream, downstream) } => {}
+        () = reset_of(&mut reset) => {}
+    }
+    let _ = error.writer.finish().await;
+}
+
+/// Resolves when the peer resets the stream (never, if it no longer can).
+pub async fn reset_of(reset: &mut tokio::sync::watch::Receiver<bool>) {
+    if reset.wait_for(|r| *r).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,387 @@
+//! The server side of a SPDY/3.1 connection, as kubectl's streaming clients use it: the
+//! client opens every stream, and this side answers each at once and exchanges its bytes.
+//!
+//! One task reads frames and hands each stream's bytes to its bounded channel; one task
+//! writes what the streams send. Flow-control windows are neither kept nor granted:
+//! kubectl's SPDY library (spdystream) ignores them both ways, so TCP is the only
+//! back-pressure, as upstream. A stream whose reader stops reading stalls the
+//! connection's reads, and a client that stops reading stalls the writers: memory stays
+//! bounded by the channels, never by what a peer sends or refuses to take.
+
+pub mod dictionary;
+pub mod frame;
+pub mod headers;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use super::Activity;
+use frame::Frame;
+pub use headers::Headers;
+
+/// The largest frame accepted from a peer.
+const MAX_FRAME: usize = 1 << 20;
+/// The most bytes put in one `DATA` frame.
+const MAX_DATA: usize = 32 * 1024;
+/// Frames from one stream's peer waiting for its reader.
+const STREAM_BACKLOG: usize = 16;
+
+/// One stream a peer opened.
+pub struct Stream {
+    /// Its id.
+    pub id: u32,
+    /// The headers it was opened with.
+    pub headers: Headers,
+    /// The peer's bytes; the channel ends when the peer finishes or resets the stream.
+    pub incoming: mpsc::Receiver<Bytes>,
+    /// Writes to the peer.
+    pub writer: StreamWriter,
+    /// Turns true when the peer resets the stream.
+    pub reset: watch::Receiver<bool>,
+}
+
+/// The sending half of a stream.
+#[derive(Clone)]
+pub struct StreamWriter {
+    id: u32,
+    commands: mpsc::Sender<Command>,
+}
+
+/// The connection is gone.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the SPDY connection is closed")]
+pub struct Closed;
+
+impl StreamWriter {
+    /// Sends `data` (in frames of at most 32 KiB), waiting while the peer is slow.
+    pub async fn write(&self, mut data: Bytes) -> Result<(), Closed> {
+        while !data.is_empty() {
+            let chunk = data.split_to(data.len().min(MAX_DATA));
+            self.send(Frame::Data { stream: self.id, fin: false, data: chunk }).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends this side of the stream (`FIN`).
+    pub async fn finish(&self) -> Result<(), Closed> {
+        self.send(Frame::Data { stream: self.id, fin: true, data: Bytes::new() }).await
+    }
+
+    /// Abandons the stream (`RST_STREAM`).
+    pub async fn reset(&self) -> Result<(), Closed> {
+        self.send(Frame::RstStream { stream: self.id, status: frame::CANCEL }).await
+    }
+
+    async fn send(&self, frame: Frame) -> Result<(), Closed> {
+        self.commands.send(Command::Frame(frame)).await.map_err(|_| Closed)
+    }
+}
+
+enum Command {
+    Frame(Frame),
+    /// Answer stream `id` (`SYN_REPLY`, headers compressed by the writer).
+    Reply(u32),
+    /// `GOAWAY`, then close the connection.
+    GoAway,
+}
+
+/// A SPDY connection being served.
+pub struct Connection {
+    accepted: mpsc::Receiver<Stream>,
+    commands: mpsc::Sender<Command>,
+    activity: Arc<Activity>,
+}
+
+impl Connection {
+    /// Serves SPDY on `io` (the connection after its HTTP upgrade).
+    pub fn serve<T>(io: T) -> Connection
+    where
+        T: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(io);
+        let (commands, queue) = mpsc::channel(64);
+        let (accept, accepted) = mpsc::channel(16);
+        let activity = Activity::new();
+        let (closed_tx, closed) = watch::channel(false);
+        tokio::spawn(write_frames(write, queue, Arc::clone(&activity), closed_tx));
+        tokio::spawn(read_frames(read, commands.clone(), accept, Arc::clone(&activity), closed));
+        Connection { accepted, commands, activity }
+    }
+
+    /// The next stream the peer opens; `None` once the connection is gone.
+    pub async fn accept(&mut self) -> Option<Stream> {
+        self.accepted.recv().await
+    }
+
+    /// When bytes last moved on any of its streams.
+    pub fn activity(&self) -> Arc<Activity> {
+        Arc::clone(&self.activity)
+    }
+
+    /// Tells the peer that this side is done (`GOAWAY`) once what was written is sent, and
+    /// closes the connection.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::GoAway).await;
+    }
+}
+
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut read: R,
+    commands: mpsc::Sender<Command>,
+    accept: mpsc::Sender<Stream>,
+    activity: Arc<Activity>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let mut inflater = headers::Inflater::default();
+    // Streams the peer may still send on (`Some`) or reset.
+    let mut streams: HashMap<u32, (Option<mpsc::Sender<Bytes>>, watch::Sender<bool>)> =
+        HashMap::new();
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let frame = match frame::parse(&mut buffer, MAX_FRAME) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                buffer.reserve(32 * 1024);
+                tokio::select! {
+                    read = read.read_buf(&mut buffer) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => continue,
+                    },
+                    // This side closed the connection: the peer is not read any more.
+                    _ = closed.wait_for(|c| *c) => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "closing a SPDY connection");
+                let _ = commands.send(Command::GoAway).await;
+                return;
+            }
+        };
+        match frame {
+            Frame::SynStream { stream: id, flags, headers, .. } => {
+                let Ok(headers) = inflater.decode(&headers) else {
+                    let _ = commands.send(Command::GoAway).await;
+                    return;
+                };
+                let (data, incoming) = mpsc::channel(STREAM_BACKLOG);
+                let (reset_tx, reset) = watch::channel(false);
+                // Forget the streams that ended on both sides.
+                streams.retain(|_, (data, reset)| data.is_some() || !reset.is_closed());
+                let data = (flags & frame::FLAG_FIN == 0).then_some(data);
+                streams.insert(id, (data, reset_tx));
+                if commands.send(Command::Reply(id)).await.is_err() {
+                    return;
+                }
+                let writer = StreamWriter { id, commands: commands.clone() };
+                let stream = Stream { id, headers, incoming, writer, reset };
+                if accept.send(stream).await.is_err() {
+                    return;
+                }
+            }
+            Frame::Data { stream: id, fin, data } => {
+                activity.touch();
+                if let Some((slot @ Some(_), _)) = streams.get_mut(&id) {
+                    let delivered = match slot {
+                        Some(sender) => data.is_empty() || sender.send(data).await.is_ok(),
+                        None => false,
+                    };
+                    // A reader that is gone drops the rest of its stream's bytes.
+                    if fin || !delivered {
+                        *slot = None;
+                    }
+                }
+            }
+            Frame::RstStream { stream: id, .. } => {
+                if let Some((_, reset)) = streams.remove(&id) {
+                    let _ = reset.send(true);
+                }
+            }
+            Frame::Ping(id) => {
+                if commands.send(Command::Frame(Frame::Ping(id))).await.is_err() {
+                    return;
+                }
+            }
+            Frame::GoAway { .. } => return,
+            Frame::SynReply { .. }
+            | Frame::Settings(_)
+            | Frame::Headers { .. }
+            | Frame::WindowUpdate { .. }
+            | Frame::Unknown(_) => {}
+        }
+    }
+}
+
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut queue: mpsc::Receiver<Command>,
+    activity: Arc<Activity>,
+    closed: watch::Sender<bool>,
+) {
+    let mut deflater = headers::Deflater::default();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut closing = false;
+    while let Some(command) = queue.recv().await {
+        let mut next = Some(command);
+        // Take what else is queued into the same write.
+        while let Some(command) = next.take() {
+            match command {
+                Command::Frame(frame) => {
+                    if matches!(frame, Frame::Data { .. }) {
+                        activity.touch();
+                    }
+                    frame::encode(&frame, &mut out);
+                }
+                Command::Reply(id) => {
+                    let headers = Bytes::from(deflater.encode(&[]));
+                    frame::encode(&Frame::SynReply { stream: id, fin: false, headers }, &mut out);
+                }
+                Command::GoAway => {
+                    frame::encode(&Frame::GoAway { last_stream: 0, status: 0 }, &mut out);
+                    closing = true;
+                    break;
+                }
+            }
+            if out.len() < 256 * 1024 {
+                next = queue.try_recv().ok();
+            }
+        }
+        if write.write_all(&out).await.is_err() || write.flush().await.is_err() {
+            return;
+        }
+        out.clear();
+        if closing {
+            let _ = write.shutdown().await;
+            let _ = closed.send(true);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's side of a connection, enough to drive the server in tests.
+    struct Peer {
+        io: tokio::io::DuplexStream,
+        deflater: headers::Deflater,
+        inflater: headers::Inflater,
+        buffer: BytesMut,
+    }
+
+    impl Peer {
+        async fn send(&mut self, frame: Frame) {
+            let mut out = BytesMut::new();
+            frame::encode(&frame, &mut out);
+            self.io.write_all(&out).await.unwrap();
+        }
+
+        async fn open(&mut self, id: u32, headers: &[(&str, &str)]) {
+            let headers = Bytes::from(self.deflater.encode(headers));
+            self.send(Frame::SynStream { stream: id, associated: 0, flags: 0, headers }).await;
+        }
+
+        async fn next(&mut self) -> Option<Frame> {
+            loop {
+                if let Some(frame) = frame::parse(&mut self.buffer, frame::MAX_PAYLOAD).unwrap() {
+                    return Some(frame);
+                }
+                if self.io.read_buf(&mut self.buffer).await.unwrap() == 0 {
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn pair() -> (Connection, Peer) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let peer = Peer {
+            io: theirs,
+            deflater: headers::Deflater::default(),
+            inflater: headers::Inflater::default(),
+            buffer: BytesMut::new(),
+        };
+        (Connection::serve(ours), peer)
+    }
+
+    #[tokio::test]
+    async fn streams_are_answered_and_carry_bytes_both_ways() {
+        let (mut connection, mut peer) = pair();
+        peer.open(1, &[("streamType", "stdin")]).await;
+        let mut stream = connection.accept().await.unwrap();
+        assert_eq!(headers::get(&stream.headers, "streamtype"), Some("stdin"));
+        let Some(Frame::SynReply { stream: 1, headers, .. }) = peer.next().await else {
+            panic!("no reply")
+        };
+        assert_eq!(peer.inflater.decode(&headers), Ok(vec![]));
+
+        peer.send(Frame::Data { stream: 1, fin: false, data: Bytes::from_static(b"in") }).await;
+        peer.send(Frame::Data { stream: 1, fin: true, data: Bytes::new() }).await;
+        assert_eq!(stream.incoming.recv().await.as_deref(), Some(&b"in"[..]));
+        assert_eq!(stream.incoming.recv().await, None);
+
+        stream.writer.write(Bytes::from_static(b"out")).await.unwrap();
+        stream.writer.finish().await.unwrap();
+        let data = Frame::Data { stream: 1, fin: false, data: Bytes::from_static(b"out") };
+        assert_eq!(peer.next().await, Some(data));
+        assert_eq!(
+            peer.next().await,
+            Some(Frame::Data { stream: 1, fin: true, data: Bytes::new() })
+        );
+
+        peer.send(Frame::Ping(7)).await;
+        assert_eq!(peer.next().await, Some(Frame::Ping(7)));
+
+        connection.close().await;
+        assert_eq!(peer.next().await, Some(Frame::GoAway { last_stream: 0, status: 0 }));
+        assert_eq!(peer.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_reset_ends_the_stream_and_says_so() {
+        let (mut connection, mut peer) = pair();
+        peer.open(3, &[("streamType", "data")]).await;
+        let mut stream = connection.accept().await.unwrap();
+        peer.send(Frame::RstStream { stream: 3, status: frame::CANCEL }).await;
+        assert_eq!(stream.incoming.recv().await, None);
+        stream.reset.wait_for(|r| *r).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn large_writes_are_split_and_no_window_is_kept() {
+        let (mut connection, mut peer) = pair();
+        peer.open(5, &[]).await;
+        let mut stream = connection.accept().await.unwrap();
+        let _reply = peer.next().await;
+        let big = Bytes::from(vec![7u8; 100 * 1024]);
+        let writer = stream.writer.clone();
+        let sent = tokio::spawn(async move { writer.write(big).await });
+        let mut got = 0;
+        while got < 100 * 1024 {
+            let Some(Frame::Data { data, .. }) = peer.next().await else { panic!() };
+            assert!(data.len() <= MAX_DATA);
+            got += data.len();
+        }
+        sent.await.unwrap().unwrap();
+        // No window is kept: more than SPDY's default window reaches the stream at once.
+        for _ in 0..3 {
+            let chunk = Bytes::from(vec![1u8; 40 * 1024]);
+            peer.send(Frame::Data { stream: 5, fin: false, data: chunk }).await;
+        }
+        for _ in 0..3 {
+            assert_eq!(stream.incoming.recv().await.map(|b| b.len()), Some(40 * 1024));
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_closes_the_connection() {
+        let (mut connection, mut peer) = pair();
+        peer.io.write_all(&[0x80, 9, 0, 1, 0, 0, 0, 0]).await.unwrap();
+        assert_eq!(peer.next().await, Some(Frame::GoAway { last_stream: 0, status: 0 }));
+        assert!(connection.accept().await.is_none());
+    }
+}
