@@ -521,3 +521,20 @@ pub fn set_terminal_size(
         rustix::termios::Winsize { ws_row: rows, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0 };
     rustix::termios::tcsetwinsize(fd, size).map_err(std::io::Error::from)
 }
+
+/// A new pseudo-terminal of `rows` by `columns`: its master end and its slave end.
+pub fn open_terminal(
+    rows: u16,
+    columns: u16,
+) -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use rustix::pty::OpenptFlags;
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    if rows > 0 && columns > 0 {
+        set_terminal_size(&master, rows, columns)?;
+    }
+    Ok((master, slave))
+}

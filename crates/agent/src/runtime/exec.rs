@@ -3,7 +3,7 @@
 //! the runtime hands over on a console socket.
 
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +27,8 @@ impl Runtime {
         let scratch = std::env::temp_dir();
         let token = format!("krust-exec-{}-{}", std::process::id(), random_suffix());
         let log = scratch.join(format!("{token}.log"));
-        let console = scratch.join(format!("{token}.sock"));
-        let ended = self
-            .run_exec(id, request, &log, &console, (stdin, stdout, stderr, resize), &activity)
-            .await;
+        let ended =
+            self.run_exec(id, request, &log, (stdin, stdout, stderr, resize), &activity).await;
         let _ = std::fs::remove_file(&log);
         let _ = outcome.send(ended);
     }
@@ -40,59 +38,55 @@ impl Runtime {
         id: &str,
         request: &StreamRequest,
         log: &Path,
-        console: &Path,
         (stdin, stdout, stderr, resize): Parts,
         activity: &Arc<Activity>,
     ) -> Outcome {
         let mut command = tokio::process::Command::new(&self.runtime);
-        command
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--log")
-            .arg(log)
-            .arg("--log-format")
-            .arg("json")
-            .arg("exec");
-        let socket = if request.tty {
-            let _ = std::fs::remove_file(console);
-            match tokio::net::UnixListener::bind(console) {
-                Ok(listener) => {
-                    command.arg("--tty").arg("--console-socket").arg(console);
-                    Some(ConsoleSocket { listener, path: console.to_path_buf() })
-                }
-                Err(e) => return Outcome::Failed(format!("cannot make a console socket: {e}")),
+        command.arg("--root").arg(&self.root).arg("--log").arg(log).arg("--log-format").arg("json");
+        // With a terminal the runtime copies between the container's terminal and its own,
+        // which is one this side holds the master end of (a runtime in the foreground
+        // takes no console socket).
+        let terminal = if request.tty {
+            match sys::open_terminal(0, 0) {
+                Ok(pair) => Some(pair),
+                Err(e) => return Outcome::Failed(format!("cannot open a terminal: {e}")),
             }
         } else {
             None
         };
+        command.arg("exec");
+        if terminal.is_some() {
+            command.arg("--tty");
+        }
         command.arg(id).args(&request.command);
-        let piped = |on: bool| if on && !request.tty { Stdio::piped() } else { Stdio::null() };
-        command
-            .stdin(piped(stdin.is_some()))
-            .stdout(piped(stdout.is_some()))
-            .stderr(piped(stderr.is_some()));
+        let stdio = |on: bool| -> std::io::Result<Stdio> {
+            match &terminal {
+                Some((_, slave)) => Ok(Stdio::from(slave.try_clone()?)),
+                None if on => Ok(Stdio::piped()),
+                None => Ok(Stdio::null()),
+            }
+        };
+        let wired = (|| -> std::io::Result<()> {
+            command.stdin(stdio(stdin.is_some())?);
+            command.stdout(stdio(stdout.is_some())?);
+            command.stderr(stdio(stderr.is_some())?);
+            Ok(())
+        })();
+        if let Err(e) = wired {
+            return Outcome::Failed(format!("cannot set up the process's streams: {e}"));
+        }
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
                 return Outcome::Failed(format!("cannot run {}: {e}", self.runtime.display()));
             }
         };
+        // The runtime holds the slave end now: the master reads the end once it is gone.
+        let master = terminal.map(|(master, _slave)| Arc::new(master));
+        drop(command);
         let mut pumps = Vec::new();
-        if let Some(socket) = socket {
-            let master = tokio::select! {
-                master = socket.receive() => master,
-                status = child.wait() => Err(std::io::Error::other(format!(
-                    "the runtime ended ({}) before it sent the terminal",
-                    status.map(|s| s.to_string()).unwrap_or_default()
-                ))),
-            };
-            let master = match master {
-                Ok(master) => Arc::new(master),
-                Err(e) => {
-                    let _ = child.wait().await;
-                    return Outcome::Failed(shim::logged_error(log).unwrap_or(e.to_string()));
-                }
-            };
+        if let Some(master) = master {
+            let runtime_pid = child.id();
             let wired = (|| -> std::io::Result<()> {
                 if let Some(stdout) = stdout {
                     pumps.push(terminal_to(&master, stdout, Arc::clone(activity))?);
@@ -107,7 +101,7 @@ impl Runtime {
                 return Outcome::Failed(format!("cannot use the terminal: {e}"));
             }
             if let Some(resize) = resize {
-                tokio::spawn(resize_terminal(master, resize));
+                tokio::spawn(resize_terminal(master, resize, runtime_pid));
             }
         } else {
             if let (Some(input), Some(pipe)) = (stdin, child.stdin.take()) {
@@ -159,31 +153,6 @@ async fn drain(mut pump: tokio::task::JoinHandle<()>, activity: &Activity) {
                 }
             }
         }
-    }
-}
-
-/// The socket the runtime sends a terminal's master end to; removed when dropped.
-struct ConsoleSocket {
-    listener: tokio::net::UnixListener,
-    path: PathBuf,
-}
-
-impl ConsoleSocket {
-    async fn receive(&self) -> std::io::Result<OwnedFd> {
-        let (stream, _) = self.listener.accept().await?;
-        loop {
-            stream.readable().await?;
-            match sys::receive_fd(&stream) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                received => return received,
-            }
-        }
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -267,9 +236,18 @@ fn to_terminal(
     Ok(())
 }
 
-async fn resize_terminal(master: Arc<OwnedFd>, mut sizes: mpsc::Receiver<TerminalSize>) {
+/// Applies the client's terminal sizes to the runtime's terminal, and tells the runtime
+/// (`SIGWINCH`), which passes the size on to the container's.
+async fn resize_terminal(
+    master: Arc<OwnedFd>,
+    mut sizes: mpsc::Receiver<TerminalSize>,
+    runtime_pid: Option<u32>,
+) {
     while let Some(size) = sizes.recv().await {
         let _ = sys::set_terminal_size(master.as_ref(), size.height, size.width);
+        if let Some(pid) = runtime_pid {
+            let _ = sys::kill(pid as i32, nix::sys::signal::Signal::SIGWINCH);
+        }
     }
 }
 
