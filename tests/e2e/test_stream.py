@@ -700,6 +700,7 @@ def test_exec_attach_and_port_forward_need_their_subresource(node, k, ns):
     # With `create pods/exec` the same user gets in.
     k("create", "role", "pod-exec", "--verb=create", "--resource=pods/exec", "-n", ns)
     k("create", "rolebinding", "viewer-execs", "--role=pod-exec", "--user=e2e-viewer", "-n", ns)
-    wait_for(lambda: k.run(viewer, "auth", "can-i", "create", "pods/exec", "-n", ns).stdout.strip()
-             == "yes", 30, interval=0.3, what="the second binding to take effect")
+    wait_for(lambda: k.run(viewer, "auth", "can-i", "create", "pods", "--subresource=exec",
+                           "-n", ns).stdout.strip() == "yes",
+             30, interval=0.3, what="the second binding to take effect")
     assert k(viewer, "exec", "box", "-n", ns, "--", "echo", "let-in") == "let-in\n"

@@ -155,7 +155,7 @@ mod tests {
             Some(Upgrade::Spdy("v4.channel.k8s.io".into()))
         );
         let unknown = headers(&[("upgrade", "SPDY/3.1"), ("x-stream-protocol-version", "v9")]);
-        let refused = negotiate(&unknown, &["v4.channel.k8s.io"], &[]).unwrap_err();
+        let refused = negotiate(&unknown, &["v4.channel.k8s.io"], &[]).expect_err("refused");
         assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 
@@ -166,12 +166,16 @@ mod tests {
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-protocol", "v5.channel.k8s.io, v4.channel.k8s.io"),
         ]);
-        let upgrade = negotiate(&request, &[], &["v4.channel.k8s.io"]).unwrap();
+        let upgrade =
+            negotiate(&request, &[], &["v4.channel.k8s.io"]).expect("as the test sets up");
         let answer = switching(&upgrade);
         assert_eq!(answer.status(), StatusCode::SWITCHING_PROTOCOLS);
         assert_eq!(answer.headers()["sec-websocket-protocol"], "v4.channel.k8s.io");
-        assert_eq!(answer.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzwGkVhm4Py0=");
+        assert_eq!(answer.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
         let plain = headers(&[]);
-        assert_eq!(negotiate(&plain, &[], &[]).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            negotiate(&plain, &[], &[]).expect_err("refused").status(),
+            StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -46,11 +46,7 @@ where
     tokio::spawn(async move {
         while let Some(Ok(message)) = incoming.next().await {
             match message {
-                Message::Binary(bytes) => {
-                    if write.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(bytes) if write.write_all(&bytes).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
@@ -82,7 +78,7 @@ mod tests {
     #[test]
     fn the_accept_key_is_rfc_6455s() {
         // The example of RFC 6455, section 1.3.
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzwGkVhm4Py0=");
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]

@@ -337,7 +337,7 @@ mod tests {
                 seed ^= seed << 17;
                 noise.push(seed as u8);
             }
-            if noise.len() > 1 && seed % 2 == 0 {
+            if noise.len() > 1 && seed.is_multiple_of(2) {
                 noise[0] = 0x80;
                 noise[1] = 3;
             }

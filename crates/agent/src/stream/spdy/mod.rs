@@ -277,7 +277,7 @@ mod tests {
         async fn send(&mut self, frame: Frame) {
             let mut out = BytesMut::new();
             frame::encode(&frame, &mut out);
-            self.io.write_all(&out).await.unwrap();
+            self.io.write_all(&out).await.expect("as the test sets up");
         }
 
         async fn open(&mut self, id: u32, headers: &[(&str, &str)]) {
@@ -287,10 +287,12 @@ mod tests {
 
         async fn next(&mut self) -> Option<Frame> {
             loop {
-                if let Some(frame) = frame::parse(&mut self.buffer, frame::MAX_PAYLOAD).unwrap() {
+                if let Some(frame) =
+                    frame::parse(&mut self.buffer, frame::MAX_PAYLOAD).expect("as the test sets up")
+                {
                     return Some(frame);
                 }
-                if self.io.read_buf(&mut self.buffer).await.unwrap() == 0 {
+                if self.io.read_buf(&mut self.buffer).await.expect("as the test sets up") == 0 {
                     return None;
                 }
             }
@@ -312,7 +314,7 @@ mod tests {
     async fn streams_are_answered_and_carry_bytes_both_ways() {
         let (mut connection, mut peer) = pair();
         peer.open(1, &[("streamType", "stdin")]).await;
-        let mut stream = connection.accept().await.unwrap();
+        let mut stream = connection.accept().await.expect("as the test sets up");
         assert_eq!(headers::get(&stream.headers, "streamtype"), Some("stdin"));
         let Some(Frame::SynReply { stream: 1, headers, .. }) = peer.next().await else {
             panic!("no reply")
@@ -324,8 +326,8 @@ mod tests {
         assert_eq!(stream.incoming.recv().await.as_deref(), Some(&b"in"[..]));
         assert_eq!(stream.incoming.recv().await, None);
 
-        stream.writer.write(Bytes::from_static(b"out")).await.unwrap();
-        stream.writer.finish().await.unwrap();
+        stream.writer.write(Bytes::from_static(b"out")).await.expect("as the test sets up");
+        stream.writer.finish().await.expect("as the test sets up");
         let data = Frame::Data { stream: 1, fin: false, data: Bytes::from_static(b"out") };
         assert_eq!(peer.next().await, Some(data));
         assert_eq!(
@@ -345,17 +347,17 @@ mod tests {
     async fn a_reset_ends_the_stream_and_says_so() {
         let (mut connection, mut peer) = pair();
         peer.open(3, &[("streamType", "data")]).await;
-        let mut stream = connection.accept().await.unwrap();
+        let mut stream = connection.accept().await.expect("as the test sets up");
         peer.send(Frame::RstStream { stream: 3, status: frame::CANCEL }).await;
         assert_eq!(stream.incoming.recv().await, None);
-        stream.reset.wait_for(|r| *r).await.unwrap();
+        stream.reset.wait_for(|r| *r).await.expect("as the test sets up");
     }
 
     #[tokio::test]
     async fn large_writes_are_split_and_no_window_is_kept() {
         let (mut connection, mut peer) = pair();
         peer.open(5, &[]).await;
-        let mut stream = connection.accept().await.unwrap();
+        let mut stream = connection.accept().await.expect("as the test sets up");
         let _reply = peer.next().await;
         let big = Bytes::from(vec![7u8; 100 * 1024]);
         let writer = stream.writer.clone();
@@ -366,7 +368,7 @@ mod tests {
             assert!(data.len() <= MAX_DATA);
             got += data.len();
         }
-        sent.await.unwrap().unwrap();
+        sent.await.expect("as the test sets up").expect("as the test sets up");
         // No window is kept: more than SPDY's default window reaches the stream at once.
         for _ in 0..3 {
             let chunk = Bytes::from(vec![1u8; 40 * 1024]);
@@ -377,10 +379,61 @@ mod tests {
         }
     }
 
+    /// Plays what a real kubectl sent into a connection; returns the streams and each one's
+    /// bytes up to its end.
+    async fn replay(recorded: &[u8]) -> Vec<(Headers, Vec<u8>)> {
+        let (mut connection, mut peer) = pair();
+        peer.io.write_all(recorded).await.expect("as the test sets up");
+        let mut streams = Vec::new();
+        while let Ok(Some(stream)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), connection.accept()).await
+        {
+            streams.push(stream);
+        }
+        let mut seen = Vec::new();
+        for mut stream in streams {
+            let mut bytes = Vec::new();
+            while let Ok(Some(chunk)) =
+                tokio::time::timeout(std::time::Duration::from_millis(200), stream.incoming.recv())
+                    .await
+            {
+                bytes.extend_from_slice(&chunk);
+            }
+            seen.push((stream.headers, bytes));
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn kubectls_exec_streams_are_read() {
+        let seen = replay(include_bytes!("testdata/kubectl-1.27-exec-stdin.bin")).await;
+        let kinds: Vec<&str> = seen
+            .iter()
+            .map(|(h, _)| headers::get(h, "streamtype").expect("as the test sets up"))
+            .collect();
+        assert_eq!(kinds, ["error", "stdin", "stdout", "stderr"]);
+        assert_eq!(seen[1].1, b"hello\n");
+    }
+
+    #[tokio::test]
+    async fn kubectls_port_forward_streams_are_read() {
+        let seen = replay(include_bytes!("testdata/kubectl-1.27-port-forward.bin")).await;
+        let header = |i: usize, name: &str| {
+            headers::get(&seen[i].0, name).expect("as the test sets up").to_string()
+        };
+        assert_eq!(
+            (header(0, "streamtype"), header(1, "streamtype")),
+            ("error".into(), "data".into())
+        );
+        assert_eq!((header(0, "port"), header(0, "requestid")), ("8080".into(), "0".into()));
+        assert_eq!(header(1, "requestid"), "0");
+        assert!(seen[1].1.starts_with(b"GET /index.html HTTP/1.1\r\n"));
+    }
+
     #[tokio::test]
     async fn garbage_closes_the_connection() {
         let (mut connection, mut peer) = pair();
-        peer.io.write_all(&[0x80, 9, 0, 1, 0, 0, 0, 0]).await.unwrap();
+        peer.io.write_all(&[0x80, 9, 0, 1, 0, 0, 0, 0]).await.expect("as the test sets up");
         assert_eq!(peer.next().await, Some(Frame::GoAway { last_stream: 0, status: 0 }));
         assert!(connection.accept().await.is_none());
     }
