@@ -10,6 +10,7 @@ node's bridge. Needs what test_agent.py needs: root, runc and busybox-static."""
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import signal
@@ -27,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from agent_node import IMAGE, NEEDS_AGENT, Node, apply, pod, pod_json, status_of, wait_pod
-from conftest import (_LOG_KEY, _PROCS, _PROCS_LOCK, KUBECTL_TIMEOUT, KUBECTL_VERSIONS, Kubectl,
+from conftest import (_LOG_KEY, _PROCS, _PROCS_LOCK, KRUST_BIN, KUBECTL_TIMEOUT, KUBECTL_VERSIONS,
+                      Kubectl,
                       assert_status, free_port, rand_suffix, reap, spawn, wait_for)
 
 pytestmark = NEEDS_AGENT
@@ -704,3 +706,53 @@ def test_exec_attach_and_port_forward_need_their_subresource(node, k, ns):
                            "-n", ns).stdout.strip() == "yes",
              30, interval=0.3, what="the second binding to take effect")
     assert k(viewer, "exec", "box", "-n", ns, "--", "echo", "let-in") == "let-in\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# kube-rs (`AttachedProcess`, through `krust bench exec`) and bounded sessions
+
+
+def test_kube_rs_attached_process_gets_output_and_status(node, ns):
+    k = latest(node)
+    apply(k, pod("rs", ns, node, [sleeper()]))
+    wait_pod(k, ns, "rs", all_running)
+    out = subprocess.run(
+        [KRUST_BIN, "bench", "exec", "--kubeconfig", str(node.server.kubeconfig),
+         "--namespace", ns, "--pod", "rs", "--runs", "2", "--",
+         "sh", "-c", "echo rs-out; echo rs-err >&2; exit 3"],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert (result["stdout"], result["stderr"]) == ("rs-out\n", "rs-err\n")
+    assert result["status"]["reason"] == "NonZeroExitCode"
+    assert result["status"]["details"]["causes"][0] == {"reason": "ExitCode", "message": "3"}
+
+
+def _rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_a_client_that_stops_reading_does_not_grow_the_servers_memory(node, ns):
+    from kubernetes import client
+    from kubernetes.stream import stream
+
+    k = latest(node)
+    apply(k, pod("flood", ns, node, [sleeper()]))
+    wait_pod(k, ns, "flood", all_running)
+    core = client.CoreV1Api(node.cluster.api_client())
+    before = _rss_kib(node.server.proc.pid)
+    # `yes` writes as fast as it can; this client never reads.
+    resp = stream(core.connect_get_namespaced_pod_exec, "flood", ns, command=["yes"],
+                  stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False)
+    try:
+        time.sleep(10)
+        grown = _rss_kib(node.server.proc.pid) - before
+        assert grown < 64 * 1024, f"the server grew by {grown} KiB for one stalled client"
+    finally:
+        resp.close()
+    # With the client gone, `yes` is gone too (its output has nowhere to go).
+    wait_for(lambda: "yes" not in k("exec", "flood", "-n", ns, "--", "ps", "-o", "comm"),
+             30, interval=0.5, what="the flooding process to end")

@@ -5,6 +5,7 @@ mod api;
 mod client;
 mod controllers;
 mod etcd;
+mod exec;
 mod fanout;
 mod objects;
 mod process;
@@ -15,6 +16,7 @@ mod sustained;
 
 pub use api::{ApiBenchArgs, api};
 pub use controllers::{ControllersBenchArgs, controllers};
+pub use exec::{ExecBenchArgs, exec};
 pub use fanout::{FanoutBenchArgs, fanout};
 pub use scale::{ScaleBenchArgs, scale};
 pub use sustained::{SustainedBenchArgs, sustained};

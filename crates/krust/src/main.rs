@@ -274,6 +274,9 @@ enum BenchCommand {
     /// What the controllers cost on simulated nodes: a Deployment scaled up and rolled,
     /// against a plain client's direct creates, with the controllers' requests and memory.
     Controllers(krust_bench::ControllersBenchArgs),
+    /// Exec latency through kube-rs's `AttachedProcess` (WebSocket) against a running
+    /// cluster: a command run again and again in one pod, with its output and exit status.
+    Exec(krust_bench::ExecBenchArgs),
 }
 
 fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -353,6 +356,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench { which: BenchCommand::Controllers(args) } => {
                 krust_bench::controllers(args).await
             }
+            Command::Bench { which: BenchCommand::Exec(args) } => krust_bench::exec(args).await,
         }
     });
     // Work still running in the background (a store read, a task of a connection that did

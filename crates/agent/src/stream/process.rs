@@ -412,6 +412,8 @@ where
                 break;
             }
         }
+        // A client that is gone takes no more output: the process's writes fail.
+        drop(outputs);
         let ended = outcome.await.unwrap_or_else(|_| Outcome::Failed("the session ended".into()));
         if open {
             let report = ended.report(version, &command);
