@@ -601,6 +601,32 @@ def test_python_client_exec_output_and_exit_code(node, ns):
         resp.close()
 
 
+def test_python_client_port_forward_over_websocket_channels(node, ns):
+    from kubernetes import client
+    from kubernetes.stream import portforward
+
+    k = latest(node)
+    apply(k, web_pod("pyweb", ns, node))
+    wait_pod(k, ns, "pyweb", all_ready, timeout=90, what="the server ready")
+    core = client.CoreV1Api(node.cluster.api_client())
+    forward = portforward(core.connect_get_namespaced_pod_portforward, "pyweb", ns, ports="8080,7777")
+    try:
+        sock = forward.socket(8080)
+        sock.setblocking(True)
+        sock.settimeout(60)
+        sock.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.") and answer.endswith(b"\r\nhello\n"), answer[:200]
+        # Nothing listens on 7777: its error channel says why.
+        wait_for(lambda: forward.error(7777), 30, interval=0.2, what="the closed port's error")
+        assert "error forwarding port 7777" in forward.error(7777)
+        assert forward.error(8080) is None
+    finally:
+        forward.close()
+
+
 def test_python_client_closes_stdin_over_v5(node, ns):
     from kubernetes import client
     from kubernetes.stream import stream, ws_client

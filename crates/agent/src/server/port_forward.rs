@@ -1,5 +1,7 @@
 //! `/portForward/NAMESPACE/POD`: connections a client forwards, dialed on the loopback of
-//! the pod's network namespace.
+//! the pod's network namespace; over SPDY (kubectl up to 1.30), SPDY tunnelled through a
+//! WebSocket (kubectl 1.31 and later), or WebSocket channels (`v4.channel.k8s.io`, client
+//! libraries).
 
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 use super::{Body, text, upgrade};
 use crate::Agent;
 use crate::pod::locate;
-use crate::stream::{self, port_forward, spdy, websocket};
+use crate::stream::{self, port_forward, process, spdy, websocket};
 
 /// The stream protocol of port-forward over SPDY.
 pub const PROTOCOL: &str = "portforward.k8s.io";
@@ -22,22 +24,29 @@ pub fn serve(
     let Some(local) = locate::pod(&agent.pods_dir, namespace, pod) else {
         return text(StatusCode::NOT_FOUND, &format!("pod {namespace}/{pod} not found"));
     };
-    let upgrade =
-        match upgrade::negotiate(request.headers(), &[PROTOCOL], &[websocket::SPDY_TUNNEL]) {
-            Ok(upgrade) => upgrade,
-            Err(refused) => return refused,
-        };
+    let channels = process::Version::V4.name();
+    let upgrade = match upgrade::negotiate(
+        request.headers(),
+        &[PROTOCOL],
+        &[websocket::SPDY_TUNNEL, channels],
+    ) {
+        Ok(upgrade) => upgrade,
+        Err(refused) => return refused,
+    };
+    // Over WebSocket channels the ports are the request's (SPDY names one per stream).
+    let ports = match stream::ports_from_query(request.uri().query().unwrap_or_default()) {
+        Ok(ports) => ports,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &e),
+    };
+    let tunnelled = matches!(&upgrade, upgrade::Upgrade::WebSocket { protocol, .. } if protocol == websocket::SPDY_TUNNEL);
+    if matches!(upgrade, upgrade::Upgrade::WebSocket { .. }) && !tunnelled && ports.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "query parameter \"ports\" is required");
+    }
     let response = upgrade::switching(&upgrade);
     let on_upgrade = hyper::upgrade::on(&mut request);
     let (agent, pod) = (Arc::clone(agent), pod.to_string());
     tokio::spawn(async move {
         let Some(io) = upgrade::connection(on_upgrade).await else { return };
-        let connection = match upgrade {
-            upgrade::Upgrade::Spdy(_) => spdy::Connection::serve(io),
-            upgrade::Upgrade::WebSocket { .. } => {
-                spdy::Connection::serve(websocket::tunnel(upgrade::websocket(io).await))
-            }
-        };
         let netns = local.network();
         let uid = local.uid.clone();
         let dial = move |port: u16| {
@@ -59,11 +68,26 @@ pub fn serve(
             }
         };
         let still_here = local.clone();
-        let stop =
-            stream::ended(connection.activity(), agent.options.streaming_idle_timeout, move || {
-                !still_here.exists()
-            });
-        port_forward::over_spdy(connection, dial, stop).await;
+        let timeout = agent.options.streaming_idle_timeout;
+        let stop = |activity| stream::ended(activity, timeout, move || !still_here.exists());
+        match upgrade {
+            upgrade::Upgrade::WebSocket { .. } if !tunnelled => {
+                let socket = upgrade::websocket(io).await;
+                let activity = stream::Activity::new();
+                let stop = stop(Arc::clone(&activity));
+                port_forward::over_websocket(socket, ports, dial, activity, stop).await;
+            }
+            upgrade => {
+                let connection = match upgrade {
+                    upgrade::Upgrade::Spdy(_) => spdy::Connection::serve(io),
+                    upgrade::Upgrade::WebSocket { .. } => {
+                        spdy::Connection::serve(websocket::tunnel(upgrade::websocket(io).await))
+                    }
+                };
+                let stop = stop(connection.activity());
+                port_forward::over_spdy(connection, dial, stop).await;
+            }
+        }
     });
     response
 }

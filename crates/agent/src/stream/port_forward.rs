@@ -1,14 +1,24 @@
-//! Port-forward sessions: each connection a client forwards arrives as a pair of SPDY
-//! streams (`streamType: error` and `streamType: data`, joined by `requestID`) and is
-//! relayed to a TCP connection the caller dials inside the pod's network.
+//! Port-forward sessions, relayed to TCP connections the caller dials inside the pod's
+//! network: over SPDY (kubectl, also tunnelled through a WebSocket), each forwarded
+//! connection arrives as a pair of streams (`streamType: error` and `streamType: data`,
+//! joined by `requestID`); over WebSocket channels (client libraries), each port of the
+//! request is one connection on a pair of channels.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
+use super::Activity;
 use super::spdy::{self, headers};
 
 /// Pairs opened but not completed, past which a client's new streams are refused.
@@ -139,5 +149,107 @@ async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
 pub async fn reset_of(reset: &mut tokio::sync::watch::Receiver<bool>) {
     if reset.wait_for(|r| *r).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Serves port-forward over WebSocket channels, the client libraries' protocol: port `i` of
+/// `ports` is data channel `2i` and error channel `2i + 1`, each opened with the port
+/// (16 bits, little-endian), and carries one connection. The session ends with a normal
+/// close once every port's connection ended, or when the client goes or `stop` resolves.
+pub async fn over_websocket<S, D>(
+    socket: WebSocketStream<S>,
+    ports: Vec<u16>,
+    dial: D,
+    activity: Arc<Activity>,
+    stop: impl Future<Output = ()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    D: Dial,
+{
+    let (mut sink, mut incoming) = socket.split();
+    let (messages, mut outgoing) = mpsc::channel::<Bytes>(16);
+    let writer = async move {
+        while let Some(message) = outgoing.recv().await {
+            if sink.send(Message::Binary(message)).await.is_err() {
+                return;
+            }
+        }
+        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let _ = sink.send(Message::Close(Some(close))).await;
+    };
+    let session = async move {
+        let mut to_pods: Vec<Option<tokio::net::tcp::OwnedWriteHalf>> = Vec::new();
+        let mut relays = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
+            for channel in [data, error] {
+                let mut opening = vec![channel];
+                opening.extend_from_slice(&port.to_le_bytes());
+                if messages.send(Bytes::from(opening)).await.is_err() {
+                    return;
+                }
+            }
+            match dial(*port).await {
+                Ok(tcp) => {
+                    let (mut from_pod, to_pod) = tcp.into_split();
+                    to_pods.push(Some(to_pod));
+                    let (messages, activity) = (messages.clone(), Arc::clone(&activity));
+                    relays.push(tokio::spawn(async move {
+                        let mut buffer = BytesMut::with_capacity(32 * 1024);
+                        loop {
+                            buffer.clear();
+                            buffer.extend_from_slice(&[data]);
+                            buffer.reserve(32 * 1024);
+                            match from_pod.read_buf(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {
+                                    activity.touch();
+                                    if messages.send(buffer.split().freeze()).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    }));
+                }
+                Err(message) => {
+                    to_pods.push(None);
+                    let mut report = vec![error];
+                    report.extend_from_slice(message.as_bytes());
+                    let _ = messages.send(Bytes::from(report)).await;
+                }
+            }
+        }
+        drop(messages);
+        let all_ended = futures::future::join_all(relays);
+        let client = async {
+            while let Some(Ok(message)) = incoming.next().await {
+                let bytes = match message {
+                    Message::Binary(bytes) => bytes,
+                    Message::Close(_) => return,
+                    _ => continue,
+                };
+                let Some((&channel, payload)) = bytes.split_first() else { continue };
+                let slot = to_pods.get_mut(channel as usize / 2);
+                if channel % 2 == 0
+                    && let Some(Some(to_pod)) = slot
+                {
+                    activity.touch();
+                    if to_pod.write_all(payload).await.is_err()
+                        && let Some(slot) = to_pods.get_mut(channel as usize / 2)
+                    {
+                        *slot = None;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = all_ended => {}
+            () = client => {}
+        }
+    };
+    tokio::select! {
+        () = async { tokio::join!(session, writer); } => {}
+        () = stop => {}
     }
 }
