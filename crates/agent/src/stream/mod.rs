@@ -150,6 +150,34 @@ mod tests {
         assert_eq!(StreamRequest::from_query("command=%zz").command, vec!["%zz"]);
     }
 
+    #[tokio::test]
+    async fn a_session_ends_when_idle_or_gone_not_while_bytes_move() {
+        let activity = Activity::new();
+        let busy = Arc::clone(&activity);
+        let toucher = tokio::spawn(async move {
+            loop {
+                busy.touch();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let waited = tokio::time::timeout(
+            Duration::from_millis(2500),
+            ended(Arc::clone(&activity), Duration::from_secs(1), || false),
+        );
+        assert!(waited.await.is_err(), "ended while bytes moved");
+        toucher.abort();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            ended(Arc::clone(&activity), Duration::from_secs(1), || false),
+        );
+        assert!(waited.await.is_ok(), "an idle session did not end");
+        let gone = tokio::time::timeout(
+            Duration::from_secs(3),
+            ended(Activity::new(), Duration::from_secs(3600), || true),
+        );
+        assert!(gone.await.is_ok(), "a session whose pod is gone did not end");
+    }
+
     #[test]
     fn ports_are_repeated_or_comma_separated() {
         assert_eq!(ports_from_query("ports=80&ports=8080,9090"), Ok(vec![80, 8080, 9090]));
