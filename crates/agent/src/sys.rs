@@ -532,7 +532,12 @@ pub fn open_terminal(
         rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
-    let slave = rustix::pty::ioctl_tiocgptpeer(&master, OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    // Close-on-exec: only the process it is handed to (as its stdio) may hold it, or the
+    // master never reads the end.
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )?;
     if rows > 0 && columns > 0 {
         set_terminal_size(&master, rows, columns)?;
     }

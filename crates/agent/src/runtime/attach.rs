@@ -202,6 +202,7 @@ impl Attachments {
     }
 
     fn serve_client(&self, mut client: UnixStream) {
+        let mut had_stdin = false;
         loop {
             let mut head = [0u8; 5];
             if client.read_exact(&mut head).is_err() {
@@ -217,13 +218,17 @@ impl Attachments {
             }
             match head[0] {
                 kind::STDIN => {
+                    had_stdin = true;
                     if let Ok(mut input) = self.input.lock()
                         && let Some(file) = input.as_mut()
                     {
                         let _ = file.write_all(&bytes);
                     }
                 }
-                kind::CLOSE_STDIN => break,
+                kind::CLOSE_STDIN => {
+                    had_stdin = true;
+                    break;
+                }
                 kind::RESIZE if bytes.len() == 4 => {
                     if let Some(terminal) = &self.terminal {
                         let rows = u16::from_be_bytes([bytes[0], bytes[1]]);
@@ -235,6 +240,7 @@ impl Attachments {
             }
         }
         if self.once
+            && had_stdin
             && let Ok(mut input) = self.input.lock()
         {
             // `stdinOnce`: the container's input ends with its first client.
@@ -251,6 +257,14 @@ impl Attachments {
         }
         let kind = if stream == "stderr" { kind::STDERR } else { kind::STDOUT };
         let framed = frame(kind, bytes);
-        clients.retain_mut(|client| client.write_all(&framed).is_ok());
+        // A client that cannot take it is cut off whole (its agent sees the end), never
+        // left with half a frame.
+        clients.retain_mut(|client| {
+            let taken = client.write_all(&framed).is_ok();
+            if !taken {
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            }
+            taken
+        });
     }
 }

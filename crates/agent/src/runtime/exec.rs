@@ -20,13 +20,17 @@ use crate::sys;
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
 impl Runtime {
-    /// Runs `request.command` in container `id` with the session's streams, and reports how
-    /// it ended.
-    pub async fn exec(&self, id: &str, request: &StreamRequest, streams: ProcessStreams) {
+    /// Runs `request.command` in container `id` (whose bundle is `bundle`) with the
+    /// session's streams, and reports how it ended.
+    pub async fn exec(
+        &self,
+        id: &str,
+        bundle: &Path,
+        request: &StreamRequest,
+        streams: ProcessStreams,
+    ) {
         let ProcessStreams { stdin, stdout, stderr, resize, outcome, activity } = streams;
-        let scratch = std::env::temp_dir();
-        let token = format!("krust-exec-{}-{}", std::process::id(), random_suffix());
-        let log = scratch.join(format!("{token}.log"));
+        let log = bundle.join(format!("exec-{}.log", random_suffix()));
         let ended =
             self.run_exec(id, request, &log, (stdin, stdout, stderr, resize), &activity).await;
         let _ = std::fs::remove_file(&log);

@@ -8,7 +8,6 @@ use hyper::{Request, Response, StatusCode};
 use super::{Body, text, upgrade};
 use crate::Agent;
 use crate::pod::locate;
-use crate::runtime::{self, Observed};
 use crate::stream::process::{self, Version};
 use crate::stream::{self, Activity, StreamRequest, spdy};
 
@@ -59,11 +58,10 @@ pub fn serve(
     tokio::spawn(async move {
         let Some(io) = upgrade::connection(on_upgrade).await else { return };
         let activity = Activity::new();
-        let bundle = target.bundle.clone();
+        // Only idleness stops a session early: when the container ends, so does the
+        // process, and its end is reported.
         let stop =
-            stream::ended(Arc::clone(&activity), agent.options.streaming_idle_timeout, move || {
-                !matches!(runtime::observe(&bundle), Observed::Running(_))
-            });
+            stream::ended(Arc::clone(&activity), agent.options.streaming_idle_timeout, || false);
         let version = |name: &str| Version::from_name(name).unwrap_or(Version::V1);
         let (streams, life) = match upgrade {
             upgrade::Upgrade::Spdy(name) => {
@@ -86,7 +84,9 @@ pub fn serve(
         };
         let run = async {
             match kind {
-                Kind::Exec => agent.runtime.exec(&target.id, &wanted, streams).await,
+                Kind::Exec => {
+                    agent.runtime.exec(&target.id, &target.bundle, &wanted, streams).await
+                }
                 Kind::Attach => agent.runtime.attach(&target.bundle, &wanted, streams).await,
             }
         };

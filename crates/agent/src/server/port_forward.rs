@@ -39,8 +39,14 @@ pub fn serve(
         Err(e) => return text(StatusCode::BAD_REQUEST, &e),
     };
     let tunnelled = matches!(&upgrade, upgrade::Upgrade::WebSocket { protocol, .. } if protocol == websocket::SPDY_TUNNEL);
-    if matches!(upgrade, upgrade::Upgrade::WebSocket { .. }) && !tunnelled && ports.is_empty() {
-        return text(StatusCode::BAD_REQUEST, "query parameter \"ports\" is required");
+    if matches!(upgrade, upgrade::Upgrade::WebSocket { .. }) && !tunnelled {
+        if ports.is_empty() {
+            return text(StatusCode::BAD_REQUEST, "query parameter \"ports\" is required");
+        }
+        // Two channels a port, numbered in a byte.
+        if ports.len() > 127 {
+            return text(StatusCode::BAD_REQUEST, "at most 127 ports can be forwarded at once");
+        }
     }
     let response = upgrade::switching(&upgrade);
     let on_upgrade = hyper::upgrade::on(&mut request);

@@ -15,7 +15,7 @@ use crate::stream::websocket;
 /// The transport a client is switched to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upgrade {
-    /// SPDY/3.1 with this stream protocol (empty: the client named none).
+    /// SPDY/3.1 with this stream protocol.
     Spdy(String),
     /// WebSocket with this subprotocol (empty: the client named none).
     WebSocket {
@@ -70,7 +70,10 @@ pub fn negotiate(
     if upgrade.iter().any(|u| u.eq_ignore_ascii_case("SPDY/3.1")) {
         let offered = values(headers, "x-stream-protocol-version");
         if offered.is_empty() {
-            return Ok(Upgrade::Spdy(String::new()));
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "unable to upgrade: X-Stream-Protocol-Version is required",
+            ));
         }
         return match offered.iter().find(|o| spdy.contains(&o.as_str())) {
             Some(protocol) => Ok(Upgrade::Spdy(protocol.clone())),

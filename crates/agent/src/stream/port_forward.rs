@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -22,7 +24,7 @@ use super::Activity;
 use super::spdy::{self, headers};
 
 /// Pairs opened but not completed, past which a client's new streams are refused.
-const MAX_PENDING: usize = 1024;
+const MAX_PENDING: usize = 64;
 
 /// How a forwarded connection is dialed: the port in, a connection (or the reason there is
 /// none) out.
@@ -46,27 +48,42 @@ struct Pair {
     data: Option<spdy::Stream>,
 }
 
+/// How long the client has to open the second stream of a pair (upstream's stream creation
+/// timeout).
+const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a forwarded connection's client side may still send once the pod closed its
+/// side (as containerd's).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Serves port-forward on `connection` until the client goes or `stop` resolves (the
-/// session was idle too long, or the pod is gone).
+/// session was idle too long, or the pod is gone); the connections it relays end with it.
 pub async fn over_spdy<D: Dial>(
     mut connection: spdy::Connection,
     dial: D,
     stop: impl Future<Output = ()>,
 ) {
-    let dial = std::sync::Arc::new(dial);
-    let mut pending: HashMap<String, Pair> = HashMap::new();
+    let dial = Arc::new(dial);
+    let mut pending: HashMap<String, (Instant, Pair)> = HashMap::new();
+    let mut relays = JoinSet::new();
     tokio::pin!(stop);
     loop {
         let stream = tokio::select! {
             stream = connection.accept() => match stream {
                 Some(stream) => stream,
-                None => return,
+                None => break,
             },
             () = &mut stop => break,
+            Some(_) = relays.join_next(), if !relays.is_empty() => continue,
+            () = tokio::time::sleep(PAIR_TIMEOUT) => {
+                expire(&mut pending).await;
+                continue;
+            }
         };
+        expire(&mut pending).await;
         let kind = headers::get(&stream.headers, "streamtype").unwrap_or_default().to_string();
         let port = headers::get(&stream.headers, "port").and_then(|p| p.trim().parse::<u16>().ok());
-        let (Some(port), "error" | "data") = (port, kind.as_str()) else {
+        let (Some(port @ 1..), "error" | "data") = (port, kind.as_str()) else {
             let _ = stream.writer.reset().await;
             continue;
         };
@@ -80,7 +97,8 @@ pub async fn over_spdy<D: Dial>(
             let _ = stream.writer.reset().await;
             continue;
         }
-        let pair = pending.entry(request.clone()).or_default();
+        let (_, pair) =
+            pending.entry(request.clone()).or_insert_with(|| (Instant::now(), Pair::default()));
         pair.port = port;
         if kind == "error" {
             pair.error = Some(stream);
@@ -88,13 +106,13 @@ pub async fn over_spdy<D: Dial>(
             pair.data = Some(stream);
         }
         if pair.error.is_some() && pair.data.is_some() {
-            let Some(Pair { port, error: Some(error), data: Some(data) }) =
+            let Some((_, Pair { port, error: Some(error), data: Some(data) })) =
                 pending.remove(&request)
             else {
                 continue;
             };
-            let dial = std::sync::Arc::clone(&dial);
-            tokio::spawn(async move {
+            let dial = Arc::clone(&dial);
+            relays.spawn(async move {
                 match dial(port).await {
                     Ok(tcp) => relay(tcp, data, error).await,
                     Err(message) => {
@@ -106,28 +124,35 @@ pub async fn over_spdy<D: Dial>(
             });
         }
     }
+    relays.abort_all();
     connection.close().await;
 }
 
-/// Copies between one forwarded connection and its data stream, each direction until it
-/// ends; a reset of the stream drops the connection.
+/// Resets the pairs whose second stream did not come in time.
+async fn expire(pending: &mut HashMap<String, (Instant, Pair)>) {
+    let late: Vec<String> = pending
+        .iter()
+        .filter(|(_, (opened, _))| opened.elapsed() >= PAIR_TIMEOUT)
+        .map(|(request, _)| request.clone())
+        .collect();
+    for request in late {
+        if let Some((_, pair)) = pending.remove(&request) {
+            for stream in [pair.error, pair.data].into_iter().flatten() {
+                let _ = stream.writer.reset().await;
+            }
+        }
+    }
+}
+
+/// Copies between one forwarded connection and its data stream. When the pod closes its
+/// side, the client's gets `CLOSE_GRACE` more; when the client closes its side, the pod
+/// answers until it closes. A reset of the stream, or the connection's end, drops it.
 async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
-    let (mut from_pod, mut to_pod) = tcp.into_split();
+    let (from_pod, mut to_pod) = tcp.into_split();
     let writer = data.writer.clone();
     let mut reset = data.reset.clone();
     let upstream = async move {
-        let mut buffer = BytesMut::with_capacity(32 * 1024);
-        loop {
-            buffer.reserve(32 * 1024);
-            match from_pod.read_buf(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if writer.write(buffer.split().freeze()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
+        let _ = copy_to(from_pod, |bytes| writer.write(bytes)).await;
         let _ = writer.finish().await;
     };
     let downstream = async move {
@@ -138,17 +163,36 @@ async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
         }
         let _ = to_pod.shutdown().await;
     };
+    tokio::pin!(upstream, downstream);
     tokio::select! {
-        _ = async { tokio::join!(upstream, downstream) } => {}
-        () = reset_of(&mut reset) => {}
+        () = &mut upstream => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut downstream).await;
+        }
+        () = &mut downstream => {
+            tokio::select! {
+                () = &mut upstream => {}
+                () = spdy::reset_or_gone(&mut reset) => {}
+            }
+        }
+        () = spdy::reset_or_gone(&mut reset) => {}
     }
     let _ = error.writer.finish().await;
 }
 
-/// Resolves when the peer resets the stream (never, if it no longer can).
-pub async fn reset_of(reset: &mut tokio::sync::watch::Receiver<bool>) {
-    if reset.wait_for(|r| *r).await.is_err() {
-        std::future::pending::<()>().await;
+/// Reads `from` in chunks of up to 32 KiB and hands each to `send`, until either ends.
+pub async fn copy_to<R, F, Fut, E>(mut from: R, mut send: F) -> Result<(), E>
+where
+    R: AsyncRead + Unpin,
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut buffer = BytesMut::with_capacity(32 * 1024);
+    loop {
+        buffer.reserve(32 * 1024);
+        match from.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => send(buffer.split().freeze()).await?,
+        }
     }
 }
 
@@ -179,7 +223,7 @@ pub async fn over_websocket<S, D>(
     };
     let session = async move {
         let mut to_pods: Vec<Option<tokio::net::tcp::OwnedWriteHalf>> = Vec::new();
-        let mut relays = Vec::new();
+        let mut relays = JoinSet::new();
         for (i, port) in ports.iter().enumerate() {
             let (data, error) = ((2 * i) as u8, (2 * i + 1) as u8);
             for channel in [data, error] {
@@ -191,26 +235,19 @@ pub async fn over_websocket<S, D>(
             }
             match dial(*port).await {
                 Ok(tcp) => {
-                    let (mut from_pod, to_pod) = tcp.into_split();
+                    let (from_pod, to_pod) = tcp.into_split();
                     to_pods.push(Some(to_pod));
                     let (messages, activity) = (messages.clone(), Arc::clone(&activity));
-                    relays.push(tokio::spawn(async move {
-                        let mut buffer = BytesMut::with_capacity(32 * 1024);
-                        loop {
-                            buffer.clear();
-                            buffer.extend_from_slice(&[data]);
-                            buffer.reserve(32 * 1024);
-                            match from_pod.read_buf(&mut buffer).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {
-                                    activity.touch();
-                                    if messages.send(buffer.split().freeze()).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                        }
-                    }));
+                    relays.spawn(async move {
+                        let _ = copy_to(from_pod, |bytes| {
+                            activity.touch();
+                            let mut message = Vec::with_capacity(bytes.len() + 1);
+                            message.push(data);
+                            message.extend_from_slice(&bytes);
+                            messages.send(Bytes::from(message))
+                        })
+                        .await;
+                    });
                 }
                 Err(message) => {
                     to_pods.push(None);
@@ -221,7 +258,7 @@ pub async fn over_websocket<S, D>(
             }
         }
         drop(messages);
-        let all_ended = futures::future::join_all(relays);
+        let all_ended = async { while relays.join_next().await.is_some() {} };
         let client = async {
             while let Some(Ok(message)) = incoming.next().await {
                 let bytes = match message {
@@ -244,7 +281,7 @@ pub async fn over_websocket<S, D>(
             }
         };
         tokio::select! {
-            _ = all_ended => {}
+            () = all_ended => {}
             () = client => {}
         }
     };

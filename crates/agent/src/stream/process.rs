@@ -251,10 +251,17 @@ where
     let mut streams: Vec<(String, spdy::Stream)> = Vec::new();
     let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
     while streams.len() < expected.len() {
-        let stream = tokio::time::timeout_at(deadline, connection.accept())
-            .await
-            .map_err(|_| "timed out waiting for client to create streams".to_string())?
-            .ok_or("the client closed the connection before creating its streams")?;
+        let accepted = tokio::time::timeout_at(deadline, connection.accept()).await;
+        let stream = match accepted {
+            Ok(Some(stream)) => stream,
+            Ok(None) => {
+                return Err("the client closed the connection before creating its streams".into());
+            }
+            Err(_) => {
+                connection.close().await;
+                return Err("timed out waiting for client to create streams".into());
+            }
+        };
         let kind = headers::get(&stream.headers, "streamtype").unwrap_or_default().to_string();
         if !expected.contains(&kind.as_str()) {
             let _ = stream.writer.reset().await;
@@ -311,10 +318,12 @@ where
             let _ = error.writer.finish().await;
         }
     };
+    let client_gone = connection.closed();
     let life = async move {
         tokio::select! {
             () = flow => {}
             () = stop => {}
+            () = client_gone => {}
         }
         connection.close().await;
     };
@@ -357,7 +366,7 @@ where
         let ClientSide { stdin, stdout, stderr, resize, outcome } = client;
         let (has_stdout, has_stderr) = (stdout.is_some(), stderr.is_some());
         let (mut sink, mut incoming) = socket.split();
-        let _reader = AbortOnDrop(tokio::spawn(async move {
+        let reader = async move {
             let (mut stdin, mut decoder) = (stdin, SizeDecoder::default());
             while let Some(Ok(message)) = incoming.next().await {
                 // The Python client sends text messages for text input.
@@ -392,36 +401,44 @@ where
                     _ => {}
                 }
             }
-        }));
-        // Upstream opens with an empty message on the first channel the client reads.
-        let first = [(has_stdout, channel::STDOUT), (has_stderr, channel::STDERR)]
-            .into_iter()
-            .find_map(|(on, channel)| on.then_some(channel))
-            .unwrap_or(channel::ERROR);
-        if sink.send(Message::Binary(framed(first, &[]))).await.is_err() {
-            return;
-        }
-        let mut outputs = futures::stream::select(
-            tagged(stdout, channel::STDOUT),
-            tagged(stderr, channel::STDERR),
-        );
-        let mut open = true;
-        while let Some(message) = outputs.next().await {
-            if sink.send(Message::Binary(message)).await.is_err() {
-                open = false;
-                break;
+        };
+        let writer = async move {
+            // Upstream opens with an empty message on the first channel the client reads.
+            let first = [(has_stdout, channel::STDOUT), (has_stderr, channel::STDERR)]
+                .into_iter()
+                .find_map(|(on, channel)| on.then_some(channel))
+                .unwrap_or(channel::ERROR);
+            if sink.send(Message::Binary(framed(first, &[]))).await.is_err() {
+                return;
             }
-        }
-        // A client that is gone takes no more output: the process's writes fail.
-        drop(outputs);
-        let ended = outcome.await.unwrap_or_else(|_| Outcome::Failed("the session ended".into()));
-        if open {
-            let report = ended.report(version, &command);
-            if !report.is_empty() {
-                let _ = sink.send(Message::Binary(framed(channel::ERROR, &report))).await;
+            let mut outputs = futures::stream::select(
+                tagged(stdout, channel::STDOUT),
+                tagged(stderr, channel::STDERR),
+            );
+            let mut open = true;
+            while let Some(message) = outputs.next().await {
+                if sink.send(Message::Binary(message)).await.is_err() {
+                    open = false;
+                    break;
+                }
             }
-            let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
-            let _ = sink.send(Message::Close(Some(close))).await;
+            // A client that is gone takes no more output: the process's writes fail.
+            drop(outputs);
+            let ended =
+                outcome.await.unwrap_or_else(|_| Outcome::Failed("the session ended".into()));
+            if open {
+                let report = ended.report(version, &command);
+                if !report.is_empty() {
+                    let _ = sink.send(Message::Binary(framed(channel::ERROR, &report))).await;
+                }
+                let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+            }
+        };
+        // The session ends with the process's report, or when the client goes.
+        tokio::select! {
+            () = writer => {}
+            () = reader => {}
         }
     };
     let life = async move {
@@ -431,15 +448,6 @@ where
         }
     };
     (process, life)
-}
-
-/// A task that ends with its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// A process's output as WebSocket messages of `channel`.

@@ -7,6 +7,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The subprotocol of SPDY tunnelled through a WebSocket, for port-forward.
 pub const SPDY_TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
@@ -66,7 +68,8 @@ where
                 }
             }
         }
-        let _ = sink.close().await;
+        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let _ = sink.send(Message::Close(Some(close))).await;
     });
     ours
 }

@@ -12,6 +12,9 @@ use serde::Deserialize;
 
 use crate::ApiServer;
 
+/// How long an agent has for its TLS handshake, and then for the head of its answer.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How the API server reaches node agents.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
@@ -68,9 +71,10 @@ impl NodeClient {
         .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
         .map_err(|e| format!("dial tcp {address}: {e}"))?;
         let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls))
-            .connect(name, tcp)
+        let handshake = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls)).connect(name, tcp);
+        let tls = tokio::time::timeout(ANSWER_TIMEOUT, handshake)
             .await
+            .map_err(|_| format!("TLS handshake with {address}: timed out"))?
             .map_err(|e| format!("TLS handshake with {address}: {e}"))?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
@@ -87,10 +91,13 @@ impl NodeClient {
             request.headers_mut().append(name, value.clone());
         }
         let verb = if method == Method::GET { "Get" } else { "Post" };
-        sender
-            .send_request(request)
+        let failed = |e: &dyn std::fmt::Display| {
+            format!("{verb} \"https://{address}{path_and_query}\": {e}")
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(request))
             .await
-            .map_err(|e| format!("{verb} \"https://{address}{path_and_query}\": {e}"))
+            .map_err(|_| failed(&"timed out waiting for the agent's answer"))?
+            .map_err(|e| failed(&e))
     }
 }
 

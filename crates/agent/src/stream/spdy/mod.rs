@@ -13,6 +13,7 @@ pub mod frame;
 pub mod headers;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -23,12 +24,12 @@ use super::Activity;
 use frame::Frame;
 pub use headers::Headers;
 
-/// The largest frame accepted from a peer.
-const MAX_FRAME: usize = 1 << 20;
+/// The largest frame accepted from a peer (kubectl sends at most 32 KiB of data at once).
+const MAX_FRAME: usize = 128 * 1024;
 /// The most bytes put in one `DATA` frame.
 const MAX_DATA: usize = 32 * 1024;
-/// Frames from one stream's peer waiting for its reader.
-const STREAM_BACKLOG: usize = 16;
+/// Frames from one stream's peer waiting for its reader (at most 1 MiB).
+const STREAM_BACKLOG: usize = 8;
 
 /// One stream a peer opened.
 pub struct Stream {
@@ -81,6 +82,11 @@ impl StreamWriter {
     }
 }
 
+/// Resolves when the peer resets a stream (`Stream::reset`) or the connection is gone.
+pub async fn reset_or_gone(reset: &mut watch::Receiver<bool>) {
+    let _ = reset.wait_for(|r| *r).await;
+}
+
 enum Command {
     Frame(Frame),
     /// Answer stream `id` (`SYN_REPLY`, headers compressed by the writer).
@@ -94,6 +100,8 @@ pub struct Connection {
     accepted: mpsc::Receiver<Stream>,
     commands: mpsc::Sender<Command>,
     activity: Arc<Activity>,
+    /// Held by the reading task: closed when the peer is gone.
+    read_open: watch::Receiver<()>,
 }
 
 impl Connection {
@@ -107,14 +115,25 @@ impl Connection {
         let (accept, accepted) = mpsc::channel(16);
         let activity = Activity::new();
         let (closed_tx, closed) = watch::channel(false);
+        let (reading, read_open) = watch::channel(());
         tokio::spawn(write_frames(write, queue, Arc::clone(&activity), closed_tx));
-        tokio::spawn(read_frames(read, commands.clone(), accept, Arc::clone(&activity), closed));
-        Connection { accepted, commands, activity }
+        let reader = read_frames(read, commands.clone(), accept, Arc::clone(&activity), closed);
+        tokio::spawn(async move {
+            reader.await;
+            drop(reading);
+        });
+        Connection { accepted, commands, activity, read_open }
     }
 
     /// The next stream the peer opens; `None` once the connection is gone.
     pub async fn accept(&mut self) -> Option<Stream> {
         self.accepted.recv().await
+    }
+
+    /// Resolves once the peer is gone (or this side closed the connection).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let mut open = self.read_open.clone();
+        async move { while open.changed().await.is_ok() {} }
     }
 
     /// When bytes last moved on any of its streams.
