@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{Runtime, shim};
@@ -177,23 +177,15 @@ pub async fn to_pipe(
 
 /// Copies a pipe into a session's stream until either ends.
 pub async fn pipe_to(
-    mut pipe: impl AsyncRead + Unpin,
+    pipe: impl AsyncRead + Unpin,
     out: mpsc::Sender<Bytes>,
     activity: Arc<Activity>,
 ) {
-    let mut buffer = BytesMut::with_capacity(32 * 1024);
-    loop {
-        buffer.reserve(32 * 1024);
-        match pipe.read_buf(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                activity.touch();
-                if out.send(buffer.split().freeze()).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
+    let _ = crate::stream::copy_chunks(pipe, |bytes| {
+        activity.touch();
+        out.send(bytes)
+    })
+    .await;
 }
 
 /// Copies a terminal's output into a session's stream (on a thread: a terminal is read

@@ -1,7 +1,8 @@
 //! The agent's HTTPS endpoint (upstream's kubelet port): the API server reaches it for a
-//! container's logs, and relays exec, attach and port-forward sessions to it. Clients authenticate with a certificate of the cluster CA, and only
-//! the API server's (`system:masters`) is served: others ask the API server, which
-//! authorizes them against `pods/log`.
+//! container's logs, and relays exec, attach and port-forward sessions to it. Clients
+//! authenticate with a certificate of the cluster CA, and only the API server's
+//! (`system:masters`) is served: others ask the API server, which authorizes them against
+//! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`.
 
 pub mod exec;
 pub mod logs;

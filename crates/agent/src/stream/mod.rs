@@ -16,10 +16,13 @@ pub mod process;
 pub mod spdy;
 pub mod websocket;
 
-use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub use process::{Outcome, ProcessStreams, TerminalSize};
 
@@ -121,8 +124,22 @@ pub async fn ended(activity: Arc<Activity>, timeout: Duration, gone: impl Fn() -
     }
 }
 
-/// Headers by lower-case name, each with all its values (a header may come several times).
-pub type HeaderValues = HashMap<String, Vec<String>>;
+/// Reads `from` in chunks of up to 32 KiB and hands each to `send`, until either ends.
+pub async fn copy_chunks<R, F, Fut, E>(mut from: R, mut send: F) -> Result<(), E>
+where
+    R: AsyncRead + Unpin,
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let mut buffer = BytesMut::with_capacity(32 * 1024);
+    loop {
+        buffer.reserve(32 * 1024);
+        match from.read_buf(&mut buffer).await {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(_) => send(buffer.split().freeze()).await?,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

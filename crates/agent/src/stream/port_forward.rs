@@ -9,9 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -152,7 +152,7 @@ async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
     let writer = data.writer.clone();
     let mut reset = data.reset.clone();
     let upstream = async move {
-        let _ = copy_to(from_pod, |bytes| writer.write(bytes)).await;
+        let _ = super::copy_chunks(from_pod, |bytes| writer.write(bytes)).await;
         let _ = writer.finish().await;
     };
     let downstream = async move {
@@ -177,23 +177,6 @@ async fn relay(tcp: TcpStream, mut data: spdy::Stream, error: spdy::Stream) {
         () = spdy::reset_or_gone(&mut reset) => {}
     }
     let _ = error.writer.finish().await;
-}
-
-/// Reads `from` in chunks of up to 32 KiB and hands each to `send`, until either ends.
-pub async fn copy_to<R, F, Fut, E>(mut from: R, mut send: F) -> Result<(), E>
-where
-    R: AsyncRead + Unpin,
-    F: FnMut(Bytes) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    let mut buffer = BytesMut::with_capacity(32 * 1024);
-    loop {
-        buffer.reserve(32 * 1024);
-        match from.read_buf(&mut buffer).await {
-            Ok(0) | Err(_) => return Ok(()),
-            Ok(_) => send(buffer.split().freeze()).await?,
-        }
-    }
 }
 
 /// Serves port-forward over WebSocket channels, the client libraries' protocol: port `i` of
@@ -239,7 +222,7 @@ pub async fn over_websocket<S, D>(
                     to_pods.push(Some(to_pod));
                     let (messages, activity) = (messages.clone(), Arc::clone(&activity));
                     relays.spawn(async move {
-                        let _ = copy_to(from_pod, |bytes| {
+                        let _ = super::copy_chunks(from_pod, |bytes| {
                             activity.touch();
                             let mut message = Vec::with_capacity(bytes.len() + 1);
                             message.push(data);
