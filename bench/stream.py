@@ -4,11 +4,12 @@ the same run.
 
 Starts `krust server` (its node agent included), runs one busybox pod that serves a 100 MB
 file with httpd, then measures:
-- `kubectl exec POD -- true` (kubectl 1.27, SPDY; kubectl 1.33, WebSocket), each run timed,
-  beside `runc exec CONTAINER true` run directly on the host against the same container;
+- `kubectl exec POD -- true` (kubectl 1.27, SPDY; kubectl 1.33, WebSocket) and kube-rs's
+  `AttachedProcess` (`krust bench exec`), each run timed, beside `runc exec CONTAINER true`
+  run directly on the host against the same container;
 - downloading the 100 MB file through `kubectl port-forward` (1.27: SPDY; 1.33: SPDY tunnelled
   through a WebSocket), beside the same download straight from the pod's address, with the
-  same client (Python's urllib).
+  same client (Python's urllib), with the CPU seconds kubectl and the server spent on it.
 Prints JSON; run as root:
 
     python3 bench/stream.py --krust target/release/krust > bench/stream.json
@@ -55,6 +56,12 @@ def timed(argv, runs, env):
 def summary(times):
     return {"runs": len(times), "p50_ms": round(percentile(times, 50) * 1000, 1),
             "p99_ms": round(percentile(times, 99) * 1000, 1)}
+
+
+def cpu_seconds(pid):
+    """User and system CPU seconds process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def download(url):
@@ -122,6 +129,13 @@ def main():
 
         runc = ["runc", "--root", str(data / "agent" / "runc"), "exec", container_id, "true"]
         result["runc_exec_true"] = summary(timed(runc, args.runs, env))
+        # kube-rs's AttachedProcess (WebSocket), timed inside its own process.
+        kube_rs = json.loads(subprocess.run(
+            [args.krust, "bench", "exec", "--kubeconfig", str(data / "admin.kubeconfig"), "--pod", "web",
+             "--runs", str(args.runs), "--", "true"], check=True, capture_output=True, env=env).stdout)
+        result["kube_rs_exec_true"] = {k: kube_rs[k] for k in ["runs", "p50_ms", "p99_ms"]}
+        result["ratio_p50_kube_rs_exec_vs_runc_exec"] = round(
+            kube_rs["p50_ms"] / result["runc_exec_true"]["p50_ms"], 2)
         for version in ["27", "33"]:
             kubectl = [KUBECTL.format(version), "exec", "web", "--", "true"]
             result[f"kubectl_1.{version}_exec_true"] = summary(timed(kubectl, args.runs, env))
@@ -136,12 +150,23 @@ def main():
                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
             try:
                 assert b"Forwarding from" in forward.stdout.readline()
-                seconds, size = min(download(f"http://127.0.0.1:{local}/big") for _ in range(3))
+                runs = []
+                for _ in range(3):
+                    before = (cpu_seconds(forward.pid), cpu_seconds(server.pid))
+                    seconds, size = download(f"http://127.0.0.1:{local}/big")
+                    after = (cpu_seconds(forward.pid), cpu_seconds(server.pid))
+                    runs.append((seconds, size, after[0] - before[0], after[1] - before[1]))
+                seconds, size, kubectl_cpu, server_cpu = min(runs)
             finally:
                 forward.send_signal(signal.SIGTERM)
                 forward.wait(10)
             rate = round(size / seconds / 1e6, 1)
             result[f"kubectl_1.{version}_port_forward_mb_per_s"] = rate
+            # Where the time goes: kubectl's own CPU, and the server's (API server relay and
+            # agent), per transfer of the file.
+            result[f"kubectl_1.{version}_port_forward_cpu_seconds"] = {
+                "kubectl": round(kubectl_cpu, 2), "krust_server": round(server_cpu, 2),
+                "wall": round(seconds, 2)}
             result[f"ratio_kubectl_1.{version}_port_forward_vs_direct"] = round(
                 rate / result["direct_download_mb_per_s"], 2)
         api.call("DELETE", "/api/v1/namespaces/default/pods/web")

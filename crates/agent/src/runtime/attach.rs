@@ -66,8 +66,7 @@ impl Runtime {
         let socket = match connected {
             Ok(socket) => socket,
             Err(e) => {
-                let _ =
-                    outcome.send(Outcome::Failed(format!("cannot attach to the container: {e}")));
+                let _ = outcome.send(Outcome::Failed(format!("error attaching to container: {e}")));
                 return;
             }
         };

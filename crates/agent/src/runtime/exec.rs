@@ -34,6 +34,12 @@ impl Runtime {
         let ended =
             self.run_exec(id, request, &log, (stdin, stdout, stderr, resize), &activity).await;
         let _ = std::fs::remove_file(&log);
+        let ended = match ended {
+            Outcome::Failed(why) => {
+                Outcome::Failed(format!("error executing command in container: {why}"))
+            }
+            exited => exited,
+        };
         let _ = outcome.send(ended);
     }
 

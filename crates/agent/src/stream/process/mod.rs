@@ -41,7 +41,8 @@ pub struct TerminalSize {
 pub enum Outcome {
     /// It exited with this code (0: success).
     Exited(i32),
-    /// It could not be run, in the runtime's words.
+    /// It could not be run or reached: what went wrong, as the client is told (upstream's
+    /// "error executing command in container: ..." or "error attaching to container: ...").
     Failed(String),
 }
 
@@ -60,8 +61,7 @@ impl Outcome {
                 "reason": "NonZeroExitCode",
                 "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
             }),
-            Outcome::Failed(why) => {
-                let message = format!("error executing command in container: {why}");
+            Outcome::Failed(message) => {
                 json!({
                     "metadata": {},
                     "status": "Failure",
