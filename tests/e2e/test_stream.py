@@ -508,6 +508,31 @@ def test_port_forward_carries_parallel_and_large_transfers_on_two_ports(node, k,
         fw.stop()
 
 
+def test_port_forward_to_a_service_and_a_deployment(node, k, ns):
+    # No scheduler yet: the template names the node.
+    template = web_pod("x", ns, node)
+    template["metadata"] = {"labels": {"app": "fwd"}}
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "fwd", "namespace": ns},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "fwd"}},
+                       "template": {"metadata": template["metadata"], "spec": template["spec"]}}})
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "fwd", "namespace": ns},
+              "spec": {"selector": {"app": "fwd"},
+                       "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    wait_for(lambda: any(all_ready(p) for p in k.json("get", "pods", "-n", ns, "-l", "app=fwd")["items"]),
+             120, interval=0.5, what="the deployment's pod ready")
+    # kubectl finds a pod of each, and the service's port is its target port.
+    for target, mapping in [("svc/fwd", "80"), ("deploy/fwd", "8080")]:
+        local = free_port()
+        fw = k.background("port-forward", target, "-n", ns, "--address", "127.0.0.1",
+                          f"{local}:{mapping}")
+        try:
+            fw.expect(rf"^Forwarding from 127\.0\.0\.1:{local} -> 8080$", timeout=60)
+            assert fetch(local) == b"hello\n"
+        finally:
+            fw.stop()
+
+
 def test_port_forward_to_a_closed_port_ends_only_that_forward(node, k, ns):
     """Nothing listens on 7777: the agent reports the refused connection on the error stream,
     kubectl closes the local connection and, as upstream kubectl has done since 1.23, gives up
