@@ -137,6 +137,9 @@ def main():
         result["ratio_p50_kube_rs_exec_vs_runc_exec"] = round(
             kube_rs["p50_ms"] / result["runc_exec_true"]["p50_ms"], 2)
         for version in ["27", "33"]:
+            # kubectl's own floor: one plain request from a new kubectl process.
+            get = [KUBECTL.format(version), "get", "pod", "web", "-o", "name"]
+            result[f"kubectl_1.{version}_get_pod"] = summary(timed(get, args.runs, env))
             kubectl = [KUBECTL.format(version), "exec", "web", "--", "true"]
             result[f"kubectl_1.{version}_exec_true"] = summary(timed(kubectl, args.runs, env))
             result[f"ratio_p50_kubectl_1.{version}_exec_vs_runc_exec"] = round(

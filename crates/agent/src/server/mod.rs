@@ -111,6 +111,7 @@ pub async fn serve(agent: Arc<Agent>, address: SocketAddr, tls: Tls) -> Result<(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let agent = Arc::clone(&agent);
         tokio::spawn(async move {

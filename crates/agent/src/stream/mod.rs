@@ -124,16 +124,21 @@ pub async fn ended(activity: Arc<Activity>, timeout: Duration, gone: impl Fn() -
     }
 }
 
-/// Reads `from` in chunks of up to 32 KiB and hands each to `send`, until either ends.
+/// The most bytes read from a process or a forwarded connection at once (and so carried in
+/// one SPDY frame or WebSocket message): large enough that per-chunk costs (frames, TLS
+/// records, the client's own handling) stay small beside copying.
+pub const CHUNK: usize = 128 * 1024;
+
+/// Reads `from` in chunks of up to `CHUNK` bytes and hands each to `send`, until either ends.
 pub async fn copy_chunks<R, F, Fut, E>(mut from: R, mut send: F) -> Result<(), E>
 where
     R: AsyncRead + Unpin,
     F: FnMut(Bytes) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
-    let mut buffer = BytesMut::with_capacity(32 * 1024);
+    let mut buffer = BytesMut::with_capacity(CHUNK);
     loop {
-        buffer.reserve(32 * 1024);
+        buffer.reserve(CHUNK);
         match from.read_buf(&mut buffer).await {
             Ok(0) | Err(_) => return Ok(()),
             Ok(_) => send(buffer.split().freeze()).await?,

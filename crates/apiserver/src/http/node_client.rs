@@ -70,6 +70,8 @@ impl NodeClient {
         .await
         .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
         .map_err(|e| format!("dial tcp {address}: {e}"))?;
+        // Streaming sessions exchange small frames both ways: no Nagle delay on them.
+        let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
         let handshake = tokio_rustls::TlsConnector::from(Arc::clone(&self.tls)).connect(name, tcp);
         let tls = tokio::time::timeout(ANSWER_TIMEOUT, handshake)

@@ -27,7 +27,7 @@ pub use headers::Headers;
 /// The largest frame accepted from a peer (kubectl sends at most 32 KiB of data at once).
 const MAX_FRAME: usize = 128 * 1024;
 /// The most bytes put in one `DATA` frame.
-const MAX_DATA: usize = 32 * 1024;
+const MAX_DATA: usize = super::CHUNK;
 /// Frames from one stream's peer waiting for its reader (at most 1 MiB).
 const STREAM_BACKLOG: usize = 8;
 
@@ -58,7 +58,7 @@ pub struct StreamWriter {
 pub struct Closed;
 
 impl StreamWriter {
-    /// Sends `data` (in frames of at most 32 KiB), waiting while the peer is slow.
+    /// Sends `data` (in frames of at most `CHUNK` bytes), waiting while the peer is slow.
     pub async fn write(&self, mut data: Bytes) -> Result<(), Closed> {
         while !data.is_empty() {
             let chunk = data.split_to(data.len().min(MAX_DATA));
