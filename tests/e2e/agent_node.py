@@ -13,6 +13,7 @@ import random
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,3 +137,27 @@ def pod(name, ns, node, containers, **spec):
 
 def status_of(p, container):
     return next(s for s in p["status"].get("containerStatuses", []) if s["name"] == container)
+
+
+@pytest.fixture(scope="module")
+def node(e2e_tmp, request):
+    """A node of one test module: a krust server with its agent, cleaned up after."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{request.module.__name__}-", dir=e2e_tmp))
+    n = Node(workdir)
+    yield n
+    n.cleanup()
+
+
+@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
+def k(request, node):
+    """kubectl against the node's server, once per kubectl version."""
+    return Kubectl(request.param, node.cluster, node.workdir)
+
+
+@pytest.fixture
+def ns(node, request):
+    """A namespace of its own for one test."""
+    name = f"e2e-{request.module.__name__.removeprefix('test_')}-{rand_suffix()}"
+    node.cluster.create_namespace(name)
+    yield name
+    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))

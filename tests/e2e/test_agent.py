@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_node import k, node, ns  # noqa: F401 (fixtures)
 from agent_node import (IMAGE, NEEDS_AGENT, Node, _children, _link_master, _links,  # noqa: F401
                         _mounts_under, apply, pod, pod_json, status_of, wait_pod)
 from conftest import (KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, free_port,
@@ -29,26 +30,6 @@ from images import busybox_archive
 
 pytestmark = NEEDS_AGENT
 
-
-@pytest.fixture(scope="module")
-def node(e2e_tmp):
-    workdir = Path(tempfile.mkdtemp(prefix="test_agent-", dir=e2e_tmp))
-    n = Node(workdir)
-    yield n
-    n.cleanup()
-
-
-@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
-def k(request, node):
-    return Kubectl(request.param, node.cluster, node.workdir)
-
-
-@pytest.fixture
-def ns(node):
-    name = f"e2e-agent-{rand_suffix()}"
-    node.cluster.create_namespace(name)
-    yield name
-    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
 
 
 def test_node_registers_ready_with_its_lease(node, k):

@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import subprocess
-import tempfile
 import termios
 import threading
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from agent_node import k, node, ns  # noqa: F401 (fixtures)
 from agent_node import IMAGE, NEEDS_AGENT, Node, apply, pod, pod_json, status_of, wait_pod
 from conftest import (_LOG_KEY, _PROCS, _PROCS_LOCK, KRUST_BIN, KUBECTL_TIMEOUT, KUBECTL_VERSIONS,
                       Kubectl,
@@ -34,26 +34,6 @@ from conftest import (_LOG_KEY, _PROCS, _PROCS_LOCK, KRUST_BIN, KUBECTL_TIMEOUT,
 
 pytestmark = NEEDS_AGENT
 
-
-@pytest.fixture(scope="module")
-def node(e2e_tmp):
-    workdir = Path(tempfile.mkdtemp(prefix="test_stream-", dir=e2e_tmp))
-    n = Node(workdir)
-    yield n
-    n.cleanup()
-
-
-@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
-def k(request, node):
-    return Kubectl(request.param, node.cluster, node.workdir)
-
-
-@pytest.fixture
-def ns(node):
-    name = f"e2e-stream-{rand_suffix()}"
-    node.cluster.create_namespace(name)
-    yield name
-    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
 
 
 @pytest.fixture(autouse=True)
