@@ -145,6 +145,30 @@ def runc_run(bundle_root: Path, image_layers, runs=20):
     return times
 
 
+def start_server(krust, work: Path, port: int, node: str, bridge: str, cidr: str):
+    """Starts `krust server` with its node agent on a data dir under `work`, the busybox test
+    image ready to import; returns the process and an API client once it is ready."""
+    data = work / "data"
+    (data / "images").mkdir(parents=True)
+    busybox_archive(str(data / "images" / "busybox.tar"), IMAGE)
+    log = open(work / "server.log", "wb")
+    server = subprocess.Popen([krust, "server", "--data-dir", str(data), "--bind-address", "127.0.0.1",
+                               "--port", str(port), "--node-name", node, "--node-ip", "127.0.0.1",
+                               "--agent-port", str(port + 1), "--bridge", bridge,
+                               "--pod-cidr", cidr], stdout=log, stderr=log)
+    for _ in range(600):
+        if (data / "admin.kubeconfig").exists():
+            try:
+                api = Api(data, port)
+                api.call("GET", "/api")  # JSON (`/readyz` answers text)
+                return server, api
+            except Exception:  # noqa: BLE001
+                pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the server did not become ready")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--krust", required=True)
@@ -152,26 +176,10 @@ def main():
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="krust-bench-pods-"))
     data = work / "data"
-    (data / "images").mkdir(parents=True)
-    busybox_archive(str(data / "images" / "busybox.tar"), IMAGE)
     node = "bench-node"
-    agent_port = args.port + 1
-    log = open(work / "server.log", "wb")
-    server = subprocess.Popen([args.krust, "server", "--data-dir", str(data), "--bind-address", "127.0.0.1",
-                               "--port", str(args.port), "--node-name", node, "--node-ip", "127.0.0.1",
-                               "--agent-port", str(agent_port), "--bridge", "kbench0",
-                               "--pod-cidr", "10.254.0.0/24"], stdout=log, stderr=log)
+    server, api = start_server(args.krust, work, args.port, node, "kbench0", "10.254.0.0/24")
     result = {"command": " ".join(sys.argv), "krust": args.krust}
     try:
-        for _ in range(600):
-            if (data / "admin.kubeconfig").exists():
-                try:
-                    api = Api(data, args.port)
-                    api.call("GET", "/readyz")
-                    break
-                except Exception:  # noqa: BLE001
-                    pass
-            time.sleep(0.1)
         while True:
             try:
                 n = api.call("GET", f"/api/v1/nodes/{node}")

@@ -28,12 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "e2e"))
-from images import busybox_archive  # noqa: E402
-from pod_start import Api, percentile  # noqa: E402
+from pod_start import IMAGE, percentile, start_server
 
-IMAGE = "krust.test/busybox:1"
 KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.{}"
 SIZE_MB = 100
 
@@ -82,26 +78,11 @@ def main():
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="krust-bench-stream-"))
     data = work / "data"
-    (data / "images").mkdir(parents=True)
-    busybox_archive(str(data / "images" / "busybox.tar"), IMAGE)
     node = "bench-node"
-    log = open(work / "server.log", "wb")
-    server = subprocess.Popen([args.krust, "server", "--data-dir", str(data), "--bind-address", "127.0.0.1",
-                               "--port", str(args.port), "--node-name", node, "--node-ip", "127.0.0.1",
-                               "--agent-port", str(args.port + 1), "--bridge", "kbench1",
-                               "--pod-cidr", "10.253.0.0/24"], stdout=log, stderr=log)
+    server, api = start_server(args.krust, work, args.port, node, "kbench1", "10.253.0.0/24")
     env = dict(os.environ, KUBECONFIG=str(data / "admin.kubeconfig"))
     result = {"command": " ".join(sys.argv), "krust": args.krust}
     try:
-        for _ in range(600):
-            if (data / "admin.kubeconfig").exists():
-                try:
-                    api = Api(data, args.port)
-                    api.call("GET", "/readyz")
-                    break
-                except Exception:  # noqa: BLE001
-                    pass
-            time.sleep(0.1)
         while True:
             try:
                 api.call("POST", "/api/v1/namespaces/default/pods", {
