@@ -180,7 +180,12 @@ impl Attachments {
         let shared = attachments.clone();
         std::thread::spawn(move || {
             let _dir = dir;
-            for client in listener.incoming().flatten() {
+            for client in listener.incoming() {
+                let Ok(client) = client else {
+                    // Out of descriptors or the like: wait instead of spinning.
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                };
                 // Only the node's root (the agent) attaches.
                 let root =
                     rustix::net::sockopt::socket_peercred(&client).is_ok_and(|c| c.uid.is_root());

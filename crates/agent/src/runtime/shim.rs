@@ -359,6 +359,7 @@ impl Console {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false)?;
+                    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
                     return sys::receive_fd(&stream);
                 }
                 Err(e)
