@@ -169,6 +169,14 @@ def start_server(krust, work: Path, port: int, node: str, bridge: str, cidr: str
     raise RuntimeError("the server did not become ready")
 
 
+def stop_server(server, work: Path, bridge: str):
+    """Stops what `start_server` started and removes its bridge and data."""
+    server.send_signal(signal.SIGTERM)
+    server.wait(30)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--krust", required=True)
@@ -231,10 +239,7 @@ def main():
                 and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        subprocess.run(["ip", "link", "del", "kbench0"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_server(server, work, "kbench0")
     print(json.dumps(result, indent=2))
 
 

@@ -18,7 +18,6 @@ Prints JSON; run as root:
 import argparse
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pod_start import IMAGE, percentile, start_server
+from pod_start import IMAGE, percentile, start_server, stop_server
 
 KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.{}"
 SIZE_MB = 100
@@ -158,10 +157,7 @@ def main():
         while any((data / "agent" / "pods").iterdir()) and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
-        subprocess.run(["ip", "link", "del", "kbench1"], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+        stop_server(server, work, "kbench1")
     print(json.dumps(result, indent=2))
 
 

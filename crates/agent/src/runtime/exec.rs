@@ -168,7 +168,7 @@ async fn drain(mut pump: tokio::task::JoinHandle<()>, activity: &Activity) {
 
 /// Copies a session's input into a pipe until either ends (the pipe then closes: the
 /// process reads its end).
-pub async fn to_pipe(
+async fn to_pipe(
     mut input: mpsc::Receiver<Bytes>,
     mut pipe: impl AsyncWrite + Unpin,
     activity: Arc<Activity>,
@@ -182,11 +182,7 @@ pub async fn to_pipe(
 }
 
 /// Copies a pipe into a session's stream until either ends.
-pub async fn pipe_to(
-    pipe: impl AsyncRead + Unpin,
-    out: mpsc::Sender<Bytes>,
-    activity: Arc<Activity>,
-) {
+async fn pipe_to(pipe: impl AsyncRead + Unpin, out: mpsc::Sender<Bytes>, activity: Arc<Activity>) {
     let _ = crate::stream::copy_chunks(pipe, |bytes| {
         activity.touch();
         out.send(bytes)

@@ -87,6 +87,10 @@ fn form_pairs(query: &str) -> Vec<(String, String)> {
     form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
+/// How long a SPDY client has to open the streams it asked for: an exec's, or the second of
+/// a port-forward pair (upstream's `streamCreationTimeout`).
+pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// When bytes last moved in a session, either way (for the idle timeout).
 #[derive(Debug)]
 pub struct Activity {

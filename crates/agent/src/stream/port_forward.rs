@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use super::Activity;
 use super::spdy::{self, headers};
+use super::{Activity, STREAM_CREATION_TIMEOUT};
 
 /// Pairs opened but not completed, past which a client's new streams are refused.
 const MAX_PENDING: usize = 64;
@@ -48,10 +48,6 @@ struct Pair {
     data: Option<spdy::Stream>,
 }
 
-/// How long the client has to open the second stream of a pair (upstream's stream creation
-/// timeout).
-const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long a forwarded connection's client side may still send once the pod closed its
 /// side (as containerd's).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -75,7 +71,7 @@ pub async fn over_spdy<D: Dial>(
             },
             () = &mut stop => break,
             Some(_) = relays.join_next(), if !relays.is_empty() => continue,
-            () = tokio::time::sleep(PAIR_TIMEOUT) => {
+            () = tokio::time::sleep(STREAM_CREATION_TIMEOUT) => {
                 expire(&mut pending).await;
                 continue;
             }
@@ -132,7 +128,7 @@ pub async fn over_spdy<D: Dial>(
 async fn expire(pending: &mut HashMap<String, (Instant, Pair)>) {
     let late: Vec<String> = pending
         .iter()
-        .filter(|(_, (opened, _))| opened.elapsed() >= PAIR_TIMEOUT)
+        .filter(|(_, (opened, _))| opened.elapsed() >= STREAM_CREATION_TIMEOUT)
         .map(|(request, _)| request.clone())
         .collect();
     for request in late {

@@ -9,7 +9,6 @@ pub use spdy::over_spdy;
 pub use websocket::{channel, over_websocket};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -17,10 +16,6 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Activity, StreamRequest};
-
-/// How long a SPDY client has to open the streams it asked for (upstream's
-/// `streamCreationTimeout`).
-pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Chunks in flight between a process and its client, per stream.
 const BACKLOG: usize = 4;

@@ -7,11 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{
-    ClientSide, Outcome, ProcessStreams, STREAM_CREATION_TIMEOUT, SizeDecoder, Version, session,
-};
+use super::{ClientSide, Outcome, ProcessStreams, SizeDecoder, Version, session};
 use crate::stream::spdy::{self, headers};
-use crate::stream::{Activity, StreamRequest};
+use crate::stream::{Activity, STREAM_CREATION_TIMEOUT, StreamRequest};
 
 /// Binds a session to the SPDY streams the client opens on `connection`: it waits (at most
 /// `STREAM_CREATION_TIMEOUT`) for the streams `request` implies, then serves them until the
