@@ -204,6 +204,60 @@ def test_a_client_that_sends_nothing_is_disconnected(edge):
         after_tls.close()
 
 
+def read_one_response(s: ssl.SSLSocket) -> int:
+    """Reads one response with a Content-Length from a kept-alive connection; its code."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        chunk = s.recv(65536)
+        assert chunk, f"closed before an answer: {raw[:200]!r}"
+        raw += chunk
+    code, headers, body = parse_response(raw)
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = s.recv(65536)
+        assert chunk, "closed in the middle of an answer"
+        body += chunk
+    return code
+
+
+GET_VERSION = b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_kept_alive_connection_waits_the_idle_limit_not_the_head_limit(edge):
+    # Head limit 3 s, idle limit 5 s (as upstream's 32 s and 90 s): waiting 4 s between two
+    # requests is idling, not a slow head.
+    s = tls_socket(edge, timeout=2.0)
+    try:
+        s.sendall(GET_VERSION)
+        assert read_one_response(s) == 200
+        time.sleep(4)
+        s.sendall(GET_VERSION)
+        assert read_one_response(s) == 200
+        answered = time.monotonic()
+        # Idle past the idle limit, the connection is closed.
+        data, closed = read_until_closed(s, answered + 20)
+        assert closed and data == b"", data
+        assert time.monotonic() - answered >= 4.5
+    finally:
+        s.close()
+
+
+def test_a_head_that_stops_arriving_is_cut_at_the_head_limit(edge):
+    s = tls_socket(edge, timeout=2.0)
+    try:
+        s.sendall(GET_VERSION)
+        assert read_one_response(s) == 200
+        started = time.monotonic()
+        s.sendall(b"GET /version HTTP/1.1\r\nHost:")
+        data, closed = read_until_closed(s, started + 20)
+        assert closed, data
+        # Closed by the head limit (3 s from the head's first byte), not at the idle limit
+        # (5 s after the last answer).
+        assert 2.5 <= time.monotonic() - started < 4.5
+    finally:
+        s.close()
+
+
 def test_many_idle_sockets_do_not_keep_new_clients_out(edge):
     want = 1200
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -52,6 +52,8 @@ pub struct Config {
     pub service_ranges: registry::ServiceRanges,
     /// How long to keep trying to reach etcd at start before giving up.
     pub datastore_connect_timeout: Duration,
+    /// The embedded store's page cache, in bytes.
+    pub embedded_cache_bytes: usize,
     /// What the binary knows of its build, for `/version`.
     pub build: discovery::BuildInfo,
     /// Time and number limits of connections.
@@ -83,6 +85,7 @@ impl Default for Config {
             compaction_interval: Duration::from_secs(300),
             service_ranges: registry::ServiceRanges::default(),
             datastore_connect_timeout: Duration::from_secs(60),
+            embedded_cache_bytes: krust_store::embedded::DEFAULT_CACHE_SIZE,
             build: discovery::BuildInfo::default(),
             connections: http::serve::ConnectionLimits::default(),
             inflight: http::inflight::Limits::default(),
@@ -231,7 +234,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     private_dir(&config.data_dir)?;
     let backend: Arc<dyn Store> = if config.datastore_endpoints.is_empty() {
         let dir = config.data_dir.join("db");
-        let store = EmbeddedStore::open(&dir)?;
+        let mut options = krust_store::embedded::EmbeddedOptions::default();
+        options.cache_size = config.embedded_cache_bytes;
+        let store = EmbeddedStore::open_with(&dir, options)?;
         private_tree(&dir)?;
         Arc::new(store)
     } else {

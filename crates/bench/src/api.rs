@@ -35,6 +35,9 @@ pub struct ApiBenchArgs {
     /// Rate of the paced create run (creates per second).
     #[arg(long, default_value_t = 1000)]
     pub paced_rate: u64,
+    /// Measure the raw stores only (no API server runs).
+    #[arg(long)]
+    pub store_only: bool,
     /// The etcd binary used for the reference runs.
     #[arg(long, default_value = "/usr/bin/etcd")]
     pub etcd: PathBuf,
@@ -207,14 +210,20 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut results = json!({"objects": args.objects, "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)});
 
-    // Raw stores, with the O_DSYNC floor on the same filesystem before and after each.
+    // Raw stores, with the O_DSYNC floors on the same filesystem before and after each.
     let floor_dir = tmp.path().join("floor");
-    let mut floors = vec![crate::store::dsync_floor(&floor_dir, args.single_writes)?];
+    let measure_floors = |floors: &mut Vec<Value>, overwrites: &mut Vec<Value>| {
+        floors.push(crate::store::dsync_floor(&floor_dir, args.single_writes)?);
+        overwrites.push(crate::store::dsync_overwrite_floor(&floor_dir, args.single_writes)?);
+        anyhow::Ok(())
+    };
+    let (mut floors, mut overwrites) = (Vec::new(), Vec::new());
+    measure_floors(&mut floors, &mut overwrites)?;
     let embedded: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
     results["store"]["embedded"] =
         crate::store::run(embedded, args.objects, args.single_writes, &args.store_writers).await?;
-    floors.push(crate::store::dsync_floor(&floor_dir, args.single_writes)?);
+    measure_floors(&mut floors, &mut overwrites)?;
     let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
     let etcd_store: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
@@ -222,28 +231,33 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         crate::store::run(etcd_store, args.objects, args.single_writes, &args.store_writers)
             .await?;
     drop(etcd);
-    floors.push(crate::store::dsync_floor(&floor_dir, args.single_writes)?);
-    // The floor is the best of its runs (the disk is shared; a slow run is noise).
-    let floor = floors
-        .iter()
-        .max_by(|a, b| {
-            a["per_second"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["per_second"].as_f64().unwrap_or(0.0))
-        })
-        .cloned()
-        .unwrap_or(Value::Null);
+    measure_floors(&mut floors, &mut overwrites)?;
+    // A floor is the best of its runs (the disk is shared; a slow run is noise).
+    let best = |runs: &[Value]| {
+        runs.iter()
+            .max_by(|a, b| {
+                a["per_second"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b["per_second"].as_f64().unwrap_or(0.0))
+            })
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     results["store"]["dsync_floor"] =
-        json!({"value_bytes": crate::store::VALUE_BYTES, "runs": floors, "best": floor});
+        json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&floors), "runs": floors});
+    results["store"]["dsync_overwrite_floor"] = json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&overwrites), "runs": overwrites});
 
     // API server on each backend.
-    let client = start_server(&tmp.path().join("api-embedded"), Vec::new()).await?;
-    results["api"]["embedded"] = api_suite(&client, &args).await?;
-    let etcd = Etcd::start(&args.etcd, &tmp.path().join("api-etcd")).await?;
-    let client = start_server(&tmp.path().join("api-etcd-server"), vec![etcd.url.clone()]).await?;
-    results["api"]["etcd"] = api_suite(&client, &args).await?;
-    drop(etcd);
+    if !args.store_only {
+        let client = start_server(&tmp.path().join("api-embedded"), Vec::new()).await?;
+        results["api"]["embedded"] = api_suite(&client, &args).await?;
+        let etcd = Etcd::start(&args.etcd, &tmp.path().join("api-etcd")).await?;
+        let client =
+            start_server(&tmp.path().join("api-etcd-server"), vec![etcd.url.clone()]).await?;
+        results["api"]["etcd"] = api_suite(&client, &args).await?;
+        drop(etcd);
+    }
 
     let ratio = |a: &Value, b: &Value| {
         let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
@@ -252,6 +266,7 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let floor_per_second = &results["store"]["dsync_floor"]["best"]["per_second"];
     results["ratios"] = json!({
         "single_writer_dsync_floor_over_embedded": ratio(floor_per_second, &results["store"]["embedded"]["single_writer"]["per_second"]),
+        "single_writer_overwrite_floor_over_embedded": ratio(&results["store"]["dsync_overwrite_floor"]["best"]["per_second"], &results["store"]["embedded"]["single_writer"]["per_second"]),
         "single_writer_dsync_floor_over_etcd": ratio(floor_per_second, &results["store"]["etcd"]["single_writer"]["per_second"]),
         "single_writer_embedded_over_etcd": ratio(&results["store"]["embedded"]["single_writer"]["per_second"], &results["store"]["etcd"]["single_writer"]["per_second"]),
         "store_peak_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["peak_writes_per_second"], &results["store"]["etcd"]["peak_writes_per_second"]),

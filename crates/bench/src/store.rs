@@ -21,11 +21,27 @@ const O_DSYNC: i32 = 0o10000;
 /// The floor of any durable store: `n` appends of [`VALUE_BYTES`] to a file in `dir` opened
 /// with `O_DSYNC`, one after the other (each returns once on disk), measured like a writer.
 pub fn dsync_floor(dir: &Path, n: usize) -> anyhow::Result<Value> {
+    dsync_loop(dir, n, false)
+}
+
+/// A lower floor: the same `O_DSYNC` writes over a file whose blocks were written (zeros) and
+/// synced first, so that no write changes the file's size (as a log allocated ahead does).
+pub fn dsync_overwrite_floor(dir: &Path, n: usize) -> anyhow::Result<Value> {
+    dsync_loop(dir, n, true)
+}
+
+fn dsync_loop(dir: &Path, n: usize, allocated: bool) -> anyhow::Result<Value> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("dsync-floor");
+    if allocated {
+        let zeros = std::fs::File::create(&path)?;
+        zeros.set_len(0)?;
+        (&zeros).write_all(&vec![0; n * VALUE_BYTES])?;
+        zeros.sync_all()?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
-        .truncate(true)
+        .truncate(!allocated)
         .write(true)
         .custom_flags(O_DSYNC)
         .open(&path)?;

@@ -70,6 +70,9 @@ struct ServerArgs {
     /// How long to wait at start for etcd to answer before giving up (for example `60s`).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     datastore_connect_timeout: Duration,
+    /// The embedded store's page cache in MiB (the store file's pages kept in memory).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    embedded_cache_mib: u32,
     /// The IPv4 range service cluster IPs come from.
     #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
     service_cidr: (std::net::Ipv4Addr, u8),
@@ -373,6 +376,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         datastore_endpoints: args.datastore_endpoint,
         compaction_interval: args.etcd_compaction_interval,
         datastore_connect_timeout: args.datastore_connect_timeout,
+        embedded_cache_bytes: usize::try_from(args.embedded_cache_mib).unwrap_or(usize::MAX)
+            * 1024
+            * 1024,
         build: build_info(),
         service_ranges: krust_apiserver::registry::ServiceRanges {
             network: args.service_cidr.0,

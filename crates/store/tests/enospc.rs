@@ -1,7 +1,7 @@
 //! The embedded store on a full disk: writes fail with a clear error, then work again by
 //! themselves once space is freed, and every acknowledged write survives.
 //!
-//! Needs root (it mounts a 4 MiB tmpfs); skipped with a message otherwise.
+//! Needs root (it mounts an 8 MiB tmpfs); skipped with a message otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -66,7 +66,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_the_disk_was_full() {
-    let Some(fs) = Tmpfs::mount("4m") else {
+    let Some(fs) = Tmpfs::mount("8m") else {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };

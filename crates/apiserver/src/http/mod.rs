@@ -1,6 +1,7 @@
 //! The HTTP edge: TLS and authentication, routing a request to discovery or to the registry,
 //! decoding bodies and encoding answers (JSON, Table, watch streams).
 
+mod activity;
 mod body;
 mod handler;
 pub mod inflight;

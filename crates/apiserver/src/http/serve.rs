@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::activity::{Activity, Watched};
 use super::handler;
 use super::response;
 use crate::ApiServer;
@@ -169,46 +169,6 @@ impl Drop for Ticket {
     }
 }
 
-/// When a connection last had a request in flight, and how many it has now.
-#[derive(Debug)]
-struct Activity {
-    opened: Instant,
-    active: AtomicUsize,
-    /// Milliseconds from `opened` to the end of the last request.
-    last_ms: AtomicU64,
-}
-
-/// One request in flight on a connection; held until its response body is done.
-struct Active(Arc<Activity>);
-
-impl Activity {
-    fn new() -> Arc<Self> {
-        Arc::new(Self { opened: Instant::now(), active: AtomicUsize::new(0), last_ms: 0.into() })
-    }
-
-    fn begin(self: &Arc<Self>) -> Active {
-        self.active.fetch_add(1, Ordering::AcqRel);
-        Active(Arc::clone(self))
-    }
-
-    /// When the connection counts as idle for `limit`: `None` while a request is in flight.
-    fn idle_deadline(&self, limit: Duration) -> Option<Instant> {
-        if self.active.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Acquire));
-        Some(self.opened + last + limit)
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_ms.fetch_max(ms, Ordering::AcqRel);
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// The HTTP builders: one per protocol TLS negotiated, and one that detects it.
 struct Builders {
     detect: auto::Builder<TokioExecutor>,
@@ -219,7 +179,9 @@ struct Builders {
 impl Builders {
     fn new(limits: &ConnectionLimits) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.request_header);
+        // Heads are timed by the connection's `Activity` (hyper's timer also runs while a
+        // kept-alive connection waits for its next request).
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -302,7 +264,7 @@ async fn connection(
         Some(b"http/1.1") => &builders.h1,
         _ => &builders.detect,
     };
-    let activity = Activity::new();
+    let activity = Activity::new(!matches!(session.alpn_protocol(), Some(b"h2")));
     let service = {
         let activity = Arc::clone(&activity);
         service_fn(move |req| {
@@ -313,14 +275,19 @@ async fn connection(
             }
         })
     };
-    let io = super::malformed::StatusOnParseError::new(tls);
+    let io = super::malformed::StatusOnParseError::new(Watched::new(tls, Arc::clone(&activity)));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {
-        let deadline = activity.idle_deadline(limits.idle);
-        // While a request is in flight, look again one idle period later.
-        let wake = deadline.unwrap_or_else(|| Instant::now() + limits.idle);
+        // While a request is in flight, look again one idle period later; a head that starts
+        // arriving wakes the loop.
+        let idle = activity.idle_deadline(limits.idle).filter(|_| !closing);
+        let wake = [idle, activity.head_deadline(limits.request_header)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + limits.idle);
         tokio::select! {
             ended = conn.as_mut() => {
                 if let Err(e) = ended {
@@ -328,13 +295,19 @@ async fn connection(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(wake), if !closing => {
-                if activity.idle_deadline(limits.idle).is_some_and(|d| d <= Instant::now()) {
+            () = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                if activity.head_deadline(limits.request_header).is_some_and(|d| d <= now) {
+                    tracing::debug!(%peer, "closing a connection whose request head did not arrive in time");
+                    return;
+                }
+                if !closing && activity.idle_deadline(limits.idle).is_some_and(|d| d <= now) {
                     tracing::debug!(%peer, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
+            () = activity.head_started.notified() => {}
             () = server.shutdown.wait(), if !closing => {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
@@ -366,21 +339,5 @@ mod tests {
         assert_eq!(handshakes.pending(), 2);
         drop((second, third));
         assert_eq!(handshakes.pending(), 0);
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_idle_only_without_requests_and_from_the_last_ones_end() {
-        let limit = Duration::from_secs(90);
-        let activity = Activity::new();
-        let opened = activity.opened;
-        assert_eq!(activity.idle_deadline(limit), Some(opened + limit));
-        let request = activity.begin();
-        assert_eq!(activity.idle_deadline(limit), None);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(activity.idle_deadline(limit), None);
-        drop(request);
-        let deadline = activity.idle_deadline(limit).expect("idle again");
-        assert!(deadline >= opened + Duration::from_millis(30) + limit);
-        assert!(deadline <= Instant::now() + limit);
     }
 }

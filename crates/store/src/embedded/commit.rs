@@ -2,11 +2,13 @@
 //!
 //! Callers send [`Request`]s over a channel and wait on a oneshot. The writer takes every
 //! request waiting, applies them in order in one redb write transaction (each successful write
-//! takes the next revision; a failed check answers its caller alone), makes it durable once
-//! (an append to the write-ahead log, or a durable redb commit at a checkpoint, see [`super::wal`]),
-//! publishes the batch's events to the watch hub, and only then answers the callers. While a
-//! commit is being synced, new requests queue up and form the next batch, so the cost of one
-//! fsync is shared by every writer waiting.
+//! takes the next revision; a failed check answers its caller alone), makes the batch durable
+//! once (an append to the write-ahead log, or a durable redb commit at a checkpoint, see
+//! [`super::wal`]) and answers the callers; a logged batch is then committed to redb (without
+//! a sync) while they wake, and its events are published to the watch hub. Reads wait until
+//! every write acknowledged before them is visible ([`super::visibility`]). While a commit is
+//! being synced, new requests queue up and form the next batch, so the cost of one sync is
+//! shared by every writer waiting.
 //!
 //! The hand-offs are kept off the path to the next commit: the callers of a large batch are
 //! woken by a replier thread while the writer gathers the next batch, and after a commit of
@@ -18,7 +20,6 @@
 //! transaction so that writes are never stalled for long.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
 };
+use super::visibility::Visibility;
 use super::wal::{self, LogOpener, Record, Wal};
 use super::watch::read_log;
 use super::watch::{Batch, Hub};
@@ -100,8 +102,8 @@ pub(super) struct Writer {
     /// redb's cache size, for reopening.
     pub cache_size: usize,
     pub requests: Receiver<Request>,
-    /// The revision readers see as current; stored after each commit.
-    pub published: Arc<AtomicI64>,
+    /// The revisions acknowledged and visible to readers.
+    pub visibility: Arc<Visibility>,
     pub hub: Arc<Hub>,
     /// Where the outcome of the last commit is recorded.
     pub health: Arc<Health>,
@@ -128,7 +130,7 @@ pub(super) struct Writer {
 }
 
 /// A durable redb commit (a checkpoint) at least every this many commits...
-const CHECKPOINT_COMMITS: usize = 256;
+const CHECKPOINT_COMMITS: usize = 1024;
 /// ... or once the write-ahead log holds this many bytes.
 const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 
@@ -322,31 +324,26 @@ impl Writer {
         }
     }
 
-    /// Applies one batch in one transaction, commits, publishes, answers.
+    /// Applies one batch in one transaction, makes it durable, answers, commits, publishes.
     fn commit(
         &mut self,
-        writes: Vec<(Op, oneshot::Sender<Result<KeyValue>>)>,
+        writes: Vec<(Op, Reply)>,
         compaction: &mut Option<Compaction>,
         replier: Option<&Replier>,
     ) {
         let (ops, replies): (Vec<Op>, Vec<_>) = writes.into_iter().unzip();
         let target = compaction.as_ref().map(|c| c.target);
-        match self.transact(ops, target) {
-            Ok((outcomes, revision, compacted)) => {
+        let mut replies = Some(replies);
+        match self.transact(ops, target, &mut replies, replier) {
+            Ok((mut outcomes, revision, compacted)) => {
                 self.health.recovered();
                 let from = self.revision;
                 self.revision = revision;
                 self.compacted = compacted;
-                self.published.store(revision, Ordering::Release);
+                self.visibility.publish(revision);
                 self.publish(&outcomes, from, revision);
-                let answers: Answers = replies
-                    .into_iter()
-                    .zip(outcomes)
-                    .map(|(reply, outcome)| (reply, outcome.map(|applied| applied.kv)))
-                    .collect();
-                match replier {
-                    Some(replier) if answers.len() > INLINE_ANSWERS => replier.answer(answers),
-                    _ => answer(answers),
+                if let Some(replies) = replies {
+                    hand_answers(replies, &mut outcomes, replier);
                 }
                 if let Some(pending) = compaction.take() {
                     let (done, waiting): (Vec<_>, Vec<_>) =
@@ -362,7 +359,9 @@ impl Writer {
             Err(error) => {
                 tracing::error!(error = error_chain(&error), "store commit failed");
                 self.health.failed(&error);
-                for reply in replies {
+                // Callers answered before the failure hold a durable write: reopening the file
+                // replays it from the log (`wal_ahead`), and reads wait for that.
+                for reply in replies.into_iter().flatten() {
                     let _ = reply.send(Err(batch_error(&error)));
                 }
                 for (_, reply) in compaction.take().into_iter().flat_map(|c| c.waiters) {
@@ -492,9 +491,9 @@ impl Writer {
         }
         self.revision = revision;
         self.compacted = compacted;
-        self.published.store(revision, Ordering::Release);
         self.slot.set(Some(Arc::clone(&db)));
         self.db = Some(db);
+        self.visibility.publish(revision);
         Ok(())
     }
 
@@ -526,6 +525,8 @@ impl Writer {
         &mut self,
         ops: Vec<Op>,
         compact_to: Option<Revision>,
+        replies: &mut Option<Vec<Reply>>,
+        replier: Option<&Replier>,
     ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
         let db = Arc::clone(self.db.as_ref().ok_or_else(|| StoreError::Backend {
             message: "store file is closed after an i/o failure".into(),
@@ -576,7 +577,7 @@ impl Writer {
                 }
             }
         }
-        let (outcomes, revision, compacted) = filled?;
+        let (mut outcomes, revision, compacted) = filled?;
         if revision == self.revision && compact_to.is_none() {
             // Every check failed: nothing to make durable (a record logged for it replays to
             // the same failures).
@@ -586,13 +587,13 @@ impl Writer {
                 Some((_, start)) => start,
                 None => {
                     let start = self.wal().len();
-                    let record = match (sealed, draft) {
+                    let mut record = match (sealed, draft) {
                         (Some(record), _) => record,
                         (None, Some(draft)) => draft.seal(Some(revision)),
                         (None, None) => unreachable!("checked above"),
                     };
                     // On failure the transaction is dropped (aborted) and the log cut back.
-                    let appended = self.wal().append(&record);
+                    let appended = self.wal().append(&mut record);
                     if let Err(error) = appended {
                         return Err(self.append_failed(error, was_broken));
                     }
@@ -603,11 +604,14 @@ impl Writer {
             if let Err(error) = txn.set_durability(Durability::None) {
                 return Err(self.unlog(start, StoreError::backend("set commit durability", error)));
             }
-            if let Err(error) = txn.commit() {
-                return Err(
-                    self.unlog(start, StoreError::backend("commit write transaction", error))
-                );
+            // Durable: the callers are answered now, and wake while redb commits (readers
+            // wait for that commit, see `Visibility`). From here a failure cannot take the
+            // batch back: the log keeps it and reopening the file replays it.
+            if let Some(replies) = replies.take() {
+                self.visibility.acknowledge(revision);
+                hand_answers(replies, &mut outcomes, replier);
             }
+            txn.commit().ctx("commit write transaction")?;
             self.wal_ahead = false;
             self.since_checkpoint += 1;
         } else {
@@ -854,7 +858,7 @@ fn compact_chunk(
 }
 
 /// The callers of one commit with their outcomes.
-type Answers = Vec<(oneshot::Sender<Result<KeyValue>>, Result<KeyValue>)>;
+type Answers = Vec<(Reply, Result<KeyValue>)>;
 
 /// Up to this many callers, the writer answers a commit itself: handing them to the replier
 /// would cost as much as it saves.
@@ -867,6 +871,30 @@ const MAX_GATHER: Duration = Duration::from_micros(200);
 /// several writes, and for an eighth of its duration at most.
 fn gather_deadline(last_writes: usize, last_commit: Duration) -> Option<Instant> {
     (last_writes > 1).then(|| Instant::now() + (last_commit / 8).min(MAX_GATHER))
+}
+
+/// Where one caller waits for its write's outcome.
+type Reply = oneshot::Sender<Result<KeyValue>>;
+
+/// Answers the callers of a batch with its outcomes, on the replier thread when there are
+/// many of them.
+fn hand_answers(replies: Vec<Reply>, outcomes: &mut [Result<Applied>], replier: Option<&Replier>) {
+    let answers: Answers = replies
+        .into_iter()
+        .zip(outcomes)
+        .map(|(reply, outcome)| {
+            let answer = match outcome {
+                Ok(applied) => Ok(applied.kv.clone()),
+                // A failed write is not published: its error moves to the answer.
+                Err(error) => Err(std::mem::replace(error, StoreError::Closed)),
+            };
+            (reply, answer)
+        })
+        .collect();
+    match replier {
+        Some(replier) if answers.len() > INLINE_ANSWERS => replier.answer(answers),
+        _ => answer(answers),
+    }
 }
 
 /// Answers the callers of a commit.
@@ -943,9 +971,9 @@ impl Logger {
         let (done, results) = mpsc::channel();
         let thread =
             std::thread::Builder::new().name("krust-store-logger".into()).spawn(move || {
-                while let Ok((seq, record)) = jobs.recv() {
+                while let Ok((seq, mut record)) = jobs.recv() {
                     let appended =
-                        wal.lock().unwrap_or_else(PoisonError::into_inner).append(&record);
+                        wal.lock().unwrap_or_else(PoisonError::into_inner).append(&mut record);
                     if done.send((seq, appended)).is_err() {
                         break;
                     }
@@ -1039,7 +1067,8 @@ mod tests {
     fn logger_results_match_their_jobs() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join(wal::FILE_NAME);
-        let (log, _) = Wal::open(&path, &wal::plain_file()).expect("open log");
+        let (mut log, _) = Wal::open(&path, &wal::plain_file()).expect("open log");
+        log.reset().expect("header");
         let wal = Arc::new(Mutex::new(log));
         let record = || wal::encode(1, &[]).expect("encode").seal(None);
         let mut logger = Logger::start(Arc::clone(&wal)).expect("logger");

@@ -18,11 +18,11 @@
 mod commit;
 mod read;
 mod schema;
+mod visibility;
 mod wal;
 mod watch;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
@@ -90,7 +90,8 @@ pub struct EmbeddedStore {
     /// `None` only while dropping.
     requests: Option<RequestSender>,
     writer: Option<JoinHandle<()>>,
-    revision: Arc<AtomicI64>,
+    /// The revisions acknowledged and visible, which reads wait to agree.
+    visibility: Arc<visibility::Visibility>,
     hub: Arc<Hub>,
     health: Arc<Health>,
 }
@@ -154,7 +155,7 @@ impl Health {
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EmbeddedStore")
-            .field("revision", &self.revision.load(Ordering::Acquire))
+            .field("revision", &self.visibility.visible())
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +197,7 @@ impl EmbeddedStore {
         };
         let db = Arc::new(db);
         let slot = Arc::new(DbSlot::new(Arc::clone(&db)));
-        let published = Arc::new(AtomicI64::new(revision));
+        let visibility = Arc::new(visibility::Visibility::new(revision));
         let hub = Arc::new(Hub::new(options.watch_buffer, options.watch_buffer_bytes));
         let (requests, receiver) = std::sync::mpsc::channel();
         let health = Arc::new(Health::default());
@@ -206,7 +207,7 @@ impl EmbeddedStore {
             path,
             cache_size: options.cache_size,
             requests: receiver,
-            published: Arc::clone(&published),
+            visibility: Arc::clone(&visibility),
             hub: Arc::clone(&hub),
             health: Arc::clone(&health),
             max_batch: options.max_batch.max(1),
@@ -225,7 +226,7 @@ impl EmbeddedStore {
             slot,
             requests: Some(requests),
             writer: Some(writer),
-            revision: published,
+            visibility,
             hub,
             health,
         })
@@ -288,6 +289,7 @@ impl Drop for EmbeddedStore {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.visibility.caught_up().await?;
         // A point read of a B-tree: short enough to run on the async thread.
         read::get(&*self.slot.get()?, key)
     }
@@ -299,6 +301,7 @@ impl Store for EmbeddedStore {
         limit: usize,
         revision: Option<Revision>,
     ) -> Result<Page> {
+        self.visibility.caught_up().await?;
         let db = self.slot.get()?;
         let prefix = prefix.to_owned();
         let start_after = start_after.map(str::to_owned);
@@ -322,11 +325,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        self.visibility.caught_up().await?;
         watch::watch(&self.slot, &self.hub, prefix, after).await
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        Ok(self.revision.load(Ordering::Acquire))
+        self.visibility.caught_up().await
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -357,7 +361,7 @@ mod tests {
     //! in process memory, so the copy holds what a kill -9 would leave).
 
     use std::fs::File;
-    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Duration;
 
     use super::commit::replay;
@@ -369,8 +373,8 @@ mod tests {
     struct Faults {
         /// How many of the next writes fail.
         fail_writes: AtomicUsize,
-        /// Whether truncation fails.
-        fail_set_len: AtomicBool,
+        /// Whether cutting a record back out of the log (zeroing its header) fails.
+        fail_cuts: AtomicBool,
         /// Whether the next sync takes a while (so that requests queue into one batch).
         stall_sync: AtomicBool,
     }
@@ -383,6 +387,11 @@ mod tests {
 
     impl LogFile for Faulty {
         fn write_all_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+            // The log cuts a record back by zeroing its 12-byte header.
+            let cut = bytes.len() == 12 && bytes.iter().all(|b| *b == 0);
+            if cut && self.faults.fail_cuts.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected cut failure"));
+            }
             let fail = self
                 .faults
                 .fail_writes
@@ -402,9 +411,6 @@ mod tests {
         }
 
         fn set_len(&self, len: u64) -> std::io::Result<()> {
-            if self.faults.fail_set_len.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("injected truncate failure"));
-            }
             LogFile::set_len(&self.file, len)
         }
     }
@@ -499,10 +505,10 @@ mod tests {
         // An append fails and so does its cut: the log is broken and the store reopened.
         let break_log = |f: &Faults| {
             f.fail_writes.store(1, Ordering::SeqCst);
-            f.fail_set_len.store(true, Ordering::SeqCst);
+            f.fail_cuts.store(true, Ordering::SeqCst);
         };
         collect(faulty_batch(&store, &faults, creates("/d", 10), break_log).await, false);
-        faults.fail_set_len.store(false, Ordering::SeqCst);
+        faults.fail_cuts.store(false, Ordering::SeqCst);
         let mut reopened = false;
         for _ in 0..200 {
             if store.create(&format!("/probe/{}", next_id()), vec![]).await.is_ok() {
@@ -578,7 +584,7 @@ mod tests {
         let (store, faults) = open_faulty(dir.path());
         let mut ops = creates("/ok", 9);
         ops.push(Op::Update { key: "/bad".into(), value: vec![], expected: 1 });
-        let fail_cut = |f: &Faults| f.fail_set_len.store(true, Ordering::SeqCst);
+        let fail_cut = |f: &Faults| f.fail_cuts.store(true, Ordering::SeqCst);
         for outcome in faulty_batch(&store, &faults, ops, fail_cut).await {
             let error = outcome.expect_err("the batch fails");
             assert!(matches!(error, StoreError::OutcomeUnknown { .. }), "{error}");

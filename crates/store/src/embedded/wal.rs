@@ -18,15 +18,28 @@
 //!
 //! Each append is synced before the next one starts, so only the last record can be torn (a
 //! crash during an append, never answered): it is ignored, and cut off once replay has
-//! committed. A damaged record followed by more data is corruption and the log refuses to open.
+//! committed. A damaged record followed by a record of the same generation is corruption, and
+//! the log refuses to open.
 //!
-//! Record layout: `len: u32, checksum: u64 (FNV-1a of the payload), payload`; payload:
-//! `version: u8, from: i64, count: u32`, then per write `tag: u8, guarded: u8, expected: i64,
-//! key_len: u32, key, value_len: u32, value`, then `has_to: u8, to: i64` (little-endian).
+//! The file is allocated ahead ([`PREALLOCATED`] bytes of zeros) and never shortened below
+//! that: an append overwrites blocks that already exist, so its sync writes the record alone,
+//! not the file's new size through the filesystem's journal as well (on ext4 that is about a
+//! third cheaper than an append to the end of a file). Emptying the log therefore cannot rely on
+//! the file's length: the file starts with a header naming the log's *generation*, a random
+//! number drawn at every emptying, and every record's checksum is mixed with it. Emptying
+//! writes a new header; records of older generations that are still in the file no longer
+//! check out and end the log like zeros do.
+//!
+//! File layout: `magic: [u8; 8], generation: u64, checksum: u64 (FNV-1a of magic and
+//! generation)`, then records. Record layout: `len: u32, checksum: u64 (FNV-1a of the payload,
+//! xor the generation), payload`; payload: `version: u8, from: i64, count: u32`, then per
+//! write `tag: u8, guarded: u8, expected: i64, key_len: u32, key, value_len: u32, value`, then
+//! `has_to: u8, to: i64` (little-endian). A log written before the header existed (records
+//! from byte 0, checksums not mixed) is still read, replayed and then rewritten in this layout.
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +51,16 @@ use crate::{Result, Revision, StoreError};
 pub const FILE_NAME: &str = "store.wal";
 
 const HEADER: usize = 4 + 8;
+/// `O_DSYNC` as Linux numbers it (the standard library has no constant for it).
+const O_DSYNC: i32 = 0o10000;
+/// The first bytes of a log file with a header.
+const MAGIC: [u8; 8] = *b"krustwal";
+/// The file header: magic, generation, checksum.
+const FILE_HEADER: u64 = 8 + 8 + 8;
+/// The size the log file is allocated to (zeros) and kept at when emptied.
+pub const PREALLOCATED: u64 = 2 * 1024 * 1024;
+/// A log file that grew past this (a very large batch) is shrunk back when emptied.
+const SHRINK_ABOVE: u64 = 4 * PREALLOCATED;
 /// The version of the record layout, first byte of every payload.
 const VERSION: u8 = 2;
 /// The bytes after the writes: `has_to: u8, to: i64`.
@@ -54,6 +77,29 @@ pub(super) trait LogFile: Send + std::fmt::Debug {
     fn sync_data(&self) -> std::io::Result<()>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> std::io::Result<()>;
+}
+
+/// The log's file as a real store opens it: with `O_DSYNC`, so that each write returns once
+/// its data is on disk, one system call per append (a write and an `fdatasync` cost about a
+/// system call and a device flush more).
+#[derive(Debug)]
+struct SyncedFile(File);
+
+impl LogFile for SyncedFile {
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+        FileExt::write_all_at(&self.0, bytes, offset)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        // Every write was synchronous.
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        // `O_DSYNC` does not cover truncation.
+        self.0.set_len(len)?;
+        self.0.sync_data()
+    }
 }
 
 impl LogFile for File {
@@ -73,9 +119,9 @@ impl LogFile for File {
 /// Wraps the opened log file (tests wrap it to inject failures); see [`plain_file`].
 pub(super) type LogOpener = Arc<dyn Fn(File) -> Box<dyn LogFile> + Send + Sync>;
 
-/// The [`LogOpener`] of a real store: the file itself.
+/// The [`LogOpener`] of a real store: the file itself, every write synchronous.
 pub(super) fn plain_file() -> LogOpener {
-    Arc::new(|file| Box::new(file))
+    Arc::new(|file| Box::new(SyncedFile(file)))
 }
 
 /// One batch read back from the log.
@@ -93,8 +139,13 @@ pub(super) struct Record {
 #[derive(Debug)]
 pub(super) struct Wal {
     file: Box<dyn LogFile>,
-    /// Bytes of valid records: where the next record is written.
+    /// Where the valid records end (header included): where the next record is written.
     len: u64,
+    /// The file's size (at least [`PREALLOCATED`] once emptied).
+    size: u64,
+    /// Mixed into every record's checksum; drawn anew at every emptying. Zero for a log read
+    /// in the layout without a header, until it is emptied.
+    generation: u64,
     /// Why appends are refused until the log is opened again (or emptied): the file may hold
     /// bytes past `len` that a crash would leave behind valid records.
     broken: Option<String>,
@@ -110,6 +161,7 @@ impl Wal {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(O_DSYNC)
             .open(path)
             .ctx("open write-ahead log")?;
         // The file's directory entry must be durable too, or a crash could lose the file with
@@ -117,16 +169,21 @@ impl Wal {
         sync_dir(path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ctx("read write-ahead log")?;
-        let (records, valid) = parse(&bytes)?;
-        let broken = (valid < bytes.len()).then(|| {
-            tracing::warn!(
-                ignored = bytes.len() - valid,
-                "write-ahead log ends in a torn record (never acknowledged)"
-            );
-            "the write-ahead log's torn tail is not cut off yet".to_owned()
-        });
+        let size = u64::try_from(bytes.len()).map_err(|_| corrupt("write-ahead log too large"))?;
+        let (records, valid, generation) = match file_header(&bytes)? {
+            Some(generation) => {
+                let (records, valid) = parse(&bytes, FILE_HEADER as usize, generation)?;
+                (records, valid, generation)
+            }
+            None => {
+                let (records, valid) = parse_headerless(&bytes)?;
+                (records, valid, 0)
+            }
+        };
+        // Nothing is cut or appended before replay has committed: appends wait for `reset`.
+        let broken = Some("the write-ahead log is not emptied since it was opened".to_owned());
         let len = u64::try_from(valid).map_err(|_| corrupt("write-ahead log too large"))?;
-        Ok((Wal { file: opener(file), len, broken }, records))
+        Ok((Wal { file: opener(file), len, size, generation, broken }, records))
     }
 
     /// Bytes of records in the log.
@@ -140,9 +197,9 @@ impl Wal {
     }
 
     /// Appends one encoded record ([`Draft::seal`]) at the end of the valid records and waits
-    /// until it is on disk. On failure the log is cut back to what it held, so that the record
-    /// is not replayed; if even that fails, the log is broken (appends refused until reopened).
-    pub fn append(&mut self, record: &[u8]) -> Result<()> {
+    /// until it is on disk. On failure the record is cut back out, so that it is not replayed;
+    /// if even that fails, the log is broken (appends refused until reopened).
+    pub fn append(&mut self, record: &mut [u8]) -> Result<()> {
         if let Some(why) = &self.broken {
             return Err(StoreError::Backend {
                 message: format!("write-ahead log unusable until reopened: {why}"),
@@ -150,22 +207,24 @@ impl Wal {
             });
         }
         let size = u64::try_from(record.len()).map_err(|_| too_large())?;
+        mix_generation(record, self.generation);
         let written = self.file.write_all_at(record, self.len).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
-            if let Err(cut) = self.file.set_len(self.len) {
+            if let Err(cut) = self.file.write_all_at(&[0; HEADER], self.len) {
                 self.broken = Some(format!("cannot cut a failed append back: {cut}"));
             }
             return Err(error).ctx("append to write-ahead log");
         }
         self.len += size;
+        self.size = self.size.max(self.len);
         Ok(())
     }
 
-    /// Cuts the log back to `len` bytes (the length before a record that must not be
-    /// replayed) and syncs the cut. On failure the log is broken: the record may still be
-    /// replayed.
+    /// Cuts the log back to end at `len` (where a record that must not be replayed starts) by
+    /// zeroing that record's header, and syncs the cut. On failure the log is broken: the
+    /// record may still be replayed.
     pub fn cut(&mut self, len: u64) -> Result<()> {
-        let cut = self.file.set_len(len).and_then(|()| self.file.sync_data());
+        let cut = self.file.write_all_at(&[0; HEADER], len).and_then(|()| self.file.sync_data());
         if let Err(error) = cut {
             self.broken = Some(format!("cannot cut the log back: {error}"));
             return Err(error).ctx("cut write-ahead log back");
@@ -174,11 +233,95 @@ impl Wal {
         Ok(())
     }
 
-    /// Empties the log (synced), once a durable commit holds everything in it.
+    /// Empties the log (synced), once a durable commit holds everything in it: a new
+    /// generation in the header, and the file brought back to its allocated size.
     pub fn reset(&mut self) -> Result<()> {
-        self.cut(0)?;
+        let generation = next_generation(self.generation);
+        let emptied = self.allocate().and_then(|()| {
+            self.file.write_all_at(&encode_file_header(generation), 0)?;
+            self.file.sync_data()
+        });
+        if let Err(error) = emptied {
+            self.broken = Some(format!("cannot empty the log: {error}"));
+            return Err(error).ctx("empty write-ahead log");
+        }
+        self.generation = generation;
+        self.len = FILE_HEADER;
         self.broken = None;
         Ok(())
+    }
+
+    /// Brings the file to [`PREALLOCATED`] bytes: zeros written where it is shorter (so that
+    /// appends overwrite allocated blocks), cut where a huge batch made it much longer. Synced
+    /// by the caller.
+    fn allocate(&mut self) -> std::io::Result<()> {
+        if self.size > SHRINK_ABOVE {
+            self.file.set_len(PREALLOCATED)?;
+            self.size = PREALLOCATED;
+        }
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        while self.size < PREALLOCATED {
+            let n = (PREALLOCATED - self.size).min(ZEROS.len() as u64);
+            #[allow(clippy::cast_possible_truncation)] // at most ZEROS.len()
+            self.file.write_all_at(&ZEROS[..n as usize], self.size)?;
+            self.size += n;
+        }
+        Ok(())
+    }
+}
+
+/// The log's generation from its header; `None` for a file without one (empty, or the older
+/// layout). A header that starts right but does not check out is corruption.
+fn file_header(bytes: &[u8]) -> Result<Option<u64>> {
+    let Some(header) = bytes.get(..FILE_HEADER as usize) else { return Ok(None) };
+    if header[..8] != MAGIC {
+        return Ok(None);
+    }
+    let mut word = [0; 8];
+    word.copy_from_slice(&header[8..16]);
+    let generation = u64::from_le_bytes(word);
+    word.copy_from_slice(&header[16..24]);
+    if checksum(&header[..16]) != u64::from_le_bytes(word) || generation == 0 {
+        return Err(corrupt(
+            "the write-ahead log's header is damaged; refusing to open so that no acknowledged \
+             write is dropped",
+        ));
+    }
+    Ok(Some(generation))
+}
+
+fn encode_file_header(generation: u64) -> [u8; FILE_HEADER as usize] {
+    let mut header = [0; FILE_HEADER as usize];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..16].copy_from_slice(&generation.to_le_bytes());
+    let sum = checksum(&header[..16]);
+    header[16..].copy_from_slice(&sum.to_le_bytes());
+    header
+}
+
+/// A random generation, never zero and never `previous`.
+fn next_generation(previous: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut attempt = 0u64;
+    loop {
+        // `RandomState` is seeded from the operating system's randomness.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(previous);
+        hasher.write_u64(attempt);
+        let generation = hasher.finish();
+        if generation != 0 && generation != previous {
+            return generation;
+        }
+        attempt += 1;
+    }
+}
+
+/// Mixes the generation into a sealed record's checksum.
+fn mix_generation(record: &mut [u8], generation: u64) {
+    if let Some(sum) = record.get_mut(4..HEADER) {
+        let mut word = [0; 8];
+        word.copy_from_slice(sum);
+        sum.copy_from_slice(&(u64::from_le_bytes(word) ^ generation).to_le_bytes());
     }
 }
 
@@ -273,10 +416,53 @@ impl Draft {
     }
 }
 
-/// The whole records at the start of `bytes`, and how many bytes they take. A bad record is
-/// a torn tail only when it is the last thing in the file (its declared end is at or past the
-/// end of the file, or only zeros follow it); otherwise the log is corrupt.
-fn parse(bytes: &[u8]) -> Result<(Vec<Record>, usize)> {
+/// The record starting at `at` if it is whole and of this generation: its payload and end.
+fn record_at(bytes: &[u8], at: usize, generation: u64) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let mut sum = [0; 8];
+    sum.copy_from_slice(&header[4..]);
+    let end = at.checked_add(HEADER)?.checked_add(len)?;
+    let payload = bytes.get(at + HEADER..end)?;
+    (len > 0 && checksum(payload) ^ generation == u64::from_le_bytes(sum)).then_some((payload, end))
+}
+
+/// The records of this generation from `start`, and where they end. The log ends at the first
+/// record that does not check out (a torn append, zeros, or a record of an older generation);
+/// if a record of this generation follows it, the damage is in the middle and the log is
+/// corrupt.
+fn parse(bytes: &[u8], start: usize, generation: u64) -> Result<(Vec<Record>, usize)> {
+    let mut records = Vec::new();
+    let mut at = start;
+    loop {
+        let Some((payload, end)) = record_at(bytes, at, generation) else {
+            check_tail(bytes, at, generation)?;
+            return Ok((records, at));
+        };
+        records.push(decode(payload).map_err(|error| {
+            corrupt(format!("write-ahead log record at byte {at} cannot be read: {error}"))
+        })?);
+        at = end;
+    }
+}
+
+/// Fails when the bad record at `at` is followed by a record of this generation.
+fn check_tail(bytes: &[u8], at: usize, generation: u64) -> Result<()> {
+    let Some(header) = bytes.get(at..at + HEADER) else { return Ok(()) };
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if len == 0 || record_at(bytes, at + HEADER + len, generation).is_none() {
+        return Ok(());
+    }
+    Err(corrupt(format!(
+        "write-ahead log record at byte {at} is damaged and whole records follow it (only the \
+         last record can be torn); refusing to open so that no acknowledged write is dropped"
+    )))
+}
+
+/// The records of a log in the layout without a header. A bad record is a torn tail only
+/// when it is the last thing in the file (its declared end is at or past the end of the file,
+/// or only zeros follow it); otherwise the log is corrupt.
+fn parse_headerless(bytes: &[u8]) -> Result<(Vec<Record>, usize)> {
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -381,8 +567,6 @@ fn decode(payload: &[u8]) -> Result<Record> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-
     use super::*;
 
     fn ops() -> Vec<Op> {
@@ -403,40 +587,96 @@ mod tests {
         Wal::open(path, &plain_file())
     }
 
-    fn append_raw(path: &Path, bytes: &[u8]) {
-        let mut file = std::fs::OpenOptions::new().append(true).open(path).expect("open");
-        file.write_all(bytes).expect("write");
+    /// Writes `bytes` into the log file at `offset`.
+    fn write_raw(path: &Path, bytes: &[u8], offset: u64) {
+        let file = std::fs::OpenOptions::new().write(true).open(path).expect("open");
+        FileExt::write_all_at(&file, bytes, offset).expect("write");
+    }
+
+    fn size(path: &Path) -> u64 {
+        std::fs::metadata(path).expect("stat").len()
     }
 
     #[test]
     fn records_round_trip_and_a_torn_tail_is_ignored_then_cut_by_reset() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join(FILE_NAME);
-        {
+        let end = {
             let (mut wal, records) = open(&path).expect("open");
             assert!(records.is_empty());
-            wal.append(&record(5, Some(8), &ops())).expect("append");
-            wal.append(&record(9, None, &ops()[..1])).expect("append");
-        }
+            wal.reset().expect("reset");
+            assert_eq!(size(&path), PREALLOCATED);
+            wal.append(&mut record(5, Some(8), &ops())).expect("append");
+            wal.append(&mut record(9, None, &ops()[..1])).expect("append");
+            // Appends overwrite the allocated file: its size does not change.
+            assert_eq!(size(&path), PREALLOCATED);
+            wal.len()
+        };
         // A crash in the middle of a third append.
         let third = record(10, None, &ops());
-        append_raw(&path, &third[..third.len() - 3]);
-        let size = std::fs::metadata(&path).expect("stat").len();
+        write_raw(&path, &third[..third.len() - 3], end);
         let (mut wal, records) = open(&path).expect("reopen");
         assert_eq!(records.len(), 2);
         assert_eq!((records[0].from, records[0].to), (5, Some(8)));
         assert_eq!(format!("{:?}", records[0].ops), format!("{:?}", ops()));
         assert_eq!((records[1].from, records[1].to), (9, None));
+        assert_eq!(wal.len(), end);
         // Finding 3: nothing is cut before replay has committed, and appends wait for it.
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), size);
         assert!(wal.is_broken());
-        assert!(wal.append(&record(11, None, &ops())).is_err());
+        assert!(wal.append(&mut record(11, None, &ops())).is_err());
         wal.reset().expect("reset");
-        assert_eq!(wal.len(), 0);
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), 0);
-        wal.append(&record(11, None, &ops())).expect("append after reset");
+        assert_eq!(wal.len(), FILE_HEADER);
+        // The same length as the first record: the second, of the older generation, follows it.
+        wal.append(&mut record(11, None, &ops())).expect("append after reset");
         let (_, records) = open(&path).expect("reopen");
         assert_eq!(records.len(), 1);
+        assert_eq!(records[0].from, 11);
+    }
+
+    /// A record cut back (a batch that must not be replayed) ends the log, and the next append
+    /// takes its place.
+    #[test]
+    fn a_cut_record_is_not_read_back() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(FILE_NAME);
+        let (mut wal, _) = open(&path).expect("open");
+        wal.reset().expect("reset");
+        wal.append(&mut record(1, Some(2), &ops()[..1])).expect("append");
+        let start = wal.len();
+        wal.append(&mut record(2, Some(7), &ops())).expect("append");
+        wal.cut(start).expect("cut");
+        let (_, records) = open(&path).expect("reopen");
+        assert_eq!(records.len(), 1);
+        wal.append(&mut record(2, Some(3), &ops()[..1])).expect("append");
+        let (_, records) = open(&path).expect("reopen");
+        assert_eq!(records.iter().map(|r| r.to).collect::<Vec<_>>(), [Some(2), Some(3)]);
+    }
+
+    /// A log in the layout without a header is read, and emptied into the current layout.
+    #[test]
+    fn a_log_without_a_header_is_replayed_then_rewritten() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(FILE_NAME);
+        let old = [record(1, Some(2), &ops()[..1]), record(2, Some(3), &ops()[..1])].concat();
+        std::fs::write(&path, &old).expect("write");
+        let (mut wal, records) = open(&path).expect("open");
+        assert_eq!(records.len(), 2);
+        wal.reset().expect("reset");
+        assert!(open(&path).expect("reopen").1.is_empty());
+        wal.append(&mut record(3, Some(4), &ops()[..1])).expect("append");
+        assert_eq!(open(&path).expect("reopen").1.len(), 1);
+    }
+
+    /// A damaged file header refuses to open.
+    #[test]
+    fn damaged_header_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(FILE_NAME);
+        let mut header = encode_file_header(7);
+        header[9] ^= 1;
+        std::fs::write(&path, header).expect("write");
+        let error = open(&path).expect_err("damaged header");
+        assert!(error.to_string().contains("header is damaged"), "{error}");
     }
 
     /// Finding 2: a guarded delete expecting `i64::MIN` stays guarded (no sentinel value).
@@ -444,11 +684,17 @@ mod tests {
     fn guarded_delete_of_i64_min_is_not_logged_as_unguarded() {
         let ops = [Op::Delete { key: "/d".into(), expected: Some(i64::MIN) }];
         let bytes = record(1, Some(1), &ops);
-        let (records, _) = parse(&bytes).expect("parse");
+        let (records, _) = parse_headerless(&bytes).expect("parse");
         assert!(matches!(records[0].ops[0], Op::Delete { expected: Some(i64::MIN), .. }));
         let ops = [Op::Delete { key: "/d".into(), expected: None }];
-        let (records, _) = parse(&record(1, None, &ops)).expect("parse");
+        let (records, _) = parse_headerless(&record(1, None, &ops)).expect("parse");
         assert!(matches!(records[0].ops[0], Op::Delete { expected: None, .. }));
+    }
+
+    /// A record as the log writes it under `generation`.
+    fn mixed(mut record: Vec<u8>, generation: u64) -> Vec<u8> {
+        mix_generation(&mut record, generation);
+        record
     }
 
     /// Finding 3: a damaged record followed by more records refuses to open, and the file is
@@ -457,31 +703,35 @@ mod tests {
     fn damaged_record_in_the_middle_refuses_to_open() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join(FILE_NAME);
-        let first = record(1, Some(2), &ops()[..1]);
-        let mut second = record(2, Some(3), &ops()[..1]);
-        let third = record(3, Some(4), &ops()[..1]);
+        let generation = 0x5eed;
+        let header = encode_file_header(generation);
+        let first = mixed(record(1, Some(2), &ops()[..1]), generation);
+        let mut second = mixed(record(2, Some(3), &ops()[..1]), generation);
+        let third = mixed(record(3, Some(4), &ops()[..1]), generation);
         let last = second.len() - 1;
         second[last] ^= 0x40;
-        for bytes in [&first, &second, &third] {
-            append_raw_or_create(&path, bytes);
-        }
-        let size = std::fs::metadata(&path).expect("stat").len();
+        let file = [header.as_slice(), &first, &second, &third, &[0; 64]].concat();
+        std::fs::write(&path, &file).expect("write");
         let error = open(&path).expect_err("a damaged record in the middle");
         assert!(error.to_string().contains("is damaged"), "{error}");
-        assert_eq!(std::fs::metadata(&path).expect("stat").len(), size);
+        assert_eq!(std::fs::read(&path).expect("read"), file);
 
-        // The same damage at the end is a torn tail; so is one followed by zeros only.
-        std::fs::write(&path, [first.as_slice(), &second].concat()).expect("write");
-        assert_eq!(open(&path).expect("torn tail").1.len(), 1);
-        std::fs::write(&path, [first.as_slice(), &second, &[0; 64]].concat()).expect("write");
-        assert_eq!(open(&path).expect("zeros after the tail").1.len(), 1);
-    }
-
-    fn append_raw_or_create(path: &Path, bytes: &[u8]) {
-        if !path.exists() {
-            std::fs::write(path, b"").expect("create");
+        // The same damage at the end is a torn tail, whether zeros or records of an older
+        // generation follow it.
+        let older = mixed(record(3, Some(4), &ops()[..1]), generation + 1);
+        for tail in [&[0; 64][..], &older] {
+            std::fs::write(&path, [header.as_slice(), &first, &second, tail].concat())
+                .expect("write");
+            assert_eq!(open(&path).expect("torn tail").1.len(), 1);
         }
-        append_raw(path, bytes);
+
+        // Without a header: damage is a torn tail only when nothing but zeros follows it.
+        let second = &second;
+        std::fs::write(&path, [first.as_slice(), second, &third].concat()).expect("write");
+        assert!(open(&path).is_err());
+        let first = record(1, Some(2), &ops()[..1]);
+        std::fs::write(&path, [first.as_slice(), second, &[0; 64]].concat()).expect("write");
+        assert_eq!(open(&path).expect("zeros after the tail").1.len(), 1);
     }
 
     /// Finding 3: a record whose checksum holds but which cannot be decoded is an error too.
@@ -491,7 +741,10 @@ mod tests {
         bytes[HEADER] = 9; // version
         let sum = checksum(&bytes[HEADER..]);
         bytes[4..HEADER].copy_from_slice(&sum.to_le_bytes());
-        assert!(parse(&bytes).is_err());
+        assert!(parse_headerless(&bytes).is_err());
+        let generation = 3;
+        let file = [encode_file_header(generation).as_slice(), &mixed(bytes, generation)].concat();
+        assert!(parse(&file, FILE_HEADER as usize, generation).is_err());
     }
 
     /// Finding 7: lengths that do not fit the log's `u32`s are refused, not wrapped.
@@ -518,8 +771,14 @@ mod tests {
                 Err(std::io::Error::other("injected truncate failure"))
             }
         }
-        let mut wal = Wal { file: Box::new(Failing), len: 0, broken: None };
-        assert!(wal.append(&record(1, None, &ops())).is_err());
+        let mut wal = Wal {
+            file: Box::new(Failing),
+            len: FILE_HEADER,
+            size: PREALLOCATED,
+            generation: 1,
+            broken: None,
+        };
+        assert!(wal.append(&mut record(1, None, &ops())).is_err());
         assert!(wal.is_broken());
         assert!(wal.reset().is_err());
         assert!(wal.is_broken());
