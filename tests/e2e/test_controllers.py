@@ -138,6 +138,19 @@ def test_standalone_controllers_and_leader_handover(bare_server):
         assert r.status_code in (200, 202), r.text
         wait_for(lambda: s.get(f"{base}/api/v1/namespaces/{second}", timeout=30).status_code
                  == 404, 30, what="the namespace finalized")
+
+        # Stopped with SIGTERM, the leader releases the lease (as upstream's ReleaseOnCancel):
+        # no holder, and a new instance takes it without waiting out the 15 s lease.
+        reap(b, signal.SIGTERM)
+        released = s.get(lease_path, timeout=30).json()["spec"]
+        assert not released.get("holderIdentity"), released
+        assert released["leaseDurationSeconds"] == 1, released
+        c = start_controllers(bare_server, "c")
+        try:
+            wait_for(lambda: s.get(lease_path, timeout=30).json()["spec"].get("holderIdentity"),
+                     10, interval=0.5, what="the released lease taken at once")
+        finally:
+            reap(c, signal.SIGKILL)
     finally:
         reap(a, signal.SIGKILL)
         if b is not None:

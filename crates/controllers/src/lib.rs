@@ -66,9 +66,14 @@ pub fn identity() -> String {
     format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
 }
 
-/// Runs the controllers for ever: waits for the lease, runs every controller while it holds
-/// it, and stops them (to contend again) when it is lost.
-pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+/// Runs the controllers until `shutdown` completes: waits for the lease, runs every controller
+/// while it holds it, and stops them (to contend again) when it is lost. At shutdown the
+/// controllers stop and the lease is released, so that another instance takes over at once.
+pub async fn run(
+    config: Config,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
     let root = Client::try_from(config.clone()).map_err(Error::Client)?;
     let credentials = Credentials::new(root.clone(), &config);
     let mut election = LeaderElection::new(
@@ -78,17 +83,31 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         options.identity.clone(),
         Timing::default(),
     );
+    tokio::pin!(shutdown);
     loop {
-        election.acquire().await;
-        tracing::info!(identity = election.identity(), "leading: controllers start");
         tokio::select! {
+            () = election.acquire() => {}
+            () = &mut shutdown => return Ok(()),
+        }
+        tracing::info!(identity = election.identity(), "leading: controllers start");
+        let stopping = tokio::select! {
             result = controllers(&credentials, &options) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "controllers cannot start yet");
                     tokio::time::sleep(Timing::default().retry_period).await;
                 }
+                false
             }
-            () = election.hold() => tracing::warn!("lost the lease: controllers stop"),
+            () = election.hold() => {
+                tracing::warn!("lost the lease: controllers stop");
+                false
+            }
+            () = &mut shutdown => true,
+        };
+        if stopping {
+            // The controllers' tasks are gone with their future; the lease goes next.
+            election.release().await;
+            return Ok(());
         }
     }
 }

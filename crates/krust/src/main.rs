@@ -416,11 +416,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .context("cannot read the controller manager's kubeconfig")?;
         let identity = server_identity(&args.data_dir)?;
         let options = krust_controllers::Options { root_ca, identity };
-        controllers = Some(tokio::spawn(async move {
-            if let Err(e) = krust_controllers::run(config, options).await {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = krust_controllers::run(config, options, shutdown).await {
                 tracing::error!(error = %e, "the controllers stopped");
             }
-        }));
+        });
+        controllers = Some((stop, task));
     }
     // The node's credentials are written either way, so that `krust agent --kubeconfig
     // <data-dir>/agent.kubeconfig` can run this host's agent on its own.
@@ -456,8 +461,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
     // The controllers and the agent stop first: they are clients of the server that is
     // going away. The pods' containers keep running under their shims.
-    if let Some(controllers) = controllers {
-        controllers.abort();
+    if let Some((stop, mut task)) = controllers {
+        // They release their lease on the way out (bounded), so a successor need not wait.
+        let _ = stop.send(());
+        if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
+            task.abort();
+        }
     }
     if let Some(agent) = agent {
         agent.abort();
@@ -505,10 +514,9 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
     let options = krust_controllers::Options { root_ca, identity: krust_controllers::identity() };
-    tokio::select! {
-        result = krust_controllers::run(config, options) => result.context("the controllers stopped"),
-        () = wait_for_signal() => Ok(()),
-    }
+    krust_controllers::run(config, options, wait_for_signal())
+        .await
+        .context("the controllers stopped")
 }
 
 fn agent_options(

@@ -90,6 +90,19 @@ pub fn claim(
     Claim::Update(next)
 }
 
+/// The spec of a lease its holder gives up: no holder, a one-second duration, the transitions
+/// kept.
+fn released(held: &LeaseSpec) -> LeaseSpec {
+    let now = MicroTime(Timestamp::now());
+    LeaseSpec {
+        lease_duration_seconds: Some(1),
+        renew_time: Some(now.clone()),
+        acquire_time: Some(now),
+        lease_transitions: held.lease_transitions,
+        ..Default::default()
+    }
+}
+
 /// One candidate for one lease.
 pub struct LeaderElection {
     leases: Api<Lease>,
@@ -159,6 +172,30 @@ impl LeaderElection {
         }
     }
 
+    /// Gives the lease up, if this candidate holds it, as upstream's `ReleaseOnCancel`: no
+    /// holder and a one-second duration, so that another candidate takes it at once instead
+    /// of waiting out the lease. Bounded by one retry period; a failure only means the next
+    /// leader waits for the lease to run out.
+    pub async fn release(&mut self) {
+        let attempt = async {
+            let Some(mut lease) = self.leases.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+            if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+                return Ok(false);
+            }
+            *spec = released(spec);
+            self.leases.replace(&self.name, &PostParams::default(), &lease).await.map(|_| true)
+        };
+        match tokio::time::timeout(self.timing.retry_period, attempt).await {
+            Ok(Ok(true)) => tracing::info!("lease released"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease"),
+            Err(_) => tracing::warn!("releasing the lease did not answer in time"),
+        }
+    }
+
     /// One attempt; answers whether this candidate holds the lease afterwards.
     async fn try_acquire_or_renew(&mut self) -> Result<bool, Error> {
         let err = |source| Error::LeaderElection {
@@ -218,6 +255,17 @@ mod tests {
             renew_time: Some(MicroTime(Timestamp::UNIX_EPOCH)),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once() {
+        let free = released(&held("a", 3));
+        assert_eq!(free.holder_identity, None);
+        assert_eq!(free.lease_transitions, Some(3));
+        let claim = claim(Some(&free), "b", Duration::ZERO, &Timing::default(), Timestamp::now());
+        let Claim::Update(next) = claim else { panic!("not taken: {claim:?}") };
+        assert_eq!(next.holder_identity.as_deref(), Some("b"));
+        assert_eq!(next.lease_transitions, Some(4));
     }
 
     #[test]
