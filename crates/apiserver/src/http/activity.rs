@@ -37,6 +37,9 @@ pub struct Activity {
     timed_heads: AtomicBool,
     /// Told when a head starts arriving (the deadlines changed).
     pub head_started: Notify,
+    /// How many bytes of [`HTTP2_PREFACE`] the connection's first bytes matched; `usize::MAX`
+    /// once they did not.
+    preface_matched: AtomicUsize,
 }
 
 /// One request in flight on a connection; held until its response body is done.
@@ -54,6 +57,7 @@ impl Activity {
             head_since_ms: AtomicU64::new(u64::from(http1)),
             timed_heads: AtomicBool::new(http1),
             head_started: Notify::new(),
+            preface_matched: AtomicUsize::new(if http1 { 0 } else { usize::MAX }),
         })
     }
 
@@ -88,14 +92,21 @@ impl Activity {
         if bytes.is_empty() || !self.timed_heads.load(Ordering::Relaxed) {
             return;
         }
-        if self.last_ms.load(Ordering::Relaxed) == 0
-            && self.head_since_ms.load(Ordering::Relaxed) == 1
-            && bytes.starts_with(HTTP2_PREFACE)
-        {
-            // HTTP/2 chosen without TLS's negotiation: its idle pings are not heads.
-            self.timed_heads.store(false, Ordering::Relaxed);
-            self.head_since_ms.store(0, Ordering::Release);
-            return;
+        // Only the connection's task reads: these need no stronger ordering.
+        let matched = self.preface_matched.load(Ordering::Relaxed);
+        if matched < HTTP2_PREFACE.len() {
+            let expected = &HTTP2_PREFACE[matched..];
+            let n = expected.len().min(bytes.len());
+            if bytes[..n] == expected[..n] {
+                self.preface_matched.store(matched + n, Ordering::Relaxed);
+                if matched + n == HTTP2_PREFACE.len() {
+                    // HTTP/2 chosen without TLS's negotiation: its idle pings are not heads.
+                    self.timed_heads.store(false, Ordering::Relaxed);
+                    self.head_since_ms.store(0, Ordering::Release);
+                }
+                return;
+            }
+            self.preface_matched.store(usize::MAX, Ordering::Relaxed);
         }
         if self.active.load(Ordering::Acquire) == 0
             && self.head_since_ms.load(Ordering::Acquire) == 0
@@ -229,6 +240,13 @@ mod tests {
         let activity = Activity::new(true);
         activity.received(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
         assert_eq!(activity.head_deadline(Duration::from_secs(32)), None);
+        // The preface split over reads is recognized too.
+        let split = Activity::new(true);
+        split.received(b"PRI * HT");
+        split.received(b"TP/2.0\r\n");
+        assert_eq!(split.head_deadline(Duration::from_secs(32)), None);
+        split.received(b"\0\0\0\x04");
+        assert_eq!(split.head_deadline(Duration::from_secs(32)), None);
         activity.received(b"\0\0\0\x04");
         assert_eq!(activity.head_deadline(Duration::from_secs(32)), None);
         let h2 = Activity::new(false);

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::read::{Snapshot, read_meta};
+use super::read::{Snapshot, stored_revision};
 use super::schema::{
     CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
     decode_current, decode_log, encode_current, encode_log, encode_put,
@@ -134,12 +134,12 @@ const CHECKPOINT_COMMITS: usize = 1024;
 /// ... or once the write-ahead log holds this many bytes.
 const CHECKPOINT_BYTES: u64 = 1024 * 1024;
 
-/// The four tables of a write transaction.
+/// The tables every write changes (`meta` is opened only by the transactions that write it:
+/// every table a transaction opens costs it time at commit).
 struct Tables<'txn> {
     current: Table<'txn, &'static [u8], &'static [u8]>,
     history: Table<'txn, (&'static [u8], i64), &'static [u8]>,
     log: Table<'txn, i64, &'static [u8]>,
-    meta: Table<'txn, &'static str, i64>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -148,9 +148,12 @@ impl<'txn> Tables<'txn> {
             current: txn.open_table(CURRENT).ctx("open current table")?,
             history: txn.open_table(HISTORY).ctx("open history table")?,
             log: txn.open_table(LOG).ctx("open log table")?,
-            meta: txn.open_table(META).ctx("open meta table")?,
         })
     }
+}
+
+fn open_meta(txn: &WriteTransaction) -> Result<Table<'_, &'static str, i64>> {
+    txn.open_table(META).ctx("open meta table")
 }
 
 /// A fresh copy of a batch-wide failure for each caller (errors are not `Clone`), with the
@@ -295,10 +298,7 @@ impl Writer {
     fn checkpoint(&mut self) -> Result<()> {
         let Some(db) = &self.db else { return Ok(()) };
         let txn = db.begin_write().ctx("begin checkpoint transaction")?;
-        {
-            let mut meta = txn.open_table(META).ctx("open meta table")?;
-            meta.insert(META_REVISION, self.revision).ctx("write meta table")?;
-        }
+        open_meta(&txn)?.insert(META_REVISION, self.revision).ctx("write meta table")?;
         txn.commit().ctx("commit checkpoint transaction")?;
         self.since_checkpoint = 0;
         self.wal().reset()
@@ -466,7 +466,9 @@ impl Writer {
         // work again. A file behind what was acknowledged fails before anything is committed,
         // and the log is kept.
         let (mut log, records) = Wal::open(&self.wal_path, &self.log_opener)?;
-        replay(&db, records, self.revision)?;
+        // Writes answered before a failed redb commit are ahead of `self.revision`: the file
+        // and the log together must reach them.
+        replay(&db, records, self.revision.max(self.visibility.acknowledged()))?;
         log.reset()?;
         *self.wal() = log;
         self.wal_ahead = false;
@@ -637,8 +639,10 @@ impl Writer {
         let mut revision = self.revision;
         let mut compacted = self.compacted;
         let mut tables = Tables::open(txn)?;
-        // The meta table is the truth; the cached copy must agree.
-        if read_meta(&tables.meta, META_REVISION)? != revision {
+        // The log's last entry, when there is one, is the store's revision: the cached copy
+        // must agree.
+        let logged = tables.log.last().ctx("read log table")?.map(|(rev, _)| rev.value());
+        if logged.is_some_and(|logged| logged != revision) {
             return Err(StoreError::Backend {
                 message: "store revision changed behind the writer".into(),
                 source: None,
@@ -650,9 +654,11 @@ impl Writer {
         }
         if let Some(target) = compact_to {
             compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
-            tables.meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
+            // Compaction may empty the log: the revision goes to `meta` with it.
+            let mut meta = open_meta(txn)?;
+            meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
+            meta.insert(META_REVISION, revision).ctx("write meta table")?;
         }
-        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
         Ok((outcomes, revision, compacted))
     }
 
@@ -719,7 +725,8 @@ pub(super) fn replay(db: &Database, records: Vec<Record>, at_least: Revision) ->
     let txn = db.begin_write().ctx("begin replay transaction")?;
     let revision = {
         let mut tables = Tables::open(&txn)?;
-        let mut revision = read_meta(&tables.meta, META_REVISION)?;
+        let mut meta = open_meta(&txn)?;
+        let mut revision = stored_revision(&meta, &tables.log)?;
         let mut replayed = 0;
         for record in records {
             if replayed == 0 && record.from < revision {
@@ -756,7 +763,7 @@ pub(super) fn replay(db: &Database, records: Vec<Record>, at_least: Revision) ->
         if replayed > 0 {
             tracing::info!(replayed, revision, "replayed the write-ahead log");
         }
-        tables.meta.insert(META_REVISION, revision).ctx("write meta table")?;
+        meta.insert(META_REVISION, revision).ctx("write meta table")?;
         revision
     };
     txn.commit().ctx("commit replay transaction")?;

@@ -13,7 +13,9 @@
 //! After an I/O failure (a full disk, say) redb refuses every later operation on the open
 //! database, so the writer closes it and opens the file again, with back-off, until a probe
 //! commit succeeds; writes meanwhile fail at once with [`StoreError::Backend`]. No write is
-//! answered with success unless its commit returned, so every acknowledged write survives.
+//! answered with success unless it is durable (in the write-ahead log or a durable commit);
+//! one answered before a failed redb commit is replayed from the log when the file is
+//! reopened, and reads wait for it, so every acknowledged write survives and is seen.
 
 mod commit;
 mod read;
@@ -33,8 +35,8 @@ use tokio::sync::oneshot;
 use self::commit::{Op, Request, RequestSender, Writer};
 use self::read::read_meta;
 use self::schema::{
-    CURRENT, Context, FORMAT_VERSION, HISTORY, LOG, META, META_COMPACTED, META_FORMAT,
-    META_REVISION,
+    CURRENT, Context, FORMAT_VERSION, FORMAT_VERSION_1, HISTORY, LOG, META, META_COMPACTED,
+    META_FORMAT,
 };
 use self::watch::Hub;
 use crate::{KeyValue, Page, Result, Revision, Store, StoreError, WatchStream};
@@ -255,7 +257,8 @@ fn init(db: &Database) -> Result<(Revision, Revision)> {
         txn.open_table(LOG).ctx("open log table")?;
         let mut meta = txn.open_table(META).ctx("open meta table")?;
         match read_meta(&meta, META_FORMAT)? {
-            0 => {
+            // New, or written by a version that kept `meta`'s revision current (read the same).
+            0 | FORMAT_VERSION_1 => {
                 meta.insert(META_FORMAT, FORMAT_VERSION).ctx("write meta table")?;
             }
             FORMAT_VERSION => {}
@@ -268,7 +271,8 @@ fn init(db: &Database) -> Result<(Revision, Revision)> {
                 });
             }
         }
-        (read_meta(&meta, META_REVISION)?, read_meta(&meta, META_COMPACTED)?)
+        let log = txn.open_table(LOG).ctx("open log table")?;
+        (read::stored_revision(&meta, &log)?, read_meta(&meta, META_COMPACTED)?)
     };
     txn.commit().ctx("commit write transaction")?;
     Ok(revisions)
@@ -589,6 +593,53 @@ mod tests {
             let error = outcome.expect_err("the batch fails");
             assert!(matches!(error, StoreError::OutcomeUnknown { .. }), "{error}");
         }
+    }
+
+    /// The revision lives in the log's last entry between durable commits, and in `meta` once
+    /// a compaction has emptied the log: both survive a restart and a crash.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_revision_survives_an_emptied_log_and_a_crash() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            for i in 0..3 {
+                store.create(&format!("/r/{i}"), vec![]).await.expect("create");
+            }
+            store.compact(3).await.expect("compact everything");
+            assert_eq!(store.current_revision().await.expect("revision"), 3);
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.current_revision().await.expect("revision"), 3);
+        assert_eq!(store.create("/r/3", vec![]).await.expect("create").mod_revision, 4);
+        let copy = crash_copy(dir.path());
+        drop(store);
+        let after = EmbeddedStore::open(copy.path()).expect("open after a crash");
+        assert_eq!(after.current_revision().await.expect("revision"), 4);
+        assert_eq!(after.create("/r/4", vec![]).await.expect("create").mod_revision, 5);
+    }
+
+    /// A file of format 1 (`meta`'s revision written at every commit) opens and is upgraded.
+    #[test]
+    fn a_format_1_file_opens_and_is_upgraded() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        drop(store_with_one_key(dir.path()));
+        {
+            let db = open_file(&dir.path().join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open");
+            let txn = db.begin_write().expect("begin");
+            txn.open_table(META)
+                .expect("meta")
+                .insert(META_FORMAT, schema::FORMAT_VERSION_1)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let store = EmbeddedStore::open(dir.path()).expect("format 1 opens");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        assert_eq!(runtime.block_on(store.current_revision()).expect("revision"), 1);
+        drop(store);
+        let db = open_file(&dir.path().join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open");
+        let txn = redb::ReadableDatabase::begin_read(&db).expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(read_meta(&meta, META_FORMAT).expect("format"), FORMAT_VERSION);
     }
 
     /// A store with `/k` created (revision 1) and its database file, closed.

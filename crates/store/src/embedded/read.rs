@@ -5,7 +5,7 @@ use std::ops::Bound;
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::schema::{
-    CURRENT, Context, HISTORY, META, META_COMPACTED, META_REVISION, Version, decode_current,
+    CURRENT, Context, HISTORY, LOG, META, META_COMPACTED, META_REVISION, Version, decode_current,
     decode_version, key_str,
 };
 use crate::{KeyValue, Page, Result, Revision, StoreError};
@@ -25,9 +25,10 @@ impl Snapshot {
     pub fn begin(db: &Database) -> Result<Self> {
         let txn = db.begin_read().ctx("begin read transaction")?;
         let meta = txn.open_table(META).ctx("open meta table")?;
-        let revision = read_meta(&meta, META_REVISION)?;
+        let log = txn.open_table(LOG).ctx("open log table")?;
+        let revision = stored_revision(&meta, &log)?;
         let compacted = read_meta(&meta, META_COMPACTED)?;
-        drop(meta);
+        drop((meta, log));
         Ok(Snapshot { txn, revision, compacted })
     }
 
@@ -46,6 +47,15 @@ impl Snapshot {
 /// Reads one meta entry (0 when absent).
 pub(super) fn read_meta(meta: &impl ReadableTable<&'static str, i64>, name: &str) -> Result<i64> {
     Ok(meta.get(name).ctx("read meta table")?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// The store's revision: the later of the log's last entry and `meta`'s (see [`super::schema`]).
+pub(super) fn stored_revision(
+    meta: &impl ReadableTable<&'static str, i64>,
+    log: &impl ReadableTable<i64, &'static [u8]>,
+) -> Result<Revision> {
+    let logged = log.last().ctx("read log table")?.map_or(0, |(rev, _)| rev.value());
+    Ok(read_meta(meta, META_REVISION)?.max(logged))
 }
 
 /// Reads one key at the current revision.

@@ -15,6 +15,10 @@
 //! revision from the compacted one on find the version they need. `log` holds one entry per
 //! write after the compacted revision; `superseded` is the modify revision of the version the
 //! write replaced (0 for a create), so that a watch can find the previous value in `history`.
+//!
+//! The store's revision is the later of `log`'s last entry and `meta`'s `revision`, which is
+//! written only by durable commits and compactions (a commit leaves `meta` alone: one table
+//! less to change per write). Format 1 wrote `revision` at every commit; it reads the same.
 
 use redb::TableDefinition;
 
@@ -29,14 +33,17 @@ pub(super) const LOG: TableDefinition<i64, &[u8]> = TableDefinition::new("log");
 /// `name -> i64`: the revisions below and the format version.
 pub(super) const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 
-/// Meta entry: the revision of the last write.
+/// Meta entry: the revision of the last write as of the last durable commit or compaction
+/// (the log's last entry is later when there is one).
 pub(super) const META_REVISION: &str = "revision";
 /// Meta entry: the compacted revision (reads below it fail).
 pub(super) const META_COMPACTED: &str = "compacted";
 /// Meta entry: the layout version of the file.
 pub(super) const META_FORMAT: &str = "format";
 /// The layout described in this module.
-pub(super) const FORMAT_VERSION: i64 = 1;
+pub(super) const FORMAT_VERSION: i64 = 2;
+/// The layout before: the same tables, `meta`'s revision written at every commit.
+pub(super) const FORMAT_VERSION_1: i64 = 1;
 
 const REV_LEN: usize = 8;
 const TAG_PUT: u8 = 0;

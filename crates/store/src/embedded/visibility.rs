@@ -47,6 +47,11 @@ impl Visibility {
         self.published.notify_waiters();
     }
 
+    /// The last revision acknowledged to a writer.
+    pub fn acknowledged(&self) -> Revision {
+        self.acknowledged.load(Ordering::Acquire)
+    }
+
     /// The revision readers see now.
     pub fn visible(&self) -> Revision {
         self.visible.load(Ordering::Acquire)

@@ -51,8 +51,24 @@ use crate::{Result, Revision, StoreError};
 pub const FILE_NAME: &str = "store.wal";
 
 const HEADER: usize = 4 + 8;
-/// `O_DSYNC` as Linux numbers it (the standard library has no constant for it).
-const O_DSYNC: i32 = 0o10000;
+/// `O_DSYNC` where it is known to be Linux's usual number (the standard library has no
+/// constant for it); elsewhere the log calls `fdatasync` after each write instead.
+const O_DSYNC: Option<i32> = if cfg!(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    )
+)) {
+    Some(0o10000)
+} else {
+    None
+};
 /// The first bytes of a log file with a header.
 const MAGIC: [u8; 8] = *b"krustwal";
 /// The file header: magic, generation, checksum.
@@ -79,9 +95,9 @@ pub(super) trait LogFile: Send + std::fmt::Debug {
     fn set_len(&self, len: u64) -> std::io::Result<()>;
 }
 
-/// The log's file as a real store opens it: with `O_DSYNC`, so that each write returns once
-/// its data is on disk, one system call per append (a write and an `fdatasync` cost about a
-/// system call and a device flush more).
+/// The log's file as a real store opens it: with `O_DSYNC` where known, so that each write
+/// returns once its data is on disk, one system call per append (a write and an `fdatasync`
+/// cost about a system call and a device flush more).
 #[derive(Debug)]
 struct SyncedFile(File);
 
@@ -91,8 +107,11 @@ impl LogFile for SyncedFile {
     }
 
     fn sync_data(&self) -> std::io::Result<()> {
-        // Every write was synchronous.
-        Ok(())
+        match O_DSYNC {
+            // Every write was synchronous.
+            Some(_) => Ok(()),
+            None => self.0.sync_data(),
+        }
     }
 
     fn set_len(&self, len: u64) -> std::io::Result<()> {
@@ -161,7 +180,7 @@ impl Wal {
             .write(true)
             .create(true)
             .truncate(false)
-            .custom_flags(O_DSYNC)
+            .custom_flags(O_DSYNC.unwrap_or(0))
             .open(path)
             .ctx("open write-ahead log")?;
         // The file's directory entry must be durable too, or a crash could lose the file with
@@ -275,13 +294,21 @@ impl Wal {
 fn file_header(bytes: &[u8]) -> Result<Option<u64>> {
     let Some(header) = bytes.get(..FILE_HEADER as usize) else { return Ok(None) };
     if header[..8] != MAGIC {
-        return Ok(None);
+        // A record of the older layout starts with its length and checksum, which match the
+        // magic in a byte or two at most by chance; a magic a bit or two off is damage.
+        let differing = header[..8].iter().zip(MAGIC).filter(|(a, b)| **a != *b).count();
+        if differing > 2 {
+            return Ok(None);
+        }
     }
     let mut word = [0; 8];
     word.copy_from_slice(&header[8..16]);
     let generation = u64::from_le_bytes(word);
     word.copy_from_slice(&header[16..24]);
-    if checksum(&header[..16]) != u64::from_le_bytes(word) || generation == 0 {
+    if header[..8] != MAGIC
+        || checksum(&header[..16]) != u64::from_le_bytes(word)
+        || generation == 0
+    {
         return Err(corrupt(
             "the write-ahead log's header is damaged; refusing to open so that no acknowledged \
              write is dropped",
@@ -446,17 +473,37 @@ fn parse(bytes: &[u8], start: usize, generation: u64) -> Result<(Vec<Record>, us
     }
 }
 
-/// Fails when the bad record at `at` is followed by a record of this generation.
+/// How many payload bytes the search for records after the end may check, at most: far more
+/// than a log holds between two checkpoints; past it the log is not trusted.
+const TAIL_SCAN_BUDGET: usize = 256 * 1024 * 1024;
+
+/// Fails when a record of this generation lies anywhere after the end of the records read (at
+/// `at`): appends only ever happen at the end and cuts only remove the last record, so such a
+/// record means damage in the middle (a zeroed sector, a bad length), not a torn tail.
 fn check_tail(bytes: &[u8], at: usize, generation: u64) -> Result<()> {
-    let Some(header) = bytes.get(at..at + HEADER) else { return Ok(()) };
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if len == 0 || record_at(bytes, at + HEADER + len, generation).is_none() {
-        return Ok(());
+    let mut budget = TAIL_SCAN_BUDGET;
+    for offset in at + 1..bytes.len().saturating_sub(HEADER) {
+        let header = &bytes[offset..offset + HEADER];
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let Some(payload) = bytes.get(offset + HEADER..offset + HEADER + len) else { continue };
+        if payload.first() != Some(&VERSION) {
+            continue;
+        }
+        budget = budget.checked_sub(len).ok_or_else(|| {
+            corrupt(format!(
+                "write-ahead log damaged at byte {at}, and what follows cannot be checked \
+                 for whole records; refusing to open so that no acknowledged write is dropped"
+            ))
+        })?;
+        if record_at(bytes, offset, generation).is_some() {
+            return Err(corrupt(format!(
+                "write-ahead log record at byte {at} is damaged and a whole record follows at \
+                 byte {offset} (only the last record can be torn); refusing to open so that no \
+                 acknowledged write is dropped"
+            )));
+        }
     }
-    Err(corrupt(format!(
-        "write-ahead log record at byte {at} is damaged and whole records follow it (only the \
-         last record can be torn); refusing to open so that no acknowledged write is dropped"
-    )))
+    Ok(())
 }
 
 /// The records of a log in the layout without a header. A bad record is a torn tail only
@@ -667,16 +714,37 @@ mod tests {
         assert_eq!(open(&path).expect("reopen").1.len(), 1);
     }
 
-    /// A damaged file header refuses to open.
+    /// A damaged file header refuses to open, the magic's bytes included.
     #[test]
     fn damaged_header_refuses_to_open() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join(FILE_NAME);
-        let mut header = encode_file_header(7);
-        header[9] ^= 1;
-        std::fs::write(&path, header).expect("write");
-        let error = open(&path).expect_err("damaged header");
-        assert!(error.to_string().contains("header is damaged"), "{error}");
+        for at in [9, 0, 7] {
+            let mut header = encode_file_header(7);
+            header[at] ^= 1;
+            let record = mixed(record(1, Some(2), &ops()[..1]), 7);
+            std::fs::write(&path, [header.as_slice(), &record].concat()).expect("write");
+            let error = open(&path).expect_err("damaged header");
+            assert!(error.to_string().contains("header is damaged"), "{error}");
+        }
+    }
+
+    /// A record whose header was zeroed (a lost sector) with records after it is damage in
+    /// the middle, not the end of the log.
+    #[test]
+    fn a_zeroed_record_header_in_the_middle_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join(FILE_NAME);
+        let generation = 11;
+        let first = mixed(record(1, Some(2), &ops()[..1]), generation);
+        let mut second = mixed(record(2, Some(3), &ops()[..1]), generation);
+        let third = mixed(record(3, Some(4), &ops()[..1]), generation);
+        second[..HEADER].fill(0);
+        let header = encode_file_header(generation);
+        std::fs::write(&path, [header.as_slice(), &first, &second, &third].concat())
+            .expect("write");
+        let error = open(&path).expect_err("damage in the middle");
+        assert!(error.to_string().contains("whole record follows"), "{error}");
     }
 
     /// Finding 2: a guarded delete expecting `i64::MIN` stays guarded (no sentinel value).
