@@ -12,10 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import assert_status, configmap
+from conftest import KUBECTL_VERSIONS, Kubectl, assert_status, configmap
 
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 REFUSED_NAME = "refused-by-webhook"
+WARNED_NAME = "warned"
 
 
 def make_certs(tmp):
@@ -50,6 +51,8 @@ class Hooks(BaseHTTPRequestHandler):
         request = review["request"]
         Hooks.calls.append((self.path, request))
         response = {"uid": request["uid"], "allowed": True}
+        if request.get("name") == WARNED_NAME:
+            response["warnings"] = [f"{self.path[1:]} webhook saw {WARNED_NAME}"]
         if self.path == "/mutate":
             labels = (request["object"].get("metadata") or {}).get("labels")
             ops = [{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}]
@@ -166,6 +169,20 @@ def test_webhooks_mutate_and_refuse(cluster, labelled_ns, webhook_server, cleanu
                              f"the name {REFUSED_NAME} is taken")
     assert cluster.get(f"{path}/{REFUSED_NAME}").status_code == 404
 
+    # The webhooks' warnings reach the client as `Warning` headers, the mutating one's first,
+    # and kubectl prints them.
+    r = cluster.post(path, body=configmap(WARNED_NAME))
+    assert r.status_code == 201, r.text
+    assert r.headers.get("Warning") == (f'299 - "mutate webhook saw {WARNED_NAME}", '
+                                        f'299 - "validate webhook saw {WARNED_NAME}"'), r.headers
+    assert cluster.delete(f"{path}/{WARNED_NAME}").status_code == 200
+    for version in KUBECTL_VERSIONS:
+        k = Kubectl(version, cluster, cluster.workdir)
+        p = k.run("create", "configmap", WARNED_NAME, "-n", ns)
+        assert p.returncode == 0, p.stderr
+        assert f"Warning: validate webhook saw {WARNED_NAME}" in p.stderr, p.stderr
+        assert cluster.delete(f"{path}/{WARNED_NAME}").status_code == 200
+
     # Other namespaces are not the webhooks' business.
     other = cluster.ok("POST", "/api/v1/namespaces/default/configmaps",
                        body=configmap(f"{ns}-untouched"), expect=(201,))
@@ -210,3 +227,22 @@ def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
     cluster.ok("POST", path, body=deployment("small", 5), expect=(201,))
     r = cluster.patch(f"{path}/small", {"spec": {"replicas": 7}})
     assert_status(r, 422, "Invalid")
+
+    # A binding with `Warn` lets the write through and tells the client, in upstream's words.
+    warn = {**binding, "metadata": {"name": f"{name}-warn"},
+            "spec": {**binding["spec"], "validationActions": ["Warn"]}}
+    strict = {**policy, "metadata": {"name": f"{name}-3"},
+              "spec": {**policy["spec"], "validations": [{"expression":
+                                                          "object.spec.replicas <= 3"}]}}
+    warn["spec"]["policyName"] = f"{name}-3"
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=strict, expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}-3")
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=warn,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-warn")
+    expected = (f"299 - \"Validation failed for ValidatingAdmissionPolicy '{name}-3' with binding "
+                f"'{name}-warn': failed expression: object.spec.replicas <= 3\"")
+    r = create_eventually(cluster, path, deployment("four", 4),
+                          lambda r: r.status_code == 201 and "Warning" in r.headers)
+    assert r.status_code == 201, r.text
+    assert r.headers.get("Warning") == expected, r.headers

@@ -64,22 +64,24 @@ impl Admission {
     }
 
     /// The mutating stage: plugins, then mutating webhooks. The first refusal ends the write.
+    /// Answers the webhooks' warnings for the client.
     pub async fn mutate(
         &self,
         attributes: &Attributes<'_>,
         mut object: Option<&mut Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<String>, StatusError> {
         self.plugins.admit(attributes, object.as_deref_mut(), old, cluster)?;
         if !self.on("MutatingAdmissionWebhook") {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.webhooks.mutate(attributes, object, old, cluster).await
     }
 
     /// The validating stage: plugins, then validating webhooks, then policies. Answers the
-    /// plugins' warnings for the client (PodSecurity's `warn` mode).
+    /// warnings for the client: the plugins' (PodSecurity's `warn` mode), the webhooks' and
+    /// those of policies bound with `Warn`.
     pub async fn validate(
         &self,
         attributes: &Attributes<'_>,
@@ -87,12 +89,12 @@ impl Admission {
         old: Option<&Value>,
         cluster: &dyn ClusterView,
     ) -> Result<Vec<String>, StatusError> {
-        let warnings = self.plugins.validate(attributes, object, old, cluster)?;
+        let mut warnings = self.plugins.validate(attributes, object, old, cluster)?;
         if self.on("ValidatingAdmissionWebhook") {
-            self.webhooks.validate(attributes, object, old, cluster).await?;
+            warnings.extend(self.webhooks.validate(attributes, object, old, cluster).await?);
         }
         if self.on("ValidatingAdmissionPolicy") {
-            self.policies.validate(attributes, object, old, cluster)?;
+            warnings.extend(self.policies.validate(attributes, object, old, cluster)?);
         }
         Ok(warnings)
     }

@@ -110,14 +110,16 @@ fn params(
 
 impl Policies {
     /// Evaluates every binding of every policy that applies to the write; the first refusal
-    /// of a binding with `Deny` ends the write.
+    /// of a binding with `Deny` ends the write. Answers the failures of `Warn` bindings, as
+    /// upstream words them, for the client.
     pub fn validate(
         &self,
         attributes: &Attributes<'_>,
         object: Option<&Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<String>, StatusError> {
+        let mut warnings = Vec::new();
         let bindings = load::<ValidatingAdmissionPolicyBinding, _>(
             cluster,
             BINDINGS,
@@ -125,7 +127,7 @@ impl Policies {
             Binding::new,
         );
         if bindings.is_empty() {
-            return Ok(());
+            return Ok(warnings);
         }
         let policies =
             load::<ValidatingAdmissionPolicy, _>(cluster, POLICIES, &self.policies, Policy::new);
@@ -179,11 +181,10 @@ impl Policies {
                     ));
                 }
                 for failure in &failures {
-                    let warning = policy::warning(&policy.name, &binding.name, failure);
-                    tracing::info!(%warning, "admission policy warning");
+                    warnings.push(policy::warning(&policy.name, &binding.name, failure));
                 }
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 }

@@ -295,7 +295,8 @@ impl Registry {
                 opts.dry_run,
             )
         };
-        self.admission.mutate(&admit(&given_name), Some(&mut obj), None, &view).await?;
+        warnings
+            .extend(self.admission.mutate(&admit(&given_name), Some(&mut obj), None, &view).await?);
         meta::prepare_create(info, &mut obj, Utc::now());
         info.strategy.default(&mut obj);
         info.strategy.prepare_for_create(&mut obj);
@@ -489,14 +490,20 @@ impl Registry {
             );
             let mut new_view = new_view;
             if sub == Subresource::Scale {
-                self.admission.mutate(&admit, Some(&mut new_view), Some(&old_view), &view).await?;
+                warnings.extend(
+                    self.admission
+                        .mutate(&admit, Some(&mut new_view), Some(&old_view), &view)
+                        .await?,
+                );
             }
             // The strategy sees the served version; the store gets the storage version.
             let mut new = with_type(info, sub.merge(info, &old_served, new_view)?);
             set_namespace(info, &mut new, namespace)?;
             if sub != Subresource::Scale {
                 info.strategy.default(&mut new);
-                self.admission.mutate(&admit, Some(&mut new), Some(&old_served), &view).await?;
+                warnings.extend(
+                    self.admission.mutate(&admit, Some(&mut new), Some(&old_served), &view).await?,
+                );
             }
             meta::prepare_update(info, &mut new, &old_served, sub != Subresource::Status);
             info.strategy.default(&mut new);

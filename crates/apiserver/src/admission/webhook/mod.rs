@@ -139,22 +139,25 @@ impl Webhooks {
     }
 
     /// The mutating webhooks: each applicable one in turn, its patch applied before the next.
+    /// Answers the webhooks' warnings for the client.
     pub async fn mutate(
         &self,
         attributes: &Attributes<'_>,
         mut object: Option<&mut Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<String>, StatusError> {
+        let mut warnings = Vec::new();
         let hooks = self.mutating(cluster);
         if hooks.is_empty() {
-            return Ok(());
+            return Ok(warnings);
         }
         // Webhooks that asked to be reinvoked, and whether a later one changed the object.
         let mut reinvocable: Vec<(usize, bool)> = Vec::new();
         for (i, hook) in hooks.iter().enumerate() {
-            let called =
-                self.mutate_one(hook, attributes, object.as_deref_mut(), old, cluster).await?;
+            let called = self
+                .mutate_one(hook, attributes, object.as_deref_mut(), old, cluster, &mut warnings)
+                .await?;
             if called == Some(true) {
                 for seen in &mut reinvocable {
                     seen.1 = true;
@@ -166,14 +169,22 @@ impl Webhooks {
         }
         for (i, changed_after) in reinvocable {
             if let (true, Some(hook)) = (changed_after, hooks.get(i)) {
-                self.mutate_one(hook, attributes, object.as_deref_mut(), old, cluster).await?;
+                self.mutate_one(
+                    hook,
+                    attributes,
+                    object.as_deref_mut(),
+                    old,
+                    cluster,
+                    &mut warnings,
+                )
+                .await?;
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
-    /// Runs one mutating webhook if it applies; returns whether it changed the object (`None`:
-    /// it was not called).
+    /// Runs one mutating webhook if it applies, adding its warnings to `warnings`; returns
+    /// whether it changed the object (`None`: it was not called).
     async fn mutate_one(
         &self,
         hook: &Webhook,
@@ -181,6 +192,7 @@ impl Webhooks {
         object: Option<&mut Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
+        warnings: &mut Vec<String>,
     ) -> Result<Option<bool>, StatusError> {
         let request = Request { attributes, object: object.as_deref(), old };
         if !hook.applies(&request, cluster)? {
@@ -192,6 +204,7 @@ impl Webhooks {
         let Some(verdict) = self.call(hook, &request, cluster).await? else {
             return Ok(Some(false));
         };
+        warnings.extend(verdict.warnings.iter().cloned());
         if !verdict.allowed {
             return Err(denied(&hook.name, verdict.status.as_ref()));
         }
@@ -202,17 +215,19 @@ impl Webhooks {
     }
 
     /// The validating webhooks: every applicable one, in parallel; the first refusal (in
-    /// configuration order) ends the write.
+    /// configuration order) ends the write. Answers the webhooks' warnings for the client, in
+    /// configuration order.
     pub async fn validate(
         &self,
         attributes: &Attributes<'_>,
         object: Option<&Value>,
         old: Option<&Value>,
         cluster: &dyn ClusterView,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<String>, StatusError> {
+        let mut warnings = Vec::new();
         let hooks = self.validating(cluster);
         if hooks.is_empty() {
-            return Ok(());
+            return Ok(warnings);
         }
         let request = Request { attributes, object, old };
         let mut calls = Vec::new();
@@ -227,14 +242,15 @@ impl Webhooks {
                 let verdict = self.call(hook, &request, cluster).await?;
                 match verdict {
                     Some(v) if !v.allowed => Err(denied(&hook.name, v.status.as_ref())),
-                    _ => Ok(()),
+                    Some(v) => Ok(v.warnings),
+                    None => Ok(Vec::new()),
                 }
             });
         }
         for result in futures::future::join_all(calls).await {
-            result?;
+            warnings.extend(result?);
         }
-        Ok(())
+        Ok(warnings)
     }
 }
 
