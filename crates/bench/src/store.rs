@@ -35,7 +35,6 @@ fn dsync_loop(dir: &Path, n: usize, allocated: bool) -> anyhow::Result<Value> {
     let path = dir.join("dsync-floor");
     if allocated {
         let zeros = std::fs::File::create(&path)?;
-        zeros.set_len(0)?;
         (&zeros).write_all(&vec![0; n * VALUE_BYTES])?;
         zeros.sync_all()?;
     }

@@ -93,8 +93,8 @@ struct ServerArgs {
     /// The longest a client's TLS handshake may take.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
-    /// The longest reading a request's head may take (on HTTP/1, also how long a kept-alive
-    /// connection waits for its next request).
+    /// The longest reading an HTTP/1 request's head may take, from its first byte (a
+    /// kept-alive connection waits `--idle-connection-timeout` for its next request).
     #[arg(long, default_value = "32s", value_parser = parse_duration)]
     request_header_timeout: Duration,
     /// The longest a request's body may take to arrive; then it is answered 408.
@@ -376,9 +376,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         datastore_endpoints: args.datastore_endpoint,
         compaction_interval: args.etcd_compaction_interval,
         datastore_connect_timeout: args.datastore_connect_timeout,
-        embedded_cache_bytes: usize::try_from(args.embedded_cache_mib).unwrap_or(usize::MAX)
-            * 1024
-            * 1024,
+        embedded_cache_bytes: usize::try_from(args.embedded_cache_mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1024 * 1024),
         build: build_info(),
         service_ranges: krust_apiserver::registry::ServiceRanges {
             network: args.service_cidr.0,

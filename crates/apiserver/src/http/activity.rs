@@ -11,7 +11,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,14 +33,16 @@ pub struct Activity {
     /// Milliseconds from `opened` to the first byte of a head not read whole yet, plus one
     /// (zero: no head arriving).
     head_since_ms: AtomicU64,
-    /// Whether heads are timed here (HTTP/1; not once the connection shows itself HTTP/2).
-    timed_heads: AtomicBool,
     /// Told when a head starts arriving (the deadlines changed).
     pub head_started: Notify,
-    /// How many bytes of [`HTTP2_PREFACE`] the connection's first bytes matched; `usize::MAX`
-    /// once they did not.
+    /// How many bytes of [`HTTP2_PREFACE`] the connection's first bytes matched: all of them
+    /// for HTTP/2 (negotiated or not), whose heads are not timed here; [`HTTP1`] once they did
+    /// not match.
     preface_matched: AtomicUsize,
 }
+
+/// [`Activity::preface_matched`] of a connection known to speak HTTP/1.
+const HTTP1: usize = usize::MAX;
 
 /// One request in flight on a connection; held until its response body is done.
 #[derive(Debug)]
@@ -55,9 +57,8 @@ impl Activity {
             active: AtomicUsize::new(0),
             last_ms: 0.into(),
             head_since_ms: AtomicU64::new(u64::from(http1)),
-            timed_heads: AtomicBool::new(http1),
             head_started: Notify::new(),
-            preface_matched: AtomicUsize::new(if http1 { 0 } else { usize::MAX }),
+            preface_matched: AtomicUsize::new(if http1 { 0 } else { HTTP2_PREFACE.len() }),
         })
     }
 
@@ -89,11 +90,11 @@ impl Activity {
 
     /// Bytes arrived: the first of them while no request is in flight starts a head.
     fn received(&self, bytes: &[u8]) {
-        if bytes.is_empty() || !self.timed_heads.load(Ordering::Relaxed) {
+        // Only the connection's task reads: this needs no stronger ordering.
+        let matched = self.preface_matched.load(Ordering::Relaxed);
+        if bytes.is_empty() || matched == HTTP2_PREFACE.len() {
             return;
         }
-        // Only the connection's task reads: these need no stronger ordering.
-        let matched = self.preface_matched.load(Ordering::Relaxed);
         if matched < HTTP2_PREFACE.len() {
             let expected = &HTTP2_PREFACE[matched..];
             let n = expected.len().min(bytes.len());
@@ -101,12 +102,11 @@ impl Activity {
                 self.preface_matched.store(matched + n, Ordering::Relaxed);
                 if matched + n == HTTP2_PREFACE.len() {
                     // HTTP/2 chosen without TLS's negotiation: its idle pings are not heads.
-                    self.timed_heads.store(false, Ordering::Relaxed);
                     self.head_since_ms.store(0, Ordering::Release);
                 }
                 return;
             }
-            self.preface_matched.store(usize::MAX, Ordering::Relaxed);
+            self.preface_matched.store(HTTP1, Ordering::Relaxed);
         }
         if self.active.load(Ordering::Acquire) == 0
             && self.head_since_ms.load(Ordering::Acquire) == 0
@@ -124,7 +124,7 @@ impl Activity {
 impl Drop for Active {
     fn drop(&mut self) {
         let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_ms.fetch_max(ms.max(1), Ordering::AcqRel);
+        self.0.last_ms.fetch_max(ms, Ordering::AcqRel);
         self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }

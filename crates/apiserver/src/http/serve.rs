@@ -83,9 +83,9 @@ pub fn tls_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
 pub struct ConnectionLimits {
     /// The longest a TLS handshake may take (as Go clients' `TLSHandshakeTimeout`: 10 s).
     pub tls_handshake: Duration,
-    /// The longest reading a request's head may take, from the moment the server waits for
-    /// it (upstream's `ReadHeaderTimeout`: 32 s). On HTTP/1 the wait for the next request of a
-    /// kept-alive connection counts too, so an idle HTTP/1 connection is closed after this.
+    /// The longest reading an HTTP/1 request's head may take, from its first byte (the first
+    /// request's: from the end of the TLS handshake), as upstream's `ReadHeaderTimeout`: 32 s.
+    /// Waiting for the next request of a kept-alive connection is idling (`idle`).
     pub request_header: Duration,
     /// The longest reading a request's body may take, from the start of the request; then
     /// the request is answered 408 and, on HTTP/1, the connection closed.

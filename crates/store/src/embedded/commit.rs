@@ -466,9 +466,9 @@ impl Writer {
         // work again. A file behind what was acknowledged fails before anything is committed,
         // and the log is kept.
         let (mut log, records) = Wal::open(&self.wal_path, &self.log_opener)?;
-        // Writes answered before a failed redb commit are ahead of `self.revision`: the file
-        // and the log together must reach them.
-        replay(&db, records, self.revision.max(self.visibility.acknowledged()))?;
+        // Every acknowledged write, those answered before a failed redb commit included (they
+        // are ahead of `self.revision`): the file and the log together must reach them.
+        replay(&db, records, self.visibility.acknowledged())?;
         log.reset()?;
         *self.wal() = log;
         self.wal_ahead = false;

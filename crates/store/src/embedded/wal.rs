@@ -173,7 +173,7 @@ pub(super) struct Wal {
 impl Wal {
     /// Opens (or creates) the log and reads its records. Nothing is cut here: a torn tail is
     /// ignored by the reader and removed by [`Wal::reset`] once replay has committed; until
-    /// then appends are refused. A damaged record followed by more data fails the open.
+    /// then appends are refused. A damaged record followed by a whole one fails the open.
     pub fn open(path: &Path, opener: &LogOpener) -> Result<(Wal, Vec<Record>)> {
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -205,7 +205,7 @@ impl Wal {
         Ok((Wal { file: opener(file), len, size, generation, broken }, records))
     }
 
-    /// Bytes of records in the log.
+    /// Where the log's records end (its header included): where the next one goes.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -443,15 +443,21 @@ impl Draft {
     }
 }
 
-/// The record starting at `at` if it is whole and of this generation: its payload and end.
-fn record_at(bytes: &[u8], at: usize, generation: u64) -> Option<(&[u8], usize)> {
+/// A record's header at `at`, if the bytes hold one: its payload's length and its checksum.
+fn record_header(bytes: &[u8], at: usize) -> Option<(usize, u64)> {
     let header = bytes.get(at..at.checked_add(HEADER)?)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let mut sum = [0; 8];
     sum.copy_from_slice(&header[4..]);
-    let end = at.checked_add(HEADER)?.checked_add(len)?;
+    Some((len, u64::from_le_bytes(sum)))
+}
+
+/// The record starting at `at` if it is whole and of this generation: its payload and end.
+fn record_at(bytes: &[u8], at: usize, generation: u64) -> Option<(&[u8], usize)> {
+    let (len, sum) = record_header(bytes, at)?;
+    let end = (at + HEADER).checked_add(len)?;
     let payload = bytes.get(at + HEADER..end)?;
-    (len > 0 && checksum(payload) ^ generation == u64::from_le_bytes(sum)).then_some((payload, end))
+    (len > 0 && checksum(payload) ^ generation == sum).then_some((payload, end))
 }
 
 /// The records of this generation from `start`, and where they end. The log ends at the first
@@ -483,9 +489,11 @@ const TAIL_SCAN_BUDGET: usize = 256 * 1024 * 1024;
 fn check_tail(bytes: &[u8], at: usize, generation: u64) -> Result<()> {
     let mut budget = TAIL_SCAN_BUDGET;
     for offset in at + 1..bytes.len().saturating_sub(HEADER) {
-        let header = &bytes[offset..offset + HEADER];
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let Some(payload) = bytes.get(offset + HEADER..offset + HEADER + len) else { continue };
+        let Some((len, _)) = record_header(bytes, offset) else { break };
+        let start = offset + HEADER;
+        let Some(payload) = start.checked_add(len).and_then(|end| bytes.get(start..end)) else {
+            continue;
+        };
         if payload.first() != Some(&VERSION) {
             continue;
         }
@@ -514,13 +522,10 @@ fn parse_headerless(bytes: &[u8]) -> Result<(Vec<Record>, usize)> {
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        let Some(header) = rest.get(..HEADER) else { break };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let mut sum = [0; 8];
-        sum.copy_from_slice(&header[4..]);
+        let Some((len, sum)) = record_header(rest, 0) else { break };
         let end = HEADER + len;
         let Some(payload) = rest.get(HEADER..end) else { break };
-        if checksum(payload) != u64::from_le_bytes(sum) {
+        if checksum(payload) != sum {
             if rest[end..].iter().all(|b| *b == 0) {
                 break;
             }
