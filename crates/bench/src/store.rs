@@ -115,16 +115,18 @@ async fn watch_events(
     Ok(json!({"events": n, "per_second": (n as f64 / elapsed.as_secs_f64()).round()}))
 }
 
-/// Runs the store benchmark on one backend: `single` writes from one writer, writes at each
-/// concurrency (each run on its own prefix), the peak of them, and watch events/s with the
-/// most writers.
-pub async fn run(
-    store: Arc<dyn Store>,
+/// `n` writes from one writer (run `round`, on a prefix of its own).
+pub async fn single_writer(
+    store: &Arc<dyn Store>,
     n: usize,
-    single: usize,
-    writers: &[usize],
+    round: usize,
 ) -> anyhow::Result<Value> {
-    let single_writer = writes(&store, "/bench/single/", single, 1).await?;
+    writes(store, &format!("/bench/single-{round}/"), n, 1).await
+}
+
+/// Runs the store benchmark on one backend: writes at each concurrency (each run on its own
+/// prefix), the peak of them, and watch events/s with the most writers.
+pub async fn run(store: Arc<dyn Store>, n: usize, writers: &[usize]) -> anyhow::Result<Value> {
     let mut runs = Vec::new();
     let mut peak: f64 = 0.0;
     for &w in writers {
@@ -135,7 +137,6 @@ pub async fn run(
     }
     let most = writers.iter().copied().max().unwrap_or(64);
     Ok(json!({
-        "single_writer": single_writer,
         "writes": runs,
         "peak_writes_per_second": peak,
         "watch": watch_events(&store, "/bench/watch/", n, most).await?,

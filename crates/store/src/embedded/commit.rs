@@ -1,14 +1,18 @@
 //! The group-commit writer: one thread owns every write transaction.
 //!
 //! Callers send [`Request`]s over a channel and wait on a oneshot. The writer takes every
-//! request waiting, applies them in order in one redb write transaction (each successful write
-//! takes the next revision; a failed check answers its caller alone), makes the batch durable
-//! once (an append to the write-ahead log, or a durable redb commit at a checkpoint, see
-//! [`super::wal`]) and answers the callers; a logged batch is then committed to redb (without
-//! a sync) while they wake, and its events are published to the watch hub. Reads wait until
-//! every write acknowledged before them is visible ([`super::visibility`]). While a commit is
-//! being synced, new requests queue up and form the next batch, so the cost of one sync is
-//! shared by every writer waiting.
+//! request waiting and checks them in order (each successful write takes the next revision; a
+//! failed check answers its caller alone, see [`super::apply`]), makes the batch durable once
+//! (an append to the write-ahead log, or a durable redb commit at a checkpoint, see
+//! [`super::wal`]) and answers the callers; a logged batch's inserts into redb's tables run
+//! while they wake. While a commit is being synced, new requests queue up and form the next
+//! batch, so the cost of one sync is shared by every writer waiting.
+//!
+//! A logged batch's redb transaction stays open for the batches that follow it closely (an
+//! [`Open`] transaction): it is committed, without a sync, once no request comes for a moment,
+//! once it is a millisecond old or large, or as soon as a reader waits for it. Reads wait until
+//! every write acknowledged before them is visible ([`super::visibility`]), and watchers
+//! receive a transaction's events when it commits.
 //!
 //! The hand-offs are kept off the path to the next commit: the callers of a large batch are
 //! woken by a replier thread while the writer gathers the next batch, and after a commit of
@@ -27,28 +31,15 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability, ReadableTable, Table, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::apply::{Applied, Op, Tables, apply, check_batch};
 use super::read::{Snapshot, stored_revision};
-use super::schema::{
-    CURRENT, Context, HISTORY, LOG, LogKind, META, META_COMPACTED, META_REVISION, TOMBSTONE,
-    decode_current, decode_log, encode_current, encode_log, encode_put,
-};
+use super::schema::{Context, LogKind, META, META_COMPACTED, META_REVISION, decode_log};
 use super::visibility::Visibility;
 use super::wal::{self, LogOpener, Record, Wal};
 use super::watch::read_log;
 use super::watch::{Batch, Hub};
 use super::{DbSlot, Health, open_file};
-use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
-
-/// A write, as a caller asks for it.
-#[derive(Debug)]
-pub(super) enum Op {
-    /// [`Store::create`](crate::Store::create).
-    Create { key: String, value: Vec<u8> },
-    /// [`Store::update`](crate::Store::update).
-    Update { key: String, value: Vec<u8>, expected: Revision },
-    /// [`Store::delete`](crate::Store::delete).
-    Delete { key: String, expected: Option<Revision> },
-}
+use crate::{Event, KeyValue, Result, Revision, StoreError};
 
 /// What the writer thread receives.
 #[derive(Debug)]
@@ -59,18 +50,16 @@ pub(super) enum Request {
     Compact { revision: Revision, reply: oneshot::Sender<Result<()>> },
     /// Commit what is queued, make the file complete and close it; answer once done.
     Close { reply: oneshot::Sender<()> },
+    /// Commit the open transaction now: a reader waits for the writes it holds.
+    Commit,
 }
 
 impl Request {
     /// Roughly how many bytes the request adds to a transaction.
     fn size(&self) -> usize {
         match self {
-            Request::Write {
-                op: Op::Create { key, value } | Op::Update { key, value, .. },
-                ..
-            } => key.len() + value.len(),
-            Request::Write { op: Op::Delete { key, .. }, .. } => key.len(),
-            Request::Compact { .. } | Request::Close { .. } => 0,
+            Request::Write { op, .. } => op.size(),
+            Request::Compact { .. } | Request::Close { .. } | Request::Commit => 0,
         }
     }
 }
@@ -78,12 +67,36 @@ impl Request {
 /// The most value bytes one commit takes (beyond the first request).
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
-/// A successful write, before commit.
-struct Applied {
-    kind: EventKind,
-    kv: KeyValue,
-    prev: Option<KeyValue>,
+/// Batches logged and answered whose redb transaction is still open: the batches that follow
+/// join it until it is committed (see [`Writer::should_commit`]).
+pub(super) struct Open {
+    txn: WriteTransaction,
+    /// The revision before its first write.
+    from: Revision,
+    /// Its writes, published to watchers once it commits.
+    events: Vec<Event>,
+    batches: usize,
+    bytes: usize,
+    began: Instant,
 }
+
+impl Open {
+    /// A new transaction, committed without a sync unless a checkpoint asks for one.
+    fn begin(db: &Database, quick_repair: bool, from: Revision) -> Result<Self> {
+        let mut txn = db.begin_write().ctx("begin write transaction")?;
+        txn.set_quick_repair(quick_repair);
+        txn.set_durability(Durability::None).ctx("set commit durability")?;
+        Ok(Open { txn, from, events: Vec::new(), batches: 0, bytes: 0, began: Instant::now() })
+    }
+}
+
+/// An open transaction is committed once no request has come for this long...
+const DEFER_WINDOW: Duration = Duration::from_micros(200);
+/// ... once it is this old (the most it delays watchers)...
+const MAX_DEFERRED_AGE: Duration = Duration::from_millis(1);
+/// ... or once it holds this many batches or value bytes.
+const MAX_DEFERRED_BATCHES: usize = 64;
+const MAX_DEFERRED_BYTES: usize = 4 * 1024 * 1024;
 
 /// A compaction under way, with everyone waiting for it.
 struct Compaction {
@@ -125,32 +138,17 @@ pub(super) struct Writer {
     pub log_opener: LogOpener,
     /// Commits since the last durable one.
     pub since_checkpoint: usize,
-    /// A batch reached the log but not redb: the database must be reopened (which replays it).
+    /// A batch reached the log but not redb: the database must be reopened (which replays it)
+    /// unless the open transaction holding it commits.
     pub wal_ahead: bool,
+    /// The transaction holding the last batches, not committed yet.
+    pub open: Option<Open>,
 }
 
 /// A durable redb commit (a checkpoint) at least every this many commits...
 const CHECKPOINT_COMMITS: usize = 1024;
 /// ... or once the write-ahead log holds this many bytes.
 const CHECKPOINT_BYTES: u64 = 1024 * 1024;
-
-/// The tables every write changes (`meta` is opened only by the transactions that write it:
-/// every table a transaction opens costs it time at commit).
-struct Tables<'txn> {
-    current: Table<'txn, &'static [u8], &'static [u8]>,
-    history: Table<'txn, (&'static [u8], i64), &'static [u8]>,
-    log: Table<'txn, i64, &'static [u8]>,
-}
-
-impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
-        Ok(Tables {
-            current: txn.open_table(CURRENT).ctx("open current table")?,
-            history: txn.open_table(HISTORY).ctx("open history table")?,
-            log: txn.open_table(LOG).ctx("open log table")?,
-        })
-    }
-}
 
 fn open_meta(txn: &WriteTransaction) -> Result<Table<'_, &'static str, i64>> {
     txn.open_table(META).ctx("open meta table")
@@ -214,9 +212,22 @@ impl Writer {
             let mut batch = Vec::new();
             let mut disconnected = false;
             if compaction.is_none() {
-                match self.requests.recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
+                let first = if self.open.is_some() {
+                    // The open transaction takes the next request if it comes soon.
+                    match self.requests.recv_timeout(DEFER_WINDOW) {
+                        Ok(request) => Some(request),
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.commit_open();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => None,
+                    }
+                } else {
+                    self.requests.recv().ok()
+                };
+                match first {
+                    Some(request) => batch.push(request),
+                    None => break,
                 }
             }
             let mut bytes = batch.first().map_or(0, Request::size);
@@ -253,6 +264,7 @@ impl Writer {
                 }
             }
             let mut writes = Vec::with_capacity(batch.len());
+            let mut commit_asked = false;
             for request in batch {
                 match request {
                     Request::Write { op, reply } => writes.push((op, reply)),
@@ -260,12 +272,18 @@ impl Writer {
                         self.queue_compaction(&mut compaction, revision, reply);
                     }
                     Request::Close { reply } => closing = Some(reply),
+                    Request::Commit => commit_asked = true,
                 }
             }
             last_writes = writes.len();
-            let started = Instant::now();
-            self.commit(writes, &mut compaction, replier.as_ref());
-            last_commit = started.elapsed();
+            if !writes.is_empty() || compaction.is_some() {
+                let started = Instant::now();
+                self.commit(writes, &mut compaction, replier.as_ref());
+                last_commit = started.elapsed();
+            }
+            if commit_asked {
+                self.commit_open();
+            }
             if disconnected || closing.is_some() {
                 break;
             }
@@ -296,12 +314,48 @@ impl Writer {
 
     /// Commits durably what was committed without a sync, then empties the log.
     fn checkpoint(&mut self) -> Result<()> {
-        let Some(db) = &self.db else { return Ok(()) };
-        let txn = db.begin_write().ctx("begin checkpoint transaction")?;
-        open_meta(&txn)?.insert(META_REVISION, self.revision).ctx("write meta table")?;
-        txn.commit().ctx("commit checkpoint transaction")?;
+        let Some(db) = self.db.clone() else { return Ok(()) };
+        let mut open = match self.open.take() {
+            Some(open) => open,
+            None => Open::begin(&db, self.quick_repair, self.revision)?,
+        };
+        open_meta(&open.txn)?.insert(META_REVISION, self.revision).ctx("write meta table")?;
+        open.txn.set_durability(Durability::Immediate).ctx("set commit durability")?;
+        self.commit_txn(open, self.revision)?;
         self.since_checkpoint = 0;
         self.wal().reset()
+    }
+
+    /// Commits the open transaction, if any; a failure is handled as a failed batch's.
+    fn commit_open(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        if let Err(error) = self.commit_txn(open, self.revision) {
+            tracing::error!(error = error_chain(&error), "store commit failed");
+            self.health.failed(&error);
+            self.close_if_broken();
+        }
+    }
+
+    /// Commits `open`, which holds the writes up to `revision`, makes them visible and sends
+    /// them to the watchers.
+    fn commit_txn(&mut self, open: Open, revision: Revision) -> Result<()> {
+        let Open { txn, from, events, .. } = open;
+        txn.commit().ctx("commit write transaction")?;
+        self.wal_ahead = false;
+        self.visibility.publish(revision);
+        // Checking for watchers after the commit is safe: a watcher that subscribes later
+        // reads these writes from the log.
+        if !events.is_empty() && self.hub.has_watchers() {
+            self.hub.publish(Batch { from, revision, events });
+        }
+        Ok(())
+    }
+
+    /// Whether the open transaction is committed now rather than kept for the next batch.
+    fn should_commit(open: &Open) -> bool {
+        open.batches >= MAX_DEFERRED_BATCHES
+            || open.bytes >= MAX_DEFERRED_BYTES
+            || open.began.elapsed() >= MAX_DEFERRED_AGE
     }
 
     /// Answers a compaction request at once when it can, queues it otherwise.
@@ -324,7 +378,8 @@ impl Writer {
         }
     }
 
-    /// Applies one batch in one transaction, makes it durable, answers, commits, publishes.
+    /// Checks one batch, makes it durable, answers, writes it (committing or keeping its
+    /// transaction open).
     fn commit(
         &mut self,
         writes: Vec<(Op, Reply)>,
@@ -335,16 +390,9 @@ impl Writer {
         let target = compaction.as_ref().map(|c| c.target);
         let mut replies = Some(replies);
         match self.transact(ops, target, &mut replies, replier) {
-            Ok((mut outcomes, revision, compacted)) => {
+            Ok(compacted) => {
                 self.health.recovered();
-                let from = self.revision;
-                self.revision = revision;
                 self.compacted = compacted;
-                self.visibility.publish(revision);
-                self.publish(&outcomes, from, revision);
-                if let Some(replies) = replies {
-                    hand_answers(replies, &mut outcomes, replier);
-                }
                 if let Some(pending) = compaction.take() {
                     let (done, waiting): (Vec<_>, Vec<_>) =
                         pending.waiters.into_iter().partition(|(rev, _)| *rev <= compacted);
@@ -375,6 +423,12 @@ impl Writer {
     /// After a failed commit: when redb refuses new transactions (it does after any I/O
     /// error), closes the database so that [`Writer::recover`] opens it again.
     fn close_if_broken(&mut self) {
+        // What the open transaction holds was answered: commit it if the file still takes it.
+        if let Some(open) = self.open.take()
+            && let Err(error) = self.commit_txn(open, self.revision)
+        {
+            tracing::warn!(error = error_chain(&error), "cannot commit the open transaction");
+        }
         let Some(db) = &self.db else { return };
         if self.wal_ahead {
             tracing::warn!("a logged batch did not reach the store file, reopening it");
@@ -446,6 +500,8 @@ impl Writer {
             Request::Close { reply } => {
                 let _ = reply.send(());
             }
+            // Nothing is open to commit: reopening publishes what it replays.
+            Request::Commit => {}
         }
     }
 
@@ -477,7 +533,9 @@ impl Writer {
         let snapshot = Snapshot::begin(&db)?;
         let (revision, compacted) = (snapshot.revision, snapshot.compacted);
         drop(snapshot);
-        let mut after = self.revision;
+        // Watchers have every write up to the visible revision; those after it (the open
+        // transaction's, a failed batch's) are sent from the log.
+        let mut after = self.visibility.visible();
         while after < revision {
             let chunk = read_log(&db, "", after)?;
             let through = chunk.through.min(revision);
@@ -499,37 +557,21 @@ impl Writer {
         Ok(())
     }
 
-    /// Sends the batch's events to the watchers, if there are any. Checking for watchers after
-    /// the commit is safe: a watcher that subscribes later reads this batch from the log.
-    fn publish(&self, outcomes: &[Result<Applied>], from: Revision, revision: Revision) {
-        if !self.hub.has_watchers() {
-            return;
-        }
-        let events: Vec<Event> = outcomes
-            .iter()
-            .filter_map(|outcome| outcome.as_ref().ok())
-            .map(|applied| Event {
-                kind: applied.kind,
-                revision: applied.kv.mod_revision,
-                kv: applied.kv.clone(),
-                prev: applied.prev.clone(),
-            })
-            .collect();
-        if events.is_empty() {
-            return;
-        }
-        self.hub.publish(Batch { from, revision, events });
-    }
-
-    /// Runs the transaction; the outer error aborts the whole batch.
-    #[allow(clippy::type_complexity)]
+    /// Checks the batch, logs it (or, at a checkpoint, commits it durably), answers the
+    /// callers and writes it; the outer error fails the whole batch. Returns the compacted
+    /// revision.
+    ///
+    /// A small batch is checked, logged, answered, then written into redb's tables while its
+    /// callers wake. A large one is handed to the logger first and checked and written while
+    /// the log syncs (its record cannot say the revision after the batch, not known yet: the
+    /// next record's start checks it on replay), then answered.
     fn transact(
         &mut self,
         ops: Vec<Op>,
         compact_to: Option<Revision>,
         replies: &mut Option<Vec<Reply>>,
         replier: Option<&Replier>,
-    ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
+    ) -> Result<Revision> {
         let db = Arc::clone(self.db.as_ref().ok_or_else(|| StoreError::Backend {
             message: "store file is closed after an i/o failure".into(),
             source: None,
@@ -540,34 +582,43 @@ impl Writer {
             || self.since_checkpoint >= CHECKPOINT_COMMITS
             || self.wal().len() >= CHECKPOINT_BYTES;
         let mut draft = if checkpoint { None } else { Some(wal::encode(self.revision, &ops)?) };
+        let bytes: usize = ops.iter().map(Op::size).sum();
+        let overlap = ops.len() >= OVERLAP_WRITES;
         // A log broken before this batch refuses its append without writing anything.
         let was_broken = self.wal().is_broken();
-        // Everything that can fail before the batch is applied happens before the logger gets
-        // the record, so that the result of every job handed to it is collected below.
-        let mut txn = db.begin_write().ctx("begin write transaction")?;
-        txn.set_quick_repair(self.quick_repair);
-        // A large batch is logged while it is applied: the log's sync and the work on redb's
-        // trees overlap. The transaction is committed only once the record is on disk, so no
-        // reader sees a write that is not durable. Its record cannot say the revision after
-        // the batch (not known yet): the next record's start checks it on replay.
+        // From here an error drops the open transaction: the batches it held are in the log
+        // (`wal_ahead`) and reopening the file replays them. Everything that can fail before
+        // the batch is checked happens before the logger gets the record, so that the result
+        // of every job handed to it is collected below.
+        let mut open = match self.open.take() {
+            Some(open) => open,
+            None => Open::begin(&db, self.quick_repair, self.revision)?,
+        };
+        let deferred = open.batches > 0;
+        let start = self.wal().len();
         let mut job = None;
         let mut sealed = None;
-        if ops.len() >= OVERLAP_WRITES && self.logger.is_some() {
-            let start = self.wal().len();
-            if let (Some(logger), Some(d)) = (self.logger.as_mut(), draft.take()) {
-                match logger.begin(d.seal(None)) {
-                    Ok(seq) => job = Some((seq, start)),
-                    Err(record) => sealed = Some(record),
-                }
+        if overlap
+            && let Some(logger) = self.logger.as_mut()
+            && let Some(draft) = draft.take()
+        {
+            match logger.begin(draft.seal(None)) {
+                Ok(seq) => job = Some(seq),
+                Err(record) => sealed = Some(record),
             }
         }
-        let filled = self.fill(&txn, ops, compact_to);
-        if let Some((seq, start)) = job {
+        let checked = self.check(&open.txn, ops).and_then(|(outcomes, revision)| {
+            if job.is_some() {
+                self.write(&open.txn, &outcomes, None)?;
+            }
+            Ok((outcomes, revision))
+        });
+        if let Some(seq) = job {
             match self.logger.as_ref().map_or_else(|| Err(logger_gone()), |l| l.wait(seq)) {
-                // Logged but not applied: cut back out of the log before answering.
+                // Logged but not written: cut back out of the log before answering.
                 Ok(Ok(())) => {
-                    if let Err(error) = filled {
-                        return Err(self.unlog(start, error));
+                    if let Err(error) = checked {
+                        return Err(self.unlog(start, error, deferred));
                     }
                 }
                 // Not logged (the log was cut back): the transaction is dropped, unapplied.
@@ -579,99 +630,144 @@ impl Writer {
                 }
             }
         }
-        let (mut outcomes, revision, compacted) = filled?;
-        if revision == self.revision && compact_to.is_none() {
-            // Every check failed: nothing to make durable (a record logged for it replays to
-            // the same failures).
-            txn.abort().ctx("abort write transaction")?;
-        } else if job.is_some() || sealed.is_some() || draft.is_some() {
-            let start = match job {
-                Some((_, start)) => start,
-                None => {
-                    let start = self.wal().len();
-                    let mut record = match (sealed, draft) {
-                        (Some(record), _) => record,
-                        (None, Some(draft)) => draft.seal(Some(revision)),
-                        (None, None) => unreachable!("checked above"),
-                    };
-                    // On failure the transaction is dropped (aborted) and the log cut back.
-                    let appended = self.wal().append(&mut record);
-                    if let Err(error) = appended {
-                        return Err(self.append_failed(error, was_broken));
-                    }
-                    start
+        let (mut outcomes, revision) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                // Nothing was written: the transaction keeps what it held (committed when the
+                // failure is handled, if the file still takes it).
+                if deferred {
+                    self.open = Some(open);
                 }
-            };
-            self.wal_ahead = true;
-            if let Err(error) = txn.set_durability(Durability::None) {
-                return Err(self.unlog(start, StoreError::backend("set commit durability", error)));
+                return Err(error);
             }
-            // Durable: the callers are answered now, and wake while redb commits (readers
-            // wait for that commit, see `Visibility`). From here a failure cannot take the
-            // batch back: the log keeps it and reopening the file replays it.
+        };
+        if revision == self.revision && compact_to.is_none() {
+            // Every check failed: nothing to make durable or to write (a record logged for it
+            // replays to the same failures).
+            if deferred {
+                self.open = Some(open);
+            }
             if let Some(replies) = replies.take() {
-                self.visibility.acknowledge(revision);
                 hand_answers(replies, &mut outcomes, replier);
             }
-            txn.commit().ctx("commit write transaction")?;
-            self.wal_ahead = false;
-            self.since_checkpoint += 1;
+            return Ok(self.compacted);
+        }
+        if job.is_some() {
+            self.wal_ahead = true;
+            self.answer_logged(revision, replies, &mut outcomes, replier);
+        } else if let Some(mut record) = sealed.or_else(|| draft.map(|d| d.seal(Some(revision)))) {
+            // On failure the transaction is dropped (aborted) and the log cut back.
+            let appended = self.wal().append(&mut record);
+            if let Err(error) = appended {
+                return Err(self.append_failed(error, was_broken));
+            }
+            self.wal_ahead = true;
+            self.answer_logged(revision, replies, &mut outcomes, replier);
+            // The writes go into redb's tables while the callers wake. From here a failure
+            // cannot take the batch back: the log keeps it and reopening the file replays it.
+            self.write(&open.txn, &outcomes, None)?;
         } else {
-            txn.commit().ctx("commit write transaction")?;
+            // A checkpoint: written and committed durably with what the transaction held, the
+            // log emptied, then answered.
+            let compacted = self.write(&open.txn, &outcomes, compact_to)?;
+            if compact_to.is_some() {
+                // Compaction may empty the log: the revision goes to `meta` with it.
+                let mut meta = open_meta(&open.txn)?;
+                meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
+                meta.insert(META_REVISION, revision).ctx("write meta table")?;
+            }
+            open.txn.set_durability(Durability::Immediate).ctx("set commit durability")?;
+            let applied = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok());
+            open.events.extend(applied.cloned().map(Applied::into_event));
+            self.commit_txn(open, revision)?;
+            self.revision = revision;
             self.since_checkpoint = 0;
             if let Err(error) = self.wal().reset() {
                 // The log is broken now: the next batch fails and reopens the store.
                 tracing::warn!(error = error_chain(&error), "cannot empty the write-ahead log");
             }
+            if let Some(replies) = replies.take() {
+                hand_answers(replies, &mut outcomes, replier);
+            }
+            return Ok(compacted);
         }
-        Ok((outcomes, revision, compacted))
+        self.revision = revision;
+        self.since_checkpoint += 1;
+        open.batches += 1;
+        open.bytes += bytes;
+        open.events.extend(outcomes.into_iter().filter_map(Result::ok).map(Applied::into_event));
+        if Self::should_commit(&open) {
+            self.commit_txn(open, revision)?;
+        } else {
+            self.open = Some(open);
+        }
+        Ok(self.compacted)
     }
 
-    /// Applies the batch (and a compaction chunk) in `txn`; returns the outcomes, the revision
-    /// and the compacted revision after it.
-    #[allow(clippy::type_complexity)]
-    fn fill(
+    /// Checks `ops` in `txn` from the writer's revision on (reads only): the outcomes and the
+    /// revision after them.
+    fn check(
         &self,
         txn: &WriteTransaction,
         ops: Vec<Op>,
-        compact_to: Option<Revision>,
-    ) -> Result<(Vec<Result<Applied>>, Revision, Revision)> {
-        let mut revision = self.revision;
-        let mut compacted = self.compacted;
-        let mut tables = Tables::open(txn)?;
-        // The log's last entry, when there is one, is the store's revision: the cached copy
+    ) -> Result<(Vec<Result<Applied>>, Revision)> {
+        let tables = Tables::open(txn)?;
+        // The log's last entry, when there is one, is the store's revision: the writer's copy
         // must agree.
         let logged = tables.log.last().ctx("read log table")?.map(|(rev, _)| rev.value());
-        if logged.is_some_and(|logged| logged != revision) {
+        if logged.is_some_and(|logged| logged != self.revision) {
             return Err(StoreError::Backend {
                 message: "store revision changed behind the writer".into(),
                 source: None,
             });
         }
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            outcomes.push(apply(&mut tables, op, &mut revision)?);
+        check_batch(&tables, ops, self.revision)
+    }
+
+    /// The batch up to `revision` is durable: answers its callers (who wake while redb
+    /// commits it; readers wait for that commit, see `Visibility`).
+    fn answer_logged(
+        &self,
+        revision: Revision,
+        replies: &mut Option<Vec<Reply>>,
+        outcomes: &mut [Result<Applied>],
+        replier: Option<&Replier>,
+    ) {
+        if let Some(replies) = replies.take() {
+            self.visibility.acknowledge(revision);
+            hand_answers(replies, outcomes, replier);
         }
-        if let Some(target) = compact_to {
-            compacted = compact_chunk(&mut tables, compacted, target, self.compact_chunk)?;
-            // Compaction may empty the log: the revision goes to `meta` with it.
-            let mut meta = open_meta(txn)?;
-            meta.insert(META_COMPACTED, compacted).ctx("write meta table")?;
-            meta.insert(META_REVISION, revision).ctx("write meta table")?;
+    }
+
+    /// Writes a checked batch's successful writes (and a compaction chunk towards
+    /// `compact_to`) in `txn`; returns the compacted revision after it.
+    fn write(
+        &self,
+        txn: &WriteTransaction,
+        outcomes: &[Result<Applied>],
+        compact_to: Option<Revision>,
+    ) -> Result<Revision> {
+        let mut tables = Tables::open(txn)?;
+        for applied in outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()) {
+            tables.write(applied)?;
         }
-        Ok((outcomes, revision, compacted))
+        match compact_to {
+            Some(target) => compact_chunk(&mut tables, self.compacted, target, self.compact_chunk),
+            None => Ok(self.compacted),
+        }
     }
 
     /// A batch whose record is in the log failed before it reached redb: cuts the record back
     /// out (to `start`, the log's length before it) so that no replay applies a batch
     /// answered with an error. Returns the error to answer with: `error` when the cut
     /// worked, [`StoreError::OutcomeUnknown`] otherwise (the log is broken and the store is
-    /// reopened, which replays the batch).
-    fn unlog(&mut self, start: u64, error: StoreError) -> StoreError {
+    /// reopened, which replays the batch). `deferred`: the transaction dropped with the batch held earlier batches (only in the log
+    /// now, so the file must still be reopened).
+    fn unlog(&mut self, start: u64, error: StoreError, deferred: bool) -> StoreError {
         let cut = self.wal().cut(start);
         match cut {
             Ok(()) => {
-                self.wal_ahead = false;
+                self.wal_ahead = deferred;
                 error
             }
             Err(cut) => {
@@ -768,61 +864,6 @@ pub(super) fn replay(db: &Database, records: Vec<Record>, at_least: Revision) ->
     };
     txn.commit().ctx("commit replay transaction")?;
     Ok(revision)
-}
-
-/// Applies one write. The outer error is a storage failure (abort the batch), the inner one a
-/// failed check (answer this caller only).
-fn apply(t: &mut Tables<'_>, op: Op, revision: &mut Revision) -> Result<Result<Applied>> {
-    let key = match &op {
-        Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => key.clone(),
-    };
-    let existing = t
-        .current
-        .get(key.as_bytes())
-        .ctx("read current table")?
-        .map(|v| decode_current(key.as_bytes(), v.value()))
-        .transpose()?;
-    let next = *revision + 1;
-    let applied = match (op, existing) {
-        (Op::Create { .. }, Some(_)) => return Ok(Err(StoreError::AlreadyExists { key })),
-        (Op::Update { .. } | Op::Delete { .. }, None) => {
-            return Ok(Err(StoreError::NotFound { key }));
-        }
-        (Op::Update { expected, .. } | Op::Delete { expected: Some(expected), .. }, Some(old))
-            if old.mod_revision != expected =>
-        {
-            return Ok(Err(StoreError::Conflict { key, expected, actual: old.mod_revision }));
-        }
-        (Op::Create { value, .. }, None) => {
-            let k = key.as_bytes();
-            t.current.insert(k, encode_current(next, next, &value).as_slice()).ctx("write")?;
-            t.history.insert((k, next), encode_put(next, &value).as_slice()).ctx("write")?;
-            t.log.insert(next, encode_log(LogKind::Create, 0, k).as_slice()).ctx("write")?;
-            let kv = KeyValue { key, value, create_revision: next, mod_revision: next };
-            Applied { kind: EventKind::Create, kv, prev: None }
-        }
-        (Op::Update { value, .. }, Some(old)) => {
-            let k = key.as_bytes();
-            let create = old.create_revision;
-            let log = encode_log(LogKind::Update, old.mod_revision, k);
-            t.current.insert(k, encode_current(create, next, &value).as_slice()).ctx("write")?;
-            t.history.insert((k, next), encode_put(create, &value).as_slice()).ctx("write")?;
-            t.log.insert(next, log.as_slice()).ctx("write")?;
-            let kv = KeyValue { key, value, create_revision: create, mod_revision: next };
-            Applied { kind: EventKind::Update, kv, prev: Some(old) }
-        }
-        (Op::Delete { .. }, Some(old)) => {
-            let k = key.as_bytes();
-            let log = encode_log(LogKind::Delete, old.mod_revision, k);
-            t.current.remove(k).ctx("write")?;
-            t.history.insert((k, next), TOMBSTONE.as_slice()).ctx("write")?;
-            t.log.insert(next, log.as_slice()).ctx("write")?;
-            let kv = KeyValue { mod_revision: next, ..old.clone() };
-            Applied { kind: EventKind::Delete, kv, prev: Some(old) }
-        }
-    };
-    *revision = next;
-    Ok(Ok(applied))
 }
 
 /// Compacts from `from` towards `target`, at most `chunk` log entries; returns the new

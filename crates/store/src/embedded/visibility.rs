@@ -1,12 +1,13 @@
 //! Which revision readers see, and the wait for an acknowledged write to become visible.
 //!
 //! A batch is answered as soon as its record is durable in the write-ahead log; redb's commit,
-//! which makes it visible to readers, runs right after, while the callers wake up. So that a
-//! client never reads older state than a write it was told about (nor a revision it cannot
-//! list at), every read first waits until the revision visible in redb has reached the last
-//! one acknowledged when the read began: microseconds, the length of one redb commit.
+//! which makes it visible to readers, comes later (the writer keeps its transaction open for
+//! the batches that follow closely). So that a client never reads older state than a write it
+//! was told about (nor a revision it cannot list at), every read first waits until the
+//! revision visible in redb has reached the last one acknowledged when the read began, asking
+//! the writer to commit at once ([`Visibility::ask_commit`]): microseconds, one redb commit.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -23,6 +24,8 @@ pub(super) struct Visibility {
     acknowledged: AtomicI64,
     visible: AtomicI64,
     published: Notify,
+    /// A reader has asked the writer to commit, and no commit has happened since.
+    commit_asked: AtomicBool,
 }
 
 impl Visibility {
@@ -32,6 +35,7 @@ impl Visibility {
             acknowledged: AtomicI64::new(revision),
             visible: AtomicI64::new(revision),
             published: Notify::new(),
+            commit_asked: AtomicBool::new(false),
         }
     }
 
@@ -44,7 +48,16 @@ impl Visibility {
     pub fn publish(&self, revision: Revision) {
         self.acknowledged.fetch_max(revision, Ordering::AcqRel);
         self.visible.store(revision, Ordering::Release);
+        // Every write acknowledged before a reader asked is visible now: the writer
+        // acknowledges and commits on one thread, so this commit holds them all.
+        self.commit_asked.store(false, Ordering::Release);
         self.published.notify_waiters();
+    }
+
+    /// Whether the caller, about to wait for acknowledged writes, should ask the writer to
+    /// commit them: some are not visible, and nobody has asked since the last commit.
+    pub fn ask_commit(&self) -> bool {
+        self.acknowledged() > self.visible() && !self.commit_asked.swap(true, Ordering::AcqRel)
     }
 
     /// The last revision acknowledged to a writer.
@@ -116,6 +129,18 @@ mod tests {
         visibility.acknowledge(6);
         visibility.publish(5);
         assert_eq!(waiting.await.expect("task").expect("caught up"), 5);
+    }
+
+    #[test]
+    fn one_reader_asks_for_a_commit_until_the_next_commit() {
+        let visibility = Visibility::new(1);
+        assert!(!visibility.ask_commit(), "nothing acknowledged is hidden");
+        visibility.acknowledge(2);
+        assert!(visibility.ask_commit());
+        assert!(!visibility.ask_commit(), "the writer was asked already");
+        visibility.publish(2);
+        visibility.acknowledge(3);
+        assert!(visibility.ask_commit(), "a commit came since: ask again");
     }
 
     #[tokio::test]

@@ -43,7 +43,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::commit::Op;
+use super::apply::Op;
 use super::schema::{Context, corrupt};
 use crate::{Result, Revision, StoreError};
 
