@@ -5,10 +5,26 @@
 //! A [`Strategy`] adds only what differs per resource. Every method has a neutral default, so
 //! a resource with no rules of its own uses [`Plain`].
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
+use crate::StatusError;
 use crate::table::{Column, TableContext};
 use crate::validation::{FieldError, NameRule};
+
+/// Who makes a request (upstream's `user.Info`), for the strategies that record it.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The user name.
+    pub name: &'a str,
+    /// The user's uid, when known (else empty).
+    pub uid: &'a str,
+    /// The user's groups.
+    pub groups: &'a [String],
+    /// Extra attributes of the user.
+    pub extra: &'a BTreeMap<String, Vec<String>>,
+}
 
 /// The rules that make one resource different from the others.
 pub trait Strategy: Send + Sync {
@@ -17,12 +33,36 @@ pub trait Strategy: Send + Sync {
         NameRule::Subdomain
     }
 
+    /// The subresources, besides `status` and `scale`, through which a client replaces one
+    /// part of the object (`namespaces/finalize`, `certificatesigningrequests/approval`); the
+    /// registry serves each through [`Strategy::merge_subresource`].
+    fn part_subresources(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The new object: `old` with the part that the subresource `name` (one of
+    /// [`Strategy::part_subresources`]) carries taken from the client's `view`; `now` is the
+    /// request's time (RFC 3339), for timestamps the part holds.
+    fn merge_subresource(
+        &self,
+        name: &str,
+        _old: &Value,
+        _view: &Value,
+        _now: &str,
+    ) -> Result<Value, StatusError> {
+        Err(StatusError::internal(format!("subresource {name:?} has no merge rule")))
+    }
+
     /// Fills defaults, as upstream's defaulting functions do on decode. Runs on every create
     /// and update, so it must be idempotent.
     fn default(&self, _obj: &mut Value) {}
 
     /// Adjusts a new object before validation (for example, resets `status`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Records in a new object who creates it, for the resources that keep their requester
+    /// (certificate signing requests), whatever the body claims.
+    fn record_requester(&self, _obj: &mut Value, _requester: &Requester<'_>) {}
 
     /// Adjusts an updated object before validation, knowing the stored one.
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}

@@ -1,4 +1,6 @@
-//! The subresources the registry itself serves: `status`, `scale` and `finalize`.
+//! The subresources the registry itself serves as views of the object: `status`, `scale`, and
+//! those a resource's strategy merges (`namespaces/finalize`,
+//! `certificatesigningrequests/approval`).
 
 use krust_api::object::{path, set_path};
 use krust_api::selector::LabelSelector;
@@ -15,10 +17,10 @@ pub enum Subresource {
     Status,
     /// `scale`: an `autoscaling/v1` Scale view of the replica count.
     Scale,
-    /// `finalize` (namespaces): writes change only `spec.finalizers`.
-    Finalize,
-    /// `approval` (certificate signing requests): writes change only `status.conditions`.
-    Approval,
+    /// A part of the object that its strategy replaces ([`Strategy::part_subresources`]).
+    ///
+    /// [`Strategy::part_subresources`]: krust_api::strategy::Strategy::part_subresources
+    Part(&'static str),
 }
 
 impl Subresource {
@@ -28,8 +30,7 @@ impl Subresource {
             Self::Main => "",
             Self::Status => "status",
             Self::Scale => "scale",
-            Self::Finalize => "finalize",
-            Self::Approval => "approval",
+            Self::Part(name) => name,
         }
     }
 
@@ -40,13 +41,12 @@ impl Subresource {
             None => Some(Self::Main),
             Some("status") if info.status => Some(Self::Status),
             Some("scale") if info.scale.is_some() => Some(Self::Scale),
-            Some("finalize") if info.plural == "namespaces" && info.group.is_empty() => {
-                Some(Self::Finalize)
-            }
-            Some("approval") if info.extra_subresources.iter().any(|s| s.name == "approval") => {
-                Some(Self::Approval)
-            }
-            Some(_) => None,
+            Some(name) => info
+                .strategy
+                .part_subresources()
+                .iter()
+                .find(|n| **n == name)
+                .map(|n| Self::Part(n)),
         }
     }
 
@@ -110,14 +110,8 @@ impl Subresource {
                 }
                 Ok(new)
             }
-            Self::Finalize => {
-                let mut new = old.clone();
-                let finalizers =
-                    path(&view, "spec.finalizers").cloned().unwrap_or_else(|| json!([]));
-                set_path(&mut new, "spec.finalizers", finalizers);
-                Ok(new)
-            }
-            Self::Approval => super::subresources::approval::merge(
+            Self::Part(name) => info.strategy.merge_subresource(
+                name,
                 old,
                 &view,
                 &super::timestamp(chrono::Utc::now()),

@@ -301,7 +301,13 @@ impl Registry {
         info.strategy.default(&mut obj);
         info.strategy.prepare_for_create(&mut obj);
         if let Some(user) = &opts.user {
-            super::subresources::fill_requester(info, &mut obj, user);
+            let requester = krust_api::strategy::Requester {
+                name: &user.name,
+                uid: &user.uid,
+                groups: &user.groups,
+                extra: &user.extra,
+            };
+            info.strategy.record_requester(&mut obj, &requester);
         }
         let mut errors = meta::validate(info, &obj);
         errors.extend(info.strategy.validate(&obj));

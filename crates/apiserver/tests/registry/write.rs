@@ -443,3 +443,24 @@ async fn an_update_of_a_missing_service_creates_it() {
         created["metadata"]["uid"]
     );
 }
+
+/// A subresource that a strategy merges replaces only its part of the object
+/// (`namespaces/finalize`: `spec.finalizers`), and is served only where the strategy says so.
+#[tokio::test]
+async fn part_subresources_replace_only_their_part() {
+    let h = Harness::new().await;
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "parted"}, "spec": {"finalizers": ["kubernetes"]}});
+    h.create(NAMESPACES, None, namespace).await.unwrap();
+    let finalize = Subresource::parse(&h.info(NAMESPACES), Some("finalize"))
+        .expect("namespaces serve finalize");
+    assert_eq!(finalize.as_str(), "finalize");
+    let view = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "parted", "labels": {"extra": "label"}}, "spec": {"finalizers": []}});
+    let new = h.update_sub(NAMESPACES, None, "parted", finalize, view).await.unwrap();
+    assert_eq!(new["spec"]["finalizers"], json!([]));
+    assert!(new["metadata"]["labels"].get("extra").is_none(), "labels are not finalize's part");
+    for name in ["finalize", "approval"] {
+        assert!(Subresource::parse(&h.info(CONFIGMAPS), Some(name)).is_none(), "{name}");
+    }
+}

@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::StatusError;
 use crate::strategy::Strategy;
 use crate::strategy::util::{AGE, age, col, keep_status, string_at};
 use crate::table::{Column, TableContext};
@@ -23,6 +24,28 @@ const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 impl Strategy for NamespaceStrategy {
     fn name_rule(&self) -> NameRule {
         NameRule::Label
+    }
+
+    fn part_subresources(&self) -> &'static [&'static str] {
+        &["finalize"]
+    }
+
+    /// `finalize` replaces `spec.finalizers` alone (`pkg/registry/core/namespace/storage`'s
+    /// `FinalizeREST`).
+    fn merge_subresource(
+        &self,
+        name: &str,
+        old: &Value,
+        view: &Value,
+        _now: &str,
+    ) -> Result<Value, StatusError> {
+        if name != "finalize" {
+            return Err(StatusError::internal(format!("subresource {name:?} has no merge rule")));
+        }
+        let mut new = old.clone();
+        let finalizers = crate::object::path(view, "spec.finalizers").cloned();
+        crate::object::set_path(&mut new, "spec.finalizers", finalizers.unwrap_or(json!([])));
+        Ok(new)
     }
 
     fn default(&self, obj: &mut Value) {

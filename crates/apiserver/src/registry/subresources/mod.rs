@@ -4,12 +4,7 @@
 //! group, resource and subresource; the HTTP layer looks it up ([`handler`]) and dispatches
 //! to it generically, after authorization.
 //!
-//! Also here: the `approval` view of certificate signing requests ([`approval`]) and the
-//! requester fields of a new CSR ([`csr`]), which the generic write path calls.
-
-pub mod approval;
 pub mod binding;
-pub mod csr;
 pub mod eviction;
 
 use async_trait::async_trait;
@@ -70,14 +65,6 @@ pub fn handler(
         .iter()
         .find(|(g, r, s, _)| *g == info.group && *r == info.plural && *s == sub)
         .map(|(_, _, _, h)| *h)
-}
-
-/// Fills the requester fields of a new object of `info` from `user`, for the resources that
-/// record their requester (certificate signing requests).
-pub fn fill_requester(info: &ResourceInfo, obj: &mut Value, user: &UserInfo) {
-    if info.group == "certificates.k8s.io" && info.plural == "certificatesigningrequests" {
-        csr::fill_requester(obj, user);
-    }
 }
 
 /// The `Status` a handled create answers with (201, as upstream's `metav1.Status` success).

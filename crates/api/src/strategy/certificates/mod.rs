@@ -1,10 +1,14 @@
 //! Certificate signing requests: `pkg/registry/certificates/certificates/strategy.go` and
 //! `printCertificateSigningRequest`.
 
+mod approval;
+mod requester;
+
 use serde_json::{Value, json};
 
-use super::Strategy;
 use super::util::{AGE, age, array_at, col, int_at, keep_status, reset_status, str_at};
+use super::{Requester, Strategy};
+use crate::StatusError;
 use crate::table::{Column, TableContext, human_duration};
 use crate::validation::FieldError;
 
@@ -36,8 +40,29 @@ fn csr_condition(obj: &Value) -> String {
 }
 
 impl Strategy for CertificateSigningRequestStrategy {
+    fn part_subresources(&self) -> &'static [&'static str] {
+        &["approval"]
+    }
+
+    fn merge_subresource(
+        &self,
+        name: &str,
+        old: &Value,
+        view: &Value,
+        now: &str,
+    ) -> Result<Value, StatusError> {
+        match name {
+            "approval" => approval::merge(old, view, now),
+            other => Err(StatusError::internal(format!("subresource {other:?} has no merge rule"))),
+        }
+    }
+
     fn prepare_for_create(&self, obj: &mut Value) {
         reset_status(obj, json!({}));
+    }
+
+    fn record_requester(&self, obj: &mut Value, requester: &Requester<'_>) {
+        requester::record(obj, requester);
     }
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {

@@ -2,9 +2,10 @@
 //! (`kubectl certificate approve|deny`), as upstream's `csrApprovalStrategy`: an update changes
 //! only `status.conditions`; `Approved` and `Denied` exclude each other and, once set, stay.
 
-use krust_api::StatusError;
-use krust_api::validation::FieldError;
 use serde_json::{Value, json};
+
+use crate::StatusError;
+use crate::validation::FieldError;
 
 fn conditions(obj: &Value) -> Vec<Value> {
     obj.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default()

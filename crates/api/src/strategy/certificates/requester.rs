@@ -2,11 +2,12 @@
 //! `csrStrategy.PrepareForCreate`: `spec.username`, `spec.uid`, `spec.groups` and
 //! `spec.extra` are whoever creates it, whatever the body says.
 
-use krust_auth::UserInfo;
 use serde_json::{Value, json};
 
+use crate::strategy::Requester;
+
 /// Sets the requester fields of `csr` (served) to `user`'s; empty ones are left out.
-pub fn fill_requester(csr: &mut Value, user: &UserInfo) {
+pub fn record(csr: &mut Value, user: &Requester<'_>) {
     if !csr.get("spec").is_some_and(Value::is_object) {
         csr["spec"] = json!({});
     }
@@ -36,30 +37,30 @@ mod tests {
 
     #[test]
     fn the_requester_replaces_what_the_body_claims() {
+        let none = BTreeMap::new();
+        let extra = BTreeMap::from([("k".to_string(), vec!["v".to_string()])]);
+        let user_groups = ["dev".to_string(), "system:authenticated".to_string()];
+        let sa_groups = ["system:serviceaccounts".to_string()];
         let cases = [
             (
                 "a certificate user",
-                UserInfo {
-                    name: "jane".into(),
-                    groups: vec!["dev".into(), "system:authenticated".into()],
-                    ..UserInfo::default()
-                },
+                Requester { name: "jane", uid: "", groups: &user_groups, extra: &none },
                 json!({"username": "jane", "groups": ["dev", "system:authenticated"]}),
             ),
             (
                 "a service account with a uid and extra",
-                UserInfo {
-                    name: "system:serviceaccount:a:b".into(),
-                    uid: "u1".into(),
-                    groups: vec!["system:serviceaccounts".into()],
-                    extra: BTreeMap::from([("k".to_string(), vec!["v".to_string()])]),
+                Requester {
+                    name: "system:serviceaccount:a:b",
+                    uid: "u1",
+                    groups: &sa_groups,
+                    extra: &extra,
                 },
                 json!({"username": "system:serviceaccount:a:b", "uid": "u1", "groups": ["system:serviceaccounts"], "extra": {"k": ["v"]}}),
             ),
         ];
         for (case, user, expected) in cases {
             let mut csr = json!({"spec": {"username": "admin", "groups": ["system:masters"], "request": "x"}});
-            fill_requester(&mut csr, &user);
+            record(&mut csr, &user);
             let mut want = expected;
             want["request"] = json!("x");
             assert_eq!(csr["spec"], want, "{case}");
