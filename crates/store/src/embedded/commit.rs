@@ -212,9 +212,11 @@ impl Writer {
             let mut batch = Vec::new();
             let mut disconnected = false;
             if compaction.is_none() {
-                let first = if self.open.is_some() {
-                    // The open transaction takes the next request if it comes soon.
-                    match self.requests.recv_timeout(DEFER_WINDOW) {
+                let first = if let Some(open) = &self.open {
+                    // The open transaction takes the next request if it comes soon, and while
+                    // it is young enough.
+                    let left = MAX_DEFERRED_AGE.saturating_sub(open.began.elapsed());
+                    match self.requests.recv_timeout(left.min(DEFER_WINDOW)) {
                         Ok(request) => Some(request),
                         Err(RecvTimeoutError::Timeout) => {
                             self.commit_open();
@@ -328,7 +330,11 @@ impl Writer {
 
     /// Commits the open transaction, if any; a failure is handled as a failed batch's.
     fn commit_open(&mut self) {
-        let Some(open) = self.open.take() else { return };
+        let Some(open) = self.open.take() else {
+            // Every acknowledged write is visible: a reader's request is answered.
+            self.visibility.commit_not_needed();
+            return;
+        };
         if let Err(error) = self.commit_txn(open, self.revision) {
             tracing::error!(error = error_chain(&error), "store commit failed");
             self.health.failed(&error);
@@ -535,7 +541,9 @@ impl Writer {
         drop(snapshot);
         // Watchers have every write up to the visible revision; those after it (the open
         // transaction's, a failed batch's) are sent from the log.
-        let mut after = self.visibility.visible();
+        // Below the compacted revision the log is gone: a watcher behind it re-reads and ends
+        // with `Compacted`, as it would have anyway.
+        let mut after = self.visibility.visible().max(compacted);
         while after < revision {
             let chunk = read_log(&db, "", after)?;
             let through = chunk.through.min(revision);
@@ -645,7 +653,11 @@ impl Writer {
             // Every check failed: nothing to make durable or to write (a record logged for it
             // replays to the same failures).
             if deferred {
-                self.open = Some(open);
+                if Self::should_commit(&open) {
+                    self.commit_txn(open, self.revision)?;
+                } else {
+                    self.open = Some(open);
+                }
             }
             if let Some(replies) = replies.take() {
                 hand_answers(replies, &mut outcomes, replier);

@@ -54,6 +54,12 @@ impl Visibility {
         self.published.notify_waiters();
     }
 
+    /// The writer found nothing to commit when asked: every acknowledged write is visible, so
+    /// the next reader may ask again.
+    pub fn commit_not_needed(&self) {
+        self.commit_asked.store(false, Ordering::Release);
+    }
+
     /// Whether the caller, about to wait for acknowledged writes, should ask the writer to
     /// commit them: some are not visible, and nobody has asked since the last commit.
     pub fn ask_commit(&self) -> bool {
@@ -141,6 +147,9 @@ mod tests {
         visibility.publish(2);
         visibility.acknowledge(3);
         assert!(visibility.ask_commit(), "a commit came since: ask again");
+        assert!(!visibility.ask_commit());
+        visibility.commit_not_needed();
+        assert!(visibility.ask_commit(), "the writer had nothing open: ask again");
     }
 
     #[tokio::test]
