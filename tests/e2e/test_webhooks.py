@@ -246,3 +246,43 @@ def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
                           lambda r: r.status_code == 201 and "Warning" in r.headers)
     assert r.status_code == 201, r.text
     assert r.headers.get("Warning") == expected, r.headers
+
+
+def test_webhook_warnings_on_delete_reach_the_client(cluster, labelled_ns, webhook_server,
+                                                      cleanup):
+    """A validating webhook's warnings on a DELETE reach the client as `Warning` headers, as
+    on the other writes, and kubectl prints them."""
+    url, ca = webhook_server
+    ns = labelled_ns
+    rules = [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"],
+              "resources": ["configmaps"]}]
+    config = {"apiVersion": "admissionregistration.k8s.io/v1",
+              "kind": "ValidatingWebhookConfiguration",
+              "metadata": {"name": f"warn-delete-{ns}"},
+              "webhooks": [webhook("warn-delete.e2e.krust.dev", f"{url}/validate", ca, ns,
+                                   rules=rules)]}
+    cluster.ok("POST", f"{ADMISSION}/validatingwebhookconfigurations", body=config,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingwebhookconfigurations/{config['metadata']['name']}")
+
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    expected = f'299 - "validate webhook saw {WARNED_NAME}"'
+    # The server sees the new configuration through its watch cache, a moment after it is
+    # written: delete until the webhook is consulted.
+    deadline = time.monotonic() + 10
+    while True:
+        cluster.ok("POST", path, body=configmap(WARNED_NAME), expect=(201,))
+        r = cluster.delete(f"{path}/{WARNED_NAME}")
+        assert r.status_code == 200, r.text
+        if r.headers.get("Warning") == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.headers.get("Warning") == expected, r.headers
+    assert any(p == "/validate" and req["operation"] == "DELETE"
+               and req.get("name") == WARNED_NAME for p, req in Hooks.calls)
+    for version in KUBECTL_VERSIONS:
+        cluster.ok("POST", path, body=configmap(WARNED_NAME), expect=(201,))
+        k = Kubectl(version, cluster, cluster.workdir)
+        p = k.run("delete", "configmap", WARNED_NAME, "-n", ns)
+        assert p.returncode == 0, p.stderr
+        assert f"Warning: validate webhook saw {WARNED_NAME}" in p.stderr, p.stderr

@@ -499,15 +499,15 @@ async fn resource(
         ("delete", Subresource::Main) => {
             let user = write.user.clone();
             let opts = DeleteOptions { user, ..delete_options(req, &query).await? };
-            match registry.delete(&info, ns, &name, &opts).await? {
-                Deleted::Pending(obj) => Ok(response::object(StatusCode::OK, &obj, wire)),
+            let deletion = registry.delete(&info, ns, &name, &opts).await?;
+            let answer = match &deletion.outcome {
+                Deleted::Pending(obj) => response::object(StatusCode::OK, obj, wire),
                 Deleted::Now(obj) if info.strategy.returns_deleted_object() => {
-                    Ok(response::object(StatusCode::OK, &obj, wire))
+                    response::object(StatusCode::OK, obj, wire)
                 }
-                Deleted::Now(obj) => {
-                    Ok(response::object(StatusCode::OK, &success(&info, &obj), wire))
-                }
-            }
+                Deleted::Now(obj) => response::object(StatusCode::OK, &success(&info, obj), wire),
+            };
+            Ok(response::with_warnings(answer, &deletion.warnings))
         }
         ("deletecollection", Subresource::Main) => {
             let list_opts = ListOptions::from_query(&query, false)?;

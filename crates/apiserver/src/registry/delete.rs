@@ -89,6 +89,16 @@ impl DeleteOptions {
     }
 }
 
+/// What a delete answers: what it did, and the warnings for the client (`Warning` headers:
+/// admission's, from webhooks and policies bound with `Warn`).
+#[derive(Debug)]
+pub struct Deletion {
+    /// What the delete did.
+    pub outcome: Deleted,
+    /// Admission's warnings, the mutating stage's first.
+    pub warnings: Vec<String>,
+}
+
 /// What a delete did.
 #[derive(Debug)]
 pub enum Deleted {
@@ -106,7 +116,7 @@ impl Registry {
         namespace: Option<&str>,
         name: &str,
         opts: &DeleteOptions,
-    ) -> Result<Deleted, StatusError> {
+    ) -> Result<Deletion, StatusError> {
         let key = info.storage_key(namespace, name);
         for _ in 0..MAX_RETRIES {
             let Some((old, kv)) = self.current(&key).await? else {
@@ -114,7 +124,7 @@ impl Registry {
             };
             check_preconditions(info, &old, opts)?;
             // Admission sees no new object, and the current one as the old.
-            {
+            let warnings = {
                 let view = self.admission_view().await;
                 let admit = attributes(
                     info,
@@ -126,9 +136,13 @@ impl Registry {
                     opts.dry_run,
                 );
                 let current = to_served(info, old.clone());
-                self.admission.mutate(&admit, None, Some(&current), &view).await?;
-                self.admission.validate(&admit, None, Some(&current), &view).await?;
-            }
+                let mut warnings =
+                    self.admission.mutate(&admit, None, Some(&current), &view).await?;
+                warnings
+                    .extend(self.admission.validate(&admit, None, Some(&current), &view).await?);
+                warnings
+            };
+            let answer = |outcome| Ok(Deletion { outcome, warnings: warnings.clone() });
             let mut new = old.clone();
             let finalizers_changed = apply_policy(&mut new, opts.propagation_policy.as_deref());
             let marked = old.pointer("/metadata/deletionTimestamp").is_some();
@@ -151,7 +165,7 @@ impl Registry {
             }
             if held {
                 if marked && !finalizers_changed {
-                    return Ok(Deleted::Pending(to_served(info, old)));
+                    return answer(Deleted::Pending(to_served(info, old)));
                 }
                 if !marked {
                     let seconds = grace.unwrap_or(0);
@@ -164,12 +178,12 @@ impl Registry {
                     info.strategy.prepare_for_delete(&mut new);
                 }
                 if opts.dry_run {
-                    return Ok(Deleted::Pending(to_served(info, new)));
+                    return answer(Deleted::Pending(to_served(info, new)));
                 }
                 match self.store.update(&key, encode(new)?, kv.mod_revision).await {
                     Ok(kv) => {
                         self.note_written(kv.mod_revision);
-                        return Ok(Deleted::Pending(to_served(info, decode(&kv)?)));
+                        return answer(Deleted::Pending(to_served(info, decode(&kv)?)));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(StoreError::NotFound { .. }) => {
@@ -179,7 +193,7 @@ impl Registry {
                 }
             }
             if opts.dry_run {
-                return Ok(Deleted::Now(to_served(info, old)));
+                return answer(Deleted::Now(to_served(info, old)));
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(kv) => {
@@ -187,7 +201,7 @@ impl Registry {
                     if let Some(hooks) = self.hooks(info) {
                         hooks.after_delete(self.store.as_ref(), &old).await;
                     }
-                    return Ok(Deleted::Now(to_served(info, decode(&kv)?)));
+                    return answer(Deleted::Now(to_served(info, decode(&kv)?)));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {
@@ -218,7 +232,9 @@ impl Registry {
             let name = meta_str(&obj, "name").unwrap_or_default().to_string();
             let ns = meta_str(&obj, "namespace").map(str::to_string);
             match self.delete(info, ns.as_deref().or(namespace), &name, opts).await {
-                Ok(Deleted::Now(obj) | Deleted::Pending(obj)) => deleted.push(obj),
+                Ok(Deletion { outcome: Deleted::Now(obj) | Deleted::Pending(obj), .. }) => {
+                    deleted.push(obj);
+                }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }

@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::admission::{Admission, CacheView};
 use crate::watchcache::{CacheError, HistoryLimits, Shape, WatchCache};
 
-pub use delete::{DeleteOptions, Deleted};
+pub use delete::{DeleteOptions, Deleted, Deletion};
 pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
 pub use list::{ListItems, ListResult, Served};
 pub use meta::timestamp;

@@ -182,7 +182,7 @@ impl Harness {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Deleted, StatusError> {
-        self.registry.delete(&self.info(gvr), ns, name, opts).await
+        self.registry.delete(&self.info(gvr), ns, name, opts).await.map(|d| d.outcome)
     }
 
     /// Deletes every object a list with `query` (a URL query string) selects.
