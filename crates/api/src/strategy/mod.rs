@@ -26,6 +26,11 @@ pub struct Requester<'a> {
     pub extra: &'a BTreeMap<String, Vec<String>>,
 }
 
+/// The error for a subresource that a strategy does not merge (a catalog mistake).
+pub fn no_merge_rule(name: &str) -> StatusError {
+    StatusError::internal(format!("subresource {name:?} has no merge rule"))
+}
+
 /// The rules that make one resource different from the others.
 pub trait Strategy: Send + Sync {
     /// Which rule `metadata.name` must follow.
@@ -50,7 +55,7 @@ pub trait Strategy: Send + Sync {
         _view: &Value,
         _now: &str,
     ) -> Result<Value, StatusError> {
-        Err(StatusError::internal(format!("subresource {name:?} has no merge rule")))
+        Err(no_merge_rule(name))
     }
 
     /// Fills defaults, as upstream's defaulting functions do on decode. Runs on every create

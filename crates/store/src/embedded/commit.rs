@@ -68,7 +68,7 @@ impl Request {
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// Batches logged and answered whose redb transaction is still open: the batches that follow
-/// join it until it is committed (see [`Writer::should_commit`]).
+/// join it until it is committed (see [`Open::is_due`]).
 pub(super) struct Open {
     txn: WriteTransaction,
     /// The revision before its first write.
@@ -87,6 +87,13 @@ impl Open {
         txn.set_quick_repair(quick_repair);
         txn.set_durability(Durability::None).ctx("set commit durability")?;
         Ok(Open { txn, from, events: Vec::new(), batches: 0, bytes: 0, began: Instant::now() })
+    }
+
+    /// Whether it is committed now rather than kept for the next batch.
+    fn is_due(&self) -> bool {
+        self.batches >= MAX_DEFERRED_BATCHES
+            || self.bytes >= MAX_DEFERRED_BYTES
+            || self.began.elapsed() >= MAX_DEFERRED_AGE
     }
 }
 
@@ -357,11 +364,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the open transaction is committed now rather than kept for the next batch.
-    fn should_commit(open: &Open) -> bool {
-        open.batches >= MAX_DEFERRED_BATCHES
-            || open.bytes >= MAX_DEFERRED_BYTES
-            || open.began.elapsed() >= MAX_DEFERRED_AGE
+    /// Commits `open` (holding the writes up to `revision`) if it is due, else keeps it open
+    /// for the next batch.
+    fn commit_if_due(&mut self, open: Open, revision: Revision) -> Result<()> {
+        if open.is_due() {
+            self.commit_txn(open, revision)
+        } else {
+            self.open = Some(open);
+            Ok(())
+        }
     }
 
     /// Answers a compaction request at once when it can, queues it otherwise.
@@ -653,11 +664,7 @@ impl Writer {
             // Every check failed: nothing to make durable or to write (a record logged for it
             // replays to the same failures).
             if deferred {
-                if Self::should_commit(&open) {
-                    self.commit_txn(open, self.revision)?;
-                } else {
-                    self.open = Some(open);
-                }
+                self.commit_if_due(open, self.revision)?;
             }
             if let Some(replies) = replies.take() {
                 hand_answers(replies, &mut outcomes, replier);
@@ -708,11 +715,7 @@ impl Writer {
         open.batches += 1;
         open.bytes += bytes;
         open.events.extend(outcomes.into_iter().filter_map(Result::ok).map(Applied::into_event));
-        if Self::should_commit(&open) {
-            self.commit_txn(open, revision)?;
-        } else {
-            self.open = Some(open);
-        }
+        self.commit_if_due(open, revision)?;
         Ok(self.compacted)
     }
 

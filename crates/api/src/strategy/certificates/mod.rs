@@ -53,7 +53,7 @@ impl Strategy for CertificateSigningRequestStrategy {
     ) -> Result<Value, StatusError> {
         match name {
             "approval" => approval::merge(old, view, now),
-            other => Err(StatusError::internal(format!("subresource {other:?} has no merge rule"))),
+            other => Err(super::no_merge_rule(other)),
         }
     }
 

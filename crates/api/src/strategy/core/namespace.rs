@@ -40,7 +40,7 @@ impl Strategy for NamespaceStrategy {
         _now: &str,
     ) -> Result<Value, StatusError> {
         if name != "finalize" {
-            return Err(StatusError::internal(format!("subresource {name:?} has no merge rule")));
+            return Err(crate::strategy::no_merge_rule(name));
         }
         let mut new = old.clone();
         let finalizers = crate::object::path(view, "spec.finalizers").cloned();
