@@ -278,6 +278,7 @@ class KrustServer:
         self.port = free_port()
         self.extra_args: list[str] = []  # appended to the command line on the next start
         self.agent = False  # whether the server runs its node agent (tests of pods opt in)
+        self.scheduler = False  # whether the server runs its scheduler (tests of it opt in)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.creds: Creds | None = None
@@ -290,6 +291,8 @@ class KrustServer:
             cmd += ["--datastore-endpoint", self.etcd.endpoint]
         if not self.agent:
             cmd.append("--disable-agent")
+        if not self.scheduler:
+            cmd.append("--disable-scheduler")
         return cmd + list(self.extra_args)
 
     def start(self, timeout=READY_TIMEOUT):

@@ -183,7 +183,7 @@ pub mod persistent_volume_claim_resize;
 pub mod pod_security;
 pub mod pod_topology_labels;
 pub mod priority;
-pub mod quantity;
+pub use krust_api::quantity;
 pub mod resource_quota;
 pub mod runtime_class;
 pub mod service_account;

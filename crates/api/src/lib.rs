@@ -22,6 +22,7 @@ pub mod fieldcheck;
 pub mod object;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod selector;
 pub mod status;
 pub mod strategy;

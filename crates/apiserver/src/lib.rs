@@ -205,6 +205,8 @@ pub struct RunningServer {
     pub kubeconfig: PathBuf,
     /// The path of the controller manager's kubeconfig (`system:kube-controller-manager`).
     pub controller_manager_kubeconfig: PathBuf,
+    /// The path of the scheduler's kubeconfig (`system:kube-scheduler`).
+    pub scheduler_kubeconfig: PathBuf,
     /// The URL clients on this host reach the server at (as the kubeconfigs name it).
     pub server_url: String,
 }
@@ -338,6 +340,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         api,
         kubeconfig: config.data_dir.join("admin.kubeconfig"),
         controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
+        scheduler_kubeconfig: config.data_dir.join(pki::SCHEDULER_KUBECONFIG),
         server_url,
     })
 }

@@ -143,6 +143,8 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
         "admin.key",
         "controller-manager.crt",
         "controller-manager.key",
+        "scheduler.crt",
+        "scheduler.key",
         "apiserver-kubelet-client.crt",
         "apiserver-kubelet-client.key",
     ] {
@@ -213,6 +215,17 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
         kubeconfig(server_url, &ca_cert, CONTROLLER_MANAGER_USER, &manager_cert, &manager_key);
     write(&data_dir.join(CONTROLLER_MANAGER_KUBECONFIG), &manager_kubeconfig)?;
 
+    // The scheduler's identity, bound to `system:kube-scheduler` (kubeadm's scheduler.conf).
+    let mut scheduler =
+        CertificateParams::new(Vec::<String>::new()).map_err(cert_err("scheduler"))?;
+    scheduler.distinguished_name = name(SCHEDULER_USER, None);
+    scheduler.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    scheduler.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (scheduler_cert, scheduler_key) = leaf("scheduler", scheduler)?;
+    let scheduler_kubeconfig =
+        kubeconfig(server_url, &ca_cert, SCHEDULER_USER, &scheduler_cert, &scheduler_key);
+    write(&data_dir.join(SCHEDULER_KUBECONFIG), &scheduler_kubeconfig)?;
+
     let mut kubelet_client = CertificateParams::new(Vec::<String>::new())
         .map_err(cert_err("apiserver-kubelet-client"))?;
     kubelet_client.distinguished_name =
@@ -263,6 +276,12 @@ pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 /// The controller manager's kubeconfig, under the data dir.
 pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "controller-manager.kubeconfig";
+
+/// The scheduler's user name (upstream's).
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+
+/// The scheduler's kubeconfig, under the data dir.
+pub const SCHEDULER_KUBECONFIG: &str = "scheduler.kubeconfig";
 
 /// A kubeconfig for `server` that authenticates as `user` with a client certificate.
 pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> String {

@@ -17,17 +17,14 @@ pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
 
-use std::path::Path;
-
-use base64::Engine;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 pub use error::Error;
-use runtime::leader::Timing;
-use runtime::{Credentials, Informer, LeaderElection};
+use krust_client::leader::Timing;
+use krust_client::{Informer, LeaderElection};
+use runtime::Credentials;
 
 /// The lease the controller managers contend for (upstream's name).
 pub const LEASE: &str = "kube-controller-manager";
@@ -40,30 +37,6 @@ pub struct Options {
     pub root_ca: String,
     /// This instance's name in the lease.
     pub identity: String,
-}
-
-/// A client configuration and the CA it trusts (as PEM), from a kubeconfig file.
-pub async fn config_from_kubeconfig(path: &Path) -> Result<(Config, String), Error> {
-    let err = |source| Error::Kubeconfig { path: path.to_path_buf(), source };
-    let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
-    let ca = kubeconfig
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.certificate_authority_data.as_deref())
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
-        .and_then(|pem| String::from_utf8(pem).ok())
-        .unwrap_or_default();
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(err)?;
-    Ok((config, ca))
-}
-
-/// An identity for the lease: the host's name and a random suffix, as upstream's.
-pub fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
 }
 
 /// Runs the controllers until `shutdown` completes: waits for the lease, runs every controller

@@ -13,8 +13,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
-use crate::runtime::{Informer, informer};
 use crate::service_account::active;
+use krust_client::{Informer, informer};
 
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "root-ca-cert-publisher";

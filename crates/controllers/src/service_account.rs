@@ -12,7 +12,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
-use crate::runtime::{Informer, informer};
+use krust_client::{Informer, informer};
 
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "service-account-controller";

@@ -29,6 +29,8 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Runs the controllers alone, as a client of an API server.
     Controllers(ControllersArgs),
+    /// Runs the scheduler alone, as a client of an API server.
+    Scheduler(SchedulerArgs),
     /// Runs the node agent alone, as a client of an API server (started with
     /// `--disable-agent` if on the same host).
     Agent(AgentArgs),
@@ -134,6 +136,13 @@ struct ServerArgs {
     /// Runs no node agent in this process (run one with `krust agent`).
     #[arg(long)]
     disable_agent: bool,
+    /// Runs no scheduler in this process (run one with `krust scheduler`).
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// The in-process scheduler's configuration: a `KubeSchedulerConfiguration` file
+    /// (`kubescheduler.config.k8s.io/v1`, YAML or JSON).
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -258,6 +267,18 @@ struct ControllersArgs {
     root_ca_file: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct SchedulerArgs {
+    /// The kubeconfig to reach the API server with; its user needs the
+    /// `system:kube-scheduler` role (the server writes one to `<data-dir>/scheduler.kubeconfig`).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// A `KubeSchedulerConfiguration` file (`kubescheduler.config.k8s.io/v1`, YAML or JSON):
+    /// profiles by `schedulerName`, their plugins, weights and plugin arguments.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// The API server (create, get, list, watch fan-out) and the raw store, on the embedded
@@ -346,6 +367,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => server(*args).await,
             Command::Controllers(args) => controllers(args).await,
+            Command::Scheduler(args) => scheduler(args).await,
             Command::Agent(args) => agent(args).await,
             Command::Shim(_) | Command::Image { .. } | Command::PauseHolder | Command::Pause => {
                 Ok(())
@@ -369,6 +391,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    // A scheduler configuration that cannot be used stops the start before anything runs.
+    let scheduler_config = match args.disable_scheduler {
+        true => None,
+        false => Some(scheduler_configuration(args.scheduler_config.as_deref())?),
+    };
     let config = krust_apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
@@ -411,7 +438,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let mut controllers = None;
     if !args.disable_controller_manager {
         let path = running.controller_manager_kubeconfig.clone();
-        let (config, root_ca) = krust_controllers::config_from_kubeconfig(&path)
+        let (config, root_ca) = krust_client::config_from_kubeconfig(&path)
             .await
             .context("cannot read the controller manager's kubeconfig")?;
         let identity = server_identity(&args.data_dir)?;
@@ -426,6 +453,24 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         });
         controllers = Some((stop, task));
+    }
+    let mut scheduler = None;
+    if let Some(configuration) = scheduler_config {
+        let (config, _) = krust_client::config_from_kubeconfig(&running.scheduler_kubeconfig)
+            .await
+            .context("cannot read the scheduler's kubeconfig")?;
+        let identity = server_identity(&args.data_dir)?;
+        let options = krust_scheduler::Options { identity, configuration };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = krust_scheduler::run(config, options, shutdown).await {
+                tracing::error!(error = %e, "the scheduler stopped");
+            }
+        });
+        scheduler = Some((stop, task));
     }
     // The node's credentials are written either way, so that `krust agent --kubeconfig
     // <data-dir>/agent.kubeconfig` can run this host's agent on its own.
@@ -443,7 +488,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
     if !args.disable_agent {
-        let (config, ca) = krust_controllers::config_from_kubeconfig(&path)
+        let (config, ca) = krust_client::config_from_kubeconfig(&path)
             .await
             .context("cannot read the node agent's kubeconfig")?;
         let addresses: Vec<IpAddr> = options.node_ip.map(IpAddr::V4).into_iter().collect();
@@ -461,7 +506,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
     // The controllers and the agent stop first: they are clients of the server that is
     // going away. The pods' containers keep running under their shims.
-    if let Some((stop, mut task)) = controllers {
+    for (stop, mut task) in controllers.into_iter().chain(scheduler) {
         // They release their lease on the way out (bounded), so a successor need not wait.
         let _ = stop.send(());
         if tokio::time::timeout(Duration::from_secs(5), &mut task).await.is_err() {
@@ -491,7 +536,7 @@ fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
     {
         return Ok(id.trim().to_string());
     }
-    let id = krust_controllers::identity();
+    let id = krust_client::identity();
     // Private, as everything under the data dir.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -504,16 +549,37 @@ fn server_identity(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// The scheduler's configuration from `path`, or the default one.
+fn scheduler_configuration(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<krust_scheduler::Configuration> {
+    let Some(path) = path else { return Ok(krust_scheduler::Configuration::default()) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let configuration = krust_scheduler::Configuration::parse(&text)
+        .with_context(|| format!("cannot use {}", path.display()))?;
+    configuration.profiles().with_context(|| format!("cannot use {}", path.display()))?;
+    Ok(configuration)
+}
+
+async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
+    let configuration = scheduler_configuration(args.config.as_deref())?;
+    let (config, _) = krust_client::config_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    let options = krust_scheduler::Options { identity: krust_client::identity(), configuration };
+    krust_scheduler::run(config, options, wait_for_signal()).await.context("the scheduler stopped")
+}
+
 async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
-    let (config, mut root_ca) =
-        krust_controllers::config_from_kubeconfig(&args.kubeconfig)
-            .await
-            .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    let (config, mut root_ca) = krust_client::config_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
     if let Some(path) = &args.root_ca_file {
         root_ca = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let options = krust_controllers::Options { root_ca, identity: krust_controllers::identity() };
+    let options = krust_controllers::Options { root_ca, identity: krust_client::identity() };
     krust_controllers::run(config, options, wait_for_signal())
         .await
         .context("the controllers stopped")
@@ -575,7 +641,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.images,
         Some(args.kubernetes_service_ip.to_string()),
     )?;
-    let (config, ca) = krust_controllers::config_from_kubeconfig(&args.kubeconfig)
+    let (config, ca) = krust_client::config_from_kubeconfig(&args.kubeconfig)
         .await
         .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
     let read = |path: &PathBuf| {

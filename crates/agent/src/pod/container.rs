@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
-use krust_admission::quantity::Amount;
+use krust_api::quantity::Amount;
 
 use super::resources::{self, Qos};
 use super::sources::{Kind, Sources};

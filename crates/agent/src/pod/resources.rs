@@ -1,7 +1,7 @@
 //! A pod's QoS class and its containers' cgroup settings, from requests and limits (pure).
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use krust_admission::quantity::Amount;
+use krust_api::quantity::Amount;
 
 /// Upstream's QoS classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

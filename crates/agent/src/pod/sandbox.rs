@@ -256,7 +256,7 @@ pub fn volumes(
                 let size = empty
                     .size_limit
                     .as_ref()
-                    .and_then(|q| krust_admission::quantity::Amount::of(q).ok())
+                    .and_then(|q| krust_api::quantity::Amount::of(q).ok())
                     .map(|a| a.value() as u64);
                 sys::mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
             }

@@ -25,10 +25,10 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::runtime::Informer;
-use crate::runtime::events::Events;
-use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::{self, controller_of, controller_ref};
+use krust_client::Events;
+use krust_client::Informer;
+use krust_client::informer::ByNamespace;
 use revision::{POD_TEMPLATE_HASH, replicas_of};
 use sizes::{max_surge, spec_replicas};
 

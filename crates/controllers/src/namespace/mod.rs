@@ -17,8 +17,8 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Api, Client, ResourceExt};
 
-use crate::runtime::Informer;
 use content::{Deletable, Remaining};
+use krust_client::Informer;
 
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "namespace-controller";

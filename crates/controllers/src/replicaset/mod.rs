@@ -21,12 +21,12 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::runtime::Informer;
-use crate::runtime::events::Events;
 use crate::runtime::expectations::{Expectations, Wait};
-use crate::runtime::informer::ByNamespace;
 use crate::runtime::owner::controller_of;
 use crate::runtime::pod_control::ApiPodControl;
+use krust_client::Events;
+use krust_client::Informer;
+use krust_client::informer::ByNamespace;
 
 /// The controller's name, its service account's and its role's (`system:controller:NAME`).
 pub const NAME: &str = "replicaset-controller";

@@ -1,6 +1,6 @@
 //! Leader election on a `coordination.k8s.io` Lease, as upstream's `leaderelection` package:
-//! only the instance that holds the lease runs the controllers, so that several servers (or a
-//! server and a `krust controllers`) never act twice.
+//! only the instance that holds the lease acts (the controllers, the scheduler), so that several
+//! servers (or a server and a `krust controllers`) never act twice.
 //!
 //! A candidate takes the lease when it is absent, already its own, or has not been renewed
 //! for a whole lease duration *as this candidate observed it* (its own clock, never the

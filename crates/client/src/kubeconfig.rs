@@ -1,0 +1,33 @@
+//! A client's configuration from a kubeconfig file, and its name among candidates for a lease.
+
+use std::path::Path;
+
+use base64::Engine;
+use kube::Config;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::Error;
+
+/// A client configuration and the CA it trusts (as PEM), from a kubeconfig file.
+pub async fn config_from_kubeconfig(path: &Path) -> Result<(Config, String), Error> {
+    let err = |source| Error::Kubeconfig { path: path.to_path_buf(), source };
+    let kubeconfig = Kubeconfig::read_from(path).map_err(err)?;
+    let ca = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.as_deref())
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|pem| String::from_utf8(pem).ok())
+        .unwrap_or_default();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(err)?;
+    Ok((config, ca))
+}
+
+/// An identity for a lease: the host's name and a random suffix, as upstream's.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
+}

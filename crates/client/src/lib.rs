@@ -1,0 +1,17 @@
+//! What every krust component that is an API client runs on (the controllers, the scheduler,
+//! the node agent): a client from a kubeconfig, shared caches, leader election on a Lease,
+//! and events. kube-rs supplies the client, the watchers and the reflectors.
+//!
+//! *Invariant*: depends on no other krust crate; it knows the API only as kube-rs does.
+
+pub mod error;
+pub mod events;
+pub mod informer;
+pub mod kubeconfig;
+pub mod leader;
+
+pub use error::Error;
+pub use events::Events;
+pub use informer::Informer;
+pub use kubeconfig::{config_from_kubeconfig, identity};
+pub use leader::LeaderElection;

@@ -1,0 +1,321 @@
+//! The scheduler's cache: every node with the pods bound to it, plus the pods assumed on a
+//! node while their binding is on its way (so that the next pod already sees them). Fed by the
+//! node and pod watches; read by each cycle as a [`Snapshot`] that borrows it.
+//!
+//! Memory: a node keeps its Node object; a pod keeps only its [`NodePod`] view (names, labels,
+//! requests, ports, affinity), a few hundred bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::framework::snapshot::ImageSpread;
+use crate::framework::{ClusterEvent, NodeInfo, NodePod, PodInfo, Snapshot};
+
+/// Where a pod is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placed {
+    node: String,
+    /// Counted before the API confirmed its binding.
+    assumed: bool,
+}
+
+/// Nodes and the pods on them.
+#[derive(Debug, Default)]
+pub struct Cache {
+    nodes: Nodes,
+    /// The nodes whose Node object is known, by name: the order cycles walk them in.
+    order: BTreeMap<String, usize>,
+    /// `order`'s slots, flattened for the cycles (rebuilt when a node comes or goes).
+    walk: Vec<usize>,
+    pods: HashMap<String, Placed>,
+    images: HashMap<String, ImageSpread>,
+}
+
+/// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
+/// is a list of slot numbers rather than of names to look up.
+#[derive(Debug, Default)]
+struct Nodes {
+    slots: Vec<Option<NodeInfo>>,
+    by_name: HashMap<String, usize>,
+    free: Vec<usize>,
+}
+
+impl Nodes {
+    fn get(&self, name: &str) -> Option<&NodeInfo> {
+        self.slots.get(*self.by_name.get(name)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.slots.get_mut(*self.by_name.get(name)?)?.as_mut()
+    }
+
+    fn slot(&self, slot: usize) -> Option<&NodeInfo> {
+        self.slots.get(slot)?.as_ref()
+    }
+
+    /// The slot of `name`, made empty if new.
+    fn entry(&mut self, name: &str) -> (usize, &mut NodeInfo) {
+        let slot = match self.by_name.get(name) {
+            Some(slot) => *slot,
+            None => {
+                let slot = self.free.pop().unwrap_or_else(|| {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                });
+                self.slots[slot] = Some(NodeInfo::named(name));
+                self.by_name.insert(name.to_string(), slot);
+                slot
+            }
+        };
+        (slot, self.slots[slot].get_or_insert_with(|| NodeInfo::named(name)))
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(slot) = self.by_name.remove(name) {
+            self.slots[slot] = None;
+            self.free.push(slot);
+        }
+    }
+}
+
+impl Cache {
+    /// A cycle's view.
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
+            nodes: self.walk.iter().filter_map(|slot| self.nodes.slot(*slot)).collect(),
+            images: &self.images,
+        }
+    }
+
+    /// How many nodes a cycle sees.
+    pub fn node_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A node as cached.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes.get(name)
+    }
+
+    /// Adds or changes a node; returns what changed, for the queue.
+    pub fn set_node(&mut self, node: Node) -> Vec<ClusterEvent> {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let (slot, info) = self.nodes.entry(&name);
+        let previous = info.node.take();
+        let events = changes(previous.as_deref(), &node);
+        if let Some(old) = &previous {
+            images_of(old).for_each(|(image, _)| release(&mut self.images, image));
+        }
+        for (image, size) in images_of(&node) {
+            let spread = self.images.entry(image.to_string()).or_default();
+            spread.size = size;
+            spread.nodes += 1;
+        }
+        info.set_node(Arc::new(node));
+        if previous.is_none() {
+            self.order.insert(name, slot);
+            self.walk = self.order.values().copied().collect();
+        }
+        events
+    }
+
+    /// Removes a node (its pods stay counted until they go too).
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(info) = self.nodes.get_mut(name) else { return };
+        if let Some(node) = info.node.take() {
+            images_of(&node).for_each(|(image, _)| release(&mut self.images, image));
+        }
+        if self.order.remove(name).is_some() {
+            self.walk = self.order.values().copied().collect();
+        }
+        if info.pods.is_empty() {
+            self.nodes.remove(name);
+        }
+    }
+
+    /// The names of every node that has a Node object.
+    pub fn node_names(&self) -> impl Iterator<Item = &String> {
+        self.order.keys()
+    }
+
+    /// Counts a bound pod (confirming it if it was assumed); returns the event it is, if any.
+    pub fn add_pod(&mut self, pod: &Pod) -> Option<ClusterEvent> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let node = pod.spec.as_ref()?.node_name.clone()?;
+        let view = Arc::new(NodePod::of(pod));
+        let event = match self.pods.get(&uid) {
+            Some(placed) if !placed.assumed && placed.node == node => {
+                let unchanged = self
+                    .nodes
+                    .get(&node)
+                    .and_then(|n| n.pods.get(&uid))
+                    .is_some_and(|old| **old == *view);
+                if unchanged {
+                    return None;
+                }
+                ClusterEvent::AssignedPodUpdate
+            }
+            _ => ClusterEvent::AssignedPodAdd,
+        };
+        self.remove_pod(&uid);
+        self.nodes.entry(&node).1.add_pod(view);
+        self.pods.insert(uid, Placed { node, assumed: false });
+        Some(event)
+    }
+
+    /// Stops counting a pod; returns whether it was counted (bound or assumed).
+    pub fn remove_pod(&mut self, uid: &str) -> bool {
+        let Some(placed) = self.pods.remove(uid) else { return false };
+        if let Some(info) = self.nodes.get_mut(&placed.node) {
+            info.remove_pod(uid);
+            if info.node.is_none() && info.pods.is_empty() {
+                self.nodes.remove(&placed.node);
+            }
+        }
+        true
+    }
+
+    /// Counts `pod` on `node` before its binding is confirmed.
+    pub fn assume(&mut self, pod: &PodInfo, node: &str) {
+        let mut bound = (*pod.pod).clone();
+        bound.spec.get_or_insert_with(Default::default).node_name = Some(node.to_string());
+        let uid = bound.metadata.uid.clone().unwrap_or_default();
+        self.remove_pod(&uid);
+        let view = Arc::new(NodePod::of(&bound));
+        self.nodes.entry(node).1.add_pod(view);
+        self.pods.insert(uid, Placed { node: node.to_string(), assumed: true });
+    }
+
+    /// Stops counting an assumed pod whose binding failed.
+    pub fn forget(&mut self, uid: &str) {
+        if self.pods.get(uid).is_some_and(|p| p.assumed) {
+            self.remove_pod(uid);
+        }
+    }
+
+    /// Whether a pod is assumed (its binding is on the way).
+    pub fn is_assumed(&self, uid: &str) -> bool {
+        self.pods.get(uid).is_some_and(|p| p.assumed)
+    }
+
+    /// The uids of every counted pod (for a re-list to drop those that are gone).
+    pub fn pod_uids(&self) -> Vec<String> {
+        self.pods.keys().cloned().collect()
+    }
+}
+
+fn release(images: &mut HashMap<String, ImageSpread>, image: &str) {
+    if let Some(spread) = images.get_mut(image) {
+        spread.nodes = spread.nodes.saturating_sub(1);
+        if spread.nodes == 0 {
+            images.remove(image);
+        }
+    }
+}
+
+/// Every name of every image a node reports, with the image's size.
+fn images_of(node: &Node) -> impl Iterator<Item = (&str, i64)> {
+    node.status.as_ref().and_then(|s| s.images.as_ref()).into_iter().flatten().flat_map(|i| {
+        let size = i.size_bytes.unwrap_or(0);
+        i.names.iter().flatten().map(move |n| (n.as_str(), size))
+    })
+}
+
+/// What changed between two versions of a node, as the events the plugins listen for.
+fn changes(old: Option<&Node>, new: &Node) -> Vec<ClusterEvent> {
+    let Some(old) = old else { return vec![ClusterEvent::NodeAdd] };
+    let mut events = Vec::new();
+    if old.metadata.labels != new.metadata.labels {
+        events.push(ClusterEvent::NodeLabel);
+    }
+    let taints = |n: &Node| n.spec.as_ref().map(|s| (s.taints.clone(), s.unschedulable));
+    if taints(old) != taints(new) {
+        events.push(ClusterEvent::NodeTaint);
+    }
+    let allocatable = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    if allocatable(old) != allocatable(new) {
+        events.push(ClusterEvent::NodeAllocatable);
+    }
+    let conditions = |n: &Node| n.status.as_ref().and_then(|s| s.conditions.clone());
+    if conditions(old) != conditions(new) {
+        events.push(ClusterEvent::NodeOther);
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::fixtures::{info, requesting};
+
+    fn node(name: &str, cpu: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                "images": [{"names": ["app:1"], "sizeBytes": 1000}]}
+        }))
+        .expect("a node")
+    }
+
+    fn bound(uid: &str, node: &str) -> Pod {
+        let mut pod = requesting("1", "1Gi");
+        pod.metadata.uid = Some(uid.into());
+        pod.spec.as_mut().expect("spec").node_name = Some(node.into());
+        pod
+    }
+
+    #[test]
+    fn assumed_pods_count_until_confirmed_or_forgotten() {
+        let mut cache = Cache::default();
+        assert_eq!(cache.set_node(node("a", "4")), vec![ClusterEvent::NodeAdd]);
+        let mut pending = requesting("1", "1Gi");
+        pending.metadata.uid = Some("u1".into());
+        cache.assume(&info(pending), "a");
+        assert!(cache.is_assumed("u1"));
+        assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
+        // The watch confirms the binding: counted once.
+        assert_eq!(cache.add_pod(&bound("u1", "a")), Some(ClusterEvent::AssignedPodAdd));
+        assert!(!cache.is_assumed("u1"));
+        assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
+        assert_eq!(cache.add_pod(&bound("u1", "a")), None, "no change, no event");
+        let mut other = requesting("2", "1Gi");
+        other.metadata.uid = Some("u2".into());
+        cache.assume(&info(other), "a");
+        cache.forget("u2");
+        assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
+        assert!(cache.remove_pod("u1"));
+        assert_eq!(cache.node("a").map(|n| n.requested.pods), Some(0));
+    }
+
+    #[test]
+    fn node_changes_become_events() {
+        let mut cache = Cache::default();
+        cache.set_node(node("a", "4"));
+        assert_eq!(cache.set_node(node("a", "8")), vec![ClusterEvent::NodeAllocatable]);
+        let mut cordoned = node("a", "8");
+        cordoned.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            unschedulable: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(cache.set_node(cordoned), vec![ClusterEvent::NodeTaint]);
+        assert_eq!(cache.snapshot().images.get("app:1").map(|i| i.nodes), Some(1));
+        cache.set_node(node("b", "4"));
+        assert_eq!(cache.snapshot().images.get("app:1").map(|i| i.nodes), Some(2));
+        cache.remove_node("a");
+        assert_eq!(cache.node_count(), 1);
+        assert_eq!(cache.snapshot().images.get("app:1").map(|i| i.nodes), Some(1));
+    }
+
+    #[test]
+    fn pods_seen_before_their_node() {
+        let mut cache = Cache::default();
+        cache.add_pod(&bound("u1", "late"));
+        assert_eq!(cache.snapshot().nodes.len(), 0, "no Node object yet");
+        cache.set_node(node("late", "4"));
+        let snapshot = cache.snapshot();
+        assert_eq!(snapshot.nodes.len(), 1);
+        assert_eq!(snapshot.nodes[0].requested.milli_cpu, 1000);
+    }
+}

@@ -1,0 +1,251 @@
+//! The scheduling framework, in upstream's shape: plugins implement some of the extension
+//! points (PreFilter, Filter, PreScore, Score with its normalization), a profile orders them,
+//! and one scheduling cycle runs them over a snapshot of the cluster. A plugin's filter and
+//! score are plain functions of the pod, the node and what its PreFilter or PreScore computed
+//! for the cycle, so each plugin is table-tested without a server.
+
+pub mod cycle_state;
+pub mod diagnosis;
+pub mod labels;
+pub mod node_info;
+pub mod pod_info;
+pub mod resources;
+pub mod snapshot;
+
+use std::fmt;
+
+pub use cycle_state::CycleState;
+pub use diagnosis::Diagnosis;
+pub use node_info::NodeInfo;
+pub use pod_info::{NodePod, PodInfo};
+pub use snapshot::Snapshot;
+
+/// The best score a plugin gives a node after normalization.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// Whether a rejection could be lifted by preempting pods on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The node does not fit now; removing pods could make it fit.
+    Unschedulable,
+    /// The node cannot fit whatever is removed from it (a taint, a label).
+    UnschedulableAndUnresolvable,
+}
+
+/// Why a plugin refused a node: data, worded by `Display` as upstream's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Not enough of a resource is free (`cpu`, `memory`, an extended resource).
+    Insufficient(String),
+    /// The node holds as many pods as it allows.
+    TooManyPods,
+    /// The node is cordoned.
+    NodeUnschedulable,
+    /// A taint the pod does not tolerate.
+    UntoleratedTaint {
+        /// The taint's key.
+        key: String,
+        /// The taint's value.
+        value: String,
+    },
+    /// The node's labels do not match the pod's node selector or required node affinity.
+    NodeAffinityMismatch,
+    /// The pod asks for another node by name.
+    NodeNameMismatch,
+    /// A host port the pod asks for is taken.
+    PortsInUse,
+    /// No existing pod matches a required pod affinity term in the node's topology domain.
+    PodAffinityMismatch,
+    /// A pod in the node's topology domain matches a required anti-affinity term of the pod.
+    PodAntiAffinityMismatch,
+    /// The pod matches a required anti-affinity term of a pod in the node's topology domain.
+    ExistingPodsAntiAffinityMismatch,
+    /// Placing the pod here would break a topology spread constraint.
+    TopologySpreadMismatch,
+    /// The node lacks a label a topology spread constraint spreads over.
+    TopologySpreadMissingLabel,
+    /// The node was not considered because a PreFilter narrowed the nodes.
+    NotInPreFilterResult(&'static str),
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Insufficient(resource) => write!(f, "Insufficient {resource}"),
+            Reason::TooManyPods => f.write_str("Too many pods"),
+            Reason::NodeUnschedulable => f.write_str("node(s) were unschedulable"),
+            Reason::UntoleratedTaint { key, value } => {
+                write!(f, "node(s) had untolerated taint {{{key}: {value}}}")
+            }
+            Reason::NodeAffinityMismatch => {
+                f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
+            Reason::NodeNameMismatch => f.write_str("node(s) didn't match the requested node name"),
+            Reason::PortsInUse => {
+                f.write_str("node(s) didn't have free ports for the requested pod ports")
+            }
+            Reason::PodAffinityMismatch => f.write_str("node(s) didn't match pod affinity rules"),
+            Reason::PodAntiAffinityMismatch => {
+                f.write_str("node(s) didn't match pod anti-affinity rules")
+            }
+            Reason::ExistingPodsAntiAffinityMismatch => {
+                f.write_str("node(s) didn't satisfy existing pods anti-affinity rules")
+            }
+            Reason::TopologySpreadMismatch => {
+                f.write_str("node(s) didn't match pod topology spread constraints")
+            }
+            Reason::TopologySpreadMissingLabel => f.write_str(
+                "node(s) didn't match pod topology spread constraints (missing required label)",
+            ),
+            Reason::NotInPreFilterResult(plugin) => {
+                write!(f, "node(s) didn't satisfy plugin(s) [{plugin}]")
+            }
+        }
+    }
+}
+
+/// A plugin's refusal of a node (or, from PreFilter, of every node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The plugin that refused.
+    pub plugin: &'static str,
+    /// Whether preemption could help.
+    pub code: Code,
+    /// Why, one or more.
+    pub reasons: Vec<Reason>,
+}
+
+impl Rejection {
+    /// A refusal that preemption could lift.
+    pub fn unschedulable(plugin: &'static str, reasons: Vec<Reason>) -> Self {
+        Self { plugin, code: Code::Unschedulable, reasons }
+    }
+
+    /// A refusal that no preemption can lift.
+    pub fn unresolvable(plugin: &'static str, reason: Reason) -> Self {
+        Self { plugin, code: Code::UnschedulableAndUnresolvable, reasons: vec![reason] }
+    }
+}
+
+/// The extension points a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Points(u8);
+
+impl Points {
+    /// Runs once per cycle before filtering; may refuse the pod outright.
+    pub const PRE_FILTER: Points = Points(1);
+    /// Refuses nodes.
+    pub const FILTER: Points = Points(2);
+    /// Runs once per cycle before scoring.
+    pub const PRE_SCORE: Points = Points(4);
+    /// Scores nodes.
+    pub const SCORE: Points = Points(8);
+
+    /// Whether every point of `other` is in `self`.
+    pub fn contains(self, other: Points) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for Points {
+    type Output = Points;
+    fn bitor(self, other: Points) -> Points {
+        Points(self.0 | other.0)
+    }
+}
+
+/// A change in the cluster that can make a pod that did not fit fit now. Each plugin names the
+/// ones that can lift its refusals, and the queue moves a refused pod back when one happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterEvent {
+    /// A node was added.
+    NodeAdd,
+    /// A node's labels changed.
+    NodeLabel,
+    /// A node's taints or `spec.unschedulable` changed.
+    NodeTaint,
+    /// A node's allocatable resources changed.
+    NodeAllocatable,
+    /// A node's conditions or other status changed.
+    NodeOther,
+    /// A node was deleted.
+    NodeDelete,
+    /// A pod was bound to a node.
+    AssignedPodAdd,
+    /// A bound pod changed (its labels, its requests).
+    AssignedPodUpdate,
+    /// A bound pod went away (deleted or finished), freeing what it held.
+    AssignedPodDelete,
+}
+
+/// A scheduling plugin. Each method has a default that does nothing; a profile calls only the
+/// points a plugin declares in [`Plugin::points`].
+pub trait Plugin: Send + Sync {
+    /// The plugin's name, as in a `KubeSchedulerConfiguration`.
+    fn name(&self) -> &'static str;
+
+    /// The extension points it implements.
+    fn points(&self) -> Points;
+
+    /// The cluster changes that can lift this plugin's refusals.
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[]
+    }
+
+    /// Computes what the filter reads for this pod, once per cycle, or refuses the pod on
+    /// every node.
+    fn pre_filter(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _snapshot: &Snapshot<'_>,
+    ) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Refuses a node, or lets it through.
+    fn filter(
+        &self,
+        _state: &CycleState,
+        _pod: &PodInfo,
+        _node: &NodeInfo,
+    ) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// Computes what the score reads, once per cycle, over the nodes that passed the filters.
+    fn pre_score(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        _snapshot: &Snapshot<'_>,
+    ) {
+    }
+
+    /// A node's raw score.
+    fn score(&self, _state: &CycleState, _pod: &PodInfo, _node: &NodeInfo) -> i64 {
+        0
+    }
+
+    /// Brings the raw scores of every feasible node into `0..=MAX_NODE_SCORE`.
+    fn normalize(&self, _scores: &mut [i64]) {}
+}
+
+/// Upstream's `DefaultNormalizeScore`: scales scores so that the highest is
+/// [`MAX_NODE_SCORE`]; `reverse` makes the lowest raw score the best.
+pub fn normalize_scores(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for score in scores {
+        *score = MAX_NODE_SCORE * *score / max;
+        if reverse {
+            *score = MAX_NODE_SCORE - *score;
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The in-tree plugins, one module each, and the registry that builds them by name with their
+//! arguments from a profile's `pluginConfig`.
+
+#[cfg(test)]
+pub mod fixtures;
+pub mod image_locality;
+pub mod node_affinity;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_resources_fit;
+pub mod node_unschedulable;
+pub mod taint_toleration;
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::framework::Plugin;
+use node_resources_fit::{NodeResourcesFit, ShapePoint, Strategy, WeightedResource};
+
+/// Upstream's default plugins (its `multiPoint` set) in order, with their score weights, for
+/// those this scheduler has. Queue sorting and scheduling gates are the queue's own.
+pub const DEFAULT: &[(&str, i64)] = &[
+    (node_unschedulable::NAME, 0),
+    (node_name::NAME, 0),
+    (taint_toleration::NAME, 3),
+    (node_affinity::NAME, 2),
+    (node_ports::NAME, 0),
+    (node_resources_fit::NAME, 1),
+    (node_resources_fit::BALANCED_NAME, 1),
+    (image_locality::NAME, 1),
+];
+
+/// Why a plugin could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No plugin has that name.
+    #[error("no plugin named {0:?}")]
+    Unknown(String),
+    /// The plugin's arguments do not parse.
+    #[error("invalid args for plugin {plugin}: {message}")]
+    Args {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `NodeResourcesFitArgs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FitArgs {
+    scoring_strategy: Option<ScoringStrategy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScoringStrategy {
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    #[serde(default)]
+    resources: Option<Vec<WeightedResource>>,
+    requested_to_capacity_ratio: Option<RatioArgs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RatioArgs {
+    shape: Vec<ShapePoint>,
+}
+
+/// Builds the plugin `name` with `args` (the `args` of its `pluginConfig` entry, if any).
+pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plugin>, PluginError> {
+    let invalid = |message: String| PluginError::Args { plugin: name.to_string(), message };
+    Ok(match name {
+        node_unschedulable::NAME => Arc::new(node_unschedulable::NodeUnschedulable),
+        node_name::NAME => Arc::new(node_name::NodeName),
+        taint_toleration::NAME => Arc::new(taint_toleration::TaintToleration),
+        node_affinity::NAME => Arc::new(node_affinity::NodeAffinity),
+        node_ports::NAME => Arc::new(node_ports::NodePorts),
+        node_resources_fit::BALANCED_NAME => {
+            Arc::new(node_resources_fit::BalancedAllocation::default())
+        }
+        image_locality::NAME => Arc::new(image_locality::ImageLocality),
+        node_resources_fit::NAME => {
+            let args: FitArgs = match args {
+                Some(value) => {
+                    serde_json::from_value(value.clone()).map_err(|e| invalid(e.to_string()))?
+                }
+                None => FitArgs::default(),
+            };
+            let Some(scoring) = args.scoring_strategy else {
+                return Ok(Arc::new(NodeResourcesFit::default()));
+            };
+            let resources = scoring.resources.unwrap_or_else(node_resources_fit::default_resources);
+            if resources.iter().any(|r| r.weight <= 0 || r.weight > 100) {
+                return Err(invalid("resource weights must be in 1..=100".to_string()));
+            }
+            let strategy = match scoring.kind.as_deref().unwrap_or("LeastAllocated") {
+                "LeastAllocated" => Strategy::LeastAllocated,
+                "MostAllocated" => Strategy::MostAllocated,
+                "RequestedToCapacityRatio" => {
+                    let shape = scoring
+                        .requested_to_capacity_ratio
+                        .map(|r| r.shape)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| {
+                            invalid("requestedToCapacityRatio.shape is required".into())
+                        })?;
+                    let increasing = shape.windows(2).all(|w| w[0].utilization < w[1].utilization);
+                    let in_range = shape
+                        .iter()
+                        .all(|p| (0..=100).contains(&p.utilization) && (0..=10).contains(&p.score));
+                    if !increasing || !in_range {
+                        return Err(invalid(
+                            "shape points need increasing utilization in 0..=100 and scores in 0..=10"
+                                .into(),
+                        ));
+                    }
+                    Strategy::RequestedToCapacityRatio(shape)
+                }
+                other => return Err(invalid(format!("unknown scoring strategy type {other:?}"))),
+            };
+            Arc::new(NodeResourcesFit::new(strategy, resources))
+        }
+        other => return Err(PluginError::Unknown(other.to_string())),
+    })
+}

@@ -1,0 +1,445 @@
+//! The scheduler at work: node and pod watches feed the cache and the queue; one loop pops a
+//! pod, runs a cycle over the cache, assumes the pod on the chosen node and binds it through
+//! `pods/binding` in the background, so the next cycle starts at once and already sees it.
+//! A pod no node fits gets upstream's `FailedScheduling` event and `PodScheduled=False`
+//! condition, and waits in the queue for a cluster change that could make it fit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use krust_client::Events;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use crate::cache::Cache;
+use crate::cycle::{self, Random};
+use crate::framework::{ClusterEvent, PodInfo};
+use crate::profile::{DEFAULT_SCHEDULER, Profile};
+use crate::queue::Queue;
+
+/// How often parked pods are checked for the five-minute limit and back-offs.
+const FLUSH_PERIOD: Duration = Duration::from_secs(1);
+
+/// What the watches report.
+enum Input {
+    Node(Box<watcher::Event<Node>>),
+    Pod(Box<watcher::Event<Pod>>),
+}
+
+/// How a binding ended.
+enum Outcome {
+    Bound { uid: String },
+    Failed { uid: String, gone: bool },
+}
+
+/// One scheduler's state while it leads.
+pub struct Scheduler {
+    client: Client,
+    profiles: Vec<Profile>,
+    events: HashMap<String, Events>,
+    /// The events each plugin listens for.
+    listens: HashMap<&'static str, Vec<ClusterEvent>>,
+    cache: Cache,
+    queue: Queue,
+    next_start: usize,
+    random: Random,
+    nodes_synced: bool,
+    pods_synced: bool,
+    node_relist: Option<HashSet<String>>,
+    pod_relist: Option<HashSet<String>>,
+    outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
+}
+
+impl Scheduler {
+    /// A scheduler for `profiles`, acting through `client`.
+    pub fn new(client: Client, profiles: Vec<Profile>) -> Self {
+        let events = profiles
+            .iter()
+            .map(|p| (p.scheduler_name.clone(), Events::new(client.clone(), &p.scheduler_name)))
+            .collect();
+        let mut listens: HashMap<&'static str, Vec<ClusterEvent>> = HashMap::new();
+        for profile in &profiles {
+            for plugin in profile.plugins() {
+                listens.insert(plugin.name(), plugin.events().to_vec());
+            }
+        }
+        let seed = Timestamp::now().as_nanosecond() as u64;
+        Self {
+            client,
+            profiles,
+            events,
+            listens,
+            cache: Cache::default(),
+            queue: Queue::default(),
+            next_start: 0,
+            random: Random::new(seed),
+            nodes_synced: false,
+            pods_synced: false,
+            node_relist: None,
+            pod_relist: None,
+            outcomes: mpsc::unbounded_channel(),
+        }
+    }
+
+    /// Schedules until dropped.
+    pub async fn run(mut self) {
+        let (sender, mut inputs) = mpsc::channel::<Input>(1024);
+        let mut watches = tokio::task::JoinSet::new();
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let pods: Api<Pod> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(nodes), sender.clone(), |e| Input::Node(Box::new(e))));
+        watches.spawn(forward(watch(pods), sender, |e| Input::Pod(Box::new(e))));
+        let mut flush = tokio::time::interval(FLUSH_PERIOD);
+        loop {
+            while let Ok(input) = inputs.try_recv() {
+                self.on_input(input);
+            }
+            while let Ok(outcome) = self.outcomes.1.try_recv() {
+                self.on_outcome(outcome);
+            }
+            if self.nodes_synced
+                && self.pods_synced
+                && let Some(pod) = self.queue.pop(Instant::now())
+            {
+                self.schedule_one(pod);
+                tokio::task::consume_budget().await;
+                continue;
+            }
+            let wake = self.queue.next_backoff().unwrap_or_else(|| Instant::now() + FLUSH_PERIOD);
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => return,
+                },
+                Some(outcome) = self.outcomes.1.recv() => self.on_outcome(outcome),
+                () = tokio::time::sleep_until(wake.into()) => {}
+                _ = flush.tick() => self.queue.flush(Instant::now()),
+            }
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Node(event) => self.on_node(*event),
+            Input::Pod(event) => self.on_pod(*event),
+        }
+    }
+
+    fn on_node(&mut self, event: watcher::Event<Node>) {
+        match event {
+            watcher::Event::Init => self.node_relist = Some(HashSet::new()),
+            watcher::Event::InitApply(node) => {
+                if let (Some(seen), Some(name)) = (&mut self.node_relist, &node.metadata.name) {
+                    seen.insert(name.clone());
+                }
+                self.node_changed(node);
+            }
+            watcher::Event::InitDone => {
+                let seen = self.node_relist.take().unwrap_or_default();
+                let gone: Vec<String> =
+                    self.cache.node_names().filter(|n| !seen.contains(*n)).cloned().collect();
+                for name in gone {
+                    self.cache.remove_node(&name);
+                }
+                self.nodes_synced = true;
+            }
+            watcher::Event::Apply(node) => self.node_changed(node),
+            watcher::Event::Delete(node) => {
+                self.cache.remove_node(node.metadata.name.as_deref().unwrap_or_default());
+                self.moved(ClusterEvent::NodeDelete);
+            }
+        }
+    }
+
+    fn node_changed(&mut self, node: Node) {
+        for event in self.cache.set_node(node) {
+            self.moved(event);
+        }
+    }
+
+    fn on_pod(&mut self, event: watcher::Event<Pod>) {
+        match event {
+            watcher::Event::Init => self.pod_relist = Some(HashSet::new()),
+            watcher::Event::InitApply(pod) => {
+                if let (Some(seen), Some(uid)) = (&mut self.pod_relist, &pod.metadata.uid) {
+                    seen.insert(uid.clone());
+                }
+                self.pod_changed(pod);
+            }
+            watcher::Event::InitDone => {
+                let seen = self.pod_relist.take().unwrap_or_default();
+                for uid in self.cache.pod_uids() {
+                    if !seen.contains(&uid) && self.cache.remove_pod(&uid) {
+                        self.moved(ClusterEvent::AssignedPodDelete);
+                    }
+                }
+                self.pods_synced = true;
+            }
+            watcher::Event::Apply(pod) => self.pod_changed(pod),
+            watcher::Event::Delete(pod) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                self.queue.remove(&uid);
+                if self.cache.remove_pod(&uid) {
+                    self.moved(ClusterEvent::AssignedPodDelete);
+                }
+            }
+        }
+    }
+
+    fn pod_changed(&mut self, pod: Pod) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let finished = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        let bound =
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        if bound {
+            self.queue.remove(&uid);
+            if finished {
+                if self.cache.remove_pod(&uid) {
+                    self.moved(ClusterEvent::AssignedPodDelete);
+                }
+            } else if let Some(event) = self.cache.add_pod(&pod) {
+                self.moved(event);
+            }
+            return;
+        }
+        if finished || pod.metadata.deletion_timestamp.is_some() || !self.responsible(&pod) {
+            self.queue.remove(&uid);
+            return;
+        }
+        // A pod in flight or being bound keeps its place; its new version is kept.
+        self.queue.upsert(Arc::new(pod), Instant::now());
+    }
+
+    /// Whether one of this scheduler's profiles schedules `pod`.
+    fn responsible(&self, pod: &Pod) -> bool {
+        let name = scheduler_name(pod);
+        self.profiles.iter().any(|p| p.scheduler_name == name)
+    }
+
+    /// Moves the parked pods that `event` may help.
+    fn moved(&mut self, event: ClusterEvent) {
+        let listens = &self.listens;
+        let interested = |plugin: &'static str, event: ClusterEvent| {
+            listens.get(plugin).is_some_and(|events| events.contains(&event))
+        };
+        self.queue.on_event(event, &interested, Instant::now());
+    }
+
+    fn on_outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Bound { uid } => self.queue.bound(&uid),
+            Outcome::Failed { uid, gone } => {
+                self.cache.forget(&uid);
+                if gone {
+                    self.queue.remove(&uid);
+                } else {
+                    self.queue.failed(&uid, Instant::now());
+                }
+                // What it held is free again.
+                self.moved(ClusterEvent::AssignedPodDelete);
+            }
+        }
+    }
+
+    fn schedule_one(&mut self, pod: PodInfo) {
+        let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
+        let name = scheduler_name(&pod.pod);
+        let Some(profile) = self.profiles.iter().find(|p| p.scheduler_name == name) else {
+            self.queue.remove(&uid);
+            return;
+        };
+        let snapshot = self.cache.snapshot();
+        let nodes = snapshot.nodes.len();
+        match cycle::schedule(profile, &pod, &snapshot, self.next_start, &mut self.random) {
+            Ok(placement) => {
+                self.next_start = (self.next_start + placement.evaluated) % nodes.max(1);
+                self.cache.assume(&pod, &placement.node);
+                self.bind(pod, placement.node, name);
+            }
+            Err(diagnosis) => {
+                let message = diagnosis.message();
+                tracing::debug!(pod = pod.key(), message, "unschedulable");
+                self.queue.unschedulable(&uid, diagnosis.plugins(), Instant::now());
+                self.record_unschedulable(&pod, &name, message);
+            }
+        }
+    }
+
+    /// Binds `pod` to `node` in the background; the outcome comes back to the loop.
+    fn bind(&self, pod: PodInfo, node: String, scheduler: String) {
+        let namespace = pod.namespace().to_string();
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let events = self.events.get(&scheduler).cloned();
+        let outcomes = self.outcomes.0.clone();
+        let binding = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        });
+        tokio::spawn(async move {
+            let result = api
+                .create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await;
+            let outcome = match result {
+                Ok(_) => {
+                    if let Some(events) = &events {
+                        events.normal(
+                            reference(&pod.pod),
+                            "Scheduled",
+                            "Binding",
+                            format!("Successfully assigned {namespace}/{name} to {node}"),
+                        );
+                    }
+                    Outcome::Bound { uid }
+                }
+                Err(e) => {
+                    let gone = matches!(&e, kube::Error::Api(s) if s.is_not_found());
+                    tracing::info!(pod = %format!("{namespace}/{name}"), node, error = %e, "binding failed");
+                    if !gone && let Some(events) = &events {
+                        events.warning(
+                            reference(&pod.pod),
+                            "FailedScheduling",
+                            "Scheduling",
+                            format!("Binding rejected: {}", describe(&e)),
+                        );
+                    }
+                    Outcome::Failed { uid, gone }
+                }
+            };
+            let _ = outcomes.send(outcome);
+        });
+    }
+
+    /// The `FailedScheduling` event, and `PodScheduled=False` with the same message unless
+    /// the pod says so already.
+    fn record_unschedulable(&self, pod: &PodInfo, scheduler: &str, message: String) {
+        if let Some(events) = self.events.get(scheduler) {
+            events.warning(reference(&pod.pod), "FailedScheduling", "Scheduling", message.clone());
+        }
+        let current = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+        let unchanged = current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message.as_str())
+        });
+        if unchanged {
+            return;
+        }
+        let transition = match current {
+            Some(c) if c.status == "False" => c.last_transition_time.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| Time(Timestamp::now()));
+        let condition = PodCondition {
+            type_: "PodScheduled".to_string(),
+            status: "False".to_string(),
+            reason: Some("Unschedulable".to_string()),
+            message: Some(message),
+            last_transition_time: Some(transition),
+            ..PodCondition::default()
+        };
+        let patch = serde_json::json!({"status": {"conditions": [condition]}});
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), pod.namespace());
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            if let Err(e) =
+                api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await
+            {
+                tracing::debug!(pod = name, error = %e, "cannot write PodScheduled");
+            }
+        });
+    }
+}
+
+/// A pod's `spec.schedulerName`, the default when absent.
+fn scheduler_name(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| DEFAULT_SCHEDULER.to_string())
+}
+
+/// The reference an event about `pod` carries.
+fn reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".to_string()),
+        kind: Some("Pod".to_string()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// An API error as upstream prints it in events: the server's message when it sent one.
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A watch of every object of a kind, re-listing with back-off after errors.
+fn watch<K>(api: Api<K>) -> impl Stream<Item = watcher::Event<K>> + Send
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let kind = K::kind(&()).to_string();
+    watcher(api, watcher::Config::default()).default_backoff().filter_map(move |event| {
+        let kind = kind.clone();
+        async move {
+            match event {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; re-listing");
+                    None
+                }
+            }
+        }
+    })
+}
+
+/// Hands every event of `stream` to the loop.
+async fn forward<K>(
+    stream: impl Stream<Item = watcher::Event<K>> + Send,
+    sender: mpsc::Sender<Input>,
+    wrap: fn(watcher::Event<K>) -> Input,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        if sender.send(wrap(event)).await.is_err() {
+            return;
+        }
+    }
+}
