@@ -12,13 +12,15 @@ pub mod deployment;
 pub mod error;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
 pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{Api, Client, Config};
 
 pub use error::Error;
@@ -94,6 +96,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut replica_sets = Informer::<ReplicaSet>::default();
     let mut pods = Informer::<Pod>::default();
     let mut deployments = Informer::<Deployment>::default();
+    let mut nodes = Informer::<Node>::default();
+    let mut node_leases = Informer::<Lease>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -122,11 +126,19 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut replica_sets,
         &mut pods,
     ));
+    tasks.spawn(node_lifecycle::run(
+        credentials.client_for(node_lifecycle::NAME).await?,
+        &mut nodes,
+        &mut node_leases,
+        &mut pods,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
     tasks.spawn(pods.run(Api::all(root.clone())));
-    tasks.spawn(deployments.run(Api::all(root)));
+    tasks.spawn(deployments.run(Api::all(root.clone())));
+    tasks.spawn(nodes.run(Api::all(root.clone())));
+    tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
