@@ -266,7 +266,9 @@ mod tests {
                 "TaintToleration",
                 "NodeAffinity",
                 "NodePorts",
-                "NodeResourcesFit"
+                "NodeResourcesFit",
+                "PodTopologySpread",
+                "InterPodAffinity"
             ]
         );
         let weights: Vec<_> = profile.score.iter().map(|(p, w)| (p.name(), *w)).collect();
@@ -276,6 +278,8 @@ mod tests {
                 ("TaintToleration", 3),
                 ("NodeAffinity", 2),
                 ("NodeResourcesFit", 1),
+                ("PodTopologySpread", 2),
+                ("InterPodAffinity", 2),
                 ("NodeResourcesBalancedAllocation", 1),
                 ("ImageLocality", 1)
             ]
@@ -309,7 +313,7 @@ profiles:
         assert_eq!(packer.scheduler_name, "packer");
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
-        assert_eq!(packer.filter.len(), 6);
+        assert_eq!(packer.filter.len(), 8);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 #[cfg(test)]
 pub mod fixtures;
 pub mod image_locality;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod taint_toleration;
 
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
+    (pod_topology_spread::NAME, 2),
+    (inter_pod_affinity::NAME, 2),
     (node_resources_fit::BALANCED_NAME, 1),
     (image_locality::NAME, 1),
 ];
@@ -82,6 +86,8 @@ pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plu
             Arc::new(node_resources_fit::BalancedAllocation::default())
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
+        pod_topology_spread::NAME => Arc::new(pod_topology_spread::PodTopologySpread),
+        inter_pod_affinity::NAME => Arc::new(inter_pod_affinity::InterPodAffinity),
         node_resources_fit::NAME => {
             let args: FitArgs = match args {
                 Some(value) => {

@@ -1,0 +1,400 @@
+//! InterPodAffinity: required pod affinity places a pod only in topology domains (nodes,
+//! zones) that already hold pods its terms select; required anti-affinity keeps it out of
+//! domains that hold them, and out of domains whose pods' own anti-affinity selects it.
+//! Preferred terms, its own and those of the pods already placed, score domains.
+//!
+//! A term's namespaces are its `namespaces`, the pod's own when empty, or every namespace when
+//! its `namespaceSelector` is empty (`{}`); a selector with labels matches only the listed
+//! namespaces, as namespace labels are not in this scheduler's cache.
+
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::framework::labels::selector_matches;
+use crate::framework::{
+    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points, Reason,
+    Rejection, Snapshot,
+};
+
+/// The plugin's name.
+pub const NAME: &str = "InterPodAffinity";
+/// The weight an existing pod's required affinity term gives domains when scoring (upstream's
+/// default `hardPodAffinityWeight`).
+const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
+
+/// Places pods by the pods around them.
+pub struct InterPodAffinity;
+
+/// A term resolved against its pod's namespace.
+struct Term {
+    selector: LabelSelector,
+    namespaces: Vec<String>,
+    all_namespaces: bool,
+    key: String,
+}
+
+impl Term {
+    fn new(
+        term: &PodAffinityTerm,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let mut selector = term.label_selector.clone().unwrap_or_else(|| LabelSelector {
+            // No selector selects nothing.
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "krust.dev/never".into(),
+                    operator: "Exists".into(),
+                    values: None,
+                },
+            ]),
+            ..LabelSelector::default()
+        });
+        for key in term.match_label_keys.iter().flatten() {
+            if let Some(value) = labels.get(key) {
+                selector
+                    .match_labels
+                    .get_or_insert_with(Default::default)
+                    .insert(key.clone(), value.clone());
+            }
+        }
+        let listed = term.namespaces.clone().unwrap_or_default();
+        let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
+            s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        });
+        let namespaces = if listed.is_empty() && term.namespace_selector.is_none() {
+            vec![namespace.to_string()]
+        } else {
+            listed
+        };
+        Self { selector, namespaces, all_namespaces, key: term.topology_key.clone() }
+    }
+
+    fn matches(
+        &self,
+        namespace: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        (self.all_namespaces || self.namespaces.iter().any(|n| n == namespace))
+            && selector_matches(&self.selector, labels)
+    }
+}
+
+fn required(affinity: Option<&Affinity>, anti: bool) -> Vec<&PodAffinityTerm> {
+    let Some(affinity) = affinity else { return Vec::new() };
+    let terms = if anti {
+        affinity
+            .pod_anti_affinity
+            .as_ref()
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+    } else {
+        affinity
+            .pod_affinity
+            .as_ref()
+            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+    };
+    terms.into_iter().flatten().collect()
+}
+
+fn preferred(affinity: Option<&Affinity>, anti: bool) -> Vec<(i64, &PodAffinityTerm)> {
+    let Some(affinity) = affinity else { return Vec::new() };
+    let terms = if anti {
+        affinity
+            .pod_anti_affinity
+            .as_ref()
+            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+    } else {
+        affinity
+            .pod_affinity
+            .as_ref()
+            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+    };
+    terms.into_iter().flatten().map(|w| (i64::from(w.weight), &w.pod_affinity_term)).collect()
+}
+
+/// What the filter reads.
+struct Filtering {
+    /// Domains `(key, value)` where an existing pod's anti-affinity selects the pod.
+    existing_anti: HashMap<(String, String), i64>,
+    /// The pod's required affinity terms, with matching pods per domain value.
+    affinity: Vec<(Term, HashMap<String, i64>)>,
+    /// The pod's required anti-affinity terms, with matching pods per domain value.
+    anti: Vec<(Term, HashMap<String, i64>)>,
+    /// No pod anywhere matches the affinity terms, and the pod matches them itself: the first
+    /// of its group may go anywhere.
+    first_of_group: bool,
+}
+
+fn live(node: &NodeInfo) -> impl Iterator<Item = &NodePod> {
+    node.pods.values().map(|p| p.as_ref()).filter(|p| !p.terminating)
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn points(&self) -> Points {
+        Points::PRE_FILTER | Points::FILTER | Points::PRE_SCORE | Points::SCORE
+    }
+
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent::NodeAdd,
+            ClusterEvent::NodeLabel,
+            ClusterEvent::AssignedPodAdd,
+            ClusterEvent::AssignedPodUpdate,
+            ClusterEvent::AssignedPodDelete,
+        ]
+    }
+
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot<'_>,
+    ) -> Result<(), Rejection> {
+        let namespace = pod.namespace();
+        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let own = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let mut existing_anti = HashMap::new();
+        for node in snapshot.nodes_with_affinity_pods() {
+            for existing in live(node) {
+                let Some(affinity) = existing.affinity.as_deref() else { continue };
+                for term in required(Some(affinity), true) {
+                    let term = Term::new(term, &existing.namespace, &existing.labels);
+                    if let Some(value) = node.label(&term.key)
+                        && term.matches(namespace, &labels)
+                    {
+                        *existing_anti.entry((term.key.clone(), value.to_string())).or_insert(0) +=
+                            1;
+                    }
+                }
+            }
+        }
+        let count = |terms: Vec<&PodAffinityTerm>| -> Vec<(Term, HashMap<String, i64>)> {
+            terms
+                .into_iter()
+                .map(|t| {
+                    let term = Term::new(t, namespace, &labels);
+                    let mut domains = HashMap::new();
+                    for node in &snapshot.nodes {
+                        let Some(value) = node.label(&term.key) else { continue };
+                        let n =
+                            live(node).filter(|p| term.matches(&p.namespace, &p.labels)).count();
+                        if n > 0 {
+                            *domains.entry(value.to_string()).or_insert(0) += n as i64;
+                        }
+                    }
+                    (term, domains)
+                })
+                .collect()
+        };
+        let affinity = count(required(own, false));
+        let anti = count(required(own, true));
+        let first_of_group = !affinity.is_empty()
+            && affinity.iter().all(|(_, domains)| domains.is_empty())
+            && affinity.iter().all(|(term, _)| term.matches(namespace, &labels));
+        if existing_anti.is_empty() && affinity.is_empty() && anti.is_empty() {
+            return Ok(());
+        }
+        state.write(NAME, Filtering { existing_anti, affinity, anti, first_of_group });
+        Ok(())
+    }
+
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(filtering) = state.read::<Filtering>(NAME) else { return Ok(()) };
+        let labels = node.labels();
+        let refused_by_existing = labels.into_iter().flatten().any(|(k, v)| {
+            filtering.existing_anti.get(&(k.clone(), v.clone())).is_some_and(|n| *n > 0)
+        });
+        if refused_by_existing {
+            return Err(Rejection::unschedulable(
+                NAME,
+                vec![Reason::ExistingPodsAntiAffinityMismatch],
+            ));
+        }
+        if !filtering.first_of_group {
+            for (term, domains) in &filtering.affinity {
+                let here = node.label(&term.key).and_then(|v| domains.get(v)).copied().unwrap_or(0);
+                if here == 0 {
+                    return Err(Rejection::unresolvable(NAME, Reason::PodAffinityMismatch));
+                }
+            }
+        }
+        for (term, domains) in &filtering.anti {
+            let here = node.label(&term.key).and_then(|v| domains.get(v)).copied().unwrap_or(0);
+            if here > 0 {
+                return Err(Rejection::unschedulable(NAME, vec![Reason::PodAntiAffinityMismatch]));
+            }
+        }
+        Ok(())
+    }
+
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        snapshot: &Snapshot<'_>,
+    ) {
+        let namespace = pod.namespace();
+        let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+        let own = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let own_terms: Vec<(i64, Term)> = preferred(own, false)
+            .into_iter()
+            .map(|(w, t)| (w, Term::new(t, namespace, &labels)))
+            .chain(
+                preferred(own, true)
+                    .into_iter()
+                    .map(|(w, t)| (-w, Term::new(t, namespace, &labels))),
+            )
+            .collect();
+        let mut domains: HashMap<(String, String), i64> = HashMap::new();
+        for node in &snapshot.nodes {
+            let scan_own = !own_terms.is_empty();
+            if !scan_own && node.pods_with_affinity == 0 {
+                continue;
+            }
+            for existing in live(node) {
+                for (weight, term) in &own_terms {
+                    if let Some(value) = node.label(&term.key)
+                        && term.matches(&existing.namespace, &existing.labels)
+                    {
+                        *domains.entry((term.key.clone(), value.to_string())).or_insert(0) +=
+                            weight;
+                    }
+                }
+                let Some(affinity) = existing.affinity.as_deref() else { continue };
+                let theirs = preferred(Some(affinity), false)
+                    .into_iter()
+                    .chain(
+                        required(Some(affinity), false)
+                            .into_iter()
+                            .map(|t| (HARD_POD_AFFINITY_WEIGHT, t)),
+                    )
+                    .chain(preferred(Some(affinity), true).into_iter().map(|(w, t)| (-w, t)));
+                for (weight, term) in theirs {
+                    let term = Term::new(term, &existing.namespace, &existing.labels);
+                    if let Some(value) = node.label(&term.key)
+                        && term.matches(namespace, &labels)
+                    {
+                        *domains.entry((term.key.clone(), value.to_string())).or_insert(0) +=
+                            weight;
+                    }
+                }
+            }
+        }
+        domains.retain(|_, w| *w != 0);
+        if !domains.is_empty() {
+            state.write(SCORE_KEY, domains);
+        }
+    }
+
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(domains) = state.read::<HashMap<(String, String), i64>>(SCORE_KEY) else {
+            return 0;
+        };
+        node.labels()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| domains.get(&(k.clone(), v.clone())))
+            .sum()
+    }
+
+    fn normalize(&self, scores: &mut [i64]) {
+        let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied())
+        else {
+            return;
+        };
+        for score in scores {
+            *score = if max > min { MAX_NODE_SCORE * (*score - min) / (max - min) } else { 0 };
+        }
+    }
+}
+
+/// Where the scoring domains are kept in the cycle state.
+const SCORE_KEY: &str = "InterPodAffinity/score";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::framework::snapshot::ImageSpread;
+    use crate::plugins::fixtures::{info, node, pod_with};
+
+    fn host(name: &str, pods: &[k8s_openapi::api::core::v1::Pod]) -> NodeInfo {
+        node(
+            name,
+            serde_json::json!({"metadata": {"labels": {"kubernetes.io/hostname": name}}}),
+            pods,
+        )
+    }
+
+    fn labelled(app: &str, affinity: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        pod_with(
+            serde_json::json!({"labels": {"app": app}}),
+            serde_json::json!({"containers": [], "affinity": affinity}),
+        )
+    }
+
+    fn term(app: &str) -> serde_json::Value {
+        serde_json::json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"})
+    }
+
+    fn run(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<Result<(), Rejection>> {
+        let images: HashMap<String, ImageSpread> = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let mut state = CycleState::default();
+        InterPodAffinity.pre_filter(&mut state, pod, &snapshot).expect("no refusal");
+        nodes.iter().map(|n| InterPodAffinity.filter(&state, pod, n)).collect()
+    }
+
+    #[test]
+    fn anti_affinity_keeps_replicas_apart() {
+        let anti = serde_json::json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}});
+        let nodes = [host("a", &[labelled("web", anti.clone())]), host("b", &[])];
+        let pod = info(labelled("web", anti));
+        let results = run(&pod, &nodes);
+        // Both the pod's own term and the existing pod's term refuse node a.
+        assert_eq!(
+            results[0],
+            Err(Rejection::unschedulable(NAME, vec![Reason::ExistingPodsAntiAffinityMismatch]))
+        );
+        assert!(results[1].is_ok());
+    }
+
+    #[test]
+    fn affinity_follows_the_selected_pods() {
+        let affinity = serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db")]}});
+        let nodes = [host("a", &[labelled("db", serde_json::json!({}))]), host("b", &[])];
+        let results = run(&info(labelled("web", affinity.clone())), &nodes);
+        assert!(results[0].is_ok());
+        assert_eq!(results[1], Err(Rejection::unresolvable(NAME, Reason::PodAffinityMismatch)));
+        // The first of a group that selects itself may go anywhere.
+        let own = serde_json::json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}});
+        let empty = [host("a", &[]), host("b", &[])];
+        assert!(run(&info(labelled("web", own)), &empty).iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn preferred_terms_score() {
+        let prefer = serde_json::json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 50, "podAffinityTerm": term("db")}]}});
+        let nodes = [host("a", &[labelled("db", serde_json::json!({}))]), host("b", &[])];
+        let images: HashMap<String, ImageSpread> = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let pod = info(labelled("web", prefer));
+        let mut state = CycleState::default();
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        InterPodAffinity.pre_score(&mut state, &pod, &feasible, &snapshot);
+        let mut scores: Vec<i64> =
+            nodes.iter().map(|n| InterPodAffinity.score(&state, &pod, n)).collect();
+        InterPodAffinity.normalize(&mut scores);
+        assert_eq!(scores, vec![100, 0]);
+    }
+}

@@ -1,0 +1,307 @@
+//! PodTopologySpread: a pod's `topologySpreadConstraints` keep the pods its selector matches
+//! spread over topology domains (zones, hosts). `DoNotSchedule` constraints filter: placing
+//! the pod in a domain must not make it exceed the least populated domain by more than
+//! `maxSkew` (with `minDomains`, missing domains count as empty). `ScheduleAnyway`
+//! constraints score: less populated domains are better. `nodeAffinityPolicy` (default
+//! Honor) and `nodeTaintsPolicy` (default Ignore) choose which nodes' domains count.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::node_affinity::required_matches;
+use crate::framework::labels::{selector_matches, tolerated};
+use crate::framework::{
+    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points, Reason,
+    Rejection, Snapshot,
+};
+
+/// The plugin's name.
+pub const NAME: &str = "PodTopologySpread";
+
+/// Spreads pods over topology domains.
+pub struct PodTopologySpread;
+
+/// One constraint, ready to count with.
+struct Constraint {
+    max_skew: i64,
+    key: String,
+    selector: LabelSelector,
+    min_domains: Option<i64>,
+    honor_affinity: bool,
+    honor_taints: bool,
+}
+
+/// Pods matching each constraint, per domain value.
+struct Counts {
+    constraints: Vec<Constraint>,
+    /// Per constraint: domain value → matching pods.
+    domains: Vec<BTreeMap<String, i64>>,
+    /// Whether the incoming pod matches each constraint's own selector.
+    self_match: Vec<bool>,
+}
+
+fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
+    let list: &[TopologySpreadConstraint] = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or_default();
+    let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
+    list.iter()
+        .filter(|c| c.when_unsatisfiable == when)
+        .map(|c| {
+            let mut selector = c.label_selector.clone().unwrap_or_default();
+            // matchLabelKeys: the pod's own values of those keys join the selector.
+            for key in c.match_label_keys.iter().flatten() {
+                if let Some(value) = labels.get(key) {
+                    selector
+                        .match_labels
+                        .get_or_insert_with(Default::default)
+                        .insert(key.clone(), value.clone());
+                }
+            }
+            Constraint {
+                max_skew: i64::from(c.max_skew),
+                key: c.topology_key.clone(),
+                selector,
+                min_domains: c.min_domains.map(i64::from),
+                honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+                honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            }
+        })
+        .collect()
+}
+
+/// Whether a node's domains count for `constraint` and the incoming pod.
+fn counts_node(constraint: &Constraint, pod: &PodInfo, node: &NodeInfo) -> bool {
+    if node.label(&constraint.key).is_none() {
+        return false;
+    }
+    if constraint.honor_affinity && !required_matches(pod, node) {
+        return false;
+    }
+    if constraint.honor_taints {
+        let tolerations =
+            pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+        let refused = node.taints().iter().any(|t| {
+            matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(tolerations, t)
+        });
+        if refused {
+            return false;
+        }
+    }
+    true
+}
+
+fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
+    !pod.terminating
+        && pod.namespace == namespace
+        && selector_matches(&constraint.selector, &pod.labels)
+}
+
+/// Counts the matching pods per domain over the nodes that count.
+fn count(constraints: Vec<Constraint>, pod: &PodInfo, nodes: &[&NodeInfo]) -> Counts {
+    let namespace = pod.namespace();
+    let own = pod.pod.metadata.labels.clone().unwrap_or_default();
+    let mut domains = vec![BTreeMap::new(); constraints.len()];
+    for node in nodes {
+        for (i, constraint) in constraints.iter().enumerate() {
+            if !counts_node(constraint, pod, node) {
+                continue;
+            }
+            let value = node.label(&constraint.key).unwrap_or_default().to_string();
+            let matching = node.pods.values().filter(|p| matches(constraint, namespace, p)).count();
+            *domains[i].entry(value).or_insert(0) += i64::try_from(matching).unwrap_or(i64::MAX);
+        }
+    }
+    let self_match = constraints.iter().map(|c| selector_matches(&c.selector, &own)).collect();
+    Counts { constraints, domains, self_match }
+}
+
+impl Plugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn points(&self) -> Points {
+        Points::PRE_FILTER | Points::FILTER | Points::PRE_SCORE | Points::SCORE
+    }
+
+    fn events(&self) -> &'static [ClusterEvent] {
+        &[
+            ClusterEvent::NodeAdd,
+            ClusterEvent::NodeDelete,
+            ClusterEvent::NodeLabel,
+            ClusterEvent::NodeTaint,
+            ClusterEvent::AssignedPodAdd,
+            ClusterEvent::AssignedPodUpdate,
+            ClusterEvent::AssignedPodDelete,
+        ]
+    }
+
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot<'_>,
+    ) -> Result<(), Rejection> {
+        let hard = constraints(pod, "DoNotSchedule");
+        if !hard.is_empty() {
+            state.write(NAME, count(hard, pod, &snapshot.nodes));
+        }
+        Ok(())
+    }
+
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
+        let Some(counts) = state.read::<Counts>(NAME) else { return Ok(()) };
+        for (i, constraint) in counts.constraints.iter().enumerate() {
+            let Some(value) = node.label(&constraint.key) else {
+                return Err(Rejection::unresolvable(NAME, Reason::TopologySpreadMissingLabel));
+            };
+            let domains = &counts.domains[i];
+            let mut least = domains.values().copied().min().unwrap_or(0);
+            if constraint.min_domains.is_some_and(|m| (domains.len() as i64) < m) {
+                least = 0;
+            }
+            let here = domains.get(value).copied().unwrap_or(0) + i64::from(counts.self_match[i]);
+            if here - least > constraint.max_skew {
+                return Err(Rejection::unschedulable(NAME, vec![Reason::TopologySpreadMismatch]));
+            }
+        }
+        Ok(())
+    }
+
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _nodes: &[&NodeInfo],
+        snapshot: &Snapshot<'_>,
+    ) {
+        let soft = constraints(pod, "ScheduleAnyway");
+        if !soft.is_empty() {
+            state.write(SCORE_KEY, count(soft, pod, &snapshot.nodes));
+        }
+    }
+
+    /// The matching pods in the node's domains, each constraint weighted by how many domains
+    /// it has (fewer pods is better).
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(counts) = state.read::<Counts>(SCORE_KEY) else { return 0 };
+        let mut score = 0.0;
+        for (i, constraint) in counts.constraints.iter().enumerate() {
+            let Some(value) = node.label(&constraint.key) else { continue };
+            let weight = ((counts.domains[i].len() + 2) as f64).ln();
+            let here = counts.domains[i].get(value).copied().unwrap_or(0);
+            score += (here as f64) * weight + (constraint.max_skew - 1) as f64;
+        }
+        score.round() as i64
+    }
+
+    fn normalize(&self, scores: &mut [i64]) {
+        let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied())
+        else {
+            return;
+        };
+        for score in scores {
+            *score =
+                if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max + min - *score) / max };
+        }
+    }
+}
+
+/// Where the scoring counts are kept in the cycle state (apart from the filter's).
+const SCORE_KEY: &str = "PodTopologySpread/score";
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::framework::snapshot::ImageSpread;
+    use crate::plugins::fixtures::{info, node, pod_with};
+
+    fn zoned(name: &str, zone: &str, pods: &[k8s_openapi::api::core::v1::Pod]) -> NodeInfo {
+        node(
+            name,
+            serde_json::json!({"metadata": {"labels": {"zone": zone}},
+            "status": {"allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"}}}),
+            pods,
+        )
+    }
+
+    fn web() -> k8s_openapi::api::core::v1::Pod {
+        pod_with(
+            serde_json::json!({"labels": {"app": "web"}}),
+            serde_json::json!({"containers": []}),
+        )
+    }
+
+    fn spread(when: &str, min_domains: Option<i32>) -> PodInfo {
+        let mut constraint = serde_json::json!({"maxSkew": 1, "topologyKey": "zone",
+            "whenUnsatisfiable": when, "labelSelector": {"matchLabels": {"app": "web"}}});
+        if let Some(m) = min_domains {
+            constraint["minDomains"] = m.into();
+        }
+        info(pod_with(
+            serde_json::json!({"labels": {"app": "web"}}),
+            serde_json::json!({"containers": [], "topologySpreadConstraints": [constraint]}),
+        ))
+    }
+
+    #[test]
+    fn do_not_schedule_keeps_skew() {
+        let nodes = [
+            zoned("a1", "a", &[web(), web()]),
+            zoned("b1", "b", &[web()]),
+            node("bare", serde_json::json!({}), &[]),
+        ];
+        let images: HashMap<String, ImageSpread> = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let pod = spread("DoNotSchedule", None);
+        let mut state = CycleState::default();
+        PodTopologySpread.pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
+        assert_eq!(
+            PodTopologySpread.filter(&state, &pod, &nodes[0]),
+            Err(Rejection::unschedulable(NAME, vec![Reason::TopologySpreadMismatch]))
+        );
+        assert!(PodTopologySpread.filter(&state, &pod, &nodes[1]).is_ok());
+        assert_eq!(
+            PodTopologySpread.filter(&state, &pod, &nodes[2]),
+            Err(Rejection::unresolvable(NAME, Reason::TopologySpreadMissingLabel))
+        );
+    }
+
+    #[test]
+    fn min_domains_counts_missing_domains_as_empty() {
+        let nodes = [zoned("a1", "a", &[web()]), zoned("b1", "b", &[web()])];
+        let images = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let pod = spread("DoNotSchedule", Some(3));
+        let mut state = CycleState::default();
+        PodTopologySpread.pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
+        assert!(PodTopologySpread.filter(&state, &pod, &nodes[0]).is_err());
+        let without = spread("DoNotSchedule", None);
+        let mut state = CycleState::default();
+        PodTopologySpread.pre_filter(&mut state, &without, &snapshot).expect("no refusal");
+        assert!(PodTopologySpread.filter(&state, &without, &nodes[0]).is_ok());
+    }
+
+    #[test]
+    fn schedule_anyway_prefers_emptier_domains() {
+        let nodes = [zoned("a1", "a", &[web(), web()]), zoned("b1", "b", &[])];
+        let images = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let pod = spread("ScheduleAnyway", None);
+        let mut state = CycleState::default();
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        PodTopologySpread.pre_score(&mut state, &pod, &feasible, &snapshot);
+        let mut scores: Vec<i64> =
+            nodes.iter().map(|n| PodTopologySpread.score(&state, &pod, n)).collect();
+        PodTopologySpread.normalize(&mut scores);
+        assert!(scores[1] > scores[0], "{scores:?}");
+    }
+}
