@@ -13,6 +13,7 @@ pub mod cycle;
 pub mod error;
 pub mod framework;
 pub mod plugins;
+pub mod preemption;
 pub mod profile;
 pub mod queue;
 pub mod scheduler;

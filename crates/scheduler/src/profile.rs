@@ -31,6 +31,8 @@ pub struct Profile {
     pub score: Vec<(Arc<dyn Plugin>, i64)>,
     /// The share of nodes to find feasible before scoring (0: upstream's adaptive share).
     pub percentage_of_nodes_to_score: u32,
+    /// Whether DefaultPreemption runs when no node fits.
+    pub preemption: bool,
 }
 
 impl Profile {
@@ -111,6 +113,8 @@ struct PluginsConfig {
     pre_filter: PluginSet,
     #[serde(default)]
     filter: PluginSet,
+    #[serde(default)]
+    post_filter: PluginSet,
     #[serde(default)]
     pre_score: PluginSet,
     #[serde(default)]
@@ -214,7 +218,7 @@ fn build(name: String, config: &ProfileConfig, percentage: u32) -> Result<Profil
     let mut at = |point: Points, set: &PluginSet| -> Result<Weighted, ConfigError> {
         let mut list: Weighted = Vec::new();
         for entry in &multi_point {
-            if set.disables(&entry.name) {
+            if set.disables(&entry.name) || plugins::BUILT_IN.contains(&entry.name.as_str()) {
                 continue;
             }
             let plugin = instance(&entry.name)?;
@@ -222,7 +226,7 @@ fn build(name: String, config: &ProfileConfig, percentage: u32) -> Result<Profil
                 list.push((plugin, entry.weight.unwrap_or(0)));
             }
         }
-        for entry in &set.enabled {
+        for entry in set.enabled.iter().filter(|e| !plugins::BUILT_IN.contains(&e.name.as_str())) {
             let plugin = instance(&entry.name)?;
             match list.iter_mut().find(|(p, _)| p.name() == entry.name) {
                 Some((_, weight)) => *weight = entry.weight.unwrap_or(*weight),
@@ -242,6 +246,14 @@ fn build(name: String, config: &ProfileConfig, percentage: u32) -> Result<Profil
             .map(|(p, w)| (p, if w <= 0 { 1 } else { w }))
             .collect(),
         percentage_of_nodes_to_score: percentage,
+        preemption: {
+            let named =
+                |set: &PluginSet| set.enabled.iter().any(|p| p.name == crate::preemption::NAME);
+            named(&plugins_config.post_filter)
+                || named(&plugins_config.multi_point)
+                || !(plugins_config.multi_point.disables(crate::preemption::NAME)
+                    || plugins_config.post_filter.disables(crate::preemption::NAME))
+        },
     })
 }
 
@@ -295,6 +307,9 @@ profiles:
 - schedulerName: default-scheduler
 - schedulerName: packer
   plugins:
+    postFilter:
+      disabled:
+      - name: DefaultPreemption
     score:
       disabled:
       - name: "*"
@@ -314,6 +329,8 @@ profiles:
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
         assert_eq!(packer.filter.len(), 8);
+        assert!(!packer.preemption);
+        assert!(profiles[0].preemption);
     }
 
     #[test]

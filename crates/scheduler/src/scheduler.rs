@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use krust_client::Events;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::cache::Cache;
 use crate::cycle::{self, Random};
 use crate::framework::{ClusterEvent, PodInfo};
+use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
 
@@ -31,6 +33,7 @@ const FLUSH_PERIOD: Duration = Duration::from_secs(1);
 enum Input {
     Node(Box<watcher::Event<Node>>),
     Pod(Box<watcher::Event<Pod>>),
+    Budget(Box<watcher::Event<PodDisruptionBudget>>),
 }
 
 /// How a binding ended.
@@ -54,6 +57,9 @@ pub struct Scheduler {
     pods_synced: bool,
     node_relist: Option<HashSet<String>>,
     pod_relist: Option<HashSet<String>>,
+    /// PodDisruptionBudgets by `namespace/name`, for preemption.
+    budgets: HashMap<String, Budget>,
+    budget_relist: Option<HashMap<String, Budget>>,
     outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
 }
 
@@ -84,6 +90,8 @@ impl Scheduler {
             pods_synced: false,
             node_relist: None,
             pod_relist: None,
+            budgets: HashMap::new(),
+            budget_relist: None,
             outcomes: mpsc::unbounded_channel(),
         }
     }
@@ -95,7 +103,9 @@ impl Scheduler {
         let nodes: Api<Node> = Api::all(self.client.clone());
         let pods: Api<Pod> = Api::all(self.client.clone());
         watches.spawn(forward(watch(nodes), sender.clone(), |e| Input::Node(Box::new(e))));
-        watches.spawn(forward(watch(pods), sender, |e| Input::Pod(Box::new(e))));
+        watches.spawn(forward(watch(pods), sender.clone(), |e| Input::Pod(Box::new(e))));
+        let budgets: Api<PodDisruptionBudget> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(budgets), sender, |e| Input::Budget(Box::new(e))));
         let mut flush = tokio::time::interval(FLUSH_PERIOD);
         loop {
             while let Ok(input) = inputs.try_recv() {
@@ -129,6 +139,39 @@ impl Scheduler {
         match input {
             Input::Node(event) => self.on_node(*event),
             Input::Pod(event) => self.on_pod(*event),
+            Input::Budget(event) => self.on_budget(*event),
+        }
+    }
+
+    fn on_budget(&mut self, event: watcher::Event<PodDisruptionBudget>) {
+        let key = |pdb: &PodDisruptionBudget| {
+            format!(
+                "{}/{}",
+                pdb.metadata.namespace.as_deref().unwrap_or_default(),
+                pdb.metadata.name.as_deref().unwrap_or_default()
+            )
+        };
+        match event {
+            watcher::Event::Init => self.budget_relist = Some(HashMap::new()),
+            watcher::Event::InitApply(pdb) => {
+                if let (Some(next), Some(budget)) = (&mut self.budget_relist, Budget::of(&pdb)) {
+                    next.insert(key(&pdb), budget);
+                }
+            }
+            watcher::Event::InitDone => {
+                self.budgets = self.budget_relist.take().unwrap_or_default();
+            }
+            watcher::Event::Apply(pdb) => match Budget::of(&pdb) {
+                Some(budget) => {
+                    self.budgets.insert(key(&pdb), budget);
+                }
+                None => {
+                    self.budgets.remove(&key(&pdb));
+                }
+            },
+            watcher::Event::Delete(pdb) => {
+                self.budgets.remove(&key(&pdb));
+            }
         }
     }
 
@@ -267,13 +310,95 @@ impl Scheduler {
                 self.cache.assume(&pod, &placement.node);
                 self.bind(pod, placement.node, name);
             }
-            Err(diagnosis) => {
+            Err(mut diagnosis) => {
+                let mut preemption = None;
+                if profile.preemption && nodes > 0 {
+                    let budgets: Vec<Budget> = self.budgets.values().cloned().collect();
+                    match preemption::preempt(profile, &pod, &snapshot, &diagnosis, &budgets) {
+                        Ok(found) => preemption = Some(found),
+                        Err(message) => diagnosis.post_filter = Some(message),
+                    }
+                }
                 let message = diagnosis.message();
                 tracing::debug!(pod = pod.key(), message, "unschedulable");
                 self.queue.unschedulable(&uid, diagnosis.plugins(), Instant::now());
                 self.record_unschedulable(&pod, &name, message);
+                if let Some(preemption) = preemption {
+                    self.preempt(&pod, preemption, &name);
+                }
             }
         }
+    }
+
+    /// Nominates the node for `pod` and deletes the victims; the pod is tried again once
+    /// they are gone.
+    fn preempt(&self, pod: &PodInfo, preemption: Preemption, scheduler: &str) {
+        let client = self.client.clone();
+        let events = self.events.get(scheduler).cloned();
+        let preemptor = pod.key();
+        let namespace = pod.namespace().to_string();
+        let name = pod.pod.metadata.name.clone().unwrap_or_default();
+        let scheduler = scheduler.to_string();
+        tracing::info!(
+            pod = preemptor,
+            node = preemption.node,
+            victims = preemption.victims.len(),
+            "preempting"
+        );
+        tokio::spawn(async move {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+            let nominate = serde_json::json!({"status": {"nominatedNodeName": preemption.node}});
+            if let Err(e) =
+                pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(nominate)).await
+            {
+                tracing::debug!(pod = preemptor, error = %e, "cannot nominate a node");
+            }
+            for victim in preemption.victims {
+                let api: Api<Pod> = Api::namespaced(client.clone(), &victim.namespace);
+                let condition = PodCondition {
+                    type_: "DisruptionTarget".to_string(),
+                    status: "True".to_string(),
+                    reason: Some("PreemptionByScheduler".to_string()),
+                    message: Some(format!(
+                        "{scheduler}: preempting to accommodate a higher priority pod"
+                    )),
+                    last_transition_time: Some(Time(Timestamp::now())),
+                    ..PodCondition::default()
+                };
+                let patch = serde_json::json!({"status": {"conditions": [condition]}});
+                let _ = api
+                    .patch_status(&victim.name, &PatchParams::default(), &Patch::Strategic(patch))
+                    .await;
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(victim.uid.clone()),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match api.delete(&victim.name, &params).await {
+                    Ok(_) => {
+                        if let Some(events) = &events {
+                            let reference = ObjectReference {
+                                api_version: Some("v1".to_string()),
+                                kind: Some("Pod".to_string()),
+                                name: Some(victim.name.clone()),
+                                namespace: Some(victim.namespace.clone()),
+                                uid: Some(victim.uid.clone()),
+                                ..ObjectReference::default()
+                            };
+                            events.normal(
+                                reference,
+                                "Preempted",
+                                "Preempting",
+                                format!("Preempted by {preemptor} on node {}", preemption.node),
+                            );
+                        }
+                    }
+                    Err(e) => tracing::debug!(victim = victim.name, error = %e, "cannot preempt"),
+                }
+            }
+        });
     }
 
     /// Binds `pod` to `node` in the background; the outcome comes back to the loop.

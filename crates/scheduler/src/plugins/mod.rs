@@ -35,6 +35,12 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (image_locality::NAME, 1),
 ];
 
+/// Upstream plugins whose work is done outside the plugin lists here: the queue sorts by
+/// priority and holds gated pods, the scheduler binds, and preemption runs as the profile's
+/// PostFilter. Profiles may name them; they are not built as plugins.
+pub const BUILT_IN: &[&str] =
+    &["PrioritySort", "SchedulingGates", "DefaultBinder", crate::preemption::NAME];
+
 /// Why a plugin could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
