@@ -63,9 +63,10 @@ impl ServerCommand {
             .arg("--data-dir")
             .arg(&self.dir)
             .args(["--bind-address", "127.0.0.1", "--port", &self.port.to_string()])
-            // The API server alone is measured: the controllers' own work (a garbage
-            // collector watching every resource) would add to its memory and CPU.
+            // The API server alone is measured: the controllers' and the scheduler's own work
+            // (a garbage collector watching every resource) would add to its memory and CPU.
             .arg("--disable-controller-manager")
+            .arg("--disable-scheduler")
             .arg("--disable-agent")
             .args(&self.extra)
             .stdin(Stdio::null())

@@ -301,6 +301,9 @@ enum BenchCommand {
     /// Exec latency through kube-rs's `AttachedProcess` (WebSocket) against a running
     /// cluster: a command run again and again in one pod, with its output and exit status.
     Exec(krust_bench::ExecBenchArgs),
+    /// Scheduling throughput and latency on 1,000 and 5,000 registered nodes, against a
+    /// plain client binding round robin in the same run.
+    Scheduler(krust_bench::SchedulerBenchArgs),
 }
 
 fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
@@ -382,6 +385,9 @@ fn main() -> anyhow::Result<()> {
                 krust_bench::controllers(args).await
             }
             Command::Bench { which: BenchCommand::Exec(args) } => krust_bench::exec(args).await,
+            Command::Bench { which: BenchCommand::Scheduler(args) } => {
+                krust_bench::scheduler(args).await
+            }
         }
     });
     // Work still running in the background (a store read, a task of a connection that did
