@@ -179,11 +179,9 @@ impl Cache {
 
     /// Counts `pod` on `node` before its binding is confirmed.
     pub fn assume(&mut self, pod: &PodInfo, node: &str) {
-        let mut bound = (*pod.pod).clone();
-        bound.spec.get_or_insert_with(Default::default).node_name = Some(node.to_string());
-        let uid = bound.metadata.uid.clone().unwrap_or_default();
+        let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
         self.remove_pod(&uid);
-        let view = Arc::new(NodePod::of(&bound));
+        let view = Arc::new(NodePod::of(&pod.pod));
         self.nodes.entry(node).1.add_pod(view);
         self.pods.insert(uid, Placed { node: node.to_string(), assumed: true });
     }

@@ -5,7 +5,7 @@
 //! gone.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,8 @@ impl PartialOrd for Ready {
 #[derive(Default)]
 pub struct Queue {
     pods: HashMap<String, Queued>,
+    /// The uids of the parked pods (what an event walks).
+    parked: HashSet<String>,
     ready: BinaryHeap<Ready>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
     clock: u64,
@@ -136,6 +138,7 @@ impl Queue {
         if parked && changed {
             if gated {
                 queued.state = State::Gated;
+                self.parked.remove(&uid);
             } else {
                 self.move_back(&uid, now);
             }
@@ -145,6 +148,7 @@ impl Queue {
     /// Forgets a pod (deleted, bound elsewhere, or no longer this scheduler's).
     pub fn remove(&mut self, uid: &str) {
         self.pods.remove(uid);
+        self.parked.remove(uid);
     }
 
     /// Whether the queue holds the pod.
@@ -180,6 +184,7 @@ impl Queue {
         if let Some(queued) = self.pods.get_mut(uid) {
             queued.state = State::Unschedulable(now);
             queued.rejected_by = rejected_by;
+            self.parked.insert(uid.to_string());
         }
     }
 
@@ -201,13 +206,14 @@ impl Queue {
         now: Instant,
     ) {
         let moving: Vec<String> = self
-            .pods
+            .parked
             .iter()
-            .filter(|(_, q)| matches!(q.state, State::Unschedulable(_)))
-            .filter(|(_, q)| {
-                q.rejected_by.is_empty() || q.rejected_by.iter().any(|p| listens(p, event))
+            .filter(|uid| {
+                self.pods.get(*uid).is_some_and(|q| {
+                    q.rejected_by.is_empty() || q.rejected_by.iter().any(|p| listens(p, event))
+                })
             })
-            .map(|(uid, _)| uid.clone())
+            .cloned()
             .collect();
         for uid in moving {
             self.move_back(&uid, now);
@@ -218,12 +224,14 @@ impl Queue {
     pub fn flush(&mut self, now: Instant) {
         self.flush_backoff(now);
         let stale: Vec<String> = self
-            .pods
+            .parked
             .iter()
-            .filter(|(_, q)| {
-                matches!(q.state, State::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE)
+            .filter(|uid| {
+                self.pods.get(*uid).is_some_and(|q| {
+                    matches!(q.state, State::Unschedulable(since) if now.duration_since(since) >= MAX_UNSCHEDULABLE)
+                })
             })
-            .map(|(uid, _)| uid.clone())
+            .cloned()
             .collect();
         for uid in stale {
             self.move_back(&uid, now);
@@ -258,6 +266,7 @@ impl Queue {
 
     /// A parked pod goes back: to back off for what is left of its back-off, else ready.
     fn move_back(&mut self, uid: &str, now: Instant) {
+        self.parked.remove(uid);
         let Some(queued) = self.pods.get_mut(uid) else { return };
         let until = match queued.state {
             State::Unschedulable(since) => since + backoff(queued.attempts),
