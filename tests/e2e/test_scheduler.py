@@ -1,0 +1,286 @@
+"""The scheduler on simulated nodes (issue 17): resource fit, node affinity, taints, pod
+anti-affinity, topology spread, preemption, the message of a pod that fits nowhere, node
+lifecycle (a node that stops reporting is tainted and its pods move), and `kubectl drain`
+with a PodDisruptionBudget. Checked with kubectl 1.33.
+
+One server runs the scheduler and the controllers; `krust agent --simulate` registers six
+nodes from a file of node groups and reports the pods bound to them Running."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import (KRUST_BIN, Cluster, KrustServer, Kubectl, reap, spawn, wait_for)
+
+ZONE = "topology.kubernetes.io/zone"
+HOST = "kubernetes.io/hostname"
+
+# Six nodes: one large, four small over two zones, one large with a GPU taint.
+GROUPS = [
+    {"prefix": "big", "count": 1, "cpu": "8", "memory": "16Gi",
+     "labels": {"size": "big", ZONE: "zone-a"}},
+    {"prefix": "small-a", "count": 2, "cpu": "2", "memory": "4Gi",
+     "labels": {"size": "small", ZONE: "zone-a"}},
+    {"prefix": "small-b", "count": 2, "cpu": "2", "memory": "4Gi",
+     "labels": {"size": "small", ZONE: "zone-b"}},
+    {"prefix": "gpu", "count": 1, "cpu": "8", "memory": "16Gi",
+     "labels": {"gpu": "true", ZONE: "zone-b"}, "taints": ["gpu=true:NoSchedule"]},
+]
+NODES = ["big-0", "small-a-0", "small-a-1", "small-b-0", "small-b-1", "gpu-0"]
+
+
+@pytest.fixture(scope="module")
+def sim(e2e_tmp):
+    """A cluster with the scheduler on, and six simulated nodes."""
+    workdir = Path(tempfile.mkdtemp(prefix="scheduler-", dir=e2e_tmp))
+    server = KrustServer(workdir, "embedded", None)
+    server.scheduler = True
+    server.start()
+    cluster = Cluster(server, None)
+    config = workdir / "nodes.yaml"
+    config.write_text(yaml.safe_dump({"groups": GROUPS}))
+    log = open(workdir / "simulate.log", "ab")
+    agent = spawn([KRUST_BIN, "agent", "--simulate", "0", "--simulate-config", config,
+                   "--kubeconfig", server.kubeconfig], stdout=log, stderr=log)
+    try:
+        k = Kubectl("1.33", cluster, workdir)
+
+        def ready():
+            nodes = json.loads(k("get", "nodes", "-o", "json"))["items"]
+            ok = [n["metadata"]["name"] for n in nodes
+                  if any(c["type"] == "Ready" and c["status"] == "True"
+                         for c in n["status"].get("conditions", []))
+                  and not any(t["key"].startswith("node.kubernetes.io/")
+                              for t in n["spec"].get("taints", []))]
+            return sorted(ok) == sorted(NODES)
+
+        wait_for(ready, 60, 0.5, what="six simulated nodes Ready and untainted")
+        yield cluster, k
+    finally:
+        reap(agent, signal.SIGTERM)
+        log.close()
+        server.stop(signal.SIGTERM, timeout=15)
+
+
+def pod(name, cpu="100m", memory="64Mi", **spec):
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                                     "resources": {"requests": {"cpu": cpu, "memory": memory}}}],
+                     "terminationGracePeriodSeconds": 0, **spec}}
+    return body
+
+
+def deployment(name, replicas, **spec):
+    template_spec = {"containers": [{"name": "c", "image": "busybox",
+                                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}],
+                     "terminationGracePeriodSeconds": 0, **spec}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": template_spec}}}
+
+
+def apply(k, ns, *objects):
+    k("apply", "-n", ns, "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def node_of(k, ns, name, timeout=30):
+    return wait_for(lambda: json.loads(k("get", "pod", name, "-n", ns, "-o", "json"))
+                    ["spec"].get("nodeName"), timeout, 0.2, what=f"pod {name} bound")
+
+
+def placed(k, ns, selector, count, timeout=60):
+    """The nodes of the `count` Running pods that `selector` selects."""
+    def nodes():
+        items = json.loads(k("get", "pods", "-n", ns, "-l", selector, "-o", "json"))["items"]
+        live = [p for p in items if not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") == "Running"]
+        return [p["spec"]["nodeName"] for p in live] if len(live) == count else None
+    return wait_for(nodes, timeout, 0.3, what=f"{count} pods of {selector} running")
+
+
+def cleanup(k, ns):
+    k("delete", "deployments,pods,poddisruptionbudgets", "--all", "-n", ns, "--grace-period=0",
+      "--force", "--wait=false")
+    wait_for(lambda: not json.loads(k("get", "pods", "-n", ns, "-o", "json"))["items"], 60, 0.3,
+             what="the namespace's pods gone")
+
+
+@pytest.fixture
+def space(sim, request):
+    cluster, k = sim
+    name = f"sched-{request.node.originalname.removeprefix('test_')[:30].replace('_', '-')}"
+    k("create", "namespace", name)
+    yield cluster, k, name
+    cleanup(k, name)
+    k("delete", "namespace", name, "--wait=false")
+
+
+def test_resources_decide_the_node(space):
+    _, k, ns = space
+    apply(k, ns, pod("large", cpu="6"))
+    assert node_of(k, ns, "large") == "big-0"
+    events = k("get", "events", "-n", ns, "--field-selector", "reason=Scheduled", "-o", "json")
+    notes = [e["message"] for e in json.loads(events)["items"]]
+    assert f"Successfully assigned {ns}/large to big-0" in notes
+
+
+def test_a_pod_too_large_for_any_node_stays_pending_and_says_why(space):
+    _, k, ns = space
+    apply(k, ns, pod("huge", cpu="20"))
+    want = ("0/6 nodes are available: 1 node(s) had untolerated taint {gpu: true}, "
+            "5 Insufficient cpu. preemption: 0/6 nodes are available: "
+            "1 Preemption is not helpful for scheduling, "
+            "5 No preemption victims found for incoming pod.")
+
+    def condition():
+        got = json.loads(k("get", "pod", "huge", "-n", ns, "-o", "json"))
+        for c in got["status"].get("conditions", []):
+            if c["type"] == "PodScheduled" and c["status"] == "False":
+                return c
+        return None
+
+    c = wait_for(condition, 30, 0.2, what="PodScheduled=False")
+    assert c["reason"] == "Unschedulable"
+    assert c["message"] == want
+    described = k("describe", "pod", "huge", "-n", ns)
+    assert "FailedScheduling" in described and "default-scheduler" in described
+    assert "Insufficient cpu" in described
+    assert json.loads(k("get", "pod", "huge", "-n", ns, "-o", "json"))["status"]["phase"] == "Pending"
+
+
+def test_node_affinity_pins_a_pod(space):
+    _, k, ns = space
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": HOST, "operator": "In", "values": ["small-b-1"]}]}]}}}
+    apply(k, ns, pod("pinned", affinity=affinity))
+    assert node_of(k, ns, "pinned") == "small-b-1"
+
+
+def test_a_tainted_node_is_avoided_unless_tolerated(space):
+    _, k, ns = space
+    apply(k, ns, deployment("plain", 6))
+    assert "gpu-0" not in placed(k, ns, "app=plain", 6)
+    toleration = [{"key": "gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+    apply(k, ns, pod("tolerant", tolerations=toleration, nodeSelector={"gpu": "true"}))
+    assert node_of(k, ns, "tolerant") == "gpu-0"
+
+
+def test_anti_affinity_spreads_replicas_one_per_node(space):
+    _, k, ns = space
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "spread"}}, "topologyKey": HOST}]}}
+    apply(k, ns, deployment("spread", 5, affinity=anti))
+    nodes = placed(k, ns, "app=spread", 5)
+    assert len(set(nodes)) == 5 and "gpu-0" not in nodes
+
+
+def test_topology_spread_balances_zones(space):
+    _, k, ns = space
+    constraint = [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",
+                   "labelSelector": {"matchLabels": {"app": "zoned"}}}]
+    apply(k, ns, deployment("zoned", 6, topologySpreadConstraints=constraint,
+                            nodeSelector={"size": "small"}))
+    nodes = placed(k, ns, "app=zoned", 6)
+    zones = [("zone-a" if n.startswith("small-a") else "zone-b") for n in nodes]
+    assert zones.count("zone-a") == 3 and zones.count("zone-b") == 3, nodes
+
+
+def test_a_high_priority_pod_preempts_a_low_priority_one(space):
+    _, k, ns = space
+    classes = [{"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": f"{ns}-{name}"}, "value": value}
+               for name, value in (("low", 10), ("high", 1000))]
+    k("apply", "-f", "-", input=yaml.safe_dump_all(classes))
+    try:
+        target = {HOST: "small-a-0"}
+        apply(k, ns, pod("low", cpu="1500m", nodeSelector=target, priorityClassName=f"{ns}-low"))
+        assert node_of(k, ns, "low") == "small-a-0"
+        placed(k, ns, "app=low", 1)
+        apply(k, ns, pod("high", cpu="1500m", nodeSelector=target, priorityClassName=f"{ns}-high"))
+        assert node_of(k, ns, "high", timeout=60) == "small-a-0"
+        wait_for(lambda: k.run("get", "pod", "low", "-n", ns).returncode != 0, 30, 0.3,
+                 what="the low-priority pod gone")
+        events = json.loads(k("get", "events", "-n", ns, "-o", "json"))["items"]
+        preempted = [e for e in events if e.get("reason") == "Preempted"]
+        assert preempted and f"Preempted by {ns}/high on node small-a-0" in preempted[0]["message"]
+    finally:
+        k("delete", "priorityclass", f"{ns}-low", f"{ns}-high", "--ignore-not-found")
+
+
+def test_a_node_that_stops_reporting_is_tainted_and_its_pods_move(space):
+    _, k, ns = space
+    tolerations = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                    "effect": "NoExecute", "tolerationSeconds": 2}]
+    apply(k, ns, deployment("mover", 1, tolerations=tolerations, nodeSelector={"size": "small"}))
+    first = placed(k, ns, "app=mover", 1)[0]
+    k("annotate", "node", first, "krust.dev/simulate-heartbeat=stopped")
+    try:
+        def unreachable():
+            node = json.loads(k("get", "node", first, "-o", "json"))
+            keys = {(t["key"], t["effect"]) for t in node["spec"].get("taints", [])}
+            return ("node.kubernetes.io/unreachable", "NoExecute") in keys
+        wait_for(unreachable, 90, 1, what=f"{first} tainted unreachable")
+        ready = [c for c in json.loads(k("get", "node", first, "-o", "json"))["status"]["conditions"]
+                 if c["type"] == "Ready"][0]
+        assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+
+        def moved():
+            nodes = placed(k, ns, "app=mover", 1, timeout=5)
+            return nodes[0] != first and nodes
+        wait_for(moved, 60, 1, what="the pod evicted and placed on another node")
+    finally:
+        k("annotate", "node", first, "krust.dev/simulate-heartbeat-")
+
+    def healthy():
+        node = json.loads(k("get", "node", first, "-o", "json"))
+        return not any(t["key"].startswith("node.kubernetes.io/")
+                       for t in node["spec"].get("taints", []))
+    wait_for(healthy, 60, 1, what=f"{first} reporting and untainted again")
+
+
+def test_drain_respects_a_disruption_budget(space):
+    _, k, ns = space
+    toward = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "preference": {"matchExpressions": [
+            {"key": HOST, "operator": "In", "values": ["small-b-0"]}]}}]}}
+    apply(k, ns, deployment("guarded", 2, nodeSelector={"size": "small"}, affinity=toward),
+          {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded"},
+           "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}})
+    assert placed(k, ns, "app=guarded", 2) == ["small-b-0", "small-b-0"]
+    try:
+        p = k.run("drain", "small-b-0", "--ignore-daemonsets", "--timeout=6s",
+                  "--pod-selector=app=guarded", timeout=60)
+        assert p.returncode != 0
+        assert "disruption budget" in p.stderr + p.stdout
+        assert json.loads(k("get", "node", "small-b-0", "-o", "json"))["spec"].get("unschedulable")
+        assert placed(k, ns, "app=guarded", 2) == ["small-b-0", "small-b-0"]
+        # With room for one disruption the drain completes, one pod at a time: each evicted
+        # pod is replaced on another node before the next may go.
+        k("patch", "pdb", "guarded", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
+        out = k("drain", "small-b-0", "--ignore-daemonsets", "--timeout=90s",
+                "--pod-selector=app=guarded", timeout=120)
+        assert "drained" in out
+        nodes = placed(k, ns, "app=guarded", 2, timeout=60)
+        assert "small-b-0" not in nodes
+    finally:
+        k("uncordon", "small-b-0")
+
+
+def test_a_bad_scheduler_configuration_is_refused_clearly(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
+                      "profiles:\n- schedulerName: a\n  plugins:\n    filter:\n      enabled:\n"
+                      "      - name: NoSuchPlugin\n")
+    p = subprocess.run([KRUST_BIN, "scheduler", "--kubeconfig", tmp_path / "absent",
+                        "--config", config], capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert 'no plugin named "NoSuchPlugin"' in p.stderr
