@@ -12,6 +12,7 @@ pub mod node;
 pub mod pod;
 pub mod runtime;
 pub mod server;
+pub mod simulate;
 pub mod stream;
 pub mod sys;
 

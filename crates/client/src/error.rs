@@ -14,6 +14,9 @@ pub enum Error {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    /// No kubeconfig was given and none was found where kubectl looks.
+    #[error("cannot find a kubeconfig: {0}")]
+    Infer(String),
     /// The leader election lease could not be read or written.
     #[error("leader election on lease {lease}")]
     LeaderElection {

@@ -26,6 +26,15 @@ pub async fn config_from_kubeconfig(path: &Path) -> Result<(Config, String), Err
     Ok((config, ca))
 }
 
+/// A client configuration from `path`, or, without one, from where kubectl finds it
+/// (`$KUBECONFIG`, `~/.kube/config`, or the pod's service account).
+pub async fn config_or_default(path: Option<&Path>) -> Result<Config, Error> {
+    match path {
+        Some(path) => Ok(config_from_kubeconfig(path).await?.0),
+        None => Config::infer().await.map_err(|e| Error::Infer(e.to_string())),
+    }
+}
+
 /// An identity for a lease: the host's name and a random suffix, as upstream's.
 pub fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

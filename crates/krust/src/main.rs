@@ -31,9 +31,12 @@ enum Command {
     Controllers(ControllersArgs),
     /// Runs the scheduler alone, as a client of an API server.
     Scheduler(SchedulerArgs),
+    /// Says node by node why a pod is pending, and the smallest change that would let it
+    /// fit (a toleration, a label, so much CPU freed).
+    ExplainPending(ExplainPendingArgs),
     /// Runs the node agent alone, as a client of an API server (started with
     /// `--disable-agent` if on the same host).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Manages the node's images (the agent's content store).
     Image {
         #[command(subcommand)]
@@ -212,6 +215,42 @@ struct AgentArgs {
     tls_private_key_file: Option<PathBuf>,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    simulate: SimulateArgs,
+}
+
+/// Simulated nodes: registered and kept alive, their pods reported Running without
+/// containers (as kwok's). For scale tests, benchmarks and capacity planning.
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Simulates this many nodes instead of running this host's agent.
+    #[arg(long)]
+    simulate: Option<usize>,
+    /// The simulated nodes' names are `<prefix>-<i>`.
+    #[arg(long, default_value = "sim")]
+    simulate_prefix: String,
+    /// Each simulated node's CPU.
+    #[arg(long, default_value = "4")]
+    simulate_cpu: String,
+    /// Each simulated node's memory.
+    #[arg(long, default_value = "16Gi")]
+    simulate_memory: String,
+    /// How many pods each simulated node takes.
+    #[arg(long, default_value_t = 110)]
+    simulate_pods: u32,
+    /// Labels of every simulated node, `KEY=VALUE` (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    simulate_labels: Vec<String>,
+    /// Taints of every simulated node, `KEY[=VALUE]:EFFECT` (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    simulate_taints: Vec<String>,
+    /// Spreads the simulated nodes over this many zones (`topology.kubernetes.io/zone`).
+    #[arg(long, default_value_t = 0)]
+    simulate_zones: usize,
+    /// A file of node groups (`groups: [{prefix, count, cpu, memory, pods, labels, taints,
+    /// zones}]`, YAML or JSON), simulated besides the `--simulate` ones.
+    #[arg(long)]
+    simulate_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +314,21 @@ struct SchedulerArgs {
     kubeconfig: PathBuf,
     /// A `KubeSchedulerConfiguration` file (`kubescheduler.config.k8s.io/v1`, YAML or JSON):
     /// profiles by `schedulerName`, their plugins, weights and plugin arguments.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExplainPendingArgs {
+    /// The pending pod.
+    pod: String,
+    /// Its namespace; the kubeconfig context's by default.
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// The kubeconfig; `$KUBECONFIG` or `~/.kube/config` by default.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The scheduler's configuration, when it is not the default one.
     #[arg(long)]
     config: Option<PathBuf>,
 }
@@ -371,7 +425,8 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => server(*args).await,
             Command::Controllers(args) => controllers(args).await,
             Command::Scheduler(args) => scheduler(args).await,
-            Command::Agent(args) => agent(args).await,
+            Command::ExplainPending(args) => explain_pending(args).await,
+            Command::Agent(args) => agent(*args).await,
             Command::Shim(_) | Command::Image { .. } | Command::PauseHolder | Command::Pause => {
                 Ok(())
             }
@@ -577,6 +632,17 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
     krust_scheduler::run(config, options, wait_for_signal()).await.context("the scheduler stopped")
 }
 
+async fn explain_pending(args: ExplainPendingArgs) -> anyhow::Result<()> {
+    let configuration = scheduler_configuration(args.config.as_deref())?;
+    let config = krust_client::config_or_default(args.kubeconfig.as_deref()).await?;
+    let namespace = args.namespace.as_deref();
+    let text = krust_scheduler::explain_pending(config, namespace, &args.pod, &configuration)
+        .await
+        .with_context(|| format!("cannot explain pod {}", args.pod))?;
+    print!("{text}");
+    Ok(())
+}
+
 async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
     let (config, mut root_ca) = krust_client::config_from_kubeconfig(&args.kubeconfig)
         .await
@@ -607,11 +673,7 @@ fn agent_options(
             .with_context(|| format!("invalid --node-label {label:?} (KEY=VALUE)"))?;
         node_labels.insert(key.to_string(), value.to_string());
     }
-    let build = build_info();
-    let version = krust_apiserver::discovery::version(&build)["gitVersion"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let version = node_version();
     Ok(krust_agent::Options {
         node_name,
         data_dir,
@@ -641,6 +703,9 @@ fn agent_options(
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    if args.simulate.simulate.is_some() || args.simulate.simulate_config.is_some() {
+        return simulate(&args).await;
+    }
     let mut options = agent_options(
         &args.node,
         args.data_dir,
@@ -660,6 +725,51 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
+        () = wait_for_signal() => Ok(()),
+    }
+}
+
+/// Runs simulated nodes instead of this host's agent.
+async fn simulate(args: &AgentArgs) -> anyhow::Result<()> {
+    use krust_agent::simulate::groups;
+    let flags = &args.simulate;
+    let mut list = Vec::new();
+    if let Some(path) = &flags.simulate_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        list =
+            groups::parse_file(&text).with_context(|| format!("cannot use {}", path.display()))?;
+    }
+    if let Some(count) = flags.simulate.filter(|n| *n > 0) {
+        let labels = flags
+            .simulate_labels
+            .iter()
+            .map(|l| groups::parse_label(l))
+            .collect::<Result<_, _>>()?;
+        list.push(groups::Group {
+            prefix: flags.simulate_prefix.clone(),
+            count,
+            cpu: flags.simulate_cpu.clone(),
+            memory: flags.simulate_memory.clone(),
+            pods: flags.simulate_pods,
+            labels,
+            taints: flags.simulate_taints.clone(),
+            zones: flags.simulate_zones,
+        });
+    }
+    let nodes = groups::nodes(&list)?;
+    if nodes.is_empty() {
+        anyhow::bail!("no node to simulate: give --simulate N or --simulate-config FILE");
+    }
+    let (config, _) = krust_client::config_from_kubeconfig(&args.kubeconfig)
+        .await
+        .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
+    let version = node_version();
+    let options = krust_agent::simulate::Options { nodes, version };
+    tokio::select! {
+        result = krust_agent::simulate::run(config, options) => {
+            result.context("the simulated nodes stopped")
+        }
         () = wait_for_signal() => Ok(()),
     }
 }
@@ -723,6 +833,14 @@ fn raise_open_file_limit() {
             tracing::warn!(error = %e, "cannot raise the open file limit");
         }
     }
+}
+
+/// The version nodes report as `kubeletVersion`: the server's `gitVersion`.
+fn node_version() -> String {
+    krust_apiserver::discovery::version(&build_info())["gitVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The build this binary comes from (set by `build.rs`).

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod cycle;
 pub mod error;
+pub mod explain;
 pub mod framework;
 pub mod plugins;
 pub mod preemption;
@@ -78,4 +79,72 @@ pub async fn run(
             }
         }
     }
+}
+
+/// `krust explain-pending`: reads the nodes and pods through `client`, and says node by node
+/// why the pod `namespace/name` does not fit and what would let it (see [`explain`]).
+/// The namespace is the configuration's default when `namespace` is `None`.
+pub async fn explain_pending(
+    config: Config,
+    namespace: Option<&str>,
+    name: &str,
+    configuration: &Configuration,
+) -> Result<String, ExplainError> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, ListParams};
+
+    let namespace = namespace.unwrap_or(&config.default_namespace).to_string();
+    let namespace = namespace.as_str();
+    let client = Client::try_from(config).map_err(ExplainError::Read)?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod = pods.get(name).await.map_err(ExplainError::Read)?;
+    let scheduler = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.clone())
+        .unwrap_or_else(|| profile::DEFAULT_SCHEDULER.to_string());
+    let profile = configuration
+        .profiles()?
+        .into_iter()
+        .find(|p| p.scheduler_name == scheduler)
+        .ok_or_else(|| ExplainError::NoProfile(scheduler.clone()))?;
+    let mut cache = cache::Cache::default();
+    let nodes: Api<Node> = Api::all(client.clone());
+    for node in nodes.list(&ListParams::default()).await.map_err(ExplainError::Read)? {
+        cache.set_node(node);
+    }
+    let all: Api<Pod> = Api::all(client);
+    for placed in all
+        .list(&ListParams::default().fields("spec.nodeName!="))
+        .await
+        .map_err(ExplainError::Read)?
+    {
+        let finished = placed
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed");
+        if !finished && placed.metadata.uid != pod.metadata.uid {
+            cache.add_pod(&placed);
+        }
+    }
+    let key = format!("{namespace}/{name}");
+    let info = framework::PodInfo::new(std::sync::Arc::new(pod));
+    let verdicts = explain::explain(&profile, &info, &cache.snapshot());
+    Ok(explain::render(&key, &verdicts))
+}
+
+/// Why a pending pod could not be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The API could not be read.
+    #[error("cannot read the cluster")]
+    Read(#[source] kube::Error),
+    /// No profile schedules the pod.
+    #[error("no profile of this configuration has schedulerName {0:?}")]
+    NoProfile(String),
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] profile::ConfigError),
 }
