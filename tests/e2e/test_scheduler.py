@@ -154,6 +154,17 @@ def test_a_pod_too_large_for_any_node_stays_pending_and_says_why(space):
     assert "FailedScheduling" in described and "default-scheduler" in described
     assert "Insufficient cpu" in described
     assert json.loads(k("get", "pod", "huge", "-n", ns, "-o", "json"))["status"]["phase"] == "Pending"
+    # Beyond upstream: node by node, which plugin refused and the smallest change.
+    cluster = space[0]
+    p = subprocess.run([KRUST_BIN, "explain-pending", "huge", "-n", ns, "--kubeconfig",
+                        cluster.kubeconfig], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert out.startswith(f"Pod {ns}/huge: fits 0 of 6 nodes."), out
+    assert "NodeResourcesFit" in out and "TaintToleration" in out, out
+    assert "node(s) had untolerated taint {gpu: true}" in out, out
+    # The large untainted node needs one change; the tainted one would need two.
+    assert "Smallest change: on node big-0:\n  - free 12 of cpu (the pod asks 20, 8 is free of 8)" in out
 
 
 def test_node_affinity_pins_a_pod(space):
