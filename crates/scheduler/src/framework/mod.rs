@@ -4,6 +4,7 @@
 //! score are plain functions of the pod, the node and what its PreFilter or PreScore computed
 //! for the cycle, so each plugin is table-tested without a server.
 
+pub mod affinity;
 pub mod cycle_state;
 pub mod diagnosis;
 pub mod labels;

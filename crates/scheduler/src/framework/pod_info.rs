@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Affinity, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
+use super::affinity::PodTerms;
 use super::resources::{PodRequests, Resources};
 
 /// A host port a pod's container claims on its node.
@@ -117,9 +118,9 @@ pub struct NodePod {
     pub host_ports: Vec<HostPort>,
     /// Its priority.
     pub priority: i32,
-    /// Its affinity, when it has pod affinity or anti-affinity terms (what the inter-pod
-    /// affinity plugin reads of existing pods).
-    pub affinity: Option<Arc<Affinity>>,
+    /// Its inter-pod affinity terms, resolved, when it has any (what the inter-pod affinity
+    /// plugin reads of placed pods).
+    pub affinity: Option<Arc<PodTerms>>,
     /// Whether it is being deleted (preemption does not count it as a victim).
     pub terminating: bool,
 }
@@ -127,12 +128,7 @@ pub struct NodePod {
 impl NodePod {
     /// The small view of `pod`.
     pub fn of(pod: &Pod) -> Self {
-        let affinity = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.affinity.as_ref())
-            .filter(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
-            .map(|a| Arc::new(a.clone()));
+        let affinity = PodTerms::of(pod).map(Arc::new);
         Self {
             uid: pod.metadata.uid.clone().unwrap_or_default(),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),

@@ -74,11 +74,10 @@ impl Plugin for ImageLocality {
         if images.images.is_empty() || images.total_nodes == 0 {
             return 0;
         }
-        let on_node = node_images(node);
         let sum: i64 = images
             .images
             .iter()
-            .filter(|(name, _)| on_node.iter().any(|n| n == name))
+            .filter(|(name, _)| node_images(node).any(|n| n == name))
             .map(|(_, spread)| {
                 let share = spread.nodes as f64 / images.total_nodes as f64;
                 (spread.size as f64 * share) as i64
@@ -91,7 +90,7 @@ impl Plugin for ImageLocality {
 }
 
 /// Every name of every image the node reports.
-fn node_images(node: &NodeInfo) -> Vec<&str> {
+fn node_images(node: &NodeInfo) -> impl Iterator<Item = &str> {
     node.node
         .as_ref()
         .and_then(|n| n.status.as_ref())
@@ -99,7 +98,6 @@ fn node_images(node: &NodeInfo) -> Vec<&str> {
         .into_iter()
         .flatten()
         .flat_map(|i| i.names.iter().flatten().map(String::as_str))
-        .collect()
 }
 
 #[cfg(test)]

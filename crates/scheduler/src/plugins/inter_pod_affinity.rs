@@ -3,16 +3,11 @@
 //! domains that hold them, and out of domains whose pods' own anti-affinity selects it.
 //! Preferred terms, its own and those of the pods already placed, score domains.
 //!
-//! A term's namespaces are its `namespaces`, the pod's own when empty, or every namespace when
-//! its `namespaceSelector` is empty (`{}`); a selector with labels matches only the listed
-//! namespaces, as namespace labels are not in this scheduler's cache.
+//! Terms are resolved once per pod (`framework/affinity.rs`).
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-
-use crate::framework::labels::selector_matches;
+use crate::framework::affinity::{PodTerms, Term};
 use crate::framework::{
     ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points, Reason,
     Rejection, Snapshot,
@@ -26,94 +21,6 @@ const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
 /// Places pods by the pods around them.
 pub struct InterPodAffinity;
-
-/// A term resolved against its pod's namespace.
-struct Term {
-    selector: LabelSelector,
-    namespaces: Vec<String>,
-    all_namespaces: bool,
-    key: String,
-}
-
-impl Term {
-    fn new(
-        term: &PodAffinityTerm,
-        namespace: &str,
-        labels: &std::collections::BTreeMap<String, String>,
-    ) -> Self {
-        let mut selector = term.label_selector.clone().unwrap_or_else(|| LabelSelector {
-            // No selector selects nothing.
-            match_expressions: Some(vec![
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
-                    key: "krust.dev/never".into(),
-                    operator: "Exists".into(),
-                    values: None,
-                },
-            ]),
-            ..LabelSelector::default()
-        });
-        for key in term.match_label_keys.iter().flatten() {
-            if let Some(value) = labels.get(key) {
-                selector
-                    .match_labels
-                    .get_or_insert_with(Default::default)
-                    .insert(key.clone(), value.clone());
-            }
-        }
-        let listed = term.namespaces.clone().unwrap_or_default();
-        let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
-            s.match_labels.as_ref().is_none_or(|m| m.is_empty())
-                && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
-        });
-        let namespaces = if listed.is_empty() && term.namespace_selector.is_none() {
-            vec![namespace.to_string()]
-        } else {
-            listed
-        };
-        Self { selector, namespaces, all_namespaces, key: term.topology_key.clone() }
-    }
-
-    fn matches(
-        &self,
-        namespace: &str,
-        labels: &std::collections::BTreeMap<String, String>,
-    ) -> bool {
-        (self.all_namespaces || self.namespaces.iter().any(|n| n == namespace))
-            && selector_matches(&self.selector, labels)
-    }
-}
-
-fn required(affinity: Option<&Affinity>, anti: bool) -> Vec<&PodAffinityTerm> {
-    let Some(affinity) = affinity else { return Vec::new() };
-    let terms = if anti {
-        affinity
-            .pod_anti_affinity
-            .as_ref()
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-    } else {
-        affinity
-            .pod_affinity
-            .as_ref()
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-    };
-    terms.into_iter().flatten().collect()
-}
-
-fn preferred(affinity: Option<&Affinity>, anti: bool) -> Vec<(i64, &PodAffinityTerm)> {
-    let Some(affinity) = affinity else { return Vec::new() };
-    let terms = if anti {
-        affinity
-            .pod_anti_affinity
-            .as_ref()
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
-    } else {
-        affinity
-            .pod_affinity
-            .as_ref()
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
-    };
-    terms.into_iter().flatten().map(|w| (i64::from(w.weight), &w.pod_affinity_term)).collect()
-}
 
 /// What the filter reads.
 struct Filtering {
@@ -159,13 +66,12 @@ impl Plugin for InterPodAffinity {
     ) -> Result<(), Rejection> {
         let namespace = pod.namespace();
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
-        let own = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+        let own = PodTerms::of(&pod.pod).unwrap_or_default();
         let mut existing_anti = HashMap::new();
         for node in snapshot.nodes_with_affinity_pods() {
             for existing in live(node) {
-                let Some(affinity) = existing.affinity.as_deref() else { continue };
-                for term in required(Some(affinity), true) {
-                    let term = Term::new(term, &existing.namespace, &existing.labels);
+                let Some(terms) = existing.affinity.as_deref() else { continue };
+                for term in &terms.anti {
                     if let Some(value) = node.label(&term.key)
                         && term.matches(namespace, &labels)
                     {
@@ -175,11 +81,10 @@ impl Plugin for InterPodAffinity {
                 }
             }
         }
-        let count = |terms: Vec<&PodAffinityTerm>| -> Vec<(Term, HashMap<String, i64>)> {
+        let count = |terms: Vec<Term>| -> Vec<(Term, HashMap<String, i64>)> {
             terms
                 .into_iter()
-                .map(|t| {
-                    let term = Term::new(t, namespace, &labels);
+                .map(|term| {
                     let mut domains = HashMap::new();
                     for node in &snapshot.nodes {
                         let Some(value) = node.label(&term.key) else { continue };
@@ -193,8 +98,8 @@ impl Plugin for InterPodAffinity {
                 })
                 .collect()
         };
-        let affinity = count(required(own, false));
-        let anti = count(required(own, true));
+        let affinity = count(own.affinity);
+        let anti = count(own.anti);
         let first_of_group = !affinity.is_empty()
             && affinity.iter().all(|(_, domains)| domains.is_empty())
             && affinity.iter().all(|(term, _)| term.matches(namespace, &labels));
@@ -243,20 +148,10 @@ impl Plugin for InterPodAffinity {
     ) {
         let namespace = pod.namespace();
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
-        let own = pod.pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
-        let own_terms: Vec<(i64, Term)> = preferred(own, false)
-            .into_iter()
-            .map(|(w, t)| (w, Term::new(t, namespace, &labels)))
-            .chain(
-                preferred(own, true)
-                    .into_iter()
-                    .map(|(w, t)| (-w, Term::new(t, namespace, &labels))),
-            )
-            .collect();
+        let own_terms = PodTerms::of(&pod.pod).map(|t| t.preferred).unwrap_or_default();
         let mut domains: HashMap<(String, String), i64> = HashMap::new();
         for node in &snapshot.nodes {
-            let scan_own = !own_terms.is_empty();
-            if !scan_own && node.pods_with_affinity == 0 {
+            if own_terms.is_empty() && node.pods_with_affinity == 0 {
                 continue;
             }
             for existing in live(node) {
@@ -268,17 +163,13 @@ impl Plugin for InterPodAffinity {
                             weight;
                     }
                 }
-                let Some(affinity) = existing.affinity.as_deref() else { continue };
-                let theirs = preferred(Some(affinity), false)
-                    .into_iter()
-                    .chain(
-                        required(Some(affinity), false)
-                            .into_iter()
-                            .map(|t| (HARD_POD_AFFINITY_WEIGHT, t)),
-                    )
-                    .chain(preferred(Some(affinity), true).into_iter().map(|(w, t)| (-w, t)));
+                let Some(terms) = existing.affinity.as_deref() else { continue };
+                let theirs = terms
+                    .preferred
+                    .iter()
+                    .map(|(w, t)| (*w, t))
+                    .chain(terms.affinity.iter().map(|t| (HARD_POD_AFFINITY_WEIGHT, t)));
                 for (weight, term) in theirs {
-                    let term = Term::new(term, &existing.namespace, &existing.labels);
                     if let Some(value) = node.label(&term.key)
                         && term.matches(namespace, &labels)
                     {

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Toleration;
 
-use crate::framework::labels::tolerated;
+use crate::framework::labels::{tolerated, tolerates};
 use crate::framework::{
     ClusterEvent, CycleState, NodeInfo, Plugin, PodInfo, Points, Reason, Rejection,
     normalize_scores,
@@ -52,15 +52,17 @@ impl Plugin for TaintToleration {
 
     /// How many `PreferNoSchedule` taints the pod does not tolerate (fewer is better).
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let soft: Vec<Toleration> = tolerations(pod)
-            .iter()
-            .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
-            .cloned()
-            .collect();
+        let tolerations = tolerations(pod);
+        let soft = |t: &&Toleration| {
+            t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+        };
         let count = node
             .taints()
             .iter()
-            .filter(|t| t.effect == "PreferNoSchedule" && !tolerated(&soft, t))
+            .filter(|taint| {
+                taint.effect == "PreferNoSchedule"
+                    && !tolerations.iter().filter(soft).any(|t| tolerates(t, taint))
+            })
             .count();
         i64::try_from(count).unwrap_or(i64::MAX)
     }
