@@ -36,6 +36,19 @@ GROUPS = [
 ]
 NODES = ["big-0", "small-a-0", "small-a-1", "small-b-0", "small-b-1", "gpu-0"]
 
+# The default profile, and one that packs pods onto the fullest node that fits.
+PROFILES = {
+    "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+    "profiles": [
+        {"schedulerName": "default-scheduler"},
+        {"schedulerName": "packer",
+         "plugins": {"score": {"disabled": [{"name": "*"}],
+                               "enabled": [{"name": "NodeResourcesFit", "weight": 1}]}},
+         "pluginConfig": [{"name": "NodeResourcesFit",
+                           "args": {"scoringStrategy": {"type": "MostAllocated"}}}]},
+    ],
+}
+
 
 @pytest.fixture(scope="module")
 def sim(e2e_tmp):
@@ -43,6 +56,9 @@ def sim(e2e_tmp):
     workdir = Path(tempfile.mkdtemp(prefix="scheduler-", dir=e2e_tmp))
     server = KrustServer(workdir, "embedded", None)
     server.scheduler = True
+    profiles = workdir / "scheduler.yaml"
+    profiles.write_text(yaml.safe_dump(PROFILES))
+    server.extra_args = ["--scheduler-config", profiles]
     server.start()
     cluster = Cluster(server, None)
     config = workdir / "nodes.yaml"
@@ -284,6 +300,25 @@ def test_drain_respects_a_disruption_budget(space):
         assert "small-b-0" not in nodes
     finally:
         k("uncordon", "small-b-0")
+
+
+def test_profiles_by_scheduler_name(space):
+    _, k, ns = space
+    # The default profile spreads; the packing profile puts every pod on one small node.
+    packed = deployment("packed", 4, schedulerName="packer", nodeSelector={"size": "small"})
+    apply(k, ns, packed)
+    nodes = placed(k, ns, "app=packed", 4)
+    assert len(set(nodes)) == 1, nodes
+    spread = deployment("spread-default", 3, nodeSelector={"size": "small"})
+    apply(k, ns, spread)
+    others = placed(k, ns, "app=spread-default", 3)
+    assert len(set(others)) == 3 and nodes[0] not in others, (nodes, others)
+    # A pod for a scheduler that does not run is left alone.
+    apply(k, ns, pod("elsewhere", schedulerName="someone-else"))
+    time.sleep(2)
+    got = json.loads(k("get", "pod", "elsewhere", "-n", ns, "-o", "json"))
+    assert not got["spec"].get("nodeName")
+    assert not any(c["type"] == "PodScheduled" for c in got["status"].get("conditions", []))
 
 
 def test_a_bad_scheduler_configuration_is_refused_clearly(tmp_path):
