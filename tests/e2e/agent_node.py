@@ -53,6 +53,7 @@ class Node:
         busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
         self.server = KrustServer(workdir, "embedded", None)
         self.server.agent = True
+        self.server.scheduler = True  # pods without a node are placed on this one
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
                                   "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",
                                   "--agent-port", str(free_port())]

@@ -304,14 +304,17 @@ def test_kubectl_logs_previous_shows_the_crashed_run(node, k, ns):
 
 
 def test_kubectl_logs_of_a_deployment(node, k, ns):
+    # No nodeName: the scheduler places the pod on the server's own node.
     apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "greeter", "namespace": ns},
               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "greeter"}},
                        "template": {"metadata": {"labels": {"app": "greeter"}},
-                                    "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                                    "spec": {"terminationGracePeriodSeconds": 1,
                                              "containers": [{"name": "c", "image": IMAGE,
                                                              "command": ["sh", "-c", "echo hello-from-deployment; sleep 3600"]}]}}}})
     wait_for(lambda: "hello-from-deployment" in k.run("logs", "deploy/greeter", "-n", ns).stdout, 60,
              interval=0.5, what="the deployment's pod's log")
+    placed = json.loads(k("get", "pods", "-n", ns, "-l", "app=greeter", "-o", "json"))["items"]
+    assert [p["spec"]["nodeName"] for p in placed] == [node.name]
 
 
 def test_a_readiness_probe_flips_ready_both_ways(node, k, ns):
