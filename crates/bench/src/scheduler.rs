@@ -6,7 +6,8 @@
 //! runs as a second child (its CPU and memory are its own). The pods of each scenario are
 //! created by a closed loop while one watch notes when each is seen bound: throughput is the
 //! pods over the time from the first create to the last binding seen, and each pod's latency
-//! is from its create to its binding seen.
+//! is from its create to its binding seen. The ceiling is measured the same way, with a
+//! plain client in this process binding each pod round robin as its watch shows it.
 //!
 //! - (a) resources only: each pod requests 100m CPU and 128Mi;
 //! - (b) resources, plus a required anti-affinity by hostname within groups of 10 pods and a
@@ -113,7 +114,7 @@ async fn cluster(
     server.terminate().await?;
 
     let rate = |v: &Value| v["pods_per_second"].as_f64().unwrap_or(0.0);
-    let bare_rate = bare["per_second"].as_f64().unwrap_or(0.0);
+    let bare_rate = rate(&bare);
     Ok(json!({
         "nodes": nodes,
         "bare_binding": bare,
@@ -164,25 +165,61 @@ fn pod(i: usize, spread: bool) -> Value {
     pod
 }
 
-/// The API's ceiling: pods created for no scheduler, then bound round robin by a plain client.
+/// The API's ceiling for any scheduler: a plain client that binds each pod round robin as
+/// soon as its watch shows it, measured as a scheduler is (pods created for no scheduler).
 async fn bare_bindings(
     admin: &ApiClient,
     args: &SchedulerBenchArgs,
     nodes: Vec<String>,
 ) -> anyhow::Result<Value> {
-    closed_loop(admin, args.pods, args.concurrency, |i| {
+    let watch = admin.watch(&format!("/api/v1/namespaces/{NS}/pods?watch=true")).await?;
+    let binder = tokio::spawn(bind_round_robin(admin.clone(), watch, nodes, args.concurrency));
+    let result = scenario(admin, args, "bare", &|i| {
         let mut pod = pod(i, false);
         pod["spec"]["schedulerName"] = json!("bench-nobody");
-        (Method::POST, format!("/api/v1/namespaces/{NS}/pods"), Some(pod))
+        pod
     })
-    .await?;
-    let nodes = Arc::new(nodes);
-    closed_loop(admin, args.pods, args.concurrency, move |i| {
-        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": format!("p-{i}")},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": nodes[i % nodes.len()]}});
-        (Method::POST, format!("/api/v1/namespaces/{NS}/pods/p-{i}/binding"), Some(binding))
-    })
-    .await
+    .await;
+    binder.abort();
+    result
+}
+
+/// Binds every new pod the watch shows, round robin over `nodes`, `concurrency` at a time.
+async fn bind_round_robin(
+    admin: ApiClient,
+    mut body: hyper::body::Incoming,
+    nodes: Vec<String>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut buffer = Vec::new();
+    let mut next = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else { continue };
+        buffer.extend_from_slice(data);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let Ok(event) = serde_json::from_slice::<Value>(&line) else { continue };
+            let pod = &event["object"];
+            if event["type"] != "ADDED" || pod["spec"]["nodeName"].is_string() {
+                continue;
+            }
+            let Some(name) = pod["metadata"]["name"].as_str().map(str::to_string) else { continue };
+            let node = nodes[next % nodes.len().max(1)].clone();
+            next += 1;
+            let permit = Arc::clone(&in_flight).acquire_owned().await?;
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                    "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
+                let path = format!("/api/v1/namespaces/{NS}/pods/{name}/binding");
+                let _ = admin.request(Method::POST, &path, Some(&binding)).await;
+                drop(permit);
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Creates the scenario's pods and waits until the watch has seen every one bound.
