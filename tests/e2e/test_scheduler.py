@@ -300,6 +300,9 @@ def test_drain_respects_a_disruption_budget(space):
         assert "small-b-0" not in nodes
     finally:
         k("uncordon", "small-b-0")
+        # The node lifecycle controller lifts the unschedulable taint as the node changes.
+        wait_for(lambda: not json.loads(k("get", "node", "small-b-0", "-o", "json"))["spec"]
+                 .get("taints"), timeout=20, interval=0.5)
 
 
 def test_profiles_by_scheduler_name(space):

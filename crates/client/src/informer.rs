@@ -92,7 +92,7 @@ where
     /// A stream of the objects that were added, changed or deleted (as last seen), and of
     /// every object again after a re-list, for a controller's trigger. Subscribers are taken
     /// before [`Informer::run`].
-    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    pub fn subscribe(&mut self) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         let (sender, receiver) = mpsc::channel(BUFFER);
         self.subscribers.push(sender);
         receiver

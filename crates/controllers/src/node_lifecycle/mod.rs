@@ -2,8 +2,10 @@
 //! eviction): every few seconds it looks at each node's Lease and status, marks a node that
 //! stopped reporting `Unknown`, keeps each node's condition taints what its conditions call for
 //! (`taints.rs`), and deletes the pods that a `NoExecute` taint no longer lets stay
-//! (`eviction.rs`). Its decisions are the pure functions of those modules; this file reads
-//! the shared caches and writes.
+//! (`eviction.rs`). A node that changes (cordoned, uncordoned, a condition reported) has its
+//! taints brought in line at once, as upstream's node update queue does, rather than at the
+//! next pass. Its decisions are the pure functions of those modules; this file reads the
+//! shared caches and writes.
 
 pub mod eviction;
 pub mod health;
@@ -18,7 +20,8 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Pod, Tain
 use k8s_openapi::jiff::Timestamp;
 use krust_client::{Events, Informer};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use kube::runtime::reflector::Store;
+use futures::StreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
 use health::Observed;
@@ -52,6 +55,7 @@ pub fn run(
     leases: &mut Informer<Lease>,
     pods: &mut Informer<Pod>,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let mut changed = nodes.subscribe();
     let mut monitor = Monitor {
         events: Events::new(client.clone(), NAME),
         client,
@@ -67,8 +71,15 @@ pub fn run(
         let _ = monitor.pods.wait_until_ready().await;
         let mut tick = tokio::time::interval(MONITOR_PERIOD);
         loop {
-            tick.tick().await;
-            monitor.pass().await;
+            tokio::select! {
+                _ = tick.tick() => monitor.pass().await,
+                Some(node) = changed.next() => {
+                    let current = monitor.nodes.get(&ObjectRef::new(&node.name_any()));
+                    if let Some(node) = current {
+                        monitor.retaint((*node).clone()).await;
+                    }
+                }
+            }
         }
     }
 }
@@ -84,7 +95,7 @@ impl Monitor {
             let name = node.name_any();
             let lease = self
                 .leases
-                .get(&kube::runtime::reflector::ObjectRef::new(&name).within(LEASE_NAMESPACE));
+                .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
             let renewed = lease
                 .as_ref()
                 .and_then(|l| l.spec.as_ref())
@@ -108,20 +119,25 @@ impl Monitor {
                     Err(e) => tracing::warn!(node = name, error = %e, "cannot mark node unknown"),
                 }
             }
-            if let Some(next) = taints::reconciled(&node, Timestamp::now()) {
-                match self.set_taints(&node, &next).await {
-                    Ok(()) => {
-                        node.spec.get_or_insert_with(Default::default).taints = Some(next);
-                    }
-                    Err(e) => tracing::debug!(node = name, error = %e, "cannot taint node"),
-                }
-            }
+            let node = self.retaint(node).await;
             let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
             if taints.iter().any(|t| t.effect == "NoExecute") {
                 tainted.insert(name, taints);
             }
         }
         self.evict(&tainted).await;
+    }
+
+    /// Brings the node's condition taints in line with its conditions and `unschedulable`,
+    /// returning the node as it now is.
+    async fn retaint(&self, mut node: Node) -> Node {
+        if let Some(next) = taints::reconciled(&node, Timestamp::now()) {
+            match self.set_taints(&node, &next).await {
+                Ok(()) => node.spec.get_or_insert_with(Default::default).taints = Some(next),
+                Err(e) => tracing::debug!(node = node.name_any(), error = %e, "cannot taint node"),
+            }
+        }
+        node
     }
 
     /// Writes the node's conditions as `Unknown`.
