@@ -6,7 +6,8 @@
 //! `framework/` is the plugin interface and what a cycle sees; `plugins/` holds one module per
 //! plugin, pure and table-tested; `cycle.rs` runs one pod through a profile's plugins;
 //! `cache.rs` and `queue.rs` keep the cluster's nodes and pods and the pods waiting;
-//! `scheduler.rs` feeds them from watches and binds through `pods/binding`.
+//! `scheduler.rs` feeds them from watches and binds through `pods/binding`; `workloads.rs`
+//! keeps the selectors of services and controllers for default spreading.
 
 pub mod cache;
 pub mod cycle;
@@ -18,6 +19,7 @@ pub mod preemption;
 pub mod profile;
 pub mod queue;
 pub mod scheduler;
+pub mod workloads;
 
 use krust_client::LeaderElection;
 use krust_client::leader::Timing;

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Node, ObjectReference, Pod, PodCondition, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -25,6 +28,7 @@ use crate::framework::{ClusterEvent, PodInfo};
 use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
+use crate::workloads::{self, Entry, Kind, Workloads};
 
 /// How often parked pods are checked for the five-minute limit and back-offs.
 const FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -34,6 +38,7 @@ enum Input {
     Node(Box<watcher::Event<Node>>),
     Pod(Box<watcher::Event<Pod>>),
     Budget(Box<watcher::Event<PodDisruptionBudget>>),
+    Workload(Kind, Box<watcher::Event<workloads::Entry>>),
 }
 
 /// How a binding ended.
@@ -60,6 +65,8 @@ pub struct Scheduler {
     /// PodDisruptionBudgets by `namespace/name`, for preemption.
     budgets: HashMap<String, Budget>,
     budget_relist: Option<HashMap<String, Budget>>,
+    /// The selectors of services and controllers, for default topology spreading.
+    workloads: Workloads,
     outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
 }
 
@@ -92,6 +99,7 @@ impl Scheduler {
             pod_relist: None,
             budgets: HashMap::new(),
             budget_relist: None,
+            workloads: Workloads::default(),
             outcomes: mpsc::unbounded_channel(),
         }
     }
@@ -105,7 +113,25 @@ impl Scheduler {
         watches.spawn(forward(watch(nodes), sender.clone(), |e| Input::Node(Box::new(e))));
         watches.spawn(forward(watch(pods), sender.clone(), |e| Input::Pod(Box::new(e))));
         let budgets: Api<PodDisruptionBudget> = Api::all(self.client.clone());
-        watches.spawn(forward(watch(budgets), sender, |e| Input::Budget(Box::new(e))));
+        watches.spawn(forward(watch(budgets), sender.clone(), |e| Input::Budget(Box::new(e))));
+        let services: Api<Service> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(services), sender.clone(), |e| {
+            Input::Workload(Kind::Service, Box::new(workloads::event(e, Entry::of_service)))
+        }));
+        let controllers: Api<ReplicationController> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(controllers), sender.clone(), |e| {
+            let e = workloads::event(e, Entry::of_replication_controller);
+            Input::Workload(Kind::ReplicationController, Box::new(e))
+        }));
+        let sets: Api<ReplicaSet> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(sets), sender.clone(), |e| {
+            Input::Workload(Kind::ReplicaSet, Box::new(workloads::event(e, Entry::of_replica_set)))
+        }));
+        let stateful: Api<StatefulSet> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(stateful), sender, |e| {
+            let e = workloads::event(e, Entry::of_stateful_set);
+            Input::Workload(Kind::StatefulSet, Box::new(e))
+        }));
         let mut flush = tokio::time::interval(FLUSH_PERIOD);
         loop {
             while let Ok(input) = inputs.try_recv() {
@@ -140,6 +166,7 @@ impl Scheduler {
             Input::Node(event) => self.on_node(*event),
             Input::Pod(event) => self.on_pod(*event),
             Input::Budget(event) => self.on_budget(*event),
+            Input::Workload(kind, event) => self.workloads.apply(kind, *event),
         }
     }
 
@@ -295,13 +322,14 @@ impl Scheduler {
         }
     }
 
-    fn schedule_one(&mut self, pod: PodInfo) {
+    fn schedule_one(&mut self, mut pod: PodInfo) {
         let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
         let name = scheduler_name(&pod.pod);
         let Some(profile) = self.profiles.iter().find(|p| p.scheduler_name == name) else {
             self.queue.remove(&uid);
             return;
         };
+        pod.default_spread = self.workloads.default_selector(&pod.pod);
         let snapshot = self.cache.snapshot();
         let nodes = snapshot.nodes.len();
         match cycle::schedule(profile, &pod, &snapshot, self.next_start, &mut self.random) {

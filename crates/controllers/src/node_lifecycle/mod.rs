@@ -15,12 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, ObjectReference, Pod, Taint};
 use k8s_openapi::jiff::Timestamp;
 use krust_client::{Events, Informer};
 use kube::api::{DeleteParams, Patch, PatchParams};
-use futures::StreamExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 
@@ -93,9 +93,7 @@ impl Monitor {
         let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
         for node in nodes {
             let name = node.name_any();
-            let lease = self
-                .leases
-                .get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
+            let lease = self.leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
             let renewed = lease
                 .as_ref()
                 .and_then(|l| l.spec.as_ref())

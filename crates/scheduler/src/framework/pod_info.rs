@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::affinity::PodTerms;
 use super::resources::{PodRequests, Resources};
@@ -63,12 +64,21 @@ pub struct PodInfo {
     pub requests: PodRequests,
     /// The host ports it claims.
     pub host_ports: Vec<HostPort>,
+    /// What PodTopologySpread's default constraints count its peers by (the selectors of its
+    /// services and controller), when it has no constraints of its own; filled in by the
+    /// scheduler from the objects it watches.
+    pub default_spread: Option<LabelSelector>,
 }
 
 impl PodInfo {
     /// The view of `pod`.
     pub fn new(pod: Arc<Pod>) -> Self {
-        Self { requests: PodRequests::of(&pod), host_ports: HostPort::of(&pod), pod }
+        Self {
+            requests: PodRequests::of(&pod),
+            host_ports: HostPort::of(&pod),
+            default_spread: None,
+            pod,
+        }
     }
 
     /// `namespace/name`.

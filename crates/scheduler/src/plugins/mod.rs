@@ -74,6 +74,15 @@ struct ScoringStrategy {
     requested_to_capacity_ratio: Option<RatioArgs>,
 }
 
+/// `PodTopologySpreadArgs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpreadArgs {
+    #[serde(default)]
+    default_constraints: Vec<k8s_openapi::api::core::v1::TopologySpreadConstraint>,
+    defaulting_type: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct RatioArgs {
     shape: Vec<ShapePoint>,
@@ -92,7 +101,52 @@ pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plu
             Arc::new(node_resources_fit::BalancedAllocation::default())
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
-        pod_topology_spread::NAME => Arc::new(pod_topology_spread::PodTopologySpread),
+        pod_topology_spread::NAME => {
+            let args: SpreadArgs = match args {
+                Some(value) => {
+                    serde_json::from_value(value.clone()).map_err(|e| invalid(e.to_string()))?
+                }
+                None => SpreadArgs::default(),
+            };
+            match args.defaulting_type.as_deref().unwrap_or("System") {
+                "System" if args.default_constraints.is_empty() => {
+                    Arc::new(pod_topology_spread::PodTopologySpread::default())
+                }
+                "System" => {
+                    return Err(invalid(
+                        "when .defaultingType is \"System\", .defaultConstraints must be empty"
+                            .into(),
+                    ));
+                }
+                "List" => {
+                    for c in &args.default_constraints {
+                        if c.label_selector.is_some() {
+                            return Err(invalid(
+                                "default constraints must not define a selector, as they are deduced for each pod".into(),
+                            ));
+                        }
+                        if c.max_skew <= 0 || c.topology_key.is_empty() {
+                            return Err(invalid(
+                                "default constraints need maxSkew above 0 and a topologyKey".into(),
+                            ));
+                        }
+                        if !matches!(
+                            c.when_unsatisfiable.as_str(),
+                            "DoNotSchedule" | "ScheduleAnyway"
+                        ) {
+                            return Err(invalid(format!(
+                                "unsupported whenUnsatisfiable {:?}",
+                                c.when_unsatisfiable
+                            )));
+                        }
+                    }
+                    Arc::new(pod_topology_spread::PodTopologySpread::with_defaults(
+                        args.default_constraints,
+                    ))
+                }
+                other => return Err(invalid(format!("unknown defaultingType {other:?}"))),
+            }
+        }
         inter_pod_affinity::NAME => Arc::new(inter_pod_affinity::InterPodAffinity),
         node_resources_fit::NAME => {
             let args: FitArgs = match args {
@@ -137,4 +191,24 @@ pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plu
         }
         other => return Err(PluginError::Unknown(other.to_string())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_args_are_checked_as_upstream_checks_them() {
+        let list = serde_json::json!({"defaultingType": "List", "defaultConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}]});
+        assert!(build(pod_topology_spread::NAME, Some(&list)).is_ok());
+        let system_with_list = serde_json::json!({"defaultingType": "System",
+            "defaultConstraints": list["defaultConstraints"].clone()});
+        let error = build(pod_topology_spread::NAME, Some(&system_with_list)).err();
+        assert!(error.is_some_and(|e| e.to_string().contains("must be empty")));
+        let with_selector = serde_json::json!({"defaultingType": "List", "defaultConstraints": [
+            {"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": {"a": "b"}}}]});
+        assert!(build(pod_topology_spread::NAME, Some(&with_selector)).is_err());
+    }
 }

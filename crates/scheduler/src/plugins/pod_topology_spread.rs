@@ -21,7 +21,61 @@ use crate::framework::{
 pub const NAME: &str = "PodTopologySpread";
 
 /// Spreads pods over topology domains.
-pub struct PodTopologySpread;
+pub struct PodTopologySpread {
+    /// The constraints of a pod that has none of its own (counted by its default selector).
+    defaults: Vec<TopologySpreadConstraint>,
+    /// Whether `defaults` are upstream's built-in ones: then a node lacking a topology label
+    /// still counts for the constraints whose labels it has.
+    system_defaulted: bool,
+}
+
+impl Default for PodTopologySpread {
+    /// Upstream's system defaults: spread over hosts (`maxSkew` 3) and zones (`maxSkew` 5),
+    /// both `ScheduleAnyway`.
+    fn default() -> Self {
+        let soft = |key: &str, max_skew| TopologySpreadConstraint {
+            max_skew,
+            topology_key: key.to_string(),
+            when_unsatisfiable: "ScheduleAnyway".to_string(),
+            ..Default::default()
+        };
+        Self {
+            defaults: vec![
+                soft("kubernetes.io/hostname", 3),
+                soft("topology.kubernetes.io/zone", 5),
+            ],
+            system_defaulted: true,
+        }
+    }
+}
+
+impl PodTopologySpread {
+    /// The plugin with `defaultingType: List` and these default constraints (none: pods
+    /// without constraints are not spread).
+    pub fn with_defaults(defaults: Vec<TopologySpreadConstraint>) -> Self {
+        Self { defaults, system_defaulted: false }
+    }
+
+    /// The pod's constraints of kind `when`, and whether a node must carry every topology
+    /// label to count.
+    fn constraints(&self, pod: &PodInfo, when: &str) -> (Vec<Constraint>, bool) {
+        let own: &[TopologySpreadConstraint] = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_deref())
+            .unwrap_or_default();
+        if !own.is_empty() {
+            return (constraints(own, pod, when, None), true);
+        }
+        match &pod.default_spread {
+            Some(selector) => {
+                (constraints(&self.defaults, pod, when, Some(selector)), !self.system_defaulted)
+            }
+            None => (Vec::new(), true),
+        }
+    }
+}
 
 /// One constraint, ready to count with.
 struct Constraint {
@@ -40,20 +94,24 @@ struct Counts {
     domains: Vec<BTreeMap<String, i64>>,
     /// Whether the incoming pod matches each constraint's own selector.
     self_match: Vec<bool>,
+    /// Whether a node lacking any constraint's label is left out (and scores nothing).
+    require_all: bool,
 }
 
-fn constraints(pod: &PodInfo, when: &str) -> Vec<Constraint> {
-    let list: &[TopologySpreadConstraint] = pod
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.topology_spread_constraints.as_deref())
-        .unwrap_or_default();
+/// `list`'s constraints of kind `when`, counting by `selector` where given (default
+/// constraints), else by each constraint's own.
+fn constraints(
+    list: &[TopologySpreadConstraint],
+    pod: &PodInfo,
+    when: &str,
+    selector: Option<&LabelSelector>,
+) -> Vec<Constraint> {
     let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
     list.iter()
         .filter(|c| c.when_unsatisfiable == when)
         .map(|c| {
-            let mut selector = c.label_selector.clone().unwrap_or_default();
+            let mut selector =
+                selector.cloned().unwrap_or_else(|| c.label_selector.clone().unwrap_or_default());
             // matchLabelKeys: the pod's own values of those keys join the selector.
             for key in c.match_label_keys.iter().flatten() {
                 if let Some(value) = labels.get(key) {
@@ -103,11 +161,21 @@ fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
 }
 
 /// Counts the matching pods per domain over the nodes that count.
-fn count(constraints: Vec<Constraint>, pod: &PodInfo, nodes: &[&NodeInfo]) -> Counts {
+fn count(
+    (constraints, require_all): (Vec<Constraint>, bool),
+    pod: &PodInfo,
+    nodes: &[&NodeInfo],
+) -> Option<Counts> {
+    if constraints.is_empty() {
+        return None;
+    }
     let namespace = pod.namespace();
     let own = pod.pod.metadata.labels.clone().unwrap_or_default();
     let mut domains = vec![BTreeMap::new(); constraints.len()];
     for node in nodes {
+        if require_all && !has_every_label(&constraints, node) {
+            continue;
+        }
         for (i, constraint) in constraints.iter().enumerate() {
             if !counts_node(constraint, pod, node) {
                 continue;
@@ -118,8 +186,15 @@ fn count(constraints: Vec<Constraint>, pod: &PodInfo, nodes: &[&NodeInfo]) -> Co
         }
     }
     let self_match = constraints.iter().map(|c| selector_matches(&c.selector, &own)).collect();
-    Counts { constraints, domains, self_match }
+    Some(Counts { constraints, domains, self_match, require_all })
 }
+
+fn has_every_label(constraints: &[Constraint], node: &NodeInfo) -> bool {
+    constraints.iter().all(|c| node.label(&c.key).is_some())
+}
+
+/// The raw score of a node that scoring leaves out; normalized to 0.
+const IGNORED: i64 = -1;
 
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
@@ -148,9 +223,8 @@ impl Plugin for PodTopologySpread {
         pod: &PodInfo,
         snapshot: &Snapshot<'_>,
     ) -> Result<(), Rejection> {
-        let hard = constraints(pod, "DoNotSchedule");
-        if !hard.is_empty() {
-            state.write(NAME, count(hard, pod, &snapshot.nodes));
+        if let Some(counts) = count(self.constraints(pod, "DoNotSchedule"), pod, &snapshot.nodes) {
+            state.write(NAME, counts);
         }
         Ok(())
     }
@@ -181,16 +255,18 @@ impl Plugin for PodTopologySpread {
         _nodes: &[&NodeInfo],
         snapshot: &Snapshot<'_>,
     ) {
-        let soft = constraints(pod, "ScheduleAnyway");
-        if !soft.is_empty() {
-            state.write(SCORE_KEY, count(soft, pod, &snapshot.nodes));
+        if let Some(counts) = count(self.constraints(pod, "ScheduleAnyway"), pod, &snapshot.nodes) {
+            state.write(SCORE_KEY, counts);
         }
     }
 
     /// The matching pods in the node's domains, each constraint weighted by how many domains
-    /// it has (fewer pods is better).
+    /// it has (fewer pods is better). A node without the constraints' labels is left out.
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(counts) = state.read::<Counts>(SCORE_KEY) else { return 0 };
+        if counts.require_all && !has_every_label(&counts.constraints, node) {
+            return IGNORED;
+        }
         let mut score = 0.0;
         for (i, constraint) in counts.constraints.iter().enumerate() {
             let Some(value) = node.label(&constraint.key) else { continue };
@@ -202,13 +278,19 @@ impl Plugin for PodTopologySpread {
     }
 
     fn normalize(&self, scores: &mut [i64]) {
-        let (Some(min), Some(max)) = (scores.iter().min().copied(), scores.iter().max().copied())
-        else {
+        let counted = || scores.iter().copied().filter(|s| *s != IGNORED);
+        let (Some(min), Some(max)) = (counted().min(), counted().max()) else {
+            scores.iter_mut().for_each(|s| *s = 0);
             return;
         };
         for score in scores {
-            *score =
-                if max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE * (max + min - *score) / max };
+            *score = if *score == IGNORED {
+                0
+            } else if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *score) / max
+            };
         }
     }
 }
@@ -263,14 +345,14 @@ mod tests {
         let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
         let pod = spread("DoNotSchedule", None);
         let mut state = CycleState::default();
-        PodTopologySpread.pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
+        PodTopologySpread::default().pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
         assert_eq!(
-            PodTopologySpread.filter(&state, &pod, &nodes[0]),
+            PodTopologySpread::default().filter(&state, &pod, &nodes[0]),
             Err(Rejection::unschedulable(NAME, vec![Reason::TopologySpreadMismatch]))
         );
-        assert!(PodTopologySpread.filter(&state, &pod, &nodes[1]).is_ok());
+        assert!(PodTopologySpread::default().filter(&state, &pod, &nodes[1]).is_ok());
         assert_eq!(
-            PodTopologySpread.filter(&state, &pod, &nodes[2]),
+            PodTopologySpread::default().filter(&state, &pod, &nodes[2]),
             Err(Rejection::unresolvable(NAME, Reason::TopologySpreadMissingLabel))
         );
     }
@@ -282,12 +364,14 @@ mod tests {
         let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
         let pod = spread("DoNotSchedule", Some(3));
         let mut state = CycleState::default();
-        PodTopologySpread.pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
-        assert!(PodTopologySpread.filter(&state, &pod, &nodes[0]).is_err());
+        PodTopologySpread::default().pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
+        assert!(PodTopologySpread::default().filter(&state, &pod, &nodes[0]).is_err());
         let without = spread("DoNotSchedule", None);
         let mut state = CycleState::default();
-        PodTopologySpread.pre_filter(&mut state, &without, &snapshot).expect("no refusal");
-        assert!(PodTopologySpread.filter(&state, &without, &nodes[0]).is_ok());
+        PodTopologySpread::default()
+            .pre_filter(&mut state, &without, &snapshot)
+            .expect("no refusal");
+        assert!(PodTopologySpread::default().filter(&state, &without, &nodes[0]).is_ok());
     }
 
     #[test]
@@ -298,10 +382,75 @@ mod tests {
         let pod = spread("ScheduleAnyway", None);
         let mut state = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        PodTopologySpread.pre_score(&mut state, &pod, &feasible, &snapshot);
+        PodTopologySpread::default().pre_score(&mut state, &pod, &feasible, &snapshot);
         let mut scores: Vec<i64> =
-            nodes.iter().map(|n| PodTopologySpread.score(&state, &pod, n)).collect();
-        PodTopologySpread.normalize(&mut scores);
+            nodes.iter().map(|n| PodTopologySpread::default().score(&state, &pod, n)).collect();
+        PodTopologySpread::default().normalize(&mut scores);
         assert!(scores[1] > scores[0], "{scores:?}");
+    }
+
+    fn scores_of(plugin: &PodTopologySpread, pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
+        let images = HashMap::new();
+        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let mut state = CycleState::default();
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        plugin.pre_score(&mut state, pod, &feasible, &snapshot);
+        let mut scores: Vec<i64> = nodes.iter().map(|n| plugin.score(&state, pod, n)).collect();
+        plugin.normalize(&mut scores);
+        scores
+    }
+
+    fn host(name: &str, zone: Option<&str>, pods: &[k8s_openapi::api::core::v1::Pod]) -> NodeInfo {
+        let mut labels = serde_json::json!({"kubernetes.io/hostname": name});
+        if let Some(zone) = zone {
+            labels["topology.kubernetes.io/zone"] = zone.into();
+        }
+        node(
+            name,
+            serde_json::json!({"metadata": {"labels": labels},
+            "status": {"allocatable": {"cpu": "4", "memory": "4Gi", "pods": "110"}}}),
+            pods,
+        )
+    }
+
+    fn unconstrained(selected: bool) -> PodInfo {
+        let mut pod = info(pod_with(
+            serde_json::json!({"labels": {"app": "web"}}),
+            serde_json::json!({"containers": []}),
+        ));
+        if selected {
+            pod.default_spread = Some(LabelSelector {
+                match_labels: Some([("app".to_string(), "web".to_string())].into()),
+                match_expressions: None,
+            });
+        }
+        pod
+    }
+
+    #[test]
+    fn system_defaults_spread_a_controllers_pods_over_hosts() {
+        // No zone labels: the host constraint still counts under the system defaults.
+        let nodes = [host("a", None, &[web(), web()]), host("b", None, &[])];
+        let scores = scores_of(&PodTopologySpread::default(), &unconstrained(true), &nodes);
+        assert!(scores[1] > scores[0], "{scores:?}");
+        // A pod that no service or controller selects is not spread.
+        let none = scores_of(&PodTopologySpread::default(), &unconstrained(false), &nodes);
+        assert_eq!(none[0], none[1]);
+    }
+
+    #[test]
+    fn listed_defaults_leave_out_nodes_without_the_labels() {
+        let zone = TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            ..Default::default()
+        };
+        let plugin = PodTopologySpread::with_defaults(vec![zone]);
+        let nodes =
+            [host("a", Some("z1"), &[web()]), host("b", Some("z2"), &[]), host("c", None, &[])];
+        let scores = scores_of(&plugin, &unconstrained(true), &nodes);
+        assert!(scores[1] > scores[0], "{scores:?}");
+        assert_eq!(scores[2], 0, "a node without the zone label scores nothing: {scores:?}");
     }
 }
