@@ -140,8 +140,9 @@ impl Cache {
         self.order.keys()
     }
 
-    /// Counts a bound pod (confirming it if it was assumed); returns the event it is, if any.
-    pub fn add_pod(&mut self, pod: &Pod) -> Option<ClusterEvent> {
+    /// Counts a bound pod (confirming it if it was assumed); returns the event it is, if
+    /// any, with the pod's view.
+    pub fn add_pod(&mut self, pod: &Pod) -> Option<(ClusterEvent, Arc<NodePod>)> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let node = pod.spec.as_ref()?.node_name.clone()?;
         let view = Arc::new(NodePod::of(pod));
@@ -160,21 +161,20 @@ impl Cache {
             _ => ClusterEvent::AssignedPodAdd,
         };
         self.remove_pod(&uid);
-        self.nodes.entry(&node).1.add_pod(view);
+        self.nodes.entry(&node).1.add_pod(view.clone());
         self.pods.insert(uid, Placed { node, assumed: false });
-        Some(event)
+        Some((event, view))
     }
 
-    /// Stops counting a pod; returns whether it was counted (bound or assumed).
-    pub fn remove_pod(&mut self, uid: &str) -> bool {
-        let Some(placed) = self.pods.remove(uid) else { return false };
-        if let Some(info) = self.nodes.get_mut(&placed.node) {
-            info.remove_pod(uid);
-            if info.node.is_none() && info.pods.is_empty() {
-                self.nodes.remove(&placed.node);
-            }
+    /// Stops counting a pod; returns its view if it was counted (bound or assumed).
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<NodePod>> {
+        let placed = self.pods.remove(uid)?;
+        let info = self.nodes.get_mut(&placed.node)?;
+        let view = info.remove_pod(uid);
+        if info.node.is_none() && info.pods.is_empty() {
+            self.nodes.remove(&placed.node);
         }
-        true
+        view
     }
 
     /// Counts `pod` on `node` before its binding is confirmed.
@@ -274,16 +274,19 @@ mod tests {
         assert!(cache.is_assumed("u1"));
         assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
         // The watch confirms the binding: counted once.
-        assert_eq!(cache.add_pod(&bound("u1", "a")), Some(ClusterEvent::AssignedPodAdd));
+        assert_eq!(
+            cache.add_pod(&bound("u1", "a")).map(|(e, _)| e),
+            Some(ClusterEvent::AssignedPodAdd)
+        );
         assert!(!cache.is_assumed("u1"));
         assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
-        assert_eq!(cache.add_pod(&bound("u1", "a")), None, "no change, no event");
+        assert!(cache.add_pod(&bound("u1", "a")).is_none(), "no change, no event");
         let mut other = requesting("2", "1Gi");
         other.metadata.uid = Some("u2".into());
         cache.assume(&info(other), "a");
         cache.forget("u2");
         assert_eq!(cache.node("a").map(|n| n.requested.milli_cpu), Some(1000));
-        assert!(cache.remove_pod("u1"));
+        assert!(cache.remove_pod("u1").is_some());
         assert_eq!(cache.node("a").map(|n| n.requested.pods), Some(0));
     }
 

@@ -1,8 +1,8 @@
 //! The scheduling queue, in upstream's shape: pods ready to try (highest priority first, then
 //! the longest waiting), pods backing off after a failed attempt (1 s doubling to 10 s), and
 //! pods no node fits, parked until a cluster change that one of the plugins that refused them
-//! cares about (or five minutes at most). Pods with scheduling gates wait until the gates are
-//! gone.
+//! listens for and, by its queueing hint, may help them (or five minutes at most). Pods with
+//! scheduling gates wait until the gates are gone.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{ClusterEvent, PodInfo};
+use crate::framework::PodInfo;
 
 /// The first back-off after a failed attempt (upstream's `podInitialBackoffDuration`).
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -197,20 +197,16 @@ impl Queue {
         self.backoff.push(Reverse((until, queued.generation, uid.to_string())));
     }
 
-    /// A cluster change: parked pods refused by a plugin that `listens` says listens for it
-    /// (or refused by none in particular) go back, to back off first if they still should.
-    pub fn on_event(
-        &mut self,
-        event: ClusterEvent,
-        listens: &dyn Fn(&'static str, ClusterEvent) -> bool,
-        now: Instant,
-    ) {
+    /// A cluster change: parked pods go back (to back off first if they still should) when
+    /// they were refused by no plugin in particular, or when one of the plugins that refused
+    /// them listens for the event and its hint says the change may help (`helps(plugin, pod)`).
+    pub fn on_event(&mut self, helps: &dyn Fn(&'static str, &PodInfo) -> bool, now: Instant) {
         let moving: Vec<String> = self
             .parked
             .iter()
             .filter(|uid| {
                 self.pods.get(*uid).is_some_and(|q| {
-                    q.rejected_by.is_empty() || q.rejected_by.iter().any(|p| listens(p, event))
+                    q.rejected_by.is_empty() || q.rejected_by.iter().any(|p| helps(p, &q.info))
                 })
             })
             .cloned()
@@ -297,6 +293,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::ClusterEvent;
     use crate::plugins::fixtures::pod_with;
 
     fn pod(uid: &str, priority: i32) -> Arc<Pod> {
@@ -344,12 +341,14 @@ mod tests {
         queue.upsert(pod("p", 0), now);
         queue.pop(now);
         queue.unschedulable("p", ["NodeResourcesFit"].into(), now);
-        let listens = |plugin: &str, event: ClusterEvent| {
-            plugin == "NodeResourcesFit" && event == ClusterEvent::AssignedPodDelete
+        let helps = |event: ClusterEvent| {
+            move |plugin: &str, _: &PodInfo| {
+                plugin == "NodeResourcesFit" && event == ClusterEvent::AssignedPodDelete
+            }
         };
-        queue.on_event(ClusterEvent::NodeLabel, &listens, later);
+        queue.on_event(&helps(ClusterEvent::NodeLabel), later);
         assert!(queue.pop(later).is_none(), "not an event the plugin listens for");
-        queue.on_event(ClusterEvent::AssignedPodDelete, &listens, later);
+        queue.on_event(&helps(ClusterEvent::AssignedPodDelete), later);
         assert!(queue.pop(later).is_some());
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::cache::Cache;
 use crate::cycle::{self, Random};
-use crate::framework::{ClusterEvent, PodInfo};
+use crate::framework::{ClusterEvent, Involved, NodePod, Plugin, PodInfo};
 use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
@@ -52,8 +52,8 @@ pub struct Scheduler {
     client: Client,
     profiles: Vec<Profile>,
     events: HashMap<String, Events>,
-    /// The events each plugin listens for.
-    listens: HashMap<&'static str, Vec<ClusterEvent>>,
+    /// Every profile's plugins by name, for their events and queueing hints.
+    plugins: HashMap<&'static str, Arc<dyn Plugin>>,
     cache: Cache,
     queue: Queue,
     next_start: usize,
@@ -77,10 +77,10 @@ impl Scheduler {
             .iter()
             .map(|p| (p.scheduler_name.clone(), Events::new(client.clone(), &p.scheduler_name)))
             .collect();
-        let mut listens: HashMap<&'static str, Vec<ClusterEvent>> = HashMap::new();
+        let mut plugins: HashMap<&'static str, Arc<dyn Plugin>> = HashMap::new();
         for profile in &profiles {
             for plugin in profile.plugins() {
-                listens.insert(plugin.name(), plugin.events().to_vec());
+                plugins.entry(plugin.name()).or_insert_with(|| plugin.clone());
             }
         }
         let seed = Timestamp::now().as_nanosecond() as u64;
@@ -88,7 +88,7 @@ impl Scheduler {
             client,
             profiles,
             events,
-            listens,
+            plugins,
             cache: Cache::default(),
             queue: Queue::default(),
             next_start: 0,
@@ -229,8 +229,11 @@ impl Scheduler {
     }
 
     fn node_changed(&mut self, node: Node) {
-        for event in self.cache.set_node(node) {
-            self.moved(event);
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let events = self.cache.set_node(node);
+        let Some(info) = self.cache.node(&name) else { return };
+        for event in events {
+            wake(&mut self.queue, &self.plugins, event, Involved::Node(info));
         }
     }
 
@@ -246,8 +249,10 @@ impl Scheduler {
             watcher::Event::InitDone => {
                 let seen = self.pod_relist.take().unwrap_or_default();
                 for uid in self.cache.pod_uids() {
-                    if !seen.contains(&uid) && self.cache.remove_pod(&uid) {
-                        self.moved(ClusterEvent::AssignedPodDelete);
+                    if !seen.contains(&uid)
+                        && let Some(gone) = self.cache.remove_pod(&uid)
+                    {
+                        self.pod_moved(ClusterEvent::AssignedPodDelete, &gone);
                     }
                 }
                 self.pods_synced = true;
@@ -256,8 +261,8 @@ impl Scheduler {
             watcher::Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 self.queue.remove(&uid);
-                if self.cache.remove_pod(&uid) {
-                    self.moved(ClusterEvent::AssignedPodDelete);
+                if let Some(gone) = self.cache.remove_pod(&uid) {
+                    self.pod_moved(ClusterEvent::AssignedPodDelete, &gone);
                 }
             }
         }
@@ -275,11 +280,11 @@ impl Scheduler {
         if bound {
             self.queue.remove(&uid);
             if finished {
-                if self.cache.remove_pod(&uid) {
-                    self.moved(ClusterEvent::AssignedPodDelete);
+                if let Some(gone) = self.cache.remove_pod(&uid) {
+                    self.pod_moved(ClusterEvent::AssignedPodDelete, &gone);
                 }
-            } else if let Some(event) = self.cache.add_pod(&pod) {
-                self.moved(event);
+            } else if let Some((event, view)) = self.cache.add_pod(&pod) {
+                self.pod_moved(event, &view);
             }
             return;
         }
@@ -297,13 +302,14 @@ impl Scheduler {
         self.profiles.iter().any(|p| p.scheduler_name == name)
     }
 
-    /// Moves the parked pods that `event` may help.
+    /// Moves the parked pods that `event`, of which nothing more is known, may help.
     fn moved(&mut self, event: ClusterEvent) {
-        let listens = &self.listens;
-        let interested = |plugin: &'static str, event: ClusterEvent| {
-            listens.get(plugin).is_some_and(|events| events.contains(&event))
-        };
-        self.queue.on_event(event, &interested, Instant::now());
+        wake(&mut self.queue, &self.plugins, event, Involved::Unknown);
+    }
+
+    /// Moves the parked pods that `event`, which touched the placed pod `pod`, may help.
+    fn pod_moved(&mut self, event: ClusterEvent, pod: &NodePod) {
+        wake(&mut self.queue, &self.plugins, event, Involved::Pod(pod));
     }
 
     fn on_outcome(&mut self, outcome: Outcome) {
@@ -556,6 +562,22 @@ fn describe(error: &kube::Error) -> String {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),
     }
+}
+
+/// Moves the parked pods that `event` may help: those refused by a plugin that listens for
+/// it and whose queueing hint says so.
+fn wake(
+    queue: &mut Queue,
+    plugins: &HashMap<&'static str, Arc<dyn Plugin>>,
+    event: ClusterEvent,
+    involved: Involved<'_>,
+) {
+    let helps = |name: &'static str, pod: &PodInfo| {
+        plugins
+            .get(name)
+            .is_some_and(|p| p.events().contains(&event) && p.hint(pod, event, involved))
+    };
+    queue.on_event(&helps, Instant::now());
 }
 
 /// A watch of every object of a kind, re-listing with back-off after errors.

@@ -179,6 +179,17 @@ pub enum ClusterEvent {
     AssignedPodDelete,
 }
 
+/// What a cluster change touched, as a plugin's queueing hint sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum Involved<'a> {
+    /// A node added or changed, as it now is, with its pods.
+    Node(&'a NodeInfo),
+    /// A pod on a node: as it now is when added or changed, as it was when gone.
+    Pod(&'a NodePod),
+    /// Not known (a re-list, a binding that failed).
+    Unknown,
+}
+
 /// A scheduling plugin. Each method has a default that does nothing; a profile calls only the
 /// points a plugin declares in [`Plugin::points`].
 pub trait Plugin: Send + Sync {
@@ -191,6 +202,13 @@ pub trait Plugin: Send + Sync {
     /// The cluster changes that can lift this plugin's refusals.
     fn events(&self) -> &'static [ClusterEvent] {
         &[]
+    }
+
+    /// The queueing hint: whether `event`, which touched `involved`, may make `pod` (which this
+    /// plugin refused) fit, so that it is worth trying again. Called only for the events the
+    /// plugin lists; `true` unless the plugin can tell that the change does not help.
+    fn hint(&self, _pod: &PodInfo, _event: ClusterEvent, _involved: Involved<'_>) -> bool {
+        true
     }
 
     /// Computes what the filter reads for this pod, once per cycle, or refuses the pod on

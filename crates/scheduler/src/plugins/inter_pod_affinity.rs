@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use crate::framework::affinity::{PodTerms, Term};
 use crate::framework::{
-    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points, Reason,
-    Rejection, Snapshot,
+    ClusterEvent, CycleState, Involved, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points,
+    Reason, Rejection, Snapshot,
 };
 
 /// The plugin's name.
@@ -56,6 +56,17 @@ impl Plugin for InterPodAffinity {
             ClusterEvent::AssignedPodUpdate,
             ClusterEvent::AssignedPodDelete,
         ]
+    }
+
+    /// Worth trying again when a pod comes or goes that one of the pod's required terms
+    /// selects, or that has anti-affinity terms of its own (which may have kept the pod out).
+    fn hint(&self, pod: &PodInfo, _: ClusterEvent, involved: Involved<'_>) -> bool {
+        let Involved::Pod(other) = involved else { return true };
+        if other.affinity.as_ref().is_some_and(|t| !t.anti.is_empty()) {
+            return true;
+        }
+        let Some(own) = PodTerms::of(&pod.pod) else { return false };
+        own.affinity.iter().chain(&own.anti).any(|t| t.matches(&other.namespace, &other.labels))
     }
 
     fn pre_filter(

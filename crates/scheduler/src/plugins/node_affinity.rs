@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::NodeAffinity as Affinity;
 
 use crate::framework::labels::{any_term_matches, term_matches};
 use crate::framework::{
-    ClusterEvent, CycleState, NodeInfo, Plugin, PodInfo, Points, Reason, Rejection,
+    ClusterEvent, CycleState, Involved, NodeInfo, Plugin, PodInfo, Points, Reason, Rejection,
     normalize_scores,
 };
 
@@ -45,6 +45,14 @@ impl Plugin for NodeAffinity {
 
     fn events(&self) -> &'static [ClusterEvent] {
         &[ClusterEvent::NodeAdd, ClusterEvent::NodeLabel]
+    }
+
+    /// Worth trying again on a node that this filter now lets through.
+    fn hint(&self, pod: &PodInfo, _: ClusterEvent, involved: Involved<'_>) -> bool {
+        match involved {
+            Involved::Node(node) => self.filter(&CycleState::default(), pod, node).is_ok(),
+            _ => true,
+        }
     }
 
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 
 use crate::framework::{
-    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, Points, Reason, Rejection,
+    ClusterEvent, CycleState, Involved, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, Points, Reason,
+    Rejection,
 };
 
 /// The plugin's name.
@@ -134,6 +135,15 @@ impl Plugin for NodeResourcesFit {
             ClusterEvent::AssignedPodDelete,
             ClusterEvent::AssignedPodUpdate,
         ]
+    }
+
+    /// Worth trying again on a node where the pod now fits; any pod that leaves a node (or
+    /// changes its requests) frees room.
+    fn hint(&self, pod: &PodInfo, _: ClusterEvent, involved: Involved<'_>) -> bool {
+        match involved {
+            Involved::Node(node) => insufficient(pod, node).is_empty(),
+            _ => true,
+        }
     }
 
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
@@ -326,5 +336,16 @@ mod tests {
         assert_eq!(NodeResourcesFit::default().score(&state, &small, &node), 56);
         // Balanced: |0.5 - 0.375| / 2 = 0.0625 deviation.
         assert_eq!(BalancedAllocation::default().score(&state, &small, &node), 93);
+    }
+
+    #[test]
+    fn hints_wake_a_pod_for_a_node_it_fits() {
+        let fit = NodeResourcesFit::default();
+        let waiting = info(requesting("3", "1Gi"));
+        let small = sized("small", "2", "8Gi", &[]);
+        let large = sized("large", "4", "8Gi", &[]);
+        assert!(!fit.hint(&waiting, ClusterEvent::NodeAdd, Involved::Node(&small)));
+        assert!(fit.hint(&waiting, ClusterEvent::NodeAdd, Involved::Node(&large)));
+        assert!(fit.hint(&waiting, ClusterEvent::AssignedPodDelete, Involved::Unknown));
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::node_affinity::required_matches;
 use crate::framework::labels::{selector_matches, tolerated};
 use crate::framework::{
-    ClusterEvent, CycleState, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points, Reason,
-    Rejection, Snapshot,
+    ClusterEvent, CycleState, Involved, MAX_NODE_SCORE, NodeInfo, NodePod, Plugin, PodInfo, Points,
+    Reason, Rejection, Snapshot,
 };
 
 /// The plugin's name.
@@ -215,6 +215,32 @@ impl Plugin for PodTopologySpread {
             ClusterEvent::AssignedPodUpdate,
             ClusterEvent::AssignedPodDelete,
         ]
+    }
+
+    /// Worth trying again when a pod that its own constraints count comes or goes, or a node
+    /// with one of their topology labels changes. Default constraints depend on objects the
+    /// hint does not see, so any change may help a pod that has only those.
+    fn hint(&self, pod: &PodInfo, _: ClusterEvent, involved: Involved<'_>) -> bool {
+        let own: &[TopologySpreadConstraint] = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_deref())
+            .unwrap_or_default();
+        if own.is_empty() {
+            return true;
+        }
+        match involved {
+            Involved::Node(node) => own.iter().any(|c| node.label(&c.topology_key).is_some()),
+            Involved::Pod(other) => {
+                let all = [
+                    constraints(own, pod, "DoNotSchedule", None),
+                    constraints(own, pod, "ScheduleAnyway", None),
+                ];
+                all.iter().flatten().any(|c| matches(c, pod.namespace(), other))
+            }
+            Involved::Unknown => true,
+        }
     }
 
     fn pre_filter(
