@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
+use crate::framework::pod_index::{PodId, PodIndex};
 use crate::framework::snapshot::ImageSpread;
-use crate::framework::{ClusterEvent, NodeInfo, NodePod, PodInfo, Snapshot};
+use crate::framework::{ClusterEvent, Indexed, NodeInfo, NodePod, PodInfo, Snapshot};
 
 /// Where a pod is counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,8 @@ struct Placed {
     node: String,
     /// Counted before the API confirmed its binding.
     assumed: bool,
+    /// Its number in the label index.
+    id: PodId,
 }
 
 /// Nodes and the pods on them.
@@ -31,6 +34,8 @@ pub struct Cache {
     walk: Vec<usize>,
     pods: HashMap<String, Placed>,
     images: HashMap<String, ImageSpread>,
+    /// The placed pods by label, for the plugins that count pods by selector.
+    index: PodIndex,
 }
 
 /// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
@@ -86,6 +91,7 @@ impl Cache {
         Snapshot {
             nodes: self.walk.iter().filter_map(|slot| self.nodes.slot(*slot)).collect(),
             images: &self.images,
+            index: Some(Indexed { pods: &self.index, slots: &self.nodes.slots }),
         }
     }
 
@@ -161,14 +167,21 @@ impl Cache {
             _ => ClusterEvent::AssignedPodAdd,
         };
         self.remove_pod(&uid);
-        self.nodes.entry(&node).1.add_pod(view.clone());
-        self.pods.insert(uid, Placed { node, assumed: false });
+        self.place(uid, &node, view.clone(), false);
         Some((event, view))
+    }
+
+    fn place(&mut self, uid: String, node: &str, view: Arc<NodePod>, assumed: bool) {
+        let (slot, info) = self.nodes.entry(node);
+        info.add_pod(view.clone());
+        let id = self.index.insert(view, slot);
+        self.pods.insert(uid, Placed { node: node.to_string(), assumed, id });
     }
 
     /// Stops counting a pod; returns its view if it was counted (bound or assumed).
     pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<NodePod>> {
         let placed = self.pods.remove(uid)?;
+        self.index.remove(placed.id);
         let info = self.nodes.get_mut(&placed.node)?;
         let view = info.remove_pod(uid);
         if info.node.is_none() && info.pods.is_empty() {
@@ -182,8 +195,7 @@ impl Cache {
         let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
         self.remove_pod(&uid);
         let view = Arc::new(NodePod::of(&pod.pod));
-        self.nodes.entry(node).1.add_pod(view);
-        self.pods.insert(uid, Placed { node: node.to_string(), assumed: true });
+        self.place(uid, node, view, true);
     }
 
     /// Stops counting an assumed pod whose binding failed.
@@ -318,5 +330,62 @@ mod tests {
         let snapshot = cache.snapshot();
         assert_eq!(snapshot.nodes.len(), 1);
         assert_eq!(snapshot.nodes[0].requested.milli_cpu, 1000);
+    }
+
+    /// A pod of `group` in `namespace`, bound to `node`, with anti-affinity by hostname and a
+    /// topology spread over zones within its group.
+    fn member(uid: &str, namespace: &str, group: &str, node: &str) -> Pod {
+        let selector = serde_json::json!({"matchLabels": {"group": group}});
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": namespace, "uid": uid,
+                "labels": {"app": "x", "group": group}},
+            "spec": {"nodeName": node, "containers": [{"name": "c"}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                    [{"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}]}},
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                    "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]}
+        }))
+        .expect("a pod");
+        if node.is_empty() {
+            pod.spec.as_mut().expect("spec").node_name = None;
+        }
+        pod
+    }
+
+    #[test]
+    fn the_label_index_answers_as_walking_every_node() {
+        use crate::cycle::{Random, schedule};
+        use crate::profile::Configuration;
+        let mut cache = Cache::default();
+        for n in 0..6 {
+            let zoned = serde_json::json!({"metadata": {"name": format!("n{n}"), "labels": {
+                "kubernetes.io/hostname": format!("n{n}"), "zone": format!("z{}", n % 3)}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}});
+            cache.set_node(serde_json::from_value(zoned).expect("a node"));
+        }
+        let placements =
+            [("a", "g1", "n0"), ("b", "g1", "n1"), ("c", "g2", "n1"), ("d", "g1", "n3")];
+        for (uid, group, node) in placements {
+            cache.add_pod(&member(uid, "ns", group, node));
+        }
+        cache.add_pod(&member("other-ns", "elsewhere", "g1", "n2"));
+        cache.remove_pod("d");
+        cache.add_pod(&member("e", "ns", "g1", "n4"));
+        let profile = Configuration::default().profiles().expect("profiles").remove(0);
+        for group in ["g1", "g2", "g3"] {
+            let pod = info(member("new", "ns", group, ""));
+            let indexed = cache.snapshot();
+            let walked = Snapshot::new(indexed.nodes.clone(), indexed.images);
+            let verdicts = |snapshot: &Snapshot<'_>| {
+                crate::explain::explain(&profile, &pod, snapshot)
+                    .into_iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(verdicts(&indexed), verdicts(&walked), "{group}");
+            let one = schedule(&profile, &pod, &indexed, 0, &mut Random::new(1));
+            let other = schedule(&profile, &pod, &walked, 0, &mut Random::new(1));
+            assert_eq!(one.ok().map(|p| p.node), other.ok().map(|p| p.node), "{group}");
+        }
     }
 }

@@ -157,7 +157,7 @@ mod tests {
             sized("free", "4", "8Gi", &[]),
         ];
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(requesting("2", "2Gi"));
         let placement = schedule(&default_profile(), &pod, &snapshot, 0, &mut Random::new(7))
             .expect("a node fits");
@@ -179,7 +179,7 @@ mod tests {
             ),
         ];
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(requesting("2", "100Mi"));
         let diagnosis = schedule(&default_profile(), &pod, &snapshot, 1, &mut Random::new(7))
             .expect_err("nothing fits");
@@ -193,7 +193,7 @@ mod tests {
     fn ties_are_broken_among_the_best() {
         let nodes: Vec<_> = (0..4).map(|i| sized(&format!("n{i}"), "4", "8Gi", &[])).collect();
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(requesting("1", "1Gi"));
         let mut random = Random::new(42);
         let chosen: std::collections::BTreeSet<String> = (0..40)

@@ -187,7 +187,7 @@ mod tests {
             ),
         ];
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let profile = Configuration::default().profiles().expect("profiles").remove(0);
         let large = info(requesting("2", "512Mi"));
         let verdicts = explain(&profile, &large, &snapshot);

@@ -196,7 +196,8 @@ fn victims_on(
 fn fits(profile: &Profile, pod: &PodInfo, snapshot: &Snapshot<'_>, node: &NodeInfo) -> bool {
     let nodes: Vec<&NodeInfo> =
         snapshot.nodes.iter().map(|n| if n.name == node.name { node } else { *n }).collect();
-    let trial = Snapshot { nodes, images: snapshot.images };
+    // Without the index: it describes the cached nodes, not this trial.
+    let trial = Snapshot::new(nodes, snapshot.images);
     let mut state = CycleState::default();
     if profile.pre_filter.iter().any(|p| p.pre_filter(&mut state, pod, &trial).is_err()) {
         return false;
@@ -233,7 +234,7 @@ mod tests {
             sized("b", "2", "4Gi", &[at(1000, "2", "important")]),
         ];
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(at(100, "1", "new"));
         let diagnosis =
             schedule(&profile(), &pod, &snapshot, 0, &mut Random::new(1)).expect_err("full");
@@ -246,7 +247,7 @@ mod tests {
     fn budgets_are_honoured_where_possible() {
         let nodes = [sized("a", "2", "4Gi", &[at(10, "1", "guarded"), at(10, "1", "free")])];
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(at(100, "1", "new"));
         let diagnosis =
             schedule(&profile(), &pod, &snapshot, 0, &mut Random::new(1)).expect_err("full");
@@ -276,7 +277,7 @@ mod tests {
             ),
         ];
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(at(100, "1", "new"));
         let diagnosis =
             schedule(&profile(), &pod, &snapshot, 0, &mut Random::new(1)).expect_err("full");

@@ -20,7 +20,7 @@ use krust_client::Events;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::cache::Cache;
 use crate::cycle::{self, Random};
@@ -29,6 +29,9 @@ use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
 use crate::workloads::{self, Entry, Kind, Workloads};
+
+/// Bindings sent at once; more wait for a slot (each in flight holds a connection).
+const BINDINGS_IN_FLIGHT: usize = 32;
 
 /// How often parked pods are checked for the five-minute limit and back-offs.
 const FLUSH_PERIOD: Duration = Duration::from_secs(1);
@@ -68,6 +71,8 @@ pub struct Scheduler {
     /// The selectors of services and controllers, for default topology spreading.
     workloads: Workloads,
     outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
+    /// Slots for bindings in flight.
+    binding_slots: Arc<Semaphore>,
 }
 
 impl Scheduler {
@@ -101,6 +106,7 @@ impl Scheduler {
             budget_relist: None,
             workloads: Workloads::default(),
             outcomes: mpsc::unbounded_channel(),
+            binding_slots: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
         }
     }
 
@@ -443,6 +449,7 @@ impl Scheduler {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let events = self.events.get(&scheduler).cloned();
         let outcomes = self.outcomes.0.clone();
+        let slots = self.binding_slots.clone();
         let binding = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Binding",
@@ -450,6 +457,7 @@ impl Scheduler {
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         });
         tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
             let result = api
                 .create_subresource::<_, serde_json::Value>(
                     "binding",

@@ -56,6 +56,16 @@ impl Term {
         Self { selector, namespaces, all_namespaces, key: term.topology_key.clone() }
     }
 
+    /// The term's label selector (with `matchLabelKeys` applied).
+    pub fn selector(&self) -> &LabelSelector {
+        &self.selector
+    }
+
+    /// The namespaces the term looks in; `None` for every namespace.
+    pub fn namespaces(&self) -> Option<&[String]> {
+        (!self.all_namespaces).then_some(self.namespaces.as_slice())
+    }
+
     /// Whether the term selects a pod in `namespace` with `labels`.
     pub fn matches(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
         (self.all_namespaces || self.namespaces.iter().any(|n| n == namespace))

@@ -9,6 +9,7 @@ pub mod cycle_state;
 pub mod diagnosis;
 pub mod labels;
 pub mod node_info;
+pub mod pod_index;
 pub mod pod_info;
 pub mod resources;
 pub mod snapshot;
@@ -19,7 +20,7 @@ pub use cycle_state::CycleState;
 pub use diagnosis::Diagnosis;
 pub use node_info::NodeInfo;
 pub use pod_info::{NodePod, PodInfo};
-pub use snapshot::Snapshot;
+pub use snapshot::{Indexed, Snapshot};
 
 /// The best score a plugin gives a node after normalization.
 pub const MAX_NODE_SCORE: i64 = 100;

@@ -28,8 +28,15 @@ pub struct NodeInfo {
     pub pods: BTreeMap<String, Arc<NodePod>>,
     /// How many of its pods have pod affinity or anti-affinity terms.
     pub pods_with_affinity: usize,
+    /// How many of its pods have terms that score other pods (required affinity, preferred
+    /// affinity or anti-affinity).
+    pub pods_scoring_affinity: usize,
     /// The host ports its pods claim.
     pub used_ports: Vec<HostPort>,
+}
+
+fn scores_others(pod: &NodePod) -> bool {
+    pod.affinity.as_ref().is_some_and(|t| !t.affinity.is_empty() || !t.preferred.is_empty())
 }
 
 impl NodeInfo {
@@ -55,6 +62,9 @@ impl NodeInfo {
         if pod.affinity.is_some() {
             self.pods_with_affinity += 1;
         }
+        if scores_others(&pod) {
+            self.pods_scoring_affinity += 1;
+        }
         self.pods.insert(pod.uid.clone(), pod);
     }
 
@@ -72,6 +82,9 @@ impl NodeInfo {
         }
         if pod.affinity.is_some() {
             self.pods_with_affinity -= 1;
+        }
+        if scores_others(&pod) {
+            self.pods_scoring_affinity -= 1;
         }
         Some(pod)
     }

@@ -126,7 +126,7 @@ mod tests {
         let without = node("b", serde_json::json!({}), &[]);
         let images: HashMap<String, ImageSpread> =
             [("big:1".to_string(), ImageSpread { size: 500 * MB, nodes: 1 })].into();
-        let snapshot = Snapshot { nodes: vec![&with, &without], images: &images };
+        let snapshot = Snapshot::new(vec![&with, &without], &images);
         let pod = info(pod(serde_json::json!({"containers": [{"name": "c", "image": "big:1"}]})));
         let mut state = CycleState::default();
         ImageLocality.pre_score(&mut state, &pod, &[&with, &without], &snapshot);

@@ -79,17 +79,9 @@ impl Plugin for InterPodAffinity {
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
         let own = PodTerms::of(&pod.pod).unwrap_or_default();
         let mut existing_anti = HashMap::new();
-        for node in snapshot.nodes_with_affinity_pods() {
-            for existing in live(node) {
-                let Some(terms) = existing.affinity.as_deref() else { continue };
-                for term in &terms.anti {
-                    if let Some(value) = node.label(&term.key)
-                        && term.matches(namespace, &labels)
-                    {
-                        *existing_anti.entry((term.key.clone(), value.to_string())).or_insert(0) +=
-                            1;
-                    }
-                }
+        for (node, term) in snapshot.anti_terms_selecting(namespace, &labels) {
+            if let Some(value) = node.label(&term.key) {
+                *existing_anti.entry((term.key.clone(), value.to_string())).or_insert(0) += 1;
             }
         }
         let count = |terms: Vec<Term>| -> Vec<(Term, HashMap<String, i64>)> {
@@ -97,12 +89,9 @@ impl Plugin for InterPodAffinity {
                 .into_iter()
                 .map(|term| {
                     let mut domains = HashMap::new();
-                    for node in &snapshot.nodes {
-                        let Some(value) = node.label(&term.key) else { continue };
-                        let n =
-                            live(node).filter(|p| term.matches(&p.namespace, &p.labels)).count();
-                        if n > 0 {
-                            *domains.entry(value.to_string()).or_insert(0) += n as i64;
+                    for (_, node) in snapshot.term_matching(&term) {
+                        if let Some(value) = node.label(&term.key) {
+                            *domains.entry(value.to_string()).or_insert(0) += 1;
                         }
                     }
                     (term, domains)
@@ -162,7 +151,7 @@ impl Plugin for InterPodAffinity {
         let own_terms = PodTerms::of(&pod.pod).map(|t| t.preferred).unwrap_or_default();
         let mut domains: HashMap<(String, String), i64> = HashMap::new();
         for node in &snapshot.nodes {
-            if own_terms.is_empty() && node.pods_with_affinity == 0 {
+            if own_terms.is_empty() && node.pods_scoring_affinity == 0 {
                 continue;
             }
             for existing in live(node) {
@@ -250,7 +239,7 @@ mod tests {
 
     fn run(pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<Result<(), Rejection>> {
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let mut state = CycleState::default();
         InterPodAffinity.pre_filter(&mut state, pod, &snapshot).expect("no refusal");
         nodes.iter().map(|n| InterPodAffinity.filter(&state, pod, n)).collect()
@@ -289,7 +278,7 @@ mod tests {
             {"weight": 50, "podAffinityTerm": term("db")}]}});
         let nodes = [host("a", &[labelled("db", serde_json::json!({}))]), host("b", &[])];
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = info(labelled("web", prefer));
         let mut state = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();

@@ -160,29 +160,37 @@ fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
         && selector_matches(&constraint.selector, &pod.labels)
 }
 
-/// Counts the matching pods per domain over the nodes that count.
+/// Counts the matching pods per domain over the nodes that count: every such node's domain
+/// starts empty, then the pods each constraint's selector picks (found through the snapshot's
+/// index) are added to their nodes' domains.
 fn count(
     (constraints, require_all): (Vec<Constraint>, bool),
     pod: &PodInfo,
-    nodes: &[&NodeInfo],
+    snapshot: &Snapshot<'_>,
 ) -> Option<Counts> {
     if constraints.is_empty() {
         return None;
     }
     let namespace = pod.namespace();
     let own = pod.pod.metadata.labels.clone().unwrap_or_default();
+    let counted = |constraint: &Constraint, node: &NodeInfo| {
+        (!require_all || has_every_label(&constraints, node)) && counts_node(constraint, pod, node)
+    };
     let mut domains = vec![BTreeMap::new(); constraints.len()];
-    for node in nodes {
-        if require_all && !has_every_label(&constraints, node) {
-            continue;
-        }
+    for node in &snapshot.nodes {
         for (i, constraint) in constraints.iter().enumerate() {
-            if !counts_node(constraint, pod, node) {
-                continue;
+            if counted(constraint, node) {
+                let value = node.label(&constraint.key).unwrap_or_default();
+                domains[i].entry(value.to_string()).or_insert(0);
             }
-            let value = node.label(&constraint.key).unwrap_or_default().to_string();
-            let matching = node.pods.values().filter(|p| matches(constraint, namespace, p)).count();
-            *domains[i].entry(value).or_insert(0) += i64::try_from(matching).unwrap_or(i64::MAX);
+        }
+    }
+    for (i, constraint) in constraints.iter().enumerate() {
+        for (_, node) in snapshot.matching(namespace, &constraint.selector) {
+            if counted(constraint, node) {
+                let value = node.label(&constraint.key).unwrap_or_default();
+                *domains[i].entry(value.to_string()).or_insert(0) += 1;
+            }
         }
     }
     let self_match = constraints.iter().map(|c| selector_matches(&c.selector, &own)).collect();
@@ -249,7 +257,7 @@ impl Plugin for PodTopologySpread {
         pod: &PodInfo,
         snapshot: &Snapshot<'_>,
     ) -> Result<(), Rejection> {
-        if let Some(counts) = count(self.constraints(pod, "DoNotSchedule"), pod, &snapshot.nodes) {
+        if let Some(counts) = count(self.constraints(pod, "DoNotSchedule"), pod, snapshot) {
             state.write(NAME, counts);
         }
         Ok(())
@@ -281,7 +289,7 @@ impl Plugin for PodTopologySpread {
         _nodes: &[&NodeInfo],
         snapshot: &Snapshot<'_>,
     ) {
-        if let Some(counts) = count(self.constraints(pod, "ScheduleAnyway"), pod, &snapshot.nodes) {
+        if let Some(counts) = count(self.constraints(pod, "ScheduleAnyway"), pod, snapshot) {
             state.write(SCORE_KEY, counts);
         }
     }
@@ -368,7 +376,7 @@ mod tests {
             node("bare", serde_json::json!({}), &[]),
         ];
         let images: HashMap<String, ImageSpread> = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = spread("DoNotSchedule", None);
         let mut state = CycleState::default();
         PodTopologySpread::default().pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
@@ -387,7 +395,7 @@ mod tests {
     fn min_domains_counts_missing_domains_as_empty() {
         let nodes = [zoned("a1", "a", &[web()]), zoned("b1", "b", &[web()])];
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = spread("DoNotSchedule", Some(3));
         let mut state = CycleState::default();
         PodTopologySpread::default().pre_filter(&mut state, &pod, &snapshot).expect("no refusal");
@@ -404,7 +412,7 @@ mod tests {
     fn schedule_anyway_prefers_emptier_domains() {
         let nodes = [zoned("a1", "a", &[web(), web()]), zoned("b1", "b", &[])];
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let pod = spread("ScheduleAnyway", None);
         let mut state = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
@@ -417,7 +425,7 @@ mod tests {
 
     fn scores_of(plugin: &PodTopologySpread, pod: &PodInfo, nodes: &[NodeInfo]) -> Vec<i64> {
         let images = HashMap::new();
-        let snapshot = Snapshot { nodes: nodes.iter().collect(), images: &images };
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
         let mut state = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         plugin.pre_score(&mut state, pod, &feasible, &snapshot);
