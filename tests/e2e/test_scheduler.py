@@ -246,9 +246,10 @@ def test_a_high_priority_pod_preempts_a_low_priority_one(space):
 def test_a_node_that_stops_reporting_is_tainted_and_its_pods_move(space):
     _, k, ns = space
     tolerations = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
-                    "effect": "NoExecute", "tolerationSeconds": 2}]
+                    "effect": "NoExecute", "tolerationSeconds": 10}]
     apply(k, ns, deployment("mover", 1, tolerations=tolerations, nodeSelector={"size": "small"}))
     first = placed(k, ns, "app=mover", 1)[0]
+    original = json.loads(k("get", "pods", "-n", ns, "-l", "app=mover", "-o", "json"))["items"][0]
     k("annotate", "node", first, "krust.dev/simulate-heartbeat=stopped")
     try:
         def unreachable():
@@ -259,6 +260,13 @@ def test_a_node_that_stops_reporting_is_tainted_and_its_pods_move(space):
         ready = [c for c in json.loads(k("get", "node", first, "-o", "json"))["status"]["conditions"]
                  if c["type"] == "Ready"][0]
         assert ready["status"] == "Unknown" and ready["reason"] == "NodeStatusUnknown"
+
+        # Its pod is marked not ready while it waits out its toleration.
+        def not_ready():
+            pod = json.loads(k("get", "pod", original["metadata"]["name"], "-n", ns, "-o", "json"))
+            return any(c["type"] == "Ready" and c["status"] == "False"
+                       for c in pod["status"].get("conditions", []))
+        wait_for(not_ready, 10, 0.5, what="the pod on the silent node marked not ready")
 
         def moved():
             nodes = placed(k, ns, "app=mover", 1, timeout=5)

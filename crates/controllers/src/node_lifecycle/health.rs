@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -76,6 +76,26 @@ pub fn unknown_conditions(node: &Node, now: Timestamp) -> Option<Vec<NodeConditi
     changed.then_some(conditions)
 }
 
+/// Whether the node's `Ready` condition is `Unknown` (it stopped reporting).
+pub fn is_unknown(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "Unknown")
+}
+
+/// Whether `pod` still says it is Ready, so that a node that stopped reporting must have it
+/// marked not ready (upstream's `MarkPodsNotReady`): no service should send it traffic on the
+/// word of a node that can no longer speak for it.
+pub fn still_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "False")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +130,23 @@ mod tests {
         let mut settled = node.clone();
         settled.status.as_mut().expect("status").conditions = Some(conditions);
         assert_eq!(unknown_conditions(&settled, now), None);
+    }
+
+    #[test]
+    fn only_pods_still_ready_are_marked() {
+        let pod = |conditions: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": {"conditions": conditions}}))
+                .expect("a pod")
+        };
+        assert!(still_ready(&pod(serde_json::json!([{"type": "Ready", "status": "True"}]))));
+        assert!(!still_ready(&pod(serde_json::json!([{"type": "Ready", "status": "False"}]))));
+        assert!(!still_ready(&pod(
+            serde_json::json!([{"type": "PodScheduled", "status": "True"}])
+        )));
+        let node: Node = serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": "Ready", "status": "Unknown"}]}}))
+        .expect("a node");
+        assert!(is_unknown(&node));
+        assert!(!is_unknown(&Node::default()));
     }
 }

@@ -1,8 +1,8 @@
 //! The node lifecycle controller (upstream's `node-lifecycle-controller` with its taint
 //! eviction): every few seconds it looks at each node's Lease and status, marks a node that
-//! stopped reporting `Unknown`, keeps each node's condition taints what its conditions call for
-//! (`taints.rs`), and deletes the pods that a `NoExecute` taint no longer lets stay
-//! (`eviction.rs`). A node that changes (cordoned, uncordoned, a condition reported) has its
+//! stopped reporting `Unknown` and its pods not ready, keeps each node's condition taints what
+//! its conditions call for (`taints.rs`), and deletes the pods that a `NoExecute` taint no
+//! longer lets stay (`eviction.rs`). A node that changes (cordoned, uncordoned, a condition reported) has its
 //! taints brought in line at once, as upstream's node update queue does, rather than at the
 //! next pass. Its decisions are the pure functions of those modules; this file reads the
 //! shared caches and writes.
@@ -91,6 +91,7 @@ impl Monitor {
         let names: HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
         self.observed.retain(|name, _| names.contains(name));
         let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
+        let mut unknown: HashSet<String> = HashSet::new();
         for node in nodes {
             let name = node.name_any();
             let lease = self.leases.get(&ObjectRef::new(&name).within(LEASE_NAMESPACE));
@@ -117,13 +118,48 @@ impl Monitor {
                     Err(e) => tracing::warn!(node = name, error = %e, "cannot mark node unknown"),
                 }
             }
+            if health::is_unknown(&node) {
+                unknown.insert(name.clone());
+            }
             let node = self.retaint(node).await;
             let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
             if taints.iter().any(|t| t.effect == "NoExecute") {
                 tainted.insert(name, taints);
             }
         }
+        self.mark_pods_not_ready(&unknown).await;
         self.evict(&tainted).await;
+    }
+
+    /// Marks the pods on nodes that stopped reporting not ready (`Ready=False`), as
+    /// upstream's `MarkPodsNotReady` does, with a `NodeNotReady` event for each.
+    async fn mark_pods_not_ready(&self, nodes: &HashSet<String>) {
+        if nodes.is_empty() {
+            return;
+        }
+        for pod in self.pods.state() {
+            let on = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
+            if !nodes.contains(on) || !health::still_ready(&pod) {
+                continue;
+            }
+            let namespace = pod.namespace().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+            let condition = serde_json::json!({"type": "Ready", "status": "False",
+                "lastTransitionTime": Timestamp::now().to_string()});
+            let patch = serde_json::json!({"status": {"conditions": [condition]}});
+            let params = PatchParams::default();
+            match api.patch_status(&pod.name_any(), &params, &Patch::Strategic(patch)).await {
+                Ok(_) => self.events.warning(
+                    pod_reference(&pod),
+                    "NodeNotReady",
+                    "NodeNotReady",
+                    "Node is not ready".to_string(),
+                ),
+                Err(e) => {
+                    tracing::debug!(pod = pod.name_any(), error = %e, "cannot mark pod not ready")
+                }
+            }
+        }
     }
 
     /// Brings the node's condition taints in line with its conditions and `unschedulable`,
