@@ -291,6 +291,13 @@ def test_drain_respects_a_disruption_budget(space):
           {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded"},
            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}})
     assert placed(k, ns, "app=guarded", 2) == ["small-b-0", "small-b-0"]
+
+    # The disruption controller keeps the budget's status.
+    def budget(allowed):
+        status = json.loads(k("get", "pdb", "guarded", "-n", ns, "-o", "json")).get("status", {})
+        return (status.get("expectedPods"), status.get("currentHealthy"),
+                status.get("desiredHealthy"), status.get("disruptionsAllowed")) == (2, 2, 2, allowed)
+    wait_for(lambda: budget(0), 20, 0.5, what="the budget's status: no disruption allowed")
     try:
         p = k.run("drain", "small-b-0", "--ignore-daemonsets", "--timeout=6s",
                   "--pod-selector=app=guarded", timeout=60)
@@ -301,6 +308,8 @@ def test_drain_respects_a_disruption_budget(space):
         # With room for one disruption the drain completes, one pod at a time: each evicted
         # pod is replaced on another node before the next may go.
         k("patch", "pdb", "guarded", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":1}}')
+        wait_for(lambda: json.loads(k("get", "pdb", "guarded", "-n", ns, "-o", "json"))["status"]
+                 .get("disruptionsAllowed") == 1, 20, 0.5, what="one disruption allowed")
         out = k("drain", "small-b-0", "--ignore-daemonsets", "--timeout=90s",
                 "--pod-selector=app=guarded", timeout=120)
         assert "drained" in out

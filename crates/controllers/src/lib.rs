@@ -9,6 +9,7 @@
 //! unit-tested in its module; the module's `run` wires them to caches and writes.
 
 pub mod deployment;
+pub mod disruption;
 pub mod error;
 pub mod garbage_collector;
 pub mod namespace;
@@ -21,6 +22,7 @@ pub mod service_account;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Api, Client, Config};
 
 pub use error::Error;
@@ -98,6 +100,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut deployments = Informer::<Deployment>::default();
     let mut nodes = Informer::<Node>::default();
     let mut node_leases = Informer::<Lease>::default();
+    let mut budgets = Informer::<PodDisruptionBudget>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -126,6 +129,13 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut replica_sets,
         &mut pods,
     ));
+    tasks.spawn(disruption::run(
+        credentials.client_for(disruption::NAME).await?,
+        &mut budgets,
+        &mut pods,
+        &mut replica_sets,
+        &mut deployments,
+    ));
     tasks.spawn(node_lifecycle::run(
         credentials.client_for(node_lifecycle::NAME).await?,
         &mut nodes,
@@ -138,6 +148,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(pods.run(Api::all(root.clone())));
     tasks.spawn(deployments.run(Api::all(root.clone())));
     tasks.spawn(nodes.run(Api::all(root.clone())));
+    tasks.spawn(budgets.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
