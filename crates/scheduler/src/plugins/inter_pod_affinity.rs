@@ -112,10 +112,11 @@ impl Plugin for InterPodAffinity {
 
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         let Some(filtering) = state.read::<Filtering>(NAME) else { return Ok(()) };
-        let labels = node.labels();
-        let refused_by_existing = labels.into_iter().flatten().any(|(k, v)| {
-            filtering.existing_anti.get(&(k.clone(), v.clone())).is_some_and(|n| *n > 0)
-        });
+        // Few domains hold such pods: look each up on the node, rather than every node label.
+        let refused_by_existing = filtering
+            .existing_anti
+            .iter()
+            .any(|((key, value), n)| *n > 0 && node.label(key) == Some(value.as_str()));
         if refused_by_existing {
             return Err(Rejection::unschedulable(
                 NAME,

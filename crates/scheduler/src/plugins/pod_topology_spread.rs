@@ -96,6 +96,8 @@ struct Counts {
     self_match: Vec<bool>,
     /// Whether a node lacking any constraint's label is left out (and scores nothing).
     require_all: bool,
+    /// Per constraint: the least populated domain's count (0 below `minDomains`).
+    least: Vec<i64>,
 }
 
 /// `list`'s constraints of kind `when`, counting by `selector` where given (default
@@ -133,13 +135,29 @@ fn constraints(
         .collect()
 }
 
-/// Whether a node's domains count for `constraint` and the incoming pod.
-fn counts_node(constraint: &Constraint, pod: &PodInfo, node: &NodeInfo) -> bool {
-    if node.label(&constraint.key).is_none() {
-        return false;
-    }
-    if constraint.honor_affinity && !required_matches(pod, node) {
-        return false;
+/// Whether the pod has a node selector or required node affinity (which the
+/// `nodeAffinityPolicy: Honor` of its constraints then checks on each node).
+fn has_node_constraints(pod: &PodInfo) -> bool {
+    let Some(spec) = pod.pod.spec.as_ref() else { return false };
+    spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .is_some_and(|a| a.required_during_scheduling_ignored_during_execution.is_some())
+}
+
+/// The node's domain for `constraint`, if the node counts for it and the incoming pod
+/// (`node_constraints`: whether the pod has a node selector or required affinity).
+fn counted_domain<'n>(
+    constraint: &Constraint,
+    pod: &PodInfo,
+    node_constraints: bool,
+    node: &'n NodeInfo,
+) -> Option<&'n str> {
+    let value = node.label(&constraint.key)?;
+    if constraint.honor_affinity && node_constraints && !required_matches(pod, node) {
+        return None;
     }
     if constraint.honor_taints {
         let tolerations =
@@ -148,10 +166,10 @@ fn counts_node(constraint: &Constraint, pod: &PodInfo, node: &NodeInfo) -> bool 
             matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(tolerations, t)
         });
         if refused {
-            return false;
+            return None;
         }
     }
-    true
+    Some(value)
 }
 
 fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
@@ -163,38 +181,57 @@ fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
 /// Counts the matching pods per domain over the nodes that count: every such node's domain
 /// starts empty, then the pods each constraint's selector picks (found through the snapshot's
 /// index) are added to their nodes' domains.
-fn count(
+fn count<'a>(
     (constraints, require_all): (Vec<Constraint>, bool),
     pod: &PodInfo,
-    snapshot: &Snapshot<'_>,
+    snapshot: &Snapshot<'a>,
 ) -> Option<Counts> {
     if constraints.is_empty() {
         return None;
     }
     let namespace = pod.namespace();
     let own = pod.pod.metadata.labels.clone().unwrap_or_default();
-    let counted = |constraint: &Constraint, node: &NodeInfo| {
-        (!require_all || has_every_label(&constraints, node)) && counts_node(constraint, pod, node)
+    let node_constraints = has_node_constraints(pod);
+    // With one constraint, a node with its label has every label.
+    let check_all = require_all && constraints.len() > 1;
+    let counted = |constraint: &Constraint, node: &'a NodeInfo| -> Option<&'a str> {
+        if check_all && !has_every_label(&constraints, node) {
+            return None;
+        }
+        counted_domain(constraint, pod, node_constraints, node)
     };
-    let mut domains = vec![BTreeMap::new(); constraints.len()];
-    for node in &snapshot.nodes {
+    let mut domains: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); constraints.len()];
+    for node in snapshot.nodes.iter().copied() {
         for (i, constraint) in constraints.iter().enumerate() {
-            if counted(constraint, node) {
-                let value = node.label(&constraint.key).unwrap_or_default();
-                domains[i].entry(value.to_string()).or_insert(0);
+            if let Some(value) = counted(constraint, node)
+                && !domains[i].contains_key(value)
+            {
+                domains[i].insert(value.to_string(), 0);
             }
         }
     }
     for (i, constraint) in constraints.iter().enumerate() {
         for (_, node) in snapshot.matching(namespace, &constraint.selector) {
-            if counted(constraint, node) {
-                let value = node.label(&constraint.key).unwrap_or_default();
-                *domains[i].entry(value.to_string()).or_insert(0) += 1;
+            if let Some(value) = counted(constraint, node)
+                && let Some(count) = domains[i].get_mut(value)
+            {
+                *count += 1;
             }
         }
     }
     let self_match = constraints.iter().map(|c| selector_matches(&c.selector, &own)).collect();
-    Some(Counts { constraints, domains, self_match, require_all })
+    let least = constraints
+        .iter()
+        .zip(&domains)
+        .map(|(constraint, domains)| {
+            if constraint.min_domains.is_some_and(|m| (domains.len() as i64) < m) {
+                0
+            } else {
+                domains.values().copied().min().unwrap_or(0)
+            }
+        })
+        .collect();
+    Some(Counts { constraints, domains, self_match, require_all, least })
 }
 
 fn has_every_label(constraints: &[Constraint], node: &NodeInfo) -> bool {
@@ -269,13 +306,9 @@ impl Plugin for PodTopologySpread {
             let Some(value) = node.label(&constraint.key) else {
                 return Err(Rejection::unresolvable(NAME, Reason::TopologySpreadMissingLabel));
             };
-            let domains = &counts.domains[i];
-            let mut least = domains.values().copied().min().unwrap_or(0);
-            if constraint.min_domains.is_some_and(|m| (domains.len() as i64) < m) {
-                least = 0;
-            }
-            let here = domains.get(value).copied().unwrap_or(0) + i64::from(counts.self_match[i]);
-            if here - least > constraint.max_skew {
+            let here = counts.domains[i].get(value).copied().unwrap_or(0)
+                + i64::from(counts.self_match[i]);
+            if here - counts.least[i] > constraint.max_skew {
                 return Err(Rejection::unschedulable(NAME, vec![Reason::TopologySpreadMismatch]));
             }
         }
