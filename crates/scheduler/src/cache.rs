@@ -36,6 +36,8 @@ pub struct Cache {
     images: HashMap<String, ImageSpread>,
     /// The placed pods by label, for the plugins that count pods by selector.
     index: PodIndex,
+    /// Node label key → value → how many nodes carry it (the topology domains).
+    label_values: HashMap<String, HashMap<String, usize>>,
 }
 
 /// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
@@ -91,7 +93,11 @@ impl Cache {
         Snapshot {
             nodes: self.walk.iter().filter_map(|slot| self.nodes.slot(*slot)).collect(),
             images: &self.images,
-            index: Some(Indexed { pods: &self.index, slots: &self.nodes.slots }),
+            index: Some(Indexed {
+                pods: &self.index,
+                slots: &self.nodes.slots,
+                label_values: &self.label_values,
+            }),
         }
     }
 
@@ -113,7 +119,9 @@ impl Cache {
         let events = changes(previous.as_deref(), &node);
         if let Some(old) = &previous {
             images_of(old).for_each(|(image, _)| release(&mut self.images, image));
+            count_labels(&mut self.label_values, old, false);
         }
+        count_labels(&mut self.label_values, &node, true);
         for (image, size) in images_of(&node) {
             let spread = self.images.entry(image.to_string()).or_default();
             spread.size = size;
@@ -132,6 +140,7 @@ impl Cache {
         let Some(info) = self.nodes.get_mut(name) else { return };
         if let Some(node) = info.node.take() {
             images_of(&node).for_each(|(image, _)| release(&mut self.images, image));
+            count_labels(&mut self.label_values, &node, false);
         }
         if self.order.remove(name).is_some() {
             self.walk = self.order.values().copied().collect();
@@ -213,6 +222,26 @@ impl Cache {
     /// The uids of every counted pod (for a re-list to drop those that are gone).
     pub fn pod_uids(&self) -> Vec<String> {
         self.pods.keys().cloned().collect()
+    }
+}
+
+/// Counts a node's labels in (`add`) or out of the label values.
+fn count_labels(values: &mut HashMap<String, HashMap<String, usize>>, node: &Node, add: bool) {
+    for (key, value) in node.metadata.labels.iter().flatten() {
+        if add {
+            *values.entry(key.clone()).or_default().entry(value.clone()).or_default() += 1;
+            continue;
+        }
+        let Some(by_value) = values.get_mut(key) else { continue };
+        if let Some(n) = by_value.get_mut(value) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_value.remove(value);
+            }
+        }
+        if by_value.is_empty() {
+            values.remove(key);
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Indexed<'a> {
     pub pods: &'a PodIndex,
     /// The cache's node slots, which the index's entries name.
     pub slots: &'a [Option<NodeInfo>],
+    /// Node label key → value → how many nodes carry it.
+    pub label_values: &'a HashMap<String, HashMap<String, usize>>,
 }
 
 impl<'a> Indexed<'a> {
@@ -55,6 +57,12 @@ impl<'a> Snapshot<'a> {
     /// The nodes that hold at least one pod with pod affinity or anti-affinity terms.
     pub fn nodes_with_affinity_pods(&self) -> impl Iterator<Item = &'a NodeInfo> + '_ {
         self.nodes.iter().copied().filter(|n| n.pods_with_affinity > 0)
+    }
+
+    /// How many distinct values the nodes have for label `key` (its topology domains), when
+    /// the cache keeps that count.
+    pub fn domain_count(&self, key: &str) -> Option<usize> {
+        Some(self.index?.label_values.get(key).map_or(0, HashMap::len))
     }
 
     /// The live (not terminating) placed pods in `namespace` that `selector` matches, each

@@ -5,7 +5,7 @@
 //! constraints score: less populated domains are better. `nodeAffinityPolicy` (default
 //! Honor) and `nodeTaintsPolicy` (default Ignore) choose which nodes' domains count.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -90,8 +90,10 @@ struct Constraint {
 /// Pods matching each constraint, per domain value.
 struct Counts {
     constraints: Vec<Constraint>,
-    /// Per constraint: domain value → matching pods.
-    domains: Vec<BTreeMap<String, i64>>,
+    /// Per constraint: domain value → matching pods, for the domains that hold any.
+    domains: Vec<HashMap<String, i64>>,
+    /// Per constraint: how many domains count, with or without matching pods.
+    domain_counts: Vec<usize>,
     /// Whether the incoming pod matches each constraint's own selector.
     self_match: Vec<bool>,
     /// Whether a node lacking any constraint's label is left out (and scores nothing).
@@ -178,9 +180,10 @@ fn matches(constraint: &Constraint, namespace: &str, pod: &NodePod) -> bool {
         && selector_matches(&constraint.selector, &pod.labels)
 }
 
-/// Counts the matching pods per domain over the nodes that count: every such node's domain
-/// starts empty, then the pods each constraint's selector picks (found through the snapshot's
-/// index) are added to their nodes' domains.
+/// Counts the matching pods per domain over the nodes that count. Only domains that hold
+/// matching pods are kept; the others are counted (from the cache's label values when every
+/// node with the label counts, else by walking the nodes) so that the least populated domain
+/// is known without a map of every host.
 fn count<'a>(
     (constraints, require_all): (Vec<Constraint>, bool),
     pod: &PodInfo,
@@ -200,22 +203,29 @@ fn count<'a>(
         }
         counted_domain(constraint, pod, node_constraints, node)
     };
-    let mut domains: Vec<BTreeMap<String, i64>> = vec![BTreeMap::new(); constraints.len()];
-    for node in snapshot.nodes.iter().copied() {
-        for (i, constraint) in constraints.iter().enumerate() {
-            if let Some(value) = counted(constraint, node)
-                && !domains[i].contains_key(value)
-            {
-                domains[i].insert(value.to_string(), 0);
+    let every_labelled_node_counts =
+        !node_constraints && !check_all && constraints.iter().all(|c| !c.honor_taints);
+    let domain_counts: Vec<usize> = constraints
+        .iter()
+        .map(|constraint| match snapshot.domain_count(&constraint.key) {
+            Some(n) if every_labelled_node_counts => n,
+            _ => {
+                let values: HashSet<&str> =
+                    snapshot.nodes.iter().filter_map(|n| counted(constraint, n)).collect();
+                values.len()
             }
-        }
-    }
+        })
+        .collect();
+    let mut domains: Vec<HashMap<String, i64>> = vec![HashMap::new(); constraints.len()];
     for (i, constraint) in constraints.iter().enumerate() {
         for (_, node) in snapshot.matching(namespace, &constraint.selector) {
-            if let Some(value) = counted(constraint, node)
-                && let Some(count) = domains[i].get_mut(value)
-            {
-                *count += 1;
+            if let Some(value) = counted(constraint, node) {
+                match domains[i].get_mut(value) {
+                    Some(count) => *count += 1,
+                    None => {
+                        domains[i].insert(value.to_string(), 1);
+                    }
+                }
             }
         }
     }
@@ -223,15 +233,17 @@ fn count<'a>(
     let least = constraints
         .iter()
         .zip(&domains)
-        .map(|(constraint, domains)| {
-            if constraint.min_domains.is_some_and(|m| (domains.len() as i64) < m) {
+        .zip(&domain_counts)
+        .map(|((constraint, domains), all)| {
+            let below_min = constraint.min_domains.is_some_and(|m| (*all as i64) < m);
+            if below_min || domains.len() < *all {
                 0
             } else {
                 domains.values().copied().min().unwrap_or(0)
             }
         })
         .collect();
-    Some(Counts { constraints, domains, self_match, require_all, least })
+    Some(Counts { constraints, domains, domain_counts, self_match, require_all, least })
 }
 
 fn has_every_label(constraints: &[Constraint], node: &NodeInfo) -> bool {
@@ -337,7 +349,7 @@ impl Plugin for PodTopologySpread {
         let mut score = 0.0;
         for (i, constraint) in counts.constraints.iter().enumerate() {
             let Some(value) = node.label(&constraint.key) else { continue };
-            let weight = ((counts.domains[i].len() + 2) as f64).ln();
+            let weight = ((counts.domain_counts[i] + 2) as f64).ln();
             let here = counts.domains[i].get(value).copied().unwrap_or(0);
             score += (here as f64) * weight + (constraint.max_skew - 1) as f64;
         }
