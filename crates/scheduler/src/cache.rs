@@ -38,6 +38,9 @@ pub struct Cache {
     index: PodIndex,
     /// Node label key → value → how many nodes carry it (the topology domains).
     label_values: HashMap<String, HashMap<String, usize>>,
+    /// Pods nominated to a node by preemption, by node and uid, and the node of each uid.
+    nominated: HashMap<String, HashMap<String, Arc<NodePod>>>,
+    nominated_to: HashMap<String, String>,
 }
 
 /// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
@@ -98,6 +101,7 @@ impl Cache {
                 slots: &self.nodes.slots,
                 label_values: &self.label_values,
             }),
+            nominated: Some(&self.nominated),
         }
     }
 
@@ -197,6 +201,29 @@ impl Cache {
             self.nodes.remove(&placed.node);
         }
         view
+    }
+
+    /// Keeps a pending pod's nomination (`status.nominatedNodeName`), or forgets it when the
+    /// pod has none, is bound or is gone (`None`).
+    pub fn nominate(&mut self, uid: &str, nominated: Option<(&str, &Pod)>) {
+        if let Some(node) = self.nominated_to.remove(uid)
+            && let Some(waiting) = self.nominated.get_mut(&node)
+        {
+            waiting.remove(uid);
+            if waiting.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+        if let Some((node, pod)) = nominated {
+            let view = Arc::new(NodePod::of(pod));
+            self.nominated.entry(node.to_string()).or_default().insert(uid.to_string(), view);
+            self.nominated_to.insert(uid.to_string(), node.to_string());
+        }
+    }
+
+    /// The uids of the pods with a nomination (for a re-list to drop those that are gone).
+    pub fn nominated_uids(&self) -> Vec<String> {
+        self.nominated_to.keys().cloned().collect()
     }
 
     /// Counts `pod` on `node` before its binding is confirmed.
@@ -416,5 +443,35 @@ mod tests {
             let other = schedule(&profile, &pod, &walked, 0, &mut Random::new(1));
             assert_eq!(one.ok().map(|p| p.node), other.ok().map(|p| p.node), "{group}");
         }
+    }
+
+    #[test]
+    fn nominated_pods_of_higher_priority_keep_their_room() {
+        use crate::cycle::{Random, schedule};
+        use crate::profile::Configuration;
+        let mut cache = Cache::default();
+        cache.set_node(node("a", "2"));
+        let with_priority = |uid: &str, priority: i32| {
+            let mut pod = requesting("2", "1Gi");
+            pod.metadata.uid = Some(uid.into());
+            pod.spec.as_mut().expect("spec").priority = Some(priority);
+            pod
+        };
+        let profile = Configuration::default().profiles().expect("profiles").remove(0);
+        let waiting = info(with_priority("low", 0));
+        let fits = |cache: &Cache| {
+            schedule(&profile, &waiting, &cache.snapshot(), 0, &mut Random::new(1)).is_ok()
+        };
+        assert!(fits(&cache));
+        // A more important pod waits for node a: the less important one may not take it.
+        let preemptor = with_priority("high", 10);
+        cache.nominate("high", Some(("a", &preemptor)));
+        assert!(!fits(&cache));
+        // A nominated pod of lower priority does not hold it back.
+        cache.nominate("high", None);
+        let lesser = with_priority("lesser", -1);
+        cache.nominate("lesser", Some(("a", &lesser)));
+        assert!(fits(&cache));
+        assert_eq!(cache.nominated_uids(), vec!["lesser".to_string()]);
     }
 }

@@ -87,7 +87,14 @@ pub fn schedule(
     for i in 0..all {
         let node = snapshot.nodes[(start + i) % all];
         evaluated += 1;
-        match profile.filter.iter().try_for_each(|p| p.filter(&state, pod, node)) {
+        let passes =
+            |node: &NodeInfo| profile.filter.iter().try_for_each(|p| p.filter(&state, pod, node));
+        // As upstream: a node with nominated pods must fit with them and without them.
+        let verdict = passes(node).and_then(|()| match snapshot.with_nominated(pod, node) {
+            Some(with) => passes(&with),
+            None => Ok(()),
+        });
+        match verdict {
             Ok(()) => {
                 feasible.push(node);
                 if feasible.len() >= want {

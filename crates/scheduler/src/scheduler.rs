@@ -148,6 +148,7 @@ impl Scheduler {
             }
             if self.nodes_synced
                 && self.pods_synced
+                && self.workloads.synced()
                 && let Some(pod) = self.queue.pop(Instant::now())
             {
                 self.schedule_one(pod);
@@ -254,6 +255,11 @@ impl Scheduler {
             }
             watcher::Event::InitDone => {
                 let seen = self.pod_relist.take().unwrap_or_default();
+                for uid in self.cache.nominated_uids() {
+                    if !seen.contains(&uid) {
+                        self.cache.nominate(&uid, None);
+                    }
+                }
                 for uid in self.cache.pod_uids() {
                     if !seen.contains(&uid)
                         && let Some(gone) = self.cache.remove_pod(&uid)
@@ -267,6 +273,7 @@ impl Scheduler {
             watcher::Event::Delete(pod) => {
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
                 self.queue.remove(&uid);
+                self.cache.nominate(&uid, None);
                 if let Some(gone) = self.cache.remove_pod(&uid) {
                     self.pod_moved(ClusterEvent::AssignedPodDelete, &gone);
                 }
@@ -283,6 +290,13 @@ impl Scheduler {
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
         let bound =
             pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        let nominated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty() && !bound && !finished)
+            .filter(|_| pod.metadata.deletion_timestamp.is_none());
+        self.cache.nominate(&uid, nominated.map(|node| (node, &pod)));
         if bound {
             self.queue.remove(&uid);
             if finished {

@@ -4,7 +4,7 @@
 //! its controller select, as upstream's `DefaultSelector` does. Only the selectors are kept,
 //! never the objects.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController, Service};
@@ -95,6 +95,8 @@ pub struct Workloads {
     selectors: HashMap<Kind, HashMap<String, HashMap<String, Selects>>>,
     /// What a re-list of a kind has shown so far.
     relisting: HashMap<Kind, Vec<Entry>>,
+    /// The kinds whose first list is in.
+    listed: HashSet<Kind>,
 }
 
 impl Workloads {
@@ -108,6 +110,7 @@ impl Workloads {
                 self.relisting.entry(kind).or_default().push(entry);
             }
             watcher::Event::InitDone => {
+                self.listed.insert(kind);
                 let entries = self.relisting.remove(&kind).unwrap_or_default();
                 self.selectors.remove(&kind);
                 for entry in entries {
@@ -117,6 +120,14 @@ impl Workloads {
             watcher::Event::Apply(entry) => self.insert(kind, entry),
             watcher::Event::Delete(entry) => self.remove(kind, &entry.namespace, &entry.name),
         }
+    }
+
+    /// Whether every kind has been listed once (before that, default spreading would miss
+    /// the selectors not yet seen).
+    pub fn synced(&self) -> bool {
+        const KINDS: [Kind; 4] =
+            [Kind::Service, Kind::ReplicationController, Kind::ReplicaSet, Kind::StatefulSet];
+        KINDS.iter().all(|k| self.listed.contains(k))
     }
 
     fn insert(&mut self, kind: Kind, entry: Entry) {
@@ -257,5 +268,11 @@ mod tests {
         assert!(w.default_selector(&p).is_some(), "kept until the re-list is done");
         w.apply(Kind::Service, watcher::Event::InitDone);
         assert_eq!(w.default_selector(&p), None);
+        assert!(!w.synced(), "the other kinds are not listed yet");
+        for kind in [Kind::ReplicationController, Kind::ReplicaSet, Kind::StatefulSet] {
+            w.apply(kind, watcher::Event::Init);
+            w.apply(kind, watcher::Event::InitDone);
+        }
+        assert!(w.synced());
     }
 }

@@ -4,6 +4,7 @@
 //! selector picks.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -46,12 +47,31 @@ pub struct Snapshot<'a> {
     pub images: &'a HashMap<String, ImageSpread>,
     /// The placed pods by label; without it (in tests of one plugin) every node is walked.
     pub index: Option<Indexed<'a>>,
+    /// Pods waiting for the node that preemption nominated them to, by node and uid.
+    pub nominated: Option<&'a HashMap<String, HashMap<String, Arc<NodePod>>>>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A view of `nodes` without an index.
     pub fn new(nodes: Vec<&'a NodeInfo>, images: &'a HashMap<String, ImageSpread>) -> Self {
-        Self { nodes, images, index: None }
+        Self { nodes, images, index: None, nominated: None }
+    }
+
+    /// `node` with the pods nominated to it that `pod` must leave room for (those of at
+    /// least its priority, other than itself), as upstream's filters see a node with
+    /// nominated pods; `None` when there are none.
+    pub fn with_nominated(&self, pod: &super::PodInfo, node: &NodeInfo) -> Option<NodeInfo> {
+        let waiting = self.nominated?.get(&node.name)?;
+        let uid = pod.pod.metadata.uid.as_deref().unwrap_or_default();
+        let priority = pod.priority();
+        let mut ahead =
+            waiting.values().filter(|p| p.uid != uid && p.priority >= priority).peekable();
+        ahead.peek()?;
+        let mut with = node.clone();
+        for nominated in ahead {
+            with.add_pod(Arc::clone(nominated));
+        }
+        Some(with)
     }
 
     /// The nodes that hold at least one pod with pod affinity or anti-affinity terms.
