@@ -4,6 +4,8 @@
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::runtime::int_or_percent;
+
 use super::revision::{DESIRED_REPLICAS, MAX_REPLICAS, int_annotation, replicas_of};
 
 /// A set's `spec.replicas`.
@@ -44,13 +46,9 @@ fn scaled(value: Option<&IntOrString>, default: &str, total: i32, round_up: bool
     }
 }
 
+/// `s` as a percentage of `total`; a plain number as that count, anything else 0.
 fn percent(s: &str, total: i32, round_up: bool) -> i32 {
-    let Some(p) = s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) else {
-        return s.parse().unwrap_or(0);
-    };
-    let scaled = i64::from(total) * p;
-    let v = if round_up { (scaled + 99).div_euclid(100) } else { scaled.div_euclid(100) };
-    i32::try_from(v).unwrap_or(i32::MAX)
+    int_or_percent::percent(s, total, round_up).unwrap_or_else(|_| s.parse().unwrap_or(0))
 }
 
 /// `(maxSurge, maxUnavailable)` resolved against the replicas; both zero makes one

@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::runtime::int_or_percent;
+
 /// How long an evicted pod is not counted healthy while its deletion is on its way
 /// (upstream's `DeletionTimeout`).
 pub const DELETION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
@@ -22,18 +24,9 @@ pub fn needs_scale(pdb: &PodDisruptionBudget) -> bool {
     spec.max_unavailable.is_some() || matches!(spec.min_available, Some(IntOrString::String(_)))
 }
 
-/// An int, or a percent of `total` rounded up (upstream's `GetScaledValueFromIntOrPercent`).
-pub fn scaled(value: &IntOrString, total: i32) -> Result<i32, String> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(s) => {
-            let percent: i64 = s
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| format!("invalid value for IntOrString: invalid value {s:?}"))?;
-            Ok(i32::try_from((percent * i64::from(total) + 99) / 100).unwrap_or(i32::MAX))
-        }
-    }
+/// An int, or a percent of `total` rounded up.
+fn scaled(value: &IntOrString, total: i32) -> Result<i32, String> {
+    int_or_percent::scaled(value, total, true)
 }
 
 fn ready(pod: &Pod) -> bool {
@@ -114,7 +107,7 @@ pub fn failed(
         disruptions_allowed: 0,
         observed_generation: pdb.metadata.generation,
         conditions: Some(vec![condition(&previous, "False", "SyncFailed", message, now)]),
-        ..previous.clone()
+        ..previous
     }
 }
 

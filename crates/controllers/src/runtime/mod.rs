@@ -6,6 +6,7 @@
 pub mod credentials;
 pub mod discovery;
 pub mod expectations;
+pub mod int_or_percent;
 pub mod owner;
 pub mod pod_control;
 

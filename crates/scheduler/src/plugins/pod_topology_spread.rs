@@ -59,12 +59,7 @@ impl PodTopologySpread {
     /// The pod's constraints of kind `when`, and whether a node must carry every topology
     /// label to count.
     fn constraints(&self, pod: &PodInfo, when: &str) -> (Vec<Constraint>, bool) {
-        let own: &[TopologySpreadConstraint] = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.topology_spread_constraints.as_deref())
-            .unwrap_or_default();
+        let own = own_constraints(pod);
         if !own.is_empty() {
             return (constraints(own, pod, when, None), true);
         }
@@ -75,6 +70,11 @@ impl PodTopologySpread {
             None => (Vec::new(), true),
         }
     }
+}
+
+/// The pod's own `topologySpreadConstraints`.
+fn own_constraints(pod: &PodInfo) -> &[TopologySpreadConstraint] {
+    pod.pod.spec.as_ref().and_then(|s| s.topology_spread_constraints.as_deref()).unwrap_or_default()
 }
 
 /// One constraint, ready to count with.
@@ -278,12 +278,7 @@ impl Plugin for PodTopologySpread {
     /// with one of their topology labels changes. Default constraints depend on objects the
     /// hint does not see, so any change may help a pod that has only those.
     fn hint(&self, pod: &PodInfo, _: ClusterEvent, involved: Involved<'_>) -> bool {
-        let own: &[TopologySpreadConstraint] = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.topology_spread_constraints.as_deref())
-            .unwrap_or_default();
+        let own = own_constraints(pod);
         if own.is_empty() {
             return true;
         }
