@@ -92,7 +92,7 @@ pub fn status(
         disruptions_allowed: allowed,
         disrupted_pods: (!disrupted.is_empty()).then_some(disrupted),
         observed_generation: pdb.metadata.generation,
-        conditions: Some(vec![condition(&previous, state, reason, "", now)]),
+        conditions: Some(vec![condition(pdb, &previous, state, reason, "", now)]),
     })
 }
 
@@ -106,13 +106,15 @@ pub fn failed(
     PodDisruptionBudgetStatus {
         disruptions_allowed: 0,
         observed_generation: pdb.metadata.generation,
-        conditions: Some(vec![condition(&previous, "False", "SyncFailed", message, now)]),
+        conditions: Some(vec![condition(pdb, &previous, "False", "SyncFailed", message, now)]),
         ..previous
     }
 }
 
-/// The `DisruptionAllowed` condition, keeping its transition time while its status holds.
+/// The `DisruptionAllowed` condition, keeping its transition time while its status holds;
+/// it was observed at the budget's current generation, as the status is.
 fn condition(
+    pdb: &PodDisruptionBudget,
     previous: &PodDisruptionBudgetStatus,
     status: &str,
     reason: &str,
@@ -130,7 +132,7 @@ fn condition(
         reason: reason.to_string(),
         message: message.to_string(),
         last_transition_time: earlier.map_or(Time(now), |c| c.last_transition_time.clone()),
-        observed_generation: previous.observed_generation,
+        observed_generation: pdb.metadata.generation,
     }
 }
 
@@ -210,5 +212,6 @@ mod tests {
             (condition.status.as_str(), condition.reason.as_str()),
             ("False", "InsufficientPods")
         );
+        assert_eq!(condition.observed_generation, Some(3), "the budget's generation");
     }
 }
