@@ -10,6 +10,8 @@
 
 pub mod deployment;
 pub mod disruption;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod error;
 pub mod garbage_collector;
 pub mod namespace;
@@ -21,7 +23,8 @@ pub mod service_account;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Api, Client, Config};
 
@@ -101,6 +104,9 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut nodes = Informer::<Node>::default();
     let mut node_leases = Informer::<Lease>::default();
     let mut budgets = Informer::<PodDisruptionBudget>::default();
+    let mut services = Informer::<Service>::default();
+    let mut endpoints = Informer::<Endpoints>::default();
+    let mut endpoint_slices = Informer::<EndpointSlice>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -142,6 +148,19 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut node_leases,
         &mut pods,
     ));
+    tasks.spawn(endpoints::run(
+        credentials.client_for(endpoints::NAME).await?,
+        &mut services,
+        &mut pods,
+        &mut endpoints,
+    ));
+    tasks.spawn(endpoint_slice::run(
+        credentials.client_for(endpoint_slice::NAME).await?,
+        &mut services,
+        &mut pods,
+        &mut endpoint_slices,
+        &nodes,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -149,6 +168,9 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(deployments.run(Api::all(root.clone())));
     tasks.spawn(nodes.run(Api::all(root.clone())));
     tasks.spawn(budgets.run(Api::all(root.clone())));
+    tasks.spawn(services.run(Api::all(root.clone())));
+    tasks.spawn(endpoints.run(Api::all(root.clone())));
+    tasks.spawn(endpoint_slices.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())

@@ -5,6 +5,7 @@
 
 pub mod credentials;
 pub mod discovery;
+pub mod endpoint;
 pub mod expectations;
 pub mod int_or_percent;
 pub mod owner;
