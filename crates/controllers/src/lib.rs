@@ -16,6 +16,7 @@ pub mod error;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replicaset;
 pub mod root_ca;
 pub mod runtime;
@@ -44,6 +45,9 @@ pub struct Options {
     pub root_ca: String,
     /// This instance's name in the lease.
     pub identity: String,
+    /// Finished pods kept before the pod garbage collector deletes the oldest (upstream's
+    /// `--terminated-pod-gc-threshold`).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 /// Runs the controllers until `shutdown` completes: waits for the lease, runs every controller
@@ -160,6 +164,12 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut pods,
         &mut endpoint_slices,
         &nodes,
+    ));
+    tasks.spawn(pod_gc::run(
+        credentials.client_for(pod_gc::NAME).await?,
+        &pods,
+        &nodes,
+        options.terminated_pod_gc_threshold,
     ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));

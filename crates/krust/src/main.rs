@@ -136,6 +136,9 @@ struct ServerArgs {
     /// Runs no controllers in this process (run them with `krust controllers`).
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Finished pods kept before the pod garbage collector deletes the oldest.
+    #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
+    terminated_pod_gc_threshold: usize,
     /// Runs no node agent in this process (run one with `krust agent`).
     #[arg(long)]
     disable_agent: bool,
@@ -304,6 +307,9 @@ struct ControllersArgs {
     /// by default.
     #[arg(long)]
     root_ca_file: Option<PathBuf>,
+    /// Finished pods kept before the pod garbage collector deletes the oldest.
+    #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
+    terminated_pod_gc_threshold: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -503,7 +509,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .await
             .context("cannot read the controller manager's kubeconfig")?;
         let identity = server_identity(&args.data_dir)?;
-        let options = krust_controllers::Options { root_ca, identity };
+        let options = krust_controllers::Options {
+            root_ca,
+            identity,
+            terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -651,7 +661,11 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
         root_ca = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
     }
-    let options = krust_controllers::Options { root_ca, identity: krust_client::identity() };
+    let options = krust_controllers::Options {
+        root_ca,
+        identity: krust_client::identity(),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+    };
     krust_controllers::run(config, options, wait_for_signal())
         .await
         .context("the controllers stopped")

@@ -398,7 +398,11 @@ mod tests {
         let next = plan(&svc, &refs, &existing_refs, no_node);
         assert!(next.create.is_empty() && next.delete.is_empty());
         assert_eq!(next.update.len(), 1);
-        let ep = next.update[0].endpoints.iter().find(|e| e.addresses == ["10.42.0.121"]).expect("present");
+        let ep = next.update[0]
+            .endpoints
+            .iter()
+            .find(|e| e.addresses == ["10.42.0.121"])
+            .expect("present");
         let conditions = ep.conditions.as_ref().expect("present");
         assert_eq!(
             (conditions.ready, conditions.serving, conditions.terminating),
@@ -459,7 +463,8 @@ mod tests {
         let svc = service(vec![port("http", 8080, IntOrString::String("http".into()))]);
         let a = pod("a", "10.42.0.5", true);
         let mut b = pod("b", "10.42.0.6", true);
-        b.spec.as_mut().expect("present").containers[0].ports.as_mut().expect("present")[0].container_port = 81;
+        b.spec.as_mut().expect("present").containers[0].ports.as_mut().expect("present")[0]
+            .container_port = 81;
         let node = Node {
             metadata: ObjectMeta {
                 name: Some("node-a".into()),

@@ -229,7 +229,10 @@ mod tests {
         assert_eq!(ips(&subsets[0].not_ready_addresses), ["10.42.0.5"]);
         let ports = subsets[0].ports.as_ref().expect("present");
         assert_eq!((ports[0].name.as_deref(), ports[0].port), (Some("http"), 80));
-        let target = subsets[0].addresses.as_ref().expect("present")[0].target_ref.as_ref().expect("present");
+        let target = subsets[0].addresses.as_ref().expect("present")[0]
+            .target_ref
+            .as_ref()
+            .expect("present");
         assert_eq!(target.name.as_deref(), Some("a"));
     }
 
@@ -250,9 +253,15 @@ mod tests {
         let (only_named, _) = super::subsets(&svc_named, &[&c]);
         assert!(only_named.is_empty(), "a pod offering no port is no endpoint");
         // Pod a serves both ports; b only metrics.
-        let both = subsets.iter().find(|s| s.ports.as_ref().expect("present").len() == 2).expect("present");
+        let both = subsets
+            .iter()
+            .find(|s| s.ports.as_ref().expect("present").len() == 2)
+            .expect("present");
         assert_eq!(ips(&both.addresses), ["10.42.0.5"]);
-        let metrics = subsets.iter().find(|s| s.ports.as_ref().expect("present").len() == 1).expect("present");
+        let metrics = subsets
+            .iter()
+            .find(|s| s.ports.as_ref().expect("present").len() == 1)
+            .expect("present");
         assert_eq!(ips(&metrics.addresses), ["10.42.0.6"]);
     }
 
@@ -297,7 +306,11 @@ mod tests {
         let refs: Vec<&Pod> = pods.iter().collect();
         let (subsets, truncated) = subsets(&svc, &refs);
         assert!(truncated);
-        assert_eq!(subsets[0].addresses.as_ref().expect("present").len(), 550, "every ready one kept");
+        assert_eq!(
+            subsets[0].addresses.as_ref().expect("present").len(),
+            550,
+            "every ready one kept"
+        );
         assert_eq!(subsets[0].not_ready_addresses.as_ref().expect("present").len(), 450);
         let e = endpoints(&svc, None, subsets, truncated);
         assert_eq!(e.metadata.annotations.expect("present")[OVER_CAPACITY], "truncated");
