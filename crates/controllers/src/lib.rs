@@ -8,6 +8,7 @@
 //! `system:controller:NAME`). A controller's decisions are plain functions of cached objects,
 //! unit-tested in its module; the module's `run` wires them to caches and writes.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slice;
@@ -23,6 +24,7 @@ pub mod runtime;
 pub mod service_account;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -111,6 +113,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut services = Informer::<Service>::default();
     let mut endpoints = Informer::<Endpoints>::default();
     let mut endpoint_slices = Informer::<EndpointSlice>::default();
+    let mut cronjobs = Informer::<CronJob>::default();
+    let mut jobs = Informer::<Job>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -171,6 +175,11 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &nodes,
         options.terminated_pod_gc_threshold,
     ));
+    tasks.spawn(cronjob::run(
+        credentials.client_for(cronjob::NAME).await?,
+        &mut cronjobs,
+        &mut jobs,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -181,6 +190,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(services.run(Api::all(root.clone())));
     tasks.spawn(endpoints.run(Api::all(root.clone())));
     tasks.spawn(endpoint_slices.run(Api::all(root.clone())));
+    tasks.spawn(cronjobs.run(Api::all(root.clone())));
+    tasks.spawn(jobs.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
