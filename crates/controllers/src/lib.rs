@@ -9,6 +9,7 @@
 //! unit-tested in its module; the module's `run` wires them to caches and writes.
 
 pub mod cronjob;
+pub mod csr_cleaner;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slice;
@@ -25,6 +26,7 @@ pub mod service_account;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -115,6 +117,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut endpoint_slices = Informer::<EndpointSlice>::default();
     let mut cronjobs = Informer::<CronJob>::default();
     let mut jobs = Informer::<Job>::default();
+    let mut signing_requests = Informer::<CertificateSigningRequest>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -180,6 +183,10 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut cronjobs,
         &mut jobs,
     ));
+    tasks.spawn(csr_cleaner::run(
+        credentials.client_for(csr_cleaner::NAME).await?,
+        &mut signing_requests,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -192,6 +199,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(endpoint_slices.run(Api::all(root.clone())));
     tasks.spawn(cronjobs.run(Api::all(root.clone())));
     tasks.spawn(jobs.run(Api::all(root.clone())));
+    tasks.spawn(signing_requests.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
