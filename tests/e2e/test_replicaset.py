@@ -129,3 +129,35 @@ def test_deleting_a_set_deletes_its_pods(kubectl, cluster, ns):
     wait_for(lambda: len(pods_of(cluster, ns, "web")) == 2, 30, what="2 pods")
     kubectl("delete", "replicaset", "web", "-n", ns)
     wait_for(lambda: not pods_of(cluster, ns, "web", active_only=False), 30, what="pods collected")
+
+
+def test_replication_controller_keeps_its_replicas(kubectl, cluster, ns):
+    """A ReplicationController is managed as a ReplicaSet is: pods with a `v1`
+    ReplicationController reference, status in its own shape, scaled by kubectl."""
+    cluster.ok("POST", f"/api/v1/namespaces/{ns}/replicationcontrollers", body={
+        "apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "rc"},
+        "spec": {"replicas": 3, "selector": {"app": "rc"}, "template": {
+            "metadata": {"labels": {"app": "rc"}},
+            "spec": {"containers": [{"name": "c", "image": "registry.local/pause:1"}]}}}})
+    rc = cluster.ok("GET", f"/api/v1/namespaces/{ns}/replicationcontrollers/rc")
+    wait_for(lambda: len(owned(cluster, ns, "rc", rc["metadata"]["uid"])) == 3, 30, 0.2,
+             what="three pods of the replication controller")
+    pods = owned(cluster, ns, "rc", rc["metadata"]["uid"])
+    ref = pods[0]["metadata"]["ownerReferences"][0]
+    assert (ref["apiVersion"], ref["kind"], ref["name"]) == ("v1", "ReplicationController", "rc")
+    for p in pods:
+        make_ready(cluster, ns, p)
+
+    def status():
+        return cluster.ok("GET", f"/api/v1/namespaces/{ns}/replicationcontrollers/rc")["status"]
+    wait_for(lambda: status().get("readyReplicas") == 3 and status().get("availableReplicas") == 3,
+             30, 0.2, what="three ready replicas reported")
+    assert status()["fullyLabeledReplicas"] == 3
+    assert status()["observedGeneration"] == rc["metadata"]["generation"]
+
+    kubectl("scale", "rc", "rc", "-n", ns, "--replicas=1")
+    wait_for(lambda: len(owned(cluster, ns, "rc", rc["metadata"]["uid"])) == 1, 30, 0.2,
+             what="scaled down to one")
+    wait_for(lambda: status().get("replicas") == 1, 30, 0.2, what="one replica reported")
+    kubectl("delete", "rc", "rc", "-n", ns)
+    wait_for(lambda: pods_of(cluster, ns, "rc") == [], 30, 0.2, what="its pods collected")

@@ -20,6 +20,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod replicaset;
+pub mod replication_controller;
 pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
@@ -28,7 +29,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Api, Client, Config};
@@ -118,6 +119,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut cronjobs = Informer::<CronJob>::default();
     let mut jobs = Informer::<Job>::default();
     let mut signing_requests = Informer::<CertificateSigningRequest>::default();
+    let mut replication_controllers = Informer::<ReplicationController>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -187,6 +189,11 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         credentials.client_for(csr_cleaner::NAME).await?,
         &mut signing_requests,
     ));
+    tasks.spawn(replication_controller::run(
+        credentials.client_for(replication_controller::NAME).await?,
+        &mut replication_controllers,
+        &mut pods,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -200,6 +207,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(cronjobs.run(Api::all(root.clone())));
     tasks.spawn(jobs.run(Api::all(root.clone())));
     tasks.spawn(signing_requests.run(Api::all(root.clone())));
+    tasks.spawn(replication_controllers.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())

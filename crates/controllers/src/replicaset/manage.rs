@@ -19,6 +19,22 @@ use crate::runtime::pod_control::PodControl;
 /// At most this many pods are created or deleted in one pass (upstream's `BurstReplicas`).
 pub const BURST: usize = 500;
 
+/// The kind of a set as its pods' controller reference names it: a ReplicaSet, or a
+/// ReplicationController managed through its ReplicaSet form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerKind {
+    /// Its `apiVersion`.
+    pub api_version: &'static str,
+    /// Its `kind`.
+    pub kind: &'static str,
+}
+
+/// `apps/v1` ReplicaSets.
+pub const REPLICA_SET: OwnerKind = OwnerKind { api_version: "apps/v1", kind: "ReplicaSet" };
+/// `v1` ReplicationControllers.
+pub const REPLICATION_CONTROLLER: OwnerKind =
+    OwnerKind { api_version: "v1", kind: "ReplicationController" };
+
 /// What one pass does.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -84,8 +100,8 @@ pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     plan
 }
 
-/// A new pod of the set, from its template.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+/// A new pod of the set (of `kind`), from its template.
+pub fn pod_from_template(rs: &ReplicaSet, kind: OwnerKind) -> Pod {
     let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let name = rs.metadata.name.clone().unwrap_or_default();
@@ -96,7 +112,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
             labels: meta.labels,
             annotations: meta.annotations,
             finalizers: meta.finalizers,
-            owner_references: Some(vec![controller_ref("apps/v1", "ReplicaSet", &rs.metadata)]),
+            owner_references: Some(vec![controller_ref(kind.api_version, kind.kind, &rs.metadata)]),
             ..Default::default()
         },
         spec: template.spec,
@@ -120,10 +136,15 @@ pub struct Outcome {
 
 /// Carries out `plan` for `rs` through `pods`: adoption and release first, then creates in
 /// slow-start batches (1, 2, 4, ... at once; a batch with a failure ends them), or deletes.
-pub async fn carry_out(pods: &impl PodControl, rs: &ReplicaSet, plan: &Plan) -> Outcome {
+pub async fn carry_out(
+    pods: &impl PodControl,
+    rs: &ReplicaSet,
+    kind: OwnerKind,
+    plan: &Plan,
+) -> Outcome {
     let mut outcome = Outcome::default();
     let namespace = rs.metadata.namespace.clone().unwrap_or_default();
-    let me = controller_ref("apps/v1", "ReplicaSet", &rs.metadata);
+    let me = controller_ref(kind.api_version, kind.kind, &rs.metadata);
     for pod in &plan.adopt {
         let mut owners: Vec<OwnerReference> =
             pod.metadata.owner_references.clone().unwrap_or_default();
@@ -146,7 +167,7 @@ pub async fn carry_out(pods: &impl PodControl, rs: &ReplicaSet, plan: &Plan) -> 
         }
     }
     if plan.create > 0 {
-        let template = pod_from_template(rs);
+        let template = pod_from_template(rs, kind);
         let mut left = plan.create;
         let mut batch = 1;
         while left > 0 {
@@ -296,7 +317,7 @@ mod tests {
         let p = plan(&set, &[], Timestamp::now());
         assert_eq!((p.create, p.delete.len()), (3, 0));
         let control = Counting::default();
-        let outcome = carry_out(&control, &set, &p).await;
+        let outcome = carry_out(&control, &set, REPLICA_SET, &p).await;
         assert_eq!(control.creates.load(Ordering::SeqCst), 3);
         assert!(control.deletes.lock().map(|d| d.is_empty()).unwrap_or(false));
         assert_eq!(outcome.created.len(), 3);
@@ -309,7 +330,7 @@ mod tests {
         let p = plan(&set, &[], Timestamp::now());
         // Batches of 1, 2, 4: the third batch fails after one more create.
         let control = Counting { fail_after: Some(4), ..Default::default() };
-        let outcome = carry_out(&control, &set, &p).await;
+        let outcome = carry_out(&control, &set, REPLICA_SET, &p).await;
         assert_eq!(control.creates.load(Ordering::SeqCst), 7);
         assert_eq!(outcome.created.len(), 4);
         assert_eq!(outcome.failure.map(|f| f.0), Some("FailedCreate"));
@@ -346,14 +367,14 @@ mod tests {
         let p = plan(&set, &pods, Timestamp::now());
         assert_eq!((p.create, p.delete.len()), (0, 2));
         let control = Counting::default();
-        let outcome = carry_out(&control, &set, &p).await;
+        let outcome = carry_out(&control, &set, REPLICA_SET, &p).await;
         assert_eq!(control.creates.load(Ordering::SeqCst), 0);
         assert_eq!(outcome.deleted.len(), 2);
     }
 
     #[test]
     fn pods_come_from_the_template_with_a_controller_reference() {
-        let made = pod_from_template(&rs(1));
+        let made = pod_from_template(&rs(1), REPLICA_SET);
         assert_eq!(made.metadata.generate_name.as_deref(), Some("web-"));
         assert_eq!(made.metadata.labels, labels("web"));
         let owner =

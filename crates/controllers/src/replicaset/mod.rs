@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
@@ -35,14 +35,43 @@ pub const NAME: &str = "replicaset-controller";
 /// cache re-listed announces nothing).
 const RESYNC: Duration = Duration::from_secs(300);
 
-struct Context {
-    client: Client,
+/// What a pass over a set reads and writes through: shared with the ReplicationController
+/// controller, which manages its controllers in their ReplicaSet form.
+pub(crate) struct Context {
+    pub(crate) client: Client,
     pods: Store<Pod>,
     pods_by_namespace: ByNamespace,
     control: ApiPodControl,
     events: Events,
     /// By the set's uid.
     expectations: Arc<Expectations>,
+}
+
+impl Context {
+    /// Reads pods from the shared cache, writes as `client` (events as `component`).
+    pub(crate) fn new(client: Client, pods: &Informer<Pod>, component: &str) -> Self {
+        Self {
+            control: ApiPodControl::new(client.clone()),
+            events: Events::new(client.clone(), component),
+            client,
+            pods: pods.store(),
+            pods_by_namespace: pods.by_namespace(),
+            expectations: Arc::new(Expectations::default()),
+        }
+    }
+
+    /// The expectations, for the pod watch to count events toward.
+    pub(crate) fn expectations(&self) -> Arc<Expectations> {
+        Arc::clone(&self.expectations)
+    }
+}
+
+/// What a pass decided for the set's status and when to look again.
+pub(crate) struct Synced {
+    /// The status the set should report.
+    pub(crate) status: ReplicaSetStatus,
+    /// When to look again.
+    pub(crate) next: Action,
 }
 
 /// Runs the controller: woken by the shared ReplicaSet and pod caches, writing as `client`.
@@ -52,16 +81,8 @@ pub fn run(
     pods: &mut Informer<Pod>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let by_selector = sets.store();
-    let expectations = Arc::new(Expectations::default());
-    let (observed, pod_store) = (Arc::clone(&expectations), pods.store());
-    let ctx = Context {
-        control: ApiPodControl::new(client.clone()),
-        events: Events::new(client.clone(), NAME),
-        client,
-        pods: pods.store(),
-        pods_by_namespace: pods.by_namespace(),
-        expectations,
-    };
+    let ctx = Context::new(client, pods, NAME);
+    let (observed, pod_store) = (ctx.expectations(), pods.store());
     Controller::for_shared_stream(sets.subscribe(), sets.store())
         .watches_shared_stream(pods.subscribe(), move |pod| {
             observe(&pod, &pod_store, &observed);
@@ -74,7 +95,7 @@ pub fn run(
 
 /// Counts a pod's event toward its controller's expectations: its creation is seen, and its
 /// deletion once it is gone from the cache or marked for deletion.
-fn observe(pod: &Pod, pods: &Store<Pod>, expectations: &Expectations) {
+pub(crate) fn observe(pod: &Pod, pods: &Store<Pod>, expectations: &Expectations) {
     let Some(owner) = controller_of(&pod.metadata) else { return };
     let gone =
         pod.metadata.deletion_timestamp.is_some() || pods.get(&ObjectRef::from(pod)).is_none();
@@ -108,6 +129,30 @@ fn error_policy(rs: Arc<ReplicaSet>, error: &kube::Error, _: Arc<Context>) -> Ac
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    let synced = sync(&rs, manage::REPLICA_SET, &ctx).await;
+    if !same_status(rs.status.as_ref(), &synced.status) {
+        let mut updated = (*rs).clone();
+        updated.status = Some(synced.status);
+        let sets: Api<ReplicaSet> =
+            Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
+        match sets
+            .replace_subresource("status", &rs.name_any(), &PostParams::default(), &updated)
+            .await
+        {
+            Ok(_) => {}
+            // Gone, or changed meanwhile: its event wakes this set again.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => {
+                return Ok(Action::await_change());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(synced.next)
+}
+
+/// One pass over the set `rs` (of `kind`): claims, creates and deletes pods, records events,
+/// and answers the status it should report.
+pub(crate) async fn sync(rs: &ReplicaSet, kind: manage::OwnerKind, ctx: &Context) -> Synced {
     // Acting on a cache still filling would create every pod again.
     let _ = ctx.pods.wait_until_ready().await;
     let namespace = rs.namespace().unwrap_or_default();
@@ -115,7 +160,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
     let uid = rs.metadata.uid.clone().unwrap_or_default();
     let now = Timestamp::now();
     let pods = ctx.pods_by_namespace.objects(&namespace, &ctx.pods);
-    let mut plan = manage::plan(&rs, &pods, now);
+    let mut plan = manage::plan(rs, &pods, now);
     let live: std::collections::HashSet<&str> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -132,9 +177,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
         plan.delete.clear();
         wait = Some(left);
     }
-    let outcome = manage::carry_out(&ctx.control, &rs, &plan).await;
+    let outcome = manage::carry_out(&ctx.control, rs, kind, &plan).await;
     ctx.expectations.expect(&uid, outcome.created.iter().cloned(), outcome.deleted.iter().cloned());
-    let regarding = rs.object_ref(&());
+    let mut regarding = rs.object_ref(&());
+    regarding.api_version = Some(kind.api_version.to_string());
+    regarding.kind = Some(kind.kind.to_string());
     for pod in &outcome.created {
         ctx.events.normal(
             regarding.clone(),
@@ -157,35 +204,23 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
         ctx.events.warning(regarding, reason, action, format!("Error {verb}: {message}"));
     }
     if !outcome.created.is_empty() || !outcome.deleted.is_empty() {
-        tracing::debug!(replicaset = %name, %namespace, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
+        tracing::debug!(set = %name, kind = kind.kind, %namespace, created = outcome.created.len(), deleted = outcome.deleted.len(), "replicas managed");
     }
-
-    let wanted = status::status(&rs, &plan.active, outcome.failure.clone(), now);
-    if !same_status(rs.status.as_ref(), &wanted) {
-        let mut updated = (*rs).clone();
-        updated.status = Some(wanted);
-        let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        match sets.replace_subresource("status", &name, &PostParams::default(), &updated).await {
-            Ok(_) => {}
-            // Gone, or changed meanwhile: its event wakes this set again.
-            Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => {
-                return Ok(Action::await_change());
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if outcome.failure.is_some() {
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    }
-    let next = [wait, status::next_available(&rs, &plan.active, now), Some(RESYNC)]
-        .into_iter()
-        .flatten()
-        .min();
-    Ok(next.map_or_else(Action::await_change, Action::requeue))
+    let status = status::status(rs, &plan.active, outcome.failure.clone(), now);
+    let next = if outcome.failure.is_some() {
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        [wait, status::next_available(rs, &plan.active, now), Some(RESYNC)]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or_else(Action::await_change, Action::requeue)
+    };
+    Synced { status, next }
 }
 
 /// Whether two statuses say the same, condition times aside.
-fn same_status(
+pub(crate) fn same_status(
     current: Option<&k8s_openapi::api::apps::v1::ReplicaSetStatus>,
     wanted: &k8s_openapi::api::apps::v1::ReplicaSetStatus,
 ) -> bool {
