@@ -16,6 +16,7 @@ pub mod endpoint_slice;
 pub mod endpoints;
 pub mod error;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_gc;
@@ -24,6 +25,7 @@ pub mod replication_controller;
 pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
+pub mod ttl_after_finished;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -193,6 +195,11 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         credentials.client_for(replication_controller::NAME).await?,
         &mut replication_controllers,
         &mut pods,
+    ));
+    tasks.spawn(job::run(credentials.client_for(job::NAME).await?, &mut jobs, &mut pods));
+    tasks.spawn(ttl_after_finished::run(
+        credentials.client_for(ttl_after_finished::NAME).await?,
+        &mut jobs,
     ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
