@@ -10,6 +10,7 @@
 
 pub mod cronjob;
 pub mod csr_cleaner;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slice;
@@ -27,7 +28,7 @@ pub mod runtime;
 pub mod service_account;
 pub mod ttl_after_finished;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -122,6 +123,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut jobs = Informer::<Job>::default();
     let mut signing_requests = Informer::<CertificateSigningRequest>::default();
     let mut replication_controllers = Informer::<ReplicationController>::default();
+    let mut daemon_sets = Informer::<DaemonSet>::default();
+    let revisions = Informer::<ControllerRevision>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -201,6 +204,13 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         credentials.client_for(ttl_after_finished::NAME).await?,
         &mut jobs,
     ));
+    tasks.spawn(daemonset::run(
+        credentials.client_for(daemonset::NAME).await?,
+        &mut daemon_sets,
+        &mut pods,
+        &mut nodes,
+        &revisions,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -215,6 +225,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(jobs.run(Api::all(root.clone())));
     tasks.spawn(signing_requests.run(Api::all(root.clone())));
     tasks.spawn(replication_controllers.run(Api::all(root.clone())));
+    tasks.spawn(daemon_sets.run(Api::all(root.clone())));
+    tasks.spawn(revisions.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
