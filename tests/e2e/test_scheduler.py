@@ -78,7 +78,13 @@ def sim(e2e_tmp):
                               for t in n["spec"].get("taints", []))]
             return sorted(ok) == sorted(NODES)
 
-        wait_for(ready, 60, 0.5, what="six simulated nodes Ready and untainted")
+        try:
+            wait_for(ready, 60, 0.5, what="six simulated nodes Ready and untainted")
+        except AssertionError:
+            print(k("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,"
+                    "TAINTS:.spec.taints,CONDITIONS:.status.conditions"))
+            print(k("get", "leases", "-A"))
+            raise
         yield cluster, k
     finally:
         reap(agent, signal.SIGTERM)

@@ -46,6 +46,11 @@ impl ApiPodControl {
     pub fn new(client: Client) -> Self {
         Self { client }
     }
+
+    /// The client it writes as.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
 }
 
 impl PodControl for ApiPodControl {
