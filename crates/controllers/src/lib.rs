@@ -26,9 +26,12 @@ pub mod replication_controller;
 pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -125,6 +128,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut replication_controllers = Informer::<ReplicationController>::default();
     let mut daemon_sets = Informer::<DaemonSet>::default();
     let revisions = Informer::<ControllerRevision>::default();
+    let mut stateful_sets = Informer::<StatefulSet>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -211,6 +215,12 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut nodes,
         &revisions,
     ));
+    tasks.spawn(statefulset::run(
+        credentials.client_for(statefulset::NAME).await?,
+        &mut stateful_sets,
+        &mut pods,
+        &revisions,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -227,6 +237,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(replication_controllers.run(Api::all(root.clone())));
     tasks.spawn(daemon_sets.run(Api::all(root.clone())));
     tasks.spawn(revisions.run(Api::all(root.clone())));
+    tasks.spawn(stateful_sets.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())

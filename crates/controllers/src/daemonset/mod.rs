@@ -2,9 +2,8 @@
 //! DaemonSet's template admits (`placement.rs`), pinned there by node affinity for the
 //! scheduler to bind; new nodes get theirs, nodes that no longer admit it lose it; a template
 //! change rolls out within `maxUnavailable` or `maxSurge` (`plan.rs`), with the revision
-//! history kept in ControllerRevisions for `kubectl rollout` (`history.rs`).
+//! history kept in ControllerRevisions for `kubectl rollout` (`runtime/history.rs`).
 
-pub mod history;
 pub mod placement;
 pub mod plan;
 
@@ -24,6 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::deployment::revision::template_hash;
 use crate::runtime::expectations::{Expectations, Wait};
+use crate::runtime::history;
 use crate::runtime::owner::controller_of;
 use crate::runtime::pod_control::{ApiPodControl, PodControl};
 use krust_client::informer::ByNamespace;
@@ -164,7 +164,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Brings the ControllerRevisions in line with the template (see `history.rs`).
+/// Brings the ControllerRevisions in line with the template (see `runtime/history.rs`).
 async fn sync_history(
     ctx: &Context,
     ds: &DaemonSet,
@@ -185,7 +185,14 @@ async fn sync_history(
             p.metadata.labels.as_ref()?.get(placement::REVISION_HASH).map(String::as_str)
         })
         .collect();
-    let changes = history::changes(ds, hash, &mine, &used);
+    let spec = ds.spec.clone().unwrap_or_default();
+    let owner = history::Owner {
+        meta: &ds.metadata,
+        kind: "DaemonSet",
+        template: &spec.template,
+        limit: spec.revision_history_limit,
+    };
+    let changes = history::changes(&owner, hash, &mine, &used);
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Some(revision) = &changes.create {
         match api.create(&PostParams::default(), revision).await {

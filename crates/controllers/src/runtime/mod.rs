@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod discovery;
 pub mod endpoint;
 pub mod expectations;
+pub mod history;
 pub mod int_or_percent;
 pub mod owner;
 pub mod pod_control;
