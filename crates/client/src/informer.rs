@@ -133,6 +133,18 @@ where
     }
 }
 
+/// Waits until `store` holds its first list. Use this rather than
+/// [`Store::wait_until_ready`] alone: kube's readiness signal wakes only the task that polled it
+/// last, so with several controllers waiting on one shared cache the others would sleep for
+/// ever. Each waiter here looks again every 100 ms until it sees the cache ready.
+pub async fn ready<K>(store: &Store<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let again = std::time::Duration::from_millis(100);
+    while tokio::time::timeout(again, store.wait_until_ready()).await.is_err() {}
+}
+
 /// A private cache of the objects named `name` in every namespace (a field-selected watch,
 /// so it holds one object per namespace), with the stream of those that changed or went
 /// away, for a controller's trigger. Unlike a shared cache's subscription, deletions wake it.

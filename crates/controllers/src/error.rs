@@ -15,6 +15,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A controller asked for a client that was not minted for it.
+    #[error("no client was minted for controller {controller}")]
+    NotMinted {
+        /// The controller.
+        controller: String,
+    },
     /// The server answered a token that cannot be sent in a header.
     #[error("the token of controller {controller} is not a valid header value")]
     InvalidToken {

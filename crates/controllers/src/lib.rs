@@ -112,6 +112,31 @@ pub async fn run(
 /// dropped, which stops them all.
 async fn controllers(credentials: &Credentials, options: &Options) -> Result<(), Error> {
     let root = credentials.root().clone();
+    // Every controller's credential at once: a slow or failed one delays the start once.
+    let mut clients = runtime::credentials::Clients::mint(
+        credentials,
+        &[
+            namespace::NAME,
+            service_account::NAME,
+            root_ca::NAME,
+            garbage_collector::NAME,
+            replicaset::NAME,
+            deployment::NAME,
+            disruption::NAME,
+            node_lifecycle::NAME,
+            endpoints::NAME,
+            endpoint_slice::NAME,
+            pod_gc::NAME,
+            cronjob::NAME,
+            csr_cleaner::NAME,
+            replication_controller::NAME,
+            job::NAME,
+            ttl_after_finished::NAME,
+            daemonset::NAME,
+            statefulset::NAME,
+        ],
+    )
+    .await?;
     let mut namespaces = Informer::<Namespace>::default();
     let mut replica_sets = Informer::<ReplicaSet>::default();
     let mut pods = Informer::<Pod>::default();
@@ -130,93 +155,76 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let revisions = Informer::<ControllerRevision>::default();
     let mut stateful_sets = Informer::<StatefulSet>::default();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(namespace::run(credentials.client_for(namespace::NAME).await?, &mut namespaces));
+    tasks.spawn(namespace::run(clients.take(namespace::NAME)?, &mut namespaces));
     tasks.spawn(service_account::run(
         root.clone(),
-        credentials.client_for(service_account::NAME).await?,
+        clients.take(service_account::NAME)?,
         &mut namespaces,
     ));
     tasks.spawn(root_ca::run(
         root.clone(),
-        credentials.client_for(root_ca::NAME).await?,
+        clients.take(root_ca::NAME)?,
         &mut namespaces,
         options.root_ca.clone(),
     ));
-    tasks.spawn(garbage_collector::run(
-        root.clone(),
-        credentials.client_for(garbage_collector::NAME).await?,
-    ));
-    tasks.spawn(replicaset::run(
-        credentials.client_for(replicaset::NAME).await?,
-        &mut replica_sets,
-        &mut pods,
-    ));
+    tasks.spawn(garbage_collector::run(root.clone(), clients.take(garbage_collector::NAME)?));
+    tasks.spawn(replicaset::run(clients.take(replicaset::NAME)?, &mut replica_sets, &mut pods));
     tasks.spawn(deployment::run(
-        credentials.client_for(deployment::NAME).await?,
+        clients.take(deployment::NAME)?,
         &mut deployments,
         &mut replica_sets,
         &mut pods,
     ));
     tasks.spawn(disruption::run(
-        credentials.client_for(disruption::NAME).await?,
+        clients.take(disruption::NAME)?,
         &mut budgets,
         &mut pods,
         &mut replica_sets,
         &mut deployments,
     ));
     tasks.spawn(node_lifecycle::run(
-        credentials.client_for(node_lifecycle::NAME).await?,
+        clients.take(node_lifecycle::NAME)?,
         &mut nodes,
         &mut node_leases,
         &mut pods,
     ));
     tasks.spawn(endpoints::run(
-        credentials.client_for(endpoints::NAME).await?,
+        clients.take(endpoints::NAME)?,
         &mut services,
         &mut pods,
         &mut endpoints,
     ));
     tasks.spawn(endpoint_slice::run(
-        credentials.client_for(endpoint_slice::NAME).await?,
+        clients.take(endpoint_slice::NAME)?,
         &mut services,
         &mut pods,
         &mut endpoint_slices,
         &nodes,
     ));
     tasks.spawn(pod_gc::run(
-        credentials.client_for(pod_gc::NAME).await?,
+        clients.take(pod_gc::NAME)?,
         &pods,
         &nodes,
         options.terminated_pod_gc_threshold,
     ));
-    tasks.spawn(cronjob::run(
-        credentials.client_for(cronjob::NAME).await?,
-        &mut cronjobs,
-        &mut jobs,
-    ));
-    tasks.spawn(csr_cleaner::run(
-        credentials.client_for(csr_cleaner::NAME).await?,
-        &mut signing_requests,
-    ));
+    tasks.spawn(cronjob::run(clients.take(cronjob::NAME)?, &mut cronjobs, &mut jobs));
+    tasks.spawn(csr_cleaner::run(clients.take(csr_cleaner::NAME)?, &mut signing_requests));
     tasks.spawn(replication_controller::run(
-        credentials.client_for(replication_controller::NAME).await?,
+        clients.take(replication_controller::NAME)?,
         &mut replication_controllers,
         &mut pods,
     ));
-    tasks.spawn(job::run(credentials.client_for(job::NAME).await?, &mut jobs, &mut pods));
-    tasks.spawn(ttl_after_finished::run(
-        credentials.client_for(ttl_after_finished::NAME).await?,
-        &mut jobs,
-    ));
+    tasks.spawn(job::run(clients.take(job::NAME)?, &mut jobs, &mut pods));
+    tasks.spawn(ttl_after_finished::run(clients.take(ttl_after_finished::NAME)?, &mut jobs));
     tasks.spawn(daemonset::run(
-        credentials.client_for(daemonset::NAME).await?,
+        clients.take(daemonset::NAME)?,
         &mut daemon_sets,
         &mut pods,
         &mut nodes,
         &revisions,
     ));
     tasks.spawn(statefulset::run(
-        credentials.client_for(statefulset::NAME).await?,
+        clients.take(statefulset::NAME)?,
         &mut stateful_sets,
         &mut pods,
         &revisions,

@@ -105,7 +105,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &kube::Error, _: Arc<Context>)
 
 async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     let name = namespace.name_any();
-    let _ = ctx.config_maps.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.config_maps).await;
     let existing = ctx.config_maps.get(&ObjectRef::new(CONFIG_MAP).within(&name));
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &name);
     let written = match publish(&namespace, existing.as_deref(), &ctx.ca) {

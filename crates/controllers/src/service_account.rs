@@ -68,7 +68,7 @@ fn error_policy(namespace: Arc<Namespace>, error: &kube::Error, _: Arc<Context>)
 
 async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     let name = namespace.name_any();
-    let _ = ctx.accounts.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.accounts).await;
     let existing = ctx.accounts.get(&ObjectRef::new(DEFAULT).within(&name));
     let Some(account) = missing(&namespace, existing.as_deref()) else {
         return Ok(Action::await_change());

@@ -68,7 +68,7 @@ fn error_policy(cronjob: Arc<CronJob>, error: &kube::Error, _: Arc<Context>) -> 
 }
 
 async fn reconcile(cronjob: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
-    let _ = ctx.jobs.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.jobs).await;
     let namespace = cronjob.namespace().unwrap_or_default();
     let regarding = cronjob.object_ref(&());
     let note = |n: Note| {

@@ -91,9 +91,9 @@ fn error_policy(ds: Arc<DaemonSet>, error: &kube::Error, _: Arc<Context>) -> Act
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.nodes.wait_until_ready().await;
-    let _ = ctx.revisions.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
+    krust_client::informer::ready(&ctx.nodes).await;
+    krust_client::informer::ready(&ctx.revisions).await;
     if ds.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }

@@ -134,8 +134,8 @@ struct Sync<'a> {
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     // Acting on caches still filling would make every set again.
-    let _ = ctx.sets.wait_until_ready().await;
-    let _ = ctx.pods.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.sets).await;
+    krust_client::informer::ready(&ctx.pods).await;
     let namespace = d.namespace().unwrap_or_default();
     let mut sync = Sync {
         ctx: &ctx,

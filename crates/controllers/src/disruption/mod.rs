@@ -105,9 +105,9 @@ async fn reconcile(
     pdb: Arc<PodDisruptionBudget>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::Error> {
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.replica_sets.wait_until_ready().await;
-    let _ = ctx.deployments.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
+    krust_client::informer::ready(&ctx.replica_sets).await;
+    krust_client::informer::ready(&ctx.deployments).await;
     let namespace = pdb.namespace().unwrap_or_default();
     let empty = Default::default();
     let pods = ctx.pods_by_namespace.objects(&namespace, &ctx.pods);

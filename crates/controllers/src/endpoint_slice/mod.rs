@@ -137,9 +137,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
         ctx.tracker.forget(&key);
         return Ok(Action::await_change());
     }
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.slices.wait_until_ready().await;
-    let _ = ctx.nodes.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
+    krust_client::informer::ready(&ctx.slices).await;
+    krust_client::informer::ready(&ctx.nodes).await;
     let slices = ctx.slices_by_namespace.objects(&namespace, &ctx.slices);
     let mine: Vec<&EndpointSlice> =
         slices.iter().map(AsRef::as_ref).filter(|s| plan::managed_for(s, &name)).collect();

@@ -118,8 +118,8 @@ fn error_policy(service: Arc<Service>, error: &kube::Error, _: Arc<Context>) -> 
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     let Some(selector) = selector(&service) else { return Ok(Action::await_change()) };
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.endpoints.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
+    krust_client::informer::ready(&ctx.endpoints).await;
     if service.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -184,8 +184,8 @@ async fn delete_orphans(
         futures::future::ready(())
     });
     let work = async move {
-        let _ = service_store.wait_until_ready().await;
-        let _ = endpoint_store.wait_until_ready().await;
+        krust_client::informer::ready(&service_store).await;
+        krust_client::informer::ready(&endpoint_store).await;
         for orphan in endpoint_store.state() {
             delete_orphan(&client, &orphan, &service_store).await;
         }

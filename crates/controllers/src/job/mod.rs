@@ -227,7 +227,7 @@ fn managed_elsewhere(job: &Job) -> bool {
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Requeue, kube::Error> {
     // Acting on a cache still filling would create every pod again.
-    let _ = ctx.pods.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
     let uid = job.metadata.uid.clone().unwrap_or_default();
     if managed_elsewhere(&job) {
         return Ok(Requeue::await_change());
@@ -596,8 +596,8 @@ fn orphans(
     }
     let touched = stream::select(job_events.map(Touched::Job), pod_events.map(Touched::Pod));
     async move {
-        let _ = jobs.wait_until_ready().await;
-        let _ = pods.wait_until_ready().await;
+        krust_client::informer::ready(&jobs).await;
+        krust_client::informer::ready(&pods).await;
         touched
             .flat_map(|t| {
                 let candidates: Vec<Arc<Pod>> = match t {

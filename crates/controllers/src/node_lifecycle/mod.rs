@@ -66,9 +66,9 @@ pub fn run(
         evicted: HashSet::new(),
     };
     async move {
-        let _ = monitor.nodes.wait_until_ready().await;
-        let _ = monitor.leases.wait_until_ready().await;
-        let _ = monitor.pods.wait_until_ready().await;
+        krust_client::informer::ready(&monitor.nodes).await;
+        krust_client::informer::ready(&monitor.leases).await;
+        krust_client::informer::ready(&monitor.pods).await;
         let mut tick = tokio::time::interval(MONITOR_PERIOD);
         loop {
             tokio::select! {

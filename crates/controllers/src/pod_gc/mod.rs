@@ -45,8 +45,8 @@ pub fn run(
         missing_since: HashMap::new(),
     };
     async move {
-        let _ = collector.pods.wait_until_ready().await;
-        let _ = collector.nodes.wait_until_ready().await;
+        krust_client::informer::ready(&collector.pods).await;
+        krust_client::informer::ready(&collector.nodes).await;
         let mut ticks = tokio::time::interval(PERIOD);
         loop {
             ticks.tick().await;

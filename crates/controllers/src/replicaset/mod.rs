@@ -154,7 +154,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, kub
 /// and answers the status it should report.
 pub(crate) async fn sync(rs: &ReplicaSet, kind: manage::OwnerKind, ctx: &Context) -> Synced {
     // Acting on a cache still filling would create every pod again.
-    let _ = ctx.pods.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
     let namespace = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
     let uid = rs.metadata.uid.clone().unwrap_or_default();

@@ -125,3 +125,26 @@ async fn renew(
         }
     }
 }
+
+/// The clients of several controllers, minted together.
+pub struct Clients {
+    minted: std::collections::HashMap<String, Client>,
+}
+
+impl Clients {
+    /// Mints a client for each of `controllers` concurrently.
+    pub async fn mint(credentials: &Credentials, controllers: &[&str]) -> Result<Self, Error> {
+        let minted = futures::future::try_join_all(controllers.iter().map(|name| async move {
+            Ok::<_, Error>((name.to_string(), credentials.client_for(name).await?))
+        }))
+        .await?;
+        Ok(Self { minted: minted.into_iter().collect() })
+    }
+
+    /// The client of `controller` (each minted client is taken once).
+    pub fn take(&mut self, controller: &str) -> Result<Client, Error> {
+        self.minted
+            .remove(controller)
+            .ok_or_else(|| Error::NotMinted { controller: controller.to_string() })
+    }
+}

@@ -81,8 +81,8 @@ fn error_policy(set: Arc<StatefulSet>, error: &kube::Error, _: Arc<Context>) -> 
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
-    let _ = ctx.pods.wait_until_ready().await;
-    let _ = ctx.revisions.wait_until_ready().await;
+    krust_client::informer::ready(&ctx.pods).await;
+    krust_client::informer::ready(&ctx.revisions).await;
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
