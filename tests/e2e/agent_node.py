@@ -42,13 +42,19 @@ def _links(prefix: str):
 
 
 class Node:
-    """A krust server with its agent: the node's name, bridge and pod network."""
+    """A krust server with its agent: the node's name, bridge, pod network and service range
+    (its cluster DNS on the link `<bridge>-dns`)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_args=()):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
         self.bridge = f"kt{rand_suffix(4)}"
+        self.dns_link = f"{self.bridge}-dns"
         self.cidr_base = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
+        # A service range of its own, so that nodes of tests running side by side each serve
+        # their cluster DNS on an address of their own (the range's tenth).
+        self.service_base = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}"
+        self.dns_ip = f"{self.service_base}.10"
         (workdir / "data" / "images").mkdir(parents=True, exist_ok=True)
         busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
         self.server = KrustServer(workdir, "embedded", None)
@@ -56,7 +62,8 @@ class Node:
         self.server.scheduler = True  # pods without a node are placed on this one
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
                                   "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",
-                                  "--agent-port", str(free_port())]
+                                  "--agent-port", str(free_port()),
+                                  "--service-cidr", f"{self.service_base}.0/24", *extra_args]
         self.server.start()
         self.cluster = Cluster(self.server, None)
         self.agent_dir = workdir / "data" / "agent"
@@ -97,9 +104,10 @@ class Node:
                             if d.is_dir():
                                 d.rmdir()
                         cgroup.rmdir()
-        for link in _links("veth") + [self.bridge]:
-            if (link == self.bridge or _link_master(link) == self.bridge) and shutil.which("ip"):
-                subprocess.run(["ip", "link", "del", link], capture_output=True)
+        for link in _links("veth") + [self.bridge, self.dns_link]:
+            if link in (self.bridge, self.dns_link) or _link_master(link) == self.bridge:
+                if shutil.which("ip"):
+                    subprocess.run(["ip", "link", "del", link], capture_output=True)
 
 
 def _children(pid: int):

@@ -153,7 +153,7 @@ def test_environment_and_volumes_from_config_maps_secrets_and_the_downward_api(n
                     interval=0.5, what="output")
     lines = text.splitlines()
     for line in ["COLOR=blue", "MY_POD=env", f"MY_IP={p['status']['podIP']}", "GREETING=hello blue",
-                 "S_token=s3cr3t", "KUBERNETES_SERVICE_HOST=10.43.0.1", "HOSTNAME=env"]:
+                 "S_token=s3cr3t", f"KUBERNETES_SERVICE_HOST={node.service_base}.1", "HOSTNAME=env"]:
         assert line in lines, line
     assert any(l.startswith("blues3cr3t") for l in lines)  # the two files, then the labels
 
@@ -459,7 +459,8 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
     argv = [KRUST_BIN, "agent", "--kubeconfig", workdir / "data" / "agent.kubeconfig", "--data-dir", agent_dir,
             "--images", workdir / "images", "--node-name", name, "--bridge", bridge,
             "--pod-cidr", f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24",
-            "--node-ip", "127.0.0.1", "--agent-port", str(free_port())]
+            "--node-ip", "127.0.0.1", "--agent-port", str(free_port()),
+            "--cluster-dns", f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.10"]
     log = open(workdir / "agent.log", "ab")
     agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
     k = Kubectl(KUBECTL_VERSIONS[-1], cluster, workdir)
@@ -492,7 +493,8 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
         for point in sorted(_mounts_under(workdir), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
         if shutil.which("ip"):
-            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+            for link in (bridge, f"{bridge}-dns"):
+                subprocess.run(["ip", "link", "del", link], capture_output=True)
 
 
 def test_containers_of_a_pod_can_share_its_process_namespace(node, k, ns):

@@ -165,9 +165,18 @@ struct NodeArgs {
     /// The bridge the pods are attached to.
     #[arg(long, default_value = "krust0")]
     bridge: String,
-    /// The cluster DNS server written into pods' resolv.conf.
-    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    /// The cluster DNS addresses: written into pods' resolv.conf and served by the node's
+    /// DNS server. By default the service range's tenth address (`krust server`), else
+    /// 10.43.0.10.
+    #[arg(long, value_delimiter = ',')]
     cluster_dns: Vec<std::net::Ipv4Addr>,
+    /// Runs no DNS server on this node (pods still get `--cluster-dns` as their nameserver).
+    #[arg(long)]
+    disable_dns: bool,
+    /// The resolvers names outside the cluster are forwarded to, `IP` or `IP:PORT` (comma
+    /// separated); by default the host's, from /etc/resolv.conf.
+    #[arg(long, value_delimiter = ',', value_parser = parse_dns_upstream)]
+    dns_upstream: Vec<std::net::SocketAddr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
@@ -550,6 +559,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.join("agent"),
         Some(args.data_dir.join("images")),
         Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
+        std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 10),
     )?;
     let path = krust_apiserver::pki::node_kubeconfig(
         &args.data_dir,
@@ -558,6 +568,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     )
     .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
+    let mut dns = None;
     if !args.disable_agent {
         let (config, ca) = krust_client::config_from_kubeconfig(&path)
             .await
@@ -567,6 +578,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             krust_apiserver::pki::node_serving(&args.data_dir, &options.node_name, &addresses)
                 .context("cannot issue the node agent's serving certificate")?;
         options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
+        dns = start_dns(&args.node, &options, &config)?;
         agent = Some(tokio::spawn(async move {
             if let Err(e) = krust_agent::run(config, options).await {
                 tracing::error!(error = %e, "the node agent stopped");
@@ -584,8 +596,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
-    if let Some(agent) = agent {
-        agent.abort();
+    for task in agent.into_iter().chain(dns) {
+        task.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
     if left > 0 {
@@ -676,6 +688,7 @@ fn agent_options(
     data_dir: PathBuf,
     airgap_images: Option<PathBuf>,
     kubernetes_service: Option<String>,
+    default_dns: std::net::Ipv4Addr,
 ) -> anyhow::Result<krust_agent::Options> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let node_name = node.node_name.clone().unwrap_or_else(|| hostname.trim().to_lowercase());
@@ -695,7 +708,11 @@ fn agent_options(
         pod_cidr: node.pod_cidr,
         bridge: node.bridge.clone(),
         node_ip: node.node_ip.or_else(krust_agent::node_ip),
-        cluster_dns: node.cluster_dns.clone(),
+        cluster_dns: if node.cluster_dns.is_empty() {
+            vec![default_dns]
+        } else {
+            node.cluster_dns.clone()
+        },
         cluster_domain: node.cluster_domain.clone(),
         kubernetes_service,
         reserved: krust_agent::node::machine::Reserved {
@@ -725,6 +742,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.data_dir,
         args.images,
         Some(args.kubernetes_service_ip.to_string()),
+        std::net::Ipv4Addr::new(10, 43, 0, 10),
     )?;
     let (config, ca) = krust_client::config_from_kubeconfig(&args.kubeconfig)
         .await
@@ -737,10 +755,60 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         options.tls.cert = read(cert)?;
         options.tls.key = read(key)?;
     }
-    tokio::select! {
+    let dns = start_dns(&args.node, &options, &config)?;
+    let result = tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),
+    };
+    if let Some(dns) = dns {
+        dns.abort();
     }
+    result
+}
+
+/// Starts the node's DNS server (a client of the API with the node's credentials), unless
+/// `--disable-dns`. It answers on the cluster DNS addresses, held by a link named
+/// after the bridge; names outside the cluster go to `--dns-upstream` or the host's
+/// resolvers.
+fn start_dns(
+    node: &NodeArgs,
+    agent: &krust_agent::Options,
+    config: &krust_dns::Config,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if node.disable_dns {
+        return Ok(None);
+    }
+    let addresses: Vec<IpAddr> = agent.cluster_dns.iter().copied().map(IpAddr::V4).collect();
+    let upstreams = if node.dns_upstream.is_empty() {
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        krust_dns::forward::upstreams_from_resolv_conf(&host, &addresses)
+    } else {
+        node.dns_upstream.clone()
+    };
+    let link: String = format!("{}-dns", agent.bridge).chars().take(15).collect();
+    let options = krust_dns::Options {
+        addresses,
+        port: 53,
+        domain: agent.cluster_domain.clone(),
+        upstreams,
+        link: Some(link),
+    };
+    let config = config.clone();
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = krust_dns::run(config, options).await {
+            tracing::error!(error = %e, "the cluster DNS server stopped");
+        }
+    })))
+}
+
+/// A DNS upstream: `IP` (port 53) or `IP:PORT`.
+fn parse_dns_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(address) = text.parse::<std::net::SocketAddr>() {
+        return Ok(address);
+    }
+    text.parse::<IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not an IP or IP:PORT"))
 }
 
 /// Runs simulated nodes instead of this host's agent.

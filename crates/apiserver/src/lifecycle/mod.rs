@@ -18,7 +18,8 @@ use crate::registry::{Registry, ServiceRanges, WriteOptions};
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the namespaces every cluster has, and the `kubernetes` service, when absent.
+/// Creates the namespaces every cluster has, the `kubernetes` service and the cluster DNS
+/// service (`kube-system/kube-dns`, at the service range's tenth address), when absent.
 pub async fn bootstrap(
     registry: &Registry,
     ranges: ServiceRanges,
@@ -49,13 +50,35 @@ pub async fn bootstrap(
             "sessionAffinity": "None",
         },
     });
-    match registry.create(&services, Some("default"), kubernetes, WriteOptions::default()).await {
-        Ok(_) => tracing::info!("created service default/kubernetes"),
-        Err(e) if e.is_already_exists() => {}
-        Err(e)
-            if e.reason == krust_api::Reason::Invalid
-                && e.message.contains("already allocated") => {}
-        Err(e) => return Err(e),
+    let mut wanted = vec![("default", "kubernetes", kubernetes)];
+    if ranges.contains(ranges.dns()) {
+        // The cluster DNS: served by every node's agent on this address (no selector, no
+        // endpoints), so that pods' `nameserver` is a Service as upstream users expect.
+        let dns = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "KubeDNS"}},
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": ranges.dns().to_string(),
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                ],
+                "sessionAffinity": "None",
+            },
+        });
+        wanted.push(("kube-system", "kube-dns", dns));
+    }
+    for (namespace, name, service) in wanted {
+        match registry.create(&services, Some(namespace), service, WriteOptions::default()).await {
+            Ok(_) => tracing::info!(namespace, name, "created service"),
+            Err(e) if e.is_already_exists() => {}
+            Err(e)
+                if e.reason == krust_api::Reason::Invalid
+                    && e.message.contains("already allocated") => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

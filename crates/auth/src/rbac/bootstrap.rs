@@ -878,7 +878,9 @@ const BINDINGS: &[(&str, &[(&str, &str)])] = &[
     ("system:volume-scheduler", &[("User", "system:kube-scheduler")]),
     ("system:monitoring", &[("Group", "system:monitoring")]),
     ("system:node", &[]),
-    ("system:node-proxier", &[("User", "system:kube-proxy")]),
+    // krust's node agents also serve the cluster DNS (and proxy services) as their node,
+    // so nodes read what kube-proxy reads.
+    ("system:node-proxier", &[("User", "system:kube-proxy"), ("Group", "system:nodes")]),
     ("system:service-account-issuer-discovery", &[("Group", "system:serviceaccounts")]),
 ];
 

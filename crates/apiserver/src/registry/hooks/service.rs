@@ -57,6 +57,12 @@ impl ServiceRanges {
         self.at(1)
     }
 
+    /// The tenth address, kept for the cluster DNS service (`kube-system/kube-dns`), as
+    /// upstream's installers and k3s keep it.
+    pub fn dns(&self) -> Ipv4Addr {
+        self.at(10)
+    }
+
     fn cidr(&self) -> String {
         format!("{}/{}", self.network, self.prefix)
     }
