@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # runc and busybox-static: the node agent's tests run real containers of an image built from busybox.
-scripts/deps.sh protobuf-compiler etcd-server python3-pip runc busybox-static
+scripts/deps.sh protobuf-compiler etcd-server python3-pip runc busybox-static nftables
 python3 -m pip install -q -r tests/e2e/requirements.txt
 
 cargo fmt --all --check

@@ -43,13 +43,15 @@ def _links(prefix: str):
 
 class Node:
     """A krust server with its agent: the node's name, bridge, pod network and service range
-    (its cluster DNS on the link `<bridge>-dns`)."""
+    (its cluster DNS on the link `<bridge>-dns`, its service proxy's nf_tables table
+    `<bridge>-proxy`)."""
 
     def __init__(self, workdir: Path, extra_args=()):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
         self.bridge = f"kt{rand_suffix(4)}"
         self.dns_link = f"{self.bridge}-dns"
+        self.proxy_table = f"{self.bridge}-proxy"
         self.cidr_base = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
         # A service range of its own, so that nodes of tests running side by side each serve
         # their cluster DNS on an address of their own (the range's tenth).
@@ -104,6 +106,8 @@ class Node:
                             if d.is_dir():
                                 d.rmdir()
                         cgroup.rmdir()
+        if shutil.which("nft"):
+            subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
         for link in _links("veth") + [self.bridge, self.dns_link]:
             if link in (self.bridge, self.dns_link) or _link_master(link) == self.bridge:
                 if shutil.which("ip"):

@@ -380,6 +380,11 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
             .execute()
             .await
             .map_err(netlink_fail("cannot attach the pod's veth to the bridge"))?;
+        // Hairpin: a pod reaching its own Service gets its packets back through its own
+        // bridge port (upstream kubelet's `hairpin-veth` mode), which a bridge refuses
+        // unless the port allows it.
+        let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", host.host_veth);
+        fs::write(&hairpin, "1").map_err(io_fail(format!("cannot write {hairpin}")))?;
         handle
             .link()
             .set(

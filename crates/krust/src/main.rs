@@ -173,6 +173,9 @@ struct NodeArgs {
     /// Runs no DNS server on this node (pods still get `--cluster-dns` as their nameserver).
     #[arg(long)]
     disable_dns: bool,
+    /// Runs no service proxy on this node (Services' addresses then carry no traffic here).
+    #[arg(long)]
+    disable_proxy: bool,
     /// The resolvers names outside the cluster are forwarded to, `IP` or `IP:PORT` (comma
     /// separated); by default the host's, from /etc/resolv.conf.
     #[arg(long, value_delimiter = ',', value_parser = parse_dns_upstream)]
@@ -569,6 +572,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
     let mut dns = None;
+    let mut proxy = None;
     if !args.disable_agent {
         let (config, ca) = krust_client::config_from_kubeconfig(&path)
             .await
@@ -579,6 +583,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 .context("cannot issue the node agent's serving certificate")?;
         options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
         dns = start_dns(&args.node, &options, &config)?;
+        proxy = start_proxy(&args.node, &options, &config);
         agent = Some(tokio::spawn(async move {
             if let Err(e) = krust_agent::run(config, options).await {
                 tracing::error!(error = %e, "the node agent stopped");
@@ -596,7 +601,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
-    for task in agent.into_iter().chain(dns) {
+    for task in agent.into_iter().chain(dns).chain(proxy) {
         task.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
@@ -756,14 +761,35 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         options.tls.key = read(key)?;
     }
     let dns = start_dns(&args.node, &options, &config)?;
+    let proxy = start_proxy(&args.node, &options, &config);
     let result = tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),
     };
-    if let Some(dns) = dns {
-        dns.abort();
+    for task in dns.into_iter().chain(proxy) {
+        task.abort();
     }
     result
+}
+
+/// Starts the node's service proxy (a client of the API with the node's credentials),
+/// unless `--disable-proxy`: its nf_tables table is `<bridge>-proxy`.
+fn start_proxy(
+    node: &NodeArgs,
+    agent: &krust_agent::Options,
+    config: &krust_proxy::Config,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if node.disable_proxy {
+        return None;
+    }
+    let options =
+        krust_proxy::Options { table: format!("{}-proxy", agent.bridge), pod_cidr: agent.pod_cidr };
+    let config = config.clone();
+    Some(tokio::spawn(async move {
+        if let Err(e) = krust_proxy::run(config, options).await {
+            tracing::error!(error = %e, "the service proxy stopped");
+        }
+    }))
 }
 
 /// Starts the node's DNS server (a client of the API with the node's credentials), unless

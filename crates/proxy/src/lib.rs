@@ -1,0 +1,47 @@
+//! krust's service proxy (upstream's kube-proxy in its nftables mode, as one more API
+//! client of the node): Services and EndpointSlices watched through the API, programmed into
+//! an nf_tables table through netlink (`nft/`), one small transaction per changed Service.
+//!
+//! `plan.rs` decides what each Service port is (pure), `program.rs` the messages that change
+//! the ruleset from what was programmed to that (pure), `sync.rs` keeps the state and applies
+//! the batches.
+
+pub mod nft;
+pub mod plan;
+pub mod program;
+mod sync;
+
+use std::net::Ipv4Addr;
+
+pub use kube::Config;
+
+/// Why the proxy cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API client could not be made.
+    #[error("cannot make the service proxy's API client: {0}")]
+    Client(#[source] kube::Error),
+    /// The netlink socket could not be opened.
+    #[error("cannot program nf_tables: {0}")]
+    Netlink(#[from] nft::socket::NetlinkError),
+}
+
+/// Where the proxy programs its rules.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The nf_tables table (family `ip`) the proxy owns; replaced at start.
+    pub table: String,
+    /// The node's pod network.
+    pub pod_cidr: (Ipv4Addr, u8),
+}
+
+/// Runs the proxy, an API client through `config`, until the process ends.
+pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    // Pods reach Services on other pods through the host: it must route between them.
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+        tracing::warn!(error = %e, "cannot turn on IPv4 forwarding; pods cannot reach Services");
+    }
+    let layout = program::Layout { table: options.table, pod_cidr: options.pod_cidr };
+    sync::run(client, layout).await
+}

@@ -1,0 +1,139 @@
+//! nf_tables expressions, each as the `NFTA_LIST_ELEM` a rule holds: its name and data.
+//! Register numbers are the 32-bit registers (`NFT_REG32_00` = 8 and up); a value of fewer
+//! than four bytes loaded into one is zero-padded by the kernel.
+
+use super::message::{Attrs, Verdict, value};
+
+/// The first 32-bit register.
+pub const REG0: u32 = 8;
+/// The verdict register.
+const REG_VERDICT: u32 = 0;
+
+/// `NFT_PAYLOAD_NETWORK_HEADER`.
+pub const NETWORK: u32 = 1;
+/// `NFT_PAYLOAD_TRANSPORT_HEADER`.
+pub const TRANSPORT: u32 = 2;
+
+/// `NFT_META_MARK`.
+pub const META_MARK: u32 = 3;
+/// `NFT_META_L4PROTO`.
+pub const META_L4PROTO: u32 = 16;
+
+/// `NFT_CMP_EQ`.
+pub const EQ: u32 = 0;
+/// `NFT_CMP_NEQ`.
+pub const NEQ: u32 = 1;
+
+fn expr(name: &str, data: Attrs) -> Attrs {
+    Attrs::new().string(1, name).nested(2, data)
+}
+
+/// Loads `len` bytes at `offset` of header `base` into `dreg`.
+pub fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Attrs {
+    expr("payload", Attrs::new().u32(1, dreg).u32(2, base).u32(3, offset).u32(4, len))
+}
+
+/// Loads the IPv4 source address.
+pub fn ip_saddr(dreg: u32) -> Attrs {
+    payload(NETWORK, 12, 4, dreg)
+}
+
+/// Loads the IPv4 destination address.
+pub fn ip_daddr(dreg: u32) -> Attrs {
+    payload(NETWORK, 16, 4, dreg)
+}
+
+/// Loads the transport destination port (TCP, UDP and SCTP alike).
+pub fn th_dport(dreg: u32) -> Attrs {
+    payload(TRANSPORT, 2, 2, dreg)
+}
+
+/// Loads the meta key `key`.
+pub fn meta(key: u32, dreg: u32) -> Attrs {
+    expr("meta", Attrs::new().u32(1, dreg).u32(2, key))
+}
+
+/// Sets the meta key `key` from `sreg`.
+pub fn meta_set(key: u32, sreg: u32) -> Attrs {
+    expr("meta", Attrs::new().u32(2, key).u32(3, sreg))
+}
+
+/// Compares `sreg` with `data` by `op`; the rule stops when it does not hold.
+pub fn cmp(op: u32, sreg: u32, data: &[u8]) -> Attrs {
+    expr("cmp", Attrs::new().u32(1, sreg).u32(2, op).nested(3, value(data)))
+}
+
+/// `dreg = (sreg & mask) ^ xor` over `mask.len()` bytes.
+pub fn bitwise(sreg: u32, dreg: u32, mask: &[u8], xor: &[u8]) -> Attrs {
+    let len = u32::try_from(mask.len()).unwrap_or(0);
+    expr(
+        "bitwise",
+        Attrs::new()
+            .u32(1, sreg)
+            .u32(2, dreg)
+            .u32(3, len)
+            .nested(4, value(mask))
+            .nested(5, value(xor)),
+    )
+}
+
+/// Loads `data` into `dreg`.
+pub fn immediate(dreg: u32, data: &[u8]) -> Attrs {
+    expr("immediate", Attrs::new().u32(1, dreg).nested(2, value(data)))
+}
+
+/// Ends the rule with `verdict`.
+pub fn verdict(verdict: &Verdict) -> Attrs {
+    expr("immediate", Attrs::new().u32(1, REG_VERDICT).nested(2, verdict.data()))
+}
+
+/// Looks the key starting at `sreg` up in the verdict map `set`: a match decides.
+pub fn lookup_verdict(set: &str, sreg: u32) -> Attrs {
+    expr("lookup", Attrs::new().string(1, set).u32(2, sreg).u32(3, REG_VERDICT))
+}
+
+/// A random number below `modulus` into `dreg`.
+pub fn numgen_random(dreg: u32, modulus: u32) -> Attrs {
+    expr("numgen", Attrs::new().u32(1, dreg).u32(2, modulus).u32(3, 1).u32(4, 0))
+}
+
+/// Destination NAT to the IPv4 address in `addr_reg` and the port in `port_reg`.
+pub fn dnat(addr_reg: u32, port_reg: u32) -> Attrs {
+    expr("nat", Attrs::new().u32(1, 1).u32(2, 2).u32(3, addr_reg).u32(5, port_reg))
+}
+
+/// Source NAT to the outgoing interface's address.
+pub fn masquerade() -> Attrs {
+    expr("masq", Attrs::new())
+}
+
+/// The type of the destination address (`RTN_LOCAL` = 2 for the host's own) into `dreg`.
+pub fn fib_daddr_type(dreg: u32) -> Attrs {
+    expr("fib", Attrs::new().u32(1, dreg).u32(2, 3).u32(3, 1 << 1))
+}
+
+/// The packet mark or-ed with `bits` (three expressions, through `reg`).
+pub fn mark_or(bits: u32, reg: u32) -> Vec<Attrs> {
+    vec![
+        meta(META_MARK, reg),
+        bitwise(reg, reg, &(!bits).to_ne_bytes(), &bits.to_ne_bytes()),
+        meta_set(META_MARK, reg),
+    ]
+}
+
+/// Holds when the packet mark has any of `bits` (three expressions, through `reg`).
+pub fn mark_has(bits: u32, reg: u32) -> Vec<Attrs> {
+    vec![
+        meta(META_MARK, reg),
+        bitwise(reg, reg, &bits.to_ne_bytes(), &0u32.to_ne_bytes()),
+        cmp(NEQ, reg, &0u32.to_ne_bytes()),
+    ]
+}
+
+/// Holds when the address at `offset` of the network header lies in (`EQ`) or outside
+/// (`NEQ`) `network/prefix` (three expressions, through `reg`).
+pub fn in_network(offset: u32, network: [u8; 4], prefix: u8, op: u32, reg: u32) -> Vec<Attrs> {
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0).to_be_bytes();
+    let masked: Vec<u8> = network.iter().zip(mask).map(|(a, m)| a & m).collect();
+    vec![payload(NETWORK, offset, 4, reg), bitwise(reg, reg, &mask, &[0; 4]), cmp(op, reg, &masked)]
+}

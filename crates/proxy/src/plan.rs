@@ -1,0 +1,247 @@
+//! What the proxy programs for each Service port: its cluster IPs, node port and ready
+//! endpoints, from small views of Services and EndpointSlices. Pure.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// The label naming the Service an EndpointSlice belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// A namespace and a name.
+pub type Key = (String, String);
+
+/// One port of one Service: namespace, name, IP protocol number and port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortKey {
+    /// The Service's namespace.
+    pub namespace: String,
+    /// The Service's name.
+    pub name: String,
+    /// 6 (TCP), 17 (UDP) or 132 (SCTP).
+    pub protocol: u8,
+    /// The Service port.
+    pub port: u16,
+}
+
+impl PortKey {
+    /// `tcp`, `udp` or `sctp`.
+    pub fn protocol_name(&self) -> &'static str {
+        protocol_name(self.protocol)
+    }
+}
+
+/// What one Service port is programmed as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Its cluster IPs (IPv4).
+    pub cluster_ips: Vec<Ipv4Addr>,
+    /// Its node port, for NodePort and LoadBalancer Services.
+    pub node_port: Option<u16>,
+    /// Its ready endpoints and their target ports, sorted.
+    pub endpoints: Vec<(Ipv4Addr, u16)>,
+}
+
+/// A Service port as the spec has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// The port's name (empty for a single unnamed port).
+    pub name: String,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// The Service port.
+    pub port: u16,
+    /// The node port.
+    pub node_port: Option<u16>,
+}
+
+/// The part of a Service the proxy reads; `None` for Services it leaves alone (headless,
+/// ExternalName, or without IPv4 cluster IPs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    /// IPv4 cluster IPs.
+    pub cluster_ips: Vec<Ipv4Addr>,
+    /// Ports.
+    pub ports: Vec<PortSpec>,
+}
+
+/// The part of an EndpointSlice the proxy reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceView {
+    /// The Service it belongs to.
+    pub service: Key,
+    /// Its ports: name, protocol number, port.
+    pub ports: Vec<(String, u8, u16)>,
+    /// Its ready IPv4 endpoints.
+    pub ready: Vec<Ipv4Addr>,
+}
+
+/// The IP protocol number of a Kubernetes protocol name (TCP when absent).
+pub fn protocol_number(name: Option<&str>) -> Option<u8> {
+    match name.unwrap_or("TCP") {
+        "TCP" => Some(6),
+        "UDP" => Some(17),
+        "SCTP" => Some(132),
+        _ => None,
+    }
+}
+
+/// `tcp`, `udp` or `sctp`.
+pub fn protocol_name(number: u8) -> &'static str {
+    match number {
+        17 => "udp",
+        132 => "sctp",
+        _ => "tcp",
+    }
+}
+
+/// A Service's view.
+pub fn service_view(service: &Service) -> Option<ServiceView> {
+    let spec = service.spec.as_ref()?;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let mut cluster_ips: Vec<Ipv4Addr> = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .chain(spec.cluster_ip.iter())
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    cluster_ips.sort();
+    cluster_ips.dedup();
+    if cluster_ips.is_empty() {
+        return None;
+    }
+    let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(PortSpec {
+                name: p.name.clone().unwrap_or_default(),
+                protocol: protocol_number(p.protocol.as_deref())?,
+                port: u16::try_from(p.port).ok()?,
+                node_port: p.node_port.filter(|_| node_ports).and_then(|n| u16::try_from(n).ok()),
+            })
+        })
+        .collect();
+    Some(ServiceView { cluster_ips, ports })
+}
+
+/// An EndpointSlice's view; `None` for slices of no Service or of IPv6 addresses.
+pub fn slice_view(slice: &EndpointSlice) -> Option<SliceView> {
+    if slice.address_type != "IPv4" {
+        return None;
+    }
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
+    let namespace = slice.metadata.namespace.clone().unwrap_or_default();
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p.name.clone().unwrap_or_default(),
+                protocol_number(p.protocol.as_deref())?,
+                u16::try_from(p.port?).ok()?,
+            ))
+        })
+        .collect();
+    let ready = slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().filter_map(|a| a.parse().ok()))
+        .collect();
+    Some(SliceView { service: (namespace, service), ports, ready })
+}
+
+/// The Service ports of `service` (`namespace/name`) with their ready endpoints from
+/// `slices` (the Service's): an endpoint serves a Service port through the slice port of
+/// the same name and protocol.
+pub fn service_ports<'a>(
+    (namespace, name): (&str, &str),
+    service: &ServiceView,
+    slices: impl Iterator<Item = &'a SliceView> + Clone,
+) -> BTreeMap<PortKey, ServicePort> {
+    let mut out = BTreeMap::new();
+    for spec in &service.ports {
+        let mut endpoints: Vec<(Ipv4Addr, u16)> = slices
+            .clone()
+            .flat_map(|slice| {
+                let target = slice
+                    .ports
+                    .iter()
+                    .find(|(n, protocol, _)| *n == spec.name && *protocol == spec.protocol)
+                    .map(|(_, _, port)| *port);
+                slice.ready.iter().filter_map(move |ip| Some((*ip, target?)))
+            })
+            .collect();
+        endpoints.sort();
+        endpoints.dedup();
+        let key = PortKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            protocol: spec.protocol,
+            port: spec.port,
+        };
+        out.insert(
+            key,
+            ServicePort {
+                cluster_ips: service.cluster_ips.clone(),
+                node_port: spec.node_port,
+                endpoints,
+            },
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn endpoints_serve_ports_by_name_and_protocol() {
+        let service = ServiceView {
+            cluster_ips: vec![ip("10.43.0.20")],
+            ports: vec![
+                PortSpec { name: "http".into(), protocol: 6, port: 80, node_port: Some(30080) },
+                PortSpec { name: "dns".into(), protocol: 17, port: 53, node_port: None },
+            ],
+        };
+        let slices = [
+            SliceView {
+                service: ("d".into(), "web".into()),
+                ports: vec![("http".into(), 6, 8080), ("dns".into(), 17, 5353)],
+                ready: vec![ip("10.42.0.6"), ip("10.42.0.5")],
+            },
+            SliceView {
+                service: ("d".into(), "web".into()),
+                ports: vec![("http".into(), 6, 8081)],
+                ready: vec![ip("10.42.0.7")],
+            },
+        ];
+        let ports = service_ports(("d", "web"), &service, slices.iter());
+        let http =
+            &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }];
+        assert_eq!(
+            http.endpoints,
+            vec![(ip("10.42.0.5"), 8080), (ip("10.42.0.6"), 8080), (ip("10.42.0.7"), 8081)]
+        );
+        assert_eq!(http.node_port, Some(30080));
+        let dns =
+            &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 17, port: 53 }];
+        assert_eq!(dns.endpoints, vec![(ip("10.42.0.5"), 5353), (ip("10.42.0.6"), 5353)]);
+    }
+}

@@ -1,0 +1,106 @@
+"""Services carry traffic: the node's service proxy programs nf_tables (through netlink) from
+Services and EndpointSlices. Pods behind a ClusterIP are reached from another pod and from the
+host, with answers spread over the ready pods only; a pod reaches its own Service (hairpin); a
+NodePort answers on the node's address. Everything stays on the machine: the pods' bridge and
+the host's own addresses.
+
+Needs what test_agent.py needs: root, runc and busybox-static; and nft (Debian's nftables) to
+look at the rules."""
+
+import json
+import subprocess
+import time
+import urllib.request
+
+from agent_node import IMAGE, NEEDS_AGENT, apply, k, node, ns, pod, wait_pod  # noqa: F401 (fixtures)
+from conftest import wait_for
+
+pytestmark = NEEDS_AGENT
+
+SERVE = ("mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && "
+         "exec httpd -f -p 8080 -h /www")
+
+
+def web(k, ns, node, replicas=3):
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                           "nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                           "containers": [{"name": "httpd", "image": IMAGE, "command": ["sh", "-c", SERVE],
+                                           "ports": [{"name": "http", "containerPort": 8080}],
+                                           "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                                                              "periodSeconds": 1}}]}}}})
+    return wait_for(lambda: (lambda pods: pods if len(pods) == replicas else None)(ready_pods(k, ns)),
+                    120, interval=0.5, what="ready web pods")
+
+
+def ready_pods(k, ns):
+    pods = k.json("get", "pods", "-n", ns, "-l", "app=web")["items"]
+    return sorted(p["metadata"]["name"] for p in pods
+                  if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])))
+
+
+def client(k, ns, node):
+    apply(k, pod("client", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    wait_pod(k, ns, "client", lambda p: p["status"].get("phase") == "Running")
+
+
+def fetch_from(k, ns, pod_name, address, times, port=80):
+    """`times` HTTP GETs of `address:port` from inside `pod_name`, one connection each: the
+    bodies (each pod's name), `FAILED` for each that got none. (busybox's nc: its wget, static
+    glibc without NSS modules, crashes in this image.)"""
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
+    script = (f"for i in $(seq {times}); do body=$({request} | nc -w 3 {address} {port} | tail -n 1); "
+              f"echo ${{body:-FAILED}}; done")
+    return k("exec", pod_name, "-n", ns, "--", "sh", "-c", script, timeout=120).split()
+
+
+def fetch_from_host(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode().strip()
+
+
+def test_a_cluster_ip_spreads_over_ready_pods_from_pods_and_the_host(node, k, ns):
+    names = web(k, ns, node)
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}})
+    ip = k.json("get", "service", "web", "-n", ns)["spec"]["clusterIP"]
+    client(k, ns, node)
+    answers = wait_for(lambda: (lambda a: a if set(a) == set(names) else None)(
+        fetch_from(k, ns, "client", ip, 30)), 60, interval=1,
+        what="answers from all three pods through the cluster IP")
+    assert "FAILED" not in answers
+    # From the host too (the output hook).
+    assert fetch_from_host(f"http://{ip}/") in names
+    # A pod reaches its own Service (hairpin): some answers are its own.
+    own = fetch_from(k, ns, names[0], ip, 20)
+    assert "FAILED" not in own and set(own) <= set(names)
+
+    # One pod turns unready: it gets no more traffic.
+    k("exec", names[0], "-n", ns, "--", "rm", "/tmp/ready")
+    wait_for(lambda: names[0] not in ready_pods(k, ns), 30, interval=0.5, what="the pod unready")
+    wait_for(lambda: (lambda a: a if names[0] not in a and "FAILED" not in a else None)(
+        fetch_from(k, ns, "client", ip, 20)), 30, interval=1,
+        what="traffic to the ready pods only")
+
+    # The rules are the proxy's, in its table.
+    table = subprocess.run(["nft", "list", "table", "ip", node.proxy_table], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"svc/{ns}/web/tcp/80" in table
+
+
+def test_a_node_port_answers_on_the_node(node, k, ns):
+    names = web(k, ns, node, replicas=2)
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"type": "NodePort", "selector": {"app": "web"},
+                       "ports": [{"port": 80, "targetPort": 8080}]}})
+    port = k.json("get", "service", "web", "-n", ns)["spec"]["ports"][0]["nodePort"]
+    # The node's own address on its bridge (a local address; nothing leaves the machine).
+    url = f"http://{node.cidr_base}.1:{port}/"
+    answer = wait_for(lambda: fetch_from_host(url), 30, interval=0.5, what="the node port")
+    assert answer in names
+    k("delete", "service", "web", "-n", ns)
+    time.sleep(1)
+    table = subprocess.run(["nft", "list", "table", "ip", node.proxy_table], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"svc/{ns}/web" not in table and f"nodeport/{ns}/web" not in table
