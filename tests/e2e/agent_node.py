@@ -46,7 +46,7 @@ class Node:
     (its cluster DNS on the link `<bridge>-dns`, its service proxy's nf_tables table
     `<bridge>-proxy`)."""
 
-    def __init__(self, workdir: Path, extra_args=()):
+    def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1"):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
         self.bridge = f"kt{rand_suffix(4)}"
@@ -61,6 +61,7 @@ class Node:
         busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
         self.server = KrustServer(workdir, "embedded", None)
         self.server.agent = True
+        self.server.bind_address = bind_address
         self.server.scheduler = True  # pods without a node are placed on this one
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
                                   "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",

@@ -278,6 +278,7 @@ class KrustServer:
         self.port = free_port()
         self.extra_args: list[str] = []  # appended to the command line on the next start
         self.agent = False  # whether the server runs its node agent (tests of pods opt in)
+        self.bind_address = "127.0.0.1"  # 0.0.0.0 for tests of pods reaching the API
         self.scheduler = False  # whether the server runs its scheduler (tests of it opt in)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -285,7 +286,7 @@ class KrustServer:
         self._http: requests.Session | None = None
 
     def command(self):
-        cmd = [KRUST_BIN, "server", "--data-dir", self.data_dir, "--bind-address", "127.0.0.1",
+        cmd = [KRUST_BIN, "server", "--data-dir", self.data_dir, "--bind-address", self.bind_address,
                "--port", self.port]
         if self.etcd is not None:
             cmd += ["--datastore-endpoint", self.etcd.endpoint]

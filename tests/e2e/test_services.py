@@ -7,13 +7,16 @@ the host's own addresses.
 Needs what test_agent.py needs: root, runc and busybox-static; and nft (Debian's nftables) to
 look at the rules."""
 
-import json
 import subprocess
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
-from agent_node import IMAGE, NEEDS_AGENT, apply, k, node, ns, pod, wait_pod  # noqa: F401 (fixtures)
-from conftest import wait_for
+import pytest
+
+from agent_node import IMAGE, NEEDS_AGENT, Node, apply, k, node, ns, pod, wait_pod  # noqa: F401 (fixtures)
+from conftest import KUBECTL_VERSIONS, Kubectl, wait_for
 
 pytestmark = NEEDS_AGENT
 
@@ -104,3 +107,34 @@ def test_a_node_port_answers_on_the_node(node, k, ns):
     table = subprocess.run(["nft", "list", "table", "ip", node.proxy_table], capture_output=True,
                            text=True, check=True).stdout
     assert f"svc/{ns}/web" not in table and f"nodeport/{ns}/web" not in table
+
+
+@pytest.fixture(scope="module")
+def listening_node(e2e_tmp):
+    """A node whose API server listens on every address of the host, so that pods reach it
+    through the `kubernetes` Service (its endpoint: the address of the host's default route,
+    a local address)."""
+    workdir = Path(tempfile.mkdtemp(prefix="test_services-api-", dir=e2e_tmp))
+    n = Node(workdir, bind_address="0.0.0.0")
+    yield n
+    n.cleanup()
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(listening_node):
+    node = listening_node
+    k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, node.workdir)
+    slice_ = wait_for(lambda: k.json("get", "endpointslice", "kubernetes", "-n", "default"), 10,
+                      what="the kubernetes EndpointSlice")
+    address = slice_["endpoints"][0]["addresses"][0]
+    assert slice_["ports"][0]["port"] == int(node.server.port)
+    endpoints = k.json("get", "endpoints", "kubernetes", "-n", "default")
+    assert endpoints["subsets"][0]["addresses"][0]["ip"] == address
+    ip = k.json("get", "service", "kubernetes", "-n", "default")["spec"]["clusterIP"]
+    ns = "e2e-services-api"
+    node.cluster.create_namespace(ns)
+    apply(k, pod("client", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    wait_pod(k, ns, "client", lambda p: p["status"].get("phase") == "Running")
+    # Plain HTTP through the cluster IP to the TLS port: the server's TLS alert comes back.
+    out = k("exec", "client", "-n", ns, "--", "sh", "-c",
+            f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 443 | od -An -tx1 | head -1")
+    assert out.split()[:1] == ["15"], out  # an alert record

@@ -73,6 +73,10 @@ pub struct Config {
     /// The admission plugins enabled (`--enable-admission-plugins`,
     /// `--disable-admission-plugins`).
     pub admission: krust_admission::Selection,
+    /// The address pods reach the API server at (`--advertise-address`): the endpoint of the
+    /// `kubernetes` Service, also in the serving certificate. `None` writes no endpoint (a
+    /// server on loopback only).
+    pub advertise_ip: Option<IpAddr>,
 }
 
 impl Default for Config {
@@ -95,6 +99,7 @@ impl Default for Config {
             anonymous_auth: true,
             service_account_issuer: krust_auth::authn::service_account::DEFAULT_ISSUER.to_string(),
             admission: krust_admission::Selection::default(),
+            advertise_ip: None,
         }
     }
 }
@@ -261,7 +266,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let advertise_address = SocketAddr::new(host, address.port()).to_string();
     let server_url = format!("https://{advertise_address}");
-    let pki = pki::ensure(&config.data_dir, config.bind_address, &server_url)?;
+    let extra_names: Vec<IpAddr> = std::iter::once(IpAddr::V4(config.service_ranges.first()))
+        .chain(config.advertise_ip)
+        .collect();
+    let pki = pki::ensure(&config.data_dir, config.bind_address, &extra_names, &server_url)?;
     let node_client =
         match http::node_client::NodeClient::new(&pki.kubelet_client_cert, &pki.kubelet_client_key)
         {
@@ -328,6 +336,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
+    if let Some(ip) = config.advertise_ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
+        lifecycle::kubernetes_endpoints::write(&api.registry, ip, address.port())
+            .await
+            .map_err(StartError::Bootstrap)?;
+    }
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
     lifecycle::priority::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));

@@ -58,8 +58,9 @@ pub struct Pki {
     pub kubelet_client_key: String,
 }
 
-/// The DNS names and addresses the serving certificate is valid for.
-fn serving_names(bind: IpAddr) -> Vec<String> {
+/// The DNS names and addresses the serving certificate is valid for: besides the fixed
+/// ones, `extra` (the `kubernetes` Service's cluster IP, the advertised address).
+fn serving_names(bind: IpAddr, extra: &[IpAddr]) -> Vec<String> {
     let mut names: Vec<String> = [
         "localhost",
         "kubernetes",
@@ -73,8 +74,10 @@ fn serving_names(bind: IpAddr) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if !bind.is_unspecified() && !names.contains(&bind.to_string()) {
-        names.push(bind.to_string());
+    for ip in std::iter::once(&bind).chain(extra) {
+        if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+            names.push(ip.to_string());
+        }
     }
     if let Ok(host) = fs::read_to_string("/etc/hostname") {
         let host = host.trim();
@@ -130,7 +133,12 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
 
 /// Reads the certificates under `data_dir/tls`, making the missing ones, and writes the admin
 /// kubeconfig for `server_url` to `data_dir/admin.kubeconfig`.
-pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, PkiError> {
+pub fn ensure(
+    data_dir: &Path,
+    bind: IpAddr,
+    extra_names: &[IpAddr],
+    server_url: &str,
+) -> Result<Pki, PkiError> {
     let dir = data_dir.join("tls");
     fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
     private(&dir, 0o700)?;
@@ -188,7 +196,8 @@ pub fn ensure(data_dir: &Path, bind: IpAddr, server_url: &str) -> Result<Pki, Pk
         Ok((c, k))
     };
 
-    let mut serving = CertificateParams::new(serving_names(bind)).map_err(cert_err("serving"))?;
+    let mut serving =
+        CertificateParams::new(serving_names(bind, extra_names)).map_err(cert_err("serving"))?;
     serving.distinguished_name = name("kube-apiserver", None);
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     serving.not_after = rcgen::date_time_ymd(2036, 1, 1);

@@ -66,6 +66,11 @@ struct ServerArgs {
     /// The address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// The address pods reach the API server at: the `kubernetes` Service's endpoint. By
+    /// default the bind address, or with `0.0.0.0` the address of the default route's
+    /// interface; none when bound to loopback.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// The HTTPS port.
     #[arg(long, default_value_t = 6443)]
     port: u16,
@@ -510,6 +515,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             &args.enable_admission_plugins,
             &args.disable_admission_plugins,
         )?,
+        advertise_ip: args.advertise_address.or(if args.bind_address.is_unspecified() {
+            krust_agent::node_ip().map(IpAddr::V4)
+        } else {
+            Some(args.bind_address).filter(|ip| !ip.is_loopback())
+        }),
         ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;

@@ -5,6 +5,7 @@
 
 pub mod compaction;
 pub mod csr_signer;
+pub mod kubernetes_endpoints;
 pub mod priority;
 pub mod rbac;
 pub mod resource_quota;
