@@ -10,6 +10,7 @@ look at the rules."""
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -138,3 +139,18 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(listening_node
     out = k("exec", "client", "-n", ns, "--", "sh", "-c",
             f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 443 | od -An -tx1 | head -1")
     assert out.split()[:1] == ["15"], out  # an alert record
+
+
+def test_a_service_without_endpoints_refuses_connections(node, k, ns):
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "empty", "namespace": ns},
+              "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}})
+    ip = k.json("get", "service", "empty", "-n", ns)["spec"]["clusterIP"]
+
+    def refused():
+        try:
+            fetch_from_host(f"http://{ip}/")
+        except urllib.error.URLError as e:
+            return isinstance(e.reason, ConnectionRefusedError)
+        return False
+
+    wait_for(refused, 20, interval=0.5, what="the connection refused at once")

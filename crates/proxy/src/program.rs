@@ -10,13 +10,16 @@
 //!   chain services    ip daddr . meta l4proto . th dport vmap @service-ips
 //!                     fib daddr type local meta l4proto . th dport vmap @service-nodeports
 //!   chain postrouting (nat, srcnat)  mark & 0x4000 masquerade; pod network -> elsewhere masquerade
+//!   map no-endpoint-services { ipv4_addr . inet_proto . inet_service : verdict } -> goto reject
+//!   chain filter-forward, filter-output (filter)  ... vmap @no-endpoint-services (not to local addresses)
+//!   chain reject      reject (ICMP port unreachable)
 //!   chain nodeport/NS/NAME/PROTO/PORT  mark |= 0x4000; goto svc/...
 //!   chain svc/NS/NAME/PROTO/PORT       numgen random mod N-i == 0 goto ep/... (one rule each)
 //!   chain ep/NS/NAME/PROTO/PORT/IP:PORT   ip saddr IP mark |= 0x4000 (hairpin); dnat to IP:PORT
 //! ```
 //!
-//! A Service port is programmed only while it has ready endpoints; a change touches only its
-//! own map elements and chains, so one endpoint changed is one small transaction whatever
+//! A Service port is programmed only while it has ready endpoints (without, its cluster IPs
+//! refuse connections, as upstream's); a change touches only its own map elements and chains, so one endpoint changed is one small transaction whatever
 //! the number of Services.
 
 use std::net::Ipv4Addr;
@@ -29,6 +32,10 @@ use crate::plan::{PortKey, ServicePort};
 pub const SERVICE_IPS: &str = "service-ips";
 /// The map from protocol and node port to a Service port's node port chain.
 pub const NODE_PORTS: &str = "service-nodeports";
+/// The map from cluster IP, protocol and port of Service ports without endpoints to `reject`.
+pub const NO_ENDPOINTS: &str = "no-endpoint-services";
+/// The chain that refuses connections.
+const REJECT: &str = "reject";
 /// The chain both NAT hooks jump to.
 pub const SERVICES: &str = "services";
 /// The mark of connections to masquerade.
@@ -77,6 +84,24 @@ pub fn skeleton(batch: &mut Batch, layout: &Layout) {
         batch.add_chain(chain, Some(Hook { number, priority: -100, kind: "nat" }));
         batch.add_rule(chain, vec![expr::verdict(&Verdict::Jump(SERVICES.into()))]);
     }
+    batch.add_verdict_map(NO_ENDPOINTS, 3, (7 << 12) | (12 << 6) | 13, 12);
+    batch.add_chain(REJECT, None);
+    batch.add_rule(REJECT, vec![expr::reject()]);
+    for (chain, number) in [("filter-forward", 2), ("filter-output", 3)] {
+        batch.add_chain(chain, Some(Hook { number, priority: 0, kind: "filter" }));
+        batch.add_rule(
+            chain,
+            vec![
+                // The cluster DNS address is the host's own: its Service has no endpoints.
+                expr::fib_daddr_type(REG0),
+                expr::cmp(expr::NEQ, REG0, &LOCAL_ADDRESS.to_ne_bytes()),
+                expr::ip_daddr(REG0),
+                expr::meta(expr::META_L4PROTO, REG0 + 1),
+                expr::th_dport(REG0 + 2),
+                expr::lookup_verdict(NO_ENDPOINTS, REG0),
+            ],
+        );
+    }
     batch.add_chain("postrouting", Some(Hook { number: 4, priority: 100, kind: "nat" }));
     let mut marked = expr::mark_has(MASQUERADE_MARK, REG0);
     marked.push(expr::masquerade());
@@ -112,6 +137,27 @@ fn node_port_key(protocol: u8, port: u16) -> Vec<u8> {
     ip_key(Ipv4Addr::UNSPECIFIED, protocol, port)[4..].to_vec()
 }
 
+/// The cluster IPs of a Service port without ready endpoints: connections are refused.
+fn refused(port: Option<&ServicePort>) -> &[Ipv4Addr] {
+    port.filter(|p| p.endpoints.is_empty()).map_or(&[], |p| &p.cluster_ips)
+}
+
+fn refusals(
+    batch: &mut Batch,
+    key: &PortKey,
+    old: Option<&ServicePort>,
+    new: Option<&ServicePort>,
+) {
+    let (old, new) = (refused(old), refused(new));
+    for ip in old.iter().filter(|ip| !new.contains(ip)) {
+        batch.map_element(NO_ENDPOINTS, &ip_key(*ip, key.protocol, key.port), None);
+    }
+    for ip in new.iter().filter(|ip| !old.contains(ip)) {
+        let goto = Verdict::Goto(REJECT.into());
+        batch.map_element(NO_ENDPOINTS, &ip_key(*ip, key.protocol, key.port), Some(&goto));
+    }
+}
+
 /// The part of a Service port that is programmed: nothing without ready endpoints.
 fn programmed(port: Option<&ServicePort>) -> Option<&ServicePort> {
     port.filter(|p| !p.endpoints.is_empty())
@@ -124,6 +170,7 @@ pub fn change(
     old: Option<&ServicePort>,
     new: Option<&ServicePort>,
 ) {
+    refusals(batch, key, old, new);
     let (old, new) = (programmed(old), programmed(new));
     if old == new {
         return;
@@ -250,8 +297,8 @@ mod tests {
         let new = port(&[("10.42.0.5", 8080), ("10.42.0.6", 8080)]);
         // svc chain, 2 endpoint chains with 2 rules each, 2 svc rules, 1 element.
         assert_eq!(messages(None, Some(&new)), 1 + 2 * 3 + 2 + 1);
-        // Without endpoints nothing is programmed.
-        assert_eq!(messages(None, Some(&port(&[]))), 0);
+        // Without endpoints its cluster IP refuses connections: one element.
+        assert_eq!(messages(None, Some(&port(&[]))), 1);
     }
 
     #[test]
@@ -268,7 +315,8 @@ mod tests {
         let old = port(&[("10.42.0.5", 8080)]);
         // Element, svc chain flushed and deleted, endpoint chain flushed and deleted.
         assert_eq!(messages(Some(&old), None), 1 + 2 + 2);
-        assert_eq!(messages(Some(&old), Some(&port(&[]))), 5);
+        // Down to no endpoints: the same, and the refusal's element.
+        assert_eq!(messages(Some(&old), Some(&port(&[]))), 6);
     }
 
     #[test]

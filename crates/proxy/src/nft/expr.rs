@@ -107,6 +107,12 @@ pub fn masquerade() -> Attrs {
     expr("masq", Attrs::new())
 }
 
+/// Refuses the packet with an ICMP port unreachable (a TCP client sees its connection
+/// refused), as upstream answers Services without endpoints.
+pub fn reject() -> Attrs {
+    expr("reject", Attrs::new().u32(1, 0).bytes(2, &[3]))
+}
+
 /// The type of the destination address (`RTN_LOCAL` = 2 for the host's own) into `dreg`.
 pub fn fib_daddr_type(dreg: u32) -> Attrs {
     expr("fib", Attrs::new().u32(1, dreg).u32(2, 3).u32(3, 1 << 1))
