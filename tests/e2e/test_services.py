@@ -154,3 +154,27 @@ def test_a_service_without_endpoints_refuses_connections(node, k, ns):
         return False
 
     wait_for(refused, 20, interval=0.5, what="the connection refused at once")
+
+
+def test_local_traffic_policies_keep_traffic_on_the_node(node, k, ns):
+    names = web(k, ns, node, replicas=1)
+    ip_of_pod = k.json("get", "pod", names[0], "-n", ns)["status"]["podIP"]
+    # A Service without selector, its slice written by hand: the pod on this node, and an
+    # address of the pod network that nobody holds, said to be on another node.
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "local", "namespace": ns},
+              "spec": {"type": "NodePort", "internalTrafficPolicy": "Local", "externalTrafficPolicy": "Local",
+                       "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    apply(k, {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+              "metadata": {"name": "local-1", "namespace": ns, "labels": {"kubernetes.io/service-name": "local"}},
+              "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+              "endpoints": [{"addresses": [ip_of_pod], "nodeName": node.name, "conditions": {"ready": True}},
+                            {"addresses": [f"{node.cidr_base}.250"], "nodeName": "elsewhere",
+                             "conditions": {"ready": True}}]})
+    service = k.json("get", "service", "local", "-n", ns)
+    client(k, ns, node)
+    answers = wait_for(lambda: (lambda a: a if "FAILED" not in a else None)(
+        fetch_from(k, ns, "client", service["spec"]["clusterIP"], 12)), 30, interval=1,
+        what="cluster traffic to this node's endpoint only")
+    assert set(answers) == set(names)
+    url = f"http://{node.cidr_base}.1:{service['spec']['ports'][0]['nodePort']}/"
+    assert {fetch_from_host(url) for _ in range(8)} == set(names)

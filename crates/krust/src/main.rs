@@ -792,8 +792,11 @@ fn start_proxy(
     if node.disable_proxy {
         return None;
     }
-    let options =
-        krust_proxy::Options { table: format!("{}-proxy", agent.bridge), pod_cidr: agent.pod_cidr };
+    let options = krust_proxy::Options {
+        table: format!("{}-proxy", agent.bridge),
+        pod_cidr: agent.pod_cidr,
+        node: agent.node_name.clone(),
+    };
     let config = config.clone();
     Some(tokio::spawn(async move {
         if let Err(e) = krust_proxy::run(config, options).await {

@@ -33,6 +33,8 @@ pub struct Options {
     pub table: String,
     /// The node's pod network.
     pub pod_cidr: (Ipv4Addr, u8),
+    /// The node's name.
+    pub node: String,
 }
 
 /// Runs the proxy, an API client through `config`, until the process ends.
@@ -42,6 +44,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!(error = %e, "cannot turn on IPv4 forwarding; pods cannot reach Services");
     }
-    let layout = program::Layout { table: options.table, pod_cidr: options.pod_cidr };
+    let layout =
+        program::Layout { table: options.table, pod_cidr: options.pod_cidr, node: options.node };
     sync::run(client, layout).await
 }

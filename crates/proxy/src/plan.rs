@@ -40,8 +40,12 @@ pub struct ServicePort {
     pub cluster_ips: Vec<Ipv4Addr>,
     /// Its node port, for NodePort and LoadBalancer Services.
     pub node_port: Option<u16>,
-    /// Its ready endpoints and their target ports, sorted.
+    /// The ready endpoints cluster traffic goes to, with their target ports, sorted: all of
+    /// them, or this node's with `internalTrafficPolicy: Local`.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
+    /// With `externalTrafficPolicy: Local`, this node's ready endpoints, which alone take
+    /// node-port traffic; `None` when node-port traffic goes to `endpoints`.
+    pub external: Option<Vec<(Ipv4Addr, u16)>>,
 }
 
 /// A Service port as the spec has it.
@@ -65,6 +69,10 @@ pub struct ServiceView {
     pub cluster_ips: Vec<Ipv4Addr>,
     /// Ports.
     pub ports: Vec<PortSpec>,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
 }
 
 /// The part of an EndpointSlice the proxy reads.
@@ -74,8 +82,8 @@ pub struct SliceView {
     pub service: Key,
     /// Its ports: name, protocol number, port.
     pub ports: Vec<(String, u8, u16)>,
-    /// Its ready IPv4 endpoints.
-    pub ready: Vec<Ipv4Addr>,
+    /// Its ready IPv4 endpoints, with the node each is on.
+    pub ready: Vec<(Ipv4Addr, Option<String>)>,
 }
 
 /// The IP protocol number of a Kubernetes protocol name (TCP when absent).
@@ -129,7 +137,12 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
             })
         })
         .collect();
-    Some(ServiceView { cluster_ips, ports })
+    Some(ServiceView {
+        cluster_ips,
+        ports,
+        internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+        external_local: node_ports && spec.external_traffic_policy.as_deref() == Some("Local"),
+    })
 }
 
 /// An EndpointSlice's view; `None` for slices of no Service or of IPv6 addresses.
@@ -155,22 +168,25 @@ pub fn slice_view(slice: &EndpointSlice) -> Option<SliceView> {
         .endpoints
         .iter()
         .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .flat_map(|e| e.addresses.iter().filter_map(|a| a.parse().ok()))
+        .flat_map(|e| {
+            e.addresses.iter().filter_map(|a| Some((a.parse().ok()?, e.node_name.clone())))
+        })
         .collect();
     Some(SliceView { service: (namespace, service), ports, ready })
 }
 
 /// The Service ports of `service` (`namespace/name`) with their ready endpoints from
 /// `slices` (the Service's): an endpoint serves a Service port through the slice port of
-/// the same name and protocol.
+/// the same name and protocol. `node` is this node's name, for the `Local` traffic policies.
 pub fn service_ports<'a>(
     (namespace, name): (&str, &str),
     service: &ServiceView,
     slices: impl Iterator<Item = &'a SliceView> + Clone,
+    node: &str,
 ) -> BTreeMap<PortKey, ServicePort> {
     let mut out = BTreeMap::new();
     for spec in &service.ports {
-        let mut endpoints: Vec<(Ipv4Addr, u16)> = slices
+        let mut all: Vec<(Ipv4Addr, u16, bool)> = slices
             .clone()
             .flat_map(|slice| {
                 let target = slice
@@ -178,25 +194,33 @@ pub fn service_ports<'a>(
                     .iter()
                     .find(|(n, protocol, _)| *n == spec.name && *protocol == spec.protocol)
                     .map(|(_, _, port)| *port);
-                slice.ready.iter().filter_map(move |ip| Some((*ip, target?)))
+                slice
+                    .ready
+                    .iter()
+                    .filter_map(move |(ip, on)| Some((*ip, target?, on.as_deref() == Some(node))))
             })
             .collect();
-        endpoints.sort();
-        endpoints.dedup();
+        all.sort();
+        all.dedup();
+        let local: Vec<(Ipv4Addr, u16)> =
+            all.iter().filter(|e| e.2).map(|(ip, port, _)| (*ip, *port)).collect();
+        let endpoints = match service.internal_local {
+            true => local.clone(),
+            false => all.iter().map(|(ip, port, _)| (*ip, *port)).collect(),
+        };
         let key = PortKey {
             namespace: namespace.to_string(),
             name: name.to_string(),
             protocol: spec.protocol,
             port: spec.port,
         };
-        out.insert(
-            key,
-            ServicePort {
-                cluster_ips: service.cluster_ips.clone(),
-                node_port: spec.node_port,
-                endpoints,
-            },
-        );
+        let port = ServicePort {
+            cluster_ips: service.cluster_ips.clone(),
+            node_port: spec.node_port,
+            endpoints,
+            external: service.external_local.then_some(local),
+        };
+        out.insert(key, port);
     }
     out
 }
@@ -213,7 +237,9 @@ mod tests {
 
     #[test]
     fn endpoints_serve_ports_by_name_and_protocol() {
-        let service = ServiceView {
+        let mut service = ServiceView {
+            internal_local: false,
+            external_local: false,
             cluster_ips: vec![ip("10.43.0.20")],
             ports: vec![
                 PortSpec { name: "http".into(), protocol: 6, port: 80, node_port: Some(30080) },
@@ -224,15 +250,15 @@ mod tests {
             SliceView {
                 service: ("d".into(), "web".into()),
                 ports: vec![("http".into(), 6, 8080), ("dns".into(), 17, 5353)],
-                ready: vec![ip("10.42.0.6"), ip("10.42.0.5")],
+                ready: vec![(ip("10.42.0.6"), Some("n1".into())), (ip("10.42.0.5"), None)],
             },
             SliceView {
                 service: ("d".into(), "web".into()),
                 ports: vec![("http".into(), 6, 8081)],
-                ready: vec![ip("10.42.0.7")],
+                ready: vec![(ip("10.42.0.7"), Some("n2".into()))],
             },
         ];
-        let ports = service_ports(("d", "web"), &service, slices.iter());
+        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1");
         let http =
             &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }];
         assert_eq!(
@@ -243,5 +269,15 @@ mod tests {
         let dns =
             &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 17, port: 53 }];
         assert_eq!(dns.endpoints, vec![(ip("10.42.0.5"), 5353), (ip("10.42.0.6"), 5353)]);
+        assert_eq!(http.external, None);
+
+        // The Local policies keep this node's endpoints.
+        service.internal_local = true;
+        service.external_local = true;
+        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1");
+        let http =
+            &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }];
+        assert_eq!(http.endpoints, vec![(ip("10.42.0.6"), 8080)]);
+        assert_eq!(http.external, Some(vec![(ip("10.42.0.6"), 8080)]));
     }
 }

@@ -13,8 +13,9 @@
 //!   map no-endpoint-services { ipv4_addr . inet_proto . inet_service : verdict } -> goto reject
 //!   chain filter-forward, filter-output (filter)  ... vmap @no-endpoint-services (not to local addresses)
 //!   chain reject      reject (ICMP port unreachable)
-//!   chain nodeport/NS/NAME/PROTO/PORT  mark |= 0x4000; goto svc/...
+//!   chain nodeport/NS/NAME/PROTO/PORT  mark |= 0x4000; goto svc/... (or goto local/..., unmarked)
 //!   chain svc/NS/NAME/PROTO/PORT       numgen random mod N-i == 0 goto ep/... (one rule each)
+//!   chain local/NS/NAME/PROTO/PORT     the same over this node's endpoints (externalTrafficPolicy: Local)
 //!   chain ep/NS/NAME/PROTO/PORT/IP:PORT   ip saddr IP mark |= 0x4000 (hairpin); dnat to IP:PORT
 //! ```
 //!
@@ -22,9 +23,11 @@
 //! refuse connections, as upstream's); a change touches only its own map elements and chains, so one endpoint changed is one small transaction whatever
 //! the number of Services.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::nft::expr::{self, REG0};
+use crate::nft::message::Attrs;
 use crate::nft::{Batch, Hook, Verdict};
 use crate::plan::{PortKey, ServicePort};
 
@@ -50,6 +53,8 @@ pub struct Layout {
     pub table: String,
     /// The node's pod network, masqueraded towards every other address.
     pub pod_cidr: (Ipv4Addr, u8),
+    /// The node's name, for the `Local` traffic policies.
+    pub node: String,
 }
 
 /// Replaces whatever the table held by the empty ruleset: maps, hooks, masquerade.
@@ -121,6 +126,10 @@ fn node_port_chain(key: &PortKey) -> String {
     format!("nodeport/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
 }
 
+fn local_chain(key: &PortKey) -> String {
+    format!("local/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
+}
+
 fn endpoint_chain(key: &PortKey, (ip, port): (Ipv4Addr, u16)) -> String {
     format!("ep/{}/{}/{}/{}/{ip}:{port}", key.namespace, key.name, key.protocol_name(), key.port)
 }
@@ -137,133 +146,143 @@ fn node_port_key(protocol: u8, port: u16) -> Vec<u8> {
     ip_key(Ipv4Addr::UNSPECIFIED, protocol, port)[4..].to_vec()
 }
 
-/// The cluster IPs of a Service port without ready endpoints: connections are refused.
-fn refused(port: Option<&ServicePort>) -> &[Ipv4Addr] {
-    port.filter(|p| p.endpoints.is_empty()).map_or(&[], |p| &p.cluster_ips)
+/// The objects one Service port is made of: chains with their rules, and map elements with
+/// the chain each goes to.
+#[derive(Debug, Default, PartialEq)]
+struct Objects {
+    chains: BTreeMap<String, Vec<Vec<Attrs>>>,
+    elements: BTreeMap<(&'static str, Vec<u8>), String>,
 }
 
-fn refusals(
-    batch: &mut Batch,
-    key: &PortKey,
-    old: Option<&ServicePort>,
-    new: Option<&ServicePort>,
-) {
-    let (old, new) = (refused(old), refused(new));
-    for ip in old.iter().filter(|ip| !new.contains(ip)) {
-        batch.map_element(NO_ENDPOINTS, &ip_key(*ip, key.protocol, key.port), None);
+impl Objects {
+    /// A chain that picks one of `endpoints` at random (the last rule takes what is left),
+    /// with the endpoints' own chains.
+    fn pick(&mut self, key: &PortKey, name: String, endpoints: &[(Ipv4Addr, u16)]) {
+        let mut rules = Vec::new();
+        for (i, endpoint) in endpoints.iter().enumerate() {
+            let chain = endpoint_chain(key, *endpoint);
+            let goto = expr::verdict(&Verdict::Goto(chain.clone()));
+            let left = u32::try_from(endpoints.len() - i).unwrap_or(u32::MAX);
+            rules.push(if left > 1 {
+                vec![
+                    expr::numgen_random(REG0, left),
+                    expr::cmp(expr::EQ, REG0, &0u32.to_ne_bytes()),
+                    goto,
+                ]
+            } else {
+                vec![goto]
+            });
+            self.chains.entry(chain).or_insert_with(|| endpoint_rules(*endpoint));
+        }
+        self.chains.insert(name, rules);
     }
-    for ip in new.iter().filter(|ip| !old.contains(ip)) {
-        let goto = Verdict::Goto(REJECT.into());
-        batch.map_element(NO_ENDPOINTS, &ip_key(*ip, key.protocol, key.port), Some(&goto));
+}
+
+/// An endpoint's chain: the hairpin mark when the client is the endpoint itself, then DNAT.
+fn endpoint_rules((ip, port): (Ipv4Addr, u16)) -> Vec<Vec<Attrs>> {
+    let mut hairpin = vec![expr::ip_saddr(REG0), expr::cmp(expr::EQ, REG0, &ip.octets())];
+    hairpin.extend(expr::mark_or(MASQUERADE_MARK, REG0));
+    let dnat = vec![
+        expr::immediate(REG0, &ip.octets()),
+        expr::immediate(REG0 + 1, &port.to_be_bytes()),
+        expr::dnat(REG0, REG0 + 1),
+    ];
+    vec![hairpin, dnat]
+}
+
+/// What `port` is made of. Cluster traffic goes to `endpoints`, refused when there are none;
+/// node-port traffic to the same (masqueraded) or, with `externalTrafficPolicy: Local`, to
+/// this node's endpoints alone (the client's address kept).
+fn objects(key: &PortKey, port: Option<&ServicePort>) -> Objects {
+    let mut objects = Objects::default();
+    let Some(port) = port else { return objects };
+    let service = service_chain(key);
+    let cluster_target = if port.endpoints.is_empty() {
+        (NO_ENDPOINTS, REJECT.to_string())
+    } else {
+        objects.pick(key, service.clone(), &port.endpoints);
+        (SERVICE_IPS, service.clone())
+    };
+    for ip in &port.cluster_ips {
+        objects.elements.insert(
+            (cluster_target.0, ip_key(*ip, key.protocol, key.port)),
+            cluster_target.1.clone(),
+        );
+    }
+    let external = port.external.as_deref().unwrap_or(&port.endpoints);
+    if let Some(node_port) = port.node_port
+        && !external.is_empty()
+    {
+        let chain = node_port_chain(key);
+        let rule = if port.external.is_some() {
+            let local = local_chain(key);
+            objects.pick(key, local.clone(), external);
+            vec![expr::verdict(&Verdict::Goto(local))]
+        } else {
+            let mut rule = expr::mark_or(MASQUERADE_MARK, REG0);
+            rule.push(expr::verdict(&Verdict::Goto(service)));
+            rule
+        };
+        objects.chains.insert(chain.clone(), vec![rule]);
+        objects.elements.insert((NODE_PORTS, node_port_key(key.protocol, node_port)), chain);
+    }
+    objects
+}
+
+/// The order chains are deleted in: those that name others first.
+fn deletion_rank(chain: &str) -> u8 {
+    if chain.starts_with("nodeport/") {
+        0
+    } else if chain.starts_with("ep/") {
+        2
+    } else {
+        1
     }
 }
 
-/// The part of a Service port that is programmed: nothing without ready endpoints.
-fn programmed(port: Option<&ServicePort>) -> Option<&ServicePort> {
-    port.filter(|p| !p.endpoints.is_empty())
-}
-
-/// Adds to `batch` what turns the programmed `old` state of `key` into `new`.
+/// Adds to `batch` what turns the programmed `old` state of `key` into `new`: only the
+/// chains and elements that differ.
 pub fn change(
     batch: &mut Batch,
     key: &PortKey,
     old: Option<&ServicePort>,
     new: Option<&ServicePort>,
 ) {
-    refusals(batch, key, old, new);
-    let (old, new) = (programmed(old), programmed(new));
+    let (old, new) = (objects(key, old), objects(key, new));
     if old == new {
         return;
     }
-    let service = service_chain(key);
-    let node_port = node_port_chain(key);
-    let old_endpoints: &[(Ipv4Addr, u16)] = old.map_or(&[], |p| &p.endpoints);
-    let new_endpoints: &[(Ipv4Addr, u16)] = new.map_or(&[], |p| &p.endpoints);
-    let old_node_port = old.and_then(|p| p.node_port);
-    let new_node_port = new.and_then(|p| p.node_port);
-
-    // What is new first, so that everything a verdict names exists.
-    if old.is_none() && new.is_some() {
-        batch.add_chain(&service, None);
+    // New chains first, empty, so that every verdict below names a chain that exists.
+    for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
+        batch.add_chain(name, None);
     }
-    if new_node_port.is_some() && old_node_port.is_none() {
-        batch.add_chain(&node_port, None);
-        let mut rule = expr::mark_or(MASQUERADE_MARK, REG0);
-        rule.push(expr::verdict(&Verdict::Goto(service.clone())));
-        batch.add_rule(&node_port, rule);
-    }
-    for endpoint in new_endpoints.iter().filter(|e| !old_endpoints.contains(e)) {
-        let chain = endpoint_chain(key, *endpoint);
-        batch.add_chain(&chain, None);
-        let mut hairpin =
-            vec![expr::ip_saddr(REG0), expr::cmp(expr::EQ, REG0, &endpoint.0.octets())];
-        hairpin.extend(expr::mark_or(MASQUERADE_MARK, REG0));
-        batch.add_rule(&chain, hairpin);
-        batch.add_rule(
-            &chain,
-            vec![
-                expr::immediate(REG0, &endpoint.0.octets()),
-                expr::immediate(REG0 + 1, &endpoint.1.to_be_bytes()),
-                expr::dnat(REG0, REG0 + 1),
-            ],
-        );
-    }
-    if new.is_some() && old_endpoints != new_endpoints {
-        if old.is_some() {
-            batch.flush_chain(&service);
+    for (name, rules) in &new.chains {
+        match old.chains.get(name) {
+            Some(same) if same == rules => continue,
+            Some(_) => batch.flush_chain(name),
+            None => {}
         }
-        let count = new_endpoints.len();
-        for (i, endpoint) in new_endpoints.iter().enumerate() {
-            let goto = expr::verdict(&Verdict::Goto(endpoint_chain(key, *endpoint)));
-            let left = u32::try_from(count - i).unwrap_or(u32::MAX);
-            if left > 1 {
-                batch.add_rule(
-                    &service,
-                    vec![
-                        expr::numgen_random(REG0, left),
-                        expr::cmp(expr::EQ, REG0, &0u32.to_ne_bytes()),
-                        goto,
-                    ],
-                );
-            } else {
-                batch.add_rule(&service, vec![goto]);
-            }
+        for rule in rules {
+            batch.add_rule(name, rule.clone());
         }
     }
-
-    // The map elements.
-    let old_ips: &[Ipv4Addr] = old.map_or(&[], |p| &p.cluster_ips);
-    let new_ips: &[Ipv4Addr] = new.map_or(&[], |p| &p.cluster_ips);
-    for ip in old_ips.iter().filter(|ip| !new_ips.contains(ip)) {
-        batch.map_element(SERVICE_IPS, &ip_key(*ip, key.protocol, key.port), None);
-    }
-    for ip in new_ips.iter().filter(|ip| !old_ips.contains(ip)) {
-        let goto = Verdict::Goto(service.clone());
-        batch.map_element(SERVICE_IPS, &ip_key(*ip, key.protocol, key.port), Some(&goto));
-    }
-    if old_node_port != new_node_port {
-        if let Some(port) = old_node_port {
-            batch.map_element(NODE_PORTS, &node_port_key(key.protocol, port), None);
-        }
-        if let Some(port) = new_node_port {
-            let goto = Verdict::Goto(node_port.clone());
-            batch.map_element(NODE_PORTS, &node_port_key(key.protocol, port), Some(&goto));
+    for ((map, element), target) in &old.elements {
+        if new.elements.get(&(map, element.clone())) != Some(target) {
+            batch.map_element(map, element, None);
         }
     }
-
+    for ((map, element), target) in &new.elements {
+        if old.elements.get(&(map, element.clone())) != Some(target) {
+            batch.map_element(map, element, Some(&Verdict::Goto(target.clone())));
+        }
+    }
     // What is gone last, once nothing names it.
-    if old_node_port.is_some() && new_node_port.is_none() {
-        batch.flush_chain(&node_port);
-        batch.delete_chain(&node_port);
-    }
-    if old.is_some() && new.is_none() {
-        batch.flush_chain(&service);
-        batch.delete_chain(&service);
-    }
-    for endpoint in old_endpoints.iter().filter(|e| !new_endpoints.contains(e)) {
-        let chain = endpoint_chain(key, *endpoint);
-        batch.flush_chain(&chain);
-        batch.delete_chain(&chain);
+    let mut gone: Vec<&String> =
+        old.chains.keys().filter(|name| !new.chains.contains_key(*name)).collect();
+    gone.sort_by_key(|name| deletion_rank(name));
+    for name in gone {
+        batch.flush_chain(name);
+        batch.delete_chain(name);
     }
 }
 
@@ -282,6 +301,7 @@ mod tests {
         ServicePort {
             cluster_ips: vec!["10.43.0.20".parse().unwrap()],
             node_port: None,
+            external: None,
             endpoints: endpoints.iter().map(|(ip, p)| (ip.parse().unwrap(), *p)).collect(),
         }
     }

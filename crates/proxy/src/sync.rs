@@ -125,7 +125,7 @@ impl State {
     }
 
     /// What `key` should be programmed as.
-    fn desired(&self, key: &Key) -> BTreeMap<PortKey, ServicePort> {
+    fn desired(&self, key: &Key, node: &str) -> BTreeMap<PortKey, ServicePort> {
         let Some(view) = self.services.get(key) else { return BTreeMap::new() };
         let slices: Vec<&SliceView> = self
             .slices_of
@@ -134,7 +134,7 @@ impl State {
             .flatten()
             .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
             .collect();
-        plan::service_ports((&key.0, &key.1), view, slices.iter().copied())
+        plan::service_ports((&key.0, &key.1), view, slices.iter().copied(), node)
     }
 }
 
@@ -212,7 +212,7 @@ fn program_dirty(
     }
     let mut messages = 0;
     for key in &dirty {
-        let desired = state.desired(key);
+        let desired = state.desired(key, &layout.node);
         let old = state.programmed.remove(key).unwrap_or_default();
         let ports: BTreeSet<&PortKey> = old.keys().chain(desired.keys()).collect();
         for port in ports {

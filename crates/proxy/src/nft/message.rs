@@ -33,7 +33,7 @@ enum Kind {
 }
 
 /// Attributes being built: type-length-value records, each padded to four bytes.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Attrs(Vec<u8>);
 
 impl Attrs {
