@@ -46,9 +46,10 @@ class Node:
     (its cluster DNS on the link `<bridge>-dns`, its service proxy's nf_tables table
     `<bridge>-proxy`)."""
 
-    def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1"):
+    def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1", node_ip="127.0.0.1"):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
+        self.node_ip = node_ip
         self.bridge = f"kt{rand_suffix(4)}"
         self.dns_link = f"{self.bridge}-dns"
         self.proxy_table = f"{self.bridge}-proxy"
@@ -64,7 +65,7 @@ class Node:
         self.server.bind_address = bind_address
         self.server.scheduler = True  # pods without a node are placed on this one
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
-                                  "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", "127.0.0.1",
+                                  "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", node_ip,
                                   "--agent-port", str(free_port()),
                                   "--service-cidr", f"{self.service_base}.0/24", *extra_args]
         self.server.start()
@@ -77,25 +78,30 @@ class Node:
         pods = self.agent_dir / "pods"
         uids = [d.name for d in pods.iterdir()] if pods.exists() else []
         try:
-            # The real path first: the agent stops and removes what it runs.
-            Kubectl(KUBECTL_VERSIONS[-1], self.cluster, self.workdir).run(
-                "delete", "pods", "--all", "--all-namespaces", "--grace-period=1", timeout=90)
+            # The real path first: the agent stops and removes what it runs (the workloads
+            # first, so that their controllers make no new pods meanwhile).
+            k = Kubectl(KUBECTL_VERSIONS[-1], self.cluster, self.workdir)
+            k.run("delete", "deployments,replicasets,statefulsets,daemonsets,jobs", "--all",
+                  "--all-namespaces", "--cascade=orphan", timeout=30)
+            k.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", timeout=90)
         except Exception:  # noqa: BLE001
             pass
         try:
             self.server.stop(signal.SIGKILL)
         except Exception:  # noqa: BLE001
             pass
-        for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
-                                   text=True).stdout.splitlines():
-            if "shim" in line and str(self.agent_dir) in line:
-                pid = int(line.split()[0])
-                for p in [pid] + _children(pid):
-                    try:
-                        os.kill(p, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        time.sleep(0.2)
+        # Twice: a shim the agent was starting as it died shows up a moment later.
+        for _ in range(2):
+            for line in subprocess.run(["ps", "-eo", "pid,args"], capture_output=True,
+                                       text=True).stdout.splitlines():
+                if "shim" in line and str(self.agent_dir) in line:
+                    pid = int(line.split()[0])
+                    for p in [pid] + _children(pid):
+                        try:
+                            os.kill(p, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            time.sleep(0.3)
         for point in sorted(_mounts_under(self.workdir), key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
         for uid in uids:

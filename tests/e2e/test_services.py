@@ -7,6 +7,7 @@ the host's own addresses.
 Needs what test_agent.py needs: root, runc and busybox-static; and nft (Debian's nftables) to
 look at the rules."""
 
+import socket
 import subprocess
 import tempfile
 import time
@@ -107,7 +108,7 @@ def test_a_node_port_answers_on_the_node(node, k, ns):
     time.sleep(1)
     table = subprocess.run(["nft", "list", "table", "ip", node.proxy_table], capture_output=True,
                            text=True, check=True).stdout
-    assert f"svc/{ns}/web" not in table and f"nodeport/{ns}/web" not in table
+    assert f"svc/{ns}/web" not in table and f"external/{ns}/web" not in table
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,48 @@ def test_local_traffic_policies_keep_traffic_on_the_node(node, k, ns):
     assert set(answers) == set(names)
     url = f"http://{node.cidr_base}.1:{service['spec']['ports'][0]['nodePort']}/"
     assert {fetch_from_host(url) for _ in range(8)} == set(names)
+
+
+def host_address():
+    """The address of the host's default route interface (a UDP connect sends nothing), or
+    None without a default route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("203.0.113.1", 9))
+            return s.getsockname()[0]
+        except OSError:
+            return None
+
+
+@pytest.fixture(scope="module")
+def addressed_node(e2e_tmp):
+    """A node whose address is the host's own (not loopback), for load balancers."""
+    address = host_address()
+    if address is None:
+        pytest.skip("the host has no default route, hence no node address but loopback")
+    workdir = Path(tempfile.mkdtemp(prefix="test_services-lb-", dir=e2e_tmp))
+    n = Node(workdir, node_ip=address)
+    yield n
+    n.cleanup()
+
+
+def test_a_load_balancer_gets_the_node_address_which_answers(addressed_node):
+    node = addressed_node
+    k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, node.workdir)
+    ns = "e2e-services-lb"
+    node.cluster.create_namespace(ns)
+    names = web(k, ns, node, replicas=2)
+    port = 30000 + int(node.service_base.split(".")[2]) * 10 % 2000  # a port nothing else holds
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb", "namespace": ns},
+              "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                       "ports": [{"port": port, "targetPort": 8080}]}})
+    status = wait_for(lambda: k.json("get", "service", "lb", "-n", ns)["status"]["loadBalancer"].get("ingress"),
+                      30, interval=0.5, what="the load balancer's address")
+    assert status == [{"ip": node.node_ip, "ipMode": "VIP"}]
+    answer = wait_for(lambda: fetch_from_host(f"http://{node.node_ip}:{port}/"), 30, interval=0.5,
+                      what="an answer on the load balancer's address")
+    assert answer in names
+    # Back to ClusterIP: the address goes.
+    k("patch", "service", "lb", "-n", ns, "--type=merge", "-p", '{"spec":{"type":"ClusterIP"}}')
+    wait_for(lambda: not k.json("get", "service", "lb", "-n", ns)["status"].get("loadBalancer", {}).get("ingress"),
+             30, interval=0.5, what="the address released")

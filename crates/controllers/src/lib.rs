@@ -26,6 +26,7 @@ pub mod replication_controller;
 pub mod root_ca;
 pub mod runtime;
 pub mod service_account;
+pub mod service_lb;
 pub mod statefulset;
 pub mod ttl_after_finished;
 
@@ -134,6 +135,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
             ttl_after_finished::NAME,
             daemonset::NAME,
             statefulset::NAME,
+            service_lb::NAME,
         ],
     )
     .await?;
@@ -229,6 +231,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut pods,
         &revisions,
     ));
+    tasks.spawn(service_lb::run(clients.take(service_lb::NAME)?, &mut services, &mut nodes));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));

@@ -40,6 +40,9 @@ pub struct ServicePort {
     pub cluster_ips: Vec<Ipv4Addr>,
     /// Its node port, for NodePort and LoadBalancer Services.
     pub node_port: Option<u16>,
+    /// Its external addresses: `spec.externalIPs` and the load balancer's ingress addresses,
+    /// answered on the Service port like the node port.
+    pub external_ips: Vec<Ipv4Addr>,
     /// The ready endpoints cluster traffic goes to, with their target ports, sorted: all of
     /// them, or this node's with `internalTrafficPolicy: Local`.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
@@ -69,6 +72,8 @@ pub struct ServiceView {
     pub cluster_ips: Vec<Ipv4Addr>,
     /// Ports.
     pub ports: Vec<PortSpec>,
+    /// External addresses (IPv4).
+    pub external_ips: Vec<Ipv4Addr>,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
     /// `externalTrafficPolicy: Local`.
@@ -137,11 +142,30 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
             })
         })
         .collect();
+    let mut external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .cloned()
+        .chain(
+            service
+                .status
+                .iter()
+                .filter_map(|s| s.load_balancer.as_ref()?.ingress.as_ref())
+                .flatten()
+                .filter_map(|i| i.ip.clone()),
+        )
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    external_ips.sort();
+    external_ips.dedup();
     Some(ServiceView {
         cluster_ips,
         ports,
+        external_ips,
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
-        external_local: node_ports && spec.external_traffic_policy.as_deref() == Some("Local"),
+        external_local: (node_ports || spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()))
+            && spec.external_traffic_policy.as_deref() == Some("Local"),
     })
 }
 
@@ -217,6 +241,7 @@ pub fn service_ports<'a>(
         let port = ServicePort {
             cluster_ips: service.cluster_ips.clone(),
             node_port: spec.node_port,
+            external_ips: service.external_ips.clone(),
             endpoints,
             external: service.external_local.then_some(local),
         };
@@ -240,6 +265,7 @@ mod tests {
         let mut service = ServiceView {
             internal_local: false,
             external_local: false,
+            external_ips: vec![],
             cluster_ips: vec![ip("10.43.0.20")],
             ports: vec![
                 PortSpec { name: "http".into(), protocol: 6, port: 80, node_port: Some(30080) },

@@ -4,7 +4,7 @@
 //! ```text
 //! table ip <table>
 //!   map service-ips       { ipv4_addr . inet_proto . inet_service : verdict }  -> goto svc/...
-//!   map service-nodeports { inet_proto . inet_service : verdict }              -> goto nodeport/...
+//!   map service-nodeports { inet_proto . inet_service : verdict }              -> goto external/...
 //!   chain prerouting  (nat, dstnat)  jump services
 //!   chain output      (nat, dstnat)  jump services
 //!   chain services    ip daddr . meta l4proto . th dport vmap @service-ips
@@ -13,7 +13,9 @@
 //!   map no-endpoint-services { ipv4_addr . inet_proto . inet_service : verdict } -> goto reject
 //!   chain filter-forward, filter-output (filter)  ... vmap @no-endpoint-services (not to local addresses)
 //!   chain reject      reject (ICMP port unreachable)
-//!   chain nodeport/NS/NAME/PROTO/PORT  mark |= 0x4000; goto svc/... (or goto local/..., unmarked)
+//!   chain external/NS/NAME/PROTO/PORT  mark |= 0x4000; goto svc/... (or goto local/..., unmarked):
+//!                                      node ports, and external and load-balancer addresses
+//!                                      (elements of service-ips)
 //!   chain svc/NS/NAME/PROTO/PORT       numgen random mod N-i == 0 goto ep/... (one rule each)
 //!   chain local/NS/NAME/PROTO/PORT     the same over this node's endpoints (externalTrafficPolicy: Local)
 //!   chain ep/NS/NAME/PROTO/PORT/IP:PORT   ip saddr IP mark |= 0x4000 (hairpin); dnat to IP:PORT
@@ -122,8 +124,8 @@ fn service_chain(key: &PortKey) -> String {
     format!("svc/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
 }
 
-fn node_port_chain(key: &PortKey) -> String {
-    format!("nodeport/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
+fn external_chain(key: &PortKey) -> String {
+    format!("external/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
 }
 
 fn local_chain(key: &PortKey) -> String {
@@ -210,10 +212,8 @@ fn objects(key: &PortKey, port: Option<&ServicePort>) -> Objects {
         );
     }
     let external = port.external.as_deref().unwrap_or(&port.endpoints);
-    if let Some(node_port) = port.node_port
-        && !external.is_empty()
-    {
-        let chain = node_port_chain(key);
+    if (port.node_port.is_some() || !port.external_ips.is_empty()) && !external.is_empty() {
+        let chain = external_chain(key);
         let rule = if port.external.is_some() {
             let local = local_chain(key);
             objects.pick(key, local.clone(), external);
@@ -224,14 +224,22 @@ fn objects(key: &PortKey, port: Option<&ServicePort>) -> Objects {
             rule
         };
         objects.chains.insert(chain.clone(), vec![rule]);
-        objects.elements.insert((NODE_PORTS, node_port_key(key.protocol, node_port)), chain);
+        if let Some(node_port) = port.node_port {
+            let element = node_port_key(key.protocol, node_port);
+            objects.elements.insert((NODE_PORTS, element), chain.clone());
+        }
+        for ip in &port.external_ips {
+            objects
+                .elements
+                .insert((SERVICE_IPS, ip_key(*ip, key.protocol, key.port)), chain.clone());
+        }
     }
     objects
 }
 
 /// The order chains are deleted in: those that name others first.
 fn deletion_rank(chain: &str) -> u8 {
-    if chain.starts_with("nodeport/") {
+    if chain.starts_with("external/") {
         0
     } else if chain.starts_with("ep/") {
         2
@@ -302,6 +310,7 @@ mod tests {
             cluster_ips: vec!["10.43.0.20".parse().unwrap()],
             node_port: None,
             external: None,
+            external_ips: vec![],
             endpoints: endpoints.iter().map(|(ip, p)| (ip.parse().unwrap(), *p)).collect(),
         }
     }

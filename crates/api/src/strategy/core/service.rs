@@ -137,17 +137,26 @@ impl Strategy for ServiceStrategy {
                 spec[*field] = old_value.clone();
             }
         }
-        // Node ports allocated before stay when the update leaves them out.
+        // Node ports allocated before stay when the update leaves them out; a Service that
+        // stops needing them loses those it did not change (upstream's
+        // `dropTypeDependentFields`), so that `type: ClusterIP` alone is a valid change.
         let old_ports = array_at(old, "spec.ports").to_vec();
+        let needs_node_ports =
+            matches!(spec.get("type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"));
         each_mut(spec, "ports", |p| {
-            if p.get("nodePort").is_some_and(|n| !n.is_null()) {
-                return;
-            }
             let matching = old_ports
                 .iter()
                 .find(|o| o.get("port") == p.get("port") && o.get("protocol") == p.get("protocol"));
-            if let Some(node_port) = matching.and_then(|o| o.get("nodePort")) {
-                p["nodePort"] = node_port.clone();
+            let old_node_port = matching.and_then(|o| o.get("nodePort"));
+            let given = p.get("nodePort").filter(|n| !n.is_null());
+            match (needs_node_ports, given, old_node_port) {
+                (true, None, Some(node_port)) => p["nodePort"] = node_port.clone(),
+                (false, Some(n), Some(o)) if n == o => {
+                    if let Some(map) = p.as_object_mut() {
+                        map.remove("nodePort");
+                    }
+                }
+                _ => {}
             }
         });
     }

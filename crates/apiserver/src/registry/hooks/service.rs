@@ -184,13 +184,17 @@ impl ServiceAllocator {
         )))
     }
 
-    /// Reserves the node ports of a NodePort or LoadBalancer service that has none yet.
+    /// Reserves the node ports of a NodePort or LoadBalancer service: those it asks for
+    /// (beyond `held`, which an update's old object already holds) and new ones for ports
+    /// without.
     async fn reserve_ports(
         &self,
         store: &dyn Store,
         svc: &mut Value,
+        held: &[u16],
         dry_run: bool,
     ) -> Result<(), StatusError> {
+        let name = meta_str(svc, "name").unwrap_or_default().to_string();
         let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
         if !matches!(kind, "NodePort" | "LoadBalancer") {
             return Ok(());
@@ -211,7 +215,7 @@ impl ServiceAllocator {
                     return Err(StatusError::invalid(
                         "",
                         "Service",
-                        "",
+                        &name,
                         &[FieldError::invalid(
                             format!("spec.ports[{i}].nodePort"),
                             json!(p),
@@ -219,7 +223,7 @@ impl ServiceAllocator {
                         )],
                     ));
                 };
-                if dry_run {
+                if dry_run || held.contains(&p) {
                     continue;
                 }
                 match store.create(&port_key(p), Vec::new()).await {
@@ -229,7 +233,7 @@ impl ServiceAllocator {
                         return Err(StatusError::invalid(
                             "",
                             "Service",
-                            "",
+                            &name,
                             &[FieldError::invalid(
                                 format!("spec.ports[{i}].nodePort"),
                                 json!(p),
@@ -308,7 +312,7 @@ impl ResourceHooks for ServiceAllocator {
             obj["spec"]["clusterIP"] = json!(ip.to_string());
             obj["spec"]["clusterIPs"] = json!([ip.to_string()]);
         }
-        if let Err(e) = self.reserve_ports(store, obj, dry_run).await {
+        if let Err(e) = self.reserve_ports(store, obj, &[], dry_run).await {
             if !dry_run {
                 self.create_failed(store, obj).await;
             }
@@ -329,7 +333,7 @@ impl ResourceHooks for ServiceAllocator {
         old: &Value,
         dry_run: bool,
     ) -> Result<(), StatusError> {
-        let (old_ip, _) = Self::held(old);
+        let (old_ip, old_ports) = Self::held(old);
         let kind = path(new, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
         let has_ip =
             path(new, "spec.clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty());
@@ -338,7 +342,7 @@ impl ResourceHooks for ServiceAllocator {
             new["spec"]["clusterIP"] = json!(ip.to_string());
             new["spec"]["clusterIPs"] = json!([ip.to_string()]);
         }
-        self.reserve_ports(store, new, dry_run).await
+        self.reserve_ports(store, new, &old_ports, dry_run).await
     }
 
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
