@@ -94,6 +94,22 @@ def test_a_cluster_ip_spreads_over_ready_pods_from_pods_and_the_host(node, k, ns
     assert f"svc/{ns}/web/tcp/80" in table
 
 
+def test_client_ip_affinity_keeps_a_client_on_one_pod(node, k, ns):
+    names = web(k, ns, node)
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sticky", "namespace": ns},
+              "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}],
+                       "sessionAffinity": "ClientIP",
+                       "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}})
+    ip = k.json("get", "service", "sticky", "-n", ns)["spec"]["clusterIP"]
+    client(k, ns, node)
+    answers = wait_for(lambda: (lambda a: a if "FAILED" not in a else None)(
+        fetch_from(k, ns, "client", ip, 15)), 30, interval=1, what="answers through the sticky service")
+    assert len(set(answers)) == 1 and answers[0] in names, answers
+    table = subprocess.run(["nft", "list", "table", "ip", node.proxy_table], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"affinity/60/ep/{ns}/sticky/tcp/80/" in table
+
+
 def test_a_node_port_answers_on_the_node(node, k, ns):
     names = web(k, ns, node, replicas=2)
     apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},

@@ -10,6 +10,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 /// The label naming the Service an EndpointSlice belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// How long a client keeps its endpoint under `sessionAffinity: ClientIP` when the Service
+/// does not say (upstream's default: three hours).
+pub const DEFAULT_AFFINITY_SECONDS: u32 = 10_800;
+
 /// A namespace and a name.
 pub type Key = (String, String);
 
@@ -46,6 +50,8 @@ pub struct ServicePort {
     /// The ready endpoints cluster traffic goes to, with their target ports, sorted: all of
     /// them, or this node's with `internalTrafficPolicy: Local`.
     pub endpoints: Vec<(Ipv4Addr, u16)>,
+    /// With `sessionAffinity: ClientIP`, how long (seconds) a client keeps its endpoint.
+    pub affinity: Option<u32>,
     /// With `externalTrafficPolicy: Local`, this node's ready endpoints, which alone take
     /// node-port traffic; `None` when node-port traffic goes to `endpoints`.
     pub external: Option<Vec<(Ipv4Addr, u16)>>,
@@ -74,6 +80,8 @@ pub struct ServiceView {
     pub ports: Vec<PortSpec>,
     /// External addresses (IPv4).
     pub external_ips: Vec<Ipv4Addr>,
+    /// `sessionAffinity: ClientIP`: the timeout in seconds.
+    pub affinity: Option<u32>,
     /// `internalTrafficPolicy: Local`.
     pub internal_local: bool,
     /// `externalTrafficPolicy: Local`.
@@ -159,10 +167,19 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
         .collect();
     external_ips.sort();
     external_ips.dedup();
+    let affinity = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_AFFINITY_SECONDS)
+    });
     Some(ServiceView {
         cluster_ips,
         ports,
         external_ips,
+        affinity,
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
         external_local: (node_ports || spec.external_ips.as_ref().is_some_and(|e| !e.is_empty()))
             && spec.external_traffic_policy.as_deref() == Some("Local"),
@@ -242,6 +259,7 @@ pub fn service_ports<'a>(
             cluster_ips: service.cluster_ips.clone(),
             node_port: spec.node_port,
             external_ips: service.external_ips.clone(),
+            affinity: service.affinity,
             endpoints,
             external: service.external_local.then_some(local),
         };
@@ -266,6 +284,7 @@ mod tests {
             internal_local: false,
             external_local: false,
             external_ips: vec![],
+            affinity: None,
             cluster_ips: vec![ip("10.43.0.20")],
             ports: vec![
                 PortSpec { name: "http".into(), protocol: 6, port: 80, node_port: Some(30080) },

@@ -19,6 +19,8 @@
 //!   chain svc/NS/NAME/PROTO/PORT       numgen random mod N-i == 0 goto ep/... (one rule each)
 //!   chain local/NS/NAME/PROTO/PORT     the same over this node's endpoints (externalTrafficPolicy: Local)
 //!   chain ep/NS/NAME/PROTO/PORT/IP:PORT   ip saddr IP mark |= 0x4000 (hairpin); dnat to IP:PORT
+//!   set affinity/SECONDS/ep/...        clients of the endpoint (sessionAffinity: ClientIP):
+//!                                      svc/... first sends them back, ep/... renews them
 //! ```
 //!
 //! A Service port is programmed only while it has ready endpoints (without, its cluster IPs
@@ -152,15 +154,37 @@ fn node_port_key(protocol: u8, port: u16) -> Vec<u8> {
 /// the chain each goes to.
 #[derive(Debug, Default, PartialEq)]
 struct Objects {
+    /// Affinity sets by name, with their timeout in milliseconds.
+    sets: BTreeMap<String, u64>,
     chains: BTreeMap<String, Vec<Vec<Attrs>>>,
     elements: BTreeMap<(&'static str, Vec<u8>), String>,
 }
 
 impl Objects {
     /// A chain that picks one of `endpoints` at random (the last rule takes what is left),
-    /// with the endpoints' own chains.
-    fn pick(&mut self, key: &PortKey, name: String, endpoints: &[(Ipv4Addr, u16)]) {
+    /// with the endpoints' own chains. With `affinity`, a client that went to an endpoint in
+    /// the last `affinity` seconds goes there again (a set of client addresses per endpoint,
+    /// renewed by each new connection, as upstream's nftables proxy keeps them).
+    fn pick(
+        &mut self,
+        key: &PortKey,
+        name: String,
+        endpoints: &[(Ipv4Addr, u16)],
+        affinity: Option<u32>,
+    ) {
         let mut rules = Vec::new();
+        if let Some(seconds) = affinity {
+            for endpoint in endpoints {
+                let chain = endpoint_chain(key, *endpoint);
+                let set = affinity_set(seconds, &chain);
+                rules.push(vec![
+                    expr::ip_saddr(REG0),
+                    expr::lookup(&set, REG0),
+                    expr::verdict(&Verdict::Goto(chain)),
+                ]);
+                self.sets.insert(set, u64::from(seconds) * 1000);
+            }
+        }
         for (i, endpoint) in endpoints.iter().enumerate() {
             let chain = endpoint_chain(key, *endpoint);
             let goto = expr::verdict(&Verdict::Goto(chain.clone()));
@@ -174,22 +198,35 @@ impl Objects {
             } else {
                 vec![goto]
             });
-            self.chains.entry(chain).or_insert_with(|| endpoint_rules(*endpoint));
+            let set = affinity.map(|seconds| affinity_set(seconds, &chain));
+            self.chains.entry(chain).or_insert_with(|| endpoint_rules(*endpoint, set.as_deref()));
         }
         self.chains.insert(name, rules);
     }
 }
 
-/// An endpoint's chain: the hairpin mark when the client is the endpoint itself, then DNAT.
-fn endpoint_rules((ip, port): (Ipv4Addr, u16)) -> Vec<Vec<Attrs>> {
+/// The set of clients that keep `chain`'s endpoint (the timeout is in its name, so that a
+/// changed timeout is a new set).
+fn affinity_set(seconds: u32, chain: &str) -> String {
+    format!("affinity/{seconds}/{chain}")
+}
+
+/// An endpoint's chain: the hairpin mark when the client is the endpoint itself, the client
+/// recorded in the affinity set if any, then DNAT.
+fn endpoint_rules((ip, port): (Ipv4Addr, u16), affinity: Option<&str>) -> Vec<Vec<Attrs>> {
     let mut hairpin = vec![expr::ip_saddr(REG0), expr::cmp(expr::EQ, REG0, &ip.octets())];
     hairpin.extend(expr::mark_or(MASQUERADE_MARK, REG0));
+    let mut rules = vec![hairpin];
+    if let Some(set) = affinity {
+        rules.push(vec![expr::ip_saddr(REG0), expr::set_update(set, REG0)]);
+    }
     let dnat = vec![
         expr::immediate(REG0, &ip.octets()),
         expr::immediate(REG0 + 1, &port.to_be_bytes()),
         expr::dnat(REG0, REG0 + 1),
     ];
-    vec![hairpin, dnat]
+    rules.push(dnat);
+    rules
 }
 
 /// What `port` is made of. Cluster traffic goes to `endpoints`, refused when there are none;
@@ -202,7 +239,7 @@ fn objects(key: &PortKey, port: Option<&ServicePort>) -> Objects {
     let cluster_target = if port.endpoints.is_empty() {
         (NO_ENDPOINTS, REJECT.to_string())
     } else {
-        objects.pick(key, service.clone(), &port.endpoints);
+        objects.pick(key, service.clone(), &port.endpoints, port.affinity);
         (SERVICE_IPS, service.clone())
     };
     for ip in &port.cluster_ips {
@@ -216,7 +253,7 @@ fn objects(key: &PortKey, port: Option<&ServicePort>) -> Objects {
         let chain = external_chain(key);
         let rule = if port.external.is_some() {
             let local = local_chain(key);
-            objects.pick(key, local.clone(), external);
+            objects.pick(key, local.clone(), external, port.affinity);
             vec![expr::verdict(&Verdict::Goto(local))]
         } else {
             let mut rule = expr::mark_or(MASQUERADE_MARK, REG0);
@@ -260,7 +297,10 @@ pub fn change(
     if old == new {
         return;
     }
-    // New chains first, empty, so that every verdict below names a chain that exists.
+    // New sets and chains first, chains empty, so that every rule below names what exists.
+    for (name, timeout) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
+        batch.add_address_set(name, *timeout);
+    }
     for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
         batch.add_chain(name, None);
     }
@@ -292,6 +332,9 @@ pub fn change(
         batch.flush_chain(name);
         batch.delete_chain(name);
     }
+    for name in old.sets.keys().filter(|name| !new.sets.contains_key(*name)) {
+        batch.delete_set(name);
+    }
 }
 
 #[cfg(test)]
@@ -311,6 +354,7 @@ mod tests {
             node_port: None,
             external: None,
             external_ips: vec![],
+            affinity: None,
             endpoints: endpoints.iter().map(|(ip, p)| (ip.parse().unwrap(), *p)).collect(),
         }
     }
@@ -346,6 +390,23 @@ mod tests {
         assert_eq!(messages(Some(&old), None), 1 + 2 + 2);
         // Down to no endpoints: the same, and the refusal's element.
         assert_eq!(messages(Some(&old), Some(&port(&[]))), 6);
+    }
+
+    #[test]
+    fn affinity_is_a_set_per_endpoint() {
+        let mut sticky = port(&[("10.42.0.5", 8080), ("10.42.0.6", 8080)]);
+        sticky.affinity = Some(60);
+        let objects = objects(&key(), Some(&sticky));
+        assert_eq!(objects.sets.len(), 2);
+        assert!(objects.sets.keys().all(|s| s.starts_with("affinity/60/ep/d/web/tcp/80/")));
+        // Two lookups, then the random pick.
+        assert_eq!(objects.chains["svc/d/web/tcp/80"].len(), 4);
+        // Dropping affinity deletes the sets after the chains that use them are refilled.
+        let mut batch = Batch::new(FAMILY_IPV4, "t", 1);
+        let plain = port(&[("10.42.0.5", 8080), ("10.42.0.6", 8080)]);
+        change(&mut batch, &key(), Some(&sticky), Some(&plain));
+        // The svc chain (1 + 2) and both endpoint chains (1 + 2 each) refilled, 2 sets gone.
+        assert_eq!(batch.len(), 3 + 2 * 3 + 2);
     }
 
     #[test]

@@ -92,6 +92,16 @@ pub fn lookup_verdict(set: &str, sreg: u32) -> Attrs {
     expr("lookup", Attrs::new().string(1, set).u32(2, sreg).u32(3, REG_VERDICT))
 }
 
+/// Holds when the key at `sreg` is an element of the set `set`.
+pub fn lookup(set: &str, sreg: u32) -> Attrs {
+    expr("lookup", Attrs::new().string(1, set).u32(2, sreg))
+}
+
+/// Adds the key at `sreg` to the set `set`, or renews its timeout.
+pub fn set_update(set: &str, sreg: u32) -> Attrs {
+    expr("dynset", Attrs::new().string(1, set).u32(3, 1).u32(4, sreg))
+}
+
 /// A random number below `modulus` into `dreg`.
 pub fn numgen_random(dreg: u32, modulus: u32) -> Attrs {
     expr("numgen", Attrs::new().u32(1, dreg).u32(2, modulus).u32(3, 1).u32(4, 0))

@@ -28,6 +28,7 @@ enum Kind {
     NewRule = 6,
     DelRule = 8,
     NewSet = 9,
+    DelSet = 11,
     NewSetElem = 12,
     DelSetElem = 14,
 }
@@ -56,6 +57,11 @@ impl Attrs {
 
     /// Adds a big-endian `u32`.
     pub fn u32(self, kind: u16, value: u32) -> Self {
+        self.bytes(kind, &value.to_be_bytes())
+    }
+
+    /// Adds a big-endian `u64`.
+    pub fn u64(self, kind: u16, value: u64) -> Self {
         self.bytes(kind, &value.to_be_bytes())
     }
 
@@ -132,13 +138,20 @@ pub struct Batch {
     family: u8,
     table: String,
     messages: usize,
+    next_set_id: u32,
 }
 
 impl Batch {
     /// A batch for `table` of `family`, its messages numbered from `seq`.
     pub fn new(family: u8, table: &str, seq: u32) -> Self {
-        let mut batch =
-            Batch { bytes: Vec::new(), seq, family, table: table.to_string(), messages: 0 };
+        let mut batch = Batch {
+            bytes: Vec::new(),
+            seq,
+            family,
+            table: table.to_string(),
+            messages: 0,
+            next_set_id: 100,
+        };
         batch.push(BATCH_BEGIN, 0, 0, Attrs::new());
         batch
     }
@@ -247,6 +260,28 @@ impl Batch {
             .u32(6, 0xffff_ff00) // NFT_DATA_VERDICT
             .u32(10, id);
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Adds a set of IPv4 addresses whose elements expire `timeout_ms` after they were last
+    /// added or updated.
+    pub fn add_address_set(&mut self, name: &str, timeout_ms: u64) {
+        self.next_set_id += 1;
+        let id = self.next_set_id;
+        let attrs = Attrs::new()
+            .string(1, &self.table)
+            .string(2, name)
+            .u32(3, 0x10) // NFT_SET_TIMEOUT
+            .u32(4, 7) // ipv4_addr
+            .u32(5, 4)
+            .u32(10, id)
+            .u64(11, timeout_ms);
+        self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Deletes a set nothing refers to.
+    pub fn delete_set(&mut self, name: &str) {
+        let attrs = Attrs::new().string(1, &self.table).string(2, name);
+        self.message(Kind::DelSet, 0, attrs);
     }
 
     /// Adds (or with `verdict` `None`, deletes) the element `key` of the map `set`.
