@@ -173,10 +173,12 @@ def test_a_headless_statefulset_resolves_by_pod_name_and_only_ready_pods(node, k
     resolv = k("exec", "db-0", "-n", ns, "--", "cat", "/etc/resolv.conf")
     assert f"nameserver {node.dns_ip}" in resolv
     assert f"search {ns}.svc.{DOMAIN} svc.{DOMAIN} {DOMAIN}" in resolv and "ndots:5" in resolv
-    out = k("exec", "db-0", "-n", ns, "--", "nslookup", f"db-1.db.{ns}.svc.{DOMAIN}")
-    assert ips["db-1"] in out, out
-    out = k("exec", "db-0", "-n", ns, "--", "nslookup", f"kubernetes.default.svc.{DOMAIN}")
-    assert f"{node.service_base}.1" in out, out
+    # (Each lookup may be retried once, as a resolver retries.)
+    def lookup(name, expected):
+        return wait_for(lambda: expected in k("exec", "db-0", "-n", ns, "--", "nslookup", name),
+                        15, interval=0.5, what=f"{name} from a pod")
+    lookup(f"db-1.db.{ns}.svc.{DOMAIN}", ips["db-1"])
+    lookup(f"kubernetes.default.svc.{DOMAIN}", f"{node.service_base}.1")
 
     # db-1 turns unready: it leaves the service's answers and its name goes.
     k("exec", "db-1", "-n", ns, "--", "rm", "/tmp/ready")

@@ -581,7 +581,6 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     )
     .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
-    let mut dns = None;
     let mut proxy = None;
     if !args.disable_agent {
         let (config, ca) = krust_client::config_from_kubeconfig(&path)
@@ -592,7 +591,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             krust_apiserver::pki::node_serving(&args.data_dir, &options.node_name, &addresses)
                 .context("cannot issue the node agent's serving certificate")?;
         options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
-        dns = start_dns(&args.node, &options, &config)?;
+        start_dns(&args.node, &options, &config)?;
         proxy = start_proxy(&args.node, &options, &config);
         agent = Some(tokio::spawn(async move {
             if let Err(e) = krust_agent::run(config, options).await {
@@ -611,7 +610,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
-    for task in agent.into_iter().chain(dns).chain(proxy) {
+    for task in agent.into_iter().chain(proxy) {
         task.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
@@ -770,14 +769,14 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         options.tls.cert = read(cert)?;
         options.tls.key = read(key)?;
     }
-    let dns = start_dns(&args.node, &options, &config)?;
+    start_dns(&args.node, &options, &config)?;
     let proxy = start_proxy(&args.node, &options, &config);
     let result = tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),
     };
-    for task in dns.into_iter().chain(proxy) {
-        task.abort();
+    if let Some(proxy) = proxy {
+        proxy.abort();
     }
     result
 }
@@ -808,14 +807,15 @@ fn start_proxy(
 /// Starts the node's DNS server (a client of the API with the node's credentials), unless
 /// `--disable-dns`. It answers on the cluster DNS addresses, held by a link named
 /// after the bridge; names outside the cluster go to `--dns-upstream` or the host's
-/// resolvers.
+/// resolvers. It runs on a thread and runtime of its own, so that its answers never wait
+/// behind the rest of the process (a busy agent or API server); it ends with the process.
 fn start_dns(
     node: &NodeArgs,
     agent: &krust_agent::Options,
     config: &krust_dns::Config,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<()> {
     if node.disable_dns {
-        return Ok(None);
+        return Ok(());
     }
     let addresses: Vec<IpAddr> = agent.cluster_dns.iter().copied().map(IpAddr::V4).collect();
     let upstreams = if node.dns_upstream.is_empty() {
@@ -833,11 +833,19 @@ fn start_dns(
         link: Some(link),
     };
     let config = config.clone();
-    Ok(Some(tokio::spawn(async move {
-        if let Err(e) = krust_dns::run(config, options).await {
-            tracing::error!(error = %e, "the cluster DNS server stopped");
-        }
-    })))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the DNS server's runtime")?;
+    std::thread::Builder::new()
+        .name("cluster-dns".into())
+        .spawn(move || {
+            if let Err(e) = runtime.block_on(krust_dns::run(config, options)) {
+                tracing::error!(error = %e, "the cluster DNS server stopped");
+            }
+        })
+        .context("cannot start the DNS server's thread")?;
+    Ok(())
 }
 
 /// A DNS upstream: `IP` (port 53) or `IP:PORT`.
