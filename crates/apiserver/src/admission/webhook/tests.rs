@@ -231,7 +231,8 @@ async fn a_webhook_with_another_ca_is_not_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_webhook_times_out() {
     let (url, ca) = serve(Arc::new(|_, _| {
-        std::thread::sleep(Duration::from_millis(1500));
+        // Well past the 1 s timeout, so that a loaded machine cannot blur the two.
+        std::thread::sleep(Duration::from_millis(4000));
         json!({"allowed": true})
     }))
     .await;
