@@ -173,6 +173,25 @@ def test_a_service_without_endpoints_refuses_connections(node, k, ns):
     wait_for(refused, 20, interval=0.5, what="the connection refused at once")
 
 
+def test_the_pods_gateway_keeps_its_address_while_pods_come_and_go(node, k, ns):
+    """The bridge's MAC address is set for good: a bridge left to the kernel takes its lowest
+    port's, and a pod that leaves then changes the gateway under the others, whose ARP entries
+    point nowhere for a while (their DNS questions went unanswered)."""
+    for name in ("a", "b", "c"):
+        apply(k, pod(name, ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}],
+                     terminationGracePeriodSeconds=1))
+    for name in ("a", "b", "c"):
+        wait_pod(k, ns, name, lambda p: p["status"].get("phase") == "Running")
+    sysfs = Path("/sys/class/net") / node.bridge
+    assert (sysfs / "addr_assign_type").read_text().strip() == "3"  # NET_ADDR_SET
+    mac = (sysfs / "address").read_text().strip()
+    k("delete", "pod", "a", "b", "-n", ns, "--grace-period=1")
+    assert (sysfs / "address").read_text().strip() == mac
+    # The pod that stayed reaches the node's DNS at once, through the ARP entry it had.
+    out = k("exec", "c", "-n", ns, "--", "nslookup", "kubernetes.default.svc.cluster.local")
+    assert f"{node.service_base}.1" in out
+
+
 def test_local_traffic_policies_keep_traffic_on_the_node(node, k, ns):
     names = web(k, ns, node, replicas=1)
     ip_of_pod = k.json("get", "pod", names[0], "-n", ns)["status"]["podIP"]

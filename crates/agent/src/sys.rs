@@ -307,6 +307,39 @@ async fn set_up(handle: &rtnetlink::Handle, name: &str) -> Result<(), SysError> 
         .map_err(netlink_fail(format!("cannot bring {name} up")))
 }
 
+/// Gives the bridge its own MAC address for good (its current one, set explicitly). A bridge
+/// whose address the kernel chose takes the lowest of its ports' addresses, so a pod that
+/// leaves could change the gateway's address under every other pod, whose ARP entries then
+/// point nowhere for up to a minute.
+async fn pin_bridge_address(
+    handle: &rtnetlink::Handle,
+    name: &str,
+    index: u32,
+) -> Result<(), SysError> {
+    const NET_ADDR_SET: &str = "3";
+    let sysfs = Path::new("/sys/class/net").join(name);
+    let assigned = fs::read_to_string(sysfs.join("addr_assign_type")).unwrap_or_default();
+    if assigned.trim() == NET_ADDR_SET {
+        return Ok(());
+    }
+    let text = fs::read_to_string(sysfs.join("address"))
+        .map_err(io_fail(format!("cannot read {name}'s address")))?;
+    let address: Vec<u8> =
+        text.trim().split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    if address.len() != 6 {
+        return Err(SysError {
+            what: format!("{name} has no MAC address"),
+            source: std::io::Error::other(text),
+        });
+    }
+    handle
+        .link()
+        .set(rtnetlink::LinkUnspec::new_with_index(index).address(address).build())
+        .execute()
+        .await
+        .map_err(netlink_fail(format!("cannot pin {name}'s MAC address")))
+}
+
 /// How a pod is attached to the node's bridge.
 #[derive(Debug, Clone)]
 pub struct PodLink {
@@ -359,6 +392,7 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                 index
             }
         };
+        pin_bridge_address(&handle, &host.bridge, bridge).await?;
         set_up(&handle, &host.bridge).await?;
         if let Some(stale) = link_index(&handle, &host.host_veth).await? {
             let _ = handle.link().del(stale).execute().await;
