@@ -44,7 +44,7 @@ def _links(prefix: str):
 class Node:
     """A krust server with its agent: the node's name, bridge, pod network and service range
     (its cluster DNS on the link `<bridge>-dns`, its service proxy's nf_tables table
-    `<bridge>-proxy`)."""
+    `<bridge>-proxy`, its NetworkPolicy table `<bridge>-policy`)."""
 
     def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1", node_ip="127.0.0.1"):
         self.workdir = workdir
@@ -53,6 +53,7 @@ class Node:
         self.bridge = f"kt{rand_suffix(4)}"
         self.dns_link = f"{self.bridge}-dns"
         self.proxy_table = f"{self.bridge}-proxy"
+        self.policy_table = f"{self.bridge}-policy"
         self.cidr_base = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}"
         # A service range of its own, so that nodes of tests running side by side each serve
         # their cluster DNS on an address of their own (the range's tenth).
@@ -114,7 +115,8 @@ class Node:
                                 d.rmdir()
                         cgroup.rmdir()
         if shutil.which("nft"):
-            subprocess.run(["nft", "delete", "table", "ip", self.proxy_table], capture_output=True)
+            for table in (self.proxy_table, self.policy_table):
+                subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
         for link in _links("veth") + [self.bridge, self.dns_link]:
             if link in (self.bridge, self.dns_link) or _link_master(link) == self.bridge:
                 if shutil.which("ip"):

@@ -181,6 +181,9 @@ struct NodeArgs {
     /// Runs no service proxy on this node (Services' addresses then carry no traffic here).
     #[arg(long)]
     disable_proxy: bool,
+    /// Enforces no NetworkPolicy on this node's pods.
+    #[arg(long)]
+    disable_network_policy: bool,
     /// The resolvers names outside the cluster are forwarded to, `IP` or `IP:PORT` (comma
     /// separated); by default the host's, from /etc/resolv.conf.
     #[arg(long, value_delimiter = ',', value_parser = parse_dns_upstream)]
@@ -582,6 +585,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the node agent's kubeconfig")?;
     let mut agent = None;
     let mut proxy = None;
+    let mut policy = None;
     if !args.disable_agent {
         let (config, ca) = krust_client::config_from_kubeconfig(&path)
             .await
@@ -593,6 +597,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
         start_dns(&args.node, &options, &config)?;
         proxy = start_proxy(&args.node, &options, &config);
+        policy = start_network_policy(&args.node, &options, &config);
         agent = Some(tokio::spawn(async move {
             if let Err(e) = krust_agent::run(config, options).await {
                 tracing::error!(error = %e, "the node agent stopped");
@@ -610,7 +615,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
-    for task in agent.into_iter().chain(proxy) {
+    for task in agent.into_iter().chain(proxy).chain(policy) {
         task.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
@@ -771,12 +776,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     start_dns(&args.node, &options, &config)?;
     let proxy = start_proxy(&args.node, &options, &config);
+    let policy = start_network_policy(&args.node, &options, &config);
     let result = tokio::select! {
         result = krust_agent::run(config, options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),
     };
-    if let Some(proxy) = proxy {
-        proxy.abort();
+    for task in proxy.into_iter().chain(policy) {
+        task.abort();
     }
     result
 }
@@ -800,6 +806,28 @@ fn start_proxy(
     Some(tokio::spawn(async move {
         if let Err(e) = krust_proxy::run(config, options).await {
             tracing::error!(error = %e, "the service proxy stopped");
+        }
+    }))
+}
+
+/// Starts the node's NetworkPolicy enforcement (a client of the API with the node's
+/// credentials), unless `--disable-network-policy`: its nf_tables table is `<bridge>-policy`.
+fn start_network_policy(
+    node: &NodeArgs,
+    agent: &krust_agent::Options,
+    config: &krust_networkpolicy::Config,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if node.disable_network_policy {
+        return None;
+    }
+    let options = krust_networkpolicy::Options {
+        table: format!("{}-policy", agent.bridge),
+        node: agent.node_name.clone(),
+    };
+    let config = config.clone();
+    Some(tokio::spawn(async move {
+        if let Err(e) = krust_networkpolicy::run(config, options).await {
+            tracing::error!(error = %e, "network policy enforcement stopped");
         }
     }))
 }

@@ -1,12 +1,11 @@
 //! krust's service proxy (upstream's kube-proxy in its nftables mode, as one more API
 //! client of the node): Services and EndpointSlices watched through the API, programmed into
-//! an nf_tables table through netlink (`nft/`), one small transaction per changed Service.
+//! an nf_tables table through netlink (`krust-nftables`), one small transaction per changed Service.
 //!
 //! `plan.rs` decides what each Service port is (pure), `program.rs` the messages that change
 //! the ruleset from what was programmed to that (pure), `sync.rs` keeps the state and applies
 //! the batches.
 
-pub mod nft;
 pub mod plan;
 pub mod program;
 mod sync;
@@ -23,7 +22,7 @@ pub enum Error {
     Client(#[source] kube::Error),
     /// The netlink socket could not be opened.
     #[error("cannot program nf_tables: {0}")]
-    Netlink(#[from] nft::socket::NetlinkError),
+    Netlink(#[from] krust_nftables::socket::NetlinkError),
 }
 
 /// Where the proxy programs its rules.

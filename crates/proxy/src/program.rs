@@ -30,10 +30,10 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::nft::expr::{self, REG0};
-use crate::nft::message::Attrs;
-use crate::nft::{Batch, Hook, Verdict};
 use crate::plan::{PortKey, ServicePort};
+use krust_nftables::expr::{self, REG0};
+use krust_nftables::message::Attrs;
+use krust_nftables::{Batch, Hook, Verdict};
 
 /// The map from cluster IP, protocol and port to a Service port's chain.
 pub const SERVICE_IPS: &str = "service-ips";
@@ -342,7 +342,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::nft::message::FAMILY_IPV4;
+    use krust_nftables::message::FAMILY_IPV4;
 
     fn key() -> PortKey {
         PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }

@@ -14,10 +14,10 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 
 use crate::Error;
-use crate::nft::message::FAMILY_IPV4;
-use crate::nft::{Batch, Netlink};
 use crate::plan::{self, Key, PortKey, ServicePort, ServiceView, SliceView};
 use crate::program::{self, Layout};
+use krust_nftables::message::FAMILY_IPV4;
+use krust_nftables::{Batch, Netlink};
 
 /// A batch is sent once it holds this many bytes (well under a netlink socket's send buffer).
 const BATCH_BYTES: usize = 128 << 10;

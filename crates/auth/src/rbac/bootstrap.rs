@@ -501,6 +501,17 @@ const ROLES: &[Entry] = &[
         aggregates: None,
         rules: &[r(&["get"], CORE, &["nodes"]), r(&["patch"], CORE, &["nodes/status"]), EVENTS],
     },
+    // krust's own (as k3s's `system:k3s-controller` for its network policy controller): the
+    // node agents enforce NetworkPolicy, so they read policies, namespaces and pods.
+    Entry {
+        name: "system:krust-network-policy",
+        labels: &[],
+        aggregates: None,
+        rules: &[
+            r(LW, CORE, &["namespaces", "pods"]),
+            r(LW, &["networking.k8s.io"], &["networkpolicies"]),
+        ],
+    },
     Entry {
         name: "system:node-proxier",
         labels: &[],
@@ -881,6 +892,7 @@ const BINDINGS: &[(&str, &[(&str, &str)])] = &[
     // krust's node agents also serve the cluster DNS (and proxy services) as their node,
     // so nodes read what kube-proxy reads.
     ("system:node-proxier", &[("User", "system:kube-proxy"), ("Group", "system:nodes")]),
+    ("system:krust-network-policy", &[("Group", "system:nodes")]),
     ("system:service-account-issuer-discovery", &[("Group", "system:serviceaccounts")]),
 ];
 

@@ -87,6 +87,8 @@ impl Attrs {
 /// A jump target or final decision (`nft_verdicts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Drop the packet (`NF_DROP`).
+    Drop,
     /// Accept the packet (`NF_ACCEPT`).
     Accept,
     /// Continue in `chain`, then come back.
@@ -101,6 +103,7 @@ impl Verdict {
     /// The verdict as `NFTA_DATA_VERDICT` data.
     pub fn data(&self) -> Attrs {
         let (code, chain): (i32, Option<&str>) = match self {
+            Verdict::Drop => (0, None),
             Verdict::Accept => (1, None),
             Verdict::Jump(c) => (-3, Some(c)),
             Verdict::Goto(c) => (-4, Some(c)),
@@ -276,6 +279,39 @@ impl Batch {
             .u32(10, id)
             .u64(11, timeout_ms);
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Adds a set of IPv4 address ranges (`flags interval`), filled by
+    /// [`Batch::interval_elements`].
+    pub fn add_interval_set(&mut self, name: &str) {
+        self.next_set_id += 1;
+        let id = self.next_set_id;
+        let attrs = Attrs::new()
+            .string(1, &self.table)
+            .string(2, name)
+            .u32(3, 0x4) // NFT_SET_INTERVAL
+            .u32(4, 7) // ipv4_addr
+            .u32(5, 4)
+            .u32(10, id);
+        self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Adds the address ranges `ranges` (each `[start, end)`, sorted, neither overlapping nor
+    /// adjacent) to the interval set `set`: a start element, and an end element
+    /// (`NFT_SET_ELEM_INTERVAL_END`) unless the range runs to the last address.
+    pub fn interval_elements(&mut self, set: &str, ranges: &[(u32, u64)]) {
+        if ranges.is_empty() {
+            return;
+        }
+        let mut elements = Vec::with_capacity(ranges.len() * 2);
+        for &(start, end) in ranges {
+            elements.push(Attrs::new().nested(1, value(&start.to_be_bytes())));
+            if let Ok(end) = u32::try_from(end) {
+                elements.push(Attrs::new().nested(1, value(&end.to_be_bytes())).u32(3, 1));
+            }
+        }
+        let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
+        self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
     }
 
     /// Deletes a set nothing refers to.

@@ -2,7 +2,7 @@
 //! Register numbers are the 32-bit registers (`NFT_REG32_00` = 8 and up); a value of fewer
 //! than four bytes loaded into one is zero-padded by the kernel.
 
-use super::message::{Attrs, Verdict, value};
+use crate::message::{Attrs, Verdict, value};
 
 /// The first 32-bit register.
 pub const REG0: u32 = 8;
@@ -18,6 +18,12 @@ pub const TRANSPORT: u32 = 2;
 pub const META_MARK: u32 = 3;
 /// `NFT_META_L4PROTO`.
 pub const META_L4PROTO: u32 = 16;
+
+/// `NFT_CT_STATE`.
+pub const CT_STATE: u32 = 0;
+/// The `ct state` bits of an established connection and of a related one (an ICMP error, an
+/// FTP data connection): `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
+pub const CT_ESTABLISHED_OR_RELATED: u32 = (1 << 1) | (1 << 2);
 
 /// `NFT_CMP_EQ`.
 pub const EQ: u32 = 0;
@@ -85,6 +91,26 @@ pub fn immediate(dreg: u32, data: &[u8]) -> Attrs {
 /// Ends the rule with `verdict`.
 pub fn verdict(verdict: &Verdict) -> Attrs {
     expr("immediate", Attrs::new().u32(1, REG_VERDICT).nested(2, verdict.data()))
+}
+
+/// Holds when `sreg` lies in `from..=to` (big-endian bytes, compared as the kernel does).
+pub fn range(sreg: u32, from: &[u8], to: &[u8]) -> Attrs {
+    expr("range", Attrs::new().u32(1, sreg).u32(2, EQ).nested(3, value(from)).nested(4, value(to)))
+}
+
+/// Loads the connection tracking key `key` (`NFT_CT_*`) into `dreg`.
+pub fn ct(key: u32, dreg: u32) -> Attrs {
+    expr("ct", Attrs::new().u32(1, dreg).u32(2, key))
+}
+
+/// Holds when the packet's connection is in any of the `ct state` bits `bits` (three
+/// expressions, through `reg`).
+pub fn ct_state_in(bits: u32, reg: u32) -> Vec<Attrs> {
+    vec![
+        ct(CT_STATE, reg),
+        bitwise(reg, reg, &bits.to_ne_bytes(), &0u32.to_ne_bytes()),
+        cmp(NEQ, reg, &0u32.to_ne_bytes()),
+    ]
 }
 
 /// Looks the key starting at `sreg` up in the verdict map `set`: a match decides.

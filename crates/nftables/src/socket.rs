@@ -3,7 +3,10 @@
 
 use netlink_sys::{Socket, protocols::NETLINK_NETFILTER};
 
-use super::message::Batch;
+use crate::message::Batch;
+
+/// A batch larger than this enlarges the socket's send buffer first.
+const DEFAULT_SEND_BUFFER: usize = 128 << 10;
 
 /// `NLMSG_ERROR`.
 const NLMSG_ERROR: u16 = 2;
@@ -51,6 +54,15 @@ impl Netlink {
         let first = self.seq;
         self.seq = batch.next_seq().wrapping_add(1);
         let bytes = batch.finish();
+        if bytes.len() > DEFAULT_SEND_BUFFER {
+            // A whole table in one transaction: the socket's buffer must hold it (root may
+            // pass `wmem_max`, as `nft` does for large rulesets).
+            let _ = nix::sys::socket::setsockopt(
+                &self.socket,
+                nix::sys::socket::sockopt::SndBufForce,
+                &(bytes.len() * 2),
+            );
+        }
         self.socket.send(&bytes, 0)?;
         let mut refused = None;
         loop {

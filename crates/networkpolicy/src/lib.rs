@@ -1,0 +1,49 @@
+//! krust's NetworkPolicy enforcement, one more API client of the node (as upstream leaves it
+//! to network plugins such as kube-router): NetworkPolicies, pods and namespaces watched
+//! through the API; the node's isolated pods and what each may send and receive programmed
+//! into an nf_tables table through netlink (`krust-nftables`).
+//!
+//! `plan.rs` decides the node's ruleset (pure), `program.rs` the transaction that puts it in
+//! place (pure), `sync.rs` keeps the views and applies it.
+
+pub mod plan;
+pub mod program;
+mod sync;
+
+pub use kube::Config;
+
+/// Why NetworkPolicy cannot be enforced.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API client could not be made.
+    #[error("cannot make the network policy agent's API client: {0}")]
+    Client(#[source] kube::Error),
+    /// The netlink socket could not be opened.
+    #[error("cannot program nf_tables: {0}")]
+    Netlink(#[from] krust_nftables::socket::NetlinkError),
+}
+
+/// Where the node's policies are programmed.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The nf_tables table (family `ip`) it owns; replaced at start.
+    pub table: String,
+    /// The node's name: its pods are the ones it isolates.
+    pub node: String,
+}
+
+/// Enforces NetworkPolicy for the node's pods, an API client through `config`, until the
+/// process ends.
+pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    // Pods of one bridge reach each other without routing: only `br_netfilter` shows their
+    // packets to the forward hook, where the policies are.
+    if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1") {
+        tracing::warn!(
+            error = %e,
+            "cannot pass bridged traffic to nf_tables (br_netfilter); policies between pods \
+             of this node are not enforced"
+        );
+    }
+    sync::run(client, options.table, options.node).await
+}
