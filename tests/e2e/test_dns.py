@@ -167,9 +167,9 @@ def test_a_headless_statefulset_resolves_by_pod_name_and_only_ready_pods(node, k
     srv = ask(node, f"_pg._tcp.{fqdn}", "SRV")
     assert records(srv, "SRV") == sorted(f"0 50 5432 {n}.{fqdn}." for n in ips)
 
-    # From a pod, through the resolv.conf the agent wrote. (The test image's busybox is static
-    # glibc, whose resolver needs NSS modules the image lacks, and its nslookup leaves out the
-    # search path: so full names here, and the search path as written.)
+    # From a pod, through the resolv.conf the agent wrote. (busybox's nslookup leaves out the
+    # search path: so full names here, and the search path as written; test_services.py
+    # fetches by short name with wget.)
     resolv = k("exec", "db-0", "-n", ns, "--", "cat", "/etc/resolv.conf")
     assert f"nameserver {node.dns_ip}" in resolv
     assert f"search {ns}.svc.{DOMAIN} svc.{DOMAIN} {DOMAIN}" in resolv and "ndots:5" in resolv

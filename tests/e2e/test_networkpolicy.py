@@ -44,8 +44,8 @@ def running(k, ns, *names):
 
 
 def answers(k, ns, pod_name, ip, port=8080):
-    """Whether `pod_name` gets an HTTP answer from `ip:port` (busybox's nc: the image's wget
-    crashes), within two seconds."""
+    """Whether `pod_name` gets an HTTP answer from `ip:port` within two seconds (busybox's nc,
+    for its timeout: this busybox's `wget -T` crashes)."""
     script = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {port} | tail -n 1"
     return bool(k("exec", pod_name, "-n", ns, "--", "sh", "-c", script, timeout=60).strip())
 

@@ -52,8 +52,8 @@ def client(k, ns, node):
 
 def fetch_from(k, ns, pod_name, address, times, port=80):
     """`times` HTTP GETs of `address:port` from inside `pod_name`, one connection each: the
-    bodies (each pod's name), `FAILED` for each that got none. (busybox's nc: its wget, static
-    glibc without NSS modules, crashes in this image.)"""
+    bodies (each pod's name), `FAILED` for each that got none. (busybox's nc, for its
+    timeout: this busybox's `wget -T` crashes.)"""
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
     script = (f"for i in $(seq {times}); do body=$({request} | nc -w 3 {address} {port} | tail -n 1); "
               f"echo ${{body:-FAILED}}; done")
@@ -75,6 +75,11 @@ def test_a_cluster_ip_spreads_over_ready_pods_from_pods_and_the_host(node, k, ns
         fetch_from(k, ns, "client", ip, 30)), 60, interval=1,
         what="answers from all three pods through the cluster IP")
     assert "FAILED" not in answers
+    # By name, as a user would: the short name through the search path, and the full name.
+    for url in ("http://web", f"http://web.{ns}.svc.cluster.local"):
+        got = wait_for(lambda: k("exec", "client", "-n", ns, "--", "wget", "-qO-", url, timeout=20).strip(),
+                       30, interval=1, what=f"an answer from {url}")
+        assert got in names
     # From the host too (the output hook).
     assert fetch_from_host(f"http://{ip}/") in names
     # A pod reaches its own Service (hairpin): some answers are its own.
