@@ -7,6 +7,7 @@ the host's own addresses.
 Needs what test_agent.py needs: root, runc and busybox-static; and nft (Debian's nftables) to
 look at the rules."""
 
+import random
 import socket
 import subprocess
 import tempfile
@@ -138,7 +139,11 @@ def listening_node(e2e_tmp):
     through the `kubernetes` Service (its endpoint: the address of the host's default route,
     a local address)."""
     workdir = Path(tempfile.mkdtemp(prefix="test_services-api-", dir=e2e_tmp))
-    n = Node(workdir, bind_address="0.0.0.0")
+    # (Also a load balancer pool, from the benchmarking range: the proxy answers its
+    # addresses on the host, and the test sends nothing there before it does.)
+    pool = f"198.18.{random.randint(0, 255)}.0/29"
+    n = Node(workdir, ["--load-balancer-ip-pool", pool], bind_address="0.0.0.0")
+    n.lb_pool = pool
     yield n
     n.cleanup()
 
@@ -264,3 +269,41 @@ def test_a_load_balancer_gets_the_node_address_which_answers(addressed_node):
     k("patch", "service", "lb", "-n", ns, "--type=merge", "-p", '{"spec":{"type":"ClusterIP"}}')
     wait_for(lambda: not k.json("get", "service", "lb", "-n", ns)["status"].get("loadBalancer", {}).get("ingress"),
              30, interval=0.5, what="the address released")
+
+
+def test_load_balancers_get_an_address_each_from_the_pool(listening_node):
+    node = listening_node
+    k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, node.workdir)
+    ns = "e2e-services-pool"
+    node.cluster.create_namespace(ns)
+    names = web(k, ns, node, replicas=1)
+    base = node.lb_pool.rsplit(".", 1)[0]
+    for name, extra in (("first", {}), ("second", {}), ("asked", {"loadBalancerIP": f"{base}.6"})):
+        apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+                  "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, **extra,
+                           "ports": [{"port": 80, "targetPort": 8080}]}})
+
+    def address(name):
+        ingress = k.json("get", "service", name, "-n", ns)["status"].get("loadBalancer", {}).get("ingress")
+        return ingress[0]["ip"] if ingress else None
+
+    got = {name: wait_for(lambda: address(name), 30, interval=0.5, what=f"{name}'s address")
+           for name in ("first", "second", "asked")}
+    # One each: the lowest free addresses of the /29 (never its network address), and the one
+    # asked for.
+    assert sorted([got["first"], got["second"]]) == [f"{base}.1", f"{base}.2"]
+    assert got["asked"] == f"{base}.6"
+    # The proxy answers it on the host (looked for in its table first: until then the address
+    # would leave through the default route).
+    ip = got["first"]
+    wait_for(lambda: ip in subprocess.run(["nft", "list", "table", "ip", node.proxy_table],
+                                          capture_output=True, text=True).stdout,
+             30, interval=0.5, what="the pool address in the proxy's table")
+    assert wait_for(lambda: fetch_from_host(f"http://{ip}/"), 30, interval=0.5,
+                    what="an answer on the pool address") in names
+    # A Service that goes gives its address back to the next one.
+    k("delete", "service", "first", "-n", ns)
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "third", "namespace": ns},
+              "spec": {"type": "LoadBalancer", "selector": {"app": "web"},
+                       "ports": [{"port": 80, "targetPort": 8080}]}})
+    assert wait_for(lambda: address("third"), 30, interval=0.5, what="third's address") == ip

@@ -60,6 +60,9 @@ pub struct Options {
     /// Finished pods kept before the pod garbage collector deletes the oldest (upstream's
     /// `--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
+    /// The addresses LoadBalancer Services get one each of; `None` gives them the ready
+    /// nodes' addresses.
+    pub load_balancer_pool: Option<service_lb::decide::Pool>,
 }
 
 /// Runs the controllers until `shutdown` completes: waits for the lease, runs every controller
@@ -231,7 +234,12 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut pods,
         &revisions,
     ));
-    tasks.spawn(service_lb::run(clients.take(service_lb::NAME)?, &mut services, &mut nodes));
+    tasks.spawn(service_lb::run(
+        clients.take(service_lb::NAME)?,
+        &mut services,
+        &mut nodes,
+        options.load_balancer_pool,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));

@@ -144,6 +144,10 @@ struct ServerArgs {
     /// Finished pods kept before the pod garbage collector deletes the oldest.
     #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
     terminated_pod_gc_threshold: usize,
+    /// A CIDR that LoadBalancer Services get an address each from; without it they get the
+    /// ready nodes' addresses.
+    #[arg(long, value_parser = parse_cidr)]
+    load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
     /// Runs no node agent in this process (run one with `krust agent`).
     #[arg(long)]
     disable_agent: bool,
@@ -330,6 +334,10 @@ struct ControllersArgs {
     /// Finished pods kept before the pod garbage collector deletes the oldest.
     #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
     terminated_pod_gc_threshold: usize,
+    /// A CIDR that LoadBalancer Services get an address each from; without it they get the
+    /// ready nodes' addresses.
+    #[arg(long, value_parser = parse_cidr)]
+    load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -538,6 +546,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             root_ca,
             identity,
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            load_balancer_pool: args.load_balancer_ip_pool,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -696,6 +705,7 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
         root_ca,
         identity: krust_client::identity(),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        load_balancer_pool: args.load_balancer_ip_pool,
     };
     krust_controllers::run(config, options, wait_for_signal())
         .await

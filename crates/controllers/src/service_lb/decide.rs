@@ -1,8 +1,58 @@
-//! Which address a LoadBalancer Service gets on bare hosts, as k3s's service load balancer
-//! gives it: the addresses of the ready nodes, where the service proxy answers on the
-//! Service's ports. Pure.
+//! Which address a LoadBalancer Service gets on bare hosts: by default the addresses of the
+//! ready nodes, as k3s's service load balancer gives them, or one address of its own from a
+//! configured pool. The service proxy answers either on the Service's ports. Pure.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
+
+/// A pool of load balancer addresses: an IPv4 network and its prefix length.
+pub type Pool = (Ipv4Addr, u8);
+
+/// Whether `ip` lies in `pool`.
+pub fn in_pool(pool: Pool, ip: Ipv4Addr) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(pool.1.min(32))).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(pool.0) & mask
+}
+
+/// The pool's addresses a Service may get: all but the network's first and last (its
+/// network and broadcast addresses) when it has more than two.
+fn pool_addresses(pool: Pool) -> impl Iterator<Item = Ipv4Addr> {
+    let prefix = u32::from(pool.1.min(32));
+    let size = 1u64 << (32 - prefix);
+    let base = u64::from(u32::from(pool.0)) & !(size - 1);
+    let (first, last) =
+        if size > 2 { (base + 1, base + size - 2) } else { (base, base + size - 1) };
+    (first..=last).filter_map(|a| u32::try_from(a).ok().map(Ipv4Addr::from))
+}
+
+/// The pool addresses a Service's status holds.
+pub fn held(service: &Service, pool: Pool) -> Vec<Ipv4Addr> {
+    let ingress = service.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+    ingress
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .filter(|ip| in_pool(pool, *ip))
+        .collect()
+}
+
+/// The pool address `service` should have, other Services holding `taken`: the one it holds,
+/// else the one its `spec.loadBalancerIP` asks for (when in the pool and free; one outside
+/// the pool, or taken, gets none), else the lowest free one. `None` when none is left.
+pub fn pool_address(service: &Service, pool: Pool, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    let requested = service.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref());
+    if let Some(requested) = requested.filter(|r| !r.is_empty()) {
+        let ip: Ipv4Addr = requested.parse().ok()?;
+        return (in_pool(pool, ip) && !taken.contains(&ip)).then_some(ip);
+    }
+    if let Some(ip) = held(service, pool).into_iter().find(|ip| !taken.contains(ip)) {
+        return Some(ip);
+    }
+    pool_addresses(pool).find(|ip| !taken.contains(ip))
+}
 
 /// Whether this controller owns the Service's load balancer: type LoadBalancer without a
 /// `loadBalancerClass` (a class names another implementation).
@@ -119,6 +169,33 @@ mod tests {
         assert_eq!(
             ingress(&service("LoadBalancer", None, &["192.0.2.3", "192.0.2.9"]), &addresses),
             None
+        );
+    }
+
+    #[test]
+    fn pool_addresses_are_kept_requested_or_the_lowest_free() {
+        let pool: Pool = (Ipv4Addr::new(192, 0, 2, 0), 29);
+        let taken: BTreeSet<Ipv4Addr> = [Ipv4Addr::new(192, 0, 2, 1)].into();
+        let fresh = service("LoadBalancer", None, &[]);
+        assert_eq!(pool_address(&fresh, pool, &taken), Some(Ipv4Addr::new(192, 0, 2, 2)));
+        let holding = service("LoadBalancer", None, &["192.0.2.5"]);
+        assert_eq!(pool_address(&holding, pool, &taken), Some(Ipv4Addr::new(192, 0, 2, 5)));
+        let asks = |ip: &str| {
+            let mut s = service("LoadBalancer", None, &[]);
+            if let Some(spec) = s.spec.as_mut() {
+                spec.load_balancer_ip = Some(ip.into());
+            }
+            s
+        };
+        let asking = asks("192.0.2.6");
+        assert_eq!(pool_address(&asking, pool, &taken), Some(Ipv4Addr::new(192, 0, 2, 6)));
+        assert_eq!(pool_address(&asks("192.0.2.1"), pool, &taken), None);
+        // .1 to .6 of a /29: the network and broadcast addresses are never given.
+        let full: BTreeSet<Ipv4Addr> = (1..=6).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
+        assert_eq!(pool_address(&fresh, pool, &full), None);
+        assert!(
+            in_pool(pool, Ipv4Addr::new(192, 0, 2, 7))
+                && !in_pool(pool, Ipv4Addr::new(192, 0, 2, 8))
         );
     }
 

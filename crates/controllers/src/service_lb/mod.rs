@@ -1,12 +1,15 @@
-//! The service load balancer for bare hosts (upstream's `service-controller`, with the
-//! node addresses k3s's service load balancer gives): a LoadBalancer Service's
-//! `status.loadBalancer.ingress` holds the ready nodes' addresses, on which every node's
-//! service proxy answers the Service's ports. The choices are in `decide.rs`.
+//! The service load balancer for bare hosts (upstream's `service-controller`): a LoadBalancer
+//! Service's `status.loadBalancer.ingress` holds the ready nodes' addresses (as k3s's service
+//! load balancer gives them), or with a pool (`--load-balancer-ip-pool`) an address of its
+//! own from it; every node's service proxy answers them on the Service's ports. The choices
+//! are in `decide.rs`.
 
 pub mod decide;
 
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -24,15 +27,29 @@ pub const NAME: &str = "service-controller";
 struct Context {
     client: Client,
     nodes: Store<Node>,
+    services: Store<Service>,
+    pool: Option<decide::Pool>,
+    /// Pool addresses given and not yet seen in the cache, by Service (namespace, name): two
+    /// Services reconciled before the cache shows the first one's status must not get the
+    /// same address.
+    given: Mutex<HashMap<Ipv4Addr, (String, String)>>,
 }
 
-/// Runs the controller on the shared Service and Node caches, writing as `client`.
+/// Runs the controller on the shared Service and Node caches, writing as `client`; with a
+/// `pool`, each LoadBalancer Service gets an address of its own from it.
 pub fn run(
     client: Client,
     services: &mut Informer<Service>,
     nodes: &mut Informer<Node>,
+    pool: Option<decide::Pool>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let context = Arc::new(Context { client, nodes: nodes.store() });
+    let context = Arc::new(Context {
+        client,
+        nodes: nodes.store(),
+        services: services.store(),
+        pool,
+        given: Mutex::new(HashMap::new()),
+    });
     // A node that comes, goes or changes readiness moves every load balancer's addresses.
     let node_changes = nodes.subscribe().map(|_| ());
     Controller::for_shared_stream(services.subscribe(), services.store())
@@ -49,8 +66,16 @@ fn error_policy(service: Arc<Service>, error: &kube::Error, _: Arc<Context>) -> 
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     krust_client::informer::ready(&ctx.nodes).await;
-    let nodes = ctx.nodes.state();
-    let addresses = decide::node_addresses(nodes.iter().map(|n| n.as_ref()));
+    let addresses = match ctx.pool {
+        Some(pool) if decide::owned(&service) => match pool_address(&service, pool, &ctx) {
+            Some(ip) => vec![ip.to_string()],
+            None => {
+                tracing::warn!(service = %service.name_any(), "the load balancer pool has no address left");
+                return Ok(Action::requeue(std::time::Duration::from_secs(30)));
+            }
+        },
+        _ => decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref())),
+    };
     let Some(ingress) = decide::ingress(&service, &addresses) else {
         return Ok(Action::await_change());
     };
@@ -65,4 +90,28 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(Action::await_change()),
         Err(e) => Err(e),
     }
+}
+
+/// Picks `service`'s pool address against every other Service's (those the cache shows, and
+/// those given since), and remembers it as given.
+fn pool_address(service: &Service, pool: decide::Pool, ctx: &Context) -> Option<Ipv4Addr> {
+    let key = (service.namespace().unwrap_or_default(), service.name_any());
+    let services = ctx.services.state();
+    let mut given = ctx.given.lock().unwrap_or_else(|e| e.into_inner());
+    // What the cache shows now needs no memory; Services gone give theirs back.
+    let holders: HashMap<(String, String), &Arc<Service>> =
+        services.iter().map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s)).collect();
+    given.retain(|ip, holder| {
+        holders.get(holder).is_some_and(|s| decide::owned(s) && !decide::held(s, pool).contains(ip))
+    });
+    let mut taken: BTreeSet<Ipv4Addr> = services
+        .iter()
+        .filter(|s| (s.namespace().unwrap_or_default(), s.name_any()) != key)
+        .flat_map(|s| decide::held(s, pool))
+        .collect();
+    taken.extend(given.iter().filter(|(_, holder)| **holder != key).map(|(ip, _)| *ip));
+    let ip = decide::pool_address(service, pool, &taken)?;
+    given.retain(|_, holder| *holder != key);
+    given.insert(ip, key);
+    Some(ip)
 }
