@@ -307,6 +307,22 @@ async fn set_up(handle: &rtnetlink::Handle, name: &str) -> Result<(), SysError> 
         .map_err(netlink_fail(format!("cannot bring {name} up")))
 }
 
+/// A link's MAC address, from sysfs.
+fn read_mac(name: &str) -> Result<Vec<u8>, SysError> {
+    let path = Path::new("/sys/class/net").join(name).join("address");
+    let text =
+        fs::read_to_string(&path).map_err(io_fail(format!("cannot read {}", path.display())))?;
+    let mac: Vec<u8> =
+        text.trim().split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+    if mac.len() != 6 {
+        return Err(SysError {
+            what: format!("{name} has no MAC address"),
+            source: std::io::Error::other(text),
+        });
+    }
+    Ok(mac)
+}
+
 /// Gives the bridge its own MAC address for good (its current one, set explicitly). A bridge
 /// whose address the kernel chose takes the lowest of its ports' addresses, so a pod that
 /// leaves could change the gateway's address under every other pod, whose ARP entries then
@@ -322,16 +338,7 @@ async fn pin_bridge_address(
     if assigned.trim() == NET_ADDR_SET {
         return Ok(());
     }
-    let text = fs::read_to_string(sysfs.join("address"))
-        .map_err(io_fail(format!("cannot read {name}'s address")))?;
-    let address: Vec<u8> =
-        text.trim().split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
-    if address.len() != 6 {
-        return Err(SysError {
-            what: format!("{name} has no MAC address"),
-            source: std::io::Error::other(text),
-        });
-    }
+    let address = read_mac(name)?;
     handle
         .link()
         .set(rtnetlink::LinkUnspec::new_with_index(index).address(address).build())
@@ -414,6 +421,23 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
             .execute()
             .await
             .map_err(netlink_fail("cannot attach the pod's veth to the bridge"))?;
+        // The node's neighbour entry for the address names the new pod's MAC at once (as the
+        // gratuitous ARP of CNI's bridge plugin does): an address that an ended pod had still
+        // pointed at that pod's MAC, and what the node forwarded to it (Service traffic) was
+        // lost until the entry expired, up to half a minute.
+        let mac = read_mac(&peer)?;
+        handle
+            .neighbours()
+            .add(bridge, host.address.into())
+            .link_layer_address(&mac)
+            .state(rtnetlink::packet_route::neighbour::NeighbourState::Stale)
+            .replace()
+            .execute()
+            .await
+            .map_err(netlink_fail(format!(
+                "cannot set the node's neighbour entry for {}",
+                host.address
+            )))?;
         // Hairpin: a pod reaching its own Service gets its packets back through its own
         // bridge port (upstream kubelet's `hairpin-veth` mode), which a bridge refuses
         // unless the port allows it.
