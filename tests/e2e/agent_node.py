@@ -46,7 +46,8 @@ class Node:
     (its cluster DNS on the link `<bridge>-dns`, its service proxy's nf_tables table
     `<bridge>-proxy`, its NetworkPolicy table `<bridge>-policy`)."""
 
-    def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1", node_ip="127.0.0.1"):
+    def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1", node_ip="127.0.0.1",
+                 ingress=False):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
         self.node_ip = node_ip
@@ -65,6 +66,7 @@ class Node:
         self.server.agent = True
         self.server.bind_address = bind_address
         self.server.scheduler = True  # pods without a node are placed on this one
+        self.server.ingress = ingress
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
                                   "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", node_ip,
                                   "--agent-port", str(free_port()),

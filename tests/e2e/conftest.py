@@ -280,6 +280,7 @@ class KrustServer:
         self.agent = False  # whether the server runs its node agent (tests of pods opt in)
         self.bind_address = "127.0.0.1"  # 0.0.0.0 for tests of pods reaching the API
         self.scheduler = False  # whether the server runs its scheduler (tests of it opt in)
+        self.ingress = False  # whether the server runs its Ingress controller (on ports 80, 443)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.creds: Creds | None = None
@@ -294,6 +295,8 @@ class KrustServer:
             cmd.append("--disable-agent")
         if not self.scheduler:
             cmd.append("--disable-scheduler")
+        if not self.ingress:
+            cmd.append("--disable-ingress")  # (its ports 80 and 443 are the host's)
         return cmd + list(self.extra_args)
 
     def start(self, timeout=READY_TIMEOUT):

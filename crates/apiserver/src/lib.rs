@@ -212,6 +212,8 @@ pub struct RunningServer {
     pub controller_manager_kubeconfig: PathBuf,
     /// The path of the scheduler's kubeconfig (`system:kube-scheduler`).
     pub scheduler_kubeconfig: PathBuf,
+    /// The path of the built-in ingress controller's kubeconfig (`system:krust-ingress`).
+    pub ingress_kubeconfig: PathBuf,
     /// The URL clients on this host reach the server at (as the kubeconfigs name it).
     pub server_url: String,
 }
@@ -354,6 +356,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         kubeconfig: config.data_dir.join("admin.kubeconfig"),
         controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
         scheduler_kubeconfig: config.data_dir.join(pki::SCHEDULER_KUBECONFIG),
+        ingress_kubeconfig: config.data_dir.join(pki::INGRESS_KUBECONFIG),
         server_url,
     })
 }

@@ -235,6 +235,16 @@ pub fn ensure(
         kubeconfig(server_url, &ca_cert, SCHEDULER_USER, &scheduler_cert, &scheduler_key);
     write(&data_dir.join(SCHEDULER_KUBECONFIG), &scheduler_kubeconfig)?;
 
+    // The built-in ingress controller's identity, bound to `system:krust-ingress`.
+    let mut ingress = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ingress"))?;
+    ingress.distinguished_name = name(INGRESS_USER, None);
+    ingress.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    ingress.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let (ingress_cert, ingress_key) = leaf("ingress", ingress)?;
+    let ingress_kubeconfig =
+        kubeconfig(server_url, &ca_cert, INGRESS_USER, &ingress_cert, &ingress_key);
+    write(&data_dir.join(INGRESS_KUBECONFIG), &ingress_kubeconfig)?;
+
     let mut kubelet_client = CertificateParams::new(Vec::<String>::new())
         .map_err(cert_err("apiserver-kubelet-client"))?;
     kubelet_client.distinguished_name =
@@ -288,6 +298,10 @@ pub const CONTROLLER_MANAGER_KUBECONFIG: &str = "controller-manager.kubeconfig";
 
 /// The scheduler's user name (upstream's).
 pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+/// The built-in ingress controller's user.
+pub const INGRESS_USER: &str = "system:krust-ingress";
+/// The built-in ingress controller's kubeconfig, under the data dir.
+pub const INGRESS_KUBECONFIG: &str = "ingress.kubeconfig";
 
 /// The scheduler's kubeconfig, under the data dir.
 pub const SCHEDULER_KUBECONFIG: &str = "scheduler.kubeconfig";

@@ -68,6 +68,7 @@ impl ServerCommand {
             .arg("--disable-controller-manager")
             .arg("--disable-scheduler")
             .arg("--disable-agent")
+            .arg("--disable-ingress")
             .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null());

@@ -154,6 +154,15 @@ struct ServerArgs {
     /// Runs no scheduler in this process (run one with `krust scheduler`).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Runs no Ingress controller in this process.
+    #[arg(long)]
+    disable_ingress: bool,
+    /// Where the Ingress controller serves HTTP.
+    #[arg(long, default_value = "0.0.0.0:80")]
+    ingress_http_address: std::net::SocketAddr,
+    /// Where the Ingress controller serves HTTPS.
+    #[arg(long, default_value = "0.0.0.0:443")]
+    ingress_https_address: std::net::SocketAddr,
     /// The in-process scheduler's configuration: a `KubeSchedulerConfiguration` file
     /// (`kubescheduler.config.k8s.io/v1`, YAML or JSON).
     #[arg(long)]
@@ -592,6 +601,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         &options.node_name,
     )
     .context("cannot write the node agent's kubeconfig")?;
+    let node_ip = options.node_ip;
     let mut agent = None;
     let mut proxy = None;
     let mut policy = None;
@@ -613,6 +623,30 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             }
         }));
     }
+    let ingress = if args.disable_ingress {
+        None
+    } else {
+        let (config, _) = krust_client::config_from_kubeconfig(&running.ingress_kubeconfig)
+            .await
+            .context("cannot read the ingress controller's kubeconfig")?;
+        // Ingresses list the address the proxy listens on, or the node's when it listens on all.
+        let listening = args.ingress_http_address.ip();
+        let address = if listening.is_unspecified() {
+            node_ip.map(|ip| ip.to_string())
+        } else {
+            Some(listening.to_string())
+        };
+        let options = krust_ingress::Options {
+            http: args.ingress_http_address,
+            https: args.ingress_https_address,
+            addresses: address.into_iter().collect(),
+        };
+        Some(tokio::spawn(async move {
+            if let Err(e) = krust_ingress::run(config, options).await {
+                tracing::error!(error = %e, "the ingress controller stopped");
+            }
+        }))
+    };
     wait_for_signal().await;
     tracing::info!(grace = ?args.shutdown_grace_period, "shutting down");
     // The controllers and the agent stop first: they are clients of the server that is
@@ -624,7 +658,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
-    for task in agent.into_iter().chain(proxy).chain(policy) {
+    for task in agent.into_iter().chain(proxy).chain(policy).chain(ingress) {
         task.abort();
     }
     let left = running.shutdown(args.shutdown_grace_period).await;

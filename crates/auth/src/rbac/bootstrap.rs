@@ -501,6 +501,20 @@ const ROLES: &[Entry] = &[
         aggregates: None,
         rules: &[r(&["get"], CORE, &["nodes"]), r(&["patch"], CORE, &["nodes/status"]), EVENTS],
     },
+    // krust's own: the built-in ingress controller (the rules of ingress-nginx's role).
+    Entry {
+        name: "system:krust-ingress",
+        labels: &[],
+        aggregates: None,
+        rules: &[
+            r(LW, CORE, &["services", "secrets"]),
+            r(LW, &["discovery.k8s.io"], &["endpointslices"]),
+            r(LW, &["networking.k8s.io"], &["ingresses"]),
+            r(&["get", "list", "watch", "create"], &["networking.k8s.io"], &["ingressclasses"]),
+            r(&["update", "patch"], &["networking.k8s.io"], &["ingresses/status"]),
+            EVENTS,
+        ],
+    },
     // krust's own (as k3s's `system:k3s-controller` for its network policy controller): the
     // node agents enforce NetworkPolicy, so they read policies, namespaces and pods.
     Entry {
@@ -893,6 +907,7 @@ const BINDINGS: &[(&str, &[(&str, &str)])] = &[
     // so nodes read what kube-proxy reads.
     ("system:node-proxier", &[("User", "system:kube-proxy"), ("Group", "system:nodes")]),
     ("system:krust-network-policy", &[("Group", "system:nodes")]),
+    ("system:krust-ingress", &[("User", "system:krust-ingress")]),
     ("system:service-account-issuer-discovery", &[("Group", "system:serviceaccounts")]),
 ];
 

@@ -1,0 +1,124 @@
+//! krust's built-in Ingress controller (as k3s ships Traefik, but inside the binary): an API
+//! client that serves the Ingresses of its IngressClass through an HTTP and HTTPS reverse
+//! proxy on the host, straight to the backends' ready endpoints.
+//!
+//! `class.rs` (which Ingresses are served) and `routes.rs` (the routing table) are pure;
+//! `tls.rs` chooses certificates by server name; `proxy.rs` holds the listeners; `sync.rs`
+//! the watches that rebuild the table and write the Ingresses' status.
+
+pub mod class;
+mod proxy;
+pub mod routes;
+mod sync;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+pub use kube::Config;
+
+/// The controller name of krust's IngressClasses.
+pub const CONTROLLER: &str = "krust.dev/ingress";
+/// The IngressClass made at start when missing, as the cluster's default.
+pub const CLASS: &str = "krust";
+
+/// Why the Ingress controller cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API client could not be made.
+    #[error("cannot make the ingress controller's API client: {0}")]
+    Client(#[source] kube::Error),
+    /// A listener could not be bound.
+    #[error("cannot serve ingress traffic on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Where the proxy listens and what it reports.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The plain HTTP listener (`:80` by default).
+    pub http: SocketAddr,
+    /// The HTTPS listener (`:443` by default).
+    pub https: SocketAddr,
+    /// The addresses served Ingresses' `status.loadBalancer.ingress` lists.
+    pub addresses: Vec<String>,
+}
+
+/// Runs the Ingress controller, an API client through `config`, until the process ends.
+pub async fn run(config: Config, options: Options) -> Result<(), Error> {
+    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    let bind = |address: SocketAddr| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Bind { address, source })
+    };
+    let (http, https) = (bind(options.http).await?, bind(options.https).await?);
+    ensure_class(&client).await;
+
+    let resolver = Arc::new(tls::Resolver {
+        certificates: RwLock::new(Arc::new(tls::Certificates::default())),
+        default: Arc::new(tls::default_certificate()?),
+    });
+    let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_cert_resolver(resolver.clone());
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+
+    let shared = Arc::new(proxy::Shared::new());
+    tokio::spawn(proxy::http(shared.clone(), http));
+    tokio::spawn(proxy::https(shared.clone(), https, acceptor));
+    tracing::info!(http = %options.http, https = %options.https, "ingress serving");
+    let targets = sync::Targets {
+        shared,
+        resolver,
+        addresses: options.addresses,
+        controller: CONTROLLER.to_string(),
+    };
+    sync::run(client, targets).await;
+    Ok(())
+}
+
+/// Makes the IngressClass `krust` (the cluster's default) unless it exists; an operator's
+/// later edits (such as removing the default mark) stay.
+async fn ensure_class(client: &kube::Client) {
+    let api: Api<IngressClass> = Api::all(client.clone());
+    match api.get_opt(CLASS).await {
+        Ok(Some(_)) => return,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "ingress: cannot read the IngressClass {CLASS}");
+            return;
+        }
+    }
+    let class = IngressClass {
+        metadata: ObjectMeta {
+            name: Some(CLASS.into()),
+            annotations: Some(BTreeMap::from([(class::DEFAULT_CLASS.into(), "true".into())])),
+            ..Default::default()
+        },
+        spec: Some(IngressClassSpec { controller: Some(CONTROLLER.into()), ..Default::default() }),
+    };
+    match api.create(&PostParams::default(), &class).await {
+        Ok(_) => tracing::info!("ingress: created the default IngressClass {CLASS}"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => tracing::warn!(error = %e, "ingress: cannot create the IngressClass {CLASS}"),
+    }
+}

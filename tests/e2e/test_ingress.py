@@ -1,0 +1,183 @@
+"""The built-in Ingress controller: an HTTP and HTTPS proxy on the host (here on loopback
+ports of the test's own) routes hosts and paths to Services' ready pods, serves TLS
+certificates from Secrets by SNI, writes the Ingresses' status, and takes a configuration
+change without dropping a request in flight.
+
+Needs what test_agent.py needs: root, runc and busybox-static; and openssl for certificates."""
+
+import http.client
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_node import IMAGE, NEEDS_AGENT, Node, apply, wait_pod  # noqa: F401
+from conftest import KUBECTL_VERSIONS, Kubectl, free_port, rand_suffix, wait_for
+
+pytestmark = NEEDS_AGENT
+
+# Each server answers every path it knows with its app and pod name; /cgi-bin/slow after 3 s.
+SERVE = ("for d in /www /www/api /www/v2; do mkdir -p $d && echo $APP $(hostname) > $d/index.html; done; "
+         "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\nsleep 3\\necho Content-Type: text/plain\\necho\\necho slow\\n' "
+         "> /www/cgi-bin/slow && chmod +x /www/cgi-bin/slow && exec httpd -f -p 8080 -h /www")
+
+
+@pytest.fixture(scope="module")
+def node(e2e_tmp):
+    workdir = Path(tempfile.mkdtemp(prefix="test_ingress-", dir=e2e_tmp))
+    http_port, https_port = free_port(), free_port()
+    n = Node(workdir, ["--ingress-http-address", f"127.0.0.1:{http_port}",
+                       "--ingress-https-address", f"127.0.0.1:{https_port}"], ingress=True)
+    n.http_port, n.https_port = http_port, https_port
+    yield n
+    n.cleanup()
+
+
+@pytest.fixture(scope="module")
+def k(node):
+    return Kubectl(KUBECTL_VERSIONS[-1], node.cluster, node.workdir)
+
+
+@pytest.fixture
+def ns(node):
+    name = f"e2e-ingress-{rand_suffix()}"
+    node.cluster.create_namespace(name)
+    yield name
+    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
+
+
+def app(k, ns, node, name, replicas=1):
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+              "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                       "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                           "nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                           "containers": [{"name": "httpd", "image": IMAGE, "env": [{"name": "APP", "value": name}],
+                                           "command": ["sh", "-c", SERVE],
+                                           "ports": [{"name": "http", "containerPort": 8080}]}]}}}})
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": ns},
+              "spec": {"selector": {"app": name}, "ports": [{"name": "web", "port": 80, "targetPort": "http"}]}})
+
+
+def get(node, host, path="/", timeout=10):
+    """A GET through the ingress: (status, body)."""
+    c = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Host": host})
+        r = c.getresponse()
+        return r.status, r.read().decode().strip()
+    finally:
+        c.close()
+
+
+def answers(node, host, path, app_name):
+    status, body = get(node, host, path)
+    return status == 200 and body.startswith(app_name + " ")
+
+
+def certificate(workdir: Path, host: str):
+    key, crt = workdir / f"{host}.key", workdir / f"{host}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=DNS:{host}"], check=True, capture_output=True)
+    return crt, key
+
+
+def served_name(node, server_name, cafile=None):
+    """The common name of the certificate the HTTPS listener shows for `server_name`, and the
+    body of a GET / through it."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
+    with socket.create_connection(("127.0.0.1", node.https_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=server_name) as tls:
+            der = tls.getpeercert(binary_form=True)
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := tls.recv(65536):
+                data += chunk
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    subject = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True,
+                             text=True, check=True).stdout
+    return subject, data.decode(errors="replace").split("\r\n\r\n", 1)[-1].strip()
+
+
+def test_hosts_and_paths_over_http_and_https(node, k, ns):
+    app(k, ns, node, "alpha")
+    app(k, ns, node, "beta")
+    crt, key = certificate(node.workdir, "a.test")
+    k("create", "secret", "tls", "a-cert", "-n", ns, f"--cert={crt}", f"--key={key}")
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"tls": [{"hosts": ["a.test"], "secretName": "a-cert"}],
+                       "rules": [
+                           {"host": "a.test", "http": {"paths": [
+                               {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "alpha", "port": {"name": "web"}}}},
+                               {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "beta", "port": {"number": 80}}}}]}},
+                           {"host": "b.test", "http": {"paths": [
+                               {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "beta", "port": {"number": 80}}}}]}}]}})
+    # No class named: the default class is krust's, made at start.
+    klass = k.json("get", "ingressclass", "krust")
+    assert klass["spec"]["controller"] == "krust.dev/ingress"
+    assert klass["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
+
+    wait_for(lambda: answers(node, "a.test", "/", "alpha") and answers(node, "b.test", "/", "beta"),
+             90, interval=0.5, what="both hosts routed")
+    assert answers(node, "a.test", "/api/", "beta")
+    assert answers(node, "a.test:80", "/v2/", "alpha")  # the Host header's port is not the host's
+    assert get(node, "c.test")[0] == 404  # no rule, no default backend
+
+    # HTTPS: a.test's own certificate by SNI; other names get the default one.
+    subject, body = served_name(node, "a.test", cafile=str(crt))
+    assert "CN = a.test" in subject and body.startswith("alpha ")
+    subject, _ = served_name(node, "b.test")
+    assert "a.test" not in subject
+
+    # The status names the address the proxy listens on.
+    status = wait_for(lambda: k.json("get", "ingress", "web", "-n", ns)["status"]["loadBalancer"].get("ingress"),
+                      30, interval=0.5, what="the ingress status")
+    assert status == [{"ip": "127.0.0.1"}]
+
+
+def test_default_backend_unready_backends_and_a_change_in_flight(node, k, ns):
+    app(k, ns, node, "gamma")
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody", "namespace": ns},
+              "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80}]}})
+    host = f"{ns}.test"
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": ns},
+               "spec": {"ingressClassName": "krust",
+                        "rules": [{"host": host, "http": {"paths": [
+                            {"path": "/api", "pathType": "Exact", "backend": {"service": {"name": "nobody", "port": {"number": 80}}}},
+                            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "gamma", "port": {"number": 80}}}}]}}]}}
+    apply(k, ingress)
+    wait_for(lambda: answers(node, host, "/", "gamma"), 90, interval=0.5, what="the host routed")
+    assert get(node, host, "/api")[0] == 503  # Exact, to a Service without ready endpoints
+    assert answers(node, host, "/api/", "gamma")  # not that Exact path: the Prefix /
+
+    # A slow request in flight while the Ingress changes: it completes.
+    result = {}
+
+    def slow():
+        result["slow"] = get(node, host, "/cgi-bin/slow", timeout=20)
+
+    t = threading.Thread(target=slow)
+    t.start()
+    ingress["spec"]["rules"][0]["http"]["paths"].insert(0, {
+        "path": "/new", "pathType": "Prefix", "backend": {"service": {"name": "nobody", "port": {"number": 80}}}})
+    apply(k, ingress)
+    wait_for(lambda: get(node, host, "/new")[0] == 503, 30, interval=0.3, what="the change applied")
+    t.join(30)
+    assert result.get("slow") == (200, "slow")
+
+    # A default backend takes what no rule does; an Ingress of another class is not served.
+    ingress["spec"]["defaultBackend"] = {"service": {"name": "gamma", "port": {"number": 80}}}
+    apply(k, ingress)
+    wait_for(lambda: answers(node, f"other-{host}", "/", "gamma"), 30, interval=0.3, what="the default backend")
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "theirs", "namespace": ns},
+              "spec": {"ingressClassName": "someone-else",
+                       "rules": [{"host": f"theirs-{host}", "http": {"paths": [
+                           {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "nobody", "port": {"number": 80}}}}]}}]}})
+    k("delete", "ingress", "web", "-n", ns)
+    wait_for(lambda: get(node, host, "/")[0] == 404, 30, interval=0.3, what="the routes gone")
+    assert get(node, f"theirs-{host}", "/")[0] == 404
+    assert not k.json("get", "ingress", "theirs", "-n", ns).get("status", {}).get("loadBalancer", {}).get("ingress")
