@@ -107,6 +107,7 @@ async fn relay(
     }
     let endpoint =
         upstream.endpoints[shared.turn.fetch_add(1, Ordering::Relaxed) % upstream.endpoints.len()];
+    let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
         return text(StatusCode::BAD_REQUEST, "bad request target\n");
@@ -124,6 +125,14 @@ async fn relay(
         .collect();
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
+    }
+    // An HTTP/2 request names its host in its authority only: the HTTP/1.1 backend gets it as
+    // the Host header.
+    if !headers.contains_key(header::HOST)
+        && !authority.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&authority)
+    {
+        headers.insert(header::HOST, value);
     }
     let client_ip = peer.ip().to_string();
     let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
