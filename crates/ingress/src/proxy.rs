@@ -1,6 +1,7 @@
 //! The HTTP and HTTPS listeners: each request is routed by the table current when it
-//! arrives, and relayed to one of its backend's ready endpoints (in turn). A new table applies
-//! to the next request; connections and requests in flight keep going.
+//! arrives, and relayed to one of its backend's ready endpoints (in turn); an upgraded
+//! connection (WebSocket) is relayed both ways once the backend switches protocols. A new
+//! table applies to the next request; connections and requests in flight keep going.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,17 +115,28 @@ async fn relay(
     };
     *request.uri_mut() = uri;
     *request.version_mut() = http::Version::HTTP_11;
-    let headers = request.headers_mut();
     // What the Connection header names is hop-by-hop too.
-    let named: Vec<HeaderName> = headers
+    let named: Vec<HeaderName> = request
+        .headers()
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
+    // An upgrade (WebSocket and the like) is passed on, and its connection relayed after.
+    let upgrade = named
+        .contains(&header::UPGRADE)
+        .then(|| request.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
+    let headers = request.headers_mut();
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
+    }
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
     }
     // An HTTP/2 request names its host in its authority only: the HTTP/1.1 backend gets it as
     // the Host header.
@@ -150,7 +162,21 @@ async fn relay(
         }
     }
     match shared.client.request(request).await {
-        Ok(response) => {
+        Ok(mut response) => {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                && let Some(client_upgrade) = client_upgrade
+            {
+                let backend_upgrade = hyper::upgrade::on(&mut response);
+                tokio::spawn(async move {
+                    let (Ok(client), Ok(backend)) = (client_upgrade.await, backend_upgrade.await)
+                    else {
+                        return;
+                    };
+                    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+                });
+                return response.map(|body| body.boxed());
+            }
             let (mut parts, body) = response.into_parts();
             for name in &HOP_BY_HOP {
                 parts.headers.remove(name);
@@ -173,7 +199,7 @@ where
         async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, scheme).await) }
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, error = %e, "ingress: connection ended");
     }
 }
