@@ -243,6 +243,9 @@ pub async fn relay(
     peer: SocketAddr,
     listener: Listener,
 ) -> Response<Body> {
+    if request.method() == http::Method::CONNECT {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
+    }
     let table = shared.table();
     let authority = authority(&request).map(str::to_string);
     let host = route_host(authority.as_deref().unwrap_or(""));
@@ -576,6 +579,8 @@ mod tests {
         assert!(answer.ends_with("default backend - 404\n"));
         assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: none.test\r\n", "").await), 503);
         assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await), 503);
+        let answer = send(p, "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n", "").await;
+        assert_eq!(status(&answer), 405, "{answer}");
     }
 
     #[tokio::test]
