@@ -7,7 +7,7 @@
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
-mod proxy;
+pub mod proxy;
 pub mod routes;
 mod sync;
 pub mod tls;
@@ -15,6 +15,7 @@ pub mod tls;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::{IngressClass, IngressClassSpec};
 use kube::Api;
@@ -41,23 +42,28 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// A certificate or key could not be used.
-    #[error("TLS: {0}")]
-    Tls(String),
+    /// The default certificate could not be made.
+    #[error(transparent)]
+    Certificate(#[from] tls::CertificateError),
+    /// The TLS configuration was refused.
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[source] rustls::Error),
 }
 
 /// Where the proxy listens and what it reports.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The plain HTTP listener (`:80` by default).
+    /// The plain HTTP listener (`0.0.0.0:80` in `krust server` by default).
     pub http: SocketAddr,
-    /// The HTTPS listener (`:443` by default).
+    /// The HTTPS listener (`0.0.0.0:443` by default).
     pub https: SocketAddr,
-    /// The addresses served Ingresses' `status.loadBalancer.ingress` lists.
+    /// The addresses served Ingresses' `status.loadBalancer.ingress` lists (IPs, or host names).
     pub addresses: Vec<String>,
 }
 
-/// Runs the Ingress controller, an API client through `config`, until the process ends.
+/// Runs the Ingress controller, an API client through `config`, until the process ends:
+/// binds both listeners (failing if either cannot be bound), makes the IngressClass `krust`
+/// when there is none (retried until the API answers), then serves Ingresses as they change.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     let client = kube::Client::try_from(config).map_err(Error::Client)?;
     let bind = |address: SocketAddr| async move {
@@ -66,19 +72,18 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
             .map_err(|source| Error::Bind { address, source })
     };
     let (http, https) = (bind(options.http).await?, bind(options.https).await?);
-    ensure_class(&client).await;
+    tokio::spawn(ensure_class(client.clone()));
 
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let resolver = Arc::new(tls::Resolver {
         certificates: RwLock::new(Arc::new(tls::Certificates::default())),
-        default: Arc::new(tls::default_certificate()?),
+        default: Arc::new(tls::default_certificate(&provider)?),
     });
-    let mut server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
-    .with_no_client_auth()
-    .with_cert_resolver(resolver.clone());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(Error::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
 
@@ -91,23 +96,17 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         resolver,
         addresses: options.addresses,
         controller: CONTROLLER.to_string(),
+        provider,
     };
     sync::run(client, targets).await;
     Ok(())
 }
 
-/// Makes the IngressClass `krust` (the cluster's default) unless it exists; an operator's
-/// later edits (such as removing the default mark) stay.
-async fn ensure_class(client: &kube::Client) {
-    let api: Api<IngressClass> = Api::all(client.clone());
-    match api.get_opt(CLASS).await {
-        Ok(Some(_)) => return,
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "ingress: cannot read the IngressClass {CLASS}");
-            return;
-        }
-    }
+/// Makes the IngressClass `krust` (the cluster's default) unless it exists, retrying with
+/// back-off until the API answers; an operator's later edits (such as removing the default
+/// mark) stay, and a deleted class is not made again until the next start.
+async fn ensure_class(client: kube::Client) {
+    let api: Api<IngressClass> = Api::all(client);
     let class = IngressClass {
         metadata: ObjectMeta {
             name: Some(CLASS.into()),
@@ -116,9 +115,24 @@ async fn ensure_class(client: &kube::Client) {
         },
         spec: Some(IngressClassSpec { controller: Some(CONTROLLER.into()), ..Default::default() }),
     };
-    match api.create(&PostParams::default(), &class).await {
-        Ok(_) => tracing::info!("ingress: created the default IngressClass {CLASS}"),
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => tracing::warn!(error = %e, "ingress: cannot create the IngressClass {CLASS}"),
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let result = match api.get_opt(CLASS).await {
+            Ok(Some(_)) => return,
+            Ok(None) => api.create(&PostParams::default(), &class).await.map(|_| true),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                tracing::info!("ingress: created the default IngressClass {CLASS}");
+                return;
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "ingress: cannot make the IngressClass {CLASS}; retrying")
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }

@@ -1,34 +1,61 @@
-//! The HTTP and HTTPS listeners: each request is routed by the table current when it
-//! arrives, and relayed to one of its backend's ready endpoints (in turn); an upgraded
-//! connection (WebSocket) is relayed both ways once the backend switches protocols. A new
-//! table applies to the next request; connections and requests in flight keep going.
+//! The HTTP and HTTPS listeners: each request is routed by the table current when it arrives
+//! and relayed to one of its backend's ready endpoints, in turn. A new table applies to the
+//! next request; connections and requests in flight keep going with what they started with.
+//!
+//! What a backend receives, as from ingress-nginx with its defaults: the request with its
+//! `Host`, HTTP/1.1, without hop-by-hop headers (RFC 9110 section 7.6.1: `Connection` and what
+//! it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`)
+//! nor `Proxy` (httpoxy), with `X-Request-ID` (the client's, else a new one), `X-Real-IP` and
+//! `X-Forwarded-For` (the client's address: headers from clients are not trusted, and the
+//! client's `X-Forwarded-For` goes on as `X-Original-Forwarded-For`), `X-Forwarded-Host`,
+//! `X-Forwarded-Port`, `X-Forwarded-Proto` and `X-Scheme`. An upgrade (WebSocket) is relayed,
+//! then bytes are copied both ways. A connection refused or timed out moves on to the next
+//! endpoint (at most three tries) when the request has no body to replay; a backend that fails
+//! otherwise gets the client a 502, one that does not answer within 60 s a 504.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::routes::Table;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+/// The body of requests to backends and of answers to clients.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How long a backend may take to accept a connection (ingress-nginx's `proxy-connect-timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a backend may take to answer a request's head (ingress-nginx's
+/// `proxy-read-timeout`).
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client may take to send a request's head (nginx's `client_header_timeout`).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many endpoints a request without a body tries (ingress-nginx's
+/// `proxy-next-upstream-tries`).
+const TRIES: usize = 3;
 
 /// What every connection shares.
 pub struct Shared {
     /// The routing table, swapped whole on each change.
     pub table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Incoming>,
-    turn: AtomicUsize,
+    client: Client<HttpConnector, Body>,
+    request_ids: AtomicU64,
+    seed: RandomState,
 }
 
 impl Shared {
@@ -36,12 +63,32 @@ impl Shared {
     pub fn new() -> Shared {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         Shared {
             table: RwLock::new(Arc::new(Table::default())),
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            turn: AtomicUsize::new(0),
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(TokioTimer::new())
+                .build(connector),
+            request_ids: AtomicU64::new(0),
+            seed: RandomState::new(),
         }
+    }
+
+    /// Replaces the routing table; requests that already hold the old one finish with it.
+    pub fn swap(&self, table: Arc<Table>) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A new request id: 32 hex digits, unique per process (not a secret).
+    fn request_id(&self) -> String {
+        let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        let (a, b) = (self.seed.hash_one(n), self.seed.hash_one(!n));
+        format!("{a:016x}{b:016x}")
     }
 }
 
@@ -51,15 +98,35 @@ impl Default for Shared {
     }
 }
 
+/// The listener a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct Listener {
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Its port (`X-Forwarded-Port`).
+    pub port: u16,
+}
+
 /// Headers that belong to one connection, never relayed (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 6] = [
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRAILER,
+    header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
+static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
+static PROXY: HeaderName = HeaderName::from_static("proxy");
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(
@@ -72,133 +139,221 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// The request's host, lower case and without its port.
-fn host_of(request: &Request<Incoming>) -> String {
-    let host = request
+/// The request's host as the client wrote it (`Host`, or the HTTP/2 authority), with its port.
+fn authority<B>(request: &Request<B>) -> Option<&str> {
+    request
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())
-        .unwrap_or("");
-    let host = match host.strip_prefix('[') {
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+}
+
+/// A host as routes name it: lower case, without its port and final dot (an IPv6 literal
+/// without its brackets).
+pub fn route_host(authority: &str) -> String {
+    let host = match authority.strip_prefix('[') {
         Some(literal) => literal.split(']').next().unwrap_or(""),
-        None => match host.rsplit_once(':') {
-            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-                name
-            }
-            _ => host,
+        None => match authority.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => authority,
         },
     };
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-async fn relay(
-    shared: &Shared,
-    mut request: Request<Incoming>,
-    peer: SocketAddr,
-    scheme: &'static str,
-) -> Response<Body> {
-    let host = host_of(&request);
-    let table = shared.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let Some(upstream) = table.route(&host, request.uri().path()) else {
-        return text(StatusCode::NOT_FOUND, "default backend - 404\n");
-    };
-    if upstream.endpoints.is_empty() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no ready endpoint\n");
-    }
-    let endpoint =
-        upstream.endpoints[shared.turn.fetch_add(1, Ordering::Relaxed) % upstream.endpoints.len()];
-    let authority = request.uri().authority().map(|a| a.to_string()).unwrap_or_default();
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
-        return text(StatusCode::BAD_REQUEST, "bad request target\n");
-    };
-    *request.uri_mut() = uri;
-    *request.version_mut() = http::Version::HTTP_11;
-    // What the Connection header names is hop-by-hop too.
-    let named: Vec<HeaderName> = request
-        .headers()
+/// Removes the hop-by-hop headers, with those `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    // An upgrade (WebSocket and the like) is passed on, and its connection relayed after.
-    let upgrade = named
-        .contains(&header::UPGRADE)
-        .then(|| request.headers().get(header::UPGRADE).cloned())
-        .flatten();
-    let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
-    let headers = request.headers_mut();
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
-    if let Some(protocol) = &upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol.clone());
-    }
-    // An HTTP/2 request names its host in its authority only: the HTTP/1.1 backend gets it as
-    // the Host header.
-    if !headers.contains_key(header::HOST)
-        && !authority.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&authority)
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` and `Upgrade`), HTTP/1.1.
+fn upgrade_of<B>(request: &Request<B>) -> Option<HeaderValue> {
+    let asks = request
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    (asks && request.version() == http::Version::HTTP_11)
+        .then(|| request.headers().get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// The headers a backend receives: the client's, less what is hop-by-hop, plus the
+/// `X-Forwarded-*` family (see the module's documentation).
+fn backend_headers(
+    shared: &Shared,
+    mut headers: HeaderMap,
+    authority: Option<&str>,
+    peer: SocketAddr,
+    listener: Listener,
+    upgrade: Option<&HeaderValue>,
+) -> HeaderMap {
+    strip_hop_by_hop(&mut headers);
+    headers.remove(&PROXY);
+    let host = authority.and_then(|a| HeaderValue::from_str(a).ok());
+    if let Some(host) = &host
+        && !headers.contains_key(header::HOST)
     {
-        headers.insert(header::HOST, value);
+        // HTTP/2 carries the host as the authority: HTTP/1.1 backends need it as `Host`.
+        headers.insert(header::HOST, host.clone());
     }
-    let client_ip = peer.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(before) => format!("{before}, {client_ip}"),
-        None => client_ip.clone(),
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(id) = HeaderValue::from_str(&shared.request_id())
+    {
+        headers.insert(X_REQUEST_ID.clone(), id);
+    }
+    if let Some(original) = headers.remove(&X_FORWARDED_FOR) {
+        headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
+    }
+    let client = HeaderValue::from_str(&peer.ip().to_string()).ok();
+    if let Some(client) = client {
+        headers.insert(X_REAL_IP.clone(), client.clone());
+        headers.insert(X_FORWARDED_FOR.clone(), client);
+    }
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
+        None => headers.remove(&X_FORWARDED_HOST),
     };
-    for (name, value) in [
-        ("x-forwarded-for", forwarded_for),
-        ("x-real-ip", client_ip),
-        ("x-forwarded-host", host),
-        ("x-forwarded-proto", scheme.to_string()),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
+    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener.port));
+    let scheme = HeaderValue::from_static(listener.scheme);
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
+    headers.insert(X_SCHEME.clone(), scheme);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol.clone());
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    headers
+}
+
+/// Answers one request: routed, relayed, or answered here (404, 503, 502, 504).
+pub async fn relay(
+    shared: &Shared,
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    listener: Listener,
+) -> Response<Body> {
+    if request.method() == http::Method::CONNECT {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
+    }
+    let table = shared.table();
+    let authority = authority(&request).map(str::to_string);
+    let host = route_host(authority.as_deref().unwrap_or(""));
+    let Some(upstream) = table.route(&host, request.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "default backend - 404\n");
+    };
+    if upstream.endpoints.is_empty() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "503 Service Temporarily Unavailable\n");
+    }
+    let upgrade = upgrade_of(&request);
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let headers = backend_headers(
+        shared,
+        parts.headers,
+        authority.as_deref(),
+        peer,
+        listener,
+        upgrade.as_ref(),
+    );
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // A request without a body can be sent again to another endpoint; one with a body only
+    // once, as it streams.
+    let mut body = if body.is_end_stream() { None } else { Some(body.boxed()) };
+    let replayable = body.is_none();
+    let mut last = text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+    for endpoint in upstream.pick().take(TRIES) {
+        let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
+            return text(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+        };
+        let mut outgoing = Request::new(
+            body.take().unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
+        );
+        *outgoing.method_mut() = parts.method.clone();
+        *outgoing.uri_mut() = uri;
+        *outgoing.headers_mut() = headers.clone();
+        match tokio::time::timeout(READ_TIMEOUT, shared.client.request(outgoing)).await {
+            Ok(Ok(mut response)) => {
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(client_upgrade) = client_upgrade
+                {
+                    let backend_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(tunnel(client_upgrade, backend_upgrade, upstream.name.clone()));
+                    let (mut parts, body) = response.into_parts();
+                    let protocol = parts.headers.get(header::UPGRADE).cloned();
+                    strip_hop_by_hop(&mut parts.headers);
+                    if let Some(protocol) = protocol {
+                        parts.headers.insert(header::UPGRADE, protocol);
+                        parts
+                            .headers
+                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    }
+                    return Response::from_parts(parts, body.boxed());
+                }
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                return Response::from_parts(parts, body.boxed());
+            }
+            Ok(Err(e)) if e.is_connect() && replayable => {
+                tracing::debug!(upstream = %upstream.name, %endpoint, error = %e, "ingress: cannot connect to an endpoint; trying the next");
+                last = text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %upstream.name, %endpoint, error = %e, "ingress: the backend failed");
+                return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %upstream.name, %endpoint, "ingress: the backend did not answer in time");
+                return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
+            }
         }
     }
-    match shared.client.request(request).await {
-        Ok(mut response) => {
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                && let Some(client_upgrade) = client_upgrade
-            {
-                let backend_upgrade = hyper::upgrade::on(&mut response);
-                tokio::spawn(async move {
-                    let (Ok(client), Ok(backend)) = (client_upgrade.await, backend_upgrade.await)
-                    else {
-                        return;
-                    };
-                    let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
-                });
-                return response.map(|body| body.boxed());
+    last
+}
+
+/// Copies bytes both ways between an upgraded client connection and its backend's.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    name: String,
+) {
+    match tokio::try_join!(client, backend) {
+        Ok((client, backend)) => {
+            let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                tracing::debug!(upstream = %name, error = %e, "ingress: an upgraded connection ended");
             }
-            let (mut parts, body) = response.into_parts();
-            for name in &HOP_BY_HOP {
-                parts.headers.remove(name);
-            }
-            Response::from_parts(parts, body.boxed())
         }
-        Err(e) => {
-            tracing::debug!(upstream = %upstream.name, %endpoint, error = %e, "ingress: the backend failed");
-            text(StatusCode::BAD_GATEWAY, "bad gateway\n")
-        }
+        Err(e) => tracing::debug!(upstream = %name, error = %e, "ingress: an upgrade failed"),
     }
 }
 
-async fn serve_connection<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, scheme: &'static str)
-where
+/// Serves one client connection (HTTP/1.1 with upgrades, or HTTP/2) until it closes.
+pub async fn serve_connection<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    listener: Listener,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request| {
         let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, scheme).await) }
+        async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, listener).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, error = %e, "ingress: connection ended");
     }
@@ -206,15 +361,17 @@ where
 
 /// Serves plain HTTP on `listener`, for ever.
 pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(80);
+    let on = Listener { scheme: "http", port };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(shared.clone(), stream, peer, "http"));
+                tokio::spawn(serve_connection(shared.clone(), stream, peer, on));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ingress: cannot accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -222,18 +379,16 @@ pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
 
 /// Serves HTTPS on `listener` with `acceptor`, for ever.
 pub async fn https(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+    let on = Listener { scheme: "https", port };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 let (shared, acceptor) = (shared.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    );
-                    match handshake.await {
-                        Ok(Ok(tls)) => serve_connection(shared, tls, peer, "https").await,
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(shared, tls, peer, on).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "ingress: TLS handshake failed")
                         }
@@ -243,8 +398,276 @@ pub async fn https(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcce
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ingress: cannot accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::routes::{Backends, Key, ServiceView, SliceView};
+
+    /// A backend on loopback: answers with the request's method, path and headers, one per
+    /// line; `/slow` after 500 ms; an `Upgrade: echo` request switches to echoing bytes.
+    async fn backend() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let service =
+                    hyper::service::service_fn(|mut request: Request<Incoming>| async move {
+                        if request.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        let mut text = format!("{} {}\n", request.method(), request.uri());
+                        for (name, value) in request.headers() {
+                            text.push_str(&format!("{name}: {}\n", value.to_str().unwrap()));
+                        }
+                        if request.headers().get(header::UPGRADE).is_some_and(|u| u == "echo") {
+                            let upgrade = hyper::upgrade::on(&mut request);
+                            tokio::spawn(async move {
+                                let mut io = TokioIo::new(upgrade.await.unwrap());
+                                let mut buf = [0u8; 64];
+                                while let Ok(n) = io.read(&mut buf).await {
+                                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            });
+                            let response = Response::builder()
+                                .status(StatusCode::SWITCHING_PROTOCOLS)
+                                .header(header::CONNECTION, "upgrade")
+                                .header(header::UPGRADE, "echo")
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(response);
+                        }
+                        Ok(Response::builder()
+                            .header("keep-alive", "timeout=5")
+                            .header("x-backend", "yes")
+                            .body(Full::new(Bytes::from(text)))
+                            .unwrap())
+                    });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades(),
+                );
+            }
+        });
+        address
+    }
+
+    /// A port nothing listens on.
+    async fn dead_port() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    /// A table: host `a.test` to Service `ns/a` port 80 whose ready endpoints are `ports` on
+    /// 127.0.0.1; host `none.test` to Service `ns/none`, which has none.
+    fn table(ports: &[u16]) -> Arc<Table> {
+        let mut backends = Backends::default();
+        for name in ["a", "none"] {
+            let key: Key = ("ns".into(), name.into());
+            backends.services.insert(key, ServiceView { ports: vec![(String::new(), 80)] });
+        }
+        let key: Key = ("ns".into(), "a".into());
+        let slices = backends.slices.entry(key.clone()).or_default();
+        for port in ports {
+            slices.insert(
+                format!("a-{port}"),
+                SliceView {
+                    service: key.clone(),
+                    ports: vec![(String::new(), i32::from(*port))],
+                    ready: vec!["127.0.0.1".parse().unwrap()],
+                },
+            );
+        }
+        let spec = serde_json::from_value(serde_json::json!({"rules": [
+            {"host": "a.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "a", "port": {"number": 80}}}}]}},
+            {"host": "none.test", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "none", "port": {"number": 80}}}}]}}]}))
+        .unwrap();
+        let ingresses: BTreeMap<Key, _> = BTreeMap::from([(("ns".into(), "web".into()), spec)]);
+        Arc::new(Table::build(&ingresses, &backends))
+    }
+
+    async fn proxy(table: Arc<Table>) -> (Arc<Shared>, SocketAddr) {
+        let shared = Arc::new(Shared::new());
+        shared.swap(table);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(http(shared.clone(), listener));
+        (shared, address)
+    }
+
+    /// Sends `head` (with `Connection: close`) and reads the whole answer.
+    async fn send(proxy: SocketAddr, head: &str, body: &str) -> String {
+        let mut stream = TcpStream::connect(proxy).await.unwrap();
+        stream
+            .write_all(format!("{head}Connection: close\r\n\r\n{body}").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    fn status(answer: &str) -> u16 {
+        answer.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The header `name` the backend reports having received (lower case).
+    fn seen<'a>(answer: &'a str, name: &str) -> Option<&'a str> {
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    }
+
+    #[tokio::test]
+    async fn backends_get_the_host_and_forwarded_headers_and_no_hop_by_hop_ones() {
+        let b = backend().await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        let answer = send(
+            p,
+            "GET /x?y=1 HTTP/1.1\r\nHost: A.test:8000\r\nX-Forwarded-For: 192.0.2.7\r\n\
+             Keep-Alive: timeout=9\r\nProxy: http://evil\r\nTE: trailers\r\nX-Drop: 1\r\n\
+             Connection: x-drop\r\nX-Custom: kept\r\n",
+            "",
+        )
+        .await;
+        assert_eq!(status(&answer), 200, "{answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        assert!(body.starts_with("GET /x?y=1\n"), "{body}");
+        assert_eq!(seen(&answer, "host"), Some("A.test:8000"));
+        assert_eq!(seen(&answer, "x-custom"), Some("kept"));
+        assert_eq!(seen(&answer, "x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(seen(&answer, "x-original-forwarded-for"), Some("192.0.2.7"));
+        assert_eq!(seen(&answer, "x-real-ip"), Some("127.0.0.1"));
+        assert_eq!(seen(&answer, "x-forwarded-host"), Some("A.test:8000"));
+        assert_eq!(seen(&answer, "x-forwarded-port"), Some(p.port().to_string().as_str()));
+        assert_eq!(seen(&answer, "x-forwarded-proto"), Some("http"));
+        assert_eq!(seen(&answer, "x-scheme"), Some("http"));
+        assert!(seen(&answer, "x-request-id").is_some_and(|id| id.len() == 32));
+        for gone in ["proxy", "keep-alive", "te", "x-drop"] {
+            assert_eq!(seen(&answer, gone), None, "{gone} relayed: {answer}");
+        }
+        // The backend's own hop-by-hop headers stay with it.
+        let head = answer.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase();
+        assert!(head.contains("x-backend: yes") && !head.contains("keep-alive"), "{head}");
+        // A client's request id goes on as it is.
+        let answer = send(p, "GET / HTTP/1.1\r\nHost: a.test\r\nX-Request-ID: mine\r\n", "").await;
+        assert_eq!(seen(&answer, "x-request-id"), Some("mine"));
+    }
+
+    #[tokio::test]
+    async fn no_route_is_404_and_no_ready_endpoint_is_503() {
+        let (_, p) = proxy(table(&[])).await;
+        let answer = send(p, "GET / HTTP/1.1\r\nHost: other.test\r\n", "").await;
+        assert_eq!(status(&answer), 404, "{answer}");
+        assert!(answer.ends_with("default backend - 404\n"));
+        assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: none.test\r\n", "").await), 503);
+        assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await), 503);
+        let answer = send(p, "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n", "").await;
+        assert_eq!(status(&answer), 405, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_endpoint_is_skipped_when_the_request_has_no_body() {
+        let b = backend().await;
+        let dead = dead_port().await;
+        let (_, p) = proxy(table(&[dead, b.port()])).await;
+        for _ in 0..4 {
+            let answer = send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await;
+            assert_eq!(status(&answer), 200, "{answer}");
+        }
+        // A body is sent once: a refused connection is a 502.
+        let (_, p) = proxy(table(&[dead])).await;
+        let answer =
+            send(p, "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n", "hello").await;
+        assert_eq!(status(&answer), 502, "{answer}");
+        // A body reaches a live endpoint whole.
+        let (_, p) = proxy(table(&[b.port()])).await;
+        let answer =
+            send(p, "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\n", "hello").await;
+        assert_eq!(seen(&answer, "content-length"), Some("5"));
+    }
+
+    #[tokio::test]
+    async fn http2_requests_reach_http1_backends_with_their_authority_as_host() {
+        let b = backend().await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        let stream = TcpStream::connect(p).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request =
+            Request::builder().uri("http://a.test/h2").body(Empty::<Bytes>::new()).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("host: a.test\n"), "{body}");
+        assert!(body.starts_with("GET /h2\n"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_is_relayed_and_bytes_go_both_ways() {
+        let b = backend().await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        let mut stream = TcpStream::connect(p).await.unwrap();
+        stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("upgrade: echo"), "{head}");
+        stream.write_all(b"ping").await.unwrap();
+        let mut echo = [0u8; 4];
+        stream.read_exact(&mut echo).await.unwrap();
+        assert_eq!(&echo, b"ping");
+    }
+
+    #[tokio::test]
+    async fn a_new_table_leaves_requests_in_flight_alone() {
+        let b = backend().await;
+        let (shared, p) = proxy(table(&[b.port()])).await;
+        let slow = tokio::spawn(send(p, "GET /slow HTTP/1.1\r\nHost: a.test\r\n", ""));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shared.swap(Arc::new(Table::default()));
+        assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await), 404);
+        let answer = slow.await.unwrap();
+        assert_eq!(status(&answer), 200, "{answer}");
+    }
+
+    #[test]
+    fn hosts_lose_their_port_case_and_final_dot() {
+        assert_eq!(route_host("A.Test:8080"), "a.test");
+        assert_eq!(route_host("a.test."), "a.test");
+        assert_eq!(route_host("[::1]:80"), "::1");
+        assert_eq!(route_host("a.test:"), "a.test");
+        assert_eq!(route_host(""), "");
     }
 }
