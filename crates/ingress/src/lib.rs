@@ -7,6 +7,7 @@
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
+mod connect;
 pub mod proxy;
 pub mod routes;
 mod sync;
@@ -48,6 +49,9 @@ pub enum Error {
     /// The TLS configuration was refused.
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
+    /// A proxy worker could not be started.
+    #[error("cannot start a proxy worker: {0}")]
+    Worker(#[source] std::io::Error),
 }
 
 /// Where the proxy listens and what it reports.
@@ -59,6 +63,9 @@ pub struct Options {
     pub https: SocketAddr,
     /// The addresses served Ingresses' `status.loadBalancer.ingress` lists (IPs, or host names).
     pub addresses: Vec<String>,
+    /// How many proxy workers (threads with a runtime of their own) accept and relay; 0: one
+    /// per core.
+    pub workers: usize,
 }
 
 /// Runs the Ingress controller, an API client through `config`, until the process ends:
@@ -87,18 +94,64 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
 
-    let shared = Arc::new(proxy::Shared::new());
-    tokio::spawn(proxy::http(shared.clone(), http));
-    tokio::spawn(proxy::https(shared.clone(), https, acceptor));
-    tracing::info!(http = %options.http, https = %options.https, "ingress serving");
+    let routes = Arc::new(proxy::Routes::default());
+    let workers = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (http, https) =
+        (http.into_std().map_err(Error::Worker)?, https.into_std().map_err(Error::Worker)?);
+    for index in 0..workers {
+        let listeners =
+            (http.try_clone().map_err(Error::Worker)?, https.try_clone().map_err(Error::Worker)?);
+        start_worker(index, listeners, routes.clone(), acceptor.clone())?;
+    }
+    tracing::info!(http = %options.http, https = %options.https, workers, "ingress serving");
     let targets = sync::Targets {
-        shared,
+        routes,
         resolver,
         addresses: options.addresses,
         controller: CONTROLLER.to_string(),
         provider,
     };
     sync::run(client, targets).await;
+    Ok(())
+}
+
+/// Starts proxy worker `index`: a thread with a current-thread runtime of its own that
+/// accepts on its copies of the listeners and relays what it accepted (as nginx's worker
+/// processes do: a connection and its backend connections stay on one thread, and the proxy
+/// never waits behind the API server's work).
+fn start_worker(
+    index: usize,
+    (http, https): (std::net::TcpListener, std::net::TcpListener),
+    routes: Arc<proxy::Routes>,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Worker)?;
+    std::thread::Builder::new()
+        .name(format!("ingress-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listen = |l: std::net::TcpListener| tokio::net::TcpListener::from_std(l);
+                let (http, https) = match (listen(http), listen(https)) {
+                    (Ok(http), Ok(https)) => (http, https),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::error!(error = %e, "ingress: a proxy worker cannot listen");
+                        return;
+                    }
+                };
+                let worker = Arc::new(proxy::Worker::new(routes));
+                tokio::join!(
+                    proxy::http(worker.clone(), http),
+                    proxy::https(worker, https, acceptor)
+                );
+            })
+        })
+        .map_err(Error::Worker)?;
     Ok(())
 }
 

@@ -26,11 +26,11 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connect::Connector;
 use crate::routes::Table;
 
 /// The body of requests to backends and of answers to clients.
@@ -49,23 +49,41 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `proxy-next-upstream-tries`).
 const TRIES: usize = 3;
 
-/// What every connection shares.
-pub struct Shared {
-    /// The routing table, swapped whole on each change.
-    pub table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Body>,
+/// The routing table every worker reads, swapped whole on each change.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: RwLock<Arc<Table>>,
+}
+
+impl Routes {
+    /// Replaces the table; requests that already hold the old one finish with it.
+    pub fn swap(&self, table: Arc<Table>) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
+    }
+
+    /// The current table.
+    pub fn current(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the connections of one worker (a thread with a runtime of its own) share: the routes,
+/// and a client whose connections to endpoints live on that worker.
+pub struct Worker {
+    /// The routes.
+    pub routes: Arc<Routes>,
+    client: Client<Connector, Body>,
     request_ids: AtomicU64,
     seed: RandomState,
 }
 
-impl Shared {
-    /// Shared state with an empty table.
-    pub fn new() -> Shared {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        Shared {
-            table: RwLock::new(Arc::new(Table::default())),
+impl Worker {
+    /// A worker's state over `routes`. Its client spawns its connections' tasks on the runtime
+    /// it is first used on.
+    pub fn new(routes: Arc<Routes>) -> Worker {
+        let connector = Connector { timeout: CONNECT_TIMEOUT };
+        Worker {
+            routes,
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_timer(TokioTimer::new())
@@ -75,26 +93,12 @@ impl Shared {
         }
     }
 
-    /// Replaces the routing table; requests that already hold the old one finish with it.
-    pub fn swap(&self, table: Arc<Table>) {
-        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
-    }
-
-    fn table(&self) -> Arc<Table> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// A new request id: 32 hex digits, unique per process (not a secret).
+    /// A new request id: 32 hex digits (a counter hashed with keys of this worker's own, so
+    /// unique in practice; not a secret).
     fn request_id(&self) -> String {
         let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let (a, b) = (self.seed.hash_one(n), self.seed.hash_one(!n));
         format!("{a:016x}{b:016x}")
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
     }
 }
 
@@ -192,7 +196,7 @@ fn upgrade_of<B>(request: &Request<B>) -> Option<HeaderValue> {
 /// The headers a backend receives: the client's, less what is hop-by-hop, plus the
 /// `X-Forwarded-*` family (see the module's documentation).
 fn backend_headers(
-    shared: &Shared,
+    shared: &Worker,
     mut headers: HeaderMap,
     authority: Option<&str>,
     peer: SocketAddr,
@@ -238,7 +242,7 @@ fn backend_headers(
 
 /// Answers one request: routed, relayed, or answered here (404, 503, 502, 504).
 pub async fn relay(
-    shared: &Shared,
+    shared: &Worker,
     mut request: Request<Incoming>,
     peer: SocketAddr,
     listener: Listener,
@@ -246,7 +250,7 @@ pub async fn relay(
     if request.method() == http::Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
     }
-    let table = shared.table();
+    let table = shared.routes.current();
     let authority = authority(&request).map(str::to_string);
     let host = route_host(authority.as_deref().unwrap_or(""));
     let Some(upstream) = table.route(&host, request.uri().path()) else {
@@ -340,7 +344,7 @@ async fn tunnel(
 
 /// Serves one client connection (HTTP/1.1 with upgrades, or HTTP/2) until it closes.
 pub async fn serve_connection<S>(
-    shared: Arc<Shared>,
+    shared: Arc<Worker>,
     stream: S,
     peer: SocketAddr,
     listener: Listener,
@@ -360,7 +364,7 @@ pub async fn serve_connection<S>(
 }
 
 /// Serves plain HTTP on `listener`, for ever.
-pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
+pub async fn http(shared: Arc<Worker>, listener: TcpListener) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(80);
     let on = Listener { scheme: "http", port };
     loop {
@@ -378,7 +382,7 @@ pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 /// Serves HTTPS on `listener` with `acceptor`, for ever.
-pub async fn https(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+pub async fn https(shared: Arc<Worker>, listener: TcpListener, acceptor: TlsAcceptor) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
     let on = Listener { scheme: "https", port };
     loop {
@@ -504,9 +508,9 @@ mod tests {
         Arc::new(Table::build(&ingresses, &backends))
     }
 
-    async fn proxy(table: Arc<Table>) -> (Arc<Shared>, SocketAddr) {
-        let shared = Arc::new(Shared::new());
-        shared.swap(table);
+    async fn proxy(table: Arc<Table>) -> (Arc<Worker>, SocketAddr) {
+        let shared = Arc::new(Worker::new(Arc::new(Routes::default())));
+        shared.routes.swap(table);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         tokio::spawn(http(shared.clone(), listener));
@@ -656,7 +660,7 @@ mod tests {
         let (shared, p) = proxy(table(&[b.port()])).await;
         let slow = tokio::spawn(send(p, "GET /slow HTTP/1.1\r\nHost: a.test\r\n", ""));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        shared.swap(Arc::new(Table::default()));
+        shared.routes.swap(Arc::new(Table::default()));
         assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await), 404);
         let answer = slow.await.unwrap();
         assert_eq!(status(&answer), 200, "{answer}");
