@@ -86,26 +86,36 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         certificates: RwLock::new(Arc::new(tls::Certificates::default())),
         default: Arc::new(tls::default_certificate(&provider)?),
     });
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(Error::Tls)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-
+    let acceptor = acceptor(provider.clone(), resolver.clone())?;
     let routes = Arc::new(proxy::Routes::default());
     let workers = match options.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let (handoff, queues) = proxy::Workers::new(workers);
+    for (index, queue) in queues.into_iter().enumerate() {
+        let (routes, acceptor) = (routes.clone(), acceptor.clone());
+        let worker = move || async move {
+            proxy::work(Arc::new(proxy::Worker::new(routes)), queue, acceptor).await
+        };
+        spawn_thread(format!("ingress-{index}"), worker)?;
+    }
     let (http, https) =
         (http.into_std().map_err(Error::Worker)?, https.into_std().map_err(Error::Worker)?);
-    for index in 0..workers {
-        let listeners =
-            (http.try_clone().map_err(Error::Worker)?, https.try_clone().map_err(Error::Worker)?);
-        start_worker(index, listeners, routes.clone(), acceptor.clone())?;
-    }
+    spawn_thread("ingress-accept".into(), move || async move {
+        let listen = tokio::net::TcpListener::from_std;
+        match (listen(http), listen(https)) {
+            (Ok(http), Ok(https)) => {
+                tokio::join!(
+                    proxy::accept(http, "http", handoff.clone()),
+                    proxy::accept(https, "https", handoff)
+                );
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "ingress: cannot listen");
+            }
+        }
+    })?;
     tracing::info!(http = %options.http, https = %options.https, workers, "ingress serving");
     let targets = sync::Targets {
         routes,
@@ -118,39 +128,36 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// Starts proxy worker `index`: a thread with a current-thread runtime of its own that
-/// accepts on its copies of the listeners and relays what it accepted (as nginx's worker
-/// processes do: a connection and its backend connections stay on one thread, and the proxy
-/// never waits behind the API server's work).
-fn start_worker(
-    index: usize,
-    (http, https): (std::net::TcpListener, std::net::TcpListener),
-    routes: Arc<proxy::Routes>,
-    acceptor: tokio_rustls::TlsAcceptor,
-) -> Result<(), Error> {
+/// The HTTPS listeners' TLS: certificates from `resolver`, ALPN `h2` then `http/1.1`.
+fn acceptor(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    resolver: Arc<tls::Resolver>,
+) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(Error::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Runs `task` on a thread of its own named `name`, with a current-thread runtime of its own:
+/// the proxy's workers (a connection and the connections it opens to endpoints stay on one
+/// thread, as in nginx's worker processes) and its acceptor, which never wait behind the API
+/// server's work.
+fn spawn_thread<F, T>(name: String, task: F) -> Result<(), Error>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: std::future::Future<Output = ()>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Worker)?;
     std::thread::Builder::new()
-        .name(format!("ingress-{index}"))
-        .spawn(move || {
-            runtime.block_on(async move {
-                let listen = |l: std::net::TcpListener| tokio::net::TcpListener::from_std(l);
-                let (http, https) = match (listen(http), listen(https)) {
-                    (Ok(http), Ok(https)) => (http, https),
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::error!(error = %e, "ingress: a proxy worker cannot listen");
-                        return;
-                    }
-                };
-                let worker = Arc::new(proxy::Worker::new(routes));
-                tokio::join!(
-                    proxy::http(worker.clone(), http),
-                    proxy::https(worker, https, acceptor)
-                );
-            })
-        })
+        .name(name)
+        .spawn(move || runtime.block_on(task()))
         .map_err(Error::Worker)?;
     Ok(())
 }
