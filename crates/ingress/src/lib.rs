@@ -7,6 +7,7 @@
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
+mod connect;
 pub mod proxy;
 pub mod routes;
 mod sync;
@@ -48,6 +49,9 @@ pub enum Error {
     /// The TLS configuration was refused.
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
+    /// A proxy worker could not be started.
+    #[error("cannot start a proxy worker: {0}")]
+    Worker(#[source] std::io::Error),
 }
 
 /// Where the proxy listens and what it reports.
@@ -59,6 +63,9 @@ pub struct Options {
     pub https: SocketAddr,
     /// The addresses served Ingresses' `status.loadBalancer.ingress` lists (IPs, or host names).
     pub addresses: Vec<String>,
+    /// How many proxy workers (threads with a runtime of their own) accept and relay; 0: one
+    /// per core.
+    pub workers: usize,
 }
 
 /// Runs the Ingress controller, an API client through `config`, until the process ends:
@@ -79,26 +86,79 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         certificates: RwLock::new(Arc::new(tls::Certificates::default())),
         default: Arc::new(tls::default_certificate(&provider)?),
     });
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(Error::Tls)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver.clone());
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
-
-    let shared = Arc::new(proxy::Shared::new());
-    tokio::spawn(proxy::http(shared.clone(), http));
-    tokio::spawn(proxy::https(shared.clone(), https, acceptor));
-    tracing::info!(http = %options.http, https = %options.https, "ingress serving");
+    let acceptor = acceptor(provider.clone(), resolver.clone())?;
+    let routes = Arc::new(proxy::Routes::default());
+    let workers = match options.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (handoff, queues) = proxy::Workers::new(workers);
+    for (index, queue) in queues.into_iter().enumerate() {
+        let (routes, acceptor) = (routes.clone(), acceptor.clone());
+        let worker = move || async move {
+            proxy::work(Arc::new(proxy::Worker::new(routes)), queue, acceptor).await
+        };
+        spawn_thread(format!("ingress-{index}"), worker)?;
+    }
+    let (http, https) =
+        (http.into_std().map_err(Error::Worker)?, https.into_std().map_err(Error::Worker)?);
+    spawn_thread("ingress-accept".into(), move || async move {
+        let listen = tokio::net::TcpListener::from_std;
+        match (listen(http), listen(https)) {
+            (Ok(http), Ok(https)) => {
+                tokio::join!(
+                    proxy::accept(http, "http", handoff.clone()),
+                    proxy::accept(https, "https", handoff)
+                );
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "ingress: cannot listen");
+            }
+        }
+    })?;
+    tracing::info!(http = %options.http, https = %options.https, workers, "ingress serving");
     let targets = sync::Targets {
-        shared,
+        routes,
         resolver,
         addresses: options.addresses,
         controller: CONTROLLER.to_string(),
         provider,
     };
     sync::run(client, targets).await;
+    Ok(())
+}
+
+/// The HTTPS listeners' TLS: certificates from `resolver`, ALPN `h2` then `http/1.1`.
+fn acceptor(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    resolver: Arc<tls::Resolver>,
+) -> Result<tokio_rustls::TlsAcceptor, Error> {
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(Error::Tls)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Runs `task` on a thread of its own named `name`, with a current-thread runtime of its own:
+/// the proxy's workers (a connection and the connections it opens to endpoints stay on one
+/// thread, as in nginx's worker processes) and its acceptor, which never wait behind the API
+/// server's work.
+fn spawn_thread<F, T>(name: String, task: F) -> Result<(), Error>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Worker)?;
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || runtime.block_on(task()))
+        .map_err(Error::Worker)?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,11 +26,12 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::connect::Connector;
 use crate::routes::Table;
 
 /// The body of requests to backends and of answers to clients.
@@ -49,23 +50,41 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `proxy-next-upstream-tries`).
 const TRIES: usize = 3;
 
-/// What every connection shares.
-pub struct Shared {
-    /// The routing table, swapped whole on each change.
-    pub table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Body>,
+/// The routing table every worker reads, swapped whole on each change.
+#[derive(Debug, Default)]
+pub struct Routes {
+    table: RwLock<Arc<Table>>,
+}
+
+impl Routes {
+    /// Replaces the table; requests that already hold the old one finish with it.
+    pub fn swap(&self, table: Arc<Table>) {
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
+    }
+
+    /// The current table.
+    pub fn current(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What the connections of one worker (a thread with a runtime of its own) share: the routes,
+/// and a client whose connections to endpoints live on that worker.
+pub struct Worker {
+    /// The routes.
+    pub routes: Arc<Routes>,
+    client: Client<Connector, Body>,
     request_ids: AtomicU64,
     seed: RandomState,
 }
 
-impl Shared {
-    /// Shared state with an empty table.
-    pub fn new() -> Shared {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        Shared {
-            table: RwLock::new(Arc::new(Table::default())),
+impl Worker {
+    /// A worker's state over `routes`. Its client spawns its connections' tasks on the runtime
+    /// it is first used on.
+    pub fn new(routes: Arc<Routes>) -> Worker {
+        let connector = Connector { timeout: CONNECT_TIMEOUT };
+        Worker {
+            routes,
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_timer(TokioTimer::new())
@@ -75,26 +94,12 @@ impl Shared {
         }
     }
 
-    /// Replaces the routing table; requests that already hold the old one finish with it.
-    pub fn swap(&self, table: Arc<Table>) {
-        *self.table.write().unwrap_or_else(|e| e.into_inner()) = table;
-    }
-
-    fn table(&self) -> Arc<Table> {
-        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// A new request id: 32 hex digits, unique per process (not a secret).
+    /// A new request id: 32 hex digits (a counter hashed with keys of this worker's own, so
+    /// unique in practice; not a secret).
     fn request_id(&self) -> String {
         let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let (a, b) = (self.seed.hash_one(n), self.seed.hash_one(!n));
         format!("{a:016x}{b:016x}")
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared::new()
     }
 }
 
@@ -192,7 +197,7 @@ fn upgrade_of<B>(request: &Request<B>) -> Option<HeaderValue> {
 /// The headers a backend receives: the client's, less what is hop-by-hop, plus the
 /// `X-Forwarded-*` family (see the module's documentation).
 fn backend_headers(
-    shared: &Shared,
+    shared: &Worker,
     mut headers: HeaderMap,
     authority: Option<&str>,
     peer: SocketAddr,
@@ -238,7 +243,7 @@ fn backend_headers(
 
 /// Answers one request: routed, relayed, or answered here (404, 503, 502, 504).
 pub async fn relay(
-    shared: &Shared,
+    shared: &Worker,
     mut request: Request<Incoming>,
     peer: SocketAddr,
     listener: Listener,
@@ -246,7 +251,7 @@ pub async fn relay(
     if request.method() == http::Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
     }
-    let table = shared.table();
+    let table = shared.routes.current();
     let authority = authority(&request).map(str::to_string);
     let host = route_host(authority.as_deref().unwrap_or(""));
     let Some(upstream) = table.route(&host, request.uri().path()) else {
@@ -340,7 +345,7 @@ async fn tunnel(
 
 /// Serves one client connection (HTTP/1.1 with upgrades, or HTTP/2) until it closes.
 pub async fn serve_connection<S>(
-    shared: Arc<Shared>,
+    shared: Arc<Worker>,
     stream: S,
     peer: SocketAddr,
     listener: Listener,
@@ -359,15 +364,78 @@ pub async fn serve_connection<S>(
     }
 }
 
-/// Serves plain HTTP on `listener`, for ever.
-pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(80);
-    let on = Listener { scheme: "http", port };
+/// A connection accepted for a worker: the stream, its peer, the listener it came in on.
+#[derive(Debug)]
+pub struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    listener: Listener,
+    load: Load,
+}
+
+/// One open connection counted against its worker; uncounted when dropped.
+#[derive(Debug)]
+struct Load(Arc<AtomicUsize>);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where accepted connections go: each worker's queue and how many connections it holds.
+#[derive(Debug, Clone)]
+pub struct Workers {
+    queues: Vec<(mpsc::UnboundedSender<Accepted>, Arc<AtomicUsize>)>,
+}
+
+impl Workers {
+    /// `count` (at least one) workers' queues, and the receiving end of each.
+    pub fn new(count: usize) -> (Workers, Vec<mpsc::UnboundedReceiver<Accepted>>) {
+        let (queues, receivers) = (0..count.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                ((tx, Arc::new(AtomicUsize::new(0))), rx)
+            })
+            .unzip();
+        (Workers { queues }, receivers)
+    }
+
+    /// Hands `stream` to the worker holding the fewest connections (the first of them: a
+    /// worker that stopped is skipped).
+    fn hand_off(&self, stream: std::net::TcpStream, peer: SocketAddr, listener: Listener) {
+        let mut order: Vec<usize> = (0..self.queues.len()).collect();
+        order.sort_by_key(|i| self.queues[*i].1.load(Ordering::Relaxed));
+        let mut accepted = Some((stream, peer));
+        for i in order {
+            let Some((stream, peer)) = accepted.take() else { return };
+            let (queue, count) = &self.queues[i];
+            count.fetch_add(1, Ordering::Relaxed);
+            let load = Load(count.clone());
+            match queue.send(Accepted { stream, peer, listener, load }) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => accepted = Some((back.stream, back.peer)),
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` for ever and hands each to the least loaded worker. The
+/// workers do the rest (TLS handshakes included), each on its own thread: a connection and
+/// its requests stay on one (as with nginx's worker processes), spread evenly.
+pub async fn accept(listener: TcpListener, scheme: &'static str, workers: Workers) {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let on = Listener { scheme, port: listener.local_addr().map_or(default, |a| a.port()) };
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(shared.clone(), stream, peer, on));
+                match stream.into_std() {
+                    Ok(stream) => workers.hand_off(stream, peer, on),
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "ingress: cannot hand a connection over")
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "ingress: cannot accept a connection");
@@ -377,30 +445,33 @@ pub async fn http(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// Serves HTTPS on `listener` with `acceptor`, for ever.
-pub async fn https(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
-    let on = Listener { scheme: "https", port };
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let (shared, acceptor) = (shared.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(shared, tls, peer, on).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "ingress: TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "ingress: TLS handshake timed out"),
-                    }
-                });
-            }
+/// Serves the connections handed to this worker until its queue closes: HTTP as it comes,
+/// HTTPS after a TLS handshake with `acceptor` (bounded in time).
+pub async fn work(
+    worker: Arc<Worker>,
+    mut queue: mpsc::UnboundedReceiver<Accepted>,
+    acceptor: TlsAcceptor,
+) {
+    while let Some(Accepted { stream, peer, listener, load }) = queue.recv().await {
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
             Err(e) => {
-                tracing::warn!(error = %e, "ingress: cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tracing::debug!(%peer, error = %e, "ingress: cannot take a connection over");
+                continue;
             }
-        }
+        };
+        let (worker, acceptor) = (worker.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let _load = load;
+            if listener.scheme != "https" {
+                return serve_connection(worker, stream, peer, listener).await;
+            }
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(worker, tls, peer, listener).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "ingress: TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "ingress: TLS handshake timed out"),
+            }
+        });
     }
 }
 
@@ -504,13 +575,50 @@ mod tests {
         Arc::new(Table::build(&ingresses, &backends))
     }
 
-    async fn proxy(table: Arc<Table>) -> (Arc<Shared>, SocketAddr) {
-        let shared = Arc::new(Shared::new());
-        shared.swap(table);
+    async fn proxy(table: Arc<Table>) -> (Arc<Worker>, SocketAddr) {
+        let shared = Arc::new(Worker::new(Arc::new(Routes::default())));
+        shared.routes.swap(table);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(http(shared.clone(), listener));
+        let (workers, mut queues) = Workers::new(1);
+        tokio::spawn(accept(listener, "http", workers));
+        tokio::spawn(work(shared.clone(), queues.remove(0), acceptor()));
         (shared, address)
+    }
+
+    fn acceptor() -> TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let resolver = crate::tls::Resolver {
+            certificates: Default::default(),
+            default: Arc::new(crate::tls::default_certificate(&provider).unwrap()),
+        };
+        crate::acceptor(provider, Arc::new(resolver)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_least_loaded_worker_that_still_runs() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (workers, mut queues) = Workers::new(3);
+        drop(queues.pop()); // the third worker stopped
+        let on = Listener { scheme: "http", port: 80 };
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let client = std::net::TcpStream::connect(address).unwrap();
+            let (_, peer) = listener.accept().await.unwrap();
+            workers.hand_off(client, peer, on);
+        }
+        for queue in &mut queues {
+            for _ in 0..2 {
+                held.push(queue.try_recv().unwrap());
+            }
+            assert!(queue.try_recv().is_err());
+        }
+        // Connections that close no longer count.
+        held.truncate(1);
+        let client = std::net::TcpStream::connect(address).unwrap();
+        workers.hand_off(client, address, on);
+        assert!(queues[1].try_recv().is_ok());
     }
 
     /// Sends `head` (with `Connection: close`) and reads the whole answer.
@@ -656,7 +764,7 @@ mod tests {
         let (shared, p) = proxy(table(&[b.port()])).await;
         let slow = tokio::spawn(send(p, "GET /slow HTTP/1.1\r\nHost: a.test\r\n", ""));
         tokio::time::sleep(Duration::from_millis(100)).await;
-        shared.swap(Arc::new(Table::default()));
+        shared.routes.swap(Arc::new(Table::default()));
         assert_eq!(status(&send(p, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await), 404);
         let answer = slow.await.unwrap();
         assert_eq!(status(&answer), 200, "{answer}");

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use crate::class::{self, ClassView, IngressView};
-use crate::proxy::Shared;
+use crate::proxy::Routes;
 use crate::routes::{Backends, Key, ServiceView, SliceView, Table};
 use crate::tls::{self, Certificates, Resolver, SecretView};
 
@@ -253,7 +253,7 @@ pub fn status_writes<'a>(
 /// What the loop writes to.
 pub struct Targets {
     /// The listeners' routing table.
-    pub shared: Arc<Shared>,
+    pub routes: Arc<Routes>,
     /// The HTTPS listener's certificates.
     pub resolver: Arc<Resolver>,
     /// The addresses written into served Ingresses' status.
@@ -390,7 +390,7 @@ pub async fn run(client: kube::Client, targets: Targets) {
                 &backends.backends,
             ));
             // The listeners hold their own reference; this one tells what the table names.
-            targets.shared.swap(table.clone());
+            targets.routes.swap(table.clone());
             tracing::debug!(ingresses = served.len(), "ingress: routes rebuilt");
         }
         if certificates {

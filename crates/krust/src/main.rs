@@ -640,6 +640,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             http: args.ingress_http_address,
             https: args.ingress_https_address,
             addresses: address.into_iter().collect(),
+            workers: 0,
         };
         Some(tokio::spawn(async move {
             if let Err(e) = krust_ingress::run(config, options).await {
