@@ -10,6 +10,8 @@
 //! - [`status`]: the `Status` error shape every failure is answered with.
 //! - [`object`]: access to `metadata` on objects kept as JSON.
 //! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
+//! - [`customresource`]: the structural schemas of custom resource definitions.
+//! - [`jsonpath`]: the JSONPath of printer columns and selectable fields.
 //! - [`fieldcheck`]: server-side field validation (unknown and duplicate fields).
 //! - [`typecheck`]: the types of an object's values against its kind's upstream schema.
 //!
@@ -18,7 +20,9 @@
 //! apiserver crate passes time and identities in.
 
 pub mod catalog;
+pub mod customresource;
 pub mod fieldcheck;
+pub mod jsonpath;
 pub mod object;
 pub mod patch;
 pub mod protobuf;

@@ -6,7 +6,7 @@
 //! within a version resources are sorted by plural, as upstream's discovery lists them.
 
 use super::conversion::{EVENTS_V1, HPA_V1};
-use super::{Conversion, ResourceInfo, ScalePaths, Scope, StorageInfo, SubresourceInfo};
+use super::{Conversion, ResourceInfo, ScalePaths, Scope, Shared, StorageInfo, SubresourceInfo};
 use crate::strategy::{self, Plain, Strategy};
 
 /// The verbs of an ordinary resource.
@@ -92,7 +92,8 @@ const fn res(
         extra_subresources: &[],
         storage: StorageInfo { group: storage_group, resource: plural, api_version },
         conversion: None,
-        strategy: &Plain,
+        strategy: Shared::Static(&Plain),
+        definition: "",
     }
 }
 
@@ -111,29 +112,29 @@ const CL: Scope = Scope::Cluster;
 
 /// Builder steps, so that each entry reads as one expression.
 impl ResourceInfo {
-    const fn short(self, short_names: &'static [&'static str]) -> Self {
+    fn short(self, short_names: &'static [&'static str]) -> Self {
         Self { short_names, ..self }
     }
-    const fn cats(self, categories: &'static [&'static str]) -> Self {
+    fn cats(self, categories: &'static [&'static str]) -> Self {
         Self { categories, ..self }
     }
-    const fn verbs(self, verbs: &'static [&'static str]) -> Self {
+    fn verbs(self, verbs: &'static [&'static str]) -> Self {
         Self { verbs, ..self }
     }
-    const fn with_status(self) -> Self {
+    fn with_status(self) -> Self {
         Self { status: true, ..self }
     }
-    const fn with_scale(self) -> Self {
+    fn with_scale(self) -> Self {
         Self { scale: Some(SCALE), ..self }
     }
-    const fn subs(self, extra_subresources: &'static [SubresourceInfo]) -> Self {
+    fn subs(self, extra_subresources: &'static [SubresourceInfo]) -> Self {
         Self { extra_subresources, ..self }
     }
-    const fn rules(self, strategy: &'static dyn Strategy) -> Self {
-        Self { strategy, ..self }
+    fn rules(self, strategy: &'static dyn Strategy) -> Self {
+        Self { strategy: Shared::Static(strategy), ..self }
     }
     /// Stored with another version's objects (`api_version` is the stored one).
-    const fn stored_as(
+    fn stored_as(
         self,
         group: &'static str,
         resource: &'static str,
@@ -142,7 +143,7 @@ impl ResourceInfo {
     ) -> Self {
         Self {
             storage: StorageInfo { group, resource, api_version },
-            conversion: Some(conversion),
+            conversion: Some(Shared::Static(conversion)),
             ..self
         }
     }
@@ -487,7 +488,7 @@ mod tests {
         let catalog = Catalog::builtin();
         let mut seen = BTreeSet::new();
         let mut kinds = BTreeSet::new();
-        for e in catalog.entries() {
+        for e in catalog.entries().iter() {
             assert!(seen.insert((e.group, e.version, e.plural)), "duplicate {e:?}");
             assert!(kinds.insert((e.group, e.version, e.kind)), "duplicate kind {e:?}");
             assert!(!e.verbs.is_empty());
@@ -499,7 +500,7 @@ mod tests {
     #[test]
     fn short_names_point_at_one_resource() {
         let mut owners: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-        for e in Catalog::builtin().entries() {
+        for e in Catalog::builtin().entries().iter() {
             for short in e.short_names {
                 owners.entry(short).or_default().insert((e.group, e.plural));
             }
@@ -514,7 +515,7 @@ mod tests {
     #[test]
     fn storage_is_shared_only_by_events_and_autoscalers() {
         let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for e in Catalog::builtin().entries() {
+        for e in Catalog::builtin().entries().iter() {
             by_key.entry(e.storage_prefix()).or_default().push(e.api_version());
             let stored_as_self = e.storage.api_version == e.api_version();
             assert_eq!(e.conversion.is_none(), stored_as_self, "{e:?}");
@@ -562,7 +563,7 @@ mod tests {
     fn every_resource_has_rules_and_rows_match_columns() {
         let ctx = crate::table::TableContext { now: chrono::Utc::now() };
         let empty = serde_json::json!({"metadata": {"name": "x"}});
-        for e in Catalog::builtin().entries() {
+        for e in Catalog::builtin().entries().iter() {
             let columns = e.strategy.columns();
             if e.plural == "bindings" {
                 assert!(columns.is_empty());

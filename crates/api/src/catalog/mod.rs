@@ -6,10 +6,46 @@
 
 mod builtin;
 pub mod conversion;
+pub mod custom;
+mod intern;
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
 use crate::strategy::Strategy;
+
+pub use intern::{intern, intern_list};
+
+/// A part of an entry that behaves (a strategy, a conversion): static for the built-in
+/// resources, owned for those added while the server runs (custom resources).
+pub enum Shared<T: ?Sized + 'static> {
+    /// Compiled in.
+    Static(&'static T),
+    /// Made at run time, dropped with the last entry that holds it.
+    Owned(Arc<T>),
+}
+
+impl<T: ?Sized> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Static(t) => Self::Static(t),
+            Self::Owned(t) => Self::Owned(Arc::clone(t)),
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Self::Static(t) => t,
+            Self::Owned(t) => t,
+        }
+    }
+}
 
 /// Whether objects of a resource live in a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +76,9 @@ pub trait Conversion: Send + Sync {
     fn to_served(&self, obj: Value) -> Value;
 }
 
-/// One served resource in one group version.
-#[derive(Clone, Copy)]
+/// One served resource in one group version. Its names are `&'static` (built-in ones are
+/// literals, custom resources' are [`intern`]ed), so that an entry clones cheaply.
+#[derive(Clone)]
 pub struct ResourceInfo {
     /// API group; empty for the core group.
     pub group: &'static str,
@@ -72,9 +109,11 @@ pub struct ResourceInfo {
     /// `events.k8s.io/v1` events live with core `v1` events).
     pub storage: StorageInfo,
     /// Conversion between this version and the stored one; `None` when they are the same.
-    pub conversion: Option<&'static dyn Conversion>,
+    pub conversion: Option<Shared<dyn Conversion>>,
     /// The resource's rules.
-    pub strategy: &'static dyn Strategy,
+    pub strategy: Shared<dyn Strategy>,
+    /// The name of the CustomResourceDefinition that serves it; empty for built-in ones.
+    pub definition: &'static str,
 }
 
 /// A subresource as discovery shows it.
@@ -147,41 +186,82 @@ impl ResourceInfo {
     }
 }
 
-/// Every served resource, looked up by URL parts or by kind.
+/// Every served resource, looked up by URL parts or by kind: the built-in ones, then those of
+/// custom resource definitions, which come and go while the server runs.
 #[derive(Debug)]
 pub struct Catalog {
-    entries: Vec<ResourceInfo>,
+    builtin: Vec<ResourceInfo>,
+    /// Custom resources' entries by definition name.
+    custom: RwLock<BTreeMap<String, Vec<ResourceInfo>>>,
+    /// Built-in then custom entries, replaced whole when a definition changes, so that a reader
+    /// holds a consistent list without a lock.
+    entries: RwLock<Arc<[ResourceInfo]>>,
 }
 
 impl Catalog {
     /// The built-in resources of Kubernetes 1.33 that krust serves.
     pub fn builtin() -> Self {
-        Self { entries: builtin::entries() }
+        let builtin = builtin::entries();
+        let entries = RwLock::new(Arc::from(builtin.clone()));
+        Self { builtin, custom: RwLock::default(), entries }
     }
 
-    /// All entries, in discovery order.
-    pub fn entries(&self) -> &[ResourceInfo] {
-        &self.entries
+    /// All entries, in discovery order: the built-in ones, then custom ones by group and
+    /// version priority.
+    pub fn entries(&self) -> Arc<[ResourceInfo]> {
+        Arc::clone(&self.entries.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The entry for a group, version and plural from a URL.
-    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceInfo> {
-        self.entries.iter().find(|e| e.group == group && e.version == version && e.plural == plural)
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<ResourceInfo> {
+        self.entries()
+            .iter()
+            .find(|e| e.group == group && e.version == version && e.plural == plural)
+            .cloned()
     }
 
     /// The entry for a group, version and kind.
-    pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<&ResourceInfo> {
-        self.entries.iter().find(|e| e.group == group && e.version == version && e.kind == kind)
+    pub fn by_kind(&self, group: &str, version: &str, kind: &str) -> Option<ResourceInfo> {
+        self.entries()
+            .iter()
+            .find(|e| e.group == group && e.version == version && e.kind == kind)
+            .cloned()
     }
 
-    /// The group versions served, in discovery order, each with its preferred flag.
+    /// The group versions served, in discovery order.
     pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
         let mut seen = Vec::new();
-        for e in &self.entries {
+        for e in self.entries().iter() {
             if !seen.contains(&(e.group, e.version)) {
                 seen.push((e.group, e.version));
             }
         }
         seen
+    }
+
+    /// Serves `entries` for the custom resource definition `definition`, replacing what it
+    /// served before (none: it serves nothing).
+    pub fn set_custom(&self, definition: &str, entries: Vec<ResourceInfo>) {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        if entries.is_empty() {
+            custom.remove(definition);
+        } else {
+            custom.insert(definition.to_string(), entries);
+        }
+        let mut all: Vec<ResourceInfo> = custom.values().flatten().cloned().collect();
+        all.sort_by(|a, b| {
+            a.group
+                .cmp(b.group)
+                .then_with(|| custom::version_priority(a.version, b.version))
+                .then_with(|| a.plural.cmp(b.plural))
+        });
+        let merged: Vec<ResourceInfo> = self.builtin.iter().cloned().chain(all).collect();
+        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(merged);
+    }
+
+    /// The entries a custom resource definition serves now.
+    pub fn custom(&self, definition: &str) -> Vec<ResourceInfo> {
+        let custom = self.custom.read().unwrap_or_else(|e| e.into_inner());
+        custom.get(definition).cloned().unwrap_or_default()
     }
 }

@@ -104,7 +104,7 @@ impl Strategy for MutatingWebhookConfigurationStrategy {
     fn tracks_generation(&self) -> bool {
         true
     }
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         WEBHOOK_COLUMNS
     }
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
@@ -124,7 +124,7 @@ impl Strategy for ValidatingWebhookConfigurationStrategy {
     fn tracks_generation(&self) -> bool {
         true
     }
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         WEBHOOK_COLUMNS
     }
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
@@ -190,7 +190,7 @@ impl Strategy for ValidatingAdmissionPolicyStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             int_col(
                 "Validations",
@@ -251,7 +251,7 @@ impl Strategy for ValidatingAdmissionPolicyBindingStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "PolicyName",

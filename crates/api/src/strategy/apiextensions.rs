@@ -140,7 +140,7 @@ impl Strategy for CustomResourceDefinitionStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[Column::new(
             "Created At",
             "date",

@@ -67,7 +67,7 @@ impl Strategy for ApiServiceStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Service", "The reference to the service that hosts this API endpoint."),
             col("Available", "Whether this service is available."),

@@ -243,7 +243,7 @@ impl Strategy for HorizontalPodAutoscalerStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -31,7 +31,7 @@ impl Strategy for LeaseStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Holder",

@@ -55,7 +55,7 @@ impl Strategy for EndpointSliceStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "AddressType",

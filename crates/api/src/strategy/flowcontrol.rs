@@ -57,7 +57,7 @@ impl Strategy for FlowSchemaStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "PriorityLevel",
@@ -143,7 +143,7 @@ impl Strategy for PriorityLevelConfigurationStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Type",

@@ -120,6 +120,25 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether a change of `status` advances the generation too (custom resources without a
+    /// `status` subresource, whose status is part of what the client writes).
+    fn generation_counts_status(&self) -> bool {
+        false
+    }
+
+    /// The paths of the members of `obj` that the resource's schema does not know, when the
+    /// strategy has a schema of its own (custom resources); `None` leaves it to the built-in
+    /// kinds' descriptors.
+    fn unknown_fields(&self, _obj: &Value) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Whether strategic merge patches apply (upstream answers them with 415 for custom
+    /// resources, which have no merge keys).
+    fn strategic_merge(&self) -> bool {
+        true
+    }
+
     /// Whether a change of `metadata.annotations` advances the generation too (upstream's
     /// Deployments: the rollback and revision annotations are part of the desired state).
     fn generation_follows_annotations(&self) -> bool {
@@ -148,7 +167,7 @@ pub trait Strategy: Send + Sync {
     }
 
     /// The columns of this resource's server-side table, after `Name`.
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         &[]
     }
 
@@ -181,6 +200,7 @@ pub mod batch;
 pub mod certificates;
 pub mod coordination;
 pub mod core;
+pub mod custom_resource;
 pub mod discovery;
 pub mod events;
 pub mod flowcontrol;

@@ -86,7 +86,7 @@ impl Strategy for IngressStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Class",
@@ -136,7 +136,7 @@ impl Strategy for IngressClassStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Controller", "Controller that is responsible for handling this class"),
             col("Parameters", "A reference to a resource with additional parameters"),
@@ -207,7 +207,7 @@ impl Strategy for NetworkPolicyStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Pod-Selector",
@@ -250,7 +250,7 @@ impl Strategy for IpAddressStrategy {
         crate::validation::NameRule::PathSegment
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[col(
             "ParentRef",
             "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object.",
@@ -307,7 +307,7 @@ impl Strategy for ServiceCidrStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "CIDRs",

@@ -70,7 +70,7 @@ impl Strategy for PodDisruptionBudgetStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Min Available", "The minimum number of pods that must be available."),
             col("Max Unavailable", "The maximum number of pods that may be unavailable."),

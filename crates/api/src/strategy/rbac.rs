@@ -177,7 +177,7 @@ impl Strategy for RoleStrategy {
         validate_rules(obj, &mut errors);
         errors
     }
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CREATED_AT
     }
     fn cells(&self, obj: &Value, _ctx: &TableContext) -> Vec<Value> {
@@ -194,7 +194,7 @@ impl Strategy for ClusterRoleStrategy {
         validate_rules(obj, &mut errors);
         errors
     }
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CREATED_AT
     }
     fn cells(&self, obj: &Value, _ctx: &TableContext) -> Vec<Value> {
@@ -219,7 +219,7 @@ impl Strategy for BindingStrategy {
         validate_binding_update(new, old, &mut errors);
         errors
     }
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         BINDING_COLUMNS
     }
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {

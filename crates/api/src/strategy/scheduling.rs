@@ -64,7 +64,7 @@ impl Strategy for PriorityClassStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             int_col(
                 "Value",

@@ -80,7 +80,7 @@ impl Strategy for StorageClassStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Provisioner", "Indicates the type of the provisioner."),
             col(
@@ -145,7 +145,7 @@ impl Strategy for VolumeAttachmentStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Attacher",
@@ -193,7 +193,7 @@ impl Strategy for CsiDriverStrategy {
         }
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             Column::new(
                 "AttachRequired",
@@ -246,7 +246,7 @@ impl Strategy for CsiDriverStrategy {
 }
 
 impl Strategy for CsiNodeStrategy {
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             int_col(
                 "Drivers",
@@ -271,7 +271,7 @@ impl Strategy for CsiStorageCapacityStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "StorageClassName",

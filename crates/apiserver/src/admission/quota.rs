@@ -95,7 +95,6 @@ async fn charge(
     let info = registry
         .catalog()
         .lookup("", "v1", "resourcequotas")
-        .copied()
         .ok_or_else(|| StatusError::internal("the catalog has no resourcequotas"))?;
     let namespace = attributes.namespace;
     let mut attempt = 0;
@@ -151,7 +150,7 @@ mod tests {
     use crate::registry::ServiceRanges;
 
     fn info(registry: &Registry, plural: &str) -> ResourceInfo {
-        *registry.catalog().lookup("", "v1", plural).unwrap()
+        registry.catalog().lookup("", "v1", plural).unwrap()
     }
 
     fn attributes(dry_run: bool) -> Attributes<'static> {

@@ -25,8 +25,8 @@ impl<'a> CacheView<'a> {
     /// The storage prefix of `group`/`resource` in `namespace` (all when empty), and the
     /// resource's whole prefix.
     fn prefixes(&self, group: &str, resource: &str, namespace: &str) -> Option<(String, String)> {
-        let info =
-            self.catalog.entries().iter().find(|i| i.group == group && i.plural == resource)?;
+        let entries = self.catalog.entries();
+        let info = entries.iter().find(|i| i.group == group && i.plural == resource)?;
         let namespace = Some(namespace).filter(|n| !n.is_empty());
         Some((info.storage_prefix_in(namespace), info.storage_prefix()))
     }

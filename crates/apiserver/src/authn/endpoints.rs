@@ -178,7 +178,6 @@ pub async fn token_request(
     let lookup = |plural: &str| {
         catalog
             .lookup("", "v1", plural)
-            .copied()
             .ok_or_else(|| StatusError::internal(format!("{plural} are not served")))
     };
     let sa = api.registry.get(&lookup("serviceaccounts")?, Some(namespace), name).await?;

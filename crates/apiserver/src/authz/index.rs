@@ -82,7 +82,7 @@ fn values<T>(decoded: &Decoded<T>) -> impl Iterator<Item = Arc<T>> + '_ {
 impl PolicyIndex {
     /// An index over the RBAC caches of `cache` (empty when it has none).
     pub fn new(cache: &WatchCache) -> Self {
-        let get = |p: &str| cache.resource(p).cloned();
+        let get = |p: &str| cache.resource(p);
         Self {
             caches: [
                 get(ROLES),

@@ -113,8 +113,8 @@ impl GraphIndex {
     /// An index over the pods and claims of `cache` (empty when it has none).
     pub fn new(cache: &WatchCache) -> Self {
         Self {
-            pods: cache.resource(PODS).cloned(),
-            claims: cache.resource(CLAIMS).cloned(),
+            pods: cache.resource(PODS),
+            claims: cache.resource(CLAIMS),
             built: Mutex::new(Built::default()),
             current: RwLock::new((Arc::new(Graph::default()), [0; 2])),
         }

@@ -197,8 +197,9 @@ pub fn api_group_doc(catalog: &Catalog, group: &str) -> Option<Value> {
 
 /// The `/api/v1` or `/apis/<group>/<version>` document, if served.
 pub fn api_resource_list(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
+    let all = catalog.entries();
     let entries: Vec<&ResourceInfo> =
-        catalog.entries().iter().filter(|e| e.group == group && e.version == version).collect();
+        all.iter().filter(|e| e.group == group && e.version == version).collect();
     if entries.is_empty() {
         return None;
     }

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 /// A short hash of the catalog, to version the documents' URLs.
 fn hash(catalog: &Catalog) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
-    for e in catalog.entries() {
+    for e in catalog.entries().iter() {
         for b in e.group.bytes().chain(e.version.bytes()).chain(e.plural.bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x100000001b3);
         }
@@ -60,8 +60,9 @@ pub fn openapi_v3_group_version(catalog: &Catalog, path: &str) -> Option<Value> 
         ["apis", group, version] => (group.to_string(), version.to_string()),
         _ => return None,
     };
+    let all = catalog.entries();
     let entries: Vec<&ResourceInfo> =
-        catalog.entries().iter().filter(|e| e.group == group && e.version == version).collect();
+        all.iter().filter(|e| e.group == group && e.version == version).collect();
     if entries.is_empty() {
         return None;
     }

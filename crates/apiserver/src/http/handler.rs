@@ -125,7 +125,7 @@ fn classify(api: &ApiServer, req: &Request<Incoming>) -> (RequestLabels, bool) {
         && PatchType::from_content_type(&content_type(req)) == Some(PatchType::Apply);
     let labels = RequestLabels::resource(
         r.verb,
-        info,
+        &info,
         r.subresource.as_deref(),
         r.namespace.is_some(),
         r.name.is_some(),
@@ -320,7 +320,7 @@ async fn resource(
     accept: &str,
 ) -> Result<Response<Body>, StatusError> {
     let registry = &api.registry;
-    let info = *registry
+    let info = registry
         .catalog()
         .lookup(&r.group, &r.version, &r.resource)
         .ok_or_else(|| resource_not_served(&r))?;
@@ -434,7 +434,8 @@ async fn resource(
                 Wire::Protobuf if !has_protobuf(&info) => Wire::Json,
                 wire => wire,
             };
-            let encode = Box::new(move |event| encode_event(&info, event, wire, include));
+            let event_info = info.clone();
+            let encode = Box::new(move |event| encode_event(&event_info, event, wire, include));
             let lines = registry.watch(&info, ns, opts, encode).await?;
             let content_type = match wire {
                 Wire::Protobuf => krust_api::protobuf::WATCH_MEDIA_TYPE,

@@ -105,7 +105,7 @@ pub fn table(
     include: IncludeObject,
 ) -> Response<Body> {
     let head = table::head(info, list_meta);
-    let row = (*info, include, TableContext { now: Utc::now() });
+    let row = (info.clone(), include, TableContext { now: Utc::now() });
     body(&head, items, Form::Row(Box::new(row)))
 }
 

@@ -199,7 +199,6 @@ pub async fn address(api: &ApiServer, name: &str) -> Result<(String, u16), Statu
         .registry
         .catalog()
         .lookup("", "v1", "nodes")
-        .copied()
         .ok_or_else(|| StatusError::internal("nodes are not served"))?;
     let node: NodeView =
         serde_json::from_value(api.registry.get(&nodes, None, name).await?).unwrap_or_default();

@@ -220,11 +220,10 @@ pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
         .registry
         .catalog()
         .lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
-        .copied()
     else {
         return;
     };
-    let Some(cache) = api.registry.cache().resource(&info.storage_prefix()).cloned() else {
+    let Some(cache) = api.registry.cache().resource(&info.storage_prefix()) else {
         return;
     };
     let mut revision = api.registry.cache().subscribe_revision();

@@ -136,7 +136,7 @@ async fn put(
     mut desired: Value,
     field: &str,
 ) -> Result<(), StatusError> {
-    let Some(info) = registry.catalog().lookup(group, version, plural).copied() else {
+    let Some(info) = registry.catalog().lookup(group, version, plural) else {
         return Err(StatusError::internal(format!("the catalog has no {plural}")));
     };
     match registry.get(&info, Some("default"), "kubernetes").await {

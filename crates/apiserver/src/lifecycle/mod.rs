@@ -26,7 +26,7 @@ pub async fn bootstrap(
     ranges: ServiceRanges,
     port: u16,
 ) -> Result<(), StatusError> {
-    let Some(info) = registry.catalog().lookup("", "v1", "namespaces").copied() else {
+    let Some(info) = registry.catalog().lookup("", "v1", "namespaces") else {
         return Err(StatusError::internal("the catalog has no namespaces"));
     };
     for name in SYSTEM_NAMESPACES {
@@ -37,7 +37,7 @@ pub async fn bootstrap(
             Err(e) => return Err(e),
         }
     }
-    let Some(services) = registry.catalog().lookup("", "v1", "services").copied() else {
+    let Some(services) = registry.catalog().lookup("", "v1", "services") else {
         return Err(StatusError::internal("the catalog has no services"));
     };
     let kubernetes = json!({

@@ -20,7 +20,6 @@ fn info(registry: &Registry, plural: &str) -> Result<ResourceInfo, StatusError> 
     registry
         .catalog()
         .lookup(krust_auth::rbac::GROUP, "v1", plural)
-        .copied()
         .ok_or_else(|| StatusError::internal(format!("the catalog has no {plural}")))
 }
 
@@ -125,7 +124,7 @@ pub async fn aggregate(api: &ApiServer) -> Result<usize, StatusError> {
 /// Runs aggregation passes for ever: whenever ClusterRoles changed, and again after a
 /// failed pass (a conflict with a concurrent write is retried from the newer state).
 pub async fn run_aggregation(api: Arc<ApiServer>) {
-    let Some(cache) = api.registry.cache().resource(CLUSTER_ROLES).cloned() else {
+    let Some(cache) = api.registry.cache().resource(CLUSTER_ROLES) else {
         tracing::error!("no clusterrole cache; aggregation is off");
         return;
     };

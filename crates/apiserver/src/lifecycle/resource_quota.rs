@@ -161,7 +161,6 @@ async fn write_status(
     let info = registry
         .catalog()
         .lookup("", "v1", "resourcequotas")
-        .copied()
         .ok_or_else(|| StatusError::internal("the catalog has no resourcequotas"))?;
     let (Some(namespace), Some(name)) = (meta_str(quota, "namespace"), meta_str(quota, "name"))
     else {
@@ -213,7 +212,7 @@ mod tests {
     }
 
     fn info(registry: &Registry, plural: &str) -> ResourceInfo {
-        *registry.catalog().lookup("", "v1", plural).unwrap()
+        registry.catalog().lookup("", "v1", plural).unwrap()
     }
 
     fn pod(name: &str) -> Value {

@@ -274,11 +274,11 @@ mod tests {
         let (metrics, inflight) = metrics();
         let catalog = krust_api::Catalog::builtin();
         let pods = catalog.lookup("", "v1", "pods").expect("pods are in the catalog");
-        let list = RequestLabels::resource("list", pods, None, true, false, false);
+        let list = RequestLabels::resource("list", &pods, None, true, false, false);
         metrics.request(&list, 200, Duration::from_millis(3));
-        let apply = RequestLabels::resource("patch", pods, Some("status"), true, true, true);
+        let apply = RequestLabels::resource("patch", &pods, Some("status"), true, true, true);
         metrics.request(&apply, 201, Duration::from_millis(3));
-        let watch = RequestLabels::resource("watch", pods, None, false, false, false);
+        let watch = RequestLabels::resource("watch", &pods, None, false, false, false);
         let watching = metrics.long_running(&watch);
         let _slot = inflight.try_acquire(RequestKind::Mutating, false);
         let text = metrics.encode();
@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(RequestLabels::other(&method).verb, "other");
         let catalog = krust_api::Catalog::builtin();
         let pods = catalog.lookup("", "v1", "pods").expect("pods are in the catalog");
-        let odd = RequestLabels::resource("get", pods, Some("a-random-thing"), true, true, false);
+        let odd = RequestLabels::resource("get", &pods, Some("a-random-thing"), true, true, false);
         assert_eq!(odd.subresource, "other");
     }
 

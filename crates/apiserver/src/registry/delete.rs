@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_stale_uid_precondition_is_a_conflict() {
         let catalog = krust_api::Catalog::builtin();
-        let info = catalog.lookup("", "v1", "configmaps").copied().expect("configmaps");
+        let info = catalog.lookup("", "v1", "configmaps").expect("configmaps");
         let obj = json!({"metadata": {"name": "x", "uid": "a"}});
         let opts = DeleteOptions { uid: Some("b".into()), ..Default::default() };
         let e = check_preconditions(&info, &obj, &opts).expect_err("a conflict");

@@ -262,7 +262,7 @@ impl Registry {
     pub(super) fn resource_cache(
         &self,
         info: &ResourceInfo,
-    ) -> Result<&Arc<ResourceCache>, StatusError> {
+    ) -> Result<Arc<ResourceCache>, StatusError> {
         self.cache.resource(&info.storage_prefix()).ok_or_else(|| {
             StatusError::internal(format!("no watch cache for {}", info.storage_prefix()))
         })
@@ -318,11 +318,11 @@ impl Registry {
                 (snapshot, reached.max(resource_revision))
             }
         };
-        let indexed = narrowed(info, cache, opts);
+        let indexed = narrowed(info, &cache, opts);
         if opts.limit == 0 {
             // No page: the response walks the snapshot as it writes.
             let walk = Walk {
-                info: *info,
+                info: info.clone(),
                 opts: opts.clone(),
                 snapshot,
                 after: start_after.map(Into::into),

@@ -74,7 +74,8 @@ pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, bump: b
     meta.remove("selfLink");
     meta.remove("managedFields");
     let annotations = |o: &Value| o.pointer("/metadata/annotations").cloned();
-    let changed = spec_of(new) != spec_of(old)
+    let with_status = info.strategy.generation_counts_status();
+    let changed = spec_of(new, with_status) != spec_of(old, with_status)
         || (info.strategy.generation_follows_annotations() && annotations(new) != annotations(old));
     if bump && info.strategy.tracks_generation() && changed {
         let generation = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
@@ -82,11 +83,14 @@ pub fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, bump: b
     }
 }
 
-/// Everything but `metadata`, `status`, `apiVersion` and `kind`.
-fn spec_of(obj: &Value) -> Map<String, Value> {
+/// Everything but `metadata`, `apiVersion`, `kind` and (unless `with_status`) `status`.
+fn spec_of(obj: &Value, with_status: bool) -> Map<String, Value> {
     let mut map = obj.as_object().cloned().unwrap_or_default();
-    for field in ["metadata", "status", "apiVersion", "kind"] {
+    for field in ["metadata", "apiVersion", "kind"] {
         map.remove(field);
+    }
+    if !with_status {
+        map.remove("status");
     }
     map
 }
@@ -236,7 +240,7 @@ mod tests {
         let catalog = krust_api::Catalog::builtin();
         let Some(info) = catalog.lookup("", "v1", "configmaps") else { return };
         let mut obj = json!({"metadata": {"generateName": "web-"}});
-        prepare_create(info, &mut obj, Utc::now());
+        prepare_create(&info, &mut obj, Utc::now());
         let name = meta_str(&obj, "name").unwrap_or_default();
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
         assert!(meta_str(&obj, "uid").is_some());

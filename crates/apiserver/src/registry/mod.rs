@@ -265,7 +265,7 @@ fn encode(mut obj: Value) -> Result<Vec<u8>, StatusError> {
 
 /// Converts a stored object to the version `info` serves.
 pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
-    let mut obj = match info.conversion {
+    let mut obj = match &info.conversion {
         Some(conversion) => conversion.to_served(obj),
         None => obj,
     };
@@ -279,7 +279,7 @@ pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
 /// Converts an object of the version `info` serves to the storage version.
 /// The object must already carry the served `apiVersion` and `kind`.
 fn to_stored(info: &ResourceInfo, obj: Value) -> Value {
-    match info.conversion {
+    match &info.conversion {
         Some(conversion) => conversion.to_stored(obj),
         None => obj,
     }

@@ -263,7 +263,7 @@ impl Registry {
         encode: Encoder,
     ) -> Result<WatchStream, StatusError> {
         check_fields(info, &opts)?;
-        let cache = Arc::clone(self.resource_cache(info)?);
+        let cache = self.resource_cache(info)?;
         // Where the watch starts, and whether it begins with the current objects.
         let (resume_from, initial) = match (opts.revision, opts.send_initial_events) {
             (RevisionMatch::Latest, initial) => {
@@ -284,8 +284,8 @@ impl Registry {
         let timeout = limits.timeout(opts.timeout_seconds);
         let (outbox, stream) = outbox::channel(limits.buffer_bytes, limits.buffer_events);
         let watcher = Watcher {
-            info: *info,
-            shape: *cache.shape(),
+            info: info.clone(),
+            shape: cache.shape().clone(),
             narrow: narrowed(info, &cache, &opts),
             prefix: info.storage_prefix_in(namespace),
             opts,
@@ -769,7 +769,7 @@ mod tests {
             .await
             .unwrap()
             .with_watch_limits(limits);
-        let namespaces = *registry.catalog().lookup("", "v1", "namespaces").unwrap();
+        let namespaces = registry.catalog().lookup("", "v1", "namespaces").unwrap();
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
         registry.create(&namespaces, None, ns, WriteOptions::default()).await.unwrap();
         registry
@@ -798,7 +798,7 @@ mod tests {
     async fn a_watch_ends_by_itself_at_its_timeout() {
         let dir = tempfile::tempdir().unwrap();
         let registry = registry(&dir, WatchLimits::default()).await;
-        let info = *registry.catalog().lookup("", "v1", "configmaps").unwrap();
+        let info = registry.catalog().lookup("", "v1", "configmaps").unwrap();
         let opts = ListOptions::from_query(&Query::parse(Some("timeoutSeconds=1")), true).unwrap();
         let started = std::time::Instant::now();
         let stream = registry.watch(&info, Some("default"), opts, lines()).await.unwrap();
@@ -818,7 +818,7 @@ mod tests {
             ..WatchLimits::default()
         };
         let registry = registry(&dir, limits).await;
-        let info = *registry.catalog().lookup("", "v1", "configmaps").unwrap();
+        let info = registry.catalog().lookup("", "v1", "configmaps").unwrap();
         let opts = ListOptions::from_query(&Query::parse(None), true).unwrap();
         let mut stream = registry.watch(&info, Some("default"), opts, lines()).await.unwrap();
         for i in 0..20 {
@@ -846,10 +846,10 @@ mod tests {
         let catalog = Arc::new(Catalog::builtin());
         let registry =
             Registry::new_with(store, catalog, ServiceRanges::default(), history).await.unwrap();
-        let namespaces = *registry.catalog().lookup("", "v1", "namespaces").unwrap();
+        let namespaces = registry.catalog().lookup("", "v1", "namespaces").unwrap();
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
         registry.create(&namespaces, None, ns, WriteOptions::default()).await.unwrap();
-        let info = *registry.catalog().lookup("", "v1", "configmaps").unwrap();
+        let info = registry.catalog().lookup("", "v1", "configmaps").unwrap();
         let mut revisions = Vec::new();
         for i in 0..10 {
             let cm = config_map(&format!("cm-{i}"), 10);
@@ -887,7 +887,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let limits = WatchLimits { buffer_bytes: 8 * 1024, ..WatchLimits::default() };
         let registry = registry(&dir, limits).await;
-        let info = *registry.catalog().lookup("", "v1", "configmaps").unwrap();
+        let info = registry.catalog().lookup("", "v1", "configmaps").unwrap();
         let opts = ListOptions::from_query(&Query::parse(None), true).unwrap();
         let stream = registry.watch(&info, Some("default"), opts, lines()).await.unwrap();
         let reader = tokio::spawn(stream.take(20).count());

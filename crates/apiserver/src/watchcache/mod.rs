@@ -16,12 +16,12 @@ mod object;
 mod resource;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use krust_store::{EventKind, Revision, Store, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use dispatch::{Live, Subscription, WATCHER_QUEUE};
 pub use object::{CachedObject, Shape};
@@ -33,9 +33,19 @@ pub use resource::{
 /// The caches of all resources and the revision they have all reached.
 pub struct WatchCache {
     store: Arc<dyn Store>,
-    resources: HashMap<String, Arc<ResourceCache>>,
+    /// The caches by storage prefix; resources of custom resource definitions come and go.
+    resources: RwLock<HashMap<String, Arc<ResourceCache>>>,
     revision: watch::Sender<Revision>,
     budget: Arc<HistoryBudget>,
+    limits: HistoryLimits,
+    /// Changes of the set of resources, carried out by the follower between two events.
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+/// A resource to start or stop caching, and who waits for it.
+enum Change {
+    Add(Shape, oneshot::Sender<Result<(), StoreError>>),
+    Remove(String, oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// How many keys the cache reads from the store at a time when it fills.
@@ -81,16 +91,90 @@ impl WatchCache {
             })
             .collect();
         let (revision, _) = watch::channel(0);
-        let cache = Arc::new(Self { store, resources, revision, budget });
+        let (changes, receiver) = mpsc::unbounded_channel();
+        let cache = Arc::new(Self {
+            store,
+            resources: RwLock::new(resources),
+            revision,
+            budget,
+            limits,
+            changes,
+        });
         let start = cache.relist().await?;
         let follower = Arc::clone(&cache);
-        tokio::spawn(async move { follower.follow(start).await });
+        tokio::spawn(async move { follower.follow(start, receiver).await });
         Ok(cache)
     }
 
     /// The cache of one storage prefix.
-    pub fn resource(&self, storage_prefix: &str) -> Option<&Arc<ResourceCache>> {
-        self.resources.get(storage_prefix)
+    pub fn resource(&self, storage_prefix: &str) -> Option<Arc<ResourceCache>> {
+        self.resources().get(storage_prefix).cloned()
+    }
+
+    fn resources(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ResourceCache>>> {
+        self.resources.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn resources_mut(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<ResourceCache>>> {
+        self.resources.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts caching a resource (a custom resource's storage), or caches it anew when its
+    /// shape changed (its watchers are closed and re-watch): its objects are read at the
+    /// revision the caches have reached, between two events, so none is missed or applied
+    /// twice. Returns once the cache serves it.
+    pub async fn add(&self, shape: Shape) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.changes.send(Change::Add(shape, done)).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops caching the resource of `storage_prefix`, closing its watchers.
+    pub async fn remove(&self, storage_prefix: &str) -> Result<(), StoreError> {
+        let (done, wait) = oneshot::channel();
+        let change = Change::Remove(storage_prefix.to_string(), done);
+        self.changes.send(change).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Carries out a change of the set of resources at `revision`, the follower's.
+    async fn change(&self, change: Change, revision: Revision) {
+        match change {
+            Change::Add(shape, done) => {
+                let _ = done.send(self.fill(shape, revision).await);
+            }
+            Change::Remove(prefix, done) => {
+                if let Some(cache) = self.resources_mut().remove(&prefix) {
+                    cache.reset(Vec::new(), revision);
+                }
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+
+    /// Reads the objects of `shape`'s prefix at `revision` into a new cache, which replaces
+    /// the prefix's cache, if any.
+    async fn fill(&self, shape: Shape, revision: Revision) -> Result<(), StoreError> {
+        let prefix = shape.info.storage_prefix();
+        let mut objects = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                self.store.list(&prefix, after.as_deref(), FILL_PAGE, Some(revision)).await?;
+            after = page.items.last().map(|kv| kv.key.clone()).or(after);
+            objects.extend(page.items.into_iter().filter_map(|kv| CachedObject::decode(kv, &shape)));
+            if !page.more || after.is_none() {
+                break;
+            }
+        }
+        let cache = ResourceCache::with_limits(shape, self.limits, Arc::clone(&self.budget));
+        cache.reset(objects, revision);
+        if let Some(old) = self.resources_mut().insert(prefix, Arc::new(cache)) {
+            old.reset(Vec::new(), revision);
+        }
+        Ok(())
     }
 
     /// The bytes of history (events' replaced versions and bookkeeping) all caches hold.
@@ -147,7 +231,9 @@ impl WatchCache {
             let items: Vec<(Shape, krust_store::KeyValue)> = page
                 .items
                 .into_iter()
-                .filter_map(|kv| Some((*self.resources.get(prefix_of(&kv.key))?.shape(), kv)))
+                .filter_map(|kv| {
+                    Some((self.resources().get(prefix_of(&kv.key))?.shape().clone(), kv))
+                })
                 .collect();
             decoding = Some(tokio::task::spawn_blocking(move || decode_all(items)));
             if !page.more || after.is_none() {
@@ -160,24 +246,37 @@ impl WatchCache {
             }
         }
         let revision = revision.unwrap_or(0);
-        for (prefix, cache) in &self.resources {
+        for (prefix, cache) in self.resources().iter() {
             cache.reset(by_prefix.remove(prefix.as_str()).unwrap_or_default(), revision);
         }
         self.revision.send_replace(revision);
         Ok(revision)
     }
 
-    /// Follows the store from `revision` for ever, relisting when the watch breaks.
-    async fn follow(self: Arc<Self>, mut revision: Revision) {
+    /// Follows the store from `revision` for ever, relisting when the watch breaks, and
+    /// carries out the changes of the set of resources between events.
+    async fn follow(
+        self: Arc<Self>,
+        mut revision: Revision,
+        mut changes: mpsc::UnboundedReceiver<Change>,
+    ) {
         loop {
             match self.store.watch("/registry/", revision).await {
                 Ok(mut events) => {
-                    while let Some(item) = events.next().await {
+                    loop {
+                        let item = tokio::select! {
+                            biased;
+                            Some(change) = changes.recv() => {
+                                self.change(change, revision).await;
+                                continue;
+                            }
+                            item = events.next() => item,
+                        };
+                        let Some(item) = item else { break };
                         match item {
                             Ok(event) => {
                                 if event.kind != EventKind::Progress
-                                    && let Some(cache) =
-                                        self.resources.get(prefix_of(&event.kv.key))
+                                    && let Some(cache) = self.resource(prefix_of(&event.kv.key))
                                 {
                                     cache.apply(&event);
                                 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// How a resource's objects are kept: the storage version's catalog entry, whose `apiVersion`
 /// and `kind` the kept bytes carry and whose strategy names the selectable fields.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Shape {
     /// The catalog entry of the storage version.
     pub info: ResourceInfo,
@@ -27,10 +27,10 @@ impl Shape {
     /// of the prefix when none is).
     pub fn of_catalog(catalog: &krust_api::Catalog) -> Vec<Shape> {
         let mut by_prefix: std::collections::BTreeMap<String, ResourceInfo> = Default::default();
-        for info in catalog.entries() {
-            let entry = by_prefix.entry(info.storage_prefix()).or_insert(*info);
+        for info in catalog.entries().iter() {
+            let entry = by_prefix.entry(info.storage_prefix()).or_insert_with(|| info.clone());
             if entry.conversion.is_some() && info.conversion.is_none() {
-                *entry = *info;
+                *entry = info.clone();
             }
         }
         by_prefix.into_values().map(Shape::new).collect()
@@ -277,7 +277,7 @@ mod tests {
 
     fn pod_shape() -> Shape {
         let catalog = krust_api::Catalog::builtin();
-        Shape::new(*catalog.lookup("", "v1", "pods").unwrap())
+        Shape::new(catalog.lookup("", "v1", "pods").unwrap())
     }
 
     #[test]

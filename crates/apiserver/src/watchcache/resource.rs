@@ -537,7 +537,7 @@ mod tests {
 
     fn shape(plural: &str) -> Shape {
         let catalog = krust_api::Catalog::builtin();
-        Shape::new(*catalog.lookup("", "v1", plural).unwrap())
+        Shape::new(catalog.lookup("", "v1", plural).unwrap())
     }
 
     fn event(kind: EventKind, key: &str, revision: Revision) -> Event {

@@ -96,7 +96,7 @@ impl Harness {
 
     /// The catalog entry of `gvr`.
     pub fn info(&self, (group, version, plural): Gvr) -> ResourceInfo {
-        *self
+        self
             .registry
             .catalog()
             .lookup(group, version, plural)

@@ -155,7 +155,7 @@ impl Strategy for DeploymentStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         DEPLOYMENT_COLUMNS
     }
 
@@ -232,7 +232,7 @@ impl Strategy for ReplicaSetStrategy {
         vec![("status.replicas", int_at(obj, "status.replicas").unwrap_or(0).to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         REPLICA_SET_COLUMNS
     }
 
@@ -340,7 +340,7 @@ impl Strategy for StatefulSetStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         STATEFUL_SET_COLUMNS
     }
 
@@ -413,7 +413,7 @@ impl Strategy for DaemonSetStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         DAEMON_SET_COLUMNS
     }
 
@@ -449,7 +449,7 @@ impl Strategy for ControllerRevisionStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Controller", "Controller of the object"),
             int_col(

@@ -166,7 +166,7 @@ impl Strategy for JobStrategy {
         vec![("status.successful", int_at(obj, "status.succeeded").unwrap_or(0).to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         JOB_COLUMNS
     }
 
@@ -365,7 +365,7 @@ impl Strategy for CronJobStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CRON_JOB_COLUMNS
     }
 

@@ -92,7 +92,7 @@ impl Strategy for CertificateSigningRequestStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             AGE,
             col("SignerName", "Name of the signer that this request should be signed by"),

@@ -161,7 +161,7 @@ impl Strategy for SecretStrategy {
         vec![("type", string_at(obj, "type"))]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         SECRET_COLUMNS
     }
 
@@ -205,7 +205,7 @@ impl Strategy for ConfigMapStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         CONFIG_MAP_COLUMNS
     }
 

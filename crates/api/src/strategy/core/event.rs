@@ -123,7 +123,7 @@ impl Strategy for EventStrategy {
         event_selectable_fields(obj)
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         EVENT_COLUMNS
     }
 

@@ -37,7 +37,7 @@ pub struct ResourceQuotaStrategy;
 pub struct ServiceAccountStrategy;
 
 impl Strategy for ComponentStatusStrategy {
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Status", "Status of the component conditions"),
             col("Message", "Message of the component conditions"),
@@ -111,7 +111,7 @@ fn format_endpoints(obj: &Value) -> String {
 }
 
 impl Strategy for EndpointsStrategy {
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Endpoints",
@@ -158,7 +158,7 @@ impl Strategy for LimitRangeStrategy {
         });
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[Column::new(
             "Created At",
             "date",
@@ -187,7 +187,7 @@ impl Strategy for PodTemplateStrategy {
         errors
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Containers", "Names of each container in the template."),
             Column { priority: 0, ..IMAGES },
@@ -231,7 +231,7 @@ impl Strategy for ResourceQuotaStrategy {
         keep_status(new, old);
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             AGE,
             col(
@@ -257,7 +257,7 @@ impl Strategy for ServiceAccountStrategy {
         true
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col(
                 "Secrets",

@@ -129,7 +129,7 @@ impl Strategy for NamespaceStrategy {
         ]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -43,7 +43,7 @@ impl Strategy for NodeStrategy {
         vec![("spec.unschedulable", unschedulable.to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -127,7 +127,7 @@ impl Strategy for PodStrategy {
         ]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

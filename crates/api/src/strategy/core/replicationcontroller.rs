@@ -77,7 +77,7 @@ impl Strategy for ReplicationControllerStrategy {
         vec![("status.replicas", int_at(obj, "status.replicas").unwrap_or(0).to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -263,7 +263,7 @@ impl Strategy for ServiceStrategy {
         ]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         COLUMNS
     }
 

@@ -107,7 +107,7 @@ impl Strategy for PersistentVolumeStrategy {
         vec![("name", crate::object::name(obj).unwrap_or_default().to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Capacity", "capacity is the description of the persistent volume's resources and capacity. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#capacity"),
             col("Access Modes", ACCESS_MODES_DOC),
@@ -179,7 +179,7 @@ impl Strategy for PersistentVolumeClaimStrategy {
         vec![("name", crate::object::name(obj).unwrap_or_default().to_string())]
     }
 
-    fn columns(&self) -> &'static [Column] {
+    fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
             col("Status", "phase represents the current phase of PersistentVolumeClaim."),
             col("Volume", "volumeName is the binding reference to the PersistentVolume backing this claim."),

@@ -127,7 +127,6 @@ impl SubresourceHandler for Binding {
         let pods = registry
             .catalog()
             .lookup("", "v1", "pods")
-            .copied()
             .ok_or_else(|| StatusError::internal("pods are not served"))?;
         let now = timestamp(Utc::now());
         registry

@@ -150,8 +150,8 @@ impl SubresourceHandler for Eviction {
         options.dry_run |= request.dry_run;
         let catalog = registry.catalog();
         let (Some(pods), Some(pdbs)) = (
-            catalog.lookup("", "v1", "pods").copied(),
-            catalog.lookup("policy", "v1", "poddisruptionbudgets").copied(),
+            catalog.lookup("", "v1", "pods"),
+            catalog.lookup("policy", "v1", "poddisruptionbudgets"),
         ) else {
             return Err(StatusError::internal("pods or poddisruptionbudgets are not served"));
         };

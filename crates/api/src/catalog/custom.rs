@@ -1,0 +1,267 @@
+//! Catalog entries of custom resources: what a `CustomResourceDefinition` serves, one entry
+//! per served version, as upstream's apiextensions-apiserver builds its handlers.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
+use serde_json::Value;
+
+use super::{
+    Conversion, ResourceInfo, ScalePaths, Scope, Shared, StorageInfo, intern, intern_list,
+};
+use crate::customresource::StructuralSchema;
+use crate::jsonpath::JsonPath;
+use crate::strategy::custom_resource::{CustomResourceStrategy, PrinterColumn, SelectableField};
+use crate::validation::FieldError;
+
+/// The verbs of every custom resource.
+const VERBS: &[&str] =
+    &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// The finalizer that holds a definition until its objects are gone.
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// Orders versions as upstream's discovery does (`CompareKubeAwareVersionStrings`): versions
+/// shaped like `v1`, `v2beta1`, `v1alpha2` first, GA before beta before alpha, higher numbers
+/// first; any other string after them, alphabetically.
+pub fn version_priority(a: &str, b: &str) -> Ordering {
+    match (kube_version(a), kube_version(b)) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// `(stability, major, minor)` of a Kubernetes-shaped version, larger is preferred.
+fn kube_version(v: &str) -> Option<(u8, u64, u64)> {
+    let rest = v.strip_prefix('v')?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let major: u64 = rest[..digits].parse().ok()?;
+    if major == 0 {
+        return None;
+    }
+    let tail = &rest[digits..];
+    if tail.is_empty() {
+        return Some((2, major, 0));
+    }
+    let (stability, minor) = if let Some(m) = tail.strip_prefix("beta") {
+        (1, m)
+    } else {
+        (0, tail.strip_prefix("alpha")?)
+    };
+    if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stability, major, minor.parse().ok()?))
+}
+
+/// A definition's served entries, or the field errors that keep it from being served (an
+/// invalid schema, a path that does not parse).
+pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {
+    let crd: CustomResourceDefinition = serde_json::from_value(object.clone())
+        .map_err(|e| vec![FieldError::invalid("spec", Value::Null, e.to_string())])?;
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let spec = &crd.spec;
+    let Some(storage) = spec.versions.iter().find(|v| v.storage) else {
+        return Err(vec![FieldError::required("spec.versions").with_detail("no storage version")]);
+    };
+    let group = intern(&spec.group);
+    let plural = intern(&spec.names.plural);
+    let storage_api_version = intern(&format!("{}/{}", spec.group, storage.name));
+    let scope = if spec.scope == "Cluster" { Scope::Cluster } else { Scope::Namespaced };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, version) in spec.versions.iter().enumerate() {
+        if !version.served {
+            continue;
+        }
+        let raw = object.pointer(&format!("/spec/versions/{i}"));
+        let strategy = match strategy(version, raw, i) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
+        let api_version = format!("{}/{}", spec.group, version.name);
+        let conversion: Option<Shared<dyn Conversion>> = (version.name != storage.name).then(|| {
+            Shared::Owned(Arc::new(ApiVersionChange {
+                served: intern(&api_version),
+                stored: storage_api_version,
+            }) as Arc<dyn Conversion>)
+        });
+        let subresources = version.subresources.as_ref();
+        let scale = subresources.and_then(|s| s.scale.as_ref()).map(|scale| ScalePaths {
+            spec_replicas: dotted(&scale.spec_replicas_path),
+            status_replicas: dotted(&scale.status_replicas_path),
+            selector: scale.label_selector_path.as_deref().map(dotted).unwrap_or(""),
+        });
+        out.push(ResourceInfo {
+            group,
+            version: intern(&version.name),
+            kind: intern(&spec.names.kind),
+            plural,
+            singular: intern(
+                spec.names.singular.as_deref().unwrap_or(&spec.names.kind.to_lowercase()),
+            ),
+            scope,
+            short_names: intern_list(spec.names.short_names.as_deref().unwrap_or_default()),
+            categories: intern_list(spec.names.categories.as_deref().unwrap_or_default()),
+            verbs: VERBS,
+            status: subresources.is_some_and(|s| s.status.is_some()),
+            scale,
+            extra_subresources: &[],
+            storage: StorageInfo { group, resource: plural, api_version: storage_api_version },
+            conversion,
+            strategy: Shared::Owned(Arc::new(strategy)),
+            definition: intern(&name),
+        });
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// A JSONPath of fields (`.spec.replicas`) as the dotted path the registry reads.
+fn dotted(path: &str) -> &'static str {
+    JsonPath::parse(path).ok().and_then(|p| p.dotted()).map_or("", |d| intern(&d))
+}
+
+fn strategy(
+    version: &CustomResourceDefinitionVersion,
+    raw: Option<&Value>,
+    index: usize,
+) -> Result<CustomResourceStrategy, Vec<FieldError>> {
+    let base = format!("spec.versions[{index}]");
+    let schema = match raw.and_then(|v| v.pointer("/schema/openAPIV3Schema")) {
+        Some(schema) => {
+            Some(StructuralSchema::new(schema, &format!("{base}.schema.openAPIV3Schema"))?)
+        }
+        None => None,
+    };
+    let mut errors = Vec::new();
+    let mut columns = Vec::new();
+    for (c, column) in version.additional_printer_columns.iter().flatten().enumerate() {
+        match JsonPath::parse(&column.json_path) {
+            Ok(path) => columns.push(PrinterColumn::new(
+                &column.name,
+                &column.type_,
+                column.format.as_deref().unwrap_or_default(),
+                column.description.as_deref().unwrap_or_default(),
+                column.priority.unwrap_or(0),
+                path,
+            )),
+            Err(e) => errors.push(FieldError::invalid(
+                format!("{base}.additionalPrinterColumns[{c}].jsonPath"),
+                Value::String(column.json_path.clone()),
+                e.to_string(),
+            )),
+        }
+    }
+    let mut selectable = Vec::new();
+    for (f, field) in version.selectable_fields.iter().flatten().enumerate() {
+        match JsonPath::parse(&field.json_path) {
+            Ok(path) => match path.dotted() {
+                Some(name) => selectable.push(SelectableField { name: intern(&name), path }),
+                None => errors.push(FieldError::invalid(
+                    format!("{base}.selectableFields[{f}].jsonPath"),
+                    Value::String(field.json_path.clone()),
+                    "must be a simple path of fields",
+                )),
+            },
+            Err(e) => errors.push(FieldError::invalid(
+                format!("{base}.selectableFields[{f}].jsonPath"),
+                Value::String(field.json_path.clone()),
+                e.to_string(),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let status = version.subresources.as_ref().is_some_and(|s| s.status.is_some());
+    Ok(CustomResourceStrategy::new(schema, status, columns, selectable))
+}
+
+/// The conversion of a definition whose `spec.conversion.strategy` is `None`: only the
+/// `apiVersion` changes between versions.
+#[derive(Debug)]
+struct ApiVersionChange {
+    served: &'static str,
+    stored: &'static str,
+}
+
+fn set_api_version(mut obj: Value, api_version: &str) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(api_version.to_string()));
+    }
+    obj
+}
+
+impl Conversion for ApiVersionChange {
+    fn to_stored(&self, obj: Value) -> Value {
+        set_api_version(obj, self.stored)
+    }
+
+    fn to_served(&self, obj: Value) -> Value {
+        set_api_version(obj, self.served)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_upstream_discovery() {
+        let mut v = vec!["v1alpha1", "foo", "v2", "v1beta2", "v1", "v1beta1", "v10", "abc"];
+        v.sort_by(|a, b| version_priority(a, b));
+        assert_eq!(v, ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "abc", "foo"]);
+    }
+
+    #[test]
+    fn a_definition_serves_its_served_versions() {
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {
+                "group": "example.com",
+                "scope": "Namespaced",
+                "names": {"plural": "widgets", "singular": "widget", "kind": "Widget",
+                          "listKind": "WidgetList", "shortNames": ["wd"]},
+                "versions": [
+                    {"name": "v1", "served": true, "storage": true,
+                     "schema": {"openAPIV3Schema": {"type": "object"}},
+                     "subresources": {"status": {}, "scale": {
+                        "specReplicasPath": ".spec.replicas",
+                        "statusReplicasPath": ".status.replicas",
+                        "labelSelectorPath": ".status.selector"}}},
+                    {"name": "v1beta1", "served": true, "storage": false,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}},
+                    {"name": "v1alpha1", "served": false, "storage": false,
+                     "schema": {"openAPIV3Schema": {"type": "object"}}},
+                ],
+            },
+        });
+        let entries = entries(&crd).unwrap();
+        assert_eq!(entries.len(), 2);
+        let v1 = &entries[0];
+        assert_eq!((v1.group, v1.version, v1.kind, v1.plural), ("example.com", "v1", "Widget", "widgets"));
+        assert_eq!(v1.short_names, ["wd"]);
+        assert!(v1.status && v1.conversion.is_none());
+        let scale = v1.scale.unwrap();
+        assert_eq!((scale.spec_replicas, scale.selector), ("spec.replicas", "status.selector"));
+        assert_eq!(v1.storage_prefix(), "/registry/example.com/widgets/");
+        let beta = &entries[1];
+        assert!(!beta.status);
+        let conversion = beta.conversion.as_ref().unwrap();
+        let stored = conversion.to_stored(json!({"apiVersion": "example.com/v1beta1"}));
+        assert_eq!(stored["apiVersion"], "example.com/v1");
+        assert_eq!(conversion.to_served(stored)["apiVersion"], "example.com/v1beta1");
+    }
+}

@@ -1,0 +1,204 @@
+//! Objects of custom resources: upstream's `customResourceStrategy` and its table convertor
+//! (apiextensions-apiserver `pkg/registry/customresource`).
+
+use serde_json::Value;
+
+use super::Strategy;
+use crate::catalog::intern;
+use crate::customresource::StructuralSchema;
+use crate::jsonpath::JsonPath;
+use crate::table::{Column, TableContext, age};
+use crate::validation::FieldError;
+
+/// An `additionalPrinterColumns` entry.
+#[derive(Debug)]
+pub struct PrinterColumn {
+    column: Column,
+    path: JsonPath,
+}
+
+impl PrinterColumn {
+    /// A column named `name` of OpenAPI type `kind`, showing what `path` selects.
+    pub fn new(
+        name: &str,
+        kind: &str,
+        format: &str,
+        description: &str,
+        priority: i32,
+        path: JsonPath,
+    ) -> Self {
+        let column = Column {
+            name: intern(name),
+            kind: intern(kind),
+            format: intern(format),
+            description: intern(description),
+            priority: u8::try_from(priority.max(0)).unwrap_or(u8::MAX),
+        };
+        Self { column, path }
+    }
+
+    /// The cell of `obj`: the first value the path selects, typed as the column says (a
+    /// `date` as its age), several joined with commas, `null` (`<none>`) when none.
+    fn cell(&self, obj: &Value, ctx: &TableContext) -> Value {
+        let found = self.path.find(obj);
+        let Some(first) = found.first() else { return Value::Null };
+        if found.len() > 1 {
+            let texts: Vec<String> = found.iter().map(|v| text(v)).collect();
+            return Value::String(texts.join(","));
+        }
+        match (self.column.kind, first) {
+            ("date", Value::String(t)) => Value::String(age(Some(t), ctx.now)),
+            ("integer", Value::Number(_)) | ("number", Value::Number(_)) => (*first).clone(),
+            ("boolean", Value::Bool(_)) => (*first).clone(),
+            (_, v) => Value::String(text(v)),
+        }
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A `selectableFields` entry: the field selector name (`spec.color`) and where it is read.
+#[derive(Debug)]
+pub struct SelectableField {
+    /// The name field selectors use.
+    pub name: &'static str,
+    /// Where its value is read.
+    pub path: JsonPath,
+}
+
+/// The rules of one served version of a custom resource.
+#[derive(Debug)]
+pub struct CustomResourceStrategy {
+    schema: Option<StructuralSchema>,
+    status: bool,
+    columns: Vec<Column>,
+    printer: Vec<PrinterColumn>,
+    selectable: Vec<SelectableField>,
+}
+
+impl CustomResourceStrategy {
+    /// The strategy of a version with `schema`, a `status` subresource or not, its printer
+    /// columns and selectable fields.
+    pub fn new(
+        schema: Option<StructuralSchema>,
+        status: bool,
+        printer: Vec<PrinterColumn>,
+        selectable: Vec<SelectableField>,
+    ) -> Self {
+        let columns = printer.iter().map(|p| p.column).collect();
+        Self { schema, status, columns, printer, selectable }
+    }
+}
+
+impl Strategy for CustomResourceStrategy {
+    fn default(&self, obj: &mut Value) {
+        if let Some(schema) = &self.schema {
+            schema.prune(obj);
+            schema.apply_defaults(obj);
+        }
+    }
+
+    fn unknown_fields(&self, obj: &Value) -> Option<Vec<String>> {
+        let schema = self.schema.as_ref()?;
+        let mut copy = obj.clone();
+        Some(schema.prune(&mut copy))
+    }
+
+    fn strategic_merge(&self) -> bool {
+        false
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if self.status
+            && let Some(map) = obj.as_object_mut()
+        {
+            map.remove("status");
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        self.schema.as_ref().map(|s| s.validate(obj)).unwrap_or_default()
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.schema.as_ref().map(|s| s.validate_update(new, old)).unwrap_or_default()
+    }
+
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn generation_counts_status(&self) -> bool {
+        !self.status
+    }
+
+    fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
+        self.selectable
+            .iter()
+            .filter_map(|f| {
+                let value = f.path.find(obj).into_iter().next()?;
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Bool(_) | Value::Number(_) => value.to_string(),
+                    _ => return None,
+                };
+                Some((f.name, text))
+            })
+            .collect()
+    }
+
+    fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
+        self.printer.iter().map(|p| p.cell(obj, ctx)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn printer_columns_read_their_paths() {
+        let printer = vec![
+            PrinterColumn::new("Replicas", "integer", "", "", 0, JsonPath::parse(".spec.replicas").unwrap()),
+            PrinterColumn::new("Color", "string", "", "", 1, JsonPath::parse(".spec.color").unwrap()),
+            PrinterColumn::new(
+                "Ready",
+                "string",
+                "",
+                "",
+                0,
+                JsonPath::parse(".status.conditions[?(@.type==\"Ready\")].status").unwrap(),
+            ),
+        ];
+        let strategy = CustomResourceStrategy::new(None, true, printer, Vec::new());
+        assert_eq!(strategy.columns()[1].priority, 1);
+        let obj = json!({"spec": {"replicas": 2},
+                         "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
+        let cells = strategy.cells(&obj, &TableContext { now: Utc::now() });
+        assert_eq!(cells, vec![json!(2), Value::Null, json!("True")]);
+    }
+
+    #[test]
+    fn selectable_fields_are_read_as_text() {
+        let selectable = vec![SelectableField {
+            name: "spec.color",
+            path: JsonPath::parse(".spec.color").unwrap(),
+        }];
+        let strategy = CustomResourceStrategy::new(None, false, Vec::new(), selectable);
+        let fields = strategy.selectable_fields(&json!({"spec": {"color": "blue"}}));
+        assert_eq!(fields, vec![("spec.color", "blue".to_string())]);
+        assert!(strategy.selectable_fields(&json!({"spec": {}})).is_empty());
+    }
+}
