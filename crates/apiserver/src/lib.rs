@@ -358,6 +358,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     }
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
     lifecycle::priority::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
+    lifecycle::custom_resources::serve_stored(&api.registry)
+        .await
+        .map_err(StartError::Bootstrap)?;
+    tokio::spawn(lifecycle::custom_resources::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::resource_quota::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));

@@ -59,6 +59,53 @@ fn kube_version(v: &str) -> Option<(u8, u64, u64)> {
     Some((stability, major, minor.parse().ok()?))
 }
 
+/// Why the names of `definition` cannot be accepted, as upstream's naming controller says
+/// it: its plural or kind taken by a built-in resource of its group, or a kind, plural,
+/// singular or short name taken by another definition of its group.
+pub fn name_conflict(definition: &Value, all: &[Value], catalog: &super::Catalog) -> Option<String> {
+    let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let group = text(definition, "/spec/group");
+    let own = crate::object::name(definition).unwrap_or_default();
+    let plural = text(definition, "/spec/names/plural");
+    let kind = text(definition, "/spec/names/kind");
+    let singular = text(definition, "/spec/names/singular");
+    let short: Vec<String> = definition
+        .pointer("/spec/names/shortNames")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    for builtin in catalog.entries().iter().filter(|e| e.definition.is_empty()) {
+        if builtin.group == group && builtin.plural == plural {
+            return Some(format!("\"{plural}\" is already in use"));
+        }
+        if builtin.group == group && builtin.kind == kind {
+            return Some(format!("\"{kind}\" is already in use"));
+        }
+    }
+    for other in all {
+        if crate::object::name(other) == Some(own) || text(other, "/spec/group") != group {
+            continue;
+        }
+        // Only names the other definition had accepted count, as upstream.
+        let accepted = |p: &str| text(other, &format!("/status/acceptedNames/{p}"));
+        let other_short: Vec<String> = other
+            .pointer("/status/acceptedNames/shortNames")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let taken = [accepted("plural"), accepted("singular")];
+        for name in [&plural, &singular].into_iter().chain(short.iter()) {
+            if !name.is_empty() && (taken.contains(name) || other_short.contains(name)) {
+                return Some(format!("\"{name}\" is already in use"));
+            }
+        }
+        if !kind.is_empty() && accepted("kind") == kind {
+            return Some(format!("\"{kind}\" is already in use"));
+        }
+    }
+    None
+}
+
 /// A definition's served entries, or the field errors that keep it from being served (an
 /// invalid schema, a path that does not parse).
 pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {

@@ -193,6 +193,8 @@ pub struct Catalog {
     builtin: Vec<ResourceInfo>,
     /// Custom resources' entries by definition name.
     custom: RwLock<BTreeMap<String, Vec<ResourceInfo>>>,
+    /// Definitions being deleted: their resources take no new objects.
+    terminating: RwLock<std::collections::BTreeSet<String>>,
     /// Built-in then custom entries, replaced whole when a definition changes, so that a reader
     /// holds a consistent list without a lock.
     entries: RwLock<Arc<[ResourceInfo]>>,
@@ -203,7 +205,7 @@ impl Catalog {
     pub fn builtin() -> Self {
         let builtin = builtin::entries();
         let entries = RwLock::new(Arc::from(builtin.clone()));
-        Self { builtin, custom: RwLock::default(), entries }
+        Self { builtin, custom: RwLock::default(), terminating: RwLock::default(), entries }
     }
 
     /// All entries, in discovery order: the built-in ones, then custom ones by group and
@@ -257,6 +259,22 @@ impl Catalog {
         });
         let merged: Vec<ResourceInfo> = self.builtin.iter().cloned().chain(all).collect();
         *self.entries.write().unwrap_or_else(|e| e.into_inner()) = Arc::from(merged);
+    }
+
+    /// Marks a definition as being deleted, or not.
+    pub fn set_terminating(&self, definition: &str, terminating: bool) {
+        let mut set = self.terminating.write().unwrap_or_else(|e| e.into_inner());
+        if terminating {
+            set.insert(definition.to_string());
+        } else {
+            set.remove(definition);
+        }
+    }
+
+    /// Whether the definition that serves `info` is being deleted.
+    pub fn is_terminating(&self, info: &ResourceInfo) -> bool {
+        !info.definition.is_empty()
+            && self.terminating.read().unwrap_or_else(|e| e.into_inner()).contains(info.definition)
     }
 
     /// The entries a custom resource definition serves now.

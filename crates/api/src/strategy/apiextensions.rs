@@ -49,6 +49,37 @@ impl Strategy for CustomResourceDefinitionStrategy {
         }
     }
 
+    /// The first delete only marks a definition, as upstream's REST `Delete`: the cleanup
+    /// finalizer then holds it until its objects are gone.
+    fn deletion_held(&self, obj: &Value) -> bool {
+        crate::object::meta_str(obj, "deletionTimestamp").is_none()
+    }
+
+    fn prepare_for_delete(&self, obj: &mut Value) {
+        let finalizer = json!(crate::catalog::custom::CLEANUP_FINALIZER);
+        let meta = crate::object::metadata_mut(obj);
+        let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut()
+            && !list.contains(&finalizer)
+        {
+            list.push(finalizer);
+        }
+        let terminating = json!({
+            "type": "Terminating",
+            "status": "True",
+            "reason": "InstanceDeletionPending",
+            "message": "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
+            "lastTransitionTime": crate::object::meta_str(obj, "deletionTimestamp").unwrap_or_default(),
+        });
+        if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+            let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+            if let Some(list) = conditions.as_array_mut() {
+                list.retain(|c| c["type"] != "Terminating");
+                list.push(terminating);
+            }
+        }
+    }
+
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
         if let Some(version) = storage_version(new) {

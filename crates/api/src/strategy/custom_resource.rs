@@ -140,14 +140,14 @@ impl Strategy for CustomResourceStrategy {
     fn selectable_fields(&self, obj: &Value) -> Vec<(&'static str, String)> {
         self.selectable
             .iter()
-            .filter_map(|f| {
-                let value = f.path.find(obj).into_iter().next()?;
-                let text = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Bool(_) | Value::Number(_) => value.to_string(),
-                    _ => return None,
+            .map(|f| {
+                // A missing (or not scalar) field selects as the empty string, as upstream.
+                let text = match f.path.find(obj).into_iter().next() {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v @ (Value::Bool(_) | Value::Number(_))) => v.to_string(),
+                    _ => String::new(),
                 };
-                Some((f.name, text))
+                (f.name, text)
             })
             .collect()
     }
@@ -199,6 +199,6 @@ mod tests {
         let strategy = CustomResourceStrategy::new(None, false, Vec::new(), selectable);
         let fields = strategy.selectable_fields(&json!({"spec": {"color": "blue"}}));
         assert_eq!(fields, vec![("spec.color", "blue".to_string())]);
-        assert!(strategy.selectable_fields(&json!({"spec": {}})).is_empty());
+        assert_eq!(strategy.selectable_fields(&json!({"spec": {}})), vec![("spec.color", String::new())]);
     }
 }

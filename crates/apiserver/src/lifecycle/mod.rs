@@ -1,10 +1,11 @@
 //! The server's own background work: bootstrap objects (namespaces, the default RBAC policy,
-//! the system PriorityClasses), ClusterRole aggregation, ResourceQuota usage, the CSR signer,
+//! the system PriorityClasses), serving custom resources, ClusterRole aggregation, ResourceQuota usage, the CSR signer,
 //! compaction. Namespace finalization and each namespace's default ServiceAccount and CA
 //! ConfigMap are the controllers' (`krust-controllers`), through the API.
 
 pub mod compaction;
 pub mod csr_signer;
+pub mod custom_resources;
 pub mod kubernetes_endpoints;
 pub mod priority;
 pub mod rbac;

@@ -65,10 +65,15 @@ impl Subresource {
                             .collect()
                     })
                     .unwrap_or_default();
-                let selector = path(&obj, scale.selector)
-                    .and_then(|s| LabelSelector::from_json(s).ok())
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
+                // A selector is a LabelSelector (built-in resources) or already a string
+                // (custom resources' `labelSelectorPath`).
+                let selector = match path(&obj, scale.selector) {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(s) => {
+                        LabelSelector::from_json(s).map(|s| s.to_string()).unwrap_or_default()
+                    }
+                    None => String::new(),
+                };
                 json!({
                     "kind": "Scale",
                     "apiVersion": "autoscaling/v1",

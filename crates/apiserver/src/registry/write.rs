@@ -4,7 +4,7 @@ use chrono::Utc;
 use krust_api::object::{meta_str, metadata_mut};
 use krust_api::patch::{PatchType, apply_patch};
 use krust_api::validation::{FieldError, bounded_quote};
-use krust_api::{ResourceInfo, StatusError};
+use krust_api::{ResourceInfo, StatusError, Strategy};
 use krust_api::{fieldcheck, typecheck};
 use krust_store::StoreError;
 use serde_json::Value;
@@ -73,6 +73,7 @@ fn view_kind(info: &ResourceInfo, sub: Subresource) -> (String, &'static str, &'
 fn check_fields(
     opts: &WriteOptions,
     (api_version, version, kind): (&str, &str, &str),
+    schema: Option<&dyn Strategy>,
     obj: &Value,
     old: Option<&Value>,
     origin: Origin,
@@ -81,9 +82,13 @@ fn check_fields(
         return Ok(Vec::new());
     }
     let mut problems = opts.body_problems.clone();
-    if let Some(mut unknown) = fieldcheck::unknown_fields(api_version, kind, obj) {
+    let unknown_fields = |obj: &Value| {
+        fieldcheck::unknown_fields(api_version, kind, obj)
+            .or_else(|| schema.and_then(|s| s.unknown_fields(obj)))
+    };
+    if let Some(mut unknown) = unknown_fields(obj) {
         if let Some(old) = old.filter(|_| !unknown.is_empty())
-            && let Some(before) = fieldcheck::unknown_fields(api_version, kind, old)
+            && let Some(before) = unknown_fields(old)
         {
             unknown.retain(|path| !before.contains(path));
         }
@@ -99,6 +104,12 @@ fn check_fields(
         }
         Origin::Patch => error,
     }))
+}
+
+/// The strategy whose schema knows the fields of the client's view through `sub`: the
+/// resource's own, except for the `Scale` view.
+fn schema(info: &ResourceInfo, sub: Subresource) -> Option<&dyn Strategy> {
+    (sub != Subresource::Scale).then_some(&*info.strategy)
 }
 
 /// The error upstream answers a value of the wrong type with: its decoder's error, 400
@@ -271,10 +282,16 @@ impl Registry {
         opts: WriteOptions,
     ) -> Result<Written, StatusError> {
         check_kind(info, &obj)?;
+        if self.catalog().is_terminating(info) {
+            return Err(StatusError::method_not_allowed(format!(
+                "create is not supported on resources of kind \"{}.{}\"",
+                info.plural, info.group
+            )));
+        }
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
         check_types((&api_version, version, kind), &obj, Origin::Update)?;
         let mut warnings =
-            check_fields(&opts, (&api_version, version, kind), &obj, None, Origin::Update)?;
+            check_fields(&opts, (&api_version, version, kind), schema(info, Subresource::Main), &obj, None, Origin::Update)?;
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);
@@ -405,6 +422,16 @@ impl Registry {
         patch: &[u8],
         opts: WriteOptions,
     ) -> Result<Written, StatusError> {
+        if kind == PatchType::StrategicMerge
+            && sub != Subresource::Scale
+            && !info.strategy.strategic_merge()
+        {
+            return Err(StatusError::new(
+                415,
+                krust_api::Reason::UnsupportedMediaType,
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
         let patch_fn = |current_view: &Value| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (
                 current_view
@@ -458,6 +485,7 @@ impl Registry {
             let mut warnings = check_fields(
                 &opts,
                 (&api_version, version, kind),
+                schema(info, sub),
                 &new_view,
                 Some(&old_view),
                 origin,
