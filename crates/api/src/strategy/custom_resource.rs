@@ -103,6 +103,13 @@ impl Strategy for CustomResourceStrategy {
         }
     }
 
+    fn default_on_read(&self, obj: &mut Value) -> bool {
+        let Some(schema) = &self.schema else { return false };
+        let before = obj.clone();
+        schema.apply_defaults(obj);
+        *obj != before
+    }
+
     fn unknown_fields(&self, obj: &Value) -> Option<Vec<String>> {
         let schema = self.schema.as_ref()?;
         let mut copy = obj.clone();

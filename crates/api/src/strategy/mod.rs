@@ -62,6 +62,13 @@ pub trait Strategy: Send + Sync {
     /// and update, so it must be idempotent.
     fn default(&self, _obj: &mut Value) {}
 
+    /// Fills defaults into an object read from storage (custom resources' schema defaults,
+    /// which upstream applies on read too, so that objects stored before a default was added
+    /// show it); answers whether anything changed.
+    fn default_on_read(&self, _obj: &mut Value) -> bool {
+        false
+    }
+
     /// Adjusts a new object before validation (for example, resets `status`).
     fn prepare_for_create(&self, _obj: &mut Value) {}
 

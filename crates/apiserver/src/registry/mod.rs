@@ -273,6 +273,7 @@ pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.to_string()));
     }
+    info.strategy.default_on_read(&mut obj);
     obj
 }
 

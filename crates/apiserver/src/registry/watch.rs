@@ -189,7 +189,7 @@ impl Watcher {
 
     /// The object as this watcher serves it.
     fn served(&self, object: &Arc<CachedObject>) -> Served {
-        match self.info.conversion {
+        match &self.info.conversion {
             None => Served::Cached(Arc::clone(object)),
             Some(_) => Served::Value(super::to_served(&self.info, object.value())),
         }

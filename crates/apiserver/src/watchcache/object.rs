@@ -83,7 +83,9 @@ impl CachedObject {
             }
         };
         let revision = kv.mod_revision.to_string();
-        let served_as_stored = value.get("apiVersion").and_then(Value::as_str)
+        let defaulted = shape.info.strategy.default_on_read(&mut value);
+        let served_as_stored = !defaulted
+            && value.get("apiVersion").and_then(Value::as_str)
             == Some(shape.info.api_version().as_str())
             && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
             && value.pointer("/metadata/resourceVersion").is_none();
