@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 
 use super::Strategy;
 use super::util::{array_at, default_field, keep_status, str_at};
+use crate::customresource::StructuralSchema;
+use crate::jsonpath::JsonPath;
 use crate::table::{Column, TableContext};
 use crate::validation::FieldError;
 
@@ -149,12 +151,57 @@ impl Strategy for CustomResourceDefinitionStrategy {
                 ));
             }
         }
+        let mut seen = Vec::new();
+        for (i, version) in versions.iter().enumerate() {
+            let base = format!("spec.versions[{i}]");
+            let name = version.get("name").and_then(Value::as_str).unwrap_or_default();
+            if name.is_empty() {
+                errors.push(FieldError::required(format!("{base}.name")));
+            } else if seen.contains(&name) {
+                errors.push(FieldError::invalid(format!("{base}.name"), json!(name), "must be unique"));
+            } else if let Some(problem) = crate::validation::dns1123_label(name).into_iter().next() {
+                errors.push(FieldError::invalid(format!("{base}.name"), json!(name), problem));
+            }
+            seen.push(name);
+            match version.pointer("/schema/openAPIV3Schema") {
+                None => errors.push(
+                    FieldError::required(format!("{base}.schema.openAPIV3Schema"))
+                        .with_detail("schemas are required"),
+                ),
+                Some(schema) => {
+                    let path = format!("{base}.schema.openAPIV3Schema");
+                    if let Err(problems) = StructuralSchema::new(schema, &path) {
+                        errors.extend(problems);
+                    }
+                }
+            }
+            for (c, column) in array_at(version, "additionalPrinterColumns").iter().enumerate() {
+                let path = column.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+                if let Err(e) = JsonPath::parse(path) {
+                    errors.push(FieldError::invalid(
+                        format!("{base}.additionalPrinterColumns[{c}].jsonPath"),
+                        json!(path),
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+        for (field, value) in [
+            ("spec.names.plural", plural),
+            ("spec.names.singular", str_at(obj, "spec.names.singular").unwrap_or_default()),
+        ] {
+            if let Some(problem) = crate::validation::dns1123_label(value).into_iter().next()
+                && !value.is_empty()
+            {
+                errors.push(FieldError::invalid(field, json!(value), problem));
+            }
+        }
         errors
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errors = self.validate(new);
-        for field in ["spec.group", "spec.names.plural"] {
+        for field in ["spec.group", "spec.names.plural", "spec.scope"] {
             let (n, o) = (str_at(new, field), str_at(old, field));
             if n != o {
                 errors.push(FieldError::invalid(
