@@ -4,6 +4,7 @@
 mod api;
 mod client;
 mod controllers;
+mod custom_resources;
 mod etcd;
 mod exec;
 mod fanout;
@@ -17,6 +18,7 @@ mod sustained;
 
 pub use api::{ApiBenchArgs, api};
 pub use controllers::{ControllersBenchArgs, controllers};
+pub use custom_resources::{CustomResourceBenchArgs, custom_resources};
 pub use exec::{ExecBenchArgs, exec};
 pub use fanout::{FanoutBenchArgs, fanout};
 pub use scale::{ScaleBenchArgs, scale};

@@ -392,6 +392,9 @@ enum BenchCommand {
     /// list of 10,000 ConfigMaps against a plain encode, and server CPU per write with 1,000
     /// node-selecting watchers against none.
     Fanout(krust_bench::FanoutBenchArgs),
+    /// Creates and lists of a custom resource (with a schema, a default and a CEL rule)
+    /// against ConfigMaps of the same size.
+    CustomResources(krust_bench::CustomResourceBenchArgs),
     /// What the controllers cost on simulated nodes: a Deployment scaled up and rolled,
     /// against a plain client's direct creates, with the controllers' requests and memory.
     Controllers(krust_bench::ControllersBenchArgs),
@@ -479,6 +482,9 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench { which: BenchCommand::Scale(args) } => krust_bench::scale(args).await,
             Command::Bench { which: BenchCommand::Fanout(args) } => krust_bench::fanout(args).await,
+            Command::Bench { which: BenchCommand::CustomResources(args) } => {
+                krust_bench::custom_resources(args).await
+            }
             Command::Bench { which: BenchCommand::Controllers(args) } => {
                 krust_bench::controllers(args).await
             }
