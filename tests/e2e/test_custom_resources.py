@@ -38,7 +38,9 @@ WIDGET_SCHEMA = obj_schema({
     "spec": obj_schema({"color": {"type": "string"}, "size": {"type": "integer"},
                         "replicas": {"type": "integer"}}),
     "status": obj_schema({"replicas": {"type": "integer"}, "selector": {"type": "string"},
-                          "phase": {"type": "string"}}),
+                          "phase": {"type": "string"},
+                          "conditions": {"type": "array", "items": obj_schema(
+                              {"type": {"type": "string"}, "status": {"type": "string"}})}}),
 })
 
 WIDGET_CRD = {
@@ -62,6 +64,8 @@ WIDGET_CRD = {
              "additionalPrinterColumns": [
                  {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
                  {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                 {"name": "Ready", "type": "string",
+                  "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                  {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                  {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
                   "priority": 1},
@@ -257,6 +261,47 @@ def test_kubectl_api_resources_shows_short_names_and_categories(kubectl, widgets
     assert f"widgets.{GROUP}" in names, names
 
 
+def test_kubectl_waits_for_established_and_lists_definitions(kubectl, widgets):
+    out = kubectl("wait", "--for", "condition=established", "--timeout=30s",
+                  f"crd/widgets.{GROUP}")
+    assert out.strip() == \
+        f"customresourcedefinition.apiextensions.k8s.io/widgets.{GROUP} condition met"
+    cols, rows = parse_table(kubectl("get", "crd", f"widgets.{GROUP}"))
+    assert cols == ["NAME", "CREATED AT"], cols
+    assert rows[0]["NAME"] == f"widgets.{GROUP}"
+    assert rows[0]["CREATED AT"].endswith("Z"), rows
+
+
+def test_updating_a_definition_serves_a_new_version_and_drops_an_unserved_one(cluster, ns):
+    group = own_group()
+    body = simple_crd(group, "morphs", "Morph")
+    crd = create_crd(cluster, body)
+    base = f"/apis/{group}/{{}}/namespaces/{ns}/morphs"
+    cluster.ok("POST", base.format("v1"), body={"apiVersion": f"{group}/v1", "kind": "Morph",
+                                                "metadata": {"name": "m"}, "spec": {"a": 1}},
+               expect=(201,))
+    v2 = dict(crd["spec"]["versions"][0], name="v2", storage=False)
+    crd = cluster.ok("PATCH", f"{CRDS}/morphs.{group}", body=[
+        {"op": "add", "path": "/spec/versions/-", "value": v2},
+        {"op": "add", "path": "/spec/names/shortNames", "value": ["mo"]}],
+        headers={"Content-Type": "application/json-patch+json"})
+    assert crd["metadata"]["generation"] == 2
+    got = wait_for(lambda: (lambda r: r.json() if r.status_code == 200 else None)(
+        cluster.get(base.format("v2") + "/m")), 5, what="v2 served")
+    assert got["apiVersion"] == f"{group}/v2" and got["spec"] == {"a": 1}
+    wait_for(lambda: cluster.ok("GET", f"/apis/{group}/v1")["resources"][0].get("shortNames")
+             == ["mo"], 5, what="the new short name in discovery")
+
+    cluster.ok("PATCH", f"{CRDS}/morphs.{group}",
+               body=[{"op": "replace", "path": "/spec/versions/0/served", "value": False}],
+               headers={"Content-Type": "application/json-patch+json"})
+    wait_for(lambda: cluster.get(base.format("v1")).status_code == 404, 5,
+             what="v1 no longer served")
+    assert [v["version"] for v in cluster.ok("GET", f"/apis/{group}")["versions"]] == ["v2"]
+    # still stored as v1, served as v2
+    assert cluster.ok("GET", base.format("v2") + "/m")["spec"] == {"a": 1}
+
+
 def test_kubectl_get_all_includes_a_resource_in_category_all(kubectl, cluster, widgets, ns):
     create_widget(cluster, ns, "in-all")
     out = kubectl("get", "all", "-n", ns, "-o", "name")
@@ -331,6 +376,37 @@ def test_a_definition_named_other_than_plural_dot_group_is_invalid(cluster):
            'spec.names.plural+"."+spec.group' in st["message"], st
 
 
+def test_a_definition_needs_exactly_one_storage_version_and_a_known_scope(cluster):
+    body = simple_crd(own_group(), "things", "Thing", scope="Global")
+    body["spec"]["versions"][0]["storage"] = False
+    st = assert_status(cluster.post(CRDS, body), 422, "Invalid")
+    assert "must have exactly one version marked as storage version" in st["message"], st
+    assert 'spec.scope: Unsupported value: "Global": supported values: "Cluster", ' \
+           '"Namespaced"' in st["message"], st
+    fields = {c.get("field") for c in st["details"]["causes"]}
+    assert {"spec.versions", "spec.scope"} <= fields, st
+
+
+def test_changing_the_storage_version_appends_to_stored_versions(cluster, ns):
+    group = own_group()
+    body = simple_crd(group, "shifts", "Shift")
+    v1 = body["spec"]["versions"][0]
+    body["spec"]["versions"].append(dict(v1, name="v2", storage=False))
+    create_crd(cluster, body)
+    cluster.ok("POST", f"/apis/{group}/v1/namespaces/{ns}/shifts",
+               body={"apiVersion": f"{group}/v1", "kind": "Shift", "metadata": {"name": "s"}},
+               expect=(201,))
+    cluster.ok("PATCH", f"{CRDS}/shifts.{group}", body=[
+        {"op": "replace", "path": "/spec/versions/0/storage", "value": False},
+        {"op": "replace", "path": "/spec/versions/1/storage", "value": True}],
+        headers={"Content-Type": "application/json-patch+json"})
+    crd = wait_for(lambda: (lambda c: c if len(c["status"]["storedVersions"]) == 2 else None)(
+        cluster.ok("GET", f"{CRDS}/shifts.{group}")), 5, what="two stored versions")
+    assert crd["status"]["storedVersions"] == ["v1", "v2"]
+    got = cluster.ok("GET", f"/apis/{group}/v2/namespaces/{ns}/shifts/s")
+    assert got["apiVersion"] == f"{group}/v2"
+
+
 # ---------------------------------------------------------------------------------------------
 # CRUD
 
@@ -384,6 +460,16 @@ def test_errors_name_the_group_qualified_resource(cluster, widgets, ns):
     assert st["message"] == (f'Operation cannot be fulfilled on widgets.{GROUP} "dup": the '
                              "object has been modified; please apply your changes to the "
                              "latest version and try again"), st
+
+
+def test_an_update_without_resource_version_is_refused(cluster, widgets, ns):
+    # custom resources do not allow unconditional updates
+    create_widget(cluster, ns, "uncond")
+    body = widget("uncond", size=5)
+    st = assert_status(cluster.put(wpath(ns, "uncond"), body), 422, "Invalid")
+    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" \
+        in st["message"], st
+    assert cluster.ok("GET", wpath(ns, "uncond"))["spec"]["size"] == 1
 
 
 def test_invalid_object_names_are_refused(cluster, widgets, ns):
@@ -449,6 +535,152 @@ def test_kubectl_apply_server_side(kubectl, widgets, ns):
     kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=json.dumps(doc))
     # (managedFields are not asserted: krust approximates server-side apply without them)
     assert kubectl.json("get", "widget", "ssa", "-n", ns)["spec"] == {"color": "blue", "size": 7}
+
+
+def test_list_is_paginated_with_limit_and_continue(cluster, widgets, ns):
+    for i in range(5):
+        create_widget(cluster, ns, f"page{i}")
+    first = cluster.ok("GET", wpath(ns), params={"limit": 2})
+    assert names_of(first) == ["page0", "page1"]
+    assert first["metadata"]["continue"] and first["metadata"]["remainingItemCount"] == 3
+    second = cluster.ok("GET", wpath(ns), params={"limit": 2,
+                                                  "continue": first["metadata"]["continue"]})
+    assert names_of(second) == ["page2", "page3"]
+    third = cluster.ok("GET", wpath(ns), params={"limit": 2,
+                                                 "continue": second["metadata"]["continue"]})
+    assert names_of(third) == ["page4"] and not third["metadata"].get("continue")
+
+
+def test_dry_run_create_and_delete_persist_nothing(cluster, widgets, ns):
+    out = cluster.ok("POST", wpath(ns), body=widget("dry"), params={"dryRun": "All"},
+                     expect=(201,))
+    assert out["metadata"]["name"] == "dry"
+    assert_status(cluster.get(wpath(ns, "dry")), 404, "NotFound")
+    create_widget(cluster, ns, "wet")
+    cluster.ok("DELETE", wpath(ns, "wet"), params={"dryRun": "All"})
+    cluster.ok("GET", wpath(ns, "wet"))
+
+
+def test_a_finalizer_holds_the_deletion_of_a_custom_resource(cluster, widgets, ns):
+    create_widget(cluster, ns, "fin", finalizers=["e2e.krust.dev/hold"])
+    r = cluster.delete(wpath(ns, "fin"))
+    assert r.status_code == 200, r.text
+    obj = r.json()  # not deleted yet: the object itself, marked
+    assert obj["kind"] == "Widget" and obj["metadata"]["deletionTimestamp"], obj
+    assert cluster.ok("GET", wpath(ns, "fin"))["metadata"]["deletionTimestamp"]
+    cluster.ok("PATCH", wpath(ns, "fin"), body={"metadata": {"finalizers": None}},
+               headers={"Content-Type": "application/merge-patch+json"})
+    assert_status(cluster.get(wpath(ns, "fin")), 404, "NotFound")
+
+
+def test_deleting_a_namespace_deletes_its_custom_resources(cluster, widgets, ns_name):
+    cluster.create_namespace(ns_name)
+    create_widget(cluster, ns_name, "doomed")
+    cluster.ok("DELETE", f"/api/v1/namespaces/{ns_name}")
+    wait_for(lambda: cluster.get(f"/api/v1/namespaces/{ns_name}").status_code == 404, 30,
+             interval=0.2, what="the namespace gone")
+    assert cluster.ok("GET", f"{W}/widgets",
+                      params={"fieldSelector": f"metadata.namespace={ns_name}"})["items"] == []
+
+
+def test_garbage_collector_deletes_a_custom_resource_whose_owner_is_gone(cluster, widgets, ns):
+    owner = cluster.ok("POST", f"/api/v1/namespaces/{ns}/configmaps", body={
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}, expect=(201,))
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+           "uid": owner["metadata"]["uid"]}
+    create_widget(cluster, ns, "owned", ownerReferences=[ref])
+    cluster.ok("DELETE", f"/api/v1/namespaces/{ns}/configmaps/owner")
+    wait_for(lambda: cluster.get(wpath(ns, "owned")).status_code == 404, 30, interval=0.2,
+             what="the owned widget collected")
+
+
+def test_garbage_collector_deletes_the_dependents_of_a_custom_resource(cluster, widgets, ns):
+    owner = create_widget(cluster, ns, "parent")
+    ref = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "name": "parent",
+           "uid": owner["metadata"]["uid"]}
+    cluster.ok("POST", f"/api/v1/namespaces/{ns}/configmaps", body={
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "child", "ownerReferences": [ref]}}, expect=(201,))
+    cluster.ok("DELETE", wpath(ns, "parent"))
+    wait_for(lambda: cluster.get(f"/api/v1/namespaces/{ns}/configmaps/child").status_code
+             == 404, 30, interval=0.2, what="the child collected")
+
+
+def test_foreground_deletion_of_a_custom_resource_waits_for_its_dependents(cluster, widgets,
+                                                                            ns):
+    owner = create_widget(cluster, ns, "fg-parent")
+    ref = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "name": "fg-parent",
+           "uid": owner["metadata"]["uid"], "blockOwnerDeletion": True}
+    create_widget(cluster, ns, "fg-child", ownerReferences=[ref],
+                  finalizers=["e2e.krust.dev/hold"])
+    out = cluster.ok("DELETE", wpath(ns, "fg-parent"),
+                     body={"kind": "DeleteOptions", "apiVersion": "v1",
+                           "propagationPolicy": "Foreground"})
+    assert "foregroundDeletion" in out["metadata"]["finalizers"], out["metadata"]
+    wait_for(lambda: cluster.ok("GET", wpath(ns, "fg-child"))["metadata"]
+             .get("deletionTimestamp"), 30, interval=0.2, what="the child being deleted")
+    assert cluster.get(wpath(ns, "fg-parent")).status_code == 200
+    cluster.ok("PATCH", wpath(ns, "fg-child"), body={"metadata": {"finalizers": None}},
+               headers={"Content-Type": "application/merge-patch+json"})
+    wait_for(lambda: cluster.get(wpath(ns, "fg-parent")).status_code == 404, 30,
+             interval=0.2, what="the parent gone after its child")
+
+
+def test_json_is_chosen_when_protobuf_is_offered_too(cluster, widgets, ns):
+    create_widget(cluster, ns, "neg")
+    # what client-go sends when configured for protobuf: custom resources have no protobuf
+    r = cluster.get(wpath(ns, "neg"),
+                    headers={"Accept": "application/vnd.kubernetes.protobuf,application/json"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["kind"] == "Widget"
+
+
+@pytest.mark.xfail(reason="krust: answers JSON (200) to an Accept of protobuf only for a "
+                          "custom resource", strict=False)
+def test_protobuf_only_is_not_acceptable(cluster, widgets, ns):
+    create_widget(cluster, ns, "neg-pb")
+    assert_status(cluster.get(wpath(ns, "neg-pb"),
+                              headers={"Accept": "application/vnd.kubernetes.protobuf"}),
+                  406, "NotAcceptable")
+
+
+def test_kubectl_describe_shows_the_fields(kubectl, cluster, widgets, ns):
+    create_widget(cluster, ns, "desc", color="green", size=3)
+    out = kubectl("describe", "widget", "desc", "-n", ns)
+    lines = [ln.split() for ln in out.splitlines()]
+    assert ["Name:", "desc"] in lines and ["Namespace:", ns] in lines, out
+    assert ["API", "Version:", f"{GROUP}/v1"] in lines and ["Kind:", "Widget"] in lines, out
+    assert ["Color:", "green"] in lines and ["Size:", "3"] in lines, out
+
+
+def test_kubectl_wait_for_a_jsonpath_value(kubectl, cluster, widgets, ns):
+    create_widget(cluster, ns, "waited")
+    bg = kubectl.background("wait", f"widget/waited", "-n", ns, "--timeout=30s",
+                            "--for=jsonpath={.status.phase}=Ready")
+    try:
+        time.sleep(0.5)
+        cluster.ok("PATCH", wpath(ns, "waited", "status"), body={"status": {"phase": "Ready"}},
+                   headers={"Content-Type": "application/merge-patch+json"})
+        bg.expect(rf"^widget.{GROUP}/waited condition met$")
+        assert bg.wait(10) == 0
+    finally:
+        bg.stop()
+
+
+@pytest.mark.xfail(reason="krust: no Warning header for a version marked deprecated",
+                   strict=False)
+def test_a_deprecated_version_answers_with_its_warning(cluster, ns):
+    group = own_group()
+    body = simple_crd(group, "olds", "Old")
+    v1 = body["spec"]["versions"][0]
+    body["spec"]["versions"].insert(0, dict(v1, name="v1alpha1", storage=False, deprecated=True,
+                                            deprecationWarning="v1alpha1 is going away"))
+    create_crd(cluster, body)
+    r = cluster.get(f"/apis/{group}/v1alpha1/namespaces/{ns}/olds")
+    assert r.status_code == 200, r.text
+    assert r.headers.get("Warning") == '299 - "v1alpha1 is going away"', r.headers
+    r = cluster.get(f"/apis/{group}/v1/namespaces/{ns}/olds")
+    assert "Warning" not in r.headers, r.headers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -610,6 +842,25 @@ def test_rest_watch_sees_added_modified_deleted(cluster, widgets, ns):
         assert evs[1]["object"]["spec"]["size"] == 2
     finally:
         w.close()
+
+
+def test_a_watch_across_namespaces_sees_every_namespace(cluster, widgets, ns):
+    other = f"{ns}-b"
+    cluster.create_namespace(other)
+    try:
+        rv = cluster.ok("GET", f"{W}/widgets")["metadata"]["resourceVersion"]
+        w = cluster.watch(f"{W}/widgets", {"resourceVersion": rv})
+        try:
+            create_widget(cluster, ns, "here")
+            create_widget(cluster, other, "there")
+            evs = w.take(2)
+            assert sorted((e["type"], e["object"]["metadata"]["namespace"],
+                           e["object"]["metadata"]["name"]) for e in evs) == \
+                sorted([("ADDED", ns, "here"), ("ADDED", other, "there")]), evs
+        finally:
+            w.close()
+    finally:
+        cluster.delete_namespace(other)
 
 
 def test_watch_with_a_selectable_field_sees_objects_leave_the_selection(cluster, widgets, ns):
@@ -774,15 +1025,22 @@ def test_scale_is_not_served_where_the_version_does_not_declare_it(cluster, widg
 
 def test_kubectl_get_shows_the_additional_printer_columns(kubectl, cluster, widgets, ns):
     create_widget(cluster, ns, "pc", color="green", size=12)
-    cluster.ok("PATCH", wpath(ns, "pc", "status"), body={"status": {"phase": "Ready"}},
-               headers={"Content-Type": "application/merge-patch+json"})
+    cluster.ok("PATCH", wpath(ns, "pc", "status"), body={"status": {
+        "phase": "Running", "conditions": [{"type": "Synced", "status": "False"},
+                                           {"type": "Ready", "status": "True"}]}},
+        headers={"Content-Type": "application/merge-patch+json"})
     cols, rows = parse_table(kubectl("get", "widgets", "-n", ns))
-    assert cols == ["NAME", "COLOR", "SIZE", "AGE"], cols
-    assert (rows[0]["NAME"], rows[0]["COLOR"], rows[0]["SIZE"]) == ("pc", "green", "12")
+    assert cols == ["NAME", "COLOR", "SIZE", "READY", "AGE"], cols
+    assert (rows[0]["NAME"], rows[0]["COLOR"], rows[0]["SIZE"], rows[0]["READY"]) == \
+        ("pc", "green", "12", "True"), rows
     assert rows[0]["AGE"][-1] in "smh" and rows[0]["AGE"][:-1].isdigit(), rows[0]
     cols, rows = parse_table(kubectl("get", "widgets", "-n", ns, "-o", "wide"))
-    assert cols == ["NAME", "COLOR", "SIZE", "AGE", "PHASE"], cols
-    assert rows[0]["PHASE"] == "Ready"
+    assert cols == ["NAME", "COLOR", "SIZE", "READY", "AGE", "PHASE"], cols
+    assert rows[0]["PHASE"] == "Running"
+    cols, rows = parse_table(kubectl("get", "widgets", "-A", "--field-selector",
+                                     f"metadata.namespace={ns}"))
+    assert cols == ["NAMESPACE", "NAME", "COLOR", "SIZE", "READY", "AGE"], cols
+    assert (rows[0]["NAMESPACE"], rows[0]["NAME"]) == (ns, "pc")
 
 
 def test_server_side_table_has_typed_column_definitions(cluster, widgets, ns):
@@ -794,11 +1052,14 @@ def test_server_side_table_has_typed_column_definitions(cluster, widgets, ns):
     defs = [(c["name"], c["type"], c.get("format", ""), c.get("priority", 0))
             for c in table["columnDefinitions"]]
     assert defs == [("Name", "string", "name", 0), ("Color", "string", "", 0),
-                    ("Size", "integer", "", 0), ("Age", "date", "", 0),
-                    ("Phase", "string", "", 1)], defs
+                    ("Size", "integer", "", 0), ("Ready", "string", "", 0),
+                    ("Age", "date", "", 0), ("Phase", "string", "", 1)], defs
     (row,) = table["rows"]
-    name, color, size, _age, phase = row["cells"]
-    assert (name, color, size, phase) == ("tb", "red", 3, None), row["cells"]
+    name, color, size, ready, _age, phase = row["cells"]
+    # a path that finds nothing is a null cell
+    assert (name, color, size, ready, phase) == ("tb", "red", 3, None, None), row["cells"]
+    assert row["object"]["kind"] == "PartialObjectMetadata", row["object"]
+    assert row["object"]["metadata"]["name"] == "tb"
 
 
 def test_without_printer_columns_kubectl_shows_name_and_age(kubectl, cluster):
@@ -910,74 +1171,111 @@ def test_deleting_a_definition_deletes_its_objects_in_every_namespace(kubectl, c
         cluster.delete_namespace(other)
 
 
-def test_a_terminating_definition_refuses_creates_until_its_objects_are_gone(cluster, ns):
-    group = own_group()
-    name = f"holds.{group}"
-    create_crd(cluster, simple_crd(group, "holds", "Hold"))
-    base = f"/apis/{group}/v1/namespaces/{ns}/holds"
+class Held:
+    """A definition being deleted, kept terminating by an object with a finalizer of ours;
+    `release()` removes the finalizer (and so lets the deletion finish)."""
 
-    def hold(n, **meta):
-        return {"apiVersion": f"{group}/v1", "kind": "Hold", "metadata": {"name": n, **meta}}
+    def __init__(self, cluster, ns, plural, kind):
+        self.cluster, self.kind = cluster, kind
+        self.group = own_group()
+        self.name = f"{plural}.{self.group}"
+        create_crd(cluster, simple_crd(self.group, plural, kind))
+        self.base = f"/apis/{self.group}/v1/namespaces/{ns}/{plural}"
+        self.plural = plural
+        cluster.ok("POST", self.base, body=self.obj("held", finalizers=["e2e.krust.dev/hold"]),
+                   expect=(201,))
+        cluster.ok("POST", self.base, body=self.obj("free"), expect=(201,))
+        self.deleting = cluster.ok("DELETE", f"{CRDS}/{self.name}")
 
-    cluster.ok("POST", base, body=hold("held", finalizers=["e2e.krust.dev/hold"]), expect=(201,))
-    cluster.ok("POST", base, body=hold("free"), expect=(201,))
-    deleting = cluster.ok("DELETE", f"{CRDS}/{name}")
-    assert deleting["metadata"].get("deletionTimestamp"), deleting
-    try:
-        crd = wait_for(lambda: (lambda c: c if is_true(c, "Terminating") else None)(
-            cluster.ok("GET", f"{CRDS}/{name}")), 10, what="the Terminating condition")
-        assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
-        wait_for(lambda: cluster.get(f"{base}/free").status_code == 404, 10,
-                 what="the free object deleted")
-        # InstanceDeletionPending when marked, InstanceDeletionInProgress once the finalizer
-        # controller started deleting, InstanceDeletionCheck after a minute of waiting
-        term = condition(cluster.ok("GET", f"{CRDS}/{name}"), "Terminating")
-        assert (term["status"], term["reason"]) == ("True", "InstanceDeletionInProgress"), term
-        held = cluster.ok("GET", f"{base}/held")  # reads are still served
-        assert held["metadata"].get("deletionTimestamp"), held
+    def obj(self, name, **meta):
+        return {"apiVersion": f"{self.group}/v1", "kind": self.kind,
+                "metadata": {"name": name, **meta}}
 
-        assert_status(cluster.post(base, hold("late")), 405, "MethodNotAllowed")
-        res = next(r for r in cluster.ok("GET", f"/apis/{group}/v1")["resources"]
-                   if r["name"] == "holds")
-        assert set(res["verbs"]) == {"delete", "deletecollection", "get", "list", "watch"}, res
+    def crd(self):
+        return self.cluster.ok("GET", f"{CRDS}/{self.name}")
 
-        cluster.ok("PATCH", f"{base}/held", body={"metadata": {"finalizers": None}},
-                   headers={"Content-Type": "application/merge-patch+json"})
-        wait_for(lambda: cluster.get(f"{CRDS}/{name}").status_code == 404, 30,
-                 what="the definition gone once its last object is")
-        assert all(g["name"] != group for g in cluster.ok("GET", "/apis")["groups"])
-    finally:
-        cluster.request("PATCH", f"{base}/held", body={"metadata": {"finalizers": None}},
-                        headers={"Content-Type": "application/merge-patch+json"})
+    def wait_in_progress(self):
+        """The Terminating condition once the finalizer controller is deleting objects."""
+        def in_progress():
+            c = condition(self.crd(), "Terminating")
+            return c if c and c["reason"] == "InstanceDeletionInProgress" else None
+        return wait_for(in_progress, 10, what="Terminating: InstanceDeletionInProgress")
+
+    def release(self):
+        self.cluster.request("PATCH", f"{self.base}/held",
+                             body={"metadata": {"finalizers": None}},
+                             headers={"Content-Type": "application/merge-patch+json"})
+
+
+@pytest.fixture
+def held(cluster, ns, request):
+    made = []
+
+    def make(plural, kind):
+        h = Held(cluster, ns, plural, kind)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.release()
+
+
+def test_a_terminating_definition_refuses_creates_until_its_objects_are_gone(cluster, held):
+    h = held("holds", "Hold")
+    assert h.deleting["metadata"].get("deletionTimestamp"), h.deleting
+    crd = wait_for(lambda: (lambda c: c if is_true(c, "Terminating") else None)(h.crd()), 10,
+                   what="the Terminating condition")
+    assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
+    # InstanceDeletionPending when marked, InstanceDeletionInProgress once the finalizer
+    # controller started deleting, InstanceDeletionCheck after a minute of waiting
+    assert condition(crd, "Terminating")["reason"] in (
+        "InstanceDeletionPending", "InstanceDeletionInProgress"), crd["status"]
+    h.wait_in_progress()
+    wait_for(lambda: cluster.get(f"{h.base}/free").status_code == 404, 10,
+             what="the free object deleted")
+    held_obj = cluster.ok("GET", f"{h.base}/held")  # reads are still served
+    assert held_obj["metadata"].get("deletionTimestamp"), held_obj
+    assert is_true(h.crd(), "Terminating")
+
+    assert_status(cluster.post(h.base, h.obj("late")), 405, "MethodNotAllowed")
+
+
+@pytest.mark.xfail(reason="krust: a definition whose last object was held by a finalizer stays "
+                          "Terminating after the object is gone", strict=False)
+def test_a_terminating_definition_goes_once_its_last_held_object_is_released(cluster, held):
+    h = held("releases", "Release")
+    h.wait_in_progress()
+    wait_for(lambda: cluster.get(f"{h.base}/free").status_code == 404, 10,
+             what="the free object deleted")
+    h.release()
+    wait_for(lambda: cluster.get(f"{h.base}/held").status_code == 404, 10,
+             what="the released object deleted")
+    # upstream's finalizer controller checks every 5s for the objects to be gone
+    wait_for(lambda: cluster.get(f"{CRDS}/{h.name}").status_code == 404, 15, interval=0.2,
+             what="the definition gone once its last object is")
+    assert all(g["name"] != h.group for g in cluster.ok("GET", "/apis")["groups"])
+
+
+@pytest.mark.xfail(reason="krust: discovery keeps create, patch and update for a terminating "
+                          "definition's resource", strict=False)
+def test_discovery_drops_the_write_verbs_of_a_terminating_definition(cluster, held):
+    h = held("drops", "Drop")
+    h.wait_in_progress()
+    res = next(r for r in cluster.ok("GET", f"/apis/{h.group}/v1")["resources"]
+               if r["name"] == "drops")
+    assert set(res["verbs"]) == {"delete", "deletecollection", "get", "list", "watch"}, res
 
 
 @pytest.mark.xfail(reason="krust: the Terminating condition's message has a count appended "
                           "and the 405 on create has the generic method-not-supported message",
                    strict=False)
-def test_a_terminating_definition_has_upstreams_messages(cluster, ns):
-    group = own_group()
-    name = f"stucks.{group}"
-    create_crd(cluster, simple_crd(group, "stucks", "Stuck"))
-    base = f"/apis/{group}/v1/namespaces/{ns}/stucks"
-    cluster.ok("POST", base, body={"apiVersion": f"{group}/v1", "kind": "Stuck",
-                                   "metadata": {"name": "held",
-                                                "finalizers": ["e2e.krust.dev/hold"]}},
-               expect=(201,))
-    cluster.ok("DELETE", f"{CRDS}/{name}")
-    try:
-        def in_progress():
-            c = condition(cluster.ok("GET", f"{CRDS}/{name}"), "Terminating")
-            return c if c and c["reason"] == "InstanceDeletionInProgress" else None
-        term = wait_for(in_progress, 10, what="InstanceDeletionInProgress")
-        st = assert_status(cluster.post(base, {"apiVersion": f"{group}/v1", "kind": "Stuck",
-                                               "metadata": {"name": "late"}}),
-                           405, "MethodNotAllowed")
-        assert st["message"] == "create not allowed while custom resource definition is " \
-                                "terminating", st
-        assert term["message"] == "CustomResource deletion is in progress", term
-    finally:
-        cluster.request("PATCH", f"{base}/held", body={"metadata": {"finalizers": None}},
-                        headers={"Content-Type": "application/merge-patch+json"})
+def test_a_terminating_definition_has_upstreams_messages(cluster, held):
+    h = held("stucks", "Stuck")
+    term = h.wait_in_progress()
+    st = assert_status(cluster.post(h.base, h.obj("late")), 405, "MethodNotAllowed")
+    assert st["message"] == "create not allowed while custom resource definition is " \
+                            "terminating", st
+    assert term["message"] == "CustomResource deletion is in progress", term
 
 
 def test_a_definition_recreated_after_deletion_serves_an_empty_collection(cluster, ns):
@@ -1062,6 +1360,20 @@ def test_python_custom_objects_api_crud(cluster, widgets, ns):
     with pytest.raises(ApiException) as e:
         co.get_namespaced_custom_object(*args, "py")
     assert e.value.status == 404
+
+
+def test_python_dynamic_client_finds_the_resource_through_discovery(cluster, widgets, ns):
+    from kubernetes.dynamic import DynamicClient
+
+    dyn = DynamicClient(cluster.api_client())
+    res = dyn.resources.get(api_version=f"{GROUP}/v1", kind="Widget")
+    assert res.name == "widgets" and res.namespaced and "wd" in res.short_names
+    res.create(body=widget("dyn", size=2), namespace=ns)
+    got = res.get(name="dyn", namespace=ns)
+    assert got.spec.size == 2 and got.kind == "Widget"
+    assert [i.metadata.name for i in res.get(namespace=ns).items] == ["dyn"]
+    scale = dyn.resources.get(api_version=f"{GROUP}/v1", kind="Widget").subresources["scale"]
+    assert scale.kind == "Scale"
 
 
 def test_python_watch_of_custom_objects(cluster, widgets, ns):

@@ -12,6 +12,7 @@
 //! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
 //! - [`customresource`]: the structural schemas of custom resource definitions.
 //! - [`jsonpath`]: the JSONPath of printer columns and selectable fields.
+//! - [`field_manager`]: `managedFields` and server-side apply.
 //! - [`fieldcheck`]: server-side field validation (unknown and duplicate fields).
 //! - [`typecheck`]: the types of an object's values against its kind's upstream schema.
 //!
@@ -21,6 +22,7 @@
 
 pub mod catalog;
 pub mod customresource;
+pub mod field_manager;
 pub mod fieldcheck;
 pub mod jsonpath;
 pub mod object;

@@ -213,13 +213,23 @@ pub fn apply_patch(
     }
 }
 
-/// Server-side apply, approximated as a strategic merge patch of the applied configuration.
+/// The applied configuration as a strategic merge patch of the object (what a caller without
+/// field ownership can make of an apply; the registry applies through
+/// [`crate::field_manager`]).
 fn apply_configuration(
     original: &Value,
     patch: &[u8],
     api_version: &str,
     kind_name: &str,
 ) -> Result<Value, PatchError> {
+    let config = parse_apply(patch, api_version, kind_name)?;
+    let root = merge_keys::TypeRef::root(api_version, kind_name);
+    strategic::merge(original, &config, root)
+}
+
+/// Reads an applied configuration (YAML or JSON): an object of the given `apiVersion` and
+/// `kind`.
+pub fn parse_apply(patch: &[u8], api_version: &str, kind_name: &str) -> Result<Value, PatchError> {
     let text = std::str::from_utf8(patch)
         .map_err(|e| PatchError::InvalidDocument(format!("error decoding YAML: {e}")))?;
     let config: Value = serde_saphyr::from_str(text)
@@ -245,8 +255,7 @@ fn apply_configuration(
             }
         }
     }
-    let root = merge_keys::TypeRef::root(api_version, kind_name);
-    strategic::merge(original, &config, root)
+    Ok(config)
 }
 
 #[cfg(test)]

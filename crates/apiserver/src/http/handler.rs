@@ -382,6 +382,8 @@ async fn resource(
     let write = WriteOptions {
         dry_run: query.dry_run()?,
         user: req.extensions().get::<krust_auth::UserInfo>().cloned(),
+        field_manager: field_manager(query.get("fieldManager"), &req),
+        force: query.get("force") == Some("true"),
         ..WriteOptions::default()
     };
     let wire = negotiate::wire(accept);
@@ -469,6 +471,9 @@ async fn resource(
                 .ok_or_else(|| StatusError::unsupported_media_type(&content_type))?;
             let mut write =
                 WriteOptions { field_validation: query.field_validation("PatchOptions")?, ..write };
+            if kind == PatchType::Apply && query.get("fieldManager").is_none() {
+                return Err(crate::registry::field_manager_required());
+            }
             let bytes = body::read(req).await?;
             if write.field_validation != FieldValidation::Ignore {
                 // Upstream words the duplicates of a JSON patch's operations apart.
@@ -491,6 +496,7 @@ async fn resource(
                             "the name of the object does not match the name on the URL ({name})"
                         )));
                     }
+                    let write = WriteOptions { apply: true, ..write };
                     let created = registry.create(&info, ns, obj, write).await?;
                     Ok(written(StatusCode::CREATED, &created, wire))
                 }
@@ -529,6 +535,17 @@ async fn resource(
             r.subresource.as_deref().unwrap_or_default()
         ))),
     }
+}
+
+/// The manager a write is recorded under: `fieldManager`, else the client's user agent up to
+/// its first `/` (upstream's default), else `unknown`.
+fn field_manager(given: Option<&str>, req: &Request<Incoming>) -> Option<String> {
+    if let Some(given) = given {
+        return Some(given.to_string());
+    }
+    let agent = req.headers().get(hyper::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let prefix = agent.and_then(|a| a.split('/').next()).filter(|p| !p.is_empty());
+    Some(prefix.unwrap_or("unknown").chars().take(128).collect())
 }
 
 /// Refuses a create whose object carries a resourceVersion, as upstream's storage does

@@ -37,7 +37,7 @@ pub use meta::timestamp;
 pub use options::FieldValidation;
 pub use subresource::Subresource;
 pub use watch::{Encoder, WatchEvent, WatchKind, WatchLimits, WatchStream};
-pub use write::{WriteOptions, Written};
+pub use write::{WriteOptions, Written, field_manager_required};
 
 /// The largest object the registry stores (upstream's etcd limit is 1.5 MiB).
 pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024 / 2;

@@ -2,7 +2,9 @@
 
 use chrono::Utc;
 use krust_api::object::{meta_str, metadata_mut};
-use krust_api::patch::{PatchType, apply_patch};
+use krust_api::field_manager::{Conflict, ManagedFields, Writer, conflict_message};
+use krust_api::patch::merge_keys::TypeRef;
+use krust_api::patch::{PatchType, apply_patch, parse_apply};
 use krust_api::validation::{FieldError, bounded_quote};
 use krust_api::{ResourceInfo, StatusError, Strategy};
 use krust_api::{fieldcheck, typecheck};
@@ -35,6 +37,13 @@ pub struct WriteOptions {
     /// Who asks, for the checks that depend on it (RBAC escalation); `None` for the server's
     /// own writes.
     pub user: Option<krust_auth::UserInfo>,
+    /// The manager the write is recorded under in `managedFields` (`None`: the server's own
+    /// writes, recorded as `krust`).
+    pub field_manager: Option<String>,
+    /// An apply takes fields other managers own (`force=true`).
+    pub force: bool,
+    /// The object comes from a server-side apply (a create through apply).
+    pub apply: bool,
 }
 
 /// What a write answers: the object, and the warnings for the client (`Warning` headers).
@@ -104,6 +113,101 @@ fn check_fields(
         }
         Origin::Patch => error,
     }))
+}
+
+/// The manager a write is recorded under.
+fn manager_of(opts: &WriteOptions) -> String {
+    opts.field_manager.clone().unwrap_or_else(|| "krust".to_string())
+}
+
+/// Upstream's 409 for an apply that changes fields other managers own.
+fn apply_conflict(conflicts: &[Conflict]) -> StatusError {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with {}", c.manager),
+                "field": c.path,
+            })
+        })
+        .collect();
+    StatusError {
+        details: Some(serde_json::json!({"causes": causes})),
+        ..StatusError::new(409, krust_api::Reason::Conflict, conflict_message(conflicts))
+    }
+}
+
+/// Upstream's answer to an apply without a manager.
+pub fn field_manager_required() -> StatusError {
+    StatusError::invalid(
+        "meta.k8s.io",
+        "PatchOptions",
+        "",
+        &[FieldError::required("fieldManager").with_detail("is required for apply patch")],
+    )
+}
+
+/// Records the write of `new` (over `old`, null for a create) in its `managedFields`: the
+/// entries the client sent when they differ from the stored ones (kubectl moves a client-side
+/// apply's fields to server-side apply that way), else the stored ones; then, unless an apply
+/// recorded itself, the writer's update.
+fn record_managers(
+    info: &ResourceInfo,
+    opts: &WriteOptions,
+    sub: Subresource,
+    sent: Option<&Value>,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), StatusError> {
+    let stored = old.pointer("/metadata/managedFields");
+    let mut managed = match sent {
+        Some(sent) if Some(sent) != stored => {
+            ManagedFields::of(&serde_json::json!({"metadata": {"managedFields": sent}}))
+                .ok_or_else(|| {
+                    StatusError::bad_request("metadata.managedFields: Invalid value: the entries are not well formed")
+                })?
+        }
+        _ => ManagedFields::of(old).unwrap_or_default(),
+    };
+    if !opts.apply || sent.is_none() {
+        let api_version = info.api_version();
+        let now = meta::timestamp(Utc::now());
+        let manager = manager_of(opts);
+        let subresource = match sub {
+            Subresource::Main => "",
+            other => other.as_str(),
+        };
+        let writer = Writer {
+            manager: &manager,
+            api_version: &api_version,
+            subresource,
+            now: &now,
+            status_subresource: info.status,
+        };
+        managed.update(old, new, TypeRef::root(&api_version, info.kind), &writer);
+    }
+    managed.write_into(new);
+    Ok(())
+}
+
+/// Records a create through apply: the applier owns what its configuration sets.
+fn record_apply_create(info: &ResourceInfo, opts: &WriteOptions, config: &Value, obj: &mut Value) {
+    let api_version = info.api_version();
+    let now = meta::timestamp(Utc::now());
+    let manager = manager_of(opts);
+    let writer = Writer {
+        manager: &manager,
+        api_version: &api_version,
+        subresource: "",
+        now: &now,
+        status_subresource: info.status,
+    };
+    let mut managed = ManagedFields::default();
+    let ty = TypeRef::root(&api_version, info.kind);
+    if managed.apply(&Value::Null, config, ty, &writer, true).is_ok() {
+        managed.write_into(obj);
+    }
 }
 
 /// The strategy whose schema knows the fields of the client's view through `sub`: the
@@ -282,6 +386,7 @@ impl Registry {
         opts: WriteOptions,
     ) -> Result<Written, StatusError> {
         check_kind(info, &obj)?;
+        let applied = opts.apply.then(|| obj.clone());
         if self.catalog().is_terminating(info) {
             return Err(StatusError::method_not_allowed(format!(
                 "create is not supported on resources of kind \"{}.{}\"",
@@ -330,6 +435,10 @@ impl Registry {
         errors.extend(info.strategy.validate(&obj));
         if !errors.is_empty() {
             return Err(StatusError::invalid(info.group, info.kind, name_of(&obj), &errors));
+        }
+        match &applied {
+            Some(config) => record_apply_create(info, &opts, config, &mut obj),
+            None => record_managers(info, &opts, Subresource::Main, None, &Value::Null, &mut obj)?,
         }
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
@@ -432,6 +541,32 @@ impl Registry {
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));
         }
+        let opts = WriteOptions { apply: kind == PatchType::Apply, ..opts };
+        let writer_manager = manager_of(&opts);
+        let (force, status_subresource) = (opts.force, info.status);
+        let apply_fn = |current_view: &Value| -> Result<Value, StatusError> {
+            let api_version = current_view.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let kind_name = current_view.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let config = parse_apply(patch, api_version, kind_name).map_err(StatusError::from)?;
+            let mut managed = ManagedFields::of(current_view).unwrap_or_default();
+            let now = meta::timestamp(Utc::now());
+            let writer = Writer {
+                manager: &writer_manager,
+                api_version,
+                subresource: sub.as_str(),
+                now: &now,
+                status_subresource,
+            };
+            let ty = TypeRef::root(api_version, kind_name);
+            let mut merged = managed
+                .apply(current_view, &config, ty, &writer, force)
+                .map_err(|conflicts| apply_conflict(&conflicts))?;
+            managed.write_into(&mut merged);
+            Ok(merged)
+        };
+        if kind == PatchType::Apply {
+            return self.write_with(info, namespace, name, opts, apply_fn, sub, Origin::Patch).await;
+        }
         let patch_fn = |current_view: &Value| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (
                 current_view
@@ -473,6 +608,7 @@ impl Registry {
             let old_served = to_served(info, old.clone());
             let old_view = sub.view(info, old_served.clone());
             let new_view = change(&old_view)?;
+            let sent_managed = new_view.pointer("/metadata/managedFields").cloned();
             check_types((&api_version, version, kind), &new_view, origin)?;
             if origin == Origin::Patch {
                 check_patched_identity(
@@ -564,6 +700,7 @@ impl Registry {
                 );
                 self.admission.charge_quota(self, &admit, Some(&new), Some(&old_served)).await?;
             }
+            record_managers(info, &opts, sub, sent_managed.as_ref(), &old_served, &mut new)?;
             let written = |object| Written { object, warnings: warnings.clone(), created: false };
             metadata_mut(&mut new)
                 .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
