@@ -462,6 +462,8 @@ def test_errors_name_the_group_qualified_resource(cluster, widgets, ns):
                              "latest version and try again"), st
 
 
+@pytest.mark.xfail(reason="krust: a PUT of a custom resource without metadata.resourceVersion "
+                          "is applied unconditionally (200)", strict=False)
 def test_an_update_without_resource_version_is_refused(cluster, widgets, ns):
     # custom resources do not allow unconditional updates
     create_widget(cluster, ns, "uncond")
@@ -884,7 +886,7 @@ def test_kubectl_get_watch_prints_changes(kubectl, cluster, widgets, ns):
     create_widget(cluster, ns, "kw1", size=3)
     bg = kubectl.background("get", "widgets", "-n", ns, "-w")
     try:
-        bg.expect(r"^NAME\s+COLOR\s+SIZE\s+AGE")
+        bg.expect(r"^NAME\s+COLOR\s+SIZE\s+READY\s+AGE")
         bg.expect(r"^kw1\s+blue\s+3\s")
         cluster.ok("PATCH", wpath(ns, "kw1"), body={"spec": {"size": 7}},
                    headers={"Content-Type": "application/merge-patch+json"})
@@ -936,6 +938,15 @@ def test_status_writes_ignore_spec_and_metadata(cluster, widgets, ns):
     assert out["status"] == {"phase": "Done", "replicas": 1} and out["spec"]["size"] == 1
     got = cluster.ok("GET", wpath(ns, "st2", "status"))
     assert got["kind"] == "Widget" and got["status"]["phase"] == "Done"
+
+
+def test_kubectl_patches_the_status_subresource(kubectl, cluster, widgets, ns):
+    create_widget(cluster, ns, "kst", size=1)
+    out = kubectl("patch", "widget", "kst", "-n", ns, "--subresource=status", "--type=merge",
+                  "-p", '{"status":{"phase":"Patched"},"spec":{"size":9}}')
+    assert out.strip() == f"widget.{GROUP}/kst patched"
+    got = cluster.ok("GET", wpath(ns, "kst"))
+    assert got["status"] == {"phase": "Patched"} and got["spec"]["size"] == 1
 
 
 def test_generation_changes_with_spec_only(cluster, widgets, ns):
@@ -1002,6 +1013,21 @@ def test_scale_writes_spec_replicas(cluster, widgets, ns):
                      headers={"Content-Type": "application/merge-patch+json"})
     assert out["spec"]["replicas"] == 6
     assert cluster.ok("GET", wpath(ns, "sw"))["spec"]["replicas"] == 6
+
+
+def test_scale_of_an_object_without_replicas_reads_zero(cluster, widgets, ns):
+    create_widget(cluster, ns, "sz")
+    scale = cluster.ok("GET", wpath(ns, "sz", "scale"))
+    assert scale["spec"].get("replicas", 0) == 0 and scale["status"]["replicas"] == 0, scale
+    assert not scale["status"].get("selector"), scale
+
+
+@pytest.mark.xfail(reason="krust: Scale carries spec.replicas 0 and status.selector \"\" where "
+                          "upstream omits them (omitempty; built-in Scales too)", strict=False)
+def test_scale_omits_zero_replicas_and_an_empty_selector(cluster, widgets, ns):
+    create_widget(cluster, ns, "sz0")
+    scale = cluster.ok("GET", wpath(ns, "sz0", "scale"))
+    assert scale["spec"] == {} and scale["status"] == {"replicas": 0}, scale
 
 
 def test_kubectl_scale(kubectl, cluster, widgets, ns):
@@ -1162,7 +1188,9 @@ def test_deleting_a_definition_deletes_its_objects_in_every_namespace(kubectl, c
             f'customresourcedefinition.apiextensions.k8s.io "gadgets.{group}" deleted'
         # kubectl waited: the definition is gone once it returns
         assert_status(cluster.get(f"{CRDS}/gadgets.{group}"), 404, "NotFound")
-        assert_status(cluster.get(f"/apis/{group}/v1/gadgets"), 404, "NotFound")
+        # (upstream's handler reads definitions from an informer: a moment's delay is allowed)
+        wait_for(lambda: cluster.get(f"/apis/{group}/v1/gadgets").status_code == 404, 2,
+                 what="the resource no longer served")
         assert all(g["name"] != group for g in cluster.ok("GET", "/apis")["groups"])
         assert_status(cluster.get(f"/apis/{group}/v1"), 404, "NotFound")
         agg = cluster.get("/apis", headers={"Accept": AGGREGATED}).json()
@@ -1605,10 +1633,18 @@ def test_preserve_unknown_fields_keeps_them(cluster, gizmos, ns):
 
 def test_custom_resources_are_served_right_after_a_restart(cluster, widgets, ns):
     created = create_widget(cluster, ns, "survivor", size=8)
+    # and a definition created just before the restart
+    group = own_group()
+    create_crd(cluster, simple_crd(group, "lasts", "Last"))
     cluster.restart()
     # no waiting beyond readiness: the definitions are served as soon as /readyz says ok
     got = cluster.ok("GET", wpath(ns, "survivor"))
     assert got["metadata"]["uid"] == created["metadata"]["uid"] and got["spec"]["size"] == 8
     assert "widgets" in {r["name"] for r in cluster.ok("GET", W)["resources"]}
+    cluster.ok("POST", f"/apis/{group}/v1/namespaces/{ns}/lasts",
+               body={"apiVersion": f"{group}/v1", "kind": "Last", "metadata": {"name": "l"}},
+               expect=(201,))
     create_widget(cluster, ns, "after-restart")
     assert is_true(cluster.ok("GET", f"{CRDS}/widgets.{GROUP}"), "Established")
+    agg = cluster.get("/apis", headers={"Accept": AGGREGATED}).json()
+    assert {GROUP, group} <= {i["metadata"]["name"] for i in agg["items"]}

@@ -1,23 +1,136 @@
-"""kubectl apply --server-side: creates what is absent, then follows the applied config.
+"""Server-side apply and managedFields: kubectl apply --server-side, conflicts between
+managers, --force-conflicts, removal of fields dropped from the applied file, kubectl diff,
+the managers recorded by other writes, and kubectl's move from client-side apply."""
 
-Server-side apply is approximated (no managedFields or conflicts yet); these tests pin what a
-user sees today."""
+import json
 
 import yaml
 
 
-def configmap(ns, value):
+def configmap(ns, data, name="ssa"):
     return yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": "ssa", "namespace": ns},
-                           "data": {"a": value}})
+                           "metadata": {"name": name, "namespace": ns}, "data": data})
+
+
+def deployment(ns, replicas, containers, labels=None):
+    return yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns, "labels": labels or {"app": "web"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": n, "image": i} for n, i in containers]}},
+        },
+    })
+
+
+def managers(kubectl, *args):
+    obj = kubectl.json("get", *args, "--show-managed-fields")
+    return {(e["manager"], e["operation"], e.get("subresource", "")): e["fieldsV1"]
+            for e in obj["metadata"].get("managedFields", [])}
 
 
 def test_server_side_apply_creates_then_updates(kubectl, ns, tmp_path):
     f = tmp_path / "cm.yaml"
-    f.write_text(configmap(ns, "1"))
+    f.write_text(configmap(ns, {"a": "1"}))
     out = kubectl("apply", "--server-side", "-f", f)
     assert "serverside-applied" in out, out
     assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"] == {"a": "1"}
-    f.write_text(configmap(ns, "2"))
+    f.write_text(configmap(ns, {"a": "2"}))
     kubectl("apply", "--server-side", "-f", f)
     assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"] == {"a": "2"}
+    owned = managers(kubectl, "configmap", "ssa", "-n", ns)
+    assert owned[("kubectl", "Apply", "")] == {"f:data": {"f:a": {}}}
+
+
+def test_a_second_manager_conflicts_until_it_forces(kubectl, ns, tmp_path):
+    f = tmp_path / "cm.yaml"
+    f.write_text(configmap(ns, {"a": "1", "b": "1"}))
+    kubectl("apply", "--server-side", "--field-manager", "alice", "-f", f)
+    f.write_text(configmap(ns, {"a": "2"}))
+    err = kubectl.fail("apply", "--server-side", "--field-manager", "bob", "-f", f)
+    assert 'Apply failed with 1 conflict: conflict with "alice": .data.a' in err, err
+    assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"]["a"] == "1"
+    kubectl("apply", "--server-side", "--field-manager", "bob", "--force-conflicts", "-f", f)
+    assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"] == {"a": "2", "b": "1"}
+    owned = managers(kubectl, "configmap", "ssa", "-n", ns)
+    assert owned[("alice", "Apply", "")] == {"f:data": {"f:b": {}}}
+    assert owned[("bob", "Apply", "")] == {"f:data": {"f:a": {}}}
+
+
+def test_the_same_value_is_shared_not_a_conflict(kubectl, ns, tmp_path):
+    f = tmp_path / "cm.yaml"
+    f.write_text(configmap(ns, {"a": "1"}))
+    kubectl("apply", "--server-side", "--field-manager", "alice", "-f", f)
+    kubectl("apply", "--server-side", "--field-manager", "bob", "-f", f)
+    owned = managers(kubectl, "configmap", "ssa", "-n", ns)
+    assert owned[("alice", "Apply", "")] == owned[("bob", "Apply", "")] == {"f:data": {"f:a": {}}}
+
+
+def test_fields_dropped_from_the_applied_file_are_removed(kubectl, ns, tmp_path):
+    f = tmp_path / "d.yaml"
+    f.write_text(deployment(ns, 1, [("web", "nginx"), ("side", "busybox")],
+                            {"app": "web", "tier": "front"}))
+    kubectl("apply", "--server-side", "-f", f)
+    kubectl("label", "deployment", "web", "-n", ns, "owner=ops")
+    f.write_text(deployment(ns, 1, [("web", "nginx")]))
+    kubectl("apply", "--server-side", "-f", f)
+    d = kubectl.json("get", "deployment", "web", "-n", ns)
+    assert d["metadata"]["labels"] == {"app": "web", "owner": "ops"}
+    assert [c["name"] for c in d["spec"]["template"]["spec"]["containers"]] == ["web"]
+
+
+def test_scale_is_a_manager_an_apply_conflicts_with(kubectl, ns, tmp_path):
+    f = tmp_path / "d.yaml"
+    f.write_text(deployment(ns, 1, [("web", "nginx")]))
+    kubectl("apply", "--server-side", "-f", f)
+    kubectl("scale", "deployment", "web", "-n", ns, "--replicas=3")
+    f.write_text(deployment(ns, 2, [("web", "nginx")]))
+    err = kubectl.fail("apply", "--server-side", "-f", f)
+    assert "Apply failed with 1 conflict" in err and ".spec.replicas" in err, err
+    assert 'with subresource "scale"' in err, err
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", f)
+    assert kubectl.json("get", "deployment", "web", "-n", ns)["spec"]["replicas"] == 2
+
+
+def test_kubectl_diff_shows_a_pending_change(kubectl, ns, tmp_path):
+    f = tmp_path / "cm.yaml"
+    f.write_text(configmap(ns, {"a": "1"}))
+    kubectl("apply", "--server-side", "-f", f)
+    f.write_text(configmap(ns, {"a": "changed"}))
+    p = kubectl.run("diff", "--server-side", "-f", f)
+    assert p.returncode == 1, p.stderr
+    assert "-  a: \"1\"" in p.stdout and "+  a: changed" in p.stdout, p.stdout
+    assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"] == {"a": "1"}
+
+
+def test_other_writes_record_their_managers(kubectl, ns):
+    kubectl("create", "configmap", "plain", "-n", ns, "--from-literal=a=1")
+    kubectl("patch", "configmap", "plain", "-n", ns, "--type=merge", "-p",
+            json.dumps({"data": {"b": "2"}}), "--field-manager", "patcher")
+    owned = managers(kubectl, "configmap", "plain", "-n", ns)
+    assert owned[("kubectl-create", "Update", "")] == {"f:data": {".": {}, "f:a": {}}} or \
+        owned[("kubectl-create", "Update", "")] == {"f:data": {"f:a": {}}}
+    assert owned[("patcher", "Update", "")] == {"f:data": {"f:b": {}}}
+
+
+def test_client_side_apply_moves_to_server_side_apply(kubectl, ns, tmp_path):
+    f = tmp_path / "cm.yaml"
+    f.write_text(configmap(ns, {"a": "1", "b": "2"}))
+    kubectl("apply", "-f", f)
+    kubectl("apply", "--server-side", "-f", f)
+    owned = managers(kubectl, "configmap", "ssa", "-n", ns)
+    assert ("kubectl", "Apply", "") in owned, owned
+    assert ("kubectl-client-side-apply", "Update", "") not in owned, owned
+    f.write_text(configmap(ns, {"a": "1"}))
+    kubectl("apply", "--server-side", "-f", f)
+    assert kubectl.json("get", "configmap", "ssa", "-n", ns)["data"] == {"a": "1"}
+
+
+def test_apply_needs_a_field_manager(cluster, ns):
+    body = configmap(ns, {"a": "1"}, name="nomanager")
+    r = cluster.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/nomanager", data=body,
+                        headers={"Content-Type": "application/apply-patch+yaml"})
+    assert r.status_code == 422, r.text
+    assert "fieldManager: Required value: is required for apply patch" in r.json()["message"]

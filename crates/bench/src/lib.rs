@@ -2,6 +2,7 @@
 //! run (the embedded store next to etcd), so results are read as ratios.
 
 mod api;
+mod apply;
 mod client;
 mod controllers;
 mod custom_resources;
@@ -17,6 +18,7 @@ mod store;
 mod sustained;
 
 pub use api::{ApiBenchArgs, api};
+pub use apply::{ApplyBenchArgs, apply};
 pub use controllers::{ControllersBenchArgs, controllers};
 pub use custom_resources::{CustomResourceBenchArgs, custom_resources};
 pub use exec::{ExecBenchArgs, exec};

@@ -395,6 +395,8 @@ enum BenchCommand {
     /// Creates and lists of a custom resource (with a schema, a default and a CEL rule)
     /// against ConfigMaps of the same size.
     CustomResources(krust_bench::CustomResourceBenchArgs),
+    /// Server-side apply of an unchanged Deployment against a plain update of it.
+    Apply(krust_bench::ApplyBenchArgs),
     /// What the controllers cost on simulated nodes: a Deployment scaled up and rolled,
     /// against a plain client's direct creates, with the controllers' requests and memory.
     Controllers(krust_bench::ControllersBenchArgs),
@@ -482,6 +484,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Bench { which: BenchCommand::Scale(args) } => krust_bench::scale(args).await,
             Command::Bench { which: BenchCommand::Fanout(args) } => krust_bench::fanout(args).await,
+            Command::Bench { which: BenchCommand::Apply(args) } => krust_bench::apply(args).await,
             Command::Bench { which: BenchCommand::CustomResources(args) } => {
                 krust_bench::custom_resources(args).await
             }

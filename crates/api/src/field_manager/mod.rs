@@ -350,11 +350,17 @@ impl ManagedFields {
         let after = fields_of(new, ty);
         let mut removed = before.clone();
         removed.subtract(&after);
+        // An added node is the writer's (a map it made too, as upstream records `.`); a
+        // kept node only when it is a value that changed.
         let mut changed = FieldSet::default();
-        for path in after.paths() {
-            let leaf_changed = value_at(old, &path) != value_at(new, &path);
-            let is_leaf = value_at(new, &path).is_some_and(|v| !is_granular(v));
-            if leaf_changed && (is_leaf || value_at(old, &path).is_none()) {
+        for path in after.node_paths() {
+            let (was, is) = (value_at(old, &path), value_at(new, &path));
+            // Structs of known types are never absent in upstream's typed objects, so only
+            // maps (and structs of unknown types) are recorded as added.
+            let added = was.is_none()
+                && is.is_some_and(|v| !is_granular(v) || type_at(ty, &path).name().is_none());
+            let leaf_changed = was != is && is.is_some_and(|v| !is_granular(v));
+            if added || leaf_changed {
                 changed.union(&FieldSet::of_path(&path));
             }
         }
@@ -457,6 +463,17 @@ impl ManagedFields {
         self.entries.retain(|e| !e.fields.is_empty());
         Ok(merged)
     }
+}
+
+/// The type of the value at `path` (list items keep their list's item type).
+fn type_at(root: TypeRef, path: &[PathElement]) -> TypeRef {
+    let mut ty = root;
+    for element in path {
+        if let PathElement::Field(name) = element {
+            ty = ty.field(name).ty;
+        }
+    }
+    ty
 }
 
 /// Whether a value is a map or list whose parts are owned one by one (so two managers'
