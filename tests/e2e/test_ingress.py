@@ -273,3 +273,45 @@ def test_default_backend_unready_backends_and_a_change_in_flight(node, k, ns):
     wait_for(lambda: get(node, host, "/")[0] == 404, 30, interval=0.3, what="the routes gone")
     wait_for(lambda: not lb_status(k, ns, "web"), 30, interval=0.5, what="the status cleared")
     k("delete", "ingress", "web", "-n", ns)
+
+
+# A backend that switches to an echo protocol on any request (busybox nc runs the script per
+# connection, its stdin and stdout the connection).
+UPGRADE = ("printf '%s\\n' 'while read -r line; do [ -z \"$(printf %s \"$line\" | tr -d \"\\r\")\" ] && break; done' "
+           "'printf \"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: echo\\r\\nConnection: Upgrade\\r\\n\\r\\n\"' "
+           "'exec cat' > /upgrade.sh && exec nc -ll -p 8080 -e /bin/sh /upgrade.sh")
+
+
+def test_an_upgraded_connection_is_relayed_both_ways(node, k, ns):
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "echo", "namespace": ns},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "echo"}},
+                       "template": {"metadata": {"labels": {"app": "echo"}}, "spec": {
+                           "nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                           "containers": [{"name": "echo", "image": IMAGE, "command": ["sh", "-c", UPGRADE],
+                                           "ports": [{"containerPort": 8080}]}]}}}})
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": ns},
+              "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    host = f"up-{ns}.test"
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "echo", "namespace": ns},
+              "spec": {"rules": [{"host": host, "http": {"paths": [
+                  {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "echo", "port": {"number": 80}}}}]}}]}})
+
+    def upgraded():
+        with socket.create_connection(("127.0.0.1", node.http_port), timeout=5) as s:
+            s.sendall(f"GET /chat HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                head += chunk
+            if not head.startswith(b"HTTP/1.1 101"):
+                return None
+            assert b"upgrade: echo" in head.lower()
+            s.sendall(b"hello through the ingress\n")
+            echoed = head.split(b"\r\n\r\n", 1)[1]
+            while b"\n" not in echoed:
+                echoed += s.recv(4096)
+            return echoed.decode()
+
+    assert wait_for(upgraded, 90, interval=1, what="an upgraded connection") == "hello through the ingress\n"

@@ -8,6 +8,7 @@ Needs what test_agent.py needs: root, runc and busybox-static; and nft (Debian's
 look at the rules."""
 
 import random
+import signal
 import socket
 import subprocess
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent_node import IMAGE, NEEDS_AGENT, Node, apply, k, node, ns, pod, wait_pod  # noqa: F401 (fixtures)
-from conftest import KUBECTL_VERSIONS, Kubectl, wait_for
+from conftest import KUBECTL_VERSIONS, Cluster, Etcd, KrustServer, Kubectl, wait_for
 
 pytestmark = NEEDS_AGENT
 
@@ -166,6 +167,43 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(listening_node
     out = k("exec", "client", "-n", ns, "--", "sh", "-c",
             f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 443 | od -An -tx1 | head -1")
     assert out.split()[:1] == ["15"], out  # an alert record
+
+
+def test_the_kubernetes_service_follows_the_api_servers(e2e_tmp):
+    """Two servers on one etcd, each advertising an address of its own (nothing is sent
+    there): the `kubernetes` Service's endpoints list both; one that stops leaves at once, one
+    that dies when its lease (15 s) runs out."""
+    workdir = Path(tempfile.mkdtemp(prefix="test_services-servers-", dir=e2e_tmp))
+    etcd = Etcd(workdir)
+    etcd.start()
+    servers = []
+    try:
+        for name, address in (("a", "192.0.2.10"), ("b", "192.0.2.11")):
+            (workdir / name).mkdir()
+            server = KrustServer(workdir / name, "etcd", etcd)
+            server.extra_args = ["--advertise-address", address, "--disable-controller-manager"]
+            server.start()
+            servers.append(server)
+        cluster = Cluster(servers[0], etcd)
+
+        def addresses():
+            slice_ = cluster.ok("GET", "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes")
+            from_slice = sorted(a for e in slice_.get("endpoints") or [] for a in e["addresses"])
+            endpoints = cluster.ok("GET", "/api/v1/namespaces/default/endpoints/kubernetes")
+            from_endpoints = sorted(a["ip"] for s in endpoints.get("subsets") or [] for a in s["addresses"])
+            return from_slice if from_slice == from_endpoints else None
+
+        wait_for(lambda: addresses() == ["192.0.2.10", "192.0.2.11"], 30, interval=0.5, what="both servers")
+        assert servers[1].stop() == 0
+        wait_for(lambda: addresses() == ["192.0.2.10"], 10, interval=0.5, what="the stopped server gone")
+        servers[1].start()
+        wait_for(lambda: addresses() == ["192.0.2.10", "192.0.2.11"], 30, interval=0.5, what="it back")
+        servers[1].stop(signal.SIGKILL)
+        wait_for(lambda: addresses() == ["192.0.2.10"], 40, interval=1, what="the dead server's lease run out")
+    finally:
+        for server in servers:
+            server.stop(signal.SIGKILL)
+        etcd.stop()
 
 
 def test_a_service_without_endpoints_refuses_connections(node, k, ns):

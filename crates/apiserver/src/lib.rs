@@ -214,6 +214,8 @@ pub struct RunningServer {
     pub scheduler_kubeconfig: PathBuf,
     /// The path of the built-in ingress controller's kubeconfig (`system:krust-ingress`).
     pub ingress_kubeconfig: PathBuf,
+    /// The address this server holds an endpoint lease of `default/kubernetes` for.
+    endpoint_ip: Option<IpAddr>,
     /// The URL clients on this host reach the server at (as the kubeconfigs name it).
     pub server_url: String,
 }
@@ -225,6 +227,15 @@ impl RunningServer {
     /// were still open at the end of the grace period.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.api.health.shutting_down();
+        // The `kubernetes` Service stops sending pods here.
+        if let Some(ip) = self.endpoint_ip {
+            let port = self.address.port();
+            let drop =
+                lifecycle::kubernetes_endpoints::reconcile(&self.api.registry, ip, port, false);
+            if let Err(e) = drop.await {
+                tracing::warn!(error = %e, "cannot drop the API server's endpoint lease");
+            }
+        }
         self.api.registry.close_watches();
         self.api.shutdown.begin();
         let left = self.api.shutdown.drained(grace).await;
@@ -338,10 +349,12 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await
         .map_err(StartError::Bootstrap)?;
-    if let Some(ip) = config.advertise_ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
-        lifecycle::kubernetes_endpoints::write(&api.registry, ip, address.port())
+    let endpoint_ip = config.advertise_ip.filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if let Some(ip) = endpoint_ip {
+        lifecycle::kubernetes_endpoints::reconcile(&api.registry, ip, address.port(), true)
             .await
             .map_err(StartError::Bootstrap)?;
+        tokio::spawn(lifecycle::kubernetes_endpoints::run(Arc::clone(&api), ip, address.port()));
     }
     lifecycle::rbac::bootstrap_policy(&api.registry).await.map_err(StartError::Bootstrap)?;
     lifecycle::priority::bootstrap(&api.registry).await.map_err(StartError::Bootstrap)?;
@@ -357,6 +370,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
         scheduler_kubeconfig: config.data_dir.join(pki::SCHEDULER_KUBECONFIG),
         ingress_kubeconfig: config.data_dir.join(pki::INGRESS_KUBECONFIG),
+        endpoint_ip,
         server_url,
     })
 }

@@ -3,6 +3,7 @@
 //! port is a key under `/registry/krust/servicenodeports/`. The store's create-if-absent makes
 //! an allocation atomic, so two servers never hand out the same address.
 
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
@@ -80,12 +81,33 @@ pub struct ServiceAllocator {
     ranges: ServiceRanges,
 }
 
+/// Where allocated cluster IPs are recorded (upstream's IPAddress objects' place).
+const IP_PREFIX: &str = "/registry/networking.k8s.io/ipaddresses/";
+/// Where allocated node ports are recorded.
+const PORT_PREFIX: &str = "/registry/krust/servicenodeports/";
+
 fn ip_key(ip: Ipv4Addr) -> String {
-    format!("/registry/networking.k8s.io/ipaddresses/{ip}")
+    format!("{IP_PREFIX}{ip}")
 }
 
 fn port_key(port: u16) -> String {
-    format!("/registry/krust/servicenodeports/{port}")
+    format!("{PORT_PREFIX}{port}")
+}
+
+/// The last segment of every key under `prefix`: the addresses or ports already taken.
+async fn taken(store: &dyn Store, prefix: &str) -> Result<HashSet<String>, StatusError> {
+    let mut names = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), 4096, None).await.map_err(internal)?;
+        for item in &page.items {
+            names.insert(item.key.rsplit('/').next().unwrap_or_default().to_string());
+        }
+        match (page.more, page.items.last()) {
+            (true, Some(last)) => after = Some(last.key.clone()),
+            _ => return Ok(names),
+        }
+    }
 }
 
 fn invalid(obj: &Value, errors: Vec<FieldError>) -> StatusError {
@@ -178,6 +200,22 @@ impl ServiceAllocator {
                 Err(e) => return Err(internal(e)),
             }
         }
+        // A crowded range: scan it from a random offset, past the addresses taken (as
+        // upstream's bitmap allocator does), so that the last free address is found too.
+        let held = taken(store, IP_PREFIX).await?;
+        let count = usable.saturating_sub(1).max(1);
+        let start = random() % count;
+        for step in 0..count {
+            let ip = self.ranges.at(2 + (start + step) % count);
+            if held.contains(&ip.to_string()) {
+                continue;
+            }
+            match store.create(&ip_key(ip), self.ip_record(ip, svc)).await {
+                Ok(_) => return Ok(ip),
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(internal(e)),
+            }
+        }
         Err(StatusError::internal(format!(
             "failed to allocate a serviceIP: range {} is full",
             self.ranges.cidr()
@@ -258,6 +296,25 @@ impl ServiceAllocator {
                     }
                     Err(StoreError::AlreadyExists { .. }) => continue,
                     Err(e) => return Err(internal(e)),
+                }
+            }
+            if chosen.is_none() {
+                // A crowded range: scan it from a random offset, past the ports taken.
+                let held = taken(store, PORT_PREFIX).await?;
+                let start = random() % count;
+                for step in 0..count {
+                    let p = low + ((start + step) % count) as u16;
+                    if held.contains(&p.to_string()) {
+                        continue;
+                    }
+                    match store.create(&port_key(p), Vec::new()).await {
+                        Ok(_) => {
+                            chosen = Some(p);
+                            break;
+                        }
+                        Err(StoreError::AlreadyExists { .. }) => continue,
+                        Err(e) => return Err(internal(e)),
+                    }
                 }
             }
             let Some(p) = chosen else {
@@ -373,5 +430,27 @@ mod tests {
         assert!(!ranges.contains(Ipv4Addr::new(10, 43, 255, 255)));
         assert!(!ranges.contains(Ipv4Addr::new(10, 44, 0, 1)));
         assert_eq!(ranges.first(), Ipv4Addr::new(10, 43, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_crowded_range_gives_its_last_free_address() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        // A /27: 30 usable addresses, the first the `kubernetes` Service's.
+        let ranges = ServiceRanges {
+            network: Ipv4Addr::new(10, 9, 0, 0),
+            prefix: 27,
+            node_ports: (30000, 30004),
+        };
+        let allocator = ServiceAllocator::new(ranges);
+        let svc = json!({"metadata": {"name": "s", "namespace": "default"}});
+        let mut got = HashSet::new();
+        for _ in 0..29 {
+            assert!(got.insert(allocator.reserve_ip(&store, &svc, None, false).await.unwrap()));
+        }
+        assert!(!got.contains(&Ipv4Addr::new(10, 9, 0, 1)));
+        let full = allocator.reserve_ip(&store, &svc, None, false).await.unwrap_err();
+        assert!(full.to_string().contains("is full"), "{full}");
     }
 }
