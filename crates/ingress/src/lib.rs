@@ -63,8 +63,8 @@ pub struct Options {
     pub https: SocketAddr,
     /// The addresses served Ingresses' `status.loadBalancer.ingress` lists (IPs, or host names).
     pub addresses: Vec<String>,
-    /// How many proxy workers (threads with a runtime of their own) accept and relay; 0: one
-    /// per core.
+    /// How many proxy workers (threads with a runtime of their own) relay; 0: one per two
+    /// cores (the proxy shares the node with the API server and the pods).
     pub workers: usize,
 }
 
@@ -89,7 +89,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     let acceptor = acceptor(provider.clone(), resolver.clone())?;
     let routes = Arc::new(proxy::Routes::default());
     let workers = match options.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
         n => n,
     };
     let (handoff, queues) = proxy::Workers::new(workers);
@@ -151,10 +151,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: std::future::Future<Output = ()>,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Worker)?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if let Some(n) = std::env::var("KRUST_EXP_EVENT_INTERVAL").ok().and_then(|v| v.parse().ok()) {
+        builder.event_interval(n);
+    }
+    let runtime = builder.enable_all().build().map_err(Error::Worker)?;
     std::thread::Builder::new()
         .name(name)
         .spawn(move || runtime.block_on(task()))

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -271,14 +272,21 @@ pub async fn relay(
         listener,
         upgrade.as_ref(),
     );
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path =
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     // A request without a body can be sent again to another endpoint; one with a body only
     // once, as it streams.
     let mut body = if body.is_end_stream() { None } else { Some(body.boxed()) };
     let replayable = body.is_none();
+    let attempts: Vec<_> = upstream.pick().take(if replayable { TRIES } else { 1 }).collect();
+    let mut headers = Some(headers);
     let mut last = text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
-    for endpoint in upstream.pick().take(TRIES) {
-        let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
+    for (attempt, (endpoint, authority)) in attempts.iter().enumerate() {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(http::uri::Scheme::HTTP);
+        uri.authority = Some((*authority).clone());
+        uri.path_and_query = Some(path.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
             return text(StatusCode::BAD_REQUEST, "400 Bad Request\n");
         };
         let mut outgoing = Request::new(
@@ -286,7 +294,13 @@ pub async fn relay(
         );
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.uri_mut() = uri;
-        *outgoing.headers_mut() = headers.clone();
+        // The last attempt takes the headers; earlier ones a copy.
+        *outgoing.headers_mut() = if attempt + 1 == attempts.len() {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
+        let endpoint = *endpoint;
         match tokio::time::timeout(READ_TIMEOUT, shared.client.request(outgoing)).await {
             Ok(Ok(mut response)) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -357,7 +371,9 @@ pub async fn serve_connection<S>(
         async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, listener).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    if std::env::var_os("KRUST_EXP_NO_HEADER_TIMER").is_none() {
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    }
     builder.http2().timer(TokioTimer::new());
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, error = %e, "ingress: connection ended");
