@@ -7,6 +7,7 @@
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
+mod client;
 mod connect;
 pub mod proxy;
 pub mod routes;
