@@ -35,9 +35,11 @@ def load(krust: str):
     return _modules
 
 
-def start_node(krust: str, prefix: str, service_cidr: str | None = None, extra_args=()):
+def start_node(krust: str, prefix: str, service_cidr: str | None = None, extra_args=(), ingress=False):
     """A `Node` on a fresh temp workdir. `service_cidr` replaces the node's own /24 service
     range (1,000 Services need more than a /24); its tenth address is then the DNS address.
+    `ingress`: the server runs its Ingress controller (give it `--ingress-http-address` and
+    `--ingress-https-address` in `extra_args`, or it takes the host's ports 80 and 443).
     `--disable-*` switches the e2e tests pass that the binary does not know (an older build
     than the tests: `--disable-ingress` before 0b8766b) are left out: what they turn off is
     not in that binary."""
@@ -59,7 +61,7 @@ def start_node(krust: str, prefix: str, service_cidr: str | None = None, extra_a
     original = agent_node.KrustServer
     agent_node.KrustServer = Server
     try:
-        node = _construct(agent_node, workdir, extra_args)
+        node = _construct(agent_node, workdir, extra_args, ingress)
     finally:
         agent_node.KrustServer = original
     if service_cidr is not None:
@@ -69,12 +71,12 @@ def start_node(krust: str, prefix: str, service_cidr: str | None = None, extra_a
     return node
 
 
-def _construct(agent_node, workdir: Path, extra_args):
-    """`Node(workdir, extra_args)`; when its server does not start, what it made is removed
+def _construct(agent_node, workdir: Path, extra_args, ingress=False):
+    """`Node(workdir, extra_args, ingress=ingress)`; when its server does not start, what it made is removed
     (the bridge, the DNS link, the tables) before the error goes on."""
     node = agent_node.Node.__new__(agent_node.Node)
     try:
-        node.__init__(workdir, list(extra_args))
+        node.__init__(workdir, list(extra_args), ingress=ingress)
     except BaseException:
         # cleanup() reads these, set by the constructor only once the server answered.
         node.agent_dir = workdir / "data" / "agent"
