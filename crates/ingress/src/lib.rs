@@ -3,7 +3,8 @@
 //! proxy on the host, straight to the backends' ready endpoints.
 //!
 //! `class.rs` (which Ingresses are served) and `routes.rs` (the routing table) are pure;
-//! `tls.rs` chooses certificates by server name; `proxy.rs` holds the listeners; `sync.rs`
+//! `tls.rs` chooses certificates by server name; `proxy.rs` holds the acceptor and the
+//! workers that relay, `client.rs` and `connect.rs` their connections to endpoints; `sync.rs`
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
@@ -152,11 +153,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: std::future::Future<Output = ()>,
 {
-    let mut builder = tokio::runtime::Builder::new_current_thread();
-    if let Some(n) = std::env::var("KRUST_EXP_EVENT_INTERVAL").ok().and_then(|v| v.parse().ok()) {
-        builder.event_interval(n);
-    }
-    let runtime = builder.enable_all().build().map_err(Error::Worker)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Worker)?;
     std::thread::Builder::new()
         .name(name)
         .spawn(move || runtime.block_on(task()))

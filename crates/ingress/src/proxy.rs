@@ -369,9 +369,7 @@ pub async fn serve_connection<S>(
         async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, listener).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if std::env::var_os("KRUST_EXP_NO_HEADER_TIMER").is_none() {
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-    }
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         tracing::debug!(%peer, error = %e, "ingress: connection ended");
