@@ -1,19 +1,15 @@
-//! Connections to endpoints, for the proxy's HTTP client: a plain TCP connection to the
-//! `IP:port` a request's URI names (endpoints are addresses, never names to resolve), with as
-//! few system calls as it takes, since a backend that closes after each answer (many do) costs
+//! Connections to endpoints, for the proxy's HTTP client: a plain TCP connection to an
+//! endpoint's `IP:port` (never a name to resolve), with as few system calls as it takes, since a backend that closes after each answer (many do) costs
 //! one connection per request: the socket is made non-blocking when created, no addresses are
 //! asked back, and shutting down the write side before closing is left to `close`.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -27,9 +23,6 @@ pub struct Connector {
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The URI does not name an `IP:port`.
-    #[error("not an endpoint address: {0}")]
-    Address(String),
     /// The socket or the connection failed.
     #[error("cannot connect to {address}: {source}")]
     Io {
@@ -41,14 +34,14 @@ pub enum ConnectError {
     /// The endpoint did not accept in time.
     #[error("connecting to {0} timed out")]
     Timeout(SocketAddr),
-}
-
-fn address_of(uri: &Uri) -> Result<SocketAddr, ConnectError> {
-    let authority = uri.authority().ok_or_else(|| ConnectError::Address(uri.to_string()))?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
-    let ip = host.parse().map_err(|_| ConnectError::Address(uri.to_string()))?;
-    let port = authority.port_u16().unwrap_or(80);
-    Ok(SocketAddr::new(ip, port))
+    /// The HTTP/1.1 connection could not be set up.
+    #[error("cannot set up HTTP/1.1 with {address}: {source}")]
+    Handshake {
+        /// The endpoint.
+        address: SocketAddr,
+        /// Why.
+        source: hyper::Error,
+    },
 }
 
 async fn connect(address: SocketAddr, timeout: Duration) -> Result<Stream, ConnectError> {
@@ -63,30 +56,16 @@ async fn connect(address: SocketAddr, timeout: Duration) -> Result<Stream, Conne
     }
 }
 
-impl tower::Service<Uri> for Connector {
-    type Response = Stream;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Stream, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let timeout = self.timeout;
-        Box::pin(async move { connect(address_of(&uri)?, timeout).await })
+impl Connector {
+    /// A connection to `address`.
+    pub async fn connect(&self, address: SocketAddr) -> Result<Stream, ConnectError> {
+        connect(address, self.timeout).await
     }
 }
 
 /// A connection to an endpoint.
 #[derive(Debug)]
 pub struct Stream(TokioIo<TcpStream>);
-
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
 
 impl Read for Stream {
     fn poll_read(
@@ -126,21 +105,5 @@ impl Write for Stream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn endpoint_uris_name_an_address() {
-        let a = |s: &str| address_of(&s.parse().unwrap()).map(|a| a.to_string());
-        assert_eq!(a("http://10.0.0.1:8080/x").unwrap(), "10.0.0.1:8080");
-        assert_eq!(a("http://[fd00::1]:80/").unwrap(), "[fd00::1]:80");
-        assert_eq!(a("http://10.0.0.1/").unwrap(), "10.0.0.1:80");
-        assert!(matches!(a("http://name.test:80/"), Err(ConnectError::Address(_))));
     }
 }

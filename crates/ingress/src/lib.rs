@@ -3,10 +3,12 @@
 //! proxy on the host, straight to the backends' ready endpoints.
 //!
 //! `class.rs` (which Ingresses are served) and `routes.rs` (the routing table) are pure;
-//! `tls.rs` chooses certificates by server name; `proxy.rs` holds the listeners; `sync.rs`
+//! `tls.rs` chooses certificates by server name; `proxy.rs` holds the acceptor and the
+//! workers that relay, `client.rs` and `connect.rs` their connections to endpoints; `sync.rs`
 //! the watches that rebuild the table and write the Ingresses' status.
 
 pub mod class;
+mod client;
 mod connect;
 pub mod proxy;
 pub mod routes;
@@ -63,8 +65,8 @@ pub struct Options {
     pub https: SocketAddr,
     /// The addresses served Ingresses' `status.loadBalancer.ingress` lists (IPs, or host names).
     pub addresses: Vec<String>,
-    /// How many proxy workers (threads with a runtime of their own) accept and relay; 0: one
-    /// per core.
+    /// How many proxy workers (threads with a runtime of their own) relay; 0: one per two
+    /// cores (the proxy shares the node with the API server and the pods).
     pub workers: usize,
 }
 
@@ -89,7 +91,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     let acceptor = acceptor(provider.clone(), resolver.clone())?;
     let routes = Arc::new(proxy::Routes::default());
     let workers = match options.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
         n => n,
     };
     let (handoff, queues) = proxy::Workers::new(workers);

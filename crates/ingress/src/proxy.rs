@@ -10,8 +10,9 @@
 //! client's `X-Forwarded-For` goes on as `X-Original-Forwarded-For`), `X-Forwarded-Host`,
 //! `X-Forwarded-Port`, `X-Forwarded-Proto` and `X-Scheme`. An upgrade (WebSocket) is relayed,
 //! then bytes are copied both ways. A connection refused or timed out moves on to the next
-//! endpoint (at most three tries) when the request has no body to replay; a backend that fails
-//! otherwise gets the client a 502, one that does not answer within 60 s a 504.
+//! endpoint (at most three tries; nothing was sent); a backend that fails otherwise gets the
+//! client a 502, one that does not answer within 60 s a 504. Backend connections are kept
+//! open between requests when the backend allows (`client.rs`).
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -21,21 +22,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client::{Client, SendError};
 use crate::connect::Connector;
 use crate::routes::Table;
 
-/// The body of requests to backends and of answers to clients.
+/// The body of requests to backends.
 pub type Body = BoxBody<Bytes, hyper::Error>;
+/// The body of answers to clients.
+pub type Answer = UnsyncBoxBody<Bytes, hyper::Error>;
 
 /// How long a backend may take to accept a connection (ingress-nginx's `proxy-connect-timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,22 +77,18 @@ impl Routes {
 pub struct Worker {
     /// The routes.
     pub routes: Arc<Routes>,
-    client: Client<Connector, Body>,
+    client: Client,
     request_ids: AtomicU64,
     seed: RandomState,
 }
 
 impl Worker {
-    /// A worker's state over `routes`. Its client spawns its connections' tasks on the runtime
-    /// it is first used on.
+    /// A worker's state over `routes`.
     pub fn new(routes: Arc<Routes>) -> Worker {
         let connector = Connector { timeout: CONNECT_TIMEOUT };
         Worker {
             routes,
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_timer(TokioTimer::new())
-                .build(connector),
+            client: Client::new(connector),
             request_ids: AtomicU64::new(0),
             seed: RandomState::new(),
         }
@@ -133,9 +133,11 @@ static X_SCHEME: HeaderName = HeaderName::from_static("x-scheme");
 static X_ORIGINAL_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-original-forwarded-for");
 static PROXY: HeaderName = HeaderName::from_static("proxy");
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+fn text(status: StatusCode, body: &'static str) -> Response<Answer> {
     let mut response = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes())).map_err(|never| match never {}).boxed(),
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
     );
     *response.status_mut() = status;
     response
@@ -247,7 +249,7 @@ pub async fn relay(
     mut request: Request<Incoming>,
     peer: SocketAddr,
     listener: Listener,
-) -> Response<Body> {
+) -> Response<Answer> {
     if request.method() == http::Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
     }
@@ -271,59 +273,69 @@ pub async fn relay(
         listener,
         upgrade.as_ref(),
     );
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    // A request without a body can be sent again to another endpoint; one with a body only
-    // once, as it streams.
-    let mut body = if body.is_end_stream() { None } else { Some(body.boxed()) };
-    let replayable = body.is_none();
-    let mut last = text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
-    for endpoint in upstream.pick().take(TRIES) {
-        let Ok(uri) = format!("http://{endpoint}{path}").parse::<Uri>() else {
-            return text(StatusCode::BAD_REQUEST, "400 Bad Request\n");
+    let path =
+        parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let body = if body.is_end_stream() {
+        Empty::new().map_err(|never| match never {}).boxed()
+    } else {
+        body.boxed()
+    };
+    let mut outgoing = Request::new(body);
+    *outgoing.method_mut() = parts.method;
+    *outgoing.uri_mut() = Uri::from(path);
+    *outgoing.headers_mut() = headers;
+    for (endpoint, authority) in upstream.pick().take(TRIES) {
+        if !outgoing.headers().contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            // An HTTP/1.0 request without a host: the endpoint's, as nginx's `$proxy_host`.
+            outgoing.headers_mut().insert(header::HOST, host);
+        }
+        let answer = if client_upgrade.is_some() {
+            shared
+                .client
+                .send_upgrade(endpoint, outgoing)
+                .await
+                .map(|r| r.map(BodyExt::boxed_unsync))
+        } else {
+            match tokio::time::timeout(READ_TIMEOUT, shared.client.send(endpoint, outgoing)).await {
+                Ok(answer) => answer.map(|r| r.map(BodyExt::boxed_unsync)),
+                Err(_) => {
+                    tracing::debug!(upstream = %upstream.name, %endpoint, "ingress: the backend did not answer in time");
+                    return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
+                }
+            }
         };
-        let mut outgoing = Request::new(
-            body.take().unwrap_or_else(|| Empty::new().map_err(|never| match never {}).boxed()),
-        );
-        *outgoing.method_mut() = parts.method.clone();
-        *outgoing.uri_mut() = uri;
-        *outgoing.headers_mut() = headers.clone();
-        match tokio::time::timeout(READ_TIMEOUT, shared.client.request(outgoing)).await {
-            Ok(Ok(mut response)) => {
+        match answer {
+            Ok(mut response) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
                 {
                     let backend_upgrade = hyper::upgrade::on(&mut response);
                     tokio::spawn(tunnel(client_upgrade, backend_upgrade, upstream.name.clone()));
-                    let (mut parts, body) = response.into_parts();
-                    let protocol = parts.headers.get(header::UPGRADE).cloned();
-                    strip_hop_by_hop(&mut parts.headers);
+                    let protocol = response.headers().get(header::UPGRADE).cloned();
+                    strip_hop_by_hop(response.headers_mut());
                     if let Some(protocol) = protocol {
-                        parts.headers.insert(header::UPGRADE, protocol);
-                        parts
-                            .headers
-                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        let headers = response.headers_mut();
+                        headers.insert(header::UPGRADE, protocol);
+                        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
                     }
-                    return Response::from_parts(parts, body.boxed());
+                    return response;
                 }
-                let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                return Response::from_parts(parts, body.boxed());
+                strip_hop_by_hop(response.headers_mut());
+                return response;
             }
-            Ok(Err(e)) if e.is_connect() && replayable => {
+            Err(SendError::Connect(e, back)) => {
                 tracing::debug!(upstream = %upstream.name, %endpoint, error = %e, "ingress: cannot connect to an endpoint; trying the next");
-                last = text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
+                outgoing = *back;
             }
-            Ok(Err(e)) => {
+            Err(SendError::Exchange(e)) => {
                 tracing::debug!(upstream = %upstream.name, %endpoint, error = %e, "ingress: the backend failed");
                 return text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n");
             }
-            Err(_) => {
-                tracing::debug!(upstream = %upstream.name, %endpoint, "ingress: the backend did not answer in time");
-                return text(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n");
-            }
         }
     }
-    last
+    text(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n")
 }
 
 /// Copies bytes both ways between an upgraded client connection and its backend's.
@@ -452,6 +464,14 @@ pub async fn work(
     mut queue: mpsc::UnboundedReceiver<Accepted>,
     acceptor: TlsAcceptor,
 ) {
+    let sweeper = worker.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(15));
+        loop {
+            every.tick().await;
+            sweeper.client.sweep();
+        }
+    });
     while let Some(Accepted { stream, peer, listener, load }) = queue.recv().await {
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -490,11 +510,23 @@ mod tests {
     /// A backend on loopback: answers with the request's method, path and headers, one per
     /// line; `/slow` after 500 ms; an `Upgrade: echo` request switches to echoing bytes.
     async fn backend() -> SocketAddr {
+        backend_with(true, None).await.0
+    }
+
+    /// A backend as [`backend`], keeping connections open between requests or not, closing
+    /// idle ones after `idle`; and how many connections it accepted.
+    async fn backend_with(
+        keep_alive: bool,
+        idle: Option<Duration>,
+    ) -> (SocketAddr, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::Relaxed);
                 let service =
                     hyper::service::service_fn(|mut request: Request<Incoming>| async move {
                         if request.uri().path() == "/slow" {
@@ -529,14 +561,77 @@ mod tests {
                             .body(Full::new(Bytes::from(text)))
                             .unwrap())
                     });
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.keep_alive(keep_alive);
+                if let Some(idle) = idle {
+                    builder.timer(TokioTimer::new()).header_read_timeout(idle);
+                }
                 tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades(),
+                    builder.serve_connection(TokioIo::new(stream), service).with_upgrades(),
                 );
             }
         });
-        address
+        (address, accepted)
+    }
+
+    /// GETs `/` through the proxy on a connection of its own: the status.
+    async fn get(proxy: SocketAddr) -> u16 {
+        status(&send(proxy, "GET / HTTP/1.1\r\nHost: a.test\r\n", "").await)
+    }
+
+    #[tokio::test]
+    async fn backend_connections_are_kept_between_requests_when_the_backend_allows() {
+        let (b, accepted) = backend_with(true, None).await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        for _ in 0..5 {
+            assert_eq!(get(p).await, 200);
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 1);
+        // A body read to its end by many clients at once: a few connections, all kept.
+        let many: Vec<_> = (0..8).map(|_| tokio::spawn(get(p))).collect();
+        for one in many {
+            assert_eq!(one.await.unwrap(), 200);
+        }
+        let after = accepted.load(Ordering::Relaxed);
+        for _ in 0..5 {
+            assert_eq!(get(p).await, 200);
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), after);
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_closes_gets_a_connection_per_request() {
+        let (b, accepted) = backend_with(false, None).await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        for _ in 0..3 {
+            assert_eq!(get(p).await, 200);
+        }
+        assert_eq!(accepted.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_backend_closed_is_not_used() {
+        let (b, accepted) = backend_with(true, Some(Duration::from_millis(100))).await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        assert_eq!(get(p).await, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(get(p).await, 200);
+        assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_the_client_stops_reading_closes_its_backend_connection() {
+        let (b, accepted) = backend_with(true, None).await;
+        let (_, p) = proxy(table(&[b.port()])).await;
+        // The client goes away before reading: the proxy's answer is dropped mid-way or not;
+        // either way the next request gets an answer.
+        {
+            let mut stream = TcpStream::connect(p).await.unwrap();
+            stream.write_all(b"GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(get(p).await, 200);
+        assert!(accepted.load(Ordering::Relaxed) <= 2);
     }
 
     /// A port nothing listens on.

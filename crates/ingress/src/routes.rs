@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use http::uri::Authority;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{IngressBackend, IngressSpec};
@@ -97,16 +98,26 @@ pub struct Upstream {
     pub endpoints: Vec<SocketAddr>,
     /// What it is, for logs: `namespace/service:port`.
     pub name: String,
+    /// Each endpoint as a URI's authority, made once.
+    authorities: Vec<Authority>,
     turn: AtomicUsize,
 }
 
 impl Upstream {
-    /// The endpoints in the order to try them: the one whose turn it is first, then the
-    /// others in turn (so a failed connection moves on to the next).
-    pub fn pick(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        let n = self.endpoints.len();
+    fn new(name: String, endpoints: Vec<SocketAddr>) -> Upstream {
+        let authorities = endpoints
+            .iter()
+            .filter_map(|e| Authority::try_from(e.to_string().as_str()).ok())
+            .collect();
+        Upstream { endpoints, name, authorities, turn: AtomicUsize::new(0) }
+    }
+
+    /// The endpoints in the order to try them, each with its authority: the one whose turn it
+    /// is first, then the others in turn (so a failed connection moves on to the next).
+    pub fn pick(&self) -> impl Iterator<Item = (SocketAddr, &Authority)> + '_ {
+        let n = self.endpoints.len().min(self.authorities.len());
         let start = if n == 0 { 0 } else { self.turn.fetch_add(1, Ordering::Relaxed) % n };
-        (0..n).map(move |i| self.endpoints[(start + i) % n])
+        (0..n).map(move |i| (self.endpoints[(start + i) % n], &self.authorities[(start + i) % n]))
     }
 }
 
@@ -196,7 +207,7 @@ impl Table {
                 }
                 None => Vec::new(),
             };
-            table.upstreams.push(Upstream { endpoints, name: label, turn: AtomicUsize::new(0) });
+            table.upstreams.push(Upstream::new(label, endpoints));
             let index = table.upstreams.len() - 1;
             upstream_of.insert(key, index);
             index
@@ -503,8 +514,10 @@ mod tests {
             {"path": "/", "pathType": "Prefix", "backend": backend("a", serde_json::json!({"number": 80}))}]}}]}));
         let t = build(&[(key("ns", "i"), s)], &b);
         let u = t.route("h", "/").unwrap();
-        let first: Vec<SocketAddr> = u.pick().collect();
-        let second: Vec<SocketAddr> = u.pick().collect();
+        let first: Vec<SocketAddr> = u.pick().map(|(a, _)| a).collect();
+        let second: Vec<(SocketAddr, &Authority)> = u.pick().collect();
+        assert_eq!(second[0].1.as_str(), second[0].0.to_string());
+        let second: Vec<SocketAddr> = second.into_iter().map(|(a, _)| a).collect();
         assert_eq!(first.len(), 2);
         assert_ne!(first[0], second[0]);
         assert_eq!(first[0], second[1]);

@@ -163,6 +163,10 @@ struct ServerArgs {
     /// Where the Ingress controller serves HTTPS.
     #[arg(long, default_value = "0.0.0.0:443")]
     ingress_https_address: std::net::SocketAddr,
+    /// The Ingress proxy's worker threads (as nginx's `worker_processes`); 0: one per two
+    /// cores.
+    #[arg(long, default_value_t = 0)]
+    ingress_workers: usize,
     /// The in-process scheduler's configuration: a `KubeSchedulerConfiguration` file
     /// (`kubescheduler.config.k8s.io/v1`, YAML or JSON).
     #[arg(long)]
@@ -649,7 +653,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             http: args.ingress_http_address,
             https: args.ingress_https_address,
             addresses: address.into_iter().collect(),
-            workers: 0,
+            workers: args.ingress_workers,
         };
         Some(tokio::spawn(async move {
             if let Err(e) = krust_ingress::run(config, options).await {
