@@ -182,6 +182,7 @@ fn strategy(
     index: usize,
 ) -> Result<CustomResourceStrategy, Vec<FieldError>> {
     let base = format!("spec.versions[{index}]");
+    let raw_schema = raw.and_then(|v| v.pointer("/schema/openAPIV3Schema")).cloned();
     let schema = match raw.and_then(|v| v.pointer("/schema/openAPIV3Schema")) {
         Some(schema) => {
             Some(StructuralSchema::new(schema, &format!("{base}.schema.openAPIV3Schema"))?)
@@ -229,7 +230,7 @@ fn strategy(
         return Err(errors);
     }
     let status = version.subresources.as_ref().is_some_and(|s| s.status.is_some());
-    Ok(CustomResourceStrategy::new(schema, status, columns, selectable))
+    Ok(CustomResourceStrategy::new(schema, raw_schema, status, columns, selectable))
 }
 
 /// The conversion of a definition whose `spec.conversion.strategy` is `None`: only the

@@ -13,11 +13,12 @@
 //! lists are atomic and maps granular, as upstream's default.
 
 pub mod fieldset;
+pub mod schema;
 
 use serde_json::{Map, Value, json};
 
-use crate::patch::merge_keys::{ListStrategy, TypeRef};
 pub use fieldset::{FieldSet, PathElement, display_path};
+pub use schema::{ListKind, Member, Types};
 
 /// Metadata members no manager owns (upstream's `stripmeta`).
 const UNOWNED_META: &[&str] = &[
@@ -34,7 +35,7 @@ const UNOWNED_META: &[&str] = &[
 
 /// The fields `obj` sets, as their manager would own them (type meta and the server's
 /// metadata left out).
-pub fn fields_of(obj: &Value, ty: TypeRef) -> FieldSet {
+pub fn fields_of(obj: &Value, ty: Types<'_>) -> FieldSet {
     let mut set = FieldSet::default();
     let Value::Object(members) = obj else { return set };
     for (name, value) in members {
@@ -42,56 +43,67 @@ pub fn fields_of(obj: &Value, ty: TypeRef) -> FieldSet {
             continue;
         }
         let node = set.child(PathElement::Field(name.clone()));
-        let meta = ty.field(name);
+        let member = ty.member(name);
         if name == "metadata" {
             if let Value::Object(meta_members) = value {
                 for (field, v) in meta_members {
                     if UNOWNED_META.contains(&field.as_str()) {
                         continue;
                     }
-                    let m = meta.ty.field(field);
-                    collect(v, m.ty, m.list, node.child(PathElement::Field(field.clone())));
+                    let m = member.ty.member(field);
+                    collect(v, &m, node.child(PathElement::Field(field.clone())));
                 }
             }
             continue;
         }
-        collect(value, meta.ty, meta.list, node);
+        collect(value, &member, node);
     }
     set.members.retain(|_, c| !c.is_empty());
     set
 }
 
-/// The key of an item of an associative list on `key`, when it has it.
-fn item_key(item: &Value, key: &str) -> Option<PathElement> {
-    let value = item.get(key)?;
-    Some(PathElement::Key(vec![(key.to_string(), value.to_string())]))
+/// The key of an item of an associative list on `keys`, when it has them all.
+fn item_key(item: &Value, keys: &[String]) -> Option<PathElement> {
+    let mut values = Vec::new();
+    for key in keys {
+        values.push((key.clone(), item.get(key)?.to_string()));
+    }
+    values.sort();
+    Some(PathElement::Key(values))
 }
 
-fn collect(value: &Value, ty: TypeRef, list: ListStrategy, node: &mut FieldSet) {
+/// Whether `item` is the one `other` identifies on `keys`.
+fn same_item(item: &Value, other: &Value, keys: &[String]) -> bool {
+    keys.iter().all(|k| item.get(k).is_some() && item.get(k) == other.get(k))
+}
+
+fn collect(value: &Value, member: &Member<'_>, node: &mut FieldSet) {
     match value {
-        Value::Object(map) if !map.is_empty() => {
+        Value::Object(map) if !map.is_empty() && !member.atomic_map => {
             for (name, v) in map {
-                let meta = ty.field(name);
-                collect(v, meta.ty, meta.list, node.child(PathElement::Field(name.clone())));
+                let child = member.ty.member(name);
+                collect(v, &child, node.child(PathElement::Field(name.clone())));
             }
         }
-        Value::Array(items) if !items.is_empty() => match list {
-            ListStrategy::Atomic => node.itself = true,
-            ListStrategy::MergePrimitives => {
+        Value::Array(items) if !items.is_empty() => match &member.list {
+            ListKind::Atomic => node.itself = true,
+            ListKind::Set => {
                 for item in items {
                     node.child(PathElement::Value(item.to_string())).itself = true;
                 }
             }
-            ListStrategy::MergeByKey(key) => {
-                if items.iter().any(|i| item_key(i, key).is_none()) {
+            ListKind::Map(keys) => {
+                if items.iter().any(|i| item_key(i, keys).is_none()) {
                     node.itself = true;
                     return;
                 }
+                let item_member =
+                    Member { ty: member.ty, list: ListKind::Atomic, atomic_map: false };
                 for item in items {
-                    if let Some(element) = item_key(item, key) {
+                    if let Some(element) = item_key(item, keys) {
                         let child = node.child(element);
                         child.itself = true;
-                        collect(item, ty, ListStrategy::Atomic, child);
+                        collect(item, &item_member, child);
                     }
                 }
             }
@@ -155,33 +167,38 @@ fn remove_at(obj: &mut Value, path: &[PathElement]) {
 
 /// `config` merged into `live`: maps member by member, associative lists item by item (live
 /// order kept, new items after), sets by value, anything else replaced.
-fn merge(live: &mut Value, config: &Value, ty: TypeRef, list: ListStrategy) {
+fn merge(live: &mut Value, config: &Value, member: &Member<'_>) {
     match (live, config) {
-        (Value::Object(live_map), Value::Object(config_map)) => {
+        (Value::Object(live_map), Value::Object(config_map)) if !member.atomic_map => {
             for (name, value) in config_map {
-                let meta = ty.field(name);
+                let child = member.ty.member(name);
                 match live_map.get_mut(name) {
-                    Some(existing) => merge(existing, value, meta.ty, meta.list),
+                    Some(existing) => merge(existing, value, &child),
                     None => {
                         live_map.insert(name.clone(), value.clone());
                     }
                 }
             }
         }
-        (Value::Array(live_items), Value::Array(config_items)) => match list {
-            ListStrategy::MergePrimitives => {
+        (Value::Array(live_items), Value::Array(config_items)) => match &member.list {
+            ListKind::Set => {
                 for item in config_items {
                     if !live_items.contains(item) {
                         live_items.push(item.clone());
                     }
                 }
             }
-            ListStrategy::MergeByKey(key)
-                if config_items.iter().chain(live_items.iter()).all(|i| i.get(key).is_some()) =>
+            ListKind::Map(keys)
+                if config_items
+                    .iter()
+                    .chain(live_items.iter())
+                    .all(|i| item_key(i, keys).is_some()) =>
             {
+                let item_member =
+                    Member { ty: member.ty, list: ListKind::Atomic, atomic_map: false };
                 for item in config_items {
-                    match live_items.iter_mut().find(|l| l.get(key) == item.get(key)) {
-                        Some(existing) => merge(existing, item, ty, ListStrategy::Atomic),
+                    match live_items.iter_mut().find(|l| same_item(l, item, keys)) {
+                        Some(existing) => merge(existing, item, &item_member),
                         None => live_items.push(item.clone()),
                     }
                 }
@@ -345,7 +362,7 @@ impl ManagedFields {
     /// Records an update from `old` to `new` (both in the writer's version; `old` null for a
     /// create): the writer's `Update` entry gains the fields whose values it changed, which
     /// the other managers lose; removed fields leave every manager.
-    pub fn update(&mut self, old: &Value, new: &Value, ty: TypeRef, writer: &Writer<'_>) {
+    pub fn update(&mut self, old: &Value, new: &Value, ty: Types<'_>, writer: &Writer<'_>) {
         let before = fields_of(old, ty);
         let after = fields_of(new, ty);
         let mut removed = before.clone();
@@ -358,7 +375,7 @@ impl ManagedFields {
             // Structs of known types are never absent in upstream's typed objects, so only
             // maps (and structs of unknown types) are recorded as added.
             let added = was.is_none()
-                && is.is_some_and(|v| !is_granular(v) || type_at(ty, &path).name().is_none());
+                && is.is_some_and(|v| !is_granular(v) || !type_at(ty, &path).is_struct());
             let leaf_changed = was != is && is.is_some_and(|v| !is_granular(v));
             if added || leaf_changed {
                 changed.union(&FieldSet::of_path(&path));
@@ -390,7 +407,7 @@ impl ManagedFields {
         &mut self,
         live: &Value,
         config: &Value,
-        ty: TypeRef,
+        ty: Types<'_>,
         writer: &Writer<'_>,
         force: bool,
     ) -> Result<Value, Vec<Conflict>> {
@@ -427,8 +444,8 @@ impl ManagedFields {
             return Err(conflicts);
         }
         let mut merged = live.clone();
-        let (config_stripped, root_list) = (strip_unowned(config), ListStrategy::Atomic);
-        merge(&mut merged, &config_stripped, ty, root_list);
+        let root = Member { ty, list: ListKind::Atomic, atomic_map: false };
+        merge(&mut merged, &strip_unowned(config), &root);
         // What this manager applied before and applies no more goes, unless others own it.
         let previous = self
             .entries
@@ -466,11 +483,11 @@ impl ManagedFields {
 }
 
 /// The type of the value at `path` (list items keep their list's item type).
-fn type_at(root: TypeRef, path: &[PathElement]) -> TypeRef {
+fn type_at<'a>(root: Types<'a>, path: &[PathElement]) -> Types<'a> {
     let mut ty = root;
     for element in path {
         if let PathElement::Field(name) = element {
-            ty = ty.field(name).ty;
+            ty = ty.member(name).ty;
         }
     }
     ty

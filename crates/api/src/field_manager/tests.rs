@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::*;
 
-fn deployment() -> TypeRef {
-    TypeRef::root("apps/v1", "Deployment")
+fn deployment() -> Types<'static> {
+    Types::of("apps/v1", "Deployment", None)
 }
 
 fn writer(manager: &str) -> Writer<'_> {
@@ -135,4 +135,38 @@ fn writes_of_the_object_own_no_status() {
     managed.update(&obj, &next, deployment(), &status_writer);
     let entry = managed.entries.iter().find(|e| e.subresource == "status").unwrap();
     assert_eq!(entry.fields.to_fields_v1(), json!({"f:status": {"f:replicas": {}}}));
+}
+
+#[test]
+fn custom_resources_follow_their_schemas_list_types() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "ports": {"type": "array", "x-kubernetes-list-type": "map",
+                  "x-kubernetes-list-map-keys": ["port"],
+                  "items": {"type": "object", "properties": {
+                      "port": {"type": "integer"}, "name": {"type": "string"}}}},
+        "args": {"type": "array", "items": {"type": "string"}},
+    }}}});
+    let ty = Types::of("example.com/v1", "Widget", Some(&schema));
+    let widget = |ports: Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+               "spec": {"ports": ports, "args": ["a"]}})
+    };
+    let w = |m| Writer { api_version: "example.com/v1", status_subresource: false, ..writer(m) };
+    let mut managed = ManagedFields::default();
+    let live = managed
+        .apply(&Value::Null, &widget(json!([{"port": 80, "name": "http"}])), ty, &w("alice"), false)
+        .unwrap();
+    let live = managed
+        .apply(&live, &widget(json!([{"port": 443, "name": "https"}])), ty, &w("bob"), false)
+        .unwrap();
+    let ports: Vec<i64> =
+        live["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    assert_eq!(ports, [80, 443]);
+    let bob = managed.entries.iter().find(|e| e.manager == "bob").unwrap();
+    assert_eq!(
+        bob.fields.to_fields_v1()["f:spec"]["f:ports"],
+        json!({"k:{\"port\":443}": {".": {}, "f:name": {}, "f:port": {}}})
+    );
+    // `args` is atomic: both set it to the same value, so both own it whole.
+    assert_eq!(bob.fields.to_fields_v1()["f:spec"]["f:args"], json!({}));
 }

@@ -75,6 +75,8 @@ pub struct SelectableField {
 #[derive(Debug)]
 pub struct CustomResourceStrategy {
     schema: Option<StructuralSchema>,
+    /// The schema as the definition holds it, for field ownership.
+    raw_schema: Option<Value>,
     status: bool,
     columns: Vec<Column>,
     printer: Vec<PrinterColumn>,
@@ -86,12 +88,13 @@ impl CustomResourceStrategy {
     /// columns and selectable fields.
     pub fn new(
         schema: Option<StructuralSchema>,
+        raw_schema: Option<Value>,
         status: bool,
         printer: Vec<PrinterColumn>,
         selectable: Vec<SelectableField>,
     ) -> Self {
         let columns = printer.iter().map(|p| p.column).collect();
-        Self { schema, status, columns, printer, selectable }
+        Self { schema, raw_schema, status, columns, printer, selectable }
     }
 }
 
@@ -114,6 +117,10 @@ impl Strategy for CustomResourceStrategy {
         let schema = self.schema.as_ref()?;
         let mut copy = obj.clone();
         Some(schema.prune(&mut copy))
+    }
+
+    fn ownership_schema(&self) -> Option<&Value> {
+        self.raw_schema.as_ref()
     }
 
     fn strategic_merge(&self) -> bool {
@@ -189,7 +196,7 @@ mod tests {
                 JsonPath::parse(".status.conditions[?(@.type==\"Ready\")].status").unwrap(),
             ),
         ];
-        let strategy = CustomResourceStrategy::new(None, true, printer, Vec::new());
+        let strategy = CustomResourceStrategy::new(None, None, true, printer, Vec::new());
         assert_eq!(strategy.columns()[1].priority, 1);
         let obj = json!({"spec": {"replicas": 2},
                          "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
@@ -203,7 +210,7 @@ mod tests {
             name: "spec.color",
             path: JsonPath::parse(".spec.color").unwrap(),
         }];
-        let strategy = CustomResourceStrategy::new(None, false, Vec::new(), selectable);
+        let strategy = CustomResourceStrategy::new(None, None, false, Vec::new(), selectable);
         let fields = strategy.selectable_fields(&json!({"spec": {"color": "blue"}}));
         assert_eq!(fields, vec![("spec.color", "blue".to_string())]);
         assert_eq!(strategy.selectable_fields(&json!({"spec": {}})), vec![("spec.color", String::new())]);

@@ -140,6 +140,13 @@ pub trait Strategy: Send + Sync {
         None
     }
 
+    /// The structural schema (`openAPIV3Schema`) whose list and map types field ownership
+    /// follows, for resources described by one (custom resources); built-in kinds answer
+    /// `None` and use their merge keys.
+    fn ownership_schema(&self) -> Option<&Value> {
+        None
+    }
+
     /// Whether strategic merge patches apply (upstream answers them with 415 for custom
     /// resources, which have no merge keys).
     fn strategic_merge(&self) -> bool {

@@ -2,8 +2,7 @@
 
 use chrono::Utc;
 use krust_api::object::{meta_str, metadata_mut};
-use krust_api::field_manager::{Conflict, ManagedFields, Writer, conflict_message};
-use krust_api::patch::merge_keys::TypeRef;
+use krust_api::field_manager::{Conflict, ManagedFields, Types, Writer, conflict_message};
 use krust_api::patch::{PatchType, apply_patch, parse_apply};
 use krust_api::validation::{FieldError, bounded_quote};
 use krust_api::{ResourceInfo, StatusError, Strategy};
@@ -185,7 +184,8 @@ fn record_managers(
             now: &now,
             status_subresource: info.status,
         };
-        managed.update(old, new, TypeRef::root(&api_version, info.kind), &writer);
+        let ty = Types::of(&api_version, info.kind, info.strategy.ownership_schema());
+        managed.update(old, new, ty, &writer);
     }
     managed.write_into(new);
     Ok(())
@@ -204,7 +204,7 @@ fn record_apply_create(info: &ResourceInfo, opts: &WriteOptions, config: &Value,
         status_subresource: info.status,
     };
     let mut managed = ManagedFields::default();
-    let ty = TypeRef::root(&api_version, info.kind);
+    let ty = Types::of(&api_version, info.kind, info.strategy.ownership_schema());
     if managed.apply(&Value::Null, config, ty, &writer, true).is_ok() {
         managed.write_into(obj);
     }
@@ -557,7 +557,7 @@ impl Registry {
                 now: &now,
                 status_subresource,
             };
-            let ty = TypeRef::root(api_version, kind_name);
+            let ty = Types::of(api_version, kind_name, info.strategy.ownership_schema());
             let mut merged = managed
                 .apply(current_view, &config, ty, &writer, force)
                 .map_err(|conflicts| apply_conflict(&conflicts))?;
