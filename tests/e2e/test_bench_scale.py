@@ -28,7 +28,9 @@ def test_bench_scale_small(backend, tmp_path):
 
     # Objects of realistic size.
     assert 3000 <= r["objects"]["node_json_bytes_avg"] <= 6000
-    assert 3000 <= r["objects"]["pod_json_bytes_avg"] <= 6000
+    # A pod as stored: its JSON and its managedFields (the bench's create and status writes,
+    # as upstream records them).
+    assert 3000 <= r["objects"]["pod_json_bytes_avg"] <= 9000
 
     # Every pod listed, from one streamed list and from pages of 500, each once.
     assert r["list_all"]["items"] == PODS and r["list_all"]["all_listed"] is True

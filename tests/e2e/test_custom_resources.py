@@ -24,6 +24,8 @@ AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryLi
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 CR_VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
 SCHEMA_XFAIL = pytest.mark.xfail(reason="structural schema not merged yet", strict=False)
+# managedFields came with 4920ca8 (server-side apply): these pass with a build that has it;
+# drop the marker once /tmp/kcrd (07:44) is rebuilt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +103,14 @@ def is_true(crd, ctype):
     return c is not None and c["status"] == "True"
 
 
+def wait_crd(cluster, name, pred, what, timeout=10):
+    """Polls the definition `name` until `pred` holds for it; returns it."""
+    def check():
+        crd = cluster.ok("GET", f"{CRDS}/{name}")
+        return crd if pred(crd) else None
+    return wait_for(check, timeout, what=f"{name}: {what}")
+
+
 def create_crd(cluster, body, wait=True):
     """Creates a definition; with `wait`, until it is Established and its resource served."""
     cluster.ok("POST", CRDS, body=body, expect=(201,))
@@ -109,8 +119,7 @@ def create_crd(cluster, body, wait=True):
     name = body["metadata"]["name"]
     spec = body["spec"]
     version = next(v["name"] for v in spec["versions"] if v["storage"])
-    crd = wait_for(lambda: (lambda c: c if is_true(c, "Established") else None)(
-        cluster.ok("GET", f"{CRDS}/{name}")), 10, what=f"{name} Established")
+    crd = wait_crd(cluster, name, lambda c: is_true(c, "Established"), "Established")
     wait_for(lambda: cluster.get(f"/apis/{spec['group']}/{version}/{spec['names']['plural']}")
              .status_code == 200, 10, what=f"{name} served")
     return crd
@@ -189,8 +198,8 @@ def test_a_new_definition_is_served_within_a_second_without_restart(cluster, ns)
     wait_for(lambda: cluster.post(path, body).status_code == 201, 10, interval=0.02,
              what="the first create to succeed")
     elapsed = time.monotonic() - t0
-    # upstream establishes a definition in well under a second; leave slack for a busy CI box
-    assert elapsed < 2.0, f"served only after {elapsed:.2f}s"
+    # (krust takes some tens of milliseconds)
+    assert elapsed < 1.0, f"served only after {elapsed:.2f}s"
     assert any(r["name"] == "quicks" for r in cluster.ok("GET", f"/apis/{group}/v1")["resources"])
 
 
@@ -286,8 +295,9 @@ def test_updating_a_definition_serves_a_new_version_and_drops_an_unserved_one(cl
         {"op": "add", "path": "/spec/names/shortNames", "value": ["mo"]}],
         headers={"Content-Type": "application/json-patch+json"})
     assert crd["metadata"]["generation"] == 2
-    got = wait_for(lambda: (lambda r: r.json() if r.status_code == 200 else None)(
-        cluster.get(base.format("v2") + "/m")), 5, what="v2 served")
+    wait_for(lambda: cluster.get(base.format("v2") + "/m").status_code == 200, 5,
+             what="v2 served")
+    got = cluster.ok("GET", base.format("v2") + "/m")
     assert got["apiVersion"] == f"{group}/v2" and got["spec"] == {"a": 1}
     wait_for(lambda: cluster.ok("GET", f"/apis/{group}/v1")["resources"][0].get("shortNames")
              == ["mo"], 5, what="the new short name in discovery")
@@ -322,8 +332,8 @@ def conflicting_definition(cluster, plural):
     body = simple_crd(GROUP, plural, "Widget")
     body["spec"]["names"]["listKind"] = plural.capitalize() + "List"
     create_crd(cluster, body, wait=False)
-    return wait_for(lambda: (lambda c: c if condition(c, "NamesAccepted") else None)(
-        cluster.ok("GET", f"{CRDS}/{plural}.{GROUP}")), 10, what="a NamesAccepted condition")
+    return wait_crd(cluster, f"{plural}.{GROUP}", lambda c: condition(c, "NamesAccepted"),
+                    "a NamesAccepted condition")
 
 
 def test_a_kind_already_accepted_in_the_group_is_not_accepted_again(cluster, widgets):
@@ -345,8 +355,6 @@ def test_a_kind_already_accepted_in_the_group_is_not_accepted_again(cluster, wid
         delete_crd_and_wait(cluster, crd["metadata"]["name"])
 
 
-@pytest.mark.xfail(reason="krust: the NamesAccepted=False reason is NameConflict, upstream "
-                          "names the conflict (KindConflict, PluralConflict, ...)", strict=False)
 def test_the_names_conflict_reason_names_what_conflicts(cluster, widgets):
     crd = conflicting_definition(cluster, "morewidgets")
     try:
@@ -355,8 +363,6 @@ def test_the_names_conflict_reason_names_what_conflicts(cluster, widgets):
         delete_crd_and_wait(cluster, crd["metadata"]["name"])
 
 
-@pytest.mark.xfail(reason="krust: on a names conflict no name at all is accepted; upstream "
-                          "accepts the names that do not conflict", strict=False)
 def test_the_names_that_do_not_conflict_are_accepted(cluster, widgets):
     crd = conflicting_definition(cluster, "yetmorewidgets")
     try:
@@ -387,6 +393,25 @@ def test_a_definition_needs_exactly_one_storage_version_and_a_known_scope(cluste
     assert {"spec.versions", "spec.scope"} <= fields, st
 
 
+def test_a_definition_group_must_be_a_domain_with_a_dot(cluster):
+    body = simple_crd("example", "things", "Thing")
+    st = assert_status(cluster.post(CRDS, body), 422, "Invalid")
+    assert 'spec.group: Invalid value: "example": should be a domain with at least one dot' \
+        in st["message"], st
+
+
+def test_a_protected_group_needs_the_api_approved_annotation(cluster):
+    group = f"e2e-{rand_suffix()}.k8s.io"
+    body = simple_crd(group, "things", "Thing")
+    st = assert_status(cluster.post(CRDS, body), 422, "Invalid")
+    assert ("metadata.annotations[api-approved.kubernetes.io]: Required value: protected "
+            'groups must have approval annotation "api-approved.kubernetes.io", see '
+            "https://github.com/kubernetes/enhancements/pull/1111") in st["message"], st
+    body["metadata"]["annotations"] = {
+        "api-approved.kubernetes.io": "https://github.com/kubernetes/enhancements/pull/1111"}
+    cluster.ok("POST", CRDS, body=body, expect=(201,))
+
+
 def test_changing_the_storage_version_appends_to_stored_versions(cluster, ns):
     group = own_group()
     body = simple_crd(group, "shifts", "Shift")
@@ -400,8 +425,8 @@ def test_changing_the_storage_version_appends_to_stored_versions(cluster, ns):
         {"op": "replace", "path": "/spec/versions/0/storage", "value": False},
         {"op": "replace", "path": "/spec/versions/1/storage", "value": True}],
         headers={"Content-Type": "application/json-patch+json"})
-    crd = wait_for(lambda: (lambda c: c if len(c["status"]["storedVersions"]) == 2 else None)(
-        cluster.ok("GET", f"{CRDS}/shifts.{group}")), 5, what="two stored versions")
+    crd = wait_crd(cluster, f"shifts.{group}", lambda c: len(c["status"]["storedVersions"]) == 2,
+                   "two stored versions", timeout=5)
     assert crd["status"]["storedVersions"] == ["v1", "v2"]
     got = cluster.ok("GET", f"/apis/{group}/v2/namespaces/{ns}/shifts/s")
     assert got["apiVersion"] == f"{group}/v2"
@@ -462,8 +487,6 @@ def test_errors_name_the_group_qualified_resource(cluster, widgets, ns):
                              "latest version and try again"), st
 
 
-@pytest.mark.xfail(reason="krust: a PUT of a custom resource without metadata.resourceVersion "
-                          "is applied unconditionally (200)", strict=False)
 def test_an_update_without_resource_version_is_refused(cluster, widgets, ns):
     # custom resources do not allow unconditional updates
     create_widget(cluster, ns, "uncond")
@@ -535,8 +558,46 @@ def test_kubectl_apply_server_side(kubectl, widgets, ns):
     assert out.strip() == f"widget.{GROUP}/ssa serverside-applied"
     doc["spec"]["size"] = 7
     kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=json.dumps(doc))
-    # (managedFields are not asserted: krust approximates server-side apply without them)
     assert kubectl.json("get", "widget", "ssa", "-n", ns)["spec"] == {"color": "blue", "size": 7}
+
+
+def managers(obj):
+    return {(e["manager"], e["operation"], e.get("subresource", "")): e["fieldsV1"]
+            for e in obj["metadata"].get("managedFields") or []}
+
+
+def test_server_side_apply_records_its_manager_on_a_custom_resource(kubectl, widgets, ns):
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=json.dumps(widget("mf")))
+    owned = managers(kubectl.json("get", "widget", "mf", "-n", ns, "--show-managed-fields"))
+    assert owned == {("kubectl", "Apply", ""): {"f:spec": {"f:color": {}, "f:size": {}}}}, owned
+
+
+def test_server_side_apply_on_a_custom_resource_conflicts_until_forced(kubectl, widgets, ns):
+    kubectl("apply", "--server-side", "--field-manager", "alice", "-n", ns, "-f", "-",
+            input=json.dumps(widget("cf", color="red", size=1)))
+    doc = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "cf"},
+           "spec": {"size": 2}}
+    err = kubectl.fail("apply", "--server-side", "--field-manager", "bob", "-n", ns, "-f", "-",
+                       input=json.dumps(doc))
+    assert 'Apply failed with 1 conflict: conflict with "alice": .spec.size' in err, err
+    kubectl("apply", "--server-side", "--field-manager", "bob", "--force-conflicts", "-n", ns,
+            "-f", "-", input=json.dumps(doc))
+    got = kubectl.json("get", "widget", "cf", "-n", ns, "--show-managed-fields")
+    assert got["spec"] == {"color": "red", "size": 2}
+    owned = managers(got)
+    assert owned[("alice", "Apply", "")] == {"f:spec": {"f:color": {}}}, owned
+    assert owned[("bob", "Apply", "")] == {"f:spec": {"f:size": {}}}, owned
+
+
+def test_status_writes_are_managed_under_the_status_subresource(cluster, widgets, ns):
+    create_widget(cluster, ns, "mst")
+    cluster.ok("PATCH", wpath(ns, "mst", "status"), body={"status": {"phase": "Up"}},
+               params={"fieldManager": "e2e-status"},
+               headers={"Content-Type": "application/merge-patch+json"})
+    owned = managers(cluster.ok("GET", wpath(ns, "mst")))
+    # ("." : the update created the status map itself)
+    assert owned[("e2e-status", "Update", "status")] == {"f:status": {".": {}, "f:phase": {}}}, \
+        owned
 
 
 def test_list_is_paginated_with_limit_and_continue(cluster, widgets, ns):
@@ -657,7 +718,7 @@ def test_kubectl_describe_shows_the_fields(kubectl, cluster, widgets, ns):
 
 def test_kubectl_wait_for_a_jsonpath_value(kubectl, cluster, widgets, ns):
     create_widget(cluster, ns, "waited")
-    bg = kubectl.background("wait", f"widget/waited", "-n", ns, "--timeout=30s",
+    bg = kubectl.background("wait", "widget/waited", "-n", ns, "--timeout=30s",
                             "--for=jsonpath={.status.phase}=Ready")
     try:
         time.sleep(0.5)
@@ -669,8 +730,6 @@ def test_kubectl_wait_for_a_jsonpath_value(kubectl, cluster, widgets, ns):
         bg.stop()
 
 
-@pytest.mark.xfail(reason="krust: no Warning header for a version marked deprecated",
-                   strict=False)
 def test_a_deprecated_version_answers_with_its_warning(cluster, ns):
     group = own_group()
     body = simple_crd(group, "olds", "Old")
@@ -683,6 +742,31 @@ def test_a_deprecated_version_answers_with_its_warning(cluster, ns):
     assert r.headers.get("Warning") == '299 - "v1alpha1 is going away"', r.headers
     r = cluster.get(f"/apis/{group}/v1/namespaces/{ns}/olds")
     assert "Warning" not in r.headers, r.headers
+
+
+def test_an_object_count_quota_limits_custom_resources(cluster, widgets, ns):
+    res = f"count/widgets.{GROUP}"
+    cluster.ok("POST", f"/api/v1/namespaces/{ns}/resourcequotas", body={
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "wq"},
+        "spec": {"hard": {res: "1"}}}, expect=(201,))
+    wait_for(lambda: (cluster.ok("GET", f"/api/v1/namespaces/{ns}/resourcequotas/wq")
+                      .get("status") or {}).get("used", {}).get(res) == "0", 10,
+             what="the quota's usage")
+    create_widget(cluster, ns, "q1")
+    wait_for(lambda: cluster.ok("GET", f"/api/v1/namespaces/{ns}/resourcequotas/wq")
+             ["status"]["used"][res] == "1", 10, what="the quota charged")
+    st = assert_status(cluster.post(wpath(ns), widget("q2")), 403, "Forbidden")
+    assert st["message"] == (f'widgets.{GROUP} "q2" is forbidden: exceeded quota: wq, '
+                             f"requested: {res}=1, used: {res}=1, limited: {res}=1"), st
+
+
+def test_kubectl_diff_shows_a_change_without_making_it(kubectl, cluster, widgets, ns):
+    create_widget(cluster, ns, "df", size=1)
+    p = kubectl.run("diff", "-n", ns, "-f", "-", input=json.dumps(widget("df", size=2)))
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    changed = [ln for ln in p.stdout.splitlines() if ln[:1] in "+-" and "size" in ln]
+    assert [ln.split() for ln in changed] == [["-", "size:", "1"], ["+", "size:", "2"]], p.stdout
+    assert cluster.ok("GET", wpath(ns, "df"))["spec"]["size"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1088,6 +1172,20 @@ def test_server_side_table_has_typed_column_definitions(cluster, widgets, ns):
     assert row["object"]["metadata"]["name"] == "tb"
 
 
+def test_printer_columns_are_per_version(kubectl, cluster, widgets, ns):
+    create_widget(cluster, ns, "pv")
+    cols, rows = parse_table(kubectl("get", f"widgets.v1beta1.{GROUP}", "-n", ns))
+    assert cols == ["NAME", "AGE"], cols  # v1beta1 declares no columns
+    assert rows[0]["NAME"] == "pv"
+
+
+def test_the_default_age_column_is_of_type_date(cluster, widgets, ns):
+    create_widget(cluster, ns, "dage")
+    table = cluster.ok("GET", wpath(ns, base=W_BETA), headers={"Accept": TABLE})
+    defs = [(c["name"], c["type"], c.get("format", "")) for c in table["columnDefinitions"]]
+    assert defs == [("Name", "string", "name"), ("Age", "date", "")], defs
+
+
 def test_without_printer_columns_kubectl_shows_name_and_age(kubectl, cluster):
     group = own_group()
     create_crd(cluster, simple_crd(group, "bares", "Bare", scope="Cluster"))
@@ -1121,8 +1219,6 @@ def test_cluster_scoped_resources(cluster):
         ["g1"]
 
 
-@pytest.mark.xfail(reason="krust: metadata.namespace is accepted as a field selector of a "
-                          "cluster-scoped custom resource (200, empty list)", strict=False)
 def test_cluster_scoped_resources_have_no_namespace_field_selector(cluster):
     group = own_group()
     create_crd(cluster, simple_crd(group, "levers", "Lever", scope="Cluster"))
@@ -1147,6 +1243,8 @@ def test_an_object_created_through_one_version_reads_through_another(cluster, wi
     cluster.ok("PATCH", wpath(ns, "vb"), body={"spec": {"size": 5}},
                headers={"Content-Type": "application/merge-patch+json"})
     assert cluster.ok("GET", wpath(ns, "vb", base=W_BETA))["spec"]["size"] == 5
+    # one object whatever the version it is named through
+    assert_status(cluster.post(wpath(ns), widget("vb")), 409, "AlreadyExists")
     crd = cluster.ok("GET", f"{CRDS}/widgets.{GROUP}")
     assert crd["status"]["storedVersions"] == ["v1"]
 
@@ -1251,8 +1349,7 @@ def held(cluster, ns, request):
 def test_a_terminating_definition_refuses_creates_until_its_objects_are_gone(cluster, held):
     h = held("holds", "Hold")
     assert h.deleting["metadata"].get("deletionTimestamp"), h.deleting
-    crd = wait_for(lambda: (lambda c: c if is_true(c, "Terminating") else None)(h.crd()), 10,
-                   what="the Terminating condition")
+    crd = wait_crd(cluster, h.name, lambda c: is_true(c, "Terminating"), "Terminating")
     assert "customresourcecleanup.apiextensions.k8s.io" in crd["metadata"]["finalizers"]
     # InstanceDeletionPending when marked, InstanceDeletionInProgress once the finalizer
     # controller started deleting, InstanceDeletionCheck after a minute of waiting
@@ -1268,8 +1365,6 @@ def test_a_terminating_definition_refuses_creates_until_its_objects_are_gone(clu
     assert_status(cluster.post(h.base, h.obj("late")), 405, "MethodNotAllowed")
 
 
-@pytest.mark.xfail(reason="krust: a definition whose last object was held by a finalizer stays "
-                          "Terminating after the object is gone", strict=False)
 def test_a_terminating_definition_goes_once_its_last_held_object_is_released(cluster, held):
     h = held("releases", "Release")
     h.wait_in_progress()
@@ -1279,13 +1374,11 @@ def test_a_terminating_definition_goes_once_its_last_held_object_is_released(clu
     wait_for(lambda: cluster.get(f"{h.base}/held").status_code == 404, 10,
              what="the released object deleted")
     # upstream's finalizer controller checks every 5s for the objects to be gone
-    wait_for(lambda: cluster.get(f"{CRDS}/{h.name}").status_code == 404, 15, interval=0.2,
+    wait_for(lambda: cluster.get(f"{CRDS}/{h.name}").status_code == 404, 10, interval=0.2,
              what="the definition gone once its last object is")
     assert all(g["name"] != h.group for g in cluster.ok("GET", "/apis")["groups"])
 
 
-@pytest.mark.xfail(reason="krust: discovery keeps create, patch and update for a terminating "
-                          "definition's resource", strict=False)
 def test_discovery_drops_the_write_verbs_of_a_terminating_definition(cluster, held):
     h = held("drops", "Drop")
     h.wait_in_progress()
@@ -1294,9 +1387,6 @@ def test_discovery_drops_the_write_verbs_of_a_terminating_definition(cluster, he
     assert set(res["verbs"]) == {"delete", "deletecollection", "get", "list", "watch"}, res
 
 
-@pytest.mark.xfail(reason="krust: the Terminating condition's message has a count appended "
-                          "and the 405 on create has the generic method-not-supported message",
-                   strict=False)
 def test_a_terminating_definition_has_upstreams_messages(cluster, held):
     h = held("stucks", "Stuck")
     term = h.wait_in_progress()
@@ -1304,6 +1394,24 @@ def test_a_terminating_definition_has_upstreams_messages(cluster, held):
     assert st["message"] == "create not allowed while custom resource definition is " \
                             "terminating", st
     assert term["message"] == "CustomResource deletion is in progress", term
+
+
+def test_a_watch_sees_the_objects_of_a_deleted_definition_deleted(cluster, ns):
+    group = own_group()
+    create_crd(cluster, simple_crd(group, "fades", "Fade"))
+    base = f"/apis/{group}/v1/namespaces/{ns}/fades"
+    for n in ("f1", "f2"):
+        cluster.ok("POST", base, body={"apiVersion": f"{group}/v1", "kind": "Fade",
+                                       "metadata": {"name": n}}, expect=(201,))
+    rv = cluster.ok("GET", base)["metadata"]["resourceVersion"]
+    w = cluster.watch(base, {"resourceVersion": rv})
+    try:
+        cluster.ok("DELETE", f"{CRDS}/fades.{group}")
+        evs = w.take(2, timeout=15)
+        assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in evs) == \
+            [("DELETED", "f1"), ("DELETED", "f2")], evs
+    finally:
+        w.close()
 
 
 def test_a_definition_recreated_after_deletion_serves_an_empty_collection(cluster, ns):
@@ -1486,6 +1594,8 @@ def invalid(cluster, group, ns, name, **spec):
 
 
 def causes(st):
+    """(reason, field) of the Status' causes. Upstream adds a cause of its own when a blocking
+    error made it skip the CEL rules: assert on the causes of interest, not on all."""
     return [(c.get("reason"), c.get("field")) for c in st["details"].get("causes") or []]
 
 
@@ -1494,7 +1604,7 @@ def test_schema_rejects_a_wrong_type(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "t", size="big")
     assert 'spec.size: Invalid value: "string": spec.size in body must be of type integer: ' \
            '"string"' in st["message"], st
-    assert causes(st) == [("FieldValueInvalid", "spec.size")], st
+    assert ("FieldValueTypeInvalid", "spec.size") in causes(st), st
 
 
 @SCHEMA_XFAIL
@@ -1502,7 +1612,7 @@ def test_schema_rejects_a_value_outside_the_enum(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "e", color="purple")
     assert 'spec.color: Unsupported value: "purple": supported values: "red", "green", "blue"' \
         in st["message"], st
-    assert causes(st) == [("FieldValueNotSupported", "spec.color")], st
+    assert ("FieldValueNotSupported", "spec.color") in causes(st), st
 
 
 @SCHEMA_XFAIL
@@ -1530,20 +1640,23 @@ def test_schema_requires_required_fields(cluster, gizmos, ns):
     del body["spec"]["color"]
     st = assert_status(cluster.post(gpath(gizmos, ns), body), 422, "Invalid")
     assert "spec.color: Required value" in st["message"], st
-    assert causes(st) == [("FieldValueRequired", "spec.color")], st
+    assert ("FieldValueRequired", "spec.color") in causes(st), st
+    # a blocking error (type, required, enum, too long) skips the CEL rules, and says so
+    assert "some validation rules were not checked because the object was invalid; correct " \
+           "the existing errors to complete validation" in st["message"], st
 
 
 @SCHEMA_XFAIL
 def test_schema_enforces_max_length(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "long", code="ABCDEF")
     assert "spec.code: Too long" in st["message"], st  # the wording changed across releases
-    assert causes(st) == [("FieldValueTooLong", "spec.code")], st
+    assert ("FieldValueTooLong", "spec.code") in causes(st), st
 
 
 @SCHEMA_XFAIL
 def test_schema_reports_every_error_at_once(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "many", color="purple", size=0)
-    assert sorted(f for _, f in causes(st)) == ["spec.color", "spec.size"], st
+    assert {"spec.color", "spec.size"} <= {f for _, f in causes(st)}, st
 
 
 @SCHEMA_XFAIL
@@ -1551,7 +1664,7 @@ def test_int_or_string_accepts_both_and_nothing_else(cluster, gizmos, ns):
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "int", port=8080), expect=(201,))
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "str", port="http"), expect=(201,))
     st = invalid(cluster, gizmos, ns, "bool", port=True)
-    assert [f for _, f in causes(st)] == ["spec.port"], st
+    assert "spec.port" in [f for _, f in causes(st)], st
 
 
 @SCHEMA_XFAIL

@@ -59,51 +59,90 @@ fn kube_version(v: &str) -> Option<(u8, u64, u64)> {
     Some((stability, major, minor.parse().ok()?))
 }
 
-/// Why the names of `definition` cannot be accepted, as upstream's naming controller says
-/// it: its plural or kind taken by a built-in resource of its group, or a kind, plural,
-/// singular or short name taken by another definition of its group.
-pub fn name_conflict(definition: &Value, all: &[Value], catalog: &super::Catalog) -> Option<String> {
+/// What upstream's naming controller makes of a definition's names: the names it accepts
+/// (each requested name unless it is taken, else the one accepted before) and the first
+/// conflict, as the `NamesAccepted` condition's reason and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamesVerdict {
+    /// `status.acceptedNames`.
+    pub accepted: Value,
+    /// `(reason, message)` of the first name taken (`KindConflict`, `"Widget" is already in
+    /// use`).
+    pub conflict: Option<(&'static str, String)>,
+}
+
+/// Checks the names of `definition` against the other definitions of its group (the names
+/// they had accepted) and the built-in resources of the group.
+pub fn accept_names(definition: &Value, all: &[Value], catalog: &super::Catalog) -> NamesVerdict {
     let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let list = |v: &Value, p: &str| -> Vec<String> {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
     let group = text(definition, "/spec/group");
     let own = crate::object::name(definition).unwrap_or_default();
-    let plural = text(definition, "/spec/names/plural");
-    let kind = text(definition, "/spec/names/kind");
-    let singular = text(definition, "/spec/names/singular");
-    let short: Vec<String> = definition
-        .pointer("/spec/names/shortNames")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-        .unwrap_or_default();
+    let (mut used_names, mut used_kinds) = (Vec::new(), Vec::new());
     for builtin in catalog.entries().iter().filter(|e| e.definition.is_empty()) {
-        if builtin.group == group && builtin.plural == plural {
-            return Some(format!("\"{plural}\" is already in use"));
-        }
-        if builtin.group == group && builtin.kind == kind {
-            return Some(format!("\"{kind}\" is already in use"));
+        if builtin.group == group {
+            used_names.push(builtin.plural.to_string());
+            used_names.push(builtin.singular.to_string());
+            used_names.extend(builtin.short_names.iter().map(|s| s.to_string()));
+            used_kinds.push(builtin.kind.to_string());
+            used_kinds.push(format!("{}List", builtin.kind));
         }
     }
     for other in all {
         if crate::object::name(other) == Some(own) || text(other, "/spec/group") != group {
             continue;
         }
-        // Only names the other definition had accepted count, as upstream.
-        let accepted = |p: &str| text(other, &format!("/status/acceptedNames/{p}"));
-        let other_short: Vec<String> = other
-            .pointer("/status/acceptedNames/shortNames")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            .unwrap_or_default();
-        let taken = [accepted("plural"), accepted("singular")];
-        for name in [&plural, &singular].into_iter().chain(short.iter()) {
-            if !name.is_empty() && (taken.contains(name) || other_short.contains(name)) {
-                return Some(format!("\"{name}\" is already in use"));
-            }
-        }
-        if !kind.is_empty() && accepted("kind") == kind {
-            return Some(format!("\"{kind}\" is already in use"));
-        }
+        used_names.push(text(other, "/status/acceptedNames/plural"));
+        used_names.push(text(other, "/status/acceptedNames/singular"));
+        used_names.extend(list(other, "/status/acceptedNames/shortNames"));
+        used_kinds.push(text(other, "/status/acceptedNames/kind"));
+        used_kinds.push(text(other, "/status/acceptedNames/listKind"));
     }
-    None
+    used_names.retain(|n| !n.is_empty());
+    used_kinds.retain(|n| !n.is_empty());
+    let mut accepted = definition
+        .pointer("/status/acceptedNames")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({"kind": "", "plural": ""}));
+    let mut conflict: Option<(&'static str, String)> = None;
+    let mut take = |field: &str, value: Value, taken: bool, reason: &'static str, shown: &str| {
+        if taken {
+            conflict.get_or_insert((reason, format!("{shown:?} is already in use")));
+        } else if let Some(map) = accepted.as_object_mut() {
+            map.insert(field.to_string(), value);
+        }
+    };
+    let plural = text(definition, "/spec/names/plural");
+    take("plural", Value::String(plural.clone()), used_names.contains(&plural), "PluralConflict", &plural);
+    let singular = text(definition, "/spec/names/singular");
+    if !singular.is_empty() {
+        let taken = used_names.contains(&singular);
+        take("singular", Value::String(singular.clone()), taken, "SingularConflict", &singular);
+    }
+    let short = list(definition, "/spec/names/shortNames");
+    if let Some(taken) = short.iter().find(|s| used_names.contains(s)) {
+        take("shortNames", Value::Null, true, "ShortNamesConflict", taken);
+    } else if !short.is_empty() {
+        take("shortNames", serde_json::json!(short), false, "", "");
+    }
+    let kind = text(definition, "/spec/names/kind");
+    take("kind", Value::String(kind.clone()), used_kinds.contains(&kind), "KindConflict", &kind);
+    let list_kind = text(definition, "/spec/names/listKind");
+    if !list_kind.is_empty() {
+        let taken = used_kinds.contains(&list_kind);
+        take("listKind", Value::String(list_kind.clone()), taken, "ListKindConflict", &list_kind);
+    }
+    let categories = list(definition, "/spec/names/categories");
+    if !categories.is_empty() {
+        take("categories", serde_json::json!(categories), false, "", "");
+    }
+    NamesVerdict { accepted, conflict }
 }
 
 /// A definition's served entries, or the field errors that keep it from being served (an
@@ -128,6 +167,11 @@ pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {
         }
         let raw = object.pointer(&format!("/spec/versions/{i}"));
         let strategy = match strategy(version, raw, i) {
+            Ok(s) if version.deprecated == Some(true) => s.deprecated(
+                version.deprecation_warning.clone().unwrap_or_else(|| {
+                    format!("{}/{} {} is deprecated", spec.group, version.name, spec.names.kind)
+                }),
+            ),
             Ok(s) => s,
             Err(e) => {
                 errors.extend(e);

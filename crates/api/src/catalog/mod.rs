@@ -250,7 +250,25 @@ impl Catalog {
         } else {
             custom.insert(definition.to_string(), entries);
         }
-        let mut all: Vec<ResourceInfo> = custom.values().flatten().cloned().collect();
+        self.rebuild(&custom);
+    }
+
+    /// Makes the list readers see from the built-in entries and `custom`; a terminating
+    /// definition's resources offer only reads and deletes.
+    fn rebuild(&self, custom: &BTreeMap<String, Vec<ResourceInfo>>) {
+        const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
+        let terminating = self.terminating.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut all: Vec<ResourceInfo> = custom
+            .values()
+            .flatten()
+            .cloned()
+            .map(|mut e| {
+                if terminating.contains(e.definition) {
+                    e.verbs = TERMINATING_VERBS;
+                }
+                e
+            })
+            .collect();
         all.sort_by(|a, b| {
             a.group
                 .cmp(b.group)
@@ -263,12 +281,19 @@ impl Catalog {
 
     /// Marks a definition as being deleted, or not.
     pub fn set_terminating(&self, definition: &str, terminating: bool) {
-        let mut set = self.terminating.write().unwrap_or_else(|e| e.into_inner());
-        if terminating {
-            set.insert(definition.to_string());
-        } else {
-            set.remove(definition);
+        let custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let changed = {
+            let mut set = self.terminating.write().unwrap_or_else(|e| e.into_inner());
+            if terminating { set.insert(definition.to_string()) } else { set.remove(definition) }
+        };
+        if changed {
+            self.rebuild(&custom);
         }
+    }
+
+    /// Whether any definition is being deleted.
+    pub fn any_terminating(&self) -> bool {
+        !self.terminating.read().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 
     /// Whether the definition that serves `info` is being deleted.

@@ -116,6 +116,19 @@ impl Strategy for CustomResourceDefinitionStrategy {
         if str_at(obj, "spec.names.kind").is_none_or(str::is_empty) {
             errors.push(FieldError::required("spec.names.kind"));
         }
+        let protected = ["k8s.io", "kubernetes.io"]
+            .iter()
+            .any(|suffix| group == *suffix || group.ends_with(&format!(".{suffix}")));
+        let approval = crate::object::path(obj, "metadata.annotations")
+            .and_then(|a| a.get("api-approved.kubernetes.io"))
+            .and_then(Value::as_str);
+        if protected && approval.is_none_or(str::is_empty) {
+            errors.push(
+                FieldError::required("metadata.annotations[api-approved.kubernetes.io]").with_detail(
+                    "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+                ),
+            );
+        }
         let name = crate::object::name(obj).unwrap_or_default();
         if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
             errors.push(FieldError::invalid(

@@ -81,6 +81,7 @@ pub struct CustomResourceStrategy {
     columns: Vec<Column>,
     printer: Vec<PrinterColumn>,
     selectable: Vec<SelectableField>,
+    deprecation: Option<String>,
 }
 
 impl CustomResourceStrategy {
@@ -93,8 +94,28 @@ impl CustomResourceStrategy {
         printer: Vec<PrinterColumn>,
         selectable: Vec<SelectableField>,
     ) -> Self {
+        let mut printer = printer;
+        if printer.is_empty() {
+            // Upstream's default column of a version without printer columns.
+            let path = JsonPath::parse(".metadata.creationTimestamp");
+            if let Ok(path) = path {
+                printer.push(PrinterColumn::new(
+                    "Age",
+                    "date",
+                    "",
+                    "Custom resource definition column (in JSONPath format): .metadata.creationTimestamp",
+                    0,
+                    path,
+                ));
+            }
+        }
         let columns = printer.iter().map(|p| p.column).collect();
-        Self { schema, raw_schema, status, columns, printer, selectable }
+        Self { schema, raw_schema, status, columns, printer, selectable, deprecation: None }
+    }
+
+    /// The same, answering every request with `warning` (a deprecated version).
+    pub fn deprecated(self, warning: String) -> Self {
+        Self { deprecation: Some(warning), ..self }
     }
 }
 
@@ -141,6 +162,14 @@ impl Strategy for CustomResourceStrategy {
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         self.schema.as_ref().map(|s| s.validate_update(new, old)).unwrap_or_default()
+    }
+
+    fn allow_unconditional_update(&self) -> bool {
+        false
+    }
+
+    fn deprecation_warning(&self) -> Option<&str> {
+        self.deprecation.as_deref()
     }
 
     fn tracks_generation(&self) -> bool {

@@ -121,6 +121,17 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// The warning every request of this version is answered with, when it is deprecated.
+    fn deprecation_warning(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether an update may leave out `metadata.resourceVersion` (upstream's
+    /// `AllowUnconditionalUpdate`; custom resources require it).
+    fn allow_unconditional_update(&self) -> bool {
+        true
+    }
+
     /// Whether an update of an object that does not exist creates it (upstream's
     /// `AllowCreateOnUpdate`, which Services allow).
     fn allow_create_on_update(&self) -> bool {

@@ -319,12 +319,36 @@ async fn resource(
     query: Query,
     accept: &str,
 ) -> Result<Response<Body>, StatusError> {
+    let warning = api
+        .registry
+        .catalog()
+        .lookup(&r.group, &r.version, &r.resource)
+        .and_then(|info| info.strategy.deprecation_warning().map(str::to_string));
+    let answer = serve_resource(api, r, req, query, accept).await?;
+    Ok(match warning {
+        Some(warning) => response::with_warnings(answer, &[warning]),
+        None => answer,
+    })
+}
+
+async fn serve_resource(
+    api: &ApiServer,
+    r: ResourceRequest,
+    req: Request<Incoming>,
+    query: Query,
+    accept: &str,
+) -> Result<Response<Body>, StatusError> {
     let registry = &api.registry;
     let info = registry
         .catalog()
         .lookup(&r.group, &r.version, &r.resource)
         .ok_or_else(|| resource_not_served(&r))?;
-    if !info.verbs.contains(&r.verb) && r.subresource.is_none() {
+    // A terminating definition's resource lists fewer verbs, but still takes updates (so that
+    // finalizers can go); its creates are refused by the registry.
+    if !info.verbs.contains(&r.verb)
+        && r.subresource.is_none()
+        && !registry.catalog().is_terminating(&info)
+    {
         return Err(StatusError::method_not_allowed(format!(
             "{} is not supported on {}",
             r.verb,

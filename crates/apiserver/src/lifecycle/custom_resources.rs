@@ -53,7 +53,15 @@ pub async fn run(api: Arc<ApiServer>) {
                 seen = None;
             }
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), revision.changed()).await;
+        // A definition being deleted waits for its objects, whose changes are not its own:
+        // look again soon.
+        let wait = if api.registry.catalog().any_terminating() {
+            seen = None;
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
+        let _ = tokio::time::timeout(wait, revision.changed()).await;
     }
 }
 
@@ -101,8 +109,8 @@ async fn reconcile_one(
 ) -> Result<(), StatusError> {
     let Some(def_name) = name(definition).map(str::to_string) else { return Ok(()) };
     let spec = definition.get("spec").map(Value::to_string).unwrap_or_default();
-    let conflict = custom::name_conflict(definition, all, registry.catalog());
-    if conflict.is_none() && served.get(&def_name).is_none_or(|s| s.spec != spec) {
+    let names = custom::accept_names(definition, all, registry.catalog());
+    if names.conflict.is_none() && served.get(&def_name).is_none_or(|s| s.spec != spec) {
         match custom::entries(definition) {
             Ok(entries) => {
                 let storage = storage_entry(&entries);
@@ -129,7 +137,7 @@ async fn reconcile_one(
     if terminating {
         return finalize(registry, definition, &def_name).await;
     }
-    write_status(registry, definition, conflict.as_deref()).await
+    write_status(registry, definition, &names).await
 }
 
 /// The catalog entry objects are stored as: the storage version's, whether it is served or
@@ -191,10 +199,15 @@ async fn finalize(
         }
     }
     if remaining > 0 {
-        let message = format!("CustomResource deletion is in progress ({remaining} remaining)");
+        tracing::debug!(definition = def_name, remaining, "deleting custom resources");
         let status = with_condition(
             definition,
-            condition("Terminating", "True", "InstanceDeletionInProgress", &message),
+            condition(
+                "Terminating",
+                "True",
+                "InstanceDeletionInProgress",
+                "CustomResource deletion is in progress",
+            ),
         );
         return update_status(registry, def_name, definition, status).await;
     }
@@ -255,15 +268,13 @@ fn with_condition(definition: &Value, mut new: Value) -> Value {
 async fn write_status(
     registry: &Registry,
     definition: &Value,
-    conflict: Option<&str>,
+    names: &custom::NamesVerdict,
 ) -> Result<(), StatusError> {
     let def_name = name(definition).unwrap_or_default().to_string();
     let mut current = definition.clone();
-    let status = match conflict {
+    current["status"]["acceptedNames"] = names.accepted.clone();
+    let status = match &names.conflict {
         None => {
-            if let Some(names) = definition.pointer("/spec/names").cloned() {
-                current["status"]["acceptedNames"] = names;
-            }
             let accepted =
                 condition("NamesAccepted", "True", "NoConflicts", "no conflicts found");
             current["status"] = with_condition(&current, accepted);
@@ -275,15 +286,15 @@ async fn write_status(
             );
             with_condition(&current, established)
         }
-        Some(conflict) => {
+        Some((reason, message)) => {
             current["status"] = with_condition(
                 &current,
-                condition("NamesAccepted", "False", "NameConflict", conflict),
+                condition("NamesAccepted", "False", reason, message),
             );
             let established = definition
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"));
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
             if established {
                 current["status"].clone()
             } else {

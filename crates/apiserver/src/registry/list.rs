@@ -244,7 +244,8 @@ pub fn check_fields(info: &ResourceInfo, opts: &ListOptions) -> Result<(), Statu
     let offered = info.strategy.selectable_fields(&json!({}));
     opts.fields
         .check_fields(|field| {
-            matches!(field, "metadata.name" | "metadata.namespace")
+            field == "metadata.name"
+                || (field == "metadata.namespace" && info.namespaced())
                 || offered.iter().any(|(f, _)| *f == field)
         })
         .map_err(StatusError::from)?;

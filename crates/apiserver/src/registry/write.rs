@@ -114,6 +114,26 @@ fn check_fields(
     }))
 }
 
+/// Upstream's 422 for an update without a resourceVersion of a resource that allows none
+/// (Go prints the missing value, an unsigned zero, as `0x0`).
+fn resource_version_required(info: &ResourceInfo, name: &str) -> StatusError {
+    let error = FieldError::invalid(
+        "metadata.resourceVersion",
+        Value::from(0),
+        "must be specified for an update",
+    );
+    let mut status = StatusError::invalid(info.group, info.kind, name, &[error]);
+    status.message = status.message.replace("Invalid value: 0:", "Invalid value: 0x0:");
+    if let Some(causes) = status.details.as_mut().and_then(|d| d.get_mut("causes")) {
+        for cause in causes.as_array_mut().into_iter().flatten() {
+            if let Some(Value::String(text)) = cause.get_mut("message") {
+                *text = text.replace("Invalid value: 0:", "Invalid value: 0x0:");
+            }
+        }
+    }
+    status
+}
+
 /// The manager a write is recorded under.
 fn manager_of(opts: &WriteOptions) -> String {
     opts.field_manager.clone().unwrap_or_else(|| "krust".to_string())
@@ -388,10 +408,9 @@ impl Registry {
         check_kind(info, &obj)?;
         let applied = opts.apply.then(|| obj.clone());
         if self.catalog().is_terminating(info) {
-            return Err(StatusError::method_not_allowed(format!(
-                "create is not supported on resources of kind \"{}.{}\"",
-                info.plural, info.group
-            )));
+            return Err(StatusError::method_not_allowed(
+                "create not allowed while custom resource definition is terminating",
+            ));
         }
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
         check_types((&api_version, version, kind), &obj, Origin::Update)?;
@@ -504,6 +523,11 @@ impl Registry {
                 "the name of the object ({}) does not match the name on the URL ({name})",
                 bounded_quote(given, false)
             )));
+        }
+        let unconditional = meta_str(&body, "resourceVersion").is_none_or(str::is_empty);
+        if unconditional && sub != Subresource::Scale && !info.strategy.allow_unconditional_update()
+        {
+            return Err(resource_version_required(info, name));
         }
         let create_if_missing = sub == Subresource::Main && info.strategy.allow_create_on_update();
         let creating = create_if_missing.then(|| (body.clone(), opts.clone()));
