@@ -24,6 +24,7 @@ pub mod customresource;
 pub mod fieldcheck;
 pub mod jsonpath;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
