@@ -9,9 +9,9 @@
 //! `protox` compiles the schemas, and the encoded `FileDescriptorSet` is written to
 //! `$OUT_DIR/kubernetes.fds`, which the crate includes, without the schemas' comments.
 //! The comments (upstream's Go documentation, from which upstream also writes its OpenAPI
-//! descriptions) go to `$OUT_DIR/kubernetes-docs.txt` in a compact form of their own for
+//! descriptions) go to `$OUT_DIR/kubernetes-docs.deflate` in a compact form of their own for
 //! `src/openapi/`: each description written once, as upstream's generator words it, beside
-//! the markers the OpenAPI documents need (`+listType`, `+optional`, ...).
+//! the markers the OpenAPI documents need (`+listType`, `+optional`, ...), deflated.
 //!
 //! `KRUST_K8S_PROTO_DIR` names the sources' directory explicitly (the one holding
 //! `Cargo.toml` and `src/`), for vendored or otherwise unusual cargo set-ups.
@@ -61,7 +61,10 @@ fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let descriptors = prost::Message::encode_to_vec(&set);
     std::fs::write(out.join("kubernetes.fds"), descriptors).expect("the descriptor set is written");
-    std::fs::write(out.join("kubernetes-docs.txt"), docs.encode()).expect("the docs are written");
+    let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut deflated, docs.encode().as_bytes()).expect("in memory");
+    let deflated = deflated.finish().expect("in memory");
+    std::fs::write(out.join("kubernetes-docs.deflate"), deflated).expect("the docs are written");
     println!("cargo::rerun-if-changed={}", root.display());
 }
 

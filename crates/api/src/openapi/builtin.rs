@@ -178,7 +178,7 @@ impl Collector {
             properties.insert("apiVersion".to_string(), string_with(API_VERSION_DOC));
             properties.insert("kind".to_string(), string_with(KIND_DOC));
         }
-        self.add_fields(message, &mut properties, &mut required);
+        self.add_fields(message, &mut properties, &mut required, false);
         let mut schema = Map::new();
         if !doc.description.is_empty() {
             schema.insert("description".into(), Value::from(doc.description));
@@ -200,19 +200,20 @@ impl Collector {
         message: &MessageDescriptor,
         properties: &mut BTreeMap<String, Value>,
         required: &mut Vec<String>,
+        inlined: bool,
     ) {
         for field in message.fields() {
             let json_name = match json_field(message.name(), field.name()) {
                 JsonField::Inline => {
                     if let Kind::Message(inlined) = field.kind() {
-                        self.add_fields(&inlined, properties, required);
+                        self.add_fields(&inlined, properties, required, true);
                     }
                     continue;
                 }
                 JsonField::Named(name) => schema_props_name(message, name),
             };
             let doc = docs::field(message.full_name(), field.name());
-            if is_required(&doc) {
+            if is_required(&field, &doc, inlined) {
                 required.push(json_name.clone());
             }
             let mut schema = self.field_schema(&field, &doc);
@@ -305,11 +306,15 @@ fn is_kind(message: &MessageDescriptor) -> bool {
     })
 }
 
-/// Whether upstream requires the field: marked `+required`, or not marked `+optional`
-/// (upstream requires the fields whose JSON tag lacks `omitempty`, which go with
-/// `+optional`).
-fn is_required(doc: &Doc) -> bool {
-    doc.marker("required").is_some() || doc.marker("optional").is_none()
+/// Whether upstream requires the field, as near as the schemas' comments tell: marked
+/// `+required`, or a single field not marked `+optional` (upstream requires the fields whose
+/// JSON tag lacks `omitempty`, which go with `+optional`; lists and the fields of embedded
+/// messages are unmarked optional ones more often than not).
+fn is_required(field: &FieldDescriptor, doc: &Doc, inlined: bool) -> bool {
+    if doc.marker("required").is_some() {
+        return true;
+    }
+    !inlined && !field.is_list() && !field.is_map() && doc.marker("optional").is_none()
 }
 
 fn string_with(description: &str) -> Value {

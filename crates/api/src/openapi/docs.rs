@@ -1,11 +1,12 @@
 //! The descriptions and markers of upstream's types, from the comments of their protobuf
-//! schemas (written compactly by `build.rs`, indexed on first use).
+//! schemas (written compactly and deflated by `build.rs`; inflated and indexed on first use,
+//! then kept for the life of the process).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-/// The encoded comments (see `build_docs.rs`).
-static ENCODED: &str = include_str!(concat!(env!("OUT_DIR"), "/kubernetes-docs.txt"));
+/// The encoded comments (see `build_docs.rs`), deflated.
+static DEFLATED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes-docs.deflate"));
 
 /// The comment of a message or field: its description and markers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,7 +42,15 @@ struct MessageDocs {
 }
 
 static INDEX: LazyLock<HashMap<&'static str, MessageDocs>> = LazyLock::new(|| {
-    let (texts, records) = ENCODED.split_once('\x1d').unwrap_or(("", ""));
+    let mut encoded = String::new();
+    let mut inflater = flate2::read::DeflateDecoder::new(DEFLATED);
+    if std::io::Read::read_to_string(&mut inflater, &mut encoded).is_err() {
+        // Only a broken build gets here (the unit tests catch it): no descriptions then.
+        encoded.clear();
+    }
+    // Kept for the life of the process: the index borrows from it.
+    let encoded: &'static str = Box::leak(encoded.into_boxed_str());
+    let (texts, records) = encoded.split_once('\x1d').unwrap_or(("", ""));
     let texts: Vec<&'static str> = texts.split('\x1e').collect();
     let mut index: HashMap<&'static str, MessageDocs> = HashMap::new();
     for record in records.split('\x1e') {

@@ -80,6 +80,21 @@ fn descriptions_join_comment_lines_as_upstreams_generator() {
 }
 
 #[test]
+fn required_fields_are_the_unmarked_single_fields() {
+    let doc = builtin_v3("", "v1");
+    assert_eq!(schema(&doc, "io.k8s.api.core.v1.Volume")["required"], json!(["name"]));
+    assert_eq!(
+        schema(&doc, "io.k8s.api.core.v1.PodCondition")["required"],
+        json!(["type", "status"])
+    );
+    assert!(
+        schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta").get("required").is_none()
+    );
+    let apps = builtin_v3("apps", "v1");
+    assert!(schema(&apps, "io.k8s.api.apps.v1.DeploymentStatus").get("required").is_none());
+}
+
+#[test]
 fn merge_keys_and_list_markers_become_extensions() {
     let doc = builtin_v3("", "v1");
     let containers = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"]["containers"];

@@ -11,6 +11,9 @@
 //! may be cached for ever (`Cache-Control: public, immutable`), one with an old hash is
 //! redirected to the current one (upstream's `301`).
 //!
+//! Clients that accept gzip get the documents gzipped, as upstream's handler sends them (each
+//! compressed once, on the first such request).
+//!
 //! Negotiation is upstream's for the JSON documents it serves: JSON for `application/json`
 //! or a wildcard, `406 Not Acceptable` when the client accepts only the protobuf forms
 //! (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, which krust does not
@@ -20,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -37,11 +40,12 @@ const DEFINITIONS: &str = "/registry/apiextensions.k8s.io/customresourcedefiniti
 /// The media type of protobuf OpenAPI v2 documents (not served).
 const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
-/// An encoded document and its ETag.
+/// An encoded document, its ETag, and its gzipped form once a client asked for it.
 #[derive(Clone)]
 struct Encoded {
     bytes: Bytes,
     etag: String,
+    gzipped: Arc<OnceLock<Bytes>>,
 }
 
 impl Encoded {
@@ -49,7 +53,25 @@ impl Encoded {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         let digest = ring::digest::digest(&ring::digest::SHA512, &bytes);
         let etag = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        Self { bytes: Bytes::from(bytes), etag }
+        Self { bytes: Bytes::from(bytes), etag, gzipped: Arc::default() }
+    }
+
+    /// The document gzipped (as upstream's handler sends it to clients that accept it).
+    fn gzipped(&self) -> Bytes {
+        self.gzipped
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.bytes.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                match std::io::Write::write_all(&mut encoder, &self.bytes)
+                    .and_then(|()| encoder.finish())
+                {
+                    Ok(gzipped) => Bytes::from(gzipped),
+                    Err(_) => Bytes::new(),
+                }
+            })
+            .clone()
     }
 }
 
@@ -236,19 +258,21 @@ pub async fn serve(
     if !matches!(target, Target::Index) && !accepts_json(accept) {
         return Some(bytes(StatusCode::NOT_ACCEPTABLE, Bytes::new(), "text/plain"));
     }
+    let gzip = accepts_gzip(headers);
     let api = Arc::clone(api);
     let built = tokio::task::spawn_blocking(move || {
         let inputs = Inputs::of(&api);
-        match &target {
+        let doc = match &target {
             Target::V2 => Some(api.openapi.v2(&inputs)),
             Target::Index => Some(api.openapi.index(&inputs)),
             Target::GroupVersion(group, version) => api.openapi.v3(&inputs, group, version),
-        }
-        .map(|doc| (doc, target))
+        }?;
+        let gzipped = gzip.then(|| doc.gzipped()).filter(|g| !g.is_empty());
+        Some((doc, gzipped, target))
     })
     .await
     .ok()?;
-    let Some((doc, target)) = built else {
+    let Some((doc, gzipped, target)) = built else {
         return Some(bytes(
             StatusCode::NOT_FOUND,
             Bytes::from_static(b"404 page not found\n"),
@@ -273,6 +297,10 @@ pub async fn serve(
     let etag = format!("\"{}\"", doc.etag);
     let mut response = if none_match(headers, &doc.etag) {
         bytes(StatusCode::NOT_MODIFIED, Bytes::new(), "")
+    } else if let Some(gzipped) = gzipped {
+        let mut response = bytes(StatusCode::OK, gzipped, "application/json");
+        response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        response
     } else {
         bytes(StatusCode::OK, doc.bytes, "application/json")
     };
@@ -280,7 +308,7 @@ pub async fn serve(
     if let Ok(value) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, value);
     }
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if immutable {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
         let expires = chrono::Utc::now() + chrono::Duration::days(365);
@@ -306,6 +334,18 @@ fn accepts_json(accept: &str) -> bool {
             let media = clause.split(';').next().unwrap_or_default().trim();
             matches!(media, "application/json" | "application/*" | "*/*" | "*")
         })
+}
+
+/// Whether `Accept-Encoding` admits gzip.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| p.replace(' ', "") == "q=0");
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+    })
 }
 
 /// Whether `If-None-Match` names `etag` (or is `*`).
@@ -343,6 +383,20 @@ mod tests {
         assert!(accepts_json("application/json;q=0.9"));
         assert!(!accepts_json("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"));
         assert!(!accepts_json("application/com.github.proto-openapi.spec.v3@v1.0+protobuf"));
+    }
+
+    #[test]
+    fn gzip_is_sent_to_clients_that_accept_it() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+            accepts_gzip(&headers)
+        };
+        assert!(with("gzip"));
+        assert!(with("deflate, gzip;q=0.5"));
+        assert!(!with("gzip;q=0"));
+        assert!(!with("identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]
