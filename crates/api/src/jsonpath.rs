@@ -227,10 +227,7 @@ mod tests {
 
     #[test]
     fn plain_field_paths_read_as_dotted() {
-        assert_eq!(
-            JsonPath::parse(".spec.replicas").unwrap().dotted().as_deref(),
-            Some("spec.replicas")
-        );
+        assert_eq!(JsonPath::parse(".spec.replicas").unwrap().dotted().as_deref(), Some("spec.replicas"));
         assert_eq!(JsonPath::parse(".spec.items[0]").unwrap().dotted(), None);
         assert!(JsonPath::parse(".spec.[").is_err());
         assert!(JsonPath::parse(".spec..x").is_err());

@@ -62,11 +62,7 @@ fn kube_version(v: &str) -> Option<(u8, u64, u64)> {
 /// Why the names of `definition` cannot be accepted, as upstream's naming controller says
 /// it: its plural or kind taken by a built-in resource of its group, or a kind, plural,
 /// singular or short name taken by another definition of its group.
-pub fn name_conflict(
-    definition: &Value,
-    all: &[Value],
-    catalog: &super::Catalog,
-) -> Option<String> {
+pub fn name_conflict(definition: &Value, all: &[Value], catalog: &super::Catalog) -> Option<String> {
     let text = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
     let group = text(definition, "/spec/group");
     let own = crate::object::name(definition).unwrap_or_default();
@@ -139,13 +135,12 @@ pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {
             }
         };
         let api_version = format!("{}/{}", spec.group, version.name);
-        let conversion: Option<Shared<dyn Conversion>> =
-            (version.name != storage.name).then(|| {
-                Shared::Owned(Arc::new(ApiVersionChange {
-                    served: intern(&api_version),
-                    stored: storage_api_version,
-                }) as Arc<dyn Conversion>)
-            });
+        let conversion: Option<Shared<dyn Conversion>> = (version.name != storage.name).then(|| {
+            Shared::Owned(Arc::new(ApiVersionChange {
+                served: intern(&api_version),
+                stored: storage_api_version,
+            }) as Arc<dyn Conversion>)
+        });
         let subresources = version.subresources.as_ref();
         let scale = subresources.and_then(|s| s.scale.as_ref()).map(|scale| ScalePaths {
             spec_replicas: dotted(&scale.spec_replicas_path),
@@ -303,10 +298,7 @@ mod tests {
         let entries = entries(&crd).unwrap();
         assert_eq!(entries.len(), 2);
         let v1 = &entries[0];
-        assert_eq!(
-            (v1.group, v1.version, v1.kind, v1.plural),
-            ("example.com", "v1", "Widget", "widgets")
-        );
+        assert_eq!((v1.group, v1.version, v1.kind, v1.plural), ("example.com", "v1", "Widget", "widgets"));
         assert_eq!(v1.short_names, ["wd"]);
         assert!(v1.status && v1.conversion.is_none());
         let scale = v1.scale.unwrap();

@@ -171,22 +171,8 @@ mod tests {
     #[test]
     fn printer_columns_read_their_paths() {
         let printer = vec![
-            PrinterColumn::new(
-                "Replicas",
-                "integer",
-                "",
-                "",
-                0,
-                JsonPath::parse(".spec.replicas").unwrap(),
-            ),
-            PrinterColumn::new(
-                "Color",
-                "string",
-                "",
-                "",
-                1,
-                JsonPath::parse(".spec.color").unwrap(),
-            ),
+            PrinterColumn::new("Replicas", "integer", "", "", 0, JsonPath::parse(".spec.replicas").unwrap()),
+            PrinterColumn::new("Color", "string", "", "", 1, JsonPath::parse(".spec.color").unwrap()),
             PrinterColumn::new(
                 "Ready",
                 "string",
@@ -213,9 +199,6 @@ mod tests {
         let strategy = CustomResourceStrategy::new(None, false, Vec::new(), selectable);
         let fields = strategy.selectable_fields(&json!({"spec": {"color": "blue"}}));
         assert_eq!(fields, vec![("spec.color", "blue".to_string())]);
-        assert_eq!(
-            strategy.selectable_fields(&json!({"spec": {}})),
-            vec![("spec.color", String::new())]
-        );
+        assert_eq!(strategy.selectable_fields(&json!({"spec": {}})), vec![("spec.color", String::new())]);
     }
 }

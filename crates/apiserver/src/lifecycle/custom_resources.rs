@@ -108,11 +108,9 @@ async fn reconcile_one(
                 let storage = storage_entry(&entries);
                 let prefix = storage.as_ref().map(ResourceInfo::storage_prefix);
                 if let Some(storage) = storage {
-                    registry
-                        .cache()
-                        .add(Shape::new(storage))
-                        .await
-                        .map_err(|e| StatusError::internal(format!("caching {def_name}: {e}")))?;
+                    registry.cache().add(Shape::new(storage)).await.map_err(|e| {
+                        StatusError::internal(format!("caching {def_name}: {e}"))
+                    })?;
                 }
                 registry.catalog().set_custom(&def_name, entries);
                 tracing::info!(definition = %def_name, "serving custom resource");
@@ -201,7 +199,8 @@ async fn finalize(
         return update_status(registry, def_name, definition, status).await;
     }
     let mut updated = definition.clone();
-    if let Some(list) = updated.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+    if let Some(list) = updated.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut)
+    {
         list.retain(|v| v.as_str() != Some(CLEANUP_FINALIZER));
     }
     let info = definitions_info(registry)?;
@@ -265,7 +264,8 @@ async fn write_status(
             if let Some(names) = definition.pointer("/spec/names").cloned() {
                 current["status"]["acceptedNames"] = names;
             }
-            let accepted = condition("NamesAccepted", "True", "NoConflicts", "no conflicts found");
+            let accepted =
+                condition("NamesAccepted", "True", "NoConflicts", "no conflicts found");
             current["status"] = with_condition(&current, accepted);
             let established = condition(
                 "Established",

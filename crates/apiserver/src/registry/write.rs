@@ -290,14 +290,8 @@ impl Registry {
         }
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
         check_types((&api_version, version, kind), &obj, Origin::Update)?;
-        let mut warnings = check_fields(
-            &opts,
-            (&api_version, version, kind),
-            schema(info, Subresource::Main),
-            &obj,
-            None,
-            Origin::Update,
-        )?;
+        let mut warnings =
+            check_fields(&opts, (&api_version, version, kind), schema(info, Subresource::Main), &obj, None, Origin::Update)?;
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);

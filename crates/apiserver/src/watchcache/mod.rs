@@ -164,8 +164,7 @@ impl WatchCache {
             let page =
                 self.store.list(&prefix, after.as_deref(), FILL_PAGE, Some(revision)).await?;
             after = page.items.last().map(|kv| kv.key.clone()).or(after);
-            objects
-                .extend(page.items.into_iter().filter_map(|kv| CachedObject::decode(kv, &shape)));
+            objects.extend(page.items.into_iter().filter_map(|kv| CachedObject::decode(kv, &shape)));
             if !page.more || after.is_none() {
                 break;
             }
@@ -263,34 +262,36 @@ impl WatchCache {
     ) {
         loop {
             match self.store.watch("/registry/", revision).await {
-                Ok(mut events) => loop {
-                    let item = tokio::select! {
-                        biased;
-                        Some(change) = changes.recv() => {
-                            self.change(change, revision).await;
-                            continue;
-                        }
-                        item = events.next() => item,
-                    };
-                    let Some(item) = item else { break };
-                    match item {
-                        Ok(event) => {
-                            if event.kind != EventKind::Progress
-                                && let Some(cache) = self.resource(prefix_of(&event.kv.key))
-                            {
-                                cache.apply(&event);
+                Ok(mut events) => {
+                    loop {
+                        let item = tokio::select! {
+                            biased;
+                            Some(change) = changes.recv() => {
+                                self.change(change, revision).await;
+                                continue;
                             }
-                            if event.revision > revision {
-                                revision = event.revision;
-                                self.revision.send_replace(revision);
+                            item = events.next() => item,
+                        };
+                        let Some(item) = item else { break };
+                        match item {
+                            Ok(event) => {
+                                if event.kind != EventKind::Progress
+                                    && let Some(cache) = self.resource(prefix_of(&event.kv.key))
+                                {
+                                    cache.apply(&event);
+                                }
+                                if event.revision > revision {
+                                    revision = event.revision;
+                                    self.revision.send_replace(revision);
+                                }
                             }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "store watch failed; relisting");
-                            break;
+                            Err(e) => {
+                                tracing::warn!(error = %e, "store watch failed; relisting");
+                                break;
+                            }
                         }
                     }
-                },
+                }
                 Err(e) => tracing::warn!(error = %e, "cannot watch the store; relisting"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
