@@ -86,11 +86,18 @@ pub fn definition_name(message: &MessageDescriptor) -> String {
     format!("io.k8s.{}.{name}", package.replace('_', "-"))
 }
 
-/// The message of a built-in kind, if it has one.
+/// The message of a built-in kind: the protobuf encoding's, or for the kinds it does not
+/// encode (`apiextensions.k8s.io`), the message of the group version's package.
 pub fn kind_message(group: &str, version: &str, kind: &str) -> Option<MessageDescriptor> {
     let api_version =
         if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    schema::message(&api_version, kind)
+    schema::message(&api_version, kind).or_else(|| {
+        let package = match group {
+            "apiextensions.k8s.io" => APIEXTENSIONS,
+            _ => return None,
+        };
+        schema::pool()?.get_message_by_name(&format!("{package}{version}.{kind}"))
+    })
 }
 
 /// A reference to definition `name`, with the description of the field holding it.
@@ -136,11 +143,6 @@ impl Collector {
     /// Adds a definition built elsewhere (custom resources).
     pub fn insert(&mut self, name: String, schema: Value) {
         self.definitions.insert(name, schema);
-    }
-
-    /// Whether a definition of this name was added.
-    pub fn contains(&self, name: &str) -> bool {
-        self.definitions.contains_key(name)
     }
 
     /// Adds `group`, `version`, `kind` to the `x-kubernetes-group-version-kind` list of

@@ -26,7 +26,7 @@ use prost_reflect::MessageDescriptor;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::ResourceInfo;
-use builtin::Collector;
+use builtin::{Collector, kind_message};
 
 /// OpenAPI v2 (Swagger) or v3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,16 +176,4 @@ impl Served<'_> {
 pub(crate) fn meta_message(name: &str) -> Option<MessageDescriptor> {
     crate::protobuf::schema::pool()?
         .get_message_by_name(&format!("apimachinery.pkg.apis.meta.v1.{name}"))
-}
-
-/// The message of a built-in kind: the protobuf encoding's, or for the kinds it does not
-/// encode (`apiextensions.k8s.io`), the message of the group version's package.
-fn kind_message(group: &str, version: &str, kind: &str) -> Option<MessageDescriptor> {
-    builtin::kind_message(group, version, kind).or_else(|| {
-        let package = match group {
-            "apiextensions.k8s.io" => "apiextensions_apiserver.pkg.apis.apiextensions",
-            _ => return None,
-        };
-        crate::protobuf::schema::pool()?.get_message_by_name(&format!("{package}.{version}.{kind}"))
-    })
 }
