@@ -152,7 +152,24 @@ impl Served<'_> {
                 collector.add_gvk(&scale, "autoscaling", "v1", "Scale");
                 scale
             });
-            let kinds = paths::Kinds { kind: &kind, list: &list, scale: scale.as_deref() };
+            let subresources: Vec<_> = info
+                .extra_subresources
+                .iter()
+                .map(|sub| {
+                    let name = kind_message(sub.group, sub.version, sub.kind).map(|m| {
+                        let name = collector.add_message(&m);
+                        collector.add_gvk(&name, sub.group, sub.version, sub.kind);
+                        name
+                    });
+                    (*sub, name)
+                })
+                .collect();
+            let kinds = paths::Kinds {
+                kind: &kind,
+                list: &list,
+                scale: scale.as_deref(),
+                subresources: &subresources,
+            };
             paths::add(&mut paths, flavor, info, &kinds);
             if !group_versions.contains(&(info.group, info.version)) {
                 group_versions.push((info.group, info.version));

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::Flavor;
-use crate::catalog::ResourceInfo;
+use crate::catalog::{ResourceInfo, SubresourceInfo};
 
 /// The name of `meta/v1.Status`'s definition.
 pub const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
@@ -117,6 +117,8 @@ pub struct Kinds<'a> {
     pub list: &'a str,
     /// `autoscaling/v1` `Scale`, when the resource has the `scale` subresource.
     pub scale: Option<&'a str>,
+    /// The resource's other subresources, with their kinds' definitions when they have one.
+    pub subresources: &'a [(SubresourceInfo, Option<String>)],
 }
 
 /// The URL prefix of a group version: `/api/v1`, `/apis/apps/v1`.
@@ -290,53 +292,118 @@ pub fn add(paths: &mut Map<String, Value>, flavor: Flavor, info: &ResourceInfo, 
 
     let mut subresources = Vec::new();
     if info.status {
-        subresources.push(("status", "Status", gvk, kinds.kind));
+        subresources.push(Subresource::own("status", gvk, kinds.kind));
     }
     if let (Some(_), Some(scale)) = (info.scale, kinds.scale) {
-        subresources.push(("scale", "Scale", ("autoscaling", "v1", "Scale"), scale));
+        subresources.push(Subresource::own("scale", ("autoscaling", "v1", "Scale"), scale));
     }
-    for (sub, suffix, gvk, answer) in subresources {
+    for (sub, answer) in kinds.subresources {
+        // `log` answers text; the streaming and proxy subresources (their kinds are options)
+        // are connections, as upstream's `connect` operations.
+        let connect = sub.kind.ends_with("Options");
+        let answer = if connect || sub.name == "log" { Some("") } else { answer.as_deref() };
+        let Some(answer) = answer else { continue };
+        subresources.push(Subresource {
+            name: sub.name,
+            gvk: (sub.group, sub.version, sub.kind),
+            answer,
+            verbs: sub.verbs,
+            connect,
+        });
+    }
+    for sub in subresources {
+        let (name, answer, gvk) = (sub.name, sub.answer, sub.gvk);
+        let suffix = capitalize(name);
         let mut ops = Map::new();
-        ops.insert(
-            "get".into(),
-            op.operation(
-                &format!("read{scope}{kind}{suffix}"),
-                &format!("read {sub} of the specified {kind}"),
-                "get",
-                gvk,
-                &[],
-                None,
-                &[("200", "OK", answer)],
-                false,
-            ),
-        );
-        ops.insert(
-            "put".into(),
-            op.operation(
-                &format!("replace{scope}{kind}{suffix}"),
-                &format!("replace {sub} of the specified {kind}"),
-                "put",
-                gvk,
-                &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION],
-                Some(Body::Object(answer)),
-                &[("200", "OK", answer), ("201", "Created", answer)],
-                false,
-            ),
-        );
-        ops.insert(
-            "patch".into(),
-            op.operation(
-                &format!("patch{scope}{kind}{suffix}"),
-                &format!("partially update {sub} of the specified {kind}"),
-                "patch",
-                gvk,
-                &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE],
-                Some(Body::Patch),
-                &[("200", "OK", answer), ("201", "Created", answer)],
-                false,
-            ),
-        );
-        op.insert(paths, format!("{item}/{sub}"), ops, item_params.clone());
+        for verb in sub.verbs {
+            let method = match *verb {
+                "get" => "get",
+                "create" => "post",
+                "update" => "put",
+                "patch" => "patch",
+                "delete" => "delete",
+                _ => continue,
+            };
+            let operation = if sub.connect {
+                op.operation(
+                    &format!("connect{}{scope}{kind}{suffix}", capitalize(method)),
+                    &format!("connect {} requests to {name} of {kind}", method.to_uppercase()),
+                    "connect",
+                    gvk,
+                    &[],
+                    None,
+                    &[("200", "OK", "")],
+                    false,
+                )
+            } else {
+                match *verb {
+                    "get" => op.operation(
+                        &format!("read{scope}{kind}{suffix}"),
+                        &format!("read {name} of the specified {kind}"),
+                        "get",
+                        gvk,
+                        &[],
+                        None,
+                        &[("200", "OK", answer)],
+                        false,
+                    ),
+                    "create" => op.operation(
+                        &format!("create{scope}{kind}{suffix}"),
+                        &format!("create {name} of a {kind}"),
+                        "post",
+                        gvk,
+                        &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION],
+                        Some(Body::Object(answer)),
+                        &[
+                            ("200", "OK", answer),
+                            ("201", "Created", answer),
+                            ("202", "Accepted", answer),
+                        ],
+                        false,
+                    ),
+                    "update" => op.operation(
+                        &format!("replace{scope}{kind}{suffix}"),
+                        &format!("replace {name} of the specified {kind}"),
+                        "put",
+                        gvk,
+                        &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION],
+                        Some(Body::Object(answer)),
+                        &[("200", "OK", answer), ("201", "Created", answer)],
+                        false,
+                    ),
+                    "patch" => op.operation(
+                        &format!("patch{scope}{kind}{suffix}"),
+                        &format!("partially update {name} of the specified {kind}"),
+                        "patch",
+                        gvk,
+                        &[DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION, FORCE],
+                        Some(Body::Patch),
+                        &[("200", "OK", answer), ("201", "Created", answer)],
+                        false,
+                    ),
+                    _ => continue,
+                }
+            };
+            ops.insert(method.into(), operation);
+        }
+        op.insert(paths, format!("{item}/{name}"), ops, item_params.clone());
+    }
+}
+
+/// A subresource's operations: its verbs, the kind its operations carry and the definition
+/// they take and answer (empty: text).
+struct Subresource<'a> {
+    name: &'a str,
+    gvk: (&'a str, &'a str, &'a str),
+    answer: &'a str,
+    verbs: &'a [&'a str],
+    connect: bool,
+}
+
+impl<'a> Subresource<'a> {
+    /// `status` or `scale`: read, replaced and patched.
+    fn own(name: &'a str, gvk: (&'a str, &'a str, &'a str), answer: &'a str) -> Self {
+        Self { name, gvk, answer, verbs: &["get", "update", "patch"], connect: false }
     }
 }
 
@@ -398,7 +465,11 @@ impl Operations<'_> {
         types
     }
 
+    /// A reference to definition `name`; a string when `name` is empty (text answers).
     fn reference(&self, name: &str) -> Value {
+        if name.is_empty() {
+            return json!({"type": "string"});
+        }
         json!({"$ref": format!("{}{name}", self.flavor.prefix())})
     }
 

@@ -171,6 +171,32 @@ fn patch_operations_carry_field_validation_and_the_kind() {
 }
 
 #[test]
+fn subresources_of_their_own_are_published_with_their_kinds() {
+    let doc = builtin_v3("", "v1");
+    let pod = "/api/v1/namespaces/{namespace}/pods/{name}";
+    let eviction = &doc["paths"][format!("{pod}/eviction")]["post"];
+    assert_eq!(eviction["operationId"], "createCoreV1NamespacedPodEviction");
+    assert_eq!(
+        eviction["x-kubernetes-group-version-kind"],
+        json!({"group": "policy", "kind": "Eviction", "version": "v1"})
+    );
+    assert!(doc["components"]["schemas"].get("io.k8s.api.policy.v1.Eviction").is_some());
+    let exec = &doc["paths"][format!("{pod}/exec")];
+    assert_eq!(exec["get"]["x-kubernetes-action"], "connect");
+    assert_eq!(exec["post"]["operationId"], "connectCoreV1PostNamespacedPodExec");
+    // Every PATCH of pods (kubectl reads any of them) takes fieldValidation.
+    for sub in ["", "/status", "/ephemeralcontainers", "/resize"] {
+        let patch = &doc["paths"][format!("{pod}{sub}")]["patch"];
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == "fieldValidation")),
+            "{sub}"
+        );
+    }
+}
+
+#[test]
 fn every_reference_resolves_in_every_document() {
     let catalog = Catalog::builtin();
     let entries = catalog.entries();

@@ -218,6 +218,11 @@ impl OpenApi {
             let url = format!("/openapi/v3/{path}?hash={}", doc.etag);
             paths.insert(path, json!({"serverRelativeURL": url}));
         }
+        // The documents of group versions no longer served go.
+        self.v3
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|path, _| paths.contains_key(path));
         let doc = Encoded::new(&json!({"paths": paths}));
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
