@@ -204,6 +204,9 @@ impl Collector {
         required: &mut Vec<String>,
         inlined: bool,
     ) {
+        // Messages whose fields carry no `+optional` or `+required` at all (older ones such
+        // as `ManagedFieldsEntry`, `JSONSchemaProps`) say nothing of what is required.
+        let marked = uses_optional_markers(message);
         for field in message.fields() {
             let json_name = match json_field(message.name(), field.name()) {
                 JsonField::Inline => {
@@ -215,7 +218,7 @@ impl Collector {
                 JsonField::Named(name) => schema_props_name(message, name),
             };
             let doc = docs::field(message.full_name(), field.name());
-            if is_required(&field, &doc, inlined) {
+            if is_required(&field, &doc, inlined || !marked) {
                 required.push(json_name.clone());
             }
             let mut schema = self.field_schema(&field, &doc);
@@ -308,15 +311,37 @@ fn is_kind(message: &MessageDescriptor) -> bool {
     })
 }
 
+/// Whether `message` says what is optional: at least three tenths of its fields (an embedded
+/// message counting as one, marked when it says so itself) are marked `+optional` or
+/// `+required`. Older messages (`JSONSchemaProps`, `ManagedFieldsEntry`) mark a field or two,
+/// and leave the others' optionality unsaid. (Against upstream's required lists of 1.33, this
+/// rule finds about 350 of 500 required fields, with about 50 wrongly required.)
+fn uses_optional_markers(message: &MessageDescriptor) -> bool {
+    let marked = message
+        .fields()
+        .filter(|field| {
+            let doc = docs::field(message.full_name(), field.name());
+            if doc.marker("optional").is_some() || doc.marker("required").is_some() {
+                return true;
+            }
+            match (json_field(message.name(), field.name()), field.kind()) {
+                (JsonField::Inline, Kind::Message(inlined)) => uses_optional_markers(&inlined),
+                _ => false,
+            }
+        })
+        .count();
+    marked > 0 && marked * 10 >= message.fields().len() * 3
+}
+
 /// Whether upstream requires the field, as near as the schemas' comments tell: marked
 /// `+required`, or a single field not marked `+optional` (upstream requires the fields whose
 /// JSON tag lacks `omitempty`, which go with `+optional`; lists and the fields of embedded
-/// messages are unmarked optional ones more often than not).
-fn is_required(field: &FieldDescriptor, doc: &Doc, inlined: bool) -> bool {
+/// messages are unmarked optional ones more often than not), unless `only_marked`.
+fn is_required(field: &FieldDescriptor, doc: &Doc, only_marked: bool) -> bool {
     if doc.marker("required").is_some() {
         return true;
     }
-    !inlined && !field.is_list() && !field.is_map() && doc.marker("optional").is_none()
+    !only_marked && !field.is_list() && !field.is_map() && doc.marker("optional").is_none()
 }
 
 fn string_with(description: &str) -> Value {

@@ -92,6 +92,14 @@ fn required_fields_are_the_unmarked_single_fields() {
     );
     let apps = builtin_v3("apps", "v1");
     assert!(schema(&apps, "io.k8s.api.apps.v1.DeploymentStatus").get("required").is_none());
+    let extensions = builtin_v3("apiextensions.k8s.io", "v1");
+    let props = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
+    assert!(schema(&extensions, props).get("required").is_none());
+    assert!(
+        schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry")
+            .get("required")
+            .is_none()
+    );
 }
 
 #[test]
