@@ -140,6 +140,14 @@ impl Collector {
         name
     }
 
+    /// Adds the definition of built-in kind `kind` of `group` and `version`, with its
+    /// `x-kubernetes-group-version-kind`; returns its name, or `None` when it has no message.
+    pub fn add_kind(&mut self, group: &str, version: &str, kind: &str) -> Option<String> {
+        let name = self.add_message(&kind_message(group, version, kind)?);
+        self.add_gvk(&name, group, version, kind);
+        Some(name)
+    }
+
     /// Adds a definition built elsewhere (custom resources).
     pub fn insert(&mut self, name: String, schema: Value) {
         self.definitions.insert(name, schema);

@@ -26,7 +26,7 @@ use prost_reflect::MessageDescriptor;
 use serde_json::{Map, Value, json};
 
 use crate::catalog::ResourceInfo;
-use builtin::{Collector, kind_message};
+use builtin::Collector;
 
 /// OpenAPI v2 (Swagger) or v3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,20 +122,12 @@ impl Served<'_> {
         let mut group_versions = Vec::new();
         for info in self.entries.iter().filter(|e| include(e)) {
             let (kind, list) = if info.definition.is_empty() {
-                let Some(message) = kind_message(info.group, info.version, info.kind) else {
+                let Some(kind) = collector.add_kind(info.group, info.version, info.kind) else {
                     continue;
                 };
-                let kind = collector.add_message(&message);
-                collector.add_gvk(&kind, info.group, info.version, info.kind);
                 let list_kind = format!("{}List", info.kind);
-                let list = match kind_message(info.group, info.version, &list_kind) {
-                    Some(message) => {
-                        let list = collector.add_message(&message);
-                        collector.add_gvk(&list, info.group, info.version, &list_kind);
-                        list
-                    }
-                    None => kind.clone(),
-                };
+                let list = collector.add_kind(info.group, info.version, &list_kind);
+                let list = list.unwrap_or_else(|| kind.clone());
                 (kind, list)
             } else {
                 let Some(definition) = self
@@ -147,22 +139,11 @@ impl Served<'_> {
                 };
                 custom::add(&mut collector, info, definition)
             };
-            let scale = info.scale.and(kind_message("autoscaling", "v1", "Scale")).map(|m| {
-                let scale = collector.add_message(&m);
-                collector.add_gvk(&scale, "autoscaling", "v1", "Scale");
-                scale
-            });
+            let scale = info.scale.and_then(|_| collector.add_kind("autoscaling", "v1", "Scale"));
             let subresources: Vec<_> = info
                 .extra_subresources
                 .iter()
-                .map(|sub| {
-                    let name = kind_message(sub.group, sub.version, sub.kind).map(|m| {
-                        let name = collector.add_message(&m);
-                        collector.add_gvk(&name, sub.group, sub.version, sub.kind);
-                        name
-                    });
-                    (*sub, name)
-                })
+                .map(|sub| (*sub, collector.add_kind(sub.group, sub.version, sub.kind)))
                 .collect();
             let kinds = paths::Kinds {
                 kind: &kind,

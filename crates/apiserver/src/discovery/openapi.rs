@@ -34,6 +34,7 @@ use serde_json::{Map, Value, json};
 
 use crate::ApiServer;
 use crate::http::response::Body;
+use crate::watchcache::ListSnapshot;
 
 /// Where the CustomResourceDefinitions are stored.
 const DEFINITIONS: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
@@ -83,29 +84,25 @@ pub struct OpenApi {
     index: Mutex<Option<(u64, Encoded)>>,
 }
 
-/// What the documents are built from now: the catalog's entries and the definitions'
-/// storage keys with their modification revisions.
+/// What the documents are built from now: the catalog's entries and a snapshot of the
+/// definitions, with their storage keys and modification revisions.
 struct Inputs {
     entries: Arc<[ResourceInfo]>,
     definitions: Vec<(Arc<str>, i64)>,
-    cache: Option<Arc<crate::watchcache::ResourceCache>>,
+    snapshot: Option<ListSnapshot>,
 }
 
 impl Inputs {
     fn of(api: &ApiServer) -> Self {
         let entries = api.registry.catalog().entries();
-        let cache = api.registry.cache().resource(DEFINITIONS);
-        let definitions = cache
+        let snapshot = api.registry.cache().resource(DEFINITIONS).map(|c| c.snapshot().0);
+        let definitions = snapshot
             .as_ref()
-            .map(|c| {
-                c.snapshot()
-                    .0
-                    .range(DEFINITIONS, None)
-                    .map(|o| (Arc::clone(&o.key), o.mod_revision))
-                    .collect()
+            .map(|s| {
+                s.range(DEFINITIONS, None).map(|o| (Arc::clone(&o.key), o.mod_revision)).collect()
             })
             .unwrap_or_default();
-        Self { entries, definitions, cache }
+        Self { entries, definitions, snapshot }
     }
 
     /// A fingerprint of the entries `include` selects and of their definitions.
@@ -127,8 +124,7 @@ impl Inputs {
 
     /// The definitions the entries `include` selects come from, decoded.
     fn definitions(&self, include: impl Fn(&ResourceInfo) -> bool) -> Vec<Value> {
-        let Some(cache) = &self.cache else { return Vec::new() };
-        let snapshot = cache.snapshot().0;
+        let Some(snapshot) = &self.snapshot else { return Vec::new() };
         let mut out = Vec::new();
         for e in self.entries.iter().filter(|e| include(e) && !e.definition.is_empty()) {
             let key = format!("{DEFINITIONS}{}", e.definition);
