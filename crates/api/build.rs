@@ -7,12 +7,19 @@
 //! the network and nothing of packages this build does not use (a `cargo metadata` would
 //! need every package of the lock file, for every platform, in the cache).
 //! `protox` compiles the schemas, and the encoded `FileDescriptorSet` is written to
-//! `$OUT_DIR/kubernetes.fds`, which the crate includes.
+//! `$OUT_DIR/kubernetes.fds`, which the crate includes, without the schemas' comments.
+//! The comments (upstream's Go documentation, from which upstream also writes its OpenAPI
+//! descriptions) go to `$OUT_DIR/kubernetes-docs.deflate` in a compact form of their own for
+//! `src/openapi/`: each description written once, as upstream's generator words it, beside
+//! the markers the OpenAPI documents need (`+listType`, `+optional`, ...), deflated.
 //!
 //! `KRUST_K8S_PROTO_DIR` names the sources' directory explicitly (the one holding
 //! `Cargo.toml` and `src/`), for vendored or otherwise unusual cargo set-ups.
 
 use std::path::{Path, PathBuf};
+
+#[path = "build_docs.rs"]
+mod docs;
 
 /// The Kubernetes version of the schemas (a directory of the `k8s-rs-pb` sources).
 const KUBERNETES: &str = "v1_35";
@@ -23,6 +30,7 @@ const OVERRIDE: &str = "KRUST_K8S_PROTO_DIR";
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=build_docs.rs");
     println!("cargo::rerun-if-env-changed={OVERRIDE}");
     let package = match package_root() {
         Ok(dir) => dir,
@@ -37,15 +45,26 @@ fn main() {
     collect(&root, &root, &mut files);
     files.sort();
     assert!(!files.is_empty(), "no generated.proto under {}", root.display());
-    let descriptors = protox::Compiler::new([&root])
+    let mut set = protox::Compiler::new([&root])
         .and_then(|mut compiler| {
-            compiler.include_imports(true).include_source_info(false);
+            compiler.include_imports(true).include_source_info(true);
             compiler.open_files(&files)?;
-            Ok(compiler.encode_file_descriptor_set())
+            Ok(compiler.file_descriptor_set())
         })
         .unwrap_or_else(|e| panic!("cannot compile the protobuf schemas: {e}"));
+    let mut docs = docs::Docs::default();
+    for file in &mut set.file {
+        if let Some(info) = file.source_code_info.take() {
+            docs.add_file(file, &info);
+        }
+    }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let descriptors = prost::Message::encode_to_vec(&set);
     std::fs::write(out.join("kubernetes.fds"), descriptors).expect("the descriptor set is written");
+    let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut deflated, docs.encode().as_bytes()).expect("in memory");
+    let deflated = deflated.finish().expect("in memory");
+    std::fs::write(out.join("kubernetes-docs.deflate"), deflated).expect("the docs are written");
     println!("cargo::rerun-if-changed={}", root.display());
 }
 

@@ -26,6 +26,7 @@ pub mod field_manager;
 pub mod fieldcheck;
 pub mod jsonpath;
 pub mod object;
+pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;

@@ -198,6 +198,8 @@ pub struct ApiServer {
     pub shutdown: shutdown::Shutdown,
     /// How `pods/log` reaches node agents.
     pub node_client: Option<http::node_client::NodeClient>,
+    /// The OpenAPI documents built so far.
+    pub openapi: discovery::OpenApi,
 }
 
 /// A started server.
@@ -345,6 +347,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         authorizer,
         shutdown: shutdown::Shutdown::default(),
         node_client,
+        openapi: discovery::OpenApi::default(),
     });
     lifecycle::bootstrap(&api.registry, config.service_ranges, address.port())
         .await

@@ -86,6 +86,11 @@ const GROUP_VERSIONS: &[(&str, &str, &str)] = &[
     ("storagemigration.k8s.io", "v1beta1", "api.storagemigration.v1beta1"),
 ];
 
+/// The versions of `group` that have protobuf schemas.
+pub fn versions(group: &str) -> impl Iterator<Item = &'static str> + '_ {
+    GROUP_VERSIONS.iter().filter(move |(g, ..)| *g == group).map(|(_, v, _)| *v)
+}
+
 /// The package of a group version.
 fn package(group: &str, version: &str) -> Option<&'static str> {
     GROUP_VERSIONS.iter().find(|(g, v, _)| *g == group && *v == version).map(|(_, _, p)| *p)

@@ -1,13 +1,14 @@
 //! Discovery documents built from the catalog: aggregated (`apidiscovery.k8s.io` v2 and
 //! v2beta1), legacy (`APIVersions`, `APIGroupList`, `APIGroup`, `APIResourceList`), the
-//! minimal OpenAPI documents kubectl needs, and `/version`.
+//! OpenAPI documents (built by `krust_api::openapi`, cached and served in [`openapi`]), and
+//! `/version`.
 
-mod openapi;
+pub mod openapi;
 
 use krust_api::{Catalog, ResourceInfo};
 use serde_json::{Value, json};
 
-pub use openapi::{openapi_v3_group_version, openapi_v3_index};
+pub use openapi::OpenApi;
 
 /// The Kubernetes version krust serves.
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");

@@ -157,7 +157,7 @@ fn aggregated_version(accept: &str) -> Option<&'static str> {
 }
 
 async fn route(
-    api: &ApiServer,
+    api: &Arc<ApiServer>,
     user: &krust_auth::UserInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, StatusError> {
@@ -179,28 +179,9 @@ async fn route(
         "/version" | "/version/" => {
             return Ok(response::json(StatusCode::OK, &discovery::version(&api.build)));
         }
-        "/openapi/v2" | "/swagger-2.0.0.pb-v1" => {
-            // An empty protobuf document: kubectl reads it as "no schemas".
-            return Ok(response::bytes_as(
-                StatusCode::OK,
-                Vec::new(),
-                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
-            ));
-        }
-        "/openapi/v3" | "/openapi/v3/" => {
-            return Ok(response::json(
-                StatusCode::OK,
-                &discovery::openapi_v3_index(api.registry.catalog()),
-            ));
-        }
-        p if p.starts_with("/openapi/v3/") => {
-            return match discovery::openapi_v3_group_version(
-                api.registry.catalog(),
-                &p["/openapi/v3/".len()..],
-            ) {
-                Some(doc) => Ok(response::json(StatusCode::OK, &doc)),
-                None => Err(not_found()),
-            };
+        p if p.starts_with("/openapi/") || p == "/swagger-2.0.0.pb-v1" => {
+            let served = discovery::openapi::serve(api, p, req.uri().query(), req.headers()).await;
+            return served.ok_or_else(not_found);
         }
         _ => {}
     }

@@ -12,6 +12,6 @@ pub mod node_client;
 pub mod pod_log;
 pub mod pod_stream;
 pub mod request_info;
-mod response;
+pub(crate) mod response;
 pub mod serve;
 mod table;
