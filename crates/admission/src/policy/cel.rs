@@ -2,9 +2,6 @@
 //! (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`) from JSON, and
 //! evaluating to a boolean or a string.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde_json::Value;
 
 /// A compiled expression, or why it does not compile.
@@ -88,27 +85,7 @@ impl Variables {
     }
 }
 
-/// A JSON value as a CEL value.
-pub fn to_cel(value: &Value) -> cel::Value {
-    match value {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => cel::Value::Int(i),
-            None => match n.as_u64() {
-                Some(u) => cel::Value::UInt(u),
-                None => cel::Value::Float(n.as_f64().unwrap_or_default()),
-            },
-        },
-        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
-        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(map) => {
-            let map: HashMap<String, cel::Value> =
-                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
-            cel::Value::Map(map.into())
-        }
-    }
-}
+pub use krust_api::cel::to_cel;
 
 #[cfg(test)]
 mod tests {

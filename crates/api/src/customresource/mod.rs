@@ -1,0 +1,157 @@
+//! Structural schemas of CustomResourceDefinitions, as upstream's
+//! `apiextensions-apiserver/pkg/apiserver/schema` implements them over unstructured objects:
+//!
+//! - [`StructuralSchema::new`] parses a version's `openAPIV3Schema` once, checking what
+//!   upstream's CRD validation checks of it: the keywords a CRD may not use, the structural
+//!   rules (every field typed, value validations in `allOf`/`anyOf`/`oneOf`/`not` only
+//!   about fields specified beside them, root `metadata` limited to `name` and
+//!   `generateName`), list and map types, defaults (pruned, valid against their schema) and
+//!   the `x-kubernetes-validations` CEL rules, which it compiles.
+//! - [`StructuralSchema::prune`] drops unknown fields, [`StructuralSchema::apply_defaults`]
+//!   fills defaults, [`StructuralSchema::validate`] and
+//!   [`StructuralSchema::validate_update`] check an object (keywords, formats, list types,
+//!   embedded resources, CEL rules), with upstream's paths and messages.
+//!
+//! Per request the object is only walked: nothing is compiled again and the object is not
+//! copied (CEL rules see converted copies of the values at their nodes only).
+
+mod defaults;
+mod formats;
+mod prune;
+mod rules;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+use crate::validation::{FieldError, FieldErrorKind};
+use schema::{Parser, Schema, child, key};
+use validate::Validator;
+
+/// A CRD version's schema, parsed and checked once, applied to every object of the version.
+#[derive(Debug)]
+pub struct StructuralSchema {
+    root: Schema,
+}
+
+impl StructuralSchema {
+    /// Parses a CRD version's `schema.openAPIV3Schema`. Errors are field errors with paths
+    /// below `path` (e.g. `spec.versions[0].schema.openAPIV3Schema`), as upstream reports
+    /// them: the structural rules (sorted), then, when the schema is structural, its
+    /// defaults; then the keywords; then the CEL rules that do not compile.
+    pub fn new(schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
+        let mut parser = Parser::default();
+        let root = parser.parse_root(schema, path);
+        let mut errors = schema::structural_errors(&root, path);
+        if errors.is_empty() && parser.errors.is_empty() {
+            default_errors(&root, path, false, &mut errors);
+        }
+        errors.append(&mut parser.errors);
+        errors.append(&mut parser.rule_errors);
+        if errors.is_empty() { Ok(Self { root }) } else { Err(errors) }
+    }
+
+    /// Drops the fields the schema does not specify (upstream's pruning), below
+    /// `x-kubernetes-preserve-unknown-fields` only those of specified fields; `apiVersion`,
+    /// `kind` and `metadata` stay at the root and in embedded resources. Returns the paths
+    /// pruned, sorted (`spec.foo`, `spec.items[2].bar`): upstream warns
+    /// `unknown field "spec.foo"` for each with `fieldValidation=Warn` and fails with
+    /// `Strict`.
+    pub fn prune(&self, obj: &mut Value) -> Vec<String> {
+        prune::prune(obj, &self.root, true)
+    }
+
+    /// Applies the schema's defaults: drops nulls of non-nullable fields without a default,
+    /// then sets missing properties of present objects, and nulls of non-nullable fields,
+    /// to their defaults (in array items and additionalProperties values too).
+    pub fn apply_defaults(&self, obj: &mut Value) {
+        defaults::prune_nulls(obj, Some(&self.root));
+        defaults::default(obj, &self.root);
+    }
+
+    /// Validates the object against the schema's keywords, embedded resources' `apiVersion`
+    /// and `kind`, list types, then (when nothing blocking was found) the CEL rules. The
+    /// root's `apiVersion`, `kind` and `metadata` are left to the caller.
+    pub fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        self.check(obj, None)
+    }
+
+    /// As [`validate`](Self::validate), and evaluates transition rules (those using
+    /// `oldSelf`) where `old` has the same field (object members; items of lists of type
+    /// map, by their keys).
+    pub fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.check(new, Some(old))
+    }
+
+    fn check(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut validator = Validator { prefix: "", errors: Vec::new() };
+        validator.check(&self.root, obj, &mut String::new(), true);
+        let mut errors = validator.errors;
+        validate::embedded(&self.root, obj, &mut String::new(), &mut errors);
+        validate::lists(&self.root, obj, &mut String::new(), &mut errors);
+        if self.root.has_rules {
+            if errors.iter().any(blocks_rules) {
+                errors.push(FieldError::invalid(
+                    "",
+                    Value::from("null"),
+                    "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+                ));
+            } else {
+                rules::validate(&self.root, obj, old, &mut String::new(), true, &mut errors);
+            }
+        }
+        errors
+    }
+}
+
+/// Whether an error keeps upstream from evaluating CEL rules (`hasBlockingErr`): a wrong
+/// type, a missing field, a value not supported, too long or too many.
+fn blocks_rules(error: &FieldError) -> bool {
+    matches!(
+        error.kind,
+        FieldErrorKind::NotSupported(..)
+            | FieldErrorKind::Required
+            | FieldErrorKind::RequiredBecause(_)
+            | FieldErrorKind::TooLong(_)
+            | FieldErrorKind::TooMany(..)
+            | FieldErrorKind::TypeInvalid(..)
+    )
+}
+
+/// Upstream's `ValidateDefaults`: every default (but those inside the root's `metadata`) is
+/// pruned already and valid against its schema, CEL rules included.
+fn default_errors(s: &Schema, path: &str, inside_meta: bool, errors: &mut Vec<FieldError>) {
+    if let (Some(default), false) = (&s.default, inside_meta) {
+        let at = child(path, "default");
+        let mut pruned = default.clone();
+        prune::prune(&mut pruned, s, s.embedded);
+        if &pruned != default {
+            errors.push(FieldError::invalid(&at, default.clone(), "must not have unknown fields"));
+        }
+        let mut validator = Validator { prefix: &at, errors: Vec::new() };
+        validator.check(s, default, &mut String::new(), false);
+        if validator.errors.is_empty() {
+            let mut cel_path = at.clone();
+            rules::validate(s, default, Some(default), &mut cel_path, false, errors);
+        } else {
+            errors.append(&mut validator.errors);
+        }
+    }
+    if let Some(items) = &s.items {
+        default_errors(items, &child(path, "items"), inside_meta, errors);
+    }
+    let root = path_is_root(path, s);
+    for (k, p) in &s.properties {
+        let meta = inside_meta || (root && k == "metadata");
+        default_errors(p, &key(&child(path, "properties"), k), meta, errors);
+    }
+}
+
+/// Whether `path` is the schema's root: the only node whose path does not end in a
+/// `properties[...]`, `items` or `additionalProperties` step.
+fn path_is_root(path: &str, _s: &Schema) -> bool {
+    !(path.ends_with(']') || path.ends_with(".items") || path.ends_with(".additionalProperties"))
+}

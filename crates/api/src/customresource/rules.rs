@@ -1,0 +1,573 @@
+//! `x-kubernetes-validations`: CEL rules compiled once with the schema and evaluated with
+//! `self` (and `oldSelf` for transition rules) bound to the value at the rule's node, as
+//! upstream's `schema/cel` validator does.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use serde_json::Value;
+
+use super::schema::{Parser, Schema, child, key};
+use crate::validation::{FieldError, FieldErrorKind};
+
+/// The longest message a `messageExpression` may produce (upstream's
+/// `MaxEvaluatedMessageExpressionSizeBytes`).
+const MAX_MESSAGE_BYTES: usize = 5 * 1024;
+
+/// The reasons a rule may give (upstream's `FieldValueErrorReason`).
+const REASONS: [&str; 4] =
+    ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
+
+/// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
+const KNOWN_IDENTS: [&str; 14] = [
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+    "optional",
+    "math",
+    "strings",
+];
+
+/// What kind of field error a failed rule is reported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Invalid,
+    Forbidden,
+    Required,
+    Duplicate,
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub(crate) struct Rule {
+    source: String,
+    program: cel::Program,
+    message: Option<String>,
+    message_expression: Option<cel::Program>,
+    reason: Reason,
+    /// The `fieldPath`, as a path relative to the rule's node (`spec.x`, `[key]`).
+    field_path: Option<String>,
+    uses_old_self: bool,
+}
+
+impl Rule {
+    /// What errors quote of the rule: its message, else its source (upstream's
+    /// `ruleErrorString`).
+    fn error_string(&self) -> &str {
+        self.message.as_deref().unwrap_or(self.source.trim())
+    }
+
+    /// The message of a failure without `messageExpression`.
+    fn message_or_default(&self) -> String {
+        match &self.message {
+            Some(m) => m.clone(),
+            None => format!("failed rule: {}", self.source.trim()),
+        }
+    }
+}
+
+/// The CEL environment every rule is compiled and evaluated in: the standard library with
+/// the strings, lists and math extensions (as far as the `cel` crate has them).
+fn env() -> &'static Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = cel::Env::stdlib();
+        for extension in [cel::extensions::strings, cel::extensions::lists, cel::extensions::math] {
+            // An extension clashing with the standard library keeps the standard function.
+            let _ = env.add_extension(extension);
+        }
+        Arc::new(env)
+    })
+}
+
+fn has_line_break(s: &str) -> bool {
+    s.contains('\n')
+}
+
+/// The variables a program names that no comprehension binds.
+fn free_variables(program: &cel::Program) -> Vec<String> {
+    fn bound<'a>(e: &'a IdedExpr, out: &mut HashSet<&'a str>) {
+        match &e.expr {
+            Expr::Call(call) => {
+                if let Some(t) = &call.target {
+                    bound(t, out);
+                }
+                call.args.iter().for_each(|a| bound(a, out));
+            }
+            Expr::Comprehension(c) => {
+                out.insert(&c.iter_var);
+                if let Some(v) = &c.iter_var2 {
+                    out.insert(v);
+                }
+                out.insert(&c.accu_var);
+                for sub in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                    bound(sub, out);
+                }
+            }
+            Expr::List(l) => l.elements.iter().for_each(|x| bound(x, out)),
+            Expr::Map(m) => {
+                for entry in &m.entries {
+                    match &entry.expr {
+                        EntryExpr::StructField(f) => bound(&f.value, out),
+                        EntryExpr::MapEntry(m) => {
+                            bound(&m.key, out);
+                            bound(&m.value, out);
+                        }
+                    }
+                }
+            }
+            Expr::Select(s) => bound(&s.operand, out),
+            _ => {}
+        }
+    }
+    let mut comprehension = HashSet::new();
+    bound(program.expression(), &mut comprehension);
+    let mut free: Vec<String> = program
+        .references()
+        .variables()
+        .into_iter()
+        .filter(|v| {
+            *v != "self"
+                && *v != "oldSelf"
+                && !comprehension.contains(v)
+                && !KNOWN_IDENTS.contains(v)
+        })
+        .map(str::to_string)
+        .collect();
+    free.sort();
+    free
+}
+
+/// Compiles `source`, with upstream's wording for what does not compile.
+fn compile(source: &str) -> Result<cel::Program, String> {
+    let program = env().compile(source).map_err(|e| format!("compilation failed: {e}"))?;
+    if let Some(name) = free_variables(&program).first() {
+        return Err(format!(
+            "compilation failed: ERROR: <input>: undeclared reference to '{name}' (in container '')"
+        ));
+    }
+    Ok(program)
+}
+
+/// Parses a `fieldPath` against the schema of the rule's node: the normalized path, or why
+/// it is not valid (upstream's `ValidFieldPath`).
+fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
+    let mut out = String::new();
+    let mut s = schema;
+    let mut rest = path;
+    let step = |name: &str, s: &mut &Schema, out: &mut String| -> Result<(), String> {
+        if !s.properties.is_empty() {
+            let next = s.properties.get(name).ok_or("does not refer to a valid field")?;
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(name);
+            *s = next;
+        } else if let Some(next) = s.additional_schema() {
+            out.push_str(&format!("[{name}]"));
+            *s = next;
+        } else {
+            return Err("does not refer to a valid field".into());
+        }
+        Ok(())
+    };
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[', ']']).unwrap_or(r.len());
+            if end == 0 {
+                return Err("unexpected end of JSON path".into());
+            }
+            step(&r[..end], &mut s, &mut out)?;
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix("['") {
+            let mut end = None;
+            let bytes = r.as_bytes();
+            for i in 0..bytes.len() {
+                if bytes[i] == b'\'' && (i == 0 || bytes[i - 1] != b'\\') {
+                    end = Some(i);
+                    break;
+                }
+            }
+            let end = end.ok_or("unexpected end of JSON path")?;
+            let name = r[..end].replace("\\'", "'").replace("\\\\", "\\");
+            step(&name, &mut s, &mut out)?;
+            rest = r[end + 1..].strip_prefix(']').ok_or("expected ]")?;
+        } else {
+            return Err(format!("expected [ or . but got: {rest}"));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses and compiles a node's `x-kubernetes-validations`; `schema` is the node (its
+/// properties already parsed), `uncorrelatable` the array above whose items `oldSelf`
+/// cannot be used.
+pub(crate) fn parse_rules(
+    parser: &mut Parser,
+    value: &Value,
+    schema: &Schema,
+    path: &str,
+    uncorrelatable: Option<&str>,
+) -> Vec<Rule> {
+    let base = child(path, "x-kubernetes-validations");
+    let Some(list) = value.as_array() else {
+        parser.errors.push(FieldError::invalid(base, value.clone(), "must be a list"));
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let at = key(&base, i);
+        let text = |name: &str| entry.get(name).and_then(Value::as_str);
+        let source = text("rule").unwrap_or_default();
+        let mut ok = true;
+        if source.trim().is_empty() {
+            parser.errors.push(
+                FieldError::required(child(&at, "rule")).with_detail("rule is not specified"),
+            );
+            continue;
+        }
+        let message = text("message");
+        if let Some(m) = message {
+            if m.trim().is_empty() {
+                parser.errors.push(FieldError::invalid(
+                    child(&at, "message"),
+                    Value::from(m),
+                    "must be non-empty if specified",
+                ));
+                ok = false;
+            } else if has_line_break(m) {
+                parser.errors.push(FieldError::invalid(
+                    child(&at, "message"),
+                    Value::from(m),
+                    "must not contain line breaks",
+                ));
+                ok = false;
+            }
+        } else if has_line_break(source) {
+            parser.errors.push(
+                FieldError::required(child(&at, "message"))
+                    .with_detail("message must be specified if rule contains line breaks"),
+            );
+            ok = false;
+        }
+        let message_expression = text("messageExpression");
+        if message_expression.is_some_and(|m| m.trim().is_empty()) {
+            parser.errors.push(
+                FieldError::required(child(&at, "messageExpression"))
+                    .with_detail("messageExpression must be non-empty if specified"),
+            );
+            ok = false;
+        }
+        let reason = match text("reason") {
+            None | Some("FieldValueInvalid") => Reason::Invalid,
+            Some("FieldValueForbidden") => Reason::Forbidden,
+            Some("FieldValueRequired") => Reason::Required,
+            Some("FieldValueDuplicate") => Reason::Duplicate,
+            Some(other) => {
+                parser.errors.push(FieldError::not_supported(
+                    child(&at, "reason"),
+                    Value::from(other),
+                    &REASONS,
+                ));
+                ok = false;
+                Reason::Invalid
+            }
+        };
+        let mut normalized = None;
+        if let Some(fp) = text("fieldPath") {
+            let fp_path = child(&at, "fieldPath");
+            if fp.trim().is_empty() {
+                parser.errors.push(FieldError::invalid(
+                    fp_path,
+                    Value::from(fp),
+                    "must be non-empty if specified",
+                ));
+                ok = false;
+            } else if has_line_break(fp) {
+                parser.errors.push(FieldError::invalid(
+                    fp_path,
+                    Value::from(fp),
+                    "must not contain line breaks",
+                ));
+                ok = false;
+            } else {
+                match field_path(fp.trim(), schema) {
+                    Ok(p) => normalized = Some(p),
+                    Err(e) => {
+                        parser.errors.push(FieldError::invalid(
+                            fp_path,
+                            Value::from(fp),
+                            format!("must be a valid path: {e}"),
+                        ));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        let program = match compile(source) {
+            Ok(p) => p,
+            Err(e) => {
+                parser.rule_errors.push(FieldError::invalid(child(&at, "rule"), entry.clone(), e));
+                continue;
+            }
+        };
+        let uses_old_self = program.references().has_variable("oldSelf");
+        if uses_old_self {
+            if let Some(array) = uncorrelatable {
+                parser.rule_errors.push(FieldError::invalid(
+                    child(&at, "rule"),
+                    Value::from(source),
+                    format!(
+                        "oldSelf cannot be used on the uncorrelatable portion of the schema within {array}"
+                    ),
+                ));
+                ok = false;
+            }
+        } else if let Some(optional) = entry.get("optionalOldSelf").and_then(Value::as_bool) {
+            parser.rule_errors.push(FieldError::invalid(
+                child(&at, "optionalOldSelf"),
+                Value::Bool(optional),
+                "may not be set if oldSelf is not used in rule",
+            ));
+            ok = false;
+        }
+        let message_expression = match message_expression.filter(|m| !m.trim().is_empty()) {
+            None => None,
+            Some(m) => match compile(m) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    parser.rule_errors.push(FieldError::invalid(
+                        child(&at, "messageExpression"),
+                        entry.clone(),
+                        format!("messageExpression {e}"),
+                    ));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        if ok {
+            rules.push(Rule {
+                source: source.to_string(),
+                program,
+                message: message.map(|m| m.trim().to_string()),
+                message_expression,
+                reason,
+                field_path: normalized,
+                uses_old_self,
+            });
+        }
+    }
+    rules
+}
+
+/// A JSON value as a CEL value typed by its schema: `number`s are doubles, `byte` strings
+/// bytes; at the resource's root, `metadata` holds only `name` and `generateName`, as
+/// upstream declares it to rules.
+fn typed(value: &Value, schema: Option<&Schema>, root: bool) -> cel::Value {
+    let Some(s) = schema else { return crate::cel::to_cel(value) };
+    match value {
+        Value::Number(n) if s.type_name == "number" => {
+            cel::Value::Float(n.as_f64().unwrap_or_default())
+        }
+        Value::String(text) if s.format == "byte" => {
+            match base64::engine::general_purpose::STANDARD.decode(text) {
+                Ok(bytes) => cel::Value::Bytes(Arc::new(bytes)),
+                Err(_) => crate::cel::to_cel(value),
+            }
+        }
+        Value::Array(items) => {
+            let item = s.items.as_deref();
+            cel::Value::List(Arc::new(items.iter().map(|v| typed(v, item, false)).collect()))
+        }
+        Value::Object(map) => {
+            let mut out: HashMap<String, cel::Value> = HashMap::with_capacity(map.len());
+            for (k, v) in map {
+                let converted = if root && k == "metadata" {
+                    let mut meta = HashMap::new();
+                    for name in ["name", "generateName"] {
+                        if let Some(x) = v.get(name) {
+                            meta.insert(name.to_string(), crate::cel::to_cel(x));
+                        }
+                    }
+                    cel::Value::Map(meta.into())
+                } else {
+                    typed(v, s.member(k), false)
+                };
+                out.insert(k.clone(), converted);
+            }
+            cel::Value::Map(out.into())
+        }
+        _ => crate::cel::to_cel(value),
+    }
+}
+
+/// Evaluates the rules of `schema` and below over `value`, with `old` the correlated old
+/// value for transition rules; errors' paths start at `path`.
+pub(crate) fn validate(
+    schema: &Schema,
+    value: &Value,
+    old: Option<&Value>,
+    path: &mut String,
+    root: bool,
+    errors: &mut Vec<FieldError>,
+) {
+    if value.is_null() || !schema.has_rules {
+        return;
+    }
+    let old = old.filter(|o| !o.is_null());
+    if !schema.rules.is_empty() {
+        evaluate(schema, value, old, path, root, errors);
+    }
+    match value {
+        Value::Array(items) => {
+            let Some(item_schema) = schema.items.as_deref().filter(|i| i.has_rules) else {
+                return;
+            };
+            let old_items = old.and_then(Value::as_array);
+            for (i, item) in items.iter().enumerate() {
+                let old_item = old_items.and_then(|o| correlate(schema, o, item));
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                validate(item_schema, item, old_item, path, false, errors);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                if root && (k == "metadata" || k == "apiVersion" || k == "kind") {
+                    continue;
+                }
+                let len = path.len();
+                let sub = if let Some(p) = schema.properties.get(k) {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    p
+                } else if let Some(a) = schema.additional_schema() {
+                    path.push_str(&format!("[{k}]"));
+                    a
+                } else {
+                    continue;
+                };
+                if sub.has_rules {
+                    let old_v = old.and_then(|o| o.get(k));
+                    validate(sub, v, old_v, path, false, errors);
+                }
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The old item a new item of a list corresponds to: the one with the same keys in a list
+/// of type map; none in other lists (upstream correlates only map lists).
+fn correlate<'a>(schema: &Schema, old: &'a [Value], item: &Value) -> Option<&'a Value> {
+    if schema.list_type.as_deref() != Some("map") || schema.list_map_keys.is_empty() {
+        return None;
+    }
+    old.iter().find(|o| schema.list_map_keys.iter().all(|k| o.get(k) == item.get(k)))
+}
+
+fn evaluate(
+    schema: &Schema,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    root: bool,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut context = cel::Context::with_env(env().clone());
+    context.add_variable_from_value("self", typed(value, Some(schema), root));
+    let old = old.filter(|_| schema.rules.iter().any(|r| r.uses_old_self));
+    if let Some(old) = old {
+        context.add_variable_from_value("oldSelf", typed(old, Some(schema), root));
+    }
+    let type_value = || Value::from(schema.type_name.as_str());
+    for rule in &schema.rules {
+        if rule.uses_old_self && old.is_none() {
+            continue;
+        }
+        match rule.program.execute(&context) {
+            Ok(cel::Value::Bool(true)) => continue,
+            Ok(cel::Value::Bool(false)) => {}
+            Ok(other) => {
+                errors.push(FieldError::invalid(
+                    path,
+                    type_value(),
+                    format!(
+                        "rule evaluated to {:?}, not a bool, evaluating rule: {}",
+                        other.type_of(),
+                        rule.error_string()
+                    ),
+                ));
+                continue;
+            }
+            Err(e @ cel::ExecutionError::NoSuchOverload(_)) => {
+                errors.push(FieldError::invalid(
+                    path,
+                    type_value(),
+                    format!(
+                        "'{e}': call arguments did not match a supported operator, function or macro signature for rule: {}",
+                        rule.error_string()
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                errors.push(FieldError::invalid(
+                    path,
+                    type_value(),
+                    format!("{e} evaluating rule: {}", rule.error_string()),
+                ));
+                continue;
+            }
+        }
+        let field = match &rule.field_path {
+            Some(p) => child(path, p),
+            None => path.to_string(),
+        };
+        let detail = rule
+            .message_expression
+            .as_ref()
+            .and_then(|m| evaluate_message(m, &context))
+            .unwrap_or_else(|| rule.message_or_default());
+        let bad_value = if schema.type_name == "object" || schema.type_name == "array" {
+            type_value()
+        } else {
+            value.clone()
+        };
+        let kind = match rule.reason {
+            Reason::Invalid => FieldErrorKind::Invalid(bad_value, detail),
+            Reason::Forbidden => FieldErrorKind::Forbidden(detail),
+            Reason::Required => FieldErrorKind::RequiredBecause(detail),
+            Reason::Duplicate => FieldErrorKind::Duplicate(bad_value),
+        };
+        errors.push(FieldError { field, kind });
+    }
+}
+
+/// A `messageExpression`'s message, or none when it fails (upstream then falls back to the
+/// rule's message).
+fn evaluate_message(program: &cel::Program, context: &cel::Context) -> Option<String> {
+    match program.execute(context) {
+        Ok(cel::Value::String(s)) => {
+            let trimmed = s.trim();
+            (!trimmed.is_empty() && trimmed.len() <= MAX_MESSAGE_BYTES && !has_line_break(trimmed))
+                .then(|| trimmed.to_string())
+        }
+        _ => None,
+    }
+}
