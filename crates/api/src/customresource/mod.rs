@@ -81,17 +81,26 @@ impl StructuralSchema {
 
     /// As [`validate`](Self::validate), and evaluates transition rules (those using
     /// `oldSelf`) where `old` has the same field (object members; items of lists of type
-    /// map, by their keys).
+    /// map, by their keys). As upstream's ratcheting, a value equal to its correlated old
+    /// value is not validated against the keywords nor rules without `oldSelf` (upstream
+    /// warns instead), and list uniqueness is checked only if the old object kept it.
     pub fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         self.check(new, Some(old))
     }
 
     fn check(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut validator = Validator { prefix: "", errors: Vec::new() };
-        validator.check(&self.root, obj, &mut String::new(), true);
+        validator.check(&self.root, obj, old, &mut String::new(), true);
         let mut errors = validator.errors;
         validate::embedded(&self.root, obj, &mut String::new(), &mut errors);
-        validate::lists(&self.root, obj, &mut String::new(), &mut errors);
+        // On an update, list uniqueness is checked only when the old object kept it.
+        let mut old_list_errors = Vec::new();
+        if let Some(old) = old {
+            validate::lists(&self.root, old, &mut String::new(), &mut old_list_errors);
+        }
+        if old_list_errors.is_empty() {
+            validate::lists(&self.root, obj, &mut String::new(), &mut errors);
+        }
         if self.root.has_rules {
             if errors.iter().any(blocks_rules) {
                 errors.push(FieldError::invalid(
@@ -100,7 +109,7 @@ impl StructuralSchema {
                     "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
                 ));
             } else {
-                rules::validate(&self.root, obj, old, &mut String::new(), true, &mut errors);
+                rules::validate(&self.root, obj, old, true, &mut String::new(), true, &mut errors);
             }
         }
         errors
@@ -132,10 +141,10 @@ fn default_errors(s: &Schema, path: &str, inside_meta: bool, errors: &mut Vec<Fi
             errors.push(FieldError::invalid(&at, default.clone(), "must not have unknown fields"));
         }
         let mut validator = Validator { prefix: &at, errors: Vec::new() };
-        validator.check(s, default, &mut String::new(), false);
+        validator.check(s, default, None, &mut String::new(), false);
         if validator.errors.is_empty() {
             let mut cel_path = at.clone();
-            rules::validate(s, default, Some(default), &mut cel_path, false, errors);
+            rules::validate(s, default, Some(default), false, &mut cel_path, false, errors);
         } else {
             errors.append(&mut validator.errors);
         }

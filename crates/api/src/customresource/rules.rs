@@ -10,6 +10,7 @@ use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use serde_json::Value;
 
 use super::schema::{Parser, Schema, child, key};
+use super::validate;
 use crate::validation::{FieldError, FieldErrorKind};
 
 /// The longest message a `messageExpression` may produce (upstream's
@@ -413,11 +414,13 @@ fn typed(value: &Value, schema: Option<&Schema>, root: bool) -> cel::Value {
 }
 
 /// Evaluates the rules of `schema` and below over `value`, with `old` the correlated old
-/// value for transition rules; errors' paths start at `path`.
+/// value for transition rules; errors' paths start at `path`. With `ratchet`, rules without
+/// `oldSelf` are not evaluated on values equal to their old ones.
 pub(crate) fn validate(
     schema: &Schema,
     value: &Value,
     old: Option<&Value>,
+    ratchet: bool,
     path: &mut String,
     root: bool,
     errors: &mut Vec<FieldError>,
@@ -427,7 +430,7 @@ pub(crate) fn validate(
     }
     let old = old.filter(|o| !o.is_null());
     if !schema.rules.is_empty() {
-        evaluate(schema, value, old, path, root, errors);
+        evaluate(schema, value, old, ratchet, path, root, errors);
     }
     match value {
         Value::Array(items) => {
@@ -436,10 +439,10 @@ pub(crate) fn validate(
             };
             let old_items = old.and_then(Value::as_array);
             for (i, item) in items.iter().enumerate() {
-                let old_item = old_items.and_then(|o| correlate(schema, o, item));
+                let old_item = old_items.and_then(|o| validate::correlate(schema, o, item));
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                validate(item_schema, item, old_item, path, false, errors);
+                validate(item_schema, item, old_item, ratchet, path, false, errors);
                 path.truncate(len);
             }
         }
@@ -463,7 +466,7 @@ pub(crate) fn validate(
                 };
                 if sub.has_rules {
                     let old_v = old.and_then(|o| o.get(k));
-                    validate(sub, v, old_v, path, false, errors);
+                    validate(sub, v, old_v, ratchet, path, false, errors);
                 }
                 path.truncate(len);
             }
@@ -472,32 +475,28 @@ pub(crate) fn validate(
     }
 }
 
-/// The old item a new item of a list corresponds to: the one with the same keys in a list
-/// of type map; none in other lists (upstream correlates only map lists).
-fn correlate<'a>(schema: &Schema, old: &'a [Value], item: &Value) -> Option<&'a Value> {
-    if schema.list_type.as_deref() != Some("map") || schema.list_map_keys.is_empty() {
-        return None;
-    }
-    old.iter().find(|o| schema.list_map_keys.iter().all(|k| o.get(k) == item.get(k)))
-}
-
 fn evaluate(
     schema: &Schema,
     value: &Value,
     old: Option<&Value>,
+    ratchet: bool,
     path: &str,
     root: bool,
     errors: &mut Vec<FieldError>,
 ) {
     let mut context = cel::Context::with_env(env().clone());
     context.add_variable_from_value("self", typed(value, Some(schema), root));
+    let old_value = old;
     let old = old.filter(|_| schema.rules.iter().any(|r| r.uses_old_self));
     if let Some(old) = old {
         context.add_variable_from_value("oldSelf", typed(old, Some(schema), root));
     }
     let type_value = || Value::from(schema.type_name.as_str());
+    // Upstream's ratcheting: a rule without oldSelf that fails on a value equal to the old
+    // one only warns.
+    let unchanged = ratchet && old_value.is_some_and(|o| o == value);
     for rule in &schema.rules {
-        if rule.uses_old_self && old.is_none() {
+        if rule.uses_old_self && old.is_none() || !rule.uses_old_self && unchanged {
             continue;
         }
         match rule.program.execute(&context) {

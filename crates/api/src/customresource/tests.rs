@@ -930,3 +930,44 @@ fn floats_print_as_go_prints_them() {
         assert_eq!(validate::go_float(f), want);
     }
 }
+
+#[test]
+fn updates_ratchet_errors_of_unchanged_values() {
+    let schema = compiled(json!({
+        "type": "object",
+        "properties": {"spec": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "pattern": "^[a-z]{1,3}$"},
+                "size": {"type": "integer", "x-kubernetes-validations": [{"rule": "self < 10", "message": "too big"}]},
+                "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+            },
+        }},
+    }));
+    let old = object(json!({"name": "toolong", "size": 20, "tags": ["a", "a"]}));
+    // Nothing changed: nothing reported, although the old object is invalid.
+    assert!(schema.validate_update(&old, &old).is_empty());
+    // Another field changed: the unchanged invalid ones still ratchet.
+    let mut new = old.clone();
+    new["spec"]["extra"] = json!(1);
+    assert!(schema.validate_update(&new, &old).is_empty());
+    // Changed values are validated.
+    let new = object(json!({"name": "longer", "size": 30, "tags": ["b", "b"]}));
+    assert_eq!(
+        strings(&schema.validate_update(&new, &old)),
+        vec![
+            "spec.name: Invalid value: \"longer\": spec.name in body should match '^[a-z]{1,3}$'",
+            "spec.size: Invalid value: 30: too big"
+        ]
+    );
+    // List uniqueness is checked when the old object had unique lists.
+    let old = object(json!({"tags": ["a"]}));
+    assert_eq!(
+        strings(&schema.validate_update(&new, &old)),
+        vec![
+            "spec.name: Invalid value: \"longer\": spec.name in body should match '^[a-z]{1,3}$'",
+            "spec.tags[1]: Duplicate value: \"b\"",
+            "spec.size: Invalid value: 30: too big",
+        ]
+    );
+}

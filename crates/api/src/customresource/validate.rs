@@ -132,8 +132,20 @@ impl Validator<'_> {
     }
 
     /// Validates `value` at kube-openapi path `name` (empty at the root) against `s`;
-    /// `root` skips the members of a resource's root validated elsewhere.
-    pub(crate) fn check(&mut self, s: &Schema, value: &Value, name: &mut String, root: bool) {
+    /// `root` skips the members of a resource's root validated elsewhere. On an update,
+    /// `old` is the old value correlated with this one: a value equal to it is not
+    /// validated (upstream's ratcheting: its errors would only be warnings).
+    pub(crate) fn check(
+        &mut self,
+        s: &Schema,
+        value: &Value,
+        old: Option<&Value>,
+        name: &mut String,
+        root: bool,
+    ) {
+        if old.is_some_and(|o| o == value) {
+            return;
+        }
         self.check_type(s, value, name);
         if value.is_null() {
             self.check_enum(s, value, name);
@@ -151,12 +163,15 @@ impl Validator<'_> {
                 }
             }
             Value::Number(n) => self.check_number(s, value, n, name),
-            Value::Array(items) => self.check_array(s, items, name),
+            Value::Array(items) => {
+                let old_items = old.and_then(Value::as_array).map(Vec::as_slice);
+                self.check_array(s, items, old_items, name)
+            }
             _ => {}
         }
         self.check_enum(s, value, name);
         if let Value::Object(map) = value {
-            self.check_object(s, map, name, root);
+            self.check_object(s, map, old.and_then(Value::as_object), name, root);
         }
     }
 
@@ -195,7 +210,7 @@ impl Validator<'_> {
     /// Whether `value` validates against `s`, with its errors.
     fn sub(&self, s: &Schema, value: &Value, name: &str) -> Vec<FieldError> {
         let mut v = Validator { prefix: self.prefix, errors: Vec::new() };
-        v.check(s, value, &mut name.to_string(), false);
+        v.check(s, value, None, &mut name.to_string(), false);
         v.errors
     }
 
@@ -330,12 +345,19 @@ impl Validator<'_> {
         }
     }
 
-    fn check_array(&mut self, s: &Schema, items: &[Value], name: &mut String) {
+    fn check_array(
+        &mut self,
+        s: &Schema,
+        items: &[Value],
+        old: Option<&[Value]>,
+        name: &mut String,
+    ) {
         if let Some(item_schema) = &s.items {
             let len = name.len();
             for (i, item) in items.iter().enumerate() {
                 name.push_str(&format!("[{i}]"));
-                self.check(item_schema, item, name, false);
+                let old_item = old.and_then(|o| correlate(s, o, item));
+                self.check(item_schema, item, old_item, name, false);
                 name.truncate(len);
             }
         }
@@ -386,6 +408,7 @@ impl Validator<'_> {
         &mut self,
         s: &Schema,
         map: &Map<String, Value>,
+        old: Option<&Map<String, Value>>,
         name: &mut String,
         root: bool,
     ) {
@@ -422,7 +445,7 @@ impl Validator<'_> {
                 name.push('.');
             }
             name.push_str(k);
-            self.check(sub, v, name, false);
+            self.check(sub, v, old.and_then(|o| o.get(k)), name, false);
             name.truncate(len);
         }
         for k in &s.required {
@@ -433,6 +456,15 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The old item a new item of a list corresponds to: the one with the same keys in a list
+/// of type map; none in other lists (upstream correlates only map lists).
+pub(crate) fn correlate<'a>(schema: &Schema, old: &'a [Value], item: &Value) -> Option<&'a Value> {
+    if schema.list_type.as_deref() != Some("map") || schema.list_map_keys.is_empty() {
+        return None;
+    }
+    old.iter().find(|o| schema.list_map_keys.iter().all(|k| o.get(k) == item.get(k)))
 }
 
 /// `path.name` in a field path being built.
