@@ -8,6 +8,37 @@ use super::schema::Schema;
 
 const META: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
+/// The fields of an `ObjectMeta`.
+const OBJECT_META: [&str; 15] = [
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+/// Whether Go's JSON encoding of an `ObjectMeta` leaves a field out (`omitempty`).
+fn empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
 /// Where a pruned field's path is built: `spec.foo`, `spec.items[2].bar`.
 struct Pruner {
     path: String,
@@ -39,8 +70,27 @@ impl Pruner {
         len
     }
 
+    /// The `metadata` of an embedded resource as upstream's decoding into an `ObjectMeta`
+    /// and back leaves it (`objectmeta.Coerce`): unknown fields dropped (and reported),
+    /// empty ones left out.
+    fn coerce_metadata(&mut self, x: &mut Value) {
+        let Some(Value::Object(meta)) = x.get_mut("metadata") else { return };
+        let len = self.enter_key("metadata");
+        meta.retain(|k, v| {
+            if !OBJECT_META.contains(&k.as_str()) {
+                self.record(k);
+                return false;
+            }
+            !empty(v)
+        });
+        self.path.truncate(len);
+    }
+
     /// `embedded` is the schema's `x-kubernetes-embedded-resource`, true at the root.
     fn prune(&mut self, x: &mut Value, s: Option<&Schema>, embedded: bool) {
+        if embedded && !self.path.is_empty() {
+            self.coerce_metadata(x);
+        }
         if let Some(s) = s.filter(|s| s.preserve_unknown) {
             self.skip(x, s, embedded);
             return;
@@ -89,6 +139,9 @@ impl Pruner {
     /// Below `x-kubernetes-preserve-unknown-fields`: unknown fields stay, known ones are
     /// pruned by their own schemas.
     fn skip(&mut self, x: &mut Value, s: &Schema, embedded: bool) {
+        if embedded && !self.path.is_empty() {
+            self.coerce_metadata(x);
+        }
         match x {
             Value::Object(map) => {
                 for (k, v) in map.iter_mut() {

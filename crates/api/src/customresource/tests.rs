@@ -336,7 +336,7 @@ fn pruning_drops_unknown_fields_and_reports_their_paths() {
             "list": [{"a": "x", "z": 1}, {"a": "y"}],
             "free": {"anything": {"deep": 1}, "typed": {"b": "b", "c": "c"}},
             "labels": {"x": "y"},
-            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}, "extra": 1},
+            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1, "labels": {}}, "spec": {}, "extra": 1},
         },
     });
     let pruned = schema.prune(&mut obj);
@@ -346,6 +346,7 @@ fn pruning_drops_unknown_fields_and_reports_their_paths() {
             "spec.free.typed.c",
             "spec.list[0].z",
             "spec.template.extra",
+            "spec.template.metadata.bogus",
             "spec.unknown",
             "status",
         ]
