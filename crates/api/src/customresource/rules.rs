@@ -59,6 +59,8 @@ pub(crate) struct Rule {
     /// The `fieldPath`, as a path relative to the rule's node (`spec.x`, `[key]`).
     field_path: Option<String>,
     uses_old_self: bool,
+    /// `optionalOldSelf`: `oldSelf` is an optional, and the rule runs without an old value.
+    optional_old_self: bool,
 }
 
 impl Rule {
@@ -366,6 +368,8 @@ pub(crate) fn parse_rules(
                 reason,
                 field_path: normalized,
                 uses_old_self,
+                optional_old_self: uses_old_self
+                    && entry.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
             });
         }
     }
@@ -485,21 +489,41 @@ fn evaluate(
     errors: &mut Vec<FieldError>,
 ) {
     let mut context = cel::Context::with_env(env().clone());
-    context.add_variable_from_value("self", typed(value, Some(schema), root));
+    let self_value = typed(value, Some(schema), root);
+    context.add_variable_from_value("self", self_value.clone());
     let old_value = old;
     let old = old.filter(|_| schema.rules.iter().any(|r| r.uses_old_self));
-    if let Some(old) = old {
-        context.add_variable_from_value("oldSelf", typed(old, Some(schema), root));
+    let old_self = old.map(|o| typed(o, Some(schema), root));
+    if let Some(o) = &old_self {
+        context.add_variable_from_value("oldSelf", o.clone());
+    }
+    // Rules with optionalOldSelf see oldSelf as an optional, none without an old value.
+    let mut optional_context = None;
+    if schema.rules.iter().any(|r| r.optional_old_self) {
+        let mut c = cel::Context::with_env(env().clone());
+        c.add_variable_from_value("self", self_value);
+        let optional = match old_self.map(Box::<dyn cel::common::value::Val>::try_from) {
+            Some(Ok(v)) => cel::common::types::CelOptional::of(v),
+            _ => cel::common::types::CelOptional::none(),
+        };
+        c.add_variable_as_val("oldSelf", Box::new(optional));
+        optional_context = Some(c);
     }
     let type_value = || Value::from(schema.type_name.as_str());
     // Upstream's ratcheting: a rule without oldSelf that fails on a value equal to the old
     // one only warns.
     let unchanged = ratchet && old_value.is_some_and(|o| o == value);
     for rule in &schema.rules {
-        if rule.uses_old_self && old.is_none() || !rule.uses_old_self && unchanged {
+        if rule.uses_old_self && old.is_none() && !rule.optional_old_self
+            || !rule.uses_old_self && unchanged
+        {
             continue;
         }
-        match rule.program.execute(&context) {
+        let context = match &optional_context {
+            Some(c) if rule.optional_old_self => c,
+            _ => &context,
+        };
+        match rule.program.execute(context) {
             Ok(cel::Value::Bool(true)) => continue,
             Ok(cel::Value::Bool(false)) => {}
             Ok(other) => {
@@ -541,7 +565,7 @@ fn evaluate(
         let detail = rule
             .message_expression
             .as_ref()
-            .and_then(|m| evaluate_message(m, &context))
+            .and_then(|m| evaluate_message(m, context))
             .unwrap_or_else(|| rule.message_or_default());
         let bad_value = if schema.type_name == "object" || schema.type_name == "array" {
             type_value()

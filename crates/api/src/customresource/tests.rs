@@ -972,3 +972,28 @@ fn updates_ratchet_errors_of_unchanged_values() {
         ]
     );
 }
+
+#[test]
+fn optional_old_self_rules_run_on_create_too() {
+    let schema = compiled(with_x(json!({
+        "type": "string",
+        "x-kubernetes-validations": [{
+            "rule": "!oldSelf.hasValue() || self == oldSelf.value()",
+            "optionalOldSelf": true,
+            "message": "immutable once set",
+        }, {
+            "rule": "oldSelf.hasValue() || self != 'bad'",
+            "optionalOldSelf": true,
+            "message": "not bad on create",
+        }],
+    })));
+    assert_eq!(
+        strings(&schema.validate(&object(json!({"x": "bad"})))),
+        vec!["spec.x: Invalid value: \"bad\": not bad on create"]
+    );
+    assert!(schema.validate(&object(json!({"x": "a"}))).is_empty());
+    assert_eq!(
+        strings(&schema.validate_update(&object(json!({"x": "b"})), &object(json!({"x": "a"})))),
+        vec!["spec.x: Invalid value: \"b\": immutable once set"]
+    );
+}
