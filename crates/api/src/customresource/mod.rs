@@ -17,6 +17,7 @@
 
 mod defaults;
 mod formats;
+mod library;
 mod prune;
 mod rules;
 mod schema;

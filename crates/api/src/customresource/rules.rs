@@ -80,7 +80,8 @@ impl Rule {
 }
 
 /// The CEL environment every rule is compiled and evaluated in: the standard library with
-/// the strings, lists and math extensions (as far as the `cel` crate has them).
+/// the strings, lists and math extensions (as far as the `cel` crate has them) and
+/// Kubernetes' lists library.
 fn env() -> &'static Arc<cel::Env> {
     static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -89,6 +90,7 @@ fn env() -> &'static Arc<cel::Env> {
             // An extension clashing with the standard library keeps the standard function.
             let _ = env.add_extension(extension);
         }
+        let _ = super::library::lists(&mut env);
         Arc::new(env)
     })
 }
