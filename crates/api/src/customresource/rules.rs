@@ -164,6 +164,174 @@ fn compile(source: &str) -> Result<cel::Program, String> {
     Ok(program)
 }
 
+/// What a rule's expression is known to be, for checking the fields it selects.
+#[derive(Clone, Copy)]
+enum Known<'a> {
+    /// A value of this schema; `Meta` says which of `apiVersion`, `kind` and `metadata` it
+    /// has besides its properties.
+    Node(&'a Schema, Meta),
+    /// The root's `metadata`: only `name` and `generateName`, as upstream declares it.
+    RootMetadata,
+    /// Anything (unknown fields preserved, function results, ...).
+    Unknown,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Meta {
+    None,
+    Root,
+    Embedded,
+}
+
+fn node(s: &Schema, root: bool) -> Known<'_> {
+    let meta = if root {
+        Meta::Root
+    } else if s.embedded {
+        Meta::Embedded
+    } else {
+        Meta::None
+    };
+    Known::Node(s, meta)
+}
+
+/// The first field a program selects that its schema does not declare (upstream's type
+/// check: `undefined field 'z'`), with where.
+fn undefined_field<'a>(
+    e: &'a IdedExpr,
+    vars: &mut Vec<(&'a str, Known<'a>)>,
+) -> Result<Known<'a>, (u64, String)> {
+    match &e.expr {
+        Expr::Ident(name) => {
+            Ok(vars.iter().rev().find(|(n, _)| n == name).map_or(Known::Unknown, |(_, k)| *k))
+        }
+        Expr::Select(select) => {
+            let operand = undefined_field(&select.operand, vars)?;
+            let field = select.field.as_str();
+            match operand {
+                Known::Node(s, meta) => {
+                    if meta != Meta::None && (field == "apiVersion" || field == "kind") {
+                        return Ok(Known::Unknown);
+                    }
+                    if field == "metadata" && meta == Meta::Root {
+                        return Ok(Known::RootMetadata);
+                    }
+                    if field == "metadata" && meta == Meta::Embedded {
+                        return Ok(Known::Unknown);
+                    }
+                    if let Some(p) = s.properties.get(field) {
+                        return Ok(node(p, false));
+                    }
+                    if let Some(a) = s.additional_schema() {
+                        return Ok(node(a, false));
+                    }
+                    let closed = s.type_name == "object"
+                        && !s.preserve_unknown
+                        && !matches!(s.additional, Some(super::schema::Additional::Allows(true)));
+                    if closed {
+                        Err((select.operand.id.max(e.id), field.to_string()))
+                    } else {
+                        Ok(Known::Unknown)
+                    }
+                }
+                Known::RootMetadata => {
+                    if field == "name" || field == "generateName" {
+                        Ok(Known::Unknown)
+                    } else {
+                        Err((e.id, field.to_string()))
+                    }
+                }
+                Known::Unknown => Ok(Known::Unknown),
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(t) = &call.target {
+                undefined_field(t, vars)?;
+            }
+            let mut args = Vec::with_capacity(call.args.len());
+            for a in &call.args {
+                args.push(undefined_field(a, vars)?);
+            }
+            if call.func_name == "_[_]" {
+                if let Some(Known::Node(s, _)) = args.first() {
+                    if let Some(items) = &s.items {
+                        return Ok(node(items, false));
+                    }
+                    if let Some(a) = s.additional_schema() {
+                        return Ok(node(a, false));
+                    }
+                }
+            }
+            Ok(Known::Unknown)
+        }
+        Expr::Comprehension(c) => {
+            let range = undefined_field(&c.iter_range, vars)?;
+            undefined_field(&c.accu_init, vars)?;
+            let element = match range {
+                Known::Node(s, _) if s.type_name == "array" => {
+                    s.items.as_deref().map_or(Known::Unknown, |i| node(i, false))
+                }
+                _ => Known::Unknown,
+            };
+            let depth = vars.len();
+            vars.push((c.iter_var.as_str(), element));
+            if let Some(v2) = &c.iter_var2 {
+                vars.push((v2.as_str(), Known::Unknown));
+            }
+            vars.push((c.accu_var.as_str(), Known::Unknown));
+            let result = [&c.loop_cond, &c.loop_step, &c.result]
+                .into_iter()
+                .try_for_each(|sub| undefined_field(sub, vars).map(|_| ()));
+            vars.truncate(depth);
+            result?;
+            Ok(Known::Unknown)
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                undefined_field(x, vars)?;
+            }
+            Ok(Known::Unknown)
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                match &entry.expr {
+                    EntryExpr::StructField(f) => {
+                        undefined_field(&f.value, vars)?;
+                    }
+                    EntryExpr::MapEntry(m) => {
+                        undefined_field(&m.key, vars)?;
+                        undefined_field(&m.value, vars)?;
+                    }
+                }
+            }
+            Ok(Known::Unknown)
+        }
+        _ => Ok(Known::Unknown),
+    }
+}
+
+/// Checks the fields a compiled program selects from `self` and `oldSelf` against the
+/// schema of the rule's node.
+fn check_fields(
+    program: cel::Program,
+    schema: &Schema,
+    root: bool,
+) -> Result<cel::Program, String> {
+    let known = node(schema, root);
+    let mut vars = vec![("self", known), ("oldSelf", known)];
+    match undefined_field(program.expression(), &mut vars) {
+        Ok(_) => Ok(program),
+        Err((id, field)) => {
+            let source = &program.source_info().source;
+            let start = program.source_info().offset_for(id).map_or(0, |(start, _)| start as usize);
+            let before: String = source.chars().take(start).collect();
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+            let at = format!("{line}:{column}");
+            Err(format!("compilation failed: ERROR: <input>:{at}: undefined field '{field}'"))
+        }
+    }
+}
+
 /// Parses a `fieldPath` against the schema of the rule's node: the normalized path, or why
 /// it is not valid (upstream's `ValidFieldPath`).
 fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
@@ -223,6 +391,7 @@ pub(crate) fn parse_rules(
     schema: &Schema,
     path: &str,
     uncorrelatable: Option<&str>,
+    root: bool,
 ) -> Vec<Rule> {
     let base = child(path, "x-kubernetes-validations");
     let Some(list) = value.as_array() else {
@@ -319,7 +488,7 @@ pub(crate) fn parse_rules(
                 }
             }
         }
-        let program = match compile(source) {
+        let program = match compile(source).and_then(|p| check_fields(p, schema, root)) {
             Ok(p) => p,
             Err(e) => {
                 parser.rule_errors.push(FieldError::invalid(child(&at, "rule"), entry.clone(), e));
@@ -348,7 +517,7 @@ pub(crate) fn parse_rules(
         }
         let message_expression = match message_expression.filter(|m| !m.trim().is_empty()) {
             None => None,
-            Some(m) => match compile(m) {
+            Some(m) => match compile(m).and_then(|p| check_fields(p, schema, root)) {
                 Ok(p) => Some(p),
                 Err(e) => {
                     parser.rule_errors.push(FieldError::invalid(
@@ -555,7 +724,7 @@ fn evaluate(
                 errors.push(FieldError::invalid(
                     path,
                     type_value(),
-                    format!("{e} evaluating rule: {}", rule.error_string()),
+                    format!("{} evaluating rule: {}", go_error(&e), rule.error_string()),
                 ));
                 continue;
             }
@@ -581,6 +750,20 @@ fn evaluate(
             Reason::Duplicate => FieldErrorKind::Duplicate(bad_value),
         };
         errors.push(FieldError { field, kind });
+    }
+}
+
+/// An evaluation error as cel-go words the common ones.
+fn go_error(e: &cel::ExecutionError) -> String {
+    match e {
+        cel::ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
+        cel::ExecutionError::DivisionByZero(_) => "division by zero".into(),
+        cel::ExecutionError::RemainderByZero(_) => "modulus by zero".into(),
+        cel::ExecutionError::Overflow(..) => "integer overflow".into(),
+        cel::ExecutionError::IndexOutOfBounds(cel::Value::Int(i)) => {
+            format!("index out of bounds: {i}")
+        }
+        other => other.to_string(),
     }
 }
 

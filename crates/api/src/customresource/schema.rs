@@ -174,6 +174,8 @@ pub(crate) fn key(path: &str, key: impl std::fmt::Display) -> String {
 
 #[derive(Clone)]
 struct Context {
+    /// The resource's root schema.
+    root: bool,
     /// Inside `allOf`, `anyOf`, `oneOf` or `not`.
     nested: bool,
     /// The array above whose items `oldSelf` cannot be correlated (upstream's
@@ -268,7 +270,7 @@ impl Parser {
 
     /// Parses the root schema at `path`.
     pub(crate) fn parse_root(&mut self, value: &Value, path: &str) -> Schema {
-        let ctx = Context { nested: false, uncorrelatable: None };
+        let ctx = Context { root: true, nested: false, uncorrelatable: None };
         let root = self.parse(value, path, &ctx);
         if root.nullable {
             self.forbidden(child(path, "nullable"), "nullable cannot be true at the root");
@@ -277,6 +279,8 @@ impl Parser {
     }
 
     fn parse(&mut self, value: &Value, path: &str, ctx: &Context) -> Schema {
+        let root = ctx.root;
+        let ctx = &Context { root: false, ..ctx.clone() };
         let mut s = Schema { only_type: true, ..Schema::default() };
         let Some(map) = value.as_object() else {
             self.invalid(path.to_string(), value, "must be a schema object");
@@ -407,7 +411,7 @@ impl Parser {
         if let Some(v) = validations
             && !ctx.nested
         {
-            s.rules = rules::parse_rules(self, v, &s, path, ctx.uncorrelatable.as_deref());
+            s.rules = rules::parse_rules(self, v, &s, path, ctx.uncorrelatable.as_deref(), root);
         }
         s.has_rules = !s.rules.is_empty()
             || s.properties.values().any(|p| p.has_rules)

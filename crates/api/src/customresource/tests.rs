@@ -775,10 +775,18 @@ fn cel_rules_see_self_and_report_upstreams_messages() {
         ),
         (
             "an evaluation error",
-            json!([{"rule": "self.missing == 1"}]),
+            json!([{"rule": "self.replicas / self.max == 1"}]),
+            json!({"replicas": 1, "max": 0}),
+            vec![
+                "spec: Invalid value: \"object\": division by zero evaluating rule: self.replicas / self.max == 1",
+            ],
+        ),
+        (
+            "an absent field",
+            json!([{"rule": "self.max == 1"}]),
             json!({"replicas": 1}),
             vec![
-                "spec: Invalid value: \"object\": No such key: missing evaluating rule: self.missing == 1",
+                "spec: Invalid value: \"object\": no such key: max evaluating rule: self.max == 1",
             ],
         ),
         (
@@ -996,4 +1004,51 @@ fn optional_old_self_rules_run_on_create_too() {
         strings(&schema.validate_update(&object(json!({"x": "b"})), &object(json!({"x": "a"})))),
         vec!["spec.x: Invalid value: \"b\": immutable once set"]
     );
+}
+
+#[test]
+fn rules_may_only_select_declared_fields() {
+    let spec = |rule: &str| {
+        json!({
+            "type": "object",
+            "x-kubernetes-validations": [{"rule": "self.metadata.name != ''"}],
+            "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": [{"rule": rule}],
+                "properties": {
+                    "x": {"type": "integer"},
+                    "list": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                },
+            }},
+        })
+    };
+    for ok in [
+        "self.x == 100",
+        "has(self.x)",
+        "self.list.all(i, i.name != '')",
+        "self.list[0].name != ''",
+        "self.labels.app == 'web'",
+        "self.labels['app'] == 'web'",
+        "self.free.anything.goes",
+        "self.x == oldSelf.x",
+    ] {
+        compiled(spec(ok));
+    }
+    let cases = [
+        ("self.z == 100", "<input>:1:5: undefined field 'z'"),
+        ("has(self.z)", "undefined field 'z'"),
+        ("self.list.all(i, i.nope)", "undefined field 'nope'"),
+        ("self.x == oldSelf.y", "undefined field 'y'"),
+    ];
+    for (rule, want) in cases {
+        let got = rejected(spec(rule));
+        assert_eq!(got.len(), 1, "{rule}: {got:#?}");
+        assert!(got[0].contains(want), "{rule}: {}", got[0]);
+    }
+    let got = rejected(
+        json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.metadata.labels.size() > 0"}]}),
+    );
+    assert!(got[0].contains("undefined field 'labels'"), "{}", got[0]);
 }
