@@ -251,14 +251,14 @@ fn undefined_field<'a>(
             for a in &call.args {
                 args.push(undefined_field(a, vars)?);
             }
-            if call.func_name == "_[_]" {
-                if let Some(Known::Node(s, _)) = args.first() {
-                    if let Some(items) = &s.items {
-                        return Ok(node(items, false));
-                    }
-                    if let Some(a) = s.additional_schema() {
-                        return Ok(node(a, false));
-                    }
+            if call.func_name == "_[_]"
+                && let Some(Known::Node(s, _)) = args.first()
+            {
+                if let Some(items) = &s.items {
+                    return Ok(node(items, false));
+                }
+                if let Some(a) = s.additional_schema() {
+                    return Ok(node(a, false));
                 }
             }
             Ok(Known::Unknown)
