@@ -15,6 +15,7 @@
 //! Per request the object is only walked: nothing is compiled again and the object is not
 //! copied (CEL rules see converted copies of the values at their nodes only).
 
+mod cost;
 mod defaults;
 mod formats;
 mod library;
@@ -52,6 +53,7 @@ impl StructuralSchema {
         }
         errors.append(&mut parser.errors);
         errors.append(&mut parser.rule_errors);
+        cost_errors(&root, path, &mut errors);
         if errors.is_empty() { Ok(Self { root }) } else { Err(errors) }
     }
 
@@ -110,10 +112,36 @@ impl StructuralSchema {
                     "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
                 ));
             } else {
-                rules::validate(&self.root, obj, old, true, &mut String::new(), true, &mut errors);
+                let mut run = rules::Run::new(&mut errors, true);
+                rules::validate(&self.root, obj, old, &mut String::new(), true, &mut run);
             }
         }
         errors
+    }
+}
+
+/// Upstream's static cost limits of the rules: per rule, then for the whole schema (the
+/// rules contributing most named).
+fn cost_errors(root: &Schema, path: &str, errors: &mut Vec<FieldError>) {
+    let mut costs = Vec::new();
+    rules::cost_errors(root, path, Some(1), &mut costs, errors);
+    let total = costs.iter().fold(0u64, |t, (_, c)| t.saturating_add(*c));
+    if total > cost::STATIC_SCHEMA_LIMIT {
+        costs.sort_by_key(|c| std::cmp::Reverse(c.1));
+        for (at, _) in costs.iter().filter(|(_, c)| *c >= cost::STATIC_SCHEMA_LIMIT / 100).take(4) {
+            errors.push(FieldError::forbidden(
+                at,
+                "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema",
+            ));
+        }
+        errors.push(FieldError::forbidden(
+            path,
+            cost::exceeds(
+                "x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema",
+                total,
+                cost::STATIC_SCHEMA_LIMIT,
+            ),
+        ));
     }
 }
 
@@ -145,7 +173,8 @@ fn default_errors(s: &Schema, path: &str, inside_meta: bool, errors: &mut Vec<Fi
         validator.check(s, default, None, &mut String::new(), false);
         if validator.errors.is_empty() {
             let mut cel_path = at.clone();
-            rules::validate(s, default, Some(default), false, &mut cel_path, false, errors);
+            let mut run = rules::Run::new(errors, false);
+            rules::validate(s, default, Some(default), &mut cel_path, false, &mut run);
         } else {
             errors.append(&mut validator.errors);
         }

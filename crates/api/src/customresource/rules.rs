@@ -9,6 +9,7 @@ use base64::Engine;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use serde_json::Value;
 
+use super::cost::{self, Shape};
 use super::schema::{Parser, Schema, child, key};
 use super::validate;
 use crate::validation::{FieldError, FieldErrorKind};
@@ -61,6 +62,8 @@ pub(crate) struct Rule {
     uses_old_self: bool,
     /// `optionalOldSelf`: `oldSelf` is an optional, and the rule runs without an old value.
     optional_old_self: bool,
+    /// The rule's index in `x-kubernetes-validations`.
+    index: usize,
 }
 
 impl Rule {
@@ -541,6 +544,7 @@ pub(crate) fn parse_rules(
                 uses_old_self,
                 optional_old_self: uses_old_self
                     && entry.get("optionalOldSelf").and_then(Value::as_bool) == Some(true),
+                index: i,
             });
         }
     }
@@ -595,17 +599,16 @@ pub(crate) fn validate(
     schema: &Schema,
     value: &Value,
     old: Option<&Value>,
-    ratchet: bool,
     path: &mut String,
     root: bool,
-    errors: &mut Vec<FieldError>,
+    run: &mut Run<'_>,
 ) {
-    if value.is_null() || !schema.has_rules {
+    if value.is_null() || !schema.has_rules || run.stopped {
         return;
     }
     let old = old.filter(|o| !o.is_null());
     if !schema.rules.is_empty() {
-        evaluate(schema, value, old, ratchet, path, root, errors);
+        evaluate(schema, value, old, path, root, run);
     }
     match value {
         Value::Array(items) => {
@@ -617,7 +620,7 @@ pub(crate) fn validate(
                 let old_item = old_items.and_then(|o| validate::correlate(schema, o, item));
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                validate(item_schema, item, old_item, ratchet, path, false, errors);
+                validate(item_schema, item, old_item, path, false, run);
                 path.truncate(len);
             }
         }
@@ -641,7 +644,7 @@ pub(crate) fn validate(
                 };
                 if sub.has_rules {
                     let old_v = old.and_then(|o| o.get(k));
-                    validate(sub, v, old_v, ratchet, path, false, errors);
+                    validate(sub, v, old_v, path, false, run);
                 }
                 path.truncate(len);
             }
@@ -654,11 +657,11 @@ fn evaluate(
     schema: &Schema,
     value: &Value,
     old: Option<&Value>,
-    ratchet: bool,
     path: &str,
     root: bool,
-    errors: &mut Vec<FieldError>,
+    run: &mut Run<'_>,
 ) {
+    let errors = &mut *run.errors;
     let mut context = cel::Context::with_env(env().clone());
     let self_value = typed(value, Some(schema), root);
     context.add_variable_from_value("self", self_value.clone());
@@ -683,7 +686,7 @@ fn evaluate(
     let type_value = || Value::from(schema.type_name.as_str());
     // Upstream's ratcheting: a rule without oldSelf that fails on a value equal to the old
     // one only warns.
-    let unchanged = ratchet && old_value.is_some_and(|o| o == value);
+    let unchanged = run.ratchet && old_value.is_some_and(|o| o == value);
     for rule in &schema.rules {
         if rule.uses_old_self && old.is_none() && !rule.optional_old_self
             || !rule.uses_old_self && unchanged
@@ -694,6 +697,33 @@ fn evaluate(
             Some(c) if rule.optional_old_self => c,
             _ => &context,
         };
+        let mut vars = vec![("self", Shape::Values(vec![value]))];
+        if let Some(o) = old {
+            vars.push(("oldSelf", Shape::Values(vec![o])));
+        }
+        let spent = cost::cost(rule.program.expression(), &mut vars);
+        if spent > cost::PER_CALL_LIMIT {
+            errors.push(FieldError::invalid(
+                path,
+                type_value(),
+                format!(
+                    "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {}",
+                    rule.error_string()
+                ),
+            ));
+            run.stopped = true;
+            return;
+        }
+        if spent > run.remaining {
+            errors.push(FieldError::invalid(
+                path,
+                type_value(),
+                "validation failed due to running out of cost budget, no further validation rules will be run",
+            ));
+            run.stopped = true;
+            return;
+        }
+        run.remaining -= spent;
         match rule.program.execute(context) {
             Ok(cel::Value::Bool(true)) => continue,
             Ok(cel::Value::Bool(false)) => {}
@@ -750,6 +780,61 @@ fn evaluate(
             Reason::Duplicate => FieldErrorKind::Duplicate(bad_value),
         };
         errors.push(FieldError { field, kind });
+    }
+}
+
+/// One evaluation of an object's rules: where errors go, what is left of the runtime cost
+/// budget.
+pub(crate) struct Run<'e> {
+    errors: &'e mut Vec<FieldError>,
+    /// Whether rules without `oldSelf` are skipped on values equal to their old ones.
+    ratchet: bool,
+    remaining: u64,
+    /// A limit was hit: no further rule runs.
+    stopped: bool,
+}
+
+impl<'e> Run<'e> {
+    pub(crate) fn new(errors: &'e mut Vec<FieldError>, ratchet: bool) -> Self {
+        Self { errors, ratchet, remaining: cost::RUNTIME_BUDGET, stopped: false }
+    }
+}
+
+/// Upstream's estimate of the rules' costs when the CRD is written: each rule's cost times
+/// the number of values of its node an object can hold (`cardinality`, `None` when
+/// unbounded), against the per-rule limit; the costs are gathered in `costs` for the
+/// schema's total.
+pub(crate) fn cost_errors(
+    s: &Schema,
+    path: &str,
+    cardinality: Option<u64>,
+    costs: &mut Vec<(String, u64)>,
+    errors: &mut Vec<FieldError>,
+) {
+    for rule in &s.rules {
+        let mut vars = vec![("self", Shape::Schema(s)), ("oldSelf", Shape::Schema(s))];
+        let per_call = cost::cost(rule.program.expression(), &mut vars);
+        let times = cardinality.unwrap_or_else(|| cost::max_cardinality(s));
+        let total = per_call.saturating_mul(times);
+        let at = child(&key(&child(path, "x-kubernetes-validations"), rule.index), "rule");
+        if total > cost::STATIC_RULE_LIMIT {
+            errors.push(FieldError::forbidden(
+                &at,
+                cost::exceeds("estimated rule cost", total, cost::STATIC_RULE_LIMIT),
+            ));
+        }
+        costs.push((at, total));
+    }
+    if let Some(items) = &s.items {
+        let times = cardinality.and_then(|c| s.max_items.map(|m| c.saturating_mul(m)));
+        cost_errors(items, &child(path, "items"), times, costs, errors);
+    }
+    for (k, p) in &s.properties {
+        cost_errors(p, &key(&child(path, "properties"), k), cardinality, costs, errors);
+    }
+    if let Some(a) = s.additional_schema() {
+        let times = cardinality.and_then(|c| s.max_properties.map(|m| c.saturating_mul(m)));
+        cost_errors(a, &child(path, "additionalProperties"), times, costs, errors);
     }
 }
 

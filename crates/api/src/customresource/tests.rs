@@ -294,7 +294,7 @@ fn rules_that_do_not_compile_are_rejected() {
     }
     // Comprehension variables are not undeclared.
     compiled(with_x(
-        json!({"type": "array", "items": {"type": "integer"}, "x-kubernetes-validations": [{"rule": "self.all(i, i > 0) && self.exists(j, j == 1)"}]}),
+        json!({"type": "array", "maxItems": 100, "items": {"type": "integer"}, "x-kubernetes-validations": [{"rule": "self.all(i, i > 0) && self.exists(j, j == 1)"}]}),
     ));
     // oldSelf below an atomic list cannot be correlated.
     let got = rejected(with_x(
@@ -1051,4 +1051,77 @@ fn rules_may_only_select_declared_fields() {
         json!({"type": "object", "x-kubernetes-validations": [{"rule": "self.metadata.labels.size() > 0"}]}),
     );
     assert!(got[0].contains("undefined field 'labels'"), "{}", got[0]);
+}
+
+/// The schema of upstream's e2e tests of validation rules (`crd_validation_rules.go`).
+fn e2e_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-validations": [
+                    {"rule": "self.x + self.y > 0"},
+                    {"rule": "self.firstArray.isSorted() && self.secondArray.isSorted() && ((self.firstArray.sum() + self.secondArray.sum()) % 2 == 0)"},
+                    {"rule": "self.largeArray.all(x, self.largeArray.all(y, y == x))"},
+                ],
+                "properties": {
+                    "x": {"type": "integer"},
+                    "y": {"type": "integer"},
+                    "firstArray": {"type": "array", "maxItems": 1000, "items": {"type": "integer"}},
+                    "secondArray": {"type": "array", "maxItems": 1000, "items": {"type": "integer"}},
+                    "largeArray": {"type": "array", "maxItems": 725, "items": {"type": "integer"}},
+                },
+            },
+            "status": {
+                "type": "object",
+                "x-kubernetes-validations": [{"rule": "self.health == 'ok' || self.health == 'unhealthy'"}],
+                "properties": {"health": {"type": "string"}},
+            },
+        },
+    })
+}
+
+#[test]
+fn upstreams_e2e_rules_pass_and_fail_as_there() {
+    let schema = compiled(e2e_schema());
+    let ok = object(
+        json!({"x": 1, "y": 0, "firstArray": [3, 4], "secondArray": [5, 10], "largeArray": [2, 2]}),
+    );
+    assert!(schema.validate(&ok).is_empty(), "{:#?}", strings(&schema.validate(&ok)));
+    let bad = strings(&schema.validate(&object(json!({"x": 0, "y": 0}))));
+    assert!(bad.iter().any(|e| e.contains("failed rule")), "{bad:#?}");
+    let large = strings(&schema.validate(&object(
+        json!({"x": 1, "y": 0, "firstArray": [], "secondArray": [], "largeArray": vec![20; 725]}),
+    )));
+    assert_eq!(
+        large,
+        vec![
+            "spec: Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.largeArray.all(x, self.largeArray.all(y, y == x))"
+        ]
+    );
+    let syntax = rejected(
+        json!({"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self = 42"}]}}}),
+    );
+    assert!(syntax[0].contains("Syntax error"), "{syntax:#?}");
+    let expensive = rejected(json!({
+        "type": "object",
+        "properties": {"spec": {"type": "object", "properties": {"x": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "string"}, "x-kubernetes-validations": [{"rule": "self.all(s, s == 'string constant')"}]},
+        }}}},
+    }));
+    assert_eq!(
+        expensive[0],
+        format!(
+            "{AT}.properties[spec].properties[x].items.x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)"
+        )
+    );
+    let transition = compiled(with_x(
+        json!({"type": "integer", "x-kubernetes-validations": [{"rule": "self > oldSelf"}]}),
+    ));
+    assert!(transition.validate(&object(json!({"x": 10}))).is_empty());
+    let update =
+        strings(&transition.validate_update(&object(json!({"x": 9})), &object(json!({"x": 10}))));
+    assert_eq!(update, vec!["spec.x: Invalid value: 9: failed rule: self > oldSelf"]);
 }
