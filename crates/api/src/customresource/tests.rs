@@ -1125,3 +1125,59 @@ fn upstreams_e2e_rules_pass_and_fail_as_there() {
         strings(&transition.validate_update(&object(json!({"x": 9})), &object(json!({"x": 10}))));
     assert_eq!(update, vec!["spec.x: Invalid value: 9: failed rule: self > oldSelf"]);
 }
+
+#[test]
+fn upstreams_e2e_field_validation_schema_prunes_embedded_metadata() {
+    let schema = compiled(json!({
+        "type": "object",
+        "properties": {"spec": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+            "properties": {
+                "template": {
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": true,
+                    "properties": {
+                        "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
+                        "spec": {"type": "object"},
+                    },
+                },
+                "foo": {"type": "string"},
+                "cronSpec": {"type": "string", "pattern": "^(\\d+|\\*)(/\\d+)?(\\s+(\\d+|\\*)(/\\d+)?){4}$"},
+                "ports": {
+                    "type": "array",
+                    "x-kubernetes-list-map-keys": ["containerPort", "protocol"],
+                    "x-kubernetes-list-type": "map",
+                    "items": {
+                        "type": "object",
+                        "required": ["containerPort", "protocol"],
+                        "properties": {
+                            "containerPort": {"type": "integer", "format": "int32"},
+                            "hostIP": {"type": "string"},
+                            "hostPort": {"type": "integer", "format": "int32"},
+                            "name": {"type": "string"},
+                            "protocol": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }},
+    }));
+    let mut obj = object(json!({
+        "template": {"apiversion": "foo/v1", "kind": "Sub", "metadata": {"unknownSubMeta": "unknown", "name": "subobject", "namespace": "ns"}},
+        "foo": "foo1",
+        "cronSpec": "* * * * */5",
+        "ports": [{"name": "x", "containerPort": 80, "protocol": "TCP"}],
+        "unknown": "kept",
+    }));
+    assert_eq!(
+        schema.prune(&mut obj),
+        vec!["spec.template.apiversion", "spec.template.metadata.unknownSubMeta"]
+    );
+    assert_eq!(obj["spec"]["unknown"], json!("kept"));
+    assert_eq!(
+        obj["spec"]["template"]["metadata"],
+        json!({"name": "subobject", "namespace": "ns"})
+    );
+    assert_eq!(strings(&schema.validate(&obj)), vec!["spec.template.apiVersion: Required value"]);
+}
