@@ -107,7 +107,7 @@ impl StructuralSchema {
         if self.root.has_rules {
             if errors.iter().any(blocks_rules) {
                 errors.push(FieldError::invalid(
-                    "",
+                    validate::NIL_PATH,
                     Value::from("null"),
                     "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
                 ));

@@ -662,6 +662,8 @@ fn evaluate(
     run: &mut Run<'_>,
 ) {
     let errors = &mut *run.errors;
+    // Upstream reports the root's rules at a nil path.
+    let at = if path.is_empty() { validate::NIL_PATH } else { path };
     let mut context = cel::Context::with_env(env().clone());
     let self_value = typed(value, Some(schema), root);
     context.add_variable_from_value("self", self_value.clone());
@@ -704,7 +706,7 @@ fn evaluate(
         let spent = cost::cost(rule.program.expression(), &mut vars);
         if spent > cost::PER_CALL_LIMIT {
             errors.push(FieldError::invalid(
-                path,
+                at,
                 type_value(),
                 format!(
                     "'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: {}",
@@ -716,7 +718,7 @@ fn evaluate(
         }
         if spent > run.remaining {
             errors.push(FieldError::invalid(
-                path,
+                at,
                 type_value(),
                 "validation failed due to running out of cost budget, no further validation rules will be run",
             ));
@@ -729,7 +731,7 @@ fn evaluate(
             Ok(cel::Value::Bool(false)) => {}
             Ok(other) => {
                 errors.push(FieldError::invalid(
-                    path,
+                    at,
                     type_value(),
                     format!(
                         "rule evaluated to {:?}, not a bool, evaluating rule: {}",
@@ -741,7 +743,7 @@ fn evaluate(
             }
             Err(e @ cel::ExecutionError::NoSuchOverload(_)) => {
                 errors.push(FieldError::invalid(
-                    path,
+                    at,
                     type_value(),
                     format!(
                         "'{e}': call arguments did not match a supported operator, function or macro signature for rule: {}",
@@ -752,7 +754,7 @@ fn evaluate(
             }
             Err(e) => {
                 errors.push(FieldError::invalid(
-                    path,
+                    at,
                     type_value(),
                     format!("{} evaluating rule: {}", go_error(&e), rule.error_string()),
                 ));
@@ -761,7 +763,7 @@ fn evaluate(
         }
         let field = match &rule.field_path {
             Some(p) => child(path, p),
-            None => path.to_string(),
+            None => at.to_string(),
         };
         let detail = rule
             .message_expression

@@ -806,7 +806,7 @@ fn nested(v: &Schema, skip_any_of: bool, path: &str, errors: &mut Vec<FieldError
     if !v.type_name.is_empty() {
         forbid(errors, "type", "must be empty to be structural");
     }
-    if v.additional.is_some() {
+    if matches!(v.additional, Some(Additional::Schema(_) | Additional::Allows(true))) {
         forbid(errors, "additionalProperties", "must be undefined to be structural");
     }
     if v.default.is_some() {

@@ -531,10 +531,30 @@ fn values_are_validated_against_each_keyword() {
             vec![],
         ),
         (
-            "format int32 is not a range check",
+            "format int32 bounds the value",
             json!({"type": "integer", "format": "int32"}),
             json!(5_000_000_000_i64),
-            vec![],
+            vec![
+                "<nil>: Invalid value: \"\": Checked value must be of type integer with format int32 in spec.x",
+            ],
+        ),
+        (
+            "a float for an integer",
+            json!({"type": "integer"}),
+            json!(1.5),
+            vec![
+                "spec.x: Invalid value: \"number\": spec.x in body must be of type integer: \"number\"",
+                "<nil>: Invalid value: \"\": Checked value must be of type integer (default format) in spec.x",
+            ],
+        ),
+        (
+            "a huge float for an int64",
+            json!({"type": "integer", "format": "int64"}),
+            json!(1.0e19),
+            vec![
+                "spec.x: Invalid value: \"float64\": spec.x in body must be of type int64: \"float64\"",
+                "<nil>: Invalid value: \"\": Checked value must be of type integer with format int64 in spec.x",
+            ],
         ),
         (
             "enum",
@@ -650,7 +670,7 @@ fn values_are_validated_against_each_keyword() {
             json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "anyOf": [{"required": ["a"]}, {"required": ["b"]}]}),
             json!({}),
             vec![
-                ": Invalid value: \"\": \"spec.x\" must validate at least one schema (anyOf)",
+                "<nil>: Invalid value: \"\": \"spec.x\" must validate at least one schema (anyOf)",
                 "spec.x.a: Required value",
             ],
         ),
@@ -665,7 +685,7 @@ fn values_are_validated_against_each_keyword() {
             json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}),
             json!({"a": "x", "b": "y"}),
             vec![
-                ": Invalid value: \"\": \"spec.x\" must validate one and only one schema (oneOf). Found 2 valid alternatives",
+                "<nil>: Invalid value: \"\": \"spec.x\" must validate one and only one schema (oneOf). Found 2 valid alternatives",
             ],
         ),
         (
@@ -674,14 +694,14 @@ fn values_are_validated_against_each_keyword() {
             json!(9),
             vec![
                 "spec.x: Invalid value: 9: spec.x in body should be less than or equal to 5",
-                ": Invalid value: \"\": \"spec.x\" must validate all the schemas (allOf)",
+                "<nil>: Invalid value: \"\": \"spec.x\" must validate all the schemas (allOf)",
             ],
         ),
         (
             "not",
             json!({"type": "string", "not": {"enum": ["forbidden"]}}),
             json!("forbidden"),
-            vec![": Invalid value: \"\": \"spec.x\" must not validate the schema (not)"],
+            vec!["<nil>: Invalid value: \"\": \"spec.x\" must not validate the schema (not)"],
         ),
         (
             "int-or-string anyOf pattern",
@@ -845,7 +865,7 @@ fn cel_rules_on_scalars_items_and_maps_have_their_paths() {
     assert_eq!(
         strings(&schema.validate(&obj)),
         vec![
-            ": Invalid value: \"object\": bad name",
+            "<nil>: Invalid value: \"object\": bad name",
             "spec.list[1]: Invalid value: 3: must be even",
             "spec.map[b]: Invalid value: \"\": empty",
         ]
@@ -863,7 +883,7 @@ fn blocking_errors_keep_rules_from_running() {
         strings(&schema.validate(&object(json!({"x": "a"})))),
         vec![
             "spec.x: Invalid value: \"string\": spec.x in body must be of type integer: \"string\"",
-            ": Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+            "<nil>: Invalid value: \"null\": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
         ]
     );
     // A non-blocking error (maximum) lets rules run.

@@ -13,6 +13,12 @@ use super::formats;
 use super::schema::{Additional, Schema};
 use crate::validation::{FieldError, FieldErrorKind, bounded_quote};
 
+/// How upstream prints a nil field path.
+pub(crate) const NIL_PATH: &str = "<nil>";
+
+/// The largest integer a float64 holds exactly (swag's `IsFloat64AJSONInteger` bound).
+const MAX_JSON_FLOAT: f64 = 9_007_199_254_740_992.0;
+
 /// The members the root of a resource has that its schema does not validate here.
 const ROOT_META: [&str; 3] = ["apiVersion", "kind", "metadata"];
 
@@ -126,9 +132,11 @@ impl Validator<'_> {
         });
     }
 
-    /// An error kube-openapi reports without a field (anyOf, oneOf, allOf, not).
+    /// An error kube-openapi reports without a field (anyOf, oneOf, allOf, not, number
+    /// ranges): upstream reports it at the prefix, `<nil>` (a nil path) for an object.
     fn composite(&mut self, message: String) {
-        self.errors.push(FieldError::invalid(self.prefix, Value::from(""), message));
+        let field = if self.prefix.is_empty() { NIL_PATH } else { self.prefix };
+        self.errors.push(FieldError::invalid(field, Value::from(""), message));
     }
 
     /// Validates `value` at kube-openapi path `name` (empty at the root) against `s`;
@@ -188,7 +196,7 @@ impl Validator<'_> {
         }
         let (sch_type, format) = info(value);
         let float_int = sch_type == "number"
-            && value.as_f64().is_some_and(|f| f.fract() == 0.0)
+            && value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() <= MAX_JSON_FLOAT)
             && s.has_type("integer");
         let int_float = sch_type == "integer" && s.has_type("number");
         let stringy = value.is_string() || value.is_array();
@@ -302,6 +310,7 @@ impl Validator<'_> {
 
     fn check_number(&mut self, s: &Schema, value: &Value, n: &Number, name: &str) {
         let data = n.as_f64().unwrap_or_default();
+        self.check_range(s, n, name);
         if let Some(factor) = &s.multiple_of {
             let multiple = match (n.as_i64(), factor.as_i64()) {
                 (Some(i), Some(f)) if f != 0 => i % f == 0,
@@ -342,6 +351,46 @@ impl Validator<'_> {
                 let message = format!("{name} in body should be {relation} {}", go_bound(max, n));
                 self.invalid(name, value.clone(), message);
             }
+        }
+    }
+
+    /// kube-openapi's `IsValueValidAgainstRange`: the value fits its type and format
+    /// (`int32`, `int64`, `float`).
+    fn check_range(&mut self, s: &Schema, n: &Number, name: &str) {
+        let (type_name, format) = match s.type_name.as_str() {
+            "integer" if !s.int_or_string => (
+                "integer",
+                if s.format == "int32" || s.format == "int64" { &*s.format } else { "" },
+            ),
+            "number" => (
+                "number",
+                if s.format == "float" || s.format == "double" { &*s.format } else { "" },
+            ),
+            _ => return,
+        };
+        let fits = match type_name {
+            "integer" => {
+                let as_i64 = match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => Some(i),
+                    (None, Some(_), _) => None,
+                    (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Some(f as i64),
+                    _ => None,
+                };
+                match (as_i64, format) {
+                    (Some(i), "int32") => i32::try_from(i).is_ok(),
+                    (Some(_), _) => true,
+                    (None, _) => false,
+                }
+            }
+            _ => format != "float" || n.as_f64().is_some_and(|f| f.abs() <= f64::from(f32::MAX)),
+        };
+        if !fits {
+            let message = if format.is_empty() {
+                format!("Checked value must be of type {type_name} (default format) in {name}")
+            } else {
+                format!("Checked value must be of type {type_name} with format {format} in {name}")
+            };
+            self.composite(message);
         }
     }
 
