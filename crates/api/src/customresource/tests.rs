@@ -1201,3 +1201,70 @@ fn upstreams_e2e_field_validation_schema_prunes_embedded_metadata() {
     );
     assert_eq!(strings(&schema.validate(&obj)), vec!["spec.template.apiVersion: Required value"]);
 }
+
+#[test]
+fn common_rule_idioms_work() {
+    let idioms = [
+        "self.s.size() <= 5",
+        "size(self.s) > 0",
+        "self.s.startsWith('a') && self.s.endsWith('c') && self.s.contains('b')",
+        "self.s.matches('^[a-z]+$')",
+        "self.m.all(k, k.startsWith('x'))",
+        "[1, 2].exists_one(x, x == 1)",
+        "[1, 2].map(x, x * 2) == [2, 4]",
+        "[1, 2].filter(x, x > 1).size() == 1",
+        "'xa' in self.m",
+        "self.?nope.orValue('d') == 'd'",
+        "has(self.i) ? self.i > 0 : true",
+        "int('5') == 5 && string(self.i) == '3' && double(self.i) == 3.0",
+        "self.i < 3.5",
+        "self.s.lowerAscii() == 'abc' && self.s.split('b').size() == 2 && self.s.replace('a', 'z') == 'zbc' && self.s.trim() == 'abc' && self.s.indexOf('b') == 1",
+        "type(self.s) == string",
+        "self.l.sum() == 3",
+        "self.m.size() == 1",
+        "self.m.exists(k, self.m[k] == 'y')",
+        "'%s-%d'.format(['a', 1]) == 'a-1'",
+        "self.s.charAt(0) == 'a'",
+        "math.greatest(1, 2) == 2",
+        "self.l.all(x, x > 0)",
+        "!has(self.nope)",
+        "self.s + 'd' == 'abcd'",
+        "uint(1) == 1u",
+        "self.l[0] == 1",
+        "self.i % 2 == 1",
+        "[1,2,3].exists(x, x == 2)",
+        "self.s.upperAscii() == 'ABC'",
+        "self.s.substring(1) == 'bc'",
+        "['a','b'].join(',') == 'a,b'",
+        "optional.of(1).hasValue()",
+        "self.o.x == 1 || !has(self.o.x)",
+    ];
+    let mut failures = Vec::new();
+    for rule in idioms {
+        let s = StructuralSchema::new(
+            &with_x(json!({
+                "type": "object",
+                "properties": {
+                    "s": {"type": "string", "maxLength": 10},
+                    "i": {"type": "integer"},
+                    "l": {"type": "array", "maxItems": 10, "items": {"type": "integer"}},
+                    "m": {"type": "object", "maxProperties": 10, "additionalProperties": {"type": "string", "maxLength": 10}},
+                    "o": {"type": "object", "properties": {"x": {"type": "integer"}}},
+                    "nope": {"type": "string"},
+                },
+                "x-kubernetes-validations": [{"rule": rule}],
+            })),
+            AT,
+        );
+        match s {
+            Err(e) => failures.push(format!("{rule}: rejected {:?}", strings(&e))),
+            Ok(s) => {
+                let errs = s.validate(&object(json!({"x": {"s": "abc", "i": 3, "l": [1, 2], "m": {"xa": "y"}, "o": {"x": 1}}})));
+                if !errs.is_empty() {
+                    failures.push(format!("{rule}: {:?}", strings(&errs)));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
