@@ -1,12 +1,16 @@
 //! The part of Kubernetes' CEL library (`k8s.io/apiserver/pkg/cel/library`) that the `cel`
 //! crate lacks and rules commonly use: the lists library (`isSorted`, `sum`, `min`, `max`,
-//! `indexOf`, `lastIndexOf`).
+//! `indexOf`, `lastIndexOf`) and the quantity library (`quantity`, `isQuantity`,
+//! `isGreaterThan`, `isLessThan`, `compareTo`, `add`, `sub`, `asInteger`, `isInteger`,
+//! `asApproximateFloat`, `sign`).
 
 use std::cmp::Ordering;
 
-use cel::common::types::{CelInt, DYN_TYPE, LIST_TYPE};
+use cel::common::types::{CelBool, CelDouble, CelInt, CelString, DYN_TYPE, LIST_TYPE, STRING_TYPE};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
+
+use crate::quantity::Amount;
 
 fn one<'b, 'v, const N: usize>(
     args: Vec<CowVal<'b, 'v>>,
@@ -43,10 +47,10 @@ fn is_sorted<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, Execut
     let items = elements(list.as_ref(), "isSorted")?;
     for pair in items.windows(2) {
         if compare(pair[0].as_ref(), pair[1].as_ref(), "isSorted")? == Ordering::Greater {
-            return Ok(CowVal::owned(cel::common::types::CelBool::from(false)));
+            return Ok(CowVal::owned(CelBool::from(false)));
         }
     }
-    Ok(CowVal::owned(cel::common::types::CelBool::from(true)))
+    Ok(CowVal::owned(CelBool::from(true)))
 }
 
 fn sum<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
@@ -133,5 +137,136 @@ pub(crate) fn lists(env: &mut Env) -> Result<(), DeclarationError> {
         vec![DYN_TYPE],
         last_index_of,
     )?;
+    Ok(())
+}
+
+/// A string argument.
+fn text<'a>(v: &'a (dyn Val + '_), function: &str) -> Result<&'a str, ExecutionError> {
+    <&str>::try_from(v).map_err(|_| ExecutionError::function_error(function, "expected a string"))
+}
+
+/// A quantity argument: quantities are carried as their canonical text.
+fn amount(v: &dyn Val, function: &str) -> Result<Amount, ExecutionError> {
+    if let Some(i) = v.downcast_ref::<CelInt>() {
+        return Ok(Amount::units(*i.inner()));
+    }
+    Amount::parse(text(v, function)?).map_err(|_| {
+        ExecutionError::function_error(
+            function,
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        )
+    })
+}
+
+fn string_val<'b, 'v>(s: String) -> CowVal<'b, 'v> {
+    CowVal::owned(CelString::from(s))
+}
+
+fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    Ok(string_val(amount(q.as_ref(), "quantity")?.to_string()))
+}
+
+fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let ok = Amount::parse(text(q.as_ref(), "isQuantity")?).is_ok();
+    Ok(CowVal::owned(CelBool::from(ok)))
+}
+
+fn compare_quantities<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+) -> Result<Ordering, ExecutionError> {
+    let [a, b] = one(args)?;
+    Ok(amount(a.as_ref(), function)?.cmp(&amount(b.as_ref(), function)?))
+}
+
+fn is_greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "isGreaterThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Greater)))
+}
+
+fn is_less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "isLessThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Less)))
+}
+
+fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "compareTo")?;
+    Ok(CowVal::owned(CelInt::from(order as i64)))
+}
+
+fn add_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let sum = amount(a.as_ref(), "add")? + amount(b.as_ref(), "add")?;
+    Ok(string_val(sum.to_string()))
+}
+
+fn sub_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let difference = amount(a.as_ref(), "sub")? - amount(b.as_ref(), "sub")?;
+    Ok(string_val(difference.to_string()))
+}
+
+fn as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "asInteger")?;
+    if q.nanos() % 1_000_000_000 != 0 {
+        return Err(ExecutionError::function_error("asInteger", "cannot convert value to integer"));
+    }
+    let value = i64::try_from(q.value()).map_err(|_| {
+        ExecutionError::function_error("asInteger", "cannot convert value to integer")
+    })?;
+    Ok(CowVal::owned(CelInt::from(value)))
+}
+
+fn is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "isInteger")?;
+    let integral = q.nanos() % 1_000_000_000 == 0 && i64::try_from(q.value()).is_ok();
+    Ok(CowVal::owned(CelBool::from(integral)))
+}
+
+fn as_approximate_float<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "asApproximateFloat")?;
+    Ok(CowVal::owned(CelDouble::from(q.nanos() as f64 / 1e9)))
+}
+
+fn sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "sign")?;
+    Ok(CowVal::owned(CelInt::from(q.nanos().signum() as i64)))
+}
+
+/// Registers Kubernetes' quantity library on `env`. Quantities are carried as their
+/// canonical text (`quantity('1024Mi') == quantity('1Gi')`), so the methods also accept
+/// quantity strings.
+pub(crate) fn quantities(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload("quantity", "string_to_quantity", vec![STRING_TYPE], quantity)?;
+    env.add_overload("isQuantity", "is_quantity_string", vec![STRING_TYPE], is_quantity)?;
+    for (name, id, op) in [
+        (
+            "isGreaterThan",
+            "quantity_is_greater_than",
+            is_greater_than as cel::common::functions::Function,
+        ),
+        ("isLessThan", "quantity_is_less_than", is_less_than),
+        ("compareTo", "quantity_compare_to", compare_to),
+        ("add", "quantity_add", add_quantity),
+        ("sub", "quantity_sub", sub_quantity),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![DYN_TYPE], op)?;
+    }
+    for (name, id, op) in [
+        ("asInteger", "quantity_as_integer", as_integer as cel::common::functions::Function),
+        ("isInteger", "quantity_is_integer", is_integer),
+        ("asApproximateFloat", "quantity_as_approximate_float", as_approximate_float),
+        ("sign", "quantity_sign", sign),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
+    }
     Ok(())
 }

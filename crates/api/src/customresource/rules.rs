@@ -94,6 +94,7 @@ fn env() -> &'static Arc<cel::Env> {
             let _ = env.add_extension(extension);
         }
         let _ = super::library::lists(&mut env);
+        let _ = super::library::quantities(&mut env);
         Arc::new(env)
     })
 }

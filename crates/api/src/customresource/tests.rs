@@ -1238,6 +1238,7 @@ fn common_rule_idioms_work() {
         "['a','b'].join(',') == 'a,b'",
         "optional.of(1).hasValue()",
         "self.o.x == 1 || !has(self.o.x)",
+        "quantity('1Gi').isGreaterThan(quantity('1Mi')) && isQuantity('100m') && !isQuantity('x') && quantity('1024Mi') == quantity('1Gi') && quantity('1').add(quantity('500m')).compareTo(quantity('1500m')) == 0 && quantity('2k').asInteger() == 2000 && quantity('-1').sign() == -1 && quantity('1.5').asApproximateFloat() == 1.5 && !quantity('1.5').isInteger()",
     ];
     let mut failures = Vec::new();
     for rule in idioms {
