@@ -2,6 +2,7 @@
 //! (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`) from JSON, and
 //! evaluating to a boolean or a string.
 
+pub use krust_api::cel::to_cel;
 use serde_json::Value;
 
 /// A compiled expression, or why it does not compile.
@@ -84,8 +85,6 @@ impl Variables {
         }
     }
 }
-
-pub use krust_api::cel::to_cel;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //! `apiVersion`, `kind` and `metadata` of embedded resources and of the root.
 
 use serde_json::Value;
+use std::fmt::Write as _;
 
 use super::schema::Schema;
 
@@ -66,7 +67,7 @@ impl Pruner {
 
     fn enter_index(&mut self, i: usize) -> usize {
         let len = self.path.len();
-        self.path.push_str(&format!("[{i}]"));
+        let _ = write!(self.path, "[{i}]");
         len
     }
 

@@ -3,6 +3,7 @@
 //! upstream's `schema/cel` validator does.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use base64::Engine;
@@ -351,7 +352,7 @@ fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
             out.push_str(name);
             *s = next;
         } else if let Some(next) = s.additional_schema() {
-            out.push_str(&format!("[{name}]"));
+            let _ = write!(out, "[{name}]");
             *s = next;
         } else {
             return Err("does not refer to a valid field".into());
@@ -620,7 +621,7 @@ pub(crate) fn validate(
             for (i, item) in items.iter().enumerate() {
                 let old_item = old_items.and_then(|o| validate::correlate(schema, o, item));
                 let len = path.len();
-                path.push_str(&format!("[{i}]"));
+                let _ = write!(path, "[{i}]");
                 validate(item_schema, item, old_item, path, false, run);
                 path.truncate(len);
             }
@@ -638,7 +639,7 @@ pub(crate) fn validate(
                     path.push_str(k);
                     p
                 } else if let Some(a) = schema.additional_schema() {
-                    path.push_str(&format!("[{k}]"));
+                    let _ = write!(path, "[{k}]");
                     a
                 } else {
                     continue;

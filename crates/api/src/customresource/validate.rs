@@ -6,6 +6,7 @@
 //! lists (`schema/listtype`).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value};
 
@@ -404,7 +405,7 @@ impl Validator<'_> {
         if let Some(item_schema) = &s.items {
             let len = name.len();
             for (i, item) in items.iter().enumerate() {
-                name.push_str(&format!("[{i}]"));
+                let _ = write!(name, "[{i}]");
                 let old_item = old.and_then(|o| correlate(s, o, item));
                 self.check(item_schema, item, old_item, name, false);
                 name.truncate(len);
@@ -541,7 +542,7 @@ pub(crate) fn embedded(s: &Schema, value: &Value, path: &mut String, errors: &mu
                     push_child(path, k);
                     p
                 } else if let Some(a) = s.additional_schema() {
-                    path.push_str(&format!("[{k}]"));
+                    let _ = write!(path, "[{k}]");
                     a
                 } else {
                     continue;
@@ -554,7 +555,7 @@ pub(crate) fn embedded(s: &Schema, value: &Value, path: &mut String, errors: &mu
             if let Some(item) = &s.items {
                 for (i, v) in items.iter().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    let _ = write!(path, "[{i}]");
                     embedded(item, v, path, errors);
                     path.truncate(len);
                 }
@@ -649,7 +650,7 @@ pub(crate) fn lists(s: &Schema, value: &Value, path: &mut String, errors: &mut V
             if let Some(item) = &s.items {
                 for (i, v) in items.iter().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    let _ = write!(path, "[{i}]");
                     lists(item, v, path, errors);
                     path.truncate(len);
                 }
@@ -659,7 +660,7 @@ pub(crate) fn lists(s: &Schema, value: &Value, path: &mut String, errors: &mut V
             for (k, v) in map {
                 let len = path.len();
                 let sub = if let Some(a) = s.additional_schema() {
-                    path.push_str(&format!("[{k}]"));
+                    let _ = write!(path, "[{k}]");
                     a
                 } else if let Some(p) = s.properties.get(k) {
                     push_child(path, k);
