@@ -2,8 +2,9 @@
 //! `schema/pruning` does, honouring `x-kubernetes-preserve-unknown-fields` and keeping
 //! `apiVersion`, `kind` and `metadata` of embedded resources and of the root.
 
-use serde_json::Value;
 use std::fmt::Write as _;
+
+use serde_json::Value;
 
 use super::schema::Schema;
 
