@@ -1,12 +1,15 @@
 //! The part of Kubernetes' CEL library (`k8s.io/apiserver/pkg/cel/library`) that the `cel`
 //! crate lacks and rules commonly use: the lists library (`isSorted`, `sum`, `min`, `max`,
-//! `indexOf`, `lastIndexOf`) and the quantity library (`quantity`, `isQuantity`,
+//! `indexOf`, `lastIndexOf`), the quantity library (`quantity`, `isQuantity`,
 //! `isGreaterThan`, `isLessThan`, `compareTo`, `add`, `sub`, `asInteger`, `isInteger`,
-//! `asApproximateFloat`, `sign`).
+//! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`) and cel-go's sets
+//! extension (`sets.contains`, `sets.equivalent`, `sets.intersects`).
 
 use std::cmp::Ordering;
 
-use cel::common::types::{CelBool, CelDouble, CelInt, CelString, DYN_TYPE, LIST_TYPE, STRING_TYPE};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelString, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE,
+};
 use cel::common::value::{CowVal, Val};
 use cel::{DeclarationError, Env, ExecutionError};
 
@@ -268,5 +271,122 @@ pub(crate) fn quantities(env: &mut Env) -> Result<(), DeclarationError> {
     ] {
         env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
     }
+    Ok(())
+}
+
+fn compiled_regex(pattern: &str, function: &str) -> Result<regex::Regex, ExecutionError> {
+    regex::Regex::new(pattern).map_err(|e| ExecutionError::function_error(function, e.to_string()))
+}
+
+fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern] = one(args)?;
+    let re = compiled_regex(text(pattern.as_ref(), "find")?, "find")?;
+    let found = re.find(text(s.as_ref(), "find")?).map_or("", |m| m.as_str());
+    Ok(string_val(found.to_string()))
+}
+
+fn find_all_limited<'b, 'v>(
+    s: &str,
+    pattern: &str,
+    limit: Option<i64>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let re = compiled_regex(pattern, "findAll")?;
+    let limit = match limit {
+        Some(n) if n >= 0 => n as usize,
+        _ => usize::MAX,
+    };
+    let found: Vec<Box<dyn Val + 'v>> = re
+        .find_iter(s)
+        .take(limit)
+        .map(|m| Box::new(CelString::from(m.as_str().to_string())) as Box<dyn Val + 'v>)
+        .collect();
+    Ok(CowVal::owned(CelList::from(found)))
+}
+
+fn find_all<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern] = one(args)?;
+    find_all_limited(text(s.as_ref(), "findAll")?, text(pattern.as_ref(), "findAll")?, None)
+}
+
+fn find_all_n<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern, n] = one(args)?;
+    let n = *n
+        .as_ref()
+        .downcast_ref::<CelInt>()
+        .ok_or_else(|| ExecutionError::function_error("findAll", "expected an int"))?
+        .inner();
+    find_all_limited(text(s.as_ref(), "findAll")?, text(pattern.as_ref(), "findAll")?, Some(n))
+}
+
+/// Registers Kubernetes' regex library (`find`, `findAll`) on `env`.
+pub(crate) fn regexes(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_member_overload("find", "string_find_string", STRING_TYPE, vec![STRING_TYPE], find)?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        find_all,
+    )?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string_int",
+        STRING_TYPE,
+        vec![STRING_TYPE, INT_TYPE],
+        find_all_n,
+    )?;
+    Ok(())
+}
+
+fn sets_relation<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    relation: fn(&[Box<dyn Val + 'v>], &[Box<dyn Val + 'v>]) -> bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let a = elements(a.as_ref(), function)?;
+    let b = elements(b.as_ref(), function)?;
+    Ok(CowVal::owned(CelBool::from(relation(&a, &b))))
+}
+
+fn contains_all<'v>(a: &[Box<dyn Val + 'v>], b: &[Box<dyn Val + 'v>]) -> bool {
+    b.iter().all(|x| a.iter().any(|y| y.equals(x.as_ref())))
+}
+
+fn sets_contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.contains", contains_all)
+}
+
+fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.equivalent", |a, b| contains_all(a, b) && contains_all(b, a))
+}
+
+fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.intersects", |a, b| {
+        b.iter().any(|x| a.iter().any(|y| y.equals(x.as_ref())))
+    })
+}
+
+/// Registers cel-go's sets extension (`sets.contains`, `sets.equivalent`,
+/// `sets.intersects`) on `env`.
+pub(crate) fn sets(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload(
+        "sets.contains",
+        "list_sets_contains_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_contains,
+    )?;
+    env.add_overload(
+        "sets.equivalent",
+        "list_sets_equivalent_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_equivalent,
+    )?;
+    env.add_overload(
+        "sets.intersects",
+        "list_sets_intersects_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_intersects,
+    )?;
     Ok(())
 }

@@ -24,7 +24,7 @@ const REASONS: [&str; 4] =
     ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
-const KNOWN_IDENTS: [&str; 14] = [
+const KNOWN_IDENTS: [&str; 15] = [
     "int",
     "uint",
     "double",
@@ -39,6 +39,7 @@ const KNOWN_IDENTS: [&str; 14] = [
     "optional",
     "math",
     "strings",
+    "sets",
 ];
 
 /// What kind of field error a failed rule is reported as.
@@ -96,6 +97,8 @@ fn env() -> &'static Arc<cel::Env> {
         }
         let _ = super::library::lists(&mut env);
         let _ = super::library::quantities(&mut env);
+        let _ = super::library::regexes(&mut env);
+        let _ = super::library::sets(&mut env);
         Arc::new(env)
     })
 }
