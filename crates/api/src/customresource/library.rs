@@ -338,10 +338,13 @@ pub(crate) fn regexes(env: &mut Env) -> Result<(), DeclarationError> {
     Ok(())
 }
 
+/// Elements of a list, cloned.
+type Items<'v> = [Box<dyn Val + 'v>];
+
 fn sets_relation<'b, 'v>(
     args: Vec<CowVal<'b, 'v>>,
     function: &str,
-    relation: fn(&[Box<dyn Val + 'v>], &[Box<dyn Val + 'v>]) -> bool,
+    relation: fn(&Items<'v>, &Items<'v>) -> bool,
 ) -> Result<CowVal<'b, 'v>, ExecutionError> {
     let [a, b] = one(args)?;
     let a = elements(a.as_ref(), function)?;
@@ -349,7 +352,7 @@ fn sets_relation<'b, 'v>(
     Ok(CowVal::owned(CelBool::from(relation(&a, &b))))
 }
 
-fn contains_all<'v>(a: &[Box<dyn Val + 'v>], b: &[Box<dyn Val + 'v>]) -> bool {
+fn contains_all<'v>(a: &Items<'v>, b: &Items<'v>) -> bool {
     b.iter().all(|x| a.iter().any(|y| y.equals(x.as_ref())))
 }
 
