@@ -57,6 +57,75 @@ impl StructuralSchema {
         if errors.is_empty() { Ok(Self { root }) } else { Err(errors) }
     }
 
+    /// The checks upstream adds to a version's `openAPIV3Schema` (at `path`) when the
+    /// version has the status subresource: the root may only be of type object and use
+    /// the keywords that stay meaningful once `properties.status` is taken out for the
+    /// subresource.
+    pub fn status_subresource_errors(schema: &Value, path: &str) -> Vec<FieldError> {
+        /// The keywords allowed at the root (upstream's `allowedFieldsAtRootSchema`), with
+        /// the Go field names upstream's message lists.
+        const ALLOWED: [(&str, &str); 22] = [
+            ("description", "Description"),
+            ("type", "Type"),
+            ("format", "Format"),
+            ("title", "Title"),
+            ("maximum", "Maximum"),
+            ("exclusiveMaximum", "ExclusiveMaximum"),
+            ("minimum", "Minimum"),
+            ("exclusiveMinimum", "ExclusiveMinimum"),
+            ("maxLength", "MaxLength"),
+            ("minLength", "MinLength"),
+            ("pattern", "Pattern"),
+            ("maxItems", "MaxItems"),
+            ("minItems", "MinItems"),
+            ("uniqueItems", "UniqueItems"),
+            ("multipleOf", "MultipleOf"),
+            ("required", "Required"),
+            ("items", "Items"),
+            ("properties", "Properties"),
+            ("externalDocs", "ExternalDocs"),
+            ("example", "Example"),
+            ("x-kubernetes-preserve-unknown-fields", "XPreserveUnknownFields"),
+            ("x-kubernetes-validations", "XValidations"),
+        ];
+        let Some(map) = schema.as_object() else { return Vec::new() };
+        for (k, v) in map {
+            let zero = match v {
+                Value::Null => true,
+                Value::Bool(b) => !b,
+                Value::String(s) => s.is_empty(),
+                Value::Array(a) => a.is_empty(),
+                Value::Object(o) => o.is_empty(),
+                Value::Number(_) => false,
+            };
+            if zero {
+                continue;
+            }
+            if k == "type" {
+                if v.as_str() != Some("object") {
+                    return vec![FieldError::invalid(
+                        child(path, "type"),
+                        v.clone(),
+                        r#"only "object" is allowed as the type at the root of the schema if the status subresource is enabled"#,
+                    )];
+                }
+                continue;
+            }
+            if !ALLOWED.iter().any(|(name, _)| name == k) {
+                let names: Vec<&str> = ALLOWED.iter().map(|(_, go)| *go).collect();
+                return vec![FieldError::invalid(
+                    path,
+                    schema.clone(),
+                    format!(
+                        "only [{}] fields are allowed at the root of the schema if the status subresource is enabled",
+                        names.join(" ")
+                    ),
+                )];
+            }
+        }
+        Vec::new()
+    }
+
     /// Drops the fields the schema does not specify (upstream's pruning), below
     /// `x-kubernetes-preserve-unknown-fields` only those of specified fields; `apiVersion`,
     /// `kind` and `metadata` stay at the root and in embedded resources. Returns the paths

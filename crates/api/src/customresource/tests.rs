@@ -1271,3 +1271,21 @@ fn common_rule_idioms_work() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn the_status_subresource_limits_the_roots_keywords() {
+    let ok =
+        json!({"type": "object", "properties": {"status": {"type": "object"}}, "nullable": false});
+    assert!(StructuralSchema::status_subresource_errors(&ok, AT).is_empty());
+    let typed = json!({"type": "array"});
+    assert_eq!(
+        strings(&StructuralSchema::status_subresource_errors(&typed, AT)),
+        vec![format!(
+            "{AT}.type: Invalid value: \"array\": only \"object\" is allowed as the type at the root of the schema if the status subresource is enabled"
+        )]
+    );
+    let any_of = json!({"type": "object", "anyOf": [{"required": ["spec"]}]});
+    let got = strings(&StructuralSchema::status_subresource_errors(&any_of, AT));
+    assert_eq!(got.len(), 1);
+    assert!(got[0].ends_with("only [Description Type Format Title Maximum ExclusiveMaximum Minimum ExclusiveMinimum MaxLength MinLength Pattern MaxItems MinItems UniqueItems MultipleOf Required Items Properties ExternalDocs Example XPreserveUnknownFields XValidations] fields are allowed at the root of the schema if the status subresource is enabled"), "{}", got[0]);
+}
