@@ -126,6 +126,61 @@ impl StructuralSchema {
         Vec::new()
     }
 
+    /// Upstream's checks of a version's `selectableFields` (the list, at `path` such as
+    /// `spec.versions[0].selectableFields`) against this schema: each `jsonPath` names a
+    /// field of the schema (no array notation), not in `metadata`, of type string, integer
+    /// or boolean, once; at most 8 of them.
+    pub fn selectable_fields_errors(&self, fields: &Value, path: &str) -> Vec<FieldError> {
+        const MAX_SELECTABLE_FIELDS: usize = 8;
+        let mut errors = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for (i, f) in fields.as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+            let at = child(&key(path, i), "jsonPath");
+            let json_path = f.get("jsonPath").and_then(Value::as_str).unwrap_or_default();
+            if json_path.is_empty() {
+                errors.push(FieldError::required(at));
+                continue;
+            }
+            let (normalized, found) = match rules::field_path(json_path, &self.root, false) {
+                Ok(found) => found,
+                Err(e) => {
+                    errors.push(FieldError::invalid(
+                        at,
+                        Value::from(json_path),
+                        format!("is an invalid path: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            if normalized.split(['.', '[']).next() == Some("metadata") {
+                errors.push(FieldError::invalid(
+                    &at,
+                    Value::from(json_path),
+                    "must not point to fields in metadata",
+                ));
+            }
+            if !matches!(found.type_name.as_str(), "string" | "integer" | "boolean") {
+                errors.push(FieldError::invalid(
+                    &at,
+                    Value::from(json_path),
+                    "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+                ));
+            }
+            if seen.contains(&normalized) {
+                errors.push(FieldError::duplicate(at, Value::from(json_path)));
+            } else {
+                seen.push(normalized);
+            }
+        }
+        if seen.len() > MAX_SELECTABLE_FIELDS {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::TooMany(Some(seen.len()), MAX_SELECTABLE_FIELDS),
+            });
+        }
+        errors
+    }
+
     /// Drops the fields the schema does not specify (upstream's pruning), below
     /// `x-kubernetes-preserve-unknown-fields` only those of specified fields; `apiVersion`,
     /// `kind` and `metadata` stay at the root and in embedded resources. Returns the paths

@@ -342,7 +342,11 @@ fn check_fields(
 
 /// Parses a `fieldPath` against the schema of the rule's node: the normalized path, or why
 /// it is not valid (upstream's `ValidFieldPath`).
-fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
+pub(crate) fn field_path<'a>(
+    path: &str,
+    schema: &'a Schema,
+    allow_arrays: bool,
+) -> Result<(String, &'a Schema), String> {
     let mut out = String::new();
     let mut s = schema;
     let mut rest = path;
@@ -370,6 +374,8 @@ fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
             }
             step(&r[..end], &mut s, &mut out)?;
             rest = &r[end..];
+        } else if rest.starts_with('[') && !allow_arrays {
+            return Err("array notation is not allowed".into());
         } else if let Some(r) = rest.strip_prefix("['") {
             let mut end = None;
             let bytes = r.as_bytes();
@@ -387,7 +393,7 @@ fn field_path(path: &str, schema: &Schema) -> Result<String, String> {
             return Err(format!("expected [ or . but got: {rest}"));
         }
     }
-    Ok(out)
+    Ok((out, s))
 }
 
 /// Parses and compiles a node's `x-kubernetes-validations`; `schema` is the node (its
@@ -483,8 +489,8 @@ pub(crate) fn parse_rules(
                 ));
                 ok = false;
             } else {
-                match field_path(fp.trim(), schema) {
-                    Ok(p) => normalized = Some(p),
+                match field_path(fp.trim(), schema, true) {
+                    Ok((p, _)) => normalized = Some(p),
                     Err(e) => {
                         parser.errors.push(FieldError::invalid(
                             fp_path,

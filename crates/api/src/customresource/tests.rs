@@ -1289,3 +1289,39 @@ fn the_status_subresource_limits_the_roots_keywords() {
     assert_eq!(got.len(), 1);
     assert!(got[0].ends_with("only [Description Type Format Title Maximum ExclusiveMaximum Minimum ExclusiveMinimum MaxLength MinLength Pattern MaxItems MinItems UniqueItems MultipleOf Required Items Properties ExternalDocs Example XPreserveUnknownFields XValidations] fields are allowed at the root of the schema if the status subresource is enabled"), "{}", got[0]);
 }
+
+#[test]
+fn selectable_fields_name_scalar_fields_of_the_schema() {
+    let schema = compiled(json!({
+        "type": "object",
+        "properties": {
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {
+                "color": {"type": "string"},
+                "size": {"type": "integer"},
+                "ratio": {"type": "number"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            }},
+        },
+    }));
+    let at = "spec.versions[0].selectableFields";
+    let fields = json!([
+        {"jsonPath": ".spec.color"},
+        {"jsonPath": ".spec.size"},
+        {"jsonPath": ".spec.color"},
+        {"jsonPath": ".spec.ratio"},
+        {"jsonPath": ".spec.nope"},
+        {"jsonPath": ".spec.labels['a']"},
+        {"jsonPath": ""},
+    ]);
+    assert_eq!(
+        strings(&schema.selectable_fields_errors(&fields, at)),
+        vec![
+            "spec.versions[0].selectableFields[2].jsonPath: Duplicate value: \".spec.color\"",
+            "spec.versions[0].selectableFields[3].jsonPath: Invalid value: \".spec.ratio\": must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+            "spec.versions[0].selectableFields[4].jsonPath: Invalid value: \".spec.nope\": is an invalid path: does not refer to a valid field",
+            "spec.versions[0].selectableFields[5].jsonPath: Invalid value: \".spec.labels['a']\": is an invalid path: array notation is not allowed",
+            "spec.versions[0].selectableFields[6].jsonPath: Required value",
+        ]
+    );
+}
