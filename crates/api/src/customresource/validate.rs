@@ -450,7 +450,11 @@ impl Validator<'_> {
         let field = self.field(name);
         self.errors.push(FieldError {
             field,
-            kind: FieldErrorKind::NotSupported(value.clone(), supported),
+            // Upstream prints a nil value as the string "null".
+            kind: FieldErrorKind::NotSupported(
+                if value.is_null() { Value::from("null") } else { value.clone() },
+                supported,
+            ),
         });
     }
 
