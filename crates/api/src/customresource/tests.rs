@@ -564,6 +564,12 @@ fn values_are_validated_against_each_keyword() {
         ),
         ("enum of numbers", json!({"type": "integer", "enum": [1, 2]}), json!(2), vec![]),
         (
+            "null against an enum",
+            json!({"type": "string", "nullable": true, "enum": ["a"]}),
+            json!(null),
+            vec!["spec.x: Unsupported value: \"null\": supported values: \"a\""],
+        ),
+        (
             "pattern",
             json!({"type": "string", "pattern": "^a+$"}),
             json!("ab"),
