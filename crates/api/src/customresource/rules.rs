@@ -626,9 +626,10 @@ pub(crate) fn validate(
             let Some(item_schema) = schema.items.as_deref().filter(|i| i.has_rules) else {
                 return;
             };
-            let old_items = old.and_then(Value::as_array);
+            let old_items = old.and_then(Value::as_array).map(Vec::as_slice);
+            let correlation = validate::Correlation::new(schema, old_items);
             for (i, item) in items.iter().enumerate() {
-                let old_item = old_items.and_then(|o| validate::correlate(schema, o, item));
+                let old_item = correlation.as_ref().and_then(|c| c.get(schema, item));
                 let len = path.len();
                 let _ = write!(path, "[{i}]");
                 validate(item_schema, item, old_item, path, false, run);
@@ -672,13 +673,16 @@ fn evaluate(
     root: bool,
     run: &mut Run<'_>,
 ) {
+    let unchanged = run.ratchet && old.is_some_and(|o| o == value);
+    if unchanged && !schema.rules.iter().any(|r| r.uses_old_self) {
+        return;
+    }
     let errors = &mut *run.errors;
     // Upstream reports the root's rules at a nil path.
     let at = if path.is_empty() { validate::NIL_PATH } else { path };
     let mut context = cel::Context::with_env(env().clone());
     let self_value = typed(value, Some(schema), root);
     context.add_variable_from_value("self", self_value.clone());
-    let old_value = old;
     let old = old.filter(|_| schema.rules.iter().any(|r| r.uses_old_self));
     let old_self = old.map(|o| typed(o, Some(schema), root));
     if let Some(o) = &old_self {
@@ -699,7 +703,6 @@ fn evaluate(
     let type_value = || Value::from(schema.type_name.as_str());
     // Upstream's ratcheting: a rule without oldSelf that fails on a value equal to the old
     // one only warns.
-    let unchanged = run.ratchet && old_value.is_some_and(|o| o == value);
     for rule in &schema.rules {
         if rule.uses_old_self && old.is_none() && !rule.optional_old_self
             || !rule.uses_old_self && unchanged

@@ -404,9 +404,10 @@ impl Validator<'_> {
     ) {
         if let Some(item_schema) = &s.items {
             let len = name.len();
+            let correlation = Correlation::new(s, old);
             for (i, item) in items.iter().enumerate() {
                 let _ = write!(name, "[{i}]");
-                let old_item = old.and_then(|o| correlate(s, o, item));
+                let old_item = correlation.as_ref().and_then(|c| c.get(s, item));
                 self.check(item_schema, item, old_item, name, false);
                 name.truncate(len);
             }
@@ -512,13 +513,40 @@ impl Validator<'_> {
     }
 }
 
-/// The old item a new item of a list corresponds to: the one with the same keys in a list
-/// of type map; none in other lists (upstream correlates only map lists).
-pub(crate) fn correlate<'a>(schema: &Schema, old: &'a [Value], item: &Value) -> Option<&'a Value> {
-    if schema.list_type.as_deref() != Some("map") || schema.list_map_keys.is_empty() {
-        return None;
+/// The items of an old list by their keys, to find the old item a new item corresponds
+/// to: the one with the same keys in a list of type map; none in other lists (upstream
+/// correlates only map lists).
+pub(crate) struct Correlation<'a> {
+    by_key: HashMap<String, &'a Value>,
+}
+
+/// The text of an item's map keys.
+fn list_key(schema: &Schema, item: &Value) -> String {
+    let mut key = String::new();
+    for k in &schema.list_map_keys {
+        let _ = write!(key, "{},", item.get(k).unwrap_or(&Value::Null));
     }
-    old.iter().find(|o| schema.list_map_keys.iter().all(|k| o.get(k) == item.get(k)))
+    key
+}
+
+impl<'a> Correlation<'a> {
+    /// Indexes `old`, the old version of a list of schema `schema` (none unless a map list).
+    pub(crate) fn new(schema: &Schema, old: Option<&'a [Value]>) -> Option<Self> {
+        let old = old?;
+        if schema.list_type.as_deref() != Some("map") || schema.list_map_keys.is_empty() {
+            return None;
+        }
+        let mut by_key = HashMap::with_capacity(old.len());
+        for item in old {
+            by_key.entry(list_key(schema, item)).or_insert(item);
+        }
+        Some(Self { by_key })
+    }
+
+    /// The old item with the keys of `item`.
+    pub(crate) fn get(&self, schema: &Schema, item: &Value) -> Option<&'a Value> {
+        self.by_key.get(&list_key(schema, item)).copied()
+    }
 }
 
 /// `path.name` in a field path being built.
