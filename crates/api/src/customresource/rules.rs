@@ -24,7 +24,7 @@ const REASONS: [&str; 4] =
     ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
-const KNOWN_IDENTS: [&str; 15] = [
+const KNOWN_IDENTS: [&str; 16] = [
     "int",
     "uint",
     "double",
@@ -40,6 +40,7 @@ const KNOWN_IDENTS: [&str; 15] = [
     "math",
     "strings",
     "sets",
+    "lists",
 ];
 
 /// What kind of field error a failed rule is reported as.

@@ -1244,6 +1244,8 @@ fn common_rule_idioms_work() {
         "['a','b'].join(',') == 'a,b'",
         "optional.of(1).hasValue()",
         "self.o.x == 1 || !has(self.o.x)",
+        "lists.range(3) == [0, 1, 2]",
+        "[3, 1].sort() == [1, 3] && self.l.distinct().size() == 2",
         "'abc123'.find('[0-9]+') == '123' && 'a1b2'.findAll('[0-9]') == ['1', '2'] && 'a1b2c3'.findAll('[0-9]', 2) == ['1', '2'] && 'abc'.find('x') == ''",
         "sets.contains([1, 2, 3], [2]) && sets.equivalent([1, 2], [2, 1, 1]) && sets.intersects([1], [1, 5]) && !sets.intersects([1], [2])",
         "quantity('1Gi').isGreaterThan(quantity('1Mi')) && isQuantity('100m') && !isQuantity('x') && quantity('1024Mi') == quantity('1Gi') && quantity('1').add(quantity('500m')).compareTo(quantity('1500m')) == 0 && quantity('2k').asInteger() == 2000 && quantity('-1').sign() == -1 && quantity('1.5').asApproximateFloat() == 1.5 && !quantity('1.5').isInteger()",
