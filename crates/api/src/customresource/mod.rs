@@ -6,14 +6,23 @@
 //!   rules (every field typed, value validations in `allOf`/`anyOf`/`oneOf`/`not` only
 //!   about fields specified beside them, root `metadata` limited to `name` and
 //!   `generateName`), list and map types, defaults (pruned, valid against their schema) and
-//!   the `x-kubernetes-validations` CEL rules, which it compiles.
+//!   the `x-kubernetes-validations` CEL rules, which it compiles (syntax, fields their
+//!   schema declares, estimated cost).
 //! - [`StructuralSchema::prune`] drops unknown fields, [`StructuralSchema::apply_defaults`]
 //!   fills defaults, [`StructuralSchema::validate`] and
 //!   [`StructuralSchema::validate_update`] check an object (keywords, formats, list types,
-//!   embedded resources, CEL rules), with upstream's paths and messages.
+//!   embedded resources, CEL rules with their runtime cost, ratcheting on update), with
+//!   upstream's paths and messages.
+//! - [`StructuralSchema::status_subresource_errors`] and
+//!   [`StructuralSchema::selectable_fields_errors`]: the checks of a CRD version that
+//!   depend on its schema beyond it.
 //!
 //! Per request the object is only walked: nothing is compiled again and the object is not
 //! copied (CEL rules see converted copies of the values at their nodes only).
+//!
+//! The modules: `schema` (parsing, structural rules), `validate` (kube-openapi's keywords,
+//! list types, embedded resources), `formats`, `prune`, `defaults`, `rules` (CEL),
+//! `library` (the parts of Kubernetes' CEL library the `cel` crate lacks), `cost`.
 
 mod cost;
 mod defaults;
@@ -43,7 +52,8 @@ impl StructuralSchema {
     /// Parses a CRD version's `schema.openAPIV3Schema`. Errors are field errors with paths
     /// below `path` (e.g. `spec.versions[0].schema.openAPIV3Schema`), as upstream reports
     /// them: the structural rules (sorted), then, when the schema is structural, its
-    /// defaults; then the keywords; then the CEL rules that do not compile.
+    /// defaults; then the keywords; then the CEL rules that do not compile; then rules
+    /// over the cost limits.
     pub fn new(schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
         let mut parser = Parser::default();
         let root = parser.parse_root(schema, path);

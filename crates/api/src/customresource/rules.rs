@@ -1,6 +1,15 @@
 //! `x-kubernetes-validations`: CEL rules compiled once with the schema and evaluated with
 //! `self` (and `oldSelf` for transition rules) bound to the value at the rule's node, as
 //! upstream's `schema/cel` validator does.
+//!
+//! The `cel` crate does not type-check, so two of cel-go's compile-time checks are made
+//! here over the expression: variables other than `self`, `oldSelf` and comprehension
+//! variables are undeclared, and fields selected from `self`/`oldSelf` must be declared by
+//! the schema (`undefined field 'z'`). Values are typed by their schema as upstream's
+//! conversion does: `number` fields are doubles even when integral, `byte` strings bytes,
+//! and the root's `metadata` holds only `name` and `generateName`. Not available: cel-go's
+//! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind`, two-variable
+//! comprehensions, and Kubernetes' URL, IP, CIDR and format libraries.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
