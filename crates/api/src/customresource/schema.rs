@@ -100,6 +100,9 @@ pub(crate) struct Schema {
     /// Whether `x-kubernetes-validations` is present (nested ones are not compiled).
     pub(crate) has_validations: bool,
     pub(crate) has_title: bool,
+    /// `items` is a list of schemas (refused; upstream then reports no structural error
+    /// about the missing items schema).
+    pub(crate) items_list: bool,
     pub(crate) has_description: bool,
     /// Whether the schema has any keyword besides `type` (for the int-or-string pattern).
     pub(crate) only_type: bool,
@@ -289,6 +292,10 @@ impl Parser {
         let mut format = String::new();
         let mut validations = None;
         for (name, v) in map {
+            // A null keyword is an absent one, as upstream's decoding has it.
+            if v.is_null() {
+                continue;
+            }
             if name != "type" {
                 s.only_type = false;
             }
@@ -319,7 +326,10 @@ impl Parser {
                         Err(e) => self.invalid(
                             child(path, name),
                             v,
-                            &format!("must be a valid regular expression, but isn't: {e}"),
+                            &format!(
+                                "must be a valid regular expression, but isn't: error parsing regexp: {}",
+                                regex_error(&e)
+                            ),
                         ),
                     }
                 }
@@ -354,6 +364,7 @@ impl Parser {
                 },
                 "items" => {
                     if v.is_array() {
+                        s.items_list = true;
                         self.forbidden(
                             child(path, name),
                             "items must be a schema object and not an array",
@@ -597,6 +608,13 @@ impl Parser {
     }
 }
 
+/// A regex error on one line, without the pattern the crate repeats: its last line.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().last().unwrap_or_default();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
+}
+
 /// The format upstream validates: string formats it knows (compared without dashes),
 /// `int32`/`int64` for integers, `float`/`double` for numbers; others are ignored.
 fn effective_format(s: &Schema, format: String) -> String {
@@ -623,7 +641,7 @@ pub(crate) fn structural_errors(root: &Schema, path: &str) -> Vec<FieldError> {
 }
 
 fn invariants(s: &Schema, level: Level, path: &str, errors: &mut Vec<FieldError>) {
-    if s.type_name == "array" && s.items.is_none() {
+    if s.type_name == "array" && s.items.is_none() && !s.items_list {
         errors.push(FieldError::required(child(path, "items")).with_detail("must be specified"));
     }
     if let Some(items) = &s.items {

@@ -189,7 +189,14 @@ fn keywords_a_crd_may_not_use_are_rejected() {
             "an invalid pattern",
             with_x(json!({"type": "string", "pattern": "a("})),
             vec![format!(
-                "{AT}.properties[spec].properties[x].pattern: Invalid value: \"a(\": must be a valid regular expression, but isn't: "
+                "{AT}.properties[spec].properties[x].pattern: Invalid value: \"a(\": must be a valid regular expression, but isn't: error parsing regexp: unclosed group"
+            )],
+        ),
+        (
+            "items as a list",
+            with_x(json!({"type": "array", "items": [{"type": "string"}]})),
+            vec![format!(
+                "{AT}.properties[spec].properties[x].items: Forbidden: items must be a schema object and not an array"
             )],
         ),
         (
