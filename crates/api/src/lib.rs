@@ -10,17 +10,20 @@
 //! - [`status`]: the `Status` error shape every failure is answered with.
 //! - [`object`]: access to `metadata` on objects kept as JSON.
 //! - [`protobuf`]: request bodies in the Kubernetes protobuf encoding, decoded to JSON.
-//! - [`customresource`]: the structural schemas of custom resource definitions.
 //! - [`jsonpath`]: the JSONPath of printer columns and selectable fields.
 //! - [`field_manager`]: `managedFields` and server-side apply.
 //! - [`fieldcheck`]: server-side field validation (unknown and duplicate fields).
 //! - [`typecheck`]: the types of an object's values against its kind's upstream schema.
+//! - [`customresource`]: structural schemas of CustomResourceDefinitions: pruning,
+//!   defaulting and validation (OpenAPI keywords and `x-kubernetes-validations` CEL rules).
+//! - [`cel`]: JSON values as CEL values.
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
 //! apiserver crate passes time and identities in.
 
 pub mod catalog;
+pub mod cel;
 pub mod customresource;
 pub mod field_manager;
 pub mod fieldcheck;

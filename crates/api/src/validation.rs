@@ -83,6 +83,13 @@ pub enum FieldErrorKind {
     Forbidden(String),
     /// The value appears twice where it must be unique.
     Duplicate(Value),
+    /// The value is not of the type the field's schema says (upstream's `TypeInvalid`); the
+    /// string says which.
+    TypeInvalid(Value, String),
+    /// The value is longer than the given number of bytes.
+    TooLong(usize),
+    /// The list or map has more items (the first number, when known) than the second.
+    TooMany(Option<usize>, usize),
 }
 
 impl FieldErrorKind {
@@ -94,6 +101,9 @@ impl FieldErrorKind {
             FieldErrorKind::NotSupported(..) => "FieldValueNotSupported",
             FieldErrorKind::Forbidden(..) => "FieldValueForbidden",
             FieldErrorKind::Duplicate(..) => "FieldValueDuplicate",
+            FieldErrorKind::TypeInvalid(..) => "FieldValueTypeInvalid",
+            FieldErrorKind::TooLong(..) => "FieldValueTooLong",
+            FieldErrorKind::TooMany(..) => "FieldValueTooMany",
         }
     }
 }
@@ -179,6 +189,22 @@ impl fmt::Display for FieldError {
             FieldErrorKind::Forbidden(detail) => write!(f, "{}: Forbidden: {}", self.field, detail),
             FieldErrorKind::Duplicate(v) => {
                 write!(f, "{}: Duplicate value: {}", self.field, bounded_json(v))
+            }
+            FieldErrorKind::TypeInvalid(v, detail) => {
+                write!(f, "{}: Invalid value: {}: {}", self.field, bounded_json(v), detail)
+            }
+            FieldErrorKind::TooLong(max) => {
+                let unit = if *max == 1 { "byte" } else { "bytes" };
+                write!(f, "{}: Too long: may not be more than {max} {unit}", self.field)
+            }
+            FieldErrorKind::TooMany(actual, max) => {
+                let unit = if *max == 1 { "item" } else { "items" };
+                match actual {
+                    Some(n) => {
+                        write!(f, "{}: Too many: {n}: must have at most {max} {unit}", self.field)
+                    }
+                    None => write!(f, "{}: Too many: must have at most {max} {unit}", self.field),
+                }
             }
         }
     }

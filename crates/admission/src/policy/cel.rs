@@ -2,9 +2,7 @@
 //! (`object`, `oldObject`, `request`, `params`, `namespaceObject`, `variables`) from JSON, and
 //! evaluating to a boolean or a string.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
+pub use krust_api::cel::to_cel;
 use serde_json::Value;
 
 /// A compiled expression, or why it does not compile.
@@ -84,28 +82,6 @@ impl Variables {
         match self.0.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = value,
             None => self.0.push((name.to_string(), value)),
-        }
-    }
-}
-
-/// A JSON value as a CEL value.
-pub fn to_cel(value: &Value) -> cel::Value {
-    match value {
-        Value::Null => cel::Value::Null,
-        Value::Bool(b) => cel::Value::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => cel::Value::Int(i),
-            None => match n.as_u64() {
-                Some(u) => cel::Value::UInt(u),
-                None => cel::Value::Float(n.as_f64().unwrap_or_default()),
-            },
-        },
-        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
-        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(map) => {
-            let map: HashMap<String, cel::Value> =
-                map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
-            cel::Value::Map(map.into())
         }
     }
 }

@@ -1,0 +1,395 @@
+//! The part of Kubernetes' CEL library (`k8s.io/apiserver/pkg/cel/library`) that the `cel`
+//! crate lacks and rules commonly use: the lists library (`isSorted`, `sum`, `min`, `max`,
+//! `indexOf`, `lastIndexOf`), the quantity library (`quantity`, `isQuantity`,
+//! `isGreaterThan`, `isLessThan`, `compareTo`, `add`, `sub`, `asInteger`, `isInteger`,
+//! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`) and cel-go's sets
+//! extension (`sets.contains`, `sets.equivalent`, `sets.intersects`).
+
+use std::cmp::Ordering;
+
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelString, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE,
+};
+use cel::common::value::{CowVal, Val};
+use cel::{DeclarationError, Env, ExecutionError};
+
+use crate::quantity::Amount;
+
+fn one<'b, 'v, const N: usize>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<[CowVal<'b, 'v>; N], ExecutionError> {
+    args.try_into().map_err(|args: Vec<_>| ExecutionError::invalid_argument_count(N, args.len()))
+}
+
+/// The elements of a list argument, cloned.
+fn elements<'v>(
+    list: &(dyn Val + 'v),
+    function: &str,
+) -> Result<Vec<Box<dyn Val + 'v>>, ExecutionError> {
+    let iterable = list
+        .as_iterable()
+        .ok_or_else(|| ExecutionError::function_error(function, "receiver must be a list"))?;
+    let mut items = iterable.iter();
+    let mut out = Vec::new();
+    while let Some(item) = items.next() {
+        out.push(item.clone_as_boxed());
+    }
+    Ok(out)
+}
+
+fn compare(a: &dyn Val, b: &dyn Val, function: &str) -> Result<Ordering, ExecutionError> {
+    a.as_comparer()
+        .ok_or_else(|| {
+            ExecutionError::function_error(function, "list elements must be comparable")
+        })?
+        .compare(b)
+}
+
+fn is_sorted<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = one(args)?;
+    let items = elements(list.as_ref(), "isSorted")?;
+    for pair in items.windows(2) {
+        if compare(pair[0].as_ref(), pair[1].as_ref(), "isSorted")? == Ordering::Greater {
+            return Ok(CowVal::owned(CelBool::from(false)));
+        }
+    }
+    Ok(CowVal::owned(CelBool::from(true)))
+}
+
+fn sum<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = one(args)?;
+    let items = elements(list.as_ref(), "sum")?;
+    let mut iter = items.into_iter();
+    let Some(first) = iter.next() else {
+        return Ok(CowVal::owned(CelInt::from(0)));
+    };
+    let mut total: CowVal<'b, 'v> = CowVal::Owned(first);
+    for item in iter {
+        let adder = total.as_ref().as_adder().ok_or_else(|| {
+            ExecutionError::function_error("sum", "list elements must be numbers")
+        })?;
+        let next = adder.add(item.as_ref())?;
+        total = CowVal::Owned(next.as_ref().clone_as_boxed());
+    }
+    Ok(total)
+}
+
+fn extreme<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    keep: Ordering,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list] = one(args)?;
+    let items = elements(list.as_ref(), function)?;
+    let mut best: Option<Box<dyn Val + 'v>> = None;
+    for item in items {
+        best = match best {
+            None => Some(item),
+            Some(b) if compare(item.as_ref(), b.as_ref(), function)? == keep => Some(item),
+            keep_best => keep_best,
+        };
+    }
+    best.map(CowVal::Owned).ok_or_else(|| {
+        ExecutionError::function_error(function, format!("{function} called on empty list"))
+    })
+}
+
+fn min<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    extreme(args, "min", Ordering::Less)
+}
+
+fn max<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    extreme(args, "max", Ordering::Greater)
+}
+
+fn position<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    last: bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [list, wanted] = one(args)?;
+    let items = elements(list.as_ref(), function)?;
+    let found = if last {
+        items.iter().rposition(|i| i.equals(wanted.as_ref()))
+    } else {
+        items.iter().position(|i| i.equals(wanted.as_ref()))
+    };
+    let index = found.map_or(-1, |i| i as i64);
+    Ok(CowVal::owned(CelInt::from(index)))
+}
+
+fn index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    position(args, "indexOf", false)
+}
+
+fn last_index_of<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    position(args, "lastIndexOf", true)
+}
+
+/// Registers the Kubernetes lists library on `env`.
+pub(crate) fn lists(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_member_overload("isSorted", "list_is_sorted", LIST_TYPE, vec![], is_sorted)?;
+    env.add_member_overload("sum", "list_sum", LIST_TYPE, vec![], sum)?;
+    env.add_member_overload("min", "list_min", LIST_TYPE, vec![], min)?;
+    env.add_member_overload("max", "list_max", LIST_TYPE, vec![], max)?;
+    env.add_member_overload("indexOf", "list_index_of", LIST_TYPE, vec![DYN_TYPE], index_of)?;
+    env.add_member_overload(
+        "lastIndexOf",
+        "list_last_index_of",
+        LIST_TYPE,
+        vec![DYN_TYPE],
+        last_index_of,
+    )?;
+    Ok(())
+}
+
+/// A string argument.
+fn text<'a>(v: &'a (dyn Val + '_), function: &str) -> Result<&'a str, ExecutionError> {
+    <&str>::try_from(v).map_err(|_| ExecutionError::function_error(function, "expected a string"))
+}
+
+/// A quantity argument: quantities are carried as their canonical text.
+fn amount(v: &dyn Val, function: &str) -> Result<Amount, ExecutionError> {
+    if let Some(i) = v.downcast_ref::<CelInt>() {
+        return Ok(Amount::units(*i.inner()));
+    }
+    Amount::parse(text(v, function)?).map_err(|_| {
+        ExecutionError::function_error(
+            function,
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        )
+    })
+}
+
+fn string_val<'b, 'v>(s: String) -> CowVal<'b, 'v> {
+    CowVal::owned(CelString::from(s))
+}
+
+fn quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    Ok(string_val(amount(q.as_ref(), "quantity")?.to_string()))
+}
+
+fn is_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let ok = Amount::parse(text(q.as_ref(), "isQuantity")?).is_ok();
+    Ok(CowVal::owned(CelBool::from(ok)))
+}
+
+fn compare_quantities<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+) -> Result<Ordering, ExecutionError> {
+    let [a, b] = one(args)?;
+    Ok(amount(a.as_ref(), function)?.cmp(&amount(b.as_ref(), function)?))
+}
+
+fn is_greater_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "isGreaterThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Greater)))
+}
+
+fn is_less_than<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "isLessThan")?;
+    Ok(CowVal::owned(CelBool::from(order == Ordering::Less)))
+}
+
+fn compare_to<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let order = compare_quantities(args, "compareTo")?;
+    Ok(CowVal::owned(CelInt::from(order as i64)))
+}
+
+fn add_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let sum = amount(a.as_ref(), "add")? + amount(b.as_ref(), "add")?;
+    Ok(string_val(sum.to_string()))
+}
+
+fn sub_quantity<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let difference = amount(a.as_ref(), "sub")? - amount(b.as_ref(), "sub")?;
+    Ok(string_val(difference.to_string()))
+}
+
+fn as_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "asInteger")?;
+    if q.nanos() % 1_000_000_000 != 0 {
+        return Err(ExecutionError::function_error("asInteger", "cannot convert value to integer"));
+    }
+    let value = i64::try_from(q.value()).map_err(|_| {
+        ExecutionError::function_error("asInteger", "cannot convert value to integer")
+    })?;
+    Ok(CowVal::owned(CelInt::from(value)))
+}
+
+fn is_integer<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "isInteger")?;
+    let integral = q.nanos() % 1_000_000_000 == 0 && i64::try_from(q.value()).is_ok();
+    Ok(CowVal::owned(CelBool::from(integral)))
+}
+
+fn as_approximate_float<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "asApproximateFloat")?;
+    Ok(CowVal::owned(CelDouble::from(q.nanos() as f64 / 1e9)))
+}
+
+fn sign<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [q] = one(args)?;
+    let q = amount(q.as_ref(), "sign")?;
+    Ok(CowVal::owned(CelInt::from(q.nanos().signum() as i64)))
+}
+
+/// Registers Kubernetes' quantity library on `env`. Quantities are carried as their
+/// canonical text (`quantity('1024Mi') == quantity('1Gi')`), so the methods also accept
+/// quantity strings.
+pub(crate) fn quantities(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload("quantity", "string_to_quantity", vec![STRING_TYPE], quantity)?;
+    env.add_overload("isQuantity", "is_quantity_string", vec![STRING_TYPE], is_quantity)?;
+    for (name, id, op) in [
+        (
+            "isGreaterThan",
+            "quantity_is_greater_than",
+            is_greater_than as cel::common::functions::Function,
+        ),
+        ("isLessThan", "quantity_is_less_than", is_less_than),
+        ("compareTo", "quantity_compare_to", compare_to),
+        ("add", "quantity_add", add_quantity),
+        ("sub", "quantity_sub", sub_quantity),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![DYN_TYPE], op)?;
+    }
+    for (name, id, op) in [
+        ("asInteger", "quantity_as_integer", as_integer as cel::common::functions::Function),
+        ("isInteger", "quantity_is_integer", is_integer),
+        ("asApproximateFloat", "quantity_as_approximate_float", as_approximate_float),
+        ("sign", "quantity_sign", sign),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
+    }
+    Ok(())
+}
+
+fn compiled_regex(pattern: &str, function: &str) -> Result<regex::Regex, ExecutionError> {
+    regex::Regex::new(pattern).map_err(|e| ExecutionError::function_error(function, e.to_string()))
+}
+
+fn find<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern] = one(args)?;
+    let re = compiled_regex(text(pattern.as_ref(), "find")?, "find")?;
+    let found = re.find(text(s.as_ref(), "find")?).map_or("", |m| m.as_str());
+    Ok(string_val(found.to_string()))
+}
+
+fn find_all_limited<'b, 'v>(
+    s: &str,
+    pattern: &str,
+    limit: Option<i64>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let re = compiled_regex(pattern, "findAll")?;
+    let limit = match limit {
+        Some(n) if n >= 0 => n as usize,
+        _ => usize::MAX,
+    };
+    let found: Vec<Box<dyn Val + 'v>> = re
+        .find_iter(s)
+        .take(limit)
+        .map(|m| Box::new(CelString::from(m.as_str().to_string())) as Box<dyn Val + 'v>)
+        .collect();
+    Ok(CowVal::owned(CelList::from(found)))
+}
+
+fn find_all<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern] = one(args)?;
+    find_all_limited(text(s.as_ref(), "findAll")?, text(pattern.as_ref(), "findAll")?, None)
+}
+
+fn find_all_n<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s, pattern, n] = one(args)?;
+    let n = *n
+        .as_ref()
+        .downcast_ref::<CelInt>()
+        .ok_or_else(|| ExecutionError::function_error("findAll", "expected an int"))?
+        .inner();
+    find_all_limited(text(s.as_ref(), "findAll")?, text(pattern.as_ref(), "findAll")?, Some(n))
+}
+
+/// Registers Kubernetes' regex library (`find`, `findAll`) on `env`.
+pub(crate) fn regexes(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_member_overload("find", "string_find_string", STRING_TYPE, vec![STRING_TYPE], find)?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        find_all,
+    )?;
+    env.add_member_overload(
+        "findAll",
+        "string_find_all_string_int",
+        STRING_TYPE,
+        vec![STRING_TYPE, INT_TYPE],
+        find_all_n,
+    )?;
+    Ok(())
+}
+
+/// Elements of a list, cloned.
+type Items<'v> = [Box<dyn Val + 'v>];
+
+fn sets_relation<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    relation: fn(&Items<'v>, &Items<'v>) -> bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [a, b] = one(args)?;
+    let a = elements(a.as_ref(), function)?;
+    let b = elements(b.as_ref(), function)?;
+    Ok(CowVal::owned(CelBool::from(relation(&a, &b))))
+}
+
+fn contains_all<'v>(a: &Items<'v>, b: &Items<'v>) -> bool {
+    b.iter().all(|x| a.iter().any(|y| y.equals(x.as_ref())))
+}
+
+fn sets_contains<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.contains", contains_all)
+}
+
+fn sets_equivalent<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.equivalent", |a, b| contains_all(a, b) && contains_all(b, a))
+}
+
+fn sets_intersects<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    sets_relation(args, "sets.intersects", |a, b| {
+        b.iter().any(|x| a.iter().any(|y| y.equals(x.as_ref())))
+    })
+}
+
+/// Registers cel-go's sets extension (`sets.contains`, `sets.equivalent`,
+/// `sets.intersects`) on `env`.
+pub(crate) fn sets(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload(
+        "sets.contains",
+        "list_sets_contains_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_contains,
+    )?;
+    env.add_overload(
+        "sets.equivalent",
+        "list_sets_equivalent_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_equivalent,
+    )?;
+    env.add_overload(
+        "sets.intersects",
+        "list_sets_intersects_list",
+        vec![LIST_TYPE, LIST_TYPE],
+        sets_intersects,
+    )?;
+    Ok(())
+}
