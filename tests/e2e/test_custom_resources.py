@@ -23,7 +23,6 @@ W_BETA = f"/apis/{GROUP}/v1beta1"
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 CR_VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-SCHEMA_XFAIL = pytest.mark.xfail(reason="structural schema not merged yet", strict=False)
 # managedFields came with 4920ca8 (server-side apply): these pass with a build that has it;
 # drop the marker once /tmp/kcrd (07:44) is rebuilt
 
@@ -1599,7 +1598,6 @@ def causes(st):
     return [(c.get("reason"), c.get("field")) for c in st["details"].get("causes") or []]
 
 
-@SCHEMA_XFAIL
 def test_schema_rejects_a_wrong_type(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "t", size="big")
     assert 'spec.size: Invalid value: "string": spec.size in body must be of type integer: ' \
@@ -1607,7 +1605,6 @@ def test_schema_rejects_a_wrong_type(cluster, gizmos, ns):
     assert ("FieldValueTypeInvalid", "spec.size") in causes(st), st
 
 
-@SCHEMA_XFAIL
 def test_schema_rejects_a_value_outside_the_enum(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "e", color="purple")
     assert 'spec.color: Unsupported value: "purple": supported values: "red", "green", "blue"' \
@@ -1615,7 +1612,6 @@ def test_schema_rejects_a_value_outside_the_enum(cluster, gizmos, ns):
     assert ("FieldValueNotSupported", "spec.color") in causes(st), st
 
 
-@SCHEMA_XFAIL
 def test_schema_rejects_a_string_not_matching_the_pattern(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "p", code="abc")
     assert "spec.code: Invalid value: \"abc\": spec.code in body should match '^[A-Z]+$'" \
@@ -1623,7 +1619,6 @@ def test_schema_rejects_a_string_not_matching_the_pattern(cluster, gizmos, ns):
     assert causes(st) == [("FieldValueInvalid", "spec.code")], st
 
 
-@SCHEMA_XFAIL
 def test_schema_enforces_minimum_and_maximum(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "lo", size=0)
     assert "spec.size: Invalid value: 0: spec.size in body should be greater than or equal " \
@@ -1634,7 +1629,6 @@ def test_schema_enforces_minimum_and_maximum(cluster, gizmos, ns):
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "ok", size=10), expect=(201,))
 
 
-@SCHEMA_XFAIL
 def test_schema_requires_required_fields(cluster, gizmos, ns):
     body = gizmo(gizmos, "req")
     del body["spec"]["color"]
@@ -1646,20 +1640,17 @@ def test_schema_requires_required_fields(cluster, gizmos, ns):
            "the existing errors to complete validation" in st["message"], st
 
 
-@SCHEMA_XFAIL
 def test_schema_enforces_max_length(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "long", code="ABCDEF")
     assert "spec.code: Too long" in st["message"], st  # the wording changed across releases
     assert ("FieldValueTooLong", "spec.code") in causes(st), st
 
 
-@SCHEMA_XFAIL
 def test_schema_reports_every_error_at_once(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "many", color="purple", size=0)
     assert {"spec.color", "spec.size"} <= {f for _, f in causes(st)}, st
 
 
-@SCHEMA_XFAIL
 def test_int_or_string_accepts_both_and_nothing_else(cluster, gizmos, ns):
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "int", port=8080), expect=(201,))
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "str", port="http"), expect=(201,))
@@ -1667,7 +1658,6 @@ def test_int_or_string_accepts_both_and_nothing_else(cluster, gizmos, ns):
     assert "spec.port" in [f for _, f in causes(st)], st
 
 
-@SCHEMA_XFAIL
 def test_cel_rule_rejects_with_its_message(cluster, gizmos, ns):
     st = invalid(cluster, gizmos, ns, "cel", min=5, max=1)
     assert 'spec: Invalid value: "object": min must not exceed max' in st["message"], st
@@ -1676,7 +1666,6 @@ def test_cel_rule_rejects_with_its_message(cluster, gizmos, ns):
                expect=(201,))
 
 
-@SCHEMA_XFAIL
 def test_cel_transition_rule_compares_with_the_old_object(cluster, gizmos, ns):
     cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "z", zone="a"), expect=(201,))
     merge = {"Content-Type": "application/merge-patch+json"}
@@ -1687,7 +1676,6 @@ def test_cel_transition_rule_compares_with_the_old_object(cluster, gizmos, ns):
     assert cluster.ok("GET", gpath(gizmos, ns, "z"))["spec"]["zone"] == "a"
 
 
-@SCHEMA_XFAIL
 def test_defaults_are_applied_on_create(cluster, gizmos, ns):
     created = cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "d", replicas=3),
                          expect=(201,))
@@ -1696,7 +1684,6 @@ def test_defaults_are_applied_on_create(cluster, gizmos, ns):
     assert cluster.ok("GET", gpath(gizmos, ns, "d"))["spec"] == created["spec"]
 
 
-@SCHEMA_XFAIL
 def test_unknown_fields_are_pruned_with_a_warning(cluster, gizmos, ns):
     body = gizmo(gizmos, "prune")
     body["spec"]["foo"] = "bar"
@@ -1709,7 +1696,6 @@ def test_unknown_fields_are_pruned_with_a_warning(cluster, gizmos, ns):
     assert "foo" not in got["spec"] and "top" not in got
 
 
-@SCHEMA_XFAIL
 def test_strict_field_validation_refuses_unknown_fields(cluster, gizmos, ns):
     body = gizmo(gizmos, "strict")
     body["spec"]["foo"] = "bar"
@@ -1719,7 +1705,6 @@ def test_strict_field_validation_refuses_unknown_fields(cluster, gizmos, ns):
     assert_status(cluster.get(gpath(gizmos, ns, "strict")), 404, "NotFound")
 
 
-@SCHEMA_XFAIL
 def test_kubectl_validates_strictly_by_default_and_prunes_without_validation(kubectl, gizmos,
                                                                             ns):
     body = gizmo(gizmos, f"k{kubectl.version.replace('.', '')}")
@@ -1731,7 +1716,6 @@ def test_kubectl_validates_strictly_by_default_and_prunes_without_validation(kub
     assert "foo" not in got["spec"], got
 
 
-@SCHEMA_XFAIL
 def test_preserve_unknown_fields_keeps_them(cluster, gizmos, ns):
     extra = {"anything": {"nested": [1, "two", {"three": True}]}, "n": 1.5}
     created = cluster.ok("POST", gpath(gizmos, ns), body=gizmo(gizmos, "keep", extra=extra),

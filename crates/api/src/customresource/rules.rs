@@ -794,11 +794,8 @@ fn evaluate(
             .as_ref()
             .and_then(|m| evaluate_message(m, context))
             .unwrap_or_else(|| rule.message_or_default());
-        let bad_value = if schema.type_name == "object" || schema.type_name == "array" {
-            type_value()
-        } else {
-            value.clone()
-        };
+        // Upstream names the value by its schema type ("string", "object"), never by itself.
+        let bad_value = type_value();
         let kind = match rule.reason {
             Reason::Invalid => FieldErrorKind::Invalid(bad_value, detail),
             Reason::Forbidden => FieldErrorKind::Forbidden(detail),
