@@ -189,6 +189,7 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use serde_json::json;
 
     use super::*;
@@ -227,7 +228,10 @@ mod tests {
 
     #[test]
     fn plain_field_paths_read_as_dotted() {
-        assert_eq!(JsonPath::parse(".spec.replicas").unwrap().dotted().as_deref(), Some("spec.replicas"));
+        assert_eq!(
+            JsonPath::parse(".spec.replicas").unwrap().dotted().as_deref(),
+            Some("spec.replicas")
+        );
         assert_eq!(JsonPath::parse(".spec.items[0]").unwrap().dotted(), None);
         assert!(JsonPath::parse(".spec.[").is_err());
         assert!(JsonPath::parse(".spec..x").is_err());

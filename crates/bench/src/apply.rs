@@ -72,7 +72,8 @@ pub async fn apply(args: ApplyBenchArgs) -> anyhow::Result<()> {
     client.send(Method::PATCH, &apply_path, "application/apply-patch+yaml", config.clone()).await?;
     // The object as an updater holds it: read once, sent back unchanged (no resourceVersion,
     // so every update is unconditional).
-    let mut current: Value = serde_json::from_slice(&client.request(Method::GET, &path, None).await?)?;
+    let mut current: Value =
+        serde_json::from_slice(&client.request(Method::GET, &path, None).await?)?;
     if let Some(meta) = current.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.shift_remove("resourceVersion");
     }

@@ -119,7 +119,13 @@ pub fn accept_names(definition: &Value, all: &[Value], catalog: &super::Catalog)
         }
     };
     let plural = text(definition, "/spec/names/plural");
-    take("plural", Value::String(plural.clone()), used_names.contains(&plural), "PluralConflict", &plural);
+    take(
+        "plural",
+        Value::String(plural.clone()),
+        used_names.contains(&plural),
+        "PluralConflict",
+        &plural,
+    );
     let singular = text(definition, "/spec/names/singular");
     if !singular.is_empty() {
         let taken = used_names.contains(&singular);
@@ -167,11 +173,11 @@ pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {
         }
         let raw = object.pointer(&format!("/spec/versions/{i}"));
         let strategy = match strategy(version, raw, i) {
-            Ok(s) if version.deprecated == Some(true) => s.deprecated(
-                version.deprecation_warning.clone().unwrap_or_else(|| {
+            Ok(s) if version.deprecated == Some(true) => {
+                s.deprecated(version.deprecation_warning.clone().unwrap_or_else(|| {
                     format!("{}/{} {} is deprecated", spec.group, version.name, spec.names.kind)
-                }),
-            ),
+                }))
+            }
             Ok(s) => s,
             Err(e) => {
                 errors.extend(e);
@@ -179,12 +185,13 @@ pub fn entries(object: &Value) -> Result<Vec<ResourceInfo>, Vec<FieldError>> {
             }
         };
         let api_version = format!("{}/{}", spec.group, version.name);
-        let conversion: Option<Shared<dyn Conversion>> = (version.name != storage.name).then(|| {
-            Shared::Owned(Arc::new(ApiVersionChange {
-                served: intern(&api_version),
-                stored: storage_api_version,
-            }) as Arc<dyn Conversion>)
-        });
+        let conversion: Option<Shared<dyn Conversion>> =
+            (version.name != storage.name).then(|| {
+                Shared::Owned(Arc::new(ApiVersionChange {
+                    served: intern(&api_version),
+                    stored: storage_api_version,
+                }) as Arc<dyn Conversion>)
+            });
         let subresources = version.subresources.as_ref();
         let scale = subresources.and_then(|s| s.scale.as_ref()).map(|scale| ScalePaths {
             spec_replicas: dotted(&scale.spec_replicas_path),
@@ -304,6 +311,7 @@ impl Conversion for ApiVersionChange {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use serde_json::json;
 
     use super::*;
@@ -343,7 +351,10 @@ mod tests {
         let entries = entries(&crd).unwrap();
         assert_eq!(entries.len(), 2);
         let v1 = &entries[0];
-        assert_eq!((v1.group, v1.version, v1.kind, v1.plural), ("example.com", "v1", "Widget", "widgets"));
+        assert_eq!(
+            (v1.group, v1.version, v1.kind, v1.plural),
+            ("example.com", "v1", "Widget", "widgets")
+        );
         assert_eq!(v1.short_names, ["wd"]);
         assert!(v1.status && v1.conversion.is_none());
         let scale = v1.scale.unwrap();

@@ -41,6 +41,7 @@ pub fn intern_list(items: &[String]) -> &'static [&'static str] {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -177,8 +177,7 @@ impl FieldSet {
 
     /// The paths of both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out =
-            FieldSet { itself: self.itself && other.itself, members: BTreeMap::new() };
+        let mut out = FieldSet { itself: self.itself && other.itself, members: BTreeMap::new() };
         for (element, mine) in &self.members {
             if let Some(theirs) = other.members.get(element) {
                 let both = mine.intersection(theirs);
@@ -240,6 +239,7 @@ impl FieldSet {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use serde_json::json;
 
     use super::*;

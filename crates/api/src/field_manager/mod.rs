@@ -112,6 +112,11 @@ fn collect(value: &Value, member: &Member<'_>, node: &mut FieldSet) {
     }
 }
 
+/// Whether `value` is the one `text` (the JSON a path element keeps) encodes.
+fn is_json(value: &Value, text: &str) -> bool {
+    serde_json::from_str::<Value>(text).is_ok_and(|parsed| parsed == *value)
+}
+
 /// The value at `path` in `obj`, if there is one.
 pub fn value_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
     let mut current = obj;
@@ -119,10 +124,10 @@ pub fn value_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
         current = match (element, current) {
             (PathElement::Field(name), Value::Object(map)) => map.get(name)?,
             (PathElement::Key(keys), Value::Array(items)) => items.iter().find(|item| {
-                keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| x.to_string() == *v))
+                keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| is_json(x, v)))
             })?,
             (PathElement::Value(v), Value::Array(items)) => {
-                items.iter().find(|item| item.to_string() == *v)?
+                items.iter().find(|item| is_json(item, v))?
             }
             (PathElement::Index(i), Value::Array(items)) => items.get(*i)?,
             _ => return None,
@@ -138,11 +143,11 @@ fn remove_at(obj: &mut Value, path: &[PathElement]) {
     for element in parent_path {
         let next = match (element, current) {
             (PathElement::Field(name), Value::Object(map)) => map.get_mut(name),
-            (PathElement::Key(keys), Value::Array(items)) => items.iter_mut().find(|item| {
-                keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| x.to_string() == *v))
-            }),
+            (PathElement::Key(keys), Value::Array(items)) => items
+                .iter_mut()
+                .find(|item| keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| is_json(x, v)))),
             (PathElement::Value(v), Value::Array(items)) => {
-                items.iter_mut().find(|item| item.to_string() == *v)
+                items.iter_mut().find(|item| is_json(item, v))
             }
             (PathElement::Index(i), Value::Array(items)) => items.get_mut(*i),
             _ => None,
@@ -154,10 +159,9 @@ fn remove_at(obj: &mut Value, path: &[PathElement]) {
         (PathElement::Field(name), Value::Object(map)) => {
             map.shift_remove(name);
         }
-        (PathElement::Key(keys), Value::Array(items)) => items.retain(|item| {
-            !keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| x.to_string() == *v))
-        }),
-        (PathElement::Value(v), Value::Array(items)) => items.retain(|item| item.to_string() != *v),
+        (PathElement::Key(keys), Value::Array(items)) => items
+            .retain(|item| !keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| is_json(x, v)))),
+        (PathElement::Value(v), Value::Array(items)) => items.retain(|item| !is_json(item, v)),
         (PathElement::Index(i), Value::Array(items)) if *i < items.len() => {
             items.remove(*i);
         }
@@ -262,7 +266,10 @@ pub struct Conflict {
 /// sorted).
 pub fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [one] = conflicts {
-        return format!("Apply failed with 1 conflict: conflict with {}: {}", one.manager, one.path);
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            one.manager, one.path
+        );
     }
     let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
     managers.sort_unstable();

@@ -112,11 +112,16 @@ fn custom_member(node: Option<&Value>) -> Member<'_> {
         return Member { ty: items, list, atomic_map: false };
     }
     let atomic_map = text("x-kubernetes-map-type") == Some("atomic");
-    Member { ty: Types::Custom { schema: Some(node), root: false }, list: ListKind::Atomic, atomic_map }
+    Member {
+        ty: Types::Custom { schema: Some(node), root: false },
+        list: ListKind::Atomic,
+        atomic_map,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use serde_json::json;
 
     use super::*;
@@ -135,7 +140,10 @@ mod tests {
         }});
         let root = Types::of("example.com/v1", "Widget", Some(&schema));
         let spec = root.member("spec").ty;
-        assert_eq!(spec.member("ports").list, ListKind::Map(vec!["port".into(), "protocol".into()]));
+        assert_eq!(
+            spec.member("ports").list,
+            ListKind::Map(vec!["port".into(), "protocol".into()])
+        );
         assert_eq!(spec.member("tags").list, ListKind::Set);
         assert_eq!(spec.member("args").list, ListKind::Atomic);
         assert!(spec.member("selector").atomic_map);

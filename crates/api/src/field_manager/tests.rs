@@ -68,9 +68,8 @@ fn an_apply_conflicts_with_another_managers_value_unless_forced() {
     // The same value is shared, not a conflict.
     let same = managed.apply(&live, &config(1, "nginx"), deployment(), &writer("bob"), false);
     assert!(same.is_ok());
-    let conflicts = managed
-        .apply(&live, &config(2, "nginx"), deployment(), &writer("bob"), false)
-        .unwrap_err();
+    let conflicts =
+        managed.apply(&live, &config(2, "nginx"), deployment(), &writer("bob"), false).unwrap_err();
     assert_eq!(
         conflict_message(&conflicts),
         "Apply failed with 1 conflict: conflict with \"alice\": .spec.replicas"
@@ -128,7 +127,9 @@ fn writes_of_the_object_own_no_status() {
     let mut obj = config(1, "nginx");
     obj["status"] = json!({"replicas": 1});
     managed.update(&Value::Null, &obj, deployment(), &writer("m"));
-    assert!(managed.entries[0].fields.paths().iter().all(|p| !display_path(p).starts_with(".status")));
+    assert!(
+        managed.entries[0].fields.paths().iter().all(|p| !display_path(p).starts_with(".status"))
+    );
     let status_writer = Writer { subresource: "status", ..writer("controller") };
     let mut next = obj.clone();
     next["status"]["replicas"] = json!(2);
@@ -159,8 +160,12 @@ fn custom_resources_follow_their_schemas_list_types() {
     let live = managed
         .apply(&live, &widget(json!([{"port": 443, "name": "https"}])), ty, &w("bob"), false)
         .unwrap();
-    let ports: Vec<i64> =
-        live["spec"]["ports"].as_array().unwrap().iter().map(|p| p["port"].as_i64().unwrap()).collect();
+    let ports: Vec<i64> = live["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_i64().unwrap())
+        .collect();
     assert_eq!(ports, [80, 443]);
     let bob = managed.entries.iter().find(|e| e.manager == "bob").unwrap();
     assert_eq!(

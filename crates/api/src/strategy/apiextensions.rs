@@ -171,8 +171,13 @@ impl Strategy for CustomResourceDefinitionStrategy {
             if name.is_empty() {
                 errors.push(FieldError::required(format!("{base}.name")));
             } else if seen.contains(&name) {
-                errors.push(FieldError::invalid(format!("{base}.name"), json!(name), "must be unique"));
-            } else if let Some(problem) = crate::validation::dns1123_label(name).into_iter().next() {
+                errors.push(FieldError::invalid(
+                    format!("{base}.name"),
+                    json!(name),
+                    "must be unique",
+                ));
+            } else if let Some(problem) = crate::validation::dns1123_label(name).into_iter().next()
+            {
                 errors.push(FieldError::invalid(format!("{base}.name"), json!(name), problem));
             }
             seen.push(name);

@@ -206,6 +206,7 @@ impl Strategy for CustomResourceStrategy {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use chrono::Utc;
     use serde_json::json;
 
@@ -214,8 +215,22 @@ mod tests {
     #[test]
     fn printer_columns_read_their_paths() {
         let printer = vec![
-            PrinterColumn::new("Replicas", "integer", "", "", 0, JsonPath::parse(".spec.replicas").unwrap()),
-            PrinterColumn::new("Color", "string", "", "", 1, JsonPath::parse(".spec.color").unwrap()),
+            PrinterColumn::new(
+                "Replicas",
+                "integer",
+                "",
+                "",
+                0,
+                JsonPath::parse(".spec.replicas").unwrap(),
+            ),
+            PrinterColumn::new(
+                "Color",
+                "string",
+                "",
+                "",
+                1,
+                JsonPath::parse(".spec.color").unwrap(),
+            ),
             PrinterColumn::new(
                 "Ready",
                 "string",
@@ -242,6 +257,9 @@ mod tests {
         let strategy = CustomResourceStrategy::new(None, None, false, Vec::new(), selectable);
         let fields = strategy.selectable_fields(&json!({"spec": {"color": "blue"}}));
         assert_eq!(fields, vec![("spec.color", "blue".to_string())]);
-        assert_eq!(strategy.selectable_fields(&json!({"spec": {}})), vec![("spec.color", String::new())]);
+        assert_eq!(
+            strategy.selectable_fields(&json!({"spec": {}})),
+            vec![("spec.color", String::new())]
+        );
     }
 }

@@ -216,10 +216,8 @@ pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
             return;
         }
     };
-    let Some(info) = api
-        .registry
-        .catalog()
-        .lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
+    let Some(info) =
+        api.registry.catalog().lookup("certificates.k8s.io", "v1", "certificatesigningrequests")
     else {
         return;
     };

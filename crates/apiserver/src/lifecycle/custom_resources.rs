@@ -116,9 +116,11 @@ async fn reconcile_one(
                 let storage = storage_entry(&entries);
                 let prefix = storage.as_ref().map(ResourceInfo::storage_prefix);
                 if let Some(storage) = storage {
-                    registry.cache().add(Shape::new(storage)).await.map_err(|e| {
-                        StatusError::internal(format!("caching {def_name}: {e}"))
-                    })?;
+                    registry
+                        .cache()
+                        .add(Shape::new(storage))
+                        .await
+                        .map_err(|e| StatusError::internal(format!("caching {def_name}: {e}")))?;
                 }
                 registry.catalog().set_custom(&def_name, entries);
                 tracing::info!(definition = %def_name, "serving custom resource");
@@ -212,8 +214,7 @@ async fn finalize(
         return update_status(registry, def_name, definition, status).await;
     }
     let mut updated = definition.clone();
-    if let Some(list) = updated.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut)
-    {
+    if let Some(list) = updated.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
         list.retain(|v| v.as_str() != Some(CLEANUP_FINALIZER));
     }
     let info = definitions_info(registry)?;
@@ -275,8 +276,7 @@ async fn write_status(
     current["status"]["acceptedNames"] = names.accepted.clone();
     let status = match &names.conflict {
         None => {
-            let accepted =
-                condition("NamesAccepted", "True", "NoConflicts", "no conflicts found");
+            let accepted = condition("NamesAccepted", "True", "NoConflicts", "no conflicts found");
             current["status"] = with_condition(&current, accepted);
             let established = condition(
                 "Established",
@@ -287,14 +287,12 @@ async fn write_status(
             with_condition(&current, established)
         }
         Some((reason, message)) => {
-            current["status"] = with_condition(
-                &current,
-                condition("NamesAccepted", "False", reason, message),
-            );
-            let established = definition
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+            current["status"] =
+                with_condition(&current, condition("NamesAccepted", "False", reason, message));
+            let established =
+                definition.pointer("/status/conditions").and_then(Value::as_array).is_some_and(
+                    |c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"),
+                );
             if established {
                 current["status"].clone()
             } else {

@@ -9,9 +9,7 @@ use crate::registry::{Registry, WriteOptions};
 
 /// Creates `system-cluster-critical` and `system-node-critical` when absent.
 pub async fn bootstrap(registry: &Registry) -> Result<(), StatusError> {
-    let Some(info) =
-        registry.catalog().lookup("scheduling.k8s.io", "v1", "priorityclasses")
-    else {
+    let Some(info) = registry.catalog().lookup("scheduling.k8s.io", "v1", "priorityclasses") else {
         return Err(StatusError::internal("the catalog has no priorityclasses"));
     };
     for ((name, value), description) in [

@@ -1,8 +1,8 @@
 //! Create, update and patch.
 
 use chrono::Utc;
-use krust_api::object::{meta_str, metadata_mut};
 use krust_api::field_manager::{Conflict, ManagedFields, Types, Writer, conflict_message};
+use krust_api::object::{meta_str, metadata_mut};
 use krust_api::patch::{PatchType, apply_patch, parse_apply};
 use krust_api::validation::{FieldError, bounded_quote};
 use krust_api::{ResourceInfo, StatusError, Strategy};
@@ -184,7 +184,9 @@ fn record_managers(
         Some(sent) if Some(sent) != stored => {
             ManagedFields::of(&serde_json::json!({"metadata": {"managedFields": sent}}))
                 .ok_or_else(|| {
-                    StatusError::bad_request("metadata.managedFields: Invalid value: the entries are not well formed")
+                    StatusError::bad_request(
+                        "metadata.managedFields: Invalid value: the entries are not well formed",
+                    )
                 })?
         }
         _ => ManagedFields::of(old).unwrap_or_default(),
@@ -414,8 +416,14 @@ impl Registry {
         }
         let (api_version, version, kind) = view_kind(info, Subresource::Main);
         check_types((&api_version, version, kind), &obj, Origin::Update)?;
-        let mut warnings =
-            check_fields(&opts, (&api_version, version, kind), schema(info, Subresource::Main), &obj, None, Origin::Update)?;
+        let mut warnings = check_fields(
+            &opts,
+            (&api_version, version, kind),
+            schema(info, Subresource::Main),
+            &obj,
+            None,
+            Origin::Update,
+        )?;
         set_namespace(info, &mut obj, namespace)?;
         // The strategy sees the version the client sent; the store gets the storage version.
         let mut obj = with_type(info, obj);
@@ -569,7 +577,8 @@ impl Registry {
         let writer_manager = manager_of(&opts);
         let (force, status_subresource) = (opts.force, info.status);
         let apply_fn = |current_view: &Value| -> Result<Value, StatusError> {
-            let api_version = current_view.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let api_version =
+                current_view.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
             let kind_name = current_view.get("kind").and_then(Value::as_str).unwrap_or_default();
             let config = parse_apply(patch, api_version, kind_name).map_err(StatusError::from)?;
             let mut managed = ManagedFields::of(current_view).unwrap_or_default();
@@ -589,7 +598,9 @@ impl Registry {
             Ok(merged)
         };
         if kind == PatchType::Apply {
-            return self.write_with(info, namespace, name, opts, apply_fn, sub, Origin::Patch).await;
+            return self
+                .write_with(info, namespace, name, opts, apply_fn, sub, Origin::Patch)
+                .await;
         }
         let patch_fn = |current_view: &Value| -> Result<Value, StatusError> {
             let (api_version, kind_name) = (

@@ -44,7 +44,7 @@ pub struct WatchCache {
 
 /// A resource to start or stop caching, and who waits for it.
 enum Change {
-    Add(Shape, oneshot::Sender<Result<(), StoreError>>),
+    Add(Box<Shape>, oneshot::Sender<Result<(), StoreError>>),
     Remove(String, oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -127,7 +127,8 @@ impl WatchCache {
     /// twice. Returns once the cache serves it.
     pub async fn add(&self, shape: Shape) -> Result<(), StoreError> {
         let (done, wait) = oneshot::channel();
-        self.changes.send(Change::Add(shape, done)).map_err(|_| StoreError::Closed)?;
+        let change = Change::Add(Box::new(shape), done);
+        self.changes.send(change).map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -143,7 +144,7 @@ impl WatchCache {
     async fn change(&self, change: Change, revision: Revision) {
         match change {
             Change::Add(shape, done) => {
-                let _ = done.send(self.fill(shape, revision).await);
+                let _ = done.send(self.fill(*shape, revision).await);
             }
             Change::Remove(prefix, done) => {
                 if let Some(cache) = self.resources_mut().remove(&prefix) {
@@ -164,7 +165,8 @@ impl WatchCache {
             let page =
                 self.store.list(&prefix, after.as_deref(), FILL_PAGE, Some(revision)).await?;
             after = page.items.last().map(|kv| kv.key.clone()).or(after);
-            objects.extend(page.items.into_iter().filter_map(|kv| CachedObject::decode(kv, &shape)));
+            objects
+                .extend(page.items.into_iter().filter_map(|kv| CachedObject::decode(kv, &shape)));
             if !page.more || after.is_none() {
                 break;
             }
@@ -262,36 +264,34 @@ impl WatchCache {
     ) {
         loop {
             match self.store.watch("/registry/", revision).await {
-                Ok(mut events) => {
-                    loop {
-                        let item = tokio::select! {
-                            biased;
-                            Some(change) = changes.recv() => {
-                                self.change(change, revision).await;
-                                continue;
+                Ok(mut events) => loop {
+                    let item = tokio::select! {
+                        biased;
+                        Some(change) = changes.recv() => {
+                            self.change(change, revision).await;
+                            continue;
+                        }
+                        item = events.next() => item,
+                    };
+                    let Some(item) = item else { break };
+                    match item {
+                        Ok(event) => {
+                            if event.kind != EventKind::Progress
+                                && let Some(cache) = self.resource(prefix_of(&event.kv.key))
+                            {
+                                cache.apply(&event);
                             }
-                            item = events.next() => item,
-                        };
-                        let Some(item) = item else { break };
-                        match item {
-                            Ok(event) => {
-                                if event.kind != EventKind::Progress
-                                    && let Some(cache) = self.resource(prefix_of(&event.kv.key))
-                                {
-                                    cache.apply(&event);
-                                }
-                                if event.revision > revision {
-                                    revision = event.revision;
-                                    self.revision.send_replace(revision);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "store watch failed; relisting");
-                                break;
+                            if event.revision > revision {
+                                revision = event.revision;
+                                self.revision.send_replace(revision);
                             }
                         }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "store watch failed; relisting");
+                            break;
+                        }
                     }
-                }
+                },
                 Err(e) => tracing::warn!(error = %e, "cannot watch the store; relisting"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

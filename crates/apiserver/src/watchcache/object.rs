@@ -86,7 +86,7 @@ impl CachedObject {
         let defaulted = shape.info.strategy.default_on_read(&mut value);
         let served_as_stored = !defaulted
             && value.get("apiVersion").and_then(Value::as_str)
-            == Some(shape.info.api_version().as_str())
+                == Some(shape.info.api_version().as_str())
             && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
             && value.pointer("/metadata/resourceVersion").is_none();
         if served_as_stored && let Some(json) = with_resource_version(&kv.value, &revision) {

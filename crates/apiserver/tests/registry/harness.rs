@@ -96,8 +96,7 @@ impl Harness {
 
     /// The catalog entry of `gvr`.
     pub fn info(&self, (group, version, plural): Gvr) -> ResourceInfo {
-        self
-            .registry
+        self.registry
             .catalog()
             .lookup(group, version, plural)
             .unwrap_or_else(|| panic!("{group}/{version}/{plural} is not in the catalog"))
