@@ -2,10 +2,12 @@
 //! crate lacks and rules commonly use: the lists library (`isSorted`, `sum`, `min`, `max`,
 //! `indexOf`, `lastIndexOf`), the quantity library (`quantity`, `isQuantity`,
 //! `isGreaterThan`, `isLessThan`, `compareTo`, `add`, `sub`, `asInteger`, `isInteger`,
-//! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`) and cel-go's sets
+//! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`), the IP and CIDR
+//! libraries (`isIP`, `ip`, `isCIDR`, `cidr`, `family`, `containsIP`, ...) and cel-go's sets
 //! extension (`sets.contains`, `sets.equivalent`, `sets.intersects`).
 
 use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelString, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE,
@@ -390,6 +392,205 @@ pub(crate) fn sets(env: &mut Env) -> Result<(), DeclarationError> {
         "list_sets_intersects_list",
         vec![LIST_TYPE, LIST_TYPE],
         sets_intersects,
+    )?;
+    Ok(())
+}
+
+/// An address as Kubernetes' IP library accepts it: no zone, no IPv4-mapped IPv6.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let ip: IpAddr = s.parse().ok()?;
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => None,
+        ip => Some(ip),
+    }
+}
+
+/// A prefix as Kubernetes' CIDR library accepts it: `address/length`.
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, bits) = s.split_once('/')?;
+    let ip = parse_ip(ip)?;
+    if bits.is_empty() || bits.starts_with('+') || (bits.len() > 1 && bits.starts_with('0')) {
+        return None;
+    }
+    let bits: u8 = bits.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (bits <= max).then_some((ip, bits))
+}
+
+fn ip_arg(v: &dyn Val, function: &str) -> Result<IpAddr, ExecutionError> {
+    parse_ip(text(v, function)?)
+        .ok_or_else(|| ExecutionError::function_error(function, "IP Address parse error"))
+}
+
+fn cidr_arg(v: &dyn Val, function: &str) -> Result<(IpAddr, u8), ExecutionError> {
+    parse_cidr(text(v, function)?)
+        .ok_or_else(|| ExecutionError::function_error(function, "network address parse error"))
+}
+
+/// The first `bits` bits of `ip`, the rest zero.
+fn masked_ip(ip: IpAddr, bits: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - u32::from(bits)) };
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - u32::from(bits)) };
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+fn is_ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    Ok(CowVal::owned(CelBool::from(parse_ip(text(s.as_ref(), "isIP")?).is_some())))
+}
+
+fn is_cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    Ok(CowVal::owned(CelBool::from(parse_cidr(text(s.as_ref(), "isCIDR")?).is_some())))
+}
+
+fn ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    Ok(string_val(ip_arg(s.as_ref(), "ip")?.to_string()))
+}
+
+fn cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    let (ip, bits) = cidr_arg(s.as_ref(), "cidr")?;
+    Ok(string_val(format!("{ip}/{bits}")))
+}
+
+fn is_canonical<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    let text = text(s.as_ref(), "ip.isCanonical")?;
+    let ip = ip_arg(s.as_ref(), "ip.isCanonical")?;
+    Ok(CowVal::owned(CelBool::from(ip.to_string() == text)))
+}
+
+fn family<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    let family = if ip_arg(s.as_ref(), "family")?.is_ipv4() { 4 } else { 6 };
+    Ok(CowVal::owned(CelInt::from(family)))
+}
+
+fn ip_predicate<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    predicate: fn(IpAddr) -> bool,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    Ok(CowVal::owned(CelBool::from(predicate(ip_arg(s.as_ref(), function)?))))
+}
+
+fn is_unspecified<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ip_predicate(args, "isUnspecified", |ip| ip.is_unspecified())
+}
+
+fn is_loopback<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ip_predicate(args, "isLoopback", |ip| ip.is_loopback())
+}
+
+fn is_link_local_multicast<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ip_predicate(args, "isLinkLocalMulticast", |ip| match ip {
+        IpAddr::V4(v4) => v4.octets()[..3] == [224, 0, 0],
+        IpAddr::V6(v6) => v6.segments()[0] & 0xff0f == 0xff02,
+    })
+}
+
+fn is_link_local_unicast<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ip_predicate(args, "isLinkLocalUnicast", |ip| match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
+    })
+}
+
+fn is_global_unicast<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    ip_predicate(args, "isGlobalUnicast", |ip| match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_link_local())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || v6.segments()[0] & 0xffc0 == 0xfe80)
+        }
+    })
+}
+
+fn contains_ip<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [c, i] = one(args)?;
+    let (net, bits) = cidr_arg(c.as_ref(), "containsIP")?;
+    let ip = ip_arg(i.as_ref(), "containsIP")?;
+    let inside = net.is_ipv4() == ip.is_ipv4() && masked_ip(ip, bits) == masked_ip(net, bits);
+    Ok(CowVal::owned(CelBool::from(inside)))
+}
+
+fn contains_cidr<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [c, other] = one(args)?;
+    let (net, bits) = cidr_arg(c.as_ref(), "containsCIDR")?;
+    let (sub, sub_bits) = cidr_arg(other.as_ref(), "containsCIDR")?;
+    let inside = net.is_ipv4() == sub.is_ipv4()
+        && sub_bits >= bits
+        && masked_ip(sub, bits) == masked_ip(net, bits);
+    Ok(CowVal::owned(CelBool::from(inside)))
+}
+
+fn prefix_length<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [c] = one(args)?;
+    let (_, bits) = cidr_arg(c.as_ref(), "prefixLength")?;
+    Ok(CowVal::owned(CelInt::from(i64::from(bits))))
+}
+
+fn masked<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [c] = one(args)?;
+    let (ip, bits) = cidr_arg(c.as_ref(), "masked")?;
+    Ok(string_val(format!("{}/{bits}", masked_ip(ip, bits))))
+}
+
+/// Registers Kubernetes' IP and CIDR libraries on `env`. Addresses and prefixes are carried
+/// as their canonical text, so the methods also accept address and prefix strings.
+pub(crate) fn addresses(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload("isIP", "is_ip", vec![STRING_TYPE], is_ip)?;
+    env.add_overload("isCIDR", "is_cidr", vec![STRING_TYPE], is_cidr)?;
+    env.add_overload("ip", "string_to_ip", vec![STRING_TYPE], ip)?;
+    env.add_overload("cidr", "string_to_cidr", vec![STRING_TYPE], cidr)?;
+    env.add_overload("ip.isCanonical", "ip_is_canonical", vec![STRING_TYPE], is_canonical)?;
+    for (name, id, op) in [
+        ("family", "ip_family", family as cel::common::functions::Function),
+        ("isUnspecified", "ip_is_unspecified", is_unspecified),
+        ("isLoopback", "ip_is_loopback", is_loopback),
+        ("isLinkLocalMulticast", "ip_is_link_local_multicast", is_link_local_multicast),
+        ("isLinkLocalUnicast", "ip_is_link_local_unicast", is_link_local_unicast),
+        ("isGlobalUnicast", "ip_is_global_unicast", is_global_unicast),
+        ("prefixLength", "cidr_prefix_length", prefix_length),
+        ("masked", "cidr_masked", masked),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
+    }
+    env.add_member_overload(
+        "containsIP",
+        "cidr_contains_ip",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        contains_ip,
+    )?;
+    env.add_member_overload(
+        "containsCIDR",
+        "cidr_contains_cidr",
+        STRING_TYPE,
+        vec![STRING_TYPE],
+        contains_cidr,
     )?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! conversion does: `number` fields are doubles even when integral, `byte` strings bytes,
 //! and the root's `metadata` holds only `name` and `generateName`. Not available: cel-go's
 //! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind`, two-variable
-//! comprehensions, and Kubernetes' URL, IP, CIDR and format libraries.
+//! comprehensions, and Kubernetes' URL library.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +33,7 @@ const REASONS: [&str; 4] =
     ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
-const KNOWN_IDENTS: [&str; 16] = [
+const KNOWN_IDENTS: [&str; 17] = [
     "int",
     "uint",
     "double",
@@ -50,6 +50,7 @@ const KNOWN_IDENTS: [&str; 16] = [
     "strings",
     "sets",
     "lists",
+    "ip",
 ];
 
 /// What kind of field error a failed rule is reported as.
@@ -109,6 +110,7 @@ fn env() -> &'static Arc<cel::Env> {
         let _ = super::library::quantities(&mut env);
         let _ = super::library::regexes(&mut env);
         let _ = super::library::sets(&mut env);
+        let _ = super::library::addresses(&mut env);
         Arc::new(env)
     })
 }

@@ -1251,6 +1251,8 @@ fn common_rule_idioms_work() {
         "['a','b'].join(',') == 'a,b'",
         "optional.of(1).hasValue()",
         "self.o.x == 1 || !has(self.o.x)",
+        "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.300') && !isIP('::ffff:1.2.3.4') && ip('10.0.0.1').family() == 4 && ip('::1').isLoopback() && ip.isCanonical('fd00::1') && !ip.isCanonical('fd00:0::1')",
+        "isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP('11.0.0.1') && cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.0.0.0/8').prefixLength() == 8",
         "lists.range(3) == [0, 1, 2]",
         "[3, 1].sort() == [1, 3] && self.l.distinct().size() == 2",
         "'abc123'.find('[0-9]+') == '123' && 'a1b2'.findAll('[0-9]') == ['1', '2'] && 'a1b2c3'.findAll('[0-9]', 2) == ['1', '2'] && 'abc'.find('x') == ''",
