@@ -3,7 +3,9 @@
 //! `indexOf`, `lastIndexOf`), the quantity library (`quantity`, `isQuantity`,
 //! `isGreaterThan`, `isLessThan`, `compareTo`, `add`, `sub`, `asInteger`, `isInteger`,
 //! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`), the IP and CIDR
-//! libraries (`isIP`, `ip`, `isCIDR`, `cidr`, `family`, `containsIP`, ...) and cel-go's sets
+//! libraries (`isIP`, `ip`, `isCIDR`, `cidr`, `family`, `containsIP`, ...), the URL library
+//! (`isURL`, `url`, `getScheme`, `getHost`, `getHostname`, `getPort`, `getEscapedPath`,
+//! `getQuery`) and cel-go's sets
 //! extension (`sets.contains`, `sets.equivalent`, `sets.intersects`).
 
 use std::cmp::Ordering;
@@ -592,5 +594,161 @@ pub(crate) fn addresses(env: &mut Env) -> Result<(), DeclarationError> {
         vec![STRING_TYPE],
         contains_cidr,
     )?;
+    Ok(())
+}
+
+/// The parts of a URL as Go's `url.ParseRequestURI` takes it apart: an absolute URI
+/// (`scheme:...`) or an absolute path.
+struct Url<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    path: &'a str,
+    query: &'a str,
+}
+
+fn parse_url(s: &str) -> Option<Url<'_>> {
+    if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (scheme, rest) = if s.starts_with('/') {
+        ("", s)
+    } else {
+        let (scheme, rest) = s.split_once(':')?;
+        let mut chars = scheme.chars();
+        let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if !valid {
+            return None;
+        }
+        (scheme, rest)
+    };
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (host, path) = match rest.strip_prefix("//") {
+        Some(after) => {
+            let end = after.find('/').unwrap_or(after.len());
+            let authority = &after[..end];
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            (host, &after[end..])
+        }
+        None => ("", rest),
+    };
+    Some(Url { scheme, host, path, query })
+}
+
+fn url_arg<'a>(v: &'a dyn Val, function: &str) -> Result<Url<'a>, ExecutionError> {
+    parse_url(text(v, function)?)
+        .ok_or_else(|| ExecutionError::function_error(function, "URL parse error"))
+}
+
+/// The host of a URL and its port, the brackets of an IPv6 host dropped.
+fn host_and_port(host: &str) -> (&str, &str) {
+    if let Some(rest) = host.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((h, after)) => (h, after.strip_prefix(':').unwrap_or("")),
+            None => (rest, ""),
+        };
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) => (h, port),
+        None => (host, ""),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn is_url<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    Ok(CowVal::owned(CelBool::from(parse_url(text(s.as_ref(), "isURL")?).is_some())))
+}
+
+fn url<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    url_arg(s.as_ref(), "url")?;
+    Ok(string_val(text(s.as_ref(), "url")?.to_string()))
+}
+
+fn url_part<'b, 'v>(
+    args: Vec<CowVal<'b, 'v>>,
+    function: &str,
+    part: fn(&Url<'_>) -> String,
+) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    let url = url_arg(s.as_ref(), function)?;
+    Ok(string_val(part(&url)))
+}
+
+fn get_scheme<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    url_part(args, "getScheme", |u| u.scheme.to_string())
+}
+
+fn get_host<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    url_part(args, "getHost", |u| u.host.to_string())
+}
+
+fn get_hostname<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    url_part(args, "getHostname", |u| host_and_port(u.host).0.to_string())
+}
+
+fn get_port<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    url_part(args, "getPort", |u| host_and_port(u.host).1.to_string())
+}
+
+fn get_escaped_path<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    url_part(args, "getEscapedPath", |u| u.path.to_string())
+}
+
+fn get_query<'b, 'v>(args: Vec<CowVal<'b, 'v>>) -> Result<CowVal<'b, 'v>, ExecutionError> {
+    let [s] = one(args)?;
+    let url = url_arg(s.as_ref(), "getQuery")?;
+    let mut query: std::collections::HashMap<String, Vec<cel::Value>> = Default::default();
+    for pair in url.query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        query.entry(percent_decode(k)).or_default().push(cel::Value::from(percent_decode(v)));
+    }
+    let map: std::collections::HashMap<String, cel::Value> =
+        query.into_iter().map(|(k, v)| (k, cel::Value::List(std::sync::Arc::new(v)))).collect();
+    let value = Box::<dyn Val>::try_from(cel::Value::Map(map.into()))?;
+    Ok(CowVal::Owned(value))
+}
+
+/// Registers Kubernetes' URL library on `env`. URLs are carried as their text, so the
+/// methods also accept URL strings.
+pub(crate) fn urls(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_overload("isURL", "is_url_string", vec![STRING_TYPE], is_url)?;
+    env.add_overload("url", "string_to_url", vec![STRING_TYPE], url)?;
+    for (name, id, op) in [
+        ("getScheme", "url_get_scheme", get_scheme as cel::common::functions::Function),
+        ("getHost", "url_get_host", get_host),
+        ("getHostname", "url_get_hostname", get_hostname),
+        ("getPort", "url_get_port", get_port),
+        ("getEscapedPath", "url_get_escaped_path", get_escaped_path),
+        ("getQuery", "url_get_query", get_query),
+    ] {
+        env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
+    }
     Ok(())
 }

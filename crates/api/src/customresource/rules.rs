@@ -8,8 +8,8 @@
 //! the schema (`undefined field 'z'`). Values are typed by their schema as upstream's
 //! conversion does: `number` fields are doubles even when integral, `byte` strings bytes,
 //! and the root's `metadata` holds only `name` and `generateName`. Not available: cel-go's
-//! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind`, two-variable
-//! comprehensions, and Kubernetes' URL library.
+//! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind` and two-variable
+//! comprehensions.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -111,6 +111,7 @@ fn env() -> &'static Arc<cel::Env> {
         let _ = super::library::regexes(&mut env);
         let _ = super::library::sets(&mut env);
         let _ = super::library::addresses(&mut env);
+        let _ = super::library::urls(&mut env);
         Arc::new(env)
     })
 }
