@@ -729,6 +729,12 @@ fn values_are_validated_against_each_keyword() {
             vec!["spec.x[2]: Duplicate value: \"a\""],
         ),
         (
+            "a set of objects with members in another order",
+            json!({"type": "array", "items": {"type": "object", "x-kubernetes-map-type": "atomic", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}, "x-kubernetes-list-type": "set"}),
+            json!([{"a": 1, "b": 2}, {"b": 2, "a": 1}, {"a": 1, "b": 3}]),
+            vec!["spec.x[1]: Duplicate value: {\"b\":2,\"a\":1}"],
+        ),
+        (
             "a map list with duplicate keys",
             json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"], "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}}),
             json!([{"name": "a", "v": 1}, {"name": "b"}, {"name": "a", "v": 2}]),
