@@ -5,16 +5,18 @@
 //! `asApproximateFloat`, `sign`), the regex library (`find`, `findAll`), the IP and CIDR
 //! libraries (`isIP`, `ip`, `isCIDR`, `cidr`, `family`, `containsIP`, ...), the URL library
 //! (`isURL`, `url`, `getScheme`, `getHost`, `getHostname`, `getPort`, `getEscapedPath`,
-//! `getQuery`) and cel-go's sets
+//! `getQuery`), cel-go's `cel.bind` macro and its sets
 //! extension (`sets.contains`, `sets.equivalent`, `sets.intersects`).
 
 use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use cel::common::ast::{ComprehensionExpr, Expr, ListExpr, LiteralValue};
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelString, DYN_TYPE, INT_TYPE, LIST_TYPE, STRING_TYPE,
 };
 use cel::common::value::{CowVal, Val};
+use cel::parser::Macro;
 use cel::{DeclarationError, Env, ExecutionError};
 
 use crate::quantity::Amount;
@@ -751,4 +753,34 @@ pub(crate) fn urls(env: &mut Env) -> Result<(), DeclarationError> {
         env.add_member_overload(name, id, STRING_TYPE, vec![], op)?;
     }
     Ok(())
+}
+
+/// Registers cel-go's `cel.bind(name, value, expression)` macro on `env`: `expression` with
+/// `name` bound to `value`, as a comprehension over nothing whose accumulator is `name`.
+pub(crate) fn bind(env: &mut Env) -> Result<(), DeclarationError> {
+    env.add_macro(Macro::receiver("bind", 3, |helper, target, args| {
+        let on_cel = matches!(target.as_ref().map(|t| &t.expr), Some(Expr::Ident(n)) if n == "cel");
+        if !on_cel || args.len() != 3 {
+            return Ok(None);
+        }
+        let result = args.remove(2);
+        let init = args.remove(1);
+        let var = args.remove(0);
+        let Expr::Ident(name) = var.expr else {
+            return Err(
+                helper.new_error(var.id, "cel.bind() variable names must be simple identifiers")
+            );
+        };
+        let bind = ComprehensionExpr {
+            iter_range: helper.next_expr(Expr::List(ListExpr::new(Vec::new()))),
+            iter_var: "#unused".to_owned(),
+            iter_var2: None,
+            accu_var: name.clone(),
+            accu_init: init,
+            loop_cond: helper.next_expr(Expr::Literal(LiteralValue::Boolean(false.into()))),
+            loop_step: helper.next_expr(Expr::Ident(name)),
+            result,
+        };
+        Ok(Some(helper.next_expr(Expr::Comprehension(Box::new(bind)))))
+    }))
 }

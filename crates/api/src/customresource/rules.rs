@@ -8,8 +8,7 @@
 //! the schema (`undefined field 'z'`). Values are typed by their schema as upstream's
 //! conversion does: `number` fields are doubles even when integral, `byte` strings bytes,
 //! and the root's `metadata` holds only `name` and `generateName`. Not available: cel-go's
-//! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind` and two-variable
-//! comprehensions.
+//! `duration`/`timestamp` (the crate's `chrono` feature is off) and two-variable comprehensions.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +32,7 @@ const REASONS: [&str; 4] =
     ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
-const KNOWN_IDENTS: [&str; 17] = [
+const KNOWN_IDENTS: [&str; 18] = [
     "int",
     "uint",
     "double",
@@ -51,6 +50,7 @@ const KNOWN_IDENTS: [&str; 17] = [
     "sets",
     "lists",
     "ip",
+    "cel",
 ];
 
 /// What kind of field error a failed rule is reported as.
@@ -112,6 +112,7 @@ fn env() -> &'static Arc<cel::Env> {
         let _ = super::library::sets(&mut env);
         let _ = super::library::addresses(&mut env);
         let _ = super::library::urls(&mut env);
+        let _ = super::library::bind(&mut env);
         Arc::new(env)
     })
 }

@@ -1257,6 +1257,7 @@ fn common_rule_idioms_work() {
         "['a','b'].join(',') == 'a,b'",
         "optional.of(1).hasValue()",
         "self.o.x == 1 || !has(self.o.x)",
+        "cel.bind(y, self.i + 1, y == 4) && cel.bind(l, self.l, l.size() == 2 && l.all(v, v > 0))",
         "isURL('https://example.com:8443/a/b?x=1&x=2&y') && isURL('/path') && !isURL('example.com') && url('https://user@example.com:8443/a?x=1').getHost() == 'example.com:8443' && url('https://[::1]:80/').getHostname() == '::1' && url('https://example.com:8443/').getPort() == '8443' && url('https://example.com/a%20b').getEscapedPath() == '/a%20b' && url('https://e.com/?x=1&x=2&y').getQuery() == {'x': ['1', '2'], 'y': ['']} && url('http://e.com').getScheme() == 'http'",
         "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.300') && !isIP('::ffff:1.2.3.4') && ip('10.0.0.1').family() == 4 && ip('::1').isLoopback() && ip.isCanonical('fd00::1') && !ip.isCanonical('fd00:0::1')",
         "isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP('11.0.0.1') && cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.0.0.0/8').prefixLength() == 8",
