@@ -8,8 +8,7 @@
 //! the schema (`undefined field 'z'`). Values are typed by their schema as upstream's
 //! conversion does: `number` fields are doubles even when integral, `byte` strings bytes,
 //! and the root's `metadata` holds only `name` and `generateName`. Not available: cel-go's
-//! `duration`/`timestamp` (the crate's `chrono` feature is off), `cel.bind`, two-variable
-//! comprehensions, and Kubernetes' URL, IP, CIDR and format libraries.
+//! `duration`/`timestamp` (the crate's `chrono` feature is off) and two-variable comprehensions.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -33,7 +32,7 @@ const REASONS: [&str; 4] =
     ["FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"];
 
 /// Identifiers a rule may use besides `self` and `oldSelf`: type names and namespaces.
-const KNOWN_IDENTS: [&str; 16] = [
+const KNOWN_IDENTS: [&str; 18] = [
     "int",
     "uint",
     "double",
@@ -50,6 +49,8 @@ const KNOWN_IDENTS: [&str; 16] = [
     "strings",
     "sets",
     "lists",
+    "ip",
+    "cel",
 ];
 
 /// What kind of field error a failed rule is reported as.
@@ -109,6 +110,9 @@ fn env() -> &'static Arc<cel::Env> {
         let _ = super::library::quantities(&mut env);
         let _ = super::library::regexes(&mut env);
         let _ = super::library::sets(&mut env);
+        let _ = super::library::addresses(&mut env);
+        let _ = super::library::urls(&mut env);
+        let _ = super::library::bind(&mut env);
         Arc::new(env)
     })
 }

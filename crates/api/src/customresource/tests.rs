@@ -729,6 +729,12 @@ fn values_are_validated_against_each_keyword() {
             vec!["spec.x[2]: Duplicate value: \"a\""],
         ),
         (
+            "a set of objects with members in another order",
+            json!({"type": "array", "items": {"type": "object", "x-kubernetes-map-type": "atomic", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}, "x-kubernetes-list-type": "set"}),
+            json!([{"a": 1, "b": 2}, {"b": 2, "a": 1}, {"a": 1, "b": 3}]),
+            vec!["spec.x[1]: Duplicate value: {\"b\":2,\"a\":1}"],
+        ),
+        (
             "a map list with duplicate keys",
             json!({"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"], "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "v": {"type": "integer"}}}}),
             json!([{"name": "a", "v": 1}, {"name": "b"}, {"name": "a", "v": 2}]),
@@ -1251,6 +1257,10 @@ fn common_rule_idioms_work() {
         "['a','b'].join(',') == 'a,b'",
         "optional.of(1).hasValue()",
         "self.o.x == 1 || !has(self.o.x)",
+        "cel.bind(y, self.i + 1, y == 4) && cel.bind(l, self.l, l.size() == 2 && l.all(v, v > 0))",
+        "isURL('https://example.com:8443/a/b?x=1&x=2&y') && isURL('/path') && !isURL('example.com') && url('https://user@example.com:8443/a?x=1').getHost() == 'example.com:8443' && url('https://[::1]:80/').getHostname() == '::1' && url('https://example.com:8443/').getPort() == '8443' && url('https://example.com/a%20b').getEscapedPath() == '/a%20b' && url('https://e.com/?x=1&x=2&y').getQuery() == {'x': ['1', '2'], 'y': ['']} && url('http://e.com').getScheme() == 'http'",
+        "isIP('10.0.0.1') && isIP('fd00::1') && !isIP('10.0.0.300') && !isIP('::ffff:1.2.3.4') && ip('10.0.0.1').family() == 4 && ip('::1').isLoopback() && ip.isCanonical('fd00::1') && !ip.isCanonical('fd00:0::1')",
+        "isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0/33') && cidr('10.0.0.0/8').containsIP('10.1.2.3') && !cidr('10.0.0.0/8').containsIP('11.0.0.1') && cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16') && cidr('10.1.2.3/8').masked() == cidr('10.0.0.0/8') && cidr('10.0.0.0/8').prefixLength() == 8",
         "lists.range(3) == [0, 1, 2]",
         "[3, 1].sort() == [1, 3] && self.l.distinct().size() == 2",
         "'abc123'.find('[0-9]+') == '123' && 'a1b2'.findAll('[0-9]') == ['1', '2'] && 'a1b2c3'.findAll('[0-9]', 2) == ['1', '2'] && 'abc'.find('x') == ''",

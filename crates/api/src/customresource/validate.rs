@@ -670,7 +670,7 @@ pub(crate) fn lists(s: &Schema, value: &Value, path: &mut String, errors: &mut V
         Value::Array(items) => {
             match s.list_type.as_deref() {
                 Some("set") => {
-                    let keys: Vec<String> = items.iter().map(Value::to_string).collect();
+                    let keys: Vec<String> = items.iter().map(canonical).collect();
                     for i in duplicates(&keys) {
                         errors
                             .push(FieldError::duplicate(format!("{path}[{i}]"), items[i].clone()));
@@ -706,6 +706,44 @@ pub(crate) fn lists(s: &Schema, value: &Value, path: &mut String, errors: &mut V
         }
         _ => {}
     }
+}
+
+/// A value's JSON with object members sorted, as Go's encoding writes maps: equal values
+/// give equal texts whatever the order of their members.
+fn canonical(v: &Value) -> String {
+    fn write_canonical(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{}:", Value::from(k.as_str()));
+                    write_canonical(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => {
+                let _ = write!(out, "{other}");
+            }
+        }
+    }
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
 }
 
 /// The indices of the second occurrence of every value seen more than once.
@@ -748,7 +786,7 @@ fn map_list(s: &Schema, items: &[Value], path: &str, errors: &mut Vec<FieldError
             Value::Object(key)
         })
         .collect();
-    let keys: Vec<String> = key_objects.iter().map(Value::to_string).collect();
+    let keys: Vec<String> = key_objects.iter().map(canonical).collect();
     for i in duplicates(&keys) {
         errors.push(FieldError::duplicate(format!("{path}[{i}]"), key_objects[i].clone()));
     }
