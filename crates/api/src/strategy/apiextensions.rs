@@ -188,8 +188,17 @@ impl Strategy for CustomResourceDefinitionStrategy {
                 ),
                 Some(schema) => {
                     let path = format!("{base}.schema.openAPIV3Schema");
-                    if let Err(problems) = StructuralSchema::new(schema, &path) {
-                        errors.extend(problems);
+                    match StructuralSchema::new(schema, &path) {
+                        Ok(structural) => {
+                            if let Some(fields) = version.get("selectableFields") {
+                                let at = format!("{base}.selectableFields");
+                                errors.extend(structural.selectable_fields_errors(fields, &at));
+                            }
+                        }
+                        Err(problems) => errors.extend(problems),
+                    }
+                    if version.pointer("/subresources/status").is_some() {
+                        errors.extend(StructuralSchema::status_subresource_errors(schema, &path));
                     }
                 }
             }
