@@ -12,6 +12,7 @@
 pub mod admission;
 pub mod authn;
 pub mod authz;
+pub mod conversion_webhook;
 pub mod discovery;
 pub mod health;
 pub mod http;

@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::Conversion;
+use super::{Conversion, ConversionError};
 
 /// `events.k8s.io/v1` events, stored as core `v1` events.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,15 +47,27 @@ fn rename(obj: &mut Value, renames: &[(&str, &str)], forward: bool, api_version:
     }
 }
 
-impl Conversion for EventsV1 {
-    fn to_stored(&self, mut obj: Value) -> Value {
+impl EventsV1 {
+    /// From the served version to the stored one.
+    pub fn to_stored(&self, mut obj: Value) -> Value {
         rename(&mut obj, EVENT_RENAMES, true, "v1");
         obj
     }
 
-    fn to_served(&self, mut obj: Value) -> Value {
+    /// From the stored version to the served one.
+    pub fn to_served(&self, mut obj: Value) -> Value {
         rename(&mut obj, EVENT_RENAMES, false, "events.k8s.io/v1");
         obj
+    }
+}
+
+impl Conversion for EventsV1 {
+    fn to_stored(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(EventsV1::to_stored(self, obj))
+    }
+
+    fn to_served(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(EventsV1::to_served(self, obj))
     }
 }
 
@@ -252,8 +264,9 @@ fn metric_from_v1(metric: &Value, status: bool) -> Value {
     out
 }
 
-impl Conversion for HpaV1 {
-    fn to_stored(&self, mut obj: Value) -> Value {
+impl HpaV1 {
+    /// From the served version to the stored one.
+    pub fn to_stored(&self, mut obj: Value) -> Value {
         let annotations = take_hpa_annotations(&mut obj);
         let Some(map) = obj.as_object_mut() else {
             return obj;
@@ -311,7 +324,8 @@ impl Conversion for HpaV1 {
         obj
     }
 
-    fn to_served(&self, mut obj: Value) -> Value {
+    /// From the stored version to the served one.
+    pub fn to_served(&self, mut obj: Value) -> Value {
         take_hpa_annotations(&mut obj);
         let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
         let status = obj.get("status").cloned().unwrap_or(Value::Null);
@@ -368,6 +382,16 @@ impl Conversion for HpaV1 {
             set_annotation(&mut obj, HPA_CONDITIONS_ANNOTATION, conditions);
         }
         obj
+    }
+}
+
+impl Conversion for HpaV1 {
+    fn to_stored(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(HpaV1::to_stored(self, obj))
+    }
+
+    fn to_served(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(HpaV1::to_served(self, obj))
     }
 }
 

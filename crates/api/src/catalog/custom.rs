@@ -10,7 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use serde_json::Value;
 
 use super::{
-    Conversion, ResourceInfo, ScalePaths, Scope, Shared, StorageInfo, intern, intern_list,
+    Conversion, ConversionError, ResourceInfo, ScalePaths, Scope, Shared, StorageInfo, intern,
+    intern_list,
 };
 use crate::customresource::StructuralSchema;
 use crate::jsonpath::JsonPath;
@@ -300,12 +301,12 @@ fn set_api_version(mut obj: Value, api_version: &str) -> Value {
 }
 
 impl Conversion for ApiVersionChange {
-    fn to_stored(&self, obj: Value) -> Value {
-        set_api_version(obj, self.stored)
+    fn to_stored(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(set_api_version(obj, self.stored))
     }
 
-    fn to_served(&self, obj: Value) -> Value {
-        set_api_version(obj, self.served)
+    fn to_served(&self, obj: Value) -> Result<Value, ConversionError> {
+        Ok(set_api_version(obj, self.served))
     }
 }
 
@@ -363,8 +364,8 @@ mod tests {
         let beta = &entries[1];
         assert!(!beta.status);
         let conversion = beta.conversion.as_ref().unwrap();
-        let stored = conversion.to_stored(json!({"apiVersion": "example.com/v1beta1"}));
+        let stored = conversion.to_stored(json!({"apiVersion": "example.com/v1beta1"})).unwrap();
         assert_eq!(stored["apiVersion"], "example.com/v1");
-        assert_eq!(conversion.to_served(stored)["apiVersion"], "example.com/v1beta1");
+        assert_eq!(conversion.to_served(stored).unwrap()["apiVersion"], "example.com/v1beta1");
     }
 }

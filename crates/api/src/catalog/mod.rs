@@ -71,10 +71,21 @@ pub struct ScalePaths {
 /// Converts objects between a served version and the version they are stored in.
 pub trait Conversion: Send + Sync {
     /// From the served version to the stored one (apiVersion included).
-    fn to_stored(&self, obj: Value) -> Value;
+    fn to_stored(&self, obj: Value) -> Result<Value, ConversionError>;
     /// From the stored version to the served one (apiVersion included).
-    fn to_served(&self, obj: Value) -> Value;
+    fn to_served(&self, obj: Value) -> Result<Value, ConversionError>;
+    /// Several objects from the stored version to the served one, in one go where the
+    /// conversion can (a webhook is called once per list, as upstream's).
+    fn to_served_all(&self, objects: Vec<Value>) -> Result<Vec<Value>, ConversionError> {
+        objects.into_iter().map(|o| self.to_served(o)).collect()
+    }
 }
+
+/// Why an object could not be converted: the message a client is given (with a 500, as
+/// upstream answers a failed conversion webhook).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConversionError(pub String);
 
 /// One served resource in one group version. Its names are `&'static` (built-in ones are
 /// literals, custom resources' are [`intern`]ed), so that an entry clones cheaply.

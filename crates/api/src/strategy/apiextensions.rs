@@ -213,6 +213,7 @@ impl Strategy for CustomResourceDefinitionStrategy {
                 }
             }
         }
+        errors.extend(conversion_errors(obj));
         for (field, value) in [
             ("spec.names.plural", plural),
             ("spec.names.singular", str_at(obj, "spec.names.singular").unwrap_or_default()),
@@ -257,4 +258,136 @@ impl Strategy for CustomResourceDefinitionStrategy {
     fn cells(&self, obj: &Value, _ctx: &TableContext) -> Vec<Value> {
         vec![obj.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null)]
     }
+}
+
+/// Upstream's checks of `spec.conversion` (`validateCustomResourceConversion`).
+fn conversion_errors(obj: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let Some(conversion) = obj.pointer("/spec/conversion").filter(|c| !c.is_null()) else {
+        return errors;
+    };
+    let strategy = conversion.get("strategy").and_then(Value::as_str).unwrap_or_default();
+    let webhook = conversion.get("webhook").filter(|w| !w.is_null());
+    match strategy {
+        "None" => {
+            if webhook.is_some() {
+                errors.push(FieldError::forbidden(
+                    "spec.conversion.webhook",
+                    "should not be set when strategy is not set to Webhook",
+                ));
+            }
+        }
+        "Webhook" => {
+            if obj.pointer("/spec/preserveUnknownFields") == Some(&Value::Bool(true)) {
+                errors.push(FieldError::invalid(
+                    "spec.conversion.strategy",
+                    json!(strategy),
+                    "must be None if spec.preserveUnknownFields is true",
+                ));
+            }
+            match webhook {
+                None => errors.push(FieldError::required("spec.conversion.webhook")),
+                Some(webhook) => errors.extend(conversion_webhook_errors(webhook)),
+            }
+        }
+        other => errors.push(FieldError::not_supported(
+            "spec.conversion.strategy",
+            json!(other),
+            &["None", "Webhook"],
+        )),
+    }
+    errors
+}
+
+/// The versions of `ConversionReview` the API server can send.
+const CONVERSION_REVIEW_VERSIONS: &[&str] = &["v1", "v1beta1"];
+
+fn conversion_webhook_errors(webhook: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let base = "spec.conversion.webhook";
+    let versions: Vec<&str> = array_at(webhook, "conversionReviewVersions")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default())
+        .collect();
+    let accepted =
+        format!("must include at least one of {}", CONVERSION_REVIEW_VERSIONS.join(", "));
+    let field = format!("{base}.conversionReviewVersions");
+    if versions.is_empty() {
+        errors.push(FieldError::required(&field).with_detail(accepted));
+    } else if !versions.iter().any(|v| CONVERSION_REVIEW_VERSIONS.contains(v)) {
+        errors.push(FieldError::invalid(&field, json!(versions), accepted));
+    }
+    for (i, version) in versions.iter().enumerate() {
+        if versions[..i].contains(version) {
+            errors.push(FieldError::invalid(
+                format!("{field}[{i}]"),
+                json!(version),
+                "duplicate version",
+            ));
+        }
+    }
+    let field = format!("{base}.clientConfig");
+    let Some(client) = webhook.get("clientConfig").filter(|c| c.is_object()) else {
+        errors.push(FieldError::required(field));
+        return errors;
+    };
+    let url = client.get("url").and_then(Value::as_str);
+    let service = client.get("service").filter(|s| s.is_object());
+    match (url, service) {
+        (Some(url), None) => {
+            if let Some(problem) = webhook_url_problem(url) {
+                errors.push(FieldError::invalid(format!("{field}.url"), json!(url), problem));
+            }
+        }
+        (None, Some(service)) => {
+            for key in ["name", "namespace"] {
+                if service.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    errors.push(FieldError::required(format!("{field}.service.{key}")));
+                }
+            }
+            if let Some(path) = service.get("path").and_then(Value::as_str)
+                && !path.starts_with('/')
+            {
+                errors.push(FieldError::invalid(
+                    format!("{field}.service.path"),
+                    json!(path),
+                    "must start with a '/'",
+                ));
+            }
+            if let Some(port) = service.get("port").and_then(Value::as_i64)
+                && !(1..=65535).contains(&port)
+            {
+                errors.push(FieldError::invalid(
+                    format!("{field}.service.port"),
+                    json!(port),
+                    "port is not valid: must be between 1 and 65535, inclusive",
+                ));
+            }
+        }
+        _ => errors.push(
+            FieldError::required(field).with_detail("exactly one of url or service is required"),
+        ),
+    }
+    errors
+}
+
+/// What is wrong with a webhook's `url`, as upstream's `ValidateWebhookURL`.
+fn webhook_url_problem(url: &str) -> Option<&'static str> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Some("'https' is the only allowed URL scheme");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("user information is not permitted in the URL");
+    }
+    if authority.is_empty() {
+        return Some("host must be specified");
+    }
+    if url.contains('#') {
+        return Some("fragments are not permitted in the URL");
+    }
+    if url.contains('?') {
+        return Some("query parameters are not permitted in the URL");
+    }
+    None
 }

@@ -5,7 +5,6 @@ use serde_json::{Value, json};
 
 use super::Strategy;
 use super::util::{AGE, age, array_at, col, int_at, int_col, keep_status, reset_status, str_at};
-use crate::catalog::Conversion;
 use crate::catalog::conversion::HPA_V1;
 use crate::object::default_path;
 use crate::table::{Column, TableContext};

@@ -234,7 +234,7 @@ pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
                 .range(cache.prefix(), None)
                 .map(|o| o.value())
                 .filter(pending)
-                .map(|o| crate::registry::to_served(&info, o))
+                .filter_map(|o| crate::registry::to_served(&info, o).ok())
                 .collect();
             for mut csr in work {
                 let name = csr

@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use krust_api::catalog::custom::{self, CLEANUP_FINALIZER};
+use krust_api::catalog::{Conversion, Shared};
 use krust_api::object::{meta_str, name};
 use krust_api::{ResourceInfo, StatusError};
 use serde_json::{Value, json};
 
 use crate::ApiServer;
+use crate::conversion_webhook::{WebhookConfig, WebhookConversion};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 use crate::watchcache::Shape;
 
@@ -112,7 +114,8 @@ async fn reconcile_one(
     let names = custom::accept_names(definition, all, registry.catalog());
     if names.conflict.is_none() && served.get(&def_name).is_none_or(|s| s.spec != spec) {
         match custom::entries(definition) {
-            Ok(entries) => {
+            Ok(mut entries) => {
+                with_webhook_conversion(registry, definition, &mut entries);
                 let storage = storage_entry(&entries);
                 let prefix = storage.as_ref().map(ResourceInfo::storage_prefix);
                 if let Some(storage) = storage {
@@ -140,6 +143,21 @@ async fn reconcile_one(
         return finalize(registry, definition, &def_name).await;
     }
     write_status(registry, definition, &names).await
+}
+
+/// Gives the served versions of a definition whose conversion strategy is `Webhook` the
+/// conversion through its webhook (the storage version needs none).
+fn with_webhook_conversion(registry: &Registry, definition: &Value, entries: &mut [ResourceInfo]) {
+    let Some(config) = WebhookConfig::of_definition(definition) else { return };
+    for entry in entries.iter_mut().filter(|e| e.conversion.is_some()) {
+        let conversion = WebhookConversion::new(
+            entry.api_version(),
+            entry.storage.api_version.to_string(),
+            config.clone(),
+            registry.conversion_webhook_context(),
+        );
+        entry.conversion = Some(Shared::Owned(Arc::new(conversion) as Arc<dyn Conversion>));
+    }
 }
 
 /// The catalog entry objects are stored as: the storage version's, whether it is served or
@@ -179,7 +197,8 @@ async fn finalize(
     if !finalizers.is_some_and(|f| f.iter().any(|v| v.as_str() == Some(CLEANUP_FINALIZER))) {
         return Ok(());
     }
-    let info = registry.catalog().custom(def_name).into_iter().next();
+    // The storage version's entry: deleting needs no conversion (upstream's finalizer too).
+    let info = storage_entry(&registry.catalog().custom(def_name));
     let mut remaining = 0;
     if let Some(info) = &info
         && let Some(cache) = registry.cache().resource(&info.storage_prefix())

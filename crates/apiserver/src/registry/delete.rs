@@ -135,7 +135,7 @@ impl Registry {
                     opts.user.as_ref(),
                     opts.dry_run,
                 );
-                let current = to_served(info, old.clone());
+                let current = to_served(info, old.clone())?;
                 let mut warnings =
                     self.admission.mutate(&admit, None, Some(&current), &view).await?;
                 warnings
@@ -165,7 +165,7 @@ impl Registry {
             }
             if held {
                 if marked && !finalizers_changed {
-                    return answer(Deleted::Pending(to_served(info, old)));
+                    return answer(Deleted::Pending(to_served(info, old)?));
                 }
                 if !marked {
                     let seconds = grace.unwrap_or(0);
@@ -178,12 +178,12 @@ impl Registry {
                     info.strategy.prepare_for_delete(&mut new);
                 }
                 if opts.dry_run {
-                    return answer(Deleted::Pending(to_served(info, new)));
+                    return answer(Deleted::Pending(to_served(info, new)?));
                 }
                 match self.store.update(&key, encode(new)?, kv.mod_revision).await {
                     Ok(kv) => {
                         self.note_written(kv.mod_revision);
-                        return answer(Deleted::Pending(to_served(info, decode(&kv)?)));
+                        return answer(Deleted::Pending(to_served(info, decode(&kv)?)?));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(StoreError::NotFound { .. }) => {
@@ -193,7 +193,7 @@ impl Registry {
                 }
             }
             if opts.dry_run {
-                return answer(Deleted::Now(to_served(info, old)));
+                return answer(Deleted::Now(to_served(info, old)?));
             }
             match self.store.delete(&key, Some(kv.mod_revision)).await {
                 Ok(kv) => {
@@ -201,7 +201,7 @@ impl Registry {
                     if let Some(hooks) = self.hooks(info) {
                         hooks.after_delete(self.store.as_ref(), &old).await;
                     }
-                    return answer(Deleted::Now(to_served(info, decode(&kv)?)));
+                    return answer(Deleted::Now(to_served(info, decode(&kv)?)?));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {

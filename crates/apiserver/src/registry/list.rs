@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::continue_token::ContinueToken;
 use super::options::{ListOptions, RevisionMatch};
-use super::{Registry, cache_error, decode, store_error, to_served};
+use super::{Registry, cache_error, decode, store_error, to_served, to_served_all};
 use crate::watchcache::{CachedObject, IndexTerm, ListSnapshot, ResourceCache};
 
 /// One object of a list or watch, in the version served.
@@ -58,14 +58,19 @@ pub(super) fn serve_selected(
     info: &ResourceInfo,
     opts: &ListOptions,
     object: &Arc<CachedObject>,
-) -> Option<Served> {
+) -> Result<Option<Served>, StatusError> {
     if info.conversion.is_none() {
-        let selected = opts.labels.matches(object.labels())
-            && opts.fields.matches(|field| object.field(field).map(str::to_string));
-        return selected.then(|| Served::Cached(Arc::clone(object)));
+        return Ok(cached_selected(opts, object));
     }
-    let served = to_served(info, object.value());
-    selected(info, opts, &served).then_some(Served::Value(served))
+    let served = to_served(info, object.value())?;
+    Ok(selected(info, opts, &served).then_some(Served::Value(served)))
+}
+
+/// The cached object as it is stored, if it passes the selectors of `opts`.
+fn cached_selected(opts: &ListOptions, object: &Arc<CachedObject>) -> Option<Served> {
+    let selected = opts.labels.matches(object.labels())
+        && opts.fields.matches(|field| object.field(field).map(str::to_string));
+    selected.then(|| Served::Cached(Arc::clone(object)))
 }
 
 /// The objects of a list, in the served version, in key order. A clone walks them again
@@ -118,7 +123,6 @@ const WALK_BATCH: usize = 256;
 /// A walk over a snapshot, selecting the objects of a list as they are asked for.
 #[derive(Clone)]
 pub(super) struct Walk {
-    info: ResourceInfo,
     opts: ListOptions,
     snapshot: ListSnapshot,
     prefix: String,
@@ -166,8 +170,7 @@ impl Iterator for Walk {
             if let Some(last) = batch.last() {
                 self.after = Some(Arc::clone(&last.key));
             }
-            self.ready
-                .extend(batch.iter().filter_map(|o| serve_selected(&self.info, &self.opts, o)));
+            self.ready.extend(batch.iter().filter_map(|o| cached_selected(&self.opts, o)));
         }
         self.ready.pop_front()
     }
@@ -258,6 +261,50 @@ pub fn selected(info: &ResourceInfo, opts: &ListOptions, obj: &Value) -> bool {
         && opts.fields.matches(|field| field_value(info, obj, field))
 }
 
+/// A list (or page) of objects served in another version than the stored one: they are
+/// converted a batch at a time (one call of a conversion webhook per batch), then selected.
+/// A page with selectors ends with a continue token while objects remain, as upstream's pages
+/// over etcd do.
+fn list_converted(
+    info: &ResourceInfo,
+    opts: &ListOptions,
+    snapshot: &ListSnapshot,
+    prefix: &str,
+    start_after: Option<&str>,
+    revision: Revision,
+) -> Result<ListResult, StatusError> {
+    let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
+    let mut objects = snapshot.range(prefix, start_after).peekable();
+    let mut items = Vec::new();
+    let mut last_key: Option<Arc<str>> = None;
+    let mut remaining = None;
+    let mut more = false;
+    while objects.peek().is_some() {
+        let want = if opts.limit > 0 { opts.limit - items.len() } else { WALK_BATCH };
+        let batch: Vec<&Arc<CachedObject>> = objects.by_ref().take(want.min(WALK_BATCH)).collect();
+        let served = to_served_all(info, batch.iter().map(|o| o.value()).collect())?;
+        for (object, value) in batch.iter().zip(served) {
+            if selected(info, opts, &value) {
+                items.push(Served::Value(value));
+                last_key = Some(Arc::clone(&object.key));
+            }
+        }
+        if opts.limit > 0 && items.len() >= opts.limit {
+            let rest = objects.take(REMAINING_COUNT_LIMIT + 1).count();
+            more = rest > 0;
+            remaining = (!filtering && rest <= REMAINING_COUNT_LIMIT).then_some(rest);
+            break;
+        }
+    }
+    let continue_token = match (more, last_key) {
+        (true, Some(key)) => {
+            Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode())
+        }
+        _ => None,
+    };
+    Ok(ListResult { items: ListItems::gathered(items), revision, continue_token, remaining })
+}
+
 impl Registry {
     /// The cache of a resource.
     pub(super) fn resource_cache(
@@ -319,11 +366,20 @@ impl Registry {
                 (snapshot, reached.max(resource_revision))
             }
         };
+        if info.conversion.is_some() {
+            return list_converted(
+                info,
+                opts,
+                &snapshot,
+                &prefix,
+                start_after.as_deref(),
+                revision,
+            );
+        }
         let indexed = narrowed(info, &cache, opts);
         if opts.limit == 0 {
             // No page: the response walks the snapshot as it writes.
             let walk = Walk {
-                info: info.clone(),
                 opts: opts.clone(),
                 snapshot,
                 after: start_after.map(Into::into),
@@ -341,7 +397,7 @@ impl Registry {
         let mut objects =
             Walk::objects(&snapshot, indexed.as_ref(), &prefix, start_after.as_deref());
         for object in objects.by_ref() {
-            let Some(served) = serve_selected(info, opts, object) else { continue };
+            let Some(served) = cached_selected(opts, object) else { continue };
             items.push(served);
             if items.len() == opts.limit {
                 last_key = Some(Arc::clone(&object.key));
@@ -351,7 +407,7 @@ impl Registry {
         let (mut more, mut remaining) = (false, None);
         if last_key.is_some() {
             if filtering {
-                more = objects.any(|o| serve_selected(info, opts, o).is_some());
+                more = objects.any(|o| cached_selected(opts, o).is_some());
             } else {
                 // Counted up to a bound, so that paging through a large resource stays linear;
                 // past it the count is left out, as upstream may leave it out.
@@ -405,7 +461,7 @@ impl Registry {
             };
             for kv in &page.items {
                 start_after = Some(kv.key.clone());
-                let served = to_served(info, decode(kv)?);
+                let served = to_served(info, decode(kv)?)?;
                 if selected(info, opts, &served) {
                     items.push(Served::Value(served));
                 }

@@ -61,6 +61,8 @@ pub struct Registry {
     /// reached it, so a write sees every earlier write answered by this server (a pod
     /// created right after its namespace finds the namespace).
     written: AtomicI64,
+    /// The HTTPS client of custom resources' conversion webhooks.
+    conversion_client: Arc<crate::admission::webhook::Client>,
 }
 
 /// A check of a write against who asks for it, run after the object is validated and before
@@ -110,6 +112,7 @@ impl Registry {
             admission: Admission::default(),
             closing: tokio::sync::watch::channel(false).0,
             written: AtomicI64::new(0),
+            conversion_client: Arc::default(),
         })
     }
 
@@ -182,6 +185,15 @@ impl Registry {
         &self.catalog
     }
 
+    /// What a conversion webhook of a custom resource needs of this registry.
+    pub fn conversion_webhook_context(&self) -> crate::conversion_webhook::WebhookContext {
+        crate::conversion_webhook::WebhookContext {
+            client: Arc::clone(&self.conversion_client),
+            cache: Arc::downgrade(&self.cache),
+            catalog: Arc::downgrade(&self.catalog),
+        }
+    }
+
     /// The store under the registry.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -201,7 +213,7 @@ impl Registry {
     ) -> Result<Value, StatusError> {
         let key = info.storage_key(namespace, name);
         match self.store.get(&key).await.map_err(store_error)? {
-            Some(kv) => Ok(to_served(info, decode(&kv)?)),
+            Some(kv) => to_served(info, decode(&kv)?),
             None => Err(StatusError::not_found(info.group, info.plural, name)),
         }
     }
@@ -264,11 +276,26 @@ fn encode(mut obj: Value) -> Result<Vec<u8>, StatusError> {
 }
 
 /// Converts a stored object to the version `info` serves.
-pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
-    let mut obj = match &info.conversion {
-        Some(conversion) => conversion.to_served(obj),
+pub fn to_served(info: &ResourceInfo, obj: Value) -> Result<Value, StatusError> {
+    let obj = match &info.conversion {
+        Some(conversion) => conversion.to_served(obj).map_err(conversion_error)?,
         None => obj,
     };
+    Ok(stamp_served(info, obj))
+}
+
+/// Converts stored objects to the version `info` serves, in one go where the conversion can
+/// (one call of a conversion webhook for a list).
+pub fn to_served_all(info: &ResourceInfo, objects: Vec<Value>) -> Result<Vec<Value>, StatusError> {
+    let objects = match &info.conversion {
+        Some(conversion) => conversion.to_served_all(objects).map_err(conversion_error)?,
+        None => objects,
+    };
+    Ok(objects.into_iter().map(|o| stamp_served(info, o)).collect())
+}
+
+/// Gives a converted object the served `apiVersion` and `kind` and its defaults on read.
+fn stamp_served(info: &ResourceInfo, mut obj: Value) -> Value {
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(info.api_version()));
         map.insert("kind".into(), Value::String(info.kind.to_string()));
@@ -279,11 +306,16 @@ pub fn to_served(info: &ResourceInfo, obj: Value) -> Value {
 
 /// Converts an object of the version `info` serves to the storage version.
 /// The object must already carry the served `apiVersion` and `kind`.
-fn to_stored(info: &ResourceInfo, obj: Value) -> Value {
+fn to_stored(info: &ResourceInfo, obj: Value) -> Result<Value, StatusError> {
     match &info.conversion {
-        Some(conversion) => conversion.to_stored(obj),
-        None => obj,
+        Some(conversion) => conversion.to_stored(obj).map_err(conversion_error),
+        None => Ok(obj),
     }
+}
+
+/// A failed conversion: upstream answers 500 with the conversion's message.
+fn conversion_error(e: krust_api::catalog::ConversionError) -> StatusError {
+    StatusError::internal(e.0)
 }
 
 /// Maps a store failure that the caller did not expect to a Status.

@@ -164,34 +164,42 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// What this watcher sees of a cache event, if anything.
+    /// What this watcher sees of a cache event, if anything. An object that cannot be
+    /// converted to the served version (a failing conversion webhook) is an `ERROR` event.
     fn translate(&self, event: &CacheEvent) -> Option<WatchEvent> {
         if !event.object.key.starts_with(&self.prefix) {
             return None;
         }
-        let now = serve_selected(&self.info, &self.opts, &event.object);
-        let before_selected = event
-            .prev
-            .as_ref()
-            .is_some_and(|p| serve_selected(&self.info, &self.opts, p).is_some());
+        self.translate_selected(event).unwrap_or_else(|e| Some(error_event(&e)))
+    }
+
+    fn translate_selected(&self, event: &CacheEvent) -> Result<Option<WatchEvent>, StatusError> {
+        let now = serve_selected(&self.info, &self.opts, &event.object)?;
+        let before_selected = match &event.prev {
+            Some(prev) => serve_selected(&self.info, &self.opts, prev)?.is_some(),
+            None => false,
+        };
         let kind = match (event.kind, before_selected, now.is_some()) {
             (EventKind::Delete, true, _) => WatchKind::Deleted,
-            (EventKind::Delete, false, _) => return None,
+            (EventKind::Delete, false, _) => return Ok(None),
             (_, true, true) => WatchKind::Modified,
             (_, false, true) => WatchKind::Added,
             (_, true, false) => WatchKind::Deleted,
-            (_, false, false) => return None,
+            (_, false, false) => return Ok(None),
         };
         // An object that left the selection is sent as it is now.
-        let object = now.unwrap_or_else(|| self.served(&event.object));
-        Some(WatchEvent { kind, object })
+        let object = match now {
+            Some(object) => object,
+            None => self.served(&event.object)?,
+        };
+        Ok(Some(WatchEvent { kind, object }))
     }
 
     /// The object as this watcher serves it.
-    fn served(&self, object: &Arc<CachedObject>) -> Served {
+    fn served(&self, object: &Arc<CachedObject>) -> Result<Served, StatusError> {
         match &self.info.conversion {
-            None => Served::Cached(Arc::clone(object)),
-            Some(_) => Served::Value(super::to_served(&self.info, object.value())),
+            None => Ok(Served::Cached(Arc::clone(object))),
+            Some(_) => Ok(Served::Value(super::to_served(&self.info, object.value())?)),
         }
     }
 
@@ -352,10 +360,10 @@ async fn follow_cache(
 ) -> End {
     let start = async {
         if let Some((snapshot, at)) = initial {
-            let objects: Vec<Served> = initial_objects(watcher, &snapshot).collect();
+            let events: Vec<WatchEvent> = initial_objects(watcher, &snapshot).collect();
             drop(snapshot);
-            for object in objects {
-                watcher.send(WatchEvent { kind: WatchKind::Added, object }).await?;
+            for event in events {
+                watcher.send(event).await?;
             }
             if watcher.opts.send_initial_events == Some(true) && watcher.opts.bookmarks {
                 watcher.send(watcher.bookmark(at, true)).await?;
@@ -374,13 +382,23 @@ async fn follow_cache(
     }
 }
 
-/// The objects of a snapshot this watcher selects, through an index when one narrows them.
+/// The objects of a snapshot this watcher selects, through an index when one narrows them;
+/// an object that cannot be converted to the served version is an `ERROR` event.
 fn initial_objects<'a>(
     watcher: &'a Watcher,
     snapshot: &'a ListSnapshot,
-) -> impl Iterator<Item = Served> + 'a {
-    Walk::objects(snapshot, watcher.narrow.as_ref(), &watcher.prefix, None)
-        .filter_map(|o| serve_selected(&watcher.info, &watcher.opts, o))
+) -> impl Iterator<Item = WatchEvent> + 'a {
+    Walk::objects(snapshot, watcher.narrow.as_ref(), &watcher.prefix, None).filter_map(|o| {
+        match serve_selected(&watcher.info, &watcher.opts, o) {
+            Ok(object) => object.map(|object| WatchEvent { kind: WatchKind::Added, object }),
+            Err(e) => Some(error_event(&e)),
+        }
+    })
+}
+
+/// An `ERROR` event carrying `error` as a Status.
+fn error_event(error: &StatusError) -> WatchEvent {
+    WatchEvent { kind: WatchKind::Error, object: Served::Value(error.to_status()) }
 }
 
 /// Forwards events read from the store's history (a watch older than the cache's window)

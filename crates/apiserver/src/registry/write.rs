@@ -474,7 +474,7 @@ impl Registry {
         // Last, ResourceQuota charges the object to its namespace's quotas.
         self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
         let key = info.storage_key(namespace, &name);
-        let mut obj = to_stored(info, obj);
+        let mut obj = to_stored(info, obj)?;
         if opts.dry_run {
             if self.store.get(&key).await.map_err(store_error)?.is_some() {
                 return Err(StatusError::already_exists(info.group, info.plural, &name));
@@ -482,7 +482,7 @@ impl Registry {
             if let Some(hooks) = self.hooks(info) {
                 hooks.before_create(self.store.as_ref(), &mut obj, true).await?;
             }
-            return Ok(written(to_served(info, obj)));
+            return Ok(written(to_served(info, obj)?));
         }
         let hooks = self.hooks(info);
         if let Some(hooks) = hooks {
@@ -500,7 +500,7 @@ impl Registry {
         match result {
             Ok(kv) => {
                 self.note_written(kv.mod_revision);
-                Ok(written(to_served(info, decode(&kv)?)))
+                Ok(written(to_served(info, decode(&kv)?)?))
             }
             Err(e) => {
                 if let Some(hooks) = hooks {
@@ -640,7 +640,7 @@ impl Registry {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            let old_served = to_served(info, old.clone());
+            let old_served = to_served(info, old.clone())?;
             let old_view = sub.view(info, old_served.clone());
             let new_view = change(&old_view)?;
             let sent_managed = new_view.pointer("/metadata/managedFields").cloned();
@@ -749,12 +749,12 @@ impl Registry {
                     .and_then(Value::as_array)
                     .is_none_or(Vec::is_empty)
                 && !info.strategy.deletion_held(&new);
-            let mut new = to_stored(info, new);
+            let mut new = to_stored(info, new)?;
             if let Some(hooks) = self.hooks(info) {
                 hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
             }
             if opts.dry_run {
-                return Ok(written(sub.view(info, to_served(info, new))));
+                return Ok(written(sub.view(info, to_served(info, new)?)));
             }
             let result = if finalized {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
@@ -784,7 +784,7 @@ impl Registry {
                             hooks.after_update(self.store.as_ref(), &stored, &old).await;
                         }
                     }
-                    return Ok(written(sub.view(info, to_served(info, stored))));
+                    return Ok(written(sub.view(info, to_served(info, stored)?)));
                 }
                 Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
                 Err(StoreError::Conflict { .. }) => {

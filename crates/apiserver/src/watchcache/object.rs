@@ -93,7 +93,13 @@ impl CachedObject {
             return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
         }
         metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
-        let value = crate::registry::to_served(&shape.info, value);
+        let value = match crate::registry::to_served(&shape.info, value) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::error!(key = %kv.key, error = %e.message, "stored value not converted; skipped");
+                return None;
+            }
+        };
         Some(Self::new(kv.key.into(), &value, kv.mod_revision, shape))
     }
 

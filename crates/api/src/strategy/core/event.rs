@@ -27,7 +27,6 @@ pub(crate) const EVENT_COLUMNS: &[Column] = &[
 
 /// A core `v1` event, whichever version `obj` is served in.
 fn as_core(obj: &Value) -> std::borrow::Cow<'_, Value> {
-    use crate::catalog::Conversion;
     if str_at(obj, "apiVersion") == Some("events.k8s.io/v1") {
         std::borrow::Cow::Owned(crate::catalog::conversion::EVENTS_V1.to_stored(obj.clone()))
     } else {

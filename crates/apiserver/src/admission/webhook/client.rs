@@ -179,9 +179,13 @@ impl Client {
         Ok(config)
     }
 
-    /// Where `hook` is reached.
-    async fn target(&self, hook: &Webhook, cluster: &dyn ClusterView) -> Result<Target, CallError> {
-        match &hook.endpoint {
+    /// Where `endpoint` is reached.
+    async fn target(
+        &self,
+        endpoint: Option<&Endpoint>,
+        cluster: &dyn ClusterView,
+    ) -> Result<Target, CallError> {
+        match endpoint {
             None => Err(CallError::Address("webhook has neither a url nor a service".into())),
             Some(Endpoint::Url(url)) => {
                 let (host, port, authority, path) = parse_url(url)?;
@@ -212,10 +216,23 @@ impl Client {
         review: &Value,
         cluster: &dyn ClusterView,
     ) -> Result<Vec<u8>, CallError> {
-        let tls = self.tls(&hook.ca_bundle)?;
-        let target = self.target(hook, cluster).await?;
-        let body = serde_json::to_vec(review).map_err(|e| CallError::Response(e.to_string()))?;
         let timeout = Duration::from_secs(hook.timeout_seconds);
+        let endpoint = hook.endpoint.as_ref();
+        self.post(endpoint, &hook.ca_bundle, timeout, review, cluster).await
+    }
+
+    /// Posts `review` to `endpoint`, trusting `ca_bundle`, and returns the answer's body.
+    pub async fn post(
+        &self,
+        endpoint: Option<&Endpoint>,
+        ca_bundle: &[u8],
+        timeout: Duration,
+        review: &Value,
+        cluster: &dyn ClusterView,
+    ) -> Result<Vec<u8>, CallError> {
+        let tls = self.tls(ca_bundle)?;
+        let target = self.target(endpoint, cluster).await?;
+        let body = serde_json::to_vec(review).map_err(|e| CallError::Response(e.to_string()))?;
         match tokio::time::timeout(timeout, post(tls, &target, body)).await {
             Ok(result) => result,
             Err(_) => Err(CallError::Timeout { url: target.url }),

@@ -13,7 +13,7 @@ use krust_auth::UserInfo;
 use krust_store::StoreError;
 use serde_json::{Value, json};
 
-use super::{Registry, decode, encode, store_error, to_served, to_stored};
+use super::{Registry, decode, encode, store_error, to_served, to_served_all, to_stored};
 
 /// One request to a handled subresource.
 #[derive(Debug)]
@@ -89,14 +89,14 @@ impl Registry {
             let Some((old, kv)) = self.current(&key).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            let mut obj = to_served(info, old);
+            let mut obj = to_served(info, old)?;
             change(&mut obj)?;
             if dry_run {
                 return Ok(obj);
             }
-            let bytes = encode(to_stored(info, obj))?;
+            let bytes = encode(to_stored(info, obj)?)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
-                Ok(kv) => return Ok(to_served(info, decode(&kv)?)),
+                Ok(kv) => return to_served(info, decode(&kv)?),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {
                     return Err(StatusError::not_found(info.group, info.plural, name));
@@ -119,6 +119,10 @@ impl Registry {
         };
         let prefix = info.storage_prefix_in(namespace);
         let (snapshot, _) = cache.snapshot();
-        snapshot.range(&prefix, None).map(|o| to_served(info, o.value())).collect()
+        let objects = snapshot.range(&prefix, None).map(|o| o.value()).collect();
+        to_served_all(info, objects).unwrap_or_else(|e| {
+            tracing::warn!(resource = info.plural, error = %e.message, "conversion failed");
+            Vec::new()
+        })
     }
 }
