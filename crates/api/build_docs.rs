@@ -11,7 +11,7 @@ use prost_types::{DescriptorProto, FileDescriptorProto, SourceCodeInfo};
 
 /// The markers kept (those of `+name` or `+name=value` comment lines).
 const MARKERS: &[&str] =
-    &["listType", "listMapKey", "mapType", "structType", "optional", "required"];
+    &["listType", "listMapKey", "mapType", "structType", "optional", "required", "default"];
 
 /// Descriptions and markers of every commented message and field.
 #[derive(Default)]

@@ -1,8 +1,7 @@
 """CustomResourceDefinitions and their custom resources, as upstream's apiextensions-apiserver
 serves them: establishment and names, discovery, CRUD, patch types, watch, selectors, the
 status and scale subresources, printer columns, versions, deletion of a definition, RBAC,
-the Python client, restarts; and (xfail until it lands) structural schemas: validation,
-pruning, defaulting.
+the Python client, restarts; and structural schemas: validation, pruning, defaulting.
 
 One module-wide definition, widgets.example.com (namespaced, versions v1beta1 and v1), serves
 most tests; tests needing a definition of their own (names, deletion, cluster scope, schema)
@@ -23,8 +22,6 @@ W_BETA = f"/apis/{GROUP}/v1beta1"
 AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 CR_VERBS = {"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"}
-# managedFields came with 4920ca8 (server-side apply): these pass with a build that has it;
-# drop the marker once /tmp/kcrd (07:44) is rebuilt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -697,8 +694,6 @@ def test_json_is_chosen_when_protobuf_is_offered_too(cluster, widgets, ns):
     assert r.json()["kind"] == "Widget"
 
 
-@pytest.mark.xfail(reason="krust: answers JSON (200) to an Accept of protobuf only for a "
-                          "custom resource", strict=False)
 def test_protobuf_only_is_not_acceptable(cluster, widgets, ns):
     create_widget(cluster, ns, "neg-pb")
     assert_status(cluster.get(wpath(ns, "neg-pb"),
@@ -1105,8 +1100,6 @@ def test_scale_of_an_object_without_replicas_reads_zero(cluster, widgets, ns):
     assert not scale["status"].get("selector"), scale
 
 
-@pytest.mark.xfail(reason="krust: Scale carries spec.replicas 0 and status.selector \"\" where "
-                          "upstream omits them (omitempty; built-in Scales too)", strict=False)
 def test_scale_omits_zero_replicas_and_an_empty_selector(cluster, widgets, ns):
     create_widget(cluster, ns, "sz0")
     scale = cluster.ok("GET", wpath(ns, "sz0", "scale"))
@@ -1540,7 +1533,7 @@ def test_python_watch_of_custom_objects(cluster, widgets, ns):
 
 
 # ---------------------------------------------------------------------------------------------
-# structural schemas (validation, pruning, defaulting): xfail until merged
+# structural schemas (validation, pruning, defaulting)
 
 GIZMO_SCHEMA = obj_schema({
     "spec": obj_schema({

@@ -134,3 +134,43 @@ def test_apply_needs_a_field_manager(cluster, ns):
                         headers={"Content-Type": "application/apply-patch+yaml"})
     assert r.status_code == 422, r.text
     assert "fieldManager: Required value: is required for apply patch" in r.json()["message"]
+
+
+def service(ns, ports):
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": ns},
+        "spec": {"selector": {"app": "dns"}, "ports": ports},
+    })
+
+
+def test_service_ports_are_owned_by_port_and_protocol(kubectl, ns, tmp_path):
+    """Upstream's `+listMapKey=port` and `+listMapKey=protocol`: 53/UDP and 53/TCP are two
+    items; a port without `protocol` is keyed by its default, TCP."""
+    f = tmp_path / "svc.yaml"
+    f.write_text(service(ns, [{"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                              {"name": "metrics", "port": 9153}]))
+    kubectl("apply", "--server-side", "-f", f)
+    owned = managers(kubectl, "service", "dns", "-n", ns)[("kubectl", "Apply", "")]
+    assert set(owned["f:spec"]["f:ports"]) == {
+        'k:{"port":53,"protocol":"UDP"}', 'k:{"port":53,"protocol":"TCP"}',
+        'k:{"port":9153,"protocol":"TCP"}'}, owned
+    # Dropping 53/TCP from the file removes that item only.
+    f.write_text(service(ns, [{"name": "dns", "port": 53, "protocol": "UDP"},
+                              {"name": "metrics", "port": 9153}]))
+    kubectl("apply", "--server-side", "-f", f)
+    ports = kubectl.json("get", "service", "dns", "-n", ns)["spec"]["ports"]
+    assert sorted((p["port"], p["protocol"], p["name"]) for p in ports) == [
+        (53, "UDP", "dns"), (9153, "TCP", "metrics")], ports
+
+
+def test_a_label_selector_is_owned_whole(kubectl, ns, tmp_path):
+    """`LabelSelector` is `+structType=atomic` and `nodeSelector` `+mapType=atomic`."""
+    f = tmp_path / "deploy.yaml"
+    body = yaml.safe_load(deployment(ns, 1, [("app", "busybox")]))
+    body["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    f.write_text(yaml.safe_dump(body))
+    kubectl("apply", "--server-side", "-f", f)
+    owned = managers(kubectl, "deployment", "web", "-n", ns)[("kubectl", "Apply", "")]
+    assert owned["f:spec"]["f:selector"] == {}, owned
+    assert owned["f:spec"]["f:template"]["f:spec"]["f:nodeSelector"] == {}, owned

@@ -3,8 +3,9 @@
 //!
 //! The custom resource has a structural schema with a few typed fields, a default, a
 //! pattern and a CEL rule (so validation, pruning and defaulting are part of what is
-//! measured), and carries the same 200 bytes of data as the benchmark's ConfigMaps. Runs
-//! alternate (ConfigMaps, widgets, ConfigMaps, widgets) and the better run of each counts.
+//! measured), and data sized so that a stored widget is as large as a stored ConfigMap (a
+//! probe of each is created and measured first). Runs alternate (ConfigMaps, widgets,
+//! ConfigMaps, widgets) and the better run of each counts.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ pub struct CustomResourceBenchArgs {
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// Timed lists of each kind (the median is reported).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 30)]
     pub list_repeats: usize,
     /// The krust binary to run as the server (default: this one).
     #[arg(long)]
@@ -74,15 +75,28 @@ fn definition() -> Value {
     })
 }
 
-/// Widget `i`: the ConfigMap's label and data, and a small spec.
-fn widget(i: usize) -> Value {
+/// Widget `i`: the ConfigMap's label, `data` bytes of data, and a small spec.
+fn widget(i: usize, data: usize) -> Value {
     json!({
         "apiVersion": format!("{GROUP}/v1"),
         "kind": "Widget",
         "metadata": {"name": format!("w-{i:06}"), "labels": {"bench": "yes"}},
-        "data": {"key": "x".repeat(200)},
+        "data": {"key": "x".repeat(data)},
         "spec": {"color": "blue", "name": format!("w-{i}")},
     })
+}
+
+/// The data a widget carries so that it is stored as large as a ConfigMap: a probe of each,
+/// with the ConfigMap's 200 bytes, is created and measured.
+async fn widget_data(client: &ApiClient) -> anyhow::Result<usize> {
+    const PROBE: usize = 200;
+    client.create_namespace("probe").await?;
+    let cm = client
+        .request(Method::POST, "/api/v1/namespaces/probe/configmaps", Some(&configmap(0)))
+        .await?;
+    let path = format!("/apis/{GROUP}/v1/namespaces/probe/widgets");
+    let w = client.request(Method::POST, &path, Some(&widget(0, PROBE))).await?;
+    Ok((PROBE + cm.len()).saturating_sub(w.len()))
 }
 
 /// Creates the definition and waits until its resource is served.
@@ -152,6 +166,7 @@ pub async fn custom_resources(args: CustomResourceBenchArgs) -> anyhow::Result<(
     let server = ServerCommand::new(&krust, &tmp.path().join("server"), None)?.start().await?;
     let client = server.client.clone();
     install(&client).await?;
+    let data = widget_data(&client).await?;
     let n = args.objects;
     let mut configmaps = Vec::new();
     let mut widgets = Vec::new();
@@ -168,7 +183,7 @@ pub async fn custom_resources(args: CustomResourceBenchArgs) -> anyhow::Result<(
             } else {
                 let path = format!("/apis/{GROUP}/v1/namespaces/{ns}/widgets");
                 closed_loop(&client, n, args.concurrency, move |i| {
-                    (Method::POST, path.clone(), Some(widget(i)))
+                    (Method::POST, path.clone(), Some(widget(i, data)))
                 })
                 .await?
             };

@@ -12,6 +12,7 @@
 //! primitives a set, any other list atomic); for kinds it does not know (custom resources)
 //! lists are atomic and maps granular, as upstream's default.
 
+pub mod builtin;
 pub mod fieldset;
 pub mod schema;
 
@@ -63,18 +64,27 @@ pub fn fields_of(obj: &Value, ty: Types<'_>) -> FieldSet {
 }
 
 /// The key of an item of an associative list on `keys`, when it has them all.
-fn item_key(item: &Value, keys: &[String]) -> Option<PathElement> {
+fn item_key(item: &Value, keys: &[String], ty: Types<'_>) -> Option<PathElement> {
     let mut values = Vec::new();
     for key in keys {
-        values.push((key.clone(), item.get(key)?.to_string()));
+        values.push((key.clone(), key_value(item, key, ty)?.to_string()));
     }
     values.sort();
     Some(PathElement::Key(values))
 }
 
+/// The value of key field `key` of a list item: its own, else the schema's default (a
+/// Service port without `protocol` is the `TCP` one, as structured-merge-diff reads it).
+fn key_value(item: &Value, key: &str, ty: Types<'_>) -> Option<Value> {
+    item.get(key).cloned().or_else(|| ty.default_of(key))
+}
+
 /// Whether `item` is the one `other` identifies on `keys`.
-fn same_item(item: &Value, other: &Value, keys: &[String]) -> bool {
-    keys.iter().all(|k| item.get(k).is_some() && item.get(k) == other.get(k))
+fn same_item(item: &Value, other: &Value, keys: &[String], ty: Types<'_>) -> bool {
+    keys.iter().all(|k| {
+        let value = key_value(item, k, ty);
+        value.is_some() && value == key_value(other, k, ty)
+    })
 }
 
 fn collect(value: &Value, member: &Member<'_>, node: &mut FieldSet) {
@@ -93,14 +103,14 @@ fn collect(value: &Value, member: &Member<'_>, node: &mut FieldSet) {
                 }
             }
             ListKind::Map(keys) => {
-                if items.iter().any(|i| item_key(i, keys).is_none()) {
+                if items.iter().any(|i| item_key(i, keys, member.ty).is_none()) {
                     node.itself = true;
                     return;
                 }
                 let item_member =
                     Member { ty: member.ty, list: ListKind::Atomic, atomic_map: false };
                 for item in items {
-                    if let Some(element) = item_key(item, keys) {
+                    if let Some(element) = item_key(item, keys, member.ty) {
                         let child = node.child(element);
                         child.itself = true;
                         collect(item, &item_member, child);
@@ -196,12 +206,12 @@ fn merge(live: &mut Value, config: &Value, member: &Member<'_>) {
                 if config_items
                     .iter()
                     .chain(live_items.iter())
-                    .all(|i| item_key(i, keys).is_some()) =>
+                    .all(|i| item_key(i, keys, member.ty).is_some()) =>
             {
                 let item_member =
                     Member { ty: member.ty, list: ListKind::Atomic, atomic_map: false };
                 for item in config_items {
-                    match live_items.iter_mut().find(|l| same_item(l, item, keys)) {
+                    match live_items.iter_mut().find(|l| same_item(l, item, keys, member.ty)) {
                         Some(existing) => merge(existing, item, &item_member),
                         None => live_items.push(item.clone()),
                     }

@@ -1,10 +1,12 @@
 //! What field ownership needs of a schema: for each member, its type, how a list of it
-//! merges and whether a map of it is atomic. Built-in kinds answer from the merge keys of
+//! merges and whether a map of it is atomic. Built-in kinds answer from the markers of
+//! upstream's messages ([`super::builtin`]), then from the merge keys of
 //! [`crate::patch::merge_keys`]; custom resources from their structural schema's
 //! `x-kubernetes-list-type`, `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`.
 
 use serde_json::Value;
 
+use super::builtin::{self, MessageId};
 use crate::patch::merge_keys::{ListStrategy, TypeRef};
 
 /// How a list merges and is owned.
@@ -22,7 +24,14 @@ pub enum ListKind {
 #[derive(Debug, Clone, Copy)]
 pub enum Types<'a> {
     /// A built-in kind's type.
-    Builtin(TypeRef),
+    Builtin {
+        /// Its type in the strategic merge patch's graph.
+        smp: TypeRef,
+        /// Its message, when known.
+        message: Option<MessageId>,
+        /// Whether it is a map of values of that message (its members are keys).
+        map: bool,
+    },
     /// A node of a custom resource's schema (`None`: no schema, anything goes); `root` for
     /// the resource itself, whose `metadata` is an ObjectMeta.
     Custom {
@@ -49,25 +58,47 @@ impl<'a> Types<'a> {
     pub fn of(api_version: &str, kind: &str, schema: Option<&'a Value>) -> Self {
         match schema {
             Some(schema) => Types::Custom { schema: Some(schema), root: true },
-            None => Types::Builtin(TypeRef::root(api_version, kind)),
+            None => Types::Builtin {
+                smp: TypeRef::root(api_version, kind),
+                message: builtin::kind(api_version, kind),
+                map: false,
+            },
         }
     }
 
     /// The member `name`.
     pub fn member(self, name: &str) -> Member<'a> {
         match self {
-            Types::Builtin(ty) => {
-                let meta = ty.field(name);
-                let list = match meta.list {
+            Types::Builtin { smp, message, map } => {
+                let meta = smp.field(name);
+                let smp_list = match meta.list {
                     ListStrategy::Atomic => ListKind::Atomic,
                     ListStrategy::MergePrimitives => ListKind::Set,
                     ListStrategy::MergeByKey(key) => ListKind::Map(vec![key.to_string()]),
                 };
-                Member { ty: Types::Builtin(meta.ty), list, atomic_map: false }
+                if map {
+                    // A member of a map is one of its values.
+                    let ty = Types::Builtin { smp: meta.ty, message, map: false };
+                    return Member { ty, list: smp_list, atomic_map: false };
+                }
+                match message.and_then(|m| builtin::field(m, name)) {
+                    Some(field) => Member {
+                        ty: Types::Builtin { smp: meta.ty, message: field.message, map: field.map },
+                        list: field.list.unwrap_or(smp_list),
+                        atomic_map: field.atomic,
+                    },
+                    None => Member {
+                        ty: Types::Builtin { smp: meta.ty, message: None, map: false },
+                        list: smp_list,
+                        atomic_map: false,
+                    },
+                }
             }
             Types::Custom { schema, root } => {
                 if root && name == "metadata" {
-                    return Types::Builtin(TypeRef::root("", "")).member("metadata");
+                    let smp = TypeRef::root("", "").field("metadata").ty;
+                    let ty = Types::Builtin { smp, message: builtin::object_meta(), map: false };
+                    return Member { ty, list: ListKind::Atomic, atomic_map: false };
                 }
                 let node = schema.and_then(|s| {
                     s.get("properties")
@@ -79,10 +110,24 @@ impl<'a> Types<'a> {
         }
     }
 
+    /// The default of member `name` that the schema gives, if any (`+default` markers of
+    /// built-in types, `default` of custom resources' schemas).
+    pub fn default_of(self, name: &str) -> Option<Value> {
+        match self {
+            Types::Builtin { message: Some(message), map: false, .. } => {
+                builtin::default_of(message, name)
+            }
+            Types::Builtin { .. } => None,
+            Types::Custom { schema, .. } => {
+                schema?.get("properties")?.get(name)?.get("default").cloned()
+            }
+        }
+    }
+
     /// Whether the type is a structure upstream's typed objects always carry (a known
     /// built-in type), so that it is never recorded as added on its own.
     pub fn is_struct(self) -> bool {
-        matches!(self, Types::Builtin(ty) if ty.name().is_some())
+        matches!(self, Types::Builtin { smp, message, map: false } if message.is_some() || smp.name().is_some())
     }
 }
 

@@ -392,6 +392,18 @@ async fn serve_resource(
         ..WriteOptions::default()
     };
     let wire = negotiate::wire(accept);
+    if wire == Wire::Protobuf
+        && !info.definition.is_empty()
+        && sub != Subresource::Scale
+        && !negotiate::takes_json(accept)
+    {
+        // Custom resources have no protobuf form (upstream answers the same).
+        return Err(StatusError::new(
+            406,
+            krust_api::Reason::NotAcceptable,
+            "only the following media types are accepted: application/json, application/yaml",
+        ));
+    }
     let table_wanted = wire == Wire::Table;
     let include = IncludeObject::parse(query.get("includeObject"));
     let name = r.name.clone().unwrap_or_default();

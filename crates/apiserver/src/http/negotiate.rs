@@ -49,9 +49,25 @@ pub fn wire(accept: &str) -> Wire {
     Wire::Json
 }
 
+/// Whether `accept` takes JSON in some clause (`application/json`, `*/*`, `application/*`):
+/// what a client asking for protobuf first falls back to for kinds without protobuf.
+pub fn takes_json(accept: &str) -> bool {
+    accept.split(',').any(|clause| {
+        let media = clause.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        matches!(media.as_str(), "application/json" | "*/*" | "application/*")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protobuf_alone_does_not_take_json() {
+        assert!(!takes_json("application/vnd.kubernetes.protobuf"));
+        assert!(takes_json("application/vnd.kubernetes.protobuf, application/json"));
+        assert!(takes_json("application/vnd.kubernetes.protobuf;q=1,*/*;q=0.1"));
+    }
 
     #[test]
     fn the_first_form_served_wins() {

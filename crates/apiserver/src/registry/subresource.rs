@@ -74,15 +74,25 @@ impl Subresource {
                     }
                     None => String::new(),
                 };
+                // As upstream encodes a Scale: `spec.replicas` and `status.selector` are
+                // `omitempty`, `status.replicas` is always there.
+                let replicas = path(&obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0);
+                let mut spec = serde_json::Map::new();
+                if replicas != 0 {
+                    spec.insert("replicas".into(), json!(replicas));
+                }
+                let observed = path(&obj, scale.status_replicas).and_then(Value::as_i64);
+                let mut status = serde_json::Map::new();
+                status.insert("replicas".into(), json!(observed.unwrap_or(0)));
+                if !selector.is_empty() {
+                    status.insert("selector".into(), json!(selector));
+                }
                 json!({
                     "kind": "Scale",
                     "apiVersion": "autoscaling/v1",
                     "metadata": meta,
-                    "spec": {"replicas": path(&obj, scale.spec_replicas).and_then(Value::as_i64).unwrap_or(0)},
-                    "status": {
-                        "replicas": path(&obj, scale.status_replicas).and_then(Value::as_i64).unwrap_or(0),
-                        "selector": selector,
-                    },
+                    "spec": spec,
+                    "status": status,
                 })
             }
             _ => obj,
