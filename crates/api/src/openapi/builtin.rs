@@ -6,8 +6,9 @@
 //! own ([`Special`]) as upstream defines them (`Time` a `date-time` string, `IntOrString`
 //! with the `int-or-string` format, ...). Fields of embedded messages (`names::INLINE`) are
 //! fields of the parent. Upstream's list markers (`+listType`, `+listMapKey`, `+mapType`,
-//! `+structType`) become the `x-kubernetes-*` extensions; the strategic merge patch
-//! extensions come from [`crate::patch::merge_keys`], the facts this server merges by.
+//! `+structType`) become the `x-kubernetes-*` extensions and `+default` the `default`; the
+//! strategic merge patch extensions come from [`crate::patch::merge_keys`], the facts this
+//! server merges by.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
@@ -234,6 +235,13 @@ impl Collector {
                 (&mut schema, patch_meta(message.full_name(), &json_name))
             {
                 add_patch_extensions(schema, meta);
+            }
+            // `+default=<JSON>` (a reference such as `ref(...)` is not JSON and is left out).
+            if let (Value::Object(schema), Some(default)) = (
+                &mut schema,
+                doc.marker("default").and_then(|d| serde_json::from_str::<Value>(d).ok()),
+            ) {
+                schema.insert("default".into(), default);
             }
             properties.insert(json_name, schema);
         }

@@ -126,6 +126,9 @@ fn merge_keys_and_list_markers_become_extensions() {
     assert_eq!(meta["ownerReferences"]["x-kubernetes-patch-merge-key"], "uid");
     let selector = schema(&doc, "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector");
     assert_eq!(selector["x-kubernetes-map-type"], "atomic");
+    let port = &schema(&doc, "io.k8s.api.core.v1.ServicePort")["properties"];
+    assert_eq!(port["protocol"]["default"], "TCP");
+    assert!(port["port"].get("default").is_none());
 }
 
 #[test]
