@@ -1,6 +1,7 @@
 """The OpenAPI documents: `/openapi/v2` and `/openapi/v3` describe every built-in kind with
 upstream's descriptions and every custom resource with its definition's schema, so that
-`kubectl explain` shows them; ETags answer `If-None-Match` with 304, the v3 index names each
+`kubectl explain` shows them (`/openapi/v2` in JSON and, as client-go asks for it, in gnostic's
+protobuf); ETags answer `If-None-Match` with 304, the v3 index names each
 group version's document with its hash; kubectl's apply and create keep leaving field
 validation to the server (the `fieldValidation` parameter of the PATCH operations)."""
 
@@ -127,11 +128,33 @@ def test_swagger_answers_if_none_match_with_not_modified(cluster):
     assert cluster.get("/openapi/v2", headers={"If-None-Match": '"stale"'}).status_code == 200
 
 
-def test_protobuf_swagger_is_not_acceptable(cluster):
+def test_swagger_is_served_in_protobuf_to_who_asks_for_it(cluster):
     r = cluster.get("/openapi/v2", headers={
         "Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
+    assert r.status_code == 200, r.status_code
+    assert r.headers["Content-Type"] == \
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    # gnostic's Document: field 1 is `swagger`, "2.0".
+    assert r.content[:5] == b"\x0a\x032.0", r.content[:16]
+    assert b"io.k8s.api.apps.v1.Deployment" in r.content
+    assert cluster.get("/openapi/v2", headers={"Accept": "*/*"}).headers["Content-Type"] == \
+        "application/json"
+    # The v3 documents have no protobuf form here.
+    r = cluster.get("/openapi/v3/apis/apps/v1", headers={
+        "Accept": "application/com.github.proto-openapi.spec.v3@v1.0+protobuf"})
     assert r.status_code == 406, r.status_code
-    assert cluster.get("/openapi/v2", headers={"Accept": "*/*"}).status_code == 200
+
+
+def test_explain_reads_the_protobuf_swagger(kubectl, cluster):
+    """`--output=plaintext-openapiv2` reads `/openapi/v2` in protobuf, as client-go asks it."""
+    out = kubectl("explain", "deployment.spec.strategy", "--output=plaintext-openapiv2")
+    assert "DeploymentStrategy describes how to replace existing pods with new ones." in out, out
+    assert "rollingUpdate" in out, out
+    group = f"e2e-{rand_suffix()}.example.com"
+    create_crd(cluster, group)
+    out = " ".join(kubectl("explain", "gadgets.spec", f"--api-version={group}/v1",
+                           "--output=plaintext-openapiv2").split())
+    assert "color <string> The gadget's color, in plain words." in out, out
 
 
 def test_group_version_documents_carry_their_hash_and_etag(cluster):

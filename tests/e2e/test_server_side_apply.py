@@ -174,3 +174,41 @@ def test_a_label_selector_is_owned_whole(kubectl, ns, tmp_path):
     owned = managers(kubectl, "deployment", "web", "-n", ns)[("kubectl", "Apply", "")]
     assert owned["f:spec"]["f:selector"] == {}, owned
     assert owned["f:spec"]["f:template"]["f:spec"]["f:nodeSelector"] == {}, owned
+
+
+def test_a_folder_with_a_definition_and_its_objects_applies_in_one_call(kubectl, ns, tmp_path):
+    """Helm's way: a folder holding a CustomResourceDefinition and objects of it. The first
+    call may find the kind not served yet (kubectl maps every file before applying, as
+    upstream); once the definition is established, one call applies the whole folder."""
+    group = f"helm{kubectl.version.replace('.', '')}-{ns[-5:]}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {
+                                   "type": "object", "properties": {"spec": {
+                                       "type": "object",
+                                       "properties": {"size": {"type": "integer"}}}}}}}]},
+    }
+    folder = tmp_path / "chart"
+    folder.mkdir()
+    (folder / "00-crd.yaml").write_text(yaml.safe_dump(crd))
+    for name, size in (("a", 1), ("b", 2)):
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump({
+            "apiVersion": f"{group}/v1", "kind": "Gadget",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"size": size}}))
+    try:
+        first = kubectl.run("apply", "--server-side", "-f", folder)
+        assert first.returncode == 0 or "ensure CRDs are installed first" in first.stderr, first
+        kubectl("wait", "--for", "condition=established", "--timeout=30s",
+                f"crd/gadgets.{group}")
+        out = kubectl("apply", "--server-side", "-f", folder)
+        assert f"gadget.{group}/a serverside-applied" in out, out
+        assert f"gadget.{group}/b serverside-applied" in out, out
+        got = kubectl.json("get", f"gadgets.{group}", "-n", ns)
+        assert sorted((i["metadata"]["name"], i["spec"]["size"]) for i in got["items"]) == [
+            ("a", 1), ("b", 2)]
+    finally:
+        kubectl.run("delete", "--wait=false", "-f", folder / "00-crd.yaml")

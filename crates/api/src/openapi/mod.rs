@@ -18,6 +18,7 @@ pub mod builtin;
 pub mod custom;
 pub mod docs;
 pub mod paths;
+pub mod v2_protobuf;
 
 #[cfg(test)]
 mod tests;

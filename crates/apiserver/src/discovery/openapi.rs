@@ -14,12 +14,11 @@
 //! Clients that accept gzip get the documents gzipped, as upstream's handler sends them (each
 //! compressed once, on the first such request).
 //!
-//! Negotiation is upstream's for the JSON documents it serves: JSON for `application/json`
-//! or a wildcard, `406 Not Acceptable` when the client accepts only the protobuf forms
-//! (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, which krust does not
-//! encode). client-go then asks the legacy `/swagger-2.0.0.pb-v1`, which still answers an
-//! empty protobuf document ("no schemas"), so kubectl's client-side validation and patch
-//! fallback behave as they did.
+//! Negotiation is upstream's: JSON for `application/json` or a wildcard; `/openapi/v2` also in
+//! protobuf (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`, gnostic's messages,
+//! what client-go asks for; encoded once per document, on the first such request), as is the
+//! legacy `/swagger-2.0.0.pb-v1`; `406 Not Acceptable` for a v3 document asked for in
+//! protobuf only.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -38,15 +37,19 @@ use crate::watchcache::ListSnapshot;
 
 /// Where the CustomResourceDefinitions are stored.
 const DEFINITIONS: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
-/// The media type of protobuf OpenAPI v2 documents (not served).
+/// The media type of protobuf OpenAPI v2 documents, as upstream names its answers.
 const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// The media type client-go asks protobuf OpenAPI v2 documents with.
+const PROTOBUF_V2_ACCEPT: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
-/// An encoded document, its ETag, and its gzipped form once a client asked for it.
+/// An encoded document, its ETag, and its gzipped and protobuf forms once a client asked for
+/// them.
 #[derive(Clone)]
 struct Encoded {
     bytes: Bytes,
     etag: String,
     gzipped: Arc<OnceLock<Bytes>>,
+    protobuf: Arc<OnceLock<Bytes>>,
 }
 
 impl Encoded {
@@ -54,7 +57,17 @@ impl Encoded {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
         let digest = ring::digest::digest(&ring::digest::SHA512, &bytes);
         let etag = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        Self { bytes: Bytes::from(bytes), etag, gzipped: Arc::default() }
+        Self { bytes: Bytes::from(bytes), etag, gzipped: Arc::default(), protobuf: Arc::default() }
+    }
+
+    /// The v2 document in protobuf (gnostic's `openapi.v2.Document`).
+    fn protobuf(&self) -> Bytes {
+        self.protobuf
+            .get_or_init(|| {
+                let doc: Value = serde_json::from_slice(&self.bytes).unwrap_or_default();
+                Bytes::from(krust_api::openapi::v2_protobuf::encode(&doc))
+            })
+            .clone()
     }
 
     /// The document gzipped (as upstream's handler sends it to clients that accept it).
@@ -238,12 +251,10 @@ pub async fn serve(
 ) -> Option<Response<Body>> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let target = match path {
+        "/openapi/v2" if wants_protobuf_v2(accept) => Target::V2Protobuf,
         "/openapi/v2" => Target::V2,
-        "/swagger-2.0.0.pb-v1" => {
-            // The legacy protobuf path client-go falls back to: an empty document, which
-            // kubectl reads as "no schemas".
-            return Some(bytes(StatusCode::OK, Bytes::new(), PROTOBUF_V2));
-        }
+        // The legacy protobuf path older clients fall back to.
+        "/swagger-2.0.0.pb-v1" => Target::V2Protobuf,
         "/openapi/v3" | "/openapi/v3/" => Target::Index,
         p => {
             let gv = p.strip_prefix("/openapi/v3/")?;
@@ -256,7 +267,7 @@ pub async fn serve(
             }
         }
     };
-    if !matches!(target, Target::Index) && !accepts_json(accept) {
+    if !matches!(target, Target::Index | Target::V2Protobuf) && !accepts_json(accept) {
         return Some(bytes(StatusCode::NOT_ACCEPTABLE, Bytes::new(), "text/plain"));
     }
     let gzip = accepts_gzip(headers);
@@ -264,16 +275,20 @@ pub async fn serve(
     let built = tokio::task::spawn_blocking(move || {
         let inputs = Inputs::of(&api);
         let doc = match &target {
-            Target::V2 => Some(api.openapi.v2(&inputs)),
+            Target::V2 | Target::V2Protobuf => Some(api.openapi.v2(&inputs)),
             Target::Index => Some(api.openapi.index(&inputs)),
             Target::GroupVersion(group, version) => api.openapi.v3(&inputs, group, version),
         }?;
-        let gzipped = gzip.then(|| doc.gzipped()).filter(|g| !g.is_empty());
-        Some((doc, gzipped, target))
+        // The body in another form than the JSON, when one was asked for.
+        let form = match target {
+            Target::V2Protobuf => Some(doc.protobuf()),
+            _ => gzip.then(|| doc.gzipped()).filter(|g| !g.is_empty()),
+        };
+        Some((doc, form, target))
     })
     .await
     .ok()?;
-    let Some((doc, gzipped, target)) = built else {
+    let Some((doc, form, target)) = built else {
         return Some(bytes(
             StatusCode::NOT_FOUND,
             Bytes::from_static(b"404 page not found\n"),
@@ -298,7 +313,9 @@ pub async fn serve(
     let etag = format!("\"{}\"", doc.etag);
     let mut response = if none_match(headers, &doc.etag) {
         bytes(StatusCode::NOT_MODIFIED, Bytes::new(), "")
-    } else if let Some(gzipped) = gzipped {
+    } else if let (Target::V2Protobuf, Some(protobuf)) = (&target, &form) {
+        bytes(StatusCode::OK, protobuf.clone(), PROTOBUF_V2)
+    } else if let Some(gzipped) = form {
         let mut response = bytes(StatusCode::OK, gzipped, "application/json");
         response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         response
@@ -324,6 +341,7 @@ pub async fn serve(
 
 enum Target {
     V2,
+    V2Protobuf,
     Index,
     GroupVersion(String, String),
 }
@@ -335,6 +353,20 @@ fn accepts_json(accept: &str) -> bool {
             let media = clause.split(';').next().unwrap_or_default().trim();
             matches!(media, "application/json" | "application/*" | "*/*" | "*")
         })
+}
+
+/// Whether `Accept` asks for the protobuf v2 document before JSON.
+fn wants_protobuf_v2(accept: &str) -> bool {
+    for clause in accept.split(',') {
+        let media = clause.split(';').next().unwrap_or_default().trim();
+        if media == PROTOBUF_V2_ACCEPT || media == PROTOBUF_V2 {
+            return true;
+        }
+        if matches!(media, "application/json" | "application/*" | "*/*" | "*") {
+            return false;
+        }
+    }
+    false
 }
 
 /// Whether `Accept-Encoding` admits gzip.
@@ -384,6 +416,14 @@ mod tests {
         assert!(accepts_json("application/json;q=0.9"));
         assert!(!accepts_json("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"));
         assert!(!accepts_json("application/com.github.proto-openapi.spec.v3@v1.0+protobuf"));
+    }
+
+    #[test]
+    fn protobuf_is_sent_when_asked_for_first() {
+        assert!(wants_protobuf_v2(PROTOBUF_V2_ACCEPT));
+        assert!(wants_protobuf_v2(&format!("{PROTOBUF_V2_ACCEPT}, application/json")));
+        assert!(!wants_protobuf_v2(&format!("application/json, {PROTOBUF_V2_ACCEPT}")));
+        assert!(!wants_protobuf_v2(""));
     }
 
     #[test]
