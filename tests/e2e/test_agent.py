@@ -354,6 +354,22 @@ def test_a_failing_liveness_probe_restarts_the_container(node, k, ns):
     assert web["restartCount"] == 0 and web["started"] is True and web["ready"] is True
 
 
+def test_probes_and_hooks_name_the_containers_ports(node, k, ns):
+    """Probes and hooks may name a port of their container (`port: http`), as charts do."""
+    apply(k, pod("named", ns, node, [{
+        "name": "web", "image": IMAGE, "command": ["httpd", "-f", "-p", "8082", "-h", "/"],
+        "ports": [{"name": "http", "containerPort": 8082}],
+        "readinessProbe": {"httpGet": {"path": "/etc/hostname", "port": "http"},
+                           "periodSeconds": 1},
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+        "lifecycle": {"postStart": {"httpGet": {"path": "/etc/hostname", "port": "http"}}},
+    }]))
+    p = wait_pod(k, ns, "named", lambda p: any(
+        s["name"] == "web" and s.get("ready") for s in p["status"].get("containerStatuses", [])),
+        timeout=60, what="ready through the named port")
+    assert status_of(p, "web")["restartCount"] == 0
+
+
 def runc_exec(node, p, container, argv):
     """Runs a command in a container through runc (kubectl exec comes with its own issue)."""
     uid = p["metadata"]["uid"]

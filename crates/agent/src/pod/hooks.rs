@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::LifecycleHandler;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::probe::{self, Target};
 
@@ -17,12 +16,7 @@ pub async fn run(handler: &LifecycleHandler, target: &Target) -> Result<(), Stri
         return if ok { Ok(()) } else { Err(message) };
     }
     if let Some(http) = &handler.http_get {
-        let port = match &http.port {
-            IntOrString::Int(p) => *p as u16,
-            IntOrString::String(s) => {
-                s.parse().map_err(|_| format!("named port {s:?} is not resolved yet"))?
-            }
-        };
+        let port = target.port(&http.port)?;
         let host = http.host.clone().unwrap_or_else(|| target.ip.clone());
         let headers =
             http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();

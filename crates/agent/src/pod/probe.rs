@@ -92,6 +92,40 @@ pub struct Target {
     pub runtime_root: std::path::PathBuf,
     /// The container's runtime id.
     pub id: String,
+    /// The container's named ports, by name (what probes and hooks may name).
+    pub ports: Vec<(String, u16)>,
+}
+
+impl Target {
+    /// The number `port` stands for: a number, or the name of one of the container's ports
+    /// (upstream's `ResolveContainerPort`).
+    pub fn port(&self, port: &IntOrString) -> Result<u16, String> {
+        match port {
+            IntOrString::Int(number) => u16::try_from(*number)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("invalid port number: {number}")),
+            IntOrString::String(text) => match text.parse::<u16>() {
+                Ok(number) if number > 0 => Ok(number),
+                _ => self
+                    .ports
+                    .iter()
+                    .find(|(name, _)| name == text)
+                    .map(|(_, number)| *number)
+                    .ok_or_else(|| format!("couldn't find port: {text} in the container's ports")),
+            },
+        }
+    }
+
+    /// The named ports of `container`.
+    pub fn named_ports(container: &Container) -> Vec<(String, u16)> {
+        container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| Some((p.name.clone()?, u16::try_from(p.container_port).ok()?)))
+            .collect()
+    }
 }
 
 /// The verdicts of every running container of a pod, by container name and run.
@@ -221,17 +255,14 @@ async fn run_until(
 
 /// One check of `probe`; (success, what failed).
 async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, String) {
-    let port_of = |port: &IntOrString| match port {
-        IntOrString::Int(p) => Some(*p as u16),
-        IntOrString::String(s) => s.parse().ok(),
-    };
     let attempt = async {
         if let Some(exec) = &probe.exec {
             return exec_in(target, exec.command.as_deref().unwrap_or_default()).await;
         }
         if let Some(http) = &probe.http_get {
-            let Some(port) = port_of(&http.port) else {
-                return (false, "named ports are not resolved yet".into());
+            let port = match target.port(&http.port) {
+                Ok(port) => port,
+                Err(e) => return (false, e),
             };
             let host = http.host.clone().unwrap_or_else(|| target.ip.clone());
             let path = http.path.clone().unwrap_or_else(|| "/".into());
@@ -248,8 +279,9 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
             .await;
         }
         if let Some(tcp) = &probe.tcp_socket {
-            let Some(port) = port_of(&tcp.port) else {
-                return (false, "named ports are not resolved yet".into());
+            let port = match target.port(&tcp.port) {
+                Ok(port) => port,
+                Err(e) => return (false, e),
             };
             let host = tcp.host.clone().unwrap_or_else(|| target.ip.clone());
             return match tokio::net::TcpStream::connect((host.as_str(), port)).await {
@@ -334,6 +366,22 @@ pub async fn http_get(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_name_ports_by_number_or_by_the_containers_port_names() {
+        let target = Target {
+            ip: "10.42.0.2".into(),
+            runtime: "runc".into(),
+            runtime_root: "/run/runc".into(),
+            id: "c".into(),
+            ports: vec![("http".into(), 8080)],
+        };
+        assert_eq!(target.port(&IntOrString::Int(80)), Ok(80));
+        assert_eq!(target.port(&IntOrString::String("8081".into())), Ok(8081));
+        assert_eq!(target.port(&IntOrString::String("http".into())), Ok(8080));
+        assert!(target.port(&IntOrString::String("metrics".into())).is_err());
+        assert!(target.port(&IntOrString::Int(70000)).is_err());
+    }
 
     #[test]
     fn thresholds_decide_verdicts() {

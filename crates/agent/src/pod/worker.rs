@@ -501,7 +501,7 @@ impl Worker {
             Ok(Observed::Running(_)) => {
                 self.waiting.remove(&c.name);
                 if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
-                    let target = self.target(&c.name, attempt);
+                    let target = self.target(c, attempt);
                     let outcome =
                         tokio::time::timeout(Duration::from_secs(120), hooks::run(hook, &target))
                             .await
@@ -541,7 +541,7 @@ impl Worker {
         let key = (c.name.clone(), attempt);
         if !self.probers.contains_key(&key) {
             self.stop_probes(&c.name);
-            let target = self.target(&c.name, attempt);
+            let target = self.target(c, attempt);
             let handle = probe::start(Arc::clone(&self.board), c, attempt, target);
             self.probers.insert(key.clone(), handle);
         }
@@ -571,8 +571,8 @@ impl Worker {
         }
     }
 
-    /// Where probes and hooks of run `attempt` of container `name` go.
-    fn target(&self, name: &str, attempt: u32) -> probe::Target {
+    /// Where probes and hooks of run `attempt` of container `c` go.
+    fn target(&self, c: &Container, attempt: u32) -> probe::Target {
         probe::Target {
             ip: self
                 .sandbox
@@ -582,7 +582,8 @@ impl Worker {
                 .unwrap_or_else(|| "127.0.0.1".into()),
             runtime: self.agent.runtime.runtime.clone(),
             runtime_root: self.agent.runtime.root.clone(),
-            id: container_id(&self.uid, name, attempt),
+            id: container_id(&self.uid, &c.name, attempt),
+            ports: probe::Target::named_ports(c),
         }
     }
 
@@ -708,7 +709,7 @@ impl Worker {
             {
                 continue;
             }
-            let target = self.target(&c.name, last);
+            let target = self.target(&c, last);
             pre_stops.spawn(async move {
                 if let Ok(Err(message)) =
                     tokio::time::timeout(grace, hooks::run(&hook, &target)).await
