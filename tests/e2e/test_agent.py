@@ -451,7 +451,7 @@ def test_a_sidecar_init_container_keeps_running_beside_the_app(node, k, ns):
 def test_container_logs_are_rotated_by_size(node, k, ns):
     apply(k, pod("chatty", ns, node, [{
         "name": "c", "image": IMAGE,
-        "command": ["sh", "-c", "head -c 11000000 /dev/zero | tr '\\\\0' x; echo; echo the-end; sleep 3600"],
+        "command": ["sh", "-c", "echo first-line; head -c 11000000 /dev/zero | tr '\\\\0' x; echo; echo the-end; sleep 3600"],
     }]))
     p = wait_pod(k, ns, "chatty", lambda p: p["status"].get("phase") == "Running")
     wait_for(lambda: k("logs", "chatty", "-n", ns, "--tail=1").strip() == "the-end", 60, interval=0.5,
@@ -459,6 +459,8 @@ def test_container_logs_are_rotated_by_size(node, k, ns):
     logs = node.agent_dir / "logs" / f"{ns}_chatty_{p['metadata']['uid']}" / "c"
     assert (logs / "0.log.1").exists()
     assert (logs / "0.log").stat().st_size < 10 << 20
+    # The rotated file's lines come first, as the kubelet reads rotated logs.
+    assert k("logs", "chatty", "-n", ns, "--limit-bytes=11") == "first-line\n"
 
 
 def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):

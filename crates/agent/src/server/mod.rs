@@ -236,8 +236,16 @@ async fn container_logs(
             &format!("{what} \"{container}\" in pod \"{pod}\" not found"),
         );
     };
-    let bytes = tokio::fs::read(&file).await.unwrap_or_default();
+    // The rotated file (`N.log.1`) holds the older lines: read first, as the kubelet reads
+    // rotated logs in order.
+    let mut rotated_name = file.clone().into_os_string();
+    rotated_name.push(".1");
+    let mut bytes = tokio::fs::read(&rotated_name).await.unwrap_or_default();
+    let rotated = bytes.len();
+    bytes.extend(tokio::fs::read(&file).await.unwrap_or_default());
     let (first, used) = logs::initial(&bytes, &options, k8s_openapi::jiff::Timestamp::now());
+    // Following goes on in the current file.
+    let used = used.saturating_sub(rotated);
     let limit = options.limit_bytes.filter(|l| *l > 0).map(|l| l as usize);
     let clip = |mut chunk: Vec<u8>, sent: usize| -> (Vec<u8>, bool) {
         match limit {
