@@ -216,6 +216,34 @@ def test_anti_affinity_spreads_replicas_one_per_node(space):
     assert len(set(nodes)) == 5 and "gpu-0" not in nodes
 
 
+def test_pod_affinity_finds_pods_in_namespaces_by_their_labels(space):
+    """A term's `namespaceSelector` with labels selects the namespaces that carry them."""
+    _, k, ns = space
+    other = f"{ns[:40]}-db"
+    k("create", "namespace", other)
+    try:
+        k("label", "namespace", other, f"team={ns[:40]}")
+        pinned = pod("db", nodeSelector={HOST: "small-b-1"})
+        apply(k, other, pinned)
+        assert node_of(k, other, "db") == "small-b-1"
+
+        def near(name, team):
+            return pod(name, affinity={"podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"app": "db"}},
+                    "namespaceSelector": {"matchLabels": {"team": team}},
+                    "topologyKey": HOST}]}})
+
+        apply(k, ns, near("near", ns[:40]), near("nowhere", "nobody"))
+        assert node_of(k, ns, "near") == "small-b-1"
+        # No namespace carries team=nobody: nothing to be near, so the pod waits.
+        time.sleep(2)
+        waiting = json.loads(k("get", "pod", "nowhere", "-n", ns, "-o", "json"))
+        assert not waiting["spec"].get("nodeName"), waiting["spec"]
+    finally:
+        k("delete", "namespace", other, "--wait=false")
+
+
 def test_topology_spread_balances_zones(space):
     _, k, ns = space
     constraint = [{"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
+use crate::framework::affinity::Labels;
 use crate::framework::pod_index::{PodId, PodIndex};
 use crate::framework::snapshot::ImageSpread;
 use crate::framework::{ClusterEvent, Indexed, NodeInfo, NodePod, PodInfo, Snapshot};
@@ -41,6 +42,8 @@ pub struct Cache {
     /// Pods nominated to a node by preemption, by node and uid, and the node of each uid.
     nominated: HashMap<String, HashMap<String, Arc<NodePod>>>,
     nominated_to: HashMap<String, String>,
+    /// The labels of each namespace, by name (affinity terms' `namespaceSelector`).
+    namespaces: HashMap<String, Labels>,
 }
 
 /// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
@@ -102,7 +105,23 @@ impl Cache {
                 label_values: &self.label_values,
             }),
             nominated: Some(&self.nominated),
+            namespaces: Some(&self.namespaces),
         }
+    }
+
+    /// Records the labels of namespace `name`.
+    pub fn set_namespace(&mut self, name: &str, labels: Labels) {
+        self.namespaces.insert(name.to_string(), labels);
+    }
+
+    /// Forgets namespace `name`.
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Replaces every namespace's labels (after a relist).
+    pub fn set_namespaces(&mut self, namespaces: HashMap<String, Labels>) {
+        self.namespaces = namespaces;
     }
 
     /// How many nodes a cycle sees.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Node, ObjectReference, Pod, PodCondition, ReplicationController, Service,
+    Namespace, Node, ObjectReference, Pod, PodCondition, ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::cache::Cache;
 use crate::cycle::{self, Random};
+use crate::framework::affinity::Labels;
 use crate::framework::{ClusterEvent, Involved, NodePod, Plugin, PodInfo};
 use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
@@ -41,6 +42,7 @@ enum Input {
     Node(Box<watcher::Event<Node>>),
     Pod(Box<watcher::Event<Pod>>),
     Budget(Box<watcher::Event<PodDisruptionBudget>>),
+    Namespace(Box<watcher::Event<Namespace>>),
     Workload(Kind, Box<watcher::Event<workloads::Entry>>),
 }
 
@@ -68,6 +70,8 @@ pub struct Scheduler {
     /// PodDisruptionBudgets by `namespace/name`, for preemption.
     budgets: HashMap<String, Budget>,
     budget_relist: Option<HashMap<String, Budget>>,
+    /// Namespaces' labels gathered by a relist, until it is done.
+    namespace_relist: Option<HashMap<String, Labels>>,
     /// The selectors of services and controllers, for default topology spreading.
     workloads: Workloads,
     outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
@@ -104,6 +108,7 @@ impl Scheduler {
             pod_relist: None,
             budgets: HashMap::new(),
             budget_relist: None,
+            namespace_relist: None,
             workloads: Workloads::default(),
             outcomes: mpsc::unbounded_channel(),
             binding_slots: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
@@ -120,6 +125,9 @@ impl Scheduler {
         watches.spawn(forward(watch(pods), sender.clone(), |e| Input::Pod(Box::new(e))));
         let budgets: Api<PodDisruptionBudget> = Api::all(self.client.clone());
         watches.spawn(forward(watch(budgets), sender.clone(), |e| Input::Budget(Box::new(e))));
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        watches
+            .spawn(forward(watch(namespaces), sender.clone(), |e| Input::Namespace(Box::new(e))));
         let services: Api<Service> = Api::all(self.client.clone());
         watches.spawn(forward(watch(services), sender.clone(), |e| {
             Input::Workload(Kind::Service, Box::new(workloads::event(e, Entry::of_service)))
@@ -173,6 +181,7 @@ impl Scheduler {
             Input::Node(event) => self.on_node(*event),
             Input::Pod(event) => self.on_pod(*event),
             Input::Budget(event) => self.on_budget(*event),
+            Input::Namespace(event) => self.on_namespace(*event),
             Input::Workload(kind, event) => self.workloads.apply(kind, *event),
         }
     }
@@ -205,6 +214,31 @@ impl Scheduler {
             },
             watcher::Event::Delete(pdb) => {
                 self.budgets.remove(&key(&pdb));
+            }
+        }
+    }
+
+    /// Keeps each namespace's labels, for affinity terms' `namespaceSelector`.
+    fn on_namespace(&mut self, event: watcher::Event<Namespace>) {
+        let entry = |ns: Namespace| {
+            (ns.metadata.name.unwrap_or_default(), ns.metadata.labels.unwrap_or_default())
+        };
+        match event {
+            watcher::Event::Init => self.namespace_relist = Some(HashMap::new()),
+            watcher::Event::InitApply(ns) => {
+                if let Some(next) = &mut self.namespace_relist {
+                    next.extend([entry(ns)]);
+                }
+            }
+            watcher::Event::InitDone => {
+                self.cache.set_namespaces(self.namespace_relist.take().unwrap_or_default());
+            }
+            watcher::Event::Apply(ns) => {
+                let (name, labels) = entry(ns);
+                self.cache.set_namespace(&name, labels);
+            }
+            watcher::Event::Delete(ns) => {
+                self.cache.remove_namespace(ns.metadata.name.as_deref().unwrap_or_default());
             }
         }
     }

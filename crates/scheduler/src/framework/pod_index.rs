@@ -235,7 +235,7 @@ mod tests {
             let labels: BTreeMap<String, String> = serde_json::from_value(labels).expect("labels");
             let mut names: Vec<String> = index
                 .anti_terms_for(&labels)
-                .filter(|(_, _, t)| t.matches("ns", &labels))
+                .filter(|(_, _, t)| t.matches("ns", &labels, None))
                 .map(|(p, _, _)| p.name.clone())
                 .collect();
             names.sort();

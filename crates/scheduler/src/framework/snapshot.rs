@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::affinity::Term;
+use super::affinity::{Labels, Term};
 use super::labels::selector_matches;
 use super::pod_index::PodIndex;
 use super::{NodeInfo, NodePod};
@@ -49,12 +49,19 @@ pub struct Snapshot<'a> {
     pub index: Option<Indexed<'a>>,
     /// Pods waiting for the node that preemption nominated them to, by node and uid.
     pub nominated: Option<&'a HashMap<String, HashMap<String, Arc<NodePod>>>>,
+    /// The labels of each namespace (for affinity terms' `namespaceSelector`).
+    pub namespaces: Option<&'a HashMap<String, Labels>>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A view of `nodes` without an index.
     pub fn new(nodes: Vec<&'a NodeInfo>, images: &'a HashMap<String, ImageSpread>) -> Self {
-        Self { nodes, images, index: None, nominated: None }
+        Self { nodes, images, index: None, nominated: None, namespaces: None }
+    }
+
+    /// The labels of `namespace`, if known.
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&'a Labels> {
+        self.namespaces?.get(namespace)
     }
 
     /// `node` with the pods nominated to it that `pod` must leave room for (those of at
@@ -131,7 +138,11 @@ impl<'a> Snapshot<'a> {
                 };
                 namespaces.sort_unstable();
                 namespaces.dedup();
-                namespaces.into_iter().flat_map(|ns| self.matching(ns, term.selector())).collect()
+                namespaces
+                    .into_iter()
+                    .filter(|ns| term.covers(ns, self.namespace_labels(ns)))
+                    .flat_map(|ns| self.matching(ns, term.selector()))
+                    .collect()
             }
         }
     }
@@ -143,11 +154,14 @@ impl<'a> Snapshot<'a> {
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> Vec<(&'a NodeInfo, &'a Term)> {
+        let namespace_labels = self.namespace_labels(namespace);
         if let Some(index) = self.index {
             return index
                 .pods
                 .anti_terms_for(labels)
-                .filter(|(pod, _, term)| !pod.terminating && term.matches(namespace, labels))
+                .filter(|(pod, _, term)| {
+                    !pod.terminating && term.matches(namespace, labels, namespace_labels)
+                })
                 .filter_map(|(_, slot, term)| Some((index.node(slot)?, term)))
                 .collect();
         }
@@ -155,7 +169,9 @@ impl<'a> Snapshot<'a> {
         for node in self.nodes_with_affinity_pods() {
             for pod in node.pods.values().filter(|p| !p.terminating) {
                 let Some(terms) = pod.affinity.as_deref() else { continue };
-                for term in terms.anti.iter().filter(|t| t.matches(namespace, labels)) {
+                for term in
+                    terms.anti.iter().filter(|t| t.matches(namespace, labels, namespace_labels))
+                {
                     found.push((node, term));
                 }
             }

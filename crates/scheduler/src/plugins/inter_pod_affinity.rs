@@ -66,7 +66,7 @@ impl Plugin for InterPodAffinity {
             return true;
         }
         let Some(own) = PodTerms::of(&pod.pod) else { return false };
-        own.affinity.iter().chain(&own.anti).any(|t| t.matches(&other.namespace, &other.labels))
+        own.affinity.iter().chain(&own.anti).any(|t| t.may_match(&other.namespace, &other.labels))
     }
 
     fn pre_filter(
@@ -102,7 +102,9 @@ impl Plugin for InterPodAffinity {
         let anti = count(own.anti);
         let first_of_group = !affinity.is_empty()
             && affinity.iter().all(|(_, domains)| domains.is_empty())
-            && affinity.iter().all(|(term, _)| term.matches(namespace, &labels));
+            && affinity.iter().all(|(term, _)| {
+                term.matches(namespace, &labels, snapshot.namespace_labels(namespace))
+            });
         if existing_anti.is_empty() && affinity.is_empty() && anti.is_empty() {
             return Ok(());
         }
@@ -158,7 +160,11 @@ impl Plugin for InterPodAffinity {
             for existing in live(node) {
                 for (weight, term) in &own_terms {
                     if let Some(value) = node.label(&term.key)
-                        && term.matches(&existing.namespace, &existing.labels)
+                        && term.matches(
+                            &existing.namespace,
+                            &existing.labels,
+                            snapshot.namespace_labels(&existing.namespace),
+                        )
                     {
                         *domains.entry((term.key.clone(), value.to_string())).or_insert(0) +=
                             weight;
@@ -172,7 +178,7 @@ impl Plugin for InterPodAffinity {
                     .chain(terms.affinity.iter().map(|t| (HARD_POD_AFFINITY_WEIGHT, t)));
                 for (weight, term) in theirs {
                     if let Some(value) = node.label(&term.key)
-                        && term.matches(namespace, &labels)
+                        && term.matches(namespace, &labels, snapshot.namespace_labels(namespace))
                     {
                         *domains.entry((term.key.clone(), value.to_string())).or_insert(0) +=
                             weight;
