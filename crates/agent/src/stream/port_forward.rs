@@ -80,6 +80,12 @@ pub async fn over_spdy<D: Dial>(
         let kind = headers::get(&stream.headers, "streamtype").unwrap_or_default().to_string();
         let port = headers::get(&stream.headers, "port").and_then(|p| p.trim().parse::<u16>().ok());
         let (Some(port @ 1..), "error" | "data") = (port, kind.as_str()) else {
+            tracing::warn!(
+                stream = stream.id,
+                kind,
+                ?port,
+                "port-forward: stream refused (bad port or type)"
+            );
             let _ = stream.writer.reset().await;
             continue;
         };
@@ -90,6 +96,7 @@ pub async fn over_spdy<D: Dial>(
             None => stream.id.to_string(),
         };
         if !pending.contains_key(&request) && pending.len() >= MAX_PENDING {
+            tracing::warn!(request, port, "port-forward: too many connections opening; refused");
             let _ = stream.writer.reset().await;
             continue;
         }
@@ -112,6 +119,7 @@ pub async fn over_spdy<D: Dial>(
                 match dial(port).await {
                     Ok(tcp) => relay(tcp, data, error).await,
                     Err(message) => {
+                        tracing::warn!(port, %message, "port-forward: dialing the pod failed");
                         let _ = error.writer.write(Bytes::from(message)).await;
                         let _ = error.writer.finish().await;
                         let _ = data.writer.finish().await;
@@ -133,6 +141,11 @@ async fn expire(pending: &mut HashMap<String, (Instant, Pair)>) {
         .collect();
     for request in late {
         if let Some((_, pair)) = pending.remove(&request) {
+            tracing::warn!(
+                request,
+                port = pair.port,
+                "port-forward: a connection's second stream did not come in time; reset"
+            );
             for stream in [pair.error, pair.data].into_iter().flatten() {
                 let _ = stream.writer.reset().await;
             }
@@ -229,6 +242,7 @@ pub async fn over_websocket<S, D>(
                     });
                 }
                 Err(message) => {
+                    tracing::warn!(%message, "port-forward: dialing the pod failed");
                     to_pods.push(None);
                     let mut report = vec![error];
                     report.extend_from_slice(message.as_bytes());
