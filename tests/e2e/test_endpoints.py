@@ -1,7 +1,8 @@
 """The Endpoints and EndpointSlice controllers (in `krust-controllers`): a Service's selected
 pods become its Endpoints and EndpointSlices, following the pods' addresses and readiness, the
 ports each offers, headless services and `publishNotReadyAddresses`; a Service's deletion takes
-its Endpoints and slices with it.
+its Endpoints and slices with it. The EndpointSlice mirroring controller mirrors the Endpoints of
+Services without a selector into slices.
 
 The test plays the node agent: it binds pods and reports their address and readiness through
 the API, as a kubelet would.
@@ -188,7 +189,56 @@ def test_a_service_without_selector_keeps_its_own_endpoints(cluster, ns):
     cluster.ok("POST", f"/api/v1/namespaces/{ns}/services", body=service("marker"))
     wait_for(lambda: endpoints(cluster, ns, "marker") is not None, 30, 0.2, what="a marker")
     assert addresses(endpoints(cluster, ns, "ext")) == ["192.0.2.10"]
-    assert slices(cluster, ns, "ext") == []
+    # They are mirrored into a slice (next test), not replaced.
+    wait_for(lambda: slice_endpoints(cluster, ns, "ext"), 30, 0.2, what="the mirrored slice")
+    assert list(slice_endpoints(cluster, ns, "ext")) == ["192.0.2.10"]
+
+
+MIRRORED_BY = "endpointslicemirroring-controller.k8s.io"
+
+
+def test_endpoints_of_a_service_without_selector_are_mirrored_into_slices(cluster, ns):
+    """Upstream's EndpointSlice mirroring controller: hand-written Endpoints of a
+    selector-less Service become slices (owned by the Endpoints, with its labels), which
+    follow its changes; not for Endpoints marked skip-mirror or a Service with a selector."""
+    base = f"/api/v1/namespaces/{ns}"
+    cluster.ok("POST", f"{base}/services",
+               body=service("db", selector=False, ports=[{"name": "pg", "port": 5432}]))
+    cluster.ok("POST", f"{base}/endpoints", body={
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "db", "labels": {"team": "data"}},
+        "subsets": [{"addresses": [{"ip": "192.0.2.20", "hostname": "primary"}],
+                     "notReadyAddresses": [{"ip": "192.0.2.21"}],
+                     "ports": [{"name": "pg", "port": 5432}]}]})
+    wait_for(lambda: len(slice_endpoints(cluster, ns, "db")) == 2, 30, 0.2,
+             what="the mirrored slice")
+    [mirrored] = slices(cluster, ns, "db")
+    assert mirrored["addressType"] == "IPv4"
+    assert mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] == MIRRORED_BY
+    assert mirrored["metadata"]["labels"]["team"] == "data"
+    owner = mirrored["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("Endpoints", "db", True)
+    assert mirrored["ports"] == [{"name": "pg", "port": 5432, "protocol": "TCP"}]
+    by_ip = slice_endpoints(cluster, ns, "db")
+    assert by_ip["192.0.2.20"]["ready"] is True and by_ip["192.0.2.21"]["ready"] is False
+    # A change of the Endpoints is mirrored.
+    cluster.patch(f"{base}/endpoints/db", {"subsets": [
+        {"addresses": [{"ip": "192.0.2.22"}], "ports": [{"name": "pg", "port": 5432}]}]})
+    wait_for(lambda: list(slice_endpoints(cluster, ns, "db")) == ["192.0.2.22"], 30, 0.2,
+             what="the change mirrored")
+    # Endpoints marked skip-mirror are not.
+    cluster.ok("POST", f"{base}/services",
+               body=service("own", selector=False, ports=[{"port": 80}]))
+    cluster.ok("POST", f"{base}/endpoints", body={
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "own", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": "192.0.2.30"}], "ports": [{"port": 80}]}]})
+    # A service that gains a selector is the EndpointSlice controller's: its mirror goes.
+    cluster.patch(f"{base}/services/db", {"spec": {"selector": {"app": "db"}}})
+    wait_for(lambda: all(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                         != MIRRORED_BY for s in slices(cluster, ns, "db")), 30, 0.2,
+             what="the mirror gone")
+    assert slices(cluster, ns, "own") == []
 
 
 def test_slices_hold_at_most_a_hundred_endpoints(cluster, ns):

@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoint_slice;
 pub mod endpoints;
+pub mod endpointslice_mirroring;
 pub mod error;
 pub mod garbage_collector;
 pub mod job;
@@ -130,6 +131,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
             node_lifecycle::NAME,
             endpoints::NAME,
             endpoint_slice::NAME,
+            endpointslice_mirroring::NAME,
             pod_gc::NAME,
             cronjob::NAME,
             csr_cleaner::NAME,
@@ -205,6 +207,12 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut pods,
         &mut endpoint_slices,
         &nodes,
+    ));
+    tasks.spawn(endpointslice_mirroring::run(
+        clients.take(endpointslice_mirroring::NAME)?,
+        &mut endpoints,
+        &mut services,
+        &mut endpoint_slices,
     ));
     tasks.spawn(pod_gc::run(
         clients.take(pod_gc::NAME)?,
