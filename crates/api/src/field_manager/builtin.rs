@@ -52,8 +52,9 @@ static MESSAGES: LazyLock<Messages> = LazyLock::new(|| {
     Messages { all, ids }
 });
 
-/// The members looked up so far, by message: each is worked out once.
-type Known = HashMap<MessageId, HashMap<String, Option<BuiltinField>>>;
+/// The members found so far, by message: each is worked out once. Names a message does not
+/// have are not kept (they come from clients, so there is no bound to them).
+type Known = HashMap<MessageId, HashMap<String, BuiltinField>>;
 static KNOWN: LazyLock<RwLock<Known>> = LazyLock::new(Default::default);
 
 fn id_of(message: &MessageDescriptor) -> Option<MessageId> {
@@ -75,17 +76,17 @@ pub fn object_meta() -> Option<MessageId> {
 pub fn field(message: MessageId, member: &str) -> Option<BuiltinField> {
     let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
     if let Some(found) = known.get(&message).and_then(|fields| fields.get(member)) {
-        return found.clone();
+        return Some(found.clone());
     }
     drop(known);
-    let found = look_up(message, member);
+    let found = look_up(message, member)?;
     KNOWN
         .write()
         .unwrap_or_else(PoisonError::into_inner)
         .entry(message)
         .or_default()
         .insert(member.to_string(), found.clone());
-    found
+    Some(found)
 }
 
 /// The default of member `member` of `message` that its comment gives (`+default="TCP"`).
