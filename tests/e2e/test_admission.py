@@ -27,9 +27,10 @@ def test_a_new_namespace_gets_its_default_account_and_ca(cluster, ns):
     cm = cluster.ok("GET", f"/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt")
     ca = (cluster.server.data_dir / "tls" / "ca.crt").read_text()
     assert cm["data"]["ca.crt"].strip() == ca.strip()
-    # Existing namespaces have them too.
-    cluster.ok("GET", "/api/v1/namespaces/default/serviceaccounts/default")
-    cluster.ok("GET", "/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt")
+    # Existing namespaces have them too (the controllers take namespaces in no set order).
+    for path in ("/api/v1/namespaces/default/serviceaccounts/default",
+                 "/api/v1/namespaces/kube-system/configmaps/kube-root-ca.crt"):
+        wait_for(lambda: cluster.get(path).status_code == 200, 10, what=path)
 
 
 def test_a_pod_runs_as_the_default_account_with_its_token(cluster, ns, kubectl):

@@ -354,20 +354,23 @@ def test_a_failing_liveness_probe_restarts_the_container(node, k, ns):
     assert web["restartCount"] == 0 and web["started"] is True and web["ready"] is True
 
 
-def test_probes_and_hooks_name_the_containers_ports(node, k, ns):
-    """Probes and hooks may name a port of their container (`port: http`), as charts do."""
+def test_probes_name_the_containers_ports(node, k, ns):
+    """Probes may name a port of their container (`port: http`), as charts do."""
     apply(k, pod("named", ns, node, [{
         "name": "web", "image": IMAGE, "command": ["httpd", "-f", "-p", "8082", "-h", "/"],
         "ports": [{"name": "http", "containerPort": 8082}],
         "readinessProbe": {"httpGet": {"path": "/etc/hostname", "port": "http"},
                            "periodSeconds": 1},
-        "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
-        "lifecycle": {"postStart": {"httpGet": {"path": "/etc/hostname", "port": "http"}}},
+        # Slack for a loaded machine: a slow start is no failure of the name.
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "initialDelaySeconds": 5,
+                          "periodSeconds": 2, "failureThreshold": 5},
     }]))
     p = wait_pod(k, ns, "named", lambda p: any(
         s["name"] == "web" and s.get("ready") for s in p["status"].get("containerStatuses", [])),
         timeout=60, what="ready through the named port")
-    assert status_of(p, "web")["restartCount"] == 0
+    # The liveness probe finds the port too: the container keeps running.
+    time.sleep(8)
+    assert status_of(pod_json(k, ns, "named"), "web")["restartCount"] == 0
 
 
 def runc_exec(node, p, container, argv):
