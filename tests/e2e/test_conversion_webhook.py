@@ -226,6 +226,14 @@ def test_an_unreachable_webhook_fails_other_versions_only(cluster, ns):
             f"conversion webhook for {group}/v1, Kind=Endpoint failed:"), r.text
         r = cluster.get(path(group, "v1beta1", ns))
         assert_status(r, 500, "InternalError")
+        # A watch in that version gets the failure as its last event, then ends.
+        w = cluster.watch(path(group, "v1beta1", ns), params={"resourceVersion": "0"})
+        try:
+            got = w.wait_end(timeout=30)
+            assert [e["type"] for e in got] == ["ERROR"], got
+            assert got[0]["object"]["code"] == 500, got
+        finally:
+            w.close()
     finally:
         delete_crd_and_wait(cluster, f"endpoints.{group}")
 

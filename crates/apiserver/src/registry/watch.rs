@@ -218,9 +218,13 @@ impl Watcher {
 
     /// Queues an event (initial, replayed or live); when the queue stays full for
     /// `slow_grace`, the client is too slow. (A watcher stuck on a client would also hold its
-    /// place in the cache's broadcast, and with it every later event of the resource.)
+    /// place in the cache's broadcast, and with it every later event of the resource.) An
+    /// `ERROR` event is the watch's last (an object that could not be converted ends it, as
+    /// upstream's watch ends when an event fails to encode).
     async fn send(&self, event: WatchEvent) -> Result<(), End> {
+        let last = event.kind == WatchKind::Error;
         match self.outbox.push((self.encode)(event), Some(self.limits.slow_grace)).await {
+            Push::Queued if last => Err(End::Finished),
             Push::Queued => Ok(()),
             Push::Full => Err(End::TooSlow),
             Push::Gone => Err(End::ClientGone),
