@@ -6,16 +6,13 @@ Objects written and read in either version, lists in one ConversionReview, watch
 
 import base64
 import json
-import ssl
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from conftest import assert_status, free_port
 from test_custom_resources import CRDS, create_crd, delete_crd_and_wait, own_group
-from test_webhooks import make_certs
+from test_webhooks import https_server
 
 FAIL = "fail:1"
 
@@ -71,20 +68,8 @@ class Converter(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def converter(tmp_path_factory):
     """The HTTPS converter on 127.0.0.1; yields (URL, CA bundle in base64)."""
-    ca, cert, key = make_certs(tmp_path_factory.mktemp("conversion-certs"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Converter)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield (f"https://127.0.0.1:{server.server_address[1]}/convert",
-               base64.b64encode(ca.read_bytes()).decode())
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with https_server(Converter, tmp_path_factory.mktemp("conversion-certs")) as (url, ca):
+        yield f"{url}/convert", ca
 
 
 def definition(group, url, ca, review_versions=("v1",)):

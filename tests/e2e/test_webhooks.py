@@ -3,6 +3,7 @@ started by the test on loopback (its CA made with the openssl CLI), a mutating w
 a label, a validating webhook that refuses a name, and a policy that refuses replicas > 5."""
 
 import base64
+import contextlib
 import json
 import ssl
 import subprocess
@@ -72,12 +73,12 @@ class Hooks(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture(scope="module")
-def webhook_server(tmp_path_factory):
-    """The HTTPS webhook server on 127.0.0.1; yields (base URL, CA bundle in base64)."""
-    tmp = tmp_path_factory.mktemp("webhook-certs")
+@contextlib.contextmanager
+def https_server(handler, tmp):
+    """`handler` served over HTTPS on 127.0.0.1 with a certificate of a CA made in `tmp`;
+    yields (base URL, CA bundle in base64)."""
     ca, cert, key = make_certs(tmp)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -90,6 +91,13 @@ def webhook_server(tmp_path_factory):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def webhook_server(tmp_path_factory):
+    """The HTTPS webhook server on 127.0.0.1; yields (base URL, CA bundle in base64)."""
+    with https_server(Hooks, tmp_path_factory.mktemp("webhook-certs")) as served:
+        yield served
 
 
 def webhook(name, url, ca, ns, **extra):

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{LazyLock, PoisonError, RwLock};
 
-use prost_reflect::{Kind, MessageDescriptor};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
 use super::schema::ListKind;
 use crate::openapi::docs;
@@ -91,16 +91,20 @@ pub fn field(message: MessageId, member: &str) -> Option<BuiltinField> {
 
 /// The default of member `member` of `message` that its comment gives (`+default="TCP"`).
 pub fn default_of(message: MessageId, member: &str) -> Option<serde_json::Value> {
-    let descriptor = MESSAGES.all.get(message.0 as usize)?;
-    let field = field_of_member(descriptor, member)?;
-    let doc = docs::field(field.parent_message().full_name(), field.name());
+    let (_, doc) = field_and_doc(message, member)?;
     serde_json::from_str(doc.marker("default")?).ok()
 }
 
-fn look_up(message: MessageId, member: &str) -> Option<BuiltinField> {
+/// The field of `message` that member `member` stands for, and its comment.
+fn field_and_doc(message: MessageId, member: &str) -> Option<(FieldDescriptor, docs::Doc)> {
     let descriptor = MESSAGES.all.get(message.0 as usize)?;
     let field = field_of_member(descriptor, member)?;
     let doc = docs::field(field.parent_message().full_name(), field.name());
+    Some((field, doc))
+}
+
+fn look_up(message: MessageId, member: &str) -> Option<BuiltinField> {
+    let (field, doc) = field_and_doc(message, member)?;
     if field.is_map() {
         let Kind::Message(entry) = field.kind() else { return None };
         let value = structure(&entry.map_entry_value_field().kind());

@@ -321,10 +321,15 @@ fn json_reference(value: &Value) -> Option<Message> {
 
 /// A `ParametersItem`: a parameter or a reference to one.
 fn parameters_item(value: &Value) -> Message {
+    reference_or(value, parameter)
+}
+
+/// A gnostic `oneof` of a value (field 1, written by `write`) or a `JsonReference` (field 2).
+fn reference_or(value: &Value, write: fn(&Value) -> Message) -> Message {
     let mut m = Message::default();
     match json_reference(value) {
         Some(reference) => m.message(2, reference),
-        None => m.message(1, parameter(value)),
+        None => m.message(1, write(value)),
     }
     m
 }
@@ -401,12 +406,7 @@ fn primitives_items(value: &Value) -> Message {
 
 /// A `ResponseValue`: a response or a reference to one.
 fn response_value(value: &Value) -> Message {
-    let mut m = Message::default();
-    match json_reference(value) {
-        Some(reference) => m.message(2, reference),
-        None => m.message(1, response(value)),
-    }
-    m
+    reference_or(value, response)
 }
 
 /// A `Response`.

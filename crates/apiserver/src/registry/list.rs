@@ -296,13 +296,19 @@ fn list_converted(
             break;
         }
     }
-    let continue_token = match (more, last_key) {
-        (true, Some(key)) => {
-            Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode())
-        }
-        _ => None,
-    };
+    let continue_token = continue_after(more, last_key, prefix, revision);
     Ok(ListResult { items: ListItems::gathered(items), revision, continue_token, remaining })
+}
+
+/// The continue token of a page whose last object is `last_key`, when more follow.
+fn continue_after(
+    more: bool,
+    last_key: Option<Arc<str>>,
+    prefix: &str,
+    revision: Revision,
+) -> Option<String> {
+    let key = last_key.filter(|_| more)?;
+    Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode())
 }
 
 impl Registry {
@@ -416,12 +422,7 @@ impl Registry {
                 remaining = (rest <= REMAINING_COUNT_LIMIT).then_some(rest);
             }
         }
-        let continue_token = match (more, last_key) {
-            (true, Some(key)) => {
-                Some(ContinueToken { revision, after: key[prefix.len()..].to_string() }.encode())
-            }
-            _ => None,
-        };
+        let continue_token = continue_after(more, last_key, &prefix, revision);
         Ok(ListResult { items: ListItems::gathered(items), revision, continue_token, remaining })
     }
 

@@ -261,7 +261,7 @@ async fn run_if_due(
                 active.push(decide::reference(&existing));
             }
         }
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("terminat") => {
+        Err(e) if crate::runtime::namespace_terminating(&e) => {
             return Ok(None);
         }
         Err(e) => {

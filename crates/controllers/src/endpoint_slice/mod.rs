@@ -165,16 +165,14 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
     if plan.is_empty() {
         return Ok(Action::await_change());
     }
-    match write(&ctx, &key, &namespace, plan).await {
+    match write(&ctx.client, &namespace, plan, Some((&ctx.tracker, &key))).await {
         Ok(()) => Ok(Action::await_change()),
         // Changed or gone meanwhile: its event brings the service back.
         Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         // The namespace is going away: nothing may be created in it.
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("terminat") => {
-            Ok(Action::await_change())
-        }
+        Err(e) if crate::runtime::namespace_terminating(&e) => Ok(Action::await_change()),
         Err(e) => {
             ctx.events.warning(
                 service.object_ref(&()),
@@ -187,15 +185,15 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
     }
 }
 
-/// Carries out a plan: deletions, then updates, then creations, each recorded for the
-/// tracker as the server answered it.
-async fn write(
-    ctx: &Context,
-    key: &str,
+/// Carries out a plan: deletions, then updates, then creations, each recorded for
+/// `tracker` (with the service's key) as the server answered it, when given.
+pub(crate) async fn write(
+    client: &Client,
     namespace: &str,
     plan: plan::Plan,
+    tracker: Option<(&Tracker, &str)>,
 ) -> Result<(), kube::Error> {
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     for slice in &plan.delete {
         let name = slice.name_any();
         let params = DeleteParams {
@@ -210,15 +208,21 @@ async fn write(
             Err(kube::Error::Api(s)) if s.is_not_found() => {}
             Err(e) => return Err(e),
         }
-        ctx.tracker.deleted(key, &name);
+        if let Some((tracker, key)) = tracker {
+            tracker.deleted(key, &name);
+        }
     }
     for slice in &plan.update {
         let written = api.replace(&slice.name_any(), &PostParams::default(), slice).await?;
-        ctx.tracker.written(key, &written);
+        if let Some((tracker, key)) = tracker {
+            tracker.written(key, &written);
+        }
     }
     for slice in &plan.create {
         let written = api.create(&PostParams::default(), slice).await?;
-        ctx.tracker.written(key, &written);
+        if let Some((tracker, key)) = tracker {
+            tracker.written(key, &written);
+        }
     }
     Ok(())
 }

@@ -150,9 +150,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         // The namespace is going away: nothing may be created in it.
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("terminat") => {
-            Ok(Action::await_change())
-        }
+        Err(e) if crate::runtime::namespace_terminating(&e) => Ok(Action::await_change()),
         Err(e) => {
             ctx.events.warning(
                 service.object_ref(&()),

@@ -15,12 +15,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
-use crate::endpoint_slice::plan::{MANAGED_BY, Plan, SERVICE_NAME};
+use crate::endpoint_slice;
+use crate::endpoint_slice::plan::{MANAGED_BY, SERVICE_NAME};
 use crate::runtime::owner::controller_of;
 use krust_client::informer::ByNamespace;
 use krust_client::{Events, Informer};
@@ -106,16 +106,14 @@ async fn reconcile(endpoints: Arc<Endpoints>, ctx: Arc<Context>) -> Result<Actio
     if plan.is_empty() {
         return Ok(Action::await_change());
     }
-    match write(&ctx.client, &namespace, plan).await {
+    match endpoint_slice::write(&ctx.client, &namespace, plan, None).await {
         Ok(()) => Ok(Action::await_change()),
         // Changed or gone meanwhile: its event brings the Endpoints back.
         Err(kube::Error::Api(s)) if s.is_conflict() || s.is_not_found() => {
             Ok(Action::requeue(Duration::from_millis(200)))
         }
         // The namespace is going away: nothing may be created in it.
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("terminat") => {
-            Ok(Action::await_change())
-        }
+        Err(e) if crate::runtime::namespace_terminating(&e) => Ok(Action::await_change()),
         Err(e) => {
             ctx.events.warning(
                 endpoints.object_ref(&()),
@@ -126,30 +124,4 @@ async fn reconcile(endpoints: Arc<Endpoints>, ctx: Arc<Context>) -> Result<Actio
             Err(e)
         }
     }
-}
-
-/// Carries out a plan: deletions, then updates, then creations.
-async fn write(client: &Client, namespace: &str, plan: Plan) -> Result<(), kube::Error> {
-    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-    for slice in &plan.delete {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: slice.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&slice.name_any(), &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    for slice in &plan.update {
-        api.replace(&slice.name_any(), &PostParams::default(), slice).await?;
-    }
-    for slice in &plan.create {
-        api.create(&PostParams::default(), slice).await?;
-    }
-    Ok(())
 }

@@ -13,3 +13,9 @@ pub mod owner;
 pub mod pod_control;
 
 pub use credentials::Credentials;
+
+/// Whether a write was refused because its namespace is being deleted (nothing may be created
+/// in it then; the controller has nothing left to do there).
+pub fn namespace_terminating(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 403 && s.message.contains("terminat"))
+}
