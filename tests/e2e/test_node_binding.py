@@ -74,6 +74,10 @@ def test_an_eviction_honours_the_disruption_budget(cluster, ns):
     assert status["disruptionsAllowed"] == 0 and "a" in status["disruptedPods"]
     wait_for(lambda: len(cluster.ok("GET", f"/api/v1/namespaces/{ns}/pods")["items"]) == 2, 10,
              what="the evicted pod gone from the cache")
+    # The refusal quotes the budget's status, which the disruption controller recounts after
+    # the first eviction (upstream's message reads the same status).
+    wait_for(lambda: cluster.ok("GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web")
+             ["status"].get("currentHealthy") == 2, 10, what="the budget recounted")
     r = cluster.post(f"/api/v1/namespaces/{ns}/pods/b/eviction", body=eviction("b"))
     assert r.status_code == 429, r.text
     body = r.json()
