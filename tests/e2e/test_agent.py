@@ -159,7 +159,7 @@ def test_environment_and_volumes_from_config_maps_secrets_and_the_downward_api(n
 
 
 def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
-    apply(k, pod("no-image", ns, node, [{"name": "c", "image": "krust.test/does-not-exist:1"}]))
+    apply(k, pod("no-image", ns, node, [{"name": "c", "image": "127.0.0.1:9/does-not-exist:1"}]))
     apply(k, pod("no-command", ns, node, [{"name": "c", "image": IMAGE, "command": ["/no/such/binary"]}]))
     apply(k, pod("no-config", ns, node, [{"name": "c", "image": IMAGE, "command": ["true"],
                                           "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}]))
@@ -298,7 +298,7 @@ def test_kubectl_logs_previous_shows_the_crashed_run(node, k, ns):
     current = k("logs", "flaky", "-n", ns).strip()
     assert previous.startswith("run-at-") and current.startswith("run-at-")
     assert previous != current
-    apply(k, pod("unpulled", ns, node, [{"name": "c", "image": "krust.test/absent:1"}]))
+    apply(k, pod("unpulled", ns, node, [{"name": "c", "image": "127.0.0.1:9/absent:1"}]))
     wait_pod(k, ns, "unpulled", lambda p: "ImagePull" in status_of(p, "c")["state"].get("waiting", {}).get("reason", ""))
     assert re.search("is waiting to start: (ErrImagePull|ImagePullBackOff)", k.fail("logs", "unpulled", "-n", ns))
 

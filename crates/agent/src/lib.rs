@@ -71,6 +71,11 @@ pub struct Agent {
     pub runtime: runtime::Runtime,
     /// The node's images.
     pub images: image::ImageStore,
+    /// How images are fetched from registries.
+    pub registry: image::registry::transport::Transport,
+    /// One pull of an image at a time, by the image as pods name it.
+    pub pull_locks:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One directory per pod, by uid.
     pub pods_dir: PathBuf,
     /// Container logs, `NAMESPACE_NAME_UID/CONTAINER/ATTEMPT.log`.
@@ -132,6 +137,8 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         options: options.clone(),
         runtime,
         images,
+        registry: image::registry::transport::Transport::new(),
+        pull_locks: std::sync::Mutex::default(),
         pods_dir,
         logs_dir,
         allocatable,

@@ -303,6 +303,17 @@ enum ImageCommand {
         #[arg(long, default_value = "/var/lib/krust/agent")]
         data_dir: PathBuf,
     },
+    /// Pulls an image from its registry (HTTPS; plain HTTP only on loopback).
+    Pull {
+        /// The image (`busybox:1.36`, `registry.example.com/app@sha256:...`).
+        image: String,
+        /// `USER:PASSWORD` for the registry, if it needs one.
+        #[arg(long)]
+        creds: Option<String>,
+        /// The agent's data dir.
+        #[arg(long, default_value = "/var/lib/krust/agent")]
+        data_dir: PathBuf,
+    },
     /// Lists the node's images.
     Ls {
         /// The agent's data dir.
@@ -1001,6 +1012,7 @@ fn shim(args: ShimArgs) -> anyhow::Result<()> {
 }
 
 fn image(which: ImageCommand) -> anyhow::Result<()> {
+    use krust_agent::image::registry;
     let store = |data_dir: &std::path::Path| {
         krust_agent::image::ImageStore::open(&data_dir.join("images"))
             .context("cannot open the image store")
@@ -1010,6 +1022,23 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
             for image in store(&data_dir)?.import(&file)? {
                 println!("imported {} ({})", image.names.join(", "), image.id);
             }
+        }
+        ImageCommand::Pull { image, creds, data_dir } => {
+            let store = store(&data_dir)?;
+            let keyring = match creds.as_deref().map(|c| c.split_once(':')) {
+                None => registry::keyring::Keyring::default(),
+                Some(None) => anyhow::bail!("--creds takes USER:PASSWORD"),
+                Some(Some((user, password))) => {
+                    registry::keyring::Keyring::for_image(&image, user, password)
+                }
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")?;
+            let transport = registry::transport::Transport::new();
+            let pulled = runtime.block_on(registry::pull(&transport, &store, &image, &keyring))?;
+            println!("pulled {} ({})", image, pulled.id);
         }
         ImageCommand::Ls { data_dir } => {
             println!("{:<60} {:<20} {:>10}", "IMAGE", "ID", "SIZE");

@@ -1,11 +1,12 @@
 //! The node's images: a content store shared by all pods. Each layer is unpacked once into
 //! a directory of its own (`layers/<sha256>`); a container's root filesystem is an overlay
 //! of its image's layers. Images come from archives (`krust image import`, and archives
-//! placed in `<data-dir>/images/`, the airgap path).
+//! placed in `<data-dir>/images/`, the airgap path) and from registries (`registry`).
 
 pub mod archive;
 pub mod layer;
 pub mod reference;
+pub mod registry;
 
 use std::fs;
 use std::io::Read;
@@ -79,6 +80,31 @@ pub struct Image {
     pub config: ImageConfig,
     /// The bytes of its blobs.
     pub size: u64,
+    /// The registry digests it was pulled by (`registry/repository@sha256:...`), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
+}
+
+impl Image {
+    /// What a container's status reports as its `imageID`: the image's repository digest
+    /// when it came from a registry, its id otherwise (containerd's choice).
+    pub fn status_id(&self) -> &str {
+        self.repo_digests.first().unwrap_or(&self.id)
+    }
+}
+
+/// An image's blobs as files, ready to go into the store.
+#[derive(Debug)]
+pub struct Blobs<'a> {
+    /// The names it gets (normalised references).
+    pub names: Vec<String>,
+    /// The repository digest it was pulled by, if it came from a registry.
+    pub repo_digest: Option<String>,
+    /// The config blob.
+    pub config: &'a Path,
+    /// The layer blobs, bottom first, each with its digest and size when known (a
+    /// registry's descriptor names them; a blob downloaded was checked against them).
+    pub layers: Vec<(&'a Path, Option<(String, u64)>)>,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +114,7 @@ struct ConfigBlob {
 }
 
 /// The content store under one directory.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
 }
@@ -103,12 +129,20 @@ impl ImageStore {
         Ok(ImageStore { root: root.to_path_buf() })
     }
 
+    /// A fresh scratch directory under the store (same filesystem: unpacked layers are
+    /// renamed into place).
+    pub fn scratch(&self, purpose: &str) -> Result<PathBuf, ImageError> {
+        static SCRATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SCRATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.root.join("tmp").join(format!("{purpose}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
+        Ok(dir)
+    }
+
     /// Imports every image of a docker-save or OCI archive; returns them.
     pub fn import(&self, file: &Path) -> Result<Vec<Image>, ImageError> {
-        let scratch = self.root.join("tmp").join(format!("import-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&scratch);
-        fs::create_dir_all(&scratch)
-            .map_err(|source| ImageError::Io { path: scratch.clone(), source })?;
+        let scratch = self.scratch("import")?;
         let result = self.import_from(file, &scratch);
         let _ = fs::remove_dir_all(&scratch);
         result
@@ -117,46 +151,94 @@ impl ImageStore {
     fn import_from(&self, file: &Path, scratch: &Path) -> Result<Vec<Image>, ImageError> {
         let mut imported = Vec::new();
         for found in archive::read(file, scratch)? {
-            let mut layers = Vec::new();
-            let mut size = 0;
-            for blob in &found.layers {
-                let (digest, bytes) = sha256_file(blob)?;
-                size += bytes;
-                let dir = self.layer_dir(&digest);
-                if !dir.exists() {
-                    let partial = dir.with_extension("partial");
-                    let _ = fs::remove_dir_all(&partial);
-                    layer::unpack(blob, &partial)?;
-                    fs::rename(&partial, &dir)
-                        .map_err(|source| ImageError::Io { path: dir.clone(), source })?;
-                }
-                layers.push(digest);
-            }
-            let (id, config_size) = sha256_file(&found.config)?;
-            size += config_size;
-            let raw = fs::read(&found.config)
-                .map_err(|source| ImageError::Io { path: found.config.clone(), source })?;
-            let config = serde_json::from_slice::<ConfigBlob>(&raw)
-                .map_err(|e| ImageError::Archive {
-                    path: file.to_path_buf(),
-                    message: format!("image config: {e}"),
-                })?
-                .config;
-            let names: Vec<String> = found
+            let names = found
                 .names
                 .iter()
                 .filter_map(|n| Reference::parse(n))
                 .map(|r| r.to_string())
                 .collect();
-            let image = Image { id, names, layers, config, size };
-            self.save(&image)?;
-            imported.push(image);
+            let blobs = Blobs {
+                names,
+                repo_digest: None,
+                config: &found.config,
+                layers: found.layers.iter().map(|l| (l.as_path(), None)).collect(),
+            };
+            imported.push(self.add(&blobs).map_err(|e| match e {
+                ImageError::Archive { message, .. } => {
+                    ImageError::Archive { path: file.to_path_buf(), message }
+                }
+                other => other,
+            })?);
         }
         Ok(imported)
     }
 
-    /// Records `image`, taking its names away from any other image.
-    fn save(&self, image: &Image) -> Result<(), ImageError> {
+    /// Whether the layer with this blob digest is unpacked already.
+    pub fn has_layer(&self, digest: &str) -> bool {
+        self.layer_dir(digest).is_dir()
+    }
+
+    /// Adds an image from its blobs: unpacks the layers not yet in the store and records
+    /// the image under its names (taken from any image that had them).
+    pub fn add(&self, blobs: &Blobs<'_>) -> Result<Image, ImageError> {
+        let mut layers = Vec::new();
+        let mut size = 0;
+        for (blob, known) in &blobs.layers {
+            let digest = match known {
+                Some((digest, bytes)) if self.has_layer(digest) => {
+                    size += bytes;
+                    digest.clone()
+                }
+                _ => {
+                    let (digest, bytes) = sha256_file(blob)?;
+                    size += bytes;
+                    self.unpack_layer(blob, &digest)?;
+                    digest
+                }
+            };
+            layers.push(digest);
+        }
+        let (id, config_size) = sha256_file(blobs.config)?;
+        size += config_size;
+        let raw = fs::read(blobs.config)
+            .map_err(|source| ImageError::Io { path: blobs.config.to_path_buf(), source })?;
+        let config = serde_json::from_slice::<ConfigBlob>(&raw)
+            .map_err(|e| ImageError::Archive {
+                path: blobs.config.to_path_buf(),
+                message: format!("image config: {e}"),
+            })?
+            .config;
+        let repo_digests = blobs.repo_digest.iter().cloned().collect();
+        let image = Image { id, names: blobs.names.clone(), layers, config, size, repo_digests };
+        self.save(&image)
+    }
+
+    /// Unpacks a layer blob into its directory, unless another pull got there first.
+    fn unpack_layer(&self, blob: &Path, digest: &str) -> Result<(), ImageError> {
+        let dir = self.layer_dir(digest);
+        if dir.exists() {
+            return Ok(());
+        }
+        static PARTIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PARTIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = dir.with_extension(format!("partial-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&partial);
+        if let Err(e) = layer::unpack(blob, &partial) {
+            let _ = fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+        if let Err(source) = fs::rename(&partial, &dir) {
+            let _ = fs::remove_dir_all(&partial);
+            if !dir.is_dir() {
+                return Err(ImageError::Io { path: dir, source });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `image`, taking its names away from any other image; returns it as stored
+    /// (with the names and repository digests it had before).
+    fn save(&self, image: &Image) -> Result<Image, ImageError> {
         for mut other in self.list()? {
             if other.id != image.id && other.names.iter().any(|n| image.names.contains(n)) {
                 other.names.retain(|n| !image.names.contains(n));
@@ -170,8 +252,14 @@ impl ImageStore {
                     merged.names.push(name);
                 }
             }
+            for digest in existing.repo_digests {
+                if !merged.repo_digests.contains(&digest) {
+                    merged.repo_digests.push(digest);
+                }
+            }
         }
-        self.write(&merged)
+        self.write(&merged)?;
+        Ok(merged)
     }
 
     fn write(&self, image: &Image) -> Result<(), ImageError> {
@@ -217,7 +305,11 @@ impl ImageStore {
         };
         if let Some(reference) = Reference::parse(wanted) {
             let full = reference.to_string();
-            if let Some(image) = images.iter().find(|i| i.names.contains(&full)) {
+            let pinned = reference.digest.as_ref().map(|d| format!("{}@{d}", reference.name()));
+            if let Some(image) = images.iter().find(|i| {
+                i.names.contains(&full)
+                    || pinned.as_ref().is_some_and(|p| i.repo_digests.contains(p))
+            }) {
                 return Ok(image.clone());
             }
             if let Some(digest) = &reference.digest
@@ -277,6 +369,16 @@ fn sha256_file(path: &Path) -> Result<(String, u64), ImageError> {
         size += n as u64;
         context.update(&buffer[..n]);
     }
-    let hex: String = context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((format!("sha256:{hex}"), size))
+    Ok((digest_string(context.finish().as_ref()), size))
+}
+
+/// The `sha256:<hex>` digest of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    digest_string(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// A SHA-256 sum written as a digest (`sha256:<hex>`).
+fn digest_string(sum: &[u8]) -> String {
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }

@@ -206,7 +206,13 @@ fn status(options: &Options, info: &NodeSystemInfo, previous: Option<&NodeStatus
                 images
                     .into_iter()
                     .map(|i| ContainerImage {
-                        names: Some(i.names.into_iter().chain(std::iter::once(i.id)).collect()),
+                        names: Some(
+                            i.repo_digests
+                                .into_iter()
+                                .chain(i.names)
+                                .chain(std::iter::once(i.id))
+                                .collect(),
+                        ),
                         size_bytes: Some(i.size as i64),
                     })
                     .collect()

@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod hooks;
+pub mod image_pull;
 pub mod locate;
 pub mod probe;
 pub mod resources;

@@ -17,6 +17,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use super::container::{self, Context};
+use super::image_pull::{Pulled, Pulls};
 use super::resources;
 use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
@@ -61,6 +62,8 @@ pub struct Worker {
     probers: HashMap<(String, u32), tokio::task::JoinHandle<()>>,
     /// Container runs being killed after a failed liveness probe.
     killing: std::collections::HashSet<(String, u32)>,
+    /// The containers' image pulls and their back-off.
+    pulls: Pulls,
 }
 
 impl Worker {
@@ -91,6 +94,7 @@ impl Worker {
             board: Arc::default(),
             probers: HashMap::new(),
             killing: std::collections::HashSet::new(),
+            pulls: Pulls::default(),
         }
     }
 
@@ -383,34 +387,19 @@ impl Worker {
 
     /// Starts attempt `attempt` of container `c`.
     async fn start(&mut self, pod: &Pod, c: &Container, attempt: u32) -> Step {
-        let image_name = c.image.clone().unwrap_or_default();
-        let image = match self.agent.images.resolve(&image_name) {
-            Ok(image) => image,
-            Err(_) => {
-                let never = c.image_pull_policy.as_deref() == Some("Never");
-                let failed_before = self
-                    .waiting
-                    .get(&c.name)
-                    .is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff");
-                let (reason, message) = if failed_before && !never {
-                    ("ImagePullBackOff", format!("Back-off pulling image {image_name:?}"))
-                } else if never {
-                    (
-                        "ErrImageNeverPull",
-                        format!(
-                            "Container image {image_name:?} is not present with pull policy of Never"
-                        ),
-                    )
-                } else {
-                    (
-                        "ErrImagePull",
-                        format!(
-                            "image {image_name:?} is not on the node, and this agent cannot pull from registries yet: import it with `krust image import` or place its archive in the images folder"
-                        ),
-                    )
-                };
-                self.waiting.insert(c.name.clone(), (reason.into(), Some(message)));
-                return Step::Wait(Duration::from_secs(5));
+        let image = match self.pulls.image(&self.agent, pod, c) {
+            Pulled::Ready(image) => image,
+            Pulled::Waiting { reason, message, retry } => {
+                // A retried pull keeps showing why the last one failed, as upstream's.
+                let retrying = reason == "ContainerCreating"
+                    && self
+                        .waiting
+                        .get(&c.name)
+                        .is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff");
+                if !retrying {
+                    self.waiting.insert(c.name.clone(), (reason.into(), message));
+                }
+                return Step::Wait(retry);
             }
         };
         let sources = match Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await {
@@ -491,7 +480,7 @@ impl Worker {
             self.fail_start(&bundle, "CreateContainerError", e.to_string());
             return Step::Wait(Duration::from_secs(2));
         }
-        let _ = fs::write(bundle.join("image"), &image.id);
+        let _ = fs::write(bundle.join("image"), image.status_id());
         let log = self.log_path(pod, &c.name, attempt);
         if let Some(parent) = log.parent() {
             let _ = fs::create_dir_all(parent);

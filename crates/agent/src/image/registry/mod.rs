@@ -1,0 +1,389 @@
+//! Pulls from registries (the OCI distribution API): the manifest a reference names (this
+//! node's entry of a multi-platform index), then the config and the layers not yet in the
+//! store, each checked against its digest before the store takes it. Registries on the
+//! loopback address may be plain HTTP, as containerd allows for `localhost`; every other
+//! registry is HTTPS, checked against the host's CAs.
+
+pub mod auth;
+pub mod keyring;
+pub mod manifest;
+pub mod transport;
+
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Blobs, Image, ImageError, ImageStore, Reference};
+use auth::Challenge;
+use keyring::{Credential, Keyring};
+use manifest::{Descriptor, Fetched, ManifestError};
+use transport::{Response, Transport, TransportError};
+
+/// Why a pull failed; shown on the container's status as the kubelet shows containerd's.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to pull and unpack image {reference:?}: {failure}")]
+pub struct PullError {
+    /// The image as the pod names it.
+    pub reference: String,
+    /// What went wrong.
+    pub failure: Failure,
+}
+
+/// What went wrong in a pull.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Not an image reference (the pod's `InvalidImageName`).
+    #[error("invalid reference format")]
+    InvalidName,
+    /// The registry has no such tag, digest or repository.
+    #[error("failed to resolve reference {0:?}: {0}: not found")]
+    NotFound(String),
+    /// The registry refused us (no or wrong credentials).
+    #[error(
+        "failed to resolve reference {reference:?}: pull access denied, repository does not exist or may require authorization: {status}"
+    )]
+    Denied {
+        /// The normalised reference.
+        reference: String,
+        /// The registry's answer.
+        status: String,
+    },
+    /// The registry answered something else.
+    #[error("unexpected status from GET request to {url}: {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The answer.
+        status: String,
+    },
+    /// No usable answer.
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    /// The manifest cannot be used.
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// A multi-platform image without this node's platform.
+    #[error("no match for platform in manifest: not found")]
+    NoPlatform,
+    /// A blob is not what its descriptor says.
+    #[error("failed to copy: digest mismatch for {expected}: got {actual}")]
+    DigestMismatch {
+        /// The digest the manifest names.
+        expected: String,
+        /// The digest of what arrived.
+        actual: String,
+    },
+    /// A layer in a format this agent cannot unpack.
+    #[error("unsupported layer media type {0:?}")]
+    LayerType(String),
+    /// The store could not take it.
+    #[error("{0}")]
+    Store(#[from] ImageError),
+    /// Writing a download failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl PullError {
+    /// Whether the pod's image is not a reference at all (`InvalidImageName`).
+    pub fn invalid_name(&self) -> bool {
+        matches!(self.failure, Failure::InvalidName)
+    }
+}
+
+/// Pulls `image` into `store`, with the credentials `keyring` holds for it.
+pub async fn pull(
+    transport: &Transport,
+    store: &ImageStore,
+    image: &str,
+    keyring: &Keyring,
+) -> Result<Image, PullError> {
+    let error = |failure| PullError { reference: image.to_string(), failure };
+    let reference = Reference::parse(image).ok_or_else(|| error(Failure::InvalidName))?;
+    let scratch = store.scratch("pull").map_err(|e| error(e.into()))?;
+    let result = pull_into(transport, store, &reference, keyring, &scratch).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    result.map_err(error)
+}
+
+async fn pull_into(
+    transport: &Transport,
+    store: &ImageStore,
+    reference: &Reference,
+    keyring: &Keyring,
+    scratch: &Path,
+) -> Result<Image, Failure> {
+    let credentials = keyring.lookup(&reference.registry, &reference.repository);
+    let mut session = Session::open(transport, reference, credentials).await?;
+    let wanted = reference.digest.clone().or_else(|| reference.tag.clone()).unwrap_or_default();
+    let (top_digest, fetched) = session.manifest(&wanted, reference.digest.as_deref()).await?;
+    let (config, layers) = match fetched {
+        Fetched::Image { config, layers } => (config, layers),
+        Fetched::Index(entries) => {
+            let entry = manifest::choose(&entries, &manifest::host_platform())
+                .ok_or(Failure::NoPlatform)?;
+            match session.manifest(&entry.digest, Some(&entry.digest)).await?.1 {
+                Fetched::Image { config, layers } => (config, layers),
+                Fetched::Index(_) => {
+                    return Err(ManifestError::Invalid("an index inside an index".into()).into());
+                }
+            }
+        }
+    };
+    if let Some(layer) = layers.iter().find(|l| l.media_type.contains("zstd")) {
+        return Err(Failure::LayerType(layer.media_type.clone()));
+    }
+    let config_file = scratch.join("config");
+    session.blob(&config, &config_file).await?;
+    let mut layer_files = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let file = scratch.join(format!("layer-{i}"));
+        if !store.has_layer(&layer.digest) {
+            session.blob(layer, &file).await?;
+        }
+        layer_files.push(file);
+    }
+    let names = match (&reference.tag, &reference.digest) {
+        (Some(_), None) => vec![reference.to_string()],
+        _ => Vec::new(),
+    };
+    let repo_digest = format!("{}@{top_digest}", reference.name());
+    let store = store.clone();
+    let known: Vec<(String, u64)> = layers.iter().map(|l| (l.digest.clone(), l.size)).collect();
+    tokio::task::spawn_blocking(move || {
+        let blobs = Blobs {
+            names,
+            repo_digest: Some(repo_digest),
+            config: &config_file,
+            layers: layer_files
+                .iter()
+                .map(PathBuf::as_path)
+                .zip(known.into_iter().map(Some))
+                .collect(),
+        };
+        store.add(&blobs)
+    })
+    .await
+    .map_err(|e| Failure::Io { path: PathBuf::from("unpack"), source: std::io::Error::other(e) })?
+    .map_err(Failure::from)
+}
+
+/// The registry endpoint a reference's registry name stands for.
+fn endpoint_host(registry: &str) -> &str {
+    if registry == "docker.io" { "registry-1.docker.io" } else { registry }
+}
+
+/// Whether plain HTTP is allowed: a registry on this host.
+fn is_loopback(host: &str) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(n, _)| n);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// One pull's conversation with a registry: its base URL and the authorization that works.
+struct Session<'a> {
+    transport: &'a Transport,
+    base: String,
+    repository: String,
+    reference: String,
+    /// What to answer a 401 with, in order: each credential, or only anonymity when there
+    /// is none (a public repository still wants a token).
+    attempts: Vec<Option<Credential>>,
+    /// The next attempt to try.
+    next: usize,
+    /// The attempt the current authorization came from.
+    current: Option<usize>,
+    /// An attempt that worked, to renew with when its token expires.
+    renew: Option<usize>,
+    authorization: Option<String>,
+}
+
+impl<'a> Session<'a> {
+    /// Finds the registry's scheme (HTTPS, or HTTP on loopback when TLS fails).
+    async fn open(
+        transport: &'a Transport,
+        reference: &Reference,
+        credentials: Vec<Credential>,
+    ) -> Result<Session<'a>, Failure> {
+        let host = endpoint_host(&reference.registry);
+        let attempts = if credentials.is_empty() {
+            vec![None]
+        } else {
+            credentials.into_iter().map(Some).collect()
+        };
+        let mut session = Session {
+            transport,
+            base: format!("https://{host}"),
+            repository: reference.repository.clone(),
+            reference: reference.to_string(),
+            attempts,
+            next: 0,
+            current: None,
+            renew: None,
+            authorization: None,
+        };
+        match transport.get(&format!("{}/v2/", session.base), &[], None).await {
+            Ok(_) => {}
+            Err(TransportError::Tls { .. } | TransportError::Http { .. }) if is_loopback(host) => {
+                session.base = format!("http://{host}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(session)
+    }
+
+    /// GETs `path` under `/v2/<repository>/`, answering the registry's challenges.
+    async fn get(&mut self, path: &str, accept: &[(&str, &str)]) -> Result<Response, Failure> {
+        let url = format!("{}/v2/{}/{path}", self.base, self.repository);
+        loop {
+            let response = self.transport.get(&url, accept, self.authorization.as_deref()).await?;
+            if response.status != hyper::StatusCode::UNAUTHORIZED {
+                if self.current.is_some() {
+                    self.renew = self.current;
+                }
+                return Ok(response);
+            }
+            let index = self.renew.take().unwrap_or_else(|| {
+                self.next += 1;
+                self.next - 1
+            });
+            let Some(attempt) = self.attempts.get(index).cloned() else {
+                return Err(Failure::Denied {
+                    reference: self.reference.clone(),
+                    status: response.status.to_string(),
+                });
+            };
+            self.current = Some(index);
+            let challenge = response.header("www-authenticate").and_then(auth::parse_challenge);
+            self.authorization = match (challenge, attempt) {
+                (Some(Challenge::Bearer { realm, service, scope }), credential) => {
+                    self.token(&realm, service.as_deref(), scope.as_deref(), credential.as_ref())
+                        .await?
+                }
+                (Some(Challenge::Basic), Some(credential)) => Some(auth::basic(&credential)),
+                _ => None,
+            };
+        }
+    }
+
+    /// A bearer token from the registry's token endpoint; `None` when it refuses this
+    /// credential (the next one is tried).
+    async fn token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        credential: Option<&Credential>,
+    ) -> Result<Option<String>, Failure> {
+        let url = auth::token_url(realm, service, scope, &self.repository);
+        let basic = credential.map(auth::basic);
+        let answer = self.transport.get(&url, &[], basic.as_deref()).await?;
+        if matches!(answer.status, hyper::StatusCode::UNAUTHORIZED | hyper::StatusCode::FORBIDDEN) {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(Failure::Status {
+                url: answer.url.clone(),
+                status: answer.status.to_string(),
+            });
+        }
+        let token =
+            auth::token_of(&answer.bytes(1 << 20).await?).ok_or_else(|| Failure::Denied {
+                reference: self.reference.clone(),
+                status: format!("no token in the answer of {realm}"),
+            })?;
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// The manifest `wanted` (a tag or digest) and its digest, checked against `expected`.
+    async fn manifest(
+        &mut self,
+        wanted: &str,
+        expected: Option<&str>,
+    ) -> Result<(String, Fetched), Failure> {
+        let response =
+            self.get(&format!("manifests/{wanted}"), &[("accept", manifest::ACCEPT)]).await?;
+        if response.status == hyper::StatusCode::NOT_FOUND {
+            return Err(Failure::NotFound(self.reference.clone()));
+        }
+        if !response.status.is_success() {
+            return Err(Failure::Status {
+                url: response.url.clone(),
+                status: response.status.to_string(),
+            });
+        }
+        let content_type = response.header("content-type").unwrap_or_default().to_string();
+        let body = response.bytes(manifest::MAX_MANIFEST_BYTES).await?;
+        let digest = super::sha256_hex(&body);
+        if let Some(expected) = expected
+            && expected != digest
+        {
+            return Err(Failure::DigestMismatch { expected: expected.into(), actual: digest });
+        }
+        Ok((digest, manifest::parse(&body, &content_type)?))
+    }
+
+    /// Downloads the blob `descriptor` names into `file`, checking its digest.
+    async fn blob(&mut self, descriptor: &Descriptor, file: &Path) -> Result<(), Failure> {
+        let mut response = self.get(&format!("blobs/{}", descriptor.digest), &[]).await?;
+        if response.status == hyper::StatusCode::NOT_FOUND {
+            return Err(Failure::NotFound(format!("{}@{}", self.reference, descriptor.digest)));
+        }
+        if !response.status.is_success() {
+            return Err(Failure::Status {
+                url: response.url.clone(),
+                status: response.status.to_string(),
+            });
+        }
+        let io = |source| Failure::Io { path: file.to_path_buf(), source };
+        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        while let Some(chunk) = response.chunk().await? {
+            context.update(&chunk);
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        let actual = super::digest_string(context.finish().as_ref());
+        if actual != descriptor.digest {
+            return Err(Failure::DigestMismatch { expected: descriptor.digest.clone(), actual });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for host in ["localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "localhost"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com:5000"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        assert_eq!(endpoint_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(endpoint_host("quay.io"), "quay.io");
+    }
+
+    #[test]
+    fn messages_read_as_containerds() {
+        let e = PullError {
+            reference: "127.0.0.1:9/app:1".into(),
+            failure: Failure::NotFound("127.0.0.1:9/app:1".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            r#"failed to pull and unpack image "127.0.0.1:9/app:1": failed to resolve reference "127.0.0.1:9/app:1": 127.0.0.1:9/app:1: not found"#
+        );
+    }
+}
