@@ -149,6 +149,23 @@ def wait_pod(k, ns, name, pred, timeout=60, what="pod state"):
                     interval=0.3, what=f"{what} of {ns}/{name}")
 
 
+def events_of(k, ns, name) -> list[tuple[str, str, str]]:
+    """(reason, message, source component) of the events about pod `name`, oldest first."""
+    items = k.json("get", "events", "-n", ns, "--field-selector",
+                   f"involvedObject.name={name},involvedObject.kind=Pod")["items"]
+    items.sort(key=lambda e: e.get("firstTimestamp") or "")
+    return [(e["reason"], e.get("message", ""), e.get("source", {}).get("component", ""))
+            for e in items]
+
+
+def wait_events(k, ns, name, *reasons) -> list[tuple[str, str, str]]:
+    """The pod's events once every reason in `reasons` is among them."""
+    def seen():
+        found = events_of(k, ns, name)
+        return found if set(reasons) <= {r for r, _, _ in found} else None
+    return wait_for(seen, 30, interval=0.5, what=f"events {reasons} about {ns}/{name}")
+
+
 def apply(k, manifest: dict):
     k("apply", "-f", "-", input=json.dumps(manifest))
 

@@ -23,7 +23,7 @@ import pytest
 
 from agent_node import k, node, ns  # noqa: F401 (fixtures)
 from agent_node import (IMAGE, NEEDS_AGENT, Node, _children, _link_master, _links,  # noqa: F401
-                        _mounts_under, apply, pod, pod_json, status_of, wait_pod)
+                        _mounts_under, apply, pod, pod_json, status_of, wait_events, wait_pod)
 from conftest import (KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, free_port,
                       rand_suffix, wait_for)
 from images import busybox_archive
@@ -107,6 +107,9 @@ def test_a_crashing_container_backs_off_with_its_exit_code(node, k, ns):
     assert last["exitCode"] == 3 and last["reason"] == "Error"
     assert p["status"]["phase"] == "Running"
     assert "CrashLoopBackOff" in k("get", "pod", "crash", "-n", ns)
+    events = wait_events(k, ns, "crash", "BackOff", "Started")
+    uid = p["metadata"]["uid"]
+    assert ("BackOff", f"Back-off restarting failed container c in pod crash_{ns}({uid})", "kubelet") in events
 
 
 def test_restart_policy_never_ends_in_succeeded_or_failed(node, k, ns):
@@ -238,6 +241,7 @@ def test_deletion_stops_containers_within_the_grace_period_and_leaves_nothing(no
     assert not any(Path(root, "kubepods", "burstable", f"pod{uid}").exists()
                    for root in Path("/sys/fs/cgroup").iterdir())
     assert not (node.agent_dir / "ipam" / p["status"]["podIP"]).exists()
+    assert ("Killing", "Stopping container c", "kubelet") in wait_events(k, ns, "doomed", "Killing")
 
 
 def test_images_are_imported_from_archives(node, tmp_path):
@@ -352,6 +356,9 @@ def test_a_failing_liveness_probe_restarts_the_container(node, k, ns):
     assert status_of(p, "c")["lastState"]["terminated"]["exitCode"] == 0
     web = status_of(p, "web")
     assert web["restartCount"] == 0 and web["started"] is True and web["ready"] is True
+    events = wait_events(k, ns, "sick", "Unhealthy", "Killing")
+    assert ("Killing", "Container c failed liveness probe, will be restarted", "kubelet") in events
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed: ") for r, m, _ in events)
 
 
 def test_probes_name_the_containers_ports(node, k, ns):

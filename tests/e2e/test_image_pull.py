@@ -14,7 +14,7 @@ import re
 import pytest
 
 from agent_node import k, node  # noqa: F401 (fixtures)
-from agent_node import NEEDS_AGENT, apply, pod, pod_json, status_of, wait_pod
+from agent_node import NEEDS_AGENT, apply, pod, pod_json, status_of, wait_events, wait_pod
 from conftest import rand_suffix, wait_for
 from registry import Registry
 
@@ -158,6 +158,17 @@ def test_a_pod_runs_an_image_pulled_by_tag(node, k, registry, ns):
     wait_for(lambda: any(image in i["names"] and s["imageID"] in i["names"]
                          for i in k.json("get", "node", node.name)["status"].get("images", [])),
              60, interval=1, what="the pulled image in the node's status")
+    # The kubelet's events, as `kubectl describe pod` shows them.
+    events = wait_events(k, ns, "tagged", "Pulling", "Pulled", "Created", "Started")
+    messages = {reason: message for reason, message, _ in events}
+    assert messages["Pulling"] == f'Pulling image "{image}"'
+    assert re.fullmatch(rf'Successfully pulled image "{re.escape(image)}" in \S+ \(\S+ including '
+                        r'waiting\)\. Image size: \d+ bytes\.', messages["Pulled"]), messages["Pulled"]
+    assert messages["Created"] == "Created container: c"
+    assert messages["Started"] == "Started container c"
+    assert {source for _, _, source in events} == {"kubelet"}
+    described = k("describe", "pod", "tagged", "-n", ns)
+    assert "Successfully pulled image" in described and "Started container c" in described
 
 
 def test_pulls_by_digest_and_of_docker_v2_manifests(node, k, registry, ns):
@@ -193,6 +204,10 @@ def test_a_missing_tag_backs_off_until_it_is_pushed(node, k, registry, ns):
     states = pull_failure(node, ns, "later", lambda: run(k, ns, node, "later", image))
     assert_pull_failure_messages(states, image, "not found")
     assert pod_json(k, ns, "later")["status"]["phase"] == "Pending"
+    events = wait_events(k, ns, "later", "Pulling", "Failed")
+    failed = [message for reason, message, _ in events if reason == "Failed"]
+    assert any(m.startswith(f'Failed to pull image "{image}": ') and "not found" in m for m in failed), failed
+    assert "Error: ErrImagePull" in failed
     # The agent retries (after a back-off) and runs the tag once it is there.
     digest = registry.push_image(repo, "later", cmd=sleeper("pushed-later"))
     p = running(k, ns, "later", timeout=PULL_TIMEOUT)

@@ -7,6 +7,7 @@
 //! credentials), inside `krust server` as well as alone (`krust agent`); it never assumes
 //! that it shares a process with the server.
 
+pub mod events;
 pub mod image;
 pub mod node;
 pub mod pod;
@@ -71,6 +72,8 @@ pub struct Agent {
     pub runtime: runtime::Runtime,
     /// The node's images.
     pub images: image::ImageStore,
+    /// Events about pods, as the kubelet's.
+    pub events: events::Recorder,
     /// How images are fetched from registries.
     pub registry: image::registry::transport::Transport,
     /// One pull of an image at a time, by the image as pods name it.
@@ -137,6 +140,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         options: options.clone(),
         runtime,
         images,
+        events: events::Recorder::start(client.clone(), options.node_name.clone()),
         registry: image::registry::transport::Transport::new(),
         pull_locks: std::sync::Mutex::default(),
         pods_dir,

@@ -11,6 +11,7 @@ use kube::Api;
 use tokio::task::JoinHandle;
 
 use crate::Agent;
+use crate::events::Type;
 use crate::image::registry::keyring::Keyring;
 use crate::image::registry::{self, PullError};
 use crate::image::{Image, Reference};
@@ -107,32 +108,55 @@ impl Pulls {
                     self.backoff.remove(&c.name);
                     Pulled::Ready(image)
                 }
-                Err(message) => self.failed(&c.name, &image, message),
+                Err(message) => {
+                    let event = |type_, reason, message| {
+                        agent.events.pod(pod, Some(&c.name), type_, reason, message)
+                    };
+                    event(
+                        Type::Warning,
+                        "Failed",
+                        format!("Failed to pull image {image:?}: {message}"),
+                    );
+                    event(Type::Warning, "Failed", "Error: ErrImagePull".into());
+                    self.failed(&c.name, &image, message)
+                }
             };
         }
         if let Some((_, (_, stale))) = self.in_flight.remove_entry(&c.name) {
             stale.abort();
         }
+        let event =
+            |type_, reason, message| agent.events.pod(pod, Some(&c.name), type_, reason, message);
         if Reference::parse(&image).is_none() {
+            let message = format!(
+                "Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: invalid reference format"
+            );
+            event(Type::Warning, "InspectFailed", message.clone());
+            event(Type::Warning, "Failed", "Error: InvalidImageName".into());
             return Pulled::Waiting {
                 reason: "InvalidImageName",
-                message: Some(format!(
-                    "Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: invalid reference format"
-                )),
+                message: Some(message),
                 retry: BACKOFF_INITIAL,
             };
         }
         let present = agent.images.resolve(&image).ok();
         match (Policy::of(c, &image), present) {
             (Policy::Never, Some(found)) | (Policy::IfNotPresent, Some(found)) => {
+                event(
+                    Type::Normal,
+                    "Pulled",
+                    format!("Container image {image:?} already present on machine"),
+                );
                 return Pulled::Ready(found);
             }
             (Policy::Never, None) => {
+                let message =
+                    format!("Container image {image:?} is not present with pull policy of Never");
+                event(Type::Warning, "ErrImageNeverPull", message.clone());
+                event(Type::Warning, "Failed", "Error: ErrImageNeverPull".into());
                 return Pulled::Waiting {
                     reason: "ErrImageNeverPull",
-                    message: Some(format!(
-                        "Container image {image:?} is not present with pull policy of Never"
-                    )),
+                    message: Some(message),
                     retry: Duration::from_secs(5),
                 };
             }
@@ -141,13 +165,18 @@ impl Pulls {
         if let Some(backoff) = self.backoff.get(&c.name).filter(|b| b.image == image)
             && let Some(left) = backoff.until.checked_duration_since(Instant::now())
         {
+            let message = format!("Back-off pulling image {image:?}");
+            event(Type::Normal, "BackOff", message.clone());
+            event(Type::Warning, "Failed", "Error: ImagePullBackOff".into());
             return Pulled::Waiting {
                 reason: "ImagePullBackOff",
-                message: Some(format!("Back-off pulling image {image:?}")),
+                message: Some(message),
                 retry: left,
             };
         }
-        let task = tokio::spawn(pull(Arc::clone(agent), pod.clone(), image.clone()));
+        event(Type::Normal, "Pulling", format!("Pulling image {image:?}"));
+        let task =
+            tokio::spawn(pull(Arc::clone(agent), pod.clone(), c.name.clone(), image.clone()));
         self.in_flight.insert(c.name.clone(), (image, task));
         Pulled::Waiting {
             reason: "ContainerCreating",
@@ -186,7 +215,13 @@ fn outcome(task: JoinHandle<Result<Image, PullError>>) -> Result<Image, String> 
 /// Pulls `image` for `pod` with its pull secrets, one pull of an image at a time on the
 /// node: a pod that waited for another's pull of its image takes the result when its
 /// policy allows.
-async fn pull(agent: Arc<Agent>, pod: Pod, image: String) -> Result<Image, PullError> {
+async fn pull(
+    agent: Arc<Agent>,
+    pod: Pod,
+    container: String,
+    image: String,
+) -> Result<Image, PullError> {
+    let asked = Instant::now();
     let lock = {
         let mut locks = agent.pull_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.retain(|_, l| Arc::strong_count(l) > 1);
@@ -197,12 +232,36 @@ async fn pull(agent: Arc<Agent>, pod: Pod, image: String) -> Result<Image, PullE
     let started = Instant::now();
     let pulled = registry::pull(&agent.registry, &agent.images, &image, &keyring).await;
     match &pulled {
-        Ok(found) => tracing::info!(
-            %image, id = %found.id, elapsed = ?started.elapsed(), "Pulled: successfully pulled image"
-        ),
+        Ok(found) => {
+            let message = format!(
+                "Successfully pulled image {image:?} in {} ({} including waiting). Image size: {} bytes.",
+                go_duration(started.elapsed()),
+                go_duration(asked.elapsed()),
+                found.size
+            );
+            tracing::info!(%image, id = %found.id, "{message}");
+            agent.events.pod(&pod, Some(&container), Type::Normal, "Pulled", message);
+        }
         Err(e) => tracing::info!(%image, error = %e, "Failed to pull image"),
     }
     pulled
+}
+
+/// A duration as Go prints one truncated to milliseconds (`512ms`, `1.25s`, `0s`).
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".into(),
+        1..=999 => format!("{ms}ms"),
+        _ if ms < 60_000 => {
+            let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+            format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+        }
+        _ => {
+            let seconds = format!("{}.{:03}", (ms / 1000) % 60, ms % 1000);
+            format!("{}m{}s", ms / 60_000, seconds.trim_end_matches('0').trim_end_matches('.'))
+        }
+    }
 }
 
 /// The credentials of the pod's `imagePullSecrets`; a secret that cannot be read is left
@@ -252,6 +311,16 @@ mod tests {
         assert_eq!(Policy::of(&container(None), "busybox:1.36"), Policy::IfNotPresent);
         let pinned = format!("busybox@sha256:{}", "a".repeat(64));
         assert_eq!(Policy::of(&container(None), &pinned), Policy::IfNotPresent);
+    }
+
+    #[test]
+    fn durations_print_as_gos() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(ms(0)), "0s");
+        assert_eq!(go_duration(ms(512)), "512ms");
+        assert_eq!(go_duration(ms(1250)), "1.25s");
+        assert_eq!(go_duration(ms(2000)), "2s");
+        assert_eq!(go_duration(ms(61_500)), "1m1.5s");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::Notify;
 
+use crate::events::Type;
+
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -20,6 +22,17 @@ pub enum Kind {
     Readiness,
     /// Holds the others back until it succeeds once.
     Startup,
+}
+
+impl Kind {
+    /// As upstream's messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Liveness => "Liveness",
+            Kind::Readiness => "Readiness",
+            Kind::Startup => "Startup",
+        }
+    }
 }
 
 /// Consecutive results against a probe's thresholds (upstream's rules: a verdict changes
@@ -94,6 +107,8 @@ pub struct Target {
     pub id: String,
     /// The container's named ports, by name (what probes and hooks may name).
     pub ports: Vec<(String, u16)>,
+    /// Where failed checks are recorded (`Unhealthy`), if anywhere.
+    pub events: Option<crate::events::Regarding>,
 }
 
 impl Target {
@@ -230,6 +245,13 @@ async fn run_until(
             return false;
         }
         let (success, message) = check(probe, target, timeout).await;
+        if !success && let Some(events) = &target.events {
+            events.record(
+                Type::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {message}", kind.name()),
+            );
+        }
         if let Some(verdict) = tracker.record(success) {
             match kind {
                 Kind::Startup if verdict => return true,
@@ -375,6 +397,7 @@ mod tests {
             runtime_root: "/run/runc".into(),
             id: "c".into(),
             ports: vec![("http".into(), 8080)],
+            events: None,
         };
         assert_eq!(target.port(&IntOrString::Int(80)), Ok(80));
         assert_eq!(target.port(&IntOrString::String("8081".into())), Ok(8081));

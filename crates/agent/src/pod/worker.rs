@@ -24,6 +24,7 @@ use super::sources::Sources;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use super::{hooks, probe};
 use crate::Agent;
+use crate::events::{Regarding, Type};
 use crate::runtime::{self, Exited, Observed, container_id};
 
 /// How often volumes from ConfigMaps and Secrets are brought up to date.
@@ -358,6 +359,19 @@ impl Worker {
                 let since = finished_ago(&exited);
                 if since < delay {
                     let meta = &pod.metadata;
+                    self.event(
+                        pod,
+                        c,
+                        Type::Warning,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}_{}({})",
+                            c.name,
+                            meta.name.as_deref().unwrap_or_default(),
+                            meta.namespace.as_deref().unwrap_or_default(),
+                            self.uid
+                        ),
+                    );
                     self.waiting.insert(
                         c.name.clone(),
                         (
@@ -405,6 +419,7 @@ impl Worker {
         let sources = match Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await {
             Ok(s) => s,
             Err(e) => {
+                self.event(pod, c, Type::Warning, "Failed", format!("Error: {e}"));
                 self.waiting.insert(
                     c.name.clone(),
                     ("CreateContainerConfigError".into(), Some(e.to_string())),
@@ -466,6 +481,7 @@ impl Worker {
         ) {
             Ok(config) => config,
             Err(e) => {
+                self.event(pod, c, Type::Warning, "Failed", format!("Error: {}", e.0));
                 self.fail_start(&bundle, "CreateContainerConfigError", e.0);
                 return Step::Wait(Duration::from_secs(2));
             }
@@ -489,6 +505,20 @@ impl Worker {
         match self.agent.runtime.start(&id, &bundle, &log).await {
             Ok(Observed::Running(_)) => {
                 self.waiting.remove(&c.name);
+                self.event(
+                    pod,
+                    c,
+                    Type::Normal,
+                    "Created",
+                    format!("Created container: {}", c.name),
+                );
+                self.event(
+                    pod,
+                    c,
+                    Type::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                );
                 if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
                     let target = self.target(c, attempt);
                     let outcome =
@@ -497,12 +527,14 @@ impl Worker {
                             .unwrap_or_else(|_| Err("the hook did not finish within 120s".into()));
                     if let Err(message) = outcome {
                         tracing::info!(pod = %self.uid, container = %c.name, %message, "FailedPostStartHook: the container is killed");
+                        self.event(pod, c, Type::Warning, "FailedPostStartHook", message);
                         runtime::signal(&bundle, Signal::SIGKILL);
                     }
                 }
                 Step::Running
             }
             Ok(Observed::Exited(Exited { error: Some(message), .. })) => {
+                self.event(pod, c, Type::Warning, "Failed", format!("Error: {message}"));
                 self.fail_start(&bundle, "CreateContainerError", message);
                 Step::Wait(Duration::from_secs(5))
             }
@@ -530,7 +562,8 @@ impl Worker {
         let key = (c.name.clone(), attempt);
         if !self.probers.contains_key(&key) {
             self.stop_probes(&c.name);
-            let target = self.target(c, attempt);
+            let mut target = self.target(c, attempt);
+            target.events = Some(Regarding::container(&self.agent.events, pod, &c.name));
             let handle = probe::start(Arc::clone(&self.board), c, attempt, target);
             self.probers.insert(key.clone(), handle);
         }
@@ -539,6 +572,14 @@ impl Worker {
             && self.killing.insert(key)
         {
             tracing::info!(pod = %self.uid, container = %c.name, %message, "container failed its liveness probe, will be restarted");
+            let probe = if message.starts_with("Startup") { "startup" } else { "liveness" };
+            self.event(
+                pod,
+                c,
+                Type::Normal,
+                "Killing",
+                format!("Container {} failed {probe} probe, will be restarted", c.name),
+            );
             let grace = c
                 .liveness_probe
                 .as_ref()
@@ -573,6 +614,7 @@ impl Worker {
             runtime_root: self.agent.runtime.root.clone(),
             id: container_id(&self.uid, &c.name, attempt),
             ports: probe::Target::named_ports(c),
+            events: None,
         }
     }
 
@@ -585,6 +627,11 @@ impl Worker {
             n != name
         });
         self.board.retain(name, u32::MAX);
+    }
+
+    /// Records an event about container `c` of `pod`.
+    fn event(&self, pod: &Pod, c: &Container, type_: Type, reason: &'static str, message: String) {
+        self.agent.events.pod(pod, Some(&c.name), type_, reason, message);
     }
 
     fn fail_start(&mut self, bundle: &Path, reason: &str, message: String) {
@@ -699,11 +746,15 @@ impl Worker {
                 continue;
             }
             let target = self.target(&c, last);
+            let events = pod.map(|p| Regarding::container(&self.agent.events, p, &c.name));
             pre_stops.spawn(async move {
                 if let Ok(Err(message)) =
                     tokio::time::timeout(grace, hooks::run(&hook, &target)).await
                 {
                     tracing::info!(container = %c.name, %message, "FailedPreStopHook");
+                    if let Some(events) = events {
+                        events.record(Type::Warning, "FailedPreStopHook", message);
+                    }
                 }
             });
         }
@@ -713,6 +764,15 @@ impl Worker {
             if let Some(last) = self.attempts(&name).last() {
                 let bundle = self.bundle(&name, *last);
                 if matches!(runtime::observe(&bundle), Observed::Running(_)) {
+                    if let Some(pod) = pod {
+                        self.agent.events.pod(
+                            pod,
+                            Some(&name),
+                            Type::Normal,
+                            "Killing",
+                            format!("Stopping container {name}"),
+                        );
+                    }
                     let stop = pod
                         .and_then(|_| fs::read_to_string(bundle.join("image")).ok())
                         .and_then(|id| self.agent.images.resolve(id.trim()).ok())
