@@ -198,7 +198,7 @@ def k(request, node):
 @pytest.fixture
 def ns(node, request):
     """A namespace of its own for one test."""
-    name = f"e2e-{request.module.__name__.removeprefix('test_')}-{rand_suffix()}"
+    name = f"e2e-{request.module.__name__.removeprefix('test_').replace('_', '-')}-{rand_suffix()}"
     node.cluster.create_namespace(name)
     yield name
     node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))

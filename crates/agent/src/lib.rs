@@ -103,6 +103,9 @@ pub enum Error {
     /// The image store could not be opened.
     #[error(transparent)]
     Images(#[from] image::ImageError),
+    /// TLS could not be configured.
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[source] rustls::Error),
     /// A directory could not be made.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -141,7 +144,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         runtime,
         images,
         events: events::Recorder::start(client.clone(), options.node_name.clone()),
-        registry: image::registry::transport::Transport::new(),
+        registry: image::registry::transport::Transport::new().map_err(Error::Tls)?,
         pull_locks: std::sync::Mutex::default(),
         pods_dir,
         logs_dir,

@@ -1036,7 +1036,8 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
-            let transport = registry::transport::Transport::new();
+            let transport =
+                registry::transport::Transport::new().context("cannot configure TLS")?;
             let pulled = runtime.block_on(registry::pull(&transport, &store, &image, &keyring))?;
             println!("pulled {} ({})", image, pulled.id);
         }

@@ -16,12 +16,7 @@ pub async fn run(handler: &LifecycleHandler, target: &Target) -> Result<(), Stri
         return if ok { Ok(()) } else { Err(message) };
     }
     if let Some(http) = &handler.http_get {
-        let port = target.port(&http.port)?;
-        let host = http.host.clone().unwrap_or_else(|| target.ip.clone());
-        let headers =
-            http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-        let (ok, message) =
-            probe::http_get(&host, port, http.path.as_deref().unwrap_or("/"), headers).await;
+        let (ok, message) = probe::http::get(&probe::Get::of(http, target)?).await;
         return if ok { Ok(()) } else { Err(message) };
     }
     if let Some(sleep) = &handler.sleep {

@@ -16,9 +16,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a response (its head, or the next piece of its body) may keep us waiting.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_REDIRECTS: usize = 10;
-/// Where Debian (and most distributions) keep the trusted CAs.
-const CA_BUNDLES: &[&str] =
-    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 
 /// A failure to talk to a registry.
 #[derive(Debug, thiserror::Error)]
@@ -75,31 +72,9 @@ pub struct Response {
 }
 
 impl Transport {
-    /// A transport trusting the host's CA bundle (`SSL_CERT_FILE` first, as OpenSSL).
-    pub fn new() -> Transport {
-        let mut roots = rustls::RootCertStore::empty();
-        let bundles = std::env::var("SSL_CERT_FILE")
-            .ok()
-            .into_iter()
-            .chain(CA_BUNDLES.iter().map(|s| s.to_string()));
-        for bundle in bundles {
-            if let Ok(pem) = std::fs::read(&bundle) {
-                let mut reader = pem.as_slice();
-                roots.add_parsable_certificates(rustls_pemfile::certs(&mut reader).flatten());
-                break;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                // The ring provider supports the default versions; this is unreachable.
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
-        Transport { tls: Arc::new(tls) }
+    /// A transport trusting the host's CAs (`SSL_CERT_FILE` first, as OpenSSL).
+    pub fn new() -> Result<Transport, rustls::Error> {
+        Ok(Transport { tls: Arc::new(krust_tls::verified_client()?) })
     }
 
     /// GETs `url` with `headers`, following redirects. `authorization` goes only to the
@@ -191,12 +166,6 @@ impl Transport {
         };
         let (head, body) = response.into_parts();
         Ok(Response { url, status: head.status, headers: head.headers, body })
-    }
-}
-
-impl Default for Transport {
-    fn default() -> Transport {
-        Transport::new()
     }
 }
 

@@ -1,17 +1,23 @@
 //! Probes (liveness, readiness, startup): each running container's probes run on a task of
 //! their own, at the probe's period, and publish their verdicts for the pod's worker. The
 //! threshold rules are plain code ([`Tracker`]); the checks are `exec` (through the OCI
-//! runtime), `httpGet` and `tcpSocket` against the pod's address.
+//! runtime), `httpGet` (`http.rs`), `tcpSocket` and `grpc` (`grpc.rs`) against the pod's
+//! address.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::sync::Notify;
 
 use crate::events::Type;
+
+pub mod grpc;
+pub mod http;
+
+pub use http::Get;
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +115,28 @@ pub struct Target {
     pub ports: Vec<(String, u16)>,
     /// Where failed checks are recorded (`Unhealthy`), if anywhere.
     pub events: Option<crate::events::Regarding>,
+}
+
+impl Get {
+    /// The GET an `httpGet` action sends from `target`'s container.
+    pub fn of(action: &HTTPGetAction, target: &Target) -> Result<Get, String> {
+        Ok(Get {
+            https: action.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("https")),
+            host: action
+                .host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| target.ip.clone()),
+            port: target.port(&action.port)?,
+            path: action.path.clone().unwrap_or_else(|| "/".into()),
+            headers: action
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+        })
+    }
 }
 
 impl Target {
@@ -282,23 +310,17 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
             return exec_in(target, exec.command.as_deref().unwrap_or_default()).await;
         }
         if let Some(http) = &probe.http_get {
-            let port = match target.port(&http.port) {
-                Ok(port) => port,
-                Err(e) => return (false, e),
+            return match Get::of(http, target) {
+                Ok(get) => http::get(&get).await,
+                Err(e) => (false, e),
             };
-            let host = http.host.clone().unwrap_or_else(|| target.ip.clone());
-            let path = http.path.clone().unwrap_or_else(|| "/".into());
-            return http_get(
-                &host,
-                port,
-                &path,
-                http.http_headers
-                    .iter()
-                    .flatten()
-                    .map(|h| (h.name.clone(), h.value.clone()))
-                    .collect(),
-            )
-            .await;
+        }
+        if let Some(grpc) = &probe.grpc {
+            let Ok(port) = u16::try_from(grpc.port) else {
+                return (false, format!("invalid port number: {}", grpc.port));
+            };
+            return grpc::check(&target.ip, port, grpc.service.as_deref().unwrap_or_default())
+                .await;
         }
         if let Some(tcp) = &probe.tcp_socket {
             let port = match target.port(&tcp.port) {
@@ -311,7 +333,7 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
                 Err(e) => (false, format!("dial tcp {host}:{port}: {e}")),
             };
         }
-        (false, "the probe has no handler this agent supports (grpc is not supported yet)".into())
+        (false, "the probe has no handler (exec, httpGet, tcpSocket or grpc)".into())
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
@@ -344,44 +366,6 @@ pub async fn exec_in(target: &Target, command: &[String]) -> (bool, String) {
             )
         }
         Err(e) => (false, e.to_string()),
-    }
-}
-
-/// An HTTP GET of `path` at `host:port`: success is a code from 200 to 399.
-pub async fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: Vec<(String, String)>,
-) -> (bool, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = match tokio::net::TcpStream::connect((host, port)).await {
-        Ok(s) => s,
-        Err(e) => {
-            return (
-                false,
-                format!("Get \"http://{host}:{port}{path}\": dial tcp {host}:{port}: {e}"),
-            );
-        }
-    };
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    if let Err(e) = stream.write_all(request.as_bytes()).await {
-        return (false, e.to_string());
-    }
-    let mut head = vec![0u8; 64];
-    let n = stream.read(&mut head).await.unwrap_or(0);
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    if (200..400).contains(&code) {
-        (true, String::new())
-    } else {
-        (false, format!("HTTP probe failed with statuscode: {code}"))
     }
 }
 

@@ -1,0 +1,197 @@
+//! `httpGet` probes and hooks, as upstream's prober: HTTP or HTTPS (the server's certificate
+//! is not checked, as upstream's `InsecureSkipVerify`), `User-Agent: kube-probe/MAJOR.MINOR`,
+//! redirects followed on the same host, success for a status from 200 to 399.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+
+const MAX_REDIRECTS: usize = 10;
+
+/// One `httpGet`: where it goes and what it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Get {
+    /// `http` or `https` (the probe's `scheme`, lowercased).
+    pub https: bool,
+    /// The host (the pod's address unless the probe names one).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+    /// The path and query.
+    pub path: String,
+    /// The probe's own headers (a `Host` or `User-Agent` among them replaces ours).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Get {
+    fn url(&self, path: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        let host =
+            if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        format!("{scheme}://{host}:{}{path}", self.port)
+    }
+}
+
+/// Sends the GET; (success, why it failed).
+pub async fn get(get: &Get) -> (bool, String) {
+    let mut path =
+        if get.path.starts_with('/') { get.path.clone() } else { format!("/{}", get.path) };
+    for _ in 0..=MAX_REDIRECTS {
+        let url = get.url(&path);
+        let response = match once(get, &path).await {
+            Ok(response) => response,
+            Err(e) => return (false, format!("Get {url:?}: {e}")),
+        };
+        if response.status().is_redirection()
+            && let Some(location) =
+                response.headers().get(hyper::header::LOCATION).and_then(|l| l.to_str().ok())
+        {
+            match same_host_path(get, location) {
+                Some(next) => {
+                    path = next;
+                    continue;
+                }
+                // Upstream does not follow a redirect to another host: the probe succeeds.
+                None => return (true, String::new()),
+            }
+        }
+        return verdict(response.status());
+    }
+    (false, format!("Get {:?}: stopped after 10 redirects", get.url(&path)))
+}
+
+/// Success for 200-399, as upstream's.
+fn verdict(status: StatusCode) -> (bool, String) {
+    if (200..400).contains(&status.as_u16()) {
+        (true, String::new())
+    } else {
+        (false, format!("HTTP probe failed with statuscode: {}", status.as_u16()))
+    }
+}
+
+/// The path a `Location` leads to on the probed host, `None` for another host.
+fn same_host_path(get: &Get, location: &str) -> Option<String> {
+    if location.starts_with('/') {
+        return Some(location.to_string());
+    }
+    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
+    let (authority, path) =
+        rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    (host == get.host).then_some(path)
+}
+
+async fn once(get: &Get, path: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let tcp = tokio::net::TcpStream::connect((get.host.as_str(), get.port))
+        .await
+        .map_err(|e| format!("dial tcp {}:{}: connect: {e}", get.host, get.port))?;
+    let mut request = Request::builder().uri(path);
+    let has = |name: &str| get.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    if !has("host") {
+        request = request.header(hyper::header::HOST, format!("{}:{}", get.host, get.port));
+    }
+    if !has("user-agent") {
+        request = request.header(hyper::header::USER_AGENT, "kube-probe/1.33");
+    }
+    if !has("accept") {
+        request = request.header(hyper::header::ACCEPT, "*/*");
+    }
+    for (name, value) in &get.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request.body(http_body_util::Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
+    if get.https {
+        let name = ServerName::try_from(get.host.clone()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(unverified()?)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        send(TokioIo::new(tls), request).await
+    } else {
+        send(TokioIo::new(tcp), request).await
+    }
+}
+
+async fn send<T>(
+    io: TokioIo<T>,
+    request: Request<http_body_util::Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(request).await.map_err(|e| e.to_string())
+}
+
+/// The TLS client of HTTPS probes, made once.
+fn unverified() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| krust_tls::unverified_client().map(Arc::new).map_err(|e| e.to_string()))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(host: &str) -> Get {
+        Get {
+            https: false,
+            host: host.into(),
+            port: 8080,
+            path: "/healthz".into(),
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn statuses_200_to_399_pass() {
+        assert!(verdict(StatusCode::OK).0);
+        assert!(verdict(StatusCode::NOT_MODIFIED).0);
+        assert_eq!(
+            verdict(StatusCode::SERVICE_UNAVAILABLE),
+            (false, "HTTP probe failed with statuscode: 503".into())
+        );
+    }
+
+    #[test]
+    fn redirects_are_followed_on_the_same_host_only() {
+        let get = probe("10.42.0.5");
+        assert_eq!(same_host_path(&get, "/ready").as_deref(), Some("/ready"));
+        assert_eq!(
+            same_host_path(&get, "http://10.42.0.5:8080/other?x=1").as_deref(),
+            Some("/other?x=1")
+        );
+        assert_eq!(same_host_path(&get, "https://10.42.0.5").as_deref(), Some("/"));
+        assert_eq!(same_host_path(&get, "http://example.com/ready"), None);
+        assert_eq!(probe("fd00::5").url("/"), "http://[fd00::5]:8080/");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_reads_as_upstreams() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        drop(listener);
+        let get = Get { port, ..probe("127.0.0.1") };
+        let (ok, message) = super::get(&get).await;
+        assert!(!ok);
+        assert!(
+            message.starts_with(&format!(
+                "Get \"http://127.0.0.1:{port}/healthz\": dial tcp 127.0.0.1:{port}: connect: "
+            )),
+            "{message}"
+        );
+    }
+}

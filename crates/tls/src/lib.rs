@@ -1,0 +1,118 @@
+//! TLS client settings shared by the API server and the node agent: the crypto provider
+//! (ring), the host's trusted CAs, and the verifier that accepts any server certificate,
+//! which upstream uses where it does not check the server (the API server towards
+//! kubelets, the kubelet's HTTPS probes and hooks).
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// Where Debian (and most distributions) keep the trusted CAs, after `SSL_CERT_FILE`.
+const CA_BUNDLES: &[&str] =
+    &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
+
+/// The crypto provider every TLS connection of krust uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The host's trusted CAs: the first bundle found of `SSL_CERT_FILE` (as OpenSSL reads it)
+/// and the distributions' usual files; empty when there is none.
+pub fn host_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let bundles = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .into_iter()
+        .chain(CA_BUNDLES.iter().map(|s| s.to_string()));
+    for bundle in bundles {
+        if let Ok(pem) = std::fs::read(&bundle) {
+            let mut reader = pem.as_slice();
+            roots.add_parsable_certificates(rustls_pemfile::certs(&mut reader).flatten());
+            break;
+        }
+    }
+    roots
+}
+
+/// A client checking servers against the host's CAs.
+pub fn verified_client() -> Result<ClientConfig, rustls::Error> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(host_roots())
+        .with_no_client_auth())
+}
+
+/// A client that accepts any server certificate and presents none (the kubelet's HTTPS
+/// probes: upstream skips verification there).
+pub fn unverified_client() -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    Ok(ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+        .with_no_client_auth())
+}
+
+/// Accepts any server certificate; the handshake's signatures are still checked, so the
+/// server holds the key of the certificate it sent.
+#[derive(Debug)]
+pub struct AnyServer(pub Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_build_with_the_ring_provider() {
+        assert!(verified_client().is_ok());
+        assert!(unverified_client().is_ok());
+    }
+}
