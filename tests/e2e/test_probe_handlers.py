@@ -4,9 +4,6 @@ protocol). The servers run on this host's loopback, as the probes' `host` (HTTPS
 node's address of a host-network pod (gRPC) lets them; each test stops its server."""
 
 import http.server
-import ssl
-import subprocess
-import threading
 from concurrent import futures
 
 import grpc
@@ -15,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from agent_node import k, node, ns  # noqa: F401 (fixtures)
 from agent_node import IMAGE, NEEDS_AGENT, apply, pod, status_of, wait_events, wait_pod
-from conftest import free_port
+from test_webhooks import https_server as served_over_https
 
 pytestmark = NEEDS_AGENT
 
@@ -31,12 +28,9 @@ def unhealthy(k, ns, name):
 
 @pytest.fixture
 def https_server(tmp_path):
-    """An HTTPS server on 127.0.0.1 with a self-signed certificate: `/healthz` answers 200,
-    anything else 500; yields (port, the User-Agents it saw)."""
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=probe.test"],
-                   check=True, capture_output=True)
+    """An HTTPS server on 127.0.0.1 (test_webhooks' server, its certificate from a CA the
+    agent does not know): `/healthz` answers 200, anything else 500; yields (port, the
+    User-Agents it saw)."""
     agents = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,17 +43,8 @@ def https_server(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], agents
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served_over_https(Handler, tmp_path) as (url, _ca):
+        yield int(url.rsplit(":", 1)[1]), agents
 
 
 def test_https_probes_skip_certificate_checks(node, k, ns, https_server):

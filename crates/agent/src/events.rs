@@ -1,9 +1,10 @@
 //! Events about pods, as the kubelet records them: core `v1` Events from the `kubelet`
 //! component on this host, regarding a pod or one of its containers (`fieldPath`
 //! `spec.containers{NAME}`). The same event again within ten minutes bumps the first one's
-//! `count` and `lastTimestamp` instead of making another (the kubelet's correlator). Events
-//! go out from one task, in order; when it falls 1,000 behind, new ones are dropped, as the
-//! kubelet's broadcaster drops them.
+//! `count` and `lastTimestamp` instead of making another (the kubelet's correlator), and an
+//! object gets at most 25 events in a burst, then one per 5 minutes (its spam filter).
+//! Events go out from one task, in order; when it falls 1,000 behind, new ones are dropped,
+//! as the kubelet's broadcaster drops them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +21,9 @@ const QUEUE: usize = 1000;
 const CORRELATION_WINDOW: Duration = Duration::from_secs(600);
 /// Events remembered for bumping (the kubelet's LRU holds 4,096).
 const REMEMBERED: usize = 4096;
+/// Events an object may get at once, and how often it earns another (upstream's spam filter).
+const BURST: f64 = 25.0;
+const REFILL: Duration = Duration::from_secs(300);
 
 /// An event's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,11 +138,13 @@ pub fn reference(pod: &Pod, container: Option<&str>) -> ObjectReference {
     }
 }
 
-/// What to do with an event: make it, or bump the one made for it before.
+/// What to do with an event: make it, bump the one made for it before, or drop it (its
+/// object had too many).
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
     Create,
     Bump { name: String, count: i32 },
+    Drop,
 }
 
 /// The kubelet's correlator, reduced to what it does for one host's events: the same
@@ -146,6 +152,8 @@ enum Action {
 #[derive(Debug, Default)]
 struct Correlator {
     seen: HashMap<Key, Seen>,
+    /// Each object's tokens (its uid and field path) and when they were counted.
+    tokens: HashMap<(Option<String>, Option<String>), (f64, Instant)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -177,6 +185,9 @@ impl Correlator {
 
     /// What to do with `record` at `now`.
     fn observe(&mut self, record: &Record, now: Instant) -> Action {
+        if !self.take_token(record, now) {
+            return Action::Drop;
+        }
         let key = Correlator::key(record);
         match self.seen.get_mut(&key) {
             Some(seen) if now.duration_since(seen.last) < CORRELATION_WINDOW => {
@@ -186,6 +197,23 @@ impl Correlator {
             }
             _ => Action::Create,
         }
+    }
+
+    /// Takes one of the object's tokens; false when it has none left.
+    fn take_token(&mut self, record: &Record, now: Instant) -> bool {
+        if self.tokens.len() >= REMEMBERED {
+            self.tokens.retain(|_, (_, at)| now.duration_since(*at) < REFILL * BURST as u32);
+        }
+        let object = (record.regarding.uid.clone(), record.regarding.field_path.clone());
+        let (tokens, at) = self.tokens.entry(object).or_insert((BURST, now));
+        let earned = now.duration_since(*at).as_secs_f64() / REFILL.as_secs_f64();
+        *tokens = (*tokens + earned).min(BURST);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
     }
 
     /// Remembers the Event made for `record`.
@@ -232,7 +260,12 @@ async fn write(client: Client, node: String, mut records: mpsc::Receiver<Record>
         let namespace = record.regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
         let now = k8s_openapi::jiff::Timestamp::now();
-        if let Action::Bump { name, count } = correlator.observe(&record, Instant::now()) {
+        let action = correlator.observe(&record, Instant::now());
+        if action == Action::Drop {
+            tracing::debug!(reason = record.reason, "event dropped: too many about its object");
+            continue;
+        }
+        if let Action::Bump { name, count } = action {
             let patch = serde_json::json!({"count": count, "lastTimestamp": Time(now)});
             match events.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => continue,
@@ -324,6 +357,23 @@ mod tests {
             correlator.observe(&record("a"), start + Duration::from_secs(700)),
             Action::Create
         );
+    }
+
+    #[test]
+    fn an_object_gets_25_events_then_one_per_five_minutes() {
+        let record = Record {
+            regarding: reference(&pod(), Some("app")),
+            type_: Type::Warning,
+            reason: "Unhealthy",
+            message: "Readiness probe failed".into(),
+        };
+        let mut correlator = Correlator::default();
+        let start = Instant::now();
+        let allowed =
+            (0..30).filter(|_| correlator.observe(&record, start) != Action::Drop).count();
+        assert_eq!(allowed, 25);
+        assert_eq!(correlator.observe(&record, start + Duration::from_secs(60)), Action::Drop);
+        assert_ne!(correlator.observe(&record, start + Duration::from_secs(301)), Action::Drop);
     }
 
     #[test]

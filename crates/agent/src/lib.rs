@@ -8,6 +8,7 @@
 //! that it shares a process with the server.
 
 pub mod events;
+pub mod exchange;
 pub mod image;
 pub mod node;
 pub mod pod;

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Request, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -160,28 +159,24 @@ impl Transport {
                 address: address.clone(),
                 message: e.to_string(),
             })?;
-            send(TokioIo::new(tls), request).await.map_err(http)?
+            send(tls, request).await.map_err(http)?
         } else {
-            send(TokioIo::new(tcp), request).await.map_err(http)?
+            send(tcp, request).await.map_err(http)?
         };
         let (head, body) = response.into_parts();
         Ok(Response { url, status: head.status, headers: head.headers, body })
     }
 }
 
+/// The exchange, waiting at most a minute for the response's head.
 async fn send<T>(
-    io: TokioIo<T>,
+    io: T,
     request: Request<http_body_util::Empty<Bytes>>,
 ) -> Result<hyper::Response<Incoming>, String>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(request))
+    tokio::time::timeout(IDLE_TIMEOUT, crate::exchange::send(io, request))
         .await
         .map_err(|_| "no answer within 60s".to_string())?
         .map_err(|e| e.to_string())

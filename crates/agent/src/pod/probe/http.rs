@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use hyper::{Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 
 const MAX_REDIRECTS: usize = 10;
@@ -113,25 +112,10 @@ async fn once(get: &Get, path: &str) -> Result<hyper::Response<hyper::body::Inco
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;
-        send(TokioIo::new(tls), request).await
+        crate::exchange::send(tls, request).await.map_err(|e| e.to_string())
     } else {
-        send(TokioIo::new(tcp), request).await
+        crate::exchange::send(tcp, request).await.map_err(|e| e.to_string())
     }
-}
-
-async fn send<T>(
-    io: TokioIo<T>,
-    request: Request<http_body_util::Empty<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender.send_request(request).await.map_err(|e| e.to_string())
 }
 
 /// The TLS client of HTTPS probes, made once.
