@@ -70,7 +70,12 @@ class Node:
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
                                   "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", node_ip,
                                   "--agent-port", str(free_port()),
-                                  "--service-cidr", f"{self.service_base}.0/24", *extra_args]
+                                  "--service-cidr", f"{self.service_base}.0/24",
+                                  # As kind's nodes: a CI machine's disk fills with build
+                                  # caches, and DiskPressure would taint the node.
+                                  "--eviction-hard",
+                                  "memory.available<100Mi,nodefs.available<0%,pid.available<10%",
+                                  *extra_args]
         self.server.start()
         self.cluster = Cluster(self.server, None)
         self.agent_dir = workdir / "data" / "agent"

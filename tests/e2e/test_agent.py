@@ -315,8 +315,13 @@ def test_kubectl_logs_of_a_deployment(node, k, ns):
                                     "spec": {"terminationGracePeriodSeconds": 1,
                                              "containers": [{"name": "c", "image": IMAGE,
                                                              "command": ["sh", "-c", "echo hello-from-deployment; sleep 3600"]}]}}}})
-    wait_for(lambda: "hello-from-deployment" in k.run("logs", "deploy/greeter", "-n", ns).stdout, 60,
-             interval=0.5, what="the deployment's pod's log")
+    try:
+        wait_for(lambda: "hello-from-deployment" in k.run("logs", "deploy/greeter", "-n", ns).stdout, 60,
+                 interval=0.5, what="the deployment's pod's log")
+    except AssertionError as e:
+        state = k.run("get", "deploy,rs,pods", "-n", ns, "-o", "wide").stdout
+        described = k.run("describe", "pods", "-n", ns).stdout
+        raise AssertionError(f"{e}\n{state}\n{described}\n{k.run('logs', 'deploy/greeter', '-n', ns)}") from None
     placed = json.loads(k("get", "pods", "-n", ns, "-l", "app=greeter", "-o", "json"))["items"]
     assert [p["spec"]["nodeName"] for p in placed] == [node.name]
 

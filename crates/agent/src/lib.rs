@@ -49,6 +49,8 @@ pub struct Options {
     pub kubernetes_service: Option<String>,
     /// What is held back from pods.
     pub reserved: node::machine::Reserved,
+    /// The hard eviction thresholds behind the pressure conditions.
+    pub eviction_hard: node::machine::Thresholds,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).

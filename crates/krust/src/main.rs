@@ -214,6 +214,11 @@ struct NodeArgs {
     /// Memory held back from pods (besides the 100Mi eviction threshold), in MiB.
     #[arg(long, default_value_t = 0)]
     reserved_memory_mib: u64,
+    /// The hard eviction thresholds behind the node's pressure conditions, as the
+    /// kubelet's (`memory.available<100Mi,nodefs.available<10%,pid.available<10%`; a
+    /// signal left out is off once any is given).
+    #[arg(long)]
+    eviction_hard: Option<krust_agent::node::machine::Thresholds>,
     /// Extra node labels, `KEY=VALUE` (comma separated).
     #[arg(long, value_delimiter = ',')]
     node_label: Vec<String>,
@@ -789,6 +794,7 @@ fn agent_options(
         node_labels.insert(key.to_string(), value.to_string());
     }
     let version = node_version();
+    let eviction_hard = node.eviction_hard.unwrap_or_default();
     Ok(krust_agent::Options {
         node_name,
         data_dir,
@@ -805,9 +811,11 @@ fn agent_options(
         kubernetes_service,
         reserved: krust_agent::node::machine::Reserved {
             cpu_millis: node.reserved_cpu_millis,
-            memory: (node.reserved_memory_mib + 100) << 20,
+            // Allocatable memory leaves the eviction threshold out too, as upstream's.
+            memory: (node.reserved_memory_mib << 20) + eviction_hard.memory_amount(),
             ephemeral_storage: 0,
         },
+        eviction_hard,
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),

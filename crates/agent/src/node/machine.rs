@@ -121,13 +121,108 @@ pub fn resources(
     (capacity, allocatable)
 }
 
+/// One hard eviction threshold: an amount, or a share of the total.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// Bytes (or PIDs).
+    Amount(u64),
+    /// Percent of the total.
+    Percent(f64),
+}
+
+impl Threshold {
+    /// Whether `available` of `total` is below the threshold.
+    fn crossed(self, available: u64, total: u64) -> bool {
+        match self {
+            Threshold::Amount(amount) => available < amount,
+            Threshold::Percent(percent) => {
+                total > 0 && (available as f64) < total as f64 * percent / 100.0
+            }
+        }
+    }
+}
+
+/// The hard eviction thresholds that make the pressure conditions (the kubelet's
+/// `--eviction-hard`); upstream's defaults: `memory.available<100Mi`,
+/// `nodefs.available<10%`, `pid.available<10%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// `memory.available`.
+    pub memory: Threshold,
+    /// `nodefs.available` (`imagefs.available` is the same filesystem here).
+    pub nodefs: Threshold,
+    /// `pid.available`.
+    pub pid: Threshold,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            memory: Threshold::Amount(100 << 20),
+            nodefs: Threshold::Percent(10.0),
+            pid: Threshold::Percent(10.0),
+        }
+    }
+}
+
+impl std::str::FromStr for Thresholds {
+    type Err = String;
+
+    /// `SIGNAL<QUANTITY|PERCENT%`, comma separated. As the kubelet's, a signal left out is
+    /// off once any is given.
+    fn from_str(text: &str) -> Result<Thresholds, String> {
+        let off = Threshold::Amount(0);
+        let mut thresholds = Thresholds { memory: off, nodefs: off, pid: off };
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (signal, value) = item
+                .split_once('<')
+                .ok_or_else(|| format!("{item:?}: want SIGNAL<VALUE, as memory.available<100Mi"))?;
+            let threshold = match value.strip_suffix('%') {
+                Some(percent) => Threshold::Percent(
+                    percent
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|p| (0.0..=100.0).contains(p))
+                        .ok_or_else(|| format!("{item:?}: a percent from 0 to 100"))?,
+                ),
+                None => {
+                    let quantity =
+                        k8s_openapi::apimachinery::pkg::api::resource::Quantity(value.to_string());
+                    let amount = krust_api::quantity::Amount::of(&quantity)
+                        .ok()
+                        .and_then(|a| u64::try_from(a.value()).ok())
+                        .ok_or_else(|| format!("{item:?}: {value:?} is not a quantity"))?;
+                    Threshold::Amount(amount)
+                }
+            };
+            match signal {
+                "memory.available" => thresholds.memory = threshold,
+                "nodefs.available" | "imagefs.available" => thresholds.nodefs = threshold,
+                "pid.available" => thresholds.pid = threshold,
+                "nodefs.inodesFree" | "imagefs.inodesFree" => {}
+                other => return Err(format!("unknown eviction signal {other:?}")),
+            }
+        }
+        Ok(thresholds)
+    }
+}
+
+impl Thresholds {
+    /// The memory threshold in bytes, when it is an amount (what allocatable leaves out).
+    pub fn memory_amount(&self) -> u64 {
+        match self.memory {
+            Threshold::Amount(bytes) => bytes,
+            Threshold::Percent(_) => 0,
+        }
+    }
+}
+
 /// The pressure conditions' verdicts: (memory, disk, pids), each true under pressure.
-/// Upstream's default hard thresholds: memory.available < 100Mi, nodefs.available < 10%,
-/// and PIDs in use above 90% of the limit.
-pub fn pressure(r: &Readings) -> (bool, bool, bool) {
-    let memory = r.memory_available < 100 << 20;
-    let disk = r.disk_total > 0 && r.disk_available * 10 < r.disk_total;
-    let pids = r.pid_max > 0 && r.pids_running * 10 > r.pid_max * 9;
+pub fn pressure(r: &Readings, thresholds: &Thresholds) -> (bool, bool, bool) {
+    let memory = thresholds.memory.crossed(r.memory_available, r.memory_total);
+    let disk = thresholds.nodefs.crossed(r.disk_available, r.disk_total);
+    let pids = r.pid_max > 0
+        && thresholds.pid.crossed(r.pid_max.saturating_sub(r.pids_running), r.pid_max);
     (memory, disk, pids)
 }
 
@@ -170,9 +265,33 @@ mod tests {
             pid_max: 1000,
             ..Readings::default()
         };
-        assert_eq!(pressure(&calm), (false, false, false));
+        let defaults = Thresholds::default();
+        assert_eq!(pressure(&calm, &defaults), (false, false, false));
         let squeezed =
             Readings { memory_available: 50 << 20, disk_available: 9, pids_running: 901, ..calm };
-        assert_eq!(pressure(&squeezed), (true, true, true));
+        assert_eq!(pressure(&squeezed, &defaults), (true, true, true));
+        // `--eviction-hard` as kind sets it for CI: the disk never presses, the others are off.
+        let lenient: Thresholds =
+            "nodefs.available<0%,imagefs.available<0%".parse().expect("valid");
+        assert_eq!(pressure(&squeezed, &lenient), (false, false, false));
+    }
+
+    #[test]
+    fn eviction_hard_reads_the_kubelets_syntax() {
+        let t: Thresholds =
+            "memory.available<1Gi, nodefs.available<5%,pid.available<100,nodefs.inodesFree<5%"
+                .parse()
+                .expect("valid");
+        assert_eq!(t.memory, Threshold::Amount(1 << 30));
+        assert_eq!(t.nodefs, Threshold::Percent(5.0));
+        assert_eq!(t.pid, Threshold::Amount(100));
+        for bad in [
+            "memory.available>1Gi",
+            "memory.available<lots",
+            "nodefs.available<150%",
+            "cpu.idle<5%",
+        ] {
+            assert!(bad.parse::<Thresholds>().is_err(), "{bad}");
+        }
     }
 }

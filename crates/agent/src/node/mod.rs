@@ -134,7 +134,7 @@ async fn register(nodes: &Api<Node>, options: &Options) -> Result<Node, kube::Er
 fn status(options: &Options, info: &NodeSystemInfo, previous: Option<&NodeStatus>) -> NodeStatus {
     let readings = machine::read(&options.data_dir);
     let (capacity, allocatable) = machine::resources(&readings, &options.reserved);
-    let (memory, disk, pids) = machine::pressure(&readings);
+    let (memory, disk, pids) = machine::pressure(&readings, &options.eviction_hard);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let condition = |type_: &str,
                      under: bool,
