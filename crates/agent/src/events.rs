@@ -152,8 +152,8 @@ enum Action {
 #[derive(Debug, Default)]
 struct Correlator {
     seen: HashMap<Key, Seen>,
-    /// Each object's tokens (its uid and field path) and when they were counted.
-    tokens: HashMap<(Option<String>, Option<String>), (f64, Instant)>,
+    /// Each object's tokens (by its uid) and when they were counted.
+    tokens: HashMap<Option<String>, (f64, Instant)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -204,7 +204,8 @@ impl Correlator {
         if self.tokens.len() >= REMEMBERED {
             self.tokens.retain(|_, (_, at)| now.duration_since(*at) < REFILL * BURST as u32);
         }
-        let object = (record.regarding.uid.clone(), record.regarding.field_path.clone());
+        // Per object, as upstream's spam key (its containers share the pod's tokens).
+        let object = record.regarding.uid.clone();
         let (tokens, at) = self.tokens.entry(object).or_insert((BURST, now));
         let earned = now.duration_since(*at).as_secs_f64() / REFILL.as_secs_f64();
         *tokens = (*tokens + earned).min(BURST);

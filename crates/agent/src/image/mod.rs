@@ -120,32 +120,72 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// The store at `root` (made if missing).
+    /// The store at `root` (made if missing). Scratch files and half-unpacked layers of
+    /// processes that are gone are swept.
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
         for dir in ["layers", "images", "tmp"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|source| ImageError::Io { path, source })?;
         }
-        Ok(ImageStore { root: root.to_path_buf() })
+        let store = ImageStore { root: root.to_path_buf() };
+        store.sweep();
+        Ok(store)
+    }
+
+    /// Removes `tmp/*` and `layers/*.partial-*` left by processes no longer running (their
+    /// names carry the process id).
+    fn sweep(&self) {
+        let dead = |name: &str| {
+            let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        };
+        for dir in ["tmp", "layers", "images"] {
+            for entry in fs::read_dir(self.root.join(dir)).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if (dir == "tmp" || name.contains(".partial-")) && dead(&name) {
+                    let path = entry.path();
+                    let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+                }
+            }
+        }
+    }
+
+    /// A unique name for a file or directory this process makes: `{prefix}-{pid}-{n}`.
+    fn unique(prefix: &str) -> String {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}-{}-{n}", std::process::id())
     }
 
     /// A fresh scratch directory under the store (same filesystem: unpacked layers are
-    /// renamed into place).
-    pub fn scratch(&self, purpose: &str) -> Result<PathBuf, ImageError> {
-        static SCRATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = SCRATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.root.join("tmp").join(format!("{purpose}-{}-{n}", std::process::id()));
+    /// renamed into place), removed when the returned guard is dropped.
+    pub fn scratch(&self, purpose: &str) -> Result<Scratch, ImageError> {
+        let dir = self.root.join("tmp").join(ImageStore::unique(purpose));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).map_err(|source| ImageError::Io { path: dir.clone(), source })?;
-        Ok(dir)
+        Ok(Scratch(dir))
+    }
+
+    /// Holds the store's records still against other writers, in this process or another
+    /// (`krust image` beside a running agent), until the returned file is dropped.
+    fn lock_records(&self) -> Result<fs::File, ImageError> {
+        let path = self.root.join("images.lock");
+        let io = |source| ImageError::Io { path: path.clone(), source };
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(e.into()))?;
+        Ok(file)
     }
 
     /// Imports every image of a docker-save or OCI archive; returns them.
     pub fn import(&self, file: &Path) -> Result<Vec<Image>, ImageError> {
         let scratch = self.scratch("import")?;
-        let result = self.import_from(file, &scratch);
-        let _ = fs::remove_dir_all(&scratch);
-        result
+        self.import_from(file, scratch.path())
     }
 
     fn import_from(&self, file: &Path, scratch: &Path) -> Result<Vec<Image>, ImageError> {
@@ -175,7 +215,7 @@ impl ImageStore {
 
     /// Whether the layer with this blob digest is unpacked already.
     pub fn has_layer(&self, digest: &str) -> bool {
-        self.layer_dir(digest).is_dir()
+        is_sha256(digest) && self.layer_dir(digest).is_dir()
     }
 
     /// Adds an image from its blobs: unpacks the layers not yet in the store and records
@@ -219,9 +259,7 @@ impl ImageStore {
         if dir.exists() {
             return Ok(());
         }
-        static PARTIALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = PARTIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let partial = dir.with_extension(format!("partial-{}-{n}", std::process::id()));
+        let partial = dir.with_extension(ImageStore::unique("partial"));
         let _ = fs::remove_dir_all(&partial);
         if let Err(e) = layer::unpack(blob, &partial) {
             let _ = fs::remove_dir_all(&partial);
@@ -239,6 +277,7 @@ impl ImageStore {
     /// Records `image`, taking its names away from any other image; returns it as stored
     /// (with the names and repository digests it had before).
     fn save(&self, image: &Image) -> Result<Image, ImageError> {
+        let _held = self.lock_records()?;
         for mut other in self.list()? {
             if other.id != image.id && other.names.iter().any(|n| image.names.contains(n)) {
                 other.names.retain(|n| !image.names.contains(n));
@@ -264,12 +303,15 @@ impl ImageStore {
 
     fn write(&self, image: &Image) -> Result<(), ImageError> {
         let path = self.image_file(&image.id);
-        let partial = path.with_extension("partial");
+        let partial = path.with_extension(ImageStore::unique("partial"));
         let raw = serde_json::to_vec_pretty(image)
             .map_err(|e| ImageError::Io { path: path.clone(), source: e.into() })?;
         fs::write(&partial, raw)
             .map_err(|source| ImageError::Io { path: partial.clone(), source })?;
-        fs::rename(&partial, &path).map_err(|source| ImageError::Io { path, source })
+        fs::rename(&partial, &path).map_err(|source| {
+            let _ = fs::remove_file(&partial);
+            ImageError::Io { path, source }
+        })
     }
 
     fn read(&self, id: &str) -> Result<Image, ImageError> {
@@ -332,7 +374,7 @@ impl ImageStore {
         let path = self.image_file(&image.id);
         fs::remove_file(&path).map_err(|source| ImageError::Io { path, source })?;
         let in_use: Vec<String> = self.list()?.into_iter().flat_map(|i| i.layers).collect();
-        for layer in &image.layers {
+        for layer in image.layers.iter().filter(|l| is_sha256(l)) {
             if !in_use.contains(layer) {
                 let _ = fs::remove_dir_all(self.layer_dir(layer));
             }
@@ -352,6 +394,32 @@ impl ImageStore {
     fn image_file(&self, id: &str) -> PathBuf {
         self.root.join("images").join(format!("{}.json", id.trim_start_matches("sha256:")))
     }
+}
+
+/// A scratch directory, removed with what it holds when dropped (a pull cancelled halfway
+/// leaves nothing behind).
+#[derive(Debug)]
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether `digest` is `sha256:` and 64 lowercase hex digits: the only digests that name
+/// files in the store (anything else could climb out of it).
+pub fn is_sha256(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The `sha256:<hex>` digest of a file and its size.

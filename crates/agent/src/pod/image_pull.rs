@@ -140,7 +140,8 @@ impl Pulls {
             };
         }
         let present = agent.images.resolve(&image).ok();
-        match (Policy::of(c, &image), present) {
+        let policy = Policy::of(c, &image);
+        match (policy, present) {
             (Policy::Never, Some(found)) | (Policy::IfNotPresent, Some(found)) => {
                 event(
                     Type::Normal,
@@ -175,8 +176,13 @@ impl Pulls {
             };
         }
         event(Type::Normal, "Pulling", format!("Pulling image {image:?}"));
-        let task =
-            tokio::spawn(pull(Arc::clone(agent), pod.clone(), c.name.clone(), image.clone()));
+        let task = tokio::spawn(pull(
+            Arc::clone(agent),
+            pod.clone(),
+            c.name.clone(),
+            image.clone(),
+            policy,
+        ));
         self.in_flight.insert(c.name.clone(), (image, task));
         Pulled::Waiting {
             reason: "ContainerCreating",
@@ -212,22 +218,29 @@ fn outcome(task: JoinHandle<Result<Image, PullError>>) -> Result<Image, String> 
     }
 }
 
-/// Pulls `image` for `pod` with its pull secrets, one pull of an image at a time on the
-/// node: a pod that waited for another's pull of its image takes the result when its
-/// policy allows.
+/// Pulls `image` for `pod` with its pull secrets, one pull of an image (by its normalised
+/// reference) at a time on the node: a pod that waited for another's pull of its image
+/// takes the result unless its policy is `Always`.
 async fn pull(
     agent: Arc<Agent>,
     pod: Pod,
     container: String,
     image: String,
+    policy: Policy,
 ) -> Result<Image, PullError> {
     let asked = Instant::now();
+    let key = Reference::parse(&image).map_or_else(|| image.clone(), |r| r.to_string());
     let lock = {
         let mut locks = agent.pull_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         locks.retain(|_, l| Arc::strong_count(l) > 1);
-        Arc::clone(locks.entry(image.clone()).or_default())
+        Arc::clone(locks.entry(key).or_default())
     };
     let _turn = lock.lock().await;
+    if policy != Policy::Always
+        && let Ok(found) = agent.images.resolve(&image)
+    {
+        return Ok(found);
+    }
     let keyring = keyring(&agent, &pod).await;
     let started = Instant::now();
     let pulled = registry::pull(&agent.registry, &agent.images, &image, &keyring).await;

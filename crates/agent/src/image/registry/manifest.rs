@@ -104,6 +104,14 @@ pub fn parse(body: &[u8], content_type: &str) -> Result<Fetched, ManifestError> 
             "application/vnd.docker.distribution.manifest.v1+json (schema 1)".into(),
         ));
     }
+    // Digests name files in the store: only well-formed sha256 ones are taken.
+    let descriptors =
+        raw.config.iter().chain(raw.layers.iter().flatten()).chain(raw.manifests.iter().flatten());
+    if let Some(bad) = descriptors.map(|d| &d.digest).find(|d| !crate::image::is_sha256(d)) {
+        return Err(ManifestError::Invalid(format!(
+            "unsupported digest {bad:?} (want sha256:<64 hex digits>)"
+        )));
+    }
     match (media_type.as_str(), raw.manifests, raw.config, raw.layers) {
         (OCI_INDEX | DOCKER_LIST, Some(manifests), _, _) => Ok(Fetched::Index(manifests)),
         ("" | "application/json", Some(manifests), None, _) => Ok(Fetched::Index(manifests)),
@@ -155,21 +163,44 @@ mod tests {
         Platform { architecture: "amd64".into(), os: "linux".into(), variant: None }
     }
 
+    const C: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+    const L: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const M: &str = "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd";
+
     #[test]
     fn reads_oci_and_docker_manifests() {
-        let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
-            "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:c","size":2},
-            "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:l","size":3}]}"#;
-        let Ok(Fetched::Image { config, layers }) = parse(body, "") else { panic!("an image") };
-        assert_eq!(config.digest, "sha256:c");
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{C}","size":2}},
+            "layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{L}","size":3}}]}}"#
+        );
+        let Ok(Fetched::Image { config, layers }) = parse(body.as_bytes(), "") else {
+            panic!("an image")
+        };
+        assert_eq!(config.digest, C);
         assert_eq!(layers[0].size, 3);
         // OCI leaves mediaType out: the response's type decides.
-        let body = br#"{"schemaVersion":2,"config":{"digest":"sha256:c"},"layers":[]}"#;
-        assert!(matches!(parse(body, OCI_MANIFEST), Ok(Fetched::Image { .. })));
-        let body = br#"{"schemaVersion":2,"manifests":[{"digest":"sha256:m","platform":{"architecture":"amd64","os":"linux"}}]}"#;
-        assert!(
-            matches!(parse(body, "application/vnd.oci.image.index.v1+json; charset=utf-8"), Ok(Fetched::Index(m)) if m.len() == 1)
+        let body = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{C}"}},"layers":[]}}"#);
+        assert!(matches!(parse(body.as_bytes(), OCI_MANIFEST), Ok(Fetched::Image { .. })));
+        let body = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"digest":"{M}","platform":{{"architecture":"amd64","os":"linux"}}}}]}}"#
         );
+        assert!(
+            matches!(parse(body.as_bytes(), "application/vnd.oci.image.index.v1+json; charset=utf-8"), Ok(Fetched::Index(m)) if m.len() == 1)
+        );
+    }
+
+    #[test]
+    fn refuses_digests_that_are_not_sha256() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        for bad in
+            ["sha256:/etc", "sha256:../../..", "sha512:abc", &format!("sha256:{}", "A".repeat(64))]
+        {
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{good}"}},"layers":[{{"digest":"{bad}"}}]}}"#
+            );
+            assert!(matches!(parse(body.as_bytes(), ""), Err(ManifestError::Invalid(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub enum Failure {
         /// The registry's answer.
         status: String,
     },
+    /// A blob the manifest names is not in the registry.
+    #[error("failed to copy: blob {0}: not found")]
+    MissingBlob(String),
+    /// A blob is longer than its descriptor says.
+    #[error("failed to copy: blob {digest} is larger than its {size} bytes")]
+    TooLarge {
+        /// The blob's digest.
+        digest: String,
+        /// The size its descriptor gives.
+        size: u64,
+    },
     /// The registry answered something else.
     #[error("unexpected status from GET request to {url}: {status}")]
     Status {
@@ -104,11 +115,12 @@ pub async fn pull(
     keyring: &Keyring,
 ) -> Result<Image, PullError> {
     let error = |failure| PullError { reference: image.to_string(), failure };
-    let reference = Reference::parse(image).ok_or_else(|| error(Failure::InvalidName))?;
+    let reference = Reference::parse(image)
+        .filter(|r| r.digest.as_deref().is_none_or(super::is_sha256))
+        .ok_or_else(|| error(Failure::InvalidName))?;
+    // Removed when the pull ends, or is cancelled.
     let scratch = store.scratch("pull").map_err(|e| error(e.into()))?;
-    let result = pull_into(transport, store, &reference, keyring, &scratch).await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    result.map_err(error)
+    pull_into(transport, store, &reference, keyring, scratch.path()).await.map_err(error)
 }
 
 async fn pull_into(
@@ -135,8 +147,15 @@ async fn pull_into(
             }
         }
     };
-    if let Some(layer) = layers.iter().find(|l| l.media_type.contains("zstd")) {
+    // zstd, and Windows' foreign layers that no registry serves.
+    let unsupported = ["zstd", "foreign", "nondistributable"];
+    if let Some(layer) =
+        layers.iter().find(|l| unsupported.iter().any(|u| l.media_type.contains(u)))
+    {
         return Err(Failure::LayerType(layer.media_type.clone()));
+    }
+    if config.size > MAX_UNSIZED_BLOB {
+        return Err(Failure::TooLarge { digest: config.digest.clone(), size: MAX_UNSIZED_BLOB });
     }
     let config_file = scratch.join("config");
     session.blob(&config, &config_file).await?;
@@ -171,6 +190,14 @@ async fn pull_into(
     .await
     .map_err(|e| Failure::Io { path: PathBuf::from("unpack"), source: std::io::Error::other(e) })?
     .map_err(Failure::from)
+}
+
+/// The most a blob whose descriptor gives no size may hold.
+const MAX_UNSIZED_BLOB: u64 = 16 << 20;
+
+/// A URL for a message: its query may hold a blob store's signature.
+fn without_query(url: &str) -> String {
+    url.split('?').next().unwrap_or_default().to_string()
 }
 
 /// The registry endpoint a reference's registry name stands for.
@@ -291,7 +318,7 @@ impl<'a> Session<'a> {
         }
         if !answer.status.is_success() {
             return Err(Failure::Status {
-                url: answer.url.clone(),
+                url: without_query(&answer.url),
                 status: answer.status.to_string(),
             });
         }
@@ -316,7 +343,7 @@ impl<'a> Session<'a> {
         }
         if !response.status.is_success() {
             return Err(Failure::Status {
-                url: response.url.clone(),
+                url: without_query(&response.url),
                 status: response.status.to_string(),
             });
         }
@@ -335,18 +362,25 @@ impl<'a> Session<'a> {
     async fn blob(&mut self, descriptor: &Descriptor, file: &Path) -> Result<(), Failure> {
         let mut response = self.get(&format!("blobs/{}", descriptor.digest), &[]).await?;
         if response.status == hyper::StatusCode::NOT_FOUND {
-            return Err(Failure::NotFound(format!("{}@{}", self.reference, descriptor.digest)));
+            return Err(Failure::MissingBlob(descriptor.digest.clone()));
         }
         if !response.status.is_success() {
             return Err(Failure::Status {
-                url: response.url.clone(),
+                url: without_query(&response.url),
                 status: response.status.to_string(),
             });
         }
         let io = |source| Failure::Io { path: file.to_path_buf(), source };
         let mut out = tokio::fs::File::create(file).await.map_err(io)?;
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        // A registry sends what the descriptor says, no more (a config is small).
+        let limit = if descriptor.size > 0 { descriptor.size } else { MAX_UNSIZED_BLOB };
+        let mut written = 0u64;
         while let Some(chunk) = response.chunk().await? {
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(Failure::TooLarge { digest: descriptor.digest.clone(), size: limit });
+            }
             context.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;
         }

@@ -88,7 +88,8 @@ impl Transport {
         let first: Uri = parse(&url)?;
         for _ in 0..=MAX_REDIRECTS {
             let uri = parse(&url)?;
-            let same_host = uri.authority() == first.authority();
+            // Credentials go back only to where they were sent, never over a downgrade.
+            let same_host = uri.authority() == first.authority() && uri.scheme() == first.scheme();
             let response = self.once(&uri, headers, authorization.filter(|_| same_host)).await?;
             if response.status.is_redirection()
                 && let Some(location) =

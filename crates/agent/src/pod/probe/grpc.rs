@@ -4,6 +4,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
+
+/// The largest answer read (grpc-go's default receive limit).
+const MAX_ANSWER: usize = 4 << 20;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
@@ -81,26 +84,51 @@ async fn call(host: &str, port: u16, service: &str) -> Result<ServingStatus, Fai
         .map_err(|e| Failure::Protocol(e.to_string()))?;
     let response =
         sender.send_request(request).await.map_err(|e| Failure::Protocol(e.to_string()))?;
+    if response.status() != hyper::StatusCode::OK {
+        return Err(Failure::Protocol(format!("unexpected HTTP status {}", response.status())));
+    }
     // A trailers-only answer carries its status in the headers.
     if let Some(status) = grpc_status(response.headers()) {
-        return Err(status);
+        return status.map(|()| ServingStatus::Unknown);
     }
-    let collected =
-        response.into_body().collect().await.map_err(|e| Failure::Protocol(e.to_string()))?;
-    if let Some(status) = collected.trailers().and_then(grpc_status) {
-        return Err(status);
+    let mut body = response.into_body();
+    let mut message = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::Protocol(e.to_string()))?;
+        match frame.into_data() {
+            Ok(data) => {
+                if message.len() + data.len() > MAX_ANSWER {
+                    return Err(Failure::Protocol(format!(
+                        "an answer larger than {MAX_ANSWER} bytes"
+                    )));
+                }
+                message.extend_from_slice(&data);
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
     }
-    let body = collected.to_bytes();
-    let message =
-        unframe(body).ok_or_else(|| Failure::Protocol("a malformed gRPC message".into()))?;
+    match trailers.as_ref().and_then(grpc_status) {
+        Some(Ok(())) => {}
+        Some(Err(status)) => return Err(status),
+        // As grpc-go: a stream that ends without its status is an internal error.
+        None => {
+            return Err(Failure::Status(
+                13,
+                "server closed the stream without sending trailers".into(),
+            ));
+        }
+    }
+    let message = unframe(message.freeze())
+        .ok_or_else(|| Failure::Protocol("a malformed gRPC message".into()))?;
     Ok(serving_of(&message))
 }
 
-/// The non-OK status in `grpc-status`, if any.
-fn grpc_status(headers: &hyper::HeaderMap) -> Option<Failure> {
+/// The `grpc-status` in `headers`, if any: OK, or the failure it names.
+fn grpc_status(headers: &hyper::HeaderMap) -> Option<Result<(), Failure>> {
     let code: u32 = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
     let message = headers.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or_default();
-    (code != 0).then(|| Failure::Status(code, message.to_string()))
+    Some(if code == 0 { Ok(()) } else { Err(Failure::Status(code, message.to_string())) })
 }
 
 /// `HealthCheckRequest { service }` in protobuf (field 1, a string).

@@ -36,11 +36,13 @@ impl Get {
 
 /// Sends the GET; (success, why it failed).
 pub async fn get(get: &Get) -> (bool, String) {
-    let mut path =
-        if get.path.starts_with('/') { get.path.clone() } else { format!("/{}", get.path) };
+    let mut current = get.clone();
+    if !current.path.starts_with('/') {
+        current.path = format!("/{}", current.path);
+    }
     for _ in 0..=MAX_REDIRECTS {
-        let url = get.url(&path);
-        let response = match once(get, &path).await {
+        let url = current.url(&current.path);
+        let response = match once(&current).await {
             Ok(response) => response,
             Err(e) => return (false, format!("Get {url:?}: {e}")),
         };
@@ -48,9 +50,9 @@ pub async fn get(get: &Get) -> (bool, String) {
             && let Some(location) =
                 response.headers().get(hyper::header::LOCATION).and_then(|l| l.to_str().ok())
         {
-            match same_host_path(get, location) {
+            match follow(&current, location) {
                 Some(next) => {
-                    path = next;
+                    current = next;
                     continue;
                 }
                 // Upstream does not follow a redirect to another host: the probe succeeds.
@@ -59,7 +61,7 @@ pub async fn get(get: &Get) -> (bool, String) {
         }
         return verdict(response.status());
     }
-    (false, format!("Get {:?}: stopped after 10 redirects", get.url(&path)))
+    (false, format!("Get {:?}: stopped after 10 redirects", current.url(&current.path)))
 }
 
 /// Success for 200-399, as upstream's.
@@ -71,23 +73,45 @@ fn verdict(status: StatusCode) -> (bool, String) {
     }
 }
 
-/// The path a `Location` leads to on the probed host, `None` for another host.
-fn same_host_path(get: &Get, location: &str) -> Option<String> {
-    if location.starts_with('/') {
-        return Some(location.to_string());
+/// The GET a `Location` leads to, with its own scheme, port and path; `None` when it leads
+/// to another host.
+fn follow(current: &Get, location: &str) -> Option<Get> {
+    let mut next = current.clone();
+    let absolute = location
+        .strip_prefix("http://")
+        .map(|rest| (false, rest))
+        .or_else(|| location.strip_prefix("https://").map(|rest| (true, rest)))
+        .or_else(|| location.strip_prefix("//").map(|rest| (current.https, rest)));
+    match absolute {
+        Some((https, rest)) => {
+            let (authority, path) =
+                rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((host, port))
+                    if !host.ends_with(':') && port.chars().all(|c| c.is_ascii_digit()) =>
+                {
+                    (host, port.parse().ok()?)
+                }
+                _ => (authority, if https { 443 } else { 80 }),
+            };
+            if host.trim_start_matches('[').trim_end_matches(']') != current.host {
+                return None;
+            }
+            next.https = https;
+            next.port = port;
+            next.path = path;
+        }
+        None if location.starts_with('/') => next.path = location.to_string(),
+        None => {
+            let directory = &current.path[..current.path.rfind('/').map_or(0, |i| i + 1)];
+            next.path = format!("{directory}{location}");
+        }
     }
-    let rest = location.strip_prefix("http://").or_else(|| location.strip_prefix("https://"))?;
-    let (authority, path) =
-        rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    (host == get.host).then_some(path)
+    Some(next)
 }
 
-async fn once(get: &Get, path: &str) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+async fn once(get: &Get) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+    let path = get.path.as_str();
     let tcp = tokio::net::TcpStream::connect((get.host.as_str(), get.port))
         .await
         .map_err(|e| format!("dial tcp {}:{}: connect: {e}", get.host, get.port))?;
@@ -153,13 +177,15 @@ mod tests {
     #[test]
     fn redirects_are_followed_on_the_same_host_only() {
         let get = probe("10.42.0.5");
-        assert_eq!(same_host_path(&get, "/ready").as_deref(), Some("/ready"));
-        assert_eq!(
-            same_host_path(&get, "http://10.42.0.5:8080/other?x=1").as_deref(),
-            Some("/other?x=1")
-        );
-        assert_eq!(same_host_path(&get, "https://10.42.0.5").as_deref(), Some("/"));
-        assert_eq!(same_host_path(&get, "http://example.com/ready"), None);
+        let at = |location: &str| follow(&get, location).map(|g| (g.https, g.port, g.path));
+        assert_eq!(at("/ready"), Some((false, 8080, "/ready".into())));
+        assert_eq!(at("ready"), Some((false, 8080, "/ready".into())));
+        assert_eq!(at("http://10.42.0.5:8080/other?x=1"), Some((false, 8080, "/other?x=1".into())));
+        // Another scheme and port on the same host: followed with them.
+        assert_eq!(at("https://10.42.0.5:8443/healthz"), Some((true, 8443, "/healthz".into())));
+        assert_eq!(at("https://10.42.0.5"), Some((true, 443, "/".into())));
+        assert_eq!(at("http://example.com/ready"), None);
+        assert_eq!(at("//example.com/ready"), None);
         assert_eq!(probe("fd00::5").url("/"), "http://[fd00::5]:8080/");
     }
 
