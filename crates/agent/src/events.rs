@@ -79,8 +79,13 @@ impl Recorder {
         reason: &'static str,
         message: String,
     ) {
-        let regarding = reference(pod, container);
-        if self.queue.try_send(Record { regarding, type_, reason, message }).is_err() {
+        self.send(Record { regarding: reference(pod, container), type_, reason, message });
+    }
+
+    /// Queues `record`, or drops it when the writer is behind.
+    fn send(&self, record: Record) {
+        let reason = record.reason;
+        if self.queue.try_send(record).is_err() {
             tracing::debug!(reason, "event dropped: the event writer is behind");
         }
     }
@@ -101,10 +106,7 @@ impl Regarding {
 
     /// Records an event about it.
     pub fn record(&self, type_: Type, reason: &'static str, message: String) {
-        let record = Record { regarding: self.regarding.clone(), type_, reason, message };
-        if self.recorder.queue.try_send(record).is_err() {
-            tracing::debug!(reason, "event dropped: the event writer is behind");
-        }
+        self.recorder.send(Record { regarding: self.regarding.clone(), type_, reason, message });
     }
 }
 

@@ -128,6 +128,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Dir { path: dir.clone(), source })?;
     }
     let images = image::ImageStore::open(&options.data_dir.join("images"))?;
+    images.sweep();
     if let Some(folder) = &options.airgap_images {
         import_folder(&images, folder);
     }

@@ -120,21 +120,18 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// The store at `root` (made if missing). Scratch files and half-unpacked layers of
-    /// processes that are gone are swept.
+    /// The store at `root` (made if missing).
     pub fn open(root: &Path) -> Result<ImageStore, ImageError> {
         for dir in ["layers", "images", "tmp"] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(|source| ImageError::Io { path, source })?;
         }
-        let store = ImageStore { root: root.to_path_buf() };
-        store.sweep();
-        Ok(store)
+        Ok(ImageStore { root: root.to_path_buf() })
     }
 
-    /// Removes `tmp/*` and `layers/*.partial-*` left by processes no longer running (their
-    /// names carry the process id).
-    fn sweep(&self) {
+    /// Removes `tmp/*` and `*.partial-*` left by processes no longer running (their names
+    /// carry the process id); the agent sweeps once as it starts.
+    pub fn sweep(&self) {
         let dead = |name: &str| {
             let pid = name.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
             pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())

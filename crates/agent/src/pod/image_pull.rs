@@ -94,39 +94,35 @@ impl Pulls {
     /// The image of container `c` of `pod`: ready, or why the container waits.
     pub fn image(&mut self, agent: &Arc<Agent>, pod: &Pod, c: &Container) -> Pulled {
         let image = c.image.clone().unwrap_or_default();
-        if let Some((pulling, task)) = self.in_flight.get(&c.name)
-            && *pulling == image
-        {
-            if !task.is_finished() {
-                return Pulled::Waiting { reason: "ContainerCreating", message: None, retry: POLL };
-            }
-            let Some((_, task)) = self.in_flight.remove(&c.name) else {
-                return Pulled::Waiting { reason: "ContainerCreating", message: None, retry: POLL };
-            };
-            return match outcome(task) {
-                Ok(image) => {
-                    self.backoff.remove(&c.name);
-                    Pulled::Ready(image)
-                }
-                Err(message) => {
-                    let event = |type_, reason, message| {
-                        agent.events.pod(pod, Some(&c.name), type_, reason, message)
-                    };
-                    event(
-                        Type::Warning,
-                        "Failed",
-                        format!("Failed to pull image {image:?}: {message}"),
-                    );
-                    event(Type::Warning, "Failed", "Error: ErrImagePull".into());
-                    self.failed(&c.name, &image, message)
-                }
-            };
-        }
-        if let Some((_, (_, stale))) = self.in_flight.remove_entry(&c.name) {
-            stale.abort();
-        }
         let event =
             |type_, reason, message| agent.events.pod(pod, Some(&c.name), type_, reason, message);
+        match self.in_flight.remove(&c.name) {
+            Some((pulling, task)) if pulling == image && !task.is_finished() => {
+                self.in_flight.insert(c.name.clone(), (pulling, task));
+                return Pulled::Waiting { reason: "ContainerCreating", message: None, retry: POLL };
+            }
+            Some((pulling, task)) if pulling == image => {
+                return match outcome(task) {
+                    Ok(image) => {
+                        self.backoff.remove(&c.name);
+                        Pulled::Ready(image)
+                    }
+                    Err(message) => {
+                        event(
+                            Type::Warning,
+                            "Failed",
+                            format!("Failed to pull image {image:?}: {message}"),
+                        );
+                        event(Type::Warning, "Failed", "Error: ErrImagePull".into());
+                        self.failed(&c.name, &image, message)
+                    }
+                };
+            }
+            // The container's image changed while its old one was pulled.
+            Some((_, stale)) => stale.abort(),
+            None => {}
+        }
+
         if Reference::parse(&image).is_none() {
             let message = format!(
                 "Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: invalid reference format"
