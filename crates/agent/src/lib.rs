@@ -51,6 +51,9 @@ pub struct Options {
     pub reserved: node::machine::Reserved,
     /// The hard eviction thresholds behind the pressure conditions.
     pub eviction_hard: node::machine::Thresholds,
+    /// Containers that ask for no seccomp profile get `RuntimeDefault` rather than
+    /// `Unconfined` (the kubelet's `--seccomp-default`).
+    pub seccomp_default: bool,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).
@@ -86,6 +89,11 @@ pub struct Agent {
     pub pods_dir: PathBuf,
     /// Container logs, `NAMESPACE_NAME_UID/CONTAINER/ATTEMPT.log`.
     pub logs_dir: PathBuf,
+    /// Where `Localhost` seccomp profiles are (`<data-dir>/seccomp`, the kubelet's
+    /// `/var/lib/kubelet/seccomp`).
+    pub seccomp_root: PathBuf,
+    /// What the default seccomp profile depends on: the architecture and the kernel.
+    pub seccomp_host: runtime::seccomp::Host,
     /// The node's allocatable CPU (millicores) and memory (bytes).
     pub allocatable: (u64, u64),
     /// The lowest OOM score adjustment containers may get here.
@@ -124,7 +132,8 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     let client = Client::try_from(config).map_err(Error::Client)?;
     let pods_dir = options.data_dir.join("pods");
     let logs_dir = options.data_dir.join("logs");
-    for dir in [&pods_dir, &logs_dir, &options.data_dir.join("runc")] {
+    let seccomp_root = options.data_dir.join("seccomp");
+    for dir in [&pods_dir, &logs_dir, &seccomp_root, &options.data_dir.join("runc")] {
         std::fs::create_dir_all(dir).map_err(|source| Error::Dir { path: dir.clone(), source })?;
     }
     let images = image::ImageStore::open(&options.data_dir.join("images"))?;
@@ -152,6 +161,8 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         pull_locks: std::sync::Mutex::default(),
         pods_dir,
         logs_dir,
+        seccomp_root,
+        seccomp_host: runtime::seccomp::Host::current(),
         allocatable,
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
         sandbox_setups: tokio::sync::Semaphore::new(SANDBOX_SETUPS),

@@ -219,6 +219,10 @@ struct NodeArgs {
     /// signal left out is off once any is given).
     #[arg(long)]
     eviction_hard: Option<krust_agent::node::machine::Thresholds>,
+    /// Runs containers that ask for no seccomp profile under the runtime's default
+    /// (`RuntimeDefault`) rather than unconfined, as the kubelet's `--seccomp-default`.
+    #[arg(long)]
+    seccomp_default: bool,
     /// Extra node labels, `KEY=VALUE` (comma separated).
     #[arg(long, value_delimiter = ',')]
     node_label: Vec<String>,
@@ -816,6 +820,7 @@ fn agent_options(
             ephemeral_storage: 0,
         },
         eviction_hard,
+        seccomp_default: node.seccomp_default,
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),

@@ -1,6 +1,7 @@
 //! One container's runtime config from its pod, its image and the pod's sources: command
 //! and arguments, environment (with `$(VAR)` expansion, `envFrom`, `fieldRef` and
-//! `resourceFieldRef`), user and groups, capabilities, namespaces and mounts. Pure.
+//! `resourceFieldRef`), user and groups, capabilities, namespaces and mounts; and which
+//! seccomp profile it asks for. Pure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use krust_api::quantity::Amount;
 use super::resources::{self, Qos};
 use super::sources::{Kind, Sources};
 use crate::image::ImageConfig;
+use crate::runtime::seccomp::{Choice, Seccomp};
 use crate::runtime::spec::{ContainerConfig, DEFAULT_CAPABILITIES, Mount, Namespace};
 
 /// What the pod's environment is built from besides the pod itself.
@@ -34,6 +36,8 @@ pub struct Context {
     pub memory_capacity: u64,
     /// The PID 1 of the pod's shared PID namespace, if the pod shares one.
     pub pid_holder: Option<u32>,
+    /// The container's seccomp filter, its profile read ([`seccomp`] chose it).
+    pub seccomp: Seccomp,
 }
 
 /// Why a container cannot be configured (upstream's `CreateContainerConfigError`).
@@ -216,6 +220,7 @@ pub fn config(
         capabilities,
         privileged,
         no_new_privileges: security.allow_privilege_escalation == Some(false),
+        seccomp: context.seccomp.clone(),
         cgroups_path: format!("{}/{}", resources::cgroup_parent(qos, &uid_str), container.name),
         memory_limit,
         cpu_shares,
@@ -231,6 +236,42 @@ pub fn config(
             stdin_once: container.stdin_once.unwrap_or(false),
         },
     })
+}
+
+/// The seccomp profile `container` (of `pod`) asks for, as the kubelet reads it: the
+/// container's `securityContext.seccompProfile`, else the pod's, else `default` (the node's
+/// `--seccomp-default`). `Localhost` names a file under the node's seccomp root and may not
+/// leave it (upstream's validation refuses absolute paths and `..`); unknown types are
+/// `Unconfined`.
+pub fn seccomp(pod: &Pod, container: &Container, default: Choice) -> Result<Choice, ConfigError> {
+    let pod_profile = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.seccomp_profile.as_ref());
+    let container_profile =
+        container.security_context.as_ref().and_then(|s| s.seccomp_profile.as_ref());
+    let Some(profile) = container_profile.or(pod_profile) else {
+        return Ok(default);
+    };
+    match profile.type_.as_str() {
+        "RuntimeDefault" => Ok(Choice::RuntimeDefault),
+        "Localhost" => {
+            let name = profile.localhost_profile.as_deref().unwrap_or("");
+            if name.is_empty() {
+                return Err(ConfigError(
+                    "localhostProfile must be set if seccompProfile type is Localhost".into(),
+                ));
+            }
+            if Path::new(name).is_absolute() || name.split('/').any(|p| p == "..") {
+                return Err(ConfigError(format!(
+                    "invalid localhostProfile {name:?}: must be a relative path without '..'"
+                )));
+            }
+            Ok(Choice::Localhost(PathBuf::from(name)))
+        }
+        _ => Ok(Choice::Unconfined),
+    }
 }
 
 /// `uid[:gid]` or `name[:group]` resolved against the image's `/etc/passwd`; root when
@@ -505,6 +546,7 @@ pub fn resource_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn pod() -> Pod {
         serde_json::from_value(serde_json::json!({
@@ -566,6 +608,82 @@ mod tests {
     fn expansion_rules() {
         let vars = HashMap::from([("A", "1")]);
         assert_eq!(expand("$(A)-$(B)-$$(A)-$-$", &vars), "1-$(B)-$(A)-$-$");
+    }
+
+    fn seccomp_pod(pod_profile: Option<Value>, container_profile: Option<Value>) -> Pod {
+        let mut container = serde_json::json!({"name": "c", "image": "i"});
+        if let Some(p) = container_profile {
+            container["securityContext"] = serde_json::json!({"seccompProfile": p});
+        }
+        let mut spec = serde_json::json!({"containers": [container]});
+        if let Some(p) = pod_profile {
+            spec["securityContext"] = serde_json::json!({"seccompProfile": p});
+        }
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec}))
+            .expect("pod")
+    }
+
+    fn seccomp_of(pod: &Pod, default: Choice) -> Result<Choice, ConfigError> {
+        seccomp(pod, &pod.spec.as_ref().expect("spec").containers[0], default)
+    }
+
+    #[test]
+    fn seccomp_profile_of_the_container_wins_over_the_pods() {
+        let runtime_default = serde_json::json!({"type": "RuntimeDefault"});
+        let unconfined = serde_json::json!({"type": "Unconfined"});
+        let local = serde_json::json!({"type": "Localhost", "localhostProfile": "team/audit.json"});
+        let cases = [
+            ("neither sets one: the node's default", None, None, Choice::Unconfined),
+            ("the pod's applies", Some(&runtime_default), None, Choice::RuntimeDefault),
+            ("the container's wins", Some(&runtime_default), Some(&unconfined), Choice::Unconfined),
+            (
+                "the container's wins",
+                Some(&unconfined),
+                Some(&runtime_default),
+                Choice::RuntimeDefault,
+            ),
+            (
+                "a local profile",
+                Some(&unconfined),
+                Some(&local),
+                Choice::Localhost("team/audit.json".into()),
+            ),
+        ];
+        for (case, pod_profile, container_profile, expected) in cases {
+            let pod = seccomp_pod(pod_profile.cloned(), container_profile.cloned());
+            assert_eq!(seccomp_of(&pod, Choice::Unconfined), Ok(expected), "{case}");
+        }
+        // --seccomp-default: what neither sets, never what one sets.
+        assert_eq!(
+            seccomp_of(&seccomp_pod(None, None), Choice::RuntimeDefault),
+            Ok(Choice::RuntimeDefault)
+        );
+        assert_eq!(
+            seccomp_of(&seccomp_pod(Some(unconfined), None), Choice::RuntimeDefault),
+            Ok(Choice::Unconfined)
+        );
+    }
+
+    #[test]
+    fn seccomp_localhost_profiles_may_not_leave_the_seccomp_root() {
+        for name in ["../escape.json", "/etc/profile.json", "a/../../b.json", "x/.."] {
+            let local = serde_json::json!({"type": "Localhost", "localhostProfile": name});
+            let refused = seccomp_of(&seccomp_pod(Some(local), None), Choice::Unconfined);
+            assert_eq!(
+                refused,
+                Err(ConfigError(format!(
+                    "invalid localhostProfile {name:?}: must be a relative path without '..'"
+                ))),
+                "{name}"
+            );
+        }
+        let unnamed = serde_json::json!({"type": "Localhost"});
+        assert_eq!(
+            seccomp_of(&seccomp_pod(None, Some(unnamed)), Choice::Unconfined),
+            Err(ConfigError(
+                "localhostProfile must be set if seccompProfile type is Localhost".into()
+            ))
+        );
     }
 
     #[test]

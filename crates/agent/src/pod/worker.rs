@@ -25,6 +25,7 @@ use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use super::{hooks, probe};
 use crate::Agent;
 use crate::events::{Regarding, Type};
+use crate::runtime::seccomp::{self, Choice, Seccomp};
 use crate::runtime::{self, Exited, Observed, container_id};
 
 /// How often volumes from ConfigMaps and Secrets are brought up to date.
@@ -450,6 +451,14 @@ impl Worker {
             self.fail_start(&bundle, "CreateContainerError", message);
             return Step::Wait(Duration::from_secs(5));
         }
+        let seccomp = match self.seccomp(pod, c) {
+            Ok(seccomp) => seccomp,
+            Err((reason, message)) => {
+                self.event(pod, c, Type::Warning, "Failed", format!("Error: {message}"));
+                self.fail_start(&bundle, reason, message);
+                return Step::Wait(Duration::from_secs(2));
+            }
+        };
         let sandbox =
             self.sandbox.clone().unwrap_or(Sandbox { ip: None, host_veth: None, pid_holder: None });
         let options = &self.agent.options;
@@ -463,6 +472,7 @@ impl Worker {
             volumes: self.volumes.clone().unwrap_or_default(),
             memory_capacity: self.agent.allocatable.1,
             pid_holder: sandbox.pid_holder,
+            seccomp,
         };
         let termination_log = bundle.join("termination-log");
         let _ = fs::write(&termination_log, b"");
@@ -632,6 +642,30 @@ impl Worker {
     /// Records an event about container `c` of `pod`.
     fn event(&self, pod: &Pod, c: &Container, type_: Type, reason: &'static str, message: String) {
         self.agent.events.pod(pod, Some(&c.name), type_, reason, message);
+    }
+
+    /// The seccomp filter of container `c`: the profile it asks for, a `Localhost` one read
+    /// from the node's seccomp root. A privileged container runs without one, so its file
+    /// is not read (as containerd's). Fails with the waiting reason and message.
+    fn seccomp(&self, pod: &Pod, c: &Container) -> Result<Seccomp, (&'static str, String)> {
+        let default = if self.agent.options.seccomp_default {
+            Choice::RuntimeDefault
+        } else {
+            Choice::Unconfined
+        };
+        let choice =
+            container::seccomp(pod, c, default).map_err(|e| ("CreateContainerConfigError", e.0))?;
+        if c.security_context.as_ref().and_then(|s| s.privileged) == Some(true) {
+            return Ok(Seccomp::Unconfined);
+        }
+        Ok(match choice {
+            Choice::Unconfined => Seccomp::Unconfined,
+            Choice::RuntimeDefault => Seccomp::RuntimeDefault(self.agent.seccomp_host),
+            Choice::Localhost(name) => Seccomp::Localhost(
+                seccomp::load(&self.agent.seccomp_root, &name)
+                    .map_err(|e| ("CreateContainerError", e.to_string()))?,
+            ),
+        })
     }
 
     fn fail_start(&mut self, bundle: &Path, reason: &str, message: String) {

@@ -4,6 +4,7 @@
 
 pub mod attach;
 pub mod exec;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+use super::seccomp::{self, Seccomp};
+
 /// Where a container's namespace comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Namespace {
@@ -78,6 +80,8 @@ pub struct ContainerConfig {
     pub privileged: bool,
     /// `no_new_privs` (`allowPrivilegeEscalation: false`).
     pub no_new_privileges: bool,
+    /// The seccomp filter (none for privileged containers, whatever this says).
+    pub seccomp: Seccomp,
     /// The cgroup path, relative to each hierarchy's root.
     pub cgroups_path: String,
     /// The memory limit in bytes.
@@ -242,6 +246,14 @@ pub fn config(c: &ContainerConfig) -> Value {
     if !c.privileged {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
+        // As containerd's, the default profile follows the capabilities the process keeps.
+        match &c.seccomp {
+            Seccomp::Unconfined => {}
+            Seccomp::RuntimeDefault(host) => {
+                linux["seccomp"] = seccomp::runtime_default(host, &capabilities).to_json();
+            }
+            Seccomp::Localhost(profile) => linux["seccomp"] = profile.clone(),
+        }
     }
     let mut process = json!({
         "terminal": c.stdio.tty,
@@ -306,6 +318,7 @@ mod tests {
             capabilities: DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect(),
             privileged: false,
             no_new_privileges: true,
+            seccomp: Seccomp::Unconfined,
             cgroups_path: "/krust/pod/c".into(),
             memory_limit: Some(64 << 20),
             cpu_shares: 2,
@@ -343,5 +356,36 @@ mod tests {
             Some(41)
         );
         assert!(privileged["linux"]["maskedPaths"].is_null());
+    }
+
+    #[test]
+    fn seccomp_default_profile_follows_the_kept_capabilities_and_spares_privileged() {
+        let host = seccomp::Host { arch: seccomp::Arch::X86_64, kernel: Some((6, 1)) };
+        assert!(config(&base())["linux"]["seccomp"].is_null());
+        let confined = ContainerConfig { seccomp: Seccomp::RuntimeDefault(host), ..base() };
+        let names = |config: &Value| -> Vec<String> {
+            config["linux"]["seccomp"]["syscalls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["args"].is_null())
+                .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect()
+        };
+        let plain = config(&confined);
+        assert_eq!(plain["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(!names(&plain).contains(&"mount".to_string()));
+        let admin = config(&ContainerConfig {
+            capabilities: vec!["CAP_SYS_ADMIN".into()],
+            ..confined.clone()
+        });
+        assert!(names(&admin).contains(&"mount".to_string()));
+        assert!(
+            config(&ContainerConfig { privileged: true, ..confined })["linux"]["seccomp"].is_null()
+        );
+        let own = json!({"defaultAction": "SCMP_ACT_LOG"});
+        let local = config(&ContainerConfig { seccomp: Seccomp::Localhost(own.clone()), ..base() });
+        assert_eq!(local["linux"]["seccomp"], own);
     }
 }
