@@ -205,46 +205,120 @@ async fn start_server(dir: &std::path::Path, endpoints: Vec<String>) -> anyhow::
     ApiClient::connect(&kubeconfig).await
 }
 
-/// Rounds of the single-writer measurement, each beside a run of each floor.
-const SINGLE_WRITER_ROUNDS: usize = 3;
+/// Rounds of each raw-store measurement. In each round the floors and both backends take
+/// turns, so that a change in the disk's speed (it moves between runs seconds apart on a
+/// shared machine) reaches every side alike.
+const ROUNDS: usize = 3;
+
+/// Rounds of the single-writer measurement (short runs: more of them).
+const SINGLE_WRITER_ROUNDS: usize = 5;
 
 /// The best of several runs (most per second): the disk is shared, a slow run is noise.
 fn best(runs: &[Value]) -> Value {
     runs.iter()
-        .max_by(|a, b| {
-            a["per_second"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["per_second"].as_f64().unwrap_or(0.0))
-        })
+        .max_by(|a, b| per_second(a).total_cmp(&per_second(b)))
         .cloned()
         .unwrap_or(Value::Null)
 }
 
-/// The `O_DSYNC` floors' runs, made in `dir`.
-#[derive(Default)]
-struct Floors {
-    dir: std::path::PathBuf,
-    appends: Vec<Value>,
-    overwrites: Vec<Value>,
+fn per_second(run: &Value) -> f64 {
+    run["per_second"].as_f64().unwrap_or(0.0)
 }
 
-impl Floors {
-    /// One writer's `n` writes on `store`, in rounds each beside a run of each floor; the best
-    /// round and all of them.
-    async fn single_writer(
-        &mut self,
-        store: &Arc<dyn krust_store::Store>,
-        n: usize,
-    ) -> anyhow::Result<Value> {
-        let mut rounds = Vec::new();
-        for round in 0..SINGLE_WRITER_ROUNDS {
-            self.appends.push(crate::store::dsync_floor(&self.dir, n)?);
-            self.overwrites.push(crate::store::dsync_overwrite_floor(&self.dir, n)?);
-            rounds.push(crate::store::single_writer(store, n, round).await?);
-        }
-        Ok(json!({"best": best(&rounds), "runs": rounds}))
+/// The median of `a[i] / b[i]` over the rounds: each round's sides ran seconds apart.
+fn paired_median(a: &[Value], b: &[Value]) -> f64 {
+    let mut ratios: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, b)| per_second(b) > 0.0)
+        .map(|(a, b)| per_second(a) / per_second(b))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    match ratios.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => round3(ratios[n / 2]),
+        n => round3((ratios[n / 2 - 1] + ratios[n / 2]) / 2.0),
     }
+}
+
+/// A measurement's runs, their best first.
+fn runs(runs: Vec<Value>) -> Value {
+    json!({"best": best(&runs), "runs": runs})
+}
+
+/// The raw stores and the `O_DSYNC` floors, in rounds. Returns the `store` results and their
+/// ratios.
+async fn raw_stores(
+    args: &ApiBenchArgs,
+    embedded: &Arc<dyn krust_store::Store>,
+    etcd: &Arc<dyn krust_store::Store>,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Value, Value)> {
+    use crate::store::{
+        concurrent_writes, dsync_floor, dsync_overwrite_floor, single_writer, watch,
+    };
+    let n = args.single_writes;
+    let (mut appends, mut overwrites) = (Vec::new(), Vec::new());
+    let (mut embedded_single, mut etcd_single) = (Vec::new(), Vec::new());
+    for round in 0..SINGLE_WRITER_ROUNDS {
+        appends.push(dsync_floor(dir, n)?);
+        overwrites.push(dsync_overwrite_floor(dir, n)?);
+        embedded_single.push(single_writer(embedded, n, round).await?);
+        etcd_single.push(single_writer(etcd, n, round).await?);
+    }
+    let mut store = json!({});
+    let mut by_concurrency = Vec::new();
+    let (mut embedded_writes, mut etcd_writes) = (Vec::new(), Vec::new());
+    for &writers in &args.store_writers {
+        let (mut on_embedded, mut on_etcd) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            on_embedded.push(concurrent_writes(embedded, args.objects, writers, round).await?);
+            on_etcd.push(concurrent_writes(etcd, args.objects, writers, round).await?);
+        }
+        by_concurrency.push(json!({
+            "writers": writers,
+            "embedded_over_etcd": round3(per_second(&best(&on_embedded)) / per_second(&best(&on_etcd)).max(1.0)),
+            "embedded_over_etcd_paired_median": paired_median(&on_embedded, &on_etcd),
+        }));
+        let with_runs = |runs: Vec<Value>| {
+            let mut best = best(&runs);
+            best["runs"] = Value::Array(runs);
+            best
+        };
+        embedded_writes.push(with_runs(on_embedded));
+        etcd_writes.push(with_runs(on_etcd));
+    }
+    let most = args.store_writers.iter().copied().max().unwrap_or(64);
+    for (name, store_, writes, single) in [
+        ("embedded", embedded, embedded_writes, &embedded_single),
+        ("etcd", etcd, etcd_writes, &etcd_single),
+    ] {
+        let peak = writes.iter().map(per_second).fold(0.0, f64::max);
+        store[name] = json!({
+            "writes": writes,
+            "peak_writes_per_second": peak,
+            "watch": watch(store_, args.objects, most).await?,
+            "single_writer": runs(single.clone()),
+        });
+    }
+    let ratio = |a: &Value, b: &Value| {
+        let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
+        if b > 0.0 { round3(a / b) } else { 0.0 }
+    };
+    let ratios = json!({
+        "single_writer_dsync_floor_over_embedded": paired_median(&appends, &embedded_single),
+        "single_writer_dsync_floor_over_embedded_best": ratio(&best(&appends)["per_second"], &best(&embedded_single)["per_second"]),
+        "single_writer_overwrite_floor_over_embedded": paired_median(&overwrites, &embedded_single),
+        "single_writer_dsync_floor_over_etcd": paired_median(&appends, &etcd_single),
+        "single_writer_embedded_over_etcd": paired_median(&embedded_single, &etcd_single),
+        "store_peak_writes_embedded_over_etcd": ratio(&store["embedded"]["peak_writes_per_second"], &store["etcd"]["peak_writes_per_second"]),
+        "store_watch_embedded_over_etcd": ratio(&store["embedded"]["watch"]["per_second"], &store["etcd"]["watch"]["per_second"]),
+        "store_writes_by_concurrency": by_concurrency,
+    });
+    store["dsync_floor"] =
+        json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&appends), "runs": appends});
+    store["dsync_overwrite_floor"] = json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&overwrites), "runs": overwrites});
+    Ok((store, ratios))
 }
 
 /// Runs the whole benchmark and prints (and optionally writes) the results as JSON.
@@ -252,28 +326,16 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let mut results = json!({"objects": args.objects, "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)});
 
-    // Raw stores. One writer is measured in rounds interleaved with the O_DSYNC floors on the
-    // same filesystem, and each side keeps its best round: the disk's speed moves between runs
-    // minutes apart, and this gives the floor and the stores the same chances.
-    let mut floors = Floors { dir: tmp.path().join("floor"), ..Floors::default() };
+    // Raw stores, both open at once: the floors and the backends take turns in each round.
     let embedded: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::embedded::EmbeddedStore::open(&tmp.path().join("raw-embedded"))?);
-    let embedded_single = floors.single_writer(&embedded, args.single_writes).await?;
-    results["store"]["embedded"] =
-        crate::store::run(embedded, args.objects, &args.store_writers).await?;
-    results["store"]["embedded"]["single_writer"] = embedded_single;
     let etcd = Etcd::start(&args.etcd, &tmp.path().join("raw-etcd")).await?;
     let etcd_store: Arc<dyn krust_store::Store> =
         Arc::new(krust_store::etcd::EtcdStore::connect(std::slice::from_ref(&etcd.url)).await?);
-    let etcd_single = floors.single_writer(&etcd_store, args.single_writes).await?;
-    results["store"]["etcd"] =
-        crate::store::run(etcd_store, args.objects, &args.store_writers).await?;
-    results["store"]["etcd"]["single_writer"] = etcd_single;
-    drop(etcd);
-    let Floors { appends, overwrites, .. } = floors;
-    results["store"]["dsync_floor"] =
-        json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&appends), "runs": appends});
-    results["store"]["dsync_overwrite_floor"] = json!({"value_bytes": crate::store::VALUE_BYTES, "best": best(&overwrites), "runs": overwrites});
+    let (store, store_ratios) =
+        raw_stores(&args, &embedded, &etcd_store, &tmp.path().join("floor")).await?;
+    results["store"] = store;
+    drop((embedded, etcd_store, etcd));
 
     // API server on each backend.
     if !args.store_only {
@@ -290,28 +352,16 @@ pub async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         let (a, b) = (a.as_f64().unwrap_or(0.0), b.as_f64().unwrap_or(0.0));
         if b > 0.0 { round3(a / b) } else { 0.0 }
     };
-    let floor_per_second = &results["store"]["dsync_floor"]["best"]["per_second"];
-    results["ratios"] = json!({
-        "single_writer_dsync_floor_over_embedded": ratio(floor_per_second, &results["store"]["embedded"]["single_writer"]["best"]["per_second"]),
-        "single_writer_overwrite_floor_over_embedded": ratio(&results["store"]["dsync_overwrite_floor"]["best"]["per_second"], &results["store"]["embedded"]["single_writer"]["best"]["per_second"]),
-        "single_writer_dsync_floor_over_etcd": ratio(floor_per_second, &results["store"]["etcd"]["single_writer"]["best"]["per_second"]),
-        "single_writer_embedded_over_etcd": ratio(&results["store"]["embedded"]["single_writer"]["best"]["per_second"], &results["store"]["etcd"]["single_writer"]["best"]["per_second"]),
-        "store_peak_writes_embedded_over_etcd": ratio(&results["store"]["embedded"]["peak_writes_per_second"], &results["store"]["etcd"]["peak_writes_per_second"]),
-        "store_watch_embedded_over_etcd": ratio(&results["store"]["embedded"]["watch"]["per_second"], &results["store"]["etcd"]["watch"]["per_second"]),
-        "api_create_embedded_over_etcd": ratio(&results["api"]["embedded"]["create"]["per_second"], &results["api"]["etcd"]["create"]["per_second"]),
-        "api_get_embedded_over_etcd": ratio(&results["api"]["embedded"]["get"]["per_second"], &results["api"]["etcd"]["get"]["per_second"]),
-    });
-    // The same comparison at each writer count, for the record.
-    let per_concurrency: Vec<Value> = args
-        .store_writers
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            let at = |b: &str| results["store"][b]["writes"][i]["per_second"].clone();
-            json!({"writers": w, "embedded_over_etcd": ratio(&at("embedded"), &at("etcd"))})
-        })
-        .collect();
-    results["ratios"]["store_writes_by_concurrency"] = Value::Array(per_concurrency);
+    let mut ratios = store_ratios;
+    ratios["api_create_embedded_over_etcd"] = json!(ratio(
+        &results["api"]["embedded"]["create"]["per_second"],
+        &results["api"]["etcd"]["create"]["per_second"]
+    ));
+    ratios["api_get_embedded_over_etcd"] = json!(ratio(
+        &results["api"]["embedded"]["get"]["per_second"],
+        &results["api"]["etcd"]["get"]["per_second"]
+    ));
+    results["ratios"] = ratios;
     crate::stats::report(&results, args.output.as_deref())?;
     Ok(())
 }

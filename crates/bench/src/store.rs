@@ -124,21 +124,19 @@ pub async fn single_writer(
     writes(store, &format!("/bench/single-{round}/"), n, 1).await
 }
 
-/// Runs the store benchmark on one backend: writes at each concurrency (each run on its own
-/// prefix), the peak of them, and watch events/s with the most writers.
-pub async fn run(store: Arc<dyn Store>, n: usize, writers: &[usize]) -> anyhow::Result<Value> {
-    let mut runs = Vec::new();
-    let mut peak: f64 = 0.0;
-    for &w in writers {
-        let mut run = writes(&store, &format!("/bench/writes-{w}/"), n, w).await?;
-        peak = peak.max(run["per_second"].as_f64().unwrap_or(0.0));
-        run["writers"] = json!(w);
-        runs.push(run);
-    }
-    let most = writers.iter().copied().max().unwrap_or(64);
-    Ok(json!({
-        "writes": runs,
-        "peak_writes_per_second": peak,
-        "watch": watch_events(&store, "/bench/watch/", n, most).await?,
-    }))
+/// `n` creates from `writers` concurrent writers (run `round`, on a prefix of its own).
+pub async fn concurrent_writes(
+    store: &Arc<dyn Store>,
+    n: usize,
+    writers: usize,
+    round: usize,
+) -> anyhow::Result<Value> {
+    let mut run = writes(store, &format!("/bench/writes-{writers}-{round}/"), n, writers).await?;
+    run["writers"] = json!(writers);
+    Ok(run)
+}
+
+/// Watch events/s at one watcher of the prefix while `writers` create `n` keys.
+pub async fn watch(store: &Arc<dyn Store>, n: usize, writers: usize) -> anyhow::Result<Value> {
+    watch_events(store, "/bench/watch/", n, writers).await
 }
