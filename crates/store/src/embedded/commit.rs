@@ -14,8 +14,9 @@
 //! every write acknowledged before them is visible ([`super::visibility`]), and watchers
 //! receive a transaction's events when it commits.
 //!
-//! The hand-offs are kept off the path to the next commit: the callers of a large batch are
-//! woken by a replier thread while the writer gathers the next batch, and after a commit of
+//! The hand-offs are kept off the path to the next commit: with cores to spare
+//! ([`super::EmbeddedOptions::helper_threads`]), the callers of a large batch are woken by a
+//! replier thread while the writer gathers the next batch, and after a commit of
 //! several writes the writer waits briefly (an eighth of that commit, at most 200 us) for its
 //! callers to come back, so that a closed loop of writers keeps sharing one commit instead of
 //! splitting into a small batch and a large one.
@@ -150,6 +151,9 @@ pub(super) struct Writer {
     pub wal_ahead: bool,
     /// The transaction holding the last batches, not committed yet.
     pub open: Option<Open>,
+    /// Whether large batches are logged and answered by threads of their own
+    /// ([`super::EmbeddedOptions::helper_threads`]).
+    pub helper_threads: bool,
 }
 
 /// A durable redb commit (a checkpoint) at least every this many commits...
@@ -205,10 +209,16 @@ impl Writer {
     /// Serves requests until every sender is gone.
     pub fn run(mut self) {
         let mut compaction: Option<Compaction> = None;
-        // Answers large batches on a thread of its own (when it can be started), so that the
-        // next batch does not wait for the wake-ups of the last one's callers.
-        let replier = Replier::start();
-        self.logger = Logger::start(Arc::clone(&self.wal));
+        // With cores to spare, large batches are answered on a thread of their own (so that
+        // the next batch does not wait for the wake-ups of the last one's callers) and logged
+        // on another while the writer applies them. On two cores those hand-offs cost more
+        // than they save (bench/README.md): the writer does both itself.
+        let (replier, logger) = if self.helper_threads {
+            (Replier::start(), Logger::start(Arc::clone(&self.wal)))
+        } else {
+            (None, None)
+        };
+        self.logger = logger;
         // How many writes the last commit held and how long it took, to gather the next batch.
         let (mut last_writes, mut last_commit) = (0, Duration::ZERO);
         let mut closing: Option<oneshot::Sender<()>> = None;
@@ -546,7 +556,9 @@ impl Writer {
         *self.wal() = log;
         self.wal_ahead = false;
         self.since_checkpoint = 0;
-        self.logger = Logger::start(Arc::clone(&self.wal));
+        if self.helper_threads {
+            self.logger = Logger::start(Arc::clone(&self.wal));
+        }
         let snapshot = Snapshot::begin(&db)?;
         let (revision, compacted) = (snapshot.revision, snapshot.compacted);
         drop(snapshot);

@@ -70,6 +70,11 @@ pub struct EmbeddedOptions {
     /// How many log entries one commit compacts at most; a larger compaction takes several
     /// commits, so that writes queued behind it wait for one chunk only.
     pub compact_chunk: usize,
+    /// Whether the writer hands large batches to threads of its own, one that appends the
+    /// batch's log record while the writer applies it and one that wakes its callers while the
+    /// writer gathers the next. That pays with cores to spare; on two cores the hand-offs cost
+    /// more than they save (bench/README.md), so the default is on only above two cores.
+    pub helper_threads: bool,
 }
 
 impl Default for EmbeddedOptions {
@@ -81,6 +86,7 @@ impl Default for EmbeddedOptions {
             cache_size: DEFAULT_CACHE_SIZE,
             quick_repair: false,
             compact_chunk: 10_000,
+            helper_threads: std::thread::available_parallelism().is_ok_and(|cores| cores.get() > 2),
         }
     }
 }
@@ -226,6 +232,7 @@ impl EmbeddedStore {
             since_checkpoint: 0,
             wal_ahead: false,
             open: None,
+            helper_threads: options.helper_threads,
         })?;
         Ok(EmbeddedStore {
             slot,
@@ -440,8 +447,9 @@ mod tests {
         let opener: wal::LogOpener = Arc::new(move |file| {
             Box::new(Faulty { file, faults: Arc::clone(&shared) }) as Box<dyn LogFile>
         });
-        let store = EmbeddedStore::open_logged(dir, EmbeddedOptions::default(), opener)
-            .expect("open store");
+        // The helper threads on, whatever the machine: the tests follow the logger's records.
+        let options = EmbeddedOptions { helper_threads: true, ..EmbeddedOptions::default() };
+        let store = EmbeddedStore::open_logged(dir, options, opener).expect("open store");
         (Arc::new(store), faults)
     }
 
