@@ -54,6 +54,9 @@ pub struct Options {
     /// Containers that ask for no seccomp profile get `RuntimeDefault` rather than
     /// `Unconfined` (the kubelet's `--seccomp-default`).
     pub seccomp_default: bool,
+    /// The registry configuration (k3s' `registries.yaml`: mirrors, credentials and TLS by
+    /// host); no file is an empty one.
+    pub private_registry: PathBuf,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).
@@ -81,7 +84,7 @@ pub struct Agent {
     /// Events about pods, as the kubelet's.
     pub events: events::Recorder,
     /// How images are fetched from registries.
-    pub registry: image::registry::transport::Transport,
+    pub registry: image::registry::Client,
     /// One pull of an image at a time, by the image as pods name it.
     pub pull_locks:
         std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -117,6 +120,9 @@ pub enum Error {
     /// TLS could not be configured.
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
+    /// The registry configuration cannot be used.
+    #[error(transparent)]
+    Registries(#[from] image::registry::config::ConfigError),
     /// A directory could not be made.
     #[error("cannot create {path}: {source}")]
     Dir {
@@ -157,7 +163,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         runtime,
         images,
         events: events::Recorder::start(client.clone(), options.node_name.clone()),
-        registry: image::registry::transport::Transport::new().map_err(Error::Tls)?,
+        registry: image::registry::Client::from_file(&options.private_registry)?,
         pull_locks: std::sync::Mutex::default(),
         pods_dir,
         logs_dir,

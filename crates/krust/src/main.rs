@@ -223,6 +223,10 @@ struct NodeArgs {
     /// (`RuntimeDefault`) rather than unconfined, as the kubelet's `--seccomp-default`.
     #[arg(long)]
     seccomp_default: bool,
+    /// The registry configuration, in k3s' `registries.yaml` format (mirrors, credentials
+    /// and TLS settings by host); `<agent data dir>/registries.yaml` by default.
+    #[arg(long)]
+    private_registry: Option<PathBuf>,
     /// Extra node labels, `KEY=VALUE` (comma separated).
     #[arg(long, value_delimiter = ',')]
     node_label: Vec<String>,
@@ -322,6 +326,10 @@ enum ImageCommand {
         /// The agent's data dir.
         #[arg(long, default_value = "/var/lib/krust/agent")]
         data_dir: PathBuf,
+        /// The registry configuration (`registries.yaml`); `<data-dir>/registries.yaml` by
+        /// default, as the agent's.
+        #[arg(long)]
+        private_registry: Option<PathBuf>,
     },
     /// Lists the node's images.
     Ls {
@@ -799,6 +807,8 @@ fn agent_options(
     }
     let version = node_version();
     let eviction_hard = node.eviction_hard.unwrap_or_default();
+    let private_registry =
+        node.private_registry.clone().unwrap_or_else(|| data_dir.join("registries.yaml"));
     Ok(krust_agent::Options {
         node_name,
         data_dir,
@@ -821,6 +831,7 @@ fn agent_options(
         },
         eviction_hard,
         seccomp_default: node.seccomp_default,
+        private_registry,
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),
@@ -1036,7 +1047,7 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
                 println!("imported {} ({})", image.names.join(", "), image.id);
             }
         }
-        ImageCommand::Pull { image, creds, data_dir } => {
+        ImageCommand::Pull { image, creds, data_dir, private_registry } => {
             let store = store(&data_dir)?;
             let keyring = match creds.as_deref().map(|c| c.split_once(':')) {
                 None => registry::keyring::Keyring::default(),
@@ -1049,9 +1060,10 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")?;
-            let transport =
-                registry::transport::Transport::new().context("cannot configure TLS")?;
-            let pulled = runtime.block_on(registry::pull(&transport, &store, &image, &keyring))?;
+            let private_registry =
+                private_registry.unwrap_or_else(|| data_dir.join("registries.yaml"));
+            let client = registry::Client::from_file(&private_registry)?;
+            let pulled = runtime.block_on(registry::pull(&client, &store, &image, &keyring))?;
             println!("pulled {} ({})", image, pulled.id);
         }
         ImageCommand::Ls { data_dir } => {

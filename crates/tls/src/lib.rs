@@ -45,6 +45,48 @@ pub fn verified_client() -> Result<ClientConfig, rustls::Error> {
         .with_no_client_auth())
 }
 
+/// A client for one server's own settings: the host's CAs and those of `ca_pem` (or any
+/// certificate when `verify` is false), presenting `identity` (a PEM certificate chain and
+/// its PEM key) when given.
+pub fn client_with(
+    ca_pem: Option<&[u8]>,
+    identity: Option<(&[u8], &[u8])>,
+    verify: bool,
+) -> Result<ClientConfig, rustls::Error> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = if verify {
+        let mut roots = host_roots();
+        if let Some(pem) = ca_pem {
+            let certs = pem_certs(pem)?;
+            if certs.is_empty() {
+                return Err(rustls::Error::General("no certificate in the CA file".into()));
+            }
+            roots.add_parsable_certificates(certs);
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
+    };
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((chain, key)) => {
+            let chain = pem_certs(chain)?;
+            let key = rustls_pemfile::private_key(&mut &key[..])
+                .map_err(|e| rustls::Error::General(format!("cannot read the key: {e}")))?
+                .ok_or_else(|| rustls::Error::General("no private key in the key file".into()))?;
+            builder.with_client_auth_cert(chain, key)
+        }
+    }
+}
+
+fn pem_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, rustls::Error> {
+    rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| rustls::Error::General(format!("cannot read the certificates: {e}")))
+}
+
 /// A client that accepts any server certificate and presents none (the kubelet's HTTPS
 /// probes: upstream skips verification there).
 pub fn unverified_client() -> Result<ClientConfig, rustls::Error> {

@@ -1,20 +1,25 @@
 //! Pulls from registries (the OCI distribution API): the manifest a reference names (this
 //! node's entry of a multi-platform index), then the config and the layers not yet in the
-//! store, each checked against its digest before the store takes it. Registries on the
-//! loopback address may be plain HTTP, as containerd allows for `localhost`; every other
-//! registry is HTTPS, checked against the host's CAs.
+//! store, each checked against its digest before the store takes it. The node's
+//! `registries.yaml` ([`config`]) may name mirrors, tried in order before the registry itself,
+//! and per-host credentials and TLS settings. A registry on the loopback address may be plain
+//! HTTP, as containerd allows for `localhost`, and so may a mirror whose URL says `http://`;
+//! every other endpoint is HTTPS, checked against the host's CAs (and its own, if configured).
 
 pub mod auth;
+pub mod config;
 pub mod keyring;
 pub mod manifest;
 pub mod transport;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
 use super::{Blobs, Image, ImageError, ImageStore, Reference};
 use auth::Challenge;
+use config::{ConfigError, Endpoint, Registries};
 use keyring::{Credential, Keyring};
 use manifest::{Descriptor, Fetched, ManifestError};
 use transport::{Response, Transport, TransportError};
@@ -107,9 +112,95 @@ impl PullError {
     }
 }
 
-/// Pulls `image` into `store`, with the credentials `keyring` holds for it.
+/// The node's registry client: its configuration, and a TLS client for each host that has
+/// TLS settings of its own.
+pub struct Client {
+    config: Registries,
+    transport: Transport,
+    by_host: BTreeMap<String, Transport>,
+}
+
+impl Client {
+    /// A client for `config`, trusting the host's CAs; reads the CA, certificate and key files
+    /// the configuration names, so that a wrong path shows when the node starts.
+    pub fn new(config: Registries) -> Result<Client, ConfigError> {
+        let transport =
+            Transport::new().map_err(|e| ConfigError::new(format!("cannot configure TLS: {e}")))?;
+        let mut by_host = BTreeMap::new();
+        for (host, settings) in &config.configs {
+            let Some(tls) = &settings.tls else { continue };
+            let read = |path: &PathBuf| {
+                std::fs::read(path).map_err(|e| {
+                    ConfigError::new(format!("configs.{host:?}.tls: {}: {e}", path.display()))
+                })
+            };
+            let ca = tls.ca_file.as_ref().map(read).transpose()?;
+            let identity = match (&tls.cert_file, &tls.key_file) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            };
+            let client = krust_tls::client_with(
+                ca.as_deref(),
+                identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+                !tls.insecure_skip_verify,
+            )
+            .map_err(|e| ConfigError::new(format!("configs.{host:?}.tls: {e}")))?;
+            by_host.insert(host.clone(), Transport::with_tls(client));
+        }
+        Ok(Client { config, transport, by_host })
+    }
+
+    /// Reads the configuration at `path`; no file is an empty configuration.
+    pub fn from_file(path: &Path) -> Result<Client, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(ConfigError::new(format!("{}: {e}", path.display()))),
+        };
+        let config = Registries::parse(&text)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        Client::new(config)
+    }
+
+    /// The settings' key for `endpoint`: its host, else (for the registry itself) the
+    /// registry's name as images write it, else `*`.
+    fn key<'k, T>(
+        map: &'k BTreeMap<String, T>,
+        endpoint: &Endpoint,
+        reference: &Reference,
+    ) -> Option<&'k T> {
+        map.get(&endpoint.host)
+            .or_else(|| map.get(&reference.registry).filter(|_| !endpoint.mirror))
+            .or_else(|| map.get("*"))
+    }
+
+    fn transport(&self, endpoint: &Endpoint, reference: &Reference) -> &Transport {
+        Self::key(&self.by_host, endpoint, reference).unwrap_or(&self.transport)
+    }
+
+    /// The credentials to try at `endpoint` for `reference`: a pod's pull secrets for the
+    /// host they name (a mirror's own, or the registry's), then the configuration's.
+    fn credentials(
+        &self,
+        endpoint: &Endpoint,
+        reference: &Reference,
+        keyring: &Keyring,
+    ) -> Vec<Credential> {
+        let host = if endpoint.mirror { &endpoint.host } else { &reference.registry };
+        let mut credentials = keyring.lookup(host, &reference.repository);
+        let configured = Self::key(&self.config.configs, endpoint, reference)
+            .and_then(|c| c.auth.as_ref())
+            .and_then(config::Auth::credential);
+        credentials.extend(configured);
+        credentials
+    }
+}
+
+/// Pulls `image` into `store`, with the credentials `keyring` holds for it: from each of its
+/// registry's endpoints in turn (mirrors first) until one serves it; the last one's failure
+/// otherwise.
 pub async fn pull(
-    transport: &Transport,
+    client: &Client,
     store: &ImageStore,
     image: &str,
     keyring: &Keyring,
@@ -120,18 +211,34 @@ pub async fn pull(
         .ok_or_else(|| error(Failure::InvalidName))?;
     // Removed when the pull ends, or is cancelled.
     let scratch = store.scratch("pull").map_err(|e| error(e.into()))?;
-    pull_into(transport, store, &reference, keyring, scratch.path()).await.map_err(error)
+    let mut failure = None;
+    for endpoint in client.config.endpoints(&reference.registry) {
+        let credentials = client.credentials(&endpoint, &reference, keyring);
+        let transport = client.transport(&endpoint, &reference);
+        let attempt = Session::open(transport, &endpoint, &reference, credentials).await;
+        let pulled = match attempt {
+            Ok(mut session) => pull_into(&mut session, store, &reference, scratch.path()).await,
+            Err(e) => Err(e),
+        };
+        match pulled {
+            Ok(image) => return Ok(image),
+            Err(e) => {
+                if endpoint.mirror {
+                    tracing::info!(image, mirror = %endpoint.host, error = %e, "mirror failed, trying the next endpoint");
+                }
+                failure = Some(e);
+            }
+        }
+    }
+    Err(error(failure.unwrap_or(Failure::NotFound(reference.to_string()))))
 }
 
 async fn pull_into(
-    transport: &Transport,
+    session: &mut Session<'_>,
     store: &ImageStore,
     reference: &Reference,
-    keyring: &Keyring,
     scratch: &Path,
 ) -> Result<Image, Failure> {
-    let credentials = keyring.lookup(&reference.registry, &reference.repository);
-    let mut session = Session::open(transport, reference, credentials).await?;
     let wanted = reference.digest.clone().or_else(|| reference.tag.clone()).unwrap_or_default();
     let (top_digest, fetched) = session.manifest(&wanted, reference.digest.as_deref()).await?;
     let (config, layers) = match fetched {
@@ -200,11 +307,6 @@ fn without_query(url: &str) -> String {
     url.split('?').next().unwrap_or_default().to_string()
 }
 
-/// The registry endpoint a reference's registry name stands for.
-fn endpoint_host(registry: &str) -> &str {
-    if registry == "docker.io" { "registry-1.docker.io" } else { registry }
-}
-
 /// Whether plain HTTP is allowed: a registry on this host.
 fn is_loopback(host: &str) -> bool {
     let name = host
@@ -234,13 +336,15 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// Finds the registry's scheme (HTTPS, or HTTP on loopback when TLS fails).
+    /// A session with `endpoint`; finds the registry's scheme when the endpoint does not say
+    /// it (HTTPS, or HTTP on loopback when TLS fails).
     async fn open(
         transport: &'a Transport,
+        endpoint: &Endpoint,
         reference: &Reference,
         credentials: Vec<Credential>,
     ) -> Result<Session<'a>, Failure> {
-        let host = endpoint_host(&reference.registry);
+        let host = endpoint.host.as_str();
         let attempts = if credentials.is_empty() {
             vec![None]
         } else {
@@ -248,7 +352,7 @@ impl<'a> Session<'a> {
         };
         let mut session = Session {
             transport,
-            base: format!("https://{host}"),
+            base: format!("{}://{host}{}", endpoint.scheme.unwrap_or("https"), endpoint.prefix),
             repository: reference.repository.clone(),
             reference: reference.to_string(),
             attempts,
@@ -257,6 +361,9 @@ impl<'a> Session<'a> {
             renew: None,
             authorization: None,
         };
+        if endpoint.scheme.is_some() {
+            return Ok(session);
+        }
         match transport.get(&format!("{}/v2/", session.base), &[], None).await {
             Ok(_) => {}
             Err(TransportError::Tls { .. } | TransportError::Http { .. }) if is_loopback(host) => {
@@ -405,8 +512,8 @@ mod tests {
         for host in ["registry.example.com", "10.0.0.1:5000", "localhost.example.com:5000"] {
             assert!(!is_loopback(host), "{host}");
         }
-        assert_eq!(endpoint_host("docker.io"), "registry-1.docker.io");
-        assert_eq!(endpoint_host("quay.io"), "quay.io");
+        assert_eq!(config::default_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(config::default_host("quay.io"), "quay.io");
     }
 
     #[test]

@@ -76,6 +76,11 @@ impl Transport {
         Ok(Transport { tls: Arc::new(krust_tls::verified_client()?) })
     }
 
+    /// A transport with TLS settings of its own.
+    pub fn with_tls(tls: rustls::ClientConfig) -> Transport {
+        Transport { tls: Arc::new(tls) }
+    }
+
     /// GETs `url` with `headers`, following redirects. `authorization` goes only to the
     /// first host: a redirect elsewhere (a blob store's signed URL) goes without it.
     pub async fn get(
