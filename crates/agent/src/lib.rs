@@ -57,6 +57,8 @@ pub struct Options {
     /// The registry configuration (k3s' `registries.yaml`: mirrors, credentials and TLS by
     /// host); no file is an empty one.
     pub private_registry: PathBuf,
+    /// When unused images are removed (the kubelet's image GC thresholds).
+    pub image_gc: image::gc::Policy,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).
@@ -189,6 +191,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         }
     });
     tokio::spawn(node::run(client, options));
+    tokio::spawn(image::gc::run(Arc::clone(&agent)));
     pod::run(agent).await;
     Ok(())
 }

@@ -227,6 +227,16 @@ struct NodeArgs {
     /// and TLS settings by host); `<agent data dir>/registries.yaml` by default.
     #[arg(long)]
     private_registry: Option<PathBuf>,
+    /// Disk usage (percent) of the images' filesystem at which unused images are removed,
+    /// as the kubelet's; 100 turns image garbage collection off.
+    #[arg(long, default_value_t = 85)]
+    image_gc_high_threshold: u8,
+    /// Disk usage (percent) that image garbage collection frees down to.
+    #[arg(long, default_value_t = 80)]
+    image_gc_low_threshold: u8,
+    /// How long an unused image is kept after it was first seen.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    minimum_image_ttl_duration: std::time::Duration,
     /// Extra node labels, `KEY=VALUE` (comma separated).
     #[arg(long, value_delimiter = ',')]
     node_label: Vec<String>,
@@ -809,6 +819,12 @@ fn agent_options(
     let eviction_hard = node.eviction_hard.unwrap_or_default();
     let private_registry =
         node.private_registry.clone().unwrap_or_else(|| data_dir.join("registries.yaml"));
+    let image_gc = krust_agent::image::gc::Policy::new(
+        node.image_gc_high_threshold,
+        node.image_gc_low_threshold,
+        node.minimum_image_ttl_duration,
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok(krust_agent::Options {
         node_name,
         data_dir,
@@ -832,6 +848,7 @@ fn agent_options(
         eviction_hard,
         seccomp_default: node.seccomp_default,
         private_registry,
+        image_gc,
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),

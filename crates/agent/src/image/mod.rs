@@ -4,6 +4,7 @@
 //! placed in `<data-dir>/images/`, the airgap path) and from registries (`registry`).
 
 pub mod archive;
+pub mod gc;
 pub mod layer;
 pub mod reference;
 pub mod registry;
@@ -46,6 +47,10 @@ pub enum ImageError {
     /// No image has this name or id.
     #[error("image {0:?} not found")]
     NotFound(String),
+    /// A layer the image shares with one being removed went with it before the image was
+    /// recorded; pulling again brings it back.
+    #[error("layer {0} was removed while the image was added")]
+    LayerGone(String),
 }
 
 /// What an image's config says about how its containers run.
@@ -275,6 +280,11 @@ impl ImageStore {
     /// (with the names and repository digests it had before).
     fn save(&self, image: &Image) -> Result<Image, ImageError> {
         let _held = self.lock_records()?;
+        // A layer found in the store may have been removed since, with the last image that
+        // used it (see `remove`, which holds the same lock).
+        if let Some(gone) = image.layers.iter().find(|l| !self.layer_dir(l).is_dir()) {
+            return Err(ImageError::LayerGone(gone.clone()));
+        }
         for mut other in self.list()? {
             if other.id != image.id && other.names.iter().any(|n| image.names.contains(n)) {
                 other.names.retain(|n| !image.names.contains(n));
@@ -367,6 +377,7 @@ impl ImageStore {
 
     /// Removes the image a name or id resolves to, and the layers no other image uses.
     pub fn remove(&self, wanted: &str) -> Result<Image, ImageError> {
+        let _held = self.lock_records()?;
         let image = self.resolve(wanted)?;
         let path = self.image_file(&image.id);
         fs::remove_file(&path).map_err(|source| ImageError::Io { path, source })?;
