@@ -75,6 +75,10 @@ class Node:
                                   # caches, and DiskPressure would taint the node.
                                   "--eviction-hard",
                                   "memory.available<100Mi,nodefs.available<0%,pid.available<10%",
+                                  # For the same reason, no image garbage collection (its
+                                  # own test turns it on): the tests' images would go.
+                                  *(["--image-gc-high-threshold", "100"]
+                                    if "--image-gc-high-threshold" not in extra_args else []),
                                   *extra_args]
         self.server.start()
         self.cluster = Cluster(self.server, None)

@@ -3,9 +3,10 @@
 //! from a request's name. Requests of other users pass untouched.
 //!
 //! A node may:
-//! - create and delete only mirror pods bound to itself (the `kubernetes.io/config.mirror`
-//!   annotation, `spec.nodeName` itself, no service account, secrets, config maps or claims),
-//!   and delete only pods bound to itself;
+//! - create only mirror pods bound to itself (the `kubernetes.io/config.mirror` annotation,
+//!   `spec.nodeName` itself, its Node as their one controller owner, no service account,
+//!   secrets, config maps, claims or cluster trust bundles), and delete only pods bound to
+//!   itself;
 //! - update the status of, and evict, only pods bound to itself;
 //! - create and modify only its own Node, without setting or changing labels under
 //!   `node-restriction.kubernetes.io/` or other labels under `kubernetes.io` / `k8s.io`
@@ -20,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use krust_api::StatusError;
 use krust_auth::node::{NODE_LEASE_NAMESPACE, node_identity};
 use serde::de::DeserializeOwned;
@@ -153,12 +155,22 @@ impl NodeRestriction {
                         ),
                     ));
                 }
+                self.mirror_owner(a, node, &pod.metadata, cluster)?;
                 if spec.service_account_name.as_deref().is_some_and(|s| !s.is_empty()) {
                     return Err(forbidden(
                         a,
-                        format!("node {node:?} can not create pods that use service accounts"),
+                        format!(
+                            "node {node:?} can not create pods that reference a service account"
+                        ),
                     ));
                 }
+                let trust_bundles = spec
+                    .volumes
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| v.projected.as_ref())
+                    .flat_map(|p| p.sources.iter().flatten())
+                    .any(|s| s.cluster_trust_bundle.is_some());
                 let mut probe = pod.metadata.clone();
                 probe.namespace = Some(a.namespace.to_string());
                 let refs = krust_auth::node::pod_refs(&Pod {
@@ -179,6 +191,14 @@ impl NodeRestriction {
                     return Err(forbidden(
                         a,
                         format!("node {node:?} can not create pods that reference {what}"),
+                    ));
+                }
+                if trust_bundles {
+                    return Err(forbidden(
+                        a,
+                        format!(
+                            "node {node:?} can not create pods that reference clustertrustbundles"
+                        ),
                     ));
                 }
                 Ok(())
@@ -235,6 +255,60 @@ impl NodeRestriction {
                 format!("unexpected subresource {sub:?}, node {node:?} can only update pod status"),
             )),
         }
+    }
+
+    /// A mirror pod's owner: exactly one reference, to the node's own Node object (its
+    /// current uid), as controller, without `blockOwnerDeletion` (upstream's
+    /// `admitPodCreate`, since the MirrorPodNodeRestriction KEP).
+    fn mirror_owner(
+        &self,
+        a: &Attributes<'_>,
+        node: &str,
+        pod: &ObjectMeta,
+        cluster: &dyn ClusterView,
+    ) -> Result<(), StatusError> {
+        let owners = pod.owner_references.as_deref().unwrap_or_default();
+        let [owner] = owners else {
+            let why = if owners.is_empty() {
+                format!("node {node:?} can only create pods with an owner reference set to itself")
+            } else {
+                format!(
+                    "node {node:?} can only create pods with a single owner reference set to itself"
+                )
+            };
+            return Err(forbidden(a, why));
+        };
+        if owner.api_version != "v1" || owner.kind != "Node" || owner.name != node {
+            return Err(forbidden(
+                a,
+                format!("node {node:?} can only create pods with an owner reference set to itself"),
+            ));
+        }
+        if owner.controller != Some(true) {
+            return Err(forbidden(
+                a,
+                format!(
+                    "node {node:?} can only create pods with a controller owner reference set to itself"
+                ),
+            ));
+        }
+        if owner.block_owner_deletion == Some(true) {
+            return Err(forbidden(
+                a,
+                format!("node {node:?} must not set blockOwnerDeletion on an owner reference"),
+            ));
+        }
+        let Some(registered) = typed::<Node>(cluster.get("", "nodes", "", node).as_ref()) else {
+            return Err(StatusError::not_found("", "nodes", node));
+        };
+        let uid = registered.metadata.uid.unwrap_or_default();
+        if owner.uid != uid {
+            return Err(forbidden(
+                a,
+                format!("node {node} UID mismatch: expected {} got {uid}", owner.uid),
+            ));
+        }
+        Ok(())
     }
 
     fn node(

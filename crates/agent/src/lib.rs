@@ -59,6 +59,8 @@ pub struct Options {
     pub private_registry: PathBuf,
     /// When unused images are removed (the kubelet's image GC thresholds).
     pub image_gc: image::gc::Policy,
+    /// The folder (or file) of static pod manifests (the kubelet's `staticPodPath`), if any.
+    pub pod_manifest_path: Option<PathBuf>,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).

@@ -231,6 +231,11 @@ struct NodeArgs {
     /// and TLS settings by host); `<agent data dir>/registries.yaml` by default.
     #[arg(long)]
     private_registry: Option<PathBuf>,
+    /// A folder of static pod manifests (one Pod per file, YAML or JSON; names starting with
+    /// a dot are skipped), run by the agent itself and mirrored into the API, as the
+    /// kubelet's `--pod-manifest-path` (`staticPodPath`); it may also name a single file.
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
     /// Disk usage (percent) of the images' filesystem at which unused images are removed,
     /// as the kubelet's; 100 turns image garbage collection off.
     #[arg(long, default_value_t = 85)]
@@ -853,6 +858,7 @@ fn agent_options(
         seccomp_default: node.seccomp_default,
         private_registry,
         image_gc,
+        pod_manifest_path: node.pod_manifest_path.clone(),
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),

@@ -36,6 +36,10 @@ fn cluster() -> Cluster {
     let mut c = Cluster::default();
     c.0.insert(("pods".into(), "a".into(), "mine".into()), bound_pod("mine", "n1"));
     c.0.insert(("pods".into(), "a".into(), "theirs".into()), bound_pod("theirs", "n2"));
+    c.0.insert(
+        ("nodes".into(), "".into(), "n1".into()),
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1", "uid": "n1-uid"}}),
+    );
     c
 }
 
@@ -92,7 +96,97 @@ fn run(c: &Case, user: &UserInfo) -> Result<(), StatusError> {
 fn mirror(node: &str) -> Value {
     let mut p = bound_pod("static", node);
     p["metadata"]["annotations"] = json!({MIRROR_POD_ANNOTATION: "x"});
+    p["metadata"]["ownerReferences"] = json!([
+        {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "n1-uid", "controller": true}]);
     p
+}
+
+/// A mirror pod of n1 whose owner reference has `change` merged in (`null`: no references).
+fn mirror_owned(change: Value) -> Value {
+    let mut p = mirror("n1");
+    match change {
+        Value::Null => {
+            p["metadata"].as_object_mut().unwrap().remove("ownerReferences");
+        }
+        Value::Array(owners) => p["metadata"]["ownerReferences"] = Value::Array(owners),
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                p["metadata"]["ownerReferences"][0][k] = v;
+            }
+        }
+        _ => unreachable!(),
+    }
+    p
+}
+
+#[test]
+fn a_mirror_pod_is_owned_by_its_node_alone() {
+    let owner = mirror("n1")["metadata"]["ownerReferences"][0].clone();
+    let cases = [
+        (
+            "no owner",
+            Value::Null,
+            Some(r#"node "n1" can only create pods with an owner reference set to itself"#),
+        ),
+        (
+            "two owners",
+            json!([owner.clone(), owner]),
+            Some(r#"node "n1" can only create pods with a single owner reference set to itself"#),
+        ),
+        (
+            "another node",
+            json!({"name": "n2"}),
+            Some("can only create pods with an owner reference set to itself"),
+        ),
+        (
+            "another kind",
+            json!({"kind": "Pod"}),
+            Some("can only create pods with an owner reference set to itself"),
+        ),
+        (
+            "another version",
+            json!({"apiVersion": "v2"}),
+            Some("can only create pods with an owner reference set to itself"),
+        ),
+        (
+            "not as controller",
+            json!({"controller": false}),
+            Some(
+                r#"node "n1" can only create pods with a controller owner reference set to itself"#,
+            ),
+        ),
+        (
+            "blocking deletion",
+            json!({"blockOwnerDeletion": true}),
+            Some(r#"node "n1" must not set blockOwnerDeletion on an owner reference"#),
+        ),
+        (
+            "an old uid",
+            json!({"uid": "old"}),
+            Some("node n1 UID mismatch: expected old got n1-uid"),
+        ),
+        ("its node as controller", json!({}), None),
+    ];
+    for (name, change, refused) in cases {
+        let c = Case {
+            object: Some(mirror_owned(change)),
+            ..case(name, Operation::Create, "pods", "static")
+        };
+        match (run(&c, &node_user("n1")), refused) {
+            (Ok(()), None) => {}
+            (Err(e), Some(why)) => {
+                assert_eq!(e.code, 403, "{name}");
+                assert!(e.message.contains(why), "{name}: {}", e.message);
+            }
+            (got, want) => panic!("{name}: got {got:?}, want refusal {want:?}"),
+        }
+    }
+    // A node that is not registered: the lookup's 404, as upstream's.
+    let mut unregistered = mirror("n3");
+    unregistered["metadata"]["ownerReferences"][0]["name"] = json!("n3");
+    let c = Case { object: Some(unregistered), ..case("", Operation::Create, "pods", "static") };
+    let e = run(&c, &node_user("n3")).unwrap_err();
+    assert_eq!((e.code, e.message.as_str()), (404, r#"nodes "n3" not found"#));
 }
 
 fn node_obj(name: &str, labels: Value) -> Value {
@@ -125,6 +219,25 @@ fn a_node_writes_only_what_is_its_own() {
             object: Some(with_secret),
             refused: Some("can not create pods that reference secrets"),
             ..case("a mirror pod with a secret", Operation::Create, "pods", "static")
+        },
+        Case {
+            object: Some({
+                let mut p = mirror("n1");
+                p["spec"]["serviceAccountName"] = json!("default");
+                p
+            }),
+            refused: Some("can not create pods that reference a service account"),
+            ..case("a mirror pod with an account", Operation::Create, "pods", "static")
+        },
+        Case {
+            object: Some({
+                let mut p = mirror("n1");
+                p["spec"]["volumes"] = json!([{"name": "b", "projected": {"sources": [
+                    {"clusterTrustBundle": {"signerName": "x/y", "path": "b.pem"}}]}}]);
+                p
+            }),
+            refused: Some("can not create pods that reference clustertrustbundles"),
+            ..case("a mirror pod with trust bundles", Operation::Create, "pods", "static")
         },
         Case {
             old: Some(bound_pod("mine", "n1")),

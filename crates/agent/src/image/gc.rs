@@ -6,7 +6,8 @@
 //!
 //! The policy ([`Tracker`], [`victims`]) is pure; [`run`] feeds it: the images in the store,
 //! the images of the pods bound to this node (from the API, whatever their phase: a stopped
-//! container still holds its image), and the filesystem's usage.
+//! container still holds its image) and of every container run kept on disk (static pods'
+//! among them, whose mirror pods may be missing), and the filesystem's usage.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -171,7 +172,8 @@ async fn collect(
     let params =
         ListParams::default().fields(&format!("spec.nodeName={}", agent.options.node_name));
     let pods = pods.list(&params).await.map_err(|e| format!("cannot list pods: {e}"))?;
-    let in_use = images_in_use(&agent.images, pods.items.iter());
+    let mut in_use = images_in_use(&agent.images, pods.items.iter());
+    in_use.extend(images_on_disk(agent));
     let now = Instant::now();
     let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     tracker.observe(&ids, &in_use, now);
@@ -211,6 +213,21 @@ fn images_in_use<'a>(
         names.extend(ephemeral.filter_map(|c| c.image.clone()));
     }
     names.iter().filter_map(|name| store.resolve(name).ok()).map(|image| image.id).collect()
+}
+
+/// The ids of the images of the container runs on disk (`pods/UID/containers/NAME/RUN/image`).
+fn images_on_disk(agent: &Agent) -> HashSet<String> {
+    let dirs = |path: &std::path::Path| {
+        std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path())
+    };
+    let named: HashSet<String> = dirs(&agent.pods_dir)
+        .flat_map(|pod| dirs(&pod.join("containers")).collect::<Vec<_>>())
+        .flat_map(|container| dirs(&container).collect::<Vec<_>>())
+        .filter_map(|run| std::fs::read_to_string(run.join("image")).ok())
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty())
+        .collect();
+    named.iter().filter_map(|id| agent.images.resolve(id).ok()).map(|image| image.id).collect()
 }
 
 #[cfg(test)]

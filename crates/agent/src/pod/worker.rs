@@ -21,6 +21,7 @@ use super::image_pull::{Pulled, Pulls};
 use super::resources;
 use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
+use super::static_pods::Link;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use super::{hooks, probe};
 use crate::Agent;
@@ -52,7 +53,11 @@ pub struct Worker {
     restarts: HashMap<String, u32>,
     sandbox: Option<Sandbox>,
     volumes: Option<HashMap<String, PathBuf>>,
-    published: Option<serde_json::Value>,
+    /// The status last written, and the uid of the pod object it went to (a static pod's
+    /// mirror, `None` while it has none).
+    published: Option<(Option<String>, serde_json::Value)>,
+    /// A static pod's hold on its mirror pod; `None` for a pod of the API.
+    mirror: Option<Link>,
     /// Whether the sandbox of an ended pod was let go.
     released: bool,
     /// When the volumes from ConfigMaps and Secrets were last brought up to date.
@@ -90,6 +95,7 @@ impl Worker {
             sandbox,
             volumes: None,
             published: None,
+            mirror: None,
             volumes_synced: Instant::now(),
             released: false,
             sources: None,
@@ -98,6 +104,13 @@ impl Worker {
             killing: std::collections::HashSet::new(),
             pulls: Pulls::default(),
         }
+    }
+
+    /// The worker of a static pod, which reports through its mirror pod (kept by `mirror`)
+    /// and deletes no object when it ends.
+    pub fn with_mirror(mut self, mirror: Link) -> Worker {
+        self.mirror = Some(mirror);
+        self
     }
 
     /// Runs until the pod is gone from this node.
@@ -121,7 +134,16 @@ impl Worker {
                 self.delete_object(&pod).await;
                 return;
             }
+            if let Some(link) = &mut self.mirror {
+                link.sync(&self.agent.client, &self.agent.options.node_name, &pod).await;
+            }
             let next = self.sync(&pod).await;
+            let mirror_changed = async {
+                match &mut self.mirror {
+                    Some(link) => link.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 changed = updates.changed() => {
                     if changed.is_err() {
@@ -130,6 +152,7 @@ impl Worker {
                 }
                 () = tokio::time::sleep(next) => {}
                 () = board.changed.notified() => {}
+                () = mirror_changed => {}
             }
         }
     }
@@ -181,10 +204,12 @@ impl Worker {
         );
         let spec = pod.spec.clone().unwrap_or_default();
         let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
-        let terminal = matches!(
-            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
+        // A static pod's phase is the one this worker worked out (its object stays Pending).
+        let phase = match &self.mirror {
+            None => pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some(_) => self.published.as_ref().and_then(|(_, s)| s["phase"].as_str()),
+        };
+        let terminal = matches!(phase, Some("Succeeded" | "Failed"));
         if self.sandbox.is_none() && !terminal {
             let dir = self.dir.clone();
             let agent = Arc::clone(&self.agent);
@@ -309,7 +334,7 @@ impl Worker {
         let ended = self
             .published
             .as_ref()
-            .and_then(|s| s["phase"].as_str())
+            .and_then(|(_, s)| s["phase"].as_str())
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
         if !ended || self.released {
             return;
@@ -743,21 +768,40 @@ impl Worker {
         }
     }
 
-    /// Writes the pod's status when it differs from what was last written.
+    /// Writes the pod's status when it differs from what was last written: onto the pod
+    /// object, or a static pod's onto its mirror pod (once there is one).
     async fn publish(&mut self, pod: &Pod) {
-        let status = status::status(pod, &self.facts(pod));
+        let facts = self.facts(pod);
+        let (status, target) = match &self.mirror {
+            None => (status::status(pod, &facts), Some(self.uid.clone())),
+            Some(link) => {
+                // The object of a static pod holds no status: the last one worked out (after a
+                // restart of the agent, its mirror's) stands in for it (the conditions'
+                // transition times).
+                let mut shown = pod.clone();
+                shown.status = match &self.published {
+                    Some((_, last)) => serde_json::from_value(last.clone()).ok(),
+                    None => link.status(pod),
+                };
+                (status::status(&shown, &facts), link.target(pod))
+            }
+        };
         let Ok(value) = serde_json::to_value(&status) else { return };
-        if self.published.as_ref() == Some(&value) {
+        if self.published.as_ref().is_some_and(|(to, last)| *to == target && *last == value) {
             return;
         }
+        let Some(uid) = &target else {
+            self.published = Some((None, value));
+            return;
+        };
         let pods: Api<Pod> = Api::namespaced(
             self.agent.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),
         );
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let patch = serde_json::json!({"metadata": {"uid": self.uid}, "status": value});
+        let patch = serde_json::json!({"metadata": {"uid": uid}, "status": value});
         match pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => self.published = Some(value),
+            Ok(_) => self.published = Some((target, value)),
             Err(e) => tracing::debug!(pod = %name, error = %e, "cannot update the pod's status"),
         }
     }
@@ -866,8 +910,12 @@ impl Worker {
         self.sandbox = None;
     }
 
-    /// Deletes the pod object once its containers are gone (only the same pod: by uid).
+    /// Deletes the pod object once its containers are gone (only the same pod: by uid). A
+    /// static pod has none (its mirror goes once the pod is no longer wanted: `pod::run`).
     async fn delete_object(&self, pod: &Pod) {
+        if self.mirror.is_some() {
+            return;
+        }
         let pods: Api<Pod> = Api::namespaced(
             self.agent.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or("default"),

@@ -88,12 +88,31 @@ impl Strategy for PodStrategy {
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
+        if let Some(hash) = mirror_annotation(obj)
+            && str_at(obj, "spec.nodeName").is_none_or(str::is_empty)
+        {
+            errors.push(FieldError::invalid(
+                MIRROR_FIELD,
+                Value::String(hash.into()),
+                "must set spec.nodeName if mirror pod annotation is set",
+            ));
+        }
         validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec", &mut errors);
         errors
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errors = self.validate(new);
+        // A mirror pod stays one, of the same static pod, and nothing else becomes one.
+        match (mirror_annotation(old), mirror_annotation(new)) {
+            (Some(was), now) if now != Some(was) => errors.push(FieldError::forbidden(
+                MIRROR_FIELD,
+                "may not remove or update mirror pod annotation",
+            )),
+            (None, Some(_)) => errors
+                .push(FieldError::forbidden(MIRROR_FIELD, "may not add mirror pod annotation")),
+            _ => {}
+        }
         if !errors.is_empty() {
             return errors;
         }
@@ -134,6 +153,14 @@ impl Strategy for PodStrategy {
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
         pod_cells(obj, ctx)
     }
+}
+
+/// The annotation of mirror pods (a node's copies of its static pods): the static pod's hash.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+const MIRROR_FIELD: &str = "metadata.annotations[kubernetes.io/config.mirror]";
+
+fn mirror_annotation(pod: &Value) -> Option<&str> {
+    pod.pointer("/metadata/annotations")?.get(MIRROR_ANNOTATION)?.as_str()
 }
 
 /// Whether only the fields a pod update may change differ between `new` and `old`.
@@ -434,6 +461,54 @@ mod tests {
         )));
         let empty = PodStrategy.validate(&json!({"spec": {}}));
         assert_eq!(empty[0].to_string(), "spec.containers: Required value");
+    }
+
+    #[test]
+    fn a_mirror_pod_is_bound_and_stays_a_mirror_of_the_same_pod() {
+        let mirror = |hash: Option<&str>, node: &str| {
+            let mut p = json!({"metadata": {"name": "web-n1", "annotations": {}},
+                "spec": {"nodeName": node, "containers": [{"name": "a", "image": "nginx"}]}});
+            if let Some(hash) = hash {
+                p["metadata"]["annotations"][MIRROR_ANNOTATION] = json!(hash);
+            }
+            PodStrategy.default(&mut p);
+            p
+        };
+        let messages = |errors: Vec<FieldError>| -> Vec<String> {
+            errors.iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            messages(PodStrategy.validate(&mirror(Some("h"), ""))),
+            [
+                r#"metadata.annotations[kubernetes.io/config.mirror]: Invalid value: "h": must set spec.nodeName if mirror pod annotation is set"#
+            ]
+        );
+        assert!(PodStrategy.validate(&mirror(Some("h"), "n1")).is_empty());
+        let cases = [
+            ("unchanged", Some("h"), Some("h"), None),
+            ("removed", Some("h"), None, Some("may not remove or update mirror pod annotation")),
+            (
+                "changed",
+                Some("h"),
+                Some("g"),
+                Some("may not remove or update mirror pod annotation"),
+            ),
+            ("added", None, Some("h"), Some("may not add mirror pod annotation")),
+        ];
+        for (name, old, new, refused) in cases {
+            let errors =
+                messages(PodStrategy.validate_update(&mirror(new, "n1"), &mirror(old, "n1")));
+            match refused {
+                None => assert!(errors.is_empty(), "{name}: {errors:?}"),
+                Some(why) => assert_eq!(
+                    errors,
+                    [format!(
+                        "metadata.annotations[kubernetes.io/config.mirror]: Forbidden: {why}"
+                    )],
+                    "{name}"
+                ),
+            }
+        }
     }
 
     #[test]
