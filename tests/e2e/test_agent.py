@@ -40,10 +40,9 @@ def test_node_registers_ready_with_its_lease(node, k):
     assert conditions["Ready"]["reason"] == "KubeletReady"
     for pressure in ["MemoryPressure", "PIDPressure"]:
         assert conditions[pressure]["status"] == "False"
-    # Disk pressure is the host's own (upstream's nodefs.available < 10%, on the data dir).
-    disk = os.statvfs(node.agent_dir)
-    low = disk.f_bavail * 10 < disk.f_blocks
-    assert conditions["DiskPressure"]["status"] == ("True" if low else "False")
+    # The e2e nodes' eviction threshold for the disk is nodefs.available<0% (agent_node.py): a
+    # CI machine's disk may hold less than upstream's 10% free, and that is no pressure here.
+    assert conditions["DiskPressure"]["status"] == "False"
     capacity, allocatable = n["status"]["capacity"], n["status"]["allocatable"]
     assert int(capacity["cpu"]) == os.cpu_count()
     assert capacity["pods"] == "110" and capacity["memory"].endswith("Ki")
