@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agent_node import k, ns  # noqa: F401 (fixtures, on this module's node)
 from agent_node import NEEDS_AGENT, Node, apply, pod, status_of, wait_pod
-from conftest import KRUST_BIN, KUBECTL_VERSIONS, Kubectl, rand_suffix, wait_for
+from conftest import KRUST_BIN, rand_suffix, wait_for
 from registry import Registry
 
 pytestmark = NEEDS_AGENT
@@ -57,19 +58,6 @@ def node(e2e_tmp, registries, request):
     n = Node(workdir, extra_args=["--private-registry", str(config)])
     yield n
     n.cleanup()
-
-
-@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
-def k(request, node):
-    return Kubectl(request.param, node.cluster, node.workdir)
-
-
-@pytest.fixture
-def ns(node):
-    name = f"e2e-registry-mirrors-{rand_suffix()}"
-    node.cluster.create_namespace(name)
-    yield name
-    node.cluster.ok("DELETE", f"/api/v1/namespaces/{name}", expect=(200, 202, 404))
 
 
 def runs(k, ns, node, name, image, marker) -> dict:

@@ -172,8 +172,8 @@ async fn collect(
     let params =
         ListParams::default().fields(&format!("spec.nodeName={}", agent.options.node_name));
     let pods = pods.list(&params).await.map_err(|e| format!("cannot list pods: {e}"))?;
-    let mut in_use = images_in_use(&agent.images, pods.items.iter());
-    in_use.extend(images_on_disk(agent));
+    let mut in_use = images_in_use(&images, pods.items.iter());
+    in_use.extend(images_on_disk(agent, &images));
     let now = Instant::now();
     let ids: Vec<&str> = images.iter().map(|i| i.id.as_str()).collect();
     tracker.observe(&ids, &in_use, now);
@@ -201,10 +201,7 @@ async fn collect(
 }
 
 /// The ids of the images the containers of `pods` name (those the store holds).
-fn images_in_use<'a>(
-    store: &super::ImageStore,
-    pods: impl Iterator<Item = &'a Pod>,
-) -> HashSet<String> {
+fn images_in_use<'a>(images: &[Image], pods: impl Iterator<Item = &'a Pod>) -> HashSet<String> {
     let mut names = HashSet::new();
     for spec in pods.filter_map(|p| p.spec.as_ref()) {
         let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
@@ -212,11 +209,11 @@ fn images_in_use<'a>(
         let ephemeral = spec.ephemeral_containers.iter().flatten();
         names.extend(ephemeral.filter_map(|c| c.image.clone()));
     }
-    names.iter().filter_map(|name| store.resolve(name).ok()).map(|image| image.id).collect()
+    names.iter().filter_map(|name| super::find(images, name)).map(|i| i.id.clone()).collect()
 }
 
 /// The ids of the images of the container runs on disk (`pods/UID/containers/NAME/RUN/image`).
-fn images_on_disk(agent: &Agent) -> HashSet<String> {
+fn images_on_disk(agent: &Agent, images: &[Image]) -> HashSet<String> {
     let dirs = |path: &std::path::Path| {
         std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path())
     };
@@ -227,7 +224,7 @@ fn images_on_disk(agent: &Agent) -> HashSet<String> {
         .map(|id| id.trim().to_string())
         .filter(|id| !id.is_empty())
         .collect();
-    named.iter().filter_map(|id| agent.images.resolve(id).ok()).map(|image| image.id).collect()
+    named.iter().filter_map(|id| super::find(images, id)).map(|i| i.id.clone()).collect()
 }
 
 #[cfg(test)]

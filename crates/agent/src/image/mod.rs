@@ -349,30 +349,7 @@ impl ImageStore {
     /// The image a pod's `image` field names: by normalised reference, or by id.
     pub fn resolve(&self, wanted: &str) -> Result<Image, ImageError> {
         let images = self.list()?;
-        let by_id = |id: &str| {
-            images.iter().find(|i| i.id == id || i.id.trim_start_matches("sha256:").starts_with(id))
-        };
-        if let Some(reference) = Reference::parse(wanted) {
-            let full = reference.to_string();
-            let pinned = reference.digest.as_ref().map(|d| format!("{}@{d}", reference.name()));
-            if let Some(image) = images.iter().find(|i| {
-                i.names.contains(&full)
-                    || pinned.as_ref().is_some_and(|p| i.repo_digests.contains(p))
-            }) {
-                return Ok(image.clone());
-            }
-            if let Some(digest) = &reference.digest
-                && let Some(image) = by_id(digest)
-            {
-                return Ok(image.clone());
-            }
-        }
-        if wanted.len() >= 12
-            && let Some(image) = by_id(wanted)
-        {
-            return Ok(image.clone());
-        }
-        Err(ImageError::NotFound(wanted.to_string()))
+        find(&images, wanted).cloned().ok_or_else(|| ImageError::NotFound(wanted.to_string()))
     }
 
     /// Removes the image a name or id resolves to, and the layers no other image uses.
@@ -402,6 +379,27 @@ impl ImageStore {
     fn image_file(&self, id: &str) -> PathBuf {
         self.root.join("images").join(format!("{}.json", id.trim_start_matches("sha256:")))
     }
+}
+
+/// The image of `images` that `wanted` names, as [`ImageStore::resolve`] finds it: by
+/// normalised reference, by repository digest, or by id (or an id prefix of 12 or more).
+pub fn find<'a>(images: &'a [Image], wanted: &str) -> Option<&'a Image> {
+    let by_id = |id: &str| {
+        images.iter().find(|i| i.id == id || i.id.trim_start_matches("sha256:").starts_with(id))
+    };
+    if let Some(reference) = Reference::parse(wanted) {
+        let full = reference.to_string();
+        let pinned = reference.digest.as_ref().map(|d| format!("{}@{d}", reference.name()));
+        if let Some(image) = images.iter().find(|i| {
+            i.names.contains(&full) || pinned.as_ref().is_some_and(|p| i.repo_digests.contains(p))
+        }) {
+            return Some(image);
+        }
+        if let Some(image) = reference.digest.as_deref().and_then(by_id) {
+            return Some(image);
+        }
+    }
+    if wanted.len() >= 12 { by_id(wanted) } else { None }
 }
 
 /// A scratch directory, removed with what it holds when dropped (a pull cancelled halfway

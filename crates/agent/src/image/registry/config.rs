@@ -21,10 +21,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine;
 use serde::Deserialize;
 
-use super::keyring::Credential;
+use super::keyring::{self, Credential};
 
 /// The whole file.
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
@@ -181,13 +180,13 @@ impl Registries {
 impl Auth {
     /// The credential it gives, if complete.
     pub fn credential(&self) -> Option<Credential> {
-        if let (Some(username), Some(password)) = (&self.username, &self.password) {
-            return Some(Credential { username: username.clone(), password: password.clone() });
-        }
-        if let Some(encoded) = &self.auth {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
-            let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-            return Some(Credential { username: username.into(), password: password.into() });
+        let given = keyring::docker_credential(
+            self.username.as_deref(),
+            self.password.as_deref(),
+            self.auth.as_deref(),
+        );
+        if given.is_some() {
+            return given;
         }
         // An identity token is a refresh token, sent to the token service as a password.
         let token = self.identitytoken.as_ref()?;

@@ -54,13 +54,23 @@ struct Entry {
 
 impl Entry {
     fn credential(&self) -> Option<Credential> {
-        if let (Some(username), Some(password)) = (&self.username, &self.password) {
-            return Some(Credential { username: username.clone(), password: password.clone() });
-        }
-        let decoded = base64::engine::general_purpose::STANDARD.decode(self.auth.as_ref()?).ok()?;
-        let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-        Some(Credential { username: username.into(), password: password.into() })
+        docker_credential(self.username.as_deref(), self.password.as_deref(), self.auth.as_deref())
     }
+}
+
+/// The credential of a Docker config entry: `username` and `password`, else `auth` (base64 of
+/// `username:password`).
+pub fn docker_credential(
+    username: Option<&str>,
+    password: Option<&str>,
+    auth: Option<&str>,
+) -> Option<Credential> {
+    if let (Some(username), Some(password)) = (username, password) {
+        return Some(Credential { username: username.into(), password: password.into() });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(auth?).ok()?;
+    let (username, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(Credential { username: username.into(), password: password.into() })
 }
 
 impl Keyring {
