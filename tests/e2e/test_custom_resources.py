@@ -1368,7 +1368,10 @@ def test_a_terminating_definition_goes_once_its_last_held_object_is_released(clu
     # upstream's finalizer controller checks every 5s for the objects to be gone
     wait_for(lambda: cluster.get(f"{CRDS}/{h.name}").status_code == 404, 10, interval=0.2,
              what="the definition gone once its last object is")
-    assert all(g["name"] != h.group for g in cluster.ok("GET", "/apis")["groups"])
+    # discovery follows definitions through a watch (upstream: an informer)
+    wait_for(lambda: all(g["name"] != h.group
+                         for g in cluster.ok("GET", "/apis")["groups"]), 2,
+             what="the group gone from discovery")
 
 
 def test_discovery_drops_the_write_verbs_of_a_terminating_definition(cluster, held):
