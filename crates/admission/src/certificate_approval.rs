@@ -144,7 +144,7 @@ mod tests {
                 None => assert!(got.is_ok(), "{case}: {got:?}"),
                 Some(message) => {
                     let e = got.unwrap_err();
-                    assert_eq!((e.code, e.message.as_str()), (403, *message), "{case}");
+                    assert_eq!((e.code(), e.message.as_str()), (403, *message), "{case}");
                 }
             }
         }

@@ -201,7 +201,7 @@ mod tests {
                 None => assert!(got.is_ok(), "{case}: {got:?}"),
                 Some(why) => {
                     let e = got.unwrap_err();
-                    assert_eq!(e.code, 403, "{case}");
+                    assert_eq!(e.code(), 403, "{case}");
                     assert_eq!(
                         e.message,
                         format!("persistentvolumeclaims \"data\" is forbidden: {why}"),

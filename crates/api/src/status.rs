@@ -105,18 +105,44 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The HTTP status code the edge answers a failure of this reason with, as upstream's
+    /// constructors in `k8s.io/apimachinery/pkg/api/errors` choose it.
+    pub fn code(self) -> u16 {
+        match self {
+            Reason::BadRequest => 400,
+            Reason::Unauthorized => 401,
+            Reason::Forbidden => 403,
+            Reason::NotFound => 404,
+            Reason::MethodNotAllowed => 405,
+            Reason::NotAcceptable => 406,
+            Reason::AlreadyExists | Reason::Conflict => 409,
+            Reason::Gone | Reason::Expired => 410,
+            Reason::RequestEntityTooLarge => 413,
+            Reason::UnsupportedMediaType => 415,
+            Reason::Invalid => 422,
+            Reason::TooManyRequests => 429,
+            Reason::ServiceUnavailable => 503,
+            Reason::Timeout => 504,
+            Reason::Unknown | Reason::InternalError | Reason::ServerTimeout | Reason::Other(_) => {
+                500
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// A failure to answer as a Kubernetes `Status` object.
+/// A failure to answer as a Kubernetes `Status` object: what failed ([`Reason`]), in words
+/// and with details. The HTTP status is chosen at the edge ([`code`](Self::code)), from the
+/// reason.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct StatusError {
-    /// HTTP status code.
-    pub code: u16,
     /// What failed.
     pub reason: Reason,
     /// Human-readable description.
@@ -125,17 +151,38 @@ pub struct StatusError {
     pub details: Option<Value>,
     /// `metadata.continue`: where an expired paginated list may go on (inconsistently).
     pub continue_token: Option<String>,
+    /// The HTTP code, only where it is not the reason's own: a webhook's refusal passed on
+    /// as it came, or an answer upstream's Go server writes itself (414, 408).
+    pub code_override: Option<u16>,
 }
 
 impl StatusError {
-    /// An error with a code, reason and message and no details.
-    pub fn new(code: u16, reason: Reason, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None, continue_token: None }
+    /// An error with a reason and message and no details.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            details: None,
+            continue_token: None,
+            code_override: None,
+        }
+    }
+
+    /// An error answered with `code` rather than its reason's code: a refusal passed on as
+    /// another component gave it.
+    pub fn with_code(code: u16, reason: Reason, message: impl Into<String>) -> Self {
+        let code_override = (code != reason.code()).then_some(code);
+        Self { code_override, ..Self::new(reason, message) }
+    }
+
+    /// The HTTP status code the edge answers with.
+    pub fn code(&self) -> u16 {
+        self.code_override.unwrap_or_else(|| self.reason.code())
     }
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, Reason::BadRequest, message)
+        Self::new(Reason::BadRequest, message)
     }
 
     /// 404 NotFound for a named object of `resource` in `group`.
@@ -143,7 +190,7 @@ impl StatusError {
         let qualified = qualified(group, resource);
         Self {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
-            ..Self::new(404, Reason::NotFound, format!("{qualified} \"{name}\" not found"))
+            ..Self::new(Reason::NotFound, format!("{qualified} \"{name}\" not found"))
         }
     }
 
@@ -152,11 +199,7 @@ impl StatusError {
         let qualified = qualified(group, resource);
         Self {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
-            ..Self::new(
-                409,
-                Reason::AlreadyExists,
-                format!("{qualified} \"{name}\" already exists"),
-            )
+            ..Self::new(Reason::AlreadyExists, format!("{qualified} \"{name}\" already exists"))
         }
     }
 
@@ -166,7 +209,6 @@ impl StatusError {
         Self {
             details: Some(json!({"name": name, "group": group, "kind": resource})),
             ..Self::new(
-                409,
                 Reason::Conflict,
                 format!("Operation cannot be fulfilled on {qualified} \"{name}\": {why}"),
             )
@@ -187,14 +229,13 @@ impl StatusError {
             .collect();
         Self {
             details: Some(json!({"name": name, "group": group, "kind": kind, "causes": causes})),
-            ..Self::new(422, Reason::Invalid, message)
+            ..Self::new(Reason::Invalid, message)
         }
     }
 
     /// 422 Invalid for bad list or watch options.
     pub fn invalid_options(message: impl Into<String>) -> Self {
         Self::new(
-            422,
             Reason::Invalid,
             format!("ListOptions.meta.k8s.io \"\" is invalid: {}", message.into()),
         )
@@ -202,18 +243,17 @@ impl StatusError {
 
     /// 410 Gone, for a resourceVersion older than the kept history.
     pub fn gone(message: impl Into<String>) -> Self {
-        Self::new(410, Reason::Expired, message)
+        Self::new(Reason::Expired, message)
     }
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, Reason::MethodNotAllowed, message)
+        Self::new(Reason::MethodNotAllowed, message)
     }
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
-            415,
             Reason::UnsupportedMediaType,
             format!(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/apply-patch+yaml (got {content_type:?})"
@@ -224,7 +264,6 @@ impl StatusError {
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
-            413,
             Reason::RequestEntityTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         )
@@ -232,12 +271,12 @@ impl StatusError {
 
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, Reason::InternalError, message)
+        Self::new(Reason::InternalError, message)
     }
 
     /// 403 Forbidden.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, Reason::Forbidden, message)
+        Self::new(Reason::Forbidden, message)
     }
 
     /// Whether the object was not found.
@@ -258,7 +297,7 @@ impl StatusError {
 
     /// 401 Unauthorized.
     pub fn unauthorized() -> Self {
-        Self::new(401, Reason::Unauthorized, "Unauthorized")
+        Self::new(Reason::Unauthorized, "Unauthorized")
     }
 
     /// The `Status` object, with its members in upstream's order: kind, apiVersion, metadata,
@@ -286,7 +325,7 @@ impl StatusError {
         if let Some(details) = details {
             status.insert("details".into(), details);
         }
-        status.insert("code".into(), json!(self.code));
+        status.insert("code".into(), json!(self.code()));
         Value::Object(status)
     }
 }
@@ -313,5 +352,19 @@ mod tests {
     fn a_core_status_drops_the_empty_group() {
         let status = StatusError::not_found("", "pods", "web").to_status();
         assert_eq!(status["details"], json!({"name": "web", "kind": "pods"}));
+    }
+
+    #[test]
+    fn the_code_is_chosen_from_the_reason_unless_a_refusal_came_with_its_own() {
+        assert_eq!(StatusError::not_found("", "pods", "web").code(), 404);
+        assert_eq!(StatusError::gone("too old").code(), 410);
+        assert_eq!(StatusError::new(Reason::Timeout, "slow").code(), 504);
+        let same = StatusError::with_code(403, Reason::Forbidden, "no");
+        assert_eq!((same.code(), same.code_override), (403, None));
+        // a webhook's refusal keeps the code it was given
+        let passed = StatusError::with_code(418, Reason::Unknown, "teapot");
+        assert_eq!(passed.code(), 418);
+        assert_eq!(passed.to_status()["code"], 418);
+        assert!(passed.to_status().get("reason").is_none());
     }
 }

@@ -175,7 +175,7 @@ fn a_mirror_pod_is_owned_by_its_node_alone() {
         match (run(&c, &node_user("n1")), refused) {
             (Ok(()), None) => {}
             (Err(e), Some(why)) => {
-                assert_eq!(e.code, 403, "{name}");
+                assert_eq!(e.code(), 403, "{name}");
                 assert!(e.message.contains(why), "{name}: {}", e.message);
             }
             (got, want) => panic!("{name}: got {got:?}, want refusal {want:?}"),
@@ -186,7 +186,7 @@ fn a_mirror_pod_is_owned_by_its_node_alone() {
     unregistered["metadata"]["ownerReferences"][0]["name"] = json!("n3");
     let c = Case { object: Some(unregistered), ..case("", Operation::Create, "pods", "static") };
     let e = run(&c, &node_user("n3")).unwrap_err();
-    assert_eq!((e.code, e.message.as_str()), (404, r#"nodes "n3" not found"#));
+    assert_eq!((e.code(), e.message.as_str()), (404, r#"nodes "n3" not found"#));
 }
 
 fn node_obj(name: &str, labels: Value) -> Value {
@@ -335,7 +335,7 @@ fn a_node_writes_only_what_is_its_own() {
         match (run(c, &node_user("n1")), c.refused) {
             (Ok(()), None) => {}
             (Err(e), Some(why)) => {
-                assert_eq!(e.code, 403, "{}", c.name);
+                assert_eq!(e.code(), 403, "{}", c.name);
                 assert!(e.message.contains(why), "{}: {}", c.name, e.message);
             }
             (got, want) => panic!("{}: got {got:?}, want refusal {want:?}", c.name),

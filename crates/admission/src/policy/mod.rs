@@ -327,7 +327,7 @@ pub fn refusal(
     if !name.is_empty() {
         details["name"] = json!(name);
     }
-    StatusError { details: Some(details), ..StatusError::new(code, reason, message) }
+    StatusError { details: Some(details), ..StatusError::with_code(code, reason, message) }
 }
 
 /// The refusal when a binding's params are missing and `parameterNotFoundAction` is `Deny`.

@@ -68,7 +68,7 @@ fn a_failed_validation_says_which_expression_failed() {
         e.message,
         "deployments.apps \"web\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding 'b' denied request: failed expression: object.spec.replicas <= 5"
     );
-    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert_eq!((e.code(), e.reason.as_str()), (422, "Invalid"));
 
     let five = deployment(5);
     let ok = Request { attributes: &attrs, object: Some(&five), old: None };
@@ -87,7 +87,7 @@ fn messages_reasons_and_message_expressions_are_used() {
     let failures = evaluate(&p, &request, None, None);
     assert_eq!(failures[0], Failure { message: "too many".into(), reason: "Forbidden".into() });
     assert_eq!(failures[1].message, "replicas 6 > 4");
-    assert_eq!(refusal(&attrs, "web", "p", "b", &failures[0]).code, 403);
+    assert_eq!(refusal(&attrs, "web", "p", "b", &failures[0]).code(), 403);
 }
 
 #[test]

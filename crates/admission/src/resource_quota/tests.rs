@@ -46,7 +46,7 @@ fn outcome(result: Result<Vec<Quota>, StatusError>) -> Result<Vec<String>, (u16,
                 })
                 .collect()
         })
-        .map_err(|e| (e.code, e.message))
+        .map_err(|e| (e.code(), e.message))
 }
 
 #[test]

@@ -306,7 +306,7 @@ mod tests {
         let mut elsewhere = pods.clone();
         elsewhere.namespace = "gone";
         assert_eq!(
-            namespace_matches(Some(&sel), &elsewhere, None, None, &cluster).unwrap_err().code,
+            namespace_matches(Some(&sel), &elsewhere, None, None, &cluster).unwrap_err().code(),
             404
         );
         let mut cluster_scoped = pods.clone();

@@ -503,7 +503,11 @@ pub fn denied(webhook: &str, status: Option<&Value>) -> StatusError {
     };
     StatusError {
         details: field("details").filter(|d| d.is_object()).cloned(),
-        ..StatusError::new(code, Reason::from_name(text("reason").unwrap_or_default()), message)
+        ..StatusError::with_code(
+            code,
+            Reason::from_name(text("reason").unwrap_or_default()),
+            message,
+        )
     }
 }
 

@@ -96,7 +96,7 @@ fn webhooks_apply_by_rules_selectors_and_match_conditions() {
     let failing = &validating_webhooks(&config(json!({"matchConditions": [
         {"name": "broken", "expression": "object.spec.nothing"}
     ]})))[0];
-    assert_eq!(failing.applies(&request, &Empty).unwrap_err().code, 500);
+    assert_eq!(failing.applies(&request, &Empty).unwrap_err().code(), 500);
 }
 
 #[test]
@@ -190,7 +190,7 @@ fn responses_are_checked_and_patches_decoded() {
     assert!(apply_patch("h", &patch, Some(&mut object)).unwrap());
     assert_eq!(object["metadata"]["labels"]["a"], "b");
     assert!(!apply_patch("h", &json!([]), None).unwrap());
-    assert_eq!(apply_patch("h", &patch, None).unwrap_err().code, 500);
+    assert_eq!(apply_patch("h", &patch, None).unwrap_err().code(), 500);
 }
 
 #[test]
@@ -203,11 +203,11 @@ fn refusals_are_worded_as_upstream() {
         e.message,
         "admission webhook \"deny.example.com\" denied the request: name is taken"
     );
-    assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+    assert_eq!((e.code(), e.reason.as_str()), (403, "Forbidden"));
     let e = denied("h", Some(&json!({"code": 200})));
     assert_eq!(e.message, "admission webhook \"h\" denied the request without explanation");
-    assert_eq!(e.code, 400);
-    assert_eq!(denied("h", None).code, 400);
+    assert_eq!(e.code(), 400);
+    assert_eq!(denied("h", None).code(), 400);
     assert_eq!(
         call_failed("h", "connection refused").message,
         "Internal error occurred: failed calling webhook \"h\": connection refused"

@@ -172,13 +172,13 @@ impl From<PatchError> for StatusError {
                 details: Some(serde_json::json!({
                     "causes": [{"reason": "UnexpectedServerResponse", "message": err.to_string()}],
                 })),
-                ..StatusError::new(
+                ..StatusError::with_code(
                     code,
                     reason,
                     "the server rejected our request due to an error in our request",
                 )
             },
-            _ => StatusError::new(code, reason, err.to_string()),
+            _ => StatusError::with_code(code, reason, err.to_string()),
         }
     }
 }
@@ -373,7 +373,7 @@ mod tests {
         for (name, kind, body, code) in cases {
             let err = apply_patch(kind, &obj, body.as_bytes(), "v1", "ConfigMap").unwrap_err();
             let status = StatusError::from(err);
-            assert_eq!(status.code, code, "{name}: {}", status.message);
+            assert_eq!(status.code(), code, "{name}: {}", status.message);
         }
     }
 }

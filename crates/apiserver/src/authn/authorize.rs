@@ -140,7 +140,7 @@ mod tests {
 
     fn message(method: Method, path: &str) -> (String, serde_json::Value) {
         let e = forbidden(&attributes(&anonymous(), &method, path, false), "");
-        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert_eq!((e.code(), e.reason.as_str()), (403, "Forbidden"));
         (e.message, e.details.unwrap_or_default())
     }
 

@@ -156,7 +156,6 @@ fn invalid(name: &str, field: &str, value: Value, message: &str) -> StatusError 
             "causes": [{"reason": "FieldValueInvalid", "message": format!("Invalid value: {shown}: {message}"), "field": field}],
         })),
         ..StatusError::new(
-            422,
             krust_api::Reason::Invalid,
             format!(
                 "TokenRequest.{GROUP} {name:?} is invalid: {field}: Invalid value: {shown}: {message}"
@@ -233,7 +232,6 @@ pub async fn token_request(
                 return Err(StatusError {
                     details: Some(json!({"name": object_name, "kind": kind})),
                     ..StatusError::new(
-                        409,
                         krust_api::Reason::Conflict,
                         format!(
                             "Operation cannot be fulfilled on {kind} {object_name:?}: the UID in the bound object reference ({uid}) does not match the UID in record. The object might have been deleted and then recreated"
@@ -371,7 +369,7 @@ mod tests {
             json!(60),
             "may not specify a duration less than 10 minutes",
         );
-        assert_eq!(e.code, 422);
+        assert_eq!(e.code(), 422);
         assert_eq!(
             e.message,
             r#"TokenRequest.authentication.k8s.io "robot" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#

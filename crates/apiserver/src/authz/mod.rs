@@ -64,6 +64,9 @@ impl Authorizer for WithMasters {
     }
 }
 
+/// The API group of the RBAC resources.
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
 /// Reads the current policy of a shared index.
 struct Shared(Arc<PolicyIndex>);
 
@@ -85,13 +88,12 @@ impl Authz {
         Self { index, authorizer }
     }
 
-    /// Installs escalation prevention on the writes of roles, cluster roles and bindings.
+    /// Installs escalation prevention on the writes of roles, cluster roles and bindings,
+    /// in their storage declarations.
     pub fn install(&self, registry: &mut Registry) {
         let check = Arc::new(escalation::EscalationCheck::new(Arc::clone(&self.index)));
-        for prefix in
-            [index::ROLES, index::CLUSTER_ROLES, index::ROLE_BINDINGS, index::CLUSTER_ROLE_BINDINGS]
-        {
-            registry.add_write_check(prefix, check.clone());
+        for resource in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
+            registry.storage_mut(RBAC_GROUP, resource).write_check = Some(check.clone());
         }
     }
 

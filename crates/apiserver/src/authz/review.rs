@@ -69,7 +69,6 @@ impl Review {
         let namespaced = self == Self::LocalSubjectAccess;
         if r.verb != "create" || r.name.is_some() || r.namespace.is_some() != namespaced {
             return Err(StatusError::new(
-                405,
                 krust_api::Reason::MethodNotAllowed,
                 format!("{} is not supported on {}.{GROUP}", r.verb, r.resource),
             ));

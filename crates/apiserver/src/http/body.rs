@@ -33,7 +33,7 @@ pub async fn read(req: Request<Incoming>) -> Result<Bytes, StatusError> {
     match deadline {
         None => body.await,
         Some(deadline) => tokio::time::timeout_at(deadline.at, body).await.unwrap_or_else(|_| {
-            Err(StatusError::new(
+            Err(StatusError::with_code(
                 408,
                 krust_api::Reason::Timeout,
                 format!(
@@ -125,9 +125,9 @@ mod tests {
             decode("application/yaml", b"a: 1\nb: [x]\n").ok(),
             Some(serde_json::json!({"a": 1, "b": ["x"]}))
         );
-        assert_eq!(decode("application/json", b"{nope").map_err(|e| e.code), Err(400));
-        assert_eq!(decode("application/yaml", b"a: [unclosed").map_err(|e| e.code), Err(400));
-        assert_eq!(decode("text/plain", b"x").map_err(|e| e.code), Err(415));
+        assert_eq!(decode("application/json", b"{nope").map_err(|e| e.code()), Err(400));
+        assert_eq!(decode("application/yaml", b"a: [unclosed").map_err(|e| e.code()), Err(400));
+        assert_eq!(decode("text/plain", b"x").map_err(|e| e.code()), Err(415));
     }
 
     #[test]
@@ -160,9 +160,9 @@ mod tests {
             )
         );
         let widget = envelope(b"example.com/v1", b"Widget", &[]);
-        assert_eq!(decode(PROTOBUF, &widget).map_err(|e| e.code), Err(415));
+        assert_eq!(decode(PROTOBUF, &widget).map_err(|e| e.code()), Err(415));
         let garbage = envelope(b"v1", b"Namespace", &[0x0a, 0x7f]);
-        assert_eq!(decode(PROTOBUF, &garbage).map_err(|e| e.code), Err(400));
-        assert_eq!(decode(PROTOBUF, b"{}").map_err(|e| e.code), Err(400));
+        assert_eq!(decode(PROTOBUF, &garbage).map_err(|e| e.code()), Err(400));
+        assert_eq!(decode(PROTOBUF, b"{}").map_err(|e| e.code()), Err(400));
     }
 }

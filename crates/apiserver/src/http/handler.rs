@@ -23,8 +23,9 @@ use crate::authz;
 use crate::discovery;
 use crate::health;
 use crate::metrics::RequestLabels;
+use crate::registry::Handler;
 use crate::registry::options::{ListOptions, Query};
-use crate::registry::subresources::{self, SubresourceHandler, SubresourceRequest};
+use crate::registry::storage::{SubresourceHandler, SubresourceRequest};
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Subresource, WatchEvent, WriteOptions, Written,
 };
@@ -242,7 +243,6 @@ fn not_served(details: Value) -> StatusError {
     StatusError {
         details: Some(details),
         ..StatusError::new(
-            404,
             krust_api::Reason::NotFound,
             "the server could not find the requested resource",
         )
@@ -353,28 +353,27 @@ async fn serve_resource(
             qualified(&info)
         )));
     }
-    if info.group.is_empty() && info.plural == "pods" && r.subresource.as_deref() == Some("log") {
+    if let Some(handler) = registry.handler(&info, r.subresource.as_deref()) {
         let name = r.name.as_deref().unwrap_or_default();
-        return super::pod_log::serve(api, &info, ns.unwrap_or_default(), name, req.uri().query())
-            .await;
-    }
-    if info.group.is_empty()
-        && info.plural == "pods"
-        && let Some(sub @ ("exec" | "attach" | "portforward")) = r.subresource.as_deref()
-    {
-        let name = r.name.as_deref().unwrap_or_default();
-        return super::pod_stream::serve(api, &info, (ns.unwrap_or_default(), name), sub, req)
-            .await;
-    }
-    if let Some(handler) = subresources::handler(&info, r.subresource.as_deref()) {
-        return handled(api, handler, &info, &r, ns, req, &query).await;
+        return match handler {
+            Handler::NodeLog => {
+                super::pod_log::serve(api, &info, ns.unwrap_or_default(), name, req.uri().query())
+                    .await
+            }
+            Handler::NodeConnect => {
+                let sub = r.subresource.as_deref().unwrap_or_default();
+                super::pod_stream::serve(api, &info, (ns.unwrap_or_default(), name), sub, req).await
+            }
+            Handler::Create(handler) => {
+                handled(api, handler.as_ref(), &info, &r, ns, req, &query).await
+            }
+        };
     }
     let sub = Subresource::parse(&info, r.subresource.as_deref()).ok_or_else(|| {
         // No name in the details: the route is missing, not the object.
         StatusError {
             details: Some(json!({"group": info.group, "kind": info.plural})),
             ..StatusError::new(
-                404,
                 krust_api::Reason::NotFound,
                 format!(
                     "the subresource {:?} of {} is not served yet",
@@ -399,7 +398,6 @@ async fn serve_resource(
     {
         // Custom resources have no protobuf form (upstream answers the same).
         return Err(StatusError::new(
-            406,
             krust_api::Reason::NotAcceptable,
             "only the following media types are accepted: application/json, application/yaml",
         ));
@@ -575,7 +573,6 @@ fn refuse_resource_version(obj: &Value) -> Result<(), StatusError> {
         .is_some_and(|rv| rv != 0);
     if set {
         return Err(StatusError::new(
-            500,
             krust_api::Reason::Unknown,
             "resourceVersion should not be set on objects to be created",
         ));

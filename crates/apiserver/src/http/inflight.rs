@@ -121,7 +121,6 @@ impl Inflight {
 /// Upstream's answer to a request over the limit: 429 TooManyRequests, `Retry-After: 1`.
 pub fn too_many_requests() -> Response<Body> {
     let mut error = StatusError::new(
-        429,
         krust_api::Reason::TooManyRequests,
         "Too many requests, please try again later.",
     );

@@ -28,7 +28,7 @@ pub const MAX_URL_BYTES: usize = 16 * 1024;
 pub fn check(uri: &Uri) -> Result<(), StatusError> {
     let len = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if len > MAX_URL_BYTES {
-        return Err(StatusError::new(
+        return Err(StatusError::with_code(
             414,
             krust_api::Reason::Other("RequestURITooLong"),
             format!("the request URL is {len} bytes long, longer than the {MAX_URL_BYTES} allowed"),
@@ -105,19 +105,19 @@ fn hyper_error(head: &[u8]) -> Option<StatusError> {
         krust_api::Reason::Unknown => krust_api::Reason::Other(reason),
         known => known,
     };
-    (shape_matches && has_length).then(|| StatusError::new(code, reason, message))
+    (shape_matches && has_length).then(|| StatusError::with_code(code, reason, message))
 }
 
 /// The whole answer that replaces hyper's empty one.
 fn replacement(error: &StatusError) -> Vec<u8> {
     let body = serde_json::to_vec(&error.to_status()).unwrap_or_default();
-    let phrase = http::StatusCode::from_u16(error.code)
+    let phrase = http::StatusCode::from_u16(error.code())
         .ok()
         .and_then(|c| c.canonical_reason())
         .unwrap_or("Bad Request");
     let mut out = format!(
         "HTTP/1.1 {} {phrase}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        error.code,
+        error.code(),
         body.len()
     )
     .into_bytes();
@@ -227,7 +227,8 @@ mod tests {
 
     #[test]
     fn long_urls_and_paths_that_do_not_decode_are_refused() {
-        let code = |uri: &str| check(&uri.parse::<Uri>().expect("a valid URI")).map_err(|e| e.code);
+        let code =
+            |uri: &str| check(&uri.parse::<Uri>().expect("a valid URI")).map_err(|e| e.code());
         assert_eq!(code("/api/v1/namespaces/default/pods?labelSelector=a%3Db"), Ok(()));
         assert_eq!(code("/api/v1/namespaces/caf%C3%A9"), Ok(()));
         assert_eq!(code(&format!("/api/v1/pods?x={}", "a".repeat(MAX_URL_BYTES))), Err(414));
@@ -240,9 +241,9 @@ mod tests {
     #[test]
     fn only_hypers_exact_empty_error_answer_is_recognized() {
         let hyper = b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 21:47:29 GMT\r\n\r\n";
-        assert_eq!(hyper_error(hyper).map(|e| e.code), Some(400));
+        assert_eq!(hyper_error(hyper).map(|e| e.code()), Some(400));
         let too_long = b"HTTP/1.1 414 URI Too Long\r\ncontent-length: 0\r\n\r\n";
-        assert_eq!(hyper_error(too_long).map(|e| e.code), Some(414));
+        assert_eq!(hyper_error(too_long).map(|e| e.code()), Some(414));
         let ours = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 90\r\n\r\n";
         assert!(hyper_error(ours).is_none());
         let empty_ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";

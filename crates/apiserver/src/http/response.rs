@@ -112,7 +112,7 @@ pub fn text(code: StatusCode, text: &str) -> Response<Body> {
 
 /// A Status error response.
 pub fn error(e: &StatusError) -> Response<Body> {
-    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code = StatusCode::from_u16(e.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json(code, &e.to_status())
 }
 

@@ -256,14 +256,14 @@ mod tests {
         assert_eq!(status(&registry).await["used"]["pods"], "2");
         let refused = create_pod(&registry, "third", false).await.unwrap_err();
         assert_eq!(
-            (refused.code, refused.message.as_str()),
+            (refused.code(), refused.message.as_str()),
             (
                 403,
                 "pods \"third\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2"
             )
         );
         let refused = create_pod(&registry, "third", true).await.unwrap_err();
-        assert_eq!(refused.code, 403, "dry runs are refused alike");
+        assert_eq!(refused.code(), 403, "dry runs are refused alike");
         // A pass without a change writes nothing; a deletion gives the usage back.
         assert!(!controller.pass(&registry, false).await);
         let opts = DeleteOptions::default();

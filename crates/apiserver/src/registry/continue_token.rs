@@ -61,6 +61,6 @@ mod tests {
     fn tokens_round_trip_and_garbage_is_refused() {
         let token = ContinueToken { revision: 42, after: "default/web".into() };
         assert_eq!(ContinueToken::decode(&token.encode()), Ok(token));
-        assert_eq!(ContinueToken::decode("not-a-token").map_err(|e| e.code), Err(400));
+        assert_eq!(ContinueToken::decode("not-a-token").map_err(|e| e.code()), Err(400));
     }
 }

@@ -75,7 +75,6 @@ impl DeleteOptions {
             && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
         {
             return Err(StatusError::new(
-                422,
                 krust_api::Reason::Invalid,
                 format!(
                     "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
@@ -321,7 +320,7 @@ mod tests {
         let obj = json!({"metadata": {"name": "x", "uid": "a"}});
         let opts = DeleteOptions { uid: Some("b".into()), ..Default::default() };
         let e = check_preconditions(&info, &obj, &opts).expect_err("a conflict");
-        assert_eq!((e.code, e.reason), (409, krust_api::Reason::Conflict));
+        assert_eq!((e.code(), e.reason), (409, krust_api::Reason::Conflict));
         assert_eq!(
             e.message,
             "Operation cannot be fulfilled on ConfigMap \"x\": the UID in the precondition (b) does not match the UID in record (a). The object might have been deleted and then recreated"

@@ -9,16 +9,14 @@
 
 mod continue_token;
 mod delete;
-mod hooks;
 mod list;
 mod meta;
 pub mod options;
+pub mod storage;
 mod subresource;
-pub mod subresources;
 mod watch;
 mod write;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -31,10 +29,12 @@ use crate::admission::{Admission, CacheView};
 use crate::watchcache::{CacheError, HistoryLimits, Shape, WatchCache};
 
 pub use delete::{DeleteOptions, Deleted, Deletion};
-pub use hooks::{ResourceHooks, ServiceAllocator, ServiceRanges};
 pub use list::{ListItems, ListResult, Served};
 pub use meta::timestamp;
 pub use options::FieldValidation;
+pub use storage::{
+    Handler, ResourceHooks, ResourceStorage, ServiceAllocator, ServiceRanges, Storages, WriteCheck,
+};
 pub use subresource::Subresource;
 pub use watch::{Encoder, WatchEvent, WatchKind, WatchLimits, WatchStream};
 pub use write::{WriteOptions, Written, field_manager_required};
@@ -47,12 +47,10 @@ pub struct Registry {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
     catalog: Arc<Catalog>,
-    /// Per-resource work around writes, by storage prefix.
-    hooks: HashMap<String, Arc<dyn ResourceHooks>>,
+    /// What each resource declares beyond its strategy: hooks, write checks, handlers.
+    storages: Storages,
     /// What each watch may hold for its client, and how long it lasts.
     watch_limits: WatchLimits,
-    /// Per-resource checks of a write against its requester, by storage prefix.
-    write_checks: HashMap<String, Arc<dyn WriteCheck>>,
     /// The admission stage every write passes (dry runs and the server's own writes too).
     admission: Admission,
     /// Set when the server shuts down: every watch ends.
@@ -63,20 +61,6 @@ pub struct Registry {
     written: AtomicI64,
     /// The HTTPS client of custom resources' conversion webhooks.
     conversion_client: Arc<crate::admission::webhook::Client>,
-}
-
-/// A check of a write against who asks for it, run after the object is validated and before
-/// it is stored (dry runs too), as upstream's policy-based RBAC storage wraps its resources.
-/// Writes without a requester ([`WriteOptions::user`] `None`: the server's own) are not checked.
-pub trait WriteCheck: Send + Sync {
-    /// Whether `user` may store `new` (in the served version) over `old` (`None` for a create).
-    fn check(
-        &self,
-        info: &ResourceInfo,
-        user: &krust_auth::UserInfo,
-        new: &Value,
-        old: Option<&Value>,
-    ) -> Result<(), StatusError>;
 }
 
 impl Registry {
@@ -100,15 +84,12 @@ impl Registry {
         let cache =
             WatchCache::start_with(Arc::clone(&store), Shape::of_catalog(&catalog), history)
                 .await?;
-        let mut hooks: HashMap<String, Arc<dyn ResourceHooks>> = HashMap::new();
-        hooks.insert("/registry/core/services/".into(), Arc::new(ServiceAllocator::new(ranges)));
         Ok(Self {
             store,
             cache,
             catalog,
-            hooks,
+            storages: storage::builtin(ranges),
             watch_limits: WatchLimits::default(),
-            write_checks: HashMap::new(),
             admission: Admission::default(),
             closing: tokio::sync::watch::channel(false).0,
             written: AtomicI64::new(0),
@@ -156,9 +137,19 @@ impl Registry {
         self
     }
 
-    /// Checks every write of the resource stored under `storage_prefix` with `check`.
-    pub fn add_write_check(&mut self, storage_prefix: &str, check: Arc<dyn WriteCheck>) {
-        self.write_checks.insert(storage_prefix.to_string(), check);
+    /// The storage declaration of `group`/`resource`, for a part of the server that adds to
+    /// it while the server is put together (made empty when the resource has none yet).
+    pub fn storage_mut(
+        &mut self,
+        group: &'static str,
+        resource: &'static str,
+    ) -> &mut ResourceStorage {
+        self.storages.entry(group, resource)
+    }
+
+    /// The handler of `subresource` (`None`: the resource itself) of `info`, if it has one.
+    pub fn handler(&self, info: &ResourceInfo, subresource: Option<&str>) -> Option<&Handler> {
+        self.storages.handler(info, subresource)
     }
 
     /// Runs the write check of `info`, if any, for a write with a requester.
@@ -169,7 +160,8 @@ impl Registry {
         new: &Value,
         old: Option<&Value>,
     ) -> Result<(), StatusError> {
-        match (self.write_checks.get(&info.storage_prefix()), &opts.user) {
+        let check = self.storages.of(info).and_then(|s| s.write_check.as_ref());
+        match (check, &opts.user) {
             (Some(check), Some(user)) => check.check(info, user, new, old),
             _ => Ok(()),
         }
@@ -177,7 +169,7 @@ impl Registry {
 
     /// The hooks of a resource, if it has any.
     fn hooks(&self, info: &ResourceInfo) -> Option<&Arc<dyn ResourceHooks>> {
-        self.hooks.get(&info.storage_prefix())
+        self.storages.of(info)?.hooks.as_ref()
     }
 
     /// The catalog served.
@@ -338,7 +330,7 @@ fn too_large(message: String) -> StatusError {
             "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
             "retryAfterSeconds": 1,
         })),
-        ..StatusError::new(504, krust_api::Reason::Timeout, message)
+        ..StatusError::new(krust_api::Reason::Timeout, message)
     }
 }
 

@@ -37,7 +37,6 @@ impl Query {
             [] => Ok(false),
             values if values.iter().all(|v| *v == "All") => Ok(true),
             values => Err(StatusError::new(
-                422,
                 krust_api::Reason::Invalid,
                 format!("dryRun: Unsupported value: {values:?}: supported values: \"All\""),
             )),
@@ -217,7 +216,7 @@ mod tests {
         assert_eq!(parse("fieldValidation=").ok(), Some(FieldValidation::Warn));
         assert_eq!(parse("fieldValidation=Strict").ok(), Some(FieldValidation::Strict));
         assert_eq!(parse("fieldValidation=Ignore").ok(), Some(FieldValidation::Ignore));
-        let error = parse("fieldValidation=strict").err().map(|e| (e.code, e.message));
+        let error = parse("fieldValidation=strict").err().map(|e| (e.code(), e.message));
         assert_eq!(
             error,
             Some((
@@ -232,7 +231,7 @@ mod tests {
         let list = |raw: &str| {
             ListOptions::from_query(&Query::parse(Some(raw)), false)
                 .err()
-                .map(|e| (e.code, e.reason.as_str(), e.message))
+                .map(|e| (e.code(), e.reason.as_str(), e.message))
         };
         let bad = |code, message: &str| Some((code, "BadRequest", message.to_string()));
         let cases = [
@@ -264,7 +263,7 @@ mod tests {
         for (query, expected) in cases {
             assert_eq!(list(query), expected, "{query}");
         }
-        let get = |raw| Query::parse(Some(raw)).check_resource_version().err().map(|e| e.code);
+        let get = |raw| Query::parse(Some(raw)).check_resource_version().err().map(|e| e.code());
         assert_eq!(get("resourceVersion=7"), None);
         assert_eq!(get("resourceVersion=x"), Some(400));
         let huge = format!("resourceVersion={}", "x".repeat(100_000));

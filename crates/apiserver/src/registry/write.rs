@@ -153,7 +153,7 @@ fn apply_conflict(conflicts: &[Conflict]) -> StatusError {
         .collect();
     StatusError {
         details: Some(serde_json::json!({"causes": causes})),
-        ..StatusError::new(409, krust_api::Reason::Conflict, conflict_message(conflicts))
+        ..StatusError::new(krust_api::Reason::Conflict, conflict_message(conflicts))
     }
 }
 
@@ -568,7 +568,6 @@ impl Registry {
             && !info.strategy.strategic_merge()
         {
             return Err(StatusError::new(
-                415,
                 krust_api::Reason::UnsupportedMediaType,
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
             ));

@@ -248,7 +248,7 @@ fn json_lines() -> Encoder {
 
 /// `(code, reason)` of an error, for comparing with a row's expectation.
 pub fn outcome(error: &StatusError) -> (u16, krust_api::Reason) {
-    (error.code, error.reason)
+    (error.code(), error.reason)
 }
 
 /// The name of an object.

@@ -102,7 +102,7 @@ mod tests {
         let approved = json!({"metadata": {"name": "c"}, "status": {"conditions": [{"type": "Approved", "status": "True"}]}});
         let both = json!({"status": {"conditions": [{"type": "Approved", "status": "True"}, {"type": "Denied", "status": "True"}]}});
         let e = merge(&approved, &both, "now").unwrap_err();
-        assert_eq!(e.code, 422);
+        assert_eq!(e.code(), 422);
         assert!(
             e.message.contains("Approved and Denied conditions are mutually exclusive"),
             "{}",

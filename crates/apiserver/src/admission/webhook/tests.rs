@@ -171,7 +171,7 @@ async fn a_validating_webhook_refuses_with_upstreams_message() {
     let mut attrs = attributes(false);
     attrs.name = "forbidden";
     let e = admission.validate(&attrs, Some(&object), None, &view).await.unwrap_err();
-    assert_eq!(e.code, 403);
+    assert_eq!(e.code(), 403);
     assert_eq!(
         e.message,
         "admission webhook \"deny.example.com\" denied the request: the name forbidden is not allowed"
@@ -203,7 +203,7 @@ async fn failed_calls_follow_the_failure_policy() {
     );
     view.0.get_mut(VALIDATING).unwrap()[0]["metadata"]["resourceVersion"] = json!("2");
     let e = admission.validate(&attributes(false), Some(&object), None, &view).await.unwrap_err();
-    assert_eq!(e.code, 500);
+    assert_eq!(e.code(), 500);
     assert!(
         e.message.starts_with(
             "Internal error occurred: failed calling webhook \"down.example.com\": failed to call webhook: Post"
@@ -262,7 +262,7 @@ async fn dry_runs_skip_nothing_and_refuse_side_effects() {
     admission.validate(&attributes(false), Some(&object), None, &view).await.unwrap();
     let e = admission.validate(&attributes(true), Some(&object), None, &view).await.unwrap_err();
     assert_eq!(
-        (e.code, e.message.as_str()),
+        (e.code(), e.message.as_str()),
         (400, "admission webhook \"effects\" does not support dry run")
     );
 }
@@ -337,7 +337,7 @@ async fn a_policy_refuses_through_its_binding() {
     let admission = Admission::default();
     let six = json!({"metadata": {"name": "web"}, "spec": {"replicas": 6}});
     let e = admission.validate(&attrs, Some(&six), None, &view).await.unwrap_err();
-    assert_eq!(e.code, 422);
+    assert_eq!(e.code(), 422);
     assert_eq!(
         e.message,
         "deployments.apps \"web\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding 'max-replicas-binding' denied request: failed expression: object.spec.replicas <= 5"

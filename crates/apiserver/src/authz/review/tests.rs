@@ -111,6 +111,7 @@ fn a_rules_review_lists_resource_and_path_rules() {
         out["status"]["nonResourceRules"],
         json!([{"nonResourceURLs": ["*"], "verbs": ["*"]}])
     );
-    let missing = answer(Review::SelfSubjectRules, &dev, json!({"spec": {}})).err().map(|e| e.code);
+    let missing =
+        answer(Review::SelfSubjectRules, &dev, json!({"spec": {}})).err().map(|e| e.code());
     assert_eq!(missing, Some(400));
 }

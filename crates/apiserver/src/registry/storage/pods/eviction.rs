@@ -17,8 +17,8 @@ use krust_api::StatusError;
 use krust_api::selector::LabelSelector;
 use serde_json::{Value, json};
 
-use super::{SubresourceHandler, SubresourceRequest, success};
 use crate::registry::options::Query;
+use crate::registry::storage::{SubresourceHandler, SubresourceRequest, success};
 use crate::registry::{DeleteOptions, Registry, timestamp};
 
 /// The eviction handler.
@@ -112,7 +112,6 @@ pub fn no_room(pdb: &str, budget: &Budget) -> StatusError {
             budget.desired_healthy, budget.current_healthy
         )}]})),
         ..StatusError::new(
-            429,
             krust_api::Reason::TooManyRequests,
             "Cannot evict pod as it would violate the pod's disruption budget.",
         )
@@ -343,7 +342,7 @@ mod tests {
             "web",
             &Budget { expected: 2, current_healthy: 2, desired_healthy: 2, disruptions_allowed: 0 },
         );
-        assert_eq!((e.code, e.reason.as_str()), (429, "TooManyRequests"));
+        assert_eq!((e.code(), e.reason.as_str()), (429, "TooManyRequests"));
         assert_eq!(e.message, "Cannot evict pod as it would violate the pod's disruption budget.");
         assert_eq!(
             e.details.unwrap()["causes"][0]["message"],

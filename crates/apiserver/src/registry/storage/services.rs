@@ -13,8 +13,17 @@ use krust_api::validation::FieldError;
 use krust_store::{Store, StoreError};
 use serde_json::{Value, json};
 
-use super::ResourceHooks;
+use super::{ResourceHooks, ResourceStorage};
 use crate::registry::meta::timestamp;
+
+/// The storage of `services`: cluster IPs and node ports allocated from `ranges` around its
+/// writes.
+pub(super) fn storage(ranges: ServiceRanges) -> ResourceStorage {
+    ResourceStorage {
+        hooks: Some(std::sync::Arc::new(ServiceAllocator::new(ranges))),
+        ..ResourceStorage::new("", "services")
+    }
+}
 
 /// How many random picks are tried before the range is called full.
 const ATTEMPTS: usize = 64;

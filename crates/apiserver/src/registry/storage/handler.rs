@@ -1,11 +1,8 @@
-//! Subresources served by a handler of their own, rather than as a view of the object
-//! ([`Subresource`](super::Subresource)): `pods/binding` (and the legacy `bindings`),
-//! `pods/eviction`. Each handler lives in its own file and is registered in [`HANDLERS`] by
-//! group, resource and subresource; the HTTP layer looks it up ([`handler`]) and dispatches
-//! to it generically, after authorization.
-//!
-pub mod binding;
-pub mod eviction;
+//! The handlers of subresources served by code of their own rather than as a view of the
+//! object ([`Subresource`](crate::registry::Subresource)): what a handler is given, and the
+//! registry's writes that handlers share. The handlers live with their resource (`pods/`) and
+//! are declared in its [`ResourceStorage`](super::ResourceStorage); the HTTP layer finds them
+//! there and dispatches to them generically, after authorization.
 
 use async_trait::async_trait;
 use krust_api::{ResourceInfo, StatusError};
@@ -13,7 +10,7 @@ use krust_auth::UserInfo;
 use krust_store::StoreError;
 use serde_json::{Value, json};
 
-use super::{Registry, decode, encode, store_error, to_served, to_served_all, to_stored};
+use crate::registry::{Registry, decode, encode, store_error, to_served, to_served_all, to_stored};
 
 /// One request to a handled subresource.
 #[derive(Debug)]
@@ -46,25 +43,6 @@ pub trait SubresourceHandler: Send + Sync {
         registry: &Registry,
         request: SubresourceRequest<'_>,
     ) -> Result<(u16, Value), StatusError>;
-}
-
-/// The handlers by group, resource and subresource (empty: the resource itself).
-pub const HANDLERS: &[(&str, &str, &str, &dyn SubresourceHandler)] = &[
-    ("", "pods", "binding", &binding::Binding),
-    ("", "bindings", "", &binding::Binding),
-    ("", "pods", "eviction", &eviction::Eviction),
-];
-
-/// The handler of `subresource` (`None`: the resource itself) of `info`, if it has one.
-pub fn handler(
-    info: &ResourceInfo,
-    subresource: Option<&str>,
-) -> Option<&'static dyn SubresourceHandler> {
-    let sub = subresource.unwrap_or_default();
-    HANDLERS
-        .iter()
-        .find(|(g, r, s, _)| *g == info.group && *r == info.plural && *s == sub)
-        .map(|(_, _, _, h)| *h)
 }
 
 /// The `Status` a handled create answers with (201, as upstream's `metav1.Status` success).

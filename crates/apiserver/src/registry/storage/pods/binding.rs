@@ -10,7 +10,7 @@ use chrono::Utc;
 use krust_api::StatusError;
 use serde_json::{Value, json};
 
-use super::{SubresourceHandler, SubresourceRequest, success};
+use crate::registry::storage::{SubresourceHandler, SubresourceRequest, success};
 use crate::registry::{Registry, timestamp};
 
 /// The binding handler.
@@ -153,16 +153,16 @@ mod tests {
         assert_eq!(pod["status"]["conditions"][0]["type"], "PodScheduled");
         assert_eq!(pod["status"]["conditions"][0]["status"], "True");
         let again = bind(&mut pod, &binding, "n2", "now").unwrap_err();
-        assert_eq!(again.code, 409);
+        assert_eq!(again.code(), 409);
         assert!(
             again.message.ends_with(r#"pod web is already assigned to node "n1""#),
             "{}",
             again.message
         );
         let mut deleting = json!({"metadata": {"name": "x", "deletionTimestamp": "t"}, "spec": {}});
-        assert_eq!(bind(&mut deleting, &binding, "n1", "now").unwrap_err().code, 409);
+        assert_eq!(bind(&mut deleting, &binding, "n1", "now").unwrap_err().code(), 409);
         let mut other = json!({"metadata": {"name": "web", "uid": "v"}, "spec": {}});
         let wrong_uid = json!({"metadata": {"uid": "u"}, "target": {"name": "n1"}});
-        assert_eq!(bind(&mut other, &wrong_uid, "n1", "now").unwrap_err().code, 409);
+        assert_eq!(bind(&mut other, &wrong_uid, "n1", "now").unwrap_err().code(), 409);
     }
 }

@@ -1,15 +1,12 @@
 //! Per-resource work the generic registry cannot do from a pure strategy because it needs the
 //! store: allocating service cluster IPs and node ports, as upstream wraps a resource's
-//! storage. Hooks are registered by group and resource; the registry calls them around writes.
-
-mod service;
+//! storage. A resource declares its hooks in its [`ResourceStorage`](super::ResourceStorage);
+//! the registry calls them around writes.
 
 use async_trait::async_trait;
 use krust_api::StatusError;
 use krust_store::Store;
 use serde_json::Value;
-
-pub use service::{ServiceAllocator, ServiceRanges};
 
 /// Work done around the writes of one resource.
 #[async_trait]
