@@ -397,7 +397,7 @@ fn is_label_name(s: &str, allow_empty: bool) -> bool {
 }
 
 /// Upstream's `IsQualifiedName`: the problems with a label key, joined, if any.
-fn key_problem(key: &str) -> Option<String> {
+pub fn key_problem(key: &str) -> Option<String> {
     let mut problems = Vec::new();
     let parts: Vec<&str> = key.split('/').collect();
     let name = match parts.as_slice() {
@@ -430,7 +430,7 @@ fn key_problem(key: &str) -> Option<String> {
 }
 
 /// Upstream's `IsValidLabelValue`.
-fn label_value_problems(value: &str) -> Vec<String> {
+pub fn label_value_problems(value: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if value.len() > LABEL_VALUE_MAX {
         problems.push(format!("must be no more than {LABEL_VALUE_MAX} characters"));

@@ -12,7 +12,7 @@ mod field;
 mod label;
 
 pub use field::{FieldOperator, FieldRequirement, FieldSelector};
-pub use label::{LabelSelector, Operator, Requirement};
+pub use label::{LabelSelector, Operator, Requirement, key_problem, label_value_problems};
 
 use crate::status::StatusError;
 

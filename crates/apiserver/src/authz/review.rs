@@ -185,12 +185,16 @@ fn status(decision: Decision) -> SubjectAccessReviewStatus {
     }
 }
 
-/// Upstream's checks of a review's spec: one of resource or non-resource attributes.
+/// Upstream's checks of a review's spec: one of resource or non-resource attributes, and
+/// well-formed selectors in the resource attributes.
 fn check_attributes(
     resource: Option<&ResourceAttributes>,
     non_resource: Option<&NonResourceAttributes>,
     errors: &mut Vec<FieldError>,
 ) {
+    if let Some(r) = resource {
+        check_selectors(r, errors);
+    }
     match (resource, non_resource) {
         (Some(_), Some(n)) => errors.push(FieldError::invalid(
             "spec.nonResourceAttributes",
@@ -203,6 +207,83 @@ fn check_attributes(
             "exactly one of nonResourceAttributes or resourceAttributes must be specified",
         )),
         _ => {}
+    }
+}
+
+/// Upstream's checks of the field and label selectors a review may limit its question by
+/// (`validateFieldSelectorAttributes`, `validateLabelSelectorAttributes`): a raw selector or
+/// requirements, not both, and each requirement well formed. Operators this server does not
+/// know are allowed, so that newer clients' reviews are still answered. The authorizers
+/// here (Node, RBAC) grant by rules that selectors cannot narrow, so a valid selector does
+/// not change the answer, as upstream's RBAC.
+fn check_selectors(r: &ResourceAttributes, errors: &mut Vec<FieldError>) {
+    const PATH: &str = "spec.resourceAttributes";
+    let in_or_not_in = |op: &str| matches!(op, "In" | "NotIn");
+    let exists = |op: &str| matches!(op, "Exists" | "DoesNotExist");
+    let raw_and_requirements =
+        |path: &str, raw: &Option<String>, count: usize, errors: &mut Vec<FieldError>| {
+            let raw = raw.as_deref().unwrap_or_default();
+            if !raw.is_empty() && count > 0 {
+                errors.push(FieldError::invalid(
+                    format!("{path}.rawSelector"),
+                    Value::String(raw.to_string()),
+                    "may not specified at the same time as requirements",
+                ));
+            }
+            if raw.is_empty() && count == 0 {
+                errors.push(FieldError::required(format!("{path}.requirements")).with_detail(
+                    format!("when {path} is specified, requirements or rawSelector is required"),
+                ));
+            }
+        };
+    let values_rule = |path: &str, op: &str, values: usize, errors: &mut Vec<FieldError>| {
+        if in_or_not_in(op) && values == 0 {
+            errors.push(
+                FieldError::required(format!("{path}.values"))
+                    .with_detail("must be specified when `operator` is 'In' or 'NotIn'"),
+            );
+        }
+        if exists(op) && values > 0 {
+            errors.push(FieldError::forbidden(
+                format!("{path}.values"),
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ));
+        }
+    };
+    if let Some(selector) = &r.field_selector {
+        let path = format!("{PATH}.fieldSelector");
+        let requirements = selector.requirements.as_deref().unwrap_or_default();
+        raw_and_requirements(&path, &selector.raw_selector, requirements.len(), errors);
+        for (i, req) in requirements.iter().enumerate() {
+            let values = req.values.as_ref().map_or(0, Vec::len);
+            values_rule(&format!("{path}.requirements[{i}]"), &req.operator, values, errors);
+        }
+    }
+    if let Some(selector) = &r.label_selector {
+        let path = format!("{PATH}.labelSelector");
+        let requirements = selector.requirements.as_deref().unwrap_or_default();
+        raw_and_requirements(&path, &selector.raw_selector, requirements.len(), errors);
+        for (i, req) in requirements.iter().enumerate() {
+            let at = format!("{path}.requirements[{i}]");
+            let values = req.values.as_deref().unwrap_or_default();
+            values_rule(&at, &req.operator, values.len(), errors);
+            if let Some(problem) = krust_api::selector::key_problem(&req.key) {
+                errors.push(FieldError::invalid(
+                    format!("{at}.key"),
+                    Value::String(req.key.clone()),
+                    problem,
+                ));
+            }
+            for (j, value) in values.iter().enumerate() {
+                for problem in krust_api::selector::label_value_problems(value) {
+                    errors.push(FieldError::invalid(
+                        format!("{at}.values[{j}]"),
+                        Value::String(value.clone()),
+                        problem,
+                    ));
+                }
+            }
+        }
     }
 }
 

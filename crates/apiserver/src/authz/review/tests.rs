@@ -115,3 +115,46 @@ fn a_rules_review_lists_resource_and_path_rules() {
         answer(Review::SelfSubjectRules, &dev, json!({"spec": {}})).err().map(|e| e.code());
     assert_eq!(missing, Some(400));
 }
+
+#[test]
+fn selectors_are_checked_as_upstreams_and_do_not_narrow_rbac() {
+    let dev = UserInfo { name: "bob".into(), groups: vec!["dev".into()], ..UserInfo::default() };
+    let review = |attributes: Value| {
+        answer(Review::SelfSubjectAccess, &dev, json!({"spec": {"resourceAttributes": attributes}}))
+    };
+    let allowed = review(json!({"verb": "get", "resource": "pods", "namespace": "a",
+        "labelSelector": {"rawSelector": "app=web"},
+        "fieldSelector": {"requirements": [{"key": "spec.nodeName", "operator": "In", "values": ["n1"]}]}}))
+    .unwrap();
+    assert_eq!(allowed["status"]["allowed"], true, "{allowed}");
+
+    let e = review(json!({"verb": "list", "resource": "pods",
+        "labelSelector": {"rawSelector": "a=b", "requirements": [{"key": "a", "operator": "Exists"}]},
+        "fieldSelector": {}}))
+    .unwrap_err();
+    assert_eq!(e.code(), 422);
+    assert!(
+        e.message.contains(
+            "spec.resourceAttributes.labelSelector.rawSelector: Invalid value: \"a=b\": may not specified at the same time as requirements"
+        ),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("spec.resourceAttributes.fieldSelector.requirements: Required value: when spec.resourceAttributes.fieldSelector is specified, requirements or rawSelector is required"),
+        "{}",
+        e.message
+    );
+
+    let e = review(json!({"verb": "list", "resource": "pods",
+        "labelSelector": {"requirements": [
+            {"key": "-bad", "operator": "In"},
+            {"key": "ok", "operator": "Exists", "values": ["x"]},
+            {"key": "ok", "operator": "Someday"}]}}))
+    .unwrap_err();
+    let m = &e.message;
+    assert!(m.contains("labelSelector.requirements[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"), "{m}");
+    assert!(m.contains("labelSelector.requirements[0].key: Invalid value: \"-bad\""), "{m}");
+    assert!(m.contains("labelSelector.requirements[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'"), "{m}");
+    assert!(!m.contains("requirements[2]"), "an unknown operator is allowed: {m}");
+}
