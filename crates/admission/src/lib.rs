@@ -174,6 +174,7 @@ pub mod certificate_approval;
 pub mod certificate_signing;
 pub mod certificate_subject_restriction;
 pub mod cluster_trust_bundle_attest;
+pub mod config;
 pub mod default_ingress_class;
 pub mod default_storage_class;
 pub mod default_toleration_seconds;
@@ -193,6 +194,7 @@ pub mod taint_nodes_by_condition;
 
 mod plugins;
 
+pub use config::PluginConfigs;
 pub use plugins::{ALL_UPSTREAM, DEFAULT_ENABLED, IMPLEMENTED, Selection, SelectionError, build};
 
 /// Upstream's `admission.NewForbidden`: 403 `{resource} "{name}" is forbidden: {why}`, naming

@@ -8,11 +8,11 @@ use krust_auth::Authorizer;
 
 use crate::service_account::NameSuffix;
 use crate::{
-    Chain, certificate_approval, certificate_signing, certificate_subject_restriction,
-    cluster_trust_bundle_attest, default_ingress_class, default_storage_class,
-    default_toleration_seconds, limit_ranger, namespace_lifecycle, persistent_volume_claim_resize,
-    pod_security, pod_topology_labels, priority, resource_quota, runtime_class, service_account,
-    storage_object_in_use_protection, taint_nodes_by_condition,
+    Chain, PluginConfigs, certificate_approval, certificate_signing,
+    certificate_subject_restriction, cluster_trust_bundle_attest, default_ingress_class,
+    default_storage_class, default_toleration_seconds, limit_ranger, namespace_lifecycle,
+    persistent_volume_claim_resize, pod_security, pod_topology_labels, priority, resource_quota,
+    runtime_class, service_account, storage_object_in_use_protection, taint_nodes_by_condition,
 };
 
 /// Every plugin upstream knows, in upstream's order (`AllOrderedPlugins`).
@@ -189,10 +189,16 @@ impl Selection {
 }
 
 /// The chain of the selected plugins this crate implements, in upstream's order.
-/// `suffix` makes the random part of generated names (`kube-api-access-XXXXX`); `authorizer`
-/// is the server's (`system:masters` included), which the certificate plugins ask about
-/// signers, as upstream's plugins that want an authorizer.
-pub fn build(selection: &Selection, suffix: NameSuffix, authorizer: Arc<dyn Authorizer>) -> Chain {
+/// `configs` holds the configurations of the plugins that take one
+/// (`--admission-control-config-file`); `suffix` makes the random part of generated names
+/// (`kube-api-access-XXXXX`); `authorizer` is the server's (`system:masters` included), which
+/// the certificate plugins ask about signers, as upstream's plugins that want an authorizer.
+pub fn build(
+    selection: &Selection,
+    configs: &PluginConfigs,
+    suffix: NameSuffix,
+    authorizer: Arc<dyn Authorizer>,
+) -> Chain {
     let mut chain = Chain::default();
     for name in &selection.enabled {
         match *name {
@@ -211,7 +217,9 @@ pub fn build(selection: &Selection, suffix: NameSuffix, authorizer: Arc<dyn Auth
                 chain.mutating.push(Box::new(taint_nodes_by_condition::TaintNodesByCondition));
             }
             pod_security::NAME => {
-                chain.validating.push(Box::new(pod_security::PodSecurity));
+                chain
+                    .validating
+                    .push(Box::new(pod_security::PodSecurity::new(configs.pod_security.clone())));
             }
             priority::NAME => {
                 chain.mutating.push(Box::new(priority::Priority));
@@ -309,7 +317,8 @@ mod tests {
     #[test]
     fn the_chain_keeps_upstreams_order() {
         let s = Selection::new(&[], &[]).unwrap();
-        let chain = build(&s, Arc::new(|| "abcde".to_string()), nobody());
+        let configs = PluginConfigs::default();
+        let chain = build(&s, &configs, Arc::new(|| "abcde".to_string()), nobody());
         let order: Vec<&str> = chain.mutating.iter().map(|p| p.name()).collect();
         assert_eq!(
             order,
@@ -345,7 +354,7 @@ mod tests {
         );
         assert!(chain.quota.is_some(), "ResourceQuota is on by default");
         let off = Selection::new(&[], &names(&["ResourceQuota"])).unwrap();
-        assert!(build(&off, Arc::new(|| "abcde".to_string()), nobody()).quota.is_none());
+        assert!(build(&off, &configs, Arc::new(|| "abcde".to_string()), nobody()).quota.is_none());
     }
 
     #[test]

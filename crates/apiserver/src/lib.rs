@@ -74,6 +74,9 @@ pub struct Config {
     /// The admission plugins enabled (`--enable-admission-plugins`,
     /// `--disable-admission-plugins`).
     pub admission: krust_admission::Selection,
+    /// The configurations of the admission plugins that take one
+    /// (`--admission-control-config-file`).
+    pub admission_configs: krust_admission::PluginConfigs,
     /// The address pods reach the API server at (`--advertise-address`): the endpoint of the
     /// `kubernetes` Service, also in the serving certificate. `None` writes no endpoint (a
     /// server on loopback only).
@@ -100,6 +103,7 @@ impl Default for Config {
             anonymous_auth: true,
             service_account_issuer: krust_auth::authn::service_account::DEFAULT_ISSUER.to_string(),
             admission: krust_admission::Selection::default(),
+            admission_configs: krust_admission::PluginConfigs::default(),
             advertise_ip: None,
         }
     }
@@ -332,8 +336,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     if !unimplemented.is_empty() {
         tracing::warn!(plugins = ?unimplemented, "admission plugins enabled but not implemented yet");
     }
-    registry
-        .set_admission(admission::Admission::new(&config.admission, authz.admission_authorizer()));
+    registry.set_admission(admission::Admission::configured(
+        &config.admission,
+        &config.admission_configs,
+        authz.admission_authorizer(),
+    ));
     let authorizer = authz.authorizer();
     let api = Arc::new(ApiServer {
         registry,

@@ -142,6 +142,11 @@ struct ServerArgs {
     /// Admission plugins to disable, even default ones (upstream's names, comma separated).
     #[arg(long, value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
+    /// The admission plugins' configuration: an `AdmissionConfiguration` file
+    /// (`apiserver.config.k8s.io/v1`, YAML or JSON), read at start; krust reads PodSecurity's
+    /// entry (its `PodSecurityConfiguration`: defaults and exemptions).
+    #[arg(long, value_name = "PATH")]
+    admission_control_config_file: Option<PathBuf>,
     /// Runs no controllers in this process (run them with `krust controllers`).
     #[arg(long)]
     disable_controller_manager: bool,
@@ -560,6 +565,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         true => None,
         false => Some(scheduler_configuration(args.scheduler_config.as_deref())?),
     };
+    // So does an admission configuration that cannot be used.
+    let admission = krust_apiserver::admission::Selection::new(
+        &args.enable_admission_plugins,
+        &args.disable_admission_plugins,
+    )?;
+    let admission_configs =
+        admission_configuration(args.admission_control_config_file.as_deref(), &admission)?;
     let config = krust_apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
@@ -591,10 +603,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         token_auth_file: args.token_auth_file,
         anonymous_auth: args.anonymous_auth,
         service_account_issuer: args.service_account_issuer,
-        admission: krust_apiserver::admission::Selection::new(
-            &args.enable_admission_plugins,
-            &args.disable_admission_plugins,
-        )?,
+        admission,
+        admission_configs,
         advertise_ip: args.advertise_address.or(if args.bind_address.is_unspecified() {
             krust_agent::node_ip().map(IpAddr::V4)
         } else {
@@ -766,6 +776,52 @@ fn scheduler_configuration(
         .with_context(|| format!("cannot use {}", path.display()))?;
     configuration.profiles().with_context(|| format!("cannot use {}", path.display()))?;
     Ok(configuration)
+}
+
+/// `--admission-control-config-file`: the configurations of the enabled plugins that take one,
+/// each from the first entry naming it, embedded or in its own file (relative to the
+/// configuration file's folder). As upstream, a disabled plugin's entry is not read; entries of
+/// plugins krust reads no configuration for are logged and ignored.
+fn admission_configuration(
+    path: Option<&std::path::Path>,
+    selection: &krust_apiserver::admission::Selection,
+) -> anyhow::Result<krust_apiserver::admission::PluginConfigs> {
+    use krust_admission::config::{AdmissionConfiguration, CONFIGURABLE, Raw, Source};
+
+    let mut configs = krust_apiserver::admission::PluginConfigs::default();
+    let Some(path) = path else { return Ok(configs) };
+    let cannot = || format!("cannot use admission configuration {}", path.display());
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read admission configuration {}", path.display()))?;
+    let file = AdmissionConfiguration::parse(&text).with_context(cannot)?;
+    for entry in file.ignored() {
+        tracing::warn!(
+            plugin = %entry.name,
+            file = %path.display(),
+            "krust reads no admission configuration for this plugin; its entry is ignored"
+        );
+    }
+    let folder = path.parent().unwrap_or(std::path::Path::new(""));
+    for plugin in CONFIGURABLE.iter().filter(|p| selection.has(p)) {
+        match file.source(plugin, folder) {
+            None => {}
+            Some(Source::Embedded(value)) => {
+                configs.set(plugin, Raw::Embedded(value)).with_context(cannot)?;
+            }
+            Some(Source::File(own)) => {
+                let named = || {
+                    format!(
+                        "cannot use {plugin}'s configuration {} (from admission configuration {})",
+                        own.display(),
+                        path.display()
+                    )
+                };
+                let text = std::fs::read_to_string(&own).with_context(named)?;
+                configs.set(plugin, Raw::Text(&text)).with_context(named)?;
+            }
+        }
+    }
+    Ok(configs)
 }
 
 async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@
 //!   annotations, or a new ephemeral container, as upstream's `isSignificantPodUpdate`)
 //!   against the `enforce` standard is refused; one that passes gets a warning
 //!   (`would violate PodSecurity "level:version": ...`) for each violation of the `warn`
-//!   standard. `warn` defaults to an explicitly stricter `enforce`.
+//!   standard. Without a `warn` label, `warn` follows a stricter `enforce` label.
 //! - A workload (pod templates, replication controllers, replica sets, deployments, stateful
 //!   sets, daemon sets, jobs, cron jobs) is never refused: its pod template gets the `warn`
 //!   warnings.
@@ -16,12 +16,20 @@
 //!   stricter `enforce` standard is checked against the namespace's pods, answered as
 //!   warnings naming the pods that violate it.
 //!
-//! Limits: the `audit` mode records nothing (krust has no audit log); there is no exemption
-//! configuration (usernames, namespaces, runtime classes) and no defaults other than
-//! `privileged:latest`; the user-namespace and Windows relaxations are not applied; `latest`
-//! is the rules of 1.33.
+//! The configuration (`--admission-control-config-file`, [`config`]) gives the `defaults`: each
+//! mode's level and version for namespaces without that mode's label (a label still wins), and
+//! the `exemptions`, as upstream's `exemptNamespace`, `exemptUser` and `exemptRuntimeClass`:
+//! pods and workloads in an exempt namespace, or written by an exempt user (the requesting
+//! user's name: the impersonated one when impersonating), are not checked at all; a pod (or
+//! pod template) naming an exempt `runtimeClassName` is not checked, nor counted among the
+//! pods that violate a namespace's new `enforce` standard; an exempt namespace's new `enforce`
+//! standard is not checked against its pods (its labels are still validated).
+//!
+//! Limits: the `audit` mode records nothing (krust has no audit log); the user-namespace and
+//! Windows relaxations are not applied; `latest` is the rules of 1.33.
 
 mod checks;
+pub mod config;
 pub mod policy;
 
 use std::collections::BTreeMap;
@@ -34,6 +42,7 @@ use serde_json::Value;
 use crate::{Attributes, ClusterView, Operation, Plugin, Validating, forbidden, typed};
 
 pub use checks::{Violation, evaluate};
+pub use config::{ConfigError, Configuration, Exemptions};
 pub use policy::{
     AUDIT_LABEL, AUDIT_VERSION_LABEL, ENFORCE_LABEL, ENFORCE_VERSION_LABEL, Level, LevelVersion,
     Policy, Version, WARN_LABEL, WARN_VERSION_LABEL,
@@ -58,8 +67,12 @@ const CONTROLLERS: &[(&str, &str, &str)] = &[
     ("batch", "cronjobs", "/spec/jobTemplate/spec/template"),
 ];
 
-/// The plugin.
-pub struct PodSecurity;
+/// The plugin, with its configuration (the default one: every mode `privileged:latest` for
+/// unlabelled namespaces, nothing exempt).
+#[derive(Debug, Default)]
+pub struct PodSecurity {
+    configuration: Configuration,
+}
 
 impl Plugin for PodSecurity {
     fn name(&self) -> &'static str {
@@ -118,12 +131,9 @@ fn significant_update(new: &Pod, old: &Pod) -> bool {
     })
 }
 
-/// The policy of `namespace`; `None` when it does not exist.
-fn namespace_policy(cluster: &dyn ClusterView, namespace: &str) -> Option<(Policy, bool)> {
-    let namespace =
-        cluster.get("", "namespaces", "", namespace).and_then(|n| typed::<Namespace>(&n))?;
-    let (policy, errors) = Policy::from_labels(&namespace.metadata.labels.unwrap_or_default());
-    Some((policy, errors.is_empty()))
+/// The runtime class a pod names, if any.
+fn runtime_class(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref())
 }
 
 /// The warning for the `warn` standard, unless it is the one just evaluated (`enforced`).
@@ -143,6 +153,32 @@ fn warn(
 }
 
 impl PodSecurity {
+    /// The plugin with `configuration` (defaults and exemptions).
+    pub fn new(configuration: Configuration) -> Self {
+        Self { configuration }
+    }
+
+    /// The policy of `namespace`, from its labels over the configured defaults, and whether
+    /// the labels parse; `None` when it does not exist.
+    fn namespace_policy(
+        &self,
+        cluster: &dyn ClusterView,
+        namespace: &str,
+    ) -> Option<(Policy, bool)> {
+        let namespace =
+            cluster.get("", "namespaces", "", namespace).and_then(|n| typed::<Namespace>(&n))?;
+        let labels = namespace.metadata.labels.unwrap_or_default();
+        let (policy, errors) = Policy::from_labels(&labels, self.configuration.defaults);
+        Some((policy, errors.is_empty()))
+    }
+
+    /// Whether a pod or workload write is exempt by its namespace or its requesting user.
+    fn exempt_request(&self, attributes: &Attributes<'_>) -> bool {
+        let exemptions = &self.configuration.exemptions;
+        exemptions.namespace(attributes.namespace)
+            || attributes.user.is_some_and(|user| exemptions.user(&user.name))
+    }
+
     /// Pods (and their ephemeral containers): refused against `enforce`, warned about `warn`.
     fn pod(
         &self,
@@ -152,7 +188,10 @@ impl PodSecurity {
         cluster: &dyn ClusterView,
         warnings: &mut Vec<String>,
     ) -> Result<(), StatusError> {
-        let Some((policy, valid)) = namespace_policy(cluster, attributes.namespace) else {
+        if self.exempt_request(attributes) {
+            return Ok(());
+        }
+        let Some((policy, valid)) = self.namespace_policy(cluster, attributes.namespace) else {
             return Ok(());
         };
         if valid && policy.fully_privileged() {
@@ -163,6 +202,9 @@ impl PodSecurity {
             && let Some(old) = old.and_then(typed::<Pod>)
             && !significant_update(&pod, &old)
         {
+            return Ok(());
+        }
+        if self.configuration.exemptions.runtime_class(runtime_class(&pod)) {
             return Ok(());
         }
         let violations = evaluate(policy.enforce, &pod);
@@ -182,7 +224,10 @@ impl PodSecurity {
         cluster: &dyn ClusterView,
         warnings: &mut Vec<String>,
     ) {
-        let Some((policy, valid)) = namespace_policy(cluster, attributes.namespace) else {
+        if self.exempt_request(attributes) {
+            return;
+        }
+        let Some((policy, valid)) = self.namespace_policy(cluster, attributes.namespace) else {
             return;
         };
         if valid
@@ -199,11 +244,15 @@ impl PodSecurity {
             spec: template.spec,
             ..Pod::default()
         };
+        if self.configuration.exemptions.runtime_class(runtime_class(&pod)) {
+            return;
+        }
         warn(&policy, &pod, None, warnings);
     }
 
     /// Namespaces: labels that do not parse are refused; a new, stricter `enforce` standard
-    /// is checked against the namespace's pods, as warnings.
+    /// is checked against the namespace's pods, as warnings, unless the namespace is exempt
+    /// (upstream's namespace of a namespace write is the namespace itself).
     fn namespace(
         &self,
         attributes: &Attributes<'_>,
@@ -214,11 +263,15 @@ impl PodSecurity {
     ) -> Result<(), StatusError> {
         let Some(namespace) = typed::<Namespace>(object) else { return Ok(()) };
         let name = namespace.metadata.name.clone().unwrap_or_default();
-        let (policy, errors) = Policy::from_labels(&namespace.metadata.labels.unwrap_or_default());
+        let defaults = self.configuration.defaults;
+        let (policy, errors) =
+            Policy::from_labels(&namespace.metadata.labels.unwrap_or_default(), defaults);
         let old = old.and_then(typed::<Namespace>);
         let (old_policy, old_errors) = match &old {
-            Some(old) => Policy::from_labels(&old.metadata.labels.clone().unwrap_or_default()),
-            None => (Policy::default(), Vec::new()),
+            Some(old) => {
+                Policy::from_labels(&old.metadata.labels.clone().unwrap_or_default(), defaults)
+            }
+            None => (defaults, Vec::new()),
         };
         let refuse = match attributes.operation {
             Operation::Create => !errors.is_empty(),
@@ -246,22 +299,25 @@ impl PodSecurity {
             || policy.enforce.level == Level::Privileged
             || (policy.enforce.version == old_policy.enforce.version
                 && policy.enforce.level <= old_policy.enforce.level)
+            || self.configuration.exemptions.namespace(&name)
         {
             return Ok(());
         }
-        warnings.extend(pods_violating(cluster, &name, policy.enforce));
+        let exemptions = &self.configuration.exemptions;
+        warnings.extend(pods_violating(cluster, &name, policy.enforce, exemptions));
         Ok(())
     }
 }
 
 /// Upstream's `EvaluatePodsInNamespace`: the namespace's pods against a new `enforce`
-/// standard (one pod per controller first, at most [`MAX_PODS_CHECKED`]), as warnings: a
-/// summary, then each distinct set of reasons with the first pod (by name) showing it and
-/// how many others do, sorted.
+/// standard (one pod per controller first, at most [`MAX_PODS_CHECKED`]; pods of an exempt
+/// runtime class are skipped), as warnings: a summary, then each distinct set of reasons with
+/// the first pod (by name) showing it and how many others do, sorted.
 pub fn pods_violating(
     cluster: &dyn ClusterView,
     namespace: &str,
     standard: LevelVersion,
+    exemptions: &Exemptions,
 ) -> Vec<String> {
     let mut pods: Vec<Pod> = cluster.list("", "pods", namespace).iter().filter_map(typed).collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -288,6 +344,9 @@ pub fn pods_violating(
     let mut order: Vec<String> = Vec::new();
     let mut counts: BTreeMap<String, (String, usize)> = BTreeMap::new();
     for pod in &first {
+        if exemptions.runtime_class(runtime_class(pod)) {
+            continue;
+        }
         let violations = evaluate(standard, pod);
         if violations.is_empty() {
             continue;
@@ -423,7 +482,7 @@ mod tests {
     }
 
     fn run(level: Option<&str>, object: &Value) -> Result<(), String> {
-        PodSecurity
+        PodSecurity::default()
             .validate(&create("", "pods", "ns"), Some(object), None, &cluster(level))
             .map_err(|e| e.message)
     }
@@ -530,7 +589,7 @@ mod tests {
         old: Option<&Value>,
     ) -> (Result<(), String>, Vec<String>) {
         let mut warnings = Vec::new();
-        let got = PodSecurity
+        let got = PodSecurity::default()
             .validate_with_warnings(
                 attributes,
                 Some(object),
@@ -737,7 +796,7 @@ mod tests {
             ),
         ]);
         let mut warnings = Vec::new();
-        PodSecurity
+        PodSecurity::default()
             .validate_with_warnings(
                 &attributes,
                 Some(&ns(json!({ENFORCE_LABEL: "baseline"}))),
@@ -761,7 +820,7 @@ mod tests {
             (json!({ENFORCE_LABEL: "strict", "other": "x"}), json!({ENFORCE_LABEL: "strict"})),
         ] {
             let mut warnings = Vec::new();
-            PodSecurity
+            PodSecurity::default()
                 .validate_with_warnings(
                     &attributes,
                     Some(&ns(new)),
@@ -772,5 +831,269 @@ mod tests {
                 .unwrap();
             assert!(warnings.is_empty(), "{warnings:?}");
         }
+    }
+
+    /// A plugin configured by a `PodSecurityConfiguration`'s `defaults` and `exemptions`.
+    fn configured(defaults: Value, exemptions: Value) -> PodSecurity {
+        let file = json!({"apiVersion": "pod-security.admission.config.k8s.io/v1",
+            "kind": "PodSecurityConfiguration", "defaults": defaults, "exemptions": exemptions});
+        PodSecurity::new(Configuration::from_value(&file).unwrap())
+    }
+
+    fn privileged_pod(runtime_class: Option<&str>) -> Value {
+        let mut p = pod(json!({"containers": [
+            {"name": "c", "image": "i", "securityContext": {"privileged": true}}
+        ]}));
+        if let Some(class) = runtime_class {
+            p["spec"]["runtimeClassName"] = json!(class);
+        }
+        p
+    }
+
+    #[test]
+    fn defaults_apply_to_modes_without_a_label_and_labels_win() {
+        let plugin = configured(json!({"enforce": "baseline", "warn": "restricted"}), json!({}));
+        let host = pod(json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}));
+        let bare_warning = warning(
+            LevelVersion { level: Level::Restricted, version: Version::Latest },
+            &evaluate(LevelVersion { level: Level::Restricted, version: Version::Latest }, &{
+                typed::<Pod>(&bare()).unwrap()
+            }),
+        );
+        let cases: &[(&str, &[(&str, &str)], Value, Result<(), &str>, Vec<String>)] = &[
+            (
+                "an unlabelled namespace enforces the default level",
+                &[],
+                host.clone(),
+                Err(
+                    r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true)"#,
+                ),
+                vec![],
+            ),
+            (
+                "and warns about the default warn level",
+                &[],
+                bare(),
+                Ok(()),
+                vec![bare_warning.clone()],
+            ),
+            (
+                "an enforce label wins over the default",
+                &[(ENFORCE_LABEL, "privileged")],
+                host.clone(),
+                Ok(()),
+                vec![
+                    r#"would violate PodSecurity "restricted:latest": host namespaces (hostNetwork=true), allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#.to_string(),
+                ],
+            ),
+            (
+                "a warn label wins over its default",
+                &[(WARN_LABEL, "privileged")],
+                bare(),
+                Ok(()),
+                vec![],
+            ),
+            (
+                "an enforce-version label keeps the default level",
+                &[(ENFORCE_VERSION_LABEL, "v1.20")],
+                host,
+                Err(
+                    r#"pods "p" is forbidden: violates PodSecurity "baseline:v1.20": host namespaces (hostNetwork=true)"#,
+                ),
+                vec![],
+            ),
+        ];
+        for (case, labels, object, want, want_warnings) in cases {
+            let mut warnings = Vec::new();
+            let got = plugin
+                .validate_with_warnings(
+                    &create("", "pods", "ns"),
+                    Some(object),
+                    None,
+                    &namespace(labels),
+                    &mut warnings,
+                )
+                .map_err(|e| e.message);
+            assert_eq!(got, want.map_err(str::to_string), "{case}");
+            assert_eq!(&warnings, want_warnings, "{case}");
+        }
+        // Without configuration the same namespace is privileged.
+        assert_eq!(run(None, &privileged_pod(None)), Ok(()));
+        // `warn` follows a labelled `enforce` only: a default `enforce` alone warns about no
+        // workload, as upstream's.
+        let plugin = configured(json!({"enforce": "restricted"}), json!({}));
+        let deployment = json!({"metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
+        for (labels, count) in [(&[][..], 0), (&[(ENFORCE_LABEL, "restricted")][..], 1)] {
+            let mut warnings = Vec::new();
+            plugin
+                .validate_with_warnings(
+                    &create("apps", "deployments", "ns"),
+                    Some(&deployment),
+                    None,
+                    &namespace(labels),
+                    &mut warnings,
+                )
+                .unwrap();
+            assert_eq!(warnings.len(), count, "{labels:?}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn exempt_namespaces_users_and_runtime_classes_are_not_checked() {
+        let plugin = configured(
+            json!({"enforce": "restricted", "warn": "restricted"}),
+            json!({"namespaces": ["ns"], "usernames": ["alice"], "runtimeClasses": ["kata"]}),
+        );
+        let user = |name: &str| krust_auth::UserInfo { name: name.into(), ..Default::default() };
+        let (alice, bob) = (user("alice"), user("bob"));
+        let other =
+            Objects(vec![("", "namespaces", json!({"metadata": {"name": "other", "labels": {}}}))]);
+        let cases: &[(&str, Option<&krust_auth::UserInfo>, &str, Option<&str>, bool)] = &[
+            ("a pod in an exempt namespace is admitted", None, "ns", None, true),
+            ("a pod elsewhere is refused", None, "other", None, false),
+            ("a pod of an exempt user is admitted", Some(&alice), "other", None, true),
+            ("a pod of another user is refused", Some(&bob), "other", None, false),
+            (
+                "a pod of an exempt runtime class is admitted",
+                Some(&bob),
+                "other",
+                Some("kata"),
+                true,
+            ),
+            ("a pod of another runtime class is refused", Some(&bob), "other", Some("runc"), false),
+        ];
+        for (case, who, ns, class, ok) in cases {
+            let mut attributes = create("", "pods", ns);
+            attributes.user = *who;
+            let cluster = if *ns == "ns" { cluster(None) } else { Objects(other.0.clone()) };
+            let got = plugin.validate(&attributes, Some(&privileged_pod(*class)), None, &cluster);
+            assert_eq!(got.is_ok(), *ok, "{case}: {got:?}");
+        }
+        // Workloads: an exempt request or template gets no warning; others do.
+        let deployment = |class: Option<&str>| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "i"}]});
+            if let Some(class) = class {
+                spec["runtimeClassName"] = json!(class);
+            }
+            json!({"metadata": {"name": "web", "namespace": "other"},
+                "spec": {"selector": {}, "template": {"spec": spec}}})
+        };
+        let cases: &[(&str, Option<&krust_auth::UserInfo>, Option<&str>, usize)] = &[
+            ("a deployment is warned about", None, None, 1),
+            ("unless an exempt user writes it", Some(&alice), None, 0),
+            ("or its template names an exempt runtime class", None, Some("kata"), 0),
+        ];
+        for (case, who, class, count) in cases {
+            let mut attributes = create("apps", "deployments", "other");
+            attributes.user = *who;
+            let mut warnings = Vec::new();
+            plugin
+                .validate_with_warnings(
+                    &attributes,
+                    Some(&deployment(*class)),
+                    None,
+                    &other,
+                    &mut warnings,
+                )
+                .unwrap();
+            assert_eq!(warnings.len(), *count, "{case}: {warnings:?}");
+        }
+        let mut warnings = Vec::new();
+        let mut in_ns = deployment(None);
+        in_ns["metadata"]["namespace"] = json!("ns");
+        plugin
+            .validate_with_warnings(
+                &create("apps", "deployments", "ns"),
+                Some(&in_ns),
+                None,
+                &cluster(None),
+                &mut warnings,
+            )
+            .unwrap();
+        assert!(warnings.is_empty(), "a workload in an exempt namespace: {warnings:?}");
+    }
+
+    #[test]
+    fn a_stricter_enforce_skips_exempt_namespaces_and_runtime_classes() {
+        let ns = |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}});
+        let pod = |name: &str, namespace: &str, class: Option<&str>| {
+            let mut p = json!({"metadata": {"name": name, "namespace": namespace},
+                "spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "i"}]}});
+            if let Some(class) = class {
+                p["spec"]["runtimeClassName"] = json!(class);
+            }
+            ("", "pods", p)
+        };
+        let cluster = Objects(vec![
+            pod("a", "ns", Some("kata")),
+            pod("b", "ns", None),
+            pod("c", "open", Some("kata")),
+        ]);
+        let plugin =
+            configured(json!({}), json!({"namespaces": ["open"], "runtimeClasses": ["kata"]}));
+        let mut attributes = create("", "namespaces", "");
+        attributes.operation = Operation::Update;
+        let check = |name: &str| {
+            let mut warnings = Vec::new();
+            plugin
+                .validate_with_warnings(
+                    &attributes,
+                    Some(&ns(name, json!({ENFORCE_LABEL: "baseline"}))),
+                    Some(&ns(name, json!({}))),
+                    &cluster,
+                    &mut warnings,
+                )
+                .map(|()| warnings)
+                .map_err(|e| e.message)
+        };
+        assert_eq!(
+            check("ns").unwrap(),
+            [
+                r#"existing pods in namespace "ns" violate the new PodSecurity enforce level "baseline:latest""#,
+                "b: host namespaces",
+            ],
+            "the pod of an exempt runtime class is not named"
+        );
+        assert_eq!(check("open").unwrap(), Vec::<String>::new(), "an exempt namespace");
+        // An exempt namespace's labels are still validated.
+        let got = plugin.validate(
+            &create("", "namespaces", ""),
+            Some(&ns("open", json!({ENFORCE_LABEL: "strict"}))),
+            None,
+            &cluster,
+        );
+        assert_eq!(got.unwrap_err().code(), 422);
+    }
+
+    #[test]
+    fn a_default_enforce_is_the_old_policy_of_a_namespace_labelled_stricter() {
+        // The default (baseline) is what an unlabelled namespace had: labelling it baseline
+        // changes nothing, labelling it restricted checks its pods.
+        let plugin = configured(json!({"enforce": "baseline"}), json!({}));
+        let ns = |labels: Value| json!({"metadata": {"name": "ns", "labels": labels}});
+        let cluster = Objects(vec![(
+            "",
+            "pods",
+            json!({"metadata": {"name": "p", "namespace": "ns"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]}}),
+        )]);
+        let mut attributes = create("", "namespaces", "");
+        attributes.operation = Operation::Update;
+        let warnings = |level: &str| {
+            let mut warnings = Vec::new();
+            plugin
+                .validate_with_warnings(
+                    &attributes,
+                    Some(&ns(json!({ENFORCE_LABEL: level}))),
+                    Some(&ns(json!({}))),
+                    &cluster,
+                    &mut warnings,
+                )
+                .unwrap();
+            warnings.len()
+        };
+        assert_eq!(warnings("baseline"), 0);
+        assert_eq!(warnings("restricted"), 2);
     }
 }

@@ -1,6 +1,7 @@
 //! A namespace's Pod Security policy, from its labels, as upstream's `PolicyToEvaluate`: a
-//! level and a version for each mode (`enforce`, `audit`, `warn`), `privileged:latest` when
-//! unlabelled.
+//! level and a version for each mode (`enforce`, `audit`, `warn`); a mode without a label takes
+//! the configured default (`privileged:latest` unless `--admission-control-config-file` says
+//! otherwise, [`super::config`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -145,12 +146,16 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Upstream's `PolicyToEvaluate` without configured defaults: each label read, a bad one
-    /// reported (an enforced level that does not parse is `restricted`, audit and warn fail
-    /// open to `privileged`, a bad version is `latest`); `warn` defaults to an explicitly set,
-    /// stricter `enforce` level (and its version).
-    pub fn from_labels(labels: &BTreeMap<String, String>) -> (Self, Vec<LabelError>) {
-        let mut policy = Self::default();
+    /// Upstream's `PolicyToEvaluate`: `defaults` (the configured ones), each overridden by its
+    /// label, a bad label reported (an enforced level that does not parse is `restricted`,
+    /// audit and warn fail open to `privileged`, a bad version is `latest`); without a `warn`
+    /// label, `warn` follows an explicitly labelled `enforce` level (and, without a
+    /// `warn-version` label, its version) that is stricter than it.
+    pub fn from_labels(
+        labels: &BTreeMap<String, String>,
+        defaults: Self,
+    ) -> (Self, Vec<LabelError>) {
+        let mut policy = defaults;
         let mut errors = Vec::new();
         let mut note = |label: &'static str, value: &str, error: Option<&'static str>| {
             if let Some(message) = error {
@@ -269,8 +274,45 @@ mod tests {
             ),
         ];
         for (case, pairs, policy, errors) in cases {
-            let (got, errs) = Policy::from_labels(&labels(pairs));
+            let (got, errs) = Policy::from_labels(&labels(pairs), Policy::default());
             assert_eq!((got, errs.len()), (*policy, *errors), "{case}");
+        }
+    }
+
+    #[test]
+    fn labels_override_the_configured_defaults_mode_by_mode() {
+        let lv = |level, version| LevelVersion { level, version };
+        let defaults = Policy {
+            enforce: lv(Level::Restricted, Version::Minor(30)),
+            audit: lv(Level::Baseline, Version::Latest),
+            warn: lv(Level::Baseline, Version::Latest),
+        };
+        let cases: &[(&str, &[(&str, &str)], Policy)] = &[
+            ("an unlabelled namespace gets the defaults", &[], defaults),
+            (
+                "a level label replaces the default level and keeps the default version",
+                &[(ENFORCE_LABEL, "privileged")],
+                Policy { enforce: lv(Level::Privileged, Version::Minor(30)), ..defaults },
+            ),
+            (
+                "a version label alone keeps the default level",
+                &[(AUDIT_VERSION_LABEL, "v1.25")],
+                Policy { audit: lv(Level::Baseline, Version::Minor(25)), ..defaults },
+            ),
+            (
+                "a labelled enforce stricter than the default warn raises warn",
+                &[(ENFORCE_LABEL, "restricted"), (ENFORCE_VERSION_LABEL, "v1.29")],
+                Policy {
+                    enforce: lv(Level::Restricted, Version::Minor(29)),
+                    warn: lv(Level::Restricted, Version::Minor(29)),
+                    ..defaults
+                },
+            ),
+            ("a default enforce does not raise warn", &[(AUDIT_LABEL, "baseline")], defaults),
+        ];
+        for (case, pairs, want) in cases {
+            let (got, errs) = Policy::from_labels(&labels(pairs), defaults);
+            assert_eq!((got, errs.len()), (*want, 0), "{case}");
         }
     }
 }

@@ -18,7 +18,7 @@ use krust_admission::{Attributes, Chain, ClusterView};
 use krust_api::StatusError;
 use serde_json::Value;
 
-pub use krust_admission::{Selection, SelectionError};
+pub use krust_admission::{PluginConfigs, Selection, SelectionError};
 pub use view::CacheView;
 
 /// The admission stage: built-in plugins, webhooks and policies.
@@ -56,8 +56,18 @@ impl Admission {
     /// need one ask `authorizer` (the server's, `system:masters` included:
     /// [`Authz::admission_authorizer`](crate::authz::Authz::admission_authorizer)).
     pub fn new(selection: &Selection, authorizer: Arc<dyn krust_auth::Authorizer>) -> Self {
+        Self::configured(selection, &PluginConfigs::default(), authorizer)
+    }
+
+    /// [`Admission::new`], the plugins that take a configuration given theirs
+    /// (`--admission-control-config-file`).
+    pub fn configured(
+        selection: &Selection,
+        configs: &PluginConfigs,
+        authorizer: Arc<dyn krust_auth::Authorizer>,
+    ) -> Self {
         Self {
-            plugins: krust_admission::build(selection, Arc::new(name_suffix), authorizer),
+            plugins: krust_admission::build(selection, configs, Arc::new(name_suffix), authorizer),
             enabled: selection.enabled.clone(),
             ..Self::default()
         }
