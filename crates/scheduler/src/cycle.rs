@@ -11,7 +11,6 @@ const MIN_FEASIBLE_NODES: usize = 100;
 const MIN_FEASIBLE_PERCENTAGE: usize = 5;
 
 /// Where a pod goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     /// The chosen node.
     pub node: String,
@@ -19,6 +18,18 @@ pub struct Placement {
     pub evaluated: usize,
     /// How many of them fit.
     pub feasible: usize,
+    /// What the plugins computed in the cycle, for Reserve, Permit and the binding cycle.
+    pub state: CycleState,
+}
+
+impl std::fmt::Debug for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placement")
+            .field("node", &self.node)
+            .field("evaluated", &self.evaluated)
+            .field("feasible", &self.feasible)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How many feasible nodes to find before scoring (upstream's `numFeasibleNodesToFind`): all
@@ -104,14 +115,15 @@ pub fn schedule(
             Err(rejection) => diagnosis.rejections.push((node.name.clone(), rejection)),
         }
     }
-    let placement = |node: &NodeInfo, feasible: usize| Placement {
+    let placement = |node: &NodeInfo, feasible: usize, state: CycleState| Placement {
         node: node.name.clone(),
         evaluated,
         feasible,
+        state,
     };
     match feasible[..] {
         [] => return Err(diagnosis),
-        [only] => return Ok(placement(only, 1)),
+        [only] => return Ok(placement(only, 1, state)),
         _ => {}
     }
     for plugin in &profile.pre_score {
@@ -131,7 +143,7 @@ pub fn schedule(
     let best = totals.iter().copied().max().unwrap_or(0);
     let tied: Vec<usize> = (0..totals.len()).filter(|i| totals[*i] == best).collect();
     let chosen = tied[random.below(tied.len())];
-    Ok(placement(feasible[chosen], feasible.len()))
+    Ok(placement(feasible[chosen], feasible.len(), state))
 }
 
 #[cfg(test)]

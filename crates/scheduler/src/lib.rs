@@ -9,6 +9,7 @@
 //! `scheduler.rs` feeds them from watches and binds through `pods/binding`; `workloads.rs`
 //! keeps the selectors of services and controllers for default spreading.
 
+pub mod binding;
 pub mod cache;
 pub mod cycle;
 pub mod error;

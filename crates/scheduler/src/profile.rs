@@ -29,6 +29,14 @@ pub struct Profile {
     pub pre_score: Vec<Arc<dyn Plugin>>,
     /// Score plugins with their weights.
     pub score: Vec<(Arc<dyn Plugin>, i64)>,
+    /// Reserve plugins.
+    pub reserve: Vec<Arc<dyn Plugin>>,
+    /// Permit plugins.
+    pub permit: Vec<Arc<dyn Plugin>>,
+    /// PreBind plugins.
+    pub pre_bind: Vec<Arc<dyn Plugin>>,
+    /// Bind plugins, tried in order until one binds (at least one).
+    pub bind: Vec<Arc<dyn Plugin>>,
     /// The share of nodes to find feasible before scoring (0: upstream's adaptive share).
     pub percentage_of_nodes_to_score: u32,
     /// Whether DefaultPreemption runs when no node fits.
@@ -44,6 +52,10 @@ impl Profile {
             .chain(&self.filter)
             .chain(&self.pre_score)
             .chain(self.score.iter().map(|(p, _)| p))
+            .chain(&self.reserve)
+            .chain(&self.permit)
+            .chain(&self.pre_bind)
+            .chain(&self.bind)
             .filter(|p| seen.insert(p.name()))
             .collect()
     }
@@ -71,6 +83,9 @@ pub enum ConfigError {
         "the scheduler configuration must be apiVersion {API_VERSION}, kind KubeSchedulerConfiguration"
     )]
     Kind,
+    /// A profile has no Bind plugin.
+    #[error("profile {0:?}: at least one bind plugin is needed")]
+    NoBinder(String),
     /// Two profiles share a scheduler name.
     #[error("duplicate profile for schedulerName {0:?}")]
     DuplicateProfile(String),
@@ -119,6 +134,14 @@ struct PluginsConfig {
     pre_score: PluginSet,
     #[serde(default)]
     score: PluginSet,
+    #[serde(default)]
+    reserve: PluginSet,
+    #[serde(default)]
+    permit: PluginSet,
+    #[serde(default)]
+    pre_bind: PluginSet,
+    #[serde(default)]
+    bind: PluginSet,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -235,8 +258,16 @@ fn build(name: String, config: &ProfileConfig, percentage: u32) -> Result<Profil
         }
         Ok(list)
     };
-    let plain = |list: Weighted| list.into_iter().map(|(p, _)| p).collect();
+    let plain = |list: Weighted| list.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+    let bind = plain(at(Points::BIND, &plugins_config.bind)?);
+    if bind.is_empty() {
+        return Err(ConfigError::NoBinder(name));
+    }
     Ok(Profile {
+        reserve: plain(at(Points::RESERVE, &plugins_config.reserve)?),
+        permit: plain(at(Points::PERMIT, &plugins_config.permit)?),
+        pre_bind: plain(at(Points::PRE_BIND, &plugins_config.pre_bind)?),
+        bind,
         scheduler_name: name,
         pre_filter: plain(at(Points::PRE_FILTER, &plugins_config.pre_filter)?),
         filter: plain(at(Points::FILTER, &plugins_config.filter)?),
@@ -296,6 +327,24 @@ mod tests {
                 ("ImageLocality", 1)
             ]
         );
+        assert_eq!(names(&profile.bind), vec!["DefaultBinder"]);
+        assert!(profile.reserve.is_empty() && profile.permit.is_empty());
+    }
+
+    #[test]
+    fn a_profile_needs_a_binder() {
+        let text = r#"
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: nobind
+  plugins:
+    bind:
+      disabled: [{name: "*"}]
+"#;
+        let config = Configuration::parse(text).expect("parses");
+        let error = config.profiles().expect_err("no binder");
+        assert_eq!(error.to_string(), "profile \"nobind\": at least one bind plugin is needed");
     }
 
     #[test]

@@ -17,15 +17,16 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use krust_client::Events;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::binding::{self, Permitted};
 use crate::cache::Cache;
-use crate::cycle::{self, Random};
+use crate::cycle::{self, Placement, Random};
 use crate::framework::affinity::Labels;
-use crate::framework::{ClusterEvent, Involved, NodePod, Plugin, PodInfo};
+use crate::framework::{ClusterEvent, CycleState, Involved, NodePod, Plugin, PodInfo, WaitingPods};
 use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
@@ -46,10 +47,19 @@ enum Input {
     Workload(Kind, Box<watcher::Event<workloads::Entry>>),
 }
 
-/// How a binding ended.
+/// How a binding cycle ended.
 enum Outcome {
     Bound { uid: String },
-    Failed { uid: String, gone: bool },
+    Failed(Box<Undo>),
+}
+
+/// A binding cycle that failed, with what its Unreserve needs.
+struct Undo {
+    failure: binding::Failure,
+    scheduler: String,
+    pod: PodInfo,
+    node: String,
+    state: CycleState,
 }
 
 /// One scheduler's state while it leads.
@@ -77,6 +87,8 @@ pub struct Scheduler {
     outcomes: (mpsc::UnboundedSender<Outcome>, mpsc::UnboundedReceiver<Outcome>),
     /// Slots for bindings in flight.
     binding_slots: Arc<Semaphore>,
+    /// Pods held by Permit plugins.
+    waiting: WaitingPods,
 }
 
 impl Scheduler {
@@ -112,6 +124,7 @@ impl Scheduler {
             workloads: Workloads::default(),
             outcomes: mpsc::unbounded_channel(),
             binding_slots: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
+            waiting: WaitingPods::default(),
         }
     }
 
@@ -369,17 +382,46 @@ impl Scheduler {
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Bound { uid } => self.queue.bound(&uid),
-            Outcome::Failed { uid, gone } => {
-                self.cache.forget(&uid);
-                if gone {
-                    self.queue.remove(&uid);
-                } else {
-                    self.queue.failed(&uid, Instant::now());
-                }
-                // What it held is free again.
-                self.moved(ClusterEvent::AssignedPodDelete);
+            Outcome::Failed(undo) => {
+                let Undo { failure, scheduler, pod, node, mut state } = *undo;
+                self.binding_failed(&scheduler, &pod, &node, &mut state, failure);
             }
         }
+    }
+
+    /// Undoes a pod's Reserve and assumption after its Reserve, Permit or binding cycle
+    /// failed, and puts it back in the queue: to wait for a cluster change when a plugin
+    /// refused it, after a back-off when something failed, not at all when it is gone.
+    fn binding_failed(
+        &mut self,
+        scheduler: &str,
+        pod: &PodInfo,
+        node: &str,
+        state: &mut CycleState,
+        failure: binding::Failure,
+    ) {
+        let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
+        if let Some(profile) = self.profiles.iter().find(|p| p.scheduler_name == scheduler) {
+            binding::unreserve(&profile.reserve, state, pod, node);
+        }
+        self.cache.forget(&uid);
+        if failure.gone {
+            self.queue.remove(&uid);
+        } else {
+            tracing::info!(pod = pod.key(), node, message = failure.message, "not bound");
+            if failure.unschedulable {
+                self.queue.unschedulable(&uid, [failure.plugin].into(), Instant::now());
+                self.record_unschedulable(pod, scheduler, failure.message);
+            } else {
+                self.queue.failed(&uid, Instant::now());
+                if let Some(events) = self.events.get(scheduler) {
+                    let reference = reference(&pod.pod);
+                    events.warning(reference, "FailedScheduling", "Scheduling", failure.message);
+                }
+            }
+        }
+        // What it held is free again.
+        self.moved(ClusterEvent::AssignedPodDelete);
     }
 
     fn schedule_one(&mut self, mut pod: PodInfo) {
@@ -393,10 +435,19 @@ impl Scheduler {
         let snapshot = self.cache.snapshot();
         let nodes = snapshot.nodes.len();
         match cycle::schedule(profile, &pod, &snapshot, self.next_start, &mut self.random) {
-            Ok(placement) => {
-                self.next_start = (self.next_start + placement.evaluated) % nodes.max(1);
-                self.cache.assume(&pod, &placement.node);
-                self.bind(pod, placement.node, name);
+            Ok(Placement { node, evaluated, mut state, .. }) => {
+                self.next_start = (self.next_start + evaluated) % nodes.max(1);
+                self.cache.assume(&pod, &node);
+                let permitted = binding::reserve(&profile.reserve, &mut state, &pod, &node)
+                    .and_then(|()| {
+                        binding::permit(&profile.permit, &self.waiting, &state, &pod, &node)
+                    });
+                match permitted {
+                    Ok(permitted) => self.bind(pod, node, name, state, permitted),
+                    Err(failure) => {
+                        self.binding_failed(&name, &pod, &node, &mut state, failure);
+                    }
+                }
             }
             Err(mut diagnosis) => {
                 let mut preemption = None;
@@ -489,34 +540,40 @@ impl Scheduler {
         });
     }
 
-    /// Binds `pod` to `node` in the background; the outcome comes back to the loop.
-    fn bind(&self, pod: PodInfo, node: String, scheduler: String) {
-        let namespace = pod.namespace().to_string();
-        let name = pod.pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+    /// Runs `pod`'s binding cycle on `node` in the background (Permit's hold, PreBind, Bind);
+    /// the outcome comes back to the loop.
+    fn bind(
+        &self,
+        pod: PodInfo,
+        node: String,
+        scheduler: String,
+        state: CycleState,
+        permitted: Permitted,
+    ) {
+        let Some(profile) = self.profiles.iter().find(|p| p.scheduler_name == scheduler) else {
+            return;
+        };
+        let (pre_bind, binders) = (profile.pre_bind.clone(), profile.bind.clone());
+        let client = self.client.clone();
+        let waiting = self.waiting.clone();
         let events = self.events.get(&scheduler).cloned();
         let outcomes = self.outcomes.0.clone();
         let slots = self.binding_slots.clone();
-        let binding = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        });
         tokio::spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let result = api
-                .create_subresource::<_, serde_json::Value>(
-                    "binding",
-                    &name,
-                    &PostParams::default(),
-                    &binding,
-                )
-                .await;
+            let result = match binding::wait(&waiting, permitted, &pod).await {
+                Ok(()) => {
+                    // A pod that Permit holds takes no slot while it waits.
+                    let _slot = slots.acquire_owned().await;
+                    binding::bind(&client, &pre_bind, &binders, &state, &pod, &node).await
+                }
+                Err(failure) => Err(failure),
+            };
+            let uid = pod.pod.metadata.uid.clone().unwrap_or_default();
             let outcome = match result {
                 Ok(_) => {
                     if let Some(events) = &events {
+                        let namespace = pod.namespace();
+                        let name = pod.pod.metadata.name.as_deref().unwrap_or_default();
                         events.normal(
                             reference(&pod.pod),
                             "Scheduled",
@@ -526,18 +583,8 @@ impl Scheduler {
                     }
                     Outcome::Bound { uid }
                 }
-                Err(e) => {
-                    let gone = matches!(&e, kube::Error::Api(s) if s.is_not_found());
-                    tracing::info!(pod = %format!("{namespace}/{name}"), node, error = %e, "binding failed");
-                    if !gone && let Some(events) = &events {
-                        events.warning(
-                            reference(&pod.pod),
-                            "FailedScheduling",
-                            "Scheduling",
-                            format!("Binding rejected: {}", describe(&e)),
-                        );
-                    }
-                    Outcome::Failed { uid, gone }
+                Err(failure) => {
+                    Outcome::Failed(Box::new(Undo { failure, scheduler, pod, node, state }))
                 }
             };
             let _ = outcomes.send(outcome);
@@ -609,14 +656,6 @@ fn reference(pod: &Pod) -> ObjectReference {
         uid: pod.metadata.uid.clone(),
         resource_version: pod.metadata.resource_version.clone(),
         ..ObjectReference::default()
-    }
-}
-
-/// An API error as upstream prints it in events: the server's message when it sent one.
-fn describe(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -1,8 +1,11 @@
 //! The scheduling framework, in upstream's shape: plugins implement some of the extension
-//! points (PreFilter, Filter, PreScore, Score with its normalization), a profile orders them,
-//! and one scheduling cycle runs them over a snapshot of the cluster. A plugin's filter and
-//! score are plain functions of the pod, the node and what its PreFilter or PreScore computed
-//! for the cycle, so each plugin is table-tested without a server.
+//! points (PreFilter, Filter, PreScore, Score with its normalization, then Reserve, Permit,
+//! PreBind and Bind), a profile orders them, and one scheduling cycle runs them over a
+//! snapshot of the cluster. A plugin's filter and score are plain functions of the pod, the
+//! node and what its PreFilter or PreScore computed for the cycle, so each plugin is
+//! table-tested without a server. Reserve and Permit run in the scheduling cycle, on the
+//! chosen node; PreBind and Bind, which write to the API, run in the pod's binding cycle in the
+//! background ([`BindFuture`]).
 
 pub mod affinity;
 pub mod cycle_state;
@@ -13,14 +16,19 @@ pub mod pod_index;
 pub mod pod_info;
 pub mod resources;
 pub mod snapshot;
+pub mod waiting;
 
 use std::fmt;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 pub use cycle_state::CycleState;
 pub use diagnosis::Diagnosis;
 pub use node_info::NodeInfo;
 pub use pod_info::{NodePod, PodInfo};
 pub use snapshot::{Indexed, Snapshot};
+pub use waiting::{WaitEnd, WaitingPods};
 
 /// The best score a plugin gives a node after normalization.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -142,6 +150,14 @@ impl Points {
     pub const PRE_SCORE: Points = Points(4);
     /// Scores nodes.
     pub const SCORE: Points = Points(8);
+    /// Sets aside what the pod needs on the chosen node (and gives it back on failure).
+    pub const RESERVE: Points = Points(16);
+    /// Allows, rejects or holds the pod before it is bound.
+    pub const PERMIT: Points = Points(32);
+    /// Writes what must exist before the pod is bound (a volume bound to its claim).
+    pub const PRE_BIND: Points = Points(64);
+    /// Binds the pod to the node.
+    pub const BIND: Points = Points(128);
 
     /// Whether every point of `other` is in `self`.
     pub fn contains(self, other: Points) -> bool {
@@ -190,6 +206,43 @@ pub enum Involved<'a> {
     /// Not known (a re-list, a binding that failed).
     Unknown,
 }
+
+/// A Permit plugin's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permit {
+    /// The pod may be bound.
+    Allow,
+    /// The pod waits (at most this long) until the plugin allows it through
+    /// [`WaitingPods::allow`].
+    Wait(Duration),
+    /// The pod is not bound; the message says why.
+    Reject(String),
+}
+
+/// How a Bind plugin answered.
+#[derive(Debug)]
+pub enum Bound {
+    /// It bound the pod.
+    Done,
+    /// It does not bind this pod; the next Bind plugin does.
+    Skip,
+    /// Binding failed.
+    Failed(BindError),
+}
+
+/// Why a PreBind or Bind step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The pod is gone: it is not tried again.
+    #[error("the pod is gone")]
+    PodGone,
+    /// The API refused or could not be reached.
+    #[error("{0}")]
+    Api(String),
+}
+
+/// The future of a PreBind or Bind step.
+pub type BindFuture<'a, T> = BoxFuture<'a, T>;
 
 /// A scheduling plugin. Each method has a default that does nothing; a profile calls only the
 /// points a plugin declares in [`Plugin::points`].
@@ -250,6 +303,50 @@ pub trait Plugin: Send + Sync {
 
     /// Brings the raw scores of every feasible node into `0..=MAX_NODE_SCORE`.
     fn normalize(&self, _scores: &mut [i64]) {}
+
+    /// Sets aside on `node` what the pod needs, before it is bound; a refusal fails the
+    /// cycle, and every Reserve plugin's [`unreserve`](Self::unreserve) runs.
+    fn reserve(&self, _state: &mut CycleState, _pod: &PodInfo, _node: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Gives back what [`reserve`](Self::reserve) set aside: the pod was not bound. It must
+    /// be idempotent, and it may run after a failed `reserve` of this plugin.
+    fn unreserve(&self, _state: &mut CycleState, _pod: &PodInfo, _node: &str) {}
+
+    /// Whether the pod may be bound to `node` now. `waiting` holds the pods other Permit
+    /// calls made wait, for this plugin to allow or reject.
+    fn permit(
+        &self,
+        _state: &CycleState,
+        _pod: &PodInfo,
+        _node: &str,
+        _waiting: &WaitingPods,
+    ) -> Permit {
+        Permit::Allow
+    }
+
+    /// Writes what must exist before the pod is bound to `node`.
+    fn pre_bind<'a>(
+        &'a self,
+        _client: &'a kube::Client,
+        _state: &'a CycleState,
+        _pod: &'a PodInfo,
+        _node: &'a str,
+    ) -> BindFuture<'a, Result<(), BindError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Binds the pod to `node`, or leaves it to the next Bind plugin.
+    fn bind<'a>(
+        &'a self,
+        _client: &'a kube::Client,
+        _state: &'a CycleState,
+        _pod: &'a PodInfo,
+        _node: &'a str,
+    ) -> BindFuture<'a, Bound> {
+        Box::pin(async { Bound::Skip })
+    }
 }
 
 /// Upstream's `DefaultNormalizeScore`: scales scores so that the highest is

@@ -1,6 +1,7 @@
 //! The in-tree plugins, one module each, and the registry that builds them by name with their
 //! arguments from a profile's `pluginConfig`.
 
+pub mod default_binder;
 #[cfg(test)]
 pub mod fixtures;
 pub mod image_locality;
@@ -33,13 +34,13 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (inter_pod_affinity::NAME, 2),
     (node_resources_fit::BALANCED_NAME, 1),
     (image_locality::NAME, 1),
+    (default_binder::NAME, 0),
 ];
 
 /// Upstream plugins whose work is done outside the plugin lists here: the queue sorts by
-/// priority and holds gated pods, the scheduler binds, and preemption runs as the profile's
-/// PostFilter. Profiles may name them; they are not built as plugins.
-pub const BUILT_IN: &[&str] =
-    &["PrioritySort", "SchedulingGates", "DefaultBinder", crate::preemption::NAME];
+/// priority and holds gated pods, and preemption runs as the profile's PostFilter. Profiles
+/// may name them; they are not built as plugins.
+pub const BUILT_IN: &[&str] = &["PrioritySort", "SchedulingGates", crate::preemption::NAME];
 
 /// Why a plugin could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,7 @@ pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plu
             Arc::new(node_resources_fit::BalancedAllocation::default())
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
+        default_binder::NAME => Arc::new(default_binder::DefaultBinder),
         pod_topology_spread::NAME => {
             let args: SpreadArgs = match args {
                 Some(value) => {
