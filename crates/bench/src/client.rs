@@ -149,6 +149,24 @@ impl ApiClient {
         Ok(bytes)
     }
 
+    /// Sends a GET that accepts `accept` and reads the whole answer; fails on a non-2xx
+    /// status.
+    pub async fn get_accepting(&self, path: &str, accept: &str) -> anyhow::Result<Bytes> {
+        let req = self
+            .builder(Method::GET, path)
+            .header(http::header::ACCEPT, accept)
+            .body(Full::new(Bytes::new()))?;
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        let response = sender.send_request(req).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            return Err(anyhow!("{path}: {status}: {}", String::from_utf8_lossy(&bytes)));
+        }
+        Ok(bytes)
+    }
+
     /// Sends a GET and returns the answer's status and its body unread, for a reader that
     /// streams it.
     pub async fn get_streaming(

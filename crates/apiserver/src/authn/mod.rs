@@ -134,9 +134,22 @@ fn live_uid(api: &ApiServer, kind: ObjectKind, namespace: &str, name: &str) -> O
         ObjectKind::Bound(BoundKind::Secret) => ("secrets", Some(namespace)),
         ObjectKind::Bound(BoundKind::Node) => ("nodes", None),
     };
-    cached(api, plural, namespace, name, |o| {
-        o.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string()
-    })
+    /// Only the uid of an object: read without decoding the rest (this runs for every
+    /// request a service account makes).
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        metadata: Meta,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        uid: String,
+    }
+    let info = api.registry.catalog().lookup("", "v1", plural)?;
+    let cache = api.registry.cache().resource(&info.storage_prefix())?;
+    let (snapshot, _) = cache.snapshot();
+    let object = snapshot.get(&info.storage_key(namespace, name))?;
+    object.decode_as::<Uid>().ok().map(|o| o.metadata.uid)
 }
 
 /// `read` of a core v1 object in the watch cache, `None` when it is not there.
