@@ -31,6 +31,7 @@ pub mod jsonpath;
 pub mod object;
 pub mod openapi;
 pub mod patch;
+pub mod persistent_volume;
 pub mod protobuf;
 pub mod quantity;
 pub mod selector;

@@ -44,6 +44,8 @@ pub struct Cache {
     nominated_to: HashMap<String, String>,
     /// The labels of each namespace, by name (affinity terms' `namespaceSelector`).
     namespaces: HashMap<String, Labels>,
+    /// Claims, volumes and storage classes.
+    pub volumes: crate::framework::Volumes,
 }
 
 /// Node infos in slots that keep their place while the cache lives, so that a cycle's walk
@@ -106,6 +108,7 @@ impl Cache {
             }),
             nominated: Some(&self.nominated),
             namespaces: Some(&self.namespaces),
+            volumes: Some(&self.volumes),
         }
     }
 

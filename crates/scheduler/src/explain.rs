@@ -120,6 +120,23 @@ pub fn change(pod: &PodInfo, node: &NodeInfo, reason: &Reason) -> String {
             "label the node with the spread's topology key".to_string()
         }
         Reason::NotInPreFilterResult(plugin) => format!("satisfy {plugin}"),
+        Reason::ClaimNotFound(name) => format!("create the PersistentVolumeClaim {name:?}"),
+        Reason::ClaimBeingDeleted(name) => {
+            format!("let the PersistentVolumeClaim {name:?} go, and create it again")
+        }
+        Reason::UnboundImmediateClaims => {
+            "create a PersistentVolume that the pod's unbound claims can bind".to_string()
+        }
+        Reason::VolumeNodeAffinityConflict => {
+            "run the pod where its bound volumes are (their node affinity)".to_string()
+        }
+        Reason::NoVolumeToBind => format!(
+            "create an available PersistentVolume that node {} can reach for each of the pod's claims",
+            node.name
+        ),
+        Reason::BoundToMissingVolume => {
+            "recreate the PersistentVolume the pod's claim is bound to".to_string()
+        }
     }
 }
 

@@ -310,6 +310,7 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
+                "VolumeBinding",
                 "PodTopologySpread",
                 "InterPodAffinity"
             ]
@@ -327,8 +328,10 @@ mod tests {
                 ("ImageLocality", 1)
             ]
         );
+        assert_eq!(names(&profile.reserve), vec!["VolumeBinding"]);
+        assert_eq!(names(&profile.pre_bind), vec!["VolumeBinding"]);
         assert_eq!(names(&profile.bind), vec!["DefaultBinder"]);
-        assert!(profile.reserve.is_empty() && profile.permit.is_empty());
+        assert!(profile.permit.is_empty());
     }
 
     #[test]
@@ -377,7 +380,7 @@ profiles:
         assert_eq!(packer.scheduler_name, "packer");
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
-        assert_eq!(packer.filter.len(), 8);
+        assert_eq!(packer.filter.len(), 9);
         assert!(!packer.preemption);
         assert!(profiles[0].preemption);
     }

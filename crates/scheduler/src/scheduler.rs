@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, ObjectReference, Pod, PodCondition, ReplicationController, Service,
+    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+    ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use krust_client::Events;
@@ -26,7 +28,9 @@ use crate::binding::{self, Permitted};
 use crate::cache::Cache;
 use crate::cycle::{self, Placement, Random};
 use crate::framework::affinity::Labels;
-use crate::framework::{ClusterEvent, CycleState, Involved, NodePod, Plugin, PodInfo, WaitingPods};
+use crate::framework::{
+    ClusterEvent, CycleState, Involved, NodePod, Plugin, PodInfo, Volumes, WaitingPods,
+};
 use crate::preemption::{self, Budget, Preemption};
 use crate::profile::{DEFAULT_SCHEDULER, Profile};
 use crate::queue::Queue;
@@ -45,6 +49,9 @@ enum Input {
     Budget(Box<watcher::Event<PodDisruptionBudget>>),
     Namespace(Box<watcher::Event<Namespace>>),
     Workload(Kind, Box<watcher::Event<workloads::Entry>>),
+    Claim(Box<watcher::Event<PersistentVolumeClaim>>),
+    Volume(Box<watcher::Event<PersistentVolume>>),
+    Class(Box<watcher::Event<StorageClass>>),
 }
 
 /// How a binding cycle ended.
@@ -89,6 +96,8 @@ pub struct Scheduler {
     binding_slots: Arc<Semaphore>,
     /// Pods held by Permit plugins.
     waiting: WaitingPods,
+    /// Claims, volumes and classes gathered by a relist of their kind, until it is done.
+    volume_relist: Volumes,
 }
 
 impl Scheduler {
@@ -125,6 +134,7 @@ impl Scheduler {
             outcomes: mpsc::unbounded_channel(),
             binding_slots: Arc::new(Semaphore::new(BINDINGS_IN_FLIGHT)),
             waiting: WaitingPods::default(),
+            volume_relist: Volumes::default(),
         }
     }
 
@@ -154,6 +164,12 @@ impl Scheduler {
         watches.spawn(forward(watch(sets), sender.clone(), |e| {
             Input::Workload(Kind::ReplicaSet, Box::new(workloads::event(e, Entry::of_replica_set)))
         }));
+        let claims: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(claims), sender.clone(), |e| Input::Claim(Box::new(e))));
+        let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(volumes), sender.clone(), |e| Input::Volume(Box::new(e))));
+        let classes: Api<StorageClass> = Api::all(self.client.clone());
+        watches.spawn(forward(watch(classes), sender.clone(), |e| Input::Class(Box::new(e))));
         let stateful: Api<StatefulSet> = Api::all(self.client.clone());
         watches.spawn(forward(watch(stateful), sender, |e| {
             let e = workloads::event(e, Entry::of_stateful_set);
@@ -196,6 +212,48 @@ impl Scheduler {
             Input::Budget(event) => self.on_budget(*event),
             Input::Namespace(event) => self.on_namespace(*event),
             Input::Workload(kind, event) => self.workloads.apply(kind, *event),
+            Input::Claim(event) => self.on_volumes(
+                *event,
+                |v| &mut v.claims,
+                |v, c| v.set_claim(c),
+                Volumes::remove_claim,
+            ),
+            Input::Volume(event) => self.on_volumes(
+                *event,
+                |v| &mut v.volumes,
+                |v, pv| v.set_volume(pv),
+                Volumes::remove_volume,
+            ),
+            Input::Class(event) => self.on_volumes(
+                *event,
+                |v| &mut v.classes,
+                |v, c| v.set_class(c),
+                Volumes::remove_class,
+            ),
+        }
+    }
+
+    /// Keeps claims, volumes and classes for VolumeBinding (`part` is the kind's map in
+    /// [`Volumes`]); a change may let a pod that waits for one fit.
+    fn on_volumes<K, M: Default>(
+        &mut self,
+        event: watcher::Event<K>,
+        part: fn(&mut Volumes) -> &mut M,
+        set: fn(&mut Volumes, K),
+        remove: fn(&mut Volumes, &K),
+    ) {
+        match event {
+            watcher::Event::Init => *part(&mut self.volume_relist) = M::default(),
+            watcher::Event::InitApply(object) => set(&mut self.volume_relist, object),
+            watcher::Event::InitDone => {
+                *part(&mut self.cache.volumes) = std::mem::take(part(&mut self.volume_relist));
+                self.moved(ClusterEvent::VolumeChange);
+            }
+            watcher::Event::Apply(object) => {
+                set(&mut self.cache.volumes, object);
+                self.moved(ClusterEvent::VolumeChange);
+            }
+            watcher::Event::Delete(object) => remove(&mut self.cache.volumes, &object),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod pod_index;
 pub mod pod_info;
 pub mod resources;
 pub mod snapshot;
+pub mod volumes;
 pub mod waiting;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use diagnosis::Diagnosis;
 pub use node_info::NodeInfo;
 pub use pod_info::{NodePod, PodInfo};
 pub use snapshot::{Indexed, Snapshot};
+pub use volumes::Volumes;
 pub use waiting::{WaitEnd, WaitingPods};
 
 /// The best score a plugin gives a node after normalization.
@@ -76,6 +78,19 @@ pub enum Reason {
     TopologySpreadMissingLabel,
     /// The node was not considered because a PreFilter narrowed the nodes.
     NotInPreFilterResult(&'static str),
+    /// A claim the pod uses does not exist.
+    ClaimNotFound(String),
+    /// A claim the pod uses is being deleted.
+    ClaimBeingDeleted(String),
+    /// A claim the pod uses is unbound, and its class binds immediately (not by the
+    /// scheduler).
+    UnboundImmediateClaims,
+    /// A volume bound to a claim of the pod does not admit the node.
+    VolumeNodeAffinityConflict,
+    /// No available volume on the node for a claim that waits for its first consumer.
+    NoVolumeToBind,
+    /// A claim of the pod is bound to a volume that does not exist.
+    BoundToMissingVolume,
 }
 
 impl fmt::Display for Reason {
@@ -110,6 +125,22 @@ impl fmt::Display for Reason {
             Reason::NotInPreFilterResult(plugin) => {
                 write!(f, "node(s) didn't satisfy plugin(s) [{plugin}]")
             }
+            Reason::ClaimNotFound(name) => write!(f, "persistentvolumeclaim {name:?} not found"),
+            Reason::ClaimBeingDeleted(name) => {
+                write!(f, "persistentvolumeclaim {name:?} is being deleted")
+            }
+            Reason::UnboundImmediateClaims => {
+                f.write_str("pod has unbound immediate PersistentVolumeClaims")
+            }
+            Reason::VolumeNodeAffinityConflict => {
+                f.write_str("node(s) had volume node affinity conflict")
+            }
+            Reason::NoVolumeToBind => {
+                f.write_str("node(s) didn't find available persistent volumes to bind")
+            }
+            Reason::BoundToMissingVolume => f.write_str(
+                "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)",
+            ),
         }
     }
 }
@@ -194,6 +225,8 @@ pub enum ClusterEvent {
     AssignedPodUpdate,
     /// A bound pod went away (deleted or finished), freeing what it held.
     AssignedPodDelete,
+    /// A PersistentVolume, PersistentVolumeClaim or StorageClass was added or changed.
+    VolumeChange,
 }
 
 /// What a cluster change touched, as a plugin's queueing hint sees it.

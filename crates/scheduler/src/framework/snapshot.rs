@@ -51,12 +51,14 @@ pub struct Snapshot<'a> {
     pub nominated: Option<&'a HashMap<String, HashMap<String, Arc<NodePod>>>>,
     /// The labels of each namespace (for affinity terms' `namespaceSelector`).
     pub namespaces: Option<&'a HashMap<String, Labels>>,
+    /// Claims, volumes and storage classes (for VolumeBinding).
+    pub volumes: Option<&'a super::Volumes>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A view of `nodes` without an index.
     pub fn new(nodes: Vec<&'a NodeInfo>, images: &'a HashMap<String, ImageSpread>) -> Self {
-        Self { nodes, images, index: None, nominated: None, namespaces: None }
+        Self { nodes, images, index: None, nominated: None, namespaces: None, volumes: None }
     }
 
     /// The labels of `namespace`, if known.

@@ -13,6 +13,7 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
+    (volume_binding::NAME, 0),
     (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (node_resources_fit::BALANCED_NAME, 1),
@@ -103,6 +105,7 @@ pub fn build(name: &str, args: Option<&serde_json::Value>) -> Result<Arc<dyn Plu
         }
         image_locality::NAME => Arc::new(image_locality::ImageLocality),
         default_binder::NAME => Arc::new(default_binder::DefaultBinder),
+        volume_binding::NAME => Arc::new(volume_binding::VolumeBinding::default()),
         pod_topology_spread::NAME => {
             let args: SpreadArgs = match args {
                 Some(value) => {
