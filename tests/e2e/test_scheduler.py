@@ -375,6 +375,70 @@ def test_profiles_by_scheduler_name(space):
     assert not any(c["type"] == "PodScheduled" for c in got["status"].get("conditions", []))
 
 
+def pending_message(k, ns, name, timeout=30):
+    """The message of the pod's PodScheduled=False condition, once it has one."""
+    def condition():
+        got = json.loads(k("get", "pod", name, "-n", ns, "-o", "json"))
+        return next((c["message"] for c in got["status"].get("conditions", [])
+                     if c["type"] == "PodScheduled" and c["status"] == "False"), None)
+    return wait_for(condition, timeout, 0.2, what=f"{name} PodScheduled=False")
+
+
+def local_volume(name, node, size="1Gi", claim=None, cls="local-wait"):
+    spec = {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": cls, "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": f"/mnt/{name}"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": HOST, "operator": "In", "values": [node]}]}]}}}
+    if claim:
+        spec["claimRef"] = claim
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": spec}
+
+
+def claim(name, cls="local-wait", volume=None):
+    spec = {"accessModes": ["ReadWriteOnce"], "storageClassName": cls,
+            "resources": {"requests": {"storage": "1Gi"}}}
+    metadata = {"name": name}
+    if volume:
+        # bound, as the volume binder completes a binding
+        spec["volumeName"] = volume
+        metadata["annotations"] = {"pv.kubernetes.io/bind-completed": "yes"}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata,
+            "spec": spec}
+
+
+def with_claim(name, claim_name):
+    return pod(name, volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": claim_name}}])
+
+
+def test_a_pod_whose_claim_is_missing_waits_and_says_why(space):
+    _, k, ns = space
+    apply(k, ns, with_claim("needs-data", "missing"))
+    assert 'persistentvolumeclaim "missing" not found' in pending_message(k, ns, "needs-data")
+    # Creating the claim (bound by hand to a volume on one node) lets it go there.
+    volume = f"{ns}-pinned"
+    k("apply", "-f", "-", input=yaml.safe_dump(local_volume(
+        volume, "small-a-1", claim={"namespace": ns, "name": "missing"}, cls="")))
+    try:
+        apply(k, ns, claim("missing", cls="", volume=volume))
+        assert node_of(k, ns, "needs-data", timeout=30) == "small-a-1"
+    finally:
+        cleanup(k, ns)
+        k("delete", "pvc", "--all", "-n", ns, "--wait=false")
+        k("delete", "pv", volume, "--wait=false")
+
+
+def test_an_unbound_immediate_claim_keeps_its_pod_pending(space):
+    _, k, ns = space
+    apply(k, ns, claim("later", cls=""), with_claim("waits", "later"))
+    try:
+        assert "pod has unbound immediate PersistentVolumeClaims" in pending_message(k, ns, "waits")
+    finally:
+        cleanup(k, ns)
+        k("delete", "pvc", "--all", "-n", ns, "--wait=false")
+
+
 def test_a_bad_scheduler_configuration_is_refused_clearly(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"

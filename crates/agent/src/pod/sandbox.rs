@@ -239,7 +239,7 @@ pub fn destroy(dir: &Path, options: &Options, uid: &str) {
 }
 
 /// Makes the pod's volumes' directories: `emptyDir` (a tmpfs for `medium: Memory`),
-/// `hostPath`, and files for `configMap`, `secret`, `downwardAPI` and `projected`.
+/// `hostPath`, a claim's `hostPath` or `local` volume, and files for `configMap`, `secret`, `downwardAPI` and `projected`.
 /// Returns each volume's host directory, or why one cannot be made.
 pub fn volumes(
     dir: &Path,
@@ -281,6 +281,16 @@ pub fn volumes(
                 _ => {}
             }
             made.insert(volume.name.clone(), host_path);
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            let host_path = sources.claim(&claim.claim_name)?;
+            if !host_path.exists() {
+                return Err(format!(
+                    "the volume of persistentvolumeclaim {:?} is missing on this node: {}",
+                    claim.claim_name,
+                    host_path.display()
+                ));
+            }
+            made.insert(volume.name.clone(), host_path.to_path_buf());
         } else {
             let mut files: Vec<(String, Vec<u8>)> = Vec::new();
             let add = |kind: Kind,

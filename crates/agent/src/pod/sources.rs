@@ -1,12 +1,15 @@
-//! The ConfigMaps and Secrets a pod refers to (in `env`, `envFrom` and volumes), fetched
-//! once per start so that the pure code below works on plain maps.
+//! The ConfigMaps and Secrets a pod refers to (in `env`, `envFrom` and volumes), and where
+//! its PersistentVolumeClaims' volumes are on this node, fetched once per start so that the
+//! pure code below works on plain maps.
 
 use std::collections::{BTreeMap, HashMap};
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
@@ -28,6 +31,8 @@ pub struct Sources {
     objects: HashMap<(Kind, String), Option<Data>>,
     /// Service-account tokens of projected volumes, by (audience, expiration seconds).
     tokens: HashMap<(String, i64), Token>,
+    /// The host directory of each claim's volume, by claim name, or why there is none.
+    claims: HashMap<String, Result<std::path::PathBuf, String>>,
 }
 
 /// A service-account token bound to the pod.
@@ -51,6 +56,15 @@ impl Sources {
     /// The data of one source; `None` when it does not exist.
     pub fn get(&self, kind: Kind, name: &str) -> Option<&BTreeMap<String, Vec<u8>>> {
         self.objects.get(&(kind, name.to_string())).and_then(Option::as_ref)
+    }
+
+    /// Where the volume of claim `name` is on this node, or why it cannot be used.
+    pub fn claim(&self, name: &str) -> Result<&std::path::Path, String> {
+        match self.claims.get(name) {
+            Some(Ok(path)) => Ok(path),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err(format!("persistentvolumeclaim {name:?} was not looked up")),
+        }
     }
 
     /// The token for a projected `serviceAccountToken` source, if one was obtained.
@@ -153,7 +167,59 @@ impl Sources {
             };
             sources.objects.insert((kind, name), data);
         }
+        for name in claim_names(pod) {
+            if sources.claims.contains_key(&name) {
+                continue;
+            }
+            let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace);
+            let path = match claims.get_opt(&name).await? {
+                None => Err(format!("persistentvolumeclaim {name:?} not found")),
+                Some(claim) => match bound_volume(&claim) {
+                    None => Err(format!("PVC {namespace}/{name} is not bound")),
+                    Some(volume) => {
+                        let volumes = Api::<PersistentVolume>::all(client.clone());
+                        match volumes.get_opt(volume).await? {
+                            None => Err(format!("persistentvolume {volume:?} not found")),
+                            Some(pv) => host_path(&pv),
+                        }
+                    }
+                },
+            };
+            sources.claims.insert(name, path);
+        }
         Ok(sources)
+    }
+}
+
+/// The claims `pod`'s volumes use.
+fn claim_names(pod: &Pod) -> Vec<String> {
+    let volumes = pod.spec.iter().flat_map(|s| s.volumes.iter().flatten());
+    volumes
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| c.claim_name.clone())
+        .collect()
+}
+
+/// The volume a claim is bound to, once the binding is complete.
+fn bound_volume(claim: &PersistentVolumeClaim) -> Option<&str> {
+    let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let volume = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref());
+    volume.filter(|v| bound && !v.is_empty())
+}
+
+/// Where a volume is on the node: the path of a `hostPath` or `local` volume, the kinds a
+/// node agent without storage drivers can mount.
+fn host_path(volume: &PersistentVolume) -> Result<std::path::PathBuf, String> {
+    let spec = volume.spec.as_ref();
+    let path = spec
+        .and_then(|s| s.host_path.as_ref().map(|h| h.path.as_str()))
+        .or_else(|| spec.and_then(|s| s.local.as_ref().map(|l| l.path.as_str())));
+    match path {
+        Some(path) => Ok(std::path::PathBuf::from(path)),
+        None => Err(format!(
+            "persistentvolume {:?} is neither hostPath nor local: no driver on this node mounts it",
+            volume.metadata.name.as_deref().unwrap_or_default()
+        )),
     }
 }
 

@@ -38,6 +38,9 @@ pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 /// The annotation a volume gets when the scheduler or binder, not its author, bound it.
 pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
 
+/// The annotation the binder puts on a claim once its binding is complete.
+pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
+
 /// The provisioner of classes whose volumes are made by hand.
 const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
@@ -215,8 +218,11 @@ impl Plugin for VolumeBinding {
             if claim.metadata.deletion_timestamp.is_some() {
                 return unresolvable(Reason::ClaimBeingDeleted(name));
             }
+            // Bound once the binder completed it (a claim naming a volume is not yet).
             let volume_name = claim.spec.as_ref().and_then(|s| s.volume_name.as_deref());
-            if let Some(volume_name) = volume_name.filter(|n| !n.is_empty()) {
+            let completed =
+                claim.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(BIND_COMPLETED));
+            if let Some(volume_name) = volume_name.filter(|n| !n.is_empty() && completed) {
                 match store.volumes.get(volume_name) {
                     Some(volume) => found.bound.push(volume.clone()),
                     None => found.missing_volume = true,
@@ -426,6 +432,7 @@ mod tests {
                      "resources": {"requests": {"storage": "1Gi"}}}});
         if let Some(v) = bound_to {
             c["spec"]["volumeName"] = json!(v);
+            c["metadata"]["annotations"] = json!({BIND_COMPLETED: "yes"});
             c["status"] = json!({"phase": "Bound"});
         }
         serde_json::from_value(c).expect("a claim")
