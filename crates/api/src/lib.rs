@@ -17,6 +17,7 @@
 //! - [`customresource`]: structural schemas of CustomResourceDefinitions: pruning,
 //!   defaulting and validation (OpenAPI keywords and `x-kubernetes-validations` CEL rules).
 //! - [`cel`]: JSON values as CEL values.
+//! - [`persistent_volume`]: which PersistentVolume a claim may bind.
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
@@ -40,6 +41,11 @@ pub mod strategy;
 pub mod table;
 pub mod typecheck;
 pub mod validation;
+
+
+/// The Kubernetes version krust serves (`major`, `minor`): the API server's `/version`, the
+/// node agent's probes (`kube-probe/1.33`).
+pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 
 pub use catalog::{Catalog, ResourceInfo, Scope};
 pub use patch::{PatchError, PatchType, apply_patch};

@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 
 pub use openapi::OpenApi;
 
-/// The Kubernetes version krust serves.
-pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
+pub use krust_api::KUBERNETES_VERSION;
 
 /// What the binary knows of its own build, for `/version`.
 #[derive(Debug, Clone, PartialEq, Eq)]

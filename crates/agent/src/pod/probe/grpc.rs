@@ -79,7 +79,7 @@ async fn call(host: &str, port: u16, service: &str) -> Result<ServingStatus, Fai
     let request = Request::post(format!("http://{authority}/grpc.health.v1.Health/Check"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("user-agent", "kube-probe/1.33")
+        .header("user-agent", super::user_agent())
         .body(http_body_util::Full::new(frame(&request_message(service))))
         .map_err(|e| Failure::Protocol(e.to_string()))?;
     let response =

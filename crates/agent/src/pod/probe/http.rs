@@ -121,7 +121,7 @@ async fn once(get: &Get) -> Result<hyper::Response<hyper::body::Incoming>, Strin
         request = request.header(hyper::header::HOST, format!("{}:{}", get.host, get.port));
     }
     if !has("user-agent") {
-        request = request.header(hyper::header::USER_AGENT, "kube-probe/1.33");
+        request = request.header(hyper::header::USER_AGENT, super::user_agent());
     }
     if !has("accept") {
         request = request.header(hyper::header::ACCEPT, "*/*");

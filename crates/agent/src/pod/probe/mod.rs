@@ -19,6 +19,16 @@ pub mod http;
 
 pub use http::Get;
 
+/// The User-Agent of HTTP and gRPC probes, as the kubelet's: `kube-probe/MAJOR.MINOR` of the
+/// Kubernetes version served.
+pub fn user_agent() -> &'static str {
+    static AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let (major, minor) = krust_api::KUBERNETES_VERSION;
+        format!("kube-probe/{major}.{minor}")
+    });
+    &AGENT
+}
+
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
