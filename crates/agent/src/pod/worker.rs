@@ -603,11 +603,11 @@ impl Worker {
             self.probers.insert(key.clone(), handle);
         }
         let failed = self.board.get(&c.name, attempt).and_then(|v| v.liveness_failed);
-        if let Some(message) = failed
+        if let Some(failure) = failed
             && self.killing.insert(key)
         {
-            tracing::info!(pod = %self.uid, container = %c.name, %message, "container failed its liveness probe, will be restarted");
-            let probe = if message.starts_with("Startup") { "startup" } else { "liveness" };
+            tracing::info!(pod = %self.uid, container = %c.name, %failure, "container failed a probe, will be restarted");
+            let probe = failure.kind.name().to_lowercase();
             self.event(
                 pod,
                 c,
@@ -615,9 +615,12 @@ impl Worker {
                 "Killing",
                 format!("Container {} failed {probe} probe, will be restarted", c.name),
             );
-            let grace = c
-                .liveness_probe
-                .as_ref()
+            // The failing probe's own grace period, as upstream's.
+            let failing = match failure.kind {
+                probe::Kind::Startup => c.startup_probe.as_ref(),
+                _ => c.liveness_probe.as_ref(),
+            };
+            let grace = failing
                 .and_then(|p| p.termination_grace_period_seconds)
                 .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
                 .unwrap_or(30)

@@ -106,8 +106,24 @@ pub struct Verdicts {
     pub started: bool,
     /// Whether the readiness probe says ready (true without one, once started).
     pub ready: bool,
-    /// Set once the liveness probe has failed: why, for the event and the restart.
-    pub liveness_failed: Option<String>,
+    /// Set once the liveness or startup probe has failed: which, and why, for the event and
+    /// the restart.
+    pub liveness_failed: Option<Failure>,
+}
+
+/// A failed liveness or startup probe: the container is restarted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The probe that failed.
+    pub kind: Kind,
+    /// Its last check's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} probe failed: {}", self.kind.name(), self.message)
+    }
 }
 
 /// Where a probe's checks go.
@@ -295,14 +311,16 @@ async fn run_until(
                 Kind::Startup if verdict => return true,
                 Kind::Startup => {
                     board.set(name, attempt, |v| {
-                        v.liveness_failed = Some(format!("Startup probe failed: {message}"))
+                        v.liveness_failed =
+                            Some(Failure { kind: Kind::Startup, message: message.clone() })
                     });
                     return false;
                 }
                 Kind::Readiness => board.set(name, attempt, |v| v.ready = verdict),
                 Kind::Liveness if !verdict => {
                     board.set(name, attempt, |v| {
-                        v.liveness_failed = Some(format!("Liveness probe failed: {message}"))
+                        v.liveness_failed =
+                            Some(Failure { kind: Kind::Liveness, message: message.clone() })
                     });
                     return false;
                 }
