@@ -42,7 +42,6 @@ pub mod table;
 pub mod typecheck;
 pub mod validation;
 
-
 /// The Kubernetes version krust serves (`major`, `minor`): the API server's `/version`, the
 /// node agent's probes (`kube-probe/1.33`).
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
