@@ -20,7 +20,9 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The host's trusted CAs: the first bundle found of `SSL_CERT_FILE` (as OpenSSL reads it)
-/// and the distributions' usual files; empty when there is none.
+/// and the distributions' usual files, then every certificate in the folders of
+/// `SSL_CERT_DIR` (colon-separated, as Go's `crypto/x509` reads it; the distributions' folder
+/// only repeats their bundle, so it is read only when named); empty when there is none.
 pub fn host_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let bundles = std::env::var("SSL_CERT_FILE")
@@ -34,7 +36,26 @@ pub fn host_roots() -> RootCertStore {
             break;
         }
     }
+    let folders = std::env::var("SSL_CERT_DIR").unwrap_or_default();
+    roots.add_parsable_certificates(folder_certificates(&folders));
     roots
+}
+
+/// Every PEM certificate in the files of `folders` (colon-separated), in name order.
+fn folder_certificates(folders: &str) -> Vec<CertificateDer<'static>> {
+    let mut certificates = Vec::new();
+    for folder in folders.split(':').filter(|f| !f.is_empty()) {
+        let Ok(entries) = std::fs::read_dir(folder) else { continue };
+        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            if let Ok(pem) = std::fs::read(&path) {
+                let mut reader = pem.as_slice();
+                certificates.extend(rustls_pemfile::certs(&mut reader).flatten());
+            }
+        }
+    }
+    certificates
 }
 
 /// A client checking servers against the host's CAs.
@@ -151,6 +172,21 @@ impl ServerCertVerifier for AnyServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cert_dir_adds_the_certificates_of_its_files() {
+        let Ok(bundle) = std::fs::read(CA_BUNDLES[0]) else { return };
+        let wanted: Vec<_> = rustls_pemfile::certs(&mut bundle.as_slice()).flatten().collect();
+        let dir = std::env::temp_dir().join(format!("krust-cert-dir-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let written = std::fs::write(dir.join("bundle.pem"), &bundle).is_ok()
+            && std::fs::write(dir.join("notes.txt"), "not a certificate").is_ok();
+        let found = folder_certificates(&format!("/nonexistent:{}", dir.display()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(written);
+        assert!(!wanted.is_empty());
+        assert_eq!(found, wanted);
+    }
 
     #[test]
     fn clients_build_with_the_ring_provider() {
