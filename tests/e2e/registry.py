@@ -65,6 +65,21 @@ def busybox_layer() -> tuple[bytes, bytes]:
     return tar, gzip.compress(tar, mtime=0)
 
 
+def loopback_certificate(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in
+    `folder`: (certificate, key, CA certificate)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=krust-e2e-ca")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return folder / "server.crt", folder / "server.key", folder / "ca.crt"
+
+
 def bcrypt_hash(password: str) -> str:
     """A bcrypt hash for an htpasswd file (the only kind distribution accepts), of the least
     cost (4): the registry checks it on every request."""
@@ -78,8 +93,11 @@ class Registry:
     """`docker-registry serve` on 127.0.0.1:<free port>; `users` (name -> password) turns on
     htpasswd basic auth. A context manager: stopping kills it and removes its temp dir."""
 
-    def __init__(self, users: dict[str, str] | None = None, realm="krust-e2e"):
+    def __init__(self, users: dict[str, str] | None = None, realm="krust-e2e",
+                 tls: tuple[Path, Path, Path] | None = None):
+        """`tls` (certificate, key, and the CA that signed them) serves HTTPS."""
         self.users = dict(users or {})
+        self.tls = tls
         self.realm = realm
         self.dir: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -95,7 +113,7 @@ class Registry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     @property
     def log_path(self) -> Path:
@@ -141,6 +159,9 @@ class Registry:
         }
         if self.users:
             cfg["auth"] = {"htpasswd": {"realm": self.realm, "path": str(self.dir / "htpasswd")}}
+        if self.tls:
+            cert, key, _ca = self.tls
+            cfg["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
         return cfg
 
     def _answers(self):
@@ -177,6 +198,8 @@ class Registry:
         sends the basic credentials of `user` (default: the first user)."""
         s = requests.Session()
         s.trust_env = False
+        if self.tls:
+            s.verify = str(self.tls[2])
         if auth and self.users:
             name = user or next(iter(self.users))
             s.auth = (name, self.users[name])

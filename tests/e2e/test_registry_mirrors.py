@@ -16,7 +16,7 @@ import pytest
 from agent_node import k, ns  # noqa: F401 (fixtures, on this module's node)
 from agent_node import NEEDS_AGENT, Node, apply, pod, status_of, wait_pod
 from conftest import KRUST_BIN, rand_suffix, wait_for
-from registry import Registry
+from registry import Registry, loopback_certificate
 
 pytestmark = NEEDS_AGENT
 
@@ -153,3 +153,32 @@ def test_krust_image_pull_reads_the_same_file(node, registries, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0
     assert "registries.yaml" in bad.stderr and "endpoints" in bad.stderr, bad.stderr
+
+
+def test_an_https_mirror_is_trusted_through_its_ca_file(tmp_path):
+    """`configs.<mirror>.tls.ca_file` trusts a mirror's own CA; without it the pull fails on
+    the certificate; `insecure_skip_verify` skips the check."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    cert, key, ca = loopback_certificate(certs)
+    with Registry(tls=(cert, key, ca)) as mirror:
+        repo = f"e2e/tls-{rand_suffix()}"
+        mirror.push_image(repo, "1")
+        image = f"{UPSTREAM}/{repo}:1"
+
+        def pull(tls: str):
+            config = tmp_path / "registries.yaml"
+            config.write_text(f"mirrors:\n  \"{UPSTREAM}\":\n    endpoint: [\"https://{mirror.host}\"]\n"
+                              + (f"configs:\n  \"{mirror.host}\":\n    tls:\n{tls}" if tls else ""))
+            return subprocess.run([KRUST_BIN, "image", "pull", image, "--data-dir",
+                                   str(tmp_path / f"agent-{rand_suffix()}"), "--private-registry",
+                                   str(config)], capture_output=True, text=True, timeout=120)
+
+        untrusted = pull("")
+        assert untrusted.returncode != 0
+        assert "certificate" in untrusted.stderr.lower(), untrusted.stderr
+        trusted = pull(f"      ca_file: {ca}\n")
+        assert trusted.returncode == 0, trusted.stderr
+        assert f"pulled {image}" in trusted.stdout
+        skipped = pull("      insecure_skip_verify: true\n")
+        assert skipped.returncode == 0, skipped.stderr
