@@ -109,24 +109,132 @@ pub fn table(
     body(&head, items, Form::Row(Box::new(row)))
 }
 
+/// The most bytes of encoded items a protobuf list holds before it answers: a list up to it
+/// is encoded once and sent whole; a larger one is walked twice and streamed.
+pub const PROTOBUF_BUFFERED: usize = 8 << 20;
+
 /// A list in Kubernetes protobuf, or `None` (with the items given back) when its kind has no
 /// protobuf message or an item cannot be encoded. The envelope declares the list's length
-/// before its first byte, so a first walk counts each item's length; the second encodes the
-/// items as the body is written (as upstream streams protobuf lists), so the memory a list adds
-/// is a chunk and a length per item.
+/// before its first byte. A list whose items encode to at most [`PROTOBUF_BUFFERED`] bytes is
+/// encoded once, into one body. A larger one is walked twice: the first walk counts each
+/// item's length, the second encodes the items as the body is written (as upstream streams
+/// protobuf lists). So the memory a list adds is bounded: at most that constant of encoded
+/// items and the body made of them, or a chunk and a length per item.
 pub fn protobuf(
     info: &ResourceInfo,
     list_meta: &Value,
     items: ListItems,
 ) -> Result<Response<Body>, ListItems> {
-    use krust_api::protobuf::{ListEncoder, encode_message, encoded_len};
+    protobuf_holding(info, list_meta, items, PROTOBUF_BUFFERED)
+}
+
+/// Items a held protobuf list takes from its walk at a time.
+const PROTOBUF_BATCH: usize = 1024;
+
+/// The messages of `batch`, in order, encoded on as many threads as the machine has cores
+/// (up to four) when the batch is large enough to be worth it: encoding, mostly the decoding
+/// of each cached object's JSON, is what a protobuf list costs.
+fn encode_batch(
+    api_version: &str,
+    kind: &str,
+    batch: Vec<Served>,
+) -> Result<Vec<Vec<u8>>, krust_api::protobuf::ProtobufError> {
+    use krust_api::protobuf::encode_message;
+    let encode = |items: Vec<Served>| {
+        items
+            .into_iter()
+            .map(|item| encode_message(api_version, kind, &item.into_value()))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads == 1 || batch.len() < 64 {
+        return encode(batch);
+    }
+    let per_thread = batch.len().div_ceil(threads);
+    let mut parts = Vec::with_capacity(threads);
+    let mut rest = batch;
+    while rest.len() > per_thread {
+        let tail = rest.split_off(per_thread);
+        parts.push(rest);
+        rest = tail;
+    }
+    parts.push(rest);
+    std::thread::scope(|scope| {
+        let running: Vec<_> =
+            parts.into_iter().map(|part| scope.spawn(move || encode(part))).collect();
+        let mut messages = Vec::new();
+        for part in running {
+            match part.join() {
+                Ok(encoded) => messages.extend(encoded?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(messages)
+    })
+}
+
+/// [`protobuf`], holding at most `buffered` bytes of encoded items.
+fn protobuf_holding(
+    info: &ResourceInfo,
+    list_meta: &Value,
+    items: ListItems,
+    buffered: usize,
+) -> Result<Response<Body>, ListItems> {
+    use crate::registry::Served;
+    use krust_api::protobuf::{ListEncoder, encode_list, encode_message, encoded_len};
     let api_version = info.api_version();
     let kind = info.kind;
-    let lengths: Result<Vec<usize>, _> =
-        items.clone().map(|item| encoded_len(&api_version, kind, &item.into_value())).collect();
-    let encoder = lengths.and_then(|lengths| {
-        ListEncoder::new(&api_version, &format!("{kind}List"), list_meta, lengths)
+    let list_kind = format!("{kind}List");
+    let mut encoded = Vec::new();
+    let mut size = 0;
+    let mut walk = items.clone();
+    loop {
+        let batch: Vec<Served> = walk.by_ref().take(PROTOBUF_BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        match encode_batch(&api_version, kind, batch) {
+            Ok(messages) => {
+                size += messages.iter().map(Vec::len).sum::<usize>();
+                encoded.extend(messages);
+            }
+            Err(e) => {
+                if !e.is_unsupported_kind() {
+                    tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
+                }
+                return Err(items);
+            }
+        }
+        if size > buffered {
+            break;
+        }
+    }
+    if size <= buffered {
+        return match encode_list(&api_version, &list_kind, list_meta, &encoded) {
+            Ok(body) => {
+                Ok(response::bytes_as(StatusCode::OK, body, krust_api::protobuf::MEDIA_TYPE))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
+                Err(items)
+            }
+        };
+    }
+    // Too large to hold: the lengths of the items encoded so far, then of the rest.
+    let counted = encoded.len();
+    let mut lengths: Vec<usize> = encoded.iter().map(Vec::len).collect();
+    drop(encoded);
+    let rest: Result<Vec<usize>, _> = items
+        .clone()
+        .skip(counted)
+        .map(|item| encoded_len(&api_version, kind, &item.into_value()))
+        .collect();
+    let lengths: Result<Vec<usize>, _> = rest.map(|rest| {
+        lengths.extend(rest);
+        lengths
     });
+    let encoder =
+        lengths.and_then(|lengths| ListEncoder::new(&api_version, &list_kind, list_meta, lengths));
     let encoder = match encoder {
         Ok(encoder) => encoder,
         Err(e) => {
@@ -174,4 +282,47 @@ pub fn protobuf(
     );
     response.headers_mut().insert(http::header::CONTENT_LENGTH, length.into());
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+    use krust_api::Catalog;
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::Served;
+
+    #[tokio::test]
+    async fn a_protobuf_list_is_the_same_held_whole_or_streamed() {
+        let catalog = Catalog::builtin();
+        let info = catalog.lookup("", "v1", "configmaps").expect("configmaps");
+        let items = || {
+            let served = (0..300)
+                .map(|i| {
+                    Served::Value(json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("cm-{i}"), "namespace": "ns",
+                                     "resourceVersion": "7"},
+                        "data": {"key": "x".repeat(i * 10)},
+                    }))
+                })
+                .collect();
+            ListItems::gathered(served)
+        };
+        let meta = json!({"resourceVersion": "9"});
+        let body = |response: Response<Body>| async move {
+            response.into_body().collect().await.expect("a body").to_bytes()
+        };
+        let Ok(whole) = protobuf_holding(&info, &meta, items(), PROTOBUF_BUFFERED) else {
+            panic!("encoded")
+        };
+        let Ok(streamed) = protobuf_holding(&info, &meta, items(), 100) else { panic!("encoded") };
+        let (whole, streamed) = (body(whole).await, body(streamed).await);
+        assert_eq!(whole, streamed);
+        let list = krust_api::protobuf::decode(&whole).expect("decodes");
+        assert_eq!(list["kind"], "ConfigMapList");
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(300));
+        assert_eq!(list["items"][299]["data"]["key"], "x".repeat(2990));
+    }
 }

@@ -87,7 +87,8 @@ enum Items {
 }
 
 impl ListItems {
-    fn gathered(items: Vec<Served>) -> Self {
+    /// Items gathered already.
+    pub(crate) fn gathered(items: Vec<Served>) -> Self {
         Self(Items::Gathered(items.into_iter()))
     }
 
