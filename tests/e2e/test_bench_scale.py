@@ -74,10 +74,16 @@ def test_bench_fanout_small(tmp_path):
     r = json.loads(out.read_text())["embedded"]
     rbac = r["rbac_creates"]
     assert rbac["user_cannot_list_nodes"] is True
-    assert [run["count"] for run in rbac["rbac_user"]] == [200, 200]
-    assert rbac["ratio"] > 0
+    # five rounds each, taking turns
+    assert [run["count"] for run in rbac["rbac_user"]] == [200] * 5
+    assert [run["count"] for run in rbac["admin"]] == [200] * 5
+    assert rbac["ratio"] > 0 and len(rbac["round_ratios"]) == 5
     assert r["list"]["all_listed"] is True and r["list"]["items"] == 500
     assert r["list"]["bytes"] > 500 * 200
+    # the same list in protobuf holds every item, and is smaller than the JSON
+    protobuf = r["list"]["protobuf"]
+    assert protobuf["items"] == 500 and 0 < protobuf["bytes"] < r["list"]["bytes"]
+    assert protobuf["bytes"] == protobuf["reference_bytes"]
     fan = r["watch_fan_out"]
     assert fan["events_per_watcher"] == 10
     assert fan["with_watchers"]["creates"]["count"] == 500
