@@ -40,7 +40,9 @@ NODES = ["big-0", "small-a-0", "small-a-1", "small-b-0", "small-b-1", "gpu-0"]
 PROFILES = {
     "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
     "profiles": [
-        {"schedulerName": "default-scheduler"},
+        # VolumeBinding is on by a profile (krust has no volume binder or provisioner yet)
+        {"schedulerName": "default-scheduler",
+         "plugins": {"multiPoint": {"enabled": [{"name": "VolumeBinding"}]}}},
         {"schedulerName": "packer",
          "plugins": {"score": {"disabled": [{"name": "*"}],
                                "enabled": [{"name": "NodeResourcesFit", "weight": 1}]}},

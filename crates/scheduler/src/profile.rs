@@ -310,7 +310,6 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
-                "VolumeBinding",
                 "PodTopologySpread",
                 "InterPodAffinity"
             ]
@@ -328,10 +327,26 @@ mod tests {
                 ("ImageLocality", 1)
             ]
         );
+        assert_eq!(names(&profile.bind), vec!["DefaultBinder"]);
+        assert!(profile.reserve.is_empty() && profile.permit.is_empty());
+    }
+
+    #[test]
+    fn volume_binding_is_turned_on_by_a_profile() {
+        let text = r#"
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- plugins:
+    multiPoint:
+      enabled: [{name: VolumeBinding}]
+"#;
+        let profiles = Configuration::parse(text).expect("parses").profiles().expect("profiles");
+        let profile = &profiles[0];
+        assert!(names(&profile.filter).contains(&"VolumeBinding"));
+        assert_eq!(names(&profile.pre_filter).last(), Some(&"VolumeBinding"));
         assert_eq!(names(&profile.reserve), vec!["VolumeBinding"]);
         assert_eq!(names(&profile.pre_bind), vec!["VolumeBinding"]);
-        assert_eq!(names(&profile.bind), vec!["DefaultBinder"]);
-        assert!(profile.permit.is_empty());
     }
 
     #[test]
@@ -380,7 +395,7 @@ profiles:
         assert_eq!(packer.scheduler_name, "packer");
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
-        assert_eq!(packer.filter.len(), 9);
+        assert_eq!(packer.filter.len(), 8);
         assert!(!packer.preemption);
         assert!(profiles[0].preemption);
     }

@@ -24,6 +24,10 @@ use node_resources_fit::{NodeResourcesFit, ShapePoint, Strategy, WeightedResourc
 
 /// Upstream's default plugins (its `multiPoint` set) in order, with their score weights, for
 /// those this scheduler has. Queue sorting and scheduling gates are the queue's own.
+///
+/// VolumeBinding is not among them yet: krust has no volume binder controller and no
+/// provisioner, so with it every pod with a claim would stay Pending. A profile turns it on
+/// (`multiPoint: {enabled: [{name: VolumeBinding}]}`).
 pub const DEFAULT: &[(&str, i64)] = &[
     (node_unschedulable::NAME, 0),
     (node_name::NAME, 0),
@@ -31,7 +35,6 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
-    (volume_binding::NAME, 0),
     (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (node_resources_fit::BALANCED_NAME, 1),
