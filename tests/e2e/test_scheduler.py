@@ -441,6 +441,41 @@ def test_an_unbound_immediate_claim_keeps_its_pod_pending(space):
         k("delete", "pvc", "--all", "-n", ns, "--wait=false")
 
 
+def test_a_delayed_claim_binds_where_its_pod_goes(space):
+    cluster, k, ns = space
+    cls = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+           "metadata": {"name": f"{ns}-wait"}, "provisioner": "kubernetes.io/no-provisioner",
+           "volumeBindingMode": "WaitForFirstConsumer"}
+    volumes = [local_volume(f"{ns}-on-b0", "small-b-0", cls=f"{ns}-wait"),
+               local_volume(f"{ns}-on-a0", "small-a-0", size="5Gi", cls=f"{ns}-wait")]
+    k("apply", "-f", "-", input=yaml.safe_dump_all([cls, *volumes]))
+    try:
+        wait_for(lambda: all(json.loads(k("get", "pv", v["metadata"]["name"], "-o", "json"))
+                             ["status"].get("phase") == "Available" for v in volumes),
+                 30, 0.3, what="the volumes Available")
+        apply(k, ns, claim("data", cls=f"{ns}-wait"))
+        time.sleep(1)
+        # not bound until a pod uses it
+        got = json.loads(k("get", "pvc", "data", "-n", ns, "-o", "json"))
+        assert got["status"].get("phase") == "Pending", got
+        # the pod must run in zone-b, where only small-b-0 has a volume
+        body = with_claim("zoned", "data")
+        body["spec"]["nodeSelector"] = {ZONE: "zone-b"}
+        apply(k, ns, body)
+        assert node_of(k, ns, "zoned", timeout=60) == "small-b-0"
+        bound = wait_for(lambda: (lambda c: c if c["status"].get("phase") == "Bound" else None)(
+            json.loads(k("get", "pvc", "data", "-n", ns, "-o", "json"))), 30, 0.3,
+            what="the claim bound")
+        assert bound["spec"]["volumeName"] == f"{ns}-on-b0"
+        pv = json.loads(k("get", "pv", f"{ns}-on-b0", "-o", "json"))
+        assert pv["spec"]["claimRef"]["name"] == "data" and pv["status"]["phase"] == "Bound"
+    finally:
+        cleanup(k, ns)
+        k("delete", "pvc", "--all", "-n", ns, "--wait=false")
+        k("delete", "pv", *[v["metadata"]["name"] for v in volumes], "--wait=false")
+        k("delete", "storageclass", f"{ns}-wait", "--wait=false")
+
+
 def test_a_bad_scheduler_configuration_is_refused_clearly(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"

@@ -21,6 +21,7 @@ pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistent_volume;
 pub mod pod_gc;
 pub mod replicaset;
 pub mod replication_controller;
@@ -37,9 +38,13 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::{Api, Client, Config};
 
 pub use error::Error;
@@ -141,6 +146,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
             daemonset::NAME,
             statefulset::NAME,
             service_lb::NAME,
+            persistent_volume::NAME,
         ],
     )
     .await?;
@@ -161,6 +167,9 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     let mut daemon_sets = Informer::<DaemonSet>::default();
     let revisions = Informer::<ControllerRevision>::default();
     let mut stateful_sets = Informer::<StatefulSet>::default();
+    let mut claims = Informer::<PersistentVolumeClaim>::default();
+    let mut volumes = Informer::<PersistentVolume>::default();
+    let mut storage_classes = Informer::<StorageClass>::default();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(clients.take(namespace::NAME)?, &mut namespaces));
     tasks.spawn(service_account::run(
@@ -248,6 +257,13 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut nodes,
         options.load_balancer_pool,
     ));
+    tasks.spawn(persistent_volume::run(
+        clients.take(persistent_volume::NAME)?,
+        &mut claims,
+        &mut volumes,
+        &mut storage_classes,
+        &pods,
+    ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));
     tasks.spawn(replica_sets.run(Api::all(root.clone())));
@@ -265,6 +281,9 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
     tasks.spawn(daemon_sets.run(Api::all(root.clone())));
     tasks.spawn(revisions.run(Api::all(root.clone())));
     tasks.spawn(stateful_sets.run(Api::all(root.clone())));
+    tasks.spawn(claims.run(Api::all(root.clone())));
+    tasks.spawn(volumes.run(Api::all(root.clone())));
+    tasks.spawn(storage_classes.run(Api::all(root.clone())));
     tasks.spawn(node_leases.run(Api::namespaced(root, node_lifecycle::LEASE_NAMESPACE)));
     while tasks.join_next().await.is_some() {}
     Ok(())
