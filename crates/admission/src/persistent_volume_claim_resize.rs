@@ -6,17 +6,16 @@
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
-use krust_api::StatusError;
+use krust_api::{StatusError, persistent_volume};
 use serde_json::Value;
 
-use crate::quantity::Amount;
 use crate::{Attributes, ClusterView, Operation, Plugin, Validating, forbidden, is, typed};
 
 /// Upstream's name.
 pub const NAME: &str = "PersistentVolumeClaimResize";
 
 /// The annotation that named a claim's class before `spec.storageClassName`; it still wins.
-pub const BETA_STORAGE_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+pub use krust_api::persistent_volume::BETA_STORAGE_CLASS as BETA_STORAGE_CLASS_ANNOTATION;
 
 /// Upstream's refusal of an unbound claim.
 pub const NOT_BOUND: &str = "Only bound persistent volume claims can be expanded";
@@ -36,25 +35,7 @@ impl Plugin for PersistentVolumeClaimResize {
 /// The class of a claim, as upstream's `GetPersistentVolumeClaimClass`: the beta annotation
 /// when present, else `spec.storageClassName`, else empty.
 pub fn claim_class(claim: &PersistentVolumeClaim) -> String {
-    if let Some(class) =
-        claim.metadata.annotations.as_ref().and_then(|a| a.get(BETA_STORAGE_CLASS_ANNOTATION))
-    {
-        return class.clone();
-    }
-    claim.spec.as_ref().and_then(|s| s.storage_class_name.clone()).unwrap_or_default()
-}
-
-/// A claim's storage request; a missing (or unreadable) one counts as zero, as upstream's zero
-/// `Quantity`.
-fn requested(claim: &PersistentVolumeClaim) -> Amount {
-    claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.resources.as_ref())
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("storage"))
-        .and_then(|q| Amount::of(q).ok())
-        .unwrap_or(Amount::ZERO)
+    krust_api::persistent_volume::claim_class(claim).to_string()
 }
 
 /// Whether the class of both `new` and `old` (the same, and not empty) allows expansion.
@@ -93,7 +74,7 @@ impl Validating for PersistentVolumeClaimResize {
         ) else {
             return Ok(());
         };
-        if requested(&new) <= requested(&old) {
+        if persistent_volume::requested(&new) <= persistent_volume::requested(&old) {
             return Ok(());
         }
         if old.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {

@@ -11,6 +11,7 @@
 //! volume's access modes and, as it becomes bound, its capacity.
 
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::objects::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
@@ -60,15 +61,19 @@ pub fn bind_volume(
         bound.spec.get_or_insert_default().claim_ref = Some(claim_reference(claim));
         dirty = true;
     }
-    if chosen_by_controller && !has_annotation(&bound.metadata, ANN_BOUND_BY_CONTROLLER) {
-        bound
-            .metadata
-            .annotations
-            .get_or_insert_default()
-            .insert(ANN_BOUND_BY_CONTROLLER.into(), YES.into());
-        dirty = true;
+    if chosen_by_controller {
+        dirty |= mark(&mut bound.metadata, ANN_BOUND_BY_CONTROLLER);
     }
     dirty.then_some(bound)
+}
+
+/// Sets annotation `key` to `"yes"` unless it is there; whether it was not.
+fn mark(meta: &mut ObjectMeta, key: &str) -> bool {
+    if has_annotation(meta, key) {
+        return false;
+    }
+    meta.annotations.get_or_insert_default().insert(key.into(), YES.into());
+    true
 }
 
 /// `volume` reporting `phase` with `message` (upstream's `updateVolumePhase`: nothing when the
@@ -99,23 +104,10 @@ pub fn bind_claim(
     let mut dirty = false;
     if volume_name(claim) != name {
         bound.spec.get_or_insert_default().volume_name = Some(name.into());
-        if !has_annotation(&bound.metadata, ANN_BOUND_BY_CONTROLLER) {
-            bound
-                .metadata
-                .annotations
-                .get_or_insert_default()
-                .insert(ANN_BOUND_BY_CONTROLLER.into(), YES.into());
-        }
+        mark(&mut bound.metadata, ANN_BOUND_BY_CONTROLLER);
         dirty = true;
     }
-    if !has_annotation(&bound.metadata, ANN_BIND_COMPLETED) {
-        bound
-            .metadata
-            .annotations
-            .get_or_insert_default()
-            .insert(ANN_BIND_COMPLETED.into(), YES.into());
-        dirty = true;
-    }
+    dirty |= mark(&mut bound.metadata, ANN_BIND_COMPLETED);
     dirty.then_some(bound)
 }
 
