@@ -317,7 +317,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let sa_key = pki::service_account_key(&config.data_dir)?;
     let authn = authn::Authentication {
         token_file,
-        tokens: authn::ServiceAccountTokens::new(&sa_key, &config.service_account_issuer)?,
+        tokens: Arc::new(authn::ServiceAccountTokens::new(
+            &sa_key,
+            &config.service_account_issuer,
+        )?),
         anonymous: config.anonymous_auth,
     };
 
@@ -332,6 +335,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     .with_watch_limits(config.watch_limits);
     let authz = authz::Authz::new(registry.cache());
     authz.install(&mut registry);
+    authn.install(&mut registry);
     let unimplemented = config.admission.unimplemented();
     if !unimplemented.is_empty() {
         tracing::warn!(plugins = ?unimplemented, "admission plugins enabled but not implemented yet");

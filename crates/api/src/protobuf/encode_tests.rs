@@ -721,3 +721,38 @@ fn watch_events_frame_a_whole_body() {
         Ok(json!({"type": "ADDED", "object": {"a": 1}}))
     );
 }
+
+/// `value` with the members of every object in reverse order, but for raw JSON (`fieldsV1`),
+/// whose text protobuf carries as it is.
+fn reversed(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .rev()
+                .map(|(k, v)| (k.clone(), if k == "fieldsV1" { v.clone() } else { reversed(v) }))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(reversed).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn members_in_any_order_are_written_in_field_order() {
+    // Every object of the rich pod reversed: out-of-order fields at each depth, maps with
+    // keys in descending order, and members of inlined messages (a probe's handler, a
+    // volume's source) mixed with their parent's.
+    let pod = rich_pod();
+    let (api_version, kind) = type_meta(&pod);
+    let message = roundtrip::<core::Pod>(&pod);
+    assert_eq!(encode_message(api_version, kind, &reversed(&pod)), Ok(message));
+    // Through the encoder lists use, from text with escapes in names and values.
+    let encoder = super::MessageEncoder::new("v1", "ConfigMap").expect("an encoder");
+    let text = br#"{"data":{"b":"2","\u0061":"1"},"metadata":{"name":"c\u006d","namespace":"ns"},"kind":"ConfigMap","apiVersion":"v1"}"#;
+    let expected = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cm", "namespace": "ns"}, "data": {"a": "1", "b": "2"}});
+    assert_eq!(encoder.encode(text), encode_message("v1", "ConfigMap", &expected));
+    assert!(encoder.encode(b"{\"data\": ").is_err_and(|e| e.to_string().contains("invalid JSON")));
+    assert!(encoder.encode(b"[]").is_err_and(|e| e.to_string().contains("not a JSON object")));
+}

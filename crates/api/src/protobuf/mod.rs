@@ -23,8 +23,11 @@ pub mod encode;
 pub mod envelope;
 pub mod json;
 pub mod names;
+mod plan;
 pub mod schema;
 pub mod special;
+mod transcode;
+mod wire;
 
 #[cfg(test)]
 mod encode_tests;
@@ -32,8 +35,8 @@ mod encode_tests;
 mod tests;
 
 pub use encode::{
-    ListEncoder, WATCH_MEDIA_TYPE, encode_envelope, encode_list, encode_message, encode_object,
-    encode_watch_event, encoded_len, watch_event_frame,
+    ListEncoder, MessageEncoder, WATCH_MEDIA_TYPE, encode_envelope, encode_list, encode_message,
+    encode_object, encode_watch_event, encoded_len, watch_event_frame,
 };
 
 use serde_json::Value;

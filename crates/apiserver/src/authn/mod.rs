@@ -10,11 +10,13 @@
 //! Service accounts, pods, secrets and bootstrap token secrets are read from the watch cache,
 //! so that a token bound to a deleted pod stops working without a store read per request.
 //!
-//! Also the create-only virtual resources of authentication ([`endpoints`]): TokenReview,
-//! SelfSubjectReview and TokenRequest (`serviceaccounts/token`).
+//! Also the create-only virtual resources of authentication ([`endpoints`]): TokenReview and
+//! SelfSubjectReview; and the handler of TokenRequest (`serviceaccounts/token`,
+//! [`token_request`]), which it adds to the registry ([`Authentication::install`]).
 
 pub mod authorize;
 pub mod endpoints;
+pub mod token_request;
 pub mod tokens;
 pub mod x509;
 
@@ -34,9 +36,20 @@ pub struct Authentication {
     /// Static tokens (`--token-auth-file`), if any.
     pub token_file: Option<TokenFile>,
     /// The service-account token key, issuer and audiences.
-    pub tokens: ServiceAccountTokens,
+    pub tokens: std::sync::Arc<ServiceAccountTokens>,
     /// Whether requests without credentials run as `system:anonymous` (else 401).
     pub anonymous: bool,
+}
+
+impl Authentication {
+    /// Adds what authentication serves to the registry: the handler of TokenRequest, which
+    /// signs with its key.
+    pub fn install(&self, registry: &mut crate::registry::Registry) {
+        use crate::registry::storage::Handler;
+        let handler = token_request::TokenRequest { tokens: std::sync::Arc::clone(&self.tokens) };
+        let storage = registry.storage_mut("", "serviceaccounts");
+        storage.handlers.push(("token", Handler::Create(std::sync::Arc::new(handler))));
+    }
 }
 
 /// The identity of a request: its client certificate's user, else its bearer token's, else

@@ -668,7 +668,7 @@ fn encode_event(
     use crate::registry::{Served, WatchKind};
     let kind = event.kind.as_str();
     if wire == Wire::Protobuf {
-        match krust_api::protobuf::encode_watch_event(kind, &event.object.clone().into_value()) {
+        match protobuf_event(info, kind, &event.object) {
             Ok(frame) => return Bytes::from(frame),
             Err(e) => tracing::warn!(error = %e, "cannot encode a watch event in protobuf"),
         }
@@ -692,6 +692,25 @@ fn encode_event(
     // The watch's queue counts bytes by length: give back any spare capacity (in place).
     line.shrink_to_fit();
     Bytes::from(line)
+}
+
+/// The protobuf frame of a watch event of type `kind` about `object`. A cached object is
+/// encoded from its JSON text, as the served kind of `info`.
+fn protobuf_event(
+    info: &ResourceInfo,
+    kind: &str,
+    object: &crate::registry::Served,
+) -> Result<Vec<u8>, krust_api::protobuf::ProtobufError> {
+    use krust_api::protobuf::{MessageEncoder, encode_envelope, encode_watch_event};
+    match object {
+        crate::registry::Served::Cached(cached) => {
+            let api_version = info.api_version();
+            let message = MessageEncoder::new(&api_version, info.kind)?.encode(&cached.json)?;
+            let body = encode_envelope(&api_version, info.kind, &message)?;
+            krust_api::protobuf::watch_event_frame(kind, &body)
+        }
+        crate::registry::Served::Value(value) => encode_watch_event(kind, value),
+    }
 }
 
 /// The length of an object's JSON when it is known without encoding it.

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http::{Response, StatusCode};
 use krust_api::ResourceInfo;
+use krust_api::protobuf::MessageEncoder;
 use krust_api::table::TableContext;
 use serde_json::Value;
 
@@ -132,37 +133,24 @@ pub fn protobuf(
 const PROTOBUF_BATCH: usize = 1024;
 
 /// The messages of `batch`, in order, encoded on as many threads as the machine has cores
-/// (up to four) when the batch is large enough to be worth it: encoding, mostly the decoding
-/// of each cached object's JSON, is what a protobuf list costs.
+/// (up to four) when the batch is large enough to be worth it: encoding each cached object's
+/// JSON text is what a protobuf list costs.
 fn encode_batch(
-    api_version: &str,
-    kind: &str,
+    encoder: &MessageEncoder,
     batch: Vec<Served>,
 ) -> Result<Vec<Vec<u8>>, krust_api::protobuf::ProtobufError> {
-    use krust_api::protobuf::encode_message;
-    let encode = |items: Vec<Served>| {
-        items
-            .into_iter()
-            .map(|item| encode_message(api_version, kind, &item.into_value()))
-            .collect::<Result<Vec<_>, _>>()
+    let encode = |items: &[Served]| {
+        items.iter().map(|item| encoder.encode(&item.json())).collect::<Result<Vec<_>, _>>()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     if threads == 1 || batch.len() < 64 {
-        return encode(batch);
+        return encode(&batch);
     }
     let per_thread = batch.len().div_ceil(threads);
-    let mut parts = Vec::with_capacity(threads);
-    let mut rest = batch;
-    while rest.len() > per_thread {
-        let tail = rest.split_off(per_thread);
-        parts.push(rest);
-        rest = tail;
-    }
-    parts.push(rest);
     std::thread::scope(|scope| {
         let running: Vec<_> =
-            parts.into_iter().map(|part| scope.spawn(move || encode(part))).collect();
-        let mut messages = Vec::new();
+            batch.chunks(per_thread).map(|part| scope.spawn(move || encode(part))).collect();
+        let mut messages = Vec::with_capacity(batch.len());
         for part in running {
             match part.join() {
                 Ok(encoded) => messages.extend(encoded?),
@@ -180,11 +168,21 @@ fn protobuf_holding(
     items: ListItems,
     buffered: usize,
 ) -> Result<Response<Body>, ListItems> {
-    use crate::registry::Served;
-    use krust_api::protobuf::{ListEncoder, encode_list, encode_message, encoded_len};
+    use krust_api::protobuf::{ListEncoder, encode_list};
     let api_version = info.api_version();
-    let kind = info.kind;
-    let list_kind = format!("{kind}List");
+    let list_kind = format!("{}List", info.kind);
+    let fallback = |e: krust_api::protobuf::ProtobufError| {
+        if !e.is_unsupported_kind() {
+            tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
+        }
+    };
+    let encoder = match MessageEncoder::new(&api_version, info.kind) {
+        Ok(encoder) => encoder,
+        Err(e) => {
+            fallback(e);
+            return Err(items);
+        }
+    };
     let mut encoded = Vec::new();
     let mut size = 0;
     let mut walk = items.clone();
@@ -193,15 +191,13 @@ fn protobuf_holding(
         if batch.is_empty() {
             break;
         }
-        match encode_batch(&api_version, kind, batch) {
+        match encode_batch(&encoder, batch) {
             Ok(messages) => {
                 size += messages.iter().map(Vec::len).sum::<usize>();
                 encoded.extend(messages);
             }
             Err(e) => {
-                if !e.is_unsupported_kind() {
-                    tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
-                }
+                fallback(e);
                 return Err(items);
             }
         }
@@ -215,7 +211,7 @@ fn protobuf_holding(
                 Ok(response::bytes_as(StatusCode::OK, body, krust_api::protobuf::MEDIA_TYPE))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
+                fallback(e);
                 Err(items)
             }
         };
@@ -227,32 +223,30 @@ fn protobuf_holding(
     let rest: Result<Vec<usize>, _> = items
         .clone()
         .skip(counted)
-        .map(|item| encoded_len(&api_version, kind, &item.into_value()))
+        .map(|item| encoder.encode(&item.json()).map(|message| message.len()))
         .collect();
     let lengths: Result<Vec<usize>, _> = rest.map(|rest| {
         lengths.extend(rest);
         lengths
     });
-    let encoder =
+    let list =
         lengths.and_then(|lengths| ListEncoder::new(&api_version, &list_kind, list_meta, lengths));
-    let encoder = match encoder {
-        Ok(encoder) => encoder,
+    let list = match list {
+        Ok(list) => list,
         Err(e) => {
-            if !e.is_unsupported_kind() {
-                tracing::warn!(error = %e, "cannot encode a list in protobuf; sent as JSON");
-            }
+            fallback(e);
             return Err(items);
         }
     };
-    let length = encoder.encoded_len();
-    let mut chunk = encoder.head().to_vec();
+    let length = list.encoded_len();
+    let mut chunk = list.head().to_vec();
     let mut items = items.peekable();
-    let mut encoder = Some(encoder);
+    let mut list = Some(list);
     let chunks = std::iter::from_fn(move || {
-        let current = encoder.as_mut()?;
+        let current = list.as_mut()?;
         while chunk.len() < CHUNK {
             let Some(item) = items.next() else { break };
-            let message = encode_message(&api_version, kind, &item.into_value());
+            let message = encoder.encode(&item.json());
             let written = message.and_then(|message| {
                 chunk.extend_from_slice(&current.item_header(message.len())?);
                 chunk.extend_from_slice(&message);
@@ -262,12 +256,12 @@ fn protobuf_holding(
                 // The snapshot does not change between the walks: this is a bug. The body
                 // ends short, and the client sees a truncated answer rather than a wrong one.
                 tracing::error!(error = %e, "a protobuf list item changed between its walks");
-                encoder = None;
+                list = None;
                 return Some(Bytes::from(std::mem::take(&mut chunk)));
             }
         }
         if items.peek().is_none() {
-            match encoder.take().map(ListEncoder::finish) {
+            match list.take().map(ListEncoder::finish) {
                 Some(Ok(tail)) => chunk.extend_from_slice(&tail),
                 Some(Err(e)) => tracing::error!(error = %e, "cannot end a protobuf list"),
                 None => {}

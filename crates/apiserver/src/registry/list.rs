@@ -39,6 +39,15 @@ impl Served {
         }
     }
 
+    /// The object's JSON text.
+    pub fn json(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Served::Cached(object) => std::borrow::Cow::Borrowed(&object.json),
+            // Writing a `Value` into a Vec cannot fail.
+            Served::Value(value) => serde_json::to_vec(value).unwrap_or_default().into(),
+        }
+    }
+
     /// Appends the object's JSON to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
