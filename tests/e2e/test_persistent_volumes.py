@@ -6,15 +6,18 @@ deletes volumes); a claim whose volume is gone is `Lost`; a claim of a `WaitForF
 class waits, and is bound once the scheduler reserves a volume for it; a claim of a class with
 an external provisioner waits for it; a claim without a class gets the default class later.
 
-No pod runs: hostPath volumes are only objects here. The volumes of each test are in a class
-of their own (the test's namespace), so that tests never take each other's volumes. krust has
-no pvc-protection or pv-protection controller yet, so the tests remove those finalizers where
-that controller would.
+The pvc-protection and pv-protection controllers keep a claim while a scheduled pod uses it and
+a volume while it is bound, and let them go after.
+
+No pod runs: hostPath volumes are only objects here, and a pod that uses a claim is bound to a
+node that no agent serves. The volumes of each test are in a class of their own (the test's
+namespace), so that tests never take each other's volumes.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -110,10 +113,8 @@ def wait_event(cluster, namespace, name, reason, timeout=30):
 
 
 def release(cluster, ns, name):
-    """Deletes a claim and removes its pvc-protection finalizer, as upstream's pvc-protection
-    controller does once no pod uses the claim."""
+    """Deletes a claim no pod uses: the pvc-protection controller lets it go."""
     cluster.delete(f"{CLAIMS.format(ns=ns)}/{name}")
-    cluster.patch(f"{CLAIMS.format(ns=ns)}/{name}", {"metadata": {"finalizers": None}})
     wait_for(lambda: cluster.get(f"{CLAIMS.format(ns=ns)}/{name}").status_code == 404, 15, 0.2,
              what=f"claim {name} gone")
 
@@ -236,11 +237,6 @@ def test_released_volumes_are_kept_or_fail_by_policy(cluster, ns, made, k):
     for name in ("keep", "drop", "recycle"):
         wait_claim(cluster, ns, name, "Bound")
 
-    # A claim being deleted still holds its volume (pvc-protection keeps it until no pod uses it).
-    cluster.delete(f"{CLAIMS.format(ns=ns)}/keep")
-    assert get_claim(cluster, ns, "keep")["metadata"].get("deletionTimestamp")
-    assert phase(get_volume(cluster, kept)) == "Bound"
-
     for name in ("keep", "drop", "recycle"):
         release(cluster, ns, name)
     retained = wait_volume(cluster, kept, "Released")
@@ -266,12 +262,56 @@ def test_released_volumes_are_kept_or_fail_by_policy(cluster, ns, made, k):
     assert phase(get_volume(cluster, kept)) == "Released"
 
 
+def test_a_claim_stays_while_a_pod_uses_it_and_a_volume_while_it_is_bound(cluster, ns, made):
+    sfx = rand_suffix()
+    kept = volume(cluster, made, f"used-{sfx}", "1Gi", ns)
+    claim(cluster, ns, "data", "1Gi", ns, volume_name=kept)
+    wait_claim(cluster, ns, "data", "Bound")
+    assert get_claim(cluster, ns, "data")["metadata"]["finalizers"] == [
+        "kubernetes.io/pvc-protection"]
+    assert get_volume(cluster, kept)["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    cluster.ok("POST", pods, expect=(201,), body={
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+        "spec": {"nodeName": f"no-agent-{sfx}",
+                 "containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}})
+
+    # In use: the claim is Terminating, and its bound volume too once deleted.
+    cluster.delete(f"{CLAIMS.format(ns=ns)}/data")
+    cluster.delete(f"{VOLUMES}/{kept}")
+    for _ in range(10):
+        held = get_claim(cluster, ns, "data")
+        assert held["metadata"].get("deletionTimestamp")
+        assert held["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+        assert phase(get_volume(cluster, kept)) == "Bound"
+        time.sleep(0.2)
+
+    # The pod gone, the claim goes; its volume is released, and goes as it is no longer bound.
+    cluster.delete(f"{pods}/user", params={"gracePeriodSeconds": "0"})
+    wait_for(lambda: cluster.get(f"{CLAIMS.format(ns=ns)}/data").status_code == 404, 15, 0.2,
+             what="the claim gone")
+    wait_for(lambda: cluster.get(f"{VOLUMES}/{kept}").status_code == 404, 15, 0.2,
+             what="the volume gone")
+
+
+def test_a_claim_or_volume_without_its_finalizer_gets_it_back(cluster, ns, made):
+    bare = volume(cluster, made, f"bare-{rand_suffix()}", "1Gi", ns)
+    claim(cluster, ns, "bare", "1Gi", ns, volume_name=bare)
+    cluster.patch(f"{CLAIMS.format(ns=ns)}/bare", {"metadata": {"finalizers": None}})
+    cluster.patch(f"{VOLUMES}/{bare}", {"metadata": {"finalizers": None}})
+    wait_for(lambda: get_claim(cluster, ns, "bare")["metadata"].get("finalizers")
+             == ["kubernetes.io/pvc-protection"], 15, 0.2, what="the claim's finalizer back")
+    wait_for(lambda: get_volume(cluster, bare)["metadata"].get("finalizers")
+             == ["kubernetes.io/pv-protection"], 15, 0.2, what="the volume's finalizer back")
+
+
 def test_a_claim_whose_volume_is_gone_is_lost(cluster, ns, made):
     gone = volume(cluster, made, f"gone-{rand_suffix()}", "1Gi", ns)
     claim(cluster, ns, "orphan", "1Gi", ns)
     wait_claim(cluster, ns, "orphan", "Bound")
+    # Forced away: pv-protection keeps a bound volume, so its finalizer is taken off.
     cluster.delete(f"{VOLUMES}/{gone}")
-    # What the pv-protection controller does once the claim is not in use.
     cluster.patch(f"{VOLUMES}/{gone}", {"metadata": {"finalizers": None}})
     lost = wait_claim(cluster, ns, "orphan", "Lost")
     assert lost["spec"]["volumeName"] == gone

@@ -31,6 +31,7 @@ pub mod service_account;
 pub mod service_lb;
 pub mod statefulset;
 pub mod ttl_after_finished;
+pub mod volume_protection;
 
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
@@ -147,6 +148,8 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
             statefulset::NAME,
             service_lb::NAME,
             persistent_volume::NAME,
+            volume_protection::claims::NAME,
+            volume_protection::volumes::NAME,
         ],
     )
     .await?;
@@ -263,6 +266,15 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut volumes,
         &mut storage_classes,
         &pods,
+    ));
+    tasks.spawn(volume_protection::claims::run(
+        clients.take(volume_protection::claims::NAME)?,
+        &mut claims,
+        &mut pods,
+    ));
+    tasks.spawn(volume_protection::volumes::run(
+        clients.take(volume_protection::volumes::NAME)?,
+        &mut volumes,
     ));
     // Every subscriber is taken: the caches may start.
     tasks.spawn(namespaces.run(Api::all(root.clone())));

@@ -21,9 +21,9 @@
 //! serve at once. Events (`recorder.rs`) are upstream's, repeats held back.
 //!
 //! The `kubernetes.io/pvc-protection` and `kubernetes.io/pv-protection` finalizers the
-//! StorageObjectInUseProtection admission plugin adds are not this controller's: until
-//! something removes them, a deleted claim or volume stays `Terminating` (and a claim's
-//! volume is released only once the claim is gone).
+//! StorageObjectInUseProtection admission plugin adds are not this controller's but
+//! [`crate::volume_protection`]'s: a deleted claim goes once no pod uses it, and its volume
+//! is released then.
 
 pub mod binding;
 pub mod claim;
