@@ -54,6 +54,8 @@ def edge(e2e_tmp):
 def tight(e2e_tmp):
     c = _start(e2e_tmp, "tight", [
         "--max-requests-inflight", "1", "--max-mutating-requests-inflight", "1",
+        # Refused at once, as upstream's max-in-flight filter without priority and fairness.
+        "--enable-priority-and-fairness=false",
         "--request-body-timeout", "30s",
         # The in-flight limits are counted exactly here: no controller traffic beside.
         "--disable-controller-manager",
@@ -344,6 +346,43 @@ def test_over_the_inflight_limit_requests_get_429_with_retry_after(tight):
             break
         time.sleep(0.1)
     assert r.status_code == 400, r.text  # the empty body, no longer the limit
+
+
+@pytest.fixture(scope="module")
+def queued(e2e_tmp):
+    c = _start(e2e_tmp, "queued", [
+        "--max-mutating-requests-inflight", "1", "--request-body-timeout", "30s",
+        "--disable-controller-manager",
+    ])
+    yield c
+    c.server.stop(signal.SIGTERM, timeout=15)
+
+
+def test_over_the_inflight_limit_requests_wait_for_a_slot(queued):
+    user = user_credentials(queued)
+    session = queued.creds.session(with_client_cert=False)
+    session.cert = user
+    holder = SlowPost(queued)
+    answers = []
+
+    def post():
+        answers.append(session.post(queued.url + "/api/v1/namespaces", data=b"", timeout=30,
+                                    headers={"Content-Type": "application/json"}))
+
+    waiter = threading.Thread(target=post)
+    try:
+        # The holder's request takes the only slot as soon as its head is read.
+        wait_for(lambda: b'apiserver_current_inflight_requests{request_kind="mutating"} 1'
+                 in queued.get("/metrics").content, 10, 0.05, what="the holder in flight")
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive() and not answers, "the queued request was answered early"
+    finally:
+        holder.close()
+    waiter.join(timeout=20)
+    assert answers, "the queued request was never answered"
+    # Served once the holder's slot came back: the empty body's 400, not a 429.
+    assert answers[0].status_code == 400, answers[0].text
 
 
 def test_watches_do_not_count_against_the_limit(tight):

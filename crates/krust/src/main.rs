@@ -96,14 +96,19 @@ struct ServerArgs {
     /// How often history older than one interval is compacted (for example `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: Duration,
-    /// Read-only requests in flight at once, beyond which requests are answered 429 (0: no
-    /// limit). Watches are not counted.
+    /// Read-only requests in flight at once, beyond which requests are queued, then answered
+    /// 429 (0: no limit). Watches are not counted.
     #[arg(long, default_value_t = 400)]
     max_requests_inflight: usize,
-    /// Mutating requests in flight at once, beyond which requests are answered 429 (0: no
-    /// limit).
+    /// Mutating requests in flight at once, beyond which requests are queued, then answered
+    /// 429 (0: no limit).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Whether requests over the in-flight limits wait in a queue for a slot (up to 15 s, as
+    /// upstream's API Priority and Fairness queues them) rather than being answered 429 at
+    /// once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    enable_priority_and_fairness: bool,
     /// The longest a client's TLS handshake may take.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
@@ -599,6 +604,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         inflight: krust_apiserver::http::inflight::Limits {
             read_only: args.max_requests_inflight,
             mutating: args.max_mutating_requests_inflight,
+            queue_wait: if args.enable_priority_and_fairness {
+                krust_apiserver::http::inflight::QUEUE_WAIT
+            } else {
+                std::time::Duration::ZERO
+            },
         },
         token_auth_file: args.token_auth_file,
         anonymous_auth: args.anonymous_auth,

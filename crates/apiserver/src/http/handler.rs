@@ -73,7 +73,7 @@ pub async fn handle(
     let slot = if long_running {
         None
     } else {
-        match api.inflight.try_acquire(RequestKind::of(req.method()), exempt) {
+        match api.inflight.acquire(RequestKind::of(req.method()), exempt).await {
             Some(slot) => Some(slot),
             None => {
                 api.metrics.request(&labels, 429, started.elapsed());

@@ -167,6 +167,11 @@ pub async fn carry_out(
         }
     }
     if plan.create > 0 {
+        tracing::debug!(
+            set = rs.metadata.name.as_deref().unwrap_or_default(),
+            create = plan.create,
+            "creating replicas"
+        );
         let template = pod_from_template(rs, kind);
         let mut left = plan.create;
         let mut batch = 1;

@@ -363,7 +363,12 @@ impl Writer {
     /// them to the watchers.
     fn commit_txn(&mut self, open: Open, revision: Revision) -> Result<()> {
         let Open { txn, from, events, .. } = open;
+        let started = std::time::Instant::now();
         txn.commit().ctx("commit write transaction")?;
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(20) {
+            tracing::debug!(took_ms = took.as_millis() as u64, revision, "slow store commit");
+        }
         self.wal_ahead = false;
         self.visibility.publish(revision);
         // Checking for watchers after the commit is safe: a watcher that subscribes later
