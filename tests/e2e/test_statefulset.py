@@ -165,3 +165,38 @@ def test_statefulset_order_claims_and_updates(sim):
 
     k("delete", "statefulset", "web", "-n", ns)
     wait_for(lambda: pods(k, ns) == {}, 60, 0.5, what="the pods collected")
+
+
+def test_a_statefulset_adopts_its_orphans_and_releases_what_it_no_longer_selects(sim):
+    cluster, k, _ = sim
+    ns = "sts-adopt"
+    cluster.create_namespace(ns)
+    pod_path = f"/api/v1/namespaces/{ns}/pods"
+    # An orphan named as the set's first pod, and one that is not.
+    for name in ("web-0", "stray-0"):
+        cluster.ok("POST", pod_path, expect=(201,), body={
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"terminationGracePeriodSeconds": 0,
+                     "containers": [{"name": "c", "image": "registry.local/pause:1"}]}})
+    orphan_uid = cluster.ok("GET", f"{pod_path}/web-0")["metadata"]["uid"]
+    body = statefulset(replicas=2)
+    del body["spec"]["volumeClaimTemplates"]
+    k("apply", "-n", ns, "-f", "-", input=json.dumps(body))
+    sts_uid = json.loads(k("get", "sts", "web", "-n", ns, "-o", "json"))["metadata"]["uid"]
+
+    def controller(name):
+        owners = cluster.ok("GET", f"{pod_path}/{name}")["metadata"].get("ownerReferences", [])
+        return [(o["kind"], o["uid"]) for o in owners if o.get("controller")]
+
+    wait_for(lambda: controller("web-0") == [("StatefulSet", sts_uid)], 30, 0.2,
+             what="web-0 adopted")
+    # The same pod, adopted, not made again; the next ordinal is made as usual.
+    assert cluster.ok("GET", f"{pod_path}/web-0")["metadata"]["uid"] == orphan_uid
+    wait_for(lambda: "web-1" in pods(k, ns), 60, 0.5, what="web-1 created")
+    assert controller("stray-0") == []
+
+    # A pod relabelled out of the selector is released.
+    cluster.patch(f"{pod_path}/web-1", {"metadata": {"labels": {"app": "other"}}})
+    wait_for(lambda: controller("web-1") == [], 30, 0.2, what="web-1 released")
+    k("delete", "sts", "web", "-n", ns, "--wait=false")

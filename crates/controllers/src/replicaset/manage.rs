@@ -13,7 +13,7 @@ use kube::api::ObjectMeta;
 use kube::core::{Selector, SelectorExt};
 
 use super::rank;
-use crate::runtime::owner::{self, controller_of, controller_ref};
+use crate::runtime::owner::{self, controller_ref};
 use crate::runtime::pod_control::PodControl;
 
 /// At most this many pods are created or deleted in one pass (upstream's `BurstReplicas`).
@@ -66,26 +66,15 @@ pub fn selector(rs: &ReplicaSet) -> Option<Selector> {
 pub fn plan(rs: &ReplicaSet, pods: &[Arc<Pod>], now: Timestamp) -> Plan {
     let mut plan = Plan::default();
     let Some(selector) = selector(rs) else { return plan };
-    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let deleting = rs.metadata.deletion_timestamp.is_some();
     let empty = Default::default();
     // Only active pods are claimed, as upstream's (finished and deleted ones are left be).
-    for pod in pods.iter().filter(|p| is_active(p)) {
-        let matches = selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty));
-        match controller_of(&pod.metadata) {
-            Some(owner) if owner.uid != uid => continue,
-            Some(_) if matches => {}
-            Some(_) => {
-                if !deleting {
-                    plan.release.push(Arc::clone(pod));
-                }
-                continue;
-            }
-            None if matches && !deleting => plan.adopt.push(Arc::clone(pod)),
-            None => continue,
-        }
-        plan.active.push(Arc::clone(pod));
-    }
+    let claimed = owner::claim(pods.iter().filter(|p| is_active(p)), &rs.metadata, |pod| {
+        selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
+    });
+    plan.adopt = claimed.adopt;
+    plan.release = claimed.release;
+    plan.active = claimed.owned;
     if deleting {
         return plan;
     }

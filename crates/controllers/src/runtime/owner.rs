@@ -1,7 +1,10 @@
 //! Owner references as workload controllers use them: the controller reference an owner puts
 //! on what it makes, and who controls an object.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::Resource;
 use kube::core::Selector;
 use serde_json::{Value, json};
 
@@ -32,6 +35,47 @@ pub fn selector(selector: &LabelSelector) -> Option<Selector> {
         return None;
     }
     Selector::try_from(selector.clone()).ok()
+}
+
+/// What a controller claims among the objects of its namespace (upstream's
+/// `ControllerRefManager.ClaimObject`).
+#[derive(Debug)]
+pub struct Claimed<T> {
+    /// The objects it controls after adoption and release (adopted ones included).
+    pub owned: Vec<Arc<T>>,
+    /// Orphans it matches, to adopt.
+    pub adopt: Vec<Arc<T>>,
+    /// Objects it controls but no longer matches, to release.
+    pub release: Vec<Arc<T>>,
+}
+
+/// Claims among `objects` for the controller `owner`, which wants the objects `matches`
+/// accepts: those it controls and matches stay; those it controls and no longer matches are
+/// released, and orphans it matches (not being deleted) adopted, unless the owner is being
+/// deleted; objects another controller controls are left alone.
+pub fn claim<'a, T: Resource + 'a>(
+    objects: impl IntoIterator<Item = &'a Arc<T>>,
+    owner: &ObjectMeta,
+    matches: impl Fn(&T) -> bool,
+) -> Claimed<T> {
+    let uid = owner.uid.as_deref().unwrap_or_default();
+    let deleting = owner.deletion_timestamp.is_some();
+    let mut claimed = Claimed { owned: Vec::new(), adopt: Vec::new(), release: Vec::new() };
+    for object in objects {
+        let wanted = matches(object);
+        match controller_of(object.meta()) {
+            Some(controller) if controller.uid != uid => {}
+            Some(_) if wanted => claimed.owned.push(Arc::clone(object)),
+            Some(_) if !deleting => claimed.release.push(Arc::clone(object)),
+            Some(_) => {}
+            None if wanted && !deleting && object.meta().deletion_timestamp.is_none() => {
+                claimed.adopt.push(Arc::clone(object));
+                claimed.owned.push(Arc::clone(object));
+            }
+            None => {}
+        }
+    }
+    claimed
 }
 
 /// The merge patch that sets an object's owner references to `owners`, guarded by its uid

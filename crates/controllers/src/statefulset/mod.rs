@@ -15,6 +15,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams};
+use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -22,7 +23,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use crate::deployment::revision::template_hash;
 use crate::runtime::expectations::{Expectations, Wait};
 use crate::runtime::history;
-use crate::runtime::owner::controller_of;
+use crate::runtime::owner::{self, controller_of};
 use crate::runtime::pod_control::{ApiPodControl, PodControl};
 use krust_client::informer::ByNamespace;
 use krust_client::{Events, Informer};
@@ -66,13 +67,73 @@ pub fn run(
     Controller::for_shared_stream(sets.subscribe(), sets.store())
         .watches_shared_stream(pods.subscribe(), move |pod| {
             crate::replicaset::observe(&pod, &pod_store, &observed);
-            let owner = controller_of(&pod.metadata)?;
-            (owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/"))
-                .then(|| ObjectRef::new(&owner.name).within(&pod.namespace().unwrap_or_default()))
+            set_of(&pod)
         })
         .with_config(crate::controller_config())
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|_| futures::future::ready(()))
+}
+
+/// The set a pod's change concerns: its controller if that is a StatefulSet, or, for an
+/// orphan named as a set's pod (`NAME-ORDINAL`), the set of that name (it may adopt it).
+fn set_of(pod: &Pod) -> Option<ObjectRef<StatefulSet>> {
+    let namespace = pod.namespace().unwrap_or_default();
+    match controller_of(&pod.metadata) {
+        Some(owner) => (owner.kind == "StatefulSet" && owner.api_version.starts_with("apps/"))
+            .then(|| ObjectRef::new(&owner.name).within(&namespace)),
+        None => {
+            let (parent, ordinal) = pod.metadata.name.as_deref()?.rsplit_once('-')?;
+            let numbered = !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit());
+            numbered.then(|| ObjectRef::new(parent).within(&namespace))
+        }
+    }
+}
+
+/// Claims the set's pods among those of its namespace, as upstream's: pods it controls, and
+/// orphans its selector matches that are named as its pods; pods it controls that no longer
+/// match are released. A set without a valid selector keeps what it controls.
+fn claim_pods(set: &StatefulSet, pods: &[Arc<Pod>]) -> owner::Claimed<Pod> {
+    let spec_selector = set.spec.as_ref().map(|s| &s.selector);
+    let Some(selector) = spec_selector.and_then(owner::selector) else {
+        let uid = set.metadata.uid.as_deref().unwrap_or_default();
+        let owned = pods
+            .iter()
+            .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
+            .cloned()
+            .collect();
+        return owner::Claimed { owned, adopt: Vec::new(), release: Vec::new() };
+    };
+    let empty = Default::default();
+    owner::claim(pods, &set.metadata, |pod| {
+        selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
+            && identity::ordinal(set, pod).is_some()
+    })
+}
+
+/// Adopts and releases what `claimed` says, through `control`.
+async fn adopt_and_release(
+    control: &impl PodControl,
+    set: &StatefulSet,
+    claimed: &owner::Claimed<Pod>,
+) -> Result<(), kube::Error> {
+    let me = owner::controller_ref("apps/v1", "StatefulSet", &set.metadata);
+    for pod in &claimed.adopt {
+        let mut owners = pod.metadata.owner_references.clone().unwrap_or_default();
+        owners.push(me.clone());
+        control.set_owners(pod, &owners).await?;
+    }
+    for pod in &claimed.release {
+        let owners: Vec<_> = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.uid != me.uid)
+            .cloned()
+            .collect();
+        control.set_owners(pod, &owners).await?;
+    }
+    Ok(())
 }
 
 fn error_policy(set: Arc<StatefulSet>, error: &kube::Error, _: Arc<Context>) -> Action {
@@ -92,12 +153,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, k
     let spec = set.spec.clone().unwrap_or_default();
     let hash = template_hash(&spec.template, set.status.as_ref().and_then(|s| s.collision_count));
     let update = format!("{name}-{hash}");
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods_by_namespace
-        .objects(&namespace, &ctx.pods)
-        .into_iter()
-        .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    let claimed = claim_pods(&set, &ctx.pods_by_namespace.objects(&namespace, &ctx.pods));
+    adopt_and_release(&ctx.control, &set, &claimed).await?;
+    let pods = claimed.owned;
 
     // History: the update revision exists; the current one is the status's while it exists.
     let owned = ctx.revisions_by_namespace.objects(&namespace, &ctx.revisions);
@@ -322,4 +380,92 @@ async fn own_claims_by_pod(ctx: &Context, set: &StatefulSet, pod: &Pod) -> Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::apps::v1::StatefulSetSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+
+    use super::*;
+
+    fn set() -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                uid: Some("set-uid".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(StatefulSetSpec {
+                selector: LabelSelector {
+                    match_labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                    ..LabelSelector::default()
+                },
+                ..StatefulSetSpec::default()
+            }),
+            ..StatefulSet::default()
+        }
+    }
+
+    fn pod(name: &str, app: &str, controller: Option<&str>) -> Arc<Pod> {
+        let owners = controller.map(|uid| {
+            let owner = ObjectMeta {
+                name: Some("owner".into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            };
+            vec![owner::controller_ref("apps/v1", "StatefulSet", &owner)]
+        });
+        Arc::new(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                labels: Some(BTreeMap::from([("app".into(), app.into())])),
+                owner_references: owners,
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        })
+    }
+
+    fn names(pods: &[Arc<Pod>]) -> Vec<String> {
+        pods.iter().map(|p| p.name_any()).collect()
+    }
+
+    #[test]
+    fn a_set_adopts_orphans_named_as_its_pods_and_releases_what_it_no_longer_selects() {
+        let mut deleting_orphan = (*pod("web-4", "web", None)).clone();
+        deleting_orphan.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let pods = vec![
+            pod("web-0", "web", None),
+            pod("web-1", "web", Some("set-uid")),
+            pod("web-2", "db", Some("set-uid")),
+            pod("other-0", "web", None),
+            pod("web-3", "web", Some("another")),
+            Arc::new(deleting_orphan),
+            pod("web-x", "web", None),
+        ];
+        let claimed = claim_pods(&set(), &pods);
+        assert_eq!(names(&claimed.adopt), ["web-0"]);
+        assert_eq!(names(&claimed.release), ["web-2"]);
+        assert_eq!(names(&claimed.owned), ["web-0", "web-1"]);
+
+        // A set being deleted neither adopts nor releases.
+        let mut going = set();
+        going.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        let claimed = claim_pods(&going, &pods);
+        assert!(claimed.adopt.is_empty() && claimed.release.is_empty());
+        assert_eq!(names(&claimed.owned), ["web-1"]);
+    }
+
+    #[test]
+    fn an_orphan_wakes_the_set_it_is_named_after() {
+        let orphan = pod("web-12", "web", None);
+        assert_eq!(set_of(&orphan), Some(ObjectRef::new("web").within("ns")));
+        assert_eq!(set_of(&pod("web-x", "web", None)), None);
+        let owned = pod("web-0", "web", Some("set-uid"));
+        assert_eq!(set_of(&owned), Some(ObjectRef::new("owner").within("ns")));
+    }
 }
