@@ -753,6 +753,21 @@ fn members_in_any_order_are_written_in_field_order() {
     let expected = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "cm", "namespace": "ns"}, "data": {"a": "1", "b": "2"}});
     assert_eq!(encoder.encode(text), encode_message("v1", "ConfigMap", &expected));
+    // Map entries of 128 bytes or more (their length takes two bytes), out of order.
+    let long = "v".repeat(300);
+    let text = format!(
+        r#"{{"metadata":{{"name":"cm","annotations":{{"z":"{long}","b":"{long}","a":"x"}}}}}}"#
+    );
+    let expected = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cm", "annotations": {"a": "x", "b": long, "z": long}}});
+    assert_eq!(encoder.encode(text.as_bytes()), encode_message("v1", "ConfigMap", &expected));
+    let read =
+        core::ConfigMap::decode(encoder.encode(text.as_bytes()).expect("encodes").as_slice())
+            .expect("prost reads it");
+    assert_eq!(
+        prost::Message::encode_to_vec(&read),
+        encoder.encode(text.as_bytes()).expect("encodes")
+    );
     assert!(encoder.encode(b"{\"data\": ").is_err_and(|e| e.to_string().contains("invalid JSON")));
     assert!(encoder.encode(b"[]").is_err_and(|e| e.to_string().contains("not a JSON object")));
 }

@@ -496,7 +496,14 @@ fn entries<'de, A: MapAccess<'de>>(
             ValueSeed { state: &mut *state, number: 2, value: &field.value, null: Null::Zero };
         let read = map.next_value_seed(seed);
         state.at(read, || key.into_owned())?;
+        let open_end = state.out.len();
         wire::close(state.out, content);
+        // A long entry's content moved up for its length: so did its key.
+        let moved = state.out.len() - open_end;
+        let sort = match sort {
+            EntryKey::Text(from, to) => EntryKey::Text(from + moved, to + moved),
+            number => number,
+        };
         written.push((sort, begin, state.out.len()));
     }
     let out = &*state.out;
