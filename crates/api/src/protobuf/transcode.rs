@@ -531,6 +531,36 @@ fn entries<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
+/// The scalar `visit_*` methods of a visitor that writes scalars through its `token` method,
+/// each handing it the JSON value as a [`Token`].
+macro_rules! scalar_tokens {
+    () => {
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            self.token(Token::Null)
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+            self.token(Token::Bool(v))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+            self.token(Token::Int(v.into()))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+            self.token(Token::Int(v.into()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+            self.token(Token::Float(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+            self.token(Token::Str(Cow::Borrowed(v)))
+        }
+    };
+}
+
 /// One value of field `number` (a member, a list element, a map value), with its tag.
 struct ValueSeed<'s, 'p, 'o, 'v> {
     state: &'s mut State<'p, 'o>,
@@ -614,33 +644,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_, '_, '_> {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.token(Token::Null)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.token(Token::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.token(Token::Int(v.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.token(Token::Int(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.token(Token::Float(v))
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
-        self.token(Token::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.token(Token::Str(Cow::Borrowed(v)))
-    }
+    scalar_tokens!();
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let ValueSeed { state, number, value, .. } = self;
@@ -740,29 +744,7 @@ impl<'de> Visitor<'de> for ScalarSeed<'_, '_, '_> {
         f.write_str("a scalar")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.token(Token::Null)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        self.token(Token::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        self.token(Token::Int(v.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        self.token(Token::Int(v.into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        self.token(Token::Float(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.token(Token::Str(Cow::Borrowed(v)))
-    }
+    scalar_tokens!();
 
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(self.state.fail(mismatch("a scalar", "an array")))

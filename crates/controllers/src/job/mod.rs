@@ -42,7 +42,7 @@ use serde_json::json;
 
 use crate::replicaset::status::is_ready;
 use crate::runtime::expectations::{Expectations, Wait};
-use crate::runtime::owner::{controller_of, controller_ref, owners_patch};
+use crate::runtime::owner::{self, controller_of, controller_ref, owners_patch};
 use crate::runtime::pod_control::{ApiPodControl, PodControl};
 use krust_client::Events;
 use krust_client::Informer;
@@ -359,14 +359,7 @@ async fn claim(ctx: &Context, job: &Job, pods: &[Arc<Pod>]) -> Result<Vec<Arc<Po
     let claim = manage::claim(job, pods);
     let me = controller_ref("batch/v1", "Job", &job.metadata);
     for pod in &claim.release {
-        let owners: Vec<_> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|o| o.uid != me.uid)
-            .cloned()
-            .collect();
+        let owners = owner::released(&pod.metadata, &me.uid);
         if let Err(e) = ctx.control.set_owners(pod, &owners).await {
             tracing::debug!(pod = %pod.name_any(), error = %e, "cannot release pod");
         }
@@ -382,8 +375,7 @@ async fn claim(ctx: &Context, job: &Job, pods: &[Arc<Pod>]) -> Result<Vec<Arc<Po
     let mut refused = HashSet::new();
     for pod in &claim.adopt {
         let adopted = may_adopt && {
-            let mut owners = pod.metadata.owner_references.clone().unwrap_or_default();
-            owners.push(me.clone());
+            let owners = owner::adopted(&pod.metadata, &me);
             let mut finalizers = pod.metadata.finalizers.clone().unwrap_or_default();
             finalizers.push(TRACKING_FINALIZER.to_string());
             let mut patch = owners_patch(&pod.metadata, &owners);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ObjectMeta;
 use kube::core::{Selector, SelectorExt};
@@ -135,23 +134,12 @@ pub async fn carry_out(
     let namespace = rs.metadata.namespace.clone().unwrap_or_default();
     let me = controller_ref(kind.api_version, kind.kind, &rs.metadata);
     for pod in &plan.adopt {
-        let mut owners: Vec<OwnerReference> =
-            pod.metadata.owner_references.clone().unwrap_or_default();
-        owners.push(me.clone());
-        if let Err(e) = pods.set_owners(pod, &owners).await {
+        if let Err(e) = pods.set_owners(pod, &owner::adopted(&pod.metadata, &me)).await {
             tracing::debug!(pod = names(pod).0, error = %e, "cannot adopt pod");
         }
     }
     for pod in &plan.release {
-        let owners: Vec<OwnerReference> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|o| o.uid != me.uid)
-            .cloned()
-            .collect();
-        if let Err(e) = pods.set_owners(pod, &owners).await {
+        if let Err(e) = pods.set_owners(pod, &owner::released(&pod.metadata, &me.uid)).await {
             tracing::debug!(pod = names(pod).0, error = %e, "cannot release pod");
         }
     }
@@ -219,6 +207,7 @@ fn names(pod: &Pod) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -37,6 +37,18 @@ pub fn selector(selector: &LabelSelector) -> Option<Selector> {
     Selector::try_from(selector.clone()).ok()
 }
 
+/// `meta`'s owner references with `controller` added: what an adoption writes.
+pub fn adopted(meta: &ObjectMeta, controller: &OwnerReference) -> Vec<OwnerReference> {
+    let mut owners = meta.owner_references.clone().unwrap_or_default();
+    owners.push(controller.clone());
+    owners
+}
+
+/// `meta`'s owner references without those to `uid`: what a release writes.
+pub fn released(meta: &ObjectMeta, uid: &str) -> Vec<OwnerReference> {
+    meta.owner_references.iter().flatten().filter(|o| o.uid != uid).cloned().collect()
+}
+
 /// What a controller claims among the objects of its namespace (upstream's
 /// `ControllerRefManager.ClaimObject`).
 #[derive(Debug)]

@@ -118,20 +118,10 @@ async fn adopt_and_release(
 ) -> Result<(), kube::Error> {
     let me = owner::controller_ref("apps/v1", "StatefulSet", &set.metadata);
     for pod in &claimed.adopt {
-        let mut owners = pod.metadata.owner_references.clone().unwrap_or_default();
-        owners.push(me.clone());
-        control.set_owners(pod, &owners).await?;
+        control.set_owners(pod, &owner::adopted(&pod.metadata, &me)).await?;
     }
     for pod in &claimed.release {
-        let owners: Vec<_> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|o| o.uid != me.uid)
-            .cloned()
-            .collect();
-        control.set_owners(pod, &owners).await?;
+        control.set_owners(pod, &owner::released(&pod.metadata, &me.uid)).await?;
     }
     Ok(())
 }
