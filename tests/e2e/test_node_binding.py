@@ -71,7 +71,10 @@ def test_an_eviction_honours_the_disruption_budget(cluster, ns):
     assert r.status_code == 201, r.text
     assert cluster.get(f"/api/v1/namespaces/{ns}/pods/a").status_code == 404
     status = cluster.ok("GET", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/web")["status"]
-    assert status["disruptionsAllowed"] == 0 and "a" in status["disruptedPods"]
+    # The eviction records "a" as disrupted; the disruption controller may already have
+    # recounted without it (the pod is gone), as upstream's does.
+    assert status["disruptionsAllowed"] == 0
+    assert "a" in status.get("disruptedPods", {}) or status.get("currentHealthy") == 2, status
     wait_for(lambda: len(cluster.ok("GET", f"/api/v1/namespaces/{ns}/pods")["items"]) == 2, 10,
              what="the evicted pod gone from the cache")
     # The refusal quotes the budget's status, which the disruption controller recounts after
