@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # runc runs the node agent's containers.
-scripts/deps.sh protobuf-compiler runc
+scripts/deps.sh protobuf-compiler libseccomp-dev runc
 cargo build --release -p krust
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 exec "$target_dir/release/krust" server "$@"

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # runc and busybox-static: the node agent's tests run real containers of an image built from busybox;
 # docker-registry: a registry on loopback they pull from.
-scripts/deps.sh protobuf-compiler etcd-server python3-pip runc busybox-static nftables docker-registry
+scripts/deps.sh protobuf-compiler libseccomp-dev etcd-server python3-pip runc busybox-static nftables docker-registry
 python3 -m pip install -q -r tests/e2e/requirements.txt
 
 cargo fmt --all --check

@@ -334,11 +334,11 @@ def test_a_readiness_probe_flips_ready_both_ways(node, k, ns):
     p = wait_pod(k, ns, "gated", lambda p: p["status"].get("phase") == "Running")
     assert status_of(p, "c")["ready"] is False
     assert {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "False"
-    runc_exec(node, p, "c", ["touch", "/tmp/ready"])
+    runtime_exec(node, p, "c", ["touch", "/tmp/ready"])
     wait_pod(k, ns, "gated", lambda p: status_of(p, "c")["ready"]
              and {c["type"]: c["status"] for c in p["status"]["conditions"]}["Ready"] == "True",
              timeout=20, what="ready")
-    runc_exec(node, p, "c", ["rm", "/tmp/ready"])
+    runtime_exec(node, p, "c", ["rm", "/tmp/ready"])
     wait_pod(k, ns, "gated", lambda p: not status_of(p, "c")["ready"], timeout=20, what="not ready")
     assert status_of(pod_json(k, ns, "gated"), "c")["restartCount"] == 0
 
@@ -384,11 +384,13 @@ def test_probes_name_the_containers_ports(node, k, ns):
     assert status_of(pod_json(k, ns, "named"), "web")["restartCount"] == 0
 
 
-def runc_exec(node, p, container, argv):
-    """Runs a command in a container through runc (kubectl exec comes with its own issue)."""
+def runtime_exec(node, p, container, argv):
+    """Runs a command in a container through the node's runtime command line, as a person
+    on the node would (`krust runtime`, with runc's flags)."""
     uid = p["metadata"]["uid"]
     attempt = status_of(p, container)["restartCount"]
-    subprocess.run(["runc", "--root", node.agent_dir / "runc", "exec", f"{uid[:13]}-{container}-{attempt}", *argv],
+    subprocess.run([KRUST_BIN, "runtime", "--root", node.agent_dir / "youki", "exec",
+                    f"{uid[:13]}-{container}-{attempt}", *argv],
                    check=True, capture_output=True, timeout=30)
 
 
@@ -400,7 +402,8 @@ def test_a_config_map_volume_follows_an_edit(node, k, ns):
     }], volumes=[{"name": "cfg", "configMap": {"name": "live"}}]))
     p = wait_pod(k, ns, "reader", lambda p: p["status"].get("phase") == "Running")
     read = lambda: subprocess.run(  # noqa: E731
-        ["runc", "--root", node.agent_dir / "runc", "exec", f"{p['metadata']['uid'][:13]}-c-0", "cat", "/cfg/greeting"],
+        [KRUST_BIN, "runtime", "--root", node.agent_dir / "youki", "exec",
+         f"{p['metadata']['uid'][:13]}-c-0", "cat", "/cfg/greeting"],
         capture_output=True, text=True, timeout=30).stdout
     assert read() == "first"
     k("patch", "configmap", "live", "-n", ns, "-p", '{"data": {"greeting": "second"}}')
@@ -478,6 +481,7 @@ def test_container_logs_are_rotated_by_size(node, k, ns):
 
 
 def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
+    """An agent of its own, on runc (`--oci-runtime runc`) rather than the embedded runtime."""
     from conftest import reap, spawn
     workdir = Path(tempfile.mkdtemp(prefix="test_agent-alone-", dir=e2e_tmp))
     name, bridge = f"e2e-alone-{rand_suffix()}", f"kt{rand_suffix(4)}"
@@ -492,7 +496,8 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
             "--images", workdir / "images", "--node-name", name, "--bridge", bridge,
             "--pod-cidr", f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24",
             "--node-ip", "127.0.0.1", "--agent-port", str(free_port()),
-            "--cluster-dns", f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.10"]
+            "--cluster-dns", f"10.{random.randint(100, 199)}.{random.randint(0, 255)}.10",
+            "--oci-runtime", "runc"]
     log = open(workdir / "agent.log", "ab")
     agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
     k = Kubectl(KUBECTL_VERSIONS[-1], cluster, workdir)
@@ -507,6 +512,9 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
                            "containers": [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "echo alone; sleep 3600"]}]}})
         p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
         wait_for(lambda: k("logs", "solo", "-n", ns).strip() == "alone", 20, interval=0.5, what="its log")
+        assert k("exec", "solo", "-n", ns, "--", "sh", "-c", "echo via-$((1+1))").strip() == "via-2"
+        container_id = f"{p['metadata']['uid'][:13]}-c-0"
+        assert (agent_dir / "runc" / container_id).is_dir() and not (agent_dir / "youki").exists()
         state = agent_dir / "pods" / p["metadata"]["uid"] / "containers" / "c" / "0" / "state.json"
         pid = json.loads(state.read_text())["pid"]
         # The agent alone dies; its container does not, and the next agent adopts it.

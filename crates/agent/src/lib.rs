@@ -65,7 +65,7 @@ pub struct Options {
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).
     pub version: String,
-    /// The OCI runtime binary.
+    /// The OCI runtime: `embedded` (youki's `libcontainer`), or a runc-compatible binary.
     pub oci_runtime: PathBuf,
     /// The port of the agent's HTTPS endpoint (logs, exec, attach, port-forward).
     pub port: u16,
@@ -143,7 +143,10 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     let pods_dir = options.data_dir.join("pods");
     let logs_dir = options.data_dir.join("logs");
     let seccomp_root = options.data_dir.join("seccomp");
-    for dir in [&pods_dir, &logs_dir, &seccomp_root, &options.data_dir.join("runc")] {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("krust"));
+    let oci = runtime::oci::OciRuntime::from_flag(&options.oci_runtime, exe.clone());
+    let runtime_root = options.data_dir.join(oci.state_dir_name());
+    for dir in [&pods_dir, &logs_dir, &seccomp_root, &runtime_root] {
         std::fs::create_dir_all(dir).map_err(|source| Error::Dir { path: dir.clone(), source })?;
     }
     let images = image::ImageStore::open(&options.data_dir.join("images"))?;
@@ -156,11 +159,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         (readings.cpus * 1000).saturating_sub(options.reserved.cpu_millis),
         readings.memory_total.saturating_sub(options.reserved.memory),
     );
-    let runtime = runtime::Runtime {
-        runtime: options.oci_runtime.clone(),
-        root: options.data_dir.join("runc"),
-        shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("krust")),
-    };
+    let runtime = runtime::Runtime { root: runtime_root, runtime: oci, shim: exe };
     let agent = Arc::new(Agent {
         client: client.clone(),
         options: options.clone(),

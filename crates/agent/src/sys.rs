@@ -262,6 +262,19 @@ pub fn wait_any() -> Option<(i32, Exit)> {
     }
 }
 
+/// Waits for child `pid`; `None` when it is not this process's child.
+pub fn wait_for(pid: i32) -> Option<Exit> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Some(Exit::Signal(signal as i32)),
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Runs `f` with a netlink handle on a fresh single-threaded runtime, in the calling
 /// thread's network namespace (netlink sockets belong to the namespace they are made in).
 fn block_on_netlink<F, Fut>(f: F) -> Result<(), SysError>

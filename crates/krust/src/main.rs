@@ -1,5 +1,7 @@
 //! `krust`: one binary for the whole cluster. This file only wires subcommands to crates.
 
+mod runtime;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,6 +51,8 @@ enum Command {
     /// Owns one container for the node agent (started by the agent, not by hand).
     #[command(hide = true)]
     Shim(ShimArgs),
+    /// The embedded OCI runtime (youki's libcontainer), with runc's flags.
+    Runtime(runtime::RuntimeArgs),
     /// Starts the PID 1 of a pod's shared PID namespace and prints its pid (for the agent).
     #[command(hide = true)]
     PauseHolder,
@@ -259,8 +263,9 @@ struct NodeArgs {
     /// Extra node labels, `KEY=VALUE` (comma separated).
     #[arg(long, value_delimiter = ',')]
     node_label: Vec<String>,
-    /// The OCI runtime binary.
-    #[arg(long, default_value = "runc")]
+    /// The OCI runtime: `embedded` (youki's libcontainer, in this binary), or the path of
+    /// a runc-compatible binary such as `runc`.
+    #[arg(long, default_value = "embedded")]
     oci_runtime: PathBuf,
     /// The port of the agent's HTTPS endpoint, which the API server reaches for logs.
     #[arg(long, default_value_t = 10250)]
@@ -502,19 +507,27 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The runtime's command line says its failures itself: its stderr is an exec'd
+    // process's. libcontainer reports every cgroup controller it skips, as a warning.
+    let default_filter = match cli.command {
+        Command::Runtime(_) => "off",
+        _ => "info,libcontainer=error,libcgroups=error",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KRUST_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_open_file_limit();
-    let cli = Cli::parse();
     // The shim stays small: no async runtime, a thread per stream.
     let cli = match cli.command {
         Command::Shim(args) => return shim(args),
+        // Single-threaded, as the runtime needs to start a container.
+        Command::Runtime(args) => std::process::exit(runtime::run(args)),
         Command::PauseHolder => {
             let exe = std::env::current_exe().context("cannot find this binary")?;
             let pid = krust_agent::sys::start_pid_namespace_holder(&exe)?;
@@ -536,9 +549,11 @@ fn main() -> anyhow::Result<()> {
             Command::Scheduler(args) => scheduler(args).await,
             Command::ExplainPending(args) => explain_pending(args).await,
             Command::Agent(args) => agent(*args).await,
-            Command::Shim(_) | Command::Image { .. } | Command::PauseHolder | Command::Pause => {
-                Ok(())
-            }
+            Command::Shim(_)
+            | Command::Runtime(_)
+            | Command::Image { .. }
+            | Command::PauseHolder
+            | Command::Pause => Ok(()),
             Command::Bench { which: BenchCommand::Api(args) } => krust_bench::api(args).await,
             Command::Bench { which: BenchCommand::Sustained(args) } => {
                 krust_bench::sustained(args).await
@@ -1122,7 +1137,10 @@ fn shim(args: ShimArgs) -> anyhow::Result<()> {
         id: args.id,
         bundle: args.bundle,
         log: args.log,
-        runtime: args.runtime,
+        runtime: krust_agent::runtime::oci::OciRuntime::from_flag(
+            &args.runtime,
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("krust")),
+        ),
         runtime_root: args.runtime_root,
     })
     .context("the shim failed")

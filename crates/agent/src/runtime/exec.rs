@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{Runtime, shim};
+use super::{Runtime, oci};
 use crate::stream::{Activity, Outcome, ProcessStreams, StreamRequest, TerminalSize};
 use crate::sys;
 
@@ -51,8 +51,8 @@ impl Runtime {
         (stdin, stdout, stderr, resize): Parts,
         activity: &Arc<Activity>,
     ) -> Outcome {
-        let mut command = tokio::process::Command::new(&self.runtime);
-        command.arg("--root").arg(&self.root).arg("--log").arg(log).arg("--log-format").arg("json");
+        let mut command = self.runtime.command(&self.root);
+        command.arg("--log").arg(log).arg("--log-format").arg("json");
         // With a terminal the runtime copies between the container's terminal and its own,
         // which is one this side holds the master end of (a runtime in the foreground
         // takes no console socket).
@@ -69,6 +69,7 @@ impl Runtime {
             command.arg("--tty");
         }
         command.arg(id).args(&request.command);
+        let mut command = tokio::process::Command::from(command);
         let stdio = |on: bool| -> std::io::Result<Stdio> {
             match &terminal {
                 Some((_, slave)) => Ok(Stdio::from(slave.try_clone()?)),
@@ -88,7 +89,7 @@ impl Runtime {
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                return Outcome::Failed(format!("cannot run {}: {e}", self.runtime.display()));
+                return Outcome::Failed(format!("cannot run {}: {e}", self.runtime.name()));
             }
         };
         // The runtime holds the slave end now: the master reads the end once it is gone.
@@ -129,7 +130,7 @@ impl Runtime {
             drain(pump, activity).await;
         }
         match status {
-            Ok(status) => match (status.code(), shim::logged_error(log)) {
+            Ok(status) => match (status.code(), oci::logged_error(log)) {
                 // The runtime's own failure (it exits 255 and says why).
                 (Some(255), Some(why)) => Outcome::Failed(why),
                 (Some(code), _) => Outcome::Exited(code),

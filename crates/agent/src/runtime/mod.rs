@@ -3,7 +3,9 @@
 //! container outlives the agent, and a restarted agent finds it where it was left.
 
 pub mod attach;
+pub mod console;
 pub mod exec;
+pub mod oci;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -31,8 +33,8 @@ pub enum Observed {
 /// The OCI runtime and the shims that drive it.
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    /// The OCI runtime binary (`runc`).
-    pub runtime: PathBuf,
+    /// The OCI runtime.
+    pub runtime: oci::OciRuntime,
     /// The runtime's state directory.
     pub root: PathBuf,
     /// This binary, run as `krust shim`.
@@ -52,7 +54,7 @@ impl Runtime {
             .arg("--log")
             .arg(log)
             .arg("--runtime")
-            .arg(&self.runtime)
+            .arg(self.runtime.flag())
             .arg("--runtime-root")
             .arg(&self.root)
             .stdin(std::process::Stdio::null())
@@ -85,10 +87,10 @@ impl Runtime {
 
     /// Removes what the runtime still holds of a container whose shim is gone.
     pub async fn forget(&self, id: &str) {
-        let _ = tokio::process::Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&self.root)
+        let mut command = tokio::process::Command::from(self.runtime.command(&self.root));
+        let _ = command
             .args(["delete", "--force", id])
+            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()

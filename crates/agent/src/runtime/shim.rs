@@ -6,14 +6,16 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{self, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::attach;
+use super::console::Console;
+use super::oci::{ContainerIo, Create, OciRuntime};
 use crate::sys;
 
 /// What the shim is told to run.
@@ -25,8 +27,8 @@ pub struct ShimArgs {
     pub bundle: PathBuf,
     /// The container's log file.
     pub log: PathBuf,
-    /// The OCI runtime binary.
-    pub runtime: PathBuf,
+    /// The OCI runtime.
+    pub runtime: OciRuntime,
     /// The runtime's state directory.
     pub runtime_root: PathBuf,
 }
@@ -71,50 +73,34 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
     sys::become_subreaper().map_err(std::io::Error::other)?;
     let stdio = Stdio::of(&args.bundle);
     let runtime_log = args.bundle.join("runtime.log");
-    let runtime = |verb: &[&str]| {
-        let mut command = Command::new(&args.runtime);
-        command
-            .arg("--root")
-            .arg(&args.runtime_root)
-            .arg("--log")
-            .arg(&runtime_log)
-            .arg("--log-format")
-            .arg("json")
-            .args(verb);
-        command
-    };
-    let mut create = runtime(&["create", "--bundle"]);
-    create.arg(&args.bundle).arg("--pid-file").arg(args.bundle.join("container.pid"));
+    let pid_file = args.bundle.join("container.pid");
     // The container's output: pipes, or a terminal whose master end the runtime sends to
     // the console socket.
     let mut outputs: Vec<(&str, Box<dyn Read + Send>)> = Vec::new();
     let mut input: Option<fs::File> = None;
-    let console = if stdio.tty {
-        let console = Console::listen(&args.bundle)?;
-        create.arg("--console-socket").arg(&console.path);
-        create
-            .stdin(process::Stdio::null())
-            .stdout(process::Stdio::null())
-            .stderr(process::Stdio::null());
-        Some(console)
-    } else {
-        let (stdout_read, stdout_write) = std::io::pipe()?;
-        let (stderr_read, stderr_write) = std::io::pipe()?;
-        outputs.push(("stdout", Box::new(stdout_read)));
-        outputs.push(("stderr", Box::new(stderr_read)));
-        create.stdout(stdout_write).stderr(stderr_write);
-        if stdio.stdin {
-            let (stdin_read, stdin_write) = std::io::pipe()?;
-            create.stdin(stdin_read);
-            input = Some(fs::File::from(std::os::fd::OwnedFd::from(stdin_write)));
-        } else {
-            create.stdin(process::Stdio::null());
+    let console =
+        if stdio.tty { Some(Console::listen(&args.bundle, "console.sock")?) } else { None };
+    let io = match &console {
+        Some(console) => ContainerIo::Console(console.path.clone()),
+        None => {
+            let (stdout_read, stdout_write) = std::io::pipe()?;
+            let (stderr_read, stderr_write) = std::io::pipe()?;
+            outputs.push(("stdout", Box::new(stdout_read)));
+            outputs.push(("stderr", Box::new(stderr_read)));
+            let stdin = if stdio.stdin {
+                let (stdin_read, stdin_write) = std::io::pipe()?;
+                input = Some(fs::File::from(OwnedFd::from(stdin_write)));
+                Some(OwnedFd::from(stdin_read))
+            } else {
+                None
+            };
+            ContainerIo::Pipes {
+                stdin,
+                stdout: OwnedFd::from(stdout_write),
+                stderr: OwnedFd::from(stderr_write),
+            }
         }
-        None
     };
-    let created = create.arg(&args.id).status();
-    // Dropped here: the shim keeps no end of the pipes the container writes to.
-    drop(create);
     let failed = |message: String| {
         record(
             &args.bundle.join(EXITED),
@@ -126,21 +112,21 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
             },
         )
     };
-    match created {
-        Ok(status) if status.success() => {}
-        Ok(_) => {
-            let _ = runtime(&["delete", "--force", &args.id])
-                .stdout(process::Stdio::null())
-                .stderr(process::Stdio::null())
-                .status();
-            return failed(runtime_error(&runtime_log));
-        }
-        Err(e) => return failed(format!("cannot run {}: {e}", args.runtime.display())),
-    }
-    let pid: i32 = fs::read_to_string(args.bundle.join("container.pid"))
-        .ok()
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0);
+    let root = args.runtime_root.as_path();
+    // The request (and with it the shim's ends of the container's pipes) is dropped once
+    // the container is created: the shim keeps no end the container writes to.
+    let created = args.runtime.create(Create {
+        root,
+        id: &args.id,
+        bundle: &args.bundle,
+        pid_file: &pid_file,
+        log: &runtime_log,
+        io,
+    });
+    let pid = match created {
+        Ok(pid) => pid,
+        Err(message) => return failed(message),
+    };
     let mut terminal = None;
     if let Some(console) = console {
         match console.receive() {
@@ -154,7 +140,7 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
                 terminal = Some(master);
             }
             Err(e) => {
-                let _ = runtime(&["delete", "--force", &args.id]).status();
+                args.runtime.delete(root, &args.id);
                 return failed(format!("no terminal from the runtime: {e}"));
             }
         }
@@ -168,18 +154,9 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
             std::thread::spawn(move || copy_to_log(pipe, stream, &log, &attachments))
         })
         .collect();
-    let started = runtime(&["start", &args.id])
-        .stdin(process::Stdio::null())
-        .stdout(process::Stdio::null())
-        .stderr(process::Stdio::null())
-        .status();
-    if !started.is_ok_and(|s| s.success()) {
+    if let Err(message) = args.runtime.start(root, &args.id, &runtime_log) {
         sys::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::other)?;
-        let message = runtime_error(&runtime_log);
-        let _ = runtime(&["delete", "--force", &args.id])
-            .stdout(process::Stdio::null())
-            .stderr(process::Stdio::null())
-            .status();
+        args.runtime.delete(root, &args.id);
         return failed(message);
     }
     record(
@@ -206,10 +183,7 @@ pub fn run(args: &ShimArgs) -> std::io::Result<()> {
         sys::Exit::Code(code) => (code, None),
         sys::Exit::Signal(signal) => (128 + signal, Some(signal)),
     };
-    let _ = runtime(&["delete", "--force", &args.id])
-        .stdout(process::Stdio::null())
-        .stderr(process::Stdio::null())
-        .status();
+    args.runtime.delete(root, &args.id);
     record(
         &args.bundle.join(EXITED),
         &Exited { exit_code, signal, oom_killed, finished_at: now(), error: None },
@@ -334,45 +308,6 @@ impl Stdio {
     }
 }
 
-/// The socket the runtime sends a terminal's master end to, in the bundle (reached
-/// through the shim's descriptor of the bundle, so that the path stays short).
-struct Console {
-    listener: std::os::unix::net::UnixListener,
-    path: String,
-    _dir: fs::File,
-}
-
-impl Console {
-    fn listen(bundle: &Path) -> std::io::Result<Console> {
-        use std::os::fd::AsRawFd;
-        let dir = fs::File::open(bundle)?;
-        let _ = fs::remove_file(bundle.join("console.sock"));
-        let path = format!("/proc/{}/fd/{}/console.sock", std::process::id(), dir.as_raw_fd());
-        let listener = std::os::unix::net::UnixListener::bind(&path)?;
-        Ok(Console { listener, path, _dir: dir })
-    }
-
-    fn receive(&self) -> std::io::Result<std::os::fd::OwnedFd> {
-        self.listener.set_nonblocking(true)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false)?;
-                    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-                    return sys::receive_fd(&stream);
-                }
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 /// How many times the OOM killer acted in the container's memory cgroup (v1 or v2).
 fn oom_kills(bundle: &Path) -> u64 {
     let Some(path) = fs::read(bundle.join("config.json"))
@@ -396,21 +331,6 @@ fn oom_kills(bundle: &Path) -> u64 {
         })
         .max()
         .unwrap_or(0)
-}
-
-/// The last error the runtime logged, in its own words.
-fn runtime_error(log: &Path) -> String {
-    logged_error(log).unwrap_or_else(|| "the OCI runtime failed without saying why".to_string())
-}
-
-/// The last error the runtime wrote to its JSON log `log`, if any.
-pub(crate) fn logged_error(log: &Path) -> Option<String> {
-    let text = fs::read_to_string(log).ok()?;
-    text.lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|entry| entry["level"] == "error")
-        .and_then(|entry| entry["msg"].as_str().map(str::to_string))
 }
 
 /// Writes `value` to `path` atomically (a reader sees all of it or nothing).

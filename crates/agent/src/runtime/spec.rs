@@ -266,9 +266,13 @@ pub fn config(c: &ContainerConfig) -> Value {
             "effective": capabilities,
             "permitted": capabilities,
         },
-        "noNewPrivileges": c.no_new_privileges,
         "oomScoreAdj": c.oom_score_adj,
     });
+    // Only when set: `libcontainer` reads a present `false` as "set" and then loads the
+    // seccomp filter only after the capabilities are gone, when the kernel refuses it.
+    if c.no_new_privileges {
+        process["noNewPrivileges"] = json!(true);
+    }
     if c.uid != 0 {
         // A non-root process keeps no effective capabilities (as Docker's and containerd's).
         process["capabilities"]["effective"] = json!([]);

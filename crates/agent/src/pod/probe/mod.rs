@@ -131,8 +131,8 @@ impl std::fmt::Display for Failure {
 pub struct Target {
     /// The pod's address.
     pub ip: String,
-    /// The OCI runtime and its state directory, for `exec`.
-    pub runtime: std::path::PathBuf,
+    /// The OCI runtime, for `exec`.
+    pub runtime: crate::runtime::oci::OciRuntime,
     /// The runtime's root.
     pub runtime_root: std::path::PathBuf,
     /// The container's runtime id.
@@ -374,9 +374,7 @@ async fn check(probe: &Probe, target: &Target, timeout: Duration) -> (bool, Stri
 /// Runs `command` in the target container through the OCI runtime; (success, its output
 /// when it failed).
 pub async fn exec_in(target: &Target, command: &[String]) -> (bool, String) {
-    let output = tokio::process::Command::new(&target.runtime)
-        .arg("--root")
-        .arg(&target.runtime_root)
+    let output = tokio::process::Command::from(target.runtime.command(&target.runtime_root))
         .arg("exec")
         .arg(&target.id)
         .args(command)
@@ -405,7 +403,7 @@ mod tests {
     fn probes_name_ports_by_number_or_by_the_containers_port_names() {
         let target = Target {
             ip: "10.42.0.2".into(),
-            runtime: "runc".into(),
+            runtime: crate::runtime::oci::OciRuntime::Binary("runc".into()),
             runtime_root: "/run/runc".into(),
             id: "c".into(),
             ports: vec![("http".into(), 8080)],
