@@ -94,6 +94,21 @@ def test_runtime_default_filters_and_the_containers_profile_wins(node, k, ns):
     assert reports(k, ns, "unset")["c"] == {"Seccomp": "0", "unshare": "0", "mkdir": "0"}
 
 
+def test_a_process_exec_d_into_a_container_gets_its_filter(node, k, ns):
+    """As runc's `exec`: the container's filter holds for processes started in it later."""
+    sleeper = {"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}
+    apply(k, pod("filtered", ns, node, [dict(sleeper, securityContext={"seccompProfile": RUNTIME_DEFAULT})]))
+    apply(k, pod("open", ns, node, [sleeper]))
+    for name in ("filtered", "open"):
+        wait_pod(k, ns, name, lambda p: p["status"].get("phase") == "Running")
+
+    def exec_report(name):
+        out = k("exec", name, "-n", ns, "--", "sh", "-c", PROBE)
+        return dict(line.replace(":\t", "=").split("=", 1) for line in out.splitlines())
+    assert exec_report("filtered") == {"Seccomp": "2", "unshare": "1", "mkdir": "0"}
+    assert exec_report("open") == {"Seccomp": "0", "unshare": "0", "mkdir": "0"}
+
+
 def test_localhost_profiles_come_from_the_agents_seccomp_root(node, k, ns):
     root = node.agent_dir / "seccomp"
     (root / "team").mkdir(parents=True, exist_ok=True)

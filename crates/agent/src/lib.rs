@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod exchange;
+pub mod host;
 pub mod image;
 pub mod node;
 pub mod pod;
@@ -83,6 +84,8 @@ pub struct Agent {
     pub options: Options,
     /// The OCI runtime and its shims.
     pub runtime: runtime::Runtime,
+    /// The node's kernel, as pods use it.
+    pub host: Arc<dyn host::Host>,
     /// The node's images.
     pub images: image::ImageStore,
     /// Events about pods, as the kubelet's.
@@ -159,11 +162,13 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         (readings.cpus * 1000).saturating_sub(options.reserved.cpu_millis),
         readings.memory_total.saturating_sub(options.reserved.memory),
     );
+    let host = Arc::new(host::Linux { exe: exe.clone() });
     let runtime = runtime::Runtime { root: runtime_root, runtime: oci, shim: exe };
     let agent = Arc::new(Agent {
         client: client.clone(),
         options: options.clone(),
         runtime,
+        host,
         images,
         events: events::Recorder::start(client.clone(), options.node_name.clone()),
         registry: image::registry::Client::from_file(&options.private_registry)?,

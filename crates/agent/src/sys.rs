@@ -23,6 +23,13 @@ pub struct SysError {
     source: std::io::Error,
 }
 
+impl SysError {
+    /// An error of doing `what`.
+    pub fn new(what: impl Into<String>, source: std::io::Error) -> SysError {
+        SysError { what: what.into(), source }
+    }
+}
+
 fn fail(what: impl Into<String>) -> impl FnOnce(nix::Error) -> SysError {
     let what = what.into();
     move |e| SysError { what, source: std::io::Error::from(e) }
@@ -260,6 +267,11 @@ pub fn wait_any() -> Option<(i32, Exit)> {
             Err(_) => return None,
         }
     }
+}
+
+/// Sets this thread's no_new_privs bit (its execs gain no privileges).
+pub fn set_no_new_privs() -> Result<(), SysError> {
+    nix::sys::prctl::set_no_new_privs().map_err(fail("cannot set no_new_privs"))
 }
 
 /// Waits for child `pid`; `None` when it is not this process's child.

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use super::sources::{Kind, Sources};
+use crate::host::Host;
 use crate::{Options, sys};
 
 /// What a ready sandbox recorded (`sandbox.json`), so that a restarted agent knows it.
@@ -31,7 +32,12 @@ pub fn read(dir: &Path) -> Option<Sandbox> {
 }
 
 /// Makes the sandbox of `pod` in `dir`.
-pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, String> {
+pub fn create(
+    dir: &Path,
+    pod: &Pod,
+    options: &Options,
+    host: &dyn Host,
+) -> Result<Sandbox, String> {
     let spec = pod.spec.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
@@ -41,7 +47,7 @@ pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, Strin
     let mut sandbox =
         Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None, pid_holder: None };
     if spec.share_process_namespace.unwrap_or(false) && !spec.host_pid.unwrap_or(false) {
-        sandbox.pid_holder = Some(pid_namespace_holder(dir)?);
+        sandbox.pid_holder = Some(pid_namespace_holder(dir, host)?);
     }
     let mut kinds = Vec::new();
     if !host_network {
@@ -50,7 +56,7 @@ pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, Strin
     if !spec.host_ipc.unwrap_or(false) {
         kinds.push("ipc");
     }
-    sys::pin_pod_namespaces(&dir.join("ns"), &hostname, &kinds).map_err(|e| e.to_string())?;
+    host.pin_namespaces(&dir.join("ns"), &hostname, &kinds).map_err(|e| e.to_string())?;
     if !host_network {
         let address = allocate(&options.data_dir.join("ipam"), options, &uid)?;
         let host_veth =
@@ -62,7 +68,7 @@ pub fn create(dir: &Path, pod: &Pod, options: &Options) -> Result<Sandbox, Strin
             host_veth: host_veth.clone(),
             address,
         };
-        sys::attach_pod(&dir.join("ns/net"), &link).map_err(|e| e.to_string())?;
+        host.attach(&dir.join("ns/net"), &link).map_err(|e| e.to_string())?;
         sandbox.ip = Some(address.to_string());
         sandbox.host_veth = Some(host_veth);
     }
@@ -191,50 +197,39 @@ pub fn release_addresses(options: &Options, uid: &str) {
 
 /// Starts the holder of the pod's shared PID namespace (through `krust pause-holder`, so
 /// that the agent's own later children stay in its namespace); returns its pid.
-fn pid_namespace_holder(dir: &Path) -> Result<u32, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let output = std::process::Command::new(&exe)
-        .arg("pause-holder")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot start the PID namespace's holder: {e}"))?;
-    let pid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().map_err(|_| {
-        format!(
-            "the PID namespace's holder failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        )
-    })?;
+fn pid_namespace_holder(dir: &Path, host: &dyn Host) -> Result<u32, String> {
+    let pid = host.start_pid_holder()?;
     let _ = fs::write(dir.join("pid-holder"), pid.to_string());
     Ok(pid)
 }
 
 /// Lets go of an ended pod's network: its veth, namespaces and address (and the holder of
 /// its shared PID namespace, which ends every process left in it).
-pub fn release(dir: &Path, options: &Options, uid: &str) {
+pub fn release(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
     if let Some(holder) = read(dir).and_then(|s| s.pid_holder) {
-        let _ = sys::kill(holder as i32, nix::sys::signal::Signal::SIGKILL);
+        let _ = host.kill(holder as i32, nix::sys::signal::Signal::SIGKILL);
     }
     if let Some(sandbox) = read(dir)
         && let Some(veth) = sandbox.host_veth
     {
-        let _ = sys::detach_pod(&veth);
+        let _ = host.detach(&veth);
     }
-    let _ = sys::unpin_pod_namespaces(&dir.join("ns"));
+    let _ = host.unpin_namespaces(&dir.join("ns"));
     release_addresses(options, uid);
 }
 
 /// Removes the sandbox: namespaces, veth, address, cgroups, tmpfs volumes.
-pub fn destroy(dir: &Path, options: &Options, uid: &str) {
-    release(dir, options, uid);
+pub fn destroy(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
+    release(dir, options, uid, host);
     for qos in [
         super::resources::Qos::Guaranteed,
         super::resources::Qos::Burstable,
         super::resources::Qos::BestEffort,
     ] {
-        sys::remove_cgroup(&super::resources::cgroup_parent(qos, uid));
+        host.remove_cgroup(&super::resources::cgroup_parent(qos, uid));
     }
     for entry in fs::read_dir(dir.join("volumes")).into_iter().flatten().flatten() {
-        let _ = sys::unmount(&entry.path());
+        let _ = host.unmount(&entry.path());
     }
 }
 
@@ -245,6 +240,7 @@ pub fn volumes(
     dir: &Path,
     pod: &Pod,
     sources: &Sources,
+    host: &dyn Host,
 ) -> Result<HashMap<String, PathBuf>, String> {
     let mut made = HashMap::new();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -252,13 +248,13 @@ pub fn volumes(
         let path = dir.join("volumes").join(&volume.name);
         if let Some(empty) = &volume.empty_dir {
             fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-            if empty.medium.as_deref() == Some("Memory") && !sys::is_mount_point(&path) {
+            if empty.medium.as_deref() == Some("Memory") && !host.is_mount_point(&path) {
                 let size = empty
                     .size_limit
                     .as_ref()
                     .and_then(|q| krust_api::quantity::Amount::of(q).ok())
                     .map(|a| a.value() as u64);
-                sys::mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
+                host.mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
             }
             let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777));
             made.insert(volume.name.clone(), path);
@@ -459,4 +455,130 @@ pub fn write_atomically(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), S
         let _ = fs::remove_dir_all(dir.join(old));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::host::recording::{Call, Recording};
+
+    fn options(data_dir: &Path) -> Options {
+        Options {
+            node_name: "n1".into(),
+            data_dir: data_dir.to_path_buf(),
+            airgap_images: None,
+            pod_cidr: (Ipv4Addr::new(10, 42, 0, 0), 24),
+            bridge: "kr0".into(),
+            node_ip: Some(Ipv4Addr::new(192, 0, 2, 10)),
+            cluster_dns: vec![Ipv4Addr::new(10, 43, 0, 10)],
+            cluster_domain: "cluster.local".into(),
+            kubernetes_service: None,
+            reserved: Default::default(),
+            eviction_hard: Default::default(),
+            seccomp_default: false,
+            private_registry: data_dir.join("registries.yaml"),
+            image_gc: Default::default(),
+            pod_manifest_path: None,
+            node_labels: BTreeMap::new(),
+            version: "v1.33.0".into(),
+            oci_runtime: "embedded".into(),
+            port: 10250,
+            streaming_idle_timeout: std::time::Duration::from_secs(60),
+            tls: crate::server::Tls {
+                cert: String::new(),
+                key: String::new(),
+                client_ca: String::new(),
+            },
+        }
+    }
+
+    fn pod(spec: serde_json::Value) -> Pod {
+        let mut pod = serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "0a1b2c3d-0000-4000-8000-000000000001"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        });
+        if let (Some(base), Some(extra)) = (pod["spec"].as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(pod).expect("a pod")
+    }
+
+    const UID: &str = "0a1b2c3d-0000-4000-8000-000000000001";
+
+    #[test]
+    fn a_pod_gets_its_namespaces_and_link_and_destroy_leaves_nothing() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let (options, host) = (options(data.path()), Recording::new());
+        let dir = data.path().join("pods").join(UID);
+        let pod = pod(serde_json::json!({
+            "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+        }));
+        let sandbox = create(&dir, &pod, &options, &host).expect("a sandbox");
+        assert_eq!(sandbox.ip.as_deref(), Some("10.42.0.2"));
+        assert_eq!(sandbox.host_veth.as_deref(), Some("veth0a1b2c3d"));
+        let made = volumes(&dir, &pod, &Sources::default(), &host).expect("volumes");
+        assert_eq!(made["scratch"], dir.join("volumes/scratch"));
+        assert_eq!(
+            host.calls()[..2],
+            [
+                Call::Pin(dir.join("ns"), vec!["net".into(), "uts".into(), "ipc".into()]),
+                Call::Attach("veth0a1b2c3d".into(), Ipv4Addr::new(10, 42, 0, 2)),
+            ]
+        );
+        let hosts = fs::read_to_string(dir.join("etc/hosts")).expect("hosts");
+        assert!(hosts.ends_with("10.42.0.2\tweb\n"), "{hosts}");
+        assert!(!host.left().is_empty());
+        destroy(&dir, &options, UID, &host);
+        assert!(host.left().is_empty(), "{:?}", host.left());
+        // The address is free again.
+        assert!(!options.data_dir.join("ipam/10.42.0.2").exists());
+    }
+
+    #[test]
+    fn host_namespaces_are_not_pinned_and_a_shared_pid_namespace_has_a_holder() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let (options, host) = (options(data.path()), Recording::new());
+        let dir = data.path().join("pods").join(UID);
+        let pod = pod(serde_json::json!({"hostNetwork": true, "shareProcessNamespace": true}));
+        let sandbox = create(&dir, &pod, &options, &host).expect("a sandbox");
+        assert_eq!(sandbox.ip.as_deref(), Some("192.0.2.10"));
+        assert_eq!(sandbox.host_veth, None);
+        let calls = host.calls();
+        assert!(matches!(calls[0], Call::StartPidHolder(_)));
+        assert_eq!(calls[1], Call::Pin(dir.join("ns"), vec!["ipc".into()]));
+        assert!(!calls.iter().any(|c| matches!(c, Call::Attach(..))));
+        release(&dir, &options, UID, &host);
+        assert!(host.left().is_empty(), "{:?}", host.left());
+    }
+
+    #[test]
+    fn a_sandbox_that_fails_half_way_is_still_destroyed_completely() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let (options, host) = (options(data.path()), Recording::new());
+        let dir = data.path().join("pods").join(UID);
+        host.fail("attach");
+        let error = create(&dir, &pod(serde_json::json!({})), &options, &host);
+        assert!(error.is_err_and(|e| e.contains("attach")));
+        // The namespaces were pinned and the address taken before the link failed.
+        assert!(!host.left().namespaces.is_empty());
+        destroy(&dir, &options, UID, &host);
+        assert!(host.left().is_empty(), "{:?}", host.left());
+        assert!(fs::read_dir(options.data_dir.join("ipam")).expect("ipam").next().is_none());
+    }
+
+    #[test]
+    fn a_memory_volume_that_cannot_be_mounted_is_the_pods_error() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let host = Recording::new();
+        let dir = data.path().join("pods").join(UID);
+        host.fail("mount_tmpfs");
+        let pod = pod(serde_json::json!({
+            "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
+        }));
+        let error = volumes(&dir, &pod, &Sources::default(), &host);
+        assert!(error.is_err_and(|e| e.contains("mount_tmpfs")));
+        assert!(host.left().is_empty());
+    }
 }

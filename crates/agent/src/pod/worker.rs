@@ -216,11 +216,12 @@ impl Worker {
             let owned = pod.clone();
             let permits = Arc::clone(&self.agent);
             let setup = permits.sandbox_setups.acquire().await;
-            let created =
-                tokio::task::spawn_blocking(move || sandbox::create(&dir, &owned, &agent.options))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r);
+            let created = tokio::task::spawn_blocking(move || {
+                sandbox::create(&dir, &owned, &agent.options, agent.host.as_ref())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
             drop(setup);
             match created {
                 Ok(sandbox) => self.sandbox = Some(sandbox),
@@ -247,7 +248,7 @@ impl Worker {
                 }
             };
             self.sources = Some(sources.clone());
-            match sandbox::volumes(&self.dir, pod, &sources) {
+            match sandbox::volumes(&self.dir, pod, &sources, self.agent.host.as_ref()) {
                 Ok(v) => self.volumes = Some(v),
                 Err(message) => {
                     for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
@@ -271,7 +272,8 @@ impl Worker {
             if let Ok(sources) =
                 Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await
             {
-                if let Err(e) = sandbox::volumes(&self.dir, pod, &sources) {
+                if let Err(e) = sandbox::volumes(&self.dir, pod, &sources, self.agent.host.as_ref())
+                {
                     tracing::debug!(pod = %self.uid, error = %e, "cannot update the pod's volumes");
                 }
                 self.sources = Some(sources);
@@ -342,8 +344,10 @@ impl Worker {
         self.released = true;
         let (dir, uid, agent) = (self.dir.clone(), self.uid.clone(), Arc::clone(&self.agent));
         let _setup = self.agent.sandbox_setups.acquire().await;
-        let _ =
-            tokio::task::spawn_blocking(move || sandbox::release(&dir, &agent.options, &uid)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            sandbox::release(&dir, &agent.options, &uid, agent.host.as_ref())
+        })
+        .await;
     }
 
     /// Moves container `c` one step: starts it when it has not run, restarts it when its
@@ -366,7 +370,7 @@ impl Worker {
             }
             Observed::Exited(exited) => {
                 self.stop_probes(&c.name);
-                release_rootfs(&bundle);
+                release_rootfs(&bundle, self.agent.host.as_ref());
                 let success = exited.exit_code == 0 && exited.error.is_none();
                 let restart = match policy {
                     "Always" => true,
@@ -461,14 +465,16 @@ impl Worker {
             for d in [&rootfs, &bundle.join("fs/upper"), &bundle.join("fs/work")] {
                 fs::create_dir_all(d).map_err(|e| e.to_string())?;
             }
-            if !crate::sys::is_mount_point(&rootfs) {
-                crate::sys::mount_overlay(
-                    &layers,
-                    &bundle.join("fs/upper"),
-                    &bundle.join("fs/work"),
-                    &rootfs,
-                )
-                .map_err(|e| e.to_string())?;
+            if !self.agent.host.is_mount_point(&rootfs) {
+                self.agent
+                    .host
+                    .mount_overlay(
+                        &layers,
+                        &bundle.join("fs/upper"),
+                        &bundle.join("fs/work"),
+                        &rootfs,
+                    )
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         })();
@@ -697,7 +703,7 @@ impl Worker {
     }
 
     fn fail_start(&mut self, bundle: &Path, reason: &str, message: String) {
-        release_rootfs(bundle);
+        release_rootfs(bundle, self.agent.host.as_ref());
         let _ = fs::remove_dir_all(bundle);
         self.waiting.insert(bundle_name(bundle), (reason.into(), Some(message)));
     }
@@ -895,10 +901,10 @@ impl Worker {
         let removed = tokio::task::spawn_blocking(move || {
             for entry in fs::read_dir(dir.join("containers")).into_iter().flatten().flatten() {
                 for attempt in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-                    release_rootfs(&attempt.path());
+                    release_rootfs(&attempt.path(), agent.host.as_ref());
                 }
             }
-            sandbox::destroy(&dir, &agent.options, &uid);
+            sandbox::destroy(&dir, &agent.options, &uid, agent.host.as_ref());
             let _ = fs::remove_dir_all(&dir);
             for entry in fs::read_dir(&agent.logs_dir).into_iter().flatten().flatten() {
                 if entry.file_name().to_string_lossy().ends_with(&uid) {
@@ -955,10 +961,10 @@ fn bundle_name(bundle: &Path) -> String {
 }
 
 /// Unmounts an ended container's root file system and drops its writable layer.
-fn release_rootfs(bundle: &Path) {
+fn release_rootfs(bundle: &Path, host: &dyn crate::host::Host) {
     let rootfs = bundle.join("rootfs");
-    if crate::sys::is_mount_point(&rootfs) {
-        let _ = crate::sys::unmount(&rootfs);
+    if host.is_mount_point(&rootfs) {
+        let _ = host.unmount(&rootfs);
     }
     let _ = fs::remove_dir_all(bundle.join("fs"));
 }

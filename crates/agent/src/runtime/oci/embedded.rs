@@ -187,7 +187,7 @@ impl Executor for Confined {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         if let Some(seccomp) = &self.seccomp {
             let loaded = libcontainer::seccomp::initialize_seccomp(seccomp).or_else(|_| {
-                nix::sys::prctl::set_no_new_privs()
+                crate::sys::set_no_new_privs()
                     .map_err(|e| ExecutorError::Other(format!("cannot set no_new_privs: {e}")))?;
                 libcontainer::seccomp::initialize_seccomp(seccomp)
                     .map_err(|e| ExecutorError::Other(format!("cannot load seccomp: {e}")))
