@@ -394,6 +394,29 @@ def runtime_exec(node, p, container, argv):
                    check=True, capture_output=True, timeout=30)
 
 
+def test_the_runtime_command_line_runs_in_and_reports_on_containers(node, k, ns):
+    """`krust runtime`, the embedded runtime's command line, as a person on the node uses it."""
+    apply(k, pod("looked-at", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    p = wait_pod(k, ns, "looked-at", lambda p: p["status"].get("phase") == "Running")
+    container = f"{p['metadata']['uid'][:13]}-c-0"
+    runtime = [KRUST_BIN, "runtime", "--root", str(node.agent_dir / "youki")]
+
+    def run(*argv):
+        return subprocess.run([*runtime, *argv], capture_output=True, text=True, timeout=30)
+    state = json.loads(run("state", container).stdout)
+    recorded = json.loads((node.agent_dir / "pods" / p["metadata"]["uid"] / "containers" / "c" / "0"
+                           / "state.json").read_text())
+    assert state["status"] == "Running" and state["pid"] == recorded["pid"], state
+    # An exec'd process's exit code is the command's; the runtime's own failure is 255.
+    assert run("exec", container, "sh", "-c", "echo $HOSTNAME; exit 7").returncode == 7
+    missing = run("exec", container, "/no/such/binary")
+    assert missing.returncode == 255 and "/no/such/binary" in missing.stderr, missing.stderr
+    absent = run("state", "no-such-container")
+    assert absent.returncode == 255 and absent.stderr.startswith("krust runtime: "), absent.stderr
+    assert run("delete", "no-such-container").returncode == 255
+    assert run("delete", "--force", "no-such-container").returncode == 0
+
+
 def test_a_config_map_volume_follows_an_edit(node, k, ns):
     k("create", "configmap", "live", "-n", ns, "--from-literal=greeting=first")
     apply(k, pod("reader", ns, node, [{

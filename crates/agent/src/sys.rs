@@ -269,6 +269,47 @@ pub fn wait_any() -> Option<(i32, Exit)> {
     }
 }
 
+/// An inotify watch on a folder: [`FolderWatch::wait`] returns when something in it was
+/// made, written, moved or removed (or the folder itself went).
+#[derive(Debug)]
+pub struct FolderWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl FolderWatch {
+    /// Watches `folder`.
+    pub fn new(folder: &Path) -> Result<FolderWatch, SysError> {
+        use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+        let what = format!("cannot watch {}", folder.display());
+        let fd = inotify::init(CreateFlags::CLOEXEC)
+            .map_err(|e| SysError::new(what.clone(), e.into()))?;
+        let events = WatchFlags::CREATE
+            | WatchFlags::DELETE
+            | WatchFlags::CLOSE_WRITE
+            | WatchFlags::MODIFY
+            | WatchFlags::ATTRIB
+            | WatchFlags::MOVED_FROM
+            | WatchFlags::MOVED_TO
+            | WatchFlags::DELETE_SELF
+            | WatchFlags::MOVE_SELF;
+        inotify::add_watch(&fd, folder, events).map_err(|e| SysError::new(what, e.into()))?;
+        Ok(FolderWatch { fd })
+    }
+
+    /// Blocks until something changed, and reads what the kernel says of it (which does not
+    /// matter: the folder is read again).
+    pub fn wait(&self) -> Result<(), SysError> {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match rustix::io::read(&self.fd, &mut buffer) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(SysError::new("cannot read a folder's changes", e.into())),
+            }
+        }
+    }
+}
+
 /// Sets this thread's no_new_privs bit (its execs gain no privileges).
 pub fn set_no_new_privs() -> Result<(), SysError> {
     nix::sys::prctl::set_no_new_privs().map_err(fail("cannot set no_new_privs"))

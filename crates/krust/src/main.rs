@@ -508,15 +508,16 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The runtime's command line says its failures itself: its stderr is an exec'd
-    // process's. libcontainer reports every cgroup controller it skips, as a warning.
-    let default_filter = match cli.command {
-        Command::Runtime(_) => "off",
-        _ => "info,libcontainer=error,libcgroups=error",
+    // The runtime's command line says its failures itself, and its stderr is an exec'd
+    // process's: it logs only when asked through a variable of its own (the agent's
+    // `KRUST_LOG` reaches it too). libcontainer reports every cgroup controller it skips.
+    let (variable, default_filter) = match cli.command {
+        Command::Runtime(_) => ("KRUST_RUNTIME_LOG", "off"),
+        _ => ("KRUST_LOG", "info,libcontainer=error,libcgroups=error"),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KRUST_LOG")
+            tracing_subscriber::EnvFilter::try_from_env(variable)
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)

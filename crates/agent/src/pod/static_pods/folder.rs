@@ -50,6 +50,11 @@ impl Folder {
         Folder { path, node, files: HashMap::new(), seen: HashMap::new() }
     }
 
+    /// Where the manifests are: a folder, or one file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The static pods the folder holds now, sorted by full name; an error only when the
     /// path cannot be read at all (then nothing is known).
     pub fn scan(&mut self) -> std::io::Result<Vec<Arc<Pod>>> {

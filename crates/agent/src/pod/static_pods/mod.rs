@@ -2,7 +2,8 @@
 //! files, which this agent runs itself with the same worker as the API's pods, and mirrors
 //! into the API so that clients see them and their status.
 //!
-//! The folder is read at start and looked at again every [`CHECK_INTERVAL`] (`folder.rs`);
+//! The folder is read at start, again whenever inotify says it changed, and every
+//! [`CHECK_INTERVAL`] regardless (`folder.rs`);
 //! decoding and defaults are `manifest.rs`'s, what a mirror pod is and what to do about the
 //! one the API holds `mirror.rs`'s (both pure). A static pod's UID is the hash of its file,
 //! so an edit is a new pod: the old one stops, then the new one starts (one pod per full name
@@ -27,8 +28,8 @@ use tokio::sync::watch;
 pub use folder::Folder;
 use mirror::Action;
 
-/// How often the manifest folder is looked at (upstream reads it every 20 s and follows
-/// inotify in between; a `stat` of each file every 2 s stands in for both).
+/// How often the manifest folder is looked at besides its inotify events (upstream's: 20 s;
+/// a look is a `stat` of each file, cheap enough to make more often).
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long before a create or delete of a mirror pod that failed (or whose result the pod
@@ -38,15 +39,30 @@ const RETRY: Duration = Duration::from_secs(5);
 /// The static pods of the folder: `None` until it could be read.
 pub type Wanted = Option<Arc<Vec<Arc<Pod>>>>;
 
-/// Reads `folder` now, then every [`CHECK_INTERVAL`] in the background: the receiver holds
-/// the latest set of static pods, changed only when the set changes.
-pub fn watch(mut folder: Folder) -> watch::Receiver<Wanted> {
+/// Reads `folder` now, then whenever inotify says it changed, and every [`CHECK_INTERVAL`]
+/// besides, in the background: the receiver holds the latest set of static pods, changed
+/// only when the set changes.
+pub fn watch(folder: Folder) -> watch::Receiver<Wanted> {
+    watch_every(folder, CHECK_INTERVAL)
+}
+
+/// [`watch`], looking at the folder every `interval` besides its inotify events.
+pub fn watch_every(mut folder: Folder, interval: Duration) -> watch::Receiver<Wanted> {
+    // Watched before the first read, so that no change falls between the two.
+    let mut changes = Changes::of(&folder);
     let first = scan(&mut folder);
     let (tx, rx) = watch::channel(first.clone());
     tokio::spawn(async move {
         let mut last = first;
         loop {
-            tokio::time::sleep(CHECK_INTERVAL).await;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = changes.next() => {}
+            }
+            if changes.is_none() {
+                // The folder may have been made (or made again) since.
+                changes = Changes::of(&folder);
+            }
             let Some(now) = scan(&mut folder) else { continue };
             if last.as_deref() != Some(&now) {
                 last = Some(Arc::clone(&now));
@@ -57,6 +73,42 @@ pub fn watch(mut folder: Folder) -> watch::Receiver<Wanted> {
         }
     });
     rx
+}
+
+/// The manifest folder's changes (the folder of a single manifest file), followed by a
+/// thread blocked on its inotify watch, if one could be made; the folder is read at
+/// [`CHECK_INTERVAL`] regardless.
+struct Changes(Option<tokio::sync::mpsc::Receiver<()>>);
+
+impl Changes {
+    fn of(folder: &Folder) -> Changes {
+        let path = folder.path();
+        let watched = if path.is_file() { path.parent().unwrap_or(path) } else { path };
+        let Ok(watch) = crate::sys::FolderWatch::new(watched) else { return Changes(None) };
+        // One pending change stands for any number: the folder is read as a whole.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let spawned = std::thread::Builder::new().name("static-pods".into()).spawn(move || {
+            while watch.wait().is_ok() {
+                if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(()) {
+                    return;
+                }
+            }
+        });
+        Changes(spawned.ok().map(|_| rx))
+    }
+
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Returns once something changed; never without a watch.
+    async fn next(&mut self) {
+        let Some(changes) = &mut self.0 else { return std::future::pending().await };
+        if changes.recv().await.is_none() {
+            // The watch broke: the next look at the folder makes another.
+            self.0 = None;
+        }
+    }
 }
 
 fn scan(folder: &mut Folder) -> Option<Arc<Vec<Arc<Pod>>>> {
@@ -201,4 +253,29 @@ pub fn deleted(pod: &Pod) -> Pod {
     ));
     pod.metadata.deletion_grace_period_seconds = Some(grace);
     pod
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: c\n    image: busybox:1\n";
+
+    /// With the periodic look an hour away, only inotify can bring the changes in.
+    #[tokio::test]
+    async fn a_manifest_written_or_removed_shows_without_waiting_for_the_next_look() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = Folder::new(dir.path().to_path_buf(), "n1".into());
+        let mut wanted = watch_every(folder, Duration::from_secs(3600));
+        assert_eq!(wanted.borrow_and_update().as_ref().map(|p| p.len()), Some(0));
+        std::fs::write(dir.path().join("web.yaml"), POD).expect("write");
+        let shown = tokio::time::timeout(Duration::from_secs(30), wanted.changed()).await;
+        assert!(shown.is_ok_and(|r| r.is_ok()), "no change seen");
+        let pods = wanted.borrow_and_update().clone().expect("read");
+        assert_eq!(pods[0].metadata.name.as_deref(), Some("web-n1"));
+        std::fs::remove_file(dir.path().join("web.yaml")).expect("remove");
+        let shown = tokio::time::timeout(Duration::from_secs(30), wanted.changed()).await;
+        assert!(shown.is_ok_and(|r| r.is_ok()), "no removal seen");
+        assert_eq!(wanted.borrow().as_ref().map(|p| p.len()), Some(0));
+    }
 }

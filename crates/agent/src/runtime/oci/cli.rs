@@ -120,19 +120,20 @@ fn verb(root: &Path, verb: &Verb) -> Result<i32, Error> {
                     }
                 }
             };
-            let log = root.join("unused");
+            // Only a runtime binary logs there; the embedded one returns its errors.
+            let log = bundle.join("runtime.log");
             embedded::create(Create { root, id, bundle, pid_file: &pid_file, log: &log, io })?;
             Ok(0)
         }
         Verb::Start { id } => embedded::start(root, id).map(|()| 0),
         Verb::Exec { id, tty, args } => exec(root, id, *tty, args),
         Verb::Kill { id, signal, all } => embedded::kill(root, id, signal, *all).map(|()| 0),
-        Verb::Delete { id, force } => {
-            if !force && !root.join(id).exists() {
-                return Err(Error::NotFound(id.clone()));
-            }
-            embedded::delete(root, id).map(|()| 0)
-        }
+        // As runc's: deleting a container that is not there is an error, unless forced.
+        Verb::Delete { id, force } => match root.join(id).exists() {
+            true => embedded::delete(root, id).map(|()| 0),
+            false if *force => Ok(0),
+            false => Err(Error::NotFound(id.clone())),
+        },
         Verb::State { id } => {
             let state = embedded::state(root, id)?;
             println!("{}", serde_json::to_string_pretty(&state).unwrap_or_default());
