@@ -160,6 +160,7 @@ class Etcd:
         self.log_path = workdir / "etcd.log"
         self.proc = None
         self.client_port = None
+        self.extra_args: list[str] = []  # appended to etcd's command line
 
     @property
     def endpoint(self):
@@ -179,6 +180,7 @@ class Etcd:
                 "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                 "--initial-cluster", f"e2e={peer_url}", "--initial-cluster-state", "new",
+                *self.extra_args,
             ], stdout=log, stderr=log, pdeathsig=True)
             log.close()
             try:

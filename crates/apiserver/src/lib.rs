@@ -63,6 +63,9 @@ pub struct Config {
     pub inflight: http::inflight::Limits,
     /// What each watch may queue for its client, and how long it lasts.
     pub watch_limits: registry::WatchLimits,
+    /// The most bytes of items one list response carries (`--max-list-response-bytes`;
+    /// `None`: no bound, as upstream).
+    pub max_list_response_bytes: Option<usize>,
     /// How much history the watch cache keeps.
     pub history_limits: watchcache::HistoryLimits,
     /// The static token file (`--token-auth-file`), if any.
@@ -98,6 +101,7 @@ impl Default for Config {
             connections: http::serve::ConnectionLimits::default(),
             inflight: http::inflight::Limits::default(),
             watch_limits: registry::WatchLimits::default(),
+            max_list_response_bytes: None,
             history_limits: watchcache::HistoryLimits::default(),
             token_auth_file: None,
             anonymous_auth: true,
@@ -332,7 +336,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.history_limits,
     )
     .await?
-    .with_watch_limits(config.watch_limits);
+    .with_watch_limits(config.watch_limits)
+    .with_list_limit(config.max_list_response_bytes);
     let authz = authz::Authz::new(registry.cache());
     authz.install(&mut registry);
     authn.install(&mut registry);

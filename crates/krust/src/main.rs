@@ -113,6 +113,11 @@ struct ServerArgs {
     /// once.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     enable_priority_and_fairness: bool,
+    /// The most bytes of objects one list response carries (0: no bound, as upstream). A
+    /// larger list without `limit` is answered 413 before its first byte; a larger page ends
+    /// early with a continue token, as the API lets a server end pages.
+    #[arg(long, default_value_t = 0)]
+    max_list_response_bytes: usize,
     /// The longest a client's TLS handshake may take.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     tls_handshake_timeout: Duration,
@@ -626,6 +631,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 std::time::Duration::ZERO
             },
         },
+        max_list_response_bytes: Some(args.max_list_response_bytes).filter(|&bytes| bytes > 0),
         token_auth_file: args.token_auth_file,
         anonymous_auth: args.anonymous_auth,
         service_account_issuer: args.service_account_issuer,

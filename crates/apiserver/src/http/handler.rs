@@ -421,7 +421,7 @@ async fn serve_resource(
         }
         ("list", Subresource::Main) => {
             let opts = ListOptions::from_query(&query, false)?;
-            let listed = registry.list(&info, ns, &opts).await?;
+            let listed = registry.list_response(&info, ns, &opts).await?;
             let mut meta = json!({"resourceVersion": listed.revision.to_string()});
             if let Some(token) = &listed.continue_token {
                 meta["continue"] = json!(token);

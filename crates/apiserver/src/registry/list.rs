@@ -48,6 +48,19 @@ impl Served {
         }
     }
 
+    /// The length of the object's JSON text.
+    pub fn json_len(&self) -> usize {
+        match self {
+            Served::Cached(object) => object.json.len(),
+            Served::Value(value) => {
+                let mut counter = ByteCount(0);
+                // Counting cannot fail.
+                let _ = serde_json::to_writer(&mut counter, value);
+                counter.0
+            }
+        }
+    }
+
     /// Appends the object's JSON to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
@@ -57,6 +70,20 @@ impl Served {
                 let _ = serde_json::to_writer(&mut *out, value);
             }
         }
+    }
+}
+
+/// A writer that only counts.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -310,6 +337,47 @@ fn list_converted(
     Ok(ListResult { items: ListItems::gathered(items), revision, continue_token, remaining })
 }
 
+/// Refuses a list whose items' JSON adds up to more than `max` bytes, with upstream's 413
+/// shape, before its first byte is sent. A walk is walked once more to count, which copies
+/// nothing.
+fn check_list_size(info: &ResourceInfo, items: &ListItems, max: usize) -> Result<(), StatusError> {
+    let mut total = 0usize;
+    let mut fits = |item: &Served| {
+        total = total.saturating_add(item.json_len() + 1);
+        total <= max
+    };
+    let fit = match &items.0 {
+        Items::Gathered(items) => items.as_slice().iter().all(&mut fits),
+        Items::Walk(walk) => (**walk).clone().all(|item| fits(&item)),
+    };
+    if fit { Ok(()) } else { Err(list_too_large(info, max)) }
+}
+
+/// The answer to a list larger than the server sends in one response.
+pub(super) fn list_too_large(info: &ResourceInfo, max: usize) -> StatusError {
+    StatusError::new(
+        krust_api::Reason::RequestEntityTooLarge,
+        format!(
+            "Request entity too large: the list of {} is larger than the server's limit of {max} \
+             bytes for one response; list it in pages with limit and continue",
+            info.plural
+        ),
+    )
+}
+
+/// `list`, unless its items are more bytes than `max_bytes`. (Lists converted or read from
+/// the store are gathered whole; lists from the cache are bounded as they are read.)
+fn within_list_limit(
+    info: &ResourceInfo,
+    list: ListResult,
+    max_bytes: Option<usize>,
+) -> Result<ListResult, StatusError> {
+    match max_bytes {
+        Some(max) => check_list_size(info, &list.items, max).map(|()| list),
+        None => Ok(list),
+    }
+}
+
 /// The continue token of a page whose last object is `last_key`, when more follow.
 fn continue_after(
     more: bool,
@@ -332,12 +400,36 @@ impl Registry {
         })
     }
 
-    /// Lists objects of a resource (in one namespace, or all).
+    /// Lists objects of a resource (in one namespace, or all), for callers in the server:
+    /// however many bytes it is.
     pub async fn list(
         &self,
         info: &ResourceInfo,
         namespace: Option<&str>,
         opts: &ListOptions,
+    ) -> Result<ListResult, StatusError> {
+        self.list_within(info, namespace, opts, None).await
+    }
+
+    /// Lists objects of a resource for a client's request: within the server's limit of bytes
+    /// per response, if it has one (a larger list without `limit` is refused, a larger page
+    /// ends early with a continue token).
+    pub async fn list_response(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<ListResult, StatusError> {
+        self.list_within(info, namespace, opts, self.list_limit).await
+    }
+
+    /// A list whose items add up to at most `max_bytes` of JSON, if given.
+    async fn list_within(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        max_bytes: Option<usize>,
     ) -> Result<ListResult, StatusError> {
         check_fields(info, opts)?;
         let cache = self.resource_cache(info)?;
@@ -361,9 +453,10 @@ impl Registry {
                 match cache.snapshot_at(rv) {
                     Some(snapshot) => (snapshot, rv),
                     None => {
-                        return self
+                        let list = self
                             .list_from_store(info, &prefix, start_after, rv, opts, token.is_some())
-                            .await;
+                            .await?;
+                        return within_list_limit(info, list, max_bytes);
                     }
                 }
             }
@@ -383,14 +476,9 @@ impl Registry {
             }
         };
         if info.conversion.is_some() {
-            return list_converted(
-                info,
-                opts,
-                &snapshot,
-                &prefix,
-                start_after.as_deref(),
-                revision,
-            );
+            let list =
+                list_converted(info, opts, &snapshot, &prefix, start_after.as_deref(), revision)?;
+            return within_list_limit(info, list, max_bytes);
         }
         let indexed = narrowed(info, &cache, opts);
         if opts.limit == 0 {
@@ -405,29 +493,42 @@ impl Registry {
                 done: false,
             };
             let items = ListItems(Items::Walk(Box::new(walk)));
+            if let Some(max) = max_bytes {
+                check_list_size(info, &items, max)?;
+            }
             return Ok(ListResult { items, revision, continue_token: None, remaining: None });
         }
         let filtering = !opts.labels.is_empty() || !opts.fields.is_empty();
-        let mut items = Vec::new();
-        let mut last_key = None;
+        let max_bytes = max_bytes.unwrap_or(usize::MAX);
+        let (mut items, mut bytes) = (Vec::new(), 0usize);
+        let mut last_key: Option<Arc<str>> = None;
+        // Whether the page ended at the size bound, before an object it selected.
+        let mut cut = false;
         let mut objects =
             Walk::objects(&snapshot, indexed.as_ref(), &prefix, start_after.as_deref());
         for object in objects.by_ref() {
             let Some(served) = cached_selected(opts, object) else { continue };
+            bytes = bytes.saturating_add(object.json.len() + 1);
+            if bytes > max_bytes && !items.is_empty() {
+                cut = true;
+                break;
+            }
             items.push(served);
+            last_key = Some(Arc::clone(&object.key));
             if items.len() == opts.limit {
-                last_key = Some(Arc::clone(&object.key));
                 break;
             }
         }
-        let (mut more, mut remaining) = (false, None);
-        if last_key.is_some() {
+        let full = cut || items.len() == opts.limit;
+        let (mut more, mut remaining) = (cut, None);
+        if full {
+            let cut_object = usize::from(cut);
             if filtering {
-                more = objects.any(|o| cached_selected(opts, o).is_some());
+                more = cut || objects.any(|o| cached_selected(opts, o).is_some());
             } else {
                 // Counted up to a bound, so that paging through a large resource stays linear;
                 // past it the count is left out, as upstream may leave it out.
-                let rest = objects.take(REMAINING_COUNT_LIMIT + 1).count();
+                let rest = cut_object + objects.take(REMAINING_COUNT_LIMIT + 1).count();
                 more = rest > 0;
                 remaining = (rest <= REMAINING_COUNT_LIMIT).then_some(rest);
             }
@@ -490,5 +591,112 @@ impl Registry {
                 return Ok(ListResult { items, revision, continue_token, remaining: None });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use krust_api::{Catalog, Reason};
+    use krust_store::Store;
+    use krust_store::embedded::EmbeddedStore;
+    use serde_json::json;
+
+    use crate::registry::options::{ListOptions, Query};
+    use crate::registry::{Registry, ServiceRanges, WriteOptions};
+
+    /// A registry whose responses carry at most `max` bytes of items, holding ten ConfigMaps
+    /// of about 1 KB in `default`, two of them labelled `pick=yes`.
+    async fn bounded_registry(dir: &tempfile::TempDir, max: usize) -> Registry {
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(dir.path()).expect("the store opens"));
+        let registry = Registry::new(store, Arc::new(Catalog::builtin()), ServiceRanges::default())
+            .await
+            .expect("the registry starts")
+            .with_list_limit(Some(max));
+        let namespaces = registry.catalog().lookup("", "v1", "namespaces").expect("namespaces");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        registry.create(&namespaces, None, ns, WriteOptions::default()).await.expect("namespace");
+        let info = registry.catalog().lookup("", "v1", "configmaps").expect("configmaps");
+        for i in 0..10 {
+            let pick = if i < 2 { "yes" } else { "no" };
+            let cm = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("cm-{i}"), "labels": {"pick": pick}},
+                "data": {"blob": "x".repeat(1000)},
+            });
+            registry.create(&info, Some("default"), cm, WriteOptions::default()).await.expect("cm");
+        }
+        registry
+    }
+
+    fn options(query: &str) -> ListOptions {
+        ListOptions::from_query(&Query::parse(Some(query)), false).expect("valid options")
+    }
+
+    fn names(items: super::ListItems) -> Vec<String> {
+        items
+            .map(|item| item.into_value()["metadata"]["name"].as_str().expect("name").to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_list_larger_than_a_response_may_be_is_refused_with_413() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = bounded_registry(&dir, 4500).await;
+        let info = registry.catalog().lookup("", "v1", "configmaps").expect("configmaps");
+        let refused = registry
+            .list_response(&info, Some("default"), &options(""))
+            .await
+            .expect_err("ten 1 KB objects are over 4,500 bytes");
+        assert_eq!(refused.reason, Reason::RequestEntityTooLarge);
+        assert!(refused.message.contains("list it in pages"), "{}", refused.message);
+        // A selection that fits is served; so is everything to the server's own callers.
+        let picked = registry
+            .list_response(&info, Some("default"), &options("labelSelector=pick%3Dyes"))
+            .await
+            .expect("two objects fit");
+        assert_eq!(names(picked.items), ["cm-0", "cm-1"]);
+        let all = registry.list(&info, Some("default"), &options("")).await.expect("unbounded");
+        assert_eq!(all.items.count(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_page_ends_early_at_the_bound_and_paging_still_returns_every_object_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let registry = bounded_registry(&dir, 4500).await;
+        let info = registry.catalog().lookup("", "v1", "configmaps").expect("configmaps");
+        let first = registry
+            .list_response(&info, Some("default"), &options("limit=100"))
+            .await
+            .expect("a page");
+        let mut token = first.continue_token.clone();
+        let remaining = first.remaining;
+        let mut seen = names(first.items);
+        // About 1.1 KB each: three or four fit in 4,500 bytes.
+        assert!((3..=4).contains(&seen.len()), "a page holds what fits: {seen:?}");
+        assert_eq!(remaining, Some(10 - seen.len()));
+        while let Some(t) = token {
+            let page = registry
+                .list_response(&info, Some("default"), &options(&format!("limit=100&continue={t}")))
+                .await
+                .expect("the next page");
+            token = page.continue_token.clone();
+            let got = names(page.items);
+            assert!(!got.is_empty() && got.len() <= 4, "{got:?}");
+            seen.extend(got);
+        }
+        let expected: Vec<String> = (0..10).map(|i| format!("cm-{i}")).collect();
+        assert_eq!(seen, expected);
+        // A page always holds one object, however large.
+        let small_dir = tempfile::tempdir().expect("temp dir");
+        let small = bounded_registry(&small_dir, 10).await;
+        let one = small
+            .list_response(&info, Some("default"), &options("limit=5"))
+            .await
+            .expect("a page of one");
+        assert!(one.continue_token.is_some());
+        assert_eq!(one.items.count(), 1);
     }
 }

@@ -51,6 +51,8 @@ pub struct Registry {
     storages: Storages,
     /// What each watch may hold for its client, and how long it lasts.
     watch_limits: WatchLimits,
+    /// The most bytes of items one list response may carry (`None`: no bound).
+    list_limit: Option<usize>,
     /// The admission stage every write passes (dry runs and the server's own writes too).
     admission: Admission,
     /// Set when the server shuts down: every watch ends.
@@ -90,6 +92,7 @@ impl Registry {
             catalog,
             storages: storage::builtin(ranges),
             watch_limits: WatchLimits::default(),
+            list_limit: None,
             admission: Admission::default(),
             closing: tokio::sync::watch::channel(false).0,
             written: AtomicI64::new(0),
@@ -134,6 +137,14 @@ impl Registry {
     /// The same registry with other limits for watches.
     pub fn with_watch_limits(mut self, limits: WatchLimits) -> Self {
         self.watch_limits = limits;
+        self
+    }
+
+    /// The same registry with lists bounded to `bytes` of items each (`None`: unbounded): a
+    /// larger list without `limit` is refused with 413, a larger page ends early with a
+    /// continue token.
+    pub fn with_list_limit(mut self, bytes: Option<usize>) -> Self {
+        self.list_limit = bytes;
         self
     }
 

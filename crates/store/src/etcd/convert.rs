@@ -27,9 +27,14 @@ pub(super) fn revision_error(error: &etcd_client::Error) -> Option<RevisionError
     }
 }
 
-/// A failed etcd call, as a backend error naming what was attempted.
+/// A failed etcd call, as a backend error naming what was attempted and etcd's reason (for
+/// example `etcdserver: mvcc: database space exceeded`), which clients see in the `Status`.
 pub(super) fn backend(what: impl std::fmt::Display, error: etcd_client::Error) -> StoreError {
-    StoreError::backend(format!("etcd {what}"), error)
+    let message = match &error {
+        etcd_client::Error::GRpcStatus(status) => format!("etcd {what}: {}", status.message()),
+        other => format!("etcd {what}: {other}"),
+    };
+    StoreError::backend(message, error)
 }
 
 /// A malformed etcd response (a field etcd always sets is missing).
