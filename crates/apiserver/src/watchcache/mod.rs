@@ -248,9 +248,14 @@ impl WatchCache {
             }
         }
         let revision = revision.unwrap_or(0);
+        let (objects, bytes, json) = by_prefix
+            .values()
+            .flatten()
+            .fold((0, 0, 0), |(n, b, j), o| (n + 1, b + o.size, j + o.json.len()));
         for (prefix, cache) in self.resources().iter() {
             cache.reset(by_prefix.remove(prefix.as_str()).unwrap_or_default(), revision);
         }
+        tracing::info!(revision, objects, bytes, json_bytes = json, "watch cache filled");
         self.revision.send_replace(revision);
         Ok(revision)
     }

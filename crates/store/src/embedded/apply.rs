@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::schema::{
-    CURRENT, Context, HISTORY, LOG, LogKind, TOMBSTONE, decode_current, encode_current, encode_log,
-    encode_put,
+    CURRENT, Context, HISTORY, LOG, LogKind, TOMBSTONE, decode_current, encode_current,
+    encode_live, encode_log, encode_superseded,
 };
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError};
 
@@ -121,23 +121,31 @@ impl<'txn> Tables<'txn> {
             .transpose()
     }
 
-    /// Writes what `applied` decided.
+    /// Writes what `applied` decided: the new version into `current` (or the key out of it),
+    /// the version it replaced into `history` compressed, and the new version's `history`
+    /// entry as live (its value is `current`'s, see [`super::schema`]).
     pub fn write(&mut self, applied: &Applied) -> Result<()> {
         let KeyValue { key, value, create_revision, mod_revision } = &applied.kv;
         let (k, create, next) = (key.as_bytes(), *create_revision, *mod_revision);
         let superseded = applied.prev.as_ref().map_or(0, |old| old.mod_revision);
-        let version = match applied.kind {
+        if let Some(old) = &applied.prev {
+            let version = encode_superseded(old.create_revision, &old.value);
+            self.history
+                .insert((k, old.mod_revision), version.as_slice())
+                .ctx("write history table")?;
+        }
+        match applied.kind {
             LogKind::Create | LogKind::Update => {
                 let current = encode_current(create, next, value);
                 self.current.insert(k, current.as_slice()).ctx("write current table")?;
-                encode_put(create, value)
+                let live = encode_live(create);
+                self.history.insert((k, next), live.as_slice()).ctx("write history table")?;
             }
             LogKind::Delete => {
                 self.current.remove(k).ctx("write current table")?;
-                TOMBSTONE.to_vec()
+                self.history.insert((k, next), TOMBSTONE.as_slice()).ctx("write history table")?;
             }
-        };
-        self.history.insert((k, next), version.as_slice()).ctx("write history table")?;
+        }
         let entry = encode_log(applied.kind, superseded, k);
         self.log.insert(next, entry.as_slice()).ctx("write log table")?;
         Ok(())

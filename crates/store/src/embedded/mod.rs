@@ -37,8 +37,8 @@ use self::apply::Op;
 use self::commit::{Request, RequestSender, Writer};
 use self::read::read_meta;
 use self::schema::{
-    CURRENT, Context, FORMAT_VERSION, FORMAT_VERSION_1, HISTORY, LOG, META, META_COMPACTED,
-    META_FORMAT,
+    CURRENT, Context, FORMAT_VERSION, FORMAT_VERSION_1, FORMAT_VERSION_2, HISTORY, LOG, META,
+    META_COMPACTED, META_FORMAT,
 };
 use self::watch::Hub;
 use crate::{KeyValue, Page, Result, Revision, Store, StoreError, WatchStream};
@@ -279,8 +279,9 @@ fn init(db: &Database) -> Result<(Revision, Revision)> {
         txn.open_table(LOG).ctx("open log table")?;
         let mut meta = txn.open_table(META).ctx("open meta table")?;
         match read_meta(&meta, META_FORMAT)? {
-            // New, or written by a version that kept `meta`'s revision current (read the same).
-            0 | FORMAT_VERSION_1 => {
+            // New, or written by an earlier version whose entries read the same (format 1 kept
+            // `meta`'s revision current; formats 1 and 2 kept every version whole).
+            0 | FORMAT_VERSION_1 | FORMAT_VERSION_2 => {
                 meta.insert(META_FORMAT, FORMAT_VERSION).ctx("write meta table")?;
             }
             FORMAT_VERSION => {}
@@ -710,6 +711,67 @@ mod tests {
         let txn = redb::ReadableDatabase::begin_read(&db).expect("read");
         let meta = txn.open_table(META).expect("meta");
         assert_eq!(read_meta(&meta, META_FORMAT).expect("format"), FORMAT_VERSION);
+    }
+
+    /// A file of format 2 (every version whole in `history`, the live one too) reads the same
+    /// at every revision, and writes over its versions keep them readable.
+    #[test]
+    fn a_format_2_file_reads_the_same_and_takes_new_writes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        drop(store_with_one_key(dir.path()));
+        {
+            // Rewrite the file as format 2 left it: `/k`'s live version whole in `history`.
+            let db = open_file(&dir.path().join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open");
+            let txn = db.begin_write().expect("begin");
+            txn.open_table(HISTORY)
+                .expect("history")
+                .insert((&b"/k"[..], 1), schema::encode_put(1, b"v").as_slice())
+                .expect("insert");
+            txn.open_table(META)
+                .expect("meta")
+                .insert(META_FORMAT, schema::FORMAT_VERSION_2)
+                .expect("insert");
+            txn.commit().expect("commit");
+        }
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(dir.path()).expect("format 2 opens");
+            let updated = store.update("/k", b"w".to_vec(), 1).await.expect("update");
+            assert_eq!(updated.mod_revision, 2);
+            let at = |rev| store.list("/k", None, 0, Some(rev));
+            assert_eq!(at(1).await.expect("list at 1").items[0].value, b"v");
+            assert_eq!(at(2).await.expect("list at 2").items[0].value, b"w");
+            let mut events = store.watch("/k", 1).await.expect("watch");
+            let event = futures::StreamExt::next(&mut events).await.expect("an event").expect("ok");
+            assert_eq!(event.kv.value, b"w");
+            assert_eq!(event.prev.expect("the previous version").value, b"v");
+        });
+    }
+
+    /// A live version's value is kept once, in `current`; the version a write replaces goes
+    /// into `history` compressed.
+    #[test]
+    fn a_live_value_is_stored_once_and_a_replaced_one_compressed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let value = br#"{"metadata":{"name":"web"},"spec":{"containers":[]}}"#.repeat(50);
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            store.create("/k", value.clone()).await.expect("create");
+            store.update("/k", value.clone(), 1).await.expect("update");
+            store.close().await.expect("close");
+        });
+        let db = open_file(&dir.path().join(FILE_NAME), DEFAULT_CACHE_SIZE).expect("open");
+        let txn = redb::ReadableDatabase::begin_read(&db).expect("read");
+        let history = txn.open_table(HISTORY).expect("history");
+        let sizes: Vec<usize> = [1, 2]
+            .iter()
+            .map(|rev| history.get((&b"/k"[..], *rev)).expect("get").expect("entry").value().len())
+            .collect();
+        assert!(sizes[0] < value.len() / 4, "the replaced version takes {} bytes", sizes[0]);
+        assert_eq!(sizes[1], 9, "the live version is a tag and its create revision");
     }
 
     /// A store with `/k` created (revision 1) and its database file, closed.

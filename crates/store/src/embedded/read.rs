@@ -6,7 +6,7 @@ use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableT
 
 use super::schema::{
     CURRENT, Context, HISTORY, LOG, META, META_COMPACTED, META_REVISION, Version, decode_current,
-    decode_version, key_str,
+    decode_version, key_str, live_value,
 };
 use crate::{KeyValue, Page, Result, Revision, StoreError};
 
@@ -90,7 +90,8 @@ pub(super) fn list(
         list_current(&current, prefix.as_bytes(), after, &mut page)?;
     } else {
         let history = snapshot.txn.open_table(HISTORY).ctx("open history table")?;
-        list_history(&history, prefix.as_bytes(), after, revision, &mut page)?;
+        let current = snapshot.txn.open_table(CURRENT).ctx("open current table")?;
+        list_history(&history, &current, prefix.as_bytes(), after, revision, &mut page)?;
     }
     let remaining = (!page.more).then_some(0);
     Ok(Page { more: page.more, remaining, items: page.items, revision })
@@ -138,6 +139,7 @@ fn list_current(
 
 fn list_history(
     history: &ReadOnlyTable<(&'static [u8], i64), &'static [u8]>,
+    current: &ReadOnlyTable<&'static [u8], &'static [u8]>,
     prefix: &[u8],
     after: Option<&[u8]>,
     revision: Revision,
@@ -168,14 +170,21 @@ fn list_history(
         if let Some(entry) = versions.next_back() {
             let (version_key, value) = entry.ctx("scan history table")?;
             let (_, mod_revision) = version_key.value();
-            if let Version::Put { create, value } = decode_version(value.value())? {
+            let found = match decode_version(value.value())? {
+                Version::Put { create, value } => Some((create, value.into_owned())),
+                Version::Live { create } => {
+                    Some((create, live_value(current, &key, mod_revision)?))
+                }
+                Version::Tombstone => None,
+            };
+            if let Some((create, value)) = found {
                 if page.full() {
                     page.more = true;
                     break;
                 }
                 page.items.push(KeyValue {
                     key: key_str(&key)?.to_owned(),
-                    value: value.to_vec(),
+                    value,
                     create_revision: create,
                     mod_revision,
                 });

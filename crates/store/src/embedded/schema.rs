@@ -5,16 +5,23 @@
 //!
 //! | table     | key                 | value                                        |
 //! |-----------|---------------------|----------------------------------------------|
-//! | `current` | key                 | `create_rev, mod_rev, value`                 |
-//! | `history` | `(key, mod_rev)`    | `0, create_rev, value` (put) or `1` (delete) |
-//! | `log`     | revision            | `kind, superseded, key`                      |
-//! | `meta`    | name                | `i64`                                        |
+//! | `current` | key                 | `create_rev, mod_rev, value`                       |
+//! | `history` | `(key, mod_rev)`    | a version: live, superseded, put or delete (below) |
+//! | `log`     | revision            | `kind, superseded, key`                            |
+//! | `meta`    | name                | `i64`                                              |
 //!
 //! `history` holds every version of every key since the compacted revision, plus, for each key,
 //! its latest version at the compacted revision (unless that is a delete), so that reads at any
 //! revision from the compacted one on find the version they need. `log` holds one entry per
 //! write after the compacted revision; `superseded` is the modify revision of the version the
 //! write replaced (0 for a create), so that a watch can find the previous value in `history`.
+//!
+//! A version's value is kept once: while it is live, its `history` entry is `2, create_rev`
+//! (live) and the value is `current`'s; the write that replaces or deletes it rewrites the
+//! entry as `3, create_rev, deflated value` (superseded). So the file holds each live object
+//! once, and the versions compaction has not dropped yet compressed. Formats 1 and 2 wrote
+//! every version whole, `0, create_rev, value` (put); those entries read as before. A delete
+//! is `1`.
 //!
 //! The store's revision is the later of `log`'s last entry and `meta`'s `revision`, which is
 //! written only by durable commits and compactions (a commit leaves `meta` alone: one table
@@ -41,13 +48,22 @@ pub(super) const META_COMPACTED: &str = "compacted";
 /// Meta entry: the layout version of the file.
 pub(super) const META_FORMAT: &str = "format";
 /// The layout described in this module.
-pub(super) const FORMAT_VERSION: i64 = 2;
-/// The layout before: the same tables, `meta`'s revision written at every commit.
+pub(super) const FORMAT_VERSION: i64 = 3;
+/// Every version whole in `history` (reads the same; new writes add live and superseded
+/// entries).
+pub(super) const FORMAT_VERSION_2: i64 = 2;
+/// As format 2, with `meta`'s revision written at every commit.
 pub(super) const FORMAT_VERSION_1: i64 = 1;
 
 const REV_LEN: usize = 8;
 const TAG_PUT: u8 = 0;
 const TAG_TOMBSTONE: u8 = 1;
+const TAG_LIVE: u8 = 2;
+const TAG_SUPERSEDED: u8 = 3;
+
+/// How hard superseded values are compressed: deflate's fastest level, since every update
+/// compresses the value it replaces on the writer's thread.
+const DEFLATE_LEVEL: u32 = 1;
 
 /// A backend error for bytes that do not decode.
 pub(super) fn corrupt(what: impl Into<String>) -> StoreError {
@@ -101,26 +117,52 @@ pub(super) fn decode_current(key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
 }
 
 /// One version of a key in `history`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Version<'a> {
     /// The key held `value`, created at `create`.
     Put {
         /// Create revision of the key.
         create: Revision,
         /// The value.
-        value: &'a [u8],
+        value: std::borrow::Cow<'a, [u8]>,
+    },
+    /// The key's live version, created at `create`: its value is `current`'s.
+    Live {
+        /// Create revision of the key.
+        create: Revision,
     },
     /// The key was deleted.
     Tombstone,
 }
 
-/// Encodes a put version.
+/// Encodes a whole version (formats 1 and 2; tests write them to check that they still read).
+#[cfg(test)]
 pub(super) fn encode_put(create: Revision, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + REV_LEN + value.len());
     out.push(TAG_PUT);
     out.extend_from_slice(&create.to_le_bytes());
     out.extend_from_slice(value);
     out
+}
+
+/// Encodes the live version of a key created at `create` (its value is in `current`).
+pub(super) fn encode_live(create: Revision) -> [u8; 1 + REV_LEN] {
+    let mut out = [TAG_LIVE; 1 + REV_LEN];
+    out[1..].copy_from_slice(&create.to_le_bytes());
+    out
+}
+
+/// Encodes a version a later write replaced or deleted: its value deflated.
+pub(super) fn encode_superseded(create: Revision, value: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(1 + REV_LEN + value.len() / 3);
+    out.push(TAG_SUPERSEDED);
+    out.extend_from_slice(&create.to_le_bytes());
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(out, flate2::Compression::new(DEFLATE_LEVEL));
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(value);
+    encoder.finish().unwrap_or_default()
 }
 
 /// Encodes a delete version.
@@ -131,10 +173,38 @@ pub(super) fn decode_version(bytes: &[u8]) -> Result<Version<'_>> {
     match bytes.split_first() {
         Some((&TAG_PUT, rest)) => {
             let (create, value) = split_rev(rest, "short history entry")?;
-            Ok(Version::Put { create, value })
+            Ok(Version::Put { create, value: value.into() })
         }
+        Some((&TAG_SUPERSEDED, rest)) => {
+            use std::io::Read;
+            let (create, deflated) = split_rev(rest, "short history entry")?;
+            let mut value = Vec::with_capacity(deflated.len() * 4);
+            flate2::read::DeflateDecoder::new(deflated)
+                .read_to_end(&mut value)
+                .map_err(|e| corrupt(format!("history entry does not inflate: {e}")))?;
+            Ok(Version::Put { create, value: value.into() })
+        }
+        Some((&TAG_LIVE, rest)) => match split_rev(rest, "short history entry")? {
+            (create, []) => Ok(Version::Live { create }),
+            _ => Err(corrupt("bad live history entry")),
+        },
         Some((&TAG_TOMBSTONE, [])) => Ok(Version::Tombstone),
         _ => Err(corrupt("bad history entry")),
+    }
+}
+
+/// The value of the version of `key` at `mod_revision` whose history entry says it is live:
+/// `current`'s, which must be that version.
+pub(super) fn live_value(
+    current: &impl redb::ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+    mod_revision: Revision,
+) -> Result<Vec<u8>> {
+    let entry = current.get(key).ctx("read current table")?;
+    let kv = entry.map(|v| decode_current(key, v.value())).transpose()?;
+    match kv {
+        Some(kv) if kv.mod_revision == mod_revision => Ok(kv.value),
+        _ => Err(corrupt(format!("live version {mod_revision} of a key is not the current one"))),
     }
 }
 
@@ -193,8 +263,16 @@ mod tests {
         assert_eq!((kv.create_revision, kv.mod_revision), (3, 7));
         assert_eq!(
             decode_version(&encode_put(5, b"x")).expect("decodes"),
-            Version::Put { create: 5, value: b"x" }
+            Version::Put { create: 5, value: b"x"[..].into() }
         );
+        let value = br#"{"kind":"Pod","metadata":{"name":"web"},"spec":{}}"#.repeat(20);
+        let superseded = encode_superseded(6, &value);
+        assert!(superseded.len() < value.len() / 4, "{} bytes", superseded.len());
+        assert_eq!(
+            decode_version(&superseded).expect("decodes"),
+            Version::Put { create: 6, value: value.into() }
+        );
+        assert_eq!(decode_version(&encode_live(7)).expect("decodes"), Version::Live { create: 7 });
         assert_eq!(decode_version(&TOMBSTONE).expect("decodes"), Version::Tombstone);
         let bytes = encode_log(LogKind::Update, 9, b"key");
         let entry = decode_log(&bytes).expect("decodes");
@@ -208,6 +286,8 @@ mod tests {
         assert!(decode_version(&[]).is_err());
         assert!(decode_version(&[0, 1]).is_err());
         assert!(decode_version(&[1, 0]).is_err());
+        assert!(decode_version(&[2, 0, 0, 0, 0, 0, 0, 0, 0, 9]).is_err());
+        assert!(decode_version(&[3, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xfe]).is_err());
         assert!(decode_log(&[9; 12]).is_err());
         assert!(decode_log(&[1, 0]).is_err());
     }

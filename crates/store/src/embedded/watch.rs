@@ -18,7 +18,10 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::DbSlot;
 use super::read::Snapshot;
-use super::schema::{Context, HISTORY, LOG, LogKind, Version, decode_log, decode_version, key_str};
+use super::schema::{
+    CURRENT, Context, HISTORY, LOG, LogKind, Version, decode_log, decode_version, key_str,
+    live_value,
+};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StoreError, WatchStream};
 
 /// How many log entries one replay step reads at most.
@@ -301,17 +304,22 @@ pub(super) fn read_log(db: &Database, prefix: &str, after: Revision) -> Result<L
     }
     let log = snapshot.txn.open_table(LOG).ctx("open log table")?;
     let history = snapshot.txn.open_table(HISTORY).ctx("open history table")?;
+    let current = snapshot.txn.open_table(CURRENT).ctx("open current table")?;
     let version = |key: &[u8], revision: Revision| -> Result<KeyValue> {
         let found = history.get((key, revision)).ctx("read history table")?;
-        match found.as_ref().map(|v| decode_version(v.value())).transpose()? {
-            Some(Version::Put { create, value }) => Ok(KeyValue {
-                key: key_str(key)?.to_owned(),
-                value: value.to_vec(),
-                create_revision: create,
-                mod_revision: revision,
-            }),
-            _ => Err(super::schema::corrupt(format!("log entry {revision} has no version"))),
-        }
+        let (create, value) = match found.as_ref().map(|v| decode_version(v.value())).transpose()? {
+            Some(Version::Put { create, value }) => (create, value.into_owned()),
+            Some(Version::Live { create }) => (create, live_value(&current, key, revision)?),
+            _ => {
+                return Err(super::schema::corrupt(format!("log entry {revision} has no version")));
+            }
+        };
+        Ok(KeyValue {
+            key: key_str(key)?.to_owned(),
+            value,
+            create_revision: create,
+            mod_revision: revision,
+        })
     };
     let mut events = Vec::new();
     let mut scanned = 0;
