@@ -623,6 +623,8 @@ async fn measure(run: &Run, dir: &Path, etcd: Option<(&Etcd, &Path)>) -> anyhow:
         "bytes": disk_bytes,
         "mib": mib(disk_bytes as f64),
         "bytes_per_pod": (disk_bytes as f64 / n as f64).round(),
+        "ratio_to_live_json": ratio(disk_bytes as f64, json_bytes as f64),
+        "goal": "ratio_to_live_json <= 2 (embedded, once compaction has run; the load ends before the first)",
     });
 
     drop(clients);
@@ -693,6 +695,12 @@ fn summary(backend: &str, r: &Value) -> Vec<Value> {
             f(&r["selectors"]["namespace_ratio"]),
             "<= 2",
             f(&r["selectors"]["namespace_ratio"]) <= 2.0,
+        ),
+        line(
+            "disk: bytes allocated over the live objects' JSON bytes",
+            f(&r["disk"]["ratio_to_live_json"]),
+            "<= 2",
+            f(&r["disk"]["ratio_to_live_json"]) <= 2.0,
         ),
         line(
             "restart to full list over reading the data once",
