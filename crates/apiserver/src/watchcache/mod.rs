@@ -216,16 +216,14 @@ impl WatchCache {
     /// cache to it. Returns the revision of the read. Each page is decoded on every core while
     /// the next one is read.
     async fn relist(&self) -> Result<Revision, StoreError> {
-        let mut by_prefix: HashMap<String, Vec<CachedObject>> = HashMap::new();
+        let mut by_prefix = Grouped::default();
         let mut after: Option<String> = None;
         let mut revision = None;
         let mut decoding: Option<tokio::task::JoinHandle<Vec<CachedObject>>> = None;
         loop {
             let page = self.store.list("/registry/", after.as_deref(), FILL_PAGE, revision).await;
             if let Some(decoded) = decoding.take() {
-                for object in decoded.await.unwrap_or_default() {
-                    by_prefix.entry(prefix_of(&object.key).to_string()).or_default().push(object);
-                }
+                by_prefix.extend(decoded.await.unwrap_or_default());
             }
             let page = page?;
             revision = Some(page.revision);
@@ -243,10 +241,9 @@ impl WatchCache {
             }
         }
         if let Some(decoded) = decoding.take() {
-            for object in decoded.await.unwrap_or_default() {
-                by_prefix.entry(prefix_of(&object.key).to_string()).or_default().push(object);
-            }
+            by_prefix.extend(decoded.await.unwrap_or_default());
         }
+        let mut by_prefix = by_prefix.into_map();
         let revision = revision.unwrap_or(0);
         let (objects, bytes, json) = by_prefix
             .values()
@@ -305,6 +302,36 @@ impl WatchCache {
                 Err(e) => tracing::warn!(error = %e, "relist failed; retrying"),
             }
         }
+    }
+}
+
+/// Objects grouped by storage prefix. They arrive in key order, so an object's prefix is
+/// usually its predecessor's: only a change of prefix is looked up.
+#[derive(Default)]
+struct Grouped(HashMap<String, Vec<CachedObject>>, Option<(String, Vec<CachedObject>)>);
+
+impl Grouped {
+    fn extend(&mut self, objects: Vec<CachedObject>) {
+        for object in objects {
+            let prefix = prefix_of(&object.key);
+            if !matches!(&self.1, Some((last, _)) if last.as_str() == prefix) {
+                let group = self.0.remove(prefix).unwrap_or_default();
+                if let Some((done, group)) = self.1.replace((prefix.to_string(), group)) {
+                    self.0.insert(done, group);
+                }
+            }
+            if let Some((_, group)) = &mut self.1 {
+                group.push(object);
+            }
+        }
+    }
+
+    /// The groups by prefix.
+    fn into_map(mut self) -> HashMap<String, Vec<CachedObject>> {
+        if let Some((prefix, group)) = self.1.take() {
+            self.0.insert(prefix, group);
+        }
+        self.0
     }
 }
 

@@ -89,7 +89,7 @@ impl CachedObject {
                 == Some(shape.info.api_version().as_str())
             && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
             && value.pointer("/metadata/resourceVersion").is_none();
-        if served_as_stored && let Some(json) = with_resource_version(&kv.value, &revision) {
+        if served_as_stored && let Some(json) = with_resource_version(kv.value, &revision) {
             return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
         }
         metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
@@ -213,20 +213,21 @@ impl Texts {
 }
 
 /// `json` (an object) with `"resourceVersion":"<revision>"` appended to its top-level
-/// `metadata` object; `None` when it has no such object.
-fn with_resource_version(json: &[u8], revision: &str) -> Option<Vec<u8>> {
-    let (open, close) = top_level_object(json, b"metadata")?;
+/// `metadata` object, in the same buffer (grown by exactly that much, so that the cache keeps
+/// the store's allocation rather than a copy of it); `None` when it has no such object.
+fn with_resource_version(mut json: Vec<u8>, revision: &str) -> Option<Vec<u8>> {
+    let (open, close) = top_level_object(&json, b"metadata")?;
     let empty = json[open + 1..close].iter().all(u8::is_ascii_whitespace);
-    let mut out = Vec::with_capacity(json.len() + revision.len() + 22);
-    out.extend_from_slice(&json[..close]);
+    let mut member = Vec::with_capacity(revision.len() + 22);
     if !empty {
-        out.push(b',');
+        member.push(b',');
     }
-    out.extend_from_slice(b"\"resourceVersion\":\"");
-    out.extend_from_slice(revision.as_bytes());
-    out.push(b'"');
-    out.extend_from_slice(&json[close..]);
-    Some(out)
+    member.extend_from_slice(b"\"resourceVersion\":\"");
+    member.extend_from_slice(revision.as_bytes());
+    member.push(b'"');
+    json.reserve_exact(member.len());
+    json.splice(close..close, member);
+    Some(json)
 }
 
 /// Where the object value of the top-level member `name` of the JSON object `json` starts
@@ -291,17 +292,18 @@ mod tests {
     #[test]
     fn the_resource_version_is_written_at_the_end_of_the_top_level_metadata() {
         let json = br#"{"kind":"Pod","spec":{"metadata":{"x":"}"}},"metadata":{"name":"a\"}b","labels":{"k":"v"}},"z":1}"#;
-        let out = with_resource_version(json, "42").unwrap();
+        let out = with_resource_version(json.to_vec(), "42").unwrap();
         let value: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["metadata"]["resourceVersion"], "42");
         assert_eq!(value["spec"]["metadata"], serde_json::json!({"x": "}"}));
         assert!(out.ends_with(br#""labels":{"k":"v"},"resourceVersion":"42"},"z":1}"#));
-        let empty = with_resource_version(br#"{"metadata":{}}"#, "7").unwrap();
+        let empty = with_resource_version(br#"{"metadata":{}}"#.to_vec(), "7").unwrap();
         assert_eq!(empty, br#"{"metadata":{"resourceVersion":"7"}}"#);
-        let spaced = with_resource_version(br#"{ "metadata" : { "name" : "a" } }"#, "7").unwrap();
+        let spaced =
+            with_resource_version(br#"{ "metadata" : { "name" : "a" } }"#.to_vec(), "7").unwrap();
         let value: Value = serde_json::from_slice(&spaced).unwrap();
         assert_eq!(value["metadata"]["resourceVersion"], "7");
-        assert!(with_resource_version(br#"{"spec":{"metadata":{}}}"#, "7").is_none());
+        assert!(with_resource_version(br#"{"spec":{"metadata":{}}}"#.to_vec(), "7").is_none());
     }
 
     #[test]
