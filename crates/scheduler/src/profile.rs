@@ -414,7 +414,7 @@ profiles:
         assert_eq!(packer.scheduler_name, "packer");
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
-        assert_eq!(packer.filter.len(), 8);
+        assert_eq!(packer.filter.len(), 9);
         assert!(!packer.preemption);
         assert!(profiles[0].preemption);
     }
