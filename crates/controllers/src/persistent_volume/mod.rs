@@ -9,8 +9,7 @@
 //!   the one it names, or to the one the scheduler or the user reserved for it; it waits for
 //!   its first consumer when its class says so, for a provisioner when its class names one
 //!   (the binder provisions nothing itself; krust's own is [`crate::local_path`]), or stays
-//!   `Pending`; a bound claim whose
-//!   volume is gone or taken is `Lost`.
+//!   `Pending`; a bound claim whose volume is gone or taken is `Lost`.
 //! - Volumes (`volume.rs`): `Available`, `Bound`, or `Released` once their claim is gone, then
 //!   reclaimed by policy (`Retain` keeps them; `Delete` is left to the provisioner that made
 //!   the volume; otherwise `Delete` and `Recycle` need a plugin krust does not have, so they

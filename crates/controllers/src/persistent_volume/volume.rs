@@ -9,8 +9,8 @@
 //! and `Delete` need a volume plugin that recycles or deletes, and krust runs none, so the
 //! volume is `Failed` with upstream's message, unless a provisioner outside the binder made
 //! it (its `pv.kubernetes.io/provisioned-by` names no `kubernetes.io/` plugin: it deletes its
-//! own volumes, as krust's `krust.io/local-path` does) or it is a CSI volume. One bound by the controller to a claim
-//! that got another volume is unbound again.
+//! own volumes, as krust's `krust.io/local-path` does) or it is a CSI volume. One bound by the
+//! controller to a claim that got another volume is unbound again.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
