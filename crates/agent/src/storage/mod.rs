@@ -139,64 +139,90 @@ fn reconcile(volumes: &BTreeMap<String, PersistentVolume>, node: &str, root: &Pa
     }
 }
 
-/// Watches the volumes labelled with `node` for ever and keeps their directories in `root`.
+/// The node's local-path volumes as the watch shows them: the last complete list with the
+/// changes since, and a list being read. Pure, so that when the directories may be compared
+/// with it is tested without a server.
+#[derive(Debug, Default)]
+pub struct Cache {
+    volumes: BTreeMap<String, PersistentVolume>,
+    listing: Option<BTreeMap<String, PersistentVolume>>,
+    complete: bool,
+}
+
+impl Cache {
+    /// Applies one event of the watch; answers whether the directories are to be compared
+    /// with the volumes now: only once a list was read whole, never while one is read.
+    pub fn apply(&mut self, event: watcher::Event<PersistentVolume>) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(BTreeMap::new());
+                false
+            }
+            watcher::Event::InitApply(volume) => {
+                if let Some(listing) = self.listing.as_mut() {
+                    listing.insert(volume.name_any(), volume);
+                }
+                false
+            }
+            watcher::Event::InitDone => match self.listing.take() {
+                Some(listed) => {
+                    self.volumes = listed;
+                    self.complete = true;
+                    true
+                }
+                // The end of a list that failed: nothing new.
+                None => false,
+            },
+            watcher::Event::Apply(volume) => {
+                self.volumes.insert(volume.name_any(), volume);
+                self.complete
+            }
+            watcher::Event::Delete(volume) => {
+                self.volumes.remove(&volume.name_any());
+                self.complete
+            }
+        }
+    }
+
+    /// The watch failed: a list being read is dropped (it is read again whole), the last
+    /// complete one stays.
+    pub fn failed(&mut self) {
+        self.listing = None;
+    }
+
+    /// The volumes, once a list was read whole (`None` before).
+    pub fn volumes(&self) -> Option<&BTreeMap<String, PersistentVolume>> {
+        self.complete.then_some(&self.volumes)
+    }
+}
+
+/// Watches the volumes labelled with `node` for ever and keeps their directories in `root`:
+/// after each complete list and each change since, and every [`RESYNC`].
 pub async fn run(client: Client, node: String, root: PathBuf) {
     let api: Api<PersistentVolume> = Api::all(client);
     let config = watcher::Config::default().labels(&format!("{}={node}", plan::NODE_LABEL));
     let mut events = watcher(api, config).default_backoff().boxed();
-    // The last complete list and the changes since; `listing` holds a list being read.
-    let mut volumes: BTreeMap<String, PersistentVolume> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, PersistentVolume>> = None;
-    let mut complete = false;
+    let mut cache = Cache::default();
     let mut resync = tokio::time::interval(RESYNC);
     loop {
         let changed = tokio::select! {
-            event = events.next() => {
-                let Some(event) = event else { return };
-                match event {
-                    Ok(watcher::Event::Init) => {
-                        listing = Some(BTreeMap::new());
-                        false
-                    }
-                    Ok(watcher::Event::InitApply(volume)) => {
-                        if let Some(listing) = listing.as_mut() {
-                            listing.insert(volume.name_any(), volume);
-                        }
-                        false
-                    }
-                    Ok(watcher::Event::InitDone) => {
-                        if let Some(listed) = listing.take() {
-                            volumes = listed;
-                            complete = true;
-                        }
-                        complete
-                    }
-                    Ok(watcher::Event::Apply(volume)) => {
-                        volumes.insert(volume.name_any(), volume);
-                        complete
-                    }
-                    Ok(watcher::Event::Delete(volume)) => {
-                        volumes.remove(&volume.name_any());
-                        complete
-                    }
-                    Err(e) => {
-                        // A list that failed is read again whole; until then nothing is removed
-                        // on its account.
-                        listing = None;
-                        tracing::warn!(error = %e, "watching local-path volumes failed; again soon");
-                        false
-                    }
+            event = events.next() => match event {
+                None => return,
+                Some(Ok(event)) => cache.apply(event),
+                Some(Err(e)) => {
+                    cache.failed();
+                    tracing::warn!(error = %e, "watching local-path volumes failed; again soon");
+                    false
                 }
-            }
-            _ = resync.tick() => complete,
+            },
+            _ = resync.tick() => cache.volumes().is_some(),
         };
-        if changed {
-            let (volumes, node, root) = (volumes.clone(), node.clone(), root.clone());
-            // Removing a large directory takes a while: not on the runtime's threads.
-            let done = tokio::task::spawn_blocking(move || reconcile(&volumes, &node, &root));
-            if let Err(e) = done.await {
-                tracing::warn!(error = %e, "the local-path directory pass failed");
-            }
+        let Some(volumes) = cache.volumes().filter(|_| changed).cloned() else { continue };
+        let (node, root) = (node.clone(), root.clone());
+        // Removing a large directory takes a while: not on the runtime's threads.
+        let done = tokio::task::spawn_blocking(move || reconcile(&volumes, &node, &root));
+        if let Err(e) = done.await {
+            tracing::warn!(error = %e, "the local-path directory pass failed");
         }
     }
 }
@@ -204,6 +230,45 @@ pub async fn run(client: Client, node: String, root: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn volume(name: &str) -> PersistentVolume {
+        PersistentVolume {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    fn names(cache: &Cache) -> Option<Vec<String>> {
+        cache.volumes().map(|v| v.keys().cloned().collect())
+    }
+
+    #[test]
+    fn the_directories_follow_only_complete_lists() {
+        use watcher::Event;
+        let mut cache = Cache::default();
+        assert!(!cache.apply(Event::Init), "a list begins");
+        assert!(!cache.apply(Event::InitApply(volume("pvc-a"))));
+        assert_eq!(names(&cache), None, "nothing is known before the first list ends");
+        cache.failed();
+        assert!(!cache.apply(Event::InitDone), "the failed list is not taken");
+        assert_eq!(names(&cache), None);
+        assert!(!cache.apply(Event::Init));
+        assert!(!cache.apply(Event::InitApply(volume("pvc-a"))));
+        assert!(!cache.apply(Event::InitApply(volume("pvc-b"))));
+        assert!(cache.apply(Event::InitDone), "a complete list is acted on");
+        assert_eq!(names(&cache), Some(vec!["pvc-a".into(), "pvc-b".into()]));
+        assert!(cache.apply(Event::Delete(volume("pvc-a"))), "a change is acted on");
+        assert_eq!(names(&cache), Some(vec!["pvc-b".into()]));
+        // A re-list that fails half-way keeps the last complete list.
+        assert!(!cache.apply(Event::Init));
+        cache.failed();
+        assert!(!cache.apply(Event::InitDone));
+        assert_eq!(names(&cache), Some(vec!["pvc-b".into()]));
+        // A complete empty list is the truth: every volume is gone.
+        assert!(!cache.apply(Event::Init));
+        assert!(cache.apply(Event::InitDone));
+        assert_eq!(names(&cache), Some(vec![]));
+    }
 
     #[test]
     fn directories_are_created_open_to_all_and_removed_only_when_planned() {
