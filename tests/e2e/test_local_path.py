@@ -2,7 +2,8 @@
 class `local-path`; a claim without a class gets it; the scheduler picks the pod's node, the
 provisioner makes a hostPath volume `pvc-<claim uid>` pinned to that node, whose directory the
 node agent creates (mode 0777) in `<data-dir>/storage`; the data outlives the pod; deleting
-the claim deletes the volume, and the agent removes its directory.
+the claim deletes the volume, and the agent removes its directory. A claim the provisioner
+cannot serve gets a warning; a user's edit of the class outlives a restart of the server.
 
 Needs root, runc and busybox-static (a real pod writes into the volume)."""
 
@@ -147,5 +148,37 @@ def test_a_claim_the_provisioner_cannot_serve_is_refused(node):
         assert c["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] == PROVISIONER
         assert gone(k, "pv", f"pvc-{c['metadata']['uid']}")
     finally:
+        k.run("delete", "pvc", "--all", "-n", ns, "--wait=false")
+        node.cluster.ok("DELETE", f"/api/v1/namespaces/{ns}", expect=(200, 202, 404))
+
+
+def test_a_users_edit_of_the_class_survives_a_restart(node):
+    k = kubectl(node)
+    ns = f"e2e-local-path-{rand_suffix()}"
+    node.cluster.create_namespace(ns)
+    default = "storageclass.kubernetes.io/is-default-class"
+    try:
+        wait_for(lambda: "local-path (default)" in k("get", "storageclass"), 30, interval=0.5,
+                 what="the default class")
+        k("annotate", "storageclass", "local-path", f"{default}=false", "--overwrite")
+        node.server.restart()
+        # The provisioner runs again: a claim of its class on this node gets its volume.
+        selected = {"volume.kubernetes.io/selected-node": node.name}
+        body = claim("again", ns, annotations=selected)
+        body["spec"]["storageClassName"] = "local-path"
+        wait_for(lambda: k.run("apply", "-f", "-", input=json.dumps(body)).returncode == 0, 60,
+                 interval=0.5, what="the claim created after the restart")
+        bound = wait_for(lambda: (lambda c: c if c["status"].get("phase") == "Bound" else None)(
+            k.json("get", "pvc", "again", "-n", ns)), 60, interval=0.5, what="the claim bound")
+        assert bound["spec"]["volumeName"] == f"pvc-{bound['metadata']['uid']}"
+        # The class was neither recreated nor overwritten.
+        cls = k.json("get", "storageclass", "local-path")
+        assert cls["metadata"]["annotations"][default] == "false"
+        assert "local-path (default)" not in k("get", "storageclass")
+        k("delete", "pvc", "again", "-n", ns, "--wait=false")
+        wait_for(lambda: gone(k, "pv", bound["spec"]["volumeName"]), 60, interval=0.5,
+                 what="the volume deleted")
+    finally:
+        k.run("annotate", "storageclass", "local-path", f"{default}=true", "--overwrite")
         k.run("delete", "pvc", "--all", "-n", ns, "--wait=false")
         node.cluster.ok("DELETE", f"/api/v1/namespaces/{ns}", expect=(200, 202, 404))
