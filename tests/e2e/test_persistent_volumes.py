@@ -9,6 +9,10 @@ an external provisioner waits for it; a claim without a class gets the default c
 The pvc-protection and pv-protection controllers keep a claim while a scheduled pod uses it and
 a volume while it is bound, and let them go after.
 
+The server runs without the local-path provisioner (`--disable-local-storage`), so that no
+default class exists unless a test makes one (test_local_path.py covers the provisioner; with a
+default class, a claim without a class gets it at creation, as upstream's).
+
 No pod runs: hostPath volumes are only objects here, and a pod that uses a claim is bound to a
 node that no agent serves. The volumes of each test are in a class of their own (the test's
 namespace), so that tests never take each other's volumes.
@@ -17,15 +21,27 @@ namespace), so that tests never take each other's volumes.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import Kubectl, parse_table, rand_suffix, wait_for
+from conftest import BACKENDS, Kubectl, _start_cluster, _stop_cluster, parse_table, rand_suffix, wait_for
 
 CLAIMS = "/api/v1/namespaces/{ns}/persistentvolumeclaims"
 VOLUMES = "/api/v1/persistentvolumes"
 CLASSES = "/apis/storage.k8s.io/v1/storageclasses"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def cluster(request, e2e_tmp):
+    """The module's server (per backend), without the local-path provisioner and its default
+    class."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"persistent-volumes-{request.param}-", dir=e2e_tmp))
+    c = _start_cluster(workdir, request.param, ["--disable-local-storage"])
+    yield c
+    _stop_cluster(c)
 
 
 @pytest.fixture

@@ -40,9 +40,8 @@ NODES = ["big-0", "small-a-0", "small-a-1", "small-b-0", "small-b-1", "gpu-0"]
 PROFILES = {
     "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
     "profiles": [
-        # VolumeBinding is on by a profile (krust has no volume binder or provisioner yet)
-        {"schedulerName": "default-scheduler",
-         "plugins": {"multiPoint": {"enabled": [{"name": "VolumeBinding"}]}}},
+        # VolumeBinding is among the default plugins.
+        {"schedulerName": "default-scheduler"},
         {"schedulerName": "packer",
          "plugins": {"score": {"disabled": [{"name": "*"}],
                                "enabled": [{"name": "NodeResourcesFit", "weight": 1}]}},

@@ -16,6 +16,7 @@ pub mod pod;
 pub mod runtime;
 pub mod server;
 pub mod simulate;
+pub mod storage;
 pub mod stream;
 pub mod sys;
 
@@ -62,6 +63,9 @@ pub struct Options {
     pub image_gc: image::gc::Policy,
     /// The folder (or file) of static pod manifests (the kubelet's `staticPodPath`), if any.
     pub pod_manifest_path: Option<PathBuf>,
+    /// The directory local-path volumes are made in: the agent creates the directories of
+    /// the volumes provisioned on its node there and removes those whose volume is gone.
+    pub local_storage_path: PathBuf,
     /// Labels the node registers with besides upstream's well-known ones.
     pub node_labels: BTreeMap<String, String>,
     /// The version the node reports (`kubeletVersion`).
@@ -196,6 +200,11 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
             tracing::error!(error = %e, "the agent's endpoint stopped: logs are unavailable");
         }
     });
+    tokio::spawn(storage::run(
+        client.clone(),
+        options.node_name.clone(),
+        options.local_storage_path.clone(),
+    ));
     tokio::spawn(node::run(client, options));
     tokio::spawn(image::gc::run(Arc::clone(&agent)));
     pod::run(agent).await;

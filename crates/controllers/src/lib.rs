@@ -19,6 +19,7 @@ pub mod endpointslice_mirroring;
 pub mod error;
 pub mod garbage_collector;
 pub mod job;
+pub mod local_path;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod persistent_volume;
@@ -70,6 +71,9 @@ pub struct Options {
     /// The addresses LoadBalancer Services get one each of; `None` gives them the ready
     /// nodes' addresses.
     pub load_balancer_pool: Option<service_lb::decide::Pool>,
+    /// The directory on each node that local-path volumes are made in; `None` turns the
+    /// local-path provisioner and its default class off.
+    pub local_storage_path: Option<String>,
 }
 
 /// Runs the controllers until `shutdown` completes: waits for the lease, runs every controller
@@ -124,35 +128,35 @@ pub async fn run(
 async fn controllers(credentials: &Credentials, options: &Options) -> Result<(), Error> {
     let root = credentials.root().clone();
     // Every controller's credential at once: a slow or failed one delays the start once.
-    let mut clients = runtime::credentials::Clients::mint(
-        credentials,
-        &[
-            namespace::NAME,
-            service_account::NAME,
-            root_ca::NAME,
-            garbage_collector::NAME,
-            replicaset::NAME,
-            deployment::NAME,
-            disruption::NAME,
-            node_lifecycle::NAME,
-            endpoints::NAME,
-            endpoint_slice::NAME,
-            endpointslice_mirroring::NAME,
-            pod_gc::NAME,
-            cronjob::NAME,
-            csr_cleaner::NAME,
-            replication_controller::NAME,
-            job::NAME,
-            ttl_after_finished::NAME,
-            daemonset::NAME,
-            statefulset::NAME,
-            service_lb::NAME,
-            persistent_volume::NAME,
-            volume_protection::claims::NAME,
-            volume_protection::volumes::NAME,
-        ],
-    )
-    .await?;
+    let mut names = vec![
+        namespace::NAME,
+        service_account::NAME,
+        root_ca::NAME,
+        garbage_collector::NAME,
+        replicaset::NAME,
+        deployment::NAME,
+        disruption::NAME,
+        node_lifecycle::NAME,
+        endpoints::NAME,
+        endpoint_slice::NAME,
+        endpointslice_mirroring::NAME,
+        pod_gc::NAME,
+        cronjob::NAME,
+        csr_cleaner::NAME,
+        replication_controller::NAME,
+        job::NAME,
+        ttl_after_finished::NAME,
+        daemonset::NAME,
+        statefulset::NAME,
+        service_lb::NAME,
+        persistent_volume::NAME,
+        volume_protection::claims::NAME,
+        volume_protection::volumes::NAME,
+    ];
+    if options.local_storage_path.is_some() {
+        names.push(local_path::NAME);
+    }
+    let mut clients = runtime::credentials::Clients::mint(credentials, &names).await?;
     let mut namespaces = Informer::<Namespace>::default();
     let mut replica_sets = Informer::<ReplicaSet>::default();
     let mut pods = Informer::<Pod>::default();
@@ -267,6 +271,16 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         &mut storage_classes,
         &pods,
     ));
+    if let Some(path) = &options.local_storage_path {
+        tasks.spawn(local_path::run(
+            clients.take(local_path::NAME)?,
+            &mut claims,
+            &mut volumes,
+            &storage_classes,
+            &nodes,
+            path.clone(),
+        ));
+    }
     tasks.spawn(volume_protection::claims::run(
         clients.take(volume_protection::claims::NAME)?,
         &mut claims,

@@ -171,6 +171,13 @@ struct ServerArgs {
     /// ready nodes' addresses.
     #[arg(long, value_parser = parse_cidr)]
     load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
+    /// Runs no local-path provisioner and creates no `local-path` default StorageClass.
+    #[arg(long)]
+    disable_local_storage: bool,
+    /// The directory on each node that local-path volumes are made in (the in-process node
+    /// agent keeps them there too); `<data-dir>/storage` by default.
+    #[arg(long)]
+    default_local_storage_path: Option<PathBuf>,
     /// Runs no node agent in this process (run one with `krust agent`).
     #[arg(long)]
     disable_agent: bool,
@@ -296,6 +303,10 @@ struct AgentArgs {
     /// A folder of image archives imported at start (the airgap path).
     #[arg(long)]
     images: Option<PathBuf>,
+    /// The directory local-path volumes are made in on this node (the agent creates and
+    /// removes their directories); the same as the provisioner's.
+    #[arg(long, default_value = "/var/lib/krust/storage")]
+    default_local_storage_path: PathBuf,
     /// The `kubernetes` service's cluster IP, given to pods in their environment.
     #[arg(long, default_value = "10.43.0.1")]
     kubernetes_service_ip: std::net::Ipv4Addr,
@@ -418,6 +429,12 @@ struct ControllersArgs {
     /// ready nodes' addresses.
     #[arg(long, value_parser = parse_cidr)]
     load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
+    /// Runs no local-path provisioner and creates no `local-path` default StorageClass.
+    #[arg(long)]
+    disable_local_storage: bool,
+    /// The directory on each node that local-path volumes are made in.
+    #[arg(long, default_value = "/var/lib/krust/storage")]
+    default_local_storage_path: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -646,6 +663,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
     tracing::info!(address = %running.address, kubeconfig = %running.kubeconfig.display(), "API server ready");
+    // Absolute, as a volume's `hostPath` must be.
+    let local_storage = std::path::absolute(
+        args.default_local_storage_path.clone().unwrap_or_else(|| args.data_dir.join("storage")),
+    )
+    .context("cannot resolve --default-local-storage-path")?;
     let mut controllers = None;
     if !args.disable_controller_manager {
         let path = running.controller_manager_kubeconfig.clone();
@@ -658,6 +680,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             identity,
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             load_balancer_pool: args.load_balancer_ip_pool,
+            local_storage_path: (!args.disable_local_storage)
+                .then(|| local_storage.to_string_lossy().into_owned()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -696,6 +720,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         Some(args.data_dir.join("images")),
         Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
         std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 10),
+        local_storage,
     )?;
     let path = krust_apiserver::pki::node_kubeconfig(
         &args.data_dir,
@@ -889,6 +914,15 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
         identity: krust_client::identity(),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         load_balancer_pool: args.load_balancer_ip_pool,
+        local_storage_path: match args.disable_local_storage {
+            true => None,
+            false => Some(
+                std::path::absolute(&args.default_local_storage_path)
+                    .context("cannot resolve --default-local-storage-path")?
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+        },
     };
     krust_controllers::run(config, options, wait_for_signal())
         .await
@@ -901,6 +935,7 @@ fn agent_options(
     airgap_images: Option<PathBuf>,
     kubernetes_service: Option<String>,
     default_dns: std::net::Ipv4Addr,
+    local_storage_path: PathBuf,
 ) -> anyhow::Result<krust_agent::Options> {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let node_name = node.node_name.clone().unwrap_or_else(|| hostname.trim().to_lowercase());
@@ -947,6 +982,7 @@ fn agent_options(
         private_registry,
         image_gc,
         pod_manifest_path: node.pod_manifest_path.clone(),
+        local_storage_path,
         node_labels,
         version,
         oci_runtime: node.oci_runtime.clone(),
@@ -970,6 +1006,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         args.images,
         Some(args.kubernetes_service_ip.to_string()),
         std::net::Ipv4Addr::new(10, 43, 0, 10),
+        std::path::absolute(&args.default_local_storage_path)
+            .context("cannot resolve --default-local-storage-path")?,
     )?;
     let (config, ca) = krust_client::config_from_kubeconfig(&args.kubeconfig)
         .await

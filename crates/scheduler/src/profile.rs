@@ -310,6 +310,7 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
+                "VolumeBinding",
                 "PodTopologySpread",
                 "InterPodAffinity"
             ]
@@ -328,11 +329,29 @@ mod tests {
             ]
         );
         assert_eq!(names(&profile.bind), vec!["DefaultBinder"]);
-        assert!(profile.reserve.is_empty() && profile.permit.is_empty());
+        assert_eq!(names(&profile.reserve), vec!["VolumeBinding"]);
+        assert_eq!(names(&profile.pre_bind), vec!["VolumeBinding"]);
+        assert!(profile.permit.is_empty());
     }
 
     #[test]
-    fn volume_binding_is_turned_on_by_a_profile() {
+    fn volume_binding_is_turned_off_by_a_profile() {
+        let text = r#"
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- plugins:
+    multiPoint:
+      disabled: [{name: VolumeBinding}]
+"#;
+        let profiles = Configuration::parse(text).expect("parses").profiles().expect("profiles");
+        let profile = &profiles[0];
+        assert!(!names(&profile.filter).contains(&"VolumeBinding"));
+        assert!(profile.reserve.is_empty() && profile.pre_bind.is_empty());
+    }
+
+    #[test]
+    fn volume_binding_named_again_by_a_profile_is_there_once() {
         let text = r#"
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -343,8 +362,8 @@ profiles:
 "#;
         let profiles = Configuration::parse(text).expect("parses").profiles().expect("profiles");
         let profile = &profiles[0];
-        assert!(names(&profile.filter).contains(&"VolumeBinding"));
-        assert_eq!(names(&profile.pre_filter).last(), Some(&"VolumeBinding"));
+        assert_eq!(names(&profile.filter).iter().filter(|n| **n == "VolumeBinding").count(), 1);
+        assert!(names(&profile.pre_filter).contains(&"VolumeBinding"));
         assert_eq!(names(&profile.reserve), vec!["VolumeBinding"]);
         assert_eq!(names(&profile.pre_bind), vec!["VolumeBinding"]);
     }
@@ -395,7 +414,7 @@ profiles:
         assert_eq!(packer.scheduler_name, "packer");
         let weights: Vec<_> = packer.score.iter().map(|(p, w)| (p.name(), *w)).collect();
         assert_eq!(weights, vec![("NodeResourcesFit", 5)]);
-        assert_eq!(packer.filter.len(), 8);
+        assert_eq!(packer.filter.len(), 9);
         assert!(!packer.preemption);
         assert!(profiles[0].preemption);
     }

@@ -481,6 +481,7 @@ mod tests {
             private_registry: data_dir.join("registries.yaml"),
             image_gc: Default::default(),
             pod_manifest_path: None,
+            local_storage_path: data_dir.join("storage"),
             node_labels: BTreeMap::new(),
             version: "v1.33.0".into(),
             oci_runtime: "embedded".into(),

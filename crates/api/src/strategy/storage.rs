@@ -9,6 +9,11 @@ use crate::object::{default_path, path};
 use crate::table::{Column, TableContext};
 use crate::validation::FieldError;
 
+/// The annotation marking the default class.
+const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+/// Its beta twin, still honoured.
+const BETA_DEFAULT_CLASS: &str = "storageclass.beta.kubernetes.io/is-default-class";
+
 /// Rules of `StorageClass`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StorageClassStrategy;
@@ -80,8 +85,15 @@ impl Strategy for StorageClassStrategy {
         errors
     }
 
+    /// The name column is the class's own: the default class's name reads `NAME (default)`,
+    /// as upstream's printer writes it.
+    fn owns_name_column(&self) -> bool {
+        true
+    }
+
     fn columns(&self) -> &[Column] {
         const COLUMNS: &[Column] = &[
+            crate::table::NAME,
             col("Provisioner", "Indicates the type of the provisioner."),
             col(
                 "ReclaimPolicy",
@@ -102,7 +114,16 @@ impl Strategy for StorageClassStrategy {
     }
 
     fn cells(&self, obj: &Value, ctx: &TableContext) -> Vec<Value> {
+        let mut name = str_at(obj, "metadata.name").unwrap_or_default().to_string();
+        let annotations = obj.get("metadata").and_then(|m| m.get("annotations"));
+        let default = [DEFAULT_CLASS, BETA_DEFAULT_CLASS].iter().any(|key| {
+            annotations.and_then(|a| a.get(*key)).and_then(Value::as_str) == Some("true")
+        });
+        if default {
+            name.push_str(" (default)");
+        }
         vec![
+            json!(name),
             json!(str_at(obj, "provisioner").unwrap_or_default()),
             json!(str_at(obj, "reclaimPolicy").unwrap_or("Delete")),
             json!(str_at(obj, "volumeBindingMode").unwrap_or("Immediate")),
@@ -297,5 +318,43 @@ impl Strategy for CsiStorageCapacityStrategy {
             json!(capacity),
             age(obj, ctx),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    #[test]
+    fn the_default_class_reads_as_default_in_its_row() {
+        let ctx = TableContext {
+            now: Utc.with_ymd_and_hms(2025, 1, 1, 0, 10, 0).single().expect("time"),
+        };
+        let class = |annotations: Value| {
+            json!({"metadata": {"name": "local-path", "annotations": annotations,
+                                "creationTimestamp": "2025-01-01T00:00:00Z"},
+                   "provisioner": "krust.io/local-path", "volumeBindingMode": "WaitForFirstConsumer"})
+        };
+        let strategy = StorageClassStrategy;
+        let default = strategy
+            .cells(&class(json!({"storageclass.kubernetes.io/is-default-class": "true"})), &ctx);
+        assert_eq!(default.len(), strategy.columns().len());
+        assert_eq!(
+            default,
+            [
+                json!("local-path (default)"),
+                json!("krust.io/local-path"),
+                json!("Delete"),
+                json!("WaitForFirstConsumer"),
+                json!(false),
+                json!("10m"),
+            ]
+        );
+        let beta = class(json!({"storageclass.beta.kubernetes.io/is-default-class": "true"}));
+        assert_eq!(strategy.cells(&beta, &ctx)[0], json!("local-path (default)"));
+        let not = class(json!({"storageclass.kubernetes.io/is-default-class": "false"}));
+        assert_eq!(strategy.cells(&not, &ctx)[0], json!("local-path"));
     }
 }

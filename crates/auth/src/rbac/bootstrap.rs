@@ -526,6 +526,17 @@ const ROLES: &[Entry] = &[
             r(LW, &["networking.k8s.io"], &["networkpolicies"]),
         ],
     },
+    // krust's own: the node agents keep the directories of local-path volumes (created for
+    // the volumes labelled with their node, removed once those are gone), so they watch
+    // every PersistentVolume. The Node authorizer only lets a node get the volumes of its
+    // pods' claims, one at a time, and never list or watch them; a volume's directory must
+    // exist before a pod uses it and outlive its pods until the volume is deleted.
+    Entry {
+        name: "system:krust-local-path-node",
+        labels: &[],
+        aggregates: None,
+        rules: &[r(READ, CORE, &["persistentvolumes"])],
+    },
     Entry {
         name: "system:node-proxier",
         labels: &[],
@@ -750,6 +761,18 @@ const CONTROLLERS: &[(&str, &[R])] = &[
             EVENTS,
         ],
     ),
+    // krust's own: the local-path provisioner (as k3s's `local-path-provisioner-role`, less
+    // what its helper pods need): it makes and deletes volumes, reads claims, classes and
+    // nodes, and creates the default class.
+    (
+        "local-path-provisioner",
+        &[
+            r(&["create", "delete", "get", "list", "watch"], CORE, &["persistentvolumes"]),
+            r(READ, CORE, &["persistentvolumeclaims", "nodes"]),
+            r(&["create", "get", "list", "watch"], &["storage.k8s.io"], &["storageclasses"]),
+            EVENTS,
+        ],
+    ),
     (
         "namespace-controller",
         &[
@@ -907,6 +930,9 @@ const BINDINGS: &[(&str, &[(&str, &str)])] = &[
     // so nodes read what kube-proxy reads.
     ("system:node-proxier", &[("User", "system:kube-proxy"), ("Group", "system:nodes")]),
     ("system:krust-network-policy", &[("Group", "system:nodes")]),
+    // The node agents' reading of PersistentVolumes, for the directories of local-path
+    // volumes (see the role).
+    ("system:krust-local-path-node", &[("Group", "system:nodes")]),
     ("system:krust-ingress", &[("User", "system:krust-ingress")]),
     ("system:service-account-issuer-discovery", &[("Group", "system:serviceaccounts")]),
 ];

@@ -7,12 +7,13 @@
 //!
 //! - Claims (`claim.rs`): an unbound claim is bound to the best volume (`matching.rs`) or to
 //!   the one it names, or to the one the scheduler or the user reserved for it; it waits for
-//!   its first consumer when its class says so, for an external provisioner when its class
-//!   names one (krust provisions nothing itself), or stays `Pending`; a bound claim whose
-//!   volume is gone or taken is `Lost`.
+//!   its first consumer when its class says so, for a provisioner when its class names one
+//!   (the binder provisions nothing itself; krust's own is [`crate::local_path`]), or stays
+//!   `Pending`; a bound claim whose volume is gone or taken is `Lost`.
 //! - Volumes (`volume.rs`): `Available`, `Bound`, or `Released` once their claim is gone, then
-//!   reclaimed by policy (`Retain` keeps them; `Delete` and `Recycle` need a plugin krust does
-//!   not have, so they become `Failed` as upstream's do without one).
+//!   reclaimed by policy (`Retain` keeps them; `Delete` is left to the provisioner that made
+//!   the volume; otherwise `Delete` and `Recycle` need a plugin krust does not have, so they
+//!   become `Failed` as upstream's do without one).
 //!
 //! The writes (`binding.rs`) go through the API as the `persistent-volume-binder` service
 //! account, each guarded by the resourceVersion it was decided on. Claims and volumes are
@@ -34,7 +35,7 @@ pub mod recorder;
 pub mod volume;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -109,6 +110,8 @@ pub mod reason {
     pub const EXTERNAL_PROVISIONING: &str = "ExternalProvisioning";
     /// A claim's volume cannot be provisioned.
     pub const PROVISIONING_FAILED: &str = "ProvisioningFailed";
+    /// A claim's volume was provisioned (a provisioner's event).
+    pub const PROVISIONING_SUCCEEDED: &str = "ProvisioningSucceeded";
     /// A bound claim's volume is gone.
     pub const CLAIM_LOST: &str = "ClaimLost";
     /// A bound claim's volume is bound to another claim.

@@ -79,7 +79,9 @@ impl Recorder {
 /// The `action` of an event (events.k8s.io asks for one; upstream's core events have none).
 fn action(of: &str) -> &'static str {
     match of {
-        reason::EXTERNAL_PROVISIONING | reason::PROVISIONING_FAILED => "Provision",
+        reason::EXTERNAL_PROVISIONING
+        | reason::PROVISIONING_FAILED
+        | reason::PROVISIONING_SUCCEEDED => "Provision",
         reason::VOLUME_FAILED_DELETE
         | reason::VOLUME_FAILED_RECYCLE
         | reason::VOLUME_UNKNOWN_RECLAIM_POLICY => "Reclaim",

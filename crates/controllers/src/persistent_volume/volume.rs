@@ -7,9 +7,10 @@
 //! whose claim is bound to it is `Bound`. One whose claim is gone (or was replaced by another
 //! of the same name) is `Released` and reclaimed by its policy: `Retain` keeps it; `Recycle`
 //! and `Delete` need a volume plugin that recycles or deletes, and krust runs none, so the
-//! volume is `Failed` with upstream's message, unless an external provisioner made it (it
-//! deletes its own volumes) or it is a CSI volume. One bound by the controller to a claim
-//! that got another volume is unbound again.
+//! volume is `Failed` with upstream's message, unless a provisioner outside the binder made
+//! it (its `pv.kubernetes.io/provisioned-by` names no `kubernetes.io/` plugin: it deletes its
+//! own volumes, as krust's `krust.io/local-path` does) or it is a CSI volume. One bound by the
+//! controller to a claim that got another volume is unbound again.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
@@ -220,6 +221,12 @@ mod tests {
             (
                 "claim gone, deleted by its external provisioner",
                 provisioned_by("example.com/nfs"),
+                None,
+                Action::Release(Reclaim::Keep),
+            ),
+            (
+                "claim gone, deleted by krust's local-path provisioner",
+                provisioned_by("krust.io/local-path"),
                 None,
                 Action::Release(Reclaim::Keep),
             ),

@@ -25,9 +25,10 @@ use node_resources_fit::{NodeResourcesFit, ShapePoint, Strategy, WeightedResourc
 /// Upstream's default plugins (its `multiPoint` set) in order, with their score weights, for
 /// those this scheduler has. Queue sorting and scheduling gates are the queue's own.
 ///
-/// VolumeBinding is not among them yet: krust has no volume binder controller and no
-/// provisioner, so with it every pod with a claim would stay Pending. A profile turns it on
-/// (`multiPoint: {enabled: [{name: VolumeBinding}]}`).
+/// VolumeBinding sits where upstream puts it, after NodeResourcesFit: the binder
+/// (`persistent-volume-binder`) and the local-path provisioner complete what its PreBind
+/// asks for. A pod without claims passes its PreFilter at once and no later point of it does
+/// anything for that pod.
 pub const DEFAULT: &[(&str, i64)] = &[
     (node_unschedulable::NAME, 0),
     (node_name::NAME, 0),
@@ -35,6 +36,7 @@ pub const DEFAULT: &[(&str, i64)] = &[
     (node_affinity::NAME, 2),
     (node_ports::NAME, 0),
     (node_resources_fit::NAME, 1),
+    (volume_binding::NAME, 0),
     (pod_topology_spread::NAME, 2),
     (inter_pod_affinity::NAME, 2),
     (node_resources_fit::BALANCED_NAME, 1),

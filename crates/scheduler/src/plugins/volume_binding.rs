@@ -498,6 +498,22 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_without_claims_is_skipped_at_pre_filter() {
+        let plugin = VolumeBinding::default();
+        let nodes = [host("a")];
+        let images: HashMap<String, ImageSpread> = HashMap::new();
+        // No volume caches at all: nothing is read for a pod without claims.
+        let snapshot = Snapshot::new(nodes.iter().collect(), &images);
+        let mut state = CycleState::default();
+        let pod = using(&[]);
+        plugin.pre_filter(&mut state, &pod, &snapshot).expect("passes");
+        assert!(state.read::<PodVolumes>(NAME).is_none(), "nothing kept for the later points");
+        assert!(plugin.filter(&state, &pod, &nodes[0]).is_ok());
+        assert_eq!(plugin.reserve(&mut state, &pod, "a"), Ok(()));
+        assert!(state.read::<Reserved>(NAME_RESERVED).is_none(), "nothing to write at PreBind");
+    }
+
+    #[test]
     fn a_waiting_claim_goes_where_a_volume_is() {
         let mut s = store();
         s.set_claim(claim("data", "local", None));
