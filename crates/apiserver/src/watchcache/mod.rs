@@ -308,19 +308,24 @@ impl WatchCache {
 /// Objects grouped by storage prefix. They arrive in key order, so an object's prefix is
 /// usually its predecessor's: only a change of prefix is looked up.
 #[derive(Default)]
-struct Grouped(HashMap<String, Vec<CachedObject>>, Option<(String, Vec<CachedObject>)>);
+struct Grouped {
+    /// The groups no object has been added to since the prefix last changed.
+    done: HashMap<String, Vec<CachedObject>>,
+    /// The group objects are being added to.
+    open: Option<(String, Vec<CachedObject>)>,
+}
 
 impl Grouped {
     fn extend(&mut self, objects: Vec<CachedObject>) {
         for object in objects {
             let prefix = prefix_of(&object.key);
-            if !matches!(&self.1, Some((last, _)) if last.as_str() == prefix) {
-                let group = self.0.remove(prefix).unwrap_or_default();
-                if let Some((done, group)) = self.1.replace((prefix.to_string(), group)) {
-                    self.0.insert(done, group);
+            if !matches!(&self.open, Some((open, _)) if open.as_str() == prefix) {
+                let group = self.done.remove(prefix).unwrap_or_default();
+                if let Some((closed, group)) = self.open.replace((prefix.to_string(), group)) {
+                    self.done.insert(closed, group);
                 }
             }
-            if let Some((_, group)) = &mut self.1 {
+            if let Some((_, group)) = &mut self.open {
                 group.push(object);
             }
         }
@@ -328,10 +333,10 @@ impl Grouped {
 
     /// The groups by prefix.
     fn into_map(mut self) -> HashMap<String, Vec<CachedObject>> {
-        if let Some((prefix, group)) = self.1.take() {
-            self.0.insert(prefix, group);
+        if let Some((prefix, group)) = self.open.take() {
+            self.done.insert(prefix, group);
         }
-        self.0
+        self.done
     }
 }
 
