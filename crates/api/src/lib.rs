@@ -36,6 +36,7 @@ pub mod persistent_volume;
 pub mod protobuf;
 pub mod quantity;
 pub mod selector;
+pub mod sparse;
 pub mod status;
 pub mod strategy;
 pub mod table;

@@ -13,6 +13,32 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 
+/// The TLS client configuration of `kubeconfig` (the ring provider, as the server's): its
+/// cluster's CA as the only root and, with `client_cert`, its user's certificate.
+pub fn tls_config(kubeconfig: &str, client_cert: bool) -> anyhow::Result<rustls::ClientConfig> {
+    let b64 = |s: &str| {
+        base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig")
+    };
+    let ca = b64(field(kubeconfig, "certificate-authority-data")?)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca.as_slice()) {
+        roots.add(c?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    if !client_cert {
+        return Ok(builder.with_no_client_auth());
+    }
+    let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
+    let key = b64(field(kubeconfig, "client-key-data")?)?;
+    let certs = rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut key.as_slice())?
+        .ok_or_else(|| anyhow!("no client key"))?;
+    Ok(builder.with_client_auth_cert(certs, key)?)
+}
+
 /// A client of one API server.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -47,31 +73,9 @@ impl ApiClient {
         kubeconfig: &str,
         authorization: Option<http::HeaderValue>,
     ) -> anyhow::Result<Self> {
-        let b64 = |s: &str| {
-            base64::engine::general_purpose::STANDARD.decode(s).context("bad base64 in kubeconfig")
-        };
-        let server = field(kubeconfig, "server")?;
-        let ca = b64(field(kubeconfig, "certificate-authority-data")?)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut ca.as_slice()) {
-            roots.add(c?)?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
-        let mut tls = if authorization.is_some() {
-            builder.with_no_client_auth()
-        } else {
-            let cert = b64(field(kubeconfig, "client-certificate-data")?)?;
-            let key = b64(field(kubeconfig, "client-key-data")?)?;
-            let certs =
-                rustls_pemfile::certs(&mut cert.as_slice()).collect::<Result<Vec<_>, _>>()?;
-            let key = rustls_pemfile::private_key(&mut key.as_slice())?
-                .ok_or_else(|| anyhow!("no client key"))?;
-            builder.with_client_auth_cert(certs, key)?
-        };
+        let mut tls = tls_config(kubeconfig, authorization.is_none())?;
         tls.alpn_protocols = vec![b"h2".to_vec()];
+        let server = field(kubeconfig, "server")?;
         let authority = server.trim_start_matches("https://").to_string();
         let tcp = tokio::net::TcpStream::connect(&authority).await?;
         tcp.set_nodelay(true)?;

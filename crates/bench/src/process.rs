@@ -186,6 +186,22 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) as f64 / USER_HZ
 }
 
+/// Waits until the process `pid` is idle (it used under 2% of one core over a quarter of a
+/// second: its background work, such as a store checkpoint, is done), at most `limit`; returns
+/// the seconds waited.
+pub async fn settle(pid: u32, limit: std::time::Duration) -> f64 {
+    let started = std::time::Instant::now();
+    let interval = std::time::Duration::from_millis(250);
+    loop {
+        let before = cpu_seconds(pid);
+        tokio::time::sleep(interval).await;
+        let used = cpu_seconds(pid) - before;
+        if used < 0.02 * interval.as_secs_f64() || started.elapsed() >= limit {
+            return started.elapsed().as_secs_f64();
+        }
+    }
+}
+
 /// Bytes allocated on disk under `dir` (sparse files count what they use).
 pub fn disk_usage(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;

@@ -16,13 +16,14 @@
 //!   last `window` (full store);
 //! - at the early point (1,000 pods) and at full size: the pods of the probe node across all
 //!   namespaces (`fieldSelector=spec.nodeName=`) and the pods of the probe namespace, the
-//!   median of `--repeats` lists; both return the same pods at both points (see [`Layout`]),
-//!   so their times compare what the store's size costs;
+//!   median of `--repeats` lists, once the server is idle; both return the same pods at both
+//!   points (see [`Layout`]), so their times compare what the store's size costs;
 //! - RSS after loading (once a consistent list shows the cache caught up) minus the baseline,
 //!   per stored object, against the objects' JSON size;
 //! - a list of every pod, read as a stream and discarded, with the server's peak RSS above its
 //!   level before (sampled every 10 ms), against writing as many bytes over a loopback TCP
-//!   socket to a reader that discards them;
+//!   socket to a reader that discards them, and (`ratio_to_tls`, for information) over a TLS
+//!   connection on loopback with the server's certificate and cipher;
 //! - every pod in pages of 500;
 //! - the data's size on disk per pod; SIGTERM to exit; restart on the same data to `/readyz`
 //!   and to a list of every pod, against reading the data files once (from a warm page cache).
@@ -44,7 +45,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::client::ApiClient;
 use crate::etcd::Etcd;
 use crate::objects::{Layout, POD_MARKER};
-use crate::process::{Server, ServerCommand, disk_usage, rss};
+use crate::process::{Server, ServerCommand, disk_usage, rss, settle};
 use crate::stats::round3;
 
 /// Arguments of `krust bench scale`.
@@ -246,8 +247,11 @@ fn keys(list: &PodList) -> HashSet<String> {
 }
 
 /// Times the two probes (node across namespaces, one namespace) with `created` pods stored,
-/// and checks that each returns exactly its pods.
-async fn probes(run: &Run, client: &ApiClient, created: usize) -> anyhow::Result<Value> {
+/// once the server `pid` is idle (so that both points time a list, not the background work
+/// the load left, such as a checkpoint of the store), and checks that each returns exactly its
+/// pods.
+async fn probes(run: &Run, client: &ApiClient, pid: u32, created: usize) -> anyhow::Result<Value> {
+    let settled = settle(pid, Duration::from_secs(60)).await;
     let layout = &run.layout;
     let node = layout.node(0);
     let path = format!("/api/v1/pods?fieldSelector={}", encode(&format!("spec.nodeName={node}")));
@@ -261,6 +265,7 @@ async fn probes(run: &Run, client: &ApiClient, created: usize) -> anyhow::Result
     let ns_exact = keys(&ns_list) == expected(layout, created, |i| layout.namespace_of(i) == 0);
     Ok(json!({
         "pods_stored": created,
+        "seconds_to_idle": round3(settled),
         "node_field_selector": {"node": node, "items": node_list.items.len(), "median_ms": node_ms, "exact": node_exact},
         "namespace": {"namespace": namespace, "items": ns_list.items.len(), "median_ms": ns_ms, "exact": ns_exact},
     }))
@@ -341,9 +346,67 @@ async fn loopback(bytes: u64) -> anyhow::Result<f64> {
     Ok(seconds)
 }
 
+/// The reference of a list over TLS: `bytes` written from memory by a TLS server with the
+/// API server's serving certificate (rustls with ring, as the API server) to a loopback
+/// client that decrypts and discards them; seconds until the client has them all.
+async fn loopback_tls(bytes: u64, server_dir: &Path) -> anyhow::Result<f64> {
+    let tls = server_dir.join("tls");
+    let certs = rustls_pemfile::certs(&mut std::fs::read(tls.join("serving.crt"))?.as_slice())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut std::fs::read(tls.join("serving.key"))?.as_slice())?
+        .context("no serving key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let kubeconfig = std::fs::read_to_string(server_dir.join("admin.kubeconfig"))?;
+    let client = crate::client::tls_config(&kubeconfig, false)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let writer = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await?;
+        socket.set_nodelay(true)?;
+        let mut socket = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(socket).await?;
+        let chunk = vec![b'x'; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            socket.write_all(&chunk[..n]).await?;
+            left -= n as u64;
+        }
+        socket.shutdown().await?;
+        anyhow::Ok(())
+    });
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let started = Instant::now();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
+    let mut socket = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut read = 0u64;
+    loop {
+        let n = socket.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    writer.await??;
+    if read != bytes {
+        bail!("TLS loopback reader got {read} of {bytes} bytes");
+    }
+    Ok(seconds)
+}
+
 /// The list of every pod while the server's RSS is sampled every 10 ms, beside the loopback
-/// reference.
-async fn list_all_measured(run: &Run, client: &ApiClient, pid: u32) -> anyhow::Result<Value> {
+/// references, plain and over TLS.
+async fn list_all_measured(
+    run: &Run,
+    client: &ApiClient,
+    pid: u32,
+    server_dir: &Path,
+) -> anyhow::Result<Value> {
     let before = rss(pid);
     let stop = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(before));
@@ -363,6 +426,7 @@ async fn list_all_measured(run: &Run, client: &ApiClient, pid: u32) -> anyhow::R
     let (seconds, bytes, pods) = listed?;
     let extra = peak.load(Ordering::Relaxed).saturating_sub(before);
     let reference = loopback(bytes).await?;
+    let reference_tls = loopback_tls(bytes, server_dir).await?;
     Ok(json!({
         "seconds": round3(seconds),
         "bytes": bytes,
@@ -371,6 +435,8 @@ async fn list_all_measured(run: &Run, client: &ApiClient, pid: u32) -> anyhow::R
         "extra_rss_peak_mib": mib(extra as f64),
         "reference_loopback_seconds": round3(reference),
         "ratio": ratio(seconds, reference),
+        "reference_loopback_tls_seconds": round3(reference_tls),
+        "ratio_to_tls": ratio(seconds, reference_tls),
         "goal": "ratio <= 3, extra_rss_peak_mib < 64",
     }))
 }
@@ -543,7 +609,7 @@ async fn measure(run: &Run, dir: &Path, etcd: Option<(&Etcd, &Path)>) -> anyhow:
             end_time += time;
         }
         if b == early {
-            early_probes = probes(run, &client, early).await?;
+            early_probes = probes(run, &client, pid, early).await?;
         }
     }
     let start_rate = w as f64 / start_time.as_secs_f64();
@@ -589,7 +655,7 @@ async fn measure(run: &Run, dir: &Path, etcd: Option<(&Etcd, &Path)>) -> anyhow:
         memory["etcd_ratio"] = json!(ratio(per, json_per_object));
     }
 
-    let full_probes = probes(run, &client, n).await?;
+    let full_probes = probes(run, &client, pid, n).await?;
     let probe_ratio = |which: &str| {
         ratio(
             full_probes[which]["median_ms"].as_f64().unwrap_or(0.0),
@@ -610,7 +676,7 @@ async fn measure(run: &Run, dir: &Path, etcd: Option<(&Etcd, &Path)>) -> anyhow:
     });
     drop(big_list);
 
-    let list = list_all_measured(run, &client, pid).await?;
+    let list = list_all_measured(run, &client, pid, &command.dir).await?;
     let pages = paging(run, &client, 500).await?;
 
     let (data_dir, data_label) = match etcd {

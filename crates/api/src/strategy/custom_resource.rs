@@ -195,6 +195,10 @@ impl Strategy for CustomResourceStrategy {
             .collect()
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     fn columns(&self) -> &[Column] {
         &self.columns
     }

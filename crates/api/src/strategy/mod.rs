@@ -191,6 +191,15 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// The members [`selectable_fields`](Self::selectable_fields) reads, as dotted paths from
+    /// the object's root (beside `metadata.name` and `metadata.namespace`, which are always
+    /// read), so that an index decodes those alone; `None` when it reads more than paths say,
+    /// or when [`default_on_read`](Self::default_on_read) may change the object: it is then
+    /// decoded whole.
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     /// The columns of this resource's server-side table, after `Name`.
     fn columns(&self) -> &[Column] {
         &[]
@@ -237,3 +246,6 @@ pub mod scheduling;
 pub mod storage;
 pub(crate) mod util;
 pub(crate) mod workload;
+
+#[cfg(test)]
+mod tests;

@@ -18,6 +18,10 @@ use crate::registry::{ListItems, Served};
 /// About how many bytes of items go out together.
 pub const CHUNK: usize = 64 * 1024;
 
+/// What a chunk is allocated with: room for the item that takes it past [`CHUNK`], so that
+/// items up to that size are appended without moving the chunk.
+const CHUNK_CAPACITY: usize = 2 * CHUNK;
+
 /// How an item is written into the body.
 enum Form {
     /// The object's JSON.
@@ -38,7 +42,8 @@ fn body(head: &Value, items: ListItems, form: Form) -> Response<Body> {
     head.truncate(opened);
     let mut items = items.peekable();
     let mut first = true;
-    let mut chunk = head;
+    let mut chunk = Vec::with_capacity(CHUNK_CAPACITY.max(head.len()));
+    chunk.extend_from_slice(&head);
     let mut ended = false;
     let chunks = std::iter::from_fn(move || {
         if ended {
@@ -56,7 +61,7 @@ fn body(head: &Value, items: ListItems, form: Form) -> Response<Body> {
             chunk.extend_from_slice(&tail);
             chunk.push(b'\n');
         }
-        Some(Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 4096))))
+        Some(Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_CAPACITY))))
     });
     response::streamed(StatusCode::OK, futures::stream::iter(chunks), "application/json")
 }
@@ -239,7 +244,8 @@ fn protobuf_holding(
         }
     };
     let length = list.encoded_len();
-    let mut chunk = list.head().to_vec();
+    let mut chunk = Vec::with_capacity(CHUNK_CAPACITY);
+    chunk.extend_from_slice(list.head());
     let mut items = items.peekable();
     let mut list = Some(list);
     let chunks = std::iter::from_fn(move || {
@@ -267,7 +273,7 @@ fn protobuf_holding(
                 None => {}
             }
         }
-        Some(Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 4096))))
+        Some(Bytes::from(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_CAPACITY))))
     });
     let mut response = response::streamed(
         StatusCode::OK,

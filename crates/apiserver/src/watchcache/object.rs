@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use krust_api::ResourceInfo;
 use krust_api::object::{meta_str, metadata_mut};
+use krust_api::sparse::Sparse;
 use krust_store::{KeyValue, Revision};
 use serde_json::Value;
 
@@ -15,12 +16,30 @@ use serde_json::Value;
 pub struct Shape {
     /// The catalog entry of the storage version.
     pub info: ResourceInfo,
+    /// What indexing an object reads (its `apiVersion`, `kind`, name, namespace, labels and
+    /// resourceVersion, and the strategy's selectable paths), decoded alone; `None` when the
+    /// strategy needs the whole object.
+    index: Option<Arc<Sparse>>,
 }
+
+/// The members every index entry reads.
+const INDEXED_MEMBERS: [&str; 6] = [
+    "apiVersion",
+    "kind",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.labels",
+    "metadata.resourceVersion",
+];
 
 impl Shape {
     /// The shape of objects stored as `info` (an entry whose version is the storage version).
     pub fn new(info: ResourceInfo) -> Self {
-        Self { info }
+        let index = info
+            .strategy
+            .selectable_paths()
+            .map(|paths| Arc::new(Sparse::new(INDEXED_MEMBERS.iter().chain(paths))));
+        Self { info, index }
     }
 
     /// One shape per storage prefix of `catalog`: the entry without a conversion (any entry
@@ -46,6 +65,15 @@ impl Shape {
     /// The field the cache indexes, if any (pods: `spec.nodeName`).
     pub fn indexed_field(&self) -> Option<&'static str> {
         self.info.strategy.indexed_field()
+    }
+
+    /// Whether `value` (a stored object, or what an index read of it) is in this shape's
+    /// storage version, without a resourceVersion: its stored bytes are then what a client
+    /// is sent, once the resourceVersion is written into them.
+    fn served_as_stored(&self, value: &Value) -> bool {
+        value.get("apiVersion").and_then(Value::as_str) == Some(self.info.api_version().as_str())
+            && value.get("kind").and_then(Value::as_str) == Some(self.info.kind)
+            && value.pointer("/metadata/resourceVersion").is_none()
     }
 }
 
@@ -73,23 +101,31 @@ impl CachedObject {
     /// Decodes a stored value once to index it; `None` (logged) when the bytes are not a JSON
     /// object. The stored bytes are kept as they are, with the resourceVersion written into
     /// their `metadata`, when they already carry the storage version's `apiVersion` and `kind`
-    /// (what this server stores); otherwise the object is encoded again.
+    /// (what this server stores); then only the members the index reads are decoded, when the
+    /// strategy names them. Otherwise the object is decoded whole and encoded again.
     pub fn decode(kv: KeyValue, shape: &Shape) -> Option<Self> {
-        let mut value: Value = match serde_json::from_slice(&kv.value) {
+        let revision = kv.mod_revision.to_string();
+        let mut json = kv.value;
+        if let Some(index) = &shape.index
+            && let Ok(view @ Value::Object(_)) = index.decode(&json)
+            && shape.served_as_stored(&view)
+            && insert_resource_version(&mut json, &revision)
+        {
+            return Some(Self::indexed(kv.key.into(), &view, json, kv.mod_revision, shape));
+        }
+        let mut value: Value = match serde_json::from_slice(&json) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) | Err(_) => {
                 tracing::error!(key = %kv.key, "stored value is not a JSON object; skipped");
                 return None;
             }
         };
-        let revision = kv.mod_revision.to_string();
         let defaulted = shape.info.strategy.default_on_read(&mut value);
-        let served_as_stored = !defaulted
-            && value.get("apiVersion").and_then(Value::as_str)
-                == Some(shape.info.api_version().as_str())
-            && value.get("kind").and_then(Value::as_str) == Some(shape.info.kind)
-            && value.pointer("/metadata/resourceVersion").is_none();
-        if served_as_stored && let Some(json) = with_resource_version(kv.value, &revision) {
+        if !defaulted
+            && shape.index.is_none()
+            && shape.served_as_stored(&value)
+            && insert_resource_version(&mut json, &revision)
+        {
             return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
         }
         metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
@@ -212,11 +248,12 @@ impl Texts {
     }
 }
 
-/// `json` (an object) with `"resourceVersion":"<revision>"` appended to its top-level
-/// `metadata` object, in the same buffer (grown by exactly that much, so that the cache keeps
-/// the store's allocation rather than a copy of it); `None` when it has no such object.
-fn with_resource_version(mut json: Vec<u8>, revision: &str) -> Option<Vec<u8>> {
-    let (open, close) = top_level_object(&json, b"metadata")?;
+/// Writes `"resourceVersion":"<revision>"` at the end of the top-level `metadata` object of
+/// `json` (an object), in the same buffer (grown by exactly that much, so that the cache keeps
+/// the store's allocation rather than a copy of it); `false` (and `json` unchanged) when it
+/// has no such object.
+fn insert_resource_version(json: &mut Vec<u8>, revision: &str) -> bool {
+    let Some((open, close)) = top_level_object(json, b"metadata") else { return false };
     let empty = json[open + 1..close].iter().all(u8::is_ascii_whitespace);
     let mut member = Vec::with_capacity(revision.len() + 22);
     if !empty {
@@ -227,7 +264,7 @@ fn with_resource_version(mut json: Vec<u8>, revision: &str) -> Option<Vec<u8>> {
     member.push(b'"');
     json.reserve_exact(member.len());
     json.splice(close..close, member);
-    Some(json)
+    true
 }
 
 /// Where the object value of the top-level member `name` of the JSON object `json` starts
@@ -243,10 +280,7 @@ fn top_level_object(json: &[u8], name: &[u8]) -> Option<(usize, usize)> {
         match json[i] {
             b'"' => {
                 let start = i + 1;
-                i += 1;
-                while i < json.len() && json[i] != b'"' {
-                    i += if json[i] == b'\\' { 2 } else { 1 };
-                }
+                i = string_end(json, start);
                 if depth == 1 && open.is_none() {
                     key = Some((start, i));
                 }
@@ -279,10 +313,67 @@ fn top_level_object(json: &[u8], name: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
+/// Where the string whose text starts at `start` ends (its closing `"`, or the end of `json`).
+/// The text is scanned eight bytes at a time, since most of an object's bytes are in strings.
+fn string_end(json: &[u8], start: usize) -> usize {
+    let mut i = start;
+    loop {
+        i = quote_or_backslash(json, i);
+        match json.get(i) {
+            Some(b'\\') => i += 2,
+            _ => return i.min(json.len()),
+        }
+    }
+}
+
+/// The first `"` or `\` in `bytes` at or after `from` (`bytes.len()` when there is none).
+fn quote_or_backslash(bytes: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    /// Flags the bytes of `word` that are zero (the lowest flag is exact; it is the one read).
+    fn zeros(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let mut i = from;
+    while let Some(eight) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(eight);
+        let word = u64::from_le_bytes(word);
+        let found =
+            zeros(word ^ (ONES * u64::from(b'"'))) | zeros(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or_default();
+    rest.iter().position(|c| matches!(c, b'"' | b'\\')).map_or(bytes.len(), |p| i + p)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn with_resource_version(mut json: Vec<u8>, revision: &str) -> Option<Vec<u8>> {
+        insert_resource_version(&mut json, revision).then_some(json)
+    }
+
+    #[test]
+    fn strings_end_at_their_first_unescaped_quote() {
+        let text = br#"abcdefghij\"klmnop\\" tail"#;
+        assert_eq!(string_end(text, 0), text.len() - 6);
+        for n in 0..20 {
+            let mut s = vec![b'x'; n];
+            s.extend_from_slice(br#"\""#);
+            s.extend(std::iter::repeat_n(b'y', n));
+            s.push(b'"');
+            assert_eq!(string_end(&s, 0), s.len() - 1, "{n}");
+            assert_eq!(quote_or_backslash(&s, 0), n);
+        }
+        assert_eq!(string_end(b"unterminated\\", 0), 13);
+        assert_eq!(string_end(b"ends with a backslash\\", 3), 22);
+    }
 
     fn pod_shape() -> Shape {
         let catalog = krust_api::Catalog::builtin();

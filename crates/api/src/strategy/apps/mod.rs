@@ -232,6 +232,10 @@ impl Strategy for ReplicaSetStrategy {
         vec![("status.replicas", int_at(obj, "status.replicas").unwrap_or(0).to_string())]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["status.replicas"])
+    }
+
     fn columns(&self) -> &[Column] {
         REPLICA_SET_COLUMNS
     }

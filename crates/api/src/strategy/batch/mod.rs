@@ -166,6 +166,10 @@ impl Strategy for JobStrategy {
         vec![("status.successful", int_at(obj, "status.succeeded").unwrap_or(0).to_string())]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["status.succeeded"])
+    }
+
     fn columns(&self) -> &[Column] {
         JOB_COLUMNS
     }

@@ -161,6 +161,10 @@ impl Strategy for SecretStrategy {
         vec![("type", string_at(obj, "type"))]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["type"])
+    }
+
     fn columns(&self) -> &[Column] {
         SECRET_COLUMNS
     }

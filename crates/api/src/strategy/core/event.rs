@@ -122,6 +122,10 @@ impl Strategy for EventStrategy {
         event_selectable_fields(obj)
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     fn columns(&self) -> &[Column] {
         EVENT_COLUMNS
     }

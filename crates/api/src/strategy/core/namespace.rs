@@ -129,6 +129,10 @@ impl Strategy for NamespaceStrategy {
         ]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["status.phase"])
+    }
+
     fn columns(&self) -> &[Column] {
         COLUMNS
     }

@@ -43,6 +43,10 @@ impl Strategy for NodeStrategy {
         vec![("spec.unschedulable", unschedulable.to_string())]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["spec.unschedulable"])
+    }
+
     fn columns(&self) -> &[Column] {
         COLUMNS
     }

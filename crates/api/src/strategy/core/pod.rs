@@ -146,6 +146,20 @@ impl Strategy for PodStrategy {
         ]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIPs",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ])
+    }
+
     fn columns(&self) -> &[Column] {
         COLUMNS
     }

@@ -263,6 +263,10 @@ impl Strategy for ServiceStrategy {
         ]
     }
 
+    fn selectable_paths(&self) -> Option<&'static [&'static str]> {
+        Some(&["spec.clusterIP", "spec.type"])
+    }
+
     fn columns(&self) -> &[Column] {
         COLUMNS
     }
