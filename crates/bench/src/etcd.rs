@@ -21,6 +21,12 @@ fn free_port() -> anyhow::Result<u16> {
 impl Etcd {
     /// Starts `binary` with its data in `dir` and waits until it answers.
     pub async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(binary, dir, &[]).await
+    }
+
+    /// Starts `binary` with its data in `dir` and the flags `extra`, and waits until it
+    /// answers.
+    pub async fn start_with(binary: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let (client, peer) = (free_port()?, free_port()?);
         let url = format!("http://127.0.0.1:{client}");
         let child = Command::new(binary)
@@ -30,6 +36,7 @@ impl Etcd {
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer}")])
             .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
