@@ -196,24 +196,6 @@ impl FieldSet {
         out
     }
 
-    /// Every node's path (members only holding others included), depth first.
-    pub fn node_paths(&self) -> Vec<Vec<PathElement>> {
-        let mut out = Vec::new();
-        self.walk_all(&mut Vec::new(), &mut out);
-        out
-    }
-
-    fn walk_all(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Vec<PathElement>>) {
-        if !prefix.is_empty() {
-            out.push(prefix.clone());
-        }
-        for (element, child) in &self.members {
-            prefix.push(element.clone());
-            child.walk_all(prefix, out);
-            prefix.pop();
-        }
-    }
-
     fn walk(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Vec<PathElement>>) {
         if self.itself && !prefix.is_empty() {
             out.push(prefix.clone());

@@ -129,21 +129,54 @@ fn is_json(value: &Value, text: &str) -> bool {
 
 /// The value at `path` in `obj`, if there is one.
 pub fn value_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
-    let mut current = obj;
-    for element in path {
-        current = match (element, current) {
-            (PathElement::Field(name), Value::Object(map)) => map.get(name)?,
-            (PathElement::Key(keys), Value::Array(items)) => items.iter().find(|item| {
-                keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| is_json(x, v)))
-            })?,
-            (PathElement::Value(v), Value::Array(items)) => {
-                items.iter().find(|item| is_json(item, v))?
-            }
-            (PathElement::Index(i), Value::Array(items)) => items.get(*i)?,
-            _ => return None,
-        };
+    path.iter().try_fold(obj, |value, element| step(value, element))
+}
+
+/// The part of `value` that `element` names (a member, or an item of a list), if there is one.
+fn step<'a>(value: &'a Value, element: &PathElement) -> Option<&'a Value> {
+    match (element, value) {
+        (PathElement::Field(name), Value::Object(map)) => map.get(name),
+        (PathElement::Key(keys), Value::Array(items)) => items
+            .iter()
+            .find(|item| keys.iter().all(|(k, v)| item.get(k).is_some_and(|x| is_json(x, v)))),
+        (PathElement::Value(v), Value::Array(items)) => items.iter().find(|item| is_json(item, v)),
+        (PathElement::Index(i), Value::Array(items)) => items.get(*i),
+        _ => None,
     }
-    Some(current)
+}
+
+/// The nodes below `after` (fields of `new`, whose type is `ty`) that a write from `old` to
+/// `new` adds or changes: an added node is the writer's (a map it made too, as upstream
+/// records `.`), a kept node only when it is a value that changed. One walk down both values
+/// together; a part equal in both is not walked.
+fn changed_nodes(
+    after: &FieldSet,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    ty: Types<'_>,
+) -> FieldSet {
+    let mut changed = FieldSet::default();
+    for (element, below) in &after.members {
+        let was = old.and_then(|v| step(v, element));
+        let is = new.and_then(|v| step(v, element));
+        if was.is_some() && was == is {
+            continue;
+        }
+        let ty = match element {
+            PathElement::Field(name) => ty.member(name).ty,
+            _ => ty,
+        };
+        // Structs of known types are never absent in upstream's typed objects, so only maps
+        // (and structs of unknown types) are recorded as added.
+        let added = was.is_none() && is.is_some_and(|v| !is_granular(v) || !ty.is_struct());
+        let leaf_changed = was != is && is.is_some_and(|v| !is_granular(v));
+        let mut node = changed_nodes(below, was, is, ty);
+        node.itself |= added || leaf_changed;
+        if node.itself || !node.members.is_empty() {
+            changed.members.insert(element.clone(), node);
+        }
+    }
+    changed
 }
 
 /// Removes what `path` names from `obj` (a member, or an item of a list).
@@ -384,21 +417,7 @@ impl ManagedFields {
         let after = fields_of(new, ty);
         let mut removed = before.clone();
         removed.subtract(&after);
-        // An added node is the writer's (a map it made too, as upstream records `.`); a
-        // kept node only when it is a value that changed.
-        let mut changed = FieldSet::default();
-        for path in after.node_paths() {
-            let (was, is) = (value_at(old, &path), value_at(new, &path));
-            // Structs of known types are never absent in upstream's typed objects, so only
-            // maps (and structs of unknown types) are recorded as added.
-            let added = was.is_none()
-                && is.is_some_and(|v| !is_granular(v) || !type_at(ty, &path).is_struct());
-            let leaf_changed = was != is && is.is_some_and(|v| !is_granular(v));
-            if added || leaf_changed {
-                changed.union(&FieldSet::of_path(&path));
-            }
-        }
-        let changed = restrict(changed, writer);
+        let changed = restrict(changed_nodes(&after, Some(old), Some(new), ty), writer);
         for entry in &mut self.entries {
             entry.fields.subtract(&removed);
             if !(entry.manager == writer.manager
@@ -498,18 +517,6 @@ impl ManagedFields {
         Ok(merged)
     }
 }
-
-/// The type of the value at `path` (list items keep their list's item type).
-fn type_at<'a>(root: Types<'a>, path: &[PathElement]) -> Types<'a> {
-    let mut ty = root;
-    for element in path {
-        if let PathElement::Field(name) = element {
-            ty = ty.member(name).ty;
-        }
-    }
-    ty
-}
-
 /// Whether a value is a map or list whose parts are owned one by one (so two managers'
 /// sets may both hold it while its parts differ).
 fn is_granular(value: &Value) -> bool {
