@@ -313,26 +313,12 @@ async fn list_all(client: &ApiClient) -> anyhow::Result<(f64, u64, usize)> {
     Ok((started.elapsed().as_secs_f64(), bytes, pods))
 }
 
-/// The reference of a list: `bytes` written from memory to a loopback TCP socket whose reader
-/// discards them; seconds until the reader has them all.
-async fn loopback(bytes: u64) -> anyhow::Result<f64> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let reader = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await?;
-        let mut buffer = vec![0u8; 64 * 1024];
-        let mut read = 0u64;
-        loop {
-            let n = socket.read(&mut buffer).await?;
-            if n == 0 {
-                return anyhow::Ok(read);
-            }
-            read += n as u64;
-        }
-    });
+/// Writes `bytes` bytes from memory (1 MiB at a time) to `socket`, then shuts it down.
+async fn write_from_memory(
+    socket: &mut (impl tokio::io::AsyncWrite + Unpin),
+    bytes: u64,
+) -> anyhow::Result<()> {
     let chunk = vec![b'x'; 1 << 20];
-    let started = Instant::now();
-    let mut socket = tokio::net::TcpStream::connect(address).await?;
     let mut left = bytes;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
@@ -340,6 +326,34 @@ async fn loopback(bytes: u64) -> anyhow::Result<f64> {
         left -= n as u64;
     }
     socket.shutdown().await?;
+    Ok(())
+}
+
+/// Reads `socket` to its end, discarding what it reads; returns how many bytes it read.
+async fn read_to_end(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> anyhow::Result<u64> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut read = 0u64;
+    loop {
+        let n = socket.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(read);
+        }
+        read += n as u64;
+    }
+}
+
+/// The reference of a list: `bytes` written from memory to a loopback TCP socket whose reader
+/// discards them; seconds until the reader has them all.
+async fn loopback(bytes: u64) -> anyhow::Result<f64> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let reader = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        read_to_end(&mut socket).await
+    });
+    let started = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(address).await?;
+    write_from_memory(&mut socket, bytes).await?;
     let read = reader.await??;
     let seconds = started.elapsed().as_secs_f64();
     if read != bytes {
@@ -370,29 +384,13 @@ async fn loopback_tls(bytes: u64, server_dir: &Path) -> anyhow::Result<f64> {
         let (socket, _) = listener.accept().await?;
         socket.set_nodelay(true)?;
         let mut socket = tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(socket).await?;
-        let chunk = vec![b'x'; 1 << 20];
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            socket.write_all(&chunk[..n]).await?;
-            left -= n as u64;
-        }
-        socket.shutdown().await?;
-        anyhow::Ok(())
+        write_from_memory(&mut socket, bytes).await
     });
     let tcp = tokio::net::TcpStream::connect(address).await?;
     let started = Instant::now();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
     let mut socket = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await?;
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut read = 0u64;
-    loop {
-        let n = socket.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        read += n as u64;
-    }
+    let read = read_to_end(&mut socket).await?;
     let seconds = started.elapsed().as_secs_f64();
     writer.await??;
     if read != bytes {

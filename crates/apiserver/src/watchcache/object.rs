@@ -122,7 +122,6 @@ impl CachedObject {
         };
         let defaulted = shape.info.strategy.default_on_read(&mut value);
         if !defaulted
-            && shape.index.is_none()
             && shape.served_as_stored(&value)
             && insert_resource_version(&mut json, &revision)
         {
