@@ -3,7 +3,7 @@
 
 Starts `krust server` (its node agent included) on a temporary data dir, imports the busybox
 test image (tests/e2e/images.py), then for 1, 10 and 100 pods bound to the node measures the
-time from each create to the moment the API shows it Running (p50 and p99). Beside it: a bare
+time from each create to the moment a watch of the API shows it Running (p50 and p99). Beside it: a bare
 `runc run` of a bundle of the same image (create, start, the process exits, delete). Memory:
 the server's RSS idle with no pods, and with 100 pods running the server's RSS and each shim's
 PSS (from /proc/PID/smaps_rollup). Prints JSON; run as root:
@@ -89,22 +89,35 @@ def shims(agent_dir: Path):
 def start_pods(api, ns, node, count, prefix):
     """Creates `count` pods at once; returns each one's seconds from create to Running."""
     created, running = {}, {}
-    done = threading.Event()
+    done, watching = threading.Event(), threading.Event()
+    rv = api.call("GET", f"/api/v1/namespaces/{ns}/pods?limit=1")["metadata"]["resourceVersion"]
 
     def watch():
+        # One watch on a kept connection: each pod's Running is seen as the API sends it,
+        # not at the next poll of a list.
+        import http.client
+        host = api.base.removeprefix("https://")
+        connection = http.client.HTTPSConnection(host, context=api.ctx, timeout=300)
+        connection.request("GET", f"/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}")
+        response = connection.getresponse()
+        watching.set()
         while not done.is_set():
-            items = api.call("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+            line = response.readline()
+            if not line:
+                break
             now = time.monotonic()
-            for p in items:
-                name = p["metadata"]["name"]
-                if name.startswith(prefix) and p.get("status", {}).get("phase") == "Running":
-                    running.setdefault(name, now)
+            event = json.loads(line)
+            p = event.get("object", {})
+            name = p.get("metadata", {}).get("name", "")
+            if name.startswith(prefix) and p.get("status", {}).get("phase") == "Running":
+                running.setdefault(name, now)
             if len(running) >= count:
                 done.set()
-            time.sleep(0.01)
+        connection.close()
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    watching.wait(60)
     threads = []
     for i in range(count):
         name = f"{prefix}{i}"
