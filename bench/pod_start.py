@@ -185,10 +185,11 @@ def start_server(krust, work: Path, port: int, node: str, bridge: str, cidr: str
 
 
 def stop_server(server, work: Path, bridge: str):
-    """Stops what `start_server` started and removes its bridge and data."""
+    """Stops what `start_server` started and removes its bridge, its DNS link and data."""
     server.send_signal(signal.SIGTERM)
     server.wait(30)
-    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+    for link in (bridge, f"{bridge}-dns"[:15]):  # the cluster DNS link is named after the bridge
+        subprocess.run(["ip", "link", "del", link], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
 
 
