@@ -3,10 +3,10 @@
 
 Starts `krust server` (its node agent included) on a temporary data dir, imports the busybox
 test image (tests/e2e/images.py), then for 1, 10 and 100 pods bound to the node measures the
-time from each create to the moment a watch of the API shows it Running (p50 and p99). Beside it: a bare
-`runc run` of a bundle of the same image (create, start, the process exits, delete). Memory:
-the server's RSS idle with no pods, and with 100 pods running the server's RSS and each shim's
-PSS (from /proc/PID/smaps_rollup). Prints JSON; run as root:
+time from each create to the moment a watch of the API shows it Running (p50 and p99). Beside
+it: a bare `runc run` of a bundle of the same image (create, start, the process exits, delete).
+Memory: the server's RSS idle with no pods, and with 100 pods running the server's RSS and each
+shim's PSS (from /proc/PID/smaps_rollup). Prints JSON; run as root:
 
     python3 bench/pod_start.py --krust target/release/krust > bench/pods.json
 """
