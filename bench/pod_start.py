@@ -12,6 +12,7 @@ shim's PSS (from /proc/PID/smaps_rollup). Prints JSON; run as root:
 """
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -95,7 +96,6 @@ def start_pods(api, ns, node, count, prefix):
     def watch():
         # One watch on a kept connection: each pod's Running is seen as the API sends it,
         # not at the next poll of a list.
-        import http.client
         host = api.base.removeprefix("https://")
         connection = http.client.HTTPSConnection(host, context=api.ctx, timeout=300)
         connection.request("GET", f"/api/v1/namespaces/{ns}/pods?watch=1&resourceVersion={rv}")

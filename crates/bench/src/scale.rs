@@ -330,7 +330,7 @@ async fn write_from_memory(
 }
 
 /// Reads `socket` to its end, discarding what it reads; returns how many bytes it read.
-async fn read_to_end(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> anyhow::Result<u64> {
+async fn read_and_discard(socket: &mut (impl tokio::io::AsyncRead + Unpin)) -> anyhow::Result<u64> {
     let mut buffer = vec![0u8; 64 * 1024];
     let mut read = 0u64;
     loop {
@@ -349,7 +349,7 @@ async fn loopback(bytes: u64) -> anyhow::Result<f64> {
     let address = listener.local_addr()?;
     let reader = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await?;
-        read_to_end(&mut socket).await
+        read_and_discard(&mut socket).await
     });
     let started = Instant::now();
     let mut socket = tokio::net::TcpStream::connect(address).await?;
@@ -390,7 +390,7 @@ async fn loopback_tls(bytes: u64, server_dir: &Path) -> anyhow::Result<f64> {
     let started = Instant::now();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?.to_owned();
     let mut socket = tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp).await?;
-    let read = read_to_end(&mut socket).await?;
+    let read = read_and_discard(&mut socket).await?;
     let seconds = started.elapsed().as_secs_f64();
     writer.await??;
     if read != bytes {
