@@ -13,6 +13,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 
 /// A failed syscall, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -470,28 +471,33 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
         if let Some(stale) = link_index(&handle, &host.host_veth).await? {
             let _ = handle.link().del(stale).execute().await;
         }
-        let peer = format!("{}p", host.host_veth);
+        // The pair is made with its pod end already in the pod's namespace and named eth0:
+        // moving a device between namespaces afterwards waits for RCU grace periods in the
+        // kernel, 15 to 25 ms, most of a pod's sandbox.
+        let mac = pod_mac(host.address);
+        let pod_end = rtnetlink::LinkMessageBuilder::<rtnetlink::LinkUnspec>::default()
+            .name("eth0".into())
+            .address(mac.to_vec())
+            .setns_by_fd(ns_file.as_raw_fd())
+            .build();
+        let pair = rtnetlink::LinkMessageBuilder::<rtnetlink::LinkVeth>::new_with_info_kind(
+            InfoKind::Veth,
+        )
+        .name(host.host_veth.clone())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(pod_end)))
+        .controller(bridge)
+        .up()
+        .build();
         handle
             .link()
-            .add(rtnetlink::LinkVeth::new(&host.host_veth, &peer).build())
+            .add(pair)
             .execute()
             .await
             .map_err(netlink_fail("cannot create the pod's veth pair"))?;
-        let veth = link_index(&handle, &host.host_veth).await?.ok_or_else(|| SysError {
-            what: "the pod's veth vanished".into(),
-            source: std::io::Error::other("gone"),
-        })?;
-        handle
-            .link()
-            .set(rtnetlink::LinkUnspec::new_with_index(veth).controller(bridge).up().build())
-            .execute()
-            .await
-            .map_err(netlink_fail("cannot attach the pod's veth to the bridge"))?;
         // The node's neighbour entry for the address names the new pod's MAC at once (as the
         // gratuitous ARP of CNI's bridge plugin does): an address that an ended pod had still
         // pointed at that pod's MAC, and what the node forwarded to it (Service traffic) was
         // lost until the entry expired, up to half a minute.
-        let mac = read_mac(&peer)?;
         handle
             .neighbours()
             .add(bridge, host.address.into())
@@ -509,16 +515,6 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
         // unless the port allows it.
         let hairpin = format!("/sys/class/net/{}/brport/hairpin_mode", host.host_veth);
         fs::write(&hairpin, "1").map_err(io_fail(format!("cannot write {hairpin}")))?;
-        handle
-            .link()
-            .set(
-                rtnetlink::LinkUnspec::new_with_name(&peer)
-                    .setns_by_fd(ns_file.as_raw_fd())
-                    .build(),
-            )
-            .execute()
-            .await
-            .map_err(netlink_fail("cannot move the veth into the pod"))?;
         Ok(())
     })?;
     // The pod's side, from inside its namespace.
@@ -530,17 +526,10 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
         nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
             .map_err(fail("cannot enter the pod's network"))?;
         block_on_netlink(|handle| async move {
-            let peer = format!("{}p", pod.host_veth);
-            let index = link_index(&handle, &peer).await?.ok_or_else(|| SysError {
-                what: "the pod's veth is not in its namespace".into(),
+            let index = link_index(&handle, "eth0").await?.ok_or_else(|| SysError {
+                what: "the pod's eth0 is not in its namespace".into(),
                 source: std::io::Error::other("gone"),
             })?;
-            handle
-                .link()
-                .set(rtnetlink::LinkUnspec::new_with_index(index).name("eth0".into()).build())
-                .execute()
-                .await
-                .map_err(netlink_fail("cannot name the pod's eth0"))?;
             handle
                 .address()
                 .add(index, pod.address.into(), pod.prefix)
@@ -568,6 +557,14 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
             source: std::io::Error::other("panic"),
         })
     })
+}
+
+/// The MAC of a pod's eth0, made from its address as Docker and OVN make theirs: locally
+/// administered (`0a:58`), and the same for the same address, so that a neighbour entry
+/// left by an ended pod with this address is right for the new one.
+fn pod_mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
+    [0x0a, 0x58, a, b, c, d]
 }
 
 /// Removes a pod's host veth (which removes its pair); gone already is fine.
