@@ -210,12 +210,18 @@ impl Worker {
             Some(_) => self.published.as_ref().and_then(|(_, s)| s["phase"].as_str()),
         };
         let terminal = matches!(phase, Some("Succeeded" | "Failed"));
-        if self.sandbox.is_none() && !terminal {
+        // The sandbox is made while the volumes' sources are read from the API: neither
+        // needs the other.
+        let make_sandbox = self.sandbox.is_none() && !terminal;
+        let read_sources = self.volumes.is_none() && !terminal;
+        let sandbox = async {
+            if !make_sandbox {
+                return None;
+            }
             let dir = self.dir.clone();
             let agent = Arc::clone(&self.agent);
             let owned = pod.clone();
-            let permits = Arc::clone(&self.agent);
-            let setup = permits.sandbox_setups.acquire().await;
+            let setup = self.agent.sandbox_setups.acquire().await;
             let created = tokio::task::spawn_blocking(move || {
                 sandbox::create(&dir, &owned, &agent.options, agent.host.as_ref())
             })
@@ -223,24 +229,32 @@ impl Worker {
             .map_err(|e| e.to_string())
             .and_then(|r| r);
             drop(setup);
-            match created {
-                Ok(sandbox) => self.sandbox = Some(sandbox),
-                Err(message) => {
-                    tracing::warn!(pod = %self.uid, error = %message, "cannot create the pod's sandbox");
-                    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
-                        self.waiting.insert(
-                            c.name.clone(),
-                            ("ContainerCreating".into(), Some(format!("sandbox: {message}"))),
-                        );
-                    }
-                    self.publish(pod).await;
-                    return Duration::from_secs(2);
+            Some(created)
+        };
+        let sources = async {
+            if !read_sources {
+                return None;
+            }
+            Some(Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await)
+        };
+        let (created, fetched) = tokio::join!(sandbox, sources);
+        match created {
+            None => {}
+            Some(Ok(sandbox)) => self.sandbox = Some(sandbox),
+            Some(Err(message)) => {
+                tracing::warn!(pod = %self.uid, error = %message, "cannot create the pod's sandbox");
+                for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+                    self.waiting.insert(
+                        c.name.clone(),
+                        ("ContainerCreating".into(), Some(format!("sandbox: {message}"))),
+                    );
                 }
+                self.publish(pod).await;
+                return Duration::from_secs(2);
             }
         }
-        if self.volumes.is_none() && !terminal {
-            let sources = match Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await
-            {
+        if let Some(fetched) = fetched {
+            let sources = match fetched {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(pod = %self.uid, error = %e, "cannot read the pod's sources");

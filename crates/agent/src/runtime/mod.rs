@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use tokio::io::AsyncReadExt;
 
 use crate::sys;
 pub use shim::{Exited, Started};
@@ -58,10 +59,13 @@ impl Runtime {
             .arg("--runtime-root")
             .arg(&self.root)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(fs::File::create(bundle.join("shim.log"))?)
             .kill_on_drop(false)
             .spawn()?;
+        // The shim writes a line on stdout each time it records the container's state; the
+        // bundle is read again then. Polling stays, slower, for a shim that ended first.
+        let mut records = child.stdout.take();
         // The shim lives as long as its container; reap it whenever it ends.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -70,7 +74,17 @@ impl Runtime {
         loop {
             match observe(bundle) {
                 Observed::Creating if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    let Some(stdout) = records.as_mut() else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    let mut line = [0u8; 1];
+                    let read = stdout.read(&mut line);
+                    if let Ok(Ok(0) | Err(_)) =
+                        tokio::time::timeout(Duration::from_millis(100), read).await
+                    {
+                        records = None;
+                    }
                 }
                 Observed::Creating => {
                     return Ok(Observed::Exited(Exited {
