@@ -2,6 +2,7 @@
 
 import shutil
 import signal
+import time
 
 import pytest
 
@@ -12,6 +13,11 @@ SIGNALS = {"sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}
 
 def cms(ns, name=""):
     return f"/api/v1/namespaces/{ns}/configmaps" + (f"/{name}" if name else "")
+
+
+def pod_uids(cluster, ns):
+    items = cluster.ok("GET", f"/api/v1/namespaces/{ns}/pods")["items"]
+    return sorted((p["metadata"]["name"], p["metadata"]["uid"]) for p in items)
 
 
 def snapshot(cluster, paths):
@@ -60,6 +66,8 @@ def test_objects_survive_restart(cluster, ns, how):
     wait_for(settled, 30, interval=1.0, what="the controllers done with the objects")
     before = seen[-1]
     list_before = cluster.ok("GET", cms(ns))
+    pods_before = pod_uids(cluster, ns)
+    assert len(pods_before) == 2, pods_before
     max_rv = max(rv_int(o["metadata"]["resourceVersion"]) for o in before.values())
 
     rc = cluster.restart(SIGNALS[how])
@@ -79,6 +87,11 @@ def test_objects_survive_restart(cluster, ns, how):
     # the revision does not go backwards: new writes get higher resource versions
     new = cluster.ok("POST", cms(ns), body=configmap("after-restart"))
     assert rv_int(new["metadata"]["resourceVersion"]) > max_rv
+
+    # The ReplicaSet's pods are known to its controller again from the first list after the
+    # restart: it neither makes new pods nor deletes its old ones.
+    time.sleep(2)
+    assert pod_uids(cluster, ns) == pods_before
 
     # the held object can still be released
     cluster.ok("PATCH", cms(ns, "held"), body={"metadata": {"finalizers": None}},

@@ -50,6 +50,32 @@ impl ByNamespace {
         }
     }
 
+    fn touch_object<K: Resource>(&self, object: &K, present: bool) {
+        if let (Some(namespace), Some(name)) =
+            (object.meta().namespace.as_deref(), object.meta().name.as_deref())
+        {
+            self.touch(namespace, name, present);
+        }
+    }
+
+    /// Makes the index again from what `store` holds (after a list).
+    fn rebuild<K>(&self, store: &Store<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let mut names: HashMap<String, HashSet<String>> = HashMap::new();
+        for object in store.state() {
+            if let (Some(namespace), Some(name)) =
+                (object.meta().namespace.as_deref(), object.meta().name.as_deref())
+            {
+                names.entry(namespace.to_string()).or_default().insert(name.to_string());
+            }
+        }
+        if let Ok(mut kept) = self.names.write() {
+            *kept = names;
+        }
+    }
+
     /// The cached objects of `namespace`.
     pub fn objects<K>(&self, namespace: &str, store: &Store<K>) -> Vec<Arc<K>>
     where
@@ -104,32 +130,44 @@ where
         let kind = K::kind(&()).to_string();
         let subscribers = self.subscribers;
         let (store, index) = (self.store.clone(), self.by_namespace.clone());
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .reflect(self.writer)
-            .touched_objects()
-            .for_each(move |touched| {
+        watcher(api, watcher::Config::default()).default_backoff().reflect(self.writer).for_each(
+            move |event| {
+                // The index follows the events, not the store: a list's objects reach the
+                // store only all at once when the list is done, so the index is made again
+                // from the store then.
+                let touched = match event {
+                    Ok(watcher::Event::Apply(object)) => {
+                        index.touch_object(&object, true);
+                        Ok(Some(object))
+                    }
+                    Ok(watcher::Event::Delete(object)) => {
+                        index.touch_object(&object, false);
+                        Ok(Some(object))
+                    }
+                    Ok(watcher::Event::InitApply(object)) => Ok(Some(object)),
+                    Ok(watcher::Event::InitDone) => {
+                        index.rebuild(&store);
+                        Ok(None)
+                    }
+                    Ok(watcher::Event::Init) => Ok(None),
+                    Err(e) => Err(e),
+                };
                 let kind = kind.clone();
-                if let Ok(object) = &touched
-                    && let (Some(namespace), Some(name)) =
-                        (object.meta().namespace.as_deref(), object.meta().name.as_deref())
-                {
-                    let present = store.get(&ObjectRef::new(name).within(namespace)).is_some();
-                    index.touch(namespace, name, present);
-                }
-                let object = touched.map(Arc::new);
                 let mut senders = subscribers.clone();
                 async move {
-                    match object {
-                        Ok(object) => {
+                    match touched {
+                        Ok(Some(object)) => {
+                            let object = Arc::new(object);
                             for sender in &mut senders {
                                 let _ = sender.send(Arc::clone(&object)).await;
                             }
                         }
+                        Ok(None) => {}
                         Err(e) => tracing::warn!(kind, error = %e, "watch failed; re-listing"),
                     }
                 }
-            })
+            },
+        )
     }
 }
 
