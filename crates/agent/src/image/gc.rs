@@ -181,6 +181,7 @@ async fn collect(
         return Ok(());
     }
     let mut freed = 0;
+    let mut failures = Vec::new();
     for image in victims(&images, &in_use, tracker, policy, need, now) {
         match agent.images.remove(&image.id) {
             Ok(removed) => {
@@ -188,16 +189,29 @@ async fn collect(
                 tracing::info!(image = %removed.id, names = %removed.names.join(","), size = removed.size, "removed an unused image");
             }
             Err(e) => {
-                tracing::warn!(image = %image.id, error = %e, "cannot remove an unused image")
+                tracing::warn!(image = %image.id, error = %e, "cannot remove an unused image");
+                failures.push(format!("image {}: {e}", image.id));
             }
         }
     }
-    if freed < need {
+    shortfall(need, freed, &failures)
+}
+
+/// Upstream's two ways to say that less was freed than wanted: because removals failed, or
+/// because no more was eligible.
+fn shortfall(need: u64, freed: u64, failures: &[String]) -> Result<(), String> {
+    if freed >= need {
+        return Ok(());
+    }
+    if !failures.is_empty() {
         return Err(format!(
-            "wanted to free {need} bytes, but freed {freed} bytes space with errors in image deletion"
+            "wanted to free {need} bytes, but freed {freed} bytes space with errors in image deletion: {}",
+            failures.join("; ")
         ));
     }
-    Ok(())
+    Err(format!(
+        "Failed to garbage collect required amount of images. Attempted to free {need} bytes, but only found {freed} bytes eligible to free."
+    ))
 }
 
 /// The ids of the images the containers of `pods` name (those the store holds).
@@ -230,6 +244,23 @@ fn images_on_disk(agent: &Agent, images: &[Image]) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shortfall_says_whether_removals_failed_or_nothing_more_was_eligible() {
+        assert_eq!(shortfall(100, 100, &[]), Ok(()));
+        assert_eq!(
+            shortfall(100, 40, &[]),
+            Err("Failed to garbage collect required amount of images. Attempted to free 100 \
+                 bytes, but only found 40 bytes eligible to free."
+                .into())
+        );
+        assert_eq!(
+            shortfall(100, 40, &["image sha256:ab: busy".into()]),
+            Err("wanted to free 100 bytes, but freed 40 bytes space with errors in image \
+                 deletion: image sha256:ab: busy"
+                .into())
+        );
+    }
 
     fn image(id: &str, size: u64) -> Image {
         Image {
