@@ -195,18 +195,20 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     }
     let address = std::net::SocketAddr::from(([0, 0, 0, 0], options.port));
     let endpoint = Arc::clone(&agent);
-    tokio::spawn(async move {
+    // The agent's parts end with this future (dropped when the agent stops), not after it.
+    let mut parts = tokio::task::JoinSet::new();
+    parts.spawn(async move {
         if let Err(e) = server::serve(endpoint, address, tls).await {
             tracing::error!(error = %e, "the agent's endpoint stopped: logs are unavailable");
         }
     });
-    tokio::spawn(storage::run(
+    parts.spawn(storage::run(
         client.clone(),
         options.node_name.clone(),
         options.local_storage_path.clone(),
     ));
-    tokio::spawn(node::run(client, options));
-    tokio::spawn(image::gc::run(Arc::clone(&agent)));
+    parts.spawn(node::run(client, options));
+    parts.spawn(image::gc::run(Arc::clone(&agent)));
     pod::run(agent).await;
     Ok(())
 }

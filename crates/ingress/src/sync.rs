@@ -24,6 +24,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::class::{self, ClassView, IngressView};
 use crate::proxy::Routes;
@@ -283,6 +284,7 @@ impl Listings {
 
 /// Spawns a task that sends `api`'s watch events, wrapped by `wrap`, to `tx`.
 fn spawn_watch<K>(
+    watches: &mut JoinSet<()>,
     api: Api<K>,
     config: watcher::Config,
     tx: mpsc::Sender<Change>,
@@ -291,7 +293,7 @@ fn spawn_watch<K>(
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
     K::DynamicType: Default,
 {
-    tokio::spawn(async move {
+    watches.spawn(async move {
         let mut events = watcher::watcher(api, config).default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
@@ -314,14 +316,40 @@ fn spawn_watch<K>(
 pub async fn run(client: kube::Client, targets: Targets) {
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
     let all = watcher::Config::default();
-    spawn_watch(Api::<IngressClass>::all(client.clone()), all.clone(), tx.clone(), Change::Class);
-    spawn_watch(Api::<Ingress>::all(client.clone()), all.clone(), tx.clone(), Change::Ingress);
-    spawn_watch(Api::<Service>::all(client.clone()), all.clone(), tx.clone(), Change::Service);
-    spawn_watch(Api::<EndpointSlice>::all(client.clone()), all, tx.clone(), Change::Slice);
+    // The watches and the status writer end with this future, not after it.
+    let mut tasks = JoinSet::new();
+    spawn_watch(
+        &mut tasks,
+        Api::<IngressClass>::all(client.clone()),
+        all.clone(),
+        tx.clone(),
+        Change::Class,
+    );
+    spawn_watch(
+        &mut tasks,
+        Api::<Ingress>::all(client.clone()),
+        all.clone(),
+        tx.clone(),
+        Change::Ingress,
+    );
+    spawn_watch(
+        &mut tasks,
+        Api::<Service>::all(client.clone()),
+        all.clone(),
+        tx.clone(),
+        Change::Service,
+    );
+    spawn_watch(
+        &mut tasks,
+        Api::<EndpointSlice>::all(client.clone()),
+        all,
+        tx.clone(),
+        Change::Slice,
+    );
     let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
-    spawn_watch(Api::<Secret>::all(client.clone()), tls_only, tx, Change::Secret);
+    spawn_watch(&mut tasks, Api::<Secret>::all(client.clone()), tls_only, tx, Change::Secret);
     let (status_tx, status_rx) = watch::channel(Vec::new());
-    tokio::spawn(write_status(client, status_rx));
+    tasks.spawn(write_status(client, status_rx));
 
     let mut classes = Plain::<IngressClass, ClassView> {
         items: HashMap::new(),

@@ -730,6 +730,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     .context("cannot write the node agent's kubeconfig")?;
     let node_ip = options.node_ip;
     let mut agent = None;
+    let mut dns = None;
     let mut proxy = None;
     let mut policy = None;
     if !args.disable_agent {
@@ -741,7 +742,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             krust_apiserver::pki::node_serving(&args.data_dir, &options.node_name, &addresses)
                 .context("cannot issue the node agent's serving certificate")?;
         options.tls = krust_agent::server::Tls { cert, key, client_ca: ca };
-        start_dns(&args.node, &options, &config)?;
+        dns = start_dns(&args.node, &options, &config)?;
         proxy = start_proxy(&args.node, &options, &config);
         policy = start_network_policy(&args.node, &options, &config);
         agent = Some(tokio::spawn(async move {
@@ -786,8 +787,14 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             task.abort();
         }
     }
+    // Each ends with its own tasks (and their watches) before the server closes their
+    // connections, so that none of them reports the server gone.
     for task in agent.into_iter().chain(proxy).chain(policy).chain(ingress) {
         task.abort();
+        let _ = task.await;
+    }
+    if let Some(dns) = dns {
+        dns.stop().await;
     }
     let left = running.shutdown(args.shutdown_grace_period).await;
     if left > 0 {
@@ -1020,7 +1027,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         options.tls.cert = read(cert)?;
         options.tls.key = read(key)?;
     }
-    start_dns(&args.node, &options, &config)?;
+    let dns = start_dns(&args.node, &options, &config)?;
     let proxy = start_proxy(&args.node, &options, &config);
     let policy = start_network_policy(&args.node, &options, &config);
     let result = tokio::select! {
@@ -1029,6 +1036,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     };
     for task in proxy.into_iter().chain(policy) {
         task.abort();
+        let _ = task.await;
+    }
+    if let Some(dns) = dns {
+        dns.stop().await;
     }
     result
 }
@@ -1082,14 +1093,14 @@ fn start_network_policy(
 /// `--disable-dns`. It answers on the cluster DNS addresses, held by a link named
 /// after the bridge; names outside the cluster go to `--dns-upstream` or the host's
 /// resolvers. It runs on a thread and runtime of its own, so that its answers never wait
-/// behind the rest of the process (a busy agent or API server); it ends with the process.
+/// behind the rest of the process (a busy agent or API server); it ends with its handle.
 fn start_dns(
     node: &NodeArgs,
     agent: &krust_agent::Options,
     config: &krust_dns::Config,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<ClusterDns>> {
     if node.disable_dns {
-        return Ok(());
+        return Ok(None);
     }
     let addresses: Vec<IpAddr> = agent.cluster_dns.iter().copied().map(IpAddr::V4).collect();
     let upstreams = if node.dns_upstream.is_empty() {
@@ -1111,15 +1122,38 @@ fn start_dns(
         .enable_all()
         .build()
         .context("cannot start the DNS server's runtime")?;
-    std::thread::Builder::new()
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
         .name("cluster-dns".into())
         .spawn(move || {
-            if let Err(e) = runtime.block_on(krust_dns::run(config, options)) {
+            // Its tasks end with its runtime, when it is told to stop (or its handle is gone).
+            let served = runtime.block_on(async {
+                tokio::select! {
+                    served = krust_dns::run(config, options) => served,
+                    _ = stopped => Ok(()),
+                }
+            });
+            if let Err(e) = served {
                 tracing::error!(error = %e, "the cluster DNS server stopped");
             }
         })
         .context("cannot start the DNS server's thread")?;
-    Ok(())
+    Ok(Some(ClusterDns { stop, thread }))
+}
+
+/// The cluster DNS server's thread; it stops when told or when this is dropped.
+struct ClusterDns {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ClusterDns {
+    /// Stops the server and waits (at most 5 s) until its thread has ended.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let joined = tokio::task::spawn_blocking(move || self.thread.join());
+        let _ = tokio::time::timeout(Duration::from_secs(5), joined).await;
+    }
 }
 
 /// A DNS upstream: `IP` (port 53) or `IP:PORT`.

@@ -17,6 +17,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::Error;
 use crate::plan::{self, Cluster, Key, Ruleset};
@@ -84,12 +85,17 @@ fn apply<K, V: PartialEq>(
     }
 }
 
-fn forward<K>(api: Api<K>, tx: mpsc::Sender<Change>, wrap: fn(Box<Event<K>>) -> Change, what: &str)
-where
+fn forward<K>(
+    watches: &mut JoinSet<()>,
+    api: Api<K>,
+    tx: mpsc::Sender<Change>,
+    wrap: fn(Box<Event<K>>) -> Change,
+    what: &str,
+) where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let what = what.to_string();
-    tokio::spawn(async move {
+    watches.spawn(async move {
         let mut events = watcher::watcher(api, Default::default()).default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
@@ -108,9 +114,12 @@ where
 pub async fn run(client: kube::Client, table: String, node: String) -> Result<(), Error> {
     let mut netlink = Netlink::open()?;
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
-    forward(Api::<NetworkPolicy>::all(client.clone()), tx.clone(), Change::Policy, "NetworkPolicy");
-    forward(Api::<Pod>::all(client.clone()), tx.clone(), Change::Pod, "Pod");
-    forward(Api::<Namespace>::all(client), tx, Change::Namespace, "Namespace");
+    // The watches end with this future (dropped when enforcement stops), not after it.
+    let mut watches = JoinSet::new();
+    let policy_api = Api::<NetworkPolicy>::all(client.clone());
+    forward(&mut watches, policy_api, tx.clone(), Change::Policy, "NetworkPolicy");
+    forward(&mut watches, Api::<Pod>::all(client.clone()), tx.clone(), Change::Pod, "Pod");
+    forward(&mut watches, Api::<Namespace>::all(client), tx, Change::Namespace, "Namespace");
 
     let mut cluster = Cluster::default();
     let mut namespaces: BTreeMap<Key, plan::Labels> = BTreeMap::new();

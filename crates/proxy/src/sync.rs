@@ -145,7 +145,9 @@ pub async fn run(client: kube::Client, layout: Layout) -> Result<(), Error> {
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default());
     let slices = watcher::watcher(Api::<EndpointSlice>::all(client), Default::default());
     let tx_services = tx.clone();
-    tokio::spawn(async move {
+    // The watches end with this future (dropped when the proxy stops), not after it.
+    let mut watches = tokio::task::JoinSet::new();
+    watches.spawn(async move {
         let mut events = services.default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
@@ -158,7 +160,7 @@ pub async fn run(client: kube::Client, layout: Layout) -> Result<(), Error> {
             }
         }
     });
-    tokio::spawn(async move {
+    watches.spawn(async move {
         let mut events = slices.default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
