@@ -182,6 +182,9 @@ def test_a_statefulset_adopts_its_orphans_and_releases_what_it_no_longer_selects
     orphan_uid = cluster.ok("GET", f"{pod_path}/web-0")["metadata"]["uid"]
     body = statefulset(replicas=2)
     del body["spec"]["volumeClaimTemplates"]
+    # The orphan has no controller-revision-hash: under RollingUpdate the set would, as
+    # upstream's does, replace it once its other pods are ready. OnDelete keeps it.
+    body["spec"]["updateStrategy"] = {"type": "OnDelete"}
     k("apply", "-n", ns, "-f", "-", input=json.dumps(body))
     sts_uid = json.loads(k("get", "sts", "web", "-n", ns, "-o", "json"))["metadata"]["uid"]
 

@@ -85,7 +85,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let root = Client::try_from(config.clone()).map_err(Error::Client)?;
-    let credentials = Credentials::new(root.clone(), &config);
+    let credentials = Credentials::new(root.clone(), &config).map_err(Error::Client)?;
     let mut election = LeaderElection::new(
         root,
         runtime::credentials::NAMESPACE,

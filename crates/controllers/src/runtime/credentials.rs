@@ -2,7 +2,8 @@
 //! `--use-service-account-credentials`: the controller manager's own credential only makes
 //! the `kube-system` service account `NAME` and asks for its tokens (TokenRequest); the
 //! controller's writes then carry that token, so RBAC sees `system:serviceaccount:kube-system:NAME`
-//! with the `system:controller:NAME` role and nothing more.
+//! with the `system:controller:NAME` role and nothing more. The clients differ only in that
+//! header: they share one connection pool, so that the controllers' idle connections are few.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -12,8 +13,9 @@ use http::header::AUTHORIZATION;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{ObjectMeta, PostParams};
-use kube::client::{Body, ClientBuilder};
+use kube::client::Body;
 use kube::{Api, Client, Config};
+use tower::Layer;
 use tower::util::MapRequestLayer;
 
 use crate::Error;
@@ -29,16 +31,20 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 pub struct Credentials {
     /// The controller manager's own client: it reads the shared caches and mints tokens.
     root: Client,
-    /// The server and its CA, without the manager's credential.
-    base: Config,
+    /// A client of the server without the manager's credential, whose connections every
+    /// controller's client uses.
+    shared: Client,
+    /// The namespace of the controllers' clients.
+    default_namespace: String,
 }
 
 impl Credentials {
     /// Credentials minted through `root`, for clients that reach the server as `config` does.
-    pub fn new(root: Client, config: &Config) -> Self {
+    pub fn new(root: Client, config: &Config) -> Result<Self, kube::Error> {
         let mut base = config.clone();
         base.auth_info = Default::default();
-        Self { root, base }
+        let default_namespace = base.default_namespace.clone();
+        Ok(Self { root, shared: Client::try_from(base)?, default_namespace })
     }
 
     /// The controller manager's own client.
@@ -69,10 +75,12 @@ impl Credentials {
             }
             request
         });
-        let client = ClientBuilder::try_from(self.base.clone())
-            .map_err(|source| Error::Credentials { controller: controller.to_string(), source })?
-            .with_layer(&layer)
-            .build();
+        let shared = self.shared.clone();
+        let send = tower::service_fn(move |request: http::Request<Body>| {
+            let shared = shared.clone();
+            async move { shared.send(request).await }
+        });
+        let client = Client::new(layer.layer(send), self.default_namespace.clone());
         tokio::spawn(renew(self.clone(), controller.to_string(), Arc::downgrade(&token)));
         Ok(client)
     }
