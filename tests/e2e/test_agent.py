@@ -77,6 +77,10 @@ def test_two_containers_share_localhost_after_an_init_container(node, k, ns):
     p = wait_pod(k, ns, "web", lambda p: p["status"].get("phase") == "Running"
                  and all(s["ready"] for s in p["status"].get("containerStatuses", [{"ready": False}])))
     status = p["status"]
+    # The agent writes pod status as upstream's kubelet, under that field manager.
+    with_fields = k.json("get", "pod", "web", "-n", ns, "--show-managed-fields")
+    assert {m["manager"] for m in with_fields["metadata"]["managedFields"]
+            if m.get("subresource") == "status"} == {"kubelet"}
     assert status["podIP"].startswith(node.cidr_base + ".")
     assert status["qosClass"] == "BestEffort"
     init = status["initContainerStatuses"][0]["state"]["terminated"]

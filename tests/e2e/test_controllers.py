@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import KrustServer, reap, spawn, wait_for, KRUST_BIN, rand_suffix
+from conftest import KrustServer, deployment, reap, spawn, wait_for, KRUST_BIN, rand_suffix
 
 CONTROLLERS = ["namespace-controller", "service-account-controller", "root-ca-cert-publisher",
                "generic-garbage-collector"]
@@ -47,6 +47,19 @@ def test_in_server_controllers_hold_the_lease_and_act_as_their_accounts(cluster)
     review["spec"]["resourceAttributes"]["verb"] = "delete"
     r = cluster.ok("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=review)
     assert r["status"].get("allowed") is not True, r
+
+
+def test_controllers_write_status_as_kube_controller_manager(cluster, ns):
+    """The field manager of a write is its client's User-Agent prefix, as upstream's: the
+    controllers say they are kube-controller-manager, as upstream's do."""
+    cluster.ok("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=deployment("d1"))
+
+    def status_managers():
+        d = cluster.ok("GET", f"/apis/apps/v1/namespaces/{ns}/deployments/d1")
+        return {m["manager"] for m in d["metadata"].get("managedFields", [])
+                if m.get("subresource") == "status"}
+    assert wait_for(status_managers, 30, what="the Deployment's status written") == \
+        {"kube-controller-manager"}
 
 
 def test_a_deleted_default_account_and_a_changed_ca_are_put_back(cluster, ns_name):

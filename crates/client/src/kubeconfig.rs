@@ -40,3 +40,25 @@ pub fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}_{}", host.trim(), uuid::Uuid::new_v4())
 }
+
+/// `config` for `component`: its User-Agent as upstream's components write theirs
+/// (`NAME/VERSION (OS/ARCH) krust`), which the server takes as the field manager of its
+/// writes.
+pub fn acting_as(config: &Config, component: &str) -> Config {
+    let mut config = config.clone();
+    // Go's names of the architectures, as upstream's agents write them.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let agent = format!(
+        "{component}/v{} ({}/{arch}) krust",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS
+    );
+    if let (Ok(name), Ok(value)) = ("user-agent".parse(), agent.parse()) {
+        config.headers.push((name, value));
+    }
+    config
+}

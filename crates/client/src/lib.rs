@@ -13,5 +13,5 @@ pub mod leader;
 pub use error::Error;
 pub use events::Events;
 pub use informer::Informer;
-pub use kubeconfig::{config_from_kubeconfig, config_or_default, identity};
+pub use kubeconfig::{acting_as, config_from_kubeconfig, config_or_default, identity};
 pub use leader::LeaderElection;

@@ -688,7 +688,13 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = krust_controllers::run(config, options, shutdown).await {
+            if let Err(e) = krust_controllers::run(
+                krust_client::acting_as(&config, CONTROLLER_MANAGER),
+                options,
+                shutdown,
+            )
+            .await
+            {
                 tracing::error!(error = %e, "the controllers stopped");
             }
         });
@@ -706,7 +712,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = krust_scheduler::run(config, options, shutdown).await {
+            if let Err(e) =
+                krust_scheduler::run(krust_client::acting_as(&config, SCHEDULER), options, shutdown)
+                    .await
+            {
                 tracing::error!(error = %e, "the scheduler stopped");
             }
         });
@@ -746,7 +755,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         proxy = start_proxy(&args.node, &options, &config);
         policy = start_network_policy(&args.node, &options, &config);
         agent = Some(tokio::spawn(async move {
-            if let Err(e) = krust_agent::run(config, options).await {
+            if let Err(e) =
+                krust_agent::run(krust_client::acting_as(&config, KUBELET), options).await
+            {
                 tracing::error!(error = %e, "the node agent stopped");
             }
         }));
@@ -771,7 +782,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             workers: args.ingress_workers,
         };
         Some(tokio::spawn(async move {
-            if let Err(e) = krust_ingress::run(config, options).await {
+            if let Err(e) =
+                krust_ingress::run(krust_client::acting_as(&config, INGRESS), options).await
+            {
                 tracing::error!(error = %e, "the ingress controller stopped");
             }
         }))
@@ -803,6 +816,17 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// The names the components give in their User-Agent, which the server takes as the field
+/// manager of their writes: upstream's names where a component does upstream's job, so that
+/// `managedFields` reads as a Kubernetes user expects (`kubelet` for a pod's status).
+const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+const SCHEDULER: &str = "kube-scheduler";
+const KUBELET: &str = "kubelet";
+const PROXY: &str = "kube-proxy";
+const NETWORK_POLICY: &str = "krust-network-policy";
+const DNS: &str = "krust-dns";
+const INGRESS: &str = "krust-ingress";
 
 /// The in-server controllers' name in the leader lease: the host's name and an id kept in the
 /// data dir, so that a restarted server takes its own lease back at once instead of waiting
@@ -894,7 +918,9 @@ async fn scheduler(args: SchedulerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot use kubeconfig {}", args.kubeconfig.display()))?;
     let options = krust_scheduler::Options { identity: krust_client::identity(), configuration };
-    krust_scheduler::run(config, options, wait_for_signal()).await.context("the scheduler stopped")
+    krust_scheduler::run(krust_client::acting_as(&config, SCHEDULER), options, wait_for_signal())
+        .await
+        .context("the scheduler stopped")
 }
 
 async fn explain_pending(args: ExplainPendingArgs) -> anyhow::Result<()> {
@@ -931,9 +957,13 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
             ),
         },
     };
-    krust_controllers::run(config, options, wait_for_signal())
-        .await
-        .context("the controllers stopped")
+    krust_controllers::run(
+        krust_client::acting_as(&config, CONTROLLER_MANAGER),
+        options,
+        wait_for_signal(),
+    )
+    .await
+    .context("the controllers stopped")
 }
 
 fn agent_options(
@@ -1031,7 +1061,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let proxy = start_proxy(&args.node, &options, &config);
     let policy = start_network_policy(&args.node, &options, &config);
     let result = tokio::select! {
-        result = krust_agent::run(config, options) => result.context("the node agent stopped"),
+        result = krust_agent::run(krust_client::acting_as(&config, KUBELET), options) => result.context("the node agent stopped"),
         () = wait_for_signal() => Ok(()),
     };
     for task in proxy.into_iter().chain(policy) {
@@ -1059,7 +1089,7 @@ fn start_proxy(
         pod_cidr: agent.pod_cidr,
         node: agent.node_name.clone(),
     };
-    let config = config.clone();
+    let config = krust_client::acting_as(config, PROXY);
     Some(tokio::spawn(async move {
         if let Err(e) = krust_proxy::run(config, options).await {
             tracing::error!(error = %e, "the service proxy stopped");
@@ -1081,7 +1111,7 @@ fn start_network_policy(
         table: format!("{}-policy", agent.bridge),
         node: agent.node_name.clone(),
     };
-    let config = config.clone();
+    let config = krust_client::acting_as(config, NETWORK_POLICY);
     Some(tokio::spawn(async move {
         if let Err(e) = krust_networkpolicy::run(config, options).await {
             tracing::error!(error = %e, "network policy enforcement stopped");
@@ -1117,7 +1147,7 @@ fn start_dns(
         upstreams,
         link: Some(link),
     };
-    let config = config.clone();
+    let config = krust_client::acting_as(config, DNS);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1204,7 +1234,7 @@ async fn simulate(args: &AgentArgs) -> anyhow::Result<()> {
     let version = node_version();
     let options = krust_agent::simulate::Options { nodes, version };
     tokio::select! {
-        result = krust_agent::simulate::run(config, options) => {
+        result = krust_agent::simulate::run(krust_client::acting_as(&config, KUBELET), options) => {
             result.context("the simulated nodes stopped")
         }
         () = wait_for_signal() => Ok(()),

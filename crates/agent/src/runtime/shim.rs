@@ -333,10 +333,10 @@ fn oom_kills(bundle: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes `value` to `path` atomically (a reader sees all of it or nothing).
-/// Writes `value` to `path` whole (through a rename), then says so on stdout: the agent
-/// waiting for a container to start reads that line rather than polling the bundle. Nobody
-/// may be reading any more (the agent restarted, or took its answer): that is no failure.
+/// Writes `value` to `path` atomically (a reader sees all of it or nothing), then says so on
+/// stdout: the agent waiting for a container to start reads that line rather than polling
+/// the bundle. Nobody may be reading any more (the agent restarted, or took its answer):
+/// that is no failure.
 fn record<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let partial = path.with_extension("partial");
     fs::write(&partial, serde_json::to_vec(value)?)?;
