@@ -559,9 +559,9 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
     })
 }
 
-/// The MAC of a pod's eth0, made from its address as Docker and OVN make theirs: locally
-/// administered (`0a:58`), and the same for the same address, so that a neighbour entry
-/// left by an ended pod with this address is right for the new one.
+/// The MAC of a pod's eth0, made from its address as OVN makes its pods' (Docker likewise,
+/// under `02:42`): locally administered (`0a:58`), and the same for the same address, so
+/// that a neighbour entry left by an ended pod with this address is right for the new one.
 fn pod_mac(address: Ipv4Addr) -> [u8; 6] {
     let [a, b, c, d] = address.octets();
     [0x0a, 0x58, a, b, c, d]
