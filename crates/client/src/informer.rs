@@ -38,10 +38,11 @@ pub struct ByNamespace {
 }
 
 impl ByNamespace {
-    fn touch(&self, namespace: &str, name: &str, present: bool) {
+    fn touch<K: Resource>(&self, object: &K, present: bool) {
+        let Some((namespace, name)) = namespaced_name(object) else { return };
         let Ok(mut names) = self.names.write() else { return };
         if present {
-            names.entry(namespace.to_string()).or_default().insert(name.to_string());
+            add(&mut names, namespace, name);
         } else if let Some(set) = names.get_mut(namespace) {
             set.remove(name);
             if set.is_empty() {
@@ -50,25 +51,15 @@ impl ByNamespace {
         }
     }
 
-    fn touch_object<K: Resource>(&self, object: &K, present: bool) {
-        if let (Some(namespace), Some(name)) =
-            (object.meta().namespace.as_deref(), object.meta().name.as_deref())
-        {
-            self.touch(namespace, name, present);
-        }
-    }
-
     /// Makes the index again from what `store` holds (after a list).
     fn rebuild<K>(&self, store: &Store<K>)
     where
         K: Resource<DynamicType = ()> + Clone + 'static,
     {
-        let mut names: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut names = HashMap::new();
         for object in store.state() {
-            if let (Some(namespace), Some(name)) =
-                (object.meta().namespace.as_deref(), object.meta().name.as_deref())
-            {
-                names.entry(namespace.to_string()).or_default().insert(name.to_string());
+            if let Some((namespace, name)) = namespaced_name(object.as_ref()) {
+                add(&mut names, namespace, name);
             }
         }
         if let Ok(mut kept) = self.names.write() {
@@ -89,6 +80,15 @@ impl ByNamespace {
             .filter_map(|name| store.get(&ObjectRef::new(name).within(namespace)))
             .collect()
     }
+}
+
+/// A namespaced object's namespace and name.
+fn namespaced_name<K: Resource>(object: &K) -> Option<(&str, &str)> {
+    Some((object.meta().namespace.as_deref()?, object.meta().name.as_deref()?))
+}
+
+fn add(names: &mut HashMap<String, HashSet<String>>, namespace: &str, name: &str) {
+    names.entry(namespace.to_string()).or_default().insert(name.to_string());
 }
 
 impl<K> Default for Informer<K>
@@ -137,11 +137,11 @@ where
                 // from the store then.
                 let touched = match event {
                     Ok(watcher::Event::Apply(object)) => {
-                        index.touch_object(&object, true);
+                        index.touch(&object, true);
                         Ok(Some(object))
                     }
                     Ok(watcher::Event::Delete(object)) => {
-                        index.touch_object(&object, false);
+                        index.touch(&object, false);
                         Ok(Some(object))
                     }
                     Ok(watcher::Event::InitApply(object)) => Ok(Some(object)),
