@@ -49,6 +49,29 @@ def test_in_server_controllers_hold_the_lease_and_act_as_their_accounts(cluster)
     assert r["status"].get("allowed") is not True, r
 
 
+def established_to(port: int) -> int:
+    """How many established TCP connections on this host have `port` as their local port
+    (the server's ends of its clients' connections)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    count += 1
+    return count
+
+
+def test_in_server_controllers_share_one_connection_for_their_watches(cluster):
+    """The controllers keep dozens of watches open (the garbage collector one per resource)
+    over one HTTP/2 connection, as client-go's do, not a connection each."""
+    wait_for(lambda: "every monitor listed" in cluster.server.log_path.read_text(), 60,
+             what="the garbage collector's informers")
+    watches = 40  # the garbage collector alone watches more resources than this
+    assert established_to(cluster.server.port) < watches / 2
+
+
 def test_controllers_write_status_as_kube_controller_manager(cluster, ns):
     """The field manager of a write is its client's User-Agent prefix, as upstream's: the
     controllers say they are kube-controller-manager, as upstream's do."""

@@ -146,7 +146,7 @@ pub enum Error {
 
 /// Runs the agent for ever.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
-    let client = Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     let pods_dir = options.data_dir.join("pods");
     let logs_dir = options.data_dir.join("logs");
     let seccomp_root = options.data_dir.join("seccomp");

@@ -4,12 +4,14 @@
 //!
 //! *Invariant*: depends on no other krust crate; it knows the API only as kube-rs does.
 
+pub mod connection;
 pub mod error;
 pub mod events;
 pub mod informer;
 pub mod kubeconfig;
 pub mod leader;
 
+pub use connection::client;
 pub use error::Error;
 pub use events::Events;
 pub use informer::Informer;

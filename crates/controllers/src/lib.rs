@@ -47,7 +47,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::{Api, Client, Config};
+use kube::{Api, Config};
 
 pub use error::Error;
 use krust_client::leader::Timing;
@@ -84,7 +84,7 @@ pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let root = Client::try_from(config.clone()).map_err(Error::Client)?;
+    let root = krust_client::client(config.clone()).map_err(Error::Client)?;
     let credentials = Credentials::new(root.clone(), &config).map_err(Error::Client)?;
     let mut election = LeaderElection::new(
         root,

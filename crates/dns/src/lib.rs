@@ -62,7 +62,7 @@ const BIND_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs the DNS server, an API client through `config`, until the process ends.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
-    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     if let Some(link) = &options.link {
         link::hold(link, &options.addresses).await?;
     }

@@ -74,7 +74,7 @@ pub struct Options {
 /// binds both listeners (failing if either cannot be bound), makes the IngressClass `krust`
 /// when there is none (retried until the API answers), then serves Ingresses as they change.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
-    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     let bind = |address: SocketAddr| async move {
         tokio::net::TcpListener::bind(address)
             .await

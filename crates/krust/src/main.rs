@@ -139,6 +139,10 @@ struct ServerArgs {
     /// dropped.
     #[arg(long, default_value_t = 512)]
     max_pending_handshakes: usize,
+    /// How many streams an HTTP/2 connection may have open at once (upstream's flag and
+    /// default).
+    #[arg(long, default_value_t = 1000)]
+    http2_max_streams_per_connection: u32,
     /// A file of static bearer tokens, as upstream's CSV: `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -637,6 +641,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             request_body: args.request_body_timeout,
             idle: args.idle_connection_timeout,
             max_pending_handshakes: args.max_pending_handshakes,
+            http2_max_streams: args.http2_max_streams_per_connection,
             ..Default::default()
         },
         inflight: krust_apiserver::http::inflight::Limits {

@@ -35,7 +35,7 @@ pub struct Options {
 /// Enforces NetworkPolicy for the node's pods, an API client through `config`, until the
 /// process ends.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
-    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     // Pods of one bridge reach each other without routing: only `br_netfilter` shows their
     // packets to the forward hook, where the policies are.
     if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-iptables", "1") {

@@ -38,7 +38,7 @@ pub struct Options {
 
 /// Runs the proxy, an API client through `config`, until the process ends.
 pub async fn run(config: Config, options: Options) -> Result<(), Error> {
-    let client = kube::Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     // Pods reach Services on other pods through the host: it must route between them.
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!(error = %e, "cannot turn on IPv4 forwarding; pods cannot reach Services");

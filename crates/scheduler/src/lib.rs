@@ -24,7 +24,7 @@ pub mod workloads;
 
 use krust_client::LeaderElection;
 use krust_client::leader::Timing;
-use kube::{Client, Config};
+use kube::Config;
 
 pub use error::Error;
 pub use profile::Configuration;
@@ -52,7 +52,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     // A configuration that cannot be used stops the start, not a later leadership.
     options.configuration.profiles()?;
-    let client = Client::try_from(config).map_err(Error::Client)?;
+    let client = krust_client::client(config).map_err(Error::Client)?;
     let mut election = LeaderElection::new(
         client.clone(),
         "kube-system",
@@ -98,7 +98,7 @@ pub async fn explain_pending(
 
     let namespace = namespace.unwrap_or(&config.default_namespace).to_string();
     let namespace = namespace.as_str();
-    let client = Client::try_from(config).map_err(ExplainError::Read)?;
+    let client = krust_client::client(config).map_err(ExplainError::Read)?;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod = pods.get(name).await.map_err(ExplainError::Read)?;

@@ -87,7 +87,7 @@ struct Simulator {
 
 /// Registers the nodes and simulates them until the future is dropped.
 pub async fn run(config: Config, options: Options) -> Result<(), SimulateError> {
-    let client = Client::try_from(config).map_err(SimulateError::Client)?;
+    let client = krust_client::client(config).map_err(SimulateError::Client)?;
     let simulator = Arc::new(Simulator {
         client,
         version: options.version,

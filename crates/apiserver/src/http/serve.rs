@@ -96,6 +96,10 @@ pub struct ConnectionLimits {
     /// How often an HTTP/2 connection that sent nothing is pinged; unanswered for as long
     /// again, it is closed.
     pub http2_keep_alive: Duration,
+    /// How many streams an HTTP/2 connection may have open at once: upstream's
+    /// `--http2-max-streams-per-connection`, 1000. A client that keeps every watch on one
+    /// connection (client-go, krust's own components) needs room for all of them.
+    pub http2_max_streams: u32,
     /// How many accepted connections may be in their TLS handshake at once; past it, the
     /// oldest is dropped.
     pub max_pending_handshakes: usize,
@@ -109,6 +113,7 @@ impl Default for ConnectionLimits {
             request_body: Duration::from_secs(60),
             idle: Duration::from_secs(90),
             http2_keep_alive: Duration::from_secs(30),
+            http2_max_streams: 1000,
             max_pending_handshakes: 512,
         }
     }
@@ -186,7 +191,8 @@ impl Builders {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(limits.http2_keep_alive)
-            .keep_alive_timeout(limits.http2_keep_alive);
+            .keep_alive_timeout(limits.http2_keep_alive)
+            .max_concurrent_streams(limits.http2_max_streams);
         Self { detect: builder.clone(), h1: builder.clone().http1_only(), h2: builder.http2_only() }
     }
 }

@@ -44,7 +44,7 @@ impl Credentials {
         let mut base = config.clone();
         base.auth_info = Default::default();
         let default_namespace = base.default_namespace.clone();
-        Ok(Self { root, shared: Client::try_from(base)?, default_namespace })
+        Ok(Self { root, shared: krust_client::client(base)?, default_namespace })
     }
 
     /// The controller manager's own client.
