@@ -7,20 +7,61 @@
 //! (`DeleteOptions`, ...) and `WatchEvent` in every group version, and `Status` and the
 //! discovery kinds as "unversioned" kinds of `v1` (the `apiVersion` errors are served with).
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use prost_reflect::prost::Message;
+use prost_reflect::prost_types::FileDescriptorSet;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 /// The encoded `FileDescriptorSet` of every upstream schema.
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
 
-/// The descriptors, decoded once.
-static POOL: LazyLock<Option<DescriptorPool>> =
-    LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS).ok());
+/// The descriptors of the schemas krust serves, decoded once.
+static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| {
+    let set = FileDescriptorSet::decode(DESCRIPTORS).ok()?;
+    DescriptorPool::from_file_descriptor_set(served(set)).ok()
+});
 
-/// The descriptor pool of every upstream schema (`None` only if the build wrote a broken one).
+/// The descriptor pool of the upstream schemas krust serves (`None` only if the build wrote a
+/// broken one).
 pub fn pool() -> Option<&'static DescriptorPool> {
     POOL.as_ref()
+}
+
+/// The files of `set` that a served kind may need: all but those of the group versions of
+/// [`GROUP_VERSIONS`] that the catalog does not serve (`apps/v1beta1`, ...), unless a kept
+/// file imports them. `meta.k8s.io` is always kept. Decoded, the unserved half of the
+/// schemas would cost megabytes of memory for nothing.
+fn served(set: FileDescriptorSet) -> FileDescriptorSet {
+    let serving: HashSet<(&str, &str)> =
+        crate::catalog::Catalog::builtin().group_versions().into_iter().collect();
+    let unserved: HashSet<&str> = GROUP_VERSIONS
+        .iter()
+        .filter(|(group, version, _)| {
+            *group != "meta.k8s.io" && !serving.contains(&(*group, *version))
+        })
+        .map(|(.., package)| *package)
+        .collect();
+    let mut keep: HashSet<String> = set
+        .file
+        .iter()
+        .filter(|f| !unserved.contains(f.package()))
+        .map(|f| f.name().to_string())
+        .collect();
+    // Imports of kept files are kept, until nothing more is added.
+    loop {
+        let before = keep.len();
+        for file in &set.file {
+            if keep.contains(file.name()) {
+                keep.extend(file.dependency.iter().cloned());
+            }
+        }
+        if keep.len() == before {
+            break;
+        }
+    }
+    FileDescriptorSet { file: set.file.into_iter().filter(|f| keep.contains(f.name())).collect() }
 }
 
 /// The protobuf package of each group version: (group, version, package).
@@ -123,3 +164,21 @@ pub fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
 /// The kinds upstream registers as unversioned kinds of `v1` (`metav1.Unversioned`).
 const UNVERSIONED: &[&str] =
     &["Status", "APIVersions", "APIGroupList", "APIGroup", "APIResourceList"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_holds_served_versions_and_what_they_import() {
+        assert!(message("apps/v1", "Deployment").is_some());
+        assert!(message("v1", "Pod").is_some());
+        assert!(message("policy/v1", "Eviction").is_some());
+        assert!(message("v1", "Status").is_some());
+        assert!(message("meta.k8s.io/v1beta1", "PartialObjectMetadataList").is_some());
+        assert!(message("apps/v1", "DeleteOptions").is_some());
+        // Not served: not decoded.
+        assert!(message("apps/v1beta1", "Deployment").is_none());
+        assert!(message("extensions/v1beta1", "Ingress").is_none());
+    }
+}
