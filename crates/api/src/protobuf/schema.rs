@@ -29,17 +29,24 @@ pub fn pool() -> Option<&'static DescriptorPool> {
     POOL.as_ref()
 }
 
-/// The files of `set` that a served kind may need: all but those of the group versions of
-/// [`GROUP_VERSIONS`] that the catalog does not serve (`apps/v1beta1`, ...), unless a kept
-/// file imports them. `meta.k8s.io` is always kept. Decoded, the unserved half of the
-/// schemas would cost megabytes of memory for nothing.
+/// Groups whose every version is kept: `meta.k8s.io`, and the review APIs the server
+/// answers outside the catalog (`SelfSubjectReview` in `v1`, `v1beta1` and `v1alpha1`).
+const ALWAYS_KEPT: &[&str] = &["meta.k8s.io", "authentication.k8s.io", "authorization.k8s.io"];
+
+/// The files of `set` that a served kind may need: all but those of the pre-release group
+/// versions of [`GROUP_VERSIONS`] (`apps/v1beta1`, ...) that the catalog does not serve,
+/// unless a kept file imports them. Every GA version is kept, for the kinds served outside
+/// the catalog (reviews, subresources' bodies). Decoded, the unserved beta and alpha half of
+/// the schemas would cost megabytes of memory for nothing.
 fn served(set: FileDescriptorSet) -> FileDescriptorSet {
     let serving: HashSet<(&str, &str)> =
         crate::catalog::Catalog::builtin().group_versions().into_iter().collect();
     let unserved: HashSet<&str> = GROUP_VERSIONS
         .iter()
         .filter(|(group, version, _)| {
-            *group != "meta.k8s.io" && !serving.contains(&(*group, *version))
+            (version.contains("alpha") || version.contains("beta"))
+                && !ALWAYS_KEPT.contains(group)
+                && !serving.contains(&(*group, *version))
         })
         .map(|(.., package)| *package)
         .collect();
@@ -177,6 +184,11 @@ mod tests {
         assert!(message("v1", "Status").is_some());
         assert!(message("meta.k8s.io/v1beta1", "PartialObjectMetadataList").is_some());
         assert!(message("apps/v1", "DeleteOptions").is_some());
+        // Served outside the catalog.
+        assert!(message("authorization.k8s.io/v1", "SelfSubjectAccessReview").is_some());
+        assert!(message("authentication.k8s.io/v1", "TokenReview").is_some());
+        assert!(message("authentication.k8s.io/v1beta1", "SelfSubjectReview").is_some());
+        assert!(message("authentication.k8s.io/v1alpha1", "SelfSubjectReview").is_some());
         // Not served: not decoded.
         assert!(message("apps/v1beta1", "Deployment").is_none());
         assert!(message("extensions/v1beta1", "Ingress").is_none());
