@@ -2,9 +2,9 @@
 //! object that its kind does not have, and the members a JSON body names twice.
 //!
 //! Upstream finds both while decoding a body into its Go type ("strict decoding"); here the
-//! object is walked against the kind's upstream protobuf message ([`crate::protobuf`]), with
+//! object is walked against the kind's upstream protobuf message ([`crate::protobuf::types`]), with
 //! the same JSON names the protobuf decoder writes ([`crate::protobuf::names`]), so that the two agree on
-//! what a kind's fields are. Types with a JSON form of their own ([`Special`]: times,
+//! what a kind's fields are. Types with a JSON form of their own ([`Special`](crate::protobuf::special::Special): times,
 //! quantities, int-or-string, raw extensions, `fieldsV1`, ...) are leaves and accept any JSON;
 //! map fields accept any key; repeated fields are walked element by element. Paths are
 //! written as upstream writes them: `spec.template.spec.containers[0].imagePullPolice`,
@@ -16,13 +16,10 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::protobuf::names::field_of_member;
-use crate::protobuf::schema;
-use crate::protobuf::special::Special;
+use crate::protobuf::types::{self, Field, Kind, MessageId, Shape, Types};
 
 /// Members every object may have at its top level whether or not its message has them:
 /// the type meta, and `status` (tolerated on kinds without one).
@@ -32,12 +29,13 @@ const TOP_LEVEL: &[&str] = &["apiVersion", "kind", "status"];
 /// have, in document order; `None` when no schema is known for the kind (nothing can be
 /// said about its fields).
 pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Option<Vec<String>> {
-    let message = schema::message(api_version, kind)?;
+    let table = types::types();
+    let message = types::message(api_version, kind)?;
     let mut unknown = Vec::new();
     if let Value::Object(members) = obj {
         for (name, value) in members {
-            match field_of_member(&message, name) {
-                Some(field) => check_field(&field, value, name, &mut unknown),
+            match table.field_of_member(message, name) {
+                Some(field) => check_field(table, field, value, name, &mut unknown),
                 None if TOP_LEVEL.contains(&name.as_str()) => {}
                 None => unknown.push(name.clone()),
             }
@@ -48,15 +46,16 @@ pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Option<Vec<
 
 /// Walks the members of an object of type `message` at `path`.
 fn check_message(
-    message: &MessageDescriptor,
+    table: &Types,
+    message: MessageId,
     members: &Map<String, Value>,
     path: &str,
     unknown: &mut Vec<String>,
 ) {
     for (name, value) in members {
         let child = format!("{path}.{name}");
-        match field_of_member(message, name) {
-            Some(field) => check_field(&field, value, &child, unknown),
+        match table.field_of_member(message, name) {
+            Some(field) => check_field(table, field, value, &child, unknown),
             None => unknown.push(child),
         }
     }
@@ -64,34 +63,31 @@ fn check_message(
 
 /// Walks the value of a field at `path`: each value of a map, each element of a list, or
 /// the one value.
-fn check_field(field: &FieldDescriptor, value: &Value, path: &str, unknown: &mut Vec<String>) {
-    if field.is_map() {
-        let (Kind::Message(entry), Value::Object(entries)) = (field.kind(), value) else {
-            return;
-        };
-        let value_field = entry.map_entry_value_field();
-        for (key, value) in entries {
-            check_value(&value_field.kind(), value, &format!("{path}.{key}"), unknown);
-        }
-    } else if field.is_list() {
-        if let Value::Array(items) = value {
-            for (i, item) in items.iter().enumerate() {
-                check_value(&field.kind(), item, &format!("{path}[{i}]"), unknown);
+fn check_field(table: &Types, field: &Field, value: &Value, path: &str, unknown: &mut Vec<String>) {
+    match (field.shape, value) {
+        (Shape::Map, Value::Object(entries)) => {
+            for (key, value) in entries {
+                check_value(table, field.kind, value, &format!("{path}.{key}"), unknown);
             }
         }
-    } else {
-        check_value(&field.kind(), value, path, unknown);
+        (Shape::List, Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                check_value(table, field.kind, item, &format!("{path}[{i}]"), unknown);
+            }
+        }
+        (Shape::Map | Shape::List, _) => {}
+        (Shape::Single, _) => check_value(table, field.kind, value, path, unknown),
     }
 }
 
 /// Walks one value of type `kind`: only objects of messages without a JSON form of their
 /// own have members to check; scalars, special types and mismatched JSON are left alone
 /// (a value of the wrong type is for validation to refuse, not field validation).
-fn check_value(kind: &Kind, value: &Value, path: &str, unknown: &mut Vec<String>) {
-    if let (Kind::Message(message), Value::Object(members)) = (kind, value)
-        && Special::of(message).is_none()
+fn check_value(table: &Types, kind: Kind, value: &Value, path: &str, unknown: &mut Vec<String>) {
+    if let (Kind::Message(id), Value::Object(members)) = (kind, value)
+        && table.get(id).is_some_and(|m| m.special().is_none())
     {
-        check_message(message, members, path, unknown);
+        check_message(table, id, members, path, unknown);
     }
 }
 

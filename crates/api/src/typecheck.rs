@@ -1,7 +1,7 @@
 //! Type checking of objects against their kind's upstream schema: what upstream's decoder
 //! refuses when it reads a JSON body into the kind's Go type.
 //!
-//! The object is walked against the kind's protobuf message ([`crate::protobuf::schema`]),
+//! The object is walked against the kind's protobuf message ([`crate::protobuf::types`]),
 //! with the JSON names the protobuf decoder uses ([`crate::protobuf::names`]), so that this
 //! check, field validation ([`crate::fieldcheck`]) and protobuf bodies agree on what a kind's
 //! fields are. Each field's value must have its field's type:
@@ -22,12 +22,10 @@
 //! the path of the offending value beside it. Kinds with no upstream schema (custom resources)
 //! are not checked.
 
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
 
-use crate::protobuf::names::field_of_member;
-use crate::protobuf::schema;
 use crate::protobuf::special::Special;
+use crate::protobuf::types::{self, Field, Kind, MessageId, Scalar, Shape, Types};
 use crate::validation::bounded_quote;
 
 /// A value that does not have its field's type.
@@ -45,13 +43,16 @@ pub struct TypeError {
 /// first value (in document order) that does not have its field's type. `Ok` when all do, or
 /// when no schema is known for the kind.
 pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), TypeError> {
-    let Some(message) = schema::message(api_version, kind) else {
+    let table = types::types();
+    let Some((id, message)) =
+        types::message(api_version, kind).and_then(|id| Some((id, table.get(id)?)))
+    else {
         return Ok(());
     };
     let Value::Object(members) = obj else {
         return Ok(());
     };
-    let mut walk = Walk { stack: Vec::new(), go_struct: message.name().to_string() };
+    let mut walk = Walk { table, stack: Vec::new(), go_struct: message.name().to_string() };
     for (name, value) in members {
         if matches!(name.as_str(), "apiVersion" | "kind") {
             // Upstream's type meta: strings, inlined in every kind.
@@ -59,97 +60,49 @@ pub fn check(api_version: &str, kind: &str, obj: &Value) -> Result<(), TypeError
             let result = walk.scalar(&Scalar::String, value, name);
             walk.stack.pop();
             result?;
-        } else if let Some(field) = field_of_member(&message, name) {
-            walk.member(&message, &field, name, value, name)?;
+        } else if let Some(field) = table.field_of_member(id, name) {
+            walk.member(message.name(), field, name, value, name)?;
         }
     }
     Ok(())
 }
 
-/// The Go type of a scalar protobuf kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scalar {
-    String,
-    Bool,
-    Int32,
-    Int64,
-    Uint32,
-    Uint64,
-    Float32,
-    Float64,
-    Bytes,
-}
-
-impl Scalar {
-    /// The scalar kind, or `None` for messages.
-    fn of(kind: &Kind) -> Option<Self> {
-        Some(match kind {
-            Kind::String => Self::String,
-            Kind::Bool => Self::Bool,
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 | Kind::Enum(_) => Self::Int32,
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Self::Int64,
-            Kind::Uint32 | Kind::Fixed32 => Self::Uint32,
-            Kind::Uint64 | Kind::Fixed64 => Self::Uint64,
-            Kind::Float => Self::Float32,
-            Kind::Double => Self::Float64,
-            Kind::Bytes => Self::Bytes,
-            Kind::Message(_) => return None,
-        })
-    }
-
-    /// Go's name of the type.
-    fn go_type(self) -> &'static str {
-        match self {
-            Self::String => "string",
-            Self::Bool => "bool",
-            Self::Int32 => "int32",
-            Self::Int64 => "int64",
-            Self::Uint32 => "uint32",
-            Self::Uint64 => "uint64",
-            Self::Float32 => "float32",
-            Self::Float64 => "float64",
-            Self::Bytes => "[]uint8",
-        }
-    }
-
-    /// The range of an integer type, `None` for other types.
-    fn range(self) -> Option<(i128, i128)> {
-        match self {
-            Self::Int32 => Some((i32::MIN.into(), i32::MAX.into())),
-            Self::Int64 => Some((i64::MIN.into(), i64::MAX.into())),
-            Self::Uint32 => Some((0, u32::MAX.into())),
-            Self::Uint64 => Some((0, u64::MAX.into())),
-            _ => None,
-        }
+/// The range of an integer type, `None` for other types.
+fn integer_range(scalar: Scalar) -> Option<(i128, i128)> {
+    match scalar {
+        Scalar::Int32 => Some((i32::MIN.into(), i32::MAX.into())),
+        Scalar::Int64 => Some((i64::MIN.into(), i64::MAX.into())),
+        Scalar::Uint32 => Some((0, u32::MAX.into())),
+        Scalar::Uint64 => Some((0, u64::MAX.into())),
+        _ => None,
     }
 }
 
 /// Go's name of the type of a value of `kind`.
-fn go_type(kind: &Kind) -> String {
+fn go_type(table: &Types, kind: Kind) -> String {
     match kind {
-        Kind::Message(message) => match Special::of(message) {
-            Some(Special::StringList) if message.name() != "ExtraValue" => "[]string".into(),
-            _ => {
-                let package = message.package_name();
-                let package = package.rsplit('.').next().unwrap_or(package);
-                format!("{package}.{}", message.name())
+        Kind::Message(id) => {
+            let Some(message) = table.get(id) else { return String::new() };
+            match message.special() {
+                Some(Special::StringList) if message.name() != "ExtraValue" => "[]string".into(),
+                _ => {
+                    let package = message.package();
+                    let package = package.rsplit('.').next().unwrap_or(package);
+                    format!("{package}.{}", message.name())
+                }
             }
-        },
-        kind => Scalar::of(kind).map_or("", Scalar::go_type).to_string(),
+        }
+        Kind::Scalar(scalar) => scalar.go_type().to_string(),
     }
 }
 
 /// Go's name of the type of a field (maps and lists included).
-fn field_go_type(field: &FieldDescriptor) -> String {
-    if field.is_map()
-        && let Kind::Message(entry) = field.kind()
-    {
-        return format!("map[string]{}", go_type(&entry.map_entry_value_field().kind()));
+fn field_go_type(table: &Types, field: &Field) -> String {
+    match field.shape {
+        Shape::Map => format!("map[string]{}", go_type(table, field.kind)),
+        Shape::List => format!("[]{}", go_type(table, field.kind)),
+        Shape::Single => go_type(table, field.kind),
     }
-    if field.is_list() {
-        return format!("[]{}", go_type(&field.kind()));
-    }
-    go_type(&field.kind())
 }
 
 /// How upstream's decoder names a JSON value it cannot store.
@@ -168,6 +121,7 @@ fn describe(value: &Value) -> String {
 /// list indexes are not part of it, as upstream's decoder leaves them out) and the innermost
 /// Go struct.
 struct Walk {
+    table: &'static Types,
     stack: Vec<String>,
     go_struct: String,
 }
@@ -185,16 +139,16 @@ impl Walk {
         }
     }
 
-    /// Checks member `name` (`field` of `message`) at `path`.
+    /// Checks member `name` (`field` of the message of simple name `message`) at `path`.
     fn member(
         &mut self,
-        message: &MessageDescriptor,
-        field: &FieldDescriptor,
+        message: &str,
+        field: &Field,
         name: &str,
         value: &Value,
         path: &str,
     ) -> Result<(), TypeError> {
-        let outer = std::mem::replace(&mut self.go_struct, message.name().to_string());
+        let outer = std::mem::replace(&mut self.go_struct, message.to_string());
         self.stack.push(name.to_string());
         let result = self.field(field, value, path);
         self.stack.pop();
@@ -203,68 +157,61 @@ impl Walk {
     }
 
     /// Checks the value of a field: a map, a list or one value.
-    fn field(
-        &mut self,
-        field: &FieldDescriptor,
-        value: &Value,
-        path: &str,
-    ) -> Result<(), TypeError> {
+    fn field(&mut self, field: &Field, value: &Value, path: &str) -> Result<(), TypeError> {
         if value.is_null() {
             return Ok(());
         }
-        if field.is_map() {
-            let (Kind::Message(entry), Value::Object(entries)) = (field.kind(), value) else {
-                return Err(self.mismatch(&describe(value), &field_go_type(field), path));
-            };
-            let value_kind = entry.map_entry_value_field().kind();
-            for (key, value) in entries {
-                self.value(&value_kind, value, &format!("{path}.{key}"))?;
+        match (field.shape, value) {
+            (Shape::Map, Value::Object(entries)) => {
+                for (key, value) in entries {
+                    self.value(field.kind, value, &format!("{path}.{key}"))?;
+                }
+                Ok(())
             }
-            Ok(())
-        } else if field.is_list() {
-            let Value::Array(items) = value else {
-                return Err(self.mismatch(&describe(value), &field_go_type(field), path));
-            };
-            let kind = field.kind();
-            for (i, item) in items.iter().enumerate() {
-                self.value(&kind, item, &format!("{path}[{i}]"))?;
+            (Shape::List, Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.value(field.kind, item, &format!("{path}[{i}]"))?;
+                }
+                Ok(())
             }
-            Ok(())
-        } else {
-            self.value(&field.kind(), value, path)
+            (Shape::Map | Shape::List, _) => {
+                Err(self.mismatch(&describe(value), &field_go_type(self.table, field), path))
+            }
+            (Shape::Single, _) => self.value(field.kind, value, path),
         }
     }
 
     /// Checks one value of type `kind`.
-    fn value(&mut self, kind: &Kind, value: &Value, path: &str) -> Result<(), TypeError> {
+    fn value(&mut self, kind: Kind, value: &Value, path: &str) -> Result<(), TypeError> {
         if value.is_null() {
             return Ok(());
         }
-        let Kind::Message(message) = kind else {
-            return match Scalar::of(kind) {
-                Some(scalar) => self.scalar(&scalar, value, path),
-                None => Ok(()),
-            };
+        let id = match kind {
+            Kind::Scalar(scalar) => return self.scalar(&scalar, value, path),
+            Kind::Message(id) => id,
         };
-        if let Some(special) = Special::of(message) {
+        let Some(message) = self.table.get(id) else { return Ok(()) };
+        if let Some(special) = message.special() {
             return self.special(special, value, path);
         }
         let Value::Object(members) = value else {
-            return Err(self.mismatch(&describe(value), &go_type(kind), path));
+            return Err(self.mismatch(&describe(value), &go_type(self.table, kind), path));
         };
-        self.message(message, members, path)
+        self.message(id, members, path)
     }
 
-    /// Checks the members of an object of type `message`.
+    /// Checks the members of an object of type `id`.
     fn message(
         &mut self,
-        message: &MessageDescriptor,
+        id: MessageId,
         members: &Map<String, Value>,
         path: &str,
     ) -> Result<(), TypeError> {
+        let table = self.table;
+        let Some(message) = table.get(id) else { return Ok(()) };
         for (name, value) in members {
-            if let Some(field) = field_of_member(message, name) {
-                self.member(message, &field, name, value, &format!("{path}.{name}"))?;
+            if let Some(field) = table.field_of_member(id, name) {
+                self.member(message.name(), field, name, value, &format!("{path}.{name}"))?;
             }
         }
         Ok(())
@@ -286,7 +233,7 @@ impl Walk {
                 };
             }
             (Scalar::Float32 | Scalar::Float64, Value::Number(_)) => true,
-            (_, Value::Number(n)) => match scalar.range() {
+            (_, Value::Number(n)) => match integer_range(scalar) {
                 Some((min, max)) => {
                     let n = n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
                     if n.is_some_and(|n| (min..=max).contains(&n)) {

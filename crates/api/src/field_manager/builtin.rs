@@ -5,20 +5,11 @@
 //! whole (a `nodeSelector`, a `LabelSelector`). Lists without a marker follow their strategic
 //! merge patch strategy, as kube-openapi's conversion does; the caller knows that one.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, PoisonError, RwLock};
-
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
-
 use super::schema::ListKind;
-use crate::openapi::docs;
-use crate::protobuf::names::field_of_member;
-use crate::protobuf::schema;
-use crate::protobuf::special::Special;
+use crate::protobuf::schema::APIEXTENSIONS;
+use crate::protobuf::types::{self, Field, Kind, Shape};
 
-/// A message of the descriptor pool, by index: `Copy`, so that a walk through types is cheap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MessageId(u32);
+pub use crate::protobuf::types::MessageId;
 
 /// What ownership needs of one member of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,122 +26,73 @@ pub struct BuiltinField {
     pub atomic: bool,
 }
 
-/// Every message of the pool, and their indices by full name.
-struct Messages {
-    all: Vec<MessageDescriptor>,
-    ids: HashMap<String, u32>,
-}
-
-static MESSAGES: LazyLock<Messages> = LazyLock::new(|| {
-    let all: Vec<MessageDescriptor> =
-        schema::pool().map(|pool| pool.all_messages().collect()).unwrap_or_default();
-    let ids = all
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| Some((m.full_name().to_string(), u32::try_from(i).ok()?)))
-        .collect();
-    Messages { all, ids }
-});
-
-/// The members found so far, by message: each is worked out once. Names a message does not
-/// have are not kept (they come from clients, so there is no bound to them).
-type Known = HashMap<MessageId, HashMap<String, BuiltinField>>;
-static KNOWN: LazyLock<RwLock<Known>> = LazyLock::new(Default::default);
-
-fn id_of(message: &MessageDescriptor) -> Option<MessageId> {
-    MESSAGES.ids.get(message.full_name()).copied().map(MessageId)
-}
-
-/// The message of objects of `kind` in `api_version`, if it is a built-in kind.
+/// The message of objects of `kind` in `api_version`, if it is a built-in kind (the
+/// definitions of `apiextensions.k8s.io` included).
 pub fn kind(api_version: &str, kind: &str) -> Option<MessageId> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    id_of(&crate::openapi::builtin::kind_message(group, version, kind)?)
+    types::message(api_version, kind).or_else(|| {
+        let (group, version) = api_version.rsplit_once('/')?;
+        let package = (group == "apiextensions.k8s.io").then_some(APIEXTENSIONS)?;
+        types::types().by_full_name(&format!("{package}{version}.{kind}"))
+    })
 }
 
 /// The message of every object's `metadata`.
 pub fn object_meta() -> Option<MessageId> {
-    MESSAGES.ids.get("apimachinery.pkg.apis.meta.v1.ObjectMeta").copied().map(MessageId)
+    types::types().by_full_name("apimachinery.pkg.apis.meta.v1.ObjectMeta")
 }
 
 /// Member `member` of `message`, if the message has it.
 pub fn field(message: MessageId, member: &str) -> Option<BuiltinField> {
-    let known = KNOWN.read().unwrap_or_else(PoisonError::into_inner);
-    if let Some(found) = known.get(&message).and_then(|fields| fields.get(member)) {
-        return Some(found.clone());
-    }
-    drop(known);
-    let found = look_up(message, member)?;
-    KNOWN
-        .write()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(message)
-        .or_default()
-        .insert(member.to_string(), found.clone());
-    Some(found)
+    let field = types::types().field_of_member(message, member)?;
+    let value = structure(field.kind);
+    Some(match field.shape {
+        Shape::Map => BuiltinField {
+            message: value,
+            map: true,
+            list: None,
+            atomic: field.marker("mapType") == Some("atomic"),
+        },
+        Shape::List => {
+            let list = match field.marker("listType") {
+                Some("atomic") => Some(ListKind::Atomic),
+                Some("set") => Some(ListKind::Set),
+                Some("map") => {
+                    let keys: Vec<String> =
+                        field.markers_named("listMapKey").map(str::to_string).collect();
+                    (!keys.is_empty()).then_some(ListKind::Map(keys))
+                }
+                _ => None,
+            };
+            BuiltinField { message: value, map: false, list, atomic: false }
+        }
+        Shape::Single => {
+            let atomic = match field.kind {
+                Kind::Message(id) => {
+                    types::types().get(id).is_some_and(|m| m.marker("structType") == Some("atomic"))
+                }
+                Kind::Scalar(_) => false,
+            };
+            BuiltinField { message: value, map: false, list: None, atomic }
+        }
+    })
 }
 
 /// The default of member `member` of `message` that its comment gives (`+default="TCP"`).
 pub fn default_of(message: MessageId, member: &str) -> Option<serde_json::Value> {
-    let (_, doc) = field_and_doc(message, member)?;
-    serde_json::from_str(doc.marker("default")?).ok()
-}
-
-/// The field of `message` that member `member` stands for, and its comment.
-fn field_and_doc(message: MessageId, member: &str) -> Option<(FieldDescriptor, docs::Doc)> {
-    let descriptor = MESSAGES.all.get(message.0 as usize)?;
-    let field = field_of_member(descriptor, member)?;
-    let doc = docs::field(field.parent_message().full_name(), field.name());
-    Some((field, doc))
-}
-
-fn look_up(message: MessageId, member: &str) -> Option<BuiltinField> {
-    let (field, doc) = field_and_doc(message, member)?;
-    if field.is_map() {
-        let Kind::Message(entry) = field.kind() else { return None };
-        let value = structure(&entry.map_entry_value_field().kind());
-        let atomic = doc.marker("mapType") == Some("atomic");
-        return Some(BuiltinField { message: value, map: true, list: None, atomic });
-    }
-    if field.is_list() {
-        let list = match doc.marker("listType") {
-            Some("atomic") => Some(ListKind::Atomic),
-            Some("set") => Some(ListKind::Set),
-            Some("map") => {
-                let keys: Vec<String> =
-                    doc.markers_named("listMapKey").map(str::to_string).collect();
-                (!keys.is_empty()).then_some(ListKind::Map(keys))
-            }
-            _ => None,
-        };
-        return Some(BuiltinField {
-            message: structure(&field.kind()),
-            map: false,
-            list,
-            atomic: false,
-        });
-    }
-    let kind = field.kind();
-    let atomic = match &kind {
-        Kind::Message(m) => docs::message(m.full_name()).marker("structType") == Some("atomic"),
-        _ => false,
-    };
-    Some(BuiltinField { message: structure(&kind), map: false, list: None, atomic })
+    let field: &Field = types::types().field_of_member(message, member)?;
+    serde_json::from_str(field.marker("default")?).ok()
 }
 
 /// The message of a value of `kind` when its members are fields of their own: not for
 /// scalars, the types with a JSON form of their own, nor the schema types whose JSON is any
 /// value.
-fn structure(kind: &Kind) -> Option<MessageId> {
-    match kind {
-        Kind::Message(m)
-            if Special::of(m).is_none()
-                && !m.name().starts_with("JSONSchemaPropsOr")
-                && m.name() != "JSON" =>
-        {
-            id_of(m)
-        }
-        _ => None,
-    }
+fn structure(kind: Kind) -> Option<MessageId> {
+    let Kind::Message(id) = kind else { return None };
+    let message = types::types().get(id)?;
+    let plain = message.special().is_none()
+        && !message.name().starts_with("JSONSchemaPropsOr")
+        && message.name() != "JSON";
+    plain.then_some(id)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::Flavor;
 use super::docs::{self, Doc};
 use crate::patch::merge_keys::{FieldMeta, ListStrategy, ROOTS, TypeRef};
 use crate::protobuf::names::{JsonField, json_field};
-use crate::protobuf::schema;
+use crate::protobuf::schema::{self, APIEXTENSIONS};
 use crate::protobuf::special::Special;
 
 /// The description upstream gives `apiVersion` in every kind.
@@ -30,9 +30,6 @@ pub const KIND_DOC: &str = "Kind is a string value representing the REST resourc
 
 /// Messages with `metadata` that are no kinds (no `apiVersion` and `kind`): templates.
 const NOT_KINDS: &[&str] = &["PersistentVolumeClaimTemplate"];
-
-/// The package of the CustomResourceDefinition types.
-const APIEXTENSIONS: &str = "apiextensions_apiserver.pkg.apis.apiextensions.";
 
 /// Messages of the CustomResourceDefinition types whose JSON is any value, or a schema or
 /// something else (upstream's definitions of them have no type).

@@ -42,24 +42,12 @@ struct MessageDocs {
 }
 
 static INDEX: LazyLock<HashMap<&'static str, MessageDocs>> = LazyLock::new(|| {
-    let mut encoded = String::new();
-    let mut inflater = flate2::read::DeflateDecoder::new(DEFLATED);
-    if std::io::Read::read_to_string(&mut inflater, &mut encoded).is_err() {
-        // Only a broken build gets here (the unit tests catch it): no descriptions then.
-        encoded.clear();
-    }
     // Kept for the life of the process: the index borrows from it.
-    let encoded: &'static str = Box::leak(encoded.into_boxed_str());
-    let (texts, records) = encoded.split_once('\x1d').unwrap_or(("", ""));
+    let encoded: &'static str = Box::leak(inflate().into_boxed_str());
+    let (texts, _) = encoded.split_once('\x1d').unwrap_or(("", ""));
     let texts: Vec<&'static str> = texts.split('\x1e').collect();
     let mut index: HashMap<&'static str, MessageDocs> = HashMap::new();
-    for record in records.split('\x1e') {
-        let mut units = record.split('\x1f');
-        let (Some(message), Some(field), Some(markers), Some(at)) =
-            (units.next(), units.next(), units.next(), units.next())
-        else {
-            continue;
-        };
+    for (message, field, markers, at) in records(encoded) {
         let description = at.parse::<usize>().ok().and_then(|i| texts.get(i)).copied();
         let doc = Doc { description: description.unwrap_or_default(), markers };
         let entry = index.entry(message).or_default();
@@ -71,6 +59,36 @@ static INDEX: LazyLock<HashMap<&'static str, MessageDocs>> = LazyLock::new(|| {
     }
     index
 });
+
+/// The encoded comments, inflated.
+fn inflate() -> String {
+    let mut encoded = String::new();
+    let mut inflater = flate2::read::DeflateDecoder::new(DEFLATED);
+    if std::io::Read::read_to_string(&mut inflater, &mut encoded).is_err() {
+        // Only a broken build gets here (the unit tests catch it): no descriptions then.
+        encoded.clear();
+    }
+    encoded
+}
+
+/// The records of `encoded`: (message, field or empty, markers, index of the description).
+fn records(encoded: &str) -> impl Iterator<Item = (&str, &str, &str, &str)> {
+    let (_, records) = encoded.split_once('\x1d').unwrap_or(("", ""));
+    records.split('\x1e').filter_map(|record| {
+        let mut units = record.split('\x1f');
+        Some((units.next()?, units.next()?, units.next()?, units.next()?))
+    })
+}
+
+/// Calls `each(message, field, markers)` for every comment (`field` empty for a message's
+/// own), without keeping the comments: for the few that need only markers, at a fraction of
+/// the index's memory.
+pub fn for_each_comment(mut each: impl FnMut(&str, &str, &str)) {
+    let encoded = inflate();
+    for (message, field, markers, _) in records(&encoded) {
+        each(message, field, markers);
+    }
+}
 
 /// The comment of message `message` (its full protobuf name, `api.apps.v1.Deployment`).
 pub fn message(message: &str) -> Doc {

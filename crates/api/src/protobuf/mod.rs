@@ -9,7 +9,9 @@
 //! picks the descriptor for an `apiVersion` and `kind`); [`json`] walks the decoded message by
 //! reflection and writes the JSON; [`special`] has the few upstream types with a JSON form
 //! of their own (times, quantities, int-or-string, raw extensions, ...) and [`names`] the
-//! few fields whose protobuf and JSON names differ, or that JSON inlines.
+//! few fields whose protobuf and JSON names differ, or that JSON inlines. The checks of JSON
+//! bodies and field ownership read the same schemas from a compact table of their own
+//! ([`types`]), without the descriptor pool.
 //!
 //! Upstream's Go types decide some things that the wire does not carry; the choices:
 //! - A field the sender left unset is absent on the wire and absent here.
@@ -27,6 +29,7 @@ mod plan;
 pub mod schema;
 pub mod special;
 mod transcode;
+pub mod types;
 mod wire;
 
 #[cfg(test)]

@@ -61,25 +61,3 @@ pub fn json_field<'a>(message: &str, field: &'a str) -> JsonField<'a> {
         None => JsonField::Named(field),
     }
 }
-
-/// The field of `message` that JSON member `member` stands for, looking through inlined
-/// messages ([`json_field`] read backwards); `None` when the message has no such member.
-pub fn field_of_member(
-    message: &prost_reflect::MessageDescriptor,
-    member: &str,
-) -> Option<prost_reflect::FieldDescriptor> {
-    // Most members are the field of their own name (a lookup by name); only the renamed and
-    // inlined ones need the walk over every field.
-    if let Some(field) = message.get_field_by_name(member)
-        && json_field(message.name(), field.name()) == JsonField::Named(member)
-    {
-        return Some(field);
-    }
-    message.fields().find_map(|field| match json_field(message.name(), field.name()) {
-        JsonField::Named(name) => (name == member).then_some(field),
-        JsonField::Inline => match field.kind() {
-            prost_reflect::Kind::Message(inlined) => field_of_member(&inlined, member),
-            _ => None,
-        },
-    })
-}

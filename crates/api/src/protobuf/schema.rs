@@ -15,9 +15,11 @@ use prost_reflect::prost_types::FileDescriptorSet;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 /// The encoded `FileDescriptorSet` of every upstream schema.
-static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
+pub(crate) static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kubernetes.fds"));
 
-/// The descriptors of the schemas krust serves, decoded once.
+/// The descriptors of the schemas krust serves, decoded once, when something first needs
+/// reflection (a protobuf body, an OpenAPI document); the checks of JSON bodies read the
+/// compact [`super::types`] instead.
 static POOL: LazyLock<Option<DescriptorPool>> = LazyLock::new(|| {
     let set = FileDescriptorSet::decode(DESCRIPTORS).ok()?;
     DescriptorPool::from_file_descriptor_set(served(set)).ok()
@@ -33,12 +35,25 @@ pub fn pool() -> Option<&'static DescriptorPool> {
 /// answers outside the catalog (`SelfSubjectReview` in `v1`, `v1beta1` and `v1alpha1`).
 const ALWAYS_KEPT: &[&str] = &["meta.k8s.io", "authentication.k8s.io", "authorization.k8s.io"];
 
-/// The files of `set` that a served kind may need: all but those of the pre-release group
-/// versions of [`GROUP_VERSIONS`] (`apps/v1beta1`, ...) that the catalog does not serve,
-/// unless a kept file imports them. Every GA version is kept, for the kinds served outside
-/// the catalog (reviews, subresources' bodies). Decoded, the unserved beta and alpha half of
-/// the schemas would cost megabytes of memory for nothing.
+/// The files of `set` that a served kind may need (see [`served_files`]).
 fn served(set: FileDescriptorSet) -> FileDescriptorSet {
+    let keep: HashSet<String> =
+        served_files(set.file.iter().map(|f| (f.name(), f.package(), f.dependency.as_slice())))
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+    FileDescriptorSet { file: set.file.into_iter().filter(|f| keep.contains(f.name())).collect() }
+}
+
+/// The names of the files, of those given as (name, package, imports), that a served kind
+/// may need: all but those of the pre-release group versions of [`GROUP_VERSIONS`]
+/// (`apps/v1beta1`, ...) that the catalog does not serve, unless a kept file imports them.
+/// Every GA version is kept, for the kinds served outside the catalog (reviews,
+/// subresources' bodies). Decoded, the unserved beta and alpha half of the schemas would
+/// cost megabytes of memory for nothing.
+pub(crate) fn served_files<'a, D: AsRef<str> + 'a>(
+    files: impl Iterator<Item = (&'a str, &'a str, &'a [D])> + Clone,
+) -> HashSet<&'a str> {
     let serving: HashSet<(&str, &str)> =
         crate::catalog::Catalog::builtin().group_versions().into_iter().collect();
     let unserved: HashSet<&str> = GROUP_VERSIONS
@@ -50,26 +65,28 @@ fn served(set: FileDescriptorSet) -> FileDescriptorSet {
         })
         .map(|(.., package)| *package)
         .collect();
-    let mut keep: HashSet<String> = set
-        .file
-        .iter()
-        .filter(|f| !unserved.contains(f.package()))
-        .map(|f| f.name().to_string())
+    let mut keep: HashSet<&str> = files
+        .clone()
+        .filter(|(_, package, _)| !unserved.contains(package))
+        .map(|(name, ..)| name)
         .collect();
     // Imports of kept files are kept, until nothing more is added.
     loop {
         let before = keep.len();
-        for file in &set.file {
-            if keep.contains(file.name()) {
-                keep.extend(file.dependency.iter().cloned());
+        for (name, _, imports) in files.clone() {
+            if keep.contains(name) {
+                keep.extend(imports.iter().map(AsRef::as_ref));
             }
         }
         if keep.len() == before {
-            break;
+            return keep;
         }
     }
-    FileDescriptorSet { file: set.file.into_iter().filter(|f| keep.contains(f.name())).collect() }
 }
+
+/// The prefix of the packages of `apiextensions.k8s.io`, whose schemas come with the set
+/// although custom resource definitions are not served from them.
+pub const APIEXTENSIONS: &str = "apiextensions_apiserver.pkg.apis.apiextensions.";
 
 /// The protobuf package of each group version: (group, version, package).
 const GROUP_VERSIONS: &[(&str, &str, &str)] = &[
@@ -144,25 +161,33 @@ fn package(group: &str, version: &str) -> Option<&'static str> {
     GROUP_VERSIONS.iter().find(|(g, v, _)| *g == group && *v == version).map(|(_, _, p)| *p)
 }
 
-/// The message `kind` of the package of `group` and `version`.
-fn lookup(group: &str, version: &str, kind: &str) -> Option<MessageDescriptor> {
-    pool()?.get_message_by_name(&format!("{}.{kind}", package(group, version)?))
-}
-
 /// The message an object of `api_version` and `kind` is encoded as, if known.
 pub fn message(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
+    resolve(api_version, kind, |package, kind| {
+        pool()?.get_message_by_name(&format!("{package}.{kind}"))
+    })
+}
+
+/// The message of `api_version` and `kind`, found with `lookup(package, message name)`: the
+/// kind in its group version's package, else the `meta.k8s.io` kinds upstream registers in
+/// every group version (options, `WatchEvent`) or as unversioned kinds of `v1`.
+pub(crate) fn resolve<T>(
+    api_version: &str,
+    kind: &str,
+    lookup: impl Fn(&str, &str) -> Option<T>,
+) -> Option<T> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     if kind.is_empty() || !kind.chars().all(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
-    lookup(group, version, kind).or_else(|| {
+    let find = |group: &str, version: &str| lookup(package(group, version)?, kind);
+    find(group, version).or_else(|| {
         if kind.ends_with("Options") {
-            return lookup("meta.k8s.io", version, kind)
-                .or_else(|| lookup("meta.k8s.io", "v1", kind));
+            return find("meta.k8s.io", version).or_else(|| find("meta.k8s.io", "v1"));
         }
         let unversioned = group.is_empty() && version == "v1" && UNVERSIONED.contains(&kind);
         if unversioned || kind == "WatchEvent" {
-            return lookup("meta.k8s.io", "v1", kind);
+            return find("meta.k8s.io", "v1");
         }
         None
     })

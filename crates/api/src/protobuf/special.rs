@@ -29,7 +29,11 @@ pub enum Special {
 impl Special {
     /// The special JSON form of messages of this descriptor, if they have one.
     pub fn of(message: &MessageDescriptor) -> Option<Self> {
-        let full = message.full_name();
+        Self::of_name(message.full_name(), message.name())
+    }
+
+    /// The special JSON form of messages of full name `full` and simple name `name`.
+    pub fn of_name(full: &str, name: &str) -> Option<Self> {
         let full = full.strip_prefix("k8s.io.").unwrap_or(full);
         Some(match full {
             "apimachinery.pkg.apis.meta.v1.Time" => Self::Time,
@@ -41,7 +45,7 @@ impl Special {
             "apimachinery.pkg.apis.meta.v1.Verbs" => Self::StringList,
             "apimachinery.pkg.util.intstr.IntOrString" => Self::IntOrString,
             "apimachinery.pkg.api.resource.Quantity" => Self::Quantity,
-            _ if message.name() == "ExtraValue" => Self::StringList,
+            _ if name == "ExtraValue" => Self::StringList,
             _ => return None,
         })
     }

@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use k8s_openapi::Metadata;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use krust_auth::rbac::{Policy, PolicySource};
 use krust_store::Revision;
 use serde::de::DeserializeOwned;
@@ -53,7 +55,12 @@ pub struct PolicyIndex {
 }
 
 /// Brings `decoded` to the objects of `cache`: decodes what is new or changed, drops what went.
-fn refresh<T: DeserializeOwned>(cache: Option<&Arc<ResourceCache>>, decoded: &mut Decoded<T>) {
+/// Of each object's metadata only what the policy reads is kept (name, namespace, labels):
+/// the managed fields and annotations of the bootstrap roles would double the index.
+fn refresh<T>(cache: Option<&Arc<ResourceCache>>, decoded: &mut Decoded<T>)
+where
+    T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
+{
     let Some(cache) = cache else { return };
     let (snapshot, _) = cache.snapshot();
     let mut next = HashMap::with_capacity(decoded.len());
@@ -63,7 +70,14 @@ fn refresh<T: DeserializeOwned>(cache: Option<&Arc<ResourceCache>>, decoded: &mu
                 next.insert(object.key.to_string(), (revision, typed));
             }
             _ => match object.decode_as::<T>() {
-                Ok(typed) => {
+                Ok(mut typed) => {
+                    let meta = std::mem::take(typed.metadata_mut());
+                    *typed.metadata_mut() = ObjectMeta {
+                        name: meta.name,
+                        namespace: meta.namespace,
+                        labels: meta.labels,
+                        ..ObjectMeta::default()
+                    };
                     next.insert(object.key.to_string(), (object.mod_revision, Arc::new(typed)));
                 }
                 Err(e) => {

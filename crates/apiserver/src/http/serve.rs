@@ -275,10 +275,13 @@ async fn connection(
         let activity = Arc::clone(&activity);
         service_fn(move |req| {
             let (api, user, active) = (Arc::clone(&api), user.clone(), activity.begin());
-            async move {
+            // Boxed: a stream's task (HTTP/2) or the connection (HTTP/1) holds the request's
+            // future inline for as long as it lives, and a watch lives long after its handler
+            // is done; the handler's future is some kilobytes, its box is freed when it ends.
+            Box::pin(async move {
                 let response = handler::handle(api, user, req).await;
                 Ok::<_, std::convert::Infallible>(response::hold(response, active))
-            }
+            })
         })
     };
     let io = super::malformed::StatusOnParseError::new(Watched::new(tls, Arc::clone(&activity)));

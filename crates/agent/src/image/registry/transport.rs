@@ -2,7 +2,7 @@
 //! checked against the host's CA bundle, redirects followed (blob stores answer with one),
 //! and a body read that gives up when nothing arrives for a minute.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,7 +56,37 @@ pub enum TransportError {
 /// Sends GETs; cheap to clone.
 #[derive(Clone)]
 pub struct Transport {
-    tls: Arc<rustls::ClientConfig>,
+    tls: Tls,
+}
+
+/// Where a transport's TLS settings come from.
+#[derive(Clone)]
+enum Tls {
+    /// The host's CAs, read at the first HTTPS request: their root store takes a third of a
+    /// megabyte, and many nodes pull only from archives or plain-HTTP mirrors.
+    Host(Arc<OnceLock<Result<Arc<rustls::ClientConfig>, String>>>),
+    /// Settings of its own.
+    Own(Arc<rustls::ClientConfig>),
+}
+
+impl Tls {
+    /// The settings, the host's CAs read now if not yet.
+    fn config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        match self {
+            Tls::Host(host) => host
+                .get_or_init(|| {
+                    krust_tls::verified_client().map(Arc::new).map_err(|e| e.to_string())
+                })
+                .clone(),
+            Tls::Own(config) => Ok(Arc::clone(config)),
+        }
+    }
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A response whose body is still to be read.
@@ -71,14 +101,15 @@ pub struct Response {
 }
 
 impl Transport {
-    /// A transport trusting the host's CAs (`SSL_CERT_FILE` first, as OpenSSL).
-    pub fn new() -> Result<Transport, rustls::Error> {
-        Ok(Transport { tls: Arc::new(krust_tls::verified_client()?) })
+    /// A transport trusting the host's CAs (`SSL_CERT_FILE` first, as OpenSSL), read when
+    /// it first speaks HTTPS.
+    pub fn new() -> Transport {
+        Transport { tls: Tls::Host(Arc::default()) }
     }
 
     /// A transport with TLS settings of its own.
     pub fn with_tls(tls: rustls::ClientConfig) -> Transport {
-        Transport { tls: Arc::new(tls) }
+        Transport { tls: Tls::Own(Arc::new(tls)) }
     }
 
     /// GETs `url` with `headers`, following redirects. `authorization` goes only to the
@@ -152,9 +183,13 @@ impl Transport {
         let response = if https {
             let name = ServerName::try_from(host.clone())
                 .map_err(|e| TransportError::Url { url: url.clone(), message: e.to_string() })?;
+            let config = self
+                .tls
+                .config()
+                .map_err(|message| TransportError::Tls { address: address.clone(), message })?;
             let tls = tokio::time::timeout(
                 CONNECT_TIMEOUT,
-                tokio_rustls::TlsConnector::from(Arc::clone(&self.tls)).connect(name, tcp),
+                tokio_rustls::TlsConnector::from(config).connect(name, tcp),
             )
             .await
             .map_err(|_| TransportError::Tls {
