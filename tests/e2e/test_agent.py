@@ -563,7 +563,8 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
             for link in (bridge, f"{bridge}-dns"):
                 subprocess.run(["ip", "link", "del", link], capture_output=True)
         if shutil.which("nft"):
-            subprocess.run(["nft", "delete", "table", "ip", f"{bridge}-proxy"], capture_output=True)
+            for table in ("proxy", "policy"):
+                subprocess.run(["nft", "delete", "table", "ip", f"{bridge}-{table}"], capture_output=True)
 
 
 def test_containers_of_a_pod_can_share_its_process_namespace(node, k, ns):

@@ -26,12 +26,17 @@ impl Doc {
 
     /// Every value of marker `name`, in order (`+listMapKey` may be repeated).
     pub fn markers_named<'a>(&self, name: &'a str) -> impl Iterator<Item = &'static str> + 'a {
-        self.markers.split(';').filter_map(move |m| match m.split_once('=') {
-            Some((n, value)) if n == name => Some(value),
-            None if m == name => Some(""),
-            _ => None,
-        })
+        marker_values(self.markers, name)
     }
+}
+
+/// Every value of marker `name` in `markers` (`;`-separated, without their `+`), in order.
+pub fn marker_values<'a>(markers: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
+    markers.split(';').filter_map(move |m| match m.split_once('=') {
+        Some((n, value)) if n == name => Some(value),
+        None if m == name => Some(""),
+        _ => None,
+    })
 }
 
 /// The comments of one message: its own and its fields' by protobuf field name.

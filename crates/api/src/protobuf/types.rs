@@ -119,7 +119,7 @@ impl Field {
 
     /// Every value of marker `name`, in order (`listMapKey` may be repeated).
     pub fn markers_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> {
-        markers_named(&self.markers, name)
+        docs::marker_values(&self.markers, name)
     }
 }
 
@@ -165,22 +165,13 @@ impl Message {
 
     /// The value of its comment's marker `name`.
     pub fn marker(&self, name: &str) -> Option<&str> {
-        markers_named(&self.markers, name).next()
+        docs::marker_values(&self.markers, name).next()
     }
 
     /// The JSON form of its own that its values have, if any.
     pub fn special(&self) -> Option<Special> {
         Special::of_name(self.full_name(), self.name())
     }
-}
-
-/// The values of marker `name` in `markers`.
-fn markers_named<'a>(markers: &'a str, name: &str) -> impl Iterator<Item = &'a str> {
-    markers.split(';').filter_map(move |m| match m.split_once('=') {
-        Some((n, value)) if n == name => Some(value),
-        None if m == name => Some(""),
-        _ => None,
-    })
 }
 
 /// The markers field ownership reads; the others (`optional`, `patchStrategy`, ...) are
