@@ -185,11 +185,13 @@ def start_server(krust, work: Path, port: int, node: str, bridge: str, cidr: str
 
 
 def stop_server(server, work: Path, bridge: str):
-    """Stops what `start_server` started and removes its bridge, its DNS link and data."""
+    """Stops what `start_server` started and removes its bridge, DNS link, nft tables and data."""
     server.send_signal(signal.SIGTERM)
     server.wait(30)
     for link in (bridge, f"{bridge}-dns"[:15]):  # the cluster DNS link is named after the bridge
         subprocess.run(["ip", "link", "del", link], capture_output=True)
+    for table in ("proxy", "policy"):  # service proxy and network policy tables, also named so
+        subprocess.run(["nft", "delete", "table", "ip", f"{bridge}-{table}"], capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
 
 

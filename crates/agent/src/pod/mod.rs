@@ -10,6 +10,7 @@ pub mod image_pull;
 pub mod locate;
 pub mod probe;
 pub mod resources;
+pub mod restart;
 pub mod sandbox;
 pub mod sources;
 pub mod static_pods;

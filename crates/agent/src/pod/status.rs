@@ -7,6 +7,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::restart::{self, Policy};
+
 /// How one container ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ended {
@@ -159,10 +161,10 @@ fn succeeded(c: &ContainerFacts) -> bool {
 }
 
 /// The phase, by upstream's rules (`getPhase`).
-pub fn phase(restart_policy: &str, facts: &PodFacts, sidecars: &[bool]) -> &'static str {
+pub fn phase(restart_policy: Policy, facts: &PodFacts, sidecars: &[bool]) -> &'static str {
     let init_failed = facts.init.iter().zip(sidecars).any(|(c, sidecar)| {
         !sidecar
-            && restart_policy == "Never"
+            && restart_policy == Policy::Never
             && matches!(&c.now, Now::Terminated(e) if e.exit_code != 0)
     });
     if init_failed {
@@ -196,11 +198,11 @@ pub fn phase(restart_policy: &str, facts: &PodFacts, sidecars: &[bool]) -> &'sta
     } else if running > 0 {
         "Running"
     } else if stopped_count > 0 {
-        if restart_policy == "Always" {
+        if restart_policy == Policy::Always {
             "Running"
         } else if stopped_count == succeeded_count {
             "Succeeded"
-        } else if restart_policy == "Never" {
+        } else if restart_policy == Policy::Never {
             "Failed"
         } else {
             "Running"
@@ -214,10 +216,10 @@ pub fn phase(restart_policy: &str, facts: &PodFacts, sidecars: &[bool]) -> &'sta
 /// readiness gates) and each condition's last transition while its value holds.
 pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
     let spec = pod.spec.as_ref();
-    let restart_policy = spec.and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always");
+    let restart_policy = Policy::of_pod(spec.and_then(|s| s.restart_policy.as_deref()));
     let sidecars: Vec<bool> = spec
         .and_then(|s| s.init_containers.as_ref())
-        .map(|inits| inits.iter().map(|c| c.restart_policy.as_deref() == Some("Always")).collect())
+        .map(|inits| inits.iter().map(restart::is_sidecar).collect())
         .unwrap_or_default();
     let previous = pod.status.as_ref();
     let phase = phase(restart_policy, facts, &sidecars);
@@ -336,19 +338,19 @@ mod tests {
     #[test]
     fn phases() {
         let mut facts = PodFacts { app: vec![running("a")], ..PodFacts::default() };
-        assert_eq!(phase("Always", &facts, &[]), "Running");
+        assert_eq!(phase(Policy::Always, &facts, &[]), "Running");
         facts.app[0].now = Now::Terminated(ended(0));
-        assert_eq!(phase("Never", &facts, &[]), "Succeeded");
-        assert_eq!(phase("Always", &facts, &[]), "Running");
+        assert_eq!(phase(Policy::Never, &facts, &[]), "Succeeded");
+        assert_eq!(phase(Policy::Always, &facts, &[]), "Running");
         facts.app[0].now = Now::Terminated(ended(3));
-        assert_eq!(phase("Never", &facts, &[]), "Failed");
-        assert_eq!(phase("OnFailure", &facts, &[]), "Running");
+        assert_eq!(phase(Policy::Never, &facts, &[]), "Failed");
+        assert_eq!(phase(Policy::OnFailure, &facts, &[]), "Running");
         facts.app[0].now = Now::Waiting { reason: "CrashLoopBackOff".into(), message: None };
         facts.app[0].last = Some(ended(1));
-        assert_eq!(phase("Always", &facts, &[]), "Running");
+        assert_eq!(phase(Policy::Always, &facts, &[]), "Running");
         facts.app[0].last = None;
         facts.app[0].now = Now::Waiting { reason: "ContainerCreating".into(), message: None };
-        assert_eq!(phase("Always", &facts, &[]), "Pending");
+        assert_eq!(phase(Policy::Always, &facts, &[]), "Pending");
     }
 
     #[test]
@@ -358,12 +360,12 @@ mod tests {
             app: vec![running("a")],
             ..PodFacts::default()
         };
-        assert_eq!(phase("Always", &facts, &[false]), "Pending");
-        assert_eq!(phase("Always", &facts, &[true]), "Running");
+        assert_eq!(phase(Policy::Always, &facts, &[false]), "Pending");
+        assert_eq!(phase(Policy::Always, &facts, &[true]), "Running");
         facts.init[0].now = Now::Terminated(ended(1));
-        assert_eq!(phase("Never", &facts, &[false]), "Failed");
+        assert_eq!(phase(Policy::Never, &facts, &[false]), "Failed");
         facts.init[0].now = Now::Terminated(ended(0));
-        assert_eq!(phase("Never", &facts, &[false]), "Running");
+        assert_eq!(phase(Policy::Never, &facts, &[false]), "Running");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::container::{self, Context};
 use super::image_pull::{Pulled, Pulls};
 use super::resources;
+use super::restart::{self, AfterExit, InitGate, Policy, Step};
 use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
 use super::static_pods::Link;
@@ -31,15 +32,6 @@ use crate::runtime::{self, Exited, Observed, container_id};
 
 /// How often volumes from ConfigMaps and Secrets are brought up to date.
 const VOLUME_SYNC: Duration = Duration::from_secs(30);
-
-/// How long a container must run for its back-off to start over (upstream: 10 minutes).
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
-
-/// The delay before restart number `n` of a back-off window: none for the first, then
-/// 10 s doubling to 300 s (upstream's CrashLoopBackOff).
-pub fn backoff_delay(n: u32) -> Duration {
-    if n == 0 { Duration::ZERO } else { Duration::from_secs((10u64 << (n - 1).min(5)).min(300)) }
-}
 
 /// The worker of one pod (by uid).
 pub struct Worker {
@@ -203,7 +195,7 @@ impl Worker {
             serde_json::to_vec(&serde_json::json!({"namespace": pod.metadata.namespace, "name": pod.metadata.name})).unwrap_or_default(),
         );
         let spec = pod.spec.clone().unwrap_or_default();
-        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let restart_policy = Policy::of_pod(spec.restart_policy.as_deref());
         // A static pod's phase is the one this worker worked out (its object stays Pending).
         let phase = match &self.mirror {
             None => pod.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -298,36 +290,21 @@ impl Worker {
         let mut initialized = true;
         let mut failed_for_good = false;
         for c in spec.init_containers.iter().flatten() {
-            let sidecar = c.restart_policy.as_deref() == Some("Always");
-            let policy = if sidecar {
-                "Always"
-            } else if restart_policy == "Never" {
-                "Never"
-            } else {
-                "OnFailure"
-            };
-            match self.step(pod, c, policy, terminal).await {
-                Step::Running if sidecar => {}
-                Step::Succeeded if !sidecar => {}
-                Step::Failed => {
-                    failed_for_good = true;
-                    initialized = false;
-                    break;
-                }
-                Step::Wait(d) => {
-                    next = next.min(d);
-                    initialized = false;
-                    break;
-                }
-                _ => {
-                    initialized = false;
-                    break;
-                }
+            let step = self.step(pod, c, Policy::of_init(c, restart_policy), terminal).await;
+            match restart::init_gate(c, step) {
+                InitGate::Open => continue,
+                InitGate::Closed => {}
+                InitGate::Failed => failed_for_good = true,
             }
+            if let Step::Wait(d) = step {
+                next = next.min(d);
+            }
+            initialized = false;
+            break;
         }
         if initialized && !failed_for_good {
             for c in &spec.containers {
-                if let Step::Wait(d) = self.step(pod, c, &restart_policy, terminal).await {
+                if let Step::Wait(d) = self.step(pod, c, restart_policy, terminal).await {
                     next = next.min(d);
                 }
             }
@@ -366,7 +343,7 @@ impl Worker {
 
     /// Moves container `c` one step: starts it when it has not run, restarts it when its
     /// policy and back-off allow. Says where it stands.
-    async fn step(&mut self, pod: &Pod, c: &Container, policy: &str, terminal: bool) -> Step {
+    async fn step(&mut self, pod: &Pod, c: &Container, policy: Policy, terminal: bool) -> Step {
         let attempts = self.attempts(&c.name);
         let Some(&last) = attempts.last() else {
             if terminal {
@@ -385,54 +362,50 @@ impl Worker {
             Observed::Exited(exited) => {
                 self.stop_probes(&c.name);
                 release_rootfs(&bundle, self.agent.host.as_ref());
-                let success = exited.exit_code == 0 && exited.error.is_none();
-                let restart = match policy {
-                    "Always" => true,
-                    "OnFailure" => !success,
-                    _ => false,
+                let ended = restart::Ended {
+                    succeeded: exited.exit_code == 0 && exited.error.is_none(),
+                    ran: run_time(&bundle, &exited),
+                    since: finished_ago(&exited),
                 };
-                if !restart || terminal {
-                    return if success { Step::Succeeded } else { Step::Failed };
-                }
-                let ran = run_time(&bundle, &exited);
-                if ran >= BACKOFF_RESET {
-                    self.restarts.insert(c.name.clone(), 0);
-                }
-                let n = self.restarts.get(&c.name).copied().unwrap_or(0);
-                let delay = backoff_delay(n);
-                let since = finished_ago(&exited);
-                if since < delay {
-                    let meta = &pod.metadata;
-                    self.event(
-                        pod,
-                        c,
-                        Type::Warning,
-                        "BackOff",
-                        format!(
-                            "Back-off restarting failed container {} in pod {}_{}({})",
-                            c.name,
-                            meta.name.as_deref().unwrap_or_default(),
-                            meta.namespace.as_deref().unwrap_or_default(),
-                            self.uid
-                        ),
-                    );
-                    self.waiting.insert(
-                        c.name.clone(),
-                        (
-                            "CrashLoopBackOff".into(),
-                            Some(format!(
-                                "back-off {}s restarting failed container={} pod={}_{}({})",
-                                delay.as_secs(),
+                let restarts = self.restarts.get(&c.name).copied().unwrap_or(0);
+                match restart::after_exit(policy, ended, restarts, terminal) {
+                    AfterExit::Done { succeeded: true } => return Step::Succeeded,
+                    AfterExit::Done { succeeded: false } => return Step::Failed,
+                    AfterExit::Restart { restarts } => {
+                        self.restarts.insert(c.name.clone(), restarts);
+                    }
+                    AfterExit::BackOff { delay, left } => {
+                        let meta = &pod.metadata;
+                        self.event(
+                            pod,
+                            c,
+                            Type::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {}_{}({})",
                                 c.name,
                                 meta.name.as_deref().unwrap_or_default(),
                                 meta.namespace.as_deref().unwrap_or_default(),
                                 self.uid
-                            )),
-                        ),
-                    );
-                    return Step::Wait(delay - since);
+                            ),
+                        );
+                        self.waiting.insert(
+                            c.name.clone(),
+                            (
+                                "CrashLoopBackOff".into(),
+                                Some(format!(
+                                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                                    delay.as_secs(),
+                                    c.name,
+                                    meta.name.as_deref().unwrap_or_default(),
+                                    meta.namespace.as_deref().unwrap_or_default(),
+                                    self.uid
+                                )),
+                            ),
+                        );
+                        return Step::Wait(left);
+                    }
                 }
-                self.restarts.insert(c.name.clone(), n + 1);
                 // Keep only the previous run's record (for `--previous`) besides the new one.
                 for old in self.attempts(&c.name).into_iter().filter(|a| *a < last) {
                     let _ = fs::remove_dir_all(self.bundle(&c.name, old));
@@ -958,14 +931,6 @@ impl Worker {
     }
 }
 
-/// Where a container stands after one step.
-enum Step {
-    Running,
-    Succeeded,
-    Failed,
-    Wait(Duration),
-}
-
 fn bundle_name(bundle: &Path) -> String {
     bundle
         .parent()
@@ -1045,12 +1010,6 @@ fn parse_signal(name: &str) -> Option<Signal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crash_loop_back_off_grows_to_five_minutes() {
-        let delays: Vec<u64> = (0..8).map(|n| backoff_delay(n).as_secs()).collect();
-        assert_eq!(delays, [0, 10, 20, 40, 80, 160, 300, 300]);
-    }
 
     #[test]
     fn stop_signals() {

@@ -82,7 +82,7 @@ pub fn running(pod: &Pod, host: Ipv4Addr, ip: Ipv4Addr, now: Timestamp) -> PodSt
         .flatten()
         .map(|c| {
             let image = c.image.as_deref().unwrap_or_default();
-            if c.restart_policy.as_deref() == Some("Always") {
+            if crate::pod::restart::is_sidecar(c) {
                 status(&c.name, image, running.clone(), true)
             } else {
                 status(&c.name, image, completed.clone(), false)
