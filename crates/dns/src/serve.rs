@@ -1,6 +1,7 @@
-//! The listeners: UDP (cluster names answered inline, forwarded questions in tasks of their
-//! own, at most `FORWARDS_IN_FLIGHT` at once) and TCP (length-framed, at most
-//! `TCP_CONNECTIONS` connections, each closed after `TCP_IDLE` without a request).
+//! The listeners: UDP (cluster names answered inline, the common question straight from
+//! and into bytes by `wire::direct`; forwarded questions in tasks of their own, at most
+//! `FORWARDS_IN_FLIGHT` at once) and TCP (length-framed, at most `TCP_CONNECTIONS`
+//! connections, each closed after `TCP_IDLE` without a request).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,6 +33,13 @@ pub struct Server {
 }
 
 impl Server {
+    /// Writes into `out` the answer to `request` when it is the common kind
+    /// (`wire::direct`); says whether it did.
+    fn answer_directly(&self, request: &[u8], tcp: bool, out: &mut Vec<u8>) -> bool {
+        let records = self.records.read().unwrap_or_else(|e| e.into_inner());
+        wire::direct::answer(&records, &self.zone, request, tcp, out)
+    }
+
     fn handle(&self, request: &[u8]) -> (Handling, usize) {
         let records = self.records.read().unwrap_or_else(|e| e.into_inner());
         wire::handle(&records, &self.zone, request)
@@ -43,6 +51,7 @@ pub async fn udp(server: Arc<Server>, socket: UdpSocket) {
     let socket = Arc::new(socket);
     let permits = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT));
     let mut buffer = vec![0u8; 65535];
+    let mut answer = Vec::with_capacity(512);
     loop {
         let (n, peer) = match socket.recv_from(&mut buffer).await {
             Ok(received) => received,
@@ -52,6 +61,10 @@ pub async fn udp(server: Arc<Server>, socket: UdpSocket) {
                 continue;
             }
         };
+        if server.answer_directly(&buffer[..n], false, &mut answer) {
+            let _ = socket.send_to(&answer, peer).await;
+            continue;
+        }
         match server.handle(&buffer[..n]) {
             (Handling::Answer(response), limit) => {
                 if let Some(bytes) = wire::encode(&response, limit) {
@@ -104,15 +117,21 @@ async fn connection(server: &Server, mut stream: TcpStream) -> std::io::Result<(
         tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut request))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let response = match server.handle(&request).0 {
-            Handling::Answer(response) => response,
-            Handling::Forward(request) => server.forwarder.resolve(&request).await,
-            Handling::Drop => return Ok(()),
-        };
-        let Some(bytes) = wire::encode(&response, usize::from(u16::MAX)) else { return Ok(()) };
-        let mut framed = Vec::with_capacity(bytes.len() + 2);
-        framed.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(u16::MAX).to_be_bytes());
-        framed.extend_from_slice(&bytes);
+        let mut answer = Vec::new();
+        if !server.answer_directly(&request, true, &mut answer) {
+            let response = match server.handle(&request).0 {
+                Handling::Answer(response) => response,
+                Handling::Forward(request) => server.forwarder.resolve(&request).await,
+                Handling::Drop => return Ok(()),
+            };
+            let Some(bytes) = wire::encode(&response, usize::from(u16::MAX)) else {
+                return Ok(());
+            };
+            answer = bytes;
+        }
+        let mut framed = Vec::with_capacity(answer.len() + 2);
+        framed.extend_from_slice(&u16::try_from(answer.len()).unwrap_or(u16::MAX).to_be_bytes());
+        framed.extend_from_slice(&answer);
         stream.write_all(&framed).await?;
     }
 }

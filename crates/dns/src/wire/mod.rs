@@ -8,6 +8,8 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record as WireRecord, RecordType}
 use crate::answer::{self, Data, Outcome, QueryType, Record};
 use crate::records::Records;
 
+pub mod direct;
+
 /// The largest UDP answer sent to a client that announces a larger buffer (the DNS flag day
 /// 2020 value, which avoids IP fragmentation).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
