@@ -86,9 +86,9 @@ def test_two_containers_share_localhost_after_an_init_container(node, k, ns):
     init = status["initContainerStatuses"][0]["state"]["terminated"]
     assert init["exitCode"] == 0 and init["reason"] == "Completed"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    # PodScheduled too, as upstream's kubelet reports it for a pod given its nodeName.
     assert conditions == {"PodReadyToStartContainers": "True", "Initialized": "True",
-                          "Ready": "True", "ContainersReady": "True", **(
-                              {"PodScheduled": conditions["PodScheduled"]} if "PodScheduled" in conditions else {})}
+                          "Ready": "True", "ContainersReady": "True", "PodScheduled": "True"}
     # The host reaches the pod on the node's bridge.
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     wait_for(lambda: direct.open(f"http://{status['podIP']}:8080/", timeout=2).read().decode().strip()
@@ -490,6 +490,43 @@ def test_a_sidecar_init_container_keeps_running_beside_the_app(node, k, ns):
     inits = {s["name"]: s for s in p["status"]["initContainerStatuses"]}
     assert "running" in inits["side"]["state"]
     assert inits["once"]["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_sidecars_stop_once_the_app_containers_are_done(node, k, ns):
+    """A Job-like pod (restartPolicy Never) with a sidecar: once the app container has
+    succeeded, the sidecar gets its preStop hook and stop signal, and only then does the pod
+    become Succeeded (upstream's sidecar containers)."""
+    apply(k, pod("job-like", ns, node, [
+        {"name": "app", "image": IMAGE, "command": ["sh", "-c", "sleep 2; echo done"]},
+    ], initContainers=[
+        {"name": "side", "image": IMAGE, "restartPolicy": "Always",
+         "command": ["sh", "-c", "trap 'echo got-term; exit 0' TERM; while true; do sleep 0.1; done"],
+         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop > /proc/1/fd/1"]}}}},
+    ], restartPolicy="Never", terminationGracePeriodSeconds=20))
+    p = wait_pod(k, ns, "job-like", lambda p: p["status"].get("phase") == "Succeeded", timeout=60)
+    side = p["status"]["initContainerStatuses"][0]
+    assert "terminated" in side["state"] and side["restartCount"] == 0
+    assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert k("logs", "job-like", "-n", ns, "-c", "side").split() == ["pre-stop", "got-term"]
+
+
+def test_termination_messages_come_from_the_file_or_the_log(node, k, ns):
+    apply(k, pod("messages", ns, node, [
+        {"name": "file", "image": IMAGE, "command": ["sh", "-c", "echo -n all-done > /dev/termination-log"]},
+        {"name": "custom", "image": IMAGE, "terminationMessagePath": "/tmp/why",
+         "command": ["sh", "-c", "echo -n custom-path > /tmp/why; exit 3"]},
+        {"name": "fallback", "image": IMAGE, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "for i in $(seq 1 100); do echo line-$i; done; exit 1"]},
+        {"name": "quiet", "image": IMAGE, "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo not-a-failure"]},
+    ], restartPolicy="Never"))
+    p = wait_pod(k, ns, "messages", lambda p: p["status"].get("phase") == "Failed", timeout=60)
+    ended = {s["name"]: s["state"]["terminated"] for s in p["status"]["containerStatuses"]}
+    assert ended["file"]["message"] == "all-done" and ended["file"]["exitCode"] == 0
+    assert ended["custom"]["message"] == "custom-path" and ended["custom"]["exitCode"] == 3
+    # The log's last 80 lines.
+    assert ended["fallback"]["message"].split() == [f"line-{i}" for i in range(21, 101)]
+    assert "message" not in ended["quiet"]
 
 
 def test_container_logs_are_rotated_by_size(node, k, ns):

@@ -15,6 +15,7 @@ pub mod sandbox;
 pub mod sources;
 pub mod static_pods;
 pub mod status;
+pub mod stop;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};

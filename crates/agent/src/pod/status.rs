@@ -22,6 +22,9 @@ pub struct Ended {
     pub started_at: Option<Time>,
     /// When it ended.
     pub finished_at: Option<Time>,
+    /// Why it could not start, or its termination message (`terminationMessagePath`, or
+    /// the end of its log under `FallbackToLogsOnError`).
+    pub message: Option<String>,
 }
 
 /// What one container is doing now.
@@ -112,6 +115,7 @@ fn terminated(ended: &Ended) -> ContainerStateTerminated {
         reason: Some(ended.reason.clone()),
         started_at: ended.started_at.clone(),
         finished_at: ended.finished_at.clone(),
+        message: ended.message.clone(),
         ..ContainerStateTerminated::default()
     }
 }
@@ -143,64 +147,60 @@ fn container_status(c: &ContainerFacts) -> ContainerStatus {
     }
 }
 
-/// Whether a container's run counts as stopped for the phase: terminated, or waiting to
-/// restart after a run (upstream counts a crash-looping container as stopped).
-fn stopped(c: &ContainerFacts) -> bool {
-    matches!(c.now, Now::Terminated(_))
-        || (matches!(c.now, Now::Waiting { .. }) && c.last.is_some())
-}
-
-fn succeeded(c: &ContainerFacts) -> bool {
-    match &c.now {
-        Now::Terminated(e) => e.exit_code == 0,
-        _ => {
-            c.last.as_ref().is_some_and(|e| e.exit_code == 0)
-                && matches!(c.now, Now::Waiting { .. })
-        }
-    }
-}
-
-/// The phase, by upstream's rules (`getPhase`).
+/// The phase, by upstream's rules (`getPhase`). Sidecars (`sidecars[i]`: init container
+/// `i` restarts always) count while they run, and not once they have stopped: a pod whose
+/// app containers are done is Succeeded or Failed only after its sidecars have stopped.
 pub fn phase(restart_policy: Policy, facts: &PodFacts, sidecars: &[bool]) -> &'static str {
-    let init_failed = facts.init.iter().zip(sidecars).any(|(c, sidecar)| {
-        !sidecar
-            && restart_policy == Policy::Never
-            && matches!(&c.now, Now::Terminated(e) if e.exit_code != 0)
-    });
-    if init_failed {
-        return "Failed";
-    }
-    let initialized = facts.init.iter().zip(sidecars).all(|(c, sidecar)| {
-        if *sidecar {
-            matches!(c.now, Now::Running { started: true, .. })
-        } else {
-            matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
-        }
-    });
-    if !initialized {
-        return "Pending";
-    }
-    let (mut running, mut waiting, mut stopped_count, mut succeeded_count) = (0, 0, 0, 0);
-    for c in &facts.app {
-        if matches!(c.now, Now::Running { .. }) {
-            running += 1;
-        } else if stopped(c) {
-            stopped_count += 1;
-            if succeeded(c) {
-                succeeded_count += 1;
+    let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for (c, sidecar) in facts.init.iter().zip(sidecars) {
+        match (&c.now, *sidecar) {
+            (Now::Running { started, .. }, true) => {
+                running += 1;
+                if !started {
+                    pending_sidecars += 1;
+                }
             }
-        } else {
-            waiting += 1;
+            (Now::Running { .. }, false) => pending_init += 1,
+            (Now::Terminated(e), false) if e.exit_code != 0 => failed_init += 1,
+            (Now::Waiting { .. }, false) => match &c.last {
+                Some(e) if e.exit_code != 0 => failed_init += 1,
+                Some(_) => {}
+                None => pending_init += 1,
+            },
+            (Now::Waiting { .. }, true) if c.last.is_none() => {
+                pending_sidecars += 1;
+                waiting += 1;
+            }
+            _ => {}
         }
     }
-    if waiting > 0 {
+    // Whether the app containers have started before (upstream: the pod has initialized).
+    let initialized_before =
+        facts.app.iter().any(|c| !matches!(c.now, Now::Waiting { .. }) || c.last.is_some());
+    for c in &facts.app {
+        match &c.now {
+            Now::Running { .. } => running += 1,
+            Now::Terminated(e) => {
+                stopped += 1;
+                if e.exit_code == 0 {
+                    succeeded += 1;
+                }
+            }
+            Now::Waiting { .. } if c.last.is_some() => stopped += 1,
+            Now::Waiting { .. } => waiting += 1,
+        }
+    }
+    if failed_init > 0 && restart_policy == Policy::Never {
+        "Failed"
+    } else if pending_init > 0 || (pending_sidecars > 0 && !initialized_before) || waiting > 0 {
         "Pending"
     } else if running > 0 {
         "Running"
-    } else if stopped_count > 0 {
+    } else if stopped > 0 {
         if restart_policy == Policy::Always {
             "Running"
-        } else if stopped_count == succeeded_count {
+        } else if stopped == succeeded {
             "Succeeded"
         } else if restart_policy == Policy::Never {
             "Failed"
@@ -212,8 +212,8 @@ pub fn phase(restart_policy: Policy, facts: &PodFacts, sidecars: &[bool]) -> &'s
     }
 }
 
-/// The pod's status from its facts, keeping what others own (PodScheduled, conditions of
-/// readiness gates) and each condition's last transition while its value holds.
+/// The pod's status from its facts, keeping what others own (conditions of readiness gates,
+/// DisruptionTarget) and each condition's last transition while its value holds.
 pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
     let spec = pod.spec.as_ref();
     let restart_policy = Policy::of_pod(spec.and_then(|s| s.restart_policy.as_deref()));
@@ -251,8 +251,13 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         }
     }) || (terminal
         && facts.init.iter().all(|c| matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)));
+    // Every app container and every sidecar runs and is ready.
     let ready = !facts.app.is_empty()
-        && facts.app.iter().all(|c| matches!(c.now, Now::Running { ready: true, .. }));
+        && facts
+            .app
+            .iter()
+            .chain(facts.init.iter().zip(&sidecars).filter(|(_, s)| **s).map(|(c, _)| c))
+            .all(|c| matches!(c.now, Now::Running { ready: true, .. }));
     let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
     let mut conditions = vec![
         condition("PodReadyToStartContainers", facts.sandbox_ready && !terminal, None),
@@ -263,8 +268,11 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         ),
         condition("Ready", ready, Some(not_ready_reason)),
         condition("ContainersReady", ready, Some(not_ready_reason)),
+        // A pod on this node was scheduled, by the scheduler or by its nodeName (upstream's
+        // kubelet reports it too).
+        condition("PodScheduled", true, None),
     ];
-    // Others' conditions (PodScheduled, readiness gates, DisruptionTarget) are kept.
+    // Others' conditions (readiness gates, DisruptionTarget) are kept.
     for kept in previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten() {
         if !conditions.iter().any(|c| c.type_ == kept.type_) {
             conditions.push(kept.clone());
@@ -332,6 +340,7 @@ mod tests {
             reason: ended_reason(code, false).into(),
             started_at: None,
             finished_at: None,
+            message: None,
         }
     }
 
@@ -393,5 +402,68 @@ mod tests {
         assert_eq!(status.pod_ips.map(|ips| ips[0].ip.clone()).as_deref(), Some("10.42.0.5"));
         let c = &status.container_statuses.expect("statuses")[0];
         assert!(c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    }
+
+    #[test]
+    fn sidecars_count_while_they_run() {
+        let mut facts = PodFacts {
+            init: vec![running("sidecar")],
+            app: vec![running("a")],
+            ..PodFacts::default()
+        };
+        facts.app[0].now = Now::Terminated(ended(0));
+        // The app container is done; the pod ends only once its sidecar has stopped.
+        assert_eq!(phase(Policy::Never, &facts, &[true]), "Running");
+        facts.init[0].now = Now::Terminated(ended(143));
+        assert_eq!(phase(Policy::Never, &facts, &[true]), "Succeeded");
+        facts.app[0].now = Now::Terminated(ended(2));
+        assert_eq!(phase(Policy::OnFailure, &facts, &[true]), "Running");
+        assert_eq!(phase(Policy::Never, &facts, &[true]), "Failed");
+        // A sidecar not started yet holds the pod in Pending, until the app containers ran.
+        facts.init[0].now = Now::Waiting { reason: "ContainerCreating".into(), message: None };
+        facts.app[0].now = Now::Waiting { reason: "PodInitializing".into(), message: None };
+        assert_eq!(phase(Policy::Always, &facts, &[true]), "Pending");
+        facts.init[0].now = Now::Running { started_at: None, ready: true, started: false };
+        assert_eq!(phase(Policy::Always, &facts, &[true]), "Pending");
+        facts.app[0] = running("a");
+        assert_eq!(phase(Policy::Always, &facts, &[true]), "Running");
+    }
+
+    #[test]
+    fn a_sidecar_that_is_not_ready_keeps_the_pod_not_ready() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "s", "image": "i", "restartPolicy": "Always"}],
+                "containers": [{"name": "a", "image": "i"}],
+            },
+        }))
+        .expect("pod");
+        let mut facts = PodFacts {
+            init: vec![running("s")],
+            app: vec![running("a")],
+            sandbox_ready: true,
+            ..PodFacts::default()
+        };
+        let ready = |facts: &PodFacts| {
+            let conditions = status(&pod, facts).conditions.expect("conditions");
+            let of = |t: &str| conditions.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
+            // Set by the agent when nobody else did (a pod given its nodeName).
+            assert_eq!(of("PodScheduled").as_deref(), Some("True"));
+            of("Ready").as_deref() == Some("True")
+        };
+        assert!(ready(&facts));
+        facts.init[0].now = Now::Running { started_at: None, ready: false, started: true };
+        assert!(!ready(&facts));
+    }
+
+    #[test]
+    fn termination_messages_are_reported() {
+        let facts = ContainerFacts {
+            now: Now::Terminated(Ended { message: Some("bye".into()), ..ended(1) }),
+            ..running("a")
+        };
+        let state = container_status(&facts).state.expect("state");
+        assert_eq!(state.terminated.and_then(|t| t.message).as_deref(), Some("bye"));
     }
 }

@@ -24,11 +24,21 @@ use super::sandbox::{self, Sandbox};
 use super::sources::Sources;
 use super::static_pods::Link;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
+use super::stop::Stop;
 use super::{hooks, probe};
 use crate::Agent;
 use crate::events::{Regarding, Type};
 use crate::runtime::seccomp::{self, Choice, Seccomp};
 use crate::runtime::{self, Exited, Observed, container_id};
+
+/// The most of a termination message file that is read (upstream's
+/// `MaxContainerTerminationMessageLength`).
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+/// How much of the end of a log is read for a termination message from the log.
+const LOG_TAIL_READ: u64 = 64 * 1024;
+
+/// The file in a pod's directory that says its app containers are done for good.
+const FINISHING: &str = "finishing";
 
 /// How often volumes from ConfigMaps and Secrets are brought up to date.
 const VOLUME_SYNC: Duration = Duration::from_secs(30);
@@ -52,6 +62,9 @@ pub struct Worker {
     mirror: Option<Link>,
     /// Whether the sandbox of an ended pod was let go.
     released: bool,
+    /// Whether the app containers are done for good: the sidecars are being stopped, and
+    /// nothing starts again.
+    finishing: bool,
     /// When the volumes from ConfigMaps and Secrets were last brought up to date.
     volumes_synced: Instant,
     /// What the pod's volumes and environment were last made from.
@@ -77,6 +90,7 @@ impl Worker {
             .ok_or(())
             .unwrap_or_else(|_| Time(k8s_openapi::jiff::Timestamp::now()));
         let sandbox = sandbox::read(&dir);
+        let finishing = dir.join(FINISHING).exists();
         Worker {
             agent,
             uid,
@@ -90,6 +104,7 @@ impl Worker {
             mirror: None,
             volumes_synced: Instant::now(),
             released: false,
+            finishing,
             sources: None,
             board: Arc::default(),
             probers: HashMap::new(),
@@ -287,32 +302,47 @@ impl Worker {
         }
         // Init containers, in order: each must have succeeded (or, a sidecar, be running)
         // before the next starts.
-        let mut initialized = true;
-        let mut failed_for_good = false;
-        for c in spec.init_containers.iter().flatten() {
-            let step = self.step(pod, c, Policy::of_init(c, restart_policy), terminal).await;
-            match restart::init_gate(c, step) {
-                InitGate::Open => continue,
-                InitGate::Closed => {}
-                InitGate::Failed => failed_for_good = true,
-            }
-            if let Step::Wait(d) = step {
-                next = next.min(d);
-            }
-            initialized = false;
-            break;
-        }
-        if initialized && !failed_for_good {
-            for c in &spec.containers {
-                if let Step::Wait(d) = self.step(pod, c, restart_policy, terminal).await {
-                    next = next.min(d);
-                }
+        let inits = spec.init_containers.as_deref().unwrap_or_default();
+        if self.finishing {
+            // The app containers are done: the sidecars are only watched as they stop.
+            for c in inits.iter().filter(|c| restart::is_sidecar(c)) {
+                self.step(pod, c, Policy::Always, true).await;
             }
         } else {
-            for c in &spec.containers {
-                self.waiting
-                    .entry(c.name.clone())
-                    .or_insert_with(|| ("PodInitializing".into(), None));
+            let mut initialized = true;
+            let mut failed_for_good = false;
+            for c in inits {
+                let step = self.step(pod, c, Policy::of_init(c, restart_policy), terminal).await;
+                match restart::init_gate(c, step) {
+                    InitGate::Open => continue,
+                    InitGate::Closed => {}
+                    InitGate::Failed => failed_for_good = true,
+                }
+                if let Step::Wait(d) = step {
+                    next = next.min(d);
+                }
+                initialized = false;
+                break;
+            }
+            let mut done = failed_for_good;
+            if initialized {
+                done = !spec.containers.is_empty();
+                for c in &spec.containers {
+                    let step = self.step(pod, c, restart_policy, terminal).await;
+                    if let Step::Wait(d) = step {
+                        next = next.min(d);
+                    }
+                    done &= matches!(step, Step::Succeeded | Step::Failed);
+                }
+            } else {
+                for c in &spec.containers {
+                    self.waiting
+                        .entry(c.name.clone())
+                        .or_insert_with(|| ("PodInitializing".into(), None));
+                }
+            }
+            if done && !terminal {
+                self.finish(pod, inits);
             }
         }
         self.publish(pod).await;
@@ -356,7 +386,7 @@ impl Worker {
             Observed::Creating => Step::Wait(Duration::from_millis(100)),
             Observed::Running(_) => {
                 self.waiting.remove(&c.name);
-                self.watch_probes(pod, c, last, &bundle);
+                self.watch_probes(pod, c, last);
                 Step::Running
             }
             Observed::Exited(exited) => {
@@ -582,8 +612,9 @@ impl Worker {
     }
 
     /// Runs the probes of a running container's run, and kills the run once its liveness
-    /// (or startup) probe has failed: the stop signal, then SIGKILL after the grace period.
-    fn watch_probes(&mut self, pod: &Pod, c: &Container, attempt: u32, bundle: &Path) {
+    /// (or startup) probe has failed: its preStop hook, its stop signal, then SIGKILL after
+    /// the grace period (`stop.rs`).
+    fn watch_probes(&mut self, pod: &Pod, c: &Container, attempt: u32) {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
             return;
         }
@@ -615,24 +646,70 @@ impl Worker {
             };
             let grace = failing
                 .and_then(|p| p.termination_grace_period_seconds)
-                .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-                .unwrap_or(30)
-                .max(0) as u64;
-            let bundle = bundle.to_path_buf();
-            tokio::spawn(async move {
-                runtime::signal(&bundle, Signal::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(grace);
-                while matches!(runtime::observe(&bundle), Observed::Running(_))
-                    && Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                runtime::signal(&bundle, Signal::SIGKILL);
-            });
+                .map(|s| Duration::from_secs(s.max(0) as u64))
+                .unwrap_or_else(|| grace_period(pod));
+            // As any kill of a container: its preStop hook, its stop signal, then SIGKILL.
+            let stop = self.stop_of(pod, c, attempt, grace);
+            tokio::spawn(stop.run(Duration::ZERO));
         }
     }
 
     /// Where probes and hooks of run `attempt` of container `c` go.
+    /// The app containers are done for good: stops the sidecars that still run, in the
+    /// reverse of their order, each with its preStop hook, within the pod's grace period (as
+    /// upstream's). The pod ends once they have stopped. Remembered on disk, so that an
+    /// agent started again does not restart them.
+    fn finish(&mut self, pod: &Pod, inits: &[Container]) {
+        self.finishing = true;
+        let _ = fs::write(self.dir.join(FINISHING), b"");
+        let grace = grace_period(pod);
+        let mut stops = Vec::new();
+        for c in inits.iter().rev().filter(|c| restart::is_sidecar(c)) {
+            let Some(&last) = self.attempts(&c.name).last() else { continue };
+            if matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_)) {
+                self.event(
+                    pod,
+                    c,
+                    Type::Normal,
+                    "Killing",
+                    format!("Stopping container {}", c.name),
+                );
+                stops.push(self.stop_of(pod, c, last, grace));
+            }
+        }
+        if stops.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + grace;
+        tokio::spawn(async move {
+            for mut stop in stops {
+                stop.grace = deadline.saturating_duration_since(Instant::now());
+                stop.run(Duration::from_secs(10)).await;
+            }
+        });
+    }
+
+    /// How run `attempt` of `c` is stopped within `grace`.
+    fn stop_of(&self, pod: &Pod, c: &Container, attempt: u32, grace: Duration) -> Stop {
+        let bundle = self.bundle(&c.name, attempt);
+        let pre_stop = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()).map(|hook| {
+            let mut target = self.target(c, attempt);
+            target.events = Some(Regarding::container(&self.agent.events, pod, &c.name));
+            (hook, target)
+        });
+        Stop { signal: self.stop_signal(&bundle), bundle, grace, pre_stop }
+    }
+
+    /// The stop signal of a run's image (its STOPSIGNAL), else SIGTERM.
+    fn stop_signal(&self, bundle: &Path) -> Signal {
+        fs::read_to_string(bundle.join("image"))
+            .ok()
+            .and_then(|id| self.agent.images.resolve(id.trim()).ok())
+            .and_then(|i| i.config.stop_signal)
+            .and_then(|s| parse_signal(&s))
+            .unwrap_or(Signal::SIGTERM)
+    }
+
     fn target(&self, c: &Container, attempt: u32) -> probe::Target {
         probe::Target {
             ip: self
@@ -703,7 +780,9 @@ impl Worker {
             let ended = |attempt: u32| -> Option<Ended> {
                 let bundle = self.bundle(&c.name, attempt);
                 match runtime::observe(&bundle) {
-                    Observed::Exited(e) => Some(ended_of(&bundle, &e)),
+                    Observed::Exited(e) => {
+                        Some(ended_of(&bundle, &e, c, &self.log_path(pod, &c.name, attempt)))
+                    }
                     _ => None,
                 }
             };
@@ -847,12 +926,10 @@ impl Worker {
                             format!("Stopping container {name}"),
                         );
                     }
-                    let stop = pod
-                        .and_then(|_| fs::read_to_string(bundle.join("image")).ok())
-                        .and_then(|id| self.agent.images.resolve(id.trim()).ok())
-                        .and_then(|i| i.config.stop_signal)
-                        .and_then(|s| parse_signal(&s))
-                        .unwrap_or(Signal::SIGTERM);
+                    let stop = match pod {
+                        Some(_) => self.stop_signal(&bundle),
+                        None => Signal::SIGTERM,
+                    };
                     runtime::signal(&bundle, if grace.is_zero() { Signal::SIGKILL } else { stop });
                     running.push(bundle);
                 }
@@ -931,6 +1008,12 @@ impl Worker {
     }
 }
 
+/// The pod's `terminationGracePeriodSeconds` (30 when unset).
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);
+    Duration::from_secs(seconds.unwrap_or(30).max(0) as u64)
+}
+
 fn bundle_name(bundle: &Path) -> String {
     bundle
         .parent()
@@ -958,7 +1041,7 @@ fn started_of(bundle: &Path) -> Option<runtime::Started> {
         .and_then(|raw| serde_json::from_slice(&raw).ok())
 }
 
-fn ended_of(bundle: &Path, e: &Exited) -> Ended {
+fn ended_of(bundle: &Path, e: &Exited, c: &Container, log: &Path) -> Ended {
     let reason = match e.error.as_deref() {
         Some("ContainerStatusUnknown") => "ContainerStatusUnknown".to_string(),
         Some(_) => "StartError".to_string(),
@@ -970,7 +1053,37 @@ fn ended_of(bundle: &Path, e: &Exited) -> Ended {
         reason,
         started_at: started_of(bundle).and_then(|s| parse_time(&s.started_at)),
         finished_at: parse_time(&e.finished_at),
+        message: termination_message(bundle, e, c, log),
     }
+}
+
+/// The message of a run that ended, as upstream's: why it could not start; else what it
+/// wrote to its `terminationMessagePath` (at most 4 KiB); else, under
+/// `FallbackToLogsOnError` and when it failed, the end of its log.
+fn termination_message(bundle: &Path, e: &Exited, c: &Container, log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    if let Some(error) = &e.error {
+        return (error != "ContainerStatusUnknown").then(|| error.clone());
+    }
+    let mut message = Vec::new();
+    if let Ok(file) = fs::File::open(bundle.join("termination-log")) {
+        let _ = file.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut message);
+    }
+    let fallback = c.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+    if message.is_empty()
+        && fallback
+        && e.exit_code != 0
+        && let Ok(mut file) = fs::File::open(log)
+    {
+        // The last 80 lines fit in this much of the file unless they are long; then the
+        // last 2 KiB of output are in it anyway.
+        let from = file.seek(SeekFrom::End(0)).unwrap_or(0).saturating_sub(LOG_TAIL_READ);
+        let mut tail = Vec::new();
+        if file.seek(SeekFrom::Start(from)).is_ok() && file.read_to_end(&mut tail).is_ok() {
+            message = crate::server::logs::message_tail(&tail, from == 0);
+        }
+    }
+    (!message.is_empty()).then(|| String::from_utf8_lossy(&message).into_owned())
 }
 
 fn unknown_end() -> Ended {
@@ -980,6 +1093,7 @@ fn unknown_end() -> Ended {
         reason: "ContainerStatusUnknown".into(),
         started_at: None,
         finished_at: None,
+        message: None,
     }
 }
 

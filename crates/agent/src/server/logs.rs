@@ -134,6 +134,34 @@ pub fn initial(bytes: &[u8], options: &LogOptions, now: Timestamp) -> (Vec<u8>, 
     (render(&kept, options.timestamps), used)
 }
 
+/// Lines of output a termination message takes from the log (upstream's
+/// `MaxContainerTerminationMessageLogLines`).
+pub const MESSAGE_LINES: usize = 80;
+/// Bytes of output a termination message takes from the log (upstream's
+/// `MaxContainerTerminationMessageLogLength`).
+pub const MESSAGE_BYTES: usize = 2048;
+
+/// The end of a container's output for its termination message (`FallbackToLogsOnError`):
+/// its last `MESSAGE_LINES` lines, at most their last `MESSAGE_BYTES` bytes. `bytes` is the
+/// log's end, read from `from_start` (then it starts at an entry) or from the middle of
+/// one (the partial first entry is skipped).
+pub fn message_tail(bytes: &[u8], from_start: bool) -> Vec<u8> {
+    let bytes = match (from_start, bytes.iter().position(|b| *b == b'\n')) {
+        (true, _) => bytes,
+        (false, Some(end)) => &bytes[end + 1..],
+        (false, None) => &[],
+    };
+    let (mut lines, _) = parse(bytes);
+    if lines.len() > MESSAGE_LINES {
+        lines.drain(..lines.len() - MESSAGE_LINES);
+    }
+    let mut out = render(&lines, false);
+    if out.len() > MESSAGE_BYTES {
+        out.drain(..out.len() - MESSAGE_BYTES);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +199,19 @@ mod tests {
         .expect("options");
         assert!(options.follow && options.tail_lines == Some(5) && options.since_time.is_some());
         assert!(LogOptions::from_query("tailLines=x").is_err());
+    }
+
+    #[test]
+    fn termination_messages_take_the_end_of_the_output() {
+        assert_eq!(message_tail(LOG, true), b"one\ntwo\nthree\n");
+        // Read from the middle of an entry: that entry is left out.
+        assert_eq!(message_tail(&LOG[10..], false), b"two\nthree\n");
+        let many: Vec<u8> = (0..200)
+            .flat_map(|i| format!("2026-12-02T06:00:00Z stdout F line {i:03}\n").into_bytes())
+            .collect();
+        let tail = message_tail(&many, true);
+        assert!(tail.starts_with(b"line 120\n") && tail.ends_with(b"line 199\n"));
+        let long: Vec<u8> = format!("2026-12-02T06:00:00Z stdout F {}\n", "x".repeat(5000)).into();
+        assert_eq!(message_tail(&long, true).len(), MESSAGE_BYTES);
     }
 }
