@@ -164,6 +164,36 @@ def test_environment_and_volumes_from_config_maps_secrets_and_the_downward_api(n
     assert any(l.startswith("blues3cr3t") for l in lines)  # the two files, then the labels
 
 
+def test_volume_files_have_their_modes_and_the_fs_group(node, k, ns):
+    k("create", "configmap", "scripts", "-n", ns, "--from-literal=run.sh=echo ran", "--from-literal=key=v")
+    apply(k, pod("modes", ns, node, [{
+        "name": "c", "image": IMAGE,
+        "command": ["sh", "-c", "/scripts/run.sh; for f in /scripts/run.sh /scripts/private/key /info/mem "
+                    "/scratch; do stat -L -c '%n %a %g' $f; done; touch /scratch/made; "
+                    "stat -c '%n %g' /scratch/made; id -G; sleep 3600"],
+        "resources": {"limits": {"memory": "64Mi"}},
+        "volumeMounts": [{"name": "scripts", "mountPath": "/scripts"}, {"name": "info", "mountPath": "/info"},
+                         {"name": "scratch", "mountPath": "/scratch"}],
+    }], securityContext={"fsGroup": 2345},
+        volumes=[{"name": "scripts", "configMap": {"name": "scripts", "defaultMode": 0o755, "items": [
+                     {"key": "run.sh", "path": "run.sh"},
+                     {"key": "key", "path": "private/key", "mode": 0o400}]}},
+                 {"name": "info", "downwardAPI": {"items": [{"path": "mem", "resourceFieldRef": {
+                     "containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}}]}},
+                 {"name": "scratch", "emptyDir": {}}]))
+    wait_pod(k, ns, "modes", lambda p: p["status"].get("phase") == "Running")
+    text = wait_for(lambda: (lambda t: t if "/scratch/made" in t else None)(k("logs", "modes", "-n", ns)), 20,
+                    interval=0.5, what="output")
+    lines = text.splitlines()
+    assert lines[0] == "ran"  # executable, by its defaultMode
+    # fsGroup: the group owns the files and may read them (0400 becomes 0440, as upstream's);
+    # an emptyDir is setgid, so what the container makes there is the group's too.
+    assert lines[1:6] == ["/scripts/run.sh 755 2345", "/scripts/private/key 440 2345",
+                          "/info/mem 644 2345", "/scratch 2777 2345", "/scratch/made 2345"]
+    assert "2345" in lines[6].split()
+    assert k("exec", "modes", "-n", ns, "--", "cat", "/info/mem").strip() == "64"
+
+
 def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
     apply(k, pod("no-image", ns, node, [{"name": "c", "image": "127.0.0.1:9/does-not-exist:1"}]))
     apply(k, pod("no-command", ns, node, [{"name": "c", "image": IMAGE, "command": ["/no/such/binary"]}]))

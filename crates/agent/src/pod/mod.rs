@@ -16,6 +16,7 @@ pub mod sources;
 pub mod static_pods;
 pub mod status;
 pub mod stop;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};

@@ -1,15 +1,13 @@
 //! A pod's sandbox: its pinned namespaces, its address on the node's bridge, its
-//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, and its volumes' directories.
+//! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` (its volumes are `volumes.rs`).
 
-use std::collections::HashMap;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
-use super::sources::{Kind, Sources};
 use crate::host::Host;
 use crate::{Options, sys};
 
@@ -233,236 +231,14 @@ pub fn destroy(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
     }
 }
 
-/// Makes the pod's volumes' directories: `emptyDir` (a tmpfs for `medium: Memory`),
-/// `hostPath`, a claim's `hostPath` or `local` volume, and files for `configMap`, `secret`, `downwardAPI` and `projected`.
-/// Returns each volume's host directory, or why one cannot be made.
-pub fn volumes(
-    dir: &Path,
-    pod: &Pod,
-    sources: &Sources,
-    host: &dyn Host,
-) -> Result<HashMap<String, PathBuf>, String> {
-    let mut made = HashMap::new();
-    let spec = pod.spec.clone().unwrap_or_default();
-    for volume in spec.volumes.iter().flatten() {
-        let path = dir.join("volumes").join(&volume.name);
-        if let Some(empty) = &volume.empty_dir {
-            fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-            if empty.medium.as_deref() == Some("Memory") && !host.is_mount_point(&path) {
-                let size = empty
-                    .size_limit
-                    .as_ref()
-                    .and_then(|q| krust_api::quantity::Amount::of(q).ok())
-                    .map(|a| a.value() as u64);
-                host.mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
-            }
-            let _ = fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777));
-            made.insert(volume.name.clone(), path);
-        } else if let Some(host) = &volume.host_path {
-            let host_path = PathBuf::from(&host.path);
-            match host.type_.as_deref().unwrap_or("") {
-                "DirectoryOrCreate" => fs::create_dir_all(&host_path).map_err(|e| e.to_string())?,
-                "FileOrCreate" if !host_path.exists() => {
-                    fs::write(&host_path, b"").map_err(|e| e.to_string())?;
-                }
-                "Directory" if !host_path.is_dir() => {
-                    return Err(format!(
-                        "hostPath type check failed: {} is not a directory",
-                        host.path
-                    ));
-                }
-                "File" if !host_path.is_file() => {
-                    return Err(format!("hostPath type check failed: {} is not a file", host.path));
-                }
-                _ => {}
-            }
-            made.insert(volume.name.clone(), host_path);
-        } else if let Some(claim) = &volume.persistent_volume_claim {
-            let host_path = sources.claim(&claim.claim_name)?;
-            if !host_path.exists() {
-                return Err(format!(
-                    "the volume of persistentvolumeclaim {:?} is missing on this node: {}",
-                    claim.claim_name,
-                    host_path.display()
-                ));
-            }
-            made.insert(volume.name.clone(), host_path.to_path_buf());
-        } else {
-            let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-            let add = |kind: Kind,
-                       name: &str,
-                       items: &Option<Vec<k8s_openapi::api::core::v1::KeyToPath>>,
-                       optional: bool|
-             -> Result<Vec<(String, Vec<u8>)>, String> {
-                let Some(data) = sources.get(kind, name) else {
-                    if optional {
-                        return Ok(Vec::new());
-                    }
-                    let kind = if kind == Kind::ConfigMap { "configmap" } else { "secret" };
-                    return Err(format!("{kind} \"{name}\" not found"));
-                };
-                let Some(items) = items else {
-                    return Ok(data.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-                };
-                let mut chosen = Vec::new();
-                for item in items {
-                    match data.get(&item.key) {
-                        Some(v) => chosen.push((item.path.clone(), v.clone())),
-                        None if optional => {}
-                        None => {
-                            return Err(format!(
-                                "configmap references non-existent config key: {}",
-                                item.key
-                            ));
-                        }
-                    }
-                }
-                Ok(chosen)
-            };
-            if let Some(cm) = &volume.config_map {
-                files.extend(add(
-                    Kind::ConfigMap,
-                    &cm.name,
-                    &cm.items,
-                    cm.optional.unwrap_or(false),
-                )?);
-            } else if let Some(secret) = &volume.secret {
-                files.extend(add(
-                    Kind::Secret,
-                    secret.secret_name.as_deref().unwrap_or(""),
-                    &secret.items,
-                    secret.optional.unwrap_or(false),
-                )?);
-            } else if let Some(projected) = &volume.projected {
-                for source in projected.sources.iter().flatten() {
-                    if let Some(cm) = &source.config_map {
-                        files.extend(add(
-                            Kind::ConfigMap,
-                            &cm.name,
-                            &cm.items,
-                            cm.optional.unwrap_or(false),
-                        )?);
-                    }
-                    if let Some(s) = &source.secret {
-                        files.extend(add(
-                            Kind::Secret,
-                            &s.name,
-                            &s.items,
-                            s.optional.unwrap_or(false),
-                        )?);
-                    }
-                    if let Some(t) = &source.service_account_token {
-                        let token = sources
-                            .token(
-                                t.audience.as_deref().unwrap_or_default(),
-                                t.expiration_seconds.unwrap_or(3600),
-                            )
-                            .ok_or_else(|| {
-                                "no service account token for the pod yet".to_string()
-                            })?;
-                        files.push((t.path.clone(), token.as_bytes().to_vec()));
-                    }
-                    if let Some(downward) = &source.downward_api {
-                        files.extend(downward_files(pod, downward.items.iter().flatten())?);
-                    }
-                }
-            } else if volume.downward_api.is_none() {
-                // Kinds of volume the agent does not serve yet (persistent volumes, CSI) are
-                // reported, not silently empty.
-                return Err(format!(
-                    "volume {:?}: this kind of volume is not supported by the node agent yet",
-                    volume.name
-                ));
-            }
-            if let Some(downward) = &volume.downward_api {
-                files.extend(downward_files(pod, downward.items.iter().flatten())?);
-            }
-            write_atomically(&path, &files)?;
-            made.insert(volume.name.clone(), path);
-        }
-    }
-    Ok(made)
-}
-
-/// The files of `downwardAPI` items (volume or projection): each `fieldRef`'s value.
-fn downward_files<'a>(
-    pod: &Pod,
-    items: impl Iterator<Item = &'a k8s_openapi::api::core::v1::DownwardAPIVolumeFile>,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
-    let mut files = Vec::new();
-    for item in items {
-        if let Some(field) = &item.field_ref {
-            let value = super::container::field_value(pod, &field.field_path, &Default::default())
-                .map_err(|e| e.0)?;
-            files.push((item.path.clone(), value.into_bytes()));
-        }
-    }
-    Ok(files)
-}
-
-/// Whether `data` holds exactly `files`.
-fn holds(data: &Path, files: &[(String, Vec<u8>)]) -> bool {
-    fn count(dir: &Path) -> usize {
-        fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { count(&e.path()) } else { 1 })
-            .sum()
-    }
-    data.exists()
-        && count(data) == files.len()
-        && files.iter().all(|(path, bytes)| fs::read(data.join(path)).is_ok_and(|b| b == *bytes))
-}
-
-/// Writes `files` as upstream's atomic writer does: into a fresh timestamped directory,
-/// then `..data` is swapped to it in one rename, and each top-level name links through it.
-/// Nothing is written when the files are already there as given.
-pub fn write_atomically(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    if holds(&dir.join("..data"), files) {
-        return Ok(());
-    }
-    let version = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%9f"));
-    let staged = dir.join(&version);
-    for (path, data) in files {
-        if Path::new(path).is_absolute() || path.split('/').any(|p| p == "..") {
-            return Err(format!("invalid path {path:?} in volume"));
-        }
-        let target = staged.join(path);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        fs::write(&target, data).map_err(|e| e.to_string())?;
-    }
-    fs::create_dir_all(&staged).map_err(|e| e.to_string())?;
-    let old = fs::read_link(dir.join("..data")).ok();
-    let link = dir.join("..data_tmp");
-    let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(&version, &link).map_err(|e| e.to_string())?;
-    fs::rename(&link, dir.join("..data")).map_err(|e| e.to_string())?;
-    for (path, _) in files {
-        let top = path.split('/').next().unwrap_or(path);
-        let entry = dir.join(top);
-        if fs::symlink_metadata(&entry).is_err() {
-            std::os::unix::fs::symlink(format!("..data/{top}"), &entry)
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    if let Some(old) = old
-        && old != Path::new(&version)
-    {
-        let _ = fs::remove_dir_all(dir.join(old));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::host::recording::{Call, Recording};
+    use crate::pod::sources::Sources;
+    use crate::pod::volumes::volumes;
 
     fn options(data_dir: &Path) -> Options {
         Options {
@@ -507,6 +283,7 @@ mod tests {
     }
 
     const UID: &str = "0a1b2c3d-0000-4000-8000-000000000001";
+    const ALLOCATABLE: (u64, u64) = (4000, 8 << 30);
 
     #[test]
     fn a_pod_gets_its_namespaces_and_link_and_destroy_leaves_nothing() {
@@ -519,7 +296,7 @@ mod tests {
         let sandbox = create(&dir, &pod, &options, &host).expect("a sandbox");
         assert_eq!(sandbox.ip.as_deref(), Some("10.42.0.2"));
         assert_eq!(sandbox.host_veth.as_deref(), Some("veth0a1b2c3d"));
-        let made = volumes(&dir, &pod, &Sources::default(), &host).expect("volumes");
+        let made = volumes(&dir, &pod, &Sources::default(), &host, ALLOCATABLE).expect("volumes");
         assert_eq!(made["scratch"], dir.join("volumes/scratch"));
         assert_eq!(
             host.calls()[..2],
@@ -578,7 +355,8 @@ mod tests {
         let pod = pod(serde_json::json!({
             "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
         }));
-        let error = volumes(&dir, &pod, &Sources::default(), &host);
+        let error =
+            super::super::volumes::volumes(&dir, &pod, &Sources::default(), &host, (4000, 8 << 30));
         assert!(error.is_err_and(|e| e.contains("mount_tmpfs")));
         assert!(host.left().is_empty());
     }

@@ -25,6 +25,7 @@ use super::sources::Sources;
 use super::static_pods::Link;
 use super::status::{self, ContainerFacts, Ended, Now, PodFacts};
 use super::stop::Stop;
+use super::volumes;
 use super::{hooks, probe};
 use crate::Agent;
 use crate::events::{Regarding, Type};
@@ -269,7 +270,13 @@ impl Worker {
                 }
             };
             self.sources = Some(sources.clone());
-            match sandbox::volumes(&self.dir, pod, &sources, self.agent.host.as_ref()) {
+            match volumes::volumes(
+                &self.dir,
+                pod,
+                &sources,
+                self.agent.host.as_ref(),
+                self.agent.allocatable,
+            ) {
                 Ok(v) => self.volumes = Some(v),
                 Err(message) => {
                     for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
@@ -293,8 +300,13 @@ impl Worker {
             if let Ok(sources) =
                 Sources::fetch(&self.agent.client, pod, self.sources.as_ref()).await
             {
-                if let Err(e) = sandbox::volumes(&self.dir, pod, &sources, self.agent.host.as_ref())
-                {
+                if let Err(e) = volumes::volumes(
+                    &self.dir,
+                    pod,
+                    &sources,
+                    self.agent.host.as_ref(),
+                    self.agent.allocatable,
+                ) {
                     tracing::debug!(pod = %self.uid, error = %e, "cannot update the pod's volumes");
                 }
                 self.sources = Some(sources);
