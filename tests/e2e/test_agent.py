@@ -199,6 +199,9 @@ def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
     apply(k, pod("no-command", ns, node, [{"name": "c", "image": IMAGE, "command": ["/no/such/binary"]}]))
     apply(k, pod("no-config", ns, node, [{"name": "c", "image": IMAGE, "command": ["true"],
                                           "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "missing", "key": "k"}}}]}]))
+    apply(k, pod("no-volume", ns, node, [{"name": "c", "image": IMAGE, "command": ["true"],
+                                          "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                 volumes=[{"name": "cfg", "configMap": {"name": "absent"}}]))
     apply(k, pod("fine", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
 
     def waiting(name):
@@ -213,6 +216,12 @@ def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
     no_config = waiting("no-config")
     assert no_config["reason"] == "CreateContainerConfigError"
     assert 'configmap "missing" not found' in no_config["message"]
+    # A volume's missing ConfigMap: ContainerCreating, and a FailedMount event says why, as
+    # upstream's kubelet.
+    events = wait_events(k, ns, "no-volume", "FailedMount")
+    assert any(r == "FailedMount" and m == 'MountVolume.SetUp failed for volume "cfg" : configmap "absent" not found'
+               and source == "kubelet" for r, m, source in events), events
+    assert status_of(pod_json(k, ns, "no-volume"), "c")["state"]["waiting"]["reason"] == "ContainerCreating"
     # The agent goes on with its other pods.
     wait_pod(k, ns, "fine", lambda p: p["status"].get("phase") == "Running")
 
@@ -291,6 +300,33 @@ def test_images_are_imported_from_archives(node, tmp_path):
     bad = subprocess.run([krust, "image", "import", str(tmp_path / "missing.tar"), "--data-dir", node.agent_dir],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "missing.tar" in bad.stderr
+
+
+def test_the_api_server_checks_agents_against_the_kubelet_certificate_authority(e2e_tmp):
+    """With `--kubelet-certificate-authority`, the API server talks to an agent only when its
+    serving certificate chains to that CA: the cluster CA (which signs the certificate of the
+    agent `krust server` runs) works, another CA is refused with a clear error."""
+    workdir = Path(tempfile.mkdtemp(prefix="test_agent-kubelet-ca-", dir=e2e_tmp))
+    other_ca = workdir / "other-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(workdir / "other-ca.key"), "-out", str(other_ca),
+                    "-subj", "/CN=another-ca", "-days", "1"], check=True, capture_output=True)
+    node = Node(workdir, ["--kubelet-certificate-authority", str(other_ca)])
+    try:
+        k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, workdir)
+        ns = f"e2e-kubelet-ca-{rand_suffix()}"
+        node.cluster.create_namespace(ns)
+        apply(k, pod("talker", ns, node, [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "echo hello; sleep 3600"]}]))
+        wait_pod(k, ns, "talker", lambda p: p["status"].get("phase") == "Running")
+        refused = k.run("logs", "talker", "-n", ns)
+        assert refused.returncode != 0 and "certificate" in refused.stderr, refused.stderr
+        node.server.stop()
+        node.server.extra_args[-1] = str(workdir / "data" / "tls" / "ca.crt")
+        node.server.start()
+        wait_for(lambda: k.run("logs", "talker", "-n", ns).stdout.strip() == "hello", 30, interval=0.5,
+                 what="the log through an agent the server trusts")
+    finally:
+        node.cleanup()
 
 
 def test_kubectl_logs_through_the_api_server(node, k, ns):

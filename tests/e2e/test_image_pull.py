@@ -9,13 +9,16 @@ busybox-static as the other tests of the agent. Repositories whose absence or co
 relies on have a random name, as the node (and its image store) serves the whole module."""
 
 import json
+import os
+import pty
 import re
+import subprocess
 
 import pytest
 
 from agent_node import k, node  # noqa: F401 (fixtures)
 from agent_node import NEEDS_AGENT, apply, pod, pod_json, status_of, wait_events, wait_pod
-from conftest import rand_suffix, wait_for
+from conftest import KRUST_BIN, rand_suffix, wait_for
 from registry import Registry
 
 pytestmark = NEEDS_AGENT
@@ -266,3 +269,32 @@ def test_a_private_registry_needs_the_pods_or_its_accounts_pull_secret(node, k, 
     assert pod_json(k, other_ns, "from-account")["spec"]["imagePullSecrets"] == [{"name": "reg"}]
     running(k, other_ns, "from-account")
     assert logs(k, other_ns, "from-account", "with-account-secret").strip() == "with-account-secret"
+
+
+def test_krust_image_pull_draws_its_progress_on_a_terminal(registry, tmp_path):
+    """On a terminal, `krust image pull` shows a progress bar (on standard error) that ends
+    full; elsewhere it prints only what it pulled."""
+    repo = f"e2e/progress-{rand_suffix()}"
+    registry.push_image(repo, "1")
+    image = f"{registry.host}/{repo}:1"
+    master, terminal = pty.openpty()
+    proc = subprocess.Popen([KRUST_BIN, "image", "pull", image, "--data-dir", str(tmp_path / "a")],
+                            stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal's other end closed
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, drawn
+    assert f"pulled {image}" in proc.stdout.read().decode()
+    last = drawn.decode().replace("\r\n", "\n").split("\r")[-1]
+    assert re.search(rf"{re.escape(image)} \[=+\] 100% [\d.]+/[\d.]+ MB", last), drawn
+    plain = subprocess.run([KRUST_BIN, "image", "pull", image, "--data-dir", str(tmp_path / "b")],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0 and "%" not in plain.stderr, plain.stderr

@@ -70,6 +70,9 @@ pub struct Config {
     pub history_limits: watchcache::HistoryLimits,
     /// The static token file (`--token-auth-file`), if any.
     pub token_auth_file: Option<PathBuf>,
+    /// The CA that node agents' serving certificates must chain to
+    /// (`--kubelet-certificate-authority`); unchecked when `None`, as upstream's default.
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// Whether requests without credentials run as `system:anonymous` (else they are 401).
     pub anonymous_auth: bool,
     /// The issuer of service-account tokens, also the API server's audience.
@@ -104,6 +107,7 @@ impl Default for Config {
             max_list_response_bytes: None,
             history_limits: watchcache::HistoryLimits::default(),
             token_auth_file: None,
+            kubelet_certificate_authority: None,
             anonymous_auth: true,
             service_account_issuer: krust_auth::authn::service_account::DEFAULT_ISSUER.to_string(),
             admission: krust_admission::Selection::default(),
@@ -116,6 +120,14 @@ impl Default for Config {
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The node agents' CA (`--kubelet-certificate-authority`) could not be used.
+    #[error("cannot use the kubelet certificate authority {path:?}: {message}")]
+    KubeletCa {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
     /// Certificates could not be made or read.
     #[error("cannot prepare certificates")]
     Pki(#[from] pki::PkiError),
@@ -294,15 +306,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .chain(config.advertise_ip)
         .collect();
     let pki = pki::ensure(&config.data_dir, config.bind_address, &extra_names, &server_url)?;
-    let node_client =
-        match http::node_client::NodeClient::new(&pki.kubelet_client_cert, &pki.kubelet_client_key)
-        {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::warn!(error = %e, "no client for node agents: pods/log will fail");
-                None
-            }
-        };
+    let kubelet_ca = match &config.kubelet_certificate_authority {
+        None => None,
+        Some(path) => Some(std::fs::read(path).map_err(|source| StartError::KubeletCa {
+            path: path.clone(),
+            message: source.to_string(),
+        })?),
+    };
+    let node_client = http::node_client::NodeClient::new(
+        &pki.kubelet_client_cert,
+        &pki.kubelet_client_key,
+        kubelet_ca.as_deref(),
+    )
+    .map_err(|message| StartError::KubeletCa {
+        path: config.kubelet_certificate_authority.clone().unwrap_or_default(),
+        message,
+    })?;
+    let node_client = Some(node_client);
     let tls = http::serve::tls_config(&pki)?;
     let token_file = match &config.token_auth_file {
         None => None,

@@ -1,5 +1,6 @@
 //! `krust`: one binary for the whole cluster. This file only wires subcommands to crates.
 
+mod progress;
 mod runtime;
 
 use std::net::IpAddr;
@@ -146,6 +147,12 @@ struct ServerArgs {
     /// A file of static bearer tokens, as upstream's CSV: `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// A CA file (PEM) that node agents' serving certificates must chain to, for logs,
+    /// exec, attach and port-forward; without it they are not checked (upstream's default).
+    /// The agent `krust server` runs has a certificate of the cluster CA
+    /// (`<data-dir>/tls/ca.crt`).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Whether requests without credentials are served as `system:anonymous` (only public
     /// information and discovery); `false` answers them 401.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -655,6 +662,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         max_list_response_bytes: Some(args.max_list_response_bytes).filter(|&bytes| bytes > 0),
         token_auth_file: args.token_auth_file,
+        kubelet_certificate_authority: args.kubelet_certificate_authority,
         anonymous_auth: args.anonymous_auth,
         service_account_issuer: args.service_account_issuer,
         admission,
@@ -1288,7 +1296,13 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
             let private_registry =
                 private_registry.unwrap_or_else(|| data_dir.join("registries.yaml"));
             let client = registry::Client::from_file(&private_registry)?;
-            let pulled = runtime.block_on(registry::pull(&client, &store, &image, &keyring))?;
+            let progress = registry::Progress::default();
+            let pull = registry::pull_with_progress(&client, &store, &image, &keyring, &progress);
+            let pulled = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                runtime.block_on(progress::show(&image, &progress, pull))?
+            } else {
+                runtime.block_on(pull)?
+            };
             println!("pulled {} ({})", image, pulled.id);
         }
         ImageCommand::Ls { data_dir } => {

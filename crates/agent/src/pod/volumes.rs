@@ -49,50 +49,65 @@ pub fn volumes(
     let fs_group =
         spec.security_context.as_ref().and_then(|s| s.fs_group).and_then(|g| u32::try_from(g).ok());
     for volume in spec.volumes.iter().flatten() {
-        let path = dir.join("volumes").join(&volume.name);
-        if let Some(empty) = &volume.empty_dir {
-            fs::create_dir_all(&path).map_err(|e| e.to_string())?;
-            if empty.medium.as_deref() == Some("Memory") && !host.is_mount_point(&path) {
-                let size = empty
-                    .size_limit
-                    .as_ref()
-                    .and_then(|q| krust_api::quantity::Amount::of(q).ok())
-                    .map(|a| a.value() as u64);
-                host.mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
-            }
-            // World-writable, as upstream's; with an fsGroup, owned by the group and setgid
-            // so that what the containers make there keeps it.
-            let mode = match fs_group {
-                Some(gid) => {
-                    std::os::unix::fs::lchown(&path, None, Some(gid)).map_err(|e| e.to_string())?;
-                    0o2777
-                }
-                None => 0o777,
-            };
-            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
-            made.insert(volume.name.clone(), path);
-        } else if let Some(host_path) = &volume.host_path {
-            let path = PathBuf::from(&host_path.path);
-            check_host_path(&path, host_path.type_.as_deref().unwrap_or(""))?;
-            made.insert(volume.name.clone(), path);
-        } else if let Some(claim) = &volume.persistent_volume_claim {
-            let host_path = sources.claim(&claim.claim_name)?;
-            if !host_path.exists() {
-                return Err(format!(
-                    "the volume of persistentvolumeclaim {:?} is missing on this node: {}",
-                    claim.claim_name,
-                    host_path.display()
-                ));
-            }
-            made.insert(volume.name.clone(), host_path.to_path_buf());
-        } else {
-            let context = Context { allocatable, ..Context::default() };
-            let files = files_of(volume, pod, sources, &context)?;
-            write_atomically(&path, &files, fs_group)?;
-            made.insert(volume.name.clone(), path);
-        }
+        let path = volume_dir(dir, volume, pod, sources, host, fs_group, allocatable)
+            .map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", volume.name))?;
+        made.insert(volume.name.clone(), path);
     }
     Ok(made)
+}
+
+/// Makes one volume; its host directory.
+fn volume_dir(
+    dir: &Path,
+    volume: &Volume,
+    pod: &Pod,
+    sources: &Sources,
+    host: &dyn Host,
+    fs_group: Option<u32>,
+    allocatable: (u64, u64),
+) -> Result<PathBuf, String> {
+    let path = dir.join("volumes").join(&volume.name);
+    if let Some(empty) = &volume.empty_dir {
+        fs::create_dir_all(&path).map_err(|e| e.to_string())?;
+        if empty.medium.as_deref() == Some("Memory") && !host.is_mount_point(&path) {
+            let size = empty
+                .size_limit
+                .as_ref()
+                .and_then(|q| krust_api::quantity::Amount::of(q).ok())
+                .map(|a| a.value() as u64);
+            host.mount_tmpfs(&path, size).map_err(|e| e.to_string())?;
+        }
+        // World-writable, as upstream's; with an fsGroup, owned by the group and setgid
+        // so that what the containers make there keeps it.
+        let mode = match fs_group {
+            Some(gid) => {
+                std::os::unix::fs::lchown(&path, None, Some(gid)).map_err(|e| e.to_string())?;
+                0o2777
+            }
+            None => 0o777,
+        };
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(mode));
+        Ok(path)
+    } else if let Some(host_path) = &volume.host_path {
+        let path = PathBuf::from(&host_path.path);
+        check_host_path(&path, host_path.type_.as_deref().unwrap_or(""))?;
+        Ok(path)
+    } else if let Some(claim) = &volume.persistent_volume_claim {
+        let host_path = sources.claim(&claim.claim_name)?;
+        if !host_path.exists() {
+            return Err(format!(
+                "the volume of persistentvolumeclaim {:?} is missing on this node: {}",
+                claim.claim_name,
+                host_path.display()
+            ));
+        }
+        Ok(host_path.to_path_buf())
+    } else {
+        let context = Context { allocatable, ..Context::default() };
+        let files = files_of(volume, pod, sources, &context)?;
+        write_atomically(&path, &files, fs_group)?;
+        Ok(path)
+    }
 }
 
 /// Checks (or makes) a `hostPath` volume's path as its `type` says.

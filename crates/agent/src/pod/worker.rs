@@ -279,13 +279,13 @@ impl Worker {
             ) {
                 Ok(v) => self.volumes = Some(v),
                 Err(message) => {
+                    // As upstream's: the containers wait in ContainerCreating, the pod has a
+                    // FailedMount event that says why.
+                    self.agent.events.pod(pod, None, Type::Warning, "FailedMount", message.clone());
                     for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
                         self.waiting.insert(
                             c.name.clone(),
-                            (
-                                "ContainerCreating".into(),
-                                Some(format!("MountVolume.SetUp failed: {message}")),
-                            ),
+                            ("ContainerCreating".into(), Some(message.clone())),
                         );
                     }
                     self.publish(pod).await;

@@ -1,6 +1,7 @@
 //! How the API server reaches node agents (upstream's kubelet client): on the HTTPS port
-//! the Node reports, with the API server's own client certificate (`system:masters`), and,
-//! as upstream does without `--kubelet-certificate-authority`, without verifying theirs.
+//! the Node reports, with the API server's own client certificate (`system:masters`),
+//! checking theirs against `--kubelet-certificate-authority` when given (without it, as
+//! upstream, unchecked).
 
 use std::sync::Arc;
 
@@ -22,8 +23,10 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
-    /// A client presenting `cert` and `key` (PEM).
-    pub fn new(cert: &str, key: &str) -> Result<NodeClient, String> {
+    /// A client presenting `cert` and `key` (PEM), checking agents' serving certificates
+    /// against `ca` (PEM) when given (upstream's `--kubelet-certificate-authority`), else
+    /// accepting any (upstream's default towards kubelets).
+    pub fn new(cert: &str, key: &str, ca: Option<&[u8]>) -> Result<NodeClient, String> {
         let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_bytes())
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
@@ -31,15 +34,26 @@ impl NodeClient {
             .ok()
             .flatten()
             .ok_or("no private key for the node client")?;
-        // Agents' certificates are not checked (upstream's default towards kubelets).
         let provider = krust_tls::provider();
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(krust_tls::AnyServer(provider)))
-            .with_client_auth_cert(certs, key)
             .map_err(|e| e.to_string())?;
+        let builder = match ca {
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for ca in rustls_pemfile::certs(&mut &pem[..]) {
+                    roots.add(ca.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+                }
+                if roots.is_empty() {
+                    return Err("no certificate in the file".into());
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(krust_tls::AnyServer(provider))),
+        };
+        let tls = builder.with_client_auth_cert(certs, key).map_err(|e| e.to_string())?;
         Ok(NodeClient { tls: Arc::new(tls) })
     }
 

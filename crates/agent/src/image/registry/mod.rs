@@ -14,6 +14,7 @@ pub mod transport;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::AsyncWriteExt;
 
@@ -195,6 +196,17 @@ impl Client {
     }
 }
 
+/// How far a pull is, for a progress display (`krust image pull`): bytes to download (the
+/// config and the layers the store lacks, known once the manifest is read) and bytes
+/// downloaded.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes to download; 0 until the manifest is read.
+    pub total: AtomicU64,
+    /// Bytes downloaded.
+    pub done: AtomicU64,
+}
+
 /// Pulls `image` into `store`, with the credentials `keyring` holds for it: from each of its
 /// registry's endpoints in turn (mirrors first) until one serves it; the last one's failure
 /// otherwise.
@@ -203,6 +215,17 @@ pub async fn pull(
     store: &ImageStore,
     image: &str,
     keyring: &Keyring,
+) -> Result<Image, PullError> {
+    pull_with_progress(client, store, image, keyring, &Progress::default()).await
+}
+
+/// [`pull`], counting its downloads in `progress`.
+pub async fn pull_with_progress(
+    client: &Client,
+    store: &ImageStore,
+    image: &str,
+    keyring: &Keyring,
+    progress: &Progress,
 ) -> Result<Image, PullError> {
     let error = |failure| PullError { reference: image.to_string(), failure };
     let reference = Reference::parse(image)
@@ -216,7 +239,12 @@ pub async fn pull(
         let transport = client.transport(&endpoint, &reference);
         let attempt = Session::open(transport, &endpoint, &reference, credentials).await;
         let pulled = match attempt {
-            Ok(mut session) => pull_into(&mut session, store, &reference, scratch.path()).await,
+            Ok(mut session) => {
+                progress.total.store(0, Ordering::Relaxed);
+                progress.done.store(0, Ordering::Relaxed);
+                session.progress = Some(progress);
+                pull_into(&mut session, store, &reference, scratch.path()).await
+            }
             Err(e) => Err(e),
         };
         match pulled {
@@ -262,6 +290,10 @@ async fn pull_into(
     }
     if config.size > MAX_UNSIZED_BLOB {
         return Err(Failure::TooLarge { digest: config.digest.clone(), size: MAX_UNSIZED_BLOB });
+    }
+    if let Some(progress) = session.progress {
+        let missing = layers.iter().filter(|l| !store.has_layer(&l.digest)).map(|l| l.size);
+        progress.total.store(config.size + missing.sum::<u64>(), Ordering::Relaxed);
     }
     let config_file = scratch.join("config");
     session.blob(&config, &config_file).await?;
@@ -332,6 +364,8 @@ struct Session<'a> {
     /// An attempt that worked, to renew with when its token expires.
     renew: Option<usize>,
     authorization: Option<String>,
+    /// Where downloaded bytes are counted.
+    progress: Option<&'a Progress>,
 }
 
 impl<'a> Session<'a> {
@@ -359,6 +393,7 @@ impl<'a> Session<'a> {
             current: None,
             renew: None,
             authorization: None,
+            progress: None,
         };
         if endpoint.scheme.is_some() {
             return Ok(session);
@@ -489,6 +524,9 @@ impl<'a> Session<'a> {
             }
             context.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;
+            if let Some(progress) = self.progress {
+                progress.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
         }
         out.flush().await.map_err(io)?;
         let actual = super::digest_string(context.finish().as_ref());
