@@ -576,6 +576,30 @@ def test_sidecars_stop_once_the_app_containers_are_done(node, k, ns):
     assert k("logs", "job-like", "-n", ns, "-c", "side").split() == ["pre-stop", "got-term"]
 
 
+def test_a_deleted_pod_stops_its_sidecars_after_its_app_containers(node, k, ns):
+    """Upstream's order on deletion: the app containers first, then the sidecars in the
+    reverse of their order, each with its preStop hook."""
+    record = node.workdir / f"order-{rand_suffix()}"
+    trap = "trap 'echo {0} >> /record/order; exit 0' TERM; while true; do sleep 0.1; done"
+    mounts = [{"name": "record", "mountPath": "/record"}]
+    apply(k, pod("ordered", ns, node, [
+        {"name": "app", "image": IMAGE, "command": ["sh", "-c", trap.format("app")], "volumeMounts": mounts},
+    ], initContainers=[
+        {"name": f"side{i}", "image": IMAGE, "restartPolicy": "Always", "volumeMounts": mounts,
+         "command": ["sh", "-c", trap.format(f"side{i}")],
+         "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", f"echo pre-stop-side{i} >> /record/order"]}}}}
+        for i in (1, 2)
+    ], volumes=[{"name": "record", "hostPath": {"path": str(record), "type": "DirectoryOrCreate"}}],
+        terminationGracePeriodSeconds=20))
+    try:
+        wait_pod(k, ns, "ordered", lambda p: all(s.get("ready") for s in p["status"].get("containerStatuses", [{}])))
+        k("delete", "pod", "ordered", "-n", ns, timeout=60)
+        assert (record / "order").read_text().split() == [
+            "app", "pre-stop-side2", "side2", "pre-stop-side1", "side1"]
+    finally:
+        shutil.rmtree(record, ignore_errors=True)
+
+
 def test_termination_messages_come_from_the_file_or_the_log(node, k, ns):
     apply(k, pod("messages", ns, node, [
         {"name": "file", "image": IMAGE, "command": ["sh", "-c", "echo -n all-done > /dev/termination-log"]},

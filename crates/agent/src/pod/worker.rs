@@ -712,6 +712,17 @@ impl Worker {
         Stop { signal: self.stop_signal(&bundle), bundle, grace, pre_stop }
     }
 
+    /// How the running run of `c` (if any) is stopped within `grace`, announced by a
+    /// `Killing` event.
+    fn stop_running(&self, pod: &Pod, c: &Container, grace: Duration) -> Option<Stop> {
+        let last = *self.attempts(&c.name).last()?;
+        if !matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_)) {
+            return None;
+        }
+        self.event(pod, c, Type::Normal, "Killing", format!("Stopping container {}", c.name));
+        Some(self.stop_of(pod, c, last, grace))
+    }
+
     /// The stop signal of a run's image (its STOPSIGNAL), else SIGTERM.
     fn stop_signal(&self, bundle: &Path) -> Signal {
         fs::read_to_string(bundle.join("image"))
@@ -893,56 +904,45 @@ impl Worker {
         }
     }
 
-    /// Stops every container: the stop signal, then after `grace` SIGKILL.
+    /// Stops every container within `grace`, as upstream's kubelet stops a deleted pod: the
+    /// app containers (and a running init container) at once, each with its preStop hook,
+    /// its stop signal and SIGKILL at the end; then the sidecars one by one in the reverse
+    /// of their order. Without the pod (torn down while the agent was away), every run at
+    /// once.
     async fn terminate(&mut self, grace: Duration, pod: Option<&Pod>) {
         let deadline = Instant::now() + grace;
         let mut running = Vec::new();
-        // preStop hooks first, all at once, within the grace period.
-        let mut pre_stops = tokio::task::JoinSet::new();
-        for c in pod.and_then(|p| p.spec.as_ref()).map(|s| s.containers.clone()).unwrap_or_default()
-        {
-            let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
-                continue;
-            };
-            let Some(last) = self.attempts(&c.name).last().copied() else { continue };
-            if grace.is_zero()
-                || !matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_))
-            {
-                continue;
-            }
-            let target = self.target(&c, last);
-            let events = pod.map(|p| Regarding::container(&self.agent.events, p, &c.name));
-            pre_stops.spawn(async move {
-                if let Ok(Err(message)) =
-                    tokio::time::timeout(grace, hooks::run(&hook, &target)).await
-                {
-                    tracing::info!(container = %c.name, %message, "FailedPreStopHook");
-                    if let Some(events) = events {
-                        events.record(Type::Warning, "FailedPreStopHook", message);
-                    }
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        if let Some(pod) = pod {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let inits = spec.init_containers.unwrap_or_default();
+            let (sidecars, others): (Vec<&Container>, Vec<&Container>) =
+                inits.iter().partition(|c| restart::is_sidecar(c));
+            let mut first = tokio::task::JoinSet::new();
+            for c in spec.containers.iter().chain(others) {
+                if let Some(stop) = self.stop_running(pod, c, remaining()) {
+                    running.push(stop.bundle.clone());
+                    first.spawn(stop.run(Duration::ZERO));
                 }
-            });
+            }
+            while first.join_next().await.is_some() {}
+            for c in sidecars.into_iter().rev() {
+                if let Some(stop) = self.stop_running(pod, c, remaining()) {
+                    running.push(stop.bundle.clone());
+                    stop.run(Duration::ZERO).await;
+                }
+            }
         }
-        while pre_stops.join_next().await.is_some() {}
+        // What is left (every run of a pod unknown here): its stop signal, SIGKILL at the end.
         for entry in fs::read_dir(self.dir.join("containers")).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(last) = self.attempts(&name).last() {
                 let bundle = self.bundle(&name, *last);
                 if matches!(runtime::observe(&bundle), Observed::Running(_)) {
-                    if let Some(pod) = pod {
-                        self.agent.events.pod(
-                            pod,
-                            Some(&name),
-                            Type::Normal,
-                            "Killing",
-                            format!("Stopping container {name}"),
-                        );
-                    }
-                    let stop = match pod {
-                        Some(_) => self.stop_signal(&bundle),
-                        None => Signal::SIGTERM,
-                    };
-                    runtime::signal(&bundle, if grace.is_zero() { Signal::SIGKILL } else { stop });
+                    runtime::signal(
+                        &bundle,
+                        if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM },
+                    );
                     running.push(bundle);
                 }
             }
