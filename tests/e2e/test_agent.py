@@ -311,9 +311,20 @@ def test_the_api_server_checks_agents_against_the_kubelet_certificate_authority(
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(workdir / "other-ca.key"), "-out", str(other_ca),
                     "-subj", "/CN=another-ca", "-days", "1"], check=True, capture_output=True)
-    node = Node(workdir, ["--kubelet-certificate-authority", str(other_ca)])
+    node = Node(workdir, ["--reserved-cpu-millis", "250", "--reserved-memory-mib", "256",
+                          "--reserved-ephemeral-storage-mib", "1024",
+                          "--kubelet-certificate-authority", str(other_ca)])
     try:
         k = Kubectl(KUBECTL_VERSIONS[-1], node.cluster, workdir)
+        # (This node also holds resources back: allocatable is capacity less them.)
+        status = wait_for(lambda: k.json("get", "node", node.name)["status"], 30, interval=0.3,
+                          what="the node")
+        capacity, allocatable = status["capacity"], status["allocatable"]
+        assert int(capacity["cpu"]) * 1000 - 250 == int(allocatable["cpu"].rstrip("m"))
+        disk = int(allocatable["ephemeral-storage"]) + (1024 << 20)  # bytes; capacity is in Ki
+        assert 0 <= disk - int(capacity["ephemeral-storage"].rstrip("Ki")) * 1024 < 1024
+        reserved_memory = int(capacity["memory"].rstrip("Ki")) - int(allocatable["memory"].rstrip("Ki"))
+        assert reserved_memory == (256 + 100) * 1024  # and the 100Mi eviction threshold
         ns = f"e2e-kubelet-ca-{rand_suffix()}"
         node.cluster.create_namespace(ns)
         apply(k, pod("talker", ns, node, [{"name": "c", "image": IMAGE, "command": ["sh", "-c", "echo hello; sleep 3600"]}]))

@@ -255,6 +255,9 @@ struct NodeArgs {
     /// Memory held back from pods (besides the 100Mi eviction threshold), in MiB.
     #[arg(long, default_value_t = 0)]
     reserved_memory_mib: u64,
+    /// Local disk held back from pods (allocatable `ephemeral-storage`), in MiB.
+    #[arg(long, default_value_t = 0)]
+    reserved_ephemeral_storage_mib: u64,
     /// The hard eviction thresholds behind the node's pressure conditions, as the
     /// kubelet's (`memory.available<100Mi,nodefs.available<10%,pid.available<10%`; a
     /// signal left out is off once any is given).
@@ -1025,7 +1028,7 @@ fn agent_options(
             cpu_millis: node.reserved_cpu_millis,
             // Allocatable memory leaves the eviction threshold out too, as upstream's.
             memory: (node.reserved_memory_mib << 20) + eviction_hard.memory_amount(),
-            ephemeral_storage: 0,
+            ephemeral_storage: node.reserved_ephemeral_storage_mib << 20,
         },
         eviction_hard,
         seccomp_default: node.seccomp_default,
