@@ -89,7 +89,7 @@ def test_run_as_user_group_and_supplemental_groups(node, k, ns):
 
 def test_read_only_root_filesystem_keeps_volumes_writable(node, k, ns):
     # Upstream: readOnlyRootFilesystem mounts the image's root read-only; volumes keep their
-    # own mode, so an emptyDir stays writable.
+    # own mode, so an emptyDir stays writable, and so does /dev/termination-log.
     apply(k, pod("ro", ns, node, [{
         "name": "c", "image": IMAGE, "command": ["sleep", "3600"],
         "securityContext": {"readOnlyRootFilesystem": True},
@@ -100,12 +100,14 @@ def test_read_only_root_filesystem_keeps_volumes_writable(node, k, ns):
         denied = in_pod(k, ns, "ro", "touch", path)
         assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied.stderr
     assert in_pod(k, ns, "ro", "sh", "-c", "echo kept > /scratch/made && cat /scratch/made").stdout == "kept\n"
+    assert in_pod(k, ns, "ro", "sh", "-c", "echo why > /dev/termination-log").returncode == 0
 
 
 def test_privilege_escalation_and_capabilities(node, k, ns):
     # Upstream (containerd): a container starts with the runtime's default capability set and
     # without no_new_privs; allowPrivilegeEscalation: false sets no_new_privs; `drop: [ALL]`
-    # leaves none (effective, permitted and bounding); `add` adds to the default set.
+    # leaves none (effective, permitted and bounding); `add` adds to the default set; a
+    # non-root user keeps the bounding set but has no effective capabilities (no ambient ones).
     report = ["sh", "-c", "grep -E '^(NoNewPrivs|CapEff|CapPrm|CapBnd):' /proc/self/status; sleep 3600"]
     apply(k, pod("caps", ns, node, [
         {"name": "plain", "image": IMAGE, "command": report},
@@ -115,18 +117,23 @@ def test_privilege_escalation_and_capabilities(node, k, ns):
          "securityContext": {"capabilities": {"drop": ["ALL"]}}},
         {"name": "net-admin", "image": IMAGE, "command": report,
          "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}}},
+        {"name": "non-root", "image": IMAGE, "command": report,
+         "securityContext": {"runAsUser": 1000, "capabilities": {"add": ["NET_ADMIN"]}}},
     ]))
     running(k, ns, "caps")
     got = {c: status_fields(log_lines(k, ns, "caps", c, 4))
-           for c in ("plain", "no-escalation", "none", "net-admin")}
+           for c in ("plain", "no-escalation", "none", "net-admin", "non-root")}
     net_admin = 1 << 12  # CAP_NET_ADMIN
     plain = int(got["plain"]["CapEff"], 16)
     assert got["plain"]["NoNewPrivs"] == "0"
-    assert plain != 0 and not plain & net_admin
+    assert plain == 0xa80425fb  # containerd's default set (CHOWN, ..., NET_RAW, ..., SETFCAP)
     assert got["no-escalation"]["NoNewPrivs"] == "1"
     assert {key: got["none"][key] for key in ("CapEff", "CapPrm", "CapBnd")} == \
         dict.fromkeys(("CapEff", "CapPrm", "CapBnd"), "0000000000000000")
     assert int(got["net-admin"]["CapEff"], 16) == plain | net_admin
+    non_root = got["non-root"]
+    assert (non_root["CapEff"], non_root["CapPrm"]) == ("0000000000000000",) * 2
+    assert int(non_root["CapBnd"], 16) == plain | net_admin
 
 
 def test_the_images_stop_signal_is_sent_on_deletion(node, k, ns, tmp_path):

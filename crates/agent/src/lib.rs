@@ -219,7 +219,7 @@ fn import_folder(images: &image::ImageStore, folder: &std::path::Path) {
     for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "tar") {
-            match images.import(&path) {
+            match images.import(&path, None) {
                 Ok(imported) => {
                     for image in imported {
                         tracing::info!(archive = %path.display(), image = %image.names.join(","), "imported an image");

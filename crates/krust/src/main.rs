@@ -376,6 +376,10 @@ enum ImageCommand {
     Import {
         /// The archive.
         file: PathBuf,
+        /// The repository of images an OCI layout names by a tag alone (they become
+        /// `BASE:TAG`; as `ctr import --base-name`).
+        #[arg(long)]
+        base_name: Option<String>,
         /// The agent's data dir.
         #[arg(long, default_value = "/var/lib/krust/agent")]
         data_dir: PathBuf,
@@ -1278,9 +1282,11 @@ fn image(which: ImageCommand) -> anyhow::Result<()> {
             .context("cannot open the image store")
     };
     match which {
-        ImageCommand::Import { file, data_dir } => {
-            for image in store(&data_dir)?.import(&file)? {
-                println!("imported {} ({})", image.names.join(", "), image.id);
+        ImageCommand::Import { file, base_name, data_dir } => {
+            for image in store(&data_dir)?.import(&file, base_name.as_deref())? {
+                let names =
+                    if image.names.is_empty() { "<none>".into() } else { image.names.join(", ") };
+                println!("imported {names} ({})", image.id);
             }
         }
         ImageCommand::Pull { image, creds, data_dir, private_registry } => {

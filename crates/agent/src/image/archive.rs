@@ -16,6 +16,9 @@ use super::registry::manifest;
 pub struct ArchivedImage {
     /// The names the archive gives it (may be empty for an unnamed OCI manifest).
     pub names: Vec<String>,
+    /// A tag alone that an OCI layout gives it (`org.opencontainers.image.ref.name` without
+    /// a repository, as umoci and skopeo write it): a name only after a base name.
+    pub tag: Option<String>,
     /// The config blob.
     pub config: PathBuf,
     /// The layer blobs, bottom first.
@@ -63,6 +66,7 @@ pub fn read(file: &Path, dir: &Path) -> Result<Vec<ArchivedImage>, ImageError> {
             .map(|m| {
                 Ok(ArchivedImage {
                     names: m.repo_tags.unwrap_or_default(),
+                    tag: None,
                     config: inside(dir, &m.config)
                         .ok_or_else(|| bad(format!("no file {}", m.config)))?,
                     layers: m
@@ -80,14 +84,20 @@ pub fn read(file: &Path, dir: &Path) -> Result<Vec<ArchivedImage>, ImageError> {
             serde_json::from_slice(&raw).map_err(|e| bad(format!("index.json: {e}")))?;
         let mut images = Vec::new();
         for descriptor in index.manifests {
-            let names = ["io.containerd.image.name", "org.opencontainers.image.ref.name"]
-                .iter()
-                .filter_map(|k| descriptor.annotations.get(*k).cloned())
-                .take(1)
-                .collect();
+            let annotation = |key: &str| descriptor.annotations.get(key).cloned();
+            let (names, tag) = match (
+                annotation("io.containerd.image.name"),
+                annotation("org.opencontainers.image.ref.name"),
+            ) {
+                (Some(name), _) => (vec![name], None),
+                (None, Some(tag)) if !tag.contains(['/', ':', '@']) => (Vec::new(), Some(tag)),
+                (None, Some(name)) => (vec![name], None),
+                (None, None) => (Vec::new(), None),
+            };
             let (config, layers) = platform_image(dir, &descriptor.digest, &descriptor.media_type)?;
             images.push(ArchivedImage {
                 names,
+                tag,
                 config: blob(dir, &config).ok_or_else(|| bad(format!("no blob {config}")))?,
                 layers: layers
                     .iter()
@@ -203,6 +213,26 @@ mod tests {
         .to_string()
         .into_bytes();
         (config, manifest)
+    }
+
+    #[test]
+    fn a_layouts_reference_names_are_names_or_tags() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let layer = b"layer".to_vec();
+        let (config, manifest) = platform(&manifest::host_platform().architecture, &layer);
+        let entry = |name: &str| {
+            json!({"mediaType": manifest::OCI_MANIFEST, "digest": digest(&manifest),
+                   "size": manifest.len(), "annotations": {"org.opencontainers.image.ref.name": name}})
+        };
+        let index =
+            json!({"schemaVersion": 2, "manifests": [entry("1.0"), entry("example.com/app:2")]});
+        let file = layout(&[layer, config, manifest.clone()], index, tmp.path());
+        let images = read(&file, &tmp.path().join("out")).expect("read");
+        assert_eq!((images[0].names.len(), images[0].tag.as_deref()), (0, Some("1.0")));
+        assert_eq!(
+            (images[1].names.clone(), images[1].tag.clone()),
+            (vec!["example.com/app:2".to_string()], None)
+        );
     }
 
     #[test]

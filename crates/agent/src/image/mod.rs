@@ -184,18 +184,34 @@ impl ImageStore {
         Ok(file)
     }
 
-    /// Imports every image of a docker-save or OCI archive; returns them.
-    pub fn import(&self, file: &Path) -> Result<Vec<Image>, ImageError> {
+    /// Imports every image of a docker-save or OCI archive; returns them. An image an OCI
+    /// layout names by a tag alone is named `BASE:TAG` with a `base_name` (as `ctr import
+    /// --base-name`), else left without a name.
+    pub fn import(&self, file: &Path, base_name: Option<&str>) -> Result<Vec<Image>, ImageError> {
         let scratch = self.scratch("import")?;
-        self.import_from(file, scratch.path())
+        self.import_from(file, scratch.path(), base_name)
     }
 
-    fn import_from(&self, file: &Path, scratch: &Path) -> Result<Vec<Image>, ImageError> {
+    fn import_from(
+        &self,
+        file: &Path,
+        scratch: &Path,
+        base_name: Option<&str>,
+    ) -> Result<Vec<Image>, ImageError> {
         let mut imported = Vec::new();
         for found in archive::read(file, scratch)? {
+            let tagged = match (base_name, &found.tag) {
+                (Some(base), Some(tag)) => Some(format!("{base}:{tag}")),
+                (None, Some(tag)) => {
+                    tracing::warn!(archive = %file.display(), tag, "an image named by a tag alone is imported without a name (give a base name)");
+                    None
+                }
+                _ => None,
+            };
             let names = found
                 .names
                 .iter()
+                .chain(&tagged)
                 .filter_map(|n| Reference::parse(n))
                 .map(|r| r.to_string())
                 .collect();
