@@ -587,6 +587,23 @@ def test_sidecars_stop_once_the_app_containers_are_done(node, k, ns):
     assert k("logs", "job-like", "-n", ns, "-c", "side").split() == ["pre-stop", "got-term"]
 
 
+def test_a_sidecars_startup_probe_holds_back_the_next_init_container(node, k, ns):
+    mounts = [{"name": "record", "mountPath": "/record"}]
+    apply(k, pod("gated", ns, node, [
+        {"name": "app", "image": IMAGE, "command": ["sleep", "3600"], "volumeMounts": mounts},
+    ], initContainers=[
+        {"name": "side", "image": IMAGE, "restartPolicy": "Always", "volumeMounts": mounts,
+         "command": ["sh", "-c", "sleep 3; echo side-started >> /record/order; touch /tmp/up; sleep 3600"],
+         "startupProbe": {"exec": {"command": ["test", "-f", "/tmp/up"]}, "periodSeconds": 1,
+                          "failureThreshold": 30}},
+        {"name": "once", "image": IMAGE, "command": ["sh", "-c", "echo once >> /record/order"],
+         "volumeMounts": mounts},
+    ], volumes=[{"name": "record", "emptyDir": {}}]))
+    wait_pod(k, ns, "gated", lambda p: p["status"].get("phase") == "Running", timeout=90)
+    assert k("exec", "gated", "-n", ns, "-c", "app", "--", "cat", "/record/order").split() == [
+        "side-started", "once"]
+
+
 def test_a_deleted_pod_stops_its_sidecars_after_its_app_containers(node, k, ns):
     """Upstream's order on deletion: the app containers first, then the sidecars in the
     reverse of their order, each with its preStop hook."""

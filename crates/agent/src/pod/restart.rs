@@ -84,10 +84,12 @@ pub enum InitGate {
     Failed,
 }
 
-/// Whether init container `c`, after `step`, lets the next one start.
-pub fn init_gate(c: &Container, step: Step) -> InitGate {
+/// Whether init container `c`, after `step`, lets the next one start; `started`: whether
+/// its startup probe (if any) has passed, which a sidecar needs too.
+pub fn init_gate(c: &Container, step: Step, started: bool) -> InitGate {
     match (step, is_sidecar(c)) {
-        (Step::Running, true) | (Step::Succeeded, false) => InitGate::Open,
+        (Step::Running, true) if started => InitGate::Open,
+        (Step::Succeeded, false) => InitGate::Open,
         (Step::Failed, _) => InitGate::Failed,
         _ => InitGate::Closed,
     }
@@ -192,13 +194,15 @@ mod tests {
     fn init_sequence_moves_on_after_success_or_a_running_sidecar() {
         let plain = container(None);
         let sidecar = container(Some("Always"));
-        assert_eq!(init_gate(&plain, Step::Succeeded), InitGate::Open);
-        assert_eq!(init_gate(&plain, Step::Running), InitGate::Closed);
-        assert_eq!(init_gate(&plain, Step::Wait(Duration::from_secs(1))), InitGate::Closed);
-        assert_eq!(init_gate(&plain, Step::Failed), InitGate::Failed);
-        assert_eq!(init_gate(&sidecar, Step::Running), InitGate::Open);
+        assert_eq!(init_gate(&plain, Step::Succeeded, true), InitGate::Open);
+        assert_eq!(init_gate(&plain, Step::Running, true), InitGate::Closed);
+        assert_eq!(init_gate(&plain, Step::Wait(Duration::from_secs(1)), true), InitGate::Closed);
+        assert_eq!(init_gate(&plain, Step::Failed, true), InitGate::Failed);
+        assert_eq!(init_gate(&sidecar, Step::Running, true), InitGate::Open);
+        // A sidecar whose startup probe has not passed yet holds the next one back.
+        assert_eq!(init_gate(&sidecar, Step::Running, false), InitGate::Closed);
         // A sidecar that exited is restarted, so the sequence waits for it.
-        assert_eq!(init_gate(&sidecar, Step::Succeeded), InitGate::Closed);
+        assert_eq!(init_gate(&sidecar, Step::Succeeded, true), InitGate::Closed);
     }
 
     #[test]

@@ -325,7 +325,7 @@ impl Worker {
             let mut failed_for_good = false;
             for c in inits {
                 let step = self.step(pod, c, Policy::of_init(c, restart_policy), terminal).await;
-                match restart::init_gate(c, step) {
+                match restart::init_gate(c, step, self.started(c)) {
                     InitGate::Open => continue,
                     InitGate::Closed => {}
                     InitGate::Failed => failed_for_good = true,
@@ -721,6 +721,16 @@ impl Worker {
         }
         self.event(pod, c, Type::Normal, "Killing", format!("Stopping container {}", c.name));
         Some(self.stop_of(pod, c, last, grace))
+    }
+
+    /// Whether the current run of `c` has passed its startup probe (or has none).
+    fn started(&self, c: &Container) -> bool {
+        c.startup_probe.is_none()
+            || self
+                .attempts(&c.name)
+                .last()
+                .and_then(|a| self.board.get(&c.name, *a))
+                .is_some_and(|v| v.started)
     }
 
     /// The stop signal of a run's image (its STOPSIGNAL), else SIGTERM.
