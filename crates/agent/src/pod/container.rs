@@ -458,15 +458,7 @@ fn value_of(
     }
     if let Some(resource) = &from.resource_field_ref {
         let target = match resource.container_name.as_deref().filter(|n| !n.is_empty()) {
-            Some(name) => pod
-                .spec
-                .as_ref()
-                .and_then(|s| {
-                    s.containers
-                        .iter()
-                        .chain(s.init_containers.iter().flatten())
-                        .find(|c| c.name == name)
-                })
+            Some(name) => named(pod, name)
                 .ok_or_else(|| ConfigError(format!("container {name} not found")))?,
             None => container,
         };
@@ -474,6 +466,12 @@ fn value_of(
             .map(Some);
     }
     Ok(None)
+}
+
+/// The container (app or init) of `pod` named `name`.
+pub fn named<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name)
 }
 
 /// A `fieldRef` value (upstream's supported paths).

@@ -266,18 +266,9 @@ fn downward_files<'a>(
             container::field_value(pod, &field.field_path, context).map_err(|e| e.0)?
         } else if let Some(resource) = &item.resource_field_ref {
             let name = resource.container_name.as_deref().unwrap_or_default();
-            let target = pod
-                .spec
-                .as_ref()
-                .and_then(|s| {
-                    s.containers
-                        .iter()
-                        .chain(s.init_containers.iter().flatten())
-                        .find(|c| c.name == name)
-                })
-                .ok_or_else(|| {
-                    format!("downwardAPI item {:?}: container {name:?} not found", item.path)
-                })?;
+            let target = container::named(pod, name).ok_or_else(|| {
+                format!("downwardAPI item {:?}: container {name:?} not found", item.path)
+            })?;
             container::resource_value(
                 target,
                 &resource.resource,
