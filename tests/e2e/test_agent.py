@@ -226,6 +226,31 @@ def test_bad_input_is_a_clear_reason_on_the_pod(node, k, ns):
     wait_pod(k, ns, "fine", lambda p: p["status"].get("phase") == "Running")
 
 
+def test_the_pods_cgroup_holds_the_pods_limits(node, k, ns):
+    """Upstream's pod-level cgroup: CPU shares of the requests, the CPU quota and memory
+    limit of all its containers together; gone with the pod."""
+    limits = {"limits": {"cpu": "200m", "memory": "64Mi"}}
+    apply(k, pod("limited", ns, node, [
+        {"name": name, "image": IMAGE, "command": ["sleep", "3600"], "resources": limits}
+        for name in ("a", "b")]))
+    uid = wait_pod(k, ns, "limited", lambda p: p["status"].get("phase") == "Running")["metadata"]["uid"]
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():  # v2
+        cgroup = root / "kubepods" / f"pod{uid}"
+        assert (cgroup / "memory.max").read_text().strip() == str(128 << 20)
+        assert (cgroup / "cpu.max").read_text().split() == ["40000", "100000"]
+    else:
+        def hierarchy(controller):
+            return next(d for d in root.iterdir() if controller in d.name.split(","))
+        cpu = hierarchy("cpu") / "kubepods" / f"pod{uid}"
+        cgroup = hierarchy("memory") / "kubepods" / f"pod{uid}"
+        assert (cgroup / "memory.limit_in_bytes").read_text().strip() == str(128 << 20)
+        assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "40000"
+        assert (cpu / "cpu.shares").read_text().strip() == "409"  # 400m of requests
+    k("delete", "pod", "limited", "-n", ns, timeout=60)
+    assert not cgroup.exists()
+
+
 def test_a_memory_limit_oom_kills(node, k, ns):
     apply(k, pod("hog", ns, node, [{
         "name": "c", "image": IMAGE, "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1"],

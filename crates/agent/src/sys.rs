@@ -144,6 +144,69 @@ pub fn is_mount_point(path: &Path) -> bool {
     mounts.lines().any(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
 }
 
+/// A cgroup's CPU and memory settings, in cgroup v1's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// CPU shares.
+    pub cpu_shares: u64,
+    /// CFS quota per period (µs), if any.
+    pub cpu_quota: Option<i64>,
+    /// CFS period (µs).
+    pub cpu_period: u64,
+    /// Memory limit (bytes), if any.
+    pub memory_limit: Option<i64>,
+}
+
+/// Makes the cgroup `path` (relative to each hierarchy's root) with `cgroup`'s settings: on
+/// cgroup v1 in the `cpu` and `memory` hierarchies (`cpu.shares`, `cpu.cfs_quota_us`,
+/// `memory.limit_in_bytes`), on v2 with the `cpu` and `memory` controllers enabled down to
+/// it (`cpu.weight`, `cpu.max`, `memory.max`).
+pub fn set_cgroup(path: &str, cgroup: &CgroupLimits) -> Result<(), SysError> {
+    let relative = path.trim_start_matches('/');
+    let root = Path::new("/sys/fs/cgroup");
+    let write = |file: PathBuf, value: String| {
+        fs::write(&file, value).map_err(|e| SysError::new(format!("write {}", file.display()), e))
+    };
+    let make = |dir: &Path| {
+        fs::create_dir_all(dir).map_err(|e| SysError::new(format!("mkdir {}", dir.display()), e))
+    };
+    if root.join("cgroup.controllers").exists() {
+        // v2: each ancestor hands the controllers down.
+        let mut at = root.to_path_buf();
+        for part in Path::new(relative).components() {
+            let _ = fs::write(at.join("cgroup.subtree_control"), "+cpu +memory");
+            at = at.join(part);
+            make(&at)?;
+        }
+        let weight = 1 + (cgroup.cpu_shares.saturating_sub(2) * 9999) / 262_142;
+        write(at.join("cpu.weight"), weight.to_string())?;
+        let quota = cgroup.cpu_quota.map_or("max".to_string(), |q| q.to_string());
+        write(at.join("cpu.max"), format!("{quota} {}", cgroup.cpu_period))?;
+        let memory = cgroup.memory_limit.map_or("max".to_string(), |m| m.to_string());
+        return write(at.join("memory.max"), memory);
+    }
+    let hierarchy = |controller: &str| {
+        fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.split(',').any(|c| c == controller))
+        })
+    };
+    if let Some(cpu) = hierarchy("cpu") {
+        let dir = cpu.join(relative);
+        make(&dir)?;
+        write(dir.join("cpu.shares"), cgroup.cpu_shares.to_string())?;
+        write(dir.join("cpu.cfs_period_us"), cgroup.cpu_period.to_string())?;
+        write(dir.join("cpu.cfs_quota_us"), cgroup.cpu_quota.unwrap_or(-1).to_string())?;
+    }
+    if let Some(memory) = hierarchy("memory") {
+        let dir = memory.join(relative);
+        make(&dir)?;
+        write(dir.join("memory.limit_in_bytes"), cgroup.memory_limit.unwrap_or(-1).to_string())?;
+    }
+    Ok(())
+}
+
 /// Removes the cgroup `path` (relative to each hierarchy's root, v1 and v2) and the
 /// cgroups under it, deepest first; the kernel refuses while a process is still in one.
 pub fn remove_cgroup(path: &str) {

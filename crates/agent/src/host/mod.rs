@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 
-use crate::sys::{self, PodLink, SysError};
+use crate::sys::{self, CgroupLimits, PodLink, SysError};
 
 /// The node's kernel, as pods use it.
 pub trait Host: Send + Sync + std::fmt::Debug {
@@ -37,6 +37,8 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     fn unmount(&self, target: &Path) -> Result<(), SysError>;
     /// Whether something is mounted at `path`.
     fn is_mount_point(&self, path: &Path) -> bool;
+    /// Makes cgroup `path` (a pod's) with `limits`, in every hierarchy that has them.
+    fn set_cgroup(&self, path: &str, limits: &CgroupLimits) -> Result<(), SysError>;
     /// Removes cgroup `path` and those under it, in every hierarchy.
     fn remove_cgroup(&self, path: &str);
     /// Starts the PID 1 of a pod's shared PID namespace; its pid.
@@ -89,6 +91,10 @@ impl Host for Linux {
 
     fn is_mount_point(&self, path: &Path) -> bool {
         sys::is_mount_point(path)
+    }
+
+    fn set_cgroup(&self, path: &str, limits: &CgroupLimits) -> Result<(), SysError> {
+        sys::set_cgroup(path, limits)
     }
 
     fn remove_cgroup(&self, path: &str) {

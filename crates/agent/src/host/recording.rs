@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use nix::sys::signal::Signal;
 
 use super::Host;
-use crate::sys::{PodLink, SysError};
+use crate::sys::{CgroupLimits, PodLink, SysError};
 
 /// One call, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Call {
     Mount(PathBuf),
     /// An unmount.
     Unmount(PathBuf),
+    /// A cgroup made, with its limits.
+    SetCgroup(String, CgroupLimits),
     /// A cgroup removed.
     RemoveCgroup(String),
     /// A PID holder started, with its pid.
@@ -45,6 +47,8 @@ pub struct Left {
     pub mounts: BTreeSet<PathBuf>,
     /// Processes started and not killed.
     pub processes: BTreeSet<i32>,
+    /// Cgroups made and not removed.
+    pub cgroups: BTreeSet<String>,
 }
 
 impl Left {
@@ -54,6 +58,7 @@ impl Left {
             && self.links.is_empty()
             && self.mounts.is_empty()
             && self.processes.is_empty()
+            && self.cgroups.is_empty()
     }
 }
 
@@ -167,8 +172,17 @@ impl Host for Recording {
         self.state.lock().expect("not poisoned").left.mounts.contains(path)
     }
 
+    fn set_cgroup(&self, path: &str, limits: &CgroupLimits) -> Result<(), SysError> {
+        let call = Call::SetCgroup(path.to_string(), *limits);
+        self.call("set_cgroup", call, |left| {
+            left.cgroups.insert(path.to_string());
+        })
+    }
+
     fn remove_cgroup(&self, path: &str) {
-        let _ = self.call("remove_cgroup", Call::RemoveCgroup(path.to_string()), |_| {});
+        let _ = self.call("remove_cgroup", Call::RemoveCgroup(path.to_string()), |left| {
+            left.cgroups.retain(|c| c != path && !c.starts_with(&format!("{path}/")));
+        });
     }
 
     fn start_pid_holder(&self) -> Result<u32, String> {

@@ -3,6 +3,8 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 use krust_api::quantity::Amount;
 
+pub use crate::sys::CgroupLimits;
+
 /// Upstream's QoS classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Qos {
@@ -103,6 +105,64 @@ pub fn cgroup_parent(qos: Qos, pod_uid: &str) -> String {
     }
 }
 
+/// The CFS period the quotas are per (upstream's default, 100 ms).
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// The pod's own cgroup settings (upstream's `ResourceConfigForPod`), over its containers'
+/// effective requests and limits (the larger of the app containers' and sidecars' sum and
+/// any one init container's): CPU shares from the requests (2 for a best-effort pod), a
+/// CPU quota and a memory limit when every container has one.
+pub fn pod_cgroup(pod: &Pod) -> CgroupLimits {
+    let open = CgroupLimits {
+        cpu_shares: 2,
+        cpu_quota: None,
+        cpu_period: CPU_PERIOD_US,
+        memory_limit: None,
+    };
+    let Some(spec) = pod.spec.as_ref() else { return open };
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let running: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(inits.iter().filter(|c| c.restart_policy.as_deref() == Some("Always")))
+        .collect();
+    let every = spec.containers.iter().chain(inits);
+    // The effective amount: the running containers' sum, or one init container's if larger.
+    let effective = |limits: bool, resource: &str, scale: fn(&Amount) -> i64| -> i64 {
+        let value = |c: &Container| amount(c, limits, resource).map_or(0, |a| scale(&a));
+        let sum: i64 = running.iter().map(|c| value(c)).sum();
+        inits.iter().map(value).fold(sum, i64::max)
+    };
+    let millis = |a: &Amount| a.milli_value() as i64;
+    let bytes = |a: &Amount| a.value() as i64;
+    let request_millis = {
+        // A container without a CPU request but with a limit requests its limit.
+        let value = |c: &Container| {
+            amount(c, false, "cpu")
+                .or_else(|| amount(c, true, "cpu"))
+                .map_or(0, |a| a.milli_value() as i64)
+        };
+        let sum: i64 = running.iter().map(|c| value(c)).sum();
+        inits.iter().map(value).fold(sum, i64::max)
+    };
+    let all_limit = |resource: &str| {
+        every.clone().all(|c| amount(c, true, resource).is_some_and(|a| !a.is_zero()))
+    };
+    let best_effort = qos(pod) == Qos::BestEffort;
+    CgroupLimits {
+        cpu_period: CPU_PERIOD_US,
+        cpu_shares: if best_effort {
+            2
+        } else {
+            (request_millis.max(0) as u64 * 1024 / 1000).max(2)
+        },
+        cpu_quota: (!best_effort && all_limit("cpu"))
+            .then(|| (effective(true, "cpu", millis) * CPU_PERIOD_US as i64 / 1000).max(1000)),
+        memory_limit: (!best_effort && all_limit("memory"))
+            .then(|| effective(true, "memory", bytes)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +193,36 @@ mod tests {
         let c = &p.spec.as_ref().expect("spec").containers[0];
         assert_eq!(cgroup(c), (Some(64 << 20), 256, Some(50_000)));
         assert_eq!(oom_score_adj(Qos::Burstable, c, 1 << 30), 999);
+    }
+
+    fn limits(cpu_shares: u64, cpu_quota: Option<i64>, memory_limit: Option<i64>) -> CgroupLimits {
+        CgroupLimits { cpu_shares, cpu_quota, cpu_period: CPU_PERIOD_US, memory_limit }
+    }
+
+    #[test]
+    fn the_pods_cgroup_sums_its_containers() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [
+                    {"name": "setup", "resources": {"limits": {"cpu": "2", "memory": "1Gi"}}},
+                    {"name": "side", "restartPolicy": "Always",
+                     "resources": {"limits": {"cpu": "100m", "memory": "32Mi"}}},
+                ],
+                "containers": [
+                    {"name": "a", "resources": {"limits": {"cpu": "200m", "memory": "64Mi"}}},
+                    {"name": "b", "resources": {"limits": {"cpu": "300m", "memory": "64Mi"}}},
+                ],
+            },
+        }))
+        .expect("pod");
+        // The init container's 2 CPUs and 1 GiB outweigh the 600m and 160 MiB running later.
+        assert_eq!(pod_cgroup(&p), limits(2048, Some(200_000), Some(1 << 30)));
+        let small = pod(serde_json::json!({"limits": {"cpu": "250m", "memory": "64Mi"}}));
+        assert_eq!(pod_cgroup(&small), limits(256, Some(25_000), Some(64 << 20)));
+        // A container without a limit leaves the pod without one.
+        let open = pod(serde_json::json!({"requests": {"cpu": "500m"}}));
+        assert_eq!(pod_cgroup(&open), limits(512, None, None));
+        assert_eq!(pod_cgroup(&pod(serde_json::json!({}))), limits(2, None, None));
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
+use super::resources::{self, Qos};
 use crate::host::Host;
 use crate::{Options, sys};
 
@@ -97,6 +98,9 @@ pub fn create(
     fs::write(etc.join("hosts"), hosts).map_err(|e| e.to_string())?;
     fs::write(etc.join("hostname"), format!("{hostname}\n")).map_err(|e| e.to_string())?;
     fs::write(etc.join("resolv.conf"), resolv_conf(pod, options)).map_err(|e| e.to_string())?;
+    // The pod's own cgroup, which its containers' cgroups go under, with the pod's limits.
+    let parent = resources::cgroup_parent(resources::qos(pod), &uid);
+    host.set_cgroup(&parent, &resources::pod_cgroup(pod)).map_err(|e| e.to_string())?;
     let raw = serde_json::to_vec(&sandbox).map_err(|e| e.to_string())?;
     fs::write(dir.join("sandbox.json"), raw).map_err(|e| e.to_string())?;
     Ok(sandbox)
@@ -201,8 +205,8 @@ fn pid_namespace_holder(dir: &Path, host: &dyn Host) -> Result<u32, String> {
     Ok(pid)
 }
 
-/// Lets go of an ended pod's network: its veth, namespaces and address (and the holder of
-/// its shared PID namespace, which ends every process left in it).
+/// Lets go of an ended pod's network and cgroup: its veth, namespaces, address, its cgroup
+/// (and the holder of its shared PID namespace, which ends every process left in it).
 pub fn release(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
     if let Some(holder) = read(dir).and_then(|s| s.pid_holder) {
         let _ = host.kill(holder as i32, nix::sys::signal::Signal::SIGKILL);
@@ -214,18 +218,14 @@ pub fn release(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
     }
     let _ = host.unpin_namespaces(&dir.join("ns"));
     release_addresses(options, uid);
+    for qos in [Qos::Guaranteed, Qos::Burstable, Qos::BestEffort] {
+        host.remove_cgroup(&resources::cgroup_parent(qos, uid));
+    }
 }
 
 /// Removes the sandbox: namespaces, veth, address, cgroups, tmpfs volumes.
 pub fn destroy(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
     release(dir, options, uid, host);
-    for qos in [
-        super::resources::Qos::Guaranteed,
-        super::resources::Qos::Burstable,
-        super::resources::Qos::BestEffort,
-    ] {
-        host.remove_cgroup(&super::resources::cgroup_parent(qos, uid));
-    }
     for entry in fs::read_dir(dir.join("volumes")).into_iter().flatten().flatten() {
         let _ = host.unmount(&entry.path());
     }
@@ -305,6 +305,10 @@ mod tests {
                 Call::Attach("veth0a1b2c3d".into(), Ipv4Addr::new(10, 42, 0, 2)),
             ]
         );
+        assert!(host.calls().contains(&Call::SetCgroup(
+            format!("/kubepods/besteffort/pod{UID}"),
+            resources::pod_cgroup(&pod)
+        )));
         let hosts = fs::read_to_string(dir.join("etc/hosts")).expect("hosts");
         assert!(hosts.ends_with("10.42.0.2\tweb\n"), "{hosts}");
         assert!(!host.left().is_empty());
