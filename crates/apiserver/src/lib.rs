@@ -218,7 +218,7 @@ pub struct ApiServer {
     /// The shutdown signal, and the connections still open.
     pub shutdown: shutdown::Shutdown,
     /// How `pods/log` reaches node agents.
-    pub node_client: Option<http::node_client::NodeClient>,
+    pub node_client: http::node_client::NodeClient,
     /// The OpenAPI documents built so far.
     pub openapi: discovery::OpenApi,
 }
@@ -322,7 +322,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         path: config.kubelet_certificate_authority.clone().unwrap_or_default(),
         message,
     })?;
-    let node_client = Some(node_client);
     let tls = http::serve::tls_config(&pki)?;
     let token_file = match &config.token_auth_file {
         None => None,

@@ -152,13 +152,6 @@ struct NodeView {
     status: NodeStatusView,
 }
 
-/// The API server's client for agents; an internal error when it has none.
-pub fn of(api: &ApiServer) -> Result<&NodeClient, StatusError> {
-    api.node_client
-        .as_ref()
-        .ok_or_else(|| StatusError::internal("the API server has no client for nodes"))
-}
-
 /// The address and agent port of node `name`, from its status.
 pub async fn address(api: &ApiServer, name: &str) -> Result<(String, u16), StatusError> {
     let nodes = api

@@ -149,8 +149,7 @@ pub async fn serve(
             &form_urlencoded::Serializer::new(String::new()).extend_pairs(forwarded).finish(),
         );
     }
-    let client = super::node_client::of(api)?;
-    let answer = client.get(&address, port, &path).await.map_err(StatusError::internal)?;
+    let answer = api.node_client.get(&address, port, &path).await.map_err(StatusError::internal)?;
     let status = answer.status();
     if !status.is_success() {
         let body = answer.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

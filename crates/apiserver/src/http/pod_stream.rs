@@ -94,7 +94,8 @@ pub async fn serve(
     let (address, port) = node_client::address(api, &node_name).await?;
     let mut headers = HeaderMap::new();
     copy_headers(req.headers(), &UPGRADE_HEADERS, &mut headers);
-    let mut answer = node_client::of(api)?
+    let mut answer = api
+        .node_client
         .send(&address, port, req.method().clone(), &path_and_query, &headers)
         .await
         .map_err(StatusError::internal)?;
