@@ -25,7 +25,7 @@ from agent_node import k, node, ns  # noqa: F401 (fixtures)
 from agent_node import (IMAGE, NEEDS_AGENT, Node, _children, _link_master, _links,  # noqa: F401
                         _mounts_under, apply, pod, pod_json, status_of, wait_events, wait_pod)
 from conftest import (KRUST_BIN, KUBECTL_VERSIONS, Cluster, KrustServer, Kubectl, free_port,
-                      rand_suffix, wait_for)
+                      rand_suffix, tail, wait_for)
 from images import busybox_archive
 
 pytestmark = NEEDS_AGENT
@@ -709,9 +709,12 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
     agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
     k = Kubectl(KUBECTL_VERSIONS[-1], cluster, workdir)
     try:
-        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
-                             k.json("get", "node", name).get("status", {}).get("conditions", [])),
-                 30, interval=0.3, what="the node of the agent alone")
+        try:
+            wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in
+                                 k.json("get", "node", name).get("status", {}).get("conditions", [])),
+                     30, interval=0.3, what="the node of the agent alone")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nthe agent's log:\n{tail(workdir / 'agent.log', max_lines=40)}") from None
         ns = f"e2e-alone-{rand_suffix()}"
         cluster.create_namespace(ns)
         apply(k, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo", "namespace": ns},

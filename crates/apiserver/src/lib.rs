@@ -87,6 +87,9 @@ pub struct Config {
     /// `kubernetes` Service, also in the serving certificate. `None` writes no endpoint (a
     /// server on loopback only).
     pub advertise_ip: Option<IpAddr>,
+    /// The node this host's agent runs as: its kubeconfig (`agent.kubeconfig`) is written
+    /// before the server serves, so whoever sees the server ready can start the agent.
+    pub node_name: Option<String>,
 }
 
 impl Default for Config {
@@ -113,6 +116,7 @@ impl Default for Config {
             admission: krust_admission::Selection::default(),
             admission_configs: krust_admission::PluginConfigs::default(),
             advertise_ip: None,
+            node_name: None,
         }
     }
 }
@@ -237,6 +241,9 @@ pub struct RunningServer {
     pub scheduler_kubeconfig: PathBuf,
     /// The path of the built-in ingress controller's kubeconfig (`system:krust-ingress`).
     pub ingress_kubeconfig: PathBuf,
+    /// The path of the node agent's kubeconfig (`system:node:NAME`), when the config names
+    /// the node.
+    pub node_kubeconfig: Option<PathBuf>,
     /// The address this server holds an endpoint lease of `default/kubernetes` for.
     endpoint_ip: Option<IpAddr>,
     /// The URL clients on this host reach the server at (as the kubeconfigs name it).
@@ -306,6 +313,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .chain(config.advertise_ip)
         .collect();
     let pki = pki::ensure(&config.data_dir, config.bind_address, &extra_names, &server_url)?;
+    let node_kubeconfig = match &config.node_name {
+        Some(node) => Some(pki::node_kubeconfig(&config.data_dir, &server_url, node)?),
+        None => None,
+    };
     let kubelet_ca = match &config.kubelet_certificate_authority {
         None => None,
         Some(path) => Some(std::fs::read(path).map_err(|source| StartError::KubeletCa {
@@ -413,6 +424,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         controller_manager_kubeconfig: config.data_dir.join(pki::CONTROLLER_MANAGER_KUBECONFIG),
         scheduler_kubeconfig: config.data_dir.join(pki::SCHEDULER_KUBECONFIG),
         ingress_kubeconfig: config.data_dir.join(pki::INGRESS_KUBECONFIG),
+        node_kubeconfig,
         endpoint_ip,
         server_url,
     })

@@ -679,6 +679,10 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         } else {
             Some(args.bind_address).filter(|ip| !ip.is_loopback())
         }),
+        // The node's credentials are written either way, before the server serves, so that
+        // `krust agent --kubeconfig <data-dir>/agent.kubeconfig` can run this host's agent on
+        // its own as soon as the server is ready.
+        node_name: Some(node_name(&args.node)?),
         ..krust_apiserver::Config::default()
     };
     let running = krust_apiserver::start(config).await.context("cannot start the API server")?;
@@ -741,8 +745,6 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         });
         scheduler = Some((stop, task));
     }
-    // The node's credentials are written either way, so that `krust agent --kubeconfig
-    // <data-dir>/agent.kubeconfig` can run this host's agent on its own.
     let mut options = agent_options(
         &args.node,
         args.data_dir.join("agent"),
@@ -751,12 +753,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 10),
         local_storage,
     )?;
-    let path = krust_apiserver::pki::node_kubeconfig(
-        &args.data_dir,
-        &running.server_url,
-        &options.node_name,
-    )
-    .context("cannot write the node agent's kubeconfig")?;
+    let path =
+        running.node_kubeconfig.clone().context("the API server wrote no node kubeconfig")?;
     let node_ip = options.node_ip;
     let mut agent = None;
     let mut dns = None;
@@ -986,6 +984,14 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
     .context("the controllers stopped")
 }
 
+/// The node's name: `--node-name`, else the host's name in lower case.
+fn node_name(node: &NodeArgs) -> anyhow::Result<String> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = node.node_name.clone().unwrap_or_else(|| hostname.trim().to_lowercase());
+    anyhow::ensure!(!name.is_empty(), "the host has no name: pass --node-name");
+    Ok(name)
+}
+
 fn agent_options(
     node: &NodeArgs,
     data_dir: PathBuf,
@@ -994,9 +1000,7 @@ fn agent_options(
     default_dns: std::net::Ipv4Addr,
     local_storage_path: PathBuf,
 ) -> anyhow::Result<krust_agent::Options> {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let node_name = node.node_name.clone().unwrap_or_else(|| hostname.trim().to_lowercase());
-    anyhow::ensure!(!node_name.is_empty(), "the host has no name: pass --node-name");
+    let node_name = node_name(node)?;
     let mut node_labels = std::collections::BTreeMap::new();
     for label in &node.node_label {
         let (key, value) = label
