@@ -251,6 +251,28 @@ def test_the_pods_cgroup_holds_the_pods_limits(node, k, ns):
     assert not cgroup.exists()
 
 
+def test_qos_level_cgroups_weigh_their_pods(node, k, ns):
+    """Upstream's QoS-level cgroups: `burstable` weighs as its pods' CPU requests together,
+    `besteffort` as little as a cgroup can."""
+    root = Path("/sys/fs/cgroup")
+    v2 = (root / "cgroup.controllers").exists()
+
+    def weight(tier):
+        if v2:
+            return int((root / "kubepods" / tier / "cpu.weight").read_text())
+        cpu = next(d for d in root.iterdir() if "cpu" in d.name.split(","))
+        return int((cpu / "kubepods" / tier / "cpu.shares").read_text())
+
+    apply(k, pod("burstable", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+                                          "resources": {"requests": {"cpu": "700m"}}}]))
+    wait_pod(k, ns, "burstable", lambda p: p["status"].get("phase") == "Running")
+    assert weight("besteffort") == (1 if v2 else 2)
+    with_pod = weight("burstable")
+    assert with_pod >= (1 + (716 - 2) * 9999 // 262142 if v2 else 716), with_pod  # 700m of requests
+    k("delete", "pod", "burstable", "-n", ns, timeout=60)
+    wait_for(lambda: weight("burstable") < with_pod, 20, interval=0.3, what="the burstable tier's weight to drop")
+
+
 def test_a_memory_limit_oom_kills(node, k, ns):
     apply(k, pod("hog", ns, node, [{
         "name": "c", "image": IMAGE, "command": ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=200M count=1"],
@@ -610,6 +632,31 @@ def test_sidecars_stop_once_the_app_containers_are_done(node, k, ns):
     assert "terminated" in side["state"] and side["restartCount"] == 0
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
     assert k("logs", "job-like", "-n", ns, "-c", "side").split() == ["pre-stop", "got-term"]
+    # As upstream's kubelet: a pod that succeeded stays Initialized, its stopped sidecar
+    # notwithstanding, and is no longer Ready because it completed.
+    conditions = {c["type"]: c for c in p["status"]["conditions"]}
+    assert (conditions["Initialized"]["status"], conditions["Initialized"].get("reason")) == ("True", "PodCompleted")
+    assert (conditions["Ready"]["status"], conditions["Ready"].get("reason")) == ("False", "PodCompleted")
+
+
+def test_a_readiness_gate_holds_the_pod_not_ready_until_its_condition_is_true(node, k, ns):
+    """`readinessGates`: the agent reports Ready only once the gate's condition, set by someone
+    else through the status subresource, is True, and leaves that condition alone."""
+    gate = "example.com/load-balancer"
+    apply(k, pod("gated", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}],
+                 readinessGates=[{"conditionType": gate}]))
+    p = wait_pod(k, ns, "gated", lambda p: any(c["type"] == "ContainersReady" and c["status"] == "True"
+                                               for c in p["status"].get("conditions", [])))
+    ready = next(c for c in p["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert f'readiness gate "{gate}" does not exist' in ready["message"]
+    patch = {"status": {"conditions": [{"type": gate, "status": "True"}]}}
+    k("patch", "pod", "gated", "-n", ns, "--subresource=status", "--type=strategic", "-p", json.dumps(patch))
+    p = wait_pod(k, ns, "gated", lambda p: any(c["type"] == "Ready" and c["status"] == "True"
+                                               for c in p["status"].get("conditions", [])))
+    assert next(c for c in p["status"]["conditions"] if c["type"] == gate)["status"] == "True"
+    assert "1/1" in k("get", "pod", "gated", "-n", ns, "-o", "wide")
+    k("delete", "pod", "gated", "-n", ns, "--wait=false")
 
 
 def test_a_sidecars_startup_probe_holds_back_the_next_init_container(node, k, ns):

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod image_pull;
 pub mod locate;
 pub mod probe;
+pub mod qos_cgroups;
 pub mod resources;
 pub mod restart;
 pub mod sandbox;
@@ -228,6 +229,7 @@ pub async fn run(agent: Arc<Agent>) {
     let mut listed: HashSet<String> = HashSet::new();
     let mut sweep_disk = false;
     let mut relisting = false;
+    let mut qos = qos_cgroups::QosCgroups::default();
     loop {
         tokio::select! {
             event = events.next() => {
@@ -283,6 +285,10 @@ pub async fn run(agent: Arc<Agent>) {
         }
         let now = wanted.borrow_and_update().clone();
         statics.reconcile(&mut workers, &now);
+        // Before a new pod's worker gets to make the pod's cgroup, as upstream's kubelet.
+        let pods: Vec<Arc<Pod>> =
+            workers.running.values().filter_map(|h| h.pod.borrow().clone()).collect();
+        qos.update(agent.host.as_ref(), pods.iter().map(|p| p.as_ref()), agent.allocatable.0);
         // Pods left on disk from before this agent started, now gone: once both the API's
         // pods and the static pods are known (the static ones have their workers by now).
         if sweep_disk && !relisting && now.is_some() {

@@ -108,6 +108,50 @@ pub fn cgroup_parent(qos: Qos, pod_uid: &str) -> String {
 /// The CFS period the quotas are per (upstream's default, 100 ms).
 pub const CPU_PERIOD_US: u64 = 100_000;
 
+/// Upstream's `MilliCPUToShares`: 1024 per core, between 2 and 262,144.
+fn shares(millis: u64) -> u64 {
+    (millis.saturating_mul(1024) / 1000).clamp(2, 262_144)
+}
+
+/// The pod's effective CPU request in millicores: its running containers' (app containers
+/// and sidecars) together, or one init container's if larger. A container without a CPU
+/// request but with a limit requests its limit.
+pub fn cpu_request_millis(pod: &Pod) -> u64 {
+    let Some(spec) = pod.spec.as_ref() else { return 0 };
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let value = |c: &Container| {
+        amount(c, false, "cpu")
+            .or_else(|| amount(c, true, "cpu"))
+            .map_or(0, |a| a.milli_value() as i64)
+    };
+    let sidecars = inits.iter().filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    let sum: i64 = spec.containers.iter().chain(sidecars).map(value).sum();
+    inits.iter().map(value).fold(sum, i64::max).max(0) as u64
+}
+
+/// The QoS-level cgroups under which the pods' own go, with their settings (upstream's QoS
+/// container manager): `/kubepods` weighs as the node's allocatable CPU, `burstable` as its
+/// pods' CPU requests together, and `besteffort` as little as a cgroup can. `pods` are the
+/// node's pods that have not ended.
+pub fn qos_cgroups<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    allocatable_millis: u64,
+) -> [(&'static str, CgroupLimits); 3] {
+    let burstable: u64 =
+        pods.into_iter().filter(|pod| qos(pod) == Qos::Burstable).map(cpu_request_millis).sum();
+    let weighing = |millis| CgroupLimits {
+        cpu_shares: shares(millis),
+        cpu_quota: None,
+        cpu_period: CPU_PERIOD_US,
+        memory_limit: None,
+    };
+    [
+        ("/kubepods", weighing(allocatable_millis)),
+        ("/kubepods/burstable", weighing(burstable)),
+        ("/kubepods/besteffort", weighing(0)),
+    ]
+}
+
 /// The pod's own cgroup settings (upstream's `ResourceConfigForPod`), over its containers'
 /// effective requests and limits (the larger of the app containers' and sidecars' sum and
 /// any one init container's): CPU shares from the requests (2 for a best-effort pod), a
@@ -135,27 +179,14 @@ pub fn pod_cgroup(pod: &Pod) -> CgroupLimits {
     };
     let millis = |a: &Amount| a.milli_value() as i64;
     let bytes = |a: &Amount| a.value() as i64;
-    let request_millis = {
-        // A container without a CPU request but with a limit requests its limit.
-        let value = |c: &Container| {
-            amount(c, false, "cpu")
-                .or_else(|| amount(c, true, "cpu"))
-                .map_or(0, |a| a.milli_value() as i64)
-        };
-        let sum: i64 = running.iter().map(|c| value(c)).sum();
-        inits.iter().map(value).fold(sum, i64::max)
-    };
+    let request_millis = cpu_request_millis(pod);
     let all_limit = |resource: &str| {
         every.clone().all(|c| amount(c, true, resource).is_some_and(|a| !a.is_zero()))
     };
     let best_effort = qos(pod) == Qos::BestEffort;
     CgroupLimits {
         cpu_period: CPU_PERIOD_US,
-        cpu_shares: if best_effort {
-            2
-        } else {
-            (request_millis.max(0) as u64 * 1024 / 1000).max(2)
-        },
+        cpu_shares: if best_effort { 2 } else { shares(request_millis) },
         cpu_quota: (!best_effort && all_limit("cpu"))
             .then(|| (effective(true, "cpu", millis) * CPU_PERIOD_US as i64 / 1000).max(1000)),
         memory_limit: (!best_effort && all_limit("memory"))
@@ -224,5 +255,23 @@ mod tests {
         let open = pod(serde_json::json!({"requests": {"cpu": "500m"}}));
         assert_eq!(pod_cgroup(&open), limits(512, None, None));
         assert_eq!(pod_cgroup(&pod(serde_json::json!({}))), limits(2, None, None));
+    }
+
+    #[test]
+    fn qos_cgroups_weigh_their_pods() {
+        let burstable = pod(serde_json::json!({"requests": {"cpu": "250m"}}));
+        let limited =
+            pod(serde_json::json!({"limits": {"cpu": "500m"}, "requests": {"memory": "1Mi"}}));
+        let guaranteed = pod(serde_json::json!({"limits": {"cpu": "1", "memory": "64Mi"}}));
+        let tiers =
+            qos_cgroups([&burstable, &limited, &guaranteed, &pod(serde_json::json!({}))], 1900);
+        let shares: Vec<(&str, u64)> =
+            tiers.iter().map(|(path, c)| (*path, c.cpu_shares)).collect();
+        assert_eq!(
+            shares,
+            [("/kubepods", 1945), ("/kubepods/burstable", 768), ("/kubepods/besteffort", 2)]
+        );
+        assert!(tiers.iter().all(|(_, c)| c.cpu_quota.is_none() && c.memory_limit.is_none()));
+        assert_eq!(qos_cgroups([], 1000)[1].1.cpu_shares, 2);
     }
 }

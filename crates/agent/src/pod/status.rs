@@ -120,10 +120,13 @@ fn terminated(ended: &Ended) -> ContainerStateTerminated {
     }
 }
 
-fn container_status(c: &ContainerFacts) -> ContainerStatus {
-    let (ready, started) = match c.now {
-        Now::Running { ready, started, .. } => (ready, started),
-        _ => (false, false),
+/// `init`: an init container that is not a sidecar, ready once it has succeeded (as
+/// upstream's kubelet reports it).
+fn container_status(c: &ContainerFacts, init: bool) -> ContainerStatus {
+    let (ready, started) = match &c.now {
+        Now::Running { ready, started, .. } => (*ready, *started),
+        Now::Terminated(e) => (init && e.exit_code == 0, false),
+        Now::Waiting { .. } => (false, false),
     };
     ContainerStatus {
         name: c.name.clone(),
@@ -212,8 +215,10 @@ pub fn phase(restart_policy: Policy, facts: &PodFacts, sidecars: &[bool]) -> &'s
     }
 }
 
-/// The pod's status from its facts, keeping what others own (conditions of readiness gates,
-/// DisruptionTarget) and each condition's last transition while its value holds.
+/// The pod's status from its facts, keeping each condition's last transition while its value
+/// holds. It holds the agent's own conditions only: others' (readiness gates, DisruptionTarget)
+/// stay as their owners set them, since the status is written as a strategic merge patch,
+/// which merges conditions by type.
 pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
     let spec = pod.spec.as_ref();
     let restart_policy = Policy::of_pod(spec.and_then(|s| s.restart_policy.as_deref()));
@@ -223,69 +228,40 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         .unwrap_or_default();
     let previous = pod.status.as_ref();
     let phase = phase(restart_policy, facts, &sidecars);
+    let terminal = phase == "Succeeded" || phase == "Failed";
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let condition = |type_: &str, value: bool, reason: Option<&str>| {
-        let status = if value { "True" } else { "False" };
-        let reported = previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten();
+    let reported = previous.and_then(|p| p.conditions.as_deref()).unwrap_or_default();
+    let condition = |decided: Decided| {
+        let status = if decided.value { "True" } else { "False" };
         let since = crate::transition_time(
             reported
+                .iter()
                 .map(|c| (c.type_.as_str(), c.status.as_str(), c.last_transition_time.as_ref())),
-            type_,
+            decided.type_,
             status,
             &now,
         );
         PodCondition {
-            type_: type_.to_string(),
+            type_: decided.type_.to_string(),
             status: status.to_string(),
-            reason: reason.filter(|_| !value).map(str::to_string),
+            reason: decided.reason.map(str::to_string),
+            message: decided.message,
             last_transition_time: Some(since),
             ..PodCondition::default()
         }
     };
-    let terminal = phase == "Succeeded" || phase == "Failed";
-    let initialized = facts.init.iter().zip(&sidecars).all(|(c, sidecar)| {
-        if *sidecar {
-            matches!(c.now, Now::Running { started: true, .. })
-        } else {
-            matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)
-        }
-    }) || (terminal
-        && facts.init.iter().all(|c| matches!(&c.now, Now::Terminated(e) if e.exit_code == 0)));
-    // Every app container and every sidecar runs and is ready.
-    let ready = !facts.app.is_empty()
-        && facts
-            .app
-            .iter()
-            .chain(facts.init.iter().zip(&sidecars).filter(|(_, s)| **s).map(|(c, _)| c))
-            .all(|c| matches!(c.now, Now::Running { ready: true, .. }));
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
-    let mut conditions = vec![
-        condition("PodReadyToStartContainers", facts.sandbox_ready && !terminal, None),
-        condition(
-            "Initialized",
-            initialized,
-            Some(if terminal { "PodCompleted" } else { "ContainersNotInitialized" }),
-        ),
-        condition("Ready", ready, Some(not_ready_reason)),
-        condition("ContainersReady", ready, Some(not_ready_reason)),
+    let gates = spec.and_then(|s| s.readiness_gates.as_deref()).unwrap_or_default();
+    let gates: Vec<&str> = gates.iter().map(|g| g.condition_type.as_str()).collect();
+    let containers_ready = containers_ready(facts, &sidecars, phase);
+    let conditions = vec![
+        condition(Decided::new("PodReadyToStartContainers", facts.sandbox_ready && !terminal)),
+        condition(initialized(facts, &sidecars, phase)),
+        condition(ready(&containers_ready, &gates, reported)),
+        condition(containers_ready),
         // A pod on this node was scheduled, by the scheduler or by its nodeName (upstream's
         // kubelet reports it too).
-        condition("PodScheduled", true, None),
+        condition(Decided::new("PodScheduled", true)),
     ];
-    // Others' conditions (readiness gates, DisruptionTarget) are kept.
-    for kept in previous.and_then(|p| p.conditions.as_ref()).into_iter().flatten() {
-        if !conditions.iter().any(|c| c.type_ == kept.type_) {
-            conditions.push(kept.clone());
-        }
-    }
-    conditions.sort_by_key(|c| match c.type_.as_str() {
-        "PodReadyToStartContainers" => 0,
-        "Initialized" => 1,
-        "Ready" => 2,
-        "ContainersReady" => 3,
-        "PodScheduled" => 4,
-        _ => 5,
-    });
     let pod_ips = facts.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]);
     PodStatus {
         phase: Some(phase.to_string()),
@@ -299,10 +275,123 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         pod_ips,
         start_time: facts.start_time.clone(),
         qos_class: Some(facts.qos_class.clone()),
-        init_container_statuses: (!facts.init.is_empty())
-            .then(|| facts.init.iter().map(container_status).collect()),
-        container_statuses: Some(facts.app.iter().map(container_status).collect()),
+        init_container_statuses: (!facts.init.is_empty()).then(|| {
+            facts
+                .init
+                .iter()
+                .zip(&sidecars)
+                .map(|(c, sidecar)| container_status(c, !sidecar))
+                .collect()
+        }),
+        container_statuses: Some(facts.app.iter().map(|c| container_status(c, false)).collect()),
         ..previous.cloned().unwrap_or_default()
+    }
+}
+
+/// One of the agent's conditions, decided: what the pod's status will say of it.
+#[derive(Debug, Clone, PartialEq)]
+struct Decided {
+    type_: &'static str,
+    value: bool,
+    reason: Option<&'static str>,
+    message: Option<String>,
+}
+
+impl Decided {
+    fn new(type_: &'static str, value: bool) -> Self {
+        Self { type_, value, reason: None, message: None }
+    }
+
+    fn because(mut self, reason: &'static str, message: Option<String>) -> Self {
+        self.reason = Some(reason);
+        self.message = message;
+        self
+    }
+}
+
+/// Names as upstream's messages list them (Go's `[a b]`).
+fn listed(names: &[&str]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+/// `Initialized`, as upstream's `GeneratePodInitializedCondition`: every init container has
+/// succeeded and every sidecar has started; or the app containers have started before, so a
+/// restarting sidecar does not make a running pod uninitialized; or the pod has succeeded.
+fn initialized(facts: &PodFacts, sidecars: &[bool], phase: &str) -> Decided {
+    let decided = Decided::new("Initialized", true);
+    if phase == "Succeeded" {
+        return decided.because("PodCompleted", None);
+    }
+    if facts.app.iter().any(|c| !matches!(c.now, Now::Waiting { .. })) {
+        return decided;
+    }
+    let incomplete: Vec<&str> = facts
+        .init
+        .iter()
+        .zip(sidecars)
+        .filter(|(c, sidecar)| match &c.now {
+            Now::Running { started, .. } => !(**sidecar && *started),
+            Now::Terminated(e) => **sidecar || e.exit_code != 0,
+            Now::Waiting { .. } => true,
+        })
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    if incomplete.is_empty() {
+        return decided;
+    }
+    let message = format!("containers with incomplete status: {}", listed(&incomplete));
+    Decided::new("Initialized", false).because("ContainersNotInitialized", Some(message))
+}
+
+/// `ContainersReady`, as upstream's `GenerateContainersReadyCondition`: every app container
+/// and every sidecar runs and is ready; false, with the phase as the reason, once the pod
+/// has ended.
+fn containers_ready(facts: &PodFacts, sidecars: &[bool], phase: &str) -> Decided {
+    let not_ready = Decided::new("ContainersReady", false);
+    match phase {
+        "Succeeded" => return not_ready.because("PodCompleted", None),
+        "Failed" => return not_ready.because("PodFailed", None),
+        _ => {}
+    }
+    let sidecars = facts.init.iter().zip(sidecars).filter(|(_, s)| **s).map(|(c, _)| c);
+    let unready: Vec<&str> = sidecars
+        .chain(&facts.app)
+        .filter(|c| !matches!(c.now, Now::Running { ready: true, .. }))
+        .map(|c| c.name.as_str())
+        .collect();
+    if facts.app.is_empty() {
+        not_ready.because("ContainersNotReady", None)
+    } else if unready.is_empty() {
+        Decided::new("ContainersReady", true)
+    } else {
+        let message = format!("containers with unready status: {}", listed(&unready));
+        not_ready.because("ContainersNotReady", Some(message))
+    }
+}
+
+/// `Ready`, as upstream's `GeneratePodReadyCondition`: the containers are ready and every
+/// readiness gate's condition (set by others) is True.
+fn ready(containers: &Decided, gates: &[&str], reported: &[PodCondition]) -> Decided {
+    if !containers.value {
+        return Decided { type_: "Ready", ..containers.clone() };
+    }
+    let unready: Vec<String> = gates
+        .iter()
+        .filter_map(|gate| match reported.iter().find(|c| c.type_ == *gate) {
+            None => Some(format!(
+                "corresponding condition of pod readiness gate \"{gate}\" does not exist."
+            )),
+            Some(c) if c.status != "True" => Some(format!(
+                "the status of pod readiness gate \"{gate}\" is not \"True\", but {}",
+                c.status
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if unready.is_empty() {
+        Decided::new("Ready", true)
+    } else {
+        Decided::new("Ready", false).because("ReadinessGatesNotReady", Some(unready.join(", ")))
     }
 }
 
@@ -463,7 +552,101 @@ mod tests {
             now: Now::Terminated(Ended { message: Some("bye".into()), ..ended(1) }),
             ..running("a")
         };
-        let state = container_status(&facts).state.expect("state");
+        let state = container_status(&facts, false).state.expect("state");
         assert_eq!(state.terminated.and_then(|t| t.message).as_deref(), Some("bye"));
+    }
+
+    fn conditions_of(pod: &Pod, facts: &PodFacts) -> Vec<(String, String, Option<String>)> {
+        let conditions = status(pod, facts).conditions.expect("conditions");
+        conditions.into_iter().map(|c| (c.type_, c.status, c.reason)).collect()
+    }
+
+    fn condition<'a>(
+        conditions: &'a [(String, String, Option<String>)],
+        type_: &str,
+    ) -> (&'a str, Option<&'a str>) {
+        let c = conditions.iter().find(|c| c.0 == type_).expect(type_);
+        (c.1.as_str(), c.2.as_deref())
+    }
+
+    #[test]
+    fn a_finished_pod_stays_initialized_after_its_sidecar_stopped() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "restartPolicy": "Never",
+                "initContainers": [
+                    {"name": "setup", "image": "i"},
+                    {"name": "s", "image": "i", "restartPolicy": "Always"},
+                ],
+                "containers": [{"name": "a", "image": "i"}],
+            },
+        }))
+        .expect("pod");
+        let mut facts = PodFacts {
+            init: vec![running("setup"), running("s")],
+            app: vec![running("a")],
+            ..PodFacts::default()
+        };
+        facts.init[0].now = Now::Terminated(ended(0));
+        facts.init[1].now = Now::Terminated(ended(143));
+        facts.app[0].now = Now::Terminated(ended(0));
+        let conditions = conditions_of(&pod, &facts);
+        assert_eq!(condition(&conditions, "Initialized"), ("True", Some("PodCompleted")));
+        assert_eq!(condition(&conditions, "ContainersReady"), ("False", Some("PodCompleted")));
+        assert_eq!(condition(&conditions, "Ready"), ("False", Some("PodCompleted")));
+        let statuses = status(&pod, &facts).init_container_statuses.expect("init statuses");
+        assert!(statuses[0].ready, "an init container that succeeded is ready");
+        assert!(!statuses[1].ready, "a stopped sidecar is not");
+
+        facts.app[0].now = Now::Terminated(ended(1));
+        let conditions = conditions_of(&pod, &facts);
+        assert_eq!(condition(&conditions, "Initialized"), ("True", None));
+        assert_eq!(condition(&conditions, "Ready"), ("False", Some("PodFailed")));
+
+        // Before the app containers start, an init container that runs holds Initialized.
+        facts.init[0] = running("setup");
+        facts.app[0].now = Now::Waiting { reason: "PodInitializing".into(), message: None };
+        let status = status(&pod, &facts);
+        let initialized = status.conditions.iter().flatten().find(|c| c.type_ == "Initialized");
+        let initialized = initialized.expect("Initialized");
+        assert_eq!(initialized.status, "False");
+        assert_eq!(
+            initialized.message.as_deref(),
+            Some("containers with incomplete status: [setup s]")
+        );
+    }
+
+    #[test]
+    fn readiness_gates_hold_the_pod_not_ready() {
+        let pod = |gate: Option<&str>| -> Pod {
+            let conditions: Vec<serde_json::Value> = gate
+                .map(|status| serde_json::json!({"type": "example.com/lb", "status": status}))
+                .into_iter()
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {
+                    "readinessGates": [{"conditionType": "example.com/lb"}],
+                    "containers": [{"name": "a", "image": "i"}],
+                },
+                "status": {"conditions": conditions},
+            }))
+            .expect("pod")
+        };
+        let facts =
+            PodFacts { app: vec![running("a")], sandbox_ready: true, ..PodFacts::default() };
+        for (gate, ready) in [(None, false), (Some("False"), false), (Some("True"), true)] {
+            let status = status(&pod(gate), &facts);
+            let conditions = status.conditions.expect("conditions");
+            let of = |t: &str| conditions.iter().find(|c| c.type_ == t).expect(t);
+            assert_eq!(of("ContainersReady").status, "True");
+            assert_eq!(of("Ready").status == "True", ready, "gate {gate:?}");
+            if !ready {
+                assert_eq!(of("Ready").reason.as_deref(), Some("ReadinessGatesNotReady"));
+            }
+            // The gate's own condition is left to its owner.
+            assert!(!conditions.iter().any(|c| c.type_ == "example.com/lb"));
+        }
     }
 }

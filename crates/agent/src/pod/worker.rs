@@ -908,7 +908,7 @@ impl Worker {
         );
         let name = pod.metadata.name.clone().unwrap_or_default();
         let patch = serde_json::json!({"metadata": {"uid": uid}, "status": value});
-        match pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
             Ok(_) => self.published = Some((target, value)),
             Err(e) => tracing::debug!(pod = %name, error = %e, "cannot update the pod's status"),
         }
