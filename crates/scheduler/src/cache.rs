@@ -11,6 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 
 use crate::framework::affinity::Labels;
+use crate::framework::node_info::scores_others;
 use crate::framework::pod_index::{PodId, PodIndex};
 use crate::framework::snapshot::ImageSpread;
 use crate::framework::{ClusterEvent, Indexed, NodeInfo, NodePod, PodInfo, Snapshot};
@@ -44,6 +45,8 @@ pub struct Cache {
     nominated_to: HashMap<String, String>,
     /// The labels of each namespace, by name (affinity terms' `namespaceSelector`).
     namespaces: HashMap<String, Labels>,
+    /// How many placed pods have terms that score other pods.
+    pods_scoring_affinity: usize,
     /// Claims, volumes and storage classes.
     pub volumes: crate::framework::Volumes,
 }
@@ -109,6 +112,7 @@ impl Cache {
             nominated: Some(&self.nominated),
             namespaces: Some(&self.namespaces),
             volumes: Some(&self.volumes),
+            pods_scoring_affinity: Some(self.pods_scoring_affinity),
         }
     }
 
@@ -207,6 +211,9 @@ impl Cache {
     }
 
     fn place(&mut self, uid: String, node: &str, view: Arc<NodePod>, assumed: bool) {
+        if scores_others(&view) {
+            self.pods_scoring_affinity += 1;
+        }
         let (slot, info) = self.nodes.entry(node);
         info.add_pod(view.clone());
         let id = self.index.insert(view, slot);
@@ -219,6 +226,9 @@ impl Cache {
         self.index.remove(placed.id);
         let info = self.nodes.get_mut(&placed.node)?;
         let view = info.remove_pod(uid);
+        if view.as_deref().is_some_and(scores_others) {
+            self.pods_scoring_affinity -= 1;
+        }
         if info.node.is_none() && info.pods.is_empty() {
             self.nodes.remove(&placed.node);
         }
@@ -428,6 +438,29 @@ mod tests {
             pod.spec.as_mut().expect("spec").node_name = None;
         }
         pod
+    }
+
+    #[test]
+    fn pods_whose_terms_score_others_are_counted() {
+        let mut cache = Cache::default();
+        cache.set_node(node("a", "4"));
+        // Required anti-affinity alone scores no other pod.
+        cache.add_pod(&member("anti", "ns", "g", "a"));
+        assert_eq!(cache.snapshot().pods_scoring_affinity, Some(0));
+        let mut attracted = member("attracted", "ns", "g", "a");
+        let affinity = attracted.spec.as_mut().and_then(|s| s.affinity.as_mut()).expect("affinity");
+        affinity.pod_affinity = affinity.pod_anti_affinity.clone().map(|anti| {
+            k8s_openapi::api::core::v1::PodAffinity {
+                required_during_scheduling_ignored_during_execution: anti
+                    .required_during_scheduling_ignored_during_execution,
+                ..Default::default()
+            }
+        });
+        cache.add_pod(&attracted);
+        cache.add_pod(&attracted);
+        assert_eq!(cache.snapshot().pods_scoring_affinity, Some(1));
+        cache.remove_pod("attracted");
+        assert_eq!(cache.snapshot().pods_scoring_affinity, Some(0));
     }
 
     #[test]

@@ -33,9 +33,18 @@ pub struct NodeInfo {
     pub pods_scoring_affinity: usize,
     /// The host ports its pods claim.
     pub used_ports: Vec<HostPort>,
+    /// The values of the labels that topology keys name most ([`WELL_KNOWN`]), kept beside
+    /// the node: the plugins look them up on every node of every cycle.
+    well_known: [Option<Box<str>>; 3],
 }
 
-fn scores_others(pod: &NodePod) -> bool {
+/// The node labels kept at hand: hostname, zone and region.
+pub const WELL_KNOWN: [&str; 3] =
+    ["kubernetes.io/hostname", "topology.kubernetes.io/zone", "topology.kubernetes.io/region"];
+
+/// Whether `pod` has terms that score other pods: required or preferred pod affinity, or
+/// preferred anti-affinity.
+pub fn scores_others(pod: &NodePod) -> bool {
     pod.affinity.as_ref().is_some_and(|t| !t.affinity.is_empty() || !t.preferred.is_empty())
 }
 
@@ -48,6 +57,9 @@ impl NodeInfo {
     /// Sets the Node object (a new one, or a change).
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.allocatable = Resources::of(node.status.as_ref().and_then(|s| s.allocatable.as_ref()));
+        let labels = node.metadata.labels.as_ref();
+        self.well_known =
+            WELL_KNOWN.map(|key| labels.and_then(|l| l.get(key)).map(|v| v.as_str().into()));
         self.node = Some(node);
     }
 
@@ -96,7 +108,10 @@ impl NodeInfo {
 
     /// The value of one of the node's labels.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels()?.get(key).map(String::as_str)
+        match WELL_KNOWN.iter().position(|k| *k == key) {
+            Some(at) => self.well_known[at].as_deref(),
+            None => self.labels()?.get(key).map(String::as_str),
+        }
     }
 
     /// The node's taints.

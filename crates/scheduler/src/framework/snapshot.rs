@@ -53,12 +53,23 @@ pub struct Snapshot<'a> {
     pub namespaces: Option<&'a HashMap<String, Labels>>,
     /// Claims, volumes and storage classes (for VolumeBinding).
     pub volumes: Option<&'a super::Volumes>,
+    /// How many placed pods have terms that score other pods (required or preferred pod
+    /// affinity, preferred anti-affinity), when the cache counts them.
+    pub pods_scoring_affinity: Option<usize>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A view of `nodes` without an index.
     pub fn new(nodes: Vec<&'a NodeInfo>, images: &'a HashMap<String, ImageSpread>) -> Self {
-        Self { nodes, images, index: None, nominated: None, namespaces: None, volumes: None }
+        Self {
+            nodes,
+            images,
+            index: None,
+            nominated: None,
+            namespaces: None,
+            volumes: None,
+            pods_scoring_affinity: None,
+        }
     }
 
     /// The labels of `namespace`, if known.

@@ -24,8 +24,9 @@ pub struct InterPodAffinity;
 
 /// What the filter reads.
 struct Filtering {
-    /// Domains `(key, value)` where an existing pod's anti-affinity selects the pod.
-    existing_anti: HashMap<(String, String), i64>,
+    /// Domains where an existing pod's anti-affinity selects the pod: by topology key, the
+    /// values with how many such pods (one label lookup per key on each node).
+    existing_anti: Vec<(String, HashMap<String, i64>)>,
     /// The pod's required affinity terms, with matching pods per domain value.
     affinity: Vec<(Term, HashMap<String, i64>)>,
     /// The pod's required anti-affinity terms, with matching pods per domain value.
@@ -78,10 +79,17 @@ impl Plugin for InterPodAffinity {
         let namespace = pod.namespace();
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
         let own = PodTerms::of(&pod.pod).unwrap_or_default();
-        let mut existing_anti = HashMap::new();
+        let mut existing_anti: Vec<(String, HashMap<String, i64>)> = Vec::new();
         for (node, term) in snapshot.anti_terms_selecting(namespace, &labels) {
             if let Some(value) = node.label(&term.key) {
-                *existing_anti.entry((term.key.clone(), value.to_string())).or_insert(0) += 1;
+                let at = match existing_anti.iter().position(|(key, _)| *key == term.key) {
+                    Some(at) => at,
+                    None => {
+                        existing_anti.push((term.key.clone(), HashMap::new()));
+                        existing_anti.len() - 1
+                    }
+                };
+                *existing_anti[at].1.entry(value.to_string()).or_insert(0) += 1;
             }
         }
         let count = |terms: Vec<Term>| -> Vec<(Term, HashMap<String, i64>)> {
@@ -115,10 +123,9 @@ impl Plugin for InterPodAffinity {
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         let Some(filtering) = state.read::<Filtering>(NAME) else { return Ok(()) };
         // Few domains hold such pods: look each up on the node, rather than every node label.
-        let refused_by_existing = filtering
-            .existing_anti
-            .iter()
-            .any(|((key, value), n)| *n > 0 && node.label(key) == Some(value.as_str()));
+        let refused_by_existing = filtering.existing_anti.iter().any(|(key, values)| {
+            node.label(key).and_then(|value| values.get(value)).is_some_and(|n| *n > 0)
+        });
         if refused_by_existing {
             return Err(Rejection::unschedulable(
                 NAME,
@@ -152,6 +159,11 @@ impl Plugin for InterPodAffinity {
         let namespace = pod.namespace();
         let labels = pod.pod.metadata.labels.clone().unwrap_or_default();
         let own_terms = PodTerms::of(&pod.pod).map(|t| t.preferred).unwrap_or_default();
+        // Without preferred terms of its own, only pods with terms that score others can
+        // score the pod: none anywhere (as the cache counts them), nothing to walk.
+        if own_terms.is_empty() && snapshot.pods_scoring_affinity == Some(0) {
+            return;
+        }
         let mut domains: HashMap<(String, String), i64> = HashMap::new();
         for node in &snapshot.nodes {
             if own_terms.is_empty() && node.pods_scoring_affinity == 0 {
