@@ -77,6 +77,9 @@ pub struct Worker {
     killing: std::collections::HashSet<(String, u32)>,
     /// The containers' image pulls and their back-off.
     pulls: Pulls,
+    /// How the container runs that have ended did (exit, times, termination message), by
+    /// container and attempt, worked out once: an ended run does not change.
+    ended_runs: std::sync::Mutex<HashMap<(String, u32), Ended>>,
 }
 
 impl Worker {
@@ -111,6 +114,7 @@ impl Worker {
             probers: HashMap::new(),
             killing: std::collections::HashSet::new(),
             pulls: Pulls::default(),
+            ended_runs: std::sync::Mutex::default(),
         }
     }
 
@@ -811,10 +815,18 @@ impl Worker {
         let fact = |c: &Container| -> ContainerFacts {
             let attempts = self.attempts(&c.name);
             let ended = |attempt: u32| -> Option<Ended> {
+                let mut known = self.ended_runs.lock().unwrap_or_else(|e| e.into_inner());
+                // Runs whose directories are gone are forgotten with them.
+                known.retain(|(name, a), _| *name != c.name || attempts.contains(a));
+                let key = (c.name.clone(), attempt);
+                if let Some(ended) = known.get(&key) {
+                    return Some(ended.clone());
+                }
                 let bundle = self.bundle(&c.name, attempt);
                 match runtime::observe(&bundle) {
                     Observed::Exited(e) => {
-                        Some(ended_of(&bundle, &e, c, &self.log_path(pod, &c.name, attempt)))
+                        let log = self.log_path(pod, &c.name, attempt);
+                        Some(known.entry(key).or_insert(ended_of(&bundle, &e, c, &log)).clone())
                     }
                     _ => None,
                 }
