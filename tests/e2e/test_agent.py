@@ -82,6 +82,9 @@ def test_two_containers_share_localhost_after_an_init_container(node, k, ns):
     assert {m["manager"] for m in with_fields["metadata"]["managedFields"]
             if m.get("subresource") == "status"} == {"kubelet"}
     assert status["podIP"].startswith(node.cidr_base + ".")
+    # Written as a strategic merge patch whose address lists replace what was there.
+    assert status["podIPs"] == [{"ip": status["podIP"]}]
+    assert status["hostIPs"] == [{"ip": status["hostIP"]}]
     assert status["qosClass"] == "BestEffort"
     init = status["initContainerStatuses"][0]["state"]["terminated"]
     assert init["exitCode"] == 0 and init["reason"] == "Completed"

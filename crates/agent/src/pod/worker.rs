@@ -919,7 +919,16 @@ impl Worker {
             pod.metadata.namespace.as_deref().unwrap_or("default"),
         );
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let patch = serde_json::json!({"metadata": {"uid": uid}, "status": value});
+        // A strategic merge patch: others' conditions merge by type and stay. The address
+        // lists merge by `ip` too, so they are replaced outright (a pod's new address must
+        // not sit beside its old one).
+        let mut status = value.clone();
+        for list in ["podIPs", "hostIPs"] {
+            if let Some(ips) = status.get_mut(list).and_then(|l| l.as_array_mut()) {
+                ips.push(serde_json::json!({"$patch": "replace"}));
+            }
+        }
+        let patch = serde_json::json!({"metadata": {"uid": uid}, "status": status});
         match pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
             Ok(_) => self.published = Some((target, value)),
             Err(e) => tracing::debug!(pod = %name, error = %e, "cannot update the pod's status"),
