@@ -1,7 +1,9 @@
 //! A pod's QoS class and its containers' cgroup settings, from requests and limits (pure).
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use krust_api::quantity::Amount;
+
+use super::restart::is_sidecar;
 
 pub use crate::sys::CgroupLimits;
 
@@ -113,20 +115,23 @@ fn shares(millis: u64) -> u64 {
     (millis.saturating_mul(1024) / 1000).clamp(2, 262_144)
 }
 
-/// The pod's effective CPU request in millicores: its running containers' (app containers
-/// and sidecars) together, or one init container's if larger. A container without a CPU
+/// A pod's effective amount of something its containers have (`value`): its running
+/// containers' (app containers and sidecars) together, or one init container's if larger.
+fn effective(spec: &PodSpec, value: impl Fn(&Container) -> i64) -> i64 {
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let running = spec.containers.iter().chain(inits.iter().filter(|c| is_sidecar(c)));
+    let sum: i64 = running.map(&value).sum();
+    inits.iter().map(value).fold(sum, i64::max)
+}
+
+/// The pod's effective CPU request in millicores ([`effective`]). A container without a CPU
 /// request but with a limit requests its limit.
 pub fn cpu_request_millis(pod: &Pod) -> u64 {
     let Some(spec) = pod.spec.as_ref() else { return 0 };
-    let inits = spec.init_containers.as_deref().unwrap_or_default();
-    let value = |c: &Container| {
-        amount(c, false, "cpu")
-            .or_else(|| amount(c, true, "cpu"))
-            .map_or(0, |a| a.milli_value() as i64)
+    let request = |c: &Container| {
+        amount(c, false, "cpu").or_else(|| amount(c, true, "cpu")).map_or(0, |a| a.milli_value())
     };
-    let sidecars = inits.iter().filter(|c| c.restart_policy.as_deref() == Some("Always"));
-    let sum: i64 = spec.containers.iter().chain(sidecars).map(value).sum();
-    inits.iter().map(value).fold(sum, i64::max).max(0) as u64
+    effective(spec, |c| request(c) as i64).max(0) as u64
 }
 
 /// The QoS-level cgroups under which the pods' own go, with their settings (upstream's QoS
@@ -165,17 +170,9 @@ pub fn pod_cgroup(pod: &Pod) -> CgroupLimits {
     };
     let Some(spec) = pod.spec.as_ref() else { return open };
     let inits = spec.init_containers.as_deref().unwrap_or_default();
-    let running: Vec<&Container> = spec
-        .containers
-        .iter()
-        .chain(inits.iter().filter(|c| c.restart_policy.as_deref() == Some("Always")))
-        .collect();
     let every = spec.containers.iter().chain(inits);
-    // The effective amount: the running containers' sum, or one init container's if larger.
-    let effective = |limits: bool, resource: &str, scale: fn(&Amount) -> i64| -> i64 {
-        let value = |c: &Container| amount(c, limits, resource).map_or(0, |a| scale(&a));
-        let sum: i64 = running.iter().map(|c| value(c)).sum();
-        inits.iter().map(value).fold(sum, i64::max)
+    let limit = |resource: &str, scale: fn(&Amount) -> i64| {
+        effective(spec, |c| amount(c, true, resource).map_or(0, |a| scale(&a)))
     };
     let millis = |a: &Amount| a.milli_value() as i64;
     let bytes = |a: &Amount| a.value() as i64;
@@ -188,9 +185,8 @@ pub fn pod_cgroup(pod: &Pod) -> CgroupLimits {
         cpu_period: CPU_PERIOD_US,
         cpu_shares: if best_effort { 2 } else { shares(request_millis) },
         cpu_quota: (!best_effort && all_limit("cpu"))
-            .then(|| (effective(true, "cpu", millis) * CPU_PERIOD_US as i64 / 1000).max(1000)),
-        memory_limit: (!best_effort && all_limit("memory"))
-            .then(|| effective(true, "memory", bytes)),
+            .then(|| (limit("cpu", millis) * CPU_PERIOD_US as i64 / 1000).max(1000)),
+        memory_limit: (!best_effort && all_limit("memory")).then(|| limit("memory", bytes)),
     }
 }
 
