@@ -230,6 +230,9 @@ pub async fn run(agent: Arc<Agent>) {
     let mut sweep_disk = false;
     let mut relisting = false;
     let mut qos = qos_cgroups::QosCgroups::default();
+    // Whether the pods the QoS-level cgroups weigh may have changed: one came, went or ended
+    // (static pods come and go with the folder, looked at on its changes and resyncs).
+    let mut qos_stale = true;
     loop {
         tokio::select! {
             event = events.next() => {
@@ -246,9 +249,14 @@ pub async fn run(agent: Arc<Agent>) {
                         if is_mirror(&pod) {
                             statics.mirrors.insert(full_name(&pod), pod);
                         } else {
+                            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                            qos_stale |= matches!(phase, Some("Succeeded" | "Failed"));
                             match workers.running.get(&uid) {
                                 Some(handle) => { let _ = handle.pod.send(Some(pod)); }
-                                None => workers.spawn(uid, Some(pod)),
+                                None => {
+                                    workers.spawn(uid, Some(pod));
+                                    qos_stale = true;
+                                }
                             }
                         }
                     }
@@ -279,16 +287,19 @@ pub async fn run(agent: Arc<Agent>) {
             Some(uid) = done_rx.recv() => {
                 workers.running.remove(&uid);
                 statics.stopping.remove(&uid);
+                qos_stale = true;
             }
-            Ok(()) = wanted.changed() => {}
-            _ = resync.tick() => {}
+            Ok(()) = wanted.changed() => qos_stale = true,
+            _ = resync.tick() => qos_stale = true,
         }
         let now = wanted.borrow_and_update().clone();
         statics.reconcile(&mut workers, &now);
         // Before a new pod's worker gets to make the pod's cgroup, as upstream's kubelet.
-        let pods: Vec<Arc<Pod>> =
-            workers.running.values().filter_map(|h| h.pod.borrow().clone()).collect();
-        qos.update(agent.host.as_ref(), pods.iter().map(|p| p.as_ref()), agent.allocatable.0);
+        if std::mem::take(&mut qos_stale) {
+            let pods: Vec<Arc<Pod>> =
+                workers.running.values().filter_map(|h| h.pod.borrow().clone()).collect();
+            qos.update(agent.host.as_ref(), pods.iter().map(|p| p.as_ref()), agent.allocatable.0);
+        }
         // Pods left on disk from before this agent started, now gone: once both the API's
         // pods and the static pods are known (the static ones have their workers by now).
         if sweep_disk && !relisting && now.is_some() {

@@ -814,10 +814,13 @@ impl Worker {
         let spec = pod.spec.clone().unwrap_or_default();
         let fact = |c: &Container| -> ContainerFacts {
             let attempts = self.attempts(&c.name);
+            // Runs whose directories are gone are forgotten with them.
+            self.ended_runs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(name, a), _| *name != c.name || attempts.contains(a));
             let ended = |attempt: u32| -> Option<Ended> {
                 let mut known = self.ended_runs.lock().unwrap_or_else(|e| e.into_inner());
-                // Runs whose directories are gone are forgotten with them.
-                known.retain(|(name, a), _| *name != c.name || attempts.contains(a));
                 let key = (c.name.clone(), attempt);
                 if let Some(ended) = known.get(&key) {
                     return Some(ended.clone());
