@@ -5,7 +5,8 @@ run that failed half-way).
 
 Used by test_agent.py (the agent itself) and test_stream.py (exec, attach, port-forward, cp).
 Running pods needs root (namespaces, mounts, cgroups, netlink), runc and Debian's
-busybox-static: modules of such tests set `pytestmark = NEEDS_AGENT`."""
+busybox-static: modules of such tests set `pytestmark = NEEDS_AGENT` (which also marks them
+`host`: scripts/test.sh runs them one at a time, beside the tests of the API)."""
 
 import json
 import os
@@ -24,10 +25,14 @@ from images import busybox_archive
 
 IMAGE = "krust.test/busybox:1"
 
-NEEDS_AGENT = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/usr/bin/busybox"),
-    reason="the node agent needs root, runc and busybox-static",
-)
+NEEDS_AGENT = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("runc") is None or not os.path.exists("/usr/bin/busybox"),
+        reason="the node agent needs root, runc and busybox-static",
+    ),
+    # Its pods share the host's cgroups, links and nf_tables with other nodes' pods.
+    pytest.mark.host,
+]
 
 
 def _mounts_under(path: Path):

@@ -736,6 +736,12 @@ def pytest_addoption(parser):
     parser.addoption("--keep-tmp", action="store_true", help="keep the e2e temp dirs")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "host: the test changes state of the whole host (containers, cgroups, links, "
+        "nf_tables, ports 80 and 443); such tests run one at a time, the others beside them")
+
+
 @pytest.fixture(scope="session")
 def e2e_tmp(request):
     d = Path(tempfile.mkdtemp(prefix="krust-e2e-"))
