@@ -23,8 +23,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use super::spdy::{self, headers};
 use super::{Activity, STREAM_CREATION_TIMEOUT};
 
-/// Pairs opened but not completed, past which a client's new streams are refused.
-const MAX_PENDING: usize = 64;
+/// Pairs opened but not completed, past which a client's new streams are refused. kubectl
+/// opens a pair for each local connection, and a burst of them (a browser, a load test) can
+/// have hundreds opening at once on a loaded machine: upstream's kubelet keeps any number,
+/// each for at most the stream creation timeout. This bound only stops a client that opens
+/// streams without end.
+const MAX_PENDING: usize = 1024;
 
 /// How a forwarded connection is dialed: the port in, a connection (or the reason there is
 /// none) out.
