@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::options::ListOptions;
 use super::subresource::Subresource;
-use super::{Registry, attributes, decode, encode, meta, store_error, to_served};
+use super::{Registry, attributes, encode, meta, stamped, store_error, to_served};
 use krust_admission::Operation;
 
 /// How many times a delete retries after losing a race.
@@ -179,10 +179,13 @@ impl Registry {
                 if opts.dry_run {
                     return answer(Deleted::Pending(to_served(info, new)?));
                 }
-                match self.store.update(&key, encode(new)?, kv.mod_revision).await {
+                match self.store.update(&key, encode(&mut new)?, kv.mod_revision).await {
                     Ok(kv) => {
                         self.note_written(kv.mod_revision);
-                        return answer(Deleted::Pending(to_served(info, decode(&kv)?)?));
+                        return answer(Deleted::Pending(to_served(
+                            info,
+                            stamped(new, kv.mod_revision),
+                        )?));
                     }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(StoreError::NotFound { .. }) => {
@@ -200,7 +203,7 @@ impl Registry {
                     if let Some(hooks) = self.hooks(info) {
                         hooks.after_delete(self.store.as_ref(), &old).await;
                     }
-                    return answer(Deleted::Now(to_served(info, decode(&kv)?)?));
+                    return answer(Deleted::Now(to_served(info, stamped(old, kv.mod_revision))?));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {

@@ -268,14 +268,22 @@ fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
     Ok(value)
 }
 
-/// Encodes an object for the store: without resourceVersion.
-fn encode(mut obj: Value) -> Result<Vec<u8>, StatusError> {
-    metadata_mut(&mut obj).remove("resourceVersion");
+/// Encodes an object for the store: without resourceVersion, which it takes out of `obj`.
+/// Once written, `obj` with the write's revision ([`stamped`]) is what [`decode`] would make of
+/// the stored bytes, so a write answers without reading its object back.
+fn encode(obj: &mut Value) -> Result<Vec<u8>, StatusError> {
+    metadata_mut(obj).remove("resourceVersion");
     let bytes = serde_json::to_vec(&obj).map_err(|e| StatusError::internal(e.to_string()))?;
     if bytes.len() > MAX_OBJECT_BYTES {
         return Err(StatusError::too_large(MAX_OBJECT_BYTES));
     }
     Ok(bytes)
+}
+
+/// `obj` (as [`encode`] left it) at the store's `revision`.
+fn stamped(mut obj: Value, revision: i64) -> Value {
+    metadata_mut(&mut obj).insert("resourceVersion".into(), Value::String(revision.to_string()));
+    obj
 }
 
 /// Converts a stored object to the version `info` serves.

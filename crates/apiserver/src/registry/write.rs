@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::options::FieldValidation;
 use super::subresource::Subresource;
 use super::{
-    Registry, attributes, decode, encode, meta, name_of, store_error, to_served, to_stored,
+    Registry, attributes, encode, meta, name_of, stamped, store_error, to_served, to_stored,
 };
 use krust_admission::Operation;
 
@@ -488,7 +488,7 @@ impl Registry {
         if let Some(hooks) = hooks {
             hooks.before_create(self.store.as_ref(), &mut obj, false).await?;
         }
-        let result = match encode(obj.clone()) {
+        let result = match encode(&mut obj) {
             Ok(bytes) => self.store.create(&key, bytes).await.map_err(|e| match e {
                 StoreError::AlreadyExists { .. } => {
                     StatusError::already_exists(info.group, info.plural, &name)
@@ -500,7 +500,7 @@ impl Registry {
         match result {
             Ok(kv) => {
                 self.note_written(kv.mod_revision);
-                Ok(written(to_served(info, decode(&kv)?)?))
+                Ok(written(to_served(info, stamped(obj, kv.mod_revision))?))
             }
             Err(e) => {
                 if let Some(hooks) = hooks {
@@ -766,10 +766,10 @@ impl Registry {
                     new
                 })
             } else {
-                match self.store.update(&key, encode(new)?, kv.mod_revision).await {
+                match self.store.update(&key, encode(&mut new)?, kv.mod_revision).await {
                     Ok(kv) => {
                         self.note_written(kv.mod_revision);
-                        decode(&kv).map(Ok)?
+                        Ok(stamped(new, kv.mod_revision))
                     }
                     Err(e) => Err(e),
                 }

@@ -10,7 +10,9 @@ use krust_auth::UserInfo;
 use krust_store::StoreError;
 use serde_json::{Value, json};
 
-use crate::registry::{Registry, decode, encode, store_error, to_served, to_served_all, to_stored};
+use crate::registry::{
+    Registry, encode, stamped, store_error, to_served, to_served_all, to_stored,
+};
 
 /// One request to a handled subresource.
 #[derive(Debug)]
@@ -72,9 +74,10 @@ impl Registry {
             if dry_run {
                 return Ok(obj);
             }
-            let bytes = encode(to_stored(info, obj)?)?;
+            let mut stored = to_stored(info, obj)?;
+            let bytes = encode(&mut stored)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
-                Ok(kv) => return to_served(info, decode(&kv)?),
+                Ok(kv) => return to_served(info, stamped(stored, kv.mod_revision)),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(StoreError::NotFound { .. }) => {
                     return Err(StatusError::not_found(info.group, info.plural, name));
