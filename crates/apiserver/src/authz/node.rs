@@ -15,9 +15,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use krust_auth::node::{Graph, GraphSource, PodRefs, claim_volume, pod_refs};
 use krust_store::{EventKind, Revision};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::watchcache::{ResourceCache, WatchCache, WatchStart};
+use crate::watchcache::{CachedObject, ResourceCache, WatchCache, WatchStart};
 
 /// The storage prefix of pods.
 pub const PODS: &str = "/registry/core/pods/";
@@ -42,34 +41,36 @@ pub struct GraphIndex {
     current: RwLock<(Arc<Graph>, [Revision; 2])>,
 }
 
-fn typed<T: DeserializeOwned>(key: &str, value: &Value) -> Option<T> {
-    T::deserialize(value)
-        .map_err(|e| tracing::warn!(%key, error = %e, "object does not decode; ignored by the node graph"))
+/// The object decoded straight from its cached bytes into its type (no `Value` between).
+fn typed<T: DeserializeOwned>(object: &CachedObject) -> Option<T> {
+    object
+        .decode_as()
+        .map_err(|e| tracing::warn!(key = %object.key, error = %e, "object does not decode; ignored by the node graph"))
         .ok()
 }
 
-fn claim_of(key: &str, value: &Value) -> Option<Claim> {
-    let claim: PersistentVolumeClaim = typed(key, value)?;
+fn claim_of(object: &CachedObject) -> Option<Claim> {
+    let claim: PersistentVolumeClaim = typed(object)?;
     let volume = claim_volume(&claim)?.to_string();
     Some((claim.metadata.namespace?, claim.metadata.name?, volume))
 }
 
 impl Built {
-    fn set_pod(&mut self, graph: &mut Graph, key: &str, value: Option<&Value>) {
+    fn set_pod(&mut self, graph: &mut Graph, key: &str, object: Option<&CachedObject>) {
         if let Some(old) = self.pods.remove(key) {
             graph.remove_pod(&old);
         }
-        if let Some(refs) = value.and_then(|v| typed::<Pod>(key, v)).and_then(|p| pod_refs(&p)) {
+        if let Some(refs) = object.and_then(typed::<Pod>).and_then(|p| pod_refs(&p)) {
             graph.add_pod(&refs);
             self.pods.insert(key.to_string(), refs);
         }
     }
 
-    fn set_claim(&mut self, graph: &mut Graph, key: &str, value: Option<&Value>) {
+    fn set_claim(&mut self, graph: &mut Graph, key: &str, object: Option<&CachedObject>) {
         if let Some((ns, name, volume)) = self.claims.remove(key) {
             graph.remove_claim(&ns, &name, &volume);
         }
-        if let Some(claim) = value.and_then(|v| claim_of(key, v)) {
+        if let Some(claim) = object.and_then(claim_of) {
             graph.add_claim(&claim.0, &claim.1, &claim.2);
             self.claims.insert(key.to_string(), claim);
         }
@@ -77,9 +78,9 @@ impl Built {
 
     /// Brings one resource (0: pods, 1: claims) to the revision of `cache`.
     fn refresh(&mut self, graph: &mut Graph, which: usize, cache: &ResourceCache) {
-        let mut set = |built: &mut Self, key: &str, value: Option<&Value>| match which {
-            0 => built.set_pod(graph, key, value),
-            _ => built.set_claim(graph, key, value),
+        let mut set = |built: &mut Self, key: &str, object: Option<&CachedObject>| match which {
+            0 => built.set_pod(graph, key, object),
+            _ => built.set_claim(graph, key, object),
         };
         let from = self.revisions[which];
         if from != 0
@@ -87,8 +88,8 @@ impl Built {
                 cache.watch_from(Some(from), None)
         {
             for event in replay {
-                let value = (event.kind != EventKind::Delete).then(|| event.object.value());
-                set(self, &event.object.key, value.as_ref());
+                let object = (event.kind != EventKind::Delete).then_some(&*event.object);
+                set(self, &event.object.key, object);
             }
             self.revisions[which] = snapshot_revision;
             return;
@@ -103,7 +104,7 @@ impl Built {
             set(self, &key, None);
         }
         for object in snapshot.range(cache.prefix(), None) {
-            set(self, &object.key, Some(&object.value()));
+            set(self, &object.key, Some(object));
         }
         self.revisions[which] = revision;
     }
