@@ -14,24 +14,28 @@ cargo test --workspace
 cargo build -p krust
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
-# The end-to-end suite in two lanes side by side: tests that change host-wide state (pods on
-# real nodes: cgroups, links, nf_tables) one at a time in one lane, the API's tests in the
-# other. Each lane is a pytest run of its own; the host lane's output follows the API lane's.
-e2e() { KRUST_BIN="$target_dir/debug/krust" python3 -m pytest tests/e2e -q -x -p no:cacheprovider --durations=10 "$@"; }
+e2e() { KRUST_BIN="$target_dir/debug/krust" python3 -m pytest tests/e2e -q -x --durations=10 "$@"; }
+if [ $# -gt 0 ]; then
+  # A narrowed run (arguments for pytest: -k NAME, -m, --lf, a file): one pytest, as asked.
+  e2e "$@"
+  exit
+fi
+# The whole suite in two lanes side by side: tests that change host-wide state (pods on real
+# nodes: cgroups, links, nf_tables; marked `host`) one at a time in one lane, the API's tests
+# in the other. The host lane's output follows the API lane's. Interrupted, both lanes get
+# SIGINT, so that pytest tears down what they made.
 host_log=$(mktemp /tmp/krust-e2e-host.XXXXXX.log)
-e2e -m host "$@" >"$host_log" 2>&1 &
+e2e -p no:cacheprovider -m host >"$host_log" 2>&1 &
 host_lane=$!
-trap 'pkill -TERM -P $host_lane 2>/dev/null; kill $host_lane 2>/dev/null || true' EXIT
+e2e -p no:cacheprovider -m "not host" &
+api_lane=$!
+trap 'kill -INT $host_lane $api_lane 2>/dev/null; pkill -INT -P "$host_lane,$api_lane" 2>/dev/null; wait; cat "$host_log"; rm -f "$host_log"' EXIT
 api_status=0
-e2e -m "not host" "$@" || api_status=$?
+wait $api_lane || api_status=$?
 host_status=0
 wait $host_lane || host_status=$?
 trap - EXIT
 echo "===== e2e: the host lane (tests of pods on real nodes) ====="
 cat "$host_log"
 rm -f "$host_log"
-# pytest exits 5 when a lane selected no test (a narrowed run, "-k NAME", may leave one empty).
-for status in $api_status $host_status; do
-  if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then exit "$status"; fi
-done
-if [ $api_status -eq 5 ] && [ $host_status -eq 5 ]; then echo "no e2e test selected"; exit 5; fi
+exit $(( api_status != 0 ? api_status : host_status ))

@@ -26,9 +26,10 @@ use super::{Activity, STREAM_CREATION_TIMEOUT};
 /// Pairs opened but not completed, past which a client's new streams are refused. kubectl
 /// opens a pair for each local connection, and a burst of them (a browser, a load test) can
 /// have hundreds opening at once on a loaded machine: upstream's kubelet keeps any number,
-/// each for at most the stream creation timeout. This bound only stops a client that opens
-/// streams without end.
-const MAX_PENDING: usize = 1024;
+/// each for at most the stream creation timeout. This bound stops a client that opens streams
+/// without end: each unpaired stream may hold up to a stream's backlog (1 MiB), so at most
+/// 256 MiB for one session.
+const MAX_PENDING: usize = 256;
 
 /// How a forwarded connection is dialed: the port in, a connection (or the reason there is
 /// none) out.
