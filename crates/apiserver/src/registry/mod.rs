@@ -261,11 +261,9 @@ fn attributes<'a>(
 
 /// Decodes a stored value and sets its resourceVersion.
 fn decode(kv: &KeyValue) -> Result<Value, StatusError> {
-    let mut value: Value = serde_json::from_slice(&kv.value)
+    let value: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| StatusError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
-    metadata_mut(&mut value)
-        .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-    Ok(value)
+    Ok(stamped(value, kv.mod_revision))
 }
 
 /// Encodes an object for the store: without resourceVersion, which it takes out of `obj`.
