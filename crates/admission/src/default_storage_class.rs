@@ -67,8 +67,7 @@ impl Mutating for DefaultStorageClass {
         if claim.spec.as_ref().and_then(|s| s.storage_class_name.as_ref()).is_some() {
             return Ok(());
         }
-        let classes: Vec<StorageClass> =
-            cluster.list("storage.k8s.io", "storageclasses", "").iter().filter_map(typed).collect();
+        let classes: Vec<StorageClass> = cluster.list("storage.k8s.io", "storageclasses", "");
         let Some(name) = default_class(&classes).and_then(|c| c.metadata.name.clone()) else {
             return Ok(());
         };

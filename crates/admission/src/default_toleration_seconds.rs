@@ -2,7 +2,7 @@
 //! NoExecute taints gets tolerations of them for 300 seconds, so that its node's failure
 //! evicts it after five minutes.
 
-use k8s_openapi::api::core::v1::{Pod, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 use krust_api::StatusError;
 use serde_json::Value;
 
@@ -35,6 +35,17 @@ fn tolerates(tolerations: &[Toleration], key: &str) -> bool {
     } && matches!(t.effect.as_deref(), None | Some("") | Some("NoExecute")))
 }
 
+/// What this plugin reads of a pod: its tolerations.
+#[derive(serde::Deserialize)]
+struct PodTolerations {
+    spec: Option<TolerationsSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct TolerationsSpec {
+    tolerations: Option<Vec<Toleration>>,
+}
+
 impl Mutating for DefaultTolerationSeconds {
     fn admit(
         &self,
@@ -47,7 +58,7 @@ impl Mutating for DefaultTolerationSeconds {
             return Ok(());
         }
         let Some(object) = object else { return Ok(()) };
-        let Some(pod) = typed::<Pod>(object) else { return Ok(()) };
+        let Some(pod) = typed::<PodTolerations>(object) else { return Ok(()) };
         let tolerations = pod.spec.and_then(|s| s.tolerations).unwrap_or_default();
         let missing: Vec<&str> =
             [NOT_READY, UNREACHABLE].into_iter().filter(|k| !tolerates(&tolerations, k)).collect();

@@ -17,8 +17,10 @@ pub mod node_restriction;
 pub mod policy;
 pub mod webhook;
 
+use bytes::Bytes;
 use krust_api::StatusError;
 use krust_auth::UserInfo;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The operation a write performs.
@@ -71,12 +73,40 @@ pub struct Attributes<'a> {
     pub dry_run: bool,
 }
 
-/// Read access to the cluster's current objects (the API server's caches).
+/// Read access to the cluster's current objects (the API server's caches), as their encoded
+/// JSON: a plugin decodes what it reads straight into the typed object or the small view it
+/// needs ([`get`](Self::get), [`list`](Self::list)), never through a `Value` of the whole
+/// object.
 pub trait ClusterView: Send + Sync {
-    /// One object, in its storage version, if it exists.
-    fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value>;
-    /// Every object of a resource in `namespace` (empty: all namespaces).
-    fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value>;
+    /// One object's JSON, in its storage version, if it exists.
+    fn get_json(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Bytes>;
+    /// The JSON of every object of a resource in `namespace` (empty: all namespaces).
+    fn list_json(&self, group: &str, resource: &str, namespace: &str) -> Vec<Bytes>;
+}
+
+impl dyn ClusterView + '_ {
+    /// One object decoded as `T`; `None` when it is missing or does not decode as `T`.
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<T> {
+        let json = self.get_json(group, resource, namespace, name)?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// Every object of a resource in `namespace` (empty: all namespaces) that decodes as `T`.
+    pub fn list<T: DeserializeOwned>(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+    ) -> Vec<T> {
+        let objects = self.list_json(group, resource, namespace);
+        objects.iter().filter_map(|json| serde_json::from_slice(json).ok()).collect()
+    }
 }
 
 /// A named admission plugin.
@@ -249,14 +279,8 @@ pub(crate) mod testing {
     #[derive(Default)]
     pub struct Objects(pub Vec<(&'static str, &'static str, Value)>);
 
-    impl ClusterView for Objects {
-        fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-            self.list(group, resource, namespace)
-                .into_iter()
-                .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
-        }
-
-        fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value> {
+    impl Objects {
+        fn matching(&self, group: &str, resource: &str, namespace: &str) -> Vec<&Value> {
             self.0
                 .iter()
                 .filter(|(g, r, o)| {
@@ -266,9 +290,33 @@ pub(crate) mod testing {
                             || o.pointer("/metadata/namespace").and_then(Value::as_str)
                                 == Some(namespace))
                 })
-                .map(|(_, _, o)| o.clone())
+                .map(|(_, _, o)| o)
                 .collect()
         }
+    }
+
+    impl ClusterView for Objects {
+        fn get_json(
+            &self,
+            group: &str,
+            resource: &str,
+            namespace: &str,
+            name: &str,
+        ) -> Option<Bytes> {
+            self.matching(group, resource, namespace)
+                .into_iter()
+                .find(|o| o.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+                .map(json)
+        }
+
+        fn list_json(&self, group: &str, resource: &str, namespace: &str) -> Vec<Bytes> {
+            self.matching(group, resource, namespace).into_iter().map(json).collect()
+        }
+    }
+
+    /// An object's JSON, as a cluster view answers it.
+    pub fn json(object: &Value) -> Bytes {
+        Bytes::from(serde_json::to_vec(object).unwrap())
     }
 
     /// An authorizer allowing each (user, verb, name) on the `signers` of

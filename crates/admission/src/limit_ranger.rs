@@ -55,8 +55,7 @@ fn target(attributes: &Attributes<'_>) -> Option<Target> {
 /// The namespace's LimitRanges' items, in name order, with upstream's API defaults applied
 /// to `Container` items (`default` from `max`, `defaultRequest` from `default`, then `min`).
 fn items(cluster: &dyn ClusterView, namespace: &str) -> Vec<LimitRangeItem> {
-    let mut ranges: Vec<LimitRange> =
-        cluster.list("", "limitranges", namespace).iter().filter_map(typed::<LimitRange>).collect();
+    let mut ranges: Vec<LimitRange> = cluster.list("", "limitranges", namespace);
     ranges.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     ranges
         .into_iter()

@@ -3,11 +3,10 @@
 //! deleted. Namespaces are read from the cluster view (the watch cache), as upstream reads its
 //! informer.
 
-use k8s_openapi::api::core::v1::Namespace;
 use krust_api::StatusError;
 use serde_json::{Value, json};
 
-use crate::{Attributes, ClusterView, Mutating, Operation, Plugin, forbidden, typed};
+use crate::{Attributes, ClusterView, Mutating, Operation, Plugin, forbidden};
 
 /// Upstream's name.
 pub const NAME: &str = "NamespaceLifecycle";
@@ -28,6 +27,24 @@ impl Plugin for NamespaceLifecycle {
 fn is_access_review(attributes: &Attributes<'_>) -> bool {
     attributes.group == "authorization.k8s.io"
         && matches!(attributes.resource, "localsubjectaccessreviews")
+}
+
+/// What this plugin reads of a namespace (read for every write in one, so nothing more).
+#[derive(serde::Deserialize)]
+struct NamespaceState {
+    metadata: Option<StateMeta>,
+    status: Option<StateStatus>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StateMeta {
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct StateStatus {
+    phase: Option<String>,
 }
 
 impl Mutating for NamespaceLifecycle {
@@ -51,17 +68,15 @@ impl Mutating for NamespaceLifecycle {
         {
             return Ok(());
         }
-        let Some(namespace) = cluster.get("", "namespaces", "", attributes.namespace) else {
+        let namespace = cluster.get::<NamespaceState>("", "namespaces", "", attributes.namespace);
+        let Some(namespace) = namespace else {
             return Err(StatusError::not_found("", "namespaces", attributes.namespace));
         };
         if attributes.operation != Operation::Create {
             return Ok(());
         }
-        let namespace: Option<Namespace> = typed(&namespace);
-        let terminating = namespace.is_some_and(|ns| {
-            ns.metadata.deletion_timestamp.is_some()
-                || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
-        });
+        let terminating = namespace.metadata.is_some_and(|m| m.deletion_timestamp.is_some())
+            || namespace.status.and_then(|s| s.phase).as_deref() == Some("Terminating");
         if !terminating {
             return Ok(());
         }
@@ -106,6 +121,7 @@ mod tests {
                 "namespaces",
                 json!({"metadata": {"name": "closing", "deletionTimestamp": "2024-01-01T00:00:00Z"}, "status": {"phase": "Terminating"}}),
             ),
+            ("", "namespaces", json!({"metadata": {"name": "bare"}, "status": null})),
         ])
     }
 
@@ -114,6 +130,7 @@ mod tests {
         let pod = || json!({"metadata": {"name": "p"}});
         let cases: &[(&str, Operation, &str, &str, Option<&str>)] = &[
             ("a create in an open namespace passes", Operation::Create, "pods", "open", None),
+            ("a namespace without a status is open", Operation::Create, "pods", "bare", None),
             (
                 "a create in a missing namespace is not found",
                 Operation::Create,

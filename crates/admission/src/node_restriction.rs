@@ -204,8 +204,8 @@ impl NodeRestriction {
                 Ok(())
             }
             ("", Operation::Delete) => {
-                let existing = typed::<Pod>(old)
-                    .or_else(|| typed(cluster.get("", "pods", a.namespace, a.name).as_ref()));
+                let existing =
+                    typed::<Pod>(old).or_else(|| cluster.get("", "pods", a.namespace, a.name));
                 if existing.is_some() && !bound_here(existing) {
                     return Err(forbidden(
                         a,
@@ -241,8 +241,10 @@ impl NodeRestriction {
                     .filter(|n| !n.is_empty())
                     .unwrap_or(a.name);
                 // A missing pod is the eviction's 404 to answer.
-                let Some(pod) = cluster.get("", "pods", a.namespace, name) else { return Ok(()) };
-                if !bound_here(typed(Some(&pod))) {
+                let Some(pod) = cluster.get::<Pod>("", "pods", a.namespace, name) else {
+                    return Ok(());
+                };
+                if !bound_here(Some(pod)) {
                     return Err(forbidden(
                         a,
                         format!("node {node} can only evict pods with spec.nodeName set to itself"),
@@ -298,7 +300,7 @@ impl NodeRestriction {
                 format!("node {node:?} must not set blockOwnerDeletion on an owner reference"),
             ));
         }
-        let Some(registered) = typed::<Node>(cluster.get("", "nodes", "", node).as_ref()) else {
+        let Some(registered) = cluster.get::<Node>("", "nodes", "", node) else {
             return Err(StatusError::not_found("", "nodes", node));
         };
         let uid = registered.metadata.uid.unwrap_or_default();
@@ -376,7 +378,7 @@ impl NodeRestriction {
             ));
         }
         let name = bound.get("name").and_then(Value::as_str).unwrap_or_default();
-        let pod = cluster.get("", "pods", a.namespace, name).and_then(|p| typed::<Pod>(Some(&p)));
+        let pod = cluster.get::<Pod>("", "pods", a.namespace, name);
         let Some(pod) = pod else {
             return Err(forbidden(
                 a,

@@ -48,7 +48,7 @@ impl Plugin for PodTopologyLabels {
 
 /// The topology labels of the node `name`; none when it does not exist.
 fn topology_labels(cluster: &dyn ClusterView, name: &str) -> BTreeMap<String, String> {
-    let node = cluster.get("", "nodes", "", name).and_then(|n| typed::<Node>(&n));
+    let node = cluster.get::<Node>("", "nodes", "", name);
     node.and_then(|n| n.metadata.labels)
         .unwrap_or_default()
         .into_iter()

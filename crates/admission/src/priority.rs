@@ -3,7 +3,6 @@
 //! (the lowest valued, if several), or priority 0. An unknown class, or a priority that
 //! disagrees with the class, is refused. At most one PriorityClass is the global default.
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use krust_api::StatusError;
 use serde_json::Value;
@@ -31,12 +30,26 @@ impl Plugin for Priority {
 }
 
 fn classes(cluster: &dyn ClusterView) -> Vec<PriorityClass> {
-    cluster.list("scheduling.k8s.io", "priorityclasses", "").iter().filter_map(typed).collect()
+    cluster.list("scheduling.k8s.io", "priorityclasses", "")
 }
 
 /// The global default class: of those marked `globalDefault`, the lowest valued.
 pub fn global_default(classes: &[PriorityClass]) -> Option<&PriorityClass> {
     classes.iter().filter(|c| c.global_default == Some(true)).min_by_key(|c| c.value)
+}
+
+/// What this plugin reads of a pod.
+#[derive(serde::Deserialize)]
+struct PodPriority {
+    spec: Option<PrioritySpec>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PrioritySpec {
+    priority_class_name: Option<String>,
+    priority: Option<i32>,
+    preemption_policy: Option<String>,
 }
 
 impl Mutating for Priority {
@@ -51,7 +64,7 @@ impl Mutating for Priority {
             return Ok(());
         }
         let Some(object) = object else { return Ok(()) };
-        let Some(pod) = typed::<Pod>(object) else { return Ok(()) };
+        let Some(pod) = typed::<PodPriority>(object) else { return Ok(()) };
         let spec = pod.spec.unwrap_or_default();
         let classes = classes(cluster);
         let requested = spec.priority_class_name.clone().filter(|n| !n.is_empty());

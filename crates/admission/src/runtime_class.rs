@@ -47,7 +47,26 @@ fn pod_of(attributes: &Attributes<'_>, object: Option<&Value>) -> Option<PodSpec
     if attributes.operation != Operation::Create || !is(attributes, "", "pods") {
         return None;
     }
-    Some(object.and_then(typed::<Pod>)?.spec.unwrap_or_default())
+    let object = object?;
+    let runtime = typed::<PodRuntime>(object)?.spec;
+    if runtime.is_none_or(|r| r.runtime_class_name.is_none() && r.overhead.is_none()) {
+        return None;
+    }
+    Some(typed::<Pod>(object)?.spec.unwrap_or_default())
+}
+
+/// What this plugin reads of every pod before it decodes the whole spec: most pods name no
+/// class and carry no overhead, and then it has nothing to do.
+#[derive(serde::Deserialize)]
+struct PodRuntime {
+    spec: Option<RuntimeSpec>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeSpec {
+    runtime_class_name: Option<serde::de::IgnoredAny>,
+    overhead: Option<serde::de::IgnoredAny>,
 }
 
 /// The RuntimeClass a pod names (`None` when it names none); one that does not exist is
@@ -59,7 +78,7 @@ fn class_of(
     cluster: &dyn ClusterView,
 ) -> Result<Option<Class>, StatusError> {
     let Some(name) = &spec.runtime_class_name else { return Ok(None) };
-    match cluster.get("node.k8s.io", "runtimeclasses", "", name).and_then(|c| typed::<Class>(&c)) {
+    match cluster.get::<Class>("node.k8s.io", "runtimeclasses", "", name) {
         Some(class) => Ok(Some(class)),
         None => Err(forbidden(
             attributes,

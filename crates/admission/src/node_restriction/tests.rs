@@ -11,10 +11,16 @@ use super::*;
 struct Cluster(HashMap<(String, String, String), Value>);
 
 impl ClusterView for Cluster {
-    fn get(&self, _group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.0.get(&(resource.into(), namespace.into(), name.into())).cloned()
+    fn get_json(
+        &self,
+        _group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<bytes::Bytes> {
+        self.0.get(&(resource.into(), namespace.into(), name.into())).map(crate::testing::json)
     }
-    fn list(&self, _group: &str, _resource: &str, _namespace: &str) -> Vec<Value> {
+    fn list_json(&self, _group: &str, _resource: &str, _namespace: &str) -> Vec<bytes::Bytes> {
         Vec::new()
     }
 }

@@ -165,8 +165,7 @@ impl PodSecurity {
         cluster: &dyn ClusterView,
         namespace: &str,
     ) -> Option<(Policy, bool)> {
-        let namespace =
-            cluster.get("", "namespaces", "", namespace).and_then(|n| typed::<Namespace>(&n))?;
+        let namespace = cluster.get::<Namespace>("", "namespaces", "", namespace)?;
         let labels = namespace.metadata.labels.unwrap_or_default();
         let (policy, errors) = Policy::from_labels(&labels, self.configuration.defaults);
         Some((policy, errors.is_empty()))
@@ -319,7 +318,7 @@ pub fn pods_violating(
     standard: LevelVersion,
     exemptions: &Exemptions,
 ) -> Vec<String> {
-    let mut pods: Vec<Pod> = cluster.list("", "pods", namespace).iter().filter_map(typed).collect();
+    let mut pods: Vec<Pod> = cluster.list("", "pods", namespace);
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut seen_controllers = std::collections::BTreeSet::new();
     let (mut first, mut rest): (Vec<Pod>, Vec<Pod>) = (Vec::new(), Vec::new());

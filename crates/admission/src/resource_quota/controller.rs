@@ -91,7 +91,9 @@ pub fn usage(quota: &Quota, cluster: &dyn ClusterView, now: Timestamp) -> Resour
             continue;
         }
         let mut stats: ResourceList = measured.iter().map(|n| (n.clone(), Amount::ZERO)).collect();
-        for object in cluster.list(evaluator.group(), evaluator.resource(), namespace) {
+        for object in
+            cluster.list::<serde_json::Value>(evaluator.group(), evaluator.resource(), namespace)
+        {
             let Ok(item) = evaluator.item(&object) else { continue };
             let in_scope =
                 selectors.iter().all(|s| evaluator.matches_scope(s, &item).unwrap_or(false));

@@ -35,7 +35,7 @@ use serde_json::Value;
 pub use evaluator::{Evaluator, Item, ObjectState};
 use resources::ResourceList;
 
-use crate::{Attributes, ClusterView, Operation, Plugin, forbidden, typed};
+use crate::{Attributes, ClusterView, Operation, Plugin, forbidden};
 
 /// Upstream's name.
 pub const NAME: &str = "ResourceQuota";
@@ -74,8 +74,7 @@ impl Plugin for ResourceQuota {
 
 /// The quotas of `namespace`, in name order.
 pub fn quotas(cluster: &dyn ClusterView, namespace: &str) -> Vec<Quota> {
-    let mut quotas: Vec<Quota> =
-        cluster.list("", "resourcequotas", namespace).iter().filter_map(typed::<Quota>).collect();
+    let mut quotas: Vec<Quota> = cluster.list("", "resourcequotas", namespace);
     quotas.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     quotas
 }

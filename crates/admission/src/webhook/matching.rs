@@ -168,7 +168,7 @@ pub fn namespace_object(
     if attributes.namespace.is_empty() {
         return Ok(None);
     }
-    match cluster.get("", "namespaces", "", attributes.namespace) {
+    match cluster.get::<Value>("", "namespaces", "", attributes.namespace) {
         Some(ns) => Ok(Some(ns)),
         None => Err(StatusError::not_found("", "namespaces", attributes.namespace)),
     }
@@ -287,11 +287,11 @@ mod tests {
 
     struct Namespaces(Vec<Value>);
     impl ClusterView for Namespaces {
-        fn get(&self, _: &str, _: &str, _: &str, name: &str) -> Option<Value> {
-            self.0.iter().find(|n| n["metadata"]["name"] == name).cloned()
+        fn get_json(&self, _: &str, _: &str, _: &str, name: &str) -> Option<bytes::Bytes> {
+            self.0.iter().find(|n| n["metadata"]["name"] == name).map(crate::testing::json)
         }
-        fn list(&self, _: &str, _: &str, _: &str) -> Vec<Value> {
-            self.0.clone()
+        fn list_json(&self, _: &str, _: &str, _: &str) -> Vec<bytes::Bytes> {
+            self.0.iter().map(crate::testing::json).collect()
         }
     }
 

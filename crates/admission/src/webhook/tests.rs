@@ -7,10 +7,10 @@ use super::*;
 
 struct Empty;
 impl ClusterView for Empty {
-    fn get(&self, _: &str, _: &str, _: &str, _: &str) -> Option<Value> {
+    fn get_json(&self, _: &str, _: &str, _: &str, _: &str) -> Option<bytes::Bytes> {
         None
     }
-    fn list(&self, _: &str, _: &str, _: &str) -> Vec<Value> {
+    fn list_json(&self, _: &str, _: &str, _: &str) -> Vec<bytes::Bytes> {
         Vec::new()
     }
 }

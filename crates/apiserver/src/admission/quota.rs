@@ -71,7 +71,8 @@ impl Admission {
                 return Ok(());
             }
             let namespace = attributes.namespace;
-            if registry.admission_view().await.list("", "resourcequotas", namespace).is_empty() {
+            if registry.admission_view().await.list_json("", "resourcequotas", namespace).is_empty()
+            {
                 return Ok(());
             }
             let lock = self.quota_locks.of(namespace);

@@ -1,11 +1,11 @@
-//! The cluster as admission plugins see it: the watch cache's objects, decoded once, in
-//! their storage version.
+//! The cluster as admission plugins see it: the watch cache's objects, in their storage
+//! version, as the cache holds them (encoded JSON, shared, no copy).
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use krust_admission::ClusterView;
 use krust_api::Catalog;
-use serde_json::Value;
 
 use crate::watchcache::WatchCache;
 
@@ -33,18 +33,18 @@ impl<'a> CacheView<'a> {
 }
 
 impl ClusterView for CacheView<'_> {
-    fn get(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+    fn get_json(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Bytes> {
         let (prefix, whole) = self.prefixes(group, resource, namespace)?;
         let (snapshot, _) = self.cache.resource(&whole)?.snapshot();
-        snapshot.get(&format!("{prefix}{name}")).map(|o| o.value())
+        snapshot.get(&format!("{prefix}{name}")).map(|o| o.json.clone())
     }
 
-    fn list(&self, group: &str, resource: &str, namespace: &str) -> Vec<Value> {
+    fn list_json(&self, group: &str, resource: &str, namespace: &str) -> Vec<Bytes> {
         let Some((prefix, whole)) = self.prefixes(group, resource, namespace) else {
             return Vec::new();
         };
         let Some(cache) = self.cache.resource(&whole) else { return Vec::new() };
         let (snapshot, _) = cache.snapshot();
-        snapshot.range(&prefix, None).map(|o| o.value()).collect()
+        snapshot.range(&prefix, None).map(|o| o.json.clone()).collect()
     }
 }

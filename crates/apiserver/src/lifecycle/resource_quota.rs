@@ -77,8 +77,9 @@ impl Controller {
         // among them: a sync reads the resourceVersion it guards its write with).
         let view = registry.admission_view().await;
         let quotas: Vec<(Value, Quota)> = view
-            .list("", "resourcequotas", "")
-            .into_iter()
+            .list_json("", "resourcequotas", "")
+            .iter()
+            .filter_map(|json| serde_json::from_slice::<Value>(json).ok())
             .filter_map(|v| typed::<Quota>(&v).map(|q| (v, q)))
             .collect();
         let mut by_namespace: BTreeMap<String, Vec<&Quota>> = BTreeMap::new();
@@ -141,7 +142,8 @@ fn objects(
     namespace: &str,
     now: Timestamp,
 ) -> HashMap<String, (String, ObjectState)> {
-    view.list(evaluator.group(), evaluator.resource(), namespace)
+    let view: &dyn ClusterView = view;
+    view.list::<Value>(evaluator.group(), evaluator.resource(), namespace)
         .iter()
         .filter_map(|object| {
             let name = meta_str(object, "name")?.to_string();

@@ -110,7 +110,7 @@ fn service_address(
     name: &str,
     port: u16,
 ) -> Result<SocketAddr, CallError> {
-    let service = cluster.get("", "services", namespace, name).ok_or_else(|| {
+    let service = cluster.get::<Value>("", "services", namespace, name).ok_or_else(|| {
         CallError::Address(format!("unable to resolve service {name}.{namespace}: not found"))
     })?;
     let ports = service.pointer("/spec/ports").and_then(Value::as_array);
@@ -119,7 +119,7 @@ fn service_address(
         .flatten()
         .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port)));
     let port_name = service_port.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or("");
-    if let Some(endpoints) = cluster.get("", "endpoints", namespace, name) {
+    if let Some(endpoints) = cluster.get::<Value>("", "endpoints", namespace, name) {
         for subset in endpoints.get("subsets").and_then(Value::as_array).into_iter().flatten() {
             let target = subset
                 .get("ports")

@@ -23,11 +23,13 @@ use crate::admission::Admission;
 struct View(HashMap<&'static str, Vec<Value>>);
 
 impl ClusterView for View {
-    fn get(&self, _: &str, resource: &str, _: &str, name: &str) -> Option<Value> {
-        self.0.get(resource)?.iter().find(|o| o["metadata"]["name"] == name).cloned()
+    fn get_json(&self, _: &str, resource: &str, _: &str, name: &str) -> Option<bytes::Bytes> {
+        let object = self.0.get(resource)?.iter().find(|o| o["metadata"]["name"] == name)?;
+        Some(serde_json::to_vec(object).unwrap().into())
     }
-    fn list(&self, _: &str, resource: &str, _: &str) -> Vec<Value> {
-        self.0.get(resource).cloned().unwrap_or_default()
+    fn list_json(&self, _: &str, resource: &str, _: &str) -> Vec<bytes::Bytes> {
+        let objects = self.0.get(resource).map(Vec::as_slice).unwrap_or_default();
+        objects.iter().map(|o| serde_json::to_vec(o).unwrap().into()).collect()
     }
 }
 
