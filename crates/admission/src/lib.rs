@@ -75,8 +75,7 @@ pub struct Attributes<'a> {
 
 /// Read access to the cluster's current objects (the API server's caches), as their encoded
 /// JSON: a plugin decodes what it reads straight into the typed object or the small view it
-/// needs ([`get`](Self::get), [`list`](Self::list)), never through a `Value` of the whole
-/// object.
+/// needs (`get` and `list` on `dyn ClusterView`), never through a `Value` of the whole object.
 pub trait ClusterView: Send + Sync {
     /// One object's JSON, in its storage version, if it exists.
     fn get_json(&self, group: &str, resource: &str, namespace: &str, name: &str) -> Option<Bytes>;
