@@ -99,21 +99,21 @@ async fn cluster(
     };
 
     let server_pid = server.pid();
-    let mut server_cpu = cpu_seconds(server_pid);
+    let server_cpu = cpu_seconds(server_pid);
     let mut bare = bare_bindings(&admin, args, names).await?;
-    with_server_cpu(&mut bare, args.pods, &mut server_cpu, server_pid);
+    with_server_cpu(&mut bare, args.pods, server_cpu, server_pid);
     delete_pods(&admin).await?;
 
     let scheduler = start_scheduler(krust, dir)?;
     let pid = scheduler.0.id();
     let cpu_before = cpu_seconds(pid);
-    server_cpu = cpu_seconds(server_pid);
+    let server_cpu = cpu_seconds(server_pid);
     let mut resources = scenario(&admin, args, "a", &|i| pod(i, false)).await?;
-    with_server_cpu(&mut resources, args.pods, &mut server_cpu, server_pid);
+    with_server_cpu(&mut resources, args.pods, server_cpu, server_pid);
     delete_pods(&admin).await?;
-    server_cpu = cpu_seconds(server_pid);
+    let server_cpu = cpu_seconds(server_pid);
     let mut spread = scenario(&admin, args, "b", &|i| pod(i, true)).await?;
-    with_server_cpu(&mut spread, args.pods, &mut server_cpu, server_pid);
+    with_server_cpu(&mut spread, args.pods, server_cpu, server_pid);
     let scheduler_cpu = cpu_seconds(pid) - cpu_before;
     let scheduler_rss = rss(pid);
     delete_pods(&admin).await?;
@@ -135,12 +135,10 @@ async fn cluster(
 
 /// Adds the API server's CPU time over a scenario, per pod, to its figures: steadier than
 /// the throughput on a machine whose two cores the server, scheduler and bench share.
-/// `since` is the server's CPU seconds at the scenario's start; it becomes the current ones.
-fn with_server_cpu(result: &mut Value, pods: usize, since: &mut f64, server_pid: u32) {
-    let now = cpu_seconds(server_pid);
-    let per_pod_ms = (now - *since) * 1000.0 / pods.max(1) as f64;
+/// `before` is the server's CPU seconds at the scenario's start.
+fn with_server_cpu(result: &mut Value, pods: usize, before: f64, server_pid: u32) {
+    let per_pod_ms = (cpu_seconds(server_pid) - before) * 1000.0 / pods.max(1) as f64;
     result["server_cpu_ms_per_pod"] = json!(round3(per_pod_ms));
-    *since = now;
 }
 
 /// Registers the nodes, Ready and without the taint a new node gets at creation.

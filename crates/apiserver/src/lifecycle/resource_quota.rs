@@ -76,10 +76,9 @@ impl Controller {
         // The cache once it holds every write this server answered (its own status writes
         // among them: a sync reads the resourceVersion it guards its write with).
         let view = registry.admission_view().await;
-        let quotas: Vec<(Value, Quota)> = view
-            .list_json("", "resourcequotas", "")
-            .iter()
-            .filter_map(|json| serde_json::from_slice::<Value>(json).ok())
+        let quotas: Vec<(Value, Quota)> = (&view as &dyn ClusterView)
+            .list::<Value>("", "resourcequotas", "")
+            .into_iter()
             .filter_map(|v| typed::<Quota>(&v).map(|q| (v, q)))
             .collect();
         let mut by_namespace: BTreeMap<String, Vec<&Quota>> = BTreeMap::new();

@@ -161,7 +161,8 @@ thread_local! {
 
 /// Encodes a version a later write replaced or deleted: its value deflated.
 pub(super) fn encode_superseded(create: Revision, value: &[u8]) -> Vec<u8> {
-    // Room for the raw deflate stream's worst case (stored blocks: 5 bytes per 16 KiB).
+    // Room for the raw deflate stream's worst case, with margin: incompressible input is
+    // stored, 5 bytes of header per block of at most 64 KiB.
     let bound = value.len() + value.len() / 4096 * 5 + 64;
     let mut out = Vec::with_capacity(1 + REV_LEN + bound);
     out.push(TAG_SUPERSEDED);
