@@ -7,6 +7,7 @@ Needs root (namespaces, mounts, cgroups, netlink), runc and Debian's busybox-sta
 which the test image is built. Traffic goes only to pod addresses on the test's own
 bridge."""
 
+import base64
 import json
 import os
 import random
@@ -773,6 +774,29 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
         p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
         wait_for(lambda: k("logs", "solo", "-n", ns).strip() == "alone", 20, interval=0.5, what="its log")
         assert k("exec", "solo", "-n", ns, "--", "sh", "-c", "echo via-$((1+1))").strip() == "via-2"
+        # The server checks agents against the cluster CA by default: the agent asked the cluster
+        # for its serving certificate, which krust's approver approved for the node's own names.
+        own = [c for c in k.json("get", "csr")["items"]
+               if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+               and c["spec"]["username"] == f"system:node:{name}"]
+        assert own and own[0]["status"].get("certificate"), own
+        assert [c["reason"] for c in own[0]["status"]["conditions"] if c["type"] == "Approved"] == ["AutoApproved"]
+        verified = subprocess.run(["openssl", "verify", "-CAfile", str(workdir / "data" / "tls" / "ca.crt"),
+                                   str(agent_dir / "pki" / "serving.crt")], capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        # A request of the node's naming another name is left pending, for a person to decide.
+        key = workdir / "foreign.key"
+        request = subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                  "-nodes", "-keyout", str(key), "-subj", f"/O=system:nodes/CN=system:node:{name}",
+                                  "-addext", "subjectAltName=DNS:kubernetes.default.svc"],
+                                 capture_output=True, check=True).stdout
+        foreign = {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                   "metadata": {"name": f"foreign-{name}"},
+                   "spec": {"request": base64.b64encode(request).decode(), "signerName": "kubernetes.io/kubelet-serving",
+                            "usages": ["digital signature", "server auth"]}}
+        k("create", "-f", "-", input=json.dumps(foreign), kubeconfig=str(workdir / "data" / "agent.kubeconfig"))
+        time.sleep(3)
+        assert k.json("get", "csr", f"foreign-{name}").get("status", {}).get("conditions") is None
         container_id = f"{p['metadata']['uid'][:13]}-c-0"
         assert (agent_dir / "runc" / container_id).is_dir() and not (agent_dir / "youki").exists()
         state = agent_dir / "pods" / p["metadata"]["uid"] / "containers" / "c" / "0" / "state.json"

@@ -76,8 +76,13 @@ pub struct Options {
     pub port: u16,
     /// How long a streaming session may pass without a byte moving.
     pub streaming_idle_timeout: std::time::Duration,
-    /// The endpoint's TLS material; a self-signed certificate when `cert` is empty.
+    /// The endpoint's TLS material. When `cert` is empty, the agent asks the cluster for one
+    /// if `serving_certificate_from_cluster` (kept in `<data-dir>/pki`), serving a
+    /// self-signed one meanwhile, or serves a self-signed one for good.
     pub tls: server::Tls,
+    /// Whether a certificate the cluster issues is served when `tls` has none (upstream's
+    /// `serverTLSBootstrap`).
+    pub serving_certificate_from_cluster: bool,
 }
 
 /// What every part of the agent shares.
@@ -131,6 +136,9 @@ pub enum Error {
     /// TLS could not be configured.
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
+    /// The endpoint's serving certificate is unusable.
+    #[error("the endpoint's serving certificate: {0}")]
+    ServingCertificate(String),
     /// The registry configuration cannot be used.
     #[error(transparent)]
     Registries(#[from] image::registry::config::ConfigError),
@@ -185,20 +193,22 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
         sandbox_setups: tokio::sync::Semaphore::new(SANDBOX_SETUPS),
     });
-    let mut tls = options.tls.clone();
-    if tls.cert.is_empty() {
-        (tls.cert, tls.key) =
-            server::self_signed(&options.node_name, options.node_ip).map_err(|e| Error::Dir {
-                path: PathBuf::from("<self-signed certificate>"),
-                source: std::io::Error::other(e),
-            })?;
-    }
+    let served = Arc::new(serving_certificate(&options)?);
     let address = std::net::SocketAddr::from(([0, 0, 0, 0], options.port));
     let endpoint = Arc::clone(&agent);
     // The agent's parts end with this future (dropped when the agent stops), not after it.
     let mut parts = tokio::task::JoinSet::new();
+    if options.tls.cert.is_empty() && options.serving_certificate_from_cluster {
+        let subject = server::certificate::Subject {
+            node: options.node_name.clone(),
+            addresses: options.node_ip.map(std::net::IpAddr::V4).into_iter().collect(),
+        };
+        let dir = options.data_dir.join("pki");
+        parts.spawn(server::certificate::keep(client.clone(), subject, dir, Arc::clone(&served)));
+    }
+    let client_ca = options.tls.client_ca.clone();
     parts.spawn(async move {
-        if let Err(e) = server::serve(endpoint, address, tls).await {
+        if let Err(e) = server::serve(endpoint, address, served, &client_ca).await {
             tracing::error!(error = %e, "the agent's endpoint stopped: logs are unavailable");
         }
     });
@@ -211,6 +221,18 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     parts.spawn(image::gc::run(Arc::clone(&agent)));
     pod::run(agent).await;
     Ok(())
+}
+
+/// The certificate the endpoint starts with: the one it was given, else a self-signed one
+/// (replaced by the cluster's when the agent asks for one).
+fn serving_certificate(options: &Options) -> Result<server::certificate::Served, Error> {
+    let failed = Error::ServingCertificate;
+    let (cert, key) = if options.tls.cert.is_empty() {
+        server::self_signed(&options.node_name, options.node_ip).map_err(failed)?
+    } else {
+        (options.tls.cert.clone(), options.tls.key.clone())
+    };
+    server::certificate::Served::new(&cert, &key).map_err(|e| failed(e.to_string()))
 }
 
 /// Imports every archive in `folder` (`.tar`, `.tar.gz` is not unpacked: archives are

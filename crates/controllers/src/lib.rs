@@ -9,6 +9,7 @@
 //! unit-tested in its module; the module's `run` wires them to caches and writes.
 
 pub mod cronjob;
+pub mod csr_approving;
 pub mod csr_cleaner;
 pub mod daemonset;
 pub mod deployment;
@@ -237,7 +238,10 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         options.terminated_pod_gc_threshold,
     ));
     tasks.spawn(cronjob::run(clients.take(cronjob::NAME)?, &mut cronjobs, &mut jobs));
-    tasks.spawn(csr_cleaner::run(clients.take(csr_cleaner::NAME)?, &mut signing_requests));
+    // The cleaner and the approver are both the certificate controller's.
+    let certificates = clients.take(csr_cleaner::NAME)?;
+    tasks.spawn(csr_cleaner::run(certificates.clone(), &mut signing_requests));
+    tasks.spawn(csr_approving::run(certificates, &mut signing_requests, &mut nodes));
     tasks.spawn(replication_controller::run(
         clients.take(replication_controller::NAME)?,
         &mut replication_controllers,

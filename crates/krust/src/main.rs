@@ -148,11 +148,15 @@ struct ServerArgs {
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
     /// A CA file (PEM) that node agents' serving certificates must chain to, for logs,
-    /// exec, attach and port-forward; without it they are not checked (upstream's default).
-    /// The agent `krust server` runs has a certificate of the cluster CA
-    /// (`<data-dir>/tls/ca.crt`).
-    #[arg(long)]
+    /// exec, attach and port-forward. By default the cluster CA (`<data-dir>/tls/ca.crt`),
+    /// which signs the certificate of the agent `krust server` runs and those agents ask for
+    /// (as k3s's default; upstream's is not to check).
+    #[arg(long, conflicts_with = "kubelet_insecure_tls")]
     kubelet_certificate_authority: Option<PathBuf>,
+    /// Does not check node agents' serving certificates (upstream's default when it has no
+    /// `--kubelet-certificate-authority`), for agents serving self-signed ones.
+    #[arg(long)]
+    kubelet_insecure_tls: bool,
     /// Whether requests without credentials are served as `system:anonymous` (only public
     /// information and discovery); `false` answers them 401.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -324,12 +328,19 @@ struct AgentArgs {
     /// The `kubernetes` service's cluster IP, given to pods in their environment.
     #[arg(long, default_value = "10.43.0.1")]
     kubernetes_service_ip: std::net::Ipv4Addr,
-    /// The endpoint's serving certificate (PEM); self-signed when absent.
+    /// The endpoint's serving certificate (PEM); when absent, one the cluster issues (see
+    /// `--rotate-server-certificates`), else a self-signed one.
     #[arg(long, requires = "tls_private_key_file")]
     tls_cert_file: Option<PathBuf>,
     /// The key of `--tls-cert-file`.
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// Without `--tls-cert-file`, asks the cluster for the endpoint's serving certificate (a
+    /// `kubernetes.io/kubelet-serving` CertificateSigningRequest, which krust's controllers
+    /// approve for the node's own name and addresses) and renews it before it expires, as
+    /// upstream's `serverTLSBootstrap`; `false` serves a self-signed one.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    rotate_server_certificates: bool,
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
@@ -669,7 +680,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         },
         max_list_response_bytes: Some(args.max_list_response_bytes).filter(|&bytes| bytes > 0),
         token_auth_file: args.token_auth_file,
-        kubelet_certificate_authority: args.kubelet_certificate_authority,
+        kubelet_certificate_authority: if args.kubelet_insecure_tls {
+            None
+        } else {
+            Some(
+                args.kubelet_certificate_authority
+                    .clone()
+                    .unwrap_or_else(|| args.data_dir.join("tls").join("ca.crt")),
+            )
+        },
         anonymous_auth: args.anonymous_auth,
         service_account_issuer: args.service_account_issuer,
         admission,
@@ -1054,6 +1073,7 @@ fn agent_options(
             key: String::new(),
             client_ca: String::new(),
         },
+        serving_certificate_from_cluster: false,
     })
 }
 
@@ -1077,6 +1097,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
     };
     options.tls.client_ca = ca;
+    options.serving_certificate_from_cluster = args.rotate_server_certificates;
     if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_private_key_file) {
         options.tls.cert = read(cert)?;
         options.tls.key = read(key)?;

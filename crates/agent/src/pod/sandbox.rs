@@ -268,6 +268,7 @@ mod tests {
                 key: String::new(),
                 client_ca: String::new(),
             },
+            serving_certificate_from_cluster: false,
         }
     }
 

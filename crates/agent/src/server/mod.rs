@@ -4,6 +4,7 @@
 //! (`system:masters`) is served: others ask the API server, which authorizes them against
 //! `pods/log`, `pods/exec`, `pods/attach` and `pods/portforward`.
 
+pub mod certificate;
 pub mod exec;
 pub mod logs;
 pub mod port_forward;
@@ -19,9 +20,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper::{Request, Response, StatusCode};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 
 use crate::Agent;
+use certificate::Served;
 use logs::LogOptions;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -64,32 +66,24 @@ pub fn self_signed(node: &str, ip: Option<std::net::Ipv4Addr>) -> Result<(String
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn tls_config(tls: &Tls) -> Result<rustls::ServerConfig, ServeError> {
+fn tls_config(served: Arc<Served>, client_ca: &str) -> Result<rustls::ServerConfig, ServeError> {
     let bad = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
-    let certs = |pem: &str| -> Result<Vec<CertificateDer<'static>>, ServeError> {
-        rustls_pemfile::certs(&mut pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| bad(&e))
-    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certs(&tls.client_ca)? {
-        roots.add(cert).map_err(|e| bad(&e))?;
+    for cert in rustls_pemfile::certs(&mut client_ca.as_bytes()) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = served.provider();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         Arc::clone(&provider),
     )
     .build()
     .map_err(|e| bad(&e))?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut tls.key.as_bytes())
-        .ok()
-        .flatten()
-        .ok_or_else(|| ServeError::Tls("no private key".into()))?;
-    rustls::ServerConfig::builder_with_provider(provider)
+    Ok(rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&tls.cert)?, key)
-        .map_err(|e| bad(&e))
+        .with_cert_resolver(served))
 }
 
 /// Whether a verified client certificate belongs to `system:masters` (the API server's).
@@ -102,9 +96,15 @@ fn is_master(cert: &CertificateDer<'_>) -> bool {
     })
 }
 
-/// Serves the endpoint for ever.
-pub async fn serve(agent: Arc<Agent>, address: SocketAddr, tls: Tls) -> Result<(), ServeError> {
-    let config = Arc::new(tls_config(&tls)?);
+/// Serves the endpoint for ever, with the certificate `served` holds at each handshake, to
+/// clients with a certificate of `client_ca` (PEM).
+pub async fn serve(
+    agent: Arc<Agent>,
+    address: SocketAddr,
+    served: Arc<Served>,
+    client_ca: &str,
+) -> Result<(), ServeError> {
+    let config = Arc::new(tls_config(served, client_ca)?);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| ServeError::Bind { address, source })?;

@@ -599,11 +599,12 @@ const CONTROLLERS: &[(&str, &[R])] = &[
                 &["certificates.k8s.io"],
                 &["certificatesigningrequests/approval", "certificatesigningrequests/status"],
             ),
+            // Beyond upstream: krust's approver also approves nodes' own serving certificates.
             named(
                 &["approve"],
                 &["certificates.k8s.io"],
                 &["signers"],
-                &["kubernetes.io/kube-apiserver-client-kubelet"],
+                &["kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"],
             ),
             named(
                 &["sign"],

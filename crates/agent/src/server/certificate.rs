@@ -1,0 +1,389 @@
+//! The endpoint's serving certificate from the cluster (upstream's kubelet with
+//! `serverTLSBootstrap`): the agent asks for one with a CertificateSigningRequest of the
+//! `kubernetes.io/kubelet-serving` signer (`CN=system:node:NAME`, `O=system:nodes`, the node's
+//! name and address as alternative names), keeps it in `<data-dir>/pki`, and asks for the next
+//! one at 70–90% of its life, as upstream's rotation does. Until the first is issued, the
+//! endpoint serves a self-signed one, which an API server checking agents refuses.
+//!
+//! The certificate is swapped under the running endpoint ([`Served`]): new handshakes get the
+//! new one, open connections keep theirs.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// The signer of node agents' serving certificates.
+pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// The longest wait between two failed requests.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A failure to get or use a serving certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The PEM material is unusable.
+    #[error("unusable certificate or key: {0}")]
+    Material(String),
+    /// The request could not be made or followed.
+    #[error("the certificate signing request: {0}")]
+    Api(#[from] kube::Error),
+    /// The request was denied, failed or deleted.
+    #[error("certificate signing request {name}: {reason}")]
+    Refused {
+        /// The request's name.
+        name: String,
+        /// Its `Denied` or `Failed` condition's message, or that it is gone.
+        reason: String,
+    },
+    /// The certificate could not be kept on disk.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The certificate the endpoint serves, replaceable while it runs.
+#[derive(Debug)]
+pub struct Served {
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Served {
+    /// Serves `cert` (a PEM chain) with `key` (PEM).
+    pub fn new(cert: &str, key: &str) -> Result<Served, CertificateError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = RwLock::new(certified_key(&provider, cert, key)?);
+        Ok(Served { provider, current })
+    }
+
+    /// Serves `cert` with `key` from the next handshake on.
+    pub fn replace(&self, cert: &str, key: &str) -> Result<(), CertificateError> {
+        let next = certified_key(&self.provider, cert, key)?;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    /// The crypto provider the certificate was loaded with.
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        Arc::clone(&self.provider)
+    }
+}
+
+impl ResolvesServerCert for Served {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner)))
+    }
+}
+
+fn certified_key(
+    provider: &CryptoProvider,
+    cert: &str,
+    key: &str,
+) -> Result<Arc<CertifiedKey>, CertificateError> {
+    let bad = |e: &dyn std::fmt::Display| CertificateError::Material(e.to_string());
+    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&e))?;
+    if chain.is_empty() {
+        return Err(CertificateError::Material("no certificate".into()));
+    }
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key.as_bytes())
+        .ok()
+        .flatten()
+        .ok_or_else(|| CertificateError::Material("no private key".into()))?;
+    let signing = provider.key_provider.load_private_key(key).map_err(|e| bad(&e))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+/// What the agent's certificate is for: its node and the names it is reached by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The node's name (also a DNS name of the certificate, as the `Hostname` address).
+    pub node: String,
+    /// The node's addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl Subject {
+    /// The certificate's common name.
+    pub fn common_name(&self) -> String {
+        format!("system:node:{}", self.node)
+    }
+}
+
+/// The life of a certificate in `pem` that is usable for `subject`: issued for its names and
+/// addresses, and not expired at `now`; `None` for any other.
+pub fn usable_life(
+    pem: &str,
+    subject: &Subject,
+    now: SystemTime,
+) -> Option<(SystemTime, SystemTime)> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = block.parse_x509().ok()?;
+    let seconds = |t: x509_parser::time::ASN1Time| {
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(u64::try_from(t.timestamp()).ok()?))
+    };
+    let (from, until) = (seconds(cert.validity().not_before)?, seconds(cert.validity().not_after)?);
+    if until <= now {
+        return None;
+    }
+    let names = cert.subject_alternative_name().ok().flatten()?;
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for name in &names.value.general_names {
+        match name {
+            x509_parser::extensions::GeneralName::DNSName(d) => dns.push(d.to_string()),
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => ips.extend(ip_of(bytes)),
+            _ => {}
+        }
+    }
+    let covered = dns.contains(&subject.node) && subject.addresses.iter().all(|a| ips.contains(a));
+    covered.then_some((from, until))
+}
+
+fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+/// When to ask for the next certificate: at `jitter` (0 to 1) between 70% and 90% of the
+/// certificate's life, as upstream's certificate manager.
+pub fn rotation_deadline(from: SystemTime, until: SystemTime, jitter: f64) -> SystemTime {
+    let life = until.duration_since(from).unwrap_or_default();
+    from + life.mul_f64(0.7 + 0.2 * jitter.clamp(0.0, 1.0))
+}
+
+/// A key and a certificate signing request (both PEM) for `subject`.
+pub fn signing_request(subject: &Subject) -> Result<(String, String), CertificateError> {
+    let bad = |e: rcgen::Error| CertificateError::Material(e.to_string());
+    let key = rcgen::KeyPair::generate().map_err(bad)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, subject.common_name());
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::DnsName(subject.node.clone().try_into().map_err(bad)?));
+    params
+        .subject_alt_names
+        .extend(subject.addresses.iter().copied().map(rcgen::SanType::IpAddress));
+    let request = params.serialize_request(&key).map_err(bad)?;
+    Ok((key.serialize_pem(), request.pem().map_err(bad)?))
+}
+
+/// Where the issued certificate and its key are kept.
+pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("serving.crt"), dir.join("serving.key"))
+}
+
+/// Asks the cluster for a serving certificate for `subject` and waits until it is issued,
+/// denied or failed; answers the key and the certificate (PEM).
+pub async fn request(
+    client: &Client,
+    subject: &Subject,
+) -> Result<(String, String), CertificateError> {
+    let (key, request) = signing_request(subject)?;
+    let api: Api<CertificateSigningRequest> = Api::all(client.clone());
+    let csr = CertificateSigningRequest {
+        metadata: ObjectMeta { generate_name: Some("csr-".into()), ..ObjectMeta::default() },
+        spec: CertificateSigningRequestSpec {
+            request: ByteString(request.into_bytes()),
+            signer_name: SIGNER.into(),
+            usages: Some(
+                ["digital signature", "key encipherment", "server auth"].map(String::from).into(),
+            ),
+            ..CertificateSigningRequestSpec::default()
+        },
+        status: None,
+    };
+    let created = api.create(&PostParams::default(), &csr).await?;
+    let name = created.name_any();
+    tracing::info!(csr = %name, "asked for a serving certificate");
+    let settled =
+        |csr: Option<&CertificateSigningRequest>| csr.is_none_or(|csr| outcome(csr).is_some());
+    let last = kube::runtime::wait::await_condition(api, &name, settled)
+        .await
+        .map_err(|e| CertificateError::Refused { name: name.clone(), reason: e.to_string() })?;
+    let refused = |reason: String| CertificateError::Refused { name: name.clone(), reason };
+    match last.as_ref().and_then(outcome) {
+        Some(Ok(cert)) => Ok((key, cert)),
+        Some(Err(reason)) => Err(refused(reason)),
+        None => Err(refused("deleted before it was issued".into())),
+    }
+}
+
+/// A request's outcome: its certificate, or why there will be none; `None` while pending.
+fn outcome(csr: &CertificateSigningRequest) -> Option<Result<String, String>> {
+    let status = csr.status.as_ref()?;
+    if let Some(ending) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| (c.type_ == "Denied" || c.type_ == "Failed") && c.status == "True")
+    {
+        let message = ending.message.clone().unwrap_or_default();
+        return Some(Err(format!("{}: {message}", ending.type_)));
+    }
+    let cert = status.certificate.as_ref().filter(|c| !c.0.is_empty())?;
+    Some(String::from_utf8(cert.0.clone()).map_err(|_| "the certificate is not PEM".to_string()))
+}
+
+/// Keeps the endpoint's certificate one the cluster issued for `subject`: starts from the
+/// one kept in `dir` if it is still usable, asks for a new one when it is missing or due, and
+/// retries failures with a growing back-off. Runs for ever.
+pub async fn keep(client: Client, subject: Subject, dir: PathBuf, served: Arc<Served>) {
+    let (cert_path, key_path) = paths(&dir);
+    let mut backoff = Duration::from_secs(2);
+    loop {
+        let kept =
+            std::fs::read_to_string(&cert_path).ok().zip(std::fs::read_to_string(&key_path).ok());
+        let due = match kept.as_ref().and_then(|(cert, key)| {
+            let life = usable_life(cert, &subject, SystemTime::now())?;
+            served.replace(cert, key).ok().map(|()| life)
+        }) {
+            Some((from, until)) => rotation_deadline(from, until, jitter()),
+            None => SystemTime::now(),
+        };
+        if let Ok(wait) = due.duration_since(SystemTime::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        match request(&client, &subject).await.and_then(|(key, cert)| {
+            served.replace(&cert, &key)?;
+            save(&dir, &cert, &key)
+        }) {
+            Ok(()) => {
+                tracing::info!(node = %subject.node, "serving a certificate the cluster issued");
+                backoff = Duration::from_secs(2);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "no serving certificate from the cluster yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// A number between 0 and 1 that differs from agent to agent and from start to start.
+fn jitter() -> f64 {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    f64::from(nanos.subsec_nanos() % 1000) / 1000.0
+}
+
+fn save(dir: &Path, cert: &str, key: &str) -> Result<(), CertificateError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (cert_path, key_path) = paths(dir);
+    let write = |path: &Path, text: &str, mode: u32| {
+        let err = |source| CertificateError::Write { path: path.to_path_buf(), source };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let partial = path.with_extension("partial");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&partial)
+            .map_err(err)?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&partial, path).map_err(err)
+    };
+    // The key first: a certificate on disk always has its key beside it.
+    write(&key_path, key, 0o600)?;
+    write(&cert_path, cert, 0o644)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        Subject { node: "node-a".into(), addresses: vec!["10.0.0.7".parse().expect("an address")] }
+    }
+
+    #[test]
+    fn a_signing_request_names_the_node_and_its_address() {
+        use x509_parser::prelude::FromDer;
+        let (_, pem) = signing_request(&subject()).expect("a request");
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("PEM");
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+                .expect("a CSR");
+        let info = &csr.certification_request_info;
+        let cn: Vec<_> =
+            info.subject.iter_common_name().map(|c| c.as_str().expect("text")).collect();
+        let o: Vec<_> =
+            info.subject.iter_organization().map(|c| c.as_str().expect("text")).collect();
+        assert_eq!((cn, o), (vec!["system:node:node-a"], vec!["system:nodes"]));
+    }
+
+    #[test]
+    fn a_certificate_is_usable_only_for_the_names_it_covers_and_until_it_expires() {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["node-a".into(), "10.0.0.7".into()]).expect("names");
+        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2027, 1, 1);
+        let pem = params.self_signed(&key).expect("a certificate").pem();
+        let at = |y: u64| SystemTime::UNIX_EPOCH + Duration::from_secs((y - 1970) * 31_557_600);
+        assert!(usable_life(&pem, &subject(), at(2026)).is_some());
+        assert!(usable_life(&pem, &subject(), at(2028)).is_none());
+        let moved =
+            Subject { addresses: vec!["10.0.0.8".parse().expect("an address")], ..subject() };
+        assert!(usable_life(&pem, &moved, at(2026)).is_none());
+        let renamed = Subject { node: "node-b".into(), ..subject() };
+        assert!(usable_life(&pem, &renamed, at(2026)).is_none());
+    }
+
+    #[test]
+    fn rotation_falls_between_seventy_and_ninety_percent_of_the_life() {
+        let from = SystemTime::UNIX_EPOCH;
+        let until = from + Duration::from_secs(1000);
+        assert_eq!(rotation_deadline(from, until, 0.0), from + Duration::from_secs(700));
+        assert_eq!(rotation_deadline(from, until, 1.0), from + Duration::from_secs(900));
+        assert_eq!(rotation_deadline(from, until, 7.0), from + Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_request_ends_with_its_certificate_or_its_refusal() {
+        use k8s_openapi::api::certificates::v1::{
+            CertificateSigningRequestCondition, CertificateSigningRequestStatus,
+        };
+        let mut csr = CertificateSigningRequest::default();
+        assert_eq!(outcome(&csr), None);
+        csr.status = Some(CertificateSigningRequestStatus {
+            certificate: Some(ByteString(b"PEM".to_vec())),
+            conditions: None,
+        });
+        assert_eq!(outcome(&csr), Some(Ok("PEM".into())));
+        csr.status = Some(CertificateSigningRequestStatus {
+            certificate: None,
+            conditions: Some(vec![CertificateSigningRequestCondition {
+                type_: "Denied".into(),
+                status: "True".into(),
+                message: Some("not this node's address".into()),
+                ..CertificateSigningRequestCondition::default()
+            }]),
+        });
+        assert_eq!(outcome(&csr), Some(Err("Denied: not this node's address".into())));
+    }
+}
