@@ -5,11 +5,14 @@
 //! namespace) mounted read-only at `/var/run/secrets/kubernetes.io/serviceaccount`. A pod
 //! without image pull secrets gets the account's.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::de::IgnoredAny;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, DownwardAPIProjection, DownwardAPIVolumeFile, KeyToPath,
-    ObjectFieldSelector, Pod, ProjectedVolumeSource, ServiceAccount as Account,
+    ObjectFieldSelector, ProjectedVolumeSource, ServiceAccount as Account,
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use krust_api::StatusError;
@@ -111,6 +114,52 @@ fn to_value<T: serde::Serialize>(t: &T) -> Result<Value, StatusError> {
     serde_json::to_value(t).map_err(|e| StatusError::internal(e.to_string()))
 }
 
+/// What this plugin reads of a pod (serde skips the rest without building it).
+#[derive(serde::Deserialize, Default)]
+struct PodAccount {
+    metadata: Option<AccountMeta>,
+    spec: Option<AccountSpec>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AccountMeta {
+    annotations: Option<BTreeMap<String, IgnoredAny>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct AccountSpec {
+    service_account_name: Option<String>,
+    automount_service_account_token: Option<bool>,
+    image_pull_secrets: Option<Vec<IgnoredAny>>,
+    volumes: Option<Vec<NamedVolume>>,
+    init_containers: Option<Vec<ContainerMounts>>,
+    containers: Option<Vec<ContainerMounts>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedVolume {
+    name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerMounts {
+    volume_mounts: Option<Vec<MountPath>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MountPath {
+    mount_path: Option<String>,
+}
+
+impl ContainerMounts {
+    fn mounts_credentials(&self) -> bool {
+        self.volume_mounts.iter().flatten().any(|m| m.mount_path.as_deref() == Some(MOUNT_PATH))
+    }
+}
+
 impl Mutating for ServiceAccount {
     fn admit(
         &self,
@@ -123,10 +172,13 @@ impl Mutating for ServiceAccount {
             return Ok(());
         }
         let Some(object) = object else { return Ok(()) };
-        let Some(pod) = typed::<Pod>(object) else { return Ok(()) };
-        let spec = pod.spec.clone().unwrap_or_default();
-        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-        if annotations.contains_key(MIRROR_ANNOTATION) {
+        let Some(pod) = typed::<PodAccount>(object) else { return Ok(()) };
+        let spec = pod.spec.unwrap_or_default();
+        let mirror = pod
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION));
+        if mirror {
             if spec.service_account_name.as_deref().is_some_and(|s| !s.is_empty()) {
                 return Err(forbidden(
                     attributes,
@@ -142,10 +194,7 @@ impl Mutating for ServiceAccount {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_string());
         let ns = attributes.namespace;
-        let Some(account) = cluster
-            .get("", "serviceaccounts", ns, &account_name)
-            .and_then(|a| typed::<Account>(&a))
-        else {
+        let Some(account) = cluster.get::<Account>("", "serviceaccounts", ns, &account_name) else {
             return Err(forbidden(
                 attributes,
                 Some(object),
@@ -179,15 +228,16 @@ impl ServiceAccount {
     /// at the mount path already, adding the volume when one needs it.
     fn mount_token(
         &self,
-        spec: &k8s_openapi::api::core::v1::PodSpec,
+        spec: &AccountSpec,
         spec_value: &mut serde_json::Map<String, Value>,
     ) -> Result<(), StatusError> {
         let existing = spec
             .volumes
             .iter()
             .flatten()
-            .find(|v| v.name.starts_with(VOLUME_PREFIX))
-            .map(|v| v.name.clone());
+            .filter_map(|v| v.name.as_deref())
+            .find(|name| name.starts_with(VOLUME_PREFIX))
+            .map(str::to_string);
         let volume_name =
             existing.clone().unwrap_or_else(|| format!("{VOLUME_PREFIX}{}", (self.suffix)()));
         let mount = to_value(&VolumeMount {
@@ -199,16 +249,14 @@ impl ServiceAccount {
         let mut needed = false;
         for (field, containers) in [
             ("initContainers", spec.init_containers.as_ref()),
-            ("containers", Some(&spec.containers)),
+            ("containers", spec.containers.as_ref()),
         ] {
             let Some(containers) = containers else { continue };
             let Some(values) = spec_value.get_mut(field).and_then(Value::as_array_mut) else {
                 continue;
             };
             for (container, value) in containers.iter().zip(values.iter_mut()) {
-                let mounted =
-                    container.volume_mounts.iter().flatten().any(|m| m.mount_path == MOUNT_PATH);
-                if mounted {
+                if container.mounts_credentials() {
                     continue;
                 }
                 let Some(value) = value.as_object_mut() else { continue };

@@ -115,6 +115,8 @@ pub struct Agent {
     pub seccomp_host: runtime::seccomp::Host,
     /// The node's allocatable CPU (millicores) and memory (bytes).
     pub allocatable: (u64, u64),
+    /// What `/kubepods` holds the pods to together.
+    pub pods_share: pod::resources::PodsShare,
     /// The lowest OOM score adjustment containers may get here.
     pub lowest_oom_score_adj: i32,
     /// Sandboxes made or removed at once (each takes threads, netlink sockets and mounts).
@@ -174,6 +176,12 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         (readings.cpus * 1000).saturating_sub(options.reserved.cpu_millis),
         readings.memory_total.saturating_sub(options.reserved.memory),
     );
+    let pods_share = pod::resources::PodsShare {
+        cpu_millis: allocatable.0,
+        memory_limit: readings.memory_total.saturating_sub(
+            options.reserved.memory.saturating_sub(options.eviction_hard.memory_amount()),
+        ),
+    };
     let host = Arc::new(host::Linux { exe: exe.clone() });
     let runtime = runtime::Runtime { root: runtime_root, runtime: oci, shim: exe };
     let agent = Arc::new(Agent {
@@ -190,6 +198,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         seccomp_root,
         seccomp_host: runtime::seccomp::Host::current(),
         allocatable,
+        pods_share,
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
         sandbox_setups: tokio::sync::Semaphore::new(SANDBOX_SETUPS),
     });

@@ -298,7 +298,7 @@ pub async fn run(agent: Arc<Agent>) {
         if std::mem::take(&mut qos_stale) {
             let pods: Vec<Arc<Pod>> =
                 workers.running.values().filter_map(|h| h.pod.borrow().clone()).collect();
-            qos.update(agent.host.as_ref(), pods.iter().map(|p| p.as_ref()), agent.allocatable.0);
+            qos.update(agent.host.as_ref(), pods.iter().map(|p| p.as_ref()), agent.pods_share);
         }
         // Pods left on disk from before this agent started, now gone: once both the API's
         // pods and the static pods are known (the static ones have their workers by now).

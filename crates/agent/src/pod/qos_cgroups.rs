@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::resources::{self, CgroupLimits};
+use super::resources::{self, CgroupLimits, PodsShare};
 use crate::host::Host;
 
 /// What was last written to the QoS-level cgroups.
@@ -20,13 +20,13 @@ impl QosCgroups {
         &mut self,
         host: &dyn Host,
         pods: impl IntoIterator<Item = &'a Pod>,
-        allocatable_millis: u64,
+        share: PodsShare,
     ) {
         let active = pods.into_iter().filter(|pod| {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded" | "Failed"))
         });
-        let wanted = resources::qos_cgroups(active, allocatable_millis);
+        let wanted = resources::qos_cgroups(active, share);
         if self.written == Some(wanted) {
             return;
         }
@@ -73,11 +73,12 @@ mod tests {
         let host = Recording::new();
         let mut qos = QosCgroups::default();
         let (a, b) = (pod("500m", "Running"), pod("1", "Pending"));
-        qos.update(&host, [&a], 2000);
-        qos.update(&host, [&a], 2000);
-        qos.update(&host, [&a, &b], 2000);
+        let share = PodsShare { cpu_millis: 2000, memory_limit: 1 << 30 };
+        qos.update(&host, [&a], share);
+        qos.update(&host, [&a], share);
+        qos.update(&host, [&a, &b], share);
         // A pod that has ended weighs nothing.
-        qos.update(&host, [&a, &pod("1", "Succeeded")], 2000);
+        qos.update(&host, [&a, &pod("1", "Succeeded")], share);
         assert_eq!(burstable_shares(&host), [512, 1536, 512]);
         assert_eq!(host.calls().len(), 9);
     }

@@ -134,13 +134,24 @@ pub fn cpu_request_millis(pod: &Pod) -> u64 {
     effective(spec, |c| request(c) as i64).max(0) as u64
 }
 
+/// What the node gives its pods together (upstream's node allocatable, enforced on
+/// `/kubepods` as its `enforce-node-allocatable=pods` default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodsShare {
+    /// The allocatable CPU, in millicores: `/kubepods` weighs as much.
+    pub cpu_millis: u64,
+    /// The memory the pods may use together, in bytes: capacity less the reserved amounts
+    /// (not less the eviction threshold, so that the agent evicts before the kernel kills).
+    pub memory_limit: u64,
+}
+
 /// The QoS-level cgroups under which the pods' own go, with their settings (upstream's QoS
-/// container manager): `/kubepods` weighs as the node's allocatable CPU, `burstable` as its
-/// pods' CPU requests together, and `besteffort` as little as a cgroup can. `pods` are the
-/// node's pods that have not ended.
+/// container manager): `/kubepods` weighs as the node's allocatable CPU and holds the pods'
+/// memory limit, `burstable` weighs as its pods' CPU requests together, and `besteffort` as
+/// little as a cgroup can. `pods` are the node's pods that have not ended.
 pub fn qos_cgroups<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
-    allocatable_millis: u64,
+    share: PodsShare,
 ) -> [(&'static str, CgroupLimits); 3] {
     let burstable: u64 =
         pods.into_iter().filter(|pod| qos(pod) == Qos::Burstable).map(cpu_request_millis).sum();
@@ -150,8 +161,9 @@ pub fn qos_cgroups<'a>(
         cpu_period: CPU_PERIOD_US,
         memory_limit: None,
     };
+    let memory_limit = i64::try_from(share.memory_limit).ok().filter(|&bytes| bytes > 0);
     [
-        ("/kubepods", weighing(allocatable_millis)),
+        ("/kubepods", CgroupLimits { memory_limit, ..weighing(share.cpu_millis) }),
         ("/kubepods/burstable", weighing(burstable)),
         ("/kubepods/besteffort", weighing(0)),
     ]
@@ -259,15 +271,19 @@ mod tests {
         let limited =
             pod(serde_json::json!({"limits": {"cpu": "500m"}, "requests": {"memory": "1Mi"}}));
         let guaranteed = pod(serde_json::json!({"limits": {"cpu": "1", "memory": "64Mi"}}));
+        let share = PodsShare { cpu_millis: 1900, memory_limit: 3 << 30 };
         let tiers =
-            qos_cgroups([&burstable, &limited, &guaranteed, &pod(serde_json::json!({}))], 1900);
+            qos_cgroups([&burstable, &limited, &guaranteed, &pod(serde_json::json!({}))], share);
         let shares: Vec<(&str, u64)> =
             tiers.iter().map(|(path, c)| (*path, c.cpu_shares)).collect();
         assert_eq!(
             shares,
             [("/kubepods", 1945), ("/kubepods/burstable", 768), ("/kubepods/besteffort", 2)]
         );
-        assert!(tiers.iter().all(|(_, c)| c.cpu_quota.is_none() && c.memory_limit.is_none()));
-        assert_eq!(qos_cgroups([], 1000)[1].1.cpu_shares, 2);
+        // Only `/kubepods` holds the pods' memory; no tier has a CPU quota.
+        let memory: Vec<Option<i64>> = tiers.iter().map(|(_, c)| c.memory_limit).collect();
+        assert_eq!(memory, [Some(3 << 30), None, None]);
+        assert!(tiers.iter().all(|(_, c)| c.cpu_quota.is_none()));
+        assert_eq!(qos_cgroups([], share)[1].1.cpu_shares, 2);
     }
 }

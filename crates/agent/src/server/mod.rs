@@ -55,8 +55,9 @@ pub enum ServeError {
     },
 }
 
-/// A self-signed serving certificate and key (PEM) for `node` (for an agent given none:
-/// the API server does not verify agents' certificates, as upstream's default).
+/// A self-signed serving certificate and key (PEM) for `node`: what an agent given none
+/// serves until the cluster issues one, or for good with `--rotate-server-certificates=false`
+/// (an API server checking agents refuses it).
 pub fn self_signed(node: &str, ip: Option<std::net::Ipv4Addr>) -> Result<(String, String), String> {
     let mut names = vec![node.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
     names.extend(ip.map(|ip| ip.to_string()));
