@@ -365,8 +365,8 @@ def test_images_are_imported_from_archives(node, tmp_path):
 
 def test_the_api_server_checks_agents_against_the_kubelet_certificate_authority(e2e_tmp):
     """With `--kubelet-certificate-authority`, the API server talks to an agent only when its
-    serving certificate chains to that CA: the cluster CA (which signs the certificate of the
-    agent `krust server` runs) works, another CA is refused with a clear error."""
+    serving certificate chains to that CA: the agents' CA (which signs the certificate of the
+    agent `krust server` runs; the default) works, another CA is refused with a clear error."""
     workdir = Path(tempfile.mkdtemp(prefix="test_agent-kubelet-ca-", dir=e2e_tmp))
     other_ca = workdir / "other-ca.crt"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -393,7 +393,7 @@ def test_the_api_server_checks_agents_against_the_kubelet_certificate_authority(
         refused = k.run("logs", "talker", "-n", ns)
         assert refused.returncode != 0 and "certificate" in refused.stderr, refused.stderr
         node.server.stop()
-        node.server.extra_args[-1] = str(workdir / "data" / "tls" / "ca.crt")
+        node.server.extra_args[-1] = str(workdir / "data" / "tls" / "kubelet-ca.crt")
         node.server.start()
         wait_for(lambda: k.run("logs", "talker", "-n", ns).stdout.strip() == "hello", 30, interval=0.5,
                  what="the log through an agent the server trusts")
@@ -784,16 +784,21 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
         p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
         wait_for(lambda: k("logs", "solo", "-n", ns).strip() == "alone", 20, interval=0.5, what="its log")
         assert k("exec", "solo", "-n", ns, "--", "sh", "-c", "echo via-$((1+1))").strip() == "via-2"
-        # The server checks agents against the cluster CA by default: the agent asked the cluster
-        # for its serving certificate, which krust's approver approved for the node's own names.
+        # The server checks agents against the agents' CA by default: the agent asked the cluster
+        # for its serving certificate, which krust's approver approved for the node's own names,
+        # and which the cluster CA (what pods and clients trust) does not vouch for.
         own = [c for c in k.json("get", "csr")["items"]
                if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
                and c["spec"]["username"] == f"system:node:{name}"]
         assert own and own[0]["status"].get("certificate"), own
         assert [c["reason"] for c in own[0]["status"]["conditions"] if c["type"] == "Approved"] == ["AutoApproved"]
-        verified = subprocess.run(["openssl", "verify", "-CAfile", str(workdir / "data" / "tls" / "ca.crt"),
+        def verify(ca):
+            return subprocess.run(["openssl", "verify", "-CAfile", str(workdir / "data" / "tls" / ca),
                                    str(agent_dir / "pki" / "serving.crt")], capture_output=True, text=True)
+        verified = verify("kubelet-ca.crt")
         assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert verify("ca.crt").returncode != 0
+        assert (agent_dir / "pki" / "serving.key").stat().st_mode & 0o777 == 0o600
         # A request of the node's naming another name is left pending, for a person to decide.
         key = workdir / "foreign.key"
         request = subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",

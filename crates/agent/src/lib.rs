@@ -202,18 +202,19 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
         lowest_oom_score_adj: sys::lowest_oom_score_adj(),
         sandbox_setups: tokio::sync::Semaphore::new(SANDBOX_SETUPS),
     });
-    let served = Arc::new(serving_certificate(&options)?);
+    let subject = server::certificate::Subject {
+        node: options.node_name.clone(),
+        addresses: options.node_ip.map(std::net::IpAddr::V4).into_iter().collect(),
+    };
+    let from_cluster = options.tls.cert.is_empty() && options.serving_certificate_from_cluster;
+    let pki = options.data_dir.join("pki");
+    let served = Arc::new(serving_certificate(&options, from_cluster.then_some((&pki, &subject)))?);
     let address = std::net::SocketAddr::from(([0, 0, 0, 0], options.port));
     let endpoint = Arc::clone(&agent);
     // The agent's parts end with this future (dropped when the agent stops), not after it.
     let mut parts = tokio::task::JoinSet::new();
-    if options.tls.cert.is_empty() && options.serving_certificate_from_cluster {
-        let subject = server::certificate::Subject {
-            node: options.node_name.clone(),
-            addresses: options.node_ip.map(std::net::IpAddr::V4).into_iter().collect(),
-        };
-        let dir = options.data_dir.join("pki");
-        parts.spawn(server::certificate::keep(client.clone(), subject, dir, Arc::clone(&served)));
+    if from_cluster {
+        parts.spawn(server::certificate::keep(client.clone(), subject, pki, Arc::clone(&served)));
     }
     let client_ca = options.tls.client_ca.clone();
     parts.spawn(async move {
@@ -232,14 +233,22 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// The certificate the endpoint starts with: the one it was given, else a self-signed one
-/// (replaced by the cluster's when the agent asks for one).
-fn serving_certificate(options: &Options) -> Result<server::certificate::Served, Error> {
+/// The certificate the endpoint starts with: the one it was given, else the one the cluster
+/// issued and the agent kept (`kept`: its folder and what it must be valid for), else a
+/// self-signed one (replaced by the cluster's when the agent asks for one).
+fn serving_certificate(
+    options: &Options,
+    kept: Option<(&std::path::Path, &server::certificate::Subject)>,
+) -> Result<server::certificate::Served, Error> {
     let failed = Error::ServingCertificate;
-    let (cert, key) = if options.tls.cert.is_empty() {
-        server::self_signed(&options.node_name, options.node_ip).map_err(failed)?
-    } else {
+    let (cert, key) = if !options.tls.cert.is_empty() {
         (options.tls.cert.clone(), options.tls.key.clone())
+    } else if let Some(issued) = kept.and_then(|(dir, subject)| {
+        server::certificate::kept(dir, subject, std::time::SystemTime::now())
+    }) {
+        issued.pem()
+    } else {
+        server::self_signed(&options.node_name, options.node_ip).map_err(failed)?
     };
     server::certificate::Served::new(&cert, &key).map_err(|e| failed(e.to_string()))
 }

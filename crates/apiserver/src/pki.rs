@@ -1,6 +1,9 @@
 //! The cluster's certificates: a CA, the serving certificate and the client certificates of
 //! the admin and of the controller manager, made on first start under `<data-dir>/tls/` and
-//! reused after; and their kubeconfigs.
+//! reused after; and their kubeconfigs. Node agents' serving certificates come from a CA of
+//! their own (`kubelet-ca.crt`, the `kubernetes.io/kubelet-serving` signer's), which only the
+//! API server trusts, and only towards agents: a node names its own addresses, so what it gets
+//! signed must not be trusted as the API server.
 
 use std::fs;
 use std::io;
@@ -131,6 +134,33 @@ fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> PkiError + '_ {
     move |source| PkiError::Certificate { what: what.to_string(), source }
 }
 
+/// The stem of the node agents' serving CA under `<data-dir>/tls` (`kubelet-ca.crt` and
+/// `kubelet-ca.key`).
+pub const KUBELET_CA: &str = "kubelet-ca";
+
+/// The CA `stem` (`.crt` and `.key` in `dir`), made with `common_name` when missing.
+fn authority(dir: &Path, stem: &str, common_name: &str) -> Result<(String, String), PkiError> {
+    let (crt, key) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+    if let (Some(cert), Some(key)) = (read(&crt)?, read(&key)?) {
+        return Ok((cert, key));
+    }
+    let key_pair = KeyPair::generate().map_err(cert_err("ca key"))?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ca"))?;
+    params.distinguished_name = name(common_name, None);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let cert = params.self_signed(&key_pair).map_err(cert_err("ca"))?;
+    let (cert, key_pem) = (cert.pem(), key_pair.serialize_pem());
+    write(&key, &key_pem)?;
+    write(&crt, &cert)?;
+    Ok((cert, key_pem))
+}
+
 /// Reads the certificates under `data_dir/tls`, making the missing ones, and writes the admin
 /// kubeconfig for `server_url` to `data_dir/admin.kubeconfig`.
 pub fn ensure(
@@ -155,31 +185,14 @@ pub fn ensure(
         "scheduler.key",
         "apiserver-kubelet-client.crt",
         "apiserver-kubelet-client.key",
+        "kubelet-ca.crt",
+        "kubelet-ca.key",
     ] {
         private(&dir.join(file), 0o600)?;
     }
 
-    let (ca_cert, ca_key) = match (read(&dir.join("ca.crt"))?, read(&dir.join("ca.key"))?) {
-        (Some(cert), Some(key)) => (cert, key),
-        _ => {
-            let key = KeyPair::generate().map_err(cert_err("ca key"))?;
-            let mut params =
-                CertificateParams::new(Vec::<String>::new()).map_err(cert_err("ca"))?;
-            params.distinguished_name = name("krust-ca", None);
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
-            params.not_after = rcgen::date_time_ymd(2036, 1, 1);
-            let cert = params.self_signed(&key).map_err(cert_err("ca"))?;
-            let (cert, key) = (cert.pem(), key.serialize_pem());
-            write(&dir.join("ca.key"), &key)?;
-            write(&dir.join("ca.crt"), &cert)?;
-            (cert, key)
-        }
-    };
+    let (ca_cert, ca_key) = authority(&dir, "ca", "krust-ca")?;
+    authority(&dir, KUBELET_CA, "krust-kubelet-serving-ca")?;
     let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
 
@@ -320,27 +333,34 @@ pub fn kubeconfig(server: &str, ca: &str, user: &str, cert: &str, key: &str) -> 
 /// The cluster CA's certificate (PEM) and an issuer of certificates signed by it, from the
 /// files [`ensure`] made.
 fn cluster_issuer(data_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
+    issuer_of(data_dir, "ca")
+}
+
+/// The CA `stem` under `<data-dir>/tls` as an issuer, with its certificate.
+fn issuer_of(data_dir: &Path, stem: &str) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
     let dir = data_dir.join("tls");
-    let missing = |what: &str| PkiError::Io {
+    let missing = |what: String| PkiError::Io {
         path: dir.join(what),
-        source: io::Error::new(io::ErrorKind::NotFound, "the cluster CA is missing"),
+        source: io::Error::new(io::ErrorKind::NotFound, "the CA is missing"),
     };
-    let ca_cert = read(&dir.join("ca.crt"))?.ok_or_else(|| missing("ca.crt"))?;
-    let ca_key = read(&dir.join("ca.key"))?.ok_or_else(|| missing("ca.key"))?;
+    let ca_cert =
+        read(&dir.join(format!("{stem}.crt")))?.ok_or_else(|| missing(format!("{stem}.crt")))?;
+    let ca_key =
+        read(&dir.join(format!("{stem}.key")))?.ok_or_else(|| missing(format!("{stem}.key")))?;
     let ca_key_pair = KeyPair::from_pem(&ca_key).map_err(cert_err("ca key"))?;
     let issuer = Issuer::from_ca_cert_pem(&ca_cert, ca_key_pair).map_err(cert_err("ca"))?;
     Ok((ca_cert, issuer))
 }
 
-/// A serving certificate and key (PEM) for the node agent's endpoint, signed by the cluster
-/// CA, valid for the node's name and `addresses`; made anew on every call (the agent keeps
-/// it in memory).
+/// A serving certificate and key (PEM) for the node agent's endpoint, signed by the agents'
+/// CA ([`KUBELET_CA`]), valid for the node's name and `addresses`; made anew on every call
+/// (the agent keeps it in memory).
 pub fn node_serving(
     data_dir: &Path,
     node: &str,
     addresses: &[IpAddr],
 ) -> Result<(String, String), PkiError> {
-    let (_, issuer) = cluster_issuer(data_dir)?;
+    let (_, issuer) = issuer_of(data_dir, KUBELET_CA)?;
     let mut names = vec![node.to_string(), "localhost".to_string()];
     names.extend(addresses.iter().map(ToString::to_string));
     names.push("127.0.0.1".to_string());

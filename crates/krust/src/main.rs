@@ -148,9 +148,9 @@ struct ServerArgs {
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
     /// A CA file (PEM) that node agents' serving certificates must chain to, for logs,
-    /// exec, attach and port-forward. By default the cluster CA (`<data-dir>/tls/ca.crt`),
-    /// which signs the certificate of the agent `krust server` runs and those agents ask for
-    /// (as k3s's default; upstream's is not to check).
+    /// exec, attach and port-forward. By default the agents' CA
+    /// (`<data-dir>/tls/kubelet-ca.crt`), which signs the certificate of the agent `krust
+    /// server` runs and those agents ask for (upstream's default is not to check).
     #[arg(long, conflicts_with = "kubelet_insecure_tls")]
     kubelet_certificate_authority: Option<PathBuf>,
     /// Does not check node agents' serving certificates (upstream's default when it has no
@@ -686,7 +686,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             Some(
                 args.kubelet_certificate_authority
                     .clone()
-                    .unwrap_or_else(|| args.data_dir.join("tls").join("ca.crt")),
+                    .unwrap_or_else(|| args.data_dir.join("tls").join("kubelet-ca.crt")),
             )
         },
         anonymous_auth: args.anonymous_auth,

@@ -28,6 +28,10 @@ use rustls::sign::CertifiedKey;
 /// The signer of node agents' serving certificates.
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
 
+/// How long a request may stay undecided before the agent asks anew (upstream's certificate
+/// manager waits as long).
+const DECISION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 /// The longest wait between two failed requests.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -40,6 +44,14 @@ pub enum CertificateError {
     /// The request could not be made or followed.
     #[error("the certificate signing request: {0}")]
     Api(#[from] kube::Error),
+    /// The request could not be followed to its end, or was not decided in time.
+    #[error("certificate signing request {name}: {reason}")]
+    Await {
+        /// The request's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The request was denied, failed or deleted.
     #[error("certificate signing request {name}: {reason}")]
     Refused {
@@ -108,8 +120,8 @@ fn certified_key(
         .ok()
         .flatten()
         .ok_or_else(|| CertificateError::Material("no private key".into()))?;
-    let signing = provider.key_provider.load_private_key(key).map_err(|e| bad(&e))?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+    // Checks that the key is the certificate's.
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, provider).map_err(|e| bad(&e))?))
 }
 
 /// What the agent's certificate is for: its node and the names it is reached by.
@@ -208,9 +220,8 @@ pub async fn request(
         spec: CertificateSigningRequestSpec {
             request: ByteString(request.into_bytes()),
             signer_name: SIGNER.into(),
-            usages: Some(
-                ["digital signature", "key encipherment", "server auth"].map(String::from).into(),
-            ),
+            // An ECDSA key only signs: no `key encipherment` (upstream asks for it for RSA).
+            usages: Some(["digital signature", "server auth"].map(String::from).into()),
             ..CertificateSigningRequestSpec::default()
         },
         status: None,
@@ -220,9 +231,20 @@ pub async fn request(
     tracing::info!(csr = %name, "asked for a serving certificate");
     let settled =
         |csr: Option<&CertificateSigningRequest>| csr.is_none_or(|csr| outcome(csr).is_some());
-    let last = kube::runtime::wait::await_condition(api, &name, settled)
-        .await
-        .map_err(|e| CertificateError::Refused { name: name.clone(), reason: e.to_string() })?;
+    let waiting = kube::runtime::wait::await_condition(api, &name, settled);
+    let last = match tokio::time::timeout(DECISION_TIMEOUT, waiting).await {
+        Ok(Ok(last)) => last,
+        Ok(Err(e)) => {
+            return Err(CertificateError::Await { name, reason: e.to_string() });
+        }
+        Err(_) => {
+            let reason = format!(
+                "not issued within {} min (kubectl certificate approve {name}, if it is this node's)",
+                DECISION_TIMEOUT.as_secs() / 60
+            );
+            return Err(CertificateError::Await { name, reason });
+        }
+    };
     let refused = |reason: String| CertificateError::Refused { name: name.clone(), reason };
     match last.as_ref().and_then(outcome) {
         Some(Ok(cert)) => Ok((key, cert)),
@@ -247,32 +269,75 @@ fn outcome(csr: &CertificateSigningRequest) -> Option<Result<String, String>> {
     Some(String::from_utf8(cert.0.clone()).map_err(|_| "the certificate is not PEM".to_string()))
 }
 
+/// The certificate kept in `dir`, with its key and life, if it is still usable for
+/// `subject` and its key is its own.
+pub fn kept(dir: &Path, subject: &Subject, now: SystemTime) -> Option<Issued> {
+    let (cert_path, key_path) = paths(dir);
+    let cert = std::fs::read_to_string(cert_path).ok()?;
+    let key = std::fs::read_to_string(key_path).ok()?;
+    Issued::new(cert, key, subject, now).ok()
+}
+
+/// A certificate the cluster issued, with its key.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    cert: String,
+    key: String,
+    life: (SystemTime, SystemTime),
+}
+
+impl Issued {
+    /// `cert` with `key`, if it is usable for `subject` at `now` and the key is its own.
+    pub fn new(
+        cert: String,
+        key: String,
+        subject: &Subject,
+        now: SystemTime,
+    ) -> Result<Issued, CertificateError> {
+        let life = usable_life(&cert, subject, now).ok_or_else(|| {
+            CertificateError::Material("not valid now, or not for this node's names".into())
+        })?;
+        certified_key(&rustls::crypto::ring::default_provider(), &cert, &key)?;
+        Ok(Issued { cert, key, life })
+    }
+
+    /// The certificate and its key (PEM).
+    pub fn pem(self) -> (String, String) {
+        (self.cert, self.key)
+    }
+}
+
 /// Keeps the endpoint's certificate one the cluster issued for `subject`: starts from the
-/// one kept in `dir` if it is still usable, asks for a new one when it is missing or due, and
-/// retries failures with a growing back-off. Runs for ever.
+/// one kept in `dir` if it is still usable, asks for a new one when there is none or it is
+/// due, and retries failures with a growing back-off. Runs for ever.
 pub async fn keep(client: Client, subject: Subject, dir: PathBuf, served: Arc<Served>) {
-    let (cert_path, key_path) = paths(&dir);
+    let mut current = kept(&dir, &subject, SystemTime::now());
     let mut backoff = Duration::from_secs(2);
     loop {
-        let kept =
-            std::fs::read_to_string(&cert_path).ok().zip(std::fs::read_to_string(&key_path).ok());
-        let due = match kept.as_ref().and_then(|(cert, key)| {
-            let life = usable_life(cert, &subject, SystemTime::now())?;
-            served.replace(cert, key).ok().map(|()| life)
-        }) {
-            Some((from, until)) => rotation_deadline(from, until, jitter()),
-            None => SystemTime::now(),
-        };
-        if let Ok(wait) = due.duration_since(SystemTime::now()) {
-            tokio::time::sleep(wait).await;
+        if let Some(issued) = &current {
+            let due = rotation_deadline(issued.life.0, issued.life.1, jitter());
+            if let Ok(wait) = due.duration_since(SystemTime::now()) {
+                tokio::time::sleep(wait).await;
+            }
         }
-        match request(&client, &subject).await.and_then(|(key, cert)| {
-            served.replace(&cert, &key)?;
-            save(&dir, &cert, &key)
-        }) {
-            Ok(()) => {
+        let asked = request(&client, &subject).await.and_then(|(key, cert)| {
+            let issued = Issued::new(cert, key, &subject, SystemTime::now())?;
+            served.replace(&issued.cert, &issued.key)?;
+            Ok(issued)
+        });
+        match asked {
+            Ok(issued) => {
                 tracing::info!(node = %subject.node, "serving a certificate the cluster issued");
                 backoff = Duration::from_secs(2);
+                // Served already; a failed write only costs a new request at the next start.
+                let writing = {
+                    let (dir, issued) = (dir.clone(), issued.clone());
+                    tokio::task::spawn_blocking(move || save(&dir, &issued.cert, &issued.key))
+                };
+                if let Ok(Err(e)) = writing.await {
+                    tracing::warn!(error = %e, "cannot keep the serving certificate on disk");
+                }
+                current = Some(issued);
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "no serving certificate from the cluster yet");
@@ -289,25 +354,35 @@ fn jitter() -> f64 {
     f64::from(nanos.subsec_nanos() % 1000) / 1000.0
 }
 
+/// Writes the certificate and its key into `dir` (0700), each whole (a file of its own
+/// renamed over the old one): the key private (0600), the certificate last, so that a
+/// certificate on disk is only ever beside its own key or an unusable pair, which [`kept`]
+/// refuses.
 fn save(dir: &Path, cert: &str, key: &str) -> Result<(), CertificateError> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let (cert_path, key_path) = paths(dir);
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CertificateError::Write { path, source }
+    };
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed(dir))?;
     let write = |path: &Path, text: &str, mode: u32| {
-        let err = |source| CertificateError::Write { path: path.to_path_buf(), source };
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let partial = path.with_extension("partial");
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        // A partial file left by a crash is made anew, with this file's mode.
+        let _ = std::fs::remove_file(&partial);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&partial)
-            .map_err(err)?;
-        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(err)?;
-        file.sync_all().map_err(err)?;
-        std::fs::rename(&partial, path).map_err(err)
+            .map_err(failed(&partial))?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).map_err(failed(&partial))?;
+        file.sync_all().map_err(failed(&partial))?;
+        std::fs::rename(&partial, path).map_err(failed(path))
     };
-    // The key first: a certificate on disk always has its key beside it.
     write(&key_path, key, 0o600)?;
     write(&cert_path, cert, 0o644)
 }
@@ -352,6 +427,36 @@ mod tests {
         assert!(usable_life(&pem, &moved, at(2026)).is_none());
         let renamed = Subject { node: "node-b".into(), ..subject() };
         assert!(usable_life(&pem, &renamed, at(2026)).is_none());
+    }
+
+    #[test]
+    fn a_kept_certificate_is_used_only_beside_its_own_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("pki");
+        let cert = |key: &rcgen::KeyPair| {
+            rcgen::CertificateParams::new(vec!["node-a".into(), "10.0.0.7".into()])
+                .expect("names")
+                .self_signed(key)
+                .expect("a certificate")
+                .pem()
+        };
+        let (key, other) = (
+            rcgen::KeyPair::generate().expect("a key"),
+            rcgen::KeyPair::generate().expect("a key"),
+        );
+        // A partial file a crash left, world-readable: the key is written anew, private.
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("serving.key.partial"), "stale").expect("partial");
+        save(&dir, &cert(&key), &key.serialize_pem()).expect("saved");
+        let mode =
+            |path: PathBuf| std::fs::metadata(path).expect("file").permissions().mode() & 0o777;
+        assert_eq!((mode(dir.join("serving.key")), mode(dir.clone())), (0o600, 0o700));
+        assert!(kept(&dir, &subject(), SystemTime::now()).is_some());
+        // A crash between the key and the certificate: a new key beside the old certificate.
+        save(&dir, &cert(&key), &other.serialize_pem()).expect("saved");
+        assert!(kept(&dir, &subject(), SystemTime::now()).is_none());
+        assert!(Served::new(&cert(&key), &other.serialize_pem()).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The signer of certificate signing requests, as upstream's `csrsigning` controller: each
 //! approved, not yet issued CSR for one of the built-in signers is signed by the cluster CA
-//! (`<data-dir>/tls/ca.crt` and `ca.key`) and its certificate written to `status.certificate`;
+//! (`<data-dir>/tls/ca.crt` and `ca.key`), or for `kubernetes.io/kubelet-serving` by the agents'
+//! CA (`kubelet-ca.crt`, as upstream's `--cluster-signing-kubelet-serving-cert-file`), and its
+//! certificate written to `status.certificate`;
 //! a request the signer refuses gets a `Failed` condition (`SignerValidationFailure`).
 //!
 //! Signers (upstream's rules, [`check`]):
@@ -200,19 +202,23 @@ pub fn sign(csr: &Value, issuer: &Issuer<'_, KeyPair>, now: i64) -> Result<Strin
     Ok(cert.pem())
 }
 
-/// Reads the cluster CA of `tls_dir` as an issuer.
-fn issuer(tls_dir: &std::path::Path) -> Result<Issuer<'static, KeyPair>, String> {
-    let read = |f: &str| std::fs::read_to_string(tls_dir.join(f)).map_err(|e| format!("{f}: {e}"));
-    let key = KeyPair::from_pem(&read("ca.key")?).map_err(|e| format!("ca.key: {e}"))?;
-    Issuer::from_ca_cert_pem(&read("ca.crt")?, key).map_err(|e| format!("ca.crt: {e}"))
+/// Reads the CA `stem` of `tls_dir` (`.crt` and `.key`) as an issuer.
+fn issuer(tls_dir: &std::path::Path, stem: &str) -> Result<Issuer<'static, KeyPair>, String> {
+    let read =
+        |f: String| std::fs::read_to_string(tls_dir.join(&f)).map_err(|e| format!("{f}: {e}"));
+    let key =
+        KeyPair::from_pem(&read(format!("{stem}.key"))?).map_err(|e| format!("{stem}.key: {e}"))?;
+    Issuer::from_ca_cert_pem(&read(format!("{stem}.crt"))?, key)
+        .map_err(|e| format!("{stem}.crt: {e}"))
 }
 
 /// Signs approved requests as they appear, until the server stops.
 pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
-    let issuer = match issuer(&tls_dir) {
-        Ok(issuer) => issuer,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read the cluster CA; the CSR signer is off");
+    let (cluster, agents) = match (issuer(&tls_dir, "ca"), issuer(&tls_dir, crate::pki::KUBELET_CA))
+    {
+        (Ok(cluster), Ok(agents)) => (cluster, agents),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot read the signers' CAs; the CSR signer is off");
             return;
         }
     };
@@ -243,7 +249,11 @@ pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
                     .unwrap_or_default()
                     .to_string();
                 let now = timestamp(Utc::now());
-                match sign(&csr, &issuer, Utc::now().timestamp()) {
+                // Agents' serving certificates come from their CA, the rest from the cluster's.
+                let serving = csr.pointer("/spec/signerName").and_then(Value::as_str)
+                    == Some("kubernetes.io/kubelet-serving");
+                let issuer = if serving { &agents } else { &cluster };
+                match sign(&csr, issuer, Utc::now().timestamp()) {
                     Ok(pem) => {
                         csr["status"]["certificate"] =
                             json!(base64::engine::general_purpose::STANDARD.encode(pem));

@@ -1,11 +1,16 @@
 //! Whether a node agent's serving certificate request is approved: it must come from the node
 //! it names (`CN=system:node:NAME`, `O=system:nodes`, made by `system:node:NAME` in
 //! `system:nodes`), ask only for serving usages, and name only the node's own names and
-//! addresses (those in its `status.addresses`). Upstream leaves these requests to an approver
-//! outside the cluster (kubelet-csr-approver checks the same things); krust approves them so
-//! that agents serve certificates the API server can check. A request that is not approved is
-//! left pending, for a person to approve or deny, as upstream's approvers leave what they do
-//! not recognise.
+//! addresses (those in its `status.addresses`) that no other node reports. Upstream leaves
+//! these requests to an approver outside the cluster (kubelet-csr-approver); krust approves
+//! them so that agents serve certificates the API server can check.
+//!
+//! A node writes its own addresses, so this approval is only as strong as what such a
+//! certificate can do: the `kubernetes.io/kubelet-serving` signer has a CA of its own, which
+//! only the API server trusts, and only towards agents. A certificate for another node's name
+//! or address is never approved, so a node cannot stand in for another. A request that is not
+//! approved is left pending, for a person to approve or deny, as upstream's approvers leave
+//! what they do not recognise.
 
 use std::net::IpAddr;
 
@@ -86,6 +91,14 @@ pub fn read(pem: &[u8]) -> Result<Requested, String> {
     Ok(requested)
 }
 
+/// A node's addresses, as (type, address).
+fn addresses_of(node: &Node) -> impl Iterator<Item = (&str, &str)> {
+    node.status
+        .iter()
+        .flat_map(|s| s.addresses.iter().flatten())
+        .map(|a| (a.type_.as_str(), a.address.as_str()))
+}
+
 fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
@@ -103,12 +116,13 @@ pub fn node_of(csr: &CertificateSigningRequest) -> Option<&str> {
         .filter(|name| !name.is_empty())
 }
 
-/// What to do with `csr`, given what it asks for (`requested`, `None` when unreadable) and
-/// the node it names (`node`, `None` when there is none).
-pub fn decide(
+/// What to do with `csr`, given what it asks for (`requested`, `None` when unreadable), the
+/// node it names (`node`, `None` when there is none) and the cluster's other nodes.
+pub fn decide<'a>(
     csr: &CertificateSigningRequest,
     requested: Option<&Requested>,
     node: Option<&Node>,
+    others: impl IntoIterator<Item = &'a Node> + Clone,
 ) -> Decision {
     let decided = csr.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -151,17 +165,38 @@ pub fn decide(
     let Some(node) = node else {
         return leave("its node is not registered yet");
     };
-    let addresses = node.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
-    let has = |types: &[&str], value: &str| {
-        addresses.iter().any(|a| types.contains(&a.type_.as_str()) && a.address == value)
-    };
     let dns_types = ["Hostname", "InternalDNS", "ExternalDNS"];
-    if let Some(dns) = requested.dns_names.iter().find(|d| !has(&dns_types, d)) {
-        return Decision::Leave(format!("the DNS name {dns} is not among the node's addresses"));
-    }
     let ip_types = ["InternalIP", "ExternalIP"];
-    if let Some(ip) = requested.ip_addresses.iter().find(|ip| !has(&ip_types, &ip.to_string())) {
-        return Decision::Leave(format!("the IP address {ip} is not among the node's addresses"));
+    let reports_name = |node: &Node, dns: &str| {
+        addresses_of(node).any(|(t, a)| dns_types.contains(&t) && a.eq_ignore_ascii_case(dns))
+    };
+    let reports_ip = |node: &Node, ip: IpAddr| {
+        addresses_of(node).any(|(t, a)| {
+            ip_types.contains(&t) && a.parse::<IpAddr>().is_ok_and(|a| a.to_canonical() == ip)
+        })
+    };
+    for dns in &requested.dns_names {
+        if !reports_name(node, dns) {
+            return Decision::Leave(format!(
+                "the DNS name {dns} is not among the node's addresses"
+            ));
+        }
+        if others.clone().into_iter().any(|other| reports_name(other, dns)) {
+            return Decision::Leave(format!("another node reports the DNS name {dns}"));
+        }
+    }
+    for ip in requested.ip_addresses.iter().map(|ip| ip.to_canonical()) {
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Decision::Leave(format!("the IP address {ip} is no node's"));
+        }
+        if !reports_ip(node, ip) {
+            return Decision::Leave(format!(
+                "the IP address {ip} is not among the node's addresses"
+            ));
+        }
+        if others.clone().into_iter().any(|other| reports_ip(other, ip)) {
+            return Decision::Leave(format!("another node reports the IP address {ip}"));
+        }
     }
     Decision::Approve
 }
@@ -218,23 +253,56 @@ mod tests {
         let a = node(&[("InternalIP", "10.0.0.7"), ("Hostname", "a")]);
         let own = requested("a", &["a"], &["10.0.0.7"]);
         let leaves = |d: Decision| matches!(d, Decision::Leave(_));
-        assert_eq!(decide(&csr("system:node:a"), Some(&own), Some(&a)), Decision::Approve);
+        assert_eq!(decide(&csr("system:node:a"), Some(&own), Some(&a), []), Decision::Approve);
         // Another node's name, an address it does not have, no node yet, no node at all.
-        assert!(leaves(decide(&csr("system:node:b"), Some(&own), Some(&a))));
+        assert!(leaves(decide(&csr("system:node:b"), Some(&own), Some(&a), [])));
         let elsewhere = requested("a", &["a"], &["10.0.0.8"]);
-        assert!(leaves(decide(&csr("system:node:a"), Some(&elsewhere), Some(&a))));
+        assert!(leaves(decide(&csr("system:node:a"), Some(&elsewhere), Some(&a), [])));
         let foreign_name = requested("a", &["kubernetes.default"], &[]);
-        assert!(leaves(decide(&csr("system:node:a"), Some(&foreign_name), Some(&a))));
-        assert!(leaves(decide(&csr("system:node:a"), Some(&own), None)));
-        assert!(leaves(decide(&csr("alice"), Some(&own), Some(&a))));
+        assert!(leaves(decide(&csr("system:node:a"), Some(&foreign_name), Some(&a), [])));
+        assert!(leaves(decide(&csr("system:node:a"), Some(&own), None, [])));
+        assert!(leaves(decide(&csr("alice"), Some(&own), Some(&a), [])));
         // A client usage, or a subject outside system:nodes.
         let mut client = csr("system:node:a");
         client.spec.usages = Some(vec!["client auth".into()]);
-        assert!(leaves(decide(&client, Some(&own), Some(&a))));
+        assert!(leaves(decide(&client, Some(&own), Some(&a), [])));
         let masters = Requested { organizations: vec!["system:masters".into()], ..own.clone() };
-        assert!(leaves(decide(&csr("system:node:a"), Some(&masters), Some(&a))));
+        assert!(leaves(decide(&csr("system:node:a"), Some(&masters), Some(&a), [])));
         let email = Requested { other_names: 1, ..own.clone() };
-        assert!(leaves(decide(&csr("system:node:a"), Some(&email), Some(&a))));
+        assert!(leaves(decide(&csr("system:node:a"), Some(&email), Some(&a), [])));
+    }
+
+    #[test]
+    fn a_name_or_address_another_node_reports_is_never_approved() {
+        // Node a wrote node b's address and name into its own status.
+        let a = node(&[
+            ("InternalIP", "10.0.0.7"),
+            ("InternalIP", "10.0.0.9"),
+            ("Hostname", "a"),
+            ("Hostname", "b"),
+        ]);
+        let b = node(&[("InternalIP", "10.0.0.9"), ("Hostname", "b")]);
+        let leaves = |d: Decision| matches!(d, Decision::Leave(_));
+        let own = requested("a", &["a"], &["10.0.0.7"]);
+        assert_eq!(decide(&csr("system:node:a"), Some(&own), Some(&a), [&b]), Decision::Approve);
+        let b_address = requested("a", &["a"], &["10.0.0.9"]);
+        assert!(leaves(decide(&csr("system:node:a"), Some(&b_address), Some(&a), [&b])));
+        let b_name = requested("a", &["B"], &[]);
+        assert!(leaves(decide(&csr("system:node:a"), Some(&b_name), Some(&a), [&b])));
+        let nowhere = requested("a", &["a"], &["0.0.0.0"]);
+        let everywhere = node(&[("InternalIP", "0.0.0.0"), ("Hostname", "a")]);
+        assert!(leaves(decide(&csr("system:node:a"), Some(&nowhere), Some(&everywhere), [])));
+    }
+
+    #[test]
+    fn addresses_compare_as_addresses_not_as_text() {
+        let v6 =
+            node(&[("InternalIP", "fd00:0:0::7"), ("InternalIP", "10.0.0.7"), ("Hostname", "a")]);
+        let written_otherwise = requested("a", &["a"], &["fd00::7", "::ffff:10.0.0.7"]);
+        assert_eq!(
+            decide(&csr("system:node:a"), Some(&written_otherwise), Some(&v6), []),
+            Decision::Approve
+        );
     }
 
     #[test]
@@ -243,7 +311,7 @@ mod tests {
         let own = requested("a", &["a"], &[]);
         let mut client = csr("system:node:a");
         client.spec.signer_name = "kubernetes.io/kube-apiserver-client-kubelet".into();
-        assert_eq!(decide(&client, Some(&own), Some(&a)), Decision::NotOurs);
+        assert_eq!(decide(&client, Some(&own), Some(&a), []), Decision::NotOurs);
         let mut denied = csr("system:node:a");
         denied.status = Some(CertificateSigningRequestStatus {
             conditions: Some(vec![CertificateSigningRequestCondition {
@@ -253,7 +321,7 @@ mod tests {
             }]),
             certificate: None,
         });
-        assert_eq!(decide(&denied, Some(&own), Some(&a)), Decision::NotOurs);
+        assert_eq!(decide(&denied, Some(&own), Some(&a), []), Decision::NotOurs);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn error_policy(
     error: &kube::Error,
     _: Arc<Context>,
 ) -> Action {
-    tracing::debug!(csr = %csr.name_any(), error = %error, "csr approval failed");
+    tracing::warn!(csr = %csr.name_any(), error = %error, "cannot approve a certificate signing request");
     Action::requeue(Duration::from_secs(10))
 }
 
@@ -69,8 +69,11 @@ async fn reconcile(
     context: Arc<Context>,
 ) -> Result<Action, kube::Error> {
     let requested = decide::read(&csr.spec.request.0);
-    let node = decide::node_of(&csr).and_then(|name| context.nodes.get(&ObjectRef::new(name)));
-    match decide::decide(&csr, requested.as_ref().ok(), node.as_deref()) {
+    let name = decide::node_of(&csr);
+    let node = name.and_then(|name| context.nodes.get(&ObjectRef::new(name)));
+    let nodes = if node.is_some() { context.nodes.state() } else { Vec::new() };
+    let others = nodes.iter().map(|n| &**n).filter(|n| n.metadata.name.as_deref() != name);
+    match decide::decide(&csr, requested.as_ref().ok(), node.as_deref(), others) {
         Decision::NotOurs => {}
         Decision::Leave(reason) => {
             tracing::debug!(csr = %csr.name_any(), %reason, "left a serving certificate request pending");
