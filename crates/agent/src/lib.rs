@@ -139,8 +139,8 @@ pub enum Error {
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
     /// The endpoint's serving certificate is unusable.
-    #[error("the endpoint's serving certificate: {0}")]
-    ServingCertificate(String),
+    #[error("the endpoint's serving certificate")]
+    ServingCertificate(#[source] server::certificate::CertificateError),
     /// The registry configuration cannot be used.
     #[error(transparent)]
     Registries(#[from] image::registry::config::ConfigError),
@@ -250,7 +250,7 @@ fn serving_certificate(
     } else {
         server::self_signed(&options.node_name, options.node_ip).map_err(failed)?
     };
-    server::certificate::Served::new(&cert, &key).map_err(|e| failed(e.to_string()))
+    server::certificate::Served::new(&cert, &key).map_err(failed)
 }
 
 /// Imports every archive in `folder` (`.tar`, `.tar.gz` is not unpacked: archives are

@@ -41,6 +41,15 @@ pub enum CertificateError {
     /// The PEM material is unusable.
     #[error("unusable certificate or key: {0}")]
     Material(String),
+    /// The PEM text cannot be read.
+    #[error("unreadable PEM")]
+    Pem(#[source] std::io::Error),
+    /// The certificate and key cannot be served (not a pair, an unsupported key).
+    #[error("cannot serve the certificate")]
+    Tls(#[source] rustls::Error),
+    /// A key, request or certificate cannot be made.
+    #[error("cannot make a key, request or certificate")]
+    Generate(#[source] rcgen::Error),
     /// The request could not be made or followed.
     #[error("the certificate signing request: {0}")]
     Api(#[from] kube::Error),
@@ -109,10 +118,9 @@ fn certified_key(
     cert: &str,
     key: &str,
 ) -> Result<Arc<CertifiedKey>, CertificateError> {
-    let bad = |e: &dyn std::fmt::Display| CertificateError::Material(e.to_string());
     let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(&e))?;
+        .map_err(CertificateError::Pem)?;
     if chain.is_empty() {
         return Err(CertificateError::Material("no certificate".into()));
     }
@@ -121,7 +129,7 @@ fn certified_key(
         .flatten()
         .ok_or_else(|| CertificateError::Material("no private key".into()))?;
     // Checks that the key is the certificate's.
-    Ok(Arc::new(CertifiedKey::from_der(chain, key, provider).map_err(|e| bad(&e))?))
+    Ok(Arc::new(CertifiedKey::from_der(chain, key, provider).map_err(CertificateError::Tls)?))
 }
 
 /// What the agent's certificate is for: its node and the names it is reached by.
@@ -187,7 +195,7 @@ pub fn rotation_deadline(from: SystemTime, until: SystemTime, jitter: f64) -> Sy
 
 /// A key and a certificate signing request (both PEM) for `subject`.
 pub fn signing_request(subject: &Subject) -> Result<(String, String), CertificateError> {
-    let bad = |e: rcgen::Error| CertificateError::Material(e.to_string());
+    let bad = CertificateError::Generate;
     let key = rcgen::KeyPair::generate().map_err(bad)?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, subject.common_name());

@@ -58,12 +58,16 @@ pub enum ServeError {
 /// A self-signed serving certificate and key (PEM) for `node`: what an agent given none
 /// serves until the cluster issues one, or for good with `--rotate-server-certificates=false`
 /// (an API server checking agents refuses it).
-pub fn self_signed(node: &str, ip: Option<std::net::Ipv4Addr>) -> Result<(String, String), String> {
+pub fn self_signed(
+    node: &str,
+    ip: Option<std::net::Ipv4Addr>,
+) -> Result<(String, String), certificate::CertificateError> {
     let mut names = vec![node.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
     names.extend(ip.map(|ip| ip.to_string()));
-    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let params = rcgen::CertificateParams::new(names).map_err(|e| e.to_string())?;
-    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let bad = certificate::CertificateError::Generate;
+    let key = rcgen::KeyPair::generate().map_err(bad)?;
+    let params = rcgen::CertificateParams::new(names).map_err(bad)?;
+    let cert = params.self_signed(&key).map_err(bad)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
 

@@ -49,18 +49,30 @@ pub enum Decision {
     Leave(String),
 }
 
+/// Why a request's PEM cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// It is not PEM.
+    #[error("not PEM")]
+    Pem(#[source] x509_parser::nom::Err<x509_parser::error::PEMError>),
+    /// Its PEM block is no certificate request.
+    #[error("not a certificate request")]
+    Request(#[source] x509_parser::nom::Err<x509_parser::error::X509Error>),
+    /// A name in its subject is not text.
+    #[error("a name of its subject is not text")]
+    Text(#[source] x509_parser::error::X509Error),
+}
+
 /// Reads a request's PEM (`spec.request`).
-pub fn read(pem: &[u8]) -> Result<Requested, String> {
+pub fn read(pem: &[u8]) -> Result<Requested, ReadError> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
     use x509_parser::prelude::FromDer;
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).map_err(ReadError::Pem)?;
     let (_, csr) =
         x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
-            .map_err(|e| e.to_string())?;
+            .map_err(ReadError::Request)?;
     let info = &csr.certification_request_info;
-    let text = |v: Result<&str, _>| {
-        v.map(str::to_string).map_err(|e: x509_parser::error::X509Error| e.to_string())
-    };
+    let text = |v: Result<&str, _>| v.map(str::to_string).map_err(ReadError::Text);
     let mut requested = Requested {
         common_names: info
             .subject
