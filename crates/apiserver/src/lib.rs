@@ -414,7 +414,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     tokio::spawn(lifecycle::custom_resources::run(Arc::clone(&api)));
     tokio::spawn(lifecycle::rbac::run_aggregation(Arc::clone(&api)));
     tokio::spawn(lifecycle::resource_quota::run(Arc::clone(&api)));
-    tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.join("tls")));
+    tokio::spawn(lifecycle::csr_signer::run(Arc::clone(&api), config.data_dir.clone()));
     tokio::spawn(lifecycle::compaction::run(store, config.compaction_interval));
     tokio::spawn(http::serve::serve(listener, tls, Arc::clone(&api), config.connections));
     Ok(RunningServer {

@@ -337,7 +337,10 @@ fn cluster_issuer(data_dir: &Path) -> Result<(String, Issuer<'static, KeyPair>),
 }
 
 /// The CA `stem` under `<data-dir>/tls` as an issuer, with its certificate.
-fn issuer_of(data_dir: &Path, stem: &str) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
+pub(crate) fn issuer_of(
+    data_dir: &Path,
+    stem: &str,
+) -> Result<(String, Issuer<'static, KeyPair>), PkiError> {
     let dir = data_dir.join("tls");
     let missing = |what: String| PkiError::Io {
         path: dir.join(what),

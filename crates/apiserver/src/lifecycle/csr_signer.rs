@@ -202,23 +202,13 @@ pub fn sign(csr: &Value, issuer: &Issuer<'_, KeyPair>, now: i64) -> Result<Strin
     Ok(cert.pem())
 }
 
-/// Reads the CA `stem` of `tls_dir` (`.crt` and `.key`) as an issuer.
-fn issuer(tls_dir: &std::path::Path, stem: &str) -> Result<Issuer<'static, KeyPair>, String> {
-    let read =
-        |f: String| std::fs::read_to_string(tls_dir.join(&f)).map_err(|e| format!("{f}: {e}"));
-    let key =
-        KeyPair::from_pem(&read(format!("{stem}.key"))?).map_err(|e| format!("{stem}.key: {e}"))?;
-    Issuer::from_ca_cert_pem(&read(format!("{stem}.crt"))?, key)
-        .map_err(|e| format!("{stem}.crt: {e}"))
-}
-
 /// Signs approved requests as they appear, until the server stops.
-pub async fn run(api: Arc<ApiServer>, tls_dir: PathBuf) {
-    let (cluster, agents) = match (issuer(&tls_dir, "ca"), issuer(&tls_dir, crate::pki::KUBELET_CA))
-    {
+pub async fn run(api: Arc<ApiServer>, data_dir: PathBuf) {
+    let issuer = |stem| crate::pki::issuer_of(&data_dir, stem).map(|(_, issuer)| issuer);
+    let (cluster, agents) = match (issuer("ca"), issuer(crate::pki::KUBELET_CA)) {
         (Ok(cluster), Ok(agents)) => (cluster, agents),
         (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot read the signers' CAs; the CSR signer is off");
+            tracing::error!(error = ?e, "cannot read the signers' CAs; the CSR signer is off");
             return;
         }
     };

@@ -119,6 +119,17 @@ fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// Whether a request is approved, denied or failed already, or issued.
+pub fn is_decided(csr: &CertificateSigningRequest) -> bool {
+    csr.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .flatten()
+            .any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
+            || s.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
+    })
+}
+
 /// The node a request is about, by the name its requester gives (`None` when the requester
 /// is no node, or the request is not this approver's).
 pub fn node_of(csr: &CertificateSigningRequest) -> Option<&str> {
@@ -136,14 +147,7 @@ pub fn decide<'a>(
     node: Option<&Node>,
     others: impl IntoIterator<Item = &'a Node> + Clone,
 ) -> Decision {
-    let decided = csr.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .flatten()
-            .any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
-            || s.certificate.as_ref().is_some_and(|c| !c.0.is_empty())
-    });
-    if csr.spec.signer_name != SIGNER || decided {
+    if csr.spec.signer_name != SIGNER || is_decided(csr) {
         return Decision::NotOurs;
     }
     let leave = |why: &str| Decision::Leave(why.to_string());

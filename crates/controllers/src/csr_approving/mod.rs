@@ -46,7 +46,9 @@ pub fn run(
             pending
                 .state()
                 .into_iter()
-                .filter(|csr| decide::node_of(csr) == Some(name.as_str()))
+                .filter(|csr| {
+                    decide::node_of(csr) == Some(name.as_str()) && !decide::is_decided(csr)
+                })
                 .map(|csr| ObjectRef::from_obj(&*csr))
                 .collect::<Vec<_>>()
         })
@@ -68,6 +70,10 @@ async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
     context: Arc<Context>,
 ) -> Result<Action, kube::Error> {
+    // Decided requests (most, once their nodes run) cost neither a parse nor a node list.
+    if decide::node_of(&csr).is_none() || decide::is_decided(&csr) {
+        return Ok(Action::await_change());
+    }
     let requested = decide::read(&csr.spec.request.0);
     let name = decide::node_of(&csr);
     let node = name.and_then(|name| context.nodes.get(&ObjectRef::new(name)));
