@@ -52,7 +52,7 @@ class Node:
     `<bridge>-proxy`, its NetworkPolicy table `<bridge>-policy`)."""
 
     def __init__(self, workdir: Path, extra_args=(), bind_address="127.0.0.1", node_ip="127.0.0.1",
-                 ingress=False):
+                 ingress=False, dual_stack=False):
         self.workdir = workdir
         self.name = f"e2e-node-{rand_suffix()}"
         self.node_ip = node_ip
@@ -65,6 +65,14 @@ class Node:
         # their cluster DNS on an address of their own (the range's tenth).
         self.service_base = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}"
         self.dns_ip = f"{self.service_base}.10"
+        pod_cidr, service_cidr = f"{self.cidr_base}.0/24", f"{self.service_base}.0/24"
+        if dual_stack:
+            # Unique local IPv6 ranges of their own (on the node's bridge only) after the IPv4
+            # ones: pods get an address of each family, Services may get both.
+            self.cidr6_base = f"fd6e:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}:"
+            self.service6_base = f"fd6f:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}::"
+            pod_cidr += f",{self.cidr6_base}:/64"
+            service_cidr += f",{self.service6_base}/112"
         (workdir / "data" / "images").mkdir(parents=True, exist_ok=True)
         busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
         self.server = KrustServer(workdir, "embedded", None)
@@ -73,9 +81,9 @@ class Node:
         self.server.scheduler = True  # pods without a node are placed on this one
         self.server.ingress = ingress
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
-                                  "--pod-cidr", f"{self.cidr_base}.0/24", "--node-ip", node_ip,
+                                  "--pod-cidr", pod_cidr, "--node-ip", node_ip,
                                   "--agent-port", str(free_port()),
-                                  "--service-cidr", f"{self.service_base}.0/24",
+                                  "--service-cidr", service_cidr,
                                   # As kind's nodes: a CI machine's disk fills with build
                                   # caches, and DiskPressure would taint the node.
                                   "--eviction-hard",
@@ -132,7 +140,8 @@ class Node:
                         cgroup.rmdir()
         if shutil.which("nft"):
             for table in (self.proxy_table, self.policy_table):
-                subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
+                for family in ("ip", "ip6"):
+                    subprocess.run(["nft", "delete", "table", family, table], capture_output=True)
         for link in _links("veth") + [self.bridge, self.dns_link]:
             if link in (self.bridge, self.dns_link) or _link_master(link) == self.bridge:
                 if shutil.which("ip"):

@@ -21,7 +21,7 @@ pub mod stream;
 pub mod sys;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,6 +39,9 @@ pub struct Options {
     pub airgap_images: Option<PathBuf>,
     /// The pods' network: (network, prefix length).
     pub pod_cidr: (Ipv4Addr, u8),
+    /// The pods' IPv6 network on a dual-stack node: each pod's IPv6 address lies at the
+    /// same offset as its IPv4 one, so the network holds at least as many addresses.
+    pub pod_cidr_v6: Option<(Ipv6Addr, u8)>,
     /// The bridge pods are attached to.
     pub bridge: String,
     /// The node's address.

@@ -4,7 +4,7 @@
 //! of its own, so that the pod logic above them is plain code.
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -490,6 +490,56 @@ pub struct PodLink {
     pub host_veth: String,
     /// The pod's address.
     pub address: Ipv4Addr,
+    /// Its IPv6 side on a dual-stack node.
+    pub v6: Option<PodLink6>,
+}
+
+/// The IPv6 side of a pod's link.
+#[derive(Debug, Clone, Copy)]
+pub struct PodLink6 {
+    /// The bridge's IPv6 address, the pod's IPv6 default gateway.
+    pub gateway: Ipv6Addr,
+    /// The prefix length of the IPv6 pod network.
+    pub prefix: u8,
+    /// The pod's IPv6 address.
+    pub address: Ipv6Addr,
+}
+
+/// Writes `value` into the IPv6 setting `name` of `device` (`/proc/sys/net/ipv6/conf`), in
+/// the network namespace of the calling thread.
+fn ipv6_setting(device: &str, name: &str, value: &str) -> Result<(), SysError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{device}/{name}");
+    fs::write(&path, value).map_err(io_fail(format!("cannot write {path}")))
+}
+
+/// Gives `index` (named `device`) the IPv6 address `address/prefix`, usable at once: no
+/// duplicate address detection, which would hold it back for a second or more (the
+/// addresses come from the node's own allocation).
+async fn add_ipv6(
+    handle: &rtnetlink::Handle,
+    device: &str,
+    index: u32,
+    address: Ipv6Addr,
+    prefix: u8,
+) -> Result<(), SysError> {
+    ipv6_setting(device, "accept_dad", "0")?;
+    handle
+        .address()
+        .add(index, address.into(), prefix)
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink_fail(format!("cannot give {device} the address {address}/{prefix}")))
+}
+
+/// Lets the node route IPv6 packets that arrive on the bridge (pods' traffic to Services on
+/// other pods, DNAT-ed back out of it): the bridge's own `force_forwarding` where the kernel
+/// has it (6.17 and later), else forwarding on every interface, as IPv4 has it.
+fn forward_ipv6(bridge: &str) -> Result<(), SysError> {
+    if ipv6_setting(bridge, "force_forwarding", "1").is_ok() {
+        return Ok(());
+    }
+    ipv6_setting("all", "forwarding", "1")
 }
 
 /// Attaches the network namespace pinned at `netns` to the bridge: a veth pair whose pod
@@ -529,6 +579,10 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                 index
             }
         };
+        if let Some(v6) = host.v6 {
+            add_ipv6(&handle, &host.bridge, bridge, v6.gateway, v6.prefix).await?;
+            forward_ipv6(&host.bridge)?;
+        }
         pin_bridge_address(&handle, &host.bridge, bridge).await?;
         set_up(&handle, &host.bridge).await?;
         if let Some(stale) = link_index(&handle, &host.host_veth).await? {
@@ -573,6 +627,20 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                 "cannot set the node's neighbour entry for {}",
                 host.address
             )))?;
+        if let Some(v6) = host.v6 {
+            handle
+                .neighbours()
+                .add(bridge, v6.address.into())
+                .link_layer_address(&mac)
+                .state(rtnetlink::packet_route::neighbour::NeighbourState::Stale)
+                .replace()
+                .execute()
+                .await
+                .map_err(netlink_fail(format!(
+                    "cannot set the node's neighbour entry for {}",
+                    v6.address
+                )))?;
+        }
         // Hairpin: a pod reaching its own Service gets its packets back through its own
         // bridge port (upstream kubelet's `hairpin-veth` mode), which a bridge refuses
         // unless the port allows it.
@@ -600,6 +668,10 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                 .execute()
                 .await
                 .map_err(netlink_fail("cannot address the pod"))?;
+            if pod.v6.is_some() {
+                // Before the link is up, so that its link-local address skips detection too.
+                ipv6_setting("eth0", "accept_dad", "0")?;
+            }
             set_up(&handle, "eth0").await?;
             let route =
                 rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().gateway(pod.gateway).build();
@@ -610,6 +682,18 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                 .execute()
                 .await
                 .map_err(netlink_fail("cannot route the pod through the bridge"))?;
+            if let Some(v6) = pod.v6 {
+                add_ipv6(&handle, "eth0", index, v6.address, v6.prefix).await?;
+                let route =
+                    rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().gateway(v6.gateway).build();
+                handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(netlink_fail("cannot route the pod's IPv6 through the bridge"))?;
+            }
             Ok(())
         })
     })

@@ -18,6 +18,7 @@
 //!   defaulting and validation (OpenAPI keywords and `x-kubernetes-validations` CEL rules).
 //! - [`cel`]: JSON values as CEL values.
 //! - [`persistent_volume`]: which PersistentVolume a claim may bind.
+//! - [`cidr`]: IP networks of either family (service ranges, pod networks).
 //!
 //! Objects are `serde_json::Value`s: the registry stores what clients send, unknown fields
 //! included. This crate never touches the network, the disk or the clock of a server; the
@@ -25,6 +26,7 @@
 
 pub mod catalog;
 pub mod cel;
+pub mod cidr;
 pub mod customresource;
 pub mod field_manager;
 pub mod fieldcheck;

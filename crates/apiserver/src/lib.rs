@@ -309,9 +309,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     };
     let advertise_address = SocketAddr::new(host, address.port()).to_string();
     let server_url = format!("https://{advertise_address}");
-    let extra_names: Vec<IpAddr> = std::iter::once(IpAddr::V4(config.service_ranges.first()))
-        .chain(config.advertise_ip)
-        .collect();
+    let extra_names: Vec<IpAddr> =
+        (config.service_ranges.first().into_iter()).chain(config.advertise_ip).collect();
     let pki = pki::ensure(&config.data_dir, config.bind_address, &extra_names, &server_url)?;
     let node_kubeconfig = match &config.node_name {
         Some(node) => Some(pki::node_kubeconfig(&config.data_dir, &server_url, node)?),
@@ -362,7 +361,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let mut registry = Registry::new_with(
         Arc::clone(&store),
         catalog,
-        config.service_ranges,
+        config.service_ranges.clone(),
         config.history_limits,
     )
     .await?

@@ -92,9 +92,10 @@ struct ServerArgs {
     /// The embedded store's page cache in MiB (the store file's pages kept in memory).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65536))]
     embedded_cache_mib: u32,
-    /// The IPv4 range service cluster IPs come from.
-    #[arg(long, default_value = "10.43.0.0/16", value_parser = parse_cidr)]
-    service_cidr: (std::net::Ipv4Addr, u8),
+    /// The ranges service cluster IPs come from: one, or an IPv4 and an IPv6 one for
+    /// dual-stack Services (comma separated, the primary family first).
+    #[arg(long, default_value = "10.43.0.0/16", value_delimiter = ',')]
+    service_cidr: Vec<krust_apiserver::registry::Cidr>,
     /// The range of node ports, as `FIRST-LAST`.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: (u16, u16),
@@ -226,9 +227,10 @@ struct NodeArgs {
     /// The node's name; the host's name by default.
     #[arg(long)]
     node_name: Option<String>,
-    /// The node's pod network, from which each pod gets its address.
-    #[arg(long, default_value = "10.42.0.0/24", value_parser = parse_cidr)]
-    pod_cidr: (std::net::Ipv4Addr, u8),
+    /// The node's pod network, from which each pod gets its address: an IPv4 range, and
+    /// for dual-stack pods an IPv6 one after it (comma separated), at least as large.
+    #[arg(long, default_value = "10.42.0.0/24", value_delimiter = ',')]
+    pod_cidr: Vec<krust_apiserver::registry::Cidr>,
     /// The bridge the pods are attached to.
     #[arg(long, default_value = "krust0")]
     bridge: String,
@@ -632,6 +634,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    krust_apiserver::registry::check_dual(&args.service_cidr)
+        .map_err(|e| anyhow::anyhow!("--service-cidr {e}"))?;
+    let service_ranges = krust_apiserver::registry::ServiceRanges {
+        cidrs: args.service_cidr.clone(),
+        node_ports: args.service_node_port_range,
+    };
     // A scheduler configuration that cannot be used stops the start before anything runs.
     let scheduler_config = match args.disable_scheduler {
         true => None,
@@ -655,11 +663,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             .unwrap_or(usize::MAX)
             .saturating_mul(1024 * 1024),
         build: build_info(),
-        service_ranges: krust_apiserver::registry::ServiceRanges {
-            network: args.service_cidr.0,
-            prefix: args.service_cidr.1,
-            node_ports: args.service_node_port_range,
-        },
+        service_ranges: service_ranges.clone(),
         connections: krust_apiserver::http::serve::ConnectionLimits {
             tls_handshake: args.tls_handshake_timeout,
             request_header: args.request_header_timeout,
@@ -768,8 +772,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         &args.node,
         args.data_dir.join("agent"),
         Some(args.data_dir.join("images")),
-        Some(std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 1).to_string()),
-        std::net::Ipv4Addr::from(u32::from(args.service_cidr.0) + 10),
+        service_ranges.first().map(|ip| ip.to_string()),
+        match service_ranges.dns().first() {
+            Some(std::net::IpAddr::V4(ip)) => *ip,
+            _ => std::net::Ipv4Addr::new(10, 43, 0, 10),
+        },
         local_storage,
     )?;
     let path =
@@ -1011,6 +1018,36 @@ fn node_name(node: &NodeArgs) -> anyhow::Result<String> {
     Ok(name)
 }
 
+/// The node's IPv4 pod network and, on a dual-stack node, its IPv6 one.
+type PodNetworks = ((std::net::Ipv4Addr, u8), Option<(std::net::Ipv6Addr, u8)>);
+
+/// Reads `--pod-cidr`: an IPv4 range with room for pods (a /30 or larger), then an
+/// optional IPv6 one at least as large.
+fn pod_networks(cidrs: &[krust_apiserver::registry::Cidr]) -> anyhow::Result<PodNetworks> {
+    use std::net::IpAddr;
+    krust_apiserver::registry::check_dual(cidrs).map_err(|e| anyhow::anyhow!("--pod-cidr {e}"))?;
+    let v4 = match cidrs[0].network() {
+        IpAddr::V4(network) if (8..=30).contains(&cidrs[0].prefix()) => {
+            (network, cidrs[0].prefix())
+        }
+        _ => anyhow::bail!(
+            "--pod-cidr: the first range must be IPv4, from /8 to /30 (for example 10.42.0.0/24)"
+        ),
+    };
+    let v6 = match cidrs.get(1).map(|c| (c.network(), c.prefix())) {
+        Some((IpAddr::V6(network), prefix)) => {
+            anyhow::ensure!(
+                u32::from(128 - prefix) >= u32::from(32 - v4.1),
+                "--pod-cidr: the IPv6 range /{prefix} holds fewer addresses than the IPv4 one /{}",
+                v4.1
+            );
+            Some((network, prefix))
+        }
+        _ => None,
+    };
+    Ok((v4, v6))
+}
+
 fn agent_options(
     node: &NodeArgs,
     data_dir: PathBuf,
@@ -1020,6 +1057,7 @@ fn agent_options(
     local_storage_path: PathBuf,
 ) -> anyhow::Result<krust_agent::Options> {
     let node_name = node_name(node)?;
+    let (pod_cidr, pod_cidr_v6) = pod_networks(&node.pod_cidr)?;
     let mut node_labels = std::collections::BTreeMap::new();
     for label in &node.node_label {
         let (key, value) = label
@@ -1041,7 +1079,8 @@ fn agent_options(
         node_name,
         data_dir,
         airgap_images,
-        pod_cidr: node.pod_cidr,
+        pod_cidr,
+        pod_cidr_v6,
         bridge: node.bridge.clone(),
         node_ip: node.node_ip.or_else(krust_agent::node_ip),
         cluster_dns: if node.cluster_dns.is_empty() {
@@ -1132,6 +1171,7 @@ fn start_proxy(
     let options = krust_proxy::Options {
         table: format!("{}-proxy", agent.bridge),
         pod_cidr: agent.pod_cidr,
+        pod_cidr_v6: agent.pod_cidr_v6,
         node: agent.node_name.clone(),
     };
     let config = krust_client::acting_as(config, PROXY);

@@ -2,6 +2,7 @@
 //! Register numbers are the 32-bit registers (`NFT_REG32_00` = 8 and up); a value of fewer
 //! than four bytes loaded into one is zero-padded by the kernel.
 
+use crate::family::Family;
 use crate::message::{Attrs, Verdict, value};
 
 /// The first 32-bit register.
@@ -135,7 +136,13 @@ pub fn numgen_random(dreg: u32, modulus: u32) -> Attrs {
 
 /// Destination NAT to the IPv4 address in `addr_reg` and the port in `port_reg`.
 pub fn dnat(addr_reg: u32, port_reg: u32) -> Attrs {
-    expr("nat", Attrs::new().u32(1, 1).u32(2, 2).u32(3, addr_reg).u32(5, port_reg))
+    dnat_in(Family::Ipv4, addr_reg, port_reg)
+}
+
+/// Destination NAT to the `family` address in `addr_reg` and the port in `port_reg`.
+pub fn dnat_in(family: Family, addr_reg: u32, port_reg: u32) -> Attrs {
+    let nfproto = u32::from(family.nfproto());
+    expr("nat", Attrs::new().u32(1, 1).u32(2, nfproto).u32(3, addr_reg).u32(5, port_reg))
 }
 
 /// Source NAT to the outgoing interface's address.
@@ -146,7 +153,16 @@ pub fn masquerade() -> Attrs {
 /// Refuses the packet with an ICMP port unreachable (a TCP client sees its connection
 /// refused), as upstream answers Services without endpoints.
 pub fn reject() -> Attrs {
-    expr("reject", Attrs::new().u32(1, 0).bytes(2, &[3]))
+    reject_in(Family::Ipv4)
+}
+
+/// [`reject`] in a table of `family`: ICMPv6's port unreachable is code 4.
+pub fn reject_in(family: Family) -> Attrs {
+    let code = match family {
+        Family::Ipv4 => 3,
+        Family::Ipv6 => 4,
+    };
+    expr("reject", Attrs::new().u32(1, 0).bytes(2, &[code]))
 }
 
 /// The type of the destination address (`RTN_LOCAL` = 2 for the host's own) into `dreg`.
@@ -173,9 +189,21 @@ pub fn mark_has(bits: u32, reg: u32) -> Vec<Attrs> {
 }
 
 /// Holds when the address at `offset` of the network header lies in (`EQ`) or outside
-/// (`NEQ`) `network/prefix` (three expressions, through `reg`).
-pub fn in_network(offset: u32, network: [u8; 4], prefix: u8, op: u32, reg: u32) -> Vec<Attrs> {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0).to_be_bytes();
-    let masked: Vec<u8> = network.iter().zip(mask).map(|(a, m)| a & m).collect();
-    vec![payload(NETWORK, offset, 4, reg), bitwise(reg, reg, &mask, &[0; 4]), cmp(op, reg, &masked)]
+/// (`NEQ`) `network/prefix`, of either family: `network` holds 4 or 16 bytes (three
+/// expressions, through `reg` and the registers after it).
+pub fn in_network(offset: u32, network: &[u8], prefix: u8, op: u32, reg: u32) -> Vec<Attrs> {
+    let bits = network.len() * 8;
+    let mask: Vec<u8> = (0..network.len())
+        .map(|i| {
+            let set = usize::from(prefix).min(bits).saturating_sub(i * 8).min(8);
+            (0xffu16 << (8 - set)) as u8
+        })
+        .collect();
+    let masked: Vec<u8> = network.iter().zip(&mask).map(|(a, m)| a & m).collect();
+    let len = u32::try_from(network.len()).unwrap_or(4);
+    vec![
+        payload(NETWORK, offset, len, reg),
+        bitwise(reg, reg, &mask, &vec![0; network.len()]),
+        cmp(op, reg, &masked),
+    ]
 }

@@ -265,17 +265,17 @@ impl Batch {
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);
     }
 
-    /// Adds a set of IPv4 addresses whose elements expire `timeout_ms` after they were last
-    /// added or updated.
-    pub fn add_address_set(&mut self, name: &str, timeout_ms: u64) {
+    /// Adds a set of `family` addresses whose elements expire `timeout_ms` after they were
+    /// last added or updated.
+    pub fn add_address_set(&mut self, name: &str, family: crate::Family, timeout_ms: u64) {
         self.next_set_id += 1;
         let id = self.next_set_id;
         let attrs = Attrs::new()
             .string(1, &self.table)
             .string(2, name)
             .u32(3, 0x10) // NFT_SET_TIMEOUT
-            .u32(4, 7) // ipv4_addr
-            .u32(5, 4)
+            .u32(4, family.address_type())
+            .u32(5, family.address_len())
             .u32(10, id)
             .u64(11, timeout_ms);
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);

@@ -10,7 +10,9 @@ pub mod plan;
 pub mod program;
 mod sync;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use krust_nftables::Family;
 
 pub use kube::Config;
 
@@ -28,10 +30,13 @@ pub enum Error {
 /// Where the proxy programs its rules.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The nf_tables table (family `ip`) the proxy owns; replaced at start.
+    /// The nf_tables tables (of family `ip`, and `ip6` on a dual-stack node) the proxy
+    /// owns; replaced at start.
     pub table: String,
     /// The node's pod network.
     pub pod_cidr: (Ipv4Addr, u8),
+    /// Its IPv6 pod network on a dual-stack node: IPv6 Services are programmed too.
+    pub pod_cidr_v6: Option<(Ipv6Addr, u8)>,
     /// The node's name.
     pub node: String,
 }
@@ -43,7 +48,16 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
         tracing::warn!(error = %e, "cannot turn on IPv4 forwarding; pods cannot reach Services");
     }
-    let layout =
-        program::Layout { table: options.table, pod_cidr: options.pod_cidr, node: options.node };
-    sync::run(client, layout).await
+    let layout = |family, pod_cidr| program::Layout {
+        table: options.table.clone(),
+        family,
+        pod_cidr,
+        node: options.node.clone(),
+    };
+    let (v4, prefix) = options.pod_cidr;
+    let mut layouts = vec![layout(Family::Ipv4, (IpAddr::V4(v4), prefix))];
+    if let Some((v6, prefix)) = options.pod_cidr_v6 {
+        layouts.push(layout(Family::Ipv6, (IpAddr::V6(v6), prefix)));
+    }
+    sync::run(client, layouts).await
 }

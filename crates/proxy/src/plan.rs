@@ -2,7 +2,9 @@
 //! endpoints, from small views of Services and EndpointSlices. Pure.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use krust_nftables::Family;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -40,21 +42,21 @@ impl PortKey {
 /// What one Service port is programmed as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePort {
-    /// Its cluster IPs (IPv4).
-    pub cluster_ips: Vec<Ipv4Addr>,
+    /// Its cluster IPs (of the family being programmed).
+    pub cluster_ips: Vec<IpAddr>,
     /// Its node port, for NodePort and LoadBalancer Services.
     pub node_port: Option<u16>,
     /// Its external addresses: `spec.externalIPs` and the load balancer's ingress addresses,
     /// answered on the Service port like the node port.
-    pub external_ips: Vec<Ipv4Addr>,
+    pub external_ips: Vec<IpAddr>,
     /// The ready endpoints cluster traffic goes to, with their target ports, sorted: all of
     /// them, or this node's with `internalTrafficPolicy: Local`.
-    pub endpoints: Vec<(Ipv4Addr, u16)>,
+    pub endpoints: Vec<(IpAddr, u16)>,
     /// With `sessionAffinity: ClientIP`, how long (seconds) a client keeps its endpoint.
     pub affinity: Option<u32>,
     /// With `externalTrafficPolicy: Local`, this node's ready endpoints, which alone take
     /// node-port traffic; `None` when node-port traffic goes to `endpoints`.
-    pub external: Option<Vec<(Ipv4Addr, u16)>>,
+    pub external: Option<Vec<(IpAddr, u16)>>,
 }
 
 /// A Service port as the spec has it.
@@ -71,15 +73,15 @@ pub struct PortSpec {
 }
 
 /// The part of a Service the proxy reads; `None` for Services it leaves alone (headless,
-/// ExternalName, or without IPv4 cluster IPs).
+/// ExternalName).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView {
-    /// IPv4 cluster IPs.
-    pub cluster_ips: Vec<Ipv4Addr>,
+    /// Cluster IPs, of both families on a dual-stack Service.
+    pub cluster_ips: Vec<IpAddr>,
     /// Ports.
     pub ports: Vec<PortSpec>,
-    /// External addresses (IPv4).
-    pub external_ips: Vec<Ipv4Addr>,
+    /// External addresses.
+    pub external_ips: Vec<IpAddr>,
     /// `sessionAffinity: ClientIP`: the timeout in seconds.
     pub affinity: Option<u32>,
     /// `internalTrafficPolicy: Local`.
@@ -95,8 +97,9 @@ pub struct SliceView {
     pub service: Key,
     /// Its ports: name, protocol number, port.
     pub ports: Vec<(String, u8, u16)>,
-    /// Its ready IPv4 endpoints, with the node each is on.
-    pub ready: Vec<(Ipv4Addr, Option<String>)>,
+    /// Its ready endpoints (IPv4 or IPv6, as the slice's address type), with the node each
+    /// is on.
+    pub ready: Vec<(IpAddr, Option<String>)>,
 }
 
 /// The IP protocol number of a Kubernetes protocol name (TCP when absent).
@@ -124,7 +127,7 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
     if spec.type_.as_deref() == Some("ExternalName") {
         return None;
     }
-    let mut cluster_ips: Vec<Ipv4Addr> = spec
+    let mut cluster_ips: Vec<IpAddr> = spec
         .cluster_ips
         .iter()
         .flatten()
@@ -150,7 +153,7 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
             })
         })
         .collect();
-    let mut external_ips: Vec<Ipv4Addr> = spec
+    let mut external_ips: Vec<IpAddr> = spec
         .external_ips
         .iter()
         .flatten()
@@ -186,9 +189,9 @@ pub fn service_view(service: &Service) -> Option<ServiceView> {
     })
 }
 
-/// An EndpointSlice's view; `None` for slices of no Service or of IPv6 addresses.
+/// An EndpointSlice's view; `None` for slices of no Service or of FQDNs.
 pub fn slice_view(slice: &EndpointSlice) -> Option<SliceView> {
-    if slice.address_type != "IPv4" {
+    if !matches!(slice.address_type.as_str(), "IPv4" | "IPv6") {
         return None;
     }
     let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
@@ -216,34 +219,45 @@ pub fn slice_view(slice: &EndpointSlice) -> Option<SliceView> {
     Some(SliceView { service: (namespace, service), ports, ready })
 }
 
-/// The Service ports of `service` (`namespace/name`) with their ready endpoints from
-/// `slices` (the Service's): an endpoint serves a Service port through the slice port of
-/// the same name and protocol. `node` is this node's name, for the `Local` traffic policies.
+/// The Service ports of `service` (`namespace/name`) in the table of `family`, with their
+/// ready endpoints of that family from `slices` (the Service's): an endpoint serves a
+/// Service port through the slice port of the same name and protocol. `node` is this
+/// node's name, for the `Local` traffic policies. A Service without a cluster IP of
+/// `family` has nothing there.
 pub fn service_ports<'a>(
     (namespace, name): (&str, &str),
     service: &ServiceView,
     slices: impl Iterator<Item = &'a SliceView> + Clone,
     node: &str,
+    family: Family,
 ) -> BTreeMap<PortKey, ServicePort> {
     let mut out = BTreeMap::new();
+    let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+        ips.iter().copied().filter(|ip| Family::of(*ip) == family).collect()
+    };
+    let cluster_ips = of_family(&service.cluster_ips);
+    if cluster_ips.is_empty() {
+        return out;
+    }
+    let external_ips = of_family(&service.external_ips);
     for spec in &service.ports {
-        let mut all: Vec<(Ipv4Addr, u16, bool)> = slices
-            .clone()
-            .flat_map(|slice| {
-                let target = slice
-                    .ports
-                    .iter()
-                    .find(|(n, protocol, _)| *n == spec.name && *protocol == spec.protocol)
-                    .map(|(_, _, port)| *port);
-                slice
-                    .ready
-                    .iter()
-                    .filter_map(move |(ip, on)| Some((*ip, target?, on.as_deref() == Some(node))))
-            })
-            .collect();
+        let mut all: Vec<(IpAddr, u16, bool)> =
+            slices
+                .clone()
+                .flat_map(|slice| {
+                    let target = slice
+                        .ports
+                        .iter()
+                        .find(|(n, protocol, _)| *n == spec.name && *protocol == spec.protocol)
+                        .map(|(_, _, port)| *port);
+                    slice.ready.iter().filter(|(ip, _)| Family::of(*ip) == family).filter_map(
+                        move |(ip, on)| Some((*ip, target?, on.as_deref() == Some(node))),
+                    )
+                })
+                .collect();
         all.sort();
         all.dedup();
-        let local: Vec<(Ipv4Addr, u16)> =
+        let local: Vec<(IpAddr, u16)> =
             all.iter().filter(|e| e.2).map(|(ip, port, _)| (*ip, *port)).collect();
         let endpoints = match service.internal_local {
             true => local.clone(),
@@ -256,9 +270,9 @@ pub fn service_ports<'a>(
             port: spec.port,
         };
         let port = ServicePort {
-            cluster_ips: service.cluster_ips.clone(),
+            cluster_ips: cluster_ips.clone(),
             node_port: spec.node_port,
-            external_ips: service.external_ips.clone(),
+            external_ips: external_ips.clone(),
             affinity: service.affinity,
             endpoints,
             external: service.external_local.then_some(local),
@@ -274,7 +288,7 @@ mod tests {
 
     use super::*;
 
-    fn ip(text: &str) -> Ipv4Addr {
+    fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
     }
 
@@ -303,7 +317,7 @@ mod tests {
                 ready: vec![(ip("10.42.0.7"), Some("n2".into()))],
             },
         ];
-        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1");
+        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1", Family::Ipv4);
         let http =
             &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }];
         assert_eq!(
@@ -319,10 +333,43 @@ mod tests {
         // The Local policies keep this node's endpoints.
         service.internal_local = true;
         service.external_local = true;
-        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1");
+        let ports = service_ports(("d", "web"), &service, slices.iter(), "n1", Family::Ipv4);
         let http =
             &ports[&PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 }];
         assert_eq!(http.endpoints, vec![(ip("10.42.0.6"), 8080)]);
         assert_eq!(http.external, Some(vec![(ip("10.42.0.6"), 8080)]));
+    }
+
+    #[test]
+    fn each_family_gets_its_own_addresses() {
+        let service = ServiceView {
+            internal_local: false,
+            external_local: false,
+            external_ips: vec![],
+            affinity: None,
+            cluster_ips: vec![ip("10.43.0.20"), ip("fd00:43::20")],
+            ports: vec![PortSpec { name: String::new(), protocol: 6, port: 80, node_port: None }],
+        };
+        let slices = [
+            SliceView {
+                service: ("d".into(), "web".into()),
+                ports: vec![(String::new(), 6, 8080)],
+                ready: vec![(ip("10.42.0.5"), None)],
+            },
+            SliceView {
+                service: ("d".into(), "web".into()),
+                ports: vec![(String::new(), 6, 8080)],
+                ready: vec![(ip("fd42::5"), None)],
+            },
+        ];
+        let key = PortKey { namespace: "d".into(), name: "web".into(), protocol: 6, port: 80 };
+        let v6 = service_ports(("d", "web"), &service, slices.iter(), "n1", Family::Ipv6);
+        assert_eq!(v6[&key].cluster_ips, vec![ip("fd00:43::20")]);
+        assert_eq!(v6[&key].endpoints, vec![(ip("fd42::5"), 8080)]);
+        let v4 = service_ports(("d", "web"), &service, slices.iter(), "n1", Family::Ipv4);
+        assert_eq!(v4[&key].endpoints, vec![(ip("10.42.0.5"), 8080)]);
+        // A single-stack Service is not in the other family's table.
+        let single = ServiceView { cluster_ips: vec![ip("10.43.0.20")], ..service };
+        assert!(service_ports(("d", "web"), &single, slices.iter(), "n1", Family::Ipv6).is_empty());
     }
 }

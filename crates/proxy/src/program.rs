@@ -2,7 +2,7 @@
 //! nftables mode, and the messages that change it.
 //!
 //! ```text
-//! table ip <table>
+//! table ip <table>   (and on a dual-stack node the same as `table ip6 <table>`, ipv6_addr keys)
 //!   map service-ips       { ipv4_addr . inet_proto . inet_service : verdict }  -> goto svc/...
 //!   map service-nodeports { inet_proto . inet_service : verdict }              -> goto external/...
 //!   chain prerouting  (nat, dstnat)  jump services
@@ -28,12 +28,13 @@
 //! the number of Services.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::plan::{PortKey, ServicePort};
 use krust_nftables::expr::{self, REG0};
+use krust_nftables::family::octets;
 use krust_nftables::message::Attrs;
-use krust_nftables::{Batch, Hook, Verdict};
+use krust_nftables::{Batch, Family, Hook, Verdict};
 
 /// The map from cluster IP, protocol and port to a Service port's chain.
 pub const SERVICE_IPS: &str = "service-ips";
@@ -50,32 +51,39 @@ pub const MASQUERADE_MARK: u32 = 0x4000;
 /// `RTN_LOCAL`.
 const LOCAL_ADDRESS: u32 = 2;
 
-/// Where the ruleset lives and what it may rely on.
+/// Where the ruleset of one family lives and what it may rely on.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// The nf_tables table (family `ip`).
+    /// The nf_tables table's name.
     pub table: String,
-    /// The node's pod network, masqueraded towards every other address.
-    pub pod_cidr: (Ipv4Addr, u8),
+    /// The table's family.
+    pub family: Family,
+    /// The node's pod network of that family, masqueraded towards every other address.
+    pub pod_cidr: (IpAddr, u8),
     /// The node's name, for the `Local` traffic policies.
     pub node: String,
 }
 
 /// Replaces whatever the table held by the empty ruleset: maps, hooks, masquerade.
 pub fn skeleton(batch: &mut Batch, layout: &Layout) {
+    let family = layout.family;
+    // Registers after the address: protocol, then port.
+    let after = REG0 + family.address_registers();
     batch.add_table();
     batch.delete_table();
     batch.add_table();
-    // ipv4_addr . inet_proto . inet_service, as `nft` names the types.
-    batch.add_verdict_map(SERVICE_IPS, 1, (7 << 12) | (12 << 6) | 13, 12);
+    // ipv4_addr (or ipv6_addr) . inet_proto . inet_service, as `nft` names the types.
+    let key_type = (family.address_type() << 12) | (12 << 6) | 13;
+    let key_len = family.address_len() + 8;
+    batch.add_verdict_map(SERVICE_IPS, 1, key_type, key_len);
     batch.add_verdict_map(NODE_PORTS, 2, (12 << 6) | 13, 8);
     batch.add_chain(SERVICES, None);
     batch.add_rule(
         SERVICES,
         vec![
-            expr::ip_daddr(REG0),
-            expr::meta(expr::META_L4PROTO, REG0 + 1),
-            expr::th_dport(REG0 + 2),
+            family.daddr(REG0),
+            expr::meta(expr::META_L4PROTO, after),
+            expr::th_dport(after + 1),
             expr::lookup_verdict(SERVICE_IPS, REG0),
         ],
     );
@@ -93,9 +101,9 @@ pub fn skeleton(batch: &mut Batch, layout: &Layout) {
         batch.add_chain(chain, Some(Hook { number, priority: -100, kind: "nat" }));
         batch.add_rule(chain, vec![expr::verdict(&Verdict::Jump(SERVICES.into()))]);
     }
-    batch.add_verdict_map(NO_ENDPOINTS, 3, (7 << 12) | (12 << 6) | 13, 12);
+    batch.add_verdict_map(NO_ENDPOINTS, 3, key_type, key_len);
     batch.add_chain(REJECT, None);
-    batch.add_rule(REJECT, vec![expr::reject()]);
+    batch.add_rule(REJECT, vec![expr::reject_in(family)]);
     for (chain, number) in [("filter-forward", 2), ("filter-output", 3)] {
         batch.add_chain(chain, Some(Hook { number, priority: 0, kind: "filter" }));
         batch.add_rule(
@@ -104,9 +112,9 @@ pub fn skeleton(batch: &mut Batch, layout: &Layout) {
                 // The cluster DNS address is the host's own: its Service has no endpoints.
                 expr::fib_daddr_type(REG0),
                 expr::cmp(expr::NEQ, REG0, &LOCAL_ADDRESS.to_ne_bytes()),
-                expr::ip_daddr(REG0),
-                expr::meta(expr::META_L4PROTO, REG0 + 1),
-                expr::th_dport(REG0 + 2),
+                family.daddr(REG0),
+                expr::meta(expr::META_L4PROTO, after),
+                expr::th_dport(after + 1),
                 expr::lookup_verdict(NO_ENDPOINTS, REG0),
             ],
         );
@@ -116,8 +124,9 @@ pub fn skeleton(batch: &mut Batch, layout: &Layout) {
     marked.push(expr::masquerade());
     batch.add_rule("postrouting", marked);
     let (network, prefix) = layout.pod_cidr;
-    let mut egress = expr::in_network(12, network.octets(), prefix, expr::EQ, REG0);
-    egress.extend(expr::in_network(16, network.octets(), prefix, expr::NEQ, REG0));
+    let network = octets(network);
+    let mut egress = expr::in_network(family.source_offset(), &network, prefix, expr::EQ, REG0);
+    egress.extend(expr::in_network(family.destination_offset(), &network, prefix, expr::NEQ, REG0));
     egress.push(expr::masquerade());
     batch.add_rule("postrouting", egress);
 }
@@ -134,28 +143,29 @@ fn local_chain(key: &PortKey) -> String {
     format!("local/{}/{}/{}/{}", key.namespace, key.name, key.protocol_name(), key.port)
 }
 
-fn endpoint_chain(key: &PortKey, (ip, port): (Ipv4Addr, u16)) -> String {
-    format!("ep/{}/{}/{}/{}/{ip}:{port}", key.namespace, key.name, key.protocol_name(), key.port)
+fn endpoint_chain(key: &PortKey, (ip, port): (IpAddr, u16)) -> String {
+    let at = std::net::SocketAddr::new(ip, port);
+    format!("ep/{}/{}/{}/{}/{at}", key.namespace, key.name, key.protocol_name(), key.port)
 }
 
-fn ip_key(ip: Ipv4Addr, protocol: u8, port: u16) -> Vec<u8> {
-    let mut key = ip.octets().to_vec();
-    key.extend_from_slice(&[protocol, 0, 0, 0]);
-    key.extend_from_slice(&port.to_be_bytes());
-    key.extend_from_slice(&[0, 0]);
+fn ip_key(ip: IpAddr, protocol: u8, port: u16) -> Vec<u8> {
+    let mut key = octets(ip);
+    key.extend_from_slice(&node_port_key(protocol, port));
     key
 }
 
+/// Protocol and port, each padded to a register.
 fn node_port_key(protocol: u8, port: u16) -> Vec<u8> {
-    ip_key(Ipv4Addr::UNSPECIFIED, protocol, port)[4..].to_vec()
+    let [high, low] = port.to_be_bytes();
+    vec![protocol, 0, 0, 0, high, low, 0, 0]
 }
 
 /// The objects one Service port is made of: chains with their rules, and map elements with
 /// the chain each goes to.
 #[derive(Debug, Default, PartialEq)]
 struct Objects {
-    /// Affinity sets by name, with their timeout in milliseconds.
-    sets: BTreeMap<String, u64>,
+    /// Affinity sets by name, with their family and timeout in milliseconds.
+    sets: BTreeMap<String, (Family, u64)>,
     chains: BTreeMap<String, Vec<Vec<Attrs>>>,
     elements: BTreeMap<(&'static str, Vec<u8>), String>,
 }
@@ -169,7 +179,7 @@ impl Objects {
         &mut self,
         key: &PortKey,
         name: String,
-        endpoints: &[(Ipv4Addr, u16)],
+        endpoints: &[(IpAddr, u16)],
         affinity: Option<u32>,
     ) {
         let mut rules = Vec::new();
@@ -177,12 +187,13 @@ impl Objects {
             for endpoint in endpoints {
                 let chain = endpoint_chain(key, *endpoint);
                 let set = affinity_set(seconds, &chain);
+                let family = Family::of(endpoint.0);
                 rules.push(vec![
-                    expr::ip_saddr(REG0),
+                    family.saddr(REG0),
                     expr::lookup(&set, REG0),
                     expr::verdict(&Verdict::Goto(chain)),
                 ]);
-                self.sets.insert(set, u64::from(seconds) * 1000);
+                self.sets.insert(set, (family, u64::from(seconds) * 1000));
             }
         }
         for (i, endpoint) in endpoints.iter().enumerate() {
@@ -213,17 +224,20 @@ fn affinity_set(seconds: u32, chain: &str) -> String {
 
 /// An endpoint's chain: the hairpin mark when the client is the endpoint itself, the client
 /// recorded in the affinity set if any, then DNAT.
-fn endpoint_rules((ip, port): (Ipv4Addr, u16), affinity: Option<&str>) -> Vec<Vec<Attrs>> {
-    let mut hairpin = vec![expr::ip_saddr(REG0), expr::cmp(expr::EQ, REG0, &ip.octets())];
+fn endpoint_rules((ip, port): (IpAddr, u16), affinity: Option<&str>) -> Vec<Vec<Attrs>> {
+    let family = Family::of(ip);
+    let address = octets(ip);
+    let mut hairpin = vec![family.saddr(REG0), expr::cmp(expr::EQ, REG0, &address)];
     hairpin.extend(expr::mark_or(MASQUERADE_MARK, REG0));
     let mut rules = vec![hairpin];
     if let Some(set) = affinity {
-        rules.push(vec![expr::ip_saddr(REG0), expr::set_update(set, REG0)]);
+        rules.push(vec![family.saddr(REG0), expr::set_update(set, REG0)]);
     }
+    let port_register = REG0 + family.address_registers();
     let dnat = vec![
-        expr::immediate(REG0, &ip.octets()),
-        expr::immediate(REG0 + 1, &port.to_be_bytes()),
-        expr::dnat(REG0, REG0 + 1),
+        expr::immediate(REG0, &address),
+        expr::immediate(port_register, &port.to_be_bytes()),
+        expr::dnat_in(family, REG0, port_register),
     ];
     rules.push(dnat);
     rules
@@ -298,8 +312,10 @@ pub fn change(
         return;
     }
     // New sets and chains first, chains empty, so that every rule below names what exists.
-    for (name, timeout) in new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name)) {
-        batch.add_address_set(name, *timeout);
+    for (name, (family, timeout)) in
+        new.sets.iter().filter(|(name, _)| !old.sets.contains_key(*name))
+    {
+        batch.add_address_set(name, *family, *timeout);
     }
     for name in new.chains.keys().filter(|name| !old.chains.contains_key(*name)) {
         batch.add_chain(name, None);
@@ -416,5 +432,24 @@ mod tests {
             vec![10, 43, 0, 20, 6, 0, 0, 0, 0, 80, 0, 0]
         );
         assert_eq!(node_port_key(17, 30053), vec![17, 0, 0, 0, 0x75, 0x65, 0, 0]);
+        let v6 = ip_key("fd00::14".parse().unwrap(), 6, 80);
+        assert_eq!(v6.len(), 24);
+        assert_eq!(&v6[16..], &[6, 0, 0, 0, 0, 80, 0, 0]);
+    }
+
+    #[test]
+    fn ipv6_endpoints_dnat_from_the_registers_after_the_address() {
+        let rules = endpoint_rules(("fd42::5".parse().unwrap(), 8080), None);
+        assert_eq!(rules.len(), 2);
+        let mut expected = vec![
+            expr::immediate(REG0, &octets("fd42::5".parse().unwrap())),
+            expr::immediate(REG0 + 4, &8080u16.to_be_bytes()),
+        ];
+        expected.push(expr::dnat_in(Family::Ipv6, REG0, REG0 + 4));
+        assert_eq!(rules[1], expected);
+        assert_eq!(
+            endpoint_chain(&key(), ("fd42::5".parse().unwrap(), 80)),
+            "ep/d/web/tcp/80/[fd42::5]:80"
+        );
     }
 }

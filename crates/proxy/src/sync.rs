@@ -16,8 +16,7 @@ use tokio::sync::mpsc;
 use crate::Error;
 use crate::plan::{self, Key, PortKey, ServicePort, ServiceView, SliceView};
 use crate::program::{self, Layout};
-use krust_nftables::message::FAMILY_IPV4;
-use krust_nftables::{Batch, Netlink};
+use krust_nftables::{Family, Netlink};
 
 /// A batch is sent once it holds this many bytes (well under a netlink socket's send buffer).
 const BATCH_BYTES: usize = 128 << 10;
@@ -32,7 +31,8 @@ struct State {
     services: HashMap<Key, ServiceView>,
     slices: HashMap<Key, SliceView>,
     slices_of: HashMap<Key, BTreeSet<String>>,
-    programmed: HashMap<Key, BTreeMap<PortKey, ServicePort>>,
+    /// What each family's table holds, by Service.
+    programmed: BTreeMap<Family, HashMap<Key, BTreeMap<PortKey, ServicePort>>>,
     dirty: BTreeSet<Key>,
     listing_services: Option<HashSet<Key>>,
     listing_slices: Option<HashSet<Key>>,
@@ -124,8 +124,8 @@ impl State {
         }
     }
 
-    /// What `key` should be programmed as.
-    fn desired(&self, key: &Key, node: &str) -> BTreeMap<PortKey, ServicePort> {
+    /// What `key` should be programmed as in the table of `family`.
+    fn desired(&self, key: &Key, node: &str, family: Family) -> BTreeMap<PortKey, ServicePort> {
         let Some(view) = self.services.get(key) else { return BTreeMap::new() };
         let slices: Vec<&SliceView> = self
             .slices_of
@@ -134,12 +134,12 @@ impl State {
             .flatten()
             .filter_map(|name| self.slices.get(&(key.0.clone(), name.clone())))
             .collect();
-        plan::service_ports((&key.0, &key.1), view, slices.iter().copied(), node)
+        plan::service_ports((&key.0, &key.1), view, slices.iter().copied(), node, family)
     }
 }
 
-/// Runs the watches and the programming loop.
-pub async fn run(client: kube::Client, layout: Layout) -> Result<(), Error> {
+/// Runs the watches and the programming loop, for a table of each of `layouts`.
+pub async fn run(client: kube::Client, layouts: Vec<Layout>) -> Result<(), Error> {
     let mut netlink = Netlink::open()?;
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
     let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default());
@@ -188,7 +188,7 @@ pub async fn run(client: kube::Client, layout: Layout) -> Result<(), Error> {
             let all: Vec<Key> = state.services.keys().cloned().collect();
             state.dirty.extend(all);
         }
-        match program_dirty(&mut state, &mut netlink, &layout, rebuild) {
+        match program_dirty(&mut state, &mut netlink, &layouts, rebuild) {
             Ok(()) => rebuild = false,
             Err(e) => {
                 tracing::error!(error = %e, "service proxy: a batch was refused; rebuilding the table");
@@ -199,39 +199,19 @@ pub async fn run(client: kube::Client, layout: Layout) -> Result<(), Error> {
     Ok(())
 }
 
-/// Programs every dirty Service, in batches of at most `BATCH_BYTES`.
+/// Programs every dirty Service into each family's table, in batches of at most
+/// `BATCH_BYTES`.
 fn program_dirty(
     state: &mut State,
     netlink: &mut Netlink,
-    layout: &Layout,
+    layouts: &[Layout],
     rebuild: bool,
 ) -> Result<(), Error> {
     let started = Instant::now();
     let dirty: Vec<Key> = std::mem::take(&mut state.dirty).into_iter().collect();
-    let mut batch = netlink.batch(FAMILY_IPV4, &layout.table);
-    if rebuild {
-        program::skeleton(&mut batch, layout);
-    }
     let mut messages = 0;
-    for key in &dirty {
-        let desired = state.desired(key, &layout.node);
-        let old = state.programmed.remove(key).unwrap_or_default();
-        let ports: BTreeSet<&PortKey> = old.keys().chain(desired.keys()).collect();
-        for port in ports {
-            program::change(&mut batch, port, old.get(port), desired.get(port));
-        }
-        if !desired.is_empty() {
-            state.programmed.insert(key.clone(), desired);
-        }
-        if batch.size() >= BATCH_BYTES {
-            messages += batch.len();
-            let next = send(netlink, batch, layout)?;
-            batch = next;
-        }
-    }
-    messages += batch.len();
-    if !batch.is_empty() {
-        send(netlink, batch, layout)?;
+    for layout in layouts {
+        messages += program_family(state, netlink, layout, &dirty, rebuild)?;
     }
     if messages > 0 {
         tracing::debug!(
@@ -244,7 +224,40 @@ fn program_dirty(
     Ok(())
 }
 
-fn send(netlink: &mut Netlink, batch: Batch, layout: &Layout) -> Result<Batch, Error> {
-    netlink.apply(batch)?;
-    Ok(netlink.batch(FAMILY_IPV4, &layout.table))
+/// Programs `dirty` into the table of `layout`; answers the number of messages sent.
+fn program_family(
+    state: &mut State,
+    netlink: &mut Netlink,
+    layout: &Layout,
+    dirty: &[Key],
+    rebuild: bool,
+) -> Result<usize, Error> {
+    let family = layout.family;
+    let mut batch = netlink.batch(family.nfproto(), &layout.table);
+    if rebuild {
+        program::skeleton(&mut batch, layout);
+    }
+    let mut messages = 0;
+    for key in dirty {
+        let desired = state.desired(key, &layout.node, family);
+        let programmed = state.programmed.entry(family).or_default();
+        let old = programmed.remove(key).unwrap_or_default();
+        let ports: BTreeSet<&PortKey> = old.keys().chain(desired.keys()).collect();
+        for port in ports {
+            program::change(&mut batch, port, old.get(port), desired.get(port));
+        }
+        if !desired.is_empty() {
+            programmed.insert(key.clone(), desired);
+        }
+        if batch.size() >= BATCH_BYTES {
+            messages += batch.len();
+            netlink.apply(batch)?;
+            batch = netlink.batch(family.nfproto(), &layout.table);
+        }
+    }
+    messages += batch.len();
+    if !batch.is_empty() {
+        netlink.apply(batch)?;
+    }
+    Ok(messages)
 }

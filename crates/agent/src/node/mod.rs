@@ -109,6 +109,8 @@ async fn register(nodes: &Api<Node>, options: &Options) -> Result<Node, kube::Er
     ]);
     labels.extend(options.node_labels.clone());
     let cidr = format!("{}/{}", options.pod_cidr.0, options.pod_cidr.1);
+    let mut cidrs = vec![cidr.clone()];
+    cidrs.extend(options.pod_cidr_v6.map(|(network, prefix)| format!("{network}/{prefix}")));
     let node = Node {
         metadata: ObjectMeta {
             name: Some(hostname.clone()),
@@ -117,7 +119,7 @@ async fn register(nodes: &Api<Node>, options: &Options) -> Result<Node, kube::Er
         },
         spec: Some(NodeSpec {
             pod_cidr: Some(cidr.clone()),
-            pod_cidrs: Some(vec![cidr]),
+            pod_cidrs: Some(cidrs),
             ..NodeSpec::default()
         }),
         status: None,

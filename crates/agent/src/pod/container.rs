@@ -20,6 +20,8 @@ use crate::runtime::spec::{ContainerConfig, DEFAULT_CAPABILITIES, Mount, Namespa
 pub struct Context {
     /// The pod's address.
     pub pod_ip: Option<String>,
+    /// Its IPv6 address on a dual-stack node.
+    pub pod_ip6: Option<String>,
     /// The node's address.
     pub host_ip: Option<String>,
     /// The `kubernetes` service's cluster IP, for `KUBERNETES_SERVICE_HOST`.
@@ -495,7 +497,11 @@ pub fn field_value(pod: &Pod, path: &str, context: &Context) -> Result<String, C
             pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default()
         }
         "status.hostIP" | "status.hostIPs" => context.host_ip.clone().unwrap_or_default(),
-        "status.podIP" | "status.podIPs" => context.pod_ip.clone().unwrap_or_default(),
+        "status.podIP" => context.pod_ip.clone().unwrap_or_default(),
+        // Upstream's downward API joins the list with commas.
+        "status.podIPs" => {
+            context.pod_ip.iter().chain(&context.pod_ip6).cloned().collect::<Vec<_>>().join(",")
+        }
         other => {
             if let Some(rest) = other.strip_prefix("metadata.labels") {
                 subscript(&meta.labels, rest)

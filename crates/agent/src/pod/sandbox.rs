@@ -2,7 +2,7 @@
 //! `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` (its volumes are `volumes.rs`).
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -18,6 +18,9 @@ use crate::{Options, sys};
 pub struct Sandbox {
     /// The pod's address (the node's for `hostNetwork` pods).
     pub ip: Option<String>,
+    /// Its IPv6 address on a dual-stack node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<String>,
     /// The host end of its veth pair.
     pub host_veth: Option<String>,
     /// The PID 1 of the pod's shared PID namespace (`shareProcessNamespace`), if any.
@@ -43,8 +46,12 @@ pub fn create(
     let hostname = spec.hostname.clone().or_else(|| pod.metadata.name.clone()).unwrap_or_default();
     let etc = dir.join("etc");
     fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-    let mut sandbox =
-        Sandbox { ip: options.node_ip.map(|ip| ip.to_string()), host_veth: None, pid_holder: None };
+    let mut sandbox = Sandbox {
+        ip: options.node_ip.map(|ip| ip.to_string()),
+        ip6: None,
+        host_veth: None,
+        pid_holder: None,
+    };
     if spec.share_process_namespace.unwrap_or(false) && !spec.host_pid.unwrap_or(false) {
         sandbox.pid_holder = Some(pid_namespace_holder(dir, host)?);
     }
@@ -60,15 +67,22 @@ pub fn create(
         let address = allocate(&options.data_dir.join("ipam"), options, &uid)?;
         let host_veth =
             format!("veth{}", &uid.replace('-', "")[..8.min(uid.replace('-', "").len())]);
+        let v6 = options.pod_cidr_v6.map(|(network, prefix)| sys::PodLink6 {
+            gateway: ipv6_at(network, 1),
+            prefix,
+            address: ipv6_at(network, offset(options, address)),
+        });
         let link = sys::PodLink {
             bridge: options.bridge.clone(),
             gateway: gateway(options),
             prefix: options.pod_cidr.1,
             host_veth: host_veth.clone(),
             address,
+            v6,
         };
         host.attach(&dir.join("ns/net"), &link).map_err(|e| e.to_string())?;
         sandbox.ip = Some(address.to_string());
+        sandbox.ip6 = v6.map(|v6| v6.address.to_string());
         sandbox.host_veth = Some(host_veth);
     }
     let ip = sandbox.ip.clone().unwrap_or_default();
@@ -85,6 +99,9 @@ pub fn create(
             _ => hostname.clone(),
         };
         hosts.push_str(&format!("{ip}\t{fqdn}\n"));
+        if let Some(ip6) = &sandbox.ip6 {
+            hosts.push_str(&format!("{ip6}\t{fqdn}\n"));
+        }
     }
     for alias in spec.host_aliases.iter().flatten() {
         if let Some(aliased) = &alias.hostnames {
@@ -161,6 +178,17 @@ pub fn resolv_conf(pod: &Pod, options: &Options) -> String {
 
 fn gateway(options: &Options) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(options.pod_cidr.0) + 1)
+}
+
+/// Where `address` lies in the node's IPv4 pod network.
+fn offset(options: &Options, address: Ipv4Addr) -> u32 {
+    u32::from(address).wrapping_sub(u32::from(options.pod_cidr.0))
+}
+
+/// The address `offset` places into the IPv6 network `network`: a pod's IPv6 address sits
+/// at its IPv4 address's offset, so one allocation gives both.
+pub fn ipv6_at(network: Ipv6Addr, offset: u32) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(network) + u128::from(offset))
 }
 
 /// Takes a free address of the pod CIDR for `uid` (a file per address, made exclusively;
@@ -246,6 +274,7 @@ mod tests {
             data_dir: data_dir.to_path_buf(),
             airgap_images: None,
             pod_cidr: (Ipv4Addr::new(10, 42, 0, 0), 24),
+            pod_cidr_v6: None,
             bridge: "kr0".into(),
             node_ip: Some(Ipv4Addr::new(192, 0, 2, 10)),
             cluster_dns: vec![Ipv4Addr::new(10, 43, 0, 10)],
@@ -317,6 +346,21 @@ mod tests {
         assert!(host.left().is_empty(), "{:?}", host.left());
         // The address is free again.
         assert!(!options.data_dir.join("ipam/10.42.0.2").exists());
+    }
+
+    #[test]
+    fn a_dual_stack_pod_has_its_ipv6_address_at_its_ipv4_offset() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut options = options(data.path());
+        options.pod_cidr_v6 = Some(("fd42::".parse().expect("ip"), 64));
+        let host = Recording::new();
+        let dir = data.path().join("pods").join(UID);
+        let sandbox = create(&dir, &pod(serde_json::json!({})), &options, &host).expect("sandbox");
+        assert_eq!(sandbox.ip.as_deref(), Some("10.42.0.2"));
+        assert_eq!(sandbox.ip6.as_deref(), Some("fd42::2"));
+        let hosts = fs::read_to_string(dir.join("etc/hosts")).expect("hosts");
+        assert!(hosts.ends_with("10.42.0.2\tweb\nfd42::2\tweb\n"), "{hosts}");
+        destroy(&dir, &options, UID, &host);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct PodFacts {
     pub sandbox_ready: bool,
     /// The pod's address.
     pub pod_ip: Option<String>,
+    /// Its IPv6 address on a dual-stack node (after the IPv4 one in `podIPs`).
+    pub pod_ip6: Option<String>,
     /// The node's address.
     pub host_ip: Option<String>,
     /// When the agent first acted on the pod.
@@ -262,7 +264,9 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         // kubelet reports it too).
         condition(Decided::new("PodScheduled", true)),
     ];
-    let pod_ips = facts.pod_ip.as_ref().map(|ip| vec![PodIP { ip: ip.clone() }]);
+    let pod_ips = facts.pod_ip.as_ref().map(|ip| {
+        std::iter::once(ip).chain(&facts.pod_ip6).map(|ip| PodIP { ip: ip.clone() }).collect()
+    });
     PodStatus {
         phase: Some(phase.to_string()),
         conditions: Some(conditions),

@@ -523,11 +523,16 @@ impl Worker {
                 return Step::Wait(Duration::from_secs(2));
             }
         };
-        let sandbox =
-            self.sandbox.clone().unwrap_or(Sandbox { ip: None, host_veth: None, pid_holder: None });
+        let sandbox = self.sandbox.clone().unwrap_or(Sandbox {
+            ip: None,
+            ip6: None,
+            host_veth: None,
+            pid_holder: None,
+        });
         let options = &self.agent.options;
         let context = Context {
             pod_ip: sandbox.ip.clone(),
+            pod_ip6: sandbox.ip6.clone(),
             host_ip: options.node_ip.map(|ip| ip.to_string()),
             kubernetes_service: options.kubernetes_service.clone(),
             allocatable: self.agent.allocatable,
@@ -885,6 +890,7 @@ impl Worker {
             app: spec.containers.iter().map(fact).collect(),
             sandbox_ready: self.sandbox.is_some(),
             pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.clone()),
+            pod_ip6: self.sandbox.as_ref().and_then(|s| s.ip6.clone()),
             host_ip: self.agent.options.node_ip.map(|ip| ip.to_string()),
             start_time: Some(self.start_time.clone()),
             qos_class: resources::qos(pod).as_str().to_string(),

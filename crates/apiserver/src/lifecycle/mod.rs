@@ -47,13 +47,13 @@ pub async fn bootstrap(
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {
             "type": "ClusterIP",
-            "clusterIP": ranges.first().to_string(),
+            "clusterIP": ranges.first().map(|ip| ip.to_string()).unwrap_or_default(),
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
             "sessionAffinity": "None",
         },
     });
     let mut wanted = vec![("default", "kubernetes", kubernetes)];
-    if ranges.contains(ranges.dns()) {
+    if let Some(primary) = ranges.dns().first() {
         // The cluster DNS: served by every node's agent on this address (no selector, no
         // endpoints), so that pods' `nameserver` is a Service as upstream users expect.
         let dns = json!({
@@ -62,7 +62,7 @@ pub async fn bootstrap(
             "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "KubeDNS"}},
             "spec": {
                 "type": "ClusterIP",
-                "clusterIP": ranges.dns().to_string(),
+                "clusterIP": primary.to_string(),
                 "ports": [
                     {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
                     {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},

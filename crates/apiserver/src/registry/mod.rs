@@ -33,7 +33,8 @@ pub use list::{ListItems, ListResult, Served};
 pub use meta::timestamp;
 pub use options::FieldValidation;
 pub use storage::{
-    Handler, ResourceHooks, ResourceStorage, ServiceAllocator, ServiceRanges, Storages, WriteCheck,
+    Cidr, Handler, ResourceHooks, ResourceStorage, ServiceAllocator, ServiceRanges, Storages,
+    WriteCheck, check_dual,
 };
 pub use subresource::Subresource;
 pub use watch::{Encoder, WatchEvent, WatchKind, WatchLimits, WatchStream};

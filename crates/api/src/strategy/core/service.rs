@@ -114,12 +114,6 @@ impl Strategy for ServiceStrategy {
             let ip = ip.to_string();
             default_field(spec, "clusterIPs", json!([ip]));
         }
-        default_field(spec, "ipFamilyPolicy", json!("SingleStack"));
-        let family = match spec.get("clusterIP").and_then(Value::as_str) {
-            Some(ip) if ip.contains(':') => "IPv6",
-            _ => "IPv4",
-        };
-        default_field(spec, "ipFamilies", json!([family]));
     }
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
@@ -348,9 +342,9 @@ mod tests {
             svc["spec"]["ports"][0],
             json!({"port": 80, "protocol": "TCP", "targetPort": 80})
         );
+        // The families are the allocator's: only it knows the cluster's.
         ServiceStrategy.prepare_for_create(&mut svc);
-        assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
-        assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
+        assert!(svc["spec"].get("ipFamilyPolicy").is_none());
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod bindings;
 mod handler;
 mod hooks;
 pub mod pods;
+mod service_families;
 mod services;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 pub use handler::{SubresourceHandler, SubresourceRequest, success};
 pub use hooks::ResourceHooks;
+pub use krust_api::cidr::{Cidr, check_dual};
 pub use services::{ServiceAllocator, ServiceRanges};
 
 /// A check of a write against who asks for it, run after the object is validated and before

@@ -4,15 +4,17 @@
 //! an allocation atomic, so two servers never hand out the same address.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use async_trait::async_trait;
 use krust_api::StatusError;
+use krust_api::cidr::{Cidr, Family};
 use krust_api::object::{meta_str, path};
 use krust_api::validation::FieldError;
 use krust_store::{Store, StoreError};
 use serde_json::{Value, json};
 
+use super::service_families::settle;
 use super::{ResourceHooks, ResourceStorage};
 use crate::registry::meta::timestamp;
 
@@ -25,67 +27,71 @@ pub(super) fn storage(ranges: ServiceRanges) -> ResourceStorage {
     }
 }
 
-/// How many random picks are tried before the range is called full.
+/// How many random picks are tried before the range is scanned.
 const ATTEMPTS: usize = 64;
 
 /// The address ranges services are allocated from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServiceRanges {
-    /// The service CIDR's network address.
-    pub network: Ipv4Addr,
-    /// Its prefix length.
-    pub prefix: u8,
+    /// The service CIDRs: one, or one of each family, the primary family's first.
+    pub cidrs: Vec<Cidr>,
     /// The first and last node port.
     pub node_ports: (u16, u16),
 }
 
 impl Default for ServiceRanges {
     fn default() -> Self {
-        Self { network: Ipv4Addr::new(10, 43, 0, 0), prefix: 16, node_ports: (30000, 32767) }
+        let v4 = Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 43, 0, 0)), 16);
+        Self { cidrs: v4.into_iter().collect(), node_ports: (30000, 32767) }
     }
 }
 
 impl ServiceRanges {
-    /// The number of addresses in the CIDR.
-    fn size(&self) -> u32 {
-        1u32 << (32 - u32::from(self.prefix.min(32)))
+    /// The families served, the primary first.
+    pub fn families(&self) -> Vec<Family> {
+        self.cidrs.iter().map(Cidr::family).collect()
     }
 
-    /// Whether `ip` is an allocatable address (not the network or broadcast address).
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let offset = u32::from(ip).wrapping_sub(u32::from(self.network));
-        offset > 0 && offset < self.size() - 1
+    /// The range of `family`, if the cluster serves it.
+    fn cidr(&self, family: Family) -> Option<&Cidr> {
+        self.cidrs.iter().find(|c| c.family() == family)
     }
 
-    /// The address `offset` places into the range.
-    fn at(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) + offset)
+    /// The primary range.
+    pub fn primary(&self) -> Option<&Cidr> {
+        self.cidrs.first()
     }
 
-    /// The first address, kept for the `kubernetes` service.
-    pub fn first(&self) -> Ipv4Addr {
-        self.at(1)
+    /// Whether `ip` is an allocatable address of its family's range (not the network
+    /// address, nor an IPv4 range's broadcast address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let Some(cidr) = self.cidr(Family::of(ip)) else { return false };
+        let last = match ip {
+            IpAddr::V4(_) => cidr.size() - 1,
+            IpAddr::V6(_) => cidr.size(),
+        };
+        cidr.offset_of(ip).is_some_and(|offset| offset > 0 && offset < last)
     }
 
-    /// The tenth address, kept for the cluster DNS service (`kube-system/kube-dns`), as
-    /// upstream's installers and k3s keep it.
-    pub fn dns(&self) -> Ipv4Addr {
-        self.at(10)
+    /// The first address of the primary range, kept for the `kubernetes` service.
+    pub fn first(&self) -> Option<IpAddr> {
+        self.primary().and_then(|c| c.nth(1))
     }
 
-    fn cidr(&self) -> String {
-        format!("{}/{}", self.network, self.prefix)
+    /// The tenth address of each range, kept for the cluster DNS service
+    /// (`kube-system/kube-dns`), as upstream's installers and k3s keep it; the primary first.
+    pub fn dns(&self) -> Vec<IpAddr> {
+        self.cidrs.iter().filter_map(|c| c.nth(10)).filter(|ip| self.contains(*ip)).collect()
     }
 }
 
 /// A random number from a fresh UUID (no other randomness source is needed here).
-fn random() -> u32 {
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+fn random() -> u128 {
+    u128::from_le_bytes(uuid::Uuid::new_v4().into_bytes())
 }
 
 /// Allocates cluster IPs and node ports for services.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ServiceAllocator {
     ranges: ServiceRanges,
 }
@@ -95,7 +101,7 @@ const IP_PREFIX: &str = "/registry/networking.k8s.io/ipaddresses/";
 /// Where allocated node ports are recorded.
 const PORT_PREFIX: &str = "/registry/krust/servicenodeports/";
 
-fn ip_key(ip: Ipv4Addr) -> String {
+fn ip_key(ip: IpAddr) -> String {
     format!("{IP_PREFIX}{ip}")
 }
 
@@ -133,7 +139,7 @@ impl ServiceAllocator {
         Self { ranges }
     }
 
-    fn ip_record(&self, ip: Ipv4Addr, svc: &Value) -> Vec<u8> {
+    fn ip_record(&self, ip: IpAddr, svc: &Value) -> Vec<u8> {
         let record = json!({
             "apiVersion": "networking.k8s.io/v1",
             "kind": "IPAddress",
@@ -142,7 +148,7 @@ impl ServiceAllocator {
                 "uid": uuid::Uuid::new_v4().to_string(),
                 "creationTimestamp": timestamp(chrono::Utc::now()),
                 "labels": {
-                    "ipaddress.kubernetes.io/ip-family": "IPv4",
+                    "ipaddress.kubernetes.io/ip-family": Family::of(ip).name(),
                     "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
                 },
             },
@@ -156,30 +162,25 @@ impl ServiceAllocator {
         serde_json::to_vec(&record).unwrap_or_default()
     }
 
-    /// Reserves `ip` (a requested address) or a free one; answers the address.
+    /// Reserves `requested` (an address asked for, at `spec.clusterIPs[index]`) or a free
+    /// one of `family`; answers the address.
     async fn reserve_ip(
         &self,
         store: &dyn Store,
         svc: &Value,
-        requested: Option<&str>,
+        (index, family): (usize, Family),
+        requested: Option<IpAddr>,
         dry_run: bool,
-    ) -> Result<Ipv4Addr, StatusError> {
-        if let Some(raw) = requested {
-            let field = "spec.clusterIPs[0]";
-            let ip: Ipv4Addr = raw.parse().map_err(|_| {
-                invalid(
-                    svc,
-                    vec![FieldError::invalid(
-                        field,
-                        json!(raw),
-                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                    )],
-                )
-            })?;
+    ) -> Result<IpAddr, StatusError> {
+        let Some(cidr) = self.ranges.cidr(family).copied() else {
+            return Err(StatusError::internal(format!("no {} service range", family.name())));
+        };
+        if let Some(ip) = requested {
+            let field = format!("spec.clusterIPs[{index}]");
+            let raw = ip.to_string();
             if !self.ranges.contains(ip) {
                 let detail = format!(
-                    "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
-                    self.ranges.cidr()
+                    "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {cidr}"
                 );
                 return Err(invalid(svc, vec![FieldError::invalid(field, json!([raw]), detail)]));
             }
@@ -196,10 +197,12 @@ impl ServiceAllocator {
                 Err(e) => Err(internal(e)),
             };
         }
-        let usable = self.ranges.size().saturating_sub(2).max(1);
+        // Offsets 2.. (the first address belongs to the `kubernetes` service); an IPv4
+        // range's broadcast address is left out.
+        let last = if family == Family::V4 { cidr.size() - 1 } else { cidr.size() };
+        let count = last.saturating_sub(2).max(1);
         for _ in 0..ATTEMPTS {
-            // Skip the first address: it belongs to the `kubernetes` service.
-            let ip = self.ranges.at(2 + random() % usable.saturating_sub(1).max(1));
+            let Some(ip) = cidr.nth(2 + random() % count) else { continue };
             if dry_run {
                 return Ok(ip);
             }
@@ -211,11 +214,13 @@ impl ServiceAllocator {
         }
         // A crowded range: scan it from a random offset, past the addresses taken (as
         // upstream's bitmap allocator does), so that the last free address is found too.
+        // A range far larger than what can be taken was not crowded: give up after as many
+        // addresses as are recorded, and some.
         let held = taken(store, IP_PREFIX).await?;
-        let count = usable.saturating_sub(1).max(1);
         let start = random() % count;
-        for step in 0..count {
-            let ip = self.ranges.at(2 + (start + step) % count);
+        let steps = count.min(held.len() as u128 + 1024);
+        for step in 0..steps {
+            let Some(ip) = cidr.nth(2 + (start + step) % count) else { continue };
             if held.contains(&ip.to_string()) {
                 continue;
             }
@@ -225,10 +230,57 @@ impl ServiceAllocator {
                 Err(e) => return Err(internal(e)),
             }
         }
-        Err(StatusError::internal(format!(
-            "failed to allocate a serviceIP: range {} is full",
-            self.ranges.cidr()
-        )))
+        Err(StatusError::internal(format!("failed to allocate a serviceIP: range {cidr} is full")))
+    }
+
+    /// Settles `svc`'s families and reserves the cluster IPs it lacks, writing
+    /// `ipFamilyPolicy`, `ipFamilies`, `clusterIPs` and `clusterIP`. `held` are the addresses
+    /// the stored object already holds (an update's); on failure, what this call reserved
+    /// is released.
+    async fn reserve_ips(
+        &self,
+        store: &dyn Store,
+        svc: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
+        let settled = settle(svc, old, &self.ranges.families()).map_err(|e| invalid(svc, e))?;
+        let held = old.map(Self::held_ips).unwrap_or_default();
+        let mut ips = Vec::new();
+        let mut reserved = Vec::new();
+        for (index, (family, requested)) in
+            settled.families.iter().zip(&settled.addresses).enumerate()
+        {
+            let result = match requested {
+                Some(ip) if held.contains(ip) => Ok(*ip),
+                _ => self.reserve_ip(store, svc, (index, *family), *requested, dry_run).await,
+            };
+            match result {
+                Ok(ip) => {
+                    if !held.contains(&ip) {
+                        reserved.push(ip);
+                    }
+                    ips.push(ip.to_string());
+                }
+                Err(e) => {
+                    if !dry_run {
+                        self.release(store, &reserved, &[]).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let spec = &mut svc["spec"];
+        spec["ipFamilyPolicy"] = json!(settled.policy);
+        spec["ipFamilies"] = json!(settled.families.iter().map(|f| f.name()).collect::<Vec<_>>());
+        if settled.addresses.is_empty() {
+            spec["clusterIP"] = json!("None");
+            spec["clusterIPs"] = json!(["None"]);
+        } else {
+            spec["clusterIP"] = json!(ips[0]);
+            spec["clusterIPs"] = json!(ips);
+        }
+        Ok(())
     }
 
     /// Reserves the node ports of a NodePort or LoadBalancer service: those it asks for
@@ -293,7 +345,7 @@ impl ServiceAllocator {
             }
             let mut chosen = None;
             for _ in 0..ATTEMPTS {
-                let p = low + (random() % count) as u16;
+                let p = low + (random() % u128::from(count)) as u16;
                 if dry_run {
                     chosen = Some(p);
                     break;
@@ -310,7 +362,7 @@ impl ServiceAllocator {
             if chosen.is_none() {
                 // A crowded range: scan it from a random offset, past the ports taken.
                 let held = taken(store, PORT_PREFIX).await?;
-                let start = random() % count;
+                let start = (random() % u128::from(count)) as u32;
                 for step in 0..count {
                     let p = low + ((start + step) % count) as u16;
                     if held.contains(&p.to_string()) {
@@ -334,9 +386,25 @@ impl ServiceAllocator {
         Ok(())
     }
 
-    /// What a service holds: its cluster IP (if allocated) and node ports.
-    fn held(svc: &Value) -> (Option<Ipv4Addr>, Vec<u16>) {
-        let ip = path(svc, "spec.clusterIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok());
+    /// The cluster IPs a service holds.
+    fn held_ips(svc: &Value) -> Vec<IpAddr> {
+        let mut ips: Vec<IpAddr> = path(svc, "spec.clusterIPs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|ip| ip.as_str()?.parse().ok())
+            .collect();
+        if ips.is_empty()
+            && let Some(ip) =
+                path(svc, "spec.clusterIP").and_then(Value::as_str).and_then(|ip| ip.parse().ok())
+        {
+            ips.push(ip);
+        }
+        ips
+    }
+
+    /// What a service holds: its cluster IPs and node ports.
+    fn held(svc: &Value) -> (Vec<IpAddr>, Vec<u16>) {
         let ports = path(svc, "spec.ports")
             .and_then(Value::as_array)
             .map(|ports| {
@@ -347,12 +415,12 @@ impl ServiceAllocator {
                     .collect()
             })
             .unwrap_or_default();
-        (ip, ports)
+        (Self::held_ips(svc), ports)
     }
 
-    async fn release(&self, store: &dyn Store, ip: Option<Ipv4Addr>, ports: &[u16]) {
-        if let Some(ip) = ip.filter(|ip| self.ranges.contains(*ip)) {
-            let _ = store.delete(&ip_key(ip), None).await;
+    async fn release(&self, store: &dyn Store, ips: &[IpAddr], ports: &[u16]) {
+        for ip in ips.iter().filter(|ip| self.ranges.contains(**ip)) {
+            let _ = store.delete(&ip_key(*ip), None).await;
         }
         for p in ports {
             let _ = store.delete(&port_key(*p), None).await;
@@ -369,14 +437,8 @@ impl ResourceHooks for ServiceAllocator {
         dry_run: bool,
     ) -> Result<(), StatusError> {
         let kind = path(obj, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
-        let requested = path(obj, "spec.clusterIP")
-            .and_then(Value::as_str)
-            .filter(|ip| !ip.is_empty())
-            .map(str::to_string);
-        if kind != "ExternalName" && requested.as_deref() != Some("None") {
-            let ip = self.reserve_ip(store, obj, requested.as_deref(), dry_run).await?;
-            obj["spec"]["clusterIP"] = json!(ip.to_string());
-            obj["spec"]["clusterIPs"] = json!([ip.to_string()]);
+        if kind != "ExternalName" {
+            self.reserve_ips(store, obj, None, dry_run).await?;
         }
         if let Err(e) = self.reserve_ports(store, obj, &[], dry_run).await {
             if !dry_run {
@@ -388,8 +450,8 @@ impl ResourceHooks for ServiceAllocator {
     }
 
     async fn create_failed(&self, store: &dyn Store, obj: &Value) {
-        let (ip, ports) = Self::held(obj);
-        self.release(store, ip, &ports).await;
+        let (ips, ports) = Self::held(obj);
+        self.release(store, &ips, &ports).await;
     }
 
     async fn before_update(
@@ -399,67 +461,105 @@ impl ResourceHooks for ServiceAllocator {
         old: &Value,
         dry_run: bool,
     ) -> Result<(), StatusError> {
-        let (old_ip, old_ports) = Self::held(old);
+        let (_, old_ports) = Self::held(old);
         let kind = path(new, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
-        let has_ip =
-            path(new, "spec.clusterIP").and_then(Value::as_str).is_some_and(|ip| !ip.is_empty());
-        if kind != "ExternalName" && !has_ip && old_ip.is_none() {
-            let ip = self.reserve_ip(store, new, None, dry_run).await?;
-            new["spec"]["clusterIP"] = json!(ip.to_string());
-            new["spec"]["clusterIPs"] = json!([ip.to_string()]);
+        if kind != "ExternalName" {
+            self.reserve_ips(store, new, Some(old), dry_run).await?;
         }
         self.reserve_ports(store, new, &old_ports, dry_run).await
     }
 
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
-        let (old_ip, old_ports) = Self::held(old);
-        let (new_ip, new_ports) = Self::held(new);
-        let gone_ip = old_ip.filter(|ip| Some(*ip) != new_ip);
+        let (old_ips, old_ports) = Self::held(old);
+        let (new_ips, new_ports) = Self::held(new);
+        let gone_ips: Vec<IpAddr> =
+            old_ips.into_iter().filter(|ip| !new_ips.contains(ip)).collect();
         let gone_ports: Vec<u16> =
             old_ports.into_iter().filter(|p| !new_ports.contains(p)).collect();
-        self.release(store, gone_ip, &gone_ports).await;
+        self.release(store, &gone_ips, &gone_ports).await;
     }
 
     async fn after_delete(&self, store: &dyn Store, obj: &Value) {
-        let (ip, ports) = Self::held(obj);
-        self.release(store, ip, &ports).await;
+        let (ips, ports) = Self::held(obj);
+        self.release(store, &ips, &ports).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    fn v4(ip: &str) -> IpAddr {
+        ip.parse().unwrap()
+    }
 
     #[test]
     fn the_range_excludes_network_and_broadcast_addresses() {
         let ranges = ServiceRanges::default();
-        assert!(!ranges.contains(Ipv4Addr::new(10, 43, 0, 0)));
-        assert!(ranges.contains(Ipv4Addr::new(10, 43, 0, 1)));
-        assert!(ranges.contains(Ipv4Addr::new(10, 43, 255, 254)));
-        assert!(!ranges.contains(Ipv4Addr::new(10, 43, 255, 255)));
-        assert!(!ranges.contains(Ipv4Addr::new(10, 44, 0, 1)));
-        assert_eq!(ranges.first(), Ipv4Addr::new(10, 43, 0, 1));
+        assert!(!ranges.contains(v4("10.43.0.0")));
+        assert!(ranges.contains(v4("10.43.0.1")));
+        assert!(ranges.contains(v4("10.43.255.254")));
+        assert!(!ranges.contains(v4("10.43.255.255")));
+        assert!(!ranges.contains(v4("10.44.0.1")));
+        assert!(!ranges.contains(v4("fd00::1")));
+        assert_eq!(ranges.first(), Some(v4("10.43.0.1")));
+        assert_eq!(ranges.dns(), vec![v4("10.43.0.10")]);
+        let dual = ServiceRanges {
+            cidrs: vec!["10.43.0.0/16".parse().unwrap(), "fd00:43::/112".parse().unwrap()],
+            node_ports: (30000, 32767),
+        };
+        assert!(dual.contains(v4("fd00:43::ffff")));
+        assert_eq!(dual.dns(), vec![v4("10.43.0.10"), v4("fd00:43::a")]);
     }
 
     #[tokio::test]
     async fn a_crowded_range_gives_its_last_free_address() {
-        #![allow(clippy::unwrap_used)]
         let dir = tempfile::tempdir().unwrap();
         let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
         // A /27: 30 usable addresses, the first the `kubernetes` Service's.
         let ranges = ServiceRanges {
-            network: Ipv4Addr::new(10, 9, 0, 0),
-            prefix: 27,
+            cidrs: vec!["10.9.0.0/27".parse().unwrap()],
             node_ports: (30000, 30004),
         };
         let allocator = ServiceAllocator::new(ranges);
         let svc = json!({"metadata": {"name": "s", "namespace": "default"}});
         let mut got = HashSet::new();
         for _ in 0..29 {
-            assert!(got.insert(allocator.reserve_ip(&store, &svc, None, false).await.unwrap()));
+            let ip = allocator.reserve_ip(&store, &svc, (0, Family::V4), None, false).await;
+            assert!(got.insert(ip.unwrap()));
         }
-        assert!(!got.contains(&Ipv4Addr::new(10, 9, 0, 1)));
-        let full = allocator.reserve_ip(&store, &svc, None, false).await.unwrap_err();
+        assert!(!got.contains(&v4("10.9.0.1")));
+        let full =
+            allocator.reserve_ip(&store, &svc, (0, Family::V4), None, false).await.unwrap_err();
         assert!(full.to_string().contains("is full"), "{full}");
+    }
+
+    #[tokio::test]
+    async fn a_dual_stack_service_gets_an_address_of_each_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let ranges = ServiceRanges {
+            cidrs: vec!["fd00:9::/120".parse().unwrap(), "10.9.0.0/24".parse().unwrap()],
+            node_ports: (30000, 30004),
+        };
+        let allocator = ServiceAllocator::new(ranges);
+        let mut svc = json!({"metadata": {"name": "s", "namespace": "default"},
+            "spec": {"ipFamilyPolicy": "PreferDualStack", "ports": [{"port": 80}]}});
+        allocator.before_create(&store, &mut svc, false).await.unwrap();
+        assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv6", "IPv4"]));
+        let ips = ServiceAllocator::held_ips(&svc);
+        assert_eq!(ips.len(), 2);
+        assert!(ips[0].is_ipv6() && ips[1].is_ipv4());
+        assert_eq!(svc["spec"]["clusterIP"], json!(ips[0].to_string()));
+        // Down to one stack: the IPv4 address is given back.
+        let old = svc.clone();
+        svc["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+        allocator.before_update(&store, &mut svc, &old, false).await.unwrap();
+        assert_eq!(svc["spec"]["clusterIPs"], json!([ips[0].to_string()]));
+        allocator.after_update(&store, &svc, &old).await;
+        assert!(store.get(&ip_key(ips[1])).await.unwrap().is_none());
+        assert!(store.get(&ip_key(ips[0])).await.unwrap().is_some());
     }
 }

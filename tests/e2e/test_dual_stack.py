@@ -1,0 +1,131 @@
+"""Dual-stack: a node with an IPv4 and an IPv6 pod network (`--pod-cidr V4,V6`) in a cluster
+with an IPv4 and an IPv6 service range (`--service-cidr V4,V6`). Pods get an address of each
+family; a PreferDualStack Service gets a cluster IP of each, EndpointSlices of each address type,
+rules in the proxy's `ip` and `ip6` tables, and cluster DNS answers A and AAAA for it.
+
+The IPv6 ranges are unique local ones of the test's own, on the node's bridge: nothing leaves the
+machine. Needs what test_services.py needs (root, runc, busybox-static, nft)."""
+
+import ipaddress
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from agent_node import IMAGE, NEEDS_AGENT, Node, apply, k, ns, pod, wait_pod  # noqa: F401 (fixtures)
+from conftest import wait_for
+
+pytestmark = NEEDS_AGENT
+
+SERVE = ("mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && "
+         "exec httpd -f -p 8080 -h /www")
+
+
+@pytest.fixture(scope="module")
+def node(e2e_tmp, request):
+    workdir = Path(tempfile.mkdtemp(prefix="test_dual_stack-", dir=e2e_tmp))
+    n = Node(workdir, dual_stack=True)
+    yield n
+    n.cleanup()
+
+
+def in_pod_network6(node, ip):
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(f"{node.cidr6_base}:/64")
+
+
+def fetch_from(k, ns, pod_name, address, times, port=80):
+    """`times` HTTP GETs of `address:port` from inside `pod_name` (busybox nc, one connection
+    each): the bodies, `FAILED` for each that got none."""
+    request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
+    script = (f"for i in $(seq {times}); do body=$({request} | nc -w 3 {address} {port} | tail -n 1); "
+              f"echo ${{body:-FAILED}}; done")
+    return k("exec", pod_name, "-n", ns, "--", "sh", "-c", script, timeout=120).split()
+
+
+def in_table(node, family, text):
+    table = subprocess.run(["nft", "list", "table", family, node.proxy_table], capture_output=True,
+                           text=True).stdout
+    return text in table
+
+
+def test_pods_get_an_address_of_each_family(node, k, ns):
+    spec = k.json("get", "node", node.name)["spec"]
+    assert spec["podCIDRs"] == [f"{node.cidr_base}.0/24", f"{node.cidr6_base}:/64"]
+    apply(k, pod("p", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
+                                  "env": [{"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}]}]))
+    p = wait_pod(k, ns, "p", lambda p: p["status"].get("phase") == "Running")
+    v4, v6 = [entry["ip"] for entry in p["status"]["podIPs"]]
+    assert p["status"]["podIP"] == v4 and v4.startswith(node.cidr_base + ".")
+    assert in_pod_network6(node, v6)
+    # The pod's end: both addresses on eth0, usable at once (no duplicate detection), and the
+    # downward API's list.
+    assert k("exec", "p", "-n", ns, "--", "sh", "-c", "echo $POD_IPS").strip() == f"{v4},{v6}"
+    addresses = k("exec", "p", "-n", ns, "--", "ip", "-6", "addr", "show", "eth0")
+    assert v6 in addresses and "tentative" not in addresses
+    assert f"{v6}\tp" in k("exec", "p", "-n", ns, "--", "cat", "/etc/hosts")
+    # Reachable from the node over IPv6 (its bridge holds the network's first address).
+    ping = subprocess.run(["busybox", "ping", "-6", "-c", "1", "-W", "3", v6], capture_output=True, text=True)
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
+    apply(k, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                       "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                           "nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                           "containers": [{"name": "httpd", "image": IMAGE, "command": ["sh", "-c", SERVE],
+                                           "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]},
+                                                              "periodSeconds": 1}}]}}}})
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+              "spec": {"ipFamilyPolicy": "PreferDualStack", "selector": {"app": "web"},
+                       "ports": [{"port": 80, "targetPort": 8080}]}})
+    svc = k.json("get", "service", "web", "-n", ns)
+    assert svc["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+    v4, v6 = svc["spec"]["clusterIPs"]
+    assert ipaddress.ip_address(v6) in ipaddress.ip_network(f"{node.service6_base}/112")
+
+    def slices_ready():
+        slices = k.json("get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web")["items"]
+        ready = {s["addressType"]: [a for e in s.get("endpoints") or [] if e["conditions"].get("ready")
+                                    for a in e["addresses"]] for s in slices}
+        return ready if len(ready.get("IPv4", [])) == 2 and len(ready.get("IPv6", [])) == 2 else None
+    ready = wait_for(slices_ready, 120, interval=0.5, what="two ready endpoints of each family")
+    assert all(in_pod_network6(node, ip) for ip in ready["IPv6"])
+
+    apply(k, pod("client", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]))
+    wait_pod(k, ns, "client", lambda p: p["status"].get("phase") == "Running")
+    pods = {p["metadata"]["name"] for p in k.json("get", "pods", "-n", ns, "-l", "app=web")["items"]}
+    # The rules of each family are in the proxy's table of that family.
+    wait_for(lambda: in_table(node, "ip6", v6) and in_table(node, "ip", v4), 30, interval=0.5,
+             what="the Service's addresses in the proxy's ip and ip6 tables")
+    for address in (v4, v6):
+        answers = wait_for(lambda: (lambda a: a if set(a) == pods else None)(
+            fetch_from(k, ns, "client", address, 20)), 60, interval=1,
+            what=f"answers from both pods through {address}")
+        assert "FAILED" not in answers
+    # From the host too (the output hook), where it routes IPv6 at all: the route is looked up
+    # before the rules change the destination. (The rules are in place: nothing leaves.)
+    if subprocess.run(["ip", "-6", "route", "show", "default"], capture_output=True, text=True).stdout.strip():
+        with urllib.request.urlopen(f"http://[{v6}]/", timeout=5) as r:
+            assert r.read().decode().strip() in pods
+    # A pod reaches its own Service over IPv6 too (hairpin).
+    own = fetch_from(k, ns, sorted(pods)[0], v6, 10)
+    assert "FAILED" not in own and set(own) <= pods
+
+    # Cluster DNS answers the name with each family's address.
+    name = f"web.{ns}.svc.cluster.local"
+    aaaa = k("exec", "client", "-n", ns, "--", "nslookup", "-type=AAAA", name, node.dns_ip)
+    assert v6 in aaaa and v4 not in aaaa.split(name, 1)[-1], aaaa
+    a = k("exec", "client", "-n", ns, "--", "nslookup", "-type=A", name, node.dns_ip)
+    assert v4 in a and v6 not in a, a
+
+    # Back to one stack: the IPv6 address and its rules go.
+    k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"ipFamilyPolicy":"SingleStack"}}')
+    assert k.json("get", "service", "web", "-n", ns)["spec"]["clusterIPs"] == [v4]
+    wait_for(lambda: not in_table(node, "ip6", v6), 30, interval=0.5,
+             what="the IPv6 address out of the proxy's ip6 table")
+    wait_for(lambda: not any(s["addressType"] == "IPv6" for s in k.json(
+        "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web")["items"]),
+        30, interval=0.5, what="the IPv6 EndpointSlice gone")
