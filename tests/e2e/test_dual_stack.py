@@ -129,3 +129,49 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
     wait_for(lambda: not any(s["addressType"] == "IPv6" for s in k.json(
         "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web")["items"]),
         30, interval=0.5, what="the IPv6 EndpointSlice gone")
+
+
+def answers(k, ns, pod_name, ip, port=8080):
+    """Whether `pod_name` gets an HTTP answer from `ip:port` within two seconds."""
+    script = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {port} | tail -n 1"
+    return bool(k("exec", pod_name, "-n", ns, "--", "sh", "-c", script, timeout=60).strip())
+
+
+def test_network_policy_holds_over_ipv6_too(node, k, ns):
+    def run(name, labels, command):
+        apply(k, {**pod(name, ns, node, [{"name": "c", "image": IMAGE, "command": command}],
+                        terminationGracePeriodSeconds=1),
+                  "metadata": {"name": name, "namespace": ns, "labels": labels}})
+    run("web", {"app": "web"}, ["sh", "-c", SERVE])
+    run("friend", {"role": "friend"}, ["sleep", "3600"])
+    run("stranger", {"role": "stranger"}, ["sleep", "3600"])
+    ips = {}
+    for name in ("web", "friend", "stranger"):
+        p = wait_pod(k, ns, name, lambda p: p["status"].get("phase") == "Running"
+                     and len(p["status"].get("podIPs", [])) == 2, timeout=90)
+        ips[name] = [entry["ip"] for entry in p["status"]["podIPs"]]
+    v4, v6 = ips["web"]
+
+    def holds(expected):
+        return all(answers(k, ns, c, ip) == want for (c, ip), want in expected.items())
+    wait_for(lambda: holds({("stranger", v6): True, ("friend", v6): True}), 40, interval=0.5,
+             what="open traffic over IPv6")
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "friends", "namespace": ns},
+              "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "friend"}}}],
+                                    "ports": [{"port": 8080}]}]}})
+    # The policy holds in both families: the stranger is refused over each.
+    wait_for(lambda: holds({("stranger", v6): False, ("stranger", v4): False,
+                            ("friend", v6): True, ("friend", v4): True}), 40, interval=0.5,
+             what="the stranger refused over IPv4 and IPv6, the friend let in")
+    # An IPv6 block lets the stranger in over IPv6 alone.
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "block", "namespace": ns},
+              "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                       "ingress": [{"from": [{"ipBlock": {"cidr": f"{ips['stranger'][1]}/128"}}]}]}})
+    wait_for(lambda: holds({("stranger", v6): True, ("stranger", v4): False}), 40, interval=0.5,
+             what="the stranger let in over IPv6 by its block")
+    table = subprocess.run(["nft", "list", "table", "ip6", node.policy_table], capture_output=True,
+                           text=True, check=True).stdout
+    assert f"ingress/{ns}/web" in table

@@ -1195,6 +1195,7 @@ fn start_network_policy(
     let options = krust_networkpolicy::Options {
         table: format!("{}-policy", agent.bridge),
         node: agent.node_name.clone(),
+        ipv6: agent.pod_cidr_v6.is_some(),
     };
     let config = krust_client::acting_as(config, NETWORK_POLICY);
     Some(tokio::spawn(async move {

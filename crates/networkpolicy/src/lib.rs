@@ -10,6 +10,7 @@ pub mod plan;
 pub mod program;
 mod sync;
 
+use krust_nftables::Family;
 pub use kube::Config;
 
 /// Why NetworkPolicy cannot be enforced.
@@ -26,10 +27,14 @@ pub enum Error {
 /// Where the node's policies are programmed.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The nf_tables table (family `ip`) it owns; replaced at start.
+    /// The nf_tables tables (of family `ip`, and `ip6` with `ipv6`) it owns; replaced at
+    /// start.
     pub table: String,
     /// The node's name: its pods are the ones it isolates.
     pub node: String,
+    /// Whether the node's pods have IPv6 addresses too (a dual-stack node): their IPv6
+    /// traffic is held to the same policies.
+    pub ipv6: bool,
 }
 
 /// Enforces NetworkPolicy for the node's pods, an API client through `config`, until the
@@ -45,5 +50,16 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
              of this node are not enforced"
         );
     }
-    sync::run(client, options.table, options.node).await
+    let mut families = vec![Family::Ipv4];
+    if options.ipv6 {
+        if let Err(e) = std::fs::write("/proc/sys/net/bridge/bridge-nf-call-ip6tables", "1") {
+            tracing::warn!(
+                error = %e,
+                "cannot pass bridged IPv6 traffic to nf_tables; policies between pods of this \
+                 node are not enforced over IPv6"
+            );
+        }
+        families.push(Family::Ipv6);
+    }
+    sync::run(client, options.table, options.node, families).await
 }

@@ -12,7 +12,9 @@
 //! address set of their own, shared by every pod the policy selects.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+
+use krust_nftables::Family;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
@@ -73,8 +75,8 @@ pub struct NamedPort {
 pub struct PodView {
     /// Its labels.
     pub labels: Labels,
-    /// Its IPv4 address, once it has one.
-    pub ip: Option<Ipv4Addr>,
+    /// Its addresses (one of each family at most), once it has them.
+    pub ips: Vec<IpAddr>,
     /// The node it runs on.
     pub node: String,
     /// Its containers' named ports.
@@ -92,13 +94,16 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
     if matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) {
         return None;
     }
-    let ip = status
-        .and_then(|s| s.pod_ips.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|p| p.ip.as_str())
-        .chain(status.and_then(|s| s.pod_ip.as_deref()))
-        .find_map(|ip| ip.parse::<Ipv4Addr>().ok());
+    let mut ips: Vec<IpAddr> = Vec::new();
+    let listed =
+        status.and_then(|s| s.pod_ips.as_ref()).into_iter().flatten().map(|p| p.ip.as_str());
+    for ip in listed.chain(status.and_then(|s| s.pod_ip.as_deref())) {
+        if let Ok(ip) = ip.parse::<IpAddr>()
+            && !ips.iter().any(|known| Family::of(*known) == Family::of(ip))
+        {
+            ips.push(ip);
+        }
+    }
     let ports = spec
         .containers
         .iter()
@@ -114,10 +119,25 @@ pub fn pod_view(pod: &Pod) -> Option<PodView> {
         .collect();
     Some(PodView {
         labels: pod.metadata.labels.clone().unwrap_or_default(),
-        ip,
+        ips,
         node: spec.node_name.clone().unwrap_or_default(),
         ports,
     })
+}
+
+impl PodView {
+    /// Its address of `family`, if it has one.
+    pub fn ip(&self, family: Family) -> Option<IpAddr> {
+        self.ips.iter().copied().find(|ip| Family::of(*ip) == family)
+    }
+}
+
+/// An address as a number (an IPv4 address's is below 2^32).
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
 }
 
 /// Which addresses a rule matches: the packet's source for ingress, destination for egress.
@@ -128,7 +148,7 @@ pub enum Peers {
     /// The addresses in the named set.
     Set(String),
     /// One address (a peer pod whose port was named).
-    Address(Ipv4Addr),
+    Address(IpAddr),
 }
 
 /// Which ports a rule matches.
@@ -149,17 +169,32 @@ pub struct Rule {
     pub ports: Option<Ports>,
 }
 
-/// The node's whole policy table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The node's whole policy table of one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
-    /// Address sets by name: ranges `[start, end)`, sorted and merged.
-    pub sets: BTreeMap<String, Vec<(u32, u64)>>,
+    /// The family of its addresses.
+    pub family: Family,
+    /// Address sets by name: ranges `[first, last]` as numbers, sorted and merged.
+    pub sets: BTreeMap<String, Vec<(u128, u128)>>,
     /// Pods' chains by name: their rules, before the final drop.
     pub chains: BTreeMap<String, Vec<Rule>>,
     /// Pods of this node isolated for ingress: their address and chain.
-    pub ingress: BTreeMap<Ipv4Addr, String>,
+    pub ingress: BTreeMap<IpAddr, String>,
     /// Pods of this node isolated for egress: their address and chain.
-    pub egress: BTreeMap<Ipv4Addr, String>,
+    pub egress: BTreeMap<IpAddr, String>,
+}
+
+impl Ruleset {
+    /// The ruleset of `family` that isolates nothing.
+    pub fn empty(family: Family) -> Self {
+        Self {
+            family,
+            sets: BTreeMap::new(),
+            chains: BTreeMap::new(),
+            ingress: BTreeMap::new(),
+            egress: BTreeMap::new(),
+        }
+    }
 }
 
 /// The cluster as policies see it.
@@ -237,14 +272,15 @@ fn rules_of(spec: &NetworkPolicySpec, direction: Direction) -> Vec<PolicyRule<'_
 }
 
 impl Cluster {
-    /// The pods (with addresses) a peer names, for a policy of `namespace`.
+    /// The pods (with addresses of `family`) a peer names, for a policy of `namespace`.
     fn peer_pods<'a>(
         &'a self,
         namespace: &'a str,
         peer: &'a NetworkPolicyPeer,
+        family: Family,
     ) -> impl Iterator<Item = &'a PodView> + 'a {
         self.pods.iter().filter_map(move |((ns, _), pod)| {
-            pod.ip?;
+            pod.ip(family)?;
             let namespace_matches = match &peer.namespace_selector {
                 Some(selector) => {
                     self.namespaces.get(ns).is_some_and(|labels| selects(selector, labels))
@@ -257,17 +293,21 @@ impl Cluster {
         })
     }
 
-    /// The address ranges of a rule's peers.
-    fn peer_ranges(&self, namespace: &str, peers: &[NetworkPolicyPeer]) -> Vec<(u32, u64)> {
+    /// The address ranges of `family` of a rule's peers.
+    fn peer_ranges(
+        &self,
+        namespace: &str,
+        peers: &[NetworkPolicyPeer],
+        family: Family,
+    ) -> Vec<(u128, u128)> {
         let mut ranges = Vec::new();
         for peer in peers {
             if let Some(block) = &peer.ip_block {
-                ranges.extend(block_ranges(&block.cidr, block.except.iter().flatten()));
+                ranges.extend(block_ranges(&block.cidr, block.except.iter().flatten(), family));
             } else if peer.pod_selector.is_some() || peer.namespace_selector.is_some() {
-                for pod in self.peer_pods(namespace, peer) {
-                    if let Some(ip) = pod.ip {
-                        let ip = u32::from(ip);
-                        ranges.push((ip, u64::from(ip) + 1));
+                for pod in self.peer_pods(namespace, peer, family) {
+                    if let Some(ip) = pod.ip(family) {
+                        ranges.push((number(ip), number(ip)));
                     }
                 }
             }
@@ -275,14 +315,15 @@ impl Cluster {
         merge(ranges)
     }
 
-    /// The node's ruleset.
-    pub fn ruleset(&self, node: &str) -> Ruleset {
-        let mut ruleset = Ruleset::default();
+    /// The node's ruleset of `family`: a pod is isolated in each family it has an address
+    /// of, and its peers are theirs of the same family.
+    pub fn ruleset(&self, node: &str, family: Family) -> Ruleset {
+        let mut ruleset = Ruleset::empty(family);
         if self.policies.is_empty() {
             return ruleset;
         }
         for ((namespace, name), pod) in &self.pods {
-            let Some(ip) = pod.ip.filter(|_| pod.node == node) else { continue };
+            let Some(ip) = pod.ip(family).filter(|_| pod.node == node) else { continue };
             for direction in [Direction::Ingress, Direction::Egress] {
                 let selecting: Vec<(&Key, &NetworkPolicySpec)> = self
                     .policies
@@ -328,7 +369,8 @@ impl Cluster {
             Some(list) => {
                 let set = format!("{}/{namespace}/{policy}/{index}", direction.name());
                 if !ruleset.sets.contains_key(&set) {
-                    ruleset.sets.insert(set.clone(), self.peer_ranges(namespace, list));
+                    let ranges = self.peer_ranges(namespace, list, ruleset.family);
+                    ruleset.sets.insert(set.clone(), ranges);
                 }
                 Peers::Set(set)
             }
@@ -369,7 +411,10 @@ impl Cluster {
                     }
                     // Each peer pod's port of that name (address blocks name no port).
                     Direction::Egress => {
-                        rules.extend(self.named_egress(namespace, rule.peers, name, protocol));
+                        let family = ruleset.family;
+                        rules.extend(
+                            self.named_egress(namespace, rule.peers, name, protocol, family),
+                        );
                     }
                 },
             }
@@ -383,20 +428,21 @@ impl Cluster {
         peers: Option<&Vec<NetworkPolicyPeer>>,
         name: &str,
         protocol: Protocol,
+        family: Family,
     ) -> Vec<Rule> {
         let candidates: Vec<&PodView> = match peers.filter(|p| !p.is_empty()) {
-            None => self.pods.values().filter(|p| p.ip.is_some()).collect(),
+            None => self.pods.values().filter(|p| p.ip(family).is_some()).collect(),
             Some(list) => list
                 .iter()
                 .filter(|peer| peer.ip_block.is_none())
-                .flat_map(|peer| self.peer_pods(namespace, peer))
+                .flat_map(|peer| self.peer_pods(namespace, peer, family))
                 .collect(),
         };
         let mut seen = BTreeSet::new();
         candidates
             .into_iter()
             .filter_map(|peer| {
-                let ip = peer.ip?;
+                let ip = peer.ip(family)?;
                 let named = peer.ports.iter().find(|p| p.name == name && p.protocol == protocol)?;
                 seen.insert((ip, named.port)).then_some(Rule {
                     peers: Peers::Address(ip),
@@ -407,28 +453,28 @@ impl Cluster {
     }
 }
 
-/// The ranges of an IPv4 CIDR without its exceptions; IPv6 blocks give none (the node
-/// programs IPv4 only).
+/// The ranges `[first, last]` of a CIDR of `family` without its exceptions; a block of
+/// the other family gives none in this family's table.
 pub fn block_ranges<'a>(
     cidr: &str,
     except: impl IntoIterator<Item = &'a String>,
-) -> Vec<(u32, u64)> {
-    let Some(block) = parse_cidr(cidr) else { return vec![] };
+    family: Family,
+) -> Vec<(u128, u128)> {
+    let Some(block) = parse_cidr(cidr, family) else { return vec![] };
     let mut ranges = vec![block];
-    for hole in except.into_iter().filter_map(|c| parse_cidr(c)) {
+    for hole in except.into_iter().filter_map(|c| parse_cidr(c, family)) {
         ranges = ranges
             .into_iter()
-            .flat_map(|(start, end)| {
-                let (hole_start, hole_end) = (u64::from(hole.0), hole.1);
+            .flat_map(|(first, last)| {
                 let mut parts = Vec::with_capacity(2);
-                if hole_end <= u64::from(start) || hole_start >= end {
-                    parts.push((start, end));
+                if hole.1 < first || hole.0 > last {
+                    parts.push((first, last));
                 } else {
-                    if hole_start > u64::from(start) {
-                        parts.push((start, hole_start));
+                    if hole.0 > first {
+                        parts.push((first, hole.0 - 1));
                     }
-                    if hole_end < end {
-                        parts.push((hole.1 as u32, end));
+                    if hole.1 < last {
+                        parts.push((hole.1 + 1, last));
                     }
                 }
                 parts
@@ -438,23 +484,28 @@ pub fn block_ranges<'a>(
     ranges
 }
 
-fn parse_cidr(text: &str) -> Option<(u32, u64)> {
+/// The first and last address of a CIDR of `family`, as numbers.
+fn parse_cidr(text: &str, family: Family) -> Option<(u128, u128)> {
     let (address, prefix) = text.split_once('/')?;
-    let address: Ipv4Addr = address.parse().ok()?;
-    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 32)?;
-    let size = 1u64 << (32 - prefix);
-    let start = u64::from(u32::from(address)) & !(size - 1);
-    Some((start as u32, start + size))
+    let address: IpAddr = address.parse().ok()?;
+    if Family::of(address) != family {
+        return None;
+    }
+    let bits: u32 = if family == Family::Ipv4 { 32 } else { 128 };
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= bits)?;
+    let host = u128::MAX.checked_shr(128 - (bits - prefix)).unwrap_or(0);
+    let first = number(address) & !host;
+    Some((first, first | host))
 }
 
 /// Sorts ranges and merges those that overlap or touch (an interval set refuses overlaps).
-pub fn merge(mut ranges: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+pub fn merge(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
     ranges.sort_unstable();
-    let mut merged: Vec<(u32, u64)> = Vec::with_capacity(ranges.len());
-    for (start, end) in ranges {
+    let mut merged: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
         match merged.last_mut() {
-            Some(last) if u64::from(start) <= last.1 => last.1 = last.1.max(end),
-            _ => merged.push((start, end)),
+            Some(prev) if first <= prev.1.saturating_add(1) => prev.1 = prev.1.max(last),
+            _ => merged.push((first, last)),
         }
     }
     merged
@@ -480,7 +531,7 @@ mod tests {
     fn pod(ip: &str, node: &str, pairs: &[(&str, &str)]) -> PodView {
         PodView {
             labels: labels(pairs),
-            ip: Some(ip.parse().unwrap()),
+            ips: vec![ip.parse().unwrap()],
             node: node.into(),
             ports: vec![NamedPort { name: "http".into(), protocol: Protocol::Tcp, port: 8080 }],
         }
@@ -500,25 +551,27 @@ mod tests {
         c
     }
 
-    fn ip(text: &str) -> u32 {
-        u32::from(text.parse::<Ipv4Addr>().unwrap())
+    fn ip(text: &str) -> u128 {
+        number(text.parse().unwrap())
     }
+
+    const V4: Family = Family::Ipv4;
 
     #[test]
     fn no_policy_isolates_nothing() {
-        assert_eq!(cluster().ruleset("n1"), Ruleset::default());
+        assert_eq!(cluster().ruleset("n1", V4), Ruleset::empty(V4));
     }
 
     #[test]
     fn a_default_deny_isolates_every_pod_of_its_namespace_on_this_node() {
         let mut c = cluster();
         c.policies.insert(key("a", "deny"), NetworkPolicySpec::default());
-        let r = c.ruleset("n1");
+        let r = c.ruleset("n1", V4);
         assert_eq!(r.ingress.len(), 2);
         assert!(r.egress.is_empty());
         assert!(r.chains.values().all(|rules| rules.is_empty()));
         // Another node's pods are that node's to isolate.
-        assert!(c.ruleset("n2").ingress.is_empty());
+        assert!(c.ruleset("n2", V4).ingress.is_empty());
     }
 
     #[test]
@@ -541,7 +594,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let r = c.ruleset("n1");
+        let r = c.ruleset("n1", V4);
         let chain = &r.ingress[&"10.42.0.2".parse().unwrap()];
         assert_eq!(chain, "ingress/a/web");
         assert_eq!(
@@ -552,10 +605,7 @@ mod tests {
             }]
         );
         // Only the client of the policy's own namespace.
-        assert_eq!(
-            r.sets["ingress/a/web/0"],
-            vec![(ip("10.42.0.3"), u64::from(ip("10.42.0.3")) + 1)]
-        );
+        assert_eq!(r.sets["ingress/a/web/0"], vec![(ip("10.42.0.3"), ip("10.42.0.3"))]);
     }
 
     #[test]
@@ -586,8 +636,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let r = c.ruleset("n1");
-        let one = |a: &str| (ip(a), u64::from(ip(a)) + 1);
+        let r = c.ruleset("n1", V4);
+        let one = |a: &str| (ip(a), ip(a));
         assert_eq!(r.sets["ingress/a/p/0"], vec![one("10.42.1.4")]);
         assert_eq!(r.sets["ingress/a/p/1"], vec![one("10.42.0.3"), one("10.42.1.4")]);
     }
@@ -626,7 +676,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let r = c.ruleset("n1");
+        let r = c.ruleset("n1", V4);
         assert!(r.ingress.is_empty());
         let chain = &r.chains[&r.egress[&"10.42.0.3".parse().unwrap()]];
         assert_eq!(
@@ -638,10 +688,7 @@ mod tests {
         );
         assert_eq!(
             r.sets["egress/a/out/0"],
-            vec![
-                (ip("10.0.0.0"), u64::from(ip("10.42.0.0"))),
-                (ip("10.43.0.0"), u64::from(ip("11.0.0.0")))
-            ]
+            vec![(ip("10.0.0.0"), ip("10.41.255.255")), (ip("10.43.0.0"), ip("10.255.255.255"))]
         );
         // The named port, resolved on each pod that has it.
         assert_eq!(chain.len(), 1 + 3);
@@ -662,13 +709,21 @@ mod tests {
 
     #[test]
     fn ranges_subtract_and_merge() {
-        assert_eq!(block_ranges("0.0.0.0/0", &[]), vec![(0, 1 << 32)]);
+        assert_eq!(block_ranges("0.0.0.0/0", &[], V4), vec![(0, u128::from(u32::MAX))]);
         assert_eq!(
-            block_ranges("10.0.0.0/24", &["10.0.0.0/25".to_string()]),
-            vec![(ip("10.0.0.128"), u64::from(ip("10.0.1.0")))]
+            block_ranges("10.0.0.0/24", &["10.0.0.0/25".to_string()], V4),
+            vec![(ip("10.0.0.128"), ip("10.0.0.255"))]
         );
-        assert_eq!(block_ranges("fd00::/8", &[]), vec![]);
-        assert_eq!(merge(vec![(5, 7), (1, 3), (3, 4), (6, 9)]), vec![(1, 4), (5, 9)]);
+        assert_eq!(block_ranges("fd00::/8", &[], V4), vec![]);
+        assert_eq!(block_ranges("::/0", &[], Family::Ipv6), vec![(0, u128::MAX)]);
+        assert_eq!(
+            block_ranges("fd00::/64", &["fd00::/65".to_string()], Family::Ipv6),
+            vec![(ip("fd00::8000:0:0:0"), ip("fd00::ffff:ffff:ffff:ffff"))]
+        );
+        assert_eq!(block_ranges("10.0.0.0/8", &[], Family::Ipv6), vec![]);
+        assert_eq!(merge(vec![(5, 7), (1, 3), (3, 4), (6, 9)]), vec![(1, 9)]);
+        assert_eq!(merge(vec![(5, 7), (1, 3)]), vec![(1, 3), (5, 7)]);
+        assert_eq!(merge(vec![(0, u128::MAX), (5, 7)]), vec![(0, u128::MAX)]);
     }
 
     #[test]
@@ -681,7 +736,7 @@ mod tests {
         }))
         .unwrap();
         let view = pod_view(&pod).unwrap();
-        assert_eq!(view.ip, Some("10.42.0.9".parse().unwrap()));
+        assert_eq!(view.ips, vec!["10.42.0.9".parse::<IpAddr>().unwrap()]);
         assert_eq!(
             view.ports,
             vec![NamedPort { name: "dns".into(), protocol: Protocol::Udp, port: 53 }]

@@ -1,7 +1,7 @@
 //! The messages that replace the node's policy table by a ruleset, in one transaction (pure).
 //!
 //! ```text
-//! table ip <bridge>-policy
+//! table ip <bridge>-policy    (and on a dual-stack node `table ip6`, ipv6_addr keys)
 //!   map ingress-pods { ipv4_addr : verdict }    isolated pod -> goto ingress/NS/POD
 //!   map egress-pods  { ipv4_addr : verdict }    isolated pod -> goto egress/NS/POD
 //!   set ingress/NS/POLICY/RULE, egress/...      a rule's peers (flags interval)
@@ -20,49 +20,46 @@
 //! server) never does, and is always allowed, as upstream's documentation says it is.
 
 use krust_nftables::expr::{self, REG0};
+use krust_nftables::family::octets;
 use krust_nftables::message::Attrs;
-use krust_nftables::{Batch, Hook, Verdict};
+use krust_nftables::{Batch, Family, Hook, Verdict};
 
 use crate::plan::{Peers, Rule, Ruleset};
 
 const INGRESS_PODS: &str = "ingress-pods";
 const EGRESS_PODS: &str = "egress-pods";
-/// `ipv4_addr`, as `nft` names the type.
-const IPV4_ADDR: u32 = 7;
-/// The IPv4 header's source address offset.
-const SADDR: u32 = 12;
-/// The IPv4 header's destination address offset.
-const DADDR: u32 = 16;
 
-/// Replaces whatever the table held by `ruleset`.
+/// Replaces whatever the table (of the ruleset's family) held by `ruleset`.
 pub fn replace(batch: &mut Batch, ruleset: &Ruleset) {
+    let family = ruleset.family;
+    let (saddr, daddr) = (family.source_offset(), family.destination_offset());
     batch.add_table();
     batch.delete_table();
     batch.add_table();
-    batch.add_verdict_map(INGRESS_PODS, 1, IPV4_ADDR, 4);
-    batch.add_verdict_map(EGRESS_PODS, 2, IPV4_ADDR, 4);
+    batch.add_verdict_map(INGRESS_PODS, 1, family.address_type(), family.address_len());
+    batch.add_verdict_map(EGRESS_PODS, 2, family.address_type(), family.address_len());
     for (name, ranges) in &ruleset.sets {
-        batch.add_interval_set(name);
-        batch.interval_elements(name, ranges);
+        batch.add_interval_set(name, family);
+        batch.interval_elements(name, family, ranges);
     }
     for name in ruleset.chains.keys() {
         batch.add_chain(name, None);
     }
     for (name, rules) in &ruleset.chains {
         // An ingress chain's peers are the sources, an egress chain's the destinations.
-        let peer_offset = if name.starts_with("ingress/") { SADDR } else { DADDR };
+        let peer_offset = if name.starts_with("ingress/") { saddr } else { daddr };
         for rule in rules {
-            batch.add_rule(name, rule_expressions(rule, peer_offset));
+            batch.add_rule(name, rule_expressions(rule, family, peer_offset));
         }
         batch.add_rule(name, vec![expr::verdict(&Verdict::Drop)]);
     }
     for (map, pods) in [(INGRESS_PODS, &ruleset.ingress), (EGRESS_PODS, &ruleset.egress)] {
         for (ip, chain) in pods {
-            batch.map_element(map, &ip.octets(), Some(&Verdict::Goto(chain.clone())));
+            batch.map_element(map, &octets(*ip), Some(&Verdict::Goto(chain.clone())));
         }
     }
     for (chain, priority, offset, map) in
-        [("egress", -2, SADDR, EGRESS_PODS), ("ingress", -1, DADDR, INGRESS_PODS)]
+        [("egress", -2, saddr, EGRESS_PODS), ("ingress", -1, daddr, INGRESS_PODS)]
     {
         batch.add_chain(chain, Some(Hook { number: 2, priority, kind: "filter" }));
         let mut established = expr::ct_state_in(expr::CT_ESTABLISHED_OR_RELATED, REG0);
@@ -70,22 +67,26 @@ pub fn replace(batch: &mut Batch, ruleset: &Ruleset) {
         batch.add_rule(chain, established);
         batch.add_rule(
             chain,
-            vec![expr::payload(expr::NETWORK, offset, 4, REG0), expr::lookup_verdict(map, REG0)],
+            vec![
+                expr::payload(expr::NETWORK, offset, family.address_len(), REG0),
+                expr::lookup_verdict(map, REG0),
+            ],
         );
     }
 }
 
-fn rule_expressions(rule: &Rule, peer_offset: u32) -> Vec<Attrs> {
+fn rule_expressions(rule: &Rule, family: Family, peer_offset: u32) -> Vec<Attrs> {
     let mut expressions = Vec::new();
+    let peer = expr::payload(expr::NETWORK, peer_offset, family.address_len(), REG0);
     match &rule.peers {
         Peers::Any => {}
         Peers::Set(set) => {
-            expressions.push(expr::payload(expr::NETWORK, peer_offset, 4, REG0));
+            expressions.push(peer);
             expressions.push(expr::lookup(set, REG0));
         }
         Peers::Address(ip) => {
-            expressions.push(expr::payload(expr::NETWORK, peer_offset, 4, REG0));
-            expressions.push(expr::cmp(expr::EQ, REG0, &ip.octets()));
+            expressions.push(peer);
+            expressions.push(expr::cmp(expr::EQ, REG0, &octets(*ip)));
         }
     }
     if let Some(ports) = rule.ports {
@@ -116,14 +117,14 @@ mod tests {
     #[test]
     fn an_empty_ruleset_is_the_table_its_maps_and_base_chains() {
         let mut batch = Batch::new(FAMILY_IPV4, "t", 1);
-        replace(&mut batch, &Ruleset::default());
+        replace(&mut batch, &Ruleset::empty(Family::Ipv4));
         // Table thrice, two maps, two base chains with two rules each.
         assert_eq!(batch.len(), 3 + 2 + 2 * 3);
     }
 
     #[test]
     fn a_pod_chain_ends_in_drop_after_its_rules() {
-        let mut ruleset = Ruleset::default();
+        let mut ruleset = Ruleset::empty(Family::Ipv6);
         ruleset.sets.insert("ingress/a/p/0".into(), vec![(1, 2)]);
         ruleset.chains.insert(
             "ingress/a/web".into(),
@@ -133,7 +134,7 @@ mod tests {
             }],
         );
         ruleset.ingress.insert(
-            "10.0.0.2".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+            "fd42::2".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
             "ingress/a/web".into(),
         );
         let mut batch = Batch::new(FAMILY_IPV4, "t", 1);
@@ -141,7 +142,7 @@ mod tests {
         // + the set and its elements, the chain, its rule and drop, the map element.
         assert_eq!(batch.len(), 3 + 2 + 2 * 3 + 2 + 1 + 2 + 1);
         assert_eq!(
-            rule_expressions(&ruleset.chains["ingress/a/web"][0], SADDR).len(),
+            rule_expressions(&ruleset.chains["ingress/a/web"][0], Family::Ipv6, 8).len(),
             2 + 2 + 2 + 1
         );
     }

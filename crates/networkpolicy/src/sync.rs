@@ -10,8 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use krust_nftables::Netlink;
-use krust_nftables::message::FAMILY_IPV4;
+use krust_nftables::{Family, Netlink};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
@@ -110,8 +109,13 @@ fn forward<K>(
     });
 }
 
-/// Runs the watches and the programming loop.
-pub async fn run(client: kube::Client, table: String, node: String) -> Result<(), Error> {
+/// Runs the watches and the programming loop, for a table of each of `families`.
+pub async fn run(
+    client: kube::Client,
+    table: String,
+    node: String,
+    families: Vec<Family>,
+) -> Result<(), Error> {
     let mut netlink = Netlink::open()?;
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
     // The watches end with this future (dropped when enforcement stops), not after it.
@@ -125,7 +129,7 @@ pub async fn run(client: kube::Client, table: String, node: String) -> Result<()
     let mut namespaces: BTreeMap<Key, plan::Labels> = BTreeMap::new();
     let (mut policies, mut pods, mut spaces) =
         (Listing::default(), Listing::default(), Listing::default());
-    let mut programmed: Option<Ruleset> = None;
+    let mut programmed: BTreeMap<Family, Ruleset> = BTreeMap::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         let change = match retry_at {
@@ -158,29 +162,32 @@ pub async fn run(client: kube::Client, table: String, node: String) -> Result<()
         }
         cluster.namespaces =
             namespaces.iter().map(|((_, name), labels)| (name.clone(), labels.clone())).collect();
-        let started = Instant::now();
-        let ruleset = cluster.ruleset(&node);
-        if programmed.as_ref() == Some(&ruleset) {
-            continue;
-        }
-        let mut batch = netlink.batch(FAMILY_IPV4, &table);
-        program::replace(&mut batch, &ruleset);
-        let messages = batch.len();
-        match netlink.apply(batch) {
-            Ok(()) => {
-                tracing::debug!(
-                    pods = ruleset.ingress.len().max(ruleset.egress.len()),
-                    messages,
-                    elapsed = ?started.elapsed(),
-                    "network policy programmed"
-                );
-                programmed = Some(ruleset);
-                retry_at = None;
+        retry_at = None;
+        for family in &families {
+            let started = Instant::now();
+            let ruleset = cluster.ruleset(&node, *family);
+            if programmed.get(family) == Some(&ruleset) {
+                continue;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "network policy: the table was refused; trying again");
-                programmed = None;
-                retry_at = Some(tokio::time::Instant::now() + RETRY);
+            let mut batch = netlink.batch(family.nfproto(), &table);
+            program::replace(&mut batch, &ruleset);
+            let messages = batch.len();
+            match netlink.apply(batch) {
+                Ok(()) => {
+                    tracing::debug!(
+                        ?family,
+                        pods = ruleset.ingress.len().max(ruleset.egress.len()),
+                        messages,
+                        elapsed = ?started.elapsed(),
+                        "network policy programmed"
+                    );
+                    programmed.insert(*family, ruleset);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, ?family, "network policy: the table was refused; trying again");
+                    programmed.remove(family);
+                    retry_at = Some(tokio::time::Instant::now() + RETRY);
+                }
             }
         }
     }

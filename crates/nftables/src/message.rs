@@ -281,33 +281,37 @@ impl Batch {
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);
     }
 
-    /// Adds a set of IPv4 address ranges (`flags interval`), filled by
+    /// Adds a set of `family` address ranges (`flags interval`), filled by
     /// [`Batch::interval_elements`].
-    pub fn add_interval_set(&mut self, name: &str) {
+    pub fn add_interval_set(&mut self, name: &str, family: crate::Family) {
         self.next_set_id += 1;
         let id = self.next_set_id;
         let attrs = Attrs::new()
             .string(1, &self.table)
             .string(2, name)
             .u32(3, 0x4) // NFT_SET_INTERVAL
-            .u32(4, 7) // ipv4_addr
-            .u32(5, 4)
+            .u32(4, family.address_type())
+            .u32(5, family.address_len())
             .u32(10, id);
         self.message(Kind::NewSet, NLM_F_CREATE, attrs);
     }
 
-    /// Adds the address ranges `ranges` (each `[start, end)`, sorted, neither overlapping nor
-    /// adjacent) to the interval set `set`: a start element, and an end element
-    /// (`NFT_SET_ELEM_INTERVAL_END`) unless the range runs to the last address.
-    pub fn interval_elements(&mut self, set: &str, ranges: &[(u32, u64)]) {
+    /// Adds the address ranges `ranges` (each `[first, last]` as numbers, sorted, neither
+    /// overlapping nor adjacent) to the interval set `set` of `family` addresses: a start
+    /// element, and an end element (`NFT_SET_ELEM_INTERVAL_END`) at the address after the
+    /// range unless it runs to the last address.
+    pub fn interval_elements(&mut self, set: &str, family: crate::Family, ranges: &[(u128, u128)]) {
         if ranges.is_empty() {
             return;
         }
+        let len = family.address_len() as usize;
+        let bytes = |n: u128| n.to_be_bytes()[16 - len..].to_vec();
+        let max = u128::MAX >> (128 - 8 * len);
         let mut elements = Vec::with_capacity(ranges.len() * 2);
-        for &(start, end) in ranges {
-            elements.push(Attrs::new().nested(1, value(&start.to_be_bytes())));
-            if let Ok(end) = u32::try_from(end) {
-                elements.push(Attrs::new().nested(1, value(&end.to_be_bytes())).u32(3, 1));
+        for &(first, last) in ranges {
+            elements.push(Attrs::new().nested(1, value(&bytes(first))));
+            if last < max {
+                elements.push(Attrs::new().nested(1, value(&bytes(last + 1))).u32(3, 1));
             }
         }
         let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
