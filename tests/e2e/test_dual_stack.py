@@ -121,6 +121,13 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
     a = k("exec", "client", "-n", ns, "--", "nslookup", "-type=A", name, node.dns_ip)
     assert v4 in a and v6 not in a, a
 
+    # As a NodePort it answers on the node's IPv6 addresses too (its bridge's, a local one).
+    k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"type":"NodePort"}}')
+    node_port = k.json("get", "service", "web", "-n", ns)["spec"]["ports"][0]["nodePort"]
+    def through_node_port():
+        with urllib.request.urlopen(f"http://[{node.cidr6_base}:1]:{node_port}/", timeout=5) as r:
+            return r.read().decode().strip()
+    assert wait_for(through_node_port, 30, interval=0.5, what="the IPv6 node port") in pods
     # Back to one stack: the IPv6 address and its rules go.
     k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"ipFamilyPolicy":"SingleStack"}}')
     assert k.json("get", "service", "web", "-n", ns)["spec"]["clusterIPs"] == [v4]
