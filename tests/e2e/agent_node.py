@@ -66,6 +66,7 @@ class Node:
         self.service_base = f"10.{random.randint(100, 199)}.{random.randint(0, 255)}"
         self.dns_ip = f"{self.service_base}.10"
         pod_cidr, service_cidr = f"{self.cidr_base}.0/24", f"{self.service_base}.0/24"
+        node_ips = node_ip
         if dual_stack:
             # Unique local IPv6 ranges of their own (on the node's bridge only) after the IPv4
             # ones: pods get an address of each family, Services may get both.
@@ -73,6 +74,9 @@ class Node:
             self.service6_base = f"fd6f:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}::"
             pod_cidr += f",{self.cidr6_base}:/64"
             service_cidr += f",{self.service6_base}/112"
+            # The node's IPv6 address: its bridge's (a local address of the host).
+            self.node_ip6 = f"{self.cidr6_base}:1"
+            node_ips += f",{self.node_ip6}"
         (workdir / "data" / "images").mkdir(parents=True, exist_ok=True)
         busybox_archive(str(workdir / "data" / "images" / "busybox.tar"), IMAGE)
         self.server = KrustServer(workdir, "embedded", None)
@@ -81,7 +85,7 @@ class Node:
         self.server.scheduler = True  # pods without a node are placed on this one
         self.server.ingress = ingress
         self.server.extra_args = ["--node-name", self.name, "--bridge", self.bridge,
-                                  "--pod-cidr", pod_cidr, "--node-ip", node_ip,
+                                  "--pod-cidr", pod_cidr, "--node-ip", node_ips,
                                   "--agent-port", str(free_port()),
                                   "--service-cidr", service_cidr,
                                   # As kind's nodes: a CI machine's disk fills with build

@@ -53,10 +53,13 @@ def in_table(node, family, text):
 def test_pods_get_an_address_of_each_family(node, k, ns):
     spec = k.json("get", "node", node.name)["spec"]
     assert spec["podCIDRs"] == [f"{node.cidr_base}.0/24", f"{node.cidr6_base}:/64"]
+    addresses = k.json("get", "node", node.name)["status"]["addresses"]
+    assert [a["address"] for a in addresses if a["type"] == "InternalIP"] == [node.node_ip, node.node_ip6]
     apply(k, pod("p", ns, node, [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"],
                                   "env": [{"name": "POD_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}]}]))
     p = wait_pod(k, ns, "p", lambda p: p["status"].get("phase") == "Running")
     v4, v6 = [entry["ip"] for entry in p["status"]["podIPs"]]
+    assert [entry["ip"] for entry in p["status"]["hostIPs"]] == [node.node_ip, node.node_ip6]
     assert p["status"]["podIP"] == v4 and v4.startswith(node.cidr_base + ".")
     assert in_pod_network6(node, v6)
     # The pod's end: both addresses on eth0, usable at once (no duplicate detection), and the
@@ -128,6 +131,19 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
         with urllib.request.urlopen(f"http://[{node.cidr6_base}:1]:{node_port}/", timeout=5) as r:
             return r.read().decode().strip()
     assert wait_for(through_node_port, 30, interval=0.5, what="the IPv6 node port") in pods
+    # As a LoadBalancer it gets the node's address of each family, which answer.
+    k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"type":"LoadBalancer"}}')
+    ingress = wait_for(lambda: (lambda i: i if len(i) == 2 else None)(
+        k.json("get", "service", "web", "-n", ns)["status"]["loadBalancer"].get("ingress", [])),
+        30, interval=0.5, what="a load balancer address of each family")
+    assert [entry["ip"] for entry in ingress] == [node.node_ip, node.node_ip6]
+    wait_for(lambda: in_table(node, "ip6", node.node_ip6), 30, interval=0.5,
+             what="the IPv6 load balancer address in the proxy's table")
+
+    def through_load_balancer():
+        with urllib.request.urlopen(f"http://[{node.node_ip6}]/", timeout=5) as r:
+            return r.read().decode().strip()
+    assert wait_for(through_load_balancer, 30, interval=0.5, what="the IPv6 load balancer") in pods
     # Back to one stack: the IPv6 address and its rules go.
     k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"ipFamilyPolicy":"SingleStack"}}')
     assert k.json("get", "service", "web", "-n", ns)["spec"]["clusterIPs"] == [v4]

@@ -46,6 +46,8 @@ pub struct Options {
     pub bridge: String,
     /// The node's address.
     pub node_ip: Option<Ipv4Addr>,
+    /// Its IPv6 address on a dual-stack node (a second InternalIP, and pods' second host IP).
+    pub node_ip6: Option<Ipv6Addr>,
     /// The cluster DNS servers written into pods' `resolv.conf`.
     pub cluster_dns: Vec<Ipv4Addr>,
     /// The cluster domain (`cluster.local`).
@@ -207,7 +209,12 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     });
     let subject = server::certificate::Subject {
         node: options.node_name.clone(),
-        addresses: options.node_ip.map(std::net::IpAddr::V4).into_iter().collect(),
+        addresses: options
+            .node_ip
+            .map(std::net::IpAddr::V4)
+            .into_iter()
+            .chain(options.node_ip6.map(std::net::IpAddr::V6))
+            .collect(),
     };
     let from_cluster = options.tls.cert.is_empty() && options.serving_certificate_from_cluster;
     let pki = options.data_dir.join("pki");

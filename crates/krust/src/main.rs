@@ -302,9 +302,10 @@ struct NodeArgs {
     /// The port of the agent's HTTPS endpoint, which the API server reaches for logs.
     #[arg(long, default_value_t = 10250)]
     agent_port: u16,
-    /// The node's address; the address of the default route's interface when absent.
-    #[arg(long)]
-    node_ip: Option<std::net::Ipv4Addr>,
+    /// The node's address, and on a dual-stack node its IPv6 address after it (comma
+    /// separated); the IPv4 address of the default route's interface when absent.
+    #[arg(long, value_delimiter = ',')]
+    node_ip: Vec<IpAddr>,
     /// How long an exec, attach or port-forward session may pass without a byte moving
     /// before it is closed (upstream's default: 4h).
     #[arg(long, default_value = "4h", value_parser = parse_duration)]
@@ -790,7 +791,12 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let (config, ca) = krust_client::config_from_kubeconfig(&path)
             .await
             .context("cannot read the node agent's kubeconfig")?;
-        let addresses: Vec<IpAddr> = options.node_ip.map(IpAddr::V4).into_iter().collect();
+        let addresses: Vec<IpAddr> = options
+            .node_ip
+            .map(IpAddr::V4)
+            .into_iter()
+            .chain(options.node_ip6.map(IpAddr::V6))
+            .collect();
         let (cert, key) =
             krust_apiserver::pki::node_serving(&args.data_dir, &options.node_name, &addresses)
                 .context("cannot issue the node agent's serving certificate")?;
@@ -1018,6 +1024,18 @@ fn node_name(node: &NodeArgs) -> anyhow::Result<String> {
     Ok(name)
 }
 
+/// Reads `--node-ip`: an IPv4 address, then an optional IPv6 one.
+fn node_addresses(
+    ips: &[IpAddr],
+) -> anyhow::Result<(Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>)> {
+    match ips {
+        [] => Ok((None, None)),
+        [IpAddr::V4(v4)] => Ok((Some(*v4), None)),
+        [IpAddr::V4(v4), IpAddr::V6(v6)] => Ok((Some(*v4), Some(*v6))),
+        _ => anyhow::bail!("--node-ip: an IPv4 address, then optionally an IPv6 one"),
+    }
+}
+
 /// The node's IPv4 pod network and, on a dual-stack node, its IPv6 one.
 type PodNetworks = ((std::net::Ipv4Addr, u8), Option<(std::net::Ipv6Addr, u8)>);
 
@@ -1058,6 +1076,7 @@ fn agent_options(
 ) -> anyhow::Result<krust_agent::Options> {
     let node_name = node_name(node)?;
     let (pod_cidr, pod_cidr_v6) = pod_networks(&node.pod_cidr)?;
+    let (node_ip, node_ip6) = node_addresses(&node.node_ip)?;
     let mut node_labels = std::collections::BTreeMap::new();
     for label in &node.node_label {
         let (key, value) = label
@@ -1082,7 +1101,8 @@ fn agent_options(
         pod_cidr,
         pod_cidr_v6,
         bridge: node.bridge.clone(),
-        node_ip: node.node_ip.or_else(krust_agent::node_ip),
+        node_ip: node_ip.or_else(krust_agent::node_ip),
+        node_ip6,
         cluster_dns: if node.cluster_dns.is_empty() {
             vec![default_dns]
         } else {

@@ -5,6 +5,7 @@
 pub mod machine;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -188,7 +189,8 @@ fn status(options: &Options, info: &NodeSystemInfo, previous: Option<&NodeStatus
         ),
     ];
     let mut addresses = Vec::new();
-    if let Some(ip) = options.node_ip {
+    let ips = options.node_ip.map(IpAddr::V4).into_iter().chain(options.node_ip6.map(IpAddr::V6));
+    for ip in ips {
         addresses.push(NodeAddress { type_: "InternalIP".into(), address: ip.to_string() });
     }
     addresses.push(NodeAddress { type_: "Hostname".into(), address: options.node_name.clone() });

@@ -48,7 +48,7 @@ pub fn create(
     fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
     let mut sandbox = Sandbox {
         ip: options.node_ip.map(|ip| ip.to_string()),
-        ip6: None,
+        ip6: options.node_ip6.filter(|_| host_network).map(|ip| ip.to_string()),
         host_veth: None,
         pid_holder: None,
     };
@@ -277,6 +277,7 @@ mod tests {
             pod_cidr_v6: None,
             bridge: "kr0".into(),
             node_ip: Some(Ipv4Addr::new(192, 0, 2, 10)),
+            node_ip6: None,
             cluster_dns: vec![Ipv4Addr::new(10, 43, 0, 10)],
             cluster_domain: "cluster.local".into(),
             kubernetes_service: None,

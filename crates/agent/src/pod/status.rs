@@ -85,6 +85,8 @@ pub struct PodFacts {
     pub pod_ip6: Option<String>,
     /// The node's address.
     pub host_ip: Option<String>,
+    /// Its IPv6 address on a dual-stack node (after the IPv4 one in `hostIPs`).
+    pub host_ip6: Option<String>,
     /// When the agent first acted on the pod.
     pub start_time: Option<Time>,
     /// `Guaranteed`, `Burstable`, `BestEffort`.
@@ -271,10 +273,12 @@ pub fn status(pod: &Pod, facts: &PodFacts) -> PodStatus {
         phase: Some(phase.to_string()),
         conditions: Some(conditions),
         host_ip: facts.host_ip.clone(),
-        host_ips: facts
-            .host_ip
-            .as_ref()
-            .map(|ip| vec![k8s_openapi::api::core::v1::HostIP { ip: ip.clone() }]),
+        host_ips: facts.host_ip.as_ref().map(|ip| {
+            std::iter::once(ip)
+                .chain(&facts.host_ip6)
+                .map(|ip| k8s_openapi::api::core::v1::HostIP { ip: ip.clone() })
+                .collect()
+        }),
         pod_ip: facts.pod_ip.clone(),
         pod_ips,
         start_time: facts.start_time.clone(),

@@ -892,6 +892,7 @@ impl Worker {
             pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.clone()),
             pod_ip6: self.sandbox.as_ref().and_then(|s| s.ip6.clone()),
             host_ip: self.agent.options.node_ip.map(|ip| ip.to_string()),
+            host_ip6: self.agent.options.node_ip6.map(|ip| ip.to_string()),
             start_time: Some(self.start_time.clone()),
             qos_class: resources::qos(pod).as_str().to_string(),
         }

@@ -3,7 +3,7 @@
 //! configured pool. The service proxy answers either on the Service's ports. Pure.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, Node, Service};
 
@@ -62,21 +62,39 @@ pub fn owned(service: &Service) -> bool {
         && spec.and_then(|s| s.load_balancer_class.as_ref()).is_none()
 }
 
-/// The addresses of the ready nodes: each one's InternalIP (else its ExternalIP), sorted.
-pub fn node_addresses<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<String> {
-    let mut out: Vec<String> = nodes
-        .filter(|node| {
-            let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
-            conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-        .filter_map(|node| {
-            let addresses = node.status.as_ref()?.addresses.as_ref()?;
-            let pick = |kind: &str| addresses.iter().find(|a| a.type_ == kind);
-            Some(pick("InternalIP").or_else(|| pick("ExternalIP"))?.address.clone())
-        })
-        .collect();
-    out.sort();
-    out.dedup();
+/// The addresses of the ready nodes for `service`: for each of its IP families in order
+/// (IPv4 when it names none), each node's InternalIP of that family (else its ExternalIP of
+/// it), sorted within the family.
+pub fn node_addresses<'a>(
+    nodes: impl Iterator<Item = &'a Node> + Clone,
+    service: &Service,
+) -> Vec<String> {
+    let families = service.spec.as_ref().and_then(|s| s.ip_families.clone()).unwrap_or_default();
+    let families = if families.is_empty() { vec!["IPv4".to_string()] } else { families };
+    let mut out = Vec::new();
+    for family in &families {
+        let v6 = family == "IPv6";
+        let mut of_family: Vec<String> = nodes
+            .clone()
+            .filter(|node| {
+                let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+                conditions.into_iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .filter_map(|node| {
+                let addresses = node.status.as_ref()?.addresses.as_ref()?;
+                let pick = |kind: &str| {
+                    addresses.iter().find(|a| {
+                        a.type_ == kind
+                            && a.address.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6() == v6)
+                    })
+                };
+                Some(pick("InternalIP").or_else(|| pick("ExternalIP"))?.address.clone())
+            })
+            .collect();
+        of_family.sort();
+        of_family.dedup();
+        out.extend(of_family);
+    }
     out
 }
 
@@ -162,13 +180,31 @@ mod tests {
     fn a_load_balancer_gets_the_ready_nodes_addresses() {
         let nodes =
             [node("192.0.2.9", "True"), node("192.0.2.3", "True"), node("192.0.2.5", "False")];
-        let addresses = node_addresses(nodes.iter());
+        let addresses = node_addresses(nodes.iter(), &service("LoadBalancer", None, &[]));
         assert_eq!(addresses, vec!["192.0.2.3", "192.0.2.9"]);
         let wanted = ingress(&service("LoadBalancer", None, &[]), &addresses);
         assert_eq!(wanted.map(|w| w.len()), Some(2));
         assert_eq!(
             ingress(&service("LoadBalancer", None, &["192.0.2.3", "192.0.2.9"]), &addresses),
             None
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_load_balancer_gets_the_nodes_addresses_of_each_family() {
+        let mut dual = node("192.0.2.9", "True");
+        if let Some(addresses) = dual.status.as_mut().and_then(|s| s.addresses.as_mut()) {
+            addresses
+                .push(NodeAddress { type_: "InternalIP".into(), address: "2001:db8::9".into() });
+        }
+        let nodes = [dual, node("192.0.2.3", "True")];
+        let mut svc = service("LoadBalancer", None, &[]);
+        if let Some(spec) = svc.spec.as_mut() {
+            spec.ip_families = Some(vec!["IPv6".into(), "IPv4".into()]);
+        }
+        assert_eq!(
+            node_addresses(nodes.iter(), &svc),
+            vec!["2001:db8::9", "192.0.2.3", "192.0.2.9"]
         );
     }
 

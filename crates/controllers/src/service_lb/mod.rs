@@ -74,7 +74,7 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
                 return Ok(Action::requeue(std::time::Duration::from_secs(30)));
             }
         },
-        _ => decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref())),
+        _ => decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref()), &service),
     };
     let Some(ingress) = decide::ingress(&service, &addresses) else {
         return Ok(Action::await_change());
