@@ -124,6 +124,18 @@ pub fn lookup(set: &str, sreg: u32) -> Attrs {
     expr("lookup", Attrs::new().string(1, set).u32(2, sreg))
 }
 
+/// Looks the key at `sreg` up in the data map `set`: its data goes to `dreg` and the
+/// registers after it; no match ends the rule.
+pub fn lookup_data(set: &str, sreg: u32, dreg: u32) -> Attrs {
+    expr("lookup", Attrs::new().string(1, set).u32(2, sreg).u32(3, dreg))
+}
+
+/// Turns the `len` bytes at `sreg`, `u32`s in host order, to network order into `dreg`
+/// (what a lookup in an interval set of numbers needs: it compares keys as bytes).
+pub fn host_to_network(sreg: u32, dreg: u32, len: u32) -> Attrs {
+    expr("byteorder", Attrs::new().u32(1, sreg).u32(2, dreg).u32(3, 1).u32(4, len).u32(5, 4))
+}
+
 /// Adds the key at `sreg` to the set `set`, or renews its timeout.
 pub fn set_update(set: &str, sreg: u32) -> Attrs {
     expr("dynset", Attrs::new().string(1, set).u32(3, 1).u32(4, sreg))

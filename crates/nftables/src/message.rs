@@ -318,6 +318,73 @@ impl Batch {
         self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
     }
 
+    /// Adds a map named `name` from `u32` keys in ranges (`flags interval`, filled by
+    /// [`Batch::data_interval_elements`]) to data of `data_len` bytes (`data_type` is the
+    /// type id `nft` prints it by).
+    pub fn add_data_interval_map(&mut self, name: &str, data_type: u32, data_len: u32) {
+        self.next_set_id += 1;
+        let id = self.next_set_id;
+        let attrs = Attrs::new()
+            .string(1, &self.table)
+            .string(2, name)
+            .u32(3, 0x8 | 0x4) // NFT_SET_MAP | NFT_SET_INTERVAL
+            .u32(4, 4) // integer
+            .u32(5, 4)
+            .u32(6, data_type)
+            .u32(7, data_len)
+            .u32(10, id);
+        self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Adds to the interval map `set` the ranges `[start, end)` of `elements`, each mapped
+    /// to its data: a start element with the data, and an end element
+    /// (`NFT_SET_ELEM_INTERVAL_END`) at `end` (ranges may touch: an end and the next start
+    /// share their key).
+    pub fn data_interval_elements(&mut self, set: &str, elements: &[(u32, u32, Vec<u8>)]) {
+        if elements.is_empty() {
+            return;
+        }
+        let elements = elements.iter().flat_map(|(start, end, data)| {
+            [
+                Attrs::new().nested(1, value(&start.to_be_bytes())).nested(2, value(data)),
+                Attrs::new().nested(1, value(&end.to_be_bytes())).u32(3, 1),
+            ]
+        });
+        let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
+        self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
+    }
+
+    /// Removes every element of the set or map `set`.
+    pub fn flush_set(&mut self, set: &str) {
+        let attrs = Attrs::new().string(1, &self.table).string(2, set);
+        self.message(Kind::DelSetElem, 0, attrs);
+    }
+
+    /// Adds a set named `name` of keys of `key_len` bytes (`key_type` is the type id `nft`
+    /// prints them by).
+    pub fn add_set(&mut self, name: &str, key_type: u32, key_len: u32) {
+        self.next_set_id += 1;
+        let id = self.next_set_id;
+        let attrs = Attrs::new()
+            .string(1, &self.table)
+            .string(2, name)
+            .u32(4, key_type)
+            .u32(5, key_len)
+            .u32(10, id);
+        self.message(Kind::NewSet, NLM_F_CREATE, attrs);
+    }
+
+    /// Adds (`present`) or deletes the element `key` of the set `set`.
+    pub fn set_element(&mut self, set: &str, key: &[u8], present: bool) {
+        let element = Attrs::new().nested(1, value(key));
+        let attrs =
+            Attrs::new().string(1, &self.table).string(2, set).list(3, std::iter::once(element));
+        match present {
+            true => self.message(Kind::NewSetElem, NLM_F_CREATE, attrs),
+            false => self.message(Kind::DelSetElem, 0, attrs),
+        }
+    }
+
     /// Deletes a set nothing refers to.
     pub fn delete_set(&mut self, name: &str) {
         let attrs = Attrs::new().string(1, &self.table).string(2, name);

@@ -33,6 +33,8 @@ struct State {
     slices_of: HashMap<Key, BTreeSet<String>>,
     /// What each family's table holds, by Service.
     programmed: BTreeMap<Family, HashMap<Key, BTreeMap<PortKey, ServicePort>>>,
+    /// Each family's table's hairpin endpoints.
+    hairpin: BTreeMap<Family, program::Hairpin>,
     dirty: BTreeSet<Key>,
     listing_services: Option<HashSet<Key>>,
     listing_slices: Option<HashSet<Key>>,
@@ -185,6 +187,7 @@ pub async fn run(client: kube::Client, layouts: Vec<Layout>) -> Result<(), Error
         }
         if rebuild {
             state.programmed.clear();
+            state.hairpin.clear();
             let all: Vec<Key> = state.services.keys().cloned().collect();
             state.dirty.extend(all);
         }
@@ -241,10 +244,11 @@ fn program_family(
     for key in dirty {
         let desired = state.desired(key, &layout.node, family);
         let programmed = state.programmed.entry(family).or_default();
+        let hairpin = state.hairpin.entry(family).or_default();
         let old = programmed.remove(key).unwrap_or_default();
         let ports: BTreeSet<&PortKey> = old.keys().chain(desired.keys()).collect();
         for port in ports {
-            program::change(&mut batch, port, old.get(port), desired.get(port));
+            program::change(&mut batch, port, old.get(port), desired.get(port), hairpin);
         }
         if !desired.is_empty() {
             programmed.insert(key.clone(), desired);
