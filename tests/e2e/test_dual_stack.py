@@ -198,3 +198,19 @@ def test_network_policy_holds_over_ipv6_too(node, k, ns):
     table = subprocess.run(["nft", "list", "table", "ip6", node.policy_table], capture_output=True,
                            text=True, check=True).stdout
     assert f"ingress/{ns}/web" in table
+
+    # The friend isolated for egress, to the web pod alone: over IPv6 it must still find the
+    # web pod's link address (neighbour discovery, which conntrack does not follow).
+    apply(k, {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "friend-out", "namespace": ns},
+              "spec": {"podSelector": {"matchLabels": {"role": "friend"}}, "policyTypes": ["Egress"],
+                       "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                                   "ports": [{"port": 8080}]}]}})
+    uid = k.json("get", "pod", "friend", "-n", ns)["metadata"]["uid"]
+    netns = node.agent_dir / "pods" / uid / "ns" / "net"
+    wait_for(lambda: f"egress/{ns}/friend" in subprocess.run(
+        ["nft", "list", "table", "ip6", node.policy_table], capture_output=True, text=True).stdout,
+        30, interval=0.5, what="the friend's egress chain")
+    subprocess.run(["nsenter", f"--net={netns}", "ip", "-6", "neigh", "flush", "all"], check=True)
+    assert wait_for(lambda: answers(k, ns, "friend", v6), 20, interval=0.5,
+                    what="the friend reaching the web pod over IPv6 under its egress policy")

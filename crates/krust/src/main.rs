@@ -774,10 +774,14 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         args.data_dir.join("agent"),
         Some(args.data_dir.join("images")),
         service_ranges.first().map(|ip| ip.to_string()),
-        match service_ranges.dns().first() {
-            Some(std::net::IpAddr::V4(ip)) => *ip,
-            _ => std::net::Ipv4Addr::new(10, 43, 0, 10),
-        },
+        service_ranges
+            .dns()
+            .into_iter()
+            .find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .unwrap_or(std::net::Ipv4Addr::new(10, 43, 0, 10)),
         local_storage,
     )?;
     let path =
@@ -1042,7 +1046,6 @@ type PodNetworks = ((std::net::Ipv4Addr, u8), Option<(std::net::Ipv6Addr, u8)>);
 /// Reads `--pod-cidr`: an IPv4 range with room for pods (a /30 or larger), then an
 /// optional IPv6 one at least as large.
 fn pod_networks(cidrs: &[krust_apiserver::registry::Cidr]) -> anyhow::Result<PodNetworks> {
-    use std::net::IpAddr;
     krust_apiserver::registry::check_dual(cidrs).map_err(|e| anyhow::anyhow!("--pod-cidr {e}"))?;
     let v4 = match cidrs[0].network() {
         IpAddr::V4(network) if (8..=30).contains(&cidrs[0].prefix()) => {

@@ -28,6 +28,8 @@ use crate::plan::{Peers, Rule, Ruleset};
 
 const INGRESS_PODS: &str = "ingress-pods";
 const EGRESS_PODS: &str = "egress-pods";
+/// The IP protocol number of ICMPv6.
+const ICMPV6: u8 = 58;
 
 /// Replaces whatever the table (of the ruleset's family) held by `ruleset`.
 pub fn replace(batch: &mut Batch, ruleset: &Ruleset) {
@@ -65,6 +67,20 @@ pub fn replace(batch: &mut Batch, ruleset: &Ruleset) {
         let mut established = expr::ct_state_in(expr::CT_ESTABLISHED_OR_RELATED, REG0);
         established.push(expr::verdict(&Verdict::Accept));
         batch.add_rule(chain, established);
+        if family == Family::Ipv6 {
+            // Neighbour discovery (ICMPv6 133 to 137), which conntrack does not follow: without
+            // it an isolated pod cannot even find its allowed peers' addresses.
+            batch.add_rule(
+                chain,
+                vec![
+                    expr::meta(expr::META_L4PROTO, REG0),
+                    expr::cmp(expr::EQ, REG0, &[ICMPV6]),
+                    expr::payload(expr::TRANSPORT, 0, 1, REG0),
+                    expr::range(REG0, &[133], &[137]),
+                    expr::verdict(&Verdict::Accept),
+                ],
+            );
+        }
         batch.add_rule(
             chain,
             vec![
@@ -120,6 +136,10 @@ mod tests {
         replace(&mut batch, &Ruleset::empty(Family::Ipv4));
         // Table thrice, two maps, two base chains with two rules each.
         assert_eq!(batch.len(), 3 + 2 + 2 * 3);
+        // IPv6's base chains let neighbour discovery through too.
+        let mut batch = Batch::new(10, "t", 1);
+        replace(&mut batch, &Ruleset::empty(Family::Ipv6));
+        assert_eq!(batch.len(), 3 + 2 + 2 * 4);
     }
 
     #[test]
@@ -137,10 +157,11 @@ mod tests {
             "fd42::2".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST.into()),
             "ingress/a/web".into(),
         );
-        let mut batch = Batch::new(FAMILY_IPV4, "t", 1);
+        let mut batch = Batch::new(10, "t", 1);
         replace(&mut batch, &ruleset);
-        // + the set and its elements, the chain, its rule and drop, the map element.
-        assert_eq!(batch.len(), 3 + 2 + 2 * 3 + 2 + 1 + 2 + 1);
+        // The IPv6 table (base chains of three rules), the set and its elements, the chain,
+        // its rule and drop, the map element.
+        assert_eq!(batch.len(), 3 + 2 + 2 * 4 + 2 + 1 + 2 + 1);
         assert_eq!(
             rule_expressions(&ruleset.chains["ingress/a/web"][0], Family::Ipv6, 8).len(),
             2 + 2 + 2 + 1

@@ -24,6 +24,8 @@ pub struct Context {
     pub pod_ip6: Option<String>,
     /// The node's address.
     pub host_ip: Option<String>,
+    /// Its IPv6 address on a dual-stack node.
+    pub host_ip6: Option<String>,
     /// The `kubernetes` service's cluster IP, for `KUBERNETES_SERVICE_HOST`.
     pub kubernetes_service: Option<String>,
     /// The node's allocatable CPU (millicores) and memory (bytes), for limits not set.
@@ -496,7 +498,10 @@ pub fn field_value(pod: &Pod, path: &str, context: &Context) -> Result<String, C
         "spec.serviceAccountName" => {
             pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default()
         }
-        "status.hostIP" | "status.hostIPs" => context.host_ip.clone().unwrap_or_default(),
+        "status.hostIP" => context.host_ip.clone().unwrap_or_default(),
+        "status.hostIPs" => {
+            context.host_ip.iter().chain(&context.host_ip6).cloned().collect::<Vec<_>>().join(",")
+        }
         "status.podIP" => context.pod_ip.clone().unwrap_or_default(),
         // Upstream's downward API joins the list with commas.
         "status.podIPs" => {

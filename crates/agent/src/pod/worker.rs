@@ -534,6 +534,7 @@ impl Worker {
             pod_ip: sandbox.ip.clone(),
             pod_ip6: sandbox.ip6.clone(),
             host_ip: options.node_ip.map(|ip| ip.to_string()),
+            host_ip6: options.node_ip6.map(|ip| ip.to_string()),
             kubernetes_service: options.kubernetes_service.clone(),
             allocatable: self.agent.allocatable,
             namespaces: self.dir.join("ns"),

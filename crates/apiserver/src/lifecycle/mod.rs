@@ -53,7 +53,8 @@ pub async fn bootstrap(
         },
     });
     let mut wanted = vec![("default", "kubernetes", kubernetes)];
-    if let Some(primary) = ranges.dns().first() {
+    // The node agents serve cluster DNS on an IPv4 address.
+    if let Some(primary) = ranges.dns().iter().find(|ip| ip.is_ipv4()) {
         // The cluster DNS: served by every node's agent on this address (no selector, no
         // endpoints), so that pods' `nameserver` is a Service as upstream users expect.
         let dns = json!({

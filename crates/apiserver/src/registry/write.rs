@@ -771,7 +771,12 @@ impl Registry {
                         self.note_written(kv.mod_revision);
                         Ok(stamped(new, kv.mod_revision))
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        if let Some(hooks) = self.hooks(info) {
+                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                        }
+                        Err(e)
+                    }
                 }
             };
             match result {

@@ -62,6 +62,12 @@ pub fn owned(service: &Service) -> bool {
         && spec.and_then(|s| s.load_balancer_class.as_ref()).is_none()
 }
 
+/// Whether `service` has the IPv4 family (or names none).
+pub fn has_ipv4(service: &Service) -> bool {
+    let families = service.spec.as_ref().and_then(|s| s.ip_families.as_ref());
+    families.is_none_or(|f| f.is_empty() || f.iter().any(|f| f == "IPv4"))
+}
+
 /// The addresses of the ready nodes for `service`: for each of its IP families in order
 /// (IPv4 when it names none), each node's InternalIP of that family (else its ExternalIP of
 /// it), sorted within the family.

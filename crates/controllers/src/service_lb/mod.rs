@@ -67,13 +67,16 @@ fn error_policy(service: Arc<Service>, error: &kube::Error, _: Arc<Context>) -> 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     krust_client::informer::ready(&ctx.nodes).await;
     let addresses = match ctx.pool {
-        Some(pool) if decide::owned(&service) => match pool_address(&service, pool, &ctx) {
-            Some(ip) => vec![ip.to_string()],
-            None => {
-                tracing::warn!(service = %service.name_any(), "the load balancer pool has no address left");
-                return Ok(Action::requeue(std::time::Duration::from_secs(30)));
+        // The pool is IPv4: an IPv6-only Service gets the nodes' addresses.
+        Some(pool) if decide::owned(&service) && decide::has_ipv4(&service) => {
+            match pool_address(&service, pool, &ctx) {
+                Some(ip) => vec![ip.to_string()],
+                None => {
+                    tracing::warn!(service = %service.name_any(), "the load balancer pool has no address left");
+                    return Ok(Action::requeue(std::time::Duration::from_secs(30)));
+                }
             }
-        },
+        }
         _ => decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref()), &service),
     };
     let Some(ingress) = decide::ingress(&service, &addresses) else {

@@ -33,6 +33,11 @@ pub trait ResourceHooks: Send + Sync {
         dry_run: bool,
     ) -> Result<(), StatusError>;
 
+    /// After the store refused an update that [`before_update`](Self::before_update)
+    /// prepared (a conflict, retried with a fresh `old`, or an error): release what `new`
+    /// holds beyond `old`.
+    async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value);
+
     /// After an update was stored: release what only the old object held.
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value);
 

@@ -113,12 +113,50 @@ pub fn settle(
         None if headless && !has_selector(svc) => REQUIRE,
         None => SINGLE,
     };
+    if let Some(ip) =
+        path(svc, "spec.clusterIP").and_then(Value::as_str).filter(|ip| !ip.is_empty())
+        && raw_ips.first().is_some_and(|first| first != ip)
+    {
+        errors.push(FieldError::invalid(
+            "spec.clusterIPs",
+            json!(raw_ips),
+            "first value must match `clusterIP`",
+        ));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     if let Some(old) = old {
         let old_ips = strings(old, "spec.clusterIPs");
         let old_families = strings(old, "spec.ipFamilies");
+        let old_headless = old_ips.first().is_some_and(|ip| ip == "None");
+        let was_external = path(old, "spec.type").and_then(Value::as_str) == Some("ExternalName");
+        // The primary address and family stay what they were (a headless Service may change
+        // its families).
+        let both_headless = headless && old_headless;
+        if !(was_external || both_headless) {
+            if let (Some(before), Some(now)) = (old_ips.first(), raw_ips.first())
+                && before != now
+            {
+                errors.push(FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    json!(raw_ips),
+                    "may not change once set",
+                ));
+            }
+            if let (Some(before), Some(now)) = (old_families.first(), named.first())
+                && before != now
+            {
+                errors.push(FieldError::invalid(
+                    "spec.ipFamilies[0]",
+                    json!(named),
+                    "may not change once set",
+                ));
+            }
+            if !errors.is_empty() {
+                return Err(errors);
+            }
+        }
         // A PreferDualStack Service left as it was keeps its stacks, whatever the cluster
         // serves now: it is neither upgraded nor downgraded behind its owner's back.
         if policy == PREFER
@@ -188,9 +226,9 @@ pub fn settle(
         return Err(errors);
     }
     let primary = cluster.first().copied().unwrap_or(Family::V4);
-    if headless {
-        // Headless Services allocate nothing: any family goes, and a dual-stack policy
-        // gets both even where the cluster serves one.
+    if headless && !has_selector(svc) {
+        // Headless Services without selector allocate nothing and select no pods: any
+        // family goes, and a dual-stack policy gets both even where the cluster serves one.
         if families.is_empty() {
             families.push(primary);
         }
@@ -224,7 +262,10 @@ pub fn settle(
     if policy != SINGLE && families.len() == 1 && dual_cluster {
         families.push(families[0].other());
     }
-    let addresses = (0..families.len()).map(|i| ips.get(i).copied()).collect();
+    let addresses = match headless {
+        true => Vec::new(),
+        false => (0..families.len()).map(|i| ips.get(i).copied()).collect(),
+    };
     Ok(Settled { policy, families, addresses })
 }
 
@@ -305,6 +346,18 @@ mod tests {
         assert!(s.addresses.is_empty());
         let s = settled(json!({"clusterIP": "None", "selector": {"a": "b"}}), DUAL);
         assert_eq!((s.policy, s.families.len()), (SINGLE, 1));
+        // With a selector, the cluster's families hold as for any Service.
+        let e = refused(
+            json!({"clusterIP": "None", "selector": {"a": "b"}, "ipFamilies": ["IPv6"]}),
+            V4,
+        );
+        assert_eq!(e[0].field, "spec.ipFamilies[0]");
+        let s = settled(
+            json!({"clusterIP": "None", "selector": {"a": "b"}, "ipFamilyPolicy": "PreferDualStack"}),
+            V4,
+        );
+        assert_eq!(s.families, vec![Family::V4]);
+        assert!(s.addresses.is_empty());
         // Even where the cluster serves one family.
         let s = settled(json!({"clusterIP": "None"}), V4);
         assert_eq!((s.policy, s.families.len()), (REQUIRE, 2));
@@ -325,5 +378,15 @@ mod tests {
         keep["spec"]["clusterIPs"] = json!(["10.0.0.5"]);
         let e = settle(&keep, Some(&old), DUAL).expect_err("refused");
         assert!(e[0].body().contains("to release the secondary cluster IP"), "{}", e[0]);
+        // The primary address and family do not change.
+        let mut swap = old.clone();
+        swap["spec"]["clusterIPs"] = json!(["fd00::5"]);
+        swap["spec"]["ipFamilies"] = json!(["IPv6"]);
+        swap["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+        let e = settle(&swap, Some(&old), DUAL).expect_err("refused");
+        assert_eq!(e[0].field, "spec.clusterIPs[0]");
+        assert!(e[0].body().contains("may not change once set"));
+        let e = refused(json!({"clusterIP": "10.0.0.5", "clusterIPs": ["10.0.0.6"]}), DUAL);
+        assert_eq!(e[0].field, "spec.clusterIPs");
     }
 }

@@ -285,13 +285,29 @@ impl ServiceAllocator {
 
     /// Reserves the node ports of a NodePort or LoadBalancer service: those it asks for
     /// (beyond `held`, which an update's old object already holds) and new ones for ports
-    /// without.
+    /// without. On failure, what it reserved is released again (never a port it was refused).
     async fn reserve_ports(
         &self,
         store: &dyn Store,
         svc: &mut Value,
         held: &[u16],
         dry_run: bool,
+    ) -> Result<(), StatusError> {
+        let mut reserved = Vec::new();
+        let result = self.reserve_ports_into(store, svc, held, dry_run, &mut reserved).await;
+        if result.is_err() {
+            self.release(store, &[], &reserved).await;
+        }
+        result
+    }
+
+    async fn reserve_ports_into(
+        &self,
+        store: &dyn Store,
+        svc: &mut Value,
+        held: &[u16],
+        dry_run: bool,
+        reserved: &mut Vec<u16>,
     ) -> Result<(), StatusError> {
         let name = meta_str(svc, "name").unwrap_or_default().to_string();
         let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
@@ -326,7 +342,10 @@ impl ServiceAllocator {
                     continue;
                 }
                 match store.create(&port_key(p), Vec::new()).await {
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        reserved.push(p);
+                        continue;
+                    }
                     Err(StoreError::AlreadyExists { .. }) => {
                         let detail = "provided port is already allocated";
                         return Err(StatusError::invalid(
@@ -352,6 +371,7 @@ impl ServiceAllocator {
                 }
                 match store.create(&port_key(p), Vec::new()).await {
                     Ok(_) => {
+                        reserved.push(p);
                         chosen = Some(p);
                         break;
                     }
@@ -370,6 +390,7 @@ impl ServiceAllocator {
                     }
                     match store.create(&port_key(p), Vec::new()).await {
                         Ok(_) => {
+                            reserved.push(p);
                             chosen = Some(p);
                             break;
                         }
@@ -442,7 +463,7 @@ impl ResourceHooks for ServiceAllocator {
         }
         if let Err(e) = self.reserve_ports(store, obj, &[], dry_run).await {
             if !dry_run {
-                self.create_failed(store, obj).await;
+                self.release(store, &Self::held_ips(obj), &[]).await;
             }
             return Err(e);
         }
@@ -463,10 +484,35 @@ impl ResourceHooks for ServiceAllocator {
     ) -> Result<(), StatusError> {
         let (_, old_ports) = Self::held(old);
         let kind = path(new, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
-        if kind != "ExternalName" {
+        // A write that leaves the addressing as it was (a status write, a label) settles
+        // nothing again: it must not fail because the cluster's ranges changed since.
+        let addressing = |svc: &Value| {
+            ["type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "selector"]
+                .map(|field| svc.pointer(&format!("/spec/{field}")).cloned())
+        };
+        if kind != "ExternalName" && addressing(new) != addressing(old) {
             self.reserve_ips(store, new, Some(old), dry_run).await?;
         }
-        self.reserve_ports(store, new, &old_ports, dry_run).await
+        if let Err(e) = self.reserve_ports(store, new, &old_ports, dry_run).await {
+            if !dry_run {
+                let old_ips = Self::held_ips(old);
+                let extra: Vec<IpAddr> =
+                    Self::held_ips(new).into_iter().filter(|ip| !old_ips.contains(ip)).collect();
+                self.release(store, &extra, &[]).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value) {
+        let (old_ips, old_ports) = Self::held(old);
+        let (new_ips, new_ports) = Self::held(new);
+        let extra_ips: Vec<IpAddr> =
+            new_ips.into_iter().filter(|ip| !old_ips.contains(ip)).collect();
+        let extra_ports: Vec<u16> =
+            new_ports.into_iter().filter(|p| !old_ports.contains(p)).collect();
+        self.release(store, &extra_ips, &extra_ports).await;
     }
 
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
