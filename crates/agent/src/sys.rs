@@ -615,30 +615,19 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
         // gratuitous ARP of CNI's bridge plugin does): an address that an ended pod had still
         // pointed at that pod's MAC, and what the node forwarded to it (Service traffic) was
         // lost until the entry expired, up to half a minute.
-        handle
-            .neighbours()
-            .add(bridge, host.address.into())
-            .link_layer_address(&mac)
-            .state(rtnetlink::packet_route::neighbour::NeighbourState::Stale)
-            .replace()
-            .execute()
-            .await
-            .map_err(netlink_fail(format!(
-                "cannot set the node's neighbour entry for {}",
-                host.address
-            )))?;
-        if let Some(v6) = host.v6 {
+        let addresses = std::iter::once(std::net::IpAddr::V4(host.address))
+            .chain(host.v6.map(|v6| std::net::IpAddr::V6(v6.address)));
+        for address in addresses {
             handle
                 .neighbours()
-                .add(bridge, v6.address.into())
+                .add(bridge, address)
                 .link_layer_address(&mac)
                 .state(rtnetlink::packet_route::neighbour::NeighbourState::Stale)
                 .replace()
                 .execute()
                 .await
                 .map_err(netlink_fail(format!(
-                    "cannot set the node's neighbour entry for {}",
-                    v6.address
+                    "cannot set the node's neighbour entry for {address}"
                 )))?;
         }
         // Hairpin: a pod reaching its own Service gets its packets back through its own
