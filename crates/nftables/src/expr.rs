@@ -22,6 +22,10 @@ pub const META_L4PROTO: u32 = 16;
 
 /// `NFT_CT_STATE`.
 pub const CT_STATE: u32 = 0;
+/// `NFT_CT_STATUS`.
+pub const CT_STATUS: u32 = 2;
+/// The `ct status` bit of a connection whose destination was translated (`IPS_DST_NAT`).
+pub const CT_STATUS_DNAT: u32 = 1 << 5;
 /// The `ct state` bits of an established connection and of a related one (an ICMP error, an
 /// FTP data connection): `NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED)`.
 pub const CT_ESTABLISHED_OR_RELATED: u32 = (1 << 1) | (1 << 2);

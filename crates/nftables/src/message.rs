@@ -17,6 +17,11 @@ const NLA_F_NESTED: u16 = 0x8000;
 /// `NFPROTO_IPV4`.
 pub const FAMILY_IPV4: u8 = 2;
 
+/// The most ranges one set-element message carries: a range is at most two elements of
+/// about 40 bytes each (an IPv6 key with its data), and the element list is one attribute,
+/// whose length is 16 bits.
+pub const ELEMENTS_PER_MESSAGE: usize = 256;
+
 /// nf_tables message types (`nf_tables_msg_types`).
 #[derive(Debug, Clone, Copy)]
 #[repr(u16)]
@@ -301,21 +306,21 @@ impl Batch {
     /// element, and an end element (`NFT_SET_ELEM_INTERVAL_END`) at the address after the
     /// range unless it runs to the last address.
     pub fn interval_elements(&mut self, set: &str, family: crate::Family, ranges: &[(u128, u128)]) {
-        if ranges.is_empty() {
-            return;
-        }
         let len = family.address_len() as usize;
         let bytes = |n: u128| n.to_be_bytes()[16 - len..].to_vec();
         let max = u128::MAX >> (128 - 8 * len);
-        let mut elements = Vec::with_capacity(ranges.len() * 2);
-        for &(first, last) in ranges {
-            elements.push(Attrs::new().nested(1, value(&bytes(first))));
-            if last < max {
-                elements.push(Attrs::new().nested(1, value(&bytes(last + 1))).u32(3, 1));
+        // In messages of at most `ELEMENTS_PER_MESSAGE` ranges (16-bit attribute lengths).
+        for chunk in ranges.chunks(ELEMENTS_PER_MESSAGE) {
+            let mut elements = Vec::with_capacity(chunk.len() * 2);
+            for &(first, last) in chunk {
+                elements.push(Attrs::new().nested(1, value(&bytes(first))));
+                if last < max {
+                    elements.push(Attrs::new().nested(1, value(&bytes(last + 1))).u32(3, 1));
+                }
             }
+            let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
+            self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
         }
-        let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
-        self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
     }
 
     /// Adds a map named `name` from `u32` keys in ranges (`flags interval`, filled by
@@ -340,18 +345,19 @@ impl Batch {
     /// to its data: a start element with the data, and an end element
     /// (`NFT_SET_ELEM_INTERVAL_END`) at `end` (ranges may touch: an end and the next start
     /// share their key).
+    /// Elements go in messages of at most [`ELEMENTS_PER_MESSAGE`] ranges, so that no
+    /// attribute outgrows its 16-bit length.
     pub fn data_interval_elements(&mut self, set: &str, elements: &[(u32, u32, Vec<u8>)]) {
-        if elements.is_empty() {
-            return;
+        for chunk in elements.chunks(ELEMENTS_PER_MESSAGE) {
+            let elements = chunk.iter().flat_map(|(start, end, data)| {
+                [
+                    Attrs::new().nested(1, value(&start.to_be_bytes())).nested(2, value(data)),
+                    Attrs::new().nested(1, value(&end.to_be_bytes())).u32(3, 1),
+                ]
+            });
+            let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
+            self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
         }
-        let elements = elements.iter().flat_map(|(start, end, data)| {
-            [
-                Attrs::new().nested(1, value(&start.to_be_bytes())).nested(2, value(data)),
-                Attrs::new().nested(1, value(&end.to_be_bytes())).u32(3, 1),
-            ]
-        });
-        let attrs = Attrs::new().string(1, &self.table).string(2, set).list(3, elements);
-        self.message(Kind::NewSetElem, NLM_F_CREATE, attrs);
     }
 
     /// Removes every element of the set or map `set`.
@@ -422,6 +428,27 @@ mod tests {
                 12, 0, 2, 0x80, 8, 0, 1, 0, 0, 0, 0, 7, // nested u32, big-endian
             ]
         );
+    }
+
+    #[test]
+    fn many_ranges_go_in_messages_of_bounded_size() {
+        let mut batch = Batch::new(FAMILY_IPV4, "t", 1);
+        let ranges: Vec<(u32, u32, Vec<u8>)> =
+            (0..2000u32).map(|i| (i * 10, i * 10 + 10, vec![0; 20])).collect();
+        batch.data_interval_elements("m", &ranges);
+        assert_eq!(batch.len(), 2000usize.div_ceil(ELEMENTS_PER_MESSAGE));
+        let ranges: Vec<(u128, u128)> = (0..2000u128).map(|i| (i * 10, i * 10 + 5)).collect();
+        let mut batch = Batch::new(10, "t", 1);
+        batch.interval_elements("s", crate::Family::Ipv6, &ranges);
+        assert_eq!(batch.len(), 2000usize.div_ceil(ELEMENTS_PER_MESSAGE));
+        // Every message's length fits its 16-bit attributes.
+        let bytes = batch.finish();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            assert!(len < 65_535, "{len}");
+            at += len;
+        }
     }
 
     #[test]

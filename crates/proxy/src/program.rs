@@ -145,15 +145,19 @@ pub fn skeleton(batch: &mut Batch, layout: &Layout) {
     let mut marked = expr::mark_has(MASQUERADE_MARK, REG0);
     marked.push(expr::masquerade());
     batch.add_rule("postrouting", marked);
-    batch.add_rule(
-        "postrouting",
-        vec![
-            family.saddr(REG0),
-            family.daddr(after),
-            expr::lookup(HAIRPIN, REG0),
-            expr::masquerade(),
-        ],
-    );
+    // Hairpin: a Service connection (DNAT-ed) from an endpoint to itself.
+    let mut hairpin = vec![
+        expr::ct(expr::CT_STATUS, REG0),
+        expr::bitwise(REG0, REG0, &expr::CT_STATUS_DNAT.to_ne_bytes(), &0u32.to_ne_bytes()),
+        expr::cmp(expr::NEQ, REG0, &0u32.to_ne_bytes()),
+    ];
+    hairpin.extend([
+        family.saddr(REG0),
+        family.daddr(after),
+        expr::lookup(HAIRPIN, REG0),
+        expr::masquerade(),
+    ]);
+    batch.add_rule("postrouting", hairpin);
     let (network, prefix) = layout.pod_cidr;
     let network = octets(network);
     let mut egress = expr::in_network(family.source_offset(), &network, prefix, expr::EQ, REG0);

@@ -766,7 +766,16 @@ impl Registry {
                     new
                 })
             } else {
-                match self.store.update(&key, encode(&mut new)?, kv.mod_revision).await {
+                let encoded = match encode(&mut new) {
+                    Ok(encoded) => encoded,
+                    Err(e) => {
+                        if let Some(hooks) = self.hooks(info) {
+                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                        }
+                        return Err(e);
+                    }
+                };
+                match self.store.update(&key, encoded, kv.mod_revision).await {
                     Ok(kv) => {
                         self.note_written(kv.mod_revision);
                         Ok(stamped(new, kv.mod_revision))
@@ -783,7 +792,9 @@ impl Registry {
                 Ok(stored) => {
                     if let Some(hooks) = self.hooks(info) {
                         if finalized {
+                            // What the old object held, and what this write reserved.
                             hooks.after_delete(self.store.as_ref(), &old).await;
+                            hooks.update_failed(self.store.as_ref(), &stored, &old).await;
                         } else {
                             hooks.after_update(self.store.as_ref(), &stored, &old).await;
                         }

@@ -33,9 +33,10 @@ pub trait ResourceHooks: Send + Sync {
         dry_run: bool,
     ) -> Result<(), StatusError>;
 
-    /// After the store refused an update that [`before_update`](Self::before_update)
-    /// prepared (a conflict, retried with a fresh `old`, or an error): release what `new`
-    /// holds beyond `old`.
+    /// After an update that [`before_update`](Self::before_update) prepared was not stored
+    /// as `new` (the store refused it: a conflict, retried with a fresh `old`, or an error;
+    /// or it removed the last finalizer, so the object went): release what `new` holds
+    /// beyond `old`.
     async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value);
 
     /// After an update was stored: release what only the old object held.
