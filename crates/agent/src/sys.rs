@@ -512,9 +512,9 @@ fn ipv6_setting(device: &str, name: &str, value: &str) -> Result<(), SysError> {
     fs::write(&path, value).map_err(io_fail(format!("cannot write {path}")))
 }
 
-/// Gives `index` (named `device`) the IPv6 address `address/prefix`, usable at once: no
-/// duplicate address detection, which would hold it back for a second or more (the
-/// addresses come from the node's own allocation).
+/// Gives `index` (named `device`) the IPv6 address `address/prefix`. The caller turns
+/// duplicate address detection off on the device first (`accept_dad`), which would hold the
+/// address back for a second or more: the addresses come from the node's own allocation.
 async fn add_ipv6(
     handle: &rtnetlink::Handle,
     device: &str,
@@ -522,7 +522,6 @@ async fn add_ipv6(
     address: Ipv6Addr,
     prefix: u8,
 ) -> Result<(), SysError> {
-    ipv6_setting(device, "accept_dad", "0")?;
     handle
         .address()
         .add(index, address.into(), prefix)
@@ -530,6 +529,15 @@ async fn add_ipv6(
         .execute()
         .await
         .map_err(netlink_fail(format!("cannot give {device} the address {address}/{prefix}")))
+}
+
+/// Adds (or replaces) the route `route`, for `what` to say when it cannot.
+async fn replace_route(
+    handle: &rtnetlink::Handle,
+    route: rtnetlink::packet_route::route::RouteMessage,
+    what: &'static str,
+) -> Result<(), SysError> {
+    handle.route().add(route).replace().execute().await.map_err(netlink_fail(what))
 }
 
 /// Lets the node route IPv6 packets that arrive on the bridge (pods' traffic to Services on
@@ -576,13 +584,14 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
                     .execute()
                     .await
                     .map_err(netlink_fail("cannot address the bridge"))?;
+                if let Some(v6) = host.v6 {
+                    ipv6_setting(&host.bridge, "accept_dad", "0")?;
+                    add_ipv6(&handle, &host.bridge, index, v6.gateway, v6.prefix).await?;
+                    forward_ipv6(&host.bridge)?;
+                }
                 index
             }
         };
-        if let Some(v6) = host.v6 {
-            add_ipv6(&handle, &host.bridge, bridge, v6.gateway, v6.prefix).await?;
-            forward_ipv6(&host.bridge)?;
-        }
         pin_bridge_address(&handle, &host.bridge, bridge).await?;
         set_up(&handle, &host.bridge).await?;
         if let Some(stale) = link_index(&handle, &host.host_veth).await? {
@@ -664,24 +673,13 @@ pub fn attach_pod(netns: &Path, link: &PodLink) -> Result<(), SysError> {
             set_up(&handle, "eth0").await?;
             let route =
                 rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().gateway(pod.gateway).build();
-            handle
-                .route()
-                .add(route)
-                .replace()
-                .execute()
-                .await
-                .map_err(netlink_fail("cannot route the pod through the bridge"))?;
+            replace_route(&handle, route, "cannot route the pod through the bridge").await?;
             if let Some(v6) = pod.v6 {
                 add_ipv6(&handle, "eth0", index, v6.address, v6.prefix).await?;
                 let route =
                     rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new().gateway(v6.gateway).build();
-                handle
-                    .route()
-                    .add(route)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(netlink_fail("cannot route the pod's IPv6 through the bridge"))?;
+                replace_route(&handle, route, "cannot route the pod's IPv6 through the bridge")
+                    .await?;
             }
             Ok(())
         })

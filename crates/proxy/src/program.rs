@@ -64,7 +64,7 @@ const LOCAL_ADDRESS: u32 = 2;
 pub const HAIRPIN: &str = "hairpin";
 /// The random numbers endpoints share: a power of two far above any endpoint count, so that
 /// equal shares of it are equal to within one part in a billion.
-const PICK_RANGE: u64 = 1 << 30;
+const PICK_RANGE: u32 = 1 << 30;
 /// `inet_service`, as `nft` names the type.
 const INET_SERVICE: u32 = 13;
 
@@ -219,7 +219,8 @@ fn shares(endpoints: &[(IpAddr, u16)]) -> Shares {
         .iter()
         .enumerate()
         .map(|(i, (ip, port))| {
-            let bound = |i: u64| u32::try_from(i * PICK_RANGE / count).unwrap_or(u32::MAX);
+            let bound =
+                |i: u64| u32::try_from(i * u64::from(PICK_RANGE) / count).unwrap_or(u32::MAX);
             let mut data = octets(*ip);
             data.extend_from_slice(&port.to_be_bytes());
             data.extend_from_slice(&[0, 0]);
@@ -246,9 +247,8 @@ impl Objects {
         let Some(seconds) = affinity else {
             let Some(family) = endpoints.first().map(|(ip, _)| Family::of(*ip)) else { return };
             let map = format!("eps/{name}");
-            let modulus = u32::try_from(PICK_RANGE).unwrap_or(u32::MAX);
             let rule = vec![
-                expr::numgen_random(REG0, modulus),
+                expr::numgen_random(REG0, PICK_RANGE),
                 expr::host_to_network(REG0, REG0, 4),
                 expr::lookup_data(&map, REG0, REG0),
                 expr::dnat_in(family, REG0, REG0 + family.address_registers()),

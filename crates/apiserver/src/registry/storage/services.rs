@@ -270,16 +270,19 @@ impl ServiceAllocator {
                 }
             }
         }
-        let spec = &mut svc["spec"];
-        spec["ipFamilyPolicy"] = json!(settled.policy);
-        spec["ipFamilies"] = json!(settled.families.iter().map(|f| f.name()).collect::<Vec<_>>());
-        if settled.addresses.is_empty() {
-            spec["clusterIP"] = json!("None");
-            spec["clusterIPs"] = json!(["None"]);
-        } else {
-            spec["clusterIP"] = json!(ips[0]);
-            spec["clusterIPs"] = json!(ips);
-        }
+        // `spec` is an object here (the body was type-checked); a missing one is made.
+        let Some(spec) = svc.as_object_mut().map(|o| o.entry("spec").or_insert_with(|| json!({})))
+        else {
+            return Ok(());
+        };
+        let Some(spec) = spec.as_object_mut() else { return Ok(()) };
+        spec.insert("ipFamilyPolicy".into(), json!(settled.policy));
+        let families: Vec<&str> = settled.families.iter().map(|f| f.name()).collect();
+        spec.insert("ipFamilies".into(), json!(families));
+        let primary = ips.first().cloned().unwrap_or_else(|| "None".to_string());
+        let all = if ips.is_empty() { vec![primary.clone()] } else { ips };
+        spec.insert("clusterIP".into(), json!(primary));
+        spec.insert("clusterIPs".into(), json!(all));
         Ok(())
     }
 
