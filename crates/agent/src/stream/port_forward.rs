@@ -27,8 +27,8 @@ use super::{Activity, STREAM_CREATION_TIMEOUT};
 /// opens a pair for each local connection, and a burst of them (a browser, a load test) can
 /// have hundreds opening at once on a loaded machine: upstream's kubelet keeps any number,
 /// each for at most the stream creation timeout. This bound stops a client that opens streams
-/// without end: each unpaired stream may hold up to a stream's backlog (1 MiB), so at most
-/// 256 MiB for one session.
+/// without end; the bytes they hold are bounded apart, by the connection's budget
+/// (`spdy::SESSION_BUDGET`).
 const MAX_PENDING: usize = 256;
 
 /// How a forwarded connection is dialed: the port in, a connection (or the reason there is

@@ -4,9 +4,11 @@
 //! One task reads frames and hands each stream's bytes to its bounded channel; one task
 //! writes what the streams send. Flow-control windows are neither kept nor granted:
 //! kubectl's SPDY library (spdystream) ignores them both ways, so TCP is the only
-//! back-pressure, as upstream. A stream whose reader stops reading stalls the
-//! connection's reads, and a client that stops reading stalls the writers: memory stays
-//! bounded by the channels, never by what a peer sends or refuses to take.
+//! back-pressure, as upstream. What the streams' readers have not taken yet counts against
+//! the connection's byte budget ([`SESSION_BUDGET`]), whatever the number of streams: past
+//! it, the connection is not read until a reader takes some. A client that stops reading
+//! stalls the writers. Memory stays bounded by the budget and the channels, never by what a
+//! peer sends or refuses to take.
 
 pub mod dictionary;
 pub mod frame;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::Activity;
 use frame::Frame;
@@ -30,6 +32,11 @@ const MAX_FRAME: usize = 128 * 1024;
 const MAX_DATA: usize = super::CHUNK;
 /// Frames from one stream's peer waiting for its reader (at most 1 MiB).
 const STREAM_BACKLOG: usize = 8;
+/// Bytes from the peer that all of a connection's streams together hold for their readers.
+/// A stream nobody reads (a port-forward pair whose second stream never comes) holds its
+/// share until it is reset; the other streams wait for the budget meanwhile, as they would
+/// wait behind that stream's full backlog without it.
+pub const SESSION_BUDGET: usize = 8 << 20;
 
 /// One stream a peer opened.
 pub struct Stream {
@@ -37,12 +44,23 @@ pub struct Stream {
     pub id: u32,
     /// The headers it was opened with.
     pub headers: Headers,
-    /// The peer's bytes; the channel ends when the peer finishes or resets the stream.
-    pub incoming: mpsc::Receiver<Bytes>,
+    /// The peer's bytes; they end when the peer finishes or resets the stream.
+    pub incoming: Incoming,
     /// Writes to the peer.
     pub writer: StreamWriter,
     /// Turns true when the peer resets the stream.
     pub reset: watch::Receiver<bool>,
+}
+
+/// The bytes a stream's peer sent, each piece counted against the connection's budget until
+/// its reader takes it.
+pub struct Incoming(mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>);
+
+impl Incoming {
+    /// The next piece; `None` once the peer finished or reset the stream.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.0.recv().await.map(|(bytes, _budget)| bytes)
+    }
 }
 
 /// The sending half of a stream.
@@ -157,8 +175,9 @@ async fn read_frames<R: AsyncRead + Unpin>(
 ) {
     let mut inflater = headers::Inflater::default();
     // Streams the peer may still send on (`Some`) or reset.
-    let mut streams: HashMap<u32, (Option<mpsc::Sender<Bytes>>, watch::Sender<bool>)> =
-        HashMap::new();
+    type Sender = mpsc::Sender<(Bytes, OwnedSemaphorePermit)>;
+    let mut streams: HashMap<u32, (Option<Sender>, watch::Sender<bool>)> = HashMap::new();
+    let budget = Arc::new(Semaphore::new(SESSION_BUDGET));
     let mut buffer = BytesMut::with_capacity(64 * 1024);
     loop {
         let frame = match frame::parse(&mut buffer, MAX_FRAME) {
@@ -196,6 +215,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
                     return;
                 }
                 let writer = StreamWriter { id, commands: commands.clone() };
+                let incoming = Incoming(incoming);
                 let stream = Stream { id, headers, incoming, writer, reset };
                 if accept.send(stream).await.is_err() {
                     return;
@@ -205,7 +225,16 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 activity.touch();
                 if let Some((slot @ Some(_), _)) = streams.get_mut(&id) {
                     let delivered = match slot {
-                        Some(sender) => data.is_empty() || sender.send(data).await.is_ok(),
+                        Some(_) if data.is_empty() => true,
+                        Some(sender) => {
+                            // A frame is at most MAX_FRAME bytes, under the budget.
+                            let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                            let Ok(share) = Arc::clone(&budget).acquire_many_owned(bytes).await
+                            else {
+                                return;
+                            };
+                            sender.send((data, share)).await.is_ok()
+                        }
                         None => false,
                     };
                     // A reader that is gone drops the rest of its stream's bytes.
@@ -396,6 +425,67 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(stream.incoming.recv().await.map(|b| b.len()), Some(40 * 1024));
         }
+    }
+
+    #[tokio::test]
+    async fn what_no_reader_takes_is_bounded_by_the_session_budget() {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let mut connection = Connection::serve(ours);
+        let (mut from_server, mut to_server) = tokio::io::split(theirs);
+        const PIECE: usize = 64 * 1024;
+        let filled = SESSION_BUDGET / (STREAM_BACKLOG * PIECE);
+        let ids: Vec<u32> = (0..=filled as u32).map(|i| 2 * i + 1).collect();
+        let writer = tokio::spawn(async move {
+            let mut deflater = headers::Deflater::default();
+            let mut out = BytesMut::new();
+            for &id in &ids {
+                let headers = Bytes::from(deflater.encode(&[]));
+                frame::encode(
+                    &Frame::SynStream { stream: id, associated: 0, flags: 0, headers },
+                    &mut out,
+                );
+            }
+            // Every stream but the last gets a full backlog; together they fill the budget.
+            for &id in &ids {
+                let frames = if id == *ids.last().expect("as the test sets up") {
+                    1
+                } else {
+                    STREAM_BACKLOG
+                };
+                for _ in 0..frames {
+                    let data = Bytes::from(vec![0u8; PIECE]);
+                    frame::encode(&Frame::Data { stream: id, fin: false, data }, &mut out);
+                }
+            }
+            frame::encode(&Frame::Ping(9), &mut out);
+            to_server.write_all(&out).await.expect("as the test sets up");
+            to_server
+        });
+        let mut streams = Vec::new();
+        for _ in 0..=filled {
+            streams.push(connection.accept().await.expect("as the test sets up"));
+        }
+        let mut buffer = BytesMut::new();
+        let mut ping = async || loop {
+            if let Some(frame) =
+                frame::parse(&mut buffer, frame::MAX_PAYLOAD).expect("as the test sets up")
+            {
+                if matches!(frame, Frame::Ping(9)) {
+                    return;
+                }
+                continue;
+            }
+            from_server.read_buf(&mut buffer).await.expect("as the test sets up");
+        };
+        let early = tokio::time::timeout(std::time::Duration::from_millis(300), ping()).await;
+        assert!(early.is_err(), "the connection was read past its budget");
+        // A reader takes a piece: the budget lets the last stream's frame in, then the ping.
+        assert_eq!(streams[0].incoming.recv().await.map(|b| b.len()), Some(PIECE));
+        tokio::time::timeout(std::time::Duration::from_secs(5), ping())
+            .await
+            .expect("the connection is read again once a reader took its piece");
+        assert_eq!(streams[filled].incoming.recv().await.map(|b| b.len()), Some(PIECE));
+        drop(writer);
     }
 
     /// Plays what a real kubectl sent into a connection; returns the streams and each one's
