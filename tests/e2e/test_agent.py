@@ -799,6 +799,8 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
         assert verified.returncode == 0, verified.stdout + verified.stderr
         assert verify("ca.crt").returncode != 0
         assert (agent_dir / "pki" / "serving.key").stat().st_mode & 0o777 == 0o600
+        serial = subprocess.run(["openssl", "x509", "-noout", "-in", str(agent_dir / "pki" / "serving.crt"), "-serial"],
+                                capture_output=True, text=True, check=True).stdout
         # A request of the node's naming another name is left pending, for a person to decide.
         key = workdir / "foreign.key"
         request = subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
@@ -824,6 +826,22 @@ def test_krust_agent_runs_alone_against_a_server_without_one(e2e_tmp):
         time.sleep(2)
         p = wait_pod(k, ns, "solo", lambda p: p["status"].get("phase") == "Running")
         assert status_of(p, "c")["restartCount"] == 0 and json.loads(state.read_text())["pid"] == pid
+        # The new agent serves the certificate it kept: no new request.
+        def own_requests():
+            return [c for c in k.json("get", "csr")["items"]
+                    if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+                    and c["spec"]["username"] == f"system:node:{name}"
+                    and not c["metadata"]["name"].startswith("foreign-")]
+        assert len(own_requests()) == 1
+        # One kept from another cluster is not served: the agent asks this one anew.
+        agent.kill()
+        agent.wait(10)
+        (agent_dir / "pki" / "serving.cluster").write_text("0" * 64)
+        agent = spawn(list(map(str, argv)), stdout=log, stderr=log)
+        wait_for(lambda: len(own_requests()) == 2, 30, interval=0.5, what="a new serving certificate request")
+        wait_for(lambda: subprocess.run(["openssl", "x509", "-noout", "-in", str(agent_dir / "pki" / "serving.crt"),
+                                         "-serial"], capture_output=True, text=True).stdout != serial, 30,
+                 interval=0.5, what="the new certificate kept")
         k("delete", "pod", "solo", "-n", ns, timeout=60)
         assert not os.path.exists(f"/proc/{pid}")
     finally:

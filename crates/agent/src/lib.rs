@@ -215,6 +215,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
             .into_iter()
             .chain(options.node_ip6.map(std::net::IpAddr::V6))
             .collect(),
+        cluster: server::certificate::cluster_of(&options.tls.client_ca),
     };
     let from_cluster = options.tls.cert.is_empty() && options.serving_certificate_from_cluster;
     let pki = options.data_dir.join("pki");

@@ -132,13 +132,28 @@ fn certified_key(
     Ok(Arc::new(CertifiedKey::from_der(chain, key, provider).map_err(CertificateError::Tls)?))
 }
 
-/// What the agent's certificate is for: its node and the names it is reached by.
+/// What the agent's certificate is for: its node, the names it is reached by, and the
+/// cluster that issues it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
     /// The node's name (also a DNS name of the certificate, as the `Hostname` address).
     pub node: String,
     /// The node's addresses.
     pub addresses: Vec<IpAddr>,
+    /// The cluster, by its CA ([`cluster_of`]): a certificate kept from another cluster (a
+    /// server started anew, or the node moved) is not served, as no API server of this one
+    /// would trust it.
+    pub cluster: String,
+}
+
+/// A cluster's identity for [`Subject::cluster`]: the SHA-256 of its CA certificates (PEM
+/// `ca`, as the agent's kubeconfig has them), in hex.
+pub fn cluster_of(ca: &str) -> String {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in rustls_pemfile::certs(&mut ca.as_bytes()).flatten() {
+        digest.update(cert.as_ref());
+    }
+    digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Subject {
@@ -215,6 +230,11 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("serving.crt"), dir.join("serving.key"))
 }
 
+/// Where the cluster that issued the kept certificate is noted ([`Subject::cluster`]).
+fn cluster_path(dir: &Path) -> PathBuf {
+    dir.join("serving.cluster")
+}
+
 /// Asks the cluster for a serving certificate for `subject` and waits until it is issued,
 /// denied or failed; answers the key and the certificate (PEM).
 pub async fn request(
@@ -278,9 +298,14 @@ fn outcome(csr: &CertificateSigningRequest) -> Option<Result<String, String>> {
 }
 
 /// The certificate kept in `dir`, with its key and life, if it is still usable for
-/// `subject` and its key is its own.
+/// `subject` (its cluster's too) and its key is its own.
 pub fn kept(dir: &Path, subject: &Subject, now: SystemTime) -> Option<Issued> {
     let (cert_path, key_path) = paths(dir);
+    let cluster = std::fs::read_to_string(cluster_path(dir)).ok()?;
+    if cluster.trim() != subject.cluster {
+        tracing::info!(node = %subject.node, "the kept serving certificate is another cluster's: a new one is asked for");
+        return None;
+    }
     let cert = std::fs::read_to_string(cert_path).ok()?;
     let key = std::fs::read_to_string(key_path).ok()?;
     Issued::new(cert, key, subject, now).ok()
@@ -340,7 +365,10 @@ pub async fn keep(client: Client, subject: Subject, dir: PathBuf, served: Arc<Se
                 // Served already; a failed write only costs a new request at the next start.
                 let writing = {
                     let (dir, issued) = (dir.clone(), issued.clone());
-                    tokio::task::spawn_blocking(move || save(&dir, &issued.cert, &issued.key))
+                    let cluster = subject.cluster.clone();
+                    tokio::task::spawn_blocking(move || {
+                        save(&dir, &issued.cert, &issued.key, &cluster)
+                    })
                 };
                 if let Ok(Err(e)) = writing.await {
                     tracing::warn!(error = %e, "cannot keep the serving certificate on disk");
@@ -362,11 +390,11 @@ fn jitter() -> f64 {
     f64::from(nanos.subsec_nanos() % 1000) / 1000.0
 }
 
-/// Writes the certificate and its key into `dir` (0700), each whole (a file of its own
-/// renamed over the old one): the key private (0600), the certificate last, so that a
-/// certificate on disk is only ever beside its own key or an unusable pair, which [`kept`]
+/// Writes the certificate, its key and its cluster into `dir` (0700), each whole (a file of
+/// its own renamed over the old one): the key private (0600), the certificate last, so that
+/// a certificate on disk is only ever beside its own key or an unusable pair, which [`kept`]
 /// refuses.
-fn save(dir: &Path, cert: &str, key: &str) -> Result<(), CertificateError> {
+fn save(dir: &Path, cert: &str, key: &str, cluster: &str) -> Result<(), CertificateError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let (cert_path, key_path) = paths(dir);
     let failed = |path: &Path| {
@@ -392,6 +420,7 @@ fn save(dir: &Path, cert: &str, key: &str) -> Result<(), CertificateError> {
         std::fs::rename(&partial, path).map_err(failed(path))
     };
     write(&key_path, key, 0o600)?;
+    write(&cluster_path(dir), cluster, 0o644)?;
     write(&cert_path, cert, 0o644)
 }
 
@@ -400,7 +429,11 @@ mod tests {
     use super::*;
 
     fn subject() -> Subject {
-        Subject { node: "node-a".into(), addresses: vec!["10.0.0.7".parse().expect("an address")] }
+        Subject {
+            node: "node-a".into(),
+            addresses: vec!["10.0.0.7".parse().expect("an address")],
+            cluster: "cluster-a".into(),
+        }
     }
 
     #[test]
@@ -456,15 +489,34 @@ mod tests {
         // A partial file a crash left, world-readable: the key is written anew, private.
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("serving.key.partial"), "stale").expect("partial");
-        save(&dir, &cert(&key), &key.serialize_pem()).expect("saved");
+        save(&dir, &cert(&key), &key.serialize_pem(), "cluster-a").expect("saved");
         let mode =
             |path: PathBuf| std::fs::metadata(path).expect("file").permissions().mode() & 0o777;
         assert_eq!((mode(dir.join("serving.key")), mode(dir.clone())), (0o600, 0o700));
         assert!(kept(&dir, &subject(), SystemTime::now()).is_some());
+        // Another cluster's (a server started anew): not served.
+        let elsewhere = Subject { cluster: "cluster-b".into(), ..subject() };
+        assert!(kept(&dir, &elsewhere, SystemTime::now()).is_none());
         // A crash between the key and the certificate: a new key beside the old certificate.
-        save(&dir, &cert(&key), &other.serialize_pem()).expect("saved");
+        save(&dir, &cert(&key), &other.serialize_pem(), "cluster-a").expect("saved");
         assert!(kept(&dir, &subject(), SystemTime::now()).is_none());
         assert!(Served::new(&cert(&key), &other.serialize_pem()).is_err());
+    }
+
+    #[test]
+    fn a_cluster_is_known_by_its_ca_certificates() {
+        let ca = |name: &str| {
+            let key = rcgen::KeyPair::generate().expect("a key");
+            rcgen::CertificateParams::new(vec![name.into()])
+                .expect("names")
+                .self_signed(&key)
+                .expect("a certificate")
+                .pem()
+        };
+        let (a, b) = (ca("a"), ca("b"));
+        assert_eq!(cluster_of(&a), cluster_of(&format!("\n{a}\n")));
+        assert_ne!(cluster_of(&a), cluster_of(&b));
+        assert_eq!(cluster_of(&a).len(), 64);
     }
 
     #[test]
