@@ -90,14 +90,54 @@ pub struct Options {
     pub serving_certificate_from_cluster: bool,
 }
 
+#[cfg(test)]
+impl Options {
+    /// Options of a node `n1` on 10.42.0.0/24 with its data in `data_dir`, for tests.
+    pub(crate) fn example(data_dir: &std::path::Path) -> Options {
+        Options {
+            node_name: "n1".into(),
+            data_dir: data_dir.to_path_buf(),
+            airgap_images: None,
+            pod_cidr: (std::net::Ipv4Addr::new(10, 42, 0, 0), 24),
+            pod_cidr_v6: None,
+            bridge: "kr0".into(),
+            node_ip: Some(std::net::Ipv4Addr::new(192, 0, 2, 10)),
+            node_ip6: None,
+            cluster_dns: vec![std::net::Ipv4Addr::new(10, 43, 0, 10)],
+            cluster_domain: "cluster.local".into(),
+            kubernetes_service: None,
+            reserved: Default::default(),
+            eviction_hard: Default::default(),
+            seccomp_default: false,
+            private_registry: data_dir.join("registries.yaml"),
+            image_gc: Default::default(),
+            pod_manifest_path: None,
+            local_storage_path: data_dir.join("storage"),
+            node_labels: std::collections::BTreeMap::new(),
+            version: "v1.33.0".into(),
+            oci_runtime: "embedded".into(),
+            port: 10250,
+            streaming_idle_timeout: std::time::Duration::from_secs(60),
+            tls: crate::server::Tls {
+                cert: String::new(),
+                key: String::new(),
+                client_ca: String::new(),
+            },
+            serving_certificate_from_cluster: false,
+        }
+    }
+}
+
 /// What every part of the agent shares.
 pub struct Agent {
     /// The agent's client.
     pub client: Client,
     /// How it runs.
     pub options: Options,
-    /// The OCI runtime and its shims.
+    /// The OCI runtime and its shims (exec, attach and exec probes go through it).
     pub runtime: runtime::Runtime,
+    /// The containers' lifecycle: the same shims behind a trait (a fake in tests).
+    pub containers: Arc<dyn runtime::Containers>,
     /// The node's kernel, as pods use it.
     pub host: Arc<dyn host::Host>,
     /// The node's images.
@@ -189,10 +229,12 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     };
     let host = Arc::new(host::Linux { exe: exe.clone() });
     let runtime = runtime::Runtime { root: runtime_root, runtime: oci, shim: exe };
+    let containers = Arc::new(runtime.clone());
     let agent = Arc::new(Agent {
         client: client.clone(),
         options: options.clone(),
         runtime,
+        containers,
         host,
         images,
         events: events::Recorder::start(client.clone(), options.node_name.clone()),

@@ -261,46 +261,11 @@ pub fn destroy(dir: &Path, options: &Options, uid: &str, host: &dyn Host) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::host::recording::{Call, Recording};
     use crate::pod::sources::Sources;
     use crate::pod::volumes::volumes;
-
-    fn options(data_dir: &Path) -> Options {
-        Options {
-            node_name: "n1".into(),
-            data_dir: data_dir.to_path_buf(),
-            airgap_images: None,
-            pod_cidr: (Ipv4Addr::new(10, 42, 0, 0), 24),
-            pod_cidr_v6: None,
-            bridge: "kr0".into(),
-            node_ip: Some(Ipv4Addr::new(192, 0, 2, 10)),
-            node_ip6: None,
-            cluster_dns: vec![Ipv4Addr::new(10, 43, 0, 10)],
-            cluster_domain: "cluster.local".into(),
-            kubernetes_service: None,
-            reserved: Default::default(),
-            eviction_hard: Default::default(),
-            seccomp_default: false,
-            private_registry: data_dir.join("registries.yaml"),
-            image_gc: Default::default(),
-            pod_manifest_path: None,
-            local_storage_path: data_dir.join("storage"),
-            node_labels: BTreeMap::new(),
-            version: "v1.33.0".into(),
-            oci_runtime: "embedded".into(),
-            port: 10250,
-            streaming_idle_timeout: std::time::Duration::from_secs(60),
-            tls: crate::server::Tls {
-                cert: String::new(),
-                key: String::new(),
-                client_ca: String::new(),
-            },
-            serving_certificate_from_cluster: false,
-        }
-    }
 
     fn pod(spec: serde_json::Value) -> Pod {
         let mut pod = serde_json::json!({
@@ -319,7 +284,7 @@ mod tests {
     #[test]
     fn a_pod_gets_its_namespaces_and_link_and_destroy_leaves_nothing() {
         let data = tempfile::tempdir().expect("tempdir");
-        let (options, host) = (options(data.path()), Recording::new());
+        let (options, host) = (Options::example(data.path()), Recording::new());
         let dir = data.path().join("pods").join(UID);
         let pod = pod(serde_json::json!({
             "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
@@ -352,7 +317,7 @@ mod tests {
     #[test]
     fn a_dual_stack_pod_has_its_ipv6_address_at_its_ipv4_offset() {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut options = options(data.path());
+        let mut options = Options::example(data.path());
         options.pod_cidr_v6 = Some(("fd42::".parse().expect("ip"), 64));
         let host = Recording::new();
         let dir = data.path().join("pods").join(UID);
@@ -367,7 +332,7 @@ mod tests {
     #[test]
     fn host_namespaces_are_not_pinned_and_a_shared_pid_namespace_has_a_holder() {
         let data = tempfile::tempdir().expect("tempdir");
-        let (options, host) = (options(data.path()), Recording::new());
+        let (options, host) = (Options::example(data.path()), Recording::new());
         let dir = data.path().join("pods").join(UID);
         let pod = pod(serde_json::json!({"hostNetwork": true, "shareProcessNamespace": true}));
         let sandbox = create(&dir, &pod, &options, &host).expect("a sandbox");
@@ -384,7 +349,7 @@ mod tests {
     #[test]
     fn a_sandbox_that_fails_half_way_is_still_destroyed_completely() {
         let data = tempfile::tempdir().expect("tempdir");
-        let (options, host) = (options(data.path()), Recording::new());
+        let (options, host) = (Options::example(data.path()), Recording::new());
         let dir = data.path().join("pods").join(UID);
         host.fail("attach");
         let error = create(&dir, &pod(serde_json::json!({})), &options, &host);

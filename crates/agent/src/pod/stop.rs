@@ -3,6 +3,7 @@
 //! then SIGKILL once the grace period is over.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::LifecycleHandler;
@@ -10,10 +11,12 @@ use nix::sys::signal::Signal;
 
 use super::{hooks, probe};
 use crate::events::Type;
-use crate::runtime::{self, Observed};
+use crate::runtime::{Containers, Observed};
 
 /// How a run is stopped.
 pub struct Stop {
+    /// The containers.
+    pub containers: Arc<dyn Containers>,
     /// The run's bundle.
     pub bundle: PathBuf,
     /// Its stop signal.
@@ -40,14 +43,12 @@ impl Stop {
                 events.record(Type::Warning, "FailedPreStopHook", message);
             }
         }
-        runtime::signal(
-            &self.bundle,
-            if self.grace.is_zero() { Signal::SIGKILL } else { self.signal },
-        );
+        self.containers
+            .signal(&self.bundle, if self.grace.is_zero() { Signal::SIGKILL } else { self.signal });
         while running(&self) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        runtime::signal(&self.bundle, Signal::SIGKILL);
+        self.containers.signal(&self.bundle, Signal::SIGKILL);
         let deadline = Instant::now() + settle;
         while running(&self) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -56,5 +57,5 @@ impl Stop {
 }
 
 fn running(stop: &Stop) -> bool {
-    matches!(runtime::observe(&stop.bundle), Observed::Running(_))
+    matches!(stop.containers.observe(&stop.bundle), Observed::Running(_))
 }

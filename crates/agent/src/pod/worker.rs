@@ -398,7 +398,7 @@ impl Worker {
             return self.start(pod, c, 0).await;
         };
         let bundle = self.bundle(&c.name, last);
-        match runtime::observe(&bundle) {
+        match self.agent.containers.observe(&bundle) {
             Observed::Creating => Step::Wait(Duration::from_millis(100)),
             Observed::Running(_) => {
                 self.waiting.remove(&c.name);
@@ -582,7 +582,7 @@ impl Worker {
             let _ = fs::create_dir_all(parent);
         }
         let id = container_id(&self.uid, &c.name, attempt);
-        match self.agent.runtime.start(&id, &bundle, &log).await {
+        match self.agent.containers.start(&id, &bundle, &log).await {
             Ok(Observed::Running(_)) => {
                 self.waiting.remove(&c.name);
                 self.event(
@@ -608,7 +608,7 @@ impl Worker {
                     if let Err(message) = outcome {
                         tracing::info!(pod = %self.uid, container = %c.name, %message, "FailedPostStartHook: the container is killed");
                         self.event(pod, c, Type::Warning, "FailedPostStartHook", message);
-                        runtime::signal(&bundle, Signal::SIGKILL);
+                        self.agent.containers.signal(&bundle, Signal::SIGKILL);
                     }
                 }
                 Step::Running
@@ -688,7 +688,10 @@ impl Worker {
         let mut stops = Vec::new();
         for c in inits.iter().rev().filter(|c| restart::is_sidecar(c)) {
             let Some(&last) = self.attempts(&c.name).last() else { continue };
-            if matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_)) {
+            if matches!(
+                self.agent.containers.observe(&self.bundle(&c.name, last)),
+                Observed::Running(_)
+            ) {
                 self.event(
                     pod,
                     c,
@@ -719,14 +722,23 @@ impl Worker {
             target.events = Some(Regarding::container(&self.agent.events, pod, &c.name));
             (hook, target)
         });
-        Stop { signal: self.stop_signal(&bundle), bundle, grace, pre_stop }
+        Stop {
+            containers: Arc::clone(&self.agent.containers),
+            signal: self.stop_signal(&bundle),
+            bundle,
+            grace,
+            pre_stop,
+        }
     }
 
     /// How the running run of `c` (if any) is stopped within `grace`, announced by a
     /// `Killing` event.
     fn stop_running(&self, pod: &Pod, c: &Container, grace: Duration) -> Option<Stop> {
         let last = *self.attempts(&c.name).last()?;
-        if !matches!(runtime::observe(&self.bundle(&c.name, last)), Observed::Running(_)) {
+        if !matches!(
+            self.agent.containers.observe(&self.bundle(&c.name, last)),
+            Observed::Running(_)
+        ) {
             return None;
         }
         self.event(pod, c, Type::Normal, "Killing", format!("Stopping container {}", c.name));
@@ -832,7 +844,7 @@ impl Worker {
                     return Some(ended.clone());
                 }
                 let bundle = self.bundle(&c.name, attempt);
-                match runtime::observe(&bundle) {
+                match self.agent.containers.observe(&bundle) {
                     Observed::Exited(e) => {
                         let log = self.log_path(pod, &c.name, attempt);
                         Some(known.entry(key).or_insert(ended_of(&bundle, &e, c, &log)).clone())
@@ -844,7 +856,9 @@ impl Worker {
                 .last()
                 .and_then(|a| fs::read_to_string(self.bundle(&c.name, *a).join("image")).ok())
                 .unwrap_or_default();
-            let current = attempts.last().map(|a| (a, runtime::observe(&self.bundle(&c.name, *a))));
+            let current = attempts
+                .last()
+                .map(|a| (a, self.agent.containers.observe(&self.bundle(&c.name, *a))));
             let waiting = self.waiting.get(&c.name).cloned();
             let (now, last) = match (current, waiting) {
                 (Some((a, Observed::Running(run))), _) => (
@@ -980,8 +994,8 @@ impl Worker {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let Some(last) = self.attempts(&name).last() {
                 let bundle = self.bundle(&name, *last);
-                if matches!(runtime::observe(&bundle), Observed::Running(_)) {
-                    runtime::signal(
+                if matches!(self.agent.containers.observe(&bundle), Observed::Running(_)) {
+                    self.agent.containers.signal(
                         &bundle,
                         if grace.is_zero() { Signal::SIGKILL } else { Signal::SIGTERM },
                     );
@@ -990,13 +1004,13 @@ impl Worker {
             }
         }
         let alive = |list: &[PathBuf]| {
-            list.iter().any(|b| matches!(runtime::observe(b), Observed::Running(_)))
+            list.iter().any(|b| matches!(self.agent.containers.observe(b), Observed::Running(_)))
         };
         while alive(&running) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for bundle in &running {
-            runtime::signal(bundle, Signal::SIGKILL);
+            self.agent.containers.signal(bundle, Signal::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive(&running) && Instant::now() < deadline {
@@ -1004,7 +1018,9 @@ impl Worker {
         }
         // Give the shims their last moment to record the exit and delete the container.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while running.iter().any(|b| !b.join(runtime::shim::EXITED).exists())
+        while running
+            .iter()
+            .any(|b| !matches!(self.agent.containers.observe(b), Observed::Exited(_)))
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1174,6 +1190,9 @@ fn parse_signal(name: &str) -> Option<Signal> {
         name.trim_start_matches("SIG").parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok())
     })
 }
+
+#[cfg(test)]
+mod runs;
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,8 @@ pub mod attach;
 pub mod console;
 pub mod exec;
 pub mod oci;
+#[cfg(test)]
+pub mod recording;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
@@ -14,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt;
 
@@ -31,6 +34,44 @@ pub enum Observed {
     Exited(Exited),
 }
 
+/// A container's life as the pod logic drives it: started under its shim, observed through
+/// what the shim records, signalled. [`Runtime`] does it with `krust shim` processes; the
+/// worker's tests use a recording fake (`pod::worker`'s tests), so that the pod logic is
+/// unit-tested without root.
+pub trait Containers: Send + Sync + std::fmt::Debug {
+    /// Starts the container whose bundle (with `config.json`) is `bundle`, logging to `log`,
+    /// and waits until it runs or failed.
+    fn start<'a>(
+        &'a self,
+        id: &'a str,
+        bundle: &'a Path,
+        log: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<Observed>>;
+    /// What is known of the container of `bundle`.
+    fn observe(&self, bundle: &Path) -> Observed;
+    /// Sends `signal` to the container of `bundle`, if it runs.
+    fn signal(&self, bundle: &Path, signal: Signal);
+}
+
+impl Containers for Runtime {
+    fn start<'a>(
+        &'a self,
+        id: &'a str,
+        bundle: &'a Path,
+        log: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<Observed>> {
+        Box::pin(self.start_shim(id, bundle, log))
+    }
+
+    fn observe(&self, bundle: &Path) -> Observed {
+        observe(bundle)
+    }
+
+    fn signal(&self, bundle: &Path, signal: Signal) {
+        self::signal(bundle, signal);
+    }
+}
+
 /// The OCI runtime and the shims that drive it.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -45,7 +86,7 @@ pub struct Runtime {
 impl Runtime {
     /// Starts the container whose bundle (with `config.json`) is `bundle` under a new shim,
     /// and waits until the shim says it runs or failed.
-    pub async fn start(&self, id: &str, bundle: &Path, log: &Path) -> std::io::Result<Observed> {
+    async fn start_shim(&self, id: &str, bundle: &Path, log: &Path) -> std::io::Result<Observed> {
         let mut child = tokio::process::Command::new(&self.shim)
             .arg("shim")
             .arg("--id")
@@ -97,18 +138,6 @@ impl Runtime {
                 observed => return Ok(observed),
             }
         }
-    }
-
-    /// Removes what the runtime still holds of a container whose shim is gone.
-    pub async fn forget(&self, id: &str) {
-        let mut command = tokio::process::Command::from(self.runtime.command(&self.root));
-        let _ = command
-            .args(["delete", "--force", id])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await;
     }
 }
 
