@@ -245,6 +245,8 @@ def main():
     parser.add_argument("--close-connections", type=int, default=8,
                         help="wrk's connections, close case: under busybox httpd's listen backlog (9)")
     parser.add_argument("--cases", default="close,keepalive,keepalive_https", help="which of " + ",".join(CASES))
+    parser.add_argument("--ingress-workers", type=int, default=0,
+                        help="krust's --ingress-workers (0: its default, one per two cores)")
     parser.add_argument("--output")
     args = parser.parse_args()
     cases = args.cases.split(",")
@@ -260,7 +262,7 @@ def main():
         "file_bytes": 6, "reference_proxy": nginx_version,
         "tool": "wrk " + subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[1],
         "threads": args.threads, "connections": args.connections, "close_connections": args.close_connections,
-        "seconds_per_run": args.seconds, "rounds": args.rounds}
+        "seconds_per_run": args.seconds, "rounds": args.rounds, "ingress_workers": args.ingress_workers}
     conntrack_max = int(CONNTRACK_MAX.read_text())
     tw_reuse = TW_REUSE.read_text().strip()
     agent_node, conftest = kn.load(args.krust)
@@ -268,7 +270,8 @@ def main():
     nginx_port, nginx_tls_port = conftest.free_port(), conftest.free_port()
     node = kn.start_node(args.krust, "krust-bench-ingress-", ingress=True, extra_args=[
         "--ingress-http-address", f"127.0.0.1:{http_port}",
-        "--ingress-https-address", f"127.0.0.1:{https_port}"])
+        "--ingress-https-address", f"127.0.0.1:{https_port}",
+        "--ingress-workers", str(args.ingress_workers)])
     proxy = backend = None
     nginx_dir = node.workdir / "nginx"
     try:

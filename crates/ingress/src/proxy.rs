@@ -14,6 +14,7 @@
 //! client a 502, one that does not answer within 60 s a 504. Backend connections are kept
 //! open between requests when the backend allows (`client.rs`).
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -96,10 +97,16 @@ impl Worker {
 
     /// A new request id: 32 hex digits (a counter hashed with keys of this worker's own, so
     /// unique in practice; not a secret).
-    fn request_id(&self) -> String {
+    fn request_id(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let (a, b) = (self.seed.hash_one(n), self.seed.hash_one(!n));
-        format!("{a:016x}{b:016x}")
+        let wide = (u128::from(a) << 64) | u128::from(b);
+        let mut digits = [0u8; 32];
+        for (i, digit) in digits.iter_mut().enumerate() {
+            *digit = HEX[((wide >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 }
 
@@ -147,17 +154,16 @@ fn text(status: StatusCode, body: &'static str) -> Response<Answer> {
 }
 
 /// The request's host as the client wrote it (`Host`, or the HTTP/2 authority), with its port.
-fn authority<B>(request: &Request<B>) -> Option<&str> {
-    request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+fn authority<B>(request: &Request<B>) -> Option<HeaderValue> {
+    match request.headers().get(header::HOST) {
+        Some(host) => host.to_str().is_ok().then(|| host.clone()),
+        None => request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
 }
 
 /// A host as routes name it: lower case, without its port and final dot (an IPv6 literal
-/// without its brackets).
-pub fn route_host(authority: &str) -> String {
+/// without its brackets); borrowed when the client wrote it so.
+pub fn route_host(authority: &str) -> Cow<'_, str> {
     let host = match authority.strip_prefix('[') {
         Some(literal) => literal.split(']').next().unwrap_or(""),
         None => match authority.rsplit_once(':') {
@@ -165,10 +171,16 @@ pub fn route_host(authority: &str) -> String {
             _ => authority,
         },
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    match host.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(host.to_ascii_lowercase()),
+        false => Cow::Borrowed(host),
+    }
 }
 
-/// Removes the hop-by-hop headers, with those `Connection` names.
+/// Removes the hop-by-hop headers, with those `Connection` names. One look at each name
+/// finds them (most messages have none, or only `Connection`), rather than a removal, and
+/// its hash lookup, per kind.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -177,7 +189,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in HOP_BY_HOP.iter().chain(&named) {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || named.contains(name))
+        .cloned()
+        .collect();
+    for name in &present {
         headers.remove(name);
     }
 }
@@ -201,39 +218,34 @@ fn upgrade_of<B>(request: &Request<B>) -> Option<HeaderValue> {
 fn backend_headers(
     shared: &Worker,
     mut headers: HeaderMap,
-    authority: Option<&str>,
-    peer: SocketAddr,
-    listener: Listener,
+    host: Option<HeaderValue>,
+    client: &Downstream,
     upgrade: Option<&HeaderValue>,
 ) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     headers.remove(&PROXY);
-    let host = authority.and_then(|a| HeaderValue::from_str(a).ok());
     if let Some(host) = &host
         && !headers.contains_key(header::HOST)
     {
         // HTTP/2 carries the host as the authority: HTTP/1.1 backends need it as `Host`.
         headers.insert(header::HOST, host.clone());
     }
-    if !headers.contains_key(&X_REQUEST_ID)
-        && let Ok(id) = HeaderValue::from_str(&shared.request_id())
-    {
-        headers.insert(X_REQUEST_ID.clone(), id);
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), shared.request_id());
     }
     if let Some(original) = headers.remove(&X_FORWARDED_FOR) {
         headers.insert(X_ORIGINAL_FORWARDED_FOR.clone(), original);
     }
-    let client = HeaderValue::from_str(&peer.ip().to_string()).ok();
-    if let Some(client) = client {
-        headers.insert(X_REAL_IP.clone(), client.clone());
-        headers.insert(X_FORWARDED_FOR.clone(), client);
+    if let Some(address) = &client.address {
+        headers.insert(X_REAL_IP.clone(), address.clone());
+        headers.insert(X_FORWARDED_FOR.clone(), address.clone());
     }
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host),
         None => headers.remove(&X_FORWARDED_HOST),
     };
-    headers.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener.port));
-    let scheme = HeaderValue::from_static(listener.scheme);
+    headers.insert(X_FORWARDED_PORT.clone(), client.port.clone());
+    let scheme = HeaderValue::from_static(client.listener.scheme);
     headers.insert(X_FORWARDED_PROTO.clone(), scheme.clone());
     headers.insert(X_SCHEME.clone(), scheme);
     if let Some(protocol) = upgrade {
@@ -243,19 +255,41 @@ fn backend_headers(
     headers
 }
 
+/// The client side of one connection, as its requests' forwarded headers name it (made
+/// once per connection).
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// The listener it came in on.
+    pub listener: Listener,
+    /// Its address (`X-Real-IP`, `X-Forwarded-For`).
+    address: Option<HeaderValue>,
+    /// The listener's port (`X-Forwarded-Port`).
+    port: HeaderValue,
+}
+
+impl Downstream {
+    /// The client at `peer`, on `listener`.
+    pub fn new(peer: SocketAddr, listener: Listener) -> Downstream {
+        Downstream {
+            listener,
+            address: HeaderValue::from_str(&peer.ip().to_string()).ok(),
+            port: HeaderValue::from(listener.port),
+        }
+    }
+}
+
 /// Answers one request: routed, relayed, or answered here (404, 503, 502, 504).
 pub async fn relay(
     shared: &Worker,
     mut request: Request<Incoming>,
-    peer: SocketAddr,
-    listener: Listener,
+    client: &Downstream,
 ) -> Response<Answer> {
     if request.method() == http::Method::CONNECT {
         return text(StatusCode::METHOD_NOT_ALLOWED, "405 Not Allowed\n");
     }
     let table = shared.routes.current();
-    let authority = authority(&request).map(str::to_string);
-    let host = route_host(authority.as_deref().unwrap_or(""));
+    let authority = authority(&request);
+    let host = route_host(authority.as_ref().and_then(|a| a.to_str().ok()).unwrap_or(""));
     let Some(upstream) = table.route(&host, request.uri().path()) else {
         return text(StatusCode::NOT_FOUND, "default backend - 404\n");
     };
@@ -265,14 +299,7 @@ pub async fn relay(
     let upgrade = upgrade_of(&request);
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
-    let headers = backend_headers(
-        shared,
-        parts.headers,
-        authority.as_deref(),
-        peer,
-        listener,
-        upgrade.as_ref(),
-    );
+    let headers = backend_headers(shared, parts.headers, authority, client, upgrade.as_ref());
     let path =
         parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let body = if body.is_end_stream() {
@@ -364,9 +391,10 @@ pub async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let client = Arc::new(Downstream::new(peer, listener));
     let service = hyper::service::service_fn(move |request| {
-        let shared = shared.clone();
-        async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, peer, listener).await) }
+        let (shared, client) = (shared.clone(), client.clone());
+        async move { Ok::<_, std::convert::Infallible>(relay(&shared, request, &client).await) }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
@@ -867,10 +895,26 @@ mod tests {
 
     #[test]
     fn hosts_lose_their_port_case_and_final_dot() {
+        assert!(matches!(route_host("a.test:80"), Cow::Borrowed("a.test")));
         assert_eq!(route_host("A.Test:8080"), "a.test");
         assert_eq!(route_host("a.test."), "a.test");
         assert_eq!(route_host("[::1]:80"), "::1");
         assert_eq!(route_host("a.test:"), "a.test");
         assert_eq!(route_host(""), "");
+    }
+
+    #[test]
+    fn request_ids_are_32_hex_digits_and_differ() {
+        let worker = Worker::new(Arc::default());
+        let (a, b) = (worker.request_id(), worker.request_id());
+        for id in [&a, &b] {
+            let id = id.to_str().expect("text");
+            assert!(
+                id.len() == 32
+                    && id.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
     }
 }
