@@ -427,8 +427,13 @@ impl ServiceAllocator {
         ips
     }
 
-    /// What a service holds: its cluster IPs and node ports.
+    /// What a service holds: its cluster IPs, and its node ports if its type is given them
+    /// (an ExternalName Service may name node ports it never reserved: they are another's).
     fn held(svc: &Value) -> (Vec<IpAddr>, Vec<u16>) {
+        let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
+        if !matches!(kind, "NodePort" | "LoadBalancer") {
+            return (Self::held_ips(svc), Vec::new());
+        }
         let ports = path(svc, "spec.ports")
             .and_then(Value::as_array)
             .map(|ports| {
@@ -610,5 +615,27 @@ mod tests {
         allocator.after_update(&store, &svc, &old).await;
         assert!(store.get(&ip_key(ips[1])).await.unwrap().is_none());
         assert!(store.get(&ip_key(ips[0])).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn node_ports_an_external_name_names_stay_with_the_service_that_holds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let allocator = ServiceAllocator::new(ServiceRanges::default());
+        let mut node_port = json!({"metadata": {"name": "a", "namespace": "default"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        allocator.before_create(&store, &mut node_port, false).await.unwrap();
+        let mut external = json!({"metadata": {"name": "b", "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": "example.test",
+                     "ports": [{"port": 80, "nodePort": 30080}]}});
+        allocator.before_create(&store, &mut external, false).await.unwrap();
+        allocator.after_delete(&store, &external).await;
+        assert!(store.get(&port_key(30080)).await.unwrap().is_some());
+        // Turned into an ExternalName, a Service gives its node ports back.
+        let mut turned = node_port.clone();
+        turned["spec"]["type"] = json!("ExternalName");
+        allocator.before_update(&store, &mut turned, &node_port, false).await.unwrap();
+        allocator.after_update(&store, &turned, &node_port).await;
+        assert!(store.get(&port_key(30080)).await.unwrap().is_none());
     }
 }
