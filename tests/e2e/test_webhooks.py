@@ -256,6 +256,56 @@ def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
     assert r.headers.get("Warning") == expected, r.headers
 
 
+def test_a_policy_sees_what_the_server_allocated_to_a_service(cluster, labelled_ns, cleanup):
+    """Validating admission sees a Service with its cluster IP, families and node ports
+    allocated, as upstream allocates them before validating admission; a Service it refuses
+    gives them back."""
+    ns = labelled_ns
+    name = f"allocated-{ns[-5:]}"
+    checks = ["has(object.spec.clusterIP) && object.spec.clusterIP != ''",
+              "object.spec.ipFamilies.size() > 0",
+              "object.spec.ports.all(p, has(p.nodePort) && p.nodePort > 0)",
+              "!object.metadata.name.startsWith('refused')"]
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": name},
+              "spec": {"failurePolicy": "Fail",
+                       "matchConstraints": {"resourceRules": [{
+                           "apiGroups": [""], "apiVersions": ["v1"],
+                           "operations": ["CREATE"], "resources": ["services"]}]},
+                       "validations": [{"expression": e} for e in checks]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": f"{name}-binding"},
+               "spec": {"policyName": name, "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {
+                            "matchLabels": {"webhook-e2e": ns}}}}}
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy, expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}")
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-binding")
+
+    def service(sname, node_port=None):
+        port = {"port": 80, **({"nodePort": node_port} if node_port else {})}
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": sname},
+                "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [port]}}
+
+    path = f"/api/v1/namespaces/{ns}/services"
+    # Once the policy applies (a refused name is refused), a Service that names nothing is let
+    # through: the policy saw what the server chose.
+    r = create_eventually(cluster, path, service("refused-first"), lambda r: r.status_code == 422)
+    assert_status(r, 422, "Invalid")
+    created = cluster.ok("POST", path, body=service("plain"), expect=(201,))
+    assert created["spec"]["clusterIP"] and created["spec"]["ports"][0]["nodePort"] > 0
+    # A refused Service's node port is free again at once (the port: one the server just
+    # chose, then freed).
+    node_port = created["spec"]["ports"][0]["nodePort"]
+    cluster.ok("DELETE", f"{path}/plain")
+    r = cluster.post(path, body=service("refused-second", node_port))
+    assert_status(r, 422, "Invalid")
+    taken = cluster.ok("POST", path, body=service("second", node_port), expect=(201,))
+    assert taken["spec"]["ports"][0]["nodePort"] == node_port
+
+
 def test_webhook_warnings_on_delete_reach_the_client(cluster, labelled_ns, webhook_server,
                                                       cleanup):
     """A validating webhook's warnings on a DELETE reach the client as `Warning` headers, as

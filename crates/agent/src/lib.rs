@@ -261,13 +261,16 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     };
     let from_cluster = options.tls.cert.is_empty() && options.serving_certificate_from_cluster;
     let pki = options.data_dir.join("pki");
-    let served = Arc::new(serving_certificate(&options, from_cluster.then_some((&pki, &subject)))?);
+    let (served, issued) = serving_certificate(&options, from_cluster.then_some((&pki, &subject)))?;
+    let served = Arc::new(served);
     let address = std::net::SocketAddr::from(([0, 0, 0, 0], options.port));
     let endpoint = Arc::clone(&agent);
     // The agent's parts end with this future (dropped when the agent stops), not after it.
     let mut parts = tokio::task::JoinSet::new();
     if from_cluster {
-        parts.spawn(server::certificate::keep(client.clone(), subject, pki, Arc::clone(&served)));
+        let keeping =
+            server::certificate::keep(client.clone(), subject, pki, Arc::clone(&served), issued);
+        parts.spawn(keeping);
     }
     let client_ca = options.tls.client_ca.clone();
     parts.spawn(async move {
@@ -288,22 +291,26 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
 
 /// The certificate the endpoint starts with: the one it was given, else the one the cluster
 /// issued and the agent kept (`kept`: its folder and what it must be valid for), else a
-/// self-signed one (replaced by the cluster's when the agent asks for one).
+/// self-signed one (replaced by the cluster's when the agent asks for one). With it, the
+/// kept certificate when that is the one served.
 fn serving_certificate(
     options: &Options,
     kept: Option<(&std::path::Path, &server::certificate::Subject)>,
-) -> Result<server::certificate::Served, Error> {
+) -> Result<(server::certificate::Served, Option<server::certificate::Issued>), Error> {
     let failed = Error::ServingCertificate;
+    let mut issued = None;
     let (cert, key) = if !options.tls.cert.is_empty() {
         (options.tls.cert.clone(), options.tls.key.clone())
-    } else if let Some(issued) = kept.and_then(|(dir, subject)| {
+    } else if let Some(kept) = kept.and_then(|(dir, subject)| {
         server::certificate::kept(dir, subject, std::time::SystemTime::now())
     }) {
-        issued.pem()
+        issued = Some(kept.clone());
+        kept.pem()
     } else {
         server::self_signed(&options.node_name, options.node_ip).map_err(failed)?
     };
-    server::certificate::Served::new(&cert, &key).map_err(failed)
+    let served = server::certificate::Served::new(&cert, &key).map_err(failed)?;
+    Ok((served, issued))
 }
 
 /// Imports every archive in `folder` (`.tar`, `.tar.gz` is not unpacked: archives are

@@ -120,7 +120,7 @@ pub struct Listener {
 }
 
 /// Headers that belong to one connection, never relayed (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -156,8 +156,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Answer> {
 /// The request's host as the client wrote it (`Host`, or the HTTP/2 authority), with its port.
 fn authority<B>(request: &Request<B>) -> Option<HeaderValue> {
     match request.headers().get(header::HOST) {
-        Some(host) => host.to_str().is_ok().then(|| host.clone()),
-        None => request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        Some(host) if host.to_str().is_ok() => Some(host.clone()),
+        _ => request.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
     }
 }
 
@@ -172,9 +172,10 @@ pub fn route_host(authority: &str) -> Cow<'_, str> {
         },
     };
     let host = host.trim_end_matches('.');
-    match host.bytes().any(|b| b.is_ascii_uppercase()) {
-        true => Cow::Owned(host.to_ascii_lowercase()),
-        false => Cow::Borrowed(host),
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
     }
 }
 

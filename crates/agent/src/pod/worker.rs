@@ -1192,7 +1192,7 @@ fn parse_signal(name: &str) -> Option<Signal> {
 }
 
 #[cfg(test)]
-mod runs;
+mod scenarios;
 
 #[cfg(test)]
 mod tests {

@@ -36,8 +36,8 @@ pub enum Observed {
 
 /// A container's life as the pod logic drives it: started under its shim, observed through
 /// what the shim records, signalled. [`Runtime`] does it with `krust shim` processes; the
-/// worker's tests use a recording fake (`pod::worker`'s tests), so that the pod logic is
-/// unit-tested without root.
+/// tests' [`recording::RecordingContainers`] pretends, so that the pod logic is unit-tested
+/// without root.
 pub trait Containers: Send + Sync + std::fmt::Debug {
     /// Starts the container whose bundle (with `config.json`) is `bundle`, logging to `log`,
     /// and waits until it runs or failed.

@@ -1,6 +1,8 @@
 //! [`Containers`] that run nothing: each started container "runs" until a test ends it or a
-//! signal does, its shim's records written into its bundle as the shim writes them, and
-//! every call recorded.
+//! signal does (any signal ends it, as a process that exits on SIGTERM, unless the test
+//! makes it ignore that signal), its shim's records written into its bundle as the shim
+//! writes them, and every call recorded. Their pids are above any kernel's `pid_max`, so
+//! that code reading the records directly never signals a real process.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,14 +35,14 @@ struct State {
 
 /// Containers as a test drives them.
 #[derive(Debug, Default)]
-pub struct Recording {
+pub struct RecordingContainers {
     state: Mutex<State>,
 }
 
-impl Recording {
+impl RecordingContainers {
     /// No containers yet.
-    pub fn new() -> Recording {
-        Recording::default()
+    pub fn new() -> RecordingContainers {
+        RecordingContainers::default()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -92,7 +94,7 @@ fn record<T: serde::Serialize>(bundle: &Path, name: &str, value: &T) {
     let _ = std::fs::write(bundle.join(name), serde_json::to_vec(value).unwrap_or_default());
 }
 
-impl Containers for Recording {
+impl Containers for RecordingContainers {
     fn start<'a>(
         &'a self,
         id: &'a str,
@@ -111,7 +113,7 @@ impl Containers for Recording {
                 }),
                 None => {
                     state.next_pid += 1;
-                    let pid = 10_000 + state.next_pid;
+                    let pid = (1 << 23) + state.next_pid;
                     Observed::Running(Started { pid, shim_pid: pid, started_at: shim::now() })
                 }
             }

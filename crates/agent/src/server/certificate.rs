@@ -142,18 +142,20 @@ pub struct Subject {
     pub addresses: Vec<IpAddr>,
     /// The cluster, by its CA ([`cluster_of`]): a certificate kept from another cluster (a
     /// server started anew, or the node moved) is not served, as no API server of this one
-    /// would trust it.
-    pub cluster: String,
+    /// would trust it. `None` when the agent's kubeconfig gives no CA to tell clusters apart.
+    pub cluster: Option<String>,
 }
 
 /// A cluster's identity for [`Subject::cluster`]: the SHA-256 of its CA certificates (PEM
-/// `ca`, as the agent's kubeconfig has them), in hex.
-pub fn cluster_of(ca: &str) -> String {
+/// `ca`, as the agent's kubeconfig has them), in hex; `None` without any.
+pub fn cluster_of(ca: &str) -> Option<String> {
     let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut any = false;
     for cert in rustls_pemfile::certs(&mut ca.as_bytes()).flatten() {
         digest.update(cert.as_ref());
+        any = true;
     }
-    digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    any.then(|| digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Subject {
@@ -301,8 +303,11 @@ fn outcome(csr: &CertificateSigningRequest) -> Option<Result<String, String>> {
 /// `subject` (its cluster's too) and its key is its own.
 pub fn kept(dir: &Path, subject: &Subject, now: SystemTime) -> Option<Issued> {
     let (cert_path, key_path) = paths(dir);
-    let cluster = std::fs::read_to_string(cluster_path(dir)).ok()?;
-    if cluster.trim() != subject.cluster {
+    // Without a note (kept before clusters were noted) or a CA to compare, as before.
+    let noted = std::fs::read_to_string(cluster_path(dir)).ok();
+    if let (Some(noted), Some(cluster)) = (noted, &subject.cluster)
+        && noted.trim() != cluster
+    {
         tracing::info!(node = %subject.node, "the kept serving certificate is another cluster's: a new one is asked for");
         return None;
     }
@@ -342,9 +347,15 @@ impl Issued {
 
 /// Keeps the endpoint's certificate one the cluster issued for `subject`: starts from the
 /// one kept in `dir` if it is still usable, asks for a new one when there is none or it is
-/// due, and retries failures with a growing back-off. Runs for ever.
-pub async fn keep(client: Client, subject: Subject, dir: PathBuf, served: Arc<Served>) {
-    let mut current = kept(&dir, &subject, SystemTime::now());
+/// due, and retries failures with a growing back-off. Runs for ever. `current` is what the
+/// endpoint serves now, if the cluster issued it ([`kept`] at the start).
+pub async fn keep(
+    client: Client,
+    subject: Subject,
+    dir: PathBuf,
+    served: Arc<Served>,
+    mut current: Option<Issued>,
+) {
     let mut backoff = Duration::from_secs(2);
     loop {
         if let Some(issued) = &current {
@@ -367,7 +378,7 @@ pub async fn keep(client: Client, subject: Subject, dir: PathBuf, served: Arc<Se
                     let (dir, issued) = (dir.clone(), issued.clone());
                     let cluster = subject.cluster.clone();
                     tokio::task::spawn_blocking(move || {
-                        save(&dir, &issued.cert, &issued.key, &cluster)
+                        save(&dir, &issued.cert, &issued.key, cluster.as_deref())
                     })
                 };
                 if let Ok(Err(e)) = writing.await {
@@ -391,10 +402,11 @@ fn jitter() -> f64 {
 }
 
 /// Writes the certificate, its key and its cluster into `dir` (0700), each whole (a file of
-/// its own renamed over the old one): the key private (0600), the certificate last, so that
-/// a certificate on disk is only ever beside its own key or an unusable pair, which [`kept`]
-/// refuses.
-fn save(dir: &Path, cert: &str, key: &str, cluster: &str) -> Result<(), CertificateError> {
+/// its own renamed over the old one): the key private (0600), the certificate last. Every
+/// request has a new key, so a crash in between leaves a certificate beside a key not its
+/// own, which [`kept`] refuses: a certificate is only ever used beside its own key and
+/// cluster.
+fn save(dir: &Path, cert: &str, key: &str, cluster: Option<&str>) -> Result<(), CertificateError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let (cert_path, key_path) = paths(dir);
     let failed = |path: &Path| {
@@ -420,7 +432,12 @@ fn save(dir: &Path, cert: &str, key: &str, cluster: &str) -> Result<(), Certific
         std::fs::rename(&partial, path).map_err(failed(path))
     };
     write(&key_path, key, 0o600)?;
-    write(&cluster_path(dir), cluster, 0o644)?;
+    match cluster {
+        Some(cluster) => write(&cluster_path(dir), cluster, 0o644)?,
+        None => {
+            let _ = std::fs::remove_file(cluster_path(dir));
+        }
+    }
     write(&cert_path, cert, 0o644)
 }
 
@@ -432,7 +449,7 @@ mod tests {
         Subject {
             node: "node-a".into(),
             addresses: vec!["10.0.0.7".parse().expect("an address")],
-            cluster: "cluster-a".into(),
+            cluster: Some("cluster-a".into()),
         }
     }
 
@@ -489,16 +506,20 @@ mod tests {
         // A partial file a crash left, world-readable: the key is written anew, private.
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("serving.key.partial"), "stale").expect("partial");
-        save(&dir, &cert(&key), &key.serialize_pem(), "cluster-a").expect("saved");
+        save(&dir, &cert(&key), &key.serialize_pem(), Some("cluster-a")).expect("saved");
         let mode =
             |path: PathBuf| std::fs::metadata(path).expect("file").permissions().mode() & 0o777;
         assert_eq!((mode(dir.join("serving.key")), mode(dir.clone())), (0o600, 0o700));
         assert!(kept(&dir, &subject(), SystemTime::now()).is_some());
         // Another cluster's (a server started anew): not served.
-        let elsewhere = Subject { cluster: "cluster-b".into(), ..subject() };
+        let elsewhere = Subject { cluster: Some("cluster-b".into()), ..subject() };
         assert!(kept(&dir, &elsewhere, SystemTime::now()).is_none());
+        // One kept before clusters were noted is used as before.
+        std::fs::remove_file(dir.join("serving.cluster")).expect("noted");
+        assert!(kept(&dir, &elsewhere, SystemTime::now()).is_some());
+        save(&dir, &cert(&key), &key.serialize_pem(), Some("cluster-a")).expect("saved");
         // A crash between the key and the certificate: a new key beside the old certificate.
-        save(&dir, &cert(&key), &other.serialize_pem(), "cluster-a").expect("saved");
+        save(&dir, &cert(&key), &other.serialize_pem(), Some("cluster-a")).expect("saved");
         assert!(kept(&dir, &subject(), SystemTime::now()).is_none());
         assert!(Served::new(&cert(&key), &other.serialize_pem()).is_err());
     }
@@ -516,7 +537,8 @@ mod tests {
         let (a, b) = (ca("a"), ca("b"));
         assert_eq!(cluster_of(&a), cluster_of(&format!("\n{a}\n")));
         assert_ne!(cluster_of(&a), cluster_of(&b));
-        assert_eq!(cluster_of(&a).len(), 64);
+        assert_eq!(cluster_of(&a).map(|c| c.len()), Some(64));
+        assert_eq!(cluster_of(""), None);
     }
 
     #[test]

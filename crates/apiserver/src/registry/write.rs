@@ -469,46 +469,44 @@ impl Registry {
         }
         self.check_write(info, &opts, &obj, None)?;
         let name = name_of(&obj).to_string();
-        warnings.extend(self.admission.validate(&admit(&name), Some(&obj), None, &view).await?);
-        let written = |object| Written { object, warnings: warnings.clone(), created: true };
-        // Last, ResourceQuota charges the object to its namespace's quotas.
-        self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
-        let key = info.storage_key(namespace, &name);
-        let mut obj = to_stored(info, obj)?;
-        if opts.dry_run {
-            if self.store.get(&key).await.map_err(store_error)?.is_some() {
-                return Err(StatusError::already_exists(info.group, info.plural, &name));
-            }
-            if let Some(hooks) = self.hooks(info) {
-                hooks.before_create(self.store.as_ref(), &mut obj, true).await?;
-            }
-            return Ok(written(to_served(info, obj)?));
-        }
+        // What the resource's hooks reserve (a Service's cluster IPs and node ports) is in the
+        // object before validating admission sees it, as upstream allocates in `BeginCreate`;
+        // a create that fails after it gives it back.
         let hooks = self.hooks(info);
+        let mut reserved = None;
         if let Some(hooks) = hooks {
-            hooks.before_create(self.store.as_ref(), &mut obj, false).await?;
+            hooks.before_create(self.store.as_ref(), &mut obj, opts.dry_run).await?;
+            reserved = (!opts.dry_run).then(|| obj.clone());
         }
-        let result = match encode(&mut obj) {
-            Ok(bytes) => self.store.create(&key, bytes).await.map_err(|e| match e {
+        let created = async {
+            warnings.extend(self.admission.validate(&admit(&name), Some(&obj), None, &view).await?);
+            // Last, ResourceQuota charges the object to its namespace's quotas.
+            self.admission.charge_quota(self, &admit(&name), Some(&obj), None).await?;
+            let key = info.storage_key(namespace, &name);
+            let mut obj = to_stored(info, obj)?;
+            if opts.dry_run {
+                if self.store.get(&key).await.map_err(store_error)?.is_some() {
+                    return Err(StatusError::already_exists(info.group, info.plural, &name));
+                }
+                return Ok(obj);
+            }
+            let bytes = encode(&mut obj)?;
+            let kv = self.store.create(&key, bytes).await.map_err(|e| match e {
                 StoreError::AlreadyExists { .. } => {
                     StatusError::already_exists(info.group, info.plural, &name)
                 }
                 e => store_error(e),
-            }),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(kv) => {
-                self.note_written(kv.mod_revision);
-                Ok(written(to_served(info, stamped(obj, kv.mod_revision))?))
-            }
-            Err(e) => {
-                if let Some(hooks) = hooks {
-                    hooks.create_failed(self.store.as_ref(), &obj).await;
-                }
-                Err(e)
-            }
+            })?;
+            self.note_written(kv.mod_revision);
+            Ok(stamped(obj, kv.mod_revision))
         }
+        .await;
+        if created.is_err()
+            && let (Some(hooks), Some(reserved)) = (hooks, &reserved)
+        {
+            hooks.create_failed(self.store.as_ref(), reserved).await;
+        }
+        Ok(Written { object: to_served(info, created?)?, warnings, created: true })
     }
 
     /// Replaces an object (or one of its subresources) with `body`.

@@ -34,9 +34,12 @@ const MAX_DATA: usize = super::CHUNK;
 const STREAM_BACKLOG: usize = 8;
 /// Bytes from the peer that all of a connection's streams together hold for their readers.
 /// A stream nobody reads (a port-forward pair whose second stream never comes) holds its
-/// share until it is reset; the other streams wait for the budget meanwhile, as they would
-/// wait behind that stream's full backlog without it.
+/// share until its reader is dropped (for that pair, when it expires); the other streams
+/// wait for the budget meanwhile, as they would wait behind that stream's full backlog
+/// without it.
 pub const SESSION_BUDGET: usize = 8 << 20;
+// A frame always fits in the budget.
+const _: () = assert!(MAX_FRAME <= SESSION_BUDGET);
 
 /// One stream a peer opened.
 pub struct Stream {
@@ -226,13 +229,18 @@ async fn read_frames<R: AsyncRead + Unpin>(
                 if let Some((slot @ Some(_), _)) = streams.get_mut(&id) {
                     let delivered = match slot {
                         Some(_) if data.is_empty() => true,
+                        Some(sender) if sender.is_closed() => false,
                         Some(sender) => {
-                            // A frame is at most MAX_FRAME bytes, under the budget.
                             let bytes = u32::try_from(data.len()).unwrap_or(u32::MAX);
-                            let Ok(share) = Arc::clone(&budget).acquire_many_owned(bytes).await
-                            else {
-                                return;
+                            let share = tokio::select! {
+                                share = Arc::clone(&budget).acquire_many_owned(bytes) => share,
+                                // This side closed the connection meanwhile.
+                                _ = closed.wait_for(|c| *c) => return,
                             };
+                            let Ok(share) = share else { return };
+                            // A copy of its own, so that what is charged is what is held (a
+                            // slice of the read buffer would hold all of that buffer).
+                            let data = Bytes::copy_from_slice(&data);
                             sender.send((data, share)).await.is_ok()
                         }
                         None => false,

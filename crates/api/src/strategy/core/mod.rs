@@ -22,5 +22,5 @@ pub use namespace::NamespaceStrategy;
 pub use node::NodeStrategy;
 pub use pod::PodStrategy;
 pub use replicationcontroller::ReplicationControllerStrategy;
-pub use service::ServiceStrategy;
+pub use service::{ServiceStrategy, gets_node_ports};
 pub use volume::{PersistentVolumeClaimStrategy, PersistentVolumeStrategy};

@@ -34,6 +34,11 @@ fn externally_accessible(svc: &Value) -> bool {
     }
 }
 
+/// Whether a Service of this type is given node ports (NodePort and LoadBalancer).
+pub fn gets_node_ports(svc: &Value) -> bool {
+    matches!(str_at(svc, "spec.type"), Some("NodePort" | "LoadBalancer"))
+}
+
 /// Fields the allocators fill that an update may leave out and keep.
 const ALLOCATED: &[&str] =
     &["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"];
@@ -119,24 +124,23 @@ impl Strategy for ServiceStrategy {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         keep_status(new, old);
         let to_external = str_at(new, "spec.type") == Some("ExternalName");
-        if to_external {
-            return;
-        }
+        let (needs_node_ports, needed) = (gets_node_ports(new), gets_node_ports(old));
         let Some(spec) = new.get_mut("spec").filter(|s| s.is_object()) else {
             return;
         };
-        for field in ALLOCATED {
-            let missing = spec.get(*field).is_none_or(|v| v.is_null() || *v == json!(""));
-            if let (true, Some(old_value)) = (missing, old.pointer(&format!("/spec/{field}"))) {
-                spec[*field] = old_value.clone();
+        if !to_external {
+            for field in ALLOCATED {
+                let missing = spec.get(*field).is_none_or(|v| v.is_null() || *v == json!(""));
+                if let (true, Some(old_value)) = (missing, old.pointer(&format!("/spec/{field}"))) {
+                    spec[*field] = old_value.clone();
+                }
             }
         }
         // Node ports allocated before stay when the update leaves them out; a Service that
-        // stops needing them loses those it did not change (upstream's
-        // `dropTypeDependentFields`), so that `type: ClusterIP` alone is a valid change.
+        // stops needing them (ClusterIP, ExternalName) loses those it did not change
+        // (upstream's `dropTypeDependentFields`), so that `type: ClusterIP` alone is a valid
+        // change, and an ExternalName keeps no port it no longer holds.
         let old_ports = array_at(old, "spec.ports").to_vec();
-        let needs_node_ports =
-            matches!(spec.get("type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"));
         each_mut(spec, "ports", |p| {
             let matching = old_ports
                 .iter()
@@ -145,7 +149,7 @@ impl Strategy for ServiceStrategy {
             let given = p.get("nodePort").filter(|n| !n.is_null());
             match (needs_node_ports, given, old_node_port) {
                 (true, None, Some(node_port)) => p["nodePort"] = node_port.clone(),
-                (false, Some(n), Some(o)) if n == o => {
+                (false, Some(n), Some(o)) if n == o && needed => {
                     if let Some(map) = p.as_object_mut() {
                         map.remove("nodePort");
                     }
@@ -345,6 +349,30 @@ mod tests {
         // The families are the allocator's: only it knows the cluster's.
         ServiceStrategy.prepare_for_create(&mut svc);
         assert!(svc["spec"].get("ipFamilyPolicy").is_none());
+    }
+
+    #[test]
+    fn node_ports_go_with_the_type_that_gets_them() {
+        let node_port = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.9",
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
+        // Left out of an update, kept.
+        let mut kept =
+            json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP"}]}});
+        ServiceStrategy.prepare_for_update(&mut kept, &node_port);
+        assert_eq!(kept["spec"]["ports"][0]["nodePort"], 30080);
+        // Turned into an ExternalName or a ClusterIP, dropped.
+        for kind in ["ExternalName", "ClusterIP"] {
+            let mut turned = node_port.clone();
+            turned["spec"]["type"] = json!(kind);
+            ServiceStrategy.prepare_for_update(&mut turned, &node_port);
+            assert!(turned["spec"]["ports"][0].get("nodePort").is_none(), "{kind}: {turned}");
+        }
+        // An ExternalName that names one keeps it through other changes.
+        let external = json!({"spec": {"type": "ExternalName", "externalName": "a.test",
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}});
+        let mut relabelled = external.clone();
+        ServiceStrategy.prepare_for_update(&mut relabelled, &external);
+        assert_eq!(relabelled["spec"]["ports"][0]["nodePort"], 30080);
     }
 
     #[test]

@@ -11,8 +11,11 @@ use serde_json::Value;
 /// Work done around the writes of one resource.
 #[async_trait]
 pub trait ResourceHooks: Send + Sync {
-    /// Before a new object (validated, in its storage version) is stored: reserve what it
-    /// needs and record it in the object. `dry_run` checks without reserving.
+    /// Before a new object (validated by its strategy, then seen by validating admission
+    /// with what this records, as upstream's `BeginCreate`) is stored: reserve what it needs
+    /// and record it in the object. `dry_run` checks without reserving. The object is in the
+    /// version the strategy sees, which is the storage version of every resource with hooks
+    /// (built-in ones, which have no conversion).
     async fn before_create(
         &self,
         store: &dyn Store,
@@ -20,8 +23,8 @@ pub trait ResourceHooks: Send + Sync {
         dry_run: bool,
     ) -> Result<(), StatusError>;
 
-    /// After the store refused a create that [`before_create`](Self::before_create) prepared:
-    /// release what it reserved.
+    /// After a create that [`before_create`](Self::before_create) prepared failed
+    /// (admission refused it, or the store): release what it reserved.
     async fn create_failed(&self, store: &dyn Store, obj: &Value);
 
     /// Before an update is stored: reserve what the new object needs beyond the old one.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use krust_api::StatusError;
 use krust_api::cidr::{Cidr, Family};
 use krust_api::object::{meta_str, path};
+use krust_api::strategy::core::gets_node_ports;
 use krust_api::validation::FieldError;
 use krust_store::{Store, StoreError};
 use serde_json::{Value, json};
@@ -139,6 +140,27 @@ impl ServiceAllocator {
         Self { ranges }
     }
 
+    /// What a node port's record says: the Service that holds it (by uid, which a Service
+    /// keeps for its life), so that only that Service gives it back.
+    fn port_record(svc: &Value) -> Vec<u8> {
+        let owner = json!({
+            "namespace": meta_str(svc, "namespace").unwrap_or_default(),
+            "name": meta_str(svc, "name").unwrap_or_default(),
+            "uid": meta_str(svc, "uid").unwrap_or_default(),
+        });
+        serde_json::to_vec(&owner).unwrap_or_default()
+    }
+
+    /// Whether `record` (a node port's) is held by the Service with `uid`. A record without
+    /// an owner (written before owners were kept) is anyone's.
+    fn holds(record: &[u8], uid: Option<&str>) -> bool {
+        let owner = serde_json::from_slice::<Value>(record).ok();
+        match owner.as_ref().and_then(|o| o.get("uid")).and_then(Value::as_str) {
+            Some(owner) if !owner.is_empty() => Some(owner) == uid,
+            _ => true,
+        }
+    }
+
     fn ip_record(&self, ip: IpAddr, svc: &Value) -> Vec<u8> {
         let record = json!({
             "apiVersion": "networking.k8s.io/v1",
@@ -264,7 +286,7 @@ impl ServiceAllocator {
                 }
                 Err(e) => {
                     if !dry_run {
-                        self.release(store, &reserved, &[]).await;
+                        self.release(store, svc, &reserved, &[]).await;
                     }
                     return Err(e);
                 }
@@ -299,7 +321,7 @@ impl ServiceAllocator {
         let mut reserved = Vec::new();
         let result = self.reserve_ports_into(store, svc, held, dry_run, &mut reserved).await;
         if result.is_err() {
-            self.release(store, &[], &reserved).await;
+            self.release(store, svc, &[], &reserved).await;
         }
         result
     }
@@ -313,10 +335,11 @@ impl ServiceAllocator {
         reserved: &mut Vec<u16>,
     ) -> Result<(), StatusError> {
         let name = meta_str(svc, "name").unwrap_or_default().to_string();
-        let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
-        if !matches!(kind, "NodePort" | "LoadBalancer") {
+        if !gets_node_ports(svc) {
             return Ok(());
         }
+        let record = Self::port_record(svc);
+        let uid = meta_str(svc, "uid").map(str::to_string);
         let (low, high) = self.ranges.node_ports;
         let count = u32::from(high - low) + 1;
         let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) else {
@@ -344,9 +367,15 @@ impl ServiceAllocator {
                 if dry_run || held.contains(&p) {
                     continue;
                 }
-                match store.create(&port_key(p), Vec::new()).await {
+                match store.create(&port_key(p), record.clone()).await {
                     Ok(_) => {
                         reserved.push(p);
+                        continue;
+                    }
+                    Err(StoreError::AlreadyExists { .. })
+                        if Self::owned(store, p, uid.as_deref()).await =>
+                    {
+                        // Its own already (named while it was of a type without node ports).
                         continue;
                     }
                     Err(StoreError::AlreadyExists { .. }) => {
@@ -372,7 +401,7 @@ impl ServiceAllocator {
                     chosen = Some(p);
                     break;
                 }
-                match store.create(&port_key(p), Vec::new()).await {
+                match store.create(&port_key(p), record.clone()).await {
                     Ok(_) => {
                         reserved.push(p);
                         chosen = Some(p);
@@ -391,7 +420,7 @@ impl ServiceAllocator {
                     if held.contains(&p.to_string()) {
                         continue;
                     }
-                    match store.create(&port_key(p), Vec::new()).await {
+                    match store.create(&port_key(p), record.clone()).await {
                         Ok(_) => {
                             reserved.push(p);
                             chosen = Some(p);
@@ -427,13 +456,9 @@ impl ServiceAllocator {
         ips
     }
 
-    /// What a service holds: its cluster IPs, and its node ports if its type is given them
-    /// (an ExternalName Service may name node ports it never reserved: they are another's).
+    /// What a service may hold: its cluster IPs and the node ports it names (released only
+    /// if their records say it holds them: an ExternalName Service may name another's).
     fn held(svc: &Value) -> (Vec<IpAddr>, Vec<u16>) {
-        let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
-        if !matches!(kind, "NodePort" | "LoadBalancer") {
-            return (Self::held_ips(svc), Vec::new());
-        }
         let ports = path(svc, "spec.ports")
             .and_then(Value::as_array)
             .map(|ports| {
@@ -447,12 +472,29 @@ impl ServiceAllocator {
         (Self::held_ips(svc), ports)
     }
 
-    async fn release(&self, store: &dyn Store, ips: &[IpAddr], ports: &[u16]) {
+    /// Whether node port `port` is recorded as held by the Service with `uid`, by name (a
+    /// record without an owner is nobody's here).
+    async fn owned(store: &dyn Store, port: u16, uid: Option<&str>) -> bool {
+        let Ok(Some(kv)) = store.get(&port_key(port)).await else { return false };
+        let owner = serde_json::from_slice::<Value>(&kv.value).ok();
+        let owner = owner.as_ref().and_then(|o| o.get("uid")).and_then(Value::as_str);
+        owner.is_some_and(|owner| !owner.is_empty() && Some(owner) == uid)
+    }
+
+    /// Gives back the addresses `ips` and the node ports `ports` of `svc`: a port only if
+    /// `svc` holds it (an ExternalName Service may name another's).
+    async fn release(&self, store: &dyn Store, svc: &Value, ips: &[IpAddr], ports: &[u16]) {
         for ip in ips.iter().filter(|ip| self.ranges.contains(**ip)) {
             let _ = store.delete(&ip_key(*ip), None).await;
         }
+        let uid = meta_str(svc, "uid");
         for p in ports {
-            let _ = store.delete(&port_key(*p), None).await;
+            let key = port_key(*p);
+            if let Ok(Some(kv)) = store.get(&key).await
+                && Self::holds(&kv.value, uid)
+            {
+                let _ = store.delete(&key, Some(kv.mod_revision)).await;
+            }
         }
     }
 }
@@ -471,7 +513,7 @@ impl ResourceHooks for ServiceAllocator {
         }
         if let Err(e) = self.reserve_ports(store, obj, &[], dry_run).await {
             if !dry_run {
-                self.release(store, &Self::held_ips(obj), &[]).await;
+                self.release(store, obj, &Self::held_ips(obj), &[]).await;
             }
             return Err(e);
         }
@@ -480,7 +522,7 @@ impl ResourceHooks for ServiceAllocator {
 
     async fn create_failed(&self, store: &dyn Store, obj: &Value) {
         let (ips, ports) = Self::held(obj);
-        self.release(store, &ips, &ports).await;
+        self.release(store, obj, &ips, &ports).await;
     }
 
     async fn before_update(
@@ -506,7 +548,7 @@ impl ResourceHooks for ServiceAllocator {
                 let old_ips = Self::held_ips(old);
                 let extra: Vec<IpAddr> =
                     Self::held_ips(new).into_iter().filter(|ip| !old_ips.contains(ip)).collect();
-                self.release(store, &extra, &[]).await;
+                self.release(store, new, &extra, &[]).await;
             }
             return Err(e);
         }
@@ -520,7 +562,7 @@ impl ResourceHooks for ServiceAllocator {
             new_ips.into_iter().filter(|ip| !old_ips.contains(ip)).collect();
         let extra_ports: Vec<u16> =
             new_ports.into_iter().filter(|p| !old_ports.contains(p)).collect();
-        self.release(store, &extra_ips, &extra_ports).await;
+        self.release(store, new, &extra_ips, &extra_ports).await;
     }
 
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
@@ -530,12 +572,12 @@ impl ResourceHooks for ServiceAllocator {
             old_ips.into_iter().filter(|ip| !new_ips.contains(ip)).collect();
         let gone_ports: Vec<u16> =
             old_ports.into_iter().filter(|p| !new_ports.contains(p)).collect();
-        self.release(store, &gone_ips, &gone_ports).await;
+        self.release(store, old, &gone_ips, &gone_ports).await;
     }
 
     async fn after_delete(&self, store: &dyn Store, obj: &Value) {
         let (ips, ports) = Self::held(obj);
-        self.release(store, &ips, &ports).await;
+        self.release(store, obj, &ips, &ports).await;
     }
 }
 
@@ -622,20 +664,51 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
         let allocator = ServiceAllocator::new(ServiceRanges::default());
-        let mut node_port = json!({"metadata": {"name": "a", "namespace": "default"},
+        let mut node_port = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
         allocator.before_create(&store, &mut node_port, false).await.unwrap();
-        let mut external = json!({"metadata": {"name": "b", "namespace": "default"},
+        let mut external = json!({"metadata": {"name": "b", "namespace": "default", "uid": "uid-b"},
             "spec": {"type": "ExternalName", "externalName": "example.test",
                      "ports": [{"port": 80, "nodePort": 30080}]}});
         allocator.before_create(&store, &mut external, false).await.unwrap();
         allocator.after_delete(&store, &external).await;
         assert!(store.get(&port_key(30080)).await.unwrap().is_some());
-        // Turned into an ExternalName, a Service gives its node ports back.
+        // Another Service asking for it is refused, whatever it names.
+        let mut other = json!({"metadata": {"name": "c", "namespace": "default", "uid": "uid-c"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let refused = allocator.before_create(&store, &mut other, false).await.unwrap_err();
+        assert!(refused.to_string().contains("already allocated"), "{refused}");
+        // Its own Service turned into an ExternalName (the strategy drops the node port it
+        // kept) gives it back.
         let mut turned = node_port.clone();
         turned["spec"]["type"] = json!("ExternalName");
+        turned["spec"]["ports"][0].as_object_mut().unwrap().remove("nodePort");
         allocator.before_update(&store, &mut turned, &node_port, false).await.unwrap();
         allocator.after_update(&store, &turned, &node_port).await;
         assert!(store.get(&port_key(30080)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_service_gets_back_a_node_port_it_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let allocator = ServiceAllocator::new(ServiceRanges::default());
+        let mut node_port = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}});
+        allocator.before_create(&store, &mut node_port, false).await.unwrap();
+        // Stored since as an ExternalName without the port, but still holding it; then a
+        // NodePort asking for it again: it is its own.
+        let stale = json!({"metadata": node_port["metadata"],
+            "spec": {"type": "ExternalName", "externalName": "example.test", "ports": [{"port": 80}]}});
+        let mut back = json!({"metadata": node_port["metadata"],
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}});
+        allocator.before_update(&store, &mut back, &stale, false).await.unwrap();
+        assert_eq!(back["spec"]["ports"][0]["nodePort"], json!(30081));
+        // A record without an owner (written before owners were kept) goes with the Service
+        // that names it.
+        store.delete(&port_key(30081), None).await.unwrap();
+        store.create(&port_key(30081), Vec::new()).await.unwrap();
+        allocator.after_delete(&store, &back).await;
+        assert!(store.get(&port_key(30081)).await.unwrap().is_none());
     }
 }

@@ -1,5 +1,5 @@
 //! A pod's worker driven end to end without root: the kernel is a recording [`Host`], the
-//! containers are [`recording::Recording`]'s, and the API is a small fake on loopback that
+//! containers are [`RecordingContainers`], and the API is a small fake on loopback that
 //! keeps the status patches, events and deletions the worker sends.
 //!
 //! [`Host`]: crate::host::Host
@@ -15,9 +15,9 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::host::recording::Recording as HostRecording;
+use crate::host::recording::Recording;
 use crate::image::{Blobs, ImageStore};
-use crate::runtime::recording::{Call, Recording};
+use crate::runtime::recording::{Call, RecordingContainers};
 
 const UID: &str = "7d3e2a10-0000-4000-8000-00000000000a";
 
@@ -95,8 +95,8 @@ async fn answer(
 fn agent(
     data: &Path,
     client: kube::Client,
-    containers: Arc<Recording>,
-    host: Arc<HostRecording>,
+    containers: Arc<RecordingContainers>,
+    host: Arc<Recording>,
 ) -> Arc<Agent> {
     let images = ImageStore::open(&data.join("images")).expect("an image store");
     let config = data.join("config.json");
@@ -154,8 +154,8 @@ fn pod(spec: Value) -> Pod {
 
 /// A worker running for `pod`, and what it was made of.
 struct Run {
-    containers: Arc<Recording>,
-    host: Arc<HostRecording>,
+    containers: Arc<RecordingContainers>,
+    host: Arc<Recording>,
     sent: Arc<Mutex<Sent>>,
     updates: watch::Sender<Option<Arc<Pod>>>,
     worker: tokio::task::JoinHandle<()>,
@@ -166,7 +166,7 @@ impl Run {
     async fn start(pod: Pod) -> Run {
         let data = tempfile::tempdir().expect("tempdir");
         let (client, sent) = fake_api().await;
-        let (containers, host) = (Arc::new(Recording::new()), Arc::new(HostRecording::new()));
+        let (containers, host) = (Arc::new(RecordingContainers::new()), Arc::new(Recording::new()));
         let agent = agent(data.path(), client, Arc::clone(&containers), Arc::clone(&host));
         let (updates, receiver) = watch::channel(Some(Arc::new(pod)));
         let worker = tokio::spawn(Worker::new(agent, UID.into()).run(receiver));
