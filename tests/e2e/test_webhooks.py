@@ -123,6 +123,23 @@ def create_eventually(cluster, path, body, check, timeout=10.0):
         time.sleep(0.2)
 
 
+def install_policy(cluster, cleanup, policy, ns):
+    """Creates `policy` and a binding of it that denies in the namespace `ns` (by its
+    `webhook-e2e` label); returns the binding."""
+    name = policy["metadata"]["name"]
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
+               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": f"{name}-binding"},
+               "spec": {"policyName": name, "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {
+                            "matchLabels": {"webhook-e2e": ns}}}}}
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy, expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}")
+    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding,
+               expect=(201,))
+    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-binding")
+    return binding
+
+
 @pytest.fixture
 def labelled_ns(cluster, ns_name):
     cluster.create_namespace(ns_name, labels={"webhook-e2e": ns_name})
@@ -208,16 +225,7 @@ def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
                            "apiGroups": ["apps"], "apiVersions": ["v1"],
                            "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
                        "validations": [{"expression": "object.spec.replicas <= 5"}]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
-               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": f"{name}-binding"},
-               "spec": {"policyName": name, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {
-                            "matchLabels": {"webhook-e2e": ns}}}}}
-    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy, expect=(201,))
-    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}")
-    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding,
-               expect=(201,))
-    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-binding")
+    binding = install_policy(cluster, cleanup, policy, ns)
 
     def deployment(dname, replicas):
         labels = {"app": dname}
@@ -273,16 +281,7 @@ def test_a_policy_sees_what_the_server_allocated_to_a_service(cluster, labelled_
                            "apiGroups": [""], "apiVersions": ["v1"],
                            "operations": ["CREATE"], "resources": ["services"]}]},
                        "validations": [{"expression": e} for e in checks]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1",
-               "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": f"{name}-binding"},
-               "spec": {"policyName": name, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {
-                            "matchLabels": {"webhook-e2e": ns}}}}}
-    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicies", body=policy, expect=(201,))
-    cleanup.append(f"{ADMISSION}/validatingadmissionpolicies/{name}")
-    cluster.ok("POST", f"{ADMISSION}/validatingadmissionpolicybindings", body=binding,
-               expect=(201,))
-    cleanup.append(f"{ADMISSION}/validatingadmissionpolicybindings/{name}-binding")
+    install_policy(cluster, cleanup, policy, ns)
 
     def service(sname, node_port=None):
         port = {"port": 80, **({"nodePort": node_port} if node_port else {})}
