@@ -51,6 +51,17 @@ def create(k, ns, manifest):
     return json.loads(k("create", "-n", ns, "-o", "json", "-f", "-", input=json.dumps(manifest)))
 
 
+def test_a_load_balancer_without_node_ports_gets_only_those_it_names(kubectl, ns):
+    svc = create(kubectl, ns, service("lb", type="LoadBalancer", allocateLoadBalancerNodePorts=False,
+                                      ports=[{"name": "a", "port": 80}, {"name": "b", "port": 81}]))
+    assert svc["spec"]["allocateLoadBalancerNodePorts"] is False
+    assert all("nodePort" not in p for p in svc["spec"]["ports"]), svc["spec"]["ports"]
+    # By default, a LoadBalancer gets one for each port.
+    svc = create(kubectl, ns, service("lb-default", type="LoadBalancer"))
+    assert svc["spec"]["allocateLoadBalancerNodePorts"] is True
+    assert 30000 <= svc["spec"]["ports"][0]["nodePort"] <= 32767
+
+
 def test_a_single_stack_cluster_refuses_to_require_two_stacks(kubectl, ns):
     err = kubectl.fail("create", "-n", ns, "-f", "-",
                        input=json.dumps(service("req", ipFamilyPolicy="RequireDualStack")))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::runtime::{self, Observed};
+use crate::runtime::{self, Containers, Observed};
 
 /// A pod on this node.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,8 +60,13 @@ pub fn pod(pods_dir: &Path, namespace: &str, name: &str) -> Option<LocalPod> {
     })
 }
 
-/// The running container `name` of `pod`; upstream's message when it does not run.
-pub fn running_container(pod: &LocalPod, name: &str) -> Result<LocalContainer, String> {
+/// The running container `name` of `pod`, as `containers` observe it; upstream's message
+/// when it does not run.
+pub fn running_container(
+    containers: &dyn Containers,
+    pod: &LocalPod,
+    name: &str,
+) -> Result<LocalContainer, String> {
     let not_found = || format!("container not found ({name:?})");
     let dir = pod.dir.join("containers").join(name);
     let attempt = fs::read_dir(&dir)
@@ -71,7 +76,7 @@ pub fn running_container(pod: &LocalPod, name: &str) -> Result<LocalContainer, S
         .max()
         .ok_or_else(not_found)?;
     let bundle = dir.join(attempt.to_string());
-    match runtime::observe(&bundle) {
+    match containers.observe(&bundle) {
         Observed::Running(_) => {
             Ok(LocalContainer { id: runtime::container_id(&pod.uid, name, attempt), bundle })
         }

@@ -41,7 +41,7 @@ pub fn serve(
     let Some(local) = locate::pod(&agent.pods_dir, namespace, pod) else {
         return text(StatusCode::NOT_FOUND, &format!("pod {namespace}/{pod} not found"));
     };
-    let target = match locate::running_container(&local, container) {
+    let target = match locate::running_container(agent.containers.as_ref(), &local, container) {
         Ok(target) => target,
         Err(message) => return text(StatusCode::NOT_FOUND, &message),
     };

@@ -34,9 +34,17 @@ fn externally_accessible(svc: &Value) -> bool {
     }
 }
 
-/// Whether a Service of this type is given node ports (NodePort and LoadBalancer).
+/// Whether a Service is given node ports for its ports without: a NodePort, and a
+/// LoadBalancer unless `allocateLoadBalancerNodePorts` is false (upstream's `needsNodePort`).
 pub fn gets_node_ports(svc: &Value) -> bool {
-    matches!(str_at(svc, "spec.type"), Some("NodePort" | "LoadBalancer"))
+    match str_at(svc, "spec.type") {
+        Some("NodePort") => true,
+        Some("LoadBalancer") => {
+            svc.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool)
+                != Some(false)
+        }
+        _ => false,
+    }
 }
 
 /// Fields the allocators fill that an update may leave out and keep.

@@ -310,7 +310,7 @@ impl ServiceAllocator {
 
     /// Reserves the node ports of a NodePort or LoadBalancer service: those it asks for
     /// (beyond `held`, which an update's old object already holds) and new ones for ports
-    /// without. On failure, what it reserved is released again (never a port it was refused).
+    /// without (unless a LoadBalancer's `allocateLoadBalancerNodePorts` is false). On failure, what it reserved is released again (never a port it was refused).
     async fn reserve_ports(
         &self,
         store: &dyn Store,
@@ -335,9 +335,12 @@ impl ServiceAllocator {
         reserved: &mut Vec<u16>,
     ) -> Result<(), StatusError> {
         let name = meta_str(svc, "name").unwrap_or_default().to_string();
-        if !gets_node_ports(svc) {
+        let kind = path(svc, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
+        if !matches!(kind, "NodePort" | "LoadBalancer") {
             return Ok(());
         }
+        // A LoadBalancer with `allocateLoadBalancerNodePorts: false` gets only those it names.
+        let allocates = gets_node_ports(svc);
         let record = Self::port_record(svc);
         let uid = meta_str(svc, "uid").map(str::to_string);
         let (low, high) = self.ranges.node_ports;
@@ -393,6 +396,9 @@ impl ServiceAllocator {
                     }
                     Err(e) => return Err(internal(e)),
                 }
+            }
+            if !allocates {
+                continue;
             }
             let mut chosen = None;
             for _ in 0..ATTEMPTS {
@@ -710,5 +716,19 @@ mod tests {
         store.create(&port_key(30081), Vec::new()).await.unwrap();
         allocator.after_delete(&store, &back).await;
         assert!(store.get(&port_key(30081)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_load_balancer_may_go_without_node_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let allocator = ServiceAllocator::new(ServiceRanges::default());
+        let mut lb = json!({"metadata": {"name": "lb", "namespace": "default", "uid": "uid-lb"},
+            "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                     "ports": [{"port": 80}, {"port": 81, "nodePort": 30091}]}});
+        allocator.before_create(&store, &mut lb, false).await.unwrap();
+        assert!(lb["spec"]["ports"][0].get("nodePort").is_none(), "{lb}");
+        assert_eq!(lb["spec"]["ports"][1]["nodePort"], json!(30091));
+        assert!(store.get(&port_key(30091)).await.unwrap().is_some());
     }
 }
