@@ -151,14 +151,17 @@ impl ServiceAllocator {
         serde_json::to_vec(&owner).unwrap_or_default()
     }
 
+    /// The uid of the Service a node port's record names; `None` for a record written
+    /// before owners were kept.
+    fn owner(record: &[u8]) -> Option<String> {
+        let record = serde_json::from_slice::<Value>(record).ok()?;
+        record.get("uid").and_then(Value::as_str).filter(|uid| !uid.is_empty()).map(Into::into)
+    }
+
     /// Whether `record` (a node port's) is held by the Service with `uid`. A record without
-    /// an owner (written before owners were kept) is anyone's.
+    /// an owner is anyone's.
     fn holds(record: &[u8], uid: Option<&str>) -> bool {
-        let owner = serde_json::from_slice::<Value>(record).ok();
-        match owner.as_ref().and_then(|o| o.get("uid")).and_then(Value::as_str) {
-            Some(owner) if !owner.is_empty() => Some(owner) == uid,
-            _ => true,
-        }
+        Self::owner(record).is_none_or(|owner| Some(owner.as_str()) == uid)
     }
 
     fn ip_record(&self, ip: IpAddr, svc: &Value) -> Vec<u8> {
@@ -482,9 +485,7 @@ impl ServiceAllocator {
     /// record without an owner is nobody's here).
     async fn owned(store: &dyn Store, port: u16, uid: Option<&str>) -> bool {
         let Ok(Some(kv)) = store.get(&port_key(port)).await else { return false };
-        let owner = serde_json::from_slice::<Value>(&kv.value).ok();
-        let owner = owner.as_ref().and_then(|o| o.get("uid")).and_then(Value::as_str);
-        owner.is_some_and(|owner| !owner.is_empty() && Some(owner) == uid)
+        Self::owner(&kv.value).is_some_and(|owner| Some(owner.as_str()) == uid)
     }
 
     /// Gives back the addresses `ips` and the node ports `ports` of `svc`: a port only if
@@ -618,8 +619,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_crowded_range_gives_its_last_free_address() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, store) = store();
         // A /27: 30 usable addresses, the first the `kubernetes` Service's.
         let ranges = ServiceRanges {
             cidrs: vec!["10.9.0.0/27".parse().unwrap()],
@@ -640,8 +640,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dual_stack_service_gets_an_address_of_each_family() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, store) = store();
         let ranges = ServiceRanges {
             cidrs: vec!["fd00:9::/120".parse().unwrap(), "10.9.0.0/24".parse().unwrap()],
             node_ports: (30000, 30004),
@@ -665,10 +664,16 @@ mod tests {
         assert!(store.get(&ip_key(ips[0])).await.unwrap().is_some());
     }
 
-    #[tokio::test]
-    async fn node_ports_an_external_name_names_stay_with_the_service_that_holds_them() {
+    /// An embedded store in a folder of its own (kept while the test runs).
+    fn store() -> (tempfile::TempDir, krust_store::embedded::EmbeddedStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn node_ports_an_external_name_names_stay_with_the_service_that_holds_them() {
+        let (_dir, store) = store();
         let allocator = ServiceAllocator::new(ServiceRanges::default());
         let mut node_port = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30080}]}});
@@ -696,8 +701,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_gets_back_a_node_port_it_still_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, store) = store();
         let allocator = ServiceAllocator::new(ServiceRanges::default());
         let mut node_port = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
             "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30081}]}});
@@ -720,8 +724,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_load_balancer_may_go_without_node_ports() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = krust_store::embedded::EmbeddedStore::open(&dir.path().join("db")).unwrap();
+        let (_dir, store) = store();
         let allocator = ServiceAllocator::new(ServiceRanges::default());
         let mut lb = json!({"metadata": {"name": "lb", "namespace": "default", "uid": "uid-lb"},
             "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
