@@ -229,6 +229,45 @@ impl Registry {
             None => Ok(None),
         }
     }
+
+    /// The object an update of `key` starts from (storage version, with its resourceVersion).
+    ///
+    /// Unless `fresh` is asked, that is the watch cache's copy, as upstream's
+    /// `GuaranteedUpdate` starts from the cacher's object: a guess, which the store's revision
+    /// check on write settles. It spares the store a read, and with it a commit of the writes
+    /// it holds open for the next ones (a read must see every acknowledged write). Otherwise,
+    /// or when the cache has no copy in the storage version, the store's.
+    async fn current_for_update(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        fresh: bool,
+    ) -> Result<Option<Current>, StatusError> {
+        if !fresh
+            && let Some(cached) =
+                self.cache.resource(&info.storage_prefix()).and_then(|cache| cache.get(key))
+            && let object @ Value::Object(_) = cached.value()
+            && object.get("apiVersion").and_then(Value::as_str) == Some(info.storage.api_version)
+        {
+            return Ok(Some(Current { object, revision: cached.mod_revision, fresh: false }));
+        }
+        Ok(self.current(key).await?.map(|(object, kv)| Current {
+            object,
+            revision: kv.mod_revision,
+            fresh: true,
+        }))
+    }
+}
+
+/// The object an update starts from.
+struct Current {
+    /// The object, in its storage version, with its resourceVersion.
+    object: Value,
+    /// The revision of its last change: the update's precondition in the store.
+    revision: krust_store::Revision,
+    /// Read from the store now, rather than taken from the watch cache: an error found on a
+    /// cached copy may come from its being behind, and is checked again on the store's.
+    fresh: bool,
 }
 
 /// The attributes of a write to `info` (through `sub`), as admission sees them.

@@ -57,6 +57,15 @@ pub struct Written {
     pub created: bool,
 }
 
+/// How one attempt of an update ended.
+enum Step {
+    /// Written (or refused as a no-op): the answer.
+    Done(Written),
+    /// Lost a race to another write, or found nothing to change in a copy that may be behind:
+    /// read the store and try again.
+    Retry,
+}
+
 /// Which request an update-like write answers, for the wording of field validation errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -633,174 +642,57 @@ impl Registry {
         let key = info.storage_key(namespace, name);
         let (api_version, version, kind) = view_kind(info, sub);
         let deadline = tokio::time::Instant::now() + RETRY_WINDOW;
+        // A dry run answers from what the store holds now; a write starts from the cache's copy.
+        // An error found on the cache's copy, and that copy's revision.
+        let mut refused = None;
+        let mut fresh = opts.dry_run;
         while tokio::time::Instant::now() < deadline {
-            let Some((old, kv)) = self.current(&key).await? else {
+            let Some(current) = self.current_for_update(info, &key, fresh).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            let old_served = to_served(info, old.clone())?;
-            let old_view = sub.view(info, old_served.clone());
-            let new_view = change(&old_view)?;
-            let sent_managed = new_view.pointer("/metadata/managedFields").cloned();
-            check_types((&api_version, version, kind), &new_view, origin)?;
-            if origin == Origin::Patch {
-                check_patched_identity(
-                    (&api_version, version, kind),
-                    &new_view,
-                    name,
-                    namespace.filter(|_| info.namespaced()),
-                )?;
-            }
-            let mut warnings = check_fields(
-                &opts,
-                (&api_version, version, kind),
-                schema(info, sub),
-                &new_view,
-                Some(&old_view),
-                origin,
-            )?;
-            // A resourceVersion in the client's object is a precondition. A patch carries the
-            // current object's along: only one the patch itself changed is the client's (if it
-            // names the current one, a concurrent write shows up on the next attempt as a
-            // mismatch).
-            let precondition = meta_str(&new_view, "resourceVersion")
-                .filter(|rv| !rv.is_empty())
-                .filter(|rv| {
-                    origin != Origin::Patch || Some(*rv) != meta_str(&old_view, "resourceVersion")
-                })
-                .map(str::to_string);
-            if let Some(rv) = &precondition
-                && *rv != kv.mod_revision.to_string()
+            // The copy was current after all: its error stands.
+            if let Some((at, error)) = refused.take()
+                && at == current.revision
             {
-                return Err(StatusError::conflict(
-                    info.group,
-                    info.plural,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(error);
             }
-            // Mutating admission sees the client's view (a Scale for `scale`, else the whole
-            // object), defaulted as upstream's decoder defaults it.
-            let view = self.admission_view().await;
-            let admit = attributes(
-                info,
-                Operation::Update,
-                sub,
-                namespace,
-                name,
-                opts.user.as_ref(),
-                opts.dry_run,
-            );
-            let mut new_view = new_view;
-            if sub == Subresource::Scale {
-                warnings.extend(
-                    self.admission
-                        .mutate(&admit, Some(&mut new_view), Some(&old_view), &view)
-                        .await?,
-                );
-            }
-            // The strategy sees the served version; the store gets the storage version.
-            let mut new = with_type(info, sub.merge(info, &old_served, new_view)?);
-            set_namespace(info, &mut new, namespace)?;
-            if sub != Subresource::Scale {
-                info.strategy.default(&mut new);
-                warnings.extend(
-                    self.admission.mutate(&admit, Some(&mut new), Some(&old_served), &view).await?,
-                );
-            }
-            meta::prepare_update(info, &mut new, &old_served, sub != Subresource::Status);
-            info.strategy.default(&mut new);
-            if sub == Subresource::Main {
-                info.strategy.prepare_for_update(&mut new, &old_served);
-            }
-            let mut errors = meta::validate(info, &new);
-            errors.extend(meta::validate_update(&new, &old_served));
-            errors.extend(info.strategy.validate_update(&new, &old_served));
-            if !errors.is_empty() {
-                return Err(StatusError::invalid(info.group, info.kind, name, &errors));
-            }
-            if sub == Subresource::Main {
-                self.check_write(info, &opts, &new, Some(&old_served))?;
-            }
-            if sub == Subresource::Scale {
-                let scale = sub.view(info, new.clone());
-                warnings.extend(
-                    self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await?,
-                );
-            } else {
-                warnings.extend(
-                    self.admission.validate(&admit, Some(&new), Some(&old_served), &view).await?,
-                );
-                self.admission.charge_quota(self, &admit, Some(&new), Some(&old_served)).await?;
-            }
-            record_managers(info, &opts, sub, sent_managed.as_ref(), &old_served, &mut new)?;
-            let written = |object| Written { object, warnings: warnings.clone(), created: false };
-            metadata_mut(&mut new)
-                .insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
-            if new == old_served {
-                return Ok(written(sub.view(info, old_served)));
-            }
-            // An object being deleted goes once its last finalizer is removed.
-            let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
-                && new
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_none_or(Vec::is_empty)
-                && !info.strategy.deletion_held(&new);
-            let mut new = to_stored(info, new)?;
-            if let Some(hooks) = self.hooks(info) {
-                hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
-            }
-            if opts.dry_run {
-                return Ok(written(sub.view(info, to_served(info, new)?)));
-            }
-            let result = if finalized {
-                self.store.delete(&key, Some(kv.mod_revision)).await.map(|deleted| {
-                    self.note_written(deleted.mod_revision);
-                    // Answer with the final state, at the delete's revision.
-                    metadata_mut(&mut new).insert(
-                        "resourceVersion".into(),
-                        Value::String(deleted.mod_revision.to_string()),
-                    );
-                    new
-                })
-            } else {
-                let encoded = match encode(&mut new) {
-                    Ok(encoded) => encoded,
-                    Err(e) => {
-                        if let Some(hooks) = self.hooks(info) {
-                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
-                        }
-                        return Err(e);
-                    }
-                };
-                match self.store.update(&key, encoded, kv.mod_revision).await {
-                    Ok(kv) => {
-                        self.note_written(kv.mod_revision);
-                        Ok(stamped(new, kv.mod_revision))
-                    }
-                    Err(e) => {
-                        if let Some(hooks) = self.hooks(info) {
-                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
-                        }
-                        Err(e)
-                    }
+            let (old, revision, from_store) = (current.object, current.revision, current.fresh);
+            let attempt = async {
+                let old_served = to_served(info, old.clone())?;
+                let old_view = sub.view(info, old_served.clone());
+                let new_view = change(&old_view)?;
+                let sent_managed = new_view.pointer("/metadata/managedFields").cloned();
+                check_types((&api_version, version, kind), &new_view, origin)?;
+                if origin == Origin::Patch {
+                    check_patched_identity(
+                        (&api_version, version, kind),
+                        &new_view,
+                        name,
+                        namespace.filter(|_| info.namespaced()),
+                    )?;
                 }
-            };
-            match result {
-                Ok(stored) => {
-                    if let Some(hooks) = self.hooks(info) {
-                        if finalized {
-                            // What the old object held, and what this write reserved.
-                            hooks.after_delete(self.store.as_ref(), &old).await;
-                            hooks.update_failed(self.store.as_ref(), &stored, &old).await;
-                        } else {
-                            hooks.after_update(self.store.as_ref(), &stored, &old).await;
-                        }
-                    }
-                    return Ok(written(sub.view(info, to_served(info, stored)?)));
-                }
-                Err(StoreError::Conflict { .. }) if precondition.is_none() => continue,
-                Err(StoreError::Conflict { .. }) => {
+                let mut warnings = check_fields(
+                    &opts,
+                    (&api_version, version, kind),
+                    schema(info, sub),
+                    &new_view,
+                    Some(&old_view),
+                    origin,
+                )?;
+                // A resourceVersion in the client's object is a precondition. A patch carries the
+                // current object's along: only one the patch itself changed is the client's (if it
+                // names the current one, a concurrent write shows up on the next attempt as a
+                // mismatch).
+                let precondition = meta_str(&new_view, "resourceVersion")
+                    .filter(|rv| !rv.is_empty())
+                    .filter(|rv| {
+                        origin != Origin::Patch
+                            || Some(*rv) != meta_str(&old_view, "resourceVersion")
+                    })
+                    .map(str::to_string);
+                if let Some(rv) = &precondition
+                    && *rv != revision.to_string()
+                {
                     return Err(StatusError::conflict(
                         info.group,
                         info.plural,
@@ -808,10 +700,162 @@ impl Registry {
                         "the object has been modified; please apply your changes to the latest version and try again",
                     ));
                 }
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(StatusError::not_found(info.group, info.plural, name));
+                // Mutating admission sees the client's view (a Scale for `scale`, else the whole
+                // object), defaulted as upstream's decoder defaults it.
+                let view = self.admission_view().await;
+                let admit = attributes(
+                    info,
+                    Operation::Update,
+                    sub,
+                    namespace,
+                    name,
+                    opts.user.as_ref(),
+                    opts.dry_run,
+                );
+                let mut new_view = new_view;
+                if sub == Subresource::Scale {
+                    warnings.extend(
+                        self.admission
+                            .mutate(&admit, Some(&mut new_view), Some(&old_view), &view)
+                            .await?,
+                    );
                 }
-                Err(e) => return Err(store_error(e)),
+                // The strategy sees the served version; the store gets the storage version.
+                let mut new = with_type(info, sub.merge(info, &old_served, new_view)?);
+                set_namespace(info, &mut new, namespace)?;
+                if sub != Subresource::Scale {
+                    info.strategy.default(&mut new);
+                    warnings.extend(
+                        self.admission
+                            .mutate(&admit, Some(&mut new), Some(&old_served), &view)
+                            .await?,
+                    );
+                }
+                meta::prepare_update(info, &mut new, &old_served, sub != Subresource::Status);
+                info.strategy.default(&mut new);
+                if sub == Subresource::Main {
+                    info.strategy.prepare_for_update(&mut new, &old_served);
+                }
+                let mut errors = meta::validate(info, &new);
+                errors.extend(meta::validate_update(&new, &old_served));
+                errors.extend(info.strategy.validate_update(&new, &old_served));
+                if !errors.is_empty() {
+                    return Err(StatusError::invalid(info.group, info.kind, name, &errors));
+                }
+                if sub == Subresource::Main {
+                    self.check_write(info, &opts, &new, Some(&old_served))?;
+                }
+                if sub == Subresource::Scale {
+                    let scale = sub.view(info, new.clone());
+                    warnings.extend(
+                        self.admission
+                            .validate(&admit, Some(&scale), Some(&old_view), &view)
+                            .await?,
+                    );
+                } else {
+                    warnings.extend(
+                        self.admission
+                            .validate(&admit, Some(&new), Some(&old_served), &view)
+                            .await?,
+                    );
+                    self.admission
+                        .charge_quota(self, &admit, Some(&new), Some(&old_served))
+                        .await?;
+                }
+                record_managers(info, &opts, sub, sent_managed.as_ref(), &old_served, &mut new)?;
+                let written =
+                    |object| Written { object, warnings: warnings.clone(), created: false };
+                metadata_mut(&mut new)
+                    .insert("resourceVersion".into(), Value::String(revision.to_string()));
+                if new == old_served {
+                    // Nothing to write, unless the copy was behind.
+                    if !from_store {
+                        return Ok(Step::Retry);
+                    }
+                    return Ok(Step::Done(written(sub.view(info, old_served))));
+                }
+                // An object being deleted goes once its last finalizer is removed.
+                let finalized = new.pointer("/metadata/deletionTimestamp").is_some()
+                    && new
+                        .pointer("/metadata/finalizers")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty)
+                    && !info.strategy.deletion_held(&new);
+                let mut new = to_stored(info, new)?;
+                if let Some(hooks) = self.hooks(info) {
+                    hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
+                }
+                if opts.dry_run {
+                    return Ok(Step::Done(written(sub.view(info, to_served(info, new)?))));
+                }
+                let result = if finalized {
+                    self.store.delete(&key, Some(revision)).await.map(|deleted| {
+                        self.note_written(deleted.mod_revision);
+                        // Answer with the final state, at the delete's revision.
+                        metadata_mut(&mut new).insert(
+                            "resourceVersion".into(),
+                            Value::String(deleted.mod_revision.to_string()),
+                        );
+                        new
+                    })
+                } else {
+                    let encoded = match encode(&mut new) {
+                        Ok(encoded) => encoded,
+                        Err(e) => {
+                            if let Some(hooks) = self.hooks(info) {
+                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    match self.store.update(&key, encoded, revision).await {
+                        Ok(kv) => {
+                            self.note_written(kv.mod_revision);
+                            Ok(stamped(new, kv.mod_revision))
+                        }
+                        Err(e) => {
+                            if let Some(hooks) = self.hooks(info) {
+                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                            }
+                            Err(e)
+                        }
+                    }
+                };
+                match result {
+                    Ok(stored) => {
+                        if let Some(hooks) = self.hooks(info) {
+                            if finalized {
+                                // What the old object held, and what this write reserved.
+                                hooks.after_delete(self.store.as_ref(), &old).await;
+                                hooks.update_failed(self.store.as_ref(), &stored, &old).await;
+                            } else {
+                                hooks.after_update(self.store.as_ref(), &stored, &old).await;
+                            }
+                        }
+                        Ok(Step::Done(written(sub.view(info, to_served(info, stored)?))))
+                    }
+                    Err(StoreError::Conflict { .. }) if precondition.is_none() => Ok(Step::Retry),
+                    Err(StoreError::Conflict { .. }) => Err(StatusError::conflict(
+                        info.group,
+                        info.plural,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )),
+                    Err(StoreError::NotFound { .. }) => {
+                        Err(StatusError::not_found(info.group, info.plural, name))
+                    }
+                    Err(e) => Err(store_error(e)),
+                }
+            };
+            match attempt.await {
+                Ok(Step::Done(written)) => return Ok(written),
+                // Lost a race, or refused a copy that may be behind: again from the store.
+                Ok(Step::Retry) => fresh = true,
+                Err(error) if !from_store => {
+                    refused = Some((revision, error));
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(StatusError::conflict(

@@ -451,6 +451,11 @@ impl ResourceCache {
         }
     }
 
+    /// One object as it is now, by key.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        self.read().objects.get(key).cloned()
+    }
+
     /// The objects now, and the revision of this resource's last change.
     pub fn snapshot(&self) -> (ListSnapshot, Revision) {
         let state = self.read();

@@ -464,3 +464,46 @@ async fn part_subresources_replace_only_their_part() {
         assert!(Subresource::parse(&h.info(CONFIGMAPS), Some(name)).is_none(), "{name}");
     }
 }
+
+/// Writes another writer made straight to the store, which the watch cache may not have seen
+/// yet (updates start from the cache's copy, as upstream's start from the cacher's).
+async fn write_behind_the_cache(h: &Harness, name: &str, field: &str, value: &str) -> i64 {
+    let key = h.info(CONFIGMAPS).storage_key(NS, name);
+    let store = h.registry.store();
+    let kv = store.get(&key).await.unwrap().expect("the object is stored");
+    let mut obj: Value = serde_json::from_slice(&kv.value).unwrap();
+    obj["data"][field] = json!(value);
+    let bytes = serde_json::to_vec(&obj).unwrap();
+    store.update(&key, bytes, kv.mod_revision).await.unwrap().mod_revision
+}
+
+#[tokio::test]
+async fn updates_lose_no_write_the_watch_cache_has_not_seen() {
+    let h = Harness::new().await;
+    let first = h.create(CONFIGMAPS, NS, config_map("cm", json!({}), json!({}))).await.unwrap();
+    for i in 0..40 {
+        let i = i.to_string();
+        write_behind_the_cache(&h, "cm", "store", &i).await;
+        let patch = json!({"data": {"patch": i}});
+        let patched = h.patch(CONFIGMAPS, NS, "cm", PatchType::Merge, patch).await.unwrap();
+        assert_eq!((&patched["data"]["store"], &patched["data"]["patch"]), (&json!(i), &json!(i)));
+
+        // The store's revision is the current one, whatever the cache holds.
+        let revision = write_behind_the_cache(&h, "cm", "store", &format!("{i}+")).await;
+        let mut body = patched.clone();
+        body["metadata"]["resourceVersion"] = json!(revision.to_string());
+        body["data"]["update"] = json!(i);
+        let updated = h.update(CONFIGMAPS, NS, "cm", body).await.unwrap();
+        assert_eq!(updated["data"]["update"], json!(i));
+
+        // An older one conflicts, though the cache may still hold it.
+        write_behind_the_cache(&h, "cm", "store", &i).await;
+        let mut stale = updated.clone();
+        stale["data"]["update"] = json!("lost");
+        let refused = h.update(CONFIGMAPS, NS, "cm", stale).await.unwrap_err();
+        assert_eq!(outcome(&refused), (409, Reason::Conflict), "{i}");
+    }
+    let last = h.get(CONFIGMAPS, NS, "cm").await.unwrap();
+    assert_eq!(last["data"], json!({"store": "39", "patch": "39", "update": "39"}));
+    assert_ne!(rv(&last), rv(&first));
+}

@@ -65,24 +65,47 @@ impl Registry {
         change: impl Fn(&mut Value) -> Result<(), StatusError>,
     ) -> Result<Value, StatusError> {
         let key = info.storage_key(namespace, name);
+        // A dry run answers what the store holds now; a write starts from the cache's copy.
+        // An error found on the cache's copy, and that copy's revision.
+        let mut refused = None;
+        let mut fresh = dry_run;
         for _ in 0..16 {
-            let Some((old, kv)) = self.current(&key).await? else {
+            let Some(current) = self.current_for_update(info, &key, fresh).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
-            let mut obj = to_served(info, old)?;
-            change(&mut obj)?;
-            if dry_run {
-                return Ok(obj);
+            // The copy was current after all: its error stands.
+            if let Some((at, error)) = refused.take()
+                && at == current.revision
+            {
+                return Err(error);
             }
-            let mut stored = to_stored(info, obj)?;
-            let bytes = encode(&mut stored)?;
-            match self.store.update(&key, bytes, kv.mod_revision).await {
-                Ok(kv) => return to_served(info, stamped(stored, kv.mod_revision)),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(StoreError::NotFound { .. }) => {
-                    return Err(StatusError::not_found(info.group, info.plural, name));
+            let (object, revision, from_store) = (current.object, current.revision, current.fresh);
+            let attempt = async {
+                let mut obj = to_served(info, object)?;
+                change(&mut obj)?;
+                if dry_run {
+                    return Ok(Some(obj));
                 }
-                Err(e) => return Err(store_error(e)),
+                let mut stored = to_stored(info, obj)?;
+                let bytes = encode(&mut stored)?;
+                match self.store.update(&key, bytes, revision).await {
+                    Ok(kv) => Ok(Some(to_served(info, stamped(stored, kv.mod_revision))?)),
+                    Err(StoreError::Conflict { .. }) => Ok(None),
+                    Err(StoreError::NotFound { .. }) => {
+                        Err(StatusError::not_found(info.group, info.plural, name))
+                    }
+                    Err(e) => Err(store_error(e)),
+                }
+            };
+            match attempt.await {
+                Ok(Some(written)) => return Ok(written),
+                // Lost a race, or refused a copy that may be behind: again from the store.
+                Ok(None) => fresh = true,
+                Err(error) if !from_store => {
+                    refused = Some((revision, error));
+                    fresh = true;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(StatusError::conflict(
