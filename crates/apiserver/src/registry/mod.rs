@@ -3,7 +3,8 @@
 //! [`ResourceInfo`] and [`Strategy`](krust_api::Strategy).
 //!
 //! Reads come from the watch cache (lists, watches) or the store (gets); writes go to the
-//! store, guarded by the object's modify revision, and reach the cache through its watch.
+//! store, guarded by the object's modify revision, and reach the cache through its watch. An
+//! update starts from the cache's copy, which that guard checks.
 //! Objects cross this module's boundary in the version the client asked for; in the store and
 //! the cache they are in the resource's storage version.
 
@@ -236,7 +237,9 @@ impl Registry {
     /// `GuaranteedUpdate` starts from the cacher's object: a guess, which the store's revision
     /// check on write settles. It spares the store a read, and with it a commit of the writes
     /// it holds open for the next ones (a read must see every acknowledged write). Otherwise,
-    /// or when the cache has no copy in the storage version, the store's.
+    /// or when the cache's copy is not the stored value as it is, the store's. Resources with
+    /// hooks (a Service's allocations) always start from the store: what a hook reserves and
+    /// gives back is worked out against the old object, which must be current.
     async fn current_for_update(
         &self,
         info: &ResourceInfo,
@@ -244,10 +247,11 @@ impl Registry {
         fresh: bool,
     ) -> Result<Option<Current>, StatusError> {
         if !fresh
+            && self.hooks(info).is_none()
             && let Some(cached) =
                 self.cache.resource(&info.storage_prefix()).and_then(|cache| cache.get(key))
+            && cached.verbatim
             && let object @ Value::Object(_) = cached.value()
-            && object.get("apiVersion").and_then(Value::as_str) == Some(info.storage.api_version)
         {
             return Ok(Some(Current { object, revision: cached.mod_revision, fresh: false }));
         }

@@ -623,7 +623,8 @@ impl Registry {
         self.write_with(info, namespace, name, opts, patch_fn, sub, Origin::Patch).await
     }
 
-    /// The read-modify-write loop shared by update and patch: reads the stored object, asks
+    /// The read-modify-write loop shared by update and patch: takes the current object (the
+    /// watch cache's copy, else the store's: [`Registry::current_for_update`]), asks
     /// `change` for the client's view of the new one (in the served version, for `sub`),
     /// applies the resource's rules and writes it guarded by the revision read. The client's
     /// view is type-checked and field-validated before anything else looks at it; a patched
@@ -647,6 +648,9 @@ impl Registry {
         let mut refused = None;
         let mut fresh = opts.dry_run;
         while tokio::time::Instant::now() < deadline {
+            // Admission reads the cache once it holds this server's writes; so does the copy
+            // the update starts from.
+            let view = self.admission_view().await;
             let Some(current) = self.current_for_update(info, &key, fresh).await? else {
                 return Err(StatusError::not_found(info.group, info.plural, name));
             };
@@ -657,6 +661,9 @@ impl Registry {
                 return Err(error);
             }
             let (old, revision, from_store) = (current.object, current.revision, current.fresh);
+            // Whether the attempt got as far as writing: what fails from there is answered as
+            // it is, never tried again.
+            let mut wrote = false;
             let attempt = async {
                 let old_served = to_served(info, old.clone())?;
                 let old_view = sub.view(info, old_served.clone());
@@ -702,7 +709,6 @@ impl Registry {
                 }
                 // Mutating admission sees the client's view (a Scale for `scale`, else the whole
                 // object), defaulted as upstream's decoder defaults it.
-                let view = self.admission_view().await;
                 let admit = attributes(
                     info,
                     Operation::Update,
@@ -788,6 +794,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Step::Done(written(sub.view(info, to_served(info, new)?))));
                 }
+                wrote = true;
                 let result = if finalized {
                     self.store.delete(&key, Some(revision)).await.map(|deleted| {
                         self.note_written(deleted.mod_revision);
@@ -851,7 +858,7 @@ impl Registry {
                 Ok(Step::Done(written)) => return Ok(written),
                 // Lost a race, or refused a copy that may be behind: again from the store.
                 Ok(Step::Retry) => fresh = true,
-                Err(error) if !from_store => {
+                Err(error) if !from_store && !wrote => {
                     refused = Some((revision, error));
                     fresh = true;
                 }

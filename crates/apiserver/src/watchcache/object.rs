@@ -95,6 +95,9 @@ pub struct CachedObject {
     texts: Texts,
     /// About how many bytes it takes in memory.
     pub size: usize,
+    /// `json` is the stored value as it is, with its resourceVersion written in: what a read
+    /// of the store would decode (not converted, nor defaulted on read).
+    pub verbatim: bool,
 }
 
 impl CachedObject {
@@ -111,7 +114,9 @@ impl CachedObject {
             && shape.served_as_stored(&view)
             && insert_resource_version(&mut json, &revision)
         {
-            return Some(Self::indexed(kv.key.into(), &view, json, kv.mod_revision, shape));
+            return Some(
+                Self::indexed(kv.key.into(), &view, json, kv.mod_revision, shape).verbatim(),
+            );
         }
         let mut value: Value = match serde_json::from_slice(&json) {
             Ok(v @ Value::Object(_)) => v,
@@ -125,7 +130,9 @@ impl CachedObject {
             && shape.served_as_stored(&value)
             && insert_resource_version(&mut json, &revision)
         {
-            return Some(Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape));
+            return Some(
+                Self::indexed(kv.key.into(), &value, json, kv.mod_revision, shape).verbatim(),
+            );
         }
         metadata_mut(&mut value).insert("resourceVersion".into(), Value::String(revision));
         let value = match crate::registry::to_served(&shape.info, value) {
@@ -169,7 +176,14 @@ impl CachedObject {
             field_names: shared_names(names),
             texts,
             size,
+            verbatim: false,
         }
+    }
+
+    /// The same, marked as the stored value as it is.
+    fn verbatim(mut self) -> Self {
+        self.verbatim = true;
+        self
     }
 
     /// The object decoded (in its storage version), for logic that reads it.

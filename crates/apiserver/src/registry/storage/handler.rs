@@ -80,6 +80,9 @@ impl Registry {
                 return Err(error);
             }
             let (object, revision, from_store) = (current.object, current.revision, current.fresh);
+            // Whether the attempt got as far as writing: what fails from there is answered as
+            // it is, never tried again.
+            let mut wrote = false;
             let attempt = async {
                 let mut obj = to_served(info, object)?;
                 change(&mut obj)?;
@@ -88,8 +91,12 @@ impl Registry {
                 }
                 let mut stored = to_stored(info, obj)?;
                 let bytes = encode(&mut stored)?;
+                wrote = true;
                 match self.store.update(&key, bytes, revision).await {
-                    Ok(kv) => Ok(Some(to_served(info, stamped(stored, kv.mod_revision))?)),
+                    Ok(kv) => {
+                        self.note_written(kv.mod_revision);
+                        Ok(Some(to_served(info, stamped(stored, kv.mod_revision))?))
+                    }
                     Err(StoreError::Conflict { .. }) => Ok(None),
                     Err(StoreError::NotFound { .. }) => {
                         Err(StatusError::not_found(info.group, info.plural, name))
@@ -101,7 +108,7 @@ impl Registry {
                 Ok(Some(written)) => return Ok(written),
                 // Lost a race, or refused a copy that may be behind: again from the store.
                 Ok(None) => fresh = true,
-                Err(error) if !from_store => {
+                Err(error) if !from_store && !wrote => {
                     refused = Some((revision, error));
                     fresh = true;
                 }
