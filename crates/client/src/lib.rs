@@ -10,6 +10,7 @@ pub mod events;
 pub mod informer;
 pub mod kubeconfig;
 pub mod leader;
+pub mod trimmed;
 
 pub use connection::client;
 pub use error::Error;
@@ -17,3 +18,4 @@ pub use events::Events;
 pub use informer::Informer;
 pub use kubeconfig::{acting_as, config_from_kubeconfig, config_or_default, identity};
 pub use leader::LeaderElection;
+pub use trimmed::Trimmed;

@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use krust_client::Events;
+use krust_client::{Events, Trimmed};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -142,10 +142,13 @@ impl Scheduler {
     pub async fn run(mut self) {
         let (sender, mut inputs) = mpsc::channel::<Input>(1024);
         let mut watches = tokio::task::JoinSet::new();
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let pods: Api<Pod> = Api::all(self.client.clone());
-        watches.spawn(forward(watch(nodes), sender.clone(), |e| Input::Node(Box::new(e))));
-        watches.spawn(forward(watch(pods), sender.clone(), |e| Input::Pod(Box::new(e))));
+        // Nodes and pods, the most and largest objects watched, are decoded without their
+        // managedFields, which nothing here reads.
+        let nodes: Api<Trimmed<Node>> = Api::all(self.client.clone());
+        let pods: Api<Trimmed<Pod>> = Api::all(self.client.clone());
+        watches
+            .spawn(forward(watch(nodes), sender.clone(), |e| Input::Node(Box::new(untrimmed(e)))));
+        watches.spawn(forward(watch(pods), sender.clone(), |e| Input::Pod(Box::new(untrimmed(e)))));
         let budgets: Api<PodDisruptionBudget> = Api::all(self.client.clone());
         watches.spawn(forward(watch(budgets), sender.clone(), |e| Input::Budget(Box::new(e))));
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
@@ -756,6 +759,17 @@ where
             }
         }
     })
+}
+
+/// A watch event of trimmed objects as one of the objects themselves.
+fn untrimmed<K>(event: watcher::Event<Trimmed<K>>) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(object.0),
+        watcher::Event::Delete(object) => watcher::Event::Delete(object.0),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(object.0),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// Hands every event of `stream` to the loop.
