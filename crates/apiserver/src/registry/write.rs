@@ -794,8 +794,8 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Step::Done(written(sub.view(info, to_served(info, new)?))));
                 }
-                wrote = true;
                 let result = if finalized {
+                    wrote = true;
                     self.store.delete(&key, Some(revision)).await.map(|deleted| {
                         self.note_written(deleted.mod_revision);
                         // Answer with the final state, at the delete's revision.
@@ -815,6 +815,7 @@ impl Registry {
                             return Err(e);
                         }
                     };
+                    wrote = true;
                     match self.store.update(&key, encoded, revision).await {
                         Ok(kv) => {
                             self.note_written(kv.mod_revision);

@@ -65,7 +65,10 @@ impl Registry {
         change: impl Fn(&mut Value) -> Result<(), StatusError>,
     ) -> Result<Value, StatusError> {
         let key = info.storage_key(namespace, name);
-        // A dry run answers what the store holds now; a write starts from the cache's copy.
+        // A dry run answers what the store holds now; a write starts from the cache's copy,
+        // without waiting for the cache to hold this server's writes (as an update does): the
+        // pod a binding names came to its scheduler through a watch of that cache, so the copy
+        // is current, and one behind costs an attempt.
         // An error found on the cache's copy, and that copy's revision.
         let mut refused = None;
         let mut fresh = dry_run;
