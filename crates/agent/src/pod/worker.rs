@@ -210,10 +210,19 @@ impl Worker {
             tracing::warn!(pod = %self.uid, error = %e, "cannot make the pod's directory");
             return Duration::from_secs(2);
         }
-        let _ = fs::write(
-            self.dir.join("pod.json"),
-            serde_json::to_vec(&serde_json::json!({"namespace": pod.metadata.namespace, "name": pod.metadata.name})).unwrap_or_default(),
-        );
+        // The pod's names, for exec, attach and port-forward to find it by them. Written once,
+        // and whole (renamed into place): those read it at any time.
+        let names = self.dir.join("pod.json");
+        if !names.exists() {
+            let staged = self.dir.join("pod.json.new");
+            let json =
+                serde_json::json!({"namespace": pod.metadata.namespace, "name": pod.metadata.name});
+            let written = fs::write(&staged, serde_json::to_vec(&json).unwrap_or_default())
+                .and_then(|()| fs::rename(&staged, &names));
+            if let Err(e) = written {
+                tracing::warn!(pod = %self.uid, error = %e, "cannot record the pod's names");
+            }
+        }
         let spec = pod.spec.clone().unwrap_or_default();
         let restart_policy = Policy::of_pod(spec.restart_policy.as_deref());
         // A static pod's phase is the one this worker worked out (its object stays Pending).

@@ -245,6 +245,15 @@ async fn a_pod_runs_in_its_sandbox_and_says_so() {
     )
     .expect("JSON");
     assert_eq!(spec["process"]["args"], json!(["sh"]));
+    // exec, attach and port-forward find it by its names, written once for the pod's life.
+    let pods = run.data.path().join("pods");
+    let found = crate::pod::locate::pod(&pods, "shop", "web").expect("the pod by its names");
+    assert_eq!(found.uid, UID);
+    let written = fs::metadata(pods.join(UID).join("pod.json")).and_then(|m| m.modified());
+    run.status("a later sync", |s| s["phase"] == "Running").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let again = fs::metadata(pods.join(UID).join("pod.json")).and_then(|m| m.modified());
+    assert_eq!(written.ok(), again.ok());
     run.worker.abort();
 }
 
