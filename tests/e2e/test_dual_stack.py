@@ -7,6 +7,7 @@ The IPv6 ranges are unique local ones of the test's own, on the node's bridge: n
 machine. Needs what test_services.py needs (root, runc, busybox-static, nft)."""
 
 import ipaddress
+import random
 import subprocess
 import tempfile
 import urllib.request
@@ -26,7 +27,11 @@ SERVE = ("mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && "
 @pytest.fixture(scope="module")
 def node(e2e_tmp, request):
     workdir = Path(tempfile.mkdtemp(prefix="test_dual_stack-", dir=e2e_tmp))
-    n = Node(workdir, dual_stack=True)
+    # A load balancer pool of IPv6 only (unique local, of the test's own): IPv4 load balancers
+    # get the node's address, IPv6 ones an address from it.
+    pool6 = f"fd6c:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}::/120"
+    n = Node(workdir, ["--load-balancer-ip-pool", pool6], dual_stack=True)
+    n.lb_pool6 = ipaddress.ip_network(pool6)
     yield n
     n.cleanup()
 
@@ -131,19 +136,28 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
         with urllib.request.urlopen(f"http://[{node.cidr6_base}:1]:{node_port}/", timeout=5) as r:
             return r.read().decode().strip()
     assert wait_for(through_node_port, 30, interval=0.5, what="the IPv6 node port") in pods
-    # As a LoadBalancer it gets the node's address of each family, which answer.
+    # As a LoadBalancer it gets an address of each family: the node's IPv4 one, and the first
+    # of the IPv6 pool (its network's own address is never given). Both answer.
     k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"type":"LoadBalancer"}}')
     ingress = wait_for(lambda: (lambda i: i if len(i) == 2 else None)(
         k.json("get", "service", "web", "-n", ns)["status"]["loadBalancer"].get("ingress", [])),
         30, interval=0.5, what="a load balancer address of each family")
-    assert [entry["ip"] for entry in ingress] == [node.node_ip, node.node_ip6]
-    wait_for(lambda: in_table(node, "ip6", node.node_ip6), 30, interval=0.5,
+    lb6 = str(node.lb_pool6.network_address + 1)
+    assert [entry["ip"] for entry in ingress] == [node.node_ip, lb6]
+    wait_for(lambda: in_table(node, "ip6", lb6), 30, interval=0.5,
              what="the IPv6 load balancer address in the proxy's table")
-
-    def through_load_balancer():
-        with urllib.request.urlopen(f"http://[{node.node_ip6}]/", timeout=5) as r:
-            return r.read().decode().strip()
-    assert wait_for(through_load_balancer, 30, interval=0.5, what="the IPv6 load balancer") in pods
+    answers6 = wait_for(lambda: (lambda a: a if set(a) == pods else None)(
+        fetch_from(k, ns, "client", lb6, 20)), 60, interval=1,
+        what="answers from both pods through the IPv6 load balancer address")
+    assert "FAILED" not in answers6
+    # A second one gets the pool's next address; the first keeps its own.
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "six", "namespace": ns},
+              "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv6"], "ipFamilyPolicy": "SingleStack",
+                       "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    six = wait_for(lambda: k.json("get", "service", "six", "-n", ns)["status"]["loadBalancer"].get("ingress"),
+                   30, interval=0.5, what="the IPv6-only load balancer's address")
+    assert [entry["ip"] for entry in six] == [str(node.lb_pool6.network_address + 2)]
+    k("delete", "service", "six", "-n", ns)
     # Back to one stack: the IPv6 address and its rules go.
     k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"ipFamilyPolicy":"SingleStack"}}')
     assert k.json("get", "service", "web", "-n", ns)["spec"]["clusterIPs"] == [v4]

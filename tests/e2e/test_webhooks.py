@@ -266,20 +266,22 @@ def test_a_policy_refuses_too_many_replicas(cluster, labelled_ns, cleanup):
 
 def test_a_policy_sees_what_the_server_allocated_to_a_service(cluster, labelled_ns, cleanup):
     """Validating admission sees a Service with its cluster IP, families and node ports
-    allocated, as upstream allocates them before validating admission; a Service it refuses
-    gives them back."""
+    allocated, on create and on update, as upstream allocates them before validating admission
+    (`BeginCreate`, `BeginUpdate`); a Service it refuses gives them back."""
     ns = labelled_ns
     name = f"allocated-{ns[-5:]}"
     checks = ["has(object.spec.clusterIP) && object.spec.clusterIP != ''",
               "object.spec.ipFamilies.size() > 0",
+              "object.spec.type != 'NodePort' || "
               "object.spec.ports.all(p, has(p.nodePort) && p.nodePort > 0)",
-              "!object.metadata.name.startsWith('refused')"]
+              "!object.metadata.name.startsWith('refused')",
+              "!has(object.metadata.labels) || !('refuse' in object.metadata.labels)"]
     policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
               "metadata": {"name": name},
               "spec": {"failurePolicy": "Fail",
                        "matchConstraints": {"resourceRules": [{
                            "apiGroups": [""], "apiVersions": ["v1"],
-                           "operations": ["CREATE"], "resources": ["services"]}]},
+                           "operations": ["CREATE", "UPDATE"], "resources": ["services"]}]},
                        "validations": [{"expression": e} for e in checks]}}
     install_policy(cluster, cleanup, policy, ns)
 
@@ -303,6 +305,26 @@ def test_a_policy_sees_what_the_server_allocated_to_a_service(cluster, labelled_
     assert_status(r, 422, "Invalid")
     taken = cluster.ok("POST", path, body=service("second", node_port), expect=(201,))
     assert taken["spec"]["ports"][0]["nodePort"] == node_port
+
+    # An update that makes a ClusterIP Service a NodePort one: the policy sees the node port
+    # the server chose for it.
+    inner = {**service("grows"), "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}}
+    cluster.ok("POST", path, body=inner, expect=(201,))
+    merge = {"Content-Type": "application/merge-patch+json"}
+    grown = cluster.ok("PATCH", f"{path}/grows", body={"spec": {"type": "NodePort"}},
+                       headers=merge)
+    assert grown["spec"]["ports"][0]["nodePort"] > 0
+    # One the policy refuses gives back the node port it asked for, at once.
+    freed = grown["spec"]["ports"][0]["nodePort"]
+    cluster.ok("DELETE", f"{path}/grows")
+    cluster.ok("POST", path, body={**inner, "metadata": {"name": "stays"}}, expect=(201,))
+    refused = {"metadata": {"labels": {"refuse": "yes"}},
+               "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": freed}]}}
+    r = cluster.request("PATCH", f"{path}/stays", body=refused, headers=merge)
+    assert_status(r, 422, "Invalid")
+    assert "nodePort" not in cluster.ok("GET", f"{path}/stays")["spec"]["ports"][0]
+    again = cluster.ok("POST", path, body={**service("again", freed)}, expect=(201,))
+    assert again["spec"]["ports"][0]["nodePort"] == freed
 
 
 def test_webhook_warnings_on_delete_reach_the_client(cluster, labelled_ns, webhook_server,

@@ -266,7 +266,7 @@ async fn controllers(credentials: &Credentials, options: &Options) -> Result<(),
         clients.take(service_lb::NAME)?,
         &mut services,
         &mut nodes,
-        options.load_balancer_pool,
+        options.load_balancer_pool.clone(),
     ));
     tasks.spawn(persistent_volume::run(
         clients.take(persistent_volume::NAME)?,

@@ -183,10 +183,11 @@ struct ServerArgs {
     /// Finished pods kept before the pod garbage collector deletes the oldest.
     #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
     terminated_pod_gc_threshold: usize,
-    /// A CIDR that LoadBalancer Services get an address each from; without it they get the
-    /// ready nodes' addresses.
-    #[arg(long, value_parser = parse_cidr)]
-    load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
+    /// The ranges LoadBalancer Services get an address each from: an IPv4 one, an IPv6 one,
+    /// or both (comma separated); for a family without one they get the ready nodes'
+    /// addresses of it.
+    #[arg(long, value_delimiter = ',')]
+    load_balancer_ip_pool: Vec<krust_apiserver::registry::Cidr>,
     /// Runs no local-path provisioner and creates no `local-path` default StorageClass.
     #[arg(long)]
     disable_local_storage: bool,
@@ -457,10 +458,11 @@ struct ControllersArgs {
     /// Finished pods kept before the pod garbage collector deletes the oldest.
     #[arg(long, default_value_t = krust_controllers::pod_gc::decide::TERMINATED_THRESHOLD)]
     terminated_pod_gc_threshold: usize,
-    /// A CIDR that LoadBalancer Services get an address each from; without it they get the
-    /// ready nodes' addresses.
-    #[arg(long, value_parser = parse_cidr)]
-    load_balancer_ip_pool: Option<(std::net::Ipv4Addr, u8)>,
+    /// The ranges LoadBalancer Services get an address each from: an IPv4 one, an IPv6 one,
+    /// or both (comma separated); for a family without one they get the ready nodes'
+    /// addresses of it.
+    #[arg(long, value_delimiter = ',')]
+    load_balancer_ip_pool: Vec<krust_apiserver::registry::Cidr>,
     /// Runs no local-path provisioner and creates no `local-path` default StorageClass.
     #[arg(long)]
     disable_local_storage: bool,
@@ -528,13 +530,20 @@ enum BenchCommand {
     Scheduler(krust_bench::SchedulerBenchArgs),
 }
 
-fn parse_cidr(raw: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
-    let bad = || format!("invalid IPv4 CIDR {raw:?} (for example 10.43.0.0/16)");
-    let (ip, prefix) = raw.split_once('/').ok_or_else(bad)?;
-    let ip: std::net::Ipv4Addr = ip.parse().map_err(|_| bad())?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| (8..=30).contains(p)).ok_or_else(bad)?;
-    let mask = u32::MAX << (32 - u32::from(prefix));
-    Ok((std::net::Ipv4Addr::from(u32::from(ip) & mask), prefix))
+/// Reads `--load-balancer-ip-pool`: at most one range per IP family; `None` when empty.
+fn load_balancer_pool(
+    cidrs: &[krust_apiserver::registry::Cidr],
+) -> anyhow::Result<Option<krust_controllers::service_lb::decide::Pool>> {
+    use krust_controllers::service_lb::decide::{Pool, Range};
+    if cidrs.is_empty() {
+        return Ok(None);
+    }
+    let ranges = cidrs
+        .iter()
+        .map(|c| Range::new(c.network(), c.prefix()))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow::anyhow!("--load-balancer-ip-pool: a prefix is too long"))?;
+    Pool::new(ranges).map(Some).map_err(|e| anyhow::anyhow!("--load-balancer-ip-pool: {e}"))
 }
 
 fn parse_port_range(raw: &str) -> Result<(u16, u16), String> {
@@ -637,6 +646,7 @@ fn main() -> anyhow::Result<()> {
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
     krust_apiserver::registry::check_dual(&args.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr {e}"))?;
+    let load_balancer_pool = load_balancer_pool(&args.load_balancer_ip_pool)?;
     let service_ranges = krust_apiserver::registry::ServiceRanges {
         cidrs: args.service_cidr.clone(),
         node_ports: args.service_node_port_range,
@@ -727,7 +737,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             root_ca,
             identity,
             terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
-            load_balancer_pool: args.load_balancer_ip_pool,
+            load_balancer_pool: load_balancer_pool.clone(),
             local_storage_path: (!args.disable_local_storage)
                 .then(|| local_storage.to_string_lossy().into_owned()),
         };
@@ -1000,7 +1010,7 @@ async fn controllers(args: ControllersArgs) -> anyhow::Result<()> {
         root_ca,
         identity: krust_client::identity(),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
-        load_balancer_pool: args.load_balancer_ip_pool,
+        load_balancer_pool: load_balancer_pool(&args.load_balancer_ip_pool)?,
         local_storage_path: match args.disable_local_storage {
             true => None,
             false => Some(

@@ -751,24 +751,41 @@ impl Registry {
                 if sub == Subresource::Main {
                     self.check_write(info, &opts, &new, Some(&old_served))?;
                 }
-                if sub == Subresource::Scale {
-                    let scale = sub.view(info, new.clone());
-                    warnings.extend(
-                        self.admission
-                            .validate(&admit, Some(&scale), Some(&old_view), &view)
-                            .await?,
-                    );
-                } else {
-                    warnings.extend(
-                        self.admission
-                            .validate(&admit, Some(&new), Some(&old_served), &view)
-                            .await?,
-                    );
-                    self.admission
-                        .charge_quota(self, &admit, Some(&new), Some(&old_served))
-                        .await?;
-                }
                 record_managers(info, &opts, sub, sent_managed.as_ref(), &old_served, &mut new)?;
+                // What the resource's hooks reserve beyond the old object (a Service's new
+                // cluster IPs and node ports) is in the object before validating admission sees
+                // it, as upstream reserves it in `BeginUpdate`; an attempt that stores nothing
+                // gives it back. (Resources with hooks store the version they serve.)
+                let hooks = self.hooks(info);
+                if let Some(hooks) = hooks {
+                    hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
+                }
+                let reserved = hooks.filter(|_| !opts.dry_run);
+                let admitted = async {
+                    if sub == Subresource::Scale {
+                        let scale = sub.view(info, new.clone());
+                        self.admission.validate(&admit, Some(&scale), Some(&old_view), &view).await
+                    } else {
+                        let warnings = self
+                            .admission
+                            .validate(&admit, Some(&new), Some(&old_served), &view)
+                            .await?;
+                        self.admission
+                            .charge_quota(self, &admit, Some(&new), Some(&old_served))
+                            .await?;
+                        Ok(warnings)
+                    }
+                }
+                .await;
+                match admitted {
+                    Ok(more) => warnings.extend(more),
+                    Err(e) => {
+                        if let Some(hooks) = reserved {
+                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                        }
+                        return Err(e);
+                    }
+                }
                 let written =
                     |object| Written { object, warnings: warnings.clone(), created: false };
                 metadata_mut(&mut new)
@@ -788,9 +805,6 @@ impl Registry {
                         .is_none_or(Vec::is_empty)
                     && !info.strategy.deletion_held(&new);
                 let mut new = to_stored(info, new)?;
-                if let Some(hooks) = self.hooks(info) {
-                    hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
-                }
                 if opts.dry_run {
                     return Ok(Step::Done(written(sub.view(info, to_served(info, new)?))));
                 }

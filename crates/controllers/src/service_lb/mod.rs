@@ -1,14 +1,14 @@
 //! The service load balancer for bare hosts (upstream's `service-controller`): a LoadBalancer
-//! Service's `status.loadBalancer.ingress` holds the ready nodes' addresses (as k3s's service
-//! load balancer gives them), or with a pool (`--load-balancer-ip-pool`) an address of its
-//! own from it; every node's service proxy answers them on the Service's ports. The choices
-//! are in `decide.rs`.
+//! Service's `status.loadBalancer.ingress` holds, for each of its IP families, the ready nodes'
+//! addresses (as k3s's service load balancer gives them), or with a pool of that family
+//! (`--load-balancer-ip-pool`) an address of its own from it; every node's service proxy
+//! answers them on the Service's ports. The choices are in `decide.rs`.
 
 pub mod decide;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -32,7 +32,7 @@ struct Context {
     /// Pool addresses given and not yet seen in the cache, by Service (namespace, name): two
     /// Services reconciled before the cache shows the first one's status must not get the
     /// same address.
-    given: Mutex<HashMap<Ipv4Addr, (String, String)>>,
+    given: Mutex<HashMap<IpAddr, (String, String)>>,
 }
 
 /// Runs the controller on the shared Service and Node caches, writing as `client`; with a
@@ -66,19 +66,22 @@ fn error_policy(service: Arc<Service>, error: &kube::Error, _: Arc<Context>) -> 
 
 async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
     krust_client::informer::ready(&ctx.nodes).await;
-    let addresses = match ctx.pool {
-        // The pool is IPv4: an IPv6-only Service gets the nodes' addresses.
-        Some(pool) if decide::owned(&service) && decide::has_ipv4(&service) => {
-            match pool_address(&service, pool, &ctx) {
-                Some(ip) => vec![ip.to_string()],
-                None => {
-                    tracing::warn!(service = %service.name_any(), "the load balancer pool has no address left");
-                    return Ok(Action::requeue(std::time::Duration::from_secs(30)));
-                }
+    // For each of its families: an address from the pool's range of it, else the nodes'.
+    let mut addresses = Vec::new();
+    for v6 in decide::families(&service).into_iter().filter(|_| decide::owned(&service)) {
+        let Some(range) = ctx.pool.as_ref().and_then(|pool| pool.range(v6)) else {
+            addresses
+                .extend(decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref()), v6));
+            continue;
+        };
+        match pool_address(&service, range, &ctx) {
+            Some(ip) => addresses.push(ip.to_string()),
+            None => {
+                tracing::warn!(service = %service.name_any(), "the load balancer pool has no address left");
+                return Ok(Action::requeue(std::time::Duration::from_secs(30)));
             }
         }
-        _ => decide::node_addresses(ctx.nodes.state().iter().map(|n| n.as_ref()), &service),
-    };
+    }
     let Some(ingress) = decide::ingress(&service, &addresses) else {
         return Ok(Action::await_change());
     };
@@ -95,9 +98,9 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action, k
     }
 }
 
-/// Picks `service`'s pool address against every other Service's (those the cache shows, and
-/// those given since), and remembers it as given.
-fn pool_address(service: &Service, pool: decide::Pool, ctx: &Context) -> Option<Ipv4Addr> {
+/// Picks `service`'s address in `range` against every other Service's (those the cache
+/// shows, and those given since), and remembers it as given.
+fn pool_address(service: &Service, range: decide::Range, ctx: &Context) -> Option<IpAddr> {
     let key = (service.namespace().unwrap_or_default(), service.name_any());
     let services = ctx.services.state();
     let mut given = ctx.given.lock().unwrap_or_else(|e| e.into_inner());
@@ -105,16 +108,19 @@ fn pool_address(service: &Service, pool: decide::Pool, ctx: &Context) -> Option<
     let holders: HashMap<(String, String), &Arc<Service>> =
         services.iter().map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s)).collect();
     given.retain(|ip, holder| {
-        holders.get(holder).is_some_and(|s| decide::owned(s) && !decide::held(s, pool).contains(ip))
+        !range.contains(*ip)
+            || holders
+                .get(holder)
+                .is_some_and(|s| decide::owned(s) && !decide::held(s, range).contains(ip))
     });
-    let mut taken: BTreeSet<Ipv4Addr> = services
+    let mut taken: BTreeSet<IpAddr> = services
         .iter()
         .filter(|s| (s.namespace().unwrap_or_default(), s.name_any()) != key)
-        .flat_map(|s| decide::held(s, pool))
+        .flat_map(|s| decide::held(s, range))
         .collect();
     taken.extend(given.iter().filter(|(_, holder)| **holder != key).map(|(ip, _)| *ip));
-    let ip = decide::pool_address(service, pool, &taken)?;
-    given.retain(|_, holder| *holder != key);
+    let ip = decide::pool_address(service, range, &taken)?;
+    given.retain(|given_ip, holder| !range.contains(*given_ip) || *holder != key);
     given.insert(ip, key);
     Some(ip)
 }

@@ -27,7 +27,9 @@ pub trait ResourceHooks: Send + Sync {
     /// (admission refused it, or the store): release what it reserved.
     async fn create_failed(&self, store: &dyn Store, obj: &Value);
 
-    /// Before an update is stored: reserve what the new object needs beyond the old one.
+    /// Before validating admission sees an update (as upstream's `BeginUpdate`): reserve what
+    /// the new object needs beyond the old one and record it in the new one. `dry_run` checks
+    /// without reserving.
     async fn before_update(
         &self,
         store: &dyn Store,
@@ -37,9 +39,9 @@ pub trait ResourceHooks: Send + Sync {
     ) -> Result<(), StatusError>;
 
     /// After an update that [`before_update`](Self::before_update) prepared was not stored
-    /// as `new` (the store refused it: a conflict, retried with a fresh `old`, or an error;
-    /// or it removed the last finalizer, so the object went): release what `new` holds
-    /// beyond `old`.
+    /// as `new` (admission refused it; the store refused it: a conflict, retried with a fresh
+    /// `old`, or an error; or it removed the last finalizer, so the object went): release what
+    /// `new` holds beyond `old`.
     async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value);
 
     /// After an update was stored: release what only the old object held.
