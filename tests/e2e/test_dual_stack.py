@@ -157,6 +157,8 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
     six = wait_for(lambda: k.json("get", "service", "six", "-n", ns)["status"]["loadBalancer"].get("ingress"),
                    30, interval=0.5, what="the IPv6-only load balancer's address")
     assert [entry["ip"] for entry in six] == [str(node.lb_pool6.network_address + 2)]
+    lb = k.json("get", "service", "web", "-n", ns)["status"]["loadBalancer"]["ingress"]
+    assert [entry["ip"] for entry in lb] == [node.node_ip, lb6]
     k("delete", "service", "six", "-n", ns)
     # Back to one stack: the IPv6 address and its rules go.
     k("patch", "service", "web", "-n", ns, "-p", '{"spec":{"ipFamilyPolicy":"SingleStack"}}')
@@ -166,6 +168,17 @@ def test_a_dual_stack_service_carries_traffic_on_both_families(node, k, ns):
     wait_for(lambda: not any(s["addressType"] == "IPv6" for s in k.json(
         "get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web")["items"]),
         30, interval=0.5, what="the IPv6 EndpointSlice gone")
+    # Its load balancer keeps the node's IPv4 address alone; its pool address is free again,
+    # and the next IPv6 load balancer gets it.
+    wait_for(lambda: [entry["ip"] for entry in k.json("get", "service", "web", "-n", ns)["status"]
+                      ["loadBalancer"].get("ingress", [])] == [node.node_ip], 30, interval=0.5,
+             what="the IPv4 load balancer address alone")
+    apply(k, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "next", "namespace": ns},
+              "spec": {"type": "LoadBalancer", "ipFamilies": ["IPv6"], "ipFamilyPolicy": "SingleStack",
+                       "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    following = wait_for(lambda: k.json("get", "service", "next", "-n", ns)["status"]["loadBalancer"].get("ingress"),
+                         30, interval=0.5, what="the next IPv6 load balancer's address")
+    assert [entry["ip"] for entry in following] == [lb6]
 
 
 def answers(k, ns, pod_name, ip, port=8080):

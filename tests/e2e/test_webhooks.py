@@ -322,6 +322,7 @@ def test_a_policy_sees_what_the_server_allocated_to_a_service(cluster, labelled_
                "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": freed}]}}
     r = cluster.request("PATCH", f"{path}/stays", body=refused, headers=merge)
     assert_status(r, 422, "Invalid")
+    assert f"ValidatingAdmissionPolicy '{name}'" in r.json()["message"], r.text
     assert "nodePort" not in cluster.ok("GET", f"{path}/stays")["spec"]["ports"][0]
     again = cluster.ok("POST", path, body={**service("again", freed)}, expect=(201,))
     assert again["spec"]["ports"][0]["nodePort"] == freed

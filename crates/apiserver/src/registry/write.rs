@@ -754,8 +754,8 @@ impl Registry {
                 record_managers(info, &opts, sub, sent_managed.as_ref(), &old_served, &mut new)?;
                 // What the resource's hooks reserve beyond the old object (a Service's new
                 // cluster IPs and node ports) is in the object before validating admission sees
-                // it, as upstream reserves it in `BeginUpdate`; an attempt that stores nothing
-                // gives it back. (Resources with hooks store the version they serve.)
+                // it (upstream's `BeginUpdate` also runs before it); an attempt that stores
+                // nothing gives it back. (Resources with hooks store the version they serve.)
                 let hooks = self.hooks(info);
                 if let Some(hooks) = hooks {
                     hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
@@ -810,20 +810,28 @@ impl Registry {
                 }
                 let result = if finalized {
                     wrote = true;
-                    self.store.delete(&key, Some(revision)).await.map(|deleted| {
-                        self.note_written(deleted.mod_revision);
-                        // Answer with the final state, at the delete's revision.
-                        metadata_mut(&mut new).insert(
-                            "resourceVersion".into(),
-                            Value::String(deleted.mod_revision.to_string()),
-                        );
-                        new
-                    })
+                    match self.store.delete(&key, Some(revision)).await {
+                        Ok(deleted) => {
+                            self.note_written(deleted.mod_revision);
+                            // Answer with the final state, at the delete's revision.
+                            metadata_mut(&mut new).insert(
+                                "resourceVersion".into(),
+                                Value::String(deleted.mod_revision.to_string()),
+                            );
+                            Ok(new)
+                        }
+                        Err(e) => {
+                            if let Some(hooks) = reserved {
+                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                            }
+                            Err(e)
+                        }
+                    }
                 } else {
                     let encoded = match encode(&mut new) {
                         Ok(encoded) => encoded,
                         Err(e) => {
-                            if let Some(hooks) = self.hooks(info) {
+                            if let Some(hooks) = reserved {
                                 hooks.update_failed(self.store.as_ref(), &new, &old).await;
                             }
                             return Err(e);
@@ -836,7 +844,7 @@ impl Registry {
                             Ok(stamped(new, kv.mod_revision))
                         }
                         Err(e) => {
-                            if let Some(hooks) = self.hooks(info) {
+                            if let Some(hooks) = reserved {
                                 hooks.update_failed(self.store.as_ref(), &new, &old).await;
                             }
                             Err(e)
@@ -845,7 +853,7 @@ impl Registry {
                 };
                 match result {
                     Ok(stored) => {
-                        if let Some(hooks) = self.hooks(info) {
+                        if let Some(hooks) = reserved {
                             if finalized {
                                 // What the old object held, and what this write reserved.
                                 hooks.after_delete(self.store.as_ref(), &old).await;

@@ -53,6 +53,15 @@ impl Range {
             && (n ^ network).checked_shr(bits - u32::from(self.prefix)).unwrap_or(0) == 0
     }
 
+    /// Whether a Service may get `ip`: one of [`addresses`](Self::addresses).
+    fn gives(&self, ip: IpAddr) -> bool {
+        let ((_, n), (bits, network)) = (bits_of(ip), bits_of(self.network));
+        let last =
+            network | u128::MAX.checked_shr(128 - bits + u32::from(self.prefix)).unwrap_or(0);
+        let big = last - network > 1;
+        self.contains(ip) && !(big && (n == network || (!self.is_ipv6() && n == last)))
+    }
+
     /// The addresses a Service may get, lowest first: all but an IPv4 network's first and
     /// last (its network and broadcast addresses) and an IPv6 network's first (its
     /// subnet-router anycast address), when it has more than two.
@@ -104,14 +113,16 @@ pub fn held(service: &Service, range: Range) -> Vec<IpAddr> {
 }
 
 /// The address in `range` that `service` should have, other Services holding `taken`: the one
-/// it holds, else the one its `spec.loadBalancerIP` asks for when that is of the range's
-/// family (when in the range and free; one outside the range, or taken, gets none), else the
-/// lowest free one. `None` when none is left.
+/// its `spec.loadBalancerIP` asks for when that is of the range's family (when the range gives
+/// it and it is free; one outside the range, taken, or not an address gets none), else the one
+/// it holds, else the lowest free one. `None` when none is left.
 pub fn pool_address(service: &Service, range: Range, taken: &BTreeSet<IpAddr>) -> Option<IpAddr> {
     let requested = service.spec.as_ref().and_then(|s| s.load_balancer_ip.as_deref());
-    let requested = requested.and_then(|r| r.parse::<IpAddr>().ok());
-    if let Some(ip) = requested.filter(|ip| ip.is_ipv6() == range.is_ipv6()) {
-        return (range.contains(ip) && !taken.contains(&ip)).then_some(ip);
+    if let Some(requested) = requested.filter(|r| !r.is_empty()) {
+        let ip: IpAddr = requested.parse().ok()?;
+        if ip.is_ipv6() == range.is_ipv6() {
+            return (range.gives(ip) && !taken.contains(&ip)).then_some(ip);
+        }
     }
     if let Some(ip) = held(service, range).into_iter().find(|ip| !taken.contains(ip)) {
         return Some(ip);
@@ -300,6 +311,10 @@ mod tests {
         assert_eq!(pool_address(&asks("192.0.2.6"), pool, &taken), Some(ip("192.0.2.6")));
         assert_eq!(pool_address(&asks("192.0.2.1"), pool, &taken), None);
         assert_eq!(pool_address(&asks("198.51.100.1"), pool, &taken), None);
+        assert_eq!(pool_address(&asks("not an address"), pool, &taken), None);
+        // Never the network's own address or its broadcast address, even when asked for.
+        assert_eq!(pool_address(&asks("192.0.2.0"), pool, &taken), None);
+        assert_eq!(pool_address(&asks("192.0.2.7"), pool, &taken), None);
         // .1 to .6 of a /29: the network and broadcast addresses are never given.
         let full: BTreeSet<IpAddr> = (1..=6).map(|i| ip(&format!("192.0.2.{i}"))).collect();
         assert_eq!(pool_address(&fresh, pool, &full), None);
@@ -320,6 +335,11 @@ mod tests {
         // A requested address of the other family does not bind this range's choice.
         assert_eq!(pool_address(&asks("192.0.2.6"), pool, &taken), Some(ip("2001:db8:1::77")));
         assert_eq!(pool_address(&asks("2001:db8:1::76"), pool, &taken), None);
+        assert_eq!(pool_address(&asks("2001:db8:1::74"), pool, &BTreeSet::new()), None);
+        assert_eq!(
+            pool_address(&asks("2001:db8:1::77"), pool, &BTreeSet::new()),
+            Some(ip("2001:db8:1::77"))
+        );
         let wide = range("2001:db8::", 64);
         assert!(wide.contains(ip("2001:db8::ffff:1")) && !wide.contains(ip("2001:db8:0:1::")));
         assert_eq!(pool_address(&fresh, wide, &BTreeSet::new()), Some(ip("2001:db8::1")));
@@ -333,6 +353,21 @@ mod tests {
         assert!(Pool::new(vec![range("192.0.2.0", 29), range("198.51.100.0", 29)]).is_err());
         assert_eq!(Pool::new(vec![range("192.0.2.0", 29)]).unwrap().range(true), None);
         assert!(Range::new(ip("192.0.2.0"), 33).is_none());
+        // The edges: a whole family, a pair, one address.
+        let fresh = service("LoadBalancer", None, &[]);
+        let none = BTreeSet::new();
+        assert_eq!(pool_address(&fresh, range("203.0.113.9", 0), &none), Some(ip("0.0.0.1")));
+        assert!(range("203.0.113.9", 0).contains(ip("255.255.255.255")));
+        assert_eq!(pool_address(&fresh, range("::", 0), &none), Some(ip("::1")));
+        assert!(range("::", 0).contains(ip("ffff::1")) && !range("::", 0).contains(ip("10.0.0.1")));
+        assert_eq!(pool_address(&fresh, range("192.0.2.4", 31), &none), Some(ip("192.0.2.4")));
+        let first: BTreeSet<IpAddr> = [ip("192.0.2.4")].into();
+        assert_eq!(pool_address(&fresh, range("192.0.2.4", 31), &first), Some(ip("192.0.2.5")));
+        assert_eq!(pool_address(&fresh, range("2001:db8::7", 128), &none), Some(ip("2001:db8::7")));
+        assert_eq!(
+            pool_address(&fresh, range("2001:db8::6", 127), &first),
+            Some(ip("2001:db8::6"))
+        );
     }
 
     #[test]

@@ -109,9 +109,11 @@ fn pool_address(service: &Service, range: decide::Range, ctx: &Context) -> Optio
         services.iter().map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s)).collect();
     given.retain(|ip, holder| {
         !range.contains(*ip)
-            || holders
-                .get(holder)
-                .is_some_and(|s| decide::owned(s) && !decide::held(s, range).contains(ip))
+            || holders.get(holder).is_some_and(|s| {
+                decide::owned(s)
+                    && decide::families(s).contains(&range.is_ipv6())
+                    && !decide::held(s, range).contains(ip)
+            })
     });
     let mut taken: BTreeSet<IpAddr> = services
         .iter()

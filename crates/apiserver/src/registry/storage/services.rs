@@ -209,16 +209,22 @@ impl ServiceAllocator {
                 );
                 return Err(invalid(svc, vec![FieldError::invalid(field, json!([raw]), detail)]));
             }
+            let taken = || {
+                let detail =
+                    format!("failed to allocate IP {ip}: provided IP is already allocated");
+                Err(invalid(svc, vec![FieldError::invalid(field.clone(), json!([raw]), detail)]))
+            };
+            // A dry run checks that the address is free, as upstream's dry-run allocator does.
             if dry_run {
-                return Ok(ip);
+                return match store.get(&ip_key(ip)).await {
+                    Ok(None) => Ok(ip),
+                    Ok(Some(_)) => taken(),
+                    Err(e) => Err(internal(e)),
+                };
             }
             return match store.create(&ip_key(ip), self.ip_record(ip, svc)).await {
                 Ok(_) => Ok(ip),
-                Err(StoreError::AlreadyExists { .. }) => {
-                    let detail =
-                        format!("failed to allocate IP {ip}: provided IP is already allocated");
-                    Err(invalid(svc, vec![FieldError::invalid(field, json!([raw]), detail)]))
-                }
+                Err(StoreError::AlreadyExists { .. }) => taken(),
                 Err(e) => Err(internal(e)),
             };
         }
@@ -370,12 +376,23 @@ impl ServiceAllocator {
                         )],
                     ));
                 };
-                if dry_run || held.contains(&p) {
+                if held.contains(&p) {
                     continue;
                 }
-                match store.create(&port_key(p), record.clone()).await {
-                    Ok(_) => {
-                        reserved.push(p);
+                // A dry run checks that the port is free (or its own), reserving nothing.
+                let created = match dry_run {
+                    true => match store.get(&port_key(p)).await {
+                        Ok(None) => Ok(()),
+                        Ok(Some(_)) => Err(StoreError::AlreadyExists { key: port_key(p) }),
+                        Err(e) => Err(e),
+                    },
+                    false => store.create(&port_key(p), record.clone()).await.map(|_| ()),
+                };
+                match created {
+                    Ok(()) => {
+                        if !dry_run {
+                            reserved.push(p);
+                        }
                         continue;
                     }
                     Err(StoreError::AlreadyExists { .. })
@@ -720,6 +737,31 @@ mod tests {
         store.create(&port_key(30081), Vec::new()).await.unwrap();
         allocator.after_delete(&store, &back).await;
         assert!(store.get(&port_key(30081)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_is_refused_what_is_taken_and_reserves_nothing() {
+        let (_dir, store) = store();
+        let allocator = ServiceAllocator::new(ServiceRanges::default());
+        let mut first = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
+            "spec": {"type": "NodePort", "clusterIPs": ["10.43.0.20"],
+                     "ports": [{"port": 80, "nodePort": 30082}]}});
+        allocator.before_create(&store, &mut first, false).await.unwrap();
+        let asking = |ip: &str, port: u16| {
+            json!({"metadata": {"name": "b", "namespace": "default", "uid": "uid-b"},
+                "spec": {"type": "NodePort", "clusterIPs": [ip], "ports": [{"port": 80, "nodePort": port}]}})
+        };
+        let refused = allocator.before_create(&store, &mut asking("10.43.0.21", 30082), true).await;
+        assert!(refused.unwrap_err().to_string().contains("already allocated"));
+        let refused = allocator.before_create(&store, &mut asking("10.43.0.20", 30083), true).await;
+        assert!(refused.unwrap_err().to_string().contains("already allocated"));
+        allocator.before_create(&store, &mut asking("10.43.0.21", 30083), true).await.unwrap();
+        assert!(store.get(&port_key(30083)).await.unwrap().is_none());
+        assert!(store.get(&ip_key(v4("10.43.0.21"))).await.unwrap().is_none());
+        // Its own port stays its own in a dry-run update.
+        let mut again = first.clone();
+        again["metadata"]["labels"] = json!({"a": "b"});
+        allocator.before_update(&store, &mut again, &first, true).await.unwrap();
     }
 
     #[tokio::test]
