@@ -115,6 +115,20 @@ def test_other_writes_record_their_managers(kubectl, ns):
     assert owned[("patcher", "Update", "")] == {"f:data": {"f:b": {}}}
 
 
+def test_an_update_without_managed_fields_keeps_them(kubectl, cluster, ns):
+    """A PUT whose object has no `managedFields` keeps the stored entries and adds its own,
+    as upstream: what the controllers' caches (decoded without them) write back relies on it."""
+    kubectl("create", "configmap", "kept", "-n", ns, "--from-literal=a=1")
+    path = f"/api/v1/namespaces/{ns}/configmaps/kept"
+    obj = cluster.ok("GET", path)
+    del obj["metadata"]["managedFields"]
+    obj["data"]["b"] = "2"
+    cluster.ok("PUT", path, body=obj, params={"fieldManager": "writer"})
+    owned = managers(kubectl, "configmap", "kept", "-n", ns)
+    assert ("kubectl-create", "Update", "") in owned, owned
+    assert owned[("writer", "Update", "")] == {"f:data": {"f:b": {}}}
+
+
 def test_client_side_apply_moves_to_server_side_apply(kubectl, ns, tmp_path):
     f = tmp_path / "cm.yaml"
     f.write_text(configmap(ns, {"a": "1", "b": "2"}))

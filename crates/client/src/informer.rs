@@ -9,11 +9,13 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use futures::channel::mpsc;
-use futures::{SinkExt, Stream, StreamExt};
+use futures::{SinkExt, Stream, StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
+
+use crate::trimmed::{Trimmed, untrimmed};
 
 /// Objects a subscriber may fall behind by before the cache waits for it.
 const BUFFER: usize = 1024;
@@ -125,49 +127,51 @@ where
     }
 
     /// Watches `api` into the cache for ever, re-listing with back-off after errors, and
-    /// hands each touched object to every subscriber (the cache is updated first).
-    pub fn run(self, api: Api<K>) -> impl Future<Output = ()> + Send + 'static {
+    /// hands each touched object to every subscriber (the cache is updated first). The cache
+    /// holds objects without their `managedFields` ([`Trimmed`]), as upstream's controller
+    /// manager trims them from its informers: no controller reads them, and an update that
+    /// sends none keeps the stored ones.
+    pub fn run(self, api: Api<Trimmed<K>>) -> impl Future<Output = ()> + Send + 'static {
         let kind = K::kind(&()).to_string();
         let subscribers = self.subscribers;
         let (store, index) = (self.store.clone(), self.by_namespace.clone());
-        watcher(api, watcher::Config::default()).default_backoff().reflect(self.writer).for_each(
-            move |event| {
-                // The index follows the events, not the store: a list's objects reach the
-                // store only all at once when the list is done, so the index is made again
-                // from the store then.
-                let touched = match event {
-                    Ok(watcher::Event::Apply(object)) => {
-                        index.touch(&object, true);
-                        Ok(Some(object))
-                    }
-                    Ok(watcher::Event::Delete(object)) => {
-                        index.touch(&object, false);
-                        Ok(Some(object))
-                    }
-                    Ok(watcher::Event::InitApply(object)) => Ok(Some(object)),
-                    Ok(watcher::Event::InitDone) => {
-                        index.rebuild(&store);
-                        Ok(None)
-                    }
-                    Ok(watcher::Event::Init) => Ok(None),
-                    Err(e) => Err(e),
-                };
-                let kind = kind.clone();
-                let mut senders = subscribers.clone();
-                async move {
-                    match touched {
-                        Ok(Some(object)) => {
-                            let object = Arc::new(object);
-                            for sender in &mut senders {
-                                let _ = sender.send(Arc::clone(&object)).await;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(kind, error = %e, "watch failed; re-listing"),
-                    }
+        let events = watcher(api, watcher::Config::default()).map_ok(untrimmed);
+        events.default_backoff().reflect(self.writer).for_each(move |event| {
+            // The index follows the events, not the store: a list's objects reach the
+            // store only all at once when the list is done, so the index is made again
+            // from the store then.
+            let touched = match event {
+                Ok(watcher::Event::Apply(object)) => {
+                    index.touch(&object, true);
+                    Ok(Some(object))
                 }
-            },
-        )
+                Ok(watcher::Event::Delete(object)) => {
+                    index.touch(&object, false);
+                    Ok(Some(object))
+                }
+                Ok(watcher::Event::InitApply(object)) => Ok(Some(object)),
+                Ok(watcher::Event::InitDone) => {
+                    index.rebuild(&store);
+                    Ok(None)
+                }
+                Ok(watcher::Event::Init) => Ok(None),
+                Err(e) => Err(e),
+            };
+            let kind = kind.clone();
+            let mut senders = subscribers.clone();
+            async move {
+                match touched {
+                    Ok(Some(object)) => {
+                        let object = Arc::new(object);
+                        for sender in &mut senders {
+                            let _ = sender.send(Arc::clone(&object)).await;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(kind, error = %e, "watch failed; re-listing"),
+                }
+            }
+        })
     }
 }
 

@@ -18,4 +18,4 @@ pub use events::Events;
 pub use informer::Informer;
 pub use kubeconfig::{acting_as, config_from_kubeconfig, config_or_default, identity};
 pub use leader::LeaderElection;
-pub use trimmed::Trimmed;
+pub use trimmed::{Trimmed, untrimmed};

@@ -3,14 +3,15 @@
 //! Upstream's kube-scheduler drops them with an informer transform once decoded. Here they are
 //! skipped while decoding: the entries' `fieldsV1` trees are the largest part of many objects
 //! (a pod's is often a third of its JSON), and decoding them builds a `serde_json::Value` per
-//! field only to drop it. Watch `Api<Trimmed<K>>` instead of `Api<K>`; everything else about
-//! the resource is `K`'s.
+//! field only to drop it. Watch `Api<Trimmed<K>>` instead of `Api<K>` (and map its events with
+//! [`untrimmed`]); everything else about the resource is `K`'s.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::runtime::watcher;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess};
 
 /// `K` as decoded without `metadata.managedFields` (left empty).
@@ -21,6 +22,17 @@ impl<K> Trimmed<K> {
     /// The object.
     pub fn into_inner(self) -> K {
         self.0
+    }
+}
+
+/// A watch event of trimmed objects as one of the objects themselves.
+pub fn untrimmed<K>(event: watcher::Event<Trimmed<K>>) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(object.0),
+        watcher::Event::Delete(object) => watcher::Event::Delete(object.0),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(object.0),
+        watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 

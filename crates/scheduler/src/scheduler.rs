@@ -18,7 +18,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use krust_client::{Events, Trimmed};
+use krust_client::{Events, Trimmed, untrimmed};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -759,17 +759,6 @@ where
             }
         }
     })
-}
-
-/// A watch event of trimmed objects as one of the objects themselves.
-fn untrimmed<K>(event: watcher::Event<Trimmed<K>>) -> watcher::Event<K> {
-    match event {
-        watcher::Event::Apply(object) => watcher::Event::Apply(object.0),
-        watcher::Event::Delete(object) => watcher::Event::Delete(object.0),
-        watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(object) => watcher::Event::InitApply(object.0),
-        watcher::Event::InitDone => watcher::Event::InitDone,
-    }
 }
 
 /// Hands every event of `stream` to the loop.

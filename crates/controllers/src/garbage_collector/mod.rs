@@ -16,8 +16,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use krust_client::{Trimmed, untrimmed};
 use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
@@ -241,8 +242,10 @@ async fn monitor(
     changes: mpsc::Sender<Change>,
     initial: bool,
 ) {
-    let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(root, &resource);
-    let mut events = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    // Decoded without `managedFields`: the graph keeps none of them.
+    let api: Api<Trimmed<PartialObjectMeta<DynamicObject>>> = Api::all_with(root, &resource);
+    let events = watcher::watcher(api, watcher::Config::default()).map_ok(untrimmed);
+    let mut events = events.default_backoff().boxed();
     let mut listing: HashSet<String> = HashSet::new();
     let mut first_list = initial;
     let node = |m: PartialObjectMeta<DynamicObject>| node_of(&resource, m);
