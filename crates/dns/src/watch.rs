@@ -5,9 +5,10 @@ use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::{Arc, RwLock};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use krust_client::{Trimmed, untrimmed};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
@@ -66,7 +67,7 @@ pub fn follow(
 }
 
 async fn keep<K: Indexed>(
-    api: Api<K>,
+    api: Api<Trimmed<K>>,
     records: Arc<RwLock<Records>>,
     synced: tokio::sync::oneshot::Sender<()>,
 ) {
@@ -101,8 +102,9 @@ async fn keep<K: Indexed>(
     }
 }
 
+/// `api`'s watch events, with objects decoded without their `managedFields`.
 fn watcher<K: Indexed>(
-    api: Api<K>,
+    api: Api<Trimmed<K>>,
 ) -> impl futures::Stream<Item = Result<Event<K>, watcher::Error>> + Send {
-    watcher::watcher(api, watcher::Config::default()).default_backoff()
+    watcher::watcher(api, watcher::Config::default()).map_ok(untrimmed).default_backoff()
 }

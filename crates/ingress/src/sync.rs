@@ -14,10 +14,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use krust_client::{Trimmed, untrimmed};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -282,10 +283,11 @@ impl Listings {
     }
 }
 
-/// Spawns a task that sends `api`'s watch events, wrapped by `wrap`, to `tx`.
+/// Spawns a task that sends `api`'s watch events (objects decoded without their
+/// `managedFields`), wrapped by `wrap`, to `tx`.
 fn spawn_watch<K>(
     watches: &mut JoinSet<()>,
-    api: Api<K>,
+    api: Api<Trimmed<K>>,
     config: watcher::Config,
     tx: mpsc::Sender<Change>,
     wrap: fn(Box<Event<K>>) -> Change,
@@ -294,7 +296,8 @@ fn spawn_watch<K>(
     K::DynamicType: Default,
 {
     watches.spawn(async move {
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
+        let events = watcher::watcher(api, config).map_ok(untrimmed);
+        let mut events = events.default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(e) => {
@@ -320,34 +323,35 @@ pub async fn run(client: kube::Client, targets: Targets) {
     let mut tasks = JoinSet::new();
     spawn_watch(
         &mut tasks,
-        Api::<IngressClass>::all(client.clone()),
+        Api::<Trimmed<IngressClass>>::all(client.clone()),
         all.clone(),
         tx.clone(),
         Change::Class,
     );
     spawn_watch(
         &mut tasks,
-        Api::<Ingress>::all(client.clone()),
+        Api::<Trimmed<Ingress>>::all(client.clone()),
         all.clone(),
         tx.clone(),
         Change::Ingress,
     );
     spawn_watch(
         &mut tasks,
-        Api::<Service>::all(client.clone()),
+        Api::<Trimmed<Service>>::all(client.clone()),
         all.clone(),
         tx.clone(),
         Change::Service,
     );
     spawn_watch(
         &mut tasks,
-        Api::<EndpointSlice>::all(client.clone()),
+        Api::<Trimmed<EndpointSlice>>::all(client.clone()),
         all,
         tx.clone(),
         Change::Slice,
     );
     let tls_only = watcher::Config::default().fields("type=kubernetes.io/tls");
-    spawn_watch(&mut tasks, Api::<Secret>::all(client.clone()), tls_only, tx, Change::Secret);
+    let secrets = Api::<Trimmed<Secret>>::all(client.clone());
+    spawn_watch(&mut tasks, secrets, tls_only, tx, Change::Secret);
     let (status_tx, status_rx) = watch::channel(Vec::new());
     tasks.spawn(write_status(client, status_rx));
 

@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use krust_client::{Trimmed, untrimmed};
 use krust_nftables::{Family, Netlink};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -84,9 +85,11 @@ fn apply<K, V: PartialEq>(
     }
 }
 
+/// Spawns a task that sends `api`'s watch events (objects decoded without their
+/// `managedFields`), wrapped by `wrap`, to `tx`.
 fn forward<K>(
     watches: &mut JoinSet<()>,
-    api: Api<K>,
+    api: Api<Trimmed<K>>,
     tx: mpsc::Sender<Change>,
     wrap: fn(Box<Event<K>>) -> Change,
     what: &str,
@@ -95,7 +98,8 @@ fn forward<K>(
 {
     let what = what.to_string();
     watches.spawn(async move {
-        let mut events = watcher::watcher(api, Default::default()).default_backoff().boxed();
+        let events = watcher::watcher(api, Default::default()).map_ok(untrimmed);
+        let mut events = events.default_backoff().boxed();
         while let Some(event) = events.next().await {
             match event {
                 Ok(e) => {
@@ -120,10 +124,12 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
     // The watches end with this future (dropped when enforcement stops), not after it.
     let mut watches = JoinSet::new();
-    let policy_api = Api::<NetworkPolicy>::all(client.clone());
+    let policy_api = Api::<Trimmed<NetworkPolicy>>::all(client.clone());
     forward(&mut watches, policy_api, tx.clone(), Change::Policy, "NetworkPolicy");
-    forward(&mut watches, Api::<Pod>::all(client.clone()), tx.clone(), Change::Pod, "Pod");
-    forward(&mut watches, Api::<Namespace>::all(client), tx, Change::Namespace, "Namespace");
+    let pod_api = Api::<Trimmed<Pod>>::all(client.clone());
+    forward(&mut watches, pod_api, tx.clone(), Change::Pod, "Pod");
+    let namespace_api = Api::<Trimmed<Namespace>>::all(client);
+    forward(&mut watches, namespace_api, tx, Change::Namespace, "Namespace");
 
     let mut cluster = Cluster::default();
     let mut namespaces: BTreeMap<Key, plan::Labels> = BTreeMap::new();

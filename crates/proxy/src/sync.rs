@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use krust_client::{Trimmed, untrimmed};
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -144,8 +145,11 @@ impl State {
 pub async fn run(client: kube::Client, layouts: Vec<Layout>) -> Result<(), Error> {
     let mut netlink = Netlink::open()?;
     let (tx, mut rx) = mpsc::channel::<Change>(1024);
-    let services = watcher::watcher(Api::<Service>::all(client.clone()), Default::default());
-    let slices = watcher::watcher(Api::<EndpointSlice>::all(client), Default::default());
+    // Decoded without their `managedFields`, which the proxy never reads.
+    let services = Api::<Trimmed<Service>>::all(client.clone());
+    let services = watcher::watcher(services, Default::default()).map_ok(untrimmed);
+    let slices = Api::<Trimmed<EndpointSlice>>::all(client);
+    let slices = watcher::watcher(slices, Default::default()).map_ok(untrimmed);
     let tx_services = tx.clone();
     // The watches end with this future (dropped when the proxy stops), not after it.
     let mut watches = tokio::task::JoinSet::new();
