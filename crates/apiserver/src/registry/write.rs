@@ -11,6 +11,7 @@ use krust_store::StoreError;
 use serde_json::Value;
 
 use super::options::FieldValidation;
+use super::storage::Reserved;
 use super::subresource::Subresource;
 use super::{
     Registry, attributes, encode, meta, name_of, stamped, store_error, to_served, to_stored,
@@ -757,8 +758,11 @@ impl Registry {
                 // it (upstream's `BeginUpdate` also runs before it); an attempt that stores
                 // nothing gives it back. (Resources with hooks store the version they serve.)
                 let hooks = self.hooks(info);
+                let mut reservation = Reserved::default();
                 if let Some(hooks) = hooks {
-                    hooks.before_update(self.store.as_ref(), &mut new, &old, opts.dry_run).await?;
+                    reservation = hooks
+                        .before_update(self.store.as_ref(), &mut new, &old, opts.dry_run)
+                        .await?;
                 }
                 let reserved = hooks.filter(|_| !opts.dry_run);
                 let admitted = async {
@@ -781,7 +785,7 @@ impl Registry {
                     Ok(more) => warnings.extend(more),
                     Err(e) => {
                         if let Some(hooks) = reserved {
-                            hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                            hooks.update_failed(self.store.as_ref(), &reservation).await;
                         }
                         return Err(e);
                     }
@@ -822,7 +826,7 @@ impl Registry {
                         }
                         Err(e) => {
                             if let Some(hooks) = reserved {
-                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                                hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             Err(e)
                         }
@@ -832,7 +836,7 @@ impl Registry {
                         Ok(encoded) => encoded,
                         Err(e) => {
                             if let Some(hooks) = reserved {
-                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                                hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             return Err(e);
                         }
@@ -845,7 +849,7 @@ impl Registry {
                         }
                         Err(e) => {
                             if let Some(hooks) = reserved {
-                                hooks.update_failed(self.store.as_ref(), &new, &old).await;
+                                hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             Err(e)
                         }
@@ -857,7 +861,7 @@ impl Registry {
                             if finalized {
                                 // What the old object held, and what this write reserved.
                                 hooks.after_delete(self.store.as_ref(), &old).await;
-                                hooks.update_failed(self.store.as_ref(), &stored, &old).await;
+                                hooks.update_failed(self.store.as_ref(), &reservation).await;
                             } else {
                                 hooks.after_update(self.store.as_ref(), &stored, &old).await;
                             }

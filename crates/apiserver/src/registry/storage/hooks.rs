@@ -8,6 +8,14 @@ use krust_api::StatusError;
 use krust_store::Store;
 use serde_json::Value;
 
+/// What [`ResourceHooks::before_update`] reserved for one attempt: the store keys it created,
+/// and nothing it found already reserved.
+#[derive(Debug, Default)]
+pub struct Reserved {
+    /// The keys.
+    pub keys: Vec<String>,
+}
+
 /// Work done around the writes of one resource.
 #[async_trait]
 pub trait ResourceHooks: Send + Sync {
@@ -28,21 +36,21 @@ pub trait ResourceHooks: Send + Sync {
     async fn create_failed(&self, store: &dyn Store, obj: &Value);
 
     /// Before validating admission sees an update (as upstream's `BeginUpdate`): reserve what
-    /// the new object needs beyond the old one and record it in the new one. `dry_run` checks
-    /// without reserving.
+    /// the new object needs beyond the old one, record it in the new one, and answer what was
+    /// reserved (nothing on failure: given back). `dry_run` checks without reserving.
     async fn before_update(
         &self,
         store: &dyn Store,
         new: &mut Value,
         old: &Value,
         dry_run: bool,
-    ) -> Result<(), StatusError>;
+    ) -> Result<Reserved, StatusError>;
 
     /// After an update that [`before_update`](Self::before_update) prepared was not stored
     /// as `new` (admission refused it; the store refused it: a conflict, retried with a fresh
     /// `old`, or an error; or it removed the last finalizer, so the object went): release what
-    /// `new` holds beyond `old`.
-    async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value);
+    /// that call reserved, as upstream's allocation transaction is reverted.
+    async fn update_failed(&self, store: &dyn Store, reserved: &Reserved);
 
     /// After an update was stored: release what only the old object held.
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value);

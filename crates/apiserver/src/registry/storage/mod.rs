@@ -22,7 +22,7 @@ use krust_api::{ResourceInfo, StatusError};
 use serde_json::Value;
 
 pub use handler::{SubresourceHandler, SubresourceRequest, success};
-pub use hooks::ResourceHooks;
+pub use hooks::{Reserved, ResourceHooks};
 pub use krust_api::cidr::{Cidr, check_dual};
 pub use services::{ServiceAllocator, ServiceRanges};
 

@@ -16,7 +16,7 @@ use krust_store::{Store, StoreError};
 use serde_json::{Value, json};
 
 use super::service_families::settle;
-use super::{ResourceHooks, ResourceStorage};
+use super::{Reserved, ResourceHooks, ResourceStorage};
 use crate::registry::meta::timestamp;
 
 /// The storage of `services`: cluster IPs and node ports allocated from `ranges` around its
@@ -266,15 +266,15 @@ impl ServiceAllocator {
 
     /// Settles `svc`'s families and reserves the cluster IPs it lacks, writing
     /// `ipFamilyPolicy`, `ipFamilies`, `clusterIPs` and `clusterIP`. `held` are the addresses
-    /// the stored object already holds (an update's); on failure, what this call reserved
-    /// is released.
+    /// the stored object already holds (an update's); answers those it reserved (none in a dry
+    /// run). On failure, what this call reserved is released.
     async fn reserve_ips(
         &self,
         store: &dyn Store,
         svc: &mut Value,
         old: Option<&Value>,
         dry_run: bool,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<IpAddr>, StatusError> {
         let settled = settle(svc, old, &self.ranges.families()).map_err(|e| invalid(svc, e))?;
         let held = old.map(Self::held_ips).unwrap_or_default();
         let mut ips = Vec::new();
@@ -301,12 +301,16 @@ impl ServiceAllocator {
                 }
             }
         }
+        // A dry run reserved nothing.
+        if dry_run {
+            reserved.clear();
+        }
         // `spec` is an object here (the body was type-checked); a missing one is made.
         let Some(spec) = svc.as_object_mut().map(|o| o.entry("spec").or_insert_with(|| json!({})))
         else {
-            return Ok(());
+            return Ok(reserved);
         };
-        let Some(spec) = spec.as_object_mut() else { return Ok(()) };
+        let Some(spec) = spec.as_object_mut() else { return Ok(reserved) };
         spec.insert("ipFamilyPolicy".into(), json!(settled.policy));
         let families: Vec<&str> = settled.families.iter().map(|f| f.name()).collect();
         spec.insert("ipFamilies".into(), json!(families));
@@ -314,25 +318,29 @@ impl ServiceAllocator {
         let all = if ips.is_empty() { vec![primary.clone()] } else { ips };
         spec.insert("clusterIP".into(), json!(primary));
         spec.insert("clusterIPs".into(), json!(all));
-        Ok(())
+        Ok(reserved)
     }
 
     /// Reserves the node ports of a NodePort or LoadBalancer service: those it asks for
     /// (beyond `held`, which an update's old object already holds) and new ones for ports
-    /// without (unless a LoadBalancer's `allocateLoadBalancerNodePorts` is false). On failure, what it reserved is released again (never a port it was refused).
+    /// without (unless a LoadBalancer's `allocateLoadBalancerNodePorts` is false). Answers
+    /// those it reserved (none in a dry run, nor one whose record was this Service's already).
+    /// On failure, what it reserved is released again (never a port it was refused).
     async fn reserve_ports(
         &self,
         store: &dyn Store,
         svc: &mut Value,
         held: &[u16],
         dry_run: bool,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Vec<u16>, StatusError> {
         let mut reserved = Vec::new();
-        let result = self.reserve_ports_into(store, svc, held, dry_run, &mut reserved).await;
-        if result.is_err() {
-            self.release(store, svc, &[], &reserved).await;
+        match self.reserve_ports_into(store, svc, held, dry_run, &mut reserved).await {
+            Ok(()) => Ok(reserved),
+            Err(e) => {
+                self.release(store, svc, &[], &reserved).await;
+                Err(e)
+            }
         }
-        result
     }
 
     async fn reserve_ports_into(
@@ -555,7 +563,7 @@ impl ResourceHooks for ServiceAllocator {
         new: &mut Value,
         old: &Value,
         dry_run: bool,
-    ) -> Result<(), StatusError> {
+    ) -> Result<Reserved, StatusError> {
         let (_, old_ports) = Self::held(old);
         let kind = path(new, "spec.type").and_then(Value::as_str).unwrap_or("ClusterIP");
         // A write that leaves the addressing as it was (a status write, a label) settles
@@ -564,29 +572,26 @@ impl ResourceHooks for ServiceAllocator {
             ["type", "clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "selector"]
                 .map(|field| svc.pointer(&format!("/spec/{field}")).cloned())
         };
+        let mut ips = Vec::new();
         if kind != "ExternalName" && addressing(new) != addressing(old) {
-            self.reserve_ips(store, new, Some(old), dry_run).await?;
+            ips = self.reserve_ips(store, new, Some(old), dry_run).await?;
         }
-        if let Err(e) = self.reserve_ports(store, new, &old_ports, dry_run).await {
-            if !dry_run {
-                let old_ips = Self::held_ips(old);
-                let extra: Vec<IpAddr> =
-                    Self::held_ips(new).into_iter().filter(|ip| !old_ips.contains(ip)).collect();
-                self.release(store, new, &extra, &[]).await;
+        match self.reserve_ports(store, new, &old_ports, dry_run).await {
+            Ok(ports) => {
+                let keys = ips.into_iter().map(ip_key).chain(ports.into_iter().map(port_key));
+                Ok(Reserved { keys: keys.collect() })
             }
-            return Err(e);
+            Err(e) => {
+                self.release(store, new, &ips, &[]).await;
+                Err(e)
+            }
         }
-        Ok(())
     }
 
-    async fn update_failed(&self, store: &dyn Store, new: &Value, old: &Value) {
-        let (old_ips, old_ports) = Self::held(old);
-        let (new_ips, new_ports) = Self::held(new);
-        let extra_ips: Vec<IpAddr> =
-            new_ips.into_iter().filter(|ip| !old_ips.contains(ip)).collect();
-        let extra_ports: Vec<u16> =
-            new_ports.into_iter().filter(|p| !old_ports.contains(p)).collect();
-        self.release(store, new, &extra_ips, &extra_ports).await;
+    async fn update_failed(&self, store: &dyn Store, reserved: &Reserved) {
+        for key in &reserved.keys {
+            let _ = store.delete(key, None).await;
+        }
     }
 
     async fn after_update(&self, store: &dyn Store, new: &Value, old: &Value) {
@@ -762,6 +767,32 @@ mod tests {
         let mut again = first.clone();
         again["metadata"]["labels"] = json!({"a": "b"});
         allocator.before_update(&store, &mut again, &first, true).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_update_gives_back_what_it_reserved_and_nothing_else() {
+        let (_dir, store) = store();
+        let allocator = ServiceAllocator::new(ServiceRanges::default());
+        let mut node_port = json!({"metadata": {"name": "a", "namespace": "default", "uid": "uid-a"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30084}]}});
+        allocator.before_create(&store, &mut node_port, false).await.unwrap();
+        // An attempt from a copy that lacks the port another write of the same Service gave
+        // it: the port is its own already, so not reserved by this attempt; its new address is.
+        let behind = json!({"metadata": node_port["metadata"],
+            "spec": {"type": "ExternalName", "externalName": "example.test", "ports": [{"port": 80}]}});
+        let mut attempt = json!({"metadata": node_port["metadata"],
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30084}]}});
+        let reserved = allocator.before_update(&store, &mut attempt, &behind, false).await.unwrap();
+        let ip = v4(attempt["spec"]["clusterIP"].as_str().unwrap());
+        assert_eq!(reserved.keys, vec![ip_key(ip)]);
+        allocator.update_failed(&store, &reserved).await;
+        assert!(store.get(&ip_key(ip)).await.unwrap().is_none());
+        assert!(store.get(&port_key(30084)).await.unwrap().is_some());
+        // A dry run reserves nothing to give back.
+        let mut dry = attempt.clone();
+        dry["spec"]["ports"][0]["nodePort"] = json!(30085);
+        let reserved = allocator.before_update(&store, &mut dry, &behind, true).await.unwrap();
+        assert!(reserved.keys.is_empty(), "{:?}", reserved.keys);
     }
 
     #[tokio::test]
