@@ -764,7 +764,6 @@ impl Registry {
                         .before_update(self.store.as_ref(), &mut new, &old, opts.dry_run)
                         .await?;
                 }
-                let reserved = hooks.filter(|_| !opts.dry_run);
                 let admitted = async {
                     if sub == Subresource::Scale {
                         let scale = sub.view(info, new.clone());
@@ -784,7 +783,7 @@ impl Registry {
                 match admitted {
                     Ok(more) => warnings.extend(more),
                     Err(e) => {
-                        if let Some(hooks) = reserved {
+                        if let Some(hooks) = hooks {
                             hooks.update_failed(self.store.as_ref(), &reservation).await;
                         }
                         return Err(e);
@@ -808,7 +807,15 @@ impl Registry {
                         .and_then(Value::as_array)
                         .is_none_or(Vec::is_empty)
                     && !info.strategy.deletion_held(&new);
-                let mut new = to_stored(info, new)?;
+                let mut new = match to_stored(info, new) {
+                    Ok(new) => new,
+                    Err(e) => {
+                        if let Some(hooks) = hooks {
+                            hooks.update_failed(self.store.as_ref(), &reservation).await;
+                        }
+                        return Err(e);
+                    }
+                };
                 if opts.dry_run {
                     return Ok(Step::Done(written(sub.view(info, to_served(info, new)?))));
                 }
@@ -825,7 +832,7 @@ impl Registry {
                             Ok(new)
                         }
                         Err(e) => {
-                            if let Some(hooks) = reserved {
+                            if let Some(hooks) = hooks {
                                 hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             Err(e)
@@ -835,7 +842,7 @@ impl Registry {
                     let encoded = match encode(&mut new) {
                         Ok(encoded) => encoded,
                         Err(e) => {
-                            if let Some(hooks) = reserved {
+                            if let Some(hooks) = hooks {
                                 hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             return Err(e);
@@ -848,7 +855,7 @@ impl Registry {
                             Ok(stamped(new, kv.mod_revision))
                         }
                         Err(e) => {
-                            if let Some(hooks) = reserved {
+                            if let Some(hooks) = hooks {
                                 hooks.update_failed(self.store.as_ref(), &reservation).await;
                             }
                             Err(e)
@@ -857,7 +864,7 @@ impl Registry {
                 };
                 match result {
                     Ok(stored) => {
-                        if let Some(hooks) = reserved {
+                        if let Some(hooks) = hooks {
                             if finalized {
                                 // What the old object held, and what this write reserved.
                                 hooks.after_delete(self.store.as_ref(), &old).await;

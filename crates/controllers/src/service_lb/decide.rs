@@ -53,28 +53,29 @@ impl Range {
             && (n ^ network).checked_shr(bits - u32::from(self.prefix)).unwrap_or(0) == 0
     }
 
-    /// Whether a Service may get `ip`: one of [`addresses`](Self::addresses).
-    fn gives(&self, ip: IpAddr) -> bool {
-        let ((_, n), (bits, network)) = (bits_of(ip), bits_of(self.network));
-        let last =
-            network | u128::MAX.checked_shr(128 - bits + u32::from(self.prefix)).unwrap_or(0);
-        let big = last - network > 1;
-        self.contains(ip) && !(big && (n == network || (!self.is_ipv6() && n == last)))
-    }
-
-    /// The addresses a Service may get, lowest first: all but an IPv4 network's first and
-    /// last (its network and broadcast addresses) and an IPv6 network's first (its
-    /// subnet-router anycast address), when it has more than two.
-    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+    /// The first and last address a Service may get: all but an IPv4 network's first and last
+    /// (its network and broadcast addresses) and an IPv6 network's first (its subnet-router
+    /// anycast address), when it has more than two.
+    fn given(&self) -> (u128, u128) {
         let (bits, network) = bits_of(self.network);
         let last =
             network | u128::MAX.checked_shr(128 - bits + u32::from(self.prefix)).unwrap_or(0);
-        let big = last - network > 1;
-        let (first, last) = match (big, self.is_ipv6()) {
+        match (last - network > 1, self.is_ipv6()) {
             (true, false) => (network + 1, last - 1),
             (true, true) => (network + 1, last),
             (false, _) => (network, last),
-        };
+        }
+    }
+
+    /// Whether a Service may get `ip`: one of [`addresses`](Self::addresses).
+    fn gives(&self, ip: IpAddr) -> bool {
+        let (first, last) = self.given();
+        self.contains(ip) && (first..=last).contains(&bits_of(ip).1)
+    }
+
+    /// The addresses a Service may get ([`given`](Self::given)), lowest first.
+    fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        let (first, last) = self.given();
         let v6 = self.is_ipv6();
         (first..=last).map(move |n| match v6 {
             true => IpAddr::V6(Ipv6Addr::from(n)),

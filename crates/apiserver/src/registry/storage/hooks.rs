@@ -37,7 +37,7 @@ pub trait ResourceHooks: Send + Sync {
 
     /// Before validating admission sees an update (as upstream's `BeginUpdate`): reserve what
     /// the new object needs beyond the old one, record it in the new one, and answer what was
-    /// reserved (nothing on failure: given back). `dry_run` checks without reserving.
+    /// reserved (nothing on failure: given back). `dry_run` checks without reserving (and answers nothing reserved).
     async fn before_update(
         &self,
         store: &dyn Store,
